@@ -1,0 +1,25 @@
+//! mip4-mobike: the mobile-node side of RFC 5266 (BCP 136), "Secure
+//! Connectivity and Mobility Using Mobile IPv4 and MOBIKE", with the
+//! internal home agent, foreign agent, charon plugin and lab around it.
+//!
+//! Layout (one job per module, see docs/ARCHITECTURE.md):
+//! - [`wire`]: zero-copy views and owned representations of every message
+//!   on the wire (RFC 5944, 3024, 3519, 2794, 5265, 5454).
+//! - [`auth`], [`replay`]: MN-HA authentication (RFC 5944 §3.5) and
+//!   replay protection (RFC 5944 §5.7).
+//! - [`mn`]: the sans-IO mobile-node core (registration client, modes).
+//! - [`ha`]: the sans-IO home-agent core (binding cache, request processing).
+//! - [`dataplane`]: tunnels (kernel ipip or userspace TUN + raw socket).
+//! - [`ffi`]: the C ABI the strongSwan shim calls (the only `unsafe`).
+//! - [`lab`]: RFC 5266 Figure 1 from network namespaces, and scenarios.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod auth;
+pub mod dataplane;
+pub mod ffi;
+pub mod ha;
+pub mod lab;
+pub mod mn;
+pub mod replay;
+pub mod wire;
