@@ -887,3 +887,13 @@ proptest! {
         prop_assert!(ha.binding(HOA1).is_none());
     }
 }
+
+#[test]
+fn shipped_example_config_loads() {
+    let text = include_str!("../packaging/mip4-ha.conf.example").replace(
+        "key_file = \"/etc/mip4/keys/alice.key\"",
+        "key = \"00112233445566778899aabbccddeeff\"",
+    );
+    let c = HaConfig::from_source(&Source::from_str("mip4-ha.conf.example", text)).unwrap();
+    assert_eq!(c.mobile_nodes.len(), 2);
+}
