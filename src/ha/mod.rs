@@ -1,1 +1,13 @@
-//! (in progress)
+//! The home agent (RFC 5944 §3.8), sans-IO: datagrams and `now` in;
+//! replies, binding actions (tunnels, routes) and timers out. The
+//! `mip4-ha` daemon is a thin loop around [`HomeAgent`].
+
+pub mod agent;
+pub mod binding;
+pub mod config;
+pub mod counters;
+
+pub use agent::{Disposition, DownReason, DropReason, HomeAgent, Output};
+pub use binding::{Binding, BindingInfo, TunnelMode};
+pub use config::HaConfig;
+pub use counters::Counters;
