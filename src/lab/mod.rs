@@ -15,6 +15,7 @@
 pub mod charon;
 pub mod netns;
 pub mod wait;
+pub mod wire;
 
 /// Errors of the lab: each names the command or file that failed.
 #[derive(Debug, thiserror::Error)]

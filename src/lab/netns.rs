@@ -158,7 +158,7 @@ impl Netns {
 
     /// Sets a link up or down.
     pub fn link_up(&self, dev: &str, up: bool) -> Result<()> {
-        self.ip(&["link", "set", dev, if up { "up" } else { "down" }])
+        self.ip(&["link", "set", "dev", dev, if up { "up" } else { "down" }])
             .map(|_| ())
     }
 
@@ -245,7 +245,7 @@ impl Drop for Netns {
 /// A veth pair: `a_dev` in `a`, `b_dev` in `b`, both up.
 pub fn veth(a: &Netns, a_dev: &str, b: &Netns, b_dev: &str) -> Result<()> {
     a.ip(&[
-        "link", "add", a_dev, "type", "veth", "peer", "name", b_dev, "netns", &b.name,
+        "link", "add", "name", a_dev, "type", "veth", "peer", "name", b_dev, "netns", &b.name,
     ])?;
     a.link_up(a_dev, true)?;
     b.link_up(b_dev, true)
