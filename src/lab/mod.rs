@@ -14,6 +14,8 @@
 
 pub mod charon;
 pub mod netns;
+pub mod scenario;
+pub mod topology;
 pub mod wait;
 pub mod wire;
 
