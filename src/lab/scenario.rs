@@ -394,6 +394,18 @@ impl Run<'_> {
             source,
         })?;
         for (host, dev) in self.lab.interfaces() {
+            // The MN's access interfaces are down while detached (tcpdump
+            // refuses those); their traffic is in the pcap of the access
+            // router's end of the same link.
+            if self
+                .lab
+                .spec
+                .access
+                .iter()
+                .any(|a| a.host == host && a.dev == dev)
+            {
+                continue;
+            }
             let pcap = dir.join(format!("{host}-{dev}.pcap"));
             let log = self.work.path().join(format!("tcpdump-{host}-{dev}.log"));
             let ns = self.lab.host(&host)?;
