@@ -852,9 +852,16 @@ impl Client {
         );
         self.stats.failures += 1;
         debug!(purpose = ?p.purpose, attempts = p.attempts, "registration attempt failed");
-        if p.purpose == Purpose::Renew && self.binding.is_some() {
-            // Keep trying while the binding lasts.
-            self.renew_at = Some(now + self.config.retransmit.max_timeout);
+        if p.purpose == Purpose::Renew {
+            if let Some(b) = &self.binding {
+                // Keep trying while the binding lasts: pause for the
+                // backoff cap, or half the time left if that is shorter.
+                let mut pause = self.config.retransmit.max_timeout;
+                if let Some(e) = b.expires {
+                    pause = pause.min(e.saturating_duration_since(now) / 2);
+                }
+                self.renew_at = Some(now + pause.max(MIN_RETRANSMIT_INTERVAL));
+            }
         }
         self.events.push_back(Event::Failed {
             purpose: p.purpose,
