@@ -29,6 +29,9 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
 use crate::replay::ReplayMethod;
+use crate::wire::extension::ExtensionIter;
+use crate::wire::registration::{REPLY_HEADER_LEN, REQUEST_HEADER_LEN};
+use crate::wire::{self, Extension, ReplyRepr, RequestRepr};
 
 /// Length of an HMAC-MD5 or keyed-MD5 authenticator.
 pub const AUTHENTICATOR_LEN: usize = 16;
@@ -110,6 +113,10 @@ pub enum AuthError {
     BadLength,
     #[error("authenticator does not verify")]
     BadAuthenticator,
+    #[error("{0:?} authentication extension precedes the MN-HA one")]
+    Misordered(AuthKind),
+    #[error("malformed message: {0}")]
+    Malformed(wire::Error),
 }
 
 /// A mobility security association (RFC 5944 §1.6, §3.5): SPI, algorithm,
@@ -281,6 +288,80 @@ impl<'a> AuthExtAt<'a> {
             Err(AuthError::BadAuthenticator)
         }
     }
+}
+
+/// Emits a Registration Request and appends its Mobile-Home
+/// Authentication Extension (RFC 5944 §3.6.1.3: the MN-HA extension
+/// follows the fixed part and the extensions meant for the home agent).
+/// `repr.extensions` must not already hold authentication extensions.
+pub fn sign_request(repr: &RequestRepr, sa: &SecurityAssociation) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(repr.buffer_len() + AUTH_EXT_HEADER_LEN + AUTHENTICATOR_LEN);
+    msg.resize(repr.buffer_len(), 0);
+    repr.emit(&mut msg);
+    append_auth(&mut msg, AuthKind::MnHa, sa);
+    msg
+}
+
+/// Emits a Registration Reply and appends its Mobile-Home Authentication
+/// Extension (RFC 5944 §3.8.3.1: the home agent authenticates every reply
+/// it sends to a mobile node it shares an association with).
+pub fn sign_reply(repr: &ReplyRepr, sa: &SecurityAssociation) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(repr.buffer_len() + AUTH_EXT_HEADER_LEN + AUTHENTICATOR_LEN);
+    msg.resize(repr.buffer_len(), 0);
+    repr.emit(&mut msg);
+    append_auth(&mut msg, AuthKind::MnHa, sa);
+    msg
+}
+
+/// Offset where the extensions of a request (message type 1) or reply
+/// (type 3) begin.
+pub fn extensions_start(msg: &[u8]) -> Result<usize, AuthError> {
+    match msg.first() {
+        Some(&wire::msg_type::REGISTRATION_REQUEST) if msg.len() >= REQUEST_HEADER_LEN => {
+            Ok(REQUEST_HEADER_LEN)
+        }
+        Some(&wire::msg_type::REGISTRATION_REPLY) if msg.len() >= REPLY_HEADER_LEN => {
+            Ok(REPLY_HEADER_LEN)
+        }
+        Some(&wire::msg_type::REGISTRATION_REQUEST | &wire::msg_type::REGISTRATION_REPLY)
+        | None => Err(AuthError::Malformed(wire::Error::Truncated)),
+        Some(&t) => Err(AuthError::Malformed(wire::Error::BadType(t))),
+    }
+}
+
+/// Finds the first authentication extension of `kind` in a registration
+/// message, walking the extensions with the codec's iterator. The MN-FA
+/// and FA-HA extensions must come after the MN-HA one when it is looked
+/// for (§3.6.1.3, §3.7.2.2): the MN-HA authenticator then covers what the
+/// home agent acts on.
+pub fn find_auth(msg: &[u8], kind: AuthKind) -> Result<AuthExtAt<'_>, AuthError> {
+    let start = extensions_start(msg)?;
+    for item in ExtensionIter::new(msg, start) {
+        let (offset, ext) = item.map_err(AuthError::Malformed)?;
+        let found = match ext {
+            Extension::MnHaAuth(_) => AuthKind::MnHa,
+            Extension::MnFaAuth(_) => AuthKind::MnFa,
+            Extension::FaHaAuth(_) => AuthKind::FaHa,
+            _ => continue,
+        };
+        if found == kind {
+            return AuthExtAt::parse(msg, offset);
+        }
+        if kind == AuthKind::MnHa {
+            return Err(AuthError::Misordered(found));
+        }
+    }
+    Err(AuthError::Missing(kind))
+}
+
+/// Verifies the MN-HA authenticator of a registration message with `sa`
+/// (the association the verifier holds for this peer). On success returns
+/// the offset just past the extension: later bytes are not authenticated
+/// by the home agent or mobile node and must not be believed.
+pub fn verify_mn_ha(msg: &[u8], sa: &SecurityAssociation) -> Result<usize, AuthError> {
+    let at = find_auth(msg, AuthKind::MnHa)?;
+    at.verify(sa)?;
+    Ok(at.end)
 }
 
 /// Who a security association is with, for the home agent's lookups: a
@@ -495,5 +576,88 @@ mod tests {
         store.remove(0x2000);
         assert!(store.for_peer(&bob).is_none());
         assert_eq!(store.len(), 1);
+    }
+
+    fn request() -> RequestRepr {
+        RequestRepr {
+            flags: wire::Flags::D | wire::Flags::T,
+            lifetime: 1800,
+            home_address: Ipv4Addr::UNSPECIFIED,
+            home_agent: Ipv4Addr::new(192, 0, 2, 1),
+            care_of_address: Ipv4Addr::new(198, 51, 100, 7),
+            identification: 0xdead_beef_0000_0001,
+            extensions: vec![Extension::Nai(b"mn@example.com".to_vec())],
+        }
+    }
+
+    #[test]
+    fn signed_request_verifies_and_parses() {
+        let sa = SecurityAssociation::hmac_md5(0x1000, b"0123456789abcdef").unwrap();
+        let msg = sign_request(&request(), &sa);
+        assert_eq!(verify_mn_ha(&msg, &sa), Ok(msg.len()));
+        let parsed = RequestRepr::parse_bytes(&msg).unwrap();
+        assert_eq!(parsed.extensions.len(), 2);
+        match &parsed.extensions[1] {
+            Extension::MnHaAuth(a) => {
+                assert_eq!(a.spi, 0x1000);
+                assert_eq!(a.authenticator.len(), AUTHENTICATOR_LEN);
+            }
+            other => panic!("expected MN-HA, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn signed_reply_verifies_and_tamper_fails() {
+        let sa = SecurityAssociation::hmac_md5(0x1000, b"k").unwrap();
+        let reply = ReplyRepr {
+            code: wire::ReplyCode::ACCEPTED,
+            lifetime: 600,
+            home_address: Ipv4Addr::new(10, 1, 0, 5),
+            home_agent: Ipv4Addr::new(192, 0, 2, 1),
+            identification: 42,
+            extensions: vec![],
+        };
+        let mut msg = sign_reply(&reply, &sa);
+        assert!(verify_mn_ha(&msg, &sa).is_ok());
+        msg[3] ^= 1; // lifetime
+        assert_eq!(verify_mn_ha(&msg, &sa), Err(AuthError::BadAuthenticator));
+    }
+
+    #[test]
+    fn extensions_after_mn_ha_are_not_covered() {
+        let sa = SecurityAssociation::hmac_md5(0x1000, b"k").unwrap();
+        let mut msg = sign_request(&request(), &sa);
+        let end = msg.len();
+        // An MN-FA extension appended by the MN for the FA (§3.6.1.3).
+        let fa = SecurityAssociation::hmac_md5(0x2000, b"fa").unwrap();
+        append_auth(&mut msg, AuthKind::MnFa, &fa);
+        assert_eq!(verify_mn_ha(&msg, &sa), Ok(end));
+        let at = find_auth(&msg, AuthKind::MnFa).unwrap();
+        at.verify(&fa).unwrap();
+    }
+
+    #[test]
+    fn missing_or_misordered_mn_ha_is_refused() {
+        let sa = SecurityAssociation::hmac_md5(0x1000, b"k").unwrap();
+        let unsigned = request().to_bytes();
+        assert_eq!(
+            verify_mn_ha(&unsigned, &sa),
+            Err(AuthError::Missing(AuthKind::MnHa))
+        );
+        let mut msg = request().to_bytes();
+        append_auth(&mut msg, AuthKind::MnFa, &sa);
+        append_auth(&mut msg, AuthKind::MnHa, &sa);
+        assert_eq!(
+            verify_mn_ha(&msg, &sa),
+            Err(AuthError::Misordered(AuthKind::MnFa))
+        );
+        assert!(matches!(
+            verify_mn_ha(&[1, 0, 0], &sa),
+            Err(AuthError::Malformed(_))
+        ));
+        assert!(matches!(
+            verify_mn_ha(&[], &sa),
+            Err(AuthError::Malformed(_))
+        ));
     }
 }

@@ -64,6 +64,12 @@ impl NtpTimestamp {
         Self::new(secs, self.fraction())
     }
 
+    /// Advances by `d`, wrapping like NTP era arithmetic.
+    pub fn plus(self, d: Duration) -> Self {
+        let frac = ((d.subsec_nanos() as u64) << 32) / 1_000_000_000;
+        NtpTimestamp(self.0.wrapping_add((d.as_secs() << 32).wrapping_add(frac)))
+    }
+
     /// Signed difference `self - other` in seconds, interpreting the
     /// 32-bit seconds as a circle (RFC 5905 era-agnostic difference).
     pub fn seconds_since(self, other: NtpTimestamp) -> i64 {
