@@ -17,6 +17,21 @@ struct FakeCharon {
     requests: Arc<Mutex<Vec<(u64, Action)>>>,
 }
 
+impl FakeCharon {
+    /// Waits until a log line contains `needle`.
+    fn wait_log(&self, needle: &str) {
+        let end = Instant::now() + DEADLINE;
+        while !self.logs.lock().unwrap().iter().any(|l| l.contains(needle)) {
+            assert!(
+                Instant::now() < end,
+                "no `{needle}` logged: {:?}",
+                self.logs.lock().unwrap()
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
 impl Charon for FakeCharon {
     fn log(&self, _level: u8, msg: &str) {
         self.logs.lock().unwrap().push(msg.to_string());
@@ -136,7 +151,8 @@ fn start(settings: Settings, charon: FakeCharon) -> Running {
 fn state_gathered_while_mip4d_is_absent_arrives_as_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let s = settings(&dir);
-    let bridge = start(s.clone(), FakeCharon::default());
+    let charon = FakeCharon::default();
+    let bridge = start(s.clone(), charon.clone());
     assert!(bridge.handle.send(Input::Event(tia_event(1))));
     assert!(bridge.handle.send(Input::Event(Event::IkeUpdown {
         ike: ike("home", 1, 10),
@@ -147,6 +163,8 @@ fn state_gathered_while_mip4d_is_absent_arrives_as_snapshot() {
         ike: ike("other", 2, 10),
         up: true,
     })));
+    // The bridge has folded them all in while mip4d was absent.
+    charon.wait_log("ignoring other");
     let daemon = FakeDaemon::listen(&s.socket);
     let mut conn = daemon.accept();
     let snap = handshake(&mut conn);
@@ -289,9 +307,8 @@ fn garbage_from_mip4d_drops_the_connection_and_the_bridge_reconnects() {
     // ... and comes back.
     let mut conn = daemon.accept();
     handshake(&mut conn);
-    let logs = charon.logs.lock().unwrap().join("\n");
-    assert!(logs.contains("exceeds the limit"), "{logs}");
-    assert!(logs.contains("malformed message"), "{logs}");
+    charon.wait_log("exceeds the limit");
+    charon.wait_log("malformed message");
 }
 
 #[test]
@@ -314,8 +331,7 @@ fn other_protocol_version_is_disconnected() {
     assert!(proto::read_msg::<PluginMsg, _>(&mut conn)
         .unwrap()
         .is_none());
-    let logs = charon.logs.lock().unwrap().join("\n");
-    assert!(logs.contains("version 2 not supported"), "{logs}");
+    charon.wait_log("version 2 not supported");
 }
 
 #[test]

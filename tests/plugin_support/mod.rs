@@ -42,7 +42,11 @@ pub fn built_plugin() -> PathBuf {
 pub fn overlay_dir(work: &Path) -> PathBuf {
     let dir = work.join("plugins");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::copy(built_plugin(), dir.join("libstrongswan-mip4.so")).unwrap();
+    // Copy then rename: a running charon has the previous copy mapped, and
+    // rewriting a mapped library in place crashes it.
+    let tmp = dir.join(".libstrongswan-mip4.so.new");
+    std::fs::copy(built_plugin(), &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("libstrongswan-mip4.so")).unwrap();
     dir
 }
 
