@@ -15,6 +15,7 @@ packages=(
 	tshark                  # conformance oracle (MIPv4 and IKEv2 dissectors)
 	libclang-dev clang      # bindgen for the plugin's C ABI
 	dpkg-dev                # apt-get source / dpkg-source: strongSwan headers
+	binutils                # nm: the plugin tests check the exported constructor
 	iproute2 nftables iptables tcpdump
 	python3-pip             # scapy, the second MobileIP encoder
 )
