@@ -1,6 +1,59 @@
 #!/usr/bin/env bash
 # Installs what the build and the tests need on Debian 12 (run as root).
-# Idempotent: does nothing when everything is present.
+# Idempotent and quick when everything is present: apt is only asked for
+# packages that are missing, pip only when scapy is missing.
 set -euo pipefail
-command -v cargo >/dev/null || { echo "install-deps: cargo not found (rustup toolchain required)" >&2; exit 1; }
-rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy
+cd "$(dirname "$0")/.."
+
+# Debian packages, one per line with what needs it.
+packages=(
+	strongswan-charon       # the distribution's charon: lab + plugin tests
+	charon-systemd          # charon-systemd, the daemon Debian ships by default
+	strongswan-swanctl      # swanctl: loading configs, listing SAs in tests
+	libcharon-extra-plugins # kernel-libipsec (the kernel has no ESP)
+	libstrongswan-extra-plugins
+	tshark                  # conformance oracle (MIPv4 and IKEv2 dissectors)
+	libclang-dev clang      # bindgen for the plugin's C ABI
+	dpkg-dev                # apt-get source / dpkg-source: strongSwan headers
+	binutils                # nm: the plugin tests check the exported constructor
+	iproute2 nftables iptables tcpdump
+	iputils-ping            # the lab's scenarios ping through the tunnels
+	python3-pip             # scapy, the second MobileIP encoder
+)
+
+missing=()
+for p in "${packages[@]}"; do
+	status="$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)"
+	[[ "$status" == "install ok installed" ]] || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+	if [[ $EUID -ne 0 ]]; then
+		echo "install-deps: missing ${missing[*]}; run as root to install them" >&2
+		exit 1
+	fi
+	echo "install-deps: installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	# tshark asks whether non-root users may capture; the tests run as root.
+	echo 'wireshark-common wireshark-common/install-setuid boolean false' | debconf-set-selections
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Rust toolchain components used by `make check`.
+command -v cargo >/dev/null || { echo "install-deps: cargo not found (a rustup toolchain is required)" >&2; exit 1; }
+if command -v rustup >/dev/null; then
+	installed="$(rustup component list --installed 2>/dev/null || true)"
+	for c in rustfmt clippy; do
+		grep -q "^$c" <<<"$installed" || rustup component add "$c"
+	done
+fi
+
+# scapy (PyPI) for the conformance tests; whichever python3 is on PATH.
+if ! python3 -c 'import scapy' 2>/dev/null; then
+	python3 -m pip install --quiet scapy 2>/dev/null ||
+		python3 -m pip install --quiet --break-system-packages scapy
+fi
+
+# strongSwan's headers, from the installed version's source package.
+./scripts/fetch-strongswan-source.sh

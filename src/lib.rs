@@ -11,12 +11,14 @@
 //! - [`ha`]: the sans-IO home-agent core (binding cache, request processing).
 //! - [`dataplane`]: tunnels (kernel ipip or userspace TUN + raw socket).
 //! - [`netlink`]: kernel glue (addresses, routes, rules, events, bypass).
+//! - [`bridge`]: the plugin-side bridge to mip4d and the protocol both use.
 //! - [`ffi`]: the C ABI the strongSwan shim calls (the only `unsafe`).
 //! - [`lab`]: RFC 5266 Figure 1 from network namespaces, and scenarios.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod auth;
+pub mod bridge;
 pub mod config;
 pub mod ctl;
 pub mod dataplane;

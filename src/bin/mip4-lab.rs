@@ -125,6 +125,7 @@ fn main() -> ExitCode {
         charon: mip4::lab::charon::CharonConfig {
             extra_plugins: cli.charon_plugins.clone(),
             extra_settings: String::new(),
+            ..Default::default()
         },
     };
     match cli.cmd {

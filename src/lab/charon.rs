@@ -50,7 +50,15 @@ pub struct CharonConfig {
     /// Extra lines placed inside the `charon { }` section verbatim
     /// (e.g. `plugins { mip4 { socket = ... } }`).
     pub extra_settings: String,
+    /// Files laid over charon's plugin directory inside its private mount
+    /// namespace only (an overlayfs), e.g. a freshly built
+    /// `libstrongswan-mip4.so`: charon loads it from the standard plugin
+    /// directory while the host's directory stays untouched.
+    pub plugin_overlay: Option<PathBuf>,
 }
+
+/// Where Debian's charon looks for `libstrongswan-<name>.so`.
+pub const PLUGIN_DIR: &str = "/usr/lib/ipsec/plugins";
 
 /// A running charon; stopped when dropped.
 #[derive(Debug)]
@@ -85,6 +93,14 @@ impl Charon {
 
         // A private mount namespace with a tmpfs on /run: charon's pid file
         // and any runtime state stay per host.
+        let mut script = String::from("mount -t tmpfs lab-run /run");
+        if let Some(overlay) = &cfg.plugin_overlay {
+            script.push_str(&format!(
+                " && mount -t overlay lab-plugins -o 'lowerdir={}:{PLUGIN_DIR}' {PLUGIN_DIR}",
+                overlay.display()
+            ));
+        }
+        script.push_str(" && exec \"$0\"");
         let mut cmd = ns.command("unshare");
         cmd.args([
             "--mount",
@@ -92,7 +108,7 @@ impl Charon {
             "private",
             "sh",
             "-c",
-            "mount -t tmpfs lab-run /run && exec \"$0\"",
+            &script,
             CHARON,
         ])
         .env("STRONGSWAN_CONF", &conf);

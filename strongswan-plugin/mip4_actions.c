@@ -1,0 +1,160 @@
+/*
+ * Copyright (C) the mip4-mobike authors. GPL-2.0-or-later.
+ */
+
+#include "mip4_actions.h"
+#include "mip4_copy.h"
+
+#include <daemon.h>
+#include <processing/jobs/callback_job.h>
+
+typedef struct mip4_request_t mip4_request_t;
+
+/**
+ * One queued request of mip4d.
+ */
+struct mip4_request_t {
+	/** request id, echoed in mip4_action_done() */
+	uint64_t id;
+	/** mip4_action_kind_t */
+	uint32_t kind;
+	/** connection name */
+	char name[MIP4_NAME_LEN];
+};
+
+/**
+ * Initiate the connection's first CHILD_SA (and so its IKE_SA); does not
+ * wait for the result, ike_updown/child_updown events report it.
+ */
+static mip4_action_status_t initiate(char *name)
+{
+	peer_cfg_t *peer_cfg;
+	child_cfg_t *child_cfg = NULL;
+	enumerator_t *enumerator;
+
+	peer_cfg = charon->backends->get_peer_cfg_by_name(charon->backends, name);
+	if (!peer_cfg)
+	{
+		return MIP4_ACT_NOT_FOUND;
+	}
+	enumerator = peer_cfg->create_child_cfg_enumerator(peer_cfg);
+	if (enumerator->enumerate(enumerator, &child_cfg))
+	{
+		child_cfg->get_ref(child_cfg);
+	}
+	enumerator->destroy(enumerator);
+	/* no callback: asynchronous, consumes both references */
+	if (charon->controller->initiate(charon->controller, peer_cfg, child_cfg,
+									 NULL, NULL, 0, FALSE) != SUCCESS)
+	{
+		return MIP4_ACT_FAILED;
+	}
+	return MIP4_ACT_OK;
+}
+
+/**
+ * Collect the unique ids of the IKE_SAs named name; if path is given, copy
+ * the first one's endpoints into it.
+ */
+static int find_ike_sas(char *name, uint32_t *ids, int max, mip4_event_t *path)
+{
+	enumerator_t *enumerator;
+	ike_sa_t *ike_sa;
+	int count = 0;
+
+	enumerator = charon->controller->create_ike_sa_enumerator(
+													charon->controller, TRUE);
+	while (enumerator->enumerate(enumerator, &ike_sa))
+	{
+		if (!streq(ike_sa->get_name(ike_sa), name))
+		{
+			continue;
+		}
+		if (path && count == 0)
+		{
+			mip4_copy_ike_sa(path, ike_sa, TRUE);
+		}
+		if (count < max)
+		{
+			ids[count++] = ike_sa->get_unique_id(ike_sa);
+		}
+	}
+	enumerator->destroy(enumerator);
+	return count;
+}
+
+/**
+ * Terminate every IKE_SA of the connection (asynchronously).
+ */
+static mip4_action_status_t terminate(char *name)
+{
+	uint32_t ids[16];
+	int i, count;
+
+	count = find_ike_sas(name, ids, countof(ids), NULL);
+	if (count == 0)
+	{
+		return MIP4_ACT_NOT_FOUND;
+	}
+	for (i = 0; i < count; i++)
+	{
+		charon->controller->terminate_ike(charon->controller, ids[i], FALSE,
+										  NULL, NULL, 0);
+	}
+	return MIP4_ACT_OK;
+}
+
+/**
+ * Job body: run one action and report its outcome to the bridge.
+ */
+static job_requeue_t run_action(mip4_request_t *action)
+{
+	mip4_action_status_t status;
+	mip4_event_t path;
+	uint32_t id;
+
+	memset(&path, 0, sizeof(path));
+	switch (action->kind)
+	{
+		case MIP4_ACT_INITIATE:
+			status = initiate(action->name);
+			break;
+		case MIP4_ACT_TERMINATE:
+			status = terminate(action->name);
+			break;
+		case MIP4_ACT_QUERY_PATH:
+			status = find_ike_sas(action->name, &id, 1, &path) ?
+						MIP4_ACT_OK : MIP4_ACT_NOT_FOUND;
+			break;
+		default:
+			status = MIP4_ACT_UNSUPPORTED;
+			break;
+	}
+	DBG2(DBG_CFG, "mip4: action %u on '%s': status %d", action->kind,
+		 action->name, status);
+	mip4_action_done(action->id, status,
+					 action->kind == MIP4_ACT_QUERY_PATH ? &path : NULL);
+	return JOB_REQUEUE_NONE;
+}
+
+/*
+ * Described in header
+ */
+int mip4_actions_request(uint64_t id, uint32_t kind, const char *name)
+{
+	mip4_request_t *action;
+
+	if (!name)
+	{
+		return -1;
+	}
+	INIT(action,
+		.id = id,
+		.kind = kind,
+	);
+	mip4_copy_name(action->name, sizeof(action->name), name);
+	lib->processor->queue_job(lib->processor,
+			(job_t*)callback_job_create((callback_job_cb_t)run_action, action,
+										free, NULL));
+	return 0;
+}

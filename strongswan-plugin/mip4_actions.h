@@ -1,0 +1,24 @@
+/*
+ * Copyright (C) the mip4-mobike authors. GPL-2.0-or-later.
+ */
+
+/**
+ * Actions mip4d asks of charon (initiate/terminate the VPN, report its
+ * path), each run as a charon job so the bridge thread never blocks.
+ *
+ * @defgroup mip4_actions mip4_actions
+ * @{ @ingroup mip4
+ */
+
+#ifndef MIP4_ACTIONS_H_
+#define MIP4_ACTIONS_H_
+
+#include <stdint.h>
+
+/**
+ * mip4_shim_ops_t.request: queue action kind on connection name; the job
+ * reports through mip4_action_done(). Returns 0 if queued.
+ */
+int mip4_actions_request(uint64_t id, uint32_t kind, const char *name);
+
+#endif /** MIP4_ACTIONS_H_ @}*/

@@ -1,0 +1,158 @@
+//! Shared by the plugin tests: the built plugin laid over charon's plugin
+//! directory (inside charon's private mount namespace only), and a fake
+//! mip4d that records what the plugin sends.
+
+#![allow(dead_code)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use mip4::bridge::proto::{self, DaemonMsg, PluginMsg};
+use mip4::lab::charon::CharonConfig;
+
+/// target/<profile>/libmip4.so, built by cargo beside the test binaries.
+pub fn built_plugin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let lib = profile_dir.join("libmip4.so");
+    assert!(lib.is_file(), "{} not built", lib.display());
+    let out = std::process::Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(&lib)
+        .output()
+        .expect("nm (binutils)");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(" T mip4_plugin_create"),
+        "{} has no mip4_plugin_create: it was built without the strongSwan \
+         source (run scripts/fetch-strongswan-source.sh, then cargo build)",
+        lib.display()
+    );
+    lib
+}
+
+/// A directory holding the plugin as `libstrongswan-mip4.so`, for
+/// [`CharonConfig::plugin_overlay`].
+pub fn overlay_dir(work: &Path) -> PathBuf {
+    let dir = work.join("plugins");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Copy then rename: a running charon has the previous copy mapped, and
+    // rewriting a mapped library in place crashes it.
+    let tmp = dir.join(".libstrongswan-mip4.so.new");
+    std::fs::copy(built_plugin(), &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("libstrongswan-mip4.so")).unwrap();
+    dir
+}
+
+/// A charon config loading the plugin, talking to `socket`.
+pub fn charon_config(work: &Path, socket: &Path, connections: &str) -> CharonConfig {
+    CharonConfig {
+        extra_plugins: vec!["mip4".into()],
+        extra_settings: format!(
+            "    plugins {{\n        mip4 {{\n            socket = {}\n            \
+             connections = {connections}\n            loglevel = 2\n        }}\n    }}\n",
+            socket.display()
+        ),
+        plugin_overlay: Some(overlay_dir(work)),
+    }
+}
+
+/// A fake mip4d: listens (0600) on a socket, records every message of the
+/// current connection, and can send requests.
+pub struct FakeMip4d {
+    pub path: PathBuf,
+    msgs: Arc<Mutex<Vec<PluginMsg>>>,
+    conn: Arc<Mutex<Option<UnixStream>>>,
+    connections: Arc<Mutex<u32>>,
+}
+
+impl FakeMip4d {
+    pub fn listen(path: &Path) -> FakeMip4d {
+        let _ = std::fs::remove_file(path);
+        let listener = UnixListener::bind(path).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let fake = FakeMip4d {
+            path: path.to_path_buf(),
+            msgs: Arc::default(),
+            conn: Arc::default(),
+            connections: Arc::default(),
+        };
+        let (msgs, conn, count) = (
+            fake.msgs.clone(),
+            fake.conn.clone(),
+            fake.connections.clone(),
+        );
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                *count.lock().unwrap() += 1;
+                let _ = proto::write_msg(
+                    &mut stream,
+                    &DaemonMsg::Hello {
+                        version: proto::VERSION,
+                    },
+                );
+                *conn.lock().unwrap() = stream.try_clone().ok();
+                let msgs = msgs.clone();
+                thread::spawn(move || {
+                    while let Ok(Some(m)) = proto::read_msg::<PluginMsg, _>(&mut stream) {
+                        msgs.lock().unwrap().push(m);
+                    }
+                });
+            }
+        });
+        fake
+    }
+
+    /// Everything received so far.
+    pub fn msgs(&self) -> Vec<PluginMsg> {
+        self.msgs.lock().unwrap().clone()
+    }
+
+    pub fn connections(&self) -> u32 {
+        *self.connections.lock().unwrap()
+    }
+
+    /// Waits until a received message at index >= `from` matches; returns
+    /// it and its index.
+    pub fn wait<T>(
+        &self,
+        from: usize,
+        what: &str,
+        timeout: Duration,
+        mut pick: impl FnMut(&PluginMsg) -> Option<T>,
+    ) -> (T, usize) {
+        let end = Instant::now() + timeout;
+        loop {
+            {
+                let msgs = self.msgs.lock().unwrap();
+                for (i, m) in msgs.iter().enumerate().skip(from) {
+                    if let Some(t) = pick(m) {
+                        return (t, i);
+                    }
+                }
+            }
+            if Instant::now() >= end {
+                panic!(
+                    "fake mip4d at {}: no {what} within {timeout:?}; received:\n{:#?}",
+                    self.path.display(),
+                    self.msgs()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends a request on the current connection.
+    pub fn request(&self, id: u64, action: proto::Action) {
+        let mut conn = self.conn.lock().unwrap();
+        let stream = conn.as_mut().expect("plugin connected");
+        proto::write_msg(stream, &DaemonMsg::Request { id, action }).unwrap();
+    }
+}
