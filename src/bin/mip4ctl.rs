@@ -114,6 +114,8 @@ fn print_counters(c: &Counters) {
         ("unauthenticated", c.unauthenticated),
         ("replayed", c.replayed),
         ("tunnel data dropped", c.tunnel_data_dropped),
+        ("dropped (untrusted)", c.dropped_untrusted_source),
+        ("replies with TNC", c.tnc_replies),
     ];
     for (k, v) in rows {
         println!("{k:<22} {v}");

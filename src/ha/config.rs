@@ -198,9 +198,10 @@ pub struct HaConfig {
     pub max_lifetime: u16,
     /// Timestamp window (RFC 5944 §5.7.1).
     pub replay_tolerance: Duration,
-    /// Networks whose co-located addresses are inside the enterprise
-    /// (RFC 5265, RFC 5266 §3.4): requests arriving directly from them get
-    /// the TNC extension.
+    /// The internal network's subnets (RFC 5265 §4.3). When any is set
+    /// this HA is an i-HA: requests from sources outside them are dropped
+    /// silently, and every reply to a request from inside carries the TNC
+    /// extension. Empty: a plain RFC 5944 HA (all sources, never TNC).
     pub trusted_networks: Vec<Ipv4Net>,
     pub tunnel_backend: TunnelBackend,
     /// Whether RFC 3519 UDP tunnelling is offered.
