@@ -68,8 +68,14 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         },
-        Request::Counters => match serde_json::from_value::<Counters>(data) {
-            Ok(c) => print_counters(&c),
+        Request::Counters => match serde_json::from_value::<Counters>(data.clone()) {
+            Ok(c) => {
+                print_counters(&c);
+                if let Some(dp) = data.get("dataplane") {
+                    println!("data plane:");
+                    print_object(dp, "  ");
+                }
+            }
             Err(e) => {
                 eprintln!("mip4ctl: unexpected answer: {e}");
                 return ExitCode::FAILURE;

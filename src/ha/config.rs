@@ -83,6 +83,8 @@ struct File {
     trusted_networks: Vec<Ipv4Net>,
     #[serde(default)]
     tunnel_backend: TunnelBackend,
+    #[serde(default = "default_tunnel_interface")]
+    tunnel_interface: String,
     #[serde(default = "default_true")]
     udp_tunnelling: bool,
     #[serde(default = "default_keepalive")]
@@ -138,6 +140,9 @@ fn default_max_lifetime() -> u16 {
 }
 fn default_replay_tolerance() -> u64 {
     7
+}
+fn default_tunnel_interface() -> String {
+    "mip4ha0".to_string()
 }
 fn default_true() -> bool {
     true
@@ -204,6 +209,8 @@ pub struct HaConfig {
     /// extension. Empty: a plain RFC 5944 HA (all sources, never TNC).
     pub trusted_networks: Vec<Ipv4Net>,
     pub tunnel_backend: TunnelBackend,
+    /// Name of the userspace backend's TUN device.
+    pub tunnel_interface: String,
     /// Whether RFC 3519 UDP tunnelling is offered.
     pub udp_tunnelling: bool,
     /// Keepalive interval put in the UDP Tunnel Reply (RFC 3519 §3.2).
@@ -228,6 +235,16 @@ impl HaConfig {
                 "max_lifetime",
                 0,
                 "must be between 1 and 65534 seconds (65535 means infinity on the wire)",
+            ));
+        }
+        if f.tunnel_interface.is_empty()
+            || f.tunnel_interface.len() > 15
+            || f.tunnel_interface.contains(['/', ' ', '%'])
+        {
+            return Err(src.error_at_key(
+                "tunnel_interface",
+                0,
+                "must be an interface name of 1-15 characters without '/', ' ' or '%'",
             ));
         }
         if f.home_network.is_empty() {
@@ -380,6 +397,7 @@ impl HaConfig {
             replay_tolerance: Duration::from_secs(f.replay_tolerance),
             trusted_networks: f.trusted_networks,
             tunnel_backend: f.tunnel_backend,
+            tunnel_interface: f.tunnel_interface,
             udp_tunnelling: f.udp_tunnelling,
             udp_keepalive: f.udp_keepalive,
             home_networks: f
@@ -399,6 +417,11 @@ impl HaConfig {
     /// Whether `a` is on a configured trusted network.
     pub fn is_trusted(&self, a: Ipv4Addr) -> bool {
         self.trusted_networks.iter().any(|n| n.contains(&a))
+    }
+
+    /// The home network `a` is on.
+    pub fn home_network_of(&self, a: Ipv4Addr) -> Option<&HomeNetwork> {
+        self.home_networks.iter().find(|n| n.prefix.contains(&a))
     }
 
     /// Whether `a` is on one of the home networks.
