@@ -30,6 +30,8 @@ const HA: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 const COA: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
 const HOA: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 10);
 const CN: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 2);
+/// The HA's address on the home link, in the proxy-ARP lab.
+const HOME_HA: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
 const WAIT: Duration = Duration::from_secs(10);
 
 fn require_root() {
@@ -64,11 +66,15 @@ fn sa() -> SecurityAssociation {
 
 /// A signed request for HOA at COA with the 'T' bit (reverse tunnel).
 fn request(lifetime: u16, id: u64) -> Vec<u8> {
+    request_to(HA, lifetime, id)
+}
+
+fn request_to(ha: Ipv4Addr, lifetime: u16, id: u64) -> Vec<u8> {
     let mut b = RequestRepr {
         flags: Flags::T,
         lifetime,
         home_address: HOA,
-        home_agent: HA,
+        home_agent: ha,
         care_of_address: COA,
         identification: id,
         extensions: vec![],
@@ -86,7 +92,11 @@ fn now_id(n: u64) -> u64 {
 /// Sends a request and returns the verified reply (the socket's read
 /// timeout is the deadline).
 fn register(sock: &UdpSocket, bytes: &[u8]) -> ReplyRepr {
-    sock.send_to(bytes, SocketAddrV4::new(HA, 434)).unwrap();
+    register_at(HA, sock, bytes)
+}
+
+fn register_at(ha: Ipv4Addr, sock: &UdpSocket, bytes: &[u8]) -> ReplyRepr {
+    sock.send_to(bytes, SocketAddrV4::new(ha, 434)).unwrap();
     let mut buf = [0u8; 2048];
     let (n, _) = sock.recv_from(&mut buf).expect("a reply from mip4-ha");
     let bytes = &buf[..n];
@@ -131,10 +141,20 @@ struct Lab {
     _dir: tempfile::TempDir,
     pair: Pair,
     cn: Netns,
+    /// A host on the HA's home link (10.1.0.50), proxy-ARP labs only.
+    home: Option<Netns>,
+}
+
+/// How the lab serves the home network.
+#[derive(PartialEq)]
+enum HomeMode {
+    Virtual,
+    /// A real home link 10.1.0.0/24 on the HA's `vhome`, with a host.
+    ProxyArp,
 }
 
 /// The three namespaces, the MN's tunnel end, and mip4-ha running.
-fn lab(tag: &str) -> Lab {
+fn lab(tag: &str, mode: HomeMode) -> Lab {
     require_root();
     let pair = Pair::new(tag);
     let cn = Netns::new(&format!("{tag}-cn"));
@@ -148,6 +168,30 @@ fn lab(tag: &str) -> Lab {
     pair.ha.ip("addr add 10.88.0.1/24 dev vcnh");
     pair.ha.ip("link set vcnh up");
     pair.mn.ip(&format!("addr add {HOA}/32 dev lo"));
+    let home = (mode == HomeMode::ProxyArp).then(|| {
+        let home = Netns::new(&format!("{tag}-home"));
+        home.ip(&format!(
+            "link add vh type veth peer name vhome netns {}",
+            pair.ha.name
+        ));
+        home.ip("addr add 10.1.0.50/24 dev vh");
+        home.ip("link set vh up");
+        pair.ha.ip("addr add 10.1.0.1/24 dev vhome");
+        pair.ha.ip("link set vhome up");
+        home
+    });
+    // On a home link the HA's address is its address on that link.
+    let ha_addr = match mode {
+        HomeMode::Virtual => HA,
+        HomeMode::ProxyArp => {
+            pair.mn.ip("route add 10.1.0.0/24 via 10.77.0.1");
+            HOME_HA
+        }
+    };
+    let home_network = match mode {
+        HomeMode::Virtual => "mode = \"virtual\"",
+        HomeMode::ProxyArp => "mode = \"proxy-arp\"\ninterface = \"vhome\"",
+    };
 
     let dir = tempfile::tempdir().unwrap();
     let ctl = dir.path().join("ha.sock");
@@ -156,14 +200,14 @@ fn lab(tag: &str) -> Lab {
         &conf,
         format!(
             r#"
-home_agent = "{HA}"
+home_agent = "{ha_addr}"
 control_socket = "{}"
 tunnel_backend = "userspace"
 trusted_networks = ["10.77.0.0/24"]
 
 [[home_network]]
 prefix = "10.1.0.0/24"
-mode = "virtual"
+{home_network}
 
 [[mobile_node]]
 home_address = "{HOA}"
@@ -204,12 +248,13 @@ key = "{KEY}"
         _dir: dir,
         pair,
         cn,
+        home,
     }
 }
 
 #[test]
 fn registered_home_address_is_reachable_through_the_tunnel_and_spoofs_are_counted() {
-    let lab = lab("hadp");
+    let lab = lab("hadp", HomeMode::Virtual);
     let (ha, mn, cn) = (&lab.pair.ha, &lab.pair.mn, &lab.cn);
     let status = ctl_json(&lab.ctl, "status");
     assert_eq!(status["dataplane"]["backend"], "userspace");
@@ -314,7 +359,7 @@ fn registered_home_address_is_reachable_through_the_tunnel_and_spoofs_are_counte
 
 #[test]
 fn sigterm_removes_routes_tunnel_device_and_restores_forwarding() {
-    let mut lab = lab("hadt");
+    let mut lab = lab("hadt", HomeMode::Virtual);
     let ha = &lab.pair.ha;
     let sock = lab
         .pair
@@ -338,4 +383,62 @@ fn sigterm_removes_routes_tunnel_device_and_restores_forwarding() {
     assert!(!links.contains("mip4ha0"), "TUN device left: {links}");
     assert_eq!(ip_forward(ha), "0", "ip_forward not restored");
     assert!(!lab.ctl.exists(), "control socket removed on shutdown");
+}
+
+// RFC 5944 §4.6: on a real home link the HA answers ARP for the home
+// address of an away node, so hosts on the link reach it through the HA.
+#[test]
+fn on_a_home_link_the_ha_proxies_arp_for_the_away_home_address() {
+    let lab = lab("hadh", HomeMode::ProxyArp);
+    let (ha, mn) = (&lab.pair.ha, &lab.pair.mn);
+    let home = lab.home.as_ref().unwrap();
+    let (_mn_nl, _mn_dp) = mn.run(start_plane(
+        Role::MobileNode,
+        TunnelBinding {
+            home: HOA,
+            local: COA,
+            remote: SocketAddrV4::new(HOME_HA, 0),
+            encapsulation: Encapsulation::IpInIp,
+        },
+        None,
+        None,
+    ));
+    let proxies = || ha.ip("neigh show proxy");
+    assert!(!proxies().contains(&HOA.to_string()));
+    let sock = mn.run(async { UdpSocket::bind(SocketAddrV4::new(COA, 0)).unwrap() });
+    sock.set_read_timeout(Some(WAIT)).unwrap();
+    assert_eq!(
+        register_at(HOME_HA, &sock, &request_to(HOME_HA, 120, now_id(0))).code,
+        ReplyCode::ACCEPTED
+    );
+    assert!(
+        proxies().contains(&format!("{HOA} dev vhome")),
+        "proxy entries: {}",
+        proxies()
+    );
+    let home_host = Ipv4Addr::new(10, 1, 0, 50);
+    assert!(
+        home.run(ping(home_host, HOA, WAIT)),
+        "home link host cannot reach the away home address"
+    );
+    let mac = |ns: &Netns, dev: &str| {
+        let l = ns.ip(&format!("-o link show {dev}"));
+        l.split("link/ether ").nth(1).unwrap()[..17].to_string()
+    };
+    let learnt = home.ip(&format!("neigh show {HOA}"));
+    assert!(
+        learnt.contains(&mac(ha, "vhome")),
+        "home host should map the home address to the HA: {learnt}"
+    );
+
+    assert_eq!(
+        register_at(HOME_HA, &sock, &request_to(HOME_HA, 0, now_id(1))).code,
+        ReplyCode::ACCEPTED
+    );
+    assert!(
+        !proxies().contains(&HOA.to_string()),
+        "proxy entry left after deregistration: {}",
+        proxies()
+    );
+    assert_eq!(ha_route(ha), "");
 }
