@@ -1,1 +1,13 @@
-//! (in progress)
+//! The sans-IO mobile-node core: no sockets, no clocks, no threads.
+//! The daemon (mip4d) feeds it datagrams and `now`, and sends what it
+//! asks for (quinn-proto style, see docs/ARCHITECTURE.md).
+//!
+//! - [`registration`]: the RFC 5944 §3.6 registration client (one binding
+//!   with one home agent): registration, renewal, deregistration,
+//!   retransmission and reply processing.
+
+pub mod registration;
+
+pub use registration::{
+    Agent, Binding, Client, Config, ConfigError, Event, Purpose, Retransmit, Stats, Transmit,
+};
