@@ -10,6 +10,7 @@
 //! - [`mn`]: the sans-IO mobile-node core (registration client, modes).
 //! - [`ha`]: the sans-IO home-agent core (binding cache, request processing).
 //! - [`dataplane`]: tunnels (kernel ipip or userspace TUN + raw socket).
+//! - [`netlink`]: kernel glue (addresses, routes, rules, events, bypass).
 //! - [`ffi`]: the C ABI the strongSwan shim calls (the only `unsafe`).
 //! - [`lab`]: RFC 5266 Figure 1 from network namespaces, and scenarios.
 
@@ -21,5 +22,6 @@ pub mod ffi;
 pub mod ha;
 pub mod lab;
 pub mod mn;
+pub mod netlink;
 pub mod replay;
 pub mod wire;

@@ -1,0 +1,155 @@
+//! The tunnel endpoints of each binding, indexed both ways: by home
+//! address (to encapsulate) and by outer source (to demultiplex many
+//! bindings arriving on one raw or UDP socket at the HA).
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use serde::Serialize;
+
+/// How datagrams of one binding are carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Encapsulation {
+    /// IP protocol 4 (RFC 2003).
+    IpInIp,
+    /// MIP Tunnel Data in UDP on port 434 (RFC 3519), for NATs and firewalls.
+    Udp,
+}
+
+/// Which end of the tunnel this node is: it decides which inner address
+/// names the binding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Tunnels datagrams *to* home addresses; receives reverse-tunnelled
+    /// datagrams *from* them (RFC 3024).
+    HomeAgent,
+    /// Tunnels datagrams *from* its home address to the HA.
+    MobileNode,
+}
+
+/// One binding as the data plane sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TunnelBinding {
+    /// The mobile node's home address.
+    pub home: Ipv4Addr,
+    /// Local tunnel endpoint: the HA's address, or the MN's care-of address.
+    pub local: Ipv4Addr,
+    /// Remote tunnel endpoint. For IP-in-IP the port is 0; for RFC 3519 it
+    /// is the UDP source the registration came from (after any NAT).
+    pub remote: SocketAddrV4,
+    pub encapsulation: Encapsulation,
+}
+
+impl TunnelBinding {
+    fn endpoint(&self) -> Endpoint {
+        Endpoint::new(self.encapsulation, self.remote)
+    }
+}
+
+/// Where a tunnelled datagram came from, as the demultiplexer keys it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    pub encapsulation: Encapsulation,
+    pub addr: SocketAddrV4,
+}
+
+impl Endpoint {
+    pub fn new(encapsulation: Encapsulation, addr: SocketAddrV4) -> Self {
+        let addr = match encapsulation {
+            Encapsulation::IpInIp => SocketAddrV4::new(*addr.ip(), 0),
+            Encapsulation::Udp => addr,
+        };
+        Endpoint {
+            encapsulation,
+            addr,
+        }
+    }
+    pub fn ipip(addr: Ipv4Addr) -> Self {
+        Self::new(Encapsulation::IpInIp, SocketAddrV4::new(addr, 0))
+    }
+}
+
+/// All bindings of one data plane.
+#[derive(Debug, Default, Clone)]
+pub struct BindingTable {
+    by_home: HashMap<Ipv4Addr, TunnelBinding>,
+    // Several home addresses may share one remote endpoint (e.g. many MNs
+    // behind one foreign agent care-of address).
+    by_endpoint: HashMap<Endpoint, Vec<Ipv4Addr>>,
+}
+
+impl BindingTable {
+    /// Adds or replaces the binding of `b.home`; returns the previous one.
+    pub fn insert(&mut self, b: TunnelBinding) -> Option<TunnelBinding> {
+        let old = self.remove(b.home);
+        self.by_endpoint
+            .entry(b.endpoint())
+            .or_default()
+            .push(b.home);
+        self.by_home.insert(b.home, b);
+        old
+    }
+
+    pub fn remove(&mut self, home: Ipv4Addr) -> Option<TunnelBinding> {
+        let old = self.by_home.remove(&home)?;
+        let ep = old.endpoint();
+        if let Some(v) = self.by_endpoint.get_mut(&ep) {
+            v.retain(|h| *h != home);
+            if v.is_empty() {
+                self.by_endpoint.remove(&ep);
+            }
+        }
+        Some(old)
+    }
+
+    pub fn get(&self, home: Ipv4Addr) -> Option<&TunnelBinding> {
+        self.by_home.get(&home)
+    }
+
+    /// Home addresses whose tunnel ends at `ep`.
+    pub fn homes_at(&self, ep: &Endpoint) -> &[Ipv4Addr] {
+        self.by_endpoint.get(ep).map_or(&[], Vec::as_slice)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_home.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.by_home.is_empty()
+    }
+    pub fn iter(&self) -> impl Iterator<Item = &TunnelBinding> {
+        self.by_home.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(home: [u8; 4], remote: [u8; 4]) -> TunnelBinding {
+        TunnelBinding {
+            home: home.into(),
+            local: Ipv4Addr::new(192, 0, 2, 1),
+            remote: SocketAddrV4::new(remote.into(), 0),
+            encapsulation: Encapsulation::IpInIp,
+        }
+    }
+
+    #[test]
+    fn moving_a_binding_reindexes_its_endpoint() {
+        let mut t = BindingTable::default();
+        t.insert(b([10, 9, 0, 1], [198, 51, 100, 1]));
+        t.insert(b([10, 9, 0, 2], [198, 51, 100, 1]));
+        let old_ep = Endpoint::ipip([198, 51, 100, 1].into());
+        assert_eq!(t.homes_at(&old_ep).len(), 2);
+        t.insert(b([10, 9, 0, 1], [198, 51, 100, 2]));
+        assert_eq!(t.homes_at(&old_ep), &[Ipv4Addr::new(10, 9, 0, 2)]);
+        let new_ep = Endpoint::ipip([198, 51, 100, 2].into());
+        assert_eq!(t.homes_at(&new_ep), &[Ipv4Addr::new(10, 9, 0, 1)]);
+        t.remove([10, 9, 0, 2].into());
+        assert!(t.homes_at(&old_ep).is_empty());
+        assert_eq!(t.len(), 1);
+    }
+}

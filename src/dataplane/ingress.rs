@@ -1,0 +1,195 @@
+//! The reverse-tunnel ingress check (RFC 3024 §5.3 at the home agent) and
+//! its mirror at the mobile node, with the drop counters the status output
+//! shows.
+//!
+//! RFC 3024: a home agent decapsulating a reverse-tunnelled datagram must
+//! make sure the outer source is the care-of address registered for the
+//! mobile node and the inner source is that node's home address; anything
+//! else is silently discarded. Without it, anyone could inject datagrams
+//! with a home address as source into the home network. The MN applies the
+//! same rule the other way round: only its HA may tunnel to it, and only
+//! datagrams for its home address.
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+use super::binding::{BindingTable, Endpoint, Role};
+
+/// Why a decapsulated datagram was dropped by the ingress check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum IngressDrop {
+    /// No binding has this outer source (wrong or spoofed care-of address).
+    #[error("outer source is no registered tunnel endpoint")]
+    UnknownTunnelSource,
+    /// The outer source is registered, but not for this inner address.
+    #[error("inner address is not a home address registered at this endpoint")]
+    InnerAddressMismatch,
+}
+
+/// Checks one decapsulated datagram; returns the home address it belongs to.
+///
+/// At the HA the inner *source* must be a home address registered with
+/// this outer source (RFC 3024 §5.3); at the MN the inner *destination*.
+pub fn check(
+    role: Role,
+    bindings: &BindingTable,
+    from: &Endpoint,
+    inner_src: Ipv4Addr,
+    inner_dst: Ipv4Addr,
+) -> Result<Ipv4Addr, IngressDrop> {
+    let homes = bindings.homes_at(from);
+    if homes.is_empty() {
+        return Err(IngressDrop::UnknownTunnelSource);
+    }
+    let inner = match role {
+        Role::HomeAgent => inner_src,
+        Role::MobileNode => inner_dst,
+    };
+    homes
+        .iter()
+        .copied()
+        .find(|h| *h == inner)
+        .ok_or(IngressDrop::InnerAddressMismatch)
+}
+
+/// Datagram counters of one data plane; shared by its I/O tasks.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub encapsulated: AtomicU64,
+    pub decapsulated: AtomicU64,
+    /// Inner datagram from the tunnel device that no binding covers.
+    pub no_binding: AtomicU64,
+    /// Malformed on either side (bad header, wrong protocol, fragment...).
+    pub malformed: AtomicU64,
+    pub unknown_tunnel_source: AtomicU64,
+    pub inner_address_mismatch: AtomicU64,
+    /// Routing loop refused (RFC 2003 §3.2).
+    pub loops: AtomicU64,
+    pub send_errors: AtomicU64,
+}
+
+/// A point-in-time copy of [`Counters`] for status and tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CounterSnapshot {
+    pub encapsulated: u64,
+    pub decapsulated: u64,
+    pub no_binding: u64,
+    pub malformed: u64,
+    pub unknown_tunnel_source: u64,
+    pub inner_address_mismatch: u64,
+    pub loops: u64,
+    pub send_errors: u64,
+}
+
+impl Counters {
+    pub fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn record_drop(&self, d: IngressDrop) {
+        match d {
+            IngressDrop::UnknownTunnelSource => Self::bump(&self.unknown_tunnel_source),
+            IngressDrop::InnerAddressMismatch => Self::bump(&self.inner_address_mismatch),
+        }
+    }
+    pub fn snapshot(&self) -> CounterSnapshot {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        CounterSnapshot {
+            encapsulated: g(&self.encapsulated),
+            decapsulated: g(&self.decapsulated),
+            no_binding: g(&self.no_binding),
+            malformed: g(&self.malformed),
+            unknown_tunnel_source: g(&self.unknown_tunnel_source),
+            inner_address_mismatch: g(&self.inner_address_mismatch),
+            loops: g(&self.loops),
+            send_errors: g(&self.send_errors),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::binding::{Encapsulation, TunnelBinding};
+    use std::net::SocketAddrV4;
+
+    const HA: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+    const COA: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 9);
+    const HOA: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 5);
+    const CN: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 77);
+
+    fn table(encapsulation: Encapsulation, port: u16) -> BindingTable {
+        let mut t = BindingTable::default();
+        t.insert(TunnelBinding {
+            home: HOA,
+            local: HA,
+            remote: SocketAddrV4::new(COA, port),
+            encapsulation,
+        });
+        t
+    }
+
+    #[test]
+    fn ha_accepts_registered_coa_and_home_address_only() {
+        let t = table(Encapsulation::IpInIp, 0);
+        let coa = Endpoint::ipip(COA);
+        assert_eq!(check(Role::HomeAgent, &t, &coa, HOA, CN), Ok(HOA));
+        assert_eq!(
+            check(Role::HomeAgent, &t, &Endpoint::ipip(CN), HOA, CN),
+            Err(IngressDrop::UnknownTunnelSource)
+        );
+        assert_eq!(
+            check(Role::HomeAgent, &t, &coa, CN, HOA),
+            Err(IngressDrop::InnerAddressMismatch)
+        );
+    }
+
+    #[test]
+    fn mn_accepts_its_ha_tunnelling_to_its_home_address_only() {
+        let mut t = BindingTable::default();
+        t.insert(TunnelBinding {
+            home: HOA,
+            local: COA,
+            remote: SocketAddrV4::new(HA, 0),
+            encapsulation: Encapsulation::IpInIp,
+        });
+        let ha = Endpoint::ipip(HA);
+        assert_eq!(check(Role::MobileNode, &t, &ha, CN, HOA), Ok(HOA));
+        assert_eq!(
+            check(Role::MobileNode, &t, &ha, HOA, CN),
+            Err(IngressDrop::InnerAddressMismatch)
+        );
+        assert_eq!(
+            check(Role::MobileNode, &t, &Endpoint::ipip(CN), CN, HOA),
+            Err(IngressDrop::UnknownTunnelSource)
+        );
+    }
+
+    #[test]
+    fn udp_tunnel_source_includes_the_port() {
+        let t = table(Encapsulation::Udp, 40000);
+        let good = Endpoint::new(Encapsulation::Udp, SocketAddrV4::new(COA, 40000));
+        let other_port = Endpoint::new(Encapsulation::Udp, SocketAddrV4::new(COA, 40001));
+        let as_ipip = Endpoint::ipip(COA);
+        assert_eq!(check(Role::HomeAgent, &t, &good, HOA, CN), Ok(HOA));
+        assert_eq!(
+            check(Role::HomeAgent, &t, &other_port, HOA, CN),
+            Err(IngressDrop::UnknownTunnelSource)
+        );
+        assert_eq!(
+            check(Role::HomeAgent, &t, &as_ipip, HOA, CN),
+            Err(IngressDrop::UnknownTunnelSource)
+        );
+    }
+
+    #[test]
+    fn drops_are_counted_by_reason() {
+        let c = Counters::default();
+        c.record_drop(IngressDrop::UnknownTunnelSource);
+        c.record_drop(IngressDrop::InnerAddressMismatch);
+        c.record_drop(IngressDrop::InnerAddressMismatch);
+        let s = c.snapshot();
+        assert_eq!((s.unknown_tunnel_source, s.inner_address_mismatch), (1, 2));
+    }
+}

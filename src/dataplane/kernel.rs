@@ -1,0 +1,127 @@
+//! The kernel data plane: one `ipip` link per binding (RFC 2003 done by
+//! the kernel's ipip module), created and moved through rtnetlink. Used
+//! where the module exists; it carries IP-in-IP only (RFC 3519 UDP
+//! tunnelling needs the userspace plane) and has no RFC 3024 ingress check
+//! of its own beyond the link's fixed remote address, which the kernel
+//! already enforces for a point-to-point ipip link.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+
+use rtnetlink::LinkIpIp;
+
+use super::binding::{Encapsulation, TunnelBinding};
+use super::{TunnelDevice, TunnelError};
+use crate::netlink::Netlink;
+
+#[derive(Debug)]
+struct KernelTunnel {
+    binding: TunnelBinding,
+    device: TunnelDevice,
+}
+
+/// The ipip links of all bindings.
+#[derive(Debug)]
+pub struct KernelTunnels {
+    nl: Arc<Netlink>,
+    ttl: u8,
+    tunnels: HashMap<Ipv4Addr, KernelTunnel>,
+}
+
+/// `mip4-` and the home address in hex: unique per binding, 13 characters
+/// (interface names are at most 15).
+pub fn link_name(home: Ipv4Addr) -> String {
+    format!("mip4-{:08x}", u32::from(home))
+}
+
+impl KernelTunnels {
+    pub fn new(nl: Arc<Netlink>, ttl: u8) -> Self {
+        KernelTunnels {
+            nl,
+            ttl,
+            tunnels: HashMap::new(),
+        }
+    }
+
+    pub async fn create(&mut self, b: TunnelBinding) -> Result<TunnelDevice, TunnelError> {
+        if b.encapsulation != Encapsulation::IpInIp {
+            return Err(TunnelError::Unsupported(
+                "the kernel backend carries IP-in-IP only; use the userspace backend for RFC 3519"
+                    .into(),
+            ));
+        }
+        if self.tunnels.contains_key(&b.home) {
+            self.update_endpoint(b.home, b.local, b.remote).await?;
+            return Ok(self.tunnels[&b.home].device.clone());
+        }
+        let name = link_name(b.home);
+        let msg = LinkIpIp::new(&name)
+            .local(b.local)
+            .remote(*b.remote.ip())
+            .ttl(self.ttl)
+            .pmtudisc(true)
+            .up()
+            .build();
+        self.nl.handle().link().add(msg).execute().await.map_err(
+            crate::netlink::Error::request(format!("create ipip link {name}")),
+        )?;
+        let ifindex = self.nl.link_index(&name).await?;
+        let device = TunnelDevice {
+            ifindex,
+            ifname: name,
+        };
+        self.tunnels.insert(
+            b.home,
+            KernelTunnel {
+                binding: b,
+                device: device.clone(),
+            },
+        );
+        Ok(device)
+    }
+
+    pub async fn update_endpoint(
+        &mut self,
+        home: Ipv4Addr,
+        local: Ipv4Addr,
+        remote: SocketAddrV4,
+    ) -> Result<(), TunnelError> {
+        let t = self
+            .tunnels
+            .get_mut(&home)
+            .ok_or(TunnelError::NoBinding(home))?;
+        let msg = LinkIpIp::new(&t.device.ifname)
+            .local(local)
+            .remote(*remote.ip())
+            .ttl(self.ttl)
+            .index(t.device.ifindex)
+            .build();
+        self.nl
+            .handle()
+            .link()
+            .change(msg)
+            .execute()
+            .await
+            .map_err(crate::netlink::Error::request(format!(
+                "move ipip link {} to {local} -> {remote}",
+                t.device.ifname
+            )))?;
+        t.binding.local = local;
+        t.binding.remote = remote;
+        Ok(())
+    }
+
+    pub async fn remove(&mut self, home: Ipv4Addr) -> Result<(), TunnelError> {
+        let t = self
+            .tunnels
+            .remove(&home)
+            .ok_or(TunnelError::NoBinding(home))?;
+        self.nl.delete_link(t.device.ifindex).await?;
+        Ok(())
+    }
+
+    pub fn bindings(&self) -> Vec<TunnelBinding> {
+        self.tunnels.values().map(|t| t.binding).collect()
+    }
+}

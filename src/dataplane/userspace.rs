@@ -1,0 +1,333 @@
+//! The userspace data plane, for kernels without the ipip module: one TUN
+//! device and one raw `IPPROTO_IPIP` socket (plus, for RFC 3519, the UDP
+//! socket on the Mobile IP port) carry every binding. The kernel routes
+//! datagrams for tunnelled addresses into the TUN device; we encapsulate
+//! them and send them out of the raw socket, and write what the raw socket
+//! decapsulates back into the device. All decisions are in
+//! [`super::process`]; these tasks only move buffers.
+
+use std::io::{self, Read};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::{Arc, RwLock};
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::binding::{BindingTable, Encapsulation, Role, TunnelBinding};
+use super::ingress::{CounterSnapshot, Counters};
+use super::ipv4::PROTO_IPIP;
+use super::process::{self, UdpInput};
+use super::tun::TunDevice;
+use super::TunnelError;
+use crate::netlink::Netlink;
+
+/// A control message (registration, keepalive) that arrived on the shared
+/// Mobile IP UDP socket, for the caller.
+pub type ControlMessage = (SocketAddrV4, Vec<u8>);
+
+const MAX_DATAGRAM: usize = 65_535;
+
+/// How to build a userspace data plane.
+#[derive(Debug)]
+pub struct UserspaceConfig {
+    /// TUN interface name (e.g. `mip4tun0`).
+    pub ifname: String,
+    pub role: Role,
+    /// Outer TTL (RFC 2003 §3.1).
+    pub ttl: u8,
+    /// Device MTU: 1500 less the encapsulation overhead (20 for IP-in-IP,
+    /// 32 for RFC 3519) so that tunnelled datagrams are not fragmented.
+    pub mtu: u32,
+    /// The Mobile IP UDP socket for RFC 3519 bindings. The plane reads it:
+    /// Tunnel Data is handled here, everything else goes to `control`.
+    pub udp: Option<Arc<UdpSocket>>,
+    pub control: Option<mpsc::Sender<ControlMessage>>,
+}
+
+impl UserspaceConfig {
+    pub fn new(ifname: &str, role: Role) -> Self {
+        UserspaceConfig {
+            ifname: ifname.to_string(),
+            role,
+            ttl: super::ipip::DEFAULT_TTL,
+            mtu: 1500 - 20,
+            udp: None,
+            control: None,
+        }
+    }
+}
+
+/// A running userspace data plane. Dropping it stops its tasks and removes
+/// the TUN device.
+#[derive(Debug)]
+pub struct UserspacePlane {
+    ifname: String,
+    ifindex: u32,
+    bindings: Arc<RwLock<BindingTable>>,
+    counters: Arc<Counters>,
+    has_udp: bool,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl UserspacePlane {
+    /// Creates the TUN device, brings it up and starts the I/O tasks.
+    pub async fn start(nl: &Netlink, cfg: UserspaceConfig) -> Result<Self, TunnelError> {
+        let tun = TunDevice::open(&cfg.ifname)
+            .map_err(|e| TunnelError::Io(format!("open TUN device {}", cfg.ifname), e))?;
+        let ifname = tun.name().to_string();
+        let ifindex = nl.link_index(&ifname).await?;
+        nl.set_link_mtu(ifindex, cfg.mtu).await?;
+        nl.set_link_up(ifindex, true).await?;
+
+        let raw = Socket::new(
+            Domain::IPV4,
+            Type::RAW,
+            Some(Protocol::from(i32::from(PROTO_IPIP))),
+        )
+        .map_err(|e| TunnelError::Io("raw IPPROTO_IPIP socket".into(), e))?;
+        // We write the outer header ourselves (RFC 2003 §3.1: TOS and DF
+        // copied per datagram), so the kernel must not add one.
+        raw.set_header_included_v4(true)
+            .and_then(|()| raw.set_nonblocking(true))
+            .and_then(|()| raw.set_cloexec(true))
+            .map_err(|e| TunnelError::Io("configure raw socket".into(), e))?;
+
+        // SAFETY (both): `TunDevice` and `Socket` own their fd, keep it open
+        // until dropped and always return that same fd from `as_raw_fd`.
+        let tun = unsafe { AsyncFd::register(tun) }
+            .map_err(|e| TunnelError::Io("register TUN".into(), e.into()))?;
+        let raw = unsafe { AsyncFd::register(raw) }
+            .map_err(|e| TunnelError::Io("register raw socket".into(), e.into()))?;
+        let (tun, raw) = (Arc::new(tun), Arc::new(raw));
+        let bindings = Arc::new(RwLock::new(BindingTable::default()));
+        let counters = Arc::new(Counters::default());
+
+        let mut tasks = vec![
+            tokio::spawn(device_to_network(
+                cfg.role,
+                cfg.ttl,
+                tun.clone(),
+                raw.clone(),
+                cfg.udp.clone(),
+                bindings.clone(),
+                counters.clone(),
+            )),
+            tokio::spawn(raw_to_device(
+                cfg.role,
+                tun.clone(),
+                raw,
+                bindings.clone(),
+                counters.clone(),
+            )),
+        ];
+        let has_udp = cfg.udp.is_some();
+        if let Some(udp) = cfg.udp {
+            tasks.push(tokio::spawn(udp_to_device(
+                cfg.role,
+                tun,
+                udp,
+                cfg.control,
+                bindings.clone(),
+                counters.clone(),
+            )));
+        }
+        tracing::info!(ifname, ifindex, "userspace tunnel data plane started");
+        Ok(UserspacePlane {
+            ifname,
+            ifindex,
+            bindings,
+            counters,
+            has_udp,
+            tasks,
+        })
+    }
+
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// Adds or replaces the binding of `b.home`.
+    pub fn insert(&self, b: TunnelBinding) -> Result<(), TunnelError> {
+        if b.encapsulation == Encapsulation::Udp && !self.has_udp {
+            return Err(TunnelError::Unsupported(
+                "RFC 3519 UDP tunnelling needs the Mobile IP UDP socket".into(),
+            ));
+        }
+        self.bindings
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(b);
+        Ok(())
+    }
+
+    pub fn remove(&self, home: Ipv4Addr) -> Option<TunnelBinding> {
+        self.bindings
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(home)
+    }
+
+    pub fn get(&self, home: Ipv4Addr) -> Option<TunnelBinding> {
+        self.bindings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(home)
+            .copied()
+    }
+
+    pub fn bindings(&self) -> Vec<TunnelBinding> {
+        self.bindings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    pub fn counters(&self) -> CounterSnapshot {
+        self.counters.snapshot()
+    }
+}
+
+impl Drop for UserspacePlane {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+async fn device_to_network(
+    role: Role,
+    ttl: u8,
+    tun: Arc<AsyncFd<TunDevice>>,
+    raw: Arc<AsyncFd<Socket>>,
+    udp: Option<Arc<UdpSocket>>,
+    bindings: Arc<RwLock<BindingTable>>,
+    counters: Arc<Counters>,
+) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut out = Vec::with_capacity(MAX_DATAGRAM);
+    let mut ident: u16 = rand::random();
+    loop {
+        let n = match tun.async_io(Interest::READABLE, |t| t.recv(&mut buf)).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the tunnel device failed; data plane stopped");
+                return;
+            }
+        };
+        ident = ident.wrapping_add(1);
+        let tx = {
+            let table = bindings.read().unwrap_or_else(|p| p.into_inner());
+            process::from_device(role, &table, &buf[..n], ident, ttl, &mut out, &counters)
+        };
+        let Some(tx) = tx else { continue };
+        let sent = match (tx.encapsulation, &udp) {
+            (Encapsulation::IpInIp, _) => {
+                let to = SockAddr::from(SocketAddrV4::new(*tx.to.ip(), 0));
+                raw.async_io(Interest::WRITABLE, |s| s.send_to(&out, &to))
+                    .await
+            }
+            (Encapsulation::Udp, Some(u)) => u.send_to(&out, SocketAddr::V4(tx.to)).await,
+            (Encapsulation::Udp, None) => Err(io::ErrorKind::Unsupported.into()),
+        };
+        if let Err(e) = sent {
+            Counters::bump(&counters.send_errors);
+            tracing::debug!(error = %e, to = %tx.to, "sending a tunnelled datagram failed");
+        }
+    }
+}
+
+async fn raw_to_device(
+    role: Role,
+    tun: Arc<AsyncFd<TunDevice>>,
+    raw: Arc<AsyncFd<Socket>>,
+    bindings: Arc<RwLock<BindingTable>>,
+    counters: Arc<Counters>,
+) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let n = match raw
+            .async_io(Interest::READABLE, |mut s| s.read(&mut buf))
+            .await
+        {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the raw IP-in-IP socket failed; data plane stopped");
+                return;
+            }
+        };
+        let inner = {
+            let table = bindings.read().unwrap_or_else(|p| p.into_inner());
+            process::from_raw(role, &table, &buf[..n], &counters).map(|d| span_in(&buf, d))
+        };
+        if let Some((start, end)) = inner {
+            write_device(&tun, &buf[start..end], &counters).await;
+        }
+    }
+}
+
+async fn udp_to_device(
+    role: Role,
+    tun: Arc<AsyncFd<TunDevice>>,
+    udp: Arc<UdpSocket>,
+    control: Option<mpsc::Sender<ControlMessage>>,
+    bindings: Arc<RwLock<BindingTable>>,
+    counters: Arc<Counters>,
+) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let (n, from) = match udp.recv_from(&mut buf).await {
+            Ok((n, SocketAddr::V4(from))) => (n, from),
+            Ok(_) => continue,
+            Err(e) => {
+                // ICMP errors surface here as ECONNREFUSED and the like.
+                tracing::debug!(error = %e, "UDP receive error");
+                continue;
+            }
+        };
+        let verdict = {
+            let table = bindings.read().unwrap_or_else(|p| p.into_inner());
+            match process::from_udp(role, &table, from, &buf[..n], &counters) {
+                UdpInput::Deliver(d) => Some(Some(span_in(&buf, d))),
+                UdpInput::Control => Some(None),
+                UdpInput::Dropped => None,
+            }
+        };
+        match verdict {
+            Some(Some((start, end))) => {
+                write_device(&tun, &buf[start..end], &counters).await;
+            }
+            Some(None) => {
+                if let Some(c) = &control {
+                    if c.try_send((from, buf[..n].to_vec())).is_err() {
+                        tracing::warn!(%from, "control queue full or closed; message dropped");
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+}
+
+/// Where `part`, a sub-slice of `buf`, lies in it; lets the lock on the
+/// binding table be released before the (awaiting) write.
+fn span_in(buf: &[u8], part: &[u8]) -> (usize, usize) {
+    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+    (start, start + part.len())
+}
+
+async fn write_device(tun: &AsyncFd<TunDevice>, datagram: &[u8], counters: &Counters) {
+    if let Err(e) = tun.async_io(Interest::WRITABLE, |t| t.send(datagram)).await {
+        Counters::bump(&counters.send_errors);
+        tracing::debug!(error = %e, "writing to the tunnel device failed");
+    }
+}

@@ -1,0 +1,128 @@
+//! Link lookup and state (`ip link`).
+
+use futures::TryStreamExt;
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use rtnetlink::{LinkIpIp, LinkUnspec};
+
+use super::{Error, Netlink, Result};
+
+/// Administrative and carrier state of a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkState {
+    pub index: u32,
+    /// IFF_UP: administratively up.
+    pub up: bool,
+    /// IFF_LOWER_UP: carrier present.
+    pub lower_up: bool,
+}
+
+impl LinkState {
+    pub(crate) fn from_message(m: &LinkMessage) -> Self {
+        LinkState {
+            index: m.header.index,
+            up: m.header.flags.contains(LinkFlags::Up),
+            lower_up: m.header.flags.contains(LinkFlags::LowerUp),
+        }
+    }
+    /// Usable for traffic: up and with carrier.
+    pub fn is_running(&self) -> bool {
+        self.up && self.lower_up
+    }
+}
+
+pub(crate) fn link_name(m: &LinkMessage) -> Option<String> {
+    m.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(n) => Some(n.clone()),
+        _ => None,
+    })
+}
+
+impl Netlink {
+    /// The index of interface `name`.
+    pub async fn link_index(&self, name: &str) -> Result<u32> {
+        let mut s = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
+        match s.try_next().await {
+            Ok(Some(m)) => Ok(m.header.index),
+            Ok(None) => Err(Error::NoSuchLink(name.to_string())),
+            Err(e) if is_no_device(&e) => Err(Error::NoSuchLink(name.to_string())),
+            Err(e) => Err(Error::request(format!("get link {name}"))(e)),
+        }
+    }
+
+    /// The name of interface `index`.
+    pub async fn link_name(&self, index: u32) -> Result<String> {
+        let mut s = self.handle.link().get().match_index(index).execute();
+        match s.try_next().await {
+            Ok(Some(m)) => link_name(&m).ok_or_else(|| Error::NoSuchLink(index.to_string())),
+            Ok(None) => Err(Error::NoSuchLink(index.to_string())),
+            Err(e) if is_no_device(&e) => Err(Error::NoSuchLink(index.to_string())),
+            Err(e) => Err(Error::request(format!("get link {index}"))(e)),
+        }
+    }
+
+    pub async fn link_state(&self, index: u32) -> Result<LinkState> {
+        let mut s = self.handle.link().get().match_index(index).execute();
+        match s.try_next().await {
+            Ok(Some(m)) => Ok(LinkState::from_message(&m)),
+            Ok(None) => Err(Error::NoSuchLink(index.to_string())),
+            Err(e) => Err(Error::request(format!("get link {index}"))(e)),
+        }
+    }
+
+    /// `ip link set dev INDEX up|down`.
+    pub async fn set_link_up(&self, index: u32, up: bool) -> Result<()> {
+        let b = LinkUnspec::new_with_index(index);
+        let msg = if up { b.up() } else { b.down() }.build();
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(Error::request(format!("set link {index} up={up}")))
+    }
+
+    /// `ip link set dev INDEX mtu MTU`.
+    pub async fn set_link_mtu(&self, index: u32, mtu: u32) -> Result<()> {
+        let msg = LinkUnspec::new_with_index(index).mtu(mtu).build();
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(Error::request(format!("set link {index} mtu {mtu}")))
+    }
+
+    /// `ip link del dev INDEX`.
+    pub async fn delete_link(&self, index: u32) -> Result<()> {
+        self.handle
+            .link()
+            .del(index)
+            .execute()
+            .await
+            .map_err(Error::request(format!("delete link {index}")))
+    }
+
+    /// Whether the kernel can create `ipip` links (RFC 2003 in the kernel).
+    /// Tries to create a throw-away one and removes it again; a kernel
+    /// without the module answers EOPNOTSUPP ("Unknown device type").
+    pub async fn kernel_has_ipip(&self) -> bool {
+        let name = format!("mip4p{}", std::process::id() % 100_000);
+        let msg = LinkIpIp::new(&name).build();
+        if self.handle.link().add(msg).execute().await.is_err() {
+            return false;
+        }
+        if let Ok(i) = self.link_index(&name).await {
+            let _ = self.delete_link(i).await;
+        }
+        true
+    }
+}
+
+fn is_no_device(e: &rtnetlink::Error) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m) if m.code.map(|c| -c.get()) == Some(libc::ENODEV))
+}

@@ -1,0 +1,156 @@
+//! Routes (`ip route`) and policy rules (`ip rule`) in a given table.
+//!
+//! mip4d uses them to make the home address usable while away (a rule
+//! `from HoA lookup T` and a default route into the tunnel in table T), the
+//! HA to route home addresses into their tunnels.
+
+use std::net::Ipv4Addr;
+
+use netlink_packet_route::route::{RouteMessage, RouteScope};
+use netlink_packet_route::rule::{RuleAction, RuleMessage};
+use rtnetlink::RouteMessageBuilder;
+
+use super::{Error, Netlink, Result};
+
+/// The main routing table (RT_TABLE_MAIN).
+pub const TABLE_MAIN: u32 = 254;
+
+/// A unicast IPv4 route: `DST/LEN [via GW] [dev IF] [src SRC] table T
+/// [metric M]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    pub dst: Ipv4Addr,
+    pub prefix_len: u8,
+    pub via: Option<Ipv4Addr>,
+    pub dev: Option<u32>,
+    pub src: Option<Ipv4Addr>,
+    pub table: u32,
+    pub metric: Option<u32>,
+}
+
+impl RouteSpec {
+    /// `DST/LEN dev IF` in the main table.
+    pub fn to_dev(dst: Ipv4Addr, prefix_len: u8, dev: u32) -> Self {
+        RouteSpec {
+            dst,
+            prefix_len,
+            via: None,
+            dev: Some(dev),
+            src: None,
+            table: TABLE_MAIN,
+            metric: None,
+        }
+    }
+
+    pub fn in_table(mut self, table: u32) -> Self {
+        self.table = table;
+        self
+    }
+
+    fn message(&self) -> RouteMessage {
+        let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(self.dst, self.prefix_len)
+            .table_id(self.table);
+        if let Some(gw) = self.via {
+            b = b.gateway(gw);
+        } else {
+            // What `ip route add ... dev X` does: a directly reachable
+            // destination has link scope.
+            b = b.scope(RouteScope::Link);
+        }
+        if let Some(dev) = self.dev {
+            b = b.output_interface(dev);
+        }
+        if let Some(src) = self.src {
+            b = b.pref_source(src);
+        }
+        if let Some(m) = self.metric {
+            b = b.priority(m);
+        }
+        b.build()
+    }
+}
+
+/// A policy rule: `[from SRC/LEN] [to DST/LEN] [iif IF] lookup T
+/// priority P`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleSpec {
+    pub from: Option<(Ipv4Addr, u8)>,
+    pub to: Option<(Ipv4Addr, u8)>,
+    pub iif: Option<String>,
+    pub table: u32,
+    pub priority: u32,
+}
+
+impl Netlink {
+    /// `ip route add`; fails with EEXIST if the route is there.
+    pub async fn add_route(&self, r: &RouteSpec) -> Result<()> {
+        self.handle
+            .route()
+            .add(r.message())
+            .execute()
+            .await
+            .map_err(Error::request(format!("add route {r:?}")))
+    }
+
+    /// `ip route replace`.
+    pub async fn replace_route(&self, r: &RouteSpec) -> Result<()> {
+        self.handle
+            .route()
+            .add(r.message())
+            .replace()
+            .execute()
+            .await
+            .map_err(Error::request(format!("replace route {r:?}")))
+    }
+
+    /// `ip route del`.
+    pub async fn del_route(&self, r: &RouteSpec) -> Result<()> {
+        self.handle
+            .route()
+            .del(r.message())
+            .execute()
+            .await
+            .map_err(Error::request(format!("delete route {r:?}")))
+    }
+
+    fn rule_message(&self, r: &RuleSpec) -> RuleMessage {
+        let mut req = self
+            .handle
+            .rule()
+            .add()
+            .table_id(r.table)
+            .priority(r.priority)
+            .action(RuleAction::ToTable);
+        if let Some(iif) = &r.iif {
+            req = req.input_interface(iif.clone());
+        }
+        let mut req = req.v4();
+        if let Some((a, l)) = r.from {
+            req = req.source_prefix(a, l);
+        }
+        if let Some((a, l)) = r.to {
+            req = req.destination_prefix(a, l);
+        }
+        req.message_mut().clone()
+    }
+
+    /// `ip rule add`.
+    pub async fn add_rule(&self, r: &RuleSpec) -> Result<()> {
+        let mut req = self.handle.rule().add().v4();
+        *req.message_mut() = self.rule_message(r);
+        req.execute()
+            .await
+            .map_err(Error::request(format!("add rule {r:?}")))
+    }
+
+    /// `ip rule del`.
+    pub async fn del_rule(&self, r: &RuleSpec) -> Result<()> {
+        self.handle
+            .rule()
+            .del(self.rule_message(r))
+            .execute()
+            .await
+            .map_err(Error::request(format!("delete rule {r:?}")))
+    }
+}
