@@ -17,6 +17,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod auth;
+pub mod config;
+pub mod ctl;
 pub mod dataplane;
 pub mod ffi;
 pub mod ha;
