@@ -1,4 +1,4 @@
-//! The reverse-tunnel ingress check (RFC 3024 §5.3 at the home agent) and
+//! The reverse-tunnel ingress check (RFC 3024 §5 at the home agent) and
 //! its mirror at the mobile node, with the drop counters the status output
 //! shows.
 //!
@@ -31,7 +31,7 @@ pub enum IngressDrop {
 /// Checks one decapsulated datagram; returns the home address it belongs to.
 ///
 /// At the HA the inner *source* must be a home address registered with
-/// this outer source (RFC 3024 §5.3); at the MN the inner *destination*.
+/// this outer source (RFC 3024 §5); at the MN the inner *destination*.
 pub fn check(
     role: Role,
     bindings: &BindingTable,

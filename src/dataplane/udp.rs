@@ -9,9 +9,9 @@
 //! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //! ```
 //!
-//! Written here because the codec branch (`crate::wire`) had no tunnel
-//! module yet when the data plane was written; when `wire::tunnel` lands
-//! this file should use it. Registration messages (types 1 and 3) share
+//! Written here because the codec (`crate::wire`) had no tunnel module
+//! when the data plane was written; once `wire::tunnel::TunnelDataPacket`
+//! is merged, these two functions should be built on it. Registration messages (types 1 and 3) share
 //! the port: [`decapsulate`] tells them apart so the caller can hand them
 //! to the control plane.
 

@@ -2,6 +2,12 @@
 //! replies, binding actions (tunnels, routes) and timers out. The
 //! `mip4-ha` daemon is a thin loop around [`HomeAgent`].
 
+pub mod agent;
+pub mod binding;
 pub mod config;
+pub mod counters;
 
+pub use agent::{Disposition, DownReason, DropReason, HomeAgent, Output};
+pub use binding::{Binding, BindingInfo, TunnelMode};
 pub use config::HaConfig;
+pub use counters::Counters;

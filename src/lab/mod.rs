@@ -1,1 +1,150 @@
-//! (in progress)
+//! mip4-lab: RFC 5266 Figure 1 built from network namespaces on one
+//! machine, with real charon daemons, and scenarios run against it.
+//!
+//! - [`netns`]: namespaces, veth links, addresses, routes, sysctls and the
+//!   processes started inside them, all torn down on Drop (and by
+//!   [`netns::teardown_all`] from a signal handler).
+//! - [`charon`]: a real strongSwan charon per host (private /run, own
+//!   strongswan.conf, own vici socket, own log) and swanctl helpers.
+//! - [`wire`]: a userspace delay line between two veth ends (the kernel here
+//!   has no netem), used for links with a configured delay.
+//! - [`topology`]: Figure 1 as data, and the function that builds it.
+//! - [`scenario`]: scenarios as data (strongSwan testing/tests style) and
+//!   the runner behind `mip4-lab run`.
+
+pub mod charon;
+pub mod netns;
+pub mod scenario;
+pub mod topology;
+pub mod wait;
+pub mod wire;
+
+/// Errors of the lab: each names the command or file that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("`{cmd}` failed ({status}): {stderr}")]
+    Command {
+        cmd: String,
+        status: String,
+        stderr: String,
+    },
+    #[error("`{cmd}`: {source}")]
+    Spawn {
+        cmd: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("timed out after {0:?} waiting for {1}")]
+    Timeout(std::time::Duration, String),
+    #[error("{file}:{line}: {msg}")]
+    Parse {
+        file: String,
+        line: usize,
+        msg: String,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Checks that the lab can run here: root, iproute2, strongSwan's charon,
+/// swanctl and the plugins the lab loads. Lab tests call this first so that
+/// a machine without them fails with a clear message instead of passing.
+pub fn preflight() -> Result<()> {
+    let mut missing = Vec::new();
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        missing.push("root privileges (network namespaces)".to_string());
+    }
+    for (path, what) in [
+        ("/usr/sbin/ip", "iproute2"),
+        (charon::CHARON, "strongSwan charon (strongswan-charon)"),
+        ("/usr/sbin/swanctl", "swanctl (strongswan-swanctl)"),
+        (
+            "/usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so",
+            "kernel-libipsec plugin (libcharon-extra-plugins)",
+        ),
+        (
+            "/usr/lib/ipsec/plugins/libstrongswan-kdf.so",
+            "kdf plugin (libstrongswan)",
+        ),
+        ("/usr/sbin/nft", "nftables"),
+        ("/usr/bin/ping", "ping (iputils-ping)"),
+        ("/dev/net/tun", "TUN device (/dev/net/tun)"),
+    ] {
+        if !std::path::Path::new(path).exists() {
+            missing.push(format!("{what}: {path} not found"));
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Other(format!(
+            "mip4-lab cannot run here, missing: {}",
+            missing.join("; ")
+        )))
+    }
+}
+
+/// A scratch directory for one lab run (configs, logs, captures): removed
+/// when dropped, but kept (and its path printed) when a test panics, so
+/// the charon logs of a failed run can be read.
+#[derive(Debug)]
+pub struct WorkDir {
+    path: std::path::PathBuf,
+    keep: bool,
+}
+
+impl WorkDir {
+    /// A fresh directory under the system's temporary directory.
+    pub fn new(tag: &str) -> Result<WorkDir> {
+        let path = std::env::temp_dir().join(format!("{}-{tag}", netns::unique_prefix()));
+        std::fs::create_dir_all(&path).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(WorkDir { path, keep: false })
+    }
+
+    /// An existing directory the caller owns (e.g. `--capture DIR`): never
+    /// removed.
+    pub fn existing(path: &std::path::Path) -> Result<WorkDir> {
+        std::fs::create_dir_all(path).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(WorkDir {
+            path: path.to_path_buf(),
+            keep: true,
+        })
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Keep the directory after Drop.
+    pub fn keep(&mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        if std::thread::panicking() {
+            eprintln!("mip4-lab: kept {} for inspection", self.path.display());
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}

@@ -23,11 +23,11 @@
 //!   Identification per retransmission with timestamps, the same request
 //!   with nonces (§3.6.3, §5.7);
 //! - renewal before the granted lifetime runs out, counting the lifetime
-//!   from when the request was sent (§3.6.1.2 / §3.6.2.3);
-//! - reply codes: 133 resynchronises (§5.7) and retries, 136 learns the
-//!   home agent's unicast address (§3.6.1.2, §3.8.3.2), 69 retries with
-//!   the foreign agent's lifetime (§3.7.3.1 / §3.4), 75/138 retry with
-//!   the T bit (RFC 3024 §6), every other denial ends the attempt.
+//!   from when the request was sent (§3.6.2.3);
+//! - denials (§3.6.2.4): 133 resynchronises (§5.7) and retries, 136
+//!   learns the home agent's unicast address from the reply, 69 retries
+//!   with the lifetime the foreign agent offers, 75/138 retry with the T
+//!   bit (RFC 3024 §6), every other denial ends the attempt.
 
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -583,7 +583,8 @@ impl Client {
         let reply = match ReplyRepr::parse_bytes(payload) {
             Ok(r) => r,
             Err(e) => {
-                // §1.9 / §3.6.2.1: silently discard.
+                // Unknown non-skippable extensions (§1.8-§1.9) and bad
+                // messages are silently discarded (§3.6.2.1).
                 debug!(%from, error = %e, "dropped malformed registration reply");
                 self.stats.dropped_malformed += 1;
                 return;
@@ -920,7 +921,7 @@ impl Client {
     fn denied(&mut self, now: Instant, mut p: Pending, reply: &ReplyRepr, authenticated: bool) {
         let code = reply.code;
         match code {
-            // §5.7: resynchronise and try again.
+            // §3.6.2.4, §5.7: resynchronise and try again.
             ReplyCode::HA_IDENTIFICATION_MISMATCH if p.resyncs < self.config.max_resyncs => {
                 self.stats.resyncs += 1;
                 self.events.push_back(Event::ReplayResync {
@@ -931,7 +932,7 @@ impl Client {
                 self.resend(now, p);
                 return;
             }
-            // §3.6.1.2 / §3.8.3.2: the home agent names its unicast address.
+            // §3.6.2.4: the denying home agent names its unicast address.
             ReplyCode::HA_UNKNOWN_HOME_AGENT
                 if !p.ha_switched
                     && is_unicast(reply.home_agent)
@@ -951,7 +952,7 @@ impl Client {
                 return;
             }
             // The foreign agent's reply carries the longest lifetime it
-            // accepts (RFC 5944 §3.4 code 69, §3.7.3.1).
+            // accepts (RFC 5944 §3.4 code 69, §3.6.2.4).
             ReplyCode::FA_LIFETIME_TOO_LONG
                 if !p.lifetime_adjusted
                     && reply.lifetime > 0

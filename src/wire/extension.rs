@@ -97,6 +97,11 @@ impl UdpTunnelReply {
 }
 
 /// Dual Stack MIPv4 extension (type 152), RFC 5454 §3, by sub-type.
+///
+/// No oracle on the machine decodes type 152 (tshark 4.0 shows its data
+/// as bytes, scapy has no model of it), so these layouts rest on the RFC
+/// text alone; re-check them against RFC 5454 §3.1-§3.3 before relying on
+/// interoperability.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dsmipv4Ext {
     /// Sub-type 1, IPv6 Prefix Request (RFC 5454 §3.1): Sub-Type,

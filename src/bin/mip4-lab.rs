@@ -1,0 +1,219 @@
+//! mip4-lab: RFC 5266 Figure 1 on one machine, with real charon daemons.
+//!
+//! `mip4-lab list`, `mip4-lab run NAME [--json] [--capture DIR]`,
+//! `mip4-lab tour` (what `make demo` runs). Everything a run makes is torn
+//! down at the end, on failure, and on Ctrl-C or SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use mip4::lab::scenario::{self, Event, RunOptions, Scenario, Summary};
+
+#[derive(Parser)]
+#[command(
+    name = "mip4-lab",
+    about = "RFC 5266 Figure 1 in network namespaces, with real charon daemons"
+)]
+struct Cli {
+    /// The lab folder (figure1.toml, hosts/, scenarios/).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/lab"))]
+    lab_dir: PathBuf,
+    /// Extra charon plugins for every lab host (e.g. `mip4`).
+    #[arg(long = "charon-plugin")]
+    charon_plugins: Vec<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// The scenarios and what each shows.
+    List,
+    /// Runs one scenario.
+    Run {
+        name: String,
+        /// One JSON object per line: events, then a summary.
+        #[arg(long)]
+        json: bool,
+        /// Write a pcap per host interface into DIR.
+        #[arg(long, value_name = "DIR")]
+        capture: Option<PathBuf>,
+    },
+    /// Runs every scenario and prints a readable timeline.
+    Tour,
+}
+
+fn print_timeline_event(e: &Event) {
+    let detail = match &e.detail {
+        serde_json::Value::Object(m) if m.is_empty() => String::new(),
+        d => {
+            let s = d.to_string();
+            if s.len() > 110 {
+                format!("{}...", &s[..110])
+            } else {
+                s
+            }
+        }
+    };
+    println!("{:>9.1} ms  {:<6} {:<16} {}", e.ms, e.host, e.event, detail);
+}
+
+fn print_summary(s: &Summary) {
+    println!("--- {}: {}", s.scenario, s.verdict);
+    for (k, v) in &s.figures {
+        println!("    {k:<22} {v}");
+    }
+    for c in s.checks.iter().filter(|c| !c.ok) {
+        println!(
+            "    FAILED {}::{} expected {} /{}/",
+            c.host,
+            c.command,
+            if c.expect { "YES" } else { "NO" },
+            c.pattern
+        );
+    }
+    if let Some(e) = &s.error {
+        println!("    error: {e}");
+    }
+}
+
+fn find(lab_dir: &std::path::Path, name: &str) -> Result<Scenario, String> {
+    let all = Scenario::list(lab_dir).map_err(|e| e.to_string())?;
+    all.into_iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| format!("no scenario `{name}` (see `mip4-lab list`)"))
+}
+
+/// Ctrl-C and SIGTERM: tear down every namespace and process this run
+/// made, then exit (Drop does not run when a signal ends the process).
+fn install_signal_teardown() {
+    std::thread::spawn(|| {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(_) => return,
+        };
+        rt.block_on(async {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => return,
+                };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            eprintln!("mip4-lab: interrupted, tearing down");
+            mip4::lab::netns::teardown_all();
+            std::process::exit(130);
+        });
+    });
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    install_signal_teardown();
+    let opts = |capture: Option<PathBuf>| RunOptions {
+        capture,
+        charon: mip4::lab::charon::CharonConfig {
+            extra_plugins: cli.charon_plugins.clone(),
+            extra_settings: String::new(),
+        },
+    };
+    match cli.cmd {
+        Cmd::List => match Scenario::list(&cli.lab_dir) {
+            Ok(all) => {
+                for s in all {
+                    let first = s.description.lines().next().unwrap_or_default().to_string();
+                    println!("{:<20} {}", s.name, first);
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("mip4-lab: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Cmd::Run {
+            name,
+            json,
+            capture,
+        } => {
+            let sc = match find(&cli.lab_dir, &name) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("mip4-lab: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let mut sink = |e: &Event| {
+                if json {
+                    let mut v = serde_json::to_value(e).unwrap_or_default();
+                    v["type"] = "event".into();
+                    println!("{v}");
+                } else {
+                    print_timeline_event(e);
+                }
+            };
+            match scenario::run(&cli.lab_dir, &sc, &opts(capture), &mut sink) {
+                Ok(s) => {
+                    if json {
+                        let mut v = serde_json::to_value(&s).unwrap_or_default();
+                        v["type"] = "summary".into();
+                        if let Some(m) = v.as_object_mut() {
+                            m.remove("events");
+                        }
+                        println!("{v}");
+                    } else {
+                        print_summary(&s);
+                    }
+                    if s.passed() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("mip4-lab: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Tour => {
+            let all = match Scenario::list(&cli.lab_dir) {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!("mip4-lab: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let mut ok = true;
+            for sc in all {
+                println!("=== {}\n{}\n", sc.name, sc.description);
+                match scenario::run(&cli.lab_dir, &sc, &opts(None), &mut print_timeline_event) {
+                    Ok(s) => {
+                        print_summary(&s);
+                        ok &= s.passed();
+                    }
+                    Err(e) => {
+                        println!("    error: {e}");
+                        ok = false;
+                    }
+                }
+                println!();
+            }
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}

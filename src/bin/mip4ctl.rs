@@ -1,0 +1,143 @@
+//! mip4ctl: the operator's CLI for mip4d and mip4-ha (control socket,
+//! see [`mip4::ctl`]).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use mip4::ctl::{self, Request};
+use mip4::ha::{BindingInfo, Counters};
+
+#[derive(Parser, Debug)]
+#[command(name = "mip4ctl", version, about = "Query mip4d and mip4-ha")]
+struct Args {
+    /// Control socket (default: the HA's for `bindings` and `counters`,
+    /// mip4d's for `status`).
+    #[arg(long, global = true)]
+    socket: Option<PathBuf>,
+    /// Print the daemon's JSON answer instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Daemon status.
+    Status,
+    /// The home agent's binding cache.
+    Bindings,
+    /// The home agent's counters.
+    Counters,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let (req, default) = match args.cmd {
+        Cmd::Status => (Request::Status, ctl::MN_SOCKET),
+        Cmd::Bindings => (Request::Bindings, ctl::HA_SOCKET),
+        Cmd::Counters => (Request::Counters, ctl::HA_SOCKET),
+    };
+    let path = args.socket.unwrap_or_else(|| PathBuf::from(default));
+    let resp = match ctl::call(&path, req, Duration::from_secs(5)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mip4ctl: {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    if !resp.ok {
+        eprintln!(
+            "mip4ctl: {}",
+            resp.error.as_deref().unwrap_or("daemon refused")
+        );
+        return ExitCode::FAILURE;
+    }
+    let data = resp.data.unwrap_or(serde_json::Value::Null);
+    if args.json {
+        println!("{data}");
+        return ExitCode::SUCCESS;
+    }
+    match req {
+        Request::Bindings => match serde_json::from_value::<Vec<BindingInfo>>(data) {
+            Ok(b) => print_bindings(&b),
+            Err(e) => {
+                eprintln!("mip4ctl: unexpected answer: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        Request::Counters => match serde_json::from_value::<Counters>(data) {
+            Ok(c) => print_counters(&c),
+            Err(e) => {
+                eprintln!("mip4ctl: unexpected answer: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        Request::Status => print_object(&data, ""),
+    }
+    ExitCode::SUCCESS
+}
+
+fn print_bindings(bs: &[BindingInfo]) {
+    println!(
+        "{:<15} {:<15} {:<21} {:>5} {:>5} {:<5} {:<4} NAI",
+        "HOME ADDRESS", "CARE-OF", "SOURCE", "LIFE", "LEFT", "TUNL", "FLAG"
+    );
+    for b in bs {
+        let tunnel = match b.tunnel {
+            mip4::ha::TunnelMode::Ipip => "ipip",
+            mip4::ha::TunnelMode::Udp => "udp",
+        };
+        println!(
+            "{:<15} {:<15} {:<21} {:>5} {:>5} {:<5} {:<4} {}",
+            b.home_address.to_string(),
+            b.care_of_address.to_string(),
+            b.source,
+            b.lifetime,
+            b.remaining,
+            tunnel,
+            if b.flags.is_empty() { "-" } else { &b.flags },
+            b.nai.as_deref().unwrap_or("-")
+        );
+    }
+}
+
+fn print_counters(c: &Counters) {
+    let rows = [
+        ("requests", c.requests),
+        ("accepted", c.accepted),
+        ("deregistered", c.deregistered),
+        ("expired", c.expired),
+        ("dropped (malformed)", c.dropped_malformed),
+        ("unauthenticated", c.unauthenticated),
+        ("replayed", c.replayed),
+        ("tunnel data dropped", c.tunnel_data_dropped),
+    ];
+    for (k, v) in rows {
+        println!("{k:<22} {v}");
+    }
+    for (code, n) in &c.denied {
+        let name = mip4::wire::ReplyCode(*code).name();
+        println!("denied {code:<15} {n}  ({name})");
+    }
+}
+
+fn print_object(v: &serde_json::Value, indent: &str) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                match v {
+                    serde_json::Value::Object(_) => {
+                        println!("{indent}{k}:");
+                        print_object(v, &format!("{indent}  "));
+                    }
+                    serde_json::Value::String(s) => println!("{indent}{k}: {s}"),
+                    other => println!("{indent}{k}: {other}"),
+                }
+            }
+        }
+        other => println!("{indent}{other}"),
+    }
+}

@@ -1,0 +1,40 @@
+//! What the HA did with what it received: an operator's first look when a
+//! mobile node cannot register, and the proof that bad input was refused.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Registration Requests received (well formed enough to be one).
+    pub requests: u64,
+    /// Registrations accepted (codes 0 and 1), deregistrations included.
+    pub accepted: u64,
+    /// Accepted deregistrations (lifetime 0 or care-of = home address).
+    pub deregistered: u64,
+    /// Bindings removed because their lifetime ran out.
+    pub expired: u64,
+    /// Denials by reply code.
+    pub denied: BTreeMap<u8, u64>,
+    /// Datagrams that were not a parseable request (dropped, no reply).
+    pub dropped_malformed: u64,
+    /// Requests that failed MN-HA authentication: missing extension,
+    /// unknown SPI, SPI of another node, or a bad authenticator.
+    pub unauthenticated: u64,
+    /// Authenticated requests whose Identification failed the replay
+    /// check (denied with 133).
+    pub replayed: u64,
+    /// RFC 3519 tunnel data from an address with no UDP binding.
+    pub tunnel_data_dropped: u64,
+}
+
+impl Counters {
+    pub fn deny(&mut self, code: u8) {
+        *self.denied.entry(code).or_default() += 1;
+    }
+
+    pub fn denied(&self, code: u8) -> u64 {
+        self.denied.get(&code).copied().unwrap_or(0)
+    }
+}

@@ -1,0 +1,329 @@
+//! Network namespaces and what lives in them, cleaned up on Drop.
+//!
+//! iproute2 commands are used rather than rtnetlink: this is a test lab,
+//! the commands are what an engineer would type to reproduce a step, and
+//! every one of them is logged. Each [`Netns`] gets a unique name
+//! (`m4l<pid>x<n>-<host>`) so parallel runs never collide, and everything
+//! it created is also recorded in a process-wide registry so that a signal
+//! handler can tear it down ([`teardown_all`]) when Drop will not run.
+
+use std::collections::BTreeSet;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::{Error, Result};
+
+/// What exists right now, for [`teardown_all`].
+struct Registry {
+    namespaces: BTreeSet<String>,
+    pids: BTreeSet<i32>,
+}
+
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+    namespaces: BTreeSet::new(),
+    pids: BTreeSet::new(),
+});
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn registry() -> std::sync::MutexGuard<'static, Registry> {
+    // A panic while holding the lock must not stop the cleanup.
+    REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A prefix unique to this process and call: `m4l<pid>x<n>`.
+pub fn unique_prefix() -> String {
+    format!(
+        "m4l{}x{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Runs a command, returns its stdout; a non-zero exit is an error that
+/// carries the command line and its stderr.
+pub fn run(cmd: &mut Command) -> Result<String> {
+    let line = format!("{cmd:?}").replace('"', "");
+    tracing::debug!(cmd = %line, "run");
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| Error::Spawn {
+            cmd: line.clone(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(Error::Command {
+            cmd: line,
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A network namespace made by the lab; deleted (with every process still
+/// inside) when dropped.
+#[derive(Debug)]
+pub struct Netns {
+    name: String,
+    host: String,
+}
+
+impl Netns {
+    /// Creates `<prefix>-<host>` with loopback up and the lab's defaults:
+    /// `promote_secondaries=1` (deleting a primary IPv4 address must not
+    /// drop the secondaries, the MOBIKE move relies on it) and `rp_filter=0`
+    /// (asymmetric paths through the VPN and the NAT are normal here).
+    pub fn new(prefix: &str, host: &str) -> Result<Netns> {
+        let name = format!("{prefix}-{host}");
+        run(Command::new("ip").args(["netns", "add", &name]))?;
+        registry().namespaces.insert(name.clone());
+        let ns = Netns {
+            name,
+            host: host.to_string(),
+        };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        for (key, value) in [
+            ("net.ipv4.conf.all.promote_secondaries", "1"),
+            ("net.ipv4.conf.default.promote_secondaries", "1"),
+            ("net.ipv4.conf.all.rp_filter", "0"),
+            ("net.ipv4.conf.default.rp_filter", "0"),
+        ] {
+            ns.sysctl(key, value)?;
+        }
+        Ok(ns)
+    }
+
+    /// The namespace's name as `ip netns` knows it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The host name inside the lab (e.g. `mn`, `vpngw`).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// A command that runs `program` inside this namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+
+    /// Runs `program args...` inside, returns stdout.
+    pub fn exec(&self, program: &str, args: &[&str]) -> Result<String> {
+        run(self.command(program).args(args))
+    }
+
+    /// Runs a shell command line inside (scenario files are shell lines).
+    pub fn sh(&self, line: &str) -> Result<String> {
+        self.exec("sh", &["-c", line])
+    }
+
+    /// `ip -n <ns> args...`
+    pub fn ip(&self, args: &[&str]) -> Result<String> {
+        run(Command::new("ip").arg("-n").arg(&self.name).args(args))
+    }
+
+    /// Sets a sysctl of this namespace (`net.ipv4.ip_forward` style key).
+    pub fn sysctl(&self, key: &str, value: &str) -> Result<()> {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        self.exec("sh", &["-c", &format!("echo {value} > {path}")])
+            .map(|_| ())
+    }
+
+    /// Turns IPv4 forwarding on: this host routes.
+    pub fn enable_forwarding(&self) -> Result<()> {
+        self.sysctl("net.ipv4.ip_forward", "1")
+    }
+
+    /// Adds `addr` (CIDR) to `dev`.
+    pub fn add_addr(&self, dev: &str, cidr: &str) -> Result<()> {
+        self.ip(&["addr", "add", cidr, "dev", dev]).map(|_| ())
+    }
+
+    /// Deletes `addr` (CIDR) from `dev`.
+    pub fn del_addr(&self, dev: &str, cidr: &str) -> Result<()> {
+        self.ip(&["addr", "del", cidr, "dev", dev]).map(|_| ())
+    }
+
+    /// `ip route replace <dest> via <gw>` (`dest` may be `default`).
+    pub fn route(&self, dest: &str, via: &str) -> Result<()> {
+        self.ip(&["route", "replace", dest, "via", via]).map(|_| ())
+    }
+
+    /// Sets a link up or down.
+    pub fn link_up(&self, dev: &str, up: bool) -> Result<()> {
+        self.ip(&["link", "set", "dev", dev, if up { "up" } else { "down" }])
+            .map(|_| ())
+    }
+
+    /// The IPv4 addresses (without prefix length) on `dev`, in kernel order.
+    pub fn addrs(&self, dev: &str) -> Result<Vec<String>> {
+        let out = self.ip(&["-4", "-o", "addr", "show", "dev", dev])?;
+        Ok(out
+            .lines()
+            .filter_map(|l| {
+                let mut it = l.split_whitespace();
+                it.find(|w| *w == "inet")?;
+                Some(it.next()?.split('/').next()?.to_string())
+            })
+            .collect())
+    }
+
+    /// One ICMP echo from `src` (an address of this host) to `dst`, waiting
+    /// at most `wait_ms` for the reply; true if it came back.
+    pub fn ping_once(&self, src: &str, dst: &str, wait_ms: u32) -> bool {
+        // `-W` takes seconds (fractions allowed in iputils-ping).
+        let w = format!("{:.3}", f64::from(wait_ms) / 1000.0);
+        self.exec("ping", &["-n", "-q", "-c", "1", "-W", &w, "-I", src, dst])
+            .is_ok()
+    }
+
+    /// Starts a long-running process inside; it is stopped when the
+    /// returned [`Process`] is dropped. Its stdout and stderr go to `log`.
+    pub fn spawn(&self, name: &str, mut cmd: Command, log: &std::path::Path) -> Result<Process> {
+        let line = format!("{cmd:?}").replace('"', "");
+        let file = std::fs::File::create(log).map_err(|source| Error::Io {
+            path: log.display().to_string(),
+            source,
+        })?;
+        let err = file.try_clone().map_err(|source| Error::Io {
+            path: log.display().to_string(),
+            source,
+        })?;
+        // Own process group: Ctrl-C at the terminal reaches the lab, which
+        // tears down in order, not every daemon at once.
+        cmd.stdin(Stdio::null())
+            .stdout(file)
+            .stderr(err)
+            .process_group(0);
+        let child = cmd.spawn().map_err(|source| Error::Spawn {
+            cmd: line.clone(),
+            source,
+        })?;
+        let pid = child.id() as i32;
+        registry().pids.insert(pid);
+        tracing::debug!(pid, cmd = %line, "spawned");
+        Ok(Process {
+            name: format!("{}:{name}", self.host),
+            child,
+            pid,
+        })
+    }
+
+    /// The pids of every process in this namespace.
+    fn pids(&self) -> Vec<i32> {
+        run(Command::new("ip").args(["netns", "pids", &self.name]))
+            .map(|out| {
+                out.split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Anything still inside (a daemon a scenario started and forgot)
+        // keeps the namespace alive: stop it first.
+        for pid in self.pids() {
+            kill_group_or_pid(pid, libc::SIGKILL);
+        }
+        if let Err(e) = run(Command::new("ip").args(["netns", "del", &self.name])) {
+            tracing::warn!(ns = %self.name, error = %e, "netns del failed");
+        }
+        registry().namespaces.remove(&self.name);
+    }
+}
+
+/// A veth pair: `a_dev` in `a`, `b_dev` in `b`, both up.
+pub fn veth(a: &Netns, a_dev: &str, b: &Netns, b_dev: &str) -> Result<()> {
+    a.ip(&[
+        "link", "add", "name", a_dev, "type", "veth", "peer", "name", b_dev, "netns", &b.name,
+    ])?;
+    a.link_up(a_dev, true)?;
+    b.link_up(b_dev, true)
+}
+
+/// A process started by [`Netns::spawn`]; SIGTERM then SIGKILL on Drop.
+#[derive(Debug)]
+pub struct Process {
+    name: String,
+    child: Child,
+    pid: i32,
+}
+
+impl Process {
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Stops the process: SIGTERM, then SIGKILL after `grace`.
+    pub fn stop(&mut self, grace: Duration) {
+        if !self.is_running() {
+            return;
+        }
+        kill_group_or_pid(self.pid, libc::SIGTERM);
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if !self.is_running() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        kill_group_or_pid(self.pid, libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(3));
+        registry().pids.remove(&self.pid);
+    }
+}
+
+fn kill_group_or_pid(pid: i32, sig: i32) {
+    // SAFETY: kill has no memory preconditions; pids are ours (spawned in
+    // their own group, or found inside a namespace this lab created).
+    unsafe {
+        if libc::kill(-pid, sig) != 0 {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+/// Tears down everything the lab made in this process: for the signal path
+/// (Ctrl-C, SIGTERM), where Drop will not run.
+pub fn teardown_all() {
+    let (pids, namespaces) = {
+        let r = registry();
+        (r.pids.clone(), r.namespaces.clone())
+    };
+    for pid in pids {
+        kill_group_or_pid(pid, libc::SIGKILL);
+    }
+    for ns in namespaces {
+        if let Ok(out) = run(Command::new("ip").args(["netns", "pids", &ns])) {
+            for pid in out.split_whitespace().filter_map(|p| p.parse().ok()) {
+                kill_group_or_pid(pid, libc::SIGKILL);
+            }
+        }
+        let _ = run(Command::new("ip").args(["netns", "del", &ns]));
+    }
+}

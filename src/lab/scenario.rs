@@ -1,0 +1,720 @@
+//! Scenarios as data, in the style of strongSwan's testing/tests: a folder
+//! per scenario with `description.txt`, `pre.dat`, `evaltest.dat`,
+//! `post.dat` and optional host configs under `hosts/<host>/`.
+//!
+//! Lines of `pre.dat`/`post.dat` are `host::shell command` (run inside
+//! that host) or `lab::verb args` (a lab action: attach the MN, start a
+//! charon or a daemon, wait on an event, measure). `evaltest.dat` lines
+//! are `host::command::regex::YES|NO`; a YES check is polled until it
+//! holds or times out (conditions converge), a NO check is read once.
+//! `${VAR}` is replaced by variables set by earlier steps (e.g. `${TIA}`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use super::charon::{Charon, CharonConfig, IkeSa};
+use super::netns::Process;
+use super::topology::Lab;
+use super::{wait, Error, Result, WorkDir};
+
+/// A command line of `pre.dat`, `post.dat` or `evaltest.dat`.
+#[derive(Debug, Clone)]
+pub struct Line {
+    pub file: String,
+    pub line: usize,
+    pub host: String,
+    pub command: String,
+    /// evaltest only: the pattern and whether it must match.
+    pub expect: Option<(String, bool)>,
+}
+
+/// A scenario folder, parsed.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub dir: PathBuf,
+    pub description: String,
+    pub pre: Vec<Line>,
+    pub evaltest: Vec<Line>,
+    pub post: Vec<Line>,
+}
+
+fn parse_dat(path: &Path, eval: bool) -> Result<Vec<Line>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(Error::Io {
+                path: path.display().to_string(),
+                source,
+            })
+        }
+    };
+    let file = path.display().to_string();
+    let vars = regex::Regex::new(r"\$\{[A-Za-z0-9_]+\}").expect("static regex");
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let l = raw.trim();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        let err = |msg: &str| Error::Parse {
+            file: file.clone(),
+            line: i + 1,
+            msg: msg.to_string(),
+        };
+        let parts: Vec<&str> = l.split("::").collect();
+        let (host, command, expect) = match (eval, parts.as_slice()) {
+            (false, [h, c]) => (h, c, None),
+            (true, [h, c, p, yn]) => {
+                let yes = match *yn {
+                    "YES" => true,
+                    "NO" => false,
+                    _ => return Err(err("the last field must be YES or NO")),
+                };
+                // Variables are filled in at run time: check the rest.
+                regex::Regex::new(&vars.replace_all(p, "x"))
+                    .map_err(|e| err(&format!("bad pattern: {e}")))?;
+                (h, c, Some((p.to_string(), yes)))
+            }
+            (false, _) => return Err(err("expected host::command")),
+            (true, _) => return Err(err("expected host::command::pattern::YES|NO")),
+        };
+        out.push(Line {
+            file: file.clone(),
+            line: i + 1,
+            host: host.trim().to_string(),
+            command: command.trim().to_string(),
+            expect,
+        });
+    }
+    Ok(out)
+}
+
+impl Scenario {
+    pub fn load(dir: &Path) -> Result<Scenario> {
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let description = std::fs::read_to_string(dir.join("description.txt"))
+            .map_err(|source| Error::Io {
+                path: dir.join("description.txt").display().to_string(),
+                source,
+            })?
+            .trim()
+            .to_string();
+        Ok(Scenario {
+            name,
+            dir: dir.to_path_buf(),
+            description,
+            pre: parse_dat(&dir.join("pre.dat"), false)?,
+            evaltest: parse_dat(&dir.join("evaltest.dat"), true)?,
+            post: parse_dat(&dir.join("post.dat"), false)?,
+        })
+    }
+
+    /// Every scenario under `lab/scenarios`, by name.
+    pub fn list(lab_dir: &Path) -> Result<Vec<Scenario>> {
+        let root = lab_dir.join("scenarios");
+        let mut out = Vec::new();
+        let entries = std::fs::read_dir(&root).map_err(|source| Error::Io {
+            path: root.display().to_string(),
+            source,
+        })?;
+        for e in entries.flatten() {
+            if e.path().join("description.txt").exists() {
+                out.push(Scenario::load(&e.path())?);
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+}
+
+/// A timestamped event of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// Unix time, seconds.
+    pub t: f64,
+    /// Milliseconds since the run started.
+    pub ms: f64,
+    pub event: String,
+    pub host: String,
+    pub detail: serde_json::Value,
+}
+
+/// An evaltest result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub host: String,
+    pub command: String,
+    pub pattern: String,
+    pub expect: bool,
+    pub ok: bool,
+}
+
+/// The final object of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub scenario: String,
+    pub verdict: String,
+    pub figures: BTreeMap<String, f64>,
+    pub vars: BTreeMap<String, String>,
+    pub checks: Vec<Check>,
+    pub error: Option<String>,
+    pub events: Vec<Event>,
+}
+
+impl Summary {
+    pub fn passed(&self) -> bool {
+        self.verdict == "PASS"
+    }
+    /// The first event called `name`.
+    pub fn event(&self, name: &str) -> Option<&Event> {
+        self.events.iter().find(|e| e.event == name)
+    }
+}
+
+/// Options of `mip4-lab run`.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Write a pcap per host interface here.
+    pub capture: Option<PathBuf>,
+    /// Extra plugins for every charon (the plugin helper adds `mip4`).
+    pub charon: CharonConfig,
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// A background `ping -D` whose replies are read from its output file.
+struct Pinger {
+    out: PathBuf,
+    _process: Process,
+}
+
+impl Pinger {
+    /// Replies as (unix time received, rtt ms).
+    fn replies(&self) -> Vec<(f64, f64)> {
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| {
+                // [1700000000.123456] 64 bytes from 10.1.2.2: icmp_seq=5 ttl=62 time=21.3 ms
+                let t: f64 = l.strip_prefix('[')?.split(']').next()?.parse().ok()?;
+                let rtt: f64 = l
+                    .split("time=")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()?;
+                Some((t, rtt))
+            })
+            .collect()
+    }
+}
+
+/// One run of one scenario. Field order is teardown order: captures,
+/// pingers, daemons and charons go before the namespaces they live in.
+struct Run<'a> {
+    captures: Vec<Process>,
+    pingers: BTreeMap<String, Pinger>,
+    procs: BTreeMap<String, Process>,
+    charons: BTreeMap<String, Charon>,
+    lab: Lab,
+    scenario: &'a Scenario,
+    lab_dir: PathBuf,
+    work: WorkDir,
+    opts: RunOptions,
+    start: f64,
+    vars: BTreeMap<String, String>,
+    figures: BTreeMap<String, f64>,
+    events: Vec<Event>,
+    sink: &'a mut dyn FnMut(&Event),
+}
+
+/// Runs `scenario` on a fresh Figure 1 lab built from `lab_dir`, calling
+/// `sink` for every event as it happens; always tears down what it made.
+pub fn run(
+    lab_dir: &Path,
+    scenario: &Scenario,
+    opts: &RunOptions,
+    sink: &mut dyn FnMut(&Event),
+) -> Result<Summary> {
+    super::preflight()?;
+    let work = WorkDir::new(&scenario.name)?;
+    let start = now();
+    let lab = Lab::build_file(&lab_dir.join("figure1.toml"))?;
+    let mut r = Run {
+        captures: Vec::new(),
+        pingers: BTreeMap::new(),
+        procs: BTreeMap::new(),
+        charons: BTreeMap::new(),
+        lab,
+        scenario,
+        lab_dir: lab_dir.to_path_buf(),
+        work,
+        opts: opts.clone(),
+        start,
+        vars: BTreeMap::new(),
+        figures: BTreeMap::new(),
+        events: Vec::new(),
+        sink,
+    };
+    r.emit(
+        "lab_built",
+        "",
+        serde_json::json!({"workdir": r.work.path()}),
+    );
+    let mut error = None;
+    if let Some(dir) = opts.capture.clone() {
+        if let Err(e) = r.start_captures(&dir) {
+            error = Some(e.to_string());
+        }
+    }
+    let pre = scenario.pre.clone();
+    if error.is_none() {
+        for l in &pre {
+            if let Err(e) = r.step(l) {
+                error = Some(format!("{}:{}: {e}", l.file, l.line));
+                break;
+            }
+        }
+    }
+    let mut checks = Vec::new();
+    if error.is_none() {
+        for l in &scenario.evaltest.clone() {
+            checks.push(r.check(l));
+        }
+    }
+    for l in &scenario.post.clone() {
+        // post always runs; its failures are reported, not fatal.
+        if let Err(e) = r.step(l) {
+            r.emit(
+                "post_failed",
+                &l.host,
+                serde_json::json!({"error": e.to_string()}),
+            );
+        }
+    }
+    let ok = error.is_none() && checks.iter().all(|c| c.ok);
+    if !ok {
+        // Keep the logs of a failed run for inspection.
+        r.work.keep();
+        r.emit(
+            "logs_kept",
+            "",
+            serde_json::json!({"workdir": r.work.path()}),
+        );
+    }
+    Ok(Summary {
+        scenario: scenario.name.clone(),
+        verdict: if ok { "PASS" } else { "FAIL" }.to_string(),
+        figures: r.figures.clone(),
+        vars: r.vars.clone(),
+        checks,
+        error,
+        events: r.events.clone(),
+    })
+}
+
+impl Run<'_> {
+    fn emit(&mut self, event: &str, host: &str, detail: serde_json::Value) -> f64 {
+        let t = now();
+        let e = Event {
+            t,
+            ms: ((t - self.start) * 1e4).round() / 10.0,
+            event: event.to_string(),
+            host: host.to_string(),
+            detail,
+        };
+        (self.sink)(&e);
+        self.events.push(e);
+        t
+    }
+
+    fn event_time(&self, name: &str) -> Result<f64> {
+        self.events
+            .iter()
+            .rev()
+            .find(|e| e.event == name)
+            .map(|e| e.t)
+            .ok_or_else(|| Error::Other(format!("no event `{name}` yet")))
+    }
+
+    fn subst(&self, s: &str) -> String {
+        let mut out = s.replace("${SCENARIO_DIR}", &self.scenario.dir.display().to_string());
+        out = out.replace("${WORK_DIR}", &self.work.path().display().to_string());
+        for (k, v) in &self.vars {
+            out = out.replace(&format!("${{{k}}}"), v);
+        }
+        out
+    }
+
+    /// A host's shell line; `swanctl` talks to that host's charon.
+    fn host_sh(&self, host: &str, line: &str) -> Result<String> {
+        let ns = self.lab.host(host)?;
+        let prelude = match self.charons.get(host) {
+            Some(c) => format!(
+                "swanctl() {{ command swanctl \"$@\" --uri {}; }}; ",
+                c.uri()
+            ),
+            None => String::new(),
+        };
+        ns.sh(&format!("{prelude}{line}"))
+    }
+
+    /// The config folder of `host`: the scenario's own, else lab/hosts.
+    fn host_config(&self, host: &str) -> PathBuf {
+        let own = self.scenario.dir.join("hosts").join(host);
+        if own.exists() {
+            own
+        } else {
+            self.lab_dir.join("hosts").join(host)
+        }
+    }
+
+    fn charon(&self, host: &str) -> Result<&Charon> {
+        self.charons
+            .get(host)
+            .ok_or_else(|| Error::Other(format!("no charon started on `{host}`")))
+    }
+
+    fn start_captures(&mut self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        for (host, dev) in self.lab.interfaces() {
+            // The MN's access interfaces are down while detached (tcpdump
+            // refuses those); their traffic is in the pcap of the access
+            // router's end of the same link.
+            if self
+                .lab
+                .spec
+                .access
+                .iter()
+                .any(|a| a.host == host && a.dev == dev)
+            {
+                continue;
+            }
+            let pcap = dir.join(format!("{host}-{dev}.pcap"));
+            let log = self.work.path().join(format!("tcpdump-{host}-{dev}.log"));
+            let ns = self.lab.host(&host)?;
+            let mut cmd = ns.command("tcpdump");
+            cmd.args(["-n", "-U", "-s", "0", "-i", &dev, "-w"])
+                .arg(&pcap);
+            let p = ns.spawn(&format!("tcpdump-{dev}"), cmd, &log)?;
+            self.captures.push(p);
+            let what = format!("tcpdump on {host}:{dev}");
+            wait::until(Duration::from_secs(5), &what, || {
+                std::fs::read_to_string(&log)
+                    .ok()?
+                    .contains("listening on")
+                    .then_some(())
+            })?;
+        }
+        self.emit("capture_started", "", serde_json::json!({"dir": dir}));
+        Ok(())
+    }
+
+    fn step(&mut self, l: &Line) -> Result<()> {
+        let command = self.subst(&l.command);
+        if l.host != "lab" {
+            let out = self.host_sh(&l.host, &command)?;
+            self.emit(
+                "command",
+                &l.host,
+                serde_json::json!({"cmd": command, "out": out.trim()}),
+            );
+            return Ok(());
+        }
+        let words: Vec<&str> = command.split_whitespace().collect();
+        let arg = |i: usize| -> Result<&str> {
+            words
+                .get(i)
+                .copied()
+                .ok_or_else(|| Error::Other(format!("`lab::{command}`: argument {i} missing")))
+        };
+        let secs = |i: usize, default: u64| -> Result<Duration> {
+            match words.get(i) {
+                None => Ok(Duration::from_secs(default)),
+                Some(s) => s
+                    .parse()
+                    .map(Duration::from_secs)
+                    .map_err(|_| Error::Other(format!("`{s}` is not a number of seconds"))),
+            }
+        };
+        match arg(0)? {
+            // lab::attach NET: first attachment of the MN.
+            // lab::move NET: the measured move (event `address_change`).
+            verb @ ("attach" | "move") => {
+                let net = arg(1)?;
+                let host = self.lab.spec.access(net)?.host.clone();
+                let from = self.lab.attached(&host).map(str::to_string);
+                let before = now();
+                self.lab.attach(net)?;
+                let name = if verb == "move" {
+                    "address_change"
+                } else {
+                    "attached"
+                };
+                let t = self.emit(name, &host, serde_json::json!({"from": from, "to": net}));
+                // The change counts from its first command, not its last.
+                if let Some(e) = self.events.last_mut() {
+                    e.detail["took_ms"] = serde_json::json!(((t - before) * 1e4).round() / 10.0);
+                    e.t = before;
+                    e.ms = ((before - self.start) * 1e4).round() / 10.0;
+                }
+            }
+            // lab::charon HOST: start charon, load the host's swanctl.conf.
+            "charon" => {
+                let host = arg(1)?.to_string();
+                let dir = self.work.path().join(&host);
+                let c = Charon::start(self.lab.host(&host)?, &dir, &self.opts.charon)?;
+                let conf = self.host_config(&host).join("swanctl.conf");
+                c.load_all(&conf)?;
+                self.charons.insert(host.clone(), c);
+                self.emit(
+                    "charon_started",
+                    &host,
+                    serde_json::json!({"swanctl": conf}),
+                );
+            }
+            // lab::vpn-up HOST IKE CHILD VAR: initiate, wait for the TIA.
+            "vpn-up" => {
+                let (host, ike, child, var) = (arg(1)?, arg(2)?, arg(3)?, arg(4)?);
+                let c = self.charon(host)?;
+                c.initiate(child)?;
+                let (sa, _) = c.wait_sa(ike, Duration::from_secs(15), "VPN with a TIA", |sa| {
+                    !sa.local_vips.is_empty()
+                })?;
+                let tia = sa.local_vips[0].clone();
+                self.vars.insert(var.to_string(), tia.clone());
+                self.emit("vpn_up", host, sa_json(&sa));
+            }
+            // lab::wait-sa HOST IKE FIELD=VALUE EVENT [SECS]
+            "wait-sa" => {
+                let (host, ike, cond, event) = (arg(1)?, arg(2)?, arg(3)?, arg(4)?);
+                let (key, value) = cond
+                    .split_once('=')
+                    .ok_or_else(|| Error::Other(format!("`{cond}`: expected field=value")))?;
+                let c = self.charon(host)?;
+                let (sa, _) = c.wait_sa(ike, secs(5, 20)?, cond, |sa| {
+                    sa_json(sa)[key].as_str() == Some(value)
+                        || sa_json(sa)[key]
+                            .as_array()
+                            .is_some_and(|a| a.iter().any(|v| v == value))
+                })?;
+                self.emit(event, host, sa_json(&sa));
+            }
+            // lab::wait-log HOST[/PROC] NEEDLE EVENT [SECS]
+            "wait-log" => {
+                let (target, needle, event) = (arg(1)?, arg(2)?, arg(3)?);
+                let path = match target.split_once('/') {
+                    None => self.charon(target)?.log_path().to_path_buf(),
+                    Some((h, p)) => self.work.path().join(format!("{h}-{p}.log")),
+                };
+                let what = format!("`{needle}` in {}", path.display());
+                let (line, _) = wait::until(secs(4, 20)?, &what, || {
+                    let text = std::fs::read_to_string(&path).ok()?;
+                    text.lines()
+                        .find(|l| l.contains(needle))
+                        .map(str::to_string)
+                })?;
+                self.emit(event, target, serde_json::json!({"line": line}));
+            }
+            // lab::spawn HOST NAME CMD...: a daemon inside HOST, log in
+            // the work dir as HOST-NAME.log (mip4d, mip4-ha later).
+            "spawn" => {
+                let (host, name) = (arg(1)?, arg(2)?);
+                let rest = words.get(3..).unwrap_or_default().join(" ");
+                let ns = self.lab.host(host)?;
+                let mut cmd = ns.command("sh");
+                cmd.args(["-c", &format!("exec {rest}")]);
+                let log = self.work.path().join(format!("{host}-{name}.log"));
+                let p = ns.spawn(name, cmd, &log)?;
+                self.procs.insert(format!("{host}/{name}"), p);
+                self.emit(
+                    "spawned",
+                    host,
+                    serde_json::json!({"name": name, "cmd": rest}),
+                );
+            }
+            // lab::stop HOST/NAME
+            "stop" => {
+                let key = arg(1)?;
+                if let Some(mut p) = self.procs.remove(key) {
+                    p.stop(Duration::from_secs(3));
+                }
+                self.emit("stopped", key, serde_json::json!({}));
+            }
+            // lab::pinger NAME HOST SRC DST: continuous ping, 20 ms apart.
+            "pinger" => {
+                let (name, host, src, dst) = (arg(1)?, arg(2)?, arg(3)?, arg(4)?);
+                let ns = self.lab.host(host)?;
+                let out = self.work.path().join(format!("ping-{name}.txt"));
+                let mut cmd = ns.command("ping");
+                cmd.args(["-D", "-n", "-i", "0.02", "-W", "1", "-I", src, dst]);
+                let p = ns.spawn(&format!("ping-{name}"), cmd, &out)?;
+                self.pingers
+                    .insert(name.to_string(), Pinger { out, _process: p });
+                self.emit(
+                    "pinger_started",
+                    host,
+                    serde_json::json!({"name": name, "src": src, "dst": dst}),
+                );
+            }
+            // lab::wait-reply NAME AFTER EVENT [SECS]: the first reply to
+            // an echo sent after event AFTER.
+            "wait-reply" => {
+                let (name, after, event) = (arg(1)?, arg(2)?, arg(3)?);
+                let t0 = self.event_time(after)?;
+                let p = self
+                    .pingers
+                    .get(name)
+                    .ok_or_else(|| Error::Other(format!("no pinger `{name}`")))?;
+                let what = format!("a reply on pinger `{name}` after `{after}`");
+                let ((t, rtt), _) = wait::until(secs(4, 20)?, &what, || {
+                    p.replies().into_iter().find(|(t, rtt)| t - rtt / 1e3 >= t0)
+                })?;
+                let lost = p.replies().iter().filter(|(rt, _)| *rt >= t0).count();
+                self.emit(
+                    event,
+                    "",
+                    serde_json::json!({"pinger": name, "rtt_ms": rtt, "replies_since": lost}),
+                );
+                if let Some(e) = self.events.last_mut() {
+                    e.t = t;
+                    e.ms = ((t - self.start) * 1e4).round() / 10.0;
+                }
+            }
+            // lab::rtt HOST DST FIGURE [COUNT]: average ping RTT, ms.
+            "rtt" => {
+                let (host, dst, fig) = (arg(1)?, arg(2)?, arg(3)?);
+                let count = words.get(4).copied().unwrap_or("5");
+                let ns = self.lab.host(host)?;
+                let out = ns.exec("ping", &["-n", "-q", "-c", count, "-i", "0.05", dst])?;
+                let avg = out
+                    .lines()
+                    .find(|l| l.starts_with("rtt"))
+                    .and_then(|l| l.split('=').nth(1)?.split('/').nth(1)?.trim().parse().ok())
+                    .ok_or_else(|| Error::Other(format!("no RTT in ping output: {out}")))?;
+                self.figures.insert(fig.to_string(), avg);
+                self.emit(
+                    "rtt",
+                    host,
+                    serde_json::json!({"dst": dst, "figure": fig, "avg_ms": avg}),
+                );
+            }
+            // lab::figure NAME FROM TO: ms between two events.
+            "figure" => {
+                let (fig, from, to) = (arg(1)?, arg(2)?, arg(3)?);
+                let ms = (self.event_time(to)? - self.event_time(from)?) * 1e3;
+                self.figures
+                    .insert(fig.to_string(), (ms * 10.0).round() / 10.0);
+            }
+            // lab::ratio NAME A B: figure A / figure B.
+            "ratio" => {
+                let (fig, a, b) = (arg(1)?, arg(2)?, arg(3)?);
+                let get = |k: &str| {
+                    self.figures
+                        .get(k)
+                        .copied()
+                        .ok_or_else(|| Error::Other(format!("no figure `{k}`")))
+                };
+                let r = get(a)? / get(b)?;
+                self.figures
+                    .insert(fig.to_string(), (r * 100.0).round() / 100.0);
+            }
+            other => return Err(Error::Other(format!("unknown lab verb `{other}`"))),
+        }
+        Ok(())
+    }
+
+    fn check(&mut self, l: &Line) -> Check {
+        let command = self.subst(&l.command);
+        let (pattern, expect) = l.expect.clone().expect("evaltest line");
+        let pattern = self.subst(&pattern);
+        let re = regex::Regex::new(&pattern).ok();
+        let probe = |r: &Run| -> bool {
+            let out = r
+                .host_sh(&l.host, &command)
+                .unwrap_or_else(|e| e.to_string());
+            re.as_ref().is_some_and(|re| re.is_match(&out))
+        };
+        let ok = if expect {
+            wait::until(Duration::from_secs(10), &pattern, || {
+                probe(self).then_some(())
+            })
+            .is_ok()
+        } else {
+            !probe(self)
+        };
+        let c = Check {
+            host: l.host.clone(),
+            command,
+            pattern,
+            expect,
+            ok,
+        };
+        self.emit(
+            "check",
+            &l.host,
+            serde_json::to_value(&c).unwrap_or_default(),
+        );
+        c
+    }
+}
+
+fn sa_json(sa: &IkeSa) -> serde_json::Value {
+    serde_json::json!({
+        "name": sa.name,
+        "state": sa.state,
+        "local-host": sa.local_host,
+        "local-port": sa.local_port,
+        "remote-host": sa.remote_host,
+        "remote-port": sa.remote_port,
+        "local-vips": sa.local_vips,
+        "remote-vips": sa.remote_vips,
+        "nat-local": sa.nat_local,
+    })
+}
+
+/// Runs `sh -c` in no namespace (for `which` style checks by the binary).
+pub fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenarios_parse() {
+        let lab = Path::new(env!("CARGO_MANIFEST_DIR")).join("lab");
+        let all = Scenario::list(&lab).unwrap();
+        let s = all.iter().find(|s| s.name == "vpn-move").expect("vpn-move");
+        assert!(!s.pre.is_empty() && !s.evaltest.is_empty());
+    }
+
+    #[test]
+    fn evaltest_line_errors_name_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("evaltest.dat");
+        std::fs::write(&p, "# c\nmn::ping x::y::MAYBE\n").unwrap();
+        let err = parse_dat(&p, true).unwrap_err().to_string();
+        assert!(err.contains("evaltest.dat:2:"), "{err}");
+    }
+}

@@ -1,0 +1,312 @@
+//! RFC 5266 Figure 1 as data (`lab/figure1.toml`) and the function that
+//! builds it from namespaces. Dropping the [`Lab`] tears it all down.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::netns::{unique_prefix, veth, Netns};
+use super::wire::Wire;
+use super::{Error, Result};
+
+/// The topology file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopologySpec {
+    #[serde(rename = "host")]
+    pub hosts: Vec<HostSpec>,
+    #[serde(rename = "link")]
+    pub links: Vec<LinkSpec>,
+    #[serde(rename = "access", default)]
+    pub access: Vec<AccessSpec>,
+}
+
+/// One host (namespace).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSpec {
+    pub name: String,
+    #[serde(default)]
+    pub forward: bool,
+    /// `ip route replace` arguments, e.g. `default via 10.1.1.1`.
+    #[serde(default)]
+    pub routes: Vec<String>,
+    /// An nftables ruleset file, relative to the topology file.
+    pub nft: Option<String>,
+}
+
+/// One link: `host:dev[:address/len]` at each end.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSpec {
+    pub a: String,
+    pub b: String,
+    /// One-way delay of the link (each direction), in milliseconds.
+    #[serde(default)]
+    pub delay_ms: u64,
+}
+
+/// An access network the MN can attach to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessSpec {
+    pub name: String,
+    #[serde(default = "default_mn")]
+    pub host: String,
+    pub dev: String,
+    pub addr: String,
+    pub gateway: String,
+    #[serde(default)]
+    pub trusted: bool,
+}
+
+fn default_mn() -> String {
+    "mn".to_string()
+}
+
+/// One end of a link, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct End {
+    pub host: String,
+    pub dev: String,
+    pub addr: Option<String>,
+}
+
+impl End {
+    fn parse(s: &str) -> Option<End> {
+        let mut it = s.splitn(3, ':');
+        let host = it.next()?.to_string();
+        let dev = it.next()?.to_string();
+        if host.is_empty() || dev.is_empty() || dev.len() > 15 {
+            return None;
+        }
+        Some(End {
+            host,
+            dev,
+            addr: it.next().map(str::to_string),
+        })
+    }
+}
+
+impl TopologySpec {
+    /// Reads and checks a topology file; errors name the file.
+    pub fn load(path: &Path) -> Result<TopologySpec> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let spec: TopologySpec = toml::from_str(&text).map_err(|e| Error::Parse {
+            file: path.display().to_string(),
+            line: e
+                .span()
+                .map_or(0, |s| text[..s.start].matches('\n').count() + 1),
+            msg: e.message().to_string(),
+        })?;
+        spec.check().map_err(|msg| Error::Parse {
+            file: path.display().to_string(),
+            line: 0,
+            msg,
+        })?;
+        Ok(spec)
+    }
+
+    fn check(&self) -> std::result::Result<(), String> {
+        let hosts: Vec<&str> = self.hosts.iter().map(|h| h.name.as_str()).collect();
+        for l in &self.links {
+            for e in [&l.a, &l.b] {
+                let end = End::parse(e).ok_or(format!("link end `{e}` is not host:dev[:addr]"))?;
+                if !hosts.contains(&end.host.as_str()) {
+                    return Err(format!("link end `{e}`: no host `{}`", end.host));
+                }
+            }
+        }
+        for a in &self.access {
+            if !hosts.contains(&a.host.as_str()) {
+                return Err(format!("access `{}`: no host `{}`", a.name, a.host));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn access(&self, name: &str) -> Result<&AccessSpec> {
+        self.access
+            .iter()
+            .find(|a| a.name == name)
+            .ok_or_else(|| Error::Other(format!("no access network `{name}` in the topology")))
+    }
+
+    /// The delay of the link whose ends include `host:dev`.
+    pub fn link_delay(&self, host: &str, dev: &str) -> Option<Duration> {
+        self.links.iter().find_map(|l| {
+            let hit = [&l.a, &l.b]
+                .iter()
+                .any(|e| End::parse(e).is_some_and(|e| e.host == host && e.dev == dev));
+            hit.then(|| Duration::from_millis(l.delay_ms))
+        })
+    }
+}
+
+/// The built lab. Fields drop in order: delay lines, then hosts.
+#[derive(Debug)]
+pub struct Lab {
+    wires: Vec<Wire>,
+    hosts: BTreeMap<String, Netns>,
+    wire_ns: Netns,
+    pub spec: TopologySpec,
+    /// The access network the MN is attached to, if any.
+    attached: BTreeMap<String, String>,
+}
+
+impl Lab {
+    /// Builds the topology: namespaces, links (with delay lines where a
+    /// delay is set), addresses, forwarding, routes and nftables rulesets.
+    pub fn build(spec: TopologySpec, topology_dir: &Path) -> Result<Lab> {
+        let prefix = unique_prefix();
+        let wire_ns = Netns::new(&prefix, "wire")?;
+        let mut lab = Lab {
+            wires: Vec::new(),
+            hosts: BTreeMap::new(),
+            wire_ns,
+            spec: spec.clone(),
+            attached: BTreeMap::new(),
+        };
+        for h in &spec.hosts {
+            let ns = Netns::new(&prefix, &h.name)?;
+            if h.forward {
+                ns.enable_forwarding()?;
+            }
+            lab.hosts.insert(h.name.clone(), ns);
+        }
+        for (i, l) in spec.links.iter().enumerate() {
+            let a = End::parse(&l.a).expect("checked at load");
+            let b = End::parse(&l.b).expect("checked at load");
+            if l.delay_ms == 0 {
+                veth(lab.host(&a.host)?, &a.dev, lab.host(&b.host)?, &b.dev)?;
+            } else {
+                let (wa, wb) = (format!("w{i}a"), format!("w{i}b"));
+                veth(lab.host(&a.host)?, &a.dev, &lab.wire_ns, &wa)?;
+                veth(lab.host(&b.host)?, &b.dev, &lab.wire_ns, &wb)?;
+                let wire = Wire::start(&lab.wire_ns, &wa, &wb, Duration::from_millis(l.delay_ms))?;
+                lab.wires.push(wire);
+            }
+            for end in [&a, &b] {
+                if let Some(addr) = &end.addr {
+                    lab.host(&end.host)?.add_addr(&end.dev, addr)?;
+                }
+            }
+        }
+        for h in &spec.hosts {
+            let ns = lab.host(&h.name)?;
+            for r in &h.routes {
+                let mut args = vec!["route", "replace"];
+                args.extend(r.split_whitespace());
+                ns.ip(&args)?;
+            }
+            if let Some(nft) = &h.nft {
+                let file = topology_dir.join(nft);
+                ns.exec("nft", &["-f", &file.display().to_string()])?;
+            }
+        }
+        // Access links start down on the MN side: the MN is nowhere yet.
+        for a in &spec.access {
+            lab.host(&a.host)?.link_up(&a.dev, false)?;
+        }
+        Ok(lab)
+    }
+
+    /// Loads `lab/figure1.toml` (or another topology file) and builds it.
+    pub fn build_file(path: &Path) -> Result<Lab> {
+        let spec = TopologySpec::load(path)?;
+        let dir = path
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        Lab::build(spec, &dir)
+    }
+
+    pub fn host(&self, name: &str) -> Result<&Netns> {
+        self.hosts
+            .get(name)
+            .ok_or_else(|| Error::Other(format!("no host `{name}` in the topology")))
+    }
+
+    pub fn hosts(&self) -> impl Iterator<Item = &Netns> {
+        self.hosts.values()
+    }
+
+    /// Where `host` is attached now.
+    pub fn attached(&self, host: &str) -> Option<&str> {
+        self.attached.get(host).map(String::as_str)
+    }
+
+    /// Moves the MN to access network `name`, break before make: the old
+    /// link loses its address and goes down, then the new one comes up with
+    /// its address and default route (what a DHCP client would set).
+    pub fn attach(&mut self, name: &str) -> Result<()> {
+        let access = self.spec.access(name)?.clone();
+        self.detach(&access.host)?;
+        let ns = self.host(&access.host)?;
+        ns.link_up(&access.dev, true)?;
+        ns.add_addr(&access.dev, &access.addr)?;
+        ns.ip(&[
+            "route",
+            "replace",
+            "default",
+            "via",
+            &access.gateway,
+            "dev",
+            &access.dev,
+        ])?;
+        self.attached
+            .insert(access.host.clone(), access.name.clone());
+        Ok(())
+    }
+
+    /// Detaches `host` from its current access network, if any.
+    pub fn detach(&mut self, host: &str) -> Result<()> {
+        let Some(current) = self.attached.remove(host) else {
+            return Ok(());
+        };
+        let access = self.spec.access(&current)?.clone();
+        let ns = self.host(host)?;
+        ns.ip(&["addr", "flush", "dev", &access.dev])?;
+        ns.link_up(&access.dev, false)
+    }
+
+    /// The interfaces of every host (for captures): `(host, dev)`.
+    pub fn interfaces(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for l in &self.spec.links {
+            for e in [&l.a, &l.b] {
+                let e = End::parse(e).expect("checked at load");
+                out.push((e.host, e.dev));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figure1_file_is_consistent() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/figure1.toml");
+        let spec = TopologySpec::load(&path).unwrap();
+        assert!(spec.access("ext-b").is_ok());
+        assert_eq!(
+            spec.link_delay("mn", "eth-a"),
+            Some(Duration::from_millis(10))
+        );
+    }
+
+    #[test]
+    fn bad_link_end_is_named() {
+        let text = "[[host]]\nname = \"a\"\n[[link]]\na = \"a:eth0\"\nb = \"zz:eth0\"\n";
+        let spec: TopologySpec = toml::from_str(text).unwrap();
+        let err = spec.check().unwrap_err();
+        assert!(err.contains("no host `zz`"), "{err}");
+    }
+}

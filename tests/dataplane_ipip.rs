@@ -1,0 +1,257 @@
+//! The userspace IP-in-IP data plane between two network namespaces: an
+//! HA and an MN joined by a veth pair, the MN's home address reachable
+//! only through the tunnel.
+
+mod dataplane_support;
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use dataplane_support::*;
+use mip4::dataplane::ipip::{self, OuterHeader};
+use mip4::dataplane::{
+    Backend, BackendChoice, DataPlane, Encapsulation, Role, Tunnel, TunnelBinding, UserspaceConfig,
+};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn ha_binding() -> TunnelBinding {
+    TunnelBinding {
+        home: HOA,
+        local: HA_ADDR.into(),
+        remote: SocketAddrV4::new(COA.into(), 0),
+        encapsulation: Encapsulation::IpInIp,
+    }
+}
+
+fn mn_binding() -> TunnelBinding {
+    TunnelBinding {
+        home: HOA,
+        local: COA.into(),
+        remote: SocketAddrV4::new(HA_ADDR.into(), 0),
+        encapsulation: Encapsulation::IpInIp,
+    }
+}
+
+#[test]
+fn ping_and_tcp_cross_the_userspace_ipip_tunnel_and_spoofs_are_dropped() {
+    if !can_run() {
+        return;
+    }
+    let p = Pair::new("ipip");
+    p.ha.ip(&format!("addr add {CN}/32 dev lo"));
+    p.mn.ip(&format!("addr add {HOA}/32 dev lo"));
+    let (_ha_nl, ha) =
+        p.ha.run(start_plane(Role::HomeAgent, ha_binding(), None, None));
+    let (_mn_nl, mn) =
+        p.mn.run(start_plane(Role::MobileNode, mn_binding(), None, None));
+    assert_eq!(ha.backend(), Backend::Userspace);
+
+    // The MN's home address has no route but the tunnel: a reply proves
+    // both directions (MN encapsulates, HA decapsulates and checks, HA
+    // encapsulates, MN decapsulates and checks).
+    assert!(
+        p.mn.run(ping(HOA, CN, WAIT)),
+        "no echo reply through the tunnel"
+    );
+
+    let before = counters(&ha);
+    assert!(before.decapsulated > 0 && before.encapsulated > 0);
+    assert_eq!(before.unknown_tunnel_source, 0);
+    assert_eq!(before.inner_address_mismatch, 0);
+    // Where the spoofs are aimed: if one got through, it would be the first
+    // datagram this socket reads.
+    let sink =
+        p.ha.run(async { std::net::UdpSocket::bind(SocketAddrV4::new(CN, 7001)).unwrap() });
+
+    // RFC 3024 ingress check: a wrong outer source (not the registered
+    // care-of address) carrying the home address is dropped and counted.
+    let inner = udp_datagram(
+        SocketAddrV4::new(HOA, 7000),
+        SocketAddrV4::new(CN, 7001),
+        b"spoofed",
+    );
+    let mut outer = Vec::new();
+    let forged_coa = Ipv4Addr::new(10, 77, 0, 3);
+    ipip::encapsulate(
+        &inner,
+        &OuterHeader {
+            src: forged_coa,
+            dst: HA_ADDR.into(),
+            ttl: 64,
+        },
+        1,
+        &mut outer,
+    )
+    .unwrap();
+    p.mn.run(async move { send_raw(&outer).await });
+    assert!(
+        wait_for(WAIT, || counters(&ha).unknown_tunnel_source == 1),
+        "spoofed outer source not counted: {:?}",
+        counters(&ha)
+    );
+
+    // The registered care-of address carrying somebody else's address as
+    // inner source: dropped and counted too.
+    let inner = udp_datagram(
+        SocketAddrV4::new(Ipv4Addr::new(10, 99, 0, 66), 7000),
+        SocketAddrV4::new(CN, 7001),
+        b"spoofed",
+    );
+    let mut outer = Vec::new();
+    ipip::encapsulate(
+        &inner,
+        &OuterHeader {
+            src: COA.into(),
+            dst: HA_ADDR.into(),
+            ttl: 64,
+        },
+        2,
+        &mut outer,
+    )
+    .unwrap();
+    p.mn.run(async move { send_raw(&outer).await });
+    assert!(
+        wait_for(WAIT, || counters(&ha).inner_address_mismatch == 1),
+        "spoofed inner source not counted: {:?}",
+        counters(&ha)
+    );
+    // A legitimate datagram sent after both drops were counted is the
+    // first one to arrive: neither spoof was delivered.
+    p.mn.run(async {
+        let u = std::net::UdpSocket::bind(SocketAddrV4::new(HOA, 7000)).unwrap();
+        u.send_to(b"legit", SocketAddrV4::new(CN, 7001)).unwrap();
+    });
+    sink.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = [0u8; 64];
+    let n = sink
+        .recv(&mut buf)
+        .expect("legitimate datagram through the tunnel");
+    assert_eq!(&buf[..n], b"legit", "a spoofed datagram was delivered");
+
+    let server = p.ha.run(tcp_echo_server(SocketAddrV4::new(CN, 5000)));
+    assert!(
+        p.mn.run(tcp_round_trip(HOA, SocketAddrV4::new(CN, 5000), 200_000)),
+        "TCP data changed or lost in the tunnel"
+    );
+    p.ha.join(server);
+
+    // A malformed datagram of protocol 4 is dropped and counted, not fatal.
+    let mut junk = udp_datagram(
+        SocketAddrV4::new(COA.into(), 1),
+        SocketAddrV4::new(HA_ADDR.into(), 2),
+        &[0x45, 0, 0, 99],
+    );
+    junk[9] = 4;
+    junk[10] = 0;
+    junk[11] = 0;
+    let c = mip4::dataplane::ipv4::checksum(&junk[..20]);
+    junk[10..12].copy_from_slice(&c.to_be_bytes());
+    p.mn.run(async move { send_raw(&junk).await });
+    assert!(
+        wait_for(WAIT, || counters(&ha).malformed >= 1),
+        "malformed tunnel datagram not counted: {:?}",
+        counters(&ha)
+    );
+    assert!(
+        p.mn.run(ping(HOA, CN, WAIT)),
+        "plane stopped after bad input"
+    );
+    drop((ha, mn));
+}
+
+#[test]
+fn moving_the_care_of_address_keeps_the_tunnel_working() {
+    if !can_run() {
+        return;
+    }
+    let p = Pair::new("move");
+    p.ha.ip(&format!("addr add {CN}/32 dev lo"));
+    p.mn.ip(&format!("addr add {HOA}/32 dev lo"));
+    let (_ha_nl, mut ha) =
+        p.ha.run(start_plane(Role::HomeAgent, ha_binding(), None, None));
+    let (_mn_nl, mut mn) =
+        p.mn.run(start_plane(Role::MobileNode, mn_binding(), None, None));
+    assert!(p.mn.run(ping(HOA, CN, WAIT)));
+
+    // The MN gets a new care-of address; both ends move the tunnel.
+    // (Deleting a primary address drops its secondaries unless
+    // promote_secondaries is set.)
+    let new_coa = Ipv4Addr::new(10, 77, 0, 20);
+    p.mn.exec(&[
+        "sh",
+        "-c",
+        "echo 1 > /proc/sys/net/ipv4/conf/vmn/promote_secondaries",
+    ]);
+    p.mn.ip(&format!("addr add {new_coa}/24 dev vmn"));
+    p.mn.ip("addr del 10.77.0.2/24 dev vmn");
+    futures::executor::block_on(ha.update_endpoint(
+        HOA,
+        HA_ADDR.into(),
+        SocketAddrV4::new(new_coa, 0),
+    ))
+    .unwrap();
+    futures::executor::block_on(mn.update_endpoint(
+        HOA,
+        new_coa,
+        SocketAddrV4::new(HA_ADDR.into(), 0),
+    ))
+    .unwrap();
+    assert!(
+        p.mn.run(ping(HOA, CN, WAIT)),
+        "no echo reply after the move"
+    );
+    assert_eq!(
+        ha.status().bindings[0].remote,
+        SocketAddrV4::new(new_coa, 0)
+    );
+}
+
+#[test]
+fn auto_backend_follows_the_kernels_ipip_support() {
+    if !can_run() {
+        return;
+    }
+    let ns = Netns::new("auto");
+    // Independent oracle: can iproute2 create an ipip link here?
+    let kernel_ipip = std::process::Command::new("ip")
+        .args([
+            "-n",
+            &ns.name,
+            "link",
+            "add",
+            "probe0",
+            "type",
+            "ipip",
+            "remote",
+            "192.0.2.1",
+        ])
+        .output()
+        .unwrap()
+        .status
+        .success();
+    if kernel_ipip {
+        ns.ip("link del probe0");
+    }
+    let backend = ns.run(async {
+        let nl = std::sync::Arc::new(mip4::netlink::Netlink::new().unwrap());
+        let dp = DataPlane::start(
+            nl.clone(),
+            BackendChoice::Auto,
+            UserspaceConfig::new("mip4t0", Role::HomeAgent),
+        )
+        .await
+        .unwrap();
+        dp.backend()
+    });
+    let expected = if kernel_ipip {
+        Backend::Kernel
+    } else {
+        Backend::Userspace
+    };
+    assert_eq!(backend, expected);
+    assert!(
+        !ns.ip("link show").contains("mip4p"),
+        "the ipip probe link was left behind"
+    );
+}

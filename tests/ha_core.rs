@@ -1,0 +1,899 @@
+//! The sans-IO home agent driven deterministically: no sockets, no clock.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use mip4::auth::{append_auth, AuthExtAt, AuthKind, SecurityAssociation};
+use mip4::config::Source;
+use mip4::ha::{Disposition, DownReason, DropReason, HaConfig, HomeAgent, Output, TunnelMode};
+use mip4::replay::{NtpTimestamp, ReplayMethod};
+use mip4::wire::extension::{UdpTunnelReply, UdpTunnelRequest};
+use mip4::wire::{Extension, Flags, ReplyCode, ReplyRepr, RequestRepr};
+use proptest::prelude::*;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+const K1: &str = "00112233445566778899aabbccddeeff";
+const K2: &str = "0102030405060708090a0b0c0d0e0f10";
+const K3: &str = "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf";
+const K6: &str = "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
+
+fn config(extra: &str) -> HaConfig {
+    let text = format!(
+        r#"
+home_agent = "10.1.0.1"
+max_lifetime = 300
+trusted_networks = ["10.10.0.0/16"]
+{extra}
+[[home_network]]
+prefix = "10.1.0.0/24"
+
+[address_pool]
+first = "10.1.0.100"
+last = "10.1.0.101"
+
+[[mobile_node]]
+nai = "mn1@example.com"
+home_address = "10.1.0.10"
+spi = 256
+key = "{K1}"
+
+[[mobile_node]]
+home_address = "10.1.0.11"
+spi = 257
+key = "{K2}"
+reverse_tunnel = "denied"
+
+[[mobile_node]]
+nai = "mn3@example.com"
+spi = 258
+key = "{K3}"
+reverse_tunnel = "required"
+
+[[mobile_node]]
+nai = "mn4@example.com"
+spi = 259
+key = "{K3}"
+
+[[mobile_node]]
+nai = "mn5@example.com"
+spi = 260
+key = "{K3}"
+
+[[mobile_node]]
+home_address = "10.1.0.12"
+spi = 261
+key = "{K6}"
+replay = "nonce"
+"#
+    );
+    HaConfig::from_source(&Source::from_str("test.conf", text)).unwrap()
+}
+
+fn ha_with(extra: &str) -> HomeAgent {
+    HomeAgent::new(config(extra), Box::new(StdRng::seed_from_u64(1))).unwrap()
+}
+
+fn ha() -> HomeAgent {
+    ha_with("")
+}
+
+fn sa(spi: u32, key: &str, replay: ReplayMethod) -> SecurityAssociation {
+    let key = mip4::config::SecretKey::from_hex(key).unwrap();
+    SecurityAssociation::new(spi, mip4::auth::Algorithm::HmacMd5, key.expose(), replay).unwrap()
+}
+
+fn mn1() -> SecurityAssociation {
+    sa(256, K1, ReplayMethod::Timestamp)
+}
+
+const HA: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
+const HOA1: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 10);
+const COA_TRUSTED: Ipv4Addr = Ipv4Addr::new(10, 10, 1, 5);
+const COA_TRUSTED2: Ipv4Addr = Ipv4Addr::new(10, 10, 2, 5);
+const COA_OUTSIDE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 7);
+
+fn wall() -> NtpTimestamp {
+    NtpTimestamp::new(3_900_000_000, 0)
+}
+
+/// A timestamp Identification `n` fractions after `wall()`.
+fn ts(n: u32) -> u64 {
+    NtpTimestamp::new(3_900_000_000, n).0
+}
+
+struct Req {
+    flags: Flags,
+    lifetime: u16,
+    home: Ipv4Addr,
+    ha: Ipv4Addr,
+    coa: Ipv4Addr,
+    id: u64,
+    exts: Vec<Extension>,
+}
+
+impl Req {
+    fn new(home: Ipv4Addr, coa: Ipv4Addr, id: u64) -> Self {
+        Req {
+            flags: Flags::empty(),
+            lifetime: 120,
+            home,
+            ha: HA,
+            coa,
+            id,
+            exts: Vec::new(),
+        }
+    }
+    fn unsigned(&self) -> Vec<u8> {
+        RequestRepr {
+            flags: self.flags,
+            lifetime: self.lifetime,
+            home_address: self.home,
+            home_agent: self.ha,
+            care_of_address: self.coa,
+            identification: self.id,
+            extensions: self.exts.clone(),
+        }
+        .to_bytes()
+    }
+    fn signed(&self, sa: &SecurityAssociation) -> Vec<u8> {
+        let mut b = self.unsigned();
+        append_auth(&mut b, AuthKind::MnHa, sa);
+        b
+    }
+}
+
+fn from(ip: Ipv4Addr) -> SocketAddrV4 {
+    SocketAddrV4::new(ip, 434)
+}
+
+/// Drains outputs: (the one reply, binding actions).
+fn drain(ha: &mut HomeAgent) -> (Option<(SocketAddrV4, Vec<u8>)>, Vec<Output>) {
+    let mut reply = None;
+    let mut actions = Vec::new();
+    while let Some(o) = ha.poll_output() {
+        match o {
+            Output::Transmit { dst, payload } => {
+                assert!(reply.is_none(), "one reply per request");
+                reply = Some((dst, payload));
+            }
+            other => actions.push(other),
+        }
+    }
+    (reply, actions)
+}
+
+/// Parses a reply and checks its MN-HA authenticator with `sa`; returns
+/// the reply and the extensions the authenticator covers.
+fn verified(bytes: &[u8], sa: &SecurityAssociation) -> (ReplyRepr, Vec<Extension>) {
+    let reply = ReplyRepr::parse_bytes(bytes).unwrap();
+    let offs = mip4::wire::extension::parse_all(bytes, mip4::wire::registration::REPLY_HEADER_LEN)
+        .unwrap();
+    let (auth_at, _) = offs
+        .iter()
+        .find(|(_, e)| matches!(e, Extension::MnHaAuth(_)))
+        .expect("reply carries MN-HA authentication");
+    let at = AuthExtAt::parse(bytes, *auth_at).unwrap();
+    at.verify(sa).expect("reply authenticator verifies");
+    assert_eq!(at.end, bytes.len(), "MN-HA auth is the last extension");
+    let covered = offs
+        .iter()
+        .filter(|(o, _)| o < auth_at)
+        .map(|(_, e)| e.clone())
+        .collect();
+    (reply, covered)
+}
+
+fn send(ha: &mut HomeAgent, now: Instant, src: SocketAddrV4, bytes: &[u8]) -> Disposition {
+    ha.handle_datagram(now, wall(), src, bytes)
+}
+
+#[test]
+fn registration_accepted_binding_installed_and_reply_signed() {
+    let mut ha = ha();
+    let now = Instant::now();
+    let mut r = Req::new(HOA1, COA_TRUSTED, ts(1));
+    r.flags = Flags::T;
+    let d = send(&mut ha, now, from(COA_TRUSTED), &r.signed(&mn1()));
+    assert_eq!(d, Disposition::Replied(ReplyCode::ACCEPTED));
+    let (reply, actions) = drain(&mut ha);
+    let (dst, bytes) = reply.unwrap();
+    assert_eq!(dst, from(COA_TRUSTED), "reply goes to the request's source");
+    let (rep, _) = verified(&bytes, &mn1());
+    assert_eq!(rep.code, ReplyCode::ACCEPTED);
+    assert_eq!(rep.lifetime, 120);
+    assert_eq!(rep.home_address, HOA1);
+    assert_eq!(rep.home_agent, HA);
+    assert_eq!(
+        rep.identification, r.id,
+        "timestamps: identification copied"
+    );
+    match &actions[..] {
+        [Output::BindingUp(b)] => {
+            assert_eq!(b.home_address, HOA1);
+            assert_eq!(b.care_of_address, COA_TRUSTED);
+            assert!(b.reverse_tunnel);
+            assert_eq!(b.tunnel, TunnelMode::Ipip);
+        }
+        other => panic!("expected one BindingUp, got {other:?}"),
+    }
+    let infos = ha.bindings(now);
+    assert_eq!(infos.len(), 1);
+    assert_eq!(infos[0].remaining, 120);
+    assert_eq!(ha.counters().accepted, 1);
+}
+
+#[test]
+fn lifetime_is_capped_by_policy() {
+    let mut ha = ha();
+    let mut r = Req::new(HOA1, COA_TRUSTED, ts(1));
+    r.lifetime = 0xffff;
+    send(
+        &mut ha,
+        Instant::now(),
+        from(COA_TRUSTED),
+        &r.signed(&mn1()),
+    );
+    let (reply, _) = drain(&mut ha);
+    let (rep, _) = verified(&reply.unwrap().1, &mn1());
+    assert_eq!(rep.code, ReplyCode::ACCEPTED);
+    assert_eq!(rep.lifetime, 300);
+}
+
+#[test]
+fn reregistration_refreshes_and_a_move_changes_the_tunnel() {
+    let mut ha = ha();
+    let t0 = Instant::now();
+    send(
+        &mut ha,
+        t0,
+        from(COA_TRUSTED),
+        &Req::new(HOA1, COA_TRUSTED, ts(1)).signed(&mn1()),
+    );
+    drain(&mut ha);
+    // Same care-of address: lifetime refreshed, nothing for the data plane.
+    let t1 = t0 + Duration::from_secs(60);
+    send(
+        &mut ha,
+        t1,
+        from(COA_TRUSTED),
+        &Req::new(HOA1, COA_TRUSTED, ts(2)).signed(&mn1()),
+    );
+    let (reply, actions) = drain(&mut ha);
+    assert!(reply.is_some());
+    assert!(actions.is_empty(), "{actions:?}");
+    assert_eq!(
+        ha.binding(HOA1).unwrap().expires,
+        t1 + Duration::from_secs(120)
+    );
+    // New care-of address: the binding follows.
+    send(
+        &mut ha,
+        t1,
+        from(COA_TRUSTED2),
+        &Req::new(HOA1, COA_TRUSTED2, ts(3)).signed(&mn1()),
+    );
+    let (_, actions) = drain(&mut ha);
+    assert!(matches!(&actions[..], [Output::BindingUp(b)] if b.care_of_address == COA_TRUSTED2));
+    assert_eq!(ha.binding(HOA1).unwrap().care_of_address, COA_TRUSTED2);
+}
+
+#[test]
+fn deregistration_by_lifetime_zero_and_by_coming_home() {
+    for how in ["lifetime0", "coa=hoa"] {
+        let mut ha = ha();
+        let now = Instant::now();
+        send(
+            &mut ha,
+            now,
+            from(COA_TRUSTED),
+            &Req::new(HOA1, COA_TRUSTED, ts(1)).signed(&mn1()),
+        );
+        drain(&mut ha);
+        let mut r = Req::new(HOA1, COA_TRUSTED, ts(2));
+        if how == "lifetime0" {
+            r.lifetime = 0;
+        } else {
+            r.coa = HOA1;
+        }
+        let d = send(&mut ha, now, from(COA_TRUSTED), &r.signed(&mn1()));
+        assert_eq!(d, Disposition::Replied(ReplyCode::ACCEPTED), "{how}");
+        let (reply, actions) = drain(&mut ha);
+        let (rep, _) = verified(&reply.unwrap().1, &mn1());
+        assert_eq!(rep.lifetime, 0, "{how}");
+        assert!(
+            matches!(&actions[..], [Output::BindingDown { reason: DownReason::Deregistered, binding }] if binding.home_address == HOA1),
+            "{how}: {actions:?}"
+        );
+        assert!(ha.binding(HOA1).is_none());
+        assert_eq!(ha.counters().deregistered, 1);
+    }
+}
+
+#[test]
+fn binding_expires_at_its_lifetime() {
+    let mut ha = ha();
+    let t0 = Instant::now();
+    send(
+        &mut ha,
+        t0,
+        from(COA_TRUSTED),
+        &Req::new(HOA1, COA_TRUSTED, ts(1)).signed(&mn1()),
+    );
+    drain(&mut ha);
+    let deadline = ha.poll_timeout().unwrap();
+    assert_eq!(deadline, t0 + Duration::from_secs(120));
+    ha.handle_timeout(deadline - Duration::from_millis(1));
+    assert!(ha.binding(HOA1).is_some(), "not before its time");
+    ha.handle_timeout(deadline);
+    let (_, actions) = drain(&mut ha);
+    assert!(matches!(
+        &actions[..],
+        [Output::BindingDown {
+            reason: DownReason::Expired,
+            ..
+        }]
+    ));
+    assert!(ha.binding(HOA1).is_none());
+    assert_eq!(ha.poll_timeout(), None);
+    assert_eq!(ha.counters().expired, 1);
+}
+
+/// Sends `bytes` and returns the reply's code, checking the reply's
+/// authenticator with `sa` when given.
+fn code_of(
+    ha: &mut HomeAgent,
+    src: Ipv4Addr,
+    bytes: &[u8],
+    sa: Option<&SecurityAssociation>,
+) -> ReplyCode {
+    let d = send(ha, Instant::now(), from(src), bytes);
+    let (reply, actions) = drain(ha);
+    let bytes = reply.expect("a reply").1;
+    let rep = match sa {
+        Some(sa) => verified(&bytes, sa).0,
+        None => ReplyRepr::parse_bytes(&bytes).unwrap(),
+    };
+    if !rep.code.is_accepted() {
+        assert!(
+            actions.is_empty(),
+            "a denial changes no binding: {actions:?}"
+        );
+    }
+    assert_eq!(d, Disposition::Replied(rep.code));
+    rep.code
+}
+
+#[test]
+fn bad_authenticator_is_131_and_counted() {
+    let mut ha = ha();
+    let mut b = Req::new(HOA1, COA_TRUSTED, ts(1)).signed(&mn1());
+    let last = b.len() - 1;
+    b[last] ^= 1;
+    assert_eq!(
+        code_of(&mut ha, COA_TRUSTED, &b, Some(&mn1())),
+        ReplyCode::HA_MN_FAILED_AUTH
+    );
+    // Wrong key entirely.
+    let forged = Req::new(HOA1, COA_TRUSTED, ts(2)).signed(&sa(256, K2, ReplayMethod::Timestamp));
+    assert_eq!(
+        code_of(&mut ha, COA_TRUSTED, &forged, Some(&mn1())),
+        ReplyCode::HA_MN_FAILED_AUTH
+    );
+    assert_eq!(ha.counters().unauthenticated, 2);
+    assert_eq!(ha.counters().denied(131), 2);
+    assert!(ha.binding(HOA1).is_none());
+}
+
+#[test]
+fn unknown_spi_and_missing_auth_are_131_unsigned() {
+    let mut ha = ha();
+    let b = Req::new(HOA1, COA_TRUSTED, ts(1)).signed(&sa(999, K1, ReplayMethod::Timestamp));
+    assert_eq!(
+        code_of(&mut ha, COA_TRUSTED, &b, None),
+        ReplyCode::HA_MN_FAILED_AUTH
+    );
+    let b = Req::new(HOA1, COA_TRUSTED, ts(1)).unsigned();
+    assert_eq!(
+        code_of(&mut ha, COA_TRUSTED, &b, None),
+        ReplyCode::HA_MN_FAILED_AUTH
+    );
+    assert_eq!(ha.counters().unauthenticated, 2);
+}
+
+#[test]
+fn another_nodes_spi_cannot_register_this_home_address() {
+    let mut ha = ha();
+    // MN2's valid SA, but the request claims MN1's home address.
+    let mn2 = sa(257, K2, ReplayMethod::Timestamp);
+    let b = Req::new(HOA1, COA_TRUSTED, ts(1)).signed(&mn2);
+    assert_eq!(
+        code_of(&mut ha, COA_TRUSTED, &b, Some(&mn2)),
+        ReplyCode::HA_MN_FAILED_AUTH
+    );
+    assert!(ha.binding(HOA1).is_none());
+}
+
+#[test]
+fn replayed_and_stale_identification_are_133_with_ha_time() {
+    let mut ha = ha();
+    let b = Req::new(HOA1, COA_TRUSTED, ts(1)).signed(&mn1());
+    assert_eq!(
+        code_of(&mut ha, COA_TRUSTED, &b, Some(&mn1())),
+        ReplyCode::ACCEPTED
+    );
+    // The very same datagram again.
+    send(&mut ha, Instant::now(), from(COA_TRUSTED), &b);
+    let (reply, actions) = drain(&mut ha);
+    assert!(actions.is_empty());
+    let (rep, _) = verified(&reply.unwrap().1, &mn1());
+    assert_eq!(rep.code, ReplyCode::HA_IDENTIFICATION_MISMATCH);
+    // RFC 5944 §5.7.1: low-order bits echoed, high-order from the HA's clock.
+    assert_eq!(rep.identification as u32, ts(1) as u32);
+    assert_eq!((rep.identification >> 32) as u32, wall().seconds());
+    // A timestamp 100 s in the past.
+    let old = NtpTimestamp::new(3_900_000_000 - 100, 5).0;
+    let b = Req::new(HOA1, COA_TRUSTED, old).signed(&mn1());
+    assert_eq!(
+        code_of(&mut ha, COA_TRUSTED, &b, Some(&mn1())),
+        ReplyCode::HA_IDENTIFICATION_MISMATCH
+    );
+    assert_eq!(ha.counters().replayed, 2);
+    assert_eq!(ha.counters().denied(133), 2);
+}
+
+#[test]
+fn nonce_replay_method_hands_out_and_checks_nonces() {
+    let mut ha = ha();
+    let mn6 = sa(261, K6, ReplayMethod::Nonce);
+    let hoa6 = Ipv4Addr::new(10, 1, 0, 12);
+    // First contact: the MN cannot know the HA's nonce: 133 with one.
+    send(
+        &mut ha,
+        Instant::now(),
+        from(COA_TRUSTED),
+        &Req::new(hoa6, COA_TRUSTED, 0x0000_0000_1111_1111).signed(&mn6),
+    );
+    let (reply, _) = drain(&mut ha);
+    let (rep, _) = verified(&reply.unwrap().1, &mn6);
+    assert_eq!(rep.code, ReplyCode::HA_IDENTIFICATION_MISMATCH);
+    assert_eq!(rep.identification as u32, 0x1111_1111);
+    let nonce = rep.identification >> 32;
+    let id = (nonce << 32) | 0x2222_2222;
+    let b = Req::new(hoa6, COA_TRUSTED, id).signed(&mn6);
+    assert_eq!(
+        code_of(&mut ha, COA_TRUSTED, &b, Some(&mn6)),
+        ReplyCode::ACCEPTED
+    );
+    // The same nonce again is a replay.
+    assert_eq!(
+        code_of(&mut ha, COA_TRUSTED, &b, Some(&mn6)),
+        ReplyCode::HA_IDENTIFICATION_MISMATCH
+    );
+}
+
+#[test]
+fn unknown_non_skippable_extension_is_134_authenticated() {
+    let mut ha = ha();
+    // The codec cannot emit an unknown non-skippable type; splice it in.
+    let mut b = Req::new(HOA1, COA_TRUSTED, ts(1)).unsigned();
+    b.extend_from_slice(&[99, 3, 1, 2, 3]);
+    append_auth(&mut b, AuthKind::MnHa, &mn1());
+    assert_eq!(
+        code_of(&mut ha, COA_TRUSTED, &b, Some(&mn1())),
+        ReplyCode::HA_POORLY_FORMED_REQUEST
+    );
+    // An unknown skippable one is ignored.
+    let mut r = Req::new(HOA1, COA_TRUSTED, ts(2));
+    r.exts.push(Extension::Unknown {
+        type_: 200,
+        data: vec![9],
+    });
+    assert_eq!(
+        code_of(&mut ha, COA_TRUSTED, &r.signed(&mn1()), Some(&mn1())),
+        ReplyCode::ACCEPTED
+    );
+}
+
+#[test]
+fn two_mn_ha_extensions_are_134() {
+    let mut ha = ha();
+    let mut b = Req::new(HOA1, COA_TRUSTED, ts(1)).signed(&mn1());
+    append_auth(&mut b, AuthKind::MnHa, &mn1());
+    assert_eq!(
+        code_of(&mut ha, COA_TRUSTED, &b, Some(&mn1())),
+        ReplyCode::HA_POORLY_FORMED_REQUEST
+    );
+}
+
+#[test]
+fn wrong_home_agent_is_136_with_our_address() {
+    let mut ha = ha();
+    let mut r = Req::new(HOA1, COA_TRUSTED, ts(1));
+    r.ha = Ipv4Addr::new(10, 1, 0, 255);
+    send(
+        &mut ha,
+        Instant::now(),
+        from(COA_TRUSTED),
+        &r.signed(&mn1()),
+    );
+    let (reply, _) = drain(&mut ha);
+    let (rep, _) = verified(&reply.unwrap().1, &mn1());
+    assert_eq!(rep.code, ReplyCode::HA_UNKNOWN_HOME_AGENT);
+    assert_eq!(rep.home_agent, HA);
+}
+
+#[test]
+fn reverse_tunnel_policy_137_138_and_encapsulation_139() {
+    let mut ha = ha();
+    let mn2 = sa(257, K2, ReplayMethod::Timestamp);
+    let mut r = Req::new(Ipv4Addr::new(10, 1, 0, 11), COA_TRUSTED, ts(1));
+    r.flags = Flags::T;
+    assert_eq!(
+        code_of(&mut ha, COA_TRUSTED, &r.signed(&mn2), Some(&mn2)),
+        ReplyCode::HA_REVERSE_TUNNEL_UNAVAILABLE
+    );
+
+    let mn3 = sa(258, K3, ReplayMethod::Timestamp);
+    let mut r = Req::new(Ipv4Addr::UNSPECIFIED, COA_TRUSTED, ts(1));
+    r.exts.push(Extension::Nai(b"mn3@example.com".to_vec()));
+    assert_eq!(
+        code_of(&mut ha, COA_TRUSTED, &r.signed(&mn3), Some(&mn3)),
+        ReplyCode::HA_REVERSE_TUNNEL_MANDATORY
+    );
+
+    let mut r = Req::new(HOA1, COA_TRUSTED, ts(1));
+    r.flags = Flags::G;
+    assert_eq!(
+        code_of(&mut ha, COA_TRUSTED, &r.signed(&mn1()), Some(&mn1())),
+        ReplyCode::HA_ENCAPSULATION_UNAVAILABLE
+    );
+    assert_eq!(ha.counters().denied(137), 1);
+    assert_eq!(ha.counters().denied(138), 1);
+    assert_eq!(ha.counters().denied(139), 1);
+}
+
+#[test]
+fn simultaneous_bindings_are_declined_with_code_1() {
+    let mut ha = ha();
+    let mut r = Req::new(HOA1, COA_TRUSTED, ts(1));
+    r.flags = Flags::S;
+    assert_eq!(
+        code_of_accepting(&mut ha, &r),
+        ReplyCode::ACCEPTED_NO_SIMULTANEOUS_BINDINGS
+    );
+    assert_eq!(ha.binding(HOA1).unwrap().care_of_address, COA_TRUSTED);
+}
+
+fn code_of_accepting(ha: &mut HomeAgent, r: &Req) -> ReplyCode {
+    send(ha, Instant::now(), from(r.coa), &r.signed(&mn1()));
+    let (reply, _) = drain(ha);
+    verified(&reply.unwrap().1, &mn1()).0.code
+}
+
+#[test]
+fn nai_with_zero_home_address_gets_one_from_the_pool() {
+    let mut ha = ha();
+    let mn4 = sa(259, K3, ReplayMethod::Timestamp);
+    let mut r = Req::new(Ipv4Addr::UNSPECIFIED, COA_TRUSTED, ts(1));
+    r.exts.push(Extension::Nai(b"mn4@example.com".to_vec()));
+    send(&mut ha, Instant::now(), from(COA_TRUSTED), &r.signed(&mn4));
+    let (reply, actions) = drain(&mut ha);
+    let (rep, covered) = verified(&reply.unwrap().1, &mn4);
+    assert_eq!(rep.code, ReplyCode::ACCEPTED);
+    let pool_first = Ipv4Addr::new(10, 1, 0, 100);
+    assert_eq!(rep.home_address, pool_first);
+    assert!(covered.contains(&Extension::Nai(b"mn4@example.com".to_vec())));
+    assert!(matches!(&actions[..], [Output::BindingUp(b)] if b.home_address == pool_first));
+    // Asking again keeps the same address; registering it by address works.
+    let r2 = Req {
+        id: ts(2),
+        ..Req::new(pool_first, COA_TRUSTED2, 0)
+    };
+    let mut r2 = r2;
+    r2.exts.push(Extension::Nai(b"mn4@example.com".to_vec()));
+    send(
+        &mut ha,
+        Instant::now(),
+        from(COA_TRUSTED2),
+        &r2.signed(&mn4),
+    );
+    let (reply, _) = drain(&mut ha);
+    assert_eq!(
+        verified(&reply.unwrap().1, &mn4).0.code,
+        ReplyCode::ACCEPTED
+    );
+    // Another address than the assigned one: 129.
+    let mut r3 = Req::new(Ipv4Addr::new(10, 1, 0, 101), COA_TRUSTED, ts(3));
+    r3.exts.push(Extension::Nai(b"mn4@example.com".to_vec()));
+    assert_eq!(
+        code_of(&mut ha, COA_TRUSTED, &r3.signed(&mn4), Some(&mn4)),
+        ReplyCode::HA_ADMIN_PROHIBITED
+    );
+}
+
+#[test]
+fn exhausted_pool_is_130() {
+    let mut ha = ha();
+    let mut codes = Vec::new();
+    for (spi, nai) in [(259, "mn4@example.com"), (260, "mn5@example.com")] {
+        let s = sa(spi, K3, ReplayMethod::Timestamp);
+        let mut r = Req::new(Ipv4Addr::UNSPECIFIED, COA_TRUSTED, ts(1));
+        r.exts.push(Extension::Nai(nai.as_bytes().to_vec()));
+        codes.push(code_of(&mut ha, COA_TRUSTED, &r.signed(&s), Some(&s)));
+    }
+    // Two addresses in the pool, both taken by mn4 and mn5: mn3 gets none.
+    assert_eq!(codes, vec![ReplyCode::ACCEPTED, ReplyCode::ACCEPTED]);
+    let mn3 = sa(258, K3, ReplayMethod::Timestamp);
+    let mut r = Req::new(Ipv4Addr::UNSPECIFIED, COA_TRUSTED, ts(1));
+    r.flags = Flags::T;
+    r.exts.push(Extension::Nai(b"mn3@example.com".to_vec()));
+    assert_eq!(
+        code_of(&mut ha, COA_TRUSTED, &r.signed(&mn3), Some(&mn3)),
+        ReplyCode::HA_INSUFFICIENT_RESOURCES
+    );
+}
+
+#[test]
+fn zero_home_address_without_nai_is_131() {
+    let mut ha = ha();
+    let mn2 = sa(257, K2, ReplayMethod::Timestamp);
+    // No NAI and HoA 0: the SA cannot even be tied to a node: 131.
+    let r = Req::new(Ipv4Addr::UNSPECIFIED, COA_TRUSTED, ts(1));
+    assert_eq!(
+        code_of(&mut ha, COA_TRUSTED, &r.signed(&mn2), Some(&mn2)),
+        ReplyCode::HA_MN_FAILED_AUTH
+    );
+}
+
+#[test]
+fn tnc_only_for_requests_straight_from_a_trusted_network() {
+    let mut ha = ha();
+    // From a trusted subnet, co-located address on it: TNC, covered by
+    // the authenticator.
+    send(
+        &mut ha,
+        Instant::now(),
+        from(COA_TRUSTED),
+        &Req::new(HOA1, COA_TRUSTED, ts(1)).signed(&mn1()),
+    );
+    let (reply, _) = drain(&mut ha);
+    let (_, covered) = verified(&reply.unwrap().1, &mn1());
+    assert!(covered.contains(&Extension::TrustedNetworksConfigured));
+    // From outside (e.g. the TIA through the VPN, or a leaky firewall).
+    send(
+        &mut ha,
+        Instant::now(),
+        from(COA_OUTSIDE),
+        &Req::new(HOA1, COA_OUTSIDE, ts(2)).signed(&mn1()),
+    );
+    let (reply, _) = drain(&mut ha);
+    let (rep, covered) = verified(&reply.unwrap().1, &mn1());
+    assert_eq!(rep.code, ReplyCode::ACCEPTED);
+    assert!(!rep
+        .extensions
+        .contains(&Extension::TrustedNetworksConfigured));
+    assert!(!covered.contains(&Extension::TrustedNetworksConfigured));
+    // A trusted care-of address claimed from an outside source (NAT or
+    // spoofed claim): no TNC either.
+    send(
+        &mut ha,
+        Instant::now(),
+        from(COA_OUTSIDE),
+        &Req::new(HOA1, COA_TRUSTED, ts(3)).signed(&mn1()),
+    );
+    let (reply, _) = drain(&mut ha);
+    let (rep, _) = verified(&reply.unwrap().1, &mn1());
+    assert!(!rep
+        .extensions
+        .contains(&Extension::TrustedNetworksConfigured));
+    // An unauthenticated request never gets TNC.
+    let forged = Req::new(HOA1, COA_TRUSTED, ts(4)).signed(&sa(256, K2, ReplayMethod::Timestamp));
+    send(&mut ha, Instant::now(), from(COA_TRUSTED), &forged);
+    let (reply, _) = drain(&mut ha);
+    let rep = ReplyRepr::parse_bytes(&reply.unwrap().1).unwrap();
+    assert_eq!(rep.code, ReplyCode::HA_MN_FAILED_AUTH);
+    assert!(!rep
+        .extensions
+        .contains(&Extension::TrustedNetworksConfigured));
+}
+
+fn udp_req(force: bool) -> Extension {
+    Extension::UdpTunnelRequest(UdpTunnelRequest {
+        sub_type: 0,
+        force,
+        registration_through_fa: false,
+        encapsulation: 4,
+    })
+}
+
+#[test]
+fn udp_tunnel_request_behind_nat_is_granted() {
+    let mut ha = ha();
+    let private_coa = Ipv4Addr::new(192, 168, 1, 20);
+    let nat = SocketAddrV4::new(COA_OUTSIDE, 40_000);
+    let mut r = Req::new(HOA1, private_coa, ts(1));
+    r.exts.push(udp_req(false));
+    send(&mut ha, Instant::now(), nat, &r.signed(&mn1()));
+    let (reply, actions) = drain(&mut ha);
+    let (dst, bytes) = reply.unwrap();
+    assert_eq!(dst, nat, "reply goes back through the NAT mapping");
+    let (rep, covered) = verified(&bytes, &mn1());
+    assert_eq!(rep.code, ReplyCode::ACCEPTED);
+    assert!(covered.iter().any(|e| matches!(
+        e,
+        Extension::UdpTunnelReply(UdpTunnelReply {
+            reply_code: 0,
+            keepalive_interval: 110,
+            ..
+        })
+    )));
+    match &actions[..] {
+        [Output::BindingUp(b)] => {
+            assert_eq!(b.tunnel, TunnelMode::Udp);
+            assert_eq!(b.source, nat);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Tunnel data from the NAT mapping is the MN's; from elsewhere, dropped.
+    let data = [4u8, 4, 0, 0, 0x45, 0, 0, 20];
+    assert_eq!(
+        ha.handle_datagram(Instant::now(), wall(), nat, &data),
+        Disposition::TunnelData {
+            home_address: HOA1,
+            offset: 4
+        }
+    );
+    let other = SocketAddrV4::new(COA_OUTSIDE, 40_001);
+    assert_eq!(
+        ha.handle_datagram(Instant::now(), wall(), other, &data),
+        Disposition::Dropped(DropReason::UnknownTunnelPeer)
+    );
+    assert_eq!(ha.counters().tunnel_data_dropped, 1);
+}
+
+#[test]
+fn udp_tunnel_request_without_nat_is_declined_unless_forced() {
+    let mut ha = ha();
+    let mut r = Req::new(HOA1, COA_TRUSTED, ts(1));
+    r.exts.push(udp_req(false));
+    send(
+        &mut ha,
+        Instant::now(),
+        from(COA_TRUSTED),
+        &r.signed(&mn1()),
+    );
+    let (reply, _) = drain(&mut ha);
+    let (rep, _) = verified(&reply.unwrap().1, &mn1());
+    assert!(rep.extensions.iter().any(|e| matches!(
+        e,
+        Extension::UdpTunnelReply(UdpTunnelReply { reply_code: 64, .. })
+    )));
+    assert_eq!(ha.binding(HOA1).unwrap().tunnel, TunnelMode::Ipip);
+    let mut r = Req::new(HOA1, COA_TRUSTED, ts(2));
+    r.exts.push(udp_req(true));
+    send(
+        &mut ha,
+        Instant::now(),
+        from(COA_TRUSTED),
+        &r.signed(&mn1()),
+    );
+    drain(&mut ha);
+    assert_eq!(ha.binding(HOA1).unwrap().tunnel, TunnelMode::Udp);
+}
+
+#[test]
+fn forced_udp_when_disabled_is_142() {
+    let mut ha = ha_with("udp_tunnelling = false");
+    let mut r = Req::new(HOA1, COA_TRUSTED, ts(1));
+    r.exts.push(udp_req(true));
+    assert_eq!(
+        code_of(&mut ha, COA_TRUSTED, &r.signed(&mn1()), Some(&mn1())),
+        ReplyCode::HA_UDP_ENCAPSULATION_UNAVAILABLE
+    );
+}
+
+#[test]
+fn malformed_datagrams_are_dropped_counted_and_the_ha_keeps_serving() {
+    let mut ha = ha();
+    let good = Req::new(HOA1, COA_TRUSTED, ts(1)).signed(&mn1());
+    let cases: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![1],
+        good[..23].to_vec(),
+        // Extension length running past the datagram.
+        {
+            let mut b = good.clone();
+            let n = b.len();
+            b[24 + 1] = 200;
+            b.truncate(n);
+            b
+        },
+        // Truncated authenticator.
+        good[..good.len() - 3].to_vec(),
+        vec![3; 40],
+        vec![0xff; 100],
+    ];
+    for (i, c) in cases.iter().enumerate() {
+        let d = send(&mut ha, Instant::now(), from(COA_OUTSIDE), c);
+        assert!(matches!(d, Disposition::Dropped(_)), "case {i}: {d:?}");
+        let (reply, actions) = drain(&mut ha);
+        assert!(reply.is_none() && actions.is_empty(), "case {i}");
+    }
+    assert_eq!(ha.counters().dropped_malformed, cases.len() as u64);
+    // Another mobile node is still served.
+    let mn2 = sa(257, K2, ReplayMethod::Timestamp);
+    let b = Req::new(Ipv4Addr::new(10, 1, 0, 11), COA_TRUSTED, ts(1)).signed(&mn2);
+    assert_eq!(
+        code_of(&mut ha, COA_TRUSTED, &b, Some(&mn2)),
+        ReplyCode::ACCEPTED
+    );
+}
+
+#[test]
+fn reload_keeps_bindings_of_unchanged_nodes_and_drops_removed_ones() {
+    let mut ha = ha();
+    send(
+        &mut ha,
+        Instant::now(),
+        from(COA_TRUSTED),
+        &Req::new(HOA1, COA_TRUSTED, ts(1)).signed(&mn1()),
+    );
+    drain(&mut ha);
+    let mn2 = sa(257, K2, ReplayMethod::Timestamp);
+    send(
+        &mut ha,
+        Instant::now(),
+        from(COA_TRUSTED),
+        &Req::new(Ipv4Addr::new(10, 1, 0, 11), COA_TRUSTED, ts(1)).signed(&mn2),
+    );
+    drain(&mut ha);
+    // New config without MN2 (its key changes to something else).
+    let mut cfg = config("");
+    cfg.mobile_nodes.retain(|m| m.spi != 257);
+    ha.reload(cfg).unwrap();
+    let (_, actions) = drain(&mut ha);
+    assert!(
+        matches!(&actions[..], [Output::BindingDown { reason: DownReason::Unconfigured, binding }] if binding.spi == 257)
+    );
+    assert!(ha.binding(HOA1).is_some());
+    // Replay state survived: the old request is still a replay.
+    let b = Req::new(HOA1, COA_TRUSTED, ts(1)).signed(&mn1());
+    assert_eq!(
+        code_of(&mut ha, COA_TRUSTED, &b, Some(&mn1())),
+        ReplyCode::HA_IDENTIFICATION_MISMATCH
+    );
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..200), first in 0u8..6) {
+        let mut ha = ha();
+        let mut data = data;
+        if let Some(b) = data.first_mut() { *b = first; }
+        let _ = ha.handle_datagram(Instant::now(), wall(), from(COA_OUTSIDE), &data);
+        while ha.poll_output().is_some() {}
+        prop_assert!(ha.binding(HOA1).is_none());
+    }
+
+    #[test]
+    fn flipping_any_bit_of_a_signed_request_never_registers(bit in 0usize..(8 * 46)) {
+        let mut ha = ha();
+        let mut b = Req::new(HOA1, COA_TRUSTED, ts(1)).signed(&mn1());
+        prop_assume!(bit / 8 < b.len());
+        b[bit / 8] ^= 1 << (bit % 8);
+        let _ = ha.handle_datagram(Instant::now(), wall(), from(COA_TRUSTED), &b);
+        prop_assert_eq!(ha.counters().accepted, 0);
+        prop_assert!(ha.binding(HOA1).is_none());
+    }
+}
+
+#[test]
+fn shipped_example_config_loads() {
+    let text = include_str!("../packaging/mip4-ha.conf.example").replace(
+        "key_file = \"/etc/mip4/keys/alice.key\"",
+        "key = \"00112233445566778899aabbccddeeff\"",
+    );
+    let c = HaConfig::from_source(&Source::from_str("mip4-ha.conf.example", text)).unwrap();
+    assert_eq!(c.mobile_nodes.len(), 2);
+}

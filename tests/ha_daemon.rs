@@ -1,0 +1,292 @@
+//! mip4-ha as a real process in a network namespace this test makes:
+//! real UDP requests in, replies checked, `mip4ctl` read back, bad input
+//! refused or dropped and counted while a second node is still served.
+//! Needs root (network namespaces).
+
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mip4::auth::{append_auth, AuthExtAt, AuthKind, SecurityAssociation};
+use mip4::replay::{NtpTimestamp, ReplayMethod};
+use mip4::wire::{Extension, Flags, ReplyCode, ReplyRepr, RequestRepr};
+
+const K1: &str = "00112233445566778899aabbccddeeff";
+const K2: &str = "0102030405060708090a0b0c0d0e0f10";
+const HA: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
+const COA: Ipv4Addr = Ipv4Addr::new(10, 10, 1, 5);
+
+/// Deletes the namespace on drop, also when the test fails.
+struct Netns(String);
+
+impl Netns {
+    fn new(prefix: &str) -> Netns {
+        let name = format!("{prefix}-{}", std::process::id());
+        let _ = Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(Stdio::null())
+            .status();
+        run(&["ip", "netns", "add", &name]);
+        let ns = Netns(name);
+        ns.exec(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+    fn exec(&self, cmd: &[&str]) {
+        let mut v = vec!["ip", "netns", "exec", &self.0];
+        v.extend_from_slice(cmd);
+        run(&v);
+    }
+    /// A UDP socket that lives in this namespace: a helper thread enters
+    /// the namespace, binds, and hands the socket back (a socket stays in
+    /// the namespace it was created in).
+    fn udp_socket(&self, bind: SocketAddrV4) -> UdpSocket {
+        let path = PathBuf::from("/var/run/netns").join(&self.0);
+        std::thread::spawn(move || {
+            let f = std::fs::File::open(&path).expect("open netns");
+            // SAFETY: setns on a valid namespace fd only changes this
+            // helper thread's network namespace.
+            let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+            UdpSocket::bind(bind).expect("bind in netns")
+        })
+        .join()
+        .unwrap()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Kills the daemon on drop if the test did not stop it.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn run(cmd: &[&str]) {
+    let st = Command::new(cmd[0]).args(&cmd[1..]).status().expect(cmd[0]);
+    assert!(st.success(), "{cmd:?} failed (this test needs root)");
+}
+
+fn sa(spi: u32, key: &str) -> SecurityAssociation {
+    let k = mip4::config::SecretKey::from_hex(key).unwrap();
+    SecurityAssociation::new(
+        spi,
+        mip4::auth::Algorithm::HmacMd5,
+        k.expose(),
+        ReplayMethod::Timestamp,
+    )
+    .unwrap()
+}
+
+fn request(home: Ipv4Addr, id: u64, exts: Vec<Extension>, sa: &SecurityAssociation) -> Vec<u8> {
+    let mut b = RequestRepr {
+        flags: Flags::T,
+        lifetime: 120,
+        home_address: home,
+        home_agent: HA,
+        care_of_address: COA,
+        identification: id,
+        extensions: exts,
+    }
+    .to_bytes();
+    append_auth(&mut b, AuthKind::MnHa, sa);
+    b
+}
+
+fn now_id() -> u64 {
+    let t = NtpTimestamp::from_system_time(std::time::SystemTime::now());
+    t.0
+}
+
+/// Sends and waits for the reply (socket timeout is the deadline).
+fn exchange(sock: &UdpSocket, bytes: &[u8]) -> Vec<u8> {
+    sock.send_to(bytes, SocketAddrV4::new(HA, 434)).unwrap();
+    let mut buf = [0u8; 2048];
+    let (n, _) = sock.recv_from(&mut buf).expect("a reply from mip4-ha");
+    buf[..n].to_vec()
+}
+
+fn verify(bytes: &[u8], sa: &SecurityAssociation) -> ReplyRepr {
+    let rep = ReplyRepr::parse_bytes(bytes).unwrap();
+    let offs = mip4::wire::extension::parse_all(bytes, mip4::wire::registration::REPLY_HEADER_LEN)
+        .unwrap();
+    let (at, _) = offs
+        .iter()
+        .find(|(_, e)| matches!(e, Extension::MnHaAuth(_)))
+        .expect("signed reply");
+    AuthExtAt::parse(bytes, *at).unwrap().verify(sa).unwrap();
+    rep
+}
+
+fn ctl_json(socket: &Path, what: &str) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_mip4ctl"))
+        .args(["--socket", socket.to_str().unwrap(), what, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mip4ctl {what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Polls `f` until it holds or the deadline passes.
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn daemon_serves_registrations_refuses_bad_input_and_reports_through_mip4ctl() {
+    let ns = Netns::new("mip4ha");
+    ns.exec(&["ip", "addr", "add", "10.1.0.1/32", "dev", "lo"]);
+    ns.exec(&["ip", "addr", "add", "10.10.1.5/32", "dev", "lo"]);
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = dir.path().join("ha.sock");
+    let conf = dir.path().join("mip4-ha.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"
+listen = "0.0.0.0:434"
+home_agent = "10.1.0.1"
+control_socket = "{}"
+max_lifetime = 300
+trusted_networks = ["10.10.0.0/16"]
+
+[[home_network]]
+prefix = "10.1.0.0/24"
+
+[[mobile_node]]
+nai = "mn1@example.com"
+home_address = "10.1.0.10"
+spi = 256
+key = "{K1}"
+
+[[mobile_node]]
+home_address = "10.1.0.11"
+spi = 257
+key = "{K2}"
+"#,
+            ctl.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.0,
+            env!("CARGO_BIN_EXE_mip4-ha"),
+            "--config",
+        ])
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut daemon = Daemon(child);
+    wait_for("the control socket", || {
+        mip4::ctl::call(&ctl, mip4::ctl::Request::Status, Duration::from_secs(1)).is_ok()
+    });
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&ctl).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "control socket is root-only");
+
+    let sock = ns.udp_socket(SocketAddrV4::new(COA, 0));
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let (mn1, mn2) = (sa(256, K1), sa(257, K2));
+    let hoa1 = Ipv4Addr::new(10, 1, 0, 10);
+    let hoa2 = Ipv4Addr::new(10, 1, 0, 11);
+
+    // A good registration from a trusted network: accepted, signed, TNC.
+    let id = now_id();
+    let good = request(
+        hoa1,
+        id,
+        vec![Extension::Nai(b"mn1@example.com".to_vec())],
+        &mn1,
+    );
+    let rep = verify(&exchange(&sock, &good), &mn1);
+    assert_eq!(rep.code, ReplyCode::ACCEPTED);
+    assert_eq!(rep.identification, id);
+    assert!(rep
+        .extensions
+        .contains(&Extension::TrustedNetworksConfigured));
+    let b = ctl_json(&ctl, "bindings");
+    assert_eq!(b[0]["home_address"], "10.1.0.10");
+    assert_eq!(b[0]["care_of_address"], "10.10.1.5");
+    assert_eq!(b[0]["nai"], "mn1@example.com");
+    assert_eq!(b[0]["reverse_tunnel"], true);
+
+    // Replayed: the same datagram again.
+    let rep = verify(&exchange(&sock, &good), &mn1);
+    assert_eq!(rep.code, ReplyCode::HA_IDENTIFICATION_MISMATCH);
+    // Forged: right SPI, wrong key.
+    let forged = request(hoa1, now_id() + 1, vec![], &sa(256, K2));
+    let rep = ReplyRepr::parse_bytes(&exchange(&sock, &forged)).unwrap();
+    assert_eq!(rep.code, ReplyCode::HA_MN_FAILED_AUTH);
+    // Unauthenticated: no MN-HA extension at all.
+    let mut bare = good.clone();
+    bare.truncate(mip4::wire::registration::REQUEST_HEADER_LEN);
+    let rep = ReplyRepr::parse_bytes(&exchange(&sock, &bare)).unwrap();
+    assert_eq!(rep.code, ReplyCode::HA_MN_FAILED_AUTH);
+    // Malformed: dropped without reply, counted.
+    sock.send_to(&[1, 2, 3], SocketAddrV4::new(HA, 434))
+        .unwrap();
+    wait_for("the malformed datagram to be counted", || {
+        ctl_json(&ctl, "counters")["dropped_malformed"] == 1
+    });
+
+    // The HA still serves another mobile node.
+    let rep = verify(
+        &exchange(&sock, &request(hoa2, now_id() + 2, vec![], &mn2)),
+        &mn2,
+    );
+    assert_eq!(rep.code, ReplyCode::ACCEPTED);
+    let b = ctl_json(&ctl, "bindings");
+    assert_eq!(b.as_array().unwrap().len(), 2);
+    // The first binding survived the attacks unchanged.
+    assert_eq!(b[0]["identification"], id);
+
+    let c = ctl_json(&ctl, "counters");
+    assert_eq!(c["accepted"], 2);
+    assert_eq!(c["replayed"], 1);
+    assert_eq!(c["unauthenticated"], 2);
+    assert_eq!(c["denied"]["131"], 2);
+    assert_eq!(c["denied"]["133"], 1);
+
+    // Deregistration removes the binding.
+    let mut dereg = RequestRepr::parse_bytes(&request(hoa2, now_id() + 3, vec![], &mn2)).unwrap();
+    dereg.lifetime = 0;
+    dereg.extensions.clear();
+    let mut bytes = dereg.to_bytes();
+    append_auth(&mut bytes, AuthKind::MnHa, &mn2);
+    assert_eq!(
+        verify(&exchange(&sock, &bytes), &mn2).code,
+        ReplyCode::ACCEPTED
+    );
+    assert_eq!(ctl_json(&ctl, "bindings").as_array().unwrap().len(), 1);
+
+    // Clean shutdown on SIGTERM removes the control socket.
+    // SAFETY: kill(2) on the pid of the `ip netns exec` child, which execs
+    // mip4-ha in place (same pid).
+    unsafe { libc::kill(daemon.0.id() as i32, libc::SIGTERM) };
+    let st = daemon.0.wait().unwrap();
+    assert!(st.success(), "mip4-ha exited with {st}");
+    assert!(!ctl.exists(), "control socket removed on shutdown");
+}
