@@ -214,6 +214,7 @@ fn answer(s: &Shared, req: Request) -> Response {
     match req {
         Request::Bindings => Response::ok(ha.bindings(now)),
         Request::Counters => Response::ok(ha.counters()),
+        Request::Events => Response::error("events: served by mip4d only"),
         Request::Status => {
             let c = ha.config();
             Response::ok(serde_json::json!({
