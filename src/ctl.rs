@@ -132,6 +132,49 @@ where
     }
 }
 
+/// Like [`serve_connection`], for a daemon whose state lives in its main
+/// loop: `handler` may await (e.g. send the request to the loop and wait
+/// for its answer), so no lock is held across the daemon's own awaits.
+pub async fn serve_connection_async<F, Fut>(
+    stream: tokio::net::UnixStream,
+    mut handler: F,
+) -> io::Result<()>
+where
+    F: FnMut(Request) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = tokio::io::BufReader::new(rd);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = (&mut rd)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .await?;
+        if n == 0 {
+            return Ok(());
+        }
+        let too_long = line.len() > MAX_LINE;
+        let resp = if too_long {
+            Response::error("request too long")
+        } else {
+            match std::str::from_utf8(&line).map(parse_request) {
+                Ok(Ok(req)) => handler(req).await,
+                Ok(Err(e)) => e,
+                Err(_) => Response::error("bad request: not UTF-8"),
+            }
+        };
+        let mut out = serde_json::to_vec(&resp).unwrap_or_default();
+        out.push(b'\n');
+        wr.write_all(&out).await?;
+        if too_long {
+            return Ok(());
+        }
+    }
+}
+
 /// Client side (blocking, for mip4ctl and tests): sends one request and
 /// reads one response.
 pub fn call(path: &Path, req: Request, timeout: Duration) -> io::Result<Response> {
@@ -207,6 +250,37 @@ mod tests {
         assert_eq!(a.data.unwrap()["up"], true);
         assert!(!b.ok);
         assert_eq!(b.error.as_deref(), Some("not served here"));
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn async_handler_answers_and_bad_lines_get_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.sock");
+        let listener = bind_root_only(&path).unwrap();
+        let server = tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            serve_connection_async(s, |r| async move {
+                tokio::task::yield_now().await;
+                Response::ok(serde_json::json!({ "asked": format!("{r:?}") }))
+            })
+            .await
+        });
+        let p = path.clone();
+        let lines = tokio::task::spawn_blocking(move || {
+            let mut s = std::os::unix::net::UnixStream::connect(&p).unwrap();
+            s.write_all(b"{\"cmd\":\"counters\"}\n{\"cmd\":\"reboot\"}\n")
+                .unwrap();
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+            let r = BufReader::new(s);
+            r.lines().map(Result::unwrap).collect::<Vec<_>>()
+        })
+        .await
+        .unwrap();
+        let a: Response = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(a.data.unwrap()["asked"], "Counters");
+        let b: Response = serde_json::from_str(&lines[1]).unwrap();
+        assert!(b.error.unwrap().starts_with("bad request"));
         server.await.unwrap().unwrap();
     }
 }

@@ -646,11 +646,28 @@ fn zero_home_address_without_nai_is_131() {
     );
 }
 
+/// Whether a reply carries TNC, and whether the authenticator covers it.
+fn tnc_of(bytes: &[u8], sa: Option<&SecurityAssociation>) -> (bool, bool) {
+    let rep = ReplyRepr::parse_bytes(bytes).unwrap();
+    let has = rep
+        .extensions
+        .contains(&Extension::TrustedNetworksConfigured);
+    let covered = sa.is_some_and(|sa| {
+        verified(bytes, sa)
+            .1
+            .contains(&Extension::TrustedNetworksConfigured)
+    });
+    (has, covered)
+}
+
+// RFC 5265 §4.3, third bullet: TNC in a reply to a request coming from a
+// trusted address. The request need not carry TNC itself, and the rule
+// looks at the source address, not at the claimed care-of address.
 #[test]
-fn tnc_only_for_requests_straight_from_a_trusted_network() {
+fn tnc_in_replies_to_requests_from_a_trusted_source_address() {
     let mut ha = ha();
-    // From a trusted subnet, co-located address on it: TNC, covered by
-    // the authenticator.
+    // No TNC in the request; trusted source: TNC, covered by the MN-HA
+    // authenticator.
     send(
         &mut ha,
         Instant::now(),
@@ -658,44 +675,122 @@ fn tnc_only_for_requests_straight_from_a_trusted_network() {
         &Req::new(HOA1, COA_TRUSTED, ts(1)).signed(&mn1()),
     );
     let (reply, _) = drain(&mut ha);
-    let (_, covered) = verified(&reply.unwrap().1, &mn1());
-    assert!(covered.contains(&Extension::TrustedNetworksConfigured));
-    // From outside (e.g. the TIA through the VPN, or a leaky firewall).
-    send(
-        &mut ha,
-        Instant::now(),
-        from(COA_OUTSIDE),
-        &Req::new(HOA1, COA_OUTSIDE, ts(2)).signed(&mn1()),
+    let bytes = reply.unwrap().1;
+    assert_eq!(tnc_of(&bytes, Some(&mn1())), (true, true));
+    // With TNC in the request: same answer (the request's TNC is a
+    // skippable extension the HA does not need).
+    let mut r = Req::new(HOA1, COA_TRUSTED, ts(2));
+    r.exts.push(Extension::TrustedNetworksConfigured);
+    assert_eq!(
+        send(
+            &mut ha,
+            Instant::now(),
+            from(COA_TRUSTED),
+            &r.signed(&mn1())
+        ),
+        Disposition::Replied(ReplyCode::ACCEPTED)
     );
     let (reply, _) = drain(&mut ha);
-    let (rep, covered) = verified(&reply.unwrap().1, &mn1());
-    assert_eq!(rep.code, ReplyCode::ACCEPTED);
-    assert!(!rep
-        .extensions
-        .contains(&Extension::TrustedNetworksConfigured));
-    assert!(!covered.contains(&Extension::TrustedNetworksConfigured));
-    // A trusted care-of address claimed from an outside source (NAT or
-    // spoofed claim): no TNC either.
+    assert_eq!(tnc_of(&reply.unwrap().1, Some(&mn1())), (true, true));
+    // Trusted source, care-of address outside the trusted networks (an
+    // internal NAT): the source decides, TNC.
     send(
         &mut ha,
         Instant::now(),
-        from(COA_OUTSIDE),
+        from(COA_TRUSTED2),
+        &Req::new(HOA1, Ipv4Addr::new(192, 168, 7, 7), ts(3)).signed(&mn1()),
+    );
+    let (reply, _) = drain(&mut ha);
+    assert_eq!(tnc_of(&reply.unwrap().1, Some(&mn1())), (true, true));
+    // "a registration reply": a denial to a trusted source carries it too
+    // (the MN only acts on an accepted, authenticated one).
+    let replayed = Req::new(HOA1, COA_TRUSTED, ts(1)).signed(&mn1());
+    send(&mut ha, Instant::now(), from(COA_TRUSTED), &replayed);
+    let (reply, _) = drain(&mut ha);
+    let bytes = reply.unwrap().1;
+    assert_eq!(
+        ReplyRepr::parse_bytes(&bytes).unwrap().code,
+        ReplyCode::HA_IDENTIFICATION_MISMATCH
+    );
+    assert_eq!(tnc_of(&bytes, Some(&mn1())), (true, true));
+    assert_eq!(ha.counters().tnc_replies, 4);
+}
+
+// RFC 5265 §4.3, second bullet: a request from a source on no trusted
+// network is dropped silently, whatever it claims and however well it is
+// signed; so it never gets a reply, let alone one with TNC. This is what
+// keeps an MN outside in mode 'mc' when a firewall lets its probe through
+// (RFC 5265 §3.6.1).
+#[test]
+fn requests_from_untrusted_sources_are_dropped_silently_and_counted() {
+    let mut ha = ha();
+    for (i, (coa, id)) in [(COA_OUTSIDE, ts(1)), (COA_TRUSTED, ts(2))]
+        .into_iter()
+        .enumerate()
+    {
+        let d = send(
+            &mut ha,
+            Instant::now(),
+            from(COA_OUTSIDE),
+            &Req::new(HOA1, coa, id).signed(&mn1()),
+        );
+        assert_eq!(d, Disposition::Dropped(DropReason::UntrustedSource), "{i}");
+        let (reply, actions) = drain(&mut ha);
+        assert!(reply.is_none() && actions.is_empty(), "{i}");
+    }
+    // Deregistrations too: an outsider cannot tear a binding down.
+    send(
+        &mut ha,
+        Instant::now(),
+        from(COA_TRUSTED),
         &Req::new(HOA1, COA_TRUSTED, ts(3)).signed(&mn1()),
     );
-    let (reply, _) = drain(&mut ha);
-    let (rep, _) = verified(&reply.unwrap().1, &mn1());
-    assert!(!rep
-        .extensions
-        .contains(&Extension::TrustedNetworksConfigured));
-    // An unauthenticated request never gets TNC.
-    let forged = Req::new(HOA1, COA_TRUSTED, ts(4)).signed(&sa(256, K2, ReplayMethod::Timestamp));
-    send(&mut ha, Instant::now(), from(COA_TRUSTED), &forged);
-    let (reply, _) = drain(&mut ha);
-    let rep = ReplyRepr::parse_bytes(&reply.unwrap().1).unwrap();
-    assert_eq!(rep.code, ReplyCode::HA_MN_FAILED_AUTH);
-    assert!(!rep
-        .extensions
-        .contains(&Extension::TrustedNetworksConfigured));
+    drain(&mut ha);
+    let mut dereg = Req::new(HOA1, COA_TRUSTED, ts(4));
+    dereg.lifetime = 0;
+    assert_eq!(
+        send(
+            &mut ha,
+            Instant::now(),
+            from(COA_OUTSIDE),
+            &dereg.signed(&mn1())
+        ),
+        Disposition::Dropped(DropReason::UntrustedSource)
+    );
+    assert!(ha.binding(HOA1).is_some());
+    let c = ha.counters();
+    assert_eq!((c.dropped_untrusted_source, c.requests), (3, 1));
+    assert_eq!(c.unauthenticated, 0, "no MAC computed for outsiders");
+}
+
+// Without trusted networks the HA is a plain RFC 5944 home agent: every
+// source is served and no reply claims Trusted Networks Configured.
+#[test]
+fn without_trusted_networks_every_source_is_served_without_tnc() {
+    let text = r#"
+home_agent = "10.1.0.1"
+[[home_network]]
+prefix = "10.1.0.0/24"
+[[mobile_node]]
+home_address = "10.1.0.10"
+spi = 256
+key = "00112233445566778899aabbccddeeff"
+"#;
+    let cfg = HaConfig::from_source(&Source::from_str("plain.conf", text)).unwrap();
+    let mut ha = HomeAgent::new(cfg, Box::new(StdRng::seed_from_u64(1))).unwrap();
+    for (src, id) in [(COA_OUTSIDE, ts(1)), (COA_TRUSTED, ts(2))] {
+        assert_eq!(
+            send(
+                &mut ha,
+                Instant::now(),
+                from(src),
+                &Req::new(HOA1, src, id).signed(&mn1())
+            ),
+            Disposition::Replied(ReplyCode::ACCEPTED)
+        );
+        let (reply, _) = drain(&mut ha);
+        assert_eq!(tnc_of(&reply.unwrap().1, Some(&mn1())), (false, false));
+    }
 }
 
 fn udp_req(force: bool) -> Extension {
@@ -711,7 +806,9 @@ fn udp_req(force: bool) -> Extension {
 fn udp_tunnel_request_behind_nat_is_granted() {
     let mut ha = ha();
     let private_coa = Ipv4Addr::new(192, 168, 1, 20);
-    let nat = SocketAddrV4::new(COA_OUTSIDE, 40_000);
+    // A NAT inside the enterprise (e.g. a VPN gateway that NATs tunnel
+    // addresses, RFC 5265 §4.3): its address is on a trusted network.
+    let nat = SocketAddrV4::new(Ipv4Addr::new(10, 10, 200, 1), 40_000);
     let mut r = Req::new(HOA1, private_coa, ts(1));
     r.exts.push(udp_req(false));
     send(&mut ha, Instant::now(), nat, &r.signed(&mn1()));
@@ -744,7 +841,7 @@ fn udp_tunnel_request_behind_nat_is_granted() {
             offset: 4
         }
     );
-    let other = SocketAddrV4::new(COA_OUTSIDE, 40_001);
+    let other = SocketAddrV4::new(Ipv4Addr::new(10, 10, 200, 1), 40_001);
     assert_eq!(
         ha.handle_datagram(Instant::now(), wall(), other, &data),
         Disposition::Dropped(DropReason::UnknownTunnelPeer)
@@ -815,7 +912,7 @@ fn malformed_datagrams_are_dropped_counted_and_the_ha_keeps_serving() {
         vec![0xff; 100],
     ];
     for (i, c) in cases.iter().enumerate() {
-        let d = send(&mut ha, Instant::now(), from(COA_OUTSIDE), c);
+        let d = send(&mut ha, Instant::now(), from(COA_TRUSTED), c);
         assert!(matches!(d, Disposition::Dropped(_)), "case {i}: {d:?}");
         let (reply, actions) = drain(&mut ha);
         assert!(reply.is_none() && actions.is_empty(), "case {i}");
@@ -871,7 +968,7 @@ proptest! {
         let mut ha = ha();
         let mut data = data;
         if let Some(b) = data.first_mut() { *b = first; }
-        let _ = ha.handle_datagram(Instant::now(), wall(), from(COA_OUTSIDE), &data);
+        let _ = ha.handle_datagram(Instant::now(), wall(), from(COA_TRUSTED), &data);
         while ha.poll_output().is_some() {}
         prop_assert!(ha.binding(HOA1).is_none());
     }

@@ -72,6 +72,17 @@ impl Drop for Daemon {
     }
 }
 
+/// Namespace tests need root; without it they fail (CI runs as root, so a
+/// silent skip would hide a broken setup).
+fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "this test creates network namespaces and must run as root (euid is {euid})"
+    );
+}
+
 fn run(cmd: &[&str]) {
     let st = Command::new(cmd[0]).args(&cmd[1..]).status().expect(cmd[0]);
     assert!(st.success(), "{cmd:?} failed (this test needs root)");
@@ -152,6 +163,7 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn daemon_serves_registrations_refuses_bad_input_and_reports_through_mip4ctl() {
+    require_root();
     let ns = Netns::new("mip4ha");
     ns.exec(&["ip", "addr", "add", "10.1.0.1/32", "dev", "lo"]);
     ns.exec(&["ip", "addr", "add", "10.10.1.5/32", "dev", "lo"]);

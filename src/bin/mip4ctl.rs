@@ -75,8 +75,14 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         },
-        Request::Counters => match serde_json::from_value::<Counters>(data) {
-            Ok(c) => print_counters(&c),
+        Request::Counters => match serde_json::from_value::<Counters>(data.clone()) {
+            Ok(c) => {
+                print_counters(&c);
+                if let Some(dp) = data.get("dataplane") {
+                    println!("data plane:");
+                    print_object(dp, "  ");
+                }
+            }
             Err(e) => {
                 eprintln!("mip4ctl: unexpected answer: {e}");
                 return ExitCode::FAILURE;
@@ -171,6 +177,8 @@ fn print_counters(c: &Counters) {
         ("unauthenticated", c.unauthenticated),
         ("replayed", c.replayed),
         ("tunnel data dropped", c.tunnel_data_dropped),
+        ("dropped (untrusted)", c.dropped_untrusted_source),
+        ("replies with TNC", c.tnc_replies),
     ];
     for (k, v) in rows {
         println!("{k:<22} {v}");

@@ -1,6 +1,8 @@
 //! Registration Request processing (RFC 5944 §3.8), sans-IO.
 //!
 //! Order of checks, and why:
+//! 0. At an i-HA (trusted networks configured), a request whose source is
+//!    on no trusted network is dropped silently (RFC 5265 §4.3).
 //! 1. Parse the fixed header and walk the extensions (type, length). A
 //!    datagram that is not even that is dropped and counted: there is
 //!    nobody to answer.
@@ -82,6 +84,8 @@ pub enum DropReason {
     Malformed,
     NotARequest,
     UnknownTunnelPeer,
+    /// RFC 5265 §4.3: a request from outside every trusted network.
+    UntrustedSource,
 }
 
 /// Per mobile node state: its SA, replay window and pool address.
@@ -292,6 +296,11 @@ impl HomeAgent {
         data: &[u8],
     ) -> Disposition {
         match data.first() {
+            Some(&msg_type::REGISTRATION_REQUEST) if !self.source_allowed(src) => {
+                self.counters.dropped_untrusted_source += 1;
+                warn!(%src, "dropped registration request: source is on no configured trusted network (RFC 5265 §4.3)");
+                Disposition::Dropped(DropReason::UntrustedSource)
+            }
             Some(&msg_type::REGISTRATION_REQUEST) => self.handle_request(now, wall, src, data),
             Some(&msg_type::TUNNEL_DATA) => self.handle_tunnel_data(src, data),
             _ => {
@@ -406,7 +415,7 @@ impl HomeAgent {
             .replay
             .check(hdr.identification, wall, &mut *self.rng);
         let reply_id = verdict.reply_identification();
-        let trusted = self.is_direct_from_trusted(src, hdr.care_of_address);
+        let trusted = self.tnc_for(src);
         let ctx = ReplyCtx {
             src,
             hdr,
@@ -650,12 +659,29 @@ impl HomeAgent {
         Some(free)
     }
 
-    /// RFC 5265 / RFC 5266 §3.4: the request came straight from a trusted
-    /// network: its source and its co-located care-of address are both on
-    /// configured trusted networks (so not through the VPN, whose TIA
-    /// pool is not a trusted network, and not through a NAT).
-    fn is_direct_from_trusted(&self, src: SocketAddrV4, coa: Ipv4Addr) -> bool {
-        self.cfg.is_trusted(*src.ip()) && self.cfg.is_trusted(coa)
+    /// RFC 5265 §4.3: an i-HA, i.e. an HA configured with trusted
+    /// subnets, "MUST reject (drop silently) any registration request
+    /// coming from a source address that is not inside any of the
+    /// configured trusted subnets". Checked before any MAC is computed, so
+    /// outsiders cannot make the HA spend work or learn anything. With no
+    /// trusted network configured this is a plain RFC 5944 home agent:
+    /// every source is served and no reply carries TNC.
+    fn source_allowed(&self, src: SocketAddrV4) -> bool {
+        self.cfg.trusted_networks.is_empty() || self.cfg.is_trusted(*src.ip())
+    }
+
+    /// RFC 5265 §4.3: the i-HA "MUST include a Trusted Networks Configured
+    /// extension in a registration reply sent in response to a
+    /// registration request coming from a trusted address". The rule is
+    /// the request's source address only: the request need not carry TNC
+    /// (RFC 5265 §3.4 defines it as the i-HA's reply extension), and the
+    /// care-of address is not consulted (behind an internal NAT it is a
+    /// private address while the source is trusted). Whether the MN may
+    /// then stop using IPsec is the MN's rule (RFC 5265 §3.2.3, §4.1): a
+    /// successful, authenticated reply carrying TNC to a request sent
+    /// without VPN encapsulation (RFC 5266 §3.4).
+    fn tnc_for(&self, src: SocketAddrV4) -> bool {
+        self.cfg.is_trusted(*src.ip())
     }
 
     /// 131 (RFC 5944 §3.8.2.1). Signed when the SPI named a known SA, so
@@ -675,7 +701,10 @@ impl HomeAgent {
             node,
             reply_id: hdr.identification,
             nai: None,
-            tnc: false,
+            // RFC 5265 §4.3 asks for TNC in *a* reply to a trusted source,
+            // denials included; the MN acts on it only in an accepted,
+            // authenticated reply (RFC 5265 §3.2.3, RFC 5266 §3.4).
+            tnc: self.tnc_for(src),
         };
         self.deny(ctx, ReplyCode::HA_MN_FAILED_AUTH, why)
     }
@@ -698,8 +727,10 @@ impl HomeAgent {
             // RFC 2794 §2: the reply carries the MN's NAI.
             exts.insert(0, Extension::Nai(nai.clone()));
         }
-        if ctx.tnc && ctx.node.is_some() {
+        if ctx.tnc {
+            // Before the MN-HA extension, so the authenticator covers it.
             exts.push(Extension::TrustedNetworksConfigured);
+            self.counters.tnc_replies += 1;
         }
         let repr = ReplyRepr {
             code,

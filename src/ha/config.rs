@@ -83,6 +83,8 @@ struct File {
     trusted_networks: Vec<Ipv4Net>,
     #[serde(default)]
     tunnel_backend: TunnelBackend,
+    #[serde(default = "default_tunnel_interface")]
+    tunnel_interface: String,
     #[serde(default = "default_true")]
     udp_tunnelling: bool,
     #[serde(default = "default_keepalive")]
@@ -138,6 +140,9 @@ fn default_max_lifetime() -> u16 {
 }
 fn default_replay_tolerance() -> u64 {
     7
+}
+fn default_tunnel_interface() -> String {
+    "mip4ha0".to_string()
 }
 fn default_true() -> bool {
     true
@@ -198,11 +203,14 @@ pub struct HaConfig {
     pub max_lifetime: u16,
     /// Timestamp window (RFC 5944 §5.7.1).
     pub replay_tolerance: Duration,
-    /// Networks whose co-located addresses are inside the enterprise
-    /// (RFC 5265, RFC 5266 §3.4): requests arriving directly from them get
-    /// the TNC extension.
+    /// The internal network's subnets (RFC 5265 §4.3). When any is set
+    /// this HA is an i-HA: requests from sources outside them are dropped
+    /// silently, and every reply to a request from inside carries the TNC
+    /// extension. Empty: a plain RFC 5944 HA (all sources, never TNC).
     pub trusted_networks: Vec<Ipv4Net>,
     pub tunnel_backend: TunnelBackend,
+    /// Name of the userspace backend's TUN device.
+    pub tunnel_interface: String,
     /// Whether RFC 3519 UDP tunnelling is offered.
     pub udp_tunnelling: bool,
     /// Keepalive interval put in the UDP Tunnel Reply (RFC 3519 §3.2).
@@ -227,6 +235,16 @@ impl HaConfig {
                 "max_lifetime",
                 0,
                 "must be between 1 and 65534 seconds (65535 means infinity on the wire)",
+            ));
+        }
+        if f.tunnel_interface.is_empty()
+            || f.tunnel_interface.len() > 15
+            || f.tunnel_interface.contains(['/', ' ', '%'])
+        {
+            return Err(src.error_at_key(
+                "tunnel_interface",
+                0,
+                "must be an interface name of 1-15 characters without '/', ' ' or '%'",
             ));
         }
         if f.home_network.is_empty() {
@@ -379,6 +397,7 @@ impl HaConfig {
             replay_tolerance: Duration::from_secs(f.replay_tolerance),
             trusted_networks: f.trusted_networks,
             tunnel_backend: f.tunnel_backend,
+            tunnel_interface: f.tunnel_interface,
             udp_tunnelling: f.udp_tunnelling,
             udp_keepalive: f.udp_keepalive,
             home_networks: f
@@ -398,6 +417,11 @@ impl HaConfig {
     /// Whether `a` is on a configured trusted network.
     pub fn is_trusted(&self, a: Ipv4Addr) -> bool {
         self.trusted_networks.iter().any(|n| n.contains(&a))
+    }
+
+    /// The home network `a` is on.
+    pub fn home_network_of(&self, a: Ipv4Addr) -> Option<&HomeNetwork> {
+        self.home_networks.iter().find(|n| n.prefix.contains(&a))
     }
 
     /// Whether `a` is on one of the home networks.

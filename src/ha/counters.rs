@@ -27,6 +27,14 @@ pub struct Counters {
     pub replayed: u64,
     /// RFC 3519 tunnel data from an address with no UDP binding.
     pub tunnel_data_dropped: u64,
+    /// Requests dropped silently because their source address is on no
+    /// configured trusted network (RFC 5265 §4.3). `default` keeps
+    /// mip4ctl able to read a daemon that predates the counter.
+    #[serde(default)]
+    pub dropped_untrusted_source: u64,
+    /// Replies that carried the Trusted Networks Configured extension.
+    #[serde(default)]
+    pub tnc_replies: u64,
 }
 
 impl Counters {

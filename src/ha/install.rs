@@ -1,0 +1,369 @@
+//! What a binding installs in the kernel, for the `mip4-ha` daemon: the
+//! tunnel to the care-of address (IP in IP, or RFC 3519 UDP), the host
+//! route that sends the home address into it, and on a real home link the
+//! proxy ARP entry and gratuitous ARP (RFC 5944 §4.6). The core
+//! ([`super::HomeAgent`]) decides; this carries [`super::Output`]s out and
+//! remembers exactly what it installed, so that a binding's end and the
+//! daemon's shutdown remove that and nothing else.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::binding::{Binding, TunnelMode};
+use super::config::{HaConfig, HomeNetworkMode, TunnelBackend};
+use crate::dataplane::userspace::ControlMessage;
+use crate::dataplane::{
+    Backend, BackendChoice, DataPlane, DataPlaneStatus, Encapsulation, Role, Tunnel, TunnelBinding,
+    TunnelDevice, UserspaceConfig,
+};
+use crate::netlink::{sysctl, Netlink, RouteSpec};
+
+/// RFC 3519 overhead: outer IP 20, UDP 8, Tunnel Data header 4.
+const UDP_OVERHEAD: u32 = 32;
+
+/// The kernel state of one binding.
+#[derive(Debug, Clone, Serialize)]
+pub struct Installed {
+    pub home_address: Ipv4Addr,
+    pub device: TunnelDevice,
+    pub encapsulation: Encapsulation,
+    pub remote: SocketAddrV4,
+    /// Proxy ARP entry on this home link interface (name, index).
+    pub proxy_arp: Option<(String, u32)>,
+    #[serde(skip)]
+    route: RouteSpec,
+}
+
+/// The daemon's data plane and what it installed per binding.
+pub struct Installer {
+    nl: Arc<Netlink>,
+    dp: DataPlane,
+    local: Ipv4Addr,
+    installed: HashMap<Ipv4Addr, Installed>,
+    /// net.ipv4.ip_forward before we turned it on, restored at shutdown.
+    forward_was: Option<bool>,
+}
+
+fn choice(b: TunnelBackend) -> BackendChoice {
+    match b {
+        TunnelBackend::Auto => BackendChoice::Auto,
+        TunnelBackend::Kernel => BackendChoice::Kernel,
+        TunnelBackend::Userspace => BackendChoice::Userspace,
+    }
+}
+
+impl Installer {
+    /// Starts the configured backend. `udp` is the Mobile IP socket and
+    /// the channel for the registrations read from it: given (RFC 3519
+    /// enabled), the userspace plane owns reads on the socket, keeps tunnel
+    /// data and hands everything else to the channel. Returns whether it
+    /// took the socket (the kernel backend cannot carry UDP tunnelling).
+    pub async fn start(
+        cfg: &HaConfig,
+        udp: Option<(Arc<UdpSocket>, mpsc::Sender<ControlMessage>)>,
+    ) -> Result<(Self, bool), String> {
+        let nl = Arc::new(Netlink::new().map_err(|e| format!("netlink: {e}"))?);
+        let mut ucfg = UserspaceConfig::new(&cfg.tunnel_interface, Role::HomeAgent);
+        let wants_udp = udp.is_some();
+        if let Some((sock, tx)) = udp {
+            // One MTU for the device: the smaller, so that neither
+            // encapsulation fragments.
+            ucfg.mtu = 1500 - UDP_OVERHEAD;
+            ucfg.udp = Some(sock);
+            ucfg.control = Some(tx);
+        }
+        let dp = DataPlane::start(nl.clone(), choice(cfg.tunnel_backend), ucfg)
+            .await
+            .map_err(|e| format!("cannot start the tunnel data plane: {e}"))?;
+        let took_udp = wants_udp && dp.backend() == Backend::Userspace;
+        // The HA forwards between its home side and the tunnels.
+        let forward_was = match sysctl::ip_forward() {
+            Ok(true) => None,
+            Ok(false) => {
+                sysctl::set_ip_forward(true)
+                    .map_err(|e| format!("cannot enable IPv4 forwarding: {e}"))?;
+                info!("net.ipv4.ip_forward set to 1 (restored at shutdown)");
+                Some(false)
+            }
+            Err(e) => return Err(format!("cannot read net.ipv4.ip_forward: {e}")),
+        };
+        if let DataPlane::Userspace(u) = &dp {
+            // Reverse-tunnelled datagrams enter through the device with a
+            // home address as source; the host route points back into the
+            // same device, but a loose/strict filter on "all" must not
+            // judge them before the route exists.
+            if let Err(e) = sysctl::disable_rp_filter(u.ifname()) {
+                warn!("cannot disable rp_filter on {}: {e}", u.ifname());
+            }
+        }
+        Ok((
+            Installer {
+                nl,
+                dp,
+                local: cfg.home_agent,
+                installed: HashMap::new(),
+                forward_was,
+            },
+            took_udp,
+        ))
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.dp.backend()
+    }
+
+    /// Backend, tunnels and (userspace) datagram counters.
+    pub fn status(&self) -> DataPlaneStatus {
+        self.dp.status()
+    }
+
+    pub fn installed(&self) -> Vec<Installed> {
+        let mut v: Vec<Installed> = self.installed.values().cloned().collect();
+        v.sort_by_key(|i| i.home_address);
+        v
+    }
+
+    /// Sets up (or moves) the tunnel, route and proxy ARP of `b`.
+    pub async fn up(&mut self, cfg: &HaConfig, b: &Binding) -> Result<(), String> {
+        let home = b.home_address;
+        let (encapsulation, remote) = match b.tunnel {
+            TunnelMode::Ipip => (
+                Encapsulation::IpInIp,
+                SocketAddrV4::new(b.care_of_address, 0),
+            ),
+            // RFC 3519 §3.3: tunnel to where the request came from (the
+            // NAT's mapping), not to the private care-of address.
+            TunnelMode::Udp => (Encapsulation::Udp, b.source),
+        };
+        let tb = TunnelBinding {
+            home,
+            local: self.local,
+            remote,
+            encapsulation,
+        };
+        let device = self
+            .dp
+            .create(tb)
+            .await
+            .map_err(|e| format!("tunnel for {home}: {e}"))?;
+        // Virtual home network and home link alike: datagrams for the
+        // home address are routed into the tunnel; on a home link the
+        // proxy ARP entry below draws them to this host first.
+        let route = RouteSpec::to_dev(home, 32, device.ifindex);
+        if let Some(old) = self.installed.get(&home) {
+            if old.route != route {
+                let _ = self.nl.del_route(&old.route).await;
+            }
+        }
+        self.nl
+            .replace_route(&route)
+            .await
+            .map_err(|e| format!("route for {home}: {e}"))?;
+        let was_away = self.installed.contains_key(&home);
+        let mut proxy_arp = None;
+        if let Some(net) = cfg.home_network_of(home) {
+            if let (HomeNetworkMode::ProxyArp, Some(ifname)) = (net.mode, &net.interface) {
+                let ifindex = self
+                    .nl
+                    .link_index(ifname)
+                    .await
+                    .map_err(|e| format!("home link {ifname}: {e}"))?;
+                // RFC 5944 §4.6: answer ARP for the home address while the
+                // node is away.
+                self.nl
+                    .add_proxy_neighbour(ifindex, home)
+                    .await
+                    .map_err(|e| format!("proxy ARP for {home} on {ifname}: {e}"))?;
+                proxy_arp = Some((ifname.clone(), ifindex));
+                if !was_away {
+                    // RFC 5944 §4.6: a new binding for a node assumed at
+                    // home: gratuitous ARP on its behalf, repeated a few
+                    // times since broadcasts may be lost.
+                    match self.link_mac(ifindex).await {
+                        Ok(mac) => spawn_gratuitous_arp(ifindex, mac, home),
+                        Err(e) => warn!("no gratuitous ARP for {home}: {e}"),
+                    }
+                }
+            }
+        }
+        info!(
+            home_address = %home, care_of = %b.care_of_address, %remote,
+            device = %device.ifname, ?encapsulation, proxy_arp = proxy_arp.is_some(),
+            "binding installed: tunnel and route"
+        );
+        self.installed.insert(
+            home,
+            Installed {
+                home_address: home,
+                device,
+                encapsulation,
+                remote,
+                proxy_arp,
+                route,
+            },
+        );
+        Ok(())
+    }
+
+    /// Removes what `up` installed for `home`; every step is attempted
+    /// even if an earlier one fails, and failures are reported together.
+    pub async fn down(&mut self, home: Ipv4Addr) -> Result<(), String> {
+        let Some(i) = self.installed.remove(&home) else {
+            return Ok(());
+        };
+        let mut errors = Vec::new();
+        if let Some((ifname, ifindex)) = &i.proxy_arp {
+            if let Err(e) = self.nl.del_proxy_neighbour(*ifindex, home).await {
+                errors.push(format!("proxy ARP on {ifname}: {e}"));
+            }
+        }
+        if let Err(e) = self.nl.del_route(&i.route).await {
+            // Gone already (e.g. the kernel removed it with its device).
+            if e.errno() != Some(libc::ESRCH) {
+                errors.push(format!("route: {e}"));
+            }
+        }
+        if let Err(e) = self.dp.remove(home).await {
+            errors.push(format!("tunnel: {e}"));
+        }
+        info!(home_address = %home, device = %i.device.ifname, "binding uninstalled");
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("removing {home}: {}", errors.join("; ")))
+        }
+    }
+
+    /// Removes everything still installed and restores ip_forward.
+    pub async fn shutdown(&mut self) {
+        let homes: Vec<Ipv4Addr> = self.installed.keys().copied().collect();
+        for h in homes {
+            if let Err(e) = self.down(h).await {
+                warn!("{e}");
+            }
+        }
+        if let Err(e) = self.dp.shutdown().await {
+            warn!("tunnel data plane shutdown: {e}");
+        }
+        if let Some(was) = self.forward_was.take() {
+            if let Err(e) = sysctl::set_ip_forward(was) {
+                warn!("cannot restore net.ipv4.ip_forward: {e}");
+            }
+        }
+    }
+
+    async fn link_mac(&self, ifindex: u32) -> Result<[u8; 6], String> {
+        use futures::TryStreamExt;
+        use netlink_packet_route::link::LinkAttribute;
+        let mut s = self.nl.handle().link().get().match_index(ifindex).execute();
+        let m = s
+            .try_next()
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("no such link")?;
+        m.attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::Address(v) if v.len() == 6 => v.as_slice().try_into().ok(),
+                _ => None,
+            })
+            .ok_or_else(|| "the home link has no Ethernet address".to_string())
+    }
+}
+
+/// A gratuitous ARP Request (RFC 5944 §4.6): sender and target protocol
+/// address both `ip`, sender hardware address `mac`, target hardware
+/// address zero (unused in a Request).
+pub fn gratuitous_arp(mac: [u8; 6], ip: Ipv4Addr) -> [u8; 28] {
+    let mut p = [0u8; 28];
+    p[0..2].copy_from_slice(&1u16.to_be_bytes()); // Ethernet
+    p[2..4].copy_from_slice(&0x0800u16.to_be_bytes()); // IPv4
+    p[4] = 6;
+    p[5] = 4;
+    p[6..8].copy_from_slice(&1u16.to_be_bytes()); // Request
+    p[8..14].copy_from_slice(&mac);
+    p[14..18].copy_from_slice(&ip.octets());
+    p[24..28].copy_from_slice(&ip.octets());
+    p
+}
+
+/// Broadcasts the gratuitous ARP three times, a second apart, without
+/// holding up the registration reply.
+fn spawn_gratuitous_arp(ifindex: u32, mac: [u8; 6], ip: Ipv4Addr) {
+    let arp = gratuitous_arp(mac, ip);
+    tokio::spawn(async move {
+        for i in 0..3 {
+            if i > 0 {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            if let Err(e) = send_arp_broadcast(ifindex, &arp) {
+                warn!(%ip, "gratuitous ARP not sent: {e}");
+                return;
+            }
+        }
+    });
+}
+
+/// One ARP packet as a link-layer broadcast through a packet socket (the
+/// kernel adds the Ethernet header for SOCK_DGRAM). No crate wraps this
+/// one sendto, and the HA needs nothing else of AF_PACKET.
+fn send_arp_broadcast(ifindex: u32, arp: &[u8; 28]) -> std::io::Result<()> {
+    const ETH_P_ARP: u16 = 0x0806;
+    // SAFETY: plain socket(2); the fd is owned by `OwnedFd` below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            i32::from(ETH_P_ARP.to_be()),
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh, valid descriptor nothing else owns.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // SAFETY: sockaddr_ll is plain old data; zero is a valid value.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = ETH_P_ARP.to_be();
+    sll.sll_ifindex = ifindex as i32;
+    sll.sll_halen = 6;
+    sll.sll_addr[..6].copy_from_slice(&[0xff; 6]);
+    // SAFETY: buffer and address are valid for the given lengths.
+    let n = unsafe {
+        libc::sendto(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            arp.as_ptr().cast(),
+            arp.len(),
+            0,
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gratuitous_arp_names_the_home_address_twice_and_our_mac() {
+        let mac = [2, 0, 0, 0, 0, 9];
+        let p = gratuitous_arp(mac, Ipv4Addr::new(10, 1, 0, 10));
+        assert_eq!(&p[..8], &[0, 1, 8, 0, 6, 4, 0, 1]);
+        assert_eq!(&p[8..14], &mac);
+        assert_eq!(&p[14..18], &[10, 1, 0, 10]);
+        assert_eq!(&p[18..24], &[0; 6]);
+        assert_eq!(&p[24..28], &[10, 1, 0, 10]);
+    }
+}
