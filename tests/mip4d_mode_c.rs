@@ -102,7 +102,7 @@ retry_interval_s = 2
 }
 
 fn build() -> Lab {
-    let prefix = format!("m4d{}", std::process::id());
+    let prefix = netns::unique_prefix();
     let router = Netns::new(&prefix, "r").unwrap();
     let ha = Netns::new(&prefix, "ha").unwrap();
     let mn = Netns::new(&prefix, "mn").unwrap();
@@ -126,10 +126,29 @@ fn build() -> Lab {
     // The MN: attached to subnet 1; subnet 2's gateway is known (as a
     // DHCP client would install it with the address), at a worse metric.
     mn.add_addr("mn0", &format!("{COA1}/24")).unwrap();
-    mn.ip(&["route", "add", "default", "via", "10.20.1.1", "dev", "mn0", "metric", "100"])
-        .unwrap();
     mn.ip(&[
-        "route", "add", "default", "via", "10.20.2.1", "dev", "mn1", "onlink", "metric", "200",
+        "route",
+        "add",
+        "default",
+        "via",
+        "10.20.1.1",
+        "dev",
+        "mn0",
+        "metric",
+        "100",
+    ])
+    .unwrap();
+    mn.ip(&[
+        "route",
+        "add",
+        "default",
+        "via",
+        "10.20.2.1",
+        "dev",
+        "mn1",
+        "onlink",
+        "metric",
+        "200",
     ])
     .unwrap();
 
@@ -137,10 +156,14 @@ fn build() -> Lab {
     let ha_bin = env!("CARGO_BIN_EXE_mip4-ha");
     let mn_bin = env!("CARGO_BIN_EXE_mip4d");
     let mut c = ha.command(ha_bin);
-    c.arg("--config").arg(ha_conf(dir.path())).env("RUST_LOG", "debug");
+    c.arg("--config")
+        .arg(ha_conf(dir.path()))
+        .env("RUST_LOG", "debug");
     let ha_proc = ha.spawn("mip4-ha", c, &dir.path().join("ha.log")).unwrap();
     let mut c = mn.command(mn_bin);
-    c.arg("--config").arg(mn_conf(dir.path())).env("RUST_LOG", "debug");
+    c.arg("--config")
+        .arg(mn_conf(dir.path()))
+        .env("RUST_LOG", "debug");
     let mn_proc = mn.spawn("mip4d", c, &dir.path().join("mip4d.log")).unwrap();
     Lab {
         _procs: vec![mn_proc, ha_proc],
@@ -226,7 +249,7 @@ fn must<T>(lab: &Lab, r: mip4::lab::Result<(T, std::time::Instant)>) -> T {
     }
 }
 
-fn first<'a>(events: &'a [Value], pred: impl Fn(&Value) -> bool) -> Option<&'a Value> {
+fn first(events: &[Value], pred: impl Fn(&Value) -> bool) -> Option<&Value> {
     events.iter().find(|e| pred(e))
 }
 
@@ -260,6 +283,23 @@ fn mode_c_registers_tunnels_and_follows_a_move_between_trusted_subnets() {
     assert_eq!(addrs, vec![HOA.to_string()]);
     let rules = lab.mn.ip(&["rule", "show"]).unwrap();
     assert!(rules.contains(&format!("from {HOA} lookup 434")), "{rules}");
+
+    // Reverse tunnelling (RFC 3024) on the MN: traffic from the home
+    // address is routed into the tunnel device and leaves encapsulated
+    // (outer source the care-of address) without a send error.
+    let _ = lab.mn.ping_once(HOA, CN, 200);
+    must(
+        &lab,
+        wait::until(
+            timeout,
+            "datagram from the home address encapsulated",
+            || {
+                let s = lab.mn_status()?;
+                let dp = &s["data_plane"];
+                (dp["encapsulated"].as_u64()? >= 1 && dp["send_errors"] == 0).then_some(())
+            },
+        ),
+    );
 
     // The correspondent reaches the home address through the tunnel.
     must(
@@ -306,10 +346,14 @@ fn mode_c_registers_tunnels_and_follows_a_move_between_trusted_subnets() {
             Some(ev)
         }),
     );
-    let removed = first(&ev, |e| e["event"] == "address_removed" && e["address"] == COA1)
-        .expect("address_removed event");
-    let added = first(&ev, |e| e["event"] == "address_added" && e["address"] == COA2)
-        .expect("address_added event");
+    let removed = first(&ev, |e| {
+        e["event"] == "address_removed" && e["address"] == COA1
+    })
+    .expect("address_removed event");
+    let added = first(&ev, |e| {
+        e["event"] == "address_added" && e["address"] == COA2
+    })
+    .expect("address_added event");
     let sent = first(&ev, |e| {
         e["event"] == "request_sent" && e["care_of"] == COA2 && e["purpose"] == "register"
     })
@@ -320,7 +364,9 @@ fn mode_c_registers_tunnels_and_follows_a_move_between_trusted_subnets() {
     .unwrap();
     let t = |e: &Value| e["mono_ns"].as_u64().unwrap();
     assert!(t(removed) <= t(added) && t(added) <= t(sent) && t(sent) <= t(accepted));
-    assert!(first(&ev, |e| e["event"] == "state" && e["to"]["state"] == "registered").is_some());
+    assert!(first(&ev, |e| e["event"] == "state"
+        && e["to"]["state"] == "registered")
+    .is_some());
     eprintln!(
         "address added -> registration accepted: {:.3} ms",
         (t(accepted) - t(added)) as f64 / 1e6
@@ -349,7 +395,10 @@ fn sigterm_deregisters_and_removes_what_mip4d_installed() {
     );
     let rules = lab.mn.ip(&["rule", "show"]).unwrap();
     assert!(!rules.contains(HOA), "rule left behind: {rules}");
-    let table = lab.mn.ip(&["route", "show", "table", "434"]).unwrap_or_default();
+    let table = lab
+        .mn
+        .ip(&["route", "show", "table", "434"])
+        .unwrap_or_default();
     assert!(table.trim().is_empty(), "routes left behind: {table}");
     assert!(
         lab.mn.addrs("mip4mn0").is_err() || lab.mn.addrs("mip4mn0").unwrap().is_empty(),
