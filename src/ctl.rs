@@ -3,7 +3,8 @@
 //! A root-only (0600) unix stream socket; one JSON request per line, one
 //! JSON response per line, then the client may send another request or
 //! close. Requests are `{"cmd":"status"}`, `{"cmd":"bindings"}`,
-//! `{"cmd":"counters"}`; responses are `{"ok":true,"data":...}` or
+//! `{"cmd":"counters"}`, `{"cmd":"events"}` (a subscription: event
+//! lines until the client closes); responses are `{"ok":true,"data":...}` or
 //! `{"ok":false,"error":"..."}`. Each daemon decides what `data` holds for
 //! the commands it serves (and answers the others with an error), so the
 //! protocol stays one small enum.
@@ -33,6 +34,9 @@ pub enum Request {
     Bindings,
     /// Counters: accepted, denied per code, dropped.
     Counters,
+    /// Subscribe: the daemon answers with one JSON event object per line
+    /// (no `ok` envelope) until the client closes. Served by mip4d.
+    Events,
 }
 
 /// A daemon's answer.

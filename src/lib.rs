@@ -10,6 +10,7 @@
 //! - [`mn`]: the sans-IO mobile-node core (registration client, modes).
 //! - [`ha`]: the sans-IO home-agent core (binding cache, request processing).
 //! - [`dataplane`]: tunnels (kernel ipip or userspace TUN + raw socket).
+//! - [`daemon`]: mip4d's I/O around the mobile-node core.
 //! - [`netlink`]: kernel glue (addresses, routes, rules, events, bypass).
 //! - [`bridge`]: the plugin-side bridge to mip4d and the protocol both use.
 //! - [`ffi`]: the C ABI the strongSwan shim calls (the only `unsafe`).
@@ -21,6 +22,7 @@ pub mod auth;
 pub mod bridge;
 pub mod config;
 pub mod ctl;
+pub mod daemon;
 pub mod dataplane;
 pub mod ffi;
 pub mod ha;

@@ -270,6 +270,7 @@ impl Daemon {
         let ha = &self.ha;
         match req {
             Request::Bindings => Response::ok(ha.bindings(now)),
+            Request::Events => Response::error("events: served by mip4d only"),
             Request::Counters => {
                 // The core's counters, plus the data plane's datagram
                 // counters (RFC 3024 ingress drops among them).

@@ -31,6 +31,9 @@ enum Cmd {
     Bindings,
     /// The home agent's counters.
     Counters,
+    /// mip4d's event stream: one JSON object per line (timestamps
+    /// `mono_ns`, CLOCK_MONOTONIC, and `wall_ns`), until interrupted.
+    Events,
 }
 
 fn main() -> ExitCode {
@@ -39,8 +42,12 @@ fn main() -> ExitCode {
         Cmd::Status => (Request::Status, ctl::MN_SOCKET),
         Cmd::Bindings => (Request::Bindings, ctl::HA_SOCKET),
         Cmd::Counters => (Request::Counters, ctl::HA_SOCKET),
+        Cmd::Events => (Request::Events, ctl::MN_SOCKET),
     };
     let path = args.socket.unwrap_or_else(|| PathBuf::from(default));
+    if req == Request::Events {
+        return stream_events(&path, args.json);
+    }
     let resp = match ctl::call(&path, req, Duration::from_secs(5)) {
         Ok(r) => r,
         Err(e) => {
@@ -82,6 +89,56 @@ fn main() -> ExitCode {
             }
         },
         Request::Status => print_object(&data, ""),
+        Request::Events => unreachable!("streamed above"),
+    }
+    ExitCode::SUCCESS
+}
+
+/// Subscribes to mip4d's events and copies them to stdout: the JSON line
+/// as sent with `--json`, else `seconds.micro (monotonic) event key=value`.
+fn stream_events(path: &std::path::Path, json: bool) -> ExitCode {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = match std::os::unix::net::UnixStream::connect(path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mip4ctl: {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut req = serde_json::to_vec(&Request::Events).unwrap_or_default();
+    req.push(b'\n');
+    if let Err(e) = s.write_all(&req) {
+        eprintln!("mip4ctl: {}: {e}", path.display());
+        return ExitCode::FAILURE;
+    }
+    let stdout = std::io::stdout();
+    for line in BufReader::new(s).lines() {
+        let Ok(line) = line else { break };
+        let mut out = stdout.lock();
+        let written = if json {
+            writeln!(out, "{line}")
+        } else {
+            match serde_json::from_str::<serde_json::Value>(&line) {
+                Ok(serde_json::Value::Object(mut m)) => {
+                    let mono = m.remove("mono_ns").and_then(|v| v.as_u64()).unwrap_or(0);
+                    m.remove("wall_ns");
+                    let ev = m.remove("event").unwrap_or_default();
+                    let rest: Vec<String> = m.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    writeln!(
+                        out,
+                        "{}.{:06} {} {}",
+                        mono / 1_000_000_000,
+                        mono % 1_000_000_000 / 1000,
+                        ev.as_str().unwrap_or("?"),
+                        rest.join(" ")
+                    )
+                }
+                _ => writeln!(out, "{line}"),
+            }
+        };
+        if written.and_then(|()| out.flush()).is_err() {
+            break;
+        }
     }
     ExitCode::SUCCESS
 }

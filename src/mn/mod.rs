@@ -5,9 +5,16 @@
 //! - [`registration`]: the RFC 5944 §3.6 registration client (one binding
 //!   with one home agent): registration, renewal, deregistration,
 //!   retransmission and reply processing.
+//! - [`mode`]: the RFC 5266 access modes and the trusted-network decision.
+//! - [`node`]: the mobile node above the client: attachment (addresses,
+//!   links, home link), mode, state machine, tunnel actions.
 
+pub mod mode;
+pub mod node;
 pub mod registration;
 
+pub use mode::{Mode, Trust, TrustPolicy};
+pub use node::{Action, Node, NodeConfig, State};
 pub use registration::{
     Agent, Binding, Client, Config, ConfigError, Event, Purpose, Retransmit, Stats, Transmit,
 };

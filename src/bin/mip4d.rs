@@ -1,0 +1,73 @@
+//! mip4d: the Mobile IPv4 mobile node daemon (RFC 5944; RFC 5266 mode
+//! 'c'). See packaging/mip4d.conf.example and docs/mip4d.md.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use mip4::daemon::{self, MnConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mip4d",
+    version,
+    about = "Mobile IPv4 mobile node daemon (RFC 5944, RFC 5266)"
+)]
+struct Args {
+    /// Configuration file (TOML).
+    #[arg(short, long, default_value = "/etc/mip4/mip4d.conf")]
+    config: PathBuf,
+    /// Check the configuration and exit.
+    #[arg(long)]
+    check: bool,
+    /// Log filter (tracing EnvFilter syntax); RUST_LOG overrides it.
+    #[arg(long, default_value = "info")]
+    log: String,
+    /// Log as JSON lines instead of text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&args.log));
+    let sub = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if args.log_json {
+        sub.json().init();
+    } else {
+        sub.init();
+    }
+
+    let cfg = match MnConfig::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mip4d: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.check {
+        println!("{}: OK", args.config.display());
+        return ExitCode::SUCCESS;
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mip4d: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(daemon::run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mip4d: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! mip4d's configuration file (TOML), see packaging/mip4d.conf.example.
+//!
+//! serde checks shape and types (with `file:line: key` errors from
+//! [`crate::config`]); the rules serde cannot express follow and name
+//! file, line and key too.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use serde::Deserialize;
+
+use crate::auth::{Algorithm, SecurityAssociation, FIRST_USABLE_SPI};
+use crate::config::{ConfigError, SecretKey, Source};
+use crate::dataplane::BackendChoice;
+use crate::mn::node::NodeConfig;
+use crate::mn::registration::{self, Retransmit, MIN_RETRANSMIT_INTERVAL};
+use crate::mn::TrustPolicy;
+use crate::replay::ReplayMethod;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum AlgorithmName {
+    #[default]
+    HmacMd5,
+    /// RFC 5944 §5.1: only for peers that need RFC 2002 compatibility.
+    KeyedMd5PrefixSuffix,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum ReplayName {
+    #[default]
+    Timestamp,
+    Nonce,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    home_address: Option<Ipv4Addr>,
+    nai: Option<String>,
+    home_network: Option<Ipv4Net>,
+    home_agent: Ipv4Addr,
+    spi: u32,
+    key: Option<SecretKey>,
+    key_file: Option<PathBuf>,
+    #[serde(default)]
+    algorithm: AlgorithmName,
+    #[serde(default)]
+    replay: ReplayName,
+    #[serde(default)]
+    interfaces: Vec<String>,
+    #[serde(default)]
+    trusted_networks: Vec<Ipv4Net>,
+    #[serde(default = "default_lifetime")]
+    lifetime: u16,
+    #[serde(default = "default_true")]
+    reverse_tunnel: bool,
+    #[serde(default = "default_true")]
+    deregister_on_shutdown: bool,
+    #[serde(default)]
+    tunnel_backend: BackendChoice,
+    #[serde(default = "default_tunnel_device")]
+    tunnel_device: String,
+    #[serde(default = "default_table")]
+    routing_table: u32,
+    #[serde(default = "default_rule_priority")]
+    rule_priority: u32,
+    #[serde(default = "default_control_socket")]
+    control_socket: PathBuf,
+    #[serde(default)]
+    retransmission: RetransmissionFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetransmissionFile {
+    #[serde(default = "default_initial_ms")]
+    initial_timeout_ms: u64,
+    #[serde(default = "default_retries")]
+    retries: u32,
+    #[serde(default = "default_cap_ms")]
+    backoff_cap_ms: u64,
+    #[serde(default = "default_retry_interval")]
+    retry_interval_s: u64,
+    #[serde(default = "default_shutdown_ms")]
+    shutdown_timeout_ms: u64,
+}
+
+impl Default for RetransmissionFile {
+    fn default() -> Self {
+        RetransmissionFile {
+            initial_timeout_ms: default_initial_ms(),
+            retries: default_retries(),
+            backoff_cap_ms: default_cap_ms(),
+            retry_interval_s: default_retry_interval(),
+            shutdown_timeout_ms: default_shutdown_ms(),
+        }
+    }
+}
+
+fn default_lifetime() -> u16 {
+    600
+}
+fn default_true() -> bool {
+    true
+}
+fn default_tunnel_device() -> String {
+    "mip4mn0".into()
+}
+/// A table of our own for the home address's routes; 434 after the port.
+fn default_table() -> u32 {
+    434
+}
+fn default_rule_priority() -> u32 {
+    1000
+}
+fn default_control_socket() -> PathBuf {
+    PathBuf::from(crate::ctl::MN_SOCKET)
+}
+fn default_initial_ms() -> u64 {
+    1000
+}
+fn default_retries() -> u32 {
+    4
+}
+fn default_cap_ms() -> u64 {
+    32_000
+}
+fn default_retry_interval() -> u64 {
+    30
+}
+fn default_shutdown_ms() -> u64 {
+    3000
+}
+
+/// mip4d's whole configuration, checked.
+#[derive(Debug, Clone)]
+pub struct MnConfig {
+    pub node: NodeConfig,
+    pub deregister_on_shutdown: bool,
+    /// How long a deregistration at shutdown may wait for its reply.
+    pub shutdown_timeout: Duration,
+    pub tunnel_backend: BackendChoice,
+    /// Name of the userspace TUN device (the kernel backend names its
+    /// ipip links itself).
+    pub tunnel_device: String,
+    /// Routing table and rule priority for the home address's routes.
+    pub routing_table: u32,
+    pub rule_priority: u32,
+    pub control_socket: PathBuf,
+}
+
+impl MnConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::from_source(&Source::read(path)?)
+    }
+
+    pub fn from_source(src: &Source) -> Result<Self, ConfigError> {
+        let f: File = src.parse()?;
+        let home_address = f.home_address.unwrap_or(Ipv4Addr::UNSPECIFIED);
+        if f.home_address.is_none() && f.nai.is_none() {
+            return Err(src.error("needs `home_address` or `nai` (or both)"));
+        }
+        if let Some(nai) = &f.nai {
+            if nai.is_empty() || nai.len() > 255 {
+                return Err(src.error_at_key("nai", 0, "NAI must be 1-255 octets (RFC 2794)"));
+            }
+        }
+        if let (Some(hoa), Some(net)) = (f.home_address, f.home_network) {
+            if !net.contains(&hoa) {
+                return Err(src.error_at_key(
+                    "home_network",
+                    0,
+                    format!("does not contain the home address {hoa}"),
+                ));
+            }
+        }
+        if f.home_agent.is_unspecified() {
+            return Err(src.error_at_key("home_agent", 0, "must be a unicast address"));
+        }
+        if f.spi < FIRST_USABLE_SPI {
+            return Err(src.error_at_key(
+                "spi",
+                0,
+                format!(
+                    "SPI {} is reserved (RFC 5944 §1.6: use 256 or above)",
+                    f.spi
+                ),
+            ));
+        }
+        let key = match (&f.key, &f.key_file) {
+            (Some(k), None) => k.clone(),
+            (None, Some(p)) => {
+                SecretKey::from_file(p).map_err(|e| src.error_at_key("key_file", 0, e))?
+            }
+            (Some(_), Some(_)) => {
+                return Err(src.error_at_key("key_file", 0, "give `key` or `key_file`, not both"))
+            }
+            (None, None) => return Err(src.error("needs `key` or `key_file`")),
+        };
+        let algorithm = match f.algorithm {
+            AlgorithmName::HmacMd5 => Algorithm::HmacMd5,
+            AlgorithmName::KeyedMd5PrefixSuffix => Algorithm::KeyedMd5PrefixSuffix,
+        };
+        let replay = match f.replay {
+            ReplayName::Timestamp => ReplayMethod::Timestamp,
+            ReplayName::Nonce => ReplayMethod::Nonce,
+        };
+        let sa = SecurityAssociation::new(f.spi, algorithm, key.expose(), replay)
+            .map_err(|e| src.error_at_key("key", 0, e.to_string()))?;
+        if f.lifetime == 0 {
+            return Err(src.error_at_key(
+                "lifetime",
+                0,
+                "must be at least 1 second (0 is a deregistration)",
+            ));
+        }
+        let r = &f.retransmission;
+        let initial = Duration::from_millis(r.initial_timeout_ms);
+        if initial < MIN_RETRANSMIT_INTERVAL {
+            return Err(src.error_at_key(
+                "retransmission.initial_timeout_ms",
+                0,
+                "must be at least 1000 (RFC 5944 §3.6.3: at most one request a second)",
+            ));
+        }
+        let cap = Duration::from_millis(r.backoff_cap_ms);
+        if cap < initial {
+            return Err(src.error_at_key(
+                "retransmission.backoff_cap_ms",
+                0,
+                "must not be below initial_timeout_ms",
+            ));
+        }
+        if r.retry_interval_s == 0 {
+            return Err(src.error_at_key(
+                "retransmission.retry_interval_s",
+                0,
+                "must be at least 1 second",
+            ));
+        }
+        for (i, name) in f.interfaces.iter().enumerate() {
+            if name.is_empty() || name.len() > 15 || name.contains('/') {
+                return Err(src.error_at_key(
+                    "interfaces",
+                    0,
+                    format!("entry {i}: {name:?} is not an interface name"),
+                ));
+            }
+        }
+        if f.tunnel_device.is_empty() || f.tunnel_device.len() > 15 {
+            return Err(src.error_at_key("tunnel_device", 0, "must be 1-15 characters"));
+        }
+        if f.routing_table == 0 || (253..=255).contains(&f.routing_table) {
+            return Err(src.error_at_key(
+                "routing_table",
+                0,
+                "must be a table of its own (not 0, default, main or local)",
+            ));
+        }
+
+        let mut reg =
+            registration::Config::new(home_address, f.home_agent, Ipv4Addr::UNSPECIFIED, sa);
+        reg.nai = f.nai.map(String::into_bytes);
+        reg.lifetime = f.lifetime;
+        reg.retransmit = Retransmit {
+            initial_timeout: initial,
+            max_timeout: cap,
+            max_attempts: r.retries + 1,
+        };
+        reg.validate()
+            .map_err(|e| src.error(format!("registration settings: {e}")))?;
+        let mut node = NodeConfig::new(reg);
+        node.interfaces = f.interfaces;
+        node.home_network = f.home_network;
+        node.trust = TrustPolicy::Prefixes(f.trusted_networks);
+        node.reverse_tunnel = f.reverse_tunnel;
+        node.retry_interval = Duration::from_secs(r.retry_interval_s);
+        Ok(MnConfig {
+            node,
+            deregister_on_shutdown: f.deregister_on_shutdown,
+            shutdown_timeout: Duration::from_millis(r.shutdown_timeout_ms),
+            tunnel_backend: f.tunnel_backend,
+            tunnel_device: f.tunnel_device,
+            routing_table: f.routing_table,
+            rule_priority: f.rule_priority,
+            control_socket: f.control_socket,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+home_address = "10.1.0.5"
+home_network = "10.1.0.0/24"
+home_agent = "10.1.0.1"
+spi = 4096
+key = "00112233445566778899aabbccddeeff"
+interfaces = ["eth0"]
+trusted_networks = ["10.20.0.0/16"]
+lifetime = 300
+
+[retransmission]
+initial_timeout_ms = 1000
+retries = 2
+backoff_cap_ms = 4000
+"#;
+
+    fn load(text: &str) -> Result<MnConfig, String> {
+        MnConfig::from_source(&Source::from_str("mip4d.conf", text)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn example_settings_load() {
+        let c = load(GOOD).unwrap();
+        let reg = &c.node.registration;
+        assert_eq!(reg.home_address, Ipv4Addr::new(10, 1, 0, 5));
+        assert_eq!(reg.lifetime, 300);
+        assert_eq!(reg.retransmit.max_attempts, 3);
+        assert_eq!(reg.retransmit.max_timeout, Duration::from_secs(4));
+        assert_eq!(c.node.interfaces, vec!["eth0".to_string()]);
+        assert_eq!(c.routing_table, 434);
+        assert!(c.deregister_on_shutdown);
+        assert_eq!(c.tunnel_backend, BackendChoice::Auto);
+    }
+
+    #[test]
+    fn the_packaged_example_loads() {
+        let text = include_str!("../../packaging/mip4d.conf.example");
+        load(text).unwrap();
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let e = load(&GOOD.replace("spi = 4096", "spi = 12")).unwrap_err();
+        assert!(
+            e.starts_with("mip4d.conf:5: key `spi`: SPI 12 is reserved"),
+            "{e}"
+        );
+        let e = load(&GOOD.replace("initial_timeout_ms = 1000", "initial_timeout_ms = 200"))
+            .unwrap_err();
+        assert!(
+            e.starts_with("mip4d.conf:12: key `retransmission.initial_timeout_ms`"),
+            "{e}"
+        );
+        let e = load(&GOOD.replace("lifetime = 300", "lifetim = 300")).unwrap_err();
+        assert!(
+            e.starts_with("mip4d.conf:9: key `lifetim`: unknown field"),
+            "{e}"
+        );
+        let e = load(&GOOD.replace(
+            "home_network = \"10.1.0.0/24\"",
+            "home_network = \"10.2.0.0/24\"",
+        ))
+        .unwrap_err();
+        assert!(e.starts_with("mip4d.conf:3: key `home_network`"), "{e}");
+    }
+
+    #[test]
+    fn the_key_never_appears_in_errors() {
+        let e =
+            load(&GOOD.replace("00112233445566778899aabbccddeeff", "secretsecret")).unwrap_err();
+        assert!(!e.contains("secret"), "{e}");
+    }
+}

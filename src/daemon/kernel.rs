@@ -1,0 +1,214 @@
+//! Carries out the node's [`Action`]s: the tunnel (through
+//! [`crate::dataplane`]), the home address on the tunnel device, and the
+//! policy rule and route that send traffic from the home address into
+//! the tunnel (RFC 3024 reverse tunnelling), while the tunnel's own outer
+//! datagrams (source: the care-of address) keep using the main table.
+//!
+//! Everything installed is remembered, and [`Installer::remove_all`]
+//! takes it away again, so a clean exit leaves the node as it found it.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use crate::dataplane::{DataPlane, Encapsulation, Tunnel, TunnelBinding, TunnelDevice};
+use crate::mn::Action;
+use crate::netlink::{sysctl, Netlink, RouteSpec, RuleSpec};
+
+/// What this daemon put into the kernel for one home address.
+#[derive(Debug, Clone)]
+struct Installed {
+    home: Ipv4Addr,
+    device: TunnelDevice,
+    address: bool,
+    route: Option<RouteSpec>,
+    rule: Option<RuleSpec>,
+}
+
+/// Applies actions and keeps track of what it installed.
+#[derive(Debug)]
+pub struct Installer {
+    nl: Arc<Netlink>,
+    dp: DataPlane,
+    table: u32,
+    priority: u32,
+    installed: Option<Installed>,
+}
+
+const EEXIST: i32 = libc::EEXIST;
+
+impl Installer {
+    pub fn new(nl: Arc<Netlink>, dp: DataPlane, table: u32, priority: u32) -> Self {
+        Installer {
+            nl,
+            dp,
+            table,
+            priority,
+            installed: None,
+        }
+    }
+
+    pub fn data_plane(&self) -> &DataPlane {
+        &self.dp
+    }
+
+    /// The tunnel device's name, if one is up (its addresses are ours,
+    /// not attachments).
+    pub fn tunnel_ifname(&self) -> Option<&str> {
+        self.installed.as_ref().map(|i| i.device.ifname.as_str())
+    }
+
+    pub async fn apply(&mut self, a: &Action) -> Result<(), String> {
+        match a {
+            Action::TunnelUp {
+                home,
+                care_of,
+                home_agent,
+                reverse_tunnel,
+            } => {
+                self.tunnel_up(*home, *care_of, *home_agent, *reverse_tunnel)
+                    .await
+            }
+            Action::TunnelDown { home } => self.tunnel_down(*home).await,
+        }
+    }
+
+    async fn tunnel_up(
+        &mut self,
+        home: Ipv4Addr,
+        care_of: Ipv4Addr,
+        home_agent: Ipv4Addr,
+        reverse_tunnel: bool,
+    ) -> Result<(), String> {
+        let binding = TunnelBinding {
+            home,
+            local: care_of,
+            remote: SocketAddrV4::new(home_agent, 0),
+            encapsulation: Encapsulation::IpInIp,
+        };
+        // `create` moves an existing tunnel of `home` to the new endpoints.
+        let device = self
+            .dp
+            .create(binding)
+            .await
+            .map_err(|e| format!("tunnel {care_of} -> {home_agent}: {e}"))?;
+        let mut inst = match self.installed.take() {
+            Some(i) if i.home == home && i.device == device => i,
+            Some(old) => {
+                // Another device or home address: start clean.
+                self.installed = Some(old);
+                self.remove_installed().await;
+                Installed {
+                    home,
+                    device: device.clone(),
+                    address: false,
+                    route: None,
+                    rule: None,
+                }
+            }
+            None => Installed {
+                home,
+                device: device.clone(),
+                address: false,
+                route: None,
+                rule: None,
+            },
+        };
+        let result = self.install(&mut inst, reverse_tunnel).await;
+        self.installed = Some(inst);
+        info!(%home, %care_of, %home_agent, device = %device.ifname, backend = %self.dp.backend(), "tunnel installed");
+        result
+    }
+
+    async fn install(&self, inst: &mut Installed, reverse_tunnel: bool) -> Result<(), String> {
+        let dev = inst.device.ifindex;
+        // Datagrams for the home address arrive decapsulated on the
+        // tunnel device with sources the reverse-path filter would judge
+        // by the physical routes.
+        if let Err(e) = sysctl::disable_rp_filter(&inst.device.ifname) {
+            warn!(error = %e, "cannot disable rp_filter on the tunnel device");
+        }
+        if !inst.address {
+            // The home address on the tunnel device: local, so datagrams
+            // to it are delivered and applications can bind it.
+            match self.nl.add_address(dev, inst.home, 32).await {
+                Ok(()) => {}
+                Err(e) if e.errno() == Some(EEXIST) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+            inst.address = true;
+        }
+        if reverse_tunnel && inst.rule.is_none() {
+            // RFC 3024: traffic from the home address leaves through the
+            // tunnel; the outer datagrams, sourced from the care-of
+            // address, do not match the rule and take the main table.
+            let route = RouteSpec::to_dev(Ipv4Addr::UNSPECIFIED, 0, dev).in_table(self.table);
+            self.nl
+                .replace_route(&route)
+                .await
+                .map_err(|e| e.to_string())?;
+            inst.route = Some(route);
+            let rule = RuleSpec {
+                from: Some((inst.home, 32)),
+                to: None,
+                iif: None,
+                table: self.table,
+                priority: self.priority,
+            };
+            match self.nl.add_rule(&rule).await {
+                Ok(()) => {}
+                Err(e) if e.errno() == Some(EEXIST) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+            inst.rule = Some(rule);
+        }
+        Ok(())
+    }
+
+    async fn tunnel_down(&mut self, home: Ipv4Addr) -> Result<(), String> {
+        if self.installed.as_ref().is_some_and(|i| i.home == home) {
+            self.remove_installed().await;
+        }
+        match self.dp.remove(home).await {
+            Ok(()) | Err(crate::dataplane::TunnelError::NoBinding(_)) => Ok(()),
+            Err(e) => Err(format!("remove tunnel of {home}: {e}")),
+        }
+    }
+
+    /// Removes the rule, the route and the home address (in that order:
+    /// nothing is routed to a device without the address in between).
+    async fn remove_installed(&mut self) {
+        let Some(inst) = self.installed.take() else {
+            return;
+        };
+        if let Some(rule) = &inst.rule {
+            if let Err(e) = self.nl.del_rule(rule).await {
+                warn!(error = %e, "removing the home address rule failed");
+            }
+        }
+        if let Some(route) = &inst.route {
+            if let Err(e) = self.nl.del_route(route).await {
+                warn!(error = %e, "removing the tunnel route failed");
+            }
+        }
+        if inst.address {
+            if let Err(e) = self
+                .nl
+                .del_address(inst.device.ifindex, inst.home, 32)
+                .await
+            {
+                warn!(error = %e, "removing the home address from the tunnel failed");
+            }
+        }
+        info!(home = %inst.home, device = %inst.device.ifname, "tunnel routes and address removed");
+    }
+
+    /// Removes everything (exit): routes, address, tunnels.
+    pub async fn remove_all(&mut self) {
+        self.remove_installed().await;
+        if let Err(e) = self.dp.shutdown().await {
+            warn!(error = %e, "removing tunnels failed");
+        }
+    }
+}
