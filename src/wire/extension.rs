@@ -37,9 +37,9 @@ pub mod ext_type {
     pub const UDP_TUNNEL_REQUEST: u8 = 144;
     /// Message String Extension, RFC 3846 §3.
     pub const MESSAGE_STRING: u8 = 145;
-    /// Trusted Networks Configured Extension, RFC 5265 §6.3.
+    /// Trusted Networks Configured Extension, RFC 5265 §3.4.
     pub const TRUSTED_NETWORKS_CONFIGURED: u8 = 149;
-    /// Dual Stack (DSMIPv4) Extension, RFC 5454 §3.
+    /// Dual Stack (DSMIPv4) Extension, RFC 5454 §2.
     pub const DSMIPV4: u8 = 152;
 }
 
@@ -96,26 +96,25 @@ impl UdpTunnelReply {
     pub const CODE_DECLINED: u8 = 64;
 }
 
-/// Dual Stack MIPv4 extension (type 152), RFC 5454 §3, by sub-type.
+/// Dual Stack MIPv4 extension (type 152), RFC 5454 §2, by sub-type.
 ///
 /// No oracle on the machine decodes type 152 (tshark 4.0 shows its data
 /// as bytes, scapy has no model of it), so these layouts rest on the RFC
-/// text alone; re-check them against RFC 5454 §3.1-§3.3 before relying on
-/// interoperability.
+/// text alone (checked against RFC 5454 §2.1-§2.3, Figures 1-3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dsmipv4Ext {
-    /// Sub-type 1, IPv6 Prefix Request (RFC 5454 §3.1): Sub-Type,
+    /// Sub-type 1, IPv6 Prefix Request (RFC 5454 §2.1): Sub-Type,
     /// Prefix Length, Home Network Prefix (128 bits; all zero asks the HA
     /// to assign one).
     Ipv6PrefixRequest { prefix_length: u8, prefix: Ipv6Addr },
-    /// Sub-type 2, IPv6 Prefix Reply (RFC 5454 §3.2): Sub-Type, Code,
+    /// Sub-type 2, IPv6 Prefix Reply (RFC 5454 §2.2): Sub-Type, Code,
     /// Prefix Length, Reserved, Home Network Prefix.
     Ipv6PrefixReply {
         code: u8,
         prefix_length: u8,
         prefix: Ipv6Addr,
     },
-    /// Sub-type 3, IPv6 Tunneling Mode (RFC 5454 §3.3): Sub-Type and a
+    /// Sub-type 3, IPv6 Tunneling Mode (RFC 5454 §2.3): Sub-Type and a
     /// reserved octet; its presence asks that IPv6 be tunnelled in IPv4.
     TunnelingMode,
 }
@@ -221,10 +220,11 @@ pub enum Extension {
     UdpTunnelRequest(UdpTunnelRequest),
     /// Type 44, RFC 3519 §3.2.
     UdpTunnelReply(UdpTunnelReply),
-    /// Type 149, RFC 5265 §6.3: Sub-Type 0 and a reserved octet; the MN
-    /// tells the HA it is configured with a list of trusted networks.
+    /// Type 149, RFC 5265 §3.4: Sub-Type 0 and a reserved octet. The i-HA
+    /// puts it in its (authenticated) reply to a request that came from one
+    /// of its trusted networks (§4.3); to the MN it means "inside" (§4.1).
     TrustedNetworksConfigured,
-    /// Type 152, RFC 5454 §3.
+    /// Type 152, RFC 5454 §2.
     Dsmipv4(Dsmipv4Ext),
     /// Type 145, RFC 3846 §3: Sub-Type (1 from HA, 2 from FA) and text.
     MessageString { sub_type: u8, text: Vec<u8> },
