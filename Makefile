@@ -4,7 +4,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all deps build check fmt-check clippy test demo bench fuzz clean
+.PHONY: all deps build check fmt-check clippy test demo bench fuzz clean deb install
 
 all: build
 
@@ -28,8 +28,26 @@ check: deps fmt-check clippy test
 demo: deps
 	$(CARGO) run --release --bin mip4-lab -- tour
 
+# criterion (codec), then the plugin's cost on MOBIKE in the lab
+# (src/lab/bench.rs: medians with and without mip4, side by side).
 bench: deps
 	$(CARGO) bench
+	$(CARGO) build --release --lib --bins
+	$(CARGO) run --release --bin mip4-lab -- bench
+
+# strongswan-mip4-plugin and mip4-mobike .debs in build/deb/, then the
+# package test on them (tests/packaging_deb.rs, ignored by `make check`).
+deb:
+	./scripts/install-deps.sh --deb
+	./packaging/build-deb.sh build/deb
+	MIP4_DEB_DIR=build/deb $(CARGO) test --test packaging_deb -- --ignored
+
+# The release build into DESTDIR (default /), without a package; same
+# layout as the .debs (packaging/install.sh). Keeps existing files in /etc.
+DESTDIR ?=
+install:
+	$(CARGO) build --release --lib --bins
+	DESTDIR=$(DESTDIR) ./packaging/install.sh
 
 fuzz:
 	./scripts/fuzz.sh

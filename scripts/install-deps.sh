@@ -2,8 +2,22 @@
 # Installs what the build and the tests need on Debian 12 (run as root).
 # Idempotent and quick when everything is present: apt is only asked for
 # packages that are missing, pip only when scapy is missing.
+#
+#   --deb  also what `make deb` needs (debhelper, lintian); `make check`
+#          does not pass it, so CI does not pay for them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+deb=no
+for arg in "$@"; do
+	case "$arg" in
+	--deb) deb=yes ;;
+	*)
+		echo "install-deps: unknown option $arg (known: --deb)" >&2
+		exit 2
+		;;
+	esac
+done
 
 # Debian packages, one per line with what needs it.
 packages=(
@@ -20,6 +34,13 @@ packages=(
 	iputils-ping            # the lab's scenarios ping through the tunnels
 	python3-pip             # scapy, the second MobileIP encoder
 )
+if [[ $deb == yes ]]; then
+	packages+=(
+		debhelper       # dh: packaging/debian/rules (make deb)
+		fakeroot        # dpkg-buildpackage -rfakeroot when not root
+		lintian         # the package test: no lintian errors
+	)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -42,6 +42,21 @@ enum Cmd {
     },
     /// Runs every scenario and prints a readable timeline.
     Tour,
+    /// MOBIKE update time with and without the mip4 plugin, side by side.
+    Bench {
+        /// Moves measured per variant.
+        #[arg(long, default_value_t = 20)]
+        moves: usize,
+        /// Fresh charon and VPN per round; variants alternate ABBA.
+        #[arg(long, default_value_t = 4)]
+        rounds: usize,
+        /// The plugin (default: libmip4.so next to this binary).
+        #[arg(long)]
+        plugin: Option<PathBuf>,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn print_timeline_event(e: &Event) {
@@ -129,6 +144,20 @@ fn main() -> ExitCode {
         },
     };
     match cli.cmd {
+        Cmd::Bench {
+            moves,
+            rounds,
+            plugin,
+            json,
+        } => mip4::lab::bench::cli(
+            mip4::lab::bench::BenchOptions {
+                lab_dir: cli.lab_dir,
+                moves,
+                rounds,
+                plugin: plugin.unwrap_or_else(mip4::lab::bench::default_plugin),
+            },
+            json,
+        ),
         Cmd::List => match Scenario::list(&cli.lab_dir) {
             Ok(all) => {
                 for s in all {

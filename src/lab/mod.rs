@@ -11,7 +11,9 @@
 //! - [`topology`]: Figure 1 as data, and the function that builds it.
 //! - [`scenario`]: scenarios as data (strongSwan testing/tests style) and
 //!   the runner behind `mip4-lab run`.
+//! - [`bench`]: the plugin's cost on MOBIKE (`mip4-lab bench`).
 
+pub mod bench;
 pub mod charon;
 pub mod netns;
 pub mod scenario;
