@@ -13,8 +13,11 @@
 //!   the runner behind `mip4-lab run`.
 
 pub mod charon;
+pub mod daemon;
+pub mod narrate;
 pub mod netns;
 pub mod scenario;
+pub mod stream;
 pub mod topology;
 pub mod wait;
 pub mod wire;
