@@ -65,11 +65,24 @@ impl Events {
     }
 
     /// The first event called `name` whose fields match `conds` and whose
-    /// wall clock stamp is at or after `after` (unix seconds).
-    pub fn find(&self, name: &str, conds: &[(String, String)], after: f64) -> Option<Value> {
-        self.all().into_iter().find(|e| {
-            e["event"] == name && wall(e).is_some_and(|t| t >= after) && matches(e, conds)
-        })
+    /// wall clock stamp is at or after `after` (unix seconds); with
+    /// `last_before`, the last such event stamped at or before it.
+    pub fn find(
+        &self,
+        name: &str,
+        conds: &[(String, String)],
+        after: f64,
+        last_before: Option<f64>,
+    ) -> Option<Value> {
+        let mut hits = self.all().into_iter().filter(|e| {
+            e["event"] == name
+                && wall(e).is_some_and(|t| t >= after && last_before.map_or(true, |b| t <= b))
+                && matches(e, conds)
+        });
+        match last_before {
+            None => hits.next(),
+            Some(_) => hits.next_back(),
+        }
     }
 }
 
@@ -122,6 +135,23 @@ pub fn binding(socket: &Path, home_address: &str) -> Result<Option<Value>> {
         .unwrap_or_default()
         .into_iter()
         .find(|b| b["home_address"] == home_address))
+}
+
+/// A daemon's status (`mip4ctl status --json`).
+pub fn status(socket: &Path) -> Result<Value> {
+    let resp =
+        ctl::call(socket, Request::Status, Duration::from_secs(2)).map_err(|source| Error::Io {
+            path: socket.display().to_string(),
+            source,
+        })?;
+    match (resp.ok, resp.data) {
+        (true, Some(v)) => Ok(v),
+        _ => Err(Error::Other(format!(
+            "{}: {}",
+            socket.display(),
+            resp.error.unwrap_or_default()
+        ))),
+    }
 }
 
 /// One line describing a binding, for evaltest patterns.

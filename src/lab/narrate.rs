@@ -24,8 +24,13 @@ pub fn event(e: &Event) -> Option<String> {
     // Events recorded from a daemon's own stream carry its event name.
     let text = match d["event"].as_str() {
         Some("request_sent") => format!(
-            "mip4d sends a Registration Request ({}) from care-of {} to HA {}",
+            "mip4d sends a Registration Request ({}{}) from care-of {} to HA {}",
             s(&d["purpose"]),
+            if d["retransmission"] == true {
+                ", retransmission"
+            } else {
+                ""
+            },
             s(&d["care_of"]),
             s(&d["home_agent"])
         ),
@@ -124,7 +129,8 @@ pub fn event(e: &Event) -> Option<String> {
 /// What each figure means (the name's stem, without `_ms`/`_rtts`).
 fn meaning(stem: &str) -> Option<&'static str> {
     Some(match stem {
-        "registration_rtt" => "registration round trip (request sent -> reply received)",
+        "registration_rtt" => "registration round trip (answered request -> reply)",
+        "move_to_request" => "address change -> first Registration Request sent",
         "move_to_registered" => "address change -> registration accepted",
         "move_to_ping" => "address change -> first ping reply",
         "move_to_tcp" => "address change -> TCP stream moving again",
@@ -132,6 +138,8 @@ fn meaning(stem: &str) -> Option<&'static str> {
         "move_to_data" => "address change -> first reply through the VPN",
         "tcp_stall" => "longest TCP stall",
         "ping_lost" => "pings lost during the move (sent 20 ms apart)",
+        "request_send_errors" => "Registration Requests that could not be sent (no route yet)",
+        "request_retransmissions" => "Registration Request retransmissions (RFC 5944 §3.6.3)",
         s if s.starts_with("rtt_access") => "access link RTT, measured in this run",
         _ => return None,
     })

@@ -773,13 +773,15 @@ impl Run<'_> {
                 self.emit("subscribed", key, serde_json::json!({"socket": socket}));
             }
             // lab::wait-event HOST/PROC EVENT [field=value ...]
-            //   [after=LABEVENT] NAME [SECS]: waits for the daemon's first
-            // EVENT with those fields (stamped at or after LABEVENT) and
-            // records it as NAME at the daemon's own timestamp.
+            //   [after=LABEVENT] [last-before=LABEVENT] NAME [SECS]: waits
+            // for the daemon's first EVENT with those fields (stamped at or
+            // after `after`; with `last-before`, the last one stamped up to
+            // then) and records it as NAME at the daemon's own timestamp.
             "wait-event" => {
                 let (key, dev) = (arg(1)?, arg(2)?);
                 let mut conds = Vec::new();
                 let mut after = 0.0;
+                let mut last_before = None;
                 let mut rest = words.get(3..).unwrap_or_default().iter();
                 let name = loop {
                     let Some(w) = rest.next() else {
@@ -789,6 +791,7 @@ impl Run<'_> {
                     };
                     match w.split_once('=') {
                         Some(("after", ev)) => after = self.event_time(ev)?,
+                        Some(("last-before", ev)) => last_before = Some(self.event_time(ev)?),
                         Some((k, v)) => conds.push((k.to_string(), v.to_string())),
                         None => break *w,
                     }
@@ -805,7 +808,8 @@ impl Run<'_> {
                     .get(key)
                     .ok_or_else(|| Error::Other(format!("no `lab::subscribe {key}` yet")))?;
                 let what = format!("`{dev}` {conds:?} from {key}");
-                let (e, _) = wait::until(timeout, &what, || sub.find(dev, &conds, after))?;
+                let (e, _) =
+                    wait::until(timeout, &what, || sub.find(dev, &conds, after, last_before))?;
                 let t = daemon::wall(&e).unwrap_or_else(now);
                 self.emit(name, key, e);
                 self.set_last_time(t);
@@ -905,6 +909,20 @@ impl Run<'_> {
                     .state();
                 self.figures
                     .insert(fig.to_string(), (st.longest_gap_ms() * 10.0).round() / 10.0);
+            }
+            // lab::status-figure SOCKET FIELD.PATH FIGURE: a number from a
+            // daemon's `mip4ctl status --json` (e.g. a counter).
+            "status-figure" => {
+                let (socket, field, fig) = (arg(1)?, arg(2)?, arg(3)?);
+                let v = daemon::status(Path::new(socket))?;
+                let n = field
+                    .split('.')
+                    .fold(&v, |v, part| &v[part])
+                    .as_f64()
+                    .ok_or_else(|| {
+                        Error::Other(format!("status of {socket}: no number at `{field}`"))
+                    })?;
+                self.figures.insert(fig.to_string(), n);
             }
             // lab::ping-lost NAME AROUND FIGURE: echoes of pinger NAME
             // lost around event AROUND (see `lost_around`).
