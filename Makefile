@@ -25,7 +25,9 @@ test: deps
 
 check: deps fmt-check clippy test
 
+# mip4-lab runs the mip4d, mip4-ha and mip4ctl built beside it: build them all.
 demo: deps
+	$(CARGO) build --release --bins
 	$(CARGO) run --release --bin mip4-lab -- tour
 
 # criterion (codec), then the plugin's cost on MOBIKE in the lab

@@ -22,6 +22,10 @@ struct Cli {
     /// Extra charon plugins for every lab host (e.g. `mip4`).
     #[arg(long = "charon-plugin")]
     charon_plugins: Vec<String>,
+    /// Where mip4d, mip4-ha and mip4ctl are (default: beside mip4-lab,
+    /// where cargo builds them).
+    #[arg(long, value_name = "DIR")]
+    bin_dir: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -40,7 +44,7 @@ enum Cmd {
         #[arg(long, value_name = "DIR")]
         capture: Option<PathBuf>,
     },
-    /// Runs every scenario and prints a readable timeline.
+    /// Runs every scenario and tells each one: timeline and figures.
     Tour,
     /// MOBIKE update time with and without the mip4 plugin, side by side.
     Bench {
@@ -135,13 +139,23 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     install_signal_teardown();
-    let opts = |capture: Option<PathBuf>| RunOptions {
-        capture,
-        charon: mip4::lab::charon::CharonConfig {
-            extra_plugins: cli.charon_plugins.clone(),
-            extra_settings: String::new(),
+    let bin_dir = cli.bin_dir.clone().unwrap_or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(std::path::Path::to_path_buf))
+            .unwrap_or_default()
+    });
+    let opts = |capture: Option<PathBuf>| {
+        RunOptions {
+            capture,
+            charon: mip4::lab::charon::CharonConfig {
+                extra_plugins: cli.charon_plugins.clone(),
+                extra_settings: String::new(),
+                ..Default::default()
+            },
             ..Default::default()
-        },
+        }
+        .with_programs_in(&bin_dir)
     };
     match cli.cmd {
         Cmd::Bench {
@@ -227,13 +241,18 @@ fn main() -> ExitCode {
             let mut ok = true;
             for sc in all {
                 println!("=== {}\n{}\n", sc.name, sc.description);
-                match scenario::run(&cli.lab_dir, &sc, &opts(None), &mut print_timeline_event) {
+                match scenario::run(&cli.lab_dir, &sc, &opts(None), &mut |_| {}) {
                     Ok(s) => {
-                        print_summary(&s);
+                        for l in mip4::lab::narrate::summary(&s) {
+                            println!("{l}");
+                        }
+                        for c in s.checks.iter().filter(|c| !c.ok) {
+                            println!("  FAILED check {}::{} /{}/", c.host, c.command, c.pattern);
+                        }
                         ok &= s.passed();
                     }
                     Err(e) => {
-                        println!("    error: {e}");
+                        println!("  error: {e}");
                         ok = false;
                     }
                 }

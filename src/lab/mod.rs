@@ -15,8 +15,11 @@
 
 pub mod bench;
 pub mod charon;
+pub mod daemon;
+pub mod narrate;
 pub mod netns;
 pub mod scenario;
+pub mod stream;
 pub mod topology;
 pub mod wait;
 pub mod wire;

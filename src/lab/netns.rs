@@ -184,6 +184,11 @@ impl Netns {
             .is_ok()
     }
 
+    /// Moves the calling thread into this namespace: see [`enter`].
+    pub fn enter_this_thread(&self) -> Result<()> {
+        enter(&self.name)
+    }
+
     /// Starts a long-running process inside; it is stopped when the
     /// returned [`Process`] is dropped. Its stdout and stderr go to `log`.
     pub fn spawn(&self, name: &str, mut cmd: Command, log: &std::path::Path) -> Result<Process> {
@@ -240,6 +245,28 @@ impl Drop for Netns {
         }
         registry().namespaces.remove(&self.name);
     }
+}
+
+/// Moves the calling thread into the namespace called `name` (setns(2)
+/// acts on one thread only): sockets it creates afterwards live there. For
+/// the lab's in-process probes (the TCP stream), which would otherwise need
+/// a helper program in every host.
+pub fn enter(name: &str) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let path = format!("/var/run/netns/{name}");
+    let file = std::fs::File::open(&path).map_err(|source| Error::Io {
+        path: path.clone(),
+        source,
+    })?;
+    // SAFETY: a valid namespace fd; CLONE_NEWNET changes only this thread's
+    // network namespace.
+    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(Error::Io {
+            path,
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(())
 }
 
 /// A veth pair: `a_dev` in `a`, `b_dev` in `b`, both up.

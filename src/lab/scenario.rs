@@ -17,7 +17,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use super::charon::{Charon, CharonConfig, IkeSa};
+use super::daemon::{self, Events};
 use super::netns::Process;
+use super::stream::TcpProbe;
 use super::topology::Lab;
 use super::{wait, Error, Result, WorkDir};
 
@@ -187,6 +189,54 @@ pub struct RunOptions {
     pub capture: Option<PathBuf>,
     /// Extra plugins for every charon (the plugin helper adds `mip4`).
     pub charon: CharonConfig,
+    /// The project's programs by variable (`MIP4D` -> path, see
+    /// [`daemon::PROGRAMS`]): the caller says which build to run (tests
+    /// pass cargo's `CARGO_BIN_EXE_*`, mip4-lab its own directory).
+    pub programs: BTreeMap<String, String>,
+}
+
+impl RunOptions {
+    /// Takes the project's programs from `dir`.
+    pub fn with_programs_in(mut self, dir: &Path) -> RunOptions {
+        for (var, path) in daemon::programs_in(dir) {
+            self.programs.insert(var, path.display().to_string());
+        }
+        self
+    }
+}
+
+/// Every program the scenario names (`${MIP4D}` ...) must be given and
+/// exist: a missing build fails before any namespace is made, saying so.
+fn check_programs(scenario: &Scenario, opts: &RunOptions) -> Result<()> {
+    let text: Vec<&str> = scenario
+        .pre
+        .iter()
+        .chain(&scenario.evaltest)
+        .chain(&scenario.post)
+        .map(|l| l.command.as_str())
+        .collect();
+    let mut missing = Vec::new();
+    for (var, bin) in daemon::PROGRAMS {
+        if !text.iter().any(|t| t.contains(&format!("${{{var}}}"))) {
+            continue;
+        }
+        match opts.programs.get(var) {
+            None => missing.push(format!("{bin} (no path given for ${{{var}}})")),
+            Some(p) if !Path::new(p).is_file() => missing.push(format!(
+                "{bin}: {p} not found (build it: cargo build --bins)"
+            )),
+            Some(_) => {}
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Other(format!(
+            "scenario `{}` needs the project's programs, missing: {}",
+            scenario.name,
+            missing.join("; ")
+        )))
+    }
 }
 
 fn now() -> f64 {
@@ -204,22 +254,48 @@ struct Pinger {
 impl Pinger {
     /// Replies as (unix time received, rtt ms).
     fn replies(&self) -> Vec<(f64, f64)> {
-        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
-        text.lines()
-            .filter_map(|l| {
-                // [1700000000.123456] 64 bytes from 10.1.2.2: icmp_seq=5 ttl=62 time=21.3 ms
-                let t: f64 = l.strip_prefix('[')?.split(']').next()?.parse().ok()?;
-                let rtt: f64 = l
-                    .split("time=")
-                    .nth(1)?
-                    .split_whitespace()
-                    .next()?
-                    .parse()
-                    .ok()?;
-                Some((t, rtt))
-            })
+        self.replies_seq()
+            .into_iter()
+            .map(|(t, rtt, _)| (t, rtt))
             .collect()
     }
+
+    /// Replies as (unix time received, rtt ms, icmp_seq).
+    fn replies_seq(&self) -> Vec<(f64, f64, u64)> {
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        parse_ping(&text)
+    }
+}
+
+/// `ping -D` reply lines as (unix time received, rtt ms, icmp_seq).
+fn parse_ping(text: &str) -> Vec<(f64, f64, u64)> {
+    let field = |l: &str, key: &str| -> Option<String> {
+        Some(l.split(key).nth(1)?.split_whitespace().next()?.to_string())
+    };
+    text.lines()
+        .filter_map(|l| {
+            // [1700000000.123456] 64 bytes from 10.1.2.2: icmp_seq=5 ttl=62 time=21.3 ms
+            let t: f64 = l.strip_prefix('[')?.split(']').next()?.parse().ok()?;
+            let rtt: f64 = field(l, "time=")?.parse().ok()?;
+            let seq: u64 = field(l, "icmp_seq=")?.parse().ok()?;
+            Some((t, rtt, seq))
+        })
+        .collect()
+}
+
+/// Echoes lost around unix time `t0`: the sequence numbers missing
+/// between the last reply to an echo sent before `t0` and the first reply
+/// to one sent at or after it (echoes in flight when the path broke count).
+fn lost_around(replies: &[(f64, f64, u64)], t0: f64) -> Option<u64> {
+    let sent = |r: &(f64, f64, u64)| r.0 - r.1 / 1e3;
+    let before = replies.iter().filter(|r| sent(r) < t0).map(|r| r.2).max()?;
+    let after = replies
+        .iter()
+        .filter(|r| sent(r) >= t0)
+        .map(|r| r.2)
+        .min()?;
+    let replied: std::collections::BTreeSet<u64> = replies.iter().map(|r| r.2).collect();
+    Some((before + 1..after).filter(|n| !replied.contains(n)).count() as u64)
 }
 
 /// One run of one scenario. Field order is teardown order: captures,
@@ -227,6 +303,8 @@ impl Pinger {
 struct Run<'a> {
     captures: Vec<Process>,
     pingers: BTreeMap<String, Pinger>,
+    streams: BTreeMap<String, TcpProbe>,
+    subscriptions: BTreeMap<String, Events>,
     procs: BTreeMap<String, Process>,
     charons: BTreeMap<String, Charon>,
     lab: Lab,
@@ -236,6 +314,8 @@ struct Run<'a> {
     opts: RunOptions,
     start: f64,
     vars: BTreeMap<String, String>,
+    /// Like `vars`, but never reported (keys made by `lab::secret`).
+    secrets: BTreeMap<String, String>,
     figures: BTreeMap<String, f64>,
     events: Vec<Event>,
     sink: &'a mut dyn FnMut(&Event),
@@ -250,12 +330,15 @@ pub fn run(
     sink: &mut dyn FnMut(&Event),
 ) -> Result<Summary> {
     super::preflight()?;
+    check_programs(scenario, opts)?;
     let work = WorkDir::new(&scenario.name)?;
     let start = now();
     let lab = Lab::build_file(&lab_dir.join("figure1.toml"))?;
     let mut r = Run {
         captures: Vec::new(),
         pingers: BTreeMap::new(),
+        streams: BTreeMap::new(),
+        subscriptions: BTreeMap::new(),
         procs: BTreeMap::new(),
         charons: BTreeMap::new(),
         lab,
@@ -264,7 +347,8 @@ pub fn run(
         work,
         opts: opts.clone(),
         start,
-        vars: BTreeMap::new(),
+        vars: opts.programs.clone(),
+        secrets: BTreeMap::new(),
         figures: BTreeMap::new(),
         events: Vec::new(),
         sink,
@@ -306,7 +390,8 @@ pub fn run(
         }
     }
     let ok = error.is_none() && checks.iter().all(|c| c.ok);
-    if !ok {
+    // MIP4_LAB_KEEP=1 keeps the logs of a passing run too.
+    if !ok || std::env::var_os("MIP4_LAB_KEEP").is_some_and(|v| v == "1") {
         // Keep the logs of a failed run for inspection.
         r.work.keep();
         r.emit(
@@ -353,7 +438,7 @@ impl Run<'_> {
     fn subst(&self, s: &str) -> String {
         let mut out = s.replace("${SCENARIO_DIR}", &self.scenario.dir.display().to_string());
         out = out.replace("${WORK_DIR}", &self.work.path().display().to_string());
-        for (k, v) in &self.vars {
+        for (k, v) in self.vars.iter().chain(&self.secrets) {
             out = out.replace(&format!("${{{k}}}"), v);
         }
         out
@@ -462,6 +547,10 @@ impl Run<'_> {
                 let from = self.lab.attached(&host).map(str::to_string);
                 let before = now();
                 self.lab.attach(net)?;
+                // ${MN_ADDR}: the MN's address on the network it is on now.
+                let addr = self.lab.spec.access(net)?.addr.clone();
+                let addr = addr.split('/').next().unwrap_or_default().to_string();
+                self.vars.insert("MN_ADDR".into(), addr);
                 let name = if verb == "move" {
                     "address_change"
                 } else {
@@ -555,6 +644,9 @@ impl Run<'_> {
                 if let Some(mut p) = self.procs.remove(key) {
                     p.stop(Duration::from_secs(3));
                 }
+                if let Some(mut s) = self.streams.remove(key) {
+                    s.stop();
+                }
                 self.emit("stopped", key, serde_json::json!({}));
             }
             // lab::pinger NAME HOST SRC DST: continuous ping, 20 ms apart.
@@ -635,9 +727,277 @@ impl Run<'_> {
                 self.figures
                     .insert(fig.to_string(), (r * 100.0).round() / 100.0);
             }
+            // lab::secret VAR BYTES: a random key (hex) for this run only,
+            // substituted like a variable but never reported or logged.
+            "secret" => {
+                let (var, n) = (arg(1)?, arg(2)?);
+                let n: usize = n
+                    .parse()
+                    .map_err(|_| Error::Other(format!("`{n}` is not a byte count")))?;
+                let mut key = vec![0u8; n];
+                rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+                let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+                self.secrets.insert(var.to_string(), hex);
+                self.emit(
+                    "secret_made",
+                    "",
+                    serde_json::json!({"var": var, "bytes": n}),
+                );
+            }
+            // lab::render HOST FILE VAR: the host's config FILE with
+            // ${VARS} filled in, written to the work dir (mode 0600, it may
+            // hold a key); its path goes into ${VAR}.
+            "render" => {
+                let (host, file, var) = (arg(1)?, arg(2)?, arg(3)?);
+                let src = self.host_config(host).join(file);
+                let text = std::fs::read_to_string(&src).map_err(|source| Error::Io {
+                    path: src.display().to_string(),
+                    source,
+                })?;
+                let dir = self.work.path().join(host);
+                let dst = dir.join(file);
+                write_private(&dir, &dst, &self.subst(&text))?;
+                self.vars.insert(var.to_string(), dst.display().to_string());
+                self.emit(
+                    "config_written",
+                    host,
+                    serde_json::json!({"from": src, "to": dst}),
+                );
+            }
+            // lab::subscribe HOST/PROC SOCKET [SECS]: mip4d's event stream
+            // (no backlog: subscribe before the events that matter).
+            "subscribe" => {
+                let (key, socket) = (arg(1)?, arg(2)?);
+                let ev = Events::subscribe(Path::new(socket), secs(3, 10)?)?;
+                self.subscriptions.insert(key.to_string(), ev);
+                self.emit("subscribed", key, serde_json::json!({"socket": socket}));
+            }
+            // lab::wait-event HOST/PROC EVENT [field=value ...]
+            //   [after=LABEVENT] [last-before=LABEVENT] NAME [SECS]: waits
+            // for the daemon's first EVENT with those fields (stamped at or
+            // after `after`; with `last-before`, the last one stamped up to
+            // then) and records it as NAME at the daemon's own timestamp.
+            "wait-event" => {
+                let (key, dev) = (arg(1)?, arg(2)?);
+                let mut conds = Vec::new();
+                let mut after = 0.0;
+                let mut last_before = None;
+                let mut rest = words.get(3..).unwrap_or_default().iter();
+                let name = loop {
+                    let Some(w) = rest.next() else {
+                        return Err(Error::Other(format!(
+                            "`lab::{command}`: the lab event name is missing"
+                        )));
+                    };
+                    match w.split_once('=') {
+                        Some(("after", ev)) => after = self.event_time(ev)?,
+                        Some(("last-before", ev)) => last_before = Some(self.event_time(ev)?),
+                        Some((k, v)) => conds.push((k.to_string(), v.to_string())),
+                        None => break *w,
+                    }
+                };
+                let timeout =
+                    match rest.next() {
+                        None => Duration::from_secs(20),
+                        Some(s) => Duration::from_secs(s.parse().map_err(|_| {
+                            Error::Other(format!("`{s}` is not a number of seconds"))
+                        })?),
+                    };
+                let sub = self
+                    .subscriptions
+                    .get(key)
+                    .ok_or_else(|| Error::Other(format!("no `lab::subscribe {key}` yet")))?;
+                let what = format!("`{dev}` {conds:?} from {key}");
+                let (e, _) =
+                    wait::until(timeout, &what, || sub.find(dev, &conds, after, last_before))?;
+                let t = daemon::wall(&e).unwrap_or_else(now);
+                self.emit(name, key, e);
+                self.set_last_time(t);
+            }
+            // lab::binding HOST SOCKET HOA COA NAME [SECS]: waits until
+            // the HA's binding for HOA has care-of address COA.
+            "binding" => {
+                let (host, socket, hoa, coa, name) = (arg(1)?, arg(2)?, arg(3)?, arg(4)?, arg(5)?);
+                let what = format!("binding {hoa} -> {coa} at {host}");
+                let mut last = None;
+                let r = wait::until(secs(6, 20)?, &what, || {
+                    let b = daemon::binding(Path::new(socket), hoa).ok()?;
+                    last = b.clone();
+                    b.filter(|b| b["care_of_address"] == coa)
+                });
+                let (b, _) = r.map_err(|e| {
+                    Error::Other(format!(
+                        "{e}; last seen: {}",
+                        daemon::describe_binding(last.as_ref())
+                    ))
+                })?;
+                self.emit(name, host, b);
+            }
+            // lab::tcp-stream NAME CLIENT_HOST SERVER_HOST ADDR:PORT: a
+            // checked echo stream from CLIENT_HOST to a server on ADDR.
+            "tcp-stream" => {
+                let (name, client, server, addr) = (arg(1)?, arg(2)?, arg(3)?, arg(4)?);
+                let addr: std::net::SocketAddrV4 = addr
+                    .parse()
+                    .map_err(|_| Error::Other(format!("`{addr}`: expected ADDR:PORT")))?;
+                let probe = TcpProbe::start(
+                    self.lab.host(server)?.name(),
+                    addr,
+                    self.lab.host(client)?.name(),
+                )?;
+                let st = probe.state();
+                self.streams.insert(name.to_string(), probe);
+                self.emit(
+                    "tcp_connected",
+                    client,
+                    serde_json::json!({
+                        "stream": name,
+                        "client": st.client.map(|c| c.to_string()),
+                        "server": addr.to_string(),
+                    }),
+                );
+            }
+            // lab::wait-stream NAME AFTER EVENT [SECS]: the stream's echo
+            // carries bytes written after event AFTER (they crossed the
+            // path as it is since AFTER).
+            "wait-stream" => {
+                let (name, after, event) = (arg(1)?, arg(2)?, arg(3)?);
+                let t0 = self.event_time(after)?;
+                let probe = self
+                    .streams
+                    .get(name)
+                    .ok_or_else(|| Error::Other(format!("no stream `{name}`")))?;
+                let what = format!("stream `{name}` echoing bytes written after `{after}`");
+                let r = wait::until(secs(4, 20)?, &what, || {
+                    let st = probe.state();
+                    if st.error.is_some() {
+                        return Some(Err(st));
+                    }
+                    // A byte written after t0: the first write's end.
+                    let n = st.sent_by(t0);
+                    st.echoed_past(n).map(|t| Ok((t, st)))
+                });
+                let (t, st) = match r? {
+                    (Ok(v), _) => v,
+                    (Err(st), _) => {
+                        return Err(Error::Other(format!(
+                            "stream `{name}` broke: {}",
+                            st.describe()
+                        )))
+                    }
+                };
+                self.emit(
+                    event,
+                    "",
+                    serde_json::json!({
+                        "stream": name,
+                        "connections": st.accepted,
+                        "client": st.client.map(|c| c.to_string()),
+                        "bytes_sent": st.bytes_sent(),
+                        "bytes_echoed": st.bytes_echoed(),
+                    }),
+                );
+                self.set_last_time(t);
+            }
+            // lab::stream-gap NAME FIGURE: the stream's longest stall, ms.
+            "stream-gap" => {
+                let (name, fig) = (arg(1)?, arg(2)?);
+                let st = self
+                    .streams
+                    .get(name)
+                    .ok_or_else(|| Error::Other(format!("no stream `{name}`")))?
+                    .state();
+                self.figures
+                    .insert(fig.to_string(), (st.longest_gap_ms() * 10.0).round() / 10.0);
+            }
+            // lab::status-figure SOCKET FIELD.PATH FIGURE: a number from a
+            // daemon's `mip4ctl status --json` (e.g. a counter).
+            "status-figure" => {
+                let (socket, field, fig) = (arg(1)?, arg(2)?, arg(3)?);
+                let v = daemon::status(Path::new(socket))?;
+                let n = field
+                    .split('.')
+                    .fold(&v, |v, part| &v[part])
+                    .as_f64()
+                    .ok_or_else(|| {
+                        Error::Other(format!("status of {socket}: no number at `{field}`"))
+                    })?;
+                self.figures.insert(fig.to_string(), n);
+            }
+            // lab::ping-lost NAME AROUND FIGURE: echoes of pinger NAME
+            // lost around event AROUND (see `lost_around`).
+            "ping-lost" => {
+                let (name, around, fig) = (arg(1)?, arg(2)?, arg(3)?);
+                let t0 = self.event_time(around)?;
+                let p = self
+                    .pingers
+                    .get(name)
+                    .ok_or_else(|| Error::Other(format!("no pinger `{name}`")))?;
+                let lost = lost_around(&p.replies_seq(), t0).ok_or_else(|| {
+                    Error::Other(format!(
+                        "pinger `{name}`: no replies on both sides of `{around}`"
+                    ))
+                })?;
+                self.figures.insert(fig.to_string(), lost as f64);
+            }
             other => return Err(Error::Other(format!("unknown lab verb `{other}`"))),
         }
         Ok(())
+    }
+
+    /// Moves the last event to unix time `t` (when it happened, as its
+    /// source stamped it, rather than when the lab noticed).
+    fn set_last_time(&mut self, t: f64) {
+        let start = self.start;
+        if let Some(e) = self.events.last_mut() {
+            e.t = t;
+            e.ms = ((t - start) * 1e4).round() / 10.0;
+        }
+    }
+
+    /// An evaltest `lab::` line: the lab's own view as one line of text.
+    fn query(&self, command: &str) -> Result<String> {
+        let words: Vec<&str> = command.split_whitespace().collect();
+        let arg = |i: usize| -> Result<&str> {
+            words
+                .get(i)
+                .copied()
+                .ok_or_else(|| Error::Other(format!("`lab::{command}`: argument {i} missing")))
+        };
+        match arg(0)? {
+            // lab::binding SOCKET HOA: the HA's binding for HOA.
+            "binding" => {
+                let b = daemon::binding(Path::new(arg(1)?), arg(2)?)?;
+                Ok(daemon::describe_binding(b.as_ref()))
+            }
+            // lab::tcp-stream NAME: the stream's counters.
+            "tcp-stream" => Ok(self
+                .streams
+                .get(arg(1)?)
+                .ok_or_else(|| Error::Other(format!("no stream `{}`", arg(1).unwrap_or(""))))?
+                .state()
+                .describe()),
+            // lab::events HOST/PROC EVENT [field=value ...]: how many.
+            "events" => {
+                let sub = self.subscriptions.get(arg(1)?).ok_or_else(|| {
+                    Error::Other(format!("no subscription `{}`", arg(1).unwrap_or("")))
+                })?;
+                let conds: Vec<(String, String)> = words
+                    .get(3..)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|w| w.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                let n = sub
+                    .all()
+                    .iter()
+                    .filter(|e| e["event"] == arg(2).unwrap_or("") && daemon::matches(e, &conds))
+                    .count();
+                Ok(format!("count={n}"))
+            }
+            other => Err(Error::Other(format!("unknown lab query `{other}`"))),
+        }
     }
 
     fn check(&mut self, l: &Line) -> Check {
@@ -646,9 +1006,12 @@ impl Run<'_> {
         let pattern = self.subst(&pattern);
         let re = regex::Regex::new(&pattern).ok();
         let probe = |r: &Run| -> bool {
-            let out = r
-                .host_sh(&l.host, &command)
-                .unwrap_or_else(|e| e.to_string());
+            let out = if l.host == "lab" {
+                r.query(&command)
+            } else {
+                r.host_sh(&l.host, &command)
+            }
+            .unwrap_or_else(|e| e.to_string());
             re.as_ref().is_some_and(|re| re.is_match(&out))
         };
         let ok = if expect {
@@ -689,6 +1052,26 @@ fn sa_json(sa: &IkeSa) -> serde_json::Value {
     })
 }
 
+/// Writes `text` to `path` (in `dir`, made if needed), readable by root
+/// only: rendered configs may hold a key.
+fn write_private(dir: &Path, path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    f.write_all(text.as_bytes()).map_err(io)
+}
+
 /// Runs `sh -c` in no namespace (for `which` style checks by the binary).
 pub fn have(program: &str) -> bool {
     Command::new("sh")
@@ -707,6 +1090,23 @@ mod tests {
         let all = Scenario::list(&lab).unwrap();
         let s = all.iter().find(|s| s.name == "vpn-move").expect("vpn-move");
         assert!(!s.pre.is_empty() && !s.evaltest.is_empty());
+    }
+
+    #[test]
+    fn ping_loss_counts_the_gap_around_the_move() {
+        let text = "\
+[100.000] 64 bytes from 10.1.100.5: icmp_seq=1 ttl=62 time=20.0 ms
+[100.020] 64 bytes from 10.1.100.5: icmp_seq=2 ttl=62 time=20.0 ms
+[100.600] 64 bytes from 10.1.100.5: icmp_seq=31 ttl=62 time=20.0 ms
+[100.620] 64 bytes from 10.1.100.5: icmp_seq=32 ttl=62 time=20.0 ms
+";
+        let r = parse_ping(text);
+        assert_eq!(r.len(), 4);
+        assert_eq!(r[2], (100.6, 20.0, 31));
+        // The path broke at 100.01: echoes 3..=30 never came back.
+        assert_eq!(lost_around(&r, 100.01), Some(28));
+        // No reply after the event: no figure rather than a wrong one.
+        assert_eq!(lost_around(&r, 101.0), None);
     }
 
     #[test]

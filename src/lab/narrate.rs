@@ -1,0 +1,242 @@
+//! A run told in words a network engineer reads (`mip4-lab tour`, `make
+//! demo`): the events in time order as sentences, then the figures with
+//! their meaning and their value in access link RTTs.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::scenario::{Event, Summary};
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_string(),
+        Value::Array(a) => a.iter().map(s).collect::<Vec<_>>().join(","),
+        other => other.to_string(),
+    }
+}
+
+/// One event as a sentence; None for bookkeeping events (configs written,
+/// subscriptions, keys made) that tell a reader nothing about the network.
+pub fn event(e: &Event) -> Option<String> {
+    let d = &e.detail;
+    // Events recorded from a daemon's own stream carry its event name.
+    let text = match d["event"].as_str() {
+        Some("request_sent") => format!(
+            "mip4d sends a Registration Request ({}{}) from care-of {} to HA {}",
+            s(&d["purpose"]),
+            if d["retransmission"] == true {
+                ", retransmission"
+            } else {
+                ""
+            },
+            s(&d["care_of"]),
+            s(&d["home_agent"])
+        ),
+        Some("reply_received") => format!(
+            "mip4d receives the Registration Reply from {}",
+            s(&d["from"])
+        ),
+        Some("registration_accepted") => format!(
+            "registration accepted: care-of {}, lifetime {} s",
+            s(&d["care_of"]),
+            s(&d["lifetime"])
+        ),
+        Some("address_added") => format!(
+            "mip4d sees the new address {} on {}",
+            s(&d["address"]),
+            s(&d["ifname"])
+        ),
+        Some("address_removed") => format!(
+            "mip4d sees address {} gone from {}",
+            s(&d["address"]),
+            s(&d["ifname"])
+        ),
+        Some(other) => format!("mip4d: {other}"),
+        None => match e.event.as_str() {
+            "lab_built" => "Figure 1 built (namespaces, links, delay lines)".into(),
+            "attached" => format!("MN attaches to {}", s(&d["to"])),
+            "address_change" => format!(
+                "MN moves {} -> {} (break before make: old address gone, then the new one)",
+                s(&d["from"]),
+                s(&d["to"])
+            ),
+            "spawned" => format!("{} starts", s(&d["name"])),
+            "charon_started" => "charon starts".into(),
+            "rtt" => format!("link RTT to {}: {} ms", s(&d["dst"]), s(&d["avg_ms"])),
+            "pinger_started" => format!("ping {} -> {} every 20 ms", s(&d["src"]), s(&d["dst"])),
+            "tcp_connected" => format!(
+                "TCP connection {} -> {} opened, echo stream starts",
+                s(&d["client"]),
+                s(&d["server"])
+            ),
+            "vpn_up" => format!(
+                "VPN up: IKE_SA {} -> {}, TIA {}",
+                s(&d["local-host"]),
+                s(&d["remote-host"]),
+                s(&d["local-vips"])
+            ),
+            "check" => format!(
+                "check {}: {}: {} {} /{}/",
+                if d["ok"] == true { "ok" } else { "FAILED" },
+                s(&d["host"]),
+                s(&d["command"]),
+                if d["expect"] == false {
+                    "does not match"
+                } else {
+                    "matches"
+                },
+                s(&d["pattern"])
+            ),
+            "config_written" | "subscribed" | "secret_made" | "command" | "stopped"
+            | "capture_started" => return None,
+            name => {
+                let what = name.replace('_', " ");
+                if d.get("care_of_address").is_some() {
+                    format!(
+                        "{what}: HA binding {} -> care-of {} (flags {})",
+                        s(&d["home_address"]),
+                        s(&d["care_of_address"]),
+                        s(&d["flags"])
+                    )
+                } else if d.get("bytes_echoed").is_some() {
+                    format!(
+                        "{what}: TCP {} still connection #{}, {} bytes echoed back intact",
+                        s(&d["client"]),
+                        s(&d["connections"]),
+                        s(&d["bytes_echoed"])
+                    )
+                } else if d.get("rtt_ms").is_some() {
+                    format!("{what}: ping reply, RTT {} ms", s(&d["rtt_ms"]))
+                } else if d.get("local-host").is_some() {
+                    format!(
+                        "{what}: IKE_SA {}:{} -> {}:{}",
+                        s(&d["local-host"]),
+                        s(&d["local-port"]),
+                        s(&d["remote-host"]),
+                        s(&d["remote-port"])
+                    )
+                } else {
+                    what
+                }
+            }
+        },
+    };
+    Some(text)
+}
+
+/// What each figure means (the name's stem, without `_ms`/`_rtts`).
+fn meaning(stem: &str) -> Option<&'static str> {
+    Some(match stem {
+        "registration_rtt" => "registration round trip (answered request -> reply)",
+        "move_to_request" => "address change -> first Registration Request sent",
+        "move_to_registered" => "address change -> registration accepted",
+        "move_to_ping" => "address change -> first ping reply",
+        "move_to_tcp" => "address change -> TCP stream moving again",
+        "move_to_mobike" => "address change -> IKE_SA updated by MOBIKE",
+        "move_to_data" => "address change -> first reply through the VPN",
+        "tcp_stall" => "longest TCP stall",
+        "ping_lost" => "pings lost during the move (sent 20 ms apart)",
+        "request_send_errors" => "Registration Requests that could not be sent (no route yet)",
+        "request_retransmissions" => "Registration Request retransmissions (RFC 5944 §3.6.3)",
+        s if s.starts_with("rtt_access") => "access link RTT, measured in this run",
+        _ => return None,
+    })
+}
+
+/// The figures as lines: meaning, value, and the value in RTTs where the
+/// run computed it (`X_ms` next to `X_rtts`).
+pub fn figures(f: &BTreeMap<String, f64>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (k, v) in f {
+        if k.ends_with("_rtts") {
+            continue;
+        }
+        let stem = k.strip_suffix("_ms").unwrap_or(k);
+        let mut label = meaning(stem).map_or_else(|| k.replace('_', " "), str::to_string);
+        if let Some(which) = stem.strip_prefix("rtt_access_") {
+            label = format!("{label} ({which})");
+        }
+        let unit = if k.ends_with("_ms") { " ms" } else { "" };
+        let rtts = f
+            .get(&format!("{stem}_rtts"))
+            .map_or(String::new(), |r| format!("  = {r:.2} RTTs"));
+        out.push(format!("{label:<58} {v:>9.1}{unit}{rtts}"));
+    }
+    out
+}
+
+/// The whole run: timeline (by time, ms since the lab was built), then the
+/// verdict and figures.
+pub fn summary(sm: &Summary) -> Vec<String> {
+    let mut ev: Vec<&Event> = sm.events.iter().collect();
+    ev.sort_by(|a, b| a.t.total_cmp(&b.t));
+    let mut out = Vec::new();
+    for e in ev {
+        if let Some(t) = event(e) {
+            out.push(format!("{:>9.1} ms  {t}", e.ms));
+        }
+    }
+    out.push(String::new());
+    out.push(format!("{}: {}", sm.scenario, sm.verdict));
+    for l in figures(&sm.figures) {
+        out.push(format!("  {l}"));
+    }
+    if let Some(e) = &sm.error {
+        out.push(format!("  error: {e}"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(name: &str, detail: Value) -> Event {
+        Event {
+            t: 0.0,
+            ms: 0.0,
+            event: name.into(),
+            host: String::new(),
+            detail,
+        }
+    }
+
+    #[test]
+    fn daemon_and_lab_events_read_as_sentences() {
+        let e = ev(
+            "reg_sent_2",
+            serde_json::json!({"event": "request_sent", "purpose": "register",
+                "care_of": "10.1.20.100", "home_agent": "10.1.1.2"}),
+        );
+        assert_eq!(
+            event(&e).unwrap(),
+            "mip4d sends a Registration Request (register) from care-of 10.1.20.100 to HA 10.1.1.2"
+        );
+        let b = ev(
+            "ha_binding_2",
+            serde_json::json!({"home_address": "10.1.100.5",
+                "care_of_address": "10.1.20.100", "flags": "DT"}),
+        );
+        assert!(event(&b)
+            .unwrap()
+            .contains("10.1.100.5 -> care-of 10.1.20.100"));
+        assert!(event(&ev("subscribed", Value::Null)).is_none());
+    }
+
+    #[test]
+    fn figures_pair_ms_with_rtts() {
+        let f: BTreeMap<String, f64> = [
+            ("move_to_registered_ms".to_string(), 41.0),
+            ("move_to_registered_rtts".to_string(), 2.05),
+            ("ping_lost".to_string(), 3.0),
+        ]
+        .into();
+        let lines = figures(&f);
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].contains("address change -> registration accepted"));
+        assert!(lines[0].contains("41.0 ms  = 2.05 RTTs"), "{}", lines[0]);
+        assert!(lines[1].contains("pings lost"));
+    }
+}
