@@ -144,28 +144,17 @@ fn build() -> Lab {
     cn.add_addr("cn0", &format!("{CN}/24")).unwrap();
     cn.route("default", "10.1.3.1").unwrap();
 
-    let plugin_sock = dir.path().join("plugin.sock");
     let gw_c = Charon::start(&gw, &dir.path().join("vpngw"), &Default::default()).unwrap();
-    let mn_c = Charon::start(
-        &mn,
-        &dir.path().join("mn"),
-        &charon_config(dir.path(), &plugin_sock, "vpn"),
-    )
-    .unwrap();
     gw_c.load_all(&hosts_dir().join("vpngw/swanctl.conf"))
         .unwrap();
-    mn_c.load_all(&hosts_dir().join("mn/swanctl.conf")).unwrap();
+    let mn_c = start_mn_charon(&mn, dir.path(), "mn");
 
     let mut c = ha.command(env!("CARGO_BIN_EXE_mip4-ha"));
     c.arg("--config")
         .arg(ha_conf(dir.path()))
         .env("RUST_LOG", "debug");
     let ha_p = ha.spawn("mip4-ha", c, &dir.path().join("ha.log")).unwrap();
-    let mut c = mn.command(env!("CARGO_BIN_EXE_mip4d"));
-    c.arg("--config")
-        .arg(mn_conf(dir.path()))
-        .env("RUST_LOG", "debug");
-    let mn_p = mn.spawn("mip4d", c, &dir.path().join("mip4d.log")).unwrap();
+    let mn_p = start_mip4d(&mn, dir.path(), "mip4d.log");
     Lab {
         _procs: vec![mn_p, ha_p],
         charons: vec![mn_c, gw_c],
@@ -175,6 +164,24 @@ fn build() -> Lab {
         _gw: gw,
         dir,
     }
+}
+
+/// The MN's charon with the built plugin, talking to mip4d's socket.
+fn start_mn_charon(mn: &Netns, dir: &Path, tag: &str) -> Charon {
+    let c = Charon::start(
+        mn,
+        &dir.join(tag),
+        &charon_config(dir, &dir.join("plugin.sock"), "vpn"),
+    )
+    .unwrap();
+    c.load_all(&hosts_dir().join("mn/swanctl.conf")).unwrap();
+    c
+}
+
+fn start_mip4d(mn: &Netns, dir: &Path, log: &str) -> Process {
+    let mut c = mn.command(env!("CARGO_BIN_EXE_mip4d"));
+    c.arg("--config").arg(mn_conf(dir)).env("RUST_LOG", "debug");
+    mn.spawn("mip4d", c, &dir.join(log)).unwrap()
 }
 
 impl Lab {
@@ -388,4 +395,97 @@ fn mode_mc_registers_the_tia_through_the_vpn_and_a_mobike_move_costs_no_registra
             (t(vpn_moved) as f64 - t(removed) as f64) / 1e6
         );
     }
+}
+
+/// Waits until mip4d has the VPN's current TIA registered in mode 'mc'
+/// and the HA's binding points at it; returns the TIA.
+fn converged(lab: &Lab, what: &str) -> String {
+    let (sa, _) = lab
+        .mn_charon()
+        .wait_sa("vpn", T, "VPN up with a TIA", |sa| {
+            !sa.local_vips.is_empty()
+        })
+        .unwrap();
+    let tia = sa.local_vips[0].clone();
+    must(
+        lab,
+        wait::until(T, &format!("{what}: mip4d registered {tia}"), || {
+            lab.mn_status().filter(|s| {
+                s["state"] == "registered"
+                    && s["mode"] == "mc"
+                    && s["care_of_address"] == tia.as_str()
+            })
+        }),
+    );
+    must(
+        lab,
+        wait::until(T, &format!("{what}: HA binding = {tia}"), || {
+            lab.ha_binding()
+                .filter(|b| b["care_of_address"] == tia.as_str())
+        }),
+    );
+    must(
+        lab,
+        wait::until(T, &format!("{what}: ping cn -> home address"), || {
+            lab.ping().then_some(())
+        }),
+    );
+    tia
+}
+
+#[test]
+fn mip4d_restart_and_charon_restart_converge_without_manual_action() {
+    let mut lab = build();
+    must(
+        &lab,
+        wait::until(T, "the plugin connected to mip4d", || {
+            lab.mn_status()
+                .filter(|s| s["plugin"]["connected"] == true)
+                .map(|_| ())
+        }),
+    );
+    lab.mn_charon().initiate("net").unwrap();
+    converged(&lab, "first start");
+
+    // --- mip4d restarts (SIGTERM deregisters and removes everything):
+    // the new one learns the TIA from the plugin's snapshot alone.
+    let mut old = lab._procs.remove(0);
+    old.stop(Duration::from_secs(10));
+    drop(old);
+    let new = start_mip4d(&lab.mn, lab.dir.path(), "mip4d-2.log");
+    lab._procs.insert(0, new);
+    converged(&lab, "after the mip4d restart");
+    // It learnt the TIA from the snapshot alone (no new handle_vips).
+    let log = std::fs::read_to_string(lab.dir.path().join("mip4d-2.log")).unwrap();
+    assert!(
+        log.contains("Snapshot("),
+        "no snapshot in the new mip4d's log"
+    );
+    assert!(!log.contains("TiaAssigned("), "a new handle_vips arrived");
+
+    // --- charon restarts: the VPN comes back (same or another TIA), the
+    // plugin reconnects, mip4d converges on the new TIA.
+    let events = lab.subscribe();
+    let old = lab.charons.remove(0);
+    drop(old);
+    let c = start_mn_charon(&lab.mn, lab.dir.path(), "mn-2");
+    lab.charons.insert(0, c);
+    must(
+        &lab,
+        wait::until(T, "the restarted charon's plugin connected", || {
+            let ev = events.lock().unwrap();
+            ev.iter()
+                .any(|e| e["event"] == "plugin_connected")
+                .then_some(())
+        }),
+    );
+    lab.mn_charon().initiate("net").unwrap();
+    let tia = converged(&lab, "after the charon restart");
+    let ev = events.lock().unwrap().clone();
+    assert!(ev.iter().any(|e| e["event"] == "vpn_snapshot"));
+    assert!(
+        ev.iter()
+            .any(|e| e["event"] == "request_sent" && e["care_of"] == tia.as_str()),
+        "the restarted VPN's TIA was registered: {ev:#?}"
+    );
 }
