@@ -110,6 +110,10 @@ pub const fn ha_half(identification: u64) -> u32 {
     (identification >> 32) as u32
 }
 
+/// The low bits of a timestamp's fraction that no clock here resolves
+/// (2^-20 s is under a microsecond): random, per RFC 5944 §5.7.1.
+const RANDOM_FRACTION_BITS: u32 = 0xfff;
+
 /// Joins the HA half (high-order) and MN half (low-order).
 pub const fn join(ha: u32, mn: u32) -> u64 {
     ((ha as u64) << 32) | mn as u64
@@ -152,10 +156,13 @@ impl MnReplay {
     ///
     /// Timestamps (RFC 5944 §5.7.1): the high-order 32 bits are the MN's
     /// NTP seconds corrected by the learned offset; the low-order 32 bits
-    /// are random rather than the clock's fraction, so that a reply cannot
-    /// be predicted and matched by an off-path attacker (the MN matches
-    /// replies on the low-order bits, §3.6.2.1). Each value is strictly
-    /// greater than the previous one, as the HA requires.
+    /// are the fraction of the second, its bits below the clock's useful
+    /// resolution (the low 12, under a microsecond) random as §5.7.1 asks.
+    /// The real fraction keeps the value greater than any earlier request's
+    /// even across a restart within the same second (the HA accepts only
+    /// timestamps "greater than all previously accepted", §5.7.1); replies
+    /// are believed only once authenticated, so the low bits need not be
+    /// unpredictable. Each value is strictly greater than the previous one.
     ///
     /// Nonces (§5.7.2): the HA's last nonce in the high-order bits and a
     /// new random nonce of the MN's own in the low-order bits.
@@ -163,7 +170,9 @@ impl MnReplay {
         let id = match self.method {
             ReplayMethod::Timestamp => {
                 let t = now.offset_by(self.clock_offset);
-                let candidate = join(t.seconds(), rng.next_u32());
+                let fraction = (t.fraction() & !RANDOM_FRACTION_BITS)
+                    | (rng.next_u32() & RANDOM_FRACTION_BITS);
+                let candidate = join(t.seconds(), fraction);
                 match self.last_sent {
                     Some(last) if candidate <= last => {
                         // Same second as the previous request (e.g. a quick
@@ -362,6 +371,20 @@ mod tests {
             assert!(id > prev);
             assert!(NtpTimestamp(id).distance(now) < Duration::from_secs(1));
             prev = id;
+        }
+    }
+
+    #[test]
+    fn a_restarted_mn_outbids_its_previous_self_within_the_same_second() {
+        // mip4d restarted 40 ms later: fresh state, same second. The HA
+        // accepts only timestamps greater than the last accepted (§5.7.1).
+        let mut r = rng();
+        let before = NtpTimestamp::new(3_900_000_000, 0x1000_0000);
+        let after = before.plus(Duration::from_millis(40));
+        for _ in 0..100 {
+            let old = MnReplay::new(ReplayMethod::Timestamp).next_identification(before, &mut r);
+            let new = MnReplay::new(ReplayMethod::Timestamp).next_identification(after, &mut r);
+            assert!(new > old, "{new:#x} <= {old:#x}");
         }
     }
 

@@ -39,8 +39,10 @@ pub fn monotonic_ns() -> u64 {
 
 impl Clock {
     pub fn now() -> Self {
-        let instant = Instant::now();
+        // CLOCK_MONOTONIC first: a stamp is then never later than the
+        // clock itself (the two reads are microseconds apart).
         let mono_ns = monotonic_ns();
+        let instant = Instant::now();
         let wall_ns = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)

@@ -22,6 +22,7 @@ use tracing::{error, info, warn};
 use crate::bridge::proto::PluginMsg;
 use crate::ctl::{Request, Response};
 use crate::dataplane::{DataPlane, Role, UserspaceConfig};
+use crate::mn::node::Event as NodeEvent;
 use crate::mn::vpn::{PathMtu, VpnInput};
 use crate::mn::Node;
 use crate::netlink::{NetEvent, Netlink, Watcher};
@@ -210,6 +211,10 @@ impl Daemon {
                         json!(self.sockets.send_errors),
                     );
                     o.insert(
+                        "registration_sent_on_route".into(),
+                        json!(self.sockets.sent_on_route),
+                    );
+                    o.insert(
                         "plugin".into(),
                         json!({
                             "socket": self.cfg.plugin_socket,
@@ -346,6 +351,14 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
         };
         tokio::select! {
             ev = watcher.next() => match ev {
+                Some(NetEvent::RouteAdded { .. }) => {
+                    for t in d.sockets.route_added().await {
+                        d.bus.publish(
+                            Instant::now(),
+                            NodeEvent::RequestSentOnRoute { src: t.src, dst: t.dst },
+                        );
+                    }
+                }
                 Some(ev) => d.net_event(Instant::now(), ev),
                 None => break Err("the netlink event socket closed".to_string()),
             },

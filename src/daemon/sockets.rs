@@ -23,7 +23,14 @@ pub type Received = (SocketAddrV4, Vec<u8>);
 pub struct Sockets {
     by_src: HashMap<Option<Ipv4Addr>, (Arc<UdpSocket>, JoinHandle<()>)>,
     tx: mpsc::Sender<Received>,
+    /// The newest request per source that found no route: it never
+    /// reached the wire, so sending it when a route appears is not a
+    /// retransmission in the sense of RFC 5944 §3.6.3 (at most one request
+    /// a second on the wire), and waiting for the node's retransmission
+    /// timer would cost a whole second on every DHCP-style attach.
+    parked: HashMap<Option<Ipv4Addr>, Transmit>,
     pub send_errors: u64,
+    pub sent_on_route: u64,
 }
 
 impl Sockets {
@@ -31,7 +38,9 @@ impl Sockets {
         Sockets {
             by_src: HashMap::new(),
             tx,
+            parked: HashMap::new(),
             send_errors: 0,
+            sent_on_route: 0,
         }
     }
 
@@ -74,18 +83,53 @@ impl Sockets {
                 return;
             }
         };
-        if let Err(e) = sock.send_to(&t.payload, SocketAddr::V4(t.dst)).await {
-            self.send_errors += 1;
-            warn!(src = ?t.src, dst = %t.dst, error = %e, "sending a registration request failed");
+        match sock.send_to(&t.payload, SocketAddr::V4(t.dst)).await {
+            Ok(_) => {
+                self.parked.remove(&t.src);
+            }
+            Err(e) => {
+                self.send_errors += 1;
+                if no_route(&e) {
+                    debug!(src = ?t.src, dst = %t.dst, "no route yet: request parked until one appears");
+                    self.parked.insert(t.src, t.clone());
+                } else {
+                    warn!(src = ?t.src, dst = %t.dst, error = %e, "sending a registration request failed");
+                }
+            }
         }
     }
 
-    /// The address is gone: its socket goes too.
+    /// A route appeared: send the parked requests once more. Returns the
+    /// ones that went out.
+    pub async fn route_added(&mut self) -> Vec<Transmit> {
+        let parked: Vec<Transmit> = self.parked.drain().map(|(_, t)| t).collect();
+        let mut sent = Vec::new();
+        for t in parked {
+            let errors = self.send_errors;
+            self.send(&t).await;
+            if self.send_errors == errors {
+                self.sent_on_route += 1;
+                debug!(src = ?t.src, dst = %t.dst, "parked request sent: a route appeared");
+                sent.push(t);
+            }
+        }
+        sent
+    }
+
+    /// The address is gone: its socket and parked request go too.
     pub fn forget(&mut self, addr: Ipv4Addr) {
+        self.parked.remove(&Some(addr));
         if let Some((_, task)) = self.by_src.remove(&Some(addr)) {
             task.abort();
         }
     }
+}
+
+fn no_route(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH)
+    )
 }
 
 impl Drop for Sockets {

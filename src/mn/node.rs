@@ -184,6 +184,13 @@ pub enum Event {
         identification: u64,
         retransmission: bool,
     },
+    /// A request that found no route when it was due went out when a
+    /// route appeared (the daemon's doing: it never reached the wire
+    /// before, so this is not a retransmission).
+    RequestSentOnRoute {
+        src: Option<Ipv4Addr>,
+        dst: SocketAddrV4,
+    },
     ReplyReceived {
         from: SocketAddrV4,
     },

@@ -8,7 +8,8 @@ use std::net::Ipv4Addr;
 
 use futures::channel::mpsc::UnboundedReceiver;
 use futures::StreamExt;
-use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteType};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
 use rtnetlink::MulticastGroup;
 use tokio::task::JoinHandle;
@@ -38,6 +39,14 @@ pub enum NetEvent {
     LinkDown { ifindex: u32, ifname: String },
     /// The interface is gone.
     LinkRemoved { ifindex: u32, ifname: String },
+    /// An IPv4 unicast route appeared (any table). A DHCP-style attach adds
+    /// the address first and the default route a moment later: a request
+    /// that found no route can go out now.
+    RouteAdded {
+        table: u32,
+        dst: Ipv4Addr,
+        prefix_len: u8,
+    },
 }
 
 /// Turns rtnetlink notifications into [`NetEvent`]s. The kernel sends
@@ -101,6 +110,25 @@ impl EventMapper {
                     }
                 })
             }
+            RouteNetlinkMessage::NewRoute(m)
+                if m.header.address_family == AddressFamily::Inet
+                    && m.header.kind == RouteType::Unicast =>
+            {
+                let mut table = u32::from(m.header.table);
+                let mut dst = Ipv4Addr::UNSPECIFIED;
+                for a in &m.attributes {
+                    match a {
+                        RouteAttribute::Table(t) => table = *t,
+                        RouteAttribute::Destination(RouteAddress::Inet(d)) => dst = *d,
+                        _ => {}
+                    }
+                }
+                Some(NetEvent::RouteAdded {
+                    table,
+                    dst,
+                    prefix_len: m.header.destination_prefix_length,
+                })
+            }
             RouteNetlinkMessage::DelLink(m) => {
                 let ifindex = m.header.index;
                 self.running.remove(&ifindex);
@@ -121,7 +149,8 @@ type Messages = UnboundedReceiver<(
     rtnetlink::sys::SocketAddr,
 )>;
 
-/// A multicast netlink socket subscribed to IPv4 address and link events.
+/// A multicast netlink socket subscribed to IPv4 address, route and link
+/// events.
 /// Must be created inside a tokio runtime. After a socket overrun
 /// (ENOBUFS) events may be missing: callers resynchronise with
 /// [`super::Netlink::list_addresses`] on start and when in doubt.
@@ -136,6 +165,7 @@ impl Watcher {
         let (conn, _handle, messages) = rtnetlink::new_multicast_connection(&[
             MulticastGroup::Link,
             MulticastGroup::Ipv4Ifaddr,
+            MulticastGroup::Ipv4Route,
         ])?;
         Ok(Watcher {
             messages,
