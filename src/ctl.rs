@@ -3,7 +3,7 @@
 //! A root-only (0600) unix stream socket; one JSON request per line, one
 //! JSON response per line, then the client may send another request or
 //! close. Requests are `{"cmd":"status"}`, `{"cmd":"bindings"}`,
-//! `{"cmd":"counters"}`; responses are `{"ok":true,"data":...}` or
+//! `{"cmd":"counters"}`, `{"cmd":"visitors"}` (mip4-fa); responses are `{"ok":true,"data":...}` or
 //! `{"ok":false,"error":"..."}`. Each daemon decides what `data` holds for
 //! the commands it serves (and answers the others with an error), so the
 //! protocol stays one small enum.
@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 
 /// Default control socket of mip4-ha.
 pub const HA_SOCKET: &str = "/run/mip4/ha.sock";
+/// Default control socket of mip4-fa.
+pub const FA_SOCKET: &str = "/run/mip4/fa.sock";
 /// Default control socket of mip4d.
 pub const MN_SOCKET: &str = "/run/mip4/mip4d.sock";
 /// Longest request line a server accepts: anything longer is refused, so
@@ -33,6 +35,8 @@ pub enum Request {
     Bindings,
     /// Counters: accepted, denied per code, dropped.
     Counters,
+    /// The FA's visitor list (pending and accepted).
+    Visitors,
 }
 
 /// A daemon's answer.

@@ -9,6 +9,8 @@
 //!   replay protection (RFC 5944 §5.7).
 //! - [`mn`]: the sans-IO mobile-node core (registration client, modes).
 //! - [`ha`]: the sans-IO home-agent core (binding cache, request processing).
+//! - [`fa`]: the sans-IO foreign-agent core (advertisements, visitor list,
+//!   registration relay).
 //! - [`dataplane`]: tunnels (kernel ipip or userspace TUN + raw socket).
 //! - [`netlink`]: kernel glue (addresses, routes, rules, events, bypass).
 //! - [`bridge`]: the plugin-side bridge to mip4d and the protocol both use.
@@ -22,6 +24,7 @@ pub mod bridge;
 pub mod config;
 pub mod ctl;
 pub mod dataplane;
+pub mod fa;
 pub mod ffi;
 pub mod ha;
 pub mod lab;
