@@ -8,6 +8,7 @@ pub mod advert;
 pub mod agent;
 pub mod config;
 pub mod counters;
+pub mod install;
 pub mod link;
 pub mod visitor;
 
