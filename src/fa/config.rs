@@ -443,7 +443,7 @@ key = "00112233445566778899aabbccddeeff"
         );
         let e = load(&GOOD.replace("spi = 300", "spi = 3")).unwrap_err();
         assert!(
-            e.starts_with("mip4-fa.conf:16: key `home_agent.spi`: SPI 3 is reserved"),
+            e.starts_with("mip4-fa.conf:15: key `home_agent.spi`: SPI 3 is reserved"),
             "{e}"
         );
         let e = load(&GOOD.replace("\"required\"", "\"always\"")).unwrap_err();
