@@ -435,6 +435,14 @@ key = "00112233445566778899aabbccddeeff"
     }
 
     #[test]
+    fn shipped_example_loads() {
+        let text = include_str!("../../packaging/mip4-fa.conf.example");
+        let c = load(text).unwrap();
+        assert_eq!(c.interfaces[0].name, "eth1");
+        assert_eq!(c.reverse_tunnel, ReverseTunnelSupport::Allowed);
+    }
+
+    #[test]
     fn errors_name_file_line_and_key() {
         let e = load(&GOOD.replace("interval = 2", "interval = 0")).unwrap_err();
         assert!(
