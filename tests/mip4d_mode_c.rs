@@ -93,8 +93,12 @@ initial_timeout_ms = 1000
 retries = 3
 backoff_cap_ms = 4000
 retry_interval_s = 2
+
+[vpn]
+plugin_socket = "{plugin}"
 "#,
-            sock = dir.join("mip4d.sock").display()
+            sock = dir.join("mip4d.sock").display(),
+            plugin = dir.join("plugin.sock").display()
         ),
     )
     .unwrap();

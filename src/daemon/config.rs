@@ -72,6 +72,39 @@ struct File {
     control_socket: PathBuf,
     #[serde(default)]
     retransmission: RetransmissionFile,
+    #[serde(default)]
+    vpn: VpnFile,
+}
+
+/// `[vpn]`: mode 'mc' (RFC 5266 §3.1.3) with charon's mip4 plugin.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VpnFile {
+    /// The socket the plugin connects to (charon.plugins.mip4.socket);
+    /// "" turns the plugin side off (mode 'c' only).
+    #[serde(default = "default_plugin_socket")]
+    plugin_socket: PathBuf,
+    #[serde(default)]
+    connections: Vec<String>,
+    #[serde(default = "default_esp_overhead")]
+    esp_overhead: u32,
+}
+
+impl Default for VpnFile {
+    fn default() -> Self {
+        VpnFile {
+            plugin_socket: default_plugin_socket(),
+            connections: Vec::new(),
+            esp_overhead: default_esp_overhead(),
+        }
+    }
+}
+
+fn default_plugin_socket() -> PathBuf {
+    PathBuf::from(crate::bridge::DEFAULT_SOCKET)
+}
+fn default_esp_overhead() -> u32 {
+    crate::mn::vpn::DEFAULT_ESP_OVERHEAD
 }
 
 #[derive(Debug, Deserialize)]
@@ -114,8 +147,10 @@ fn default_tunnel_device() -> String {
 fn default_table() -> u32 {
     434
 }
+/// Before charon's rule for the VPN's routes (priority 220): in mode
+/// 'mc' traffic from the home address must enter the Mobile IP tunnel.
 fn default_rule_priority() -> u32 {
-    1000
+    200
 }
 fn default_control_socket() -> PathBuf {
     PathBuf::from(crate::ctl::MN_SOCKET)
@@ -151,6 +186,8 @@ pub struct MnConfig {
     pub routing_table: u32,
     pub rule_priority: u32,
     pub control_socket: PathBuf,
+    /// Where the charon plugin connects (mode 'mc'); None: off.
+    pub plugin_socket: Option<PathBuf>,
 }
 
 impl MnConfig {
@@ -262,6 +299,35 @@ impl MnConfig {
             ));
         }
 
+        let v = &f.vpn;
+        // ESP's overhead is tens of bytes; anything near an MTU is a typo.
+        if v.esp_overhead > 400 {
+            return Err(src.error_at_key(
+                "vpn.esp_overhead",
+                0,
+                "must be at most 400 bytes (ESP with UDP encapsulation adds 62-85)",
+            ));
+        }
+        for (i, c) in v.connections.iter().enumerate() {
+            if c.is_empty() {
+                return Err(src.error_at_key(
+                    "vpn.connections",
+                    0,
+                    format!("entry {i} is empty (charon connection names)"),
+                ));
+            }
+        }
+        if f.rule_priority >= 220 && !v.plugin_socket.as_os_str().is_empty() {
+            // charon's own rule (charon.routing_table_prio, 220) routes
+            // the VPN's traffic; ours must come first so that traffic from
+            // the home address enters the Mobile IP tunnel (RFC 3024), not
+            // the VPN directly with a source its policies do not cover.
+            tracing::warn!(
+                rule_priority = f.rule_priority,
+                "rule_priority is not below charon's routing rule (220): in mode mc the home address's traffic would bypass the tunnel"
+            );
+        }
+
         let mut reg =
             registration::Config::new(home_address, f.home_agent, Ipv4Addr::UNSPECIFIED, sa);
         reg.nai = f.nai.map(String::into_bytes);
@@ -279,6 +345,10 @@ impl MnConfig {
         node.trust = TrustPolicy::Prefixes(f.trusted_networks);
         node.reverse_tunnel = f.reverse_tunnel;
         node.retry_interval = Duration::from_secs(r.retry_interval_s);
+        node.vpn_connections = f.vpn.connections.clone();
+        node.esp_overhead = f.vpn.esp_overhead;
+        let plugin_socket =
+            (!f.vpn.plugin_socket.as_os_str().is_empty()).then(|| f.vpn.plugin_socket.clone());
         Ok(MnConfig {
             node,
             deregister_on_shutdown: f.deregister_on_shutdown,
@@ -288,6 +358,7 @@ impl MnConfig {
             routing_table: f.routing_table,
             rule_priority: f.rule_priority,
             control_socket: f.control_socket,
+            plugin_socket,
         })
     }
 }

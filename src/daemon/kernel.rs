@@ -71,6 +71,7 @@ impl Installer {
                     .await
             }
             Action::TunnelDown { home } => self.tunnel_down(*home).await,
+            Action::TunnelMtu { home, mtu } => self.tunnel_mtu(*home, *mtu).await,
         }
     }
 
@@ -163,6 +164,20 @@ impl Installer {
             }
             inst.rule = Some(rule);
         }
+        Ok(())
+    }
+
+    /// Mode 'mc': the tunnel runs inside ESP; the node sized it so that
+    /// its datagrams do not fragment (docs/mip4d.md, "MTU").
+    async fn tunnel_mtu(&mut self, home: Ipv4Addr, mtu: u32) -> Result<(), String> {
+        let Some(inst) = self.installed.as_ref().filter(|i| i.home == home) else {
+            return Err(format!("no tunnel of {home} to set the MTU of"));
+        };
+        self.nl
+            .set_link_mtu(inst.device.ifindex, mtu)
+            .await
+            .map_err(|e| format!("mtu {mtu} on {}: {e}", inst.device.ifname))?;
+        info!(%home, mtu, device = %inst.device.ifname, "tunnel mtu set");
         Ok(())
     }
 

@@ -7,6 +7,7 @@ pub mod config;
 pub mod control;
 pub mod events;
 pub mod kernel;
+pub mod plugin;
 pub mod sockets;
 
 use std::collections::HashMap;
@@ -18,14 +19,17 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
+use crate::bridge::proto::PluginMsg;
 use crate::ctl::{Request, Response};
 use crate::dataplane::{DataPlane, Role, UserspaceConfig};
+use crate::mn::vpn::{PathMtu, VpnInput};
 use crate::mn::Node;
 use crate::netlink::{NetEvent, Netlink, Watcher};
 
 pub use config::MnConfig;
 use events::{Clock, EventBus};
 use kernel::Installer;
+use plugin::PluginInput;
 use sockets::Sockets;
 
 /// Interfaces that are never attachments: loopback and our own tunnels.
@@ -39,9 +43,14 @@ fn is_own(cfg: &MnConfig, ifname: &str) -> bool {
 struct Daemon {
     cfg: MnConfig,
     node: Node,
+    nl: Arc<Netlink>,
     installer: Installer,
     sockets: Sockets,
     bus: EventBus,
+    /// The current plugin connection (the newest) and its writer, for
+    /// requests to charon (issue 5's bypass and VPN actions).
+    plugin: Option<(u64, tokio::net::unix::OwnedWriteHalf)>,
+    plugin_msgs: u64,
 }
 
 impl Daemon {
@@ -89,6 +98,99 @@ impl Daemon {
         }
     }
 
+    async fn plugin_input(&mut self, now: Instant, input: PluginInput) {
+        match input {
+            PluginInput::Connected { conn, writer } => {
+                // A newer connection supersedes (a restarted charon).
+                self.plugin = Some((conn, writer));
+            }
+            PluginInput::Gone { conn, reason } => {
+                if self.plugin.as_ref().is_some_and(|(c, _)| *c == conn) {
+                    self.plugin = None;
+                    self.node.plugin_disconnected(now, &reason);
+                }
+            }
+            PluginInput::Msg { conn, msg } => {
+                if !self.plugin.as_ref().is_some_and(|(c, _)| *c == conn) {
+                    return;
+                }
+                self.plugin_msgs += 1;
+                if let PluginMsg::Hello { agent, .. } = &msg {
+                    self.node.plugin_connected(now, agent);
+                    return;
+                }
+                if let PluginMsg::ActionResult { id, status, .. } = &msg {
+                    info!(id, ?status, "charon answered a request");
+                    return;
+                }
+                let Some(mut input) = plugin::to_input(&msg) else {
+                    return;
+                };
+                self.add_mtus(&mut input).await;
+                self.node.vpn_input(now, input);
+            }
+        }
+    }
+
+    /// Fills in the MTUs of the path (physical interface, TIA device) the
+    /// node sizes the tunnel from.
+    async fn add_mtus(&self, input: &mut VpnInput) {
+        match input {
+            VpnInput::TiaAssigned(sa) | VpnInput::Up(sa) => {
+                sa.mtu = self.path_mtu(sa.local_ifname.as_deref(), sa.tia).await;
+            }
+            VpnInput::Snapshot(sas) => {
+                for sa in sas.iter_mut() {
+                    sa.mtu = self.path_mtu(sa.local_ifname.as_deref(), sa.tia).await;
+                }
+            }
+            VpnInput::Moved {
+                ike_sa,
+                local_ifname,
+                mtu,
+                ..
+            } => {
+                let tia = self
+                    .node
+                    .vpn_view()
+                    .sas()
+                    .iter()
+                    .find(|s| s.ike_sa == *ike_sa)
+                    .and_then(|s| s.tia);
+                *mtu = self.path_mtu(local_ifname.as_deref(), tia).await;
+            }
+            _ => {}
+        }
+    }
+
+    async fn path_mtu(&self, ifname: Option<&str>, tia: Option<std::net::Ipv4Addr>) -> PathMtu {
+        let physical = match ifname {
+            Some(n) => match self.nl.link_index(n).await {
+                Ok(i) => link_mtu(&self.nl, i).await,
+                Err(_) => None,
+            },
+            None => None,
+        };
+        let mut tia_device = None;
+        if let Some(tia) = tia {
+            if let Ok(addrs) = self.nl.list_addresses(None).await {
+                if let Some(a) = addrs.iter().find(|a| a.addr == tia) {
+                    let same = match ifname {
+                        Some(n) => self.nl.link_index(n).await.ok() == Some(a.ifindex),
+                        None => false,
+                    };
+                    if !same {
+                        tia_device = link_mtu(&self.nl, a.ifindex).await;
+                    }
+                }
+            }
+        }
+        PathMtu {
+            physical,
+            tia_device,
+        }
+    }
+
     fn answer(&self, req: Request) -> Response {
         let now = Instant::now();
         match req {
@@ -106,6 +208,14 @@ impl Daemon {
                     o.insert(
                         "registration_send_errors".into(),
                         json!(self.sockets.send_errors),
+                    );
+                    o.insert(
+                        "plugin".into(),
+                        json!({
+                            "socket": self.cfg.plugin_socket,
+                            "connected": self.plugin.is_some(),
+                            "messages": self.plugin_msgs,
+                        }),
                     );
                 }
                 Response::ok(v)
@@ -155,6 +265,19 @@ impl Daemon {
     }
 }
 
+/// The MTU of link `index` (rtnetlink; the link module has no getter
+/// for it).
+async fn link_mtu(nl: &Netlink, index: u32) -> Option<u32> {
+    use futures::TryStreamExt;
+    use netlink_packet_route::link::LinkAttribute;
+    let mut s = nl.handle().link().get().match_index(index).execute();
+    let m = s.try_next().await.ok()??;
+    m.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Mtu(m) => Some(*m),
+        _ => None,
+    })
+}
+
 /// Runs mip4d until SIGTERM or SIGINT.
 pub async fn run(cfg: MnConfig) -> Result<(), String> {
     let clock = Clock::now();
@@ -175,10 +298,21 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
     let (q_tx, mut queries) = mpsc::channel(16);
     let control = control::serve(&cfg.control_socket, q_tx, bus.clone())
         .map_err(|e| format!("control socket {}: {e}", cfg.control_socket.display()))?;
+    let (p_tx, mut plugin_rx) = mpsc::channel(256);
+    let plugin_task = match &cfg.plugin_socket {
+        Some(path) => Some(
+            plugin::serve(path, p_tx)
+                .map_err(|e| format!("plugin socket {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let mut d = Daemon {
         node,
+        nl: nl.clone(),
+        plugin: None,
+        plugin_msgs: 0,
         installer,
         sockets: Sockets::new(rx_tx),
         bus,
@@ -189,6 +323,7 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
         home_agent = %d.node.client().home_agent(),
         backend = %d.installer.data_plane().status().backend,
         control_socket = %d.cfg.control_socket.display(),
+        plugin_socket = ?d.cfg.plugin_socket,
         "mip4d started"
     );
     let dump = d.initial_dump(&nl, Instant::now()).await;
@@ -220,6 +355,9 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
             Some((req, tx)) = queries.recv() => {
                 let _ = tx.send(d.answer(req));
             }
+            Some(input) = plugin_rx.recv() => {
+                d.plugin_input(Instant::now(), input).await;
+            }
             _ = sleep => {
                 let now = Instant::now();
                 if shutdown_deadline.is_some_and(|t| now >= t) {
@@ -247,8 +385,14 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
         }
     };
     control.abort();
+    if let Some(t) = plugin_task {
+        t.abort();
+    }
     d.installer.remove_all().await;
     let _ = std::fs::remove_file(&d.cfg.control_socket);
+    if let Some(p) = &d.cfg.plugin_socket {
+        let _ = std::fs::remove_file(p);
+    }
     info!("mip4d stopped");
     result
 }

@@ -8,13 +8,17 @@
 //! - [`mode`]: the RFC 5266 access modes and the trusted-network decision.
 //! - [`node`]: the mobile node above the client: attachment (addresses,
 //!   links, home link), mode, state machine, tunnel actions.
+//! - [`vpn`]: what charon's plugin reports (TIA, MOBIKE moves, rekeys),
+//!   typed for mode 'mc', and the MTU of the tunnel inside ESP.
 
 pub mod mode;
 pub mod node;
 pub mod registration;
+pub mod vpn;
 
 pub use mode::{Mode, Trust, TrustPolicy};
 pub use node::{Action, Node, NodeConfig, State};
 pub use registration::{
     Agent, Binding, Client, Config, ConfigError, Event, Purpose, Retransmit, Stats, Transmit,
 };
+pub use vpn::{PathMtu, VpnInput, VpnSa};

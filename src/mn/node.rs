@@ -33,6 +33,7 @@ use tracing::{info, warn};
 
 use super::mode::{Mode, Trust, TrustPolicy};
 use super::registration::{self, Client, Purpose, Transmit};
+use super::vpn::{PathMtu, VpnInput, VpnSa, VpnView, DEFAULT_ESP_OVERHEAD};
 use crate::wire::{Flags, RequestPacket};
 
 /// What the node is configured with (besides the registration itself).
@@ -56,6 +57,12 @@ pub struct NodeConfig {
     /// After a registration attempt went unanswered (every retransmission
     /// spent), try again after this long.
     pub retry_interval: Duration,
+    /// VPN connections (charon peer_cfg names) whose TIA may become the
+    /// care-of address in mode 'mc'; empty: any.
+    pub vpn_connections: Vec<String>,
+    /// Bytes ESP (with UDP encapsulation) adds to a datagram, for the
+    /// MTU of the Mobile IP tunnel inside the VPN (see [`PathMtu`]).
+    pub esp_overhead: u32,
 }
 
 impl NodeConfig {
@@ -67,6 +74,8 @@ impl NodeConfig {
             trust: TrustPolicy::Prefixes(Vec::new()),
             reverse_tunnel: true,
             retry_interval: Duration::from_secs(30),
+            vpn_connections: Vec::new(),
+            esp_overhead: DEFAULT_ESP_OVERHEAD,
         }
     }
 }
@@ -77,8 +86,9 @@ impl NodeConfig {
 pub enum State {
     /// No usable address yet (start, or every address gone).
     Detached,
-    /// Only addresses on networks not known to be trusted: mode 'c' does
-    /// not apply (mode 'mc' through the VPN will, issue 4).
+    /// Only addresses on networks not known to be trusted, and no TIA
+    /// from the VPN (yet, or any more): mode 'c' does not apply and mode
+    /// 'mc' waits for the VPN.
     Untrusted { address: Ipv4Addr },
     /// On the home link: no binding, no tunnel.
     AtHome,
@@ -97,7 +107,10 @@ pub enum State {
 }
 
 impl State {
-    /// The access mode this state runs in, if any.
+    /// Whether this state runs in an access mode (it has a care-of
+    /// address); which one is the node's ([`Node::mode`]). Answers
+    /// `Mode::C` for those states, kept for callers that only ask
+    /// whether.
     pub fn mode(&self) -> Option<Mode> {
         match self {
             State::Registering { .. }
@@ -126,6 +139,9 @@ pub enum Action {
     },
     /// Remove the tunnel of `home` and everything installed with it.
     TunnelDown { home: Ipv4Addr },
+    /// Set the MTU of the tunnel device of `home` (mode 'mc': the tunnel
+    /// runs inside ESP and must not fragment, see [`PathMtu`]).
+    TunnelMtu { home: Ipv4Addr, mtu: u32 },
 }
 
 /// Something the operator (and the lab's timing) wants to know. The node
@@ -203,6 +219,77 @@ pub enum Event {
     TunnelDown {
         reason: String,
     },
+    /// The plugin in charon connected (mip4d side of the bridge).
+    PluginConnected {
+        agent: String,
+    },
+    /// The plugin's connection ended; the VPN view is kept until the next
+    /// snapshot.
+    PluginDisconnected {
+        reason: String,
+    },
+    /// handle_vips: the VPN installed a TIA on the MN.
+    VpnTiaAssigned {
+        connection: String,
+        ike_sa: u32,
+        tia: Ipv4Addr,
+        gateway: Option<Ipv4Addr>,
+        local: Option<Ipv4Addr>,
+    },
+    /// handle_vips(release): the IKE_SA's TIA goes.
+    VpnTiaReleased {
+        ike_sa: u32,
+        tia: Option<Ipv4Addr>,
+    },
+    /// ike_update: MOBIKE moved the IKE_SA.
+    VpnMoved {
+        ike_sa: u32,
+        from: Option<Ipv4Addr>,
+        to: Option<Ipv4Addr>,
+        gateway: Option<Ipv4Addr>,
+    },
+    VpnUp {
+        connection: String,
+        ike_sa: u32,
+    },
+    VpnDown {
+        ike_sa: u32,
+    },
+    /// ike_rekey (`reestablished` false) or ike_reestablish_post (true).
+    VpnRekeyed {
+        from: u32,
+        to: u32,
+        reestablished: bool,
+        gateway: Option<Ipv4Addr>,
+    },
+    /// The kernel roam event, as charon saw it.
+    VpnRoam,
+    /// A snapshot from the plugin: the view is replaced by it.
+    VpnSnapshot {
+        ike_sas: usize,
+        tia: Option<Ipv4Addr>,
+        gateway: Option<Ipv4Addr>,
+    },
+    /// A VPN input that changed nothing at the home agent, and why
+    /// (`keep_binding`: e.g. a MOBIKE move with the TIA unchanged,
+    /// RFC 5266 §3).
+    Decision {
+        decision: &'static str,
+        reason: String,
+    },
+    /// The binding at the home agent no longer leads anywhere: its
+    /// care-of address (the TIA) is gone with the VPN.
+    BindingStale {
+        care_of: Ipv4Addr,
+        reason: String,
+    },
+    /// The Mobile IP tunnel's MTU was set (mode 'mc').
+    TunnelMtu {
+        mtu: u32,
+        physical: Option<u32>,
+        tia_device: Option<u32>,
+        esp_overhead: u32,
+    },
 }
 
 /// Counters of the node itself (the client keeps the registration ones).
@@ -215,6 +302,16 @@ pub struct NodeStats {
     /// Registration datagrams not handed out because no care-of address
     /// was usable (retransmissions of a request whose address vanished).
     pub transmits_suppressed: u64,
+    /// Registrations of a TIA as care-of address (mode 'mc').
+    pub tia_registrations: u64,
+    /// MOBIKE moves of the IKE_SA that needed no registration (RFC 5266
+    /// §3: the TIA stayed).
+    pub vpn_moves_absorbed: u64,
+    /// Times the TIA changed, or the MN moved to another gateway, while
+    /// in mode 'mc' (each re-registered at once).
+    pub tia_changes: u64,
+    /// Times the binding went stale (TIA released, IKE_SA down).
+    pub bindings_stale: u64,
 }
 
 /// `mip4ctl status` of the mobile node.
@@ -233,8 +330,22 @@ pub struct Status {
     pub binding_expires_in: Option<u64>,
     pub binding_infinite: bool,
     pub tunnel_up: bool,
+    /// Mode 'mc': the VPN the care-of address comes from.
+    pub vpn: Option<VpnStatus>,
     pub registration: RegistrationCounters,
     pub node: NodeStats,
+}
+
+/// The VPN part of `mip4ctl status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct VpnStatus {
+    /// The IKE_SA whose TIA is (or would be) the care-of address.
+    pub current: Option<VpnSa>,
+    /// Every IKE_SA the plugin reported.
+    pub ike_sas: Vec<VpnSa>,
+    /// The binding's care-of address is a TIA that is gone.
+    pub binding_stale: bool,
+    pub tunnel_mtu: Option<u32>,
 }
 
 /// The client's counters, serializable.
@@ -288,6 +399,17 @@ struct LocalAddress {
     seq: u64,
 }
 
+/// The VPN attachment a mode 'mc' registration was made through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct McAttachment {
+    tia: Ipv4Addr,
+    /// The gateway as of the registration, followed through MOBIKE moves
+    /// and rekeys of the same IKE_SA (same gateway, RFC 4555); a TIA from
+    /// an IKE_SA with another remote is another gateway.
+    gateway: Option<Ipv4Addr>,
+    ike_sa: u32,
+}
+
 /// The tunnel as last asked of the daemon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct TunnelState {
@@ -316,6 +438,20 @@ pub struct Node {
     stats: NodeStats,
     /// Retransmissions already reported in events.
     seen_retransmissions: u64,
+    /// How the current care-of address is used (c or mc).
+    access: Mode,
+    /// The mode last reported in a `mode_changed` event.
+    mode_shown: Option<Mode>,
+    vpn: VpnView,
+    /// The VPN attachment of the current mode 'mc' registration.
+    mc: Option<McAttachment>,
+    /// The mode 'mc' binding's TIA is gone (released, IKE_SA down).
+    stale: bool,
+    /// The tunnel MTU last asked of the daemon.
+    tunnel_mtu: Option<u32>,
+    /// Counts registrations the node started (to tell, after a VPN
+    /// input, whether it registered).
+    registrations_started: u64,
 }
 
 fn purpose_name(p: Purpose) -> &'static str {
@@ -358,6 +494,13 @@ impl Node {
             events: VecDeque::new(),
             stats: NodeStats::default(),
             seen_retransmissions: 0,
+            access: Mode::C,
+            mode_shown: None,
+            vpn: VpnView::default(),
+            mc: None,
+            stale: false,
+            tunnel_mtu: None,
+            registrations_started: 0,
         }
     }
 
@@ -375,8 +518,15 @@ impl Node {
         self.state
     }
 
+    /// The access mode: 'c' or 'mc' while the node has a care-of
+    /// address, None at home or detached.
     pub fn mode(&self) -> Option<Mode> {
-        self.state.mode()
+        self.state.mode().map(|_| self.access)
+    }
+
+    /// The node's view of the VPN.
+    pub fn vpn_view(&self) -> &VpnView {
+        &self.vpn
     }
 
     pub fn client(&self) -> &Client {
@@ -405,6 +555,12 @@ impl Node {
                 .map(|e| e.saturating_duration_since(now).as_secs()),
             binding_infinite: b.is_some_and(|b| b.expires.is_none()),
             tunnel_up: self.tunnel.is_some(),
+            vpn: (!self.vpn.sas().is_empty() || self.mc.is_some()).then(|| VpnStatus {
+                current: self.vpn.current(&self.cfg.vpn_connections).cloned(),
+                ike_sas: self.vpn.sas().to_vec(),
+                binding_stale: self.stale,
+                tunnel_mtu: self.tunnel_mtu,
+            }),
             registration: self.client.stats().into(),
             node: self.stats.clone(),
         }
@@ -511,6 +667,216 @@ impl Node {
         self.links_down.retain(|l| l != ifname);
     }
 
+    /// The plugin in charon connected; a snapshot follows.
+    pub fn plugin_connected(&mut self, now: Instant, agent: &str) {
+        info!(agent, "charon plugin connected");
+        self.event(
+            now,
+            Event::PluginConnected {
+                agent: agent.to_string(),
+            },
+        );
+    }
+
+    /// The plugin's connection ended (charon stopped or restarts). The
+    /// VPN view stays as it was: charon's TIA and policies may well still
+    /// be in place, and the snapshot of the next connection decides.
+    pub fn plugin_disconnected(&mut self, now: Instant, reason: &str) {
+        info!(reason, "charon plugin disconnected");
+        self.event(
+            now,
+            Event::PluginDisconnected {
+                reason: reason.to_string(),
+            },
+        );
+    }
+
+    /// What charon told through the plugin (mode 'mc', RFC 5266
+    /// §3.1.3). The view is updated, then the node decides as for any
+    /// change of attachment; a VPN input that needs no registration while
+    /// in mode 'mc' is reported as a `decision` with its reason.
+    pub fn vpn_input(&mut self, now: Instant, input: VpnInput) {
+        if self.stopping {
+            return;
+        }
+        let accepted = |c: &str| {
+            self.cfg.vpn_connections.is_empty() || self.cfg.vpn_connections.iter().any(|a| a == c)
+        };
+        let known = |id: u32| self.vpn.sas().iter().find(|s| s.ike_sa == id).cloned();
+        let (event, why, mobike) = match &input {
+            VpnInput::TiaAssigned(sa) => {
+                if !accepted(&sa.connection) {
+                    return;
+                }
+                let Some(tia) = sa.tia else { return };
+                (
+                    Event::VpnTiaAssigned {
+                        connection: sa.connection.clone(),
+                        ike_sa: sa.ike_sa,
+                        tia,
+                        gateway: sa.gateway,
+                        local: sa.local,
+                    },
+                    format!(
+                        "VPN '{}' IKE_SA {} installed the TIA {tia}",
+                        sa.connection, sa.ike_sa
+                    ),
+                    false,
+                )
+            }
+            VpnInput::TiaReleased { ike_sa } => {
+                let Some(sa) = known(*ike_sa) else { return };
+                (
+                    Event::VpnTiaReleased {
+                        ike_sa: *ike_sa,
+                        tia: sa.tia,
+                    },
+                    format!("VPN IKE_SA {ike_sa} released its TIA"),
+                    false,
+                )
+            }
+            VpnInput::Moved {
+                ike_sa,
+                local,
+                gateway,
+                ..
+            } => {
+                let Some(sa) = known(*ike_sa) else { return };
+                let show = |a: Option<Ipv4Addr>| a.map_or("?".to_string(), |a| a.to_string());
+                (
+                    Event::VpnMoved {
+                        ike_sa: *ike_sa,
+                        from: sa.local,
+                        to: local.or(sa.local),
+                        gateway: gateway.or(sa.gateway),
+                    },
+                    format!(
+                        "MOBIKE moved IKE_SA {ike_sa} from {} to {} (gateway {})",
+                        show(sa.local),
+                        show(local.or(sa.local)),
+                        show(gateway.or(sa.gateway))
+                    ),
+                    true,
+                )
+            }
+            VpnInput::Up(sa) => {
+                if !accepted(&sa.connection) {
+                    return;
+                }
+                (
+                    Event::VpnUp {
+                        connection: sa.connection.clone(),
+                        ike_sa: sa.ike_sa,
+                    },
+                    format!("VPN '{}' IKE_SA {} up", sa.connection, sa.ike_sa),
+                    false,
+                )
+            }
+            VpnInput::Down { ike_sa } => {
+                if known(*ike_sa).is_none() {
+                    return;
+                }
+                (
+                    Event::VpnDown { ike_sa: *ike_sa },
+                    format!("VPN IKE_SA {ike_sa} down"),
+                    false,
+                )
+            }
+            VpnInput::Rekeyed { from, to } => {
+                let Some(sa) = known(*from) else { return };
+                (
+                    Event::VpnRekeyed {
+                        from: *from,
+                        to: *to,
+                        reestablished: false,
+                        gateway: sa.gateway,
+                    },
+                    format!("IKE_SA {from} rekeyed into {to}"),
+                    false,
+                )
+            }
+            VpnInput::Reestablished { from, sa } => {
+                if !accepted(&sa.connection) {
+                    return;
+                }
+                (
+                    Event::VpnRekeyed {
+                        from: *from,
+                        to: sa.ike_sa,
+                        reestablished: true,
+                        gateway: sa.gateway,
+                    },
+                    format!("IKE_SA {from} reestablished as {}", sa.ike_sa),
+                    false,
+                )
+            }
+            VpnInput::Roam => (
+                Event::VpnRoam,
+                "the kernel reported a roam".to_string(),
+                false,
+            ),
+            VpnInput::Snapshot(sas) => {
+                let mut view = VpnView::default();
+                view.apply(&input);
+                let cur = view.current(&self.cfg.vpn_connections);
+                (
+                    Event::VpnSnapshot {
+                        ike_sas: sas.len(),
+                        tia: cur.and_then(|c| c.tia),
+                        gateway: cur.and_then(|c| c.gateway),
+                    },
+                    "snapshot from the charon plugin".to_string(),
+                    false,
+                )
+            }
+        };
+        info!(input = ?input, "vpn");
+        self.event(now, event);
+        self.vpn.apply(&input);
+        if let (VpnInput::Rekeyed { from, to }, Some(m)) = (&input, self.mc.as_mut()) {
+            if m.ike_sa == *from {
+                m.ike_sa = *to;
+            }
+        }
+        if let (
+            VpnInput::Moved {
+                ike_sa, gateway, ..
+            },
+            Some(m),
+        ) = (&input, self.mc.as_mut())
+        {
+            // MOBIKE keeps the peer (RFC 4555): a new remote address of
+            // the same IKE_SA is the same gateway.
+            if m.ike_sa == *ike_sa && gateway.is_some() {
+                m.gateway = *gateway;
+            }
+        }
+        let started = self.registrations_started;
+        self.evaluate(now, None, &why);
+        let in_mc = self.access == Mode::Mc && self.mode().is_some() && !self.stale;
+        if self.registrations_started == started && in_mc && !matches!(input, VpnInput::Roam) {
+            let tia = self.care_of.map_or("?".to_string(), |c| c.to_string());
+            if mobike {
+                self.stats.vpn_moves_absorbed += 1;
+            }
+            let reason = if mobike {
+                format!("{why}; the TIA {tia} is unchanged: no re-registration, the home agent never learns of the move (RFC 5266 §3)")
+            } else {
+                format!(
+                    "{why}; the binding's TIA {tia} and gateway are unchanged: no re-registration"
+                )
+            };
+            info!(reason = %reason, "decision: keep binding");
+            self.event(
+                now,
+                Event::Decision {
+                    decision: "keep_binding",
+                    reason,
+                },
+            );
+        }
+    }
+
     /// A UDP payload received on a registration socket.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddrV4, payload: &[u8]) {
         self.event(now, Event::ReplyReceived { from });
@@ -522,7 +888,13 @@ impl Node {
         if self.retry_at.is_some_and(|t| now >= t) {
             self.retry_at = None;
             if let State::Unreachable { care_of } = self.state {
-                self.register(now, care_of, "retrying after the home agent did not answer");
+                let access = self.access;
+                self.register(
+                    now,
+                    care_of,
+                    access,
+                    "retrying after the home agent did not answer",
+                );
             }
         }
         let was_pending = self.client.is_pending();
@@ -541,7 +913,7 @@ impl Node {
     pub fn shutdown(&mut self, now: Instant, deregister: bool) {
         self.stopping = true;
         self.retry_at = None;
-        let usable = self.care_of.filter(|c| self.is_usable(*c));
+        let usable = self.care_of.filter(|c| self.source_usable(*c));
         match (deregister, self.client.binding().is_some(), usable) {
             (true, true, Some(care_of)) => {
                 self.purpose = Purpose::Deregister;
@@ -597,14 +969,28 @@ impl Node {
         })
     }
 
+    /// Physical attachments: addresses on watched, running links, never
+    /// a TIA (with kernel IPsec charon puts the TIA on the physical
+    /// interface; it is a care-of address only through the VPN).
     fn usable_addresses(&self) -> impl Iterator<Item = &LocalAddress> {
         self.addresses
             .iter()
-            .filter(|a| !self.links_down.contains(&a.ifname))
+            .filter(|a| !self.links_down.contains(&a.ifname) && !self.vpn.is_tia(a.addr))
     }
 
     fn is_usable(&self, addr: Ipv4Addr) -> bool {
         self.usable_addresses().any(|a| a.addr == addr)
+    }
+
+    /// The TIA the VPN offers now, with its IKE_SA.
+    fn current_vpn(&self) -> Option<&VpnSa> {
+        self.vpn.current(&self.cfg.vpn_connections)
+    }
+
+    /// Whether requests may leave from `src`: a physical address we have,
+    /// or the TIA the VPN offers now (mode 'mc').
+    fn source_usable(&self, src: Ipv4Addr) -> bool {
+        self.is_usable(src) || self.current_vpn().and_then(|v| v.tia) == Some(src)
     }
 
     /// Decides the attachment after a change. `new` is an address that
@@ -664,14 +1050,18 @@ impl Node {
                         self.state,
                         State::AtHome | State::Detached | State::Untrusted { .. }
                     );
+                let same = same && self.access == Mode::C;
                 if !same {
                     let reason = format!(
                         "{why}: {addr} on {ifname} is on a trusted network, co-located care-of address (RFC 5266 §3.1.1)"
                     );
                     self.stats.moves += u64::from(self.care_of.is_some());
-                    self.register(now, addr, &reason);
+                    self.mc = None;
+                    self.stale = false;
+                    self.register(now, addr, Mode::C, &reason);
                 }
             }
+            None if self.current_vpn().is_some() => self.evaluate_mc(now, why),
             None => {
                 let untrusted = self
                     .usable_addresses()
@@ -682,15 +1072,37 @@ impl Node {
                     None => State::Detached,
                 };
                 if to != self.state {
-                    let reason = match to {
+                    let mut reason = match to {
                         State::Untrusted { address } => format!(
-                            "{why}: {address} is not on a trusted network; mode c does not apply"
+                            "{why}: {address} is not on a trusted network; mode c does not apply, mode mc waits for a TIA from the VPN"
                         ),
                         _ => format!("{why}: no usable address left"),
                     };
+                    if let (Some(m), false) = (&self.mc, self.stale) {
+                        // RFC 5266 §3.1.3: the care-of address was the TIA;
+                        // without it nothing reaches the MN through the
+                        // binding. Re-registered when a TIA comes back.
+                        let care_of = m.tia;
+                        self.stale = true;
+                        self.stats.bindings_stale += 1;
+                        let why_stale = format!(
+                            "{why}: the TIA {care_of} is gone with the VPN; the binding at the home agent is stale until a TIA comes back"
+                        );
+                        warn!(%care_of, reason = %why_stale, "binding stale");
+                        self.event(
+                            now,
+                            Event::BindingStale {
+                                care_of,
+                                reason: why_stale.clone(),
+                            },
+                        );
+                        reason = why_stale;
+                    }
                     // The binding, if any, stays at the home agent until
                     // it expires or the node reattaches: the next
-                    // registration replaces it (break before make).
+                    // registration replaces it (break before make). The
+                    // tunnel stays too, so that a TIA coming back needs
+                    // only the registration.
                     self.retry_at = None;
                     self.set_state(now, to, &reason);
                 }
@@ -698,10 +1110,114 @@ impl Node {
         }
     }
 
-    fn register(&mut self, now: Instant, care_of: Ipv4Addr, reason: &str) {
+    /// Mode 'mc' (RFC 5266 §3.1.3): no trusted address, and the VPN
+    /// offers a TIA. Registers it unless the binding already uses it
+    /// through the same gateway: a MOBIKE move or a rekey changes
+    /// nothing the home agent knows (RFC 5266 §3).
+    fn evaluate_mc(&mut self, now: Instant, why: &str) {
+        let Some(v) = self.current_vpn().cloned() else {
+            return;
+        };
+        let tia = v.tia.expect("current() has a TIA");
+        let active = matches!(
+            self.state,
+            State::Registering { .. }
+                | State::Registered { .. }
+                | State::Denied { .. }
+                | State::Unreachable { .. }
+        );
+        let prev = self.mc.clone().filter(|_| self.access == Mode::Mc);
+        let same_tia = prev.as_ref().is_some_and(|m| m.tia == tia);
+        let same_gateway = prev
+            .as_ref()
+            .is_some_and(|m| m.gateway == v.gateway || m.ike_sa == v.ike_sa || v.gateway.is_none());
+        if active && same_tia && same_gateway && !self.stale && self.care_of == Some(tia) {
+            // Same binding: follow the IKE_SA (rekey, MOBIKE) and the MTU.
+            if let Some(m) = self.mc.as_mut() {
+                m.ike_sa = v.ike_sa;
+                m.gateway = v.gateway.or(m.gateway);
+            }
+            self.update_mtu(now, v.mtu);
+            return;
+        }
+        let gw = |g: Option<Ipv4Addr>| g.map_or("?".to_string(), |g| g.to_string());
+        let reason = match &prev {
+            Some(m) if m.tia != tia => {
+                self.stats.tia_changes += 1;
+                format!(
+                    "{why}: the TIA changed {} -> {tia} (VPN '{}', gateway {}): re-registering at once (RFC 5266 §3)",
+                    m.tia,
+                    v.connection,
+                    gw(v.gateway)
+                )
+            }
+            Some(m) if !same_gateway => {
+                self.stats.tia_changes += 1;
+                format!(
+                    "{why}: attached to another VPN gateway {} -> {} (TIA {tia}): re-registering at once (RFC 5266 §3)",
+                    gw(m.gateway),
+                    gw(v.gateway)
+                )
+            }
+            Some(_) if self.stale => format!(
+                "{why}: a TIA is back ({tia}, VPN '{}', gateway {}) after the binding went stale: registering it",
+                v.connection,
+                gw(v.gateway)
+            ),
+            _ => format!(
+                "{why}: not on a trusted network; the VPN '{}' (gateway {}) gave the TIA {tia}: registering it as co-located care-of address through the VPN, reverse tunnelled (RFC 5266 §3.1.3)",
+                v.connection,
+                gw(v.gateway)
+            ),
+        };
+        self.stats.moves += u64::from(self.care_of.is_some_and(|c| c != tia));
+        self.stats.tia_registrations += 1;
+        self.mc = Some(McAttachment {
+            tia,
+            gateway: v.gateway,
+            ike_sa: v.ike_sa,
+        });
+        self.stale = false;
+        self.register(now, tia, Mode::Mc, &reason);
+    }
+
+    /// Mode 'mc': the Mobile IP tunnel runs inside ESP; size it so that
+    /// it does not fragment ([`PathMtu::tunnel_mtu`]). Asked only while a
+    /// tunnel exists (the daemon applies it to the device) and when it
+    /// changes.
+    fn update_mtu(&mut self, now: Instant, path: PathMtu) {
+        let Some(mtu) = path.tunnel_mtu(self.cfg.esp_overhead) else {
+            return;
+        };
+        if self.tunnel.is_none() || self.access != Mode::Mc || self.tunnel_mtu == Some(mtu) {
+            return;
+        }
+        self.tunnel_mtu = Some(mtu);
+        let home = self.client.home_address();
+        info!(%home, mtu, physical = ?path.physical, tia_device = ?path.tia_device, esp_overhead = self.cfg.esp_overhead, "tunnel mtu");
+        self.actions.push_back(Action::TunnelMtu { home, mtu });
+        self.event(
+            now,
+            Event::TunnelMtu {
+                mtu,
+                physical: path.physical,
+                tia_device: path.tia_device,
+                esp_overhead: self.cfg.esp_overhead,
+            },
+        );
+    }
+
+    fn register(&mut self, now: Instant, care_of: Ipv4Addr, access: Mode, reason: &str) {
+        self.registrations_started += 1;
         self.care_of = Some(care_of);
         self.retry_at = None;
         self.purpose = Purpose::Register;
+        self.access = access;
+        // RFC 5266 §3: reverse tunnelling is a MUST when the Mobile IP
+        // tunnel runs inside IPsec; in mode 'c' it is the operator's
+        // choice (RFC 3024).
+        self.client
+            .set_reverse_tunnel(access == Mode::Mc || self.cfg.reverse_tunnel);
         self.set_state(now, State::Registering { care_of }, reason);
         // RFC 5944 §3.6: a newer request supersedes a pending one.
         self.client.move_to(now, care_of, None);
@@ -712,6 +1228,8 @@ impl Node {
         self.stats.home_returns += 1;
         self.retry_at = None;
         self.care_of = None;
+        self.mc = None;
+        self.stale = false;
         self.tunnel_down(now, "back on the home link");
         self.set_state(now, State::AtHome, reason);
         // RFC 5944 §3.6.1.1: deregister all bindings, care-of address =
@@ -725,6 +1243,7 @@ impl Node {
 
     fn tunnel_down(&mut self, now: Instant, reason: &str) {
         if self.tunnel.take().is_some() {
+            self.tunnel_mtu = None;
             self.stats.tunnel_downs += 1;
             let home = self.client.home_address();
             info!(%home, reason, "tunnel down");
@@ -754,7 +1273,7 @@ impl Node {
             home,
             care_of,
             home_agent: t.home_agent,
-            reverse_tunnel: self.cfg.reverse_tunnel,
+            reverse_tunnel: self.cfg.reverse_tunnel || self.access == Mode::Mc,
         });
         self.event(
             now,
@@ -763,6 +1282,11 @@ impl Node {
                 home_agent: t.home_agent,
             },
         );
+        if self.access == Mode::Mc {
+            if let Some(path) = self.current_vpn().map(|v| v.mtu) {
+                self.update_mtu(now, path);
+            }
+        }
     }
 
     fn set_state(&mut self, now: Instant, to: State, reason: &str) {
@@ -780,14 +1304,16 @@ impl Node {
                 reason: reason.to_string(),
             },
         );
-        if from.mode() != to.mode() {
+        let (from_mode, to_mode) = (self.mode_shown, self.mode());
+        if from_mode != to_mode {
+            self.mode_shown = to_mode;
             let show = |m: Option<Mode>| m.map_or("none".to_string(), |m| m.to_string());
-            info!(from = %show(from.mode()), to = %show(to.mode()), reason, "mode");
+            info!(from = %show(from_mode), to = %show(to_mode), reason, "mode");
             self.event(
                 now,
                 Event::ModeChanged {
-                    from: from.mode(),
-                    to: to.mode(),
+                    from: from_mode,
+                    to: to_mode,
                     reason: reason.to_string(),
                 },
             );
@@ -816,7 +1342,7 @@ impl Node {
             let sendable = match t.src {
                 // Co-located: the source is the care-of address, which
                 // must still be ours (RFC 5944 §3.6.1.1).
-                Some(src) if self.purpose != Purpose::DeregisterAtHome => self.is_usable(src),
+                Some(src) if self.purpose != Purpose::DeregisterAtHome => self.source_usable(src),
                 _ => true,
             };
             if !sendable {
@@ -966,9 +1492,10 @@ impl Node {
                     return;
                 }
                 self.tunnel_down(now, "binding expired");
-                if let Some(care_of) = self.care_of.filter(|c| self.is_usable(*c)) {
+                if let Some(care_of) = self.care_of.filter(|c| self.source_usable(*c)) {
                     if !matches!(self.state, State::Registering { .. }) {
-                        self.register(now, care_of, "binding expired: registering again");
+                        let access = self.access;
+                        self.register(now, care_of, access, "binding expired: registering again");
                     }
                 }
             }

@@ -515,6 +515,13 @@ impl Client {
         self.start(now, Purpose::Register);
     }
 
+    /// Asks (or stops asking) for reverse tunnelling ('T', RFC 3024) from
+    /// the next request on. RFC 5266 §3 makes it a MUST when the care-of
+    /// address is the VPN's TIA, whatever the configured default.
+    pub fn set_reverse_tunnel(&mut self, on: bool) {
+        self.config.flags.set(Flags::T, on);
+    }
+
     /// Deregisters the current care-of address (lifetime 0, §3.6.1.1).
     pub fn deregister(&mut self, now: Instant) {
         self.start(now, Purpose::Deregister);

@@ -1,0 +1,317 @@
+//! mip4d's end of the charon plugin's bridge ([`crate::bridge::proto`]):
+//! a root-only unix socket that the plugin in charon connects to. On each
+//! connection the plugin sends Hello and a full snapshot, then one event
+//! per hook; this module reads the frames and hands them to the main loop,
+//! which maps them onto the node's typed [`VpnInput`]s ([`to_input`]).
+//!
+//! Only the newest connection counts: a charon that restarts connects
+//! again, and its snapshot replaces whatever the node believed.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::net::UnixStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
+
+use crate::bridge::proto::{self, DaemonMsg, Endpoint, Event, IkeSa, IkeSaState, PluginMsg};
+use crate::mn::vpn::{PathMtu, VpnInput, VpnSa};
+
+/// What the listener tells the main loop.
+#[derive(Debug)]
+pub enum PluginInput {
+    /// A plugin connected; `writer` sends [`DaemonMsg`]s to it.
+    Connected {
+        conn: u64,
+        writer: OwnedWriteHalf,
+    },
+    Msg {
+        conn: u64,
+        msg: PluginMsg,
+    },
+    Gone {
+        conn: u64,
+        reason: String,
+    },
+}
+
+/// Binds the socket (0600, its directory 0700 when created) and accepts
+/// plugins until the task is aborted.
+pub fn serve(path: &Path, tx: mpsc::Sender<PluginInput>) -> io::Result<JoinHandle<()>> {
+    let listener = crate::ctl::bind_root_only(path)?;
+    Ok(tokio::spawn(async move {
+        let mut count = 0u64;
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            // The socket's mode keeps others out; the peer's credentials
+            // say so again (anyone who can talk here steers mip4d's view
+            // of the VPN).
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            let me = unsafe { libc::geteuid() };
+            match stream.peer_cred() {
+                Ok(c) if c.uid() == 0 || c.uid() == me => {}
+                Ok(c) => {
+                    warn!(uid = c.uid(), "plugin socket: peer is not root, refused");
+                    continue;
+                }
+                Err(e) => {
+                    warn!(error = %e, "plugin socket: no peer credentials, refused");
+                    continue;
+                }
+            }
+            count += 1;
+            tokio::spawn(connection(count, stream, tx.clone()));
+        }
+    }))
+}
+
+async fn connection(conn: u64, stream: UnixStream, tx: mpsc::Sender<PluginInput>) {
+    let (mut rd, mut wr) = stream.into_split();
+    let hello = DaemonMsg::Hello {
+        version: proto::VERSION,
+    };
+    let reason = match proto::encode(&hello) {
+        Ok(frame) => match wr.write_all(&frame).await {
+            Ok(()) => {
+                if tx
+                    .send(PluginInput::Connected { conn, writer: wr })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                read_frames(conn, &mut rd, &tx).await
+            }
+            Err(e) => e.to_string(),
+        },
+        Err(e) => e.to_string(),
+    };
+    debug!(conn, reason = %reason, "plugin connection ended");
+    let _ = tx.send(PluginInput::Gone { conn, reason }).await;
+}
+
+/// Reads frames until the end of the stream or the first bad one (the
+/// stream is then out of step: the connection is dropped, the plugin
+/// reconnects and sends a snapshot, so nothing is lost).
+async fn read_frames(
+    conn: u64,
+    rd: &mut tokio::net::unix::OwnedReadHalf,
+    tx: &mpsc::Sender<PluginInput>,
+) -> String {
+    let mut dec = proto::Decoder::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        loop {
+            match dec.next_msg::<PluginMsg>() {
+                Ok(Some(PluginMsg::Hello { version, .. })) if version != proto::VERSION => {
+                    return proto::ProtoError::Version {
+                        ours: proto::VERSION,
+                        theirs: version,
+                    }
+                    .to_string();
+                }
+                Ok(Some(msg)) => {
+                    if tx.send(PluginInput::Msg { conn, msg }).await.is_err() {
+                        return "mip4d is stopping".into();
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return e.to_string(),
+            }
+        }
+        match rd.read(&mut buf).await {
+            Ok(0) => return "closed".into(),
+            Ok(n) => dec.push(&buf[..n]),
+            Err(e) => return e.to_string(),
+        }
+    }
+}
+
+fn v4(a: IpAddr) -> Option<Ipv4Addr> {
+    match a {
+        IpAddr::V4(a) => Some(a),
+        IpAddr::V6(_) => None,
+    }
+}
+
+fn ep(e: Option<Endpoint>) -> Option<Ipv4Addr> {
+    e.and_then(|e| v4(e.addr))
+}
+
+/// The node's view of one IKE_SA from the plugin's; `mtu` filled in by
+/// the caller. Only IPv4 counts (Mobile IPv4).
+pub fn sa_from_ike(ike: &IkeSa) -> VpnSa {
+    let mut sa = VpnSa::new(&ike.name, ike.unique_id);
+    sa.local = ep(ike.local);
+    sa.local_ifname.clone_from(&ike.local_ifname);
+    sa.gateway = ep(ike.remote);
+    sa.tia = ike.vips.iter().copied().find_map(v4);
+    sa
+}
+
+pub fn sa_from_state(s: &IkeSaState) -> VpnSa {
+    let mut sa = VpnSa::new(&s.name, s.unique_id);
+    sa.local = ep(s.local);
+    sa.local_ifname.clone_from(&s.local_ifname);
+    sa.gateway = ep(s.remote);
+    sa.tia = s.tia.iter().copied().find_map(v4);
+    sa
+}
+
+/// Maps one plugin message onto a node input, without MTUs (the main loop
+/// adds them, it has the netlink socket). None: nothing for the node
+/// (the gateway-side assign_vips, CHILD_SA changes, reestablish_pre,
+/// action results).
+pub fn to_input(msg: &PluginMsg) -> Option<VpnInput> {
+    match msg {
+        PluginMsg::Snapshot { ike_sas } => Some(VpnInput::Snapshot(
+            ike_sas.iter().map(sa_from_state).collect(),
+        )),
+        PluginMsg::Event { event, .. } => match event {
+            Event::HandleVips { ike, handle: true } => {
+                Some(VpnInput::TiaAssigned(sa_from_ike(ike)))
+            }
+            Event::HandleVips { ike, handle: false } => Some(VpnInput::TiaReleased {
+                ike_sa: ike.unique_id,
+            }),
+            Event::IkeUpdate {
+                ike,
+                new_local,
+                new_remote,
+            } => Some(VpnInput::Moved {
+                ike_sa: ike.unique_id,
+                local: ep(*new_local),
+                // The plugin reports the interface of the new local
+                // endpoint with ike_update.
+                local_ifname: ike.local_ifname.clone(),
+                gateway: ep(*new_remote),
+                mtu: PathMtu::default(),
+            }),
+            Event::IkeUpdown { ike, up: true } => Some(VpnInput::Up(sa_from_ike(ike))),
+            Event::IkeUpdown { ike, up: false } => Some(VpnInput::Down {
+                ike_sa: ike.unique_id,
+            }),
+            Event::IkeRekey { ike, new_unique_id } => Some(VpnInput::Rekeyed {
+                from: ike.unique_id,
+                to: *new_unique_id,
+            }),
+            Event::IkeReestablishPost {
+                ike,
+                new_unique_id,
+                new_local,
+                new_remote,
+                ..
+            } => {
+                let mut sa = VpnSa::new(&ike.name, *new_unique_id);
+                sa.local = ep(*new_local);
+                sa.gateway = ep(*new_remote);
+                Some(VpnInput::Reestablished {
+                    from: ike.unique_id,
+                    sa,
+                })
+            }
+            Event::Roam { .. } => Some(VpnInput::Roam),
+            Event::AssignVips { .. }
+            | Event::IkeReestablishPre { .. }
+            | Event::ChildUpdown { .. } => None,
+        },
+        PluginMsg::Hello { .. } | PluginMsg::ActionResult { .. } => None,
+    }
+}
+
+/// Sends a message to the plugin.
+pub async fn send(writer: &mut OwnedWriteHalf, msg: &DaemonMsg) -> Result<(), String> {
+    let frame = proto::encode(msg).map_err(|e| e.to_string())?;
+    writer.write_all(&frame).await.map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ike() -> IkeSa {
+        IkeSa {
+            name: "vpn".into(),
+            unique_id: 3,
+            local: Some(Endpoint {
+                addr: Ipv4Addr::new(203, 0, 113, 100).into(),
+                port: 4500,
+            }),
+            remote: Some(Endpoint {
+                addr: Ipv4Addr::new(203, 0, 113, 10).into(),
+                port: 4500,
+            }),
+            local_ifname: Some("eth0".into()),
+            vips: vec![
+                "2001:db8::1".parse().unwrap(),
+                Ipv4Addr::new(10, 200, 0, 1).into(),
+            ],
+        }
+    }
+
+    #[test]
+    fn handle_vips_becomes_tia_assigned_with_the_ipv4_tia_and_gateway() {
+        let msg = PluginMsg::Event {
+            seq: 1,
+            event: Event::HandleVips {
+                ike: ike(),
+                handle: true,
+            },
+        };
+        let Some(VpnInput::TiaAssigned(sa)) = to_input(&msg) else {
+            panic!("{:?}", to_input(&msg));
+        };
+        assert_eq!(sa.tia, Some(Ipv4Addr::new(10, 200, 0, 1)));
+        assert_eq!(sa.gateway, Some(Ipv4Addr::new(203, 0, 113, 10)));
+        assert_eq!(sa.local, Some(Ipv4Addr::new(203, 0, 113, 100)));
+        assert_eq!((sa.connection.as_str(), sa.ike_sa), ("vpn", 3));
+    }
+
+    #[test]
+    fn ike_update_becomes_a_move_to_the_new_endpoints() {
+        let msg = PluginMsg::Event {
+            seq: 2,
+            event: Event::IkeUpdate {
+                ike: ike(),
+                new_local: Some(Endpoint {
+                    addr: Ipv4Addr::new(198, 51, 100, 7).into(),
+                    port: 4500,
+                }),
+                new_remote: ike().remote,
+            },
+        };
+        assert_eq!(
+            to_input(&msg),
+            Some(VpnInput::Moved {
+                ike_sa: 3,
+                local: Some(Ipv4Addr::new(198, 51, 100, 7)),
+                local_ifname: Some("eth0".into()),
+                gateway: Some(Ipv4Addr::new(203, 0, 113, 10)),
+                mtu: PathMtu::default(),
+            })
+        );
+    }
+
+    #[test]
+    fn gateway_side_and_child_events_are_not_node_inputs() {
+        for event in [
+            Event::AssignVips {
+                ike: ike(),
+                assign: true,
+            },
+            Event::ChildUpdown {
+                ike: ike(),
+                child: "net".into(),
+                up: true,
+            },
+        ] {
+            assert_eq!(to_input(&PluginMsg::Event { seq: 1, event }), None);
+        }
+    }
+}

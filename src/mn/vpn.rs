@@ -1,0 +1,264 @@
+//! What the node knows of the VPN (charon, through the plugin): typed
+//! inputs for mode 'mc' (RFC 5266 §3.1.3), where the VPN tunnel inner
+//! address (TIA) is the co-located care-of address, and the MTU of the
+//! Mobile IP tunnel that runs inside ESP.
+//!
+//! The daemon maps the plugin's protocol ([`crate::bridge::proto`]) onto
+//! [`VpnInput`]; the node folds each into its view ([`VpnView`]) and then
+//! decides. A snapshot replaces the view, so whatever the node believed,
+//! it converges on what charon has.
+
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+
+/// Bytes the IP-in-IP header adds (RFC 2003 §3).
+pub const IPIP_OVERHEAD: u32 = 20;
+
+/// Default worst-case ESP overhead in tunnel mode with UDP encapsulation
+/// (RFC 3948: MOBIKE moves behind NATs, so count it): outer IPv4 20, UDP
+/// 8, SPI and sequence 8, IV 16, padding up to 15, pad length and next
+/// header 2, ICV 16: 85 bytes for AES-CBC with HMAC-SHA2-256-128.
+/// AES-GCM-16 needs at most 65 (IV 8, padding up to 3), so this default
+/// covers both.
+pub const DEFAULT_ESP_OVERHEAD: u32 = 85;
+
+/// The smallest MTU an IPv4 link may have (RFC 791): never set below it.
+pub const MIN_IPV4_MTU: u32 = 68;
+
+/// MTUs on the way out, as the daemon found them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PathMtu {
+    /// MTU of the physical interface carrying the IKE_SA (and ESP).
+    pub physical: Option<u32>,
+    /// MTU of the device holding the TIA when it is not the physical one
+    /// (kernel-libipsec's TUN, `ipsec0`, whose MTU already leaves room for
+    /// ESP: charon.plugins.kernel-libipsec.mtu, 1400 by default).
+    pub tia_device: Option<u32>,
+}
+
+impl PathMtu {
+    /// The MTU for the Mobile IP tunnel device so that its IP-in-IP
+    /// datagrams fit, once in ESP, into one physical frame: the smaller of
+    /// (physical − ESP overhead) and the TIA device's MTU, less the IP-in-IP
+    /// header. `None` when nothing is known (the data plane's default
+    /// stays).
+    pub fn tunnel_mtu(&self, esp_overhead: u32) -> Option<u32> {
+        let esp = self.physical.map(|p| p.saturating_sub(esp_overhead));
+        let inner = match (esp, self.tia_device) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
+        Some(inner.saturating_sub(IPIP_OVERHEAD).max(MIN_IPV4_MTU))
+    }
+}
+
+/// One IKE_SA of the VPN as the node sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VpnSa {
+    /// Connection (peer_cfg) name.
+    pub connection: String,
+    /// charon's unique id of the IKE_SA.
+    pub ike_sa: u32,
+    /// Local IKE endpoint: the MN's physical address.
+    pub local: Option<Ipv4Addr>,
+    pub local_ifname: Option<String>,
+    /// Remote IKE endpoint: the VPN gateway.
+    pub gateway: Option<Ipv4Addr>,
+    /// The TIA installed on the MN (handle_vips), if any.
+    pub tia: Option<Ipv4Addr>,
+    pub mtu: PathMtu,
+}
+
+impl VpnSa {
+    pub fn new(connection: &str, ike_sa: u32) -> Self {
+        VpnSa {
+            connection: connection.to_string(),
+            ike_sa,
+            local: None,
+            local_ifname: None,
+            gateway: None,
+            tia: None,
+            mtu: PathMtu::default(),
+        }
+    }
+}
+
+/// One thing charon told (through the plugin), typed for the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VpnInput {
+    /// handle_vips(handle): the TIA is installed on the MN.
+    TiaAssigned(VpnSa),
+    /// handle_vips(release): the IKE_SA's TIA is about to go.
+    TiaReleased { ike_sa: u32 },
+    /// ike_update: MOBIKE moved the IKE_SA (RFC 4555) to new endpoints.
+    Moved {
+        ike_sa: u32,
+        local: Option<Ipv4Addr>,
+        local_ifname: Option<String>,
+        gateway: Option<Ipv4Addr>,
+        mtu: PathMtu,
+    },
+    /// ike_updown(up).
+    Up(VpnSa),
+    /// ike_updown(down): the IKE_SA (and its TIA) is gone.
+    Down { ike_sa: u32 },
+    /// ike_rekey: the IKE_SA continues as `to`, TIA and peer inherited.
+    Rekeyed { from: u32, to: u32 },
+    /// ike_reestablish_post: a new IKE_SA `sa` replaces `from`, possibly
+    /// with another gateway; its TIA follows in a TiaAssigned.
+    Reestablished { from: u32, sa: VpnSa },
+    /// The kernel's roam event: the MN's addresses or routes changed.
+    Roam,
+    /// Everything the plugin knows, on each (re)connection.
+    Snapshot(Vec<VpnSa>),
+}
+
+/// The node's view of the VPN: IKE_SAs by unique id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VpnView {
+    sas: Vec<VpnSa>,
+}
+
+impl VpnView {
+    pub fn sas(&self) -> &[VpnSa] {
+        &self.sas
+    }
+
+    fn get_mut(&mut self, ike_sa: u32) -> Option<&mut VpnSa> {
+        self.sas.iter_mut().find(|s| s.ike_sa == ike_sa)
+    }
+
+    fn upsert(&mut self, sa: &VpnSa) -> &mut VpnSa {
+        let i = match self.sas.iter().position(|s| s.ike_sa == sa.ike_sa) {
+            Some(i) => i,
+            None => {
+                self.sas.push(VpnSa::new(&sa.connection, sa.ike_sa));
+                self.sas.len() - 1
+            }
+        };
+        let s = &mut self.sas[i];
+        s.connection.clone_from(&sa.connection);
+        s.local = sa.local.or(s.local);
+        if sa.local_ifname.is_some() {
+            s.local_ifname.clone_from(&sa.local_ifname);
+        }
+        s.gateway = sa.gateway.or(s.gateway);
+        s.mtu.physical = sa.mtu.physical.or(s.mtu.physical);
+        s.mtu.tia_device = sa.mtu.tia_device.or(s.mtu.tia_device);
+        s
+    }
+
+    /// Folds an input into the view.
+    pub fn apply(&mut self, input: &VpnInput) {
+        match input {
+            VpnInput::TiaAssigned(sa) => {
+                let s = self.upsert(sa);
+                s.tia = sa.tia;
+            }
+            VpnInput::TiaReleased { ike_sa } => {
+                if let Some(s) = self.get_mut(*ike_sa) {
+                    s.tia = None;
+                }
+            }
+            VpnInput::Moved {
+                ike_sa,
+                local,
+                local_ifname,
+                gateway,
+                mtu,
+            } => {
+                if let Some(s) = self.get_mut(*ike_sa) {
+                    s.local = local.or(s.local);
+                    if local_ifname.is_some() {
+                        s.local_ifname.clone_from(local_ifname);
+                    }
+                    s.gateway = gateway.or(s.gateway);
+                    s.mtu.physical = mtu.physical.or(s.mtu.physical);
+                    s.mtu.tia_device = mtu.tia_device.or(s.mtu.tia_device);
+                }
+            }
+            VpnInput::Up(sa) => {
+                self.upsert(sa);
+            }
+            VpnInput::Down { ike_sa } => self.sas.retain(|s| s.ike_sa != *ike_sa),
+            VpnInput::Rekeyed { from, to } => {
+                // RFC 7296 §2.18: the new IKE_SA inherits the old one's
+                // peer, addresses and (charon) virtual IPs.
+                self.sas.retain(|s| s.ike_sa != *to);
+                if let Some(s) = self.get_mut(*from) {
+                    s.ike_sa = *to;
+                }
+            }
+            VpnInput::Reestablished { sa, .. } => {
+                let s = self.upsert(sa);
+                s.tia = None;
+            }
+            VpnInput::Roam => {}
+            VpnInput::Snapshot(sas) => self.sas = sas.clone(),
+        }
+        self.sas.sort_by_key(|s| s.ike_sa);
+    }
+
+    /// Whether `addr` is a TIA of some IKE_SA (never a physical
+    /// attachment).
+    pub fn is_tia(&self, addr: Ipv4Addr) -> bool {
+        self.sas.iter().any(|s| s.tia == Some(addr))
+    }
+
+    /// The IKE_SA whose TIA the node should use: of the accepted
+    /// connections, the newest IKE_SA that has a TIA (after a
+    /// reestablishment, the new one).
+    pub fn current<'a>(&'a self, accept: &'a [String]) -> Option<&'a VpnSa> {
+        self.sas
+            .iter()
+            .filter(|s| s.tia.is_some())
+            .filter(|s| accept.is_empty() || accept.contains(&s.connection))
+            .max_by_key(|s| s.ike_sa)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tunnel_mtu_leaves_room_for_esp_and_ipip() {
+        // kernel-libipsec: ipsec0 at 1400 is the tighter bound.
+        let libipsec = PathMtu {
+            physical: Some(1500),
+            tia_device: Some(1400),
+        };
+        assert_eq!(libipsec.tunnel_mtu(DEFAULT_ESP_OVERHEAD), Some(1380));
+        // Kernel XFRM: the TIA sits on the physical interface.
+        let xfrm = PathMtu {
+            physical: Some(1500),
+            tia_device: None,
+        };
+        assert_eq!(xfrm.tunnel_mtu(DEFAULT_ESP_OVERHEAD), Some(1395));
+        assert_eq!(xfrm.tunnel_mtu(65), Some(1415));
+        assert_eq!(PathMtu::default().tunnel_mtu(85), None);
+        let tiny = PathMtu {
+            physical: Some(100),
+            tia_device: None,
+        };
+        assert_eq!(tiny.tunnel_mtu(85), Some(MIN_IPV4_MTU));
+    }
+
+    #[test]
+    fn rekey_keeps_the_tia_under_the_new_id_and_snapshot_replaces_all() {
+        let mut v = VpnView::default();
+        let mut sa = VpnSa::new("vpn", 1);
+        sa.tia = Some(Ipv4Addr::new(10, 200, 0, 1));
+        v.apply(&VpnInput::TiaAssigned(sa));
+        v.apply(&VpnInput::Rekeyed { from: 1, to: 2 });
+        let cur = v.current(&[]).unwrap();
+        assert_eq!(
+            (cur.ike_sa, cur.tia),
+            (2, Some(Ipv4Addr::new(10, 200, 0, 1)))
+        );
+        assert!(v.current(&["other".into()]).is_none());
+        v.apply(&VpnInput::Snapshot(vec![]));
+        assert!(v.current(&[]).is_none());
+    }
+}

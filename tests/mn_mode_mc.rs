@@ -1,0 +1,457 @@
+//! Deterministic tests of the node core in mode 'mc' (RFC 5266 §3,
+//! §3.1.3, §3.3): the VPN's TIA as co-located care-of address, registered
+//! through the VPN with the 'T' bit; MOBIKE moves that keep the TIA cost
+//! no registration; a new TIA or gateway re-registers at once; charon and
+//! mip4d restarts converge through the plugin's snapshot. A hand-held
+//! clock and a scripted home agent; the VPN inputs are what the daemon
+//! maps the plugin's messages to.
+
+#[path = "registration_support/mod.rs"]
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use mip4::mn::node::{Event, NodeConfig};
+use mip4::mn::{
+    Action, Client, Mode, Node, PathMtu, State, Transmit, TrustPolicy, VpnInput, VpnSa,
+};
+use mip4::replay::NtpTimestamp;
+use mip4::wire::{Flags, ReplyCode, RequestRepr, MIP_PORT};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use support::{FakeHa, HA, HOA};
+
+/// Physical addresses on external (untrusted) networks A and B.
+const EXT_A: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 20);
+const EXT_B: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 20);
+const TRUSTED: Ipv4Addr = Ipv4Addr::new(10, 20, 1, 5);
+const GW: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
+const GW2: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 200);
+const TIA: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
+const TIA2: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 2);
+
+const LIBIPSEC: PathMtu = PathMtu {
+    physical: Some(1500),
+    tia_device: Some(1400),
+};
+
+struct Sim {
+    node: Node,
+    ha: FakeHa,
+    t0: Instant,
+    now: Instant,
+    events: Vec<Event>,
+}
+
+fn node_config() -> NodeConfig {
+    let mut cfg = NodeConfig::new(support::config());
+    cfg.interfaces = vec!["eth0".into(), "eth1".into()];
+    cfg.home_network = Some("10.1.0.0/24".parse().unwrap());
+    cfg.trust = TrustPolicy::Prefixes(vec!["10.20.0.0/16".parse().unwrap()]);
+    cfg.vpn_connections = vec!["vpn".into()];
+    cfg
+}
+
+fn sa(ike_sa: u32, local: Ipv4Addr, gateway: Ipv4Addr, tia: Option<Ipv4Addr>) -> VpnSa {
+    let mut s = VpnSa::new("vpn", ike_sa);
+    s.local = Some(local);
+    s.local_ifname = Some("eth0".into());
+    s.gateway = Some(gateway);
+    s.tia = tia;
+    s.mtu = LIBIPSEC;
+    s
+}
+
+impl Sim {
+    fn new() -> Self {
+        Self::with(node_config())
+    }
+
+    fn with(cfg: NodeConfig) -> Self {
+        let t0 = Instant::now();
+        let client = Client::with_rng(
+            Node::registration_config(&cfg),
+            t0,
+            support::wall(),
+            Box::new(StdRng::seed_from_u64(7)),
+        )
+        .unwrap();
+        Sim {
+            node: Node::with_client(cfg, client),
+            ha: FakeHa::new(),
+            t0,
+            now: t0,
+            events: Vec::new(),
+        }
+    }
+
+    fn ntp(&self) -> NtpTimestamp {
+        NtpTimestamp::from_system_time(support::wall()).plus(self.now - self.t0)
+    }
+
+    fn transmits(&mut self) -> Vec<Transmit> {
+        std::iter::from_fn(|| self.node.poll_transmit()).collect()
+    }
+
+    fn one_transmit(&mut self) -> (Transmit, RequestRepr) {
+        let mut t = self.transmits();
+        assert_eq!(t.len(), 1, "expected one datagram, got {t:?}");
+        let t = t.pop().unwrap();
+        let req = self.ha.parse(&t.payload);
+        (t, req)
+    }
+
+    fn actions(&mut self) -> Vec<Action> {
+        std::iter::from_fn(|| self.node.poll_action()).collect()
+    }
+
+    fn events(&mut self) -> Vec<Event> {
+        let new: Vec<Event> = std::iter::from_fn(|| self.node.poll_event())
+            .map(|(_, e)| e)
+            .collect();
+        self.events.extend(new.iter().cloned());
+        new
+    }
+
+    fn answer(&mut self, t: &Transmit, code: ReplyCode) {
+        let reply = self.ha.answer(&t.payload, self.ntp(), code);
+        self.node
+            .handle_datagram(self.now, SocketAddrV4::new(HA, MIP_PORT), &reply);
+    }
+
+    fn vpn(&mut self, input: VpnInput) {
+        self.node.vpn_input(self.now, input);
+    }
+
+    /// On external network A with the VPN up: the TIA is registered and
+    /// accepted; the tunnel comes up from the TIA with its MTU.
+    fn outside_registered(&mut self) {
+        self.node.address_added(self.now, "eth0", EXT_A, 24);
+        assert_eq!(self.node.state(), State::Untrusted { address: EXT_A });
+        assert!(self.transmits().is_empty(), "nothing registered outside");
+        self.vpn(VpnInput::TiaAssigned(sa(1, EXT_A, GW, Some(TIA))));
+        let (t, req) = self.one_transmit();
+        assert_eq!(req.care_of_address, TIA);
+        self.answer(&t, ReplyCode::ACCEPTED);
+        assert_eq!(self.node.state(), State::Registered { care_of: TIA });
+        assert_eq!(self.node.mode(), Some(Mode::Mc));
+        self.actions();
+        self.events();
+    }
+
+    fn requests_sent(&self) -> u64 {
+        self.node.client().stats().requests_sent
+    }
+}
+
+#[test]
+fn tia_assigned_is_registered_through_the_vpn_from_the_tia_with_the_t_bit() {
+    let mut cfg = node_config();
+    // RFC 5266 §3: 'T' is a MUST inside IPsec, whatever the mode 'c'
+    // default says.
+    cfg.reverse_tunnel = false;
+    let mut s = Sim::with(cfg);
+    s.node.address_added(s.now, "eth0", EXT_A, 24);
+    assert_eq!(s.node.state(), State::Untrusted { address: EXT_A });
+    assert!(s.transmits().is_empty());
+
+    s.vpn(VpnInput::TiaAssigned(sa(1, EXT_A, GW, Some(TIA))));
+    let (t, req) = s.one_transmit();
+    assert_eq!(t.src, Some(TIA), "the request leaves from the TIA");
+    assert_eq!(t.dst, SocketAddrV4::new(HA, MIP_PORT));
+    assert_eq!(req.care_of_address, TIA);
+    assert_eq!(req.home_address, HOA);
+    assert!(req.flags.contains(Flags::T), "'T' set (RFC 5266 §3)");
+    assert!(req.flags.contains(Flags::D), "co-located care-of address");
+    assert_eq!(s.node.state(), State::Registering { care_of: TIA });
+    assert_eq!(s.node.mode(), Some(Mode::Mc));
+    assert!(s.actions().is_empty(), "no tunnel before the HA accepts");
+
+    s.answer(&t, ReplyCode::ACCEPTED);
+    assert_eq!(s.node.state(), State::Registered { care_of: TIA });
+    // The tunnel's outer source is the TIA, reverse tunnelled, and sized
+    // to fit in ESP: min(1500 - 85, 1400) - 20.
+    assert_eq!(
+        s.actions(),
+        vec![
+            Action::TunnelUp {
+                home: HOA,
+                care_of: TIA,
+                home_agent: HA,
+                reverse_tunnel: true
+            },
+            Action::TunnelMtu {
+                home: HOA,
+                mtu: 1380
+            }
+        ]
+    );
+    let ev = s.events();
+    assert!(ev.iter().any(|e| matches!(e, Event::ModeChanged { to: Some(Mode::Mc), reason, .. } if reason.contains("RFC 5266 §3.1.3"))), "{ev:#?}");
+    assert!(ev
+        .iter()
+        .any(|e| matches!(e, Event::VpnTiaAssigned { tia, gateway: Some(GW), .. } if *tia == TIA)));
+    assert!(ev
+        .iter()
+        .any(|e| matches!(e, Event::TunnelMtu { mtu: 1380, .. })));
+    let st = s.node.status(s.now);
+    assert_eq!(st.mode, Some(Mode::Mc));
+    assert_eq!(st.node.tia_registrations, 1);
+    assert_eq!(st.vpn.unwrap().current.unwrap().tia, Some(TIA));
+}
+
+#[test]
+fn mobike_move_with_the_same_tia_sends_no_request() {
+    let mut s = Sim::new();
+    s.outside_registered();
+    let sent = s.requests_sent();
+
+    // The MN moves to network B: new address, old one gone, charon's roam
+    // and the MOBIKE update (RFC 4555), TIA kept.
+    s.node.address_added(s.now, "eth0", EXT_B, 24);
+    s.node.address_removed(s.now, "eth0", EXT_A);
+    s.vpn(VpnInput::Roam);
+    s.vpn(VpnInput::Moved {
+        ike_sa: 1,
+        local: Some(EXT_B),
+        local_ifname: Some("eth0".into()),
+        gateway: Some(GW),
+        mtu: LIBIPSEC,
+    });
+    assert!(s.transmits().is_empty(), "no registration after MOBIKE");
+    assert!(s.actions().is_empty(), "tunnel untouched");
+    assert_eq!(s.node.state(), State::Registered { care_of: TIA });
+    assert_eq!(s.requests_sent(), sent);
+    let ev = s.events();
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        Event::VpnMoved {
+            from: Some(EXT_A),
+            to: Some(EXT_B),
+            ..
+        }
+    )));
+    let decision = ev
+        .iter()
+        .find_map(|e| match e {
+            Event::Decision { decision, reason } => Some((*decision, reason.clone())),
+            _ => None,
+        })
+        .expect("the decision is reported");
+    assert_eq!(decision.0, "keep_binding");
+    assert!(
+        decision.1.contains("MOBIKE") && decision.1.contains("RFC 5266 §3"),
+        "{}",
+        decision.1
+    );
+    assert_eq!(s.node.status(s.now).node.vpn_moves_absorbed, 1);
+    assert!(
+        !ev.iter().any(|e| matches!(e, Event::State { .. })),
+        "no state change: {ev:#?}"
+    );
+
+    // The gateway's address changing within the same IKE_SA (MOBIKE on
+    // a multihomed gateway) is the same gateway: still nothing.
+    s.vpn(VpnInput::Moved {
+        ike_sa: 1,
+        local: Some(EXT_B),
+        local_ifname: Some("eth0".into()),
+        gateway: Some(GW2),
+        mtu: LIBIPSEC,
+    });
+    assert!(s.transmits().is_empty());
+    // A rekey keeps TIA and peer (RFC 7296 §2.18): nothing either.
+    s.vpn(VpnInput::Rekeyed { from: 1, to: 2 });
+    assert!(s.transmits().is_empty());
+    assert_eq!(s.requests_sent(), sent);
+}
+
+#[test]
+fn tia_change_reregisters_at_once() {
+    let mut s = Sim::new();
+    s.outside_registered();
+    // Reauthentication, make before break: the new IKE_SA brings another
+    // TIA before the old one is released.
+    s.vpn(VpnInput::Reestablished {
+        from: 1,
+        sa: sa(2, EXT_A, GW, None),
+    });
+    assert!(s.transmits().is_empty(), "no TIA on the new IKE_SA yet");
+    s.vpn(VpnInput::TiaAssigned(sa(2, EXT_A, GW, Some(TIA2))));
+    let (t, req) = s.one_transmit();
+    assert_eq!((t.src, req.care_of_address), (Some(TIA2), TIA2));
+    assert!(req.flags.contains(Flags::T));
+    let ev = s.events();
+    assert!(ev.iter().any(|e| matches!(e, Event::State { to: State::Registering { care_of }, reason, .. } if *care_of == TIA2 && reason.contains("TIA changed"))), "{ev:#?}");
+    // The old IKE_SA goes: that is no reason for another request.
+    s.vpn(VpnInput::TiaReleased { ike_sa: 1 });
+    s.vpn(VpnInput::Down { ike_sa: 1 });
+    assert!(s.transmits().is_empty());
+    s.answer(&t, ReplyCode::ACCEPTED);
+    assert_eq!(s.node.state(), State::Registered { care_of: TIA2 });
+    assert_eq!(
+        s.actions(),
+        vec![Action::TunnelUp {
+            home: HOA,
+            care_of: TIA2,
+            home_agent: HA,
+            reverse_tunnel: true
+        }],
+        "the tunnel moves to the new TIA (MTU unchanged)"
+    );
+    assert_eq!(s.node.status(s.now).node.tia_changes, 1);
+}
+
+#[test]
+fn another_gateway_with_the_same_tia_reregisters_at_once() {
+    let mut s = Sim::new();
+    s.outside_registered();
+    s.vpn(VpnInput::Reestablished {
+        from: 1,
+        sa: sa(2, EXT_A, GW2, None),
+    });
+    s.vpn(VpnInput::TiaAssigned(sa(2, EXT_A, GW2, Some(TIA))));
+    let (_, req) = s.one_transmit();
+    assert_eq!(req.care_of_address, TIA);
+    let ev = s.events();
+    assert!(ev.iter().any(|e| matches!(e, Event::State { to: State::Registering { .. }, reason, .. } if reason.contains("another VPN gateway"))), "{ev:#?}");
+}
+
+#[test]
+fn released_tia_makes_the_binding_stale_and_a_returning_tia_registers_again() {
+    let mut s = Sim::new();
+    s.outside_registered();
+    s.vpn(VpnInput::TiaReleased { ike_sa: 1 });
+    assert!(s.transmits().is_empty());
+    assert_eq!(s.node.state(), State::Untrusted { address: EXT_A });
+    assert_eq!(s.node.mode(), None);
+    let ev = s.events();
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, Event::BindingStale { care_of, .. } if *care_of == TIA)),
+        "{ev:#?}"
+    );
+    assert!(s.node.status(s.now).vpn.unwrap().binding_stale);
+    // The tunnel stays so that a returning TIA needs only a request.
+    assert!(s.actions().is_empty());
+    // Renewals from the vanished TIA are not sent.
+    s.now += Duration::from_secs(3600);
+    s.node.handle_timeout(s.now);
+    assert!(s.transmits().is_empty(), "nothing leaves from a gone TIA");
+
+    s.vpn(VpnInput::Down { ike_sa: 1 });
+    s.vpn(VpnInput::TiaAssigned(sa(3, EXT_A, GW, Some(TIA))));
+    let (t, req) = s.one_transmit();
+    assert_eq!((t.src, req.care_of_address), (Some(TIA), TIA));
+    assert_eq!(s.node.mode(), Some(Mode::Mc));
+}
+
+#[test]
+fn charon_restart_with_another_tia_converges_through_the_snapshot() {
+    let mut s = Sim::new();
+    s.outside_registered();
+    s.node.plugin_disconnected(s.now, "closed");
+    assert!(
+        s.transmits().is_empty(),
+        "a lost plugin alone changes nothing"
+    );
+    // The restarted charon's plugin connects before its IKE_SA is up...
+    s.node.plugin_connected(s.now, "libstrongswan-mip4");
+    s.vpn(VpnInput::Snapshot(vec![]));
+    assert!(s.transmits().is_empty());
+    assert!(s
+        .events()
+        .iter()
+        .any(|e| matches!(e, Event::BindingStale { .. })));
+    // ... and the new IKE_SA (unique ids restart) brings another TIA.
+    s.vpn(VpnInput::TiaAssigned(sa(1, EXT_A, GW, Some(TIA2))));
+    let (_, req) = s.one_transmit();
+    assert_eq!(req.care_of_address, TIA2);
+}
+
+#[test]
+fn snapshot_that_agrees_sends_nothing_and_one_that_differs_reregisters() {
+    let mut s = Sim::new();
+    s.outside_registered();
+    let sent = s.requests_sent();
+    // The plugin reconnects (charon kept running, or came back with the
+    // same TIA from the same gateway before we noticed): nothing to do.
+    s.vpn(VpnInput::Snapshot(vec![sa(1, EXT_A, GW, Some(TIA))]));
+    assert!(s.transmits().is_empty());
+    assert_eq!(s.requests_sent(), sent);
+    assert!(s.events().iter().any(|e| matches!(
+        e,
+        Event::Decision {
+            decision: "keep_binding",
+            ..
+        }
+    )));
+    // A snapshot with another TIA: registered at once.
+    s.vpn(VpnInput::Snapshot(vec![sa(7, EXT_A, GW, Some(TIA2))]));
+    let (_, req) = s.one_transmit();
+    assert_eq!(req.care_of_address, TIA2);
+}
+
+#[test]
+fn mip4d_restart_registers_from_the_snapshot_even_before_the_addresses() {
+    let mut s = Sim::new();
+    // A fresh mip4d: the plugin's snapshot is its first input.
+    s.node.plugin_connected(s.now, "libstrongswan-mip4");
+    s.vpn(VpnInput::Snapshot(vec![sa(4, EXT_A, GW, Some(TIA))]));
+    let (t, req) = s.one_transmit();
+    assert_eq!((t.src, req.care_of_address), (Some(TIA), TIA));
+    assert!(req.flags.contains(Flags::T));
+    // rtnetlink's dump follows (the TIA on ipsec0 included): no request.
+    s.node.address_added(s.now, "eth0", EXT_A, 24);
+    s.node.address_added(s.now, "ipsec0", TIA, 32);
+    assert!(s.transmits().is_empty());
+    s.answer(&t, ReplyCode::ACCEPTED);
+    assert_eq!(s.node.state(), State::Registered { care_of: TIA });
+}
+
+#[test]
+fn connections_not_configured_are_ignored() {
+    let mut s = Sim::new();
+    s.node.address_added(s.now, "eth0", EXT_A, 24);
+    let mut other = sa(1, EXT_A, GW, Some(TIA));
+    other.connection = "guest".into();
+    s.vpn(VpnInput::TiaAssigned(other));
+    assert!(s.transmits().is_empty());
+    assert_eq!(s.node.state(), State::Untrusted { address: EXT_A });
+}
+
+#[test]
+fn a_trusted_address_takes_over_from_the_tia_and_the_tia_is_never_a_physical_care_of() {
+    let mut cfg = node_config();
+    // Even a TIA inside a trusted prefix is not a physical attachment.
+    cfg.trust = TrustPolicy::Prefixes(vec![
+        "10.20.0.0/16".parse().unwrap(),
+        "10.200.0.0/24".parse().unwrap(),
+    ]);
+    cfg.interfaces = vec![];
+    let mut s = Sim::with(cfg);
+    s.node.address_added(s.now, "eth0", EXT_A, 24);
+    s.vpn(VpnInput::TiaAssigned(sa(1, EXT_A, GW, Some(TIA))));
+    let (t, _) = s.one_transmit();
+    s.answer(&t, ReplyCode::ACCEPTED);
+    s.node.address_added(s.now, "ipsec0", TIA, 32);
+    assert!(s.transmits().is_empty());
+    assert_eq!(s.node.mode(), Some(Mode::Mc));
+    // Inside the enterprise again (trusted prefix; issue 5 replaces the
+    // prefix test by the authenticated probe): mode 'c' from the address.
+    s.node.address_added(s.now, "eth1", TRUSTED, 24);
+    let (t, req) = s.one_transmit();
+    assert_eq!((t.src, req.care_of_address), (Some(TRUSTED), TRUSTED));
+    s.answer(&t, ReplyCode::ACCEPTED);
+    assert_eq!(s.node.mode(), Some(Mode::C));
+    let ev = s.events();
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        Event::ModeChanged {
+            from: Some(Mode::Mc),
+            to: Some(Mode::C),
+            ..
+        }
+    )));
+}
