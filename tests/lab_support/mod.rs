@@ -69,14 +69,17 @@ pub fn figure(s: &Summary, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("figure {name} missing: {:?}", s.figures))
 }
 
-/// The evaltest check whose command starts with `prefix` ran and held.
+/// The evaltest checks whose command starts with `prefix` ran and held.
 pub fn check_held(s: &Summary, prefix: &str) {
-    let c = s
+    let checks: Vec<_> = s
         .checks
         .iter()
-        .find(|c| c.command.starts_with(prefix))
-        .unwrap_or_else(|| panic!("no check `{prefix}` ran"));
-    assert!(c.ok, "{c:?}");
+        .filter(|c| c.command.starts_with(prefix))
+        .collect();
+    assert!(!checks.is_empty(), "no check `{prefix}` ran");
+    for c in checks {
+        assert!(c.ok, "{c:?}");
+    }
 }
 
 /// The TCP stream is the same connection before and after, with bytes
