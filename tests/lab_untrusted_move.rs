@@ -81,3 +81,18 @@ fn lab_untrusted_move_keeps_tia_binding_and_stream_without_a_registration() {
     let r = figure(&s, "move_to_ping_ms") / figure(&s, "ike_rtt_ms");
     assert!((r - figure(&s, "move_to_ping_ike_rtts")).abs() < 0.01);
 }
+
+#[test]
+fn lab_mode_mc_scenario_names_a_missing_plugin() {
+    // Without the plugin the run stops before building anything, naming
+    // what is missing (independent of root).
+    let lab = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("lab");
+    let sc = mip4::lab::scenario::Scenario::load(&lab.join("scenarios/untrusted-move")).unwrap();
+    let mut o = lab_support::options();
+    o.mip4_plugin = Some("/nonexistent/libmip4.so".into());
+    let err = mip4::lab::scenario::run(&lab, &sc, &o, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("mip4 plugin") || err.contains("root"), "{err}");
+    assert!(err.contains("libmip4.so") || err.contains("root"), "{err}");
+}
