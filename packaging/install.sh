@@ -35,9 +35,13 @@ die() {
 [[ -x "$build/mip4ctl" ]] || die "$build/mip4ctl not found (cargo build --release --lib --bins)"
 
 # The plugin (install-plugin.sh refuses a library built without the shim).
+# `cargo build` puts the cdylib in target/<profile>; `cargo test` leaves it
+# in target/<profile>/deps only.
+plugin="$build/libmip4.so"
+[[ -f "$plugin" ]] || plugin="$build/deps/libmip4.so"
 DESTDIR="$destdir" PLUGINDIR="$prefix/lib/ipsec/plugins" \
 	CONFDIR="$sysconfdir/strongswan.d/charon" \
-	./packaging/install-plugin.sh "$build/libmip4.so" >/dev/null
+	./packaging/install-plugin.sh "$plugin" >/dev/null
 
 install -D -m 0755 "$build/mip4ctl" "$destdir$prefix/bin/mip4ctl"
 

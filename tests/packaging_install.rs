@@ -13,12 +13,32 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// target/debug, where cargo put the binaries and libmip4.so.
+/// target/debug, where cargo put the binaries.
 fn build_dir() -> PathBuf {
     Path::new(env!("CARGO_BIN_EXE_mip4ctl"))
         .parent()
         .unwrap()
         .to_path_buf()
+}
+
+/// A build dir as `cargo build` lays it out, from what cargo built for this
+/// test run: the binaries, and the libmip4.so in target/debug/deps (`cargo
+/// test` never copies a cdylib up to target/debug, where an older one may
+/// sit).
+fn staged_build() -> tempfile::TempDir {
+    let stage = tempfile::tempdir().unwrap();
+    for f in ["mip4ctl", "mip4d", "mip4-ha", "mip4-fa"] {
+        let from = build_dir().join(f);
+        if from.exists() {
+            std::fs::copy(&from, stage.path().join(f)).unwrap();
+        }
+    }
+    std::fs::copy(
+        build_dir().join("deps/libmip4.so"),
+        stage.path().join("libmip4.so"),
+    )
+    .expect("libmip4.so built for this test run");
+    stage
 }
 
 /// The daemons this tree builds (mip4d arrives with the MN branch).
@@ -50,7 +70,8 @@ fn mode(p: &Path) -> u32 {
 fn install_lays_out_files_for_strongswan_and_systemd() {
     let dest = tempfile::tempdir().unwrap();
     let d = dest.path();
-    let out = install(d, &build_dir());
+    let build = staged_build();
+    let out = install(d, build.path());
     assert!(
         out.status.success(),
         "install.sh: {}",
@@ -63,7 +84,7 @@ fn install_lays_out_files_for_strongswan_and_systemd() {
     assert_eq!(mode(&plugin), 0o644);
     assert_eq!(
         std::fs::read(&plugin).unwrap(),
-        std::fs::read(build_dir().join("libmip4.so")).unwrap()
+        std::fs::read(build.path().join("libmip4.so")).unwrap()
     );
     let conf = d.join("etc/strongswan.d/charon/mip4.conf");
     assert_eq!(mode(&conf), 0o644);
@@ -156,7 +177,8 @@ fn check_unit(unit: &Path, destdir: &Path) {
 fn install_keeps_the_operators_configuration() {
     let dest = tempfile::tempdir().unwrap();
     let d = dest.path();
-    assert!(install(d, &build_dir()).status.success());
+    let build = staged_build();
+    assert!(install(d, build.path()).status.success());
     let edited = [
         d.join("etc/strongswan.d/charon/mip4.conf"),
         d.join("etc/mip4/mip4-ha.conf"),
@@ -164,7 +186,7 @@ fn install_keeps_the_operators_configuration() {
     for f in &edited {
         std::fs::write(f, "# the operator's\n").unwrap();
     }
-    let out = install(d, &build_dir());
+    let out = install(d, build.path());
     assert!(out.status.success());
     for f in &edited {
         assert_eq!(
