@@ -1008,6 +1008,11 @@ impl Node {
         }
         let started = self.registrations_started;
         self.evaluate(now, None, &why);
+        if matches!(input, VpnInput::Snapshot(_)) {
+            // A request sent while no plugin was connected was lost: ask
+            // again now that charon listens.
+            self.after_untrusted(now, &why);
+        }
         let in_mc = self.access == Mode::Mc && self.mode().is_some() && !self.stale;
         if self.registrations_started == started && in_mc && !matches!(input, VpnInput::Roam) {
             let tia = self.care_of.map_or("?".to_string(), |c| c.to_string());
