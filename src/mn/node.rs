@@ -1873,6 +1873,20 @@ impl Node {
     }
 
     fn go_home(&mut self, now: Instant, reason: &str) {
+        if let Some((ifname, address)) = self.detector.as_mut().and_then(|d| d.cancel()) {
+            // At home nothing is tunnelled: a probe's binding elsewhere
+            // would only undo the deregistration below.
+            self.probe_transmits.clear();
+            self.event(
+                now,
+                Event::ProbeCancelled {
+                    ifname,
+                    address,
+                    reason: "back on the home link".into(),
+                },
+            );
+        }
+        self.monitor = None;
         self.stats.home_returns += 1;
         self.retry_at = None;
         self.care_of = None;
