@@ -25,9 +25,10 @@ test: deps
 
 check: deps fmt-check clippy test
 
-# mip4-lab runs the mip4d, mip4-ha and mip4ctl built beside it: build them all.
+# mip4-lab runs the mip4d, mip4-ha, mip4ctl and the mip4 plugin (libmip4.so)
+# built beside it: build them all.
 demo: deps
-	$(CARGO) build --release --bins
+	$(CARGO) build --release --lib --bins
 	$(CARGO) run --release --bin mip4-lab -- tour
 
 # criterion (codec), then the plugin's cost on MOBIKE in the lab

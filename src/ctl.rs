@@ -3,8 +3,9 @@
 //! A root-only (0600) unix stream socket; one JSON request per line, one
 //! JSON response per line, then the client may send another request or
 //! close. Requests are `{"cmd":"status"}`, `{"cmd":"bindings"}`,
-//! `{"cmd":"counters"}`, `{"cmd":"events"}` (a subscription: event
-//! lines until the client closes); responses are `{"ok":true,"data":...}` or
+//! `{"cmd":"counters"}`, `{"cmd":"visitors"}` (mip4-fa), `{"cmd":"events"}`
+//! (a subscription: event lines until the client closes); responses are
+//! `{"ok":true,"data":...}` or
 //! `{"ok":false,"error":"..."}`. Each daemon decides what `data` holds for
 //! the commands it serves (and answers the others with an error), so the
 //! protocol stays one small enum.
@@ -18,6 +19,8 @@ use serde::{Deserialize, Serialize};
 
 /// Default control socket of mip4-ha.
 pub const HA_SOCKET: &str = "/run/mip4/ha.sock";
+/// Default control socket of mip4-fa.
+pub const FA_SOCKET: &str = "/run/mip4/fa.sock";
 /// Default control socket of mip4d.
 pub const MN_SOCKET: &str = "/run/mip4/mip4d.sock";
 /// Longest request line a server accepts: anything longer is refused, so
@@ -37,6 +40,8 @@ pub enum Request {
     /// Subscribe: the daemon answers with one JSON event object per line
     /// (no `ok` envelope) until the client closes. Served by mip4d.
     Events,
+    /// The FA's visitor list (pending and accepted).
+    Visitors,
 }
 
 /// A daemon's answer.

@@ -9,6 +9,8 @@
 //!   replay protection (RFC 5944 §5.7).
 //! - [`mn`]: the sans-IO mobile-node core (registration client, modes).
 //! - [`ha`]: the sans-IO home-agent core (binding cache, request processing).
+//! - [`fa`]: the sans-IO foreign-agent core (advertisements, visitor list,
+//!   registration relay).
 //! - [`dataplane`]: tunnels (kernel ipip or userspace TUN + raw socket).
 //! - [`daemon`]: mip4d's I/O around the mobile-node core.
 //! - [`netlink`]: kernel glue (addresses, routes, rules, events, bypass).
@@ -24,6 +26,7 @@ pub mod config;
 pub mod ctl;
 pub mod daemon;
 pub mod dataplane;
+pub mod fa;
 pub mod ffi;
 pub mod ha;
 pub mod lab;

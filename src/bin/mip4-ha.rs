@@ -271,6 +271,7 @@ impl Daemon {
         match req {
             Request::Bindings => Response::ok(ha.bindings(now)),
             Request::Events => Response::error("events: served by mip4d only"),
+            Request::Visitors => Response::error("mip4-ha has no visitor list (ask mip4-fa)"),
             Request::Counters => {
                 // The core's counters, plus the data plane's datagram
                 // counters (RFC 3024 ingress drops among them).

@@ -153,6 +153,9 @@ fn main() -> ExitCode {
                 extra_settings: String::new(),
                 ..Default::default()
             },
+            // The mode 'mc' scenarios load the plugin cargo built beside
+            // mip4-lab (else the installed one).
+            mip4_plugin: Some(mip4::lab::bench::default_plugin()),
             ..Default::default()
         }
         .with_programs_in(&bin_dir)

@@ -1,4 +1,4 @@
-//! mip4ctl: the operator's CLI for mip4d and mip4-ha (control socket,
+//! mip4ctl: the operator's CLI for mip4d, mip4-ha and mip4-fa (control socket,
 //! see [`mip4::ctl`]).
 
 use std::path::PathBuf;
@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use mip4::ctl::{self, Request};
+use mip4::fa::VisitorInfo;
 use mip4::ha::{BindingInfo, Counters};
 
 #[derive(Parser, Debug)]
-#[command(name = "mip4ctl", version, about = "Query mip4d and mip4-ha")]
+#[command(name = "mip4ctl", version, about = "Query mip4d, mip4-ha and mip4-fa")]
 struct Args {
     /// Control socket (default: the HA's for `bindings` and `counters`,
     /// mip4d's for `status`).
@@ -29,11 +30,13 @@ enum Cmd {
     Status,
     /// The home agent's binding cache.
     Bindings,
-    /// The home agent's counters.
+    /// The home agent's (or, with --socket, the foreign agent's) counters.
     Counters,
     /// mip4d's event stream: one JSON object per line (timestamps
     /// `mono_ns`, CLOCK_MONOTONIC, and `wall_ns`), until interrupted.
     Events,
+    /// The foreign agent's visitor list.
+    Visitors,
 }
 
 fn main() -> ExitCode {
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Cmd::Bindings => (Request::Bindings, ctl::HA_SOCKET),
         Cmd::Counters => (Request::Counters, ctl::HA_SOCKET),
         Cmd::Events => (Request::Events, ctl::MN_SOCKET),
+        Cmd::Visitors => (Request::Visitors, ctl::FA_SOCKET),
     };
     let path = args.socket.unwrap_or_else(|| PathBuf::from(default));
     if req == Request::Events {
@@ -75,6 +79,15 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         },
+        Request::Visitors => match serde_json::from_value::<Vec<VisitorInfo>>(data) {
+            Ok(v) => print_visitors(&v),
+            Err(e) => {
+                eprintln!("mip4ctl: unexpected answer: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        // A foreign agent's counters (they have `relayed`).
+        Request::Counters if data.get("relayed").is_some() => print_object(&data, ""),
         Request::Counters => match serde_json::from_value::<Counters>(data.clone()) {
             Ok(c) => {
                 print_counters(&c);
@@ -163,6 +176,27 @@ fn print_bindings(bs: &[BindingInfo]) {
             tunnel,
             if b.flags.is_empty() { "-" } else { &b.flags },
             b.nai.as_deref().unwrap_or("-")
+        );
+    }
+}
+
+fn print_visitors(vs: &[VisitorInfo]) {
+    println!(
+        "{:<15} {:<8} {:<10} {:<17} {:<15} {:>5} {:>5} {:<2} NAI",
+        "HOME ADDRESS", "STATE", "INTERFACE", "LINK-LAYER", "HOME AGENT", "LIFE", "LEFT", "T"
+    );
+    for v in vs {
+        println!(
+            "{:<15} {:<8} {:<10} {:<17} {:<15} {:>5} {:>5} {:<2} {}",
+            v.home_address.to_string(),
+            v.state,
+            v.interface,
+            v.mac,
+            v.home_agent.to_string(),
+            v.lifetime,
+            v.remaining,
+            if v.reverse_tunnel { "T" } else { "-" },
+            v.nai.as_deref().unwrap_or("-")
         );
     }
 }

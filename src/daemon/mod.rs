@@ -319,6 +319,7 @@ impl Daemon {
                 Response::ok(json!(b.into_iter().collect::<Vec<_>>()))
             }
             Request::Events => Response::error("events is a subscription"),
+            Request::Visitors => Response::error("mip4d has no visitor list (ask mip4-fa)"),
         }
     }
 

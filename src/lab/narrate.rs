@@ -53,6 +53,34 @@ pub fn event(e: &Event) -> Option<String> {
             s(&d["address"]),
             s(&d["ifname"])
         ),
+        Some("plugin_connected") => format!(
+            "charon's mip4 plugin connects to mip4d ({})",
+            s(&d["agent"])
+        ),
+        Some("plugin_disconnected") => {
+            format!("charon's mip4 plugin is gone ({})", s(&d["reason"]))
+        }
+        Some("vpn_snapshot") => format!(
+            "mip4d gets the plugin's snapshot: {} IKE_SA(s), TIA {}",
+            s(&d["ike_sas"]),
+            s(&d["tia"])
+        ),
+        Some("vpn_tia_assigned") => format!(
+            "charon installs the TIA {} (VPN '{}', IKE_SA {}, gateway {})",
+            s(&d["tia"]),
+            s(&d["connection"]),
+            s(&d["ike_sa"]),
+            s(&d["gateway"])
+        ),
+        Some("vpn_moved") => format!(
+            "MOBIKE moved IKE_SA {}: {} -> {} (gateway {}), as mip4d hears it",
+            s(&d["ike_sa"]),
+            s(&d["from"]),
+            s(&d["to"]),
+            s(&d["gateway"])
+        ),
+        Some("vpn_down") => format!("IKE_SA {} is down", s(&d["ike_sa"])),
+        Some("decision") => format!("mip4d sends nothing: {}", s(&d["reason"])),
         Some(other) => format!("mip4d: {other}"),
         None => match e.event.as_str() {
             "lab_built" => "Figure 1 built (namespaces, links, delay lines)".into(),
@@ -63,7 +91,12 @@ pub fn event(e: &Event) -> Option<String> {
                 s(&d["to"])
             ),
             "spawned" => format!("{} starts", s(&d["name"])),
+            "charon_started" if d["mip4"].is_string() => {
+                "charon starts, with the mip4 plugin".into()
+            }
             "charon_started" => "charon starts".into(),
+            "charon_killed" => "charon is killed (SIGKILL)".into(),
+            "vpn_terminated" => format!("the VPN '{}' is terminated", s(&d["ike"])),
             "rtt" => format!("link RTT to {}: {} ms", s(&d["dst"]), s(&d["avg_ms"])),
             "pinger_started" => format!("ping {} -> {} every 20 ms", s(&d["src"]), s(&d["dst"])),
             "tcp_connected" => format!(
@@ -89,6 +122,9 @@ pub fn event(e: &Event) -> Option<String> {
                 },
                 s(&d["pattern"])
             ),
+            // A daemon stopped (`HOST/NAME`); streams and pingers are
+            // bookkeeping.
+            "stopped" if e.host.contains('/') => format!("{} stops (SIGTERM)", e.host),
             "config_written" | "subscribed" | "secret_made" | "command" | "stopped"
             | "capture_started" => return None,
             name => {
@@ -137,6 +173,21 @@ fn meaning(stem: &str) -> Option<&'static str> {
         "move_to_mobike" => "address change -> IKE_SA updated by MOBIKE",
         "move_to_data" => "address change -> first reply through the VPN",
         "tcp_stall" => "longest TCP stall",
+        "ike_rtt" => "IKE round trip (ping RTT MN -> VPN gateway)",
+        "requests_sent_after_move" => "Registration Requests sent after the move",
+        "requests_sent_after_terminate" => {
+            "Registration Requests sent after the old VPN was terminated"
+        }
+        "tia_to_request" => "new TIA installed -> Registration Request sent",
+        "tia_to_registered" => "new TIA installed -> registration accepted",
+        "kill_to_plugin_back" => "charon killed -> the new charon's plugin connected",
+        "kill_to_tia" => "charon killed -> the new VPN's TIA installed",
+        "kill_to_registered" => "charon killed -> registration accepted",
+        "kill_to_ping" => "charon killed -> first ping reply",
+        "kill_to_tcp" => "charon killed -> TCP stream moving again",
+        "stop_to_registered" => "mip4d stopped -> the new mip4d registered",
+        "stop_to_ping" => "mip4d stopped -> first ping reply",
+        "stop_to_tcp" => "mip4d stopped -> TCP stream moving again",
         "ping_lost" => "pings lost during the move (sent 20 ms apart)",
         "request_send_errors" => "Registration Requests that could not be sent (no route yet)",
         "request_retransmissions" => "Registration Request retransmissions (RFC 5944 §3.6.3)",
@@ -159,9 +210,12 @@ pub fn figures(f: &BTreeMap<String, f64>) -> Vec<String> {
             label = format!("{label} ({which})");
         }
         let unit = if k.ends_with("_ms") { " ms" } else { "" };
-        let rtts = f
+        let mut rtts = f
             .get(&format!("{stem}_rtts"))
             .map_or(String::new(), |r| format!("  = {r:.2} RTTs"));
+        if let Some(r) = f.get(&format!("{stem}_ike_rtts")) {
+            rtts.push_str(&format!("  = {r:.2} IKE RTTs"));
+        }
         out.push(format!("{label:<58} {v:>9.1}{unit}{rtts}"));
     }
     out
@@ -238,5 +292,17 @@ mod tests {
         assert!(lines[0].contains("address change -> registration accepted"));
         assert!(lines[0].contains("41.0 ms  = 2.05 RTTs"), "{}", lines[0]);
         assert!(lines[1].contains("pings lost"));
+        let f: BTreeMap<String, f64> = [
+            ("move_to_ping_ms".to_string(), 211.5),
+            ("move_to_ping_ike_rtts".to_string(), 7.61),
+        ]
+        .into();
+        let lines = figures(&f);
+        assert_eq!(lines.len(), 1);
+        assert!(
+            lines[0].contains("211.5 ms  = 7.61 IKE RTTs"),
+            "{}",
+            lines[0]
+        );
     }
 }

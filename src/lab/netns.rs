@@ -300,6 +300,15 @@ impl Process {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Kills the process at once (SIGKILL: a crash, no cleanup) and reaps
+    /// it.
+    pub fn kill(&mut self) {
+        if self.is_running() {
+            kill_group_or_pid(self.pid, libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+
     /// Stops the process: SIGTERM, then SIGKILL after `grace`.
     pub fn stop(&mut self, grace: Duration) {
         if !self.is_running() {

@@ -193,6 +193,10 @@ pub struct RunOptions {
     /// [`daemon::PROGRAMS`]): the caller says which build to run (tests
     /// pass cargo's `CARGO_BIN_EXE_*`, mip4-lab its own directory).
     pub programs: BTreeMap<String, String>,
+    /// The built mip4 plugin (`libmip4.so`), loaded by `lab::charon HOST
+    /// mip4=SOCKET` from charon's standard plugin directory (an overlay
+    /// inside that charon's mount namespace only).
+    pub mip4_plugin: Option<PathBuf>,
 }
 
 impl RunOptions {
@@ -224,6 +228,16 @@ fn check_programs(scenario: &Scenario, opts: &RunOptions) -> Result<()> {
             None => missing.push(format!("{bin} (no path given for ${{{var}}})")),
             Some(p) if !Path::new(p).is_file() => missing.push(format!(
                 "{bin}: {p} not found (build it: cargo build --bins)"
+            )),
+            Some(_) => {}
+        }
+    }
+    if text.iter().any(|t| t.contains(" mip4=")) {
+        match &opts.mip4_plugin {
+            None => missing.push("the mip4 plugin (no libmip4.so given)".into()),
+            Some(p) if !p.is_file() => missing.push(format!(
+                "the mip4 plugin: {} not found (build it: cargo build --lib)",
+                p.display()
             )),
             Some(_) => {}
         }
@@ -413,7 +427,13 @@ pub fn run(
 
 impl Run<'_> {
     fn emit(&mut self, event: &str, host: &str, detail: serde_json::Value) -> f64 {
-        let t = now();
+        self.emit_at(event, host, detail, now())
+    }
+
+    /// An event stamped at unix time `t`: when it happened, as its source
+    /// stamped it, rather than when the lab noticed (the sink sees that
+    /// time too).
+    fn emit_at(&mut self, event: &str, host: &str, detail: serde_json::Value, t: f64) -> f64 {
         let e = Event {
             t,
             ms: ((t - self.start) * 1e4).round() / 10.0,
@@ -457,14 +477,58 @@ impl Run<'_> {
         ns.sh(&format!("{prelude}{line}"))
     }
 
-    /// The config folder of `host`: the scenario's own, else lab/hosts.
-    fn host_config(&self, host: &str) -> PathBuf {
-        let own = self.scenario.dir.join("hosts").join(host);
+    /// A config file of `host`: the scenario's own
+    /// (`scenarios/NAME/hosts/HOST/FILE`), else the lab's
+    /// (`hosts/HOST/FILE`), file by file.
+    fn host_file(&self, host: &str, file: &str) -> PathBuf {
+        let own = self.scenario.dir.join("hosts").join(host).join(file);
         if own.exists() {
             own
         } else {
-            self.lab_dir.join("hosts").join(host)
+            self.lab_dir.join("hosts").join(host).join(file)
         }
+    }
+
+    /// The charon config of `lab::charon HOST [mip4=SOCKET]`: with
+    /// `mip4=`, the built plugin laid over the plugin directory, loaded,
+    /// and pointed at mip4d's plugin socket.
+    fn charon_config(&self, mip4_socket: Option<&str>) -> Result<CharonConfig> {
+        let mut cfg = self.opts.charon.clone();
+        let Some(socket) = mip4_socket else {
+            return Ok(cfg);
+        };
+        let plugin = self
+            .opts
+            .mip4_plugin
+            .as_ref()
+            .ok_or_else(|| Error::Other("no mip4 plugin given (libmip4.so)".into()))?;
+        let dir = self.work.path().join("plugins");
+        let io = |source| Error::Io {
+            path: dir.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        // Copy then rename: a charon still running has the previous copy
+        // mapped, and rewriting a mapped library in place crashes it.
+        let tmp = dir.join(".libstrongswan-mip4.so.new");
+        std::fs::copy(plugin, &tmp).map_err(io)?;
+        std::fs::rename(&tmp, dir.join("libstrongswan-mip4.so")).map_err(io)?;
+        if !cfg.extra_plugins.iter().any(|p| p == "mip4") {
+            cfg.extra_plugins.push("mip4".into());
+        }
+        // charon must never take the home address (on mip4d's tunnel
+        // device, `tunnel_device` = mip4mn0) for an IKE path: after a
+        // break-before-make move it is the only address left for a moment,
+        // MOBIKE would probe from it, through the Mobile IP tunnel that
+        // itself runs inside this IKE_SA's ESP, and never recover.
+        cfg.extra_settings
+            .push_str("    interfaces_ignore = mip4mn0\n");
+        cfg.extra_settings.push_str(&format!(
+            "    plugins {{\n        mip4 {{\n            socket = {socket}\n            \
+             loglevel = 2\n        }}\n    }}\n"
+        ));
+        cfg.plugin_overlay = Some(dir);
+        Ok(cfg)
     }
 
     fn charon(&self, host: &str) -> Result<&Charon> {
@@ -556,26 +620,76 @@ impl Run<'_> {
                 } else {
                     "attached"
                 };
-                let t = self.emit(name, &host, serde_json::json!({"from": from, "to": net}));
                 // The change counts from its first command, not its last.
-                if let Some(e) = self.events.last_mut() {
-                    e.detail["took_ms"] = serde_json::json!(((t - before) * 1e4).round() / 10.0);
-                    e.t = before;
-                    e.ms = ((before - self.start) * 1e4).round() / 10.0;
-                }
+                let took_ms = ((now() - before) * 1e4).round() / 10.0;
+                self.emit_at(
+                    name,
+                    &host,
+                    serde_json::json!({"from": from, "to": net, "took_ms": took_ms}),
+                    before,
+                );
             }
-            // lab::charon HOST: start charon, load the host's swanctl.conf.
+            // lab::charon HOST [mip4=SOCKET]: start charon (with the mip4
+            // plugin talking to SOCKET), load the host's swanctl.conf. A
+            // second start on HOST (after charon-kill) gets a fresh folder
+            // HOST-N, so the first charon's log stays.
             "charon" => {
                 let host = arg(1)?.to_string();
-                let dir = self.work.path().join(&host);
-                let c = Charon::start(self.lab.host(&host)?, &dir, &self.opts.charon)?;
-                let conf = self.host_config(&host).join("swanctl.conf");
+                let mip4 = words.get(2).and_then(|w| w.strip_prefix("mip4="));
+                let cfg = self.charon_config(mip4)?;
+                let starts = self
+                    .events
+                    .iter()
+                    .filter(|e| e.event == "charon_started" && e.host == host)
+                    .count();
+                let dir = match starts {
+                    0 => self.work.path().join(&host),
+                    n => self.work.path().join(format!("{host}-{}", n + 1)),
+                };
+                // A charon still running on HOST goes first.
+                drop(self.charons.remove(&host));
+                let c = Charon::start(self.lab.host(&host)?, &dir, &cfg)?;
+                let conf = self.host_file(&host, "swanctl.conf");
                 c.load_all(&conf)?;
                 self.charons.insert(host.clone(), c);
                 self.emit(
                     "charon_started",
                     &host,
-                    serde_json::json!({"swanctl": conf}),
+                    serde_json::json!({"swanctl": conf, "mip4": mip4, "dir": dir}),
+                );
+            }
+            // lab::charon-kill HOST: charon dies (SIGKILL: no DELETE sent,
+            // kernel-libipsec's ipsec0 and its routes vanish with it).
+            "charon-kill" => {
+                let host = arg(1)?.to_string();
+                let mut c = self
+                    .charons
+                    .remove(&host)
+                    .ok_or_else(|| Error::Other(format!("no charon started on `{host}`")))?;
+                let killed = now();
+                c.process_mut().kill();
+                drop(c);
+                self.emit_at("charon_killed", &host, serde_json::json!({}), killed);
+            }
+            // lab::terminate HOST IKE: `swanctl --terminate --ike IKE`,
+            // waiting until charon has deleted it; the event is stamped
+            // when the command started (what follows it may come sooner
+            // than swanctl returns).
+            "terminate" => {
+                let (host, ike) = (arg(1)?, arg(2)?);
+                let started = now();
+                let out = self.charon(host)?.swanctl(&[
+                    "--terminate",
+                    "--ike",
+                    ike,
+                    "--timeout",
+                    "10",
+                ])?;
+                self.emit_at(
+                    "vpn_terminated",
+                    host,
+                    serde_json::json!({"ike": ike, "out": out.trim()}),
+                    started,
                 );
             }
             // lab::vpn-up HOST IKE CHILD VAR: initiate, wait for the TIA.
@@ -679,15 +793,12 @@ impl Run<'_> {
                     p.replies().into_iter().find(|(t, rtt)| t - rtt / 1e3 >= t0)
                 })?;
                 let lost = p.replies().iter().filter(|(rt, _)| *rt >= t0).count();
-                self.emit(
+                self.emit_at(
                     event,
                     "",
                     serde_json::json!({"pinger": name, "rtt_ms": rtt, "replies_since": lost}),
+                    t,
                 );
-                if let Some(e) = self.events.last_mut() {
-                    e.t = t;
-                    e.ms = ((t - self.start) * 1e4).round() / 10.0;
-                }
             }
             // lab::rtt HOST DST FIGURE [COUNT]: average ping RTT, ms.
             "rtt" => {
@@ -713,6 +824,19 @@ impl Run<'_> {
                 let ms = (self.event_time(to)? - self.event_time(from)?) * 1e3;
                 self.figures
                     .insert(fig.to_string(), (ms * 10.0).round() / 10.0);
+            }
+            // lab::delta NAME A B: figure A - figure B (e.g. a counter
+            // after and before a move).
+            "delta" => {
+                let (fig, a, b) = (arg(1)?, arg(2)?, arg(3)?);
+                let get = |k: &str| {
+                    self.figures
+                        .get(k)
+                        .copied()
+                        .ok_or_else(|| Error::Other(format!("no figure `{k}`")))
+                };
+                let d = get(a)? - get(b)?;
+                self.figures.insert(fig.to_string(), d);
             }
             // lab::ratio NAME A B: figure A / figure B.
             "ratio" => {
@@ -749,7 +873,7 @@ impl Run<'_> {
             // hold a key); its path goes into ${VAR}.
             "render" => {
                 let (host, file, var) = (arg(1)?, arg(2)?, arg(3)?);
-                let src = self.host_config(host).join(file);
+                let src = self.host_file(host, file);
                 let text = std::fs::read_to_string(&src).map_err(|source| Error::Io {
                     path: src.display().to_string(),
                     source,
@@ -811,8 +935,7 @@ impl Run<'_> {
                 let (e, _) =
                     wait::until(timeout, &what, || sub.find(dev, &conds, after, last_before))?;
                 let t = daemon::wall(&e).unwrap_or_else(now);
-                self.emit(name, key, e);
-                self.set_last_time(t);
+                self.emit_at(name, key, e, t);
             }
             // lab::binding HOST SOCKET HOA COA NAME [SECS]: waits until
             // the HA's binding for HOA has care-of address COA.
@@ -886,7 +1009,7 @@ impl Run<'_> {
                         )))
                     }
                 };
-                self.emit(
+                self.emit_at(
                     event,
                     "",
                     serde_json::json!({
@@ -896,8 +1019,8 @@ impl Run<'_> {
                         "bytes_sent": st.bytes_sent(),
                         "bytes_echoed": st.bytes_echoed(),
                     }),
+                    t,
                 );
-                self.set_last_time(t);
             }
             // lab::stream-gap NAME FIGURE: the stream's longest stall, ms.
             "stream-gap" => {
@@ -945,16 +1068,6 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Moves the last event to unix time `t` (when it happened, as its
-    /// source stamped it, rather than when the lab noticed).
-    fn set_last_time(&mut self, t: f64) {
-        let start = self.start;
-        if let Some(e) = self.events.last_mut() {
-            e.t = t;
-            e.ms = ((t - start) * 1e4).round() / 10.0;
-        }
-    }
-
     /// An evaltest `lab::` line: the lab's own view as one line of text.
     fn query(&self, command: &str) -> Result<String> {
         let words: Vec<&str> = command.split_whitespace().collect();
@@ -977,24 +1090,43 @@ impl Run<'_> {
                 .ok_or_else(|| Error::Other(format!("no stream `{}`", arg(1).unwrap_or(""))))?
                 .state()
                 .describe()),
-            // lab::events HOST/PROC EVENT [field=value ...]: how many.
+            // lab::events HOST/PROC EVENT [field=value ...] [after=EV]:
+            // how many (with `after`, stamped at or after lab event EV).
             "events" => {
                 let sub = self.subscriptions.get(arg(1)?).ok_or_else(|| {
                     Error::Other(format!("no subscription `{}`", arg(1).unwrap_or("")))
                 })?;
-                let conds: Vec<(String, String)> = words
+                let mut after = 0.0;
+                let mut conds = Vec::new();
+                for (k, v) in words
                     .get(3..)
                     .unwrap_or_default()
                     .iter()
                     .filter_map(|w| w.split_once('='))
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect();
+                {
+                    match k {
+                        "after" => after = self.event_time(v)?,
+                        _ => conds.push((k.to_string(), v.to_string())),
+                    }
+                }
                 let n = sub
                     .all()
                     .iter()
-                    .filter(|e| e["event"] == arg(2).unwrap_or("") && daemon::matches(e, &conds))
+                    .filter(|e| {
+                        e["event"] == arg(2).unwrap_or("")
+                            && daemon::matches(e, &conds)
+                            && daemon::wall(e).is_some_and(|t| t >= after)
+                    })
                     .count();
                 Ok(format!("count={n}"))
+            }
+            // lab::figure NAME: a figure of this run, `NAME=value`.
+            "figure" => {
+                let v = self
+                    .figures
+                    .get(arg(1)?)
+                    .ok_or_else(|| Error::Other(format!("no figure `{}`", arg(1).unwrap_or(""))))?;
+                Ok(format!("{}={v}", arg(1)?))
             }
             other => Err(Error::Other(format!("unknown lab query `{other}`"))),
         }

@@ -51,4 +51,44 @@ impl Netlink {
                 "delete proxy neighbour {addr} on {ifindex}"
             )))
     }
+
+    /// A permanent neighbour entry `addr lladdr MAC dev IF` (`ip neigh
+    /// replace ... nud permanent`): a foreign agent delivers to a visitor
+    /// by the link-layer address its registration came from, never by ARP
+    /// for its home address (RFC 5944 §4.6).
+    pub async fn add_static_neighbour(
+        &self,
+        ifindex: u32,
+        addr: Ipv4Addr,
+        mac: [u8; 6],
+    ) -> Result<()> {
+        self.handle
+            .neighbours()
+            .add(ifindex, IpAddr::V4(addr))
+            .link_layer_address(&mac)
+            .state(NeighbourState::Permanent)
+            .replace()
+            .execute()
+            .await
+            .map_err(Error::request(format!("add neighbour {addr} on {ifindex}")))
+    }
+
+    /// Removes the neighbour entry for `addr` on `ifindex`.
+    pub async fn del_neighbour(&self, ifindex: u32, addr: Ipv4Addr) -> Result<()> {
+        let mut m = NeighbourMessage::default();
+        m.header.family = AddressFamily::Inet;
+        m.header.ifindex = ifindex;
+        m.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
+                addr,
+            )));
+        self.handle
+            .neighbours()
+            .del(m)
+            .execute()
+            .await
+            .map_err(Error::request(format!(
+                "delete neighbour {addr} on {ifindex}"
+            )))
+    }
 }

@@ -1,0 +1,94 @@
+//! Shared by the lab scenario tests: the run options (the programs and
+//! the mip4 plugin cargo built for this test run) and event lookups.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use mip4::lab::scenario::{run, Event, RunOptions, Scenario, Summary};
+
+/// The libmip4.so cargo built for this test run: target/<profile>/deps
+/// beside the test binary (`cargo test` does not copy a cdylib up to
+/// target/<profile>, so the copy there may be stale or missing).
+pub fn built_plugin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let deps = exe.parent().expect("target/<profile>/deps");
+    [deps, deps.parent().unwrap_or(deps)]
+        .iter()
+        .map(|d| d.join("libmip4.so"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("libmip4.so not built in {}", deps.display()))
+}
+
+pub fn options() -> RunOptions {
+    let mut o = RunOptions::default();
+    for (var, path) in [
+        ("MIP4D", env!("CARGO_BIN_EXE_mip4d")),
+        ("MIP4_HA", env!("CARGO_BIN_EXE_mip4-ha")),
+        ("MIP4CTL", env!("CARGO_BIN_EXE_mip4ctl")),
+    ] {
+        o.programs.insert(var.to_string(), path.to_string());
+    }
+    o.mip4_plugin = Some(built_plugin());
+    o
+}
+
+/// Runs scenario `name` from lab/scenarios; panics with the failed checks
+/// unless it passed.
+pub fn run_passing(name: &str) -> Summary {
+    mip4::lab::preflight().expect("lab preflight");
+    let lab = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("lab");
+    let sc = Scenario::load(&lab.join("scenarios").join(name)).unwrap();
+    let s = run(&lab, &sc, &options(), &mut |_| {}).unwrap();
+    assert!(
+        s.passed(),
+        "{name} failed: {:?}\n{:#?}",
+        s.error,
+        s.checks.iter().filter(|c| !c.ok).collect::<Vec<_>>()
+    );
+    s
+}
+
+pub fn event<'a>(s: &'a Summary, name: &str) -> &'a Event {
+    s.event(name)
+        .unwrap_or_else(|| panic!("no `{name}` event in the run: {:?}", s.error))
+}
+
+/// The last event called `name`.
+pub fn last<'a>(s: &'a Summary, name: &str) -> &'a Event {
+    s.events
+        .iter()
+        .rev()
+        .find(|e| e.event == name)
+        .unwrap_or_else(|| panic!("no `{name}` event in the run"))
+}
+
+pub fn figure(s: &Summary, name: &str) -> f64 {
+    *s.figures
+        .get(name)
+        .unwrap_or_else(|| panic!("figure {name} missing: {:?}", s.figures))
+}
+
+/// The evaltest checks whose command starts with `prefix` ran and held.
+pub fn check_held(s: &Summary, prefix: &str) {
+    let checks: Vec<_> = s
+        .checks
+        .iter()
+        .filter(|c| c.command.starts_with(prefix))
+        .collect();
+    assert!(!checks.is_empty(), "no check `{prefix}` ran");
+    for c in checks {
+        assert!(c.ok, "{c:?}");
+    }
+}
+
+/// The TCP stream is the same connection before and after, with bytes
+/// echoed after: `before` and `after` are `wait-stream` events.
+pub fn same_stream(s: &Summary, before: &str, after: &str) {
+    let b = &event(s, before).detail;
+    let a = &event(s, after).detail;
+    assert_eq!(a["connections"], 1, "the server saw a new connection");
+    assert_eq!(b["client"], a["client"], "the stream reconnected");
+    assert!(a["bytes_echoed"].as_u64() > b["bytes_echoed"].as_u64());
+    check_held(s, "tcp-stream");
+}
