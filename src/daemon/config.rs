@@ -14,6 +14,7 @@ use serde::Deserialize;
 use crate::auth::{Algorithm, SecurityAssociation, FIRST_USABLE_SPI};
 use crate::config::{ConfigError, SecretKey, Source};
 use crate::dataplane::BackendChoice;
+use crate::mn::detect::{DetectConfig, VpnWhenInside};
 use crate::mn::node::NodeConfig;
 use crate::mn::registration::{self, Retransmit, MIN_RETRANSMIT_INTERVAL};
 use crate::mn::TrustPolicy;
@@ -74,6 +75,49 @@ struct File {
     retransmission: RetransmissionFile,
     #[serde(default)]
     vpn: VpnFile,
+    detect: Option<DetectFile>,
+}
+
+/// `[detect]`: trusted-network detection by the probe of RFC 5266 §3.4
+/// (replaces `trusted_networks`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DetectFile {
+    /// RFC 5266 §3.4: timeout and retransmissions of the probe are
+    /// "configurable on the mobile node".
+    #[serde(default = "default_probe_timeout_ms")]
+    timeout_ms: u64,
+    #[serde(default = "default_probe_retries")]
+    retries: u32,
+    #[serde(default = "default_probe_cap_ms")]
+    backoff_cap_ms: u64,
+    /// RFC 5265 §3.2.4 T_MONITOR (default 60 s); 0 turns monitoring off.
+    #[serde(default = "default_t_monitor")]
+    t_monitor_s: u64,
+    #[serde(default = "default_monitor_grace")]
+    monitor_grace_s: u64,
+    #[serde(default)]
+    vpn_when_inside: VpnWhenInside,
+    /// The charon connection to initiate outside without a VPN, and to
+    /// terminate inside with `vpn_when_inside = "terminate"`. Default:
+    /// the first of `[vpn] connections`.
+    vpn_connection: Option<String>,
+}
+
+fn default_probe_timeout_ms() -> u64 {
+    1000
+}
+fn default_probe_retries() -> u32 {
+    2
+}
+fn default_probe_cap_ms() -> u64 {
+    2000
+}
+fn default_t_monitor() -> u64 {
+    60
+}
+fn default_monitor_grace() -> u64 {
+    10
 }
 
 /// `[vpn]`: mode 'mc' (RFC 5266 §3.1.3) with charon's mip4 plugin.
@@ -342,7 +386,19 @@ impl MnConfig {
         let mut node = NodeConfig::new(reg);
         node.interfaces = f.interfaces;
         node.home_network = f.home_network;
-        node.trust = TrustPolicy::Prefixes(f.trusted_networks);
+        node.trust = match &f.detect {
+            None => TrustPolicy::Prefixes(f.trusted_networks),
+            Some(d) => {
+                if !f.trusted_networks.is_empty() {
+                    return Err(src.error_at_key(
+                        "trusted_networks",
+                        0,
+                        "give `trusted_networks` or a `[detect]` section, not both (the probe decides trust, RFC 5266 §3.4)",
+                    ));
+                }
+                TrustPolicy::Tnc(detect_config(src, d, &f.vpn.connections)?)
+            }
+        };
         node.reverse_tunnel = f.reverse_tunnel;
         node.retry_interval = Duration::from_secs(r.retry_interval_s);
         node.vpn_connections = f.vpn.connections.clone();
@@ -361,6 +417,46 @@ impl MnConfig {
             plugin_socket,
         })
     }
+}
+
+fn detect_config(
+    src: &Source,
+    d: &DetectFile,
+    connections: &[String],
+) -> Result<DetectConfig, ConfigError> {
+    let initial = Duration::from_millis(d.timeout_ms);
+    if initial < MIN_RETRANSMIT_INTERVAL {
+        return Err(src.error_at_key(
+            "detect.timeout_ms",
+            0,
+            "must be at least 1000 (RFC 5944 §3.6.3: at most one request a second)",
+        ));
+    }
+    let cap = Duration::from_millis(d.backoff_cap_ms);
+    if cap < initial {
+        return Err(src.error_at_key("detect.backoff_cap_ms", 0, "must not be below timeout_ms"));
+    }
+    if d.t_monitor_s != 0 && d.monitor_grace_s >= d.t_monitor_s {
+        return Err(src.error_at_key(
+            "detect.monitor_grace_s",
+            0,
+            "must be below t_monitor_s (RFC 5265 §3.2.4: re-register every T_MONITOR - N)",
+        ));
+    }
+    Ok(DetectConfig {
+        retransmit: Retransmit {
+            initial_timeout: initial,
+            max_timeout: cap,
+            max_attempts: d.retries + 1,
+        },
+        t_monitor: (d.t_monitor_s != 0).then(|| Duration::from_secs(d.t_monitor_s)),
+        monitor_grace: Duration::from_secs(d.monitor_grace_s),
+        vpn_when_inside: d.vpn_when_inside,
+        vpn_connection: d
+            .vpn_connection
+            .clone()
+            .or_else(|| connections.first().cloned()),
+    })
 }
 
 #[cfg(test)]
@@ -431,6 +527,26 @@ backoff_cap_ms = 4000
         ))
         .unwrap_err();
         assert!(e.starts_with("mip4d.conf:3: key `home_network`"), "{e}");
+    }
+
+    #[test]
+    fn detect_section_selects_the_probe() {
+        let text = GOOD.replace("trusted_networks = [\"10.20.0.0/16\"]\n", "")
+            + "\n[detect]\ntimeout_ms = 1500\nretries = 3\nbackoff_cap_ms = 3000\nt_monitor_s = 30\nvpn_when_inside = \"terminate\"\n[vpn]\nconnections = [\"corp\"]\n";
+        let c = load(&text).unwrap();
+        let TrustPolicy::Tnc(d) = &c.node.trust else {
+            panic!("{:?}", c.node.trust)
+        };
+        assert_eq!(d.retransmit.max_attempts, 4);
+        assert_eq!(d.retransmit.initial_timeout, Duration::from_millis(1500));
+        assert_eq!(d.t_monitor, Some(Duration::from_secs(30)));
+        assert_eq!(d.vpn_when_inside, VpnWhenInside::Terminate);
+        assert_eq!(d.vpn_connection.as_deref(), Some("corp"));
+        // Both ways of deciding trust at once is a mistake.
+        let e = load(&(GOOD.to_string() + "\n[detect]\n")).unwrap_err();
+        assert!(e.contains("key `trusted_networks`"), "{e}");
+        let e = load(&text.replace("timeout_ms = 1500", "timeout_ms = 100")).unwrap_err();
+        assert!(e.contains("key `detect.timeout_ms`"), "{e}");
     }
 
     #[test]

@@ -72,6 +72,10 @@ impl Installer {
             }
             Action::TunnelDown { home } => self.tunnel_down(*home).await,
             Action::TunnelMtu { home, mtu } => self.tunnel_mtu(*home, *mtu).await,
+            Action::HoldTraffic { home } => self.hold(*home, true).await,
+            Action::ReleaseTraffic { home } => self.hold(*home, false).await,
+            // The daemon sends these to the plugin.
+            Action::Vpn(_) => Ok(()),
         }
     }
 
@@ -178,6 +182,36 @@ impl Installer {
             .await
             .map_err(|e| format!("mtu {mtu} on {}: {e}", inst.device.ifname))?;
         info!(%home, mtu, device = %inst.device.ifname, "tunnel mtu set");
+        Ok(())
+    }
+
+    /// Holds (or releases) the home address's traffic while the mode is
+    /// undecided (RFC 5266 §3.4, RFC 5265 §3.2.2): the default route of
+    /// the home address's table becomes a blackhole, so nothing from the
+    /// home address leaves, in the clear or otherwise, and is replaced
+    /// by the route into the tunnel again on release. The same rule for
+    /// both backends: the kernel drops before any device, and TCP
+    /// retransmits what was dropped once the path is decided.
+    async fn hold(&mut self, home: Ipv4Addr, hold: bool) -> Result<(), String> {
+        let Some(inst) = self.installed.as_ref().filter(|i| i.home == home) else {
+            // No tunnel, no rule: nothing routes the home address.
+            return Ok(());
+        };
+        let Some(route) = inst.route.clone() else {
+            return Ok(());
+        };
+        if hold {
+            self.nl
+                .replace_blackhole(route.dst, route.prefix_len, route.table)
+                .await
+                .map_err(|e| format!("hold {home}: {e}"))?;
+        } else {
+            self.nl
+                .replace_route(&route)
+                .await
+                .map_err(|e| format!("release {home}: {e}"))?;
+        }
+        info!(%home, hold, table = route.table, "home address traffic");
         Ok(())
     }
 

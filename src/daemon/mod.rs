@@ -8,6 +8,7 @@ pub mod control;
 pub mod events;
 pub mod kernel;
 pub mod plugin;
+pub mod probe;
 pub mod sockets;
 
 use std::collections::HashMap;
@@ -19,10 +20,10 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
-use crate::bridge::proto::PluginMsg;
+use crate::bridge::proto::{self, DaemonMsg, PluginMsg};
 use crate::ctl::{Request, Response};
 use crate::dataplane::{DataPlane, Role, UserspaceConfig};
-use crate::mn::node::Event as NodeEvent;
+use crate::mn::node::{Action, Event as NodeEvent, VpnRequest};
 use crate::mn::vpn::{PathMtu, VpnInput};
 use crate::mn::Node;
 use crate::netlink::{NetEvent, Netlink, Watcher};
@@ -31,6 +32,7 @@ pub use config::MnConfig;
 use events::{Clock, EventBus};
 use kernel::Installer;
 use plugin::PluginInput;
+use probe::ProbeSockets;
 use sockets::Sockets;
 
 /// Interfaces that are never attachments: loopback and our own tunnels.
@@ -47,11 +49,15 @@ struct Daemon {
     nl: Arc<Netlink>,
     installer: Installer,
     sockets: Sockets,
+    /// Trusted-network detection probes (bypassing the VPN).
+    probes: ProbeSockets,
     bus: EventBus,
     /// The current plugin connection (the newest) and its writer, for
     /// requests to charon (issue 5's bypass and VPN actions).
     plugin: Option<(u64, tokio::net::unix::OwnedWriteHalf)>,
     plugin_msgs: u64,
+    /// Ids of requests to charon (initiate/terminate the VPN).
+    plugin_requests: u64,
 }
 
 impl Daemon {
@@ -60,15 +66,66 @@ impl Daemon {
     /// then the events.
     async fn flush(&mut self) {
         while let Some(a) = self.node.poll_action() {
+            if let Action::Vpn(r) = &a {
+                self.vpn_request(r).await;
+                continue;
+            }
             if let Err(e) = self.installer.apply(&a).await {
                 error!(action = ?a, error = %e, "kernel change failed");
             }
+        }
+        // Probes first: on a move the probe and the MOBIKE update race
+        // (RFC 5266 §3.4), and nothing here waits for charon.
+        while let Some(p) = self.node.poll_probe_transmit() {
+            let src = p.transmit.src;
+            // The interface charon uses for this address, from the plugin
+            // (its path report), where the node's own name no longer binds.
+            let fallback = self
+                .node
+                .vpn_view()
+                .sas()
+                .iter()
+                .find(|s| s.local.is_some() && s.local == src)
+                .and_then(|s| s.local_ifname.clone());
+            self.probes.send(&p, fallback.as_deref()).await;
         }
         while let Some(t) = self.node.poll_transmit() {
             self.sockets.send(&t).await;
         }
         while let Some((at, e)) = self.node.poll_event() {
             self.bus.publish(at, e);
+        }
+    }
+
+    /// Asks charon, through the plugin, to initiate or terminate the VPN.
+    async fn vpn_request(&mut self, r: &VpnRequest) {
+        use tokio::io::AsyncWriteExt;
+        let action = match r {
+            VpnRequest::Initiate { connection } => proto::Action::Initiate {
+                connection: connection.clone(),
+            },
+            VpnRequest::Terminate { connection } => proto::Action::Terminate {
+                connection: connection.clone(),
+            },
+        };
+        let Some((_, writer)) = self.plugin.as_mut() else {
+            warn!(request = ?r, "no charon plugin connected: VPN request not sent");
+            return;
+        };
+        self.plugin_requests += 1;
+        let msg = DaemonMsg::Request {
+            id: self.plugin_requests,
+            action,
+        };
+        match proto::encode(&msg) {
+            Ok(frame) => {
+                if let Err(e) = writer.write_all(&frame).await {
+                    warn!(error = %e, "sending a VPN request to the plugin failed");
+                } else {
+                    info!(id = self.plugin_requests, request = ?r, "VPN request sent to charon");
+                }
+            }
+            Err(e) => warn!(error = %e, "encoding a VPN request failed"),
         }
     }
 
@@ -85,6 +142,7 @@ impl Daemon {
             NetEvent::AddressRemoved { ifname, addr, .. } if !is_own(&self.cfg, &ifname) => {
                 self.node.address_removed(now, &ifname, addr);
                 self.sockets.forget(addr);
+                self.probes.forget(addr);
             }
             NetEvent::LinkUp { ifname, .. } if !is_own(&self.cfg, &ifname) => {
                 self.node.link_up(now, &ifname)
@@ -215,6 +273,14 @@ impl Daemon {
                         json!(self.sockets.sent_on_route),
                     );
                     o.insert(
+                        "probe_sockets".into(),
+                        json!({
+                            "sent": self.probes.sent,
+                            "send_errors": self.probes.send_errors,
+                            "sent_on_route": self.probes.sent_on_route,
+                        }),
+                    );
+                    o.insert(
                         "plugin".into(),
                         json!({
                             "socket": self.cfg.plugin_socket,
@@ -319,7 +385,9 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
         nl: nl.clone(),
         plugin: None,
         plugin_msgs: 0,
+        plugin_requests: 0,
         installer,
+        probes: ProbeSockets::new(rx_tx.clone()),
         sockets: Sockets::new(rx_tx),
         bus,
         cfg,
@@ -353,6 +421,12 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
         tokio::select! {
             ev = watcher.next() => match ev {
                 Some(NetEvent::RouteAdded { .. }) => {
+                    for p in d.probes.route_added().await {
+                        d.bus.publish(
+                            Instant::now(),
+                            NodeEvent::RequestSentOnRoute { src: p.transmit.src, dst: p.transmit.dst },
+                        );
+                    }
                     for t in d.sockets.route_added().await {
                         d.bus.publish(
                             Instant::now(),

@@ -11,6 +11,7 @@
 //! - [`vpn`]: what charon's plugin reports (TIA, MOBIKE moves, rekeys),
 //!   typed for mode 'mc', and the MTU of the tunnel inside ESP.
 
+pub mod detect;
 pub mod mode;
 pub mod node;
 pub mod registration;

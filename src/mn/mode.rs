@@ -7,6 +7,8 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
+use super::detect::DetectConfig;
+
 /// How the mobile node reaches its home agent (RFC 5266 §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -43,18 +45,21 @@ pub enum Trust {
 
 /// How trust is decided.
 ///
-/// Today: configured prefixes, decided at once. RFC 5266 §3.4 asks for a
-/// secure, fast test on every change of attachment (an authenticated
-/// registration reply carrying the TNC extension, RFC 5265); that test
-/// lands as another variant whose [`classify`](Self::classify) answers
-/// [`Trust::Unknown`] until the probe's outcome is fed to the node. The
-/// node already treats `Unknown` as "hold, do not register in mode c".
+/// Configured prefixes decide at once. RFC 5266 §3.4's secure test on
+/// every change of attachment (an authenticated registration reply
+/// carrying the TNC extension, RFC 5265) is [`TrustPolicy::Tnc`]: the
+/// node asks its [`crate::mn::detect::Detector`], which answers
+/// [`Trust::Unknown`] until the probe's verdict; the node holds and does
+/// not register in either mode meanwhile (unless a mode 'mc' binding
+/// through the VPN already carries the traffic).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TrustPolicy {
     /// Addresses inside one of these prefixes are on trusted networks.
     /// An empty list trusts every address (a trusted-only deployment
     /// without a VPN).
     Prefixes(Vec<Ipv4Net>),
+    /// The probe of RFC 5266 §3.4 decides, per attachment.
+    Tnc(DetectConfig),
 }
 
 impl TrustPolicy {
@@ -63,6 +68,8 @@ impl TrustPolicy {
             TrustPolicy::Prefixes(p) if p.is_empty() => Trust::Trusted,
             TrustPolicy::Prefixes(p) if p.iter().any(|n| n.contains(&addr)) => Trust::Trusted,
             TrustPolicy::Prefixes(_) => Trust::Untrusted,
+            // Only the node's detector knows (per attachment).
+            TrustPolicy::Tnc(_) => Trust::Unknown,
         }
     }
 }

@@ -31,6 +31,11 @@ use ipnet::Ipv4Net;
 use serde::Serialize;
 use tracing::{info, warn};
 
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use super::detect::{self, Cause, DetectStats, Detector, Outcome, ProbeTransmit};
+use super::detect::{Verdict, VpnWhenInside};
 use super::mode::{Mode, Trust, TrustPolicy};
 use super::registration::{self, Client, Purpose, Transmit};
 use super::vpn::{PathMtu, VpnInput, VpnSa, VpnView, DEFAULT_ESP_OVERHEAD};
@@ -102,6 +107,10 @@ pub enum State {
     Unreachable { care_of: Ipv4Addr },
     /// Deregistering before exit.
     Deregistering { care_of: Ipv4Addr },
+    /// Finding out whether `address` is on a trusted network (RFC 5266
+    /// §3.4): the probe to the i-HA runs, no mode is decided, traffic
+    /// that would leave in the clear is held.
+    Detecting { address: Ipv4Addr },
     /// Shut down: nothing installed any more.
     Stopped,
 }
@@ -142,6 +151,24 @@ pub enum Action {
     /// Set the MTU of the tunnel device of `home` (mode 'mc': the tunnel
     /// runs inside ESP and must not fragment, see [`PathMtu`]).
     TunnelMtu { home: Ipv4Addr, mtu: u32 },
+    /// Hold the home address's traffic: the mode is not decided (RFC
+    /// 5266 §3.4 last paragraph, RFC 5265 §3.2.2). The daemon makes the
+    /// home address's route a blackhole until [`Action::ReleaseTraffic`].
+    HoldTraffic { home: Ipv4Addr },
+    /// The path is decided again: route the home address's traffic into
+    /// the tunnel. A no-op without a tunnel.
+    ReleaseTraffic { home: Ipv4Addr },
+    /// Ask charon, through the plugin, to bring a VPN connection up or
+    /// down (RFC 5266 §3.4.1 step 2, §3.4.2 step 1).
+    Vpn(VpnRequest),
+}
+
+/// A request to charon about the VPN.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum VpnRequest {
+    Initiate { connection: String },
+    Terminate { connection: String },
 }
 
 /// Something the operator (and the lab's timing) wants to know. The node
@@ -297,6 +324,59 @@ pub enum Event {
         tia_device: Option<u32>,
         esp_overhead: u32,
     },
+    /// Trusted-network detection began for an attachment (RFC 5266 §3.4).
+    ProbeStarted {
+        ifname: String,
+        address: Ipv4Addr,
+        reason: String,
+    },
+    /// A probe request left (directly, bypassing the VPN).
+    ProbeSent {
+        ifname: String,
+        address: Ipv4Addr,
+        home_agent: Ipv4Addr,
+        identification: u64,
+        retransmission: bool,
+    },
+    /// A newer attachment (or the loss of this one) ended a probe before
+    /// its verdict.
+    ProbeCancelled {
+        ifname: String,
+        address: Ipv4Addr,
+        reason: String,
+    },
+    /// A reply to the probe that was not believed: it failed the MN-HA
+    /// authenticator, did not parse, or named another home address.
+    ProbeReplyDropped {
+        from: SocketAddrV4,
+    },
+    /// The detection's outcome for an attachment.
+    TrustVerdict {
+        ifname: String,
+        address: Ipv4Addr,
+        verdict: Verdict,
+        #[serde(flatten)]
+        cause: Cause,
+        /// Milliseconds from the probe's start (null for monitoring).
+        elapsed_ms: Option<u64>,
+        /// Replies dropped as forged during this probe.
+        forged: u64,
+        reason: String,
+    },
+    /// Traffic from the home address is held (blackholed).
+    TrafficHeld {
+        reason: String,
+    },
+    /// Traffic from the home address flows again.
+    TrafficReleased {
+        reason: String,
+    },
+    /// mip4d asked charon to initiate or terminate the VPN.
+    VpnRequested {
+        #[serde(flatten)]
+        request: VpnRequest,
+        reason: String,
+    },
 }
 
 /// Counters of the node itself (the client keeps the registration ones).
@@ -319,6 +399,10 @@ pub struct NodeStats {
     pub tia_changes: u64,
     /// Times the binding went stale (TIA released, IKE_SA down).
     pub bindings_stale: u64,
+    /// Times traffic from the home address was held (detection running
+    /// with no protected path), and released.
+    pub traffic_holds: u64,
+    pub traffic_releases: u64,
 }
 
 /// `mip4ctl status` of the mobile node.
@@ -341,6 +425,19 @@ pub struct Status {
     pub vpn: Option<VpnStatus>,
     pub registration: RegistrationCounters,
     pub node: NodeStats,
+    /// Trusted-network detection (null when trust comes from prefixes).
+    pub detection: Option<DetectionStatus>,
+}
+
+/// The detection part of `mip4ctl status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DetectionStatus {
+    /// The attachment being probed, if any.
+    pub probing: Option<Ipv4Addr>,
+    pub verdicts: Vec<detect::Attachment>,
+    /// Whether traffic from the home address is held now.
+    pub traffic_held: bool,
+    pub counters: DetectStats,
 }
 
 /// The VPN part of `mip4ctl status`.
@@ -459,6 +556,18 @@ pub struct Node {
     /// Counts registrations the node started (to tell, after a VPN
     /// input, whether it registered).
     registrations_started: u64,
+    /// Trusted-network detection, with `TrustPolicy::Tnc`.
+    detector: Option<Detector>,
+    probe_transmits: VecDeque<ProbeTransmit>,
+    /// Randomness for the probes' clients.
+    rng: StdRng,
+    /// Traffic from the home address is held.
+    held: bool,
+    /// Whether the last reply handed to the client had TNC in its
+    /// authenticated part.
+    last_tnc: Option<bool>,
+    /// RFC 5265 §3.2.4: re-register at `.0`; no user data after `.1`.
+    monitor: Option<(Option<Instant>, Instant)>,
 }
 
 fn purpose_name(p: Purpose) -> &'static str {
@@ -484,8 +593,11 @@ impl Node {
 
     /// A node around a caller-built client (tests pass a seeded one).
     pub fn with_client(cfg: NodeConfig, client: Client) -> Self {
+        let detector = match &cfg.trust {
+            TrustPolicy::Tnc(d) => Some(Detector::new(d.clone(), cfg.registration.sa.clone())),
+            TrustPolicy::Prefixes(_) => None,
+        };
         Node {
-            cfg,
             client,
             state: State::Detached,
             addresses: Vec::new(),
@@ -508,7 +620,29 @@ impl Node {
             stale: false,
             tunnel_mtu: None,
             registrations_started: 0,
+            detector,
+            probe_transmits: VecDeque::new(),
+            rng: StdRng::from_entropy(),
+            held: false,
+            last_tnc: None,
+            monitor: None,
+            cfg,
         }
+    }
+
+    /// Seeds the randomness of the probes' clients (deterministic tests).
+    pub fn seed_probes(&mut self, seed: u64) {
+        self.rng = StdRng::seed_from_u64(seed);
+    }
+
+    /// Detection, when trust comes from the probe.
+    pub fn detector(&self) -> Option<&Detector> {
+        self.detector.as_ref()
+    }
+
+    /// Whether traffic from the home address is held now.
+    pub fn traffic_held(&self) -> bool {
+        self.held
     }
 
     /// The client configuration the node runs: co-located (no foreign
@@ -570,6 +704,12 @@ impl Node {
             }),
             registration: self.client.stats().into(),
             node: self.stats.clone(),
+            detection: self.detector.as_ref().map(|d| DetectionStatus {
+                probing: d.probing().map(|(_, a)| a),
+                verdicts: d.verdicts().to_vec(),
+                traffic_held: self.held,
+                counters: d.stats().clone(),
+            }),
         }
     }
 
@@ -609,6 +749,7 @@ impl Node {
             Some(addr),
             &format!("address {addr}/{prefix_len} added on {ifname}"),
         );
+        self.settle(now);
     }
 
     pub fn address_removed(&mut self, now: Instant, ifname: &str, addr: Ipv4Addr) {
@@ -626,7 +767,10 @@ impl Node {
             },
         );
         info!(ifname, %addr, "address removed");
-        self.evaluate(now, None, &format!("address {addr} removed from {ifname}"));
+        let why = format!("address {addr} removed from {ifname}");
+        self.forget_attachment(now, ifname, Some(addr), &why);
+        self.evaluate(now, None, &why);
+        self.settle(now);
     }
 
     pub fn link_down(&mut self, now: Instant, ifname: &str) {
@@ -641,7 +785,10 @@ impl Node {
             },
         );
         info!(ifname, "link down");
-        self.evaluate(now, None, &format!("link {ifname} down"));
+        let why = format!("link {ifname} down");
+        self.forget_attachment(now, ifname, None, &why);
+        self.evaluate(now, None, &why);
+        self.settle(now);
     }
 
     pub fn link_up(&mut self, now: Instant, ifname: &str) {
@@ -658,6 +805,7 @@ impl Node {
         );
         info!(ifname, "link up");
         self.evaluate(now, None, &format!("link {ifname} up"));
+        self.settle(now);
     }
 
     /// The interface is gone: its addresses with it.
@@ -882,13 +1030,37 @@ impl Node {
                 },
             );
         }
+        self.settle(now);
     }
 
     /// A UDP payload received on a registration socket.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddrV4, payload: &[u8]) {
         self.event(now, Event::ReplyReceived { from });
+        if let Some(d) = self.detector.as_mut().filter(|d| d.owns(payload)) {
+            let forged = d.stats().forged_replies;
+            let out = d.handle_datagram(now, from, payload);
+            if d.stats().forged_replies > forged {
+                self.event(now, Event::ProbeReplyDropped { from });
+            }
+            self.drain_probe(now);
+            if let Some(o) = out {
+                self.on_probe_outcome(now, o);
+            }
+            self.settle(now);
+            return;
+        }
+        self.last_tnc = detect::authenticated_tnc(payload, &self.cfg.registration.sa).ok();
         self.client.handle_datagram(now, from, payload);
         self.drain_client(now);
+        self.last_tnc = None;
+        self.settle(now);
+    }
+
+    /// The next probe datagram: send it from a socket that bypasses the
+    /// VPN, bound to `ifname` and the source address
+    /// ([`crate::netlink::bypass::probe_socket`]).
+    pub fn poll_probe_transmit(&mut self) -> Option<ProbeTransmit> {
+        self.probe_transmits.pop_front()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -904,6 +1076,16 @@ impl Node {
                 );
             }
         }
+        if let Some(d) = self.detector.as_mut() {
+            if d.poll_timeout().is_some_and(|t| now >= t) {
+                let out = d.handle_timeout(now);
+                self.drain_probe(now);
+                if let Some(o) = out {
+                    self.on_probe_outcome(now, o);
+                }
+            }
+        }
+        self.monitor_timeout(now);
         let was_pending = self.client.is_pending();
         self.client.handle_timeout(now);
         if !was_pending && self.client.is_pending() {
@@ -911,6 +1093,7 @@ impl Node {
             self.purpose = Purpose::Renew;
         }
         self.drain_client(now);
+        self.settle(now);
     }
 
     /// Begins a clean exit: with `deregister`, a registered binding is
@@ -920,6 +1103,18 @@ impl Node {
     pub fn shutdown(&mut self, now: Instant, deregister: bool) {
         self.stopping = true;
         self.retry_at = None;
+        self.monitor = None;
+        if let Some((ifname, address)) = self.detector.as_mut().and_then(|d| d.cancel()) {
+            self.probe_transmits.clear();
+            self.event(
+                now,
+                Event::ProbeCancelled {
+                    ifname,
+                    address,
+                    reason: "shutting down".into(),
+                },
+            );
+        }
         let usable = self.care_of.filter(|c| self.source_usable(*c));
         match (deregister, self.client.binding().is_some(), usable) {
             (true, true, Some(care_of)) => {
@@ -958,10 +1153,16 @@ impl Node {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.client.poll_timeout(), self.retry_at]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.client.poll_timeout(),
+            self.retry_at,
+            self.detector.as_ref().and_then(|d| d.poll_timeout()),
+            self.monitor.and_then(|(r, _)| r),
+            self.monitor.map(|(_, d)| d),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     // ----- the decision -----
@@ -1027,11 +1228,13 @@ impl Node {
             return;
         }
 
-        let policy = &self.cfg.trust;
-        let trusted = |a: &&LocalAddress| policy.classify(a.addr) == Trust::Trusted;
+        if self.detector.is_some() {
+            self.maybe_probe(now, why);
+        }
+        let trusted = |a: &&LocalAddress| self.trust_of(a.addr) == Trust::Trusted;
         let current = self.care_of.filter(|c| {
             self.usable_addresses()
-                .any(|a| a.addr == *c && policy.classify(a.addr) == Trust::Trusted)
+                .any(|a| a.addr == *c && self.trust_of(a.addr) == Trust::Trusted)
         });
         let newest = self
             .usable_addresses()
@@ -1039,7 +1242,7 @@ impl Node {
             .max_by_key(|a| a.seq)
             .map(|a| (a.addr, a.ifname.clone(), a.prefix_len));
         let chosen = match (new, current) {
-            (Some(n), _) if policy.classify(n) == Trust::Trusted && self.is_usable(n) => self
+            (Some(n), _) if self.trust_of(n) == Trust::Trusted && self.is_usable(n) => self
                 .usable_addresses()
                 .find(|a| a.addr == n)
                 .map(|a| (a.addr, a.ifname.clone(), a.prefix_len)),
@@ -1066,6 +1269,24 @@ impl Node {
                     self.mc = None;
                     self.stale = false;
                     self.register(now, addr, Mode::C, &reason);
+                }
+            }
+            // RFC 5266 §3.4.2 step 4: through the VPN only once the probe
+            // failed; a mode 'mc' binding that already carries the traffic
+            // (inside ESP) keeps it meanwhile (§3.4.1, step 1a).
+            None if self.probe_pending() && !self.in_mc() => {
+                let (ifname, address) = self
+                    .detector
+                    .as_ref()
+                    .and_then(|d| d.probing().map(|(i, a)| (i.to_string(), a)))
+                    .expect("probe_pending");
+                let to = State::Detecting { address };
+                if self.state != to {
+                    self.retry_at = None;
+                    let reason = format!(
+                        "{why}: detecting whether {address} on {ifname} is on a trusted network (RFC 5266 §3.4): registering with the i-HA directly, no mode until the verdict"
+                    );
+                    self.set_state(now, to, &reason);
                 }
             }
             None if self.current_vpn().is_some() => self.evaluate_mc(now, why),
@@ -1212,6 +1433,421 @@ impl Node {
                 esp_overhead: self.cfg.esp_overhead,
             },
         );
+    }
+
+    // ----- trusted-network detection (RFC 5266 §3.4, RFC 5265 §3.2) -----
+
+    /// Whether `addr` is on a trusted network, as far as the node knows.
+    fn trust_of(&self, addr: Ipv4Addr) -> Trust {
+        match &self.detector {
+            Some(d) => match d.verdict(addr) {
+                Some(Verdict::Trusted) => Trust::Trusted,
+                Some(Verdict::Untrusted) => Trust::Untrusted,
+                None => Trust::Unknown,
+            },
+            None => self.cfg.trust.classify(addr),
+        }
+    }
+
+    fn probe_pending(&self) -> bool {
+        self.detector
+            .as_ref()
+            .is_some_and(|d| d.probing().is_some())
+    }
+
+    /// A mode 'mc' binding whose TIA the VPN still offers: its traffic
+    /// runs inside ESP whatever the physical network is.
+    fn in_mc(&self) -> bool {
+        self.access == Mode::Mc
+            && !self.stale
+            && matches!(
+                self.state,
+                State::Registering { .. } | State::Registered { .. } | State::Unreachable { .. }
+            )
+            && self.current_vpn().and_then(|v| v.tia).is_some()
+    }
+
+    /// Starts a probe of the newest attachment without a verdict, unless
+    /// it is the one being probed (RFC 5266 §3.4: "whenever the mobile
+    /// node detects a change in network connectivity"). A newer
+    /// attachment cancels an older probe; the older one is probed again
+    /// once the newer is decided (RFC 5265 §3.2.1: each interface on its
+    /// own).
+    fn maybe_probe(&mut self, now: Instant, why: &str) {
+        let Some(d) = self.detector.as_ref() else {
+            return;
+        };
+        let Some(target) = self
+            .usable_addresses()
+            .filter(|a| d.verdict(a.addr).is_none())
+            .max_by_key(|a| a.seq)
+            .map(|a| (a.ifname.clone(), a.addr))
+        else {
+            return;
+        };
+        if d.probing().map(|(i, a)| (i.to_string(), a)) == Some(target.clone()) {
+            return;
+        }
+        let (ifname, address) = target;
+        let retransmit = d.config().retransmit.clone();
+        let rng = Box::new(StdRng::from_rng(&mut self.rng).expect("StdRng seeds from StdRng"));
+        let mut probe = match self.client.sibling(address, retransmit, rng) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "cannot build the detection probe");
+                return;
+            }
+        };
+        // The probe is the mode 'c' registration if it succeeds.
+        probe.set_reverse_tunnel(self.cfg.reverse_tunnel);
+        let d = self.detector.as_mut().expect("checked above");
+        let cancelled = d.start(now, &ifname, address, probe);
+        if let Some((old_if, old)) = cancelled {
+            self.probe_transmits.clear();
+            let reason =
+                format!("{why}: a newer attachment {address} on {ifname} is probed instead");
+            info!(ifname = %old_if, address = %old, reason = %reason, "probe cancelled");
+            self.event(
+                now,
+                Event::ProbeCancelled {
+                    ifname: old_if,
+                    address: old,
+                    reason,
+                },
+            );
+        }
+        let reason = format!(
+            "{why}: registering {address} with the i-HA {} directly, without the VPN, to learn whether {ifname} is on a trusted network (RFC 5266 §3.4)",
+            self.client.home_agent()
+        );
+        info!(%ifname, %address, reason = %reason, "probe started");
+        self.event(
+            now,
+            Event::ProbeStarted {
+                ifname,
+                address,
+                reason,
+            },
+        );
+        self.drain_probe(now);
+    }
+
+    fn drain_probe(&mut self, now: Instant) {
+        let Some(d) = self.detector.as_mut() else {
+            return;
+        };
+        let mut out = Vec::new();
+        while let Some(t) = d.poll_transmit() {
+            out.push(t);
+        }
+        for t in out {
+            let address = t.transmit.src.unwrap_or(Ipv4Addr::UNSPECIFIED);
+            self.event(
+                now,
+                Event::ProbeSent {
+                    ifname: t.ifname.clone(),
+                    address,
+                    home_agent: *t.transmit.dst.ip(),
+                    identification: t.identification,
+                    retransmission: t.retransmission,
+                },
+            );
+            self.probe_transmits.push_back(t);
+        }
+    }
+
+    /// The connection status of an attachment changed: its verdict and
+    /// probe end (RFC 5265 §3.2.3).
+    fn forget_attachment(&mut self, now: Instant, ifname: &str, addr: Option<Ipv4Addr>, why: &str) {
+        let Some(d) = self.detector.as_mut() else {
+            return;
+        };
+        let probed = d.probing().map(|(i, a)| (i.to_string(), a));
+        if d.forget(ifname, addr) {
+            self.probe_transmits.clear();
+            if let Some((ifname, address)) = probed {
+                self.event(
+                    now,
+                    Event::ProbeCancelled {
+                        ifname,
+                        address,
+                        reason: why.to_string(),
+                    },
+                );
+            }
+        }
+        if self
+            .care_of
+            .is_some_and(|c| addr.map_or(true, |a| a == c) && self.access == Mode::C)
+        {
+            self.monitor = None;
+        }
+    }
+
+    fn on_probe_outcome(&mut self, now: Instant, o: Outcome) {
+        let elapsed_ms = Some(now.saturating_duration_since(o.started).as_millis() as u64);
+        let verdict = o.cause.verdict();
+        let reason = o.cause.explain();
+        info!(ifname = %o.ifname, address = %o.address, ?verdict, reason = %reason, forged = o.forged, "trust verdict");
+        self.event(
+            now,
+            Event::TrustVerdict {
+                ifname: o.ifname.clone(),
+                address: o.address,
+                verdict,
+                cause: o.cause,
+                elapsed_ms,
+                forged: o.forged,
+                reason: reason.clone(),
+            },
+        );
+        let why = format!(
+            "{} is {}: {reason}",
+            o.address,
+            match verdict {
+                Verdict::Trusted => "on a trusted network",
+                Verdict::Untrusted => "not on a trusted network",
+            }
+        );
+        if let Some((client, binding)) = o.accepted {
+            self.inside(now, client, binding, &o.ifname, &why);
+            // Other attachments without a verdict are probed next.
+            self.evaluate(now, None, &why);
+        } else {
+            if o.cause == Cause::AcceptedWithoutTnc && self.in_mc() {
+                // The i-HA took the probe as a registration: its binding
+                // now names the untrusted address. Put the TIA back at
+                // once (RFC 5266 §3.4.2 step 4).
+                if let Some(tia) = self.current_vpn().and_then(|v| v.tia) {
+                    let reason = format!(
+                        "{why}; the i-HA's binding now names {}: registering the TIA {tia} through the VPN again",
+                        o.address
+                    );
+                    self.register(now, tia, Mode::Mc, &reason);
+                }
+            }
+            self.evaluate(now, None, &why);
+            self.after_untrusted(now, &why);
+        }
+    }
+
+    /// RFC 5266 §3.4.1 step 2, §3.4.2 step 3: the accepted probe is the
+    /// mode 'c' registration; the VPN carries no data from now on.
+    fn inside(
+        &mut self,
+        now: Instant,
+        client: Client,
+        binding: registration::Binding,
+        ifname: &str,
+        why: &str,
+    ) {
+        let addr = binding.care_of_address;
+        if self.stopping || !self.is_usable(addr) {
+            return;
+        }
+        self.client.adopt(client);
+        self.seen_retransmissions = self.client.stats().retransmissions;
+        self.client.set_reverse_tunnel(self.cfg.reverse_tunnel);
+        self.stats.moves += u64::from(self.care_of.is_some_and(|c| c != addr));
+        self.care_of = Some(addr);
+        self.access = Mode::C;
+        self.mc = None;
+        self.stale = false;
+        self.retry_at = None;
+        self.purpose = Purpose::Register;
+        self.event(
+            now,
+            Event::RegistrationAccepted {
+                care_of: addr,
+                lifetime: binding.lifetime.as_secs(),
+                renewal: false,
+            },
+        );
+        self.tunnel_up(now, addr);
+        let reason = format!(
+            "{why}: mode c with {addr} on {ifname} as co-located care-of address, the probe's registration kept (RFC 5266 §3.4.1, §3.4.2)"
+        );
+        self.set_state(now, State::Registered { care_of: addr }, &reason);
+        self.monitor_ok(now);
+        let terminate = self
+            .detector
+            .as_ref()
+            .is_some_and(|d| d.config().vpn_when_inside == VpnWhenInside::Terminate);
+        if terminate {
+            if let Some(v) = self.current_vpn().cloned() {
+                self.request_vpn(
+                    now,
+                    VpnRequest::Terminate {
+                        connection: v.connection,
+                    },
+                    "inside the enterprise; vpn_when_inside = terminate (RFC 5266 §3.4.1 step 2: MAY tear down)",
+                );
+            }
+        }
+    }
+
+    /// Outside: with no VPN to carry mode 'mc', ask charon for one (RFC
+    /// 5266 §3.4.2 step 1).
+    fn after_untrusted(&mut self, now: Instant, why: &str) {
+        if self.current_vpn().is_some() || !matches!(self.state, State::Untrusted { .. }) {
+            return;
+        }
+        let connection = self
+            .detector
+            .as_ref()
+            .and_then(|d| d.config().vpn_connection.clone());
+        if let Some(connection) = connection {
+            self.request_vpn(
+                now,
+                VpnRequest::Initiate { connection },
+                &format!("{why}; no VPN is up: mode mc needs one (RFC 5266 §3.4.2 step 1)"),
+            );
+        }
+    }
+
+    fn request_vpn(&mut self, now: Instant, request: VpnRequest, reason: &str) {
+        info!(?request, reason, "vpn request");
+        self.actions.push_back(Action::Vpn(request.clone()));
+        self.event(
+            now,
+            Event::VpnRequested {
+                request,
+                reason: reason.to_string(),
+            },
+        );
+    }
+
+    /// RFC 5265 §3.2.4: a successful (re-)registration while inside.
+    fn monitor_ok(&mut self, now: Instant) {
+        let Some(t) = self.detector.as_ref().and_then(|d| d.config().t_monitor) else {
+            return;
+        };
+        let grace = self
+            .detector
+            .as_ref()
+            .map(|d| d.config().monitor_grace)
+            .unwrap_or_default();
+        let renew = (t > grace).then(|| now + (t - grace));
+        self.monitor = Some((renew, now + t));
+    }
+
+    fn monitor_timeout(&mut self, now: Instant) {
+        let Some((renew, deadline)) = self.monitor else {
+            return;
+        };
+        if now >= deadline {
+            self.monitor = None;
+            if let (Some(care_of), Mode::C) = (self.care_of, self.access) {
+                self.inside_lost(now, care_of, Cause::MonitorExpired);
+            }
+            return;
+        }
+        if renew.is_some_and(|r| now >= r) {
+            self.monitor = Some((None, deadline));
+            if !self.client.is_pending() {
+                // Re-registration is no matter of the binding's lifetime
+                // here: data is no substitute for it (§3.2.4).
+                self.purpose = Purpose::Renew;
+                self.client.renew_now(now);
+                self.drain_client(now);
+            }
+        }
+    }
+
+    /// Inside no more, as far as the node can tell: stop plaintext traffic
+    /// and detect again (RFC 5265 §3.2.4, §3.3).
+    fn inside_lost(&mut self, now: Instant, care_of: Ipv4Addr, cause: Cause) {
+        let Some(d) = self.detector.as_mut() else {
+            return;
+        };
+        d.withdraw(care_of, cause);
+        d.reprobe(care_of);
+        self.monitor = None;
+        let ifname = self
+            .addresses
+            .iter()
+            .find(|a| a.addr == care_of)
+            .map_or(String::new(), |a| a.ifname.clone());
+        let reason = cause.explain();
+        warn!(%care_of, reason = %reason, "trusted verdict withdrawn");
+        self.event(
+            now,
+            Event::TrustVerdict {
+                ifname,
+                address: care_of,
+                verdict: Verdict::Untrusted,
+                cause,
+                elapsed_ms: None,
+                forged: 0,
+                reason: reason.clone(),
+            },
+        );
+        self.evaluate(now, None, &format!("{care_of}: {reason}; detecting again"));
+    }
+
+    /// Holds the home address's traffic while no decided path exists
+    /// (see docs/mip4d.md, "Holding traffic"): a tunnel is installed,
+    /// and its care-of address is neither a trusted physical address
+    /// (mode 'c') nor the TIA of a live VPN binding (mode 'mc', inside
+    /// ESP).
+    fn settle(&mut self, now: Instant) {
+        if self.detector.is_none() {
+            return;
+        }
+        let decided = match self.tunnel {
+            None => true,
+            Some(t) => {
+                self.care_of == Some(t.care_of)
+                    && matches!(
+                        self.state,
+                        State::Registered { .. }
+                            | State::Registering { .. }
+                            | State::Unreachable { .. }
+                            | State::Deregistering { .. }
+                    )
+                    && match self.access {
+                        Mode::C => {
+                            self.trust_of(t.care_of) == Trust::Trusted && self.is_usable(t.care_of)
+                        }
+                        Mode::Mc => {
+                            !self.stale && self.current_vpn().and_then(|v| v.tia) == Some(t.care_of)
+                        }
+                        Mode::F => false,
+                    }
+            }
+        };
+        let hold = !decided && !self.stopping;
+        if hold == self.held {
+            return;
+        }
+        self.held = hold;
+        let home = self.client.home_address();
+        if hold {
+            self.stats.traffic_holds += 1;
+            let reason = match self.state {
+                State::Detecting { address } => format!(
+                    "detecting whether {address} is on a trusted network: traffic from {home} held, nothing leaves in the clear (RFC 5266 §3.4)"
+                ),
+                _ => format!("no decided path for {home}: traffic held (RFC 5265 §3.2.2)"),
+            };
+            info!(%home, reason = %reason, "traffic held");
+            self.actions.push_back(Action::HoldTraffic { home });
+            self.event(now, Event::TrafficHeld { reason });
+        } else {
+            self.stats.traffic_releases += 1;
+            let reason = match (self.tunnel, self.mode()) {
+                (Some(t), Some(m)) => {
+                    format!(
+                        "mode {m} decided: traffic from {home} flows through the tunnel from {}",
+                        t.care_of
+                    )
+                }
+                _ => "no tunnel any more: nothing to hold".to_string(),
+            };
+            info!(%home, reason = %reason, "traffic released");
+            self.actions.push_back(Action::ReleaseTraffic { home });
+            self.event(now, Event::TrafficReleased { reason });
+        }
     }
 
     fn register(&mut self, now: Instant, care_of: Ipv4Addr, access: Mode, reason: &str) {
@@ -1391,6 +2027,18 @@ impl Node {
                 if self.stopping {
                     return;
                 }
+                if self.detector.is_some()
+                    && self.access == Mode::C
+                    && self.care_of == Some(binding.care_of_address)
+                {
+                    if self.last_tnc == Some(true) {
+                        self.monitor_ok(now);
+                    } else {
+                        // RFC 5265 §3.2.3: inside only with TNC.
+                        self.inside_lost(now, binding.care_of_address, Cause::RenewalWithoutTnc);
+                        return;
+                    }
+                }
                 if self.care_of == Some(binding.care_of_address) {
                     self.tunnel_up(now, binding.care_of_address);
                     self.set_state(
@@ -1471,6 +2119,14 @@ impl Node {
                 );
                 if self.stopping {
                     self.finish(now, "home agent did not answer the deregistration");
+                    return;
+                }
+                if let (Purpose::Renew, Mode::C, Some(care_of), true) =
+                    (purpose, self.access, self.care_of, self.detector.is_some())
+                {
+                    // RFC 5265 §3.3: a failed re-registration while inside
+                    // stops plaintext traffic and restarts detection.
+                    self.inside_lost(now, care_of, Cause::NoReply { attempts });
                     return;
                 }
                 if let (Purpose::Register, State::Registering { care_of }) = (purpose, self.state) {

@@ -522,6 +522,106 @@ impl Client {
         self.config.flags.set(Flags::T, on);
     }
 
+    /// A second client for the same mobile node and MN-HA association,
+    /// for RFC 5266 §3.4's boundary-detection probe: a real registration
+    /// of `care_of` (co-located), with its own retransmission settings,
+    /// that may run while this client keeps (and renews) its binding.
+    /// It starts from this client's clock, home agent, assigned home
+    /// address and replay state, so its Identification is as fresh as
+    /// ours (RFC 5944 §5.7). Call [`register`](Self::register) on it.
+    pub fn sibling(
+        &self,
+        care_of: Ipv4Addr,
+        retransmit: Retransmit,
+        rng: Box<dyn RngCore + Send>,
+    ) -> Result<Client, ConfigError> {
+        let mut config = self.config.clone();
+        config.care_of_address = care_of;
+        config.foreign_agent = None;
+        config.retransmit = retransmit;
+        config.validate()?;
+        Ok(Client {
+            home_agent: self.home_agent,
+            assigned_home_address: self.assigned_home_address,
+            replay: self.replay.clone(),
+            rng,
+            clock: self.clock,
+            pending: None,
+            binding: None,
+            renew_at: None,
+            last_request_at: self.last_request_at,
+            superseded_ids: VecDeque::new(),
+            answered_ids: VecDeque::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+            config,
+        })
+    }
+
+    /// Takes over the binding a [`sibling`](Self::sibling) registered
+    /// (the accepted probe is the registration: RFC 5266 §3.4 does not
+    /// register twice). Our outstanding request, if any, is superseded;
+    /// the sibling's replay state, binding and renewal timer become ours,
+    /// our own retransmission settings stay, and its counters are added
+    /// to ours.
+    pub fn adopt(&mut self, other: Client) {
+        if let Some(old) = self.pending.take() {
+            remember(
+                &mut self.superseded_ids,
+                replay::mn_half(old.request.identification),
+            );
+        }
+        for id in other.answered_ids.iter().copied() {
+            remember(&mut self.answered_ids, id);
+        }
+        for id in other.superseded_ids.iter().copied() {
+            remember(&mut self.superseded_ids, id);
+        }
+        self.home_agent = other.home_agent;
+        self.assigned_home_address = other.assigned_home_address.or(self.assigned_home_address);
+        self.replay = other.replay;
+        self.config.care_of_address = other.config.care_of_address;
+        self.config.foreign_agent = other.config.foreign_agent;
+        self.binding = other.binding;
+        self.renew_at = other.renew_at;
+        self.last_request_at = other.last_request_at.max(self.last_request_at);
+        let (a, b) = (&mut self.stats, &other.stats);
+        a.requests_sent += b.requests_sent;
+        a.retransmissions += b.retransmissions;
+        a.replies_received += b.replies_received;
+        a.replies_processed += b.replies_processed;
+        a.dropped_malformed += b.dropped_malformed;
+        a.dropped_unmatched += b.dropped_unmatched;
+        a.dropped_late += b.dropped_late;
+        a.dropped_duplicate += b.dropped_duplicate;
+        a.dropped_wrong_home_address += b.dropped_wrong_home_address;
+        a.dropped_unauthenticated += b.dropped_unauthenticated;
+        a.registrations += b.registrations;
+        a.deregistrations += b.deregistrations;
+        a.denials += b.denials;
+        a.failures += b.failures;
+        a.resyncs += b.resyncs;
+    }
+
+    /// Renews the binding now (RFC 5265 §3.2.4: registration-based
+    /// monitoring re-registers more often than the lifetime asks). No-op
+    /// without a binding or with a request outstanding.
+    pub fn renew_now(&mut self, now: Instant) {
+        if self.binding.is_some() && self.pending.is_none() {
+            self.renew_at = None;
+            self.start(now, Purpose::Renew);
+        }
+    }
+
+    /// The Identification (low-order 32 bits, RFC 5944 §3.6.2.1) of the
+    /// outstanding request.
+    pub fn pending_identification(&self) -> Option<u32> {
+        self.pending
+            .as_ref()
+            .map(|p| replay::mn_half(p.request.identification))
+    }
+
     /// Deregisters the current care-of address (lifetime 0, §3.6.1.1).
     pub fn deregister(&mut self, now: Instant) {
         self.start(now, Purpose::Deregister);

@@ -104,6 +104,26 @@ impl Netlink {
             .map_err(Error::request(format!("replace route {r:?}")))
     }
 
+    /// `ip route replace blackhole DST/LEN table T`: traffic routed here
+    /// is dropped before any device (mip4d holds the home address's
+    /// traffic this way while trusted-network detection runs).
+    pub async fn replace_blackhole(&self, dst: Ipv4Addr, prefix_len: u8, table: u32) -> Result<()> {
+        let mut msg = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(dst, prefix_len)
+            .table_id(table)
+            .build();
+        msg.header.kind = netlink_packet_route::route::RouteType::BlackHole;
+        self.handle
+            .route()
+            .add(msg)
+            .replace()
+            .execute()
+            .await
+            .map_err(Error::request(format!(
+                "replace blackhole {dst}/{prefix_len} table {table}"
+            )))
+    }
+
     /// `ip route del`.
     pub async fn del_route(&self, r: &RouteSpec) -> Result<()> {
         self.handle

@@ -1,0 +1,540 @@
+//! Trusted-network detection (RFC 5266 §3.4, RFC 5265 §3.2-§3.3): on
+//! every change of attachment the mobile node registers with the internal
+//! home agent directly, without the VPN, from the new physical address as
+//! co-located care-of address, and believes it is inside only when an
+//! authenticated reply carries the Trusted Networks Configured extension.
+//!
+//! The probe is a real registration, run by a sibling of the node's
+//! registration client ([`Client::sibling`]) so that a mode 'mc' binding
+//! through the VPN keeps running (and renewing) beside it; when the probe
+//! says "trusted" its binding *is* the mode 'c' registration and the node
+//! adopts it ([`Client::adopt`]): nothing is registered twice.
+//!
+//! Rules kept here:
+//! - trusted only after an accepted reply that matches the probe's
+//!   Identification and home address, verifies under the MN-HA
+//!   association, and has TNC *before the end of the MN-HA extension*
+//!   (RFC 5266 §3.4: "MUST check that the Registration Reply is
+//!   integrity protected"; RFC 5265 §3.2.3, §4.1: "MUST NOT disable IPsec
+//!   protection unless the registration reply from the i-HA contains a
+//!   Trusted Networks Configured extension");
+//! - an accepted reply without TNC, a denial, or silence after the
+//!   configured retransmissions (RFC 5266 §3.4: "configurable on the
+//!   mobile node") means untrusted;
+//! - what does not authenticate changes nothing: it is dropped by the
+//!   client and counted here as forged (`forged_replies`);
+//! - one probe at a time: a newer attachment cancels the older probe,
+//!   whose late replies then count as late in the client;
+//! - a verdict holds for one attachment (interface and address) until its
+//!   connection status changes (RFC 5265 §3.2.1, §3.2.3).
+
+use std::collections::VecDeque;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::registration::{Binding, Client, Event as ClientEvent, Retransmit, Stats, Transmit};
+use crate::auth::{self, SecurityAssociation};
+use crate::replay;
+use crate::wire::extension::ExtensionIter;
+use crate::wire::registration::REPLY_HEADER_LEN;
+use crate::wire::{Extension, ReplyPacket, RequestPacket};
+
+/// What to do with the VPN once the node knows it is inside (RFC 5266
+/// §3.4.1 step 2: the MN "MAY tear down the VPN tunnel").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VpnWhenInside {
+    /// Keep the IKE_SA (MOBIKE keeps it alive if the gateway is
+    /// reachable from inside, RFC 5266 §3.4.2), so leaving again costs no
+    /// new IKE exchange; it carries no data while inside.
+    #[default]
+    Keep,
+    /// Ask charon (through the plugin) to terminate it.
+    Terminate,
+}
+
+/// Detection settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DetectConfig {
+    /// Timeout and retransmissions of the probe (RFC 5266 §3.4).
+    pub retransmit: Retransmit,
+    /// RFC 5265 §3.2.4 T_MONITOR: while inside, no user data more than
+    /// this long after the last successful registration; re-register
+    /// every `t_monitor - monitor_grace`. `None` turns monitoring off
+    /// (the lifetime-based renewals stay).
+    pub t_monitor: Option<Duration>,
+    /// The grace period N of §3.2.4.
+    pub monitor_grace: Duration,
+    pub vpn_when_inside: VpnWhenInside,
+    /// The VPN connection to initiate when the probe fails and no VPN is
+    /// up (RFC 5266 §3.4.2 step 1), and to terminate inside if asked.
+    pub vpn_connection: Option<String>,
+}
+
+impl Default for DetectConfig {
+    /// RFC 5265 §3.2.4's default T_MONITOR of 60 s with 10 s of grace;
+    /// the probe of [`Retransmit::probe`] (1 s, 2 s, 2 s: untrusted
+    /// after 5 s of silence).
+    fn default() -> Self {
+        DetectConfig {
+            retransmit: Retransmit::probe(),
+            t_monitor: Some(Duration::from_secs(60)),
+            monitor_grace: Duration::from_secs(10),
+            vpn_when_inside: VpnWhenInside::Keep,
+            vpn_connection: None,
+        }
+    }
+}
+
+/// The outcome for one attachment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Trusted,
+    Untrusted,
+}
+
+/// Why a verdict was reached (the `cause` of the `trust_verdict` event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "cause", rename_all = "snake_case")]
+pub enum Cause {
+    /// Accepted, authenticated, TNC inside the authenticated part.
+    TncReply,
+    /// Accepted and authenticated, but no TNC in the authenticated part:
+    /// the i-HA does not vouch for the source network (RFC 5265 §3.6.1).
+    /// The home agent now has a binding for this address.
+    AcceptedWithoutTnc,
+    /// An authenticated denial.
+    Denied { code: u8 },
+    /// No acceptable reply after every transmission.
+    NoReply { attempts: u32 },
+    /// A renewal while inside came back without TNC (RFC 5265 §3.2.4).
+    RenewalWithoutTnc,
+    /// No successful re-registration within T_MONITOR (RFC 5265 §3.2.4).
+    MonitorExpired,
+}
+
+impl Cause {
+    pub fn verdict(self) -> Verdict {
+        match self {
+            Cause::TncReply => Verdict::Trusted,
+            _ => Verdict::Untrusted,
+        }
+    }
+
+    pub fn explain(self) -> String {
+        match self {
+            Cause::TncReply => "authenticated reply from the i-HA with the Trusted Networks Configured extension (RFC 5266 §3.4, RFC 5265 §4.1)".into(),
+            Cause::AcceptedWithoutTnc => "the i-HA accepted but its authenticated reply has no TNC: not proof of a trusted network (RFC 5265 §4.1)".into(),
+            Cause::Denied { code } => format!("the i-HA denied the probe (code {code})"),
+            Cause::NoReply { attempts } => format!("no authenticated reply from the i-HA after {attempts} transmissions (RFC 5266 §3.4)"),
+            Cause::RenewalWithoutTnc => "a renewal was accepted without TNC (RFC 5265 §3.2.3)".into(),
+            Cause::MonitorExpired => "no successful re-registration within T_MONITOR (RFC 5265 §3.2.4)".into(),
+        }
+    }
+}
+
+/// Whether the MN-HA authenticated part of a Registration Reply carries
+/// the TNC extension. `Err` when the reply does not verify under `sa`.
+/// Extensions after the MN-HA extension are not covered by the
+/// authenticator (RFC 5944 §3.6.1.3) and are never believed: an on-path
+/// host could append a TNC to a genuine reply.
+pub fn authenticated_tnc(
+    payload: &[u8],
+    sa: &SecurityAssociation,
+) -> Result<bool, auth::AuthError> {
+    let end = auth::verify_mn_ha(payload, sa)?;
+    Ok(ExtensionIter::new(payload, REPLY_HEADER_LEN)
+        .map_while(Result::ok)
+        .take_while(|(offset, _)| *offset < end)
+        .any(|(_, e)| e == Extension::TrustedNetworksConfigured))
+}
+
+/// The low-order 32 bits of a reply's Identification (the MN's half,
+/// RFC 5944 §3.6.2.1), if the datagram is a reply at all.
+pub fn reply_mn_half(payload: &[u8]) -> Option<u32> {
+    ReplyPacket::new_checked(payload)
+        .ok()
+        .map(|p| replay::mn_half(p.identification()))
+}
+
+/// A probe datagram: to be sent from a socket that bypasses the VPN
+/// (XFRM socket policy, bound to `ifname` and to `transmit.src`, see
+/// [`crate::netlink::bypass::probe_socket`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeTransmit {
+    pub ifname: String,
+    pub transmit: Transmit,
+    pub identification: u64,
+    pub retransmission: bool,
+}
+
+/// What a finished probe says.
+#[derive(Debug)]
+pub struct Outcome {
+    pub ifname: String,
+    pub address: Ipv4Addr,
+    pub cause: Cause,
+    pub started: Instant,
+    /// Unauthenticated or mismatching replies the probe dropped.
+    pub forged: u64,
+    /// For a trusted verdict: the client holding the accepted binding,
+    /// to adopt.
+    pub accepted: Option<(Client, Binding)>,
+}
+
+/// Detection counters (`mip4ctl status`: `detection`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DetectStats {
+    pub probes_started: u64,
+    pub probe_requests_sent: u64,
+    pub probes_cancelled: u64,
+    pub trusted: u64,
+    pub untrusted: u64,
+    pub accepted_without_tnc: u64,
+    pub denied: u64,
+    pub no_reply: u64,
+    /// Replies to a probe that did not authenticate, did not parse, or
+    /// named another home address: never believed.
+    pub forged_replies: u64,
+    /// Verdicts withdrawn by registration-based monitoring (§3.2.4).
+    pub monitor_failures: u64,
+}
+
+struct Probe {
+    ifname: String,
+    address: Ipv4Addr,
+    started: Instant,
+    client: Client,
+    /// Identifications (MN half) this probe sent.
+    ids: VecDeque<u32>,
+    forged: u64,
+    seen_retransmissions: u64,
+}
+
+fn dropped(s: &Stats) -> u64 {
+    s.dropped_malformed
+        + s.dropped_unauthenticated
+        + s.dropped_wrong_home_address
+        + s.dropped_unmatched
+}
+
+/// One verdict per attachment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Attachment {
+    pub ifname: String,
+    pub address: Ipv4Addr,
+    pub verdict: Verdict,
+}
+
+/// The detector: at most one probe, and the verdicts so far. Sans-IO
+/// like the client; the node drives it.
+pub struct Detector {
+    cfg: DetectConfig,
+    sa: SecurityAssociation,
+    probe: Option<Probe>,
+    verdicts: Vec<Attachment>,
+    transmits: VecDeque<ProbeTransmit>,
+    stats: DetectStats,
+}
+
+impl std::fmt::Debug for Detector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Detector")
+            .field("probing", &self.probing())
+            .field("verdicts", &self.verdicts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Detector {
+    pub fn new(cfg: DetectConfig, sa: SecurityAssociation) -> Self {
+        Detector {
+            cfg,
+            sa,
+            probe: None,
+            verdicts: Vec::new(),
+            transmits: VecDeque::new(),
+            stats: DetectStats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &DetectConfig {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> &DetectStats {
+        &self.stats
+    }
+
+    pub fn verdicts(&self) -> &[Attachment] {
+        &self.verdicts
+    }
+
+    /// The attachment being probed.
+    pub fn probing(&self) -> Option<(&str, Ipv4Addr)> {
+        self.probe.as_ref().map(|p| (p.ifname.as_str(), p.address))
+    }
+
+    pub fn verdict(&self, address: Ipv4Addr) -> Option<Verdict> {
+        self.verdicts
+            .iter()
+            .find(|a| a.address == address)
+            .map(|a| a.verdict)
+    }
+
+    /// Starts a probe of `address` on `ifname` with `client` (a sibling
+    /// of the node's client, see [`Client::sibling`]). A running probe is
+    /// cancelled; its attachment is returned.
+    pub fn start(
+        &mut self,
+        now: Instant,
+        ifname: &str,
+        address: Ipv4Addr,
+        mut client: Client,
+    ) -> Option<(String, Ipv4Addr)> {
+        let cancelled = self.cancel();
+        self.stats.probes_started += 1;
+        client.register(now);
+        self.probe = Some(Probe {
+            ifname: ifname.to_string(),
+            address,
+            started: now,
+            client,
+            ids: VecDeque::new(),
+            forged: 0,
+            seen_retransmissions: 0,
+        });
+        self.drain_transmits();
+        cancelled
+    }
+
+    /// Drops the running probe (a newer attachment, or its address is
+    /// gone). Its replies are then nobody's: the node's client counts
+    /// them as unmatched.
+    pub fn cancel(&mut self) -> Option<(String, Ipv4Addr)> {
+        let p = self.probe.take()?;
+        self.stats.probes_cancelled += 1;
+        self.transmits.clear();
+        Some((p.ifname, p.address))
+    }
+
+    /// The connection status of the attachment changed (address gone,
+    /// link down): its verdict no longer holds (RFC 5265 §3.2.3), and a
+    /// probe of it stops. Returns whether a probe was cancelled.
+    pub fn forget(&mut self, ifname: &str, address: Option<Ipv4Addr>) -> bool {
+        let hit = |i: &str, a: Ipv4Addr| i == ifname && address.map_or(true, |x| x == a);
+        self.verdicts.retain(|v| !hit(&v.ifname, v.address));
+        if self
+            .probe
+            .as_ref()
+            .is_some_and(|p| hit(&p.ifname, p.address))
+        {
+            self.cancel();
+            return true;
+        }
+        false
+    }
+
+    /// Withdraws a trusted verdict (monitoring failed, RFC 5265 §3.2.4).
+    pub fn withdraw(&mut self, address: Ipv4Addr, cause: Cause) {
+        if let Some(a) = self.verdicts.iter_mut().find(|a| a.address == address) {
+            a.verdict = Verdict::Untrusted;
+        }
+        if matches!(cause, Cause::MonitorExpired | Cause::RenewalWithoutTnc) {
+            self.stats.monitor_failures += 1;
+        }
+    }
+
+    /// Drops the verdict of `address` so that the next evaluation probes
+    /// it again.
+    pub fn reprobe(&mut self, address: Ipv4Addr) {
+        self.verdicts.retain(|v| v.address != address);
+    }
+
+    /// Whether a reply belongs to the running probe (its Identification
+    /// is one the probe sent).
+    pub fn owns(&self, payload: &[u8]) -> bool {
+        match (&self.probe, reply_mn_half(payload)) {
+            (Some(p), Some(id)) => p.ids.contains(&id),
+            _ => false,
+        }
+    }
+
+    /// A reply to the probe (the caller checked [`owns`](Self::owns)).
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        from: SocketAddrV4,
+        payload: &[u8],
+    ) -> Option<Outcome> {
+        let p = self.probe.as_mut()?;
+        // Looked at before the client, on the same bytes; believed only
+        // if the client accepts them (matching, authenticated).
+        let tnc = authenticated_tnc(payload, &self.sa).unwrap_or(false);
+        let before = dropped(p.client.stats());
+        p.client.handle_datagram(now, from, payload);
+        if dropped(p.client.stats()) > before {
+            p.forged += 1;
+            self.stats.forged_replies += 1;
+            tracing::warn!(%from, address = %p.address, "probe reply dropped: not authenticated under the MN-HA association, or not ours");
+        }
+        let out = self.outcome(now, Some(tnc));
+        self.drain_transmits();
+        out
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) -> Option<Outcome> {
+        let p = self.probe.as_mut()?;
+        if p.client.poll_timeout().is_some_and(|t| now >= t) {
+            p.client.handle_timeout(now);
+        }
+        let out = self.outcome(now, None);
+        self.drain_transmits();
+        out
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.probe.as_ref().and_then(|p| p.client.poll_timeout())
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<ProbeTransmit> {
+        self.transmits.pop_front()
+    }
+
+    fn drain_transmits(&mut self) {
+        let Some(p) = self.probe.as_mut() else {
+            return;
+        };
+        while let Some(t) = p.client.poll_transmit() {
+            let identification = RequestPacket::new_checked(&t.payload[..])
+                .map(|r| r.identification())
+                .unwrap_or(0);
+            if p.ids.len() == 16 {
+                p.ids.pop_front();
+            }
+            p.ids.push_back(replay::mn_half(identification));
+            let retransmission = p.client.stats().retransmissions > p.seen_retransmissions;
+            if retransmission {
+                p.seen_retransmissions += 1;
+            }
+            self.stats.probe_requests_sent += 1;
+            self.transmits.push_back(ProbeTransmit {
+                ifname: p.ifname.clone(),
+                transmit: t,
+                identification,
+                retransmission,
+            });
+        }
+    }
+
+    /// Reads the probe client's events; a verdict ends the probe.
+    fn outcome(&mut self, _now: Instant, tnc: Option<bool>) -> Option<Outcome> {
+        let p = self.probe.as_mut()?;
+        let mut result = None;
+        while let Some(e) = p.client.poll_event() {
+            match e {
+                ClientEvent::Registered { binding, .. } => {
+                    let cause = if tnc == Some(true) {
+                        Cause::TncReply
+                    } else {
+                        Cause::AcceptedWithoutTnc
+                    };
+                    result = Some((cause, Some(binding)));
+                    break;
+                }
+                ClientEvent::Denied { code, .. } => {
+                    result = Some((Cause::Denied { code: code.0 }, None));
+                    break;
+                }
+                ClientEvent::Failed { attempts, .. } => {
+                    result = Some((Cause::NoReply { attempts }, None));
+                    break;
+                }
+                // 133 resynchronised and resent, 136 named another
+                // address: the probe goes on.
+                _ => {}
+            }
+        }
+        let (cause, binding) = result?;
+        let p = self.probe.take().expect("checked above");
+        self.transmits.clear();
+        match cause {
+            Cause::TncReply => self.stats.trusted += 1,
+            Cause::AcceptedWithoutTnc => {
+                self.stats.untrusted += 1;
+                self.stats.accepted_without_tnc += 1
+            }
+            Cause::Denied { .. } => {
+                self.stats.untrusted += 1;
+                self.stats.denied += 1
+            }
+            _ => {
+                self.stats.untrusted += 1;
+                self.stats.no_reply += 1
+            }
+        }
+        self.record(&p.ifname, p.address, cause.verdict());
+        let accepted = match (cause, binding) {
+            (Cause::TncReply, Some(b)) => Some((p.client, b)),
+            _ => None,
+        };
+        Some(Outcome {
+            ifname: p.ifname,
+            address: p.address,
+            cause,
+            started: p.started,
+            forged: p.forged,
+            accepted,
+        })
+    }
+
+    fn record(&mut self, ifname: &str, address: Ipv4Addr, verdict: Verdict) {
+        self.verdicts.retain(|a| a.address != address);
+        self.verdicts.push(Attachment {
+            ifname: ifname.to_string(),
+            address,
+            verdict,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::sign_reply;
+    use crate::wire::{ReplyCode, ReplyRepr};
+
+    fn sa() -> SecurityAssociation {
+        SecurityAssociation::hmac_md5(0x1000, b"0123456789abcdef").unwrap()
+    }
+
+    fn reply(exts: Vec<Extension>) -> ReplyRepr {
+        ReplyRepr {
+            code: ReplyCode::ACCEPTED,
+            lifetime: 600,
+            home_address: [10, 1, 0, 5].into(),
+            home_agent: [10, 1, 0, 1].into(),
+            identification: 7,
+            extensions: exts,
+        }
+    }
+
+    #[test]
+    fn tnc_counts_only_inside_the_authenticated_part() {
+        let with = sign_reply(&reply(vec![Extension::TrustedNetworksConfigured]), &sa());
+        assert_eq!(authenticated_tnc(&with, &sa()), Ok(true));
+        let without = sign_reply(&reply(vec![]), &sa());
+        assert_eq!(authenticated_tnc(&without, &sa()), Ok(false));
+        // Appended after the authenticator: not covered, not believed.
+        let mut appended = without.clone();
+        appended.extend_from_slice(&Extension::TrustedNetworksConfigured.to_bytes());
+        assert_eq!(authenticated_tnc(&appended, &sa()), Ok(false));
+        // Signed with another key: an error, whatever it carries.
+        let other = SecurityAssociation::hmac_md5(0x1000, b"not the right key").unwrap();
+        let forged = sign_reply(&reply(vec![Extension::TrustedNetworksConfigured]), &other);
+        assert!(authenticated_tnc(&forged, &sa()).is_err());
+    }
+}

@@ -1,0 +1,722 @@
+//! Deterministic tests of trusted-network detection in the node core
+//! (RFC 5266 §3.4, §3.4.1, §3.4.2; RFC 5265 §3.2, §4.1): every verdict
+//! path, forged replies, cancelled probes, the order of the probe's reply
+//! and the VPN's events, the hold of the home address's traffic, and
+//! registration-based monitoring. A hand-held clock; the i-HA's replies
+//! are built and signed here (with TNC where a configured i-HA would add
+//! it, RFC 5265 §4.3).
+
+#[path = "registration_support/mod.rs"]
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use mip4::auth::{sign_reply, SecurityAssociation};
+use mip4::mn::detect::{Cause, DetectConfig, Verdict, VpnWhenInside};
+use mip4::mn::node::{Event, NodeConfig, VpnRequest};
+use mip4::mn::registration::Retransmit;
+use mip4::mn::{Action, Client, Mode, Node, PathMtu, State, TrustPolicy, VpnInput, VpnSa};
+use mip4::wire::{Extension, ReplyCode, ReplyRepr, RequestRepr, MIP_PORT};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use support::{HA, HOA, KEY, SPI};
+
+/// Physical addresses: two external networks, two trusted subnets.
+const EXT_A: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 20);
+const EXT_B: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 20);
+const IN_1: Ipv4Addr = Ipv4Addr::new(10, 20, 1, 5);
+const IN_2: Ipv4Addr = Ipv4Addr::new(10, 20, 2, 5);
+const GW: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
+const TIA: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
+
+fn ha() -> SocketAddrV4 {
+    SocketAddrV4::new(HA, MIP_PORT)
+}
+
+fn detect_config() -> DetectConfig {
+    DetectConfig {
+        retransmit: Retransmit {
+            initial_timeout: Duration::from_secs(1),
+            max_timeout: Duration::from_secs(2),
+            max_attempts: 3,
+        },
+        t_monitor: Some(Duration::from_secs(60)),
+        monitor_grace: Duration::from_secs(10),
+        vpn_when_inside: VpnWhenInside::Keep,
+        vpn_connection: Some("vpn".into()),
+    }
+}
+
+fn node_config(d: DetectConfig) -> NodeConfig {
+    let mut cfg = NodeConfig::new(support::config());
+    cfg.interfaces = vec!["eth0".into(), "eth1".into()];
+    cfg.home_network = Some("10.1.0.0/24".parse().unwrap());
+    cfg.trust = TrustPolicy::Tnc(d);
+    cfg.vpn_connections = vec!["vpn".into()];
+    cfg
+}
+
+fn vpn_sa(local: Ipv4Addr, tia: Option<Ipv4Addr>) -> VpnSa {
+    let mut s = VpnSa::new("vpn", 1);
+    s.local = Some(local);
+    s.local_ifname = Some("eth0".into());
+    s.gateway = Some(GW);
+    s.tia = tia;
+    s.mtu = PathMtu {
+        physical: Some(1500),
+        tia_device: Some(1400),
+    };
+    s
+}
+
+fn moved(to: Ipv4Addr) -> VpnInput {
+    VpnInput::Moved {
+        ike_sa: 1,
+        local: Some(to),
+        local_ifname: Some("eth0".into()),
+        gateway: Some(GW),
+        mtu: PathMtu {
+            physical: Some(1500),
+            tia_device: Some(1400),
+        },
+    }
+}
+
+/// What the i-HA (or a forger) answers.
+#[derive(Clone, Copy)]
+enum Answer {
+    /// Accepted, TNC inside the authenticated part (a trusted source).
+    Tnc,
+    /// Accepted, authenticated, no TNC (an i-HA without trusted_networks).
+    NoTnc,
+    /// Authenticated, no TNC, with a TNC appended after the authenticator
+    /// by an on-path host.
+    TncAppended,
+    /// TNC, signed with a key the forger made up.
+    ForgedKey,
+    /// TNC, no authenticator at all.
+    Unsigned,
+    /// An authenticated denial.
+    Denied(ReplyCode),
+}
+
+fn reply_bytes(req: &RequestRepr, a: Answer) -> Vec<u8> {
+    let sa = support::sa();
+    let mut r = ReplyRepr {
+        code: ReplyCode::ACCEPTED,
+        lifetime: req.lifetime,
+        home_address: req.home_address,
+        home_agent: HA,
+        identification: req.identification,
+        extensions: vec![Extension::TrustedNetworksConfigured],
+    };
+    match a {
+        Answer::Tnc => sign_reply(&r, &sa),
+        Answer::NoTnc => {
+            r.extensions.clear();
+            sign_reply(&r, &sa)
+        }
+        Answer::TncAppended => {
+            r.extensions.clear();
+            let mut b = sign_reply(&r, &sa);
+            b.extend_from_slice(&Extension::TrustedNetworksConfigured.to_bytes());
+            b
+        }
+        Answer::ForgedKey => {
+            let guess = SecurityAssociation::hmac_md5(SPI, b"forger's own key").unwrap();
+            assert_ne!(KEY, b"forger's own key");
+            sign_reply(&r, &guess)
+        }
+        Answer::Unsigned => r.to_bytes(),
+        Answer::Denied(code) => {
+            r.code = code;
+            r.lifetime = 0;
+            sign_reply(&r, &sa)
+        }
+    }
+}
+
+struct Sim {
+    node: Node,
+    now: Instant,
+    events: Vec<Event>,
+    actions: Vec<Action>,
+}
+
+/// A probe datagram as the daemon would send it.
+struct Probe {
+    ifname: String,
+    src: Ipv4Addr,
+    req: RequestRepr,
+}
+
+impl Sim {
+    fn new() -> Self {
+        Self::with(detect_config())
+    }
+
+    fn with(d: DetectConfig) -> Self {
+        let cfg = node_config(d);
+        let now = Instant::now();
+        let client = Client::with_rng(
+            Node::registration_config(&cfg),
+            now,
+            support::wall(),
+            Box::new(StdRng::seed_from_u64(7)),
+        )
+        .unwrap();
+        let mut node = Node::with_client(cfg, client);
+        node.seed_probes(11);
+        Sim {
+            node,
+            now,
+            events: Vec::new(),
+            actions: Vec::new(),
+        }
+    }
+
+    fn probes(&mut self) -> Vec<Probe> {
+        std::iter::from_fn(|| self.node.poll_probe_transmit())
+            .map(|p| {
+                assert_eq!(p.transmit.dst, ha(), "the probe goes to the i-HA");
+                Probe {
+                    ifname: p.ifname,
+                    src: p.transmit.src.expect("a probe has a source"),
+                    req: RequestRepr::parse_bytes(&p.transmit.payload).unwrap(),
+                }
+            })
+            .collect()
+    }
+
+    fn one_probe(&mut self) -> Probe {
+        let mut p = self.probes();
+        assert_eq!(p.len(), 1, "expected one probe datagram");
+        p.pop().unwrap()
+    }
+
+    /// Registration requests through the node's own client (never a
+    /// probe).
+    fn requests(&mut self) -> Vec<(Option<Ipv4Addr>, RequestRepr)> {
+        std::iter::from_fn(|| self.node.poll_transmit())
+            .map(|t| (t.src, RequestRepr::parse_bytes(&t.payload).unwrap()))
+            .collect()
+    }
+
+    fn deliver(&mut self, req: &RequestRepr, a: Answer) {
+        let bytes = reply_bytes(req, a);
+        self.node.handle_datagram(self.now, ha(), &bytes);
+    }
+
+    fn take_actions(&mut self) -> Vec<Action> {
+        let new: Vec<Action> = std::iter::from_fn(|| self.node.poll_action()).collect();
+        self.actions.extend(new.iter().cloned());
+        new
+    }
+
+    fn take_events(&mut self) -> Vec<Event> {
+        let new: Vec<Event> = std::iter::from_fn(|| self.node.poll_event())
+            .map(|(_, e)| e)
+            .collect();
+        self.events.extend(new.iter().cloned());
+        new
+    }
+
+    /// Runs the node's timers up to `now + d`, in order.
+    fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        while let Some(t) = self.node.poll_timeout().filter(|t| *t <= end) {
+            self.now = t.max(self.now);
+            self.node.handle_timeout(self.now);
+        }
+        self.now = end;
+    }
+
+    fn verdicts(&mut self) -> Vec<(Ipv4Addr, Verdict, Cause)> {
+        self.take_events();
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::TrustVerdict {
+                    address,
+                    verdict,
+                    cause,
+                    ..
+                } => Some((*address, *verdict, *cause)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn modes(&mut self) -> Vec<(Option<Mode>, Option<Mode>)> {
+        self.take_events();
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::ModeChanged { from, to, .. } => Some((*from, *to)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Outside on EXT_A: the probe fails, the VPN's TIA is registered.
+    fn outside_in_mc(&mut self) {
+        self.node.address_added(self.now, "eth0", EXT_A, 24);
+        let p = self.one_probe();
+        assert_eq!(p.src, EXT_A);
+        self.node
+            .vpn_input(self.now, VpnInput::TiaAssigned(vpn_sa(EXT_A, Some(TIA))));
+        assert!(
+            self.requests().is_empty(),
+            "the TIA waits for the probe's verdict (RFC 5266 §3.4.2 step 4)"
+        );
+        self.advance(Duration::from_secs(5));
+        self.probes();
+        let reqs = self.requests();
+        assert_eq!(reqs.len(), 1, "{reqs:?}");
+        assert_eq!(reqs[0].0, Some(TIA));
+        self.deliver(&reqs[0].1, Answer::Tnc);
+        assert_eq!(self.node.state(), State::Registered { care_of: TIA });
+        assert_eq!(self.node.mode(), Some(Mode::Mc));
+        self.take_actions();
+        self.take_events();
+        self.events.clear();
+        self.actions.clear();
+    }
+
+    /// Inside on IN_1 (eth0): probe answered with TNC.
+    fn inside_in_c(&mut self) {
+        self.node.address_added(self.now, "eth0", IN_1, 24);
+        let p = self.one_probe();
+        self.deliver(&p.req, Answer::Tnc);
+        assert_eq!(self.node.state(), State::Registered { care_of: IN_1 });
+        self.take_actions();
+        self.take_events();
+        self.events.clear();
+        self.actions.clear();
+    }
+}
+
+#[test]
+fn trusted_only_with_an_authenticated_tnc_and_the_probe_is_the_registration() {
+    let mut s = Sim::new();
+    s.node.address_added(s.now, "eth0", IN_1, 24);
+    assert_eq!(s.node.state(), State::Detecting { address: IN_1 });
+    assert_eq!(s.node.mode(), None, "no mode while detecting");
+    let p = s.one_probe();
+    // RFC 5266 §3.4: from the new physical address as co-located care-of
+    // address, to the i-HA, leaving by the interface it belongs to.
+    assert_eq!(p.ifname, "eth0");
+    assert_eq!(p.src, IN_1);
+    assert_eq!(p.req.care_of_address, IN_1);
+    assert_eq!(p.req.home_address, HOA);
+    assert!(s.requests().is_empty(), "nothing else is sent");
+
+    s.deliver(&p.req, Answer::Tnc);
+    assert_eq!(s.node.state(), State::Registered { care_of: IN_1 });
+    assert_eq!(s.node.mode(), Some(Mode::C));
+    assert!(
+        s.requests().is_empty() && s.probes().is_empty(),
+        "the accepted probe is the registration: nothing registered twice"
+    );
+    let b = s.node.client().binding().expect("binding adopted");
+    assert_eq!(b.care_of_address, IN_1);
+    assert_eq!(
+        s.take_actions(),
+        vec![Action::TunnelUp {
+            home: HOA,
+            care_of: IN_1,
+            home_agent: HA,
+            reverse_tunnel: true
+        }]
+    );
+    assert_eq!(
+        s.verdicts(),
+        vec![(IN_1, Verdict::Trusted, Cause::TncReply)]
+    );
+    assert_eq!(s.modes(), vec![(None, Some(Mode::C))]);
+    let st = s.node.status(s.now);
+    let d = st.detection.unwrap();
+    assert_eq!(d.counters.trusted, 1);
+    assert_eq!(d.counters.probe_requests_sent, 1);
+    assert_eq!(st.registration.registrations, 1, "probe counters adopted");
+}
+
+#[test]
+fn accepted_without_tnc_is_untrusted_and_asks_for_the_vpn() {
+    let mut s = Sim::new();
+    s.node.address_added(s.now, "eth0", EXT_A, 24);
+    let p = s.one_probe();
+    s.deliver(&p.req, Answer::NoTnc);
+    assert_eq!(
+        s.verdicts(),
+        vec![(EXT_A, Verdict::Untrusted, Cause::AcceptedWithoutTnc)]
+    );
+    assert_eq!(s.node.state(), State::Untrusted { address: EXT_A });
+    assert_eq!(s.node.mode(), None);
+    assert!(s.node.client().binding().is_none(), "nothing adopted");
+    // RFC 5266 §3.4.2 step 1: no VPN, so ask charon for it.
+    assert_eq!(
+        s.take_actions(),
+        vec![Action::Vpn(VpnRequest::Initiate {
+            connection: "vpn".into()
+        })]
+    );
+}
+
+#[test]
+fn tnc_appended_after_the_authenticator_is_not_believed() {
+    let mut s = Sim::new();
+    s.node.address_added(s.now, "eth0", EXT_A, 24);
+    let p = s.one_probe();
+    s.deliver(&p.req, Answer::TncAppended);
+    assert_eq!(
+        s.verdicts(),
+        vec![(EXT_A, Verdict::Untrusted, Cause::AcceptedWithoutTnc)]
+    );
+    assert_ne!(s.node.mode(), Some(Mode::C));
+}
+
+#[test]
+fn denial_is_untrusted() {
+    let mut s = Sim::new();
+    s.node.address_added(s.now, "eth0", EXT_A, 24);
+    let p = s.one_probe();
+    s.deliver(&p.req, Answer::Denied(ReplyCode::HA_ADMIN_PROHIBITED));
+    assert_eq!(
+        s.verdicts(),
+        vec![(EXT_A, Verdict::Untrusted, Cause::Denied { code: 129 })]
+    );
+}
+
+#[test]
+fn forged_tnc_replies_change_nothing_and_the_probe_times_out_untrusted() {
+    let mut s = Sim::new();
+    s.node.address_added(s.now, "eth0", EXT_A, 24);
+    let p = s.one_probe();
+    // An on-path host sees the request and answers at once, with TNC,
+    // under a key it made up, and without any authenticator.
+    s.deliver(&p.req, Answer::ForgedKey);
+    s.deliver(&p.req, Answer::Unsigned);
+    assert_eq!(s.node.state(), State::Detecting { address: EXT_A });
+    assert!(s.verdicts().is_empty(), "nothing unauthenticated decides");
+    let dropped = s
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::ProbeReplyDropped { .. }))
+        .count();
+    assert_eq!(dropped, 2);
+    // The retransmissions get forged answers too; the i-HA stays silent.
+    s.advance(Duration::from_secs(1));
+    let p2 = s.one_probe();
+    s.deliver(&p2.req, Answer::ForgedKey);
+    s.advance(Duration::from_secs(10));
+    assert_eq!(
+        s.verdicts(),
+        vec![(EXT_A, Verdict::Untrusted, Cause::NoReply { attempts: 3 })]
+    );
+    let st = s.node.status(s.now);
+    assert_eq!(st.detection.unwrap().counters.forged_replies, 3);
+    assert!(!s.modes().iter().any(|(_, to)| *to == Some(Mode::C)));
+}
+
+#[test]
+fn silence_is_untrusted_after_the_configured_retransmissions() {
+    let mut d = detect_config();
+    d.retransmit.max_attempts = 4;
+    let mut s = Sim::with(d);
+    let t0 = s.now;
+    s.node.address_added(s.now, "eth0", EXT_A, 24);
+    let mut sent = vec![(Duration::ZERO, s.one_probe())];
+    while s.verdicts().is_empty() {
+        let next = s.node.poll_timeout().expect("a timer runs");
+        s.now = next;
+        s.node.handle_timeout(next);
+        for p in s.probes() {
+            sent.push((next - t0, p));
+        }
+    }
+    // 1 s, then doubling up to the 2 s cap: 0, 1, 3, 5; untrusted at 7.
+    let at: Vec<u64> = sent.iter().map(|(t, _)| t.as_secs()).collect();
+    assert_eq!(at, vec![0, 1, 3, 5]);
+    assert!(sent.iter().all(|(_, p)| p.src == EXT_A));
+    assert_eq!(s.now - t0, Duration::from_secs(7));
+    assert_eq!(
+        s.verdicts(),
+        vec![(EXT_A, Verdict::Untrusted, Cause::NoReply { attempts: 4 })]
+    );
+}
+
+#[test]
+fn a_newer_move_cancels_the_older_probe() {
+    let mut s = Sim::new();
+    s.node.address_added(s.now, "eth0", IN_1, 24);
+    let old = s.one_probe();
+    // Moved on before the answer came back.
+    s.node.address_removed(s.now, "eth0", IN_1);
+    s.node.address_added(s.now, "eth0", IN_2, 24);
+    let new = s.one_probe();
+    assert_eq!(new.src, IN_2);
+    s.take_events();
+    assert!(s
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::ProbeCancelled { address, .. } if *address == IN_1)));
+    // The old probe's (genuine) answer arrives late: it decides nothing.
+    s.deliver(&old.req, Answer::Tnc);
+    assert!(s.verdicts().is_empty());
+    assert_eq!(s.node.state(), State::Detecting { address: IN_2 });
+    s.deliver(&new.req, Answer::Tnc);
+    assert_eq!(
+        s.verdicts(),
+        vec![(IN_2, Verdict::Trusted, Cause::TncReply)]
+    );
+    assert_eq!(s.node.state(), State::Registered { care_of: IN_2 });
+    assert_eq!(s.node.detector().unwrap().stats().probes_cancelled, 1);
+}
+
+/// Untrusted -> trusted (RFC 5266 §3.4.1): the MOBIKE update and the
+/// probe run in parallel; whichever answers first, the same verdict,
+/// the same transitions, and no registration through the VPN.
+#[test]
+fn entering_the_enterprise_gives_the_same_outcome_in_either_order() {
+    let run = |mobike_first: bool| {
+        let mut s = Sim::new();
+        s.outside_in_mc();
+        s.node.address_removed(s.now, "eth0", EXT_A);
+        s.node.address_added(s.now, "eth0", IN_1, 24);
+        let p = s.one_probe();
+        assert_eq!(s.node.mode(), Some(Mode::Mc), "mc carries data meanwhile");
+        assert!(!s.node.traffic_held(), "inside ESP: nothing to hold");
+        if mobike_first {
+            s.node.vpn_input(s.now, moved(IN_1));
+        }
+        s.deliver(&p.req, Answer::Tnc);
+        if !mobike_first {
+            s.node.vpn_input(s.now, moved(IN_1));
+        }
+        assert!(s.requests().is_empty(), "no TIA re-registration");
+        assert_eq!(s.node.state(), State::Registered { care_of: IN_1 });
+        let tunnel: Vec<Action> = s
+            .take_actions()
+            .into_iter()
+            .filter(|a| matches!(a, Action::TunnelUp { .. }))
+            .collect();
+        (s.verdicts(), s.modes(), s.node.state(), tunnel)
+    };
+    let a = run(true);
+    let b = run(false);
+    assert_eq!(a, b);
+    assert_eq!(a.0, vec![(IN_1, Verdict::Trusted, Cause::TncReply)]);
+    assert_eq!(a.1, vec![(Some(Mode::Mc), Some(Mode::C))]);
+}
+
+/// Untrusted -> untrusted: MOBIKE only, and a probe that fails quietly:
+/// no mode change, no registration, nothing held, in either order.
+#[test]
+fn moving_between_external_networks_keeps_mc_in_either_order() {
+    let run = |mobike_first: bool| {
+        let mut s = Sim::new();
+        s.outside_in_mc();
+        let sent = s.node.client().stats().requests_sent;
+        s.node.address_removed(s.now, "eth0", EXT_A);
+        s.node.address_added(s.now, "eth0", EXT_B, 24);
+        assert_eq!(s.one_probe().src, EXT_B);
+        if mobike_first {
+            s.node.vpn_input(s.now, moved(EXT_B));
+        }
+        s.advance(Duration::from_secs(6));
+        if !mobike_first {
+            s.node.vpn_input(s.now, moved(EXT_B));
+        }
+        assert_eq!(s.node.state(), State::Registered { care_of: TIA });
+        assert_eq!(s.node.client().stats().requests_sent, sent);
+        assert!(s.requests().is_empty());
+        assert!(!s.node.traffic_held());
+        (s.verdicts(), s.modes(), s.take_actions())
+    };
+    let a = run(true);
+    assert_eq!(a, run(false));
+    assert_eq!(
+        a.0,
+        vec![(EXT_B, Verdict::Untrusted, Cause::NoReply { attempts: 3 })]
+    );
+    assert!(a.1.is_empty(), "no mode change: {:?}", a.1);
+    assert!(a.2.is_empty(), "nothing to the kernel: {:?}", a.2);
+}
+
+/// Trusted -> untrusted (RFC 5266 §3.4.2): traffic held from the move
+/// until the TIA's registration is accepted; the TIA is registered only
+/// after the probe failed, whether the VPN came up before or after.
+#[test]
+fn leaving_the_enterprise_holds_traffic_until_mc_is_registered() {
+    let run = |vpn_first: bool| {
+        let mut s = Sim::new();
+        s.inside_in_c();
+        s.node.address_removed(s.now, "eth0", IN_1);
+        s.node.address_added(s.now, "eth0", EXT_B, 24);
+        s.one_probe();
+        assert_eq!(s.node.state(), State::Detecting { address: EXT_B });
+        assert!(s.node.traffic_held(), "the mode-c tunnel would leak");
+        assert_eq!(s.take_actions(), vec![Action::HoldTraffic { home: HOA }]);
+        if vpn_first {
+            s.node
+                .vpn_input(s.now, VpnInput::TiaAssigned(vpn_sa(EXT_B, Some(TIA))));
+            assert!(s.requests().is_empty(), "not before the probe failed");
+        }
+        s.advance(Duration::from_secs(5));
+        s.probes();
+        if !vpn_first {
+            assert_eq!(s.node.state(), State::Untrusted { address: EXT_B });
+            assert!(s
+                .take_actions()
+                .contains(&Action::Vpn(VpnRequest::Initiate {
+                    connection: "vpn".into()
+                })));
+            s.node
+                .vpn_input(s.now, VpnInput::TiaAssigned(vpn_sa(EXT_B, Some(TIA))));
+        }
+        let reqs = s.requests();
+        assert_eq!(reqs.len(), 1);
+        assert_eq!(reqs[0].0, Some(TIA), "through the VPN, from the TIA");
+        assert!(s.node.traffic_held(), "held until accepted");
+        s.deliver(&reqs[0].1, Answer::Tnc);
+        assert!(!s.node.traffic_held());
+        let actions: Vec<Action> = s
+            .take_actions()
+            .into_iter()
+            .filter(|a| !matches!(a, Action::Vpn(_) | Action::TunnelMtu { .. }))
+            .collect();
+        assert_eq!(
+            actions,
+            vec![
+                Action::TunnelUp {
+                    home: HOA,
+                    care_of: TIA,
+                    home_agent: HA,
+                    reverse_tunnel: true
+                },
+                Action::ReleaseTraffic { home: HOA }
+            ]
+        );
+        (s.verdicts(), s.modes(), s.node.state())
+    };
+    let a = run(true);
+    assert_eq!(a, run(false));
+    assert_eq!(
+        a.0,
+        vec![(EXT_B, Verdict::Untrusted, Cause::NoReply { attempts: 3 })]
+    );
+    assert_eq!(a.1, vec![(Some(Mode::C), None), (None, Some(Mode::Mc))]);
+}
+
+#[test]
+fn accepted_without_tnc_while_in_mc_puts_the_tia_back_at_once() {
+    let mut s = Sim::new();
+    s.outside_in_mc();
+    s.node.address_removed(s.now, "eth0", EXT_A);
+    s.node.address_added(s.now, "eth0", EXT_B, 24);
+    let p = s.one_probe();
+    // A misconfigured i-HA (no trusted networks) took the probe as a
+    // registration: its binding names EXT_B now.
+    s.deliver(&p.req, Answer::NoTnc);
+    let reqs = s.requests();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    assert_eq!(reqs[0].0, Some(TIA));
+    assert_eq!(reqs[0].1.care_of_address, TIA);
+    assert_eq!(s.node.mode(), Some(Mode::Mc));
+}
+
+#[test]
+fn vpn_when_inside_terminate_asks_charon_to_close_the_vpn() {
+    let mut d = detect_config();
+    d.vpn_when_inside = VpnWhenInside::Terminate;
+    let mut s = Sim::with(d);
+    s.outside_in_mc();
+    s.node.address_added(s.now, "eth1", IN_1, 24);
+    let p = s.one_probe();
+    assert_eq!(p.ifname, "eth1");
+    s.deliver(&p.req, Answer::Tnc);
+    assert!(s
+        .take_actions()
+        .contains(&Action::Vpn(VpnRequest::Terminate {
+            connection: "vpn".into()
+        })));
+}
+
+/// RFC 5265 §3.2.4: inside, re-register every T_MONITOR - N; without a
+/// successful one within T_MONITOR, hold and detect again.
+#[test]
+fn monitoring_re_registers_inside_and_detects_again_when_it_fails() {
+    let mut s = Sim::new();
+    let t0 = s.now;
+    s.inside_in_c();
+    s.advance(Duration::from_secs(49));
+    assert!(s.requests().is_empty());
+    s.advance(Duration::from_secs(1));
+    let reqs = s.requests();
+    assert_eq!(reqs.len(), 1, "renewal at T_MONITOR - N = 50 s");
+    assert_eq!(reqs[0].0, Some(IN_1));
+    s.deliver(&reqs[0].1, Answer::Tnc);
+    assert!(!s.node.traffic_held());
+    // The next one goes unanswered: at 100 s a renewal, at 110 s no
+    // successful registration for T_MONITOR: held, probed again.
+    s.advance(Duration::from_secs(59));
+    assert!(!s.node.traffic_held());
+    s.requests();
+    s.advance(Duration::from_secs(1));
+    assert!(s.node.traffic_held());
+    assert_eq!(s.node.state(), State::Detecting { address: IN_1 });
+    let p = s.one_probe();
+    assert_eq!(p.src, IN_1);
+    s.deliver(&p.req, Answer::Tnc);
+    assert!(!s.node.traffic_held());
+    assert_eq!(s.node.state(), State::Registered { care_of: IN_1 });
+    let withdrawn = s.verdicts();
+    assert!(withdrawn.contains(&(IN_1, Verdict::Untrusted, Cause::MonitorExpired)));
+    assert!(s.now - t0 >= Duration::from_secs(110));
+}
+
+#[test]
+fn a_renewal_without_tnc_withdraws_the_verdict() {
+    let mut s = Sim::new();
+    s.inside_in_c();
+    s.advance(Duration::from_secs(50));
+    let reqs = s.requests();
+    assert_eq!(reqs.len(), 1);
+    s.deliver(&reqs[0].1, Answer::NoTnc);
+    assert!(s
+        .verdicts()
+        .contains(&(IN_1, Verdict::Untrusted, Cause::RenewalWithoutTnc)));
+    assert!(s.node.traffic_held());
+    assert_eq!(s.node.state(), State::Detecting { address: IN_1 });
+}
+
+#[test]
+fn each_interface_is_probed_on_its_own() {
+    let mut s = Sim::new();
+    s.node.address_added(s.now, "eth0", IN_1, 24);
+    let a = s.one_probe();
+    // A second interface comes up: newest first, the other after.
+    s.node.address_added(s.now, "eth1", EXT_A, 24);
+    let b = s.one_probe();
+    assert_eq!((b.ifname.as_str(), b.src), ("eth1", EXT_A));
+    s.advance(Duration::from_secs(5));
+    // EXT_A's two retransmissions, then IN_1 once EXT_A is decided.
+    let mut p = s.probes();
+    assert_eq!(p.len(), 3);
+    assert!(p[..2].iter().all(|p| p.src == EXT_A));
+    let again = p.pop().unwrap();
+    assert_eq!((again.ifname.as_str(), again.src), ("eth0", IN_1));
+    assert_ne!(again.req.identification, a.req.identification);
+    s.deliver(&again.req, Answer::Tnc);
+    assert_eq!(s.node.state(), State::Registered { care_of: IN_1 });
+    let v = s.verdicts();
+    assert_eq!(
+        v,
+        vec![
+            (EXT_A, Verdict::Untrusted, Cause::NoReply { attempts: 3 }),
+            (IN_1, Verdict::Trusted, Cause::TncReply)
+        ]
+    );
+}
