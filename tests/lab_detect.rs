@@ -183,3 +183,48 @@ fn lab_ha_reachable_outside_without_tnc_keeps_mode_mc() {
         figure(&s, f);
     }
 }
+
+#[test]
+fn lab_forged_tnc_is_dropped_and_counted_and_the_mn_stays_in_mode_mc() {
+    let s = run_passing("forged-tnc");
+    let tia = s.vars["TIA"].clone();
+
+    // MOBIKE moved the IKE_SA to external A with the same TIA.
+    let moved = &event(&s, "mobike_updated").detail;
+    assert_eq!(moved["local-host"], EXT_A);
+    assert_eq!(moved["local-vips"], serde_json::json!([tia]));
+
+    // The forger answered the probe (two forged TNC replies a request);
+    // mip4d dropped every one as forged and decided untrusted.
+    assert!(figure(&s, "forger_answered") >= 1.0);
+    assert!(figure(&s, "forged_replies") >= 2.0);
+    let v = &event(&s, "verdict_outside").detail;
+    assert_eq!(v["address"], EXT_A, "{v}");
+    assert_eq!(v["verdict"], "untrusted", "{v}");
+    assert!(v["forged"].as_u64().is_some_and(|n| n >= 2), "{v}");
+    lab_support::check_held(&s, "events mn/mip4d probe_reply_dropped");
+    lab_support::check_held(&s, "events mn/mip4d trust_verdict verdict=trusted");
+    lab_support::check_held(&s, "events mn/mip4d mode_changed to=c");
+
+    // Still mode 'mc' on the same TIA binding, the VPN kept.
+    let (b1, b2) = (
+        &event(&s, "ha_binding_1").detail,
+        &event(&s, "ha_binding_2").detail,
+    );
+    assert_eq!(b2["care_of_address"], tia.as_str());
+    assert_eq!(b2["identification"], b1["identification"]);
+    lab_support::check_held(&s, "swanctl --list-sas");
+
+    // The same TCP connection, before and after the verdict.
+    same_stream(&s, "stream_flowing", "stream_resumed");
+    same_stream(&s, "stream_flowing", "stream_after_verdict");
+    for f in [
+        "move_to_mobike_ms",
+        "move_to_verdict_ms",
+        "move_to_ping_ms",
+        "move_to_tcp_ms",
+        "ike_rtt_ms",
+    ] {
+        figure(&s, f);
+    }
+}
