@@ -228,3 +228,42 @@ fn lab_forged_tnc_is_dropped_and_counted_and_the_mn_stays_in_mode_mc() {
         figure(&s, f);
     }
 }
+
+#[test]
+fn lab_bounce_ends_inside_in_mode_c_with_the_same_stream() {
+    let s = run_passing("bounce");
+
+    // Each leg decided its mode: trusted-1 by TNC (twice), external B by
+    // silence, then mode 'mc' again through a VPN mip4d asked for.
+    assert_eq!(event(&s, "leg1_mode_c").detail["to"], "c");
+    let v = &event(&s, "leg2_untrusted").detail;
+    assert_eq!(v["verdict"], "untrusted", "{v}");
+    assert_eq!(v["cause"], "no_reply", "{v}");
+    assert_eq!(event(&s, "leg2_mode_mc").detail["to"], "mc");
+    let reg = &event(&s, "leg2_registered").detail;
+    assert!(
+        reg["care_of"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("10.200.0.")),
+        "outside, the TIA is registered: {reg}"
+    );
+    assert_eq!(event(&s, "leg3_mode_c").detail["to"], "c");
+    lab_support::check_held(&s, "events mn/mip4d trust_verdict");
+
+    // Inside at the end: the HA tunnels to the trusted address.
+    let b = &event(&s, "ha_binding_final").detail;
+    assert_eq!(b["care_of_address"], TRUSTED_1, "{b}");
+
+    // One TCP connection through all three moves.
+    same_stream(&s, "stream_flowing", "stream_resumed");
+    for f in [
+        "leg1_to_mode_c_ms",
+        "leg2_to_verdict_ms",
+        "leg2_to_registered_ms",
+        "leg3_to_mode_c_ms",
+        "leg3_to_tcp_ms",
+        "rtt_access_ms",
+    ] {
+        figure(&s, f);
+    }
+}
