@@ -720,3 +720,19 @@ fn each_interface_is_probed_on_its_own() {
         ]
     );
 }
+
+#[test]
+fn the_home_link_ends_a_probe_and_needs_none() {
+    let mut s = Sim::new();
+    s.node.address_added(s.now, "eth0", IN_1, 24);
+    let p = s.one_probe();
+    s.node
+        .address_added(s.now, "eth1", Ipv4Addr::new(10, 1, 0, 77), 24);
+    assert_eq!(s.node.state(), State::AtHome);
+    assert!(s.probes().is_empty(), "no probe from the home link");
+    // The old probe's answer changes nothing at home.
+    s.deliver(&p.req, Answer::Tnc);
+    assert_eq!(s.node.state(), State::AtHome);
+    assert!(s.verdicts().is_empty());
+    assert!(!s.node.traffic_held());
+}

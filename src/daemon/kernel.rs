@@ -34,6 +34,9 @@ pub struct Installer {
     table: u32,
     priority: u32,
     installed: Option<Installed>,
+    /// `to <home agent> lookup main` while the care-of address is a
+    /// physical one (mode 'c') and a VPN may be up: see [`Self::direct`].
+    direct: Option<RuleSpec>,
 }
 
 const EEXIST: i32 = libc::EEXIST;
@@ -46,6 +49,7 @@ impl Installer {
             table,
             priority,
             installed: None,
+            direct: None,
         }
     }
 
@@ -253,8 +257,49 @@ impl Installer {
         info!(home = %inst.home, device = %inst.device.ifname, "tunnel routes and address removed");
     }
 
+    /// Mode 'c' inside with the VPN kept (RFC 5266 §3.4.2: it MAY stay
+    /// up): charon's routing rule (priority 220) would send datagrams to
+    /// the intranet, the home agent among them, into kernel-libipsec's
+    /// TUN, whose policies (for the TIA) drop what comes from the
+    /// physical care-of address: the tunnel's outer datagrams (the
+    /// userspace data plane's raw socket writes its own header, so its
+    /// route lookup knows no source address) and renewals. A rule `to
+    /// <home agent> lookup main`, after the home address's own rule and
+    /// before charon's, keeps them on the physical path. `None` removes it
+    /// (mode 'mc': the TIA's datagrams must take charon's table).
+    pub async fn direct(&mut self, home_agent: Option<Ipv4Addr>) {
+        let want = home_agent.map(|ha| RuleSpec {
+            from: None,
+            to: Some((ha, 32)),
+            iif: None,
+            table: crate::netlink::route::TABLE_MAIN,
+            priority: self.priority + 1,
+        });
+        if want == self.direct {
+            return;
+        }
+        if let Some(old) = self.direct.take() {
+            if let Err(e) = self.nl.del_rule(&old).await {
+                warn!(error = %e, "removing the home agent rule failed");
+            }
+        }
+        if let Some(rule) = want {
+            match self.nl.add_rule(&rule).await {
+                Ok(()) => {}
+                Err(e) if e.errno() == Some(EEXIST) => {}
+                Err(e) => {
+                    warn!(error = %e, "adding the home agent rule failed");
+                    return;
+                }
+            }
+            info!(home_agent = ?home_agent, priority = rule.priority, "mode c: datagrams to the home agent kept off the VPN's routes");
+            self.direct = Some(rule);
+        }
+    }
+
     /// Removes everything (exit): routes, address, tunnels.
     pub async fn remove_all(&mut self) {
+        self.direct(None).await;
         self.remove_installed().await;
         if let Err(e) = self.dp.shutdown().await {
             warn!(error = %e, "removing tunnels failed");

@@ -73,6 +73,21 @@ impl Daemon {
             if let Err(e) = self.installer.apply(&a).await {
                 error!(action = ?a, error = %e, "kernel change failed");
             }
+            if self.cfg.plugin_socket.is_some() {
+                match &a {
+                    Action::TunnelUp {
+                        care_of,
+                        home_agent,
+                        ..
+                    } if !self.node.vpn_view().is_tia(*care_of) => {
+                        self.installer.direct(Some(*home_agent)).await
+                    }
+                    Action::TunnelUp { .. } | Action::TunnelDown { .. } => {
+                        self.installer.direct(None).await
+                    }
+                    _ => {}
+                }
+            }
         }
         // Probes first: on a move the probe and the MOBIKE update race
         // (RFC 5266 §3.4), and nothing here waits for charon.
@@ -387,7 +402,7 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
         plugin_msgs: 0,
         plugin_requests: 0,
         installer,
-        probes: ProbeSockets::new(rx_tx.clone()),
+        probes: ProbeSockets::new(nl.clone(), rx_tx.clone()),
         sockets: Sockets::new(rx_tx),
         bus,
         cfg,

@@ -22,9 +22,43 @@ use tracing::{debug, warn};
 
 use super::sockets::Received;
 use crate::mn::detect::ProbeTransmit;
-use crate::netlink::bypass;
+use crate::netlink::{bypass, Netlink};
+
+/// Whether the main table routes `dst` through interface `ifindex`. A
+/// socket bound to a device (SO_BINDTODEVICE) whose lookup finds no
+/// route does not fail: the kernel assumes the destination is on-link
+/// and ARPs for it, so a probe sent between a DHCP-style address and its
+/// default route would vanish. The probe waits for the route instead.
+async fn route_via(nl: &Netlink, ifindex: u32, dst: Ipv4Addr) -> bool {
+    use futures::TryStreamExt;
+    use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteType};
+    let msg = rtnetlink::RouteMessageBuilder::<Ipv4Addr>::new().build();
+    let mut routes = nl.handle().route().get(msg).execute();
+    while let Ok(Some(m)) = routes.try_next().await {
+        if m.header.kind != RouteType::Unicast {
+            continue;
+        }
+        let (mut table, mut oif, mut net) =
+            (u32::from(m.header.table), None, Ipv4Addr::UNSPECIFIED);
+        for a in &m.attributes {
+            match a {
+                RouteAttribute::Table(t) => table = *t,
+                RouteAttribute::Oif(i) => oif = Some(*i),
+                RouteAttribute::Destination(RouteAddress::Inet(d)) => net = *d,
+                _ => {}
+            }
+        }
+        let len = m.header.destination_prefix_length;
+        let contains = ipnet::Ipv4Net::new(net, len).is_ok_and(|n| n.contains(&dst));
+        if table == crate::netlink::route::TABLE_MAIN && oif == Some(ifindex) && contains {
+            return true;
+        }
+    }
+    false
+}
 
 pub struct ProbeSockets {
+    nl: Arc<Netlink>,
     by_src: HashMap<(String, Ipv4Addr), (Arc<UdpSocket>, JoinHandle<()>)>,
     tx: mpsc::Sender<Received>,
     /// The newest probe per source that found no route (a DHCP-style
@@ -37,8 +71,9 @@ pub struct ProbeSockets {
 }
 
 impl ProbeSockets {
-    pub fn new(tx: mpsc::Sender<Received>) -> Self {
+    pub fn new(nl: Arc<Netlink>, tx: mpsc::Sender<Received>) -> Self {
         ProbeSockets {
+            nl,
             by_src: HashMap::new(),
             tx,
             parked: HashMap::new(),
@@ -85,6 +120,17 @@ impl ProbeSockets {
             self.send_errors += 1;
             return;
         };
+        let dst = *p.transmit.dst.ip();
+        let routed = match self.nl.link_index(&p.ifname).await {
+            Ok(i) => route_via(&self.nl, i, dst).await,
+            // Let the socket say what is wrong.
+            Err(_) => true,
+        };
+        if !routed {
+            debug!(ifname = %p.ifname, %src, %dst, "probe: no route by its interface yet, parked until one appears");
+            self.parked.insert(src, p.clone());
+            return;
+        }
         let sock = match self.socket(&p.ifname, src) {
             Ok(s) => s,
             Err(e) => match fallback_ifname.filter(|f| *f != p.ifname) {

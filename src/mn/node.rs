@@ -1008,6 +1008,11 @@ impl Node {
         }
         let started = self.registrations_started;
         self.evaluate(now, None, &why);
+        if matches!(input, VpnInput::Snapshot(_)) {
+            // A request sent while no plugin was connected was lost: ask
+            // again now that charon listens.
+            self.after_untrusted(now, &why);
+        }
         let in_mc = self.access == Mode::Mc && self.mode().is_some() && !self.stale;
         if self.registrations_started == started && in_mc && !matches!(input, VpnInput::Roam) {
             let tia = self.care_of.map_or("?".to_string(), |c| c.to_string());
@@ -1873,6 +1878,20 @@ impl Node {
     }
 
     fn go_home(&mut self, now: Instant, reason: &str) {
+        if let Some((ifname, address)) = self.detector.as_mut().and_then(|d| d.cancel()) {
+            // At home nothing is tunnelled: a probe's binding elsewhere
+            // would only undo the deregistration below.
+            self.probe_transmits.clear();
+            self.event(
+                now,
+                Event::ProbeCancelled {
+                    ifname,
+                    address,
+                    reason: "back on the home link".into(),
+                },
+            );
+        }
+        self.monitor = None;
         self.stats.home_returns += 1;
         self.retry_at = None;
         self.care_of = None;

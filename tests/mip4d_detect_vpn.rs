@@ -1,0 +1,440 @@
+//! Trusted-network detection with the VPN up (RFC 5266 §3.4, §3.4.1,
+//! §3.4.2): two real charons (the MN's with the built mip4 plugin),
+//! mip4-ha behind the VPN gateway with trusted networks configured, and
+//! mip4d with `[detect]`, in namespaces this test makes (unique names,
+//! removed on drop even when an assertion fails):
+//!
+//! ```text
+//!   mn eth0 203.0.113.x ──── 203.0.113.10 vpngw 10.1.0.1 ── 10.1.0.2 ha
+//!      eth1 10.20.1.5 ─────── 10.20.1.1 (trusted)  10.1.3.1 ── 10.1.3.2 cn
+//! ```
+//!
+//! 1. Outside, no VPN: the probe reaches the i-HA (the gateway routes
+//!    it: a "misconfigured firewall"), which drops it (RFC 5265 §4.3):
+//!    untrusted; mip4d asks charon for the VPN (§3.4.2 step 1), the TIA
+//!    is registered (mode 'mc').
+//! 2. A new outside address with the VPN up: the probe still leaves
+//!    directly, past charon's routes into kernel-libipsec's TUN (the i-HA
+//!    counts it as dropped from an untrusted source), and the node stays
+//!    in 'mc' without registering anything.
+//! 3. Entering the trusted subnet: the probe leaves by eth1, bypassing
+//!    the VPN, the i-HA answers with TNC: mode 'c' from the probe's own
+//!    registration; the VPN is kept (vpn_when_inside = keep) and the
+//!    correspondent still reaches the home address, now outside ESP.
+//! 4. Leaving again: the TIA is registered through the VPN.
+//!
+//! Needs root, strongSwan 5.9.8 (kernel-libipsec) and the plugin built
+//! against strongSwan's source (scripts/fetch-strongswan-source.sh).
+
+mod plugin_support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mip4::lab::charon::Charon;
+use mip4::lab::netns::{unique_prefix, veth, Netns, Process};
+use mip4::lab::{preflight, wait, WorkDir};
+use plugin_support::charon_config;
+use serde_json::Value;
+
+const KEY: &str = "00112233445566778899aabbccddeeff";
+const HOA: &str = "10.1.5.5";
+const HA: &str = "10.1.0.2";
+const CN: &str = "10.1.3.2";
+const OUT_A: &str = "203.0.113.100";
+const OUT_B: &str = "203.0.113.101";
+const INSIDE: &str = "10.20.1.5";
+const T: Duration = Duration::from_secs(25);
+
+struct Lab {
+    // Drop order: daemons, charons, then namespaces.
+    _procs: Vec<Process>,
+    charons: Vec<Charon>,
+    mn: Netns,
+    cn: Netns,
+    _ha: Netns,
+    _gw: Netns,
+    dir: WorkDir,
+}
+
+fn hosts_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("lab/hosts")
+}
+
+fn ha_conf(dir: &Path) -> PathBuf {
+    let p = dir.join("mip4-ha.conf");
+    std::fs::write(
+        &p,
+        format!(
+            r#"listen = "0.0.0.0:434"
+home_agent = "{HA}"
+control_socket = "{sock}"
+max_lifetime = 300
+tunnel_backend = "userspace"
+udp_tunnelling = false
+# The trusted subnet and the VPN's TIA pool: never the outside.
+trusted_networks = ["10.20.0.0/16", "10.200.0.0/24"]
+
+[[home_network]]
+prefix = "10.1.5.0/24"
+mode = "virtual"
+
+[[mobile_node]]
+home_address = "{HOA}"
+spi = 4096
+key = "{KEY}"
+"#,
+            sock = dir.join("ha.sock").display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn mn_conf(dir: &Path) -> PathBuf {
+    let p = dir.join("mip4d.conf");
+    std::fs::write(
+        &p,
+        format!(
+            r#"home_address = "{HOA}"
+home_network = "10.1.5.0/24"
+home_agent = "{HA}"
+spi = 4096
+key = "{KEY}"
+interfaces = ["eth0", "eth1"]
+lifetime = 300
+tunnel_backend = "userspace"
+control_socket = "{sock}"
+
+[retransmission]
+initial_timeout_ms = 1000
+retries = 3
+backoff_cap_ms = 4000
+retry_interval_s = 2
+
+[detect]
+timeout_ms = 1000
+retries = 1
+backoff_cap_ms = 1000
+
+[vpn]
+plugin_socket = "{plugin}"
+connections = ["vpn"]
+"#,
+            sock = dir.join("mip4d.sock").display(),
+            plugin = dir.join("plugin.sock").display(),
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn build() -> Lab {
+    preflight().expect("lab preflight");
+    let prefix = unique_prefix();
+    let dir = WorkDir::new("mip4d-detect-vpn").unwrap();
+    let mn = Netns::new(&prefix, "mn").unwrap();
+    let gw = Netns::new(&prefix, "vpngw").unwrap();
+    let ha = Netns::new(&prefix, "ha").unwrap();
+    let cn = Netns::new(&prefix, "cn").unwrap();
+    veth(&mn, "eth0", &gw, "eth0").unwrap();
+    veth(&mn, "eth1", &gw, "in0").unwrap();
+    veth(&gw, "int0", &ha, "ha0").unwrap();
+    veth(&gw, "int1", &cn, "cn0").unwrap();
+    mn.sysctl("net.ipv4.conf.all.promote_secondaries", "1")
+        .unwrap();
+    gw.add_addr("eth0", "203.0.113.10/24").unwrap();
+    gw.add_addr("in0", "10.20.1.1/24").unwrap();
+    gw.add_addr("int0", "10.1.0.1/24").unwrap();
+    gw.add_addr("int1", "10.1.3.1/24").unwrap();
+    gw.enable_forwarding().unwrap();
+    gw.route("10.1.5.0/24", HA).unwrap();
+    ha.add_addr("ha0", &format!("{HA}/24")).unwrap();
+    ha.enable_forwarding().unwrap();
+    ha.route("default", "10.1.0.1").unwrap();
+    cn.add_addr("cn0", &format!("{CN}/24")).unwrap();
+    cn.route("default", "10.1.3.1").unwrap();
+
+    let gw_c = Charon::start(&gw, &dir.path().join("vpngw"), &Default::default()).unwrap();
+    gw_c.load_all(&hosts_dir().join("vpngw/swanctl.conf"))
+        .unwrap();
+    let mn_c = Charon::start(
+        &mn,
+        &dir.path().join("mn"),
+        &charon_config(dir.path(), &dir.path().join("plugin.sock"), "vpn"),
+    )
+    .unwrap();
+    mn_c.load_all(&hosts_dir().join("mn/swanctl.conf")).unwrap();
+
+    let mut c = ha.command(env!("CARGO_BIN_EXE_mip4-ha"));
+    c.arg("--config")
+        .arg(ha_conf(dir.path()))
+        .env("RUST_LOG", "debug");
+    let ha_p = ha.spawn("mip4-ha", c, &dir.path().join("ha.log")).unwrap();
+    let mut c = mn.command(env!("CARGO_BIN_EXE_mip4d"));
+    c.arg("--config")
+        .arg(mn_conf(dir.path()))
+        .env("RUST_LOG", "debug");
+    let mn_p = mn.spawn("mip4d", c, &dir.path().join("mip4d.log")).unwrap();
+    Lab {
+        _procs: vec![mn_p, ha_p],
+        charons: vec![mn_c, gw_c],
+        mn,
+        cn,
+        _ha: ha,
+        _gw: gw,
+        dir,
+    }
+}
+
+impl Lab {
+    fn ctl(&self, socket: &str, args: &[&str]) -> Option<Value> {
+        let out = Command::new(env!("CARGO_BIN_EXE_mip4ctl"))
+            .arg("--socket")
+            .arg(self.dir.path().join(socket))
+            .args(args)
+            .arg("--json")
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    fn ha_binding(&self) -> Option<Value> {
+        self.ctl("ha.sock", &["bindings"])?
+            .as_array()?
+            .iter()
+            .find(|b| b["home_address"] == HOA)
+            .cloned()
+    }
+
+    fn ha_counter(&self, name: &str) -> Option<u64> {
+        fn find(v: &Value, name: &str) -> Option<u64> {
+            match v {
+                Value::Object(m) => m
+                    .get(name)
+                    .and_then(Value::as_u64)
+                    .or_else(|| m.values().find_map(|v| find(v, name))),
+                _ => None,
+            }
+        }
+        find(&self.ctl("ha.sock", &["counters"])?, name)
+    }
+
+    fn mn_status(&self) -> Option<Value> {
+        self.ctl("mip4d.sock", &["status"])
+    }
+
+    fn logs(&self) -> String {
+        let read = |f: &str| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
+        let tail = |s: String| {
+            let l: Vec<&str> = s.lines().collect();
+            l[l.len().saturating_sub(60)..].join("\n")
+        };
+        format!(
+            "--- mip4d.log\n{}\n--- ha.log\n{}\n--- mn charon.log (tail)\n{}\n--- mn status\n{}\n--- mn rules\n{}\n--- mn routes\n{}\n--- ha status\n{}",
+            read("mip4d.log"),
+            read("ha.log"),
+            tail(self.charons[0].log_text()),
+            self.mn_status().unwrap_or_default(),
+            self.mn.ip(&["rule"]).unwrap_or_default(),
+            self.mn.ip(&["route", "show", "table", "all"]).unwrap_or_default(),
+            self.ctl("ha.sock", &["counters"]).unwrap_or_default(),
+        )
+    }
+
+    fn subscribe(&self) -> Arc<Mutex<Vec<Value>>> {
+        let path = self.dir.path().join("mip4d.sock");
+        let (mut s, _) = wait::until(T, "mip4d control socket", || {
+            std::os::unix::net::UnixStream::connect(&path).ok()
+        })
+        .unwrap();
+        s.write_all(b"{\"cmd\":\"events\"}\n").unwrap();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = events.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(s).lines() {
+                let Ok(line) = line else { return };
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    sink.lock().unwrap().push(v);
+                }
+            }
+        });
+        events
+    }
+}
+
+fn must<T>(lab: &Lab, r: mip4::lab::Result<(T, std::time::Instant)>) -> T {
+    match r {
+        Ok((v, _)) => v,
+        Err(e) => panic!("{e}\n{}", lab.logs()),
+    }
+}
+
+fn verdict(events: &Arc<Mutex<Vec<Value>>>, address: &str) -> Option<Value> {
+    events
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "trust_verdict" && e["address"] == address)
+        .cloned()
+}
+
+#[test]
+fn the_probe_bypasses_the_vpn_outside_and_inside_and_decides_the_mode() {
+    let lab = build();
+    must(
+        &lab,
+        wait::until(T, "the plugin connected to mip4d", || {
+            lab.mn_status()
+                .filter(|s| s["plugin"]["connected"] == true)
+                .map(|_| ())
+        }),
+    );
+    let events = lab.subscribe();
+
+    // 1. Outside, no VPN yet: attach (DHCP-style: address, then route).
+    lab.mn.add_addr("eth0", &format!("{OUT_A}/24")).unwrap();
+    lab.mn.route("default", "203.0.113.10").unwrap();
+    let v = must(
+        &lab,
+        wait::until(T, "verdict outside", || verdict(&events, OUT_A)),
+    );
+    assert_eq!(v["verdict"], "untrusted", "{v}");
+    assert_eq!(v["cause"], "no_reply", "{v}");
+    let dropped = lab.ha_counter("dropped_untrusted_source").unwrap();
+    assert!(dropped >= 2, "the probes reached the i-HA: {dropped}");
+    // RFC 5266 §3.4.2 step 1: mip4d asked charon for the VPN.
+    let (sa, _) = lab.charons[0]
+        .wait_sa("vpn", T, "VPN initiated at mip4d's request", |sa| {
+            !sa.local_vips.is_empty()
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
+    let tia = sa.local_vips[0].clone();
+    let st = must(
+        &lab,
+        wait::until(T, "mode mc with the TIA", || {
+            lab.mn_status()
+                .filter(|s| s["state"] == "registered" && s["care_of_address"] == tia.as_str())
+        }),
+    );
+    assert_eq!(st["mode"], "mc");
+    assert!(events
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| e["event"] == "vpn_requested" && e["action"] == "initiate"));
+    must(
+        &lab,
+        wait::until(T, "ping cn -> home address through the VPN", || {
+            lab.cn.ping_once(CN, HOA, 500).then_some(())
+        }),
+    );
+
+    // 2. A new outside address while the VPN's routes catch everything
+    // to 10.1.0.0/16: the probe still reaches the i-HA directly.
+    let requests = lab.mn_status().unwrap()["registration"]["requests_sent"].clone();
+    lab.mn.add_addr("eth0", &format!("{OUT_B}/24")).unwrap();
+    let v = must(
+        &lab,
+        wait::until(T, "verdict for the second outside address", || {
+            verdict(&events, OUT_B)
+        }),
+    );
+    assert_eq!(v["verdict"], "untrusted", "{v}");
+    let dropped2 = lab.ha_counter("dropped_untrusted_source").unwrap();
+    assert!(
+        dropped2 >= dropped + 2,
+        "probes bypassed the VPN and reached the i-HA: {dropped} -> {dropped2}"
+    );
+    let st = lab.mn_status().unwrap();
+    assert_eq!(st["mode"], "mc", "{st}");
+    assert_eq!(st["care_of_address"], tia.as_str());
+    assert_eq!(
+        st["registration"]["requests_sent"], requests,
+        "nothing registered: {st}"
+    );
+
+    // 3. Enter the trusted subnet (a second interface; the VPN stays).
+    lab.mn.add_addr("eth1", &format!("{INSIDE}/24")).unwrap();
+    lab.mn
+        .ip(&[
+            "route",
+            "replace",
+            "default",
+            "via",
+            "10.20.1.1",
+            "dev",
+            "eth1",
+            "metric",
+            "10",
+        ])
+        .unwrap();
+    let v = must(
+        &lab,
+        wait::until(T, "verdict inside", || verdict(&events, INSIDE)),
+    );
+    assert_eq!(v["verdict"], "trusted", "{v}\n{}", lab.logs());
+    assert_eq!(v["cause"], "tnc_reply", "{v}");
+    let st = must(
+        &lab,
+        wait::until(T, "mode c inside", || {
+            lab.mn_status()
+                .filter(|s| s["state"] == "registered" && s["care_of_address"] == INSIDE)
+        }),
+    );
+    assert_eq!(st["mode"], "c");
+    let b = must(
+        &lab,
+        wait::until(T, "HA binding = the inside address", || {
+            lab.ha_binding().filter(|b| b["care_of_address"] == INSIDE)
+        }),
+    );
+    assert!(
+        b["source"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{INSIDE}:")),
+        "{b}"
+    );
+    // vpn_when_inside = keep: the IKE_SA stays, no data through it.
+    assert!(lab.charons[0]
+        .list_sas()
+        .unwrap()
+        .iter()
+        .any(|s| s.name == "vpn"));
+    must(
+        &lab,
+        wait::until(T, "ping cn -> home address, mode c, VPN kept", || {
+            lab.cn.ping_once(CN, HOA, 500).then_some(())
+        }),
+    );
+
+    // 4. Leave: the trusted address goes; the TIA comes back.
+    lab.mn.del_addr("eth1", &format!("{INSIDE}/24")).unwrap();
+    let st = must(
+        &lab,
+        wait::until(T, "mode mc again", || {
+            lab.mn_status()
+                .filter(|s| s["state"] == "registered" && s["care_of_address"] == tia.as_str())
+        }),
+    );
+    assert_eq!(st["mode"], "mc");
+    must(
+        &lab,
+        wait::until(T, "ping cn -> home address through the VPN again", || {
+            lab.cn.ping_once(CN, HOA, 500).then_some(())
+        }),
+    );
+    let ev = events.lock().unwrap().clone();
+    for e in &ev {
+        if e["event"] == "trust_verdict" && (e["address"] == OUT_A || e["address"] == OUT_B) {
+            assert_eq!(e["verdict"], "untrusted", "{e}");
+        }
+    }
+}
