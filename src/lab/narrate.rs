@@ -223,7 +223,6 @@ fn meaning(stem: &str) -> Option<&'static str> {
         "move_to_mode_c" => "address change -> mode c",
         "move_to_mode_mc" => "address change -> TIA registered through the VPN (mode mc)",
         "move_to_vpn" => "address change -> VPN up with a TIA (initiated by mip4d)",
-        "move_to_vpn_gone" => "address change -> VPN torn down (vpn_when_inside = terminate)",
         "vpn_to_registered" => "TIA installed -> registration accepted",
         "leg1_to_mode_c" => "leg 1 (external A -> trusted-1): address change -> mode c",
         "leg2_to_verdict" => "leg 2 (trusted-1 -> external B): address change -> untrusted",
