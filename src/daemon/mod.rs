@@ -105,6 +105,11 @@ impl Daemon {
             self.probes.send(&p, fallback.as_deref()).await;
         }
         while let Some(t) = self.node.poll_transmit() {
+            // A request from the TIA (mode 'mc') must take charon's routes:
+            // drop mode c's `to <home agent> lookup main` rule first.
+            if t.src.is_some_and(|a| self.node.vpn_view().is_tia(a)) {
+                self.installer.direct(None).await;
+            }
             self.sockets.send(&t).await;
         }
         while let Some((at, e)) = self.node.poll_event() {

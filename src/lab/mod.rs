@@ -11,11 +11,13 @@
 //! - [`topology`]: Figure 1 as data, and the function that builds it.
 //! - [`scenario`]: scenarios as data (strongSwan testing/tests style) and
 //!   the runner behind `mip4-lab run`.
+//! - [`forger`]: an on-path host answering the MN's probe with forged TNC.
 //! - [`bench`]: the plugin's cost on MOBIKE (`mip4-lab bench`).
 
 pub mod bench;
 pub mod charon;
 pub mod daemon;
+pub mod forger;
 pub mod narrate;
 pub mod netns;
 pub mod scenario;

@@ -80,6 +80,33 @@ pub fn event(e: &Event) -> Option<String> {
             s(&d["gateway"])
         ),
         Some("vpn_down") => format!("IKE_SA {} is down", s(&d["ike_sa"])),
+        Some("trust_verdict") => format!(
+            "mip4d's probe from {} decides: {} ({}; {} forged replies dropped)",
+            s(&d["address"]),
+            s(&d["verdict"]),
+            s(&d["cause"]),
+            s(&d["forged"])
+        ),
+        Some("mode_changed") => format!(
+            "mode {} -> {}",
+            if d["from"].is_null() {
+                "none".into()
+            } else {
+                s(&d["from"])
+            },
+            if d["to"].is_null() {
+                "none".into()
+            } else {
+                s(&d["to"])
+            }
+        ),
+        Some("vpn_requested") => format!(
+            "mip4d asks charon to {} the VPN '{}'",
+            s(&d["action"]),
+            s(&d["connection"])
+        ),
+        Some("traffic_held") => "mip4d holds the home address's traffic (no decided path)".into(),
+        Some("traffic_released") => "mip4d releases the home address's traffic".into(),
         Some("decision") => format!("mip4d sends nothing: {}", s(&d["reason"])),
         Some(other) => format!("mip4d: {other}"),
         None => match e.event.as_str() {
@@ -97,6 +124,10 @@ pub fn event(e: &Event) -> Option<String> {
             "charon_started" => "charon starts".into(),
             "charon_killed" => "charon is killed (SIGKILL)".into(),
             "vpn_terminated" => format!("the VPN '{}' is terminated", s(&d["ike"])),
+            "forger_started" => format!(
+                "this host now answers registration requests towards {} with forged TNC replies",
+                s(&d["home_agent"])
+            ),
             "rtt" => format!("link RTT to {}: {} ms", s(&d["dst"]), s(&d["avg_ms"])),
             "pinger_started" => format!("ping {} -> {} every 20 ms", s(&d["src"]), s(&d["dst"])),
             "tcp_connected" => format!(
@@ -188,6 +219,19 @@ fn meaning(stem: &str) -> Option<&'static str> {
         "stop_to_registered" => "mip4d stopped -> the new mip4d registered",
         "stop_to_ping" => "mip4d stopped -> first ping reply",
         "stop_to_tcp" => "mip4d stopped -> TCP stream moving again",
+        "move_to_verdict" => "address change -> trust verdict (mode decided)",
+        "move_to_mode_c" => "address change -> mode c",
+        "move_to_mode_mc" => "address change -> TIA registered through the VPN (mode mc)",
+        "move_to_vpn" => "address change -> VPN up with a TIA (initiated by mip4d)",
+        "vpn_to_registered" => "TIA installed -> registration accepted",
+        "leg1_to_mode_c" => "leg 1 (external A -> trusted-1): address change -> mode c",
+        "leg2_to_verdict" => "leg 2 (trusted-1 -> external B): address change -> untrusted",
+        "leg2_to_registered" => "leg 2: address change -> TIA registered (mode mc)",
+        "leg3_to_mode_c" => "leg 3 (external B -> trusted-1): address change -> mode c",
+        "leg3_to_ping" => "leg 3: address change -> first ping reply",
+        "leg3_to_tcp" => "leg 3: address change -> TCP stream moving again",
+        "forger_answered" => "probes the forger answered (two forged TNC replies each)",
+        "forged_replies" => "probe replies mip4d dropped as forged",
         "ping_lost" => "pings lost during the move (sent 20 ms apart)",
         "request_send_errors" => "Registration Requests that could not be sent (no route yet)",
         "request_retransmissions" => "Registration Request retransmissions (RFC 5944 §3.6.3)",

@@ -318,6 +318,7 @@ struct Run<'a> {
     captures: Vec<Process>,
     pingers: BTreeMap<String, Pinger>,
     streams: BTreeMap<String, TcpProbe>,
+    forgers: BTreeMap<String, super::forger::Forger>,
     subscriptions: BTreeMap<String, Events>,
     procs: BTreeMap<String, Process>,
     charons: BTreeMap<String, Charon>,
@@ -352,6 +353,7 @@ pub fn run(
         captures: Vec::new(),
         pingers: BTreeMap::new(),
         streams: BTreeMap::new(),
+        forgers: BTreeMap::new(),
         subscriptions: BTreeMap::new(),
         procs: BTreeMap::new(),
         charons: BTreeMap::new(),
@@ -764,6 +766,28 @@ impl Run<'_> {
                 self.emit("stopped", key, serde_json::json!({}));
             }
             // lab::pinger NAME HOST SRC DST: continuous ping, 20 ms apart.
+            // lab::forge-tnc NAME HOST HOME_AGENT: HOST answers the
+            // registration requests passing it towards HOME_AGENT with
+            // forged TNC replies (src/lab/forger.rs).
+            "forge-tnc" => {
+                let (name, host, ha) = (arg(1)?, arg(2)?, arg(3)?);
+                let f = super::forger::Forger::start(self.lab.host(host)?, ha)?;
+                self.forgers.insert(name.to_string(), f);
+                self.emit(
+                    "forger_started",
+                    host,
+                    serde_json::json!({"name": name, "home_agent": ha}),
+                );
+            }
+            // lab::forged NAME FIGURE: requests forger NAME answered.
+            "forged" => {
+                let (name, fig) = (arg(1)?, arg(2)?);
+                let f = self
+                    .forgers
+                    .get(name)
+                    .ok_or_else(|| Error::Other(format!("no forger `{name}`")))?;
+                self.figures.insert(fig.to_string(), f.answered() as f64);
+            }
             "pinger" => {
                 let (name, host, src, dst) = (arg(1)?, arg(2)?, arg(3)?, arg(4)?);
                 let ns = self.lab.host(host)?;

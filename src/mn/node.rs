@@ -1311,6 +1311,7 @@ impl Node {
                         ),
                         _ => format!("{why}: no usable address left"),
                     };
+                    let went_stale = self.mc.is_some() && !self.stale;
                     if let (Some(m), false) = (&self.mc, self.stale) {
                         // RFC 5266 §3.1.3: the care-of address was the TIA;
                         // without it nothing reaches the MN through the
@@ -1338,6 +1339,10 @@ impl Node {
                     // only the registration.
                     self.retry_at = None;
                     self.set_state(now, to, &reason);
+                    if went_stale {
+                        // RFC 5266 §3.4.2 step 1: outside, the VPN is gone.
+                        self.after_untrusted(now, &reason);
+                    }
                 }
             }
         }

@@ -1,0 +1,267 @@
+//! Trusted-network detection (RFC 5266 §3.4) end to end on the Figure 1
+//! lab: real charons on the MN (with the built mip4 plugin) and the VPN
+//! gateway, mip4d with `[detect]` (no configured trusted prefixes) and
+//! mip4-ha trusting the intranet's subnets and the TIA pool. One test per
+//! scenario: entering and leaving the enterprise, an i-HA reachable from
+//! outside that stays silent, an on-path forger answering the probe.
+//! Needs root and strongSwan 5.9.8 (kernel-libipsec), and the plugin built
+//! against strongSwan's source: fails naming the missing piece otherwise.
+
+mod lab_support;
+
+use lab_support::{event, figure, run_passing, same_stream};
+
+const HOA: &str = "10.1.100.5";
+const EXT_A: &str = "192.0.2.100";
+const TRUSTED_1: &str = "10.1.10.100";
+
+#[test]
+fn lab_enter_enterprise_switches_to_mode_c_on_an_authenticated_tnc() {
+    let s = run_passing("enter-enterprise");
+    let tia = s.vars["TIA"].clone();
+
+    // Outside: the probe went unanswered, the TIA was registered (mode mc).
+    let out = &event(&s, "outside_verdict").detail;
+    assert_eq!(out["address"], EXT_A, "{out}");
+    assert_eq!(out["verdict"], "untrusted", "{out}");
+    assert_eq!(out["cause"], "no_reply", "{out}");
+    assert_eq!(
+        event(&s, "ha_binding_mc").detail["care_of_address"],
+        tia.as_str()
+    );
+
+    // Inside: the i-HA's authenticated TNC reply decided it, the probe was
+    // the mode 'c' registration, from the trusted address.
+    let v = &event(&s, "verdict_trusted").detail;
+    assert_eq!(v["address"], TRUSTED_1, "{v}");
+    assert_eq!(v["cause"], "tnc_reply", "{v}");
+    assert_eq!(v["forged"], 0, "{v}");
+    let m = &event(&s, "mode_c").detail;
+    assert_eq!(
+        (m["from"].as_str(), m["to"].as_str()),
+        (Some("mc"), Some("c")),
+        "{m}"
+    );
+    // Data no longer uses the VPN: the HA tunnels to the trusted address;
+    // the VPN itself stays, moved by MOBIKE (vpn_when_inside = keep).
+    let b = &event(&s, "ha_binding_c").detail;
+    assert_eq!(b["home_address"], HOA);
+    assert_eq!(b["care_of_address"], TRUSTED_1, "{b}");
+    assert!(
+        b["source"]
+            .as_str()
+            .is_some_and(|src| src.starts_with(&format!("{TRUSTED_1}:"))),
+        "the registration did not come straight from the trusted address: {b}"
+    );
+    assert_eq!(event(&s, "mobike_updated").detail["local-host"], TRUSTED_1);
+    lab_support::check_held(&s, "events mn/mip4d vpn_requested");
+    let mode_c = event(&s, "registered_c").t;
+
+    // The same TCP connection, moving again after the switch to mode 'c'.
+    same_stream(&s, "stream_flowing", "stream_resumed");
+    assert!(event(&s, "stream_resumed").t > mode_c);
+    assert!(event(&s, "ping_resumed").t > mode_c);
+    for f in [
+        "move_to_verdict_ms",
+        "move_to_mode_c_ms",
+        "move_to_ping_ms",
+        "move_to_tcp_ms",
+        "rtt_access_ms",
+        "move_to_verdict_rtts",
+        "move_to_tcp_rtts",
+    ] {
+        figure(&s, f);
+    }
+}
+
+#[test]
+fn lab_leave_enterprise_holds_traffic_then_registers_the_tia_through_the_vpn() {
+    let s = run_passing("leave-enterprise");
+
+    // Inside first: mode 'c' from the trusted address, no VPN.
+    assert_eq!(event(&s, "inside_verdict").detail["cause"], "tnc_reply");
+    assert_eq!(
+        event(&s, "ha_binding_c").detail["care_of_address"],
+        TRUSTED_1
+    );
+
+    // Outside: silence, so untrusted; the home address's traffic held
+    // from the move until the mc registration.
+    let change = event(&s, "address_change").t;
+    let held = event(&s, "held").t;
+    let v = &event(&s, "verdict_untrusted").detail;
+    assert_eq!(v["address"], EXT_A, "{v}");
+    assert_eq!(v["verdict"], "untrusted", "{v}");
+    assert_eq!(v["cause"], "no_reply", "{v}");
+    assert!(held >= change && held <= event(&s, "verdict_untrusted").t);
+
+    // mip4d asked for the VPN itself, got a TIA and registered it through
+    // the VPN: mode 'mc'.
+    let ask = &event(&s, "vpn_initiate_asked").detail;
+    assert_eq!(ask["action"], "initiate", "{ask}");
+    assert_eq!(ask["connection"], "vpn", "{ask}");
+    let tia = event(&s, "vpn_tia").detail["tia"]
+        .as_str()
+        .expect("the TIA")
+        .to_string();
+    assert!(tia.starts_with("10.200.0."), "TIA {tia} not from the pool");
+    assert_eq!(event(&s, "mode_mc").detail["to"], "mc");
+    assert_eq!(event(&s, "registered_mc").detail["care_of"], tia.as_str());
+    assert!(event(&s, "released").t >= event(&s, "registered_mc").t);
+    lab_support::check_held(&s, "binding");
+
+    // The same TCP connection carried on.
+    same_stream(&s, "stream_flowing", "stream_resumed");
+    assert!(event(&s, "stream_resumed").t > change);
+    for f in [
+        "move_to_verdict_ms",
+        "move_to_vpn_ms",
+        "move_to_mode_mc_ms",
+        "vpn_to_registered_ms",
+        "move_to_ping_ms",
+        "move_to_tcp_ms",
+        "rtt_access_ms",
+        "ike_rtt_ms",
+        "move_to_verdict_rtts",
+        "vpn_to_registered_rtts",
+    ] {
+        figure(&s, f);
+    }
+}
+
+#[test]
+fn lab_ha_reachable_outside_without_tnc_keeps_mode_mc() {
+    let s = run_passing("ha-reachable-outside");
+    let tia = s.vars["TIA"].clone();
+
+    // MOBIKE moved the IKE_SA to external A with the same TIA.
+    let moved = &event(&s, "mobike_updated").detail;
+    assert_eq!(moved["local-host"], EXT_A);
+    assert_eq!(moved["local-vips"], serde_json::json!([tia]));
+
+    // The probes reached the i-HA through the misconfigured firewall and
+    // were dropped there: no reply, untrusted after the retransmissions.
+    lab_support::check_held(&s, "nft list chain inet fw forward");
+    let v = &event(&s, "verdict_outside").detail;
+    assert_eq!(v["address"], EXT_A, "{v}");
+    assert_eq!(v["verdict"], "untrusted", "{v}");
+    assert_eq!(v["cause"], "no_reply", "{v}");
+    assert_eq!(v["attempts"], 2, "{v}");
+    lab_support::check_held(&s, "events mn/mip4d trust_verdict verdict=trusted");
+    lab_support::check_held(&s, "events mn/mip4d mode_changed to=c");
+
+    // Still mode 'mc': the HA's binding is the same TIA binding.
+    let (b1, b2) = (
+        &event(&s, "ha_binding_1").detail,
+        &event(&s, "ha_binding_2").detail,
+    );
+    assert_eq!(b2["care_of_address"], tia.as_str());
+    assert_eq!(b2["identification"], b1["identification"]);
+    // mip4d's own status (mode mc, care-of = TIA) and the HA's
+    // dropped_untrusted_source counter, as evaltest read them.
+    let ctl: Vec<_> = s
+        .checks
+        .iter()
+        .filter(|c| c.command.contains("--socket"))
+        .collect();
+    assert!(ctl.len() >= 3, "{ctl:?}");
+    assert!(ctl.iter().all(|c| c.ok), "{ctl:?}");
+
+    // The same TCP connection, before and after the verdict.
+    same_stream(&s, "stream_flowing", "stream_resumed");
+    same_stream(&s, "stream_flowing", "stream_after_verdict");
+    for f in [
+        "move_to_mobike_ms",
+        "move_to_verdict_ms",
+        "move_to_ping_ms",
+        "move_to_tcp_ms",
+        "ike_rtt_ms",
+        "rtt_access_ms",
+    ] {
+        figure(&s, f);
+    }
+}
+
+#[test]
+fn lab_forged_tnc_is_dropped_and_counted_and_the_mn_stays_in_mode_mc() {
+    let s = run_passing("forged-tnc");
+    let tia = s.vars["TIA"].clone();
+
+    // MOBIKE moved the IKE_SA to external A with the same TIA.
+    let moved = &event(&s, "mobike_updated").detail;
+    assert_eq!(moved["local-host"], EXT_A);
+    assert_eq!(moved["local-vips"], serde_json::json!([tia]));
+
+    // The forger answered the probe (two forged TNC replies a request);
+    // mip4d dropped every one as forged and decided untrusted.
+    assert!(figure(&s, "forger_answered") >= 1.0);
+    assert!(figure(&s, "forged_replies") >= 2.0);
+    let v = &event(&s, "verdict_outside").detail;
+    assert_eq!(v["address"], EXT_A, "{v}");
+    assert_eq!(v["verdict"], "untrusted", "{v}");
+    assert!(v["forged"].as_u64().is_some_and(|n| n >= 2), "{v}");
+    lab_support::check_held(&s, "events mn/mip4d probe_reply_dropped");
+    lab_support::check_held(&s, "events mn/mip4d trust_verdict verdict=trusted");
+    lab_support::check_held(&s, "events mn/mip4d mode_changed to=c");
+
+    // Still mode 'mc' on the same TIA binding, the VPN kept.
+    let (b1, b2) = (
+        &event(&s, "ha_binding_1").detail,
+        &event(&s, "ha_binding_2").detail,
+    );
+    assert_eq!(b2["care_of_address"], tia.as_str());
+    assert_eq!(b2["identification"], b1["identification"]);
+    lab_support::check_held(&s, "swanctl --list-sas");
+
+    // The same TCP connection, before and after the verdict.
+    same_stream(&s, "stream_flowing", "stream_resumed");
+    same_stream(&s, "stream_flowing", "stream_after_verdict");
+    for f in [
+        "move_to_mobike_ms",
+        "move_to_verdict_ms",
+        "move_to_ping_ms",
+        "move_to_tcp_ms",
+        "ike_rtt_ms",
+    ] {
+        figure(&s, f);
+    }
+}
+
+#[test]
+fn lab_bounce_ends_inside_in_mode_c_with_the_same_stream() {
+    let s = run_passing("bounce");
+
+    // Each leg decided its mode: trusted-1 by TNC (twice), external B by
+    // silence, then mode 'mc' again through a VPN mip4d asked for.
+    assert_eq!(event(&s, "leg1_mode_c").detail["to"], "c");
+    let v = &event(&s, "leg2_untrusted").detail;
+    assert_eq!(v["verdict"], "untrusted", "{v}");
+    assert_eq!(v["cause"], "no_reply", "{v}");
+    assert_eq!(event(&s, "leg2_mode_mc").detail["to"], "mc");
+    let reg = &event(&s, "leg2_registered").detail;
+    assert!(
+        reg["care_of"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("10.200.0.")),
+        "outside, the TIA is registered: {reg}"
+    );
+    assert_eq!(event(&s, "leg3_mode_c").detail["to"], "c");
+    lab_support::check_held(&s, "events mn/mip4d trust_verdict");
+
+    // Inside at the end: the HA tunnels to the trusted address.
+    let b = &event(&s, "ha_binding_final").detail;
+    assert_eq!(b["care_of_address"], TRUSTED_1, "{b}");
+
+    // One TCP connection through all three moves.
+    same_stream(&s, "stream_flowing", "stream_resumed");
+    for f in [
+        "leg1_to_mode_c_ms",
+        "leg2_to_verdict_ms",
+        "leg2_to_registered_ms",
+        "leg3_to_mode_c_ms",
+        "leg3_to_tcp_ms",
+        "rtt_access_ms",
+    ] {
+        figure(&s, f);
+    }
+}
