@@ -736,3 +736,34 @@ fn the_home_link_ends_a_probe_and_needs_none() {
     assert!(s.verdicts().is_empty());
     assert!(!s.node.traffic_held());
 }
+
+#[test]
+fn outside_a_vpn_that_goes_down_under_the_binding_is_asked_for_again() {
+    // RFC 5266 §3.4.2 step 1: outside, the MN needs the VPN. Found by the
+    // lab's bounce scenario: an IKE_SA that died under a mode-mc binding
+    // left the MN with its traffic held for good.
+    let mut s = Sim::new();
+    s.outside_in_mc();
+    let ike_sa = vpn_sa(EXT_A, Some(TIA)).ike_sa;
+    s.node.vpn_input(s.now, VpnInput::TiaReleased { ike_sa });
+    s.node.vpn_input(s.now, VpnInput::Down { ike_sa });
+    let asks: Vec<Action> = s
+        .take_actions()
+        .into_iter()
+        .filter(|a| matches!(a, Action::Vpn(_)))
+        .collect();
+    assert_eq!(
+        asks,
+        vec![Action::Vpn(VpnRequest::Initiate {
+            connection: "vpn".into()
+        })]
+    );
+    // A new TIA from the new IKE_SA is registered through it at once.
+    s.node.vpn_input(
+        s.now,
+        VpnInput::TiaAssigned(vpn_sa(EXT_A, Some(Ipv4Addr::new(10, 200, 0, 9)))),
+    );
+    let reqs = s.requests();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    assert_eq!(reqs[0].1.care_of_address, Ipv4Addr::new(10, 200, 0, 9));
+}
