@@ -22,6 +22,7 @@
 
 pub mod auth;
 pub mod bridge;
+pub mod cli;
 pub mod config;
 pub mod ctl;
 pub mod daemon;

@@ -9,6 +9,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "common/cdylib.rs"]
+mod cdylib;
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -33,11 +36,8 @@ fn staged_build() -> tempfile::TempDir {
             std::fs::copy(&from, stage.path().join(f)).unwrap();
         }
     }
-    std::fs::copy(
-        build_dir().join("deps/libmip4.so"),
-        stage.path().join("libmip4.so"),
-    )
-    .expect("libmip4.so built for this test run");
+    std::fs::copy(cdylib::built_cdylib(), stage.path().join("libmip4.so"))
+        .expect("libmip4.so built for this test run");
     stage
 }
 

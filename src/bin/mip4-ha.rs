@@ -43,22 +43,10 @@ struct Args {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let sub = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if args.log_json {
-        sub.json().init();
-    } else {
-        sub.init();
-    }
-    let cfg = match HaConfig::load(&args.config) {
+    mip4::cli::init_logging("info", args.log_json);
+    let cfg = match mip4::cli::config_or_exit("mip4-ha", HaConfig::load(&args.config)) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("mip4-ha: {e}");
-            return std::process::ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     if args.check {
         println!(

@@ -5,8 +5,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
-
 use mip4::daemon::{self, MnConfig};
 
 #[derive(Debug, Parser)]
@@ -32,22 +30,10 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&args.log));
-    let sub = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if args.log_json {
-        sub.json().init();
-    } else {
-        sub.init();
-    }
-
-    let cfg = match MnConfig::load(&args.config) {
+    mip4::cli::init_logging(&args.log, args.log_json);
+    let cfg = match mip4::cli::config_or_exit("mip4d", MnConfig::load(&args.config)) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("mip4d: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     if args.check {
         println!("{}: OK", args.config.display());

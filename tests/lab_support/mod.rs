@@ -7,18 +7,9 @@ use std::path::PathBuf;
 
 use mip4::lab::scenario::{run, Event, RunOptions, Scenario, Summary};
 
-/// The libmip4.so cargo built for this test run: target/<profile>/deps
-/// beside the test binary (`cargo test` does not copy a cdylib up to
-/// target/<profile>, so the copy there may be stale or missing).
-pub fn built_plugin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let deps = exe.parent().expect("target/<profile>/deps");
-    [deps, deps.parent().unwrap_or(deps)]
-        .iter()
-        .map(|d| d.join("libmip4.so"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("libmip4.so not built in {}", deps.display()))
-}
+#[path = "../common/cdylib.rs"]
+mod cdylib;
+pub use cdylib::built_cdylib as built_plugin;
 
 pub fn options() -> RunOptions {
     let mut o = RunOptions::default();

@@ -14,17 +14,13 @@ use std::time::{Duration, Instant};
 use mip4::bridge::proto::{self, DaemonMsg, PluginMsg};
 use mip4::lab::charon::CharonConfig;
 
-/// The libmip4.so cargo built for this test run: target/<profile>/deps
-/// beside the test binary (`cargo test` does not copy a cdylib up to
-/// target/<profile>, so the copy there may be stale or missing).
+#[path = "../common/cdylib.rs"]
+mod cdylib;
+
+/// The libmip4.so cargo built for this test run, checked to carry the
+/// charon shim.
 pub fn built_plugin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let deps = exe.parent().expect("target/<profile>/deps");
-    let lib = [deps, deps.parent().unwrap_or(deps)]
-        .iter()
-        .map(|d| d.join("libmip4.so"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("libmip4.so not built in {}", deps.display()));
+    let lib = cdylib::built_cdylib();
     let out = std::process::Command::new("nm")
         .args(["-D", "--defined-only"])
         .arg(&lib)
