@@ -28,9 +28,9 @@
 
 mod plugin_support;
 
-use std::io::{BufRead, BufReader, Write};
+mod mip4d_support;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -192,17 +192,7 @@ fn build() -> Lab {
 
 impl Lab {
     fn ctl(&self, socket: &str, args: &[&str]) -> Option<Value> {
-        let out = Command::new(env!("CARGO_BIN_EXE_mip4ctl"))
-            .arg("--socket")
-            .arg(self.dir.path().join(socket))
-            .args(args)
-            .arg("--json")
-            .output()
-            .ok()?;
-        if !out.status.success() {
-            return None;
-        }
-        serde_json::from_slice(&out.stdout).ok()
+        mip4d_support::ctl(self.dir.path(), socket, args)
     }
 
     fn ha_binding(&self) -> Option<Value> {
@@ -248,24 +238,9 @@ impl Lab {
         )
     }
 
+    /// Subscribes to mip4d's events; the lines land in the returned list.
     fn subscribe(&self) -> Arc<Mutex<Vec<Value>>> {
-        let path = self.dir.path().join("mip4d.sock");
-        let (mut s, _) = wait::until(T, "mip4d control socket", || {
-            std::os::unix::net::UnixStream::connect(&path).ok()
-        })
-        .unwrap();
-        s.write_all(b"{\"cmd\":\"events\"}\n").unwrap();
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let sink = events.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(s).lines() {
-                let Ok(line) = line else { return };
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    sink.lock().unwrap().push(v);
-                }
-            }
-        });
-        events
+        mip4d_support::subscribe(&self.dir.path().join("mip4d.sock"))
     }
 }
 
@@ -276,14 +251,7 @@ fn must<T>(lab: &Lab, r: mip4::lab::Result<(T, std::time::Instant)>) -> T {
     }
 }
 
-fn verdict(events: &Arc<Mutex<Vec<Value>>>, address: &str) -> Option<Value> {
-    events
-        .lock()
-        .unwrap()
-        .iter()
-        .find(|e| e["event"] == "trust_verdict" && e["address"] == address)
-        .cloned()
-}
+use mip4d_support::verdict;
 
 #[test]
 fn the_probe_bypasses_the_vpn_outside_and_inside_and_decides_the_mode() {

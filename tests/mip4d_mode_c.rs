@@ -16,9 +16,9 @@
 //! it re-registers, the HA's binding follows and the ping resumes.
 //! Every wait polls a condition with a deadline. Needs root.
 
-use std::io::{BufRead, BufReader, Write};
+mod mip4d_support;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -181,17 +181,7 @@ fn build() -> Lab {
 
 impl Lab {
     fn ctl(&self, socket: &str, args: &[&str]) -> Option<Value> {
-        let out = Command::new(env!("CARGO_BIN_EXE_mip4ctl"))
-            .arg("--socket")
-            .arg(self.dir.path().join(socket))
-            .args(args)
-            .arg("--json")
-            .output()
-            .ok()?;
-        if !out.status.success() {
-            return None;
-        }
-        serde_json::from_slice(&out.stdout).ok()
+        mip4d_support::ctl(self.dir.path(), socket, args)
     }
 
     /// The care-of address of the HA's binding for the home address.
@@ -222,23 +212,7 @@ impl Lab {
 
     /// Subscribes to mip4d's events; the lines land in the returned list.
     fn subscribe(&self) -> Arc<Mutex<Vec<Value>>> {
-        let path = self.dir.path().join("mip4d.sock");
-        let (mut s, _) = wait::until(Duration::from_secs(10), "mip4d control socket", || {
-            std::os::unix::net::UnixStream::connect(&path).ok()
-        })
-        .unwrap();
-        s.write_all(b"{\"cmd\":\"events\"}\n").unwrap();
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let sink = events.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(s).lines() {
-                let Ok(line) = line else { return };
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    sink.lock().unwrap().push(v);
-                }
-            }
-        });
-        events
+        mip4d_support::subscribe(&self.dir.path().join("mip4d.sock"))
     }
 
     fn ping(&self) -> bool {

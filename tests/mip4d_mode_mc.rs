@@ -21,9 +21,9 @@
 
 mod plugin_support;
 
-use std::io::{BufRead, BufReader, Write};
+mod mip4d_support;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -190,17 +190,7 @@ impl Lab {
     }
 
     fn ctl(&self, socket: &str, args: &[&str]) -> Option<Value> {
-        let out = Command::new(env!("CARGO_BIN_EXE_mip4ctl"))
-            .arg("--socket")
-            .arg(self.dir.path().join(socket))
-            .args(args)
-            .arg("--json")
-            .output()
-            .ok()?;
-        if !out.status.success() {
-            return None;
-        }
-        serde_json::from_slice(&out.stdout).ok()
+        mip4d_support::ctl(self.dir.path(), socket, args)
     }
 
     /// The HA's binding for the home address.
@@ -228,23 +218,7 @@ impl Lab {
 
     /// Subscribes to mip4d's events; the lines land in the returned list.
     fn subscribe(&self) -> Arc<Mutex<Vec<Value>>> {
-        let path = self.dir.path().join("mip4d.sock");
-        let (mut s, _) = wait::until(T, "mip4d control socket", || {
-            std::os::unix::net::UnixStream::connect(&path).ok()
-        })
-        .unwrap();
-        s.write_all(b"{\"cmd\":\"events\"}\n").unwrap();
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let sink = events.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(s).lines() {
-                let Ok(line) = line else { return };
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    sink.lock().unwrap().push(v);
-                }
-            }
-        });
-        events
+        mip4d_support::subscribe(&self.dir.path().join("mip4d.sock"))
     }
 
     fn ping(&self) -> bool {
