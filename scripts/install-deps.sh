@@ -25,7 +25,8 @@ packages=(
 	charon-systemd          # charon-systemd, the daemon Debian ships by default
 	strongswan-swanctl      # swanctl: loading configs, listing SAs in tests
 	libcharon-extra-plugins # kernel-libipsec (the kernel has no ESP)
-	libstrongswan-extra-plugins
+	libstrongswan-standard-plugins # openssl, gcm: the lab's AES-GCM proposals
+	libstrongswan-extra-plugins    # curve25519
 	tshark                  # conformance oracle (MIPv4 and IKEv2 dissectors)
 	libclang-dev clang      # bindgen for the plugin's C ABI
 	dpkg-dev                # apt-get source / dpkg-source: strongSwan headers

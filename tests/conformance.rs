@@ -50,26 +50,19 @@ fn require_tshark() {
     );
 }
 
-/// Makes sure `python3 -c 'import scapy'` works, installing scapy with pip
-/// for that interpreter if needed.
+/// Checks that scapy's MobileIP layer imports in the interpreter the tests
+/// use. Tests install nothing: scripts/install-deps.sh (run by `make
+/// check`) installs scapy.
 fn require_scapy() {
-    let has = || {
-        Command::new(python())
-            .args(["-c", "import scapy.layers.mobileip"])
-            .stderr(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    };
-    if !has() {
-        let _ = Command::new(python())
-            .args(["-m", "pip", "install", "--quiet", "scapy"])
-            .status();
-    }
+    let ok = Command::new(python())
+        .args(["-c", "import scapy.layers.mobileip"])
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
     assert!(
-        has(),
-        "scapy not importable by {} (install: {} -m pip install scapy)",
-        python(),
+        ok,
+        "scapy not importable by {}: run scripts/install-deps.sh (`make check` does)",
         python()
     );
 }

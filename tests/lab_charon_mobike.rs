@@ -100,3 +100,25 @@ fn lab_mobike_update_keeps_tia() {
     )
     .unwrap();
 }
+
+/// A plugin charon cannot load is an error at start that names it: charon
+/// itself skips such a plugin and starts, and the lab would otherwise fail
+/// much later on a proposal (as a fresh machine without
+/// libstrongswan-standard-plugins did).
+#[test]
+fn charon_missing_a_plugin_fails_at_start_naming_it() {
+    preflight().expect("lab preflight");
+    let prefix = unique_prefix();
+    let tmp = WorkDir::new("noplugin").unwrap();
+    let ns = Netns::new(&prefix, "gw").unwrap();
+    let cfg = CharonConfig {
+        extra_plugins: vec!["mip4-lab-no-such-plugin".into()],
+        ..CharonConfig::default()
+    };
+    let err = Charon::start(&ns, &tmp.path().join("gw"), &cfg).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("did not load the plugins mip4-lab-no-such-plugin"),
+        "{text}"
+    );
+}

@@ -18,29 +18,49 @@ pub const CHARON: &str = "/usr/lib/ipsec/charon";
 /// swanctl (strongswan-swanctl).
 pub const SWANCTL: &str = "/usr/sbin/swanctl";
 
-/// Plugins every lab charon loads. strongSwan 5.9.8 needs `kdf` for the
-/// PRF+; `kernel-libipsec` replaces the missing kernel ESP.
-pub const BASE_PLUGINS: &[&str] = &[
-    "random",
-    "nonce",
-    "openssl",
-    "aes",
-    "sha1",
-    "sha2",
-    "hmac",
-    "gmp",
-    "curve25519",
-    "kdf",
-    "pem",
-    "pkcs1",
-    "x509",
-    "pubkey",
-    "attr",
-    "kernel-libipsec",
-    "kernel-netlink",
-    "socket-default",
-    "vici",
+/// Plugins every lab charon loads, each with the Debian package that ships
+/// it (scripts/install-deps.sh installs them all). strongSwan 5.9.8 needs
+/// `kdf` for the PRF+; `openssl` and `gcm` carry the lab's AES-GCM ESP
+/// proposal; `kernel-libipsec` replaces the missing kernel ESP. Charon's
+/// start is checked against this list (`swanctl --stats`), so a missing
+/// plugin is an error at start, naming its package, not a failed proposal
+/// later.
+pub const BASE_PLUGINS: &[(&str, &str)] = &[
+    ("random", "libstrongswan"),
+    ("nonce", "libstrongswan"),
+    ("openssl", "libstrongswan-standard-plugins"),
+    ("gcm", "libstrongswan-standard-plugins"),
+    ("aes", "libstrongswan"),
+    ("sha1", "libstrongswan"),
+    ("sha2", "libstrongswan"),
+    ("hmac", "libstrongswan"),
+    ("gmp", "libstrongswan"),
+    ("curve25519", "libstrongswan-extra-plugins"),
+    ("kdf", "libstrongswan"),
+    ("pem", "libstrongswan"),
+    ("pkcs1", "libstrongswan"),
+    ("x509", "libstrongswan"),
+    ("pubkey", "libstrongswan"),
+    ("attr", "libstrongswan"),
+    ("kernel-libipsec", "libcharon-extra-plugins"),
+    ("kernel-netlink", "libstrongswan"),
+    ("socket-default", "strongswan-libcharon"),
+    ("vici", "strongswan-swanctl"),
 ];
+
+/// The plugins of [`BASE_PLUGINS`] whose library is not in
+/// [`PLUGIN_DIR`], as "name (package)".
+pub fn missing_base_plugins() -> Vec<String> {
+    BASE_PLUGINS
+        .iter()
+        .filter(|(name, _)| {
+            !Path::new(PLUGIN_DIR)
+                .join(format!("libstrongswan-{name}.so"))
+                .exists()
+        })
+        .map(|(name, package)| format!("{name} ({package})"))
+        .collect()
+}
 
 /// How a lab charon is configured beyond the base.
 #[derive(Debug, Clone, Default)]
@@ -83,7 +103,7 @@ impl Charon {
         let conf = dir.join("strongswan.conf");
         let _ = std::fs::remove_file(&vici);
         let _ = std::fs::remove_file(&log);
-        let mut plugins: Vec<&str> = BASE_PLUGINS.to_vec();
+        let mut plugins: Vec<&str> = BASE_PLUGINS.iter().map(|(p, _)| *p).collect();
         plugins.extend(cfg.extra_plugins.iter().map(String::as_str));
         let text = strongswan_conf(&plugins.join(" "), &vici, &log, &cfg.extra_settings);
         std::fs::write(&conf, text).map_err(|source| Error::Io {
@@ -129,7 +149,11 @@ impl Charon {
                     charon.dir.join("charon.stdout").display()
                 ))));
             }
-            (charon.vici.exists() && charon.swanctl(&["--stats"]).is_ok()).then_some(Ok(()))
+            let stats = charon
+                .vici
+                .exists()
+                .then(|| charon.swanctl(&["--stats"]).ok())??;
+            Some(charon.check_loaded(&stats, &plugins))
         })?
         .0?;
         Ok(charon)
@@ -137,6 +161,35 @@ impl Charon {
 
     pub fn host(&self) -> &str {
         &self.host
+    }
+
+    /// Checks `swanctl --stats`'s "loaded plugins:" line against the
+    /// plugins this charon was told to load: charon skips a plugin it
+    /// cannot load and starts anyway, so without this a missing package
+    /// shows up only later, as a failed proposal.
+    fn check_loaded(&self, stats: &str, wanted: &[&str]) -> Result<()> {
+        let loaded: Vec<&str> = stats
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("loaded plugins:"))
+            .map(|l| l.split_whitespace().collect())
+            .unwrap_or_default();
+        let missing: Vec<String> = wanted
+            .iter()
+            .filter(|p| !loaded.contains(p))
+            .map(|p| match BASE_PLUGINS.iter().find(|(name, _)| name == p) {
+                Some((_, package)) => format!("{p} (Debian package {package})"),
+                None => p.to_string(),
+            })
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Other(format!(
+            "charon on {} did not load the plugins {}; scripts/install-deps.sh installs them (see {})",
+            self.host,
+            missing.join(", "),
+            self.log.display()
+        )))
     }
 
     /// The charon log (filelog, milliseconds, `ike`/`knl`/`cfg` at 2).

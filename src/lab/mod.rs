@@ -74,14 +74,6 @@ pub fn preflight() -> Result<()> {
         ("/usr/sbin/ip", "iproute2"),
         (charon::CHARON, "strongSwan charon (strongswan-charon)"),
         ("/usr/sbin/swanctl", "swanctl (strongswan-swanctl)"),
-        (
-            "/usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so",
-            "kernel-libipsec plugin (libcharon-extra-plugins)",
-        ),
-        (
-            "/usr/lib/ipsec/plugins/libstrongswan-kdf.so",
-            "kdf plugin (libstrongswan)",
-        ),
         ("/usr/sbin/nft", "nftables"),
         ("/usr/bin/ping", "ping (iputils-ping)"),
         ("/dev/net/tun", "TUN device (/dev/net/tun)"),
@@ -89,6 +81,9 @@ pub fn preflight() -> Result<()> {
         if !std::path::Path::new(path).exists() {
             missing.push(format!("{what}: {path} not found"));
         }
+    }
+    for plugin in charon::missing_base_plugins() {
+        missing.push(format!("strongSwan plugin {plugin}"));
     }
     if missing.is_empty() {
         Ok(())
