@@ -136,15 +136,18 @@ fn plugin_hooks_fire_with_correct_data() {
     assert_eq!(gw_ike.unique_id, swanctl_unique_id(&gw_c, "vpn"));
     assert_eq!(gw_ike.remote.unwrap().addr, ip("203.0.113.100"));
 
-    // --- MOBIKE move: roam, then ike_update old -> new local address.
+    // --- MOBIKE move: roam and ike_update old -> new local address. Their
+    // order is not asserted: charon's own kernel handler (registered before
+    // the plugin) queues the MOBIKE update as a job on the same roam, so a
+    // busy machine may see ike_update before the plugin's roam hook runs.
     let mark = mn_d.msgs().len();
     mn.add_addr("eth0", "203.0.113.101/24").unwrap();
     mn.del_addr("eth0", "203.0.113.100/24").unwrap();
-    let (_, roam_at) = mn_d.wait(mark, "roam(address)", T, |m| match event(m)? {
+    mn_d.wait(mark, "roam(address)", T, |m| match event(m)? {
         Event::Roam { address: true } => Some(()),
         _ => None,
     });
-    let (update, update_at) = mn_d.wait(mark, "ike_update", T, |m| match event(m)? {
+    let (update, _) = mn_d.wait(mark, "ike_update", T, |m| match event(m)? {
         Event::IkeUpdate {
             ike,
             new_local,
@@ -152,7 +155,6 @@ fn plugin_hooks_fire_with_correct_data() {
         } => Some((ike.clone(), *new_local, *new_remote)),
         _ => None,
     });
-    assert!(roam_at < update_at, "roam precedes the MOBIKE update");
     let (old, new_local, new_remote) = update;
     assert_eq!(old.unique_id, unique_id);
     assert_eq!(old.local.unwrap().addr, ip("203.0.113.100"));
