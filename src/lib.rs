@@ -34,4 +34,5 @@ pub mod lab;
 pub mod mn;
 pub mod netlink;
 pub mod replay;
+pub mod sys;
 pub mod wire;

@@ -21,9 +21,9 @@ use super::binding::{BindingTable, Encapsulation, Role, TunnelBinding};
 use super::ingress::{CounterSnapshot, Counters};
 use super::ipv4::PROTO_IPIP;
 use super::process::{self, UdpInput};
-use super::tun::TunDevice;
 use super::TunnelError;
 use crate::netlink::Netlink;
+use crate::sys::tun::TunDevice;
 
 /// A control message (registration, keepalive) that arrived on the shared
 /// Mobile IP UDP socket, for the caller.
