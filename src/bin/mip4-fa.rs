@@ -11,9 +11,10 @@
 //! - the control socket (`mip4ctl visitors|counters|status`), and a
 //!   SIGTERM shutdown that removes everything it installed.
 
+#![forbid(unsafe_code)]
+
 use std::io::{self, Read};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,6 +24,8 @@ use mip4::ctl::{self, Request, Response};
 use mip4::fa::install::Installer;
 use mip4::fa::link::{parse_mip_datagram, udp_datagram};
 use mip4::fa::{Disposition, FaConfig, ForeignAgent, LinkRequest, Mac, Output};
+use mip4::sys::async_fd;
+use mip4::sys::packet::{Framing, PacketSocket, ETH_P_IP, PACKET_OUTGOING};
 use rand::SeedableRng;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
@@ -103,112 +106,6 @@ enum Event {
 
 type CtlCall = (Request, oneshot::Sender<Response>);
 
-/// ETH_P_IP, host order.
-const ETH_P_IP: u16 = 0x0800;
-/// sll_pkttype of frames this host sent (linux/if_packet.h).
-const PACKET_OUTGOING: u8 = 4;
-
-/// An AF_PACKET/SOCK_DGRAM socket bound to one interface for IPv4: the
-/// kernel strips and adds the Ethernet header, the sockaddr carries the
-/// link-layer address. No crate wraps these two calls with the address
-/// out; socket2 gives the socket but not a typed `sockaddr_ll`.
-struct PacketSocket {
-    fd: OwnedFd,
-    ifindex: u32,
-}
-
-impl AsRawFd for PacketSocket {
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-}
-
-fn sockaddr_ll(ifindex: u32, mac: Option<Mac>) -> libc::sockaddr_ll {
-    // SAFETY: sockaddr_ll is plain old data; zero is a valid value.
-    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_protocol = ETH_P_IP.to_be();
-    sll.sll_ifindex = ifindex as i32;
-    if let Some(m) = mac {
-        sll.sll_halen = 6;
-        sll.sll_addr[..6].copy_from_slice(&m);
-    }
-    sll
-}
-
-impl PacketSocket {
-    fn open(ifindex: u32) -> io::Result<Self> {
-        // SAFETY: plain socket(2); the fd is owned below.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-                i32::from(ETH_P_IP.to_be()),
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is fresh and owned by nothing else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let sll = sockaddr_ll(ifindex, None);
-        // SAFETY: `sll` is a valid sockaddr_ll for the given length.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&sll as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(PacketSocket { fd, ifindex })
-    }
-
-    /// One datagram: length, source link-layer address, packet type.
-    fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, Mac, u8)> {
-        let mut sll = sockaddr_ll(0, None);
-        let mut len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
-        // SAFETY: buffer and address are valid for their lengths.
-        let n = unsafe {
-            libc::recvfrom(
-                self.fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                0,
-                (&mut sll as *mut libc::sockaddr_ll).cast(),
-                &mut len,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let mut mac = [0u8; 6];
-        mac.copy_from_slice(&sll.sll_addr[..6]);
-        Ok((n as usize, mac, sll.sll_pkttype))
-    }
-
-    fn send(&self, mac: Mac, datagram: &[u8]) -> io::Result<()> {
-        let sll = sockaddr_ll(self.ifindex, Some(mac));
-        // SAFETY: buffer and address are valid for their lengths.
-        let n = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                datagram.as_ptr().cast(),
-                datagram.len(),
-                0,
-                (&sll as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
-}
-
 /// The raw ICMP socket of one served interface: bound to it, TTL 1
 /// (RFC 5944 §2.3.1 for advertisements), member of 224.0.0.2 (all
 /// routers: where Agent Solicitations go, §2.2) and 224.0.0.11 (all
@@ -268,7 +165,10 @@ async fn read_icmp(s: Arc<AsyncFd<Socket>>, iface: Option<usize>, tx: mpsc::Send
 async fn read_link(s: Arc<AsyncFd<PacketSocket>>, iface: usize, tx: mpsc::Sender<Event>) {
     let mut buf = vec![0u8; 65_536];
     loop {
-        let (n, mac, kind) = match s.async_io(Interest::READABLE, |p| p.recv(&mut buf)).await {
+        let (n, mac, kind) = match s
+            .async_io(Interest::READABLE, |p| p.recv_from(&mut buf))
+            .await
+        {
             Ok(r) => r,
             Err(e) => {
                 warn!("link receive error: {e}");
@@ -342,21 +242,20 @@ async fn run(cfg: FaConfig) -> Result<(), String> {
     for (n, (i, (name, idx))) in cfg.interfaces.iter().zip(&links).enumerate() {
         let s = icmp_socket(name, i.address.addr())
             .map_err(|e| format!("ICMP socket on {name}: {e}"))?;
-        // SAFETY (both): the sockets own their fds until dropped.
-        let s = Arc::new(unsafe { AsyncFd::register(s) }.map_err(|e| e.to_string())?);
+        let s = Arc::new(async_fd::register(s).map_err(|e| e.to_string())?);
         tokio::spawn(read_icmp(s.clone(), Some(n), tx.clone()));
         icmp.push(s);
-        let p = PacketSocket::open(*idx).map_err(|e| format!("packet socket on {name}: {e}"))?;
-        // SAFETY: as above.
-        let p = Arc::new(unsafe { AsyncFd::register(p) }.map_err(|e| e.to_string())?);
+        let p = PacketSocket::bind(*idx, ETH_P_IP, Framing::Datagram)
+            .and_then(|p| p.set_nonblocking(true).map(|()| p))
+            .map_err(|e| format!("packet socket on {name}: {e}"))?;
+        let p = Arc::new(async_fd::register(p).map_err(|e| e.to_string())?);
         tokio::spawn(read_link(p.clone(), n, tx.clone()));
         link.push(p);
     }
     let errs = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))
         .and_then(|s| s.set_nonblocking(true).map(|()| s))
         .map_err(|e| format!("ICMP error socket: {e}"))?;
-    // SAFETY: the socket owns its fd until dropped.
-    let errs = Arc::new(unsafe { AsyncFd::register(errs) }.map_err(|e| e.to_string())?);
+    let errs = Arc::new(async_fd::register(errs).map_err(|e| e.to_string())?);
     tokio::spawn(read_icmp(errs, None, tx.clone()));
     let any = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, mip4::wire::MIP_PORT);
     let udp = Arc::new(
@@ -520,7 +419,7 @@ impl Daemon {
                     let datagram = udp_datagram(src, dst, &payload, self.ident);
                     let p = &self.link[interface];
                     if let Err(e) = p
-                        .async_io(Interest::WRITABLE, |p| p.send(mac, &datagram))
+                        .async_io(Interest::WRITABLE, |p| p.send_to(mac, &datagram))
                         .await
                     {
                         warn!(%dst, "cannot send reply to the mobile node: {e}");

@@ -7,6 +7,8 @@
 //! The loop owns all state; the control socket's tasks ask it through a
 //! channel, so no lock is ever held across a kernel request.
 
+#![forbid(unsafe_code)]
+
 use std::net::{SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::sync::Arc;

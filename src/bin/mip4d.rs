@@ -1,6 +1,8 @@
 //! mip4d: the Mobile IPv4 mobile node daemon (RFC 5944; RFC 5266 mode
 //! 'c'). See packaging/mip4d.conf.example and docs/mip4d.md.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
