@@ -12,7 +12,7 @@
 //! - [`fa`]: the sans-IO foreign-agent core (advertisements, visitor list,
 //!   registration relay).
 //! - [`dataplane`]: tunnels (kernel ipip or userspace TUN + raw socket).
-//! - [`daemon`]: mip4d's I/O around the mobile-node core.
+//! - [`daemons`]: the I/O of mip4d, mip4-ha and mip4-fa around those cores.
 //! - [`netlink`]: kernel glue (addresses, routes, rules, events, bypass).
 //! - [`bridge`]: the plugin-side bridge to mip4d and the protocol both use.
 //! - [`ffi`]: the C ABI the strongSwan shim calls.
@@ -32,7 +32,7 @@ pub mod bridge;
 pub mod cli;
 pub mod config;
 pub mod ctl;
-pub mod daemon;
+pub mod daemons;
 pub mod dataplane;
 pub mod fa;
 #[allow(unsafe_code)]

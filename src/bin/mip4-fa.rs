@@ -7,7 +7,7 @@
 //! - a UDP 434 socket towards home agents, and a raw ICMP socket for the
 //!   errors that come back about relayed requests (80, 81, 82, 88);
 //! - per visitor, routes, neighbour entries, tunnel and reverse tunnel
-//!   ([`mip4::fa::install`]);
+//!   ([`mip4::daemons::fa::kernel`]);
 //! - the control socket (`mip4ctl visitors|counters|status`), and a
 //!   SIGTERM shutdown that removes everything it installed.
 
@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use mip4::ctl::{self, Request, Response};
-use mip4::fa::install::Installer;
+use mip4::daemons::fa::kernel::Installer;
 use mip4::fa::link::{parse_mip_datagram, udp_datagram};
 use mip4::fa::{Disposition, FaConfig, ForeignAgent, LinkRequest, Mac, Output};
 use mip4::sys::async_fd;

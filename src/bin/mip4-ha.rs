@@ -1,7 +1,7 @@
 //! mip4-ha: the internal home agent daemon. A thin loop around the
 //! sans-IO core ([`mip4::ha::HomeAgent`]): registrations in from UDP 434,
 //! replies out, binding timers, tunnels and routes per binding
-//! ([`mip4::ha::install`]), the control socket, SIGHUP reload and a
+//! ([`mip4::daemons::ha::kernel`]), the control socket, SIGHUP reload and a
 //! SIGTERM shutdown that removes everything it installed.
 //!
 //! The loop owns all state; the control socket's tasks ask it through a
@@ -16,7 +16,7 @@ use std::time::{Instant, SystemTime};
 
 use clap::Parser;
 use mip4::ctl::{self, Request, Response};
-use mip4::ha::install::Installer;
+use mip4::daemons::ha::kernel::Installer;
 use mip4::ha::{HaConfig, HomeAgent, Output};
 use mip4::replay::NtpTimestamp;
 use rand::SeedableRng;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use mip4::daemon::{self, MnConfig};
+use mip4::daemons::mn::{self as daemon, MnConfig};
 
 #[derive(Debug, Parser)]
 #[command(

@@ -3,14 +3,6 @@
 //! on the kernel, the control socket, and signals. Every decision is the
 //! node's; this module only moves things.
 
-pub mod config;
-pub mod control;
-pub mod events;
-pub mod kernel;
-pub mod plugin;
-pub mod probe;
-pub mod sockets;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -28,12 +20,13 @@ use crate::mn::vpn::{PathMtu, VpnInput};
 use crate::mn::Node;
 use crate::netlink::{NetEvent, Netlink, Watcher};
 
-pub use config::MnConfig;
-use events::{Clock, EventBus};
-use kernel::Installer;
-use plugin::PluginInput;
-use probe::ProbeSockets;
-use sockets::Sockets;
+use super::config::MnConfig;
+use super::events::{Clock, EventBus};
+use super::kernel::Installer;
+use super::plugin::{self, PluginInput};
+use super::probe::ProbeSockets;
+use super::sockets::Sockets;
+use crate::daemons::control;
 
 /// Interfaces that are never attachments: loopback and our own tunnels.
 fn is_own(cfg: &MnConfig, ifname: &str) -> bool {

@@ -2,7 +2,7 @@
 //! tunnel to the care-of address (IP in IP, or RFC 3519 UDP), the host
 //! route that sends the home address into it, and on a real home link the
 //! proxy ARP entry and gratuitous ARP (RFC 5944 §4.6). The core
-//! ([`super::HomeAgent`]) decides; this carries [`super::Output`]s out and
+//! ([`crate::ha::HomeAgent`]) decides; this carries [`crate::ha::Output`]s out and
 //! remembers exactly what it installed, so that a binding's end and the
 //! daemon's shutdown remove that and nothing else.
 
@@ -15,13 +15,13 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::binding::{Binding, TunnelMode};
-use super::config::{HaConfig, HomeNetworkMode, TunnelBackend};
 use crate::dataplane::userspace::ControlMessage;
 use crate::dataplane::{
     Backend, BackendChoice, DataPlane, DataPlaneStatus, Encapsulation, Role, Tunnel, TunnelBinding,
     TunnelDevice, UserspaceConfig,
 };
+use crate::ha::binding::{Binding, TunnelMode};
+use crate::ha::config::{HaConfig, HomeNetworkMode, TunnelBackend};
 use crate::netlink::{sysctl, Netlink, RouteSpec};
 use crate::sys::packet::{Framing, PacketSocket, BROADCAST, ETH_P_ARP};
 

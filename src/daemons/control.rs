@@ -11,7 +11,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::debug;
 
-use super::events::EventBus;
+use super::mn::events::EventBus;
 use crate::ctl::{self, Request, Response, MAX_LINE};
 
 /// A request for the main loop and where its answer goes.
