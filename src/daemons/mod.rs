@@ -5,9 +5,12 @@
 //! - [`ha`]: mip4-ha, the home agent;
 //! - [`fa`]: mip4-fa, the foreign agent.
 //!
-//! What they share: [`control`], the control-socket server.
+//! What they share: [`control`], the control-socket server, [`udp`], the
+//! UDP reader loop, and [`wake`], the timer and stop signals of the loop.
 
 pub mod control;
 pub mod fa;
 pub mod ha;
 pub mod mn;
+pub mod udp;
+pub mod wake;

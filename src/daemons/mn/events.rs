@@ -110,6 +110,11 @@ impl EventBus {
     pub fn subscribe(&self) -> broadcast::Receiver<String> {
         self.tx.subscribe()
     }
+
+    /// The sending side, for the control socket's `events` subscriptions.
+    pub fn subscriptions(&self) -> broadcast::Sender<String> {
+        self.tx.clone()
+    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,12 @@
-//! mip4d's I/O around the sans-IO [`crate::mn::Node`]: rtnetlink events
-//! in, registration datagrams out and in, the node's actions carried out
-//! on the kernel, the control socket, and signals. Every decision is the
-//! node's; this module only moves things.
+//! mip4d's I/O around the sans-IO [`crate::mn::Node`], which makes every
+//! decision: [`run`] is its loop, [`kernel`] its tunnel, routes and rules,
+//! [`control`] its control-socket answers, [`config`] its file; beside
+//! them the sockets it moves datagrams through ([`sockets`] for
+//! registrations, [`probe`] for trusted-network detection, [`plugin`] for
+//! the charon plugin) and the [`events`] it publishes.
 
 pub mod config;
+mod control;
 pub mod events;
 pub mod kernel;
 pub mod plugin;

@@ -42,7 +42,7 @@ pub enum PluginInput {
 /// Binds the socket (0600, its directory 0700 when created) and accepts
 /// plugins until the task is aborted.
 pub fn serve(path: &Path, tx: mpsc::Sender<PluginInput>) -> io::Result<JoinHandle<()>> {
-    let listener = crate::ctl::bind_root_only(path)?;
+    let listener = crate::daemons::control::bind_root_only(path)?;
     Ok(tokio::spawn(async move {
         let mut count = 0u64;
         loop {
