@@ -1,8 +1,10 @@
-//! What every daemon does before its loop: logging set up the same way
-//! (RUST_LOG overrides the default filter; text or JSON lines on stderr)
-//! and its configuration loaded with one kind of error exit.
+//! What every daemon's main does around its loop: logging set up the same
+//! way (RUST_LOG overrides the default filter; text or JSON lines on
+//! stderr), its configuration loaded with one kind of error exit, and the
+//! loop run on a single-threaded runtime.
 
 use std::fmt::Display;
+use std::future::Future;
 use std::process::ExitCode;
 
 use tracing_subscriber::EnvFilter;
@@ -28,4 +30,26 @@ pub fn config_or_exit<T, E: Display>(daemon: &str, loaded: Result<T, E>) -> Resu
         eprintln!("{daemon}: {e}");
         ExitCode::from(2)
     })
+}
+
+/// Runs a daemon's loop to its end on a current-thread runtime: success,
+/// or the error printed and exit code 1.
+pub fn block_on<E: Display>(daemon: &str, run: impl Future<Output = Result<(), E>>) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{daemon}: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{daemon}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

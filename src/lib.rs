@@ -12,12 +12,19 @@
 //! - [`fa`]: the sans-IO foreign-agent core (advertisements, visitor list,
 //!   registration relay).
 //! - [`dataplane`]: tunnels (kernel ipip or userspace TUN + raw socket).
-//! - [`daemon`]: mip4d's I/O around the mobile-node core.
+//! - [`daemons`]: the I/O of mip4d, mip4-ha and mip4-fa around those cores.
 //! - [`netlink`]: kernel glue (addresses, routes, rules, events, bypass).
 //! - [`bridge`]: the plugin-side bridge to mip4d and the protocol both use.
-//! - [`ffi`]: the C ABI the strongSwan shim calls (the only `unsafe`).
+//! - [`ffi`]: the C ABI the strongSwan shim calls.
+//! - [`sys`]: the OS calls no crate covers (TUN, AF_PACKET, a few socket
+//!   options, tokio fd registration).
 //! - [`lab`]: RFC 5266 Figure 1 from network namespaces, and scenarios.
+//!
+//! `unsafe` lives in two modules only, [`ffi`] and [`sys`], each block with
+//! a SAFETY comment; the rest of the crate, and the binaries, use their
+//! safe APIs (and `nix` or `socket2`), which the lint below enforces.
 
+#![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod auth;
@@ -25,13 +32,16 @@ pub mod bridge;
 pub mod cli;
 pub mod config;
 pub mod ctl;
-pub mod daemon;
+pub mod daemons;
 pub mod dataplane;
 pub mod fa;
+#[allow(unsafe_code)]
 pub mod ffi;
 pub mod ha;
 pub mod lab;
 pub mod mn;
 pub mod netlink;
 pub mod replay;
+#[allow(unsafe_code)]
+pub mod sys;
 pub mod wire;

@@ -201,6 +201,12 @@ impl Lab {
         self.ctl("mip4d.sock", &["status"])
     }
 
+    /// mip4d's status once it has registered `care_of`.
+    fn mn_registered(&self, care_of: &str) -> Option<Value> {
+        self.mn_status()
+            .filter(|s| s["state"] == "registered" && s["care_of_address"] == care_of)
+    }
+
     fn logs(&self) -> String {
         let read = |f: &str| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
         format!(
@@ -240,8 +246,7 @@ fn mode_c_registers_tunnels_and_follows_a_move_between_trusted_subnets() {
     let st = must(
         &lab,
         wait::until(timeout, "mip4d registered on subnet 1", || {
-            lab.mn_status()
-                .filter(|s| s["state"] == "registered" && s["care_of_address"] == COA1)
+            lab.mn_registered(COA1)
         }),
     );
     assert_eq!(st["mode"], "c");
@@ -296,8 +301,7 @@ fn mode_c_registers_tunnels_and_follows_a_move_between_trusted_subnets() {
     must(
         &lab,
         wait::until(timeout, "mip4d registered on subnet 2", || {
-            lab.mn_status()
-                .filter(|s| s["state"] == "registered" && s["care_of_address"] == COA2)
+            lab.mn_registered(COA2)
         }),
     );
     must(
@@ -359,6 +363,14 @@ fn sigterm_deregisters_and_removes_what_mip4d_installed() {
         &lab,
         wait::until(timeout, "HA binding = subnet 1 address", || {
             (lab.ha_binding()? == COA1).then_some(())
+        }),
+    );
+    // mip4d deregisters a binding it knows of: wait until the reply has
+    // reached it too, not only until the HA has accepted.
+    must(
+        &lab,
+        wait::until(timeout, "mip4d registered on subnet 1", || {
+            lab.mn_registered(COA1).map(|_| ())
         }),
     );
     // Stop mip4d (the first process) with SIGTERM and wait for its exit.

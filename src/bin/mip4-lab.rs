@@ -4,6 +4,8 @@
 //! `mip4-lab tour` (what `make demo` runs). Everything a run makes is torn
 //! down at the end, on failure, and on Ctrl-C or SIGTERM.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -1,6 +1,8 @@
 //! mip4ctl: the operator's CLI for mip4d, mip4-ha and mip4-fa (control socket,
 //! see [`mip4::ctl`]).
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;

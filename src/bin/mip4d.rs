@@ -1,11 +1,14 @@
-//! mip4d: the Mobile IPv4 mobile node daemon (RFC 5944; RFC 5266 mode
-//! 'c'). See packaging/mip4d.conf.example and docs/mip4d.md.
+//! mip4d: the Mobile IPv4 mobile node daemon (RFC 5944; RFC 5266 modes
+//! 'c' and 'mc'). See packaging/mip4d.conf.example and docs/mip4d.md. A
+//! thin main: arguments, configuration, then [`mip4::daemons::mn::run`].
+
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use mip4::daemon::{self, MnConfig};
+use mip4::daemons::mn::{self as daemon, MnConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -39,21 +42,5 @@ fn main() -> ExitCode {
         println!("{}: OK", args.config.display());
         return ExitCode::SUCCESS;
     }
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("mip4d: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(daemon::run(cfg)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("mip4d: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    mip4::cli::block_on("mip4d", daemon::run(cfg))
 }

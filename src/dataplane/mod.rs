@@ -17,7 +17,6 @@ pub mod ipip;
 pub mod ipv4;
 pub mod kernel;
 pub mod process;
-pub mod tun;
 pub mod udp;
 pub mod userspace;
 

@@ -21,9 +21,10 @@ use super::binding::{BindingTable, Encapsulation, Role, TunnelBinding};
 use super::ingress::{CounterSnapshot, Counters};
 use super::ipv4::PROTO_IPIP;
 use super::process::{self, UdpInput};
-use super::tun::TunDevice;
 use super::TunnelError;
 use crate::netlink::Netlink;
+use crate::sys::async_fd;
+use crate::sys::tun::TunDevice;
 
 /// A control message (registration, keepalive) that arrived on the shared
 /// Mobile IP UDP socket, for the caller.
@@ -96,12 +97,9 @@ impl UserspacePlane {
             .and_then(|()| raw.set_cloexec(true))
             .map_err(|e| TunnelError::Io("configure raw socket".into(), e))?;
 
-        // SAFETY (both): `TunDevice` and `Socket` own their fd, keep it open
-        // until dropped and always return that same fd from `as_raw_fd`.
-        let tun = unsafe { AsyncFd::register(tun) }
-            .map_err(|e| TunnelError::Io("register TUN".into(), e.into()))?;
-        let raw = unsafe { AsyncFd::register(raw) }
-            .map_err(|e| TunnelError::Io("register raw socket".into(), e.into()))?;
+        let tun = async_fd::register(tun).map_err(|e| TunnelError::Io("register TUN".into(), e))?;
+        let raw = async_fd::register(raw)
+            .map_err(|e| TunnelError::Io("register raw socket".into(), e))?;
         let (tun, raw) = (Arc::new(tun), Arc::new(raw));
         let bindings = Arc::new(RwLock::new(BindingTable::default()));
         let counters = Arc::new(Counters::default());

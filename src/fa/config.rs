@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
@@ -222,10 +222,6 @@ pub struct FaConfig {
 }
 
 impl FaConfig {
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        Self::from_source(&Source::read(path)?)
-    }
-
     pub fn from_source(src: &Source) -> Result<Self, ConfigError> {
         let f: File = src.parse()?;
         let coa = f.care_of_address;

@@ -1,14 +1,13 @@
 //! The foreign agent (RFC 5944 §2, §3.7; RFC 3024 at the FA), sans-IO:
 //! link and network datagrams and `now` in; advertisements, relayed
 //! messages, visitor changes and timers out. The `mip4-fa` daemon is a
-//! thin loop around [`ForeignAgent`]; [`install`] carries visitor changes
-//! into the kernel and [`link`] builds and reads the link-layer frames.
+//! thin loop around [`ForeignAgent`]; [`link`] builds and reads the
+//! link-layer frames.
 
 pub mod advert;
 pub mod agent;
 pub mod config;
 pub mod counters;
-pub mod install;
 pub mod link;
 pub mod visitor;
 

@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
@@ -221,12 +221,6 @@ pub struct HaConfig {
 }
 
 impl HaConfig {
-    /// Reads and checks `path`.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let src = Source::read(path)?;
-        Self::from_source(&src)
-    }
-
     /// Parses and checks configuration text (tests, `--check`).
     pub fn from_source(src: &Source) -> Result<Self, ConfigError> {
         let f: File = src.parse()?;

@@ -6,7 +6,6 @@ pub mod agent;
 pub mod binding;
 pub mod config;
 pub mod counters;
-pub mod install;
 
 pub use agent::{Disposition, DownReason, DropReason, HomeAgent, Output};
 pub use binding::{Binding, BindingInfo, TunnelMode};

@@ -66,8 +66,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// a machine without them fails with a clear message instead of passing.
 pub fn preflight() -> Result<()> {
     let mut missing = Vec::new();
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         missing.push("root privileges (network namespaces)".to_string());
     }
     for (path, what) in [

@@ -15,6 +15,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::{Error, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
 /// What exists right now, for [`teardown_all`].
 struct Registry {
@@ -238,7 +240,7 @@ impl Drop for Netns {
         // Anything still inside (a daemon a scenario started and forgot)
         // keeps the namespace alive: stop it first.
         for pid in self.pids() {
-            kill_group_or_pid(pid, libc::SIGKILL);
+            kill_group_or_pid(pid, Signal::SIGKILL);
         }
         if let Err(e) = run(Command::new("ip").args(["netns", "del", &self.name])) {
             tracing::warn!(ns = %self.name, error = %e, "netns del failed");
@@ -252,21 +254,16 @@ impl Drop for Netns {
 /// the lab's in-process probes (the TCP stream), which would otherwise need
 /// a helper program in every host.
 pub fn enter(name: &str) -> Result<()> {
-    use std::os::fd::AsRawFd;
     let path = format!("/var/run/netns/{name}");
     let file = std::fs::File::open(&path).map_err(|source| Error::Io {
         path: path.clone(),
         source,
     })?;
-    // SAFETY: a valid namespace fd; CLONE_NEWNET changes only this thread's
-    // network namespace.
-    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(Error::Io {
-            path,
-            source: std::io::Error::last_os_error(),
-        });
-    }
-    Ok(())
+    // CLONE_NEWNET changes only this thread's network namespace.
+    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| Error::Io {
+        path,
+        source: e.into(),
+    })
 }
 
 /// A veth pair: `a_dev` in `a`, `b_dev` in `b`, both up.
@@ -304,7 +301,7 @@ impl Process {
     /// it.
     pub fn kill(&mut self) {
         if self.is_running() {
-            kill_group_or_pid(self.pid, libc::SIGKILL);
+            kill_group_or_pid(self.pid, Signal::SIGKILL);
         }
         let _ = self.child.wait();
     }
@@ -314,7 +311,7 @@ impl Process {
         if !self.is_running() {
             return;
         }
-        kill_group_or_pid(self.pid, libc::SIGTERM);
+        kill_group_or_pid(self.pid, Signal::SIGTERM);
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if !self.is_running() {
@@ -322,7 +319,7 @@ impl Process {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        kill_group_or_pid(self.pid, libc::SIGKILL);
+        kill_group_or_pid(self.pid, Signal::SIGKILL);
         let _ = self.child.wait();
     }
 }
@@ -334,13 +331,11 @@ impl Drop for Process {
     }
 }
 
-fn kill_group_or_pid(pid: i32, sig: i32) {
-    // SAFETY: kill has no memory preconditions; pids are ours (spawned in
-    // their own group, or found inside a namespace this lab created).
-    unsafe {
-        if libc::kill(-pid, sig) != 0 {
-            libc::kill(pid, sig);
-        }
+/// Pids are ours: spawned in their own group, or found inside a namespace
+/// this lab created.
+fn kill_group_or_pid(pid: i32, sig: Signal) {
+    if kill(Pid::from_raw(-pid), sig).is_err() {
+        let _ = kill(Pid::from_raw(pid), sig);
     }
 }
 
@@ -352,12 +347,12 @@ pub fn teardown_all() {
         (r.pids.clone(), r.namespaces.clone())
     };
     for pid in pids {
-        kill_group_or_pid(pid, libc::SIGKILL);
+        kill_group_or_pid(pid, Signal::SIGKILL);
     }
     for ns in namespaces {
         if let Ok(out) = run(Command::new("ip").args(["netns", "pids", &ns])) {
             for pid in out.split_whitespace().filter_map(|p| p.parse().ok()) {
-                kill_group_or_pid(pid, libc::SIGKILL);
+                kill_group_or_pid(pid, Signal::SIGKILL);
             }
         }
         let _ = run(Command::new("ip").args(["netns", "del", &ns]));

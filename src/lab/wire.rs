@@ -11,7 +11,6 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -19,15 +18,13 @@ use std::time::{Duration, Instant};
 
 use super::netns::Netns;
 use super::{Error, Result};
+use crate::sys::packet::{Framing, PacketSocket, ETH_P_ALL};
 
 /// `struct virtio_net_hdr` (without num_buffers): 10 bytes in front of
 /// every frame read or written with PACKET_VNET_HDR.
 const VNET_HDR_LEN: usize = 10;
 /// Room for a 64 KiB GSO frame plus its Ethernet and vnet headers.
 const FRAME_MAX: usize = 65536 + 14 + VNET_HDR_LEN;
-/// linux/if_packet.h
-const PACKET_VNET_HDR: libc::c_int = 15;
-const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 
 /// A running delay line; stops when dropped.
 pub struct Wire {
@@ -90,23 +87,22 @@ struct Line {
     ready: Condvar,
 }
 
-fn receive(sock: &OwnedFd, line: &Line, stop: &AtomicBool, delay: Duration) {
+fn receive(sock: &PacketSocket, line: &Line, stop: &AtomicBool, delay: Duration) {
     let mut buf = vec![0u8; FRAME_MAX];
     while !stop.load(Ordering::Relaxed) {
-        // SAFETY: buf is valid for writes of buf.len() bytes.
-        let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n <= 0 {
-            continue; // SO_RCVTIMEO expired (stop check) or a transient error
-        }
+        let n = match sock.recv(&mut buf) {
+            Ok(n) if n > 0 => n,
+            _ => continue, // SO_RCVTIMEO expired (stop check) or a transient error
+        };
         let due = Instant::now() + delay;
         let mut q = line.queue.lock().unwrap_or_else(|e| e.into_inner());
-        q.push_back((due, buf[..n as usize].to_vec()));
+        q.push_back((due, buf[..n].to_vec()));
         line.ready.notify_one();
     }
     line.ready.notify_all();
 }
 
-fn transmit(sock: &OwnedFd, line: &Line, stop: &AtomicBool) {
+fn transmit(sock: &PacketSocket, line: &Line, stop: &AtomicBool) {
     let mut q = line.queue.lock().unwrap_or_else(|e| e.into_inner());
     loop {
         if stop.load(Ordering::Relaxed) {
@@ -132,8 +128,8 @@ fn transmit(sock: &OwnedFd, line: &Line, stop: &AtomicBool) {
             Some(_) => {
                 let (_, frame) = q.pop_front().expect("front checked");
                 drop(q);
-                // SAFETY: frame is valid for reads of frame.len() bytes.
-                unsafe { libc::send(sock.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+                // A frame the link refuses is lost, as on a cable.
+                let _ = sock.send(&frame);
                 q = line.queue.lock().unwrap_or_else(|e| e.into_inner());
             }
         }
@@ -143,71 +139,29 @@ fn transmit(sock: &OwnedFd, line: &Line, stop: &AtomicBool) {
 /// Opens the two AF_PACKET sockets inside the namespace at `netns_path`
 /// (a socket belongs to the namespace it was created in, so a short-lived
 /// thread enters the namespace, opens them and exits).
-fn open_pair(netns_path: &str, a_dev: &str, b_dev: &str) -> io::Result<(OwnedFd, OwnedFd)> {
+fn open_pair(
+    netns_path: &str,
+    a_dev: &str,
+    b_dev: &str,
+) -> io::Result<(PacketSocket, PacketSocket)> {
     let (path, a_dev, b_dev) = (netns_path.to_string(), a_dev.to_string(), b_dev.to_string());
-    std::thread::spawn(move || -> io::Result<(OwnedFd, OwnedFd)> {
+    std::thread::spawn(move || -> io::Result<(PacketSocket, PacketSocket)> {
         let ns = std::fs::File::open(&path)?;
-        // SAFETY: setns on a valid namespace fd; affects this thread only.
-        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        // CLONE_NEWNET affects this thread only.
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)?;
         Ok((open_packet_socket(&a_dev)?, open_packet_socket(&b_dev)?))
     })
     .join()
     .map_err(|_| io::Error::other("namespace thread panicked"))?
 }
 
-fn open_packet_socket(dev: &str) -> io::Result<OwnedFd> {
-    let cdev = std::ffi::CString::new(dev).map_err(io::Error::other)?;
-    // SAFETY: plain libc calls on a socket we own; pointers are to locals
-    // that live across the calls.
-    unsafe {
-        let ifindex = libc::if_nametoindex(cdev.as_ptr());
-        if ifindex == 0 {
-            return Err(io::Error::other(format!("no interface {dev}")));
-        }
-        let proto = (libc::ETH_P_ALL as u16).to_be() as libc::c_int;
-        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto);
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let sock = OwnedFd::from_raw_fd(fd);
-        let one: libc::c_int = 1;
-        for opt in [PACKET_VNET_HDR, PACKET_IGNORE_OUTGOING] {
-            if libc::setsockopt(
-                fd,
-                libc::SOL_PACKET,
-                opt,
-                (&one as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            ) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-        }
-        let tv = libc::timeval {
-            tv_sec: 0,
-            tv_usec: 100_000,
-        };
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        );
-        let mut sll: libc::sockaddr_ll = std::mem::zeroed();
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = proto as u16;
-        sll.sll_ifindex = ifindex as i32;
-        if libc::bind(
-            fd,
-            (&sll as *const libc::sockaddr_ll).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-        ) != 0
-        {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(sock)
-    }
+fn open_packet_socket(dev: &str) -> io::Result<PacketSocket> {
+    let ifindex = nix::net::if_::if_nametoindex(dev)
+        .map_err(|_| io::Error::other(format!("no interface {dev}")))?;
+    let sock = PacketSocket::bind(ifindex, ETH_P_ALL, Framing::Frame)?;
+    sock.set_vnet_hdr()?;
+    sock.set_ignore_outgoing()?;
+    // A bounded wait, so the receiver sees the stop flag.
+    sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+    Ok(sock)
 }

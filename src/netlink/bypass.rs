@@ -23,9 +23,11 @@
 use std::io;
 use std::mem;
 use std::net::SocketAddrV4;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 
 use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::sys::socket::setsockopt;
 
 // linux/in.h
 const IP_XFRM_POLICY: libc::c_int = 17;
@@ -38,7 +40,7 @@ const XFRM_INF: u64 = u64::MAX;
 /// `struct xfrm_selector` (linux/xfrm.h). All zero with `family` set
 /// selects everything.
 #[repr(C)]
-#[derive(Default)]
+#[derive(Clone, Copy, Default)]
 struct XfrmSelector {
     daddr: [u32; 4],
     saddr: [u32; 4],
@@ -56,6 +58,7 @@ struct XfrmSelector {
 
 /// `struct xfrm_lifetime_cfg`.
 #[repr(C)]
+#[derive(Clone, Copy)]
 struct XfrmLifetimeCfg {
     soft_byte_limit: u64,
     hard_byte_limit: u64,
@@ -69,7 +72,7 @@ struct XfrmLifetimeCfg {
 
 /// `struct xfrm_lifetime_cur`.
 #[repr(C)]
-#[derive(Default)]
+#[derive(Clone, Copy, Default)]
 struct XfrmLifetimeCur {
     bytes: u64,
     packets: u64,
@@ -79,6 +82,7 @@ struct XfrmLifetimeCur {
 
 /// `struct xfrm_userpolicy_info`.
 #[repr(C)]
+#[derive(Clone, Copy)]
 struct XfrmUserpolicyInfo {
     sel: XfrmSelector,
     lft: XfrmLifetimeCfg,
@@ -123,27 +127,13 @@ fn bypass_policy(dir: u8) -> XfrmUserpolicyInfo {
 
 /// Exempts an IPv4 socket from all XFRM (kernel IPsec) policies, inbound
 /// and outbound. Needs CAP_NET_ADMIN.
-pub fn bypass_ipsec<S: AsRawFd>(sock: &S) -> io::Result<()> {
+pub fn bypass_ipsec<S: AsFd>(sock: &S) -> io::Result<()> {
     for dir in [XFRM_POLICY_IN, XFRM_POLICY_OUT] {
+        // The struct has the kernel's layout (size asserted above).
         let policy = bypass_policy(dir);
-        // SAFETY: `policy` is a live `xfrm_userpolicy_info` with the
-        // kernel's layout (size asserted above); the length matches.
-        let rc = unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::IPPROTO_IP,
-                IP_XFRM_POLICY,
-                (&policy as *const XfrmUserpolicyInfo).cast(),
-                mem::size_of::<XfrmUserpolicyInfo>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            return Err(io::Error::new(
-                e.kind(),
-                format!("IP_XFRM_POLICY bypass (dir {dir}): {e}"),
-            ));
-        }
+        setsockopt(sock.as_fd(), libc::IPPROTO_IP, IP_XFRM_POLICY, &policy).map_err(|e| {
+            io::Error::new(e.kind(), format!("IP_XFRM_POLICY bypass (dir {dir}): {e}"))
+        })?;
     }
     Ok(())
 }

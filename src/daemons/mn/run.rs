@@ -1,39 +1,30 @@
-//! mip4d's I/O around the sans-IO [`crate::mn::Node`]: rtnetlink events
+//! mip4d's loop around the sans-IO [`crate::mn::Node`]: rtnetlink events
 //! in, registration datagrams out and in, the node's actions carried out
 //! on the kernel, the control socket, and signals. Every decision is the
 //! node's; this module only moves things.
-
-pub mod config;
-pub mod control;
-pub mod events;
-pub mod kernel;
-pub mod plugin;
-pub mod probe;
-pub mod sockets;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use serde_json::json;
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use crate::bridge::proto::{self, DaemonMsg, PluginMsg};
-use crate::ctl::{Request, Response};
 use crate::dataplane::{DataPlane, Role, UserspaceConfig};
 use crate::mn::node::{Action, Event as NodeEvent, VpnRequest};
 use crate::mn::vpn::{PathMtu, VpnInput};
 use crate::mn::Node;
 use crate::netlink::{NetEvent, Netlink, Watcher};
 
-pub use config::MnConfig;
-use events::{Clock, EventBus};
-use kernel::Installer;
-use plugin::PluginInput;
-use probe::ProbeSockets;
-use sockets::Sockets;
+use super::config::MnConfig;
+use super::events::{Clock, EventBus};
+use super::kernel::Installer;
+use super::plugin::{self, PluginInput};
+use super::probe::ProbeSockets;
+use super::sockets::Sockets;
+use crate::daemons::control;
+use crate::daemons::wake::{sleep_until, StopSignals};
 
 /// Interfaces that are never attachments: loopback and our own tunnels.
 fn is_own(cfg: &MnConfig, ifname: &str) -> bool {
@@ -43,19 +34,20 @@ fn is_own(cfg: &MnConfig, ifname: &str) -> bool {
         || ifname.starts_with("mip4-")
 }
 
-struct Daemon {
-    cfg: MnConfig,
-    node: Node,
+/// The daemon's state, owned by the main loop.
+pub(super) struct Daemon {
+    pub(super) cfg: MnConfig,
+    pub(super) node: Node,
     nl: Arc<Netlink>,
-    installer: Installer,
-    sockets: Sockets,
+    pub(super) installer: Installer,
+    pub(super) sockets: Sockets,
     /// Trusted-network detection probes (bypassing the VPN).
-    probes: ProbeSockets,
+    pub(super) probes: ProbeSockets,
     bus: EventBus,
     /// The current plugin connection (the newest) and its writer, for
     /// requests to charon (issue 5's bypass and VPN actions).
-    plugin: Option<(u64, tokio::net::unix::OwnedWriteHalf)>,
-    plugin_msgs: u64,
+    pub(super) plugin: Option<(u64, tokio::net::unix::OwnedWriteHalf)>,
+    pub(super) plugin_msgs: u64,
     /// Ids of requests to charon (initiate/terminate the VPN).
     plugin_requests: u64,
 }
@@ -270,64 +262,6 @@ impl Daemon {
         }
     }
 
-    fn answer(&self, req: Request) -> Response {
-        let now = Instant::now();
-        match req {
-            Request::Status | Request::Counters => {
-                let mut v = serde_json::to_value(self.node.status(now)).unwrap_or(json!({}));
-                let dp = self.installer.data_plane().status();
-                if let Some(o) = v.as_object_mut() {
-                    o.insert("daemon".into(), json!("mip4d"));
-                    o.insert("tunnel_backend".into(), json!(dp.backend));
-                    o.insert(
-                        "tunnel_device".into(),
-                        json!(self.installer.tunnel_ifname()),
-                    );
-                    o.insert("data_plane".into(), json!(dp.counters));
-                    o.insert(
-                        "registration_send_errors".into(),
-                        json!(self.sockets.send_errors),
-                    );
-                    o.insert(
-                        "registration_sent_on_route".into(),
-                        json!(self.sockets.sent_on_route),
-                    );
-                    o.insert(
-                        "probe_sockets".into(),
-                        json!({
-                            "sent": self.probes.sent,
-                            "send_errors": self.probes.send_errors,
-                            "sent_on_route": self.probes.sent_on_route,
-                        }),
-                    );
-                    o.insert(
-                        "plugin".into(),
-                        json!({
-                            "socket": self.cfg.plugin_socket,
-                            "connected": self.plugin.is_some(),
-                            "messages": self.plugin_msgs,
-                        }),
-                    );
-                }
-                Response::ok(v)
-            }
-            Request::Bindings => {
-                let b = self.node.client().binding().map(|b| {
-                    json!({
-                        "home_address": b.home_address,
-                        "home_agent": b.home_agent,
-                        "care_of_address": b.care_of_address,
-                        "lifetime": b.lifetime.as_secs(),
-                        "expires_in": b.expires.map(|e| e.saturating_duration_since(now).as_secs()),
-                    })
-                });
-                Response::ok(json!(b.into_iter().collect::<Vec<_>>()))
-            }
-            Request::Events => Response::error("events is a subscription"),
-            Request::Visitors => Response::error("mip4d has no visitor list (ask mip4-fa)"),
-        }
-    }
-
     /// Feeds the node what the kernel has now (after the watcher is up,
     /// so nothing falls between the dump and the first event; repeats
     /// are ignored by the node).
@@ -388,8 +322,13 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
         .map_err(|e| format!("registration settings: {e}"))?;
     let (rx_tx, mut replies) = mpsc::channel(256);
     let (q_tx, mut queries) = mpsc::channel(16);
-    let control = control::serve(&cfg.control_socket, q_tx, bus.clone())
-        .map_err(|e| format!("control socket {}: {e}", cfg.control_socket.display()))?;
+    let control = control::Server {
+        daemon: "mip4d",
+        queries: q_tx,
+        events: Some(bus.subscriptions()),
+    }
+    .serve(&cfg.control_socket)
+    .map_err(|e| format!("control socket {}: {e}", cfg.control_socket.display()))?;
     let (p_tx, mut plugin_rx) = mpsc::channel(256);
     let plugin_task = match &cfg.plugin_socket {
         Some(path) => Some(
@@ -398,8 +337,7 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
         ),
         None => None,
     };
-    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let mut stop = StopSignals::new()?;
     let mut d = Daemon {
         node,
         nl: nl.clone(),
@@ -432,12 +370,6 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
             .into_iter()
             .flatten()
             .min();
-        let sleep = async move {
-            match wake {
-                Some(t) => tokio::time::sleep_until(t.into()).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             ev = watcher.next() => match ev {
                 Some(NetEvent::RouteAdded { .. }) => {
@@ -466,7 +398,7 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
             Some(input) = plugin_rx.recv() => {
                 d.plugin_input(Instant::now(), input).await;
             }
-            _ = sleep => {
+            () = sleep_until(wake) => {
                 let now = Instant::now();
                 if shutdown_deadline.is_some_and(|t| now >= t) {
                     d.node.finish(now, "no answer to the deregistration within shutdown_timeout_ms");
@@ -474,14 +406,8 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
                     d.node.handle_timeout(now);
                 }
             }
-            _ = term.recv(), if shutdown_deadline.is_none() => {
-                info!("SIGTERM: shutting down");
-                let now = Instant::now();
-                shutdown_deadline = Some(now + d.cfg.shutdown_timeout);
-                d.node.shutdown(now, d.cfg.deregister_on_shutdown);
-            }
-            _ = int.recv(), if shutdown_deadline.is_none() => {
-                info!("SIGINT: shutting down");
+            s = stop.recv(), if shutdown_deadline.is_none() => {
+                info!("{s}: shutting down");
                 let now = Instant::now();
                 shutdown_deadline = Some(now + d.cfg.shutdown_timeout);
                 d.node.shutdown(now, d.cfg.deregister_on_shutdown);

@@ -7,7 +7,7 @@
 //! MTU go through rtnetlink like every other link change in this project.
 
 use std::fs::{File, OpenOptions};
-use std::io;
+use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
@@ -16,6 +16,11 @@ const TUNSETIFF: libc::c_ulong = 0x4004_54ca; // _IOW('T', 202, int)
 const IFF_TUN: libc::c_short = 0x0001;
 const IFF_NO_PI: libc::c_short = 0x1000;
 const IFNAMSIZ: usize = 16;
+
+// The kernel reads the request and writes the chosen name back, hence
+// read-write; "bad" because TUNSETIFF's number does not encode the
+// `struct ifreq` it really takes.
+nix::ioctl_readwrite_bad!(tunsetiff, TUNSETIFF, IfReqFlags);
 
 /// `struct ifreq` as TUNSETIFF reads it: the name and the flags member of
 /// the union, padded to the union's full size (24 bytes on 64-bit Linux).
@@ -55,11 +60,9 @@ impl TunDevice {
         };
         req.name[..name.len()].copy_from_slice(name.as_bytes());
         // SAFETY: `req` is a properly sized and aligned `struct ifreq`
-        // prefix that lives across the call; the fd is open.
-        let rc = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, &mut req as *mut IfReqFlags) };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        // (name, flags, padded to the union's size) that lives across the
+        // call; the fd is open /dev/net/tun.
+        unsafe { tunsetiff(file.as_raw_fd(), &mut req) }.map_err(io::Error::from)?;
         let len = req.name.iter().position(|b| *b == 0).unwrap_or(IFNAMSIZ);
         let name = String::from_utf8_lossy(&req.name[..len]).into_owned();
         Ok(TunDevice { file, name })
@@ -72,24 +75,12 @@ impl TunDevice {
 
     /// Reads one datagram (non-blocking: `WouldBlock` when none is queued).
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        // SAFETY: `buf` is valid for `buf.len()` writable bytes.
-        let n = unsafe { libc::read(self.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n as usize)
-        }
+        (&self.file).read(buf)
     }
 
     /// Writes one datagram (non-blocking).
     pub fn send(&self, datagram: &[u8]) -> io::Result<usize> {
-        // SAFETY: `datagram` is valid for `datagram.len()` readable bytes.
-        let n = unsafe { libc::write(self.as_raw_fd(), datagram.as_ptr().cast(), datagram.len()) };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n as usize)
-        }
+        (&self.file).write(datagram)
     }
 }
 

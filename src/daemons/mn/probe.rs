@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
-use super::sockets::Received;
+use crate::daemons::udp::{self, Received};
 use crate::mn::detect::ProbeTransmit;
 use crate::netlink::{bypass, Netlink};
 
@@ -91,22 +91,12 @@ impl ProbeSockets {
         let std_sock = bypass::probe_socket(ifname, SocketAddrV4::new(src, 0))?;
         std_sock.set_nonblocking(true)?;
         let sock = Arc::new(UdpSocket::from_std(std_sock)?);
-        let rx = sock.clone();
-        let tx = self.tx.clone();
-        let task = tokio::spawn(async move {
-            let mut buf = vec![0u8; 65_535];
-            loop {
-                match rx.recv_from(&mut buf).await {
-                    Ok((n, SocketAddr::V4(from))) => {
-                        if tx.send((from, buf[..n].to_vec())).await.is_err() {
-                            return;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => debug!(error = %e, "probe socket receive error"),
-                }
-            }
-        });
+        let task = udp::spawn_reader(
+            "probe socket",
+            sock.clone(),
+            self.tx.clone(),
+            |from, data| (from, data),
+        );
         debug!(ifname, %src, "probe socket opened (XFRM bypass, bound to the interface)");
         self.by_src.insert(key, (sock.clone(), task));
         Ok(sock)

@@ -10,7 +10,7 @@
 //!   LINK lookup T`, table T routing everything into the tunnel device,
 //!   where the data plane encapsulates it to the visitor's HA.
 //!
-//! The core ([`super::ForeignAgent`]) decides; this remembers exactly what
+//! The core ([`crate::fa::ForeignAgent`]) decides; this remembers exactly what
 //! it installed so that a visitor's end and shutdown remove that only.
 
 use std::collections::HashMap;
@@ -20,12 +20,12 @@ use std::sync::Arc;
 use serde::Serialize;
 use tracing::{info, warn};
 
-use super::config::{FaConfig, TunnelBackend};
-use super::visitor::{mac_string, Visitor};
 use crate::dataplane::{
     Backend, BackendChoice, DataPlane, DataPlaneStatus, Encapsulation, Role, Tunnel, TunnelBinding,
     UserspaceConfig,
 };
+use crate::fa::config::{FaConfig, TunnelBackend};
+use crate::fa::visitor::{mac_string, Visitor};
 use crate::netlink::{sysctl, Netlink, RouteSpec, RuleSpec};
 
 /// Priority of the reverse-tunnel rules: after `local` (0), before

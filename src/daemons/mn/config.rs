@@ -499,7 +499,7 @@ backoff_cap_ms = 4000
 
     #[test]
     fn the_packaged_example_loads() {
-        let text = include_str!("../../packaging/mip4d.conf.example");
+        let text = include_str!("../../../packaging/mip4d.conf.example");
         load(text).unwrap();
     }
 

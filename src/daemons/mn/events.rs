@@ -25,16 +25,12 @@ pub struct Clock {
 }
 
 /// CLOCK_MONOTONIC now, in nanoseconds. std's `Instant` is the same
-/// clock on Linux but opaque, hence libc.
+/// clock on Linux but opaque, hence the clock itself.
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC exists
-    // on every Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    // CLOCK_MONOTONIC exists on every Linux: the call cannot fail.
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|ts| ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64)
+        .unwrap_or(0)
 }
 
 impl Clock {
@@ -113,6 +109,11 @@ impl EventBus {
 
     pub fn subscribe(&self) -> broadcast::Receiver<String> {
         self.tx.subscribe()
+    }
+
+    /// The sending side, for the control socket's `events` subscriptions.
+    pub fn subscriptions(&self) -> broadcast::Sender<String> {
+        self.tx.clone()
     }
 }
 

@@ -2,7 +2,7 @@
 //! tunnel to the care-of address (IP in IP, or RFC 3519 UDP), the host
 //! route that sends the home address into it, and on a real home link the
 //! proxy ARP entry and gratuitous ARP (RFC 5944 §4.6). The core
-//! ([`super::HomeAgent`]) decides; this carries [`super::Output`]s out and
+//! ([`crate::ha::HomeAgent`]) decides; this carries [`crate::ha::Output`]s out and
 //! remembers exactly what it installed, so that a binding's end and the
 //! daemon's shutdown remove that and nothing else.
 
@@ -15,14 +15,15 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::binding::{Binding, TunnelMode};
-use super::config::{HaConfig, HomeNetworkMode, TunnelBackend};
 use crate::dataplane::userspace::ControlMessage;
 use crate::dataplane::{
     Backend, BackendChoice, DataPlane, DataPlaneStatus, Encapsulation, Role, Tunnel, TunnelBinding,
     TunnelDevice, UserspaceConfig,
 };
+use crate::ha::binding::{Binding, TunnelMode};
+use crate::ha::config::{HaConfig, HomeNetworkMode, TunnelBackend};
 use crate::netlink::{sysctl, Netlink, RouteSpec};
+use crate::sys::packet::{Framing, PacketSocket, BROADCAST, ETH_P_ARP};
 
 /// RFC 3519 overhead: outer IP 20, UDP 8, Tunnel Data header 4.
 const UDP_OVERHEAD: u32 = 32;
@@ -311,45 +312,9 @@ fn spawn_gratuitous_arp(ifindex: u32, mac: [u8; 6], ip: Ipv4Addr) {
 }
 
 /// One ARP packet as a link-layer broadcast through a packet socket (the
-/// kernel adds the Ethernet header for SOCK_DGRAM). No crate wraps this
-/// one sendto, and the HA needs nothing else of AF_PACKET.
+/// kernel adds the Ethernet header for SOCK_DGRAM).
 fn send_arp_broadcast(ifindex: u32, arp: &[u8; 28]) -> std::io::Result<()> {
-    const ETH_P_ARP: u16 = 0x0806;
-    // SAFETY: plain socket(2); the fd is owned by `OwnedFd` below.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-            i32::from(ETH_P_ARP.to_be()),
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh, valid descriptor nothing else owns.
-    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    // SAFETY: sockaddr_ll is plain old data; zero is a valid value.
-    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_protocol = ETH_P_ARP.to_be();
-    sll.sll_ifindex = ifindex as i32;
-    sll.sll_halen = 6;
-    sll.sll_addr[..6].copy_from_slice(&[0xff; 6]);
-    // SAFETY: buffer and address are valid for the given lengths.
-    let n = unsafe {
-        libc::sendto(
-            std::os::fd::AsRawFd::as_raw_fd(&fd),
-            arp.as_ptr().cast(),
-            arp.len(),
-            0,
-            (&sll as *const libc::sockaddr_ll).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as u32,
-        )
-    };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    PacketSocket::bind(ifindex, ETH_P_ARP, Framing::Datagram)?.send_to(BROADCAST, arp)
 }
 
 #[cfg(test)]

@@ -42,7 +42,7 @@ pub enum PluginInput {
 /// Binds the socket (0600, its directory 0700 when created) and accepts
 /// plugins until the task is aborted.
 pub fn serve(path: &Path, tx: mpsc::Sender<PluginInput>) -> io::Result<JoinHandle<()>> {
-    let listener = crate::ctl::bind_root_only(path)?;
+    let listener = crate::daemons::control::bind_root_only(path)?;
     Ok(tokio::spawn(async move {
         let mut count = 0u64;
         loop {
@@ -52,8 +52,7 @@ pub fn serve(path: &Path, tx: mpsc::Sender<PluginInput>) -> io::Result<JoinHandl
             // The socket's mode keeps others out; the peer's credentials
             // say so again (anyone who can talk here steers mip4d's view
             // of the VPN).
-            // SAFETY: geteuid has no preconditions and cannot fail.
-            let me = unsafe { libc::geteuid() };
+            let me = nix::unistd::geteuid().as_raw();
             match stream.peer_cred() {
                 Ok(c) if c.uid() == 0 || c.uid() == me => {}
                 Ok(c) => {

@@ -15,10 +15,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
+use crate::daemons::udp::{self, Received};
 use crate::mn::Transmit;
-
-/// A received datagram: sender and payload.
-pub type Received = (SocketAddrV4, Vec<u8>);
 
 pub struct Sockets {
     by_src: HashMap<Option<Ipv4Addr>, (Arc<UdpSocket>, JoinHandle<()>)>,
@@ -52,23 +50,12 @@ impl Sockets {
         let std_sock = std::net::UdpSocket::bind(bind)?;
         std_sock.set_nonblocking(true)?;
         let sock = Arc::new(UdpSocket::from_std(std_sock)?);
-        let rx = sock.clone();
-        let tx = self.tx.clone();
-        let task = tokio::spawn(async move {
-            let mut buf = vec![0u8; 65_535];
-            loop {
-                match rx.recv_from(&mut buf).await {
-                    Ok((n, SocketAddr::V4(from))) => {
-                        if tx.send((from, buf[..n].to_vec())).await.is_err() {
-                            return;
-                        }
-                    }
-                    Ok(_) => {}
-                    // ICMP errors (port unreachable) surface here.
-                    Err(e) => debug!(error = %e, "registration socket receive error"),
-                }
-            }
-        });
+        let task = udp::spawn_reader(
+            "registration socket",
+            sock.clone(),
+            self.tx.clone(),
+            |from, data| (from, data),
+        );
         debug!(%bind, "registration socket opened");
         self.by_src.insert(src, (sock.clone(), task));
         Ok(sock)

@@ -1,0 +1,12 @@
+//! mip4-fa's configuration file (the format and its checks are the
+//! core's, [`crate::fa::config`]).
+
+use std::path::Path;
+
+use crate::config::{ConfigError, Source};
+use crate::fa::FaConfig;
+
+/// Reads and checks `path`.
+pub fn load(path: &Path) -> Result<FaConfig, ConfigError> {
+    FaConfig::from_source(&Source::read(path)?)
+}

@@ -1,0 +1,53 @@
+//! What mip4-ha answers on its control socket (served by
+//! [`crate::daemons::control`]): its binding cache, counters and status.
+
+use std::time::Instant;
+
+use super::run::Daemon;
+use crate::ctl::{Request, Response};
+
+impl Daemon {
+    pub(super) fn answer(&self, req: Request) -> Response {
+        let now = Instant::now();
+        let ha = &self.ha;
+        match req {
+            Request::Bindings => Response::ok(ha.bindings(now)),
+            Request::Events => Response::error("events: served by mip4d only"),
+            Request::Visitors => Response::error("mip4-ha has no visitor list (ask mip4-fa)"),
+            Request::Counters => {
+                // The core's counters, plus the data plane's datagram
+                // counters (RFC 3024 ingress drops among them).
+                let mut v = serde_json::to_value(ha.counters()).unwrap_or_default();
+                if let Some(c) = self.dp.status().counters {
+                    v["dataplane"] = serde_json::to_value(c).unwrap_or_default();
+                }
+                Response::ok(v)
+            }
+            Request::Status => {
+                let c = ha.config();
+                let dp = self.dp.status();
+                Response::ok(serde_json::json!({
+                    "daemon": "mip4-ha",
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "listen": c.listen.to_string(),
+                    "home_agent": c.home_agent.to_string(),
+                    "home_networks": c.home_networks.iter().map(|n| serde_json::json!({
+                        "prefix": n.prefix.to_string(), "mode": n.mode, "interface": n.interface,
+                    })).collect::<Vec<_>>(),
+                    "trusted_networks": c.trusted_networks.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+                    "udp_tunnelling": c.udp_tunnelling,
+                    "dataplane": {
+                        "configured": format!("{:?}", c.tunnel_backend).to_lowercase(),
+                        "backend": dp.backend,
+                        "tunnels": dp.bindings,
+                        "installed": self.dp.installed(),
+                        "counters": dp.counters,
+                    },
+                    "mobile_nodes": c.mobile_nodes.len(),
+                    "bindings": ha.bindings(now).len(),
+                    "uptime": now.duration_since(self.started).as_secs(),
+                }))
+            }
+        }
+    }
+}

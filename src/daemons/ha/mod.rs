@@ -1,0 +1,10 @@
+//! mip4-ha's I/O around the sans-IO [`crate::ha::HomeAgent`], which makes
+//! every decision: [`run`] is its loop, [`kernel`] its tunnels, routes and
+//! proxy ARP, `control` its control-socket answers, [`config`] its file.
+
+pub mod config;
+mod control;
+pub mod kernel;
+mod run;
+
+pub use run::run;

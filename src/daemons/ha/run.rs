@@ -1,0 +1,158 @@
+//! mip4-ha's loop around the sans-IO [`HomeAgent`]: registrations in from
+//! UDP 434, replies out, binding timers, the core's outputs carried to the
+//! kernel ([`super::kernel`]) in order, the control socket
+//! ([`super::control`]), SIGHUP reload ([`super::config`]) and a SIGTERM
+//! shutdown that removes everything it installed.
+//!
+//! The loop owns all state; the control socket's tasks ask it through a
+//! channel, so no lock is ever held across a kernel request.
+
+use std::net::{SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use rand::SeedableRng;
+use tokio::net::UdpSocket;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use super::config;
+use super::kernel::Installer;
+use crate::daemons::control::{Query, Server};
+use crate::daemons::udp;
+use crate::daemons::wake::{sleep_until, StopSignals};
+use crate::ha::{HaConfig, HomeAgent, Output};
+use crate::replay::NtpTimestamp;
+
+/// The daemon's state, owned by the main loop.
+pub(super) struct Daemon {
+    pub(super) ha: HomeAgent,
+    pub(super) dp: Installer,
+    sock: Arc<UdpSocket>,
+    pub(super) started: Instant,
+    /// The configuration as loaded (the core's copy may have UDP
+    /// tunnelling turned off when the backend cannot carry it).
+    udp_unavailable: bool,
+}
+
+/// Runs mip4-ha until SIGTERM or SIGINT; `path` is re-read on SIGHUP.
+pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
+    let sock = Arc::new(
+        UdpSocket::bind(SocketAddr::V4(cfg.listen))
+            .await
+            .map_err(|e| format!("cannot bind UDP {}: {e}", cfg.listen))?,
+    );
+    // Registrations, from the data plane (which owns reads on the socket
+    // when it carries RFC 3519 tunnel data) or from our own reader.
+    let (reg_tx, mut reg_rx) = mpsc::channel::<(SocketAddrV4, Vec<u8>)>(1024);
+    let udp = cfg.udp_tunnelling.then(|| (sock.clone(), reg_tx.clone()));
+    let (dp, took_socket) = Installer::start(&cfg, udp).await?;
+    if !took_socket {
+        udp::spawn_reader("Mobile IP socket", sock.clone(), reg_tx, |src, data| {
+            (src, data)
+        });
+    }
+    let udp_unavailable = cfg.udp_tunnelling && !took_socket;
+    if udp_unavailable {
+        warn!(backend = %dp.backend(), "RFC 3519 UDP tunnelling needs the userspace backend: declined for every mobile node");
+    }
+
+    let ctl_path = cfg.control_socket.clone();
+    let (ctl_tx, mut ctl_rx) = mpsc::channel::<Query>(16);
+    let control = Server {
+        daemon: "mip4-ha",
+        queries: ctl_tx,
+        events: None,
+    }
+    .serve(&ctl_path)
+    .map_err(|e| format!("cannot bind control socket {}: {e}", ctl_path.display()))?;
+    info!(
+        listen = %cfg.listen, home_agent = %cfg.home_agent, mobile_nodes = cfg.mobile_nodes.len(),
+        backend = %dp.backend(), control = %ctl_path.display(), "mip4-ha started"
+    );
+    let ha = HomeAgent::new(
+        config::core_config(cfg, udp_unavailable),
+        Box::new(rand::rngs::StdRng::from_entropy()),
+    )
+    .map_err(|e| format!("bad security association: {e}"))?;
+    let mut d = Daemon {
+        ha,
+        dp,
+        sock,
+        started: Instant::now(),
+        udp_unavailable,
+    };
+
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("signal handler: {e}"))?;
+    let mut stop = StopSignals::new()?;
+    loop {
+        tokio::select! {
+            r = reg_rx.recv() => {
+                let Some((src, data)) = r else { break };
+                let wall = NtpTimestamp::from_system_time(SystemTime::now());
+                d.ha.handle_datagram(Instant::now(), wall, src, &data);
+                d.apply().await;
+            }
+            () = sleep_until(d.ha.poll_timeout()) => {
+                d.ha.handle_timeout(Instant::now());
+                d.apply().await;
+            }
+            Some((req, reply)) = ctl_rx.recv() => {
+                let _ = reply.send(d.answer(req));
+            }
+            _ = hup.recv() => {
+                match config::load(&path) {
+                    Ok(c) => {
+                        match d.ha.reload(config::core_config(c, d.udp_unavailable)) {
+                            Ok(()) => info!("configuration reloaded"),
+                            Err(e) => warn!("reload refused, keeping the old configuration: {e}"),
+                        }
+                        d.apply().await;
+                    }
+                    Err(e) => warn!("reload refused, keeping the old configuration: {e}"),
+                }
+            }
+            s = stop.recv() => {
+                info!("{s}: shutting down");
+                break;
+            }
+        }
+    }
+    info!("removing every binding, tunnel and route");
+    d.ha.shutdown();
+    d.apply().await;
+    d.dp.shutdown().await;
+    control.abort();
+    let _ = std::fs::remove_file(&ctl_path);
+    Ok(())
+}
+
+impl Daemon {
+    /// Carries out the core's outputs in order: a binding's tunnel and
+    /// route are in place before its reply leaves, and gone before a
+    /// deregistration is answered.
+    async fn apply(&mut self) {
+        while let Some(o) = self.ha.poll_output() {
+            match o {
+                Output::Transmit { dst, payload } => {
+                    if let Err(e) = self.sock.send_to(&payload, SocketAddr::V4(dst)).await {
+                        warn!(%dst, "cannot send reply: {e}");
+                    }
+                }
+                Output::BindingUp(b) => {
+                    if let Err(e) = self.dp.up(self.ha.config(), &b).await {
+                        error!(home_address = %b.home_address, "binding accepted but not installed: {e}");
+                    }
+                }
+                Output::BindingDown { binding, reason } => {
+                    info!(home_address = %binding.home_address, care_of = %binding.care_of_address, ?reason, "binding down");
+                    if let Err(e) = self.dp.down(binding.home_address).await {
+                        error!("{e}");
+                    }
+                }
+            }
+        }
+    }
+}

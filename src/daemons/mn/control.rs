@@ -1,0 +1,70 @@
+//! What mip4d answers on its control socket (served by
+//! [`crate::daemons::control`], which also streams its events): the
+//! node's status and binding.
+
+use std::time::Instant;
+
+use serde_json::json;
+
+use super::run::Daemon;
+use crate::ctl::{Request, Response};
+
+impl Daemon {
+    pub(super) fn answer(&self, req: Request) -> Response {
+        let now = Instant::now();
+        match req {
+            Request::Status | Request::Counters => {
+                let mut v = serde_json::to_value(self.node.status(now)).unwrap_or(json!({}));
+                let dp = self.installer.data_plane().status();
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("daemon".into(), json!("mip4d"));
+                    o.insert("tunnel_backend".into(), json!(dp.backend));
+                    o.insert(
+                        "tunnel_device".into(),
+                        json!(self.installer.tunnel_ifname()),
+                    );
+                    o.insert("data_plane".into(), json!(dp.counters));
+                    o.insert(
+                        "registration_send_errors".into(),
+                        json!(self.sockets.send_errors),
+                    );
+                    o.insert(
+                        "registration_sent_on_route".into(),
+                        json!(self.sockets.sent_on_route),
+                    );
+                    o.insert(
+                        "probe_sockets".into(),
+                        json!({
+                            "sent": self.probes.sent,
+                            "send_errors": self.probes.send_errors,
+                            "sent_on_route": self.probes.sent_on_route,
+                        }),
+                    );
+                    o.insert(
+                        "plugin".into(),
+                        json!({
+                            "socket": self.cfg.plugin_socket,
+                            "connected": self.plugin.is_some(),
+                            "messages": self.plugin_msgs,
+                        }),
+                    );
+                }
+                Response::ok(v)
+            }
+            Request::Bindings => {
+                let b = self.node.client().binding().map(|b| {
+                    json!({
+                        "home_address": b.home_address,
+                        "home_agent": b.home_agent,
+                        "care_of_address": b.care_of_address,
+                        "lifetime": b.lifetime.as_secs(),
+                        "expires_in": b.expires.map(|e| e.saturating_duration_since(now).as_secs()),
+                    })
+                });
+                Response::ok(json!(b.into_iter().collect::<Vec<_>>()))
+            }
+            Request::Events => Response::error("events is a subscription"),
+            Request::Visitors => Response::error("mip4d has no visitor list (ask mip4-fa)"),
+        }
+    }
+}

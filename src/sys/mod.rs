@@ -1,0 +1,13 @@
+//! The operating-system calls that no crate covers in the shape needed:
+//! one file per facility, every `unsafe` block in it with a SAFETY
+//! comment, and a safe API above it. Everything else uses `nix`,
+//! `socket2` or the netlink crates directly.
+//! - [`tun`]: the TUN device (TUNSETIFF on /dev/net/tun).
+//! - [`packet`]: AF_PACKET sockets with their `sockaddr_ll`.
+//! - [`socket`]: socket options no crate names (IP_XFRM_POLICY, ...).
+//! - [`async_fd`]: registering an owned fd with tokio's reactor.
+
+pub mod async_fd;
+pub mod packet;
+pub mod socket;
+pub mod tun;
