@@ -33,5 +33,7 @@ pub mod ha;
 pub mod lab;
 pub mod mn;
 pub mod netlink;
+pub mod ratelimit;
 pub mod replay;
+pub mod request;
 pub mod wire;

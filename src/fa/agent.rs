@@ -27,6 +27,7 @@ use super::visitor::{
 };
 use crate::auth::{append_auth, AuthExtAt, AuthKind, SecurityAssociation};
 use crate::replay::ReplayMethod;
+use crate::request::{walk, Header as Hdr};
 use crate::wire::extension::{ext_type, is_skippable};
 use crate::wire::icmp::AdvFlags;
 use crate::wire::registration::{REPLY_HEADER_LEN, REQUEST_HEADER_LEN};
@@ -123,45 +124,6 @@ pub struct LinkRequest<'a> {
     pub ttl: u8,
     /// The UDP payload.
     pub data: &'a [u8],
-}
-
-/// One extension as found on the wire.
-struct RawExt<'a> {
-    offset: usize,
-    type_: u8,
-    data: &'a [u8],
-}
-
-/// Walks type-length-value extensions; every MIPv4 extension has its
-/// 8-bit length in the second octet (RFC 5944 §1.9). `None`: the last one
-/// runs past the datagram. (The codec's iterator stops at an unknown
-/// non-skippable type; the FA must answer 70 and so must see all.)
-fn walk(msg: &[u8], start: usize) -> Option<Vec<RawExt<'_>>> {
-    let mut out = Vec::new();
-    let mut at = start;
-    while at < msg.len() {
-        let type_ = msg[at];
-        let len = usize::from(*msg.get(at + 1)?);
-        let data = msg.get(at + 2..at + 2 + len)?;
-        out.push(RawExt {
-            offset: at,
-            type_,
-            data,
-        });
-        at += 2 + len;
-    }
-    Some(out)
-}
-
-/// The header fields a denial echoes (RFC 5944 §3.7.2.3).
-#[derive(Debug, Clone, Copy)]
-struct Hdr {
-    flags: Flags,
-    lifetime: u16,
-    home_address: Ipv4Addr,
-    home_agent: Ipv4Addr,
-    care_of_address: Ipv4Addr,
-    identification: u64,
 }
 
 /// Where a reply to a mobile node goes.
@@ -435,14 +397,7 @@ impl ForeignAgent {
                 req.dst
             };
         self.counters.requests += 1;
-        let hdr = Hdr {
-            flags: p.flags(),
-            lifetime: p.lifetime(),
-            home_address: p.home_address(),
-            home_agent: p.home_agent(),
-            care_of_address: p.care_of_address(),
-            identification: p.identification(),
-        };
+        let hdr = Hdr::of(&p);
         let ret = Return {
             interface: req.interface,
             mac: req.mac,

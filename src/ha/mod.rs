@@ -7,8 +7,10 @@ pub mod binding;
 pub mod config;
 pub mod counters;
 pub mod install;
+pub mod reason;
 
 pub use agent::{Disposition, DownReason, DropReason, HomeAgent, Output};
 pub use binding::{Binding, BindingInfo, TunnelMode};
 pub use config::HaConfig;
 pub use counters::Counters;
+pub use reason::{Denial, Malformed};
