@@ -352,6 +352,7 @@ impl FaConfig {
                         format!("a [[{table}]] needs `{want}` (and only that)"),
                     ));
                 };
+                src.refuse_shared_inline_key(&format!("{table}.key"), i)?;
                 out.push(PeerSa {
                     address,
                     spi: p.spi,
@@ -421,6 +422,11 @@ key = "00112233445566778899aabbccddeeff"
 
     fn load(text: &str) -> Result<FaConfig, String> {
         FaConfig::from_source(&Source::from_str("mip4-fa.conf", text)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn inline_keys_in_a_file_others_can_read_are_refused() {
+        crate::config::assert_inline_key_needs_private_file(GOOD, FaConfig::load, "home_agent.key");
     }
 
     #[test]
