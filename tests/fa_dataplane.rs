@@ -237,6 +237,7 @@ care_of_address = "{COA}"
 control_socket = "{}"
 max_lifetime = 300
 reverse_tunnel = "allowed"
+allowed_home_agents = ["{HA}/32"]
 
 [advertisement]
 interval = 1

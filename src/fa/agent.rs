@@ -543,9 +543,7 @@ impl ForeignAgent {
                 "home address 0.0.0.0 without an NAI extension (RFC 2794 §4)",
             );
         }
-        if !self.cfg.allowed_home_agents.is_empty()
-            && !self.cfg.allowed_home_agents.iter().any(|n| n.contains(&ha))
-        {
+        if !self.cfg.allowed_home_agents.iter().any(|n| n.contains(&ha)) {
             let why = format!("home agent {ha} is outside the allowed home agents");
             return self.deny(ret, hdr, nai, ReplyCode::FA_ADMIN_PROHIBITED, &why);
         }
@@ -555,6 +553,15 @@ impl ForeignAgent {
         };
         if self.busy() && !self.pending.contains_key(&key) && !self.visitors.contains_key(&key) {
             let why = format!("visitor list full ({} entries)", self.cfg.max_visitors);
+            return self.deny(ret, hdr, nai, ReplyCode::FA_INSUFFICIENT_RESOURCES, &why);
+        }
+        // Pending entries are made before anyone authenticated the node:
+        // one link-layer address gets a few, not the whole list.
+        let pending_of_mac = self.pending.keys().filter(|k| k.mac == req.mac).count();
+        if !self.pending.contains_key(&key) && pending_of_mac >= self.cfg.max_pending_per_mac {
+            self.counters.pending_per_mac_refused += 1;
+            let why =
+                format!("{pending_of_mac} requests from this link-layer address already pending");
             return self.deny(ret, hdr, nai, ReplyCode::FA_INSUFFICIENT_RESOURCES, &why);
         }
 
