@@ -10,9 +10,11 @@ pub mod config;
 pub mod counters;
 pub mod install;
 pub mod link;
+pub mod reason;
 pub mod visitor;
 
 pub use agent::{Disposition, DownReason, DropReason, ForeignAgent, LinkRequest, Output};
 pub use config::FaConfig;
 pub use counters::Counters;
+pub use reason::Denial;
 pub use visitor::{Mac, Visitor, VisitorInfo, VisitorKey};
