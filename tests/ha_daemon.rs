@@ -33,10 +33,26 @@ impl Netns {
         ns.exec(&["ip", "link", "set", "lo", "up"]);
         ns
     }
+    /// A namespace with the home agent's and the care-of address on lo.
+    fn with_ha_and_coa(prefix: &str) -> Netns {
+        let ns = Netns::new(prefix);
+        ns.exec(&["ip", "addr", "add", "10.1.0.1/32", "dev", "lo"]);
+        ns.exec(&["ip", "addr", "add", "10.10.1.5/32", "dev", "lo"]);
+        ns
+    }
     fn exec(&self, cmd: &[&str]) {
         let mut v = vec!["ip", "netns", "exec", &self.0];
         v.extend_from_slice(cmd);
         run(&v);
+    }
+    /// What `cmd` prints in this namespace.
+    fn output(&self, cmd: &[&str]) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.0])
+            .args(cmd)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
     /// A UDP socket that lives in this namespace: a helper thread enters
     /// the namespace, binds, and hands the socket back (a socket stays in
@@ -161,9 +177,10 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// Writes the two-node configuration into `dir` and starts mip4-ha in
-/// `ns` with it; returns once its control socket answers.
-fn start_ha(ns: &Netns, dir: &Path, stderr: Stdio) -> Daemon {
+/// Writes the two-node configuration, and `extra` after it, into `dir`
+/// and starts mip4-ha in `ns` with it; returns once its control socket
+/// answers.
+fn start_ha(ns: &Netns, dir: &Path, stderr: Stdio, extra: &str) -> Daemon {
     let ctl = dir.join("ha.sock");
     let conf = dir.join("mip4-ha.conf");
     std::fs::write(
@@ -189,7 +206,7 @@ key = "{K1}"
 home_address = "10.1.0.11"
 spi = 257
 key = "{K2}"
-"#,
+{extra}"#,
             ctl.display()
         ),
     )
@@ -219,12 +236,10 @@ key = "{K2}"
 #[test]
 fn daemon_serves_registrations_refuses_bad_input_and_reports_through_mip4ctl() {
     require_root();
-    let ns = Netns::new("mip4ha");
-    ns.exec(&["ip", "addr", "add", "10.1.0.1/32", "dev", "lo"]);
-    ns.exec(&["ip", "addr", "add", "10.10.1.5/32", "dev", "lo"]);
+    let ns = Netns::with_ha_and_coa("mip4ha");
     let dir = tempfile::tempdir().unwrap();
     let ctl = dir.path().join("ha.sock");
-    let mut daemon = start_ha(&ns, dir.path(), Stdio::inherit());
+    let mut daemon = start_ha(&ns, dir.path(), Stdio::inherit(), "");
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&ctl).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600, "control socket is root-only");
@@ -377,9 +392,7 @@ fn a_flood_of_forged_requests_neither_silences_the_ha_nor_fills_its_log() {
     require_root();
     const FLOOD: u64 = 100_000;
     const SOURCES: u8 = 16;
-    let ns = Netns::new("mip4haflood");
-    ns.exec(&["ip", "addr", "add", "10.1.0.1/32", "dev", "lo"]);
-    ns.exec(&["ip", "addr", "add", "10.10.1.5/32", "dev", "lo"]);
+    let ns = Netns::with_ha_and_coa("mip4haflood");
     for k in 0..SOURCES {
         // Trusted and untrusted sources alike.
         ns.exec(&[
@@ -403,7 +416,7 @@ fn a_flood_of_forged_requests_neither_silences_the_ha_nor_fills_its_log() {
     let log_path = dir.path().join("mip4-ha.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let started = Instant::now();
-    let _daemon = start_ha(&ns, dir.path(), Stdio::from(log));
+    let _daemon = start_ha(&ns, dir.path(), Stdio::from(log), "");
     let ctl = dir.path().join("ha.sock");
 
     let sock = ns.udp_socket(SocketAddrV4::new(COA, 0));
@@ -498,4 +511,75 @@ fn a_flood_of_forged_requests_neither_silences_the_ha_nor_fills_its_log() {
     // flood, one after it); the HA accepted each send that reached it.
     let registrations = 50 + loaded.len() as u64 + 1;
     assert!(c["accepted"].as_u64().unwrap() >= registrations, "{c}");
+}
+
+/// Issue 13 High 3 through the real daemon and installer: a home link
+/// whose interface does not exist makes installing the binding fail after
+/// its tunnel and route were made. The node gets 130, never "accepted";
+/// nothing of the binding stays in the data plane, the routing table or
+/// the binding list; another node is still served.
+#[test]
+fn a_binding_that_cannot_be_installed_is_denied_and_leaves_nothing() {
+    require_root();
+    let ns = Netns::with_ha_and_coa("mip4hainst");
+    let dir = tempfile::tempdir().unwrap();
+    let _daemon = start_ha(
+        &ns,
+        dir.path(),
+        Stdio::inherit(),
+        &format!(
+            r#"
+[[home_network]]
+prefix = "10.2.0.0/24"
+mode = "proxy-arp"
+interface = "nosuchlink0"
+
+[[mobile_node]]
+home_address = "10.2.0.20"
+spi = 258
+key = "{K1}"
+"#
+        ),
+    );
+    let ctl = dir.path().join("ha.sock");
+    let sock = ns.udp_socket(SocketAddrV4::new(COA, 0));
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mn3 = sa(258, K1);
+    let hoa3 = Ipv4Addr::new(10, 2, 0, 20);
+    let rep = verify(
+        &exchange(&sock, &request(hoa3, now_id(), vec![], &mn3)),
+        &mn3,
+    );
+    assert_eq!(rep.code, ReplyCode::HA_INSUFFICIENT_RESOURCES);
+    assert_eq!(rep.lifetime, 0);
+    assert_eq!(ctl_json(&ctl, "bindings").as_array().unwrap().len(), 0);
+    let status = ctl_json(&ctl, "status");
+    assert_eq!(
+        status["dataplane"]["tunnels"].as_array().unwrap().len(),
+        0,
+        "{status}"
+    );
+    assert_eq!(
+        status["dataplane"]["installed"].as_array().unwrap().len(),
+        0,
+        "{status}"
+    );
+    let routes = ns.output(&["ip", "route", "show", "10.2.0.20/32"]);
+    assert!(routes.is_empty(), "route left: {routes}");
+    let c = ctl_json(&ctl, "counters");
+    assert_eq!(
+        (c["install_failed"].as_u64(), c["accepted"].as_u64()),
+        (Some(1), Some(0)),
+        "{c}"
+    );
+    // The node on the virtual home network is installed and accepted.
+    let mn2 = sa(257, K2);
+    let rep = verify(
+        &exchange(
+            &sock,
+            &request(Ipv4Addr::new(10, 1, 0, 11), now_id(), vec![], &mn2),
+        ),
+        &mn2,
+    );
+    assert_eq!(rep.code, ReplyCode::ACCEPTED);
 }
