@@ -571,6 +571,7 @@ impl HomeAgent {
     /// accepted reply waits for [`install_result`](Self::install_result).
     fn register(&mut self, now: Instant, ctx: ReplyCtx, req: &ParsedRequest<'_>) -> Disposition {
         let hdr = req.hdr;
+        // Stage 2 named the node; a context without one never gets here.
         let Some(idx) = ctx.node else {
             return self.deny(ctx, Denial::NoMnHaAuth);
         };

@@ -43,8 +43,9 @@ pub struct Counters {
     /// a reply (the source may be spoofed, and nothing can sign one).
     #[serde(default)]
     pub unknown_spi: u64,
-    /// Unauthenticated input over the per-source or total rate: dropped
-    /// without a reply or a log line.
+    /// Unauthenticated input over the per-source or total rate: its log
+    /// line and, for a 131, its reply were suppressed (each is also
+    /// counted under its own counter above).
     #[serde(default)]
     pub rate_limited: u64,
     /// Accepted registrations whose tunnel or route the daemon could not
