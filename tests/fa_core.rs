@@ -873,3 +873,24 @@ proptest! {
         while fa.poll_output().is_some() {}
     }
 }
+
+#[test]
+fn replies_from_anywhere_that_answer_nothing_are_counted_and_logged_within_a_limit() {
+    let t0 = Instant::now();
+    let mut fa = fa_with("", t0);
+    for i in 0..1000 {
+        let d = fa.handle_ha_datagram(t0, ha_src(), &accept_reply(i, 120));
+        assert_eq!(d, Disposition::Dropped(DropReason::UnmatchedReply));
+    }
+    let c = fa.counters();
+    assert_eq!(c.dropped_unmatched_reply, 1000);
+    // A burst of log lines (the per-source bucket: 5), the rest suppressed.
+    assert_eq!(c.rate_limited, 995);
+    // Later the source is logged again.
+    fa.handle_ha_datagram(
+        t0 + Duration::from_secs(10),
+        ha_src(),
+        &accept_reply(1, 120),
+    );
+    assert_eq!(fa.counters().rate_limited, 995);
+}

@@ -22,11 +22,12 @@ use tracing::{debug, info, warn};
 use super::advert::{self, Schedule};
 use super::config::{FaConfig, ReverseTunnelSupport};
 use super::counters::Counters;
-use super::reason::Denial;
+use super::reason::{Denial, Unmatched};
 use super::visitor::{
     lifetime_duration, mac_string, remaining, Mac, Visitor, VisitorInfo, VisitorKey,
 };
 use crate::auth::{append_auth, AuthExtAt, AuthKind, SecurityAssociation};
+use crate::ratelimit::{Limits, SourceLimiter, Verdict};
 use crate::replay::ReplayMethod;
 use crate::request::{walk, Header as Hdr};
 use crate::wire::extension::{ext_type, is_skippable};
@@ -147,6 +148,9 @@ pub struct ForeignAgent {
     counters: Counters,
     out: VecDeque<Output>,
     rng: Box<dyn RngCore + Send>,
+    /// Log lines that replies from anywhere on the network (spoofable,
+    /// unauthenticated until matched) may cause.
+    limiter: SourceLimiter,
 }
 
 fn sa(spi: u32, key: &[u8]) -> Result<SecurityAssociation, crate::auth::AuthError> {
@@ -186,6 +190,7 @@ impl ForeignAgent {
             counters: Counters::default(),
             out: VecDeque::new(),
             rng,
+            limiter: SourceLimiter::new(Limits::default(), now),
         })
     }
 
@@ -560,14 +565,10 @@ impl ForeignAgent {
             .min_by_key(|(_, v)| v.home_address != home)
             .map(|(k, _)| *k);
         let Some(key) = key else {
-            self.counters.dropped_unmatched_reply += 1;
-            warn!(%src, home_address = %home, "dropped reply: no pending request matches");
-            return Disposition::Dropped(DropReason::UnmatchedReply);
+            return self.unmatched_reply(now, src, home, Unmatched::NoPendingRequest);
         };
         if *src.ip() != self.pending[&key].home_agent {
-            self.counters.dropped_unmatched_reply += 1;
-            warn!(%src, home_address = %home, "dropped reply: not from the home agent the request went to");
-            return Disposition::Dropped(DropReason::UnmatchedReply);
+            return self.unmatched_reply(now, src, home, Unmatched::NotFromItsHomeAgent);
         }
         let Some(pending) = self.pending.remove(&key) else {
             return Disposition::Dropped(DropReason::UnmatchedReply);
@@ -722,6 +723,25 @@ impl ForeignAgent {
             });
         }
         self.pending.clear();
+    }
+
+    /// A reply that answers nothing we relayed: anyone can send one, so it
+    /// is counted, and logged only within the rate limit.
+    fn unmatched_reply(
+        &mut self,
+        now: Instant,
+        src: SocketAddrV4,
+        home: Ipv4Addr,
+        why: Unmatched,
+    ) -> Disposition {
+        self.counters.dropped_unmatched_reply += 1;
+        match self.limiter.allow(now, *src.ip()) {
+            Verdict::Allowed { suppressed } => {
+                warn!(%src, home_address = %home, suppressed, "dropped reply: {why}");
+            }
+            Verdict::Refused => self.counters.rate_limited += 1,
+        }
+        Disposition::Dropped(DropReason::UnmatchedReply)
     }
 
     /// Where a denial about the pending request `p` goes, and the fields

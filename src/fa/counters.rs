@@ -40,6 +40,10 @@ pub struct Counters {
     /// able to read a daemon that predates the counter.
     #[serde(default)]
     pub pending_per_mac_refused: u64,
+    /// Log lines about unmatched replies (anyone can send one) suppressed
+    /// by the per-source and total rate limits.
+    #[serde(default)]
+    pub rate_limited: u64,
 }
 
 impl Counters {

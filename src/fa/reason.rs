@@ -160,3 +160,24 @@ impl fmt::Display for Denial {
         }
     }
 }
+
+/// Why a reply from the network side answers nothing this agent relayed
+/// (RFC 5944 §3.7.3.1): dropped and counted, no reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unmatched {
+    NoPendingRequest,
+    NotFromItsHomeAgent,
+}
+
+impl fmt::Display for Unmatched {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Unmatched::NoPendingRequest => {
+                "no pending request has its home address and Identification (RFC 5944 §3.7.3.1)"
+            }
+            Unmatched::NotFromItsHomeAgent => {
+                "not from the home agent the request went to (RFC 5944 §3.7.3.1)"
+            }
+        })
+    }
+}
