@@ -47,31 +47,68 @@ impl std::error::Error for ConfigError {}
 
 /// The text of a configuration file with its name, to turn byte offsets
 /// and keys into `file:line: key` errors after parsing (semantic checks).
-#[derive(Debug, Clone)]
+/// The text may hold keys: it is zeroised on drop and its `Debug` shows
+/// only the file's name.
+#[derive(Clone)]
 pub struct Source {
     pub file: PathBuf,
-    pub text: String,
+    pub text: Zeroizing<String>,
+    /// The file's permission bits, when it was read from disk.
+    mode: Option<u32>,
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Source({})", self.file.display())
+    }
 }
 
 impl Source {
     /// Reads `path`; an unreadable file is a [`ConfigError`] naming it.
     pub fn read(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        use std::os::unix::fs::MetadataExt;
+        let cannot = |e: std::io::Error| ConfigError {
             file: path.to_owned(),
             line: None,
             key: None,
             message: format!("cannot read: {e}"),
-        })?;
+        };
+        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(cannot)?);
+        let mode = std::fs::metadata(path).map_err(cannot)?.mode();
         Ok(Self {
             file: path.to_owned(),
             text,
+            mode: Some(mode & 0o7777),
         })
     }
 
     pub fn from_str(file: impl Into<PathBuf>, text: impl Into<String>) -> Self {
         Self {
             file: file.into(),
-            text: text.into(),
+            text: Zeroizing::new(text.into()),
+            mode: None,
+        }
+    }
+
+    /// A key written inline (`key`, at its `occurrence`-th assignment)
+    /// makes this file a secret: like a `key_file`, it must not be
+    /// accessible by group or others.
+    pub fn refuse_shared_inline_key(
+        &self,
+        key: &str,
+        occurrence: usize,
+    ) -> Result<(), ConfigError> {
+        match self.mode {
+            Some(mode) if mode & 0o077 != 0 => Err(self.error_at_key(
+                key,
+                occurrence,
+                format!(
+                    "an inline key in a file accessible by group or others (mode {:o}); \
+                     chmod 600 the file, or put the key in a key_file",
+                    mode & 0o777
+                ),
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -149,14 +186,34 @@ impl Source {
             let k = k.trim().trim_matches('"');
             (!k.is_empty() && !k.starts_with('[')).then(|| k.to_owned())
         });
+        // serde's and toml's messages may quote the value ("found integer
+        // `1122...`"): about a secret, say what is wrong in our words only.
+        let message = match &key {
+            Some(k) if is_secret_key(k) && !KEY_ERRORS.contains(&raw.as_str()) => {
+                "must be hex digits in double quotes (the value is not shown)".to_owned()
+            }
+            _ => humanize(&raw),
+        };
         ConfigError {
             file: self.file.clone(),
             line,
             key,
-            message: humanize(&raw),
+            message,
         }
     }
 }
+
+/// Keys whose values are secrets (`key`, `mobile_node.key`, ...).
+fn is_secret_key(key: &str) -> bool {
+    key.rsplit('.').next() == Some("key")
+}
+
+/// What [`SecretKey::from_hex`] says about a bad key: never its value.
+const KEY_ERRORS: &[&str] = &[
+    "empty key",
+    "hex key has an odd number of digits",
+    "key is not hex",
+];
 
 /// Loads and parses a TOML file into `T`.
 pub fn load<T: DeserializeOwned>(path: &Path) -> Result<(T, Source), ConfigError> {
@@ -268,6 +325,28 @@ impl<'de> Deserialize<'de> for SecretKey {
     }
 }
 
+/// For the daemons' configuration tests: `text`, written as a file others
+/// can read, is refused by `load` with an error about `key`; the same
+/// file made private loads.
+#[cfg(test)]
+pub(crate) fn assert_inline_key_needs_private_file<T>(
+    text: &str,
+    load: impl Fn(&Path) -> Result<T, ConfigError>,
+    key: &str,
+) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("daemon.conf");
+    std::fs::write(&p, text).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = load(&p).err().expect("refused").to_string();
+    let want =
+        format!("key `{key}`: an inline key in a file accessible by group or others (mode 644)");
+    assert!(e.contains(&want), "{e}");
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(load(&p).is_ok());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,6 +417,32 @@ mod tests {
     }
 
     #[test]
+    fn a_key_without_quotes_is_never_echoed() {
+        for value in [
+            "112233445566778899",
+            "0x11223344",
+            "00112233aabbccdd",
+            "aabbccdd11223344",
+            "1.5e3",
+            "true",
+            "[11, 22]",
+            "{ a = 11223344 }",
+            "2026-01-01",
+        ] {
+            let text = format!("name = \"x\"\n[[item]]\nspi = 1\nkey = {value}\n");
+            let e = err(&text);
+            assert!(e.starts_with("demo.conf:4: key `key`: "), "{value}: {e}");
+            let digits: String = value
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .collect();
+            for part in [value, &digits, "1122", "aabb", "1.5", "2026"] {
+                assert!(!e.contains(part), "{value} echoed: {e}");
+            }
+        }
+    }
+
+    #[test]
     fn secret_key_debug_is_redacted() {
         let k = SecretKey::from_hex("00112233445566778899aabbccddeeff").unwrap();
         let d = format!("{k:?}");
@@ -356,6 +461,15 @@ mod tests {
         assert!(e.contains("chmod 600"), "{e}");
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(SecretKey::from_file(&p).unwrap().expose(), &[0x00, 0x11]);
+    }
+
+    #[test]
+    fn an_inline_key_needs_a_private_file() {
+        assert_inline_key_needs_private_file(
+            "name = \"x\"\n[[item]]\nspi = 1\nkey = \"0011\"\n",
+            |p| Source::read(p)?.refuse_shared_inline_key("item.key", 0),
+            "item.key",
+        );
     }
 
     #[test]

@@ -41,7 +41,9 @@ pub mod ha;
 pub mod lab;
 pub mod mn;
 pub mod netlink;
+pub mod ratelimit;
 pub mod replay;
+pub mod request;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod wire;

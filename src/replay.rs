@@ -76,6 +76,16 @@ impl NtpTimestamp {
         self.seconds().wrapping_sub(other.seconds()) as i32 as i64
     }
 
+    /// `self` is later than `other` on the NTP circle: serial-number
+    /// comparison of the 64-bit values (RFC 5905 §6: timestamps are taken
+    /// modulo the era, and two within half an era, 68 years, compare by
+    /// their signed difference; RFC 1982's rule). Era 0 ends in February
+    /// 2036; a timestamp just after that, seconds near 0, is later than
+    /// one just before, seconds near 2^32, though smaller as an integer.
+    pub fn is_after(self, other: NtpTimestamp) -> bool {
+        (self.0.wrapping_sub(other.0) as i64) > 0
+    }
+
     /// Absolute distance between two timestamps, era-agnostic.
     pub fn distance(self, other: NtpTimestamp) -> Duration {
         let d = self.0.wrapping_sub(other.0) as i64;
@@ -174,7 +184,7 @@ impl MnReplay {
                     | (rng.next_u32() & RANDOM_FRACTION_BITS);
                 let candidate = join(t.seconds(), fraction);
                 match self.last_sent {
-                    Some(last) if candidate <= last => {
+                    Some(last) if !NtpTimestamp(candidate).is_after(NtpTimestamp(last)) => {
                         // Same second as the previous request (e.g. a quick
                         // retransmission): step just past it, still random.
                         last.wrapping_add(1 + (rng.next_u32() & 0xffff) as u64)
@@ -289,9 +299,11 @@ impl HaReplay {
         match self.method {
             ReplayMethod::Timestamp => {
                 let in_window = NtpTimestamp(identification).distance(now) <= self.tolerance;
-                let newer = self
-                    .last_accepted
-                    .map_or(true, |last| identification > last);
+                // §5.7.1: newer than every accepted one, across the 2036
+                // era boundary too.
+                let newer = self.last_accepted.map_or(true, |last| {
+                    NtpTimestamp(identification).is_after(NtpTimestamp(last))
+                });
                 if in_window && newer {
                     self.last_accepted = Some(identification);
                     // §5.7.1: an accepted Identification is copied whole.
@@ -417,6 +429,32 @@ mod tests {
             let id = now.offset_by(skew).0;
             assert_eq!(ha.check(id, now, &mut r).is_accepted(), ok, "skew {skew}");
         }
+    }
+
+    #[test]
+    fn timestamps_keep_increasing_across_the_2036_era_boundary() {
+        // RFC 5905 era 0 ends at 2036-02-07 06:28:16 UTC: seconds wrap.
+        let mut r = rng();
+        let before = NtpTimestamp::new(u32::MAX, 0x8000_0000);
+        let after = before.plus(Duration::from_secs(2));
+        assert_eq!(after.seconds(), 1);
+        assert!(after.is_after(before) && !before.is_after(after));
+        let mut ha = HaReplay::new(ReplayMethod::Timestamp, DEFAULT_TOLERANCE);
+        let mut mn = MnReplay::new(ReplayMethod::Timestamp);
+        let id = mn.next_identification(before, &mut r);
+        assert!(ha.check(id, before, &mut r).is_accepted());
+        // Two seconds later, in era 1: newer, accepted.
+        let id2 = mn.next_identification(after, &mut r);
+        assert!(NtpTimestamp(id2).is_after(NtpTimestamp(id)));
+        assert!(ha.check(id2, after, &mut r).is_accepted());
+        // The era-0 request again is a replay, not "newer".
+        assert!(!ha.check(id, after, &mut r).is_accepted());
+        // Within one second of the wrap the MN still steps forward.
+        let edge = NtpTimestamp::new(u32::MAX, u32::MAX - 10);
+        let mut mn = MnReplay::new(ReplayMethod::Timestamp);
+        let a = mn.next_identification(edge, &mut r);
+        let b = mn.next_identification(edge.plus(Duration::from_micros(1)), &mut r);
+        assert!(NtpTimestamp(b).is_after(NtpTimestamp(a)), "{a:#x} {b:#x}");
     }
 
     #[test]

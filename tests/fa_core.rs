@@ -29,6 +29,7 @@ care_of_address = "10.77.0.2"
 max_lifetime = 300
 registration_timeout = 5
 max_visitors = 2
+allowed_home_agents = ["10.77.0.0/24"]
 
 [advertisement]
 interval = 60
@@ -649,10 +650,7 @@ fn reverse_tunnel_policy_denials() {
 #[test]
 fn policy_and_resource_denials_and_the_busy_bit() {
     let t0 = Instant::now();
-    let mut fa = fa_with(
-        "allowed_home_agents = [\"10.77.0.0/24\"]\nmn_fa_auth_required = false\n",
-        t0,
-    );
+    let mut fa = fa_with("mn_fa_auth_required = false\n", t0);
     let mut r = repr(Flags::empty(), 120, 1);
     r.home_agent = Ipv4Addr::new(192, 0, 2, 1);
     assert_denied(&mut fa, t0, &signed(&r), 64, ReplyCode::FA_ADMIN_PROHIBITED);
@@ -686,6 +684,52 @@ fn policy_and_resource_denials_and_the_busy_bit() {
         64,
         ReplyCode::FA_MN_FAILED_AUTH,
     );
+}
+
+#[test]
+fn one_link_layer_address_cannot_fill_the_visitor_list_with_pending_requests() {
+    let t0 = Instant::now();
+    // max_visitors = 2: one pending entry per link-layer address leaves
+    // room for another node.
+    let mut fa = fa_with("max_pending_per_mac = 1\n", t0);
+    // Nothing about these is authenticated yet: each invents a home address.
+    for i in 0..1u8 {
+        let mut r = repr(Flags::empty(), 120, u64::from(i));
+        r.home_address = Ipv4Addr::new(10, 1, 0, 100 + i);
+        assert_eq!(
+            fa.handle_request(t0, link(&signed(&r), 64)),
+            Disposition::Relayed
+        );
+    }
+    outputs(&mut fa);
+    let mut third = repr(Flags::empty(), 120, 3);
+    third.home_address = Ipv4Addr::new(10, 1, 0, 102);
+    assert_denied(
+        &mut fa,
+        t0,
+        &signed(&third),
+        64,
+        ReplyCode::FA_INSUFFICIENT_RESOURCES,
+    );
+    assert_eq!(fa.counters().pending_per_mac_refused, 1);
+    assert!(
+        !fa.advertised_flags().contains(AdvFlags::B),
+        "others are still served"
+    );
+    // A retransmission of a pending request is no new entry.
+    let mut again = repr(Flags::empty(), 120, 9);
+    again.home_address = Ipv4Addr::new(10, 1, 0, 100);
+    assert_eq!(
+        fa.handle_request(t0, link(&signed(&again), 64)),
+        Disposition::Relayed
+    );
+    // Another node on the link is served.
+    let bytes = signed(&repr(Flags::empty(), 120, 4));
+    let other = LinkRequest {
+        mac: [2, 0, 0, 0, 0, 99],
+        ..link(&bytes, 64)
+    };
+    assert_eq!(fa.handle_request(t0, other), Disposition::Relayed);
 }
 
 #[test]
@@ -828,4 +872,25 @@ proptest! {
         fa.handle_timeout(t0 + Duration::from_secs(400));
         while fa.poll_output().is_some() {}
     }
+}
+
+#[test]
+fn replies_from_anywhere_that_answer_nothing_are_counted_and_logged_within_a_limit() {
+    let t0 = Instant::now();
+    let mut fa = fa_with("", t0);
+    for i in 0..1000 {
+        let d = fa.handle_ha_datagram(t0, ha_src(), &accept_reply(i, 120));
+        assert_eq!(d, Disposition::Dropped(DropReason::UnmatchedReply));
+    }
+    let c = fa.counters();
+    assert_eq!(c.dropped_unmatched_reply, 1000);
+    // A burst of log lines (the per-source bucket: 5), the rest suppressed.
+    assert_eq!(c.rate_limited, 995);
+    // Later the source is logged again.
+    fa.handle_ha_datagram(
+        t0 + Duration::from_secs(10),
+        ha_src(),
+        &accept_reply(1, 120),
+    );
+    assert_eq!(fa.counters().rate_limited, 995);
 }

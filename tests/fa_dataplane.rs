@@ -223,6 +223,12 @@ key = "{KEY}"
         ),
     )
     .unwrap();
+    // It holds a key: private, as mip4-ha, mip4-fa and mip4d require.
+    std::fs::set_permissions(
+        &ha_conf,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     std::fs::write(
         &fa_conf,
         format!(
@@ -231,6 +237,7 @@ care_of_address = "{COA}"
 control_socket = "{}"
 max_lifetime = 300
 reverse_tunnel = "allowed"
+allowed_home_agents = ["{HA}/32"]
 
 [advertisement]
 interval = 1
@@ -241,6 +248,12 @@ address = "{FA_LINK}/24"
 "#,
             fa_ctl.display()
         ),
+    )
+    .unwrap();
+    // It holds a key: private, as mip4-ha, mip4-fa and mip4d require.
+    std::fs::set_permissions(
+        &fa_conf,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
     )
     .unwrap();
     let ha = spawn(&ha_ns, env!("CARGO_BIN_EXE_mip4-ha"), &ha_conf);

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use mip4::auth::{append_auth, AuthExtAt, AuthKind, SecurityAssociation};
 use mip4::config::Source;
-use mip4::ha::{Disposition, DownReason, DropReason, HaConfig, HomeAgent, Output, TunnelMode};
+use mip4::ha::{
+    Binding, Disposition, DownReason, DropReason, HaConfig, HomeAgent, Output, TunnelMode,
+};
 use mip4::replay::{NtpTimestamp, ReplayMethod};
 use mip4::wire::extension::{UdpTunnelReply, UdpTunnelRequest};
 use mip4::wire::{Extension, Flags, ReplyCode, ReplyRepr, RequestRepr};
@@ -147,8 +149,18 @@ fn from(ip: Ipv4Addr) -> SocketAddrV4 {
     SocketAddrV4::new(ip, 434)
 }
 
-/// Drains outputs: (the one reply, binding actions).
+/// Drains outputs: (the one reply, binding actions), acting as the daemon
+/// with an installer that always succeeds.
 fn drain(ha: &mut HomeAgent) -> (Option<(SocketAddrV4, Vec<u8>)>, Vec<Output>) {
+    drain_installing(ha, |_| Ok(()))
+}
+
+/// Drains outputs as the daemon does: each `BindingUp` goes to the fake
+/// installer `install`, whose outcome is reported back to the core.
+fn drain_installing(
+    ha: &mut HomeAgent,
+    install: impl Fn(&Binding) -> Result<(), &'static str>,
+) -> (Option<(SocketAddrV4, Vec<u8>)>, Vec<Output>) {
     let mut reply = None;
     let mut actions = Vec::new();
     while let Some(o) = ha.poll_output() {
@@ -156,6 +168,11 @@ fn drain(ha: &mut HomeAgent) -> (Option<(SocketAddrV4, Vec<u8>)>, Vec<Output>) {
             Output::Transmit { dst, payload } => {
                 assert!(reply.is_none(), "one reply per request");
                 reply = Some((dst, payload));
+            }
+            Output::BindingUp(b) => {
+                assert!(reply.is_none(), "no reply before the binding is installed");
+                ha.install_result(b.home_address, install(&b));
+                actions.push(Output::BindingUp(b));
             }
             other => actions.push(other),
         }
@@ -195,7 +212,7 @@ fn registration_accepted_binding_installed_and_reply_signed() {
     let mut r = Req::new(HOA1, COA_TRUSTED, ts(1));
     r.flags = Flags::T;
     let d = send(&mut ha, now, from(COA_TRUSTED), &r.signed(&mn1()));
-    assert_eq!(d, Disposition::Replied(ReplyCode::ACCEPTED));
+    assert_eq!(d, Disposition::AwaitingInstall(ReplyCode::ACCEPTED));
     let (reply, actions) = drain(&mut ha);
     let (dst, bytes) = reply.unwrap();
     assert_eq!(dst, from(COA_TRUSTED), "reply goes to the request's source");
@@ -251,7 +268,9 @@ fn reregistration_refreshes_and_a_move_changes_the_tunnel() {
         &Req::new(HOA1, COA_TRUSTED, ts(1)).signed(&mn1()),
     );
     drain(&mut ha);
-    // Same care-of address: lifetime refreshed, nothing for the data plane.
+    // Same care-of address: lifetime refreshed, and the daemon asked to
+    // make sure the same tunnel and route are still there (it re-installs
+    // what went missing before the reply leaves).
     let t1 = t0 + Duration::from_secs(60);
     send(
         &mut ha,
@@ -261,7 +280,10 @@ fn reregistration_refreshes_and_a_move_changes_the_tunnel() {
     );
     let (reply, actions) = drain(&mut ha);
     assert!(reply.is_some());
-    assert!(actions.is_empty(), "{actions:?}");
+    assert!(
+        matches!(&actions[..], [Output::BindingUp(b)] if b.care_of_address == COA_TRUSTED),
+        "{actions:?}"
+    );
     assert_eq!(
         ha.binding(HOA1).unwrap().expires,
         t1 + Duration::from_secs(120)
@@ -360,7 +382,11 @@ fn code_of(
             "a denial changes no binding: {actions:?}"
         );
     }
-    assert_eq!(d, Disposition::Replied(rep.code));
+    if rep.code.is_accepted() && !actions.is_empty() {
+        assert_eq!(d, Disposition::AwaitingInstall(rep.code));
+    } else {
+        assert_eq!(d, Disposition::Replied(rep.code));
+    }
     rep.code
 }
 
@@ -386,19 +412,205 @@ fn bad_authenticator_is_131_and_counted() {
 }
 
 #[test]
-fn unknown_spi_and_missing_auth_are_131_unsigned() {
+fn missing_auth_is_131_unsigned_and_unknown_spi_is_dropped_and_counted() {
     let mut ha = ha();
-    let b = Req::new(HOA1, COA_TRUSTED, ts(1)).signed(&sa(999, K1, ReplayMethod::Timestamp));
-    assert_eq!(
-        code_of(&mut ha, COA_TRUSTED, &b, None),
-        ReplyCode::HA_MN_FAILED_AUTH
-    );
     let b = Req::new(HOA1, COA_TRUSTED, ts(1)).unsigned();
     assert_eq!(
         code_of(&mut ha, COA_TRUSTED, &b, None),
         ReplyCode::HA_MN_FAILED_AUTH
     );
-    assert_eq!(ha.counters().unauthenticated, 2);
+    assert_eq!(ha.counters().unauthenticated, 1);
+    // Nothing could sign a reply, and the source may be spoofed: silence.
+    let b = Req::new(HOA1, COA_TRUSTED, ts(1)).signed(&sa(999, K1, ReplayMethod::Timestamp));
+    let d = send(&mut ha, Instant::now(), from(COA_TRUSTED), &b);
+    assert_eq!(d, Disposition::Dropped(DropReason::UnknownSpi));
+    let (reply, actions) = drain(&mut ha);
+    assert!(reply.is_none() && actions.is_empty());
+    assert_eq!(ha.counters().unknown_spi, 1);
+}
+
+#[test]
+fn unauthenticated_replies_are_rate_limited_per_source_and_counted() {
+    let mut ha = ha();
+    let now = Instant::now();
+    let mut replies = 0;
+    for i in 0..1000 {
+        let b = Req::new(HOA1, COA_TRUSTED, ts(i)).unsigned();
+        send(&mut ha, now, from(COA_TRUSTED2), &b);
+        replies += usize::from(drain(&mut ha).0.is_some());
+    }
+    // A burst answered, then silence within the same instant.
+    assert!((1..=10).contains(&replies), "{replies} replies");
+    assert_eq!(ha.counters().rate_limited, 1000 - replies as u64);
+    // The legitimate node is answered all along: its request is signed.
+    assert_eq!(
+        code_of(
+            &mut ha,
+            COA_TRUSTED2,
+            &Req::new(HOA1, COA_TRUSTED2, ts(2000)).signed(&mn1()),
+            Some(&mn1())
+        ),
+        ReplyCode::ACCEPTED
+    );
+    // Later, the flooding source is heard again.
+    let later = now + Duration::from_secs(10);
+    send(
+        &mut ha,
+        later,
+        from(COA_TRUSTED2),
+        &Req::new(HOA1, COA_TRUSTED, ts(1)).unsigned(),
+    );
+    assert!(drain(&mut ha).0.is_some());
+}
+
+#[test]
+fn no_node_can_register_or_deregister_anothers_home_address() {
+    let mut ha = ha();
+    let t0 = Instant::now();
+    let mn1_req = Req {
+        exts: vec![Extension::Nai(b"mn1@example.com".to_vec())],
+        ..Req::new(HOA1, COA_TRUSTED, ts(1))
+    };
+    assert_eq!(
+        code_of(&mut ha, COA_TRUSTED, &mn1_req.signed(&mn1()), Some(&mn1())),
+        ReplyCode::ACCEPTED
+    );
+    let before = ha.binding(HOA1).cloned().unwrap();
+    let mn2 = sa(257, K2, ReplayMethod::Timestamp);
+    let mn4 = sa(259, K3, ReplayMethod::Timestamp);
+    let nai4 = || vec![Extension::Nai(b"mn4@example.com".to_vec())];
+    // Each with its own valid key, naming mn1's home address.
+    let attacks: Vec<(&str, Req, &SecurityAssociation)> = vec![
+        (
+            "dereg, lifetime 0, NAI",
+            Req {
+                lifetime: 0,
+                exts: nai4(),
+                ..Req::new(HOA1, COA_TRUSTED2, ts(10))
+            },
+            &mn4,
+        ),
+        (
+            "dereg, coa = home, NAI",
+            Req {
+                exts: nai4(),
+                ..Req::new(HOA1, HOA1, ts(11))
+            },
+            &mn4,
+        ),
+        (
+            "reg, NAI",
+            Req {
+                exts: nai4(),
+                ..Req::new(HOA1, COA_TRUSTED2, ts(12))
+            },
+            &mn4,
+        ),
+        (
+            "dereg, lifetime 0, no NAI",
+            Req {
+                lifetime: 0,
+                ..Req::new(HOA1, COA_TRUSTED2, ts(13))
+            },
+            &mn2,
+        ),
+        (
+            "dereg, coa = home, no NAI",
+            Req::new(HOA1, HOA1, ts(14)),
+            &mn2,
+        ),
+        ("reg, no NAI", Req::new(HOA1, COA_TRUSTED2, ts(15)), &mn2),
+    ];
+    for (i, (what, r, key)) in attacks.iter().enumerate() {
+        // RFC 5944 §3.5.1 / §3.8.2.1: the SA is not mn1's: 131, signed
+        // under the sender's own SA so it can tell why.
+        assert_eq!(
+            code_of(&mut ha, COA_TRUSTED2, &r.signed(key), Some(key)),
+            ReplyCode::HA_MN_FAILED_AUTH,
+            "{what}"
+        );
+        assert_eq!(
+            ha.binding(HOA1),
+            Some(&before),
+            "{what}: mn1's binding untouched"
+        );
+        assert_eq!(ha.counters().home_address_not_owned, i as u64 + 1, "{what}");
+    }
+    assert_eq!(ha.counters().deregistered, 0);
+    // mn1 itself still deregisters.
+    let r = Req {
+        lifetime: 0,
+        ..mn1_req
+    };
+    let r = Req { id: ts(20), ..r };
+    send(&mut ha, t0, from(COA_TRUSTED), &r.signed(&mn1()));
+    drain(&mut ha);
+    assert!(ha.binding(HOA1).is_none());
+}
+
+#[test]
+fn install_failure_is_130_and_drops_the_binding_and_a_renewal_reinstalls() {
+    let mut ha = ha();
+    let now = Instant::now();
+    let fail = |_: &Binding| Err("injected: cannot create the tunnel");
+    // A new binding whose tunnel cannot be installed: never "accepted".
+    let d = send(
+        &mut ha,
+        now,
+        from(COA_TRUSTED),
+        &Req::new(HOA1, COA_TRUSTED, ts(1)).signed(&mn1()),
+    );
+    assert_eq!(d, Disposition::AwaitingInstall(ReplyCode::ACCEPTED));
+    let (reply, actions) = drain_installing(&mut ha, fail);
+    let (rep, _) = verified(&reply.unwrap().1, &mn1());
+    assert_eq!(rep.code, ReplyCode::HA_INSUFFICIENT_RESOURCES);
+    assert_eq!(rep.lifetime, 0);
+    assert!(
+        matches!(
+            &actions[..],
+            [
+                Output::BindingUp(_),
+                Output::BindingDown {
+                    reason: DownReason::InstallFailed,
+                    ..
+                }
+            ]
+        ),
+        "what was installed of it is torn down: {actions:?}"
+    );
+    assert!(ha.binding(HOA1).is_none());
+    assert_eq!(
+        (ha.counters().accepted, ha.counters().install_failed),
+        (0, 1)
+    );
+    // Installed the next time: accepted.
+    send(
+        &mut ha,
+        now,
+        from(COA_TRUSTED),
+        &Req::new(HOA1, COA_TRUSTED, ts(2)).signed(&mn1()),
+    );
+    let (reply, _) = drain(&mut ha);
+    assert_eq!(
+        verified(&reply.unwrap().1, &mn1()).0.code,
+        ReplyCode::ACCEPTED
+    );
+    // A renewal asks the daemon again (it restores what went missing);
+    // when that fails, the renewal is denied and the binding dropped.
+    send(
+        &mut ha,
+        now,
+        from(COA_TRUSTED),
+        &Req::new(HOA1, COA_TRUSTED, ts(3)).signed(&mn1()),
+    );
+    let (reply, actions) = drain_installing(&mut ha, fail);
+    assert!(matches!(&actions[0], Output::BindingUp(b) if b.care_of_address == COA_TRUSTED));
+    assert_eq!(
+        verified(&reply.unwrap().1, &mn1()).0.code,
+        ReplyCode::HA_INSUFFICIENT_RESOURCES
+    );
+    assert!(ha.binding(HOA1).is_none());
+    assert_eq!(ha.counters().install_failed, 2);
 }
 
 #[test]
@@ -603,12 +815,12 @@ fn nai_with_zero_home_address_gets_one_from_the_pool() {
         verified(&reply.unwrap().1, &mn4).0.code,
         ReplyCode::ACCEPTED
     );
-    // Another address than the assigned one: 129.
+    // Another address than the assigned one: not this node's (131).
     let mut r3 = Req::new(Ipv4Addr::new(10, 1, 0, 101), COA_TRUSTED, ts(3));
     r3.exts.push(Extension::Nai(b"mn4@example.com".to_vec()));
     assert_eq!(
         code_of(&mut ha, COA_TRUSTED, &r3.signed(&mn4), Some(&mn4)),
-        ReplyCode::HA_ADMIN_PROHIBITED
+        ReplyCode::HA_MN_FAILED_AUTH
     );
 }
 
@@ -688,7 +900,7 @@ fn tnc_in_replies_to_requests_from_a_trusted_source_address() {
             from(COA_TRUSTED),
             &r.signed(&mn1())
         ),
-        Disposition::Replied(ReplyCode::ACCEPTED)
+        Disposition::AwaitingInstall(ReplyCode::ACCEPTED)
     );
     let (reply, _) = drain(&mut ha);
     assert_eq!(tnc_of(&reply.unwrap().1, Some(&mn1())), (true, true));
@@ -786,7 +998,7 @@ key = "00112233445566778899aabbccddeeff"
                 from(src),
                 &Req::new(HOA1, src, id).signed(&mn1())
             ),
-            Disposition::Replied(ReplyCode::ACCEPTED)
+            Disposition::AwaitingInstall(ReplyCode::ACCEPTED)
         );
         let (reply, _) = drain(&mut ha);
         assert_eq!(tnc_of(&reply.unwrap().1, Some(&mn1())), (false, false));

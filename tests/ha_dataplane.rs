@@ -218,6 +218,8 @@ key = "{KEY}"
         ),
     )
     .unwrap();
+    // It holds a key: private, as mip4-ha, mip4-fa and mip4d require.
+    std::fs::set_permissions(&conf, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     assert_eq!(
         ip_forward(&pair.ha),
         "0",

@@ -101,6 +101,8 @@ key = "{KEY}"
         ),
     )
     .unwrap();
+    // It holds a key: private, as mip4-ha, mip4-fa and mip4d require.
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     p
 }
 
@@ -131,6 +133,8 @@ plugin_socket = ""
         ),
     )
     .unwrap();
+    // It holds a key: private, as mip4-ha, mip4-fa and mip4d require.
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     p
 }
 

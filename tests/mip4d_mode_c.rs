@@ -69,6 +69,8 @@ key = "{KEY}"
         ),
     )
     .unwrap();
+    // It holds a key: private, as mip4-ha, mip4-fa and mip4d require.
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     p
 }
 
@@ -102,6 +104,8 @@ plugin_socket = "{plugin}"
         ),
     )
     .unwrap();
+    // It holds a key: private, as mip4-ha, mip4-fa and mip4d require.
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     p
 }
 

@@ -81,6 +81,8 @@ key = "{KEY}"
         ),
     )
     .unwrap();
+    // It holds a key: private, as mip4-ha, mip4-fa and mip4d require.
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     p
 }
 
@@ -115,6 +117,8 @@ connections = ["vpn"]
         ),
     )
     .unwrap();
+    // It holds a key: private, as mip4-ha, mip4-fa and mip4d require.
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     p
 }
 

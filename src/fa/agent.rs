@@ -22,11 +22,14 @@ use tracing::{debug, info, warn};
 use super::advert::{self, Schedule};
 use super::config::{FaConfig, ReverseTunnelSupport};
 use super::counters::Counters;
+use super::reason::{Denial, Unmatched};
 use super::visitor::{
     lifetime_duration, mac_string, remaining, Mac, Visitor, VisitorInfo, VisitorKey,
 };
 use crate::auth::{append_auth, AuthExtAt, AuthKind, SecurityAssociation};
+use crate::ratelimit::{Limits, SourceLimiter, Verdict};
 use crate::replay::ReplayMethod;
+use crate::request::{walk, Header as Hdr};
 use crate::wire::extension::{ext_type, is_skippable};
 use crate::wire::icmp::AdvFlags;
 use crate::wire::registration::{REPLY_HEADER_LEN, REQUEST_HEADER_LEN};
@@ -125,45 +128,6 @@ pub struct LinkRequest<'a> {
     pub data: &'a [u8],
 }
 
-/// One extension as found on the wire.
-struct RawExt<'a> {
-    offset: usize,
-    type_: u8,
-    data: &'a [u8],
-}
-
-/// Walks type-length-value extensions; every MIPv4 extension has its
-/// 8-bit length in the second octet (RFC 5944 §1.9). `None`: the last one
-/// runs past the datagram. (The codec's iterator stops at an unknown
-/// non-skippable type; the FA must answer 70 and so must see all.)
-fn walk(msg: &[u8], start: usize) -> Option<Vec<RawExt<'_>>> {
-    let mut out = Vec::new();
-    let mut at = start;
-    while at < msg.len() {
-        let type_ = msg[at];
-        let len = usize::from(*msg.get(at + 1)?);
-        let data = msg.get(at + 2..at + 2 + len)?;
-        out.push(RawExt {
-            offset: at,
-            type_,
-            data,
-        });
-        at += 2 + len;
-    }
-    Some(out)
-}
-
-/// The header fields a denial echoes (RFC 5944 §3.7.2.3).
-#[derive(Debug, Clone, Copy)]
-struct Hdr {
-    flags: Flags,
-    lifetime: u16,
-    home_address: Ipv4Addr,
-    home_agent: Ipv4Addr,
-    care_of_address: Ipv4Addr,
-    identification: u64,
-}
-
 /// Where a reply to a mobile node goes.
 #[derive(Debug, Clone, Copy)]
 struct Return {
@@ -184,6 +148,9 @@ pub struct ForeignAgent {
     counters: Counters,
     out: VecDeque<Output>,
     rng: Box<dyn RngCore + Send>,
+    /// Log lines that replies from anywhere on the network (spoofable,
+    /// unauthenticated until matched) may cause.
+    limiter: SourceLimiter,
 }
 
 fn sa(spi: u32, key: &[u8]) -> Result<SecurityAssociation, crate::auth::AuthError> {
@@ -223,6 +190,7 @@ impl ForeignAgent {
             counters: Counters::default(),
             out: VecDeque::new(),
             rng,
+            limiter: SourceLimiter::new(Limits::default(), now),
         })
     }
 
@@ -329,28 +297,9 @@ impl ForeignAgent {
                 continue;
             };
             self.counters.timeouts += 1;
-            let ret = Return {
-                interface: p.interface,
-                mac: p.mac,
-                src: p.source,
-                local: p.local,
-            };
-            let hdr = Hdr {
-                flags: Flags::empty(),
-                lifetime: p.requested_lifetime,
-                home_address: p.home_address,
-                home_agent: p.home_agent,
-                care_of_address: self.cfg.care_of_address,
-                identification: p.identification,
-            };
+            let (ret, hdr) = self.return_to(&p);
             let nai = p.nai.clone();
-            self.deny(
-                ret,
-                hdr,
-                nai,
-                ReplyCode::FA_REGISTRATION_TIMEOUT,
-                &format!("no reply from home agent {} in time", p.home_agent),
-            );
+            self.deny(ret, hdr, nai, Denial::RegistrationTimeout);
         }
         let expired: Vec<VisitorKey> = self
             .visitors
@@ -435,14 +384,7 @@ impl ForeignAgent {
                 req.dst
             };
         self.counters.requests += 1;
-        let hdr = Hdr {
-            flags: p.flags(),
-            lifetime: p.lifetime(),
-            home_address: p.home_address(),
-            home_agent: p.home_agent(),
-            care_of_address: p.care_of_address(),
-            identification: p.identification(),
-        };
+        let hdr = Hdr::of(&p);
         let ret = Return {
             interface: req.interface,
             mac: req.mac,
@@ -450,13 +392,7 @@ impl ForeignAgent {
             local,
         };
         let Some(exts) = walk(data, REQUEST_HEADER_LEN) else {
-            return self.deny(
-                ret,
-                hdr,
-                None,
-                ReplyCode::FA_POORLY_FORMED_REQUEST,
-                "an extension runs past the end of the datagram",
-            );
+            return self.deny(ret, hdr, None, Denial::ExtensionOverrun);
         };
         let nai = exts
             .iter()
@@ -469,12 +405,10 @@ impl ForeignAgent {
                 ext_type::MN_HA_AUTH | ext_type::MN_FA_AUTH | ext_type::FA_HA_AUTH
             );
             if !is_skippable(e.type_) && !known {
-                let why = format!("unknown non-skippable extension type {}", e.type_);
-                return self.deny(ret, hdr, nai, ReplyCode::FA_POORLY_FORMED_REQUEST, &why);
+                return self.deny(ret, hdr, nai, Denial::UnknownExtension(e.type_));
             }
             if Extension::parse(e.type_, e.data).is_err() {
-                let why = format!("extension type {} has a bad length or value", e.type_);
-                return self.deny(ret, hdr, nai, ReplyCode::FA_POORLY_FORMED_REQUEST, &why);
+                return self.deny(ret, hdr, nai, Denial::BadExtension(e.type_));
             }
         }
         // RFC 5944 §3.7.2.1, §3.5.3: MN-FA authentication, when the FA
@@ -484,123 +418,80 @@ impl ForeignAgent {
         let auth_failure = match (mnfa, node_sa) {
             (Some(e), Some(sa)) => match AuthExtAt::parse(data, e.offset) {
                 Ok(at) if at.verify(sa).is_ok() => None,
-                Ok(_) => Some("MN-FA authenticator does not verify (or wrong SPI)"),
-                Err(_) => Some("MN-FA authentication extension too short"),
+                Ok(_) => Some(Denial::MnFaAuthDoesNotVerify),
+                Err(_) => Some(Denial::MnFaAuthTooShort),
             },
-            (Some(_), None) => Some("MN-FA authentication from a node we share no SA with"),
-            (None, Some(_)) => Some("no MN-FA authentication, but an SA with this node exists"),
-            (None, None) if self.cfg.mn_fa_auth_required => {
-                Some("no MN-FA authentication, and policy requires it")
-            }
+            (Some(_), None) => Some(Denial::MnFaAuthWithoutSa),
+            (None, Some(_)) => Some(Denial::MnFaAuthMissing),
+            (None, None) if self.cfg.mn_fa_auth_required => Some(Denial::MnFaAuthRequired),
             (None, None) => None,
         };
         if let Some(why) = auth_failure {
-            return self.deny(ret, hdr, nai, ReplyCode::FA_MN_FAILED_AUTH, why);
+            return self.deny(ret, hdr, nai, why);
         }
         if hdr.lifetime > self.cfg.max_lifetime {
-            let why = format!(
-                "requested lifetime {} s exceeds the maximum {} s",
-                hdr.lifetime, self.cfg.max_lifetime
-            );
-            return self.deny(ret, hdr, nai, ReplyCode::FA_LIFETIME_TOO_LONG, &why);
+            let why = Denial::LifetimeTooLong {
+                requested: hdr.lifetime,
+                max: self.cfg.max_lifetime,
+            };
+            return self.deny(ret, hdr, nai, why);
         }
         if hdr.care_of_address != self.cfg.care_of_address {
-            let why = format!(
-                "care-of address {} is not the one this agent offers ({})",
-                hdr.care_of_address, self.cfg.care_of_address
-            );
-            return self.deny(ret, hdr, nai, ReplyCode::FA_INVALID_CARE_OF_ADDRESS, &why);
+            return self.deny(ret, hdr, nai, Denial::CareOfNotOurs);
         }
         if hdr.flags.contains(Flags::M) || hdr.flags.contains(Flags::G) {
-            return self.deny(
-                ret,
-                hdr,
-                nai,
-                ReplyCode::FA_ENCAPSULATION_UNAVAILABLE,
-                "minimal or GRE encapsulation requested; only IP in IP is offered",
-            );
+            return self.deny(ret, hdr, nai, Denial::EncapsulationUnavailable);
         }
         let t = hdr.flags.contains(Flags::T);
         match self.cfg.reverse_tunnel {
             ReverseTunnelSupport::Unsupported if t => {
-                return self.deny(
-                    ret,
-                    hdr,
-                    nai,
-                    ReplyCode::FA_REVERSE_TUNNEL_UNAVAILABLE,
-                    "reverse tunnel requested but not offered here (RFC 3024 §4.2)",
-                )
+                return self.deny(ret, hdr, nai, Denial::ReverseTunnelUnavailable)
             }
             ReverseTunnelSupport::Required if !t => {
-                return self.deny(
-                    ret,
-                    hdr,
-                    nai,
-                    ReplyCode::FA_REVERSE_TUNNEL_MANDATORY,
-                    "reverse tunnel is mandatory here and 'T' is not set (RFC 3024 §4.2)",
-                )
+                return self.deny(ret, hdr, nai, Denial::ReverseTunnelMandatory)
             }
             _ => {}
         }
         if t && req.ttl != ON_LINK_TTL {
-            let why = format!(
-                "'T' set but the request arrived with TTL {} (not 255): not on this link (RFC 3024 §4.2)",
-                req.ttl
-            );
-            return self.deny(ret, hdr, nai, ReplyCode::FA_MN_TOO_DISTANT, &why);
+            return self.deny(ret, hdr, nai, Denial::TooDistant { ttl: req.ttl });
         }
         if exts.iter().any(|e| e.type_ == EXT_ENCAPSULATING_DELIVERY) {
             // RFC 3024 §3.3: only meaningful with 'T'; this agent offers
             // the direct delivery style only.
             if !t {
-                return self.deny(
-                    ret,
-                    hdr,
-                    nai,
-                    ReplyCode::FA_POORLY_FORMED_REQUEST,
-                    "encapsulating delivery style extension without 'T' (RFC 3024 §3.3)",
-                );
+                return self.deny(ret, hdr, nai, Denial::DeliveryStyleWithoutT);
             }
-            return self.deny(
-                ret,
-                hdr,
-                nai,
-                ReplyCode::FA_DELIVERY_STYLE_UNSUPPORTED,
-                "encapsulating delivery style requested; only direct delivery is offered",
-            );
+            return self.deny(ret, hdr, nai, Denial::DeliveryStyleUnsupported);
         }
         let ha = hdr.home_agent;
         if ha.is_unspecified() || ha.is_broadcast() || ha.is_multicast() || ha.is_loopback() {
-            return self.deny(
-                ret,
-                hdr,
-                nai,
-                ReplyCode::FA_MISSING_HOME_AGENT,
-                "no unicast home agent address to relay to (RFC 2794 §4)",
-            );
+            return self.deny(ret, hdr, nai, Denial::MissingHomeAgent);
         }
         if hdr.home_address.is_unspecified() && nai.is_none() {
-            return self.deny(
-                ret,
-                hdr,
-                nai,
-                ReplyCode::FA_MISSING_NAI,
-                "home address 0.0.0.0 without an NAI extension (RFC 2794 §4)",
-            );
+            return self.deny(ret, hdr, nai, Denial::MissingNai);
         }
-        if !self.cfg.allowed_home_agents.is_empty()
-            && !self.cfg.allowed_home_agents.iter().any(|n| n.contains(&ha))
-        {
-            let why = format!("home agent {ha} is outside the allowed home agents");
-            return self.deny(ret, hdr, nai, ReplyCode::FA_ADMIN_PROHIBITED, &why);
+        if !self.cfg.allowed_home_agents.iter().any(|n| n.contains(&ha)) {
+            return self.deny(ret, hdr, nai, Denial::HomeAgentNotAllowed);
         }
         let key = VisitorKey {
             home_address: hdr.home_address,
             mac: req.mac,
         };
         if self.busy() && !self.pending.contains_key(&key) && !self.visitors.contains_key(&key) {
-            let why = format!("visitor list full ({} entries)", self.cfg.max_visitors);
-            return self.deny(ret, hdr, nai, ReplyCode::FA_INSUFFICIENT_RESOURCES, &why);
+            let why = Denial::VisitorListFull {
+                max: self.cfg.max_visitors,
+            };
+            return self.deny(ret, hdr, nai, why);
+        }
+        // Pending entries are made before anyone authenticated the node:
+        // one link-layer address gets a few, not the whole list.
+        let pending_of_mac = self.pending.keys().filter(|k| k.mac == req.mac).count();
+        if !self.pending.contains_key(&key) && pending_of_mac >= self.cfg.max_pending_per_mac {
+            self.counters.pending_per_mac_refused += 1;
+            let why = Denial::TooManyPending {
+                pending: pending_of_mac,
+            };
+            return self.deny(ret, hdr, nai, why);
         }
 
         // RFC 5944 §3.7.2.2: relay unchanged up to the MN-HA extension;
@@ -674,42 +565,19 @@ impl ForeignAgent {
             .min_by_key(|(_, v)| v.home_address != home)
             .map(|(k, _)| *k);
         let Some(key) = key else {
-            self.counters.dropped_unmatched_reply += 1;
-            warn!(%src, home_address = %home, "dropped reply: no pending request matches");
-            return Disposition::Dropped(DropReason::UnmatchedReply);
+            return self.unmatched_reply(now, src, home, Unmatched::NoPendingRequest);
         };
         if *src.ip() != self.pending[&key].home_agent {
-            self.counters.dropped_unmatched_reply += 1;
-            warn!(%src, home_address = %home, "dropped reply: not from the home agent the request went to");
-            return Disposition::Dropped(DropReason::UnmatchedReply);
+            return self.unmatched_reply(now, src, home, Unmatched::NotFromItsHomeAgent);
         }
         let Some(pending) = self.pending.remove(&key) else {
             return Disposition::Dropped(DropReason::UnmatchedReply);
         };
         self.counters.replies += 1;
-        let ret = Return {
-            interface: pending.interface,
-            mac: pending.mac,
-            src: pending.source,
-            local: pending.local,
-        };
-        let hdr = Hdr {
-            flags: Flags::empty(),
-            lifetime: pending.requested_lifetime,
-            home_address: pending.home_address,
-            home_agent: pending.home_agent,
-            care_of_address: self.cfg.care_of_address,
-            identification: pending.identification,
-        };
+        let (ret, hdr) = self.return_to(&pending);
         let nai = pending.nai.clone();
         let Some(exts) = walk(data, REPLY_HEADER_LEN) else {
-            return self.deny(
-                ret,
-                hdr,
-                nai,
-                ReplyCode::FA_POORLY_FORMED_REPLY,
-                "home agent's reply: an extension runs past the datagram",
-            );
+            return self.deny(ret, hdr, nai, Denial::ReplyExtensionOverrun);
         };
         for e in &exts {
             let known = matches!(
@@ -720,11 +588,7 @@ impl ForeignAgent {
                     | ext_type::UDP_TUNNEL_REPLY
             );
             if (!is_skippable(e.type_) && !known) || Extension::parse(e.type_, e.data).is_err() {
-                let why = format!(
-                    "home agent's reply: bad or unknown extension type {}",
-                    e.type_
-                );
-                return self.deny(ret, hdr, nai, ReplyCode::FA_POORLY_FORMED_REPLY, &why);
+                return self.deny(ret, hdr, nai, Denial::ReplyBadExtension(e.type_));
             }
         }
         // RFC 5944 §3.7.3.1: with an FA-HA SA, the reply must carry a
@@ -735,13 +599,7 @@ impl ForeignAgent {
                 .and_then(|e| AuthExtAt::parse(data, e.offset).ok())
                 .is_some_and(|at| at.verify(sa).is_ok());
             if !ok {
-                return self.deny(
-                    ret,
-                    hdr,
-                    nai,
-                    ReplyCode::FA_HA_FAILED_AUTH,
-                    "home agent's reply lacks a valid FA-HA authenticator",
-                );
+                return self.deny(ret, hdr, nai, Denial::HaFailedAuth);
             }
         }
         // RFC 5944 §3.7.3.2: the FA-HA extension (and anything after it)
@@ -834,12 +692,8 @@ impl ForeignAgent {
         let Some((ha, id)) = quoted() else {
             return Disposition::Dropped(DropReason::UnmatchedIcmp);
         };
-        let code = match data[1] {
-            0 => ReplyCode::FA_HOME_NETWORK_UNREACHABLE,
-            1 => ReplyCode::FA_HA_HOST_UNREACHABLE,
-            3 => ReplyCode::FA_HA_PORT_UNREACHABLE,
-            _ => ReplyCode::FA_HA_UNREACHABLE,
-        };
+        let why = Denial::Unreachable { icmp_code: data[1] };
+        let code = why.code();
         let keys: Vec<VisitorKey> = self
             .pending
             .iter()
@@ -854,25 +708,8 @@ impl ForeignAgent {
                 continue;
             };
             self.counters.icmp_errors += 1;
-            let ret = Return {
-                interface: p.interface,
-                mac: p.mac,
-                src: p.source,
-                local: p.local,
-            };
-            let hdr = Hdr {
-                flags: Flags::empty(),
-                lifetime: p.requested_lifetime,
-                home_address: p.home_address,
-                home_agent: p.home_agent,
-                care_of_address: self.cfg.care_of_address,
-                identification: p.identification,
-            };
-            let why = format!(
-                "ICMP destination unreachable (code {}) from the path to {ha}",
-                data[1]
-            );
-            self.deny(ret, hdr, p.nai, code, &why);
+            let (ret, hdr) = self.return_to(&p);
+            self.deny(ret, hdr, p.nai, why);
         }
         Disposition::Denied(code)
     }
@@ -888,17 +725,50 @@ impl ForeignAgent {
         self.pending.clear();
     }
 
+    /// A reply that answers nothing we relayed: anyone can send one, so it
+    /// is counted, and logged only within the rate limit.
+    fn unmatched_reply(
+        &mut self,
+        now: Instant,
+        src: SocketAddrV4,
+        home: Ipv4Addr,
+        why: Unmatched,
+    ) -> Disposition {
+        self.counters.dropped_unmatched_reply += 1;
+        match self.limiter.allow(now, *src.ip()) {
+            Verdict::Allowed { suppressed } => {
+                warn!(%src, home_address = %home, suppressed, "dropped reply: {why}");
+            }
+            Verdict::Refused => self.counters.rate_limited += 1,
+        }
+        Disposition::Dropped(DropReason::UnmatchedReply)
+    }
+
+    /// Where a denial about the pending request `p` goes, and the fields
+    /// it echoes (RFC 5944 §3.7.2.3).
+    fn return_to(&self, p: &Visitor) -> (Return, Hdr) {
+        let ret = Return {
+            interface: p.interface,
+            mac: p.mac,
+            src: p.source,
+            local: p.local,
+        };
+        let hdr = Hdr {
+            flags: Flags::empty(),
+            lifetime: p.requested_lifetime,
+            home_address: p.home_address,
+            home_agent: p.home_agent,
+            care_of_address: self.cfg.care_of_address,
+            identification: p.identification,
+        };
+        (ret, hdr)
+    }
+
     /// An FA denial (RFC 5944 §3.7.2.3): Home Address, Home Agent and
     /// Identification echoed from the request; for 69 the Lifetime holds
     /// the longest this agent accepts.
-    fn deny(
-        &mut self,
-        ret: Return,
-        hdr: Hdr,
-        nai: Option<Vec<u8>>,
-        code: ReplyCode,
-        why: &str,
-    ) -> Disposition {
+    fn deny(&mut self, ret: Return, hdr: Hdr, nai: Option<Vec<u8>>, why: Denial) -> Disposition {
+        let code = why.code();
         self.counters.deny(code.0);
         warn!(
             src = %ret.src, home_address = %hdr.home_address, home_agent = %hdr.home_agent,

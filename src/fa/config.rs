@@ -70,6 +70,8 @@ struct File {
     mn_fa_auth_required: bool,
     #[serde(default)]
     allowed_home_agents: Vec<Ipv4Net>,
+    #[serde(default = "default_max_pending_per_mac")]
+    max_pending_per_mac: usize,
     #[serde(default)]
     tunnel_backend: TunnelBackend,
     #[serde(default = "default_tunnel_interface")]
@@ -139,6 +141,13 @@ fn default_max_lifetime() -> u16 {
 fn default_true() -> bool {
     true
 }
+/// A node has one home address, maybe a few (several home agents): more
+/// pending requests from one link-layer address is a node filling the
+/// visitor list.
+fn default_max_pending_per_mac() -> usize {
+    4
+}
+
 fn default_max_visitors() -> usize {
     1024
 }
@@ -207,8 +216,12 @@ pub struct FaConfig {
     pub registration_timeout: Duration,
     /// Every request must carry a valid MN-FA authentication extension.
     pub mn_fa_auth_required: bool,
-    /// When non-empty, home agents outside these prefixes get 65.
+    /// The home agents this FA relays to; others get 65. Required: an
+    /// FA that relays anywhere is an open relay for anyone on its links.
     pub allowed_home_agents: Vec<Ipv4Net>,
+    /// Pending (relayed, unanswered) requests per link-layer address;
+    /// beyond, 66, so that one node cannot fill `max_visitors`.
+    pub max_pending_per_mac: usize,
     pub tunnel_backend: TunnelBackend,
     pub tunnel_interface: String,
     /// Routing table of the reverse tunnel (RFC 3024 §5 policy routing).
@@ -238,6 +251,17 @@ impl FaConfig {
                 0,
                 "must be at least 1 second (65535 means infinity)",
             ));
+        }
+        if f.allowed_home_agents.is_empty() {
+            return Err(src.error_at_key(
+                "allowed_home_agents",
+                0,
+                "must list the home agents (prefixes) this agent relays to; \
+                 without it the agent would relay for anyone to anywhere",
+            ));
+        }
+        if f.max_pending_per_mac == 0 {
+            return Err(src.error_at_key("max_pending_per_mac", 0, "must be at least 1"));
         }
         if f.max_visitors == 0 {
             return Err(src.error_at_key("max_visitors", 0, "must be at least 1"));
@@ -348,6 +372,7 @@ impl FaConfig {
                         format!("a [[{table}]] needs `{want}` (and only that)"),
                     ));
                 };
+                src.refuse_shared_inline_key(&format!("{table}.key"), i)?;
                 out.push(PeerSa {
                     address,
                     spi: p.spi,
@@ -368,6 +393,7 @@ impl FaConfig {
             registration_timeout: Duration::from_secs(f.registration_timeout),
             mn_fa_auth_required: f.mn_fa_auth_required,
             allowed_home_agents: f.allowed_home_agents,
+            max_pending_per_mac: f.max_pending_per_mac,
             tunnel_backend: f.tunnel_backend,
             tunnel_interface: f.tunnel_interface,
             reverse_tunnel_table: f.reverse_tunnel_table,
@@ -401,6 +427,7 @@ mod tests {
 care_of_address = "10.77.0.2"
 max_lifetime = 300
 reverse_tunnel = "required"
+allowed_home_agents = ["10.77.0.0/24"]
 
 [advertisement]
 interval = 2
@@ -420,6 +447,15 @@ key = "00112233445566778899aabbccddeeff"
     }
 
     #[test]
+    fn inline_keys_in_a_file_others_can_read_are_refused() {
+        crate::config::assert_inline_key_needs_private_file(
+            GOOD,
+            crate::daemons::fa::config::load,
+            "home_agent.key",
+        );
+    }
+
+    #[test]
     fn good_config_loads_with_rfc1256_defaults() {
         let c = load(GOOD).unwrap();
         assert_eq!(c.advertisement.max_interval, Duration::from_secs(2));
@@ -428,6 +464,17 @@ key = "00112233445566778899aabbccddeeff"
         assert_eq!(c.reverse_tunnel, ReverseTunnelSupport::Required);
         assert_eq!(c.home_agents[0].spi, 300);
         assert!(!format!("{c:?}").contains("00112233"));
+    }
+
+    #[test]
+    fn allowed_home_agents_is_required() {
+        let text = GOOD.replace("allowed_home_agents = [\"10.77.0.0/24\"]\n", "");
+        let e = load(&text).unwrap_err();
+        assert!(
+            e.starts_with("mip4-fa.conf: key `allowed_home_agents`: must list the home agents"),
+            "{e}"
+        );
+        assert_eq!(load(GOOD).unwrap().max_pending_per_mac, 4);
     }
 
     #[test]
@@ -442,12 +489,12 @@ key = "00112233445566778899aabbccddeeff"
     fn errors_name_file_line_and_key() {
         let e = load(&GOOD.replace("interval = 2", "interval = 0")).unwrap_err();
         assert!(
-            e.starts_with("mip4-fa.conf:7: key `advertisement.interval`"),
+            e.starts_with("mip4-fa.conf:8: key `advertisement.interval`"),
             "{e}"
         );
         let e = load(&GOOD.replace("spi = 300", "spi = 3")).unwrap_err();
         assert!(
-            e.starts_with("mip4-fa.conf:15: key `home_agent.spi`: SPI 3 is reserved"),
+            e.starts_with("mip4-fa.conf:16: key `home_agent.spi`: SPI 3 is reserved"),
             "{e}"
         );
         let e = load(&GOOD.replace("\"required\"", "\"always\"")).unwrap_err();

@@ -35,6 +35,15 @@ pub struct Counters {
     pub solicitations: u64,
     /// ICMP errors about relayed requests (80, 81, 82, 88).
     pub icmp_errors: u64,
+    /// New requests refused (66) because their link-layer address
+    /// already had `max_pending_per_mac` pending. `default` keeps mip4ctl
+    /// able to read a daemon that predates the counter.
+    #[serde(default)]
+    pub pending_per_mac_refused: u64,
+    /// Log lines about unmatched replies (anyone can send one) suppressed
+    /// by the per-source and total rate limits.
+    #[serde(default)]
+    pub rate_limited: u64,
 }
 
 impl Counters {

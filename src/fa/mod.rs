@@ -9,9 +9,11 @@ pub mod agent;
 pub mod config;
 pub mod counters;
 pub mod link;
+pub mod reason;
 pub mod visitor;
 
 pub use agent::{Disposition, DownReason, DropReason, ForeignAgent, LinkRequest, Output};
 pub use config::FaConfig;
 pub use counters::Counters;
+pub use reason::Denial;
 pub use visitor::{Mac, Visitor, VisitorInfo, VisitorKey};

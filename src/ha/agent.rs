@@ -1,19 +1,34 @@
 //! Registration Request processing (RFC 5944 §3.8), sans-IO.
 //!
-//! Order of checks, and why:
-//! 0. At an i-HA (trusted networks configured), a request whose source is
-//!    on no trusted network is dropped silently (RFC 5265 §4.3).
-//! 1. Parse the fixed header and walk the extensions (type, length). A
+//! The stages, in order, one function each (a stage believes only what
+//! the stages before it established):
+//! 0. [`HomeAgent::handle_datagram`]: at an i-HA (trusted networks
+//!    configured), a request whose source is on no trusted network is
+//!    dropped silently (RFC 5265 §4.3).
+//! 1. [`parse`]: the fixed header and the extensions (type, length). A
 //!    datagram that is not even that is dropped and counted: there is
 //!    nobody to answer.
-//! 2. Authenticate (RFC 5944 §3.8.2.1, §3.5.2): the MN-HA extension is
-//!    mandatory and must verify under the SA its SPI names, and that SA
-//!    must belong to the node the request is about (NAI or home address).
-//!    Failure: 131. Nothing in the request is believed before this.
-//! 3. Replay (§5.7): Identification checked per the SA's method; failure
-//!    133 with the HA's Identification so the MN can resynchronise.
-//! 4. The remaining validity checks, each with its code (134, 136, 137,
-//!    138, 139, 129, 130, 142), then the binding update and the reply.
+//! 2. [`HomeAgent::authenticate`] (RFC 5944 §3.8.2.1, §3.5.2): the MN-HA
+//!    extension is mandatory and must verify under the SA its SPI names,
+//!    and that SA must belong to the node the request is about: its NAI,
+//!    and a home address it owns (§3.5.1), for a registration and a
+//!    deregistration alike. Failure: 131. An unknown SPI is dropped and
+//!    counted: nothing could sign a reply, and the source may be spoofed.
+//!    Nothing in the request is believed before this.
+//! 3. [`HomeAgent::check_replay`] (§5.7): Identification checked per the
+//!    SA's method; failure 133 with the HA's Identification so the MN can
+//!    resynchronise.
+//! 4. [`HomeAgent::validate`]: the remaining validity checks, each with
+//!    its code (134, 136, 137, 138, 139).
+//! 5. [`HomeAgent::deregister`] or [`HomeAgent::register`] (§3.8.2.2,
+//!    RFC 2794, RFC 3519 §3.2; codes 130, 134, 139, 142): the binding
+//!    update. An accepted registration's reply leaves only once the daemon
+//!    reports its tunnel and route installed
+//!    ([`HomeAgent::install_result`]); if that failed, 130.
+//!
+//! What unauthenticated input (stages 0 to 2) makes the HA do, a log line
+//! or an unsigned reply, is rate-limited per source and in total
+//! ([`crate::ratelimit`]); beyond the limit it is only counted.
 //!
 //! Only extensions placed before the MN-HA authentication extension are
 //! acted upon: those after it are not covered by the authenticator.
@@ -23,13 +38,16 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use rand::RngCore;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::binding::{Binding, BindingCache, BindingInfo, TunnelMode};
 use super::config::{HaConfig, MobileNodeConfig, ReverseTunnelPolicy};
 use super::counters::Counters;
+use super::reason::{Denial, Malformed};
 use crate::auth::{append_auth, AuthExtAt, SecurityAssociation};
+use crate::ratelimit::{Limits, SourceLimiter, Verdict};
 use crate::replay::{HaReplay, NtpTimestamp, ReplayVerdict};
+use crate::request::{walk, Header as Hdr, RawExt};
 use crate::wire::extension::{ext_type, is_skippable, UdpTunnelReply};
 use crate::wire::registration::REQUEST_HEADER_LEN;
 use crate::wire::{msg_type, Extension, Flags, ReplyCode, ReplyRepr, RequestPacket};
@@ -44,8 +62,11 @@ const TUNNEL_DATA_HEADER_LEN: usize = 4;
 pub enum Output {
     /// Send `payload` from the HA's UDP 434 socket to `dst`.
     Transmit { dst: SocketAddrV4, payload: Vec<u8> },
-    /// Set up (or change) the tunnel to the MN and the route or proxy ARP
-    /// entry for its home address. Idempotent for the daemon.
+    /// Set up (or change, or restore) the tunnel to the MN and the route
+    /// or proxy ARP entry for its home address, then report the outcome
+    /// with [`HomeAgent::install_result`]: the registration's reply waits
+    /// for it. Idempotent for the daemon; a renewal asks again, so that
+    /// whatever went missing is installed again.
     BindingUp(Binding),
     /// Tear down the tunnel and route of a binding that ended.
     BindingDown {
@@ -61,6 +82,8 @@ pub enum DownReason {
     /// The mobile node's SA left the configuration (reload).
     Unconfigured,
     Shutdown,
+    /// The daemon could not install it (the node was denied with 130).
+    InstallFailed,
 }
 
 /// What became of one datagram (for the daemon's log and tests).
@@ -68,6 +91,9 @@ pub enum DownReason {
 pub enum Disposition {
     /// A reply with this code was queued.
     Replied(ReplyCode),
+    /// A valid registration: a reply with this code leaves once the daemon
+    /// reports the binding installed ([`HomeAgent::install_result`]).
+    AwaitingInstall(ReplyCode),
     /// Dropped and counted, no reply.
     Dropped(DropReason),
     /// RFC 3519 tunnel data from a registered UDP binding: the IP packet
@@ -86,6 +112,10 @@ pub enum DropReason {
     UnknownTunnelPeer,
     /// RFC 5265 §4.3: a request from outside every trusted network.
     UntrustedSource,
+    /// The MN-HA extension's SPI names no security association.
+    UnknownSpi,
+    /// Unauthenticated, and over the rate limit for replies.
+    RateLimited,
 }
 
 /// Per mobile node state: its SA, replay window and pool address.
@@ -98,45 +128,62 @@ struct Node {
     assigned: Option<Ipv4Addr>,
 }
 
-/// The header fields a reply echoes.
-#[derive(Debug, Clone, Copy)]
-struct Hdr {
-    flags: Flags,
-    lifetime: u16,
-    home_address: Ipv4Addr,
-    home_agent: Ipv4Addr,
-    care_of_address: Ipv4Addr,
-    identification: u64,
-}
-
-/// One extension as found on the wire.
-struct RawExt<'a> {
-    offset: usize,
-    type_: u8,
-    data: &'a [u8],
-}
-
-/// Walks type-length-value extensions. Every MIPv4 extension format has
-/// the 8-bit Length in its second octet (RFC 5944 §1.9, §1.10), so even an
-/// unknown extension can be stepped over; the caller decides what an
-/// unknown one means (134 once authenticated). The codec's iterator stops
-/// at the first unknown non-skippable type, which would hide a
-/// following MN-HA extension and make an authenticated 134 impossible.
-fn walk(msg: &[u8], start: usize) -> Option<Vec<RawExt<'_>>> {
-    let mut out = Vec::new();
-    let mut at = start;
-    while at < msg.len() {
-        let type_ = msg[at];
-        let len = usize::from(*msg.get(at + 1)?);
-        let data = msg.get(at + 2..at + 2 + len)?;
-        out.push(RawExt {
-            offset: at,
-            type_,
-            data,
-        });
-        at += 2 + len;
+impl Node {
+    /// The home address is this node's: configured, or assigned to it.
+    fn owns(&self, home: Ipv4Addr) -> bool {
+        self.conf.home_address == Some(home) || self.assigned == Some(home)
     }
-    Some(out)
+}
+
+/// Stage 1's result: the header and the extensions as found.
+struct ParsedRequest<'a> {
+    hdr: Hdr,
+    exts: Vec<RawExt<'a>>,
+}
+
+impl<'a> ParsedRequest<'a> {
+    /// The first MN-HA authentication extension.
+    fn mn_ha_auth(&self) -> Option<&RawExt<'a>> {
+        self.exts.iter().find(|e| e.type_ == ext_type::MN_HA_AUTH)
+    }
+
+    /// The extensions the MN-HA authenticator covers (those before it).
+    fn protected(&self) -> impl Iterator<Item = &RawExt<'a>> {
+        let end = self.mn_ha_auth().map_or(0, |a| a.offset);
+        self.exts.iter().take_while(move |e| e.offset < end)
+    }
+}
+
+/// Stage 1 (RFC 5944 §3.3, §1.9): the fixed header, then the extensions'
+/// types and lengths.
+fn parse(data: &[u8]) -> Result<ParsedRequest<'_>, Malformed> {
+    let p = RequestPacket::new_checked(data).map_err(|_| Malformed::ShortHeader)?;
+    let hdr = Hdr::of(&p);
+    let exts = walk(data, REQUEST_HEADER_LEN).ok_or(Malformed::ExtensionOverrun)?;
+    Ok(ParsedRequest { hdr, exts })
+}
+
+/// Stage 2's result: the node the request authenticated as.
+struct Authenticated {
+    node: usize,
+    nai: Option<Vec<u8>>,
+}
+
+/// Why stage 2 did not authenticate a request.
+enum Unauthenticated {
+    Malformed(Malformed),
+    UnknownSpi(u32),
+    /// 131, signed under the node's SA when the SPI named one.
+    Denied(Option<usize>, Denial),
+}
+
+/// An accepted registration's reply, held until the daemon reports the
+/// binding installed.
+struct PendingReply {
+    ctx: ReplyCtx,
+    code: ReplyCode,
+    lifetime: u16,
+    exts: Vec<Extension>,
 }
 
 /// The home agent.
@@ -148,6 +195,11 @@ pub struct HomeAgent {
     counters: Counters,
     out: VecDeque<Output>,
     rng: Box<dyn RngCore + Send>,
+    /// Replies to valid registrations, by home address, until the daemon
+    /// reports the binding installed (at most one per home address).
+    awaiting_install: HashMap<Ipv4Addr, PendingReply>,
+    /// Log lines and replies that unauthenticated input may cause.
+    limiter: SourceLimiter,
 }
 
 impl HomeAgent {
@@ -164,6 +216,8 @@ impl HomeAgent {
             out: VecDeque::new(),
             rng,
             cfg,
+            awaiting_install: HashMap::new(),
+            limiter: SourceLimiter::new(Limits::default(), Instant::now()),
         };
         ha.build_nodes(HashMap::new())?;
         Ok(ha)
@@ -228,6 +282,7 @@ impl HomeAgent {
         };
         let nodes = &self.nodes;
         for b in self.bindings.retain(|b| still(b, nodes)) {
+            self.awaiting_install.remove(&b.home_address);
             info!(home_address = %b.home_address, "binding removed: mobile node no longer configured");
             self.out.push_back(Output::BindingDown {
                 binding: b,
@@ -266,6 +321,7 @@ impl HomeAgent {
     /// Expires bindings whose lifetime ran out (RFC 5944 §3.8.1).
     pub fn handle_timeout(&mut self, now: Instant) {
         for b in self.bindings.expire(now) {
+            self.awaiting_install.remove(&b.home_address);
             info!(home_address = %b.home_address, care_of = %b.care_of_address, "binding expired: lifetime {} s ran out", b.lifetime);
             self.counters.expired += 1;
             self.out.push_back(Output::BindingDown {
@@ -278,6 +334,7 @@ impl HomeAgent {
     /// Removes every binding (clean shutdown): the daemon tears down what
     /// it installed.
     pub fn shutdown(&mut self) {
+        self.awaiting_install.clear();
         for b in self.bindings.retain(|_| false) {
             self.out.push_back(Output::BindingDown {
                 binding: b,
@@ -298,7 +355,9 @@ impl HomeAgent {
         match data.first() {
             Some(&msg_type::REGISTRATION_REQUEST) if !self.source_allowed(src) => {
                 self.counters.dropped_untrusted_source += 1;
-                warn!(%src, "dropped registration request: source is on no configured trusted network (RFC 5265 §4.3)");
+                if let Some(suppressed) = self.within_limit(now, src) {
+                    warn!(%src, suppressed, "dropped registration request: source is on no configured trusted network (RFC 5265 §4.3)");
+                }
                 Disposition::Dropped(DropReason::UntrustedSource)
             }
             Some(&msg_type::REGISTRATION_REQUEST) => self.handle_request(now, wall, src, data),
@@ -332,12 +391,29 @@ impl HomeAgent {
         }
     }
 
-    fn malformed(&mut self, src: SocketAddrV4, why: &str) -> Disposition {
+    /// Unauthenticated input costs a log line at most as often as the
+    /// rate limiter allows; beyond that it is only counted.
+    fn malformed(&mut self, now: Instant, src: SocketAddrV4, why: Malformed) -> Disposition {
         self.counters.dropped_malformed += 1;
-        warn!(%src, "dropped malformed request: {why}");
+        if let Some(suppressed) = self.within_limit(now, src) {
+            warn!(%src, suppressed, "dropped malformed request: {why}");
+        }
         Disposition::Dropped(DropReason::Malformed)
     }
 
+    /// The rate limiter's verdict for unauthenticated input from `src`:
+    /// `Some(refused since the last allowed)` or, counted, `None`.
+    fn within_limit(&mut self, now: Instant, src: SocketAddrV4) -> Option<u64> {
+        match self.limiter.allow(now, *src.ip()) {
+            Verdict::Allowed { suppressed } => Some(suppressed),
+            Verdict::Refused => {
+                self.counters.rate_limited += 1;
+                None
+            }
+        }
+    }
+
+    /// One request through the stages of the module doc, in order.
     fn handle_request(
         &mut self,
         now: Instant,
@@ -345,230 +421,178 @@ impl HomeAgent {
         src: SocketAddrV4,
         data: &[u8],
     ) -> Disposition {
-        let Ok(p) = RequestPacket::new_checked(data) else {
-            return self.malformed(src, "shorter than the fixed header");
-        };
-        let hdr = Hdr {
-            flags: p.flags(),
-            lifetime: p.lifetime(),
-            home_address: p.home_address(),
-            home_agent: p.home_agent(),
-            care_of_address: p.care_of_address(),
-            identification: p.identification(),
-        };
-        let Some(exts) = walk(data, REQUEST_HEADER_LEN) else {
-            return self.malformed(src, "extension length runs past the datagram");
+        let req = match parse(data) {
+            Ok(r) => r,
+            Err(why) => return self.malformed(now, src, why),
         };
         self.counters.requests += 1;
+        let who = match self.authenticate(data, &req) {
+            Ok(who) => who,
+            Err(Unauthenticated::Malformed(why)) => return self.malformed(now, src, why),
+            Err(Unauthenticated::UnknownSpi(spi)) => return self.unknown_spi(now, src, spi),
+            Err(Unauthenticated::Denied(node, why)) => {
+                return self.unauthenticated(now, src, req.hdr, node, why)
+            }
+        };
+        let ctx = match self.check_replay(wall, src, &req, who) {
+            Ok(ctx) => ctx,
+            Err(ctx) => {
+                self.counters.replayed += 1;
+                return self.deny(ctx, Denial::IdentificationMismatch);
+            }
+        };
+        if let Err(why) = self.validate(&req, ctx.node) {
+            return self.deny(ctx, why);
+        }
+        if req.hdr.is_deregistration() {
+            return self.deregister(ctx);
+        }
+        self.register(now, ctx, &req)
+    }
 
-        // RFC 5944 §3.8.2.1 / §3.5.2: the MN-HA authentication extension
-        // is mandatory.
-        let mut auths = exts.iter().filter(|e| e.type_ == ext_type::MN_HA_AUTH);
-        let Some(auth_ext) = auths.next() else {
-            return self.unauthenticated(src, hdr, None, "no MN-HA authentication extension");
+    /// Stage 2 (RFC 5944 §3.8.2.1, §3.5.2): the MN-HA extension must be
+    /// there and verify under the SA its SPI names, and that SA must be the
+    /// one of the node the request speaks for (§3.5.1: a mobile node's SA
+    /// is indexed by SPI and its home address; RFC 2794 §2: or its NAI).
+    /// A node must not register, nor deregister, another's home address
+    /// with its own key.
+    fn authenticate<'a>(
+        &self,
+        data: &[u8],
+        req: &ParsedRequest<'a>,
+    ) -> Result<Authenticated, Unauthenticated> {
+        let Some(auth_ext) = req.mn_ha_auth() else {
+            return Err(Unauthenticated::Denied(None, Denial::NoMnHaAuth));
         };
-        let more_auths = auths.next().is_some();
-        let Ok(at) = AuthExtAt::parse(data, auth_ext.offset) else {
-            return self.malformed(src, "MN-HA authentication extension too short");
-        };
-        let Some(&idx) = self.by_spi.get(&at.spi) else {
-            let why = format!("unknown SPI {}", at.spi);
-            return self.unauthenticated(src, hdr, None, &why);
-        };
-        if at.verify(&self.nodes[idx].sa).is_err() {
-            return self.unauthenticated(src, hdr, Some(idx), "authenticator does not verify");
+        let at = AuthExtAt::parse(data, auth_ext.offset)
+            .map_err(|_| Unauthenticated::Malformed(Malformed::AuthExtensionShort))?;
+        let &idx = self
+            .by_spi
+            .get(&at.spi)
+            .ok_or(Unauthenticated::UnknownSpi(at.spi))?;
+        let node = &self.nodes[idx];
+        if at.verify(&node.sa).is_err() {
+            return Err(Unauthenticated::Denied(Some(idx), Denial::BadAuthenticator));
         }
         // Authenticated: the header and every extension before the MN-HA
         // extension are the node's own words from here on.
-        let protected: Vec<&RawExt<'_>> = exts
-            .iter()
-            .take_while(|e| e.offset < auth_ext.offset)
-            .collect();
-        let nai = protected
-            .iter()
+        let nai = req
+            .protected()
             .find(|e| e.type_ == ext_type::NAI)
             .map(|e| e.data.to_vec());
-
-        // The SA must be the one of the node the request speaks for (a node
-        // must not register another's home address with its own key).
-        let node = &self.nodes[idx];
-        let identity_ok = match (&nai, &node.conf.nai) {
-            (Some(req), Some(conf)) => req == conf,
-            (Some(_), None) => false,
-            (None, _) => {
-                hdr.home_address != Ipv4Addr::UNSPECIFIED
-                    && (node.conf.home_address == Some(hdr.home_address)
-                        || node.assigned == Some(hdr.home_address))
+        let home = req.hdr.home_address;
+        let denied = |why| Err(Unauthenticated::Denied(Some(idx), why));
+        match (&nai, &node.conf.nai) {
+            (Some(req_nai), Some(conf)) if req_nai != conf => {
+                return denied(Denial::NaiNotThisNodes)
             }
-        };
-        if !identity_ok {
-            return self.unauthenticated(
-                src,
-                hdr,
-                Some(idx),
-                "SPI belongs to another mobile node (NAI or home address differs)",
-            );
+            (Some(_), None) => return denied(Denial::NaiNotThisNodes),
+            // RFC 2794 §2: 0.0.0.0 asks for an address, only with an NAI.
+            (None, _) if home.is_unspecified() => return denied(Denial::HomeAddressNotOwned),
+            _ => {}
         }
+        if !home.is_unspecified() && !node.owns(home) {
+            return denied(Denial::HomeAddressNotOwned);
+        }
+        Ok(Authenticated { node: idx, nai })
+    }
 
-        // RFC 5944 §5.7: replay protection.
-        let verdict = self.nodes[idx]
-            .replay
-            .check(hdr.identification, wall, &mut *self.rng);
-        let reply_id = verdict.reply_identification();
-        let trusted = self.tnc_for(src);
+    /// Stage 3 (RFC 5944 §5.7): the Identification, per the SA's method.
+    /// `Err` is the context of a 133, which carries the HA's own
+    /// Identification so the node can resynchronise.
+    fn check_replay(
+        &mut self,
+        wall: NtpTimestamp,
+        src: SocketAddrV4,
+        req: &ParsedRequest<'_>,
+        who: Authenticated,
+    ) -> Result<ReplyCtx, ReplyCtx> {
+        let verdict =
+            self.nodes[who.node]
+                .replay
+                .check(req.hdr.identification, wall, &mut *self.rng);
         let ctx = ReplyCtx {
             src,
-            hdr,
-            node: Some(idx),
-            reply_id,
-            nai: nai.clone(),
-            tnc: trusted,
+            hdr: req.hdr,
+            node: Some(who.node),
+            reply_id: verdict.reply_identification(),
+            nai: who.nai,
+            tnc: self.tnc_for(src),
         };
-        if let ReplayVerdict::Mismatch { .. } = verdict {
-            self.counters.replayed += 1;
-            return self.deny(
-                ctx,
-                ReplyCode::HA_IDENTIFICATION_MISMATCH,
-                "identification outside the replay window or not newer than the last accepted",
-            );
+        match verdict {
+            ReplayVerdict::Accept { .. } => Ok(ctx),
+            ReplayVerdict::Mismatch { .. } => Err(ctx),
         }
+    }
 
+    /// Stage 4: the remaining validity checks of an authenticated, fresh
+    /// request (RFC 5944 §3.8.2.1, §1.9, §3.8.2.2; RFC 3024 §4.2).
+    fn validate(&self, req: &ParsedRequest<'_>, node: Option<usize>) -> Result<(), Denial> {
         // RFC 5944 §3.8.2.1 and §1.9: poorly formed requests.
-        if more_auths {
-            return self.deny(
-                ctx,
-                ReplyCode::HA_POORLY_FORMED_REQUEST,
-                "more than one MN-HA authentication extension",
-            );
+        if req
+            .exts
+            .iter()
+            .filter(|e| e.type_ == ext_type::MN_HA_AUTH)
+            .count()
+            > 1
+        {
+            return Err(Denial::TwoMnHaAuth);
         }
-        for e in &exts {
+        for e in &req.exts {
             if !is_skippable(e.type_) && !is_known_in_request(e.type_) {
-                let why = format!("unknown non-skippable extension type {}", e.type_);
-                return self.deny(ctx, ReplyCode::HA_POORLY_FORMED_REQUEST, &why);
+                return Err(Denial::UnknownExtension(e.type_));
             }
             if Extension::parse(e.type_, e.data).is_err() {
-                let why = format!("extension type {} has a bad length or value", e.type_);
-                return self.deny(ctx, ReplyCode::HA_POORLY_FORMED_REQUEST, &why);
+                return Err(Denial::BadExtension(e.type_));
             }
         }
+        let hdr = &req.hdr;
         // RFC 5944 §3.8.2.2: a request to another address (e.g. dynamic
         // home agent discovery) gets 136 with our address in the reply.
         if hdr.home_agent != self.cfg.home_agent {
-            return self.deny(
-                ctx,
-                ReplyCode::HA_UNKNOWN_HOME_AGENT,
-                "home agent field is not this home agent's address",
-            );
+            return Err(Denial::NotThisHomeAgent);
         }
         // RFC 3024 §4.2 / RFC 5944 §3.8.2.1: only IP in IP is offered.
         if hdr.flags.contains(Flags::M) || hdr.flags.contains(Flags::G) {
-            return self.deny(
-                ctx,
-                ReplyCode::HA_ENCAPSULATION_UNAVAILABLE,
-                "minimal or GRE encapsulation requested; only IP in IP is offered",
-            );
+            return Err(Denial::EncapsulationUnavailable);
         }
         // RFC 3024 §4.2: reverse tunnel policy.
         let t = hdr.flags.contains(Flags::T);
-        match self.nodes[idx].conf.reverse_tunnel {
-            ReverseTunnelPolicy::Denied if t => {
-                return self.deny(
-                    ctx,
-                    ReplyCode::HA_REVERSE_TUNNEL_UNAVAILABLE,
-                    "reverse tunnel requested but not allowed for this mobile node",
-                )
-            }
-            ReverseTunnelPolicy::Required if !t => {
-                return self.deny(
-                    ctx,
-                    ReplyCode::HA_REVERSE_TUNNEL_MANDATORY,
-                    "reverse tunnel is mandatory for this mobile node and 'T' is not set",
-                )
-            }
-            _ => {}
+        let policy = node.map(|i| self.nodes[i].conf.reverse_tunnel);
+        match policy {
+            Some(ReverseTunnelPolicy::Denied) if t => Err(Denial::ReverseTunnelNotAllowed),
+            Some(ReverseTunnelPolicy::Required) if !t => Err(Denial::ReverseTunnelRequired),
+            _ => Ok(()),
         }
+    }
 
-        // Deregistration (RFC 5944 §3.8.2.3 ... §3.8.3): lifetime 0, or
-        // care-of address equal to the home address (the MN is home).
-        if hdr.lifetime == 0 || hdr.care_of_address == hdr.home_address {
-            return self.deregister(ctx);
-        }
-
-        // The home address: given, or assigned (RFC 2794: 0.0.0.0 with NAI).
-        // (The identity check above guarantees an NAI when it is 0.0.0.0.)
-        let home = if hdr.home_address == Ipv4Addr::UNSPECIFIED {
+    /// Stage 5, registration (RFC 5944 §3.8.2.2, RFC 2794, RFC 3519 §3.2):
+    /// the binding is entered and the daemon asked to install it; the
+    /// accepted reply waits for [`install_result`](Self::install_result).
+    fn register(&mut self, now: Instant, ctx: ReplyCtx, req: &ParsedRequest<'_>) -> Disposition {
+        let hdr = req.hdr;
+        // Stage 2 named the node; a context without one never gets here.
+        let Some(idx) = ctx.node else {
+            return self.deny(ctx, Denial::NoMnHaAuth);
+        };
+        // The home address: given (owned, stage 2), or assigned (RFC 2794:
+        // 0.0.0.0 with NAI).
+        let home = if hdr.home_address.is_unspecified() {
             match self.assign_home_address(idx) {
                 Some(h) => h,
-                None => {
-                    return self.deny(
-                        ctx,
-                        ReplyCode::HA_INSUFFICIENT_RESOURCES,
-                        "address pool exhausted",
-                    )
-                }
+                None => return self.deny(ctx, Denial::PoolExhausted),
             }
         } else {
-            let n = &self.nodes[idx];
-            if n.conf.home_address != Some(hdr.home_address) && n.assigned != Some(hdr.home_address)
-            {
-                return self.deny(
-                    ctx,
-                    ReplyCode::HA_ADMIN_PROHIBITED,
-                    "home address is not the one configured or assigned for this NAI",
-                );
-            }
             hdr.home_address
         };
         let coa = hdr.care_of_address;
         if coa.is_unspecified() || coa.is_broadcast() || coa.is_multicast() || coa.is_loopback() {
-            return self.deny(
-                ctx,
-                ReplyCode::HA_POORLY_FORMED_REQUEST,
-                "care-of address is not a unicast address",
-            );
+            return self.deny(ctx, Denial::CareOfNotUnicast);
         }
-
-        // RFC 3519 §3.2: UDP tunnelling when asked and a NAT is detected
-        // (source address differs from the care-of address) or forced.
-        let mut reply_exts = Vec::new();
-        let mut tunnel = TunnelMode::Ipip;
-        let udp_req = protected.iter().find_map(|e| {
-            (e.type_ == ext_type::UDP_TUNNEL_REQUEST)
-                .then(|| match Extension::parse(e.type_, e.data) {
-                    Ok(Extension::UdpTunnelRequest(r)) => Some(r),
-                    _ => None,
-                })
-                .flatten()
-        });
-        if let Some(r) = udp_req {
-            let nat = *src.ip() != coa && !r.registration_through_fa;
-            if !self.cfg.udp_tunnelling {
-                if r.force {
-                    return self.deny(
-                        ctx,
-                        ReplyCode::HA_UDP_ENCAPSULATION_UNAVAILABLE,
-                        "UDP tunnelling forced by the MN but disabled here",
-                    );
-                }
-                reply_exts.push(udp_reply(UdpTunnelReply::CODE_DECLINED, 0));
-            } else if nat || r.force {
-                if r.encapsulation != ENCAP_IPIP {
-                    return self.deny(
-                        ctx,
-                        ReplyCode::HA_ENCAPSULATION_UNAVAILABLE,
-                        "UDP tunnel with an encapsulation other than IP in IP",
-                    );
-                }
-                tunnel = TunnelMode::Udp;
-                reply_exts.push(udp_reply(
-                    UdpTunnelReply::CODE_ACCEPTED,
-                    self.cfg.udp_keepalive,
-                ));
-                info!(%src, care_of = %coa, nat, forced = r.force, "UDP tunnelling (RFC 3519) for this binding");
-            } else {
-                reply_exts.push(udp_reply(UdpTunnelReply::CODE_DECLINED, 0));
-            }
-        }
+        let (tunnel, reply_exts) = match self.udp_tunnelling(&ctx, req) {
+            Ok(t) => t,
+            Err(why) => return self.deny(ctx, why),
+        };
 
         // RFC 5944 §3.8.3.1: the granted lifetime is at most the policy's.
         let lifetime = hdr.lifetime.min(self.cfg.max_lifetime);
@@ -582,29 +606,28 @@ impl HomeAgent {
         let binding = Binding {
             home_address: home,
             care_of_address: coa,
-            source: src,
+            source: ctx.src,
             lifetime,
             expires: now + Duration::from_secs(u64::from(lifetime)),
             identification: hdr.identification,
             flags: hdr.flags,
-            reverse_tunnel: t,
+            reverse_tunnel: hdr.flags.contains(Flags::T),
             tunnel,
-            nai: nai.clone(),
+            nai: ctx.nai.clone(),
             spi: self.nodes[idx].conf.spi,
         };
-        let changed = match self.bindings.insert(binding.clone()) {
-            Some(old) => old.dataplane_differs(&binding),
-            None => true,
-        };
-        if changed {
-            self.out.push_back(Output::BindingUp(binding));
-        }
-        self.counters.accepted += 1;
-        info!(
-            home_address = %home, care_of = %coa, %src, lifetime, requested = hdr.lifetime,
-            reverse_tunnel = t, tunnel = ?tunnel, tnc = trusted,
-            "registration accepted: {}", code
+        let moved = self
+            .bindings
+            .insert(binding.clone())
+            .map_or(true, |old| old.dataplane_differs(&binding));
+        debug!(
+            home_address = %home, care_of = %coa, src = %ctx.src, lifetime, requested = hdr.lifetime,
+            reverse_tunnel = binding.reverse_tunnel, tunnel = ?tunnel, tnc = ctx.tnc, moved,
+            "registration valid: installing before the reply"
         );
+        // A renewal too: the daemon re-installs whatever of the tunnel and
+        // route went missing, and the reply says "accepted" only once all
+        // of it is there.
         let ctx = ReplyCtx {
             hdr: Hdr {
                 home_address: home,
@@ -612,17 +635,111 @@ impl HomeAgent {
             },
             ..ctx
         };
-        self.reply(&ctx, code, lifetime, reply_exts);
-        Disposition::Replied(code)
+        self.awaiting_install.insert(
+            home,
+            PendingReply {
+                ctx,
+                code,
+                lifetime,
+                exts: reply_exts,
+            },
+        );
+        self.out.push_back(Output::BindingUp(binding));
+        Disposition::AwaitingInstall(code)
     }
 
+    /// The daemon's answer to [`Output::BindingUp`]: `Ok` once the
+    /// binding's tunnel and route are in place. Then, and only then, the
+    /// accepted reply leaves; otherwise the binding is dropped (and what
+    /// was installed of it torn down) and the node denied with 130.
+    pub fn install_result(&mut self, home: Ipv4Addr, result: Result<(), &str>) {
+        let Some(p) = self.awaiting_install.remove(&home) else {
+            return;
+        };
+        match result {
+            Ok(()) => {
+                self.counters.accepted += 1;
+                info!(
+                    home_address = %home, care_of = %p.ctx.hdr.care_of_address, src = %p.ctx.src,
+                    lifetime = p.lifetime, tnc = p.ctx.tnc, "registration accepted: {}", p.code
+                );
+                self.reply(&p.ctx, p.code, p.lifetime, p.exts);
+            }
+            Err(e) => {
+                self.counters.install_failed += 1;
+                error!(home_address = %home, "binding not installed, registration denied: {e}");
+                if let Some(b) = self.bindings.remove(home) {
+                    self.out.push_back(Output::BindingDown {
+                        binding: b,
+                        reason: DownReason::InstallFailed,
+                    });
+                }
+                self.deny(p.ctx, Denial::InstallFailed);
+            }
+        }
+    }
+
+    /// RFC 3519 §3.2: UDP tunnelling when asked and a NAT is detected
+    /// (source address differs from the care-of address) or forced.
+    /// Returns the tunnel mode and the UDP Tunnel Reply, if one is due.
+    fn udp_tunnelling(
+        &self,
+        ctx: &ReplyCtx,
+        req: &ParsedRequest<'_>,
+    ) -> Result<(TunnelMode, Vec<Extension>), Denial> {
+        let udp_req = req.protected().find_map(|e| {
+            match (e.type_ == ext_type::UDP_TUNNEL_REQUEST)
+                .then(|| Extension::parse(e.type_, e.data))
+            {
+                Some(Ok(Extension::UdpTunnelRequest(r))) => Some(r),
+                _ => None,
+            }
+        });
+        let Some(r) = udp_req else {
+            return Ok((TunnelMode::Ipip, Vec::new()));
+        };
+        let coa = ctx.hdr.care_of_address;
+        let nat = *ctx.src.ip() != coa && !r.registration_through_fa;
+        let declined = Ok((
+            TunnelMode::Ipip,
+            vec![udp_reply(UdpTunnelReply::CODE_DECLINED, 0)],
+        ));
+        if !self.cfg.udp_tunnelling {
+            return if r.force {
+                Err(Denial::UdpForcedButDisabled)
+            } else {
+                declined
+            };
+        }
+        if !(nat || r.force) {
+            return declined;
+        }
+        if r.encapsulation != ENCAP_IPIP {
+            return Err(Denial::UdpNotIpInIp);
+        }
+        info!(src = %ctx.src, care_of = %coa, nat, forced = r.force, "UDP tunnelling (RFC 3519) for this binding");
+        Ok((
+            TunnelMode::Udp,
+            vec![udp_reply(
+                UdpTunnelReply::CODE_ACCEPTED,
+                self.cfg.udp_keepalive,
+            )],
+        ))
+    }
+
+    /// Stage 5, deregistration (RFC 5944 §3.8.2.2): lifetime 0, or the
+    /// care-of address equal to the home address (the node is home). The
+    /// home address is the node's own (stage 2).
     fn deregister(&mut self, ctx: ReplyCtx) -> Disposition {
         let home = if ctx.hdr.home_address.is_unspecified() {
             ctx.node.and_then(|i| self.nodes[i].assigned)
         } else {
             Some(ctx.hdr.home_address)
         };
-        let removed = home.and_then(|h| self.bindings.remove(h));
+        let removed = home.and_then(|h| {
+            self.awaiting_install.remove(&h);
+            self.bindings.remove(h)
+        });
         let had = removed.is_some();
         if let Some(b) = removed {
             self.out.push_back(Output::BindingDown {
@@ -684,17 +801,39 @@ impl HomeAgent {
         self.cfg.is_trusted(*src.ip())
     }
 
+    /// An SPI that names no SA: no reply (nothing could sign it, and the
+    /// source may be spoofed to make us a reflector), counted, and logged
+    /// within the rate limit.
+    fn unknown_spi(&mut self, now: Instant, src: SocketAddrV4, spi: u32) -> Disposition {
+        self.counters.unknown_spi += 1;
+        if let Some(suppressed) = self.within_limit(now, src) {
+            warn!(%src, spi, suppressed, "dropped registration request: unknown SPI (RFC 5944 §3.5.1)");
+        }
+        Disposition::Dropped(DropReason::UnknownSpi)
+    }
+
     /// 131 (RFC 5944 §3.8.2.1). Signed when the SPI named a known SA, so
     /// the MN can believe it; unsigned otherwise (the MN will discard it,
-    /// but an operator's capture shows the reason).
+    /// but an operator's capture shows the reason). Denials that need no
+    /// key to provoke are answered within the rate limit only.
     fn unauthenticated(
         &mut self,
+        now: Instant,
         src: SocketAddrV4,
         hdr: Hdr,
         node: Option<usize>,
-        why: &str,
+        why: Denial,
     ) -> Disposition {
-        self.counters.unauthenticated += 1;
+        if why == Denial::HomeAddressNotOwned {
+            // Authenticated, but for another node's home address: that
+            // node's binding stays as it is.
+            self.counters.home_address_not_owned += 1;
+        } else {
+            self.counters.unauthenticated += 1;
+        }
+        if why.unauthenticated() && self.within_limit(now, src).is_none() {
+            return Disposition::Dropped(DropReason::RateLimited);
+        }
         let ctx = ReplyCtx {
             src,
             hdr,
@@ -706,10 +845,11 @@ impl HomeAgent {
             // authenticated reply (RFC 5265 §3.2.3, RFC 5266 §3.4).
             tnc: self.tnc_for(src),
         };
-        self.deny(ctx, ReplyCode::HA_MN_FAILED_AUTH, why)
+        self.deny(ctx, why)
     }
 
-    fn deny(&mut self, ctx: ReplyCtx, code: ReplyCode, why: &str) -> Disposition {
+    fn deny(&mut self, ctx: ReplyCtx, why: Denial) -> Disposition {
+        let code = why.code();
         self.counters.deny(code.0);
         warn!(
             src = %ctx.src, home_address = %ctx.hdr.home_address, care_of = %ctx.hdr.care_of_address,

@@ -353,6 +353,7 @@ impl HaConfig {
             }
             let key = match (&m.key, &m.key_file) {
                 (Some(k), None) => {
+                    src.refuse_shared_inline_key("mobile_node.key", key_i)?;
                     key_i += 1;
                     k.clone()
                 }
@@ -370,7 +371,6 @@ impl HaConfig {
                     ))
                 }
             };
-            let _ = key_i;
             nodes.push(MobileNodeConfig {
                 nai: m.nai.as_ref().map(|s| s.as_bytes().to_vec()),
                 home_address: m.home_address,
@@ -457,6 +457,15 @@ reverse_tunnel = "required"
 
     fn load(text: &str) -> Result<HaConfig, String> {
         HaConfig::from_source(&Source::from_str("mip4-ha.conf", text)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn inline_keys_in_a_file_others_can_read_are_refused() {
+        crate::config::assert_inline_key_needs_private_file(
+            GOOD,
+            crate::daemons::ha::config::load,
+            "mobile_node.key",
+        );
     }
 
     #[test]

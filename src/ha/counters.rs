@@ -35,6 +35,23 @@ pub struct Counters {
     /// Replies that carried the Trusted Networks Configured extension.
     #[serde(default)]
     pub tnc_replies: u64,
+    /// Authenticated requests naming a home address that is not the
+    /// node's own (denied with 131; the owner's binding untouched).
+    #[serde(default)]
+    pub home_address_not_owned: u64,
+    /// Requests whose SPI names no security association: dropped without
+    /// a reply (the source may be spoofed, and nothing can sign one).
+    #[serde(default)]
+    pub unknown_spi: u64,
+    /// Unauthenticated input over the per-source or total rate: its log
+    /// line and, for a 131, its reply were suppressed (each is also
+    /// counted under its own counter above).
+    #[serde(default)]
+    pub rate_limited: u64,
+    /// Accepted registrations whose tunnel or route the daemon could not
+    /// install: denied with 130 and the binding dropped.
+    #[serde(default)]
+    pub install_failed: u64,
 }
 
 impl Counters {

@@ -6,8 +6,10 @@ pub mod agent;
 pub mod binding;
 pub mod config;
 pub mod counters;
+pub mod reason;
 
 pub use agent::{Disposition, DownReason, DropReason, HomeAgent, Output};
 pub use binding::{Binding, BindingInfo, TunnelMode};
 pub use config::HaConfig;
 pub use counters::Counters;
+pub use reason::{Denial, Malformed};

@@ -167,6 +167,21 @@ impl Installer {
             .await
             .map_err(|e| format!("route for {home}: {e}"))?;
         let was_away = self.installed.contains_key(&home);
+        // From here the binding has kernel state: remembered now, so that
+        // `down` removes it even when a later step fails (the core then
+        // denies the registration and drops the binding).
+        let old_proxy_arp = self.installed.get(&home).and_then(|o| o.proxy_arp.clone());
+        self.installed.insert(
+            home,
+            Installed {
+                home_address: home,
+                device: device.clone(),
+                encapsulation,
+                remote,
+                proxy_arp: old_proxy_arp,
+                route: route.clone(),
+            },
+        );
         let mut proxy_arp = None;
         if let Some(net) = cfg.home_network_of(home) {
             if let (HomeNetworkMode::ProxyArp, Some(ifname)) = (net.mode, &net.interface) {
@@ -198,17 +213,9 @@ impl Installer {
             device = %device.ifname, ?encapsulation, proxy_arp = proxy_arp.is_some(),
             "binding installed: tunnel and route"
         );
-        self.installed.insert(
-            home,
-            Installed {
-                home_address: home,
-                device,
-                encapsulation,
-                remote,
-                proxy_arp,
-                route,
-            },
-        );
+        if let Some(i) = self.installed.get_mut(&home) {
+            i.proxy_arp = proxy_arp;
+        }
         Ok(())
     }
 
@@ -216,7 +223,12 @@ impl Installer {
     /// even if an earlier one fails, and failures are reported together.
     pub async fn down(&mut self, home: Ipv4Addr) -> Result<(), String> {
         let Some(i) = self.installed.remove(&home) else {
-            return Ok(());
+            // An `up` that failed half-way (the core then drops the
+            // binding) may have left its tunnel.
+            return match self.dp.remove(home).await {
+                Ok(()) | Err(crate::dataplane::TunnelError::NoBinding(_)) => Ok(()),
+                Err(e) => Err(format!("removing {home}: tunnel: {e}")),
+            };
         };
         let mut errors = Vec::new();
         if let Some((ifname, ifindex)) = &i.proxy_arp {

@@ -131,8 +131,9 @@ pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
 
 impl Daemon {
     /// Carries out the core's outputs in order: a binding's tunnel and
-    /// route are in place before its reply leaves, and gone before a
-    /// deregistration is answered.
+    /// route are in place before its reply leaves (the core holds the reply
+    /// until `install_result`), and gone before a deregistration is
+    /// answered.
     async fn apply(&mut self) {
         while let Some(o) = self.ha.poll_output() {
             match o {
@@ -142,9 +143,13 @@ impl Daemon {
                     }
                 }
                 Output::BindingUp(b) => {
-                    if let Err(e) = self.dp.up(self.ha.config(), &b).await {
-                        error!(home_address = %b.home_address, "binding accepted but not installed: {e}");
-                    }
+                    // The core answers the registration once it hears how
+                    // this went: accepted, or 130 and the binding dropped.
+                    let r = self.dp.up(self.ha.config(), &b).await;
+                    self.ha.install_result(
+                        b.home_address,
+                        r.as_ref().map(|_| ()).map_err(String::as_str),
+                    );
                 }
                 Output::BindingDown { binding, reason } => {
                     info!(home_address = %binding.home_address, care_of = %binding.care_of_address, ?reason, "binding down");

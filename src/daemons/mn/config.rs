@@ -273,7 +273,10 @@ impl MnConfig {
             ));
         }
         let key = match (&f.key, &f.key_file) {
-            (Some(k), None) => k.clone(),
+            (Some(k), None) => {
+                src.refuse_shared_inline_key("key", 0)?;
+                k.clone()
+            }
             (None, Some(p)) => {
                 SecretKey::from_file(p).map_err(|e| src.error_at_key("key_file", 0, e))?
             }
