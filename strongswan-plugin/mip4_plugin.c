@@ -13,6 +13,10 @@
 /** Default socket of mip4d (charon.plugins.mip4.socket) */
 #define MIP4_DEFAULT_SOCKET "/run/mip4/plugin.sock"
 
+/** Longest wait for the bridge thread when the plugin unloads, so a
+ *  stalled mip4d never holds up charon's shutdown */
+#define MIP4_STOP_WAIT_MS 1500
+
 typedef struct private_mip4_plugin_t private_mip4_plugin_t;
 
 /**
@@ -110,8 +114,16 @@ static bool plugin_cb(private_mip4_plugin_t *this,
 		}
 		if (this->bridge)
 		{
-			mip4_bridge_stop();
-			this->bridge->join(this->bridge);
+			if (mip4_bridge_stop(MIP4_STOP_WAIT_MS) == 0)
+			{
+				this->bridge->join(this->bridge);
+			}
+			else
+			{
+				DBG1(DBG_CFG, "mip4: bridge thread did not end within %d ms, "
+					 "not waiting for it", MIP4_STOP_WAIT_MS);
+				this->bridge->detach(this->bridge);
+			}
 			this->bridge = NULL;
 		}
 	}

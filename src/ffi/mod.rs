@@ -224,10 +224,18 @@ pub extern "C" fn mip4_bridge_run() {
 
 /// See include/mip4.h.
 #[no_mangle]
-pub extern "C" fn mip4_bridge_stop() {
-    guard((), || {
-        if let Some(slot) = slot().take() {
-            slot.handle.send(Input::Stop);
+pub extern "C" fn mip4_bridge_stop(timeout_ms: u32) -> c_int {
+    guard(-1, || {
+        let Some(slot) = slot().take() else {
+            return 0;
+        };
+        if slot
+            .handle
+            .stop(std::time::Duration::from_millis(timeout_ms.into()))
+        {
+            0
+        } else {
+            -1
         }
     })
 }
