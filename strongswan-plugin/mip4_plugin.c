@@ -40,10 +40,11 @@ struct private_mip4_plugin_t {
 	thread_t *bridge;
 };
 
-/**
- * mip4_shim_ops_t.log: Rust log lines land in charon's log.
+/*
+ * Described in header; also mip4_shim_ops_t.log: Rust log lines land in
+ * charon's log.
  */
-static void log_cb(int level, const char *msg)
+void mip4_shim_log(int level, const char *msg)
 {
 	dbg(DBG_CFG, level, "mip4: %s", msg);
 }
@@ -70,7 +71,7 @@ static bool plugin_cb(private_mip4_plugin_t *this,
 					  plugin_feature_t *feature, bool reg, void *cb_data)
 {
 	static const mip4_shim_ops_t ops = {
-		.log = log_cb,
+		.log = mip4_shim_log,
 		.request = mip4_actions_request,
 	};
 	mip4_settings_t settings;

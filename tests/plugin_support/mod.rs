@@ -49,6 +49,31 @@ pub fn overlay_dir(work: &Path) -> PathBuf {
     dir
 }
 
+/// A directory holding a copy of the plugin whose embedded strongSwan
+/// headers version (build.rs, src/ffi) says `version` instead: what a
+/// plugin built for another strongSwan release looks like to charon.
+/// Returns the directory and the version the plugin was built for.
+pub fn overlay_dir_built_for(work: &Path, version: &str) -> (PathBuf, String) {
+    const MARK: &[u8] = b"mip4-strongswan-headers=";
+    let mut lib = std::fs::read(built_plugin()).unwrap();
+    let at = lib
+        .windows(MARK.len())
+        .position(|w| w == MARK)
+        .expect("the plugin embeds its strongSwan headers version")
+        + MARK.len();
+    let built: String = lib[at..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit() || **b == b'.')
+        .map(|&b| char::from(b))
+        .collect();
+    assert_eq!(built.len(), version.len(), "same length, same layout");
+    lib[at..at + version.len()].copy_from_slice(version.as_bytes());
+    let dir = work.join("plugins-other");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("libstrongswan-mip4.so"), lib).unwrap();
+    (dir, built)
+}
+
 /// A charon config loading the plugin, talking to `socket`.
 pub fn charon_config(work: &Path, socket: &Path, connections: &str) -> CharonConfig {
     CharonConfig {
