@@ -156,7 +156,8 @@ void mip4_bridge_run(void);
  */
 int mip4_bridge_stop(uint32_t timeout_ms);
 
-/** Hands one hook's copied data to the bridge; never blocks. */
+/** Hands one hook's copied data to the bridge; never waits for mip4d
+ *  (a short lock, bounded memory). */
 void mip4_event(const mip4_event_t *event);
 
 /** Reports the outcome of a request; path may be NULL (only for query). */

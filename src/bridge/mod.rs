@@ -257,6 +257,8 @@ struct Batch {
     /// The queue overflowed: this snapshot replaces the dropped events.
     snapshot: Option<(PluginMsg, u64)>,
     ignored: Option<String>,
+    /// IKE_SAs evicted from the state since start.
+    evicted: u64,
 }
 
 /// A live connection to mip4d.
@@ -292,6 +294,8 @@ pub struct Bridge<C: Charon> {
     /// Wait before the next connection attempt.
     backoff: Duration,
     next_attempt: Instant,
+    /// IKE_SAs evicted from the state, as last logged.
+    evicted: u64,
 }
 
 impl<C: Charon> Bridge<C> {
@@ -316,6 +320,7 @@ impl<C: Charon> Bridge<C> {
             refused_version: None,
             backoff,
             next_attempt: Instant::now(),
+            evicted: 0,
         };
         (bridge, handle)
     }
@@ -376,6 +381,19 @@ impl<C: Charon> Bridge<C> {
             if let Some(name) = batch.ignored {
                 self.log(3, &format!("ignoring {name} (not in connections)"));
             }
+            if batch.evicted > self.evicted {
+                self.log(
+                    1,
+                    &format!(
+                        "{} IKE_SAs dropped from the bridge state to stay within its bounds \
+                         ({} IKE_SAs, one frame), {} since start",
+                        batch.evicted - self.evicted,
+                        state::MAX_IKE_SAS,
+                        batch.evicted
+                    ),
+                );
+                self.evicted = batch.evicted;
+            }
             for input in batch.control {
                 self.handle(input);
             }
@@ -414,6 +432,7 @@ impl<C: Charon> Bridge<C> {
             control: inbox.control.drain(..).collect(),
             events: inbox.events.drain(..).collect(),
             ignored: inbox.ignored.take(),
+            evicted: inbox.state.evicted(),
             ..Batch::default()
         };
         if std::mem::take(&mut inbox.resync) {

@@ -525,3 +525,19 @@ fn a_panic_in_the_bridge_thread_is_logged() {
     // Hooks after it are refused, not queued for ever.
     assert!(!bridge.handle.send(Input::Event(tia_event(1))));
 }
+
+#[test]
+fn ike_sas_dropped_to_stay_bounded_are_counted_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(&dir);
+    let charon = FakeCharon::default();
+    let bridge = start(s, charon.clone());
+    for id in 0..(state::MAX_IKE_SAS as u32 + 5) {
+        bridge.handle.send(Input::Event(Event::IkeUpdown {
+            ike: ike("home", id, 10),
+            up: true,
+        }));
+    }
+    assert_eq!(bridge.handle.known_ike_sas(), state::MAX_IKE_SAS);
+    charon.wait_log("5 since start");
+}
