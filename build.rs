@@ -14,8 +14,16 @@
 //!    daemons and tests (rlib, bins) never need strongSwan's symbols; those
 //!    resolve when charon dlopen()s the plugin.
 //!
-//! Without the strongSwan source, the cdylib is built without the shim
-//! (a cargo warning says so) and charon will not find `mip4_plugin_create`.
+//! 4. The ABI guard: a missing source tree, a missing `debian/rules` or
+//!    headers of another upstream release than the installed charon's are
+//!    build errors (Debian's revisions of one upstream release keep its
+//!    ABI, so an older revision's source is fine). The headers' upstream
+//!    version is embedded in the plugin (`MIP4_STRONGSWAN_VERSION`), which
+//!    refuses to load into a charon of another version (src/ffi).
+//!
+//! `MIP4_WITHOUT_SHIM=1` builds the cdylib without the shim on purpose
+//! (e.g. for the fuzzers on a machine without strongSwan): charon cannot
+//! load that library.
 
 use std::collections::BTreeMap;
 use std::env;
@@ -31,16 +39,82 @@ fn main() {
     println!("cargo:rerun-if-env-changed=MIP4_STRONGSWAN_SRC");
     println!("cargo:rustc-check-cfg=cfg(mip4_shim)");
 
+    println!("cargo:rerun-if-env-changed=MIP4_WITHOUT_SHIM");
+    println!("cargo:rerun-if-env-changed=MIP4_CHARON_VERSION");
+
     generate_abi(&out);
 
-    match find_strongswan_source() {
-        Some(src) => build_shim(&src, &out),
-        None => println!(
-            "cargo:warning=strongSwan source not found (set MIP4_STRONGSWAN_SRC or run \
-             scripts/fetch-strongswan-source.sh): libmip4.so is built WITHOUT the charon \
-             shim and cannot be loaded by charon"
-        ),
+    if env::var_os("MIP4_WITHOUT_SHIM").is_some_and(|v| v == "1") {
+        println!(
+            "cargo:warning=MIP4_WITHOUT_SHIM=1: libmip4.so is built WITHOUT the charon shim \
+             and cannot be loaded by charon"
+        );
+        return;
     }
+    let installed = installed_charon_version().unwrap_or_else(|e| fail(&e));
+    let src = find_strongswan_source(&installed).unwrap_or_else(|e| fail(&e));
+    let headers = headers_version(&src).unwrap_or_else(|e| fail(&e));
+    if headers != installed {
+        fail(&format!(
+            "the strongSwan source in {} is upstream {headers}, the installed charon is \
+             {installed}: a shim built against other headers would misread charon's \
+             structs (run scripts/fetch-strongswan-source.sh)",
+            src.display()
+        ));
+    }
+    println!("cargo:rustc-env=MIP4_STRONGSWAN_VERSION={headers}");
+    build_shim(&src, &out);
+}
+
+/// Ends the build with an error that says what to do.
+fn fail(msg: &str) -> ! {
+    eprintln!("error: {msg}");
+    eprintln!(
+        "(set MIP4_WITHOUT_SHIM=1 to build a libmip4.so that charon cannot load, e.g. for \
+         the fuzzers)"
+    );
+    std::process::exit(1);
+}
+
+/// Upstream part of a Debian version: `1:5.9.8-5+deb12u6` -> `5.9.8`.
+fn upstream(debian_version: &str) -> &str {
+    let v = debian_version.trim();
+    let v = v.split_once(':').map_or(v, |(_, v)| v);
+    v.rsplit_once('-').map_or(v, |(u, _)| u)
+}
+
+/// The installed charon's upstream version: `MIP4_CHARON_VERSION`, else
+/// what dpkg says of libstrongswan (charon's own library).
+fn installed_charon_version() -> Result<String, String> {
+    if let Ok(v) = env::var("MIP4_CHARON_VERSION") {
+        return Ok(upstream(&v).to_string());
+    }
+    println!("cargo:rerun-if-changed=/var/lib/dpkg/status");
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${Version}", "libstrongswan"])
+        .output()
+        .map_err(|e| format!("dpkg-query: {e}; set MIP4_CHARON_VERSION to charon's version"))?;
+    let v = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || v.trim().is_empty() {
+        return Err(
+            "libstrongswan is not installed (scripts/install-deps.sh), or set \
+             MIP4_CHARON_VERSION to the version of the charon the plugin is for"
+                .into(),
+        );
+    }
+    Ok(upstream(&v).to_string())
+}
+
+/// The upstream version of a strongSwan source tree, from configure.ac's
+/// `AC_INIT([strongSwan],[X])`.
+fn headers_version(src: &Path) -> Result<String, String> {
+    let path = src.join("configure.ac");
+    let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("AC_INIT([strongSwan],["))
+        .and_then(|rest| rest.split(']').next())
+        .map(str::to_string)
+        .ok_or_else(|| format!("{}: no AC_INIT([strongSwan],[...])", path.display()))
 }
 
 /// The Rust side of include/mip4.h.
@@ -59,48 +133,42 @@ fn generate_abi(out: &Path) {
         .expect("write mip4_abi.rs");
 }
 
-/// `MIP4_STRONGSWAN_SRC`, else `build/strongswan-src/strongswan-*`.
-fn find_strongswan_source() -> Option<PathBuf> {
+/// `MIP4_STRONGSWAN_SRC`, else `build/strongswan-src/strongswan-VERSION`
+/// (what scripts/fetch-strongswan-source.sh unpacks) for the installed
+/// upstream version: never another release's tree.
+fn find_strongswan_source(version: &str) -> Result<PathBuf, String> {
     let ok = |p: &Path| p.join("src/libcharon/sa/ike_sa.h").is_file();
-    if let Some(dir) = env::var_os("MIP4_STRONGSWAN_SRC") {
-        let dir = PathBuf::from(dir);
-        if ok(&dir) {
-            return Some(dir);
+    let dir = match env::var_os("MIP4_STRONGSWAN_SRC") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let base = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").ok_or("no manifest dir")?)
+                .join("build/strongswan-src");
+            println!("cargo:rerun-if-changed={}", base.display());
+            base.join(format!("strongswan-{version}"))
         }
-        println!(
-            "cargo:warning=MIP4_STRONGSWAN_SRC={} has no src/libcharon/sa/ike_sa.h",
+    };
+    if !ok(&dir) {
+        return Err(format!(
+            "no strongSwan {version} headers in {} (no src/libcharon/sa/ike_sa.h): run \
+             scripts/fetch-strongswan-source.sh or set MIP4_STRONGSWAN_SRC",
             dir.display()
-        );
-        return None;
+        ));
     }
-    let base = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR")?).join("build/strongswan-src");
-    println!("cargo:rerun-if-changed={}", base.display());
-    let mut trees: Vec<PathBuf> = fs::read_dir(&base)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("strongswan-"))
-                && ok(p)
-        })
-        .collect();
-    trees.sort();
-    trees.pop()
+    Ok(dir)
 }
 
 fn build_shim(src: &Path, out: &Path) {
     let rules = src.join("debian/rules");
     println!("cargo:rerun-if-changed={}", rules.display());
+    // Without the distribution's configure arguments the ABI defines
+    // (ME above all) are a guess, and a guess misreads vtables.
     let args = match fs::read_to_string(&rules) {
         Ok(text) => configure_args(&text, &deb_host_vars()),
-        Err(e) => {
-            println!(
-                "cargo:warning={}: {e}; assuming upstream defaults (no ME!)",
-                rules.display()
-            );
-            Vec::new()
-        }
+        Err(e) => fail(&format!(
+            "{}: {e}: the distribution's configure arguments decide charon's struct \
+             layouts; fetch the Debian source package (scripts/fetch-strongswan-source.sh)",
+            rules.display()
+        )),
     };
     let mut config = String::from(
         "/* Generated by mip4-mobike's build.rs: the ABI-relevant defines of the\n \

@@ -25,7 +25,7 @@ extern "C" {
 #endif
 
 /** Version of this ABI; mip4_bridge_init refuses a shim built for another. */
-#define MIP4_ABI_VERSION 1
+#define MIP4_ABI_VERSION 2
 
 /** Longest connection/child name copied (including the terminating NUL). */
 #define MIP4_NAME_LEN 64
@@ -149,10 +149,15 @@ int mip4_bridge_init(uint32_t abi_version, const mip4_shim_ops_t *ops,
 /** Runs the bridge loop on the calling thread until mip4_bridge_stop. */
 void mip4_bridge_run(void);
 
-/** Asks the bridge loop to end; returns at once (join the thread after). */
-void mip4_bridge_stop(void);
+/**
+ * Asks the bridge loop to end and waits up to timeout_ms for it. Returns 0
+ * once it has ended (join its thread), -1 if it has not (do not join: the
+ * thread ends on its own, every step of it is time-limited).
+ */
+int mip4_bridge_stop(uint32_t timeout_ms);
 
-/** Hands one hook's copied data to the bridge; never blocks. */
+/** Hands one hook's copied data to the bridge; never waits for mip4d
+ *  (a short lock, bounded memory). */
 void mip4_event(const mip4_event_t *event);
 
 /** Reports the outcome of a request; path may be NULL (only for query). */

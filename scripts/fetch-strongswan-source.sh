@@ -6,10 +6,13 @@
 # - Adds `deb-src` to the configured Debian sources if it is missing.
 # - `apt-get source strongswan=<installed version>`; when that version's .dsc
 #   is not on the mirror (security updates are sometimes published without
-#   it), falls back to the newest 5.9.8 source the mirror has. The headers of
-#   a Debian security update do not change the ABI of the upstream release.
+#   it), falls back to the newest source of the SAME upstream release the
+#   mirror has (e.g. 5.9.8-5+deb12u5 for an installed 5.9.8-5+deb12u6): the
+#   revisions of one upstream release keep its ABI. Another upstream
+#   release is never taken, and a tree whose configure.ac names another
+#   release is an error (build.rs refuses it too).
 # - Records the fetched version in build/strongswan-src/VERSION.
-# - Does nothing when a source tree is already there.
+# - Does nothing when the tree of the installed upstream release is there.
 #
 # Usage: scripts/fetch-strongswan-source.sh [DESTDIR]   (run as root)
 set -euo pipefail
@@ -17,20 +20,23 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dest="${1:-build/strongswan-src}"
 
-have_tree() {
-	compgen -G "$dest/strongswan-*/src/libcharon/sa/ike_sa.h" >/dev/null
-}
-
-if have_tree && [[ -s "$dest/VERSION" ]]; then
-	exit 0
-fi
-
 installed="$(dpkg-query -W -f='${Version}' libstrongswan 2>/dev/null || true)"
 if [[ -z "$installed" ]]; then
 	echo "fetch-strongswan-source: libstrongswan is not installed (run scripts/install-deps.sh)" >&2
 	exit 1
 fi
-upstream="${installed%%-*}"
+upstream="${installed#*:}"
+upstream="${upstream%-*}"
+
+# The upstream release a tree's configure.ac names.
+tree_version() {
+	sed -n 's/^AC_INIT(\[strongSwan\],\[\([^]]*\)\]).*/\1/p' "$1/configure.ac" 2>/dev/null
+}
+
+if [[ -f "$dest/strongswan-$upstream/src/libcharon/sa/ike_sa.h" && -s "$dest/VERSION" &&
+	"$(tree_version "$dest/strongswan-$upstream")" == "$upstream" ]]; then
+	exit 0
+fi
 
 export DEBIAN_FRONTEND=noninteractive
 
@@ -84,6 +90,11 @@ fi
 # Unpack without apt-get's build-dependency checks, then move into place.
 dsc="$(ls "$tmp"/strongswan_*.dsc | head -n1)"
 (cd "$tmp" && dpkg-source --no-check -x "$(basename "$dsc")" >/dev/null)
+got="$(tree_version "$tmp/strongswan-$upstream")"
+if [[ "$got" != "$upstream" ]]; then
+	echo "fetch-strongswan-source: strongswan $fetched unpacked as upstream '$got', not $upstream" >&2
+	exit 1
+fi
 rm -rf "$dest"
 mkdir -p "$dest"
 mv "$tmp"/strongswan-"$upstream" "$dest/"

@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Fuzzes every parser of src/wire for a bounded time (`make fuzz`).
+# Fuzzes every parser of src/wire, the plugin <-> mip4d protocol and the
+# control protocol, each for a bounded time (`make fuzz`). Each target's
+# corpus is kept in fuzz/corpus/<target>/ and grows from run to run; the
+# protocol targets start from seeds of valid messages (fuzz/seeds/<target>/).
 #
 # Runs on the stable toolchain: cargo-fuzz passes nightly-only -Z flags
 # (sanitizer, sancov) to rustc, which stable accepts with RUSTC_BOOTSTRAP=1.
@@ -16,7 +19,7 @@ cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET="${FUZZ_SECONDS:-30}"
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-    TARGETS=(request reply extensions agent_adv agent_sol tunnel_data)
+    TARGETS=(request reply extensions agent_adv agent_sol tunnel_data plugin_proto ctl)
 fi
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
@@ -27,7 +30,12 @@ fi
 export RUSTC_BOOTSTRAP=1
 for t in "${TARGETS[@]}"; do
     echo "== fuzz target $t for ${SECONDS_PER_TARGET}s"
-    cargo fuzz run --fuzz-dir fuzz "$t" -- \
+    mkdir -p "fuzz/corpus/$t"
+    seeds=()
+    if [ -d "fuzz/seeds/$t" ]; then
+        seeds=("fuzz/seeds/$t")
+    fi
+    cargo fuzz run --fuzz-dir fuzz "$t" "fuzz/corpus/$t" "${seeds[@]}" -- \
         -max_total_time="$SECONDS_PER_TARGET" -max_len=1500
 done
 echo "fuzz.sh: no crash in ${#TARGETS[@]} target(s)"

@@ -13,6 +13,10 @@
 /** Default socket of mip4d (charon.plugins.mip4.socket) */
 #define MIP4_DEFAULT_SOCKET "/run/mip4/plugin.sock"
 
+/** Longest wait for the bridge thread when the plugin unloads, so a
+ *  stalled mip4d never holds up charon's shutdown */
+#define MIP4_STOP_WAIT_MS 1500
+
 typedef struct private_mip4_plugin_t private_mip4_plugin_t;
 
 /**
@@ -36,10 +40,11 @@ struct private_mip4_plugin_t {
 	thread_t *bridge;
 };
 
-/**
- * mip4_shim_ops_t.log: Rust log lines land in charon's log.
+/*
+ * Described in header; also mip4_shim_ops_t.log: Rust log lines land in
+ * charon's log.
  */
-static void log_cb(int level, const char *msg)
+void mip4_shim_log(int level, const char *msg)
 {
 	dbg(DBG_CFG, level, "mip4: %s", msg);
 }
@@ -66,7 +71,7 @@ static bool plugin_cb(private_mip4_plugin_t *this,
 					  plugin_feature_t *feature, bool reg, void *cb_data)
 {
 	static const mip4_shim_ops_t ops = {
-		.log = log_cb,
+		.log = mip4_shim_log,
 		.request = mip4_actions_request,
 	};
 	mip4_settings_t settings;
@@ -110,8 +115,16 @@ static bool plugin_cb(private_mip4_plugin_t *this,
 		}
 		if (this->bridge)
 		{
-			mip4_bridge_stop();
-			this->bridge->join(this->bridge);
+			if (mip4_bridge_stop(MIP4_STOP_WAIT_MS) == 0)
+			{
+				this->bridge->join(this->bridge);
+			}
+			else
+			{
+				DBG1(DBG_CFG, "mip4: bridge thread did not end within %d ms, "
+					 "not waiting for it", MIP4_STOP_WAIT_MS);
+				this->bridge->detach(this->bridge);
+			}
 			this->bridge = NULL;
 		}
 	}

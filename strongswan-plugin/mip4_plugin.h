@@ -40,4 +40,10 @@ struct mip4_plugin_t {
  */
 plugin_t *mip4_shim_plugin_create();
 
+/**
+ * Logs a line to charon's log (CFG group) at level 0..4, prefixed "mip4: ".
+ * Usable before the plugin exists (the constructor's version check).
+ */
+void mip4_shim_log(int level, const char *msg);
+
 #endif /** MIP4_PLUGIN_H_ @}*/

@@ -15,20 +15,14 @@
 mod plugin_support;
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use mip4::bridge::proto::{Action, ActionStatus, Event, IkeSa, PluginMsg};
 use mip4::lab::charon::Charon;
-use mip4::lab::netns::{unique_prefix, veth, Netns};
 use mip4::lab::{preflight, WorkDir};
-use plugin_support::{charon_config, FakeMip4d};
+use plugin_support::{charon_config, hosts_dir, mn_and_gateway, FakeMip4d};
 
 const T: Duration = Duration::from_secs(20);
-
-fn hosts_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("lab/hosts")
-}
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -57,15 +51,8 @@ fn event(m: &PluginMsg) -> Option<&Event> {
 #[test]
 fn plugin_hooks_fire_with_correct_data() {
     preflight().expect("lab preflight");
-    let prefix = unique_prefix();
     let tmp = WorkDir::new("plugin-hooks").unwrap();
-    let mn = Netns::new(&prefix, "mn").unwrap();
-    let gw = Netns::new(&prefix, "vpngw").unwrap();
-    veth(&mn, "eth0", &gw, "eth0").unwrap();
-    gw.add_addr("eth0", "203.0.113.10/24").unwrap();
-    mn.add_addr("eth0", "203.0.113.100/24").unwrap();
-    gw.add_addr("lo", "10.1.0.1/32").unwrap();
-    gw.enable_forwarding().unwrap();
+    let (mn, gw) = mn_and_gateway();
 
     let mn_d = FakeMip4d::listen(&tmp.path().join("mn-mip4.sock"));
     let gw_d = FakeMip4d::listen(&tmp.path().join("gw-mip4.sock"));

@@ -1,15 +1,41 @@
 //! The latest state the bridge keeps while mip4d is absent, so it can send
 //! a full snapshot when mip4d (re)connects: per IKE_SA its connection name,
 //! endpoints (the VPN gateway is the remote one), local interface and TIA.
+//!
+//! Only an event that says an IKE_SA is alive (its TIA installed or
+//! assigned, IKE_SA or CHILD_SA up, the new IKE_SA of a rekey or a
+//! reestablishment) creates an entry. Everything else about an IKE_SA the
+//! state does not know changes nothing: charon's `ike_sa_t.destroy()`
+//! fires `handle_vips(FALSE)` after `ike_updown(FALSE)`, and a rekeyed
+//! IKE_SA is destroyed after `ike_rekey` moved its state on, so a release
+//! that created entries would keep one per IKE_SA that ever existed.
+//!
+//! The state is bounded twice over: at most [`MAX_IKE_SAS`] entries,
+//! each with at most [`MAX_CHILDREN`] CHILD_SA names, and its snapshot
+//! message never longer than [`SNAPSHOT_BUDGET`] (below the frame limit of
+//! [`super::proto::MAX_FRAME`]). Past a bound the oldest IKE_SA that is not
+//! up goes first, then the oldest (lowest unique id) of all; each eviction
+//! is counted.
 
 use std::collections::BTreeMap;
 
-use super::proto::{Event, IkeSa, IkeSaState};
+use super::proto::{Event, IkeSa, IkeSaState, PluginMsg, HEADER_LEN, MAX_FRAME};
+
+/// Most IKE_SAs kept. A mobile node has one or two VPNs; a gateway
+/// running the plugin has more, but mip4d only acts on the MN's.
+pub const MAX_IKE_SAS: usize = 128;
+/// Most CHILD_SA names kept per IKE_SA.
+pub const MAX_CHILDREN: usize = 16;
+/// Longest snapshot message body; a frame header and slack stay below
+/// `MAX_FRAME`.
+pub const SNAPSHOT_BUDGET: usize = MAX_FRAME - HEADER_LEN - 1024;
 
 /// IKE_SAs by charon's unique id.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct State {
     ike_sas: BTreeMap<u32, IkeSaState>,
+    /// Entries dropped to stay within the bounds, since start.
+    evicted: u64,
 }
 
 impl State {
@@ -22,39 +48,62 @@ impl State {
         self.ike_sas.values().cloned().collect()
     }
 
+    /// The snapshot as the message the bridge sends.
+    pub fn snapshot_msg(&self) -> PluginMsg {
+        PluginMsg::Snapshot {
+            ike_sas: self.snapshot(),
+        }
+    }
+
     pub fn get(&self, unique_id: u32) -> Option<&IkeSaState> {
         self.ike_sas.get(&unique_id)
     }
 
-    /// Folds one hook into the state.
+    pub fn len(&self) -> usize {
+        self.ike_sas.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ike_sas.is_empty()
+    }
+
+    /// Entries dropped to stay within the bounds, since start.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Folds one hook into the state, then enforces the bounds.
     pub fn apply(&mut self, event: &Event) {
+        self.fold(event);
+        self.bound();
+    }
+
+    fn fold(&mut self, event: &Event) {
         match event {
-            Event::HandleVips { ike, handle } => {
-                let sa = self.entry(ike);
-                sa.tia = if *handle {
-                    ike.vips.clone()
-                } else {
-                    Vec::new()
-                };
+            Event::HandleVips { ike, handle: true } => {
+                self.entry(ike).tia.clone_from(&ike.vips);
             }
-            Event::AssignVips { ike, assign } => {
-                let sa = self.entry(ike);
-                sa.peer_vips = if *assign {
-                    ike.vips.clone()
-                } else {
-                    Vec::new()
-                };
+            Event::HandleVips { ike, handle: false } => {
+                if let Some(sa) = self.known(ike) {
+                    sa.tia.clear();
+                }
+            }
+            Event::AssignVips { ike, assign: true } => {
+                self.entry(ike).peer_vips.clone_from(&ike.vips);
+            }
+            Event::AssignVips { ike, assign: false } => {
+                if let Some(sa) = self.known(ike) {
+                    sa.peer_vips.clear();
+                }
             }
             Event::IkeUpdate {
                 ike,
                 new_local,
                 new_remote,
             } => {
-                let sa = self.entry(ike);
-                sa.local = new_local.or(sa.local);
-                sa.remote = new_remote.or(sa.remote);
-                if ike.local_ifname.is_some() {
-                    sa.local_ifname = ike.local_ifname.clone();
+                if let Some(sa) = self.known(ike) {
+                    sa.local = new_local.or(sa.local);
+                    sa.remote = new_remote.or(sa.remote);
                 }
             }
             Event::IkeUpdown { ike, up: true } => {
@@ -94,11 +143,24 @@ impl State {
                 sa.local = new_local.or(sa.local);
                 sa.remote = new_remote.or(sa.remote);
             }
-            Event::ChildUpdown { ike, child, up } => {
+            Event::ChildUpdown {
+                ike,
+                child,
+                up: true,
+            } => {
                 let sa = self.entry(ike);
                 sa.children.retain(|c| c != child);
-                if *up {
+                if sa.children.len() < MAX_CHILDREN {
                     sa.children.push(child.clone());
+                }
+            }
+            Event::ChildUpdown {
+                ike,
+                child,
+                up: false,
+            } => {
+                if let Some(sa) = self.known(ike) {
+                    sa.children.retain(|c| c != child);
                 }
             }
             Event::Roam { .. } => {}
@@ -111,17 +173,48 @@ impl State {
             .ike_sas
             .entry(ike.unique_id)
             .or_insert_with(|| fresh(ike));
-        sa.name.clone_from(&ike.name);
-        if ike.local.is_some() {
-            sa.local = ike.local;
-        }
-        if ike.remote.is_some() {
-            sa.remote = ike.remote;
-        }
-        if ike.local_ifname.is_some() {
-            sa.local_ifname.clone_from(&ike.local_ifname);
-        }
+        refresh(sa, ike);
         sa
+    }
+
+    /// The IKE_SA's entry if it is known, endpoints refreshed.
+    fn known(&mut self, ike: &IkeSa) -> Option<&mut IkeSaState> {
+        let sa = self.ike_sas.get_mut(&ike.unique_id)?;
+        refresh(sa, ike);
+        Some(sa)
+    }
+
+    /// Drops entries until both bounds hold.
+    fn bound(&mut self) {
+        while self.ike_sas.len() > MAX_IKE_SAS || self.snapshot_len() > SNAPSHOT_BUDGET {
+            let victim = self
+                .ike_sas
+                .values()
+                .find(|sa| !sa.up)
+                .or_else(|| self.ike_sas.values().next())
+                .map(|sa| sa.unique_id);
+            let Some(id) = victim else { return };
+            self.ike_sas.remove(&id);
+            self.evicted += 1;
+        }
+    }
+
+    /// Length of the snapshot message's body.
+    fn snapshot_len(&self) -> usize {
+        serde_json::to_vec(&self.snapshot_msg()).map_or(usize::MAX, |b| b.len())
+    }
+}
+
+fn refresh(sa: &mut IkeSaState, ike: &IkeSa) {
+    sa.name.clone_from(&ike.name);
+    if ike.local.is_some() {
+        sa.local = ike.local;
+    }
+    if ike.remote.is_some() {
+        sa.remote = ike.remote;
+    }
+    if ike.local_ifname.is_some() {
+        sa.local_ifname.clone_from(&ike.local_ifname);
     }
 }
 
@@ -239,6 +332,141 @@ mod tests {
             });
         }
         assert_eq!(s.get(1).unwrap().children, vec!["b".to_string()]);
+    }
+
+    /// What charon fires over one IKE_SA's life, ending with `destroy()`:
+    /// ike_updown(FALSE), then handle_vips(FALSE) and child_updown(FALSE)
+    /// about an IKE_SA that is already gone.
+    fn lifetime(s: &mut State, id: u32) {
+        let mut with_tia = ike(id, 10);
+        with_tia.vips = vec![TIA];
+        s.apply(&Event::HandleVips {
+            ike: with_tia.clone(),
+            handle: true,
+        });
+        s.apply(&Event::IkeUpdown {
+            ike: ike(id, 10),
+            up: true,
+        });
+        s.apply(&Event::ChildUpdown {
+            ike: ike(id, 10),
+            child: "net".into(),
+            up: true,
+        });
+        s.apply(&Event::IkeRekey {
+            ike: ike(id, 10),
+            new_unique_id: id + 1,
+        });
+        // The rekeyed IKE_SA is destroyed after its state moved on.
+        s.apply(&Event::HandleVips {
+            ike: ike(id, 10),
+            handle: false,
+        });
+        s.apply(&Event::IkeUpdown {
+            ike: ike(id + 1, 10),
+            up: false,
+        });
+        s.apply(&Event::HandleVips {
+            ike: with_tia,
+            handle: false,
+        });
+        s.apply(&Event::ChildUpdown {
+            ike: ike(id + 1, 10),
+            child: "net".into(),
+            up: false,
+        });
+        s.apply(&Event::AssignVips {
+            ike: ike(id + 1, 10),
+            assign: false,
+        });
+        s.apply(&Event::IkeUpdate {
+            ike: ike(id + 1, 10),
+            new_local: ep(20),
+            new_remote: None,
+        });
+    }
+
+    #[test]
+    fn events_after_destroy_never_bring_an_ike_sa_back() {
+        let mut s = State::new();
+        lifetime(&mut s, 1);
+        assert!(s.is_empty(), "{:?}", s.snapshot());
+        assert_eq!(s.evicted(), 0);
+    }
+
+    #[test]
+    fn a_thousand_lifetimes_and_rekeys_leave_nothing_behind() {
+        let mut s = State::new();
+        let mut up = ike(100_000, 10);
+        up.vips = vec![TIA];
+        s.apply(&Event::HandleVips {
+            ike: up,
+            handle: true,
+        });
+        for n in 0..1000 {
+            lifetime(&mut s, 2 * n + 1);
+        }
+        // Only the one IKE_SA that is still alive.
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.get(100_000).unwrap().tia, vec![TIA]);
+        assert_eq!(s.evicted(), 0);
+    }
+
+    #[test]
+    fn state_and_snapshot_stay_bounded_under_any_events() {
+        let mut s = State::new();
+        // Long names that JSON escapes six-fold, four IPv6 TIAs, many
+        // children: the worst an entry can be.
+        let name: String = "\u{1}".repeat(200);
+        let v6: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
+        for id in 0..(MAX_IKE_SAS as u32 + 8) {
+            let mut i = ike(id, 10);
+            i.name.clone_from(&name);
+            i.local_ifname = Some(name.clone());
+            i.vips = vec![v6; 4];
+            s.apply(&Event::HandleVips {
+                ike: i.clone(),
+                handle: true,
+            });
+            s.apply(&Event::AssignVips {
+                ike: i.clone(),
+                assign: true,
+            });
+            for c in 0..(MAX_CHILDREN + 2) {
+                s.apply(&Event::ChildUpdown {
+                    ike: i.clone(),
+                    child: format!("{name}{c}"),
+                    up: true,
+                });
+            }
+            assert!(s.len() <= MAX_IKE_SAS);
+            assert!(s
+                .snapshot()
+                .iter()
+                .all(|sa| sa.children.len() <= MAX_CHILDREN));
+            let frame = crate::bridge::proto::encode(&s.snapshot_msg()).expect("fits a frame");
+            assert!(frame.len() <= MAX_FRAME);
+        }
+        assert!(s.evicted() > 0);
+        // The newest IKE_SA is kept.
+        assert!(s.get(MAX_IKE_SAS as u32 + 7).is_some());
+    }
+
+    #[test]
+    fn an_ike_sa_that_is_up_outlives_older_dead_ones() {
+        let mut s = State::new();
+        s.apply(&Event::IkeUpdown {
+            ike: ike(1, 10),
+            up: true,
+        });
+        for id in 2..(MAX_IKE_SAS as u32 + 10) {
+            s.apply(&Event::AssignVips {
+                ike: ike(id, 10),
+                assign: true,
+            });
+        }
+        assert_eq!(s.len(), MAX_IKE_SAS);
+        assert!(s.get(1).unwrap().up, "the live VPN is kept");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
+use std::os::unix::process::CommandExt;
 use std::sync::{Arc, Mutex};
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -15,9 +16,21 @@ const DEADLINE: Duration = Duration::from_secs(10);
 struct FakeCharon {
     logs: Arc<Mutex<Vec<String>>>,
     requests: Arc<Mutex<Vec<(u64, Action)>>>,
+    /// A bug in the bridge: charon's request callback panics.
+    panic_on_request: bool,
 }
 
 impl FakeCharon {
+    /// Log lines containing `needle`.
+    fn count_logs(&self, needle: &str) -> usize {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
     /// Waits until a log line contains `needle`.
     fn wait_log(&self, needle: &str) {
         let end = Instant::now() + DEADLINE;
@@ -37,6 +50,7 @@ impl Charon for FakeCharon {
         self.logs.lock().unwrap().push(msg.to_string());
     }
     fn request(&self, id: u64, action: &Action) -> bool {
+        assert!(!self.panic_on_request, "request {id} trips a bug");
         self.requests.lock().unwrap().push((id, action.clone()));
         true
     }
@@ -312,31 +326,6 @@ fn garbage_from_mip4d_drops_the_connection_and_the_bridge_reconnects() {
 }
 
 #[test]
-fn other_protocol_version_is_disconnected() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = settings(&dir);
-    let charon = FakeCharon::default();
-    let _bridge = start(s.clone(), charon.clone());
-    let daemon = FakeDaemon::listen(&s.socket);
-    let mut conn = daemon.accept();
-    assert!(matches!(recv(&mut conn), PluginMsg::Hello { .. }));
-    proto::write_msg(
-        &mut conn,
-        &DaemonMsg::Hello {
-            version: VERSION + 1,
-        },
-    )
-    .unwrap();
-    // The bridge sends its snapshot right after its hello, without waiting
-    // for ours, so the snapshot may or may not beat the disconnect: read
-    // until the bridge closes the connection.
-    while let Some(msg) = proto::read_msg::<PluginMsg, _>(&mut conn).unwrap() {
-        assert!(matches!(msg, PluginMsg::Snapshot { .. }), "{msg:?}");
-    }
-    charon.wait_log("version 2 not supported");
-}
-
-#[test]
 fn socket_others_can_open_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let s = settings(&dir);
@@ -376,4 +365,180 @@ fn connections_setting_parses_commas_and_spaces() {
         ..Default::default()
     };
     assert!(s.acts_on("anything"));
+}
+
+#[test]
+fn a_mip4d_that_never_reads_neither_blocks_the_bridge_nor_grows_its_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(&dir);
+    let charon = FakeCharon::default();
+    let bridge = start(s.clone(), charon.clone());
+    let daemon = FakeDaemon::listen(&s.socket);
+    // Accepts, then never reads a byte: the socket buffer fills.
+    let _stalled = daemon.accept();
+    charon.wait_log("connected to mip4d");
+    let mut i = ike("home", 1, 10);
+    i.vips = vec![Ipv4Addr::new(10, 200, 0, 1).into()];
+    i.local_ifname = Some("x".repeat(15));
+    for n in 0..5_000u32 {
+        i.unique_id = n % 64;
+        assert!(bridge.handle.send(Input::Event(Event::IkeUpdown {
+            ike: i.clone(),
+            up: n % 2 == 0,
+        })));
+        assert!(bridge.handle.queued_events() <= MAX_QUEUED_EVENTS);
+        assert!(bridge.handle.known_ike_sas() <= state::MAX_IKE_SAS);
+    }
+    // The bridge gave up on the write instead of waiting for ever ...
+    charon.wait_log("stalled, not waiting");
+    // ... and stops at once: charon's shutdown joins this thread.
+    let asked = Instant::now();
+    assert!(
+        bridge.handle.stop(Duration::from_secs(2)),
+        "bridge still running 2 s after stop"
+    );
+    assert!(asked.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn hook_events_beyond_the_queue_become_one_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(&dir);
+    let charon = FakeCharon::default();
+    let (bridge, handle) = Bridge::new(s.clone(), charon.clone());
+    let daemon = FakeDaemon::listen(&s.socket);
+    // The loop runs only once the hooks have overflowed the queue.
+    for n in 0..(MAX_QUEUED_EVENTS as u32 + 10) {
+        handle.send(Input::Event(Event::IkeUpdown {
+            ike: ike("home", n % 3, 10),
+            up: true,
+        }));
+    }
+    assert!(handle.queued_events() <= MAX_QUEUED_EVENTS);
+    let thread = thread::spawn(move || bridge.run());
+    let mut conn = daemon.accept();
+    let snap = handshake(&mut conn);
+    assert_eq!(snap.len(), 3, "the snapshot has what the hooks said");
+    // Nothing of the dropped queue follows: the next message is new.
+    handle.send(Input::Event(Event::Roam { address: true }));
+    match recv(&mut conn) {
+        PluginMsg::Event { event, .. } => assert_eq!(event, Event::Roam { address: true }),
+        other => panic!("{other:?}"),
+    }
+    assert!(handle.stop(DEADLINE));
+    thread.join().unwrap();
+}
+
+#[test]
+fn a_protocol_version_mismatch_is_logged_once_and_retried_ever_more_rarely() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(&dir);
+    let charon = FakeCharon::default();
+    let daemon = FakeDaemon::listen(&s.socket);
+    let _bridge = start(s.clone(), charon.clone());
+    let mut accepted = Vec::new();
+    for _ in 0..4 {
+        let mut conn = daemon.accept();
+        accepted.push(Instant::now());
+        assert!(matches!(recv(&mut conn), PluginMsg::Hello { .. }));
+        proto::write_msg(
+            &mut conn,
+            &DaemonMsg::Hello {
+                version: VERSION + 1,
+            },
+        )
+        .unwrap();
+        // The bridge hangs up. It sends its snapshot right after its hello,
+        // without waiting for ours, so the snapshot may or may not beat the
+        // hang-up.
+        while let Some(msg) = proto::read_msg::<PluginMsg, _>(&mut conn).unwrap() {
+            assert!(matches!(msg, PluginMsg::Snapshot { .. }), "{msg:?}");
+        }
+    }
+    charon.wait_log("version 2 not supported");
+    assert_eq!(charon.count_logs("not supported"), 1, "logged once");
+    // Waits of at least 2, 4, then 8 times the reconnect setting.
+    let waited = accepted[3] - accepted[0];
+    let logs = charon.logs.lock().unwrap().clone();
+    assert!(
+        waited >= s.reconnect * (2 + 4 + 8),
+        "reconnected after {waited:?}: {logs:?}"
+    );
+}
+
+#[test]
+fn a_socket_served_by_another_user_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let s = settings(&dir);
+    // A listener of uid 65534 (nobody) behind a socket file that looks
+    // like mip4d's (root, 0600): only SO_PEERCRED tells them apart.
+    let script = format!(
+        "import socket,time\ns=socket.socket(socket.AF_UNIX)\ns.bind({:?})\ns.listen(8)\n\
+         while True: time.sleep(1)\n",
+        s.socket.display().to_string()
+    );
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .uid(65534)
+        .gid(65534)
+        .spawn()
+        .expect("python3");
+    let end = Instant::now() + DEADLINE;
+    while !s.socket.exists() {
+        assert!(Instant::now() < end, "listener did not start");
+        thread::sleep(Duration::from_millis(10));
+    }
+    std::os::unix::fs::chown(&s.socket, Some(0), Some(0)).unwrap();
+    std::fs::set_permissions(&s.socket, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let charon = FakeCharon::default();
+    let bridge = start(s.clone(), charon.clone());
+    charon.wait_log("is served by uid 65534: refusing");
+    assert_eq!(charon.count_logs("connected to mip4d"), 0);
+    drop(bridge);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn a_panic_in_the_bridge_thread_is_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(&dir);
+    let charon = FakeCharon {
+        panic_on_request: true,
+        ..FakeCharon::default()
+    };
+    let bridge = start(s.clone(), charon.clone());
+    let daemon = FakeDaemon::listen(&s.socket);
+    let mut conn = daemon.accept();
+    handshake(&mut conn);
+    proto::write_msg(
+        &mut conn,
+        &DaemonMsg::Request {
+            id: 1,
+            action: Action::Initiate {
+                connection: "home".into(),
+            },
+        },
+    )
+    .unwrap();
+    charon.wait_log("bridge thread panicked: request 1 trips a bug");
+    // Hooks after it are refused, not queued for ever.
+    assert!(!bridge.handle.send(Input::Event(tia_event(1))));
+}
+
+#[test]
+fn ike_sas_dropped_to_stay_bounded_are_counted_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(&dir);
+    let charon = FakeCharon::default();
+    let bridge = start(s, charon.clone());
+    for id in 0..(state::MAX_IKE_SAS as u32 + 5) {
+        bridge.handle.send(Input::Event(Event::IkeUpdown {
+            ike: ike("home", id, 10),
+            up: true,
+        }));
+    }
+    assert_eq!(bridge.handle.known_ike_sas(), state::MAX_IKE_SAS);
+    charon.wait_log("5 since start");
 }

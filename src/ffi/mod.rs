@@ -224,10 +224,18 @@ pub extern "C" fn mip4_bridge_run() {
 
 /// See include/mip4.h.
 #[no_mangle]
-pub extern "C" fn mip4_bridge_stop() {
-    guard((), || {
-        if let Some(slot) = slot().take() {
-            slot.handle.send(Input::Stop);
+pub extern "C" fn mip4_bridge_stop(timeout_ms: u32) -> c_int {
+    guard(-1, || {
+        let Some(slot) = slot().take() else {
+            return 0;
+        };
+        if slot
+            .handle
+            .stop(std::time::Duration::from_millis(timeout_ms.into()))
+        {
+            0
+        } else {
+            -1
         }
     })
 }
@@ -277,18 +285,73 @@ pub unsafe extern "C" fn mip4_action_done(id: u64, status: u32, path: *const mip
 extern "C" {
     /// The shim's plugin constructor (strongswan-plugin/mip4_plugin.c).
     fn mip4_shim_plugin_create() -> *mut std::ffi::c_void;
+    /// charon's log, usable before the plugin exists.
+    fn mip4_shim_log(level: c_int, msg: *const c_char);
+}
+
+/// The strongSwan release whose headers the shim was compiled against
+/// (build.rs checked it is the installed charon's), behind a marker that
+/// tests/plugin_load.rs finds in the library.
+#[cfg(mip4_shim)]
+static HEADERS: &str = concat!("mip4-strongswan-headers=", env!("MIP4_STRONGSWAN_VERSION"));
+
+/// The strongSwan version of the running daemon: every charon binary
+/// (charon, charon-systemd, charon-nm, charon-cmd) logs "...(strongSwan
+/// VERSION, ..." at start, so the literal is in its executable; libcharon
+/// has no version call of its own.
+#[cfg_attr(not(mip4_shim), allow(dead_code))]
+fn running_strongswan_version(exe: &[u8]) -> Option<String> {
+    const KEY: &[u8] = b"(strongSwan ";
+    let at = exe.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let v: String = exe[at..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit() || **b == b'.')
+        .map(|&b| char::from(b))
+        .collect();
+    (!v.is_empty()).then_some(v)
+}
+
+/// Whether the plugin may load into this daemon: its strongSwan must be
+/// the release the shim was compiled for (another release may lay out
+/// ike_sa_t and the bus differently). On refusal, says why with both
+/// versions.
+#[cfg_attr(not(mip4_shim), allow(dead_code))]
+fn version_check(headers: &str, exe: std::io::Result<Vec<u8>>) -> Result<(), String> {
+    let exe = exe.map_err(|e| {
+        format!("cannot read charon's executable ({e}) to check its version: not loading")
+    })?;
+    match running_strongswan_version(&exe) {
+        Some(v) if v == headers => Ok(()),
+        Some(v) => Err(format!(
+            "built against strongSwan {headers} headers, but this charon is strongSwan {v}: \
+             not loading (rebuild the plugin for {v})"
+        )),
+        None => Err(format!(
+            "cannot tell this charon's strongSwan version (built for {headers}): not loading"
+        )),
+    }
 }
 
 /// The plugin constructor charon's loader looks up by name
 /// (`<name>_plugin_create`). It lives here rather than in the shim because
-/// a Rust cdylib exports only Rust-defined symbols.
+/// a Rust cdylib exports only Rust-defined symbols. It returns NULL (charon
+/// then skips the plugin) when charon's version differs from the headers'.
 #[cfg(mip4_shim)]
 #[no_mangle]
 pub extern "C" fn mip4_plugin_create() -> *mut std::ffi::c_void {
-    // SAFETY: a plain constructor without arguments; charon calls it once
-    // its `lib` and `charon` globals are set up.
-    guard(std::ptr::null_mut(), || unsafe {
-        mip4_shim_plugin_create()
+    guard(std::ptr::null_mut(), || {
+        let headers = std::hint::black_box(HEADERS);
+        let headers = headers.split_once('=').map_or(headers, |(_, v)| v);
+        if let Err(why) = version_check(headers, std::fs::read("/proc/self/exe")) {
+            let msg = CString::new(why).unwrap_or_default();
+            // SAFETY: the shim's log copies the NUL-terminated string
+            // during the call; msg outlives it.
+            unsafe { mip4_shim_log(1, msg.as_ptr()) };
+            return std::ptr::null_mut();
+        }
+        // SAFETY: a plain constructor without arguments; charon calls it
+        // once its `lib` and `charon` globals are set up.
+        unsafe { mip4_shim_plugin_create() }
     })
 }
 
@@ -337,6 +400,20 @@ mod tests {
         assert_eq!(ike.remote.unwrap().port, 4500);
         assert_eq!(ike.local_ifname.as_deref(), Some("eth0"));
         assert_eq!(ike.vips, vec![IpAddr::from([10, 200, 0, 1])]);
+    }
+
+    #[test]
+    fn the_plugin_loads_only_into_the_strongswan_it_was_built_for() {
+        let charon = b"\0Starting IKE charon daemon (strongSwan 5.9.8, %s %s, %s)\0".to_vec();
+        assert_eq!(
+            running_strongswan_version(&charon).as_deref(),
+            Some("5.9.8")
+        );
+        assert_eq!(version_check("5.9.8", Ok(charon.clone())), Ok(()));
+        let err = version_check("5.9.7", Ok(charon)).unwrap_err();
+        assert!(err.contains("5.9.7") && err.contains("5.9.8"), "{err}");
+        assert!(version_check("5.9.8", Ok(b"no version here".to_vec())).is_err());
+        assert!(version_check("5.9.8", Err(std::io::ErrorKind::NotFound.into())).is_err());
     }
 
     #[test]

@@ -694,6 +694,41 @@ impl Run<'_> {
                     started,
                 );
             }
+            // lab::ike-soak HOST IKE CHILD ROUNDS REKEYS FIGURE: ROUNDS
+            // times initiate CHILD, rekey IKE REKEYS times and terminate
+            // it: 1 + REKEYS IKE_SAs a round (figure FIGURE, time
+            // FIGURE_ms).
+            "ike-soak" => {
+                let (host, ike, child, fig) = (arg(1)?, arg(2)?, arg(3)?, arg(6)?);
+                let count = |i: usize| -> Result<u32> {
+                    let w = arg(i)?;
+                    w.parse()
+                        .map_err(|_| Error::Other(format!("`{w}` is not a count")))
+                };
+                let (rounds, rekeys) = (count(4)?, count(5)?);
+                let started = now();
+                let lives = ike_soak(self.charon(host)?, ike, child, rounds, rekeys)?;
+                let ms = ((now() - started) * 1e3).round();
+                self.figures.insert(fig.to_string(), f64::from(lives));
+                self.figures.insert(format!("{fig}_ms"), ms);
+                self.emit(
+                    "ike_soak_done",
+                    host,
+                    serde_json::json!({"ike": ike, "ike_sas": lives, "ms": ms}),
+                );
+            }
+            // lab::rss HOST FIGURE: the resident memory of HOST's charon
+            // (KiB, /proc/PID/status VmRSS).
+            "rss" => {
+                let (host, fig) = (arg(1)?, arg(2)?);
+                let pid = self
+                    .charons
+                    .get_mut(host)
+                    .ok_or_else(|| Error::Other(format!("no charon started on `{host}`")))?
+                    .process_mut()
+                    .pid();
+                self.figures.insert(fig.to_string(), rss_kib(pid)?);
+            }
             // lab::vpn-up HOST IKE CHILD VAR: initiate, wait for the TIA.
             "vpn-up" => {
                 let (host, ike, child, var) = (arg(1)?, arg(2)?, arg(3)?, arg(4)?);
@@ -1210,6 +1245,69 @@ fn sa_json(sa: &IkeSa) -> serde_json::Value {
 
 /// Writes `text` to `path` (in `dir`, made if needed), readable by root
 /// only: rendered configs may hold a key.
+/// `rounds` times: initiate `child`, `rekeys` times rekey the IKE_SA
+/// `ike` and wait for the new one, terminate it. Returns the IKE_SAs that
+/// lived.
+fn ike_soak(c: &Charon, ike: &str, child: &str, rounds: u32, rekeys: u32) -> Result<u32> {
+    let established = |c: &Charon| -> Result<Vec<(u32, String)>> {
+        Ok(ike_sa_states(
+            &c.swanctl(&["--list-sas", "--ike", ike, "--raw"])?,
+            ike,
+        ))
+    };
+    let mut lives = 0;
+    for _ in 0..rounds {
+        c.initiate(child)?;
+        lives += 1;
+        let Some(&(mut old, _)) = established(c)?.first() else {
+            return Err(Error::Other(format!("`{ike}` not up after initiate")));
+        };
+        for _ in 0..rekeys {
+            c.swanctl(&["--rekey", "--ike", ike])?;
+            let what = format!("IKE_SA {ike}[{old}] rekeyed");
+            (old, _) = wait::until(Duration::from_secs(10), &what, || {
+                match established(c).ok()?.as_slice() {
+                    [(id, state)] if *id != old && state == "ESTABLISHED" => Some(*id),
+                    _ => None,
+                }
+            })?;
+            lives += 1;
+        }
+        c.swanctl(&["--terminate", "--ike", ike, "--timeout", "10"])?;
+    }
+    Ok(lives)
+}
+
+/// (uniqueid, state) of each IKE_SA named `ike` in `--list-sas --raw`.
+fn ike_sa_states(raw: &str, ike: &str) -> Vec<(u32, String)> {
+    let key = format!("{ike} {{uniqueid=");
+    raw.match_indices(&key)
+        .filter_map(|(at, _)| {
+            let rest = &raw[at + key.len()..];
+            let id = rest
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()?;
+            let state = rest.split("state=").nth(1)?.split([' ', '}']).next()?;
+            Some((id, state.to_string()))
+        })
+        .collect()
+}
+
+/// VmRSS of process `pid` in KiB.
+fn rss_kib(pid: i32) -> Result<f64> {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+        path: path.clone(),
+        source,
+    })?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| Error::Other(format!("{path}: no VmRSS")))
+}
+
 fn write_private(dir: &Path, path: &Path, text: &str) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -1239,6 +1337,17 @@ pub fn have(program: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ike_sa_states_reads_every_ike_sa_of_the_name() {
+        let raw = "list-sa event {soak {uniqueid=7 version=2 state=REKEYING local-host=1} }\n\
+                   list-sa event {soak {uniqueid=8 version=2 state=ESTABLISHED} vpn {uniqueid=1 state=ESTABLISHED}}";
+        assert_eq!(
+            ike_sa_states(raw, "soak"),
+            vec![(7, "REKEYING".into()), (8, "ESTABLISHED".into())]
+        );
+        assert!(ike_sa_states(raw, "other").is_empty());
+    }
 
     #[test]
     fn scenarios_parse() {

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use mip4::bridge::proto::{self, DaemonMsg, PluginMsg};
 use mip4::lab::charon::CharonConfig;
+use mip4::lab::netns::{unique_prefix, veth, Netns};
 
 #[path = "../common/cdylib.rs"]
 mod cdylib;
@@ -46,6 +47,31 @@ pub fn overlay_dir(work: &Path) -> PathBuf {
     std::fs::copy(built_plugin(), &tmp).unwrap();
     std::fs::rename(&tmp, dir.join("libstrongswan-mip4.so")).unwrap();
     dir
+}
+
+/// A directory holding a copy of the plugin whose embedded strongSwan
+/// headers version (build.rs, src/ffi) says `version` instead: what a
+/// plugin built for another strongSwan release looks like to charon.
+/// Returns the directory and the version the plugin was built for.
+pub fn overlay_dir_built_for(work: &Path, version: &str) -> (PathBuf, String) {
+    const MARK: &[u8] = b"mip4-strongswan-headers=";
+    let mut lib = std::fs::read(built_plugin()).unwrap();
+    let at = lib
+        .windows(MARK.len())
+        .position(|w| w == MARK)
+        .expect("the plugin embeds its strongSwan headers version")
+        + MARK.len();
+    let built: String = lib[at..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit() || **b == b'.')
+        .map(|&b| char::from(b))
+        .collect();
+    assert_eq!(built.len(), version.len(), "same length, same layout");
+    lib[at..at + version.len()].copy_from_slice(version.as_bytes());
+    let dir = work.join("plugins-other");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("libstrongswan-mip4.so"), lib).unwrap();
+    (dir, built)
 }
 
 /// A charon config loading the plugin, talking to `socket`.
@@ -153,4 +179,55 @@ impl FakeMip4d {
         let stream = conn.as_mut().expect("plugin connected");
         proto::write_msg(stream, &DaemonMsg::Request { id, action }).unwrap();
     }
+}
+
+/// A stalled mip4d: listens (0600), accepts every connection and never
+/// reads a byte, so the plugin's writes fill the socket buffer.
+pub struct StalledMip4d {
+    pub path: PathBuf,
+    accepted: Arc<Mutex<Vec<UnixStream>>>,
+}
+
+impl StalledMip4d {
+    pub fn listen(path: &Path) -> StalledMip4d {
+        let _ = std::fs::remove_file(path);
+        let listener = UnixListener::bind(path).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let accepted: Arc<Mutex<Vec<UnixStream>>> = Arc::default();
+        let keep = accepted.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                keep.lock().unwrap().push(stream);
+            }
+        });
+        StalledMip4d {
+            path: path.to_path_buf(),
+            accepted,
+        }
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.accepted.lock().unwrap().len()
+    }
+}
+
+/// The lab's host configs (lab/hosts).
+pub fn hosts_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("lab/hosts")
+}
+
+/// An MN and a VPN gateway on one link (203.0.113.0/24), the gateway
+/// with an intranet address (10.1.0.1) behind it and forwarding on.
+pub fn mn_and_gateway() -> (Netns, Netns) {
+    let prefix = unique_prefix();
+    let mn = Netns::new(&prefix, "mn").unwrap();
+    let gw = Netns::new(&prefix, "vpngw").unwrap();
+    veth(&mn, "eth0", &gw, "eth0").unwrap();
+    gw.add_addr("eth0", "203.0.113.10/24").unwrap();
+    mn.add_addr("eth0", "203.0.113.100/24").unwrap();
+    gw.add_addr("lo", "10.1.0.1/32").unwrap();
+    gw.enable_forwarding().unwrap();
+    (mn, gw)
 }
