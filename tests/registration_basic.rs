@@ -45,6 +45,7 @@ fn colocated_registration_is_signed_sent_and_accepted() {
             binding,
             code,
             renewal,
+            ..
         } => {
             assert_eq!(*code, ReplyCode::ACCEPTED);
             assert!(!renewal);

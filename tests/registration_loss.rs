@@ -214,3 +214,24 @@ fn failed_renewal_keeps_the_binding_and_retries_until_it_expires() {
         [Event::Registered { renewal: true, .. }]
     ));
 }
+
+#[test]
+fn each_transmit_says_its_purpose_identification_and_whether_it_repeats() {
+    let mut mn = Mn::new(config());
+    let ha = FakeHa::new();
+    mn.client.register(mn.now);
+    let mut sent = vec![mn.one_transmit()];
+    while mn.client.is_pending() {
+        mn.fire_next_timer();
+        sent.extend(mn.transmits());
+    }
+    assert_eq!(sent.len(), 5);
+    for (i, t) in sent.iter().enumerate() {
+        let req = ha.parse(&t.payload);
+        // What the client reports is what it put on the wire.
+        assert_eq!(t.identification, req.identification);
+        assert_eq!(t.care_of_address, req.care_of_address);
+        assert_eq!(t.purpose, Purpose::Register);
+        assert_eq!(t.retransmission, i > 0, "transmission {i}");
+    }
+}

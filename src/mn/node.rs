@@ -39,7 +39,7 @@ use super::detect::{Verdict, VpnWhenInside};
 use super::mode::{Mode, Trust, TrustPolicy};
 use super::registration::{self, Client, Purpose, Transmit};
 use super::vpn::{PathMtu, VpnInput, VpnSa, VpnView, DEFAULT_ESP_OVERHEAD};
-use crate::wire::{Flags, RequestPacket};
+use crate::wire::Flags;
 
 /// What the node is configured with (besides the registration itself).
 #[derive(Debug, Clone)]
@@ -531,8 +531,6 @@ pub struct Node {
     seq: u64,
     /// The care-of address the client registers (or last registered).
     care_of: Option<Ipv4Addr>,
-    /// What the current request is for, as far as the node asked.
-    purpose: Purpose,
     tunnel: Option<TunnelState>,
     retry_at: Option<Instant>,
     stopping: bool,
@@ -540,8 +538,6 @@ pub struct Node {
     transmits: VecDeque<Transmit>,
     events: VecDeque<(Instant, Event)>,
     stats: NodeStats,
-    /// Retransmissions already reported in events.
-    seen_retransmissions: u64,
     /// How the current care-of address is used (c or mc).
     access: Mode,
     /// The mode last reported in a `mode_changed` event.
@@ -553,9 +549,6 @@ pub struct Node {
     stale: bool,
     /// The tunnel MTU last asked of the daemon.
     tunnel_mtu: Option<u32>,
-    /// Counts registrations the node started (to tell, after a VPN
-    /// input, whether it registered).
-    registrations_started: u64,
     /// Trusted-network detection, with `TrustPolicy::Tnc`.
     detector: Option<Detector>,
     probe_transmits: VecDeque<ProbeTransmit>,
@@ -563,9 +556,6 @@ pub struct Node {
     rng: StdRng,
     /// Traffic from the home address is held.
     held: bool,
-    /// Whether the last reply handed to the client had TNC in its
-    /// authenticated part.
-    last_tnc: Option<bool>,
     /// RFC 5265 §3.2.4: re-register at `.0`; no user data after `.1`.
     monitor: Option<(Option<Instant>, Instant)>,
 }
@@ -594,7 +584,7 @@ impl Node {
     /// A node around a caller-built client (tests pass a seeded one).
     pub fn with_client(cfg: NodeConfig, client: Client) -> Self {
         let detector = match &cfg.trust {
-            TrustPolicy::Tnc(d) => Some(Detector::new(d.clone(), cfg.registration.sa.clone())),
+            TrustPolicy::Tnc(d) => Some(Detector::new(d.clone())),
             TrustPolicy::Prefixes(_) => None,
         };
         Node {
@@ -604,7 +594,6 @@ impl Node {
             links_down: Vec::new(),
             seq: 0,
             care_of: None,
-            purpose: Purpose::Register,
             tunnel: None,
             retry_at: None,
             stopping: false,
@@ -612,19 +601,16 @@ impl Node {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: NodeStats::default(),
-            seen_retransmissions: 0,
             access: Mode::C,
             mode_shown: None,
             vpn: VpnView::default(),
             mc: None,
             stale: false,
             tunnel_mtu: None,
-            registrations_started: 0,
             detector,
             probe_transmits: VecDeque::new(),
             rng: StdRng::from_entropy(),
             held: false,
-            last_tnc: None,
             monitor: None,
             cfg,
         }
@@ -1006,15 +992,14 @@ impl Node {
                 m.gateway = *gateway;
             }
         }
-        let started = self.registrations_started;
-        self.evaluate(now, None, &why);
+        let registered = self.evaluate(now, None, &why);
         if matches!(input, VpnInput::Snapshot(_)) {
             // A request sent while no plugin was connected was lost: ask
             // again now that charon listens.
             self.after_untrusted(now, &why);
         }
         let in_mc = self.access == Mode::Mc && self.mode().is_some() && !self.stale;
-        if self.registrations_started == started && in_mc && !matches!(input, VpnInput::Roam) {
+        if !registered && in_mc && !matches!(input, VpnInput::Roam) {
             let tia = self.care_of.map_or("?".to_string(), |c| c.to_string());
             if mobike {
                 self.stats.vpn_moves_absorbed += 1;
@@ -1054,10 +1039,8 @@ impl Node {
             self.settle(now);
             return;
         }
-        self.last_tnc = detect::authenticated_tnc(payload, &self.cfg.registration.sa).ok();
         self.client.handle_datagram(now, from, payload);
         self.drain_client(now);
-        self.last_tnc = None;
         self.settle(now);
     }
 
@@ -1091,12 +1074,7 @@ impl Node {
             }
         }
         self.monitor_timeout(now);
-        let was_pending = self.client.is_pending();
         self.client.handle_timeout(now);
-        if !was_pending && self.client.is_pending() {
-            // The client started a renewal on its own timer.
-            self.purpose = Purpose::Renew;
-        }
         self.drain_client(now);
         self.settle(now);
     }
@@ -1123,7 +1101,6 @@ impl Node {
         let usable = self.care_of.filter(|c| self.source_usable(*c));
         match (deregister, self.client.binding().is_some(), usable) {
             (true, true, Some(care_of)) => {
-                self.purpose = Purpose::Deregister;
                 self.client.deregister(now);
                 self.set_state(
                     now,
@@ -1208,10 +1185,11 @@ impl Node {
 
     /// Decides the attachment after a change. `new` is an address that
     /// just appeared: if trusted, it is the one to register (the node
-    /// moved there; break before make).
-    fn evaluate(&mut self, now: Instant, new: Option<Ipv4Addr>, why: &str) {
+    /// moved there; break before make). Returns whether it started a
+    /// registration.
+    fn evaluate(&mut self, now: Instant, new: Option<Ipv4Addr>, why: &str) -> bool {
         if self.stopping {
-            return;
+            return false;
         }
         // Home link first (RFC 5944 §3.6.1.1): the home address, or an
         // address of the home network, on one of our interfaces.
@@ -1230,7 +1208,7 @@ impl Node {
                 );
                 self.go_home(now, &reason);
             }
-            return;
+            return false;
         }
 
         if self.detector.is_some() {
@@ -1266,15 +1244,17 @@ impl Node {
                         State::AtHome | State::Detached | State::Untrusted { .. }
                     );
                 let same = same && self.access == Mode::C;
-                if !same {
-                    let reason = format!(
-                        "{why}: {addr} on {ifname} is on a trusted network, co-located care-of address (RFC 5266 §3.1.1)"
-                    );
-                    self.stats.moves += u64::from(self.care_of.is_some());
-                    self.mc = None;
-                    self.stale = false;
-                    self.register(now, addr, Mode::C, &reason);
+                if same {
+                    return false;
                 }
+                let reason = format!(
+                    "{why}: {addr} on {ifname} is on a trusted network, co-located care-of address (RFC 5266 §3.1.1)"
+                );
+                self.stats.moves += u64::from(self.care_of.is_some());
+                self.mc = None;
+                self.stale = false;
+                self.register(now, addr, Mode::C, &reason);
+                true
             }
             // RFC 5266 §3.4.2 step 4: through the VPN only once the probe
             // failed; a mode 'mc' binding that already carries the traffic
@@ -1293,6 +1273,7 @@ impl Node {
                     );
                     self.set_state(now, to, &reason);
                 }
+                false
             }
             None if self.current_vpn().is_some() => self.evaluate_mc(now, why),
             None => {
@@ -1344,6 +1325,7 @@ impl Node {
                         self.after_untrusted(now, &reason);
                     }
                 }
+                false
             }
         }
     }
@@ -1352,9 +1334,9 @@ impl Node {
     /// offers a TIA. Registers it unless the binding already uses it
     /// through the same gateway: a MOBIKE move or a rekey changes
     /// nothing the home agent knows (RFC 5266 §3).
-    fn evaluate_mc(&mut self, now: Instant, why: &str) {
+    fn evaluate_mc(&mut self, now: Instant, why: &str) -> bool {
         let Some(v) = self.current_vpn().cloned() else {
-            return;
+            return false;
         };
         let tia = v.tia.expect("current() has a TIA");
         let active = matches!(
@@ -1376,7 +1358,7 @@ impl Node {
                 m.gateway = v.gateway.or(m.gateway);
             }
             self.update_mtu(now, v.mtu);
-            return;
+            return false;
         }
         let gw = |g: Option<Ipv4Addr>| g.map_or("?".to_string(), |g| g.to_string());
         let reason = match &prev {
@@ -1417,6 +1399,7 @@ impl Node {
         });
         self.stale = false;
         self.register(now, tia, Mode::Mc, &reason);
+        true
     }
 
     /// Mode 'mc': the Mobile IP tunnel runs inside ESP; size it so that
@@ -1558,8 +1541,8 @@ impl Node {
                     ifname: t.ifname.clone(),
                     address,
                     home_agent: *t.transmit.dst.ip(),
-                    identification: t.identification,
-                    retransmission: t.retransmission,
+                    identification: t.transmit.identification,
+                    retransmission: t.transmit.retransmission,
                 },
             );
             self.probe_transmits.push_back(t);
@@ -1656,7 +1639,6 @@ impl Node {
             return;
         }
         self.client.adopt(client);
-        self.seen_retransmissions = self.client.stats().retransmissions;
         self.client.set_reverse_tunnel(self.cfg.reverse_tunnel);
         self.stats.moves += u64::from(self.care_of.is_some_and(|c| c != addr));
         self.care_of = Some(addr);
@@ -1664,7 +1646,6 @@ impl Node {
         self.mc = None;
         self.stale = false;
         self.retry_at = None;
-        self.purpose = Purpose::Register;
         self.event(
             now,
             Event::RegistrationAccepted {
@@ -1757,7 +1738,6 @@ impl Node {
             if !self.client.is_pending() {
                 // Re-registration is no matter of the binding's lifetime
                 // here: data is no substitute for it (§3.2.4).
-                self.purpose = Purpose::Renew;
                 self.client.renew_now(now);
                 self.drain_client(now);
             }
@@ -1861,10 +1841,8 @@ impl Node {
     }
 
     fn register(&mut self, now: Instant, care_of: Ipv4Addr, access: Mode, reason: &str) {
-        self.registrations_started += 1;
         self.care_of = Some(care_of);
         self.retry_at = None;
-        self.purpose = Purpose::Register;
         self.access = access;
         // RFC 5266 §3: reverse tunnelling is a MUST when the Mobile IP
         // tunnel runs inside IPsec; in mode 'c' it is the operator's
@@ -1902,7 +1880,6 @@ impl Node {
         // RFC 5944 §3.6.1.1: deregister all bindings, care-of address =
         // home address, sent from the home address to the home agent.
         if !self.client.home_address().is_unspecified() {
-            self.purpose = Purpose::DeregisterAtHome;
             self.client.deregister_at_home(now);
             self.drain_client(now);
         }
@@ -1994,22 +1971,10 @@ impl Node {
     /// Moves the client's datagrams and outcomes through the node.
     fn drain_client(&mut self, now: Instant) {
         while let Some(t) = self.client.poll_transmit() {
-            // One datagram per transmission; the client counts each
-            // retransmission before handing it out, in order.
-            let retransmission = self.client.stats().retransmissions > self.seen_retransmissions;
-            if retransmission {
-                self.seen_retransmissions += 1;
-            }
-            let identification = RequestPacket::new_checked(&t.payload[..])
-                .map(|p| p.identification())
-                .unwrap_or(0);
-            let care_of = RequestPacket::new_checked(&t.payload[..])
-                .map(|p| p.care_of_address())
-                .unwrap_or(Ipv4Addr::UNSPECIFIED);
             let sendable = match t.src {
                 // Co-located: the source is the care-of address, which
                 // must still be ours (RFC 5944 §3.6.1.1).
-                Some(src) if self.purpose != Purpose::DeregisterAtHome => self.source_usable(src),
+                Some(src) if t.purpose != Purpose::DeregisterAtHome => self.source_usable(src),
                 _ => true,
             };
             if !sendable {
@@ -2019,11 +1984,11 @@ impl Node {
             self.event(
                 now,
                 Event::RequestSent {
-                    purpose: purpose_name(self.purpose),
-                    care_of,
+                    purpose: purpose_name(t.purpose),
+                    care_of: t.care_of_address,
                     home_agent: *t.dst.ip(),
-                    identification,
-                    retransmission,
+                    identification: t.identification,
+                    retransmission: t.retransmission,
                 },
             );
             self.transmits.push_back(t);
@@ -2037,7 +2002,10 @@ impl Node {
         use registration::Event as E;
         match e {
             E::Registered {
-                binding, renewal, ..
+                binding,
+                renewal,
+                tnc,
+                ..
             } => {
                 self.event(
                     now,
@@ -2055,7 +2023,7 @@ impl Node {
                     && self.access == Mode::C
                     && self.care_of == Some(binding.care_of_address)
                 {
-                    if self.last_tnc == Some(true) {
+                    if tnc {
                         self.monitor_ok(now);
                     } else {
                         // RFC 5265 §3.2.3: inside only with TNC.

@@ -253,7 +253,8 @@ pub enum Agent {
     HomeAgent,
 }
 
-/// A datagram to send to UDP port 434.
+/// A datagram to send to UDP port 434, with what the client did: the
+/// caller reports it without parsing the request again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
     pub dst: SocketAddrV4,
@@ -262,6 +263,16 @@ pub struct Transmit {
     /// (§3.6.1.1). `None` lets the routing table choose.
     pub src: Option<Ipv4Addr>,
     pub payload: Vec<u8>,
+    /// Why the request was sent.
+    pub purpose: Purpose,
+    /// The request's care-of address (the home address from home).
+    pub care_of_address: Ipv4Addr,
+    /// The request's Identification (§5.7).
+    pub identification: u64,
+    /// A repeat of an unanswered request on the §3.6.3 backoff (with
+    /// timestamps under a new Identification); a corrected request after
+    /// a denial (133, 136, 69, 75/138) starts a fresh exchange and is not.
+    pub retransmission: bool,
 }
 
 /// The current mobility binding as the home agent granted it.
@@ -285,6 +296,10 @@ pub enum Event {
         binding: Binding,
         code: ReplyCode,
         renewal: bool,
+        /// The reply carried the Trusted Networks Configured extension
+        /// inside its MN-HA authenticated part (RFC 5265 §4.1); anything
+        /// after the authenticator is never believed (§3.6.1.3).
+        tnc: bool,
     },
     /// A deregistration was accepted (or the home agent granted 0 s).
     Deregistered { care_of_address: Ipv4Addr },
@@ -787,7 +802,8 @@ impl Client {
         remember(&mut self.answered_ids, mine);
 
         if code.is_accepted() {
-            self.accepted(now, p, &reply);
+            let tnc = authenticated_end.is_some_and(|end| carries_tnc(payload, end));
+            self.accepted(now, p, &reply, tnc);
         } else {
             self.denied(now, p, &reply, authenticated_end.is_some());
         }
@@ -866,7 +882,7 @@ impl Client {
             t_bit_added: false,
         };
         self.sign_new_identification(now, &mut p);
-        self.send(now, p);
+        self.send(now, p, false);
     }
 
     fn route(&self, at_home: bool, home_address: Ipv4Addr) -> (SocketAddrV4, Option<Ipv4Addr>) {
@@ -896,7 +912,7 @@ impl Client {
         p.payload = payload;
     }
 
-    fn send(&mut self, now: Instant, mut p: Pending) {
+    fn send(&mut self, now: Instant, mut p: Pending, retransmission: bool) {
         p.attempts += 1;
         p.last_sent = now;
         if p.attempts == 1 {
@@ -909,6 +925,10 @@ impl Client {
             dst: p.dst,
             src: p.src,
             payload: p.payload.clone(),
+            purpose: p.purpose,
+            care_of_address: p.request.care_of_address,
+            identification: p.request.identification,
+            retransmission,
         });
         self.pending = Some(p);
     }
@@ -936,7 +956,7 @@ impl Client {
         }
         // With nonces the request goes out unchanged (§3.6.3).
         p.timeout = (p.timeout * 2).min(self.backoff_cap(p.request.lifetime));
-        self.send(now, p);
+        self.send(now, p, true);
     }
 
     /// Sends a corrected request at once (after 133, 136, 69, 75/138):
@@ -949,7 +969,7 @@ impl Client {
         p.attempts = 0;
         p.timeout = self.config.retransmit.initial_timeout;
         self.sign_new_identification(now, &mut p);
-        self.send(now, p);
+        self.send(now, p, false);
     }
 
     fn give_up(&mut self, now: Instant) {
@@ -977,7 +997,7 @@ impl Client {
         });
     }
 
-    fn accepted(&mut self, now: Instant, p: Pending, reply: &ReplyRepr) {
+    fn accepted(&mut self, now: Instant, p: Pending, reply: &ReplyRepr, tnc: bool) {
         // §3.6.2.3: never assume more than was requested.
         let granted = reply.lifetime.min(p.request.lifetime);
         if p.purpose.is_deregistration() || granted == 0 {
@@ -1022,6 +1042,7 @@ impl Client {
             binding,
             code: reply.code,
             renewal: p.purpose == Purpose::Renew,
+            tnc,
         });
     }
 
@@ -1097,14 +1118,70 @@ impl Client {
     }
 }
 
-/// The NAI among the extensions that precede `end` (the authenticated
-/// part of the message).
-fn authenticated_nai(msg: &[u8], end: usize) -> Option<Vec<u8>> {
+/// The extensions of a reply that precede `end` (the authenticated part
+/// of the message).
+fn authenticated_extensions(msg: &[u8], end: usize) -> impl Iterator<Item = Extension> + '_ {
     ExtensionIter::new(msg, REPLY_HEADER_LEN)
         .map_while(Result::ok)
-        .take_while(|(offset, _)| *offset < end)
-        .find_map(|(_, e)| match e {
-            Extension::Nai(n) => Some(n),
-            _ => None,
-        })
+        .take_while(move |(offset, _)| *offset < end)
+        .map(|(_, e)| e)
+}
+
+/// Whether the Trusted Networks Configured extension is among the
+/// authenticated extensions (RFC 5265 §4.1): one appended after the
+/// authenticator could come from any on-path host.
+fn carries_tnc(msg: &[u8], end: usize) -> bool {
+    authenticated_extensions(msg, end).any(|e| e == Extension::TrustedNetworksConfigured)
+}
+
+/// The NAI among the authenticated extensions.
+fn authenticated_nai(msg: &[u8], end: usize) -> Option<Vec<u8>> {
+    authenticated_extensions(msg, end).find_map(|e| match e {
+        Extension::Nai(n) => Some(n),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::sign_reply;
+
+    fn sa() -> SecurityAssociation {
+        SecurityAssociation::hmac_md5(0x1000, b"0123456789abcdef").unwrap()
+    }
+
+    fn reply(exts: Vec<Extension>) -> ReplyRepr {
+        ReplyRepr {
+            code: ReplyCode::ACCEPTED,
+            lifetime: 600,
+            home_address: [10, 1, 0, 5].into(),
+            home_agent: [10, 1, 0, 1].into(),
+            identification: 7,
+            extensions: exts,
+        }
+    }
+
+    /// TNC as the client reports it in `Registered`: `Err` when the reply
+    /// does not verify under `sa`.
+    fn tnc(payload: &[u8], sa: &SecurityAssociation) -> Result<bool, auth::AuthError> {
+        let end = auth::verify_mn_ha(payload, sa)?;
+        Ok(carries_tnc(payload, end))
+    }
+
+    #[test]
+    fn tnc_counts_only_inside_the_authenticated_part() {
+        let with = sign_reply(&reply(vec![Extension::TrustedNetworksConfigured]), &sa());
+        assert_eq!(tnc(&with, &sa()), Ok(true));
+        let without = sign_reply(&reply(vec![]), &sa());
+        assert_eq!(tnc(&without, &sa()), Ok(false));
+        // Appended after the authenticator: not covered, not believed.
+        let mut appended = without.clone();
+        appended.extend_from_slice(&Extension::TrustedNetworksConfigured.to_bytes());
+        assert_eq!(tnc(&appended, &sa()), Ok(false));
+        // Signed with another key: an error, whatever it carries.
+        let other = SecurityAssociation::hmac_md5(0x1000, b"not the right key").unwrap();
+        let forged = sign_reply(&reply(vec![Extension::TrustedNetworksConfigured]), &other);
+        assert!(tnc(&forged, &sa()).is_err());
+    }
 }
