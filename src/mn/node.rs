@@ -117,18 +117,16 @@ pub enum State {
 
 impl State {
     /// Whether this state runs in an access mode (it has a care-of
-    /// address); which one is the node's ([`Node::mode`]). Answers
-    /// `Mode::C` for those states, kept for callers that only ask
-    /// whether.
-    pub fn mode(&self) -> Option<Mode> {
-        match self {
+    /// address); which one is the node's ([`Node::mode`]).
+    pub fn has_care_of(&self) -> bool {
+        matches!(
+            self,
             State::Registering { .. }
-            | State::Registered { .. }
-            | State::Denied { .. }
-            | State::Unreachable { .. }
-            | State::Deregistering { .. } => Some(Mode::C),
-            _ => None,
-        }
+                | State::Registered { .. }
+                | State::Denied { .. }
+                | State::Unreachable { .. }
+                | State::Deregistering { .. }
+        )
     }
 }
 
@@ -503,6 +501,20 @@ struct LocalAddress {
     seq: u64,
 }
 
+/// The care-of address the node registers (or last registered) and the
+/// access mode it serves, with what each mode needs (RFC 5266 §3). It
+/// outlives the registration states: outside with the VPN gone, a mode
+/// 'mc' binding stays at the home agent, stale, until a TIA comes back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Access {
+    /// No care-of address: nothing registered yet, or back home.
+    None,
+    /// Mode 'c' (§3.1.1): a trusted physical address, co-located.
+    C { care_of: Ipv4Addr },
+    /// Mode 'mc' (§3.1.3): the VPN's TIA, co-located, inside ESP.
+    Mc(McAttachment),
+}
+
 /// The VPN attachment a mode 'mc' registration was made through.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct McAttachment {
@@ -512,6 +524,47 @@ struct McAttachment {
     /// an IKE_SA with another remote is another gateway.
     gateway: Option<Ipv4Addr>,
     ike_sa: u32,
+    /// The TIA is gone (released, IKE_SA down): the binding at the home
+    /// agent leads nowhere until a TIA is registered again.
+    stale: bool,
+}
+
+impl Access {
+    fn care_of(&self) -> Option<Ipv4Addr> {
+        match self {
+            Access::None => None,
+            Access::C { care_of } => Some(*care_of),
+            Access::Mc(m) => Some(m.tia),
+        }
+    }
+
+    fn mode(&self) -> Option<Mode> {
+        match self {
+            Access::None => None,
+            Access::C { .. } => Some(Mode::C),
+            Access::Mc(_) => Some(Mode::Mc),
+        }
+    }
+
+    fn is_c(&self) -> bool {
+        matches!(self, Access::C { .. })
+    }
+
+    fn mc(&self) -> Option<&McAttachment> {
+        match self {
+            Access::Mc(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// A mode 'mc' binding whose TIA is still there.
+    fn is_live_mc(&self) -> bool {
+        self.mc().is_some_and(|m| !m.stale)
+    }
+
+    fn is_stale(&self) -> bool {
+        self.mc().is_some_and(|m| m.stale)
+    }
 }
 
 /// The tunnel as last asked of the daemon.
@@ -529,8 +582,8 @@ pub struct Node {
     addresses: Vec<LocalAddress>,
     links_down: Vec<String>,
     seq: u64,
-    /// The care-of address the client registers (or last registered).
-    care_of: Option<Ipv4Addr>,
+    /// The care-of address and the mode it serves.
+    access: Access,
     tunnel: Option<TunnelState>,
     retry_at: Option<Instant>,
     stopping: bool,
@@ -538,15 +591,9 @@ pub struct Node {
     transmits: VecDeque<Transmit>,
     events: VecDeque<(Instant, Event)>,
     stats: NodeStats,
-    /// How the current care-of address is used (c or mc).
-    access: Mode,
     /// The mode last reported in a `mode_changed` event.
     mode_shown: Option<Mode>,
     vpn: VpnView,
-    /// The VPN attachment of the current mode 'mc' registration.
-    mc: Option<McAttachment>,
-    /// The mode 'mc' binding's TIA is gone (released, IKE_SA down).
-    stale: bool,
     /// The tunnel MTU last asked of the daemon.
     tunnel_mtu: Option<u32>,
     /// Trusted-network detection, with `TrustPolicy::Tnc`.
@@ -593,7 +640,7 @@ impl Node {
             addresses: Vec::new(),
             links_down: Vec::new(),
             seq: 0,
-            care_of: None,
+            access: Access::None,
             tunnel: None,
             retry_at: None,
             stopping: false,
@@ -601,11 +648,8 @@ impl Node {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: NodeStats::default(),
-            access: Mode::C,
             mode_shown: None,
             vpn: VpnView::default(),
-            mc: None,
-            stale: false,
             tunnel_mtu: None,
             detector,
             probe_transmits: VecDeque::new(),
@@ -648,7 +692,7 @@ impl Node {
     /// The access mode: 'c' or 'mc' while the node has a care-of
     /// address, None at home or detached.
     pub fn mode(&self) -> Option<Mode> {
-        self.state.mode().map(|_| self.access)
+        self.access.mode().filter(|_| self.state.has_care_of())
     }
 
     /// The node's view of the VPN.
@@ -661,7 +705,7 @@ impl Node {
     }
 
     pub fn care_of_address(&self) -> Option<Ipv4Addr> {
-        self.care_of
+        self.access.care_of()
     }
 
     /// Whether [`shutdown`](Self::shutdown) has finished.
@@ -675,17 +719,17 @@ impl Node {
             mode: self.mode(),
             state: self.state,
             home_address: self.client.home_address(),
-            care_of_address: self.care_of,
+            care_of_address: self.access.care_of(),
             home_agent: self.client.home_agent(),
             binding_expires_in: b
                 .and_then(|b| b.expires)
                 .map(|e| e.saturating_duration_since(now).as_secs()),
             binding_infinite: b.is_some_and(|b| b.expires.is_none()),
             tunnel_up: self.tunnel.is_some(),
-            vpn: (!self.vpn.sas().is_empty() || self.mc.is_some()).then(|| VpnStatus {
+            vpn: (!self.vpn.sas().is_empty() || self.access.mc().is_some()).then(|| VpnStatus {
                 current: self.vpn.current(&self.cfg.vpn_connections).cloned(),
                 ike_sas: self.vpn.sas().to_vec(),
-                binding_stale: self.stale,
+                binding_stale: self.access.is_stale(),
                 tunnel_mtu: self.tunnel_mtu,
             }),
             registration: self.client.stats().into(),
@@ -974,7 +1018,7 @@ impl Node {
         info!(input = ?input, "vpn");
         self.event(now, event);
         self.vpn.apply(&input);
-        if let (VpnInput::Rekeyed { from, to }, Some(m)) = (&input, self.mc.as_mut()) {
+        if let (VpnInput::Rekeyed { from, to }, Access::Mc(m)) = (&input, &mut self.access) {
             if m.ike_sa == *from {
                 m.ike_sa = *to;
             }
@@ -983,8 +1027,8 @@ impl Node {
             VpnInput::Moved {
                 ike_sa, gateway, ..
             },
-            Some(m),
-        ) = (&input, self.mc.as_mut())
+            Access::Mc(m),
+        ) = (&input, &mut self.access)
         {
             // MOBIKE keeps the peer (RFC 4555): a new remote address of
             // the same IKE_SA is the same gateway.
@@ -998,9 +1042,12 @@ impl Node {
             // again now that charon listens.
             self.after_untrusted(now, &why);
         }
-        let in_mc = self.access == Mode::Mc && self.mode().is_some() && !self.stale;
+        let in_mc = self.access.is_live_mc() && self.state.has_care_of();
         if !registered && in_mc && !matches!(input, VpnInput::Roam) {
-            let tia = self.care_of.map_or("?".to_string(), |c| c.to_string());
+            let tia = self
+                .access
+                .care_of()
+                .map_or("?".to_string(), |c| c.to_string());
             if mobike {
                 self.stats.vpn_moves_absorbed += 1;
             }
@@ -1054,14 +1101,9 @@ impl Node {
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.retry_at.is_some_and(|t| now >= t) {
             self.retry_at = None;
-            if let State::Unreachable { care_of } = self.state {
-                let access = self.access;
-                self.register(
-                    now,
-                    care_of,
-                    access,
-                    "retrying after the home agent did not answer",
-                );
+            if let State::Unreachable { .. } = self.state {
+                let access = self.access.clone();
+                self.register(now, access, "retrying after the home agent did not answer");
             }
         }
         if let Some(d) = self.detector.as_mut() {
@@ -1098,7 +1140,7 @@ impl Node {
                 },
             );
         }
-        let usable = self.care_of.filter(|c| self.source_usable(*c));
+        let usable = self.access.care_of().filter(|c| self.source_usable(*c));
         match (deregister, self.client.binding().is_some(), usable) {
             (true, true, Some(care_of)) => {
                 self.client.deregister(now);
@@ -1215,7 +1257,7 @@ impl Node {
             self.maybe_probe(now, why);
         }
         let trusted = |a: &&LocalAddress| self.trust_of(a.addr) == Trust::Trusted;
-        let current = self.care_of.filter(|c| {
+        let current = self.access.care_of().filter(|c| {
             self.usable_addresses()
                 .any(|a| a.addr == *c && self.trust_of(a.addr) == Trust::Trusted)
         });
@@ -1238,22 +1280,19 @@ impl Node {
 
         match chosen {
             Some((addr, ifname, _)) => {
-                let same = self.care_of == Some(addr)
+                let same = self.access == Access::C { care_of: addr }
                     && !matches!(
                         self.state,
                         State::AtHome | State::Detached | State::Untrusted { .. }
                     );
-                let same = same && self.access == Mode::C;
                 if same {
                     return false;
                 }
                 let reason = format!(
                     "{why}: {addr} on {ifname} is on a trusted network, co-located care-of address (RFC 5266 §3.1.1)"
                 );
-                self.stats.moves += u64::from(self.care_of.is_some());
-                self.mc = None;
-                self.stale = false;
-                self.register(now, addr, Mode::C, &reason);
+                self.stats.moves += u64::from(self.access.care_of().is_some());
+                self.register(now, Access::C { care_of: addr }, &reason);
                 true
             }
             // RFC 5266 §3.4.2 step 4: through the VPN only once the probe
@@ -1292,13 +1331,13 @@ impl Node {
                         ),
                         _ => format!("{why}: no usable address left"),
                     };
-                    let went_stale = self.mc.is_some() && !self.stale;
-                    if let (Some(m), false) = (&self.mc, self.stale) {
+                    let went_stale = self.access.is_live_mc();
+                    if let (true, Access::Mc(m)) = (went_stale, &mut self.access) {
                         // RFC 5266 §3.1.3: the care-of address was the TIA;
                         // without it nothing reaches the MN through the
                         // binding. Re-registered when a TIA comes back.
                         let care_of = m.tia;
-                        self.stale = true;
+                        m.stale = true;
                         self.stats.bindings_stale += 1;
                         let why_stale = format!(
                             "{why}: the TIA {care_of} is gone with the VPN; the binding at the home agent is stale until a TIA comes back"
@@ -1346,14 +1385,14 @@ impl Node {
                 | State::Denied { .. }
                 | State::Unreachable { .. }
         );
-        let prev = self.mc.clone().filter(|_| self.access == Mode::Mc);
+        let prev = self.access.mc().cloned();
         let same_tia = prev.as_ref().is_some_and(|m| m.tia == tia);
         let same_gateway = prev
             .as_ref()
             .is_some_and(|m| m.gateway == v.gateway || m.ike_sa == v.ike_sa || v.gateway.is_none());
-        if active && same_tia && same_gateway && !self.stale && self.care_of == Some(tia) {
+        if active && same_tia && same_gateway && self.access.is_live_mc() {
             // Same binding: follow the IKE_SA (rekey, MOBIKE) and the MTU.
-            if let Some(m) = self.mc.as_mut() {
+            if let Access::Mc(m) = &mut self.access {
                 m.ike_sa = v.ike_sa;
                 m.gateway = v.gateway.or(m.gateway);
             }
@@ -1379,7 +1418,7 @@ impl Node {
                     gw(v.gateway)
                 )
             }
-            Some(_) if self.stale => format!(
+            Some(m) if m.stale => format!(
                 "{why}: a TIA is back ({tia}, VPN '{}', gateway {}) after the binding went stale: registering it",
                 v.connection,
                 gw(v.gateway)
@@ -1390,15 +1429,15 @@ impl Node {
                 gw(v.gateway)
             ),
         };
-        self.stats.moves += u64::from(self.care_of.is_some_and(|c| c != tia));
+        self.stats.moves += u64::from(self.access.care_of().is_some_and(|c| c != tia));
         self.stats.tia_registrations += 1;
-        self.mc = Some(McAttachment {
+        let mc = McAttachment {
             tia,
             gateway: v.gateway,
             ike_sa: v.ike_sa,
-        });
-        self.stale = false;
-        self.register(now, tia, Mode::Mc, &reason);
+            stale: false,
+        };
+        self.register(now, Access::Mc(mc), &reason);
         true
     }
 
@@ -1410,7 +1449,7 @@ impl Node {
         let Some(mtu) = path.tunnel_mtu(self.cfg.esp_overhead) else {
             return;
         };
-        if self.tunnel.is_none() || self.access != Mode::Mc || self.tunnel_mtu == Some(mtu) {
+        if self.tunnel.is_none() || self.access.mc().is_none() || self.tunnel_mtu == Some(mtu) {
             return;
         }
         self.tunnel_mtu = Some(mtu);
@@ -1451,8 +1490,7 @@ impl Node {
     /// A mode 'mc' binding whose TIA the VPN still offers: its traffic
     /// runs inside ESP whatever the physical network is.
     fn in_mc(&self) -> bool {
-        self.access == Mode::Mc
-            && !self.stale
+        self.access.is_live_mc()
             && matches!(
                 self.state,
                 State::Registering { .. } | State::Registered { .. } | State::Unreachable { .. }
@@ -1570,8 +1608,9 @@ impl Node {
             }
         }
         if self
-            .care_of
-            .is_some_and(|c| addr.map_or(true, |a| a == c) && self.access == Mode::C)
+            .access
+            .care_of()
+            .is_some_and(|c| addr.map_or(true, |a| a == c) && self.access.is_c())
         {
             self.monitor = None;
         }
@@ -1611,12 +1650,14 @@ impl Node {
                 // The i-HA took the probe as a registration: its binding
                 // now names the untrusted address. Put the TIA back at
                 // once (RFC 5266 §3.4.2 step 4).
-                if let Some(tia) = self.current_vpn().and_then(|v| v.tia) {
+                let tia = self.current_vpn().and_then(|v| v.tia);
+                if let (Some(tia), Some(mc)) = (tia, self.access.mc()) {
                     let reason = format!(
                         "{why}; the i-HA's binding now names {}: registering the TIA {tia} through the VPN again",
                         o.address
                     );
-                    self.register(now, tia, Mode::Mc, &reason);
+                    let mc = McAttachment { tia, ..mc.clone() };
+                    self.register(now, Access::Mc(mc), &reason);
                 }
             }
             self.evaluate(now, None, &why);
@@ -1640,11 +1681,8 @@ impl Node {
         }
         self.client.adopt(client);
         self.client.set_reverse_tunnel(self.cfg.reverse_tunnel);
-        self.stats.moves += u64::from(self.care_of.is_some_and(|c| c != addr));
-        self.care_of = Some(addr);
-        self.access = Mode::C;
-        self.mc = None;
-        self.stale = false;
+        self.stats.moves += u64::from(self.access.care_of().is_some_and(|c| c != addr));
+        self.access = Access::C { care_of: addr };
         self.retry_at = None;
         self.event(
             now,
@@ -1728,7 +1766,7 @@ impl Node {
         };
         if now >= deadline {
             self.monitor = None;
-            if let (Some(care_of), Mode::C) = (self.care_of, self.access) {
+            if let Access::C { care_of } = self.access {
                 self.inside_lost(now, care_of, Cause::MonitorExpired);
             }
             return;
@@ -1787,7 +1825,7 @@ impl Node {
         let decided = match self.tunnel {
             None => true,
             Some(t) => {
-                self.care_of == Some(t.care_of)
+                self.access.care_of() == Some(t.care_of)
                     && matches!(
                         self.state,
                         State::Registered { .. }
@@ -1795,14 +1833,14 @@ impl Node {
                             | State::Unreachable { .. }
                             | State::Deregistering { .. }
                     )
-                    && match self.access {
-                        Mode::C => {
+                    && match &self.access {
+                        Access::C { .. } => {
                             self.trust_of(t.care_of) == Trust::Trusted && self.is_usable(t.care_of)
                         }
-                        Mode::Mc => {
-                            !self.stale && self.current_vpn().and_then(|v| v.tia) == Some(t.care_of)
+                        Access::Mc(m) => {
+                            !m.stale && self.current_vpn().and_then(|v| v.tia) == Some(t.care_of)
                         }
-                        Mode::F => false,
+                        Access::None => false,
                     }
             }
         };
@@ -1840,15 +1878,17 @@ impl Node {
         }
     }
 
-    fn register(&mut self, now: Instant, care_of: Ipv4Addr, access: Mode, reason: &str) {
-        self.care_of = Some(care_of);
+    fn register(&mut self, now: Instant, access: Access, reason: &str) {
+        let Some(care_of) = access.care_of() else {
+            return;
+        };
         self.retry_at = None;
         self.access = access;
         // RFC 5266 §3: reverse tunnelling is a MUST when the Mobile IP
         // tunnel runs inside IPsec; in mode 'c' it is the operator's
         // choice (RFC 3024).
         self.client
-            .set_reverse_tunnel(access == Mode::Mc || self.cfg.reverse_tunnel);
+            .set_reverse_tunnel(self.access.mc().is_some() || self.cfg.reverse_tunnel);
         self.set_state(now, State::Registering { care_of }, reason);
         // RFC 5944 §3.6: a newer request supersedes a pending one.
         self.client.move_to(now, care_of, None);
@@ -1872,9 +1912,7 @@ impl Node {
         self.monitor = None;
         self.stats.home_returns += 1;
         self.retry_at = None;
-        self.care_of = None;
-        self.mc = None;
-        self.stale = false;
+        self.access = Access::None;
         self.tunnel_down(now, "back on the home link");
         self.set_state(now, State::AtHome, reason);
         // RFC 5944 §3.6.1.1: deregister all bindings, care-of address =
@@ -1917,7 +1955,7 @@ impl Node {
             home,
             care_of,
             home_agent: t.home_agent,
-            reverse_tunnel: self.cfg.reverse_tunnel || self.access == Mode::Mc,
+            reverse_tunnel: self.cfg.reverse_tunnel || self.access.mc().is_some(),
         });
         self.event(
             now,
@@ -1926,7 +1964,7 @@ impl Node {
                 home_agent: t.home_agent,
             },
         );
-        if self.access == Mode::Mc {
+        if self.access.mc().is_some() {
             if let Some(path) = self.current_vpn().map(|v| v.mtu) {
                 self.update_mtu(now, path);
             }
@@ -2020,8 +2058,10 @@ impl Node {
                     return;
                 }
                 if self.detector.is_some()
-                    && self.access == Mode::C
-                    && self.care_of == Some(binding.care_of_address)
+                    && self.access
+                        == (Access::C {
+                            care_of: binding.care_of_address,
+                        })
                 {
                     if tnc {
                         self.monitor_ok(now);
@@ -2031,7 +2071,7 @@ impl Node {
                         return;
                     }
                 }
-                if self.care_of == Some(binding.care_of_address) {
+                if self.access.care_of() == Some(binding.care_of_address) {
                     self.tunnel_up(now, binding.care_of_address);
                     self.set_state(
                         now,
@@ -2084,7 +2124,8 @@ impl Node {
                     self.finish(now, &format!("deregistration denied: {code}"));
                     return;
                 }
-                if let (Purpose::Register | Purpose::Renew, Some(care_of)) = (purpose, self.care_of)
+                if let (Purpose::Register | Purpose::Renew, Some(care_of)) =
+                    (purpose, self.access.care_of())
                 {
                     self.tunnel_down(now, &format!("registration denied: {code}"));
                     self.set_state(
@@ -2113,9 +2154,10 @@ impl Node {
                     self.finish(now, "home agent did not answer the deregistration");
                     return;
                 }
-                if let (Purpose::Renew, Mode::C, Some(care_of), true) =
-                    (purpose, self.access, self.care_of, self.detector.is_some())
+                if let (Purpose::Renew, Access::C { care_of }, true) =
+                    (purpose, &self.access, self.detector.is_some())
                 {
+                    let care_of = *care_of;
                     // RFC 5265 §3.3: a failed re-registration while inside
                     // stops plaintext traffic and restarts detection.
                     self.inside_lost(now, care_of, Cause::NoReply { attempts });
@@ -2147,11 +2189,10 @@ impl Node {
                     return;
                 }
                 self.tunnel_down(now, "binding expired");
-                if let Some(care_of) = self.care_of.filter(|c| self.source_usable(*c)) {
-                    if !matches!(self.state, State::Registering { .. }) {
-                        let access = self.access;
-                        self.register(now, care_of, access, "binding expired: registering again");
-                    }
+                let usable = self.access.care_of().is_some_and(|c| self.source_usable(c));
+                if usable && !matches!(self.state, State::Registering { .. }) {
+                    let access = self.access.clone();
+                    self.register(now, access, "binding expired: registering again");
                 }
             }
             E::HomeAgentChanged { from, to } => {
@@ -2175,7 +2216,7 @@ impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Node")
             .field("state", &self.state)
-            .field("care_of", &self.care_of)
+            .field("access", &self.access)
             .field("tunnel", &self.tunnel)
             .finish_non_exhaustive()
     }
