@@ -7,7 +7,9 @@
 //!   retransmission and reply processing.
 //! - [`mode`]: the RFC 5266 access modes and the trusted-network decision.
 //! - [`node`]: the mobile node above the client: attachment (addresses,
-//!   links, home link), mode, state machine, tunnel actions.
+//!   links, home link), mode, state machine, tunnel actions (one file
+//!   per concern, see its documentation).
+//! - [`detect`]: the RFC 5266 §3.4 probe and its verdicts.
 //! - [`vpn`]: what charon's plugin reports (TIA, MOBIKE moves, rekeys),
 //!   typed for mode 'mc', and the MTU of the tunnel inside ESP.
 
