@@ -149,6 +149,10 @@ pub fn reply_mn_half(payload: &[u8]) -> Option<u32> {
 pub struct ProbeTransmit {
     pub ifname: String,
     pub transmit: Transmit,
+    /// The interface to bind when `ifname` no longer binds (renamed,
+    /// gone): the one charon reports for the source address. The node
+    /// fills it in from its view of the VPN.
+    pub fallback_ifname: Option<String>,
 }
 
 /// What a finished probe says.
@@ -390,6 +394,7 @@ impl Detector {
             self.transmits.push_back(ProbeTransmit {
                 ifname: p.ifname.clone(),
                 transmit: t,
+                fallback_ifname: None,
             });
         }
     }

@@ -68,6 +68,12 @@ impl Node {
                 self.stats.transmits_suppressed += 1;
                 continue;
             }
+            if t.src.is_some_and(|a| self.vpn.is_tia(a)) {
+                // Mode 'mc': the request must take charon's routes. Mode
+                // c's rule would send it by the main table, outside ESP,
+                // where the firewall drops it.
+                self.direct_to_home_agent(None);
+            }
             self.event(
                 now,
                 Event::RequestSent {

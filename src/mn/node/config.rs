@@ -35,6 +35,10 @@ pub struct NodeConfig {
     /// Bytes ESP (with UDP encapsulation) adds to a datagram, for the
     /// MTU of the Mobile IP tunnel inside the VPN (see [`PathMtu`]).
     pub esp_overhead: u32,
+    /// mip4d talks to charon's plugin: a VPN may be up, with routes that
+    /// catch datagrams to the home agent (see
+    /// [`Action::DirectToHomeAgent`](super::Action::DirectToHomeAgent)).
+    pub with_charon: bool,
 }
 
 impl NodeConfig {
@@ -48,6 +52,7 @@ impl NodeConfig {
             retry_interval: Duration::from_secs(30),
             vpn_connections: Vec::new(),
             esp_overhead: DEFAULT_ESP_OVERHEAD,
+            with_charon: false,
         }
     }
 }

@@ -122,8 +122,16 @@ impl Node {
         while let Some(t) = d.poll_transmit() {
             out.push(t);
         }
-        for t in out {
+        for mut t in out {
             let address = t.transmit.src.unwrap_or(Ipv4Addr::UNSPECIFIED);
+            // The interface charon uses for this address (the plugin's
+            // path report), where the node's own name no longer binds.
+            t.fallback_ifname = self
+                .vpn
+                .sas()
+                .iter()
+                .find(|s| s.local.is_some() && s.local == t.transmit.src)
+                .and_then(|s| s.local_ifname.clone());
             self.event(
                 now,
                 Event::ProbeSent {

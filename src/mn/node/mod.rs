@@ -30,7 +30,7 @@
 //! - `binding`: registering through the client and what its outcomes mean;
 //! - `mc`: VPN inputs and mode 'mc';
 //! - `detection`: the probe, its verdicts and monitoring;
-//! - `tunnel`: the tunnel, its MTU, holding traffic;
+//! - `tunnel`: the tunnel, its MTU, the home agent rule, holding traffic;
 //! - `action`, `event`, `status`, `config`: the types the daemon sees.
 
 use std::collections::VecDeque;
@@ -98,6 +98,8 @@ pub struct Node {
     vpn: VpnView,
     /// The tunnel MTU last asked of the daemon.
     tunnel_mtu: Option<u32>,
+    /// The `to <home agent> lookup main` rule as last asked.
+    direct_to_ha: Option<Ipv4Addr>,
     /// Trusted-network detection, with `TrustPolicy::Tnc`.
     detector: Option<Detector>,
     probe_transmits: VecDeque<ProbeTransmit>,
@@ -144,6 +146,7 @@ impl Node {
             mode_shown: None,
             vpn: VpnView::default(),
             tunnel_mtu: None,
+            direct_to_ha: None,
             detector,
             probe_transmits: VecDeque::new(),
             rng: StdRng::from_entropy(),

@@ -110,6 +110,7 @@ impl Node {
             let home = self.client.home_address();
             info!(%home, reason, "tunnel down");
             self.actions.push_back(Action::TunnelDown { home });
+            self.direct_to_home_agent(None);
             self.event(
                 now,
                 Event::TunnelDown {
@@ -137,6 +138,12 @@ impl Node {
             home_agent: t.home_agent,
             reverse_tunnel: self.cfg.reverse_tunnel || self.access.mc().is_some(),
         });
+        if self.cfg.with_charon {
+            // Outer datagrams from a physical care-of address stay off
+            // the VPN's routes; from the TIA they must take them.
+            let direct = (!self.vpn.is_tia(care_of)).then_some(t.home_agent);
+            self.direct_to_home_agent(direct);
+        }
         self.event(
             now,
             Event::TunnelUp {
@@ -149,5 +156,16 @@ impl Node {
                 self.update_mtu(now, path);
             }
         }
+    }
+
+    /// Asks for the `to <home agent> lookup main` rule, or for its
+    /// removal, when that changes ([`Action::DirectToHomeAgent`]).
+    pub(super) fn direct_to_home_agent(&mut self, home_agent: Option<Ipv4Addr>) {
+        if self.direct_to_ha == home_agent {
+            return;
+        }
+        self.direct_to_ha = home_agent;
+        self.actions
+            .push_back(Action::DirectToHomeAgent { home_agent });
     }
 }
