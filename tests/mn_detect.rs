@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use mip4::auth::{sign_reply, SecurityAssociation};
 use mip4::mn::detect::{Cause, DetectConfig, Verdict, VpnWhenInside};
-use mip4::mn::node::{Event, NodeConfig, VpnRequest};
+use mip4::mn::node::{NodeConfig, NodeEvent, VpnRequest};
 use mip4::mn::registration::Retransmit;
 use mip4::mn::{Action, Client, Mode, Node, PathMtu, State, TrustPolicy, VpnInput, VpnSa};
 use mip4::wire::{Extension, ReplyCode, ReplyRepr, RequestRepr, MIP_PORT};
@@ -140,7 +140,7 @@ fn reply_bytes(req: &RequestRepr, a: Answer) -> Vec<u8> {
 struct Sim {
     node: Node,
     now: Instant,
-    events: Vec<Event>,
+    events: Vec<NodeEvent>,
     actions: Vec<Action>,
 }
 
@@ -220,8 +220,8 @@ impl Sim {
         new
     }
 
-    fn take_events(&mut self) -> Vec<Event> {
-        let new: Vec<Event> = std::iter::from_fn(|| self.node.poll_event())
+    fn take_events(&mut self) -> Vec<NodeEvent> {
+        let new: Vec<NodeEvent> = std::iter::from_fn(|| self.node.poll_event())
             .map(|(_, e)| e)
             .collect();
         self.events.extend(new.iter().cloned());
@@ -243,7 +243,7 @@ impl Sim {
         self.events
             .iter()
             .filter_map(|e| match e {
-                Event::TrustVerdict {
+                NodeEvent::TrustVerdict {
                     address,
                     verdict,
                     cause,
@@ -259,7 +259,7 @@ impl Sim {
         self.events
             .iter()
             .filter_map(|e| match e {
-                Event::ModeChanged { from, to, .. } => Some((*from, *to)),
+                NodeEvent::ModeChanged { from, to, .. } => Some((*from, *to)),
                 _ => None,
             })
             .collect()
@@ -409,7 +409,7 @@ fn forged_tnc_replies_change_nothing_and_the_probe_times_out_untrusted() {
     let dropped = s
         .events
         .iter()
-        .filter(|e| matches!(e, Event::ProbeReplyDropped { .. }))
+        .filter(|e| matches!(e, NodeEvent::ProbeReplyDropped { .. }))
         .count();
     assert_eq!(dropped, 2);
     // The retransmissions get forged answers too; the i-HA stays silent.
@@ -467,7 +467,7 @@ fn a_newer_move_cancels_the_older_probe() {
     assert!(s
         .events
         .iter()
-        .any(|e| matches!(e, Event::ProbeCancelled { address, .. } if *address == IN_1)));
+        .any(|e| matches!(e, NodeEvent::ProbeCancelled { address, .. } if *address == IN_1)));
     // The old probe's (genuine) answer arrives late: it decides nothing.
     s.deliver(&old.req, Answer::Tnc);
     assert!(s.verdicts().is_empty());

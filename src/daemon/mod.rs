@@ -23,7 +23,7 @@ use tracing::{error, info, warn};
 use crate::bridge::proto::{self, DaemonMsg, PluginMsg};
 use crate::ctl::{Request, Response};
 use crate::dataplane::{DataPlane, Role, UserspaceConfig};
-use crate::mn::node::{Action, Event as NodeEvent, VpnRequest};
+use crate::mn::node::{Action, NodeEvent, VpnRequest};
 use crate::mn::vpn::{PathMtu, VpnInput};
 use crate::mn::Node;
 use crate::netlink::{NetEvent, Netlink, Watcher};

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::registration::{Binding, Client, Event as ClientEvent, Retransmit, Stats, Transmit};
+use super::registration::{Binding, Client, ClientEvent, Retransmit, Stats, Transmit};
 use crate::replay;
 use crate::wire::ReplyPacket;
 

@@ -20,8 +20,8 @@ pub mod registration;
 pub mod vpn;
 
 pub use mode::{Mode, Trust, TrustPolicy};
-pub use node::{Action, Node, NodeConfig, State};
+pub use node::{Action, Node, NodeConfig, NodeEvent, State};
 pub use registration::{
-    Agent, Binding, Client, Config, ConfigError, Event, Purpose, Retransmit, Stats, Transmit,
+    Agent, Binding, Client, ClientEvent, Config, ConfigError, Purpose, Retransmit, Stats, Transmit,
 };
 pub use vpn::{PathMtu, VpnInput, VpnSa};

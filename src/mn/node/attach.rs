@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use tracing::warn;
 
-use super::{Access, Event, LocalAddress, Node, State};
+use super::{Access, LocalAddress, Node, NodeEvent, State};
 use crate::mn::mode::Trust;
 
 impl Node {
@@ -131,7 +131,7 @@ impl Node {
                         warn!(%care_of, reason = %why_stale, "binding stale");
                         self.event(
                             now,
-                            Event::BindingStale {
+                            NodeEvent::BindingStale {
                                 care_of,
                                 reason: why_stale.clone(),
                             },

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use tracing::{info, warn};
 
-use super::{Access, Event, Node, State};
+use super::{Access, Node, NodeEvent, State};
 use crate::mn::detect::Cause;
 use crate::mn::registration::{self, Purpose};
 
@@ -76,7 +76,7 @@ impl Node {
             }
             self.event(
                 now,
-                Event::RequestSent {
+                NodeEvent::RequestSent {
                     purpose: purpose_name(t.purpose),
                     care_of: t.care_of_address,
                     home_agent: *t.dst.ip(),
@@ -91,8 +91,8 @@ impl Node {
         }
     }
 
-    pub(super) fn on_client_event(&mut self, now: Instant, e: registration::Event) {
-        use registration::Event as E;
+    pub(super) fn on_client_event(&mut self, now: Instant, e: registration::ClientEvent) {
+        use registration::ClientEvent as E;
         match e {
             E::Registered {
                 binding,
@@ -102,7 +102,7 @@ impl Node {
             } => {
                 self.event(
                     now,
-                    Event::RegistrationAccepted {
+                    NodeEvent::RegistrationAccepted {
                         care_of: binding.care_of_address,
                         lifetime: binding.lifetime.as_secs(),
                         renewal,
@@ -144,7 +144,7 @@ impl Node {
             E::Deregistered { care_of_address } => {
                 self.event(
                     now,
-                    Event::Deregistered {
+                    NodeEvent::Deregistered {
                         care_of: care_of_address,
                     },
                 );
@@ -167,7 +167,7 @@ impl Node {
                 };
                 self.event(
                     now,
-                    Event::RegistrationDenied {
+                    NodeEvent::RegistrationDenied {
                         code: code.0,
                         reason: code.name(),
                         by,
@@ -196,7 +196,7 @@ impl Node {
             E::Failed { purpose, attempts } => {
                 self.event(
                     now,
-                    Event::RegistrationFailed {
+                    NodeEvent::RegistrationFailed {
                         purpose: purpose_name(purpose),
                         attempts,
                     },
@@ -235,7 +235,7 @@ impl Node {
             E::Expired { binding } => {
                 self.event(
                     now,
-                    Event::BindingExpired {
+                    NodeEvent::BindingExpired {
                         care_of: binding.care_of_address,
                     },
                 );
@@ -251,7 +251,7 @@ impl Node {
                 }
             }
             E::HomeAgentChanged { from, to } => {
-                self.event(now, Event::HomeAgentChanged { from, to });
+                self.event(now, NodeEvent::HomeAgentChanged { from, to });
                 info!(%from, %to, "home agent named its unicast address (code 136)");
             }
             E::ReplayResync {

@@ -10,7 +10,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tracing::{info, warn};
 
-use super::{Access, Event, McAttachment, Node, State, VpnRequest};
+use super::{Access, McAttachment, Node, NodeEvent, State, VpnRequest};
 use crate::mn::detect::{Cause, Outcome, Verdict, VpnWhenInside};
 use crate::mn::mode::Trust;
 use crate::mn::registration::{self, Client};
@@ -76,7 +76,7 @@ impl Node {
             info!(ifname = %old_if, address = %old, reason = %reason, "probe cancelled");
             self.event(
                 now,
-                Event::ProbeCancelled {
+                NodeEvent::ProbeCancelled {
                     ifname: old_if,
                     address: old,
                     reason,
@@ -90,7 +90,7 @@ impl Node {
         info!(%ifname, %address, reason = %reason, "probe started");
         self.event(
             now,
-            Event::ProbeStarted {
+            NodeEvent::ProbeStarted {
                 ifname,
                 address,
                 reason,
@@ -105,7 +105,7 @@ impl Node {
             self.probe_transmits.clear();
             self.event(
                 now,
-                Event::ProbeCancelled {
+                NodeEvent::ProbeCancelled {
                     ifname,
                     address,
                     reason: reason.to_string(),
@@ -134,7 +134,7 @@ impl Node {
                 .and_then(|s| s.local_ifname.clone());
             self.event(
                 now,
-                Event::ProbeSent {
+                NodeEvent::ProbeSent {
                     ifname: t.ifname.clone(),
                     address,
                     home_agent: *t.transmit.dst.ip(),
@@ -164,7 +164,7 @@ impl Node {
             if let Some((ifname, address)) = probed {
                 self.event(
                     now,
-                    Event::ProbeCancelled {
+                    NodeEvent::ProbeCancelled {
                         ifname,
                         address,
                         reason: why.to_string(),
@@ -188,7 +188,7 @@ impl Node {
         info!(ifname = %o.ifname, address = %o.address, ?verdict, reason = %reason, forged = o.forged, "trust verdict");
         self.event(
             now,
-            Event::TrustVerdict {
+            NodeEvent::TrustVerdict {
                 ifname: o.ifname.clone(),
                 address: o.address,
                 verdict,
@@ -251,7 +251,7 @@ impl Node {
         self.retry_at = None;
         self.event(
             now,
-            Event::RegistrationAccepted {
+            NodeEvent::RegistrationAccepted {
                 care_of: addr,
                 lifetime: binding.lifetime.as_secs(),
                 renewal: false,
@@ -334,7 +334,7 @@ impl Node {
         warn!(%care_of, reason = %reason, "trusted verdict withdrawn");
         self.event(
             now,
-            Event::TrustVerdict {
+            NodeEvent::TrustVerdict {
                 ifname,
                 address: care_of,
                 verdict: Verdict::Untrusted,

@@ -13,7 +13,7 @@ use crate::mn::mode::Mode;
 /// monotonic clock readings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
-pub enum Event {
+pub enum NodeEvent {
     AddressAdded {
         ifname: String,
         address: Ipv4Addr,

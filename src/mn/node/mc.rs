@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use tracing::info;
 
-use super::{Access, Action, Event, McAttachment, Node, State, VpnRequest};
+use super::{Access, Action, McAttachment, Node, NodeEvent, State, VpnRequest};
 use crate::mn::vpn::{VpnInput, VpnView};
 
 impl Node {
@@ -29,7 +29,7 @@ impl Node {
                 }
                 let Some(tia) = sa.tia else { return };
                 (
-                    Event::VpnTiaAssigned {
+                    NodeEvent::VpnTiaAssigned {
                         connection: sa.connection.clone(),
                         ike_sa: sa.ike_sa,
                         tia,
@@ -46,7 +46,7 @@ impl Node {
             VpnInput::TiaReleased { ike_sa } => {
                 let Some(sa) = known(*ike_sa) else { return };
                 (
-                    Event::VpnTiaReleased {
+                    NodeEvent::VpnTiaReleased {
                         ike_sa: *ike_sa,
                         tia: sa.tia,
                     },
@@ -63,7 +63,7 @@ impl Node {
                 let Some(sa) = known(*ike_sa) else { return };
                 let show = |a: Option<Ipv4Addr>| a.map_or("?".to_string(), |a| a.to_string());
                 (
-                    Event::VpnMoved {
+                    NodeEvent::VpnMoved {
                         ike_sa: *ike_sa,
                         from: sa.local,
                         to: local.or(sa.local),
@@ -83,7 +83,7 @@ impl Node {
                     return;
                 }
                 (
-                    Event::VpnUp {
+                    NodeEvent::VpnUp {
                         connection: sa.connection.clone(),
                         ike_sa: sa.ike_sa,
                     },
@@ -96,7 +96,7 @@ impl Node {
                     return;
                 }
                 (
-                    Event::VpnDown { ike_sa: *ike_sa },
+                    NodeEvent::VpnDown { ike_sa: *ike_sa },
                     format!("VPN IKE_SA {ike_sa} down"),
                     false,
                 )
@@ -104,7 +104,7 @@ impl Node {
             VpnInput::Rekeyed { from, to } => {
                 let Some(sa) = known(*from) else { return };
                 (
-                    Event::VpnRekeyed {
+                    NodeEvent::VpnRekeyed {
                         from: *from,
                         to: *to,
                         reestablished: false,
@@ -119,7 +119,7 @@ impl Node {
                     return;
                 }
                 (
-                    Event::VpnRekeyed {
+                    NodeEvent::VpnRekeyed {
                         from: *from,
                         to: sa.ike_sa,
                         reestablished: true,
@@ -130,7 +130,7 @@ impl Node {
                 )
             }
             VpnInput::Roam => (
-                Event::VpnRoam,
+                NodeEvent::VpnRoam,
                 "the kernel reported a roam".to_string(),
                 false,
             ),
@@ -139,7 +139,7 @@ impl Node {
                 view.apply(&input);
                 let cur = view.current(&self.cfg.vpn_connections);
                 (
-                    Event::VpnSnapshot {
+                    NodeEvent::VpnSnapshot {
                         ike_sas: sas.len(),
                         tia: cur.and_then(|c| c.tia),
                         gateway: cur.and_then(|c| c.gateway),
@@ -195,7 +195,7 @@ impl Node {
             info!(reason = %reason, "decision: keep binding");
             self.event(
                 now,
-                Event::Decision {
+                NodeEvent::Decision {
                     decision: "keep_binding",
                     reason,
                 },
@@ -311,7 +311,7 @@ impl Node {
         self.actions.push_back(Action::Vpn(request.clone()));
         self.event(
             now,
-            Event::VpnRequested {
+            NodeEvent::VpnRequested {
                 request,
                 reason: reason.to_string(),
             },

@@ -12,7 +12,7 @@
 //!   rules), [`Node::poll_event`] (timestamped events for the operator
 //!   and the lab), [`Node::poll_timeout`].
 //!
-//! Every state change is an [`Event::State`] with its reason, and a
+//! Every state change is an [`NodeEvent::State`] with its reason, and a
 //! tracing line.
 //!
 //! Mode 'c' (RFC 5266 §3.1.1): a new address on a trusted network is a
@@ -62,7 +62,7 @@ mod tunnel;
 
 pub use action::{Action, VpnRequest};
 pub use config::NodeConfig;
-pub use event::Event;
+pub use event::NodeEvent;
 pub use state::State;
 use state::{Access, McAttachment, TunnelState};
 pub use status::{DetectionStatus, NodeStats, Status, VpnStatus};
@@ -91,7 +91,7 @@ pub struct Node {
     stopping: bool,
     actions: VecDeque<Action>,
     transmits: VecDeque<Transmit>,
-    events: VecDeque<(Instant, Event)>,
+    events: VecDeque<(Instant, NodeEvent)>,
     stats: NodeStats,
     /// The mode last reported in a `mode_changed` event.
     mode_shown: Option<Mode>,
@@ -231,7 +231,7 @@ impl Node {
         });
         self.event(
             now,
-            Event::AddressAdded {
+            NodeEvent::AddressAdded {
                 ifname: ifname.to_string(),
                 address: addr,
                 prefix_len,
@@ -255,7 +255,7 @@ impl Node {
         }
         self.event(
             now,
-            Event::AddressRemoved {
+            NodeEvent::AddressRemoved {
                 ifname: ifname.to_string(),
                 address: addr,
             },
@@ -274,7 +274,7 @@ impl Node {
         self.links_down.push(ifname.to_string());
         self.event(
             now,
-            Event::LinkDown {
+            NodeEvent::LinkDown {
                 ifname: ifname.to_string(),
             },
         );
@@ -293,7 +293,7 @@ impl Node {
         }
         self.event(
             now,
-            Event::LinkUp {
+            NodeEvent::LinkUp {
                 ifname: ifname.to_string(),
             },
         );
@@ -321,7 +321,7 @@ impl Node {
         info!(agent, "charon plugin connected");
         self.event(
             now,
-            Event::PluginConnected {
+            NodeEvent::PluginConnected {
                 agent: agent.to_string(),
             },
         );
@@ -334,7 +334,7 @@ impl Node {
         info!(reason, "charon plugin disconnected");
         self.event(
             now,
-            Event::PluginDisconnected {
+            NodeEvent::PluginDisconnected {
                 reason: reason.to_string(),
             },
         );
@@ -342,12 +342,12 @@ impl Node {
 
     /// A UDP payload received on a registration socket.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddrV4, payload: &[u8]) {
-        self.event(now, Event::ReplyReceived { from });
+        self.event(now, NodeEvent::ReplyReceived { from });
         if let Some(d) = self.detector.as_mut().filter(|d| d.owns(payload)) {
             let forged = d.stats().forged_replies;
             let out = d.handle_datagram(now, from, payload);
             if d.stats().forged_replies > forged {
-                self.event(now, Event::ProbeReplyDropped { from });
+                self.event(now, NodeEvent::ProbeReplyDropped { from });
             }
             self.drain_probe(now);
             if let Some(o) = out {
@@ -430,7 +430,7 @@ impl Node {
         self.actions.pop_front()
     }
 
-    pub fn poll_event(&mut self) -> Option<(Instant, Event)> {
+    pub fn poll_event(&mut self) -> Option<(Instant, NodeEvent)> {
         self.events.pop_front()
     }
 
@@ -490,7 +490,7 @@ impl Node {
         info!(from = ?from, to = ?to, reason, "state");
         self.event(
             now,
-            Event::State {
+            NodeEvent::State {
                 from,
                 to,
                 reason: reason.to_string(),
@@ -503,7 +503,7 @@ impl Node {
             info!(from = %show(from_mode), to = %show(to_mode), reason, "mode");
             self.event(
                 now,
-                Event::ModeChanged {
+                NodeEvent::ModeChanged {
                     from: from_mode,
                     to: to_mode,
                     reason: reason.to_string(),
@@ -512,7 +512,7 @@ impl Node {
         }
     }
 
-    fn event(&mut self, now: Instant, e: Event) {
+    fn event(&mut self, now: Instant, e: NodeEvent) {
         self.events.push_back((now, e));
     }
 }

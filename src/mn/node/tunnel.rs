@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use tracing::info;
 
-use super::{Access, Action, Event, Node, State, TunnelState};
+use super::{Access, Action, Node, NodeEvent, State, TunnelState};
 use crate::mn::mode::Trust;
 use crate::mn::vpn::PathMtu;
 
@@ -29,7 +29,7 @@ impl Node {
         self.actions.push_back(Action::TunnelMtu { home, mtu });
         self.event(
             now,
-            Event::TunnelMtu {
+            NodeEvent::TunnelMtu {
                 mtu,
                 physical: path.physical,
                 tia_device: path.tia_device,
@@ -85,7 +85,7 @@ impl Node {
             };
             info!(%home, reason = %reason, "traffic held");
             self.actions.push_back(Action::HoldTraffic { home });
-            self.event(now, Event::TrafficHeld { reason });
+            self.event(now, NodeEvent::TrafficHeld { reason });
         } else {
             self.stats.traffic_releases += 1;
             let reason = match (self.tunnel, self.mode()) {
@@ -99,7 +99,7 @@ impl Node {
             };
             info!(%home, reason = %reason, "traffic released");
             self.actions.push_back(Action::ReleaseTraffic { home });
-            self.event(now, Event::TrafficReleased { reason });
+            self.event(now, NodeEvent::TrafficReleased { reason });
         }
     }
 
@@ -113,7 +113,7 @@ impl Node {
             self.direct_to_home_agent(None);
             self.event(
                 now,
-                Event::TunnelDown {
+                NodeEvent::TunnelDown {
                     reason: reason.to_string(),
                 },
             );
@@ -146,7 +146,7 @@ impl Node {
         }
         self.event(
             now,
-            Event::TunnelUp {
+            NodeEvent::TunnelUp {
                 care_of,
                 home_agent: t.home_agent,
             },

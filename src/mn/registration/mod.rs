@@ -51,7 +51,7 @@ mod report;
 mod request;
 
 pub use config::{Config, ConfigError, Retransmit, INFINITE_LIFETIME, MIN_RETRANSMIT_INTERVAL};
-pub use report::{Agent, Binding, Event, Purpose, Stats, Transmit};
+pub use report::{Agent, Binding, ClientEvent, Purpose, Stats, Transmit};
 
 /// How many earlier Identifications are remembered to tell late and
 /// duplicate replies from forged ones in the statistics.
@@ -107,7 +107,7 @@ pub struct Client {
     superseded_ids: VecDeque<u32>,
     answered_ids: VecDeque<u32>,
     transmits: VecDeque<Transmit>,
-    events: VecDeque<Event>,
+    events: VecDeque<ClientEvent>,
     stats: Stats,
 }
 
@@ -363,7 +363,7 @@ impl Client {
     }
 
     /// The next outcome.
-    pub fn poll_event(&mut self) -> Option<Event> {
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
         self.events.pop_front()
     }
 
@@ -386,7 +386,7 @@ impl Client {
                 let binding = self.binding.take().expect("checked above");
                 self.renew_at = None;
                 debug!(home_address = %binding.home_address, "binding expired");
-                self.events.push_back(Event::Expired { binding });
+                self.events.push_back(ClientEvent::Expired { binding });
             }
         }
         if let Some(p) = &self.pending {

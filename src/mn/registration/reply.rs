@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use tracing::debug;
 
-use super::{is_unicast, remember, Agent, Binding, Client, Event, Pending, Purpose};
+use super::{is_unicast, remember, Agent, Binding, Client, ClientEvent, Pending, Purpose};
 use super::{INFINITE_LIFETIME, MIN_RETRANSMIT_INTERVAL};
 use crate::auth::{self, AuthKind};
 use crate::replay::{self, ReplayMethod};
@@ -147,7 +147,7 @@ impl Client {
             self.binding = None;
             self.renew_at = None;
             self.stats.deregistrations += 1;
-            self.events.push_back(Event::Deregistered {
+            self.events.push_back(ClientEvent::Deregistered {
                 care_of_address: p.request.care_of_address,
             });
             return;
@@ -181,7 +181,7 @@ impl Client {
         };
         self.binding = Some(binding.clone());
         self.stats.registrations += 1;
-        self.events.push_back(Event::Registered {
+        self.events.push_back(ClientEvent::Registered {
             binding,
             code: reply.code,
             renewal: p.purpose == Purpose::Renew,
@@ -201,7 +201,7 @@ impl Client {
             // §3.6.2.4, §5.7: resynchronise and try again.
             ReplyCode::HA_IDENTIFICATION_MISMATCH if p.resyncs < self.config.max_resyncs => {
                 self.stats.resyncs += 1;
-                self.events.push_back(Event::ReplayResync {
+                self.events.push_back(ClientEvent::ReplayResync {
                     method: self.replay.method(),
                     clock_offset: self.replay.clock_offset(),
                 });
@@ -217,7 +217,7 @@ impl Client {
             {
                 let from = self.home_agent;
                 self.home_agent = reply.home_agent;
-                self.events.push_back(Event::HomeAgentChanged {
+                self.events.push_back(ClientEvent::HomeAgentChanged {
                     from,
                     to: reply.home_agent,
                 });
@@ -258,7 +258,7 @@ impl Client {
             Agent::HomeAgent
         };
         debug!(%code, ?by, purpose = ?p.purpose, "registration denied");
-        self.events.push_back(Event::Denied {
+        self.events.push_back(ClientEvent::Denied {
             code,
             by,
             purpose: p.purpose,

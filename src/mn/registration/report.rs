@@ -72,7 +72,7 @@ pub struct Binding {
 
 /// What happened, for the daemon and the operator's log.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
+pub enum ClientEvent {
     /// The home agent accepted: the binding is in place.
     Registered {
         binding: Binding,

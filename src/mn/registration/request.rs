@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use tracing::debug;
 
-use super::{remember, Client, Event, Pending, Purpose, Transmit};
+use super::{remember, Client, ClientEvent, Pending, Purpose, Transmit};
 use super::{INFINITE_LIFETIME, MIN_RETRANSMIT_INTERVAL};
 use crate::auth::{self, AuthKind};
 use crate::replay::{self, ReplayMethod};
@@ -184,7 +184,7 @@ impl Client {
                 self.renew_at = Some(now + pause.max(MIN_RETRANSMIT_INTERVAL));
             }
         }
-        self.events.push_back(Event::Failed {
+        self.events.push_back(ClientEvent::Failed {
             purpose: p.purpose,
             attempts: p.attempts,
         });
