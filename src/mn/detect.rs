@@ -120,15 +120,17 @@ impl Cause {
             _ => Verdict::Untrusted,
         }
     }
+}
 
-    pub fn explain(self) -> String {
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Cause::TncReply => "authenticated reply from the i-HA with the Trusted Networks Configured extension (RFC 5266 §3.4, RFC 5265 §4.1)".into(),
-            Cause::AcceptedWithoutTnc => "the i-HA accepted but its authenticated reply has no TNC: not proof of a trusted network (RFC 5265 §4.1)".into(),
-            Cause::Denied { code } => format!("the i-HA denied the probe (code {code})"),
-            Cause::NoReply { attempts } => format!("no authenticated reply from the i-HA after {attempts} transmissions (RFC 5266 §3.4)"),
-            Cause::RenewalWithoutTnc => "a renewal was accepted without TNC (RFC 5265 §3.2.3)".into(),
-            Cause::MonitorExpired => "no successful re-registration within T_MONITOR (RFC 5265 §3.2.4)".into(),
+            Cause::TncReply => f.write_str("authenticated reply from the i-HA with the Trusted Networks Configured extension (RFC 5266 §3.4, RFC 5265 §4.1)"),
+            Cause::AcceptedWithoutTnc => f.write_str("the i-HA accepted but its authenticated reply has no TNC: not proof of a trusted network (RFC 5265 §4.1)"),
+            Cause::Denied { code } => write!(f, "the i-HA denied the probe (code {code})"),
+            Cause::NoReply { attempts } => write!(f, "no authenticated reply from the i-HA after {attempts} transmissions (RFC 5266 §3.4)"),
+            Cause::RenewalWithoutTnc => f.write_str("a renewal was accepted without TNC (RFC 5265 §3.2.3)"),
+            Cause::MonitorExpired => f.write_str("no successful re-registration within T_MONITOR (RFC 5265 §3.2.4)"),
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use tracing::warn;
 
-use super::{Access, LocalAddress, Node, NodeEvent, State};
+use super::{Access, LocalAddress, Node, NodeEvent, Reason, State};
 use crate::mn::mode::Trust;
 
 impl Node {
@@ -74,9 +74,7 @@ impl Node {
                 if same {
                     return false;
                 }
-                let reason = format!(
-                    "{why}: {addr} on {ifname} is on a trusted network, co-located care-of address (RFC 5266 §3.1.1)"
-                );
+                let reason = format!("{why}: {}", Reason::TrustedCareOf { addr, ifname });
                 self.stats.moves += u64::from(self.access.care_of().is_some());
                 self.register(now, Access::C { care_of: addr }, &reason);
                 true
@@ -93,9 +91,7 @@ impl Node {
                 let to = State::Detecting { address };
                 if self.state != to {
                     self.retry_at = None;
-                    let reason = format!(
-                        "{why}: detecting whether {address} on {ifname} is on a trusted network (RFC 5266 §3.4): registering with the i-HA directly, no mode until the verdict"
-                    );
+                    let reason = format!("{why}: {}", Reason::Detecting { address, ifname });
                     self.set_state(now, to, &reason);
                 }
                 false

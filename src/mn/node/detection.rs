@@ -10,7 +10,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tracing::{info, warn};
 
-use super::{Access, McAttachment, Node, NodeEvent, State, VpnRequest};
+use super::{Access, McAttachment, Node, NodeEvent, Reason, State, VpnRequest};
 use crate::mn::detect::{Cause, Outcome, Verdict, VpnWhenInside};
 use crate::mn::mode::Trust;
 use crate::mn::registration::{self, Client};
@@ -84,8 +84,12 @@ impl Node {
             );
         }
         let reason = format!(
-            "{why}: registering {address} with the i-HA {} directly, without the VPN, to learn whether {ifname} is on a trusted network (RFC 5266 §3.4)",
-            self.client.home_agent()
+            "{why}: {}",
+            Reason::ProbeStarted {
+                address,
+                ifname: ifname.clone(),
+                home_agent: self.client.home_agent(),
+            }
         );
         info!(%ifname, %address, reason = %reason, "probe started");
         self.event(
@@ -184,7 +188,7 @@ impl Node {
     pub(super) fn on_probe_outcome(&mut self, now: Instant, o: Outcome) {
         let elapsed_ms = Some(now.saturating_duration_since(o.started).as_millis() as u64);
         let verdict = o.cause.verdict();
-        let reason = o.cause.explain();
+        let reason = o.cause.to_string();
         info!(ifname = %o.ifname, address = %o.address, ?verdict, reason = %reason, forged = o.forged, "trust verdict");
         self.event(
             now,
@@ -259,7 +263,11 @@ impl Node {
         );
         self.tunnel_up(now, addr);
         let reason = format!(
-            "{why}: mode c with {addr} on {ifname} as co-located care-of address, the probe's registration kept (RFC 5266 §3.4.1, §3.4.2)"
+            "{why}: {}",
+            Reason::ProbeKept {
+                addr,
+                ifname: ifname.to_string(),
+            }
         );
         self.set_state(now, State::Registered { care_of: addr }, &reason);
         self.monitor_ok(now);
@@ -274,7 +282,7 @@ impl Node {
                     VpnRequest::Terminate {
                         connection: v.connection,
                     },
-                    "inside the enterprise; vpn_when_inside = terminate (RFC 5266 §3.4.1 step 2: MAY tear down)",
+                    &Reason::TerminateVpnInside.to_string(),
                 );
             }
         }
@@ -330,7 +338,7 @@ impl Node {
             .iter()
             .find(|a| a.addr == care_of)
             .map_or(String::new(), |a| a.ifname.clone());
-        let reason = cause.explain();
+        let reason = cause.to_string();
         warn!(%care_of, reason = %reason, "trusted verdict withdrawn");
         self.event(
             now,

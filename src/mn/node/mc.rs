@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use tracing::info;
 
-use super::{Access, Action, McAttachment, Node, NodeEvent, State, VpnRequest};
+use super::{Access, Action, McAttachment, Node, NodeEvent, Reason, State, VpnRequest};
 use crate::mn::vpn::{VpnInput, VpnView};
 
 impl Node {
@@ -178,19 +178,14 @@ impl Node {
         }
         let in_mc = self.access.is_live_mc() && self.state.has_care_of();
         if !registered && in_mc && !matches!(input, VpnInput::Roam) {
-            let tia = self
-                .access
-                .care_of()
-                .map_or("?".to_string(), |c| c.to_string());
+            let tia = self.access.care_of();
             if mobike {
                 self.stats.vpn_moves_absorbed += 1;
             }
             let reason = if mobike {
-                format!("{why}; the TIA {tia} is unchanged: no re-registration, the home agent never learns of the move (RFC 5266 §3)")
+                format!("{why}; {}", Reason::MobikeKeepsTia { tia })
             } else {
-                format!(
-                    "{why}; the binding's TIA {tia} and gateway are unchanged: no re-registration"
-                )
+                format!("{why}; {}", Reason::BindingUnchanged { tia })
             };
             info!(reason = %reason, "decision: keep binding");
             self.event(
@@ -234,36 +229,37 @@ impl Node {
             self.update_mtu(now, v.mtu);
             return false;
         }
-        let gw = |g: Option<Ipv4Addr>| g.map_or("?".to_string(), |g| g.to_string());
-        let reason = match &prev {
+        let (connection, gateway) = (v.connection.clone(), v.gateway);
+        let decision = match &prev {
             Some(m) if m.tia != tia => {
                 self.stats.tia_changes += 1;
-                format!(
-                    "{why}: the TIA changed {} -> {tia} (VPN '{}', gateway {}): re-registering at once (RFC 5266 §3)",
-                    m.tia,
-                    v.connection,
-                    gw(v.gateway)
-                )
+                Reason::TiaChanged {
+                    from: m.tia,
+                    to: tia,
+                    connection,
+                    gateway,
+                }
             }
             Some(m) if !same_gateway => {
                 self.stats.tia_changes += 1;
-                format!(
-                    "{why}: attached to another VPN gateway {} -> {} (TIA {tia}): re-registering at once (RFC 5266 §3)",
-                    gw(m.gateway),
-                    gw(v.gateway)
-                )
+                Reason::OtherGateway {
+                    from: m.gateway,
+                    to: gateway,
+                    tia,
+                }
             }
-            Some(m) if m.stale => format!(
-                "{why}: a TIA is back ({tia}, VPN '{}', gateway {}) after the binding went stale: registering it",
-                v.connection,
-                gw(v.gateway)
-            ),
-            _ => format!(
-                "{why}: not on a trusted network; the VPN '{}' (gateway {}) gave the TIA {tia}: registering it as co-located care-of address through the VPN, reverse tunnelled (RFC 5266 §3.1.3)",
-                v.connection,
-                gw(v.gateway)
-            ),
+            Some(m) if m.stale => Reason::TiaBack {
+                tia,
+                connection,
+                gateway,
+            },
+            _ => Reason::TiaRegistered {
+                tia,
+                connection,
+                gateway,
+            },
         };
+        let reason = format!("{why}: {decision}");
         self.stats.moves += u64::from(self.access.care_of().is_some_and(|c| c != tia));
         self.stats.tia_registrations += 1;
         let mc = McAttachment {
@@ -301,7 +297,7 @@ impl Node {
             self.request_vpn(
                 now,
                 VpnRequest::Initiate { connection },
-                &format!("{why}; no VPN is up: mode mc needs one (RFC 5266 §3.4.2 step 1)"),
+                &format!("{why}; {}", Reason::VpnNeeded),
             );
         }
     }

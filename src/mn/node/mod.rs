@@ -31,6 +31,7 @@
 //! - `mc`: VPN inputs and mode 'mc';
 //! - `detection`: the probe, its verdicts and monitoring;
 //! - `tunnel`: the tunnel, its MTU, the home agent rule, holding traffic;
+//! - `reason`: why, typed, each decision with the RFC rule it follows;
 //! - `action`, `event`, `status`, `config`: the types the daemon sees.
 
 use std::collections::VecDeque;
@@ -56,6 +57,7 @@ mod config;
 mod detection;
 mod event;
 mod mc;
+mod reason;
 mod state;
 mod status;
 mod tunnel;
@@ -63,6 +65,7 @@ mod tunnel;
 pub use action::{Action, VpnRequest};
 pub use config::NodeConfig;
 pub use event::NodeEvent;
+use reason::Reason;
 pub use state::State;
 use state::{Access, McAttachment, TunnelState};
 pub use status::{DetectionStatus, NodeStats, Status, VpnStatus};

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use tracing::info;
 
-use super::{Access, Action, Node, NodeEvent, State, TunnelState};
+use super::{Access, Action, Node, NodeEvent, Reason, State, TunnelState};
 use crate::mn::mode::Trust;
 use crate::mn::vpn::PathMtu;
 
@@ -78,11 +78,10 @@ impl Node {
         if hold {
             self.stats.traffic_holds += 1;
             let reason = match self.state {
-                State::Detecting { address } => format!(
-                    "detecting whether {address} is on a trusted network: traffic from {home} held, nothing leaves in the clear (RFC 5266 §3.4)"
-                ),
-                _ => format!("no decided path for {home}: traffic held (RFC 5265 §3.2.2)"),
-            };
+                State::Detecting { address } => Reason::HeldDetecting { address, home },
+                _ => Reason::HeldUndecided { home },
+            }
+            .to_string();
             info!(%home, reason = %reason, "traffic held");
             self.actions.push_back(Action::HoldTraffic { home });
             self.event(now, NodeEvent::TrafficHeld { reason });
