@@ -24,7 +24,7 @@ pub enum Action {
     /// Remove the tunnel of `home` and everything installed with it.
     TunnelDown { home: Ipv4Addr },
     /// Set the MTU of the tunnel device of `home` (mode 'mc': the tunnel
-    /// runs inside ESP and must not fragment, see [`PathMtu`]).
+    /// runs inside ESP and must not fragment, see [`PathMtu`](crate::mn::vpn::PathMtu)).
     TunnelMtu { home: Ipv4Addr, mtu: u32 },
     /// Hold the home address's traffic: the mode is not decided (RFC
     /// 5266 §3.4 last paragraph, RFC 5265 §3.2.2). The daemon makes the

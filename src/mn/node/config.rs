@@ -33,7 +33,7 @@ pub struct NodeConfig {
     /// care-of address in mode 'mc'; empty: any.
     pub vpn_connections: Vec<String>,
     /// Bytes ESP (with UDP encapsulation) adds to a datagram, for the
-    /// MTU of the Mobile IP tunnel inside the VPN (see [`PathMtu`]).
+    /// MTU of the Mobile IP tunnel inside the VPN (see [`PathMtu`](crate::mn::vpn::PathMtu)).
     pub esp_overhead: u32,
     /// mip4d talks to charon's plugin: a VPN may be up, with routes that
     /// catch datagrams to the home agent (see

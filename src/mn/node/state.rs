@@ -39,7 +39,7 @@ pub enum State {
 
 impl State {
     /// Whether this state runs in an access mode (it has a care-of
-    /// address); which one is the node's ([`Node::mode`]).
+    /// address); which one is the node's ([`Node::mode`](super::Node::mode)).
     pub fn has_care_of(&self) -> bool {
         matches!(
             self,

@@ -23,7 +23,7 @@ pub struct Retransmit {
     /// Lifetime").
     pub max_timeout: Duration,
     /// Transmissions of one request (first one included) before the
-    /// attempt is given up with [`ClientEvent::Failed`].
+    /// attempt is given up with [`ClientEvent::Failed`](super::ClientEvent::Failed).
     pub max_attempts: u32,
 }
 
