@@ -84,7 +84,7 @@ impl Node {
                     retransmission: t.retransmission,
                 },
             );
-            self.transmits.push_back(t);
+            self.out.transmits.push_back(t);
         }
         while let Some(e) = self.client.poll_event() {
             self.on_client_event(now, e);

@@ -70,7 +70,7 @@ impl Node {
         let d = self.detector.as_mut().expect("checked above");
         let cancelled = d.start(now, &ifname, address, probe);
         if let Some((old_if, old)) = cancelled {
-            self.probe_transmits.clear();
+            self.out.probes.clear();
             let reason =
                 format!("{why}: a newer attachment {address} on {ifname} is probed instead");
             info!(ifname = %old_if, address = %old, reason = %reason, "probe cancelled");
@@ -106,7 +106,7 @@ impl Node {
     /// Ends a running probe before its verdict.
     pub(super) fn cancel_probe(&mut self, now: Instant, reason: &str) {
         if let Some((ifname, address)) = self.detector.as_mut().and_then(|d| d.cancel()) {
-            self.probe_transmits.clear();
+            self.out.probes.clear();
             self.event(
                 now,
                 NodeEvent::ProbeCancelled {
@@ -146,7 +146,7 @@ impl Node {
                     retransmission: t.transmit.retransmission,
                 },
             );
-            self.probe_transmits.push_back(t);
+            self.out.probes.push_back(t);
         }
     }
 
@@ -164,7 +164,7 @@ impl Node {
         };
         let probed = d.probing().map(|(i, a)| (i.to_string(), a));
         if d.forget(ifname, addr) {
-            self.probe_transmits.clear();
+            self.out.probes.clear();
             if let Some((ifname, address)) = probed {
                 self.event(
                     now,
@@ -334,6 +334,7 @@ impl Node {
         d.reprobe(care_of);
         self.monitor = None;
         let ifname = self
+            .links
             .addresses
             .iter()
             .find(|a| a.addr == care_of)

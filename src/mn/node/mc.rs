@@ -304,7 +304,7 @@ impl Node {
 
     pub(super) fn request_vpn(&mut self, now: Instant, request: VpnRequest, reason: &str) {
         info!(?request, reason, "vpn request");
-        self.actions.push_back(Action::Vpn(request.clone()));
+        self.out.actions.push_back(Action::Vpn(request.clone()));
         self.event(
             now,
             NodeEvent::VpnRequested {

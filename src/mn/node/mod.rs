@@ -79,37 +79,59 @@ struct LocalAddress {
     seq: u64,
 }
 
+/// The attachments as rtnetlink reported them.
+#[derive(Debug, Default)]
+struct Links {
+    addresses: Vec<LocalAddress>,
+    /// Watched links that are down: their addresses are not usable.
+    down: Vec<String>,
+    /// Counts addresses as they appear ([`LocalAddress::seq`]).
+    seq: u64,
+}
+
+/// What the node handed out and the daemon has not polled yet.
+#[derive(Debug, Default)]
+struct Outbox {
+    actions: VecDeque<Action>,
+    transmits: VecDeque<Transmit>,
+    probes: VecDeque<ProbeTransmit>,
+    events: VecDeque<(Instant, NodeEvent)>,
+}
+
+/// The kernel state as last asked of the daemon (each action is sent
+/// only when it changes something).
+#[derive(Debug, Default)]
+struct Kernel {
+    tunnel: Option<TunnelState>,
+    /// The tunnel MTU (mode 'mc').
+    tunnel_mtu: Option<u32>,
+    /// The `to <home agent> lookup main` rule.
+    direct_to_ha: Option<Ipv4Addr>,
+    /// Traffic from the home address is held.
+    held: bool,
+}
+
 /// The mobile node core. See the module documentation.
 pub struct Node {
     cfg: NodeConfig,
     client: Client,
     state: State,
-    addresses: Vec<LocalAddress>,
-    links_down: Vec<String>,
-    seq: u64,
+    links: Links,
     /// The care-of address and the mode it serves.
     access: Access,
-    tunnel: Option<TunnelState>,
+    /// What the daemon was asked to install.
+    kernel: Kernel,
     retry_at: Option<Instant>,
     stopping: bool,
-    actions: VecDeque<Action>,
-    transmits: VecDeque<Transmit>,
-    events: VecDeque<(Instant, NodeEvent)>,
+    out: Outbox,
     stats: NodeStats,
     /// The mode last reported in a `mode_changed` event.
     mode_shown: Option<Mode>,
     vpn: VpnView,
-    /// The tunnel MTU last asked of the daemon.
-    tunnel_mtu: Option<u32>,
-    /// The `to <home agent> lookup main` rule as last asked.
-    direct_to_ha: Option<Ipv4Addr>,
     /// Trusted-network detection, with `TrustPolicy::Tnc`.
     detector: Option<Detector>,
-    probe_transmits: VecDeque<ProbeTransmit>,
     /// Randomness for the probes' clients.
     rng: StdRng,
-    /// Traffic from the home address is held.
-    held: bool,
     /// RFC 5265 §3.2.4: re-register at `.0`; no user data after `.1`.
     monitor: Option<(Option<Instant>, Instant)>,
 }
@@ -135,25 +157,17 @@ impl Node {
         Node {
             client,
             state: State::Detached,
-            addresses: Vec::new(),
-            links_down: Vec::new(),
-            seq: 0,
+            links: Links::default(),
             access: Access::None,
-            tunnel: None,
+            kernel: Kernel::default(),
+            out: Outbox::default(),
             retry_at: None,
             stopping: false,
-            actions: VecDeque::new(),
-            transmits: VecDeque::new(),
-            events: VecDeque::new(),
             stats: NodeStats::default(),
             mode_shown: None,
             vpn: VpnView::default(),
-            tunnel_mtu: None,
-            direct_to_ha: None,
             detector,
-            probe_transmits: VecDeque::new(),
             rng: StdRng::from_entropy(),
-            held: false,
             monitor: None,
             cfg,
         }
@@ -171,7 +185,7 @@ impl Node {
 
     /// Whether traffic from the home address is held now.
     pub fn traffic_held(&self) -> bool {
-        self.held
+        self.kernel.held
     }
 
     /// The client configuration the node runs: co-located (no foreign
@@ -217,6 +231,7 @@ impl Node {
             return;
         }
         let known = self
+            .links
             .addresses
             .iter()
             .any(|a| a.addr == addr && a.ifname == ifname);
@@ -225,12 +240,12 @@ impl Node {
             // lifetimes: not a new attachment.
             return;
         }
-        self.seq += 1;
-        self.addresses.push(LocalAddress {
+        self.links.seq += 1;
+        self.links.addresses.push(LocalAddress {
             ifname: ifname.to_string(),
             addr,
             prefix_len,
-            seq: self.seq,
+            seq: self.links.seq,
         });
         self.event(
             now,
@@ -250,10 +265,11 @@ impl Node {
     }
 
     pub fn address_removed(&mut self, now: Instant, ifname: &str, addr: Ipv4Addr) {
-        let before = self.addresses.len();
-        self.addresses
+        let before = self.links.addresses.len();
+        self.links
+            .addresses
             .retain(|a| !(a.addr == addr && a.ifname == ifname));
-        if self.addresses.len() == before {
+        if self.links.addresses.len() == before {
             return;
         }
         self.event(
@@ -271,10 +287,10 @@ impl Node {
     }
 
     pub fn link_down(&mut self, now: Instant, ifname: &str) {
-        if !self.watches(ifname) || self.links_down.iter().any(|l| l == ifname) {
+        if !self.watches(ifname) || self.links.down.iter().any(|l| l == ifname) {
             return;
         }
-        self.links_down.push(ifname.to_string());
+        self.links.down.push(ifname.to_string());
         self.event(
             now,
             NodeEvent::LinkDown {
@@ -289,9 +305,9 @@ impl Node {
     }
 
     pub fn link_up(&mut self, now: Instant, ifname: &str) {
-        let before = self.links_down.len();
-        self.links_down.retain(|l| l != ifname);
-        if self.links_down.len() == before {
+        let before = self.links.down.len();
+        self.links.down.retain(|l| l != ifname);
+        if self.links.down.len() == before {
             return;
         }
         self.event(
@@ -308,6 +324,7 @@ impl Node {
     /// The interface is gone: its addresses with it.
     pub fn link_removed(&mut self, now: Instant, ifname: &str) {
         let gone: Vec<Ipv4Addr> = self
+            .links
             .addresses
             .iter()
             .filter(|a| a.ifname == ifname)
@@ -316,7 +333,7 @@ impl Node {
         for a in gone {
             self.address_removed(now, ifname, a);
         }
-        self.links_down.retain(|l| l != ifname);
+        self.links.down.retain(|l| l != ifname);
     }
 
     /// The plugin in charon connected; a snapshot follows.
@@ -368,7 +385,7 @@ impl Node {
     /// VPN, bound to `ifname` and the source address
     /// ([`crate::netlink::bypass::probe_socket`]).
     pub fn poll_probe_transmit(&mut self) -> Option<ProbeTransmit> {
-        self.probe_transmits.pop_front()
+        self.out.probes.pop_front()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -426,15 +443,15 @@ impl Node {
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        self.out.transmits.pop_front()
     }
 
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        self.out.actions.pop_front()
     }
 
     pub fn poll_event(&mut self) -> Option<(Instant, NodeEvent)> {
-        self.events.pop_front()
+        self.out.events.pop_front()
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -464,9 +481,10 @@ impl Node {
     /// a TIA (with kernel IPsec charon puts the TIA on the physical
     /// interface; it is a care-of address only through the VPN).
     fn usable_addresses(&self) -> impl Iterator<Item = &LocalAddress> {
-        self.addresses
+        self.links
+            .addresses
             .iter()
-            .filter(|a| !self.links_down.contains(&a.ifname) && !self.vpn.is_tia(a.addr))
+            .filter(|a| !self.links.down.contains(&a.ifname) && !self.vpn.is_tia(a.addr))
     }
 
     fn is_usable(&self, addr: Ipv4Addr) -> bool {
@@ -516,7 +534,7 @@ impl Node {
     }
 
     fn event(&mut self, now: Instant, e: NodeEvent) {
-        self.events.push_back((now, e));
+        self.out.events.push_back((now, e));
     }
 }
 
@@ -525,7 +543,7 @@ impl std::fmt::Debug for Node {
         f.debug_struct("Node")
             .field("state", &self.state)
             .field("access", &self.access)
-            .field("tunnel", &self.tunnel)
+            .field("tunnel", &self.kernel.tunnel)
             .finish_non_exhaustive()
     }
 }

@@ -97,19 +97,19 @@ impl Node {
                 .and_then(|b| b.expires)
                 .map(|e| e.saturating_duration_since(now).as_secs()),
             binding_infinite: b.is_some_and(|b| b.expires.is_none()),
-            tunnel_up: self.tunnel.is_some(),
+            tunnel_up: self.kernel.tunnel.is_some(),
             vpn: (!self.vpn.sas().is_empty() || self.access.mc().is_some()).then(|| VpnStatus {
                 current: self.vpn.current(&self.cfg.vpn_connections).cloned(),
                 ike_sas: self.vpn.sas().to_vec(),
                 binding_stale: self.access.is_stale(),
-                tunnel_mtu: self.tunnel_mtu,
+                tunnel_mtu: self.kernel.tunnel_mtu,
             }),
             registration: self.client.stats().clone(),
             node: self.stats.clone(),
             detection: self.detector.as_ref().map(|d| DetectionStatus {
                 probing: d.probing().map(|(_, a)| a),
                 verdicts: d.verdicts().to_vec(),
-                traffic_held: self.held,
+                traffic_held: self.kernel.held,
                 counters: d.stats().clone(),
             }),
         }

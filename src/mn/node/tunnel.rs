@@ -20,13 +20,16 @@ impl Node {
         let Some(mtu) = path.tunnel_mtu(self.cfg.esp_overhead) else {
             return;
         };
-        if self.tunnel.is_none() || self.access.mc().is_none() || self.tunnel_mtu == Some(mtu) {
+        if self.kernel.tunnel.is_none()
+            || self.access.mc().is_none()
+            || self.kernel.tunnel_mtu == Some(mtu)
+        {
             return;
         }
-        self.tunnel_mtu = Some(mtu);
+        self.kernel.tunnel_mtu = Some(mtu);
         let home = self.client.home_address();
         info!(%home, mtu, physical = ?path.physical, tia_device = ?path.tia_device, esp_overhead = self.cfg.esp_overhead, "tunnel mtu");
-        self.actions.push_back(Action::TunnelMtu { home, mtu });
+        self.out.actions.push_back(Action::TunnelMtu { home, mtu });
         self.event(
             now,
             NodeEvent::TunnelMtu {
@@ -47,7 +50,7 @@ impl Node {
         if self.detector.is_none() {
             return;
         }
-        let decided = match self.tunnel {
+        let decided = match self.kernel.tunnel {
             None => true,
             Some(t) => {
                 self.access.care_of() == Some(t.care_of)
@@ -70,10 +73,10 @@ impl Node {
             }
         };
         let hold = !decided && !self.stopping;
-        if hold == self.held {
+        if hold == self.kernel.held {
             return;
         }
-        self.held = hold;
+        self.kernel.held = hold;
         let home = self.client.home_address();
         if hold {
             self.stats.traffic_holds += 1;
@@ -83,11 +86,11 @@ impl Node {
             }
             .to_string();
             info!(%home, reason = %reason, "traffic held");
-            self.actions.push_back(Action::HoldTraffic { home });
+            self.out.actions.push_back(Action::HoldTraffic { home });
             self.event(now, NodeEvent::TrafficHeld { reason });
         } else {
             self.stats.traffic_releases += 1;
-            let reason = match (self.tunnel, self.mode()) {
+            let reason = match (self.kernel.tunnel, self.mode()) {
                 (Some(t), Some(m)) => {
                     format!(
                         "mode {m} decided: traffic from {home} flows through the tunnel from {}",
@@ -97,18 +100,18 @@ impl Node {
                 _ => "no tunnel any more: nothing to hold".to_string(),
             };
             info!(%home, reason = %reason, "traffic released");
-            self.actions.push_back(Action::ReleaseTraffic { home });
+            self.out.actions.push_back(Action::ReleaseTraffic { home });
             self.event(now, NodeEvent::TrafficReleased { reason });
         }
     }
 
     pub(super) fn tunnel_down(&mut self, now: Instant, reason: &str) {
-        if self.tunnel.take().is_some() {
-            self.tunnel_mtu = None;
+        if self.kernel.tunnel.take().is_some() {
+            self.kernel.tunnel_mtu = None;
             self.stats.tunnel_downs += 1;
             let home = self.client.home_address();
             info!(%home, reason, "tunnel down");
-            self.actions.push_back(Action::TunnelDown { home });
+            self.out.actions.push_back(Action::TunnelDown { home });
             self.direct_to_home_agent(None);
             self.event(
                 now,
@@ -124,14 +127,14 @@ impl Node {
             care_of,
             home_agent: self.client.home_agent(),
         };
-        if self.tunnel == Some(t) {
+        if self.kernel.tunnel == Some(t) {
             return;
         }
-        self.tunnel = Some(t);
+        self.kernel.tunnel = Some(t);
         self.stats.tunnel_ups += 1;
         let home = self.client.home_address();
         info!(%home, %care_of, home_agent = %t.home_agent, "tunnel up");
-        self.actions.push_back(Action::TunnelUp {
+        self.out.actions.push_back(Action::TunnelUp {
             home,
             care_of,
             home_agent: t.home_agent,
@@ -160,11 +163,12 @@ impl Node {
     /// Asks for the `to <home agent> lookup main` rule, or for its
     /// removal, when that changes ([`Action::DirectToHomeAgent`]).
     pub(super) fn direct_to_home_agent(&mut self, home_agent: Option<Ipv4Addr>) {
-        if self.direct_to_ha == home_agent {
+        if self.kernel.direct_to_ha == home_agent {
             return;
         }
-        self.direct_to_ha = home_agent;
-        self.actions
+        self.kernel.direct_to_ha = home_agent;
+        self.out
+            .actions
             .push_back(Action::DirectToHomeAgent { home_agent });
     }
 }
