@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use mip4::auth::{sign_reply, SecurityAssociation};
 use mip4::mn::detect::{Cause, DetectConfig, Verdict, VpnWhenInside};
-use mip4::mn::node::{Event, NodeConfig, VpnRequest};
+use mip4::mn::node::{NodeConfig, NodeEvent, VpnRequest};
 use mip4::mn::registration::Retransmit;
 use mip4::mn::{Action, Client, Mode, Node, PathMtu, State, TrustPolicy, VpnInput, VpnSa};
 use mip4::wire::{Extension, ReplyCode, ReplyRepr, RequestRepr, MIP_PORT};
@@ -140,7 +140,7 @@ fn reply_bytes(req: &RequestRepr, a: Answer) -> Vec<u8> {
 struct Sim {
     node: Node,
     now: Instant,
-    events: Vec<Event>,
+    events: Vec<NodeEvent>,
     actions: Vec<Action>,
 }
 
@@ -149,6 +149,8 @@ struct Probe {
     ifname: String,
     src: Ipv4Addr,
     req: RequestRepr,
+    /// The interface charon reports for `src`, if any.
+    fallback: Option<String>,
 }
 
 impl Sim {
@@ -157,7 +159,10 @@ impl Sim {
     }
 
     fn with(d: DetectConfig) -> Self {
-        let cfg = node_config(d);
+        Self::from_config(node_config(d))
+    }
+
+    fn from_config(cfg: NodeConfig) -> Self {
         let now = Instant::now();
         let client = Client::with_rng(
             Node::registration_config(&cfg),
@@ -184,6 +189,7 @@ impl Sim {
                     ifname: p.ifname,
                     src: p.transmit.src.expect("a probe has a source"),
                     req: RequestRepr::parse_bytes(&p.transmit.payload).unwrap(),
+                    fallback: p.fallback_ifname,
                 }
             })
             .collect()
@@ -214,8 +220,8 @@ impl Sim {
         new
     }
 
-    fn take_events(&mut self) -> Vec<Event> {
-        let new: Vec<Event> = std::iter::from_fn(|| self.node.poll_event())
+    fn take_events(&mut self) -> Vec<NodeEvent> {
+        let new: Vec<NodeEvent> = std::iter::from_fn(|| self.node.poll_event())
             .map(|(_, e)| e)
             .collect();
         self.events.extend(new.iter().cloned());
@@ -237,7 +243,7 @@ impl Sim {
         self.events
             .iter()
             .filter_map(|e| match e {
-                Event::TrustVerdict {
+                NodeEvent::TrustVerdict {
                     address,
                     verdict,
                     cause,
@@ -253,7 +259,7 @@ impl Sim {
         self.events
             .iter()
             .filter_map(|e| match e {
-                Event::ModeChanged { from, to, .. } => Some((*from, *to)),
+                NodeEvent::ModeChanged { from, to, .. } => Some((*from, *to)),
                 _ => None,
             })
             .collect()
@@ -403,7 +409,7 @@ fn forged_tnc_replies_change_nothing_and_the_probe_times_out_untrusted() {
     let dropped = s
         .events
         .iter()
-        .filter(|e| matches!(e, Event::ProbeReplyDropped { .. }))
+        .filter(|e| matches!(e, NodeEvent::ProbeReplyDropped { .. }))
         .count();
     assert_eq!(dropped, 2);
     // The retransmissions get forged answers too; the i-HA stays silent.
@@ -461,7 +467,7 @@ fn a_newer_move_cancels_the_older_probe() {
     assert!(s
         .events
         .iter()
-        .any(|e| matches!(e, Event::ProbeCancelled { address, .. } if *address == IN_1)));
+        .any(|e| matches!(e, NodeEvent::ProbeCancelled { address, .. } if *address == IN_1)));
     // The old probe's (genuine) answer arrives late: it decides nothing.
     s.deliver(&old.req, Answer::Tnc);
     assert!(s.verdicts().is_empty());
@@ -766,4 +772,100 @@ fn outside_a_vpn_that_goes_down_under_the_binding_is_asked_for_again() {
     let reqs = s.requests();
     assert_eq!(reqs.len(), 1, "{reqs:?}");
     assert_eq!(reqs[0].1.care_of_address, Ipv4Addr::new(10, 200, 0, 9));
+}
+
+/// The `to <home agent> lookup main` rule actions among `actions`.
+fn direct_rules(actions: &[Action]) -> Vec<Option<Ipv4Addr>> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::DirectToHomeAgent { home_agent } => Some(*home_agent),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn with_charon_mode_c_keeps_the_home_agent_off_the_vpn_and_mode_mc_gives_it_back() {
+    let mut cfg = node_config(detect_config());
+    cfg.with_charon = true;
+    let mut s = Sim::from_config(cfg);
+    // Inside with the VPN kept (vpn_when_inside = keep): the tunnel from
+    // the physical care-of address, then the rule, so that its outer
+    // datagrams and renewals miss charon's routes.
+    s.node
+        .vpn_input(s.now, VpnInput::TiaAssigned(vpn_sa(IN_1, Some(TIA))));
+    s.requests();
+    s.node.address_added(s.now, "eth0", IN_1, 24);
+    let p = s.one_probe();
+    s.deliver(&p.req, Answer::Tnc);
+    assert_eq!(s.node.state(), State::Registered { care_of: IN_1 });
+    let a = s.take_actions();
+    let up = a
+        .iter()
+        .position(|a| matches!(a, Action::TunnelUp { care_of, .. } if *care_of == IN_1))
+        .expect("tunnel up");
+    assert_eq!(
+        a.get(up + 1),
+        Some(&Action::DirectToHomeAgent {
+            home_agent: Some(HA)
+        })
+    );
+    assert_eq!(direct_rules(&a), vec![Some(HA)]);
+
+    // Leaving (the lab's leave-enterprise, commit 0d79bb7): the trusted
+    // address goes and the VPN's TIA is registered at once. The rule goes
+    // in the same step as the request from the TIA (actions are carried
+    // out before datagrams), or the request leaves by the main table,
+    // outside ESP, and is dropped.
+    s.node.address_removed(s.now, "eth0", IN_1);
+    let reqs = s.requests();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    assert_eq!(reqs[0].0, Some(TIA));
+    assert_eq!(direct_rules(&s.take_actions()), vec![None]);
+    // Registered through the VPN: the tunnel from the TIA asks for no rule.
+    s.deliver(&reqs[0].1, Answer::Tnc);
+    assert_eq!(s.node.mode(), Some(Mode::Mc));
+    let a = s.take_actions();
+    assert!(a
+        .iter()
+        .any(|a| matches!(a, Action::TunnelUp { care_of, .. } if *care_of == TIA)));
+    assert_eq!(direct_rules(&a), vec![]);
+}
+
+#[test]
+fn without_charon_no_home_agent_rule_is_asked_for() {
+    let mut s = Sim::new();
+    s.inside_in_c();
+    s.node.address_removed(s.now, "eth0", IN_1);
+    s.outside_in_mc();
+    assert_eq!(direct_rules(&s.actions), vec![]);
+}
+
+#[test]
+fn a_probe_falls_back_to_the_interface_charon_reports_for_its_address() {
+    let mut s = Sim::new();
+    s.outside_in_mc();
+    // A new attachment charon knows nothing of yet: no fallback.
+    s.node.address_added(s.now, "eth1", EXT_B, 24);
+    let p = s.one_probe();
+    assert_eq!((p.ifname.as_str(), p.src), ("eth1", EXT_B));
+    assert_eq!(p.fallback, None);
+    // MOBIKE moves the IKE_SA there, and charon names the interface
+    // (wlan1: the node's eth1 was renamed under it). The probe's
+    // retransmission may bind there.
+    s.node.vpn_input(
+        s.now,
+        VpnInput::Moved {
+            ike_sa: 1,
+            local: Some(EXT_B),
+            local_ifname: Some("wlan1".into()),
+            gateway: Some(GW),
+            mtu: PathMtu::default(),
+        },
+    );
+    s.advance(Duration::from_secs(1));
+    let p = s.one_probe();
+    assert_eq!(p.src, EXT_B);
+    assert_eq!(p.fallback.as_deref(), Some("wlan1"));
 }

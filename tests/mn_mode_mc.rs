@@ -12,7 +12,7 @@ mod support;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use mip4::mn::node::{Event, NodeConfig};
+use mip4::mn::node::{NodeConfig, NodeEvent};
 use mip4::mn::{
     Action, Client, Mode, Node, PathMtu, State, Transmit, TrustPolicy, VpnInput, VpnSa,
 };
@@ -41,7 +41,7 @@ struct Sim {
     ha: FakeHa,
     t0: Instant,
     now: Instant,
-    events: Vec<Event>,
+    events: Vec<NodeEvent>,
 }
 
 fn node_config() -> NodeConfig {
@@ -106,8 +106,8 @@ impl Sim {
         std::iter::from_fn(|| self.node.poll_action()).collect()
     }
 
-    fn events(&mut self) -> Vec<Event> {
-        let new: Vec<Event> = std::iter::from_fn(|| self.node.poll_event())
+    fn events(&mut self) -> Vec<NodeEvent> {
+        let new: Vec<NodeEvent> = std::iter::from_fn(|| self.node.poll_event())
             .map(|(_, e)| e)
             .collect();
         self.events.extend(new.iter().cloned());
@@ -188,13 +188,13 @@ fn tia_assigned_is_registered_through_the_vpn_from_the_tia_with_the_t_bit() {
         ]
     );
     let ev = s.events();
-    assert!(ev.iter().any(|e| matches!(e, Event::ModeChanged { to: Some(Mode::Mc), reason, .. } if reason.contains("RFC 5266 §3.1.3"))), "{ev:#?}");
+    assert!(ev.iter().any(|e| matches!(e, NodeEvent::ModeChanged { to: Some(Mode::Mc), reason, .. } if reason.contains("RFC 5266 §3.1.3"))), "{ev:#?}");
+    assert!(ev.iter().any(
+        |e| matches!(e, NodeEvent::VpnTiaAssigned { tia, gateway: Some(GW), .. } if *tia == TIA)
+    ));
     assert!(ev
         .iter()
-        .any(|e| matches!(e, Event::VpnTiaAssigned { tia, gateway: Some(GW), .. } if *tia == TIA)));
-    assert!(ev
-        .iter()
-        .any(|e| matches!(e, Event::TunnelMtu { mtu: 1380, .. })));
+        .any(|e| matches!(e, NodeEvent::TunnelMtu { mtu: 1380, .. })));
     let st = s.node.status(s.now);
     assert_eq!(st.mode, Some(Mode::Mc));
     assert_eq!(st.node.tia_registrations, 1);
@@ -226,7 +226,7 @@ fn mobike_move_with_the_same_tia_sends_no_request() {
     let ev = s.events();
     assert!(ev.iter().any(|e| matches!(
         e,
-        Event::VpnMoved {
+        NodeEvent::VpnMoved {
             from: Some(EXT_A),
             to: Some(EXT_B),
             ..
@@ -235,7 +235,7 @@ fn mobike_move_with_the_same_tia_sends_no_request() {
     let decision = ev
         .iter()
         .find_map(|e| match e {
-            Event::Decision { decision, reason } => Some((*decision, reason.clone())),
+            NodeEvent::Decision { decision, reason } => Some((*decision, reason.clone())),
             _ => None,
         })
         .expect("the decision is reported");
@@ -247,7 +247,7 @@ fn mobike_move_with_the_same_tia_sends_no_request() {
     );
     assert_eq!(s.node.status(s.now).node.vpn_moves_absorbed, 1);
     assert!(
-        !ev.iter().any(|e| matches!(e, Event::State { .. })),
+        !ev.iter().any(|e| matches!(e, NodeEvent::State { .. })),
         "no state change: {ev:#?}"
     );
 
@@ -283,7 +283,7 @@ fn tia_change_reregisters_at_once() {
     assert_eq!((t.src, req.care_of_address), (Some(TIA2), TIA2));
     assert!(req.flags.contains(Flags::T));
     let ev = s.events();
-    assert!(ev.iter().any(|e| matches!(e, Event::State { to: State::Registering { care_of }, reason, .. } if *care_of == TIA2 && reason.contains("TIA changed"))), "{ev:#?}");
+    assert!(ev.iter().any(|e| matches!(e, NodeEvent::State { to: State::Registering { care_of }, reason, .. } if *care_of == TIA2 && reason.contains("TIA changed"))), "{ev:#?}");
     // The old IKE_SA goes: that is no reason for another request.
     s.vpn(VpnInput::TiaReleased { ike_sa: 1 });
     s.vpn(VpnInput::Down { ike_sa: 1 });
@@ -315,7 +315,7 @@ fn another_gateway_with_the_same_tia_reregisters_at_once() {
     let (_, req) = s.one_transmit();
     assert_eq!(req.care_of_address, TIA);
     let ev = s.events();
-    assert!(ev.iter().any(|e| matches!(e, Event::State { to: State::Registering { .. }, reason, .. } if reason.contains("another VPN gateway"))), "{ev:#?}");
+    assert!(ev.iter().any(|e| matches!(e, NodeEvent::State { to: State::Registering { .. }, reason, .. } if reason.contains("another VPN gateway"))), "{ev:#?}");
 }
 
 #[test]
@@ -329,7 +329,7 @@ fn released_tia_makes_the_binding_stale_and_a_returning_tia_registers_again() {
     let ev = s.events();
     assert!(
         ev.iter()
-            .any(|e| matches!(e, Event::BindingStale { care_of, .. } if *care_of == TIA)),
+            .any(|e| matches!(e, NodeEvent::BindingStale { care_of, .. } if *care_of == TIA)),
         "{ev:#?}"
     );
     assert!(s.node.status(s.now).vpn.unwrap().binding_stale);
@@ -363,7 +363,7 @@ fn charon_restart_with_another_tia_converges_through_the_snapshot() {
     assert!(s
         .events()
         .iter()
-        .any(|e| matches!(e, Event::BindingStale { .. })));
+        .any(|e| matches!(e, NodeEvent::BindingStale { .. })));
     // ... and the new IKE_SA (unique ids restart) brings another TIA.
     s.vpn(VpnInput::TiaAssigned(sa(1, EXT_A, GW, Some(TIA2))));
     let (_, req) = s.one_transmit();
@@ -382,7 +382,7 @@ fn snapshot_that_agrees_sends_nothing_and_one_that_differs_reregisters() {
     assert_eq!(s.requests_sent(), sent);
     assert!(s.events().iter().any(|e| matches!(
         e,
-        Event::Decision {
+        NodeEvent::Decision {
             decision: "keep_binding",
             ..
         }
@@ -448,7 +448,7 @@ fn a_trusted_address_takes_over_from_the_tia_and_the_tia_is_never_a_physical_car
     let ev = s.events();
     assert!(ev.iter().any(|e| matches!(
         e,
-        Event::ModeChanged {
+        NodeEvent::ModeChanged {
             from: Some(Mode::Mc),
             to: Some(Mode::C),
             ..

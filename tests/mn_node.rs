@@ -8,7 +8,7 @@ mod support;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use mip4::mn::node::{Event, NodeConfig};
+use mip4::mn::node::{NodeConfig, NodeEvent};
 use mip4::mn::{Action, Client, Mode, Node, State, Transmit, TrustPolicy};
 use mip4::replay::NtpTimestamp;
 use mip4::wire::{Flags, ReplyCode, RequestRepr, MIP_PORT};
@@ -25,7 +25,7 @@ struct Sim {
     ha: FakeHa,
     t0: Instant,
     now: Instant,
-    events: Vec<Event>,
+    events: Vec<NodeEvent>,
 }
 
 fn node_config() -> NodeConfig {
@@ -81,8 +81,8 @@ impl Sim {
     }
 
     /// Collects the node's events (kept in `self.events` too).
-    fn events(&mut self) -> Vec<Event> {
-        let new: Vec<Event> = std::iter::from_fn(|| self.node.poll_event())
+    fn events(&mut self) -> Vec<NodeEvent> {
+        let new: Vec<NodeEvent> = std::iter::from_fn(|| self.node.poll_event())
             .map(|(at, e)| {
                 assert!(
                     at >= self.t0 && at <= self.now,
@@ -165,15 +165,15 @@ fn trusted_address_is_registered_as_colocated_care_of_and_tunnel_comes_up() {
         }]
     );
     let ev = s.events();
-    assert!(ev.contains(&Event::ModeChanged {
+    assert!(ev.contains(&NodeEvent::ModeChanged {
         from: None,
         to: Some(Mode::C),
         reason: format!(
             "address {COA1}/24 added on eth0: {COA1} on eth0 is on a trusted network, co-located care-of address (RFC 5266 §3.1.1)"
         )
     }));
-    assert!(ev.iter().any(|e| matches!(e, Event::RequestSent { purpose: "register", care_of, retransmission: false, .. } if *care_of == COA1)));
-    assert!(ev.iter().any(|e| matches!(e, Event::RegistrationAccepted { care_of, renewal: false, .. } if *care_of == COA1)));
+    assert!(ev.iter().any(|e| matches!(e, NodeEvent::RequestSent { purpose: "register", care_of, retransmission: false, .. } if *care_of == COA1)));
+    assert!(ev.iter().any(|e| matches!(e, NodeEvent::RegistrationAccepted { care_of, renewal: false, .. } if *care_of == COA1)));
     let st = s.node.status(s.now);
     assert_eq!(st.care_of_address, Some(COA1));
     assert!(st.binding_expires_in.unwrap() > 0);
@@ -289,7 +289,7 @@ fn home_link_return_removes_tunnel_and_deregisters_from_home() {
     assert!(s
         .events()
         .iter()
-        .any(|e| matches!(e, Event::Deregistered { care_of } if *care_of == HOA)));
+        .any(|e| matches!(e, NodeEvent::Deregistered { care_of } if *care_of == HOA)));
     assert_eq!(s.node.state(), State::AtHome);
     assert!(s.actions().is_empty());
     assert_eq!(s.node.status(s.now).node.home_returns, 1);
@@ -316,7 +316,7 @@ fn denied_registration_installs_nothing_and_is_not_retried() {
     assert!(s.actions().is_empty());
     assert!(s.events().iter().any(|e| matches!(
         e,
-        Event::RegistrationDenied {
+        NodeEvent::RegistrationDenied {
             code: 129,
             by: "home_agent",
             ..
@@ -354,14 +354,14 @@ fn unreachable_home_agent_is_retried_after_the_retry_interval() {
     let ev = s.events();
     assert!(ev.iter().any(|e| matches!(
         e,
-        Event::RegistrationFailed {
+        NodeEvent::RegistrationFailed {
             purpose: "register",
             attempts: 5
         }
     )));
     assert!(ev.iter().any(|e| matches!(
         e,
-        Event::RequestSent {
+        NodeEvent::RequestSent {
             retransmission: true,
             ..
         }
@@ -392,14 +392,14 @@ fn renewal_keeps_the_tunnel_and_is_reported_as_such() {
     let ev = s.events();
     assert!(ev.iter().any(|e| matches!(
         e,
-        Event::RequestSent {
+        NodeEvent::RequestSent {
             purpose: "renew",
             ..
         }
     )));
     assert!(ev
         .iter()
-        .any(|e| matches!(e, Event::RegistrationAccepted { renewal: true, .. })));
+        .any(|e| matches!(e, NodeEvent::RegistrationAccepted { renewal: true, .. })));
     assert!(s.actions().is_empty());
     assert_eq!(s.node.state(), State::Registered { care_of: COA1 });
 }
@@ -442,7 +442,7 @@ fn every_transition_is_explained() {
     let transitions: Vec<(State, &str)> = ev
         .iter()
         .filter_map(|e| match e {
-            Event::State { to, reason, .. } => Some((*to, reason.as_str())),
+            NodeEvent::State { to, reason, .. } => Some((*to, reason.as_str())),
             _ => None,
         })
         .collect();

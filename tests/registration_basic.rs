@@ -6,7 +6,7 @@ mod registration_support;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use mip4::mn::Event;
+use mip4::mn::ClientEvent;
 use mip4::replay::ReplayMethod;
 use mip4::wire::{Extension, Flags, ReplyCode, MIP_PORT};
 use registration_support::*;
@@ -41,10 +41,11 @@ fn colocated_registration_is_signed_sent_and_accepted() {
     let ev = mn.events();
     assert_eq!(ev.len(), 1);
     match &ev[0] {
-        Event::Registered {
+        ClientEvent::Registered {
             binding,
             code,
             renewal,
+            ..
         } => {
             assert_eq!(*code, ReplyCode::ACCEPTED);
             assert!(!renewal);
@@ -112,7 +113,7 @@ fn renewal_happens_at_the_configured_share_of_the_lifetime() {
     assert_eq!(req.lifetime, 600);
     mn.deliver(&accept(&mut ha, &mn, &t));
     match mn.events().as_slice() {
-        [Event::Registered {
+        [ClientEvent::Registered {
             renewal: true,
             binding,
             ..
@@ -144,7 +145,7 @@ fn binding_expires_when_renewals_go_unanswered() {
     assert_eq!(mn.now, expiry);
     assert!(mn.client.binding().is_none());
     assert!(
-        matches!(events.last(), Some(Event::Expired { .. })),
+        matches!(events.last(), Some(ClientEvent::Expired { .. })),
         "{events:?}"
     );
     // The renewal started at 45 s (75%) and was still retransmitting.
@@ -183,7 +184,7 @@ fn deregistration_sends_lifetime_zero_and_clears_the_binding() {
     mn.deliver(&accept(&mut ha, &mn, &t));
     assert_eq!(
         mn.events(),
-        vec![Event::Deregistered {
+        vec![ClientEvent::Deregistered {
             care_of_address: COA
         }]
     );
@@ -217,7 +218,7 @@ fn returning_home_deregisters_with_care_of_address_equal_to_home_address() {
     mn.deliver(&accept(&mut ha, &mn, &t));
     assert_eq!(
         mn.events(),
-        vec![Event::Deregistered {
+        vec![ClientEvent::Deregistered {
             care_of_address: HOA
         }]
     );
@@ -243,7 +244,7 @@ fn moving_supersedes_the_outstanding_request() {
     assert_eq!(mn.client.stats().dropped_late, 1);
     mn.deliver(&fresh);
     match mn.events().as_slice() {
-        [Event::Registered { binding, .. }] => assert_eq!(binding.care_of_address, COA2),
+        [ClientEvent::Registered { binding, .. }] => assert_eq!(binding.care_of_address, COA2),
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -309,14 +310,17 @@ fn nonce_mode_learns_the_home_agents_nonce() {
     mn.deliver(&accept(&mut ha, &mn, &t));
     assert!(matches!(
         mn.events().as_slice(),
-        [Event::ReplayResync {
+        [ClientEvent::ReplayResync {
             method: ReplayMethod::Nonce,
             ..
         }]
     ));
     let t = mn.one_transmit();
     mn.deliver(&accept(&mut ha, &mn, &t));
-    assert!(matches!(mn.events().as_slice(), [Event::Registered { .. }]));
+    assert!(matches!(
+        mn.events().as_slice(),
+        [ClientEvent::Registered { .. }]
+    ));
 
     // The renewal uses the nonce from the accepting reply: accepted
     // straight away.
@@ -325,7 +329,7 @@ fn nonce_mode_learns_the_home_agents_nonce() {
     mn.deliver(&accept(&mut ha, &mn, &t));
     assert!(matches!(
         mn.events().as_slice(),
-        [Event::Registered { renewal: true, .. }]
+        [ClientEvent::Registered { renewal: true, .. }]
     ));
 }
 

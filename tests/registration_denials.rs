@@ -8,7 +8,7 @@ mod registration_support;
 use std::time::Duration;
 
 use mip4::auth::{self, AuthKind, SecurityAssociation};
-use mip4::mn::{Agent, Config, Event, Purpose};
+use mip4::mn::{Agent, ClientEvent, Config, Purpose};
 use mip4::replay::ReplayMethod;
 use mip4::wire::{Flags, ReplyCode, ReplyRepr};
 use registration_support::*;
@@ -70,7 +70,7 @@ fn every_home_agent_denial_ends_the_attempt_with_its_code() {
         mn.deliver(&ha.reply_to(&req, code, 0, req.identification));
         assert_eq!(
             mn.events(),
-            vec![Event::Denied {
+            vec![ClientEvent::Denied {
                 code,
                 by: Agent::HomeAgent,
                 purpose: Purpose::Register,
@@ -104,7 +104,7 @@ fn every_foreign_agent_denial_ends_the_attempt_unauthenticated_without_mn_fa_sa(
         mn.deliver(&fa_reply(&t.payload, code, 0, None));
         assert_eq!(
             mn.events(),
-            vec![Event::Denied {
+            vec![ClientEvent::Denied {
                 code,
                 by: Agent::ForeignAgent,
                 purpose: Purpose::Register,
@@ -154,7 +154,7 @@ fn with_an_mn_fa_association_foreign_agent_denials_must_authenticate() {
     ));
     assert_eq!(
         mn.events(),
-        vec![Event::Denied {
+        vec![ClientEvent::Denied {
             code: ReplyCode::FA_ADMIN_PROHIBITED,
             by: Agent::ForeignAgent,
             purpose: Purpose::Register,
@@ -175,7 +175,7 @@ fn clock_skew_is_resynchronised_on_133_then_registration_succeeds() {
         mn.deliver(&accept(&mut ha, &mn, &t));
         assert_eq!(
             mn.events(),
-            vec![Event::ReplayResync {
+            vec![ClientEvent::ReplayResync {
                 method: ReplayMethod::Timestamp,
                 clock_offset: skew
             }],
@@ -191,7 +191,7 @@ fn clock_skew_is_resynchronised_on_133_then_registration_succeeds() {
         );
         mn.deliver(&accept(&mut ha, &mn, &t));
         assert!(
-            matches!(mn.events().as_slice(), [Event::Registered { .. }]),
+            matches!(mn.events().as_slice(), [ClientEvent::Registered { .. }]),
             "skew {skew}"
         );
         assert_eq!(mn.client.stats().resyncs, 1);
@@ -212,8 +212,8 @@ fn repeated_133_gives_up_after_max_resyncs() {
         let id = (u64::from(mn.ntp().seconds()) << 32) | (req.identification & 0xffff_ffff);
         mn.deliver(&ha.reply_to(&req, ReplyCode::HA_IDENTIFICATION_MISMATCH, 0, id));
         match mn.events().as_slice() {
-            [Event::ReplayResync { .. }] => resyncs += 1,
-            [Event::Denied { code, .. }] => {
+            [ClientEvent::ReplayResync { .. }] => resyncs += 1,
+            [ClientEvent::Denied { code, .. }] => {
                 assert_eq!(*code, ReplyCode::HA_IDENTIFICATION_MISMATCH);
                 break;
             }
@@ -261,7 +261,7 @@ fn unknown_home_agent_136_redirects_to_the_named_home_agent() {
     ));
     assert_eq!(
         mn.events(),
-        vec![Event::HomeAgentChanged { from: HA, to: HA2 }]
+        vec![ClientEvent::HomeAgentChanged { from: HA, to: HA2 }]
     );
     let t = mn.one_transmit();
     assert_eq!(*t.dst.ip(), HA2);
@@ -269,7 +269,7 @@ fn unknown_home_agent_136_redirects_to_the_named_home_agent() {
     assert_eq!(req.home_agent, HA2);
     mn.deliver(&accept(&mut ha, &mn, &t));
     match mn.events().as_slice() {
-        [Event::Registered { binding, .. }] => assert_eq!(binding.home_agent, HA2),
+        [ClientEvent::Registered { binding, .. }] => assert_eq!(binding.home_agent, HA2),
         other => panic!("unexpected {other:?}"),
     }
     assert_eq!(mn.client.home_agent(), HA2);
@@ -293,7 +293,7 @@ fn unknown_home_agent_136_redirects_to_the_named_home_agent() {
     }
     assert!(matches!(
         last,
-        Some(Event::Denied {
+        Some(ClientEvent::Denied {
             code: ReplyCode::HA_UNKNOWN_HOME_AGENT,
             ..
         })
@@ -317,7 +317,7 @@ fn lifetime_too_long_69_retries_with_the_foreign_agents_maximum() {
     assert_eq!(ha.parse(&t.payload).lifetime, 600);
     mn.deliver(&accept(&mut ha, &mn, &t));
     match mn.events().as_slice() {
-        [Event::Registered { binding, .. }] => {
+        [ClientEvent::Registered { binding, .. }] => {
             assert_eq!(binding.lifetime, Duration::from_secs(600))
         }
         other => panic!("unexpected {other:?}"),
@@ -347,7 +347,10 @@ fn reverse_tunnel_mandatory_retries_with_the_t_bit() {
         let t = mn.one_transmit();
         assert!(ha.parse(&t.payload).flags.contains(Flags::T));
         mn.deliver(&accept(&mut ha, &mn, &t));
-        assert!(matches!(mn.events().as_slice(), [Event::Registered { .. }]));
+        assert!(matches!(
+            mn.events().as_slice(),
+            [ClientEvent::Registered { .. }]
+        ));
     }
 }
 
@@ -372,13 +375,16 @@ fn denied_renewal_keeps_the_current_binding_until_it_expires() {
     ));
     assert!(matches!(
         mn.events().as_slice(),
-        [Event::Denied {
+        [ClientEvent::Denied {
             purpose: Purpose::Renew,
             ..
         }]
     ));
     assert!(mn.client.binding().is_some());
     mn.fire_next_timer();
-    assert!(matches!(mn.events().as_slice(), [Event::Expired { .. }]));
+    assert!(matches!(
+        mn.events().as_slice(),
+        [ClientEvent::Expired { .. }]
+    ));
     assert_eq!(mn.now - mn.t0, Duration::from_secs(100));
 }

@@ -7,7 +7,7 @@ mod registration_support;
 use std::net::Ipv4Addr;
 
 use mip4::auth::{self, AuthKind, SecurityAssociation};
-use mip4::mn::{Event, Stats};
+use mip4::mn::{ClientEvent, Stats};
 use mip4::wire::{ReplyCode, ReplyRepr};
 use proptest::prelude::*;
 use registration_support::*;
@@ -34,7 +34,10 @@ fn assert_dropped(forged: &[u8], counter: fn(&Stats) -> u64) {
     assert_eq!(counter(mn.client.stats()), 1);
     assert_eq!(mn.client.stats().replies_processed, 0);
     mn.deliver(&genuine);
-    assert!(matches!(mn.events().as_slice(), [Event::Registered { .. }]));
+    assert!(matches!(
+        mn.events().as_slice(),
+        [ClientEvent::Registered { .. }]
+    ));
 }
 
 fn unsigned_reply(req: &[u8], code: ReplyCode) -> ReplyRepr {
@@ -156,7 +159,10 @@ fn extensions_after_the_authenticator_are_not_believed() {
         req.identification,
     );
     mn.deliver(&genuine);
-    assert!(matches!(mn.events().as_slice(), [Event::Registered { .. }]));
+    assert!(matches!(
+        mn.events().as_slice(),
+        [ClientEvent::Registered { .. }]
+    ));
 }
 
 #[test]

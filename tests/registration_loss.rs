@@ -5,12 +5,12 @@ mod registration_support;
 
 use std::time::Duration;
 
-use mip4::mn::{Event, Purpose, Retransmit};
+use mip4::mn::{ClientEvent, Purpose, Retransmit};
 use mip4::replay::ReplayMethod;
 use registration_support::*;
 
 /// Times between successive transmissions while nothing answers.
-fn silence(mn: &mut Mn) -> (Vec<Duration>, Vec<Vec<u8>>, Vec<Event>) {
+fn silence(mn: &mut Mn) -> (Vec<Duration>, Vec<Vec<u8>>, Vec<ClientEvent>) {
     let mut gaps = Vec::new();
     let mut payloads = vec![mn.one_transmit().payload];
     let mut last = mn.now;
@@ -37,7 +37,7 @@ fn unanswered_request_backs_off_exponentially_then_fails() {
     assert_eq!(payloads.len(), 5);
     assert_eq!(
         events,
-        vec![Event::Failed {
+        vec![ClientEvent::Failed {
             purpose: Purpose::Register,
             attempts: 5
         }]
@@ -110,7 +110,7 @@ fn reply_after_a_lost_request_is_accepted() {
     mn.now += Duration::from_millis(80);
     mn.deliver(&accept(&mut ha, &mn, &third));
     match mn.events().as_slice() {
-        [Event::Registered { binding, .. }] => {
+        [ClientEvent::Registered { binding, .. }] => {
             // Lifetime counted from the third (answered) transmission.
             assert_eq!(
                 binding.expires,
@@ -140,7 +140,10 @@ fn reply_to_an_earlier_transmission_is_late_and_dropped() {
     assert_eq!(mn.client.stats().dropped_late, 1);
     assert!(mn.client.is_pending());
     mn.deliver(&accept(&mut ha, &mn, &second));
-    assert!(matches!(mn.events().as_slice(), [Event::Registered { .. }]));
+    assert!(matches!(
+        mn.events().as_slice(),
+        [ClientEvent::Registered { .. }]
+    ));
 }
 
 #[test]
@@ -185,7 +188,7 @@ fn failed_renewal_keeps_the_binding_and_retries_until_it_expires() {
         if mn.events().iter().any(|e| {
             matches!(
                 e,
-                Event::Failed {
+                ClientEvent::Failed {
                     purpose: Purpose::Renew,
                     ..
                 }
@@ -211,6 +214,27 @@ fn failed_renewal_keeps_the_binding_and_retries_until_it_expires() {
     mn.deliver(&accept(&mut ha, &mn, &t));
     assert!(matches!(
         mn.events().as_slice(),
-        [Event::Registered { renewal: true, .. }]
+        [ClientEvent::Registered { renewal: true, .. }]
     ));
+}
+
+#[test]
+fn each_transmit_says_its_purpose_identification_and_whether_it_repeats() {
+    let mut mn = Mn::new(config());
+    let ha = FakeHa::new();
+    mn.client.register(mn.now);
+    let mut sent = vec![mn.one_transmit()];
+    while mn.client.is_pending() {
+        mn.fire_next_timer();
+        sent.extend(mn.transmits());
+    }
+    assert_eq!(sent.len(), 5);
+    for (i, t) in sent.iter().enumerate() {
+        let req = ha.parse(&t.payload);
+        // What the client reports is what it put on the wire.
+        assert_eq!(t.identification, req.identification);
+        assert_eq!(t.care_of_address, req.care_of_address);
+        assert_eq!(t.purpose, Purpose::Register);
+        assert_eq!(t.retransmission, i > 0, "transmission {i}");
+    }
 }

@@ -34,12 +34,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::registration::{Binding, Client, Event as ClientEvent, Retransmit, Stats, Transmit};
-use crate::auth::{self, SecurityAssociation};
+use super::registration::{Binding, Client, ClientEvent, Retransmit, Stats, Transmit};
 use crate::replay;
-use crate::wire::extension::ExtensionIter;
-use crate::wire::registration::REPLY_HEADER_LEN;
-use crate::wire::{Extension, ReplyPacket, RequestPacket};
+use crate::wire::ReplyPacket;
 
 /// What to do with the VPN once the node knows it is inside (RFC 5266
 /// §3.4.1 step 2: the MN "MAY tear down the VPN tunnel").
@@ -123,33 +120,19 @@ impl Cause {
             _ => Verdict::Untrusted,
         }
     }
-
-    pub fn explain(self) -> String {
-        match self {
-            Cause::TncReply => "authenticated reply from the i-HA with the Trusted Networks Configured extension (RFC 5266 §3.4, RFC 5265 §4.1)".into(),
-            Cause::AcceptedWithoutTnc => "the i-HA accepted but its authenticated reply has no TNC: not proof of a trusted network (RFC 5265 §4.1)".into(),
-            Cause::Denied { code } => format!("the i-HA denied the probe (code {code})"),
-            Cause::NoReply { attempts } => format!("no authenticated reply from the i-HA after {attempts} transmissions (RFC 5266 §3.4)"),
-            Cause::RenewalWithoutTnc => "a renewal was accepted without TNC (RFC 5265 §3.2.3)".into(),
-            Cause::MonitorExpired => "no successful re-registration within T_MONITOR (RFC 5265 §3.2.4)".into(),
-        }
-    }
 }
 
-/// Whether the MN-HA authenticated part of a Registration Reply carries
-/// the TNC extension. `Err` when the reply does not verify under `sa`.
-/// Extensions after the MN-HA extension are not covered by the
-/// authenticator (RFC 5944 §3.6.1.3) and are never believed: an on-path
-/// host could append a TNC to a genuine reply.
-pub fn authenticated_tnc(
-    payload: &[u8],
-    sa: &SecurityAssociation,
-) -> Result<bool, auth::AuthError> {
-    let end = auth::verify_mn_ha(payload, sa)?;
-    Ok(ExtensionIter::new(payload, REPLY_HEADER_LEN)
-        .map_while(Result::ok)
-        .take_while(|(offset, _)| *offset < end)
-        .any(|(_, e)| e == Extension::TrustedNetworksConfigured))
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cause::TncReply => f.write_str("authenticated reply from the i-HA with the Trusted Networks Configured extension (RFC 5266 §3.4, RFC 5265 §4.1)"),
+            Cause::AcceptedWithoutTnc => f.write_str("the i-HA accepted but its authenticated reply has no TNC: not proof of a trusted network (RFC 5265 §4.1)"),
+            Cause::Denied { code } => write!(f, "the i-HA denied the probe (code {code})"),
+            Cause::NoReply { attempts } => write!(f, "no authenticated reply from the i-HA after {attempts} transmissions (RFC 5266 §3.4)"),
+            Cause::RenewalWithoutTnc => f.write_str("a renewal was accepted without TNC (RFC 5265 §3.2.3)"),
+            Cause::MonitorExpired => f.write_str("no successful re-registration within T_MONITOR (RFC 5265 §3.2.4)"),
+        }
+    }
 }
 
 /// The low-order 32 bits of a reply's Identification (the MN's half,
@@ -162,13 +145,16 @@ pub fn reply_mn_half(payload: &[u8]) -> Option<u32> {
 
 /// A probe datagram: to be sent from a socket that bypasses the VPN
 /// (XFRM socket policy, bound to `ifname` and to `transmit.src`, see
-/// [`crate::netlink::bypass::probe_socket`]).
+/// [`crate::netlink::bypass::probe_socket`]). The transmit says its
+/// Identification and whether it is a retransmission.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeTransmit {
     pub ifname: String,
     pub transmit: Transmit,
-    pub identification: u64,
-    pub retransmission: bool,
+    /// The interface to bind when `ifname` no longer binds (renamed,
+    /// gone): the one charon reports for the source address. The node
+    /// fills it in from its view of the VPN.
+    pub fallback_ifname: Option<String>,
 }
 
 /// What a finished probe says.
@@ -211,7 +197,6 @@ struct Probe {
     /// Identifications (MN half) this probe sent.
     ids: VecDeque<u32>,
     forged: u64,
-    seen_retransmissions: u64,
 }
 
 fn dropped(s: &Stats) -> u64 {
@@ -233,7 +218,6 @@ pub struct Attachment {
 /// like the client; the node drives it.
 pub struct Detector {
     cfg: DetectConfig,
-    sa: SecurityAssociation,
     probe: Option<Probe>,
     verdicts: Vec<Attachment>,
     transmits: VecDeque<ProbeTransmit>,
@@ -250,10 +234,9 @@ impl std::fmt::Debug for Detector {
 }
 
 impl Detector {
-    pub fn new(cfg: DetectConfig, sa: SecurityAssociation) -> Self {
+    pub fn new(cfg: DetectConfig) -> Self {
         Detector {
             cfg,
-            sa,
             probe: None,
             verdicts: Vec::new(),
             transmits: VecDeque::new(),
@@ -305,7 +288,6 @@ impl Detector {
             client,
             ids: VecDeque::new(),
             forged: 0,
-            seen_retransmissions: 0,
         });
         self.drain_transmits();
         cancelled
@@ -371,9 +353,6 @@ impl Detector {
         payload: &[u8],
     ) -> Option<Outcome> {
         let p = self.probe.as_mut()?;
-        // Looked at before the client, on the same bytes; believed only
-        // if the client accepts them (matching, authenticated).
-        let tnc = authenticated_tnc(payload, &self.sa).unwrap_or(false);
         let before = dropped(p.client.stats());
         p.client.handle_datagram(now, from, payload);
         if dropped(p.client.stats()) > before {
@@ -381,7 +360,7 @@ impl Detector {
             self.stats.forged_replies += 1;
             tracing::warn!(%from, address = %p.address, "probe reply dropped: not authenticated under the MN-HA association, or not ours");
         }
-        let out = self.outcome(now, Some(tnc));
+        let out = self.outcome(now);
         self.drain_transmits();
         out
     }
@@ -391,7 +370,7 @@ impl Detector {
         if p.client.poll_timeout().is_some_and(|t| now >= t) {
             p.client.handle_timeout(now);
         }
-        let out = self.outcome(now, None);
+        let out = self.outcome(now);
         self.drain_transmits();
         out
     }
@@ -409,35 +388,27 @@ impl Detector {
             return;
         };
         while let Some(t) = p.client.poll_transmit() {
-            let identification = RequestPacket::new_checked(&t.payload[..])
-                .map(|r| r.identification())
-                .unwrap_or(0);
             if p.ids.len() == 16 {
                 p.ids.pop_front();
             }
-            p.ids.push_back(replay::mn_half(identification));
-            let retransmission = p.client.stats().retransmissions > p.seen_retransmissions;
-            if retransmission {
-                p.seen_retransmissions += 1;
-            }
+            p.ids.push_back(replay::mn_half(t.identification));
             self.stats.probe_requests_sent += 1;
             self.transmits.push_back(ProbeTransmit {
                 ifname: p.ifname.clone(),
                 transmit: t,
-                identification,
-                retransmission,
+                fallback_ifname: None,
             });
         }
     }
 
     /// Reads the probe client's events; a verdict ends the probe.
-    fn outcome(&mut self, _now: Instant, tnc: Option<bool>) -> Option<Outcome> {
+    fn outcome(&mut self, _now: Instant) -> Option<Outcome> {
         let p = self.probe.as_mut()?;
         let mut result = None;
         while let Some(e) = p.client.poll_event() {
             match e {
-                ClientEvent::Registered { binding, .. } => {
-                    let cause = if tnc == Some(true) {
+                ClientEvent::Registered { binding, tnc, .. } => {
+                    let cause = if tnc {
                         Cause::TncReply
                     } else {
                         Cause::AcceptedWithoutTnc
@@ -498,43 +469,5 @@ impl Detector {
             address,
             verdict,
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::auth::sign_reply;
-    use crate::wire::{ReplyCode, ReplyRepr};
-
-    fn sa() -> SecurityAssociation {
-        SecurityAssociation::hmac_md5(0x1000, b"0123456789abcdef").unwrap()
-    }
-
-    fn reply(exts: Vec<Extension>) -> ReplyRepr {
-        ReplyRepr {
-            code: ReplyCode::ACCEPTED,
-            lifetime: 600,
-            home_address: [10, 1, 0, 5].into(),
-            home_agent: [10, 1, 0, 1].into(),
-            identification: 7,
-            extensions: exts,
-        }
-    }
-
-    #[test]
-    fn tnc_counts_only_inside_the_authenticated_part() {
-        let with = sign_reply(&reply(vec![Extension::TrustedNetworksConfigured]), &sa());
-        assert_eq!(authenticated_tnc(&with, &sa()), Ok(true));
-        let without = sign_reply(&reply(vec![]), &sa());
-        assert_eq!(authenticated_tnc(&without, &sa()), Ok(false));
-        // Appended after the authenticator: not covered, not believed.
-        let mut appended = without.clone();
-        appended.extend_from_slice(&Extension::TrustedNetworksConfigured.to_bytes());
-        assert_eq!(authenticated_tnc(&appended, &sa()), Ok(false));
-        // Signed with another key: an error, whatever it carries.
-        let other = SecurityAssociation::hmac_md5(0x1000, b"not the right key").unwrap();
-        let forged = sign_reply(&reply(vec![Extension::TrustedNetworksConfigured]), &other);
-        assert!(authenticated_tnc(&forged, &sa()).is_err());
     }
 }

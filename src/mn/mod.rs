@@ -7,7 +7,9 @@
 //!   retransmission and reply processing.
 //! - [`mode`]: the RFC 5266 access modes and the trusted-network decision.
 //! - [`node`]: the mobile node above the client: attachment (addresses,
-//!   links, home link), mode, state machine, tunnel actions.
+//!   links, home link), mode, state machine, tunnel actions (one file
+//!   per concern, see its documentation).
+//! - [`detect`]: the RFC 5266 §3.4 probe and its verdicts.
 //! - [`vpn`]: what charon's plugin reports (TIA, MOBIKE moves, rekeys),
 //!   typed for mode 'mc', and the MTU of the tunnel inside ESP.
 
@@ -18,8 +20,8 @@ pub mod registration;
 pub mod vpn;
 
 pub use mode::{Mode, Trust, TrustPolicy};
-pub use node::{Action, Node, NodeConfig, State};
+pub use node::{Action, Node, NodeConfig, NodeEvent, State};
 pub use registration::{
-    Agent, Binding, Client, Config, ConfigError, Event, Purpose, Retransmit, Stats, Transmit,
+    Agent, Binding, Client, ClientEvent, Config, ConfigError, Purpose, Retransmit, Stats, Transmit,
 };
 pub use vpn::{PathMtu, VpnInput, VpnSa};

@@ -39,7 +39,7 @@ impl fmt::Display for Mode {
 pub enum Trust {
     Trusted,
     Untrusted,
-    /// Not decided yet (a detection probe is running, issue 5).
+    /// Not decided yet (a detection probe is running, RFC 5266 §3.4).
     Unknown,
 }
 

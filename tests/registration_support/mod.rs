@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mip4::auth::{self, SecurityAssociation};
-use mip4::mn::{Client, Config, Event, Transmit};
+use mip4::mn::{Client, ClientEvent, Config, Transmit};
 use mip4::replay::{HaReplay, NtpTimestamp, ReplayMethod, DEFAULT_TOLERANCE};
 use mip4::wire::{Extension, ReplyCode, ReplyRepr, RequestRepr, MIP_PORT};
 use rand::rngs::StdRng;
@@ -92,7 +92,7 @@ impl Mn {
         t.pop().unwrap()
     }
 
-    pub fn events(&mut self) -> Vec<Event> {
+    pub fn events(&mut self) -> Vec<ClientEvent> {
         std::iter::from_fn(|| self.client.poll_event()).collect()
     }
 

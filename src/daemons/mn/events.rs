@@ -14,7 +14,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::mn::node::Event;
+use crate::mn::node::NodeEvent;
 
 /// One reading of the three clocks at the same moment.
 #[derive(Debug, Clone, Copy)]
@@ -76,7 +76,7 @@ pub struct EventRecord {
     pub mono_ns: u64,
     pub wall_ns: u64,
     #[serde(flatten)]
-    pub event: Event,
+    pub event: NodeEvent,
 }
 
 /// Fan-out of event records to every subscriber. A subscriber that falls
@@ -94,7 +94,7 @@ impl EventBus {
         EventBus { clock, tx }
     }
 
-    pub fn publish(&self, at: Instant, event: Event) {
+    pub fn publish(&self, at: Instant, event: NodeEvent) {
         let (mono_ns, wall_ns) = self.clock.stamp(at);
         let rec = EventRecord {
             mono_ns,
@@ -141,7 +141,7 @@ mod tests {
         let mut rx = bus.subscribe();
         bus.publish(
             Instant::now(),
-            Event::LinkDown {
+            NodeEvent::LinkDown {
                 ifname: "eth0".into(),
             },
         );

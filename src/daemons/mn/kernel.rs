@@ -78,6 +78,10 @@ impl Installer {
             Action::TunnelMtu { home, mtu } => self.tunnel_mtu(*home, *mtu).await,
             Action::HoldTraffic { home } => self.hold(*home, true).await,
             Action::ReleaseTraffic { home } => self.hold(*home, false).await,
+            Action::DirectToHomeAgent { home_agent } => {
+                self.direct(*home_agent).await;
+                Ok(())
+            }
             // The daemon sends these to the plugin.
             Action::Vpn(_) => Ok(()),
         }

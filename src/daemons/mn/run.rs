@@ -12,7 +12,7 @@ use tracing::{error, info, warn};
 
 use crate::bridge::proto::{self, DaemonMsg, PluginMsg};
 use crate::dataplane::{DataPlane, Role, UserspaceConfig};
-use crate::mn::node::{Action, Event as NodeEvent, VpnRequest};
+use crate::mn::node::{Action, NodeEvent, VpnRequest};
 use crate::mn::vpn::{PathMtu, VpnInput};
 use crate::mn::Node;
 use crate::netlink::{NetEvent, Netlink, Watcher};
@@ -65,43 +65,13 @@ impl Daemon {
             if let Err(e) = self.installer.apply(&a).await {
                 error!(action = ?a, error = %e, "kernel change failed");
             }
-            if self.cfg.plugin_socket.is_some() {
-                match &a {
-                    Action::TunnelUp {
-                        care_of,
-                        home_agent,
-                        ..
-                    } if !self.node.vpn_view().is_tia(*care_of) => {
-                        self.installer.direct(Some(*home_agent)).await
-                    }
-                    Action::TunnelUp { .. } | Action::TunnelDown { .. } => {
-                        self.installer.direct(None).await
-                    }
-                    _ => {}
-                }
-            }
         }
         // Probes first: on a move the probe and the MOBIKE update race
         // (RFC 5266 §3.4), and nothing here waits for charon.
         while let Some(p) = self.node.poll_probe_transmit() {
-            let src = p.transmit.src;
-            // The interface charon uses for this address, from the plugin
-            // (its path report), where the node's own name no longer binds.
-            let fallback = self
-                .node
-                .vpn_view()
-                .sas()
-                .iter()
-                .find(|s| s.local.is_some() && s.local == src)
-                .and_then(|s| s.local_ifname.clone());
-            self.probes.send(&p, fallback.as_deref()).await;
+            self.probes.send(&p, p.fallback_ifname.as_deref()).await;
         }
         while let Some(t) = self.node.poll_transmit() {
-            // A request from the TIA (mode 'mc') must take charon's routes:
-            // drop mode c's `to <home agent> lookup main` rule first.
-            if t.src.is_some_and(|a| self.node.vpn_view().is_tia(a)) {
-                self.installer.direct(None).await;
-            }
             self.sockets.send(&t).await;
         }
         while let Some((at, e)) = self.node.poll_event() {
@@ -318,7 +288,9 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
     .await
     .map_err(|e| format!("tunnel data plane: {e}"))?;
     let installer = Installer::new(nl.clone(), dp, cfg.routing_table, cfg.rule_priority);
-    let node = Node::new(cfg.node.clone(), clock.instant(), SystemTime::now())
+    let mut node_cfg = cfg.node.clone();
+    node_cfg.with_charon = cfg.plugin_socket.is_some();
+    let node = Node::new(node_cfg, clock.instant(), SystemTime::now())
         .map_err(|e| format!("registration settings: {e}"))?;
     let (rx_tx, mut replies) = mpsc::channel(256);
     let (q_tx, mut queries) = mpsc::channel(16);

@@ -1,0 +1,58 @@
+//! What the node asks of the daemon: kernel changes and VPN requests.
+
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+
+/// What the daemon must do to the kernel, or ask of charon. The daemon
+/// carries out every action the node queued before it sends the
+/// datagrams queued with them: an action may prepare a datagram's path
+/// ([`Action::DirectToHomeAgent`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Create the tunnel of `home`, or move it: outer source `care_of`,
+    /// outer destination `home_agent`; the home address on the tunnel
+    /// device; traffic from the home address routed into it when
+    /// `reverse_tunnel` (RFC 3024), with the outer datagrams on the
+    /// physical route.
+    TunnelUp {
+        home: Ipv4Addr,
+        care_of: Ipv4Addr,
+        home_agent: Ipv4Addr,
+        reverse_tunnel: bool,
+    },
+    /// Remove the tunnel of `home` and everything installed with it.
+    TunnelDown { home: Ipv4Addr },
+    /// Set the MTU of the tunnel device of `home` (mode 'mc': the tunnel
+    /// runs inside ESP and must not fragment, see [`PathMtu`](crate::mn::vpn::PathMtu)).
+    TunnelMtu { home: Ipv4Addr, mtu: u32 },
+    /// Hold the home address's traffic: the mode is not decided (RFC
+    /// 5266 §3.4 last paragraph, RFC 5265 §3.2.2). The daemon makes the
+    /// home address's route a blackhole until [`Action::ReleaseTraffic`].
+    HoldTraffic { home: Ipv4Addr },
+    /// The path is decided again: route the home address's traffic into
+    /// the tunnel. A no-op without a tunnel.
+    ReleaseTraffic { home: Ipv4Addr },
+    /// `Some`: add a rule `to <home_agent> lookup main`, ordered after
+    /// the home address's own rule and before charon's (priority 220);
+    /// `None`: remove it. Mode 'c' with a VPN kept up inside (RFC 5266
+    /// §3.4.2: it MAY stay): charon's routes would catch datagrams to the
+    /// intranet, the home agent among them, and its policies (for the
+    /// TIA) drop what leaves from the physical care-of address: the
+    /// tunnel's outer datagrams and the renewals. Mode 'mc' needs the
+    /// rule gone before anything leaves from the TIA, which must take
+    /// charon's routes. Only with a charon plugin
+    /// ([`NodeConfig::with_charon`](super::NodeConfig::with_charon)).
+    DirectToHomeAgent { home_agent: Option<Ipv4Addr> },
+    /// Ask charon, through the plugin, to bring a VPN connection up or
+    /// down (RFC 5266 §3.4.1 step 2, §3.4.2 step 1).
+    Vpn(VpnRequest),
+}
+
+/// A request to charon about the VPN.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum VpnRequest {
+    Initiate { connection: String },
+    Terminate { connection: String },
+}

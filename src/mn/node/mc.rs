@@ -1,0 +1,316 @@
+//! Mode 'mc' (RFC 5266 §3.1.3): what charon reports through the plugin,
+//! the TIA as co-located care-of address, and the requests to charon.
+
+use std::net::Ipv4Addr;
+use std::time::Instant;
+
+use tracing::info;
+
+use super::{Access, Action, McAttachment, Node, NodeEvent, Reason, State, VpnRequest};
+use crate::mn::vpn::{VpnInput, VpnView};
+
+impl Node {
+    /// What charon told through the plugin (mode 'mc', RFC 5266
+    /// §3.1.3). The view is updated, then the node decides as for any
+    /// change of attachment; a VPN input that needs no registration while
+    /// in mode 'mc' is reported as a `decision` with its reason.
+    pub fn vpn_input(&mut self, now: Instant, input: VpnInput) {
+        if self.stopping {
+            return;
+        }
+        let accepted = |c: &str| {
+            self.cfg.vpn_connections.is_empty() || self.cfg.vpn_connections.iter().any(|a| a == c)
+        };
+        let known = |id: u32| self.vpn.sas().iter().find(|s| s.ike_sa == id).cloned();
+        let (event, why, mobike) = match &input {
+            VpnInput::TiaAssigned(sa) => {
+                if !accepted(&sa.connection) {
+                    return;
+                }
+                let Some(tia) = sa.tia else { return };
+                (
+                    NodeEvent::VpnTiaAssigned {
+                        connection: sa.connection.clone(),
+                        ike_sa: sa.ike_sa,
+                        tia,
+                        gateway: sa.gateway,
+                        local: sa.local,
+                    },
+                    format!(
+                        "VPN '{}' IKE_SA {} installed the TIA {tia}",
+                        sa.connection, sa.ike_sa
+                    ),
+                    false,
+                )
+            }
+            VpnInput::TiaReleased { ike_sa } => {
+                let Some(sa) = known(*ike_sa) else { return };
+                (
+                    NodeEvent::VpnTiaReleased {
+                        ike_sa: *ike_sa,
+                        tia: sa.tia,
+                    },
+                    format!("VPN IKE_SA {ike_sa} released its TIA"),
+                    false,
+                )
+            }
+            VpnInput::Moved {
+                ike_sa,
+                local,
+                gateway,
+                ..
+            } => {
+                let Some(sa) = known(*ike_sa) else { return };
+                let show = |a: Option<Ipv4Addr>| a.map_or("?".to_string(), |a| a.to_string());
+                (
+                    NodeEvent::VpnMoved {
+                        ike_sa: *ike_sa,
+                        from: sa.local,
+                        to: local.or(sa.local),
+                        gateway: gateway.or(sa.gateway),
+                    },
+                    format!(
+                        "MOBIKE moved IKE_SA {ike_sa} from {} to {} (gateway {})",
+                        show(sa.local),
+                        show(local.or(sa.local)),
+                        show(gateway.or(sa.gateway))
+                    ),
+                    true,
+                )
+            }
+            VpnInput::Up(sa) => {
+                if !accepted(&sa.connection) {
+                    return;
+                }
+                (
+                    NodeEvent::VpnUp {
+                        connection: sa.connection.clone(),
+                        ike_sa: sa.ike_sa,
+                    },
+                    format!("VPN '{}' IKE_SA {} up", sa.connection, sa.ike_sa),
+                    false,
+                )
+            }
+            VpnInput::Down { ike_sa } => {
+                if known(*ike_sa).is_none() {
+                    return;
+                }
+                (
+                    NodeEvent::VpnDown { ike_sa: *ike_sa },
+                    format!("VPN IKE_SA {ike_sa} down"),
+                    false,
+                )
+            }
+            VpnInput::Rekeyed { from, to } => {
+                let Some(sa) = known(*from) else { return };
+                (
+                    NodeEvent::VpnRekeyed {
+                        from: *from,
+                        to: *to,
+                        reestablished: false,
+                        gateway: sa.gateway,
+                    },
+                    format!("IKE_SA {from} rekeyed into {to}"),
+                    false,
+                )
+            }
+            VpnInput::Reestablished { from, sa } => {
+                if !accepted(&sa.connection) {
+                    return;
+                }
+                (
+                    NodeEvent::VpnRekeyed {
+                        from: *from,
+                        to: sa.ike_sa,
+                        reestablished: true,
+                        gateway: sa.gateway,
+                    },
+                    format!("IKE_SA {from} reestablished as {}", sa.ike_sa),
+                    false,
+                )
+            }
+            VpnInput::Roam => (
+                NodeEvent::VpnRoam,
+                "the kernel reported a roam".to_string(),
+                false,
+            ),
+            VpnInput::Snapshot(sas) => {
+                let mut view = VpnView::default();
+                view.apply(&input);
+                let cur = view.current(&self.cfg.vpn_connections);
+                (
+                    NodeEvent::VpnSnapshot {
+                        ike_sas: sas.len(),
+                        tia: cur.and_then(|c| c.tia),
+                        gateway: cur.and_then(|c| c.gateway),
+                    },
+                    "snapshot from the charon plugin".to_string(),
+                    false,
+                )
+            }
+        };
+        info!(input = ?input, "vpn");
+        self.event(now, event);
+        self.vpn.apply(&input);
+        if let (VpnInput::Rekeyed { from, to }, Access::Mc(m)) = (&input, &mut self.access) {
+            if m.ike_sa == *from {
+                m.ike_sa = *to;
+            }
+        }
+        if let (
+            VpnInput::Moved {
+                ike_sa, gateway, ..
+            },
+            Access::Mc(m),
+        ) = (&input, &mut self.access)
+        {
+            // MOBIKE keeps the peer (RFC 4555): a new remote address of
+            // the same IKE_SA is the same gateway.
+            if m.ike_sa == *ike_sa && gateway.is_some() {
+                m.gateway = *gateway;
+            }
+        }
+        let registered = self.evaluate(now, None, &why);
+        if matches!(input, VpnInput::Snapshot(_)) {
+            // A request sent while no plugin was connected was lost: ask
+            // again now that charon listens.
+            self.after_untrusted(now, &why);
+        }
+        let in_mc = self.access.is_live_mc() && self.state.has_care_of();
+        if !registered && in_mc && !matches!(input, VpnInput::Roam) {
+            let tia = self.access.care_of();
+            if mobike {
+                self.stats.vpn_moves_absorbed += 1;
+            }
+            let reason = if mobike {
+                format!("{why}; {}", Reason::MobikeKeepsTia { tia })
+            } else {
+                format!("{why}; {}", Reason::BindingUnchanged { tia })
+            };
+            info!(reason = %reason, "decision: keep binding");
+            self.event(
+                now,
+                NodeEvent::Decision {
+                    decision: "keep_binding",
+                    reason,
+                },
+            );
+        }
+        self.settle(now);
+    }
+
+    /// Mode 'mc' (RFC 5266 §3.1.3): no trusted address, and the VPN
+    /// offers a TIA. Registers it unless the binding already uses it
+    /// through the same gateway: a MOBIKE move or a rekey changes
+    /// nothing the home agent knows (RFC 5266 §3).
+    pub(super) fn evaluate_mc(&mut self, now: Instant, why: &str) -> bool {
+        let Some(v) = self.current_vpn().cloned() else {
+            return false;
+        };
+        let tia = v.tia.expect("current() has a TIA");
+        let active = matches!(
+            self.state,
+            State::Registering { .. }
+                | State::Registered { .. }
+                | State::Denied { .. }
+                | State::Unreachable { .. }
+        );
+        let prev = self.access.mc().cloned();
+        let same_tia = prev.as_ref().is_some_and(|m| m.tia == tia);
+        let same_gateway = prev
+            .as_ref()
+            .is_some_and(|m| m.gateway == v.gateway || m.ike_sa == v.ike_sa || v.gateway.is_none());
+        if active && same_tia && same_gateway && self.access.is_live_mc() {
+            // Same binding: follow the IKE_SA (rekey, MOBIKE) and the MTU.
+            if let Access::Mc(m) = &mut self.access {
+                m.ike_sa = v.ike_sa;
+                m.gateway = v.gateway.or(m.gateway);
+            }
+            self.update_mtu(now, v.mtu);
+            return false;
+        }
+        let (connection, gateway) = (v.connection.clone(), v.gateway);
+        let decision = match &prev {
+            Some(m) if m.tia != tia => {
+                self.stats.tia_changes += 1;
+                Reason::TiaChanged {
+                    from: m.tia,
+                    to: tia,
+                    connection,
+                    gateway,
+                }
+            }
+            Some(m) if !same_gateway => {
+                self.stats.tia_changes += 1;
+                Reason::OtherGateway {
+                    from: m.gateway,
+                    to: gateway,
+                    tia,
+                }
+            }
+            Some(m) if m.stale => Reason::TiaBack {
+                tia,
+                connection,
+                gateway,
+            },
+            _ => Reason::TiaRegistered {
+                tia,
+                connection,
+                gateway,
+            },
+        };
+        let reason = format!("{why}: {decision}");
+        self.stats.moves += u64::from(self.access.care_of().is_some_and(|c| c != tia));
+        self.stats.tia_registrations += 1;
+        let mc = McAttachment {
+            tia,
+            gateway: v.gateway,
+            ike_sa: v.ike_sa,
+            stale: false,
+        };
+        self.register(now, Access::Mc(mc), &reason);
+        true
+    }
+
+    /// A mode 'mc' binding whose TIA the VPN still offers: its traffic
+    /// runs inside ESP whatever the physical network is.
+    pub(super) fn in_mc(&self) -> bool {
+        self.access.is_live_mc()
+            && matches!(
+                self.state,
+                State::Registering { .. } | State::Registered { .. } | State::Unreachable { .. }
+            )
+            && self.current_vpn().and_then(|v| v.tia).is_some()
+    }
+
+    /// Outside: with no VPN to carry mode 'mc', ask charon for one (RFC
+    /// 5266 §3.4.2 step 1).
+    pub(super) fn after_untrusted(&mut self, now: Instant, why: &str) {
+        if self.current_vpn().is_some() || !matches!(self.state, State::Untrusted { .. }) {
+            return;
+        }
+        let connection = self
+            .detector
+            .as_ref()
+            .and_then(|d| d.config().vpn_connection.clone());
+        if let Some(connection) = connection {
+            self.request_vpn(
+                now,
+                VpnRequest::Initiate { connection },
+                &format!("{why}; {}", Reason::VpnNeeded),
+            );
+        }
+    }
+
+    pub(super) fn request_vpn(&mut self, now: Instant, request: VpnRequest, reason: &str) {
+        info!(?request, reason, "vpn request");
+        self.out.actions.push_back(Action::Vpn(request.clone()));
+        self.event(
+            now,
+            NodeEvent::VpnRequested {
+                request,
+                reason: reason.to_string(),
+            },
+        );
+    }
+}

@@ -1,0 +1,176 @@
+//! Why the node decided what it did, typed: each variant prints the
+//! decision and the RFC rule it follows, for the `reason` of the node's
+//! events and log lines. The trigger (an address added, a VPN input, a
+//! verdict) is prefixed where the decision is made.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+/// An address, or "?" when not known (a gateway charon did not report).
+struct Maybe(Option<Ipv4Addr>);
+
+impl fmt::Display for Maybe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(a) => write!(f, "{a}"),
+            None => f.write_str("?"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Reason {
+    /// Mode 'c' (RFC 5266 §3.1.1).
+    TrustedCareOf { addr: Ipv4Addr, ifname: String },
+    /// No mode until the probe's verdict (RFC 5266 §3.4).
+    Detecting { address: Ipv4Addr, ifname: String },
+    /// The probe registers directly with the i-HA (RFC 5266 §3.4).
+    ProbeStarted {
+        address: Ipv4Addr,
+        ifname: String,
+        home_agent: Ipv4Addr,
+    },
+    /// Inside: the accepted probe is the mode 'c' registration (RFC 5266
+    /// §3.4.1, §3.4.2).
+    ProbeKept { addr: Ipv4Addr, ifname: String },
+    /// RFC 5266 §3.4.1 step 2: the MN MAY tear the VPN down inside.
+    TerminateVpnInside,
+    /// Mode 'mc': a MOBIKE move keeps the TIA, so the home agent never
+    /// learns of it (RFC 5266 §3).
+    MobikeKeepsTia { tia: Option<Ipv4Addr> },
+    /// Mode 'mc': a VPN input that leaves TIA and gateway as they were.
+    BindingUnchanged { tia: Option<Ipv4Addr> },
+    /// Mode 'mc': a new TIA is registered at once (RFC 5266 §3).
+    TiaChanged {
+        from: Ipv4Addr,
+        to: Ipv4Addr,
+        connection: String,
+        gateway: Option<Ipv4Addr>,
+    },
+    /// Mode 'mc': another gateway, same TIA: registered at once (RFC 5266
+    /// §3).
+    OtherGateway {
+        from: Option<Ipv4Addr>,
+        to: Option<Ipv4Addr>,
+        tia: Ipv4Addr,
+    },
+    /// Mode 'mc': a TIA came back after the binding went stale.
+    TiaBack {
+        tia: Ipv4Addr,
+        connection: String,
+        gateway: Option<Ipv4Addr>,
+    },
+    /// Mode 'mc' (RFC 5266 §3.1.3): the TIA as co-located care-of
+    /// address, through the VPN, reverse tunnelled.
+    TiaRegistered {
+        tia: Ipv4Addr,
+        connection: String,
+        gateway: Option<Ipv4Addr>,
+    },
+    /// Outside without a VPN (RFC 5266 §3.4.2 step 1).
+    VpnNeeded,
+    /// Nothing leaves in the clear while detecting (RFC 5266 §3.4).
+    HeldDetecting { address: Ipv4Addr, home: Ipv4Addr },
+    /// No decided path (RFC 5265 §3.2.2).
+    HeldUndecided { home: Ipv4Addr },
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::TrustedCareOf { addr, ifname } => write!(
+                f,
+                "{addr} on {ifname} is on a trusted network, co-located care-of address (RFC 5266 §3.1.1)"
+            ),
+            Reason::Detecting { address, ifname } => write!(
+                f,
+                "detecting whether {address} on {ifname} is on a trusted network (RFC 5266 §3.4): registering with the i-HA directly, no mode until the verdict"
+            ),
+            Reason::ProbeStarted {
+                address,
+                ifname,
+                home_agent,
+            } => write!(
+                f,
+                "registering {address} with the i-HA {home_agent} directly, without the VPN, to learn whether {ifname} is on a trusted network (RFC 5266 §3.4)"
+            ),
+            Reason::ProbeKept { addr, ifname } => write!(
+                f,
+                "mode c with {addr} on {ifname} as co-located care-of address, the probe's registration kept (RFC 5266 §3.4.1, §3.4.2)"
+            ),
+            Reason::TerminateVpnInside => f.write_str(
+                "inside the enterprise; vpn_when_inside = terminate (RFC 5266 §3.4.1 step 2: MAY tear down)",
+            ),
+            Reason::MobikeKeepsTia { tia } => write!(
+                f,
+                "the TIA {} is unchanged: no re-registration, the home agent never learns of the move (RFC 5266 §3)",
+                Maybe(*tia)
+            ),
+            Reason::BindingUnchanged { tia } => write!(
+                f,
+                "the binding's TIA {} and gateway are unchanged: no re-registration",
+                Maybe(*tia)
+            ),
+            Reason::TiaChanged {
+                from,
+                to,
+                connection,
+                gateway,
+            } => write!(
+                f,
+                "the TIA changed {from} -> {to} (VPN '{connection}', gateway {}): re-registering at once (RFC 5266 §3)",
+                Maybe(*gateway)
+            ),
+            Reason::OtherGateway { from, to, tia } => write!(
+                f,
+                "attached to another VPN gateway {} -> {} (TIA {tia}): re-registering at once (RFC 5266 §3)",
+                Maybe(*from),
+                Maybe(*to)
+            ),
+            Reason::TiaBack {
+                tia,
+                connection,
+                gateway,
+            } => write!(
+                f,
+                "a TIA is back ({tia}, VPN '{connection}', gateway {}) after the binding went stale: registering it",
+                Maybe(*gateway)
+            ),
+            Reason::TiaRegistered {
+                tia,
+                connection,
+                gateway,
+            } => write!(
+                f,
+                "not on a trusted network; the VPN '{connection}' (gateway {}) gave the TIA {tia}: registering it as co-located care-of address through the VPN, reverse tunnelled (RFC 5266 §3.1.3)",
+                Maybe(*gateway)
+            ),
+            Reason::VpnNeeded => f.write_str("no VPN is up: mode mc needs one (RFC 5266 §3.4.2 step 1)"),
+            Reason::HeldDetecting { address, home } => write!(
+                f,
+                "detecting whether {address} is on a trusted network: traffic from {home} held, nothing leaves in the clear (RFC 5266 §3.4)"
+            ),
+            Reason::HeldUndecided { home } => {
+                write!(f, "no decided path for {home}: traffic held (RFC 5265 §3.2.2)")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_name_the_rule_and_unknown_addresses_print_as_a_question_mark() {
+        let r = Reason::OtherGateway {
+            from: None,
+            to: Some([192, 0, 2, 200].into()),
+            tia: [10, 200, 0, 1].into(),
+        };
+        assert_eq!(
+            r.to_string(),
+            "attached to another VPN gateway ? -> 192.0.2.200 (TIA 10.200.0.1): re-registering at once (RFC 5266 §3)"
+        );
+    }
+}

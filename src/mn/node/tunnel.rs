@@ -1,0 +1,174 @@
+//! The tunnel to the home agent as the node asks the daemon for it: up,
+//! moved, down, its MTU in mode 'mc', and holding the home address's
+//! traffic while no path is decided.
+
+use std::net::Ipv4Addr;
+use std::time::Instant;
+
+use tracing::info;
+
+use super::{Access, Action, Node, NodeEvent, Reason, State, TunnelState};
+use crate::mn::mode::Trust;
+use crate::mn::vpn::PathMtu;
+
+impl Node {
+    /// Mode 'mc': the Mobile IP tunnel runs inside ESP; size it so that
+    /// it does not fragment ([`PathMtu::tunnel_mtu`]). Asked only while a
+    /// tunnel exists (the daemon applies it to the device) and when it
+    /// changes.
+    pub(super) fn update_mtu(&mut self, now: Instant, path: PathMtu) {
+        let Some(mtu) = path.tunnel_mtu(self.cfg.esp_overhead) else {
+            return;
+        };
+        if self.kernel.tunnel.is_none()
+            || self.access.mc().is_none()
+            || self.kernel.tunnel_mtu == Some(mtu)
+        {
+            return;
+        }
+        self.kernel.tunnel_mtu = Some(mtu);
+        let home = self.client.home_address();
+        info!(%home, mtu, physical = ?path.physical, tia_device = ?path.tia_device, esp_overhead = self.cfg.esp_overhead, "tunnel mtu");
+        self.out.actions.push_back(Action::TunnelMtu { home, mtu });
+        self.event(
+            now,
+            NodeEvent::TunnelMtu {
+                mtu,
+                physical: path.physical,
+                tia_device: path.tia_device,
+                esp_overhead: self.cfg.esp_overhead,
+            },
+        );
+    }
+
+    /// Holds the home address's traffic while no decided path exists
+    /// (see docs/mip4d.md, "Holding traffic"): a tunnel is installed,
+    /// and its care-of address is neither a trusted physical address
+    /// (mode 'c') nor the TIA of a live VPN binding (mode 'mc', inside
+    /// ESP).
+    pub(super) fn settle(&mut self, now: Instant) {
+        if self.detector.is_none() {
+            return;
+        }
+        let decided = match self.kernel.tunnel {
+            None => true,
+            Some(t) => {
+                self.access.care_of() == Some(t.care_of)
+                    && matches!(
+                        self.state,
+                        State::Registered { .. }
+                            | State::Registering { .. }
+                            | State::Unreachable { .. }
+                            | State::Deregistering { .. }
+                    )
+                    && match &self.access {
+                        Access::C { .. } => {
+                            self.trust_of(t.care_of) == Trust::Trusted && self.is_usable(t.care_of)
+                        }
+                        Access::Mc(m) => {
+                            !m.stale && self.current_vpn().and_then(|v| v.tia) == Some(t.care_of)
+                        }
+                        Access::None => false,
+                    }
+            }
+        };
+        let hold = !decided && !self.stopping;
+        if hold == self.kernel.held {
+            return;
+        }
+        self.kernel.held = hold;
+        let home = self.client.home_address();
+        if hold {
+            self.stats.traffic_holds += 1;
+            let reason = match self.state {
+                State::Detecting { address } => Reason::HeldDetecting { address, home },
+                _ => Reason::HeldUndecided { home },
+            }
+            .to_string();
+            info!(%home, reason = %reason, "traffic held");
+            self.out.actions.push_back(Action::HoldTraffic { home });
+            self.event(now, NodeEvent::TrafficHeld { reason });
+        } else {
+            self.stats.traffic_releases += 1;
+            let reason = match (self.kernel.tunnel, self.mode()) {
+                (Some(t), Some(m)) => {
+                    format!(
+                        "mode {m} decided: traffic from {home} flows through the tunnel from {}",
+                        t.care_of
+                    )
+                }
+                _ => "no tunnel any more: nothing to hold".to_string(),
+            };
+            info!(%home, reason = %reason, "traffic released");
+            self.out.actions.push_back(Action::ReleaseTraffic { home });
+            self.event(now, NodeEvent::TrafficReleased { reason });
+        }
+    }
+
+    pub(super) fn tunnel_down(&mut self, now: Instant, reason: &str) {
+        if self.kernel.tunnel.take().is_some() {
+            self.kernel.tunnel_mtu = None;
+            self.stats.tunnel_downs += 1;
+            let home = self.client.home_address();
+            info!(%home, reason, "tunnel down");
+            self.out.actions.push_back(Action::TunnelDown { home });
+            self.direct_to_home_agent(None);
+            self.event(
+                now,
+                NodeEvent::TunnelDown {
+                    reason: reason.to_string(),
+                },
+            );
+        }
+    }
+
+    pub(super) fn tunnel_up(&mut self, now: Instant, care_of: Ipv4Addr) {
+        let t = TunnelState {
+            care_of,
+            home_agent: self.client.home_agent(),
+        };
+        if self.kernel.tunnel == Some(t) {
+            return;
+        }
+        self.kernel.tunnel = Some(t);
+        self.stats.tunnel_ups += 1;
+        let home = self.client.home_address();
+        info!(%home, %care_of, home_agent = %t.home_agent, "tunnel up");
+        self.out.actions.push_back(Action::TunnelUp {
+            home,
+            care_of,
+            home_agent: t.home_agent,
+            reverse_tunnel: self.cfg.reverse_tunnel || self.access.mc().is_some(),
+        });
+        if self.cfg.with_charon {
+            // Outer datagrams from a physical care-of address stay off
+            // the VPN's routes; from the TIA they must take them.
+            let direct = (!self.vpn.is_tia(care_of)).then_some(t.home_agent);
+            self.direct_to_home_agent(direct);
+        }
+        self.event(
+            now,
+            NodeEvent::TunnelUp {
+                care_of,
+                home_agent: t.home_agent,
+            },
+        );
+        if self.access.mc().is_some() {
+            if let Some(path) = self.current_vpn().map(|v| v.mtu) {
+                self.update_mtu(now, path);
+            }
+        }
+    }
+
+    /// Asks for the `to <home agent> lookup main` rule, or for its
+    /// removal, when that changes ([`Action::DirectToHomeAgent`]).
+    pub(super) fn direct_to_home_agent(&mut self, home_agent: Option<Ipv4Addr>) {
+        if self.kernel.direct_to_ha == home_agent {
+            return;
+        }
+        self.kernel.direct_to_ha = home_agent;
+        self.out
+            .actions
+            .push_back(Action::DirectToHomeAgent { home_agent });
+    }
+}

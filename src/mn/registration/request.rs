@@ -1,0 +1,192 @@
+//! Registration Requests (RFC 5944 §3.6.1): building, signing, sending,
+//! and retransmitting them (§3.6.3).
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use tracing::debug;
+
+use super::{remember, Client, ClientEvent, Pending, Purpose, Transmit};
+use super::{INFINITE_LIFETIME, MIN_RETRANSMIT_INTERVAL};
+use crate::auth::{self, AuthKind};
+use crate::replay::{self, ReplayMethod};
+use crate::wire::{Extension, Flags, RequestRepr, MIP_PORT};
+
+impl Client {
+    pub(super) fn start(&mut self, now: Instant, purpose: Purpose) {
+        if let Some(old) = self.pending.take() {
+            remember(
+                &mut self.superseded_ids,
+                replay::mn_half(old.request.identification),
+            );
+        }
+        let at_home = purpose == Purpose::DeregisterAtHome;
+        let home_address = self.home_address();
+        let mut flags = self.config.flags;
+        flags.remove(Flags::R);
+        flags.remove(Flags::X);
+        flags.set(Flags::D, self.config.foreign_agent.is_none());
+        if at_home {
+            // No tunnel to or from home.
+            flags = Flags::empty();
+        }
+        let mut extensions = Vec::with_capacity(1 + self.config.extensions.len());
+        if let Some(nai) = &self.config.nai {
+            extensions.push(Extension::Nai(nai.clone()));
+        }
+        extensions.extend(self.config.extensions.iter().cloned());
+        let request = RequestRepr {
+            flags,
+            lifetime: if purpose.is_deregistration() {
+                0
+            } else {
+                self.config.lifetime
+            },
+            home_address,
+            home_agent: self.home_agent,
+            care_of_address: if at_home {
+                home_address
+            } else {
+                self.config.care_of_address
+            },
+            identification: 0,
+            extensions,
+        };
+        let (dst, src) = self.route(at_home, home_address);
+        let initial = self.config.retransmit.initial_timeout;
+        let mut p = Pending {
+            purpose,
+            request,
+            payload: Vec::new(),
+            dst,
+            src,
+            first_sent: now,
+            last_sent: now,
+            attempts: 0,
+            timeout: initial,
+            deadline: now,
+            resyncs: 0,
+            ha_switched: false,
+            lifetime_adjusted: false,
+            t_bit_added: false,
+        };
+        self.sign_new_identification(now, &mut p);
+        self.send(now, p, false);
+    }
+
+    pub(super) fn route(
+        &self,
+        at_home: bool,
+        home_address: Ipv4Addr,
+    ) -> (SocketAddrV4, Option<Ipv4Addr>) {
+        match self.config.foreign_agent {
+            Some(fa) if !at_home => (SocketAddrV4::new(fa, MIP_PORT), Some(home_address)),
+            _ if at_home => (
+                SocketAddrV4::new(self.home_agent, MIP_PORT),
+                Some(home_address),
+            ),
+            _ => (
+                SocketAddrV4::new(self.home_agent, MIP_PORT),
+                Some(self.config.care_of_address),
+            ),
+        }
+    }
+
+    pub(super) fn sign_new_identification(&mut self, now: Instant, p: &mut Pending) {
+        let ntp = self.clock.ntp(now);
+        p.request.identification = self.replay.next_identification(ntp, &mut *self.rng);
+        let mut payload = auth::sign_request(&p.request, &self.config.sa);
+        if self.config.foreign_agent.is_some() && p.purpose != Purpose::DeregisterAtHome {
+            if let Some(fa_sa) = &self.config.mn_fa_sa {
+                // §3.6.1.3: MN-FA after MN-HA.
+                auth::append_auth(&mut payload, AuthKind::MnFa, fa_sa);
+            }
+        }
+        p.payload = payload;
+    }
+
+    pub(super) fn send(&mut self, now: Instant, mut p: Pending, retransmission: bool) {
+        p.attempts += 1;
+        p.last_sent = now;
+        if p.attempts == 1 {
+            p.first_sent = now;
+        }
+        p.deadline = now + p.timeout;
+        self.stats.requests_sent += 1;
+        self.last_request_at = Some(now);
+        self.transmits.push_back(Transmit {
+            dst: p.dst,
+            src: p.src,
+            payload: p.payload.clone(),
+            purpose: p.purpose,
+            care_of_address: p.request.care_of_address,
+            identification: p.request.identification,
+            retransmission,
+        });
+        self.pending = Some(p);
+    }
+
+    pub(super) fn backoff_cap(&self, lifetime: u16) -> Duration {
+        let mut cap = self.config.retransmit.max_timeout;
+        if lifetime != 0 && lifetime != INFINITE_LIFETIME {
+            // §3.6.3: no greater than the requested lifetime.
+            cap = cap.min(Duration::from_secs(lifetime.into()));
+        }
+        cap.max(MIN_RETRANSMIT_INTERVAL)
+    }
+
+    pub(super) fn retransmit(&mut self, now: Instant) {
+        let mut p = self.pending.take().expect("caller checked");
+        self.stats.retransmissions += 1;
+        if self.replay.method() == ReplayMethod::Timestamp {
+            // §3.6.3: with timestamps each retransmission is a new
+            // registration with a new Identification.
+            remember(
+                &mut self.superseded_ids,
+                replay::mn_half(p.request.identification),
+            );
+            self.sign_new_identification(now, &mut p);
+        }
+        // With nonces the request goes out unchanged (§3.6.3).
+        p.timeout = (p.timeout * 2).min(self.backoff_cap(p.request.lifetime));
+        self.send(now, p, true);
+    }
+
+    /// Sends a corrected request at once (after 133, 136, 69, 75/138):
+    /// a fresh exchange with a fresh retransmission budget.
+    pub(super) fn resend(&mut self, now: Instant, mut p: Pending) {
+        remember(
+            &mut self.superseded_ids,
+            replay::mn_half(p.request.identification),
+        );
+        p.attempts = 0;
+        p.timeout = self.config.retransmit.initial_timeout;
+        self.sign_new_identification(now, &mut p);
+        self.send(now, p, false);
+    }
+
+    pub(super) fn give_up(&mut self, now: Instant) {
+        let p = self.pending.take().expect("caller checked");
+        remember(
+            &mut self.superseded_ids,
+            replay::mn_half(p.request.identification),
+        );
+        self.stats.failures += 1;
+        debug!(purpose = ?p.purpose, attempts = p.attempts, "registration attempt failed");
+        if p.purpose == Purpose::Renew {
+            if let Some(b) = &self.binding {
+                // Keep trying while the binding lasts: pause for the
+                // backoff cap, or half the time left if that is shorter.
+                let mut pause = self.config.retransmit.max_timeout;
+                if let Some(e) = b.expires {
+                    pause = pause.min(e.saturating_duration_since(now) / 2);
+                }
+                self.renew_at = Some(now + pause.max(MIN_RETRANSMIT_INTERVAL));
+            }
+        }
+        self.events.push_back(ClientEvent::Failed {
+            purpose: p.purpose,
+            attempts: p.attempts,
+        });
+    }
+}
