@@ -66,3 +66,23 @@ fn lab_ha_restart_rebinds_within_one_retransmission_cycle() {
     figure(&s, "back_to_binding_c_ms");
     figure(&s, "back_to_binding_mc_ms");
 }
+
+#[test]
+fn lab_gateway_restart_brings_the_vpn_and_the_binding_back() {
+    let s = run_passing("gateway-restart");
+    let t = |n: &str| event(&s, n).t;
+    let tia = s.vars["TIA_2"].clone();
+    // Dead-peer detection, a new IKE_SA, its TIA registered: in that order.
+    assert!(t("charon_killed") < t("tia_assigned_2"));
+    assert!(t("tia_assigned_2") < t("registered_2"));
+    assert_eq!(
+        event(&s, "ha_binding_2").detail["care_of_address"],
+        tia.as_str()
+    );
+    same_stream(&s, "stream_flowing", "stream_resumed");
+    check_held(&s, "same-as");
+    check_held(&s, "clear-text");
+    for f in ["kill_to_tia_ms", "kill_to_registered_ms", "kill_to_tcp_ms"] {
+        figure(&s, f);
+    }
+}

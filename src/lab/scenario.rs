@@ -646,14 +646,16 @@ impl Run<'_> {
                     before,
                 );
             }
-            // lab::charon HOST [mip4=SOCKET]: start charon (with the mip4
-            // plugin talking to SOCKET), load the host's swanctl.conf. A
+            // lab::charon HOST [mip4=SOCKET] [set:KEY=VALUE ...]: start
+            // charon (with the mip4 plugin talking to SOCKET, and each
+            // charon.KEY = VALUE), load the host's swanctl.conf. A
             // second start on HOST (after charon-kill) gets a fresh folder
             // HOST-N, so the first charon's log stays.
             "charon" => {
                 let host = arg(1)?.to_string();
-                let mip4 = words.get(2).and_then(|w| w.strip_prefix("mip4="));
-                let cfg = self.charon_config(mip4)?;
+                let mip4 = words.iter().find_map(|w| w.strip_prefix("mip4="));
+                let mut cfg = self.charon_config(mip4)?;
+                cfg.extra_settings.push_str(&charon_settings(&words[2..]));
                 let starts = self
                     .events
                     .iter()
@@ -1445,6 +1447,17 @@ impl Run<'_> {
         }
         Ok(())
     }
+}
+
+/// The `set:KEY=VALUE` words of `lab::charon` as strongswan.conf lines of
+/// the `charon { }` section (e.g. `set:retransmit_timeout=1` for a fast
+/// dead-peer detection).
+fn charon_settings(words: &[&str]) -> String {
+    words
+        .iter()
+        .filter_map(|w| w.strip_prefix("set:")?.split_once('='))
+        .map(|(k, v)| format!("    {k} = {v}\n"))
+        .collect()
 }
 
 /// lab::hold MS: keeps a fault in place for MS milliseconds (a fault's
