@@ -86,3 +86,36 @@ fn lab_gateway_restart_brings_the_vpn_and_the_binding_back() {
         figure(&s, f);
     }
 }
+
+/// What kill-anytime checks after each round and at the end, given its
+/// summary.
+fn killed_anytime_and_converged(s: &mip4::lab::scenario::Summary) {
+    // The seed is in the summary, so a failing run can be replayed.
+    assert!(s.vars["SEED"].parse::<u64>().is_ok(), "{:?}", s.vars);
+    for round in 1..=20 {
+        let t = |n: &str| event(s, &format!("{n}_{round}")).t;
+        assert!(t("restarted") <= t("converged"), "round {round}");
+        assert!(t("restarted") <= t("stream"), "round {round}");
+    }
+    same_stream(s, "stream_flowing", "stream_20");
+    check_held(s, "same-as");
+    check_held(s, "clear-text");
+}
+
+#[test]
+fn lab_kill_anytime_mip4d_twenty_rounds_converge() {
+    let s = run_passing("kill-anytime-mip4d");
+    killed_anytime_and_converged(&s);
+    let kills = s.events.iter().filter(|e| e.event == "killed").count();
+    assert_eq!(kills, 20, "mip4d is the only victim, once per round");
+}
+
+/// Fails today on two defects (lab/scenarios/kill-anytime/description.txt):
+/// the home address leaves the MN outside ESP while its charon is dead,
+/// and a restarted mip4-ha has no binding until mip4d's renewal.
+#[test]
+#[ignore = "defects: home address in the clear while charon is dead; restarted mip4-ha has no binding (lab/scenarios/kill-anytime/description.txt)"]
+fn lab_kill_anytime_twenty_rounds_converge() {
+    let s = run_passing("kill-anytime");
+    killed_anytime_and_converged(&s);
+}

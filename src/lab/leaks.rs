@@ -133,8 +133,11 @@ fn socket_line(line: &str) -> Option<String> {
         })
         .unwrap_or_default();
     let (local, peer) = if netid.starts_with("u_") {
-        // u_str ESTAB 0 0 /path 1234 * 5678 users:...
-        (w.get(4)?.to_string(), w.get(6)?.to_string())
+        // u_str ESTAB 0 0 /path 1234 * 5678 users:... The socket's file
+        // name, not its folder: a restarted charon gets a fresh work
+        // folder from the lab, and the socket is the same one.
+        let file = |p: &str| p.rsplit('/').next().unwrap_or(p).to_string();
+        (file(w.get(4)?), file(w.get(6)?))
     } else {
         (port_class(w.get(4)?), port_class(w.get(5)?))
     };
@@ -173,6 +176,8 @@ mod tests {
                  udp UNCONN 0 0 0.0.0.0:434 0.0.0.0:* users:((\"mip4-ha\",pid=3,fd=4))\n\
                  udp UNCONN 0 0 10.1.10.100:51000 0.0.0.0:* users:((\"mip4d\",pid=2,fd=9))\n";
         assert_eq!(normalise("socket", a), normalise("socket", b));
+        let moved = b.replace("/tmp/w/mn/", "/tmp/w/mn-2/");
+        assert_eq!(normalise("socket", a), normalise("socket", &moved));
         // A second socket of the same kind is a difference.
         let c =
             format!("{b}udp UNCONN 0 0 0.0.0.0:434 0.0.0.0:* users:((\"mip4-ha\",pid=3,fd=5))\n");

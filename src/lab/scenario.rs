@@ -1113,8 +1113,17 @@ impl Run<'_> {
             "seed" => self.seed(arg(1)?)?,
             "random" => self.random(arg(1)?, arg(2)?, arg(3)?)?,
             "pick" => self.pick(arg(1)?, words.get(2..).unwrap_or_default())?,
-            "repeat" => self.repeat(arg(1)?, arg(2)?)?,
+            "repeat" => self.repeat(arg(1)?, arg(2)?, Path::new(&l.file))?,
+            // lab::set VAR WORDS...: ${VAR} = the words.
+            "set" => {
+                let v = words.get(2..).unwrap_or_default().join(" ");
+                self.vars.insert(arg(1)?.to_string(), v);
+            }
             "var" => self.var_from(arg(1)?, arg(2)?, arg(3)?)?,
+            // lab::mark EVENT: an event now (e.g. a fault's end, for `after`).
+            "mark" => {
+                self.emit(arg(1)?, "", serde_json::json!({}));
+            }
             other => return Err(Error::Other(format!("unknown lab verb `{other}`"))),
         }
         Ok(())
@@ -1427,16 +1436,21 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// lab::repeat N FILE: the lines of FILE (in the scenario's folder,
-    /// `pre.dat` syntax) N times, with ${ROUND} = 1..=N.
-    fn repeat(&mut self, n: &str, file: &str) -> Result<()> {
+    /// lab::repeat N FILE: the lines of FILE (`pre.dat` syntax, beside the
+    /// file of the line that names it: `from`) N times, with ${ROUND} =
+    /// 1..=N; `lab::repeat 1 FILE` includes a file.
+    fn repeat(&mut self, n: &str, file: &str, from: &Path) -> Result<()> {
         let n: u32 = n
             .parse()
             .map_err(|_| Error::Other(format!("`{n}` is not a count")))?;
-        let lines = parse_dat(&self.scenario.dir.join(file), false)?;
+        let dir = from.parent().unwrap_or(&self.scenario.dir);
+        let lines = parse_dat(&dir.join(file), false)?;
         if lines.is_empty() {
             return Err(Error::Other(format!("`{file}`: no lines to repeat")));
         }
+        // A repeat inside a repeat (`lab::repeat 1 FILE` to include a
+        // file) leaves the outer ${ROUND} as it was.
+        let outer = self.vars.get("ROUND").cloned();
         for round in 1..=n {
             self.vars.insert("ROUND".into(), round.to_string());
             for l in &lines {
@@ -1445,6 +1459,10 @@ impl Run<'_> {
                 })?;
             }
         }
+        match outer {
+            Some(r) => self.vars.insert("ROUND".into(), r),
+            None => self.vars.remove("ROUND"),
+        };
         Ok(())
     }
 }
