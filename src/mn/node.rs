@@ -563,6 +563,9 @@ pub struct Node {
     rng: StdRng,
     /// Traffic from the home address is held.
     held: bool,
+    /// The plugin's connection ended and no new snapshot came yet: charon
+    /// may be dead, and with it the routes into ESP (kernel-libipsec).
+    plugin_lost: bool,
     /// Whether the last reply handed to the client had TNC in its
     /// authenticated part.
     last_tnc: Option<bool>,
@@ -624,6 +627,7 @@ impl Node {
             probe_transmits: VecDeque::new(),
             rng: StdRng::from_entropy(),
             held: false,
+            plugin_lost: false,
             last_tnc: None,
             monitor: None,
             cfg,
@@ -835,15 +839,21 @@ impl Node {
 
     /// The plugin's connection ended (charon stopped or restarts). The
     /// VPN view stays as it was: charon's TIA and policies may well still
-    /// be in place, and the snapshot of the next connection decides.
+    /// be in place, and the snapshot of the next connection decides. But
+    /// a mode 'mc' binding's traffic is held meanwhile: if charon died,
+    /// its routes into ESP may have gone with it while the TIA stays on
+    /// the access interface, and the tunnel would leave outside ESP
+    /// (RFC 5266 §3.1.3; seen by the lab's kill-anytime captures).
     pub fn plugin_disconnected(&mut self, now: Instant, reason: &str) {
         info!(reason, "charon plugin disconnected");
+        self.plugin_lost = true;
         self.event(
             now,
             Event::PluginDisconnected {
                 reason: reason.to_string(),
             },
         );
+        self.settle(now);
     }
 
     /// What charon told through the plugin (mode 'mc', RFC 5266
@@ -853,6 +863,10 @@ impl Node {
     pub fn vpn_input(&mut self, now: Instant, input: VpnInput) {
         if self.stopping {
             return;
+        }
+        // A new connection's snapshot: charon's view is known again.
+        if matches!(input, VpnInput::Snapshot(_)) {
+            self.plugin_lost = false;
         }
         let accepted = |c: &str| {
             self.cfg.vpn_connections.is_empty() || self.cfg.vpn_connections.iter().any(|a| a == c)
@@ -1799,13 +1813,18 @@ impl Node {
     /// (see docs/mip4d.md, "Holding traffic"): a tunnel is installed,
     /// and its care-of address is neither a trusted physical address
     /// (mode 'c') nor the TIA of a live VPN binding (mode 'mc', inside
-    /// ESP).
+    /// ESP). Without `[detect]`, mode 'mc' only.
     fn settle(&mut self, now: Instant) {
-        if self.detector.is_none() {
-            return;
-        }
         let decided = match self.tunnel {
             None => true,
+            // Without detection, configured trust decides mode 'c'; but a
+            // mode 'mc' tunnel loses its path with the VPN all the same
+            // (charon killed: its TIA stays on the access interface, the
+            // routes into ESP go), and RFC 5266 §3.1.3 keeps that traffic
+            // inside the VPN: held until a TIA is registered again.
+            Some(_) if self.detector.is_none() => {
+                self.access != Mode::Mc || !(self.stale || self.plugin_lost)
+            }
             Some(t) => {
                 self.care_of == Some(t.care_of)
                     && matches!(
@@ -1820,7 +1839,8 @@ impl Node {
                             self.trust_of(t.care_of) == Trust::Trusted && self.is_usable(t.care_of)
                         }
                         Mode::Mc => {
-                            !self.stale && self.current_vpn().and_then(|v| v.tia) == Some(t.care_of)
+                            !(self.stale || self.plugin_lost)
+                                && self.current_vpn().and_then(|v| v.tia) == Some(t.care_of)
                         }
                         Mode::F => false,
                     }
