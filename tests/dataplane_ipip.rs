@@ -35,9 +35,7 @@ fn mn_binding() -> TunnelBinding {
 
 #[test]
 fn ping_and_tcp_cross_the_userspace_ipip_tunnel_and_spoofs_are_dropped() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let p = Pair::new("ipip");
     p.ha.ip(&format!("addr add {CN}/32 dev lo"));
     p.mn.ip(&format!("addr add {HOA}/32 dev lo"));
@@ -162,9 +160,7 @@ fn ping_and_tcp_cross_the_userspace_ipip_tunnel_and_spoofs_are_dropped() {
 
 #[test]
 fn moving_the_care_of_address_keeps_the_tunnel_working() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let p = Pair::new("move");
     p.ha.ip(&format!("addr add {CN}/32 dev lo"));
     p.mn.ip(&format!("addr add {HOA}/32 dev lo"));
@@ -209,9 +205,7 @@ fn moving_the_care_of_address_keeps_the_tunnel_working() {
 
 #[test]
 fn auto_backend_follows_the_kernels_ipip_support() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let ns = Netns::new("auto");
     // Independent oracle: can iproute2 create an ipip link here?
     let kernel_ipip = std::process::Command::new("ip")

@@ -17,9 +17,7 @@ const MN_PORT: u16 = 43_434;
 
 #[test]
 fn ping_and_tcp_cross_the_udp_tunnel_and_foreign_sources_are_dropped() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let p = Pair::new("udp");
     p.ha.ip(&format!("addr add {CN}/32 dev lo"));
     p.mn.ip(&format!("addr add {HOA}/32 dev lo"));

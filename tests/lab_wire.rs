@@ -17,8 +17,9 @@ fn rtt_ms(out: &str) -> f64 {
     nums.split('/').next().unwrap().parse().unwrap()
 }
 
-#[test]
-fn lab_wire_delays_both_directions_and_carries_tcp() {
+/// Hosts x (10.9.0.1) and y (10.9.0.2) with their link's ends `a` and
+/// `b` in namespace w, for a wire to join.
+fn two_hosts() -> (Netns, Netns, Netns) {
     preflight().expect("lab preflight");
     let prefix = unique_prefix();
     let x = Netns::new(&prefix, "x").unwrap();
@@ -28,6 +29,12 @@ fn lab_wire_delays_both_directions_and_carries_tcp() {
     veth(&y, "eth0", &w, "b").unwrap();
     x.add_addr("eth0", "10.9.0.1/24").unwrap();
     y.add_addr("eth0", "10.9.0.2/24").unwrap();
+    (x, y, w)
+}
+
+#[test]
+fn lab_wire_delays_both_directions_and_carries_tcp() {
+    let (x, y, w) = two_hosts();
     let _wire = Wire::start(&w, "a", "b", Duration::from_millis(10)).unwrap();
 
     wait::until(
@@ -59,4 +66,39 @@ fn lab_wire_delays_both_directions_and_carries_tcp() {
         String::from_utf8_lossy(&received.stdout).trim(),
         sent.trim()
     );
+}
+
+#[test]
+fn lab_wire_loses_the_share_of_frames_it_is_set_to() {
+    let (x, _y, w) = two_hosts();
+    let wire = Wire::start(&w, "a", "b", Duration::from_millis(1)).unwrap();
+    wait::until(Duration::from_secs(5), "first reply", || {
+        x.ping_once("10.9.0.1", "10.9.0.2", 500).then_some(())
+    })
+    .unwrap();
+    // The neighbours are resolved (the first reply) before the loss starts.
+    let ping = |n: &str| {
+        x.exec(
+            "ping",
+            &["-n", "-q", "-c", n, "-i", "0.005", "-W", "1", "10.9.0.2"],
+        )
+        .unwrap_or_else(|e| e.to_string())
+    };
+    wire.set_loss(10.0, 42);
+    let out = ping("400");
+    let dropped = wire.dropped();
+    // Each echo crosses twice: 1 - 0.9^2 = 19 % of the round trips lost on
+    // average; 400 of them put 5..40 % beyond any honest doubt.
+    let lost: f64 = out
+        .split(", ")
+        .find_map(|p| p.strip_suffix("% packet loss"))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no loss figure in {out}"));
+    assert!((5.0..40.0).contains(&lost), "{lost}% lost: {out}");
+    assert!(dropped >= 20, "{dropped} frames dropped");
+    // Loss off: nothing more is dropped.
+    wire.set_loss(0.0, 0);
+    let out = ping("50");
+    assert!(out.contains(" 0% packet loss"), "{out}");
+    assert_eq!(wire.dropped(), dropped);
 }

@@ -333,8 +333,9 @@ fn released_tia_makes_the_binding_stale_and_a_returning_tia_registers_again() {
         "{ev:#?}"
     );
     assert!(s.node.status(s.now).vpn.unwrap().binding_stale);
-    // The tunnel stays so that a returning TIA needs only a request.
-    assert!(s.actions().is_empty());
+    // The tunnel stays so that a returning TIA needs only a request; the
+    // home address's traffic is held meanwhile (no path inside ESP).
+    assert_eq!(s.actions(), vec![Action::HoldTraffic { home: HOA }]);
     // Renewals from the vanished TIA are not sent.
     s.now += Duration::from_secs(3600);
     s.node.handle_timeout(s.now);
@@ -454,4 +455,33 @@ fn a_trusted_address_takes_over_from_the_tia_and_the_tia_is_never_a_physical_car
             ..
         }
     )));
+}
+
+#[test]
+fn a_lost_plugin_holds_the_traffic_until_a_tia_is_registered_again() {
+    let mut s = Sim::new();
+    s.outside_registered();
+    s.actions();
+    // charon died: with kernel-libipsec its routes into ESP went with it,
+    // while its TIA stays on the interface; nothing may leave outside ESP.
+    s.node.plugin_disconnected(s.now, "closed");
+    let held = s.actions();
+    assert!(
+        held.iter().any(|a| matches!(a, Action::HoldTraffic { .. })),
+        "{held:?}"
+    );
+    assert!(s.node.traffic_held());
+    // The restarted charon: an empty snapshot, then the new IKE_SA's TIA,
+    // registered; the traffic flows again once it is accepted.
+    s.node.plugin_connected(s.now, "libstrongswan-mip4");
+    s.vpn(VpnInput::Snapshot(vec![]));
+    assert!(s.node.traffic_held(), "connected, but no VPN yet");
+    s.vpn(VpnInput::TiaAssigned(sa(1, EXT_A, GW, Some(TIA2))));
+    let (t, _) = s.one_transmit();
+    s.answer(&t, ReplyCode::ACCEPTED);
+    assert!(!s.node.traffic_held());
+    assert!(s
+        .actions()
+        .iter()
+        .any(|a| matches!(a, Action::ReleaseTraffic { .. })));
 }

@@ -28,9 +28,7 @@ fn echo_on_ha(p: &Pair) -> SocketAddrV4 {
 
 #[test]
 fn xfrm_policies_block_ordinary_sockets_but_not_the_probe() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let p = Pair::new("xfrm");
     let echo = echo_on_ha(&p);
     // What an IPsec policy without SAs does (strongSwan's trap/drop
@@ -64,9 +62,7 @@ fn xfrm_policies_block_ordinary_sockets_but_not_the_probe() {
 
 #[test]
 fn routes_into_a_vpn_device_do_not_catch_the_pinned_probe() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let p = Pair::new("route");
     let echo = echo_on_ha(&p);
     // kernel-libipsec routes the VPN's traffic into its TUN device; a

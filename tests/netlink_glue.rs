@@ -26,9 +26,7 @@ async fn next_matching(w: &mut Watcher, want: impl Fn(&NetEvent) -> bool) -> Net
 
 #[test]
 fn address_and_link_changes_become_watcher_events() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let ns = Netns::new("watch");
     ns.ip("link add d0 type veth peer name d0p"); // no dummy module here
     ns.ip("link set d0p up");
@@ -101,9 +99,7 @@ fn address_and_link_changes_become_watcher_events() {
 
 #[test]
 fn routes_and_rules_are_installed_and_removed() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let ns = Netns::new("routes");
     ns.ip("link add d0 type veth peer name d0p"); // no dummy module here
     ns.ip("link set d0p up");
@@ -202,9 +198,7 @@ fn routes_and_rules_are_installed_and_removed() {
 
 #[test]
 fn proxy_arp_entries_and_sysctls_for_a_home_link() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let ns = Netns::new("proxy");
     ns.ip("link add d0 type veth peer name d0p"); // no dummy module here
     ns.ip("link set d0p up");

@@ -246,6 +246,12 @@ fn main() -> ExitCode {
             let mut ok = true;
             for sc in all {
                 println!("=== {}\n{}\n", sc.name, sc.description);
+                if let Some(d) = &sc.known_defect {
+                    // It fails until the defect is fixed: `mip4-lab run`
+                    // shows it; the tour shows what works.
+                    println!("  skipped, known defect: {d}\n");
+                    continue;
+                }
                 match scenario::run(&cli.lab_dir, &sc, &opts(None), &mut |_| {}) {
                     Ok(s) => {
                         for l in mip4::lab::narrate::summary(&s) {

@@ -13,11 +13,17 @@
 //!   the runner behind `mip4-lab run`.
 //! - [`forger`]: an on-path host answering the MN's probe with forged TNC.
 //! - [`bench`]: the plugin's cost on MOBIKE (`mip4-lab bench`).
+//! - [`leaks`]: a host's kernel state and sockets, normalised, to compare
+//!   before and after a fault (`lab::snapshot`, `lab::same-as`).
+//! - [`cleartext`]: reads a capture for the home address outside ESP
+//!   (`lab::clear-text`).
 
 pub mod bench;
 pub mod charon;
+pub mod cleartext;
 pub mod daemon;
 pub mod forger;
+pub mod leaks;
 pub mod narrate;
 pub mod netns;
 pub mod scenario;

@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use super::charon::{Charon, CharonConfig, IkeSa};
 use super::daemon::{self, Events};
+use super::leaks::Snapshot;
 use super::netns::Process;
 use super::stream::TcpProbe;
 use super::topology::Lab;
@@ -40,6 +41,9 @@ pub struct Scenario {
     pub name: String,
     pub dir: PathBuf,
     pub description: String,
+    /// `known-defect.txt`: a defect this scenario finds and that is not
+    /// fixed yet (the scenario fails until it is; the tour skips it).
+    pub known_defect: Option<String>,
     pub pre: Vec<Line>,
     pub evaltest: Vec<Line>,
     pub post: Vec<Line>,
@@ -110,10 +114,14 @@ impl Scenario {
             })?
             .trim()
             .to_string();
+        let known_defect = std::fs::read_to_string(dir.join("known-defect.txt"))
+            .ok()
+            .map(|t| t.trim().to_string());
         Ok(Scenario {
             name,
             dir: dir.to_path_buf(),
             description,
+            known_defect,
             pre: parse_dat(&dir.join("pre.dat"), false)?,
             evaltest: parse_dat(&dir.join("evaltest.dat"), true)?,
             post: parse_dat(&dir.join("post.dat"), false)?,
@@ -334,6 +342,12 @@ struct Run<'a> {
     figures: BTreeMap<String, f64>,
     events: Vec<Event>,
     sink: &'a mut dyn FnMut(&Event),
+    /// `lab::snapshot HOST NAME`, by `HOST/NAME`.
+    snapshots: BTreeMap<String, Snapshot>,
+    /// `lab::capture NAME HOST DEV`: the pcap by NAME.
+    pcaps: BTreeMap<String, PathBuf>,
+    /// `lab::seed`: every random choice of the run comes from here.
+    rng: Option<rand::rngs::StdRng>,
 }
 
 /// Runs `scenario` on a fresh Figure 1 lab built from `lab_dir`, calling
@@ -368,6 +382,9 @@ pub fn run(
         figures: BTreeMap::new(),
         events: Vec::new(),
         sink,
+        snapshots: BTreeMap::new(),
+        pcaps: BTreeMap::new(),
+        rng: None,
     };
     r.emit(
         "lab_built",
@@ -557,23 +574,27 @@ impl Run<'_> {
             {
                 continue;
             }
-            let pcap = dir.join(format!("{host}-{dev}.pcap"));
-            let log = self.work.path().join(format!("tcpdump-{host}-{dev}.log"));
-            let ns = self.lab.host(&host)?;
-            let mut cmd = ns.command("tcpdump");
-            cmd.args(["-n", "-U", "-s", "0", "-i", &dev, "-w"])
-                .arg(&pcap);
-            let p = ns.spawn(&format!("tcpdump-{dev}"), cmd, &log)?;
-            self.captures.push(p);
-            let what = format!("tcpdump on {host}:{dev}");
-            wait::until(Duration::from_secs(5), &what, || {
-                std::fs::read_to_string(&log)
-                    .ok()?
-                    .contains("listening on")
-                    .then_some(())
-            })?;
+            self.capture_one(&host, &dev, &dir.join(format!("{host}-{dev}.pcap")))?;
         }
         self.emit("capture_started", "", serde_json::json!({"dir": dir}));
+        Ok(())
+    }
+
+    /// tcpdump on `host:dev` into `pcap`, running once it says so.
+    fn capture_one(&mut self, host: &str, dev: &str, pcap: &Path) -> Result<()> {
+        let log = self.work.path().join(format!("tcpdump-{host}-{dev}.log"));
+        let ns = self.lab.host(host)?;
+        let mut cmd = ns.command("tcpdump");
+        cmd.args(["-n", "-U", "-s", "0", "-i", dev, "-w"]).arg(pcap);
+        let p = ns.spawn(&format!("tcpdump-{dev}"), cmd, &log)?;
+        self.captures.push(p);
+        let what = format!("tcpdump on {host}:{dev}");
+        wait::until(Duration::from_secs(5), &what, || {
+            std::fs::read_to_string(&log)
+                .ok()?
+                .contains("listening on")
+                .then_some(())
+        })?;
         Ok(())
     }
 
@@ -608,7 +629,8 @@ impl Run<'_> {
             // lab::attach NET: first attachment of the MN.
             // lab::move NET: the measured move (event `address_change`).
             verb @ ("attach" | "move") => {
-                let net = arg(1)?;
+                let net = self.next_net(arg(1)?)?;
+                let net = net.as_str();
                 let host = self.lab.spec.access(net)?.host.clone();
                 let from = self.lab.attached(&host).map(str::to_string);
                 let before = now();
@@ -631,14 +653,16 @@ impl Run<'_> {
                     before,
                 );
             }
-            // lab::charon HOST [mip4=SOCKET]: start charon (with the mip4
-            // plugin talking to SOCKET), load the host's swanctl.conf. A
+            // lab::charon HOST [mip4=SOCKET] [set:KEY=VALUE ...]: start
+            // charon (with the mip4 plugin talking to SOCKET, and each
+            // charon.KEY = VALUE), load the host's swanctl.conf. A
             // second start on HOST (after charon-kill) gets a fresh folder
             // HOST-N, so the first charon's log stays.
             "charon" => {
                 let host = arg(1)?.to_string();
-                let mip4 = words.get(2).and_then(|w| w.strip_prefix("mip4="));
-                let cfg = self.charon_config(mip4)?;
+                let mip4 = words.iter().find_map(|w| w.strip_prefix("mip4="));
+                let mut cfg = self.charon_config(mip4)?;
+                cfg.extra_settings.push_str(&charon_settings(&words[2..]));
                 let starts = self
                     .events
                     .iter()
@@ -1122,6 +1146,26 @@ impl Run<'_> {
                 })?;
                 self.figures.insert(fig.to_string(), lost as f64);
             }
+            "kill" => self.kill(arg(1)?, words.get(2).copied().unwrap_or("killed"))?,
+            "hold" => hold(arg(1)?)?,
+            "snapshot" => self.snapshot(arg(1)?, arg(2)?)?,
+            "same-as" => self.expect_same(arg(1)?, arg(2)?, secs(3, 10)?)?,
+            "capture" => self.capture(arg(1)?, arg(2)?, arg(3)?)?,
+            "loss" => self.loss(arg(1)?, arg(2)?)?,
+            "seed" => self.seed(arg(1)?)?,
+            "random" => self.random(arg(1)?, arg(2)?, arg(3)?)?,
+            "pick" => self.pick(arg(1)?, words.get(2..).unwrap_or_default())?,
+            "repeat" => self.repeat(arg(1)?, arg(2)?, Path::new(&l.file))?,
+            // lab::set VAR WORDS...: ${VAR} = the words.
+            "set" => {
+                let v = words.get(2..).unwrap_or_default().join(" ");
+                self.vars.insert(arg(1)?.to_string(), v);
+            }
+            "var" => self.var_from(arg(1)?, arg(2)?, arg(3)?)?,
+            // lab::mark EVENT: an event now (e.g. a fault's end, for `after`).
+            "mark" => {
+                self.emit(arg(1)?, "", serde_json::json!({}));
+            }
             other => return Err(Error::Other(format!("unknown lab verb `{other}`"))),
         }
         Ok(())
@@ -1187,6 +1231,8 @@ impl Run<'_> {
                     .ok_or_else(|| Error::Other(format!("no figure `{}`", arg(1).unwrap_or(""))))?;
                 Ok(format!("{}={v}", arg(1)?))
             }
+            "same-as" => self.same_as(arg(1)?, arg(2)?),
+            "clear-text" => self.clear_text(arg(1)?, arg(2)?),
             other => Err(Error::Other(format!("unknown lab query `{other}`"))),
         }
     }
@@ -1227,6 +1273,261 @@ impl Run<'_> {
         );
         c
     }
+}
+
+/// The fault verbs (issue 13, "Faults in the lab"): one function each.
+impl Run<'_> {
+    /// `lab::move A,B,C`: the first of the list after the network the MN
+    /// is on now (cyclic; the first if it is on none of them). A single
+    /// name is itself.
+    fn next_net(&self, list: &str) -> Result<String> {
+        let nets: Vec<&str> = list.split(',').collect();
+        let host = self.lab.spec.access(nets[0])?.host.clone();
+        let now = self.lab.attached(&host);
+        let i = nets
+            .iter()
+            .position(|n| Some(*n) == now)
+            .map_or(0, |i| (i + 1) % nets.len());
+        Ok(nets[i].to_string())
+    }
+
+    /// lab::kill HOST/NAME [EVENT]: SIGKILL a daemon started by
+    /// `lab::spawn` (a crash: no deregistration, no cleanup). Its log is
+    /// kept as HOST-NAME.killed-N.log, so that a new one of the same name
+    /// starts a fresh log.
+    fn kill(&mut self, key: &str, event: &str) -> Result<()> {
+        let mut p = self
+            .procs
+            .remove(key)
+            .ok_or_else(|| Error::Other(format!("no daemon `{key}` running")))?;
+        let t = now();
+        p.kill();
+        let log = self
+            .work
+            .path()
+            .join(format!("{}.log", key.replace('/', "-")));
+        let n = self
+            .events
+            .iter()
+            .filter(|e| e.event == event && e.host == key)
+            .count();
+        let kept = log.with_extension(format!("killed-{}.log", n + 1));
+        let _ = std::fs::rename(&log, &kept);
+        self.emit_at(event, key, serde_json::json!({"log": kept}), t);
+        Ok(())
+    }
+
+    /// lab::snapshot HOST NAME: the host's XFRM policies, routes, rules,
+    /// devices and sockets, normalised (src/lab/leaks.rs).
+    fn snapshot(&mut self, host: &str, name: &str) -> Result<()> {
+        let snap = Snapshot::take(self.lab.host(host)?)?;
+        self.snapshots.insert(format!("{host}/{name}"), snap);
+        self.emit("snapshot", host, serde_json::json!({"name": name}));
+        Ok(())
+    }
+
+    /// Query lab::same-as HOST NAME: `same`, or what differs from snapshot
+    /// NAME (`+section: line` new, `-section: line` gone).
+    fn same_as(&self, host: &str, name: &str) -> Result<String> {
+        let before = self
+            .snapshots
+            .get(&format!("{host}/{name}"))
+            .ok_or_else(|| Error::Other(format!("no `lab::snapshot {host} {name}` yet")))?;
+        let d = before.diff(&Snapshot::take(self.lab.host(host)?)?);
+        Ok(if d.is_empty() {
+            "same".into()
+        } else {
+            d.join("; ")
+        })
+    }
+
+    /// lab::same-as HOST NAME [SECS] (a step): waits until the host is as
+    /// snapshot NAME was, else fails with what differs (event
+    /// `same_as_NAME`).
+    fn expect_same(&mut self, host: &str, name: &str, timeout: Duration) -> Result<()> {
+        let mut last = String::new();
+        let what = format!("{host} as in snapshot `{name}`");
+        let r = wait::until(timeout, &what, || match self.same_as(host, name) {
+            Ok(s) if s == "same" => Some(Ok(())),
+            Ok(s) => {
+                last = s;
+                None
+            }
+            Err(e) => Some(Err(e)),
+        });
+        match r {
+            Ok((r, _)) => r?,
+            Err(e) => return Err(Error::Other(format!("{e}; differs: {last}"))),
+        }
+        self.emit(&format!("same_as_{name}"), host, serde_json::json!({}));
+        Ok(())
+    }
+
+    /// lab::capture NAME HOST DEV: tcpdump on HOST:DEV into NAME.pcap in
+    /// the work folder, for `lab::clear-text NAME ADDR`.
+    fn capture(&mut self, name: &str, host: &str, dev: &str) -> Result<()> {
+        let pcap = self.work.path().join(format!("{name}.pcap"));
+        self.capture_one(host, dev, &pcap)?;
+        self.pcaps.insert(name.to_string(), pcap.clone());
+        self.emit("capture_started", host, serde_json::json!({"pcap": pcap}));
+        Ok(())
+    }
+
+    /// Query lab::clear-text NAME ADDR: `home=N total=M`, frames of
+    /// capture NAME with ADDR in an IPv4 header (outside ESP) and all.
+    fn clear_text(&self, name: &str, addr: &str) -> Result<String> {
+        let pcap = self
+            .pcaps
+            .get(name)
+            .ok_or_else(|| Error::Other(format!("no `lab::capture {name}` yet")))?;
+        Ok(super::cleartext::count(pcap, addr)?.describe())
+    }
+
+    /// The run's generator (`lab::seed` first).
+    fn rng(&mut self) -> Result<&mut rand::rngs::StdRng> {
+        self.rng
+            .as_mut()
+            .ok_or_else(|| Error::Other("random choice before `lab::seed`".into()))
+    }
+
+    /// lab::seed VAR: seeds every random choice of the run, from
+    /// MIP4_LAB_SEED if set (to replay a run), else at random; the seed
+    /// goes into ${VAR} and so into the summary.
+    fn seed(&mut self, var: &str) -> Result<()> {
+        use rand::SeedableRng;
+        let seed: u64 = match std::env::var("MIP4_LAB_SEED") {
+            Ok(s) => s
+                .parse()
+                .map_err(|_| Error::Other(format!("MIP4_LAB_SEED `{s}` is not a number")))?,
+            Err(_) => rand::random(),
+        };
+        self.rng = Some(rand::rngs::StdRng::seed_from_u64(seed));
+        self.vars.insert(var.to_string(), seed.to_string());
+        self.emit("seeded", "", serde_json::json!({"seed": seed}));
+        Ok(())
+    }
+
+    /// lab::random VAR LO HI: an integer in LO..=HI into ${VAR}.
+    fn random(&mut self, var: &str, lo: &str, hi: &str) -> Result<()> {
+        use rand::Rng;
+        let num = |s: &str| {
+            s.parse::<u64>()
+                .map_err(|_| Error::Other(format!("`{s}` is not a number")))
+        };
+        let (lo, hi) = (num(lo)?, num(hi)?);
+        if lo > hi {
+            return Err(Error::Other(format!("empty range {lo}..={hi}")));
+        }
+        let v = self.rng()?.gen_range(lo..=hi);
+        self.vars.insert(var.to_string(), v.to_string());
+        Ok(())
+    }
+
+    /// lab::pick VAR A B ...: one of the words into ${VAR}.
+    fn pick(&mut self, var: &str, choices: &[&str]) -> Result<()> {
+        use rand::seq::SliceRandom;
+        let v = choices
+            .choose(self.rng()?)
+            .ok_or_else(|| Error::Other(format!("`lab::pick {var}`: nothing to pick")))?
+            .to_string();
+        self.vars.insert(var.to_string(), v);
+        Ok(())
+    }
+
+    /// lab::loss NET PERCENT: the access link of NET loses PERCENT % of
+    /// its frames each way from now on (0: none), seeded from the run's
+    /// generator (`lab::seed` first).
+    fn loss(&mut self, net: &str, percent: &str) -> Result<()> {
+        use rand::Rng;
+        let p: f64 = percent
+            .parse()
+            .map_err(|_| Error::Other(format!("`{percent}` is not a percentage")))?;
+        let seed: u64 = self.rng()?.gen();
+        let a = self.lab.spec.access(net)?.clone();
+        let w = self
+            .lab
+            .wire(&a.host, &a.dev)
+            .ok_or_else(|| Error::Other(format!("access `{net}` has no delay line to lose on")))?;
+        w.set_loss(p, seed);
+        let dropped = w.dropped();
+        self.emit(
+            "loss_set",
+            net,
+            serde_json::json!({"percent": p, "dropped_so_far": dropped}),
+        );
+        Ok(())
+    }
+
+    /// lab::var VAR EVENT FIELD: ${VAR} = field FIELD of the last event
+    /// EVENT (e.g. the TIA a daemon reported).
+    fn var_from(&mut self, var: &str, event: &str, field: &str) -> Result<()> {
+        let e = self
+            .events
+            .iter()
+            .rev()
+            .find(|e| e.event == event)
+            .ok_or_else(|| Error::Other(format!("no event `{event}` yet")))?;
+        let v = match &e.detail[field] {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => {
+                return Err(Error::Other(format!("event `{event}` has no `{field}`")))
+            }
+            other => other.to_string(),
+        };
+        self.vars.insert(var.to_string(), v);
+        Ok(())
+    }
+
+    /// lab::repeat N FILE: the lines of FILE (`pre.dat` syntax, beside the
+    /// file of the line that names it: `from`) N times, with ${ROUND} =
+    /// 1..=N; `lab::repeat 1 FILE` includes a file.
+    fn repeat(&mut self, n: &str, file: &str, from: &Path) -> Result<()> {
+        let n: u32 = n
+            .parse()
+            .map_err(|_| Error::Other(format!("`{n}` is not a count")))?;
+        let dir = from.parent().unwrap_or(&self.scenario.dir);
+        let lines = parse_dat(&dir.join(file), false)?;
+        if lines.is_empty() {
+            return Err(Error::Other(format!("`{file}`: no lines to repeat")));
+        }
+        // A repeat inside a repeat (`lab::repeat 1 FILE` to include a
+        // file) leaves the outer ${ROUND} as it was.
+        let outer = self.vars.get("ROUND").cloned();
+        for round in 1..=n {
+            self.vars.insert("ROUND".into(), round.to_string());
+            for l in &lines {
+                self.step(l).map_err(|e| {
+                    Error::Other(format!("round {round}, {}:{}: {e}", l.file, l.line))
+                })?;
+            }
+        }
+        match outer {
+            Some(r) => self.vars.insert("ROUND".into(), r),
+            None => self.vars.remove("ROUND"),
+        };
+        Ok(())
+    }
+}
+
+/// The `set:KEY=VALUE` words of `lab::charon` as strongswan.conf lines of
+/// the `charon { }` section (e.g. `set:retransmit_timeout=1` for a fast
+/// dead-peer detection).
+fn charon_settings(words: &[&str]) -> String {
+    words
+        .iter()
+        .filter_map(|w| w.strip_prefix("set:")?.split_once('='))
+        .map(|(k, v)| format!("    {k} = {v}\n"))
+        .collect()
+}
+
+/// lab::hold MS: keeps a fault in place for MS milliseconds (a fault's
+/// length, as the scenario says it; never a wait for a result).
+fn hold(ms: &str) -> Result<()> {
+    let ms: u64 = ms
+        .parse()
+        .map_err(|_| Error::Other(format!("`{ms}` is not a number of milliseconds")))?;
+    std::thread::sleep(Duration::from_millis(ms));
+    Ok(())
 }
 
 fn sa_json(sa: &IkeSa) -> serde_json::Value {
@@ -1355,6 +1656,12 @@ mod tests {
         let all = Scenario::list(&lab).unwrap();
         let s = all.iter().find(|s| s.name == "vpn-move").expect("vpn-move");
         assert!(!s.pre.is_empty() && !s.evaltest.is_empty());
+        assert_eq!(s.known_defect, None);
+        let ha = all.iter().find(|s| s.name == "ha-restart").expect("ha");
+        assert!(ha
+            .known_defect
+            .as_ref()
+            .is_some_and(|d| d.contains("mip4-ha")));
     }
 
     #[test]

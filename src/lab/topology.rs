@@ -151,7 +151,8 @@ impl TopologySpec {
 /// The built lab. Fields drop in order: delay lines, then hosts.
 #[derive(Debug)]
 pub struct Lab {
-    wires: Vec<Wire>,
+    /// Delay lines, each with the index of its link in `spec.links`.
+    wires: Vec<(usize, Wire)>,
     hosts: BTreeMap<String, Netns>,
     wire_ns: Netns,
     pub spec: TopologySpec,
@@ -189,7 +190,7 @@ impl Lab {
                 veth(lab.host(&a.host)?, &a.dev, &lab.wire_ns, &wa)?;
                 veth(lab.host(&b.host)?, &b.dev, &lab.wire_ns, &wb)?;
                 let wire = Wire::start(&lab.wire_ns, &wa, &wb, Duration::from_millis(l.delay_ms))?;
-                lab.wires.push(wire);
+                lab.wires.push((i, wire));
             }
             for end in [&a, &b] {
                 if let Some(addr) = &end.addr {
@@ -272,6 +273,18 @@ impl Lab {
         let ns = self.host(host)?;
         ns.ip(&["addr", "flush", "dev", &access.dev])?;
         ns.link_up(&access.dev, false)
+    }
+
+    /// The delay line of the link with an end at `host:dev`, if it has one
+    /// (to make it lossy).
+    pub fn wire(&self, host: &str, dev: &str) -> Option<&Wire> {
+        self.wires.iter().find_map(|(i, w)| {
+            let l = &self.spec.links[*i];
+            [&l.a, &l.b]
+                .iter()
+                .any(|e| End::parse(e).is_some_and(|e| e.host == host && e.dev == dev))
+                .then_some(w)
+        })
     }
 
     /// The interfaces of every host (for captures): `(host, dev)`.

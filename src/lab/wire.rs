@@ -8,11 +8,17 @@
 //! PACKET_VNET_HDR so that GSO frames and partial checksums from veth pass
 //! through intact (without it a TCP segment bigger than the MTU could not
 //! be re-sent and offloaded checksums would arrive unfilled).
+//!
+//! It can also lose frames (`set_loss`): a seeded pseudo-random share of
+//! the frames in each direction is dropped, counted, instead of relayed
+//! (the `lossy` scenario; netem's `loss` is what it stands in for).
 
 use std::collections::VecDeque;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+
+use rand::{Rng, SeedableRng};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -31,6 +37,31 @@ pub struct Wire {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     delay: Duration,
+    loss: Arc<Loss>,
+}
+
+/// Frame loss on a wire, both directions: none until `set_loss`.
+#[derive(Default)]
+struct Loss {
+    /// (share dropped in parts per million, its generator).
+    state: Mutex<(u32, Option<rand::rngs::StdRng>)>,
+    dropped: AtomicU64,
+}
+
+impl Loss {
+    /// Whether the next frame is lost (and counted).
+    fn lose(&self) -> bool {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let ppm = st.0;
+        let lost = match &mut st.1 {
+            Some(rng) if ppm > 0 => rng.gen_range(0..1_000_000) < ppm,
+            _ => false,
+        };
+        if lost {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        lost
+    }
 }
 
 impl std::fmt::Debug for Wire {
@@ -51,11 +82,14 @@ impl Wire {
         let a = Arc::new(a);
         let b = Arc::new(b);
         let stop = Arc::new(AtomicBool::new(false));
+        let loss = Arc::new(Loss::default());
         let mut threads = Vec::new();
         for (from, to) in [(a.clone(), b.clone()), (b, a)] {
             let line = Arc::new(Line::default());
-            let (s, l) = (stop.clone(), line.clone());
-            threads.push(std::thread::spawn(move || receive(&from, &l, &s, delay)));
+            let (s, l, lo) = (stop.clone(), line.clone(), loss.clone());
+            threads.push(std::thread::spawn(move || {
+                receive(&from, &l, &s, delay, &lo)
+            }));
             let s = stop.clone();
             threads.push(std::thread::spawn(move || transmit(&to, &line, &s)));
         }
@@ -63,11 +97,26 @@ impl Wire {
             stop,
             threads,
             delay,
+            loss,
         })
     }
 
     pub fn delay(&self) -> Duration {
         self.delay
+    }
+
+    /// From now on, drops `percent` % of the frames in each direction,
+    /// chosen by a generator seeded with `seed` (same seed, same choices
+    /// for the same frame sequence); 0 stops the loss.
+    pub fn set_loss(&self, percent: f64, seed: u64) {
+        let ppm = (percent.clamp(0.0, 100.0) * 10_000.0).round() as u32;
+        let mut st = self.loss.state.lock().unwrap_or_else(|e| e.into_inner());
+        *st = (ppm, Some(rand::rngs::StdRng::seed_from_u64(seed)));
+    }
+
+    /// Frames dropped by the loss setting so far.
+    pub fn dropped(&self) -> u64 {
+        self.loss.dropped.load(Ordering::Relaxed)
     }
 }
 
@@ -87,13 +136,16 @@ struct Line {
     ready: Condvar,
 }
 
-fn receive(sock: &PacketSocket, line: &Line, stop: &AtomicBool, delay: Duration) {
+fn receive(sock: &PacketSocket, line: &Line, stop: &AtomicBool, delay: Duration, loss: &Loss) {
     let mut buf = vec![0u8; FRAME_MAX];
     while !stop.load(Ordering::Relaxed) {
         let n = match sock.recv(&mut buf) {
             Ok(n) if n > 0 => n,
             _ => continue, // SO_RCVTIMEO expired (stop check) or a transient error
         };
+        if loss.lose() {
+            continue;
+        }
         let due = Instant::now() + delay;
         let mut q = line.queue.lock().unwrap_or_else(|e| e.into_inner());
         q.push_back((due, buf[..n].to_vec()));
@@ -164,4 +216,35 @@ fn open_packet_socket(dev: &str) -> io::Result<PacketSocket> {
     // A bounded wait, so the receiver sees the stop flag.
     sock.set_read_timeout(Some(Duration::from_millis(100)))?;
     Ok(sock)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decisions(loss: &Loss, n: usize) -> Vec<bool> {
+        (0..n).map(|_| loss.lose()).collect()
+    }
+
+    #[test]
+    fn loss_is_seeded_and_near_its_share() {
+        let set = |percent, seed| {
+            let l = Loss::default();
+            *l.state.lock().unwrap() = (
+                (percent * 10_000.0) as u32,
+                Some(rand::rngs::StdRng::seed_from_u64(seed)),
+            );
+            l
+        };
+        let (a, b) = (set(10.0, 7), set(10.0, 7));
+        let da = decisions(&a, 100_000);
+        assert_eq!(da, decisions(&b, 100_000), "same seed, same frames lost");
+        let lost = da.iter().filter(|x| **x).count();
+        assert_eq!(a.dropped.load(Ordering::Relaxed), lost as u64);
+        // 10 % of 100,000: the binomial's standard deviation is ~95.
+        assert!((9_000..11_000).contains(&lost), "{lost}");
+        assert_ne!(da, decisions(&set(10.0, 8), 100_000));
+        // No loss set: nothing is lost.
+        assert!(!decisions(&Loss::default(), 1000).contains(&true));
+    }
 }

@@ -11,18 +11,15 @@ use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-pub fn is_root() -> bool {
+/// Fails the test, saying why, unless it runs as root: a test that
+/// cannot make its namespaces must not pass as if it had run.
+pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// Returns false (and says why) when the test cannot run here.
-pub fn can_run() -> bool {
-    if !is_root() {
-        eprintln!("skipped: network namespace tests need root");
-        return false;
-    }
-    true
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "this test makes network namespaces and needs root (euid is {euid}): run it as root"
+    );
 }
 
 pub struct Netns {

@@ -18,6 +18,10 @@ impl Node {
         if self.stopping {
             return;
         }
+        // A new connection's snapshot: charon's view is known again.
+        if matches!(input, VpnInput::Snapshot(_)) {
+            self.plugin_lost = false;
+        }
         let accepted = |c: &str| {
             self.cfg.vpn_connections.is_empty() || self.cfg.vpn_connections.iter().any(|a| a == c)
         };

@@ -128,6 +128,9 @@ pub struct Node {
     /// The mode last reported in a `mode_changed` event.
     mode_shown: Option<Mode>,
     vpn: VpnView,
+    /// The plugin's connection ended and no new snapshot came yet: charon
+    /// may be dead, and with it the routes into ESP (kernel-libipsec).
+    plugin_lost: bool,
     /// Trusted-network detection, with `TrustPolicy::Tnc`.
     detector: Option<Detector>,
     /// Randomness for the probes' clients.
@@ -166,6 +169,7 @@ impl Node {
             stats: NodeStats::default(),
             mode_shown: None,
             vpn: VpnView::default(),
+            plugin_lost: false,
             detector,
             rng: StdRng::from_entropy(),
             monitor: None,
@@ -349,15 +353,21 @@ impl Node {
 
     /// The plugin's connection ended (charon stopped or restarts). The
     /// VPN view stays as it was: charon's TIA and policies may well still
-    /// be in place, and the snapshot of the next connection decides.
+    /// be in place, and the snapshot of the next connection decides. But
+    /// a mode 'mc' binding's traffic is held meanwhile: if charon died,
+    /// its routes into ESP may have gone with it while the TIA stays on
+    /// the access interface, and the tunnel would leave outside ESP
+    /// (RFC 5266 §3.1.3; seen by the lab's kill-anytime captures).
     pub fn plugin_disconnected(&mut self, now: Instant, reason: &str) {
         info!(reason, "charon plugin disconnected");
+        self.plugin_lost = true;
         self.event(
             now,
             NodeEvent::PluginDisconnected {
                 reason: reason.to_string(),
             },
         );
+        self.settle(now);
     }
 
     /// A UDP payload received on a registration socket.

@@ -45,13 +45,19 @@ impl Node {
     /// (see docs/mip4d.md, "Holding traffic"): a tunnel is installed,
     /// and its care-of address is neither a trusted physical address
     /// (mode 'c') nor the TIA of a live VPN binding (mode 'mc', inside
-    /// ESP).
+    /// ESP). Without `[detect]`, mode 'mc' only.
     pub(super) fn settle(&mut self, now: Instant) {
-        if self.detector.is_none() {
-            return;
-        }
         let decided = match self.kernel.tunnel {
             None => true,
+            // Without detection, configured trust decides mode 'c'; but a
+            // mode 'mc' tunnel loses its path with the VPN all the same
+            // (charon killed: its TIA stays on the access interface, the
+            // routes into ESP go), and RFC 5266 §3.1.3 keeps that traffic
+            // inside the VPN: held until a TIA is registered again.
+            Some(_) if self.detector.is_none() => match &self.access {
+                Access::Mc(m) => !(m.stale || self.plugin_lost),
+                _ => true,
+            },
             Some(t) => {
                 self.access.care_of() == Some(t.care_of)
                     && matches!(
@@ -66,7 +72,8 @@ impl Node {
                             self.trust_of(t.care_of) == Trust::Trusted && self.is_usable(t.care_of)
                         }
                         Access::Mc(m) => {
-                            !m.stale && self.current_vpn().and_then(|v| v.tia) == Some(t.care_of)
+                            !(m.stale || self.plugin_lost)
+                                && self.current_vpn().and_then(|v| v.tia) == Some(t.care_of)
                         }
                         Access::None => false,
                     }

@@ -1,0 +1,62 @@
+//! Reads a capture of an external link for traffic to or from the home
+//! address outside IPsec (`lab::clear-text`): RFC 5266 §3.1.3 puts every
+//! home-address packet of an MN outside the enterprise inside the VPN's
+//! ESP, so an external link must never show the home address in an IP
+//! header, outer or inner (an IPIP or UDP-tunnelled packet, or the copy
+//! inside an ICMP error, counts too). tshark dissects all of them; ESP
+//! stays opaque, as on the real Internet.
+
+use std::path::Path;
+use std::process::Command;
+
+use super::{Error, Result};
+
+/// Frames in `pcap` (all, and those with `addr` in any IPv4 header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    pub total: u64,
+    pub with_addr: u64,
+}
+
+impl Seen {
+    pub fn describe(&self) -> String {
+        format!("home={} total={}", self.with_addr, self.total)
+    }
+}
+
+/// Counts the frames of `pcap`, and those carrying `addr` in any IPv4
+/// header tshark finds.
+pub fn count(pcap: &Path, addr: &str) -> Result<Seen> {
+    let frames = |filter: Option<String>| -> Result<u64> {
+        let mut cmd = Command::new("tshark");
+        cmd.args(["-n", "-r"])
+            .arg(pcap)
+            .args(["-T", "fields", "-e", "frame.number"]);
+        if let Some(f) = filter {
+            cmd.args(["-Y", &f]);
+        }
+        let out = cmd.output().map_err(|source| Error::Spawn {
+            cmd: "tshark".into(),
+            source,
+        })?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // tcpdump is still writing: the last frame may be cut short, which
+        // tshark reports (exit status 2) after reading every whole frame.
+        if !out.status.success() && !stderr.contains("cut short") {
+            return Err(Error::Other(format!(
+                "tshark -r {}: {}",
+                pcap.display(),
+                stderr.trim()
+            )));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(text.lines().filter(|l| !l.trim().is_empty()).count() as u64)
+    };
+    let ip: std::net::Ipv4Addr = addr
+        .parse()
+        .map_err(|_| Error::Other(format!("`{addr}` is not an IPv4 address")))?;
+    Ok(Seen {
+        total: frames(None)?,
+        with_addr: frames(Some(format!("ip.addr == {ip}")))?,
+    })
+}
