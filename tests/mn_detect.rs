@@ -214,8 +214,12 @@ impl Sim {
         self.node.handle_datagram(self.now, ha(), &bytes);
     }
 
+    /// The actions, but the home-source ones (tests/mn_mode_mc.rs pins
+    /// those).
     fn take_actions(&mut self) -> Vec<Action> {
-        let new: Vec<Action> = std::iter::from_fn(|| self.node.poll_action()).collect();
+        let new: Vec<Action> = std::iter::from_fn(|| self.node.poll_action())
+            .filter(|a| !matches!(a, Action::HomeAddressSource { .. }))
+            .collect();
         self.actions.extend(new.iter().cloned());
         new
     }
