@@ -84,9 +84,11 @@ impl StreamState {
     /// One line for evaltest patterns and logs.
     pub fn describe(&self) -> String {
         format!(
-            "connections={} client={} sent={} echoed={} stall_ms={:.1} error={}",
+            "connections={} client={} peer={} sent={} echoed={} stall_ms={:.1} error={}",
             self.accepted,
             self.client.map_or("none".to_string(), |c| c.to_string()),
+            self.server_peer
+                .map_or("none".to_string(), |c| c.to_string()),
             self.bytes_sent(),
             self.bytes_echoed(),
             self.longest_gap_ms(),
