@@ -14,14 +14,18 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::charon::{Charon, CharonConfig, IkeSa};
 use super::daemon::{self, Events};
 use super::netns::Process;
+use super::platform::{self, Platform};
 use super::stream::TcpProbe;
 use super::topology::Lab;
 use super::{wait, Error, Result, WorkDir};
+
+/// The MN's home address in the lab's configs (lab/hosts/mn/mip4d-*.conf).
+const LAB_HOME_ADDRESS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 1, 100, 5);
 
 /// A command line of `pre.dat`, `post.dat` or `evaltest.dat`.
 #[derive(Debug, Clone)]
@@ -139,7 +143,7 @@ impl Scenario {
 }
 
 /// A timestamped event of a run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
     /// Unix time, seconds.
     pub t: f64,
@@ -151,7 +155,7 @@ pub struct Event {
 }
 
 /// An evaltest result.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Check {
     pub host: String,
     pub command: String,
@@ -160,15 +164,20 @@ pub struct Check {
     pub ok: bool,
 }
 
-/// The final object of a run.
-#[derive(Debug, Clone, Serialize)]
+/// The final object of a run (`--json` prints it without `events`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
     pub scenario: String,
     pub verdict: String,
+    /// What ran: kernel, each charon's IPsec backend, each daemon's
+    /// tunnel backend (read back from them, not assumed).
+    #[serde(default)]
+    pub platform: Platform,
     pub figures: BTreeMap<String, f64>,
     pub vars: BTreeMap<String, String>,
     pub checks: Vec<Check>,
     pub error: Option<String>,
+    #[serde(default)]
     pub events: Vec<Event>,
 }
 
@@ -334,6 +343,10 @@ struct Run<'a> {
     figures: BTreeMap<String, f64>,
     events: Vec<Event>,
     sink: &'a mut dyn FnMut(&Event),
+    /// Each daemon's control socket by host, as the scenario named it
+    /// (`lab::subscribe`, `lab::binding`): read for the platform.
+    control_sockets: BTreeMap<String, String>,
+    platform: Platform,
 }
 
 /// Runs `scenario` on a fresh Figure 1 lab built from `lab_dir`, calling
@@ -368,6 +381,11 @@ pub fn run(
         figures: BTreeMap::new(),
         events: Vec::new(),
         sink,
+        control_sockets: BTreeMap::new(),
+        platform: Platform {
+            kernel: platform::release(),
+            ..Default::default()
+        },
     };
     r.emit(
         "lab_built",
@@ -395,6 +413,8 @@ pub fn run(
             checks.push(r.check(l));
         }
     }
+    // What ran, from the daemons while they still run (post stops them).
+    r.read_tunnel_backends();
     for l in &scenario.post.clone() {
         // post always runs; its failures are reported, not fatal.
         if let Err(e) = r.step(l) {
@@ -419,6 +439,7 @@ pub fn run(
     Ok(Summary {
         scenario: scenario.name.clone(),
         verdict: if ok { "PASS" } else { "FAIL" }.to_string(),
+        platform: r.platform.clone(),
         figures: r.figures.clone(),
         vars: r.vars.clone(),
         checks,
@@ -428,6 +449,19 @@ pub fn run(
 }
 
 impl Run<'_> {
+    /// Each daemon's tunnel backend, from its `mip4ctl status`.
+    fn read_tunnel_backends(&mut self) {
+        for (host, socket) in &self.control_sockets {
+            if let Some(b) = daemon::status(Path::new(socket))
+                .ok()
+                .as_ref()
+                .and_then(platform::tunnel_backend)
+            {
+                self.platform.tunnels.insert(host.clone(), b);
+            }
+        }
+    }
+
     fn emit(&mut self, event: &str, host: &str, detail: serde_json::Value) -> f64 {
         self.emit_at(event, host, detail, now())
     }
@@ -522,9 +556,13 @@ impl Run<'_> {
         // device, `tunnel_device` = mip4mn0) for an IKE path: after a
         // break-before-make move it is the only address left for a moment,
         // MOBIKE would probe from it, through the Mobile IP tunnel that
-        // itself runs inside this IKE_SA's ESP, and never recover.
+        // itself runs inside this IKE_SA's ESP, and never recover. The
+        // device is mip4d's TUN with the userspace backend and the
+        // binding's ipip link (named after the lab's home address) with
+        // the kernel backend; charon matches names exactly.
+        let ipip = crate::dataplane::kernel::link_name(LAB_HOME_ADDRESS);
         cfg.extra_settings
-            .push_str("    interfaces_ignore = mip4mn0\n");
+            .push_str(&format!("    interfaces_ignore = mip4mn0, {ipip}\n"));
         cfg.extra_settings.push_str(&format!(
             "    plugins {{\n        mip4 {{\n            socket = {socket}\n            \
              loglevel = 2\n        }}\n    }}\n"
@@ -653,6 +691,9 @@ impl Run<'_> {
                 let c = Charon::start(self.lab.host(&host)?, &dir, &cfg)?;
                 let conf = self.host_file(&host, "swanctl.conf");
                 c.load_all(&conf)?;
+                self.platform
+                    .ipsec
+                    .insert(host.clone(), c.ipsec_backend().to_string());
                 self.charons.insert(host.clone(), c);
                 self.emit(
                     "charon_started",
@@ -918,6 +959,9 @@ impl Run<'_> {
                 let (key, socket) = (arg(1)?, arg(2)?);
                 let ev = Events::subscribe(Path::new(socket), secs(3, 10)?)?;
                 self.subscriptions.insert(key.to_string(), ev);
+                let host = key.split('/').next().unwrap_or(key);
+                self.control_sockets
+                    .insert(host.to_string(), socket.to_string());
                 self.emit("subscribed", key, serde_json::json!({"socket": socket}));
             }
             // lab::wait-event HOST/PROC EVENT [field=value ...]
@@ -965,6 +1009,8 @@ impl Run<'_> {
             // the HA's binding for HOA has care-of address COA.
             "binding" => {
                 let (host, socket, hoa, coa, name) = (arg(1)?, arg(2)?, arg(3)?, arg(4)?, arg(5)?);
+                self.control_sockets
+                    .insert(host.to_string(), socket.to_string());
                 let what = format!("binding {hoa} -> {coa} at {host}");
                 let mut last = None;
                 let r = wait::until(secs(6, 20)?, &what, || {

@@ -160,8 +160,9 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Builds the topology: namespaces, links (with delay lines where a
-    /// delay is set), addresses, forwarding, routes and nftables rulesets.
+    /// Builds the topology: namespaces, links (with netem where the kernel
+    /// has it and a delay is set, else a userspace delay line), addresses,
+    /// forwarding, routes and nftables rulesets.
     pub fn build(spec: TopologySpec, topology_dir: &Path) -> Result<Lab> {
         let prefix = unique_prefix();
         let wire_ns = Netns::new(&prefix, "wire")?;
@@ -184,6 +185,19 @@ impl Lab {
             let b = End::parse(&l.b).expect("checked at load");
             if l.delay_ms == 0 {
                 veth(lab.host(&a.host)?, &a.dev, lab.host(&b.host)?, &b.dev)?;
+            } else if super::platform::Kernel::detect().netem {
+                // The kernel's own delay: netem on both ends, each
+                // delaying what it sends.
+                veth(lab.host(&a.host)?, &a.dev, lab.host(&b.host)?, &b.dev)?;
+                let delay = format!("{}ms", l.delay_ms);
+                for end in [&a, &b] {
+                    lab.host(&end.host)?.exec(
+                        "tc",
+                        &[
+                            "qdisc", "add", "dev", &end.dev, "root", "netem", "delay", &delay,
+                        ],
+                    )?;
+                }
             } else {
                 let (wa, wb) = (format!("w{i}a"), format!("w{i}b"));
                 veth(lab.host(&a.host)?, &a.dev, &lab.wire_ns, &wa)?;
@@ -241,7 +255,7 @@ impl Lab {
     }
 
     /// Moves the MN to access network `name`, break before make: the old
-    /// link loses its address and goes down, then the new one comes up with
+    /// link loses the network's address and goes down, then the new one comes up with
     /// its address and default route (what a DHCP client would set).
     pub fn attach(&mut self, name: &str) -> Result<()> {
         let access = self.spec.access(name)?.clone();
@@ -270,7 +284,10 @@ impl Lab {
         };
         let access = self.spec.access(&current)?.clone();
         let ns = self.host(host)?;
-        ns.ip(&["addr", "flush", "dev", &access.dev])?;
+        // Only the network's own address goes (what a DHCP client
+        // releases): with kernel-netlink, charon installs the VPN's
+        // virtual IP on the access interface too, and it must stay.
+        ns.del_addr(&access.dev, &access.addr)?;
         ns.link_up(&access.dev, false)
     }
 
