@@ -4,7 +4,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all deps build check fmt-check clippy test demo bench fuzz clean deb install
+.PHONY: all deps build check check-vm fmt-check clippy test demo bench fuzz clean deb install
 
 all: build
 
@@ -24,6 +24,14 @@ test: deps
 	$(CARGO) test --all-targets
 
 check: deps fmt-check clippy test
+
+# The kernel tier (lab/README.md): the scenarios again in a QEMU guest with
+# Debian's stock kernel (kernel ESP, kernel ipip, netem), one boot per
+# gateway. The guest runs the binaries built here.
+VM_SCENARIOS ?= trusted-move untrusted-move leave-enterprise forged-tnc
+check-vm: deps
+	$(CARGO) build --lib --bins
+	./target/debug/mip4-lab run $(VM_SCENARIOS) --vm
 
 # mip4-lab runs the mip4d, mip4-ha, mip4ctl and the mip4 plugin (libmip4.so)
 # built beside it: build them all.

@@ -651,6 +651,13 @@ impl Run<'_> {
                 let from = self.lab.attached(&host).map(str::to_string);
                 let before = now();
                 self.lab.attach(net)?;
+                // A move counts from the moment the old path was gone (the
+                // end of the detach): before it, echoes still went through.
+                let before = if verb == "move" {
+                    self.lab.left_at().unwrap_or(before)
+                } else {
+                    before
+                };
                 // ${MN_ADDR}: the MN's address on the network it is on now.
                 let addr = self.lab.spec.access(net)?.addr.clone();
                 let addr = addr.split('/').next().unwrap_or_default().to_string();
@@ -660,7 +667,6 @@ impl Run<'_> {
                 } else {
                     "attached"
                 };
-                // The change counts from its first command, not its last.
                 let took_ms = ((now() - before) * 1e4).round() / 10.0;
                 self.emit_at(
                     name,

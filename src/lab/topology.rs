@@ -157,6 +157,9 @@ pub struct Lab {
     pub spec: TopologySpec,
     /// The access network the MN is attached to, if any.
     attached: BTreeMap<String, String>,
+    /// When the last [`Lab::attach`] had left the old network (unix
+    /// seconds): the moment the old path was gone.
+    left_at: Option<f64>,
 }
 
 impl Lab {
@@ -172,6 +175,7 @@ impl Lab {
             wire_ns,
             spec: spec.clone(),
             attached: BTreeMap::new(),
+            left_at: None,
         };
         for h in &spec.hosts {
             let ns = Netns::new(&prefix, &h.name)?;
@@ -257,24 +261,34 @@ impl Lab {
     /// Moves the MN to access network `name`, break before make: the old
     /// link loses the network's address and goes down, then the new one comes up with
     /// its address and default route (what a DHCP client would set).
+    /// Each half is one `ip -batch`: under the kernel tier's emulation
+    /// every process start costs ~0.1 s, and [`Lab::left_at`] says when
+    /// the old path was gone.
     pub fn attach(&mut self, name: &str) -> Result<()> {
         let access = self.spec.access(name)?.clone();
         self.detach(&access.host)?;
+        self.left_at = Some(unix_now());
         let ns = self.host(&access.host)?;
-        ns.link_up(&access.dev, true)?;
-        ns.add_addr(&access.dev, &access.addr)?;
-        ns.ip(&[
-            "route",
-            "replace",
-            "default",
-            "via",
-            &access.gateway,
-            "dev",
-            &access.dev,
-        ])?;
+        ip_batch(
+            ns,
+            &[
+                format!("link set {} up", access.dev),
+                format!("addr add {} dev {}", access.addr, access.dev),
+                format!(
+                    "route replace default via {} dev {}",
+                    access.gateway, access.dev
+                ),
+            ],
+        )?;
         self.attached
             .insert(access.host.clone(), access.name.clone());
         Ok(())
+    }
+
+    /// When the last [`Lab::attach`] had left the old network (or began,
+    /// on a first attachment), unix seconds.
+    pub fn left_at(&self) -> Option<f64> {
+        self.left_at
     }
 
     /// Detaches `host` from its current access network, if any.
@@ -287,8 +301,13 @@ impl Lab {
         // Only the network's own address goes (what a DHCP client
         // releases): with kernel-netlink, charon installs the VPN's
         // virtual IP on the access interface too, and it must stay.
-        ns.del_addr(&access.dev, &access.addr)?;
-        ns.link_up(&access.dev, false)
+        ip_batch(
+            ns,
+            &[
+                format!("addr del {} dev {}", access.addr, access.dev),
+                format!("link set {} down", access.dev),
+            ],
+        )
     }
 
     /// The interfaces of every host (for captures): `(host, dev)`.
@@ -302,6 +321,44 @@ impl Lab {
         }
         out
     }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// `ip -n NS -batch -` with `lines`: one process for several changes.
+fn ip_batch(ns: &Netns, lines: &[String]) -> Result<()> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let cmd = format!("ip -n {} -batch - <<< {lines:?}", ns.name());
+    let spawn = |source| Error::Spawn {
+        cmd: cmd.clone(),
+        source,
+    };
+    let mut child = Command::new("ip")
+        .args(["-n", ns.name(), "-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(format!("{}\n", lines.join("\n")).as_bytes())
+            .map_err(spawn)?;
+    }
+    let out = child.wait_with_output().map_err(spawn)?;
+    if !out.status.success() {
+        return Err(Error::Command {
+            cmd,
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
