@@ -32,6 +32,7 @@ VM_SCENARIOS ?= trusted-move untrusted-move leave-enterprise forged-tnc
 check-vm: deps
 	$(CARGO) build --lib --bins
 	./target/debug/mip4-lab run $(VM_SCENARIOS) --vm
+	$(CARGO) test --test vm_faults -- --include-ignored
 
 # mip4-lab runs the mip4d, mip4-ha, mip4ctl and the mip4 plugin (libmip4.so)
 # built beside it: build them all.

@@ -16,6 +16,10 @@
 #
 # Nothing install-deps adds is cached: a package it forgets fails here.
 # Every failure names its cause and the fix, and exits non-zero.
+#
+# For the fault tests (tests/vm_faults.rs): MIP4_VM_APT_SOURCES (the apt
+# source files the mirror is read from), MIP4_VM_KERNEL_META (the package
+# whose dependency is the kernel, default linux-image-amd64).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -27,10 +31,12 @@ die() {
 # The Debian mirror of the host's own apt sources (deb822 or one-line).
 mirror() {
 	local uri
+	local sources="${MIP4_VM_APT_SOURCES:-/etc/apt/sources.list.d/*.sources /etc/apt/sources.list}"
+	# shellcheck disable=SC2086 # a list of files and globs
 	uri="$(grep -hoE '^(URIs:[[:space:]]*|deb[[:space:]]+(\[[^]]*\][[:space:]]+)?)https?://[^[:space:]]+' \
-		/etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null |
+		$sources 2>/dev/null |
 		grep -oE 'https?://[^[:space:]]+' | grep -v security | grep -E '/debian/?$' | head -n1 || true)"
-	[[ -n "$uri" ]] || die "no Debian mirror in the host's apt sources (/etc/apt/sources.list*): add one (e.g. http://deb.debian.org/debian)"
+	[[ -n "$uri" ]] || die "no Debian mirror in the host's apt sources ($sources): add one (e.g. http://deb.debian.org/debian)"
 	echo "${uri%/}"
 }
 
@@ -54,14 +60,14 @@ cache_root() {
 # with the same name and version is used as is. When the archive no longer
 # has it, the newest cached kernel is used (pinned), else the run fails.
 cache_kernel() {
-	local cache="$1" name version dir
-	name="$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -n1)"
+	local cache="$1" name version dir meta="${MIP4_VM_KERNEL_META:-linux-image-amd64}"
+	name="$(apt-cache depends "$meta" 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -n1)"
 	version=""
 	[[ -n "$name" ]] && version="$(apt-cache policy "$name" 2>/dev/null | sed -n 's/^ *Candidate: //p')"
 	if [[ -z "$name" || -z "$version" || "$version" == "(none)" ]]; then
 		dir="$(ls -d "$cache"/kernel/linux-image-*/ 2>/dev/null | sort -V | tail -n1 || true)"
-		[[ -n "$dir" && -f "$dir/done" ]] || die "cannot resolve Debian's kernel package (apt-cache depends linux-image-amd64 gave '${name:-nothing}'): run apt-get update, or check the host's apt sources"
-		echo "mip4-lab vm: linux-image-amd64 not resolvable, using the cached ${dir%/}" >&2
+		[[ -n "$dir" && -f "$dir/done" ]] || die "cannot resolve Debian's kernel package (apt-cache depends $meta gave '${name:-nothing}'): run apt-get update, or check the host's apt sources"
+		echo "mip4-lab vm: $meta not resolvable, using the cached ${dir%/}" >&2
 		echo "${dir%/}"
 		return 0
 	fi
@@ -194,16 +200,19 @@ case "$cmd" in
 cache)
 	cache="${2:?usage: image.sh cache CACHE}"
 	mkdir -p "$cache/kernel"
-	cache_root "$cache"
+	mirror >/dev/null
 	cache_kernel "$cache" >/dev/null
+	cache_root "$cache"
 	;;
 root)
 	cache="${2:?usage: image.sh root CACHE RUN [GW]}"
 	run="${3:?usage: image.sh root CACHE RUN [GW]}"
 	gw="${4:-}"
 	mkdir -p "$cache/kernel" "$run"
-	cache_root "$cache"
+	# The cheap checks first: a fault is named before minutes of work.
+	mirror >/dev/null
 	kdir="$(cache_kernel "$cache")"
+	cache_root "$cache"
 	fresh_root "$cache" "$run/root" ""
 	install_modules "$kdir" "$run/root"
 	make_initramfs "$run/root" "$run/initramfs.gz"

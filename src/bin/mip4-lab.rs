@@ -328,6 +328,13 @@ fn run_vm(
     gateway: mip4::lab::vm::Gateway,
     json: bool,
 ) -> ExitCode {
+    if gateway == mip4::lab::vm::Gateway::Libreswan {
+        eprintln!(
+            "mip4-lab: --gateway libreswan: the libreswan gateway is not built yet \
+             (issue 8); run the kernel tier with the strongSwan gateway"
+        );
+        return ExitCode::FAILURE;
+    }
     let project = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut opts = mip4::lab::vm::VmOptions::new(project, lab_dir, bin_dir, names);
     opts.gateway = gateway;

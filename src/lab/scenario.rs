@@ -491,6 +491,19 @@ impl Run<'_> {
             .ok_or_else(|| Error::Other(format!("no event `{name}` yet")))
     }
 
+    /// For data sent "after" event `name`: the moment the old path was
+    /// gone for a move (`path_gone_t`), the event's time otherwise.
+    fn path_time(&self, name: &str) -> Result<f64> {
+        let t = self.event_time(name)?;
+        Ok(self
+            .events
+            .iter()
+            .rev()
+            .find(|e| e.event == name)
+            .and_then(|e| e.detail["path_gone_t"].as_f64())
+            .unwrap_or(t))
+    }
+
     fn subst(&self, s: &str) -> String {
         let mut out = s.replace("${SCENARIO_DIR}", &self.scenario.dir.display().to_string());
         out = out.replace("${WORK_DIR}", &self.work.path().display().to_string());
@@ -651,13 +664,12 @@ impl Run<'_> {
                 let from = self.lab.attached(&host).map(str::to_string);
                 let before = now();
                 self.lab.attach(net)?;
-                // A move counts from the moment the old path was gone (the
-                // end of the detach): before it, echoes still went through.
-                let before = if verb == "move" {
-                    self.lab.left_at().unwrap_or(before)
-                } else {
-                    before
-                };
+                // The change counts from its first command; the data
+                // checks after it (`path_time`) from the moment the old
+                // path was gone, the end of the detach: under the kernel
+                // tier's emulation a process start takes ~0.1 s, and
+                // echoes sent before the break still went through.
+                let gone = self.lab.left_at().unwrap_or(before);
                 // ${MN_ADDR}: the MN's address on the network it is on now.
                 let addr = self.lab.spec.access(net)?.addr.clone();
                 let addr = addr.split('/').next().unwrap_or_default().to_string();
@@ -671,7 +683,8 @@ impl Run<'_> {
                 self.emit_at(
                     name,
                     &host,
-                    serde_json::json!({"from": from, "to": net, "took_ms": took_ms}),
+                    serde_json::json!({"from": from, "to": net, "took_ms": took_ms,
+                        "path_gone_ms": ((gone - before) * 1e4).round() / 10.0, "path_gone_t": gone}),
                     before,
                 );
             }
@@ -854,7 +867,7 @@ impl Run<'_> {
             // an echo sent after event AFTER.
             "wait-reply" => {
                 let (name, after, event) = (arg(1)?, arg(2)?, arg(3)?);
-                let t0 = self.event_time(after)?;
+                let t0 = self.path_time(after)?;
                 let p = self
                     .pingers
                     .get(name)
@@ -1061,7 +1074,7 @@ impl Run<'_> {
             // path as it is since AFTER).
             "wait-stream" => {
                 let (name, after, event) = (arg(1)?, arg(2)?, arg(3)?);
-                let t0 = self.event_time(after)?;
+                let t0 = self.path_time(after)?;
                 let probe = self
                     .streams
                     .get(name)
@@ -1127,7 +1140,7 @@ impl Run<'_> {
             // lost around event AROUND (see `lost_around`).
             "ping-lost" => {
                 let (name, around, fig) = (arg(1)?, arg(2)?, arg(3)?);
-                let t0 = self.event_time(around)?;
+                let t0 = self.path_time(around)?;
                 let p = self
                     .pingers
                     .get(name)

@@ -26,8 +26,11 @@ use std::time::{Duration, Instant};
 
 use super::{Error, Result};
 
-/// The QEMU system emulator (qemu-system-x86).
-pub const QEMU: &str = "qemu-system-x86_64";
+/// The QEMU system emulator (qemu-system-x86); `MIP4_VM_QEMU` names
+/// another (the fault tests give one that is not there).
+pub fn qemu() -> String {
+    std::env::var("MIP4_VM_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into())
+}
 /// qboot: boots the PVH vmlinux in a fraction of SeaBIOS's time.
 pub const QBOOT: &str = "/usr/share/qemu/qboot.rom";
 
@@ -84,7 +87,14 @@ impl VmOptions {
             scenarios,
             gateway: Gateway::StrongSwan,
             charon_plugins: Vec::new(),
-            boot_timeout: Duration::from_secs(90),
+            // MIP4_VM_BOOT_TIMEOUT (seconds): the fault test of a guest
+            // that never boots.
+            boot_timeout: Duration::from_secs(
+                std::env::var("MIP4_VM_BOOT_TIMEOUT")
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(90),
+            ),
             scenario_timeout: Duration::from_secs(600),
         }
     }
@@ -152,8 +162,9 @@ pub fn preflight() -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         missing.push("root privileges (9p passthrough, chroot)".to_string());
     }
-    if !super::scenario::have(QEMU) {
-        missing.push(format!("QEMU ({QEMU} from qemu-system-x86)"));
+    let qemu = qemu();
+    if !super::scenario::have(&qemu) {
+        missing.push(format!("QEMU ({qemu} from qemu-system-x86)"));
     }
     for (path, what) in [
         (QBOOT, "qboot (qemu-system-x86)"),
@@ -317,7 +328,7 @@ impl Guest {
                 if ro { ",readonly=on" } else { "" }
             )
         };
-        let mut cmd = Command::new(QEMU);
+        let mut cmd = Command::new(qemu());
         // TCG: KVM on these machines cannot boot Debian's kernel.
         cmd.args(["-accel", "tcg", "-m", "1024", "-smp", "1"])
             .args(["-nographic", "-no-reboot", "-nic", "none"])
@@ -340,7 +351,7 @@ impl Guest {
             .stderr(err)
             .spawn()
             .map_err(|source| Error::Spawn {
-                cmd: QEMU.to_string(),
+                cmd: qemu(),
                 source,
             })?;
         Ok(Guest { child })
