@@ -18,10 +18,11 @@ nine='trans=virtio,version=9p2000.L,msize=512000'
 mkdir -p /mnt/run
 mount -t 9p -o "$nine,cache=none" run /mnt/run || { echo "mip4-vm: no run share"; echo o >/proc/sysrq-trigger; }
 # The host's folders, each at the same path as on the host (binaries,
-# lab data), read-only.
-while read -r tag path; do
+# lab data), read-only; `rw` ones (the libreswan root) read-write.
+while read -r tag path mode; do
 	mkdir -p "$path"
-	mount -t 9p -o "$nine,cache=loose,ro" "$tag" "$path" || echo "mip4-vm: cannot mount $tag at $path"
+	if [ "$mode" = rw ]; then opts="$nine,cache=none"; else opts="$nine,cache=loose,ro"; fi
+	mount -t 9p -o "$opts" "$tag" "$path" || echo "mip4-vm: cannot mount $tag at $path"
 done </mnt/run/mounts
 ip link set lo up
 bash /mnt/run/script.sh >/mnt/run/script.log 2>&1

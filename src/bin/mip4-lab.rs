@@ -221,16 +221,25 @@ fn main() -> ExitCode {
                     json,
                 );
             }
-            if gateway == mip4::lab::vm::Gateway::Libreswan
-                && std::env::var_os("MIP4_LAB_LIBRESWAN_ROOT").is_none()
-            {
-                eprintln!("mip4-lab: --gateway libreswan runs in the kernel tier only (add --vm)");
-                return ExitCode::FAILURE;
-            }
+            let libreswan_root = match gateway {
+                mip4::lab::vm::Gateway::StrongSwan => None,
+                mip4::lab::vm::Gateway::Libreswan => match mip4::lab::pluto::root() {
+                    Some(r) => Some(r),
+                    None => {
+                        eprintln!(
+                            "mip4-lab: --gateway libreswan runs in the kernel tier only (add --vm)"
+                        );
+                        return ExitCode::FAILURE;
+                    }
+                },
+            };
             let mut ok = true;
             for name in names {
-                ok &=
-                    run_one(&cli.lab_dir, &name, json, &opts(capture.clone())) == ExitCode::SUCCESS;
+                let o = RunOptions {
+                    libreswan_root: libreswan_root.clone(),
+                    ..opts(capture.clone())
+                };
+                ok &= run_one(&cli.lab_dir, &name, json, &o) == ExitCode::SUCCESS;
             }
             if ok {
                 ExitCode::SUCCESS
@@ -328,13 +337,6 @@ fn run_vm(
     gateway: mip4::lab::vm::Gateway,
     json: bool,
 ) -> ExitCode {
-    if gateway == mip4::lab::vm::Gateway::Libreswan {
-        eprintln!(
-            "mip4-lab: --gateway libreswan: the libreswan gateway is not built yet \
-             (issue 8); run the kernel tier with the strongSwan gateway"
-        );
-        return ExitCode::FAILURE;
-    }
     let project = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut opts = mip4::lab::vm::VmOptions::new(project, lab_dir, bin_dir, names);
     opts.gateway = gateway;

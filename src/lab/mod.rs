@@ -10,6 +10,8 @@
 //!   with a configured delay where the kernel has no netem.
 //! - [`platform`]: what the kernel offers (ESP, netem) and what each host
 //!   ran on it, for the summary.
+//! - [`pluto`]: libreswan's pluto as the VPN gateway (`--gateway
+//!   libreswan`, kernel tier).
 //! - [`vm`]: the kernel tier: the same scenarios in a QEMU guest running
 //!   Debian's stock kernel (`mip4-lab run NAME --vm`).
 //! - [`topology`]: Figure 1 as data, and the function that builds it.
@@ -25,6 +27,7 @@ pub mod forger;
 pub mod narrate;
 pub mod netns;
 pub mod platform;
+pub mod pluto;
 pub mod scenario;
 pub mod stream;
 pub mod topology;

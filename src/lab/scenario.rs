@@ -206,6 +206,9 @@ pub struct RunOptions {
     /// mip4=SOCKET` from charon's standard plugin directory (an overlay
     /// inside that charon's mount namespace only).
     pub mip4_plugin: Option<PathBuf>,
+    /// The libreswan root: `lab::charon vpngw` starts libreswan's pluto
+    /// from it instead of charon (`--gateway libreswan`, kernel tier).
+    pub libreswan_root: Option<PathBuf>,
 }
 
 impl RunOptions {
@@ -331,6 +334,7 @@ struct Run<'a> {
     subscriptions: BTreeMap<String, Events>,
     procs: BTreeMap<String, Process>,
     charons: BTreeMap<String, Charon>,
+    plutos: BTreeMap<String, super::pluto::Pluto>,
     lab: Lab,
     scenario: &'a Scenario,
     lab_dir: PathBuf,
@@ -370,6 +374,7 @@ pub fn run(
         subscriptions: BTreeMap::new(),
         procs: BTreeMap::new(),
         charons: BTreeMap::new(),
+        plutos: BTreeMap::new(),
         lab,
         scenario,
         lab_dir: lab_dir.to_path_buf(),
@@ -692,6 +697,31 @@ impl Run<'_> {
             // plugin talking to SOCKET), load the host's swanctl.conf. A
             // second start on HOST (after charon-kill) gets a fresh folder
             // HOST-N, so the first charon's log stays.
+            // With `--gateway libreswan`, vpngw's gateway is pluto instead
+            // (the host's ipsec.conf and ipsec.secrets).
+            "charon" if arg(1)? == "vpngw" && self.opts.libreswan_root.is_some() => {
+                let host = arg(1)?.to_string();
+                let root = self.opts.libreswan_root.clone().unwrap_or_default();
+                let dir = self.work.path().join(&host);
+                drop(self.plutos.remove(&host));
+                let conf = self.host_file(&host, "ipsec.conf");
+                let p = super::pluto::Pluto::start(
+                    self.lab.host(&host)?,
+                    &dir,
+                    &root,
+                    &conf,
+                    &self.host_file(&host, "ipsec.secrets"),
+                )?;
+                self.platform
+                    .ipsec
+                    .insert(host.clone(), "libreswan".to_string());
+                self.emit(
+                    "pluto_started",
+                    &host,
+                    serde_json::json!({"ipsec_conf": conf, "log": p.log_path()}),
+                );
+                self.plutos.insert(host, p);
+            }
             "charon" => {
                 let host = arg(1)?.to_string();
                 let mip4 = words.get(2).and_then(|w| w.strip_prefix("mip4="));

@@ -55,6 +55,9 @@ impl std::str::FromStr for Gateway {
     }
 }
 
+/// Where the guest mounts the libreswan root.
+const LIBRESWAN_MOUNT: &str = "/mnt/libreswan";
+
 /// One boot of the kernel tier.
 #[derive(Debug, Clone)]
 pub struct VmOptions {
@@ -255,11 +258,15 @@ fn shared_folders(opts: &VmOptions) -> Vec<PathBuf> {
 /// `script.sh`, which runs each scenario with the guest's mip4-lab and
 /// leaves `NAME.jsonl`, `NAME.stderr`, `NAME.rc` and `logs/NAME/`.
 fn write_share(opts: &VmOptions, share: &Path) -> Result<()> {
-    let mounts: String = shared_folders(opts)
+    let mut mounts: String = shared_folders(opts)
         .iter()
         .enumerate()
         .map(|(i, p)| format!("m{i} {}\n", p.display()))
         .collect();
+    if opts.gateway == Gateway::Libreswan {
+        // pluto writes into its root (its config, NSS): read-write.
+        mounts.push_str(&format!("lsw {LIBRESWAN_MOUNT} rw\n"));
+    }
     write(&share.join("mounts"), &mounts)?;
     let mut lab = format!(
         "{} --lab-dir {}",
@@ -282,6 +289,11 @@ fn write_share(opts: &VmOptions, share: &Path) -> Result<()> {
          modprobe -a -q esp4 xfrm_user xfrm4_tunnel ipip sch_netem veth tun overlay gcm ghash-generic nf_tables\n\
          echo \"mip4-vm: modules $(cut -d' ' -f1 /proc/modules | tr '\\n' ' ')\"\n",
     );
+    if opts.gateway == Gateway::Libreswan {
+        script.push_str(&format!(
+            "export MIP4_LAB_LIBRESWAN_ROOT={LIBRESWAN_MOUNT}\n"
+        ));
+    }
     for name in &opts.scenarios {
         script.push_str(&format!(
             "mkdir -p $TMPDIR\n\
@@ -344,6 +356,10 @@ impl Guest {
             .arg(virtfs(&run_dir.join("share"), "run", false));
         for (i, p) in shared_folders(opts).iter().enumerate() {
             cmd.arg("-virtfs").arg(virtfs(p, &format!("m{i}"), true));
+        }
+        if opts.gateway == Gateway::Libreswan {
+            cmd.arg("-virtfs")
+                .arg(virtfs(&run_dir.join("root-libreswan"), "lsw", false));
         }
         let child = cmd
             .stdin(Stdio::null())
