@@ -23,8 +23,9 @@ clippy: deps
 test: deps
 	$(CARGO) test --all-targets
 
-# The host tests, then the kernel tier (measured on 2 cores: ~8 min with its
-# cache filled, ~2 min more to fill it).
+# The host tests, then the kernel tier (make check-vm measured on 2 cores
+# shared with other builds: 12.5 min with its cache filled, ~2 min more to
+# fill it).
 check: deps fmt-check clippy test check-vm
 
 # The kernel tier (lab/README.md): the scenarios again in a QEMU guest with
