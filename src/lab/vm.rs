@@ -154,6 +154,16 @@ pub fn run(opts: &VmOptions, on_line: &mut dyn FnMut(&serde_json::Value)) -> Res
     on_line(
         &serde_json::json!({"type": "vm", "event": "powered_off", "boot_to_off_s": (took * 10.0).round() / 10.0, "console": console}),
     );
+    // As the host lab: the logs of a passing run go (MIP4_LAB_KEEP=1
+    // keeps them), those of a failed or killed one stay.
+    let keep = std::env::var_os("MIP4_LAB_KEEP").is_some_and(|v| v == "1");
+    if !keep
+        && outcomes
+            .as_ref()
+            .is_ok_and(|o| o.iter().all(Outcome::passed))
+    {
+        let _ = std::fs::remove_dir_all(&run_dir);
+    }
     outcomes
 }
 
@@ -302,7 +312,7 @@ fn write_share(opts: &VmOptions, share: &Path) -> Result<()> {
              rc=$?\n\
              mv /mnt/run/{name}.jsonl.part /mnt/run/{name}.jsonl\n\
              mkdir -p /mnt/run/logs/{name}\n\
-             tar -C $TMPDIR -cf - . 2>/dev/null | tar -C /mnt/run/logs/{name} -xf -\n\
+             tar -C $TMPDIR --exclude=plugins -cf - . 2>/dev/null | tar -C /mnt/run/logs/{name} -xf -\n\
              rm -rf $TMPDIR\n\
              echo $rc >/mnt/run/{name}.rc\n\
              echo \"mip4-vm: {name} exit $rc\" >/dev/console\n"
