@@ -14,15 +14,19 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::charon::{Charon, CharonConfig, IkeSa};
 use super::daemon::{self, Events};
 use super::leaks::Snapshot;
 use super::netns::Process;
+use super::platform::{self, Platform};
 use super::stream::TcpProbe;
 use super::topology::Lab;
 use super::{wait, Error, Result, WorkDir};
+
+/// The MN's home address in the lab's configs (lab/hosts/mn/mip4d-*.conf).
+const LAB_HOME_ADDRESS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 1, 100, 5);
 
 /// A command line of `pre.dat`, `post.dat` or `evaltest.dat`.
 #[derive(Debug, Clone)]
@@ -147,7 +151,7 @@ impl Scenario {
 }
 
 /// A timestamped event of a run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
     /// Unix time, seconds.
     pub t: f64,
@@ -159,7 +163,7 @@ pub struct Event {
 }
 
 /// An evaltest result.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Check {
     pub host: String,
     pub command: String,
@@ -168,15 +172,20 @@ pub struct Check {
     pub ok: bool,
 }
 
-/// The final object of a run.
-#[derive(Debug, Clone, Serialize)]
+/// The final object of a run (`--json` prints it without `events`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
     pub scenario: String,
     pub verdict: String,
+    /// What ran: kernel, each charon's IPsec backend, each daemon's
+    /// tunnel backend (read back from them, not assumed).
+    #[serde(default)]
+    pub platform: Platform,
     pub figures: BTreeMap<String, f64>,
     pub vars: BTreeMap<String, String>,
     pub checks: Vec<Check>,
     pub error: Option<String>,
+    #[serde(default)]
     pub events: Vec<Event>,
 }
 
@@ -205,6 +214,9 @@ pub struct RunOptions {
     /// mip4=SOCKET` from charon's standard plugin directory (an overlay
     /// inside that charon's mount namespace only).
     pub mip4_plugin: Option<PathBuf>,
+    /// The libreswan root: `lab::charon vpngw` starts libreswan's pluto
+    /// from it instead of charon (`--gateway libreswan`, kernel tier).
+    pub libreswan_root: Option<PathBuf>,
 }
 
 impl RunOptions {
@@ -330,6 +342,7 @@ struct Run<'a> {
     subscriptions: BTreeMap<String, Events>,
     procs: BTreeMap<String, Process>,
     charons: BTreeMap<String, Charon>,
+    plutos: BTreeMap<String, super::pluto::Pluto>,
     lab: Lab,
     scenario: &'a Scenario,
     lab_dir: PathBuf,
@@ -348,6 +361,10 @@ struct Run<'a> {
     pcaps: BTreeMap<String, PathBuf>,
     /// `lab::seed`: every random choice of the run comes from here.
     rng: Option<rand::rngs::StdRng>,
+    /// Each daemon's control socket by host, as the scenario named it
+    /// (`lab::subscribe`, `lab::binding`): read for the platform.
+    control_sockets: BTreeMap<String, String>,
+    platform: Platform,
 }
 
 /// Runs `scenario` on a fresh Figure 1 lab built from `lab_dir`, calling
@@ -371,6 +388,7 @@ pub fn run(
         subscriptions: BTreeMap::new(),
         procs: BTreeMap::new(),
         charons: BTreeMap::new(),
+        plutos: BTreeMap::new(),
         lab,
         scenario,
         lab_dir: lab_dir.to_path_buf(),
@@ -385,6 +403,11 @@ pub fn run(
         snapshots: BTreeMap::new(),
         pcaps: BTreeMap::new(),
         rng: None,
+        control_sockets: BTreeMap::new(),
+        platform: Platform {
+            kernel: platform::release(),
+            ..Default::default()
+        },
     };
     r.emit(
         "lab_built",
@@ -412,6 +435,8 @@ pub fn run(
             checks.push(r.check(l));
         }
     }
+    // What ran, from the daemons while they still run (post stops them).
+    r.read_tunnel_backends();
     for l in &scenario.post.clone() {
         // post always runs; its failures are reported, not fatal.
         if let Err(e) = r.step(l) {
@@ -436,6 +461,7 @@ pub fn run(
     Ok(Summary {
         scenario: scenario.name.clone(),
         verdict: if ok { "PASS" } else { "FAIL" }.to_string(),
+        platform: r.platform.clone(),
         figures: r.figures.clone(),
         vars: r.vars.clone(),
         checks,
@@ -445,6 +471,19 @@ pub fn run(
 }
 
 impl Run<'_> {
+    /// Each daemon's tunnel backend, from its `mip4ctl status`.
+    fn read_tunnel_backends(&mut self) {
+        for (host, socket) in &self.control_sockets {
+            if let Some(b) = daemon::status(Path::new(socket))
+                .ok()
+                .as_ref()
+                .and_then(platform::tunnel_backend)
+            {
+                self.platform.tunnels.insert(host.clone(), b);
+            }
+        }
+    }
+
     fn emit(&mut self, event: &str, host: &str, detail: serde_json::Value) -> f64 {
         self.emit_at(event, host, detail, now())
     }
@@ -472,6 +511,19 @@ impl Run<'_> {
             .find(|e| e.event == name)
             .map(|e| e.t)
             .ok_or_else(|| Error::Other(format!("no event `{name}` yet")))
+    }
+
+    /// For data sent "after" event `name`: the moment the old path was
+    /// gone for a move (`path_gone_t`), the event's time otherwise.
+    fn path_time(&self, name: &str) -> Result<f64> {
+        let t = self.event_time(name)?;
+        Ok(self
+            .events
+            .iter()
+            .rev()
+            .find(|e| e.event == name)
+            .and_then(|e| e.detail["path_gone_t"].as_f64())
+            .unwrap_or(t))
     }
 
     fn subst(&self, s: &str) -> String {
@@ -539,9 +591,13 @@ impl Run<'_> {
         // device, `tunnel_device` = mip4mn0) for an IKE path: after a
         // break-before-make move it is the only address left for a moment,
         // MOBIKE would probe from it, through the Mobile IP tunnel that
-        // itself runs inside this IKE_SA's ESP, and never recover.
+        // itself runs inside this IKE_SA's ESP, and never recover. The
+        // device is mip4d's TUN with the userspace backend and the
+        // binding's ipip link (named after the lab's home address) with
+        // the kernel backend; charon matches names exactly.
+        let ipip = crate::dataplane::kernel::link_name(LAB_HOME_ADDRESS);
         cfg.extra_settings
-            .push_str("    interfaces_ignore = mip4mn0\n");
+            .push_str(&format!("    interfaces_ignore = mip4mn0, {ipip}\n"));
         cfg.extra_settings.push_str(&format!(
             "    plugins {{\n        mip4 {{\n            socket = {socket}\n            \
              loglevel = 2\n        }}\n    }}\n"
@@ -635,6 +691,12 @@ impl Run<'_> {
                 let from = self.lab.attached(&host).map(str::to_string);
                 let before = now();
                 self.lab.attach(net)?;
+                // The change counts from its first command; the data
+                // checks after it (`path_time`) from the moment the old
+                // path was gone, the end of the detach: under the kernel
+                // tier's emulation a process start takes ~0.1 s, and
+                // echoes sent before the break still went through.
+                let gone = self.lab.left_at().unwrap_or(before);
                 // ${MN_ADDR}: the MN's address on the network it is on now.
                 let addr = self.lab.spec.access(net)?.addr.clone();
                 let addr = addr.split('/').next().unwrap_or_default().to_string();
@@ -644,12 +706,12 @@ impl Run<'_> {
                 } else {
                     "attached"
                 };
-                // The change counts from its first command, not its last.
                 let took_ms = ((now() - before) * 1e4).round() / 10.0;
                 self.emit_at(
                     name,
                     &host,
-                    serde_json::json!({"from": from, "to": net, "took_ms": took_ms}),
+                    serde_json::json!({"from": from, "to": net, "took_ms": took_ms,
+                        "path_gone_ms": ((gone - before) * 1e4).round() / 10.0, "path_gone_t": gone}),
                     before,
                 );
             }
@@ -658,6 +720,31 @@ impl Run<'_> {
             // charon.KEY = VALUE), load the host's swanctl.conf. A
             // second start on HOST (after charon-kill) gets a fresh folder
             // HOST-N, so the first charon's log stays.
+            // With `--gateway libreswan`, vpngw's gateway is pluto instead
+            // (the host's ipsec.conf and ipsec.secrets).
+            "charon" if arg(1)? == "vpngw" && self.opts.libreswan_root.is_some() => {
+                let host = arg(1)?.to_string();
+                let root = self.opts.libreswan_root.clone().unwrap_or_default();
+                let dir = self.work.path().join(&host);
+                drop(self.plutos.remove(&host));
+                let conf = self.host_file(&host, "ipsec.conf");
+                let p = super::pluto::Pluto::start(
+                    self.lab.host(&host)?,
+                    &dir,
+                    &root,
+                    &conf,
+                    &self.host_file(&host, "ipsec.secrets"),
+                )?;
+                self.platform
+                    .ipsec
+                    .insert(host.clone(), "libreswan".to_string());
+                self.emit(
+                    "pluto_started",
+                    &host,
+                    serde_json::json!({"ipsec_conf": conf, "log": p.log_path()}),
+                );
+                self.plutos.insert(host, p);
+            }
             "charon" => {
                 let host = arg(1)?.to_string();
                 let mip4 = words.iter().find_map(|w| w.strip_prefix("mip4="));
@@ -677,6 +764,9 @@ impl Run<'_> {
                 let c = Charon::start(self.lab.host(&host)?, &dir, &cfg)?;
                 let conf = self.host_file(&host, "swanctl.conf");
                 c.load_all(&conf)?;
+                self.platform
+                    .ipsec
+                    .insert(host.clone(), c.ipsec_backend().to_string());
                 self.charons.insert(host.clone(), c);
                 self.emit(
                     "charon_started",
@@ -866,7 +956,7 @@ impl Run<'_> {
             // an echo sent after event AFTER.
             "wait-reply" => {
                 let (name, after, event) = (arg(1)?, arg(2)?, arg(3)?);
-                let t0 = self.event_time(after)?;
+                let t0 = self.path_time(after)?;
                 let p = self
                     .pingers
                     .get(name)
@@ -977,6 +1067,9 @@ impl Run<'_> {
                 let (key, socket) = (arg(1)?, arg(2)?);
                 let ev = Events::subscribe(Path::new(socket), secs(3, 10)?)?;
                 self.subscriptions.insert(key.to_string(), ev);
+                let host = key.split('/').next().unwrap_or(key);
+                self.control_sockets
+                    .insert(host.to_string(), socket.to_string());
                 self.emit("subscribed", key, serde_json::json!({"socket": socket}));
             }
             // lab::wait-event HOST/PROC EVENT [field=value ...]
@@ -1024,6 +1117,8 @@ impl Run<'_> {
             // the HA's binding for HOA has care-of address COA.
             "binding" => {
                 let (host, socket, hoa, coa, name) = (arg(1)?, arg(2)?, arg(3)?, arg(4)?, arg(5)?);
+                self.control_sockets
+                    .insert(host.to_string(), socket.to_string());
                 let what = format!("binding {hoa} -> {coa} at {host}");
                 let mut last = None;
                 let r = wait::until(secs(6, 20)?, &what, || {
@@ -1068,7 +1163,7 @@ impl Run<'_> {
             // path as it is since AFTER).
             "wait-stream" => {
                 let (name, after, event) = (arg(1)?, arg(2)?, arg(3)?);
-                let t0 = self.event_time(after)?;
+                let t0 = self.path_time(after)?;
                 let probe = self
                     .streams
                     .get(name)
@@ -1134,7 +1229,7 @@ impl Run<'_> {
             // lost around event AROUND (see `lost_around`).
             "ping-lost" => {
                 let (name, around, fig) = (arg(1)?, arg(2)?, arg(3)?);
-                let t0 = self.event_time(around)?;
+                let t0 = self.path_time(around)?;
                 let p = self
                     .pingers
                     .get(name)
