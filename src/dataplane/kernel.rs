@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
+use netlink_packet_route::link::LinkAttribute;
 use rtnetlink::LinkIpIp;
 
 use super::binding::{Encapsulation, TunnelBinding};
@@ -91,12 +92,18 @@ impl KernelTunnels {
             .tunnels
             .get_mut(&home)
             .ok_or(TunnelError::NoBinding(home))?;
-        let msg = LinkIpIp::new(&t.device.ifname)
+        let mut msg = LinkIpIp::new(&t.device.ifname)
             .local(local)
             .remote(*remote.ip())
             .ttl(self.ttl)
             .index(t.device.ifindex)
             .build();
+        // The link is named by its index. With IFLA_IFNAME in the message
+        // too, kernels before 6.2 (Debian 12's 6.1 among them) refuse to
+        // change an up link with EBUSY even when the name is the same
+        // (dev_change_name checks IFF_UP first); found by the kernel tier.
+        msg.attributes
+            .retain(|a| !matches!(a, LinkAttribute::IfName(_)));
         self.nl
             .handle()
             .link()
