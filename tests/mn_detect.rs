@@ -949,6 +949,18 @@ fn a_binding_accepted_without_tnc_is_deregistered_on_shutdown_either_way() {
         assert!(s.node.is_stopped());
         assert_eq!(deregistered(&s.take_events()), vec![EXT_A]);
     }
+    // Once its lifetime has run out the i-HA holds it no more: a shutdown
+    // then sends nothing for it.
+    let mut s = Sim::new();
+    s.node.address_added(s.now, "eth0", EXT_A, 24);
+    let p = s.one_probe();
+    let lifetime = Duration::from_secs(p.req.lifetime.into());
+    s.deliver(&p.req, Answer::NoTnc);
+    s.advance(lifetime);
+    s.probes();
+    s.node.shutdown(s.now, false);
+    assert!(s.node.is_stopped());
+    assert!(s.probes().is_empty() && s.requests().is_empty());
 }
 
 /// Beside a mode 'c' binding on a trusted interface, a probe of another

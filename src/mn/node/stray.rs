@@ -77,6 +77,15 @@ impl Node {
         if s.client.is_pending() {
             return;
         }
+        let expired = match s.client.binding() {
+            None => true,
+            Some(b) => b.expires.is_some_and(|e| now >= e),
+        };
+        if expired {
+            // The i-HA has dropped it by now (its lifetime ran out).
+            self.stray = None;
+            return;
+        }
         let care_of = s.care_of;
         if !self.is_usable(care_of) {
             // Nothing leaves from an address we no longer have; the
