@@ -55,8 +55,7 @@ impl Node {
             // The node's next registration replaces it.
             return;
         }
-        if let (State::Registered { care_of: mine }, Some(_)) = (self.state, self.access.care_of())
-        {
+        if let State::Registered { care_of: mine } = self.state {
             if mine != care_of && self.source_usable(mine) {
                 let access = self.access.clone();
                 let reason = format!(
