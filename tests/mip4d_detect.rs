@@ -22,6 +22,9 @@
 //!    never 'trusted'.
 //! 4. Back inside: trusted again, traffic released, ping works.
 //!
+//! And with a home agent without trusted networks, which accepts the
+//! probe without TNC: mip4d deregisters the binding it made at once.
+//!
 //! Every wait polls a condition with a deadline. Needs root.
 
 mod mip4d_support;
@@ -75,8 +78,11 @@ struct Lab {
     dir: tempfile::TempDir,
 }
 
-fn ha_conf(dir: &Path) -> PathBuf {
+/// `trusted`: the i-HA's trusted networks (RFC 5265 §4.3); `None` makes
+/// a plain RFC 5944 home agent, which serves every source without TNC.
+fn ha_conf(dir: &Path, trusted: Option<&str>) -> PathBuf {
     let p = dir.join("mip4-ha.conf");
+    let trusted = trusted.map_or(String::new(), |t| format!("trusted_networks = [\"{t}\"]"));
     std::fs::write(
         &p,
         format!(
@@ -86,7 +92,7 @@ control_socket = "{sock}"
 max_lifetime = 120
 tunnel_backend = "userspace"
 udp_tunnelling = false
-trusted_networks = ["10.20.0.0/16"]
+{trusted}
 
 [[home_network]]
 prefix = "10.1.0.0/24"
@@ -187,6 +193,10 @@ fn forger(fz: &Netns) -> Forger {
 }
 
 fn build() -> Lab {
+    build_with(Some("10.20.0.0/16"))
+}
+
+fn build_with(trusted: Option<&str>) -> Lab {
     let prefix = netns::unique_prefix();
     let router = Netns::new(&prefix, "r").unwrap();
     let ha = Netns::new(&prefix, "ha").unwrap();
@@ -241,7 +251,7 @@ fn build() -> Lab {
     let dir = tempfile::tempdir().unwrap();
     let mut c = ha.command(env!("CARGO_BIN_EXE_mip4-ha"));
     c.arg("--config")
-        .arg(ha_conf(dir.path()))
+        .arg(ha_conf(dir.path(), trusted))
         .env("RUST_LOG", "debug");
     let ha_proc = ha.spawn("mip4-ha", c, &dir.path().join("ha.log")).unwrap();
     let mut c = mn.command(env!("CARGO_BIN_EXE_mip4d"));
@@ -474,4 +484,42 @@ fn only_an_authenticated_tnc_makes_the_mn_decide_it_is_inside() {
     let held = ev.iter().position(|e| e["event"] == "traffic_held");
     let released = ev.iter().rposition(|e| e["event"] == "traffic_released");
     assert!(held.is_some() && released > held, "held, then released");
+}
+
+/// A home agent without trusted networks (a plain RFC 5944 HA, or an i-HA
+/// that ignores RFC 5265 §4.3) accepts the probe without TNC and binds
+/// the home address to the probed address, where home traffic would flow
+/// outside any VPN. mip4d deregisters that binding at once, by the
+/// probe's socket, and the HA holds no binding afterwards.
+#[test]
+fn a_binding_accepted_without_tnc_is_deregistered_at_once() {
+    let lab = build_with(None);
+    let timeout = Duration::from_secs(20);
+    must(
+        &lab,
+        wait::until(
+            timeout,
+            "the probe of the first address accepted without TNC",
+            || {
+                lab.mn_status().filter(|s| {
+                    s["detection"]["counters"]["accepted_without_tnc"]
+                        .as_u64()
+                        .is_some_and(|n| n >= 1)
+                })
+            },
+        ),
+    );
+    must(
+        &lab,
+        wait::until(timeout, "the HA's binding deregistered", || {
+            let gone = lab.ha_counter("deregistered")? >= 1 && lab.ha_binding().is_none();
+            gone.then_some(())
+        }),
+    );
+    let st = lab.mn_status().unwrap();
+    assert_ne!(st["mode"], "c", "{st}");
+    assert_eq!(st["detection"]["counters"]["trusted"], 0, "{st}");
+    assert!(lab
+        .logs()
+        .contains("deregistering the i-HA's binding to an untrusted address"));
 }

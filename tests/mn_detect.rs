@@ -869,3 +869,144 @@ fn a_probe_falls_back_to_the_interface_charon_reports_for_its_address() {
     assert_eq!(p.src, EXT_B);
     assert_eq!(p.fallback.as_deref(), Some("wlan1"));
 }
+
+/// The deregistrations (lifetime 0) the node sends by the probe's path.
+fn deregistrations(probes: &[Probe]) -> Vec<(String, Ipv4Addr, Ipv4Addr)> {
+    probes
+        .iter()
+        .filter(|p| p.req.lifetime == 0)
+        .map(|p| (p.ifname.clone(), p.src, p.req.care_of_address))
+        .collect()
+}
+
+fn deregistered(events: &[NodeEvent]) -> Vec<Ipv4Addr> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            NodeEvent::Deregistered { care_of } => Some(*care_of),
+            _ => None,
+        })
+        .collect()
+}
+
+/// RFC 5265 §4.3 ignored by the i-HA: it took the probe from an untrusted
+/// address as a registration and would tunnel home traffic there in the
+/// clear. With no VPN to register instead, the node deregisters that
+/// binding at once, from that address, by the probe's path (RFC 5944
+/// §3.6.1.1), and nothing renews it later.
+#[test]
+fn accepted_without_tnc_outside_any_vpn_deregisters_that_binding_at_once() {
+    let mut s = Sim::new();
+    s.node.address_added(s.now, "eth0", EXT_A, 24);
+    let p = s.one_probe();
+    s.deliver(&p.req, Answer::NoTnc);
+    let d = s.one_probe();
+    assert_eq!(
+        deregistrations(std::slice::from_ref(&d)),
+        vec![("eth0".to_string(), EXT_A, EXT_A)]
+    );
+    assert_eq!(d.req.home_address, HOA);
+    assert!(s.requests().is_empty(), "nothing through the node's client");
+    s.deliver(&d.req, Answer::NoTnc);
+    let events = s.take_events();
+    assert_eq!(deregistered(&events), vec![EXT_A]);
+    assert_eq!(s.node.state(), State::Untrusted { address: EXT_A });
+    // Its registration is never renewed, and shutdown has nothing left.
+    s.advance(Duration::from_secs(3600));
+    assert!(s.probes().is_empty() && s.requests().is_empty());
+    s.node.shutdown(s.now, true);
+    assert!(s.node.is_stopped());
+    assert!(s.probes().is_empty() && s.requests().is_empty());
+}
+
+/// A shutdown before that binding is gone deregisters it, whatever
+/// `deregister_on_shutdown` says, and waits for the answer.
+#[test]
+fn a_binding_accepted_without_tnc_is_deregistered_on_shutdown_either_way() {
+    for deregister_on_shutdown in [true, false] {
+        let mut s = Sim::new();
+        s.node.address_added(s.now, "eth0", EXT_A, 24);
+        let p = s.one_probe();
+        s.deliver(&p.req, Answer::NoTnc);
+        // The first deregistration is lost; its retransmissions too.
+        assert_eq!(deregistrations(&s.probes()).len(), 1);
+        s.advance(Duration::from_secs(10));
+        assert_eq!(
+            deregistrations(&s.probes()).len(),
+            2,
+            "1 s, 2 s, then given up"
+        );
+        s.node.shutdown(s.now, deregister_on_shutdown);
+        assert!(!s.node.is_stopped(), "waits for the deregistration");
+        assert_eq!(s.node.state(), State::Deregistering { care_of: EXT_A });
+        let d = s.probes();
+        assert_eq!(
+            deregistrations(&d),
+            vec![("eth0".to_string(), EXT_A, EXT_A)],
+            "deregister_on_shutdown = {deregister_on_shutdown}"
+        );
+        s.deliver(&d[0].req, Answer::NoTnc);
+        assert!(s.node.is_stopped());
+        assert_eq!(deregistered(&s.take_events()), vec![EXT_A]);
+    }
+    // Once its lifetime has run out the i-HA holds it no more: a shutdown
+    // then sends nothing for it.
+    let mut s = Sim::new();
+    s.node.address_added(s.now, "eth0", EXT_A, 24);
+    let p = s.one_probe();
+    let lifetime = Duration::from_secs(p.req.lifetime.into());
+    s.deliver(&p.req, Answer::NoTnc);
+    s.advance(lifetime);
+    s.probes();
+    s.node.shutdown(s.now, false);
+    assert!(s.node.is_stopped());
+    assert!(s.probes().is_empty() && s.requests().is_empty());
+}
+
+/// Beside a mode 'c' binding on a trusted interface, a probe of another
+/// interface accepted without TNC took the i-HA's binding away from it:
+/// the node registers its care-of address again at once, and once that
+/// is accepted nothing is left to deregister.
+#[test]
+fn accepted_without_tnc_beside_a_trusted_binding_registers_that_binding_again() {
+    let mut s = Sim::new();
+    s.inside_in_c();
+    s.node.address_added(s.now, "eth1", EXT_B, 24);
+    let p = s.one_probe();
+    assert_eq!((p.ifname.as_str(), p.src), ("eth1", EXT_B));
+    s.deliver(&p.req, Answer::NoTnc);
+    let reqs = s.requests();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    assert_eq!(reqs[0].0, Some(IN_1));
+    assert_eq!(reqs[0].1.care_of_address, IN_1);
+    assert_ne!(reqs[0].1.lifetime, 0);
+    assert!(s.probes().is_empty(), "replaced, not deregistered");
+    s.deliver(&reqs[0].1, Answer::Tnc);
+    assert_eq!(s.node.state(), State::Registered { care_of: IN_1 });
+    assert_eq!(s.node.mode(), Some(Mode::C));
+    s.node.shutdown(s.now, false);
+    assert!(s.node.is_stopped());
+    assert!(s.probes().is_empty() && s.requests().is_empty());
+}
+
+/// In mode 'mc' the TIA goes back at once (as before); a shutdown while
+/// that registration is unanswered still deregisters the untrusted one.
+#[test]
+fn accepted_without_tnc_in_mc_then_shutdown_before_the_tia_is_back_deregisters_it() {
+    let mut s = Sim::new();
+    s.outside_in_mc();
+    s.node.address_removed(s.now, "eth0", EXT_A);
+    s.node.address_added(s.now, "eth0", EXT_B, 24);
+    let p = s.one_probe();
+    s.deliver(&p.req, Answer::NoTnc);
+    let reqs = s.requests();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    assert_eq!(reqs[0].1.care_of_address, TIA);
+    assert!(s.probes().is_empty(), "the TIA replaces it");
+    s.node.shutdown(s.now, false);
+    assert_eq!(
+        deregistrations(&s.probes()),
+        vec![("eth0".to_string(), EXT_B, EXT_B)]
+    );
+    assert!(!s.node.is_stopped());
+}
