@@ -3,7 +3,8 @@
 //! to the core; its outputs go out in order (advertisements, relayed
 //! requests and replies, and per visitor the routes, neighbour entries and
 //! tunnels of [`super::kernel`]); the control socket ([`super::control`]);
-//! a SIGTERM shutdown removes everything it installed.
+//! a SIGTERM shutdown removes everything it installed; SIGHUP is logged
+//! and ignored (no reload).
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use super::kernel::Installer;
 use super::sockets::{icmp_socket, read_icmp, read_link, Event};
 use crate::daemons::control::{Query, Server};
 use crate::daemons::udp;
-use crate::daemons::wake::{sleep_until, StopSignals};
+use crate::daemons::wake::{hangup_ignored, sleep_until, Hangup, StopSignals};
 use crate::fa::link::{parse_mip_datagram, udp_datagram};
 use crate::fa::{Disposition, FaConfig, ForeignAgent, LinkRequest, Output};
 use crate::sys::async_fd;
@@ -112,6 +113,7 @@ pub async fn run(cfg: FaConfig) -> Result<(), String> {
     };
 
     let mut stop = StopSignals::new()?;
+    let mut hup = Hangup::new()?;
     d.fa.handle_timeout(Instant::now());
     d.apply().await;
     loop {
@@ -128,6 +130,7 @@ pub async fn run(cfg: FaConfig) -> Result<(), String> {
             Some((req, reply)) = ctl_rx.recv() => {
                 let _ = reply.send(d.answer(req));
             }
+            () = hup.recv() => hangup_ignored("mip4-fa"),
             s = stop.recv() => {
                 info!("{s}: shutting down");
                 break;
