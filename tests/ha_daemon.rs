@@ -680,7 +680,8 @@ fn a_killed_ha_restarts_with_its_bindings_and_a_clean_stop_leaves_nothing() {
     assert_eq!(std::fs::read(&rejected).unwrap(), b"{ not json");
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(
-        log.contains("state file not taken up, starting with an empty binding cache"),
+        log.contains("state file not taken up, starting afresh")
+            && log.contains("an empty binding cache"),
         "{log}"
     );
     assert_eq!(

@@ -80,6 +80,15 @@ pub fn read<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, RecordError> 
         .map_err(|e| RecordError::Invalid(name(), e.to_string()))
 }
 
+/// A record that is not taken up: one error line naming why, and the file
+/// set aside; the daemon starts as on a first start.
+pub fn refused(path: &Path, why: &str) {
+    let aside = set_aside(path)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|e| format!("not moved: {e}"));
+    tracing::error!(set_aside = %aside, "state file not taken up, starting afresh: {why}");
+}
+
 /// Moves a record that was not taken up aside (`.rejected`), for the
 /// operator, so that the next write does not destroy the evidence.
 pub fn set_aside(path: &Path) -> io::Result<PathBuf> {

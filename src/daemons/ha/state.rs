@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use super::kernel::KernelRecord;
 use crate::daemons::record;
@@ -37,10 +37,7 @@ struct HaRecord {
 /// never a reason not to start.
 pub fn load(path: &Path, home_agent: Ipv4Addr) -> (Option<SavedCache>, KernelRecord) {
     let refuse = |why: String| {
-        let aside = record::set_aside(path)
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|e| format!("not moved: {e}"));
-        error!(set_aside = %aside, "state file not taken up, starting with an empty binding cache: {why}");
+        record::refused(path, &format!("{why} (an empty binding cache)"));
         (None, KernelRecord::default())
     };
     let r: HaRecord = match record::read(path) {
