@@ -1380,3 +1380,35 @@ fn a_restarted_ha_keeps_the_nonce_it_handed_out_and_the_pool_address() {
         (ReplyCode::ACCEPTED, pool_first)
     );
 }
+
+/// Issue 13 item 10: a reload applies changed replay settings (they were
+/// ignored), and keeps the replay state when the method stays.
+#[test]
+fn reload_applies_the_replay_tolerance_and_keeps_the_replay_state() {
+    let mut ha = ha();
+    let b = Req::new(HOA1, COA_TRUSTED, ts(1)).signed(&mn1());
+    assert_eq!(
+        code_of(&mut ha, COA_TRUSTED, &b, Some(&mn1())),
+        ReplyCode::ACCEPTED
+    );
+    // 60 s ahead of the HA's clock: outside the default 7 s window.
+    let ahead = |n| NtpTimestamp::new(3_900_000_060, n).0;
+    let early = Req::new(HOA1, COA_TRUSTED, ahead(1)).signed(&mn1());
+    assert_eq!(
+        code_of(&mut ha, COA_TRUSTED, &early, Some(&mn1())),
+        ReplyCode::HA_IDENTIFICATION_MISMATCH
+    );
+    ha.reload(config("replay_tolerance = 120")).unwrap();
+    drain(&mut ha);
+    let early = Req::new(HOA1, COA_TRUSTED, ahead(2)).signed(&mn1());
+    assert_eq!(
+        code_of(&mut ha, COA_TRUSTED, &early, Some(&mn1())),
+        ReplyCode::ACCEPTED,
+        "the new tolerance applies"
+    );
+    // The state stayed: what was accepted before the reload is old.
+    assert_eq!(
+        code_of(&mut ha, COA_TRUSTED, &b, Some(&mn1())),
+        ReplyCode::HA_IDENTIFICATION_MISMATCH
+    );
+}

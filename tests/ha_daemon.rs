@@ -728,5 +728,29 @@ fn sighup_reloads_the_ha_and_keeps_its_bindings() {
     });
     assert!(d.0.try_wait().unwrap().is_none(), "still running");
     assert_eq!(ctl_json(&ctl, "bindings").as_array().unwrap().len(), 1);
+    // Issue 13 item 10: a change a reload cannot apply is refused, with
+    // the key, never ignored silently.
+    let conf = dir.path().join("mip4-ha.conf");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    std::fs::write(&conf, text.replace("0.0.0.0:434", "0.0.0.0:4434")).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(d.0.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    wait_for("the refusal", || {
+        std::fs::read_to_string(&log_path).is_ok_and(|l| {
+            l.contains("reload refused") && l.contains("`listen` changed: restart mip4-ha")
+        })
+    });
+    assert_eq!(
+        verify(
+            &exchange(&sock, &request(hoa2, now_id(), vec![], &mn2)),
+            &mn2
+        )
+        .code,
+        ReplyCode::ACCEPTED,
+        "still serving on the old port"
+    );
     assert!(signal_and_wait(&mut d, nix::sys::signal::Signal::SIGTERM).success());
 }

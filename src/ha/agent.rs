@@ -240,9 +240,14 @@ impl HomeAgent {
                 m.key.expose(),
                 m.replay,
             )?;
-            let (replay, assigned) = previous
-                .remove(&m.spi)
-                .unwrap_or_else(|| (HaReplay::new(m.replay, self.cfg.replay_tolerance), None));
+            // The replay settings as configured now (a reload may change
+            // the method or the tolerance), with the state kept when the
+            // method stays (RFC 5944 §5.7).
+            let mut replay = HaReplay::new(m.replay, self.cfg.replay_tolerance);
+            let assigned = previous.remove(&m.spi).and_then(|(old, assigned)| {
+                replay.restore(&old.state());
+                assigned
+            });
             nodes.push(Node {
                 conf: m.clone(),
                 sa,

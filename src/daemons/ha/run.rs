@@ -45,6 +45,8 @@ pub(super) struct Daemon {
     udp_unavailable: bool,
     /// What the record says of the kernel, as last written.
     saved_kernel: KernelRecord,
+    /// The data plane carries RFC 3519 (it took the UDP socket at start).
+    udp_carried: bool,
 }
 
 /// Runs mip4-ha until SIGTERM or SIGINT; `path` is re-read on SIGHUP.
@@ -95,6 +97,7 @@ pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
         started: Instant::now(),
         udp_unavailable,
         saved_kernel: previous.clone(),
+        udp_carried: took_socket,
     };
     // Nothing is answered before the earlier instance's bindings are back
     // in the kernel: requests and control queries wait in their channels.
@@ -134,7 +137,13 @@ pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
                 let _ = reply.send(d.answer(req));
             }
             () = hup.recv() => {
-                match config::load(&path) {
+                let loaded = config::load(&path).map_err(|e| e.to_string()).and_then(|c| {
+                    match config::reload_refusal(d.ha.config(), &c, d.udp_carried || d.udp_unavailable) {
+                        Some(why) => Err(why),
+                        None => Ok(c),
+                    }
+                });
+                match loaded {
                     Ok(c) => {
                         match d.ha.reload(config::core_config(c, d.udp_unavailable)) {
                             Ok(()) => info!("configuration reloaded"),
