@@ -400,3 +400,93 @@ fn sigterm_deregisters_and_removes_what_mip4d_installed() {
     );
     assert!(!lab.dir.path().join("mip4d.sock").exists());
 }
+
+/// How many lines of `ip rule show` in `ns` send the home address to
+/// mip4d's table.
+fn home_rules(ns: &Netns) -> usize {
+    let rules = ns.ip(&["rule", "show"]).unwrap();
+    rules
+        .lines()
+        .filter(|l| l.contains(&format!("from {HOA} lookup 434")))
+        .count()
+}
+
+/// Issue 13: mip4d killed with SIGKILL while registered leaves its rule
+/// (and, killed while it held traffic, a blackhole in its table). Started
+/// again, it removes them before it installs anything: it registers, the
+/// rule is there once and the table routes into the tunnel. SIGHUP is
+/// logged and ignored (it used to kill mip4d without its cleanup). A
+/// clean stop leaves nothing.
+#[test]
+fn a_killed_mip4d_starts_again_cleanly_and_survives_sighup() {
+    let mut lab = build();
+    let timeout = Duration::from_secs(20);
+    must(
+        &lab,
+        wait::until(timeout, "mip4d registered on subnet 1", || {
+            lab.mn_registered(COA1).map(|_| ())
+        }),
+    );
+    let mut killed = lab._procs.remove(0);
+    killed.kill();
+    assert_eq!(home_rules(&lab.mn), 1, "SIGKILL leaves the rule");
+    // What an instance killed while holding traffic leaves in its table
+    // (its route into the tunnel went with the TUN device).
+    lab.mn
+        .ip(&["route", "replace", "blackhole", "default", "table", "434"])
+        .unwrap();
+
+    let mut c = lab.mn.command(env!("CARGO_BIN_EXE_mip4d"));
+    c.arg("--config")
+        .arg(mn_conf(lab.dir.path()))
+        .env("RUST_LOG", "debug");
+    let log = lab.dir.path().join("mip4d-2.log");
+    let mut again = lab.mn.spawn("mip4d", c, &log).unwrap();
+    must(
+        &lab,
+        wait::until(timeout, "mip4d registered again", || {
+            lab.mn_registered(COA1).map(|_| ())
+        }),
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("left by an earlier instance of mip4d: removed"),
+        "{text}"
+    );
+    assert_eq!(home_rules(&lab.mn), 1, "nothing twice");
+    let table = lab.mn.ip(&["route", "show", "table", "434"]).unwrap();
+    assert!(
+        table.contains("dev mip4mn0") && !table.contains("blackhole"),
+        "{table}"
+    );
+    must(
+        &lab,
+        wait::until(timeout, "ping cn -> home address", || {
+            lab.ping().then_some(())
+        }),
+    );
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(again.pid()),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    must(
+        &lab,
+        wait::until(timeout, "SIGHUP logged", || {
+            std::fs::read_to_string(&log)
+                .ok()
+                .filter(|t| t.contains("SIGHUP ignored"))
+        }),
+    );
+    assert!(again.is_running(), "SIGHUP did not stop mip4d");
+    assert!(lab.mn_registered(COA1).is_some());
+
+    again.stop(Duration::from_secs(10));
+    assert_eq!(home_rules(&lab.mn), 0, "rule left after a clean stop");
+    let table = lab
+        .mn
+        .ip(&["route", "show", "table", "434"])
+        .unwrap_or_default();
+    assert!(table.trim().is_empty(), "routes left behind: {table}");
+}

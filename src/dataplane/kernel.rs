@@ -64,9 +64,17 @@ impl KernelTunnels {
             .pmtudisc(true)
             .up()
             .build();
-        self.nl.handle().link().add(msg).execute().await.map_err(
+        let created = self.nl.handle().link().add(msg).execute().await.map_err(
             crate::netlink::Error::request(format!("create ipip link {name}")),
-        )?;
+        );
+        // EEXIST: the link an earlier instance of this daemon made for
+        // this home address (killed before it could remove it): taken
+        // over and pointed at this binding's endpoints.
+        let adopt = match created {
+            Ok(()) => false,
+            Err(e) if e.errno() == Some(libc::EEXIST) => true,
+            Err(e) => return Err(e.into()),
+        };
         let ifindex = self.nl.link_index(&name).await?;
         let device = TunnelDevice {
             ifindex,
@@ -79,6 +87,13 @@ impl KernelTunnels {
                 device: device.clone(),
             },
         );
+        if adopt {
+            if let Err(e) = self.update_endpoint(b.home, b.local, b.remote).await {
+                self.tunnels.remove(&b.home);
+                return Err(e);
+            }
+            self.nl.set_link_up(ifindex, true).await?;
+        }
         Ok(device)
     }
 

@@ -35,7 +35,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use rand::RngCore;
 use tracing::{debug, error, info, warn};
@@ -43,6 +43,7 @@ use tracing::{debug, error, info, warn};
 use super::binding::{Binding, BindingCache, BindingInfo, TunnelMode};
 use super::config::{HaConfig, MobileNodeConfig, ReverseTunnelPolicy};
 use super::counters::Counters;
+use super::persist::{Restored, SavedBinding, SavedCache, SavedNode};
 use super::reason::{Denial, Malformed};
 use crate::auth::{append_auth, AuthExtAt, SecurityAssociation};
 use crate::ratelimit::{Limits, SourceLimiter, Verdict};
@@ -200,6 +201,9 @@ pub struct HomeAgent {
     awaiting_install: HashMap<Ipv4Addr, PendingReply>,
     /// Log lines and replies that unauthenticated input may cause.
     limiter: SourceLimiter,
+    /// Something [`export`](Self::export) saves changed since the last
+    /// [`take_changed`](Self::take_changed).
+    changed: bool,
 }
 
 impl HomeAgent {
@@ -218,6 +222,7 @@ impl HomeAgent {
             cfg,
             awaiting_install: HashMap::new(),
             limiter: SourceLimiter::new(Limits::default(), Instant::now()),
+            changed: false,
         };
         ha.build_nodes(HashMap::new())?;
         Ok(ha)
@@ -235,9 +240,14 @@ impl HomeAgent {
                 m.key.expose(),
                 m.replay,
             )?;
-            let (replay, assigned) = previous
-                .remove(&m.spi)
-                .unwrap_or_else(|| (HaReplay::new(m.replay, self.cfg.replay_tolerance), None));
+            // The replay settings as configured now (a reload may change
+            // the method or the tolerance), with the state kept when the
+            // method stays (RFC 5944 §5.7).
+            let mut replay = HaReplay::new(m.replay, self.cfg.replay_tolerance);
+            let assigned = previous.remove(&m.spi).and_then(|(old, assigned)| {
+                replay.restore(&old.state());
+                assigned
+            });
             nodes.push(Node {
                 conf: m.clone(),
                 sa,
@@ -280,6 +290,7 @@ impl HomeAgent {
                     })
             })
         };
+        self.changed = true;
         let nodes = &self.nodes;
         for b in self.bindings.retain(|b| still(b, nodes)) {
             self.awaiting_install.remove(&b.home_address);
@@ -321,6 +332,7 @@ impl HomeAgent {
     /// Expires bindings whose lifetime ran out (RFC 5944 §3.8.1).
     pub fn handle_timeout(&mut self, now: Instant) {
         for b in self.bindings.expire(now) {
+            self.changed = true;
             self.awaiting_install.remove(&b.home_address);
             info!(home_address = %b.home_address, care_of = %b.care_of_address, "binding expired: lifetime {} s ran out", b.lifetime);
             self.counters.expired += 1;
@@ -334,6 +346,7 @@ impl HomeAgent {
     /// Removes every binding (clean shutdown): the daemon tears down what
     /// it installed.
     pub fn shutdown(&mut self) {
+        self.changed = true;
         self.awaiting_install.clear();
         for b in self.bindings.retain(|_| false) {
             self.out.push_back(Output::BindingDown {
@@ -511,6 +524,9 @@ impl HomeAgent {
             self.nodes[who.node]
                 .replay
                 .check(req.hdr.identification, wall, &mut *self.rng);
+        // Replay state moved on (and a binding may follow): saved before
+        // any reply leaves.
+        self.changed = true;
         let ctx = ReplyCtx {
             src,
             hdr: req.hdr,
@@ -654,6 +670,11 @@ impl HomeAgent {
     /// was installed of it torn down) and the node denied with 130.
     pub fn install_result(&mut self, home: Ipv4Addr, result: Result<(), &str>) {
         let Some(p) = self.awaiting_install.remove(&home) else {
+            // A restored binding (no reply waits for it): one that cannot
+            // be installed is not kept.
+            if let Err(e) = result {
+                self.drop_uninstallable(home, e);
+            }
             return;
         };
         match result {
@@ -666,17 +687,121 @@ impl HomeAgent {
                 self.reply(&p.ctx, p.code, p.lifetime, p.exts);
             }
             Err(e) => {
-                self.counters.install_failed += 1;
-                error!(home_address = %home, "binding not installed, registration denied: {e}");
-                if let Some(b) = self.bindings.remove(home) {
-                    self.out.push_back(Output::BindingDown {
-                        binding: b,
-                        reason: DownReason::InstallFailed,
-                    });
-                }
+                self.drop_uninstallable(home, e);
                 self.deny(p.ctx, Denial::InstallFailed);
             }
         }
+    }
+
+    /// Drops a binding the daemon could not install, and what was
+    /// installed of it.
+    fn drop_uninstallable(&mut self, home: Ipv4Addr, e: &str) {
+        self.counters.install_failed += 1;
+        error!(home_address = %home, "binding not installed, dropped: {e}");
+        if let Some(b) = self.bindings.remove(home) {
+            self.changed = true;
+            self.out.push_back(Output::BindingDown {
+                binding: b,
+                reason: DownReason::InstallFailed,
+            });
+        }
+    }
+
+    /// Whether anything [`export`](Self::export) saves changed since the
+    /// last call; the daemon saves then, before it sends the replies
+    /// queued (an accepted reply promises a binding the next instance
+    /// must still know).
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
+    }
+
+    /// The binding cache, the nodes' replay state and pool addresses, as
+    /// the next instance of the daemon needs them. `now` is monotonic,
+    /// `wall` the same moment in wall-clock time.
+    pub fn export(&self, now: Instant, wall: SystemTime) -> SavedCache {
+        SavedCache {
+            bindings: self
+                .bindings
+                .iter()
+                .map(|b| SavedBinding::of(b, now, wall))
+                .collect(),
+            nodes: self
+                .nodes
+                .iter()
+                .map(|n| SavedNode {
+                    spi: n.conf.spi,
+                    replay: n.replay.state(),
+                    assigned: n.assigned,
+                })
+                .collect(),
+        }
+    }
+
+    /// Takes up what an earlier instance saved ([`export`](Self::export)),
+    /// before the first datagram is handled. Replay state comes back for
+    /// every node still configured under the same method (RFC 5944 §5.7:
+    /// an Identification accepted before the restart is still old after
+    /// it). A binding comes back when its lifetime has not run out and the
+    /// configuration still allows it: its node (SPI) is configured and
+    /// owns the home address, and its tunnel mode is still offered. Each
+    /// restored binding's [`Output::BindingUp`] is queued: the daemon
+    /// installs it again before it answers anything, and one that cannot
+    /// be installed is dropped ([`install_result`](Self::install_result)).
+    pub fn restore(&mut self, saved: SavedCache, now: Instant, wall: SystemTime) -> Restored {
+        let mut r = Restored::default();
+        for s in &saved.nodes {
+            let Some(&i) = self.by_spi.get(&s.spi) else {
+                continue;
+            };
+            if self.nodes[i].replay.restore(&s.replay) {
+                r.replay_states += 1;
+            }
+            let pool = self.cfg.address_pool;
+            if let Some(a) = s.assigned.filter(|&a| pool.is_some_and(|p| p.contains(a))) {
+                if !self.nodes.iter().any(|n| n.assigned == Some(a)) {
+                    self.nodes[i].assigned = Some(a);
+                }
+            }
+        }
+        for s in saved.bindings {
+            let home = s.home_address;
+            let Some(b) = s.binding(now, wall) else {
+                r.expired.push(home);
+                continue;
+            };
+            if let Err(why) = self.restorable(&b) {
+                r.refused.push((home, why));
+                continue;
+            }
+            info!(home_address = %home, care_of = %b.care_of_address, remaining = b.expires.saturating_duration_since(now).as_secs(), "binding restored");
+            self.out.push_back(Output::BindingUp(b.clone()));
+            self.bindings.insert(b);
+            r.bindings.push(home);
+        }
+        self.changed = true;
+        r
+    }
+
+    /// Whether the configuration still allows a saved binding.
+    fn restorable(&self, b: &Binding) -> Result<(), &'static str> {
+        let &i = self
+            .by_spi
+            .get(&b.spi)
+            .ok_or("its mobile node is no longer configured")?;
+        let node = &self.nodes[i];
+        if !node.owns(b.home_address) {
+            return Err("the home address is no longer its node's");
+        }
+        if b.nai.is_some() && b.nai != node.conf.nai {
+            return Err("its node's NAI changed");
+        }
+        if b.tunnel == TunnelMode::Udp && !self.cfg.udp_tunnelling {
+            return Err("UDP tunnelling (RFC 3519) is no longer offered");
+        }
+        if self.bindings.get(b.home_address).is_some() {
+            return Err("listed twice");
+        }
+        Ok(())
     }
 
     /// RFC 3519 §3.2: UDP tunnelling when asked and a NAT is detected

@@ -54,6 +54,18 @@ impl Netlink {
         }
     }
 
+    /// Every interface: (index, name) (`ip link show`).
+    pub async fn links(&self) -> Result<Vec<(u32, String)>> {
+        let mut s = self.handle.link().get().execute();
+        let mut v = Vec::new();
+        while let Some(m) = s.try_next().await.map_err(Error::request("list links"))? {
+            if let Some(n) = link_name(&m) {
+                v.push((m.header.index, n));
+            }
+        }
+        Ok(v)
+    }
+
     /// The name of interface `index`.
     pub async fn link_name(&self, index: u32) -> Result<String> {
         let mut s = self.handle.link().get().match_index(index).execute();
