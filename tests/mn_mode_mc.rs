@@ -439,8 +439,8 @@ fn a_trusted_address_takes_over_from_the_tia_and_the_tia_is_never_a_physical_car
     s.node.address_added(s.now, "ipsec0", TIA, 32);
     assert!(s.transmits().is_empty());
     assert_eq!(s.node.mode(), Some(Mode::Mc));
-    // Inside the enterprise again (trusted prefix; issue 5 replaces the
-    // prefix test by the authenticated probe): mode 'c' from the address.
+    // Inside the enterprise again (the trusted prefix here; the lab
+    // detects by the authenticated probe): mode 'c' from the address.
     s.node.address_added(s.now, "eth1", TRUSTED, 24);
     let (t, req) = s.one_transmit();
     assert_eq!((t.src, req.care_of_address), (Some(TRUSTED), TRUSTED));
