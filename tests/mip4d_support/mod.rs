@@ -95,9 +95,15 @@ impl Lab {
 
     /// mip4-ha in `ha` with `mip4-ha.conf`, its log `ha.log`.
     pub fn start_ha(&mut self) {
+        self.start_ha_with("mip4-ha.conf");
+    }
+
+    /// mip4-ha in `ha` with another config of `configs/CONFIGS/` (e.g. a
+    /// home agent without trusted networks), its log `ha.log`.
+    pub fn start_ha_with(&mut self, file: &str) {
         let mut c = self.ha.command(env!("CARGO_BIN_EXE_mip4-ha"));
         c.arg("--config")
-            .arg(self.config("mip4-ha.conf"))
+            .arg(self.config(file))
             .env("RUST_LOG", "debug");
         let p = self.ha.spawn("mip4-ha", c, &self.dir.path().join("ha.log"));
         self.procs.push(p.unwrap());
