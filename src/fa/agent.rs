@@ -4,8 +4,9 @@
 //! visitor changes (routes, neighbour entries, tunnels) and timers out.
 //! The `mip4-fa` daemon is a thin loop around [`ForeignAgent`].
 //!
-//! Requests from the link are checked and relayed in [`relay`]; replies
-//! and ICMP errors from the network side are handled in [`reply`]. This
+//! Requests from the link are checked and relayed in `agent/relay.rs`;
+//! replies and ICMP errors from the network side are handled in
+//! `agent/reply.rs`. This
 //! file holds the agent's state, its timers and advertisements, and the
 //! one way an answer goes back to a mobile node (denials included).
 
