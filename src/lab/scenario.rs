@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use parse::{Line, Scenario};
 
@@ -29,13 +29,17 @@ use super::charon::{Charon, CharonConfig};
 use super::daemon::{self, Events};
 use super::leaks::Snapshot;
 use super::netns::Process;
+use super::platform::{self, Platform};
 use super::stream::TcpProbe;
 use super::topology::Lab;
 use super::{wait, Error, Result, WorkDir};
 use verbs_traffic::Pinger;
 
+/// The MN's home address in the lab's configs (lab/hosts/mn/mip4d-*.conf).
+const LAB_HOME_ADDRESS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 1, 100, 5);
+
 /// A timestamped event of a run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
     /// Unix time, seconds.
     pub t: f64,
@@ -47,7 +51,7 @@ pub struct Event {
 }
 
 /// An evaltest result.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Check {
     pub host: String,
     pub command: String,
@@ -56,15 +60,20 @@ pub struct Check {
     pub ok: bool,
 }
 
-/// The final object of a run.
-#[derive(Debug, Clone, Serialize)]
+/// The final object of a run (`--json` prints it without `events`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
     pub scenario: String,
     pub verdict: String,
+    /// What ran: kernel, each charon's IPsec backend, each daemon's
+    /// tunnel backend (read back from them, not assumed).
+    #[serde(default)]
+    pub platform: Platform,
     pub figures: BTreeMap<String, f64>,
     pub vars: BTreeMap<String, String>,
     pub checks: Vec<Check>,
     pub error: Option<String>,
+    #[serde(default)]
     pub events: Vec<Event>,
 }
 
@@ -93,6 +102,9 @@ pub struct RunOptions {
     /// mip4=SOCKET` from charon's standard plugin directory (an overlay
     /// inside that charon's mount namespace only).
     pub mip4_plugin: Option<PathBuf>,
+    /// The libreswan root: `lab::charon vpngw` starts libreswan's pluto
+    /// from it instead of charon (`--gateway libreswan`, kernel tier).
+    pub libreswan_root: Option<PathBuf>,
 }
 
 impl RunOptions {
@@ -165,6 +177,7 @@ struct Run<'a> {
     subscriptions: BTreeMap<String, Events>,
     procs: BTreeMap<String, Process>,
     charons: BTreeMap<String, Charon>,
+    plutos: BTreeMap<String, super::pluto::Pluto>,
     lab: Lab,
     scenario: &'a Scenario,
     lab_dir: PathBuf,
@@ -183,6 +196,10 @@ struct Run<'a> {
     pcaps: BTreeMap<String, PathBuf>,
     /// `lab::seed`: every random choice of the run comes from here.
     rng: Option<rand::rngs::StdRng>,
+    /// Each daemon's control socket by host, as the scenario named it
+    /// (`lab::subscribe`, `lab::binding`): read for the platform.
+    control_sockets: BTreeMap<String, String>,
+    platform: Platform,
 }
 
 /// Runs `scenario` on a fresh Figure 1 lab built from `lab_dir`, calling
@@ -206,6 +223,7 @@ pub fn run(
         subscriptions: BTreeMap::new(),
         procs: BTreeMap::new(),
         charons: BTreeMap::new(),
+        plutos: BTreeMap::new(),
         lab,
         scenario,
         lab_dir: lab_dir.to_path_buf(),
@@ -220,6 +238,11 @@ pub fn run(
         snapshots: BTreeMap::new(),
         pcaps: BTreeMap::new(),
         rng: None,
+        control_sockets: BTreeMap::new(),
+        platform: Platform {
+            kernel: platform::release(),
+            ..Default::default()
+        },
     };
     r.emit(
         "lab_built",
@@ -247,6 +270,8 @@ pub fn run(
             checks.push(r.check(l));
         }
     }
+    // What ran, from the daemons while they still run (post stops them).
+    r.read_tunnel_backends();
     for l in &scenario.post.clone() {
         // post always runs; its failures are reported, not fatal.
         if let Err(e) = r.step(l) {
@@ -271,6 +296,7 @@ pub fn run(
     Ok(Summary {
         scenario: scenario.name.clone(),
         verdict: if ok { "PASS" } else { "FAIL" }.to_string(),
+        platform: r.platform.clone(),
         figures: r.figures.clone(),
         vars: r.vars.clone(),
         checks,
@@ -280,6 +306,19 @@ pub fn run(
 }
 
 impl Run<'_> {
+    /// Each daemon's tunnel backend, from its `mip4ctl status`.
+    fn read_tunnel_backends(&mut self) {
+        for (host, socket) in &self.control_sockets {
+            if let Some(b) = daemon::status(Path::new(socket))
+                .ok()
+                .as_ref()
+                .and_then(platform::tunnel_backend)
+            {
+                self.platform.tunnels.insert(host.clone(), b);
+            }
+        }
+    }
+
     fn emit(&mut self, event: &str, host: &str, detail: serde_json::Value) -> f64 {
         self.emit_at(event, host, detail, now())
     }
@@ -307,6 +346,19 @@ impl Run<'_> {
             .find(|e| e.event == name)
             .map(|e| e.t)
             .ok_or_else(|| Error::Other(format!("no event `{name}` yet")))
+    }
+
+    /// For data sent "after" event `name`: the moment the old path was
+    /// gone for a move (`path_gone_t`), the event's time otherwise.
+    fn path_time(&self, name: &str) -> Result<f64> {
+        let t = self.event_time(name)?;
+        Ok(self
+            .events
+            .iter()
+            .rev()
+            .find(|e| e.event == name)
+            .and_then(|e| e.detail["path_gone_t"].as_f64())
+            .unwrap_or(t))
     }
 
     fn subst(&self, s: &str) -> String {
@@ -374,9 +426,13 @@ impl Run<'_> {
         // device, `tunnel_device` = mip4mn0) for an IKE path: after a
         // break-before-make move it is the only address left for a moment,
         // MOBIKE would probe from it, through the Mobile IP tunnel that
-        // itself runs inside this IKE_SA's ESP, and never recover.
+        // itself runs inside this IKE_SA's ESP, and never recover. The
+        // device is mip4d's TUN with the userspace backend and the
+        // binding's ipip link (named after the lab's home address) with
+        // the kernel backend; charon matches names exactly.
+        let ipip = crate::dataplane::kernel::link_name(LAB_HOME_ADDRESS);
         cfg.extra_settings
-            .push_str("    interfaces_ignore = mip4mn0\n");
+            .push_str(&format!("    interfaces_ignore = mip4mn0, {ipip}\n"));
         cfg.extra_settings.push_str(&format!(
             "    plugins {{\n        mip4 {{\n            socket = {socket}\n            \
              loglevel = 2\n        }}\n    }}\n"

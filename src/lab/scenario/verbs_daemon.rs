@@ -133,6 +133,9 @@ impl Run<'_> {
         let (key, socket) = (a.arg(1)?, a.arg(2)?);
         let ev = Events::subscribe(Path::new(socket), a.secs(3, 10)?)?;
         self.subscriptions.insert(key.to_string(), ev);
+        let host = key.split('/').next().unwrap_or(key);
+        self.control_sockets
+            .insert(host.to_string(), socket.to_string());
         self.emit("subscribed", key, serde_json::json!({"socket": socket}));
         Ok(())
     }
@@ -185,6 +188,8 @@ impl Run<'_> {
     pub(super) fn wait_binding(&mut self, a: &Args) -> Result<()> {
         let (host, socket, hoa, coa, name) =
             (a.arg(1)?, a.arg(2)?, a.arg(3)?, a.arg(4)?, a.arg(5)?);
+        self.control_sockets
+            .insert(host.to_string(), socket.to_string());
         let what = format!("binding {hoa} -> {coa} at {host}");
         let mut last = None;
         let r = wait::until(a.secs(6, 20)?, &what, || {

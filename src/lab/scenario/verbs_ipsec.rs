@@ -13,7 +13,12 @@ impl Run<'_> {
     /// charon.KEY = VALUE), load the host's swanctl.conf. A
     /// second start on HOST (after charon-kill) gets a fresh folder
     /// HOST-N, so the first charon's log stays.
+    /// With `--gateway libreswan`, vpngw's gateway is pluto instead
+    /// (the host's ipsec.conf and ipsec.secrets).
     pub(super) fn start_charon(&mut self, a: &Args) -> Result<()> {
+        if a.arg(1)? == "vpngw" && self.opts.libreswan_root.is_some() {
+            return self.start_pluto(a);
+        }
         let host = a.arg(1)?.to_string();
         let mip4 = a.words.iter().find_map(|w| w.strip_prefix("mip4="));
         let mut cfg = self.charon_config(mip4)?;
@@ -32,12 +37,41 @@ impl Run<'_> {
         let c = Charon::start(self.lab.host(&host)?, &dir, &cfg)?;
         let conf = self.host_file(&host, "swanctl.conf");
         c.load_all(&conf)?;
+        self.platform
+            .ipsec
+            .insert(host.clone(), c.ipsec_backend().to_string());
         self.charons.insert(host.clone(), c);
         self.emit(
             "charon_started",
             &host,
             serde_json::json!({"swanctl": conf, "mip4": mip4, "dir": dir}),
         );
+        Ok(())
+    }
+
+    /// `lab::charon vpngw` with `--gateway libreswan`: libreswan's pluto.
+    fn start_pluto(&mut self, a: &Args) -> Result<()> {
+        let host = a.arg(1)?.to_string();
+        let root = self.opts.libreswan_root.clone().unwrap_or_default();
+        let dir = self.work.path().join(&host);
+        drop(self.plutos.remove(&host));
+        let conf = self.host_file(&host, "ipsec.conf");
+        let p = crate::lab::pluto::Pluto::start(
+            self.lab.host(&host)?,
+            &dir,
+            &root,
+            &conf,
+            &self.host_file(&host, "ipsec.secrets"),
+        )?;
+        self.platform
+            .ipsec
+            .insert(host.clone(), "libreswan".to_string());
+        self.emit(
+            "pluto_started",
+            &host,
+            serde_json::json!({"ipsec_conf": conf, "log": p.log_path()}),
+        );
+        self.plutos.insert(host, p);
         Ok(())
     }
 

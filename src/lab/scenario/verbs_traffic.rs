@@ -31,7 +31,7 @@ impl Run<'_> {
     /// an echo sent after event AFTER.
     pub(super) fn wait_reply(&mut self, a: &Args) -> Result<()> {
         let (name, after, event) = (a.arg(1)?, a.arg(2)?, a.arg(3)?);
-        let t0 = self.event_time(after)?;
+        let t0 = self.path_time(after)?;
         let p = self
             .pingers
             .get(name)
@@ -101,7 +101,7 @@ impl Run<'_> {
     /// path as it is since AFTER).
     pub(super) fn wait_stream(&mut self, a: &Args) -> Result<()> {
         let (name, after, event) = (a.arg(1)?, a.arg(2)?, a.arg(3)?);
-        let t0 = self.event_time(after)?;
+        let t0 = self.path_time(after)?;
         let probe = self
             .streams
             .get(name)
@@ -157,7 +157,7 @@ impl Run<'_> {
     /// lost around event AROUND (see `lost_around`).
     pub(super) fn ping_lost(&mut self, a: &Args) -> Result<()> {
         let (name, around, fig) = (a.arg(1)?, a.arg(2)?, a.arg(3)?);
-        let t0 = self.event_time(around)?;
+        let t0 = self.path_time(around)?;
         let p = self
             .pingers
             .get(name)
