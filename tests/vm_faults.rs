@@ -1,4 +1,4 @@
-//! The kernel tier fails loudly (issue 8, "Bad input and faults"): each
+//! The kernel tier fails loudly on bad input and faults: each
 //! fault exits non-zero and names its cause and its fix, before minutes of
 //! work where it can. Runs `mip4-lab run NAME --vm` as a user would, with
 //! one fault injected through the tier's environment. Needs root and the

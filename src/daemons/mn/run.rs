@@ -46,7 +46,7 @@ pub(super) struct Daemon {
     pub(super) probes: ProbeSockets,
     bus: EventBus,
     /// The current plugin connection (the newest) and its writer, for
-    /// requests to charon (issue 5's bypass and VPN actions).
+    /// requests to charon (the probe bypass and the VPN actions).
     pub(super) plugin: Option<(u64, tokio::net::unix::OwnedWriteHalf)>,
     pub(super) plugin_msgs: u64,
     /// Ids of requests to charon (initiate/terminate the VPN).
