@@ -867,7 +867,7 @@ fn accepted_without_tnc_outside_any_vpn_deregisters_that_binding_at_once() {
     assert_eq!(deregistered(&events), vec![EXT_A]);
     assert_eq!(s.node.state(), State::Untrusted { address: EXT_A });
     // Its registration is never renewed, and shutdown has nothing left.
-    s.advance(Duration::from_secs(3600));
+    s.run_for(Duration::from_secs(3600));
     assert!(s.probes().is_empty() && s.requests().is_empty());
     s.node.shutdown(s.now, true);
     assert!(s.node.is_stopped());
@@ -885,7 +885,7 @@ fn a_binding_accepted_without_tnc_is_deregistered_on_shutdown_either_way() {
         s.deliver(&p.req, Answer::NoTnc);
         // The first deregistration is lost; its retransmissions too.
         assert_eq!(deregistrations(&s.probes()).len(), 1);
-        s.advance(Duration::from_secs(10));
+        s.run_for(Duration::from_secs(10));
         assert_eq!(
             deregistrations(&s.probes()).len(),
             2,
@@ -911,7 +911,7 @@ fn a_binding_accepted_without_tnc_is_deregistered_on_shutdown_either_way() {
     let p = s.one_probe();
     let lifetime = Duration::from_secs(p.req.lifetime.into());
     s.deliver(&p.req, Answer::NoTnc);
-    s.advance(lifetime);
+    s.run_for(lifetime);
     s.probes();
     s.node.shutdown(s.now, false);
     assert!(s.node.is_stopped());
