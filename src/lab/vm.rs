@@ -313,7 +313,8 @@ fn write_share(opts: &VmOptions, share: &Path) -> Result<()> {
              mkdir -p /mnt/run/logs/{name}\n\
              tar -C $TMPDIR --exclude=plugins -cf - . 2>/dev/null | tar -C /mnt/run/logs/{name} -xf -\n\
              rm -rf $TMPDIR\n\
-             echo $rc >/mnt/run/{name}.rc\n\
+             echo $rc >/mnt/run/{name}.rc.part\n\
+             mv /mnt/run/{name}.rc.part /mnt/run/{name}.rc\n\
              echo \"mip4-vm: {name} exit $rc\" >/dev/console\n"
         ));
     }
@@ -431,9 +432,13 @@ impl Guest {
                         summary: Some(s),
                     });
                 }
+                // The guest writes the status to `NAME.rc.part` and renames
+                // it, so a status file seen here is complete (read while it
+                // was being written, an empty one made a passing scenario
+                // count as failed). The jsonl rename comes before the
+                // status: once both are there and the lines were read from
+                // the renamed file, all were.
                 let rc = std::fs::read_to_string(share.join(format!("{name}.rc")));
-                // The rename comes before the status: once both are there
-                // and the lines were read from the renamed file, all were.
                 let Ok(rc) = rc else { break };
                 if !finished {
                     break;
