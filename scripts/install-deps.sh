@@ -3,38 +3,74 @@
 # Idempotent and quick when everything is present: apt is only asked for
 # packages that are missing, pip only when scapy is missing.
 #
-#   --deb  also what `make deb` needs (debhelper, lintian); `make check`
-#          does not pass it, so CI does not pay for them.
+#   --deb      also what `make deb` needs (debhelper, lintian); `make check`
+#              does not pass it, so CI does not pay for them.
+#   --runtime  only what the lab runs (strongSwan, iproute2, ...), no Rust
+#              toolchain, scapy or strongSwan source: the kernel tier runs
+#              this inside its fresh guest root (scripts/vm/image.sh), which
+#              makes the tier the fresh-machine test of this list.
+#   --gateway libreswan
+#              with --runtime: the VPN gateway's root for `--gateway
+#              libreswan` (libreswan conflicts with strongSwan's packages).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 deb=no
-for arg in "$@"; do
-	case "$arg" in
+runtime=no
+gateway=strongswan
+while (($#)); do
+	case "$1" in
 	--deb) deb=yes ;;
+	--runtime) runtime=yes ;;
+	--gateway)
+		gateway="${2:-}"
+		shift
+		;;
 	*)
-		echo "install-deps: unknown option $arg (known: --deb)" >&2
+		echo "install-deps: unknown option $1 (known: --deb, --runtime, --gateway libreswan)" >&2
 		exit 2
 		;;
 	esac
+	shift
 done
 
-# Debian packages, one per line with what needs it.
-packages=(
+# Debian packages, one per line with what needs it. The lab runs these.
+runtime_packages=(
 	strongswan-charon       # the distribution's charon: lab + plugin tests
 	charon-systemd          # charon-systemd, the daemon Debian ships by default
 	strongswan-swanctl      # swanctl: loading configs, listing SAs in tests
-	libcharon-extra-plugins # kernel-libipsec (the kernel has no ESP)
+	libcharon-extra-plugins # kernel-libipsec (where the kernel has no ESP)
 	libstrongswan-standard-plugins # openssl, gcm: the lab's AES-GCM proposals
 	libstrongswan-extra-plugins    # curve25519
+	iproute2 nftables iptables tcpdump
+	iputils-ping            # the lab's scenarios ping through the tunnels
+	kmod                    # modprobe: the kernel loads esp4, ipip, netem on demand
+)
+case "$gateway" in
+strongswan) ;;
+libreswan)
+	# pluto, in a root of its own (conflicts with strongSwan's packages).
+	runtime_packages=(libreswan iproute2 nftables iptables tcpdump iputils-ping kmod)
+	;;
+*)
+	echo "install-deps: unknown gateway $gateway (strongswan or libreswan)" >&2
+	exit 2
+	;;
+esac
+# The build, the tests' oracles and the kernel tier's host side.
+build_packages=(
 	tshark                  # conformance oracle (MIPv4 and IKEv2 dissectors)
 	libclang-dev clang      # bindgen for the plugin's C ABI
 	dpkg-dev                # apt-get source / dpkg-source: strongSwan headers
 	binutils                # nm: the plugin tests check the exported constructor
-	iproute2 nftables iptables tcpdump
-	iputils-ping            # the lab's scenarios ping through the tunnels
 	python3-pip             # scapy, the second MobileIP encoder
+	qemu-system-x86         # the kernel tier: Debian's kernel in a TCG guest
+	debootstrap             # the kernel tier's guest root
+	busybox-static          # the kernel tier's initramfs
+	xz-utils                # the kernel tier: vmlinux out of vmlinuz
 )
+packages=("${runtime_packages[@]}")
+[[ $runtime == yes ]] || packages+=("${build_packages[@]}")
 if [[ $deb == yes ]]; then
 	packages+=(
 		debhelper       # dh: packaging/debian/rules (make deb)
@@ -60,6 +96,10 @@ if ((${#missing[@]})); then
 	echo 'wireshark-common wireshark-common/install-setuid boolean false' | debconf-set-selections
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [[ $runtime == yes ]]; then
+	exit 0
 fi
 
 # Rust toolchain components used by `make check`.

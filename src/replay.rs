@@ -98,7 +98,10 @@ impl NtpTimestamp {
 
 /// Which replay-protection method a mobility security association uses
 /// (RFC 5944 §5.7: timestamps are mandatory to implement, nonces optional).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum ReplayMethod {
     /// §5.7.1: the Identification is the sender's NTP time of day.
     #[default]
@@ -266,6 +269,16 @@ impl ReplayVerdict {
     }
 }
 
+/// [`HaReplay`]'s state as the home agent saves it across a restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HaReplayState {
+    pub method: ReplayMethod,
+    /// The highest timestamp accepted (§5.7.1).
+    pub last_accepted: Option<u64>,
+    /// The nonce handed out last (§5.7.2).
+    pub issued_nonce: Option<u32>,
+}
+
 /// The home agent's replay state for one mobile node.
 #[derive(Debug, Clone)]
 pub struct HaReplay {
@@ -285,6 +298,27 @@ impl HaReplay {
             last_accepted: None,
             issued_nonce: None,
         }
+    }
+
+    /// What must outlive the daemon process (RFC 5944 §5.7: a restarted
+    /// home agent must not accept an Identification it accepted before).
+    pub fn state(&self) -> HaReplayState {
+        HaReplayState {
+            method: self.method,
+            last_accepted: self.last_accepted,
+            issued_nonce: self.issued_nonce,
+        }
+    }
+
+    /// Takes up a saved state; refused (`false`, nothing changed) when it
+    /// was kept under another method.
+    pub fn restore(&mut self, s: &HaReplayState) -> bool {
+        if s.method != self.method {
+            return false;
+        }
+        self.last_accepted = s.last_accepted;
+        self.issued_nonce = s.issued_nonce;
+        true
     }
 
     /// Checks a request's Identification (call only after the request

@@ -192,6 +192,11 @@ fn lab(tag: &str) -> Lab {
     ));
     fa_ns.ip(&format!("addr add {FA_LINK}/24 dev vlink"));
     fa_ns.ip("link set vlink up");
+    // Loose reverse-path filtering on the served link, as an operator may
+    // have it: mip4-fa turns it off and must put it back.
+    fa_ns.run(async {
+        std::fs::write("/proc/sys/net/ipv4/conf/vlink/rp_filter", "2").unwrap();
+    });
     mn.ip(&format!("addr add {HOA}/32 dev vmn"));
     mn.ip("link set vmn up");
     mn.ip(&format!("route add {FA_LINK} dev vmn"));
@@ -445,4 +450,87 @@ fn sigterm_removes_visitor_state_and_the_tunnel_device() {
     assert!(!fa_ns.ip(&format!("neigh show {HOA}")).contains("PERMANENT"));
     assert!(!fa_ns.ip("-o link show").contains("mip4fa0"));
     assert!(!lab.fa_ctl.exists());
+}
+
+/// What mip4-fa holds in the FA's namespace: the visitor's host route,
+/// its reverse-tunnel rules, ip_forward and the served link's rp_filter.
+fn fa_kernel(ns: &Netns) -> (String, usize, String, String) {
+    let rules = ns
+        .ip("rule show")
+        .lines()
+        .filter(|l| l.contains(&format!("from {HOA} iif vlink lookup 434")))
+        .count();
+    let sysctl = |k: &'static str| ns.run(async move { std::fs::read_to_string(k).unwrap() });
+    (
+        ns.ip(&format!("route show {HOA}")),
+        rules,
+        sysctl("/proc/sys/net/ipv4/ip_forward").trim().to_string(),
+        sysctl("/proc/sys/net/ipv4/conf/vlink/rp_filter")
+            .trim()
+            .to_string(),
+    )
+}
+
+/// Issue 13: mip4-fa killed with SIGKILL while it serves a visitor leaves
+/// its route, neighbour entry, rule and sysctls; started again it removes
+/// them first (nothing twice once the visitor registers again), survives
+/// SIGHUP, and its clean stop leaves nothing and puts ip_forward and
+/// rp_filter back to what the first instance found.
+#[test]
+fn a_killed_fa_starts_again_cleanly_and_restores_its_sysctls() {
+    let mut lab = lab("fakill");
+    // What the first instance found: a new namespace does not forward;
+    // lab() set the link's rp_filter to 2.
+    let found = (String::new(), 0, "0".to_string(), "2".to_string());
+    let sock = mn_socket(&lab.mn);
+    let (rep, _) = register(&sock, &request(120, now_id(0)));
+    assert_eq!(rep.code, ReplyCode::ACCEPTED);
+    let serving = fa_kernel(&lab.fa_ns);
+    assert!(
+        serving.0.contains("dev vlink") && serving.1 == 1,
+        "{serving:?}"
+    );
+    let _ = lab.fa.0.kill();
+    lab.fa.0.wait().unwrap();
+    assert_eq!(fa_kernel(&lab.fa_ns), serving, "SIGKILL leaves it all");
+
+    let conf = lab._dir.path().join("mip4-fa.conf");
+    lab.fa = spawn(&lab.fa_ns, env!("CARGO_BIN_EXE_mip4-fa"), &conf);
+    wait_ctl(&lab.fa_ctl, "mip4-fa");
+    let fresh = fa_kernel(&lab.fa_ns);
+    assert_eq!(fresh.0, "", "the visitor's route left by the killed one");
+    assert_eq!(fresh.1, 0, "its rule");
+    assert!(!lab
+        .fa_ns
+        .ip(&format!("neigh show {HOA}"))
+        .contains("PERMANENT"));
+    // The visitor registers again: one of each.
+    let (rep, _) = register(&sock, &request(120, now_id(1)));
+    assert_eq!(rep.code, ReplyCode::ACCEPTED);
+    assert_eq!(fa_kernel(&lab.fa_ns), serving);
+
+    // SIGHUP: logged and ignored, no longer fatal.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(lab.fa.0.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    assert!(wait_for(WAIT, || mip4::ctl::call(
+        &lab.fa_ctl,
+        mip4::ctl::Request::Status,
+        Duration::from_secs(1)
+    )
+    .is_ok()));
+    assert!(
+        lab.fa.0.try_wait().unwrap().is_none(),
+        "SIGHUP killed mip4-fa"
+    );
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(lab.fa.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(lab.fa.0.wait().unwrap().success());
+    assert_eq!(fa_kernel(&lab.fa_ns), found);
 }

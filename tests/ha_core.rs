@@ -201,6 +201,20 @@ fn verified(bytes: &[u8], sa: &SecurityAssociation) -> (ReplyRepr, Vec<Extension
     (reply, covered)
 }
 
+/// A binding asked up, then torn down because installing it failed.
+fn installed_then_torn_down(actions: &[Output]) -> bool {
+    matches!(
+        actions,
+        [
+            Output::BindingUp(_),
+            Output::BindingDown {
+                reason: DownReason::InstallFailed,
+                ..
+            }
+        ]
+    )
+}
+
 fn send(ha: &mut HomeAgent, now: Instant, src: SocketAddrV4, bytes: &[u8]) -> Disposition {
     ha.handle_datagram(now, wall(), src, bytes)
 }
@@ -566,16 +580,7 @@ fn install_failure_is_130_and_drops_the_binding_and_a_renewal_reinstalls() {
     assert_eq!(rep.code, ReplyCode::HA_INSUFFICIENT_RESOURCES);
     assert_eq!(rep.lifetime, 0);
     assert!(
-        matches!(
-            &actions[..],
-            [
-                Output::BindingUp(_),
-                Output::BindingDown {
-                    reason: DownReason::InstallFailed,
-                    ..
-                }
-            ]
-        ),
+        installed_then_torn_down(&actions),
         "what was installed of it is torn down: {actions:?}"
     );
     assert!(ha.binding(HOA1).is_none());
@@ -1205,4 +1210,205 @@ fn shipped_example_config_loads() {
     );
     let c = HaConfig::from_source(&Source::from_str("mip4-ha.conf.example", text)).unwrap();
     assert_eq!(c.mobile_nodes.len(), 2);
+}
+
+/// Issue 13: a restarted home agent takes up its predecessor's binding
+/// cache. `ha` exports; a new instance (another monotonic clock) restores
+/// `after` seconds of wall-clock time later.
+fn restarted(ha: &HomeAgent, now: Instant, after: u64) -> (HomeAgent, mip4::ha::Restored) {
+    let wall0 = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let saved = ha.export(now, wall0);
+    // Through the text the daemon stores: what was saved is what comes back.
+    let text = serde_json::to_string(&saved).unwrap();
+    let saved: mip4::ha::SavedCache = serde_json::from_str(&text).unwrap();
+    let mut next = ha_with("");
+    let later = now + Duration::from_secs(1);
+    let r = next.restore(saved, later, wall0 + Duration::from_secs(after));
+    (next, r)
+}
+
+#[test]
+fn a_restarted_ha_restores_its_bindings_and_installs_them_before_any_reply() {
+    let mut ha = ha();
+    let now = Instant::now();
+    let mut r = Req::new(HOA1, COA_TRUSTED, ts(1));
+    r.flags = Flags::T;
+    r.exts.push(Extension::Nai(b"mn1@example.com".to_vec()));
+    assert_eq!(
+        code_of(&mut ha, COA_TRUSTED, &r.signed(&mn1()), Some(&mn1())),
+        ReplyCode::ACCEPTED
+    );
+    assert!(ha.take_changed(), "an accepted registration is to be saved");
+    assert!(!ha.take_changed());
+    let (mut next, restored) = restarted(&ha, now, 20);
+    assert_eq!(restored.bindings, vec![HOA1]);
+    // The binding is installed again, with no reply to anyone.
+    let (reply, actions) = drain(&mut next);
+    assert!(reply.is_none());
+    match &actions[..] {
+        [Output::BindingUp(b)] => {
+            assert_eq!(
+                (b.home_address, b.care_of_address, b.reverse_tunnel),
+                (HOA1, COA_TRUSTED, true)
+            );
+            assert_eq!(b.nai.as_deref(), Some(&b"mn1@example.com"[..]));
+        }
+        other => panic!("expected one BindingUp, got {other:?}"),
+    }
+    // 20 s of the 120 s lifetime went by while the daemon was down.
+    let info = &next.bindings(now + Duration::from_secs(1))[0];
+    assert_eq!((info.remaining, info.identification), (100, r.id));
+    // RFC 5944 §5.7: the request accepted before the restart is still a
+    // replay after it.
+    send(&mut next, now, from(COA_TRUSTED), &r.signed(&mn1()));
+    let (reply, actions) = drain(&mut next);
+    assert!(actions.is_empty(), "a replay changes no binding");
+    let (rep, _) = verified(&reply.unwrap().1, &mn1());
+    assert_eq!(rep.code, ReplyCode::HA_IDENTIFICATION_MISMATCH);
+    assert_eq!(next.binding(HOA1).unwrap().identification, r.id);
+    // A fresh request renews it as before.
+    let r2 = Req::new(HOA1, COA_TRUSTED2, ts(2)).signed(&mn1());
+    assert_eq!(
+        code_of(&mut next, COA_TRUSTED2, &r2, Some(&mn1())),
+        ReplyCode::ACCEPTED
+    );
+}
+
+#[test]
+fn restore_drops_expired_unconfigured_and_uninstallable_bindings() {
+    let mut ha = ha();
+    let now = Instant::now();
+    let b = Req::new(HOA1, COA_TRUSTED, ts(1)).signed(&mn1());
+    assert_eq!(
+        code_of(&mut ha, COA_TRUSTED, &b, Some(&mn1())),
+        ReplyCode::ACCEPTED
+    );
+    // Down longer than the lifetime: gone, but the replay state stays.
+    let (mut next, restored) = restarted(&ha, now, 121);
+    assert_eq!(
+        (restored.bindings.len(), restored.expired.clone()),
+        (0, vec![HOA1])
+    );
+    assert!(restored.replay_states >= 1);
+    assert!(drain(&mut next).1.is_empty());
+    send(&mut next, now, from(COA_TRUSTED), &b);
+    let (rep, _) = verified(&drain(&mut next).0.unwrap().1, &mn1());
+    assert_eq!(rep.code, ReplyCode::HA_IDENTIFICATION_MISMATCH);
+
+    // A node the new configuration no longer has: refused.
+    let saved = ha.export(
+        now,
+        std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+    );
+    let text = format!(
+        r#"
+home_agent = "10.1.0.1"
+[[home_network]]
+prefix = "10.1.0.0/24"
+[[mobile_node]]
+home_address = "10.1.0.11"
+spi = 257
+key = "{K2}"
+"#
+    );
+    let cfg = HaConfig::from_source(&Source::from_str("other.conf", text)).unwrap();
+    let mut other = HomeAgent::new(cfg, Box::new(StdRng::seed_from_u64(1))).unwrap();
+    let r = other.restore(
+        saved.clone(),
+        now,
+        std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_001),
+    );
+    assert_eq!(r.refused.len(), 1, "{r:?}");
+    assert!(other.bindings(now).is_empty());
+
+    // Restored, but the daemon cannot install it: dropped, counted.
+    let mut next = ha_with("");
+    let r = next.restore(
+        saved,
+        now,
+        std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_001),
+    );
+    assert_eq!(r.bindings, vec![HOA1]);
+    let (reply, actions) = drain_installing(&mut next, |_| Err("no such link"));
+    assert!(reply.is_none());
+    assert!(installed_then_torn_down(&actions), "{actions:?}");
+    assert!(next.bindings(now).is_empty());
+    assert_eq!(next.counters().install_failed, 1);
+}
+
+#[test]
+fn a_restarted_ha_keeps_the_nonce_it_handed_out_and_the_pool_address() {
+    let mut ha = ha();
+    let now = Instant::now();
+    let mn6 = sa(261, K6, ReplayMethod::Nonce);
+    let hoa6 = Ipv4Addr::new(10, 1, 0, 12);
+    send(
+        &mut ha,
+        now,
+        from(COA_TRUSTED),
+        &Req::new(hoa6, COA_TRUSTED, 0x1111_1111).signed(&mn6),
+    );
+    let (rep, _) = verified(&drain(&mut ha).0.unwrap().1, &mn6);
+    let nonce = rep.identification >> 32;
+    let mn4 = sa(259, K3, ReplayMethod::Timestamp);
+    let mut r = Req::new(Ipv4Addr::UNSPECIFIED, COA_TRUSTED, ts(1));
+    r.exts.push(Extension::Nai(b"mn4@example.com".to_vec()));
+    send(&mut ha, now, from(COA_TRUSTED), &r.signed(&mn4));
+    let pool_first = Ipv4Addr::new(10, 1, 0, 100);
+    assert_eq!(
+        verified(&drain(&mut ha).0.unwrap().1, &mn4).0.home_address,
+        pool_first
+    );
+
+    let (mut next, restored) = restarted(&ha, now, 5);
+    assert_eq!(restored.bindings, vec![pool_first]);
+    drain(&mut next);
+    // RFC 5944 §5.7.2: the nonce handed out before the restart is the one
+    // the next request must carry.
+    let b = Req::new(hoa6, COA_TRUSTED, (nonce << 32) | 0x2222_2222).signed(&mn6);
+    assert_eq!(
+        code_of(&mut next, COA_TRUSTED, &b, Some(&mn6)),
+        ReplyCode::ACCEPTED
+    );
+    // RFC 2794: the pool address stays the node's.
+    let mut r2 = Req::new(Ipv4Addr::UNSPECIFIED, COA_TRUSTED2, ts(2));
+    r2.exts.push(Extension::Nai(b"mn4@example.com".to_vec()));
+    send(&mut next, now, from(COA_TRUSTED2), &r2.signed(&mn4));
+    let (rep, _) = verified(&drain(&mut next).0.unwrap().1, &mn4);
+    assert_eq!(
+        (rep.code, rep.home_address),
+        (ReplyCode::ACCEPTED, pool_first)
+    );
+}
+
+/// Issue 13 item 10: a reload applies changed replay settings (they were
+/// ignored), and keeps the replay state when the method stays.
+#[test]
+fn reload_applies_the_replay_tolerance_and_keeps_the_replay_state() {
+    let mut ha = ha();
+    let b = Req::new(HOA1, COA_TRUSTED, ts(1)).signed(&mn1());
+    assert_eq!(
+        code_of(&mut ha, COA_TRUSTED, &b, Some(&mn1())),
+        ReplyCode::ACCEPTED
+    );
+    // 60 s ahead of the HA's clock: outside the default 7 s window.
+    let ahead = |n| NtpTimestamp::new(3_900_000_060, n).0;
+    let early = Req::new(HOA1, COA_TRUSTED, ahead(1)).signed(&mn1());
+    assert_eq!(
+        code_of(&mut ha, COA_TRUSTED, &early, Some(&mn1())),
+        ReplyCode::HA_IDENTIFICATION_MISMATCH
+    );
+    ha.reload(config("replay_tolerance = 120")).unwrap();
+    drain(&mut ha);
+    let early = Req::new(HOA1, COA_TRUSTED, ahead(2)).signed(&mn1());
+    assert_eq!(
+        code_of(&mut ha, COA_TRUSTED, &early, Some(&mn1())),
+        ReplyCode::ACCEPTED,
+        "the new tolerance applies"
+    );
+    // The state stayed: what was accepted before the reload is old.
+    assert_eq!(
+        code_of(&mut ha, COA_TRUSTED, &b, Some(&mn1())),
+        ReplyCode::HA_IDENTIFICATION_MISMATCH
+    );
 }

@@ -130,9 +130,22 @@ fn request(home: Ipv4Addr, id: u64, exts: Vec<Extension>, sa: &SecurityAssociati
     b
 }
 
+/// The first node's NAI extension (RFC 2794).
+fn nai1() -> Extension {
+    Extension::Nai(b"mn1@example.com".to_vec())
+}
+
 fn now_id() -> u64 {
     let t = NtpTimestamp::from_system_time(std::time::SystemTime::now());
     t.0
+}
+
+/// The mobile nodes' socket, on the care-of address in `ns`; a reply is
+/// awaited for at most 5 s.
+fn mn_socket(ns: &Netns) -> UdpSocket {
+    let sock = ns.udp_socket(SocketAddrV4::new(COA, 0));
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    sock
 }
 
 /// Sends and waits for the reply (socket timeout is the deadline).
@@ -244,20 +257,14 @@ fn daemon_serves_registrations_refuses_bad_input_and_reports_through_mip4ctl() {
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&ctl).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600, "control socket is root-only");
 
-    let sock = ns.udp_socket(SocketAddrV4::new(COA, 0));
-    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let sock = mn_socket(&ns);
     let (mn1, mn2) = (sa(256, K1), sa(257, K2));
     let hoa1 = Ipv4Addr::new(10, 1, 0, 10);
     let hoa2 = Ipv4Addr::new(10, 1, 0, 11);
 
     // A good registration from a trusted network: accepted, signed, TNC.
     let id = now_id();
-    let good = request(
-        hoa1,
-        id,
-        vec![Extension::Nai(b"mn1@example.com".to_vec())],
-        &mn1,
-    );
+    let good = request(hoa1, id, vec![nai1()], &mn1);
     let rep = verify(&exchange(&sock, &good), &mn1);
     assert_eq!(rep.code, ReplyCode::ACCEPTED);
     assert_eq!(rep.identification, id);
@@ -419,8 +426,7 @@ fn a_flood_of_forged_requests_neither_silences_the_ha_nor_fills_its_log() {
     let _daemon = start_ha(&ns, dir.path(), Stdio::from(log), "");
     let ctl = dir.path().join("ha.sock");
 
-    let sock = ns.udp_socket(SocketAddrV4::new(COA, 0));
-    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let sock = mn_socket(&ns);
     let mn2 = sa(257, K2);
     let hoa2 = Ipv4Addr::new(10, 1, 0, 11);
     // Timestamps (RFC 5944 §5.7.1): the time of day, always increasing.
@@ -542,8 +548,7 @@ key = "{K1}"
         ),
     );
     let ctl = dir.path().join("ha.sock");
-    let sock = ns.udp_socket(SocketAddrV4::new(COA, 0));
-    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let sock = mn_socket(&ns);
     let mn3 = sa(258, K1);
     let hoa3 = Ipv4Addr::new(10, 2, 0, 20);
     let rep = verify(
@@ -582,4 +587,170 @@ key = "{K1}"
         &mn2,
     );
     assert_eq!(rep.code, ReplyCode::ACCEPTED);
+}
+
+/// Sends `sig` to the daemon (the `ip netns exec` child execs mip4-ha in
+/// place: same pid) and waits for it to end.
+fn signal_and_wait(d: &mut Daemon, sig: nix::sys::signal::Signal) -> std::process::ExitStatus {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(d.0.id() as i32), sig).unwrap();
+    d.0.wait().unwrap()
+}
+
+/// What of the daemon's is in the namespace's kernel: the routes of the
+/// home addresses, the tunnel devices and ip_forward.
+fn kernel_state(ns: &Netns) -> (String, usize, String) {
+    let routes = ns.output(&["ip", "-4", "route", "show", "root", "10.1.0.0/24"]);
+    let links = ns.output(&["ip", "-o", "link", "show"]);
+    let tunnels = links.lines().filter(|l| l.contains("mip4ha0")).count();
+    let forward = ns.output(&["sysctl", "-n", "net.ipv4.ip_forward"]);
+    (routes, tunnels, forward.trim().to_string())
+}
+
+/// Issue 13: mip4-ha killed with SIGKILL while it holds a binding comes
+/// back with it: the binding (same Identification, lifetime running on),
+/// its tunnel and route installed before anything is answered, nothing
+/// twice; the request it accepted before is still a replay (RFC 5944
+/// §5.7). A clean stop after that leaves nothing, and puts ip_forward back
+/// to what the first instance found. A corrupt state file is a log line
+/// and an empty cache, never a failed start.
+#[test]
+fn a_killed_ha_restarts_with_its_bindings_and_a_clean_stop_leaves_nothing() {
+    require_root();
+    let ns = Netns::with_ha_and_coa("mip4harestart");
+    let forward_before = kernel_state(&ns).2;
+    assert_eq!(forward_before, "0", "a new namespace does not forward");
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = dir.path().join("ha.sock");
+    let state = dir.path().join("ha.state");
+    let mut first = start_ha(&ns, dir.path(), Stdio::inherit(), "");
+    let sock = mn_socket(&ns);
+    let mn1 = sa(256, K1);
+    let hoa1 = Ipv4Addr::new(10, 1, 0, 10);
+    let id = now_id();
+    let good = request(hoa1, id, vec![nai1()], &mn1);
+    assert_eq!(
+        verify(&exchange(&sock, &good), &mn1).code,
+        ReplyCode::ACCEPTED
+    );
+    let held = kernel_state(&ns);
+    assert!(held.0.contains("10.1.0.10 dev mip4ha0"), "{held:?}");
+    assert_eq!((held.1, held.2.as_str()), (1, "1"), "{held:?}");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&state).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "the state file is root-only");
+
+    let st = signal_and_wait(&mut first, nix::sys::signal::Signal::SIGKILL);
+    assert!(!st.success());
+    let mut second = start_ha(&ns, dir.path(), Stdio::inherit(), "");
+    // The first thing it answers already has the binding, installed.
+    let b = ctl_json(&ctl, "bindings");
+    assert_eq!(b.as_array().unwrap().len(), 1, "{b}");
+    assert_eq!(b[0]["home_address"], "10.1.0.10");
+    assert_eq!(b[0]["identification"], id);
+    assert_eq!(b[0]["nai"], "mn1@example.com");
+    let remaining = b[0]["remaining"].as_u64().unwrap();
+    assert!((100..120).contains(&remaining), "{b}");
+    assert_eq!(kernel_state(&ns), held, "the same routes and one tunnel");
+    // RFC 5944 §5.7: accepted before the restart, a replay after it.
+    assert_eq!(
+        verify(&exchange(&sock, &good), &mn1).code,
+        ReplyCode::HA_IDENTIFICATION_MISMATCH
+    );
+    let renewal = request(hoa1, now_id(), vec![], &mn1);
+    assert_eq!(
+        verify(&exchange(&sock, &renewal), &mn1).code,
+        ReplyCode::ACCEPTED
+    );
+    assert_eq!(kernel_state(&ns), held, "a renewal adds nothing");
+
+    // A clean stop: nothing left, ip_forward as the first instance found it.
+    assert!(signal_and_wait(&mut second, nix::sys::signal::Signal::SIGTERM).success());
+    assert_eq!(
+        kernel_state(&ns),
+        (String::new(), 0, forward_before.clone())
+    );
+
+    // A corrupt state file: logged, set aside, an empty cache; it serves.
+    std::fs::write(&state, b"{ not json").unwrap();
+    let log_path = dir.path().join("mip4-ha.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut third = start_ha(&ns, dir.path(), Stdio::from(log), "");
+    assert_eq!(ctl_json(&ctl, "bindings").as_array().unwrap().len(), 0);
+    let rejected = dir.path().join("ha.state.rejected");
+    assert_eq!(std::fs::read(&rejected).unwrap(), b"{ not json");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        log.contains("state file not taken up, starting afresh")
+            && log.contains("an empty binding cache"),
+        "{log}"
+    );
+    assert_eq!(
+        verify(
+            &exchange(&sock, &request(hoa1, now_id(), vec![], &mn1)),
+            &mn1
+        )
+        .code,
+        ReplyCode::ACCEPTED
+    );
+    assert!(signal_and_wait(&mut third, nix::sys::signal::Signal::SIGTERM).success());
+    assert_eq!(kernel_state(&ns), (String::new(), 0, forward_before));
+}
+
+/// Issue 13: SIGHUP reloads mip4-ha (it used to be the only daemon that
+/// survived it); the daemon keeps serving with its bindings.
+#[test]
+fn sighup_reloads_the_ha_and_keeps_its_bindings() {
+    require_root();
+    let ns = Netns::with_ha_and_coa("mip4hahup");
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = dir.path().join("ha.sock");
+    let log_path = dir.path().join("mip4-ha.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut d = start_ha(&ns, dir.path(), Stdio::from(log), "");
+    let sock = mn_socket(&ns);
+    let mn2 = sa(257, K2);
+    let hoa2 = Ipv4Addr::new(10, 1, 0, 11);
+    assert_eq!(
+        verify(
+            &exchange(&sock, &request(hoa2, now_id(), vec![], &mn2)),
+            &mn2
+        )
+        .code,
+        ReplyCode::ACCEPTED
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(d.0.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    wait_for("the reload", || {
+        std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains("configuration reloaded"))
+    });
+    assert!(d.0.try_wait().unwrap().is_none(), "still running");
+    assert_eq!(ctl_json(&ctl, "bindings").as_array().unwrap().len(), 1);
+    // Issue 13 item 10: a change a reload cannot apply is refused, with
+    // the key, never ignored silently.
+    let conf = dir.path().join("mip4-ha.conf");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    std::fs::write(&conf, text.replace("0.0.0.0:434", "0.0.0.0:4434")).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(d.0.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    wait_for("the refusal", || {
+        std::fs::read_to_string(&log_path).is_ok_and(|l| {
+            l.contains("reload refused") && l.contains("`listen` changed: restart mip4-ha")
+        })
+    });
+    assert_eq!(
+        verify(
+            &exchange(&sock, &request(hoa2, now_id(), vec![], &mn2)),
+            &mn2
+        )
+        .code,
+        ReplyCode::ACCEPTED,
+        "still serving on the old port"
+    );
+    assert!(signal_and_wait(&mut d, nix::sys::signal::Signal::SIGTERM).success());
 }

@@ -4,30 +4,22 @@
 //! Needs root and strongSwan 5.9.8 (charon, swanctl, kernel-libipsec);
 //! fails with the missing piece named otherwise.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use mip4::lab::charon::{Charon, CharonConfig};
-use mip4::lab::netns::{unique_prefix, veth, Netns};
+use mip4::lab::netns::{unique_prefix, Netns};
 use mip4::lab::{preflight, wait, WorkDir};
+use plugin_support::{hosts_dir, mn_and_gateway};
 
-fn hosts_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("lab/hosts")
-}
+mod plugin_support;
 
 #[test]
 fn lab_mobike_update_keeps_tia() {
     preflight().expect("lab preflight");
-    let prefix = unique_prefix();
     let tmp = WorkDir::new("mobike").unwrap();
-    let mn = Netns::new(&prefix, "mn").unwrap();
-    let gw = Netns::new(&prefix, "vpngw").unwrap();
-    veth(&mn, "eth0", &gw, "eth0").unwrap();
-    gw.add_addr("eth0", "203.0.113.10/24").unwrap();
-    mn.add_addr("eth0", "203.0.113.100/24").unwrap();
-    // An intranet address behind the gateway to ping through the tunnel.
-    gw.add_addr("lo", "10.1.0.1/32").unwrap();
-    gw.enable_forwarding().unwrap();
+    // An intranet address (10.1.0.1) behind the gateway to ping through
+    // the tunnel.
+    let (mn, gw) = mn_and_gateway();
 
     let gw_charon =
         Charon::start(&gw, &tmp.path().join("vpngw"), &CharonConfig::default()).unwrap();

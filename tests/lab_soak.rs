@@ -1,4 +1,4 @@
-//! `soak-rekey` on the Figure 1 lab (issue 13, item 1): 1,000 IKE_SAs
+//! `soak-rekey` on the Figure 1 lab: 1,000 IKE_SAs
 //! brought up, rekeyed and terminated through the mip4 plugin in a real
 //! charon, then a mip4d restart (the plugin's snapshot alone carries the
 //! TIA), a MOBIKE move and a TIA change, each reaching mip4d; charon's

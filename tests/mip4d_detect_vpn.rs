@@ -26,21 +26,13 @@
 //! Needs root, strongSwan 5.9.8 (kernel-libipsec) and the plugin built
 //! against strongSwan's source (scripts/fetch-strongswan-source.sh).
 
-mod plugin_support;
-
 mod mip4d_support;
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mip4::lab::charon::Charon;
-use mip4::lab::netns::{unique_prefix, veth, Netns, Process};
-use mip4::lab::{preflight, wait, WorkDir};
-use plugin_support::charon_config;
-use serde_json::Value;
-
-const KEY: &str = "00112233445566778899aabbccddeeff";
+use mip4::lab::netns::veth;
+use mip4::lab::{preflight, wait};
+use mip4d_support::{verdict, Lab};
 const HOA: &str = "10.1.5.5";
 const HA: &str = "10.1.0.2";
 const CN: &str = "10.1.3.2";
@@ -49,105 +41,14 @@ const OUT_B: &str = "203.0.113.101";
 const INSIDE: &str = "10.20.1.5";
 const T: Duration = Duration::from_secs(25);
 
-struct Lab {
-    // Drop order: daemons, charons, then namespaces.
-    _procs: Vec<Process>,
-    charons: Vec<Charon>,
-    mn: Netns,
-    cn: Netns,
-    _ha: Netns,
-    _gw: Netns,
-    dir: WorkDir,
-}
-
-fn hosts_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("lab/hosts")
-}
-
-fn ha_conf(dir: &Path) -> PathBuf {
-    let p = dir.join("mip4-ha.conf");
-    std::fs::write(
-        &p,
-        format!(
-            r#"listen = "0.0.0.0:434"
-home_agent = "{HA}"
-control_socket = "{sock}"
-max_lifetime = 300
-tunnel_backend = "userspace"
-udp_tunnelling = false
-# The trusted subnet and the VPN's TIA pool: never the outside.
-trusted_networks = ["10.20.0.0/16", "10.200.0.0/24"]
-
-[[home_network]]
-prefix = "10.1.5.0/24"
-mode = "virtual"
-
-[[mobile_node]]
-home_address = "{HOA}"
-spi = 4096
-key = "{KEY}"
-"#,
-            sock = dir.join("ha.sock").display()
-        ),
-    )
-    .unwrap();
-    // It holds a key: private, as mip4-ha, mip4-fa and mip4d require.
-    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    p
-}
-
-fn mn_conf(dir: &Path) -> PathBuf {
-    let p = dir.join("mip4d.conf");
-    std::fs::write(
-        &p,
-        format!(
-            r#"home_address = "{HOA}"
-home_network = "10.1.5.0/24"
-home_agent = "{HA}"
-spi = 4096
-key = "{KEY}"
-interfaces = ["eth0", "eth1"]
-lifetime = 300
-tunnel_backend = "userspace"
-control_socket = "{sock}"
-
-[retransmission]
-initial_timeout_ms = 1000
-retries = 3
-backoff_cap_ms = 4000
-retry_interval_s = 2
-
-[detect]
-timeout_ms = 1000
-retries = 1
-backoff_cap_ms = 1000
-
-[vpn]
-plugin_socket = "{plugin}"
-connections = ["vpn"]
-"#,
-            sock = dir.join("mip4d.sock").display(),
-            plugin = dir.join("plugin.sock").display(),
-        ),
-    )
-    .unwrap();
-    // It holds a key: private, as mip4-ha, mip4-fa and mip4d require.
-    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    p
-}
-
 fn build() -> Lab {
     preflight().expect("lab preflight");
-    let prefix = unique_prefix();
-    let dir = WorkDir::new("mip4d-detect-vpn").unwrap();
-    let mn = Netns::new(&prefix, "mn").unwrap();
-    let gw = Netns::new(&prefix, "vpngw").unwrap();
-    let ha = Netns::new(&prefix, "ha").unwrap();
-    let cn = Netns::new(&prefix, "cn").unwrap();
-    veth(&mn, "eth0", &gw, "eth0").unwrap();
-    veth(&mn, "eth1", &gw, "in0").unwrap();
-    veth(&gw, "int0", &ha, "ha0").unwrap();
-    veth(&gw, "int1", &cn, "cn0").unwrap();
+    let mut lab = Lab::new("detect-vpn", HOA, &["vpngw"]);
+    let (gw, ha, mn, cn) = (lab.host("vpngw"), &lab.ha, &lab.mn, &lab.cn);
+    veth(mn, "eth0", gw, "eth0").unwrap();
+    veth(mn, "eth1", gw, "in0").unwrap();
+    veth(gw, "int0", ha, "ha0").unwrap();
+    veth(gw, "int1", cn, "cn0").unwrap();
     mn.sysctl("net.ipv4.conf.all.promote_secondaries", "1")
         .unwrap();
     gw.add_addr("eth0", "203.0.113.10/24").unwrap();
@@ -162,121 +63,28 @@ fn build() -> Lab {
     cn.add_addr("cn0", &format!("{CN}/24")).unwrap();
     cn.route("default", "10.1.3.1").unwrap();
 
-    let gw_c = Charon::start(&gw, &dir.path().join("vpngw"), &Default::default()).unwrap();
-    gw_c.load_all(&hosts_dir().join("vpngw/swanctl.conf"))
-        .unwrap();
-    let mn_c = Charon::start(
-        &mn,
-        &dir.path().join("mn"),
-        &charon_config(dir.path(), &dir.path().join("plugin.sock"), "vpn"),
-    )
-    .unwrap();
-    mn_c.load_all(&hosts_dir().join("mn/swanctl.conf")).unwrap();
-
-    let mut c = ha.command(env!("CARGO_BIN_EXE_mip4-ha"));
-    c.arg("--config")
-        .arg(ha_conf(dir.path()))
-        .env("RUST_LOG", "debug");
-    let ha_p = ha.spawn("mip4-ha", c, &dir.path().join("ha.log")).unwrap();
-    let mut c = mn.command(env!("CARGO_BIN_EXE_mip4d"));
-    c.arg("--config")
-        .arg(mn_conf(dir.path()))
-        .env("RUST_LOG", "debug");
-    let mn_p = mn.spawn("mip4d", c, &dir.path().join("mip4d.log")).unwrap();
-    Lab {
-        _procs: vec![mn_p, ha_p],
-        charons: vec![mn_c, gw_c],
-        mn,
-        cn,
-        _ha: ha,
-        _gw: gw,
-        dir,
-    }
+    lab.start_charons("vpngw");
+    lab.start_ha();
+    lab.start_mip4d("mip4d.log");
+    lab
 }
-
-impl Lab {
-    fn ctl(&self, socket: &str, args: &[&str]) -> Option<Value> {
-        mip4d_support::ctl(self.dir.path(), socket, args)
-    }
-
-    fn ha_binding(&self) -> Option<Value> {
-        self.ctl("ha.sock", &["bindings"])?
-            .as_array()?
-            .iter()
-            .find(|b| b["home_address"] == HOA)
-            .cloned()
-    }
-
-    fn ha_counter(&self, name: &str) -> Option<u64> {
-        fn find(v: &Value, name: &str) -> Option<u64> {
-            match v {
-                Value::Object(m) => m
-                    .get(name)
-                    .and_then(Value::as_u64)
-                    .or_else(|| m.values().find_map(|v| find(v, name))),
-                _ => None,
-            }
-        }
-        find(&self.ctl("ha.sock", &["counters"])?, name)
-    }
-
-    fn mn_status(&self) -> Option<Value> {
-        self.ctl("mip4d.sock", &["status"])
-    }
-
-    fn logs(&self) -> String {
-        let read = |f: &str| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
-        let tail = |s: String| {
-            let l: Vec<&str> = s.lines().collect();
-            l[l.len().saturating_sub(60)..].join("\n")
-        };
-        format!(
-            "--- mip4d.log\n{}\n--- ha.log\n{}\n--- mn charon.log (tail)\n{}\n--- mn status\n{}\n--- mn rules\n{}\n--- mn routes\n{}\n--- ha status\n{}",
-            read("mip4d.log"),
-            read("ha.log"),
-            tail(self.charons[0].log_text()),
-            self.mn_status().unwrap_or_default(),
-            self.mn.ip(&["rule"]).unwrap_or_default(),
-            self.mn.ip(&["route", "show", "table", "all"]).unwrap_or_default(),
-            self.ctl("ha.sock", &["counters"]).unwrap_or_default(),
-        )
-    }
-
-    /// Subscribes to mip4d's events; the lines land in the returned list.
-    fn subscribe(&self) -> Arc<Mutex<Vec<Value>>> {
-        mip4d_support::subscribe(&self.dir.path().join("mip4d.sock"))
-    }
-}
-
-fn must<T>(lab: &Lab, r: mip4::lab::Result<(T, std::time::Instant)>) -> T {
-    match r {
-        Ok((v, _)) => v,
-        Err(e) => panic!("{e}\n{}", lab.logs()),
-    }
-}
-
-use mip4d_support::verdict;
 
 #[test]
 fn the_probe_bypasses_the_vpn_outside_and_inside_and_decides_the_mode() {
     let lab = build();
-    must(
-        &lab,
-        wait::until(T, "the plugin connected to mip4d", || {
-            lab.mn_status()
-                .filter(|s| s["plugin"]["connected"] == true)
-                .map(|_| ())
-        }),
-    );
+    lab.must(wait::until(T, "the plugin connected to mip4d", || {
+        lab.mn_status()
+            .filter(|s| s["plugin"]["connected"] == true)
+            .map(|_| ())
+    }));
     let events = lab.subscribe();
 
     // 1. Outside, no VPN yet: attach (DHCP-style: address, then route).
     lab.mn.add_addr("eth0", &format!("{OUT_A}/24")).unwrap();
     lab.mn.route("default", "203.0.113.10").unwrap();
-    let v = must(
-        &lab,
-        wait::until(T, "verdict outside", || verdict(&events, OUT_A)),
-    );
+    let v = lab.must(wait::until(T, "verdict outside", || {
+        verdict(&events, OUT_A)
+    }));
     assert_eq!(v["verdict"], "untrusted", "{v}");
     assert_eq!(v["cause"], "no_reply", "{v}");
     let dropped = lab.ha_counter("dropped_untrusted_source").unwrap();
@@ -288,36 +96,31 @@ fn the_probe_bypasses_the_vpn_outside_and_inside_and_decides_the_mode() {
         })
         .unwrap_or_else(|e| panic!("{e}\n{}", lab.logs()));
     let tia = sa.local_vips[0].clone();
-    let st = must(
-        &lab,
-        wait::until(T, "mode mc with the TIA", || {
-            lab.mn_status()
-                .filter(|s| s["state"] == "registered" && s["care_of_address"] == tia.as_str())
-        }),
-    );
+    let st = lab.must(wait::until(T, "mode mc with the TIA", || {
+        lab.mn_status()
+            .filter(|s| s["state"] == "registered" && s["care_of_address"] == tia.as_str())
+    }));
     assert_eq!(st["mode"], "mc");
     assert!(events
         .lock()
         .unwrap()
         .iter()
         .any(|e| e["event"] == "vpn_requested" && e["action"] == "initiate"));
-    must(
-        &lab,
-        wait::until(T, "ping cn -> home address through the VPN", || {
-            lab.cn.ping_once(CN, HOA, 500).then_some(())
-        }),
-    );
+    lab.must(wait::until(
+        T,
+        "ping cn -> home address through the VPN",
+        || lab.cn.ping_once(CN, HOA, 500).then_some(()),
+    ));
 
     // 2. A new outside address while the VPN's routes catch everything
     // to 10.1.0.0/16: the probe still reaches the i-HA directly.
     let requests = lab.mn_status().unwrap()["registration"]["requests_sent"].clone();
     lab.mn.add_addr("eth0", &format!("{OUT_B}/24")).unwrap();
-    let v = must(
-        &lab,
-        wait::until(T, "verdict for the second outside address", || {
-            verdict(&events, OUT_B)
-        }),
-    );
+    let v = lab.must(wait::until(
+        T,
+        "verdict for the second outside address",
+        || verdict(&events, OUT_B),
+    ));
     assert_eq!(v["verdict"], "untrusted", "{v}");
     let dropped2 = lab.ha_counter("dropped_untrusted_source").unwrap();
     assert!(
@@ -347,26 +150,19 @@ fn the_probe_bypasses_the_vpn_outside_and_inside_and_decides_the_mode() {
             "10",
         ])
         .unwrap();
-    let v = must(
-        &lab,
-        wait::until(T, "verdict inside", || verdict(&events, INSIDE)),
-    );
+    let v = lab.must(wait::until(T, "verdict inside", || {
+        verdict(&events, INSIDE)
+    }));
     assert_eq!(v["verdict"], "trusted", "{v}\n{}", lab.logs());
     assert_eq!(v["cause"], "tnc_reply", "{v}");
-    let st = must(
-        &lab,
-        wait::until(T, "mode c inside", || {
-            lab.mn_status()
-                .filter(|s| s["state"] == "registered" && s["care_of_address"] == INSIDE)
-        }),
-    );
+    let st = lab.must(wait::until(T, "mode c inside", || {
+        lab.mn_status()
+            .filter(|s| s["state"] == "registered" && s["care_of_address"] == INSIDE)
+    }));
     assert_eq!(st["mode"], "c");
-    let b = must(
-        &lab,
-        wait::until(T, "HA binding = the inside address", || {
-            lab.ha_binding().filter(|b| b["care_of_address"] == INSIDE)
-        }),
-    );
+    let b = lab.must(wait::until(T, "HA binding = the inside address", || {
+        lab.ha_binding().filter(|b| b["care_of_address"] == INSIDE)
+    }));
     assert!(
         b["source"]
             .as_str()
@@ -380,29 +176,24 @@ fn the_probe_bypasses_the_vpn_outside_and_inside_and_decides_the_mode() {
         .unwrap()
         .iter()
         .any(|s| s.name == "vpn"));
-    must(
-        &lab,
-        wait::until(T, "ping cn -> home address, mode c, VPN kept", || {
-            lab.cn.ping_once(CN, HOA, 500).then_some(())
-        }),
-    );
+    lab.must(wait::until(
+        T,
+        "ping cn -> home address, mode c, VPN kept",
+        || lab.cn.ping_once(CN, HOA, 500).then_some(()),
+    ));
 
     // 4. Leave: the trusted address goes; the TIA comes back.
     lab.mn.del_addr("eth1", &format!("{INSIDE}/24")).unwrap();
-    let st = must(
-        &lab,
-        wait::until(T, "mode mc again", || {
-            lab.mn_status()
-                .filter(|s| s["state"] == "registered" && s["care_of_address"] == tia.as_str())
-        }),
-    );
+    let st = lab.must(wait::until(T, "mode mc again", || {
+        lab.mn_status()
+            .filter(|s| s["state"] == "registered" && s["care_of_address"] == tia.as_str())
+    }));
     assert_eq!(st["mode"], "mc");
-    must(
-        &lab,
-        wait::until(T, "ping cn -> home address through the VPN again", || {
-            lab.cn.ping_once(CN, HOA, 500).then_some(())
-        }),
-    );
+    lab.must(wait::until(
+        T,
+        "ping cn -> home address through the VPN again",
+        || lab.cn.ping_once(CN, HOA, 500).then_some(()),
+    ));
     let ev = events.lock().unwrap().clone();
     for e in &ev {
         if e["event"] == "trust_verdict" && (e["address"] == OUT_A || e["address"] == OUT_B) {

@@ -18,107 +18,26 @@
 
 mod mip4d_support;
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mip4::lab::netns::{self, Netns, Process};
+use mip4::lab::netns;
 use mip4::lab::wait;
+use mip4d_support::{first, Lab};
 use serde_json::Value;
 
-const KEY: &str = "00112233445566778899aabbccddeeff";
 const HOA: &str = "10.1.0.5";
 const HA: &str = "10.0.0.2";
 const COA1: &str = "10.20.1.5";
 const COA2: &str = "10.20.2.5";
 const CN: &str = "10.3.0.2";
 
-struct Lab {
-    // Drop order: processes first, then namespaces.
-    _procs: Vec<Process>,
-    mn: Netns,
-    cn: Netns,
-    _ha: Netns,
-    _router: Netns,
-    dir: tempfile::TempDir,
-}
-
-fn ha_conf(dir: &Path) -> PathBuf {
-    let p = dir.join("mip4-ha.conf");
-    std::fs::write(
-        &p,
-        format!(
-            r#"listen = "0.0.0.0:434"
-home_agent = "{HA}"
-control_socket = "{sock}"
-max_lifetime = 120
-tunnel_backend = "userspace"
-udp_tunnelling = false
-trusted_networks = ["10.20.0.0/16"]
-
-[[home_network]]
-prefix = "10.1.0.0/24"
-mode = "virtual"
-
-[[mobile_node]]
-home_address = "{HOA}"
-spi = 4096
-key = "{KEY}"
-"#,
-            sock = dir.join("ha.sock").display()
-        ),
-    )
-    .unwrap();
-    // It holds a key: private, as mip4-ha, mip4-fa and mip4d require.
-    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    p
-}
-
-fn mn_conf(dir: &Path) -> PathBuf {
-    let p = dir.join("mip4d.conf");
-    std::fs::write(
-        &p,
-        format!(
-            r#"home_address = "{HOA}"
-home_network = "10.1.0.0/24"
-home_agent = "{HA}"
-spi = 4096
-key = "{KEY}"
-interfaces = ["mn0", "mn1"]
-trusted_networks = ["10.20.0.0/16"]
-lifetime = 120
-tunnel_backend = "userspace"
-control_socket = "{sock}"
-
-[retransmission]
-initial_timeout_ms = 1000
-retries = 3
-backoff_cap_ms = 4000
-retry_interval_s = 2
-
-[vpn]
-plugin_socket = "{plugin}"
-"#,
-            sock = dir.join("mip4d.sock").display(),
-            plugin = dir.join("plugin.sock").display()
-        ),
-    )
-    .unwrap();
-    // It holds a key: private, as mip4-ha, mip4-fa and mip4d require.
-    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    p
-}
-
 fn build() -> Lab {
-    let prefix = netns::unique_prefix();
-    let router = Netns::new(&prefix, "r").unwrap();
-    let ha = Netns::new(&prefix, "ha").unwrap();
-    let mn = Netns::new(&prefix, "mn").unwrap();
-    let cn = Netns::new(&prefix, "cn").unwrap();
-    netns::veth(&router, "rha", &ha, "ha0").unwrap();
-    netns::veth(&router, "rcn", &cn, "cn0").unwrap();
-    netns::veth(&router, "r1", &mn, "mn0").unwrap();
-    netns::veth(&router, "r2", &mn, "mn1").unwrap();
+    let mut lab = Lab::new("mode-c", HOA, &["r"]);
+    let (router, ha, mn, cn) = (lab.host("r"), &lab.ha, &lab.mn, &lab.cn);
+    netns::veth(router, "rha", ha, "ha0").unwrap();
+    netns::veth(router, "rcn", cn, "cn0").unwrap();
+    netns::veth(router, "r1", mn, "mn0").unwrap();
+    netns::veth(router, "r2", mn, "mn1").unwrap();
     router.enable_forwarding().unwrap();
     router.add_addr("rha", "10.0.0.1/30").unwrap();
     router.add_addr("rcn", "10.3.0.1/24").unwrap();
@@ -159,86 +78,13 @@ fn build() -> Lab {
         "200",
     ])
     .unwrap();
-
-    let dir = tempfile::tempdir().unwrap();
-    let ha_bin = env!("CARGO_BIN_EXE_mip4-ha");
-    let mn_bin = env!("CARGO_BIN_EXE_mip4d");
-    let mut c = ha.command(ha_bin);
-    c.arg("--config")
-        .arg(ha_conf(dir.path()))
-        .env("RUST_LOG", "debug");
-    let ha_proc = ha.spawn("mip4-ha", c, &dir.path().join("ha.log")).unwrap();
-    let mut c = mn.command(mn_bin);
-    c.arg("--config")
-        .arg(mn_conf(dir.path()))
-        .env("RUST_LOG", "debug");
-    let mn_proc = mn.spawn("mip4d", c, &dir.path().join("mip4d.log")).unwrap();
-    Lab {
-        _procs: vec![mn_proc, ha_proc],
-        mn,
-        cn,
-        _ha: ha,
-        _router: router,
-        dir,
-    }
+    lab.start_ha();
+    lab.start_mip4d("mip4d.log");
+    lab
 }
 
-impl Lab {
-    fn ctl(&self, socket: &str, args: &[&str]) -> Option<Value> {
-        mip4d_support::ctl(self.dir.path(), socket, args)
-    }
-
-    /// The care-of address of the HA's binding for the home address.
-    fn ha_binding(&self) -> Option<String> {
-        self.ha_bindings()?
-            .iter()
-            .find(|b| b["home_address"] == HOA)
-            .and_then(|b| b["care_of_address"].as_str().map(str::to_string))
-    }
-
-    /// The HA's binding cache (None: the HA did not answer).
-    fn ha_bindings(&self) -> Option<Vec<Value>> {
-        self.ctl("ha.sock", &["bindings"])?.as_array().cloned()
-    }
-
-    fn mn_status(&self) -> Option<Value> {
-        self.ctl("mip4d.sock", &["status"])
-    }
-
-    /// mip4d's status once it has registered `care_of`.
-    fn mn_registered(&self, care_of: &str) -> Option<Value> {
-        self.mn_status()
-            .filter(|s| s["state"] == "registered" && s["care_of_address"] == care_of)
-    }
-
-    fn logs(&self) -> String {
-        let read = |f: &str| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
-        format!(
-            "--- mip4d.log\n{}\n--- ha.log\n{}",
-            read("mip4d.log"),
-            read("ha.log")
-        )
-    }
-
-    /// Subscribes to mip4d's events; the lines land in the returned list.
-    fn subscribe(&self) -> Arc<Mutex<Vec<Value>>> {
-        mip4d_support::subscribe(&self.dir.path().join("mip4d.sock"))
-    }
-
-    fn ping(&self) -> bool {
-        self.cn.ping_once(CN, HOA, 500)
-    }
-}
-
-fn must<T>(lab: &Lab, r: mip4::lab::Result<(T, std::time::Instant)>) -> T {
-    match r {
-        Ok((v, _)) => v,
-        Err(e) => panic!("{e}\n{}", lab.logs()),
-    }
-}
-
-fn first(events: &[Value], pred: impl Fn(&Value) -> bool) -> Option<&Value> {
-    events.iter().find(|e| pred(e))
+fn ping(lab: &Lab) -> bool {
+    lab.cn.ping_once(CN, HOA, 500)
 }
 
 #[test]
@@ -247,24 +93,20 @@ fn mode_c_registers_tunnels_and_follows_a_move_between_trusted_subnets() {
     let timeout = Duration::from_secs(20);
 
     // Registration of the co-located address on subnet 1.
-    let st = must(
-        &lab,
-        wait::until(timeout, "mip4d registered on subnet 1", || {
-            lab.mn_registered(COA1)
-        }),
-    );
+    let st = lab.must(wait::until(timeout, "mip4d registered on subnet 1", || {
+        lab.mn_registered(COA1)
+    }));
     assert_eq!(st["mode"], "c");
     assert_eq!(st["home_address"], HOA);
     assert_eq!(st["home_agent"], HA);
     assert_eq!(st["tunnel_backend"], "userspace");
     assert!(st["binding_expires_in"].as_u64().unwrap() > 0);
     assert!(st["registration"]["registrations"].as_u64().unwrap() >= 1);
-    must(
-        &lab,
-        wait::until(timeout, "HA binding = subnet 1 address", || {
-            (lab.ha_binding()? == COA1).then_some(())
-        }),
-    );
+    lab.must(wait::until(
+        timeout,
+        "HA binding = subnet 1 address",
+        || (lab.ha_care_of()? == COA1).then_some(()),
+    ));
     // The home address is on the tunnel device, with the rule for it.
     let addrs = lab.mn.addrs("mip4mn0").unwrap();
     assert_eq!(addrs, vec![HOA.to_string()]);
@@ -275,26 +117,22 @@ fn mode_c_registers_tunnels_and_follows_a_move_between_trusted_subnets() {
     // address is routed into the tunnel device and leaves encapsulated
     // (outer source the care-of address) without a send error.
     let _ = lab.mn.ping_once(HOA, CN, 200);
-    must(
-        &lab,
-        wait::until(
-            timeout,
-            "datagram from the home address encapsulated",
-            || {
-                let s = lab.mn_status()?;
-                let dp = &s["data_plane"];
-                (dp["encapsulated"].as_u64()? >= 1 && dp["send_errors"] == 0).then_some(())
-            },
-        ),
-    );
+    lab.must(wait::until(
+        timeout,
+        "datagram from the home address encapsulated",
+        || {
+            let s = lab.mn_status()?;
+            let dp = &s["data_plane"];
+            (dp["encapsulated"].as_u64()? >= 1 && dp["send_errors"] == 0).then_some(())
+        },
+    ));
 
     // The correspondent reaches the home address through the tunnel.
-    must(
-        &lab,
-        wait::until(timeout, "ping cn -> home address via subnet 1", || {
-            lab.ping().then_some(())
-        }),
-    );
+    lab.must(wait::until(
+        timeout,
+        "ping cn -> home address via subnet 1",
+        || ping(&lab).then_some(()),
+    ));
 
     // Move: break (old address and its route gone), then make.
     let events = lab.subscribe();
@@ -302,36 +140,32 @@ fn mode_c_registers_tunnels_and_follows_a_move_between_trusted_subnets() {
     let _ = lab.mn.ip(&["route", "del", "default", "dev", "mn0"]);
     lab.mn.add_addr("mn1", &format!("{COA2}/24")).unwrap();
 
-    must(
-        &lab,
-        wait::until(timeout, "mip4d registered on subnet 2", || {
-            lab.mn_registered(COA2)
-        }),
-    );
-    must(
-        &lab,
-        wait::until(timeout, "HA binding = subnet 2 address", || {
-            (lab.ha_binding()? == COA2).then_some(())
-        }),
-    );
-    must(
-        &lab,
-        wait::until(timeout, "ping cn -> home address via subnet 2", || {
-            lab.ping().then_some(())
-        }),
-    );
+    lab.must(wait::until(timeout, "mip4d registered on subnet 2", || {
+        lab.mn_registered(COA2)
+    }));
+    lab.must(wait::until(
+        timeout,
+        "HA binding = subnet 2 address",
+        || (lab.ha_care_of()? == COA2).then_some(()),
+    ));
+    lab.must(wait::until(
+        timeout,
+        "ping cn -> home address via subnet 2",
+        || ping(&lab).then_some(()),
+    ));
 
     // The events tell the move in order, on one monotonic clock.
-    let ev = must(
-        &lab,
-        wait::until(timeout, "registration_accepted event for subnet 2", || {
+    let ev = lab.must(wait::until(
+        timeout,
+        "registration_accepted event for subnet 2",
+        || {
             let ev = events.lock().unwrap().clone();
             first(&ev, |e| {
                 e["event"] == "registration_accepted" && e["care_of"] == COA2
             })?;
             Some(ev)
-        }),
-    );
+        },
+    ));
     let removed = first(&ev, |e| {
         e["event"] == "address_removed" && e["address"] == COA1
     })
@@ -363,30 +197,23 @@ fn mode_c_registers_tunnels_and_follows_a_move_between_trusted_subnets() {
 fn sigterm_deregisters_and_removes_what_mip4d_installed() {
     let mut lab = build();
     let timeout = Duration::from_secs(20);
-    must(
-        &lab,
-        wait::until(timeout, "HA binding = subnet 1 address", || {
-            (lab.ha_binding()? == COA1).then_some(())
-        }),
-    );
+    lab.must(wait::until(
+        timeout,
+        "HA binding = subnet 1 address",
+        || (lab.ha_care_of()? == COA1).then_some(()),
+    ));
     // mip4d deregisters a binding it knows of: wait until the reply has
     // reached it too, not only until the HA has accepted.
-    must(
-        &lab,
-        wait::until(timeout, "mip4d registered on subnet 1", || {
-            lab.mn_registered(COA1).map(|_| ())
-        }),
-    );
+    lab.must(wait::until(timeout, "mip4d registered on subnet 1", || {
+        lab.mn_registered(COA1).map(|_| ())
+    }));
     // Stop mip4d (the first process) with SIGTERM and wait for its exit.
-    let mut mn_proc = lab._procs.remove(0);
+    let mut mn_proc = lab.procs.remove(0);
     mn_proc.stop(Duration::from_secs(10));
-    must(
-        &lab,
-        wait::until(timeout, "HA binding removed", || {
-            let b = lab.ha_bindings()?;
-            (!b.iter().any(|b| b["home_address"] == HOA)).then_some(())
-        }),
-    );
+    lab.must(wait::until(timeout, "HA binding removed", || {
+        let b = lab.ha_bindings()?;
+        (!b.iter().any(|b| b["home_address"] == HOA)).then_some(())
+    }));
     let rules = lab.mn.ip(&["rule", "show"]).unwrap();
     assert!(!rules.contains(HOA), "rule left behind: {rules}");
     let table = lab
@@ -399,4 +226,82 @@ fn sigterm_deregisters_and_removes_what_mip4d_installed() {
         "tunnel device or home address left behind"
     );
     assert!(!lab.dir.path().join("mip4d.sock").exists());
+}
+
+/// How many lines of `ip rule show` in `ns` send the home address to
+/// mip4d's table.
+fn home_rules(ns: &mip4::lab::netns::Netns) -> usize {
+    let rules = ns.ip(&["rule", "show"]).unwrap();
+    rules
+        .lines()
+        .filter(|l| l.contains(&format!("from {HOA} lookup 434")))
+        .count()
+}
+
+/// mip4d killed with SIGKILL while registered leaves its rule
+/// (and, killed while it held traffic, a blackhole in its table). Started
+/// again, it removes them before it installs anything: it registers, the
+/// rule is there once and the table routes into the tunnel. SIGHUP is
+/// logged and ignored (it used to kill mip4d without its cleanup). A
+/// clean stop leaves nothing.
+#[test]
+fn a_killed_mip4d_starts_again_cleanly_and_survives_sighup() {
+    let mut lab = build();
+    let timeout = Duration::from_secs(20);
+    lab.must(wait::until(timeout, "mip4d registered on subnet 1", || {
+        lab.mn_registered(COA1).map(|_| ())
+    }));
+    let mut killed = lab.procs.remove(0);
+    killed.kill();
+    assert_eq!(home_rules(&lab.mn), 1, "SIGKILL leaves the rule");
+    // What an instance killed while holding traffic leaves in its table
+    // (its route into the tunnel went with the TUN device).
+    lab.mn
+        .ip(&["route", "replace", "blackhole", "default", "table", "434"])
+        .unwrap();
+
+    let mut c = lab.mn.command(env!("CARGO_BIN_EXE_mip4d"));
+    c.arg("--config")
+        .arg(lab.config("mip4d.conf"))
+        .env("RUST_LOG", "debug");
+    let log = lab.dir.path().join("mip4d-2.log");
+    let mut again = lab.mn.spawn("mip4d", c, &log).unwrap();
+    lab.must(wait::until(timeout, "mip4d registered again", || {
+        lab.mn_registered(COA1).map(|_| ())
+    }));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("left by an earlier instance of mip4d: removed"),
+        "{text}"
+    );
+    assert_eq!(home_rules(&lab.mn), 1, "nothing twice");
+    let table = lab.mn.ip(&["route", "show", "table", "434"]).unwrap();
+    assert!(
+        table.contains("dev mip4mn0") && !table.contains("blackhole"),
+        "{table}"
+    );
+    lab.must(wait::until(timeout, "ping cn -> home address", || {
+        ping(&lab).then_some(())
+    }));
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(again.pid()),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    lab.must(wait::until(timeout, "SIGHUP logged", || {
+        std::fs::read_to_string(&log)
+            .ok()
+            .filter(|t| t.contains("SIGHUP ignored"))
+    }));
+    assert!(again.is_running(), "SIGHUP did not stop mip4d");
+    assert!(lab.mn_registered(COA1).is_some());
+
+    again.stop(Duration::from_secs(10));
+    assert_eq!(home_rules(&lab.mn), 0, "rule left after a clean stop");
+    let table = lab
+        .mn
+        .ip(&["route", "show", "table", "434"])
+        .unwrap_or_default();
+    assert!(table.trim().is_empty(), "routes left behind: {table}");
 }

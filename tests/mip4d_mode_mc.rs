@@ -19,21 +19,15 @@
 //! plugin built against strongSwan's source (scripts/fetch-strongswan-
 //! source.sh); fails naming the missing piece.
 
-mod plugin_support;
-
 mod mip4d_support;
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mip4::lab::charon::Charon;
-use mip4::lab::netns::{unique_prefix, veth, Netns, Process};
-use mip4::lab::{preflight, wait, WorkDir};
-use plugin_support::charon_config;
+use mip4::lab::netns::veth;
+use mip4::lab::{preflight, wait};
+use mip4d_support::Lab;
 use serde_json::Value;
 
-const KEY: &str = "00112233445566778899aabbccddeeff";
 const HOA: &str = "10.1.5.5";
 const HA: &str = "10.1.0.2";
 const CN: &str = "10.1.3.2";
@@ -41,98 +35,13 @@ const MN_A: &str = "203.0.113.100";
 const MN_B: &str = "203.0.113.101";
 const T: Duration = Duration::from_secs(25);
 
-struct Lab {
-    // Drop order: daemons, charons, then namespaces.
-    _procs: Vec<Process>,
-    charons: Vec<Charon>,
-    mn: Netns,
-    cn: Netns,
-    _ha: Netns,
-    _gw: Netns,
-    dir: WorkDir,
-}
-
-fn hosts_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("lab/hosts")
-}
-
-fn ha_conf(dir: &Path) -> PathBuf {
-    let p = dir.join("mip4-ha.conf");
-    std::fs::write(
-        &p,
-        format!(
-            r#"listen = "0.0.0.0:434"
-home_agent = "{HA}"
-control_socket = "{sock}"
-max_lifetime = 300
-tunnel_backend = "userspace"
-udp_tunnelling = false
-
-[[home_network]]
-prefix = "10.1.5.0/24"
-mode = "virtual"
-
-[[mobile_node]]
-home_address = "{HOA}"
-spi = 4096
-key = "{KEY}"
-"#,
-            sock = dir.join("ha.sock").display()
-        ),
-    )
-    .unwrap();
-    // It holds a key: private, as mip4-ha, mip4-fa and mip4d require.
-    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    p
-}
-
-fn mn_conf(dir: &Path) -> PathBuf {
-    let p = dir.join("mip4d.conf");
-    std::fs::write(
-        &p,
-        format!(
-            r#"home_address = "{HOA}"
-home_network = "10.1.5.0/24"
-home_agent = "{HA}"
-spi = 4096
-key = "{KEY}"
-interfaces = ["eth0"]
-trusted_networks = ["10.20.0.0/16"]
-lifetime = 300
-tunnel_backend = "userspace"
-control_socket = "{sock}"
-
-[retransmission]
-initial_timeout_ms = 1000
-retries = 3
-backoff_cap_ms = 4000
-retry_interval_s = 2
-
-[vpn]
-plugin_socket = "{plugin}"
-connections = ["vpn"]
-"#,
-            sock = dir.join("mip4d.sock").display(),
-            plugin = dir.join("plugin.sock").display(),
-        ),
-    )
-    .unwrap();
-    // It holds a key: private, as mip4-ha, mip4-fa and mip4d require.
-    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    p
-}
-
 fn build() -> Lab {
     preflight().expect("lab preflight");
-    let prefix = unique_prefix();
-    let dir = WorkDir::new("mip4d-mc").unwrap();
-    let mn = Netns::new(&prefix, "mn").unwrap();
-    let gw = Netns::new(&prefix, "vpngw").unwrap();
-    let ha = Netns::new(&prefix, "ha").unwrap();
-    let cn = Netns::new(&prefix, "cn").unwrap();
-    veth(&mn, "eth0", &gw, "eth0").unwrap();
-    veth(&gw, "int0", &ha, "ha0").unwrap();
-    veth(&gw, "int1", &cn, "cn0").unwrap();
+    let mut lab = Lab::new("mode-mc", HOA, &["vpngw"]);
+    let (gw, ha, mn, cn) = (lab.host("vpngw"), &lab.ha, &lab.mn, &lab.cn);
+    veth(mn, "eth0", gw, "eth0").unwrap();
+    veth(gw, "int0", ha, "ha0").unwrap();
+    veth(gw, "int1", cn, "cn0").unwrap();
     mn.sysctl("net.ipv4.conf.all.promote_secondaries", "1")
         .unwrap();
     mn.add_addr("eth0", &format!("{MN_A}/24")).unwrap();
@@ -148,112 +57,25 @@ fn build() -> Lab {
     cn.add_addr("cn0", &format!("{CN}/24")).unwrap();
     cn.route("default", "10.1.3.1").unwrap();
 
-    let gw_c = Charon::start(&gw, &dir.path().join("vpngw"), &Default::default()).unwrap();
-    gw_c.load_all(&hosts_dir().join("vpngw/swanctl.conf"))
-        .unwrap();
-    let mn_c = start_mn_charon(&mn, dir.path(), "mn");
-
-    let mut c = ha.command(env!("CARGO_BIN_EXE_mip4-ha"));
-    c.arg("--config")
-        .arg(ha_conf(dir.path()))
-        .env("RUST_LOG", "debug");
-    let ha_p = ha.spawn("mip4-ha", c, &dir.path().join("ha.log")).unwrap();
-    let mn_p = start_mip4d(&mn, dir.path(), "mip4d.log");
-    Lab {
-        _procs: vec![mn_p, ha_p],
-        charons: vec![mn_c, gw_c],
-        mn,
-        cn,
-        _ha: ha,
-        _gw: gw,
-        dir,
-    }
+    lab.start_charons("vpngw");
+    lab.start_ha();
+    lab.start_mip4d("mip4d.log");
+    lab
 }
 
-/// The MN's charon with the built plugin, talking to mip4d's socket.
-fn start_mn_charon(mn: &Netns, dir: &Path, tag: &str) -> Charon {
-    let c = Charon::start(
-        mn,
-        &dir.join(tag),
-        &charon_config(dir, &dir.join("plugin.sock"), "vpn"),
-    )
-    .unwrap();
-    c.load_all(&hosts_dir().join("mn/swanctl.conf")).unwrap();
-    c
-}
-
-fn start_mip4d(mn: &Netns, dir: &Path, log: &str) -> Process {
-    let mut c = mn.command(env!("CARGO_BIN_EXE_mip4d"));
-    c.arg("--config").arg(mn_conf(dir)).env("RUST_LOG", "debug");
-    mn.spawn("mip4d", c, &dir.join(log)).unwrap()
-}
-
-impl Lab {
-    fn mn_charon(&self) -> &Charon {
-        &self.charons[0]
-    }
-
-    fn ctl(&self, socket: &str, args: &[&str]) -> Option<Value> {
-        mip4d_support::ctl(self.dir.path(), socket, args)
-    }
-
-    /// The HA's binding for the home address.
-    fn ha_binding(&self) -> Option<Value> {
-        self.ctl("ha.sock", &["bindings"])?
-            .as_array()?
-            .iter()
-            .find(|b| b["home_address"] == HOA)
-            .cloned()
-    }
-
-    fn mn_status(&self) -> Option<Value> {
-        self.ctl("mip4d.sock", &["status"])
-    }
-
-    fn logs(&self) -> String {
-        let read = |f: &str| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
-        format!(
-            "--- mip4d.log\n{}\n--- ha.log\n{}\n--- mn charon.log (tail)\n{}",
-            read("mip4d.log"),
-            read("ha.log"),
-            tail(&self.mn_charon().log_text(), 60)
-        )
-    }
-
-    /// Subscribes to mip4d's events; the lines land in the returned list.
-    fn subscribe(&self) -> Arc<Mutex<Vec<Value>>> {
-        mip4d_support::subscribe(&self.dir.path().join("mip4d.sock"))
-    }
-
-    fn ping(&self) -> bool {
-        self.cn.ping_once(CN, HOA, 500)
-    }
-}
-
-fn tail(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-fn must<T>(lab: &Lab, r: mip4::lab::Result<(T, std::time::Instant)>) -> T {
-    match r {
-        Ok((v, _)) => v,
-        Err(e) => panic!("{e}\n{}", lab.logs()),
-    }
+fn ping(lab: &Lab) -> bool {
+    lab.cn.ping_once(CN, HOA, 500)
 }
 
 #[test]
 fn mode_mc_registers_the_tia_through_the_vpn_and_a_mobike_move_costs_no_registration() {
     let lab = build();
     // mip4d has its plugin socket; the plugin in charon connects to it.
-    must(
-        &lab,
-        wait::until(T, "the plugin connected to mip4d", || {
-            lab.mn_status()
-                .filter(|s| s["plugin"]["connected"] == true)
-                .map(|_| ())
-        }),
-    );
+    lab.must(wait::until(T, "the plugin connected to mip4d", || {
+        lab.mn_status()
+            .filter(|s| s["plugin"]["connected"] == true)
+            .map(|_| ())
+    }));
     // Outside: 203.0.113.100 is not trusted, nothing registered.
     let st = lab.mn_status().unwrap();
     assert_eq!(st["state"], "untrusted", "{st}");
@@ -269,13 +91,10 @@ fn mode_mc_registers_the_tia_through_the_vpn_and_a_mobike_move_costs_no_registra
     let tia = sa.local_vips[0].clone();
 
     // mip4d registers the TIA through the VPN, in mode 'mc'.
-    let st = must(
-        &lab,
-        wait::until(T, "mip4d registered the TIA", || {
-            lab.mn_status()
-                .filter(|s| s["state"] == "registered" && s["care_of_address"] == tia.as_str())
-        }),
-    );
+    let st = lab.must(wait::until(T, "mip4d registered the TIA", || {
+        lab.mn_status()
+            .filter(|s| s["state"] == "registered" && s["care_of_address"] == tia.as_str())
+    }));
     assert_eq!(st["mode"], "mc");
     assert_eq!(st["vpn"]["current"]["gateway"], "203.0.113.10");
     assert_eq!(st["vpn"]["current"]["connection"], "vpn");
@@ -285,13 +104,10 @@ fn mode_mc_registers_the_tia_through_the_vpn_and_a_mobike_move_costs_no_registra
     assert!(link.contains(" mtu 1380 "), "{link}");
     // The HA's binding: care-of = TIA, the request came from the TIA
     // (through ESP and the gateway), reverse tunnelling granted.
-    let b = must(
-        &lab,
-        wait::until(T, "HA binding with the TIA", || {
-            lab.ha_binding()
-                .filter(|b| b["care_of_address"] == tia.as_str())
-        }),
-    );
+    let b = lab.must(wait::until(T, "HA binding with the TIA", || {
+        lab.ha_binding()
+            .filter(|b| b["care_of_address"] == tia.as_str())
+    }));
     let source = b["source"].as_str().unwrap();
     assert!(
         source.starts_with(&format!("{tia}:")),
@@ -301,12 +117,11 @@ fn mode_mc_registers_the_tia_through_the_vpn_and_a_mobike_move_costs_no_registra
     assert!(b["flags"].as_str().unwrap().contains('T'), "{b}");
 
     // The correspondent reaches the home address: HA -> IP in IP -> ESP.
-    must(
-        &lab,
-        wait::until(T, "ping cn -> home address through the VPN", || {
-            lab.ping().then_some(())
-        }),
-    );
+    lab.must(wait::until(
+        T,
+        "ping cn -> home address through the VPN",
+        || ping(&lab).then_some(()),
+    ));
 
     // --- MOBIKE move: the MN's address changes, the TIA stays.
     let events = lab.subscribe();
@@ -322,15 +137,12 @@ fn mode_mc_registers_the_tia_through_the_vpn_and_a_mobike_move_costs_no_registra
         .unwrap();
     assert_eq!(moved.local_vips, vec![tia.clone()], "TIA kept by MOBIKE");
     // mip4d heard of the move and decided to keep the binding.
-    let ev = must(
-        &lab,
-        wait::until(T, "mip4d's decision on the move", || {
-            let ev = events.lock().unwrap().clone();
-            ev.iter()
-                .any(|e| e["event"] == "decision" && e["decision"] == "keep_binding")
-                .then_some(ev)
-        }),
-    );
+    let ev = lab.must(wait::until(T, "mip4d's decision on the move", || {
+        let ev = events.lock().unwrap().clone();
+        ev.iter()
+            .any(|e| e["event"] == "decision" && e["decision"] == "keep_binding")
+            .then_some(ev)
+    }));
     let vpn_moved = ev
         .iter()
         .find(|e| e["event"] == "vpn_moved")
@@ -338,12 +150,11 @@ fn mode_mc_registers_the_tia_through_the_vpn_and_a_mobike_move_costs_no_registra
     assert_eq!(vpn_moved["from"], MN_A);
     assert_eq!(vpn_moved["to"], MN_B);
     // The ping resumes through the same binding.
-    must(
-        &lab,
-        wait::until(T, "ping cn -> home address after the move", || {
-            lab.ping().then_some(())
-        }),
-    );
+    lab.must(wait::until(
+        T,
+        "ping cn -> home address after the move",
+        || ping(&lab).then_some(()),
+    ));
     // Zero registration requests after the move, by events and counters.
     let ev = events.lock().unwrap().clone();
     let requests: Vec<&Value> = ev.iter().filter(|e| e["event"] == "request_sent").collect();
@@ -385,53 +196,50 @@ fn converged(lab: &Lab, what: &str) -> String {
         })
         .unwrap();
     let tia = sa.local_vips[0].clone();
-    must(
-        lab,
-        wait::until(T, &format!("{what}: mip4d registered {tia}"), || {
+    lab.must(wait::until(
+        T,
+        &format!("{what}: mip4d registered {tia}"),
+        || {
             lab.mn_status().filter(|s| {
                 s["state"] == "registered"
                     && s["mode"] == "mc"
                     && s["care_of_address"] == tia.as_str()
             })
-        }),
-    );
-    must(
-        lab,
-        wait::until(T, &format!("{what}: HA binding = {tia}"), || {
+        },
+    ));
+    lab.must(wait::until(
+        T,
+        &format!("{what}: HA binding = {tia}"),
+        || {
             lab.ha_binding()
                 .filter(|b| b["care_of_address"] == tia.as_str())
-        }),
-    );
-    must(
-        lab,
-        wait::until(T, &format!("{what}: ping cn -> home address"), || {
-            lab.ping().then_some(())
-        }),
-    );
+        },
+    ));
+    lab.must(wait::until(
+        T,
+        &format!("{what}: ping cn -> home address"),
+        || ping(lab).then_some(()),
+    ));
     tia
 }
 
 #[test]
 fn mip4d_restart_and_charon_restart_converge_without_manual_action() {
     let mut lab = build();
-    must(
-        &lab,
-        wait::until(T, "the plugin connected to mip4d", || {
-            lab.mn_status()
-                .filter(|s| s["plugin"]["connected"] == true)
-                .map(|_| ())
-        }),
-    );
+    lab.must(wait::until(T, "the plugin connected to mip4d", || {
+        lab.mn_status()
+            .filter(|s| s["plugin"]["connected"] == true)
+            .map(|_| ())
+    }));
     lab.mn_charon().initiate("net").unwrap();
     converged(&lab, "first start");
 
     // --- mip4d restarts (SIGTERM deregisters and removes everything):
     // the new one learns the TIA from the plugin's snapshot alone.
-    let mut old = lab._procs.remove(0);
+    let mut old = lab.procs.remove(0);
     old.stop(Duration::from_secs(10));
     drop(old);
-    let new = start_mip4d(&lab.mn, lab.dir.path(), "mip4d-2.log");
-    lab._procs.insert(0, new);
+    lab.start_mip4d("mip4d-2.log");
     converged(&lab, "after the mip4d restart");
     // It learnt the TIA from the snapshot alone (no new handle_vips).
     let log = std::fs::read_to_string(lab.dir.path().join("mip4d-2.log")).unwrap();
@@ -446,17 +254,18 @@ fn mip4d_restart_and_charon_restart_converge_without_manual_action() {
     let events = lab.subscribe();
     let old = lab.charons.remove(0);
     drop(old);
-    let c = start_mn_charon(&lab.mn, lab.dir.path(), "mn-2");
+    let c = lab.start_mn_charon("mn-2");
     lab.charons.insert(0, c);
-    must(
-        &lab,
-        wait::until(T, "the restarted charon's plugin connected", || {
+    lab.must(wait::until(
+        T,
+        "the restarted charon's plugin connected",
+        || {
             let ev = events.lock().unwrap();
             ev.iter()
                 .any(|e| e["event"] == "plugin_connected")
                 .then_some(())
-        }),
-    );
+        },
+    ));
     lab.mn_charon().initiate("net").unwrap();
     let tia = converged(&lab, "after the charon restart");
     let ev = events.lock().unwrap().clone();

@@ -6,20 +6,20 @@
 //! are built and signed here (with TNC where a configured i-HA would add
 //! it, RFC 5265 §4.3).
 
+#[path = "mn_support/mod.rs"]
+mod sim;
 #[path = "registration_support/mod.rs"]
 mod support;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mip4::auth::{sign_reply, SecurityAssociation};
 use mip4::mn::detect::{Cause, DetectConfig, Verdict, VpnWhenInside};
 use mip4::mn::node::{NodeConfig, NodeEvent, VpnRequest};
 use mip4::mn::registration::Retransmit;
-use mip4::mn::{Action, Client, Mode, Node, PathMtu, State, TrustPolicy, VpnInput, VpnSa};
+use mip4::mn::{Action, Mode, PathMtu, State, TrustPolicy, VpnInput, VpnSa};
 use mip4::wire::{Extension, ReplyCode, ReplyRepr, RequestRepr, MIP_PORT};
-use rand::rngs::StdRng;
-use rand::SeedableRng;
 use support::{HA, HOA, KEY, SPI};
 
 /// Physical addresses: two external networks, two trusted subnets.
@@ -137,13 +137,6 @@ fn reply_bytes(req: &RequestRepr, a: Answer) -> Vec<u8> {
     }
 }
 
-struct Sim {
-    node: Node,
-    now: Instant,
-    events: Vec<NodeEvent>,
-    actions: Vec<Action>,
-}
-
 /// A probe datagram as the daemon would send it.
 struct Probe {
     ifname: String,
@@ -152,6 +145,8 @@ struct Probe {
     /// The interface charon reports for `src`, if any.
     fallback: Option<String>,
 }
+
+use sim::Sim;
 
 impl Sim {
     fn new() -> Self {
@@ -162,23 +157,11 @@ impl Sim {
         Self::from_config(node_config(d))
     }
 
+    /// Probe identifications seeded too: runs repeat.
     fn from_config(cfg: NodeConfig) -> Self {
-        let now = Instant::now();
-        let client = Client::with_rng(
-            Node::registration_config(&cfg),
-            now,
-            support::wall(),
-            Box::new(StdRng::seed_from_u64(7)),
-        )
-        .unwrap();
-        let mut node = Node::with_client(cfg, client);
-        node.seed_probes(11);
-        Sim {
-            node,
-            now,
-            events: Vec::new(),
-            actions: Vec::new(),
-        }
+        let mut s = Self::start(cfg);
+        s.node.seed_probes(11);
+        s
     }
 
     fn probes(&mut self) -> Vec<Probe> {
@@ -214,36 +197,8 @@ impl Sim {
         self.node.handle_datagram(self.now, ha(), &bytes);
     }
 
-    /// The actions, but the home-source ones (tests/mn_mode_mc.rs pins
-    /// those).
-    fn take_actions(&mut self) -> Vec<Action> {
-        let new: Vec<Action> = std::iter::from_fn(|| self.node.poll_action())
-            .filter(|a| !matches!(a, Action::HomeAddressSource { .. }))
-            .collect();
-        self.actions.extend(new.iter().cloned());
-        new
-    }
-
-    fn take_events(&mut self) -> Vec<NodeEvent> {
-        let new: Vec<NodeEvent> = std::iter::from_fn(|| self.node.poll_event())
-            .map(|(_, e)| e)
-            .collect();
-        self.events.extend(new.iter().cloned());
-        new
-    }
-
-    /// Runs the node's timers up to `now + d`, in order.
-    fn advance(&mut self, d: Duration) {
-        let end = self.now + d;
-        while let Some(t) = self.node.poll_timeout().filter(|t| *t <= end) {
-            self.now = t.max(self.now);
-            self.node.handle_timeout(self.now);
-        }
-        self.now = end;
-    }
-
     fn verdicts(&mut self) -> Vec<(Ipv4Addr, Verdict, Cause)> {
-        self.take_events();
+        self.events();
         self.events
             .iter()
             .filter_map(|e| match e {
@@ -259,7 +214,7 @@ impl Sim {
     }
 
     fn modes(&mut self) -> Vec<(Option<Mode>, Option<Mode>)> {
-        self.take_events();
+        self.events();
         self.events
             .iter()
             .filter_map(|e| match e {
@@ -280,7 +235,7 @@ impl Sim {
             self.requests().is_empty(),
             "the TIA waits for the probe's verdict (RFC 5266 §3.4.2 step 4)"
         );
-        self.advance(Duration::from_secs(5));
+        self.run_for(Duration::from_secs(5));
         self.probes();
         let reqs = self.requests();
         assert_eq!(reqs.len(), 1, "{reqs:?}");
@@ -288,8 +243,8 @@ impl Sim {
         self.deliver(&reqs[0].1, Answer::Tnc);
         assert_eq!(self.node.state(), State::Registered { care_of: TIA });
         assert_eq!(self.node.mode(), Some(Mode::Mc));
-        self.take_actions();
-        self.take_events();
+        self.actions();
+        self.events();
         self.events.clear();
         self.actions.clear();
     }
@@ -300,8 +255,8 @@ impl Sim {
         let p = self.one_probe();
         self.deliver(&p.req, Answer::Tnc);
         assert_eq!(self.node.state(), State::Registered { care_of: IN_1 });
-        self.take_actions();
-        self.take_events();
+        self.actions();
+        self.events();
         self.events.clear();
         self.actions.clear();
     }
@@ -332,7 +287,7 @@ fn trusted_only_with_an_authenticated_tnc_and_the_probe_is_the_registration() {
     let b = s.node.client().binding().expect("binding adopted");
     assert_eq!(b.care_of_address, IN_1);
     assert_eq!(
-        s.take_actions(),
+        s.actions(),
         vec![Action::TunnelUp {
             home: HOA,
             care_of: IN_1,
@@ -367,7 +322,7 @@ fn accepted_without_tnc_is_untrusted_and_asks_for_the_vpn() {
     assert!(s.node.client().binding().is_none(), "nothing adopted");
     // RFC 5266 §3.4.2 step 1: no VPN, so ask charon for it.
     assert_eq!(
-        s.take_actions(),
+        s.actions(),
         vec![Action::Vpn(VpnRequest::Initiate {
             connection: "vpn".into()
         })]
@@ -417,10 +372,10 @@ fn forged_tnc_replies_change_nothing_and_the_probe_times_out_untrusted() {
         .count();
     assert_eq!(dropped, 2);
     // The retransmissions get forged answers too; the i-HA stays silent.
-    s.advance(Duration::from_secs(1));
+    s.run_for(Duration::from_secs(1));
     let p2 = s.one_probe();
     s.deliver(&p2.req, Answer::ForgedKey);
-    s.advance(Duration::from_secs(10));
+    s.run_for(Duration::from_secs(10));
     assert_eq!(
         s.verdicts(),
         vec![(EXT_A, Verdict::Untrusted, Cause::NoReply { attempts: 3 })]
@@ -467,7 +422,7 @@ fn a_newer_move_cancels_the_older_probe() {
     s.node.address_added(s.now, "eth0", IN_2, 24);
     let new = s.one_probe();
     assert_eq!(new.src, IN_2);
-    s.take_events();
+    s.events();
     assert!(s
         .events
         .iter()
@@ -508,7 +463,7 @@ fn entering_the_enterprise_gives_the_same_outcome_in_either_order() {
         assert!(s.requests().is_empty(), "no TIA re-registration");
         assert_eq!(s.node.state(), State::Registered { care_of: IN_1 });
         let tunnel: Vec<Action> = s
-            .take_actions()
+            .actions()
             .into_iter()
             .filter(|a| matches!(a, Action::TunnelUp { .. }))
             .collect();
@@ -535,7 +490,7 @@ fn moving_between_external_networks_keeps_mc_in_either_order() {
         if mobike_first {
             s.node.vpn_input(s.now, moved(EXT_B));
         }
-        s.advance(Duration::from_secs(6));
+        s.run_for(Duration::from_secs(6));
         if !mobike_first {
             s.node.vpn_input(s.now, moved(EXT_B));
         }
@@ -543,7 +498,7 @@ fn moving_between_external_networks_keeps_mc_in_either_order() {
         assert_eq!(s.node.client().stats().requests_sent, sent);
         assert!(s.requests().is_empty());
         assert!(!s.node.traffic_held());
-        (s.verdicts(), s.modes(), s.take_actions())
+        (s.verdicts(), s.modes(), s.actions())
     };
     let a = run(true);
     assert_eq!(a, run(false));
@@ -568,21 +523,19 @@ fn leaving_the_enterprise_holds_traffic_until_mc_is_registered() {
         s.one_probe();
         assert_eq!(s.node.state(), State::Detecting { address: EXT_B });
         assert!(s.node.traffic_held(), "the mode-c tunnel would leak");
-        assert_eq!(s.take_actions(), vec![Action::HoldTraffic { home: HOA }]);
+        assert_eq!(s.actions(), vec![Action::HoldTraffic { home: HOA }]);
         if vpn_first {
             s.node
                 .vpn_input(s.now, VpnInput::TiaAssigned(vpn_sa(EXT_B, Some(TIA))));
             assert!(s.requests().is_empty(), "not before the probe failed");
         }
-        s.advance(Duration::from_secs(5));
+        s.run_for(Duration::from_secs(5));
         s.probes();
         if !vpn_first {
             assert_eq!(s.node.state(), State::Untrusted { address: EXT_B });
-            assert!(s
-                .take_actions()
-                .contains(&Action::Vpn(VpnRequest::Initiate {
-                    connection: "vpn".into()
-                })));
+            assert!(s.actions().contains(&Action::Vpn(VpnRequest::Initiate {
+                connection: "vpn".into()
+            })));
             s.node
                 .vpn_input(s.now, VpnInput::TiaAssigned(vpn_sa(EXT_B, Some(TIA))));
         }
@@ -593,7 +546,7 @@ fn leaving_the_enterprise_holds_traffic_until_mc_is_registered() {
         s.deliver(&reqs[0].1, Answer::Tnc);
         assert!(!s.node.traffic_held());
         let actions: Vec<Action> = s
-            .take_actions()
+            .actions()
             .into_iter()
             .filter(|a| !matches!(a, Action::Vpn(_) | Action::TunnelMtu { .. }))
             .collect();
@@ -647,11 +600,9 @@ fn vpn_when_inside_terminate_asks_charon_to_close_the_vpn() {
     let p = s.one_probe();
     assert_eq!(p.ifname, "eth1");
     s.deliver(&p.req, Answer::Tnc);
-    assert!(s
-        .take_actions()
-        .contains(&Action::Vpn(VpnRequest::Terminate {
-            connection: "vpn".into()
-        })));
+    assert!(s.actions().contains(&Action::Vpn(VpnRequest::Terminate {
+        connection: "vpn".into()
+    })));
 }
 
 /// RFC 5265 §3.2.4: inside, re-register every T_MONITOR - N; without a
@@ -661,9 +612,9 @@ fn monitoring_re_registers_inside_and_detects_again_when_it_fails() {
     let mut s = Sim::new();
     let t0 = s.now;
     s.inside_in_c();
-    s.advance(Duration::from_secs(49));
+    s.run_for(Duration::from_secs(49));
     assert!(s.requests().is_empty());
-    s.advance(Duration::from_secs(1));
+    s.run_for(Duration::from_secs(1));
     let reqs = s.requests();
     assert_eq!(reqs.len(), 1, "renewal at T_MONITOR - N = 50 s");
     assert_eq!(reqs[0].0, Some(IN_1));
@@ -671,10 +622,10 @@ fn monitoring_re_registers_inside_and_detects_again_when_it_fails() {
     assert!(!s.node.traffic_held());
     // The next one goes unanswered: at 100 s a renewal, at 110 s no
     // successful registration for T_MONITOR: held, probed again.
-    s.advance(Duration::from_secs(59));
+    s.run_for(Duration::from_secs(59));
     assert!(!s.node.traffic_held());
     s.requests();
-    s.advance(Duration::from_secs(1));
+    s.run_for(Duration::from_secs(1));
     assert!(s.node.traffic_held());
     assert_eq!(s.node.state(), State::Detecting { address: IN_1 });
     let p = s.one_probe();
@@ -691,7 +642,7 @@ fn monitoring_re_registers_inside_and_detects_again_when_it_fails() {
 fn a_renewal_without_tnc_withdraws_the_verdict() {
     let mut s = Sim::new();
     s.inside_in_c();
-    s.advance(Duration::from_secs(50));
+    s.run_for(Duration::from_secs(50));
     let reqs = s.requests();
     assert_eq!(reqs.len(), 1);
     s.deliver(&reqs[0].1, Answer::NoTnc);
@@ -711,7 +662,7 @@ fn each_interface_is_probed_on_its_own() {
     s.node.address_added(s.now, "eth1", EXT_A, 24);
     let b = s.one_probe();
     assert_eq!((b.ifname.as_str(), b.src), ("eth1", EXT_A));
-    s.advance(Duration::from_secs(5));
+    s.run_for(Duration::from_secs(5));
     // EXT_A's two retransmissions, then IN_1 once EXT_A is decided.
     let mut p = s.probes();
     assert_eq!(p.len(), 3);
@@ -758,7 +709,7 @@ fn outside_a_vpn_that_goes_down_under_the_binding_is_asked_for_again() {
     s.node.vpn_input(s.now, VpnInput::TiaReleased { ike_sa });
     s.node.vpn_input(s.now, VpnInput::Down { ike_sa });
     let asks: Vec<Action> = s
-        .take_actions()
+        .actions()
         .into_iter()
         .filter(|a| matches!(a, Action::Vpn(_)))
         .collect();
@@ -804,7 +755,7 @@ fn with_charon_mode_c_keeps_the_home_agent_off_the_vpn_and_mode_mc_gives_it_back
     let p = s.one_probe();
     s.deliver(&p.req, Answer::Tnc);
     assert_eq!(s.node.state(), State::Registered { care_of: IN_1 });
-    let a = s.take_actions();
+    let a = s.actions();
     let up = a
         .iter()
         .position(|a| matches!(a, Action::TunnelUp { care_of, .. } if *care_of == IN_1))
@@ -826,11 +777,11 @@ fn with_charon_mode_c_keeps_the_home_agent_off_the_vpn_and_mode_mc_gives_it_back
     let reqs = s.requests();
     assert_eq!(reqs.len(), 1, "{reqs:?}");
     assert_eq!(reqs[0].0, Some(TIA));
-    assert_eq!(direct_rules(&s.take_actions()), vec![None]);
+    assert_eq!(direct_rules(&s.actions()), vec![None]);
     // Registered through the VPN: the tunnel from the TIA asks for no rule.
     s.deliver(&reqs[0].1, Answer::Tnc);
     assert_eq!(s.node.mode(), Some(Mode::Mc));
-    let a = s.take_actions();
+    let a = s.actions();
     assert!(a
         .iter()
         .any(|a| matches!(a, Action::TunnelUp { care_of, .. } if *care_of == TIA)));
@@ -868,8 +819,149 @@ fn a_probe_falls_back_to_the_interface_charon_reports_for_its_address() {
             mtu: PathMtu::default(),
         },
     );
-    s.advance(Duration::from_secs(1));
+    s.run_for(Duration::from_secs(1));
     let p = s.one_probe();
     assert_eq!(p.src, EXT_B);
     assert_eq!(p.fallback.as_deref(), Some("wlan1"));
+}
+
+/// The deregistrations (lifetime 0) the node sends by the probe's path.
+fn deregistrations(probes: &[Probe]) -> Vec<(String, Ipv4Addr, Ipv4Addr)> {
+    probes
+        .iter()
+        .filter(|p| p.req.lifetime == 0)
+        .map(|p| (p.ifname.clone(), p.src, p.req.care_of_address))
+        .collect()
+}
+
+fn deregistered(events: &[NodeEvent]) -> Vec<Ipv4Addr> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            NodeEvent::Deregistered { care_of } => Some(*care_of),
+            _ => None,
+        })
+        .collect()
+}
+
+/// RFC 5265 §4.3 ignored by the i-HA: it took the probe from an untrusted
+/// address as a registration and would tunnel home traffic there in the
+/// clear. With no VPN to register instead, the node deregisters that
+/// binding at once, from that address, by the probe's path (RFC 5944
+/// §3.6.1.1), and nothing renews it later.
+#[test]
+fn accepted_without_tnc_outside_any_vpn_deregisters_that_binding_at_once() {
+    let mut s = Sim::new();
+    s.node.address_added(s.now, "eth0", EXT_A, 24);
+    let p = s.one_probe();
+    s.deliver(&p.req, Answer::NoTnc);
+    let d = s.one_probe();
+    assert_eq!(
+        deregistrations(std::slice::from_ref(&d)),
+        vec![("eth0".to_string(), EXT_A, EXT_A)]
+    );
+    assert_eq!(d.req.home_address, HOA);
+    assert!(s.requests().is_empty(), "nothing through the node's client");
+    s.deliver(&d.req, Answer::NoTnc);
+    let events = s.events();
+    assert_eq!(deregistered(&events), vec![EXT_A]);
+    assert_eq!(s.node.state(), State::Untrusted { address: EXT_A });
+    // Its registration is never renewed, and shutdown has nothing left.
+    s.run_for(Duration::from_secs(3600));
+    assert!(s.probes().is_empty() && s.requests().is_empty());
+    s.node.shutdown(s.now, true);
+    assert!(s.node.is_stopped());
+    assert!(s.probes().is_empty() && s.requests().is_empty());
+}
+
+/// A shutdown before that binding is gone deregisters it, whatever
+/// `deregister_on_shutdown` says, and waits for the answer.
+#[test]
+fn a_binding_accepted_without_tnc_is_deregistered_on_shutdown_either_way() {
+    for deregister_on_shutdown in [true, false] {
+        let mut s = Sim::new();
+        s.node.address_added(s.now, "eth0", EXT_A, 24);
+        let p = s.one_probe();
+        s.deliver(&p.req, Answer::NoTnc);
+        // The first deregistration is lost; its retransmissions too.
+        assert_eq!(deregistrations(&s.probes()).len(), 1);
+        s.run_for(Duration::from_secs(10));
+        assert_eq!(
+            deregistrations(&s.probes()).len(),
+            2,
+            "1 s, 2 s, then given up"
+        );
+        s.node.shutdown(s.now, deregister_on_shutdown);
+        assert!(!s.node.is_stopped(), "waits for the deregistration");
+        assert_eq!(s.node.state(), State::Deregistering { care_of: EXT_A });
+        let d = s.probes();
+        assert_eq!(
+            deregistrations(&d),
+            vec![("eth0".to_string(), EXT_A, EXT_A)],
+            "deregister_on_shutdown = {deregister_on_shutdown}"
+        );
+        s.deliver(&d[0].req, Answer::NoTnc);
+        assert!(s.node.is_stopped());
+        assert_eq!(deregistered(&s.events()), vec![EXT_A]);
+    }
+    // Once its lifetime has run out the i-HA holds it no more: a shutdown
+    // then sends nothing for it.
+    let mut s = Sim::new();
+    s.node.address_added(s.now, "eth0", EXT_A, 24);
+    let p = s.one_probe();
+    let lifetime = Duration::from_secs(p.req.lifetime.into());
+    s.deliver(&p.req, Answer::NoTnc);
+    s.run_for(lifetime);
+    s.probes();
+    s.node.shutdown(s.now, false);
+    assert!(s.node.is_stopped());
+    assert!(s.probes().is_empty() && s.requests().is_empty());
+}
+
+/// Beside a mode 'c' binding on a trusted interface, a probe of another
+/// interface accepted without TNC took the i-HA's binding away from it:
+/// the node registers its care-of address again at once, and once that
+/// is accepted nothing is left to deregister.
+#[test]
+fn accepted_without_tnc_beside_a_trusted_binding_registers_that_binding_again() {
+    let mut s = Sim::new();
+    s.inside_in_c();
+    s.node.address_added(s.now, "eth1", EXT_B, 24);
+    let p = s.one_probe();
+    assert_eq!((p.ifname.as_str(), p.src), ("eth1", EXT_B));
+    s.deliver(&p.req, Answer::NoTnc);
+    let reqs = s.requests();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    assert_eq!(reqs[0].0, Some(IN_1));
+    assert_eq!(reqs[0].1.care_of_address, IN_1);
+    assert_ne!(reqs[0].1.lifetime, 0);
+    assert!(s.probes().is_empty(), "replaced, not deregistered");
+    s.deliver(&reqs[0].1, Answer::Tnc);
+    assert_eq!(s.node.state(), State::Registered { care_of: IN_1 });
+    assert_eq!(s.node.mode(), Some(Mode::C));
+    s.node.shutdown(s.now, false);
+    assert!(s.node.is_stopped());
+    assert!(s.probes().is_empty() && s.requests().is_empty());
+}
+
+/// In mode 'mc' the TIA goes back at once (as before); a shutdown while
+/// that registration is unanswered still deregisters the untrusted one.
+#[test]
+fn accepted_without_tnc_in_mc_then_shutdown_before_the_tia_is_back_deregisters_it() {
+    let mut s = Sim::new();
+    s.outside_in_mc();
+    s.node.address_removed(s.now, "eth0", EXT_A);
+    s.node.address_added(s.now, "eth0", EXT_B, 24);
+    let p = s.one_probe();
+    s.deliver(&p.req, Answer::NoTnc);
+    let reqs = s.requests();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    assert_eq!(reqs[0].1.care_of_address, TIA);
+    assert!(s.probes().is_empty(), "the TIA replaces it");
+    s.node.shutdown(s.now, false);
+    assert_eq!(
+        deregistrations(&s.probes()),
+        vec![("eth0".to_string(), EXT_B, EXT_B)]
+    );
+    assert!(!s.node.is_stopped());
 }

@@ -2,31 +2,22 @@
 //! hand-held clock, a scripted home agent, and the node's actions and
 //! events checked after every input. Mode 'c', RFC 5266 §3.1.1.
 
+#[path = "mn_support/mod.rs"]
+mod sim;
 #[path = "registration_support/mod.rs"]
 mod support;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mip4::mn::node::{NodeConfig, NodeEvent};
-use mip4::mn::{Action, Client, Mode, Node, State, Transmit, TrustPolicy};
-use mip4::replay::NtpTimestamp;
-use mip4::wire::{Flags, ReplyCode, RequestRepr, MIP_PORT};
-use rand::rngs::StdRng;
-use rand::SeedableRng;
-use support::{FakeHa, HA, HOA};
+use mip4::mn::{Action, Mode, State, TrustPolicy};
+use mip4::wire::{Flags, ReplyCode, MIP_PORT};
+use support::{HA, HOA};
 
 const COA1: Ipv4Addr = Ipv4Addr::new(10, 20, 1, 5);
 const COA2: Ipv4Addr = Ipv4Addr::new(10, 20, 2, 5);
 const OUTSIDE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 20);
-
-struct Sim {
-    node: Node,
-    ha: FakeHa,
-    t0: Instant,
-    now: Instant,
-    events: Vec<NodeEvent>,
-}
 
 fn node_config() -> NodeConfig {
     let mut cfg = NodeConfig::new(support::config());
@@ -37,84 +28,11 @@ fn node_config() -> NodeConfig {
     cfg
 }
 
+use sim::Sim;
+
 impl Sim {
     fn new() -> Self {
-        Self::with(node_config())
-    }
-
-    fn with(cfg: NodeConfig) -> Self {
-        let t0 = Instant::now();
-        let client = Client::with_rng(
-            Node::registration_config(&cfg),
-            t0,
-            support::wall(),
-            Box::new(StdRng::seed_from_u64(7)),
-        )
-        .unwrap();
-        Sim {
-            node: Node::with_client(cfg, client),
-            ha: FakeHa::new(),
-            t0,
-            now: t0,
-            events: Vec::new(),
-        }
-    }
-
-    fn ntp(&self) -> NtpTimestamp {
-        NtpTimestamp::from_system_time(support::wall()).plus(self.now - self.t0)
-    }
-
-    fn transmits(&mut self) -> Vec<Transmit> {
-        std::iter::from_fn(|| self.node.poll_transmit()).collect()
-    }
-
-    fn one_transmit(&mut self) -> (Transmit, RequestRepr) {
-        let mut t = self.transmits();
-        assert_eq!(t.len(), 1, "expected one datagram, got {t:?}");
-        let t = t.pop().unwrap();
-        let req = self.ha.parse(&t.payload);
-        (t, req)
-    }
-
-    /// The actions, but the home-source ones (tests/mn_mode_mc.rs pins
-    /// those).
-    fn actions(&mut self) -> Vec<Action> {
-        std::iter::from_fn(|| self.node.poll_action())
-            .filter(|a| !matches!(a, Action::HomeAddressSource { .. }))
-            .collect()
-    }
-
-    /// Collects the node's events (kept in `self.events` too).
-    fn events(&mut self) -> Vec<NodeEvent> {
-        let new: Vec<NodeEvent> = std::iter::from_fn(|| self.node.poll_event())
-            .map(|(at, e)| {
-                assert!(
-                    at >= self.t0 && at <= self.now,
-                    "event stamped outside the clock"
-                );
-                e
-            })
-            .collect();
-        self.events.extend(new.iter().cloned());
-        new
-    }
-
-    fn answer(&mut self, t: &Transmit, code: ReplyCode) {
-        let reply = self.ha.answer(&t.payload, self.ntp(), code);
-        self.node
-            .handle_datagram(self.now, SocketAddrV4::new(HA, MIP_PORT), &reply);
-    }
-
-    fn advance(&mut self, d: Duration) {
-        self.now += d;
-        self.node.handle_timeout(self.now);
-    }
-
-    fn fire_next_timer(&mut self) {
-        let t = self.node.poll_timeout().expect("a timer is armed");
-        assert!(t >= self.now);
-        self.now = t;
-        self.node.handle_timeout(t);
+        Self::start(node_config())
     }
 
     /// Attach on `coa`, register it, and check the tunnel comes up.

@@ -1,4 +1,4 @@
-//! The probe socket's IPsec bypass (RFC 5266 §3.4, issue 5): kernel XFRM
+//! The probe socket's IPsec bypass (RFC 5266 §3.4): kernel XFRM
 //! policies and routes into a VPN device catch ordinary sockets; the
 //! probe socket leaves directly and gets its reply.
 

@@ -1,5 +1,5 @@
 //! A mip4d that accepts the plugin's connection and never reads holds up
-//! neither charon's IKE work nor its shutdown (issue 13, item 5): the
+//! neither charon's IKE work nor its shutdown: the
 //! plugin gives up on a write after a bounded time, folds the events it
 //! could not send into its bounded state, and charon stops within 2 s of
 //! SIGTERM. Without the fix the bridge thread blocks in write() for ever

@@ -315,7 +315,7 @@ fn nonce_mode_learns_the_home_agents_nonce() {
             ..
         }]
     ));
-    let t = mn.one_transmit();
+    let t = mn.corrected();
     mn.deliver(&accept(&mut ha, &mn, &t));
     assert!(matches!(
         mn.events().as_slice(),

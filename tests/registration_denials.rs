@@ -182,8 +182,9 @@ fn clock_skew_is_resynchronised_on_133_then_registration_succeeds() {
             "skew {skew}"
         );
         assert_eq!(mn.client.clock_offset(), skew);
-        // The retry goes out at once, timestamped on the HA's clock.
-        let t = mn.one_transmit();
+        // The retry goes out one second after the first request (§3.6.3),
+        // timestamped on the HA's clock.
+        let t = mn.corrected();
         let req = ha.parse(&t.payload);
         assert_eq!(
             (req.identification >> 32) as u32,
@@ -204,8 +205,8 @@ fn repeated_133_gives_up_after_max_resyncs() {
     let ha = FakeHa::new();
     mn.client.register(mn.now);
     let mut resyncs = 0;
+    let mut t = mn.one_transmit();
     loop {
-        let t = mn.one_transmit();
         let req = ha.parse(&t.payload);
         // An HA that rejects everything with 133 (e.g. a replay cache gone
         // wrong): its time is the MN's, so resync never helps.
@@ -219,6 +220,7 @@ fn repeated_133_gives_up_after_max_resyncs() {
             }
             other => panic!("unexpected {other:?}"),
         }
+        t = mn.corrected();
     }
     assert_eq!(resyncs, 2, "config default max_resyncs");
     assert!(!mn.client.is_pending());
@@ -263,7 +265,7 @@ fn unknown_home_agent_136_redirects_to_the_named_home_agent() {
         mn.events(),
         vec![ClientEvent::HomeAgentChanged { from: HA, to: HA2 }]
     );
-    let t = mn.one_transmit();
+    let t = mn.corrected();
     assert_eq!(*t.dst.ip(), HA2);
     let req = ha.parse(&t.payload);
     assert_eq!(req.home_agent, HA2);
@@ -277,9 +279,15 @@ fn unknown_home_agent_136_redirects_to_the_named_home_agent() {
     // A second 136 in the same attempt is a denial, not a loop.
     let mut mn = Mn::new(config());
     mn.client.register(mn.now);
+    let mut t = mn.one_transmit();
     let mut last = None;
-    for to in [HA2, std::net::Ipv4Addr::new(192, 0, 2, 3)] {
-        let t = mn.one_transmit();
+    for (i, to) in [HA2, std::net::Ipv4Addr::new(192, 0, 2, 3)]
+        .into_iter()
+        .enumerate()
+    {
+        if i > 0 {
+            t = mn.corrected();
+        }
         let mut ha = FakeHa::new();
         ha.address = to;
         let req = ha.parse(&t.payload);
@@ -313,7 +321,7 @@ fn lifetime_too_long_69_retries_with_the_foreign_agents_maximum() {
         None,
     ));
     assert!(mn.events().is_empty());
-    let t = mn.one_transmit();
+    let t = mn.corrected();
     assert_eq!(ha.parse(&t.payload).lifetime, 600);
     mn.deliver(&accept(&mut ha, &mn, &t));
     match mn.events().as_slice() {
@@ -344,7 +352,7 @@ fn reverse_tunnel_mandatory_retries_with_the_t_bit() {
             )
         };
         mn.deliver(&denial);
-        let t = mn.one_transmit();
+        let t = mn.corrected();
         assert!(ha.parse(&t.payload).flags.contains(Flags::T));
         mn.deliver(&accept(&mut ha, &mn, &t));
         assert!(matches!(
@@ -387,4 +395,105 @@ fn denied_renewal_keeps_the_current_binding_until_it_expires() {
         [ClientEvent::Expired { .. }]
     ));
     assert_eq!(mn.now - mn.t0, Duration::from_secs(100));
+}
+
+/// RFC 5944 §3.6.3: "The minimum time between Registration Requests MUST
+/// NOT be less than 1 second." A denial that the client answers with a
+/// corrected request (133, 136, 69, 75/138) comes back within a round
+/// trip; the corrected request repeats the same registration, so it
+/// waits for the rest of that second. A copy of the denial meanwhile
+/// changes nothing, and a denial slower than a second is answered at once.
+#[test]
+fn a_corrected_request_leaves_no_sooner_than_a_second_after_the_one_it_corrects() {
+    enum Denial {
+        Ha(ReplyCode),
+        Fa(ReplyCode, u16),
+    }
+    let cases = [
+        Denial::Ha(ReplyCode::HA_IDENTIFICATION_MISMATCH),
+        Denial::Ha(ReplyCode::HA_UNKNOWN_HOME_AGENT),
+        Denial::Ha(ReplyCode::HA_REVERSE_TUNNEL_MANDATORY),
+        Denial::Fa(ReplyCode::FA_LIFETIME_TOO_LONG, 600),
+        Denial::Fa(ReplyCode::FA_REVERSE_TUNNEL_MANDATORY, 0),
+    ];
+    for round_trip in [Duration::from_millis(2), Duration::from_millis(1500)] {
+        for case in &cases {
+            let (cfg, code) = match case {
+                Denial::Ha(c) => (config(), *c),
+                Denial::Fa(c, _) => (via_fa(None), *c),
+            };
+            let mut mn = Mn::new(cfg);
+            let mut ha = FakeHa::new();
+            if code == ReplyCode::HA_UNKNOWN_HOME_AGENT {
+                ha.address = HA2;
+            }
+            if code == ReplyCode::HA_IDENTIFICATION_MISMATCH {
+                ha.skew = 100;
+            }
+            mn.client.register(mn.now);
+            let first = mn.one_transmit();
+            let sent = mn.now;
+            mn.now += round_trip;
+            let denial = match case {
+                Denial::Ha(ReplyCode::HA_IDENTIFICATION_MISMATCH) => {
+                    // The HA's own replay check answers 133.
+                    ha.answer(&first.payload, mn.ntp(), ReplyCode::ACCEPTED)
+                }
+                Denial::Ha(c) => {
+                    let req = ha.parse(&first.payload);
+                    ha.reply_to(&req, *c, 0, req.identification)
+                }
+                Denial::Fa(c, lifetime) => fa_reply(&first.payload, *c, *lifetime, None),
+            };
+            mn.deliver(&denial);
+            assert!(
+                !mn.events()
+                    .iter()
+                    .any(|e| matches!(e, ClientEvent::Denied { .. })),
+                "{code}: corrected, not denied"
+            );
+            let corrected = if round_trip < Duration::from_secs(1) {
+                assert!(mn.transmits().is_empty(), "{code}: not at once");
+                assert!(mn.client.is_pending(), "{code}: still registering");
+                assert_eq!(mn.client.pending_identification(), None);
+                // The same denial again (duplicated on the path): no
+                // second correction, nothing sent.
+                mn.deliver(&denial);
+                assert!(mn.events().is_empty(), "{code}: copy ignored");
+                assert_eq!(mn.client.stats().dropped_duplicate, 1, "{code}");
+                assert_eq!(
+                    mn.client.poll_timeout(),
+                    Some(sent + Duration::from_secs(1))
+                );
+                mn.advance(sent + Duration::from_secs(1) - mn.now - Duration::from_nanos(1));
+                assert!(mn.transmits().is_empty(), "{code}: not before the second");
+                mn.advance(Duration::from_nanos(1));
+                let t = mn.one_transmit();
+                assert_eq!(mn.now - sent, Duration::from_secs(1), "{code}");
+                t
+            } else {
+                // Slower than the floor: nothing to wait for.
+                mn.one_transmit()
+            };
+            assert!(!corrected.retransmission, "{code}: a fresh exchange");
+            assert_ne!(corrected.identification, first.identification, "{code}");
+            // Signed when it leaves: the timestamp is of that moment.
+            if code == ReplyCode::HA_IDENTIFICATION_MISMATCH {
+                let req = ha.parse(&corrected.payload);
+                assert_eq!(
+                    (req.identification >> 32) as u32,
+                    mn.ntp().offset_by(100).seconds(),
+                    "{code}"
+                );
+            }
+            mn.deliver(&accept(&mut ha, &mn, &corrected));
+            assert!(
+                matches!(mn.events().as_slice(), [ClientEvent::Registered { .. }]),
+                "{code}"
+            );
+            // Its first retransmission would have come a full initial
+            // timeout after it, not after the denied one.
+            assert_eq!(mn.client.stats().requests_sent, 2, "{code}");
+        }
+    }
 }

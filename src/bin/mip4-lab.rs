@@ -1,6 +1,8 @@
 //! mip4-lab: RFC 5266 Figure 1 on one machine, with real charon daemons.
 //!
-//! `mip4-lab list`, `mip4-lab run NAME [--json] [--capture DIR]`,
+//! `mip4-lab list`, `mip4-lab run NAME... [--json] [--capture DIR]`,
+//! `mip4-lab run NAME... --vm [--gateway libreswan]` (the kernel tier: the
+//! same scenarios in a guest with Debian's kernel, src/lab/vm.rs),
 //! `mip4-lab tour` (what `make demo` runs). Everything a run makes is torn
 //! down at the end, on failure, and on Ctrl-C or SIGTERM.
 
@@ -36,15 +38,24 @@ struct Cli {
 enum Cmd {
     /// The scenarios and what each shows.
     List,
-    /// Runs one scenario.
+    /// Runs scenarios, one after another.
     Run {
-        name: String,
+        #[arg(required = true)]
+        names: Vec<String>,
         /// One JSON object per line: events, then a summary.
         #[arg(long)]
         json: bool,
         /// Write a pcap per host interface into DIR.
         #[arg(long, value_name = "DIR")]
         capture: Option<PathBuf>,
+        /// In a QEMU guest with Debian's stock kernel: kernel ESP
+        /// (charon's kernel-netlink), kernel ipip tunnels, netem (one boot
+        /// for all NAMES).
+        #[arg(long)]
+        vm: bool,
+        /// The VPN gateway: strongswan, or libreswan (kernel tier only).
+        #[arg(long, default_value = "strongswan")]
+        gateway: mip4::lab::vm::Gateway,
     },
     /// Runs every scenario and tells each one: timeline and figures.
     Tour,
@@ -82,6 +93,11 @@ fn print_timeline_event(e: &Event) {
 
 fn print_summary(s: &Summary) {
     println!("--- {}: {}", s.scenario, s.verdict);
+    let p = &s.platform;
+    println!(
+        "    platform: kernel {}, ipsec {:?}, tunnels {:?}",
+        p.kernel, p.ipsec, p.tunnels
+    );
     for (k, v) in &s.figures {
         println!("    {k:<22} {v}");
     }
@@ -191,48 +207,46 @@ fn main() -> ExitCode {
             }
         },
         Cmd::Run {
-            name,
+            names,
             json,
             capture,
+            vm,
+            gateway,
         } => {
-            let sc = match find(&cli.lab_dir, &name) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("mip4-lab: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let mut sink = |e: &Event| {
-                if json {
-                    let mut v = serde_json::to_value(e).unwrap_or_default();
-                    v["type"] = "event".into();
-                    println!("{v}");
-                } else {
-                    print_timeline_event(e);
-                }
-            };
-            match scenario::run(&cli.lab_dir, &sc, &opts(capture), &mut sink) {
-                Ok(s) => {
-                    if json {
-                        let mut v = serde_json::to_value(&s).unwrap_or_default();
-                        v["type"] = "summary".into();
-                        if let Some(m) = v.as_object_mut() {
-                            m.remove("events");
-                        }
-                        println!("{v}");
-                    } else {
-                        print_summary(&s);
+            if vm {
+                return run_vm(
+                    &cli.lab_dir,
+                    &cli.charon_plugins,
+                    &bin_dir,
+                    names,
+                    gateway,
+                    json,
+                );
+            }
+            let libreswan_root = match gateway {
+                mip4::lab::vm::Gateway::StrongSwan => None,
+                mip4::lab::vm::Gateway::Libreswan => match mip4::lab::pluto::root() {
+                    Some(r) => Some(r),
+                    None => {
+                        eprintln!(
+                            "mip4-lab: --gateway libreswan runs in the kernel tier only (add --vm)"
+                        );
+                        return ExitCode::FAILURE;
                     }
-                    if s.passed() {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::FAILURE
-                    }
-                }
-                Err(e) => {
-                    eprintln!("mip4-lab: {e}");
-                    ExitCode::FAILURE
-                }
+                },
+            };
+            let mut ok = true;
+            for name in names {
+                let o = RunOptions {
+                    libreswan_root: libreswan_root.clone(),
+                    ..opts(capture.clone())
+                };
+                ok &= run_one(&cli.lab_dir, &name, json, &o) == ExitCode::SUCCESS;
+            }
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
             }
         }
         Cmd::Tour => {
@@ -274,6 +288,100 @@ fn main() -> ExitCode {
             } else {
                 ExitCode::FAILURE
             }
+        }
+    }
+}
+
+/// `mip4-lab run NAME` on this machine's kernel.
+fn run_one(lab_dir: &std::path::Path, name: &str, json: bool, opts: &RunOptions) -> ExitCode {
+    let sc = match find(lab_dir, name) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mip4-lab: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut sink = |e: &Event| {
+        if json {
+            let mut v = serde_json::to_value(e).unwrap_or_default();
+            v["type"] = "event".into();
+            println!("{v}");
+        } else {
+            print_timeline_event(e);
+        }
+    };
+    match scenario::run(lab_dir, &sc, opts, &mut sink) {
+        Ok(s) => {
+            if json {
+                let mut v = serde_json::to_value(&s).unwrap_or_default();
+                v["type"] = "summary".into();
+                if let Some(m) = v.as_object_mut() {
+                    m.remove("events");
+                }
+                println!("{v}");
+            } else {
+                print_summary(&s);
+            }
+            if s.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("mip4-lab: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `mip4-lab run NAME... --vm`: one guest boot for all of them; the
+/// guest's JSON lines printed as they come (or told, without `--json`).
+fn run_vm(
+    lab_dir: &std::path::Path,
+    charon_plugins: &[String],
+    bin_dir: &std::path::Path,
+    names: Vec<String>,
+    gateway: mip4::lab::vm::Gateway,
+    json: bool,
+) -> ExitCode {
+    let project = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut opts = mip4::lab::vm::VmOptions::new(project, lab_dir, bin_dir, names);
+    opts.gateway = gateway;
+    opts.charon_plugins = charon_plugins.to_vec();
+    let mut print = |v: &serde_json::Value| {
+        if json {
+            println!("{v}");
+            return;
+        }
+        match v["type"].as_str() {
+            Some("event") => {
+                if let Ok(e) = serde_json::from_value::<Event>(v.clone()) {
+                    print_timeline_event(&e);
+                }
+            }
+            Some("summary") => {
+                if let Ok(s) = serde_json::from_value::<Summary>(v.clone()) {
+                    print_summary(&s);
+                }
+            }
+            _ => println!("vm: {v}"),
+        }
+    };
+    match mip4::lab::vm::run(&opts, &mut print) {
+        Ok(outcomes) if outcomes.iter().all(|o| o.passed()) => ExitCode::SUCCESS,
+        Ok(outcomes) => {
+            for o in outcomes.iter().filter(|o| !o.passed()) {
+                eprintln!(
+                    "mip4-lab: {} failed in the guest (exit {})",
+                    o.scenario, o.status
+                );
+            }
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("mip4-lab: {e}");
+            ExitCode::FAILURE
         }
     }
 }

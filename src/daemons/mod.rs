@@ -6,11 +6,14 @@
 //! - [`fa`]: mip4-fa, the foreign agent.
 //!
 //! What they share: [`control`], the control-socket server, [`udp`], the
-//! UDP reader loop, and [`wake`], the timer and stop signals of the loop.
+//! UDP reader loop, [`wake`], the timer and signals of the loop, and
+//! [`record`], the record each keeps of itself under /run for its next
+//! instance (what it installed, sysctls it changed, mip4-ha's bindings).
 
 pub mod control;
 pub mod fa;
 pub mod ha;
 pub mod mn;
+pub mod record;
 pub mod udp;
 pub mod wake;

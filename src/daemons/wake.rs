@@ -1,6 +1,6 @@
 //! What wakes a daemon's loop besides its sockets: the core's next timer
-//! (`poll_timeout`, the quinn-proto shape) and the signals that ask it to
-//! stop.
+//! (`poll_timeout`, the quinn-proto shape), the signals that ask it to
+//! stop, and SIGHUP.
 
 use std::time::Instant;
 
@@ -37,4 +37,27 @@ impl StopSignals {
             _ = self.int.recv() => "SIGINT",
         }
     }
+}
+
+/// SIGHUP, caught by every daemon: the default action would kill it
+/// without its cleanup (issue 13). mip4-ha reloads its configuration; a
+/// daemon without a reload says that it ignores it.
+#[derive(Debug)]
+pub struct Hangup(Signal);
+
+impl Hangup {
+    pub fn new() -> Result<Self, String> {
+        signal(SignalKind::hangup())
+            .map(Hangup)
+            .map_err(|e| format!("signal handler: {e}"))
+    }
+
+    pub async fn recv(&mut self) {
+        self.0.recv().await;
+    }
+}
+
+/// The log line of a daemon that has no reload.
+pub fn hangup_ignored(daemon: &str) {
+    tracing::info!("SIGHUP ignored: {daemon} has no configuration reload (restart it to apply a new configuration)");
 }

@@ -45,6 +45,28 @@ pub enum DecapError {
     Inner(HeaderError),
 }
 
+/// RFC 2003 §5.1 (tunnel MTU discovery): a datagram with DF set that is
+/// too big for the tunnel is not dropped silently; the encapsulator
+/// returns an ICMP Destination Unreachable, "fragmentation needed and DF
+/// set" (RFC 792; next-hop MTU, RFC 1191 §4), to its source, carrying
+/// the tunnel MTU (the path MTU to the tunnel's far end less the outer
+/// header). Returns the ICMP message (to go out in an IP datagram to the
+/// inner source), or `None` when the datagram did not ask for DF (the
+/// kernel then fragments the outer datagram) or is not IPv4.
+pub fn fragmentation_needed(inner: &[u8], tunnel_mtu: u16) -> Option<Vec<u8>> {
+    let p = Ipv4Packet::new_checked(inner).ok()?;
+    if !p.dont_frag() {
+        return None;
+    }
+    let quoted = &p.packet()[..(p.header_len() + 8).min(p.packet().len())];
+    let mut icmp = vec![3, 4, 0, 0, 0, 0];
+    icmp.extend_from_slice(&tunnel_mtu.to_be_bytes());
+    icmp.extend_from_slice(quoted);
+    let sum = super::ipv4::checksum(&icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    Some(icmp)
+}
+
 /// Encapsulates `inner` (a whole IPv4 datagram) into `out` (cleared first).
 ///
 /// RFC 2003 §3.1: protocol 4; Type of Service copied from the inner header;
@@ -252,5 +274,18 @@ pub(crate) mod tests {
         fn decapsulate_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = decapsulate(&bytes);
         }
+    }
+
+    #[test]
+    fn too_big_with_df_is_answered_with_fragmentation_needed() {
+        let inner = inner_datagram(CN, HOA, 0, true, &[0x55; 1400]);
+        let icmp = fragmentation_needed(&inner, 1380).expect("DF set");
+        assert_eq!(&icmp[..2], &[3, 4], "destination unreachable, frag needed");
+        assert_eq!(super::super::ipv4::checksum(&icmp), 0);
+        assert_eq!(u16::from_be_bytes([icmp[6], icmp[7]]), 1380);
+        // The inner header and the first 8 octets of its payload (RFC 792).
+        assert_eq!(&icmp[8..], &inner[..28]);
+        let no_df = inner_datagram(CN, HOA, 0, false, &[0x55; 1400]);
+        assert!(fragmentation_needed(&no_df, 1380).is_none());
     }
 }

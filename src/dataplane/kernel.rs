@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
+use netlink_packet_route::link::LinkAttribute;
 use rtnetlink::LinkIpIp;
 
 use super::binding::{Encapsulation, TunnelBinding};
@@ -63,9 +64,17 @@ impl KernelTunnels {
             .pmtudisc(true)
             .up()
             .build();
-        self.nl.handle().link().add(msg).execute().await.map_err(
+        let created = self.nl.handle().link().add(msg).execute().await.map_err(
             crate::netlink::Error::request(format!("create ipip link {name}")),
-        )?;
+        );
+        // EEXIST: the link an earlier instance of this daemon made for
+        // this home address (killed before it could remove it): taken
+        // over and pointed at this binding's endpoints.
+        let adopt = match created {
+            Ok(()) => false,
+            Err(e) if e.errno() == Some(libc::EEXIST) => true,
+            Err(e) => return Err(e.into()),
+        };
         let ifindex = self.nl.link_index(&name).await?;
         let device = TunnelDevice {
             ifindex,
@@ -78,6 +87,13 @@ impl KernelTunnels {
                 device: device.clone(),
             },
         );
+        if adopt {
+            if let Err(e) = self.update_endpoint(b.home, b.local, b.remote).await {
+                self.tunnels.remove(&b.home);
+                return Err(e);
+            }
+            self.nl.set_link_up(ifindex, true).await?;
+        }
         Ok(device)
     }
 
@@ -91,12 +107,18 @@ impl KernelTunnels {
             .tunnels
             .get_mut(&home)
             .ok_or(TunnelError::NoBinding(home))?;
-        let msg = LinkIpIp::new(&t.device.ifname)
+        let mut msg = LinkIpIp::new(&t.device.ifname)
             .local(local)
             .remote(*remote.ip())
             .ttl(self.ttl)
             .index(t.device.ifindex)
             .build();
+        // The link is named by its index. With IFLA_IFNAME in the message
+        // too, kernels before 6.2 (Debian 12's 6.1 among them) refuse to
+        // change an up link with EBUSY even when the name is the same
+        // (dev_change_name checks IFF_UP first); found by the kernel tier.
+        msg.attributes
+            .retain(|a| !matches!(a, LinkAttribute::IfName(_)));
         self.nl
             .handle()
             .link()

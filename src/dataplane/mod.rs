@@ -134,9 +134,10 @@ pub enum DataPlane {
 
 impl DataPlane {
     /// Starts the configured backend. `auto` probes the kernel for ipip
-    /// once (creating and deleting a throw-away link); it also picks
-    /// userspace when an RFC 3519 UDP socket is given, since the kernel
-    /// backend cannot carry UDP tunnelling.
+    /// once (creating and deleting a throw-away link) and takes it where
+    /// it is: the production path. The kernel backend cannot carry RFC 3519
+    /// UDP tunnelling, so a daemon given a UDP socket then declines UDP
+    /// (mip4-ha says so at start); `userspace` serves it everywhere.
     pub async fn start(
         nl: Arc<Netlink>,
         choice: BackendChoice,
@@ -152,7 +153,6 @@ impl DataPlane {
                 }
                 Backend::Kernel
             }
-            BackendChoice::Auto if cfg.udp.is_some() => Backend::Userspace,
             BackendChoice::Auto if nl.kernel_has_ipip().await => Backend::Kernel,
             BackendChoice::Auto => Backend::Userspace,
         };

@@ -240,7 +240,42 @@ async fn device_to_network(
         if let Err(e) = sent {
             Counters::bump(&counters.send_errors);
             tracing::debug!(error = %e, to = %tx.to, "sending a tunnelled datagram failed");
+            if e.raw_os_error() == Some(libc::EMSGSIZE) && tx.encapsulation == Encapsulation::IpInIp
+            {
+                too_big(&buf[..n], *tx.to.ip());
+            }
         }
+    }
+}
+
+/// RFC 2003 §5.1: `inner`, DF set, did not fit the path to the tunnel's
+/// far end `to` (the kernel knows its MTU, e.g. from an ESP gateway's
+/// "fragmentation needed"): its source is told the tunnel MTU, or it
+/// would retransmit the same size for ever (a PMTU black hole).
+fn too_big(inner: &[u8], to: Ipv4Addr) {
+    let mtu = || -> io::Result<u16> {
+        // The kernel's path MTU to `to`, read through a connected socket.
+        let s = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        s.connect((to, 9))?;
+        let pmtu = nix::sys::socket::getsockopt(&s, nix::sys::socket::sockopt::IpMtu)?;
+        Ok(u16::try_from(pmtu).unwrap_or(u16::MAX))
+    };
+    let Ok(pmtu) = mtu() else { return };
+    let tunnel_mtu = pmtu.saturating_sub(super::ipv4::MIN_HEADER_LEN as u16);
+    let Some(icmp) = super::ipip::fragmentation_needed(inner, tunnel_mtu) else {
+        return;
+    };
+    let Ok(p) = super::ipv4::Ipv4Packet::new_checked(inner) else {
+        return;
+    };
+    let src = SockAddr::from(SocketAddrV4::new(p.src_addr(), 0));
+    let sent = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))
+        .and_then(|s| s.send_to(&icmp, &src));
+    match sent {
+        Ok(_) => {
+            tracing::debug!(to = %p.src_addr(), tunnel_mtu, "fragmentation needed sent (RFC 2003 §5.1)")
+        }
+        Err(e) => tracing::debug!(error = %e, "fragmentation needed not sent"),
     }
 }
 

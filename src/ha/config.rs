@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
@@ -75,6 +75,7 @@ struct File {
     home_agent: Ipv4Addr,
     #[serde(default = "default_control_socket")]
     control_socket: PathBuf,
+    state_file: Option<PathBuf>,
     #[serde(default = "default_max_lifetime")]
     max_lifetime: u16,
     #[serde(default = "default_replay_tolerance")]
@@ -198,6 +199,10 @@ pub struct HaConfig {
     pub listen: SocketAddrV4,
     pub home_agent: Ipv4Addr,
     pub control_socket: PathBuf,
+    /// The daemon's record of its bindings, replay state and kernel state,
+    /// for its next instance (default: `ha.state` beside the control
+    /// socket, under /run).
+    pub state_file: PathBuf,
     /// Longest lifetime granted (RFC 5944 §3.8.3.1: the reply's lifetime
     /// may be shorter than requested).
     pub max_lifetime: u16,
@@ -383,10 +388,17 @@ impl HaConfig {
                 reverse_tunnel: m.reverse_tunnel,
             });
         }
+        let state_file = f.state_file.unwrap_or_else(|| {
+            f.control_socket
+                .parent()
+                .unwrap_or_else(|| Path::new("."))
+                .join("ha.state")
+        });
         Ok(HaConfig {
             listen: f.listen,
             home_agent: f.home_agent,
             control_socket: f.control_socket,
+            state_file,
             max_lifetime: f.max_lifetime,
             replay_tolerance: Duration::from_secs(f.replay_tolerance),
             trusted_networks: f.trusted_networks,

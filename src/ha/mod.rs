@@ -6,10 +6,12 @@ pub mod agent;
 pub mod binding;
 pub mod config;
 pub mod counters;
+pub mod persist;
 pub mod reason;
 
 pub use agent::{Disposition, DownReason, DropReason, HomeAgent, Output};
 pub use binding::{Binding, BindingInfo, TunnelMode};
 pub use config::HaConfig;
 pub use counters::Counters;
+pub use persist::{Restored, SavedCache};
 pub use reason::{Denial, Malformed};

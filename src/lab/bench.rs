@@ -1,4 +1,4 @@
-//! `mip4-lab bench`: what the mip4 plugin costs charon's MOBIKE (issue 4).
+//! `mip4-lab bench`: what the mip4 plugin costs charon's MOBIKE.
 //!
 //! On one Figure 1 lab, the MN's charon runs alternately without and with
 //! the plugin (rounds ordered ABBA..., so a drift of the machine's load

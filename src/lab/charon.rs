@@ -3,8 +3,10 @@
 //! Each charon gets a private /run (its pid file is compiled in as
 //! /run/charon.pid, so two charons on one machine need two /run), its own
 //! strongswan.conf through `STRONGSWAN_CONF`, its own vici socket and a
-//! file log that tests read. The kernel here has XFRM but no ESP, so the
-//! lab loads kernel-libipsec (userspace ESP over a TUN device, `ipsec0`).
+//! file log that tests read. Where the kernel has no ESP (the development
+//! machines), the lab loads kernel-libipsec (userspace ESP over a TUN
+//! device, `ipsec0`); where it has (the kernel tier), kernel-netlink alone
+//! installs the SAs in the kernel.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,7 +23,8 @@ pub const SWANCTL: &str = "/usr/sbin/swanctl";
 /// Plugins every lab charon loads, each with the Debian package that ships
 /// it (scripts/install-deps.sh installs them all). strongSwan 5.9.8 needs
 /// `kdf` for the PRF+; `openssl` and `gcm` carry the lab's AES-GCM ESP
-/// proposal; `kernel-libipsec` replaces the missing kernel ESP. Charon's
+/// proposal; `kernel-libipsec` replaces a missing kernel ESP (left out
+/// where the kernel has ESP: [`plugins`]). Charon's
 /// start is checked against this list (`swanctl --stats`), so a missing
 /// plugin is an error at start, naming its package, not a failed proposal
 /// later.
@@ -48,11 +51,22 @@ pub const BASE_PLUGINS: &[(&str, &str)] = &[
     ("vici", "strongswan-swanctl"),
 ];
 
-/// The plugins of [`BASE_PLUGINS`] whose library is not in
-/// [`PLUGIN_DIR`], as "name (package)".
-pub fn missing_base_plugins() -> Vec<String> {
+/// The plugins of [`BASE_PLUGINS`] this kernel needs: kernel-libipsec
+/// only where the kernel has no ESP of its own.
+pub fn plugins() -> Vec<(&'static str, &'static str)> {
+    let esp = super::platform::Kernel::detect().esp;
     BASE_PLUGINS
         .iter()
+        .copied()
+        .filter(|(name, _)| !(esp && *name == "kernel-libipsec"))
+        .collect()
+}
+
+/// The plugins of [`plugins`] whose library is not in [`PLUGIN_DIR`], as
+/// "name (package)".
+pub fn missing_base_plugins() -> Vec<String> {
+    plugins()
+        .into_iter()
         .filter(|(name, _)| {
             !Path::new(PLUGIN_DIR)
                 .join(format!("libstrongswan-{name}.so"))
@@ -88,6 +102,8 @@ pub struct Charon {
     vici: PathBuf,
     log: PathBuf,
     process: Process,
+    /// The plugins charon reported loaded at start (`swanctl --stats`).
+    loaded: Vec<String>,
 }
 
 impl Charon {
@@ -103,7 +119,7 @@ impl Charon {
         let conf = dir.join("strongswan.conf");
         let _ = std::fs::remove_file(&vici);
         let _ = std::fs::remove_file(&log);
-        let mut plugins: Vec<&str> = BASE_PLUGINS.iter().map(|(p, _)| *p).collect();
+        let mut plugins: Vec<&str> = self::plugins().iter().map(|(p, _)| *p).collect();
         plugins.extend(cfg.extra_plugins.iter().map(String::as_str));
         let text = strongswan_conf(&plugins.join(" "), &vici, &log, &cfg.extra_settings);
         std::fs::write(&conf, text).map_err(|source| Error::Io {
@@ -139,6 +155,7 @@ impl Charon {
             vici,
             log,
             process,
+            loaded: Vec::new(),
         };
         let what = format!("charon on {} to answer on its vici socket", charon.host);
         wait::until(Duration::from_secs(10), &what, || {
@@ -159,6 +176,11 @@ impl Charon {
         Ok(charon)
     }
 
+    /// The IPsec backend this charon runs on (from its loaded plugins).
+    pub fn ipsec_backend(&self) -> &'static str {
+        super::platform::ipsec_backend(&self.loaded)
+    }
+
     pub fn host(&self) -> &str {
         &self.host
     }
@@ -167,15 +189,15 @@ impl Charon {
     /// plugins this charon was told to load: charon skips a plugin it
     /// cannot load and starts anyway, so without this a missing package
     /// shows up only later, as a failed proposal.
-    fn check_loaded(&self, stats: &str, wanted: &[&str]) -> Result<()> {
-        let loaded: Vec<&str> = stats
+    fn check_loaded(&mut self, stats: &str, wanted: &[&str]) -> Result<()> {
+        self.loaded = stats
             .lines()
             .find_map(|l| l.trim().strip_prefix("loaded plugins:"))
-            .map(|l| l.split_whitespace().collect())
+            .map(|l| l.split_whitespace().map(str::to_string).collect())
             .unwrap_or_default();
         let missing: Vec<String> = wanted
             .iter()
-            .filter(|p| !loaded.contains(p))
+            .filter(|p| !self.loaded.iter().any(|l| l == *p))
             .map(|p| match BASE_PLUGINS.iter().find(|(name, _)| name == p) {
                 Some((_, package)) => format!("{p} (Debian package {package})"),
                 None => p.to_string(),

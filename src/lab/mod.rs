@@ -6,8 +6,14 @@
 //!   [`netns::teardown_all`] from a signal handler).
 //! - [`charon`]: a real strongSwan charon per host (private /run, own
 //!   strongswan.conf, own vici socket, own log) and swanctl helpers.
-//! - [`wire`]: a userspace delay line between two veth ends (the kernel here
-//!   has no netem), used for links with a configured delay.
+//! - [`wire`]: a userspace delay line between two veth ends, for links
+//!   with a configured delay where the kernel has no netem.
+//! - [`platform`]: what the kernel offers (ESP, netem) and what each host
+//!   ran on it, for the summary.
+//! - [`pluto`]: libreswan's pluto as the VPN gateway (`--gateway
+//!   libreswan`, kernel tier).
+//! - [`vm`]: the kernel tier: the same scenarios in a QEMU guest running
+//!   Debian's stock kernel (`mip4-lab run NAME --vm`).
 //! - [`topology`]: Figure 1 as data, and the function that builds it.
 //! - [`scenario`]: scenarios as data (strongSwan testing/tests style) and
 //!   the runner behind `mip4-lab run`.
@@ -26,9 +32,12 @@ pub mod forger;
 pub mod leaks;
 pub mod narrate;
 pub mod netns;
+pub mod platform;
+pub mod pluto;
 pub mod scenario;
 pub mod stream;
 pub mod topology;
+pub mod vm;
 pub mod wait;
 pub mod wire;
 

@@ -158,11 +158,15 @@ pub struct Lab {
     pub spec: TopologySpec,
     /// The access network the MN is attached to, if any.
     attached: BTreeMap<String, String>,
+    /// When the last [`Lab::attach`] had left the old network (unix
+    /// seconds): the moment the old path was gone.
+    left_at: Option<f64>,
 }
 
 impl Lab {
-    /// Builds the topology: namespaces, links (with delay lines where a
-    /// delay is set), addresses, forwarding, routes and nftables rulesets.
+    /// Builds the topology: namespaces, links (with netem where the kernel
+    /// has it and a delay is set, else a userspace delay line), addresses,
+    /// forwarding, routes and nftables rulesets.
     pub fn build(spec: TopologySpec, topology_dir: &Path) -> Result<Lab> {
         let prefix = unique_prefix();
         let wire_ns = Netns::new(&prefix, "wire")?;
@@ -172,6 +176,7 @@ impl Lab {
             wire_ns,
             spec: spec.clone(),
             attached: BTreeMap::new(),
+            left_at: None,
         };
         for h in &spec.hosts {
             let ns = Netns::new(&prefix, &h.name)?;
@@ -185,6 +190,19 @@ impl Lab {
             let b = End::parse(&l.b).expect("checked at load");
             if l.delay_ms == 0 {
                 veth(lab.host(&a.host)?, &a.dev, lab.host(&b.host)?, &b.dev)?;
+            } else if super::platform::Kernel::detect().netem {
+                // The kernel's own delay: netem on both ends, each
+                // delaying what it sends.
+                veth(lab.host(&a.host)?, &a.dev, lab.host(&b.host)?, &b.dev)?;
+                let delay = format!("{}ms", l.delay_ms);
+                for end in [&a, &b] {
+                    lab.host(&end.host)?.exec(
+                        "tc",
+                        &[
+                            "qdisc", "add", "dev", &end.dev, "root", "netem", "delay", &delay,
+                        ],
+                    )?;
+                }
             } else {
                 let (wa, wb) = (format!("w{i}a"), format!("w{i}b"));
                 veth(lab.host(&a.host)?, &a.dev, &lab.wire_ns, &wa)?;
@@ -242,26 +260,36 @@ impl Lab {
     }
 
     /// Moves the MN to access network `name`, break before make: the old
-    /// link loses its address and goes down, then the new one comes up with
+    /// link loses the network's address and goes down, then the new one comes up with
     /// its address and default route (what a DHCP client would set).
+    /// Each half is one `ip -batch`: under the kernel tier's emulation
+    /// every process start costs ~0.1 s, and [`Lab::left_at`] says when
+    /// the old path was gone.
     pub fn attach(&mut self, name: &str) -> Result<()> {
         let access = self.spec.access(name)?.clone();
         self.detach(&access.host)?;
+        self.left_at = Some(unix_now());
         let ns = self.host(&access.host)?;
-        ns.link_up(&access.dev, true)?;
-        ns.add_addr(&access.dev, &access.addr)?;
-        ns.ip(&[
-            "route",
-            "replace",
-            "default",
-            "via",
-            &access.gateway,
-            "dev",
-            &access.dev,
-        ])?;
+        ip_batch(
+            ns,
+            &[
+                format!("link set {} up", access.dev),
+                format!("addr add {} dev {}", access.addr, access.dev),
+                format!(
+                    "route replace default via {} dev {}",
+                    access.gateway, access.dev
+                ),
+            ],
+        )?;
         self.attached
             .insert(access.host.clone(), access.name.clone());
         Ok(())
+    }
+
+    /// When the last [`Lab::attach`] had left the old network (or began,
+    /// on a first attachment), unix seconds.
+    pub fn left_at(&self) -> Option<f64> {
+        self.left_at
     }
 
     /// Detaches `host` from its current access network, if any.
@@ -271,8 +299,16 @@ impl Lab {
         };
         let access = self.spec.access(&current)?.clone();
         let ns = self.host(host)?;
-        ns.ip(&["addr", "flush", "dev", &access.dev])?;
-        ns.link_up(&access.dev, false)
+        // Only the network's own address goes (what a DHCP client
+        // releases): with kernel-netlink, charon installs the VPN's
+        // virtual IP on the access interface too, and it must stay.
+        ip_batch(
+            ns,
+            &[
+                format!("addr del {} dev {}", access.addr, access.dev),
+                format!("link set {} down", access.dev),
+            ],
+        )
     }
 
     /// The delay line of the link with an end at `host:dev`, if it has one
@@ -298,6 +334,44 @@ impl Lab {
         }
         out
     }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// `ip -n NS -batch -` with `lines`: one process for several changes.
+fn ip_batch(ns: &Netns, lines: &[String]) -> Result<()> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let cmd = format!("ip -n {} -batch - <<< {lines:?}", ns.name());
+    let spawn = |source| Error::Spawn {
+        cmd: cmd.clone(),
+        source,
+    };
+    let mut child = Command::new("ip")
+        .args(["-n", ns.name(), "-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(format!("{}\n", lines.join("\n")).as_bytes())
+            .map_err(spawn)?;
+    }
+    let out = child.wait_with_output().map_err(spawn)?;
+    if !out.status.success() {
+        return Err(Error::Command {
+            cmd,
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

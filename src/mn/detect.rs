@@ -21,6 +21,9 @@
 //! - an accepted reply without TNC, a denial, or silence after the
 //!   configured retransmissions (RFC 5266 §3.4: "configurable on the
 //!   mobile node") means untrusted;
+//! - an accepted reply without TNC left a binding at the i-HA: the
+//!   outcome hands its client over, for the node to replace or
+//!   deregister that binding (`node::stray`);
 //! - what does not authenticate changes nothing: it is dropped by the
 //!   client and counted here as forged (`forged_replies`);
 //! - one probe at a time: a newer attachment cancels the older probe,
@@ -169,6 +172,11 @@ pub struct Outcome {
     /// For a trusted verdict: the client holding the accepted binding,
     /// to adopt.
     pub accepted: Option<(Client, Binding)>,
+    /// Accepted without TNC (an i-HA that ignores RFC 5265 §4.3): the
+    /// client whose registration the i-HA took. Its binding names the
+    /// untrusted address, where home traffic would flow in the clear; the
+    /// node replaces it or deregisters it with this client.
+    pub stray: Option<Client>,
 }
 
 /// Detection counters (`mip4ctl status`: `detection`).
@@ -448,9 +456,10 @@ impl Detector {
             }
         }
         self.record(&p.ifname, p.address, cause.verdict());
-        let accepted = match (cause, binding) {
-            (Cause::TncReply, Some(b)) => Some((p.client, b)),
-            _ => None,
+        let (accepted, stray) = match (cause, binding) {
+            (Cause::TncReply, Some(b)) => (Some((p.client, b)), None),
+            (Cause::AcceptedWithoutTnc, Some(_)) => (None, Some(p.client)),
+            _ => (None, None),
         };
         Some(Outcome {
             ifname: p.ifname,
@@ -459,6 +468,7 @@ impl Detector {
             started: p.started,
             forged: p.forged,
             accepted,
+            stray,
         })
     }
 

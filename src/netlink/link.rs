@@ -54,6 +54,18 @@ impl Netlink {
         }
     }
 
+    /// Every interface: (index, name) (`ip link show`).
+    pub async fn links(&self) -> Result<Vec<(u32, String)>> {
+        let mut s = self.handle.link().get().execute();
+        let mut v = Vec::new();
+        while let Some(m) = s.try_next().await.map_err(Error::request("list links"))? {
+            if let Some(n) = link_name(&m) {
+                v.push((m.header.index, n));
+            }
+        }
+        Ok(v)
+    }
+
     /// The name of interface `index`.
     pub async fn link_name(&self, index: u32) -> Result<String> {
         let mut s = self.handle.link().get().match_index(index).execute();
@@ -110,11 +122,23 @@ impl Netlink {
     /// Whether the kernel can create `ipip` links (RFC 2003 in the kernel).
     /// Tries to create a throw-away one and removes it again; a kernel
     /// without the module answers EOPNOTSUPP ("Unknown device type").
+    /// The probe has a remote address (RFC 5737 documentation space, never
+    /// up): one without endpoints is the kernel's own fallback `tunl0`, and
+    /// a kernel with ipip answers EEXIST to it, as it does to a probe of
+    /// another daemon in the same namespace; both mean ipip is there.
     pub async fn kernel_has_ipip(&self) -> bool {
-        let name = format!("mip4p{}", std::process::id() % 100_000);
-        let msg = LinkIpIp::new(&name).build();
-        if self.handle.link().add(msg).execute().await.is_err() {
-            return false;
+        let id = std::process::id();
+        let name = format!("mip4p{}", id % 100_000);
+        let remote = std::net::Ipv4Addr::new(192, 0, 2, (id % 254 + 1) as u8);
+        let msg = LinkIpIp::new(&name).remote(remote).build();
+        match self.handle.link().add(msg).execute().await {
+            Ok(()) => {}
+            Err(rtnetlink::Error::NetlinkError(m))
+                if m.code.map(|c| -c.get()) == Some(libc::EEXIST) =>
+            {
+                return true
+            }
+            Err(_) => return false,
         }
         if let Ok(i) = self.link_index(&name).await {
             let _ = self.delete_link(i).await;

@@ -209,4 +209,51 @@ impl Netlink {
             .await
             .map_err(Error::request(format!("delete rule {r:?}")))
     }
+
+    /// `ip rule del priority P lookup T`, repeated while one is left:
+    /// every rule at that priority into that table, whatever its
+    /// selectors. Returns how many went.
+    pub async fn del_rules_at(&self, priority: u32, table: u32) -> Result<usize> {
+        let any = RuleSpec {
+            from: None,
+            to: None,
+            iif: None,
+            table,
+            priority,
+        };
+        let mut n = 0;
+        loop {
+            match self.del_rule(&any).await {
+                Ok(()) => n += 1,
+                Err(e) if e.errno() == Some(libc::ENOENT) => return Ok(n),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// `ip route del DST/LEN table T`, repeated while one is left: every
+    /// route to exactly that prefix in that table, whatever its type
+    /// (blackholes included) or device. Returns how many went.
+    pub async fn del_routes_to(&self, dst: Ipv4Addr, prefix_len: u8, table: u32) -> Result<usize> {
+        let mut n = 0;
+        loop {
+            let mut msg = RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(dst, prefix_len)
+                .table_id(table)
+                .build();
+            // Any scope and any type, as `ip route del` asks.
+            msg.header.scope = RouteScope::NoWhere;
+            msg.header.kind = netlink_packet_route::route::RouteType::Unspec;
+            match self.handle.route().del(msg).execute().await {
+                Ok(()) => n += 1,
+                Err(e) => {
+                    let e = Error::request(format!("delete {dst}/{prefix_len} table {table}"))(e);
+                    return match e.errno() {
+                        Some(libc::ESRCH) => Ok(n),
+                        _ => Err(e),
+                    };
+                }
+            }
+        }
+    }
 }

@@ -60,6 +60,26 @@ pub fn disable_rp_filter(ifname: &str) -> io::Result<()> {
     write_bool(conf_path(ifname, "rp_filter")?, false)
 }
 
+/// net.ipv4.conf.IF.rp_filter as it is (0 off, 1 strict, 2 loose), so
+/// that a daemon can put back the value it found.
+pub fn rp_filter(ifname: &str) -> io::Result<u8> {
+    let path = conf_path(ifname, "rp_filter")?;
+    let s = fs::read_to_string(&path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    s.trim().parse().map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {s:?}", path.display()),
+        )
+    })
+}
+
+pub fn set_rp_filter(ifname: &str, value: u8) -> io::Result<()> {
+    let path = conf_path(ifname, "rp_filter")?;
+    fs::write(&path, format!("{value}\n"))
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -49,6 +49,8 @@ pub struct Mn {
     pub client: Client,
     pub t0: Instant,
     pub now: Instant,
+    /// When the client last handed out a datagram.
+    pub last_sent: Option<Instant>,
 }
 
 impl Mn {
@@ -60,6 +62,7 @@ impl Mn {
             client,
             t0,
             now: t0,
+            last_sent: None,
         }
     }
 
@@ -83,7 +86,29 @@ impl Mn {
     }
 
     pub fn transmits(&mut self) -> Vec<Transmit> {
-        std::iter::from_fn(|| self.client.poll_transmit()).collect()
+        let t: Vec<Transmit> = std::iter::from_fn(|| self.client.poll_transmit()).collect();
+        if !t.is_empty() {
+            self.last_sent = Some(self.now);
+        }
+        t
+    }
+
+    /// The corrected request after a denial (133, 136, 69, 75/138): held
+    /// until one second after the request it corrects (RFC 5944 §3.6.3),
+    /// then sent by the client's timer, not a moment sooner.
+    pub fn corrected(&mut self) -> Transmit {
+        let sent = self.last_sent.expect("a request went out before");
+        assert!(
+            self.transmits().is_empty(),
+            "corrected request sent at once"
+        );
+        let due = sent + Duration::from_secs(1);
+        if self.now < due {
+            self.advance(due - self.now - Duration::from_nanos(1));
+            assert!(self.transmits().is_empty(), "corrected request sent early");
+        }
+        assert_eq!(self.fire_next_timer(), due.max(self.now));
+        self.one_transmit()
     }
 
     pub fn one_transmit(&mut self) -> Transmit {

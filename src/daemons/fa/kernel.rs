@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::dataplane::{
@@ -48,6 +48,27 @@ pub struct Installed {
     rule: Option<RuleSpec>,
 }
 
+/// What mip4-fa holds in the kernel beyond its process, kept in its
+/// record under /run (`fa.state` beside the control socket) for the next
+/// instance (issue 13): after SIGKILL the next start removes the
+/// visitors' routes and neighbour entries, and the sysctls go back to
+/// the values the first instance found at the clean stop.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelRecord {
+    /// "mip4-fa": another daemon's record is not taken up.
+    pub daemon: String,
+    /// net.ipv4.ip_forward before the first instance turned it on.
+    pub ip_forward_was: Option<bool>,
+    /// net.ipv4.conf.IF.rp_filter of the served links before it was
+    /// turned off.
+    pub rp_filter_was: Vec<(String, u8)>,
+    /// Visitors installed: (served link, home address).
+    pub visitors: Vec<(String, Ipv4Addr)>,
+}
+
+const DAEMON: &str = "mip4-fa";
+
 /// The FA's data plane and what it installed per visitor.
 pub struct Installer {
     nl: Arc<Netlink>,
@@ -59,6 +80,7 @@ pub struct Installer {
     links: Vec<(String, u32)>,
     installed: HashMap<Ipv4Addr, Installed>,
     forward_was: Option<bool>,
+    rp_filter_was: Vec<(String, u8)>,
     table_route: Option<RouteSpec>,
 }
 
@@ -66,8 +88,17 @@ impl Installer {
     /// Starts the tunnel data plane (this end is "mobile node"-like: it
     /// tunnels *from* home addresses and accepts *to* them) and the
     /// reverse-tunnel table.
-    pub async fn start(cfg: &FaConfig, links: Vec<(String, u32)>) -> Result<Self, String> {
+    ///
+    /// `previous` is what an earlier instance recorded: what it left
+    /// (visitors, its rules and table) is removed first, and the values
+    /// of the sysctls it found stay the ones restored at shutdown.
+    pub async fn start(
+        cfg: &FaConfig,
+        links: Vec<(String, u32)>,
+        previous: &KernelRecord,
+    ) -> Result<Self, String> {
         let nl = Arc::new(Netlink::new().map_err(|e| format!("netlink: {e}"))?);
+        sweep(&nl, cfg.reverse_tunnel_table, &links, previous).await;
         let choice = match cfg.tunnel_backend {
             TunnelBackend::Auto => BackendChoice::Auto,
             TunnelBackend::Kernel => BackendChoice::Kernel,
@@ -92,9 +123,23 @@ impl Installer {
         // correspondent's source; visitors' datagrams enter the link with
         // a home address the routing table sends elsewhere: neither must
         // be judged by reverse-path filtering.
-        for name in std::iter::once(u.ifname()).chain(links.iter().map(|(n, _)| n.as_str())) {
+        if let Err(e) = sysctl::disable_rp_filter(u.ifname()) {
+            warn!("cannot disable rp_filter on {}: {e}", u.ifname());
+        }
+        let mut rp_filter_was = Vec::new();
+        for (name, _) in &links {
+            let was = previous
+                .rp_filter_was
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|&(_, v)| v)
+                .or_else(|| sysctl::rp_filter(name).ok());
             if let Err(e) = sysctl::disable_rp_filter(name) {
                 warn!("cannot disable rp_filter on {name}: {e}");
+                continue;
+            }
+            if let Some(v) = was.filter(|&v| v != 0) {
+                rp_filter_was.push((name.clone(), v));
             }
         }
         if std::fs::read_to_string("/proc/sys/net/ipv4/conf/all/rp_filter")
@@ -112,6 +157,7 @@ impl Installer {
             }
             Err(e) => return Err(format!("cannot read net.ipv4.ip_forward: {e}")),
         };
+        let forward_was = previous.ip_forward_was.or(forward_was);
         let mut me = Installer {
             nl,
             dp,
@@ -121,6 +167,7 @@ impl Installer {
             links,
             installed: HashMap::new(),
             forward_was,
+            rp_filter_was,
             table_route: None,
         };
         let route = RouteSpec::to_dev(Ipv4Addr::UNSPECIFIED, 0, tunnel_ifindex).in_table(me.table);
@@ -138,6 +185,22 @@ impl Installer {
 
     pub fn status(&self) -> DataPlaneStatus {
         self.dp.status()
+    }
+
+    /// What is installed now, for the daemon's record.
+    pub fn record(&self) -> KernelRecord {
+        let mut visitors: Vec<(String, Ipv4Addr)> = self
+            .installed
+            .values()
+            .map(|i| (i.interface.clone(), i.home_address))
+            .collect();
+        visitors.sort();
+        KernelRecord {
+            daemon: DAEMON.to_string(),
+            ip_forward_was: self.forward_was,
+            rp_filter_was: self.rp_filter_was.clone(),
+            visitors,
+        }
     }
 
     pub fn installed(&self) -> Vec<Installed> {
@@ -271,5 +334,47 @@ impl Installer {
                 warn!("cannot restore net.ipv4.ip_forward: {e}");
             }
         }
+        for (name, was) in std::mem::take(&mut self.rp_filter_was) {
+            if let Err(e) = sysctl::set_rp_filter(&name, was) {
+                warn!("cannot restore rp_filter on {name}: {e}");
+            }
+        }
+    }
+}
+
+/// Removes what an earlier instance of mip4-fa left when it was killed
+/// before its cleanup (issue 13): its reverse-tunnel rules (its priority,
+/// its table) and the table's route, and per visitor of its record the
+/// host route and neighbour entry on the served link. Nothing else.
+async fn sweep(nl: &Netlink, table: u32, links: &[(String, u32)], previous: &KernelRecord) {
+    let mut removed = 0;
+    match nl.del_rules_at(RULE_PRIORITY, table).await {
+        Ok(n) => removed += n,
+        Err(e) => warn!("cannot remove rules left by an earlier instance: {e}"),
+    }
+    match nl.del_routes_to(Ipv4Addr::UNSPECIFIED, 0, table).await {
+        Ok(n) => removed += n,
+        Err(e) => warn!("cannot remove routes left by an earlier instance: {e}"),
+    }
+    for (name, home) in &previous.visitors {
+        let Some(&(_, ifindex)) = links.iter().find(|(n, _)| n == name) else {
+            continue;
+        };
+        if nl
+            .del_route(&RouteSpec::to_dev(*home, 32, ifindex))
+            .await
+            .is_ok()
+        {
+            removed += 1;
+        }
+        if nl.del_neighbour(ifindex, *home).await.is_ok() {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        info!(
+            removed,
+            "left by an earlier instance of mip4-fa: rules, routes and neighbour entries removed"
+        );
     }
 }

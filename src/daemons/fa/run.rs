@@ -3,7 +3,9 @@
 //! to the core; its outputs go out in order (advertisements, relayed
 //! requests and replies, and per visitor the routes, neighbour entries and
 //! tunnels of [`super::kernel`]); the control socket ([`super::control`]);
-//! a SIGTERM shutdown removes everything it installed.
+//! a SIGTERM shutdown removes everything it installed; SIGHUP is logged
+//! and ignored (no reload). What it installed is recorded under /run
+//! (`fa.state`), so that a start after SIGKILL removes it first.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
@@ -17,11 +19,12 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
-use super::kernel::Installer;
+use super::kernel::{Installer, KernelRecord};
 use super::sockets::{icmp_socket, read_icmp, read_link, Event};
 use crate::daemons::control::{Query, Server};
+use crate::daemons::record;
 use crate::daemons::udp;
-use crate::daemons::wake::{sleep_until, StopSignals};
+use crate::daemons::wake::{hangup_ignored, sleep_until, Hangup, StopSignals};
 use crate::fa::link::{parse_mip_datagram, udp_datagram};
 use crate::fa::{Disposition, FaConfig, ForeignAgent, LinkRequest, Output};
 use crate::sys::async_fd;
@@ -36,6 +39,9 @@ pub(super) struct Daemon {
     link: Vec<Arc<AsyncFd<PacketSocket>>>,
     ident: u16,
     pub(super) started: Instant,
+    /// The record under /run and what it says, as last written.
+    state_file: std::path::PathBuf,
+    saved: KernelRecord,
 }
 
 /// Runs mip4-fa until SIGTERM or SIGINT.
@@ -80,7 +86,24 @@ pub async fn run(cfg: FaConfig) -> Result<(), String> {
         Event::Udp { src, data }
     });
 
-    let dp = Installer::start(&cfg, links).await?;
+    let state_file = cfg
+        .control_socket
+        .parent()
+        .unwrap_or_else(|| std::path::Path::new("."))
+        .join("fa.state");
+    let previous = match record::read::<KernelRecord>(&state_file) {
+        Ok(Some(r)) if r.daemon == "mip4-fa" => r,
+        Ok(Some(r)) => {
+            record::refused(&state_file, &format!("a record of {:?}", r.daemon));
+            KernelRecord::default()
+        }
+        Ok(None) => KernelRecord::default(),
+        Err(e) => {
+            record::refused(&state_file, &e.to_string());
+            KernelRecord::default()
+        }
+    };
+    let dp = Installer::start(&cfg, links, &previous).await?;
     let ctl_path = cfg.control_socket.clone();
     let (ctl_tx, mut ctl_rx) = mpsc::channel::<Query>(16);
     let control = Server {
@@ -109,9 +132,13 @@ pub async fn run(cfg: FaConfig) -> Result<(), String> {
         link,
         ident: rand::random(),
         started: Instant::now(),
+        state_file,
+        saved: KernelRecord::default(),
     };
+    d.save();
 
     let mut stop = StopSignals::new()?;
+    let mut hup = Hangup::new()?;
     d.fa.handle_timeout(Instant::now());
     d.apply().await;
     loop {
@@ -128,6 +155,7 @@ pub async fn run(cfg: FaConfig) -> Result<(), String> {
             Some((req, reply)) = ctl_rx.recv() => {
                 let _ = reply.send(d.answer(req));
             }
+            () = hup.recv() => hangup_ignored("mip4-fa"),
             s = stop.recv() => {
                 info!("{s}: shutting down");
                 break;
@@ -138,12 +166,25 @@ pub async fn run(cfg: FaConfig) -> Result<(), String> {
     d.fa.shutdown();
     d.apply().await;
     d.dp.shutdown().await;
+    d.save();
     control.abort();
     let _ = std::fs::remove_file(&ctl_path);
     Ok(())
 }
 
 impl Daemon {
+    /// Writes the record when what is installed changed.
+    fn save(&mut self) {
+        let r = self.dp.record();
+        if r == self.saved {
+            return;
+        }
+        if let Err(e) = record::write(&self.state_file, &r) {
+            warn!(state_file = %self.state_file.display(), "cannot save what is installed: {e}");
+        }
+        self.saved = r;
+    }
+
     fn handle(&mut self, ev: Event) {
         let now = Instant::now();
         let disp = match ev {
@@ -230,5 +271,6 @@ impl Daemon {
                 }
             }
         }
+        self.save();
     }
 }

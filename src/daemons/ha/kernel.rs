@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -41,6 +41,21 @@ pub struct Installed {
     route: RouteSpec,
 }
 
+/// What the daemon holds in the kernel beyond its process, as its record
+/// under /run keeps it for the next instance (issue 13: after SIGKILL,
+/// the next start removes what no restored binding owns, and restores
+/// `ip_forward` at its clean stop).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelRecord {
+    /// net.ipv4.ip_forward before the first instance turned it on.
+    pub ip_forward_was: Option<bool>,
+    /// Proxy ARP entries: (home link, home address).
+    pub proxy_arp: Vec<(String, Ipv4Addr)>,
+    /// The kernel backend's tunnel links.
+    pub links: Vec<String>,
+}
+
 /// The daemon's data plane and what it installed per binding.
 pub struct Installer {
     nl: Arc<Netlink>,
@@ -65,9 +80,13 @@ impl Installer {
     /// enabled), the userspace plane owns reads on the socket, keeps tunnel
     /// data and hands everything else to the channel. Returns whether it
     /// took the socket (the kernel backend cannot carry UDP tunnelling).
+    ///
+    /// `previous` is what an earlier instance recorded: the value of
+    /// `ip_forward` it found stays the one restored at shutdown.
     pub async fn start(
         cfg: &HaConfig,
         udp: Option<(Arc<UdpSocket>, mpsc::Sender<ControlMessage>)>,
+        previous: &KernelRecord,
     ) -> Result<(Self, bool), String> {
         let nl = Arc::new(Netlink::new().map_err(|e| format!("netlink: {e}"))?);
         let mut ucfg = UserspaceConfig::new(&cfg.tunnel_interface, Role::HomeAgent);
@@ -94,6 +113,9 @@ impl Installer {
             }
             Err(e) => return Err(format!("cannot read net.ipv4.ip_forward: {e}")),
         };
+        // An instance killed before its shutdown left it on: the value it
+        // found is the one to restore.
+        let forward_was = previous.ip_forward_was.or(forward_was);
         if let DataPlane::Userspace(u) = &dp {
             // Reverse-tunnelled datagrams enter through the device with a
             // home address as source; the host route points back into the
@@ -122,6 +144,89 @@ impl Installer {
     /// Backend, tunnels and (userspace) datagram counters.
     pub fn status(&self) -> DataPlaneStatus {
         self.dp.status()
+    }
+
+    /// What is installed now, for the daemon's record.
+    pub fn record(&self) -> KernelRecord {
+        let mut proxy_arp: Vec<(String, Ipv4Addr)> = self
+            .installed
+            .values()
+            .filter_map(|i| {
+                i.proxy_arp
+                    .as_ref()
+                    .map(|(n, _)| (n.clone(), i.home_address))
+            })
+            .collect();
+        proxy_arp.sort();
+        let mut links: Vec<String> = match self.dp.backend() {
+            Backend::Kernel => self
+                .installed
+                .values()
+                .map(|i| i.device.ifname.clone())
+                .collect(),
+            Backend::Userspace => Vec::new(),
+        };
+        links.sort();
+        KernelRecord {
+            ip_forward_was: self.forward_was,
+            proxy_arp,
+            links,
+        }
+    }
+
+    /// Removes what an earlier instance of this daemon left in the kernel
+    /// and no binding installed now owns (call after the restored bindings
+    /// are installed): the proxy ARP entries and tunnel links of its
+    /// record, and kernel tunnel links of this HA's own naming
+    /// ([`crate::dataplane::kernel::link_name`]) for the home addresses it
+    /// serves. Nothing else is touched.
+    pub async fn sweep(&mut self, cfg: &HaConfig, previous: &KernelRecord) {
+        for (ifname, home) in &previous.proxy_arp {
+            let ours = self.installed.get(home).and_then(|i| i.proxy_arp.as_ref());
+            if ours.is_some_and(|(n, _)| n == ifname) {
+                continue;
+            }
+            // A home link that is gone took its entries with it.
+            let Ok(ifindex) = self.nl.link_index(ifname).await else {
+                continue;
+            };
+            match self.nl.del_proxy_neighbour(ifindex, *home).await {
+                Ok(()) => {
+                    info!(home_address = %home, %ifname, "left by an earlier instance: proxy ARP entry removed")
+                }
+                Err(e) if e.errno() == Some(libc::ENOENT) => {}
+                Err(e) => warn!("cannot remove a proxy ARP entry left by an earlier instance: {e}"),
+            }
+        }
+        let served = |name: &str| -> bool {
+            if previous.links.iter().any(|l| l == name) {
+                return true;
+            }
+            let home = name
+                .strip_prefix("mip4-")
+                .filter(|h| h.len() == 8)
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                .map(Ipv4Addr::from);
+            home.is_some_and(|h| {
+                cfg.home_network_of(h).is_some()
+                    && (cfg.mobile_nodes.iter().any(|m| m.home_address == Some(h))
+                        || cfg.address_pool.is_some_and(|p| p.contains(h)))
+            })
+        };
+        let links = match self.nl.links().await {
+            Ok(l) => l,
+            Err(e) => return warn!("cannot list links to remove an earlier instance's: {e}"),
+        };
+        let mine: Vec<u32> = self.installed.values().map(|i| i.device.ifindex).collect();
+        for (ifindex, name) in links {
+            if !served(&name) || mine.contains(&ifindex) {
+                continue;
+            }
+            match self.nl.delete_link(ifindex).await {
+                Ok(()) => info!(link = %name, "left by an earlier instance: tunnel link removed"),
+                Err(e) => warn!("cannot remove link {name} left by an earlier instance: {e}"),
+            }
+        }
     }
 
     pub fn installed(&self) -> Vec<Installed> {

@@ -4,6 +4,14 @@
 //! ([`super::control`]), SIGHUP reload ([`super::config`]) and a SIGTERM
 //! shutdown that removes everything it installed.
 //!
+//! Restarts (issue 13): the binding cache, replay state and what is in
+//! the kernel are saved ([`super::state`]) on every change, before the
+//! reply that follows it. At start the bindings still within their
+//! lifetime are restored and installed before anything is answered, then
+//! whatever an earlier instance left that no restored binding owns is
+//! removed. A clean stop removes everything from the kernel but keeps the
+//! bindings in the record, so that a restart finds them.
+//!
 //! The loop owns all state; the control socket's tasks ask it through a
 //! channel, so no lock is ever held across a kernel request.
 
@@ -14,15 +22,15 @@ use std::time::{Instant, SystemTime};
 
 use rand::SeedableRng;
 use tokio::net::UdpSocket;
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use super::config;
-use super::kernel::Installer;
+use super::kernel::{Installer, KernelRecord};
+use super::state;
 use crate::daemons::control::{Query, Server};
 use crate::daemons::udp;
-use crate::daemons::wake::{sleep_until, StopSignals};
+use crate::daemons::wake::{sleep_until, Hangup, StopSignals};
 use crate::ha::{HaConfig, HomeAgent, Output};
 use crate::replay::NtpTimestamp;
 
@@ -35,10 +43,15 @@ pub(super) struct Daemon {
     /// The configuration as loaded (the core's copy may have UDP
     /// tunnelling turned off when the backend cannot carry it).
     udp_unavailable: bool,
+    /// What the record says of the kernel, as last written.
+    saved_kernel: KernelRecord,
+    /// The data plane carries RFC 3519 (it took the UDP socket at start).
+    udp_carried: bool,
 }
 
 /// Runs mip4-ha until SIGTERM or SIGINT; `path` is re-read on SIGHUP.
 pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
+    let (saved, previous) = state::load(&cfg.state_file, cfg.home_agent);
     let sock = Arc::new(
         UdpSocket::bind(SocketAddr::V4(cfg.listen))
             .await
@@ -48,7 +61,7 @@ pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
     // when it carries RFC 3519 tunnel data) or from our own reader.
     let (reg_tx, mut reg_rx) = mpsc::channel::<(SocketAddrV4, Vec<u8>)>(1024);
     let udp = cfg.udp_tunnelling.then(|| (sock.clone(), reg_tx.clone()));
-    let (dp, took_socket) = Installer::start(&cfg, udp).await?;
+    let (dp, took_socket) = Installer::start(&cfg, udp, &previous).await?;
     if !took_socket {
         udp::spawn_reader("Mobile IP socket", sock.clone(), reg_tx, |src, data| {
             (src, data)
@@ -83,9 +96,30 @@ pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
         sock,
         started: Instant::now(),
         udp_unavailable,
+        saved_kernel: previous.clone(),
+        udp_carried: took_socket,
     };
+    // Nothing is answered before the earlier instance's bindings are back
+    // in the kernel: requests and control queries wait in their channels.
+    if let Some(cache) = saved {
+        let r = d.ha.restore(cache, Instant::now(), SystemTime::now());
+        info!(
+            restored = r.bindings.len(),
+            expired = r.expired.len(),
+            refused = r.refused.len(),
+            replay_states = r.replay_states,
+            "binding cache of the previous instance taken up"
+        );
+        for (home, why) in &r.refused {
+            warn!(home_address = %home, "binding of the previous instance not restored: {why}");
+        }
+    }
+    d.apply().await;
+    let cfg_now = d.ha.config().clone();
+    d.dp.sweep(&cfg_now, &previous).await;
+    d.save(true);
 
-    let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("signal handler: {e}"))?;
+    let mut hup = Hangup::new()?;
     let mut stop = StopSignals::new()?;
     loop {
         tokio::select! {
@@ -102,8 +136,14 @@ pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
             Some((req, reply)) = ctl_rx.recv() => {
                 let _ = reply.send(d.answer(req));
             }
-            _ = hup.recv() => {
-                match config::load(&path) {
+            () = hup.recv() => {
+                let loaded = config::load(&path).map_err(|e| e.to_string()).and_then(|c| {
+                    match config::reload_refusal(d.ha.config(), &c, d.udp_carried || d.udp_unavailable) {
+                        Some(why) => Err(why),
+                        None => Ok(c),
+                    }
+                });
+                match loaded {
                     Ok(c) => {
                         match d.ha.reload(config::core_config(c, d.udp_unavailable)) {
                             Ok(()) => info!("configuration reloaded"),
@@ -121,9 +161,15 @@ pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
         }
     }
     info!("removing every binding, tunnel and route");
+    // The bindings stay in the record: a restart within their lifetime
+    // restores them; the kernel part says that nothing is installed.
+    let kept = d.ha.export(Instant::now(), SystemTime::now());
     d.ha.shutdown();
+    d.ha.take_changed();
     d.apply().await;
     d.dp.shutdown().await;
+    let c = d.ha.config();
+    state::save(&c.state_file, c.home_agent, kept, d.dp.record());
     control.abort();
     let _ = std::fs::remove_file(&ctl_path);
     Ok(())
@@ -134,14 +180,14 @@ impl Daemon {
     /// route are in place before its reply leaves (the core holds the reply
     /// until `install_result`), and gone before a deregistration is
     /// answered.
+    ///
+    /// Replies leave last, after the record is saved: an accepted reply
+    /// promises a binding that the next instance must know.
     async fn apply(&mut self) {
+        let mut replies = Vec::new();
         while let Some(o) = self.ha.poll_output() {
             match o {
-                Output::Transmit { dst, payload } => {
-                    if let Err(e) = self.sock.send_to(&payload, SocketAddr::V4(dst)).await {
-                        warn!(%dst, "cannot send reply: {e}");
-                    }
-                }
+                Output::Transmit { dst, payload } => replies.push((dst, payload)),
                 Output::BindingUp(b) => {
                     // The core answers the registration once it hears how
                     // this went: accepted, or 130 and the binding dropped.
@@ -159,5 +205,25 @@ impl Daemon {
                 }
             }
         }
+        let changed = self.ha.take_changed();
+        self.save(changed);
+        for (dst, payload) in replies {
+            if let Err(e) = self.sock.send_to(&payload, SocketAddr::V4(dst)).await {
+                warn!(%dst, "cannot send reply: {e}");
+            }
+        }
+    }
+
+    /// Saves the record when the core's state (`changed`) or what is in
+    /// the kernel changed since the last save.
+    fn save(&mut self, changed: bool) {
+        let kernel = self.dp.record();
+        if !changed && kernel == self.saved_kernel {
+            return;
+        }
+        let c = self.ha.config();
+        let cache = self.ha.export(Instant::now(), SystemTime::now());
+        state::save(&c.state_file, c.home_agent, cache, kernel.clone());
+        self.saved_kernel = kernel;
     }
 }

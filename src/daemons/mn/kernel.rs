@@ -410,6 +410,56 @@ impl Installer {
         result
     }
 
+    /// Removes what an earlier instance of mip4d left when it was killed
+    /// before its cleanup (issue 13), before anything is installed: its
+    /// rules (`from <home> lookup <table>` at its priority, `to <home
+    /// agent> lookup main` at the next), the default route of its table
+    /// (a blackhole while traffic was held), the home-address-source rule
+    /// (its table is looked up by nothing once the rule is gone) and the
+    /// kernel backend's link of its home address. The userspace TUN device, and with it its
+    /// address and routes, went with the process. Nothing else is touched.
+    pub async fn sweep(&self, home: Ipv4Addr) {
+        let mut left = Vec::new();
+        let rules = [
+            (self.priority, self.table),
+            (self.priority + 1, crate::netlink::route::TABLE_MAIN),
+            (self.source_table().1, self.source_table().0),
+        ];
+        for (priority, table) in rules {
+            match self.nl.del_rules_at(priority, table).await {
+                Ok(0) => {}
+                Ok(n) => left.push(format!("{n} rule(s) at priority {priority}")),
+                Err(e) => warn!(error = %e, "cannot remove rules left by an earlier instance"),
+            }
+        }
+        match self
+            .nl
+            .del_routes_to(Ipv4Addr::UNSPECIFIED, 0, self.table)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => left.push(format!("{n} route(s) in table {}", self.table)),
+            Err(e) => warn!(error = %e, "cannot remove routes left by an earlier instance"),
+        }
+        // (A home address the HA assigns, RFC 2794, is not known yet.)
+        let link = crate::dataplane::kernel::link_name(home);
+        let index = match home.is_unspecified() {
+            true => None,
+            false => self.nl.link_index(&link).await.ok(),
+        };
+        if let Some(ifindex) = index {
+            match self.nl.delete_link(ifindex).await {
+                Ok(()) => left.push(format!("link {link}")),
+                Err(e) => {
+                    warn!(error = %e, "cannot remove link {link} left by an earlier instance")
+                }
+            }
+        }
+        if !left.is_empty() {
+            info!(removed = %left.join(", "), "left by an earlier instance of mip4d: removed");
+        }
+    }
+
     /// Removes everything (exit): routes, address, tunnels.
     pub async fn remove_all(&mut self) {
         if let Err(e) = self.home_source(None).await {

@@ -1,7 +1,8 @@
 //! mip4d's loop around the sans-IO [`crate::mn::Node`]: rtnetlink events
 //! in, registration datagrams out and in, the node's actions carried out
-//! on the kernel, the control socket, and signals. Every decision is the
-//! node's; this module only moves things.
+//! on the kernel, the control socket, and signals (SIGHUP is logged and
+//! ignored: no reload). Every decision is the node's; this module only
+//! moves things.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use super::plugin::{self, PluginInput};
 use super::probe::ProbeSockets;
 use super::sockets::Sockets;
 use crate::daemons::control;
-use crate::daemons::wake::{sleep_until, StopSignals};
+use crate::daemons::wake::{hangup_ignored, sleep_until, Hangup, StopSignals};
 
 /// Interfaces that are never attachments: loopback and our own tunnels.
 fn is_own(cfg: &MnConfig, ifname: &str) -> bool {
@@ -45,7 +46,7 @@ pub(super) struct Daemon {
     pub(super) probes: ProbeSockets,
     bus: EventBus,
     /// The current plugin connection (the newest) and its writer, for
-    /// requests to charon (issue 5's bypass and VPN actions).
+    /// requests to charon (the probe bypass and the VPN actions).
     pub(super) plugin: Option<(u64, tokio::net::unix::OwnedWriteHalf)>,
     pub(super) plugin_msgs: u64,
     /// Ids of requests to charon (initiate/terminate the VPN).
@@ -288,6 +289,7 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
     .await
     .map_err(|e| format!("tunnel data plane: {e}"))?;
     let installer = Installer::new(nl.clone(), dp, cfg.routing_table, cfg.rule_priority);
+    installer.sweep(cfg.node.registration.home_address).await;
     let mut node_cfg = cfg.node.clone();
     node_cfg.with_charon = cfg.plugin_socket.is_some();
     let node = Node::new(node_cfg, clock.instant(), SystemTime::now())
@@ -310,6 +312,7 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
         None => None,
     };
     let mut stop = StopSignals::new()?;
+    let mut hup = Hangup::new()?;
     let mut d = Daemon {
         node,
         nl: nl.clone(),
@@ -367,6 +370,7 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
             Some((req, tx)) = queries.recv() => {
                 let _ = tx.send(d.answer(req));
             }
+            () = hup.recv() => hangup_ignored("mip4d"),
             Some(input) = plugin_rx.recv() => {
                 d.plugin_input(Instant::now(), input).await;
             }

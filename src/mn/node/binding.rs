@@ -109,6 +109,8 @@ impl Node {
                     },
                 );
                 info!(care_of = %binding.care_of_address, lifetime = binding.lifetime.as_secs(), renewal, "registration accepted");
+                // The i-HA's binding names our care-of address again.
+                self.stray_replaced();
                 if self.stopping {
                     return;
                 }
@@ -149,8 +151,13 @@ impl Node {
                     },
                 );
                 info!(care_of = %care_of_address, "deregistered");
+                if care_of_address == self.client.home_address() {
+                    // From home: every binding is gone (RFC 5944 §3.6.1.1).
+                    self.stray_replaced();
+                }
                 if self.stopping {
-                    self.finish(now, "deregistration accepted");
+                    self.deregistering = false;
+                    self.finish_when_done(now, "deregistration accepted");
                 } else if self.state != State::AtHome {
                     self.tunnel_down(now, "binding removed");
                 }
@@ -176,9 +183,11 @@ impl Node {
                 );
                 warn!(%code, by, purpose = purpose_name(purpose), authenticated, "registration denied");
                 if self.stopping {
-                    self.finish(now, &format!("deregistration denied: {code}"));
+                    self.deregistering = false;
+                    self.finish_when_done(now, &format!("deregistration denied: {code}"));
                     return;
                 }
+                self.deregister_stray(now, "the registration meant to replace it was denied");
                 if let (Purpose::Register | Purpose::Renew, Some(care_of)) =
                     (purpose, self.access.care_of())
                 {
@@ -206,9 +215,11 @@ impl Node {
                     attempts, "no reply from the home agent"
                 );
                 if self.stopping {
-                    self.finish(now, "home agent did not answer the deregistration");
+                    self.deregistering = false;
+                    self.finish_when_done(now, "home agent did not answer the deregistration");
                     return;
                 }
+                self.deregister_stray(now, "the registration meant to replace it got no answer");
                 if let (Purpose::Renew, Access::C { care_of }, true) =
                     (purpose, &self.access, self.detector.is_some())
                 {

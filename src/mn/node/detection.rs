@@ -215,6 +215,8 @@ impl Node {
             // Other attachments without a verdict are probed next.
             self.evaluate(now, None, &why);
         } else {
+            // RFC 5265 §4.3 ignored by the i-HA: the decision below, or
+            // `stray_binding`, replaces or removes its binding at once.
             if o.cause == Cause::AcceptedWithoutTnc && self.in_mc() {
                 // The i-HA took the probe as a registration: its binding
                 // now names the untrusted address. Put the TIA back at
@@ -231,6 +233,9 @@ impl Node {
             }
             self.evaluate(now, None, &why);
             self.after_untrusted(now, &why);
+            if let Some(client) = o.stray {
+                self.stray_binding(now, &o.ifname, o.address, client);
+            }
         }
     }
 
@@ -249,6 +254,7 @@ impl Node {
             return;
         }
         self.client.adopt(client);
+        self.stray_replaced();
         self.client.set_reverse_tunnel(self.cfg.reverse_tunnel);
         self.stats.moves += u64::from(self.access.care_of().is_some_and(|c| c != addr));
         self.access = Access::C { care_of: addr };

@@ -30,6 +30,8 @@
 //! - `binding`: registering through the client and what its outcomes mean;
 //! - `mc`: VPN inputs and mode 'mc';
 //! - `detection`: the probe, its verdicts and monitoring;
+//! - `stray`: the i-HA's binding from a probe accepted without TNC,
+//!   replaced or deregistered at once, and deregistered on shutdown;
 //! - `tunnel`: the tunnel, its MTU, the home agent rule, holding traffic;
 //! - `reason`: why, typed, each decision with the RFC rule it follows;
 //! - `action`, `event`, `status`, `config`: the types the daemon sees.
@@ -60,6 +62,7 @@ mod mc;
 mod reason;
 mod state;
 mod status;
+mod stray;
 mod tunnel;
 
 pub use action::{Action, HomeSource, VpnRequest};
@@ -125,6 +128,11 @@ pub struct Node {
     kernel: Kernel,
     retry_at: Option<Instant>,
     stopping: bool,
+    /// The shutdown's deregistration of the node's binding is under way.
+    deregistering: bool,
+    /// The i-HA's binding to an untrusted address, from a probe it
+    /// accepted without TNC (`stray`).
+    stray: Option<stray::Stray>,
     out: Outbox,
     stats: NodeStats,
     /// The mode last reported in a `mode_changed` event.
@@ -168,6 +176,8 @@ impl Node {
             out: Outbox::default(),
             retry_at: None,
             stopping: false,
+            deregistering: false,
+            stray: None,
             stats: NodeStats::default(),
             mode_shown: None,
             vpn: VpnView::default(),
@@ -388,6 +398,11 @@ impl Node {
             self.settle(now);
             return;
         }
+        if self.stray_owns(payload) {
+            self.stray_datagram(now, from, payload);
+            self.settle(now);
+            return;
+        }
         self.client.handle_datagram(now, from, payload);
         self.drain_client(now);
         self.settle(now);
@@ -418,6 +433,7 @@ impl Node {
             }
         }
         self.monitor_timeout(now);
+        self.stray_handle_timeout(now);
         self.client.handle_timeout(now);
         self.drain_client(now);
         self.settle(now);
@@ -425,7 +441,9 @@ impl Node {
 
     /// Begins a clean exit: with `deregister`, a registered binding is
     /// deregistered first (lifetime 0, RFC 5944 §3.6.1.1); the tunnel is
-    /// removed when that ends (or at once without it). The daemon calls
+    /// removed when that ends (or at once without it). A binding the
+    /// i-HA holds to an untrusted address (a probe accepted without TNC)
+    /// is deregistered whatever `deregister` says. The daemon calls
     /// [`finish`](Self::finish) if the home agent never answers.
     pub fn shutdown(&mut self, now: Instant, deregister: bool) {
         self.stopping = true;
@@ -433,17 +451,37 @@ impl Node {
         self.monitor = None;
         self.cancel_probe(now, "shutting down");
         let usable = self.access.care_of().filter(|c| self.source_usable(*c));
-        match (deregister, self.client.binding().is_some(), usable) {
-            (true, true, Some(care_of)) => {
-                self.client.deregister(now);
+        if let (true, true, Some(care_of)) = (deregister, self.client.binding().is_some(), usable) {
+            self.client.deregister(now);
+            self.deregistering = true;
+            self.set_state(
+                now,
+                State::Deregistering { care_of },
+                "shutting down: deregistering the binding",
+            );
+            self.drain_client(now);
+        }
+        self.deregister_stray(now, "shutting down");
+        if let (false, Some(care_of)) = (self.deregistering, self.stray_care_of()) {
+            if self.stray_pending() {
                 self.set_state(
                     now,
                     State::Deregistering { care_of },
-                    "shutting down: deregistering the binding",
+                    "shutting down: deregistering the i-HA's binding to an untrusted address",
                 );
-                self.drain_client(now);
             }
-            _ => self.finish(now, "shutting down"),
+        }
+        self.finish_when_done(now, "shutting down");
+    }
+
+    /// Finishes the shutdown once no deregistration is outstanding.
+    fn finish_when_done(&mut self, now: Instant, reason: &str) {
+        if self.stopping
+            && !self.deregistering
+            && !self.stray_pending()
+            && self.state != State::Stopped
+        {
+            self.finish(now, reason);
         }
     }
 
@@ -469,6 +507,7 @@ impl Node {
     pub fn poll_timeout(&self) -> Option<Instant> {
         [
             self.client.poll_timeout(),
+            self.stray_timeout(),
             self.retry_at,
             self.detector.as_ref().and_then(|d| d.poll_timeout()),
             self.monitor.and_then(|(r, _)| r),

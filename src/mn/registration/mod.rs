@@ -19,7 +19,12 @@
 //!   and by home address (or NAI, RFC 2794), then authenticated with the
 //!   MN-HA extension before anything in it is believed (§3.6.2.1);
 //! - retransmission with exponential backoff, never faster than once a
-//!   second, capped by the requested lifetime (§3.6.3); a new
+//!   second, capped by the requested lifetime (§3.6.3); a corrected
+//!   request after a denial repeats the same registration, so it too
+//!   leaves no sooner than one second after the request it corrects
+//!   (§3.6.3: "The minimum time between Registration Requests MUST NOT
+//!   be less than 1 second"; §3.6.2.4 and §5.7 ask for the corrected
+//!   parameters, not for haste); a new
 //!   Identification per retransmission with timestamps, the same request
 //!   with nonces (§3.6.3, §5.7);
 //! - renewal before the granted lifetime runs out, counting the lifetime
@@ -70,7 +75,11 @@ struct Pending {
     last_sent: Instant,
     attempts: u32,
     timeout: Duration,
+    /// When to act next: retransmit, give up, or send a held request.
     deadline: Instant,
+    /// A corrected request (after 133, 136, 69, 75/138) waiting for
+    /// §3.6.3's one-second floor: not on the wire yet, signed when sent.
+    held: bool,
     resyncs: u32,
     ha_switched: bool,
     lifetime_adjusted: bool,
@@ -339,10 +348,11 @@ impl Client {
     }
 
     /// The Identification (low-order 32 bits, RFC 5944 §3.6.2.1) of the
-    /// outstanding request.
+    /// outstanding request (none while a corrected request is held).
     pub fn pending_identification(&self) -> Option<u32> {
         self.pending
             .as_ref()
+            .filter(|p| !p.held)
             .map(|p| replay::mn_half(p.request.identification))
     }
 
@@ -391,7 +401,9 @@ impl Client {
         }
         if let Some(p) = &self.pending {
             if now >= p.deadline {
-                if p.attempts >= self.config.retransmit.max_attempts {
+                if p.held {
+                    self.send_held(now);
+                } else if p.attempts >= self.config.retransmit.max_attempts {
                     self.give_up(now);
                 } else {
                     self.retransmit(now);

@@ -31,7 +31,8 @@ impl Client {
             }
         };
         let mine = replay::mn_half(reply.identification);
-        let Some(p) = &self.pending else {
+        // A held corrected request is not on the wire: nothing answers it.
+        let Some(p) = self.pending.as_ref().filter(|p| !p.held) else {
             self.drop_unmatched(mine, from);
             return;
         };

@@ -65,6 +65,7 @@ impl Client {
             attempts: 0,
             timeout: initial,
             deadline: now,
+            held: false,
             resyncs: 0,
             ha_switched: false,
             lifetime_adjusted: false,
@@ -152,8 +153,13 @@ impl Client {
         self.send(now, p, true);
     }
 
-    /// Sends a corrected request at once (after 133, 136, 69, 75/138):
-    /// a fresh exchange with a fresh retransmission budget.
+    /// Sends a corrected request (after 133, 136, 69, 75/138): a fresh
+    /// exchange with a fresh retransmission budget. It repeats the
+    /// registration just denied, so RFC 5944 §3.6.3's floor holds: "The
+    /// minimum time between Registration Requests MUST NOT be less than
+    /// 1 second". A denial comes back within a round trip, so the
+    /// corrected request is held until one second after the last one
+    /// left, and signed only then (a fresh timestamp, §5.7).
     pub(super) fn resend(&mut self, now: Instant, mut p: Pending) {
         remember(
             &mut self.superseded_ids,
@@ -161,6 +167,24 @@ impl Client {
         );
         p.attempts = 0;
         p.timeout = self.config.retransmit.initial_timeout;
+        let due = self
+            .last_request_at
+            .map_or(now, |t| t + MIN_RETRANSMIT_INTERVAL);
+        if due > now {
+            debug!(purpose = ?p.purpose, wait_ms = (due - now).as_millis() as u64, "corrected request held for the one-second floor (§3.6.3)");
+            p.held = true;
+            p.deadline = due;
+            self.pending = Some(p);
+            return;
+        }
+        self.sign_new_identification(now, &mut p);
+        self.send(now, p, false);
+    }
+
+    /// Sends the corrected request [`resend`](Self::resend) held.
+    pub(super) fn send_held(&mut self, now: Instant) {
+        let mut p = self.pending.take().expect("caller checked");
+        p.held = false;
         self.sign_new_identification(now, &mut p);
         self.send(now, p, false);
     }

@@ -1,0 +1,90 @@
+//! The lab's own verbs: the MN attached and moved, variables set,
+//! events marked, figures computed from events and other figures.
+
+use super::{now, Args, Run};
+use crate::lab::{Error, Result};
+
+impl Run<'_> {
+    /// lab::attach NET: first attachment of the MN.
+    /// lab::move NET: the measured move (event `address_change`).
+    pub(super) fn attach(&mut self, a: &Args) -> Result<()> {
+        let net = self.next_net(a.arg(1)?)?;
+        let net = net.as_str();
+        let host = self.lab.spec.access(net)?.host.clone();
+        let from = self.lab.attached(&host).map(str::to_string);
+        let before = now();
+        self.lab.attach(net)?;
+        // The change counts from its first command; the data
+        // checks after it (`path_time`) from the moment the old
+        // path was gone, the end of the detach: under the kernel
+        // tier's emulation a process start takes ~0.1 s, and
+        // echoes sent before the break still went through.
+        let gone = self.lab.left_at().unwrap_or(before);
+        // ${MN_ADDR}: the MN's address on the network it is on now.
+        let addr = self.lab.spec.access(net)?.addr.clone();
+        let addr = addr.split('/').next().unwrap_or_default().to_string();
+        self.vars.insert("MN_ADDR".into(), addr);
+        let name = if a.words[0] == "move" {
+            "address_change"
+        } else {
+            "attached"
+        };
+        let took_ms = ((now() - before) * 1e4).round() / 10.0;
+        self.emit_at(
+            name,
+            &host,
+            serde_json::json!({"from": from, "to": net, "took_ms": took_ms,
+                "path_gone_ms": ((gone - before) * 1e4).round() / 10.0, "path_gone_t": gone}),
+            before,
+        );
+        Ok(())
+    }
+
+    /// lab::figure NAME FROM TO: ms between two events.
+    pub(super) fn figure(&mut self, a: &Args) -> Result<()> {
+        let (fig, from, to) = (a.arg(1)?, a.arg(2)?, a.arg(3)?);
+        let ms = (self.event_time(to)? - self.event_time(from)?) * 1e3;
+        self.figures
+            .insert(fig.to_string(), (ms * 10.0).round() / 10.0);
+        Ok(())
+    }
+
+    /// lab::delta NAME A B: figure A - figure B (e.g. a counter
+    /// after and before a move).
+    pub(super) fn delta(&mut self, a: &Args) -> Result<()> {
+        let (fig, a, b) = (a.arg(1)?, a.arg(2)?, a.arg(3)?);
+        let d = self.figure_value(a)? - self.figure_value(b)?;
+        self.figures.insert(fig.to_string(), d);
+        Ok(())
+    }
+
+    /// lab::ratio NAME A B: figure A / figure B.
+    pub(super) fn ratio(&mut self, a: &Args) -> Result<()> {
+        let (fig, a, b) = (a.arg(1)?, a.arg(2)?, a.arg(3)?);
+        let r = self.figure_value(a)? / self.figure_value(b)?;
+        self.figures
+            .insert(fig.to_string(), (r * 100.0).round() / 100.0);
+        Ok(())
+    }
+
+    /// lab::set VAR WORDS...: ${VAR} = the words.
+    pub(super) fn set_var(&mut self, a: &Args) -> Result<()> {
+        let v = a.words.get(2..).unwrap_or_default().join(" ");
+        self.vars.insert(a.arg(1)?.to_string(), v);
+        Ok(())
+    }
+
+    /// lab::mark EVENT: an event now (e.g. a fault's end, for `after`).
+    pub(super) fn mark(&mut self, a: &Args) -> Result<()> {
+        self.emit(a.arg(1)?, "", serde_json::json!({}));
+        Ok(())
+    }
+
+    /// Figure `k` of this run so far.
+    fn figure_value(&self, k: &str) -> Result<f64> {
+        self.figures
+            .get(k)
+            .copied()
+            .ok_or_else(|| Error::Other(format!("no figure `{k}`")))
+    }
+}

@@ -1,0 +1,251 @@
+//! The traffic verbs: ping and TCP streams across the lab, waited on
+//! after an event, and their figures (RTT, loss, longest gap).
+
+use std::path::PathBuf;
+
+use super::{Args, Run};
+use crate::lab::netns::Process;
+use crate::lab::stream::TcpProbe;
+use crate::lab::{wait, Error, Result};
+
+impl Run<'_> {
+    /// lab::pinger NAME HOST SRC DST: continuous ping, 20 ms apart.
+    pub(super) fn pinger(&mut self, a: &Args) -> Result<()> {
+        let (name, host, src, dst) = (a.arg(1)?, a.arg(2)?, a.arg(3)?, a.arg(4)?);
+        let ns = self.lab.host(host)?;
+        let out = self.work.path().join(format!("ping-{name}.txt"));
+        let mut cmd = ns.command("ping");
+        cmd.args(["-D", "-n", "-i", "0.02", "-W", "1", "-I", src, dst]);
+        let p = ns.spawn(&format!("ping-{name}"), cmd, &out)?;
+        self.pingers
+            .insert(name.to_string(), Pinger { out, _process: p });
+        self.emit(
+            "pinger_started",
+            host,
+            serde_json::json!({"name": name, "src": src, "dst": dst}),
+        );
+        Ok(())
+    }
+
+    /// lab::wait-reply NAME AFTER EVENT [SECS]: the first reply to
+    /// an echo sent after event AFTER.
+    pub(super) fn wait_reply(&mut self, a: &Args) -> Result<()> {
+        let (name, after, event) = (a.arg(1)?, a.arg(2)?, a.arg(3)?);
+        let t0 = self.path_time(after)?;
+        let p = self
+            .pingers
+            .get(name)
+            .ok_or_else(|| Error::Other(format!("no pinger `{name}`")))?;
+        let what = format!("a reply on pinger `{name}` after `{after}`");
+        let ((t, rtt), _) = wait::until(a.secs(4, 20)?, &what, || {
+            p.replies().into_iter().find(|(t, rtt)| t - rtt / 1e3 >= t0)
+        })?;
+        let lost = p.replies().iter().filter(|(rt, _)| *rt >= t0).count();
+        self.emit_at(
+            event,
+            "",
+            serde_json::json!({"pinger": name, "rtt_ms": rtt, "replies_since": lost}),
+            t,
+        );
+        Ok(())
+    }
+
+    /// lab::rtt HOST DST FIGURE [COUNT]: average ping RTT, ms.
+    pub(super) fn rtt(&mut self, a: &Args) -> Result<()> {
+        let (host, dst, fig) = (a.arg(1)?, a.arg(2)?, a.arg(3)?);
+        let count = a.words.get(4).copied().unwrap_or("5");
+        let ns = self.lab.host(host)?;
+        let out = ns.exec("ping", &["-n", "-q", "-c", count, "-i", "0.05", dst])?;
+        let avg = out
+            .lines()
+            .find(|l| l.starts_with("rtt"))
+            .and_then(|l| l.split('=').nth(1)?.split('/').nth(1)?.trim().parse().ok())
+            .ok_or_else(|| Error::Other(format!("no RTT in ping output: {out}")))?;
+        self.figures.insert(fig.to_string(), avg);
+        self.emit(
+            "rtt",
+            host,
+            serde_json::json!({"dst": dst, "figure": fig, "avg_ms": avg}),
+        );
+        Ok(())
+    }
+
+    /// lab::tcp-stream NAME CLIENT_HOST SERVER_HOST ADDR:PORT: a
+    /// checked echo stream from CLIENT_HOST to a server on ADDR.
+    pub(super) fn tcp_stream(&mut self, a: &Args) -> Result<()> {
+        let (name, client, server, addr) = (a.arg(1)?, a.arg(2)?, a.arg(3)?, a.arg(4)?);
+        let addr: std::net::SocketAddrV4 = addr
+            .parse()
+            .map_err(|_| Error::Other(format!("`{addr}`: expected ADDR:PORT")))?;
+        let probe = TcpProbe::start(
+            self.lab.host(server)?.name(),
+            addr,
+            self.lab.host(client)?.name(),
+        )?;
+        let st = probe.state();
+        self.streams.insert(name.to_string(), probe);
+        self.emit(
+            "tcp_connected",
+            client,
+            serde_json::json!({
+                "stream": name,
+                "client": st.client.map(|c| c.to_string()),
+                "server": addr.to_string(),
+            }),
+        );
+        Ok(())
+    }
+
+    /// lab::wait-stream NAME AFTER EVENT [SECS]: the stream's echo
+    /// carries bytes written after event AFTER (they crossed the
+    /// path as it is since AFTER).
+    pub(super) fn wait_stream(&mut self, a: &Args) -> Result<()> {
+        let (name, after, event) = (a.arg(1)?, a.arg(2)?, a.arg(3)?);
+        let t0 = self.path_time(after)?;
+        let probe = self
+            .streams
+            .get(name)
+            .ok_or_else(|| Error::Other(format!("no stream `{name}`")))?;
+        let what = format!("stream `{name}` echoing bytes written after `{after}`");
+        let r = wait::until(a.secs(4, 20)?, &what, || {
+            let st = probe.state();
+            if st.error.is_some() {
+                return Some(Err(st));
+            }
+            // A byte written after t0: the first write's end.
+            let n = st.sent_by(t0);
+            st.echoed_past(n).map(|t| Ok((t, st)))
+        });
+        let (t, st) = match r? {
+            (Ok(v), _) => v,
+            (Err(st), _) => {
+                return Err(Error::Other(format!(
+                    "stream `{name}` broke: {}",
+                    st.describe()
+                )))
+            }
+        };
+        self.emit_at(
+            event,
+            "",
+            serde_json::json!({
+                "stream": name,
+                "connections": st.accepted,
+                "client": st.client.map(|c| c.to_string()),
+                // The source the server saw (the home address for a
+                // stream the MN opened).
+                "peer": st.server_peer.map(|c| c.to_string()),
+                "bytes_sent": st.bytes_sent(),
+                "bytes_echoed": st.bytes_echoed(),
+            }),
+            t,
+        );
+        Ok(())
+    }
+
+    /// lab::stream-gap NAME FIGURE: the stream's longest stall, ms.
+    pub(super) fn stream_gap(&mut self, a: &Args) -> Result<()> {
+        let (name, fig) = (a.arg(1)?, a.arg(2)?);
+        let st = self
+            .streams
+            .get(name)
+            .ok_or_else(|| Error::Other(format!("no stream `{name}`")))?
+            .state();
+        self.figures
+            .insert(fig.to_string(), (st.longest_gap_ms() * 10.0).round() / 10.0);
+        Ok(())
+    }
+
+    /// lab::ping-lost NAME AROUND FIGURE: echoes of pinger NAME
+    /// lost around event AROUND (see `lost_around`).
+    pub(super) fn ping_lost(&mut self, a: &Args) -> Result<()> {
+        let (name, around, fig) = (a.arg(1)?, a.arg(2)?, a.arg(3)?);
+        let t0 = self.path_time(around)?;
+        let p = self
+            .pingers
+            .get(name)
+            .ok_or_else(|| Error::Other(format!("no pinger `{name}`")))?;
+        let lost = lost_around(&p.replies_seq(), t0).ok_or_else(|| {
+            Error::Other(format!(
+                "pinger `{name}`: no replies on both sides of `{around}`"
+            ))
+        })?;
+        self.figures.insert(fig.to_string(), lost as f64);
+        Ok(())
+    }
+}
+
+/// A background `ping -D` whose replies are read from its output file.
+pub(super) struct Pinger {
+    out: PathBuf,
+    _process: Process,
+}
+
+impl Pinger {
+    /// Replies as (unix time received, rtt ms).
+    fn replies(&self) -> Vec<(f64, f64)> {
+        self.replies_seq()
+            .into_iter()
+            .map(|(t, rtt, _)| (t, rtt))
+            .collect()
+    }
+
+    /// Replies as (unix time received, rtt ms, icmp_seq).
+    fn replies_seq(&self) -> Vec<(f64, f64, u64)> {
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        parse_ping(&text)
+    }
+}
+
+/// `ping -D` reply lines as (unix time received, rtt ms, icmp_seq).
+fn parse_ping(text: &str) -> Vec<(f64, f64, u64)> {
+    let field = |l: &str, key: &str| -> Option<String> {
+        Some(l.split(key).nth(1)?.split_whitespace().next()?.to_string())
+    };
+    text.lines()
+        .filter_map(|l| {
+            // [1700000000.123456] 64 bytes from 10.1.2.2: icmp_seq=5 ttl=62 time=21.3 ms
+            let t: f64 = l.strip_prefix('[')?.split(']').next()?.parse().ok()?;
+            let rtt: f64 = field(l, "time=")?.parse().ok()?;
+            let seq: u64 = field(l, "icmp_seq=")?.parse().ok()?;
+            Some((t, rtt, seq))
+        })
+        .collect()
+}
+
+/// Echoes lost around unix time `t0`: the sequence numbers missing
+/// between the last reply to an echo sent before `t0` and the first reply
+/// to one sent at or after it (echoes in flight when the path broke count).
+fn lost_around(replies: &[(f64, f64, u64)], t0: f64) -> Option<u64> {
+    let sent = |r: &(f64, f64, u64)| r.0 - r.1 / 1e3;
+    let before = replies.iter().filter(|r| sent(r) < t0).map(|r| r.2).max()?;
+    let after = replies
+        .iter()
+        .filter(|r| sent(r) >= t0)
+        .map(|r| r.2)
+        .min()?;
+    let replied: std::collections::BTreeSet<u64> = replies.iter().map(|r| r.2).collect();
+    Some((before + 1..after).filter(|n| !replied.contains(n)).count() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ping_loss_counts_the_gap_around_the_move() {
+        let text = "\
+[100.000] 64 bytes from 10.1.100.5: icmp_seq=1 ttl=62 time=20.0 ms
+[100.020] 64 bytes from 10.1.100.5: icmp_seq=2 ttl=62 time=20.0 ms
+[100.600] 64 bytes from 10.1.100.5: icmp_seq=31 ttl=62 time=20.0 ms
+[100.620] 64 bytes from 10.1.100.5: icmp_seq=32 ttl=62 time=20.0 ms
+";
+        let r = parse_ping(text);
+        assert_eq!(r.len(), 4);
+        assert_eq!(r[2], (100.6, 20.0, 31));
+        // The path broke at 100.01: echoes 3..=30 never came back.
+        assert_eq!(lost_around(&r, 100.01), Some(28));
+        // No reply after the event: no figure rather than a wrong one.
+        assert_eq!(lost_around(&r, 101.0), None);
+    }
+}

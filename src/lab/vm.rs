@@ -1,0 +1,563 @@
+//! The kernel tier: the lab's scenarios in a QEMU guest that runs Debian
+//! 12's stock kernel, where charon's kernel-netlink carries ESP, mip4d and
+//! mip4-ha get kernel ipip tunnels and netem delays the links
+//! (`mip4-lab run NAME... --vm`, `make check-vm`).
+//!
+//! - The guest's parts come from `scripts/vm/image.sh`: a pristine cache
+//!   (debootstrap minbase root, the kernel package pinned by version) and,
+//!   per run, a fresh copy of the root with the project's own
+//!   `install-deps.sh --runtime` run inside: the tier is also the
+//!   fresh-machine test of that list.
+//! - QEMU under TCG (KVM on these machines cannot boot Debian's kernel:
+//!   ../shared/KERNEL-VM.md), the uncompressed vmlinux through qboot, the
+//!   root and the host's binaries and lab data over virtio-9p, each at the
+//!   same path as on the host, so the guest runs the very `mip4-lab` the
+//!   host built, with the same scenario files.
+//! - One boot runs several scenarios. The guest writes each scenario's
+//!   JSON lines, exit status and logs into the run share; the host prints
+//!   the lines as they come, and kills a guest that does not boot or hangs.
+//!   Its console log stays beside the scenarios' logs.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{Error, Result};
+
+/// The QEMU system emulator (qemu-system-x86); `MIP4_VM_QEMU` names
+/// another (the fault tests give one that is not there).
+pub fn qemu() -> String {
+    std::env::var("MIP4_VM_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into())
+}
+/// qboot: boots the PVH vmlinux in a fraction of SeaBIOS's time.
+pub const QBOOT: &str = "/usr/share/qemu/qboot.rom";
+
+/// The VPN gateway's IKE daemon in the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Gateway {
+    #[default]
+    StrongSwan,
+    /// libreswan's pluto, in a root of its own (RFC 4093 §5.4: gateways of
+    /// more than one vendor).
+    Libreswan,
+}
+
+impl std::str::FromStr for Gateway {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "strongswan" => Ok(Gateway::StrongSwan),
+            "libreswan" => Ok(Gateway::Libreswan),
+            _ => Err(format!("unknown gateway `{s}` (strongswan or libreswan)")),
+        }
+    }
+}
+
+/// Where the guest mounts the libreswan root.
+const LIBRESWAN_MOUNT: &str = "/mnt/libreswan";
+
+/// One boot of the kernel tier.
+#[derive(Debug, Clone)]
+pub struct VmOptions {
+    /// The project folder (scripts/vm, lab/).
+    pub project: PathBuf,
+    /// The lab folder the scenarios come from.
+    pub lab_dir: PathBuf,
+    /// Where mip4-lab, mip4d, mip4-ha, mip4ctl and libmip4.so are.
+    pub bin_dir: PathBuf,
+    /// The pristine cache (default `build/vm` in the project).
+    pub cache: PathBuf,
+    pub scenarios: Vec<String>,
+    pub gateway: Gateway,
+    /// `--charon-plugin` for the guest's lab.
+    pub charon_plugins: Vec<String>,
+    /// From QEMU's start until the guest's init runs.
+    pub boot_timeout: Duration,
+    /// Per scenario, inside the guest.
+    pub scenario_timeout: Duration,
+}
+
+impl VmOptions {
+    pub fn new(project: &Path, lab_dir: &Path, bin_dir: &Path, scenarios: Vec<String>) -> Self {
+        VmOptions {
+            project: project.to_path_buf(),
+            lab_dir: lab_dir.to_path_buf(),
+            bin_dir: bin_dir.to_path_buf(),
+            cache: std::env::var_os("MIP4_VM_CACHE")
+                .map_or_else(|| project.join("build/vm"), PathBuf::from),
+            scenarios,
+            gateway: Gateway::StrongSwan,
+            charon_plugins: Vec::new(),
+            // MIP4_VM_BOOT_TIMEOUT (seconds): the fault test of a guest
+            // that never boots.
+            boot_timeout: Duration::from_secs(
+                std::env::var("MIP4_VM_BOOT_TIMEOUT")
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(90),
+            ),
+            scenario_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What one scenario did in the guest.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub scenario: String,
+    /// The guest mip4-lab's exit status.
+    pub status: i32,
+    /// Its `--json` summary line, if it printed one.
+    pub summary: Option<serde_json::Value>,
+}
+
+impl Outcome {
+    pub fn passed(&self) -> bool {
+        self.status == 0
+    }
+}
+
+/// The kernel tier's host side: checks, image, boot, results. Logs (the
+/// console's and each scenario's) are kept in the run folder, whose path
+/// [`run`] reports through `on_line` as a `vm` line.
+pub fn run(opts: &VmOptions, on_line: &mut dyn FnMut(&serde_json::Value)) -> Result<Vec<Outcome>> {
+    preflight()?;
+    for name in &opts.scenarios {
+        if !opts.lab_dir.join("scenarios").join(name).is_dir() {
+            return Err(Error::Other(format!(
+                "no scenario `{name}` in {} (see `mip4-lab list`)",
+                opts.lab_dir.display()
+            )));
+        }
+    }
+    let lab = opts.bin_dir.join("mip4-lab");
+    if !lab.is_file() {
+        return Err(Error::Other(format!(
+            "{} not found: build it first (cargo build --bins --lib)",
+            lab.display()
+        )));
+    }
+    let run_dir = opts.cache.join("runs").join(super::netns::unique_prefix());
+    let share = run_dir.join("share");
+    mkdir(&share.join("logs"))?;
+    let _root = RootGuard(run_dir.clone());
+    on_line(&serde_json::json!({"type": "vm", "event": "image", "run_dir": run_dir}));
+    image(opts, &run_dir)?;
+    write_share(opts, &share)?;
+    let console = share.join("logs").join("console.log");
+    let started = Instant::now();
+    let mut qemu = Guest::boot(opts, &run_dir, &console)?;
+    let outcomes = qemu.follow(opts, &share, &console, on_line);
+    let took = started.elapsed().as_secs_f64();
+    on_line(
+        &serde_json::json!({"type": "vm", "event": "powered_off", "boot_to_off_s": (took * 10.0).round() / 10.0, "console": console}),
+    );
+    // As the host lab: the logs of a passing run go (MIP4_LAB_KEEP=1
+    // keeps them), those of a failed or killed one stay.
+    let keep = std::env::var_os("MIP4_LAB_KEEP").is_some_and(|v| v == "1");
+    if !keep
+        && outcomes
+            .as_ref()
+            .is_ok_and(|o| o.iter().all(Outcome::passed))
+    {
+        let _ = std::fs::remove_dir_all(&run_dir);
+    }
+    outcomes
+}
+
+/// The host's side of the tier: root (9p passthrough, chroot), QEMU and
+/// qboot, and the image tools. Each missing piece names its fix.
+pub fn preflight() -> Result<()> {
+    let mut missing = Vec::new();
+    if !nix::unistd::geteuid().is_root() {
+        missing.push("root privileges (9p passthrough, chroot)".to_string());
+    }
+    let qemu = qemu();
+    if !super::scenario::have(&qemu) {
+        missing.push(format!("QEMU ({qemu} from qemu-system-x86)"));
+    }
+    for (path, what) in [
+        (QBOOT, "qboot (qemu-system-x86)"),
+        ("/usr/sbin/debootstrap", "debootstrap"),
+        ("/bin/busybox", "busybox (busybox-static)"),
+        ("/usr/bin/xz", "xz (xz-utils)"),
+    ] {
+        if !Path::new(path).exists() {
+            missing.push(format!("{what}: {path} not found"));
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Other(format!(
+            "the kernel tier cannot run here, missing: {}; run scripts/install-deps.sh",
+            missing.join("; ")
+        )))
+    }
+}
+
+fn mkdir(p: &Path) -> Result<()> {
+    std::fs::create_dir_all(p).map_err(|source| Error::Io {
+        path: p.display().to_string(),
+        source,
+    })
+}
+
+fn write(p: &Path, text: &str) -> Result<()> {
+    std::fs::write(p, text).map_err(|source| Error::Io {
+        path: p.display().to_string(),
+        source,
+    })
+}
+
+/// The guest roots are big (~200 MB each): gone after the run, whatever
+/// happened; the logs in `share/` stay.
+struct RootGuard(PathBuf);
+
+impl Drop for RootGuard {
+    fn drop(&mut self) {
+        for r in ["root", "root-libreswan"] {
+            let _ = std::fs::remove_dir_all(self.0.join(r));
+        }
+    }
+}
+
+/// `scripts/vm/image.sh root CACHE RUN [libreswan]`: its progress and
+/// errors go to our stderr; a failure is the run's error.
+fn image(opts: &VmOptions, run_dir: &Path) -> Result<()> {
+    let script = opts.project.join("scripts/vm/image.sh");
+    let mut cmd = Command::new(&script);
+    cmd.arg("root").arg(&opts.cache).arg(run_dir);
+    if opts.gateway == Gateway::Libreswan {
+        cmd.arg("libreswan");
+    }
+    let status = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|source| Error::Spawn {
+            cmd: script.display().to_string(),
+            source,
+        })?;
+    if !status.success() {
+        return Err(Error::Other(format!(
+            "the guest image was not made ({} {status}); its message is above",
+            script.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The host folders the guest mounts at the same paths, read-only.
+fn shared_folders(opts: &VmOptions) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    for p in [&opts.project, &opts.lab_dir, &opts.bin_dir] {
+        let p = p.canonicalize().unwrap_or_else(|_| p.clone());
+        if !out.iter().any(|o| p.starts_with(o)) {
+            out.retain(|o| !o.starts_with(&p));
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The run share: `mounts` (tag and path of each shared folder) and
+/// `script.sh`, which runs each scenario with the guest's mip4-lab and
+/// leaves `NAME.jsonl`, `NAME.stderr`, `NAME.rc` and `logs/NAME/`.
+fn write_share(opts: &VmOptions, share: &Path) -> Result<()> {
+    let mut mounts: String = shared_folders(opts)
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("m{i} {}\n", p.display()))
+        .collect();
+    if opts.gateway == Gateway::Libreswan {
+        // pluto writes into its root (its config, NSS): read-write.
+        mounts.push_str(&format!("lsw {LIBRESWAN_MOUNT} rw\n"));
+    }
+    write(&share.join("mounts"), &mounts)?;
+    let mut lab = format!(
+        "{} --lab-dir {}",
+        opts.bin_dir.join("mip4-lab").display(),
+        opts.lab_dir.display()
+    );
+    for p in &opts.charon_plugins {
+        lab.push_str(&format!(" --charon-plugin {p}"));
+    }
+    let gateway = match opts.gateway {
+        Gateway::StrongSwan => "",
+        Gateway::Libreswan => " --gateway libreswan",
+    };
+    let mut script = String::from(
+        "# Written by mip4-lab --vm: the scenarios, one after another.\n\
+         set -u\n\
+         # TCG is several times slower than the host: the lab's waits allow for it.\n\
+         export MIP4_LAB_TIMEOUT_SCALE=4 MIP4_LAB_KEEP=1 TMPDIR=/tmp/lab\n\
+         # Modules first: their load time stays out of the measured figures.\n\
+         modprobe -a -q esp4 xfrm_user xfrm4_tunnel ipip sch_netem veth tun overlay gcm ghash-generic nf_tables\n\
+         echo \"mip4-vm: modules $(cut -d' ' -f1 /proc/modules | tr '\\n' ' ')\"\n",
+    );
+    if opts.gateway == Gateway::Libreswan {
+        script.push_str(&format!(
+            "export MIP4_LAB_LIBRESWAN_ROOT={LIBRESWAN_MOUNT}\n"
+        ));
+    }
+    for name in &opts.scenarios {
+        script.push_str(&format!(
+            "mkdir -p $TMPDIR\n\
+             echo \"mip4-vm: {name} start\" >/dev/console\n\
+             {lab} run {name} --json{gateway} >/mnt/run/{name}.jsonl.part 2>/mnt/run/{name}.stderr\n\
+             rc=$?\n\
+             mv /mnt/run/{name}.jsonl.part /mnt/run/{name}.jsonl\n\
+             mkdir -p /mnt/run/logs/{name}\n\
+             tar -C $TMPDIR --exclude=plugins -cf - . 2>/dev/null | tar -C /mnt/run/logs/{name} -xf -\n\
+             rm -rf $TMPDIR\n\
+             echo $rc >/mnt/run/{name}.rc.part\n\
+             mv /mnt/run/{name}.rc.part /mnt/run/{name}.rc\n\
+             echo \"mip4-vm: {name} exit $rc\" >/dev/console\n"
+        ));
+    }
+    write(&share.join("script.sh"), &script)
+}
+
+/// A running QEMU; killed when dropped.
+struct Guest {
+    child: Child,
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Guest {
+    fn boot(opts: &VmOptions, run_dir: &Path, console: &Path) -> Result<Guest> {
+        let log = std::fs::File::create(console).map_err(|source| Error::Io {
+            path: console.display().to_string(),
+            source,
+        })?;
+        let err = log.try_clone().map_err(|source| Error::Io {
+            path: console.display().to_string(),
+            source,
+        })?;
+        let virtfs = |path: &Path, tag: &str, ro: bool| {
+            format!(
+                "local,path={},mount_tag={tag},security_model=passthrough,id={tag}{}",
+                path.display(),
+                if ro { ",readonly=on" } else { "" }
+            )
+        };
+        let mut cmd = Command::new(qemu());
+        // TCG: KVM on these machines cannot boot Debian's kernel.
+        cmd.args(["-accel", "tcg", "-m", "1024", "-smp", "1"])
+            .args(["-nographic", "-no-reboot", "-nic", "none"])
+            .args(["-bios", QBOOT])
+            .arg("-kernel")
+            .arg(run_dir.join("vmlinux"))
+            .arg("-initrd")
+            .arg(run_dir.join("initramfs.gz"))
+            .args(["-append", "console=ttyS0 quiet loglevel=3 panic=-1"])
+            .arg("-virtfs")
+            .arg(virtfs(&run_dir.join("root"), "root", false))
+            .arg("-virtfs")
+            .arg(virtfs(&run_dir.join("share"), "run", false));
+        for (i, p) in shared_folders(opts).iter().enumerate() {
+            cmd.arg("-virtfs").arg(virtfs(p, &format!("m{i}"), true));
+        }
+        if opts.gateway == Gateway::Libreswan {
+            cmd.arg("-virtfs")
+                .arg(virtfs(&run_dir.join("root-libreswan"), "lsw", false));
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .map_err(|source| Error::Spawn {
+                cmd: qemu(),
+                source,
+            })?;
+        Ok(Guest { child })
+    }
+
+    /// Follows the guest until it powers off: prints each scenario's lines
+    /// as they come, kills it when it does not boot or a scenario hangs.
+    fn follow(
+        &mut self,
+        opts: &VmOptions,
+        share: &Path,
+        console: &Path,
+        on_line: &mut dyn FnMut(&serde_json::Value),
+    ) -> Result<Vec<Outcome>> {
+        let start = Instant::now();
+        let mut booted = None;
+        let mut outcomes = Vec::new();
+        let mut tails: BTreeMap<String, u64> = BTreeMap::new();
+        let mut current = 0usize;
+        let mut since = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(console).unwrap_or_default();
+            if booted.is_none() && text.contains("mip4-vm: kernel") {
+                booted = Some(start.elapsed());
+                on_line(&serde_json::json!({"type": "vm", "event": "booted",
+                    "boot_s": (start.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+                    "kernel": text.split("mip4-vm: kernel ").nth(1).and_then(|t| t.split_whitespace().next())}));
+                since = Instant::now();
+            }
+            // The scenario now running: stream its lines.
+            while let Some(name) = opts.scenarios.get(current) {
+                let part = share.join(format!("{name}.jsonl.part"));
+                let done = share.join(format!("{name}.jsonl"));
+                let finished = done.exists();
+                let file = if finished { &done } else { &part };
+                let off = tails.entry(name.clone()).or_default();
+                let (lines, new_off) = read_lines(file, *off);
+                *off = new_off;
+                let mut summary = None;
+                for l in lines {
+                    let v: serde_json::Value = serde_json::from_str(&l)
+                        .unwrap_or_else(|_| serde_json::json!({"type": "guest", "line": l}));
+                    if v["type"] == "summary" {
+                        summary = Some(v.clone());
+                    }
+                    on_line(&v);
+                }
+                if let Some(s) = summary {
+                    outcomes.push(Outcome {
+                        scenario: name.clone(),
+                        status: -1,
+                        summary: Some(s),
+                    });
+                }
+                // The guest writes the status to `NAME.rc.part` and renames
+                // it, so a status file seen here is complete (read while it
+                // was being written, an empty one made a passing scenario
+                // count as failed). The jsonl rename comes before the
+                // status: once both are there and the lines were read from
+                // the renamed file, all were.
+                let rc = std::fs::read_to_string(share.join(format!("{name}.rc")));
+                let Ok(rc) = rc else { break };
+                if !finished {
+                    break;
+                }
+                let status = rc.trim().parse().unwrap_or(-1);
+                match outcomes.iter_mut().find(|o| &o.scenario == name) {
+                    Some(o) => o.status = status,
+                    None => outcomes.push(Outcome {
+                        scenario: name.clone(),
+                        status,
+                        summary: None,
+                    }),
+                }
+                current += 1;
+                since = Instant::now();
+            }
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            let killed = |what: String| {
+                Error::Other(format!(
+                    "{what}: QEMU killed; console log {} (and the guest's own output in {})",
+                    console.display(),
+                    share.join("logs").display()
+                ))
+            };
+            if booted.is_none() && start.elapsed() > opts.boot_timeout {
+                let _ = self.child.kill();
+                return Err(killed(format!(
+                    "the guest never booted within {:?} (no `mip4-vm: kernel` line on its console)",
+                    opts.boot_timeout
+                )));
+            }
+            if booted.is_some() && since.elapsed() > opts.scenario_timeout {
+                let _ = self.child.kill();
+                let what = match opts.scenarios.get(current) {
+                    Some(n) => format!(
+                        "scenario `{n}` did not end within {:?}",
+                        opts.scenario_timeout
+                    ),
+                    None => "the guest did not power off after the last scenario".to_string(),
+                };
+                return Err(killed(format!("the guest hung: {what}")));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if current < opts.scenarios.len() {
+            let name = &opts.scenarios[current];
+            let tail =
+                std::fs::read_to_string(share.join(format!("{name}.stderr"))).unwrap_or_default();
+            let tail: Vec<&str> = tail.lines().rev().take(5).collect();
+            return Err(Error::Other(format!(
+                "the guest powered off during scenario `{name}` (console log {}){}",
+                console.display(),
+                if tail.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; its last words: {}",
+                        tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                    )
+                }
+            )));
+        }
+        Ok(outcomes)
+    }
+}
+
+/// Whole lines of `path` from byte `off` on, and the offset after them.
+fn read_lines(path: &Path, off: u64) -> (Vec<String>, u64) {
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return (Vec::new(), off);
+    };
+    let mut buf = String::new();
+    if f.seek(SeekFrom::Start(off)).is_err() || f.read_to_string(&mut buf).is_err() {
+        return (Vec::new(), off);
+    }
+    let Some(end) = buf.rfind('\n') else {
+        return (Vec::new(), off);
+    };
+    let lines = buf[..end].lines().map(str::to_string).collect();
+    (lines, off + end as u64 + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_lines_keeps_a_partial_line_for_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.jsonl");
+        std::fs::write(&p, "{\"a\":1}\n{\"b\"").unwrap();
+        let (lines, off) = read_lines(&p, 0);
+        assert_eq!(lines, vec!["{\"a\":1}"]);
+        std::fs::write(&p, "{\"a\":1}\n{\"b\":2}\n").unwrap();
+        let (lines, _) = read_lines(&p, off);
+        assert_eq!(lines, vec!["{\"b\":2}"]);
+    }
+
+    #[test]
+    fn shared_folders_nest_into_one() {
+        let mut o = VmOptions::new(
+            Path::new("/p"),
+            Path::new("/p/lab"),
+            Path::new("/p/target/debug"),
+            vec![],
+        );
+        assert_eq!(shared_folders(&o), vec![PathBuf::from("/p")]);
+        o.bin_dir = PathBuf::from("/t/debug");
+        assert_eq!(
+            shared_folders(&o),
+            vec![PathBuf::from("/p"), PathBuf::from("/t/debug")]
+        );
+    }
+
+    #[test]
+    fn gateway_names() {
+        assert_eq!("libreswan".parse(), Ok(Gateway::Libreswan));
+        assert!("openswan".parse::<Gateway>().is_err());
+    }
+}
