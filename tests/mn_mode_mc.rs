@@ -434,7 +434,7 @@ fn everything_from(exclude: &[&str]) -> Option<HomeSource> {
     })
 }
 
-/// Issue 10 §1: what the node opens itself leaves from the home address
+/// What the node opens itself leaves from the home address
 /// in mode 'c' and in mode 'mc', so it survives the moves; the home agent
 /// (outer datagrams, registrations), the gateway (IKE) and the on-link
 /// prefixes keep the kernel's choice; at home nothing is asked, and the

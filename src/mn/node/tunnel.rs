@@ -186,7 +186,7 @@ impl Node {
 }
 
 impl Node {
-    /// Issue 10 §1: while a tunnel is up (modes 'c' and 'mc'), what the
+    /// While a tunnel is up (modes 'c' and 'mc'), what the
     /// node itself opens leaves from the home address, so it survives
     /// the next move ([`HomeSource`]). Asked again whenever the
     /// exclusions change (the VPN gateway, the on-link prefixes); at
