@@ -45,12 +45,13 @@ runtime_packages=(
 	iproute2 nftables iptables tcpdump
 	iputils-ping            # the lab's scenarios ping through the tunnels
 	kmod                    # modprobe: the kernel loads esp4, ipip, netem on demand
+	procps                  # /bin/kill: the shipped units' ExecReload (not in a minbase)
 )
 case "$gateway" in
 strongswan) ;;
 libreswan)
 	# pluto, in a root of its own (conflicts with strongSwan's packages).
-	runtime_packages=(libreswan iproute2 nftables iptables tcpdump iputils-ping kmod)
+	runtime_packages=(libreswan iproute2 nftables iptables tcpdump iputils-ping kmod procps)
 	;;
 *)
 	echo "install-deps: unknown gateway $gateway (strongswan or libreswan)" >&2
@@ -68,6 +69,7 @@ build_packages=(
 	debootstrap             # the kernel tier's guest root
 	busybox-static          # the kernel tier's initramfs
 	xz-utils                # the kernel tier: vmlinux out of vmlinuz
+	systemd                 # systemd-analyze: tests/packaging_install.rs checks the units
 )
 packages=("${runtime_packages[@]}")
 [[ $runtime == yes ]] || packages+=("${build_packages[@]}")

@@ -51,7 +51,13 @@ impl Netns {
             .args(["netns", "exec", &self.0])
             .args(cmd)
             .output()
-            .unwrap();
+            .unwrap_or_else(|e| panic!("ip netns exec {} {cmd:?}: {e}", self.0));
+        assert!(
+            out.status.success(),
+            "ip netns exec {} {cmd:?}: {}",
+            self.0,
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
     /// A UDP socket that lives in this namespace: a helper thread enters
@@ -602,7 +608,7 @@ fn kernel_state(ns: &Netns) -> (String, usize, String) {
     let routes = ns.output(&["ip", "-4", "route", "show", "root", "10.1.0.0/24"]);
     let links = ns.output(&["ip", "-o", "link", "show"]);
     let tunnels = links.lines().filter(|l| l.contains("mip4ha0")).count();
-    let forward = ns.output(&["sysctl", "-n", "net.ipv4.ip_forward"]);
+    let forward = ns.output(&["cat", "/proc/sys/net/ipv4/ip_forward"]);
     (routes, tunnels, forward.trim().to_string())
 }
 

@@ -8,7 +8,8 @@
 
 mod plugin_support;
 
-use std::process::Command;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use std::time::Duration;
 
 use mip4::lab::charon::Charon;
@@ -50,9 +51,9 @@ fn charon_stops_within_2s_while_mip4d_never_reads() {
     }
     assert!(stalled.connections() >= 1);
 
-    let pid = mn_c.process_mut().pid().to_string();
-    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(status.success(), "kill -TERM {pid}");
+    let pid = mn_c.process_mut().pid();
+    kill(Pid::from_raw(pid), Signal::SIGTERM)
+        .unwrap_or_else(|e| panic!("SIGTERM to charon {pid}: {e}"));
     let stopped = wait::until(STOP_BOUND, "charon to exit after SIGTERM", || {
         (!mn_c.process_mut().is_running()).then_some(())
     });
