@@ -25,7 +25,7 @@ extern "C" {
 #endif
 
 /** Version of this ABI; mip4_bridge_init refuses a shim built for another. */
-#define MIP4_ABI_VERSION 2
+#define MIP4_ABI_VERSION 3
 
 /** Longest connection/child name copied (including the terminating NUL). */
 #define MIP4_NAME_LEN 64
@@ -94,6 +94,9 @@ typedef struct mip4_event_t {
 	/** virtual IPs: local ones for handle_vips, the peer's for assign_vips */
 	uint32_t vip_count;
 	mip4_addr_t vips[MIP4_MAX_VIPS];
+	/** 1 if the IKE_SA negotiated MOBIKE (ike_sa's EXT_MOBIKE extension:
+	 *  both ends sent MOBIKE_SUPPORTED, RFC 4555 §3.1), else 0; 0 for roam */
+	uint32_t mobike;
 } mip4_event_t;
 
 /** Actions mip4d may ask of charon (executed on a charon job). */
@@ -137,6 +140,11 @@ typedef struct mip4_settings_t {
 	const char *connections;
 	/** highest charon level Rust logs at (charon.plugins.mip4.loglevel) */
 	int loglevel;
+	/** charon's own interface filter as loaded, NULL if unset:
+	 *  charon.interfaces_use and charon.interfaces_ignore (comma-separated
+	 *  exact names; with interfaces_use set, only those are used) */
+	const char *interfaces_use;
+	const char *interfaces_ignore;
 } mip4_settings_t;
 
 /**

@@ -62,6 +62,7 @@ void mip4_copy_ike_sa(mip4_event_t *ev, ike_sa_t *ike_sa, bool local_vips)
 	mip4_copy_host(&ev->local, ike_sa->get_my_host(ike_sa));
 	mip4_copy_host(&ev->remote, ike_sa->get_other_host(ike_sa));
 	mip4_copy_ifname(ev->local_ifname, ike_sa->get_my_host(ike_sa));
+	ev->mobike = ike_sa->supports_extension(ike_sa, EXT_MOBIKE);
 
 	ev->vip_count = 0;
 	enumerator = ike_sa->create_virtual_ip_enumerator(ike_sa, local_vips);

@@ -86,6 +86,12 @@ static bool plugin_cb(private_mip4_plugin_t *this,
 							"%s.plugins.mip4.connections", "", lib->ns),
 			.loglevel = lib->settings->get_int(lib->settings,
 							"%s.plugins.mip4.loglevel", 1, lib->ns),
+			/* what charon's kernel interface read at its start: mip4d
+			 * warns when its tunnel devices are not excluded */
+			.interfaces_use = lib->settings->get_str(lib->settings,
+							"%s.interfaces_use", NULL, lib->ns),
+			.interfaces_ignore = lib->settings->get_str(lib->settings,
+							"%s.interfaces_ignore", NULL, lib->ns),
 		};
 		if (mip4_bridge_init(MIP4_ABI_VERSION, &ops, &settings) != 0)
 		{

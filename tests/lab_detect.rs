@@ -9,7 +9,7 @@
 
 mod lab_support;
 
-use lab_support::{event, figure, run_passing, same_stream};
+use lab_support::{event, figure, home_stream_kept, run_passing, same_stream};
 
 const HOA: &str = "10.1.100.5";
 const EXT_A: &str = "192.0.2.100";
@@ -59,6 +59,7 @@ fn lab_enter_enterprise_switches_to_mode_c_on_an_authenticated_tnc() {
 
     // The same TCP connection, moving again after the switch to mode 'c'.
     same_stream(&s, "stream_flowing", "stream_resumed");
+    home_stream_kept(&s, "out_flowing", "out_resumed");
     assert!(event(&s, "stream_resumed").t > mode_c);
     assert!(event(&s, "ping_resumed").t > mode_c);
     for f in [
@@ -112,6 +113,7 @@ fn lab_leave_enterprise_holds_traffic_then_registers_the_tia_through_the_vpn() {
 
     // The same TCP connection carried on.
     same_stream(&s, "stream_flowing", "stream_resumed");
+    home_stream_kept(&s, "out_flowing", "out_resumed");
     assert!(event(&s, "stream_resumed").t > change);
     for f in [
         "move_to_verdict_ms",
@@ -254,6 +256,7 @@ fn lab_bounce_ends_inside_in_mode_c_with_the_same_stream() {
 
     // One TCP connection through all three moves.
     same_stream(&s, "stream_flowing", "stream_resumed");
+    home_stream_kept(&s, "out_flowing", "out_resumed");
     for f in [
         "leg1_to_mode_c_ms",
         "leg2_to_verdict_ms",

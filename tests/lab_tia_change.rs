@@ -8,7 +8,7 @@
 
 mod lab_support;
 
-use lab_support::{event, figure, run_passing, same_stream};
+use lab_support::{event, figure, home_stream_kept, run_passing, same_stream};
 
 #[test]
 fn lab_tia_change_registers_the_new_tia_at_once_and_keeps_the_stream() {
@@ -44,6 +44,8 @@ fn lab_tia_change_registers_the_new_tia_at_once_and_keeps_the_stream() {
     // The same TCP connection through both TIAs and after the old VPN.
     same_stream(&s, "stream_flowing", "stream_via_b");
     same_stream(&s, "stream_flowing", "stream_after_terminate");
+    home_stream_kept(&s, "out_flowing", "out_via_b");
+    home_stream_kept(&s, "out_flowing", "out_resumed");
     assert!(t("stream_after_terminate") > t("vpn_terminated"));
 
     for f in [

@@ -7,6 +7,8 @@
 //! on. Runs the mip4d, mip4-ha and mip4ctl cargo built for this test run.
 //! Needs root: fails with the missing piece named otherwise.
 
+mod lab_support;
+
 use std::path::PathBuf;
 
 use mip4::lab::scenario::{run, RunOptions, Scenario, Summary};
@@ -82,6 +84,9 @@ fn lab_trusted_move_keeps_binding_ping_and_tcp_stream() {
         .find(|c| c.command.starts_with("tcp-stream"))
         .expect("the stream check ran");
     assert!(intact.ok, "{intact:?}");
+    // The MN's own unbound stream to the CN: from the home address,
+    // the same connection after the move.
+    lab_support::home_stream_kept(&s, "out_flowing", "out_resumed");
 
     // The ping resumed after the move.
     assert!(t("ping_resumed") > t("address_change"));

@@ -9,7 +9,7 @@
 
 mod lab_support;
 
-use lab_support::{event, figure, run_passing, same_stream};
+use lab_support::{event, figure, home_stream_kept, run_passing, same_stream};
 
 const HOA: &str = "10.1.100.5";
 
@@ -59,6 +59,7 @@ fn lab_untrusted_move_keeps_tia_binding_and_stream_without_a_registration() {
     // The TCP stream: one connection throughout, bytes echoed after the
     // move; the ping resumed too.
     same_stream(&s, "stream_flowing", "stream_resumed");
+    home_stream_kept(&s, "out_flowing", "out_resumed");
     let change = event(&s, "address_change").t;
     assert!(event(&s, "stream_resumed").t > change);
     assert!(event(&s, "ping_resumed").t > change);

@@ -36,8 +36,20 @@ const MN_B: &str = "203.0.113.101";
 const T: Duration = Duration::from_secs(25);
 
 fn build() -> Lab {
+    let mut lab = topology();
+    // What a deployment sets (docs/mip4d.md): charon keeps off mip4d's
+    // tunnel device.
+    lab.mn_charon_settings = "    interfaces_ignore = mip4mn0\n".into();
+    lab.start_charons("vpngw");
+    lab.start_ha();
+    lab.start_mip4d("mip4d.log");
+    lab
+}
+
+/// The namespaces and their links and routes, nothing started.
+fn topology() -> Lab {
     preflight().expect("lab preflight");
-    let mut lab = Lab::new("mode-mc", HOA, &["vpngw"]);
+    let lab = Lab::new("mode-mc", HOA, &["vpngw"]);
     let (gw, ha, mn, cn) = (lab.host("vpngw"), &lab.ha, &lab.mn, &lab.cn);
     veth(mn, "eth0", gw, "eth0").unwrap();
     veth(gw, "int0", ha, "ha0").unwrap();
@@ -56,10 +68,6 @@ fn build() -> Lab {
     ha.route("default", "10.1.0.1").unwrap();
     cn.add_addr("cn0", &format!("{CN}/24")).unwrap();
     cn.route("default", "10.1.3.1").unwrap();
-
-    lab.start_charons("vpngw");
-    lab.start_ha();
-    lab.start_mip4d("mip4d.log");
     lab
 }
 
@@ -115,6 +123,9 @@ fn mode_mc_registers_the_tia_through_the_vpn_and_a_mobike_move_costs_no_registra
     );
     assert_eq!(b["reverse_tunnel"], true, "{b}");
     assert!(b["flags"].as_str().unwrap().contains('T'), "{b}");
+    // charon ignores the tunnel device and the IKE_SA has MOBIKE:
+    // nothing to warn of.
+    assert_eq!(st["warnings"], serde_json::json!([]), "{st}");
 
     // The correspondent reaches the home address: HA -> IP in IP -> ESP.
     lab.must(wait::until(
@@ -275,4 +286,62 @@ fn mip4d_restart_and_charon_restart_converge_without_manual_action() {
             .any(|e| e["event"] == "request_sent" && e["care_of"] == tia.as_str()),
         "the restarted VPN's TIA was registered: {ev:#?}"
     );
+}
+
+/// The guardrails with a real charon and the plugin: charon was not told
+/// to ignore mip4d's tunnel device, and the VPN connection has
+/// `mobike = no`. mip4d warns of each in its status, as an event and in
+/// its log, naming what to set.
+#[test]
+fn mip4d_warns_when_charon_may_use_the_tunnel_device_and_when_an_ike_sa_lacks_mobike() {
+    let mut lab = topology();
+    lab.mn_swanctl = lab.config_file("swanctl-no-mobike.conf");
+    lab.start_ha();
+    lab.start_mip4d("mip4d.log");
+    // Subscribed before charon starts: its plugin's Hello comes after.
+    let events = lab.subscribe();
+    lab.start_charons("vpngw");
+    let warning = |kind: &'static str| {
+        move |ev: &Vec<Value>| ev.iter().find(|e| e["warning"] == kind).cloned()
+    };
+    let devices = lab.must(wait::until(T, "the tunnel device warning", || {
+        warning("tunnel_devices_not_ignored")(&events.lock().unwrap())
+    }));
+    let st = lab.mn_status().unwrap();
+    assert_eq!(devices["event"], "warning", "{devices}");
+    assert_eq!(st["tunnel_backend"], "userspace", "the host has no ipip");
+    assert_eq!(
+        devices["devices"],
+        serde_json::json!(["mip4mn0"]),
+        "{devices}"
+    );
+    assert_eq!(devices["fix"], "charon.interfaces_ignore = mip4mn0");
+    assert_eq!(
+        st["warnings"][0]["warning"], "tunnel_devices_not_ignored",
+        "{st}"
+    );
+    assert_eq!(st["warnings"][0]["message"], devices["message"]);
+
+    lab.mn_charon().initiate("net").unwrap();
+    let no_mobike = lab.must(wait::until(T, "the no-MOBIKE warning", || {
+        warning("no_mobike")(&events.lock().unwrap())
+    }));
+    assert_eq!(no_mobike["connection"], "vpn", "{no_mobike}");
+    let st = lab.mn_status().unwrap();
+    let kinds: Vec<&Value> = st["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| &w["warning"])
+        .collect();
+    assert_eq!(kinds, ["tunnel_devices_not_ignored", "no_mobike"], "{st}");
+    let log = std::fs::read_to_string(lab.dir.path().join("mip4d.log")).unwrap();
+    for w in [&devices, &no_mobike] {
+        let first_line = w["message"].as_str().unwrap();
+        assert!(log.contains(first_line), "not in mip4d.log: {first_line}");
+    }
+    // The VPN still works without MOBIKE: the TIA is registered.
+    lab.must(wait::until(T, "mip4d registered the TIA", || {
+        lab.mn_status().filter(|s| s["state"] == "registered")
+    }));
 }

@@ -14,7 +14,8 @@ mod support;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use mip4::mn::node::{NodeConfig, NodeEvent};
+use ipnet::Ipv4Net;
+use mip4::mn::node::{HomeSource, NodeConfig, NodeEvent};
 use mip4::mn::{Action, Mode, PathMtu, State, TrustPolicy, VpnInput, VpnSa};
 use mip4::wire::{Flags, ReplyCode, MIP_PORT};
 use support::{HA, HOA};
@@ -419,4 +420,109 @@ fn a_lost_plugin_holds_the_traffic_until_a_tia_is_registered_again() {
         .actions()
         .iter()
         .any(|a| matches!(a, Action::ReleaseTraffic { .. })));
+}
+
+fn net(s: &str) -> Ipv4Net {
+    s.parse().unwrap()
+}
+
+fn everything_from(exclude: &[&str]) -> Option<HomeSource> {
+    Some(HomeSource {
+        home: HOA,
+        prefixes: vec![net("0.0.0.0/0")],
+        exclude: exclude.iter().map(|e| net(e)).collect(),
+    })
+}
+
+/// What the node opens itself leaves from the home address
+/// in mode 'c' and in mode 'mc', so it survives the moves; the home agent
+/// (outer datagrams, registrations), the gateway (IKE) and the on-link
+/// prefixes keep the kernel's choice; at home nothing is asked, and the
+/// source routes go before the tunnel device they name.
+#[test]
+fn the_nodes_own_connections_leave_from_the_home_address_in_c_and_mc_not_at_home() {
+    let mut s = Sim::new();
+    s.node.address_added(s.now, "eth1", TRUSTED, 24);
+    let (t, _) = s.one_transmit();
+    assert!(s.sources().is_empty(), "nothing before the tunnel");
+    s.answer(&t, ReplyCode::ACCEPTED);
+    assert_eq!(s.node.mode(), Some(Mode::C));
+    let c = everything_from(&["10.20.1.0/24", "192.0.2.1/32"]);
+    assert_eq!(s.sources(), vec![c.clone()]);
+
+    // Out of the enterprise: mode 'mc' from the TIA, the gateway and the
+    // new on-link prefix excluded, the old one no more.
+    s.node.address_removed(s.now, "eth1", TRUSTED);
+    s.node.address_added(s.now, "eth0", EXT_A, 24);
+    s.vpn(VpnInput::TiaAssigned(sa(1, EXT_A, GW, Some(TIA))));
+    let (t, _) = s.one_transmit();
+    s.answer(&t, ReplyCode::ACCEPTED);
+    assert_eq!(s.node.mode(), Some(Mode::Mc));
+    let mc = everything_from(&["192.0.2.1/32", "192.0.2.100/32", "198.51.100.0/24"]);
+    assert_eq!(s.sources().last(), Some(&mc));
+
+    // Back inside (mode 'c', the VPN kept): the gateway stays excluded.
+    s.node.address_added(s.now, "eth1", TRUSTED, 24);
+    let (t, _) = s.one_transmit();
+    s.answer(&t, ReplyCode::ACCEPTED);
+    assert_eq!(s.node.mode(), Some(Mode::C));
+    let c_vpn = everything_from(&[
+        "10.20.1.0/24",
+        "192.0.2.1/32",
+        "192.0.2.100/32",
+        "198.51.100.0/24",
+    ]);
+    assert_eq!(s.sources().last(), Some(&c_vpn));
+
+    // Home: the tunnel goes, and the source routes before it.
+    s.node
+        .address_added(s.now, "eth1", Ipv4Addr::new(10, 1, 0, 5), 24);
+    while let Some(t) = s.transmits().pop() {
+        s.answer(&t, ReplyCode::ACCEPTED);
+    }
+    s.actions();
+    let off = s
+        .all
+        .iter()
+        .position(|a| *a == Action::HomeAddressSource { source: None })
+        .expect("removed at home");
+    let down = s
+        .all
+        .iter()
+        .position(|a| matches!(a, Action::TunnelDown { .. }))
+        .expect("tunnel down at home");
+    assert!(off < down, "{:?}", s.all);
+    assert_eq!(s.sources().last(), Some(&None));
+}
+
+/// The setting: configured prefixes only, or none at all.
+#[test]
+fn home_address_source_covers_the_configured_prefixes_or_nothing() {
+    let mut cfg = node_config();
+    cfg.home_source = vec![net("10.0.0.0/8"), net("172.16.0.0/12")];
+    let mut s = Sim::start(cfg);
+    s.outside_registered();
+    let got = s.sources().last().cloned().flatten().expect("installed");
+    assert_eq!(got.prefixes, vec![net("10.0.0.0/8"), net("172.16.0.0/12")]);
+
+    let mut cfg = node_config();
+    cfg.home_source = Vec::new();
+    let mut s = Sim::start(cfg);
+    s.outside_registered();
+    assert!(s.node.mode().is_some());
+    assert!(s.sources().is_empty(), "switched off: {:?}", s.all);
+}
+
+/// Held traffic (charon lost in mode 'mc') keeps the home source: the
+/// home address's own rule is the hold, so new connections are held as
+/// well instead of leaving from the TIA outside ESP.
+#[test]
+fn a_hold_keeps_the_home_source_so_new_connections_are_held_too() {
+    let mut s = Sim::new();
+    s.outside_registered();
+    let before = s.sources();
+    assert!(matches!(before.last(), Some(Some(_))), "{before:?}");
+    s.node.plugin_disconnected(s.now, "closed");
+    assert!(s.node.traffic_held());
+    assert_eq!(s.sources(), before, "unchanged while held");
 }

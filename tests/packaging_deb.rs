@@ -111,13 +111,18 @@ fn deb_packages_install_next_to_debian_strongswan() {
         "-rw-r--r--",
     );
     assert_entry(&list, "/etc/strongswan.d/charon/mip4.conf", "-rw-r--r--");
+    assert_entry(
+        &list,
+        "/etc/strongswan.d/mip4-interfaces.conf",
+        "-rw-r--r--",
+    );
     assert_eq!(
         sh(Command::new("dpkg-deb")
             .arg("-I")
             .arg(&plugin_deb)
             .arg("conffiles"))
         .trim(),
-        "/etc/strongswan.d/charon/mip4.conf"
+        "/etc/strongswan.d/charon/mip4.conf\n/etc/strongswan.d/mip4-interfaces.conf"
     );
 
     // The pin: exactly the upstream release of the installed charon.

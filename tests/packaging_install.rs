@@ -91,6 +91,18 @@ fn install_lays_out_files_for_strongswan_and_systemd() {
     assert!(std::fs::read_to_string(&conf)
         .unwrap()
         .starts_with("mip4 {"));
+    // charon keeps off mip4d's tunnel device (strongswan.conf includes
+    // strongswan.d/*.conf at its top level, so this is charon.*).
+    let ifaces = d.join("etc/strongswan.d/mip4-interfaces.conf");
+    assert_eq!(mode(&ifaces), 0o644);
+    let text = std::fs::read_to_string(&ifaces).unwrap();
+    let setting = text
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("interfaces_ignore"))
+        .expect("interfaces_ignore set");
+    assert_eq!(setting, "interfaces_ignore = mip4mn0");
+    assert!(text.contains("charon {"), "{text}");
 
     assert_eq!(mode(&d.join("usr/bin/mip4ctl")), 0o755);
     assert_eq!(mode(&d.join("etc/mip4")), 0o700, "/etc/mip4 holds keys");
@@ -181,6 +193,7 @@ fn install_keeps_the_operators_configuration() {
     assert!(install(d, build.path()).status.success());
     let edited = [
         d.join("etc/strongswan.d/charon/mip4.conf"),
+        d.join("etc/strongswan.d/mip4-interfaces.conf"),
         d.join("etc/mip4/mip4-ha.conf"),
     ];
     for f in &edited {

@@ -62,19 +62,29 @@ fn plugin_hooks_fire_with_correct_data() {
         &charon_config(tmp.path(), &gw_d.path, ""),
     )
     .unwrap();
-    // The MN's plugin acts on "vpn" only.
-    let mn_c = Charon::start(
-        &mn,
-        &tmp.path().join("mn"),
-        &charon_config(tmp.path(), &mn_d.path, "vpn"),
-    )
-    .unwrap();
+    // The MN's plugin acts on "vpn" only; charon ignores two devices.
+    let mut mn_cfg = charon_config(tmp.path(), &mn_d.path, "vpn");
+    mn_cfg
+        .extra_settings
+        .push_str("    interfaces_ignore = mip4mn0, mip4-0a010505\n");
+    let mn_c = Charon::start(&mn, &tmp.path().join("mn"), &mn_cfg).unwrap();
     gw_c.load_all(&hosts_dir().join("vpngw/swanctl.conf"))
         .unwrap();
     mn_c.load_all(&hosts_dir().join("mn/swanctl.conf")).unwrap();
     mn_d.wait(0, "snapshot", T, |m| {
         matches!(m, PluginMsg::Snapshot { .. }).then_some(())
     });
+    // Hello tells mip4d charon's interface filter as charon loaded it.
+    let (charon, _) = mn_d.wait(0, "hello", T, |m| match m {
+        PluginMsg::Hello { charon, .. } => Some(charon.clone()),
+        _ => None,
+    });
+    let charon = charon.expect("the plugin reports charon's interfaces");
+    assert_eq!(charon.interfaces_use, None);
+    assert_eq!(
+        charon.interfaces_ignore.as_deref(),
+        Some("mip4mn0, mip4-0a010505")
+    );
     mn_c.initiate("net").unwrap();
 
     // --- VPN up: handle_vips (TIA), ike_updown, child_updown on the MN.
@@ -97,10 +107,13 @@ fn plugin_hooks_fire_with_correct_data() {
     assert_eq!(ike.remote.unwrap().port.to_string(), sa.remote_port);
     assert_eq!(ike.local_ifname.as_deref(), Some("eth0"));
     let unique_id = ike.unique_id;
-    mn_d.wait(0, "ike_updown(up)", T, |m| match event(m)? {
-        Event::IkeUpdown { ike, up: true } if ike.unique_id == unique_id => Some(()),
+    let (up, _) = mn_d.wait(0, "ike_updown(up)", T, |m| match event(m)? {
+        Event::IkeUpdown { ike, up: true } if ike.unique_id == unique_id => Some(ike.clone()),
         _ => None,
     });
+    // Both ends have mobike = yes: supports_extension(EXT_MOBIKE), read
+    // through the vtable (tests/mip4d_mode_mc.rs has the mobike = no case).
+    assert_eq!(up.mobike, Some(true));
     mn_d.wait(0, "child_updown(net, up)", T, |m| match event(m)? {
         Event::ChildUpdown {
             ike,

@@ -109,6 +109,9 @@ fn print_summary(s: &Summary) {
             if c.expect { "YES" } else { "NO" },
             c.pattern
         );
+        if let Some(out) = &c.out {
+            println!("      got: {out}");
+        }
     }
     if let Some(e) = &s.error {
         println!("    error: {e}");

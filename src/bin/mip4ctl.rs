@@ -103,7 +103,14 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         },
-        Request::Status => print_object(&data, ""),
+        Request::Status => {
+            // mip4d's deployment warnings first, one line each.
+            let warnings = data["warnings"].as_array().cloned().unwrap_or_default();
+            for w in &warnings {
+                println!("WARNING: {}", w["message"].as_str().unwrap_or_default());
+            }
+            print_object(&data, "");
+        }
         Request::Events => unreachable!("streamed above"),
     }
     ExitCode::SUCCESS

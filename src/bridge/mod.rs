@@ -28,7 +28,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use proto::{Action, ActionStatus, DaemonMsg, Event, IkeSa, PluginMsg, ProtoError};
+use proto::{
+    Action, ActionStatus, CharonInterfaces, DaemonMsg, Event, IkeSa, PluginMsg, ProtoError,
+};
 use state::State;
 
 /// Default socket of mip4d (charon.plugins.mip4.socket).
@@ -69,6 +71,8 @@ pub struct Settings {
     pub loglevel: u8,
     /// Wait between connection attempts while mip4d is absent.
     pub reconnect: Duration,
+    /// charon's interface filter, told to mip4d in Hello.
+    pub charon: CharonInterfaces,
 }
 
 impl Default for Settings {
@@ -78,6 +82,7 @@ impl Default for Settings {
             connections: Vec::new(),
             loglevel: 1,
             reconnect: Duration::from_millis(500),
+            charon: CharonInterfaces::default(),
         }
     }
 }
@@ -545,6 +550,7 @@ impl<C: Charon> Bridge<C> {
                 let hello = PluginMsg::Hello {
                     version: proto::VERSION,
                     agent: concat!("libstrongswan-mip4 ", env!("CARGO_PKG_VERSION")).into(),
+                    charon: Some(self.settings().charon.clone()),
                 };
                 self.send(&hello);
                 // Queued events are in the snapshot already.

@@ -62,6 +62,10 @@ pub struct IkeSa {
     /// Virtual IPs: the local ones (the MN's TIA, RFC 5266 §4) for
     /// handle_vips and most events, the peer's for assign_vips.
     pub vips: Vec<IpAddr>,
+    /// Whether the IKE_SA negotiated MOBIKE (RFC 4555 §3.1); None from a
+    /// plugin that does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mobike: Option<bool>,
 }
 
 /// One charon hook, as mip4d sees it.
@@ -149,6 +153,20 @@ pub struct IkeSaState {
     pub peer_vips: Vec<IpAddr>,
     /// Established CHILD_SAs by name.
     pub children: Vec<String>,
+    /// Whether the IKE_SA negotiated MOBIKE, as its latest event said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mobike: Option<bool>,
+}
+
+/// charon's own interface filter as it loaded it (`charon.interfaces_use`,
+/// `charon.interfaces_ignore`: comma-separated exact names), so mip4d can
+/// tell whether charon may take an IKE path over its tunnel devices.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CharonInterfaces {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interfaces_use: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interfaces_ignore: Option<String>,
 }
 
 /// Actions mip4d may ask of charon.
@@ -202,17 +220,15 @@ pub enum PluginMsg {
     Hello {
         version: u32,
         agent: String,
+        /// None from a plugin that does not report it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        charon: Option<CharonInterfaces>,
     },
     /// Everything the plugin knows; sent on every (re)connection.
-    Snapshot {
-        ike_sas: Vec<IkeSaState>,
-    },
+    Snapshot { ike_sas: Vec<IkeSaState> },
     /// One hook; `seq` counts events since the plugin started, so mip4d can
     /// tell whether it missed some (then the next snapshot has them).
-    Event {
-        seq: u64,
-        event: Event,
-    },
+    Event { seq: u64, event: Event },
     ActionResult {
         id: u64,
         status: ActionStatus,
@@ -355,6 +371,7 @@ mod tests {
             }),
             local_ifname: Some("eth0".into()),
             vips: vec![Ipv4Addr::new(10, 200, 0, 1).into()],
+            mobike: Some(true),
         }
     }
 
@@ -364,6 +381,10 @@ mod tests {
             PluginMsg::Hello {
                 version: VERSION,
                 agent: "test".into(),
+                charon: Some(CharonInterfaces {
+                    interfaces_use: None,
+                    interfaces_ignore: Some("mip4mn0, mip4-0a010505".into()),
+                }),
             },
             PluginMsg::Snapshot {
                 ike_sas: vec![IkeSaState {
@@ -448,6 +469,7 @@ mod tests {
         let huge = PluginMsg::Hello {
             version: VERSION,
             agent: "x".repeat(MAX_FRAME),
+            charon: None,
         };
         assert!(matches!(encode(&huge), Err(ProtoError::Oversized { .. })));
     }

@@ -216,6 +216,9 @@ fn refresh(sa: &mut IkeSaState, ike: &IkeSa) {
     if ike.local_ifname.is_some() {
         sa.local_ifname.clone_from(&ike.local_ifname);
     }
+    if ike.mobike.is_some() {
+        sa.mobike = ike.mobike;
+    }
 }
 
 fn fresh(ike: &IkeSa) -> IkeSaState {
@@ -225,6 +228,7 @@ fn fresh(ike: &IkeSa) -> IkeSaState {
         local: ike.local,
         remote: ike.remote,
         local_ifname: ike.local_ifname.clone(),
+        mobike: ike.mobike,
         ..Default::default()
     }
 }
@@ -250,6 +254,7 @@ mod tests {
             remote: ep(1),
             local_ifname: Some("eth0".into()),
             vips: vec![],
+            mobike: Some(true),
         }
     }
 

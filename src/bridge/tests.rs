@@ -112,6 +112,7 @@ fn settings(dir: &tempfile::TempDir) -> Settings {
         connections: vec!["home".into()],
         loglevel: 4,
         reconnect: Duration::from_millis(20),
+        charon: Default::default(),
     }
 }
 
@@ -129,6 +130,7 @@ fn ike(name: &str, id: u32, local: u8) -> IkeSa {
         }),
         local_ifname: Some("eth0".into()),
         vips: vec![],
+        mobike: Some(true),
     }
 }
 

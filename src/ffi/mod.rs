@@ -11,7 +11,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use crate::bridge::proto::{Action, ActionStatus, Endpoint, Event, IkeSa};
+use crate::bridge::proto::{Action, ActionStatus, CharonInterfaces, Endpoint, Event, IkeSa};
 use crate::bridge::{Bridge, Charon, Handle, Input, Settings};
 
 /// bindgen's rendering of include/mip4.h.
@@ -122,6 +122,8 @@ fn ike_sa(ev: &mip4_event_t) -> IkeSa {
         remote: endpoint(&ev.remote),
         local_ifname: (!ifname.is_empty()).then_some(ifname),
         vips: ev.vips[..count].iter().filter_map(addr).collect(),
+        // Roam has no IKE_SA, hence nothing to say about MOBIKE.
+        mobike: (ev.kind != abi::MIP4_EV_ROAM).then_some(ev.mobike != 0),
     }
 }
 
@@ -193,13 +195,23 @@ pub unsafe extern "C" fn mip4_bridge_init(
             return -1;
         };
         // SAFETY: NULL or NUL-terminated per the contract.
-        let (socket, connections) =
-            unsafe { (c_str(settings.socket), c_str(settings.connections)) };
+        let (socket, connections, interfaces_use, interfaces_ignore) = unsafe {
+            (
+                c_str(settings.socket),
+                c_str(settings.connections),
+                c_str(settings.interfaces_use),
+                c_str(settings.interfaces_ignore),
+            )
+        };
         let defaults = Settings::default();
         let settings = Settings {
             socket: socket.map(PathBuf::from).unwrap_or(defaults.socket),
             connections: Settings::parse_connections(&connections.unwrap_or_default()),
             loglevel: settings.loglevel.clamp(-1, 4).max(0) as u8,
+            charon: CharonInterfaces {
+                interfaces_use,
+                interfaces_ignore,
+            },
             ..defaults
         };
         let (bridge, handle) = Bridge::new(settings, ShimCharon { log, request });

@@ -58,6 +58,10 @@ pub struct Check {
     pub pattern: String,
     pub expect: bool,
     pub ok: bool,
+    /// What the command printed last, when the check failed (the line
+    /// the pattern missed is the first thing a failure needs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out: Option<String>,
 }
 
 /// The final object of a run (`--json` prints it without `events`).
@@ -617,6 +621,7 @@ impl Run<'_> {
         let (pattern, expect) = l.expect.clone().expect("evaltest line");
         let pattern = self.subst(&pattern);
         let re = regex::Regex::new(&pattern).ok();
+        let last = std::cell::RefCell::new(String::new());
         let probe = |r: &Run| -> bool {
             let out = if l.host == "lab" {
                 r.query(&command)
@@ -624,7 +629,9 @@ impl Run<'_> {
                 r.host_sh(&l.host, &command)
             }
             .unwrap_or_else(|e| e.to_string());
-            re.as_ref().is_some_and(|re| re.is_match(&out))
+            let hit = re.as_ref().is_some_and(|re| re.is_match(&out));
+            *last.borrow_mut() = out;
+            hit
         };
         let ok = if expect {
             wait::until(Duration::from_secs(10), &pattern, || {
@@ -640,6 +647,7 @@ impl Run<'_> {
             pattern,
             expect,
             ok,
+            out: (!ok).then(|| last.take().trim().to_string()),
         };
         self.emit(
             "check",

@@ -22,8 +22,12 @@ use super::{netns, Error, Result};
 /// socket buffer to absorb a stall of several seconds.
 const CHUNK: usize = 1000;
 const TICK: Duration = Duration::from_millis(10);
-/// How often blocked reads and accepts look at the stop flag.
+/// How often blocked reads, writes and accepts look at the stop flag.
 const POLL: Duration = Duration::from_millis(50);
+/// A write that makes no progress this long fails the stream: a path
+/// that stays black-holed must fail the scenario with a message, never
+/// hang it (a blocked write once held a run for 982 s).
+const WRITE_STALL: Duration = Duration::from_secs(30);
 
 fn now() -> f64 {
     SystemTime::now()
@@ -84,9 +88,11 @@ impl StreamState {
     /// One line for evaltest patterns and logs.
     pub fn describe(&self) -> String {
         format!(
-            "connections={} client={} sent={} echoed={} stall_ms={:.1} error={}",
+            "connections={} client={} peer={} sent={} echoed={} stall_ms={:.1} error={}",
             self.accepted,
             self.client.map_or("none".to_string(), |c| c.to_string()),
+            self.server_peer
+                .map_or("none".to_string(), |c| c.to_string()),
             self.bytes_sent(),
             self.bytes_echoed(),
             self.longest_gap_ms(),
@@ -174,6 +180,7 @@ impl TcpProbe {
         };
         conn.set_nodelay(true).map_err(io)?;
         conn.set_read_timeout(Some(POLL)).map_err(io)?;
+        conn.set_write_timeout(Some(POLL)).map_err(io)?;
         if let Ok(SocketAddr::V4(local)) = conn.local_addr() {
             lock(&state).client = Some(local);
         }
@@ -233,7 +240,7 @@ fn fail(state: &Mutex<StreamState>, stop: &AtomicBool, why: String) {
     }
 }
 
-fn serve(listener: &TcpListener, state: &Mutex<StreamState>, stop: Arc<AtomicBool>) {
+fn serve(listener: &TcpListener, state: &Arc<Mutex<StreamState>>, stop: Arc<AtomicBool>) {
     let mut echo: Option<JoinHandle<()>> = None;
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
@@ -247,8 +254,9 @@ fn serve(listener: &TcpListener, state: &Mutex<StreamState>, stop: Arc<AtomicBoo
                 if first {
                     let _ = conn.set_nonblocking(false);
                     let _ = conn.set_read_timeout(Some(POLL));
-                    let stop = stop.clone();
-                    echo = Some(std::thread::spawn(move || echo_loop(conn, &stop)));
+                    let _ = conn.set_write_timeout(Some(POLL));
+                    let (state, stop) = (state.clone(), stop.clone());
+                    echo = Some(std::thread::spawn(move || echo_loop(conn, &state, &stop)));
                 }
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(POLL),
@@ -260,13 +268,51 @@ fn serve(listener: &TcpListener, state: &Mutex<StreamState>, stop: Arc<AtomicBoo
     }
 }
 
-fn echo_loop(mut conn: TcpStream, stop: &AtomicBool) {
+/// Writes all of `buf` on a socket with a write timeout of [`POLL`]:
+/// returns early (Ok) once `stop` is set, fails when no byte went out for
+/// `limit`.
+fn write_within(
+    conn: &mut TcpStream,
+    buf: &[u8],
+    stop: &AtomicBool,
+    limit: Duration,
+) -> std::result::Result<(), String> {
+    let mut done = 0;
+    let mut progress = std::time::Instant::now();
+    while done < buf.len() {
+        match conn.write(&buf[done..]) {
+            Ok(0) => return Err("write failed: the connection takes no more".into()),
+            Ok(n) => {
+                done += n;
+                progress = std::time::Instant::now();
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                if stop.load(Ordering::SeqCst) {
+                    return Ok(());
+                }
+                if progress.elapsed() >= limit {
+                    return Err(format!(
+                        "write stalled: no byte accepted for {} s (the path is black-holed \
+                         or the peer stopped reading)",
+                        limit.as_secs()
+                    ));
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("write failed: {e}")),
+        }
+    }
+    Ok(())
+}
+
+fn echo_loop(mut conn: TcpStream, state: &Mutex<StreamState>, stop: &AtomicBool) {
     let mut buf = [0u8; 16 * 1024];
     loop {
         match conn.read(&mut buf) {
             Ok(0) => return,
             Ok(n) => {
-                if conn.write_all(&buf[..n]).is_err() {
+                if let Err(why) = write_within(&mut conn, &buf[..n], stop, WRITE_STALL) {
+                    fail(state, stop, format!("echo server: {why}"));
                     return;
                 }
             }
@@ -287,10 +333,10 @@ fn write_pattern(mut conn: TcpStream, state: &Mutex<StreamState>, stop: &AtomicB
         for (i, b) in chunk.iter_mut().enumerate() {
             *b = pattern(offset + i as u64);
         }
-        // A blocking write: when the path stalls the socket buffer absorbs
-        // the ticks, as it would for an application.
-        if let Err(e) = conn.write_all(&chunk) {
-            fail(state, stop, format!("write failed: {e}"));
+        // When the path stalls the socket buffer absorbs the ticks, as it
+        // would for an application; a stall past WRITE_STALL ends it.
+        if let Err(why) = write_within(&mut conn, &chunk, stop, WRITE_STALL) {
+            fail(state, stop, why);
             return;
         }
         offset += CHUNK as u64;
@@ -353,6 +399,27 @@ mod tests {
         assert_eq!(s.echoed_past(2000), Some(1.3));
         assert!((s.longest_gap_ms() - 295.0).abs() < 1e-6);
         assert!(s.describe().contains("error=none"));
+    }
+
+    /// A peer that never reads: the writer fails naming the stall
+    /// instead of blocking, and a stop ends it at once.
+    #[test]
+    fn a_write_to_a_peer_that_never_reads_fails_as_a_stall() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (_peer, _) = l.accept().unwrap();
+        c.set_write_timeout(Some(POLL)).unwrap();
+        let stop = AtomicBool::new(false);
+        let big = vec![0u8; 1 << 16];
+        let limit = Duration::from_millis(300);
+        let err = loop {
+            if let Err(e) = write_within(&mut c, &big, &stop, limit) {
+                break e;
+            }
+        };
+        assert!(err.starts_with("write stalled"), "{err}");
+        stop.store(true, Ordering::SeqCst);
+        assert_eq!(write_within(&mut c, &big, &stop, WRITE_STALL), Ok(()));
     }
 
     #[test]

@@ -12,15 +12,18 @@
 //! - [`detect`]: the RFC 5266 §3.4 probe and its verdicts.
 //! - [`vpn`]: what charon's plugin reports (TIA, MOBIKE moves, rekeys),
 //!   typed for mode 'mc', and the MTU of the tunnel inside ESP.
+//! - [`guard`]: deployment mistakes to warn of (charon free to use the
+//!   tunnel device for IKE, an IKE_SA without MOBIKE).
 
 pub mod detect;
+pub mod guard;
 pub mod mode;
 pub mod node;
 pub mod registration;
 pub mod vpn;
 
 pub use mode::{Mode, Trust, TrustPolicy};
-pub use node::{Action, Node, NodeConfig, NodeEvent, State};
+pub use node::{Action, HomeSource, Node, NodeConfig, NodeEvent, State};
 pub use registration::{
     Agent, Binding, Client, ClientEvent, Config, ConfigError, Purpose, Retransmit, Stats, Transmit,
 };

@@ -6,7 +6,7 @@
 
 use std::net::Ipv4Addr;
 
-use netlink_packet_route::route::{RouteMessage, RouteScope};
+use netlink_packet_route::route::{RouteMessage, RouteScope, RouteType};
 use netlink_packet_route::rule::{RuleAction, RuleMessage};
 use rtnetlink::RouteMessageBuilder;
 
@@ -71,6 +71,16 @@ impl RouteSpec {
     }
 }
 
+/// A route without a device: `KIND DST/LEN table T`.
+fn typed_message(dst: Ipv4Addr, prefix_len: u8, table: u32, kind: RouteType) -> RouteMessage {
+    let mut msg = RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(dst, prefix_len)
+        .table_id(table)
+        .build();
+    msg.header.kind = kind;
+    msg
+}
+
 /// A policy rule: `[from SRC/LEN] [to DST/LEN] [iif IF] lookup T
 /// priority P`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,19 +118,45 @@ impl Netlink {
     /// is dropped before any device (mip4d holds the home address's
     /// traffic this way while trusted-network detection runs).
     pub async fn replace_blackhole(&self, dst: Ipv4Addr, prefix_len: u8, table: u32) -> Result<()> {
-        let mut msg = RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(dst, prefix_len)
-            .table_id(table)
-            .build();
-        msg.header.kind = netlink_packet_route::route::RouteType::BlackHole;
+        self.replace_typed(dst, prefix_len, table, RouteType::BlackHole)
+            .await
+    }
+
+    /// `ip route replace throw DST/LEN table T`: a lookup that ends here
+    /// goes on with the next rule (mip4d keeps the home agent, the VPN
+    /// gateway and on-link destinations out of its home-source table).
+    pub async fn replace_throw(&self, dst: Ipv4Addr, prefix_len: u8, table: u32) -> Result<()> {
+        self.replace_typed(dst, prefix_len, table, RouteType::Throw)
+            .await
+    }
+
+    /// `ip route del throw DST/LEN table T`.
+    pub async fn del_throw(&self, dst: Ipv4Addr, prefix_len: u8, table: u32) -> Result<()> {
         self.handle
             .route()
-            .add(msg)
+            .del(typed_message(dst, prefix_len, table, RouteType::Throw))
+            .execute()
+            .await
+            .map_err(Error::request(format!(
+                "delete throw {dst}/{prefix_len} table {table}"
+            )))
+    }
+
+    async fn replace_typed(
+        &self,
+        dst: Ipv4Addr,
+        prefix_len: u8,
+        table: u32,
+        kind: RouteType,
+    ) -> Result<()> {
+        self.handle
+            .route()
+            .add(typed_message(dst, prefix_len, table, kind))
             .replace()
             .execute()
             .await
             .map_err(Error::request(format!(
-                "replace blackhole {dst}/{prefix_len} table {table}"
+                "replace {kind:?} {dst}/{prefix_len} table {table}"
             )))
     }
 

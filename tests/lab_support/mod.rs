@@ -83,3 +83,25 @@ pub fn same_stream(s: &Summary, before: &str, after: &str) {
     assert!(a["bytes_echoed"].as_u64() > b["bytes_echoed"].as_u64());
     check_held(s, "tcp-stream");
 }
+
+/// The MN's home address in the Figure 1 lab.
+pub const HOME: &str = "10.1.100.5";
+
+/// The stream the MN opened itself without binding an address (`out`,
+/// to the CN): the CN saw it from the home address at `first` and at
+/// `last`, and it is the same connection with bytes echoed after.
+pub fn home_stream_kept(s: &Summary, first: &str, last: &str) {
+    for name in [first, last] {
+        let d = &event(s, name).detail;
+        for key in ["client", "peer"] {
+            assert!(
+                d[key]
+                    .as_str()
+                    .is_some_and(|a| a.starts_with(&format!("{HOME}:"))),
+                "{name}: {key} is not the home address: {d}"
+            );
+        }
+        assert_eq!(d["client"], d["peer"], "{name}: translated on the way");
+    }
+    same_stream(s, first, last);
+}

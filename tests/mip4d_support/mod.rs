@@ -42,6 +42,10 @@ pub struct Lab {
     pub dir: WorkDir,
     configs: &'static str,
     home_address: &'static str,
+    /// The MN charon's swanctl.conf (default: the lab's) and extra
+    /// `charon { }` settings, for `start_charons`/`start_mn_charon`.
+    pub mn_swanctl: PathBuf,
+    pub mn_charon_settings: String,
 }
 
 impl Lab {
@@ -61,7 +65,17 @@ impl Lab {
             dir: WorkDir::new(&format!("mip4d-{configs}")).unwrap(),
             configs,
             home_address,
+            mn_swanctl: lab_hosts().join("mn/swanctl.conf"),
+            mn_charon_settings: String::new(),
         }
+    }
+
+    /// `configs/CONFIGS/FILE` itself (a file with nothing to fill in).
+    pub fn config_file(&self, file: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/mip4d_support/configs")
+            .join(self.configs)
+            .join(file)
     }
 
     /// A host between the MN and the others, by the name given to `new`.
@@ -135,16 +149,13 @@ impl Lab {
     }
 
     /// The MN's charon with the built plugin talking to mip4d's socket,
-    /// its folder `tag`.
+    /// its folder `tag` (`mn_swanctl`, `mn_charon_settings`).
     pub fn start_mn_charon(&self, tag: &str) -> Charon {
         let dir = self.dir.path();
-        let c = Charon::start(
-            &self.mn,
-            &dir.join(tag),
-            &plugin_support::charon_config(dir, &dir.join("plugin.sock"), "vpn"),
-        )
-        .unwrap();
-        c.load_all(&lab_hosts().join("mn/swanctl.conf")).unwrap();
+        let mut cfg = plugin_support::charon_config(dir, &dir.join("plugin.sock"), "vpn");
+        cfg.extra_settings.push_str(&self.mn_charon_settings);
+        let c = Charon::start(&self.mn, &dir.join(tag), &cfg).unwrap();
+        c.load_all(&self.mn_swanctl).unwrap();
         c
     }
 

@@ -10,7 +10,7 @@
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
-use mip4::mn::node::{NodeConfig, NodeEvent};
+use mip4::mn::node::{HomeSource, NodeConfig, NodeEvent};
 use mip4::mn::{Action, Client, Node, Transmit, VpnInput};
 use mip4::replay::NtpTimestamp;
 use mip4::wire::{ReplyCode, RequestRepr, MIP_PORT};
@@ -26,8 +26,13 @@ pub struct Sim {
     pub now: Instant,
     /// Every event the node reported so far (`events()` adds to it).
     pub events: Vec<NodeEvent>,
-    /// Every action the node asked for so far (`actions()` adds to it).
+    /// Every action the node asked for so far (`actions()` adds to it),
+    /// but the home-address-source ones.
     pub actions: Vec<Action>,
+    /// Every home-address-source action so far, in order (`sources()`).
+    pub sources: Vec<Option<HomeSource>>,
+    /// Every action so far in order, the home-address-source ones too.
+    pub all: Vec<Action>,
 }
 
 impl Sim {
@@ -48,6 +53,8 @@ impl Sim {
             now: t0,
             events: Vec::new(),
             actions: Vec::new(),
+            sources: Vec::new(),
+            all: Vec::new(),
         }
     }
 
@@ -70,11 +77,26 @@ impl Sim {
         (t, req)
     }
 
-    /// The node's new actions (kept in `self.actions` too).
+    /// The node's new actions (kept in `self.actions` too), but the
+    /// home-address-source ones: they go to `self.sources`, which the
+    /// tests of that feature read (`sources()`).
     pub fn actions(&mut self) -> Vec<Action> {
-        let new: Vec<Action> = std::iter::from_fn(|| self.node.poll_action()).collect();
+        let mut new = Vec::new();
+        while let Some(a) = self.node.poll_action() {
+            self.all.push(a.clone());
+            match a {
+                Action::HomeAddressSource { source } => self.sources.push(source),
+                a => new.push(a),
+            }
+        }
         self.actions.extend(new.iter().cloned());
         new
+    }
+
+    /// Every home-address-source action so far, in order.
+    pub fn sources(&mut self) -> Vec<Option<HomeSource>> {
+        self.actions();
+        self.sources.clone()
     }
 
     /// The node's new events (kept in `self.events` too), each stamped

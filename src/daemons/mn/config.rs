@@ -76,6 +76,31 @@ struct File {
     #[serde(default)]
     vpn: VpnFile,
     detect: Option<DetectFile>,
+    #[serde(default)]
+    home_address_source: HomeSourceFile,
+}
+
+/// `[home_address_source]`: what the node opens itself leaves from the
+/// home address while away (modes 'c' and 'mc'), to these destinations.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HomeSourceFile {
+    /// Default everything; `[]` leaves the kernel's choice (the care-of
+    /// address or the TIA).
+    #[serde(default = "default_home_source_prefixes")]
+    prefixes: Vec<Ipv4Net>,
+}
+
+impl Default for HomeSourceFile {
+    fn default() -> Self {
+        HomeSourceFile {
+            prefixes: default_home_source_prefixes(),
+        }
+    }
+}
+
+fn default_home_source_prefixes() -> Vec<Ipv4Net> {
+    vec![Ipv4Net::default()]
 }
 
 /// `[detect]`: trusted-network detection by the probe of RFC 5266 §3.4
@@ -364,7 +389,18 @@ impl MnConfig {
                 ));
             }
         }
-        if f.rule_priority >= 220 && !v.plugin_socket.as_os_str().is_empty() {
+        if f.routing_table
+            .checked_add(1)
+            .map_or(true, |t| (253..=255).contains(&t))
+        {
+            return Err(src.error_at_key(
+                "routing_table",
+                0,
+                "the next table holds the home address's source routes: it must not be default, main or local",
+            ));
+        }
+        // + 2: the home-source rule comes after the home agent rule.
+        if f.rule_priority.saturating_add(2) >= 220 && !v.plugin_socket.as_os_str().is_empty() {
             // charon's own rule (charon.routing_table_prio, 220) routes
             // the VPN's traffic; ours must come first so that traffic from
             // the home address enters the Mobile IP tunnel (RFC 3024), not
@@ -406,6 +442,7 @@ impl MnConfig {
         node.retry_interval = Duration::from_secs(r.retry_interval_s);
         node.vpn_connections = f.vpn.connections.clone();
         node.esp_overhead = f.vpn.esp_overhead;
+        node.home_source = f.home_address_source.prefixes;
         let plugin_socket =
             (!f.vpn.plugin_socket.as_os_str().is_empty()).then(|| f.vpn.plugin_socket.clone());
         Ok(MnConfig {
@@ -498,6 +535,31 @@ backoff_cap_ms = 4000
         assert_eq!(c.routing_table, 434);
         assert!(c.deregister_on_shutdown);
         assert_eq!(c.tunnel_backend, BackendChoice::Auto);
+    }
+
+    #[test]
+    fn home_address_source_defaults_to_everything_and_takes_prefixes() {
+        let c = load(GOOD).unwrap();
+        assert_eq!(c.node.home_source, vec![Ipv4Net::default()]);
+        let c = load(&format!(
+            "{GOOD}\n[home_address_source]\nprefixes = [\"10.0.0.0/8\", \"192.0.2.0/24\"]\n"
+        ))
+        .unwrap();
+        let want: Vec<Ipv4Net> = vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "192.0.2.0/24".parse().unwrap(),
+        ];
+        assert_eq!(c.node.home_source, want);
+        let c = load(&format!("{GOOD}\n[home_address_source]\nprefixes = []\n")).unwrap();
+        assert!(c.node.home_source.is_empty());
+        let e = load(&format!(
+            "{GOOD}\n[home_address_source]\nprefixes = [\"10.0.0.0/33\"]\n"
+        ))
+        .unwrap_err();
+        assert!(e.starts_with("mip4d.conf:17: key `prefixes`"), "{e}");
+        let e = load(&GOOD.replace("lifetime = 300", "lifetime = 300\nrouting_table = 252"))
+            .unwrap_err();
+        assert!(e.contains("key `routing_table`"), "{e}");
     }
 
     #[test]

@@ -40,6 +40,19 @@ impl Daemon {
                             "sent_on_route": self.probes.sent_on_route,
                         }),
                     );
+                    // Deployment mistakes in force (mn::guard), each
+                    // with its message.
+                    let warnings: Vec<_> = self
+                        .guard
+                        .warnings()
+                        .into_iter()
+                        .map(|w| {
+                            let mut v = json!(w);
+                            v["message"] = json!(w.to_string());
+                            v
+                        })
+                        .collect();
+                    o.insert("warnings".into(), json!(warnings));
                     o.insert(
                         "plugin".into(),
                         json!({

@@ -4,16 +4,23 @@
 //! the tunnel (RFC 3024 reverse tunnelling), while the tunnel's own outer
 //! datagrams (source: the care-of address) keep using the main table.
 //!
+//! What the node opens itself takes the home address as its source
+//! while away ([`HomeSource`]): a table of `PREFIX dev <tunnel> src HoA`
+//! routes and `throw` routes for the exclusions, looked up only by
+//! locally started lookups that have no source yet.
+//!
 //! Everything installed is remembered, and [`Installer::remove_all`]
 //! takes it away again, so a clean exit leaves the node as it found it.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
+use ipnet::Ipv4Net;
+
 use tracing::{info, warn};
 
 use crate::dataplane::{DataPlane, Encapsulation, Tunnel, TunnelBinding, TunnelDevice};
-use crate::mn::Action;
+use crate::mn::{Action, HomeSource};
 use crate::netlink::{sysctl, Netlink, RouteSpec, RuleSpec};
 
 /// What this daemon put into the kernel for one home address.
@@ -37,6 +44,16 @@ pub struct Installer {
     /// `to <home agent> lookup main` while the care-of address is a
     /// physical one (mode 'c') and a VPN may be up: see [`Self::direct`].
     direct: Option<RuleSpec>,
+    /// The home address as the source of the node's own connections.
+    source: Option<SourceInstalled>,
+}
+
+/// The home-source table's routes and rule as installed.
+#[derive(Debug, Clone, Default)]
+struct SourceInstalled {
+    routes: Vec<RouteSpec>,
+    throws: Vec<Ipv4Net>,
+    rule: Option<RuleSpec>,
 }
 
 const EEXIST: i32 = libc::EEXIST;
@@ -50,6 +67,7 @@ impl Installer {
             priority,
             installed: None,
             direct: None,
+            source: None,
         }
     }
 
@@ -82,6 +100,7 @@ impl Installer {
                 self.direct(*home_agent).await;
                 Ok(())
             }
+            Action::HomeAddressSource { source } => self.home_source(source.as_ref()).await,
             // The daemon sends these to the plugin.
             Action::Vpn(_) => Ok(()),
         }
@@ -301,18 +320,110 @@ impl Installer {
         }
     }
 
+    /// The table of the home address as source: the home address's
+    /// table + 1. Its rule comes after the home address's own rule and
+    /// the home agent rule, before charon's (220): charon's routes carry
+    /// `src TIA` and would choose the TIA.
+    fn source_table(&self) -> (u32, u32) {
+        (self.table + 1, self.priority + 2)
+    }
+
+    /// Installs [`HomeSource`] (or removes it with `None`). The rule
+    /// `from 0.0.0.0/32 iif lo` matches only lookups of what this host
+    /// starts before a source is chosen (connect, unbound sends); the
+    /// kernel takes the route's preferred source, and looks up again
+    /// with it, which the home address's own rule answers (into the
+    /// tunnel, or the hold's blackhole). Changes are made before stale
+    /// entries go, so no lookup in between misses the table.
+    async fn home_source(&mut self, want: Option<&HomeSource>) -> Result<(), String> {
+        let (table, priority) = self.source_table();
+        let mut cur = self.source.take().unwrap_or_default();
+        let (routes, throws) = match want {
+            None => (Vec::new(), Vec::new()),
+            Some(s) => {
+                let Some(inst) = self.installed.as_ref().filter(|i| i.home == s.home) else {
+                    self.source = Some(cur);
+                    return Err(format!("no tunnel of {} for its source routes", s.home));
+                };
+                let routes: Vec<RouteSpec> = s
+                    .prefixes
+                    .iter()
+                    .map(|p| RouteSpec {
+                        src: Some(s.home),
+                        ..RouteSpec::to_dev(p.network(), p.prefix_len(), inst.device.ifindex)
+                            .in_table(table)
+                    })
+                    .collect();
+                (routes, s.exclude.clone())
+            }
+        };
+        if want.is_none() {
+            if let Some(rule) = cur.rule.take() {
+                if let Err(e) = self.nl.del_rule(&rule).await {
+                    warn!(error = %e, "removing the home source rule failed");
+                }
+            }
+        }
+        let mut result = Ok(());
+        for r in routes.iter().filter(|r| !cur.routes.contains(r)) {
+            if let Err(e) = self.nl.replace_route(r).await {
+                result = Err(format!("home source route: {e}"));
+            }
+        }
+        for t in throws.iter().filter(|t| !cur.throws.contains(t)) {
+            if let Err(e) = self
+                .nl
+                .replace_throw(t.network(), t.prefix_len(), table)
+                .await
+            {
+                result = Err(format!("home source exclusion: {e}"));
+            }
+        }
+        for r in cur.routes.iter().filter(|r| !routes.contains(r)) {
+            if let Err(e) = self.nl.del_route(r).await {
+                warn!(error = %e, "removing a home source route failed");
+            }
+        }
+        for t in cur.throws.iter().filter(|t| !throws.contains(t)) {
+            if let Err(e) = self.nl.del_throw(t.network(), t.prefix_len(), table).await {
+                warn!(error = %e, "removing a home source exclusion failed");
+            }
+        }
+        if want.is_some() && cur.rule.is_none() {
+            let rule = RuleSpec {
+                from: Some((Ipv4Addr::UNSPECIFIED, 32)),
+                to: None,
+                iif: Some("lo".into()),
+                table,
+                priority,
+            };
+            match self.nl.add_rule(&rule).await {
+                Ok(()) => cur.rule = Some(rule),
+                Err(e) if e.errno() == Some(EEXIST) => cur.rule = Some(rule),
+                Err(e) => result = Err(format!("home source rule: {e}")),
+            }
+        }
+        info!(home = ?want.map(|s| s.home), table, priority, routes = routes.len(), exclusions = throws.len(), "home address as source");
+        cur.routes = routes;
+        cur.throws = throws;
+        self.source = want.map(|_| cur);
+        result
+    }
+
     /// Removes what an earlier instance of mip4d left when it was killed
     /// before its cleanup (issue 13), before anything is installed: its
     /// rules (`from <home> lookup <table>` at its priority, `to <home
     /// agent> lookup main` at the next), the default route of its table
-    /// (a blackhole while traffic was held) and the kernel backend's link
-    /// of its home address. The userspace TUN device, and with it its
+    /// (a blackhole while traffic was held), the home-address-source rule
+    /// (its table is looked up by nothing once the rule is gone) and the
+    /// kernel backend's link of its home address. The userspace TUN device, and with it its
     /// address and routes, went with the process. Nothing else is touched.
     pub async fn sweep(&self, home: Ipv4Addr) {
         let mut left = Vec::new();
         let rules = [
             (self.priority, self.table),
             (self.priority + 1, crate::netlink::route::TABLE_MAIN),
+            (self.source_table().1, self.source_table().0),
         ];
         for (priority, table) in rules {
             match self.nl.del_rules_at(priority, table).await {
@@ -351,6 +462,9 @@ impl Installer {
 
     /// Removes everything (exit): routes, address, tunnels.
     pub async fn remove_all(&mut self) {
+        if let Err(e) = self.home_source(None).await {
+            warn!(error = %e, "removing the home source table failed");
+        }
         self.direct(None).await;
         self.remove_installed().await;
         if let Err(e) = self.dp.shutdown().await {

@@ -3,11 +3,13 @@
 //! `control` its control-socket answers, [`config`] its file; beside
 //! them the sockets it moves datagrams through ([`sockets`] for
 //! registrations, [`probe`] for trusted-network detection, [`plugin`] for
-//! the charon plugin) and the [`events`] it publishes.
+//! the charon plugin) and the [`events`] it publishes; `guard` feeds the
+//! node's guardrails ([`crate::mn::guard`]) what the plugin reports.
 
 pub mod config;
 mod control;
 pub mod events;
+mod guard;
 pub mod kernel;
 pub mod plugin;
 pub mod probe;

@@ -251,6 +251,7 @@ mod tests {
                 "2001:db8::1".parse().unwrap(),
                 Ipv4Addr::new(10, 200, 0, 1).into(),
             ],
+            mobike: Some(true),
         }
     }
 

@@ -13,6 +13,7 @@ use tracing::{error, info, warn};
 
 use crate::bridge::proto::{self, DaemonMsg, PluginMsg};
 use crate::dataplane::{DataPlane, Role, UserspaceConfig};
+use crate::mn::guard::Guard;
 use crate::mn::node::{Action, NodeEvent, VpnRequest};
 use crate::mn::vpn::{PathMtu, VpnInput};
 use crate::mn::Node;
@@ -44,13 +45,15 @@ pub(super) struct Daemon {
     pub(super) sockets: Sockets,
     /// Trusted-network detection probes (bypassing the VPN).
     pub(super) probes: ProbeSockets,
-    bus: EventBus,
+    pub(super) bus: EventBus,
     /// The current plugin connection (the newest) and its writer, for
     /// requests to charon (the probe bypass and the VPN actions).
     pub(super) plugin: Option<(u64, tokio::net::unix::OwnedWriteHalf)>,
     pub(super) plugin_msgs: u64,
     /// Ids of requests to charon (initiate/terminate the VPN).
     plugin_requests: u64,
+    /// Deployment warnings in force (status, events, log).
+    pub(super) guard: Guard,
 }
 
 impl Daemon {
@@ -157,6 +160,7 @@ impl Daemon {
                     return;
                 }
                 self.plugin_msgs += 1;
+                self.guard_plugin_msg(now, &msg);
                 if let PluginMsg::Hello { agent, .. } = &msg {
                     self.node.plugin_connected(now, agent);
                     return;
@@ -319,6 +323,7 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
         plugin: None,
         plugin_msgs: 0,
         plugin_requests: 0,
+        guard: Guard::new(),
         installer,
         probes: ProbeSockets::new(nl.clone(), rx_tx.clone()),
         sockets: Sockets::new(rx_tx),

@@ -132,6 +132,9 @@ impl Run<'_> {
                 "stream": name,
                 "connections": st.accepted,
                 "client": st.client.map(|c| c.to_string()),
+                // The source the server saw (the home address for a
+                // stream the MN opened).
+                "peer": st.server_peer.map(|c| c.to_string()),
                 "bytes_sent": st.bytes_sent(),
                 "bytes_echoed": st.bytes_echoed(),
             }),

@@ -2,6 +2,7 @@
 
 use std::net::Ipv4Addr;
 
+use ipnet::Ipv4Net;
 use serde::Serialize;
 
 /// What the daemon must do to the kernel, or ask of charon. The daemon
@@ -44,9 +45,35 @@ pub enum Action {
     /// charon's routes. Only with a charon plugin
     /// ([`NodeConfig::with_charon`](super::NodeConfig::with_charon)).
     DirectToHomeAgent { home_agent: Option<Ipv4Addr> },
+    /// `Some`: connections the node opens without a source address take
+    /// the home address as their source ([`HomeSource`]); `None`: remove
+    /// that, the kernel chooses as it would without mip4d.
+    HomeAddressSource { source: Option<HomeSource> },
     /// Ask charon, through the plugin, to bring a VPN connection up or
     /// down (RFC 5266 §3.4.1 step 2, §3.4.2 step 1).
     Vpn(VpnRequest),
+}
+
+/// The home address as the source of what the node itself opens while
+/// away (modes 'c' and 'mc'): without it the kernel picks the care-of
+/// address (mode 'c') or the TIA (charon's routes carry `src TIA`), and a
+/// connection opened there breaks at the next move. The daemon routes
+/// `prefixes` with the home address as preferred source into the tunnel
+/// for lookups that have no source yet (a rule placed after the home
+/// address's own rule and before charon's table 220); once the kernel
+/// chose the home address, the home address's own rule routes the
+/// datagrams, so holding traffic holds them too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HomeSource {
+    pub home: Ipv4Addr,
+    /// Destinations reached from the home address (configured; default
+    /// everything).
+    pub prefixes: Vec<Ipv4Net>,
+    /// Destinations that keep the kernel's own choice: the home agent
+    /// (the tunnel's outer datagrams, the registrations and the probe go
+    /// there from the care-of address), the VPN gateways (IKE) and the
+    /// on-link prefixes of the physical attachments.
+    pub exclude: Vec<Ipv4Net>,
 }
 
 /// A request to charon about the VPN.

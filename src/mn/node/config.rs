@@ -39,6 +39,12 @@ pub struct NodeConfig {
     /// catch datagrams to the home agent (see
     /// [`Action::DirectToHomeAgent`](super::Action::DirectToHomeAgent)).
     pub with_charon: bool,
+    /// Destinations that connections the node opens (no source address
+    /// chosen) reach from the home address while away, in modes 'c' and
+    /// 'mc' (see [`HomeSource`](super::HomeSource)); empty: none, the
+    /// kernel picks the care-of address or the TIA as before. Default:
+    /// everything (`0.0.0.0/0`).
+    pub home_source: Vec<Ipv4Net>,
 }
 
 impl NodeConfig {
@@ -53,6 +59,7 @@ impl NodeConfig {
             vpn_connections: Vec::new(),
             esp_overhead: DEFAULT_ESP_OVERHEAD,
             with_charon: false,
+            home_source: vec![Ipv4Net::default()],
         }
     }
 }

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::{State, VpnRequest};
 use crate::mn::detect::{Cause, Verdict};
+use crate::mn::guard::Warning;
 use crate::mn::mode::Mode;
 
 /// Something the operator (and the lab's timing) wants to know. The node
@@ -28,6 +29,12 @@ pub enum NodeEvent {
     },
     LinkDown {
         ifname: String,
+    },
+    /// A deployment mistake the node cannot fix ([`crate::mn::guard`]).
+    Warning {
+        #[serde(flatten)]
+        warning: Warning,
+        message: String,
     },
     /// A state transition and why.
     State {

@@ -65,7 +65,7 @@ mod status;
 mod stray;
 mod tunnel;
 
-pub use action::{Action, VpnRequest};
+pub use action::{Action, HomeSource, VpnRequest};
 pub use config::NodeConfig;
 pub use event::NodeEvent;
 use reason::Reason;
@@ -112,6 +112,8 @@ struct Kernel {
     direct_to_ha: Option<Ipv4Addr>,
     /// Traffic from the home address is held.
     held: bool,
+    /// The home address as the source of what the node opens.
+    home_source: Option<HomeSource>,
 }
 
 /// The mobile node core. See the module documentation.

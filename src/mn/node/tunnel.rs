@@ -5,9 +5,10 @@
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
+use ipnet::Ipv4Net;
 use tracing::info;
 
-use super::{Access, Action, Node, NodeEvent, Reason, State, TunnelState};
+use super::{Access, Action, HomeSource, Node, NodeEvent, Reason, State, TunnelState};
 use crate::mn::mode::Trust;
 use crate::mn::vpn::PathMtu;
 
@@ -47,6 +48,7 @@ impl Node {
     /// (mode 'c') nor the TIA of a live VPN binding (mode 'mc', inside
     /// ESP). Without `[detect]`, mode 'mc' only.
     pub(super) fn settle(&mut self, now: Instant) {
+        self.update_home_source();
         let decided = match self.kernel.tunnel {
             None => true,
             // Without detection, configured trust decides mode 'c'; but a
@@ -114,6 +116,8 @@ impl Node {
 
     pub(super) fn tunnel_down(&mut self, now: Instant, reason: &str) {
         if self.kernel.tunnel.take().is_some() {
+            // Its routes name the tunnel device: gone before the device.
+            self.update_home_source();
             self.kernel.tunnel_mtu = None;
             self.stats.tunnel_downs += 1;
             let home = self.client.home_address();
@@ -153,6 +157,7 @@ impl Node {
             let direct = (!self.vpn.is_tia(care_of)).then_some(t.home_agent);
             self.direct_to_home_agent(direct);
         }
+        self.update_home_source();
         self.event(
             now,
             NodeEvent::TunnelUp {
@@ -177,5 +182,57 @@ impl Node {
         self.out
             .actions
             .push_back(Action::DirectToHomeAgent { home_agent });
+    }
+}
+
+impl Node {
+    /// While a tunnel is up (modes 'c' and 'mc'), what the
+    /// node itself opens leaves from the home address, so it survives
+    /// the next move ([`HomeSource`]). Asked again whenever the
+    /// exclusions change (the VPN gateway, the on-link prefixes); at
+    /// home, without a tunnel, nothing is asked. Held traffic stays held:
+    /// the home address's own rule decides where its datagrams go.
+    pub(super) fn update_home_source(&mut self) {
+        let want = match self.kernel.tunnel {
+            Some(t) if !self.cfg.home_source.is_empty() => Some(HomeSource {
+                home: self.client.home_address(),
+                prefixes: self.cfg.home_source.clone(),
+                exclude: self.home_source_exclusions(t.home_agent),
+            }),
+            _ => None,
+        };
+        if self.kernel.home_source == want {
+            return;
+        }
+        match &want {
+            Some(s) => {
+                info!(home = %s.home, prefixes = ?s.prefixes, exclude = ?s.exclude, "home address as the source of the node's connections")
+            }
+            None => info!("home address source removed"),
+        }
+        self.kernel.home_source = want.clone();
+        self.out
+            .actions
+            .push_back(Action::HomeAddressSource { source: want });
+    }
+
+    /// The home agent (the tunnel's outer datagrams, registrations and
+    /// the probe must leave from the care-of address), every VPN gateway
+    /// (IKE, RFC 4555 §3.5 moves it between physical addresses) and the
+    /// on-link prefixes of the physical attachments (reached directly,
+    /// not through the home agent), sorted and without repeats.
+    fn home_source_exclusions(&self, home_agent: Ipv4Addr) -> Vec<Ipv4Net> {
+        let host = |a: Ipv4Addr| Ipv4Net::new(a, 32).expect("/32 is a valid prefix");
+        let mut out: Vec<Ipv4Net> = std::iter::once(host(home_agent))
+            .chain(self.vpn.sas().iter().filter_map(|v| v.gateway).map(host))
+            .chain(
+                self.usable_addresses()
+                    .filter_map(|a| Ipv4Net::new(a.addr, a.prefix_len).ok())
+                    .map(|n| n.trunc()),
+            )
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 }
