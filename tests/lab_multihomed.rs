@@ -3,7 +3,9 @@
 //! trusted-2; trusted-1 coming up beside it moves nothing, the external
 //! networks on the never-probe list (by prefix, by gateway MAC) send no
 //! probe (captures), and trusted-2 going down moves the binding to
-//! trusted-1 with the TCP stream intact. Needs root.
+//! trusted-1 with the TCP stream intact. Scenario `verdict-cache`: a
+//! known untrusted network is not probed again, a known trusted one is
+//! (its probe is the authenticated registration). Needs root.
 
 mod lab_support;
 
@@ -59,4 +61,35 @@ fn lab_multihomed_prefers_trusted_2_never_probes_the_excluded_and_fails_over_to_
     ] {
         figure(&s, f);
     }
+}
+
+#[test]
+fn lab_verdict_cache_spares_a_known_untrusted_network_and_still_confirms_a_trusted_one() {
+    let s = run_passing("verdict-cache");
+
+    // First visit of ext-a: probed, no answer.
+    let v = &event(&s, "first_verdict").detail;
+    assert_eq!(v["cause"], "no_reply", "{v}");
+    // Second visit: the same gateway, untrusted from the cache, no probe.
+    assert_eq!(
+        event(&s, "ext_a_gateway_1").detail["gateway"],
+        event(&s, "ext_a_gateway_2").detail["gateway"]
+    );
+    let c = &event(&s, "cached_verdict").detail;
+    assert_eq!(
+        (c["verdict"].as_str(), c["cause"].as_str()),
+        (Some("untrusted"), Some("cached")),
+        "{c}"
+    );
+    assert!(c["elapsed_ms"].is_null(), "no probe ran: {c}");
+    check_held(
+        &s,
+        "events mn/mip4d probe_sent ifname=eth-a after=ext_a_gone",
+    );
+    check_held(&s, "clear-text ext_a");
+    // trusted-1 again: probed again whatever the cache says, trusted on
+    // the i-HA's authenticated TNC reply, registered.
+    assert!(event(&s, "t1_probed_again").t <= event(&s, "t1_confirmed").t);
+    assert_eq!(event(&s, "ha_binding").detail["care_of_address"], TRUSTED_1);
+    figure(&s, "second_visit_to_verdict_ms");
 }
