@@ -354,3 +354,26 @@ fn with_configured_prefixes_the_preferred_trusted_address_is_kept() {
     let (_, req) = s.one_transmit();
     assert_eq!(req.care_of_address, IN_2, "back to the preferred one");
 }
+
+#[test]
+fn the_trusted_network_going_with_only_an_untrusted_one_left_asks_for_the_vpn() {
+    let mut s = Sim::multihomed(&[], &["eth2"]);
+    s.trusted("eth0", IN_1);
+    s.node.address_added(s.now, "eth2", EXT, 24);
+    assert_eq!(s.vpn_requests(), 0, "inside: no VPN");
+    s.node.link_down(s.now, "eth0");
+    assert_eq!(s.node.state(), State::Untrusted { address: EXT });
+    assert!(
+        s.probes().is_empty(),
+        "the excluded network is still not probed"
+    );
+    assert_eq!(
+        s.vpn_requests(),
+        1,
+        "outside now: the VPN (RFC 5266 §3.4.2 step 1)"
+    );
+    assert!(
+        s.node.traffic_held(),
+        "nothing leaves in the clear meanwhile"
+    );
+}

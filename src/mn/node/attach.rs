@@ -124,6 +124,9 @@ impl Node {
                         _ => format!("{why}: no usable address left"),
                     };
                     let went_stale = self.access.is_live_mc();
+                    // A mode 'c' binding whose trusted address went, with
+                    // only untrusted ones left (more than one interface).
+                    let left_c = self.access.is_c() && self.state.has_care_of();
                     if let (true, Access::Mc(m)) = (went_stale, &mut self.access) {
                         // RFC 5266 §3.1.3: the care-of address was the TIA;
                         // without it nothing reaches the MN through the
@@ -151,8 +154,9 @@ impl Node {
                     // only the registration.
                     self.retry_at = None;
                     self.set_state(now, to, &reason);
-                    if went_stale {
-                        // RFC 5266 §3.4.2 step 1: outside, the VPN is gone.
+                    if went_stale || left_c {
+                        // RFC 5266 §3.4.2 step 1: outside, no VPN (gone,
+                        // or never needed while a trusted network served).
                         self.after_untrusted(now, &reason);
                     }
                 }
