@@ -257,7 +257,8 @@ impl Daemon {
             let Ok(name) = self.nl.link_name(ifindex).await else {
                 continue;
             };
-            if is_own(&self.cfg, &name) {
+            let watched = &self.cfg.node.interfaces;
+            if is_own(&self.cfg, &name) || !(watched.is_empty() || watched.contains(&name)) {
                 continue;
             }
             self.gateways.insert(ifindex, (gw, name.clone()));
