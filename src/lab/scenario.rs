@@ -510,6 +510,8 @@ impl Run<'_> {
         let a = Args::new(&command, &l.file);
         match a.arg(0)? {
             "attach" | "move" => self.attach(&a)?,
+            "attach-also" | "detach" => self.attach_also(&a)?,
+            "mac" => self.mac(&a)?,
             "charon" => self.start_charon(&a)?,
             "charon-kill" => self.kill_charon(&a)?,
             "terminate" => self.terminate(&a)?,

@@ -158,6 +158,8 @@ pub struct Lab {
     pub spec: TopologySpec,
     /// The access network the MN is attached to, if any.
     attached: BTreeMap<String, String>,
+    /// Access networks up beside it ([`Lab::attach_also`]).
+    also: Vec<String>,
     /// When the last [`Lab::attach`] had left the old network (unix
     /// seconds): the moment the old path was gone.
     left_at: Option<f64>,
@@ -176,6 +178,7 @@ impl Lab {
             wire_ns,
             spec: spec.clone(),
             attached: BTreeMap::new(),
+            also: Vec::new(),
             left_at: None,
         };
         for h in &spec.hosts {
@@ -269,18 +272,7 @@ impl Lab {
         let access = self.spec.access(name)?.clone();
         self.detach(&access.host)?;
         self.left_at = Some(unix_now());
-        let ns = self.host(&access.host)?;
-        ip_batch(
-            ns,
-            &[
-                format!("link set {} up", access.dev),
-                format!("addr add {} dev {}", access.addr, access.dev),
-                format!(
-                    "route replace default via {} dev {}",
-                    access.gateway, access.dev
-                ),
-            ],
-        )?;
+        self.bring_up(&access, "replace", "")?;
         self.attached
             .insert(access.host.clone(), access.name.clone());
         Ok(())
@@ -309,6 +301,63 @@ impl Lab {
                 format!("link set {} down", access.dev),
             ],
         )
+    }
+
+    /// Brings access network `name` up beside the ones its host is on
+    /// (more than one interface): its address, and a default route with
+    /// a metric of its own (100 + the network's place in the topology),
+    /// so that each network's route stays while the others come and go.
+    pub fn attach_also(&mut self, name: &str) -> Result<()> {
+        let access = self.spec.access(name)?.clone();
+        let place = self.spec.access.iter().position(|a| a.name == name);
+        let metric = 100 + place.unwrap_or_default();
+        self.bring_up(&access, "append", &format!(" metric {metric}"))?;
+        self.also.push(name.to_string());
+        Ok(())
+    }
+
+    /// The access link up with its address and a default route (`ip
+    /// route replace|append ... EXTRA`), in one `ip -batch`.
+    fn bring_up(&self, access: &AccessSpec, how: &str, extra: &str) -> Result<()> {
+        ip_batch(
+            self.host(&access.host)?,
+            &[
+                format!("link set {} up", access.dev),
+                format!("addr add {} dev {}", access.addr, access.dev),
+                format!(
+                    "route {how} default via {} dev {}{extra}",
+                    access.gateway, access.dev
+                ),
+            ],
+        )
+    }
+
+    /// Only the network's own address goes (what a DHCP client
+    /// releases): with kernel-netlink, charon installs the VPN's virtual
+    /// IP on the access interface too, and it must stay. Then the link.
+    fn take_down(&self, access: &AccessSpec) -> Result<()> {
+        ip_batch(
+            self.host(&access.host)?,
+            &[
+                format!("addr del {} dev {}", access.addr, access.dev),
+                format!("link set {} down", access.dev),
+            ],
+        )
+    }
+
+    /// Takes access network `name` down, whether it came up by
+    /// [`Lab::attach`] or [`Lab::attach_also`]: its address goes, then
+    /// its link.
+    pub fn detach_net(&mut self, name: &str) -> Result<()> {
+        let access = self.spec.access(name)?.clone();
+        if self.attached(&access.host) == Some(name) {
+            return self.detach(&access.host);
+        }
+        let Some(i) = self.also.iter().position(|n| n == name) else {
+            return Err(Error::Other(format!("the MN is not on `{name}`")));
+        };
+        self.also.remove(i);
+        self.take_down(&access)
     }
 
     /// The delay line of the link with an end at `host:dev`, if it has one

@@ -114,6 +114,14 @@ pub enum Cause {
     RenewalWithoutTnc,
     /// No successful re-registration within T_MONITOR (RFC 5265 §3.2.4).
     MonitorExpired,
+    /// The network is on the configured list of networks never probed
+    /// (`[multihoming] never_probe`): untrusted without a probe, which
+    /// would reveal the home agent, the NAI and the home address in the
+    /// clear (RFC 5266 §5).
+    NeverProbe,
+    /// The verdict cache holds an untrusted verdict for this network
+    /// (gateway MAC and prefix) that has not expired: not probed again.
+    Cached,
 }
 
 impl Cause {
@@ -134,6 +142,8 @@ impl std::fmt::Display for Cause {
             Cause::NoReply { attempts } => write!(f, "no authenticated reply from the i-HA after {attempts} transmissions (RFC 5266 §3.4)"),
             Cause::RenewalWithoutTnc => f.write_str("a renewal was accepted without TNC (RFC 5265 §3.2.3)"),
             Cause::MonitorExpired => f.write_str("no successful re-registration within T_MONITOR (RFC 5265 §3.2.4)"),
+            Cause::NeverProbe => f.write_str("a network configured never to be probed: untrusted without a probe, which would reveal the home agent, the NAI and the home address in the clear (RFC 5266 §5)"),
+            Cause::Cached => f.write_str("the verdict cache holds an untrusted verdict for this gateway and prefix: not probed in the clear again (RFC 5266 §5)"),
         }
     }
 }
@@ -195,6 +205,10 @@ pub struct DetectStats {
     pub forged_replies: u64,
     /// Verdicts withdrawn by registration-based monitoring (§3.2.4).
     pub monitor_failures: u64,
+    /// Untrusted verdicts without a probe: a network never probed, or an
+    /// untrusted verdict from the cache.
+    pub never_probed: u64,
+    pub cached_untrusted: u64,
 }
 
 struct Probe {
@@ -326,6 +340,18 @@ impl Detector {
             return true;
         }
         false
+    }
+
+    /// An untrusted verdict reached without a probe (`NeverProbe`,
+    /// `Cached`). Trusted is never decided here: only an authenticated
+    /// reply with TNC says so (RFC 5265 §4.1).
+    pub fn decide_untrusted(&mut self, ifname: &str, address: Ipv4Addr, cause: Cause) {
+        match cause {
+            Cause::Cached => self.stats.cached_untrusted += 1,
+            _ => self.stats.never_probed += 1,
+        }
+        self.stats.untrusted += 1;
+        self.record(ifname, address, Verdict::Untrusted);
     }
 
     /// Withdraws a trusted verdict (monitoring failed, RFC 5265 §3.2.4).

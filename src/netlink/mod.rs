@@ -10,6 +10,7 @@
 
 pub mod addr;
 pub mod bypass;
+pub mod gateway;
 pub mod link;
 pub mod neigh;
 pub mod route;

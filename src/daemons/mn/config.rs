@@ -15,7 +15,7 @@ use crate::auth::{Algorithm, SecurityAssociation, FIRST_USABLE_SPI};
 use crate::config::{ConfigError, SecretKey, Source};
 use crate::dataplane::BackendChoice;
 use crate::mn::detect::{DetectConfig, VpnWhenInside};
-use crate::mn::node::NodeConfig;
+use crate::mn::node::{Multihoming, NetworkMatch, NodeConfig};
 use crate::mn::registration::{self, Retransmit, MIN_RETRANSMIT_INTERVAL};
 use crate::mn::TrustPolicy;
 use crate::replay::ReplayMethod;
@@ -78,6 +78,8 @@ struct File {
     detect: Option<DetectFile>,
     #[serde(default)]
     home_address_source: HomeSourceFile,
+    #[serde(default)]
+    multihoming: MultihomingFile,
 }
 
 /// `[home_address_source]`: what the node opens itself leaves from the
@@ -99,8 +101,84 @@ impl Default for HomeSourceFile {
     }
 }
 
+/// `[multihoming]`: more than one interface up at once (docs/mip4d.md,
+/// "More than one interface").
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MultihomingFile {
+    /// Most preferred first: interface names, IPv4 prefixes, gateway MACs.
+    #[serde(default)]
+    prefer: Vec<String>,
+    /// Networks never probed (RFC 5266 §5): prefixes, gateway MACs or
+    /// interface names.
+    #[serde(default)]
+    never_probe: Vec<String>,
+    /// Lifetime of a cached verdict; 0: no cache.
+    #[serde(default = "default_verdict_cache")]
+    verdict_cache_s: u64,
+    #[serde(default = "default_gateway_wait")]
+    gateway_wait_ms: u64,
+}
+
+impl Default for MultihomingFile {
+    fn default() -> Self {
+        MultihomingFile {
+            prefer: Vec::new(),
+            never_probe: Vec::new(),
+            verdict_cache_s: default_verdict_cache(),
+            gateway_wait_ms: default_gateway_wait(),
+        }
+    }
+}
+
 fn default_home_source_prefixes() -> Vec<Ipv4Net> {
     vec![Ipv4Net::default()]
+}
+
+fn default_verdict_cache() -> u64 {
+    Multihoming::default().verdict_cache.as_secs()
+}
+fn default_gateway_wait() -> u64 {
+    Multihoming::default().gateway_wait.as_millis() as u64
+}
+
+/// `[multihoming]` checked: every entry parses, and the probe's settings
+/// come with the probe.
+fn multihoming_config(
+    src: &Source,
+    m: &MultihomingFile,
+    detect: bool,
+) -> Result<Multihoming, ConfigError> {
+    let parse = |key: &str, list: &[String]| -> Result<Vec<NetworkMatch>, ConfigError> {
+        list.iter()
+            .enumerate()
+            .map(|(i, e)| {
+                NetworkMatch::parse(e)
+                    .map_err(|why| src.error_at_key(key, 0, format!("entry {i}: {why}")))
+            })
+            .collect()
+    };
+    let never_probe = parse("multihoming.never_probe", &m.never_probe)?;
+    if !never_probe.is_empty() && !detect {
+        return Err(src.error_at_key(
+            "multihoming.never_probe",
+            0,
+            "needs a `[detect]` section: without the probe (RFC 5266 §3.4) nothing is probed",
+        ));
+    }
+    if m.gateway_wait_ms > 10_000 {
+        return Err(src.error_at_key(
+            "multihoming.gateway_wait_ms",
+            0,
+            "must be at most 10000 (a new attachment waits that long before its probe)",
+        ));
+    }
+    Ok(Multihoming {
+        prefer: parse("multihoming.prefer", &m.prefer)?,
+        never_probe,
+        verdict_cache: Duration::from_secs(m.verdict_cache_s),
+        gateway_wait: Duration::from_millis(m.gateway_wait_ms),
+    })
 }
 
 /// `[detect]`: trusted-network detection by the probe of RFC 5266 §3.4
@@ -438,6 +516,7 @@ impl MnConfig {
                 TrustPolicy::Tnc(detect_config(src, d, &f.vpn.connections)?)
             }
         };
+        node.multihoming = multihoming_config(src, &f.multihoming, f.detect.is_some())?;
         node.reverse_tunnel = f.reverse_tunnel;
         node.retry_interval = Duration::from_secs(r.retry_interval_s);
         node.vpn_connections = f.vpn.connections.clone();
@@ -612,6 +691,32 @@ backoff_cap_ms = 4000
         assert!(e.contains("key `trusted_networks`"), "{e}");
         let e = load(&text.replace("timeout_ms = 1500", "timeout_ms = 100")).unwrap_err();
         assert!(e.contains("key `detect.timeout_ms`"), "{e}");
+    }
+
+    #[test]
+    fn multihoming_section_names_file_line_and_key() {
+        let detect = GOOD.replace("trusted_networks = [\"10.20.0.0/16\"]\n", "") + "\n[detect]\n";
+        let text = detect.clone()
+            + "[multihoming]\nprefer = [\"eth1\", \"10.20.0.0/16\"]\nnever_probe = [\"192.0.2.0/24\", \"02:00:5e:00:53:01\"]\nverdict_cache_s = 600\n";
+        let c = load(&text).unwrap();
+        let m = &c.node.multihoming;
+        assert_eq!(m.prefer[0], NetworkMatch::Interface("eth1".into()));
+        assert_eq!(
+            m.never_probe[1],
+            NetworkMatch::Gateway([2, 0, 0x5e, 0, 0x53, 1])
+        );
+        assert_eq!(m.verdict_cache, Duration::from_secs(600));
+        let e = load(&text.replace("02:00:5e:00:53:01", "02:00:5e:00:53")).unwrap_err();
+        assert!(
+            e.starts_with("mip4d.conf:18: key `multihoming.never_probe`: entry 1:"),
+            "{e}"
+        );
+        let e =
+            load(&(GOOD.to_string() + "[multihoming]\nnever_probe = [\"eth0\"]\n")).unwrap_err();
+        assert!(
+            e.contains("key `multihoming.never_probe`: needs a `[detect]`"),
+            "{e}"
+        );
     }
 
     #[test]

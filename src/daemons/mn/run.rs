@@ -17,6 +17,7 @@ use crate::mn::guard::Guard;
 use crate::mn::node::{Action, NodeEvent, VpnRequest};
 use crate::mn::vpn::{PathMtu, VpnInput};
 use crate::mn::Node;
+use crate::netlink::gateway::{self, NeighbourWatcher};
 use crate::netlink::{NetEvent, Netlink, Watcher};
 
 use super::config::MnConfig;
@@ -54,6 +55,8 @@ pub(super) struct Daemon {
     plugin_requests: u64,
     /// Deployment warnings in force (status, events, log).
     pub(super) guard: Guard,
+    /// Each interface's default gateway: ifindex -> (gateway, ifname).
+    gateways: HashMap<u32, (std::net::Ipv4Addr, String)>,
 }
 
 impl Daemon {
@@ -237,6 +240,53 @@ impl Daemon {
         }
     }
 
+    /// Learns each interface's default gateway and its MAC for the node
+    /// (its verdict cache and `never_probe` by MAC): the main table's
+    /// default routes, then the neighbour table; an unresolved gateway
+    /// gets one datagram, and the neighbour watcher reports its MAC.
+    /// Only with detection: without a probe there is nothing to spare.
+    async fn refresh_gateways(&mut self) {
+        if self.node.detector().is_none() {
+            return;
+        }
+        let routes = match self.nl.default_gateways().await {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(error = %e, "reading the default routes failed");
+                return;
+            }
+        };
+        self.gateways.clear();
+        for (ifindex, gw) in routes {
+            let Ok(name) = self.nl.link_name(ifindex).await else {
+                continue;
+            };
+            let watched = &self.cfg.node.interfaces;
+            if is_own(&self.cfg, &name) || !(watched.is_empty() || watched.contains(&name)) {
+                continue;
+            }
+            self.gateways.insert(ifindex, (gw, name.clone()));
+            match self.nl.neighbour_mac(ifindex, gw).await {
+                Ok(Some(mac)) => self.node.gateway_learned(Instant::now(), &name, Some(mac)),
+                _ => {
+                    if let Err(e) = gateway::resolve(&name, gw) {
+                        warn!(ifname = %name, gateway = %gw, error = %e, "resolving the gateway failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// A resolved neighbour: the MAC of a default gateway, if it is one.
+    fn neighbour(&mut self, ifindex: u32, addr: std::net::Ipv4Addr, mac: [u8; 6]) {
+        if let Some((gw, name)) = self.gateways.get(&ifindex) {
+            if *gw == addr {
+                let name = name.clone();
+                self.node.gateway_learned(Instant::now(), &name, Some(mac));
+            }
+        }
+    }
+
     /// Feeds the node what the kernel has now (after the watcher is up,
     /// so nothing falls between the dump and the first event; repeats
     /// are ignored by the node).
@@ -285,6 +335,8 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
     let bus = EventBus::new(clock);
     let nl = Arc::new(Netlink::new().map_err(|e| format!("netlink: {e}"))?);
     let mut watcher = Watcher::new().map_err(|e| format!("netlink watcher: {e}"))?;
+    let mut neighbours =
+        NeighbourWatcher::new().map_err(|e| format!("netlink neighbour watcher: {e}"))?;
     let dp = DataPlane::start(
         nl.clone(),
         cfg.tunnel_backend,
@@ -324,6 +376,7 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
         plugin_msgs: 0,
         plugin_requests: 0,
         guard: Guard::new(),
+        gateways: HashMap::new(),
         installer,
         probes: ProbeSockets::new(nl.clone(), rx_tx.clone()),
         sockets: Sockets::new(rx_tx),
@@ -342,6 +395,7 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
     if let Err(e) = dump {
         warn!(error = %e, "reading the current addresses failed; waiting for events");
     }
+    d.refresh_gateways().await;
     d.flush().await;
 
     let mut shutdown_deadline: Option<Instant> = None;
@@ -365,10 +419,12 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
                             NodeEvent::RequestSentOnRoute { src: t.src, dst: t.dst },
                         );
                     }
+                    d.refresh_gateways().await;
                 }
                 Some(ev) => d.net_event(Instant::now(), ev),
                 None => break Err("the netlink event socket closed".to_string()),
             },
+            Some((ifindex, addr, mac)) = neighbours.next() => d.neighbour(ifindex, addr, mac),
             Some((from, payload)) = replies.recv() => {
                 d.node.handle_datagram(Instant::now(), from, &payload);
             }

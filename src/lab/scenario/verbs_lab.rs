@@ -40,6 +40,54 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// lab::attach-also NET: NET up beside the networks the MN is on
+    /// (event `attached_also`). lab::detach NET: NET down, whichever way
+    /// it came up (event `detached`). Each event is stamped when its
+    /// command started.
+    pub(super) fn attach_also(&mut self, a: &Args) -> Result<()> {
+        let net = a.arg(1)?;
+        let host = self.lab.spec.access(net)?.host.clone();
+        let before = now();
+        let name = if a.words[0] == "detach" {
+            self.lab.detach_net(net)?;
+            "detached"
+        } else {
+            self.lab.attach_also(net)?;
+            "attached_also"
+        };
+        let took_ms = ((now() - before) * 1e4).round() / 10.0;
+        self.emit_at(
+            name,
+            &host,
+            serde_json::json!({"net": net, "took_ms": took_ms}),
+            before,
+        );
+        Ok(())
+    }
+
+    /// lab::mac VAR HOST DEV: the MAC address of HOST's DEV into ${VAR}
+    /// (a gateway's, for a configuration that names it).
+    pub(super) fn mac(&mut self, a: &Args) -> Result<()> {
+        let (var, host, dev) = (a.arg(1)?, a.arg(2)?, a.arg(3)?);
+        // `eth-b  UP  02:00:5e:00:53:01 <BROADCAST,...>`
+        let out = self
+            .lab
+            .host(host)?
+            .ip(&["-br", "link", "show", "dev", dev])?;
+        let mac = out
+            .split_whitespace()
+            .nth(2)
+            .unwrap_or_default()
+            .to_string();
+        if mac.split(':').count() != 6 {
+            return Err(Error::Other(format!(
+                "{host}:{dev} has no MAC address (`{mac}`)"
+            )));
+        }
+        self.vars.insert(var.to_string(), mac);
+        Ok(())
+    }
+
     /// lab::figure NAME FROM TO: ms between two events.
     pub(super) fn figure(&mut self, a: &Args) -> Result<()> {
         let (fig, from, to) = (a.arg(1)?, a.arg(2)?, a.arg(3)?);

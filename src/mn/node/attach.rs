@@ -43,26 +43,35 @@ impl Node {
             self.maybe_probe(now, why);
         }
         let trusted = |a: &&LocalAddress| self.trust_of(a.addr) == Trust::Trusted;
-        let current = self.access.care_of().filter(|c| {
+        let current = self.access.care_of().and_then(|c| {
             self.usable_addresses()
-                .any(|a| a.addr == *c && self.trust_of(a.addr) == Trust::Trusted)
+                .filter(trusted)
+                .find(|a| a.addr == c)
         });
-        let newest = self
+        // Trusted first; among trusted ones the configured preference,
+        // then the newest (`multihome`).
+        let best = self
             .usable_addresses()
             .filter(trusted)
-            .max_by_key(|a| a.seq)
-            .map(|a| (a.addr, a.ifname.clone(), a.prefix_len));
-        let chosen = match (new, current) {
-            (Some(n), _) if self.trust_of(n) == Trust::Trusted && self.is_usable(n) => self
-                .usable_addresses()
+            .fold(None::<&LocalAddress>, |b, a| match b {
+                Some(b) if !self.better(a, b) => Some(b),
+                _ => Some(a),
+            });
+        let new = new.and_then(|n| {
+            self.usable_addresses()
+                .filter(trusted)
                 .find(|a| a.addr == n)
-                .map(|a| (a.addr, a.ifname.clone(), a.prefix_len)),
-            (_, Some(c)) => self
-                .usable_addresses()
-                .find(|a| a.addr == c)
-                .map(|a| (a.addr, a.ifname.clone(), a.prefix_len)),
-            _ => newest,
-        };
+        });
+        let chosen = match (new, current) {
+            // A new trusted address wins a move unless the current one is
+            // preferred to it.
+            (Some(n), Some(c)) if self.rank(n) > self.rank(c) => Some(c),
+            (Some(n), _) => Some(n),
+            (None, Some(c)) if best.is_some_and(|b| self.rank(b) < self.rank(c)) => best,
+            (None, Some(c)) => Some(c),
+            (None, None) => best,
+        }
+        .map(|a| (a.addr, a.ifname.clone(), a.prefix_len));
 
         match chosen {
             Some((addr, ifname, _)) => {
@@ -82,12 +91,13 @@ impl Node {
             // RFC 5266 §3.4.2 step 4: through the VPN only once the probe
             // failed; a mode 'mc' binding that already carries the traffic
             // (inside ESP) keeps it meanwhile (§3.4.1, step 1a).
-            None if self.probe_pending() && !self.in_mc() => {
+            None if (self.probe_pending() || self.gateway_waiting().is_some()) && !self.in_mc() => {
                 let (ifname, address) = self
                     .detector
                     .as_ref()
                     .and_then(|d| d.probing().map(|(i, a)| (i.to_string(), a)))
-                    .expect("probe_pending");
+                    .or_else(|| self.gateway_waiting())
+                    .expect("probe_pending or waiting");
                 let to = State::Detecting { address };
                 if self.state != to {
                     self.retry_at = None;
@@ -114,6 +124,9 @@ impl Node {
                         _ => format!("{why}: no usable address left"),
                     };
                     let went_stale = self.access.is_live_mc();
+                    // A mode 'c' binding whose trusted address went, with
+                    // only untrusted ones left (more than one interface).
+                    let left_c = self.access.is_c() && self.state.has_care_of();
                     if let (true, Access::Mc(m)) = (went_stale, &mut self.access) {
                         // RFC 5266 §3.1.3: the care-of address was the TIA;
                         // without it nothing reaches the MN through the
@@ -141,10 +154,16 @@ impl Node {
                     // only the registration.
                     self.retry_at = None;
                     self.set_state(now, to, &reason);
-                    if went_stale {
-                        // RFC 5266 §3.4.2 step 1: outside, the VPN is gone.
+                    if went_stale || left_c {
+                        // RFC 5266 §3.4.2 step 1: outside, no VPN (gone,
+                        // or never needed while a trusted network served).
                         self.after_untrusted(now, &reason);
                     }
+                }
+                if self.take_decided_unprobed() {
+                    // A network never probed, or cached untrusted: the
+                    // VPN as after a failed probe (§3.4.2 step 1).
+                    self.after_untrusted(now, why);
                 }
                 false
             }

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use std::fmt;
+
 use ipnet::Ipv4Net;
 
 use crate::mn::mode::TrustPolicy;
@@ -45,6 +47,93 @@ pub struct NodeConfig {
     /// kernel picks the care-of address or the TIA as before. Default:
     /// everything (`0.0.0.0/0`).
     pub home_source: Vec<Ipv4Net>,
+    /// More than one interface: preference, networks never probed, the
+    /// verdict cache.
+    pub multihoming: Multihoming,
+}
+
+/// A network as the operator names it: by interface, by the prefix the
+/// address is in, or by the MAC address of its default gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetworkMatch {
+    Interface(String),
+    Prefix(Ipv4Net),
+    Gateway([u8; 6]),
+}
+
+impl NetworkMatch {
+    /// `eth0`, `192.0.2.0/24` or `02:00:5e:00:53:01`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.contains('/') {
+            return s
+                .parse::<Ipv4Net>()
+                .map(|n| NetworkMatch::Prefix(n.trunc()))
+                .map_err(|_| format!("{s:?} is not an IPv4 prefix"));
+        }
+        let parts: Vec<&str> = s.split(':').collect();
+        if parts.len() == 6 {
+            let mut mac = [0u8; 6];
+            for (b, p) in mac.iter_mut().zip(&parts) {
+                if p.len() != 2 {
+                    return Err(format!("{s:?} is not a MAC address"));
+                }
+                *b =
+                    u8::from_str_radix(p, 16).map_err(|_| format!("{s:?} is not a MAC address"))?;
+            }
+            return Ok(NetworkMatch::Gateway(mac));
+        }
+        if s.is_empty() || s.len() > 15 || s.contains(':') || s.contains(char::is_whitespace) {
+            return Err(format!(
+                "{s:?} is neither an interface name, an IPv4 prefix nor a MAC address"
+            ));
+        }
+        Ok(NetworkMatch::Interface(s.to_string()))
+    }
+}
+
+/// A MAC address as `ip neigh` prints it.
+pub fn mac_string(mac: &[u8; 6]) -> String {
+    mac.map(|b| format!("{b:02x}")).join(":")
+}
+
+impl fmt::Display for NetworkMatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NetworkMatch::Interface(i) => f.write_str(i),
+            NetworkMatch::Prefix(p) => write!(f, "{p}"),
+            NetworkMatch::Gateway(m) => f.write_str(&mac_string(m)),
+        }
+    }
+}
+
+/// More than one interface up at once (docs/mip4d.md, "More than one
+/// interface").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Multihoming {
+    /// Most preferred first. Among usable attachments of the same trust
+    /// the first match wins; unlisted ones come last, the newest first.
+    /// A trusted attachment always wins over an untrusted one.
+    pub prefer: Vec<NetworkMatch>,
+    /// Networks never probed (RFC 5266 §5): untrusted at once.
+    pub never_probe: Vec<NetworkMatch>,
+    /// How long an untrusted verdict spares a network (gateway MAC and
+    /// prefix) the probe; zero: no cache.
+    pub verdict_cache: Duration,
+    /// How long a new attachment waits for its gateway's MAC before it is
+    /// probed anyway, when a gateway-keyed rule (the cache, `never_probe`
+    /// by MAC) could spare it the probe.
+    pub gateway_wait: Duration,
+}
+
+impl Default for Multihoming {
+    fn default() -> Self {
+        Multihoming {
+            prefer: Vec::new(),
+            never_probe: Vec::new(),
+            verdict_cache: Duration::from_secs(3600),
+            gateway_wait: Duration::from_secs(1),
+        }
+    }
 }
 
 impl NodeConfig {
@@ -60,6 +149,43 @@ impl NodeConfig {
             esp_overhead: DEFAULT_ESP_OVERHEAD,
             with_charon: false,
             home_source: vec![Ipv4Net::default()],
+            multihoming: Multihoming::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_parse_by_their_shape() {
+        assert_eq!(
+            NetworkMatch::parse("eth0"),
+            Ok(NetworkMatch::Interface("eth0".into()))
+        );
+        assert_eq!(
+            NetworkMatch::parse("192.0.2.7/24"),
+            Ok(NetworkMatch::Prefix("192.0.2.0/24".parse().unwrap()))
+        );
+        assert_eq!(
+            NetworkMatch::parse("02:00:5E:00:53:01"),
+            Ok(NetworkMatch::Gateway([2, 0, 0x5e, 0, 0x53, 1]))
+        );
+        assert_eq!(
+            NetworkMatch::parse("02:00:5e:00:53:01")
+                .unwrap()
+                .to_string(),
+            "02:00:5e:00:53:01"
+        );
+        for bad in [
+            "",
+            "10.0.0.0/33",
+            "02:00:5e:00:53",
+            "02:00:5e:00:53:zz",
+            "a very long name",
+        ] {
+            assert!(NetworkMatch::parse(bad).is_err(), "{bad:?}");
         }
     }
 }

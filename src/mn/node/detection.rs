@@ -34,22 +34,20 @@ impl Node {
             .is_some_and(|d| d.probing().is_some())
     }
 
-    /// Starts a probe of the newest attachment without a verdict, unless
+    /// Starts a probe of the best attachment without a verdict, unless
     /// it is the one being probed (RFC 5266 §3.4: "whenever the mobile
-    /// node detects a change in network connectivity"). A newer
-    /// attachment cancels an older probe; the older one is probed again
+    /// node detects a change in network connectivity"). A newer (or more
+    /// preferred) attachment cancels an older probe; the older one is probed again
     /// once the newer is decided (RFC 5265 §3.2.1: each interface on its
     /// own).
     pub(super) fn maybe_probe(&mut self, now: Instant, why: &str) {
-        let Some(d) = self.detector.as_ref() else {
+        // Best first (`multihome`): the configured preference, then the
+        // newest; networks never probed or cached untrusted are decided
+        // there without a probe.
+        let Some(target) = self.next_to_probe(now) else {
             return;
         };
-        let Some(target) = self
-            .usable_addresses()
-            .filter(|a| d.verdict(a.addr).is_none())
-            .max_by_key(|a| a.seq)
-            .map(|a| (a.ifname.clone(), a.addr))
-        else {
+        let Some(d) = self.detector.as_ref() else {
             return;
         };
         if d.probing().map(|(i, a)| (i.to_string(), a)) == Some(target.clone()) {
@@ -188,6 +186,7 @@ impl Node {
     pub(super) fn on_probe_outcome(&mut self, now: Instant, o: Outcome) {
         let elapsed_ms = Some(now.saturating_duration_since(o.started).as_millis() as u64);
         let verdict = o.cause.verdict();
+        self.remember_verdict(now, &o.ifname, o.address, verdict);
         let reason = o.cause.to_string();
         info!(ifname = %o.ifname, address = %o.address, ?verdict, reason = %reason, forged = o.forged, "trust verdict");
         self.event(
@@ -339,6 +338,7 @@ impl Node {
         d.withdraw(care_of, cause);
         d.reprobe(care_of);
         self.monitor = None;
+        self.forget_cached(care_of);
         let ifname = self
             .links
             .addresses

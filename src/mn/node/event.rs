@@ -207,6 +207,12 @@ pub enum NodeEvent {
         forged: u64,
         reason: String,
     },
+    /// The MAC address of the default gateway on `ifname` (the key of the
+    /// verdict cache and of `never_probe` by MAC).
+    GatewayLearned {
+        ifname: String,
+        gateway: String,
+    },
     /// Traffic from the home address is held (blackholed).
     TrafficHeld {
         reason: String,

@@ -59,6 +59,7 @@ mod config;
 mod detection;
 mod event;
 mod mc;
+mod multihome;
 mod reason;
 mod state;
 mod status;
@@ -66,8 +67,9 @@ mod stray;
 mod tunnel;
 
 pub use action::{Action, HomeSource, VpnRequest};
-pub use config::NodeConfig;
+pub use config::{mac_string, Multihoming, NetworkMatch, NodeConfig};
 pub use event::NodeEvent;
+pub use multihome::CachedVerdictStatus;
 use reason::Reason;
 pub use state::State;
 use state::{Access, McAttachment, TunnelState};
@@ -78,8 +80,11 @@ struct LocalAddress {
     ifname: String,
     addr: Ipv4Addr,
     prefix_len: u8,
-    /// Order of appearance: the newest trusted address wins a move.
+    /// Order of appearance: among attachments as preferred, the newest
+    /// trusted address wins a move.
     seq: u64,
+    /// When it appeared (how long it may wait for its gateway's MAC).
+    appeared: Instant,
 }
 
 /// The attachments as rtnetlink reported them.
@@ -147,6 +152,8 @@ pub struct Node {
     rng: StdRng,
     /// RFC 5265 §3.2.4: re-register at `.0`; no user data after `.1`.
     monitor: Option<(Option<Instant>, Instant)>,
+    /// Gateways, the verdict cache, a probe waiting for a gateway.
+    multi: multihome::Multi,
 }
 
 impl Node {
@@ -185,6 +192,7 @@ impl Node {
             detector,
             rng: StdRng::from_entropy(),
             monitor: None,
+            multi: multihome::Multi::default(),
             cfg,
         }
     }
@@ -262,6 +270,7 @@ impl Node {
             addr,
             prefix_len,
             seq: self.links.seq,
+            appeared: now,
         });
         self.event(
             now,
@@ -297,6 +306,7 @@ impl Node {
         );
         info!(ifname, %addr, "address removed");
         let why = format!("address {addr} removed from {ifname}");
+        self.forget_gateway(ifname);
         self.forget_attachment(now, ifname, Some(addr), &why);
         self.evaluate(now, None, &why);
         self.settle(now);
@@ -315,6 +325,7 @@ impl Node {
         );
         info!(ifname, "link down");
         let why = format!("link {ifname} down");
+        self.forget_gateway(ifname);
         self.forget_attachment(now, ifname, None, &why);
         self.evaluate(now, None, &why);
         self.settle(now);
@@ -432,6 +443,9 @@ impl Node {
                 }
             }
         }
+        if self.gateway_wait_timeout().is_some_and(|t| now >= t) {
+            self.evaluate(now, None, "no gateway MAC address in time: probing");
+        }
         self.monitor_timeout(now);
         self.stray_handle_timeout(now);
         self.client.handle_timeout(now);
@@ -512,6 +526,7 @@ impl Node {
             self.detector.as_ref().and_then(|d| d.poll_timeout()),
             self.monitor.and_then(|(r, _)| r),
             self.monitor.map(|(_, d)| d),
+            self.gateway_wait_timeout(),
         ]
         .into_iter()
         .flatten()

@@ -70,6 +70,8 @@ pub struct DetectionStatus {
     /// Whether traffic from the home address is held now.
     pub traffic_held: bool,
     pub counters: DetectStats,
+    /// Networks (gateway MAC and prefix) with a verdict still cached.
+    pub verdict_cache: Vec<super::CachedVerdictStatus>,
 }
 
 /// The VPN part of `mip4ctl status`.
@@ -111,6 +113,7 @@ impl Node {
                 verdicts: d.verdicts().to_vec(),
                 traffic_held: self.kernel.held,
                 counters: d.stats().clone(),
+                verdict_cache: self.cache_status(now),
             }),
         }
     }
