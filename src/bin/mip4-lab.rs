@@ -45,7 +45,8 @@ enum Cmd {
         /// One JSON object per line: events, then a summary.
         #[arg(long)]
         json: bool,
-        /// Write a pcap per host interface into DIR.
+        /// Write a pcap per host interface into DIR (with --vm: taken in
+        /// the guest, into DIR/NAME/).
         #[arg(long, value_name = "DIR")]
         capture: Option<PathBuf>,
         /// In a QEMU guest with Debian's stock kernel: kernel ESP
@@ -223,6 +224,7 @@ fn main() -> ExitCode {
                     &bin_dir,
                     names,
                     gateway,
+                    capture,
                     json,
                 );
             }
@@ -346,11 +348,13 @@ fn run_vm(
     bin_dir: &std::path::Path,
     names: Vec<String>,
     gateway: mip4::lab::vm::Gateway,
+    capture: Option<PathBuf>,
     json: bool,
 ) -> ExitCode {
     let project = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut opts = mip4::lab::vm::VmOptions::new(project, lab_dir, bin_dir, names);
     opts.gateway = gateway;
+    opts.capture = capture;
     opts.charon_plugins = charon_plugins.to_vec();
     let mut print = |v: &serde_json::Value| {
         if json {

@@ -244,8 +244,11 @@ impl Charon {
     }
 
     /// `swanctl --initiate --child <child>` (blocks until done or failed).
+    /// swanctl's own timeout is scaled as every lab wait is
+    /// ([`wait::scale`]).
     pub fn initiate(&self, child: &str) -> Result<String> {
-        self.swanctl(&["--initiate", "--child", child, "--timeout", "20"])
+        let timeout = (20.0 * wait::scale()).ceil().to_string();
+        self.swanctl(&["--initiate", "--child", child, "--timeout", &timeout])
     }
 
     /// The IKE_SAs as `swanctl --list-sas --raw` reports them.
@@ -299,7 +302,24 @@ impl Charon {
     }
 }
 
+/// charon's retransmissions: 1 s, then 1.4 times longer each. Four give
+/// up after ~11 s; where the lab's clock is scaled ([`wait::scale`]: the
+/// kernel tier's TCG guest, where a peer takes several times longer to
+/// answer), as many more as scale that window too. The first
+/// retransmissions stay as fast, so measured figures do not change.
+fn retransmit_tries(scale: f64) -> i32 {
+    (4..16)
+        .find(|&t| retransmit_window(t) >= retransmit_window(4) * scale)
+        .unwrap_or(16)
+}
+
+/// Seconds from the first transmission until charon gives up.
+fn retransmit_window(tries: i32) -> f64 {
+    (1.4f64.powi(tries + 1) - 1.0) / 0.4
+}
+
 fn strongswan_conf(load: &str, vici: &Path, log: &Path, extra: &str) -> String {
+    let tries = retransmit_tries(wait::scale());
     format!(
         r#"# Written by mip4-lab for one lab host.
 charon {{
@@ -308,7 +328,7 @@ charon {{
     # measured in RTTs; keep the defaults' shape (exponential backoff).
     retransmit_timeout = 1.0
     retransmit_base = 1.4
-    retransmit_tries = 4
+    retransmit_tries = {tries}
     install_routes = yes
     filelog {{
         lab {{
@@ -501,6 +521,16 @@ pub fn parse_list_sas(text: &str) -> Vec<IkeSa> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retransmissions_scale_with_the_lab_clock() {
+        assert_eq!(retransmit_tries(1.0), 4);
+        // The kernel tier (scale 4): ~11 s become ~49 s.
+        let t = retransmit_tries(4.0);
+        assert_eq!(t, 8);
+        assert!(retransmit_window(t) >= 4.0 * retransmit_window(4));
+        assert!(retransmit_window(t - 1) < 4.0 * retransmit_window(4));
+    }
 
     #[test]
     fn parses_list_sas_raw() {

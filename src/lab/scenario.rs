@@ -387,16 +387,11 @@ impl Run<'_> {
         ns.sh(&format!("{prelude}{line}"))
     }
 
-    /// A config file of `host`: the scenario's own
-    /// (`scenarios/NAME/hosts/HOST/FILE`), else the lab's
-    /// (`hosts/HOST/FILE`), file by file.
+    /// A config file of `host` ([`Scenario::host_file`]).
     fn host_file(&self, host: &str, file: &str) -> PathBuf {
-        let own = self.scenario.dir.join("hosts").join(host).join(file);
-        if own.exists() {
-            own
-        } else {
-            self.lab_dir.join("hosts").join(host).join(file)
-        }
+        let libreswan = self.opts.libreswan_root.is_some();
+        self.scenario
+            .host_file(&self.lab_dir, libreswan, host, file)
     }
 
     /// The charon config of `lab::charon HOST [mip4=SOCKET]`: with

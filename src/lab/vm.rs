@@ -73,6 +73,9 @@ pub struct VmOptions {
     pub gateway: Gateway,
     /// `--charon-plugin` for the guest's lab.
     pub charon_plugins: Vec<String>,
+    /// `--capture DIR`: the guest's pcaps of each scenario, copied to
+    /// DIR/NAME/ after the run.
+    pub capture: Option<PathBuf>,
     /// From QEMU's start until the guest's init runs.
     pub boot_timeout: Duration,
     /// Per scenario, inside the guest.
@@ -90,6 +93,7 @@ impl VmOptions {
             scenarios,
             gateway: Gateway::StrongSwan,
             charon_plugins: Vec::new(),
+            capture: None,
             // MIP4_VM_BOOT_TIMEOUT (seconds): the fault test of a guest
             // that never boots.
             boot_timeout: Duration::from_secs(
@@ -154,6 +158,9 @@ pub fn run(opts: &VmOptions, on_line: &mut dyn FnMut(&serde_json::Value)) -> Res
     on_line(
         &serde_json::json!({"type": "vm", "event": "powered_off", "boot_to_off_s": (took * 10.0).round() / 10.0, "console": console}),
     );
+    if let Some(dir) = &opts.capture {
+        copy_captures(opts, &share, dir)?;
+    }
     // As the host lab: the logs of a passing run go (MIP4_LAB_KEEP=1
     // keeps them), those of a failed or killed one stay.
     let keep = std::env::var_os("MIP4_LAB_KEEP").is_some_and(|v| v == "1");
@@ -165,6 +172,24 @@ pub fn run(opts: &VmOptions, on_line: &mut dyn FnMut(&serde_json::Value)) -> Res
         let _ = std::fs::remove_dir_all(&run_dir);
     }
     outcomes
+}
+
+/// The pcaps the guest wrote into each scenario's logs (`capture/`), to
+/// `dir/NAME/`.
+fn copy_captures(opts: &VmOptions, share: &Path, dir: &Path) -> Result<()> {
+    for name in &opts.scenarios {
+        let from = share.join("logs").join(name).join("capture");
+        let to = dir.join(name);
+        mkdir(&to)?;
+        for entry in std::fs::read_dir(&from).into_iter().flatten().flatten() {
+            let target = to.join(entry.file_name());
+            std::fs::copy(entry.path(), &target).map_err(|source| Error::Io {
+                path: target.display().to_string(),
+                source,
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// The host's side of the tier: root (9p passthrough, chroot), QEMU and
@@ -285,10 +310,15 @@ fn write_share(opts: &VmOptions, share: &Path) -> Result<()> {
     for p in &opts.charon_plugins {
         lab.push_str(&format!(" --charon-plugin {p}"));
     }
-    let gateway = match opts.gateway {
+    let mut run_args = match opts.gateway {
         Gateway::StrongSwan => "",
         Gateway::Libreswan => " --gateway libreswan",
-    };
+    }
+    .to_string();
+    if opts.capture.is_some() {
+        // Into the scenario's folder, which the logs' tar brings home.
+        run_args.push_str(" --capture $TMPDIR/capture");
+    }
     let mut script = String::from(
         "# Written by mip4-lab --vm: the scenarios, one after another.\n\
          set -u\n\
@@ -307,7 +337,7 @@ fn write_share(opts: &VmOptions, share: &Path) -> Result<()> {
         script.push_str(&format!(
             "mkdir -p $TMPDIR\n\
              echo \"mip4-vm: {name} start\" >/dev/console\n\
-             {lab} run {name} --json{gateway} >/mnt/run/{name}.jsonl.part 2>/mnt/run/{name}.stderr\n\
+             {lab} run {name} --json{run_args} >/mnt/run/{name}.jsonl.part 2>/mnt/run/{name}.stderr\n\
              rc=$?\n\
              mv /mnt/run/{name}.jsonl.part /mnt/run/{name}.jsonl\n\
              mkdir -p /mnt/run/logs/{name}\n\
@@ -553,6 +583,32 @@ mod tests {
             shared_folders(&o),
             vec![PathBuf::from("/p"), PathBuf::from("/t/debug")]
         );
+    }
+
+    #[test]
+    fn captures_are_taken_in_the_guest_and_brought_home() {
+        let dir = tempfile::tempdir().unwrap();
+        let share = dir.path().join("share");
+        mkdir(&share).unwrap();
+        let mut o = VmOptions::new(
+            Path::new("/p"),
+            Path::new("/p/lab"),
+            Path::new("/p/target/debug"),
+            vec!["untrusted-move".into()],
+        );
+        o.gateway = Gateway::Libreswan;
+        o.capture = Some(dir.path().join("pcaps"));
+        write_share(&o, &share).unwrap();
+        let script = std::fs::read_to_string(share.join("script.sh")).unwrap();
+        assert!(script
+            .contains("run untrusted-move --json --gateway libreswan --capture $TMPDIR/capture >"));
+        // What the guest's tar of the work folder brought home.
+        let got = share.join("logs/untrusted-move/capture");
+        mkdir(&got).unwrap();
+        write(&got.join("vpngw-eth-ext.pcap"), "pcap").unwrap();
+        copy_captures(&o, &share, &dir.path().join("pcaps")).unwrap();
+        let pcap = dir.path().join("pcaps/untrusted-move/vpngw-eth-ext.pcap");
+        assert_eq!(std::fs::read_to_string(pcap).unwrap(), "pcap");
     }
 
     #[test]

@@ -127,6 +127,22 @@ impl Scenario {
     }
 }
 
+impl Scenario {
+    /// A config file of `host`: with `--gateway libreswan`
+    /// (`libreswan`), the scenario's own for that gateway first
+    /// (`hosts-libreswan/HOST/FILE`); then the scenario's own
+    /// (`hosts/HOST/FILE`), else the lab's (`LAB/hosts/HOST/FILE`), file
+    /// by file.
+    pub fn host_file(&self, lab_dir: &Path, libreswan: bool, host: &str, file: &str) -> PathBuf {
+        ["hosts-libreswan", "hosts"]
+            .into_iter()
+            .skip(usize::from(!libreswan))
+            .map(|d| self.dir.join(d).join(host).join(file))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| lab_dir.join("hosts").join(host).join(file))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +158,41 @@ mod tests {
         // known-defect.txt any more.
         let ha = all.iter().find(|s| s.name == "ha-restart").expect("ha");
         assert_eq!(ha.known_defect, None);
+    }
+
+    #[test]
+    fn host_files_per_gateway() {
+        let lab = Path::new(env!("CARGO_MANIFEST_DIR")).join("lab");
+        let scenarios = lab.join("scenarios");
+        // (scenario, libreswan, host, file, where it comes from). Against
+        // pluto untrusted-move's MN forces ESP in UDP (docs/interop.md),
+        // the strongSwan gateway gets the lab's MN as it is; without a
+        // file of its own for the gateway: the scenario's, else the lab's.
+        for (name, libreswan, host, file, from) in [
+            (
+                "untrusted-move",
+                true,
+                "mn",
+                "swanctl.conf",
+                "scenarios/untrusted-move/hosts-libreswan",
+            ),
+            ("untrusted-move", false, "mn", "swanctl.conf", "hosts"),
+            ("untrusted-move", true, "vpngw", "ipsec.conf", "hosts"),
+            (
+                "tia-change",
+                true,
+                "vpngw",
+                "ipsec.conf",
+                "scenarios/tia-change/hosts",
+            ),
+        ] {
+            let s = Scenario::load(&scenarios.join(name)).unwrap();
+            assert_eq!(
+                s.host_file(&lab, libreswan, host, file),
+                lab.join(from).join(host).join(file),
+                "{name} {host}/{file} (libreswan: {libreswan})"
+            );
+        }
     }
 
     #[test]
