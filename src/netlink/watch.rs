@@ -1,10 +1,12 @@
-//! Address and link events (RTNLGRP_IPV4_IFADDR, RTNLGRP_LINK) as the small
-//! typed events the mobile node core consumes: a new address may be a new
-//! care-of address (RFC 5266 §3.1.1, RFC 5944 §4.3 move detection), a link
-//! going down ends the attachment.
+//! Address and link events (RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR,
+//! RTNLGRP_LINK) as the small typed events the mobile node core consumes:
+//! a new IPv4 address may be a new care-of address (RFC 5266 §3.1.1, RFC
+//! 5944 §4.3 move detection), a new IPv6 address an access network that
+//! only the VPN can use (IKE over IPv6, RFC 5266 §3.1.3), a link going down
+//! ends the attachment.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use futures::channel::mpsc::UnboundedReceiver;
 use futures::StreamExt;
@@ -14,7 +16,7 @@ use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
 use rtnetlink::MulticastGroup;
 use tokio::task::JoinHandle;
 
-use super::addr::AddressInfo;
+use super::addr::IfAddress;
 use super::link::{link_name, LinkState};
 use super::Result;
 
@@ -24,13 +26,13 @@ pub enum NetEvent {
     AddressAdded {
         ifindex: u32,
         ifname: String,
-        addr: Ipv4Addr,
+        addr: IpAddr,
         prefix_len: u8,
     },
     AddressRemoved {
         ifindex: u32,
         ifname: String,
-        addr: Ipv4Addr,
+        addr: IpAddr,
         prefix_len: u8,
     },
     /// Administratively up with carrier.
@@ -62,9 +64,9 @@ impl EventMapper {
     pub fn map(&mut self, msg: &RouteNetlinkMessage) -> Option<NetEvent> {
         match msg {
             RouteNetlinkMessage::NewAddress(m) | RouteNetlinkMessage::DelAddress(m) => {
-                let a = AddressInfo::from_message(m)?;
+                let a = IfAddress::from_message(m)?;
                 // IPv4 labels are "ifname" or "ifname:alias"; ':' cannot
-                // appear in an interface name.
+                // appear in an interface name. IPv6 addresses have none.
                 let ifname = a
                     .label
                     .as_deref()
@@ -149,8 +151,8 @@ type Messages = UnboundedReceiver<(
     rtnetlink::sys::SocketAddr,
 )>;
 
-/// A multicast netlink socket subscribed to IPv4 address, route and link
-/// events.
+/// A multicast netlink socket subscribed to IPv4 and IPv6 address, IPv4
+/// route and link events.
 /// Must be created inside a tokio runtime. After a socket overrun
 /// (ENOBUFS) events may be missing: callers resynchronise with
 /// [`super::Netlink::list_addresses`] on start and when in doubt.
@@ -165,6 +167,7 @@ impl Watcher {
         let (conn, _handle, messages) = rtnetlink::new_multicast_connection(&[
             MulticastGroup::Link,
             MulticastGroup::Ipv4Ifaddr,
+            MulticastGroup::Ipv6Ifaddr,
             MulticastGroup::Ipv4Route,
         ])?;
         Ok(Watcher {
@@ -199,7 +202,6 @@ mod tests {
     use netlink_packet_route::address::{AddressAttribute, AddressMessage};
     use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
     use netlink_packet_route::AddressFamily;
-    use std::net::IpAddr;
 
     fn link(index: u32, flags: LinkFlags) -> RouteNetlinkMessage {
         let mut m = LinkMessage::default();
@@ -249,9 +251,42 @@ mod tests {
             Some(NetEvent::AddressRemoved {
                 ifindex: 7,
                 ifname: "eth1".into(),
-                addr: [10, 1, 1, 2].into(),
+                addr: Ipv4Addr::new(10, 1, 1, 2).into(),
                 prefix_len: 24
             })
+        );
+    }
+
+    #[test]
+    fn ipv6_addresses_are_events_with_the_interface_name_known_from_its_link() {
+        let mut map = EventMapper::default();
+        map.map(&link(4, LinkFlags::Up | LinkFlags::LowerUp));
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet6;
+        m.header.index = 4;
+        m.header.prefix_len = 64;
+        let a: std::net::Ipv6Addr = "2001:db8:a::100".parse().unwrap();
+        m.attributes.push(AddressAttribute::Address(IpAddr::V6(a)));
+        assert_eq!(
+            map.map(&RouteNetlinkMessage::NewAddress(m)),
+            Some(NetEvent::AddressAdded {
+                ifindex: 4,
+                ifname: "wlan0".into(),
+                addr: IpAddr::V6(a),
+                prefix_len: 64
+            })
+        );
+    }
+
+    #[test]
+    fn an_address_of_the_other_family_than_the_header_is_ignored() {
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet6;
+        m.attributes
+            .push(AddressAttribute::Address(IpAddr::V4([10, 1, 1, 2].into())));
+        assert_eq!(
+            EventMapper::default().map(&RouteNetlinkMessage::NewAddress(m)),
+            None
         );
     }
 }

@@ -1,7 +1,7 @@
 //! Mode 'mc' (RFC 5266 §3.1.3): what charon reports through the plugin,
 //! the TIA as co-located care-of address, and the requests to charon.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::Instant;
 
 use tracing::info;
@@ -65,7 +65,7 @@ impl Node {
                 ..
             } => {
                 let Some(sa) = known(*ike_sa) else { return };
-                let show = |a: Option<Ipv4Addr>| a.map_or("?".to_string(), |a| a.to_string());
+                let show = |a: Option<IpAddr>| a.map_or("?".to_string(), |a| a.to_string());
                 (
                     NodeEvent::VpnMoved {
                         ike_sa: *ike_sa,
@@ -288,9 +288,14 @@ impl Node {
     }
 
     /// Outside: with no VPN to carry mode 'mc', ask charon for one (RFC
-    /// 5266 §3.4.2 step 1).
+    /// 5266 §3.4.2 step 1; on IPv6-only access at once, `ipv6`).
     pub(super) fn after_untrusted(&mut self, now: Instant, why: &str) {
-        if self.current_vpn().is_some() || !matches!(self.state, State::Untrusted { .. }) {
+        if self.current_vpn().is_some()
+            || !matches!(
+                self.state,
+                State::Untrusted { .. } | State::UntrustedIpv6 { .. }
+            )
+        {
             return;
         }
         let connection = self

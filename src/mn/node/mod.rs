@@ -29,6 +29,7 @@
 //! - `attach`: the decision after every change of attachment;
 //! - `binding`: registering through the client and what its outcomes mean;
 //! - `mc`: VPN inputs and mode 'mc';
+//! - `ipv6`: IPv6 access, untrusted by definition, the VPN over it;
 //! - `detection`: the probe, its verdicts and monitoring;
 //! - `stray`: the i-HA's binding from a probe accepted without TNC,
 //!   replaced or deregistered at once, and deregistered on shutdown;
@@ -58,6 +59,7 @@ mod binding;
 mod config;
 mod detection;
 mod event;
+mod ipv6;
 mod mc;
 mod reason;
 mod state;
@@ -90,6 +92,9 @@ struct Links {
     down: Vec<String>,
     /// Counts addresses as they appear ([`LocalAddress::seq`]).
     seq: u64,
+    /// Global IPv6 addresses on watched links (`ipv6`): no care-of
+    /// address, but an access network the VPN runs over.
+    ipv6: Vec<(String, std::net::Ipv6Addr)>,
 }
 
 /// What the node handed out and the daemon has not polled yet.
@@ -347,6 +352,7 @@ impl Node {
         for a in gone {
             self.address_removed(now, ifname, a);
         }
+        self.links.ipv6.retain(|(i, _)| i != ifname);
         self.links.down.retain(|l| l != ifname);
     }
 

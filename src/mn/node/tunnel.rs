@@ -28,7 +28,9 @@ impl Node {
         }
         self.kernel.tunnel_mtu = Some(mtu);
         let home = self.client.home_address();
-        info!(%home, mtu, physical = ?path.physical, tia_device = ?path.tia_device, esp_overhead = self.cfg.esp_overhead, "tunnel mtu");
+        // The outer family's header counts (IPv6: 20 bytes more).
+        let esp_overhead = path.esp_overhead(self.cfg.esp_overhead);
+        info!(%home, mtu, physical = ?path.physical, tia_device = ?path.tia_device, esp_overhead, "tunnel mtu");
         self.out.actions.push_back(Action::TunnelMtu { home, mtu });
         self.event(
             now,
@@ -36,7 +38,7 @@ impl Node {
                 mtu,
                 physical: path.physical,
                 tia_device: path.tia_device,
-                esp_overhead: self.cfg.esp_overhead,
+                esp_overhead,
             },
         );
     }
