@@ -37,7 +37,9 @@ pub struct HostSpec {
     pub nft: Option<String>,
 }
 
-/// One link: `host:dev[:address/len]` at each end.
+/// One link: `host:dev[:address/len[,address/len]]` at each end (an
+/// IPv4 and an IPv6 address on the same device: the IPv6 access
+/// network of the `ipv6-access` scenario).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LinkSpec {
@@ -211,7 +213,7 @@ impl Lab {
                 lab.wires.push((i, wire));
             }
             for end in [&a, &b] {
-                if let Some(addr) = &end.addr {
+                for addr in end.addr.iter().flat_map(|a| a.split(',')) {
                     lab.host(&end.host)?.add_addr(&end.dev, addr)?;
                 }
             }
@@ -231,6 +233,20 @@ impl Lab {
         // Access links start down on the MN side: the MN is nowhere yet.
         for a in &spec.access {
             lab.host(&a.host)?.link_up(&a.dev, false)?;
+        }
+        // No duplicate address detection for the MN's IPv6 link-local
+        // addresses either: each attach brings the link up, and neighbour
+        // discovery would wait a second for it (RFC 4862 §5.4).
+        let mut devs: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for a in &spec.access {
+            devs.entry(&a.host).or_default().push(&a.dev);
+        }
+        for (host, devs) in devs {
+            let cmd: Vec<String> = devs
+                .iter()
+                .map(|d| format!("echo 0 > /proc/sys/net/ipv6/conf/{d}/accept_dad"))
+                .collect();
+            lab.host(host)?.exec("sh", &["-c", &cmd.join("; ")])?;
         }
         Ok(lab)
     }
@@ -274,7 +290,7 @@ impl Lab {
             ns,
             &[
                 format!("link set {} up", access.dev),
-                format!("addr add {} dev {}", access.addr, access.dev),
+                super::netns::addr_add_args(&access.addr, &access.dev).join(" "),
                 format!(
                     "route replace default via {} dev {}",
                     access.gateway, access.dev
@@ -383,6 +399,22 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/figure1.toml");
         let spec = TopologySpec::load(&path).unwrap();
         assert!(spec.access("ext-b").is_ok());
+        // ext-a6 is ext-a's link with an IPv6 address only.
+        let a6 = spec.access("ext-a6").unwrap();
+        assert_eq!(
+            (a6.dev.as_str(), a6.gateway.as_str()),
+            ("eth-a", "2001:db8:a::1")
+        );
+        let inet_a = spec
+            .links
+            .iter()
+            .filter_map(|l| End::parse(&l.a))
+            .find(|e| e.host == "inet" && e.dev == "eth-a")
+            .unwrap();
+        assert_eq!(
+            inet_a.addr.as_deref(),
+            Some("192.0.2.1/24,2001:db8:a::1/64")
+        );
         assert_eq!(
             spec.link_delay("mn", "eth-a"),
             Some(Duration::from_millis(10))
