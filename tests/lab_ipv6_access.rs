@@ -80,3 +80,46 @@ fn lab_ipv6_access_runs_mode_mc_over_ipv6_and_mobike_moves_it_to_ipv4_without_a_
         figure(&s, f);
     }
 }
+
+/// `ipv6-access-detect`: mip4d with `[detect]` asks charon for the VPN
+/// itself on the IPv6-only network, without a probe or a verdict, once an
+/// IPv6 default route leads beyond the link; on ext-b the probe runs and
+/// finds it untrusted while the mode 'mc' binding keeps carrying the data.
+#[test]
+fn lab_ipv6_access_detect_asks_for_the_vpn_on_ipv6_only_access_without_a_probe() {
+    let s = run_passing("ipv6-access-detect");
+    let tia = s.vars["TIA"].clone();
+    let asked = &event(&s, "vpn_initiate_asked").detail;
+    assert_eq!(asked["connection"], "vpn");
+    assert!(
+        asked["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("IPv6-only access")),
+        "{asked}"
+    );
+    let assigned = &event(&s, "vpn_tia").detail;
+    assert_eq!(assigned["local"], "2001:db8:a::100");
+    assert_eq!(assigned["gateway"], "2001:db8:cafe::10");
+    assert_eq!(
+        event(&s, "ha_binding_1").detail["care_of_address"],
+        tia.as_str()
+    );
+    // The probes: none on IPv6, one on ext-b (evaltest counts them).
+    for c in [
+        "events mn/mip4d probe_started",
+        "events mn/mip4d vpn_requested",
+    ] {
+        let check = s
+            .checks
+            .iter()
+            .find(|k| k.command.starts_with(c))
+            .unwrap_or_else(|| panic!("no check `{c}`"));
+        assert!(check.ok, "{check:?}");
+    }
+    assert_eq!(
+        event(&s, "verdict_untrusted").detail["address"],
+        "192.168.1.100"
+    );
+    assert_eq!(figure(&s, "requests_sent_after_move"), 0.0);
+    same_stream(&s, "stream_flowing", "stream_resumed");
+}

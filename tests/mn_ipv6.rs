@@ -78,6 +78,7 @@ impl Sim {
     /// On IPv6-only ext-a, the TIA from the VPN over IPv6 registered.
     fn registered_over_ipv6(&mut self) {
         self.node.ipv6_address_added(self.now, "eth-a", EXT_A6);
+        self.node.ipv6_default_route(self.now, true);
         self.vpn(VpnInput::TiaAssigned(sa_over_ipv6()));
         let (t, req) = self.one_transmit();
         assert_eq!((t.src, req.care_of_address), (Some(TIA), TIA));
@@ -97,7 +98,15 @@ fn ipv6_only_access_is_untrusted_without_a_probe_and_asks_for_the_vpn() {
     s.events();
     assert_eq!(s.vpn_requests(), 0);
 
+    // The address comes first, the default route a moment later (as a
+    // DHCP client sets them): only then does IPv6 reach the gateway, and
+    // only then is the VPN asked for (charon would start it from a
+    // link-local address).
     s.node.ipv6_address_added(s.now, "eth-a", EXT_A6);
+    assert_eq!(s.node.state(), State::Detached);
+    s.events();
+    assert_eq!(s.vpn_requests(), 0);
+    s.node.ipv6_default_route(s.now, true);
     assert_eq!(s.node.state(), State::UntrustedIpv6 { address: EXT_A6 });
     assert!(
         s.node.poll_probe_transmit().is_none(),
@@ -112,6 +121,11 @@ fn ipv6_only_access_is_untrusted_without_a_probe_and_asks_for_the_vpn() {
     s.events();
     assert_eq!(s.vpn_requests(), 1);
 
+    // The default route goes: nothing beyond the link, detached.
+    s.node.ipv6_default_route(s.now, false);
+    assert_eq!(s.node.state(), State::Detached);
+    s.node.ipv6_default_route(s.now, true);
+    assert_eq!(s.node.state(), State::UntrustedIpv6 { address: EXT_A6 });
     // The link goes down, the address with it: detached.
     s.node.link_down(s.now, "eth-a");
     assert_eq!(s.node.state(), State::Detached);
@@ -122,6 +136,7 @@ fn without_detection_ipv6_only_access_waits_for_the_vpn_it_did_not_start() {
     let mut s = Sim::start(node_config(TrustPolicy::Prefixes(vec!["10.20.0.0/16"
         .parse()
         .unwrap()])));
+    s.node.ipv6_default_route(s.now, true);
     s.node.ipv6_address_added(s.now, "eth-a", EXT_A6);
     assert_eq!(s.node.state(), State::UntrustedIpv6 { address: EXT_A6 });
     s.events();

@@ -78,7 +78,8 @@ impl Netns {
     /// Creates `<prefix>-<host>` with loopback up and the lab's defaults:
     /// `promote_secondaries=1` (deleting a primary IPv4 address must not
     /// drop the secondaries, the MOBIKE move relies on it) and `rp_filter=0`
-    /// (asymmetric paths through the VPN and the NAT are normal here).
+    /// (asymmetric paths through the VPN and the NAT are normal here),
+    /// `accept_dad=0` for links made later (IPv6 usable at once).
     pub fn new(prefix: &str, host: &str) -> Result<Netns> {
         let name = format!("{prefix}-{host}");
         run(Command::new("ip").args(["netns", "add", &name]))?;
@@ -93,6 +94,11 @@ impl Netns {
             ("net.ipv4.conf.default.promote_secondaries", "1"),
             ("net.ipv4.conf.all.rp_filter", "0"),
             ("net.ipv4.conf.default.rp_filter", "0"),
+            // No duplicate address detection on the links made later
+            // (RFC 4862 §5.4): the plan's addresses are unique, and the
+            // routers' link-local addresses tentative for a second or two
+            // after the build held the first IPv6 datagrams (2 s).
+            ("net.ipv6.conf.default.accept_dad", "0"),
         ] {
             ns.sysctl(key, value)?;
         }

@@ -234,20 +234,6 @@ impl Lab {
         for a in &spec.access {
             lab.host(&a.host)?.link_up(&a.dev, false)?;
         }
-        // No duplicate address detection for the MN's IPv6 link-local
-        // addresses either: each attach brings the link up, and neighbour
-        // discovery would wait a second for it (RFC 4862 §5.4).
-        let mut devs: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for a in &spec.access {
-            devs.entry(&a.host).or_default().push(&a.dev);
-        }
-        for (host, devs) in devs {
-            let cmd: Vec<String> = devs
-                .iter()
-                .map(|d| format!("echo 0 > /proc/sys/net/ipv6/conf/{d}/accept_dad"))
-                .collect();
-            lab.host(host)?.exec("sh", &["-c", &cmd.join("; ")])?;
-        }
         Ok(lab)
     }
 

@@ -49,6 +49,25 @@ pub enum NetEvent {
         dst: Ipv4Addr,
         prefix_len: u8,
     },
+    /// An IPv6 default route of the main table appeared (`added`) or went:
+    /// IPv6 access reaches beyond its link only with it, and charon would
+    /// otherwise start the VPN from a link-local address.
+    Ipv6DefaultRoute { added: bool },
+}
+
+/// A unicast default route of the main table.
+pub(crate) fn is_default_route(m: &netlink_packet_route::route::RouteMessage) -> bool {
+    let table = m
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Table(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(u32::from(m.header.table));
+    m.header.kind == RouteType::Unicast
+        && m.header.destination_prefix_length == 0
+        && table == u32::from(netlink_packet_route::route::RouteHeader::RT_TABLE_MAIN)
 }
 
 /// Turns rtnetlink notifications into [`NetEvent`]s. The kernel sends
@@ -112,6 +131,13 @@ impl EventMapper {
                     }
                 })
             }
+            RouteNetlinkMessage::NewRoute(m) | RouteNetlinkMessage::DelRoute(m)
+                if m.header.address_family == AddressFamily::Inet6 =>
+            {
+                is_default_route(m).then_some(NetEvent::Ipv6DefaultRoute {
+                    added: matches!(msg, RouteNetlinkMessage::NewRoute(_)),
+                })
+            }
             RouteNetlinkMessage::NewRoute(m)
                 if m.header.address_family == AddressFamily::Inet
                     && m.header.kind == RouteType::Unicast =>
@@ -151,8 +177,8 @@ type Messages = UnboundedReceiver<(
     rtnetlink::sys::SocketAddr,
 )>;
 
-/// A multicast netlink socket subscribed to IPv4 and IPv6 address, IPv4
-/// route and link events.
+/// A multicast netlink socket subscribed to IPv4 and IPv6 address, route
+/// and link events.
 /// Must be created inside a tokio runtime. After a socket overrun
 /// (ENOBUFS) events may be missing: callers resynchronise with
 /// [`super::Netlink::list_addresses`] on start and when in doubt.
@@ -169,6 +195,7 @@ impl Watcher {
             MulticastGroup::Ipv4Ifaddr,
             MulticastGroup::Ipv6Ifaddr,
             MulticastGroup::Ipv4Route,
+            MulticastGroup::Ipv6Route,
         ])?;
         Ok(Watcher {
             messages,
@@ -288,5 +315,34 @@ mod tests {
             EventMapper::default().map(&RouteNetlinkMessage::NewAddress(m)),
             None
         );
+    }
+
+    #[test]
+    fn only_the_ipv6_default_route_of_the_main_table_is_an_event() {
+        use netlink_packet_route::route::{RouteHeader, RouteMessage};
+        let route = |prefix_len: u8, table: u8| {
+            let mut m = RouteMessage::default();
+            m.header.address_family = AddressFamily::Inet6;
+            m.header.kind = RouteType::Unicast;
+            m.header.destination_prefix_length = prefix_len;
+            m.header.table = table;
+            m
+        };
+        let mut map = EventMapper::default();
+        let main = RouteHeader::RT_TABLE_MAIN;
+        assert_eq!(
+            map.map(&RouteNetlinkMessage::NewRoute(route(0, main))),
+            Some(NetEvent::Ipv6DefaultRoute { added: true })
+        );
+        assert_eq!(
+            map.map(&RouteNetlinkMessage::DelRoute(route(0, main))),
+            Some(NetEvent::Ipv6DefaultRoute { added: false })
+        );
+        // The link's fe80::/64, and a default route of another table.
+        assert_eq!(
+            map.map(&RouteNetlinkMessage::NewRoute(route(64, main))),
+            None
+        );
+        assert_eq!(map.map(&RouteNetlinkMessage::NewRoute(route(0, 220))), None);
     }
 }

@@ -134,6 +134,7 @@ impl Daemon {
                     IpAddr::V6(a) => self.node.ipv6_address_removed(now, &ifname, a),
                 }
             }
+            NetEvent::Ipv6DefaultRoute { added } => self.node.ipv6_default_route(now, added),
             NetEvent::LinkUp { ifname, .. } if !is_own(&self.cfg, &ifname) => {
                 self.node.link_up(now, &ifname)
             }
@@ -246,6 +247,9 @@ impl Daemon {
     /// so nothing falls between the dump and the first event; repeats
     /// are ignored by the node).
     async fn initial_dump(&mut self, nl: &Netlink, now: Instant) -> Result<(), String> {
+        if nl.has_ipv6_default_route().await.unwrap_or(false) {
+            self.node.ipv6_default_route(now, true);
+        }
         let addrs = nl
             .list_if_addresses(None)
             .await

@@ -4,7 +4,8 @@
 //! (RFC 5266 §3.1.3) works there. The trusted-network probe is a Mobile
 //! IPv4 registration sent to the i-HA (RFC 5266 §3.4): on IPv6-only
 //! access it cannot run, so such a network is untrusted by definition,
-//! and the VPN is asked for at once ([`State::UntrustedIpv6`](super::State::UntrustedIpv6)).
+//! and the VPN is asked for at once, as soon as an IPv6 default route
+//! leads beyond the link ([`State::UntrustedIpv6`](super::State::UntrustedIpv6)).
 
 use std::net::Ipv6Addr;
 use std::time::Instant;
@@ -57,8 +58,32 @@ impl Node {
         self.settle(now);
     }
 
-    /// The newest IPv6 address on a watched link that is up.
+    /// An IPv6 default route appeared or went (main table). Until there
+    /// is one, IPv6 access reaches nothing beyond its link: a DHCP-style
+    /// attachment adds the address first, and charon asked for the VPN
+    /// then starts it from a link-local address and never recovers
+    /// (`error writing to socket: Invalid argument`, found in the lab).
+    pub fn ipv6_default_route(&mut self, now: Instant, present: bool) {
+        if self.links.ipv6_default_route == present {
+            return;
+        }
+        self.links.ipv6_default_route = present;
+        info!(present, "IPv6 default route");
+        let why = if present {
+            "an IPv6 default route appeared"
+        } else {
+            "the IPv6 default route went"
+        };
+        self.evaluate(now, None, why);
+        self.settle(now);
+    }
+
+    /// The newest IPv6 address on a watched link that is up, when an IPv6
+    /// default route leads beyond the link.
     pub(super) fn usable_ipv6(&self) -> Option<Ipv6Addr> {
+        if !self.links.ipv6_default_route {
+            return None;
+        }
         self.links
             .ipv6
             .iter()

@@ -3,7 +3,8 @@
 //!
 //! Driven like the client (quinn-proto style):
 //! - in: [`Node::address_added`], [`Node::address_removed`],
-//!   [`Node::link_up`], [`Node::link_down`] (rtnetlink's view, mapped by
+//!   [`Node::link_up`], [`Node::link_down`], [`Node::ipv6_address_added`],
+//!   [`Node::ipv6_default_route`] (rtnetlink's view, mapped by
 //!   the daemon), [`Node::handle_datagram`] (UDP replies),
 //!   [`Node::handle_timeout`], [`Node::shutdown`];
 //! - out: [`Node::poll_transmit`] (registration datagrams),
@@ -95,6 +96,8 @@ struct Links {
     /// Global IPv6 addresses on watched links (`ipv6`): no care-of
     /// address, but an access network the VPN runs over.
     ipv6: Vec<(String, std::net::Ipv6Addr)>,
+    /// The main table has an IPv6 default route (`ipv6`).
+    ipv6_default_route: bool,
 }
 
 /// What the node handed out and the daemon has not polled yet.
