@@ -231,3 +231,27 @@ fn mobike_from_ipv6_to_ipv4_behind_a_nat_keeps_the_binding_and_resizes_the_tunne
         "the same gateway, at another address"
     );
 }
+
+#[test]
+fn a_tia_seen_on_the_access_interface_before_the_plugin_says_so_is_not_probed_on() {
+    // Kernel IPsec: charon installs the TIA on eth-a, and rtnetlink's
+    // event comes before the plugin's handle_vips.
+    let mut s = Sim::start(node_config(detecting()));
+    s.node.ipv6_default_route(s.now, true);
+    s.node.ipv6_address_added(s.now, "eth-a", EXT_A6);
+    s.node.address_added(s.now, "eth-a", TIA, 32);
+    assert_eq!(s.node.state(), State::Detecting { address: TIA });
+    s.events();
+    let mut sa = sa_over_ipv6();
+    sa.mtu.tia_device = None;
+    s.vpn(VpnInput::TiaAssigned(sa));
+    let ev = s.events();
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, NodeEvent::ProbeCancelled { address, .. } if *address == TIA)),
+        "{ev:#?}"
+    );
+    let (t, req) = s.one_transmit();
+    assert_eq!((t.src, req.care_of_address), (Some(TIA), TIA));
+    assert_eq!(s.node.state(), State::Registering { care_of: TIA });
+}

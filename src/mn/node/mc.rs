@@ -156,6 +156,21 @@ impl Node {
         info!(input = ?input, "vpn");
         self.event(now, event);
         self.vpn.apply(&input);
+        // With kernel IPsec charon puts the TIA on the physical interface,
+        // and rtnetlink reports it before handle_vips reaches us: the node
+        // took it for an attachment and may be probing it (found in the
+        // kernel tier). It is none: its probe and verdict go.
+        let tias: Vec<(String, std::net::Ipv4Addr)> = self
+            .links
+            .addresses
+            .iter()
+            .filter(|a| self.vpn.is_tia(a.addr))
+            .map(|a| (a.ifname.clone(), a.addr))
+            .collect();
+        for (ifname, tia) in tias {
+            let why = format!("{why}: {tia} on {ifname} is the VPN's TIA, not an attachment");
+            self.forget_attachment(now, &ifname, Some(tia), &why);
+        }
         if let (VpnInput::Rekeyed { from, to }, Access::Mc(m)) = (&input, &mut self.access) {
             if m.ike_sa == *from {
                 m.ike_sa = *to;
