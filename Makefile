@@ -31,7 +31,7 @@ check: deps fmt-check clippy test check-vm
 # The kernel tier (lab/README.md): the scenarios again in a QEMU guest with
 # Debian's stock kernel (kernel ESP, kernel ipip, netem), one boot per
 # gateway. The guest runs the binaries built here.
-VM_SCENARIOS ?= trusted-move untrusted-move leave-enterprise forged-tnc ipv6-access
+VM_SCENARIOS ?= trusted-move untrusted-move leave-enterprise forged-tnc ipv6-access ipv6-access-detect
 # Against libreswan's pluto: untrusted-move fails there today (pluto keeps
 # the SAs plain ESP after a MOBIKE move into a NAT, lab/README.md).
 VM_LIBRESWAN_SCENARIOS ?= leave-enterprise
