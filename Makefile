@@ -32,7 +32,7 @@ check: deps fmt-check clippy test check-vm
 # The kernel tier (lab/README.md): the scenarios again in a QEMU guest with
 # Debian's stock kernel (kernel ESP, kernel ipip, netem), one boot per
 # gateway. The guest runs the binaries built here.
-VM_SCENARIOS ?= trusted-move untrusted-move leave-enterprise forged-tnc
+VM_SCENARIOS ?= trusted-move untrusted-move leave-enterprise forged-tnc ipv6-access ipv6-access-detect
 # Against libreswan's pluto (untrusted-move with the MN forcing ESP in UDP:
 # pluto 4.10 cannot switch to it on a MOBIKE move, docs/interop.md).
 VM_LIBRESWAN_SCENARIOS ?= untrusted-move tia-change leave-enterprise

@@ -59,13 +59,14 @@ fn node_config(d: DetectConfig) -> NodeConfig {
 
 fn vpn_sa(local: Ipv4Addr, tia: Option<Ipv4Addr>) -> VpnSa {
     let mut s = VpnSa::new("vpn", 1);
-    s.local = Some(local);
+    s.local = Some(local.into());
     s.local_ifname = Some("eth0".into());
-    s.gateway = Some(GW);
+    s.gateway = Some(GW.into());
     s.tia = tia;
     s.mtu = PathMtu {
         physical: Some(1500),
         tia_device: Some(1400),
+        outer_ipv6: false,
     };
     s
 }
@@ -73,12 +74,13 @@ fn vpn_sa(local: Ipv4Addr, tia: Option<Ipv4Addr>) -> VpnSa {
 fn moved(to: Ipv4Addr) -> VpnInput {
     VpnInput::Moved {
         ike_sa: 1,
-        local: Some(to),
+        local: Some(to.into()),
         local_ifname: Some("eth0".into()),
-        gateway: Some(GW),
+        gateway: Some(GW.into()),
         mtu: PathMtu {
             physical: Some(1500),
             tia_device: Some(1400),
+            outer_ipv6: false,
         },
     }
 }
@@ -813,9 +815,9 @@ fn a_probe_falls_back_to_the_interface_charon_reports_for_its_address() {
         s.now,
         VpnInput::Moved {
             ike_sa: 1,
-            local: Some(EXT_B),
+            local: Some(EXT_B.into()),
             local_ifname: Some("wlan1".into()),
-            gateway: Some(GW),
+            gateway: Some(GW.into()),
             mtu: PathMtu::default(),
         },
     );

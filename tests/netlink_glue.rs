@@ -3,7 +3,7 @@
 
 mod dataplane_support;
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use dataplane_support::*;
@@ -53,13 +53,18 @@ fn address_and_link_changes_become_watcher_events() {
 
         let a = Ipv4Addr::new(10, 55, 0, 1);
         nl.add_address(d0, a, 24).await.unwrap();
-        let ev = next_matching(&mut w, |e| matches!(e, NetEvent::AddressAdded { .. })).await;
+        // The link's IPv6 link-local address comes too: match the family.
+        let ev = next_matching(
+            &mut w,
+            |e| matches!(e, NetEvent::AddressAdded { addr, .. } if addr.is_ipv4()),
+        )
+        .await;
         assert_eq!(
             ev,
             NetEvent::AddressAdded {
                 ifindex: d0,
                 ifname: "d0".into(),
-                addr: a,
+                addr: a.into(),
                 prefix_len: 24
             }
         );
@@ -68,17 +73,52 @@ fn address_and_link_changes_become_watcher_events() {
         assert_eq!((listed[0].addr, listed[0].prefix_len), (a, 24));
 
         nl.del_address(d0, a, 24).await.unwrap();
-        let ev = next_matching(&mut w, |e| matches!(e, NetEvent::AddressRemoved { .. })).await;
+        let ev = next_matching(
+            &mut w,
+            |e| matches!(e, NetEvent::AddressRemoved { addr, .. } if addr.is_ipv4()),
+        )
+        .await;
         assert_eq!(
             ev,
             NetEvent::AddressRemoved {
                 ifindex: d0,
                 ifname: "d0".into(),
-                addr: a,
+                addr: a.into(),
                 prefix_len: 24
             }
         );
         assert!(nl.list_addresses(Some(d0)).await.unwrap().is_empty());
+
+        // IPv6 too (an IPv6-only access network still carries the VPN):
+        // `ip` adds it, the watcher reports it with the interface's name.
+        let a6: Ipv6Addr = "2001:db8:55::1".parse().unwrap();
+        let st = std::process::Command::new("ip")
+            .args([
+                "-6",
+                "addr",
+                "add",
+                "2001:db8:55::1/64",
+                "dev",
+                "d0",
+                "nodad",
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let ev = next_matching(
+            &mut w,
+            |e| matches!(e, NetEvent::AddressAdded { addr, .. } if *addr == IpAddr::V6(a6)),
+        )
+        .await;
+        assert_eq!(
+            ev,
+            NetEvent::AddressAdded {
+                ifindex: d0,
+                ifname: "d0".into(),
+                addr: a6.into(),
+                prefix_len: 64
+            }
+        );
 
         nl.set_link_up(d0, false).await.unwrap();
         let ev = next_matching(&mut w, |e| matches!(e, NetEvent::LinkDown { .. })).await;

@@ -78,7 +78,8 @@ impl Netns {
     /// Creates `<prefix>-<host>` with loopback up and the lab's defaults:
     /// `promote_secondaries=1` (deleting a primary IPv4 address must not
     /// drop the secondaries, the MOBIKE move relies on it) and `rp_filter=0`
-    /// (asymmetric paths through the VPN and the NAT are normal here).
+    /// (asymmetric paths through the VPN and the NAT are normal here),
+    /// `accept_dad=0` for links made later (IPv6 usable at once).
     pub fn new(prefix: &str, host: &str) -> Result<Netns> {
         let name = format!("{prefix}-{host}");
         run(Command::new("ip").args(["netns", "add", &name]))?;
@@ -93,6 +94,11 @@ impl Netns {
             ("net.ipv4.conf.default.promote_secondaries", "1"),
             ("net.ipv4.conf.all.rp_filter", "0"),
             ("net.ipv4.conf.default.rp_filter", "0"),
+            // No duplicate address detection on the links made later
+            // (RFC 4862 §5.4): the plan's addresses are unique, and the
+            // routers' link-local addresses tentative for a second or two
+            // after the build held the first IPv6 datagrams (2 s).
+            ("net.ipv6.conf.default.accept_dad", "0"),
         ] {
             ns.sysctl(key, value)?;
         }
@@ -138,14 +144,19 @@ impl Netns {
             .map(|_| ())
     }
 
-    /// Turns IPv4 forwarding on: this host routes.
+    /// Turns IPv4 and IPv6 forwarding on: this host routes (one process:
+    /// under the kernel tier's emulation each start costs ~0.1 s).
     pub fn enable_forwarding(&self) -> Result<()> {
-        self.sysctl("net.ipv4.ip_forward", "1")
+        let cmd = "echo 1 > /proc/sys/net/ipv4/ip_forward; echo 1 > /proc/sys/net/ipv6/conf/all/forwarding";
+        self.exec("sh", &["-c", cmd]).map(|_| ())
     }
 
-    /// Adds `addr` (CIDR) to `dev`.
+    /// Adds `addr` (CIDR) to `dev`. An IPv6 one skips duplicate address
+    /// detection ([`addr_add_args`]).
     pub fn add_addr(&self, dev: &str, cidr: &str) -> Result<()> {
-        self.ip(&["addr", "add", cidr, "dev", dev]).map(|_| ())
+        let args = addr_add_args(cidr, dev);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.ip(&args).map(|_| ())
     }
 
     /// Deletes `addr` (CIDR) from `dev`.
@@ -357,4 +368,19 @@ pub fn teardown_all() {
         }
         let _ = run(Command::new("ip").args(["netns", "del", &ns]));
     }
+}
+
+/// `ip` arguments that add `cidr` to `dev`. IPv6 addresses get
+/// `nodad`: the lab's addresses are unique by plan, and an address
+/// tentative for a second of duplicate address detection would delay
+/// every IPv6 attachment (RFC 4862 §5.4).
+pub fn addr_add_args(cidr: &str, dev: &str) -> Vec<String> {
+    let mut args: Vec<String> = ["addr", "add", cidr, "dev", dev]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    if cidr.contains(':') {
+        args.push("nodad".into());
+    }
+    args
 }

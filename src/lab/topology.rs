@@ -37,7 +37,9 @@ pub struct HostSpec {
     pub nft: Option<String>,
 }
 
-/// One link: `host:dev[:address/len]` at each end.
+/// One link: `host:dev[:address/len[,address/len]]` at each end (an
+/// IPv4 and an IPv6 address on the same device: the IPv6 access
+/// network of the `ipv6-access` scenario).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LinkSpec {
@@ -214,7 +216,7 @@ impl Lab {
                 lab.wires.push((i, wire));
             }
             for end in [&a, &b] {
-                if let Some(addr) = &end.addr {
+                for addr in end.addr.iter().flat_map(|a| a.split(',')) {
                     lab.host(&end.host)?.add_addr(&end.dev, addr)?;
                 }
             }
@@ -323,7 +325,7 @@ impl Lab {
             self.host(&access.host)?,
             &[
                 format!("link set {} up", access.dev),
-                format!("addr add {} dev {}", access.addr, access.dev),
+                super::netns::addr_add_args(&access.addr, &access.dev).join(" "),
                 format!(
                     "route {how} default via {} dev {}{extra}",
                     access.gateway, access.dev
@@ -432,6 +434,22 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/figure1.toml");
         let spec = TopologySpec::load(&path).unwrap();
         assert!(spec.access("ext-b").is_ok());
+        // ext-a6 is ext-a's link with an IPv6 address only.
+        let a6 = spec.access("ext-a6").unwrap();
+        assert_eq!(
+            (a6.dev.as_str(), a6.gateway.as_str()),
+            ("eth-a", "2001:db8:a::1")
+        );
+        let inet_a = spec
+            .links
+            .iter()
+            .filter_map(|l| End::parse(&l.a))
+            .find(|e| e.host == "inet" && e.dev == "eth-a")
+            .unwrap();
+        assert_eq!(
+            inet_a.addr.as_deref(),
+            Some("192.0.2.1/24,2001:db8:a::1/64")
+        );
         assert_eq!(
             spec.link_delay("mn", "eth-a"),
             Some(Duration::from_millis(10))

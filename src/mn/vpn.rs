@@ -3,12 +3,18 @@
 //! address (TIA) is the co-located care-of address, and the MTU of the
 //! Mobile IP tunnel that runs inside ESP.
 //!
+//! The TIA is IPv4 (Mobile IPv4), but the IKE_SA around it may run over
+//! IPv6 and MOBIKE may move it between the families (RFC 4555 carries
+//! addresses of both, ADDITIONAL_IP4_ADDRESS and ADDITIONAL_IP6_ADDRESS):
+//! endpoints are [`IpAddr`], and the ESP overhead counts the outer header
+//! of the family in use.
+//!
 //! The daemon maps the plugin's protocol ([`crate::bridge::proto`]) onto
 //! [`VpnInput`]; the node folds each into its view ([`VpnView`]) and then
 //! decides. A snapshot replaces the view, so whatever the node believed,
 //! it converges on what charon has.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use serde::Serialize;
 
@@ -23,6 +29,11 @@ pub const IPIP_OVERHEAD: u32 = 20;
 /// covers both.
 pub const DEFAULT_ESP_OVERHEAD: u32 = 85;
 
+/// Bytes an IPv6 outer header adds over an IPv4 one: 40 (RFC 8200 §3)
+/// against 20 (RFC 791). ESP over IPv6 carries the Mobile IP tunnel in
+/// that much less room.
+pub const IPV6_OUTER_EXTRA: u32 = 20;
+
 /// The smallest MTU an IPv4 link may have (RFC 791): never set below it.
 pub const MIN_IPV4_MTU: u32 = 68;
 
@@ -35,15 +46,28 @@ pub struct PathMtu {
     /// (kernel-libipsec's TUN, `ipsec0`, whose MTU already leaves room for
     /// ESP: charon.plugins.kernel-libipsec.mtu, 1400 by default).
     pub tia_device: Option<u32>,
+    /// ESP leaves in IPv6 (the IKE_SA's local endpoint is IPv6): the
+    /// outer header is 20 bytes longer. Follows the endpoint
+    /// ([`VpnView::apply`]), so a MOBIKE move between the families
+    /// resizes the tunnel.
+    pub outer_ipv6: bool,
 }
 
 impl PathMtu {
+    /// The ESP overhead on this path: the configured one (counted with an
+    /// outer IPv4 header), plus [`IPV6_OUTER_EXTRA`] when ESP runs over
+    /// IPv6.
+    pub fn esp_overhead(&self, configured: u32) -> u32 {
+        configured + if self.outer_ipv6 { IPV6_OUTER_EXTRA } else { 0 }
+    }
+
     /// The MTU for the Mobile IP tunnel device so that its IP-in-IP
     /// datagrams fit, once in ESP, into one physical frame: the smaller of
-    /// (physical − ESP overhead) and the TIA device's MTU, less the IP-in-IP
-    /// header. `None` when nothing is known (the data plane's default
-    /// stays).
+    /// (physical − ESP overhead of the outer family) and the TIA device's
+    /// MTU, less the IP-in-IP header. `None` when nothing is known (the
+    /// data plane's default stays).
     pub fn tunnel_mtu(&self, esp_overhead: u32) -> Option<u32> {
+        let esp_overhead = self.esp_overhead(esp_overhead);
         let esp = self.physical.map(|p| p.saturating_sub(esp_overhead));
         let inner = match (esp, self.tia_device) {
             (Some(a), Some(b)) => a.min(b),
@@ -60,11 +84,11 @@ pub struct VpnSa {
     pub connection: String,
     /// charon's unique id of the IKE_SA.
     pub ike_sa: u32,
-    /// Local IKE endpoint: the MN's physical address.
-    pub local: Option<Ipv4Addr>,
+    /// Local IKE endpoint: the MN's physical address, of either family.
+    pub local: Option<IpAddr>,
     pub local_ifname: Option<String>,
-    /// Remote IKE endpoint: the VPN gateway.
-    pub gateway: Option<Ipv4Addr>,
+    /// Remote IKE endpoint: the VPN gateway, of either family.
+    pub gateway: Option<IpAddr>,
     /// The TIA installed on the MN (handle_vips), if any.
     pub tia: Option<Ipv4Addr>,
     pub mtu: PathMtu,
@@ -94,9 +118,9 @@ pub enum VpnInput {
     /// ike_update: MOBIKE moved the IKE_SA (RFC 4555) to new endpoints.
     Moved {
         ike_sa: u32,
-        local: Option<Ipv4Addr>,
+        local: Option<IpAddr>,
         local_ifname: Option<String>,
-        gateway: Option<Ipv4Addr>,
+        gateway: Option<IpAddr>,
         mtu: PathMtu,
     },
     /// ike_updown(up).
@@ -197,6 +221,9 @@ impl VpnView {
             VpnInput::Roam => {}
             VpnInput::Snapshot(sas) => self.sas = sas.clone(),
         }
+        for s in &mut self.sas {
+            s.mtu.outer_ipv6 = s.local.is_some_and(|a| a.is_ipv6());
+        }
         self.sas.sort_by_key(|s| s.ike_sa);
     }
 
@@ -228,19 +255,20 @@ mod tests {
         let libipsec = PathMtu {
             physical: Some(1500),
             tia_device: Some(1400),
+            outer_ipv6: false,
         };
         assert_eq!(libipsec.tunnel_mtu(DEFAULT_ESP_OVERHEAD), Some(1380));
         // Kernel XFRM: the TIA sits on the physical interface.
         let xfrm = PathMtu {
             physical: Some(1500),
-            tia_device: None,
+            ..PathMtu::default()
         };
         assert_eq!(xfrm.tunnel_mtu(DEFAULT_ESP_OVERHEAD), Some(1395));
         assert_eq!(xfrm.tunnel_mtu(65), Some(1415));
         assert_eq!(PathMtu::default().tunnel_mtu(85), None);
         let tiny = PathMtu {
             physical: Some(100),
-            tia_device: None,
+            ..PathMtu::default()
         };
         assert_eq!(tiny.tunnel_mtu(85), Some(MIN_IPV4_MTU));
     }
@@ -260,5 +288,58 @@ mod tests {
         assert!(v.current(&["other".into()]).is_none());
         v.apply(&VpnInput::Snapshot(vec![]));
         assert!(v.current(&[]).is_none());
+    }
+
+    #[test]
+    fn esp_over_ipv6_leaves_20_bytes_less_for_the_tunnel() {
+        let v6 = PathMtu {
+            physical: Some(1500),
+            outer_ipv6: true,
+            ..PathMtu::default()
+        };
+        assert_eq!(v6.esp_overhead(DEFAULT_ESP_OVERHEAD), 105);
+        assert_eq!(v6.tunnel_mtu(DEFAULT_ESP_OVERHEAD), Some(1375));
+        // kernel-libipsec: ipsec0's 1400 bounds IPv4 (1380), not IPv6.
+        let libipsec_v6 = PathMtu {
+            tia_device: Some(1400),
+            ..v6
+        };
+        assert_eq!(libipsec_v6.tunnel_mtu(DEFAULT_ESP_OVERHEAD), Some(1375));
+        let libipsec_v4 = PathMtu {
+            outer_ipv6: false,
+            ..libipsec_v6
+        };
+        assert_eq!(libipsec_v4.tunnel_mtu(DEFAULT_ESP_OVERHEAD), Some(1380));
+    }
+
+    #[test]
+    fn a_mobike_move_between_families_follows_the_outer_header_and_keeps_the_tia() {
+        let tia = Ipv4Addr::new(10, 200, 0, 1);
+        let gw6: IpAddr = "2001:db8:cafe::10".parse().unwrap();
+        let gw4: IpAddr = Ipv4Addr::new(203, 0, 113, 10).into();
+        let mut v = VpnView::default();
+        let mut sa = VpnSa::new("vpn", 1);
+        sa.local = Some("2001:db8:a::100".parse().unwrap());
+        sa.gateway = Some(gw6);
+        sa.tia = Some(tia);
+        sa.mtu.physical = Some(1500);
+        v.apply(&VpnInput::TiaAssigned(sa));
+        let cur = v.current(&[]).unwrap();
+        assert!(cur.mtu.outer_ipv6);
+        assert_eq!(cur.gateway, Some(gw6));
+        v.apply(&VpnInput::Moved {
+            ike_sa: 1,
+            local: Some(Ipv4Addr::new(192, 168, 1, 100).into()),
+            local_ifname: Some("eth-b".into()),
+            gateway: Some(gw4),
+            mtu: PathMtu::default(),
+        });
+        let cur = v.current(&[]).unwrap();
+        assert!(!cur.mtu.outer_ipv6, "ESP now leaves in IPv4");
+        assert_eq!(
+            (cur.ike_sa, cur.tia, cur.gateway),
+            (1, Some(tia), Some(gw4))
+        );
+        assert_eq!(cur.mtu.tunnel_mtu(DEFAULT_ESP_OVERHEAD), Some(1395));
     }
 }

@@ -231,6 +231,24 @@ impl Netlink {
         }
     }
 
+    /// Whether the main table has an IPv6 default route (`ip -6 route
+    /// show default`): an IPv6 access network can reach the VPN gateway.
+    pub async fn has_ipv6_default_route(&self) -> Result<bool> {
+        use futures::TryStreamExt;
+        let msgs: Vec<RouteMessage> = self
+            .handle
+            .route()
+            .get(RouteMessageBuilder::<std::net::Ipv6Addr>::new().build())
+            .execute()
+            .try_collect()
+            .await
+            .map_err(Error::request("list IPv6 routes"))?;
+        Ok(msgs.iter().any(|m| {
+            super::watch::is_default_route(m)
+                && m.header.address_family == netlink_packet_route::AddressFamily::Inet6
+        }))
+    }
+
     /// `ip route del DST/LEN table T`, repeated while one is left: every
     /// route to exactly that prefix in that table, whatever its type
     /// (blackholes included) or device. Returns how many went.

@@ -1,10 +1,12 @@
-//! Address and link events (RTNLGRP_IPV4_IFADDR, RTNLGRP_LINK) as the small
-//! typed events the mobile node core consumes: a new address may be a new
-//! care-of address (RFC 5266 §3.1.1, RFC 5944 §4.3 move detection), a link
-//! going down ends the attachment.
+//! Address and link events (RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR,
+//! RTNLGRP_LINK) as the small typed events the mobile node core consumes:
+//! a new IPv4 address may be a new care-of address (RFC 5266 §3.1.1, RFC
+//! 5944 §4.3 move detection), a new IPv6 address an access network that
+//! only the VPN can use (IKE over IPv6, RFC 5266 §3.1.3), a link going down
+//! ends the attachment.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use futures::channel::mpsc::UnboundedReceiver;
 use futures::StreamExt;
@@ -14,7 +16,7 @@ use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
 use rtnetlink::MulticastGroup;
 use tokio::task::JoinHandle;
 
-use super::addr::AddressInfo;
+use super::addr::IfAddress;
 use super::link::{link_name, LinkState};
 use super::Result;
 
@@ -24,13 +26,13 @@ pub enum NetEvent {
     AddressAdded {
         ifindex: u32,
         ifname: String,
-        addr: Ipv4Addr,
+        addr: IpAddr,
         prefix_len: u8,
     },
     AddressRemoved {
         ifindex: u32,
         ifname: String,
-        addr: Ipv4Addr,
+        addr: IpAddr,
         prefix_len: u8,
     },
     /// Administratively up with carrier.
@@ -47,6 +49,25 @@ pub enum NetEvent {
         dst: Ipv4Addr,
         prefix_len: u8,
     },
+    /// An IPv6 default route of the main table appeared (`added`) or went:
+    /// IPv6 access reaches beyond its link only with it, and charon would
+    /// otherwise start the VPN from a link-local address.
+    Ipv6DefaultRoute { added: bool },
+}
+
+/// A unicast default route of the main table.
+pub(crate) fn is_default_route(m: &netlink_packet_route::route::RouteMessage) -> bool {
+    let table = m
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Table(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(u32::from(m.header.table));
+    m.header.kind == RouteType::Unicast
+        && m.header.destination_prefix_length == 0
+        && table == u32::from(netlink_packet_route::route::RouteHeader::RT_TABLE_MAIN)
 }
 
 /// Turns rtnetlink notifications into [`NetEvent`]s. The kernel sends
@@ -62,9 +83,9 @@ impl EventMapper {
     pub fn map(&mut self, msg: &RouteNetlinkMessage) -> Option<NetEvent> {
         match msg {
             RouteNetlinkMessage::NewAddress(m) | RouteNetlinkMessage::DelAddress(m) => {
-                let a = AddressInfo::from_message(m)?;
+                let a = IfAddress::from_message(m)?;
                 // IPv4 labels are "ifname" or "ifname:alias"; ':' cannot
-                // appear in an interface name.
+                // appear in an interface name. IPv6 addresses have none.
                 let ifname = a
                     .label
                     .as_deref()
@@ -110,6 +131,13 @@ impl EventMapper {
                     }
                 })
             }
+            RouteNetlinkMessage::NewRoute(m) | RouteNetlinkMessage::DelRoute(m)
+                if m.header.address_family == AddressFamily::Inet6 =>
+            {
+                is_default_route(m).then_some(NetEvent::Ipv6DefaultRoute {
+                    added: matches!(msg, RouteNetlinkMessage::NewRoute(_)),
+                })
+            }
             RouteNetlinkMessage::NewRoute(m)
                 if m.header.address_family == AddressFamily::Inet
                     && m.header.kind == RouteType::Unicast =>
@@ -149,8 +177,8 @@ type Messages = UnboundedReceiver<(
     rtnetlink::sys::SocketAddr,
 )>;
 
-/// A multicast netlink socket subscribed to IPv4 address, route and link
-/// events.
+/// A multicast netlink socket subscribed to IPv4 and IPv6 address, route
+/// and link events.
 /// Must be created inside a tokio runtime. After a socket overrun
 /// (ENOBUFS) events may be missing: callers resynchronise with
 /// [`super::Netlink::list_addresses`] on start and when in doubt.
@@ -165,7 +193,9 @@ impl Watcher {
         let (conn, _handle, messages) = rtnetlink::new_multicast_connection(&[
             MulticastGroup::Link,
             MulticastGroup::Ipv4Ifaddr,
+            MulticastGroup::Ipv6Ifaddr,
             MulticastGroup::Ipv4Route,
+            MulticastGroup::Ipv6Route,
         ])?;
         Ok(Watcher {
             messages,
@@ -199,7 +229,6 @@ mod tests {
     use netlink_packet_route::address::{AddressAttribute, AddressMessage};
     use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
     use netlink_packet_route::AddressFamily;
-    use std::net::IpAddr;
 
     fn link(index: u32, flags: LinkFlags) -> RouteNetlinkMessage {
         let mut m = LinkMessage::default();
@@ -249,9 +278,71 @@ mod tests {
             Some(NetEvent::AddressRemoved {
                 ifindex: 7,
                 ifname: "eth1".into(),
-                addr: [10, 1, 1, 2].into(),
+                addr: Ipv4Addr::new(10, 1, 1, 2).into(),
                 prefix_len: 24
             })
         );
+    }
+
+    #[test]
+    fn ipv6_addresses_are_events_with_the_interface_name_known_from_its_link() {
+        let mut map = EventMapper::default();
+        map.map(&link(4, LinkFlags::Up | LinkFlags::LowerUp));
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet6;
+        m.header.index = 4;
+        m.header.prefix_len = 64;
+        let a: std::net::Ipv6Addr = "2001:db8:a::100".parse().unwrap();
+        m.attributes.push(AddressAttribute::Address(IpAddr::V6(a)));
+        assert_eq!(
+            map.map(&RouteNetlinkMessage::NewAddress(m)),
+            Some(NetEvent::AddressAdded {
+                ifindex: 4,
+                ifname: "wlan0".into(),
+                addr: IpAddr::V6(a),
+                prefix_len: 64
+            })
+        );
+    }
+
+    #[test]
+    fn an_address_of_the_other_family_than_the_header_is_ignored() {
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet6;
+        m.attributes
+            .push(AddressAttribute::Address(IpAddr::V4([10, 1, 1, 2].into())));
+        assert_eq!(
+            EventMapper::default().map(&RouteNetlinkMessage::NewAddress(m)),
+            None
+        );
+    }
+
+    #[test]
+    fn only_the_ipv6_default_route_of_the_main_table_is_an_event() {
+        use netlink_packet_route::route::{RouteHeader, RouteMessage};
+        let route = |prefix_len: u8, table: u8| {
+            let mut m = RouteMessage::default();
+            m.header.address_family = AddressFamily::Inet6;
+            m.header.kind = RouteType::Unicast;
+            m.header.destination_prefix_length = prefix_len;
+            m.header.table = table;
+            m
+        };
+        let mut map = EventMapper::default();
+        let main = RouteHeader::RT_TABLE_MAIN;
+        assert_eq!(
+            map.map(&RouteNetlinkMessage::NewRoute(route(0, main))),
+            Some(NetEvent::Ipv6DefaultRoute { added: true })
+        );
+        assert_eq!(
+            map.map(&RouteNetlinkMessage::DelRoute(route(0, main))),
+            Some(NetEvent::Ipv6DefaultRoute { added: false })
+        );
+        // The link's fe80::/64, and a default route of another table.
+        assert_eq!(
+            map.map(&RouteNetlinkMessage::NewRoute(route(64, main))),
+            None
+        );
+        assert_eq!(map.map(&RouteNetlinkMessage::NewRoute(route(0, 220))), None);
     }
 }

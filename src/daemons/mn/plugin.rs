@@ -139,12 +139,16 @@ fn v4(a: IpAddr) -> Option<Ipv4Addr> {
     }
 }
 
-fn ep(e: Option<Endpoint>) -> Option<Ipv4Addr> {
-    e.and_then(|e| v4(e.addr))
+/// An IKE endpoint's address, of either family: the IKE_SA may run over
+/// IPv6 around an IPv4 TIA, and MOBIKE may move it between the families
+/// (RFC 4555: ADDITIONAL_IP4_ADDRESS and ADDITIONAL_IP6_ADDRESS).
+fn ep(e: Option<Endpoint>) -> Option<IpAddr> {
+    e.map(|e| e.addr)
 }
 
 /// The node's view of one IKE_SA from the plugin's; `mtu` filled in by
-/// the caller. Only IPv4 counts (Mobile IPv4).
+/// the caller. Endpoints of both families; of the virtual IPs only an
+/// IPv4 one is a TIA (Mobile IPv4).
 pub fn sa_from_ike(ike: &IkeSa) -> VpnSa {
     let mut sa = VpnSa::new(&ike.name, ike.unique_id);
     sa.local = ep(ike.local);
@@ -268,8 +272,8 @@ mod tests {
             panic!("{:?}", to_input(&msg));
         };
         assert_eq!(sa.tia, Some(Ipv4Addr::new(10, 200, 0, 1)));
-        assert_eq!(sa.gateway, Some(Ipv4Addr::new(203, 0, 113, 10)));
-        assert_eq!(sa.local, Some(Ipv4Addr::new(203, 0, 113, 100)));
+        assert_eq!(sa.gateway, Some(Ipv4Addr::new(203, 0, 113, 10).into()));
+        assert_eq!(sa.local, Some(Ipv4Addr::new(203, 0, 113, 100).into()));
         assert_eq!((sa.connection.as_str(), sa.ike_sa), ("vpn", 3));
     }
 
@@ -290,12 +294,60 @@ mod tests {
             to_input(&msg),
             Some(VpnInput::Moved {
                 ike_sa: 3,
-                local: Some(Ipv4Addr::new(198, 51, 100, 7)),
+                local: Some(Ipv4Addr::new(198, 51, 100, 7).into()),
                 local_ifname: Some("eth0".into()),
-                gateway: Some(Ipv4Addr::new(203, 0, 113, 10)),
+                gateway: Some(Ipv4Addr::new(203, 0, 113, 10).into()),
                 mtu: PathMtu::default(),
             })
         );
+    }
+
+    #[test]
+    fn ipv6_endpoints_are_kept_around_the_ipv4_tia() {
+        let gw6: IpAddr = "2001:db8:cafe::10".parse().unwrap();
+        let mn6: IpAddr = "2001:db8:a::100".parse().unwrap();
+        let mut ike = ike();
+        ike.local = Some(Endpoint {
+            addr: mn6,
+            port: 500,
+        });
+        ike.remote = Some(Endpoint {
+            addr: gw6,
+            port: 500,
+        });
+        let sa = sa_from_ike(&ike);
+        assert_eq!((sa.local, sa.gateway), (Some(mn6), Some(gw6)));
+        assert_eq!(sa.tia, Some(Ipv4Addr::new(10, 200, 0, 1)));
+        // MOBIKE from IPv6 to IPv4 behind a NAT: both ends typed as given.
+        let moved = PluginMsg::Event {
+            seq: 3,
+            event: Event::IkeUpdate {
+                ike: ike.clone(),
+                new_local: Some(Endpoint {
+                    addr: Ipv4Addr::new(192, 168, 1, 100).into(),
+                    port: 4500,
+                }),
+                new_remote: Some(Endpoint {
+                    addr: Ipv4Addr::new(203, 0, 113, 10).into(),
+                    port: 4500,
+                }),
+            },
+        };
+        let Some(VpnInput::Moved { local, gateway, .. }) = to_input(&moved) else {
+            panic!("{:?}", to_input(&moved));
+        };
+        assert_eq!(local, Some(Ipv4Addr::new(192, 168, 1, 100).into()));
+        assert_eq!(gateway, Some(Ipv4Addr::new(203, 0, 113, 10).into()));
+        let state = IkeSaState {
+            name: "vpn".into(),
+            unique_id: 3,
+            local: ike.local,
+            remote: ike.remote,
+            tia: ike.vips.clone(),
+            ..IkeSaState::default()
+        };
+        let snap = sa_from_state(&state);
+        assert_eq!((snap.local, snap.gateway), (Some(mn6), Some(gw6)));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! moves things.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -125,14 +126,21 @@ impl Daemon {
                 addr,
                 prefix_len,
                 ..
-            } if !is_own(&self.cfg, &ifname) => {
-                self.node.address_added(now, &ifname, addr, prefix_len)
-            }
+            } if !is_own(&self.cfg, &ifname) => match addr {
+                IpAddr::V4(a) => self.node.address_added(now, &ifname, a, prefix_len),
+                IpAddr::V6(a) => self.node.ipv6_address_added(now, &ifname, a),
+            },
             NetEvent::AddressRemoved { ifname, addr, .. } if !is_own(&self.cfg, &ifname) => {
-                self.node.address_removed(now, &ifname, addr);
-                self.sockets.forget(addr);
-                self.probes.forget(addr);
+                match addr {
+                    IpAddr::V4(a) => {
+                        self.node.address_removed(now, &ifname, a);
+                        self.sockets.forget(a);
+                        self.probes.forget(a);
+                    }
+                    IpAddr::V6(a) => self.node.ipv6_address_removed(now, &ifname, a),
+                }
             }
+            NetEvent::Ipv6DefaultRoute { added } => self.node.ipv6_default_route(now, added),
             NetEvent::LinkUp { ifname, .. } if !is_own(&self.cfg, &ifname) => {
                 self.node.link_up(now, &ifname)
             }
@@ -234,9 +242,11 @@ impl Daemon {
                 }
             }
         }
+        // The outer family follows the IKE_SA's endpoint (VpnView).
         PathMtu {
             physical,
             tia_device,
+            outer_ipv6: false,
         }
     }
 
@@ -291,7 +301,13 @@ impl Daemon {
     /// so nothing falls between the dump and the first event; repeats
     /// are ignored by the node).
     async fn initial_dump(&mut self, nl: &Netlink, now: Instant) -> Result<(), String> {
-        let addrs = nl.list_addresses(None).await.map_err(|e| e.to_string())?;
+        if nl.has_ipv6_default_route().await.unwrap_or(false) {
+            self.node.ipv6_default_route(now, true);
+        }
+        let addrs = nl
+            .list_if_addresses(None)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut names: HashMap<u32, String> = HashMap::new();
         for a in addrs {
             let name = match names.get(&a.ifindex) {
@@ -310,7 +326,10 @@ impl Daemon {
                     self.node.link_down(now, &name);
                 }
             }
-            self.node.address_added(now, &name, a.addr, a.prefix_len);
+            match a.addr {
+                IpAddr::V4(v4) => self.node.address_added(now, &name, v4, a.prefix_len),
+                IpAddr::V6(v6) => self.node.ipv6_address_added(now, &name, v6),
+            }
         }
         Ok(())
     }

@@ -54,7 +54,19 @@ pub(super) fn parse_dat(path: &Path, eval: bool) -> Result<Vec<Line>> {
             line: i + 1,
             msg: msg.to_string(),
         };
-        let parts: Vec<&str> = l.split("::").collect();
+        // The host ends at the first `::`, pattern and YES|NO are the last
+        // two fields: the command in between may hold `::` (an IPv6
+        // address, `ping 2001:db8::1`).
+        let parts: Vec<&str> = match l.split_once("::") {
+            None => vec![l],
+            Some((h, rest)) if eval => {
+                let mut tail: Vec<&str> = rest.rsplitn(3, "::").collect();
+                tail.push(h);
+                tail.reverse();
+                tail
+            }
+            Some((h, c)) => vec![h, c],
+        };
         let (host, command, expect) = match (eval, parts.as_slice()) {
             (false, [h, c]) => (h, c, None),
             (true, [h, c, p, yn]) => {
@@ -202,5 +214,22 @@ mod tests {
         std::fs::write(&p, "# c\nmn::ping x::y::MAYBE\n").unwrap();
         let err = parse_dat(&p, true).unwrap_err().to_string();
         assert!(err.contains("evaltest.dat:2:"), "{err}");
+    }
+
+    #[test]
+    fn commands_may_hold_ipv6_addresses() {
+        let dir = tempfile::tempdir().unwrap();
+        let pre = dir.path().join("pre.dat");
+        std::fs::write(&pre, "lab::rtt mn 2001:db8:cafe::10 rtt_ms\n").unwrap();
+        let l = &parse_dat(&pre, false).unwrap()[0];
+        assert_eq!(
+            (l.host.as_str(), l.command.as_str()),
+            ("lab", "rtt mn 2001:db8:cafe::10 rtt_ms")
+        );
+        let eval = dir.path().join("evaltest.dat");
+        std::fs::write(&eval, "mn::ping -c 1 2001:db8::1::1 received::YES\n").unwrap();
+        let l = &parse_dat(&eval, true).unwrap()[0];
+        assert_eq!(l.command, "ping -c 1 2001:db8::1");
+        assert_eq!(l.expect, Some(("1 received".to_string(), true)));
     }
 }

@@ -78,7 +78,10 @@ impl Node {
                 let same = self.access == Access::C { care_of: addr }
                     && !matches!(
                         self.state,
-                        State::AtHome | State::Detached | State::Untrusted { .. }
+                        State::AtHome
+                            | State::Detached
+                            | State::Untrusted { .. }
+                            | State::UntrustedIpv6 { .. }
                     );
                 if same {
                     return false;
@@ -112,15 +115,19 @@ impl Node {
                     .usable_addresses()
                     .max_by_key(|a| a.seq)
                     .map(|a| a.addr);
-                let to = match untrusted {
-                    Some(address) => State::Untrusted { address },
-                    None => State::Detached,
+                let to = match (untrusted, self.usable_ipv6()) {
+                    (Some(address), _) => State::Untrusted { address },
+                    (None, Some(address)) => State::UntrustedIpv6 { address },
+                    (None, None) => State::Detached,
                 };
                 if to != self.state {
                     let mut reason = match to {
                         State::Untrusted { address } => format!(
                             "{why}: {address} is not on a trusted network; mode c does not apply, mode mc waits for a TIA from the VPN"
                         ),
+                        State::UntrustedIpv6 { address } => {
+                            format!("{why}: {}", Reason::Ipv6Only { address })
+                        }
                         _ => format!("{why}: no usable address left"),
                     };
                     let went_stale = self.access.is_live_mc();
@@ -154,9 +161,10 @@ impl Node {
                     // only the registration.
                     self.retry_at = None;
                     self.set_state(now, to, &reason);
-                    if went_stale || left_c {
-                        // RFC 5266 §3.4.2 step 1: outside, no VPN (gone,
-                        // or never needed while a trusted network served).
+                    if went_stale || left_c || matches!(to, State::UntrustedIpv6 { .. }) {
+                        // RFC 5266 §3.4.2 step 1: outside, no VPN (gone, or
+                        // never needed while a trusted network served); on
+                        // IPv6 access no probe runs, no verdict comes.
                         self.after_untrusted(now, &reason);
                     }
                 }

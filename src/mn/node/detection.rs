@@ -3,7 +3,7 @@
 //! probe's registration adopted inside, and registration-based
 //! monitoring.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
 use rand::rngs::StdRng;
@@ -132,7 +132,7 @@ impl Node {
                 .vpn
                 .sas()
                 .iter()
-                .find(|s| s.local.is_some() && s.local == t.transmit.src)
+                .find(|s| s.local.is_some() && s.local == t.transmit.src.map(IpAddr::V4))
                 .and_then(|s| s.local_ifname.clone());
             self.event(
                 now,

@@ -1,6 +1,6 @@
 //! The node's events, for the operator (`mip4ctl events`) and the lab.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 
 use serde::Serialize;
 
@@ -111,8 +111,8 @@ pub enum NodeEvent {
         connection: String,
         ike_sa: u32,
         tia: Ipv4Addr,
-        gateway: Option<Ipv4Addr>,
-        local: Option<Ipv4Addr>,
+        gateway: Option<IpAddr>,
+        local: Option<IpAddr>,
     },
     /// handle_vips(release): the IKE_SA's TIA goes.
     VpnTiaReleased {
@@ -122,9 +122,9 @@ pub enum NodeEvent {
     /// ike_update: MOBIKE moved the IKE_SA.
     VpnMoved {
         ike_sa: u32,
-        from: Option<Ipv4Addr>,
-        to: Option<Ipv4Addr>,
-        gateway: Option<Ipv4Addr>,
+        from: Option<IpAddr>,
+        to: Option<IpAddr>,
+        gateway: Option<IpAddr>,
     },
     VpnUp {
         connection: String,
@@ -138,7 +138,7 @@ pub enum NodeEvent {
         from: u32,
         to: u32,
         reestablished: bool,
-        gateway: Option<Ipv4Addr>,
+        gateway: Option<IpAddr>,
     },
     /// The kernel roam event, as charon saw it.
     VpnRoam,
@@ -146,7 +146,7 @@ pub enum NodeEvent {
     VpnSnapshot {
         ike_sas: usize,
         tia: Option<Ipv4Addr>,
-        gateway: Option<Ipv4Addr>,
+        gateway: Option<IpAddr>,
     },
     /// A VPN input that changed nothing at the home agent, and why
     /// (`keep_binding`: e.g. a MOBIKE move with the TIA unchanged,

@@ -1,7 +1,7 @@
 //! Mode 'mc' (RFC 5266 §3.1.3): what charon reports through the plugin,
 //! the TIA as co-located care-of address, and the requests to charon.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::Instant;
 
 use tracing::info;
@@ -65,7 +65,7 @@ impl Node {
                 ..
             } => {
                 let Some(sa) = known(*ike_sa) else { return };
-                let show = |a: Option<Ipv4Addr>| a.map_or("?".to_string(), |a| a.to_string());
+                let show = |a: Option<IpAddr>| a.map_or("?".to_string(), |a| a.to_string());
                 (
                     NodeEvent::VpnMoved {
                         ike_sa: *ike_sa,
@@ -156,6 +156,21 @@ impl Node {
         info!(input = ?input, "vpn");
         self.event(now, event);
         self.vpn.apply(&input);
+        // With kernel IPsec charon puts the TIA on the physical interface,
+        // and rtnetlink reports it before handle_vips reaches us: the node
+        // took it for an attachment and may be probing it (found in the
+        // kernel tier). It is none: its probe and verdict go.
+        let tias: Vec<(String, std::net::Ipv4Addr)> = self
+            .links
+            .addresses
+            .iter()
+            .filter(|a| self.vpn.is_tia(a.addr))
+            .map(|a| (a.ifname.clone(), a.addr))
+            .collect();
+        for (ifname, tia) in tias {
+            let why = format!("{why}: {tia} on {ifname} is the VPN's TIA, not an attachment");
+            self.forget_attachment(now, &ifname, Some(tia), &why);
+        }
         if let (VpnInput::Rekeyed { from, to }, Access::Mc(m)) = (&input, &mut self.access) {
             if m.ike_sa == *from {
                 m.ike_sa = *to;
@@ -288,9 +303,14 @@ impl Node {
     }
 
     /// Outside: with no VPN to carry mode 'mc', ask charon for one (RFC
-    /// 5266 §3.4.2 step 1).
+    /// 5266 §3.4.2 step 1; on IPv6-only access at once, `ipv6`).
     pub(super) fn after_untrusted(&mut self, now: Instant, why: &str) {
-        if self.current_vpn().is_some() || !matches!(self.state, State::Untrusted { .. }) {
+        if self.current_vpn().is_some()
+            || !matches!(
+                self.state,
+                State::Untrusted { .. } | State::UntrustedIpv6 { .. }
+            )
+        {
             return;
         }
         let connection = self

@@ -3,7 +3,8 @@
 //!
 //! Driven like the client (quinn-proto style):
 //! - in: [`Node::address_added`], [`Node::address_removed`],
-//!   [`Node::link_up`], [`Node::link_down`] (rtnetlink's view, mapped by
+//!   [`Node::link_up`], [`Node::link_down`], [`Node::ipv6_address_added`],
+//!   [`Node::ipv6_default_route`] (rtnetlink's view, mapped by
 //!   the daemon), [`Node::handle_datagram`] (UDP replies),
 //!   [`Node::handle_timeout`], [`Node::shutdown`];
 //! - out: [`Node::poll_transmit`] (registration datagrams),
@@ -29,6 +30,7 @@
 //! - `attach`: the decision after every change of attachment;
 //! - `binding`: registering through the client and what its outcomes mean;
 //! - `mc`: VPN inputs and mode 'mc';
+//! - `ipv6`: IPv6 access, untrusted by definition, the VPN over it;
 //! - `detection`: the probe, its verdicts and monitoring;
 //! - `stray`: the i-HA's binding from a probe accepted without TNC,
 //!   replaced or deregistered at once, and deregistered on shutdown;
@@ -58,6 +60,7 @@ mod binding;
 mod config;
 mod detection;
 mod event;
+mod ipv6;
 mod mc;
 mod multihome;
 mod reason;
@@ -95,6 +98,11 @@ struct Links {
     down: Vec<String>,
     /// Counts addresses as they appear ([`LocalAddress::seq`]).
     seq: u64,
+    /// Global IPv6 addresses on watched links (`ipv6`): no care-of
+    /// address, but an access network the VPN runs over.
+    ipv6: Vec<(String, std::net::Ipv6Addr)>,
+    /// The main table has an IPv6 default route (`ipv6`).
+    ipv6_default_route: bool,
 }
 
 /// What the node handed out and the daemon has not polled yet.
@@ -360,6 +368,7 @@ impl Node {
         for a in gone {
             self.address_removed(now, ifname, a);
         }
+        self.links.ipv6.retain(|(i, _)| i != ifname);
         self.links.down.retain(|l| l != ifname);
     }
 

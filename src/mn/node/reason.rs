@@ -4,15 +4,15 @@
 //! verdict) is prefixed where the decision is made.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// An address, or "?" when not known (a gateway charon did not report).
-struct Maybe(Option<Ipv4Addr>);
+struct Maybe<A>(Option<A>);
 
-impl fmt::Display for Maybe {
+impl<A: fmt::Display> fmt::Display for Maybe<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(a) => write!(f, "{a}"),
+        match &self.0 {
+            Some(a) => a.fmt(f),
             None => f.write_str("?"),
         }
     }
@@ -45,28 +45,30 @@ pub(super) enum Reason {
         from: Ipv4Addr,
         to: Ipv4Addr,
         connection: String,
-        gateway: Option<Ipv4Addr>,
+        gateway: Option<IpAddr>,
     },
     /// Mode 'mc': another gateway, same TIA: registered at once (RFC 5266
     /// §3).
     OtherGateway {
-        from: Option<Ipv4Addr>,
-        to: Option<Ipv4Addr>,
+        from: Option<IpAddr>,
+        to: Option<IpAddr>,
         tia: Ipv4Addr,
     },
     /// Mode 'mc': a TIA came back after the binding went stale.
     TiaBack {
         tia: Ipv4Addr,
         connection: String,
-        gateway: Option<Ipv4Addr>,
+        gateway: Option<IpAddr>,
     },
     /// Mode 'mc' (RFC 5266 §3.1.3): the TIA as co-located care-of
     /// address, through the VPN, reverse tunnelled.
     TiaRegistered {
         tia: Ipv4Addr,
         connection: String,
-        gateway: Option<Ipv4Addr>,
+        gateway: Option<IpAddr>,
     },
+    /// IPv6-only access: untrusted by definition (RFC 5266 §3.4).
+    Ipv6Only { address: Ipv6Addr },
     /// Outside without a VPN (RFC 5266 §3.4.2 step 1).
     VpnNeeded,
     /// Nothing leaves in the clear while detecting (RFC 5266 §3.4).
@@ -144,6 +146,10 @@ impl fmt::Display for Reason {
                 f,
                 "not on a trusted network; the VPN '{connection}' (gateway {}) gave the TIA {tia}: registering it as co-located care-of address through the VPN, reverse tunnelled (RFC 5266 §3.1.3)",
                 Maybe(*gateway)
+            ),
+            Reason::Ipv6Only { address } => write!(
+                f,
+                "{address} is IPv6-only access: the trusted-network probe is a Mobile IPv4 registration (RFC 5266 §3.4) and cannot run over it, so it is untrusted; mode mc waits for a TIA from the VPN, whose IKE_SA runs over IPv6 (RFC 5266 §3.1.3, RFC 4555)"
             ),
             Reason::VpnNeeded => f.write_str("no VPN is up: mode mc needs one (RFC 5266 §3.4.2 step 1)"),
             Reason::HeldDetecting { address, home } => write!(

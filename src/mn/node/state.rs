@@ -1,7 +1,7 @@
 //! Where the node stands ([`State`], what the operator sees) and the
 //! care-of address with the access mode it serves ([`Access`]).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::Serialize;
 
@@ -17,6 +17,11 @@ pub enum State {
     /// from the VPN (yet, or any more): mode 'c' does not apply and mode
     /// 'mc' waits for the VPN.
     Untrusted { address: Ipv4Addr },
+    /// Only IPv6 access, and no TIA from the VPN (yet, or any more): the
+    /// trusted-network probe is Mobile IPv4 and cannot run there, so the
+    /// network is untrusted by definition; mode 'mc' waits for the VPN,
+    /// whose IKE_SA runs over IPv6 (RFC 5266 §3.4, §3.1.3).
+    UntrustedIpv6 { address: Ipv6Addr },
     /// On the home link: no binding, no tunnel.
     AtHome,
     /// A request for this care-of address is outstanding.
@@ -73,7 +78,7 @@ pub(super) struct McAttachment {
     /// The gateway as of the registration, followed through MOBIKE moves
     /// and rekeys of the same IKE_SA (same gateway, RFC 4555); a TIA from
     /// an IKE_SA with another remote is another gateway.
-    pub(super) gateway: Option<Ipv4Addr>,
+    pub(super) gateway: Option<IpAddr>,
     pub(super) ike_sa: u32,
     /// The TIA is gone (released, IKE_SA down): the binding at the home
     /// agent leads nowhere until a TIA is registered again.

@@ -18,7 +18,7 @@
 //!   `deregister_on_shutdown` says: keeping the node's own binding is an
 //!   operator's choice, keeping this one never is.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
 use tracing::{info, warn};
@@ -173,7 +173,7 @@ impl Node {
                 .vpn
                 .sas()
                 .iter()
-                .find(|v| v.local.is_some() && v.local == t.src)
+                .find(|v| v.local.is_some() && v.local == t.src.map(IpAddr::V4))
                 .and_then(|v| v.local_ifname.clone());
             self.event(
                 now,

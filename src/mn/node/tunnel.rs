@@ -29,7 +29,9 @@ impl Node {
         }
         self.kernel.tunnel_mtu = Some(mtu);
         let home = self.client.home_address();
-        info!(%home, mtu, physical = ?path.physical, tia_device = ?path.tia_device, esp_overhead = self.cfg.esp_overhead, "tunnel mtu");
+        // The outer family's header counts (IPv6: 20 bytes more).
+        let esp_overhead = path.esp_overhead(self.cfg.esp_overhead);
+        info!(%home, mtu, physical = ?path.physical, tia_device = ?path.tia_device, esp_overhead, "tunnel mtu");
         self.out.actions.push_back(Action::TunnelMtu { home, mtu });
         self.event(
             now,
@@ -37,7 +39,7 @@ impl Node {
                 mtu,
                 physical: path.physical,
                 tia_device: path.tia_device,
-                esp_overhead: self.cfg.esp_overhead,
+                esp_overhead,
             },
         );
     }
@@ -224,7 +226,11 @@ impl Node {
     fn home_source_exclusions(&self, home_agent: Ipv4Addr) -> Vec<Ipv4Net> {
         let host = |a: Ipv4Addr| Ipv4Net::new(a, 32).expect("/32 is a valid prefix");
         let mut out: Vec<Ipv4Net> = std::iter::once(host(home_agent))
-            .chain(self.vpn.sas().iter().filter_map(|v| v.gateway).map(host))
+            // An IPv6 gateway needs no exclusion: the rule is IPv4's.
+            .chain(self.vpn.sas().iter().filter_map(|v| match v.gateway {
+                Some(std::net::IpAddr::V4(a)) => Some(host(a)),
+                _ => None,
+            }))
             .chain(
                 self.usable_addresses()
                     .filter_map(|a| Ipv4Net::new(a.addr, a.prefix_len).ok())
