@@ -45,6 +45,7 @@ runtime_packages=(
 	iproute2 nftables iptables tcpdump
 	iputils-ping            # the lab's scenarios ping through the tunnels
 	kmod                    # modprobe: the kernel loads esp4, ipip, netem on demand
+	conntrack               # conntrack -F: the NAT scenarios flush a NAT's mappings
 )
 case "$gateway" in
 strongswan) ;;

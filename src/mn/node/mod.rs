@@ -112,6 +112,8 @@ struct Kernel {
     direct_to_ha: Option<Ipv4Addr>,
     /// Traffic from the home address is held.
     held: bool,
+    /// RFC 3519 UDP tunnelling granted, with its keepalive interval.
+    udp: Option<u16>,
 }
 
 /// The mobile node core. See the module documentation.
