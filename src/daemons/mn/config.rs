@@ -577,6 +577,42 @@ backoff_cap_ms = 4000
         assert!(e.starts_with("mip4d.conf:3: key `home_network`"), "{e}");
     }
 
+    /// RFC 3519 §3.1: the request asks for UDP tunnelling unless told not
+    /// to, forced only with `always`; no kernel tunnel carries it.
+    #[test]
+    fn udp_tunnel_setting_shapes_the_request() {
+        let request = |text: &str| {
+            load(text)
+                .unwrap()
+                .node
+                .registration
+                .extensions
+                .iter()
+                .find_map(|e| match e {
+                    Extension::UdpTunnelRequest(r) => Some(*r),
+                    _ => None,
+                })
+        };
+        let auto = request(GOOD).expect("a UDP Tunnel Request by default");
+        assert!(!auto.force && !auto.registration_through_fa);
+        assert_eq!(auto.encapsulation, 4, "IP in IP inside UDP");
+        let always =
+            request(&(GOOD.replace("lifetime = 300", "lifetime = 300\nudp_tunnel = \"always\"")));
+        assert!(always.expect("requested").force, "F flag");
+        let never = GOOD.replace("lifetime = 300", "lifetime = 300\nudp_tunnel = \"never\"");
+        assert_eq!(request(&never), None);
+        let kernel = GOOD.replace(
+            "lifetime = 300",
+            "lifetime = 300\ntunnel_backend = \"kernel\"",
+        );
+        let e = load(&kernel).unwrap_err();
+        assert!(
+            e.contains("key `udp_tunnel`") && e.contains("userspace"),
+            "{e}"
+        );
+        load(&kernel.replace("lifetime = 300", "lifetime = 300\nudp_tunnel = \"never\"")).unwrap();
+    }
+
     #[test]
     fn detect_section_selects_the_probe() {
         let text = GOOD.replace("trusted_networks = [\"10.20.0.0/16\"]\n", "")
