@@ -8,7 +8,7 @@
 
 use std::io::{self, Read};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -68,7 +68,17 @@ impl UserspaceConfig {
 
 /// The socket RFC 3519 tunnel data leaves from (none: UDP bindings are
 /// refused). The mobile node swaps it when its care-of address changes.
-type UdpSlot = Arc<RwLock<Option<Arc<UdpSocket>>>>;
+/// Weak: the socket's owner (the HA's loop, the MN's registration
+/// sockets) decides its life; a socket closed with its address is not
+/// kept open by the plane.
+type UdpSlot = Arc<RwLock<Option<Weak<UdpSocket>>>>;
+
+fn udp_socket(slot: &UdpSlot) -> Option<Arc<UdpSocket>> {
+    slot.read()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .and_then(Weak::upgrade)
+}
 
 /// RFC 3519 §4.9: the mobile node's keepalive for the UDP binding of
 /// `home`, every `interval`.
@@ -167,7 +177,7 @@ impl UserspacePlane {
         let bindings = Arc::new(RwLock::new(BindingTable::default()));
         let counters = Arc::new(Counters::default());
 
-        let udp: UdpSlot = Arc::new(RwLock::new(cfg.udp.clone()));
+        let udp: UdpSlot = Arc::new(RwLock::new(cfg.udp.as_ref().map(Arc::downgrade)));
         let (keepalive, keepalive_rx) = watch::channel(None);
         let sink = UdpSink {
             role: cfg.role,
@@ -220,8 +230,8 @@ impl UserspacePlane {
     /// that data and registrations share the NAT's mapping, RFC 3519
     /// §3.3). Whoever reads that socket hands tunnel data to
     /// [`udp_sink`](Self::udp_sink).
-    pub fn set_udp(&self, sock: Option<Arc<UdpSocket>>) {
-        *self.udp.write().unwrap_or_else(|p| p.into_inner()) = sock;
+    pub fn set_udp(&self, sock: Option<&Arc<UdpSocket>>) {
+        *self.udp.write().unwrap_or_else(|p| p.into_inner()) = sock.map(Arc::downgrade);
     }
 
     /// Where the reader of a Mobile IP socket hands what it receives.
@@ -244,7 +254,7 @@ impl UserspacePlane {
 
     /// Adds or replaces the binding of `b.home`.
     pub fn insert(&self, b: TunnelBinding) -> Result<(), TunnelError> {
-        let has_udp = self.udp.read().unwrap_or_else(|p| p.into_inner()).is_some();
+        let has_udp = udp_socket(&self.udp).is_some();
         if b.encapsulation == Encapsulation::Udp && !has_udp {
             return Err(TunnelError::Unsupported(
                 "RFC 3519 UDP tunnelling needs the Mobile IP UDP socket".into(),
@@ -321,7 +331,7 @@ async fn device_to_network(
         };
         let Some(tx) = tx else { continue };
         let udp = match tx.encapsulation {
-            Encapsulation::Udp => udp.read().unwrap_or_else(|p| p.into_inner()).clone(),
+            Encapsulation::Udp => udp_socket(&udp),
             Encapsulation::IpInIp => None,
         };
         let sent = match (tx.encapsulation, &udp) {
@@ -465,7 +475,7 @@ async fn keepalives(
             .unwrap_or_else(|p| p.into_inner())
             .get(k.home)
             .copied();
-        let sock = udp.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let sock = udp_socket(&udp);
         let (Some(b), Some(sock)) = (b, sock) else {
             continue;
         };

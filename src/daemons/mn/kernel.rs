@@ -8,7 +8,7 @@
 //! takes it away again, so a clean exit leaves the node as it found it.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
@@ -72,8 +72,9 @@ pub struct Installer {
     udp: Option<u16>,
     /// The registration socket of the care-of address: tunnel data
     /// leaves from it (RFC 3519 §3.3: the NAT's mapping of the
-    /// registration is the tunnel's).
-    udp_socket: Option<Arc<UdpSocket>>,
+    /// registration is the tunnel's). Weak: it closes with its address
+    /// ([`super::sockets`] owns it).
+    udp_socket: Option<Weak<UdpSocket>>,
     /// The MTU the node asked for (mode 'mc'), for IP in IP.
     node_mtu: Option<u32>,
     asked: Option<Asked>,
@@ -142,8 +143,8 @@ impl Installer {
 
     /// The registration socket of the care-of address the next
     /// [`Action::TunnelUp`] names (the daemon's, [`super::sockets`]).
-    pub fn set_udp_socket(&mut self, sock: Option<Arc<UdpSocket>>) {
-        self.udp_socket = sock;
+    pub fn set_udp_socket(&mut self, sock: Option<&Arc<UdpSocket>>) {
+        self.udp_socket = sock.map(Arc::downgrade);
     }
 
     /// RFC 3519 granted (`Some`: the keepalive interval) or not: the next
@@ -293,14 +294,14 @@ impl Installer {
                 Err(e) => warn!(error = %e, "removing the kernel tunnel for RFC 3519 failed"),
             }
         }
-        let sock = self.udp_socket.clone();
+        let sock = self.udp_socket.as_ref().and_then(Weak::upgrade);
         let u = self
             .userspace()
             .ok_or("RFC 3519 granted but no userspace tunnel plane runs")?;
         if sock.is_none() {
             return Err(format!("no registration socket of {care_of} for RFC 3519"));
         }
-        u.set_udp(sock);
+        u.set_udp(sock.as_ref());
         u.insert(TunnelBinding {
             home,
             local: care_of,

@@ -67,7 +67,7 @@ impl Daemon {
                 // RFC 3519: tunnel data shares the registration's socket
                 // (and so the NAT's mapping).
                 match self.sockets.socket(Some(*care_of)) {
-                    Ok(s) => self.installer.set_udp_socket(Some(s)),
+                    Ok(s) => self.installer.set_udp_socket(Some(&s)),
                     Err(e) => {
                         warn!(%care_of, error = %e, "no registration socket for the tunnel");
                         self.installer.set_udp_socket(None);
