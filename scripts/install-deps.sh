@@ -46,6 +46,7 @@ runtime_packages=(
 	iputils-ping            # the lab's scenarios ping through the tunnels
 	kmod                    # modprobe: the kernel loads esp4, ipip, netem on demand
 	procps                  # /bin/kill: the shipped units' ExecReload (not in a minbase)
+	conntrack               # conntrack -F: the NAT scenarios flush a NAT's mappings
 )
 case "$gateway" in
 strongswan) ;;

@@ -72,10 +72,10 @@ fn ping_and_tcp_cross_the_udp_tunnel_and_foreign_sources_are_dropped() {
             .expect("control channel closed");
     assert_eq!((from, msg), (mn_sock, vec![1, 0, 0, 180]));
 
-    // Tunnel data from the right address but another port is not the
-    // registered tunnel endpoint: dropped and counted.
+    // Tunnel data from another port, for no home address of a binding:
+    // not a tunnel endpoint, dropped and counted.
     let inner = udp_datagram(
-        SocketAddrV4::new(HOA, 7000),
+        SocketAddrV4::new(Ipv4Addr::new(10, 99, 0, 65), 7000),
         SocketAddrV4::new(CN, 7001),
         b"spoof",
     );
@@ -112,5 +112,34 @@ fn ping_and_tcp_cross_the_udp_tunnel_and_foreign_sources_are_dropped() {
         p.mn.run(ping(HOA, CN, WAIT)),
         "plane stopped after bad input"
     );
+
+    // The MN's NAT made a new mapping (another port, the same address):
+    // the binding's tunnel data from there moves the HA's endpoint to it
+    // (RFC 3519 §4.10), and the plane's own datagrams move it back.
+    let inner = udp_datagram(
+        SocketAddrV4::new(HOA, 7000),
+        SocketAddrV4::new(CN, 7001),
+        b"new mapping",
+    );
+    let mut m = Vec::new();
+    mip4::dataplane::udp::encapsulate(&inner, &mut m).unwrap();
+    p.mn.run(async move {
+        let other = std::net::UdpSocket::bind(SocketAddrV4::new(COA.into(), MN_PORT + 2)).unwrap();
+        other.send_to(&m, ha_sock).unwrap();
+    });
+    let moved = SocketAddrV4::new(COA.into(), MN_PORT + 2);
+    assert!(
+        wait_for(WAIT, || counters(&ha).rebound == 1
+            && ha.status().bindings[0].remote == moved),
+        "the HA did not follow the new port: {:?} {:?}",
+        counters(&ha),
+        ha.status().bindings
+    );
+    assert!(
+        p.mn.run(ping(HOA, CN, WAIT)),
+        "no echo reply after the NAT's port changed back"
+    );
+    assert_eq!(counters(&ha).rebound, 2);
+    assert_eq!(ha.status().bindings[0].remote, mn_sock);
     drop((ha, mn));
 }

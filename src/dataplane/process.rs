@@ -106,6 +106,14 @@ pub fn from_raw<'a>(
 pub enum UdpInput<'a> {
     /// Tunnel data that passed the checks: write it into the device.
     Deliver(&'a [u8]),
+    /// Tunnel data of a UDP binding from its NAT's address but a new
+    /// port (the NAT lost its mapping and made another, RFC 3519 §4.10):
+    /// move the binding's endpoint to `to`, then deliver.
+    Rebind {
+        home: Ipv4Addr,
+        to: SocketAddrV4,
+        datagram: &'a [u8],
+    },
     /// A registration or other control message: the caller's business.
     Control,
     /// Dropped and counted.
@@ -122,6 +130,17 @@ pub fn from_udp<'a>(
     match udp::decapsulate(msg) {
         Ok(inner) => {
             let ep = Endpoint::new(Encapsulation::Udp, from);
+            if role == Role::HomeAgent && bindings.homes_at(&ep).is_empty() {
+                if let Some(home) = rebound(bindings, from, inner.src_addr()) {
+                    Counters::bump(&counters.rebound);
+                    Counters::bump(&counters.decapsulated);
+                    return UdpInput::Rebind {
+                        home,
+                        to: from,
+                        datagram: inner.into_packet(),
+                    };
+                }
+            }
             match accept(role, bindings, &ep, inner, counters) {
                 Some(d) => UdpInput::Deliver(d),
                 None => UdpInput::Dropped,
@@ -133,6 +152,21 @@ pub fn from_udp<'a>(
             UdpInput::Dropped
         }
     }
+}
+
+/// RFC 3519 §4.10: a NAT that forgot a mapping (it timed out, or its
+/// state was flushed) makes a new one, often with another port, at the
+/// next datagram the mobile node sends; the home agent must follow it or
+/// its traffic to the node goes to the dead port. Tunnel data is not
+/// authenticated (§6.1.2: a forged keepalive could redirect a binding),
+/// so only the port may move: the datagram must come from the address
+/// the registration came from (the NAT's), with the binding's home
+/// address as inner source. Moving to another address takes an
+/// authenticated registration.
+fn rebound(bindings: &BindingTable, from: SocketAddrV4, inner_src: Ipv4Addr) -> Option<Ipv4Addr> {
+    let b = bindings.get(inner_src)?;
+    (b.encapsulation == Encapsulation::Udp && b.remote.ip() == from.ip() && b.remote != from)
+        .then_some(b.home)
 }
 
 fn accept<'a>(
@@ -223,7 +257,9 @@ mod tests {
         ipip::encapsulate(&spoof, &oh, 10, &mut outer).unwrap();
         assert_eq!(from_raw(Role::HomeAgent, &t, &outer, &c), None);
 
-        // Reverse tunnel from MN 2 (UDP): accepted only from its port.
+        // Reverse tunnel from MN 2 (UDP): accepted from its port; from
+        // another port of its NAT's address it moves the binding there
+        // (RFC 3519 §4.10); from any other address, dropped.
         let from2 = inner_datagram(HOA2, CN, 0, false, b"r2");
         let mut msg = Vec::new();
         udp::encapsulate(&from2, &mut msg).unwrap();
@@ -245,6 +281,36 @@ mod tests {
                 &msg,
                 &c
             ),
+            UdpInput::Rebind {
+                home: HOA2,
+                to: SocketAddrV4::new(COA2, 41001),
+                datagram: &from2[..]
+            }
+        );
+        assert_eq!(
+            from_udp(
+                Role::HomeAgent,
+                &t,
+                SocketAddrV4::new(COA1, 41000),
+                &msg,
+                &c
+            ),
+            UdpInput::Dropped
+        );
+        // An IP-in-IP binding never moves on unauthenticated UDP.
+        let from1_udp = {
+            let mut m = Vec::new();
+            udp::encapsulate(&from1, &mut m).unwrap();
+            m
+        };
+        assert_eq!(
+            from_udp(
+                Role::HomeAgent,
+                &t,
+                SocketAddrV4::new(COA1, 41000),
+                &from1_udp,
+                &c
+            ),
             UdpInput::Dropped
         );
         assert_eq!(
@@ -260,9 +326,10 @@ mod tests {
 
         let s = c.snapshot();
         assert_eq!(s.encapsulated, 2);
-        assert_eq!(s.decapsulated, 2);
+        assert_eq!(s.decapsulated, 3);
+        assert_eq!(s.rebound, 1);
         assert_eq!(s.inner_address_mismatch, 1);
-        assert_eq!(s.unknown_tunnel_source, 1);
+        assert_eq!(s.unknown_tunnel_source, 2);
     }
 
     #[test]
@@ -301,7 +368,7 @@ mod tests {
             let s = c.snapshot();
             let counted = s.malformed + s.unknown_tunnel_source + s.inner_address_mismatch;
             match r {
-                UdpInput::Deliver(_) => prop_assert_eq!(counted, 0),
+                UdpInput::Deliver(_) | UdpInput::Rebind { .. } => prop_assert_eq!(counted, 0),
                 UdpInput::Control => prop_assert_eq!(counted, 0),
                 UdpInput::Dropped => prop_assert_eq!(counted, 1),
             }

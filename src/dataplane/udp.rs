@@ -15,7 +15,9 @@
 //! the port: [`decapsulate`] tells them apart so the caller can hand them
 //! to the control plane.
 
-use super::ipv4::{HeaderError, Ipv4Packet};
+use std::net::Ipv4Addr;
+
+use super::ipv4::{checksum, HeaderError, Ipv4Packet, Ipv4Repr, MIN_HEADER_LEN};
 
 /// UDP port of Mobile IP (RFC 5944 §3.1), shared by registrations and
 /// tunnel data (RFC 3519).
@@ -68,12 +70,46 @@ pub fn decapsulate(msg: &[u8]) -> Result<Ipv4Packet<&[u8]>, UdpDecapError> {
     Ipv4Packet::new_checked(&msg[HEADER_LEN..]).map_err(UdpDecapError::Inner)
 }
 
+/// ICMP Echo Request (RFC 792), the keepalive's inner datagram.
+const ICMP_ECHO_REQUEST: u8 = 8;
+const PROTO_ICMP: u8 = 1;
+
+/// RFC 3519 §4.9: the mobile node's keepalive, an ICMP Echo Request from
+/// its home address to the home agent carried as tunnel data, so that it
+/// takes the very path (and NAT mapping) the tunnel data takes; the home
+/// agent's kernel answers it through the tunnel, which refreshes the
+/// mapping from both sides. Written into `out` (cleared first) as the UDP
+/// payload: the Tunnel Data header, then the IP datagram.
+pub fn keepalive(home: Ipv4Addr, home_agent: Ipv4Addr, ident: u16, seq: u16, out: &mut Vec<u8>) {
+    let mut icmp = [0u8; 8];
+    icmp[0] = ICMP_ECHO_REQUEST;
+    icmp[4..6].copy_from_slice(&ident.to_be_bytes());
+    icmp[6..8].copy_from_slice(&seq.to_be_bytes());
+    let c = checksum(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut ip = [0u8; MIN_HEADER_LEN];
+    Ipv4Repr {
+        src: home,
+        dst: home_agent,
+        protocol: PROTO_ICMP,
+        tos: 0,
+        ident: seq,
+        dont_frag: false,
+        ttl: super::ipip::DEFAULT_TTL,
+        payload_len: icmp.len(),
+    }
+    .emit(&mut ip);
+    out.clear();
+    out.extend_from_slice(&[TUNNEL_DATA_TYPE, NEXT_HEADER_IPV4, 0, 0]);
+    out.extend_from_slice(&ip);
+    out.extend_from_slice(&icmp);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::dataplane::ipip::tests::inner_datagram;
     use proptest::prelude::*;
-    use std::net::Ipv4Addr;
 
     #[test]
     fn header_is_type_4_next_header_4() {
@@ -105,6 +141,20 @@ mod tests {
             decapsulate(&[4, 4, 0, 0, 0x45]),
             Err(UdpDecapError::Inner(_))
         ));
+    }
+
+    #[test]
+    fn keepalive_is_an_echo_request_from_home_in_tunnel_data() {
+        let (home, ha) = (Ipv4Addr::new(10, 1, 100, 5), Ipv4Addr::new(10, 1, 1, 2));
+        let mut out = Vec::new();
+        keepalive(home, ha, 0x3519, 7, &mut out);
+        let inner = decapsulate(&out).unwrap();
+        assert_eq!((inner.src_addr(), inner.dst_addr()), (home, ha));
+        assert_eq!(inner.protocol(), 1);
+        let icmp = inner.payload();
+        assert_eq!(&icmp[..2], &[8, 0], "echo request, code 0");
+        assert_eq!(&icmp[4..8], &[0x35, 0x19, 0, 7], "identifier, sequence");
+        assert_eq!(checksum(icmp), 0, "ICMP checksum");
     }
 
     proptest! {

@@ -8,13 +8,14 @@
 
 use std::io::{self, Read};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::binding::{BindingTable, Encapsulation, Role, TunnelBinding};
@@ -45,6 +46,9 @@ pub struct UserspaceConfig {
     pub mtu: u32,
     /// The Mobile IP UDP socket for RFC 3519 bindings. The plane reads it:
     /// Tunnel Data is handled here, everything else goes to `control`.
+    /// (The mobile node gives none here: its socket changes with the
+    /// care-of address, [`UserspacePlane::set_udp`], and its reader hands
+    /// tunnel data to [`UserspacePlane::udp_sink`].)
     pub udp: Option<Arc<UdpSocket>>,
     pub control: Option<mpsc::Sender<ControlMessage>>,
 }
@@ -62,6 +66,28 @@ impl UserspaceConfig {
     }
 }
 
+/// The socket RFC 3519 tunnel data leaves from (none: UDP bindings are
+/// refused). The mobile node swaps it when its care-of address changes.
+/// Weak: the socket's owner (the HA's loop, the MN's registration
+/// sockets) decides its life; a socket closed with its address is not
+/// kept open by the plane.
+type UdpSlot = Arc<RwLock<Option<Weak<UdpSocket>>>>;
+
+fn udp_socket(slot: &UdpSlot) -> Option<Arc<UdpSocket>> {
+    slot.read()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .and_then(Weak::upgrade)
+}
+
+/// RFC 3519 §4.9: the mobile node's keepalive for the UDP binding of
+/// `home`, every `interval`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    pub home: Ipv4Addr,
+    pub interval: Duration,
+}
+
 /// A running userspace data plane. Dropping it stops its tasks and removes
 /// the TUN device.
 #[derive(Debug)]
@@ -70,8 +96,55 @@ pub struct UserspacePlane {
     ifindex: u32,
     bindings: Arc<RwLock<BindingTable>>,
     counters: Arc<Counters>,
-    has_udp: bool,
+    udp: UdpSlot,
+    keepalive: watch::Sender<Option<Keepalive>>,
+    sink: UdpSink,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// Where tunnel data read from a Mobile IP UDP socket goes: checked
+/// ([`process::from_udp`]) and written into the TUN device. Cloned into
+/// the reader of each socket that may carry it.
+#[derive(Debug, Clone)]
+pub struct UdpSink {
+    role: Role,
+    tun: Arc<AsyncFd<TunDevice>>,
+    bindings: Arc<RwLock<BindingTable>>,
+    counters: Arc<Counters>,
+}
+
+impl UdpSink {
+    /// Takes `msg`, received from `from`, if it is tunnel data (delivered,
+    /// or dropped and counted) and returns `None`; anything else (a
+    /// registration message) is handed back for the control plane.
+    pub async fn input<'a>(&self, from: SocketAddrV4, msg: &'a [u8]) -> Option<&'a [u8]> {
+        let deliver = {
+            let table = self.bindings.read().unwrap_or_else(|p| p.into_inner());
+            match process::from_udp(self.role, &table, from, msg, &self.counters) {
+                UdpInput::Deliver(d) => Some(d),
+                UdpInput::Rebind { home, to, datagram } => {
+                    drop(table);
+                    self.rebind(home, to);
+                    Some(datagram)
+                }
+                UdpInput::Control => return Some(msg),
+                UdpInput::Dropped => None,
+            }
+        };
+        if let Some(d) = deliver {
+            write_device(&self.tun, d, &self.counters).await;
+        }
+        None
+    }
+
+    fn rebind(&self, home: Ipv4Addr, to: SocketAddrV4) {
+        let mut table = self.bindings.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(mut b) = table.get(home).copied() {
+            tracing::info!(%home, from = %b.remote, %to, "UDP tunnel moved to the NAT's new port (RFC 3519 §4.10)");
+            b.remote = to;
+            table.insert(b);
+        }
+    }
 }
 
 impl UserspacePlane {
@@ -104,13 +177,27 @@ impl UserspacePlane {
         let bindings = Arc::new(RwLock::new(BindingTable::default()));
         let counters = Arc::new(Counters::default());
 
+        let udp: UdpSlot = Arc::new(RwLock::new(cfg.udp.as_ref().map(Arc::downgrade)));
+        let (keepalive, keepalive_rx) = watch::channel(None);
+        let sink = UdpSink {
+            role: cfg.role,
+            tun: tun.clone(),
+            bindings: bindings.clone(),
+            counters: counters.clone(),
+        };
         let mut tasks = vec![
             tokio::spawn(device_to_network(
                 cfg.role,
                 cfg.ttl,
                 tun.clone(),
                 raw.clone(),
-                cfg.udp.clone(),
+                udp.clone(),
+                bindings.clone(),
+                counters.clone(),
+            )),
+            tokio::spawn(keepalives(
+                keepalive_rx,
+                udp.clone(),
                 bindings.clone(),
                 counters.clone(),
             )),
@@ -122,16 +209,8 @@ impl UserspacePlane {
                 counters.clone(),
             )),
         ];
-        let has_udp = cfg.udp.is_some();
-        if let Some(udp) = cfg.udp {
-            tasks.push(tokio::spawn(udp_to_device(
-                cfg.role,
-                tun,
-                udp,
-                cfg.control,
-                bindings.clone(),
-                counters.clone(),
-            )));
+        if let Some(sock) = cfg.udp {
+            tasks.push(tokio::spawn(udp_to_device(sink.clone(), sock, cfg.control)));
         }
         tracing::info!(ifname, ifindex, "userspace tunnel data plane started");
         Ok(UserspacePlane {
@@ -139,9 +218,31 @@ impl UserspacePlane {
             ifindex,
             bindings,
             counters,
-            has_udp,
+            udp,
+            keepalive,
+            sink,
             tasks,
         })
+    }
+
+    /// The socket RFC 3519 tunnel data leaves from from now on (at the
+    /// mobile node: the registration socket of its care-of address, so
+    /// that data and registrations share the NAT's mapping, RFC 3519
+    /// §3.3). Whoever reads that socket hands tunnel data to
+    /// [`udp_sink`](Self::udp_sink).
+    pub fn set_udp(&self, sock: Option<&Arc<UdpSocket>>) {
+        *self.udp.write().unwrap_or_else(|p| p.into_inner()) = sock.map(Arc::downgrade);
+    }
+
+    /// Where the reader of a Mobile IP socket hands what it receives.
+    pub fn udp_sink(&self) -> UdpSink {
+        self.sink.clone()
+    }
+
+    /// RFC 3519 §4.9: keepalives for a UDP binding (the mobile node's
+    /// end), or none.
+    pub fn set_keepalive(&self, k: Option<Keepalive>) {
+        self.keepalive.send_replace(k);
     }
 
     pub fn ifname(&self) -> &str {
@@ -153,7 +254,8 @@ impl UserspacePlane {
 
     /// Adds or replaces the binding of `b.home`.
     pub fn insert(&self, b: TunnelBinding) -> Result<(), TunnelError> {
-        if b.encapsulation == Encapsulation::Udp && !self.has_udp {
+        let has_udp = udp_socket(&self.udp).is_some();
+        if b.encapsulation == Encapsulation::Udp && !has_udp {
             return Err(TunnelError::Unsupported(
                 "RFC 3519 UDP tunnelling needs the Mobile IP UDP socket".into(),
             ));
@@ -207,7 +309,7 @@ async fn device_to_network(
     ttl: u8,
     tun: Arc<AsyncFd<TunDevice>>,
     raw: Arc<AsyncFd<Socket>>,
-    udp: Option<Arc<UdpSocket>>,
+    udp: UdpSlot,
     bindings: Arc<RwLock<BindingTable>>,
     counters: Arc<Counters>,
 ) {
@@ -228,6 +330,10 @@ async fn device_to_network(
             process::from_device(role, &table, &buf[..n], ident, ttl, &mut out, &counters)
         };
         let Some(tx) = tx else { continue };
+        let udp = match tx.encapsulation {
+            Encapsulation::Udp => udp_socket(&udp),
+            Encapsulation::IpInIp => None,
+        };
         let sent = match (tx.encapsulation, &udp) {
             (Encapsulation::IpInIp, _) => {
                 let to = SockAddr::from(SocketAddrV4::new(*tx.to.ip(), 0));
@@ -309,12 +415,9 @@ async fn raw_to_device(
 }
 
 async fn udp_to_device(
-    role: Role,
-    tun: Arc<AsyncFd<TunDevice>>,
+    sink: UdpSink,
     udp: Arc<UdpSocket>,
     control: Option<mpsc::Sender<ControlMessage>>,
-    bindings: Arc<RwLock<BindingTable>>,
-    counters: Arc<Counters>,
 ) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
@@ -327,26 +430,66 @@ async fn udp_to_device(
                 continue;
             }
         };
-        let verdict = {
-            let table = bindings.read().unwrap_or_else(|p| p.into_inner());
-            match process::from_udp(role, &table, from, &buf[..n], &counters) {
-                UdpInput::Deliver(d) => Some(Some(span_in(&buf, d))),
-                UdpInput::Control => Some(None),
-                UdpInput::Dropped => None,
-            }
+        let Some(msg) = sink.input(from, &buf[..n]).await else {
+            continue;
         };
-        match verdict {
-            Some(Some((start, end))) => {
-                write_device(&tun, &buf[start..end], &counters).await;
+        if let Some(c) = &control {
+            if c.try_send((from, msg.to_vec())).is_err() {
+                tracing::warn!(%from, "control queue full or closed; message dropped");
             }
-            Some(None) => {
-                if let Some(c) = &control {
-                    if c.try_send((from, buf[..n].to_vec())).is_err() {
-                        tracing::warn!(%from, "control queue full or closed; message dropped");
-                    }
+        }
+    }
+}
+
+/// RFC 3519 §4.9: the mobile node keeps its NAT's mapping alive with a
+/// keepalive every interval the home agent granted, sent from the socket
+/// the tunnel data leaves from, to the binding's far end.
+async fn keepalives(
+    mut config: watch::Receiver<Option<Keepalive>>,
+    udp: UdpSlot,
+    bindings: Arc<RwLock<BindingTable>>,
+    counters: Arc<Counters>,
+) {
+    let ident: u16 = rand::random();
+    let mut seq: u16 = 0;
+    let mut msg = Vec::new();
+    loop {
+        let current = *config.borrow_and_update();
+        let Some(k) = current else {
+            if config.changed().await.is_err() {
+                return;
+            }
+            continue;
+        };
+        tokio::select! {
+            r = config.changed() => {
+                if r.is_err() {
+                    return;
                 }
+                continue;
             }
-            None => {}
+            () = tokio::time::sleep(k.interval) => {}
+        }
+        let b = bindings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(k.home)
+            .copied();
+        let sock = udp_socket(&udp);
+        let (Some(b), Some(sock)) = (b, sock) else {
+            continue;
+        };
+        if b.encapsulation != Encapsulation::Udp {
+            continue;
+        }
+        seq = seq.wrapping_add(1);
+        super::udp::keepalive(b.home, *b.remote.ip(), ident, seq, &mut msg);
+        match sock.send_to(&msg, SocketAddr::V4(b.remote)).await {
+            Ok(_) => Counters::bump(&counters.keepalives),
+            Err(e) => {
+                Counters::bump(&counters.send_errors);
+                tracing::debug!(error = %e, to = %b.remote, "keepalive not sent");
+            }
         }
     }
 }

@@ -533,6 +533,8 @@ impl Run<'_> {
             "tcp-stream" => self.tcp_stream(&a)?,
             "wait-stream" => self.wait_stream(&a)?,
             "stream-gap" => self.stream_gap(&a)?,
+            "stream-pause" => self.stream_pause(&a, true)?,
+            "stream-resume" => self.stream_pause(&a, false)?,
             "status-figure" => self.status_figure(&a)?,
             "ping-lost" => self.ping_lost(&a)?,
             "set" => self.set_var(&a)?,

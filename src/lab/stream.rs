@@ -105,6 +105,8 @@ impl StreamState {
 pub struct TcpProbe {
     state: Arc<Mutex<StreamState>>,
     stop: Arc<AtomicBool>,
+    /// The client writes nothing while set (an idle application).
+    paused: Arc<AtomicBool>,
     client: Option<TcpStream>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -186,10 +188,11 @@ impl TcpProbe {
         }
         let writer = conn.try_clone().map_err(io)?;
         let reader = conn.try_clone().map_err(io)?;
+        let paused = Arc::new(AtomicBool::new(false));
         {
-            let (state, stop) = (state.clone(), stop.clone());
+            let (state, stop, paused) = (state.clone(), stop.clone(), paused.clone());
             threads.push(std::thread::spawn(move || {
-                write_pattern(writer, &state, &stop)
+                write_pattern(writer, &state, &stop, &paused)
             }));
         }
         {
@@ -201,6 +204,7 @@ impl TcpProbe {
         Ok(TcpProbe {
             state,
             stop,
+            paused,
             client: Some(conn),
             threads,
         })
@@ -209,6 +213,12 @@ impl TcpProbe {
     /// A copy of the state now.
     pub fn state(&self) -> StreamState {
         lock(&self.state).clone()
+    }
+
+    /// Stops (`true`) or resumes writing, the connection left open: an
+    /// idle application, so that nothing but keepalives crosses the path.
+    pub fn pause(&self, paused: bool) {
+        self.paused.store(paused, Ordering::SeqCst);
     }
 
     /// Stops writing and closes the connection (FIN, not a reset).
@@ -326,10 +336,19 @@ fn echo_loop(mut conn: TcpStream, state: &Mutex<StreamState>, stop: &AtomicBool)
     }
 }
 
-fn write_pattern(mut conn: TcpStream, state: &Mutex<StreamState>, stop: &AtomicBool) {
+fn write_pattern(
+    mut conn: TcpStream,
+    state: &Mutex<StreamState>,
+    stop: &AtomicBool,
+    paused: &AtomicBool,
+) {
     let mut offset = 0u64;
     let mut chunk = [0u8; CHUNK];
     while !stop.load(Ordering::SeqCst) {
+        if paused.load(Ordering::SeqCst) {
+            std::thread::sleep(TICK);
+            continue;
+        }
         for (i, b) in chunk.iter_mut().enumerate() {
             *b = pattern(offset + i as u64);
         }

@@ -125,9 +125,14 @@ impl Lab {
 
     /// mip4d in `mn` with `mip4d.conf`, logging to `log`, as `procs[0]`.
     pub fn start_mip4d(&mut self, log: &str) {
+        self.start_mip4d_with("mip4d.conf", log);
+    }
+
+    /// mip4d with another config of `configs/CONFIGS/`, as `procs[0]`.
+    pub fn start_mip4d_with(&mut self, file: &str, log: &str) {
         let mut c = self.mn.command(env!("CARGO_BIN_EXE_mip4d"));
         c.arg("--config")
-            .arg(self.config("mip4d.conf"))
+            .arg(self.config(file))
             .env("RUST_LOG", "debug");
         let p = self.mn.spawn("mip4d", c, &self.dir.path().join(log));
         self.procs.insert(0, p.unwrap());

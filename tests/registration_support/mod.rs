@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use mip4::auth::{self, SecurityAssociation};
 use mip4::mn::{Client, ClientEvent, Config, Transmit};
 use mip4::replay::{HaReplay, NtpTimestamp, ReplayMethod, DEFAULT_TOLERANCE};
+use mip4::wire::extension::UdpTunnelReply;
 use mip4::wire::{Extension, ReplyCode, ReplyRepr, RequestRepr, MIP_PORT};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -137,6 +138,9 @@ pub struct FakeHa {
     /// Address handed out when the request carries 0.0.0.0 (RFC 2794).
     pub assign: Ipv4Addr,
     pub address: Ipv4Addr,
+    /// RFC 3519: answer a UDP Tunnel Request with a UDP Tunnel Reply,
+    /// "will do" with this keepalive interval (`Some`) or declined.
+    pub udp_keepalive: Option<u16>,
     rng: StdRng,
 }
 
@@ -153,6 +157,7 @@ impl FakeHa {
             max_lifetime: 0xfffe,
             assign: HOA,
             address: HA,
+            udp_keepalive: None,
             rng: StdRng::seed_from_u64(0xa9e),
         }
     }
@@ -193,12 +198,28 @@ impl FakeHa {
         } else {
             req.home_address
         };
-        let extensions = req
+        let mut extensions: Vec<Extension> = req
             .extensions
             .iter()
             .filter(|e| matches!(e, Extension::Nai(_)))
             .cloned()
             .collect();
+        let udp_asked = req
+            .extensions
+            .iter()
+            .any(|e| matches!(e, Extension::UdpTunnelRequest(_)));
+        if udp_asked && code.is_accepted() {
+            let (reply_code, keepalive_interval) = match self.udp_keepalive {
+                Some(k) => (UdpTunnelReply::CODE_ACCEPTED, k),
+                None => (UdpTunnelReply::CODE_DECLINED, 0),
+            };
+            extensions.push(Extension::UdpTunnelReply(UdpTunnelReply {
+                sub_type: 0,
+                reply_code,
+                force: false,
+                keepalive_interval,
+            }));
+        }
         let reply = ReplyRepr {
             code,
             lifetime: if code.is_accepted() { lifetime } else { 0 },

@@ -18,7 +18,7 @@ use tracing::{info, warn};
 use crate::dataplane::userspace::ControlMessage;
 use crate::dataplane::{
     Backend, BackendChoice, DataPlane, DataPlaneStatus, Encapsulation, Role, Tunnel, TunnelBinding,
-    TunnelDevice, UserspaceConfig,
+    TunnelDevice, UserspaceConfig, UserspacePlane,
 };
 use crate::ha::binding::{Binding, TunnelMode};
 use crate::ha::config::{HaConfig, HomeNetworkMode, TunnelBackend};
@@ -60,6 +60,10 @@ pub struct KernelRecord {
 pub struct Installer {
     nl: Arc<Netlink>,
     dp: DataPlane,
+    /// RFC 3519 bindings when `dp` is the kernel backend chosen by `auto`:
+    /// no kernel tunnel carries IP in UDP with the Tunnel Data header, so
+    /// a userspace plane (owning the UDP socket) serves them beside it.
+    udp_plane: Option<UserspacePlane>,
     local: Ipv4Addr,
     installed: HashMap<Ipv4Addr, Installed>,
     /// net.ipv4.ip_forward before we turned it on, restored at shutdown.
@@ -89,19 +93,36 @@ impl Installer {
         previous: &KernelRecord,
     ) -> Result<(Self, bool), String> {
         let nl = Arc::new(Netlink::new().map_err(|e| format!("netlink: {e}"))?);
-        let mut ucfg = UserspaceConfig::new(&cfg.tunnel_interface, Role::HomeAgent);
+        let ucfg = || {
+            let mut ucfg = UserspaceConfig::new(&cfg.tunnel_interface, Role::HomeAgent);
+            if let Some((sock, tx)) = &udp {
+                // One MTU for the device: the smaller, so that neither
+                // encapsulation fragments.
+                ucfg.mtu = 1500 - UDP_OVERHEAD;
+                ucfg.udp = Some(sock.clone());
+                ucfg.control = Some(tx.clone());
+            }
+            ucfg
+        };
         let wants_udp = udp.is_some();
-        if let Some((sock, tx)) = udp {
-            // One MTU for the device: the smaller, so that neither
-            // encapsulation fragments.
-            ucfg.mtu = 1500 - UDP_OVERHEAD;
-            ucfg.udp = Some(sock);
-            ucfg.control = Some(tx);
-        }
-        let dp = DataPlane::start(nl.clone(), choice(cfg.tunnel_backend), ucfg)
+        let dp = DataPlane::start(nl.clone(), choice(cfg.tunnel_backend), ucfg())
             .await
             .map_err(|e| format!("cannot start the tunnel data plane: {e}"))?;
-        let took_udp = wants_udp && dp.backend() == Backend::Userspace;
+        // `auto` took kernel ipip: RFC 3519 bindings get a userspace plane
+        // of their own (`kernel` forced declines them instead).
+        let udp_plane = if wants_udp
+            && dp.backend() == Backend::Kernel
+            && cfg.tunnel_backend == TunnelBackend::Auto
+        {
+            let u = UserspacePlane::start(&nl, ucfg())
+                .await
+                .map_err(|e| format!("cannot start the userspace plane for RFC 3519: {e}"))?;
+            info!(device = %u.ifname(), "RFC 3519 UDP tunnels in the userspace plane, IP in IP in kernel links");
+            Some(u)
+        } else {
+            None
+        };
+        let took_udp = wants_udp && (dp.backend() == Backend::Userspace || udp_plane.is_some());
         // The HA forwards between its home side and the tunnels.
         let forward_was = match sysctl::ip_forward() {
             Ok(true) => None,
@@ -116,7 +137,11 @@ impl Installer {
         // An instance killed before its shutdown left it on: the value it
         // found is the one to restore.
         let forward_was = previous.ip_forward_was.or(forward_was);
-        if let DataPlane::Userspace(u) = &dp {
+        let userspace = match &dp {
+            DataPlane::Userspace(u) => Some(u),
+            DataPlane::Kernel(_) => udp_plane.as_ref(),
+        };
+        if let Some(u) = userspace {
             // Reverse-tunnelled datagrams enter through the device with a
             // home address as source; the host route points back into the
             // same device, but a loose/strict filter on "all" must not
@@ -129,6 +154,7 @@ impl Installer {
             Installer {
                 nl,
                 dp,
+                udp_plane,
                 local: cfg.home_agent,
                 installed: HashMap::new(),
                 forward_was,
@@ -143,7 +169,12 @@ impl Installer {
 
     /// Backend, tunnels and (userspace) datagram counters.
     pub fn status(&self) -> DataPlaneStatus {
-        self.dp.status()
+        let mut st = self.dp.status();
+        if let Some(u) = &self.udp_plane {
+            st.bindings.extend(u.bindings());
+            st.counters = st.counters.or(Some(u.counters()));
+        }
+        st
     }
 
     /// What is installed now, for the daemon's record.
@@ -159,9 +190,11 @@ impl Installer {
             .collect();
         proxy_arp.sort();
         let mut links: Vec<String> = match self.dp.backend() {
+            // The RFC 3519 plane's TUN device is no link of the backend's.
             Backend::Kernel => self
                 .installed
                 .values()
+                .filter(|i| i.encapsulation == Encapsulation::IpInIp)
                 .map(|i| i.device.ifname.clone())
                 .collect(),
             Backend::Userspace => Vec::new(),
@@ -253,11 +286,27 @@ impl Installer {
             remote,
             encapsulation,
         };
-        let device = self
-            .dp
-            .create(tb)
-            .await
-            .map_err(|e| format!("tunnel for {home}: {e}"))?;
+        let device = match (&self.udp_plane, encapsulation) {
+            (Some(u), Encapsulation::Udp) => {
+                // From kernel ipip to UDP: the link goes.
+                remove_tunnel(&mut self.dp, home).await?;
+                u.insert(tb)
+                    .map_err(|e| format!("tunnel for {home}: {e}"))?;
+                TunnelDevice {
+                    ifindex: u.ifindex(),
+                    ifname: u.ifname().to_string(),
+                }
+            }
+            (u, _) => {
+                if let Some(u) = u {
+                    u.remove(home);
+                }
+                self.dp
+                    .create(tb)
+                    .await
+                    .map_err(|e| format!("tunnel for {home}: {e}"))?
+            }
+        };
         // Virtual home network and home link alike: datagrams for the
         // home address are routed into the tunnel; on a home link the
         // proxy ARP entry below draws them to this host first.
@@ -330,11 +379,14 @@ impl Installer {
         let Some(i) = self.installed.remove(&home) else {
             // An `up` that failed half-way (the core then drops the
             // binding) may have left its tunnel.
-            return match self.dp.remove(home).await {
-                Ok(()) | Err(crate::dataplane::TunnelError::NoBinding(_)) => Ok(()),
-                Err(e) => Err(format!("removing {home}: tunnel: {e}")),
-            };
+            if let Some(u) = &self.udp_plane {
+                u.remove(home);
+            }
+            return remove_tunnel(&mut self.dp, home).await;
         };
+        if let Some(u) = &self.udp_plane {
+            u.remove(home);
+        }
         let mut errors = Vec::new();
         if let Some((ifname, ifindex)) = &i.proxy_arp {
             if let Err(e) = self.nl.del_proxy_neighbour(*ifindex, home).await {
@@ -347,8 +399,10 @@ impl Installer {
                 errors.push(format!("route: {e}"));
             }
         }
-        if let Err(e) = self.dp.remove(home).await {
-            errors.push(format!("tunnel: {e}"));
+        if i.encapsulation == Encapsulation::IpInIp || self.udp_plane.is_none() {
+            if let Err(e) = self.dp.remove(home).await {
+                errors.push(format!("tunnel: {e}"));
+            }
         }
         info!(home_address = %home, device = %i.device.ifname, "binding uninstalled");
         if errors.is_empty() {
@@ -369,6 +423,8 @@ impl Installer {
         if let Err(e) = self.dp.shutdown().await {
             warn!("tunnel data plane shutdown: {e}");
         }
+        // Its TUN device goes with it.
+        self.udp_plane = None;
         if let Some(was) = self.forward_was.take() {
             if let Err(e) = sysctl::set_ip_forward(was) {
                 warn!("cannot restore net.ipv4.ip_forward: {e}");
@@ -392,6 +448,14 @@ impl Installer {
                 _ => None,
             })
             .ok_or_else(|| "the home link has no Ethernet address".to_string())
+    }
+}
+
+/// Removes the tunnel of `home` from `dp`; none is no error.
+async fn remove_tunnel(dp: &mut DataPlane, home: Ipv4Addr) -> Result<(), String> {
+    match dp.remove(home).await {
+        Ok(()) | Err(crate::dataplane::TunnelError::NoBinding(_)) => Ok(()),
+        Err(e) => Err(format!("removing {home}: tunnel: {e}")),
     }
 }
 

@@ -19,6 +19,8 @@ use crate::mn::node::{Multihoming, NetworkMatch, NodeConfig};
 use crate::mn::registration::{self, Retransmit, MIN_RETRANSMIT_INTERVAL};
 use crate::mn::TrustPolicy;
 use crate::replay::ReplayMethod;
+use crate::wire::extension::UdpTunnelRequest;
+use crate::wire::Extension;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -35,6 +37,22 @@ enum ReplayName {
     #[default]
     Timestamp,
     Nonce,
+}
+
+/// `udp_tunnel`: when the registration asks for RFC 3519 UDP tunnelling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UdpTunnel {
+    /// A UDP Tunnel Request without the F flag: the home agent tunnels in
+    /// UDP when it detects a NAT (RFC 3519 §3.1, §4.6: the request's
+    /// source is not its care-of address), in IP in IP otherwise.
+    #[default]
+    Auto,
+    /// The F flag: UDP tunnelling whether or not a NAT is detected (a
+    /// firewall that drops IP protocol 4, RFC 3519 §3.1.1).
+    Always,
+    /// No request: IP in IP only.
+    Never,
 }
 
 #[derive(Debug, Deserialize)]
@@ -63,6 +81,8 @@ struct File {
     deregister_on_shutdown: bool,
     #[serde(default)]
     tunnel_backend: BackendChoice,
+    #[serde(default)]
+    udp_tunnel: UdpTunnel,
     #[serde(default = "default_tunnel_device")]
     tunnel_device: String,
     #[serde(default = "default_table")]
@@ -325,7 +345,11 @@ pub struct MnConfig {
     pub deregister_on_shutdown: bool,
     /// How long a deregistration at shutdown may wait for its reply.
     pub shutdown_timeout: Duration,
+    /// The backend of IP-in-IP tunnels. RFC 3519 UDP tunnels always take
+    /// the userspace plane (no kernel tunnel carries them), started when
+    /// the home agent first grants one.
     pub tunnel_backend: BackendChoice,
+    pub udp_tunnel: UdpTunnel,
     /// Name of the userspace TUN device (the kernel backend names its
     /// ipip links itself).
     pub tunnel_device: String,
@@ -438,6 +462,15 @@ impl MnConfig {
                 ));
             }
         }
+        if f.udp_tunnel != UdpTunnel::Never && f.tunnel_backend == BackendChoice::Kernel {
+            // No kernel tunnel carries IP in UDP on port 434 with the
+            // Tunnel Data header: only the userspace plane does.
+            return Err(src.error_at_key(
+                "udp_tunnel",
+                0,
+                "RFC 3519 UDP tunnelling needs the userspace tunnel backend: set tunnel_backend = \"auto\" or \"userspace\", or udp_tunnel = \"never\"",
+            ));
+        }
         if f.tunnel_device.is_empty() || f.tunnel_device.len() > 15 {
             return Err(src.error_at_key("tunnel_device", 0, "must be 1-15 characters"));
         }
@@ -493,6 +526,17 @@ impl MnConfig {
             registration::Config::new(home_address, f.home_agent, Ipv4Addr::UNSPECIFIED, sa);
         reg.nai = f.nai.map(String::into_bytes);
         reg.lifetime = f.lifetime;
+        if f.udp_tunnel != UdpTunnel::Never {
+            // RFC 3519 §3.1: protected by the MN-HA authenticator (the
+            // client puts configured extensions before it).
+            reg.extensions
+                .push(Extension::UdpTunnelRequest(UdpTunnelRequest {
+                    sub_type: 0,
+                    force: f.udp_tunnel == UdpTunnel::Always,
+                    registration_through_fa: false,
+                    encapsulation: crate::dataplane::ipv4::PROTO_IPIP,
+                }));
+        }
         reg.retransmit = Retransmit {
             initial_timeout: initial,
             max_timeout: cap,
@@ -529,6 +573,7 @@ impl MnConfig {
             deregister_on_shutdown: f.deregister_on_shutdown,
             shutdown_timeout: Duration::from_millis(r.shutdown_timeout_ms),
             tunnel_backend: f.tunnel_backend,
+            udp_tunnel: f.udp_tunnel,
             tunnel_device: f.tunnel_device,
             routing_table: f.routing_table,
             rule_priority: f.rule_priority,
@@ -671,6 +716,42 @@ backoff_cap_ms = 4000
         ))
         .unwrap_err();
         assert!(e.starts_with("mip4d.conf:3: key `home_network`"), "{e}");
+    }
+
+    /// RFC 3519 §3.1: the request asks for UDP tunnelling unless told not
+    /// to, forced only with `always`; no kernel tunnel carries it.
+    #[test]
+    fn udp_tunnel_setting_shapes_the_request() {
+        let request = |text: &str| {
+            load(text)
+                .unwrap()
+                .node
+                .registration
+                .extensions
+                .iter()
+                .find_map(|e| match e {
+                    Extension::UdpTunnelRequest(r) => Some(*r),
+                    _ => None,
+                })
+        };
+        let auto = request(GOOD).expect("a UDP Tunnel Request by default");
+        assert!(!auto.force && !auto.registration_through_fa);
+        assert_eq!(auto.encapsulation, 4, "IP in IP inside UDP");
+        let always =
+            request(&(GOOD.replace("lifetime = 300", "lifetime = 300\nudp_tunnel = \"always\"")));
+        assert!(always.expect("requested").force, "F flag");
+        let never = GOOD.replace("lifetime = 300", "lifetime = 300\nudp_tunnel = \"never\"");
+        assert_eq!(request(&never), None);
+        let kernel = GOOD.replace(
+            "lifetime = 300",
+            "lifetime = 300\ntunnel_backend = \"kernel\"",
+        );
+        let e = load(&kernel).unwrap_err();
+        assert!(
+            e.contains("key `udp_tunnel`") && e.contains("userspace"),
+            "{e}"
+        );
+        load(&kernel.replace("lifetime = 300", "lifetime = 300\nudp_tunnel = \"never\"")).unwrap();
     }
 
     #[test]

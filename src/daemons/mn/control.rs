@@ -24,6 +24,7 @@ impl Daemon {
                         json!(self.installer.tunnel_ifname()),
                     );
                     o.insert("data_plane".into(), json!(dp.counters));
+                    o.insert("udp_tunnel".into(), self.installer.udp_status());
                     o.insert(
                         "registration_send_errors".into(),
                         json!(self.sockets.send_errors),

@@ -13,15 +13,28 @@
 //! takes it away again, so a clean exit leaves the node as it found it.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use ipnet::Ipv4Net;
-
+use tokio::net::UdpSocket;
 use tracing::{info, warn};
 
-use crate::dataplane::{DataPlane, Encapsulation, Tunnel, TunnelBinding, TunnelDevice};
+use crate::dataplane::udp::MIP_PORT;
+use crate::dataplane::userspace::{Keepalive, UdpSink};
+use crate::dataplane::{
+    DataPlane, Encapsulation, Role, Tunnel, TunnelBinding, TunnelDevice, UserspaceConfig,
+    UserspacePlane,
+};
 use crate::mn::{Action, HomeSource};
 use crate::netlink::{sysctl, Netlink, RouteSpec, RuleSpec};
+
+fn keepalive_interval(granted: u16) -> Duration {
+    match granted {
+        0 => DEFAULT_KEEPALIVE,
+        s => Duration::from_secs(s.into()),
+    }
+}
 
 /// What this daemon put into the kernel for one home address.
 #[derive(Debug, Clone)]
@@ -33,11 +46,44 @@ struct Installed {
     rule: Option<RuleSpec>,
 }
 
+/// RFC 3519 overhead beyond IP in IP's 20 bytes: UDP 8, Tunnel Data 4.
+const UDP_EXTRA_OVERHEAD: u32 = 12;
+/// The device MTU when nothing else sized it: 1500 less IP in IP.
+const DEFAULT_TUNNEL_MTU: u32 = 1500 - 20;
+/// RFC 3519 §3.2: a keepalive interval of 0 asks for the default, 110 s.
+const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(110);
+
+/// The last tunnel asked for, to build again when its encapsulation
+/// changes (RFC 3519 granted or withdrawn on a renewal).
+#[derive(Debug, Clone, Copy)]
+struct Asked {
+    home: Ipv4Addr,
+    care_of: Ipv4Addr,
+    home_agent: Ipv4Addr,
+    reverse_tunnel: bool,
+}
+
 /// Applies actions and keeps track of what it installed.
 #[derive(Debug)]
 pub struct Installer {
     nl: Arc<Netlink>,
     dp: DataPlane,
+    /// RFC 3519 tunnels, when `dp` is the kernel backend: no kernel tunnel
+    /// carries IP in UDP with the Tunnel Data header, so a userspace plane
+    /// is started when the home agent first grants one.
+    udp_plane: Option<UserspacePlane>,
+    /// The userspace device's name (the plane RFC 3519 needs).
+    udp_device: String,
+    /// RFC 3519 granted: the keepalive interval (0: the default).
+    udp: Option<u16>,
+    /// The registration socket of the care-of address: tunnel data
+    /// leaves from it (RFC 3519 §3.3: the NAT's mapping of the
+    /// registration is the tunnel's). Weak: it closes with its address
+    /// ([`super::sockets`] owns it).
+    udp_socket: Option<Weak<UdpSocket>>,
+    /// The MTU the node asked for (mode 'mc'), for IP in IP.
+    node_mtu: Option<u32>,
+    asked: Option<Asked>,
     table: u32,
     priority: u32,
     installed: Option<Installed>,
@@ -59,10 +105,22 @@ struct SourceInstalled {
 const EEXIST: i32 = libc::EEXIST;
 
 impl Installer {
-    pub fn new(nl: Arc<Netlink>, dp: DataPlane, table: u32, priority: u32) -> Self {
+    pub fn new(
+        nl: Arc<Netlink>,
+        dp: DataPlane,
+        udp_device: &str,
+        table: u32,
+        priority: u32,
+    ) -> Self {
         Installer {
             nl,
             dp,
+            udp_plane: None,
+            udp_device: udp_device.to_string(),
+            udp: None,
+            udp_socket: None,
+            node_mtu: None,
+            asked: None,
             table,
             priority,
             installed: None,
@@ -73,6 +131,59 @@ impl Installer {
 
     pub fn data_plane(&self) -> &DataPlane {
         &self.dp
+    }
+
+    /// The userspace plane, if one runs: `dp` itself, or the one started
+    /// for RFC 3519.
+    fn userspace(&self) -> Option<&UserspacePlane> {
+        match &self.dp {
+            DataPlane::Userspace(u) => Some(u),
+            DataPlane::Kernel(_) => self.udp_plane.as_ref(),
+        }
+    }
+
+    /// Where the registration sockets' readers hand tunnel data (RFC 3519),
+    /// once a userspace plane runs.
+    pub fn udp_sink(&self) -> Option<UdpSink> {
+        self.userspace().map(UserspacePlane::udp_sink)
+    }
+
+    /// What status shows of RFC 3519: granted or not, the keepalive
+    /// interval, and the counters of the plane that carries it.
+    pub fn udp_status(&self) -> serde_json::Value {
+        serde_json::json!({
+            "granted": self.udp.is_some(),
+            "keepalive_s": self.udp.map(|k| keepalive_interval(k).as_secs()),
+            "data_plane": self.userspace().map(UserspacePlane::counters),
+        })
+    }
+
+    /// The registration socket of the care-of address the next
+    /// [`Action::TunnelUp`] names (the daemon's, [`super::sockets`]).
+    pub fn set_udp_socket(&mut self, sock: Option<&Arc<UdpSocket>>) {
+        self.udp_socket = sock.map(Arc::downgrade);
+    }
+
+    /// RFC 3519 granted (`Some`: the keepalive interval) or not: the next
+    /// tunnel, and the current one, are built that way.
+    async fn udp_tunnel(&mut self, home: Ipv4Addr, keepalive: Option<u16>) -> Result<(), String> {
+        self.udp = keepalive;
+        if keepalive.is_some() && self.userspace().is_none() {
+            let mut cfg = UserspaceConfig::new(&self.udp_device, Role::MobileNode);
+            cfg.mtu = DEFAULT_TUNNEL_MTU - UDP_EXTRA_OVERHEAD;
+            let u = UserspacePlane::start(&self.nl, cfg)
+                .await
+                .map_err(|e| format!("userspace tunnel plane for RFC 3519: {e}"))?;
+            info!(device = %u.ifname(), "RFC 3519 granted: userspace tunnel plane started (the kernel backend has no UDP tunnel)");
+            self.udp_plane = Some(u);
+        }
+        match self.asked.filter(|a| a.home == home) {
+            Some(a) => {
+                self.tunnel_up(a.home, a.care_of, a.home_agent, a.reverse_tunnel)
+                    .await
+            }
+            None => Ok(()),
+        }
     }
 
     /// The tunnel device's name, if one is up (its addresses are ours,
@@ -92,6 +203,7 @@ impl Installer {
                 self.tunnel_up(*home, *care_of, *home_agent, *reverse_tunnel)
                     .await
             }
+            Action::UdpTunnel { home, keepalive } => self.udp_tunnel(*home, *keepalive).await,
             Action::TunnelDown { home } => self.tunnel_down(*home).await,
             Action::TunnelMtu { home, mtu } => self.tunnel_mtu(*home, *mtu).await,
             Action::HoldTraffic { home } => self.hold(*home, true).await,
@@ -113,18 +225,16 @@ impl Installer {
         home_agent: Ipv4Addr,
         reverse_tunnel: bool,
     ) -> Result<(), String> {
-        let binding = TunnelBinding {
+        self.asked = Some(Asked {
             home,
-            local: care_of,
-            remote: SocketAddrV4::new(home_agent, 0),
-            encapsulation: Encapsulation::IpInIp,
+            care_of,
+            home_agent,
+            reverse_tunnel,
+        });
+        let device = match self.udp {
+            None => self.ipip_tunnel(home, care_of, home_agent).await?,
+            Some(k) => self.udp_tunnel_up(home, care_of, home_agent, k).await?,
         };
-        // `create` moves an existing tunnel of `home` to the new endpoints.
-        let device = self
-            .dp
-            .create(binding)
-            .await
-            .map_err(|e| format!("tunnel {care_of} -> {home_agent}: {e}"))?;
         let mut inst = match self.installed.take() {
             Some(i) if i.home == home && i.device == device => i,
             Some(old) => {
@@ -149,8 +259,100 @@ impl Installer {
         };
         let result = self.install(&mut inst, reverse_tunnel).await;
         self.installed = Some(inst);
-        info!(%home, %care_of, %home_agent, device = %device.ifname, backend = %self.dp.backend(), "tunnel installed");
-        result
+        let encapsulation = if self.udp.is_some() {
+            "udp"
+        } else {
+            "ip-in-ip"
+        };
+        info!(%home, %care_of, %home_agent, device = %device.ifname, backend = %self.dp.backend(), encapsulation, "tunnel installed");
+        result.and(self.apply_mtu().await)
+    }
+
+    /// IP in IP through the configured backend; an RFC 3519 tunnel of
+    /// `home` in the userspace plane goes.
+    async fn ipip_tunnel(
+        &mut self,
+        home: Ipv4Addr,
+        care_of: Ipv4Addr,
+        home_agent: Ipv4Addr,
+    ) -> Result<TunnelDevice, String> {
+        if let Some(u) = self.udp_plane.as_ref() {
+            u.set_keepalive(None);
+            u.remove(home);
+        } else if let DataPlane::Userspace(u) = &self.dp {
+            u.set_keepalive(None);
+        }
+        let binding = TunnelBinding {
+            home,
+            local: care_of,
+            remote: SocketAddrV4::new(home_agent, 0),
+            encapsulation: Encapsulation::IpInIp,
+        };
+        // `create` moves an existing tunnel of `home` to the new endpoints.
+        self.dp
+            .create(binding)
+            .await
+            .map_err(|e| format!("tunnel {care_of} -> {home_agent}: {e}"))
+    }
+
+    /// RFC 3519: Tunnel Data to the home agent's port 434 from the
+    /// registration socket of the care-of address, through the userspace
+    /// plane, with keepalives at the granted interval (§4.9); a kernel
+    /// tunnel of `home` goes.
+    async fn udp_tunnel_up(
+        &mut self,
+        home: Ipv4Addr,
+        care_of: Ipv4Addr,
+        home_agent: Ipv4Addr,
+        keepalive: u16,
+    ) -> Result<TunnelDevice, String> {
+        if matches!(self.dp, DataPlane::Kernel(_)) {
+            match self.dp.remove(home).await {
+                Ok(()) | Err(crate::dataplane::TunnelError::NoBinding(_)) => {}
+                Err(e) => warn!(error = %e, "removing the kernel tunnel for RFC 3519 failed"),
+            }
+        }
+        let sock = self.udp_socket.as_ref().and_then(Weak::upgrade);
+        let u = self
+            .userspace()
+            .ok_or("RFC 3519 granted but no userspace tunnel plane runs")?;
+        if sock.is_none() {
+            return Err(format!("no registration socket of {care_of} for RFC 3519"));
+        }
+        u.set_udp(sock.as_ref());
+        u.insert(TunnelBinding {
+            home,
+            local: care_of,
+            remote: SocketAddrV4::new(home_agent, MIP_PORT),
+            encapsulation: Encapsulation::Udp,
+        })
+        .map_err(|e| format!("UDP tunnel {care_of} -> {home_agent}: {e}"))?;
+        u.set_keepalive(Some(Keepalive {
+            home,
+            interval: keepalive_interval(keepalive),
+        }));
+        Ok(TunnelDevice {
+            ifindex: u.ifindex(),
+            ifname: u.ifname().to_string(),
+        })
+    }
+
+    /// The device MTU: the node's (mode 'mc', sized for IP in IP) or
+    /// IP in IP's default, less RFC 3519's extra 12 bytes when the tunnel
+    /// is UDP, so that its datagrams leave unfragmented.
+    async fn apply_mtu(&self) -> Result<(), String> {
+        let Some(inst) = self.installed.as_ref() else {
+            return Ok(());
+        };
+        let mtu = match (self.node_mtu, self.udp) {
+            (Some(m), None) => m,
+            (None, None) => return Ok(()),
+            (m, Some(_)) => m.unwrap_or(DEFAULT_TUNNEL_MTU) - UDP_EXTRA_OVERHEAD,
+        };
+        self.nl
+            .set_link_mtu(inst.device.ifindex, mtu)
+            .await
+            .map_err(|e| format!("mtu {mtu} on {}: {e}", inst.device.ifname))
     }
 
     async fn install(&self, inst: &mut Installed, reverse_tunnel: bool) -> Result<(), String> {
@@ -204,11 +406,10 @@ impl Installer {
         let Some(inst) = self.installed.as_ref().filter(|i| i.home == home) else {
             return Err(format!("no tunnel of {home} to set the MTU of"));
         };
-        self.nl
-            .set_link_mtu(inst.device.ifindex, mtu)
-            .await
-            .map_err(|e| format!("mtu {mtu} on {}: {e}", inst.device.ifname))?;
-        info!(%home, mtu, device = %inst.device.ifname, "tunnel mtu set");
+        let device = inst.device.ifname.clone();
+        self.node_mtu = Some(mtu);
+        self.apply_mtu().await?;
+        info!(%home, mtu, %device, udp = self.udp.is_some(), "tunnel mtu set");
         Ok(())
     }
 
@@ -245,6 +446,15 @@ impl Installer {
     async fn tunnel_down(&mut self, home: Ipv4Addr) -> Result<(), String> {
         if self.installed.as_ref().is_some_and(|i| i.home == home) {
             self.remove_installed().await;
+        }
+        self.asked = None;
+        self.udp = None;
+        self.node_mtu = None;
+        if let Some(u) = self.userspace() {
+            u.set_keepalive(None);
+        }
+        if let Some(u) = self.udp_plane.as_ref() {
+            u.remove(home);
         }
         match self.dp.remove(home).await {
             Ok(()) | Err(crate::dataplane::TunnelError::NoBinding(_)) => Ok(()),
@@ -466,9 +676,12 @@ impl Installer {
             warn!(error = %e, "removing the home source table failed");
         }
         self.direct(None).await;
+        self.asked = None;
         self.remove_installed().await;
         if let Err(e) = self.dp.shutdown().await {
             warn!(error = %e, "removing tunnels failed");
         }
+        // Its TUN device goes with it.
+        self.udp_plane = None;
     }
 }

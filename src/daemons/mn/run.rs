@@ -70,8 +70,22 @@ impl Daemon {
                 self.vpn_request(r).await;
                 continue;
             }
+            if let Action::TunnelUp { care_of, .. } = &a {
+                // RFC 3519: tunnel data shares the registration's socket
+                // (and so the NAT's mapping).
+                match self.sockets.socket(Some(*care_of)) {
+                    Ok(s) => self.installer.set_udp_socket(Some(&s)),
+                    Err(e) => {
+                        warn!(%care_of, error = %e, "no registration socket for the tunnel");
+                        self.installer.set_udp_socket(None);
+                    }
+                }
+            }
             if let Err(e) = self.installer.apply(&a).await {
                 error!(action = ?a, error = %e, "kernel change failed");
+            }
+            if let Action::UdpTunnel { .. } = &a {
+                self.sockets.set_sink(self.installer.udp_sink());
             }
         }
         // Probes first: on a move the probe and the MOBIKE update race
@@ -363,7 +377,13 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
     )
     .await
     .map_err(|e| format!("tunnel data plane: {e}"))?;
-    let installer = Installer::new(nl.clone(), dp, cfg.routing_table, cfg.rule_priority);
+    let installer = Installer::new(
+        nl.clone(),
+        dp,
+        &cfg.tunnel_device,
+        cfg.routing_table,
+        cfg.rule_priority,
+    );
     installer.sweep(cfg.node.registration.home_address).await;
     let mut node_cfg = cfg.node.clone();
     node_cfg.with_charon = cfg.plugin_socket.is_some();

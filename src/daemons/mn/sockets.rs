@@ -3,20 +3,28 @@
 //! address when deregistering from home). The home agent answers to the
 //! request's source address and port (§3.8.3), so each socket also
 //! receives its replies; they are handed to the main loop through one
-//! channel.
+//! channel. With RFC 3519 the socket of the care-of address also carries
+//! the tunnel's data both ways (the NAT's mapping of the registration is
+//! the tunnel's, RFC 3519 §3.3): its reader hands Tunnel Data messages to
+//! the userspace data plane ([`UdpSink`]) and only the rest to the loop.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
-use crate::daemons::udp::{self, Received};
+use crate::daemons::udp::Received;
+use crate::dataplane::udp::TUNNEL_DATA_TYPE;
+use crate::dataplane::userspace::UdpSink;
 use crate::mn::Transmit;
+
+/// The userspace plane's entry for tunnel data, once one runs.
+type SharedSink = Arc<RwLock<Option<UdpSink>>>;
 
 pub struct Sockets {
     by_src: HashMap<Option<Ipv4Addr>, (Arc<UdpSocket>, JoinHandle<()>)>,
@@ -29,6 +37,7 @@ pub struct Sockets {
     parked: HashMap<Option<Ipv4Addr>, Transmit>,
     pub send_errors: u64,
     pub sent_on_route: u64,
+    sink: SharedSink,
 }
 
 impl Sockets {
@@ -39,10 +48,17 @@ impl Sockets {
             parked: HashMap::new(),
             send_errors: 0,
             sent_on_route: 0,
+            sink: SharedSink::default(),
         }
     }
 
-    fn socket(&mut self, src: Option<Ipv4Addr>) -> io::Result<Arc<UdpSocket>> {
+    /// Where tunnel data read from these sockets goes (RFC 3519).
+    pub fn set_sink(&self, sink: Option<UdpSink>) {
+        *self.sink.write().unwrap_or_else(|p| p.into_inner()) = sink;
+    }
+
+    /// The socket datagrams from `src` leave from (opened if needed).
+    pub fn socket(&mut self, src: Option<Ipv4Addr>) -> io::Result<Arc<UdpSocket>> {
         if let Some((s, _)) = self.by_src.get(&src) {
             return Ok(s.clone());
         }
@@ -50,12 +66,7 @@ impl Sockets {
         let std_sock = std::net::UdpSocket::bind(bind)?;
         std_sock.set_nonblocking(true)?;
         let sock = Arc::new(UdpSocket::from_std(std_sock)?);
-        let task = udp::spawn_reader(
-            "registration socket",
-            sock.clone(),
-            self.tx.clone(),
-            |from, data| (from, data),
-        );
+        let task = tokio::spawn(read(sock.clone(), self.tx.clone(), self.sink.clone()));
         debug!(%bind, "registration socket opened");
         self.by_src.insert(src, (sock.clone(), task));
         Ok(sock)
@@ -108,6 +119,37 @@ impl Sockets {
         self.parked.remove(&Some(addr));
         if let Some((_, task)) = self.by_src.remove(&Some(addr)) {
             task.abort();
+        }
+    }
+}
+
+/// A registration socket's reader: replies to the main loop, Tunnel Data
+/// (RFC 3519) to the data plane. Receive errors (ICMP errors about earlier
+/// sends) are logged and the socket kept.
+async fn read(sock: Arc<UdpSocket>, tx: mpsc::Sender<Received>, sink: SharedSink) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let (n, from) = match sock.recv_from(&mut buf).await {
+            Ok((n, SocketAddr::V4(from))) => (n, from),
+            Ok(_) => continue,
+            Err(e) => {
+                debug!(error = %e, "registration socket receive error");
+                continue;
+            }
+        };
+        let msg = &buf[..n];
+        let sink = match msg.first() {
+            Some(&TUNNEL_DATA_TYPE) => sink.read().unwrap_or_else(|p| p.into_inner()).clone(),
+            _ => None,
+        };
+        let control = match &sink {
+            Some(s) => s.input(from, msg).await,
+            None => Some(msg),
+        };
+        if let Some(m) = control {
+            if tx.send((from, m.to_vec())).await.is_err() {
+                return;
+            }
         }
     }
 }

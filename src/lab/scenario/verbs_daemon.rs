@@ -211,7 +211,25 @@ impl Run<'_> {
     /// daemon's `mip4ctl status --json` (e.g. a counter).
     pub(super) fn status_figure(&mut self, a: &Args) -> Result<()> {
         let (socket, field, fig) = (a.arg(1)?, a.arg(2)?, a.arg(3)?);
-        let v = daemon::status(Path::new(socket))?;
+        // A daemon busy moving datagrams (a userspace data plane in the
+        // kernel tier's emulated guest) may miss one query's 2 s.
+        let mut last = None;
+        let asked = wait::until(
+            Duration::from_secs(10),
+            &format!("status of {socket}"),
+            || match daemon::status(Path::new(socket)) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    last = Some(e);
+                    None
+                }
+            },
+        );
+        let v = match (asked, last) {
+            (Ok((v, _)), _) => v,
+            (Err(_), Some(e)) => return Err(e),
+            (Err(e), None) => return Err(e),
+        };
         let n = field
             .split('.')
             .fold(&v, |v, part| &v[part])

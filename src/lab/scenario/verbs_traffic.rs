@@ -143,6 +143,24 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// lab::stream-pause NAME / lab::stream-resume NAME: the client of
+    /// stream NAME stops writing (an idle application: nothing crosses
+    /// the path but what keeps it up) or starts again.
+    pub(super) fn stream_pause(&mut self, a: &Args, paused: bool) -> Result<()> {
+        let name = a.arg(1)?;
+        self.streams
+            .get(name)
+            .ok_or_else(|| Error::Other(format!("no stream `{name}`")))?
+            .pause(paused);
+        let event = if paused {
+            "stream_paused"
+        } else {
+            "stream_resumed_writing"
+        };
+        self.emit(event, "", serde_json::json!({ "stream": name }));
+        Ok(())
+    }
+
     /// lab::stream-gap NAME FIGURE: the stream's longest stall, ms.
     pub(super) fn stream_gap(&mut self, a: &Args) -> Result<()> {
         let (name, fig) = (a.arg(1)?, a.arg(2)?);

@@ -22,6 +22,15 @@ pub enum Action {
         home_agent: Ipv4Addr,
         reverse_tunnel: bool,
     },
+    /// RFC 3519: the home agent granted UDP tunnelling (`Some`, with the
+    /// keepalive interval in seconds, 0 for the default of §3.2) or not
+    /// (`None`: IP in IP). Queued before the [`Action::TunnelUp`] of the
+    /// registration that decided it, and applies to it and every later
+    /// tunnel of `home` until changed; sent only when it changes.
+    UdpTunnel {
+        home: Ipv4Addr,
+        keepalive: Option<u16>,
+    },
     /// Remove the tunnel of `home` and everything installed with it.
     TunnelDown { home: Ipv4Addr },
     /// Set the MTU of the tunnel device of `home` (mode 'mc': the tunnel

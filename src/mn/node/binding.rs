@@ -129,6 +129,7 @@ impl Node {
                     }
                 }
                 if self.access.care_of() == Some(binding.care_of_address) {
+                    self.udp_tunnel(binding.udp_keepalive);
                     self.tunnel_up(now, binding.care_of_address);
                     self.set_state(
                         now,

@@ -266,6 +266,7 @@ impl Node {
                 renewal: false,
             },
         );
+        self.udp_tunnel(binding.udp_keepalive);
         self.tunnel_up(now, addr);
         let reason = format!(
             "{why}: {}",

@@ -127,6 +127,8 @@ struct Kernel {
     held: bool,
     /// The home address as the source of what the node opens.
     home_source: Option<HomeSource>,
+    /// RFC 3519 UDP tunnelling granted, with its keepalive interval.
+    udp: Option<u16>,
 }
 
 /// The mobile node core. See the module documentation.

@@ -116,11 +116,28 @@ impl Node {
         }
     }
 
+    /// RFC 3519: the encapsulation a registration's reply granted (UDP
+    /// with its keepalive interval, or IP in IP), asked of the daemon when
+    /// it changes; call before [`tunnel_up`](Self::tunnel_up).
+    pub(super) fn udp_tunnel(&mut self, keepalive: Option<u16>) {
+        if self.kernel.udp == keepalive {
+            return;
+        }
+        self.kernel.udp = keepalive;
+        let home = self.client.home_address();
+        info!(%home, ?keepalive, "tunnel encapsulation: {}", if keepalive.is_some() { "UDP (RFC 3519)" } else { "IP in IP" });
+        self.out
+            .actions
+            .push_back(Action::UdpTunnel { home, keepalive });
+    }
+
     pub(super) fn tunnel_down(&mut self, now: Instant, reason: &str) {
         if self.kernel.tunnel.take().is_some() {
             // Its routes name the tunnel device: gone before the device.
             self.update_home_source();
             self.kernel.tunnel_mtu = None;
+            // The daemon forgets the encapsulation with the tunnel.
+            self.kernel.udp = None;
             self.stats.tunnel_downs += 1;
             let home = self.client.home_address();
             info!(%home, reason, "tunnel down");

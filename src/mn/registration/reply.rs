@@ -10,7 +10,7 @@ use super::{is_unicast, remember, Agent, Binding, Client, ClientEvent, Pending, 
 use super::{INFINITE_LIFETIME, MIN_RETRANSMIT_INTERVAL};
 use crate::auth::{self, AuthKind};
 use crate::replay::{self, ReplayMethod};
-use crate::wire::extension::ExtensionIter;
+use crate::wire::extension::{ExtensionIter, UdpTunnelReply};
 use crate::wire::registration::REPLY_HEADER_LEN;
 use crate::wire::{Extension, Flags, ReplyCode, ReplyRepr};
 
@@ -122,7 +122,8 @@ impl Client {
 
         if code.is_accepted() {
             let tnc = authenticated_end.is_some_and(|end| carries_tnc(payload, end));
-            self.accepted(now, p, &reply, tnc);
+            let udp = authenticated_end.and_then(|end| udp_tunnel_granted(payload, end));
+            self.accepted(now, p, &reply, tnc, udp);
         } else {
             self.denied(now, p, &reply, authenticated_end.is_some());
         }
@@ -141,7 +142,14 @@ impl Client {
         }
     }
 
-    pub(super) fn accepted(&mut self, now: Instant, p: Pending, reply: &ReplyRepr, tnc: bool) {
+    pub(super) fn accepted(
+        &mut self,
+        now: Instant,
+        p: Pending,
+        reply: &ReplyRepr,
+        tnc: bool,
+        udp_keepalive: Option<u16>,
+    ) {
         // §3.6.2.3: never assume more than was requested.
         let granted = reply.lifetime.min(p.request.lifetime);
         if p.purpose.is_deregistration() || granted == 0 {
@@ -179,6 +187,7 @@ impl Client {
             care_of_address: p.request.care_of_address,
             lifetime,
             expires,
+            udp_keepalive,
         };
         self.binding = Some(binding.clone());
         self.stats.registrations += 1;
@@ -282,6 +291,17 @@ fn authenticated_extensions(msg: &[u8], end: usize) -> impl Iterator<Item = Exte
 /// authenticator could come from any on-path host.
 fn carries_tnc(msg: &[u8], end: usize) -> bool {
     authenticated_extensions(msg, end).any(|e| e == Extension::TrustedNetworksConfigured)
+}
+
+/// RFC 3519 §3.2: the keepalive interval of an authenticated UDP Tunnel
+/// Reply that says "will do tunnelling"; `None` without one, or declined.
+fn udp_tunnel_granted(msg: &[u8], end: usize) -> Option<u16> {
+    authenticated_extensions(msg, end).find_map(|e| match e {
+        Extension::UdpTunnelReply(r) if r.reply_code == UdpTunnelReply::CODE_ACCEPTED => {
+            Some(r.keepalive_interval)
+        }
+        _ => None,
+    })
 }
 
 /// The NAI among the authenticated extensions.

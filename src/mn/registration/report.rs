@@ -68,6 +68,10 @@ pub struct Binding {
     /// When it ends, counted from when the request was sent; `None` for
     /// an infinite lifetime.
     pub expires: Option<Instant>,
+    /// RFC 3519 §3.2: the home agent will tunnel in UDP (its authenticated
+    /// UDP Tunnel Reply said "will do"); the keepalive interval it gave, in
+    /// seconds (0: the mobile node's default, §3.2).
+    pub udp_keepalive: Option<u16>,
 }
 
 /// What happened, for the daemon and the operator's log.

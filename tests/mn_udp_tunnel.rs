@@ -1,0 +1,150 @@
+//! RFC 3519 in the sans-IO mobile node and its registration client: the
+//! UDP Tunnel Request goes out inside the authenticated part, the granted
+//! keepalive interval is believed only from an authenticated "will do"
+//! UDP Tunnel Reply, and the node asks the daemon for the encapsulation
+//! before the tunnel it applies to, and again only when it changes.
+
+#[path = "mn_support/mod.rs"]
+mod sim;
+#[path = "registration_support/mod.rs"]
+mod support;
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use mip4::auth;
+use mip4::mn::node::NodeConfig;
+use mip4::mn::{Action, ClientEvent, State, TrustPolicy};
+use mip4::wire::extension::{UdpTunnelReply, UdpTunnelRequest};
+use mip4::wire::{Extension, ReplyCode, ReplyRepr};
+use sim::Sim;
+use support::{FakeHa, Mn, HA, HOA};
+
+const COA1: Ipv4Addr = Ipv4Addr::new(10, 20, 1, 5);
+const COA2: Ipv4Addr = Ipv4Addr::new(10, 20, 2, 5);
+
+fn udp_request() -> Extension {
+    Extension::UdpTunnelRequest(UdpTunnelRequest {
+        sub_type: 0,
+        force: false,
+        registration_through_fa: false,
+        encapsulation: 4,
+    })
+}
+
+fn udp_reply(reply_code: u8, keepalive_interval: u16) -> Extension {
+    Extension::UdpTunnelReply(UdpTunnelReply {
+        sub_type: 0,
+        reply_code,
+        force: false,
+        keepalive_interval,
+    })
+}
+
+/// The keepalive interval the client believed from `reply`'s extensions,
+/// placed before the MN-HA authenticator, or `appended` after it.
+fn granted(exts: Vec<Extension>, appended: Option<Extension>) -> Option<u16> {
+    let mut cfg = support::config();
+    cfg.extensions.push(udp_request());
+    let mut mn = Mn::new(cfg);
+    let ha = FakeHa::new();
+    mn.client.register(mn.now);
+    let t = mn.one_transmit();
+    let req = ha.parse(&t.payload);
+    // The request asks inside the authenticated part (RFC 3519 §3.1).
+    assert!(req.extensions.contains(&udp_request()), "{req:?}");
+    let reply = ReplyRepr {
+        code: ReplyCode::ACCEPTED,
+        lifetime: req.lifetime,
+        home_address: HOA,
+        home_agent: HA,
+        identification: req.identification,
+        extensions: exts,
+    };
+    let mut payload = auth::sign_reply(&reply, &support::sa());
+    if let Some(e) = appended {
+        payload.extend_from_slice(&e.to_bytes());
+    }
+    mn.deliver(&payload);
+    match mn.events().as_slice() {
+        [ClientEvent::Registered { binding, .. }] => binding.udp_keepalive,
+        other => panic!("not registered: {other:?}"),
+    }
+}
+
+#[test]
+fn the_keepalive_interval_comes_only_from_an_authenticated_will_do() {
+    assert_eq!(granted(vec![udp_reply(0, 25)], None), Some(25));
+    // 0: the mobile node's default (RFC 3519 §3.2), still granted.
+    assert_eq!(granted(vec![udp_reply(0, 0)], None), Some(0));
+    assert_eq!(granted(vec![udp_reply(64, 0)], None), None, "declined");
+    assert_eq!(granted(vec![], None), None, "no reply extension");
+    // After the authenticator: anyone on the path could have added it.
+    assert_eq!(granted(vec![], Some(udp_reply(0, 25))), None);
+}
+
+fn node() -> Sim {
+    let mut reg = support::config();
+    reg.extensions.push(udp_request());
+    let mut cfg = NodeConfig::new(reg);
+    cfg.interfaces = vec!["eth0".into(), "eth1".into()];
+    cfg.home_network = Some("10.1.0.0/24".parse().unwrap());
+    cfg.trust = TrustPolicy::Prefixes(vec!["10.20.0.0/16".parse().unwrap()]);
+    cfg.retry_interval = Duration::from_secs(30);
+    Sim::start(cfg)
+}
+
+fn tunnel_up(coa: Ipv4Addr) -> Action {
+    Action::TunnelUp {
+        home: HOA,
+        care_of: coa,
+        home_agent: HA,
+        reverse_tunnel: true,
+    }
+}
+
+fn udp(keepalive: Option<u16>) -> Action {
+    Action::UdpTunnel {
+        home: HOA,
+        keepalive,
+    }
+}
+
+#[test]
+fn the_node_asks_for_the_encapsulation_before_its_tunnel_and_on_change_only() {
+    let mut s = node();
+    s.ha.udp_keepalive = Some(20);
+    s.node.address_added(s.now, "eth0", COA1, 24);
+    let (t, req) = s.one_transmit();
+    assert!(req.extensions.contains(&udp_request()));
+    s.answer(&t, ReplyCode::ACCEPTED);
+    assert_eq!(s.node.state(), State::Registered { care_of: COA1 });
+    assert_eq!(s.actions(), vec![udp(Some(20)), tunnel_up(COA1)]);
+
+    // A renewal granting the same: nothing to change.
+    s.fire_next_timer();
+    let (t, _) = s.one_transmit();
+    s.answer(&t, ReplyCode::ACCEPTED);
+    assert!(s.actions().is_empty());
+
+    // A move: a new tunnel, still in UDP.
+    s.node.address_removed(s.now, "eth0", COA1);
+    s.node.address_added(s.now, "eth1", COA2, 24);
+    let t = s
+        .transmits()
+        .into_iter()
+        .last()
+        .expect("a request from the new address");
+    s.answer(&t, ReplyCode::ACCEPTED);
+    let actions = s.actions();
+    assert_eq!(actions.last(), Some(&tunnel_up(COA2)), "{actions:?}");
+    assert!(!actions.contains(&udp(None)), "{actions:?}");
+
+    // The HA stops granting it (no NAT any more): IP in IP again, the
+    // tunnel itself unchanged.
+    s.ha.udp_keepalive = None;
+    s.fire_next_timer();
+    let (t, _) = s.one_transmit();
+    s.answer(&t, ReplyCode::ACCEPTED);
+    assert_eq!(s.actions(), vec![udp(None)]);
+}
