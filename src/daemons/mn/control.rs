@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::run::Daemon;
 use crate::ctl::{Request, Response};
+use crate::daemons::accept::accept_counters;
 
 impl Daemon {
     pub(super) fn answer(&self, req: Request) -> Response {
@@ -24,6 +25,7 @@ impl Daemon {
                         json!(self.installer.tunnel_ifname()),
                     );
                     o.insert("data_plane".into(), json!(dp.counters));
+                    o.insert("accept".into(), json!(accept_counters()));
                     o.insert(
                         "registration_send_errors".into(),
                         json!(self.sockets.send_errors),
