@@ -65,7 +65,7 @@ mod status;
 mod stray;
 mod tunnel;
 
-pub use action::{Action, VpnRequest};
+pub use action::{Action, VpnGuard, VpnRequest};
 pub use config::NodeConfig;
 pub use event::NodeEvent;
 use reason::Reason;
@@ -110,6 +110,8 @@ struct Kernel {
     tunnel_mtu: Option<u32>,
     /// The `to <home agent> lookup main` rule.
     direct_to_ha: Option<Ipv4Addr>,
+    /// The rules that keep mode 'mc' inside ESP without the VPN's routes.
+    vpn_guard: Option<VpnGuard>,
     /// Traffic from the home address is held.
     held: bool,
 }
