@@ -101,6 +101,7 @@ impl Node {
             },
         );
         self.drain_probe(now);
+        self.vpn_with_probe(now);
     }
 
     /// Ends a running probe before its verdict.
@@ -281,13 +282,13 @@ impl Node {
             .detector
             .as_ref()
             .is_some_and(|d| d.config().vpn_when_inside == VpnWhenInside::Terminate);
+        // The VPN asked for with the probe may still be coming up.
+        let asked = self.vpn_asked_with_probe.take();
         if terminate {
-            if let Some(v) = self.current_vpn().cloned() {
+            if let Some(connection) = self.current_vpn().map(|v| v.connection.clone()).or(asked) {
                 self.request_vpn(
                     now,
-                    VpnRequest::Terminate {
-                        connection: v.connection,
-                    },
+                    VpnRequest::Terminate { connection },
                     &Reason::TerminateVpnInside.to_string(),
                 );
             }

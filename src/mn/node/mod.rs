@@ -141,6 +141,10 @@ pub struct Node {
     /// The plugin's connection ended and no new snapshot came yet: charon
     /// may be dead, and with it the routes into ESP (kernel-libipsec).
     plugin_lost: bool,
+    /// The VPN was asked for with the probe of an attachment left from
+    /// mode 'c' (RFC 5266 §3.4.2 step 1, `mc::vpn_with_probe`); its
+    /// verdict does not ask again.
+    vpn_asked_with_probe: Option<String>,
     /// Trusted-network detection, with `TrustPolicy::Tnc`.
     detector: Option<Detector>,
     /// Randomness for the probes' clients.
@@ -182,6 +186,7 @@ impl Node {
             mode_shown: None,
             vpn: VpnView::default(),
             plugin_lost: false,
+            vpn_asked_with_probe: None,
             detector,
             rng: StdRng::from_entropy(),
             monitor: None,

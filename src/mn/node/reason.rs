@@ -69,6 +69,9 @@ pub(super) enum Reason {
     },
     /// Outside without a VPN (RFC 5266 §3.4.2 step 1).
     VpnNeeded,
+    /// Leaving mode 'c' with no IKE_SA: the VPN is asked for with the
+    /// probe, so that IKE runs while the verdict is awaited.
+    VpnWithProbe,
     /// Nothing leaves in the clear while detecting (RFC 5266 §3.4).
     HeldDetecting { address: Ipv4Addr, home: Ipv4Addr },
     /// No decided path (RFC 5265 §3.2.2).
@@ -146,6 +149,7 @@ impl fmt::Display for Reason {
                 Maybe(*gateway)
             ),
             Reason::VpnNeeded => f.write_str("no VPN is up: mode mc needs one (RFC 5266 §3.4.2 step 1)"),
+            Reason::VpnWithProbe => f.write_str("no IKE_SA while leaving mode c: the VPN is asked for with the probe, so that IKE runs while the verdict is awaited; the TIA waits for an untrusted verdict (RFC 5266 §3.4.2 step 1)"),
             Reason::HeldDetecting { address, home } => write!(
                 f,
                 "detecting whether {address} is on a trusted network: traffic from {home} held, nothing leaves in the clear (RFC 5266 §3.4)"
