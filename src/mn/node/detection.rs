@@ -282,9 +282,11 @@ impl Node {
             .detector
             .as_ref()
             .is_some_and(|d| d.config().vpn_when_inside == VpnWhenInside::Terminate);
-        // The VPN asked for with the probe may still be coming up.
+        // The VPN asked for with the probe (`vpn_with_probe`) and never
+        // used goes whatever `vpn_when_inside` says: it exists only
+        // because the verdict was not known; it may still be coming up.
         let asked = self.vpn_asked_with_probe.take();
-        if terminate {
+        if terminate || asked.is_some() {
             if let Some(connection) = self.current_vpn().map(|v| v.connection.clone()).or(asked) {
                 self.request_vpn(
                     now,

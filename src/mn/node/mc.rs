@@ -293,7 +293,7 @@ impl Node {
     /// an untrusted verdict, so that the handover takes about the longer
     /// of the probe and IKE, not their sum. Traffic stays held and the
     /// TIA is registered only after the verdict (`Detecting`); a trusted
-    /// verdict with `terminate` closes the VPN again (`inside`).
+    /// verdict closes it again (`inside`), as it was never used.
     pub(super) fn vpn_with_probe(&mut self, now: Instant) {
         if !matches!(self.access, Access::C { .. }) || self.vpn_asked_with_probe.is_some() {
             return;
