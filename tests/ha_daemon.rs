@@ -200,6 +200,11 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 /// and starts mip4-ha in `ns` with it; returns once its control socket
 /// answers.
 fn start_ha(ns: &Netns, dir: &Path, stderr: Stdio, extra: &str) -> Daemon {
+    start_ha_with(ns, dir, stderr, extra, &[])
+}
+
+/// [`start_ha`] with `wrapper` in front of the command (`prlimit ...`).
+fn start_ha_with(ns: &Netns, dir: &Path, stderr: Stdio, extra: &str, wrapper: &[&str]) -> Daemon {
     let ctl = dir.join("ha.sock");
     let conf = dir.join("mip4-ha.conf");
     std::fs::write(
@@ -232,7 +237,11 @@ key = "{K2}"
     .unwrap();
     let mode = std::os::unix::fs::PermissionsExt::from_mode(0o600);
     std::fs::set_permissions(&conf, mode).unwrap();
-    let child = Command::new("ip")
+    let mut cmd = Command::new(wrapper.first().copied().unwrap_or("ip"));
+    if !wrapper.is_empty() {
+        cmd.args(&wrapper[1..]).arg("ip");
+    }
+    let child = cmd
         .args([
             "netns",
             "exec",
@@ -759,4 +768,68 @@ fn sighup_reloads_the_ha_and_keeps_its_bindings() {
         "still serving on the old port"
     );
     assert!(signal_and_wait(&mut d, nix::sys::signal::Signal::SIGTERM).success());
+}
+
+/// Issue 13: out of descriptors, the control socket's accept loop waits
+/// between tries instead of spinning, and serves again once clients
+/// close. mip4-ha runs with a low RLIMIT_NOFILE and more clients than it
+/// can take; its own counter of accept failures and waits must stay
+/// within what the waits allow over the time of the shortage.
+#[test]
+fn out_of_descriptors_the_control_socket_backs_off_and_serves_again() {
+    require_root();
+    let ns = Netns::with_ha_and_coa("mip4haemfile");
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("ha.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let _daemon = start_ha_with(
+        &ns,
+        dir.path(),
+        Stdio::from(log),
+        "",
+        &["prlimit", "--nofile=64:64"],
+    );
+    let ctl = dir.path().join("ha.sock");
+    let before = ctl_json(&ctl, "status")["accept"].clone();
+    assert_eq!(before["errors"], 0, "{before}");
+
+    let started = Instant::now();
+    let clients: Vec<std::os::unix::net::UnixStream> = (0..150)
+        .map(|_| std::os::unix::net::UnixStream::connect(&ctl).expect("connect"))
+        .collect();
+    let shortage = "cannot accept a connection";
+    wait_for("the accept loop to run out of descriptors", || {
+        std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains(shortage))
+    });
+    // The shortage lasts a while: long enough for the waits to reach
+    // their longest, where a spin would have made millions of tries.
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(clients);
+    let status = loop {
+        match mip4::ctl::call(&ctl, mip4::ctl::Request::Status, Duration::from_secs(1)) {
+            Ok(r) => break r,
+            Err(e) => assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "mip4-ha does not serve again: {e}"
+            ),
+        }
+    };
+    let shortage_s = started.elapsed().as_secs_f64();
+    let data = status.data.expect("status data");
+    let accept = &data["accept"];
+    let errors = accept["errors"].as_u64().expect("accept.errors");
+    let backoffs = accept["backoffs"].as_u64().expect("accept.backoffs");
+    // Each wait is at least 10 ms and the loop waits one at a time, so no
+    // more than 100 a second can fit in the shortage (+1 for the try in
+    // progress); a spin makes orders of magnitude more.
+    let bound = 1 + (shortage_s * 100.0).ceil() as u64;
+    assert!(errors >= 1, "{accept}");
+    assert_eq!(errors, backoffs, "one wait per failure: {accept}");
+    assert!(
+        backoffs <= bound,
+        "{backoffs} waits in {shortage_s:.1} s (bound {bound}): the loop spins"
+    );
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert_eq!(log.matches(shortage).count(), 1, "logged once: {log}");
+    assert!(log.contains("accepting connections again"), "{log}");
 }

@@ -268,3 +268,36 @@ fn lab_bounce_ends_inside_in_mode_c_with_the_same_stream() {
         figure(&s, f);
     }
 }
+
+/// Issue 10 §3 (RFC 5266 §3.4.2 step 1): leaving with no IKE_SA
+/// (`vpn_when_inside = "terminate"`), the VPN is asked for with the probe,
+/// before the verdict; its TIA waits for the untrusted verdict, and the
+/// traffic stays held until the TIA is registered. The figures give the
+/// handover against max(verdict, IKE setup) (lab/README.md).
+#[test]
+fn lab_leave_enterprise_cold_asks_for_the_vpn_with_the_probe() {
+    let s = run_passing("leave-enterprise-cold");
+    let t = |name: &str| event(&s, name).t;
+    assert_eq!(event(&s, "inside_verdict").detail["cause"], "tnc_reply");
+    let ask = &event(&s, "vpn_initiate_asked").detail;
+    assert_eq!(ask["connection"], "vpn", "{ask}");
+    assert!(t("vpn_initiate_asked") >= t("address_change"));
+    assert!(
+        t("vpn_initiate_asked") < t("verdict_untrusted"),
+        "asked with the probe, not after the verdict"
+    );
+    assert_eq!(event(&s, "verdict_untrusted").detail["address"], EXT_A);
+    // The TIA waits for the verdict; traffic held until it is registered.
+    assert!(t("registered_mc") >= t("verdict_untrusted"));
+    assert!(t("released") >= t("registered_mc"));
+    same_stream(&s, "stream_flowing", "stream_resumed");
+    for f in [
+        "move_to_ask_ms",
+        "ask_to_vpn_ms",
+        "move_to_verdict_ms",
+        "verdict_to_registered_ms",
+        "move_to_mode_mc_ms",
+    ] {
+        figure(&s, f);
+    }
+}

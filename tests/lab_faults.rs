@@ -102,7 +102,6 @@ fn killed_anytime_and_converged(s: &mip4::lab::scenario::Summary) {
 }
 
 #[test]
-#[ignore = "known defect: between charon's SIGKILL (kernel-libipsec's routes gone) and mip4d noticing the plugin's disconnection, a frame or two of the home address can leave outside ESP on a loaded machine; lab/scenarios/kill-anytime/known-defect.txt"]
 fn lab_kill_anytime_mn_twenty_rounds_converge() {
     let s = run_passing("kill-anytime-mn");
     killed_anytime_and_converged(&s);
@@ -117,7 +116,6 @@ fn lab_kill_anytime_mn_twenty_rounds_converge() {
 /// charon, mip4d and mip4-ha as victims: a restarted mip4-ha restores its
 /// bindings (issue 13), so every round converges.
 #[test]
-#[ignore = "known defect: between charon's SIGKILL (kernel-libipsec's routes gone) and mip4d noticing the plugin's disconnection, a frame or two of the home address can leave outside ESP on a loaded machine; lab/scenarios/kill-anytime/known-defect.txt"]
 fn lab_kill_anytime_twenty_rounds_converge() {
     let s = run_passing("kill-anytime");
     killed_anytime_and_converged(&s);

@@ -525,7 +525,17 @@ fn leaving_the_enterprise_holds_traffic_until_mc_is_registered() {
         s.one_probe();
         assert_eq!(s.node.state(), State::Detecting { address: EXT_B });
         assert!(s.node.traffic_held(), "the mode-c tunnel would leak");
-        assert_eq!(s.actions(), vec![Action::HoldTraffic { home: HOA }]);
+        // No IKE_SA: the VPN is asked for with the probe (RFC 5266 §3.4.2
+        // step 1, issue 10 §3), not after the verdict.
+        assert_eq!(
+            s.actions(),
+            vec![
+                Action::HoldTraffic { home: HOA },
+                Action::Vpn(VpnRequest::Initiate {
+                    connection: "vpn".into()
+                })
+            ]
+        );
         if vpn_first {
             s.node
                 .vpn_input(s.now, VpnInput::TiaAssigned(vpn_sa(EXT_B, Some(TIA))));
@@ -535,9 +545,10 @@ fn leaving_the_enterprise_holds_traffic_until_mc_is_registered() {
         s.probes();
         if !vpn_first {
             assert_eq!(s.node.state(), State::Untrusted { address: EXT_B });
-            assert!(s.actions().contains(&Action::Vpn(VpnRequest::Initiate {
-                connection: "vpn".into()
-            })));
+            assert!(
+                !s.actions().iter().any(|a| matches!(a, Action::Vpn(_))),
+                "asked with the probe already"
+            );
             s.node
                 .vpn_input(s.now, VpnInput::TiaAssigned(vpn_sa(EXT_B, Some(TIA))));
         }
@@ -966,4 +977,72 @@ fn accepted_without_tnc_in_mc_then_shutdown_before_the_tia_is_back_deregisters_i
         vec![("eth0".to_string(), EXT_B, EXT_B)]
     );
     assert!(!s.node.is_stopped());
+}
+
+/// Issue 10 §3, RFC 5266 §3.4.2 step 1 with no IKE_SA (`vpn_when_inside =
+/// terminate`): leaving, the VPN is asked for with the probe; IKE runs
+/// while the verdict is awaited, traffic stays held, and the TIA that
+/// comes first waits for the untrusted verdict, whose instant is the one
+/// its registration leaves: the handover costs the longer of the two, not
+/// their sum.
+#[test]
+fn leaving_with_no_ike_sa_asks_for_the_vpn_with_the_probe() {
+    let mut d = detect_config();
+    d.vpn_when_inside = VpnWhenInside::Terminate;
+    let mut s = Sim::with(d);
+    s.inside_in_c();
+    s.node.address_removed(s.now, "eth0", IN_1);
+    s.node.address_added(s.now, "eth0", EXT_B, 24);
+    let probe_at = s.now;
+    s.one_probe();
+    assert!(s.actions().contains(&Action::Vpn(VpnRequest::Initiate {
+        connection: "vpn".into()
+    })));
+    // IKE is done first: the TIA waits, traffic stays held.
+    s.run_for(Duration::from_millis(300));
+    s.node
+        .vpn_input(s.now, VpnInput::TiaAssigned(vpn_sa(EXT_B, Some(TIA))));
+    assert!(s.requests().is_empty(), "the TIA waits for the verdict");
+    assert!(s.node.traffic_held());
+    // The verdict: the TIA's registration leaves at that instant, and
+    // the VPN is not asked for again.
+    let mut verdict_at = None;
+    while verdict_at.is_none() {
+        s.run_for(Duration::from_millis(100));
+        s.probes();
+        if matches!(
+            s.node.state(),
+            State::Untrusted { .. } | State::Registering { .. }
+        ) {
+            verdict_at = Some(s.now);
+        }
+    }
+    let reqs = s.requests();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    assert_eq!(reqs[0].0, Some(TIA));
+    assert!(!s.actions().iter().any(|a| matches!(a, Action::Vpn(_))));
+    assert!(verdict_at.unwrap() > probe_at);
+    s.deliver(&reqs[0].1, Answer::Tnc);
+    assert!(!s.node.traffic_held());
+    assert_eq!(s.node.mode(), Some(Mode::Mc));
+}
+
+/// The same, but the new network is trusted after all and the VPN asked
+/// for with the probe is not up yet: it is closed, never used, even with
+/// `vpn_when_inside = keep` (the lab's flap moves on before any verdict).
+#[test]
+fn a_trusted_verdict_closes_the_vpn_asked_for_with_the_probe() {
+    let mut s = Sim::with(detect_config());
+    s.inside_in_c();
+    s.node.address_removed(s.now, "eth0", IN_1);
+    s.node.address_added(s.now, "eth1", IN_2, 24);
+    let p = s.one_probe();
+    assert!(s.actions().contains(&Action::Vpn(VpnRequest::Initiate {
+        connection: "vpn".into()
+    })));
+    s.deliver(&p.req, Answer::Tnc);
+    assert_eq!(s.node.state(), State::Registered { care_of: IN_2 });
+    assert!(s.actions().contains(&Action::Vpn(VpnRequest::Terminate {
+        connection: "vpn".into()
+    })));
 }

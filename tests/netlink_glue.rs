@@ -200,6 +200,7 @@ fn routes_and_rules_are_installed_and_removed() {
         iif: None,
         table: 100,
         priority: 1000,
+        ..Default::default()
     };
     let to_net = RuleSpec {
         from: None,
@@ -207,6 +208,7 @@ fn routes_and_rules_are_installed_and_removed() {
         iif: Some("d0".into()),
         table: 300,
         priority: 1001,
+        ..Default::default()
     };
     let (a, b) = (from_hoa.clone(), to_net.clone());
     ns.run(async move {

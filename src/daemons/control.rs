@@ -15,6 +15,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::debug;
 
+use super::accept::{accept, Backoff};
 use crate::ctl::{self, Request, Response, MAX_LINE};
 
 /// A request for the main loop and where its answer goes.
@@ -55,10 +56,9 @@ impl Server {
     pub fn serve(self, path: &Path) -> io::Result<JoinHandle<()>> {
         let listener = bind_root_only(path)?;
         Ok(tokio::spawn(async move {
+            let mut backoff = Backoff::default();
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
+                let stream = accept(&listener, "control", &mut backoff).await;
                 let server = self.clone();
                 tokio::spawn(async move {
                     if let Err(e) = server.connection(stream).await {

@@ -147,12 +147,21 @@ pub fn pin_to_interface(sock: &Socket, ifname: &str, local: SocketAddrV4) -> io:
         .map_err(|e| io::Error::new(e.kind(), format!("bind {local}: {e}")))
 }
 
+/// The firewall mark of the probe's datagrams (SO_MARK): mip4d's VPN
+/// guard in mode 'mc' lets datagrams with this mark through to the main
+/// table, ahead of the rules that refuse what must stay inside ESP
+/// (`daemons::mn::kernel`). 434, the Mobile IP port.
+pub const PROBE_FWMARK: u32 = 0x434;
+
 /// A UDP socket for the boundary-detection probe: IPsec bypassed both
-/// ways, pinned to the physical interface and bound to its address.
+/// ways, pinned to the physical interface and bound to its address, and
+/// marked ([`PROBE_FWMARK`]).
 pub fn probe_socket(ifname: &str, local: SocketAddrV4) -> io::Result<std::net::UdpSocket> {
     let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     sock.set_cloexec(true)?;
     bypass_ipsec(&sock)?;
+    sock.set_mark(PROBE_FWMARK)
+        .map_err(|e| io::Error::new(e.kind(), format!("SO_MARK: {e}")))?;
     pin_to_interface(&sock, ifname, local)?;
     Ok(sock.into())
 }

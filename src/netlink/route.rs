@@ -81,15 +81,21 @@ fn typed_message(dst: Ipv4Addr, prefix_len: u8, table: u32, kind: RouteType) -> 
     msg
 }
 
-/// A policy rule: `[from SRC/LEN] [to DST/LEN] [iif IF] lookup T
-/// priority P`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A policy rule: `[from SRC/LEN] [to DST/LEN] [iif IF] [fwmark M]
+/// lookup T priority P`, or `... unreachable priority P` when
+/// `unreachable` (the table is then not used).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RuleSpec {
     pub from: Option<(Ipv4Addr, u8)>,
     pub to: Option<(Ipv4Addr, u8)>,
     pub iif: Option<String>,
+    pub fwmark: Option<u32>,
     pub table: u32,
     pub priority: u32,
+    /// `unreachable`: a matching lookup fails with ENETUNREACH, so the
+    /// datagram is refused to its sender rather than routed by a later
+    /// rule.
+    pub unreachable: bool,
 }
 
 impl Netlink {
@@ -171,15 +177,22 @@ impl Netlink {
     }
 
     fn rule_message(&self, r: &RuleSpec) -> RuleMessage {
+        let (table, action) = match r.unreachable {
+            true => (0, RuleAction::Unreachable),
+            false => (r.table, RuleAction::ToTable),
+        };
         let mut req = self
             .handle
             .rule()
             .add()
-            .table_id(r.table)
+            .table_id(table)
             .priority(r.priority)
-            .action(RuleAction::ToTable);
+            .action(action);
         if let Some(iif) = &r.iif {
             req = req.input_interface(iif.clone());
+        }
+        if let Some(mark) = r.fwmark {
+            req = req.fw_mark(mark);
         }
         let mut req = req.v4();
         if let Some((a, l)) = r.from {
@@ -214,16 +227,21 @@ impl Netlink {
     /// every rule at that priority into that table, whatever its
     /// selectors. Returns how many went.
     pub async fn del_rules_at(&self, priority: u32, table: u32) -> Result<usize> {
-        let any = RuleSpec {
-            from: None,
-            to: None,
-            iif: None,
+        self.del_rules_like(&RuleSpec {
             table,
             priority,
-        };
+            ..RuleSpec::default()
+        })
+        .await
+    }
+
+    /// `ip rule del` with `like`, repeated while one is left: every rule
+    /// at its priority with its action (and table), whatever its
+    /// selectors. Returns how many went.
+    pub async fn del_rules_like(&self, like: &RuleSpec) -> Result<usize> {
         let mut n = 0;
         loop {
-            match self.del_rule(&any).await {
+            match self.del_rule(like).await {
                 Ok(()) => n += 1,
                 Err(e) if e.errno() == Some(libc::ENOENT) => return Ok(n),
                 Err(e) => return Err(e),

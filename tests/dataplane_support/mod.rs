@@ -212,6 +212,7 @@ pub async fn start_plane(
                 iif: None,
                 table: MN_TABLE,
                 priority: 100,
+                ..Default::default()
             })
             .await
             .expect("rule from home address");

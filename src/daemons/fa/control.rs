@@ -27,6 +27,7 @@ impl Daemon {
                 let dp = self.dp.status();
                 Response::ok(serde_json::json!({
                     "daemon": "mip4-fa",
+                    "accept": crate::daemons::accept::accept_counters(),
                     "version": env!("CARGO_PKG_VERSION"),
                     "care_of_address": c.care_of_address.to_string(),
                     "interfaces": c.interfaces.iter().map(|i| serde_json::json!({

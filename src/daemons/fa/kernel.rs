@@ -248,6 +248,7 @@ impl Installer {
                 iif: Some(ifname.clone()),
                 table: self.table,
                 priority: RULE_PRIORITY,
+                ..Default::default()
             };
             if had_rule.as_ref() != Some(&r) {
                 self.nl

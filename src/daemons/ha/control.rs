@@ -28,6 +28,7 @@ impl Daemon {
                 let dp = self.dp.status();
                 Response::ok(serde_json::json!({
                     "daemon": "mip4-ha",
+                    "accept": crate::daemons::accept::accept_counters(),
                     "version": env!("CARGO_PKG_VERSION"),
                     "listen": c.listen.to_string(),
                     "home_agent": c.home_agent.to_string(),

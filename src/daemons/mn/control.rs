@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::run::Daemon;
 use crate::ctl::{Request, Response};
+use crate::daemons::accept::accept_counters;
 
 impl Daemon {
     pub(super) fn answer(&self, req: Request) -> Response {
@@ -25,6 +26,7 @@ impl Daemon {
                     );
                     o.insert("data_plane".into(), json!(dp.counters));
                     o.insert("udp_tunnel".into(), self.installer.udp_status());
+                    o.insert("accept".into(), json!(accept_counters()));
                     o.insert(
                         "registration_send_errors".into(),
                         json!(self.sockets.send_errors),

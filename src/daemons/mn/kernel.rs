@@ -26,8 +26,42 @@ use crate::dataplane::{
     DataPlane, Encapsulation, Role, Tunnel, TunnelBinding, TunnelDevice, UserspaceConfig,
     UserspacePlane,
 };
+use crate::mn::node::VpnGuard;
 use crate::mn::{Action, HomeSource};
-use crate::netlink::{sysctl, Netlink, RouteSpec, RuleSpec};
+use crate::netlink::{bypass, sysctl, Netlink, RouteSpec, RuleSpec};
+
+/// The VPN guard's rules ([`Action::GuardVpn`]) come right after
+/// charon's (`charon.routing_table_prio`, 220), so they see only what
+/// charon's table 220 did not route: at this priority the probe, marked
+/// ([`bypass::PROBE_FWMARK`]), goes on to the main table ...
+pub const GUARD_PROBE_PRIORITY: u32 = 221;
+/// ... and at this one what must never leave outside ESP is refused.
+pub const GUARD_PRIORITY: u32 = 222;
+
+/// The VPN guard's rules, in the order they are added: the probe's
+/// exception first, then what is refused ([`Installer::guard`]).
+pub fn guard_rules(g: VpnGuard) -> [RuleSpec; 3] {
+    [
+        RuleSpec {
+            fwmark: Some(bypass::PROBE_FWMARK),
+            table: crate::netlink::route::TABLE_MAIN,
+            priority: GUARD_PROBE_PRIORITY,
+            ..RuleSpec::default()
+        },
+        RuleSpec {
+            to: Some((g.home_agent, 32)),
+            priority: GUARD_PRIORITY,
+            unreachable: true,
+            ..RuleSpec::default()
+        },
+        RuleSpec {
+            from: Some((g.tia, 32)),
+            priority: GUARD_PRIORITY,
+            unreachable: true,
+            ..RuleSpec::default()
+        },
+    ]
+}
 
 fn keepalive_interval(granted: u16) -> Duration {
     match granted {
@@ -90,6 +124,8 @@ pub struct Installer {
     /// `to <home agent> lookup main` while the care-of address is a
     /// physical one (mode 'c') and a VPN may be up: see [`Self::direct`].
     direct: Option<RuleSpec>,
+    /// The VPN guard's rules while in mode 'mc': see [`Self::guard`].
+    guard: (Option<VpnGuard>, Vec<RuleSpec>),
     /// The home address as the source of the node's own connections.
     source: Option<SourceInstalled>,
 }
@@ -126,6 +162,7 @@ impl Installer {
             installed: None,
             direct: None,
             source: None,
+            guard: (None, Vec::new()),
         }
     }
 
@@ -213,6 +250,7 @@ impl Installer {
                 Ok(())
             }
             Action::HomeAddressSource { source } => self.home_source(source.as_ref()).await,
+            Action::GuardVpn { guard } => self.guard(*guard).await,
             // The daemon sends these to the plugin.
             Action::Vpn(_) => Ok(()),
         }
@@ -389,6 +427,7 @@ impl Installer {
                 iif: None,
                 table: self.table,
                 priority: self.priority,
+                ..Default::default()
             };
             match self.nl.add_rule(&rule).await {
                 Ok(()) => {}
@@ -507,6 +546,7 @@ impl Installer {
             iif: None,
             table: crate::netlink::route::TABLE_MAIN,
             priority: self.priority + 1,
+            ..Default::default()
         });
         if want == self.direct {
             return;
@@ -602,10 +642,10 @@ impl Installer {
         if want.is_some() && cur.rule.is_none() {
             let rule = RuleSpec {
                 from: Some((Ipv4Addr::UNSPECIFIED, 32)),
-                to: None,
                 iif: Some("lo".into()),
                 table,
                 priority,
+                ..RuleSpec::default()
             };
             match self.nl.add_rule(&rule).await {
                 Ok(()) => cur.rule = Some(rule),
@@ -620,10 +660,51 @@ impl Installer {
         result
     }
 
+    /// Mode 'mc' (RFC 5266 §3.1.3: outside, the Mobile IP tunnel runs
+    /// inside the VPN): a guard in the kernel that does not wait for
+    /// mip4d. With kernel-libipsec, charon's routes (table 220, into its
+    /// TUN) vanish with charon, while the TIA stays on the access
+    /// interface: until mip4d hears of it and holds the home address's
+    /// traffic, the tunnel's outer datagrams (TIA -> home agent; the
+    /// userspace data plane's raw socket looks its route up without a
+    /// source, hence `to <home agent>`) and the renewals would take the
+    /// main table, outside ESP. Behind charon's rule, they meet
+    /// `unreachable` instead and are refused to their sender. The probe
+    /// (RFC 5266 §3.4), which must leave in the clear from the physical
+    /// address, carries [`bypass::PROBE_FWMARK`] and is sent to the main
+    /// table just before. With kernel-netlink, charon's routes and XFRM
+    /// policies outlive it and the guard never matches. `None` removes
+    /// the rules (leaving mode 'mc', exit).
+    async fn guard(&mut self, guard: Option<VpnGuard>) -> Result<(), String> {
+        if guard == self.guard.0 {
+            return Ok(());
+        }
+        for rule in std::mem::take(&mut self.guard.1) {
+            if let Err(e) = self.nl.del_rule(&rule).await {
+                warn!(error = %e, "removing a VPN guard rule failed");
+            }
+        }
+        self.guard.0 = guard;
+        let Some(g) = guard else {
+            return Ok(());
+        };
+        for rule in guard_rules(g) {
+            match self.nl.add_rule(&rule).await {
+                Ok(()) => {}
+                Err(e) if e.errno() == Some(EEXIST) => {}
+                Err(e) => return Err(format!("VPN guard: {e}")),
+            }
+            self.guard.1.push(rule);
+        }
+        info!(tia = %g.tia, home_agent = %g.home_agent, priority = GUARD_PRIORITY, "mode mc: what must stay inside ESP is unreachable without the VPN's routes");
+        Ok(())
+    }
+
     /// Removes what an earlier instance of mip4d left when it was killed
     /// before its cleanup (issue 13), before anything is installed: its
     /// rules (`from <home> lookup <table>` at its priority, `to <home
-    /// agent> lookup main` at the next), the default route of its table
+    /// agent> lookup main` at the next, the VPN guard's at
+    /// [`GUARD_PROBE_PRIORITY`] and [`GUARD_PRIORITY`]), the default route of its table
     /// (a blackhole while traffic was held), the home-address-source rule
     /// (its table is looked up by nothing once the rule is gone) and the
     /// kernel backend's link of its home address. The userspace TUN device, and with it its
@@ -634,6 +715,7 @@ impl Installer {
             (self.priority, self.table),
             (self.priority + 1, crate::netlink::route::TABLE_MAIN),
             (self.source_table().1, self.source_table().0),
+            (GUARD_PROBE_PRIORITY, crate::netlink::route::TABLE_MAIN),
         ];
         for (priority, table) in rules {
             match self.nl.del_rules_at(priority, table).await {
@@ -641,6 +723,16 @@ impl Installer {
                 Ok(n) => left.push(format!("{n} rule(s) at priority {priority}")),
                 Err(e) => warn!(error = %e, "cannot remove rules left by an earlier instance"),
             }
+        }
+        let guard = RuleSpec {
+            priority: GUARD_PRIORITY,
+            unreachable: true,
+            ..RuleSpec::default()
+        };
+        match self.nl.del_rules_like(&guard).await {
+            Ok(0) => {}
+            Ok(n) => left.push(format!("{n} rule(s) at priority {GUARD_PRIORITY}")),
+            Err(e) => warn!(error = %e, "cannot remove rules left by an earlier instance"),
         }
         match self
             .nl
@@ -677,6 +769,9 @@ impl Installer {
         }
         self.direct(None).await;
         self.asked = None;
+        if let Err(e) = self.guard(None).await {
+            warn!(error = %e, "removing the VPN guard failed");
+        }
         self.remove_installed().await;
         if let Err(e) = self.dp.shutdown().await {
             warn!(error = %e, "removing tunnels failed");

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use crate::bridge::proto::{self, DaemonMsg, Endpoint, Event, IkeSa, IkeSaState, PluginMsg};
+use crate::daemons::accept::{accept, Backoff};
 use crate::mn::vpn::{PathMtu, VpnInput, VpnSa};
 
 /// What the listener tells the main loop.
@@ -45,10 +46,9 @@ pub fn serve(path: &Path, tx: mpsc::Sender<PluginInput>) -> io::Result<JoinHandl
     let listener = crate::daemons::control::bind_root_only(path)?;
     Ok(tokio::spawn(async move {
         let mut count = 0u64;
+        let mut backoff = Backoff::default();
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
+            let stream = accept(&listener, "plugin", &mut backoff).await;
             // The socket's mode keeps others out; the peer's credentials
             // say so again (anyone who can talk here steers mip4d's view
             // of the VPN).

@@ -58,6 +58,15 @@ pub enum Action {
     /// the home address as their source ([`HomeSource`]); `None`: remove
     /// that, the kernel chooses as it would without mip4d.
     HomeAddressSource { source: Option<HomeSource> },
+    /// `Some`: while the care-of address is the TIA (mode 'mc'), refuse
+    /// in the kernel what would leave outside ESP when the VPN's routes
+    /// are gone: datagrams to the home agent and from the TIA, by
+    /// `unreachable` rules behind charon's (priority 220), so that only a
+    /// lookup that charon's table does not answer reaches them (RFC 5266
+    /// §3.1.3: outside, the Mobile IP tunnel runs inside the VPN). The
+    /// probe (RFC 5266 §3.4), marked, is let through to the main table.
+    /// `None`: remove them. Only with a charon plugin.
+    GuardVpn { guard: Option<VpnGuard> },
     /// Ask charon, through the plugin, to bring a VPN connection up or
     /// down (RFC 5266 §3.4.1 step 2, §3.4.2 step 1).
     Vpn(VpnRequest),
@@ -83,6 +92,13 @@ pub struct HomeSource {
     /// there from the care-of address), the VPN gateways (IKE) and the
     /// on-link prefixes of the physical attachments.
     pub exclude: Vec<Ipv4Net>,
+}
+
+/// What [`Action::GuardVpn`] keeps inside ESP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VpnGuard {
+    pub tia: Ipv4Addr,
+    pub home_agent: Ipv4Addr,
 }
 
 /// A request to charon about the VPN.

@@ -68,11 +68,13 @@ impl Node {
                 self.stats.transmits_suppressed += 1;
                 continue;
             }
-            if t.src.is_some_and(|a| self.vpn.is_tia(a)) {
+            if let Some(tia) = t.src.filter(|a| self.vpn.is_tia(*a)) {
                 // Mode 'mc': the request must take charon's routes. Mode
                 // c's rule would send it by the main table, outside ESP,
-                // where the firewall drops it.
+                // where the firewall drops it; the guard refuses it there
+                // when those routes are gone.
                 self.direct_to_home_agent(None);
+                self.guard_vpn_from(tia);
             }
             self.event(
                 now,

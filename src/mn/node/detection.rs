@@ -99,6 +99,7 @@ impl Node {
             },
         );
         self.drain_probe(now);
+        self.vpn_with_probe(now);
     }
 
     /// Ends a running probe before its verdict.
@@ -281,13 +282,15 @@ impl Node {
             .detector
             .as_ref()
             .is_some_and(|d| d.config().vpn_when_inside == VpnWhenInside::Terminate);
-        if terminate {
-            if let Some(v) = self.current_vpn().cloned() {
+        // The VPN asked for with the probe (`vpn_with_probe`) and never
+        // used goes whatever `vpn_when_inside` says: it exists only
+        // because the verdict was not known; it may still be coming up.
+        let asked = self.vpn_asked_with_probe.take();
+        if terminate || asked.is_some() {
+            if let Some(connection) = self.current_vpn().map(|v| v.connection.clone()).or(asked) {
                 self.request_vpn(
                     now,
-                    VpnRequest::Terminate {
-                        connection: v.connection,
-                    },
+                    VpnRequest::Terminate { connection },
                     &Reason::TerminateVpnInside.to_string(),
                 );
             }

@@ -302,9 +302,42 @@ impl Node {
             && self.current_vpn().and_then(|v| v.tia).is_some()
     }
 
+    /// RFC 5266 §3.4.2 step 1 without an IKE_SA: an attachment left
+    /// from mode 'c' is being probed and the VPN is down (as after
+    /// `vpn_when_inside = terminate`). The VPN is asked for now, not after
+    /// an untrusted verdict, so that the handover takes about the longer
+    /// of the probe and IKE, not their sum. Traffic stays held and the
+    /// TIA is registered only after the verdict (`Detecting`); a trusted
+    /// verdict closes it again (`inside`), as it was never used.
+    pub(super) fn vpn_with_probe(&mut self, now: Instant) {
+        if !matches!(self.access, Access::C { .. }) || self.vpn_asked_with_probe.is_some() {
+            return;
+        }
+        let Some(connection) = self
+            .detector
+            .as_ref()
+            .and_then(|d| d.config().vpn_connection.clone())
+        else {
+            return;
+        };
+        if self.vpn.sas().iter().any(|s| s.connection == connection) {
+            return;
+        }
+        self.vpn_asked_with_probe = Some(connection.clone());
+        self.request_vpn(
+            now,
+            VpnRequest::Initiate { connection },
+            &Reason::VpnWithProbe.to_string(),
+        );
+    }
+
     /// Outside: with no VPN to carry mode 'mc', ask charon for one (RFC
-    /// 5266 §3.4.2 step 1; on IPv6-only access at once, `ipv6`).
+    /// 5266 §3.4.2 step 1; on IPv6-only access at once, `ipv6`), unless
+    /// it was asked for with the probe.
     pub(super) fn after_untrusted(&mut self, now: Instant, why: &str) {
+        if self.vpn_asked_with_probe.take().is_some() {
+            return;
+        }
         if self.current_vpn().is_some()
             || !matches!(
                 self.state,

@@ -69,7 +69,7 @@ mod status;
 mod stray;
 mod tunnel;
 
-pub use action::{Action, HomeSource, VpnRequest};
+pub use action::{Action, HomeSource, VpnGuard, VpnRequest};
 pub use config::{mac_string, Multihoming, NetworkMatch, NodeConfig};
 pub use event::NodeEvent;
 pub use multihome::CachedVerdictStatus;
@@ -123,6 +123,8 @@ struct Kernel {
     tunnel_mtu: Option<u32>,
     /// The `to <home agent> lookup main` rule.
     direct_to_ha: Option<Ipv4Addr>,
+    /// The rules that keep mode 'mc' inside ESP without the VPN's routes.
+    vpn_guard: Option<VpnGuard>,
     /// Traffic from the home address is held.
     held: bool,
     /// The home address as the source of what the node opens.
@@ -156,6 +158,10 @@ pub struct Node {
     /// The plugin's connection ended and no new snapshot came yet: charon
     /// may be dead, and with it the routes into ESP (kernel-libipsec).
     plugin_lost: bool,
+    /// The VPN was asked for with the probe of an attachment left from
+    /// mode 'c' (RFC 5266 §3.4.2 step 1, `mc::vpn_with_probe`); its
+    /// verdict does not ask again.
+    vpn_asked_with_probe: Option<String>,
     /// Trusted-network detection, with `TrustPolicy::Tnc`.
     detector: Option<Detector>,
     /// Randomness for the probes' clients.
@@ -199,6 +205,7 @@ impl Node {
             mode_shown: None,
             vpn: VpnView::default(),
             plugin_lost: false,
+            vpn_asked_with_probe: None,
             detector,
             rng: StdRng::from_entropy(),
             monitor: None,

@@ -71,6 +71,9 @@ pub(super) enum Reason {
     Ipv6Only { address: Ipv6Addr },
     /// Outside without a VPN (RFC 5266 §3.4.2 step 1).
     VpnNeeded,
+    /// Leaving mode 'c' with no IKE_SA: the VPN is asked for with the
+    /// probe, so that IKE runs while the verdict is awaited.
+    VpnWithProbe,
     /// Nothing leaves in the clear while detecting (RFC 5266 §3.4).
     HeldDetecting { address: Ipv4Addr, home: Ipv4Addr },
     /// No decided path (RFC 5265 §3.2.2).
@@ -152,6 +155,7 @@ impl fmt::Display for Reason {
                 "{address} is IPv6-only access: the trusted-network probe is a Mobile IPv4 registration (RFC 5266 §3.4) and cannot run over it, so it is untrusted; mode mc waits for a TIA from the VPN, whose IKE_SA runs over IPv6 (RFC 5266 §3.1.3, RFC 4555)"
             ),
             Reason::VpnNeeded => f.write_str("no VPN is up: mode mc needs one (RFC 5266 §3.4.2 step 1)"),
+            Reason::VpnWithProbe => f.write_str("no IKE_SA while leaving mode c: the VPN is asked for with the probe, so that IKE runs while the verdict is awaited; the TIA waits for an untrusted verdict (RFC 5266 §3.4.2 step 1)"),
             Reason::HeldDetecting { address, home } => write!(
                 f,
                 "detecting whether {address} is on a trusted network: traffic from {home} held, nothing leaves in the clear (RFC 5266 §3.4)"

@@ -8,7 +8,7 @@ use std::time::Instant;
 use ipnet::Ipv4Net;
 use tracing::info;
 
-use super::{Access, Action, HomeSource, Node, NodeEvent, Reason, State, TunnelState};
+use super::{Access, Action, HomeSource, Node, NodeEvent, Reason, State, TunnelState, VpnGuard};
 use crate::mn::mode::Trust;
 use crate::mn::vpn::PathMtu;
 
@@ -143,6 +143,7 @@ impl Node {
             info!(%home, reason, "tunnel down");
             self.out.actions.push_back(Action::TunnelDown { home });
             self.direct_to_home_agent(None);
+            self.guard_vpn(None);
             self.event(
                 now,
                 NodeEvent::TunnelDown {
@@ -175,6 +176,7 @@ impl Node {
             // the VPN's routes; from the TIA they must take them.
             let direct = (!self.vpn.is_tia(care_of)).then_some(t.home_agent);
             self.direct_to_home_agent(direct);
+            self.guard_vpn_from(care_of);
         }
         self.update_home_source();
         self.event(
@@ -189,6 +191,26 @@ impl Node {
                 self.update_mtu(now, path);
             }
         }
+    }
+
+    /// Asks for the VPN guard when `src` is the TIA (mode 'mc'), or for
+    /// its removal when it is a physical address ([`Action::GuardVpn`]);
+    /// only with a charon plugin.
+    pub(super) fn guard_vpn_from(&mut self, src: Ipv4Addr) {
+        let mc = self.cfg.with_charon && self.vpn.is_tia(src);
+        let guard = mc.then_some(VpnGuard {
+            tia: src,
+            home_agent: self.client.home_agent(),
+        });
+        self.guard_vpn(guard);
+    }
+
+    fn guard_vpn(&mut self, guard: Option<VpnGuard>) {
+        if self.kernel.vpn_guard == guard {
+            return;
+        }
+        self.kernel.vpn_guard = guard;
+        self.out.actions.push_back(Action::GuardVpn { guard });
     }
 
     /// Asks for the `to <home agent> lookup main` rule, or for its
