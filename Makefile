@@ -31,7 +31,11 @@ check: deps fmt-check clippy test check-vm
 # The kernel tier (lab/README.md): the scenarios again in a QEMU guest with
 # Debian's stock kernel (kernel ESP, kernel ipip, netem), one boot per
 # gateway. The guest runs the binaries built here.
-VM_SCENARIOS ?= trusted-move untrusted-move leave-enterprise forged-tnc
+# Each also checks what only the kernel path shows (lab/README.md, kernel
+# tier): trusted-move the RFC 3024 ingress rule on kernel ipip,
+# untrusted-move MTU and DF over ESP, enter-full-tunnel the probe's bypass
+# of a 0.0.0.0/0 policy; the mode 'mc' ones no clear text on ext-a/ext-b.
+VM_SCENARIOS ?= trusted-move untrusted-move leave-enterprise forged-tnc enter-full-tunnel
 # Against libreswan's pluto: untrusted-move fails there today (pluto keeps
 # the SAs plain ESP after a MOBIKE move into a NAT, lab/README.md).
 VM_LIBRESWAN_SCENARIOS ?= leave-enterprise

@@ -221,6 +221,7 @@ fn main() -> ExitCode {
                     names,
                     gateway,
                     json,
+                    capture,
                 );
             }
             let libreswan_root = match gateway {
@@ -264,6 +265,13 @@ fn main() -> ExitCode {
                     // It fails until the defect is fixed: `mip4-lab run`
                     // shows it; the tour shows what works.
                     println!("  skipped, known defect: {d}\n");
+                    continue;
+                }
+                if sc.kernel_only.is_some() && !mip4::lab::platform::Kernel::detect().esp {
+                    println!(
+                        "  skipped, kernel tier only (mip4-lab run {} --vm)\n",
+                        sc.name
+                    );
                     continue;
                 }
                 match scenario::run(&cli.lab_dir, &sc, &opts(None), &mut |_| {}) {
@@ -344,10 +352,12 @@ fn run_vm(
     names: Vec<String>,
     gateway: mip4::lab::vm::Gateway,
     json: bool,
+    capture: Option<PathBuf>,
 ) -> ExitCode {
     let project = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut opts = mip4::lab::vm::VmOptions::new(project, lab_dir, bin_dir, names);
     opts.gateway = gateway;
+    opts.capture = capture;
     opts.charon_plugins = charon_plugins.to_vec();
     let mut print = |v: &serde_json::Value| {
         if json {

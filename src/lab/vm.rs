@@ -73,6 +73,9 @@ pub struct VmOptions {
     pub gateway: Gateway,
     /// `--charon-plugin` for the guest's lab.
     pub charon_plugins: Vec<String>,
+    /// `--capture DIR`: the guest's lab captures every interface into the
+    /// run share, and the pcaps end up in `DIR/<scenario>/`.
+    pub capture: Option<PathBuf>,
     /// From QEMU's start until the guest's init runs.
     pub boot_timeout: Duration,
     /// Per scenario, inside the guest.
@@ -90,6 +93,7 @@ impl VmOptions {
             scenarios,
             gateway: Gateway::StrongSwan,
             charon_plugins: Vec::new(),
+            capture: None,
             // MIP4_VM_BOOT_TIMEOUT (seconds): the fault test of a guest
             // that never boots.
             boot_timeout: Duration::from_secs(
@@ -151,6 +155,9 @@ pub fn run(opts: &VmOptions, on_line: &mut dyn FnMut(&serde_json::Value)) -> Res
     let mut qemu = Guest::boot(opts, &run_dir, &console)?;
     let outcomes = qemu.follow(opts, &share, &console, on_line);
     let took = started.elapsed().as_secs_f64();
+    if let Some(dir) = &opts.capture {
+        keep_captures(&share.join("captures"), dir, on_line)?;
+    }
     on_line(
         &serde_json::json!({"type": "vm", "event": "powered_off", "boot_to_off_s": (took * 10.0).round() / 10.0, "console": console}),
     );
@@ -250,6 +257,34 @@ fn image(opts: &VmOptions, run_dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Moves the guest's captures (`captures/<scenario>/*.pcap` in the run
+/// share) into `dir/<scenario>/`.
+fn keep_captures(
+    from: &Path,
+    dir: &Path,
+    on_line: &mut dyn FnMut(&serde_json::Value),
+) -> Result<()> {
+    let Ok(scenarios) = std::fs::read_dir(from) else {
+        return Ok(());
+    };
+    for s in scenarios.flatten() {
+        let to = dir.join(s.file_name());
+        mkdir(&to)?;
+        for f in std::fs::read_dir(s.path()).into_iter().flatten().flatten() {
+            let target = to.join(f.file_name());
+            // A rename across file systems fails: copy then.
+            if std::fs::rename(f.path(), &target).is_err() {
+                std::fs::copy(f.path(), &target).map_err(|source| Error::Io {
+                    path: target.display().to_string(),
+                    source,
+                })?;
+            }
+        }
+        on_line(&serde_json::json!({"type": "vm", "event": "captures", "dir": to}));
+    }
+    Ok(())
+}
+
 /// The host folders the guest mounts at the same paths, read-only.
 fn shared_folders(opts: &VmOptions) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = Vec::new();
@@ -304,10 +339,15 @@ fn write_share(opts: &VmOptions, share: &Path) -> Result<()> {
         ));
     }
     for name in &opts.scenarios {
+        // Into the run share, which the host reads after the power-off.
+        let capture = match opts.capture {
+            Some(_) => format!(" --capture /mnt/run/captures/{name}"),
+            None => String::new(),
+        };
         script.push_str(&format!(
             "mkdir -p $TMPDIR\n\
              echo \"mip4-vm: {name} start\" >/dev/console\n\
-             {lab} run {name} --json{gateway} >/mnt/run/{name}.jsonl.part 2>/mnt/run/{name}.stderr\n\
+             {lab} run {name} --json{gateway}{capture} >/mnt/run/{name}.jsonl.part 2>/mnt/run/{name}.stderr\n\
              rc=$?\n\
              mv /mnt/run/{name}.jsonl.part /mnt/run/{name}.jsonl\n\
              mkdir -p /mnt/run/logs/{name}\n\
@@ -553,6 +593,35 @@ mod tests {
             shared_folders(&o),
             vec![PathBuf::from("/p"), PathBuf::from("/t/debug")]
         );
+    }
+
+    #[test]
+    fn capture_goes_into_the_guest_and_into_the_run_share() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = VmOptions::new(
+            Path::new("/p"),
+            Path::new("/p/lab"),
+            Path::new("/p/target/debug"),
+            vec!["untrusted-move".into()],
+        );
+        write_share(&o, dir.path()).unwrap();
+        let script = std::fs::read_to_string(dir.path().join("script.sh")).unwrap();
+        assert!(!script.contains("--capture"), "{script}");
+        o.capture = Some(PathBuf::from("/host/pcaps"));
+        write_share(&o, dir.path()).unwrap();
+        let script = std::fs::read_to_string(dir.path().join("script.sh")).unwrap();
+        assert!(
+            script
+                .contains("run untrusted-move --json --capture /mnt/run/captures/untrusted-move >"),
+            "{script}"
+        );
+        // After the run, the host moves them into DIR/<scenario>/.
+        let from = dir.path().join("captures/untrusted-move");
+        std::fs::create_dir_all(&from).unwrap();
+        std::fs::write(from.join("mn-eth0.pcap"), b"pcap").unwrap();
+        let to = dir.path().join("kept");
+        keep_captures(&dir.path().join("captures"), &to, &mut |_| {}).unwrap();
+        assert!(to.join("untrusted-move/mn-eth0.pcap").is_file());
     }
 
     #[test]
