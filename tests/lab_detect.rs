@@ -76,6 +76,41 @@ fn lab_enter_enterprise_switches_to_mode_c_on_an_authenticated_tnc() {
 }
 
 #[test]
+fn lab_enter_with_a_full_tunnel_vpn_still_probes_in_the_clear_and_reaches_mode_c() {
+    // Kernel ESP only (kernel-only.txt): on a kernel without it (the
+    // development machines, charon's kernel-libipsec) the run is refused
+    // with the reason; `make check-vm` runs it in the kernel tier.
+    if !mip4::lab::platform::Kernel::detect().esp {
+        let lab = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("lab");
+        let sc =
+            mip4::lab::scenario::Scenario::load(&lab.join("scenarios/enter-full-tunnel")).unwrap();
+        let err = mip4::lab::scenario::run(&lab, &sc, &lab_support::options(), &mut |_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("enter-full-tunnel --vm") && err.contains("kernel-libipsec"),
+            "{err}"
+        );
+        return;
+    }
+    // The VPN covers 0.0.0.0/0, yet the probe from the trusted address
+    // left outside it and was answered with TNC: mode 'c'.
+    let s = run_passing("enter-full-tunnel");
+    let v = &event(&s, "verdict_trusted").detail;
+    assert_eq!(v["address"], TRUSTED_1, "{v}");
+    assert_eq!(v["cause"], "tnc_reply", "{v}");
+    assert_eq!(event(&s, "mode_c").detail["to"], "c");
+    assert_eq!(
+        event(&s, "ha_binding_c").detail["care_of_address"],
+        TRUSTED_1
+    );
+    for what in ["swanctl --list-sas", "largest trusted-1"] {
+        lab_support::check_held(&s, what);
+    }
+    same_stream(&s, "stream_flowing", "stream_resumed");
+}
+
+#[test]
 fn lab_leave_enterprise_holds_traffic_then_registers_the_tia_through_the_vpn() {
     let s = run_passing("leave-enterprise");
 

@@ -91,6 +91,19 @@ fn lab_trusted_move_keeps_binding_ping_and_tcp_stream() {
     // The ping resumed after the move.
     assert!(t("ping_resumed") > t("address_change"));
 
+    // RFC 3024 §4.3: the IP-in-IP datagrams with a forged inner source
+    // were sent from the care-of address, counted as dropped at the HA and
+    // absent from the correspondent's capture.
+    assert_eq!(event(&s, "ipip_sent").detail["count"], 5);
+    for what in ["inner_address_mismatch", "clear-text spoof-cn"] {
+        let c = s
+            .checks
+            .iter()
+            .find(|c| c.command.contains(what) || c.pattern.contains(what))
+            .unwrap_or_else(|| panic!("no check of {what}"));
+        assert!(c.ok, "{c:?}");
+    }
+
     // The summary's figures exist and read in access link RTTs.
     for f in [
         "registration_rtt_ms",

@@ -271,6 +271,13 @@ fn main() -> ExitCode {
                     println!("  skipped, known defect: {d}\n");
                     continue;
                 }
+                if sc.kernel_only.is_some() && !mip4::lab::platform::Kernel::detect().esp {
+                    println!(
+                        "  skipped, kernel tier only (mip4-lab run {} --vm)\n",
+                        sc.name
+                    );
+                    continue;
+                }
                 match scenario::run(&cli.lab_dir, &sc, &opts(None), &mut |_| {}) {
                     Ok(s) => {
                         for l in mip4::lab::narrate::summary(&s) {

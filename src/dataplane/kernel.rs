@@ -1,9 +1,9 @@
 //! The kernel data plane: one `ipip` link per binding (RFC 2003 done by
 //! the kernel's ipip module), created and moved through rtnetlink. Used
 //! where the module exists; it carries IP-in-IP only (RFC 3519 UDP
-//! tunnelling needs the userspace plane) and has no RFC 3024 ingress check
-//! of its own beyond the link's fixed remote address, which the kernel
-//! already enforces for a point-to-point ipip link.
+//! tunnelling needs the userspace plane). The link's fixed remote address
+//! is its outer-source check; the inner-source half of RFC 3024's ingress
+//! check is mip4-ha's nftables rule (`daemons::ha::ingress`).
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -30,10 +30,14 @@ pub struct KernelTunnels {
     tunnels: HashMap<Ipv4Addr, KernelTunnel>,
 }
 
-/// `mip4-` and the home address in hex: unique per binding, 13 characters
-/// (interface names are at most 15).
+/// What every link of [`link_name`] starts with (mip4-ha's RFC 3024
+/// ingress rule matches it).
+pub const LINK_PREFIX: &str = "mip4-";
+
+/// [`LINK_PREFIX`] and the home address in hex: unique per binding, 13
+/// characters (interface names are at most 15).
 pub fn link_name(home: Ipv4Addr) -> String {
-    format!("mip4-{:08x}", u32::from(home))
+    format!("{LINK_PREFIX}{:08x}", u32::from(home))
 }
 
 impl KernelTunnels {

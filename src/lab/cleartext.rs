@@ -4,7 +4,8 @@
 //! ESP, so an external link must never show the home address in an IP
 //! header, outer or inner (an IPIP or UDP-tunnelled packet, or the copy
 //! inside an ICMP error, counts too). tshark dissects all of them; ESP
-//! stays opaque, as on the real Internet.
+//! stays opaque, as on the real Internet. Where tshark is not installed
+//! (the kernel tier's guest), [`super::pcap`] reads the same headers.
 
 use std::path::Path;
 use std::process::Command;
@@ -27,6 +28,18 @@ impl Seen {
 /// Counts the frames of `pcap`, and those carrying `addr` in any IPv4
 /// header tshark finds.
 pub fn count(pcap: &Path, addr: &str) -> Result<Seen> {
+    let ip: std::net::Ipv4Addr = addr
+        .parse()
+        .map_err(|_| Error::Other(format!("`{addr}` is not an IPv4 address")))?;
+    if super::scenario::have("tshark") {
+        count_tshark(pcap, ip)
+    } else {
+        super::pcap::count(pcap, ip)
+    }
+}
+
+/// [`count`] by tshark's dissectors.
+pub fn count_tshark(pcap: &Path, ip: std::net::Ipv4Addr) -> Result<Seen> {
     let frames = |filter: Option<String>| -> Result<u64> {
         let mut cmd = Command::new("tshark");
         cmd.args(["-n", "-r"])
@@ -52,9 +65,6 @@ pub fn count(pcap: &Path, addr: &str) -> Result<Seen> {
         let text = String::from_utf8_lossy(&out.stdout);
         Ok(text.lines().filter(|l| !l.trim().is_empty()).count() as u64)
     };
-    let ip: std::net::Ipv4Addr = addr
-        .parse()
-        .map_err(|_| Error::Other(format!("`{addr}` is not an IPv4 address")))?;
     Ok(Seen {
         total: frames(None)?,
         with_addr: frames(Some(format!("ip.addr == {ip}")))?,

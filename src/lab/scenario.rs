@@ -216,6 +216,14 @@ pub fn run(
 ) -> Result<Summary> {
     super::preflight()?;
     check_programs(scenario, opts)?;
+    if let Some(why) = &scenario.kernel_only {
+        if !super::platform::Kernel::detect().esp {
+            return Err(Error::Other(format!(
+                "{} runs only where the kernel has ESP (the kernel tier: mip4-lab run {} --vm): {why}",
+                scenario.name, scenario.name
+            )));
+        }
+    }
     let work = WorkDir::new(&scenario.name)?;
     let start = now();
     let lab = Lab::build_file(&lab_dir.join("figure1.toml"))?;
@@ -522,6 +530,8 @@ impl Run<'_> {
             "pinger" => self.pinger(&a)?,
             "wait-reply" => self.wait_reply(&a)?,
             "rtt" => self.rtt(&a)?,
+            "ipip-send" => self.ipip_send(&a)?,
+            "pmtu" => self.pmtu(&a)?,
             "figure" => self.figure(&a)?,
             "delta" => self.delta(&a)?,
             "ratio" => self.ratio(&a)?,
@@ -611,6 +621,7 @@ impl Run<'_> {
             }
             "same-as" => self.same_as(a.arg(1)?, a.arg(2)?),
             "clear-text" => self.clear_text(a.arg(1)?, a.arg(2)?),
+            "largest" => self.largest(&a),
             other => Err(Error::Other(format!("unknown lab query `{other}`"))),
         }
     }

@@ -18,8 +18,8 @@ impl Daemon {
                 // The core's counters, plus the data plane's datagram
                 // counters (RFC 3024 ingress drops among them).
                 let mut v = serde_json::to_value(ha.counters()).unwrap_or_default();
-                if let Some(c) = self.dp.status().counters {
-                    v["dataplane"] = serde_json::to_value(c).unwrap_or_default();
+                if let Some(c) = self.dp.counters() {
+                    v["dataplane"] = c;
                 }
                 Response::ok(v)
             }
@@ -42,7 +42,7 @@ impl Daemon {
                         "backend": dp.backend,
                         "tunnels": dp.bindings,
                         "installed": self.dp.installed(),
-                        "counters": dp.counters,
+                        "counters": self.dp.counters(),
                     },
                     "mobile_nodes": c.mobile_nodes.len(),
                     "bindings": ha.bindings(now).len(),

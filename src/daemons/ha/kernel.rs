@@ -68,6 +68,9 @@ pub struct Installer {
     installed: HashMap<Ipv4Addr, Installed>,
     /// net.ipv4.ip_forward before we turned it on, restored at shutdown.
     forward_was: Option<bool>,
+    /// Kernel backend: datagrams its RFC 3024 ingress rule dropped, as
+    /// last read ([`Installer::refresh_counters`]).
+    ingress_dropped: Option<u64>,
 }
 
 fn choice(b: TunnelBackend) -> BackendChoice {
@@ -137,6 +140,22 @@ impl Installer {
         // An instance killed before its shutdown left it on: the value it
         // found is the one to restore.
         let forward_was = previous.ip_forward_was.or(forward_was);
+        let mut ingress_dropped = None;
+        if dp.backend() == Backend::Kernel {
+            // The userspace plane checks inner sources itself; kernel ipip
+            // links need the rule. Without it the HA would forward spoofed
+            // sources into the intranet: no start.
+            super::ingress::install().await.map_err(|e| {
+                format!(
+                    "cannot install the RFC 3024 ingress check for the kernel tunnel backend: {e}"
+                )
+            })?;
+            info!(
+                table = super::ingress::TABLE,
+                "RFC 3024 ingress check: nftables rule on the tunnel links"
+            );
+            ingress_dropped = Some(0);
+        }
         let userspace = match &dp {
             DataPlane::Userspace(u) => Some(u),
             DataPlane::Kernel(_) => udp_plane.as_ref(),
@@ -158,6 +177,7 @@ impl Installer {
                 local: cfg.home_agent,
                 installed: HashMap::new(),
                 forward_was,
+                ingress_dropped,
             },
             took_udp,
         ))
@@ -175,6 +195,29 @@ impl Installer {
             st.counters = st.counters.or(Some(u.counters()));
         }
         st
+    }
+
+    /// The data plane's datagram counters for `mip4ctl counters` and
+    /// `status`: the userspace plane's, or what the kernel backend counts
+    /// (its ingress rule's drops, under the userspace counter's name).
+    pub fn counters(&self) -> Option<serde_json::Value> {
+        match (self.dp.status().counters, self.ingress_dropped) {
+            (Some(c), _) => serde_json::to_value(c).ok(),
+            (None, Some(n)) => Some(serde_json::json!({ "inner_address_mismatch": n })),
+            (None, None) => None,
+        }
+    }
+
+    /// Reads the kernel backend's ingress counter again (before a control
+    /// answer that shows it); the last value stays if nft fails.
+    pub async fn refresh_counters(&mut self) {
+        if self.ingress_dropped.is_none() {
+            return;
+        }
+        match super::ingress::dropped().await {
+            Ok(n) => self.ingress_dropped = Some(n),
+            Err(e) => warn!("cannot read the RFC 3024 ingress counter: {e}"),
+        }
     }
 
     /// What is installed now, for the daemon's record.
@@ -425,6 +468,11 @@ impl Installer {
         }
         // Its TUN device goes with it.
         self.udp_plane = None;
+        if self.ingress_dropped.take().is_some() {
+            if let Err(e) = super::ingress::remove().await {
+                warn!("cannot remove the RFC 3024 ingress rule: {e}");
+            }
+        }
         if let Some(was) = self.forward_was.take() {
             if let Err(e) = sysctl::set_ip_forward(was) {
                 warn!("cannot restore net.ipv4.ip_forward: {e}");

@@ -1,10 +1,12 @@
 //! mip4-ha's I/O around the sans-IO [`crate::ha::HomeAgent`], which makes
 //! every decision: [`run`] is its loop, [`kernel`] its tunnels, routes and
-//! proxy ARP, `control` its control-socket answers, [`config`] its file,
-//! `state` its record under /run for the next instance (restarts).
+//! proxy ARP, `ingress` the kernel backend's RFC 3024 check, `control` its
+//! control-socket answers, [`config`] its file, `state` its record under
+//! /run for the next instance (restarts).
 
 pub mod config;
 mod control;
+mod ingress;
 pub mod kernel;
 mod run;
 mod state;

@@ -28,6 +28,7 @@ use tracing::{error, info, warn};
 use super::config;
 use super::kernel::{Installer, KernelRecord};
 use super::state;
+use crate::ctl::Request;
 use crate::daemons::control::{Query, Server};
 use crate::daemons::udp;
 use crate::daemons::wake::{sleep_until, Hangup, StopSignals};
@@ -134,6 +135,9 @@ pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
                 d.apply().await;
             }
             Some((req, reply)) = ctl_rx.recv() => {
+                if matches!(req, Request::Counters | Request::Status) {
+                    d.dp.refresh_counters().await;
+                }
                 let _ = reply.send(d.answer(req));
             }
             () = hup.recv() => {

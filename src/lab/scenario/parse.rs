@@ -25,6 +25,10 @@ pub struct Scenario {
     /// `known-defect.txt`: a defect this scenario finds and that is not
     /// fixed yet (the scenario fails until it is; the tour skips it).
     pub known_defect: Option<String>,
+    /// `kernel-only.txt`: why the scenario needs kernel ESP (charon's
+    /// kernel-netlink), so runs only in the kernel tier; elsewhere a run
+    /// is refused with that reason and the tour skips it.
+    pub kernel_only: Option<String>,
     pub pre: Vec<Line>,
     pub evaltest: Vec<Line>,
     pub post: Vec<Line>,
@@ -110,11 +114,15 @@ impl Scenario {
         let known_defect = std::fs::read_to_string(dir.join("known-defect.txt"))
             .ok()
             .map(|t| t.trim().to_string());
+        let kernel_only = std::fs::read_to_string(dir.join("kernel-only.txt"))
+            .ok()
+            .map(|t| t.trim().to_string());
         Ok(Scenario {
             name,
             dir: dir.to_path_buf(),
             description,
             known_defect,
+            kernel_only,
             pre: parse_dat(&dir.join("pre.dat"), false)?,
             evaltest: parse_dat(&dir.join("evaltest.dat"), true)?,
             post: parse_dat(&dir.join("post.dat"), false)?,

@@ -1,12 +1,12 @@
 //! The fault verbs: daemons killed, faults held, losses set, random
 //! choices seeded, hosts compared with snapshots, captures read for
-//! clear text, step files repeated.
+//! clear text and datagram sizes, step files repeated.
 
 use std::path::Path;
 use std::time::Duration;
 
 use super::parse::parse_dat;
-use super::{now, Run};
+use super::{now, Args, Run};
 use crate::lab::leaks::Snapshot;
 use crate::lab::{wait, Error, Result};
 
@@ -115,6 +115,39 @@ impl Run<'_> {
             .get(name)
             .ok_or_else(|| Error::Other(format!("no `lab::capture {name}` yet")))?;
         Ok(crate::lab::cleartext::count(pcap, addr)?.describe())
+    }
+
+    /// Query lab::largest NAME SRC DST PROTO [MAX]: `largest=N count=M
+    /// above=K`, the longest IPv4 datagram (total length) SRC -> DST of
+    /// protocol PROTO in capture NAME, how many there were, and how many
+    /// were longer than MAX (0 without MAX).
+    pub(super) fn largest(&self, a: &Args) -> Result<String> {
+        let (name, src, dst, proto) = (a.arg(1)?, a.arg(2)?, a.arg(3)?, a.arg(4)?);
+        let max: Option<u16> = match a.words.get(5) {
+            Some(m) => Some(
+                m.parse()
+                    .map_err(|_| Error::Other(format!("`{m}` is not a datagram length")))?,
+            ),
+            None => None,
+        };
+        let pcap = self
+            .pcaps
+            .get(name)
+            .ok_or_else(|| Error::Other(format!("no `lab::capture {name}` yet")))?;
+        let addr = |w: &str| {
+            w.parse()
+                .map_err(|_| Error::Other(format!("`{w}` is not an IPv4 address")))
+        };
+        let proto: u8 = proto
+            .parse()
+            .map_err(|_| Error::Other(format!("`{proto}` is not an IP protocol number")))?;
+        let sizes = crate::lab::pcap::sizes(pcap, addr(src)?, addr(dst)?, proto)?;
+        let above = max.map_or(0, |m| sizes.iter().filter(|s| **s > m).count());
+        Ok(format!(
+            "largest={} count={} above={above}",
+            sizes.iter().max().copied().unwrap_or(0),
+            sizes.len()
+        ))
     }
 
     /// The run's generator (`lab::seed` first).

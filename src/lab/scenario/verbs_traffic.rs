@@ -50,6 +50,81 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// lab::ipip-send HOST OUTER_SRC OUTER_DST INNER_SRC INNER_DST COUNT:
+    /// COUNT IP-in-IP datagrams from HOST's raw socket, each carrying a UDP
+    /// datagram INNER_SRC -> INNER_DST port 9 (`src/lab/spoof.rs`): a
+    /// reverse-tunnelled datagram with a forged inner source.
+    pub(super) fn ipip_send(&mut self, a: &Args) -> Result<()> {
+        let host = a.arg(1)?;
+        let addr = |i: usize| -> Result<std::net::Ipv4Addr> {
+            let w = a.arg(i)?;
+            w.parse()
+                .map_err(|_| Error::Other(format!("`{w}` is not an IPv4 address")))
+        };
+        let (osrc, odst, isrc, idst) = (addr(2)?, addr(3)?, addr(4)?, addr(5)?);
+        let count: u16 = a
+            .arg(6)?
+            .parse()
+            .map_err(|_| Error::Other(format!("`{}`: expected a count", a.words[6])))?;
+        let datagrams = (1..=count)
+            .map(|i| crate::lab::spoof::udp_in_ipip(osrc, odst, isrc, idst, i, b"rfc3024-spoofed"))
+            .collect::<Result<Vec<_>>>()?;
+        crate::lab::spoof::send_raw(self.lab.host(host)?, datagrams)?;
+        self.emit(
+            "ipip_sent",
+            host,
+            serde_json::json!({"outer_src": osrc, "outer_dst": odst, "inner_src": isrc, "inner_dst": idst, "count": count}),
+        );
+        Ok(())
+    }
+
+    /// lab::pmtu HOST DST VAR FIGURE: path MTU discovery with full-size echoes
+    /// that may not be fragmented (RFC 1191): from 1500 bytes down to
+    /// what each "fragmentation needed" (or the MTU the kernel learnt from
+    /// one) names, until an echo comes back. The path MTU goes into
+    /// `${VAR}` and FIGURE; no answer and no MTU named fails.
+    pub(super) fn pmtu(&mut self, a: &Args) -> Result<()> {
+        let (host, dst, var, fig) = (a.arg(1)?, a.arg(2)?, a.arg(3)?, a.arg(4)?);
+        let ns = self.lab.host(host)?;
+        let mut size: u32 = 1500;
+        let mut tried = Vec::new();
+        // Each hop that is too small names its MTU once; a few rounds
+        // (the tunnel, then ESP inside it) and one retry for a lost echo.
+        for _ in 0..6 {
+            let payload = (size - 28).to_string();
+            let out = ns
+                .command("ping")
+                .args(["-n", "-M", "do", "-c", "1", "-W", "3", "-s", &payload, dst])
+                .output()
+                .map_err(|source| Error::Spawn {
+                    cmd: "ping".into(),
+                    source,
+                })?;
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            tried.push(size);
+            if out.status.success() {
+                self.vars.insert(var.to_string(), size.to_string());
+                self.figures.insert(fig.to_string(), f64::from(size));
+                self.emit(
+                    "pmtu",
+                    host,
+                    serde_json::json!({"dst": dst, "path_mtu": size, "tried": tried}),
+                );
+                return Ok(());
+            }
+            if let Some(mtu) = named_mtu(&text).filter(|m| *m < size && *m >= 68) {
+                size = mtu;
+            }
+        }
+        Err(Error::Other(format!(
+            "no path MTU to {dst} from {host}: echoes of {tried:?} bytes with DF got no answer"
+        )))
+    }
+
     /// lab::rtt HOST DST FIGURE [COUNT]: average ping RTT, ms.
     pub(super) fn rtt(&mut self, a: &Args) -> Result<()> {
         let (host, dst, fig) = (a.arg(1)?, a.arg(2)?, a.arg(3)?);
@@ -216,6 +291,15 @@ impl Pinger {
 }
 
 /// `ping -D` reply lines as (unix time received, rtt ms, icmp_seq).
+/// The MTU in ping's "Frag needed and DF set (mtu = N)" or "local
+/// error: message too long, mtu=N".
+fn named_mtu(text: &str) -> Option<u32> {
+    let at = text.find("mtu")?;
+    let rest = text[at + 3..].trim_start_matches([' ', '=']);
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
 fn parse_ping(text: &str) -> Vec<(f64, f64, u64)> {
     let field = |l: &str, key: &str| -> Option<String> {
         Some(l.split(key).nth(1)?.split_whitespace().next()?.to_string())
@@ -249,6 +333,19 @@ fn lost_around(replies: &[(f64, f64, u64)], t0: f64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mtu_is_read_from_both_ping_messages() {
+        assert_eq!(
+            named_mtu("From 10.1.1.2 icmp_seq=1 Frag needed and DF set (mtu = 1480)"),
+            Some(1480)
+        );
+        assert_eq!(
+            named_mtu("ping: local error: message too long, mtu=1418"),
+            Some(1418)
+        );
+        assert_eq!(named_mtu("1 packets transmitted, 0 received"), None);
+    }
 
     #[test]
     fn ping_loss_counts_the_gap_around_the_move() {
