@@ -51,6 +51,10 @@ fn lab_nat_flush_mid_stream_is_repaired_by_a_registration() {
     assert!(figure(&s, "requests_sent_after_flush") >= 1.0);
     let t = |n: &str| event(&s, n).t;
     assert!(t("nat_flushed") <= t("nat_lost") && t("nat_lost") <= t("reregistered"));
+    // Nothing flowed to the MN before the authenticated renewal moved
+    // the HA's tunnel: it never followed the NAT's new port on its own.
+    assert!(t("reregistered") <= t("ping_resumed"), "{:?}", s.figures);
+    assert!(t("reregistered") <= t("stream_resumed"), "{:?}", s.figures);
     figure(&s, "flush_to_reregistered_ms");
     figure(&s, "flush_to_tcp_ms");
 }
