@@ -113,33 +113,40 @@ fn ping_and_tcp_cross_the_udp_tunnel_and_foreign_sources_are_dropped() {
         "plane stopped after bad input"
     );
 
-    // The MN's NAT made a new mapping (another port, the same address):
-    // the binding's tunnel data from there moves the HA's endpoint to it
-    // (RFC 3519 §4.10), and the plane's own datagrams move it back.
+    // RFC 3519 §6.1.2: another host behind the MN's NAT (the same
+    // address, another port) forges tunnel data with the MN's home
+    // address inside. Not the registered endpoint: dropped and counted,
+    // and the binding stays where the registration put it.
     let inner = udp_datagram(
         SocketAddrV4::new(HOA, 7000),
         SocketAddrV4::new(CN, 7001),
-        b"new mapping",
+        b"forged",
     );
     let mut m = Vec::new();
     mip4::dataplane::udp::encapsulate(&inner, &mut m).unwrap();
-    p.mn.run(async move {
-        let other = std::net::UdpSocket::bind(SocketAddrV4::new(COA.into(), MN_PORT + 2)).unwrap();
-        other.send_to(&m, ha_sock).unwrap();
+    let forger_addr = SocketAddrV4::new(COA.into(), MN_PORT + 2);
+    let forger = p.mn.run(async move {
+        let s = std::net::UdpSocket::bind(forger_addr).unwrap();
+        s.send_to(&m, ha_sock).unwrap();
+        s
     });
-    let moved = SocketAddrV4::new(COA.into(), MN_PORT + 2);
     assert!(
-        wait_for(WAIT, || counters(&ha).rebound == 1
-            && ha.status().bindings[0].remote == moved),
-        "the HA did not follow the new port: {:?} {:?}",
-        counters(&ha),
-        ha.status().bindings
+        wait_for(WAIT, || counters(&ha).unknown_tunnel_source == 2),
+        "forged tunnel data not dropped: {:?}",
+        counters(&ha)
     );
+    assert_eq!(ha.status().bindings[0].remote, mn_sock);
+    // The MN's traffic still reaches the MN; none reaches the forger.
     assert!(
         p.mn.run(ping(HOA, CN, WAIT)),
-        "no echo reply after the NAT's port changed back"
+        "no echo reply after the forged datagram"
     );
-    assert_eq!(counters(&ha).rebound, 2);
-    assert_eq!(ha.status().bindings[0].remote, mn_sock);
+    forger.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 2048];
+    assert_eq!(
+        forger.recv_from(&mut buf).map_err(|e| e.kind()).err(),
+        Some(std::io::ErrorKind::WouldBlock),
+        "the forger received tunnel data"
+    );
     drop((ha, mn));
 }

@@ -14,8 +14,10 @@ use std::time::Duration;
 
 use mip4::auth;
 use mip4::mn::node::NodeConfig;
-use mip4::mn::{Action, ClientEvent, State, TrustPolicy};
+use mip4::mn::node::{NodeEvent, SILENT_INTERVALS};
+use mip4::mn::{Action, ClientEvent, Purpose, State, Transmit, TrustPolicy};
 use mip4::wire::extension::{UdpTunnelReply, UdpTunnelRequest};
+use mip4::wire::RequestRepr;
 use mip4::wire::{Extension, ReplyCode, ReplyRepr};
 use sim::Sim;
 use support::{FakeHa, Mn, HA, HOA};
@@ -122,8 +124,7 @@ fn the_node_asks_for_the_encapsulation_before_its_tunnel_and_on_change_only() {
     assert_eq!(s.actions(), vec![udp(Some(20)), tunnel_up(COA1)]);
 
     // A renewal granting the same: nothing to change.
-    s.fire_next_timer();
-    let (t, _) = s.one_transmit();
+    let (t, _) = s.answered_until_a_request();
     s.answer(&t, ReplyCode::ACCEPTED);
     assert!(s.actions().is_empty());
 
@@ -143,8 +144,104 @@ fn the_node_asks_for_the_encapsulation_before_its_tunnel_and_on_change_only() {
     // The HA stops granting it (no NAT any more): IP in IP again, the
     // tunnel itself unchanged.
     s.ha.udp_keepalive = None;
-    s.fire_next_timer();
-    let (t, _) = s.one_transmit();
+    let (t, _) = s.answered_until_a_request();
     s.answer(&t, ReplyCode::ACCEPTED);
     assert_eq!(s.actions(), vec![udp(None)]);
+}
+
+impl Sim {
+    /// The node's timers fire in order, each keepalive answered (the data
+    /// plane reports one more datagram from the home agent every time),
+    /// until the node sends a request: the lifetime's renewal.
+    fn answered_until_a_request(&mut self) -> (Transmit, RequestRepr) {
+        let mut heard = 0;
+        loop {
+            heard += 1;
+            self.node.udp_tunnel_received(heard);
+            self.fire_next_timer();
+            if let Some(t) = self.node.poll_transmit() {
+                let req = self.ha.parse(&t.payload);
+                assert!(self.transmits().is_empty());
+                return (t, req);
+            }
+        }
+    }
+}
+
+/// RFC 3519 §4.10: the home agent follows a UDP tunnel only to where an
+/// authenticated registration came from (§6.1.2), so when the NAT lost
+/// its mapping the node must register again. Its keepalives are answered
+/// through the tunnel: `SILENT_INTERVALS` keepalive intervals with
+/// nothing from the home agent make it renew at once, from the same
+/// care-of address; one silent interval among answered ones does not.
+#[test]
+fn silence_in_the_udp_tunnel_for_three_keepalive_intervals_registers_again() {
+    assert_eq!(SILENT_INTERVALS, 3);
+    let interval = Duration::from_secs(10);
+    let mut s = node();
+    s.ha.udp_keepalive = Some(10);
+    s.node.address_added(s.now, "eth0", COA1, 24);
+    let (t, _) = s.one_transmit();
+    s.answer(&t, ReplyCode::ACCEPTED);
+    assert_eq!(s.actions(), vec![udp(Some(10)), tunnel_up(COA1)]);
+
+    // Answered keepalives, and once two silent intervals: no request.
+    let mut heard = 0;
+    for i in 0..12 {
+        if i % 4 != 1 && i % 4 != 2 {
+            heard += 1;
+        }
+        s.node.udp_tunnel_received(heard);
+        s.advance(interval);
+        assert!(s.transmits().is_empty(), "interval {i}");
+    }
+    s.events();
+
+    // The NAT forgets the mapping: the answers stop.
+    for _ in 1..SILENT_INTERVALS {
+        s.advance(interval);
+        assert!(s.transmits().is_empty());
+    }
+    s.advance(interval);
+    let (t, req) = s.one_transmit();
+    assert_eq!(t.purpose, Purpose::Renew);
+    assert_eq!(t.src, Some(COA1));
+    assert_eq!(req.care_of_address, COA1);
+    assert!(
+        s.events().contains(&NodeEvent::NatMappingLost {
+            care_of: COA1,
+            silent_s: 30
+        }),
+        "{:?}",
+        s.events
+    );
+    assert_eq!(s.node.status(s.now).node.nat_reregistrations, 1);
+    // The home agent records the new mapping from the reply's request;
+    // the tunnel itself is unchanged on the node.
+    s.answer(&t, ReplyCode::ACCEPTED);
+    assert_eq!(s.node.state(), State::Registered { care_of: COA1 });
+    assert!(s.actions().is_empty());
+    // Answers again: no further request until the lifetime's renewal.
+    for _ in 0..SILENT_INTERVALS + 1 {
+        heard += 1;
+        s.node.udp_tunnel_received(heard);
+        s.advance(interval);
+        assert!(s.transmits().is_empty());
+    }
+}
+
+/// An IP-in-IP tunnel has no NAT mapping and no keepalives: silence in
+/// it never makes the node register.
+#[test]
+fn an_ip_in_ip_tunnel_is_not_watched() {
+    let mut s = node();
+    s.node.address_added(s.now, "eth0", COA1, 24);
+    let (t, _) = s.one_transmit();
+    s.answer(&t, ReplyCode::ACCEPTED);
+    assert_eq!(s.actions(), vec![tunnel_up(COA1)]);
+    for _ in 0..10 {
+        s.advance(Duration::from_secs(110));
+        assert!(s.transmits().is_empty());
+    }
+    assert_eq!(s.node.status(s.now).node.nat_reregistrations, 0);
 }

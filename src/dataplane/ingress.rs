@@ -68,8 +68,6 @@ pub struct Counters {
     /// Routing loop refused (RFC 2003 §3.2).
     pub loops: AtomicU64,
     pub send_errors: AtomicU64,
-    /// RFC 3519: UDP bindings moved to their NAT's new port.
-    pub rebound: AtomicU64,
     /// RFC 3519 §4.9: keepalives sent.
     pub keepalives: AtomicU64,
 }
@@ -85,7 +83,6 @@ pub struct CounterSnapshot {
     pub inner_address_mismatch: u64,
     pub loops: u64,
     pub send_errors: u64,
-    pub rebound: u64,
     pub keepalives: u64,
 }
 
@@ -110,7 +107,6 @@ impl Counters {
             inner_address_mismatch: g(&self.inner_address_mismatch),
             loops: g(&self.loops),
             send_errors: g(&self.send_errors),
-            rebound: g(&self.rebound),
             keepalives: g(&self.keepalives),
         }
     }

@@ -106,14 +106,6 @@ pub fn from_raw<'a>(
 pub enum UdpInput<'a> {
     /// Tunnel data that passed the checks: write it into the device.
     Deliver(&'a [u8]),
-    /// Tunnel data of a UDP binding from its NAT's address but a new
-    /// port (the NAT lost its mapping and made another, RFC 3519 §4.10):
-    /// move the binding's endpoint to `to`, then deliver.
-    Rebind {
-        home: Ipv4Addr,
-        to: SocketAddrV4,
-        datagram: &'a [u8],
-    },
     /// A registration or other control message: the caller's business.
     Control,
     /// Dropped and counted.
@@ -129,18 +121,11 @@ pub fn from_udp<'a>(
 ) -> UdpInput<'a> {
     match udp::decapsulate(msg) {
         Ok(inner) => {
+            // Tunnel data is not authenticated: it never moves a
+            // binding's endpoint (RFC 3519 §6.1.2). Only the endpoint an
+            // authenticated registration recorded is believed; anything
+            // else, a NAT's new port included, is dropped and counted.
             let ep = Endpoint::new(Encapsulation::Udp, from);
-            if role == Role::HomeAgent && bindings.homes_at(&ep).is_empty() {
-                if let Some(home) = rebound(bindings, from, inner.src_addr()) {
-                    Counters::bump(&counters.rebound);
-                    Counters::bump(&counters.decapsulated);
-                    return UdpInput::Rebind {
-                        home,
-                        to: from,
-                        datagram: inner.into_packet(),
-                    };
-                }
-            }
             match accept(role, bindings, &ep, inner, counters) {
                 Some(d) => UdpInput::Deliver(d),
                 None => UdpInput::Dropped,
@@ -152,21 +137,6 @@ pub fn from_udp<'a>(
             UdpInput::Dropped
         }
     }
-}
-
-/// RFC 3519 §4.10: a NAT that forgot a mapping (it timed out, or its
-/// state was flushed) makes a new one, often with another port, at the
-/// next datagram the mobile node sends; the home agent must follow it or
-/// its traffic to the node goes to the dead port. Tunnel data is not
-/// authenticated (§6.1.2: a forged keepalive could redirect a binding),
-/// so only the port may move: the datagram must come from the address
-/// the registration came from (the NAT's), with the binding's home
-/// address as inner source. Moving to another address takes an
-/// authenticated registration.
-fn rebound(bindings: &BindingTable, from: SocketAddrV4, inner_src: Ipv4Addr) -> Option<Ipv4Addr> {
-    let b = bindings.get(inner_src)?;
-    (b.encapsulation == Encapsulation::Udp && b.remote.ip() == from.ip() && b.remote != from)
-        .then_some(b.home)
 }
 
 fn accept<'a>(
@@ -257,9 +227,7 @@ mod tests {
         ipip::encapsulate(&spoof, &oh, 10, &mut outer).unwrap();
         assert_eq!(from_raw(Role::HomeAgent, &t, &outer, &c), None);
 
-        // Reverse tunnel from MN 2 (UDP): accepted from its port; from
-        // another port of its NAT's address it moves the binding there
-        // (RFC 3519 §4.10); from any other address, dropped.
+        // Reverse tunnel from MN 2 (UDP): accepted from its port only.
         let from2 = inner_datagram(HOA2, CN, 0, false, b"r2");
         let mut msg = Vec::new();
         udp::encapsulate(&from2, &mut msg).unwrap();
@@ -272,20 +240,6 @@ mod tests {
                 &c
             ),
             UdpInput::Deliver(&from2[..])
-        );
-        assert_eq!(
-            from_udp(
-                Role::HomeAgent,
-                &t,
-                SocketAddrV4::new(COA2, 41001),
-                &msg,
-                &c
-            ),
-            UdpInput::Rebind {
-                home: HOA2,
-                to: SocketAddrV4::new(COA2, 41001),
-                datagram: &from2[..]
-            }
         );
         assert_eq!(
             from_udp(
@@ -326,10 +280,39 @@ mod tests {
 
         let s = c.snapshot();
         assert_eq!(s.encapsulated, 2);
-        assert_eq!(s.decapsulated, 3);
-        assert_eq!(s.rebound, 1);
+        assert_eq!(s.decapsulated, 2);
         assert_eq!(s.inner_address_mismatch, 1);
         assert_eq!(s.unknown_tunnel_source, 2);
+    }
+
+    /// RFC 3519 §6.1.2: another host behind MN 2's NAT (the same public
+    /// address, another port) forges tunnel data, even a keepalive, with
+    /// MN 2's home address inside. Dropped and counted; the binding and
+    /// the traffic to MN 2 stay where its registration put them.
+    #[test]
+    fn forged_tunnel_data_from_the_nat_never_moves_a_binding() {
+        let t = ha_table();
+        let c = Counters::default();
+        let forger = SocketAddrV4::new(COA2, 41001);
+        let data = inner_datagram(HOA2, CN, 0, false, b"forged");
+        let mut keepalive = Vec::new();
+        udp::keepalive(HOA2, HA, 1, 1, &mut keepalive);
+        let mut msg = Vec::new();
+        udp::encapsulate(&data, &mut msg).unwrap();
+        for m in [&msg, &keepalive] {
+            assert_eq!(
+                from_udp(Role::HomeAgent, &t, forger, m, &c),
+                UdpInput::Dropped
+            );
+        }
+        assert_eq!(t.get(HOA2).unwrap().remote, SocketAddrV4::new(COA2, 41000));
+        let s = c.snapshot();
+        assert_eq!((s.unknown_tunnel_source, s.decapsulated), (2, 0));
+
+        let mut out = Vec::new();
+        let to2 = inner_datagram(CN, HOA2, 0, false, b"to mn 2");
+        let tx = from_device(Role::HomeAgent, &t, &to2, 1, DEFAULT_TTL, &mut out, &c).unwrap();
+        assert_eq!(tx.to, SocketAddrV4::new(COA2, 41000));
     }
 
     #[test]
@@ -368,7 +351,7 @@ mod tests {
             let s = c.snapshot();
             let counted = s.malformed + s.unknown_tunnel_source + s.inner_address_mismatch;
             match r {
-                UdpInput::Deliver(_) | UdpInput::Rebind { .. } => prop_assert_eq!(counted, 0),
+                UdpInput::Deliver(_) => prop_assert_eq!(counted, 0),
                 UdpInput::Control => prop_assert_eq!(counted, 0),
                 UdpInput::Dropped => prop_assert_eq!(counted, 1),
             }

@@ -122,11 +122,6 @@ impl UdpSink {
             let table = self.bindings.read().unwrap_or_else(|p| p.into_inner());
             match process::from_udp(self.role, &table, from, msg, &self.counters) {
                 UdpInput::Deliver(d) => Some(d),
-                UdpInput::Rebind { home, to, datagram } => {
-                    drop(table);
-                    self.rebind(home, to);
-                    Some(datagram)
-                }
                 UdpInput::Control => return Some(msg),
                 UdpInput::Dropped => None,
             }
@@ -135,15 +130,6 @@ impl UdpSink {
             write_device(&self.tun, d, &self.counters).await;
         }
         None
-    }
-
-    fn rebind(&self, home: Ipv4Addr, to: SocketAddrV4) {
-        let mut table = self.bindings.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(mut b) = table.get(home).copied() {
-            tracing::info!(%home, from = %b.remote, %to, "UDP tunnel moved to the NAT's new port (RFC 3519 §4.10)");
-            b.remote = to;
-            table.insert(b);
-        }
     }
 }
 

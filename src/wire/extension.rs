@@ -90,6 +90,18 @@ pub struct UdpTunnelReply {
 }
 
 impl UdpTunnelReply {
+    /// RFC 3519 §3.2: a Keepalive Interval of 0 leaves the interval to
+    /// the mobile node, whose default is 110 s.
+    pub const DEFAULT_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(110);
+
+    /// The keepalive interval a granted `keepalive_interval` means.
+    pub fn interval(keepalive_interval: u16) -> std::time::Duration {
+        match keepalive_interval {
+            0 => Self::DEFAULT_KEEPALIVE,
+            s => std::time::Duration::from_secs(s.into()),
+        }
+    }
+
     /// Reply Code: "will do tunnelling" (RFC 3519 §3.2).
     pub const CODE_ACCEPTED: u8 = 0;
     /// Reply Code: "tunnelling declined, reason unspecified".

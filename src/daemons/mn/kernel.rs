@@ -64,10 +64,7 @@ pub fn guard_rules(g: VpnGuard) -> [RuleSpec; 3] {
 }
 
 fn keepalive_interval(granted: u16) -> Duration {
-    match granted {
-        0 => DEFAULT_KEEPALIVE,
-        s => Duration::from_secs(s.into()),
-    }
+    crate::wire::extension::UdpTunnelReply::interval(granted)
 }
 
 /// What this daemon put into the kernel for one home address.
@@ -84,8 +81,6 @@ struct Installed {
 const UDP_EXTRA_OVERHEAD: u32 = 12;
 /// The device MTU when nothing else sized it: 1500 less IP in IP.
 const DEFAULT_TUNNEL_MTU: u32 = 1500 - 20;
-/// RFC 3519 §3.2: a keepalive interval of 0 asks for the default, 110 s.
-const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(110);
 
 /// The last tunnel asked for, to build again when its encapsulation
 /// changes (RFC 3519 granted or withdrawn on a renewal).
@@ -183,6 +178,14 @@ impl Installer {
     /// once a userspace plane runs.
     pub fn udp_sink(&self) -> Option<UdpSink> {
         self.userspace().map(UserspacePlane::udp_sink)
+    }
+
+    /// RFC 3519 §4.10: tunnel data from the home agent the RFC 3519 plane
+    /// accepted so far (none without that plane), for the node's watch on
+    /// the NAT's mapping.
+    pub fn udp_received(&self) -> Option<u64> {
+        self.udp
+            .and(self.userspace().map(|u| u.counters().decapsulated))
     }
 
     /// What status shows of RFC 3519: granted or not, the keepalive

@@ -479,6 +479,9 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
                 if shutdown_deadline.is_some_and(|t| now >= t) {
                     d.node.finish(now, "no answer to the deregistration within shutdown_timeout_ms");
                 } else {
+                    if let Some(n) = d.installer.udp_received() {
+                        d.node.udp_tunnel_received(n);
+                    }
                     d.node.handle_timeout(now);
                 }
             }

@@ -161,6 +161,13 @@ pub enum NodeEvent {
         care_of: Ipv4Addr,
         reason: String,
     },
+    /// RFC 3519 §4.10: nothing came from the home agent through the UDP
+    /// tunnel for `silent_s` seconds (keepalives unanswered): the NAT
+    /// lost its mapping, and the node registers again at once.
+    NatMappingLost {
+        care_of: Ipv4Addr,
+        silent_s: u64,
+    },
     /// The Mobile IP tunnel's MTU was set (mode 'mc').
     TunnelMtu {
         mtu: u32,

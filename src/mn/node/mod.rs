@@ -35,6 +35,7 @@
 //! - `stray`: the i-HA's binding from a probe accepted without TNC,
 //!   replaced or deregistered at once, and deregistered on shutdown;
 //! - `tunnel`: the tunnel, its MTU, the home agent rule, holding traffic;
+//! - `nat`: RFC 3519 §4.10, registering again when the NAT lost its mapping;
 //! - `reason`: why, typed, each decision with the RFC rule it follows;
 //! - `action`, `event`, `status`, `config`: the types the daemon sees.
 
@@ -63,6 +64,7 @@ mod event;
 mod ipv6;
 mod mc;
 mod multihome;
+mod nat;
 mod reason;
 mod state;
 mod status;
@@ -73,6 +75,7 @@ pub use action::{Action, HomeSource, VpnGuard, VpnRequest};
 pub use config::{mac_string, Multihoming, NetworkMatch, NodeConfig};
 pub use event::NodeEvent;
 pub use multihome::CachedVerdictStatus;
+pub use nat::SILENT_INTERVALS;
 use reason::Reason;
 pub use state::State;
 use state::{Access, McAttachment, TunnelState};
@@ -170,6 +173,10 @@ pub struct Node {
     monitor: Option<(Option<Instant>, Instant)>,
     /// Gateways, the verdict cache, a probe waiting for a gateway.
     multi: multihome::Multi,
+    /// RFC 3519 §4.10: the watch over a granted UDP tunnel (`nat`).
+    nat_watch: Option<nat::NatWatch>,
+    /// The data plane's count of tunnel datagrams from the home agent.
+    udp_received: u64,
 }
 
 impl Node {
@@ -210,6 +217,8 @@ impl Node {
             rng: StdRng::from_entropy(),
             monitor: None,
             multi: multihome::Multi::default(),
+            nat_watch: None,
+            udp_received: 0,
             cfg,
         }
     }
@@ -466,6 +475,7 @@ impl Node {
         }
         self.monitor_timeout(now);
         self.stray_handle_timeout(now);
+        self.nat_watch_check(now);
         self.client.handle_timeout(now);
         self.drain_client(now);
         self.settle(now);
@@ -545,6 +555,7 @@ impl Node {
             self.monitor.and_then(|(r, _)| r),
             self.monitor.map(|(_, d)| d),
             self.gateway_wait_timeout(),
+            self.nat_watch_timeout(),
         ]
         .into_iter()
         .flatten()

@@ -35,6 +35,10 @@ pub struct NodeStats {
     /// with no protected path), and released.
     pub traffic_holds: u64,
     pub traffic_releases: u64,
+    /// RFC 3519 §4.10: registrations sent because nothing came from the
+    /// home agent through the UDP tunnel for `SILENT_INTERVALS`
+    /// keepalive intervals (the NAT lost its mapping).
+    pub nat_reregistrations: u64,
 }
 
 /// `mip4ctl status` of the mobile node.

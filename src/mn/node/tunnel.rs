@@ -51,6 +51,7 @@ impl Node {
     /// ESP). Without `[detect]`, mode 'mc' only.
     pub(super) fn settle(&mut self, now: Instant) {
         self.update_home_source();
+        self.update_nat_watch(now);
         let decided = match self.kernel.tunnel {
             None => true,
             // Without detection, configured trust decides mode 'c'; but a
