@@ -198,14 +198,23 @@ impl Installer {
     }
 
     /// The data plane's datagram counters for `mip4ctl counters` and
-    /// `status`: the userspace plane's, or what the kernel backend counts
-    /// (its ingress rule's drops, under the userspace counter's name).
+    /// `status`: those of the plane that sees datagrams (the userspace
+    /// backend, or the UDP plane beside kernel ipip links), plus what the
+    /// kernel backend's ingress rule dropped, under the userspace
+    /// counter's name.
     pub fn counters(&self) -> Option<serde_json::Value> {
-        match (self.dp.status().counters, self.ingress_dropped) {
-            (Some(c), _) => serde_json::to_value(c).ok(),
-            (None, Some(n)) => Some(serde_json::json!({ "inner_address_mismatch": n })),
-            (None, None) => None,
+        let seen = self
+            .dp
+            .status()
+            .counters
+            .or_else(|| self.udp_plane.as_ref().map(|u| u.counters()));
+        let mut v = seen.and_then(|c| serde_json::to_value(c).ok());
+        if let Some(n) = self.ingress_dropped {
+            let v = v.get_or_insert_with(|| serde_json::json!({}));
+            let userspace = v["inner_address_mismatch"].as_u64().unwrap_or(0);
+            v["inner_address_mismatch"] = (userspace + n).into();
         }
+        v
     }
 
     /// Reads the kernel backend's ingress counter again (before a control
