@@ -48,15 +48,16 @@ mkdir -p "$root/usr/local/share/ca-certificates"
 cp -a /usr/local/share/ca-certificates/. "$root/usr/local/share/ca-certificates/" 2>/dev/null || true
 
 toolchains="$(rustup show home)"
-mkdir -p "$root/root/.rustup" "$root/root/.cargo/bin" "$root/proj"
-cp -a "$(dirname "$(command -v cargo)")/." "$root/root/.cargo/bin/"
+# Inside the root the toolchain lives under opt/rust (FHS: add-on software).
+mkdir -p "$root/opt/rust/rustup" "$root/opt/rust/cargo/bin" "$root/proj"
+cp -a "$(dirname "$(command -v cargo)")/." "$root/opt/rust/cargo/bin/"
 git archive HEAD | tar -x -C "$root/proj"
 
-cat >"$root/root/fresh-check" <<EOF
+cat >"$root/opt/fresh-check" <<EOF
 #!/bin/bash
 set -euo pipefail
-export HOME=/root CARGO_HOME=/root/.cargo RUSTUP_HOME=/root/.rustup
-export PATH=/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/opt/rust CARGO_HOME=/opt/rust/cargo RUSTUP_HOME=/opt/rust/rustup
+export PATH=/opt/rust/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export DEBIAN_FRONTEND=noninteractive SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
 # What a new machine of this kind has before any project runs.
 apt-get update -qq
@@ -65,7 +66,7 @@ update-ca-certificates >/dev/null
 cd /proj
 time make ${targets[*]}
 EOF
-chmod +x "$root/root/fresh-check"
+chmod +x "$root/opt/fresh-check"
 
 echo "check-fresh: make ${targets[*]} in a pristine Debian 12 root ($run/root)" >&2
 # / must be a mount point for `ip netns exec` (mount --make-rslave /).
@@ -74,6 +75,6 @@ unshare -m --propagation private sh -c "
 	mount -t proc proc '$root/proc' &&
 	mount --rbind /sys '$root/sys' &&
 	mount --rbind /dev '$root/dev' &&
-	mount --bind '$toolchains' '$root/root/.rustup' &&
-	mount -o remount,bind,ro '$root/root/.rustup' &&
-	chroot '$root' /root/fresh-check"
+	mount --bind '$toolchains' '$root/opt/rust/rustup' &&
+	mount -o remount,bind,ro '$root/opt/rust/rustup' &&
+	chroot '$root' /opt/fresh-check"
