@@ -259,6 +259,10 @@ pub struct HaConfig {
     pub home_networks: Vec<HomeNetwork>,
     pub address_pool: Option<AddressPool>,
     pub mobile_nodes: Vec<MobileNodeConfig>,
+    /// The daemon's data plane carries IPv6 (RFC 5454): not a file key;
+    /// mip4-ha clears it when the kernel ipip backend was chosen, whose
+    /// links carry IPv4 only, and the core then refuses prefixes (code 8).
+    pub ipv6_carried: bool,
 }
 
 impl HaConfig {
@@ -455,6 +459,7 @@ impl HaConfig {
                 .collect(),
             address_pool: pool,
             mobile_nodes: nodes,
+            ipv6_carried: true,
         })
     }
 

@@ -157,13 +157,17 @@ pub enum PrefixDenial {
     OverlapsAnotherBinding,
     /// A prefix length of 0 or above 128.
     BadPrefixLength,
+    /// The daemon's data plane carries no IPv6 (kernel ipip backend).
+    NoIpv6DataPlane,
 }
 
 impl PrefixDenial {
     pub fn code(self) -> u8 {
         use crate::wire::extension::Dsmipv4Ext as D;
         match self {
-            PrefixDenial::BadPrefixLength => D::CODE_REJECTED_UNSPECIFIED,
+            PrefixDenial::BadPrefixLength | PrefixDenial::NoIpv6DataPlane => {
+                D::CODE_REJECTED_UNSPECIFIED
+            }
             PrefixDenial::NoPrefixConfigured
             | PrefixDenial::NotThisNodesPrefix
             | PrefixDenial::OverlapsAnotherBinding => D::CODE_REJECTED_PROHIBITED,
@@ -185,6 +189,9 @@ impl fmt::Display for PrefixDenial {
             }
             PrefixDenial::BadPrefixLength => {
                 "IPv6 prefix length outside 1-128 (RFC 5454 §2.1, code 8)"
+            }
+            PrefixDenial::NoIpv6DataPlane => {
+                "this home agent's tunnel backend carries no IPv6 (kernel ipip; RFC 5454 §2.2, code 8)"
             }
         })
     }

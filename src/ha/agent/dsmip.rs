@@ -112,6 +112,9 @@ impl HomeAgent {
         home: Ipv4Addr,
         asked: &Dsmipv4Request,
     ) -> Result<Ipv6Net, PrefixDenial> {
+        if !self.cfg.ipv6_carried {
+            return Err(PrefixDenial::NoIpv6DataPlane);
+        }
         let own = self.nodes[idx]
             .conf
             .ipv6_prefix
