@@ -84,3 +84,52 @@ fn a_home_agent_that_ignores_dsmipv4_leaves_ipv4_only() {
         "nothing asked, nothing expected"
     );
 }
+
+/// The client against the real home agent core: what mip4-ha answers to
+/// the client's request is what the client reports, for a node with a
+/// prefix (granted, to the care-of address as asked) and a node without
+/// one (refused with 9, the IPv4 binding registered).
+#[test]
+fn the_client_and_the_home_agent_agree() {
+    use mip4::ha::{HaConfig, HomeAgent, Output};
+    use std::net::SocketAddrV4;
+    use support::{COA, HA, HOA};
+    let key: String = support::KEY.iter().map(|b| format!("{b:02x}")).collect();
+    for (prefix_line, want) in [
+        (
+            "ipv6_prefix = \"2001:db8:10::/64\"",
+            Ipv6Outcome::Granted(Ipv6Binding {
+                prefix: "2001:db8:10::/64".parse().unwrap(),
+                tunnel_to: Ipv6TunnelTo::CareOf,
+            }),
+        ),
+        ("", Ipv6Outcome::Refused { code: 9 }),
+    ] {
+        let conf = format!(
+            "home_agent = \"{HA}\"\n[[home_network]]\nprefix = \"10.1.0.0/24\"\n\
+             [[mobile_node]]\nhome_address = \"{HOA}\"\nspi = {}\nkey = \"{key}\"\n{prefix_line}\n",
+            support::SPI
+        );
+        let cfg = HaConfig::from_source(&mip4::config::Source::from_str("ha.conf", conf)).unwrap();
+        let mut ha = HomeAgent::new(cfg, Box::new(rand::rngs::OsRng)).unwrap();
+        let mut reg = support::config();
+        reg.extensions = vec![
+            prefix_request(),
+            Extension::Dsmipv4(Dsmipv4Ext::TunnelingMode),
+        ];
+        let mut mn = support::Mn::new(reg);
+        mn.client.register(mn.now);
+        let t = mn.one_transmit();
+        let wall = mip4::replay::NtpTimestamp::from_system_time(support::wall());
+        ha.handle_datagram(mn.now, wall, SocketAddrV4::new(COA, 434), &t.payload);
+        while let Some(o) = ha.poll_output() {
+            match o {
+                Output::BindingUp(b) => ha.install_result(b.home_address, Ok(())),
+                Output::Transmit { payload, .. } => mn.deliver(&payload),
+                Output::BindingDown { .. } => panic!("nothing goes down"),
+            }
+        }
+        let ipv6 = mn.client.binding().map(|b| b.ipv6);
+        assert_eq!(ipv6, Some(want), "{prefix_line:?}");
+    }
+}
