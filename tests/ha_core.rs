@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 use mip4::auth::{append_auth, AuthExtAt, AuthKind, SecurityAssociation};
 use mip4::config::Source;
 use mip4::ha::{
-    Binding, Disposition, DownReason, DropReason, HaConfig, HomeAgent, Output, TunnelMode,
+    Binding, Disposition, DownReason, DropReason, HaConfig, HomeAgent, Ipv6Binding, Ipv6TunnelTo,
+    Output, TunnelMode,
 };
 use mip4::replay::{NtpTimestamp, ReplayMethod};
-use mip4::wire::extension::{UdpTunnelReply, UdpTunnelRequest};
+use mip4::wire::extension::{Dsmipv4Ext, UdpTunnelReply, UdpTunnelRequest};
 use mip4::wire::{Extension, Flags, ReplyCode, ReplyRepr, RequestRepr};
 use proptest::prelude::*;
 use rand::rngs::StdRng;
@@ -39,6 +40,7 @@ nai = "mn1@example.com"
 home_address = "10.1.0.10"
 spi = 256
 key = "{K1}"
+ipv6_prefix = "2001:db8:10::/64"
 
 [[mobile_node]]
 home_address = "10.1.0.11"
@@ -1411,4 +1413,175 @@ fn reload_applies_the_replay_tolerance_and_keeps_the_replay_state() {
         code_of(&mut ha, COA_TRUSTED, &b, Some(&mn1())),
         ReplyCode::HA_IDENTIFICATION_MISMATCH
     );
+}
+
+// ---- DSMIPv4 (RFC 5454) ----
+
+const MN1_PREFIX: &str = "2001:db8:10::/64";
+
+fn prefix_request(prefix: &str, len: u8) -> Extension {
+    Extension::Dsmipv4(Dsmipv4Ext::Ipv6PrefixRequest {
+        prefix_length: len,
+        prefix: prefix.parse().unwrap(),
+    })
+}
+
+/// Registers `r` signed by `sa`; returns the (authenticated) IPv6 Prefix
+/// Reply's code, length and prefix, and the binding as installed.
+fn register_v6(
+    ha: &mut HomeAgent,
+    r: &Req,
+    sa: &SecurityAssociation,
+) -> (Option<(u8, u8, std::net::Ipv6Addr)>, Binding) {
+    let d = send(ha, Instant::now(), from(r.coa), &r.signed(sa));
+    assert_eq!(d, Disposition::AwaitingInstall(ReplyCode::ACCEPTED));
+    let (reply, actions) = drain(ha);
+    let (rep, covered) = verified(&reply.unwrap().1, sa);
+    assert_eq!(rep.code, ReplyCode::ACCEPTED, "the IPv4 binding stands");
+    let prefix_reply = covered.iter().find_map(|e| match e {
+        Extension::Dsmipv4(Dsmipv4Ext::Ipv6PrefixReply {
+            code,
+            prefix_length,
+            prefix,
+        }) => Some((*code, *prefix_length, *prefix)),
+        _ => None,
+    });
+    let [Output::BindingUp(b)] = &actions[..] else {
+        panic!("expected one BindingUp, got {actions:?}");
+    };
+    (prefix_reply, b.clone())
+}
+
+/// RFC 5454 §2.1, §2.2: an all-zero Home Network Prefix asks the HA to
+/// assign one; the reply (under the MN-HA authenticator) gives the node's
+/// prefix with code 0 (IPv6 to the home address) without the Tunneling
+/// Mode extension, code 1 (to the care-of address) with it (§2.3).
+#[test]
+fn dsmipv4_prefix_assigned_and_tunnel_mode_negotiated() {
+    let want: ipnet::Ipv6Net = MN1_PREFIX.parse().unwrap();
+    for (tunneling_mode, code, to) in [
+        (false, 0, Ipv6TunnelTo::HomeAddress),
+        (true, 1, Ipv6TunnelTo::CareOf),
+    ] {
+        let mut ha = ha();
+        let mut r = Req::new(HOA1, COA_TRUSTED, ts(1));
+        r.flags = Flags::T;
+        r.exts.push(prefix_request("::", 0));
+        if tunneling_mode {
+            r.exts.push(Extension::Dsmipv4(Dsmipv4Ext::TunnelingMode));
+        }
+        let (reply, b) = register_v6(&mut ha, &r, &mn1());
+        assert_eq!(reply, Some((code, 64, want.network())));
+        assert_eq!(
+            b.ipv6,
+            Some(Ipv6Binding {
+                prefix: want,
+                tunnel_to: to
+            })
+        );
+        assert_eq!(ha.bindings(Instant::now())[0].ipv6, b.ipv6);
+        assert_eq!(ha.counters().ipv6_prefixes_accepted, 1);
+    }
+}
+
+/// RFC 5454 §2.2: a prefix the node may not have is refused in the IPv6
+/// Prefix Reply (9: not its prefix, or none configured for it; 8: a
+/// prefix length of 0), and the IPv4 registration is accepted all the
+/// same, without IPv6.
+#[test]
+fn dsmipv4_refusals_keep_the_ipv4_binding() {
+    let mn2 = sa(257, K2, ReplayMethod::Timestamp);
+    let hoa2 = Ipv4Addr::new(10, 1, 0, 11);
+    let cases = [
+        (HOA1, mn1(), prefix_request("2001:db8:99::", 64), 9),
+        (HOA1, mn1(), prefix_request("2001:db8:10::", 48), 9),
+        (HOA1, mn1(), prefix_request("2001:db8:10::", 0), 8),
+        (hoa2, mn2, prefix_request("::", 0), 9),
+    ];
+    for (i, (home, sa, ext, code)) in cases.into_iter().enumerate() {
+        let mut ha = ha();
+        let mut r = Req::new(home, COA_TRUSTED, ts(1));
+        r.exts.push(ext.clone());
+        let (reply, b) = register_v6(&mut ha, &r, &sa);
+        let Extension::Dsmipv4(Dsmipv4Ext::Ipv6PrefixRequest {
+            prefix_length,
+            prefix,
+        }) = ext
+        else {
+            unreachable!()
+        };
+        assert_eq!(reply, Some((code, prefix_length, prefix)), "case {i}");
+        assert_eq!(b.ipv6, None, "case {i}");
+        assert_eq!(ha.counters().ipv6_prefixes_refused, 1, "case {i}");
+    }
+}
+
+/// RFC 5454 §3.8: a renewal without the IPv6 Prefix Request deregisters
+/// the prefix (the daemon is asked to re-install the binding without it)
+/// and its reply carries no IPv6 Prefix Reply; lifetime 0 ends the
+/// binding with its prefix. A request without DSMIPv4 gets no IPv6
+/// Prefix Reply at all.
+#[test]
+fn dsmipv4_prefix_deregistration() {
+    let mut ha = ha();
+    let mut r = Req::new(HOA1, COA_TRUSTED, ts(1));
+    r.exts.push(prefix_request("::", 0));
+    let (_, b) = register_v6(&mut ha, &r, &mn1());
+    assert!(b.ipv6.is_some());
+
+    let renewal = Req::new(HOA1, COA_TRUSTED, ts(2));
+    let (reply, b) = register_v6(&mut ha, &renewal, &mn1());
+    assert_eq!((reply, b.ipv6), (None, None));
+    assert_eq!(ha.binding(HOA1).unwrap().ipv6, None);
+
+    let mut again = Req::new(HOA1, COA_TRUSTED, ts(3));
+    again.exts.push(prefix_request("::", 0));
+    register_v6(&mut ha, &again, &mn1());
+    let mut dereg = Req::new(HOA1, COA_TRUSTED, ts(4));
+    dereg.lifetime = 0;
+    let bytes = dereg.signed(&mn1());
+    send(&mut ha, Instant::now(), from(COA_TRUSTED), &bytes);
+    let (_, actions) = drain(&mut ha);
+    assert!(
+        matches!(&actions[..], [Output::BindingDown { binding, .. }] if binding.ipv6.is_some()),
+        "the binding going down carries its prefix for the data plane: {actions:?}"
+    );
+}
+
+/// Prefix overlap between nodes is a configuration error naming the
+/// file, line and key; so is a prefix that is no unicast network.
+#[test]
+fn dsmipv4_overlapping_or_bad_prefixes_are_refused_at_load() {
+    let base = |p1: &str, p2: &str| {
+        format!(
+            r#"
+home_agent = "10.1.0.1"
+[[home_network]]
+prefix = "10.1.0.0/24"
+[[mobile_node]]
+home_address = "10.1.0.10"
+spi = 256
+key = "{K1}"
+ipv6_prefix = "{p1}"
+[[mobile_node]]
+home_address = "10.1.0.11"
+spi = 257
+key = "{K2}"
+ipv6_prefix = "{p2}"
+"#
+        )
+    };
+    let load = |t: String| HaConfig::from_source(&Source::from_str("ha.conf", t));
+    assert!(load(base("2001:db8:1::/64", "2001:db8:2::/64")).is_ok());
+    for (p1, p2) in [
+        ("2001:db8::/48", "2001:db8:0:5::/64"),
+        ("2001:db8:1::/64", "fe80::/64"),
+        ("2001:db8:1::/64", "2001:db8:2::1/64"),
+    ] {
+        let e = load(base(p1, p2)).unwrap_err().to_string();
+        assert!(
+            e.starts_with("ha.conf:14: key `mobile_node.ipv6_prefix`"),
+            "{p2}: {e}"
+        );
+    }
 }

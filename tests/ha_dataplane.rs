@@ -20,9 +20,11 @@ use std::time::Duration;
 
 use dataplane_support::{ping, send_raw, start_plane, udp_datagram, wait_for, Netns, Pair};
 use mip4::auth::{append_auth, AuthExtAt, AuthKind, SecurityAssociation};
+use mip4::dataplane::binding::{Ipv6Binding, Ipv6TunnelTo};
 use mip4::dataplane::ipip::{self, OuterHeader};
-use mip4::dataplane::{Encapsulation, Role, TunnelBinding};
+use mip4::dataplane::{DataPlane, Encapsulation, Role, TunnelBinding};
 use mip4::replay::{NtpTimestamp, ReplayMethod};
+use mip4::wire::extension::Dsmipv4Ext;
 use mip4::wire::{Extension, Flags, ReplyCode, ReplyRepr, RequestRepr};
 
 const KEY: &str = "00112233445566778899aabbccddeeff";
@@ -33,6 +35,11 @@ const CN: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 2);
 /// The HA's address on the home link, in the proxy-ARP lab.
 const HOME_HA: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
 const WAIT: Duration = Duration::from_secs(10);
+/// DSMIPv4 (RFC 5454): the MN's IPv6 home network prefix and an address
+/// in it; the correspondent's IPv6 network behind the HA.
+const MN_PREFIX: &str = "2001:db8:10::/64";
+const MN_V6: &str = "2001:db8:10::5";
+const CN_V6: &str = "2001:db8:88::2";
 
 fn require_root() {
     // SAFETY: geteuid has no preconditions.
@@ -70,6 +77,10 @@ fn request(lifetime: u16, id: u64) -> Vec<u8> {
 }
 
 fn request_to(ha: Ipv4Addr, lifetime: u16, id: u64) -> Vec<u8> {
+    request_with(ha, lifetime, id, vec![])
+}
+
+fn request_with(ha: Ipv4Addr, lifetime: u16, id: u64, extensions: Vec<Extension>) -> Vec<u8> {
     let mut b = RequestRepr {
         flags: Flags::T,
         lifetime,
@@ -77,7 +88,7 @@ fn request_to(ha: Ipv4Addr, lifetime: u16, id: u64) -> Vec<u8> {
         home_agent: ha,
         care_of_address: COA,
         identification: id,
-        extensions: vec![],
+        extensions,
     }
     .to_bytes();
     append_auth(&mut b, AuthKind::MnHa, &sa());
@@ -213,6 +224,7 @@ prefix = "10.1.0.0/24"
 home_address = "{HOA}"
 spi = 256
 key = "{KEY}"
+ipv6_prefix = "{MN_PREFIX}"
 "#,
             ctl.display()
         ),
@@ -264,17 +276,7 @@ fn registered_home_address_is_reachable_through_the_tunnel_and_spoofs_are_counte
     assert_eq!(ha_route(ha), "", "no route before any registration");
 
     // The MN's end of the tunnel (its own rule and route for the HoA).
-    let (_mn_nl, _mn_dp) = mn.run(start_plane(
-        Role::MobileNode,
-        TunnelBinding {
-            home: HOA,
-            local: COA,
-            remote: SocketAddrV4::new(HA, 0),
-            encapsulation: Encapsulation::IpInIp,
-        },
-        None,
-        None,
-    ));
+    let (_mn_nl, _mn_dp) = mn_plane(mn, HA);
     let sock = mn.run(async { UdpSocket::bind(SocketAddrV4::new(COA, 0)).unwrap() });
     sock.set_read_timeout(Some(WAIT)).unwrap();
 
@@ -394,17 +396,7 @@ fn on_a_home_link_the_ha_proxies_arp_for_the_away_home_address() {
     let lab = lab("hadh", HomeMode::ProxyArp);
     let (ha, mn) = (&lab.pair.ha, &lab.pair.mn);
     let home = lab.home.as_ref().unwrap();
-    let (_mn_nl, _mn_dp) = mn.run(start_plane(
-        Role::MobileNode,
-        TunnelBinding {
-            home: HOA,
-            local: COA,
-            remote: SocketAddrV4::new(HOME_HA, 0),
-            encapsulation: Encapsulation::IpInIp,
-        },
-        None,
-        None,
-    ));
+    let (_mn_nl, _mn_dp) = mn_plane(mn, HOME_HA);
     let proxies = || ha.ip("neigh show proxy");
     assert!(!proxies().contains(&HOA.to_string()));
     let sock = mn.run(async { UdpSocket::bind(SocketAddrV4::new(COA, 0)).unwrap() });
@@ -443,4 +435,158 @@ fn on_a_home_link_the_ha_proxies_arp_for_the_away_home_address() {
         proxies()
     );
     assert_eq!(ha_route(ha), "");
+}
+
+/// The MN's end of the tunnel to `ha` (its own rule and route for the
+/// home address).
+fn mn_plane(mn: &Netns, ha: Ipv4Addr) -> (std::sync::Arc<mip4::netlink::Netlink>, DataPlane) {
+    mn.run(start_plane(
+        Role::MobileNode,
+        TunnelBinding {
+            home: HOA,
+            local: COA,
+            remote: SocketAddrV4::new(ha, 0),
+            encapsulation: Encapsulation::IpInIp,
+        },
+        None,
+        None,
+    ))
+}
+
+/// A TCP connection over IPv6 from `src` to `dst` port 7002 carries a
+/// message there and back (the peer echoes it) before the deadline.
+async fn tcp6_round_trip(src: &str, dst: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let src: std::net::SocketAddr = format!("[{src}]:0").parse().unwrap();
+    let dst: std::net::SocketAddr = format!("[{dst}]:7002").parse().unwrap();
+    let attempt = async {
+        let s = tokio::net::TcpSocket::new_v6().ok()?;
+        s.bind(src).ok()?;
+        let mut c = s.connect(dst).await.ok()?;
+        c.write_all(b"dual stack").await.ok()?;
+        let mut buf = [0u8; 10];
+        c.read_exact(&mut buf).await.ok()?;
+        Some(&buf == b"dual stack")
+    };
+    matches!(tokio::time::timeout(WAIT, attempt).await, Ok(Some(true)))
+}
+
+async fn tcp6_echo_server(addr: &str) -> tokio::task::JoinHandle<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind(format!("[{addr}]:7002"))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let mut buf = [0u8; 10];
+            if s.read_exact(&mut buf).await.is_ok() {
+                let _ = s.write_all(&buf).await;
+            }
+        }
+    })
+}
+
+/// The IPv6 Prefix Reply among a reply's extensions: (code, prefix).
+fn prefix_reply(rep: &ReplyRepr) -> Option<(u8, String)> {
+    rep.extensions.iter().find_map(|e| match e {
+        Extension::Dsmipv4(Dsmipv4Ext::Ipv6PrefixReply {
+            code,
+            prefix_length,
+            prefix,
+        }) => Some((*code, format!("{prefix}/{prefix_length}"))),
+        _ => None,
+    })
+}
+
+/// DSMIPv4 (RFC 5454) through the running mip4-ha: the prefix is granted
+/// and routed into the tunnel device; TCP over IPv6 between the
+/// correspondent and an address of the MN's prefix crosses the tunnel to
+/// the care-of address (code 1, Tunneling Mode extension) and then to the
+/// home address (code 0); an inner IPv6 source outside the prefix is
+/// dropped and counted (§3.3.2, §4); a renewal without the IPv6 Prefix
+/// Request takes the prefix's route away (§3.8).
+#[test]
+fn dsmipv4_prefix_carries_ipv6_both_ways_and_spoofed_sources_are_counted() {
+    let lab = lab("hads", HomeMode::Virtual);
+    let (ha, mn, cn) = (&lab.pair.ha, &lab.pair.mn, &lab.cn);
+    ha.exec(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+    ha.ip("-6 addr add 2001:db8:88::1/64 dev vcnh nodad");
+    cn.ip(&format!("-6 addr add {CN_V6}/64 dev vcn nodad"));
+    cn.ip("-6 route add default via 2001:db8:88::1");
+    let (_mn_nl, mn_dp) = mn_plane(mn, HA);
+    let DataPlane::Userspace(mn_plane) = &mn_dp else {
+        panic!("the test's MN plane is the userspace one");
+    };
+    mn.ip(&format!("-6 addr add {MN_V6}/128 dev lo nodad"));
+    mn.ip("-6 route add 2001:db8:88::/64 dev mip4t0");
+    let _server = cn.run(tcp6_echo_server(CN_V6));
+    let sock = mn.run(async { UdpSocket::bind(SocketAddrV4::new(COA, 0)).unwrap() });
+    sock.set_read_timeout(Some(WAIT)).unwrap();
+    let ask = Extension::Dsmipv4(Dsmipv4Ext::Ipv6PrefixRequest {
+        prefix_length: 0,
+        prefix: "::".parse().unwrap(),
+    });
+    let v6_route = || ha.ip(&format!("-6 route show {MN_PREFIX}"));
+
+    for (n, (tunneling_mode, code, to)) in [
+        (true, 1, Ipv6TunnelTo::CareOf),
+        (false, 0, Ipv6TunnelTo::HomeAddress),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut exts = vec![ask.clone()];
+        if tunneling_mode {
+            exts.push(Extension::Dsmipv4(Dsmipv4Ext::TunnelingMode));
+        }
+        let rep = register(&sock, &request_with(HA, 120, now_id(n as u64), exts));
+        assert_eq!(rep.code, ReplyCode::ACCEPTED);
+        assert_eq!(prefix_reply(&rep), Some((code, MN_PREFIX.to_string())));
+        assert!(v6_route().contains("dev mip4ha0"), "route: {}", v6_route());
+        mn_plane.set_ipv6(
+            HOA,
+            Some(Ipv6Binding {
+                prefix: MN_PREFIX.parse().unwrap(),
+                tunnel_to: to,
+            }),
+        );
+        assert!(
+            mn.run(tcp6_round_trip(MN_V6, CN_V6)),
+            "TCP over IPv6 did not cross the tunnel to the {to:?}"
+        );
+    }
+
+    // Protocol 41 from the registered care-of address with a source
+    // outside the prefix: dropped and counted.
+    let spoof = {
+        let mut d = vec![0x60, 0, 0, 0, 0, 0, 59, 64];
+        d.extend_from_slice(
+            &"2001:db8:99::1"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+        );
+        d.extend_from_slice(&CN_V6.parse::<std::net::Ipv6Addr>().unwrap().octets());
+        let mut out = Vec::new();
+        let oh = OuterHeader {
+            src: COA,
+            dst: HA,
+            ttl: 64,
+        };
+        mip4::dataplane::ipv6::encapsulate(&d, &oh, 9, &mut out).unwrap();
+        out
+    };
+    mn.run(async move { send_raw(&spoof).await });
+    assert!(
+        wait_for(WAIT, || {
+            ctl_json(&lab.ctl, "counters")["dataplane"]["ipv6_source_spoofed"] == 1
+        }),
+        "spoof not counted: {}",
+        ctl_json(&lab.ctl, "counters")
+    );
+
+    // §3.8: no IPv6 Prefix Request in the renewal, no prefix.
+    let rep = register(&sock, &request(120, now_id(5)));
+    assert_eq!((rep.code, prefix_reply(&rep)), (ReplyCode::ACCEPTED, None));
+    assert_eq!(v6_route(), "", "the prefix's route is gone");
 }

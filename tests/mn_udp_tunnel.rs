@@ -12,15 +12,14 @@ mod support;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use mip4::auth;
 use mip4::mn::node::NodeConfig;
 use mip4::mn::node::{NodeEvent, SILENT_INTERVALS};
-use mip4::mn::{Action, ClientEvent, Purpose, State, Transmit, TrustPolicy};
+use mip4::mn::{Action, Purpose, State, Transmit, TrustPolicy};
 use mip4::wire::extension::{UdpTunnelReply, UdpTunnelRequest};
 use mip4::wire::RequestRepr;
-use mip4::wire::{Extension, ReplyCode, ReplyRepr};
+use mip4::wire::{Extension, ReplyCode};
 use sim::Sim;
-use support::{FakeHa, Mn, HA, HOA};
+use support::{HA, HOA};
 
 const COA1: Ipv4Addr = Ipv4Addr::new(10, 20, 1, 5);
 const COA2: Ipv4Addr = Ipv4Addr::new(10, 20, 2, 5);
@@ -46,32 +45,7 @@ fn udp_reply(reply_code: u8, keepalive_interval: u16) -> Extension {
 /// The keepalive interval the client believed from `reply`'s extensions,
 /// placed before the MN-HA authenticator, or `appended` after it.
 fn granted(exts: Vec<Extension>, appended: Option<Extension>) -> Option<u16> {
-    let mut cfg = support::config();
-    cfg.extensions.push(udp_request());
-    let mut mn = Mn::new(cfg);
-    let ha = FakeHa::new();
-    mn.client.register(mn.now);
-    let t = mn.one_transmit();
-    let req = ha.parse(&t.payload);
-    // The request asks inside the authenticated part (RFC 3519 §3.1).
-    assert!(req.extensions.contains(&udp_request()), "{req:?}");
-    let reply = ReplyRepr {
-        code: ReplyCode::ACCEPTED,
-        lifetime: req.lifetime,
-        home_address: HOA,
-        home_agent: HA,
-        identification: req.identification,
-        extensions: exts,
-    };
-    let mut payload = auth::sign_reply(&reply, &support::sa());
-    if let Some(e) = appended {
-        payload.extend_from_slice(&e.to_bytes());
-    }
-    mn.deliver(&payload);
-    match mn.events().as_slice() {
-        [ClientEvent::Registered { binding, .. }] => binding.udp_keepalive,
-        other => panic!("not registered: {other:?}"),
-    }
+    support::registered_with(&[udp_request()], exts, appended).udp_keepalive
 }
 
 #[test]

@@ -3,9 +3,11 @@
 //! bindings arriving on one raw or UDP socket at the HA).
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
 
 use serde::Serialize;
+
+pub use crate::ha::binding::{Ipv6Binding, Ipv6TunnelTo};
 
 /// How datagrams of one binding are carried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -78,12 +80,16 @@ pub struct BindingTable {
     // Several home addresses may share one remote endpoint (e.g. many MNs
     // behind one foreign agent care-of address).
     by_endpoint: HashMap<Endpoint, Vec<Ipv4Addr>>,
+    /// RFC 5454: the IPv6 prefix registered with a home address, and where
+    /// its IPv6 goes. Set apart from the tunnel ([`Self::set_ipv6`]): a
+    /// tunnel's move keeps it.
+    ipv6: HashMap<Ipv4Addr, Ipv6Binding>,
 }
 
 impl BindingTable {
     /// Adds or replaces the binding of `b.home`; returns the previous one.
     pub fn insert(&mut self, b: TunnelBinding) -> Option<TunnelBinding> {
-        let old = self.remove(b.home);
+        let old = self.unindex(b.home);
         self.by_endpoint
             .entry(b.endpoint())
             .or_default()
@@ -92,7 +98,34 @@ impl BindingTable {
         old
     }
 
+    /// Removes the binding of `home`, its IPv6 prefix with it.
     pub fn remove(&mut self, home: Ipv4Addr) -> Option<TunnelBinding> {
+        self.ipv6.remove(&home);
+        self.unindex(home)
+    }
+
+    /// Gives the binding of `home` an IPv6 prefix, or takes it away.
+    pub fn set_ipv6(&mut self, home: Ipv4Addr, v6: Option<Ipv6Binding>) {
+        match v6 {
+            Some(v6) => self.ipv6.insert(home, v6),
+            None => self.ipv6.remove(&home),
+        };
+    }
+
+    pub fn ipv6_of(&self, home: Ipv4Addr) -> Option<Ipv6Binding> {
+        self.ipv6.get(&home).copied()
+    }
+
+    /// The home address whose IPv6 prefix holds `a`, with that prefix.
+    /// Prefixes never overlap (the HA's configuration refuses it).
+    pub fn home_of_ipv6(&self, a: Ipv6Addr) -> Option<(Ipv4Addr, Ipv6Binding)> {
+        self.ipv6
+            .iter()
+            .find(|(_, v6)| v6.prefix.contains(&a))
+            .map(|(h, v6)| (*h, *v6))
+    }
+
+    fn unindex(&mut self, home: Ipv4Addr) -> Option<TunnelBinding> {
         let old = self.by_home.remove(&home)?;
         let ep = old.endpoint();
         if let Some(v) = self.by_endpoint.get_mut(&ep) {

@@ -70,6 +70,12 @@ pub struct Counters {
     pub send_errors: AtomicU64,
     /// RFC 3519 §4.9: keepalives sent.
     pub keepalives: AtomicU64,
+    /// RFC 5454 §3.3.2, §4: IPv6 out of a tunnel whose source (at the HA;
+    /// destination at the MN) is outside the prefix of that tunnel's
+    /// binding.
+    pub ipv6_source_spoofed: AtomicU64,
+    /// IPv6 out of a tunnel with a link-local source or destination.
+    pub ipv6_link_local: AtomicU64,
 }
 
 /// A point-in-time copy of [`Counters`] for status and tests.
@@ -84,6 +90,8 @@ pub struct CounterSnapshot {
     pub loops: u64,
     pub send_errors: u64,
     pub keepalives: u64,
+    pub ipv6_source_spoofed: u64,
+    pub ipv6_link_local: u64,
 }
 
 impl Counters {
@@ -108,6 +116,8 @@ impl Counters {
             loops: g(&self.loops),
             send_errors: g(&self.send_errors),
             keepalives: g(&self.keepalives),
+            ipv6_source_spoofed: g(&self.ipv6_source_spoofed),
+            ipv6_link_local: g(&self.ipv6_link_local),
         }
     }
 }

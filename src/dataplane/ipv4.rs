@@ -39,6 +39,9 @@ pub enum HeaderError {
     Truncated,
     #[error("IP version is not 4")]
     NotIpv4,
+    /// Where an IPv6 datagram was expected (DSMIPv4, RFC 5454).
+    #[error("IP version is not 6")]
+    NotIpv6,
     #[error("header length field is invalid")]
     BadHeaderLength,
     #[error("total length field disagrees with the buffer")]

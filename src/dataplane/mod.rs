@@ -15,6 +15,7 @@ pub mod binding;
 pub mod ingress;
 pub mod ipip;
 pub mod ipv4;
+pub mod ipv6;
 pub mod kernel;
 pub mod process;
 pub mod udp;

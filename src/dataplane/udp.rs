@@ -18,6 +18,7 @@
 use std::net::Ipv4Addr;
 
 use super::ipv4::{checksum, HeaderError, Ipv4Packet, Ipv4Repr, MIN_HEADER_LEN};
+use super::ipv6::{Ipv6Packet, PROTO_IPV6};
 
 /// UDP port of Mobile IP (RFC 5944 §3.1), shared by registrations and
 /// tunnel data (RFC 3519).
@@ -53,8 +54,26 @@ pub fn encapsulate(inner: &[u8], out: &mut Vec<u8>) -> Result<(), HeaderError> {
     Ok(())
 }
 
+/// RFC 5454 §3.9: an IPv6 datagram in Tunnel Data, next header 41.
+pub fn encapsulate_ipv6(inner: &[u8], out: &mut Vec<u8>) -> Result<(), HeaderError> {
+    let p = Ipv6Packet::new_checked(inner)?;
+    out.clear();
+    out.extend_from_slice(&[TUNNEL_DATA_TYPE, PROTO_IPV6, 0, 0]);
+    out.extend_from_slice(p.packet());
+    Ok(())
+}
+
+/// What a Tunnel Data message carries.
+#[derive(Debug, Clone, Copy)]
+pub enum Inner<'a> {
+    /// Next header 4 (RFC 3519 §3.3).
+    Ipv4(Ipv4Packet<&'a [u8]>),
+    /// Next header 41 (RFC 5454 §3.9).
+    Ipv6(Ipv6Packet<'a>),
+}
+
 /// Reads a UDP payload received on the Mobile IP port.
-pub fn decapsulate(msg: &[u8]) -> Result<Ipv4Packet<&[u8]>, UdpDecapError> {
+pub fn decapsulate(msg: &[u8]) -> Result<Inner<'_>, UdpDecapError> {
     match msg.first() {
         None => return Err(UdpDecapError::NotTunnelData(0)),
         Some(&t) if t != TUNNEL_DATA_TYPE => return Err(UdpDecapError::NotTunnelData(t)),
@@ -63,11 +82,14 @@ pub fn decapsulate(msg: &[u8]) -> Result<Ipv4Packet<&[u8]>, UdpDecapError> {
     if msg.len() < HEADER_LEN {
         return Err(UdpDecapError::Truncated);
     }
-    if msg[1] != NEXT_HEADER_IPV4 {
-        return Err(UdpDecapError::UnsupportedNextHeader(msg[1]));
-    }
     // Reserved: sent as zero, ignored on receipt.
-    Ipv4Packet::new_checked(&msg[HEADER_LEN..]).map_err(UdpDecapError::Inner)
+    let inner = &msg[HEADER_LEN..];
+    match msg[1] {
+        NEXT_HEADER_IPV4 => Ipv4Packet::new_checked(inner).map(Inner::Ipv4),
+        PROTO_IPV6 => Ipv6Packet::new_checked(inner).map(Inner::Ipv6),
+        other => return Err(UdpDecapError::UnsupportedNextHeader(other)),
+    }
+    .map_err(UdpDecapError::Inner)
 }
 
 /// ICMP Echo Request (RFC 792), the keepalive's inner datagram.
@@ -123,7 +145,22 @@ mod tests {
         let mut out = Vec::new();
         encapsulate(&inner, &mut out).unwrap();
         assert_eq!(&out[..4], &[4, 4, 0, 0]);
-        assert_eq!(decapsulate(&out).unwrap().packet(), &inner[..]);
+        assert!(matches!(decapsulate(&out), Ok(Inner::Ipv4(p)) if p.packet() == &inner[..]));
+    }
+
+    /// RFC 5454 §3.9: IPv6 in Tunnel Data has next header 41.
+    #[test]
+    fn ipv6_tunnel_data_has_next_header_41() {
+        let inner =
+            crate::dataplane::ipv6::tests::ipv6_datagram("2001:db8::1", "2001:db8::2", b"p");
+        let mut out = Vec::new();
+        encapsulate_ipv6(&inner, &mut out).unwrap();
+        assert_eq!(&out[..4], &[4, 41, 0, 0]);
+        assert!(matches!(decapsulate(&out), Ok(Inner::Ipv6(p)) if p.packet() == &inner[..]));
+        assert!(matches!(
+            decapsulate(&[4, 41, 0, 0, 0x60]),
+            Err(UdpDecapError::Inner(_))
+        ));
     }
 
     #[test]
@@ -148,7 +185,9 @@ mod tests {
         let (home, ha) = (Ipv4Addr::new(10, 1, 100, 5), Ipv4Addr::new(10, 1, 1, 2));
         let mut out = Vec::new();
         keepalive(home, ha, 0x3519, 7, &mut out);
-        let inner = decapsulate(&out).unwrap();
+        let Ok(Inner::Ipv4(inner)) = decapsulate(&out) else {
+            panic!("keepalive is IPv4 tunnel data");
+        };
         assert_eq!((inner.src_addr(), inner.dst_addr()), (home, ha));
         assert_eq!(inner.protocol(), 1);
         let icmp = inner.payload();

@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 use super::binding::{BindingTable, Encapsulation, Role, TunnelBinding};
 use super::ingress::{CounterSnapshot, Counters};
 use super::ipv4::PROTO_IPIP;
+use super::ipv6::PROTO_IPV6;
 use super::process::{self, UdpInput};
 use super::TunnelError;
 use crate::netlink::Netlink;
@@ -143,23 +144,12 @@ impl UserspacePlane {
         nl.set_link_mtu(ifindex, cfg.mtu).await?;
         nl.set_link_up(ifindex, true).await?;
 
-        let raw = Socket::new(
-            Domain::IPV4,
-            Type::RAW,
-            Some(Protocol::from(i32::from(PROTO_IPIP))),
-        )
-        .map_err(|e| TunnelError::Io("raw IPPROTO_IPIP socket".into(), e))?;
-        // We write the outer header ourselves (RFC 2003 §3.1: TOS and DF
-        // copied per datagram), so the kernel must not add one.
-        raw.set_header_included_v4(true)
-            .and_then(|()| raw.set_nonblocking(true))
-            .and_then(|()| raw.set_cloexec(true))
-            .map_err(|e| TunnelError::Io("configure raw socket".into(), e))?;
-
+        let raw = raw_socket(PROTO_IPIP)?;
+        // RFC 5454: IPv6 in IPv4 to the care-of address arrives as
+        // protocol 41; what it carries is decided in [`process::from_raw`].
+        let raw6 = raw_socket(PROTO_IPV6)?;
         let tun = async_fd::register(tun).map_err(|e| TunnelError::Io("register TUN".into(), e))?;
-        let raw = async_fd::register(raw)
-            .map_err(|e| TunnelError::Io("register raw socket".into(), e))?;
-        let (tun, raw) = (Arc::new(tun), Arc::new(raw));
+        let tun = Arc::new(tun);
         let bindings = Arc::new(RwLock::new(BindingTable::default()));
         let counters = Arc::new(Counters::default());
 
@@ -191,6 +181,13 @@ impl UserspacePlane {
                 cfg.role,
                 tun.clone(),
                 raw,
+                bindings.clone(),
+                counters.clone(),
+            )),
+            tokio::spawn(raw_to_device(
+                cfg.role,
+                tun.clone(),
+                raw6,
                 bindings.clone(),
                 counters.clone(),
             )),
@@ -251,6 +248,15 @@ impl UserspacePlane {
             .unwrap_or_else(|p| p.into_inner())
             .insert(b);
         Ok(())
+    }
+
+    /// RFC 5454: the IPv6 prefix of the binding of `home` (none: its IPv6
+    /// is no longer carried).
+    pub fn set_ipv6(&self, home: Ipv4Addr, v6: Option<super::binding::Ipv6Binding>) {
+        self.bindings
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .set_ipv6(home, v6);
     }
 
     pub fn remove(&self, home: Ipv4Addr) -> Option<TunnelBinding> {
@@ -369,6 +375,27 @@ fn too_big(inner: &[u8], to: Ipv4Addr) {
         }
         Err(e) => tracing::debug!(error = %e, "fragmentation needed not sent"),
     }
+}
+
+/// A raw IPv4 socket for one IP protocol, registered with the runtime. We
+/// write the outer header ourselves (RFC 2003 §3.1: TOS and DF copied per
+/// datagram), so the kernel must not add one.
+fn raw_socket(protocol: u8) -> Result<Arc<AsyncFd<Socket>>, TunnelError> {
+    let what = format!("raw IP protocol {protocol} socket");
+    let raw = Socket::new(
+        Domain::IPV4,
+        Type::RAW,
+        Some(Protocol::from(i32::from(protocol))),
+    )
+    .and_then(|raw| {
+        raw.set_header_included_v4(true)?;
+        raw.set_nonblocking(true)?;
+        raw.set_cloexec(true)?;
+        Ok(raw)
+    })
+    .map_err(|e| TunnelError::Io(what.clone(), e))?;
+    let raw = async_fd::register(raw).map_err(|e| TunnelError::Io(what, e))?;
+    Ok(Arc::new(raw))
 }
 
 async fn raw_to_device(

@@ -24,7 +24,11 @@
 //!    RFC 2794, RFC 3519 §3.2; codes 130, 134, 139, 142): the binding
 //!    update. An accepted registration's reply leaves only once the daemon
 //!    reports its tunnel and route installed
-//!    ([`HomeAgent::install_result`]); if that failed, 130.
+//!    ([`HomeAgent::install_result`]); if that failed, 130. The IPv6 part
+//!    (RFC 5454, `dsmip`): an IPv6 Prefix Request is answered by an IPv6
+//!    Prefix Reply whose own code (§2.2) accepts the node's configured
+//!    prefix, or refuses it while the IPv4 binding stands; a registration
+//!    without one leaves the binding without IPv6 (§3.8).
 //!
 //! What unauthenticated input (stages 0 to 2) makes the HA do, a log line
 //! or an unsigned reply, is rate-limited per source and in total
@@ -33,6 +37,7 @@
 //! Only extensions placed before the MN-HA authentication extension are
 //! acted upon: those after it are not covered by the authenticator.
 
+mod dsmip;
 mod restart;
 mod update;
 
@@ -289,7 +294,9 @@ impl HomeAgent {
             nodes.iter().any(|n| {
                 n.conf.spi == b.spi
                     && old_conf.get(&b.spi).is_some_and(|o| {
-                        o.key == n.conf.key && o.home_address == n.conf.home_address
+                        o.key == n.conf.key
+                            && o.home_address == n.conf.home_address
+                            && o.ipv6_prefix == n.conf.ipv6_prefix
                     })
             })
         };

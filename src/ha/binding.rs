@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
+
+use ipnet::Ipv6Net;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -18,6 +20,26 @@ pub enum TunnelMode {
     /// IP in IP inside UDP to the request's source address and port
     /// (RFC 3519 §3.3), for mobile nodes behind a NAT.
     Udp,
+}
+
+/// Where IPv6 for a registered prefix is tunnelled (RFC 5454 §2.2, the
+/// Prefix Reply's code; §2.3, the Tunneling Mode extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ipv6TunnelTo {
+    /// IPv6 in IPv4 to the IPv4 home address, carried inside the
+    /// binding's own tunnel (code 0; no Tunneling Mode extension).
+    HomeAddress,
+    /// IPv6 in IPv4 straight to the care-of address, or in RFC 3519 UDP
+    /// with next header 41 behind a NAT (code 1, §3.9).
+    CareOf,
+}
+
+/// The IPv6 part of a binding (RFC 5454 §3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Ipv6Binding {
+    pub prefix: Ipv6Net,
+    pub tunnel_to: Ipv6TunnelTo,
 }
 
 /// One mobility binding.
@@ -40,6 +62,8 @@ pub struct Binding {
     pub tunnel: TunnelMode,
     pub nai: Option<Vec<u8>>,
     pub spi: u32,
+    /// The IPv6 home network prefix registered with it (RFC 5454), if any.
+    pub ipv6: Option<Ipv6Binding>,
 }
 
 impl Binding {
@@ -50,6 +74,7 @@ impl Binding {
             || self.tunnel != other.tunnel
             || self.reverse_tunnel != other.reverse_tunnel
             || (self.tunnel == TunnelMode::Udp && self.source != other.source)
+            || self.ipv6 != other.ipv6
     }
 
     /// The operator's view (mip4ctl bindings).
@@ -69,6 +94,7 @@ impl Binding {
                 .as_ref()
                 .map(|n| String::from_utf8_lossy(n).into_owned()),
             spi: self.spi,
+            ipv6: self.ipv6,
         }
     }
 }
@@ -103,6 +129,9 @@ pub struct BindingInfo {
     pub tunnel: TunnelMode,
     pub nai: Option<String>,
     pub spi: u32,
+    /// RFC 5454: the IPv6 prefix and where its traffic is tunnelled.
+    #[serde(default)]
+    pub ipv6: Option<Ipv6Binding>,
 }
 
 /// Bindings by home address. One care-of address per home address: the

@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 
 use crate::auth::FIRST_USABLE_SPI;
@@ -128,6 +128,7 @@ struct MobileNodeFile {
     replay: ReplayName,
     #[serde(default)]
     reverse_tunnel: ReverseTunnelPolicy,
+    ipv6_prefix: Option<Ipv6Net>,
 }
 
 fn default_listen() -> SocketAddrV4 {
@@ -154,6 +155,38 @@ fn default_keepalive() -> u16 {
 }
 fn default_mode() -> HomeNetworkMode {
     HomeNetworkMode::Virtual
+}
+
+/// RFC 5454 §2.1: each node's IPv6 home network prefix is a global
+/// unicast prefix written as a network (no host bits), and no two nodes'
+/// prefixes overlap: an IPv6 packet for the prefix must name one binding.
+fn check_ipv6_prefixes(src: &Source, nodes: &[MobileNodeFile]) -> Result<(), ConfigError> {
+    let prefixes: Vec<Ipv6Net> = nodes.iter().filter_map(|m| m.ipv6_prefix).collect();
+    for (i, p) in prefixes.iter().enumerate() {
+        let a = p.network();
+        let unicast = !(a.is_unspecified()
+            || a.is_loopback()
+            || a.is_multicast()
+            || (a.segments()[0] & 0xffc0) == 0xfe80);
+        if !unicast || p.trunc() != *p || p.prefix_len() == 0 {
+            return Err(src.error_at_key(
+                "mobile_node.ipv6_prefix",
+                i,
+                format!("{p} is not a unicast network prefix (write it without host bits)"),
+            ));
+        }
+        if let Some(other) = prefixes[..i]
+            .iter()
+            .find(|o| o.contains(&p.network()) || p.contains(&o.network()))
+        {
+            return Err(src.error_at_key(
+                "mobile_node.ipv6_prefix",
+                i,
+                format!("{p} overlaps {other}, given to another mobile node (RFC 5454 §2.1)"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A home network the HA serves.
@@ -191,6 +224,9 @@ pub struct MobileNodeConfig {
     pub key: SecretKey,
     pub replay: crate::replay::ReplayMethod,
     pub reverse_tunnel: ReverseTunnelPolicy,
+    /// The IPv6 home network prefix this node may register (RFC 5454
+    /// §2.1); none: its IPv6 Prefix Requests are refused with code 9.
+    pub ipv6_prefix: Option<Ipv6Net>,
 }
 
 /// The HA's whole configuration, checked.
@@ -223,6 +259,10 @@ pub struct HaConfig {
     pub home_networks: Vec<HomeNetwork>,
     pub address_pool: Option<AddressPool>,
     pub mobile_nodes: Vec<MobileNodeConfig>,
+    /// The daemon's data plane carries IPv6 (RFC 5454): not a file key;
+    /// mip4-ha clears it when the kernel ipip backend was chosen, whose
+    /// links carry IPv4 only, and the core then refuses prefixes (code 8).
+    pub ipv6_carried: bool,
 }
 
 impl HaConfig {
@@ -289,6 +329,7 @@ impl HaConfig {
                 })
             }
         };
+        check_ipv6_prefixes(src, &f.mobile_node)?;
         let mut spis = HashSet::new();
         let mut nais = HashSet::new();
         let mut hoas = HashSet::new();
@@ -386,6 +427,7 @@ impl HaConfig {
                     ReplayName::Nonce => crate::replay::ReplayMethod::Nonce,
                 },
                 reverse_tunnel: m.reverse_tunnel,
+                ipv6_prefix: m.ipv6_prefix,
             });
         }
         let state_file = f.state_file.unwrap_or_else(|| {
@@ -417,6 +459,7 @@ impl HaConfig {
                 .collect(),
             address_pool: pool,
             mobile_nodes: nodes,
+            ipv6_carried: true,
         })
     }
 

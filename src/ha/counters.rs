@@ -52,6 +52,12 @@ pub struct Counters {
     /// install: denied with 130 and the binding dropped.
     #[serde(default)]
     pub install_failed: u64,
+    /// IPv6 Prefix Requests granted (RFC 5454 §3.2, codes 0 and 1).
+    #[serde(default)]
+    pub ipv6_prefixes_accepted: u64,
+    /// IPv6 Prefix Requests refused (codes 8 and 9; the IPv4 binding kept).
+    #[serde(default)]
+    pub ipv6_prefixes_refused: u64,
 }
 
 impl Counters {

@@ -10,8 +10,8 @@ pub mod persist;
 pub mod reason;
 
 pub use agent::{Disposition, DownReason, DropReason, HomeAgent, Output};
-pub use binding::{Binding, BindingInfo, TunnelMode};
+pub use binding::{Binding, BindingInfo, Ipv6Binding, Ipv6TunnelTo, TunnelMode};
 pub use config::HaConfig;
 pub use counters::Counters;
 pub use persist::{Restored, SavedCache};
-pub use reason::{Denial, Malformed};
+pub use reason::{Denial, Malformed, PrefixDenial};

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::binding::{Binding, TunnelMode};
+use super::binding::{Binding, Ipv6Binding, TunnelMode};
 use crate::replay::HaReplayState;
 use crate::wire::Flags;
 
@@ -44,6 +44,9 @@ pub struct SavedBinding {
     pub tunnel: TunnelMode,
     pub nai: Option<Vec<u8>>,
     pub spi: u32,
+    /// The RFC 5454 prefix; absent in a record of an older daemon.
+    #[serde(default)]
+    pub ipv6: Option<Ipv6Binding>,
 }
 
 /// Per mobile node (by SPI): its replay state (RFC 5944 §5.7) and the
@@ -91,6 +94,7 @@ impl SavedBinding {
             tunnel: b.tunnel,
             nai: b.nai.clone(),
             spi: b.spi,
+            ipv6: b.ipv6,
         }
     }
 
@@ -115,6 +119,7 @@ impl SavedBinding {
             tunnel: self.tunnel,
             nai: self.nai.clone(),
             spi: self.spi,
+            ipv6: self.ipv6,
         })
     }
 }
@@ -136,6 +141,7 @@ mod tests {
             tunnel: TunnelMode::Ipip,
             nai: Some(b"mn1@example.com".to_vec()),
             spi: 256,
+            ipv6: None,
         }
     }
 

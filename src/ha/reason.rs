@@ -144,3 +144,55 @@ impl fmt::Display for Denial {
         }
     }
 }
+
+/// Why the IPv6 part of a registration was refused (RFC 5454 §2.2): the
+/// IPv4 binding is unaffected, the IPv6 Prefix Reply carries the code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrefixDenial {
+    /// No `ipv6_prefix` is configured for the node.
+    NoPrefixConfigured,
+    /// The node asked for a prefix that is not its configured one.
+    NotThisNodesPrefix,
+    /// The requested prefix overlaps one registered to another binding.
+    OverlapsAnotherBinding,
+    /// A prefix length of 0 or above 128.
+    BadPrefixLength,
+    /// The daemon's data plane carries no IPv6 (kernel ipip backend).
+    NoIpv6DataPlane,
+}
+
+impl PrefixDenial {
+    pub fn code(self) -> u8 {
+        use crate::wire::extension::Dsmipv4Ext as D;
+        match self {
+            PrefixDenial::BadPrefixLength | PrefixDenial::NoIpv6DataPlane => {
+                D::CODE_REJECTED_UNSPECIFIED
+            }
+            PrefixDenial::NoPrefixConfigured
+            | PrefixDenial::NotThisNodesPrefix
+            | PrefixDenial::OverlapsAnotherBinding => D::CODE_REJECTED_PROHIBITED,
+        }
+    }
+}
+
+impl fmt::Display for PrefixDenial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PrefixDenial::NoPrefixConfigured => {
+                "no IPv6 prefix is configured for this mobile node (RFC 5454 §2.2, code 9)"
+            }
+            PrefixDenial::NotThisNodesPrefix => {
+                "the requested IPv6 prefix is not this mobile node's (RFC 5454 §2.2, code 9)"
+            }
+            PrefixDenial::OverlapsAnotherBinding => {
+                "the requested IPv6 prefix overlaps another binding's (RFC 5454 §2.2, code 9)"
+            }
+            PrefixDenial::BadPrefixLength => {
+                "IPv6 prefix length outside 1-128 (RFC 5454 §2.1, code 8)"
+            }
+            PrefixDenial::NoIpv6DataPlane => {
+                "this home agent's tunnel backend carries no IPv6 (kernel ipip; RFC 5454 §2.2, code 8)"
+            }
+        })
+    }
+}

@@ -4,8 +4,9 @@
 //! `from HoA lookup T` and a default route into the tunnel in table T), the
 //! HA to route home addresses into their tunnels.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
+use ipnet::Ipv6Net;
 use netlink_packet_route::route::{RouteMessage, RouteScope, RouteType};
 use netlink_packet_route::rule::{RuleAction, RuleMessage};
 use rtnetlink::RouteMessageBuilder;
@@ -69,6 +70,13 @@ impl RouteSpec {
         }
         b.build()
     }
+}
+
+fn route6_message(dst: Ipv6Net, dev: u32) -> RouteMessage {
+    RouteMessageBuilder::<Ipv6Addr>::new()
+        .destination_prefix(dst.network(), dst.prefix_len())
+        .output_interface(dev)
+        .build()
 }
 
 /// A route without a device: `KIND DST/LEN table T`.
@@ -164,6 +172,28 @@ impl Netlink {
             .map_err(Error::request(format!(
                 "replace {kind:?} {dst}/{prefix_len} table {table}"
             )))
+    }
+
+    /// `ip -6 route replace DST/LEN dev IF` in the main table (mip4-ha:
+    /// a DSMIPv4 prefix into the tunnel device, RFC 5454).
+    pub async fn replace_route6(&self, dst: Ipv6Net, dev: u32) -> Result<()> {
+        self.handle
+            .route()
+            .add(route6_message(dst, dev))
+            .replace()
+            .execute()
+            .await
+            .map_err(Error::request(format!("replace route {dst} dev {dev}")))
+    }
+
+    /// `ip -6 route del DST/LEN dev IF`.
+    pub async fn del_route6(&self, dst: Ipv6Net, dev: u32) -> Result<()> {
+        self.handle
+            .route()
+            .del(route6_message(dst, dev))
+            .execute()
+            .await
+            .map_err(Error::request(format!("delete route {dst} dev {dev}")))
     }
 
     /// `ip route del`.

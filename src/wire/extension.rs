@@ -136,6 +136,16 @@ impl Dsmipv4Ext {
     pub const SUB_PREFIX_REPLY: u8 = 2;
     pub const SUB_TUNNELING_MODE: u8 = 3;
 
+    /// Prefix Reply Code (RFC 5454 §2.2): accepted, IPv6 tunnelled to the
+    /// IPv4 home address (inside the binding's IPv4 tunnel).
+    pub const CODE_ACCEPTED_TO_HOME_ADDRESS: u8 = 0;
+    /// Accepted, IPv6 tunnelled in IPv4 straight to the care-of address.
+    pub const CODE_ACCEPTED_TO_CARE_OF: u8 = 1;
+    /// Rejected, reason unspecified.
+    pub const CODE_REJECTED_UNSPECIFIED: u8 = 8;
+    /// Rejected, administratively prohibited.
+    pub const CODE_REJECTED_PROHIBITED: u8 = 9;
+
     fn sub_type(&self) -> u8 {
         match self {
             Dsmipv4Ext::Ipv6PrefixRequest { .. } => Self::SUB_PREFIX_REQUEST,

@@ -240,3 +240,41 @@ pub fn accept(ha: &mut FakeHa, mn: &Mn, t: &Transmit) -> Vec<u8> {
 pub fn config_with(method: ReplayMethod) -> Config {
     Config::new(HOA, HA, COA, sa_with(method))
 }
+
+/// Registers a client whose requests carry `ask` (checked to go out
+/// inside the authenticated part) and answers with an accepting reply
+/// carrying `exts` before the MN-HA authenticator and `appended` after
+/// it; returns the binding the client reports.
+pub fn registered_with(
+    ask: &[Extension],
+    exts: Vec<Extension>,
+    appended: Option<Extension>,
+) -> mip4::mn::Binding {
+    let mut cfg = config();
+    cfg.extensions.extend_from_slice(ask);
+    let mut mn = Mn::new(cfg);
+    let ha = FakeHa::new();
+    mn.client.register(mn.now);
+    let t = mn.one_transmit();
+    let req = ha.parse(&t.payload);
+    for e in ask {
+        assert!(req.extensions.contains(e), "authenticated: {req:?}");
+    }
+    let reply = ReplyRepr {
+        code: ReplyCode::ACCEPTED,
+        lifetime: req.lifetime,
+        home_address: HOA,
+        home_agent: HA,
+        identification: req.identification,
+        extensions: exts,
+    };
+    let mut payload = auth::sign_reply(&reply, &sa());
+    if let Some(e) = appended {
+        payload.extend_from_slice(&e.to_bytes());
+    }
+    mn.deliver(&payload);
+    match mn.events().as_slice() {
+        [ClientEvent::Registered { binding, .. }] => binding.clone(),
+        other => panic!("not registered: {other:?}"),
+    }
+}

@@ -13,10 +13,15 @@ pub fn load(path: &Path) -> Result<HaConfig, ConfigError> {
 
 /// The core declines RFC 3519 (and answers 142 to a forced request) when
 /// the data plane in use cannot carry it.
-pub(super) fn core_config(mut cfg: HaConfig, udp_unavailable: bool) -> HaConfig {
+pub(super) fn core_config(
+    mut cfg: HaConfig,
+    udp_unavailable: bool,
+    ipv6_carried: bool,
+) -> HaConfig {
     if udp_unavailable {
         cfg.udp_tunnelling = false;
     }
+    cfg.ipv6_carried = ipv6_carried;
     cfg
 }
 

@@ -20,7 +20,7 @@ use crate::dataplane::{
     Backend, BackendChoice, DataPlane, DataPlaneStatus, Encapsulation, Role, Tunnel, TunnelBinding,
     TunnelDevice, UserspaceConfig, UserspacePlane,
 };
-use crate::ha::binding::{Binding, TunnelMode};
+use crate::ha::binding::{Binding, Ipv6Binding, TunnelMode};
 use crate::ha::config::{HaConfig, HomeNetworkMode, TunnelBackend};
 use crate::netlink::{sysctl, Netlink, RouteSpec};
 use crate::sys::packet::{Framing, PacketSocket, BROADCAST, ETH_P_ARP};
@@ -39,6 +39,8 @@ pub struct Installed {
     pub proxy_arp: Option<(String, u32)>,
     #[serde(skip)]
     route: RouteSpec,
+    /// RFC 5454: the IPv6 prefix routed into the userspace plane's device.
+    pub ipv6: Option<Ipv6Binding>,
 }
 
 /// What the daemon holds in the kernel beyond its process, as its record
@@ -373,6 +375,10 @@ impl Installer {
             .await
             .map_err(|e| format!("route for {home}: {e}"))?;
         let was_away = self.installed.contains_key(&home);
+        let old_ipv6 = self
+            .installed
+            .get(&home)
+            .and_then(|i| i.ipv6.map(|o| (o, i.device.ifindex)));
         // From here the binding has kernel state: remembered now, so that
         // `down` removes it even when a later step fails (the core then
         // denies the registration and drops the binding).
@@ -386,8 +392,10 @@ impl Installer {
                 remote,
                 proxy_arp: old_proxy_arp,
                 route: route.clone(),
+                ipv6: b.ipv6,
             },
         );
+        self.ipv6_up(home, old_ipv6, b.ipv6, device.ifindex).await?;
         let mut proxy_arp = None;
         if let Some(net) = cfg.home_network_of(home) {
             if let (HomeNetworkMode::ProxyArp, Some(ifname)) = (net.mode, &net.interface) {
@@ -425,6 +433,46 @@ impl Installer {
         Ok(())
     }
 
+    /// Whether IPv6 (RFC 5454) can be carried: the userspace plane reads
+    /// and writes IPv6 in its device and protocol 41; kernel ipip links
+    /// carry IPv4 only.
+    pub fn carries_ipv6(&self) -> bool {
+        matches!(self.dp, DataPlane::Userspace(_))
+    }
+
+    /// RFC 5454: the binding's IPv6 prefix routed into the device and
+    /// known to the plane, or (none) the one it had taken away (§3.8).
+    async fn ipv6_up(
+        &self,
+        home: Ipv4Addr,
+        old: Option<(Ipv6Binding, u32)>,
+        v6: Option<Ipv6Binding>,
+        ifindex: u32,
+    ) -> Result<(), String> {
+        if let Some((o, dev)) = old {
+            if v6.map(|n| n.prefix) != Some(o.prefix) || dev != ifindex {
+                let _ = self.nl.del_route6(o.prefix, dev).await;
+            }
+        }
+        let DataPlane::Userspace(u) = &self.dp else {
+            // The core refuses prefixes on this backend (`ipv6_carried`).
+            return match v6 {
+                Some(_) => Err(format!(
+                    "IPv6 prefix for {home}: kernel ipip carries no IPv6"
+                )),
+                None => Ok(()),
+            };
+        };
+        u.set_ipv6(home, v6);
+        if let Some(v6) = v6 {
+            self.nl
+                .replace_route6(v6.prefix, ifindex)
+                .await
+                .map_err(|e| format!("route for {}: {e}", v6.prefix))?;
+        }
+        Ok(())
+    }
+
     /// Removes what `up` installed for `home`; every step is attempted
     /// even if an earlier one fails, and failures are reported together.
     pub async fn down(&mut self, home: Ipv4Addr) -> Result<(), String> {
@@ -443,6 +491,13 @@ impl Installer {
         if let Some((ifname, ifindex)) = &i.proxy_arp {
             if let Err(e) = self.nl.del_proxy_neighbour(*ifindex, home).await {
                 errors.push(format!("proxy ARP on {ifname}: {e}"));
+            }
+        }
+        if let Some(v6) = i.ipv6 {
+            if let Err(e) = self.nl.del_route6(v6.prefix, i.device.ifindex).await {
+                if e.errno() != Some(libc::ESRCH) {
+                    errors.push(format!("route {}: {e}", v6.prefix));
+                }
             }
         }
         if let Err(e) = self.nl.del_route(&i.route).await {

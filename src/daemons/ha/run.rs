@@ -87,7 +87,7 @@ pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
         backend = %dp.backend(), control = %ctl_path.display(), "mip4-ha started"
     );
     let ha = HomeAgent::new(
-        config::core_config(cfg, udp_unavailable),
+        config::core_config(cfg, udp_unavailable, dp.carries_ipv6()),
         Box::new(rand::rngs::StdRng::from_entropy()),
     )
     .map_err(|e| format!("bad security association: {e}"))?;
@@ -149,7 +149,7 @@ pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
                 });
                 match loaded {
                     Ok(c) => {
-                        match d.ha.reload(config::core_config(c, d.udp_unavailable)) {
+                        match d.ha.reload(config::core_config(c, d.udp_unavailable, d.dp.carries_ipv6())) {
                             Ok(()) => info!("configuration reloaded"),
                             Err(e) => warn!("reload refused, keeping the old configuration: {e}"),
                         }

@@ -94,6 +94,11 @@ impl HomeAgent {
         if b.nai.is_some() && b.nai != node.conf.nai {
             return Err("its node's NAI changed");
         }
+        if b.ipv6
+            .is_some_and(|v6| node.conf.ipv6_prefix != Some(v6.prefix))
+        {
+            return Err("its IPv6 prefix is no longer its node's (RFC 5454)");
+        }
         if b.tunnel == TunnelMode::Udp && !self.cfg.udp_tunnelling {
             return Err("UDP tunnelling (RFC 3519) is no longer offered");
         }

@@ -33,10 +33,12 @@ impl HomeAgent {
         if coa.is_unspecified() || coa.is_broadcast() || coa.is_multicast() || coa.is_loopback() {
             return self.deny(ctx, Denial::CareOfNotUnicast);
         }
-        let (tunnel, reply_exts) = match self.udp_tunnelling(&ctx, req) {
+        let (tunnel, mut reply_exts) = match self.udp_tunnelling(&ctx, req) {
             Ok(t) => t,
             Err(why) => return self.deny(ctx, why),
         };
+        let (ipv6, prefix_reply) = self.dsmipv4(idx, home, req);
+        reply_exts.extend(prefix_reply);
 
         // RFC 5944 §3.8.3.1: the granted lifetime is at most the policy's.
         let lifetime = hdr.lifetime.min(self.cfg.max_lifetime);
@@ -59,6 +61,7 @@ impl HomeAgent {
             tunnel,
             nai: ctx.nai.clone(),
             spi: self.nodes[idx].conf.spi,
+            ipv6,
         };
         let moved = self
             .bindings

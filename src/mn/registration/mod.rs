@@ -56,7 +56,7 @@ mod report;
 mod request;
 
 pub use config::{Config, ConfigError, Retransmit, INFINITE_LIFETIME, MIN_RETRANSMIT_INTERVAL};
-pub use report::{Agent, Binding, ClientEvent, Purpose, Stats, Transmit};
+pub use report::{Agent, Binding, ClientEvent, Ipv6Outcome, Purpose, Stats, Transmit};
 
 /// How many earlier Identifications are remembered to tell late and
 /// duplicate replies from forged ones in the statistics.

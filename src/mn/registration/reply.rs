@@ -10,7 +10,11 @@ use super::{is_unicast, remember, Agent, Binding, Client, ClientEvent, Pending, 
 use super::{INFINITE_LIFETIME, MIN_RETRANSMIT_INTERVAL};
 use crate::auth::{self, AuthKind};
 use crate::replay::{self, ReplayMethod};
-use crate::wire::extension::{ExtensionIter, UdpTunnelReply};
+use ipnet::Ipv6Net;
+
+use super::Ipv6Outcome;
+use crate::dataplane::binding::{Ipv6Binding, Ipv6TunnelTo};
+use crate::wire::extension::{Dsmipv4Ext, ExtensionIter, UdpTunnelReply};
 use crate::wire::registration::REPLY_HEADER_LEN;
 use crate::wire::{Extension, Flags, ReplyCode, ReplyRepr};
 
@@ -123,7 +127,9 @@ impl Client {
         if code.is_accepted() {
             let tnc = authenticated_end.is_some_and(|end| carries_tnc(payload, end));
             let udp = authenticated_end.and_then(|end| udp_tunnel_granted(payload, end));
-            self.accepted(now, p, &reply, tnc, udp);
+            let end = authenticated_end.unwrap_or(REPLY_HEADER_LEN);
+            let ipv6 = ipv6_outcome(&p.request.extensions, payload, end);
+            self.accepted(now, p, &reply, tnc, udp, ipv6);
         } else {
             self.denied(now, p, &reply, authenticated_end.is_some());
         }
@@ -149,6 +155,7 @@ impl Client {
         reply: &ReplyRepr,
         tnc: bool,
         udp_keepalive: Option<u16>,
+        ipv6: Ipv6Outcome,
     ) {
         // §3.6.2.3: never assume more than was requested.
         let granted = reply.lifetime.min(p.request.lifetime);
@@ -188,6 +195,7 @@ impl Client {
             lifetime,
             expires,
             udp_keepalive,
+            ipv6,
         };
         self.binding = Some(binding.clone());
         self.stats.registrations += 1;
@@ -302,6 +310,43 @@ fn udp_tunnel_granted(msg: &[u8], end: usize) -> Option<u16> {
         }
         _ => None,
     })
+}
+
+/// RFC 5454: the IPv6 Prefix Reply among the authenticated extensions,
+/// read against what the request asked. A request with an IPv6 Prefix
+/// Request answered without a reply met a home agent that skipped the
+/// extension (§3.5): IPv4 only.
+fn ipv6_outcome(asked: &[Extension], msg: &[u8], end: usize) -> Ipv6Outcome {
+    let requested = asked
+        .iter()
+        .any(|e| matches!(e, Extension::Dsmipv4(Dsmipv4Ext::Ipv6PrefixRequest { .. })));
+    if !requested {
+        return Ipv6Outcome::NotRequested;
+    }
+    let reply = authenticated_extensions(msg, end).find_map(|e| match e {
+        Extension::Dsmipv4(Dsmipv4Ext::Ipv6PrefixReply {
+            code,
+            prefix_length,
+            prefix,
+        }) => Some((code, prefix_length, prefix)),
+        _ => None,
+    });
+    let Some((code, len, prefix)) = reply else {
+        return Ipv6Outcome::Ignored;
+    };
+    let tunnel_to = match code {
+        Dsmipv4Ext::CODE_ACCEPTED_TO_HOME_ADDRESS => Ipv6TunnelTo::HomeAddress,
+        Dsmipv4Ext::CODE_ACCEPTED_TO_CARE_OF => Ipv6TunnelTo::CareOf,
+        code => return Ipv6Outcome::Refused { code },
+    };
+    match Ipv6Net::new(prefix, len) {
+        Ok(prefix) if len > 0 => Ipv6Outcome::Granted(Ipv6Binding {
+            prefix: prefix.trunc(),
+            tunnel_to,
+        }),
+        // An accepting code with no usable prefix: nothing to configure.
+        _ => Ipv6Outcome::Refused { code },
+    }
 }
 
 /// The NAI among the authenticated extensions.

@@ -72,6 +72,24 @@ pub struct Binding {
     /// UDP Tunnel Reply said "will do"); the keepalive interval it gave, in
     /// seconds (0: the mobile node's default, §3.2).
     pub udp_keepalive: Option<u16>,
+    /// The IPv6 part (RFC 5454), when the request asked for a prefix.
+    pub ipv6: Ipv6Outcome,
+}
+
+/// What became of an IPv6 Prefix Request (RFC 5454), as the reply's
+/// authenticated extensions say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ipv6Outcome {
+    /// The request carried no IPv6 Prefix Request.
+    NotRequested,
+    /// RFC 5454 §3.5: no IPv6 Prefix Reply came back: the home agent does
+    /// not support the extension and skipped it. The binding is IPv4
+    /// only.
+    Ignored,
+    /// §2.2 codes 0 and 1: the prefix, and where its IPv6 is tunnelled.
+    Granted(crate::dataplane::binding::Ipv6Binding),
+    /// §2.2 codes 8, 9 (or any other): refused, the IPv4 binding stands.
+    Refused { code: u8 },
 }
 
 /// What happened, for the daemon and the operator's log.
