@@ -592,3 +592,27 @@ fn a_default_route_after_the_ike_path_went_asks_charon_to_roam_now() {
         "MOBIKE keeps the TIA: no registration"
     );
 }
+
+/// Outside mode 'mc' (here: the IKE_SA's CHILD_SA not up yet, nothing
+/// registered through it) the node leaves roaming to charon: its roam
+/// job would restart every IKE_SA, one still connecting too.
+#[test]
+fn no_roam_is_asked_outside_mode_mc() {
+    let mut cfg = node_config();
+    cfg.with_charon = true;
+    let mut s = Sim::start(cfg);
+    s.node.address_added(s.now, "eth0", EXT_A, 24);
+    let mut early = sa(1, EXT_A, GW, Some(TIA));
+    early.child_up = Some(false);
+    s.vpn(VpnInput::TiaAssigned(early));
+    s.node.address_removed(s.now, "eth0", EXT_A);
+    s.node.address_added(s.now, "eth1", EXT_B, 24);
+    s.node.default_route_added(s.now);
+    let actions = s.actions();
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::Vpn(VpnRequest::Roam { .. }))),
+        "{actions:?}"
+    );
+}

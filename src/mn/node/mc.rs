@@ -379,8 +379,12 @@ impl Node {
     /// (address and route: what the roam job's route lookup needs), ask
     /// charon through the plugin to roam now: MOBIKE (RFC 4555 §3.5)
     /// starts without that wait. One request per connection and route.
+    /// Only in mode 'mc', where the VPN carries the binding: elsewhere
+    /// (detecting, mode 'c') charon's roam job, which looks at every
+    /// IKE_SA, would also restart one still connecting from whatever
+    /// source the kernel picks, and nothing waits on it.
     pub fn default_route_added(&mut self, now: Instant) {
-        if self.stopping || !self.cfg.with_charon || self.plugin_lost {
+        if self.stopping || !self.cfg.with_charon || self.plugin_lost || !self.access.is_live_mc() {
             return;
         }
         let Some(new) = self
