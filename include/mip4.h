@@ -25,7 +25,7 @@ extern "C" {
 #endif
 
 /** Version of this ABI; mip4_bridge_init refuses a shim built for another. */
-#define MIP4_ABI_VERSION 3
+#define MIP4_ABI_VERSION 4
 
 /** Longest connection/child name copied (including the terminating NUL). */
 #define MIP4_NAME_LEN 64
@@ -97,6 +97,10 @@ typedef struct mip4_event_t {
 	/** 1 if the IKE_SA negotiated MOBIKE (ike_sa's EXT_MOBIKE extension:
 	 *  both ends sent MOBIKE_SUPPORTED, RFC 4555 §3.1), else 0; 0 for roam */
 	uint32_t mobike;
+	/** CHILD_SAs of the IKE_SA installed when the hook fired (0 for roam):
+	 *  handle_vips comes before charon installs the first one, and mip4d
+	 *  registers the TIA only once one carries it */
+	uint32_t child_sas;
 } mip4_event_t;
 
 /** Actions mip4d may ask of charon (executed on a charon job). */
@@ -108,6 +112,10 @@ typedef enum mip4_action_kind_t {
 	/** report the IKE_SA endpoints and local interface of the named
 	 *  connection (what a bypass of probes needs) */
 	MIP4_ACT_QUERY_PATH = 3,
+	/** queue charon's roam job now (what kernel-netlink queues after its
+	 *  100 ms roam delay): mip4d saw a usable address first; the name only
+	 *  says which connection asks (the job looks at every IKE_SA) */
+	MIP4_ACT_ROAM = 4,
 } mip4_action_kind_t;
 
 /** Outcome of an action. */

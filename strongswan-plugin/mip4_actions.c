@@ -7,6 +7,7 @@
 
 #include <daemon.h>
 #include <processing/jobs/callback_job.h>
+#include <processing/jobs/roam_job.h>
 
 typedef struct mip4_request_t mip4_request_t;
 
@@ -105,6 +106,24 @@ static mip4_action_status_t terminate(char *name)
 }
 
 /**
+ * mip4d saw a usable address before charon's kernel interface reported
+ * it (kernel-netlink waits ROAM_DELAY, 100 ms, to coalesce events): queue
+ * the roam job it would queue then, so MOBIKE (RFC 4555) starts now. Its
+ * own delayed event still follows and finds the path current.
+ */
+static mip4_action_status_t roam(char *name)
+{
+	uint32_t id;
+
+	if (!find_ike_sas(name, &id, 1, NULL))
+	{
+		return MIP4_ACT_NOT_FOUND;
+	}
+	lib->processor->queue_job(lib->processor, (job_t*)roam_job_create(TRUE));
+	return MIP4_ACT_OK;
+}
+
+/**
  * Job body: run one action and report its outcome to the bridge.
  */
 static job_requeue_t run_action(mip4_request_t *action)
@@ -121,6 +140,9 @@ static job_requeue_t run_action(mip4_request_t *action)
 			break;
 		case MIP4_ACT_TERMINATE:
 			status = terminate(action->name);
+			break;
+		case MIP4_ACT_ROAM:
+			status = roam(action->name);
 			break;
 		case MIP4_ACT_QUERY_PATH:
 			status = find_ike_sas(action->name, &id, 1, &path) ?

@@ -55,6 +55,7 @@ void mip4_copy_ifname(char dst[MIP4_IFNAME_LEN], host_t *host)
 void mip4_copy_ike_sa(mip4_event_t *ev, ike_sa_t *ike_sa, bool local_vips)
 {
 	enumerator_t *enumerator;
+	child_sa_t *child_sa;
 	host_t *vip;
 
 	mip4_copy_name(ev->name, sizeof(ev->name), ike_sa->get_name(ike_sa));
@@ -70,6 +71,19 @@ void mip4_copy_ike_sa(mip4_event_t *ev, ike_sa_t *ike_sa, bool local_vips)
 		   enumerator->enumerate(enumerator, &vip))
 	{
 		mip4_copy_host(&ev->vips[ev->vip_count++], vip);
+	}
+	enumerator->destroy(enumerator);
+
+	/* handle_vips fires before the first CHILD_SA is installed: mip4d
+	 * waits for one before it registers the TIA through it */
+	ev->child_sas = 0;
+	enumerator = ike_sa->create_child_sa_enumerator(ike_sa);
+	while (enumerator->enumerate(enumerator, &child_sa))
+	{
+		if (child_sa->get_state(child_sa) == CHILD_INSTALLED)
+		{
+			ev->child_sas++;
+		}
 	}
 	enumerator->destroy(enumerator);
 }

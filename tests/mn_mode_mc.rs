@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
-use mip4::mn::node::{HomeSource, NodeConfig, NodeEvent};
+use mip4::mn::node::{HomeSource, NodeConfig, NodeEvent, VpnRequest};
 use mip4::mn::{Action, Mode, PathMtu, State, TrustPolicy, VpnInput, VpnSa};
 use mip4::wire::{Flags, ReplyCode, MIP_PORT};
 use support::{HA, HOA};
@@ -526,4 +526,93 @@ fn a_hold_keeps_the_home_source_so_new_connections_are_held_too() {
     s.node.plugin_disconnected(s.now, "closed");
     assert!(s.node.traffic_held());
     assert_eq!(s.sources(), before, "unchanged while held");
+}
+
+/// Issue 14 §2: charon's handle_vips installs the TIA before the
+/// CHILD_SA that carries it; a request sent then is dropped and waits for
+/// §3.6.3's retransmission. The node registers when the CHILD_SA is up.
+#[test]
+fn the_tia_is_registered_when_its_child_sa_is_up_not_before() {
+    let mut s = Sim::new();
+    s.node.address_added(s.now, "eth0", EXT_A, 24);
+    let mut early = sa(1, EXT_A, GW, Some(TIA));
+    early.child_up = Some(false);
+    s.vpn(VpnInput::TiaAssigned(early));
+    assert!(s.transmits().is_empty(), "nothing before the CHILD_SA");
+    assert_eq!(s.node.state(), State::Untrusted { address: EXT_A });
+
+    s.vpn(VpnInput::ChildUp {
+        ike_sa: 1,
+        child: "net".into(),
+    });
+    let (t, req) = s.one_transmit();
+    assert_eq!(t.src, Some(TIA));
+    assert_eq!(req.care_of_address, TIA);
+    assert!(s
+        .events()
+        .iter()
+        .any(|e| matches!(e, NodeEvent::VpnChildUp { ike_sa: 1, .. })));
+    // A rekey of the IKE_SA keeps its CHILD_SA: nothing waits again.
+    s.answer(&t, ReplyCode::ACCEPTED);
+    s.vpn(VpnInput::Rekeyed { from: 1, to: 2 });
+    assert_eq!(s.node.state(), State::Registered { care_of: TIA });
+}
+
+/// Issue 14 §1: the IKE_SA's address went and another came with a
+/// default route: mip4d asks charon to roam now, not after
+/// kernel-netlink's 100 ms; nothing while the IKE_SA's path stays.
+#[test]
+fn a_default_route_after_the_ike_path_went_asks_charon_to_roam_now() {
+    let mut cfg = node_config();
+    cfg.with_charon = true;
+    let mut s = Sim::start(cfg);
+    s.outside_registered();
+
+    // A second interface with a route while the IKE_SA's path stays.
+    s.node.address_added(s.now, "eth1", EXT_B, 24);
+    s.node.default_route_added(s.now);
+    let roam = |a: &Action| matches!(a, Action::Vpn(VpnRequest::Roam { connection }) if connection == "vpn");
+    assert!(!s.actions().iter().any(roam), "the IKE path is still there");
+
+    s.node.address_removed(s.now, "eth0", EXT_A);
+    s.actions();
+    s.node.default_route_added(s.now);
+    let actions = s.actions();
+    assert_eq!(actions.iter().filter(|a| roam(a)).count(), 1, "{actions:?}");
+    assert!(s.events().iter().any(|e| matches!(
+        e,
+        NodeEvent::VpnRequested {
+            request: VpnRequest::Roam { .. },
+            ..
+        }
+    )));
+    assert_eq!(
+        s.requests_sent(),
+        1,
+        "MOBIKE keeps the TIA: no registration"
+    );
+}
+
+/// Outside mode 'mc' (here: the IKE_SA's CHILD_SA not up yet, nothing
+/// registered through it) the node leaves roaming to charon: its roam
+/// job would restart every IKE_SA, one still connecting too.
+#[test]
+fn no_roam_is_asked_outside_mode_mc() {
+    let mut cfg = node_config();
+    cfg.with_charon = true;
+    let mut s = Sim::start(cfg);
+    s.node.address_added(s.now, "eth0", EXT_A, 24);
+    let mut early = sa(1, EXT_A, GW, Some(TIA));
+    early.child_up = Some(false);
+    s.vpn(VpnInput::TiaAssigned(early));
+    s.node.address_removed(s.now, "eth0", EXT_A);
+    s.node.address_added(s.now, "eth1", EXT_B, 24);
+    s.node.default_route_added(s.now);
+    let actions = s.actions();
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::Vpn(VpnRequest::Roam { .. }))),
+        "{actions:?}"
+    );
 }

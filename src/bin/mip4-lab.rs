@@ -74,6 +74,14 @@ enum Cmd {
         /// Print the report as one JSON object.
         #[arg(long)]
         json: bool,
+        /// Instead: issue 14's handover figures, N rounds of stock MOBIKE
+        /// (vpn-move) and mip4 (untrusted-move) side by side.
+        #[arg(long, value_name = "N")]
+        handover: Option<usize>,
+        /// With --handover: also write the markdown section here
+        /// (build/bench/NN-handover.md for docs/PERFORMANCE.md).
+        #[arg(long, value_name = "FILE")]
+        markdown: Option<PathBuf>,
     },
 }
 
@@ -184,10 +192,17 @@ fn main() -> ExitCode {
     };
     match cli.cmd {
         Cmd::Bench {
+            handover: Some(runs),
+            markdown,
+            json,
+            ..
+        } => mip4::lab::bench::handover::cli(cli.lab_dir, runs, opts(None), markdown, json),
+        Cmd::Bench {
             moves,
             rounds,
             plugin,
             json,
+            ..
         } => mip4::lab::bench::cli(
             mip4::lab::bench::BenchOptions {
                 lab_dir: cli.lab_dir,

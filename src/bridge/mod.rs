@@ -694,7 +694,7 @@ fn stalled(done: usize, len: usize, limit: Duration) -> ProtoError {
 fn read_daemon(conn: u64, mut stream: UnixStream, handle: Handle) {
     let reason = loop {
         match proto::read_msg::<DaemonMsg, _>(&mut stream) {
-            Ok(Some(DaemonMsg::Hello { version })) if version != proto::VERSION => {
+            Ok(Some(DaemonMsg::Hello { version })) if !proto::compatible(version) => {
                 break Gone::Version(version);
             }
             Ok(Some(msg)) => {

@@ -10,7 +10,8 @@
 //! [`PluginMsg::Snapshot`], then one [`PluginMsg::Event`] per charon hook.
 //! mip4d answers [`DaemonMsg::Hello`] and may send [`DaemonMsg::Request`]s,
 //! each answered by a [`PluginMsg::ActionResult`]. A peer whose `version`
-//! differs from [`VERSION`] is disconnected.
+//! is outside [`MIN_VERSION`]..=[`VERSION`] is disconnected; within it,
+//! each end uses only what both speak ([`Action::Roam`] needs 2).
 
 use std::io::{self, Read, Write};
 use std::net::IpAddr;
@@ -18,8 +19,20 @@ use std::net::IpAddr;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-/// Protocol version; bump on any incompatible change of the messages.
-pub const VERSION: u32 = 1;
+/// Protocol version this end speaks. 2 added [`Action::Roam`] and
+/// [`IkeSa::child_sas`]; a version-1 peer is still served (it never sees
+/// a roam request, and a missing `child_sas` means "not said").
+pub const VERSION: u32 = 2;
+/// Oldest protocol version still accepted from the other end.
+pub const MIN_VERSION: u32 = 1;
+
+/// Whether a peer speaking `version` is served.
+pub fn compatible(version: u32) -> bool {
+    (MIN_VERSION..=VERSION).contains(&version)
+}
+
+/// The first version with [`Action::Roam`].
+pub const ROAM_VERSION: u32 = 2;
 /// Size of the length prefix.
 pub const HEADER_LEN: usize = 4;
 /// Largest frame body either end accepts. A snapshot of a few dozen
@@ -66,6 +79,11 @@ pub struct IkeSa {
     /// plugin that does not say.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mobike: Option<bool>,
+    /// CHILD_SAs installed when the hook fired (version 2): charon's
+    /// handle_vips comes before the first one, and the TIA carries
+    /// nothing until one is up. None from a plugin that does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child_sas: Option<u32>,
 }
 
 /// One charon hook, as mip4d sees it.
@@ -184,6 +202,13 @@ pub enum Action {
     QueryPath {
         connection: String,
     },
+    /// Version 2: mip4d saw a usable address (rtnetlink) while the
+    /// connection's IKE_SA lost its path; charon's roam job runs now
+    /// instead of after kernel-netlink's 100 ms delay, and MOBIKE (RFC
+    /// 4555) follows. Never sent to a version-1 plugin.
+    Roam {
+        connection: String,
+    },
 }
 
 impl Action {
@@ -191,7 +216,8 @@ impl Action {
         match self {
             Action::Initiate { connection }
             | Action::Terminate { connection }
-            | Action::QueryPath { connection } => connection,
+            | Action::QueryPath { connection }
+            | Action::Roam { connection } => connection,
         }
     }
 }
@@ -372,7 +398,25 @@ mod tests {
             local_ifname: Some("eth0".into()),
             vips: vec![Ipv4Addr::new(10, 200, 0, 1).into()],
             mobike: Some(true),
+            child_sas: Some(1),
         }
+    }
+
+    #[test]
+    fn versions_one_and_two_are_served_others_not() {
+        assert!(compatible(1) && compatible(VERSION));
+        assert!(!compatible(0) && !compatible(VERSION + 1));
+    }
+
+    #[test]
+    fn a_version_one_event_without_child_sas_still_decodes() {
+        let body = br#"{"type":"event","seq":1,"event":{"hook":"handle_vips","handle":true,
+            "ike":{"name":"vpn","unique_id":1,"local":null,"remote":null,"local_ifname":null,"vips":[]}}}"#;
+        let msg: PluginMsg = decode_body(body).unwrap();
+        let PluginMsg::Event { event, .. } = msg else {
+            panic!("{msg:?}")
+        };
+        assert_eq!(event.ike().unwrap().child_sas, None);
     }
 
     #[test]
@@ -433,8 +477,15 @@ mod tests {
                 connection: "home".into(),
             },
         };
+        let c = DaemonMsg::Request {
+            id: 2,
+            action: Action::Roam {
+                connection: "home".into(),
+            },
+        };
         let mut stream = encode(&a).unwrap();
         stream.extend(encode(&b).unwrap());
+        stream.extend(encode(&c).unwrap());
         for split in 0..stream.len() {
             let mut d = Decoder::new();
             let mut out = Vec::new();
@@ -444,7 +495,11 @@ mod tests {
                     out.push(m);
                 }
             }
-            assert_eq!(out, vec![a.clone(), b.clone()], "split at {split}");
+            assert_eq!(
+                out,
+                vec![a.clone(), b.clone(), c.clone()],
+                "split at {split}"
+            );
         }
     }
 

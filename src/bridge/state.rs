@@ -255,6 +255,7 @@ mod tests {
             local_ifname: Some("eth0".into()),
             vips: vec![],
             mobike: Some(true),
+            child_sas: None,
         }
     }
 

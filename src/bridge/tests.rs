@@ -131,6 +131,7 @@ fn ike(name: &str, id: u32, local: u8) -> IkeSa {
         local_ifname: Some("eth0".into()),
         vips: vec![],
         mobike: Some(true),
+        child_sas: None,
     }
 }
 
@@ -244,6 +245,45 @@ fn mip4d_restart_gets_a_fresh_snapshot_with_what_happened_meanwhile() {
         snap[0].tia,
         vec![IpAddr::from(Ipv4Addr::new(10, 200, 0, 1))]
     );
+}
+
+/// Protocol 2 is compatible with 1: a version-1 mip4d is served (it
+/// never asks to roam), and a version-2 one's roam request reaches charon.
+#[test]
+fn a_version_one_mip4d_is_served_and_a_roam_request_reaches_charon() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(&dir);
+    let charon = FakeCharon::default();
+    let _bridge = start(s.clone(), charon.clone());
+    let daemon = FakeDaemon::listen(&s.socket);
+    let mut conn = daemon.accept();
+    assert!(matches!(
+        recv(&mut conn),
+        PluginMsg::Hello {
+            version: VERSION,
+            ..
+        }
+    ));
+    proto::write_msg(&mut conn, &DaemonMsg::Hello { version: 1 }).unwrap();
+    assert!(matches!(recv(&mut conn), PluginMsg::Snapshot { .. }));
+    let roam = Action::Roam {
+        connection: "home".into(),
+    };
+    proto::write_msg(
+        &mut conn,
+        &DaemonMsg::Request {
+            id: 3,
+            action: roam.clone(),
+        },
+    )
+    .unwrap();
+    let end = Instant::now() + DEADLINE;
+    while charon.requests.lock().unwrap().is_empty() {
+        assert!(Instant::now() < end, "the request never reached charon");
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(*charon.requests.lock().unwrap(), vec![(3, roam)]);
+    assert_eq!(charon.count_logs("not supported"), 0);
 }
 
 #[test]
@@ -457,7 +497,7 @@ fn a_protocol_version_mismatch_is_logged_once_and_retried_ever_more_rarely() {
             assert!(matches!(msg, PluginMsg::Snapshot { .. }), "{msg:?}");
         }
     }
-    charon.wait_log("version 2 not supported");
+    charon.wait_log(&format!("version {} not supported", VERSION + 1));
     assert_eq!(charon.count_logs("not supported"), 1, "logged once");
     // Waits of at least 2, 4, then 8 times the reconnect setting.
     let waited = accepted[3] - accepted[0];

@@ -47,6 +47,7 @@ impl Charon for ShimCharon {
             Action::Initiate { .. } => abi::MIP4_ACT_INITIATE,
             Action::Terminate { .. } => abi::MIP4_ACT_TERMINATE,
             Action::QueryPath { .. } => abi::MIP4_ACT_QUERY_PATH,
+            Action::Roam { .. } => abi::MIP4_ACT_ROAM,
         };
         let Ok(name) = CString::new(action.connection()) else {
             return false;
@@ -124,6 +125,7 @@ fn ike_sa(ev: &mip4_event_t) -> IkeSa {
         vips: ev.vips[..count].iter().filter_map(addr).collect(),
         // Roam has no IKE_SA, hence nothing to say about MOBIKE.
         mobike: (ev.kind != abi::MIP4_EV_ROAM).then_some(ev.mobike != 0),
+        child_sas: (ev.kind != abi::MIP4_EV_ROAM).then_some(ev.child_sas),
     }
 }
 

@@ -30,6 +30,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+pub mod handover;
+
 use super::charon::{Charon, CharonConfig};
 use super::topology::Lab;
 use super::{wait, Error, Result, WorkDir};

@@ -91,6 +91,11 @@ pub struct VpnSa {
     pub gateway: Option<IpAddr>,
     /// The TIA installed on the MN (handle_vips), if any.
     pub tia: Option<Ipv4Addr>,
+    /// Whether a CHILD_SA is installed: `Some(false)` while charon has
+    /// put the TIA on the MN but not yet the CHILD_SA that carries it
+    /// (handle_vips comes first), so the TIA is not usable yet; `None`
+    /// when the plugin does not say (an older plugin: usable at once).
+    pub child_up: Option<bool>,
     pub mtu: PathMtu,
 }
 
@@ -103,6 +108,7 @@ impl VpnSa {
             local_ifname: None,
             gateway: None,
             tia: None,
+            child_up: None,
             mtu: PathMtu::default(),
         }
     }
@@ -125,6 +131,8 @@ pub enum VpnInput {
     },
     /// ike_updown(up).
     Up(VpnSa),
+    /// child_updown(up): the IKE_SA has a CHILD_SA installed.
+    ChildUp { ike_sa: u32, child: String },
     /// ike_updown(down): the IKE_SA (and its TIA) is gone.
     Down { ike_sa: u32 },
     /// ike_rekey: the IKE_SA continues as `to`, TIA and peer inherited.
@@ -168,6 +176,11 @@ impl VpnView {
             s.local_ifname.clone_from(&sa.local_ifname);
         }
         s.gateway = sa.gateway.or(s.gateway);
+        // Once a CHILD_SA is up it stays so for the IKE_SA (a rekey
+        // replaces it without a down).
+        if s.child_up != Some(true) {
+            s.child_up = sa.child_up.or(s.child_up);
+        }
         s.mtu.physical = sa.mtu.physical.or(s.mtu.physical);
         s.mtu.tia_device = sa.mtu.tia_device.or(s.mtu.tia_device);
         s
@@ -205,6 +218,11 @@ impl VpnView {
             VpnInput::Up(sa) => {
                 self.upsert(sa);
             }
+            VpnInput::ChildUp { ike_sa, .. } => {
+                if let Some(s) = self.get_mut(*ike_sa) {
+                    s.child_up = Some(true);
+                }
+            }
             VpnInput::Down { ike_sa } => self.sas.retain(|s| s.ike_sa != *ike_sa),
             VpnInput::Rekeyed { from, to } => {
                 // RFC 7296 §2.18: the new IKE_SA inherits the old one's
@@ -234,12 +252,14 @@ impl VpnView {
     }
 
     /// The IKE_SA whose TIA the node should use: of the accepted
-    /// connections, the newest IKE_SA that has a TIA (after a
-    /// reestablishment, the new one).
+    /// connections, the newest IKE_SA that has a TIA and a CHILD_SA to
+    /// carry it (after a reestablishment, the new one). A registration
+    /// sent through the TIA before charon installs the CHILD_SA is
+    /// dropped and waits for its retransmission.
     pub fn current<'a>(&'a self, accept: &'a [String]) -> Option<&'a VpnSa> {
         self.sas
             .iter()
-            .filter(|s| s.tia.is_some())
+            .filter(|s| s.tia.is_some() && s.child_up != Some(false))
             .filter(|s| accept.is_empty() || accept.contains(&s.connection))
             .max_by_key(|s| s.ike_sa)
     }

@@ -108,7 +108,7 @@ async fn read_frames(
     loop {
         loop {
             match dec.next_msg::<PluginMsg>() {
-                Ok(Some(PluginMsg::Hello { version, .. })) if version != proto::VERSION => {
+                Ok(Some(PluginMsg::Hello { version, .. })) if !proto::compatible(version) => {
                     return proto::ProtoError::Version {
                         ours: proto::VERSION,
                         theirs: version,
@@ -164,6 +164,8 @@ pub fn sa_from_state(s: &IkeSaState) -> VpnSa {
     sa.local_ifname.clone_from(&s.local_ifname);
     sa.gateway = ep(s.remote);
     sa.tia = s.tia.iter().copied().find_map(v4);
+    // A snapshot without CHILD_SAs says nothing (a stub, an old plugin).
+    sa.child_up = (!s.children.is_empty()).then_some(true);
     sa
 }
 
@@ -178,7 +180,9 @@ pub fn to_input(msg: &PluginMsg) -> Option<VpnInput> {
         )),
         PluginMsg::Event { event, .. } => match event {
             Event::HandleVips { ike, handle: true } => {
-                Some(VpnInput::TiaAssigned(sa_from_ike(ike)))
+                let mut sa = sa_from_ike(ike);
+                sa.child_up = ike.child_sas.map(|n| n > 0);
+                Some(VpnInput::TiaAssigned(sa))
             }
             Event::HandleVips { ike, handle: false } => Some(VpnInput::TiaReleased {
                 ike_sa: ike.unique_id,
@@ -220,9 +224,17 @@ pub fn to_input(msg: &PluginMsg) -> Option<VpnInput> {
                 })
             }
             Event::Roam { .. } => Some(VpnInput::Roam),
+            Event::ChildUpdown {
+                ike,
+                child,
+                up: true,
+            } => Some(VpnInput::ChildUp {
+                ike_sa: ike.unique_id,
+                child: child.clone(),
+            }),
             Event::AssignVips { .. }
             | Event::IkeReestablishPre { .. }
-            | Event::ChildUpdown { .. } => None,
+            | Event::ChildUpdown { up: false, .. } => None,
         },
         PluginMsg::Hello { .. } | PluginMsg::ActionResult { .. } => None,
     }
@@ -256,6 +268,7 @@ mod tests {
                 Ipv4Addr::new(10, 200, 0, 1).into(),
             ],
             mobike: Some(true),
+            child_sas: None,
         }
     }
 
@@ -351,7 +364,39 @@ mod tests {
     }
 
     #[test]
-    fn gateway_side_and_child_events_are_not_node_inputs() {
+    fn handle_vips_before_the_child_sa_marks_the_tia_not_yet_usable() {
+        let mut early = ike();
+        early.child_sas = Some(0);
+        let msg = PluginMsg::Event {
+            seq: 1,
+            event: Event::HandleVips {
+                ike: early,
+                handle: true,
+            },
+        };
+        let Some(VpnInput::TiaAssigned(sa)) = to_input(&msg) else {
+            panic!("{:?}", to_input(&msg));
+        };
+        assert_eq!(sa.child_up, Some(false));
+        let up = PluginMsg::Event {
+            seq: 2,
+            event: Event::ChildUpdown {
+                ike: ike(),
+                child: "net".into(),
+                up: true,
+            },
+        };
+        assert_eq!(
+            to_input(&up),
+            Some(VpnInput::ChildUp {
+                ike_sa: 3,
+                child: "net".into()
+            })
+        );
+    }
+
+    #[test]
+    fn gateway_side_and_child_down_events_are_not_node_inputs() {
         for event in [
             Event::AssignVips {
                 ike: ike(),
@@ -360,7 +405,7 @@ mod tests {
             Event::ChildUpdown {
                 ike: ike(),
                 child: "net".into(),
-                up: true,
+                up: false,
             },
         ] {
             assert_eq!(to_input(&PluginMsg::Event { seq: 1, event }), None);

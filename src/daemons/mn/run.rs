@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use tokio::sync::mpsc;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::bridge::proto::{self, DaemonMsg, PluginMsg};
 use crate::dataplane::{DataPlane, Role, UserspaceConfig};
@@ -54,6 +54,8 @@ pub(super) struct Daemon {
     pub(super) plugin_msgs: u64,
     /// Ids of requests to charon (initiate/terminate the VPN).
     plugin_requests: u64,
+    /// Protocol version of the connected plugin (its Hello).
+    plugin_version: u32,
     /// Deployment warnings in force (status, events, log).
     pub(super) guard: Guard,
     /// Each interface's default gateway: ifindex -> (gateway, ifname).
@@ -111,6 +113,19 @@ impl Daemon {
             VpnRequest::Terminate { connection } => proto::Action::Terminate {
                 connection: connection.clone(),
             },
+            VpnRequest::Roam { connection } => {
+                if self.plugin_version < proto::ROAM_VERSION {
+                    // charon's own roam follows after its delay.
+                    debug!(
+                        version = self.plugin_version,
+                        "the plugin cannot roam on request"
+                    );
+                    return;
+                }
+                proto::Action::Roam {
+                    connection: connection.clone(),
+                }
+            }
         };
         let Some((_, writer)) = self.plugin.as_mut() else {
             warn!(request = ?r, "no charon plugin connected: VPN request not sent");
@@ -186,7 +201,8 @@ impl Daemon {
                 }
                 self.plugin_msgs += 1;
                 self.guard_plugin_msg(now, &msg);
-                if let PluginMsg::Hello { agent, .. } = &msg {
+                if let PluginMsg::Hello { agent, version, .. } = &msg {
+                    self.plugin_version = *version;
                     self.node.plugin_connected(now, agent);
                     return;
                 }
@@ -414,6 +430,7 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
         plugin: None,
         plugin_msgs: 0,
         plugin_requests: 0,
+        plugin_version: 0,
         guard: Guard::new(),
         gateways: HashMap::new(),
         installer,
@@ -445,7 +462,11 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
             .min();
         tokio::select! {
             ev = watcher.next() => match ev {
-                Some(NetEvent::RouteAdded { .. }) => {
+                Some(NetEvent::RouteAdded { table, prefix_len, .. }) => {
+                    if table == crate::netlink::route::TABLE_MAIN && prefix_len == 0 {
+                        d.node.default_route_added(Instant::now());
+                        d.flush().await;
+                    }
                     for p in d.probes.route_added().await {
                         d.bus.publish(
                             Instant::now(),

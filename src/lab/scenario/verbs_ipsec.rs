@@ -9,8 +9,9 @@ use crate::lab::{wait, Error, Result};
 
 impl Run<'_> {
     /// lab::charon HOST [mip4=SOCKET] [set:KEY=VALUE ...]: start
-    /// charon (with the mip4 plugin talking to SOCKET, and each
-    /// charon.KEY = VALUE), load the host's swanctl.conf. A
+    /// charon (with the mip4 plugin talking to SOCKET, the host's
+    /// charon.conf lines if it has one, and each charon.KEY = VALUE),
+    /// load the host's swanctl.conf. A
     /// second start on HOST (after charon-kill) gets a fresh folder
     /// HOST-N, so the first charon's log stays.
     /// With `--gateway libreswan`, vpngw's gateway is pluto instead
@@ -23,6 +24,11 @@ impl Run<'_> {
         let mip4 = a.words.iter().find_map(|w| w.strip_prefix("mip4="));
         let mut cfg = self.charon_config(mip4)?;
         cfg.extra_settings.push_str(&charon_settings(&a.words[2..]));
+        // The host's own lines for strongswan.conf's charon section.
+        let own = self.host_file(&host, "charon.conf");
+        if let Ok(text) = std::fs::read_to_string(&own) {
+            cfg.extra_settings.push_str(&text);
+        }
         let starts = self
             .events
             .iter()

@@ -105,6 +105,14 @@ pub struct VpnGuard {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum VpnRequest {
-    Initiate { connection: String },
-    Terminate { connection: String },
+    Initiate {
+        connection: String,
+    },
+    Terminate {
+        connection: String,
+    },
+    /// Run charon's roam now ([`Node::default_route_added`](super::Node::default_route_added)).
+    Roam {
+        connection: String,
+    },
 }

@@ -142,6 +142,12 @@ pub enum NodeEvent {
     },
     /// The kernel roam event, as charon saw it.
     VpnRoam,
+    /// child_updown(up): a CHILD_SA of the IKE_SA is installed; its TIA
+    /// carries traffic from now on.
+    VpnChildUp {
+        ike_sa: u32,
+        child: String,
+    },
     /// A snapshot from the plugin: the view is replaced by it.
     VpnSnapshot {
         ike_sas: usize,

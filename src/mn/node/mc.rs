@@ -133,6 +133,19 @@ impl Node {
                     false,
                 )
             }
+            VpnInput::ChildUp { ike_sa, child } => {
+                if known(*ike_sa).is_none() {
+                    return;
+                }
+                (
+                    NodeEvent::VpnChildUp {
+                        ike_sa: *ike_sa,
+                        child: child.clone(),
+                    },
+                    format!("VPN IKE_SA {ike_sa} installed its CHILD_SA '{child}'"),
+                    false,
+                )
+            }
             VpnInput::Roam => (
                 NodeEvent::VpnRoam,
                 "the kernel reported a roam".to_string(),
@@ -356,6 +369,50 @@ impl Node {
                 VpnRequest::Initiate { connection },
                 &format!("{why}; {}", Reason::VpnNeeded),
             );
+        }
+    }
+
+    /// A default route appeared in the main table (rtnetlink). charon's
+    /// kernel-netlink hears the same change but waits 100 ms to coalesce
+    /// events before its roam job looks for a new path. When an IKE_SA of
+    /// the VPN has lost its local address and an address is usable again
+    /// (address and route: what the roam job's route lookup needs), ask
+    /// charon through the plugin to roam now: MOBIKE (RFC 4555 §3.5)
+    /// starts without that wait. One request per connection and route.
+    /// Only in mode 'mc', where the VPN carries the binding: elsewhere
+    /// (detecting, mode 'c') charon's roam job, which looks at every
+    /// IKE_SA, would also restart one still connecting from whatever
+    /// source the kernel picks, and nothing waits on it.
+    pub fn default_route_added(&mut self, now: Instant) {
+        if self.stopping || !self.cfg.with_charon || self.plugin_lost || !self.access.is_live_mc() {
+            return;
+        }
+        let Some(new) = self
+            .usable_addresses()
+            .last()
+            .map(|a| (a.addr, a.ifname.clone()))
+        else {
+            return;
+        };
+        let accepted = &self.cfg.vpn_connections;
+        let mut lost: Vec<(String, IpAddr)> = self
+            .vpn
+            .sas()
+            .iter()
+            .filter(|s| accepted.is_empty() || accepted.contains(&s.connection))
+            .filter_map(|s| match s.local {
+                Some(IpAddr::V4(l)) if !self.is_usable(l) => Some((s.connection.clone(), s.local?)),
+                _ => None,
+            })
+            .collect();
+        lost.dedup_by(|a, b| a.0 == b.0);
+        for (connection, old) in lost {
+            let reason = Reason::RoamNow {
+                old,
+                new: new.0,
+                ifname: new.1.clone(),
+            };
+            self.request_vpn(now, VpnRequest::Roam { connection }, &reason.to_string());
         }
     }
 

@@ -74,6 +74,13 @@ pub(super) enum Reason {
     /// Leaving mode 'c' with no IKE_SA: the VPN is asked for with the
     /// probe, so that IKE runs while the verdict is awaited.
     VpnWithProbe,
+    /// An IKE_SA lost its local address and `new` is usable: charon is
+    /// asked to roam now, not after kernel-netlink's delay.
+    RoamNow {
+        old: std::net::IpAddr,
+        new: Ipv4Addr,
+        ifname: String,
+    },
     /// Nothing leaves in the clear while detecting (RFC 5266 §3.4).
     HeldDetecting { address: Ipv4Addr, home: Ipv4Addr },
     /// No decided path (RFC 5265 §3.2.2).
@@ -156,6 +163,10 @@ impl fmt::Display for Reason {
             ),
             Reason::VpnNeeded => f.write_str("no VPN is up: mode mc needs one (RFC 5266 §3.4.2 step 1)"),
             Reason::VpnWithProbe => f.write_str("no IKE_SA while leaving mode c: the VPN is asked for with the probe, so that IKE runs while the verdict is awaited; the TIA waits for an untrusted verdict (RFC 5266 §3.4.2 step 1)"),
+            Reason::RoamNow { old, new, ifname } => write!(
+                f,
+                "the IKE_SA's address {old} is gone and {new} on {ifname} has a default route: charon roams now, MOBIKE moves the IKE_SA (RFC 4555 §3.5)"
+            ),
             Reason::HeldDetecting { address, home } => write!(
                 f,
                 "detecting whether {address} is on a trusted network: traffic from {home} held, nothing leaves in the clear (RFC 5266 §3.4)"

@@ -1,0 +1,30 @@
+//! Issue 14 §1 on the Figure 1 lab: mip4d asks charon, through the
+//! plugin, to roam as soon as it sees a usable address (`untrusted-move`),
+//! and charon's own roaming still moves the VPN when mip4d is down
+//! (`vpn-move-plugin-alone`). Timing figures are `mip4-lab bench`'s, not
+//! asserted here. Needs root, strongSwan 5.9.8 and the built plugin.
+
+mod lab_support;
+
+use lab_support::{check_held, event, run_passing};
+
+#[test]
+fn untrusted_move_asks_charon_to_roam_through_the_plugin() {
+    let s = run_passing("untrusted-move");
+    // mip4d's request, after the address change, and charon's answer.
+    check_held(&s, "events mn/mip4d vpn_requested");
+    check_held(&s, "cat ");
+    let heard = &event(&s, "mobike_heard").detail;
+    assert_eq!(heard["to"], "192.168.1.100");
+}
+
+#[test]
+fn charon_roams_alone_with_the_plugin_loaded_and_no_mip4d() {
+    let s = run_passing("vpn-move-plugin-alone");
+    check_held(&s, "swanctl --stats");
+    check_held(&s, "cat ");
+    let moved = &event(&s, "mobike_updated").detail;
+    assert_eq!(moved["local-host"], "192.168.1.100");
+    let change = event(&s, "address_change");
+    assert!(event(&s, "data_resumed").t > change.t);
+}
