@@ -32,7 +32,11 @@
 //! - denials (§3.6.2.4): 133 resynchronises (§5.7) and retries, 136
 //!   learns the home agent's unicast address from the reply, 69 retries
 //!   with the lifetime the foreign agent offers, 75/138 retry with the T
-//!   bit (RFC 3024 §6), every other denial ends the attempt.
+//!   bit (RFC 3024 §6), every other denial ends the attempt. A foreign
+//!   agent's denial is believed only with a valid MN-FA authenticator
+//!   (§3.6.2.1); without an MN-FA association it ends the attempt but
+//!   never corrects the next request (69's lifetime, 75's T bit): anyone
+//!   on the link could have sent it.
 //!
 //! Files: `config` (what is registered, and its checks), `request`
 //! (building, signing, sending, retransmitting), `reply` (matching,
