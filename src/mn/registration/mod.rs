@@ -266,6 +266,14 @@ impl Client {
         self.config.flags.set(Flags::T, on);
     }
 
+    /// The lifetime asked for from the next request on (non-zero; a
+    /// foreign agent's advertisement caps it, RFC 5944 §2.1.1, §3.6.1.1).
+    pub fn set_lifetime(&mut self, lifetime: u16) {
+        if lifetime != 0 {
+            self.config.lifetime = lifetime;
+        }
+    }
+
     /// A second client for the same mobile node and MN-HA association,
     /// for RFC 5266 §3.4's boundary-detection probe: a real registration
     /// of `care_of` (co-located), with its own retransmission settings,
