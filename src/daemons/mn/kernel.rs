@@ -500,9 +500,19 @@ impl Installer {
                 Err(e) => result = Err(format!("home address on {LOOPBACK}: {e}")),
             }
         }
+        // The agent reverse-tunnels what it routes for the home address
+        // (RFC 3024): 20 bytes more than the link carries. Its ICMP
+        // "fragmentation needed" would come from its own address, which
+        // it cannot send itself back through its tunnel (a martian
+        // source), so the node sizes the home address's datagrams.
+        let mtu = super::run::link_mtu(&self.nl, link)
+            .await
+            .unwrap_or(1500)
+            .saturating_sub(20);
         let spec = RouteSpec {
             via: Some(r.router),
             dev: Some(link),
+            mtu: Some(mtu),
             ..RouteSpec::to_dev(Ipv4Addr::UNSPECIFIED, 0, link).in_table(self.table)
         };
         if result.is_ok() {

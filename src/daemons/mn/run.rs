@@ -358,7 +358,7 @@ impl Daemon {
 
 /// The MTU of link `index` (rtnetlink; the link module has no getter
 /// for it).
-async fn link_mtu(nl: &Netlink, index: u32) -> Option<u32> {
+pub(super) async fn link_mtu(nl: &Netlink, index: u32) -> Option<u32> {
     use futures::TryStreamExt;
     use netlink_packet_route::link::LinkAttribute;
     let mut s = nl.handle().link().get().match_index(index).execute();
