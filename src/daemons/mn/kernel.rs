@@ -841,6 +841,15 @@ impl Installer {
                 }
             }
         }
+        // Mode 'f' keeps the home address on the loopback device.
+        if let (false, Ok(lo)) = (
+            home.is_unspecified(),
+            nix::net::if_::if_nametoindex(LOOPBACK),
+        ) {
+            if self.nl.del_address(lo, home, 32).await.is_ok() {
+                left.push(format!("{home}/32 on {LOOPBACK}"));
+            }
+        }
         if !left.is_empty() {
             info!(removed = %left.join(", "), "left by an earlier instance of mip4d: removed");
         }

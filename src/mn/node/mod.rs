@@ -81,7 +81,7 @@ pub use nat::SILENT_INTERVALS;
 use reason::Reason;
 pub use state::State;
 use state::{Access, McAttachment, TunnelState};
-pub use status::{DetectionStatus, NodeStats, Status, VpnStatus};
+pub use status::{AgentsStatus, DetectionStatus, NodeStats, Status, VpnStatus};
 
 #[derive(Debug, Clone)]
 struct LocalAddress {
