@@ -36,9 +36,10 @@ check: deps fmt-check clippy test check-vm
 # untrusted-move MTU and DF over ESP, enter-full-tunnel the probe's bypass
 # of a 0.0.0.0/0 policy; the mode 'mc' ones no clear text on ext-a/ext-b.
 # Issue 10's: NAT traversal (RFC 3519), the VPN asked for with the probe,
-# more than one interface.
+# more than one interface. Issue 11 §1's: mode 'f' through mip4-fa.
 VM_SCENARIOS ?= trusted-move untrusted-move leave-enterprise forged-tnc enter-full-tunnel ipv6-access ipv6-access-detect \
-	trusted-nat nat-flush private-tia leave-enterprise-cold multihomed verdict-cache
+	trusted-nat nat-flush private-tia leave-enterprise-cold multihomed verdict-cache \
+	fa-trusted fa-untrusted fa-to-colocated
 # Against libreswan's pluto (untrusted-move with the MN forcing ESP in UDP:
 # pluto 4.10 cannot switch to it on a MOBIKE move, docs/interop.md).
 VM_LIBRESWAN_SCENARIOS ?= untrusted-move tia-change leave-enterprise

@@ -385,8 +385,11 @@ fn visitor_registers_through_the_fa_and_is_reachable_with_a_reverse_tunnel() {
     );
     let bindings = ctl_json(&lab.ha_ctl, "bindings");
     assert_eq!(bindings[0]["care_of_address"], COA.to_string());
-    // Delivery on the link: host route and a permanent neighbour entry.
-    assert!(fa_ns.ip(&format!("route show {HOA}")).contains("dev vlink"));
+    // Delivery on the link: host route (in the agent's table, looked up
+    // only for what leaves its tunnel) and a permanent neighbour entry.
+    assert!(fa_ns
+        .ip(&format!("route show {HOA} table 434"))
+        .contains("dev vlink"));
     let neigh = fa_ns.ip(&format!("neigh show {HOA}"));
     assert!(
         neigh.contains(&mac) && neigh.contains("PERMANENT"),
@@ -395,6 +398,8 @@ fn visitor_registers_through_the_fa_and_is_reachable_with_a_reverse_tunnel() {
     assert!(fa_ns
         .ip("rule show")
         .contains(&format!("from {HOA} iif vlink lookup 434")));
+    assert!(fa_ns.ip("rule show").contains("iif mip4fa0 lookup 434"));
+    assert_eq!(fa_ns.ip(&format!("route show {HOA}")), "", "not in main");
 
     // The correspondent reaches the home address: HA -> FA tunnel, FA ->
     // MN on the link, and back through the reverse tunnel (the FA has no
@@ -427,7 +432,7 @@ fn visitor_registers_through_the_fa_and_is_reachable_with_a_reverse_tunnel() {
     let (rep, _) = register(&sock, &request(0, now_id(2)));
     assert_eq!(rep.code, ReplyCode::ACCEPTED);
     assert_eq!(ctl_json(&lab.fa_ctl, "visitors"), serde_json::json!([]));
-    assert_eq!(fa_ns.ip(&format!("route show {HOA}")), "");
+    assert_eq!(fa_ns.ip(&format!("route show {HOA} table 434")), "");
     assert!(!fa_ns.ip("rule show").contains(&HOA.to_string()));
 }
 
@@ -438,13 +443,15 @@ fn sigterm_removes_visitor_state_and_the_tunnel_device() {
     let (rep, _) = register(&sock, &request(120, now_id(0)));
     assert_eq!(rep.code, ReplyCode::ACCEPTED);
     let fa_ns = &lab.fa_ns;
-    assert!(fa_ns.ip(&format!("route show {HOA}")).contains("dev vlink"));
+    assert!(fa_ns
+        .ip(&format!("route show {HOA} table 434"))
+        .contains("dev vlink"));
     // SAFETY: kill(2) on the `ip netns exec` child, which execs mip4-fa
     // in place (same pid).
     unsafe { libc::kill(lab.fa.0.id() as i32, libc::SIGTERM) };
     let st = lab.fa.0.wait().unwrap();
     assert!(st.success(), "mip4-fa exited with {st}");
-    assert_eq!(fa_ns.ip(&format!("route show {HOA}")), "");
+    assert_eq!(fa_ns.ip(&format!("route show {HOA} table 434")), "");
     assert!(!fa_ns.ip("rule show").contains(&HOA.to_string()));
     assert_eq!(fa_ns.ip("route show table 434"), "");
     assert!(!fa_ns.ip(&format!("neigh show {HOA}")).contains("PERMANENT"));
@@ -462,7 +469,7 @@ fn fa_kernel(ns: &Netns) -> (String, usize, String, String) {
         .count();
     let sysctl = |k: &'static str| ns.run(async move { std::fs::read_to_string(k).unwrap() });
     (
-        ns.ip(&format!("route show {HOA}")),
+        ns.ip(&format!("route show {HOA} table 434")),
         rules,
         sysctl("/proc/sys/net/ipv4/ip_forward").trim().to_string(),
         sysctl("/proc/sys/net/ipv4/conf/vlink/rp_filter")

@@ -155,6 +155,7 @@ fn routes_and_rules_are_installed_and_removed() {
         src: None,
         table: 100,
         metric: Some(5),
+        mtu: None,
     };
     let r = via.clone();
     ns.run(async move { Netlink::new().unwrap().add_route(&r).await.unwrap() });

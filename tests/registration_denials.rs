@@ -89,15 +89,12 @@ fn every_home_agent_denial_ends_the_attempt_with_its_code() {
 
 #[test]
 fn every_foreign_agent_denial_ends_the_attempt_unauthenticated_without_mn_fa_sa() {
-    let corrected = [ReplyCode::FA_REVERSE_TUNNEL_MANDATORY];
+    // 69 and 75 too: only an authenticated denial is corrected.
     let mut seen = 0;
     for &code in mip4::wire::code::ALL_NAMED
         .iter()
         .filter(|c| c.is_fa_denial())
     {
-        if corrected.contains(&code) {
-            continue;
-        }
         let mut mn = Mn::new(via_fa(None));
         mn.client.register(mn.now);
         let t = mn.one_transmit();
@@ -310,7 +307,7 @@ fn unknown_home_agent_136_redirects_to_the_named_home_agent() {
 
 #[test]
 fn lifetime_too_long_69_retries_with_the_foreign_agents_maximum() {
-    let mut mn = Mn::new(via_fa(None));
+    let mut mn = Mn::new(via_fa(Some(fa_sa())));
     let mut ha = FakeHa::new();
     mn.client.register(mn.now);
     let t = mn.one_transmit();
@@ -318,7 +315,7 @@ fn lifetime_too_long_69_retries_with_the_foreign_agents_maximum() {
         &t.payload,
         ReplyCode::FA_LIFETIME_TOO_LONG,
         600,
-        None,
+        Some(&fa_sa()),
     ));
     assert!(mn.events().is_empty());
     let t = mn.corrected();
@@ -332,16 +329,70 @@ fn lifetime_too_long_69_retries_with_the_foreign_agents_maximum() {
     }
 }
 
+/// RFC 5944 §3.6.2.1: without an MN-FA association nothing proves that a
+/// foreign-agent denial came from the agent; anyone on the link can send
+/// one. It ends the attempt, but its contents (69's lifetime, 75's demand
+/// for 'T') never shape the next request: the next registration asks for
+/// the configured lifetime and flags again.
+#[test]
+fn an_unauthenticated_foreign_agent_denial_never_changes_the_next_request() {
+    for (code, lifetime) in [
+        (ReplyCode::FA_LIFETIME_TOO_LONG, 5),
+        (ReplyCode::FA_REVERSE_TUNNEL_MANDATORY, 0),
+    ] {
+        let mut mn = Mn::new(via_fa(None));
+        let ha = FakeHa::new();
+        mn.client.register(mn.now);
+        let first = ha.parse(&mn.one_transmit().payload);
+        let mut forged = ReplyRepr {
+            code,
+            lifetime,
+            home_address: first.home_address,
+            home_agent: first.home_agent,
+            identification: first.identification,
+            extensions: vec![],
+        }
+        .to_bytes();
+        // An MN-FA authenticator the node cannot check is no better.
+        auth::append_auth(&mut forged, AuthKind::MnFa, &fa_sa());
+        mn.deliver(&forged);
+        assert!(
+            matches!(
+                mn.events().as_slice(),
+                [ClientEvent::Denied {
+                    authenticated: false,
+                    ..
+                }]
+            ),
+            "code {code}"
+        );
+        assert!(!mn.client.is_pending(), "code {code}: no corrected request");
+        mn.advance(Duration::from_secs(5));
+        assert!(mn.transmits().is_empty(), "code {code}: nothing sent");
+        // The next registration is the configured one, unchanged.
+        mn.client.register(mn.now);
+        let next = ha.parse(&mn.one_transmit().payload);
+        assert_eq!(next.lifetime, first.lifetime, "code {code}");
+        assert_eq!(next.flags, first.flags, "code {code}");
+        assert!(!next.flags.contains(Flags::T), "code {code}");
+    }
+}
+
 #[test]
 fn reverse_tunnel_mandatory_retries_with_the_t_bit() {
-    for (cfg, via_agent) in [(config(), false), (via_fa(None), true)] {
+    for (cfg, via_agent) in [(config(), false), (via_fa(Some(fa_sa())), true)] {
         let mut mn = Mn::new(cfg);
         let mut ha = FakeHa::new();
         mn.client.register(mn.now);
         let t = mn.one_transmit();
         assert!(!ha.parse(&t.payload).flags.contains(Flags::T));
         let denial = if via_agent {
-            fa_reply(&t.payload, ReplyCode::FA_REVERSE_TUNNEL_MANDATORY, 0, None)
+            fa_reply(
+                &t.payload,
+                ReplyCode::FA_REVERSE_TUNNEL_MANDATORY,
+                0,
+                Some(&fa_sa()),
+            )
         } else {
             let req = ha.parse(&t.payload);
             ha.reply_to(
@@ -420,7 +471,7 @@ fn a_corrected_request_leaves_no_sooner_than_a_second_after_the_one_it_corrects(
         for case in &cases {
             let (cfg, code) = match case {
                 Denial::Ha(c) => (config(), *c),
-                Denial::Fa(c, _) => (via_fa(None), *c),
+                Denial::Fa(c, _) => (via_fa(Some(fa_sa())), *c),
             };
             let mut mn = Mn::new(cfg);
             let mut ha = FakeHa::new();
@@ -443,7 +494,7 @@ fn a_corrected_request_leaves_no_sooner_than_a_second_after_the_one_it_corrects(
                     let req = ha.parse(&first.payload);
                     ha.reply_to(&req, *c, 0, req.identification)
                 }
-                Denial::Fa(c, lifetime) => fa_reply(&first.payload, *c, *lifetime, None),
+                Denial::Fa(c, lifetime) => fa_reply(&first.payload, *c, *lifetime, Some(&fa_sa())),
             };
             mn.deliver(&denial);
             assert!(

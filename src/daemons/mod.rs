@@ -8,13 +8,14 @@
 //! What they share: [`control`], the control-socket server, and
 //! [`accept`], its answer to a failing accept, [`udp`], the
 //! UDP reader loop, [`wake`], the timer and signals of the loop, and
-//! [`record`], the record each keeps of itself under /run for its next
+//! [`icmp`], reading raw ICMP sockets, [`record`], the record each keeps of itself under /run for its next
 //! instance (what it installed, sysctls it changed, mip4-ha's bindings).
 
 pub mod accept;
 pub mod control;
 pub mod fa;
 pub mod ha;
+pub mod icmp;
 pub mod mn;
 pub mod record;
 pub mod udp;

@@ -12,6 +12,8 @@ use std::net::Ipv4Addr;
 pub const PROTO_IPIP: u8 = 4;
 /// IP protocol number of UDP.
 pub const PROTO_UDP: u8 = 17;
+/// TCP (RFC 9293).
+pub const PROTO_TCP: u8 = 6;
 /// Length of an IPv4 header without options.
 pub const MIN_HEADER_LEN: usize = 20;
 
@@ -189,9 +191,101 @@ pub fn checksum(data: &[u8]) -> u16 {
     !(sum as u16)
 }
 
+/// Completes the TCP or UDP checksum of `packet` (an IPv4 datagram).
+///
+/// A datagram a raw socket reads off a veth or virtio path may carry a
+/// transport checksum its sender's kernel left for the interface to finish
+/// (checksum offload: the field holds the pseudo-header sum only). The
+/// kernel ipip module finishes it on decapsulation; written into a TUN
+/// device as read, the receiver drops it as corrupt (the lab's kernel tier:
+/// a TCP SYN from a kernel ipip home agent through the userspace plane).
+/// The checksum is computed afresh, so a correct one stays as it was;
+/// fragments, other protocols and UDP without a checksum are left alone.
+pub fn finish_transport_checksum(packet: &mut [u8]) {
+    let Ok(h) = Ipv4Packet::new_checked(&packet[..]) else {
+        return;
+    };
+    let (hl, tl, proto) = (h.header_len(), h.total_len(), h.protocol());
+    let at = match proto {
+        PROTO_TCP => 16,
+        PROTO_UDP => 6,
+        _ => return,
+    };
+    if h.is_fragment() || tl > packet.len() || tl < hl + at + 2 {
+        return;
+    }
+    let (src, dst) = (h.src_addr().octets(), h.dst_addr().octets());
+    let field = hl + at..hl + at + 2;
+    if proto == PROTO_UDP && packet[field.clone()] == [0, 0] {
+        return;
+    }
+    packet[field.clone()].copy_from_slice(&[0, 0]);
+    let len = (tl - hl) as u16;
+    let mut pseudo = [0u8; 12];
+    pseudo[..4].copy_from_slice(&src);
+    pseudo[4..8].copy_from_slice(&dst);
+    pseudo[9] = proto;
+    pseudo[10..].copy_from_slice(&len.to_be_bytes());
+    let sum = ones_sum(&packet[hl..tl], ones_sum(&pseudo, 0));
+    let mut c = !fold(sum);
+    if proto == PROTO_UDP && c == 0 {
+        // RFC 768: a computed 0 is sent as all ones.
+        c = 0xffff;
+    }
+    packet[field].copy_from_slice(&c.to_be_bytes());
+}
+
+/// The 16-bit one's complement sum of `data` added to `sum`, unfolded.
+fn ones_sum(data: &[u8], mut sum: u32) -> u32 {
+    let mut chunks = data.chunks_exact(2);
+    for c in &mut chunks {
+        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    if let [last] = chunks.remainder() {
+        sum += u32::from(*last) << 8;
+    }
+    sum
+}
+
+fn fold(mut sum: u32) -> u16 {
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_transport_checksum_left_for_offload_is_finished_and_a_right_one_kept() {
+        // A UDP datagram 10.0.0.1:1000 -> 10.0.0.2:2000, "hi".
+        let mut d = vec![
+            0x45, 0, 0, 30, 0, 1, 0x40, 0, 64, PROTO_UDP, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
+        let h = checksum(&d);
+        d[10..12].copy_from_slice(&h.to_be_bytes());
+        d.extend_from_slice(&[0x03, 0xe8, 0x07, 0xd0, 0, 10, 0x12, 0x34, b'h', b'i']);
+        finish_transport_checksum(&mut d);
+        let right = [d[26], d[27]];
+        // Verifies: the sum over pseudo-header and segment is all ones.
+        let mut pseudo = vec![10, 0, 0, 1, 10, 0, 0, 2, 0, PROTO_UDP, 0, 10];
+        pseudo.extend_from_slice(&d[20..]);
+        assert_eq!(checksum(&pseudo), 0);
+        // A right one is kept; a TCP segment too short is left alone.
+        finish_transport_checksum(&mut d);
+        assert_eq!([d[26], d[27]], right);
+        let mut short = d[..24].to_vec();
+        short[3] = 24;
+        short[9] = PROTO_TCP;
+        short[10..12].copy_from_slice(&[0, 0]);
+        let h = checksum(&short[..20]);
+        short[10..12].copy_from_slice(&h.to_be_bytes());
+        let before = short.clone();
+        finish_transport_checksum(&mut short);
+        assert_eq!(short, before);
+    }
 
     #[test]
     fn emitted_header_parses_back() {

@@ -422,6 +422,7 @@ async fn raw_to_device(
             process::from_raw(role, &table, &buf[..n], &counters).map(|d| span_in(&buf, d))
         };
         if let Some((start, end)) = inner {
+            super::ipv4::finish_transport_checksum(&mut buf[start..end]);
             write_device(&tun, &buf[start..end], &counters).await;
         }
     }

@@ -178,10 +178,12 @@ fn text(v: &Value) -> String {
 }
 
 /// The project's programs a scenario starts, by the variable that names
-/// them in scenario files (`${MIP4D}`, `${MIP4_HA}`, `${MIP4CTL}`).
-pub const PROGRAMS: [(&str, &str); 3] = [
+/// them in scenario files (`${MIP4D}`, `${MIP4_HA}`, `${MIP4_FA}`,
+/// `${MIP4CTL}`).
+pub const PROGRAMS: [(&str, &str); 4] = [
     ("MIP4D", "mip4d"),
     ("MIP4_HA", "mip4-ha"),
+    ("MIP4_FA", "mip4-fa"),
     ("MIP4CTL", "mip4ctl"),
 ];
 

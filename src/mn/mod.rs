@@ -10,12 +10,15 @@
 //!   links, home link), mode, state machine, tunnel actions (one file
 //!   per concern, see its documentation).
 //! - [`detect`]: the RFC 5266 §3.4 probe and its verdicts.
+//! - [`discovery`]: agent discovery (RFC 5944 §2.4): foreign agents heard
+//!   on each link, and solicitations, for mode 'f'.
 //! - [`vpn`]: what charon's plugin reports (TIA, MOBIKE moves, rekeys),
 //!   typed for mode 'mc', and the MTU of the tunnel inside ESP.
 //! - [`guard`]: deployment mistakes to warn of (charon free to use the
 //!   tunnel device for IKE, an IKE_SA without MOBIKE).
 
 pub mod detect;
+pub mod discovery;
 pub mod guard;
 pub mod mode;
 pub mod node;

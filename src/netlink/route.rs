@@ -7,7 +7,9 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnet::Ipv6Net;
-use netlink_packet_route::route::{RouteMessage, RouteScope, RouteType};
+use netlink_packet_route::route::{
+    RouteAttribute, RouteMessage, RouteMetric, RouteScope, RouteType,
+};
 use netlink_packet_route::rule::{RuleAction, RuleMessage};
 use rtnetlink::RouteMessageBuilder;
 
@@ -17,7 +19,7 @@ use super::{Error, Netlink, Result};
 pub const TABLE_MAIN: u32 = 254;
 
 /// A unicast IPv4 route: `DST/LEN [via GW] [dev IF] [src SRC] table T
-/// [metric M]`.
+/// [metric M] [mtu MTU]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteSpec {
     pub dst: Ipv4Addr,
@@ -27,6 +29,8 @@ pub struct RouteSpec {
     pub src: Option<Ipv4Addr>,
     pub table: u32,
     pub metric: Option<u32>,
+    /// The path MTU of what takes the route (RTAX_MTU).
+    pub mtu: Option<u32>,
 }
 
 impl RouteSpec {
@@ -40,6 +44,7 @@ impl RouteSpec {
             src: None,
             table: TABLE_MAIN,
             metric: None,
+            mtu: None,
         }
     }
 
@@ -68,7 +73,12 @@ impl RouteSpec {
         if let Some(m) = self.metric {
             b = b.priority(m);
         }
-        b.build()
+        let mut msg = b.build();
+        if let Some(mtu) = self.mtu {
+            msg.attributes
+                .push(RouteAttribute::Metrics(vec![RouteMetric::Mtu(mtu)]));
+        }
+        msg
     }
 }
 

@@ -16,6 +16,7 @@ pub fn options() -> RunOptions {
     for (var, path) in [
         ("MIP4D", env!("CARGO_BIN_EXE_mip4d")),
         ("MIP4_HA", env!("CARGO_BIN_EXE_mip4-ha")),
+        ("MIP4_FA", env!("CARGO_BIN_EXE_mip4-fa")),
         ("MIP4CTL", env!("CARGO_BIN_EXE_mip4ctl")),
     ] {
         o.programs.insert(var.to_string(), path.to_string());

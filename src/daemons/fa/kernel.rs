@@ -2,7 +2,12 @@
 //! - delivery on the link: a host route to the home address through the
 //!   visitor's interface and a permanent neighbour entry with the
 //!   link-layer address its request came from (RFC 5944 §4.6: no ARP for
-//!   a visitor's home address);
+//!   a visitor's home address). The host route sits in the agent's own
+//!   table, looked up only for what leaves its tunnels (a rule `iif
+//!   <tunnel device> lookup T`): the agent delivers what home agents
+//!   tunnel to it, and never draws other traffic for a home address off
+//!   its path through the home agent (on a host that also routes towards
+//!   the home network, a host route in the main table would);
 //! - the tunnel end: datagrams the HA tunnels to the care-of address are
 //!   decapsulated (only from that HA, only for that home address) and
 //!   routed on to the visitor;
@@ -82,6 +87,9 @@ pub struct Installer {
     forward_was: Option<bool>,
     rp_filter_was: Vec<(String, u8)>,
     table_route: Option<RouteSpec>,
+    /// `iif <tunnel device> lookup <table>`: decapsulated datagrams find
+    /// the visitors' host routes.
+    delivery_rule: Option<RuleSpec>,
 }
 
 impl Installer {
@@ -119,6 +127,7 @@ impl Installer {
             return Err("unexpected data plane backend".into());
         };
         let tunnel_ifindex = u.ifindex();
+        let tunnel_ifname = u.ifname().to_string();
         // Decapsulated datagrams enter through the tunnel device with a
         // correspondent's source; visitors' datagrams enter the link with
         // a home address the routing table sends elsewhere: neither must
@@ -169,6 +178,7 @@ impl Installer {
             forward_was,
             rp_filter_was,
             table_route: None,
+            delivery_rule: None,
         };
         let route = RouteSpec::to_dev(Ipv4Addr::UNSPECIFIED, 0, tunnel_ifindex).in_table(me.table);
         me.nl
@@ -176,6 +186,17 @@ impl Installer {
             .await
             .map_err(|e| format!("reverse tunnel table {}: {e}", me.table))?;
         me.table_route = Some(route);
+        let rule = RuleSpec {
+            iif: Some(tunnel_ifname),
+            table: me.table,
+            priority: RULE_PRIORITY,
+            ..Default::default()
+        };
+        me.nl
+            .add_rule(&rule)
+            .await
+            .map_err(|e| format!("delivery rule of table {}: {e}", me.table))?;
+        me.delivery_rule = Some(rule);
         Ok(me)
     }
 
@@ -235,7 +256,7 @@ impl Installer {
             .add_static_neighbour(ifindex, home, v.mac)
             .await
             .map_err(|e| format!("neighbour entry for {home}: {e}"))?;
-        let route = RouteSpec::to_dev(home, 32, ifindex);
+        let route = RouteSpec::to_dev(home, 32, ifindex).in_table(self.table);
         self.nl
             .replace_route(&route)
             .await
@@ -321,6 +342,11 @@ impl Installer {
                 warn!("{e}");
             }
         }
+        if let Some(r) = self.delivery_rule.take() {
+            if let Err(e) = self.nl.del_rule(&r).await {
+                warn!("delivery rule: {e}");
+            }
+        }
         if let Some(r) = self.table_route.take() {
             if let Err(e) = self.nl.del_route(&r).await {
                 warn!("reverse tunnel table route: {e}");
@@ -362,7 +388,7 @@ async fn sweep(nl: &Netlink, table: u32, links: &[(String, u32)], previous: &Ker
             continue;
         };
         if nl
-            .del_route(&RouteSpec::to_dev(*home, 32, ifindex))
+            .del_route(&RouteSpec::to_dev(*home, 32, ifindex).in_table(table))
             .await
             .is_ok()
         {

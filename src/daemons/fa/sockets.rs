@@ -6,7 +6,7 @@
 //! unbound raw ICMP socket for the errors that come back about relayed
 //! requests (80, 81, 82, 88).
 
-use std::io::{self, Read};
+use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
@@ -56,12 +56,6 @@ pub(super) fn icmp_socket(ifname: &str, addr: Ipv4Addr) -> io::Result<Socket> {
     Ok(s)
 }
 
-/// The ICMP part of a datagram a raw socket delivered (IP header first).
-fn strip_ip(b: &[u8]) -> Option<&[u8]> {
-    let ihl = usize::from(*b.first()? & 0x0f) * 4;
-    b.get(ihl..).filter(|_| ihl >= 20)
-}
-
 pub(super) async fn read_icmp(
     s: Arc<AsyncFd<Socket>>,
     iface: Option<usize>,
@@ -69,19 +63,8 @@ pub(super) async fn read_icmp(
 ) {
     let mut buf = vec![0u8; 65_536];
     loop {
-        let n = match s
-            .async_io(Interest::READABLE, |mut s| s.read(&mut buf))
-            .await
-        {
-            Ok(n) => n,
-            Err(e) => {
-                warn!("ICMP receive error: {e}");
-                continue;
-            }
-        };
-        let Some(icmp) = strip_ip(&buf[..n]) else {
-            continue;
-        };
+        let (_, range) = crate::daemons::icmp::recv(&s, &mut buf).await;
+        let icmp = &buf[range];
         let ev = match iface {
             Some(i) if icmp.first() == Some(&crate::wire::icmp::TYPE_SOLICITATION) => Event::Icmp {
                 iface: i,

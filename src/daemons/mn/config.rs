@@ -77,6 +77,10 @@ struct File {
     lifetime: u16,
     #[serde(default = "default_true")]
     reverse_tunnel: bool,
+    /// Mode 'f': agent discovery and foreign-agent care-of addresses on
+    /// trusted networks (RFC 5266 §3.1.2).
+    #[serde(default = "default_true")]
+    foreign_agent: bool,
     #[serde(default = "default_true")]
     deregister_on_shutdown: bool,
     #[serde(default)]
@@ -562,6 +566,7 @@ impl MnConfig {
         };
         node.multihoming = multihoming_config(src, &f.multihoming, f.detect.is_some())?;
         node.reverse_tunnel = f.reverse_tunnel;
+        node.foreign_agent = f.foreign_agent;
         node.retry_interval = Duration::from_secs(r.retry_interval_s);
         node.vpn_connections = f.vpn.connections.clone();
         node.esp_overhead = f.vpn.esp_overhead;

@@ -26,7 +26,7 @@ use crate::dataplane::{
     DataPlane, Encapsulation, Role, Tunnel, TunnelBinding, TunnelDevice, UserspaceConfig,
     UserspacePlane,
 };
-use crate::mn::node::VpnGuard;
+use crate::mn::node::{AgentRoute, VpnGuard};
 use crate::mn::{Action, HomeSource};
 use crate::netlink::{bypass, sysctl, Netlink, RouteSpec, RuleSpec};
 
@@ -134,6 +134,8 @@ struct SourceInstalled {
 }
 
 const EEXIST: i32 = libc::EEXIST;
+/// Where mode 'f' keeps the home address.
+const LOOPBACK: &str = "lo";
 
 impl Installer {
     pub fn new(
@@ -256,6 +258,9 @@ impl Installer {
             Action::GuardVpn { guard } => self.guard(*guard).await,
             // The daemon sends these to the plugin.
             Action::Vpn(_) => Ok(()),
+            Action::ForeignAgentRoute { home, route } => {
+                self.agent_route(*home, route.as_ref()).await
+            }
         }
     }
 
@@ -419,27 +424,103 @@ impl Installer {
             // tunnel; the outer datagrams, sourced from the care-of
             // address, do not match the rule and take the main table.
             let route = RouteSpec::to_dev(Ipv4Addr::UNSPECIFIED, 0, dev).in_table(self.table);
-            self.nl
-                .replace_route(&route)
-                .await
-                .map_err(|e| e.to_string())?;
-            inst.route = Some(route);
-            let rule = RuleSpec {
-                from: Some((inst.home, 32)),
-                to: None,
-                iif: None,
-                table: self.table,
-                priority: self.priority,
-                ..Default::default()
-            };
-            match self.nl.add_rule(&rule).await {
-                Ok(()) => {}
-                Err(e) if e.errno() == Some(EEXIST) => {}
-                Err(e) => return Err(e.to_string()),
-            }
-            inst.rule = Some(rule);
+            self.route_home(inst, route).await?;
         }
         Ok(())
+    }
+
+    /// The home address's table routes by `route`, and a rule `from
+    /// <home> lookup <table>` sends it there.
+    async fn route_home(&self, inst: &mut Installed, route: RouteSpec) -> Result<(), String> {
+        self.nl
+            .replace_route(&route)
+            .await
+            .map_err(|e| e.to_string())?;
+        inst.route = Some(route);
+        if inst.rule.is_some() {
+            return Ok(());
+        }
+        let rule = RuleSpec {
+            from: Some((inst.home, 32)),
+            to: None,
+            iif: None,
+            table: self.table,
+            priority: self.priority,
+            ..Default::default()
+        };
+        match self.nl.add_rule(&rule).await {
+            Ok(()) => {}
+            Err(e) if e.errno() == Some(EEXIST) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        inst.rule = Some(rule);
+        Ok(())
+    }
+
+    /// Mode 'f' ([`Action::ForeignAgentRoute`]): no tunnel here, the
+    /// foreign agent decapsulates and delivers on the link (RFC 5944
+    /// §4.2.2). The home address goes on the loopback device (local, so
+    /// what the agent delivers is accepted and applications keep it;
+    /// mip4d never takes `lo` for an attachment) and the home address's
+    /// table routes to the agent, the home address's router on its link.
+    async fn agent_route(
+        &mut self,
+        home: Ipv4Addr,
+        route: Option<&AgentRoute>,
+    ) -> Result<(), String> {
+        let on_lo = |i: &Installed| i.home == home && i.device.ifname == LOOPBACK;
+        let Some(r) = route else {
+            if self.installed.as_ref().is_some_and(on_lo) {
+                self.remove_installed().await;
+            }
+            return Ok(());
+        };
+        let index = |name: &str| {
+            nix::net::if_::if_nametoindex(name).map_err(|e| format!("no interface {name}: {e}"))
+        };
+        let (lo, link) = (index(LOOPBACK)?, index(&r.ifname)?);
+        if self.installed.as_ref().is_some_and(|i| !on_lo(i)) {
+            self.remove_installed().await;
+        }
+        let mut inst = self.installed.take().unwrap_or(Installed {
+            home,
+            device: TunnelDevice {
+                ifindex: lo,
+                ifname: LOOPBACK.to_string(),
+            },
+            address: false,
+            route: None,
+            rule: None,
+        });
+        let mut result = Ok(());
+        if !inst.address {
+            match self.nl.add_address(lo, home, 32).await {
+                Ok(()) => inst.address = true,
+                Err(e) if e.errno() == Some(EEXIST) => inst.address = true,
+                Err(e) => result = Err(format!("home address on {LOOPBACK}: {e}")),
+            }
+        }
+        // The agent reverse-tunnels what it routes for the home address
+        // (RFC 3024): 20 bytes more than the link carries. Its ICMP
+        // "fragmentation needed" would come from its own address, which
+        // it cannot send itself back through its tunnel (a martian
+        // source), so the node sizes the home address's datagrams.
+        let mtu = super::run::link_mtu(&self.nl, link)
+            .await
+            .unwrap_or(1500)
+            .saturating_sub(20);
+        let spec = RouteSpec {
+            via: Some(r.router),
+            dev: Some(link),
+            mtu: Some(mtu),
+            ..RouteSpec::to_dev(Ipv4Addr::UNSPECIFIED, 0, link).in_table(self.table)
+        };
+        if result.is_ok() {
+            result = self.route_home(&mut inst, spec).await;
+        }
+        self.installed = Some(inst);
+        info!(%home, agent = %r.router, ifname = %r.ifname, "home address routed to the foreign agent (mode f)");
+        result
     }
 
     /// Mode 'mc': the tunnel runs inside ESP; the node sized it so that
@@ -758,6 +839,15 @@ impl Installer {
                 Err(e) => {
                     warn!(error = %e, "cannot remove link {link} left by an earlier instance")
                 }
+            }
+        }
+        // Mode 'f' keeps the home address on the loopback device.
+        if let (false, Ok(lo)) = (
+            home.is_unspecified(),
+            nix::net::if_::if_nametoindex(LOOPBACK),
+        ) {
+            if self.nl.del_address(lo, home, 32).await.is_ok() {
+                left.push(format!("{home}/32 on {LOOPBACK}"));
             }
         }
         if !left.is_empty() {

@@ -2,10 +2,11 @@
 //! decision: [`run`] is its loop, [`kernel`] its tunnel, routes and rules,
 //! `control` its control-socket answers, [`config`] its file; beside
 //! them the sockets it moves datagrams through ([`sockets`] for
-//! registrations, [`probe`] for trusted-network detection, [`plugin`] for
-//! the charon plugin) and the [`events`] it publishes; `guard` feeds the
+//! registrations, [`probe`] for trusted-network detection, [`agents`] for
+//! agent discovery, [`plugin`] for the charon plugin) and the [`events`] it publishes; `guard` feeds the
 //! node's guardrails ([`crate::mn::guard`]) what the plugin reports.
 
+pub mod agents;
 pub mod config;
 mod control;
 pub mod events;

@@ -21,6 +21,7 @@ use crate::mn::Node;
 use crate::netlink::gateway::{self, NeighbourWatcher};
 use crate::netlink::{NetEvent, Netlink, Watcher};
 
+use super::agents::AgentSockets;
 use super::config::MnConfig;
 use super::events::{Clock, EventBus};
 use super::kernel::Installer;
@@ -47,6 +48,8 @@ pub(super) struct Daemon {
     pub(super) sockets: Sockets,
     /// Trusted-network detection probes (bypassing the VPN).
     pub(super) probes: ProbeSockets,
+    /// Agent discovery (mode 'f').
+    pub(super) agents: AgentSockets,
     pub(super) bus: EventBus,
     /// The current plugin connection (the newest) and its writer, for
     /// requests to charon (the probe bypass and the VPN actions).
@@ -97,6 +100,9 @@ impl Daemon {
         }
         while let Some(t) = self.node.poll_transmit() {
             self.sockets.send(&t).await;
+        }
+        while let Some(ifname) = self.node.poll_solicitation() {
+            self.agents.solicit(&ifname);
         }
         while let Some((at, e)) = self.node.poll_event() {
             self.bus.publish(at, e);
@@ -177,6 +183,7 @@ impl Daemon {
                 self.node.link_down(now, &ifname)
             }
             NetEvent::LinkRemoved { ifname, .. } if !is_own(&self.cfg, &ifname) => {
+                self.agents.forget(&ifname);
                 self.node.link_removed(now, &ifname)
             }
             _ => {}
@@ -367,7 +374,7 @@ impl Daemon {
 
 /// The MTU of link `index` (rtnetlink; the link module has no getter
 /// for it).
-async fn link_mtu(nl: &Netlink, index: u32) -> Option<u32> {
+pub(super) async fn link_mtu(nl: &Netlink, index: u32) -> Option<u32> {
     use futures::TryStreamExt;
     use netlink_packet_route::link::LinkAttribute;
     let mut s = nl.handle().link().get().match_index(index).execute();
@@ -406,6 +413,7 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
     let node = Node::new(node_cfg, clock.instant(), SystemTime::now())
         .map_err(|e| format!("registration settings: {e}"))?;
     let (rx_tx, mut replies) = mpsc::channel(256);
+    let (adv_tx, mut adverts) = mpsc::channel(64);
     let (q_tx, mut queries) = mpsc::channel(16);
     let control = control::Server {
         daemon: "mip4d",
@@ -435,6 +443,7 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
         gateways: HashMap::new(),
         installer,
         probes: ProbeSockets::new(nl.clone(), rx_tx.clone()),
+        agents: AgentSockets::new(adv_tx),
         sockets: Sockets::new(rx_tx),
         bus,
         cfg,
@@ -487,6 +496,9 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
             Some((ifindex, addr, mac)) = neighbours.next() => d.neighbour(ifindex, addr, mac),
             Some((from, payload)) = replies.recv() => {
                 d.node.handle_datagram(Instant::now(), from, &payload);
+            }
+            Some((ifname, from, icmp)) = adverts.recv() => {
+                d.node.agent_advertisement(Instant::now(), &ifname, from, &icmp);
             }
             Some((req, tx)) = queries.recv() => {
                 let _ = tx.send(d.answer(req));

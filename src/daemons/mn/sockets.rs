@@ -64,6 +64,9 @@ impl Sockets {
         }
         let bind = SocketAddrV4::new(src.unwrap_or(Ipv4Addr::UNSPECIFIED), 0);
         let std_sock = std::net::UdpSocket::bind(bind)?;
+        // RFC 3024 §3.3: a request with 'T' through a foreign agent
+        // arrives with TTL 255 or is denied (76); harmless elsewhere.
+        std_sock.set_ttl(255)?;
         std_sock.set_nonblocking(true)?;
         let sock = Arc::new(UdpSocket::from_std(std_sock)?);
         let task = tokio::spawn(read(sock.clone(), self.tx.clone(), self.sink.clone()));

@@ -27,6 +27,15 @@ impl ForeignAgent {
             self.counters.dropped_malformed += 1;
             return Disposition::Dropped(DropReason::NotForUs);
         };
+        // The link socket sees every request on the link, also one a
+        // co-located node sends to its home agent through this host as a
+        // router (RFC 5944 §3.6.1.1: "directly"; RFC 5266 §3.4's probe):
+        // not ours to answer, the kernel forwards it.
+        let ours = [ifc.address.addr(), self.cfg.care_of_address];
+        if !(req.dst.is_multicast() || req.dst.is_broadcast() || ours.contains(&req.dst)) {
+            debug!(src = %req.src, dst = %req.dst, "request to another host: forwarded, not relayed");
+            return Disposition::Dropped(DropReason::NotForUs);
+        }
         // RFC 5944 §3.7.3.2: the reply's source is the address the
         // request was sent to, or ours on the link if that was a
         // multicast or broadcast address.

@@ -70,6 +70,26 @@ pub enum Action {
     /// Ask charon, through the plugin, to bring a VPN connection up or
     /// down (RFC 5266 §3.4.1 step 2, §3.4.2 step 1).
     Vpn(VpnRequest),
+    /// Mode 'f' (RFC 5266 §3.1.2): `Some`: the home address local to the
+    /// node without a tunnel (the foreign agent decapsulates and delivers
+    /// on the link, RFC 5944 §4.2.2), and traffic from it routed to the
+    /// agent as its router (§4.2.2: "the foreign agent as its default
+    /// router"); queued before the requests that go through the agent,
+    /// which leave from the home address (§3.6.1.1). `None`: remove
+    /// that. Never together with a tunnel: [`Action::TunnelDown`] comes
+    /// first.
+    ForeignAgentRoute {
+        home: Ipv4Addr,
+        route: Option<AgentRoute>,
+    },
+}
+
+/// Where mode 'f' routes the home address's traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AgentRoute {
+    pub ifname: String,
+    /// The agent's address on the link (its advertisement's source).
+    pub router: Ipv4Addr,
 }
 
 /// The home address as the source of what the node itself opens while

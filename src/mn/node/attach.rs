@@ -43,7 +43,7 @@ impl Node {
             self.maybe_probe(now, why);
         }
         let trusted = |a: &&LocalAddress| self.trust_of(a.addr) == Trust::Trusted;
-        let current = self.access.care_of().and_then(|c| {
+        let current = self.access.local().and_then(|c| {
             self.usable_addresses()
                 .filter(trusted)
                 .find(|a| a.addr == c)
@@ -75,7 +75,13 @@ impl Node {
 
         match chosen {
             Some((addr, ifname, _)) => {
-                let same = self.access == Access::C { care_of: addr }
+                // Mode 'f' on a trusted link with an agent (RFC 5266
+                // §3.1.2), else mode 'c' on the same address (`foreign`).
+                let access = match self.eligible_agent(&ifname, addr) {
+                    Some(f) => Access::F(f),
+                    None => Access::C { care_of: addr },
+                };
+                let same = self.access == access
                     && !matches!(
                         self.state,
                         State::AtHome
@@ -86,9 +92,20 @@ impl Node {
                 if same {
                     return false;
                 }
-                let reason = format!("{why}: {}", Reason::TrustedCareOf { addr, ifname });
+                let reason = match &access {
+                    Access::F(f) => format!(
+                        "{why}: {}",
+                        Reason::ForeignAgentCareOf {
+                            care_of: f.care_of,
+                            agent: f.agent,
+                            addr,
+                            ifname,
+                        }
+                    ),
+                    _ => format!("{why}: {}", Reason::TrustedCareOf { addr, ifname }),
+                };
                 self.stats.moves += u64::from(self.access.care_of().is_some());
-                self.register(now, Access::C { care_of: addr }, &reason);
+                self.register(now, access, &reason);
                 true
             }
             // RFC 5266 §3.4.2 step 4: through the VPN only once the probe
@@ -133,7 +150,7 @@ impl Node {
                     let went_stale = self.access.is_live_mc();
                     // A mode 'c' binding whose trusted address went, with
                     // only untrusted ones left (more than one interface).
-                    let left_c = self.access.is_c() && self.state.has_care_of();
+                    let left_c = self.access.local().is_some() && self.state.has_care_of();
                     if let (true, Access::Mc(m)) = (went_stale, &mut self.access) {
                         // RFC 5266 §3.1.3: the care-of address was the TIA;
                         // without it nothing reaches the MN through the

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use tracing::{info, warn};
 
-use super::{Access, Node, NodeEvent, State};
+use super::{Access, AgentRoute, Node, NodeEvent, State};
 use crate::mn::detect::Cause;
 use crate::mn::registration::{self, Purpose};
 
@@ -32,8 +32,28 @@ impl Node {
         self.client
             .set_reverse_tunnel(self.access.mc().is_some() || self.cfg.reverse_tunnel);
         self.set_state(now, State::Registering { care_of }, reason);
-        // RFC 5944 §3.6: a newer request supersedes a pending one.
-        self.client.move_to(now, care_of, None);
+        let configured = self.cfg.registration.lifetime;
+        match self.access.fa().cloned() {
+            Some(f) => {
+                // Mode 'f': the agent decapsulates; the home address's
+                // route to it is in place before the request leaves from
+                // the home address (RFC 5944 §3.6.1.1).
+                self.tunnel_down(now, "mode f: the foreign agent ends the tunnel");
+                self.agent_route(Some(AgentRoute {
+                    ifname: f.ifname.clone(),
+                    router: f.agent,
+                }));
+                // §2.1.1: no more than the agent accepts (else 69).
+                self.client.set_lifetime(configured.min(f.max_lifetime));
+                self.client.move_to(now, care_of, Some(f.agent));
+            }
+            None => {
+                self.agent_route(None);
+                self.client.set_lifetime(configured);
+                // RFC 5944 §3.6: a newer request supersedes a pending one.
+                self.client.move_to(now, care_of, None);
+            }
+        }
         self.drain_client(now);
     }
 
@@ -46,6 +66,7 @@ impl Node {
         self.retry_at = None;
         self.access = Access::None;
         self.tunnel_down(now, "back on the home link");
+        self.agent_route(None);
         self.set_state(now, State::AtHome, reason);
         // RFC 5944 §3.6.1.1: deregister all bindings, care-of address =
         // home address, sent from the home address to the home agent.
@@ -58,10 +79,16 @@ impl Node {
     /// Moves the client's datagrams and outcomes through the node.
     pub(super) fn drain_client(&mut self, now: Instant) {
         while let Some(t) = self.client.poll_transmit() {
-            let sendable = match t.src {
+            let via_agent = self.access.fa().filter(|f| *t.dst.ip() == f.agent);
+            let sendable = match (via_agent, t.src) {
+                // Mode 'f': from the home address through the agent, while
+                // the node's address on the agent's link stays.
+                (Some(f), _) => self.is_usable(f.local),
                 // Co-located: the source is the care-of address, which
                 // must still be ours (RFC 5944 §3.6.1.1).
-                Some(src) if t.purpose != Purpose::DeregisterAtHome => self.source_usable(src),
+                (None, Some(src)) if t.purpose != Purpose::DeregisterAtHome => {
+                    self.source_usable(src)
+                }
                 _ => true,
             };
             if !sendable {
@@ -131,8 +158,11 @@ impl Node {
                     }
                 }
                 if self.access.care_of() == Some(binding.care_of_address) {
-                    self.udp_tunnel(binding.udp_keepalive);
-                    self.tunnel_up(now, binding.care_of_address);
+                    // Mode 'f': no tunnel here, the agent ends it.
+                    if self.access.fa().is_none() {
+                        self.udp_tunnel(binding.udp_keepalive);
+                        self.tunnel_up(now, binding.care_of_address);
+                    }
                     self.set_state(
                         now,
                         State::Registered {
@@ -191,6 +221,13 @@ impl Node {
                     return;
                 }
                 self.deregister_stray(now, "the registration meant to replace it was denied");
+                if self.access.fa().is_some() && by == "foreign_agent" {
+                    // §3.7.2: the agent will not serve us; authenticated
+                    // or not, the node's next request is its own choice:
+                    // the co-located address of the same trusted link.
+                    self.refuse_agent(now, &format!("the foreign agent denied: {code}"));
+                    return;
+                }
                 if let (Purpose::Register | Purpose::Renew, Some(care_of)) =
                     (purpose, self.access.care_of())
                 {
@@ -223,6 +260,17 @@ impl Node {
                     return;
                 }
                 self.deregister_stray(now, "the registration meant to replace it got no answer");
+                if self.access.fa().is_some() && purpose == Purpose::Register {
+                    // The agent relays nothing (or its home agent is out
+                    // of reach through it): co-located on the same link.
+                    self.refuse_agent(
+                        now,
+                        &format!(
+                            "no reply through the foreign agent after {attempts} transmissions"
+                        ),
+                    );
+                    return;
+                }
                 if let (Purpose::Renew, Access::C { care_of }, true) =
                     (purpose, &self.access, self.detector.is_some())
                 {
@@ -258,7 +306,7 @@ impl Node {
                     return;
                 }
                 self.tunnel_down(now, "binding expired");
-                let usable = self.access.care_of().is_some_and(|c| self.source_usable(c));
+                let usable = self.access_usable();
                 if usable && !matches!(self.state, State::Registering { .. }) {
                     let access = self.access.clone();
                     self.register(now, access, "binding expired: registering again");

@@ -50,6 +50,10 @@ pub struct NodeConfig {
     /// More than one interface: preference, networks never probed, the
     /// verdict cache.
     pub multihoming: Multihoming,
+    /// Mode 'f' (RFC 5266 §3.1.2): listen for foreign agents and solicit
+    /// them, and register through one advertising on a network the node
+    /// found trusted. Off: modes 'c' and 'mc' only.
+    pub foreign_agent: bool,
 }
 
 /// A network as the operator names it: by interface, by the prefix the
@@ -150,6 +154,9 @@ impl NodeConfig {
             with_charon: false,
             home_source: vec![Ipv4Net::default()],
             multihoming: Multihoming::default(),
+            // mip4d's configuration turns it on unless told otherwise
+            // (`foreign_agent`); a node built here asks for it.
+            foreign_agent: false,
         }
     }
 }

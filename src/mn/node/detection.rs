@@ -278,6 +278,11 @@ impl Node {
         );
         self.set_state(now, State::Registered { care_of: addr }, &reason);
         self.monitor_ok(now);
+        if self.eligible_agent(ifname, addr).is_some() {
+            // RFC 5266 §3.1.2: trusted now, and a foreign agent already
+            // advertises on this link: mode 'f' (`foreign`).
+            self.evaluate(now, None, "the probe found the network trusted");
+        }
         let terminate = self
             .detector
             .as_ref()

@@ -226,6 +226,23 @@ pub enum NodeEvent {
         ifname: String,
         gateway: String,
     },
+    /// A foreign agent's advertisement heard on `ifname` (RFC 5944 §2.1):
+    /// a candidate for mode 'f', used only on a trusted network.
+    AgentHeard {
+        ifname: String,
+        agent: Ipv4Addr,
+        care_of: Ipv4Addr,
+        registration_lifetime: u16,
+        reverse_tunnel: bool,
+    },
+    /// A foreign agent is no longer used: its advertisements stopped for
+    /// their lifetime (§2.4.2), it withdrew, or it (or the home agent
+    /// behind it) denied or never answered.
+    AgentLost {
+        ifname: String,
+        agent: Ipv4Addr,
+        reason: String,
+    },
     /// Traffic from the home address is held (blackholed).
     TrafficHeld {
         reason: String,

@@ -50,6 +50,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use super::detect::{Detector, ProbeTransmit};
+use super::discovery::Discovery;
 use super::mode::{Mode, TrustPolicy};
 use super::registration::{self, Client, Transmit};
 use super::vpn::{VpnSa, VpnView};
@@ -61,6 +62,7 @@ mod binding;
 mod config;
 mod detection;
 mod event;
+mod foreign;
 mod ipv6;
 mod mc;
 mod multihome;
@@ -71,7 +73,7 @@ mod status;
 mod stray;
 mod tunnel;
 
-pub use action::{Action, HomeSource, VpnGuard, VpnRequest};
+pub use action::{Action, AgentRoute, HomeSource, VpnGuard, VpnRequest};
 pub use config::{mac_string, Multihoming, NetworkMatch, NodeConfig};
 pub use event::NodeEvent;
 pub use multihome::CachedVerdictStatus;
@@ -79,7 +81,7 @@ pub use nat::SILENT_INTERVALS;
 use reason::Reason;
 pub use state::State;
 use state::{Access, McAttachment, TunnelState};
-pub use status::{DetectionStatus, NodeStats, Status, VpnStatus};
+pub use status::{AgentsStatus, DetectionStatus, NodeStats, Status, VpnStatus};
 
 #[derive(Debug, Clone)]
 struct LocalAddress {
@@ -134,6 +136,8 @@ struct Kernel {
     home_source: Option<HomeSource>,
     /// RFC 3519 UDP tunnelling granted, with its keepalive interval.
     udp: Option<u16>,
+    /// Mode 'f': the home address routed to the foreign agent.
+    agent_route: Option<AgentRoute>,
 }
 
 /// The mobile node core. See the module documentation.
@@ -177,6 +181,11 @@ pub struct Node {
     nat_watch: Option<nat::NatWatch>,
     /// The data plane's count of tunnel datagrams from the home agent.
     udp_received: u64,
+    /// Foreign agents heard, solicitations due (mode 'f', `foreign`).
+    discovery: Discovery,
+    /// The agent that last denied or never answered (link, address): not
+    /// used again until heard anew.
+    refused_agent: Option<(String, Ipv4Addr)>,
 }
 
 impl Node {
@@ -219,6 +228,8 @@ impl Node {
             multi: multihome::Multi::default(),
             nat_watch: None,
             udp_received: 0,
+            discovery: Discovery::default(),
+            refused_agent: None,
             cfg,
         }
     }
@@ -307,6 +318,11 @@ impl Node {
             },
         );
         info!(ifname, %addr, prefix_len, "address added");
+        if self.cfg.foreign_agent {
+            // Agent discovery beside co-located acquisition (RFC 5266
+            // §3.1.2): solicit on the link until an agent answers.
+            self.discovery.attached(now, ifname);
+        }
         self.evaluate(
             now,
             Some(addr),
@@ -332,6 +348,9 @@ impl Node {
         );
         info!(ifname, %addr, "address removed");
         let why = format!("address {addr} removed from {ifname}");
+        if !self.links.addresses.iter().any(|a| a.ifname == ifname) {
+            self.discovery.detached(ifname);
+        }
         self.forget_gateway(ifname);
         self.forget_attachment(now, ifname, Some(addr), &why);
         self.evaluate(now, None, &why);
@@ -351,6 +370,7 @@ impl Node {
         );
         info!(ifname, "link down");
         let why = format!("link {ifname} down");
+        self.discovery.detached(ifname);
         self.forget_gateway(ifname);
         self.forget_attachment(now, ifname, None, &why);
         self.evaluate(now, None, &why);
@@ -474,6 +494,7 @@ impl Node {
             self.evaluate(now, None, "no gateway MAC address in time: probing");
         }
         self.monitor_timeout(now);
+        self.discovery_timeout(now);
         self.stray_handle_timeout(now);
         self.nat_watch_check(now);
         self.client.handle_timeout(now);
@@ -492,7 +513,7 @@ impl Node {
         self.retry_at = None;
         self.monitor = None;
         self.cancel_probe(now, "shutting down");
-        let usable = self.access.care_of().filter(|c| self.source_usable(*c));
+        let usable = self.access.care_of().filter(|_| self.access_usable());
         if let (true, true, Some(care_of)) = (deregister, self.client.binding().is_some(), usable) {
             self.client.deregister(now);
             self.deregistering = true;
@@ -531,6 +552,7 @@ impl Node {
     pub fn finish(&mut self, now: Instant, reason: &str) {
         self.stopping = true;
         self.tunnel_down(now, reason);
+        self.agent_route(None);
         self.set_state(now, State::Stopped, reason);
     }
 
@@ -556,6 +578,7 @@ impl Node {
             self.monitor.map(|(_, d)| d),
             self.gateway_wait_timeout(),
             self.nat_watch_timeout(),
+            self.discovery.poll_timeout(),
         ]
         .into_iter()
         .flatten()

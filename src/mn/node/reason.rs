@@ -22,6 +22,14 @@ impl<A: fmt::Display> fmt::Display for Maybe<A> {
 pub(super) enum Reason {
     /// Mode 'c' (RFC 5266 §3.1.1).
     TrustedCareOf { addr: Ipv4Addr, ifname: String },
+    /// Mode 'f' (RFC 5266 §3.1.2): a foreign agent advertises on the
+    /// trusted link of `addr`.
+    ForeignAgentCareOf {
+        care_of: Ipv4Addr,
+        agent: Ipv4Addr,
+        addr: Ipv4Addr,
+        ifname: String,
+    },
     /// No mode until the probe's verdict (RFC 5266 §3.4).
     Detecting { address: Ipv4Addr, ifname: String },
     /// The probe registers directly with the i-HA (RFC 5266 §3.4).
@@ -93,6 +101,15 @@ impl fmt::Display for Reason {
             Reason::TrustedCareOf { addr, ifname } => write!(
                 f,
                 "{addr} on {ifname} is on a trusted network, co-located care-of address (RFC 5266 §3.1.1)"
+            ),
+            Reason::ForeignAgentCareOf {
+                care_of,
+                agent,
+                addr,
+                ifname,
+            } => write!(
+                f,
+                "{addr} on {ifname} is on a trusted network and foreign agent {agent} advertises there: its care-of address {care_of}, registered through it (RFC 5266 §3.1.2)"
             ),
             Reason::Detecting { address, ifname } => write!(
                 f,

@@ -67,8 +67,28 @@ pub(super) enum Access {
     None,
     /// Mode 'c' (§3.1.1): a trusted physical address, co-located.
     C { care_of: Ipv4Addr },
+    /// Mode 'f' (§3.1.2): a foreign agent's care-of address on a
+    /// trusted network, registered through the agent, which is the home
+    /// address's router there.
+    F(FaAttachment),
     /// Mode 'mc' (§3.1.3): the VPN's TIA, co-located, inside ESP.
     Mc(McAttachment),
+}
+
+/// The foreign agent a mode 'f' registration goes through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct FaAttachment {
+    /// The agent's care-of address (its advertisement's).
+    pub(super) care_of: Ipv4Addr,
+    /// The agent's address on the link: requests go there, and it routes
+    /// the home address's traffic (RFC 5944 §3.6.1.1, §4.2.2).
+    pub(super) agent: Ipv4Addr,
+    pub(super) ifname: String,
+    /// The node's co-located address on that link: the one the probe
+    /// found trusted (RFC 5266 §3), and mode 'c''s fallback.
+    pub(super) local: Ipv4Addr,
+    /// The agent's longest registration lifetime (§2.1.1).
+    pub(super) max_lifetime: u16,
 }
 
 /// The VPN attachment a mode 'mc' registration was made through.
@@ -90,7 +110,25 @@ impl Access {
         match self {
             Access::None => None,
             Access::C { care_of } => Some(*care_of),
+            Access::F(f) => Some(f.care_of),
             Access::Mc(m) => Some(m.tia),
+        }
+    }
+
+    /// The node's own physical address the access rests on (mode 'c':
+    /// the care-of address; mode 'f': its address on the agent's link).
+    pub(super) fn local(&self) -> Option<Ipv4Addr> {
+        match self {
+            Access::C { care_of } => Some(*care_of),
+            Access::F(f) => Some(f.local),
+            Access::None | Access::Mc(_) => None,
+        }
+    }
+
+    pub(super) fn fa(&self) -> Option<&FaAttachment> {
+        match self {
+            Access::F(f) => Some(f),
+            _ => None,
         }
     }
 
@@ -98,6 +136,7 @@ impl Access {
         match self {
             Access::None => None,
             Access::C { .. } => Some(Mode::C),
+            Access::F(_) => Some(Mode::F),
             Access::Mc(_) => Some(Mode::Mc),
         }
     }

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::{Node, State};
 use crate::mn::detect::{self, DetectStats};
+use crate::mn::discovery::{DiscoveryStats, HeardAgent};
 use crate::mn::mode::Mode;
 use crate::mn::registration;
 use crate::mn::vpn::VpnSa;
@@ -63,6 +64,18 @@ pub struct Status {
     pub node: NodeStats,
     /// Trusted-network detection (null when trust comes from prefixes).
     pub detection: Option<DetectionStatus>,
+    /// Agent discovery (mode 'f'; null when `foreign_agent` is off).
+    pub foreign_agents: Option<AgentsStatus>,
+}
+
+/// The agent-discovery part of `mip4ctl status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentsStatus {
+    /// Foreign agents heard within their advertisements' lifetime.
+    pub heard: Vec<HeardAgent>,
+    /// Mode 'f''s agent: the link and address of its route.
+    pub route: Option<super::AgentRoute>,
+    pub counters: DiscoveryStats,
 }
 
 /// The detection part of `mip4ctl status`.
@@ -118,6 +131,11 @@ impl Node {
                 traffic_held: self.kernel.held,
                 counters: d.stats().clone(),
                 verdict_cache: self.cache_status(now),
+            }),
+            foreign_agents: self.cfg.foreign_agent.then(|| AgentsStatus {
+                heard: self.discovery.agents().to_vec(),
+                route: self.kernel.agent_route.clone(),
+                counters: self.discovery.stats().clone(),
             }),
         }
     }

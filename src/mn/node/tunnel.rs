@@ -80,7 +80,8 @@ impl Node {
                             !(m.stale || self.plugin_lost)
                                 && self.current_vpn().and_then(|v| v.tia) == Some(t.care_of)
                         }
-                        Access::None => false,
+                        // Mode 'f' has no tunnel of its own.
+                        Access::F(_) | Access::None => false,
                     }
             }
         };

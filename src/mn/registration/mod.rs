@@ -32,7 +32,11 @@
 //! - denials (§3.6.2.4): 133 resynchronises (§5.7) and retries, 136
 //!   learns the home agent's unicast address from the reply, 69 retries
 //!   with the lifetime the foreign agent offers, 75/138 retry with the T
-//!   bit (RFC 3024 §6), every other denial ends the attempt.
+//!   bit (RFC 3024 §6), every other denial ends the attempt. A foreign
+//!   agent's denial is believed only with a valid MN-FA authenticator
+//!   (§3.6.2.1); without an MN-FA association it ends the attempt but
+//!   never corrects the next request (69's lifetime, 75's T bit): anyone
+//!   on the link could have sent it.
 //!
 //! Files: `config` (what is registered, and its checks), `request`
 //! (building, signing, sending, retransmitting), `reply` (matching,
@@ -260,6 +264,14 @@ impl Client {
     /// address is the VPN's TIA, whatever the configured default.
     pub fn set_reverse_tunnel(&mut self, on: bool) {
         self.config.flags.set(Flags::T, on);
+    }
+
+    /// The lifetime asked for from the next request on (non-zero; a
+    /// foreign agent's advertisement caps it, RFC 5944 §2.1.1, §3.6.1.1).
+    pub fn set_lifetime(&mut self, lifetime: u16) {
+        if lifetime != 0 {
+            self.config.lifetime = lifetime;
+        }
     }
 
     /// A second client for the same mobile node and MN-HA association,

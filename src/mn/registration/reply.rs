@@ -247,9 +247,13 @@ impl Client {
                 return;
             }
             // The foreign agent's reply carries the longest lifetime it
-            // accepts (RFC 5944 §3.4 code 69, §3.6.2.4).
+            // accepts (RFC 5944 §3.4 code 69, §3.6.2.4). Only an
+            // authenticated one (MN-FA, §3.6.2.1) is believed: anyone on
+            // the link can send an unauthenticated denial, and its
+            // contents never shape the next request.
             ReplyCode::FA_LIFETIME_TOO_LONG
-                if !p.lifetime_adjusted
+                if authenticated
+                    && !p.lifetime_adjusted
                     && reply.lifetime > 0
                     && reply.lifetime < p.request.lifetime =>
             {
@@ -258,9 +262,11 @@ impl Client {
                 self.resend(now, p);
                 return;
             }
-            // RFC 3024 §6: reverse tunnelling is mandatory; ask for it.
+            // RFC 3024 §6: reverse tunnelling is mandatory; ask for it
+            // (HA codes are always MN-HA authenticated here; an FA's only
+            // with MN-FA, as above).
             ReplyCode::FA_REVERSE_TUNNEL_MANDATORY | ReplyCode::HA_REVERSE_TUNNEL_MANDATORY
-                if !p.t_bit_added && !p.request.flags.contains(Flags::T) =>
+                if authenticated && !p.t_bit_added && !p.request.flags.contains(Flags::T) =>
             {
                 p.t_bit_added = true;
                 p.request.flags.insert(Flags::T);

@@ -34,7 +34,19 @@ impl Client {
         if let Some(nai) = &self.config.nai {
             extensions.push(Extension::Nai(nai.clone()));
         }
-        extensions.extend(self.config.extensions.iter().cloned());
+        // Through a foreign agent the agent's end of the tunnel is its
+        // own: RFC 3519 between the agent and the home agent is the
+        // agent's to ask for (§3.1's R flag serves agents that relay it),
+        // so the node's UDP Tunnel Request is for co-located care-of
+        // addresses only.
+        let via_agent = self.config.foreign_agent.is_some();
+        extensions.extend(
+            self.config
+                .extensions
+                .iter()
+                .filter(|e| !(via_agent && matches!(e, Extension::UdpTunnelRequest(_))))
+                .cloned(),
+        );
         let request = RequestRepr {
             flags,
             lifetime: if purpose.is_deregistration() {
