@@ -65,6 +65,7 @@ mod ipv6;
 mod mc;
 mod multihome;
 mod nat;
+mod operator;
 mod reason;
 mod state;
 mod status;
@@ -76,6 +77,7 @@ pub use config::{mac_string, Multihoming, NetworkMatch, NodeConfig};
 pub use event::NodeEvent;
 pub use multihome::CachedVerdictStatus;
 pub use nat::SILENT_INTERVALS;
+pub use operator::{Denials, Handover, Handovers, OperatorStats, Refused, HANDOVER_WINDOW};
 use reason::Reason;
 pub use state::State;
 use state::{Access, McAttachment, TunnelState};
@@ -177,6 +179,10 @@ pub struct Node {
     nat_watch: Option<nat::NatWatch>,
     /// The data plane's count of tunnel datagrams from the home agent.
     udp_received: u64,
+    /// The operator's pin (`mip4ctl force`, `operator`).
+    pin: Option<Mode>,
+    /// Denials and handovers, from the node's events (`mip4ctl stats`).
+    record: operator::Record,
 }
 
 impl Node {
@@ -219,6 +225,8 @@ impl Node {
             multi: multihome::Multi::default(),
             nat_watch: None,
             udp_received: 0,
+            pin: None,
+            record: operator::Record::default(),
             cfg,
         }
     }
@@ -594,7 +602,10 @@ impl Node {
     /// Whether requests may leave from `src`: a physical address we have,
     /// or the TIA the VPN offers now (mode 'mc').
     fn source_usable(&self, src: Ipv4Addr) -> bool {
-        self.is_usable(src) || self.current_vpn().and_then(|v| v.tia) == Some(src)
+        // Pinned to mode 'c', a TIA is no care-of address: its binding
+        // is not renewed.
+        self.is_usable(src)
+            || (self.pin != Some(Mode::C) && self.current_vpn().and_then(|v| v.tia) == Some(src))
     }
 
     fn set_state(&mut self, now: Instant, to: State, reason: &str) {
@@ -629,6 +640,7 @@ impl Node {
     }
 
     fn event(&mut self, now: Instant, e: NodeEvent) {
+        self.record.observe(now, &e);
         self.out.events.push_back((now, e));
     }
 }
