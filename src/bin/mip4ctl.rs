@@ -78,10 +78,16 @@ enum Cmd {
     /// mip4d runs the trusted-network probe of its attachment now (RFC
     /// 5266 §3.4, RFC 5265): the verdict follows in `events`.
     Probe,
-    /// Pin mip4d to an access mode until `release`. A pin never makes a
-    /// network trusted: `mc` keeps everything in the VPN (no probe in
-    /// the clear); `c` never uses the VPN, so off a trusted network the
-    /// node has no Mobile IP service; `f` is refused until mode f exists.
+    /// Pin mip4d to an access mode until `release`.
+    ///
+    /// A pin narrows the modes mip4d uses; it never makes a network
+    /// trusted (trust comes only from trusted_networks or the
+    /// authenticated probe, RFC 5266 §3.4). `mc`: everything goes through
+    /// the VPN, also on a trusted network, and no probe leaves in the
+    /// clear. `c`: the VPN is never used or asked for; on a trusted
+    /// network mode c as usual, on any other no Mobile IP service (state
+    /// untrusted) rather than an untrusted address registered. `f`:
+    /// refused until mode f exists in mip4d.
     Force {
         /// The RFC 5266 §3.1 access mode.
         #[arg(value_enum)]
