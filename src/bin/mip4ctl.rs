@@ -227,7 +227,11 @@ fn print_stats(v: &serde_json::Value) -> Result<(), String> {
     println!("registrations:");
     print_object(r, "  ");
     println!("denials:");
-    for d in v["denials"].as_array().ok_or("no `denials`")? {
+    let denials = v["denials"].as_array().ok_or("no `denials`")?;
+    if denials.is_empty() {
+        println!("  none");
+    }
+    for d in denials {
         println!(
             "  {:>3} {:<6} {}  ({})",
             n(&d["code"]),

@@ -258,6 +258,8 @@ impl Node {
         );
         if mode == Mode::Mc {
             self.cancel_probe(now, &reason);
+        } else {
+            self.reprobe_unless_in_c();
         }
         self.evaluate(now, None, &reason);
         self.settle(now);
@@ -278,9 +280,28 @@ impl Node {
                 reason: reason.clone(),
             },
         );
+        self.reprobe_unless_in_c();
         self.evaluate(now, None, &reason);
         self.settle(now);
         Ok(Some(was))
+    }
+
+    /// Out of a pin that kept the node from mode 'c', its verdicts are
+    /// probed again before mode 'c' is used: the probe is the
+    /// registration, sent past the VPN (a request from the physical
+    /// address would otherwise take the VPN's routes), and monitoring did
+    /// not run meanwhile (RFC 5265 §3.2.4). The mode 'mc' binding carries
+    /// the traffic until the verdict.
+    fn reprobe_unless_in_c(&mut self) {
+        if self.access.is_c() {
+            return;
+        }
+        let addrs: Vec<Ipv4Addr> = self.usable_addresses().map(|a| a.addr).collect();
+        if let Some(d) = self.detector.as_mut() {
+            for a in addrs {
+                d.reprobe(a);
+            }
+        }
     }
 
     /// `mip4ctl stats`.
