@@ -11,6 +11,8 @@
 #   systemd/<daemon>.service -> /lib/systemd/system (Debian 12's unit dir)
 #   <daemon>.conf.example -> /etc/mip4/<daemon>.conf (0600: holds keys)
 #                            and /usr/share/doc/mip4-mobike/examples/
+#   man/ (generated, tests/man_pages.rs) -> /usr/share/man/man{1,5,8}: those
+#                            of mip4ctl and of each daemon installed
 #
 # Files under /etc are the operator's: an existing one is never overwritten
 # (as dpkg does with conffiles).
@@ -44,6 +46,9 @@ DESTDIR="$destdir" PLUGINDIR="$prefix/lib/ipsec/plugins" \
 	./packaging/install-plugin.sh "$plugin" >/dev/null
 
 install -D -m 0755 "$build/mip4ctl" "$destdir$prefix/bin/mip4ctl"
+mandir="$destdir$prefix/share/man"
+install -d -m 0755 "$mandir/man1" "$mandir/man5" "$mandir/man8"
+install -m 0644 man/mip4ctl.1 man/mip4ctl-*.1 "$mandir/man1/"
 
 # /etc/mip4 holds MN-HA keys: root only.
 install -d -m 0700 "$destdir$sysconfdir/mip4"
@@ -55,6 +60,8 @@ for d in mip4d mip4-ha mip4-fa; do
 	[[ -x "$build/$d" ]] || continue
 	daemons+=("$d")
 	install -D -m 0755 "$build/$d" "$destdir$prefix/sbin/$d"
+	install -m 0644 "man/$d.8" "$mandir/man8/"
+	install -m 0644 "man/$d.conf.5" "$mandir/man5/"
 	if [[ -f "packaging/systemd/$d.service" ]]; then
 		install -D -m 0644 "packaging/systemd/$d.service" "$destdir$unitdir/$d.service"
 	fi

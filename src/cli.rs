@@ -5,9 +5,12 @@
 
 use std::fmt::Display;
 use std::future::Future;
+use std::path::Path;
 use std::process::ExitCode;
 
 use tracing_subscriber::EnvFilter;
+
+use crate::config::ConfigError;
 
 /// Logs to stderr, filtered by RUST_LOG or else `default_filter`.
 pub fn init_logging(default_filter: &str, json: bool) {
@@ -23,13 +26,56 @@ pub fn init_logging(default_filter: &str, json: bool) {
     }
 }
 
-/// A loaded configuration, or exit code 2 after printing the error (which
-/// names the file, line and key: see [`crate::config`]).
-pub fn config_or_exit<T, E: Display>(daemon: &str, loaded: Result<T, E>) -> Result<T, ExitCode> {
-    loaded.map_err(|e| {
-        eprintln!("{daemon}: {e}");
-        ExitCode::from(2)
+/// Exit code of a daemon whose configuration has errors, at start and
+/// with `--check-config` (2 is clap's for a bad command line).
+pub const EXIT_CONFIG: u8 = 1;
+
+/// What `--check-config` and the man pages say about exit codes.
+pub const EXIT_CODES: &str = "\
+Exit status:
+  0  the daemon ran and stopped cleanly, or --check-config found no error
+  1  the configuration has errors (each printed on stderr as
+     FILE:LINE: key `KEY`: what is wrong; a key's value is never shown),
+     or the daemon stopped on an error
+  2  bad usage (unknown option, missing argument)";
+
+/// A loaded configuration, or [`EXIT_CONFIG`] after printing every error
+/// (each names the file, line and key: see [`crate::config`]).
+pub fn config_or_exit<T>(daemon: &str, loaded: Result<T, Vec<ConfigError>>) -> Result<T, ExitCode> {
+    loaded.map_err(|errors| {
+        for e in &errors {
+            eprintln!("{daemon}: {e}");
+        }
+        ExitCode::from(EXIT_CONFIG)
     })
+}
+
+/// `--check-config`: every error of the file on stderr and a count,
+/// else `summary` of the valid configuration on stdout.
+pub fn check_config<T>(
+    daemon: &str,
+    path: &Path,
+    checked: Result<T, Vec<ConfigError>>,
+    summary: impl FnOnce(&T) -> String,
+) -> ExitCode {
+    match checked {
+        Ok(cfg) => {
+            println!("{}: OK ({})", path.display(), summary(&cfg));
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            let n = errors.len();
+            eprintln!(
+                "{daemon}: {}: {n} error{}",
+                path.display(),
+                if n == 1 { "" } else { "s" }
+            );
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
 }
 
 /// Runs a daemon's loop to its end on a current-thread runtime: success,

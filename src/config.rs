@@ -114,7 +114,43 @@ impl Source {
 
     /// Parses the whole file into `T`.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
-        toml::from_str(&self.text).map_err(|e| self.toml_error(&e))
+        toml::from_str(&self.text).map_err(|e| self.toml_error(&self.text, &e))
+    }
+
+    /// Parses the whole file into `T`, finding every error rather than
+    /// the first: toml and serde stop at one, so the line of each error
+    /// is blanked (line numbers stay) and the text parsed again. The keys
+    /// so dropped are remembered: the checks after serde say nothing
+    /// more about them (`Findings::push`). A table header, or an error
+    /// without a line, ends the search (blanking a header would move its
+    /// keys into the table above). `None` if the file never parsed.
+    pub fn parse_all<T: DeserializeOwned>(&self) -> (Option<T>, Findings) {
+        let mut text = Zeroizing::new(self.text.to_string());
+        let mut found = Findings::default();
+        for _ in 0..MAX_ERRORS {
+            let e = match toml::from_str::<T>(&text) {
+                Ok(v) => {
+                    found.parsed = true;
+                    return (Some(v), found);
+                }
+                Err(e) => self.toml_error(&text, &e),
+            };
+            let line = e.line;
+            let key = e.key.clone();
+            // A required key whose line was dropped: reported already.
+            if key.as_ref().is_some_and(|k| found.blanked.contains(k)) {
+                break;
+            }
+            found.errors.push(e);
+            let Some(line) = line else { break };
+            let Some(blanked) = blank_line(&mut text, line) else {
+                break;
+            };
+            found
+                .blanked
+                .extend(key.or_else(|| blanked.split_once('=').map(|(k, _)| k.trim().to_owned())));
+        }
+        (None, found)
     }
 
     /// 1-based line of byte offset `at`.
@@ -167,20 +203,27 @@ impl Source {
         }
     }
 
-    fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
+    fn toml_error(&self, text: &str, e: &toml::de::Error) -> ConfigError {
         let span = e.span();
-        let line = span.as_ref().map(|s| self.line_of(s.start));
+        let line = span.as_ref().map(|s| {
+            let at = s.start.min(text.len());
+            text.as_bytes()[..at]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1
+        });
         let raw = e.message().trim().to_owned();
         // The key: a backquoted field name in serde's own messages
         // ("unknown field `x`", "missing field `x`"), else the key whose
         // value the span points at (`key = <value>` on that line).
         let key = backquoted(&raw).or_else(|| {
             let s = span.as_ref()?;
-            let start = self.text[..s.start.min(self.text.len())]
+            let start = text[..s.start.min(text.len())]
                 .rfind('\n')
                 .map(|i| i + 1)
                 .unwrap_or(0);
-            let line_text = &self.text[start..];
+            let line_text = &text[start..];
             let line_text = line_text.lines().next().unwrap_or("");
             let (k, _) = line_text.split_once('=')?;
             let k = k.trim().trim_matches('"');
@@ -201,6 +244,114 @@ impl Source {
             message,
         }
     }
+}
+
+/// At most this many errors are reported from one file.
+const MAX_ERRORS: usize = 100;
+
+/// Empties 1-based `line` of `text` (its newline stays), unless it is
+/// blank already or a table header; returns what it held.
+fn blank_line(text: &mut Zeroizing<String>, line: usize) -> Option<Zeroizing<String>> {
+    let start = if line == 1 {
+        0
+    } else {
+        text.match_indices('\n').nth(line - 2)?.0 + 1
+    };
+    let end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    let held = text[start..end].trim();
+    if held.is_empty() || held.starts_with('[') {
+        return None;
+    }
+    let held = Zeroizing::new(held.to_owned());
+    text.replace_range(start..end, "");
+    Some(held)
+}
+
+/// Every error found in one configuration file: serde's (all of them,
+/// see [`Source::parse_all`]) and the checks' after it.
+#[derive(Debug, Default)]
+pub struct Findings {
+    errors: Vec<ConfigError>,
+    /// Keys whose lines were dropped after a parse error.
+    blanked: Vec<String>,
+    /// serde is done: what is pushed now comes from the checks.
+    parsed: bool,
+}
+
+impl Findings {
+    /// Keeps a check's error, unless it is about a key already reported
+    /// as unparsable (its value was dropped, so the check saw a default).
+    pub fn push(&mut self, e: ConfigError) {
+        let about_blanked = self.blanked.iter().any(|b| {
+            let leaf = b.rsplit('.').next().unwrap_or(b);
+            e.key
+                .as_deref()
+                .is_some_and(|k| k.rsplit('.').next() == Some(leaf))
+                || e.message.contains(&format!("`{leaf}`"))
+        });
+        if !(self.parsed && about_blanked) {
+            self.errors.push(e);
+        }
+    }
+
+    /// The value of a check that may fail; its error is kept.
+    pub fn ok<T>(&mut self, r: Result<T, ConfigError>) -> Option<T> {
+        r.map_err(|e| self.push(e)).ok()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    /// The errors by line (errors about the whole file first). Never
+    /// empty: a caller that found a value missing reports at least that.
+    pub fn into_errors(mut self, file: &Path) -> Vec<ConfigError> {
+        if self.errors.is_empty() {
+            self.errors.push(ConfigError {
+                file: file.to_owned(),
+                line: None,
+                key: None,
+                message: "invalid configuration".into(),
+            });
+        }
+        self.errors.sort_by_key(|e| e.line.unwrap_or(0));
+        self.errors
+    }
+
+    /// `value` if nothing was found, else every error.
+    pub fn finish<T>(self, file: &Path, value: T) -> Result<T, Vec<ConfigError>> {
+        if self.is_empty() {
+            Ok(value)
+        } else {
+            Err(self.into_errors(file))
+        }
+    }
+}
+
+/// Errors as the daemons print them: one per line.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The first of several errors (for callers that stop at one).
+pub fn first(errors: Vec<ConfigError>) -> ConfigError {
+    errors.into_iter().next().unwrap_or_else(|| ConfigError {
+        file: PathBuf::new(),
+        line: None,
+        key: None,
+        message: "invalid configuration".into(),
+    })
 }
 
 /// Keys whose values are secrets (`key`, `mobile_node.key`, ...).
@@ -470,6 +621,44 @@ mod tests {
             |p| Source::read(p)?.refuse_shared_inline_key("item.key", 0),
             "item.key",
         );
+    }
+
+    #[test]
+    fn parse_all_finds_every_error_and_keeps_line_numbers() {
+        let src = Source::from_str(
+            "demo.conf",
+            "name = 3\nnmae = 1\n[[item]]\nspi = \"x\"\nkey = 12345678\n",
+        );
+        let (v, found) = src.parse_all::<Demo>();
+        assert!(v.is_none(), "a required key was unparsable");
+        let e: Vec<String> = found
+            .into_errors(&src.file)
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(e.len(), 4, "{e:#?}");
+        assert!(e[0].starts_with("demo.conf:1: key `name`: "), "{e:#?}");
+        assert!(e[1].starts_with("demo.conf:2: key `nmae`: unknown field"));
+        assert!(e[2].starts_with("demo.conf:4: key `spi`: expected an integer"));
+        assert!(e[3].starts_with("demo.conf:5: key `key`: "));
+        assert!(!e.concat().contains("12345678"), "{e:#?}");
+    }
+
+    #[test]
+    fn checks_say_nothing_more_about_a_key_already_reported() {
+        let src = Source::from_str("demo.conf", "name = \"x\"\n[[item]]\nspi = 1\nkey = 5\n");
+        let (v, mut found) = src.parse_all::<Demo>();
+        assert!(v.is_some(), "`key` is optional: parsed without it");
+        found.push(src.error_at_key("item.key", 0, "needs a key"));
+        found.push(src.error("needs `key` or `key_file`"));
+        found.push(src.error_at_key("item.spi", 0, "SPI 1 is reserved"));
+        let e = found.into_errors(&src.file);
+        assert_eq!(e.len(), 2, "{e:#?}");
+        assert_eq!(
+            e[0].to_string(),
+            "demo.conf:3: key `item.spi`: SPI 1 is reserved"
+        );
+        assert!(e[1].to_string().starts_with("demo.conf:4: key `key`: "));
     }
 
     #[test]

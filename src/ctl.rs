@@ -5,7 +5,9 @@
 //! JSON response per line, then the client may send another request or
 //! close. Requests are `{"cmd":"status"}`, `{"cmd":"bindings"}`,
 //! `{"cmd":"counters"}`, `{"cmd":"visitors"}` (mip4-fa), `{"cmd":"events"}`
-//! (a subscription: event lines until the client closes); responses are
+//! (a subscription: event lines until the client closes), and for mip4d
+//! `{"cmd":"stats"}`, `{"cmd":"probe"}`, `{"cmd":"force","mode":"c"}`,
+//! `{"cmd":"release"}`; responses are
 //! `{"ok":true,"data":...}` or
 //! `{"ok":false,"error":"..."}`. Each daemon decides what `data` holds for
 //! the commands it serves (and answers the others with an error), so the
@@ -16,6 +18,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::mn::Mode;
 
 /// Default control socket of mip4-ha.
 pub const HA_SOCKET: &str = "/run/mip4/ha.sock";
@@ -42,6 +46,32 @@ pub enum Request {
     Events,
     /// The FA's visitor list (pending and accepted).
     Visitors,
+    /// Registration statistics: denials by code, drops by reason,
+    /// handover times (mip4d).
+    Stats,
+    /// Run the trusted-network probe now (mip4d, RFC 5266 §3.4).
+    Probe,
+    /// Pin mip4d's access mode (see `mip4::mn::node` `operator`).
+    Force { mode: Mode },
+    /// Release the pin.
+    Release,
+}
+
+impl Request {
+    /// The command's name, as on the wire and on mip4ctl's command line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Status => "status",
+            Request::Bindings => "bindings",
+            Request::Counters => "counters",
+            Request::Events => "events",
+            Request::Visitors => "visitors",
+            Request::Stats => "stats",
+            Request::Probe => "probe",
+            Request::Force { .. } => "force",
+            Request::Release => "release",
+        }
+    }
 }
 
 /// A daemon's answer.
@@ -114,6 +144,14 @@ mod tests {
         assert_eq!(
             parse_request(r#"{"cmd":"counters"}"#).unwrap(),
             Request::Counters
+        );
+        assert_eq!(
+            serde_json::to_string(&Request::Force { mode: Mode::Mc }).unwrap(),
+            r#"{"cmd":"force","mode":"mc"}"#
+        );
+        assert_eq!(
+            parse_request(r#"{"cmd":"release"}"#).unwrap(),
+            Request::Release
         );
         let bad = parse_request(r#"{"cmd":"reboot"}"#).unwrap_err();
         assert!(!bad.ok);

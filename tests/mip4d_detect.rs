@@ -177,22 +177,7 @@ fn only_an_authenticated_tnc_makes_the_mn_decide_it_is_inside() {
 
     // 4. Back inside: trusted again, released, reachable.
     lab.mn.del_addr("mn2", &format!("{FORGED}/24")).unwrap();
-    // DHCP-style: the address first, its default route after (the
-    // kernel flushed the old one with mn0's last address).
-    lab.mn.add_addr("mn0", &format!("{IN2}/24")).unwrap();
-    lab.mn
-        .ip(&[
-            "route",
-            "replace",
-            "default",
-            "via",
-            "10.20.1.1",
-            "dev",
-            "mn0",
-            "metric",
-            "100",
-        ])
-        .unwrap();
+    lab.mn_attach("mn0", &format!("{IN2}/24"), "10.20.1.1", "100");
     let v = lab.must(wait::until(timeout, "verdict back inside", || {
         verdict(&events, IN2)
     }));

@@ -136,20 +136,7 @@ fn the_probe_bypasses_the_vpn_outside_and_inside_and_decides_the_mode() {
     );
 
     // 3. Enter the trusted subnet (a second interface; the VPN stays).
-    lab.mn.add_addr("eth1", &format!("{INSIDE}/24")).unwrap();
-    lab.mn
-        .ip(&[
-            "route",
-            "replace",
-            "default",
-            "via",
-            "10.20.1.1",
-            "dev",
-            "eth1",
-            "metric",
-            "10",
-        ])
-        .unwrap();
+    lab.mn_attach("eth1", &format!("{INSIDE}/24"), "10.20.1.1", "10");
     let v = lab.must(wait::until(T, "verdict inside", || {
         verdict(&events, INSIDE)
     }));

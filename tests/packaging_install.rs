@@ -126,6 +126,23 @@ fn install_lays_out_files_for_strongswan_and_systemd() {
         check_unit(&unit, d);
     }
     assert!(d.join("usr/share/doc/mip4-mobike/README.md").is_file());
+    // Man pages: mip4ctl and each command of it, each daemon and its
+    // config file, as generated in man/.
+    let man = |page: &str, section: &str| {
+        let p = d.join(format!("usr/share/man/man{section}/{page}.{section}"));
+        assert_eq!(mode(&p), 0o644, "{}", p.display());
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            std::fs::read(repo().join(format!("man/{page}.{section}"))).unwrap()
+        );
+    };
+    for page in ["mip4ctl", "mip4ctl-stats", "mip4ctl-force", "mip4ctl-probe"] {
+        man(page, "1");
+    }
+    for daemon in daemons() {
+        man(daemon, "8");
+        man(&format!("{daemon}.conf"), "5");
+    }
 }
 
 /// Every command a unit runs exists (installed here, or on the system,

@@ -13,15 +13,18 @@ use mip4::daemons::ha;
 #[command(
     name = "mip4-ha",
     version,
-    about = "Mobile IPv4 home agent (RFC 5944, RFC 5266 i-HA)"
+    about = "Mobile IPv4 home agent (RFC 5944, RFC 5266 i-HA)",
+    after_help = mip4::cli::EXIT_CODES
 )]
-struct Args {
+pub(crate) struct Args {
     /// Configuration file.
     #[arg(short, long, default_value = "/etc/mip4/mip4-ha.conf")]
     config: PathBuf,
-    /// Check the configuration and exit.
-    #[arg(long)]
-    check: bool,
+    /// Parse and check the whole configuration file (and the key files
+    /// it names), print every error with its file, line and key (never a
+    /// key's value), and exit: 0 if it has none, 1 if it has any.
+    #[arg(long = "check-config", visible_alias = "check")]
+    check_config: bool,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -30,17 +33,17 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     mip4::cli::init_logging("info", args.log_json);
-    let cfg = match mip4::cli::config_or_exit("mip4-ha", ha::config::load(&args.config)) {
+    if args.check_config {
+        return mip4::cli::check_config(
+            "mip4-ha",
+            &args.config,
+            ha::config::check_file(&args.config),
+            |c| format!("{} mobile nodes", c.mobile_nodes.len()),
+        );
+    }
+    let cfg = match mip4::cli::config_or_exit("mip4-ha", ha::config::check_file(&args.config)) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    if args.check {
-        println!(
-            "{}: ok ({} mobile nodes)",
-            args.config.display(),
-            cfg.mobile_nodes.len()
-        );
-        return ExitCode::SUCCESS;
-    }
     mip4::cli::block_on("mip4-ha", ha::run(args.config, cfg))
 }

@@ -19,7 +19,7 @@ use mip4::lab::scenario::{self, Event, RunOptions, Scenario, Summary};
     name = "mip4-lab",
     about = "RFC 5266 Figure 1 in network namespaces, with real charon daemons"
 )]
-struct Cli {
+pub(crate) struct Cli {
     /// The lab folder (figure1.toml, hosts/, scenarios/).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/lab"))]
     lab_dir: PathBuf,

@@ -7,19 +7,52 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use mip4::ctl::{self, Request};
 use mip4::fa::VisitorInfo;
 use mip4::ha::{BindingInfo, Counters};
+use mip4::mn::Mode;
+
+/// mip4ctl's exit codes (documented in --help and mip4ctl(1)).
+mod exit {
+    pub const OK: u8 = 0;
+    // 2: a bad command line, clap's own exit.
+    pub const REFUSED: u8 = 3;
+    pub const UNREACHABLE: u8 = 4;
+    pub const BAD_ANSWER: u8 = 5;
+}
+
+const EXIT_CODES: &str = "\
+Exit status:
+  0  done (the daemon answered ok; `events` ends when the daemon closes)
+  2  bad usage (unknown command or option, missing argument)
+  3  the daemon refused the request (its reason on stderr), e.g. a
+     command it does not serve, or `force f` (mode f is never pinned)
+  4  the daemon is unreachable: no socket, connection refused, no
+     permission (the socket is root-only), or no answer within 5 s
+  5  the daemon's answer is not what this mip4ctl understands
+     (mip4ctl and the daemon from different versions)
+
+With --json the daemon's `data` object is printed as one line of JSON;
+its field names are stable (see the operator guide, docs/operator-guide.md).";
 
 #[derive(Parser, Debug)]
-#[command(name = "mip4ctl", version, about = "Query mip4d, mip4-ha and mip4-fa")]
-struct Args {
-    /// Control socket (default: the HA's for `bindings` and `counters`,
-    /// mip4d's for `status`).
-    #[arg(long, global = true)]
+#[command(
+    name = "mip4ctl",
+    version,
+    about = "Query and steer mip4d, mip4-ha and mip4-fa",
+    long_about = "Query and steer mip4d, mip4-ha and mip4-fa through their \
+root-only control sockets (one JSON request per line, one JSON answer).",
+    after_help = EXIT_CODES
+)]
+pub(crate) struct Args {
+    /// Control socket (default: mip4d's for status, stats, events, probe,
+    /// force and release; the HA's for bindings and counters; the FA's for
+    /// visitors).
+    #[arg(long, global = true, value_name = "PATH")]
     socket: Option<PathBuf>,
-    /// Print the daemon's JSON answer instead of a table.
+    /// Print the daemon's answer as one line of JSON (stable field
+    /// names) instead of a table.
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
@@ -28,7 +61,7 @@ struct Args {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Daemon status.
+    /// Daemon status (any daemon).
     Status,
     /// The home agent's binding cache.
     Bindings,
@@ -39,16 +72,64 @@ enum Cmd {
     Events,
     /// The foreign agent's visitor list.
     Visitors,
+    /// mip4d's registration statistics: denials by code (RFC 5944
+    /// names), drops by reason, handover times (last, median, worst).
+    Stats,
+    /// mip4d runs the trusted-network probe of its attachment now (RFC
+    /// 5266 §3.4, RFC 5265): the verdict follows in `events`.
+    Probe,
+    /// Pin mip4d to an access mode until `release`.
+    ///
+    /// A pin narrows the modes mip4d uses; it never makes a network
+    /// trusted (trust comes only from trusted_networks or the
+    /// authenticated probe, RFC 5266 §3.4). `mc`: everything goes through
+    /// the VPN, also on a trusted network, and no probe leaves in the
+    /// clear. `c`: the VPN is never used or asked for; on a trusted
+    /// network mode c as usual, on any other no Mobile IP service (state
+    /// untrusted) rather than an untrusted address registered. `f`:
+    /// refused until mode f exists in mip4d.
+    Force {
+        /// The RFC 5266 §3.1 access mode.
+        #[arg(value_enum)]
+        mode: ModeArg,
+    },
+    /// Release the pin: mip4d chooses its mode again.
+    Release,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ModeArg {
+    /// Co-located care-of address on a trusted network (§3.1.1).
+    C,
+    /// Foreign agent care-of address (§3.1.2).
+    F,
+    /// The VPN's TIA as care-of address, MIP inside IPsec (§3.1.3).
+    Mc,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    ExitCode::from(run(args))
+}
+
+fn run(args: Args) -> u8 {
     let (req, default) = match args.cmd {
         Cmd::Status => (Request::Status, ctl::MN_SOCKET),
         Cmd::Bindings => (Request::Bindings, ctl::HA_SOCKET),
         Cmd::Counters => (Request::Counters, ctl::HA_SOCKET),
         Cmd::Events => (Request::Events, ctl::MN_SOCKET),
         Cmd::Visitors => (Request::Visitors, ctl::FA_SOCKET),
+        Cmd::Stats => (Request::Stats, ctl::MN_SOCKET),
+        Cmd::Probe => (Request::Probe, ctl::MN_SOCKET),
+        Cmd::Force { mode } => {
+            let mode = match mode {
+                ModeArg::C => Mode::C,
+                ModeArg::F => Mode::F,
+                ModeArg::Mc => Mode::Mc,
+            };
+            (Request::Force { mode }, ctl::MN_SOCKET)
+        }
+        Cmd::Release => (Request::Release, ctl::MN_SOCKET),
     };
     let path = args.socket.unwrap_or_else(|| PathBuf::from(default));
     if req == Request::Events {
@@ -56,53 +137,49 @@ fn main() -> ExitCode {
     }
     let resp = match ctl::call(&path, req, Duration::from_secs(5)) {
         Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            eprintln!("mip4ctl: {}: {e}", path.display());
+            return exit::BAD_ANSWER;
+        }
         Err(e) => {
             eprintln!("mip4ctl: {}: {e}", path.display());
-            return ExitCode::FAILURE;
+            return exit::UNREACHABLE;
         }
     };
     if !resp.ok {
         eprintln!(
-            "mip4ctl: {}",
+            "mip4ctl: {}: {}",
+            req.name(),
             resp.error.as_deref().unwrap_or("daemon refused")
         );
-        return ExitCode::FAILURE;
+        return exit::REFUSED;
     }
     let data = resp.data.unwrap_or(serde_json::Value::Null);
     if args.json {
         println!("{data}");
-        return ExitCode::SUCCESS;
+        return exit::OK;
     }
-    match req {
-        Request::Bindings => match serde_json::from_value::<Vec<BindingInfo>>(data) {
-            Ok(b) => print_bindings(&b),
-            Err(e) => {
-                eprintln!("mip4ctl: unexpected answer: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
-        Request::Visitors => match serde_json::from_value::<Vec<VisitorInfo>>(data) {
-            Ok(v) => print_visitors(&v),
-            Err(e) => {
-                eprintln!("mip4ctl: unexpected answer: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
+    let shown = match req {
+        Request::Bindings => serde_json::from_value::<Vec<BindingInfo>>(data)
+            .map(|b| print_bindings(&b))
+            .map_err(|e| e.to_string()),
+        Request::Visitors => serde_json::from_value::<Vec<VisitorInfo>>(data)
+            .map(|v| print_visitors(&v))
+            .map_err(|e| e.to_string()),
         // A foreign agent's counters (they have `relayed`).
-        Request::Counters if data.get("relayed").is_some() => print_object(&data, ""),
-        Request::Counters => match serde_json::from_value::<Counters>(data.clone()) {
-            Ok(c) => {
+        Request::Counters if data.get("relayed").is_some() => {
+            print_object(&data, "");
+            Ok(())
+        }
+        Request::Counters => serde_json::from_value::<Counters>(data.clone())
+            .map(|c| {
                 print_counters(&c);
                 if let Some(dp) = data.get("dataplane") {
                     println!("data plane:");
                     print_object(dp, "  ");
                 }
-            }
-            Err(e) => {
-                eprintln!("mip4ctl: unexpected answer: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
+            })
+            .map_err(|e| e.to_string()),
         Request::Status => {
             // mip4d's deployment warnings first, one line each.
             let warnings = data["warnings"].as_array().cloned().unwrap_or_default();
@@ -110,32 +187,103 @@ fn main() -> ExitCode {
                 println!("WARNING: {}", w["message"].as_str().unwrap_or_default());
             }
             print_object(&data, "");
+            Ok(())
+        }
+        Request::Stats => print_stats(&data),
+        Request::Probe => {
+            let p = &data["probing"];
+            println!(
+                "probing {} on {}: the verdict follows in `mip4ctl events`",
+                p["address"].as_str().unwrap_or("?"),
+                p["ifname"].as_str().unwrap_or("?")
+            );
+            Ok(())
+        }
+        Request::Force { .. } | Request::Release => {
+            print_object(&data, "");
+            Ok(())
         }
         Request::Events => unreachable!("streamed above"),
+    };
+    match shown {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("mip4ctl: unexpected answer: {e}");
+            exit::BAD_ANSWER
+        }
     }
-    ExitCode::SUCCESS
+}
+
+/// `mip4ctl stats` as text.
+fn print_stats(v: &serde_json::Value) -> Result<(), String> {
+    let n = |v: &serde_json::Value| v.as_u64().map_or("-".to_string(), |n| n.to_string());
+    let r = v.get("registrations").ok_or("no `registrations`")?;
+    println!(
+        "state {}  mode {}  pinned {}",
+        v["state"]["state"].as_str().unwrap_or("?"),
+        v["mode"].as_str().unwrap_or("-"),
+        v["pinned"].as_str().unwrap_or("-")
+    );
+    println!("registrations:");
+    print_object(r, "  ");
+    println!("denials:");
+    let denials = v["denials"].as_array().ok_or("no `denials`")?;
+    if denials.is_empty() {
+        println!("  none");
+    }
+    for d in denials {
+        println!(
+            "  {:>3} {:<6} {}  ({})",
+            n(&d["code"]),
+            n(&d["count"]),
+            d["name"].as_str().unwrap_or(""),
+            d["by"].as_str().unwrap_or("")
+        );
+    }
+    println!("drops:");
+    print_object(&v["drops"], "  ");
+    let h = &v["handovers"];
+    println!(
+        "handovers: {}  last {} ms  median {} ms (last {})  worst {} ms",
+        n(&h["count"]),
+        n(&h["last_ms"]),
+        n(&h["median_ms"]),
+        n(&h["window"]),
+        n(&h["worst_ms"])
+    );
+    Ok(())
 }
 
 /// Subscribes to mip4d's events and copies them to stdout: the JSON line
 /// as sent with `--json`, else `seconds.micro (monotonic) event key=value`.
-fn stream_events(path: &std::path::Path, json: bool) -> ExitCode {
+fn stream_events(path: &std::path::Path, json: bool) -> u8 {
     use std::io::{BufRead, BufReader, Write};
     let mut s = match std::os::unix::net::UnixStream::connect(path) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("mip4ctl: {}: {e}", path.display());
-            return ExitCode::FAILURE;
+            return exit::UNREACHABLE;
         }
     };
     let mut req = serde_json::to_vec(&Request::Events).unwrap_or_default();
     req.push(b'\n');
     if let Err(e) = s.write_all(&req) {
         eprintln!("mip4ctl: {}: {e}", path.display());
-        return ExitCode::FAILURE;
+        return exit::UNREACHABLE;
     }
     let stdout = std::io::stdout();
     for line in BufReader::new(s).lines() {
         let Ok(line) = line else { break };
+        // A daemon without events answers with a refusal instead.
+        if let Ok(r) = serde_json::from_str::<ctl::Response>(&line) {
+            if !r.ok {
+                eprintln!(
+                    "mip4ctl: events: {}",
+                    r.error.as_deref().unwrap_or("daemon refused")
+                );
+                return exit::REFUSED;
+            }
+        }
         let mut out = stdout.lock();
         let written = if json {
             writeln!(out, "{line}")
@@ -162,7 +310,7 @@ fn stream_events(path: &std::path::Path, json: bool) -> ExitCode {
             break;
         }
     }
-    ExitCode::SUCCESS
+    exit::OK
 }
 
 fn print_bindings(bs: &[BindingInfo]) {

@@ -14,15 +14,18 @@ use mip4::daemons::mn::{self as daemon, MnConfig};
 #[command(
     name = "mip4d",
     version,
-    about = "Mobile IPv4 mobile node daemon (RFC 5944, RFC 5266)"
+    about = "Mobile IPv4 mobile node daemon (RFC 5944, RFC 5266)",
+    after_help = mip4::cli::EXIT_CODES
 )]
-struct Args {
+pub(crate) struct Args {
     /// Configuration file (TOML).
     #[arg(short, long, default_value = "/etc/mip4/mip4d.conf")]
     config: PathBuf,
-    /// Check the configuration and exit.
-    #[arg(long)]
-    check: bool,
+    /// Parse and check the whole configuration file (and the key files
+    /// it names), print every error with its file, line and key (never a
+    /// key's value), and exit: 0 if it has none, 1 if it has any.
+    #[arg(long = "check-config", visible_alias = "check")]
+    check_config: bool,
     /// Log filter (tracing EnvFilter syntax); RUST_LOG overrides it.
     #[arg(long, default_value = "info")]
     log: String,
@@ -34,13 +37,17 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     mip4::cli::init_logging(&args.log, args.log_json);
-    let cfg = match mip4::cli::config_or_exit("mip4d", MnConfig::load(&args.config)) {
+    if args.check_config {
+        return mip4::cli::check_config(
+            "mip4d",
+            &args.config,
+            MnConfig::check_file(&args.config),
+            |c| format!("control socket {}", c.control_socket.display()),
+        );
+    }
+    let cfg = match mip4::cli::config_or_exit("mip4d", MnConfig::check_file(&args.config)) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    if args.check {
-        println!("{}: OK", args.config.display());
-        return ExitCode::SUCCESS;
-    }
     mip4::cli::block_on("mip4d", daemon::run(cfg))
 }

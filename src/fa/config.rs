@@ -14,7 +14,7 @@ use ipnet::Ipv4Net;
 use serde::Deserialize;
 
 use crate::auth::FIRST_USABLE_SPI;
-use crate::config::{ConfigError, SecretKey, Source};
+use crate::config::{ConfigError, Findings, SecretKey, Source};
 pub use crate::ha::config::TunnelBackend;
 
 /// RFC 3024 reverse tunnelling offered by this foreign agent.
@@ -235,25 +235,35 @@ pub struct FaConfig {
 }
 
 impl FaConfig {
+    /// Parses and checks configuration text; the first error.
     pub fn from_source(src: &Source) -> Result<Self, ConfigError> {
-        let f: File = src.parse()?;
+        Self::check(src).map_err(crate::config::first)
+    }
+
+    /// Parses and checks configuration text: every error, each with
+    /// file, line and key (`--check-config`).
+    pub fn check(src: &Source) -> Result<Self, Vec<ConfigError>> {
+        let (f, mut errs) = src.parse_all::<File>();
+        let Some(f) = f else {
+            return Err(errs.into_errors(&src.file));
+        };
         let coa = f.care_of_address;
         if coa.is_unspecified() || coa.is_broadcast() || coa.is_multicast() || coa.is_loopback() {
-            return Err(src.error_at_key(
+            errs.push(src.error_at_key(
                 "care_of_address",
                 0,
                 "must be a unicast address of this host",
             ));
         }
         if f.max_lifetime == 0 {
-            return Err(src.error_at_key(
+            errs.push(src.error_at_key(
                 "max_lifetime",
                 0,
                 "must be at least 1 second (65535 means infinity)",
             ));
         }
         if f.allowed_home_agents.is_empty() {
-            return Err(src.error_at_key(
+            errs.push(src.error_at_key(
                 "allowed_home_agents",
                 0,
                 "must list the home agents (prefixes) this agent relays to; \
@@ -261,13 +271,13 @@ impl FaConfig {
             ));
         }
         if f.max_pending_per_mac == 0 {
-            return Err(src.error_at_key("max_pending_per_mac", 0, "must be at least 1"));
+            errs.push(src.error_at_key("max_pending_per_mac", 0, "must be at least 1"));
         }
         if f.max_visitors == 0 {
-            return Err(src.error_at_key("max_visitors", 0, "must be at least 1"));
+            errs.push(src.error_at_key("max_visitors", 0, "must be at least 1"));
         }
         if f.registration_timeout == 0 || f.registration_timeout > 600 {
-            return Err(src.error_at_key(
+            errs.push(src.error_at_key(
                 "registration_timeout",
                 0,
                 "must be between 1 and 600 seconds",
@@ -277,14 +287,14 @@ impl FaConfig {
             || f.tunnel_interface.len() > 15
             || f.tunnel_interface.contains(['/', ' ', '%'])
         {
-            return Err(src.error_at_key(
+            errs.push(src.error_at_key(
                 "tunnel_interface",
                 0,
                 "must be an interface name of 1-15 characters without '/', ' ' or '%'",
             ));
         }
         if matches!(f.reverse_tunnel_table, 0 | 253..=255) {
-            return Err(src.error_at_key(
+            errs.push(src.error_at_key(
                 "reverse_tunnel_table",
                 0,
                 "must not be 0 or a reserved table (253 default, 254 main, 255 local)",
@@ -295,7 +305,7 @@ impl FaConfig {
         // RFC 1256's 4 s floor (down to once a second); the ceiling is
         // RFC 1256 §4's 1800 s.
         if !(1..=1800).contains(&a.interval) {
-            return Err(src.error_at_key(
+            errs.push(src.error_at_key(
                 "advertisement.interval",
                 0,
                 "must be between 1 and 1800 seconds",
@@ -306,31 +316,33 @@ impl FaConfig {
             None => max_interval * 3 / 4,
             Some(m) if m >= 1 && m <= a.interval => Duration::from_secs(m.into()),
             Some(_) => {
-                return Err(src.error_at_key(
+                errs.push(src.error_at_key(
                     "advertisement.min_interval",
                     0,
                     "must be between 1 second and `interval` (RFC 1256 §4)",
-                ))
+                ));
+                max_interval
             }
         };
         let lifetime = match a.lifetime {
             None => u16::try_from(a.interval.saturating_mul(3).min(9000)).unwrap_or(9000),
             Some(l) if u32::from(l) >= a.interval && l <= 9000 => l,
-            Some(_) => {
-                return Err(src.error_at_key(
+            Some(l) => {
+                errs.push(src.error_at_key(
                     "advertisement.lifetime",
                     0,
                     "must be between `interval` and 9000 seconds (RFC 1256 §4)",
-                ))
+                ));
+                l
             }
         };
         if f.interface.is_empty() {
-            return Err(src.error("no [[interface]]: the FA must serve at least one link"));
+            errs.push(src.error("no [[interface]]: the FA must serve at least one link"));
         }
         let mut names = HashSet::new();
         for (i, ifc) in f.interface.iter().enumerate() {
             if ifc.name.is_empty() || ifc.name.len() > 15 || !names.insert(ifc.name.clone()) {
-                return Err(src.error_at_key(
+                errs.push(src.error_at_key(
                     "interface.name",
                     i,
                     "must be a unique interface name of 1-15 characters",
@@ -338,12 +350,12 @@ impl FaConfig {
             }
         }
         let mut spis = HashSet::new();
-        let mut peers = |list: &[PeerFile], table: &str, by_home: bool| {
+        let mut peers = |list: &[PeerFile], table: &str, by_home: bool, errs: &mut Findings| {
             let mut out = Vec::new();
             for (i, p) in list.iter().enumerate() {
                 let key_name = format!("{table}.spi");
                 if p.spi < FIRST_USABLE_SPI {
-                    return Err(src.error_at_key(
+                    errs.push(src.error_at_key(
                         &key_name,
                         i,
                         format!(
@@ -353,7 +365,7 @@ impl FaConfig {
                     ));
                 }
                 if !spis.insert(p.spi) {
-                    return Err(src.error_at_key(
+                    errs.push(src.error_at_key(
                         &key_name,
                         i,
                         format!("SPI {} is used by another security association", p.spi),
@@ -366,56 +378,65 @@ impl FaConfig {
                 };
                 let want = if by_home { "home_address" } else { "address" };
                 let Some(address) = addr.filter(|_| !wrong) else {
-                    return Err(src.error_at_key(
+                    errs.push(src.error_at_key(
                         &key_name,
                         i,
                         format!("a [[{table}]] needs `{want}` (and only that)"),
                     ));
+                    continue;
                 };
-                src.refuse_shared_inline_key(&format!("{table}.key"), i)?;
+                if errs
+                    .ok(src.refuse_shared_inline_key(&format!("{table}.key"), i))
+                    .is_none()
+                {
+                    continue;
+                }
                 out.push(PeerSa {
                     address,
                     spi: p.spi,
                     key: p.key.clone(),
                 });
             }
-            Ok(out)
+            out
         };
-        let home_agents = peers(&f.home_agent, "home_agent", false)?;
-        let mobile_nodes = peers(&f.mobile_node, "mobile_node", true)?;
-        Ok(FaConfig {
-            care_of_address: coa,
-            control_socket: f.control_socket,
-            max_lifetime: f.max_lifetime,
-            registration_required: f.registration_required,
-            reverse_tunnel: f.reverse_tunnel,
-            max_visitors: f.max_visitors,
-            registration_timeout: Duration::from_secs(f.registration_timeout),
-            mn_fa_auth_required: f.mn_fa_auth_required,
-            allowed_home_agents: f.allowed_home_agents,
-            max_pending_per_mac: f.max_pending_per_mac,
-            tunnel_backend: f.tunnel_backend,
-            tunnel_interface: f.tunnel_interface,
-            reverse_tunnel_table: f.reverse_tunnel_table,
-            advertisement: AdvertisementConfig {
-                max_interval,
-                min_interval,
-                lifetime,
-                destination: f.advertisement.destination,
-                prefix_lengths: f.advertisement.prefix_lengths,
-                mobility_only: f.advertisement.mobility_only,
+        let home_agents = peers(&f.home_agent, "home_agent", false, &mut errs);
+        let mobile_nodes = peers(&f.mobile_node, "mobile_node", true, &mut errs);
+        errs.finish(
+            &src.file,
+            FaConfig {
+                care_of_address: coa,
+                control_socket: f.control_socket,
+                max_lifetime: f.max_lifetime,
+                registration_required: f.registration_required,
+                reverse_tunnel: f.reverse_tunnel,
+                max_visitors: f.max_visitors,
+                registration_timeout: Duration::from_secs(f.registration_timeout),
+                mn_fa_auth_required: f.mn_fa_auth_required,
+                allowed_home_agents: f.allowed_home_agents,
+                max_pending_per_mac: f.max_pending_per_mac,
+                tunnel_backend: f.tunnel_backend,
+                tunnel_interface: f.tunnel_interface,
+                reverse_tunnel_table: f.reverse_tunnel_table,
+                advertisement: AdvertisementConfig {
+                    max_interval,
+                    min_interval,
+                    lifetime,
+                    destination: f.advertisement.destination,
+                    prefix_lengths: f.advertisement.prefix_lengths,
+                    mobility_only: f.advertisement.mobility_only,
+                },
+                interfaces: f
+                    .interface
+                    .into_iter()
+                    .map(|i| ServedInterface {
+                        name: i.name,
+                        address: i.address,
+                    })
+                    .collect(),
+                home_agents,
+                mobile_nodes,
             },
-            interfaces: f
-                .interface
-                .into_iter()
-                .map(|i| ServedInterface {
-                    name: i.name,
-                    address: i.address,
-                })
-                .collect(),
-            home_agents,
-            mobile_nodes,
-        })
+        )
     }
 }
 

@@ -266,11 +266,20 @@ pub struct HaConfig {
 }
 
 impl HaConfig {
-    /// Parses and checks configuration text (tests, `--check`).
+    /// Parses and checks configuration text (tests); the first error.
     pub fn from_source(src: &Source) -> Result<Self, ConfigError> {
-        let f: File = src.parse()?;
+        Self::check(src).map_err(crate::config::first)
+    }
+
+    /// Parses and checks configuration text: every error, each with
+    /// file, line and key (`--check-config`).
+    pub fn check(src: &Source) -> Result<Self, Vec<ConfigError>> {
+        let (f, mut errs) = src.parse_all::<File>();
+        let Some(f) = f else {
+            return Err(errs.into_errors(&src.file));
+        };
         if f.max_lifetime == 0 || f.max_lifetime == u16::MAX {
-            return Err(src.error_at_key(
+            errs.push(src.error_at_key(
                 "max_lifetime",
                 0,
                 "must be between 1 and 65534 seconds (65535 means infinity on the wire)",
@@ -280,18 +289,18 @@ impl HaConfig {
             || f.tunnel_interface.len() > 15
             || f.tunnel_interface.contains(['/', ' ', '%'])
         {
-            return Err(src.error_at_key(
+            errs.push(src.error_at_key(
                 "tunnel_interface",
                 0,
                 "must be an interface name of 1-15 characters without '/', ' ' or '%'",
             ));
         }
         if f.home_network.is_empty() {
-            return Err(src.error("no [[home_network]]: the HA must serve at least one"));
+            errs.push(src.error("no [[home_network]]: the HA must serve at least one"));
         }
         for (i, n) in f.home_network.iter().enumerate() {
             if n.mode == HomeNetworkMode::ProxyArp && n.interface.is_none() {
-                return Err(src.error_at_key(
+                errs.push(src.error_at_key(
                     "home_network.mode",
                     i,
                     "mode \"proxy-arp\" needs `interface` (the home link)",
@@ -304,7 +313,7 @@ impl HaConfig {
                 .iter()
                 .all(|n| n.mode == HomeNetworkMode::ProxyArp)
         {
-            return Err(src.error_at_key(
+            errs.push(src.error_at_key(
                 "home_agent",
                 0,
                 "the home agent address is on none of the home networks",
@@ -314,10 +323,10 @@ impl HaConfig {
             None => None,
             Some(p) => {
                 if p.first > p.last {
-                    return Err(src.error_at_key("address_pool.last", 0, "last is below first"));
+                    errs.push(src.error_at_key("address_pool.last", 0, "last is below first"));
                 }
                 if !in_home(p.first) || !in_home(p.last) {
-                    return Err(src.error_at_key(
+                    errs.push(src.error_at_key(
                         "address_pool.first",
                         0,
                         "the pool must lie inside a home network",
@@ -339,7 +348,7 @@ impl HaConfig {
         let (mut nai_i, mut hoa_i, mut key_i, mut keyfile_i) = (0, 0, 0, 0);
         for (i, m) in f.mobile_node.iter().enumerate() {
             if m.spi < FIRST_USABLE_SPI {
-                return Err(src.error_at_key(
+                errs.push(src.error_at_key(
                     "mobile_node.spi",
                     i,
                     format!(
@@ -349,22 +358,23 @@ impl HaConfig {
                 ));
             }
             if !spis.insert(m.spi) {
-                return Err(src.error_at_key(
+                errs.push(src.error_at_key(
                     "mobile_node.spi",
                     i,
                     format!("SPI {} is used by another mobile node", m.spi),
                 ));
             }
             if m.nai.is_none() && m.home_address.is_none() {
-                return Err(src.error_at_key(
+                errs.push(src.error_at_key(
                     "mobile_node.spi",
                     i,
                     "a mobile node needs `nai` or `home_address` (or both)",
                 ));
+                continue;
             }
             if let Some(nai) = &m.nai {
                 if nai.is_empty() || nai.len() > 255 || !nais.insert(nai.clone()) {
-                    return Err(src.error_at_key(
+                    errs.push(src.error_at_key(
                         "mobile_node.nai",
                         nai_i,
                         "NAI must be 1-255 octets and unique",
@@ -374,14 +384,14 @@ impl HaConfig {
             }
             if let Some(hoa) = m.home_address {
                 if !in_home(hoa) {
-                    return Err(src.error_at_key(
+                    errs.push(src.error_at_key(
                         "mobile_node.home_address",
                         hoa_i,
                         format!("{hoa} is on none of the home networks"),
                     ));
                 }
                 if !hoas.insert(hoa) || pool.is_some_and(|p| p.contains(hoa)) {
-                    return Err(src.error_at_key(
+                    errs.push(src.error_at_key(
                         "mobile_node.home_address",
                         hoa_i,
                         format!(
@@ -391,32 +401,34 @@ impl HaConfig {
                 }
                 hoa_i += 1;
             } else if pool.is_none() {
-                return Err(src.error_at_key(
+                errs.push(src.error_at_key(
                     "mobile_node.nai",
-                    nai_i - 1,
+                    nai_i.saturating_sub(1),
                     "no home_address and no [address_pool] to assign one from",
                 ));
             }
             let key = match (&m.key, &m.key_file) {
                 (Some(k), None) => {
-                    src.refuse_shared_inline_key("mobile_node.key", key_i)?;
+                    let ok = errs.ok(src.refuse_shared_inline_key("mobile_node.key", key_i));
                     key_i += 1;
-                    k.clone()
+                    ok.map(|()| k.clone())
                 }
                 (None, Some(p)) => {
-                    let k = SecretKey::from_file(p)
-                        .map_err(|e| src.error_at_key("mobile_node.key_file", keyfile_i, e))?;
+                    let k = errs.ok(SecretKey::from_file(p)
+                        .map_err(|e| src.error_at_key("mobile_node.key_file", keyfile_i, e)));
                     keyfile_i += 1;
                     k
                 }
                 _ => {
-                    return Err(src.error_at_key(
+                    errs.push(src.error_at_key(
                         "mobile_node.spi",
                         i,
                         "give exactly one of `key` (hex) or `key_file`",
-                    ))
+                    ));
+                    None
                 }
             };
+            let Some(key) = key else { continue };
             nodes.push(MobileNodeConfig {
                 nai: m.nai.as_ref().map(|s| s.as_bytes().to_vec()),
                 home_address: m.home_address,
@@ -436,31 +448,34 @@ impl HaConfig {
                 .unwrap_or_else(|| Path::new("."))
                 .join("ha.state")
         });
-        Ok(HaConfig {
-            listen: f.listen,
-            home_agent: f.home_agent,
-            control_socket: f.control_socket,
-            state_file,
-            max_lifetime: f.max_lifetime,
-            replay_tolerance: Duration::from_secs(f.replay_tolerance),
-            trusted_networks: f.trusted_networks,
-            tunnel_backend: f.tunnel_backend,
-            tunnel_interface: f.tunnel_interface,
-            udp_tunnelling: f.udp_tunnelling,
-            udp_keepalive: f.udp_keepalive,
-            home_networks: f
-                .home_network
-                .into_iter()
-                .map(|n| HomeNetwork {
-                    prefix: n.prefix,
-                    mode: n.mode,
-                    interface: n.interface,
-                })
-                .collect(),
-            address_pool: pool,
-            mobile_nodes: nodes,
-            ipv6_carried: true,
-        })
+        errs.finish(
+            &src.file,
+            HaConfig {
+                listen: f.listen,
+                home_agent: f.home_agent,
+                control_socket: f.control_socket,
+                state_file,
+                max_lifetime: f.max_lifetime,
+                replay_tolerance: Duration::from_secs(f.replay_tolerance),
+                trusted_networks: f.trusted_networks,
+                tunnel_backend: f.tunnel_backend,
+                tunnel_interface: f.tunnel_interface,
+                udp_tunnelling: f.udp_tunnelling,
+                udp_keepalive: f.udp_keepalive,
+                home_networks: f
+                    .home_network
+                    .into_iter()
+                    .map(|n| HomeNetwork {
+                        prefix: n.prefix,
+                        mode: n.mode,
+                        interface: n.interface,
+                    })
+                    .collect(),
+                address_pool: pool,
+                mobile_nodes: nodes,
+                ipv6_carried: true,
+            },
+        )
     }
 
     /// Whether `a` is on a configured trusted network.

@@ -164,6 +164,18 @@ impl Lab {
         c
     }
 
+    /// DHCP-style on the MN: `addr` (CIDR) on `ifname`, then the default
+    /// route through `gateway` at `metric` (the kernel flushed the old
+    /// one with the interface's last address).
+    pub fn mn_attach(&self, ifname: &str, addr: &str, gateway: &str, metric: &str) {
+        self.mn.add_addr(ifname, addr).unwrap();
+        self.mn
+            .ip(&[
+                "route", "replace", "default", "via", gateway, "dev", ifname, "metric", metric,
+            ])
+            .unwrap();
+    }
+
     pub fn mn_charon(&self) -> &Charon {
         &self.charons[0]
     }

@@ -11,7 +11,11 @@ impl Daemon {
         let now = Instant::now();
         match req {
             Request::Visitors => Response::ok(self.fa.visitors(now)),
-            Request::Events => Response::error("events: served by mip4d only"),
+            Request::Events
+            | Request::Stats
+            | Request::Probe
+            | Request::Force { .. }
+            | Request::Release => Response::error(format!("{}: served by mip4d only", req.name())),
             Request::Bindings => {
                 Response::error("mip4-fa has visitors, not bindings (ask `visitors`)")
             }

@@ -6,9 +6,14 @@ use std::path::Path;
 use crate::config::{ConfigError, Source};
 use crate::ha::HaConfig;
 
-/// Reads and checks `path`.
+/// Reads and checks `path` (a reload: the first error).
 pub fn load(path: &Path) -> Result<HaConfig, ConfigError> {
     HaConfig::from_source(&Source::read(path)?)
+}
+
+/// Reads and checks `path`: every error (start, `--check-config`).
+pub fn check_file(path: &Path) -> Result<HaConfig, Vec<ConfigError>> {
+    HaConfig::check(&Source::read(path).map_err(|e| vec![e])?)
 }
 
 /// The core declines RFC 3519 (and answers 142 to a forced request) when

@@ -12,7 +12,11 @@ impl Daemon {
         let ha = &self.ha;
         match req {
             Request::Bindings => Response::ok(ha.bindings(now)),
-            Request::Events => Response::error("events: served by mip4d only"),
+            Request::Events
+            | Request::Stats
+            | Request::Probe
+            | Request::Force { .. }
+            | Request::Release => Response::error(format!("{}: served by mip4d only", req.name())),
             Request::Visitors => Response::error("mip4-ha has no visitor list (ask mip4-fa)"),
             Request::Counters => {
                 // The core's counters, plus the data plane's datagram

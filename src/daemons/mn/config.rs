@@ -12,7 +12,7 @@ use ipnet::Ipv4Net;
 use serde::Deserialize;
 
 use crate::auth::{Algorithm, SecurityAssociation, FIRST_USABLE_SPI};
-use crate::config::{ConfigError, SecretKey, Source};
+use crate::config::{first, ConfigError, Findings, SecretKey, Source};
 use crate::dataplane::BackendChoice;
 use crate::mn::detect::{DetectConfig, VpnWhenInside};
 use crate::mn::node::{Multihoming, NetworkMatch, NodeConfig};
@@ -172,37 +172,39 @@ fn multihoming_config(
     src: &Source,
     m: &MultihomingFile,
     detect: bool,
-) -> Result<Multihoming, ConfigError> {
-    let parse = |key: &str, list: &[String]| -> Result<Vec<NetworkMatch>, ConfigError> {
+    errs: &mut Findings,
+) -> Multihoming {
+    let mut parse = |key: &str, list: &[String]| -> Vec<NetworkMatch> {
         list.iter()
             .enumerate()
-            .map(|(i, e)| {
-                NetworkMatch::parse(e)
-                    .map_err(|why| src.error_at_key(key, 0, format!("entry {i}: {why}")))
+            .filter_map(|(i, e)| {
+                errs.ok(NetworkMatch::parse(e)
+                    .map_err(|why| src.error_at_key(key, 0, format!("entry {i}: {why}"))))
             })
             .collect()
     };
-    let never_probe = parse("multihoming.never_probe", &m.never_probe)?;
+    let never_probe = parse("multihoming.never_probe", &m.never_probe);
+    let prefer = parse("multihoming.prefer", &m.prefer);
     if !never_probe.is_empty() && !detect {
-        return Err(src.error_at_key(
+        errs.push(src.error_at_key(
             "multihoming.never_probe",
             0,
             "needs a `[detect]` section: without the probe (RFC 5266 §3.4) nothing is probed",
         ));
     }
     if m.gateway_wait_ms > 10_000 {
-        return Err(src.error_at_key(
+        errs.push(src.error_at_key(
             "multihoming.gateway_wait_ms",
             0,
             "must be at most 10000 (a new attachment waits that long before its probe)",
         ));
     }
-    Ok(Multihoming {
-        prefer: parse("multihoming.prefer", &m.prefer)?,
+    Multihoming {
+        prefer,
         never_probe,
         verdict_cache: Duration::from_secs(m.verdict_cache_s),
         gateway_wait: Duration::from_millis(m.gateway_wait_ms),
-    })
+    }
 }
 
 /// `[detect]`: trusted-network detection by the probe of RFC 5266 §3.4
@@ -367,23 +369,36 @@ pub struct MnConfig {
 
 impl MnConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        Self::from_source(&Source::read(path)?)
+        Self::check_file(path).map_err(first)
     }
 
     pub fn from_source(src: &Source) -> Result<Self, ConfigError> {
-        let f: File = src.parse()?;
+        Self::check(src).map_err(first)
+    }
+
+    /// Reads and checks `path`, finding every error (`--check-config`).
+    pub fn check_file(path: &Path) -> Result<Self, Vec<ConfigError>> {
+        Self::check(&Source::read(path).map_err(|e| vec![e])?)
+    }
+
+    /// Checks the whole file: every error, each with file, line and key.
+    pub fn check(src: &Source) -> Result<Self, Vec<ConfigError>> {
+        let (f, mut errs) = src.parse_all::<File>();
+        let Some(f) = f else {
+            return Err(errs.into_errors(&src.file));
+        };
         let home_address = f.home_address.unwrap_or(Ipv4Addr::UNSPECIFIED);
         if f.home_address.is_none() && f.nai.is_none() {
-            return Err(src.error("needs `home_address` or `nai` (or both)"));
+            errs.push(src.error("needs `home_address` or `nai` (or both)"));
         }
         if let Some(nai) = &f.nai {
             if nai.is_empty() || nai.len() > 255 {
-                return Err(src.error_at_key("nai", 0, "NAI must be 1-255 octets (RFC 2794)"));
+                errs.push(src.error_at_key("nai", 0, "NAI must be 1-255 octets (RFC 2794)"));
             }
         }
         if let (Some(hoa), Some(net)) = (f.home_address, f.home_network) {
             if !net.contains(&hoa) {
-                return Err(src.error_at_key(
+                errs.push(src.error_at_key(
                     "home_network",
                     0,
                     format!("does not contain the home address {hoa}"),
@@ -391,10 +406,10 @@ impl MnConfig {
             }
         }
         if f.home_agent.is_unspecified() {
-            return Err(src.error_at_key("home_agent", 0, "must be a unicast address"));
+            errs.push(src.error_at_key("home_agent", 0, "must be a unicast address"));
         }
         if f.spi < FIRST_USABLE_SPI {
-            return Err(src.error_at_key(
+            errs.push(src.error_at_key(
                 "spi",
                 0,
                 format!(
@@ -404,17 +419,20 @@ impl MnConfig {
             ));
         }
         let key = match (&f.key, &f.key_file) {
-            (Some(k), None) => {
-                src.refuse_shared_inline_key("key", 0)?;
-                k.clone()
-            }
+            (Some(k), None) => errs
+                .ok(src.refuse_shared_inline_key("key", 0))
+                .map(|()| k.clone()),
             (None, Some(p)) => {
-                SecretKey::from_file(p).map_err(|e| src.error_at_key("key_file", 0, e))?
+                errs.ok(SecretKey::from_file(p).map_err(|e| src.error_at_key("key_file", 0, e)))
             }
             (Some(_), Some(_)) => {
-                return Err(src.error_at_key("key_file", 0, "give `key` or `key_file`, not both"))
+                errs.push(src.error_at_key("key_file", 0, "give `key` or `key_file`, not both"));
+                None
             }
-            (None, None) => return Err(src.error("needs `key` or `key_file`")),
+            (None, None) => {
+                errs.push(src.error("needs `key` or `key_file`"));
+                None
+            }
         };
         let algorithm = match f.algorithm {
             AlgorithmName::HmacMd5 => Algorithm::HmacMd5,
@@ -424,10 +442,14 @@ impl MnConfig {
             ReplayName::Timestamp => ReplayMethod::Timestamp,
             ReplayName::Nonce => ReplayMethod::Nonce,
         };
-        let sa = SecurityAssociation::new(f.spi, algorithm, key.expose(), replay)
-            .map_err(|e| src.error_at_key("key", 0, e.to_string()))?;
+        let sa = key.and_then(|key| {
+            errs.ok(
+                SecurityAssociation::new(f.spi, algorithm, key.expose(), replay)
+                    .map_err(|e| src.error_at_key("key", 0, e.to_string())),
+            )
+        });
         if f.lifetime == 0 {
-            return Err(src.error_at_key(
+            errs.push(src.error_at_key(
                 "lifetime",
                 0,
                 "must be at least 1 second (0 is a deregistration)",
@@ -436,7 +458,7 @@ impl MnConfig {
         let r = &f.retransmission;
         let initial = Duration::from_millis(r.initial_timeout_ms);
         if initial < MIN_RETRANSMIT_INTERVAL {
-            return Err(src.error_at_key(
+            errs.push(src.error_at_key(
                 "retransmission.initial_timeout_ms",
                 0,
                 "must be at least 1000 (RFC 5944 §3.6.3: at most one request a second)",
@@ -444,14 +466,14 @@ impl MnConfig {
         }
         let cap = Duration::from_millis(r.backoff_cap_ms);
         if cap < initial {
-            return Err(src.error_at_key(
+            errs.push(src.error_at_key(
                 "retransmission.backoff_cap_ms",
                 0,
                 "must not be below initial_timeout_ms",
             ));
         }
         if r.retry_interval_s == 0 {
-            return Err(src.error_at_key(
+            errs.push(src.error_at_key(
                 "retransmission.retry_interval_s",
                 0,
                 "must be at least 1 second",
@@ -459,7 +481,7 @@ impl MnConfig {
         }
         for (i, name) in f.interfaces.iter().enumerate() {
             if name.is_empty() || name.len() > 15 || name.contains('/') {
-                return Err(src.error_at_key(
+                errs.push(src.error_at_key(
                     "interfaces",
                     0,
                     format!("entry {i}: {name:?} is not an interface name"),
@@ -469,17 +491,17 @@ impl MnConfig {
         if f.udp_tunnel != UdpTunnel::Never && f.tunnel_backend == BackendChoice::Kernel {
             // No kernel tunnel carries IP in UDP on port 434 with the
             // Tunnel Data header: only the userspace plane does.
-            return Err(src.error_at_key(
+            errs.push(src.error_at_key(
                 "udp_tunnel",
                 0,
                 "RFC 3519 UDP tunnelling needs the userspace tunnel backend: set tunnel_backend = \"auto\" or \"userspace\", or udp_tunnel = \"never\"",
             ));
         }
         if f.tunnel_device.is_empty() || f.tunnel_device.len() > 15 {
-            return Err(src.error_at_key("tunnel_device", 0, "must be 1-15 characters"));
+            errs.push(src.error_at_key("tunnel_device", 0, "must be 1-15 characters"));
         }
         if f.routing_table == 0 || (253..=255).contains(&f.routing_table) {
-            return Err(src.error_at_key(
+            errs.push(src.error_at_key(
                 "routing_table",
                 0,
                 "must be a table of its own (not 0, default, main or local)",
@@ -489,7 +511,7 @@ impl MnConfig {
         let v = &f.vpn;
         // ESP's overhead is tens of bytes; anything near an MTU is a typo.
         if v.esp_overhead > 400 {
-            return Err(src.error_at_key(
+            errs.push(src.error_at_key(
                 "vpn.esp_overhead",
                 0,
                 "must be at most 400 bytes (ESP with UDP encapsulation adds 62-85)",
@@ -497,7 +519,7 @@ impl MnConfig {
         }
         for (i, c) in v.connections.iter().enumerate() {
             if c.is_empty() {
-                return Err(src.error_at_key(
+                errs.push(src.error_at_key(
                     "vpn.connections",
                     0,
                     format!("entry {i} is empty (charon connection names)"),
@@ -508,7 +530,7 @@ impl MnConfig {
             .checked_add(1)
             .map_or(true, |t| (253..=255).contains(&t))
         {
-            return Err(src.error_at_key(
+            errs.push(src.error_at_key(
                 "routing_table",
                 0,
                 "the next table holds the home address's source routes: it must not be default, main or local",
@@ -526,6 +548,28 @@ impl MnConfig {
             );
         }
 
+        let node_trust = match &f.detect {
+            None => Some(TrustPolicy::Prefixes(f.trusted_networks.clone())),
+            Some(d) => {
+                if !f.trusted_networks.is_empty() {
+                    errs.push(src.error_at_key(
+                        "trusted_networks",
+                        0,
+                        "give `trusted_networks` or a `[detect]` section, not both (the probe decides trust, RFC 5266 §3.4)",
+                    ));
+                }
+                Some(TrustPolicy::Tnc(detect_config(
+                    src,
+                    d,
+                    &f.vpn.connections,
+                    &mut errs,
+                )))
+            }
+        };
+        let multihoming = multihoming_config(src, &f.multihoming, f.detect.is_some(), &mut errs);
+        let (Some(sa), Some(trust), true) = (sa, node_trust, errs.is_empty()) else {
+            return Err(errs.into_errors(&src.file));
+        };
         let mut reg =
             registration::Config::new(home_address, f.home_agent, Ipv4Addr::UNSPECIFIED, sa);
         reg.nai = f.nai.map(String::into_bytes);
@@ -546,25 +590,15 @@ impl MnConfig {
             max_timeout: cap,
             max_attempts: r.retries + 1,
         };
-        reg.validate()
-            .map_err(|e| src.error(format!("registration settings: {e}")))?;
+        if let Err(e) = reg.validate() {
+            errs.push(src.error(format!("registration settings: {e}")));
+            return Err(errs.into_errors(&src.file));
+        }
         let mut node = NodeConfig::new(reg);
         node.interfaces = f.interfaces;
         node.home_network = f.home_network;
-        node.trust = match &f.detect {
-            None => TrustPolicy::Prefixes(f.trusted_networks),
-            Some(d) => {
-                if !f.trusted_networks.is_empty() {
-                    return Err(src.error_at_key(
-                        "trusted_networks",
-                        0,
-                        "give `trusted_networks` or a `[detect]` section, not both (the probe decides trust, RFC 5266 §3.4)",
-                    ));
-                }
-                TrustPolicy::Tnc(detect_config(src, d, &f.vpn.connections)?)
-            }
-        };
-        node.multihoming = multihoming_config(src, &f.multihoming, f.detect.is_some())?;
+        node.trust = trust;
+        node.multihoming = multihoming;
         node.reverse_tunnel = f.reverse_tunnel;
         node.foreign_agent = f.foreign_agent;
         node.retry_interval = Duration::from_secs(r.retry_interval_s);
@@ -573,18 +607,21 @@ impl MnConfig {
         node.home_source = f.home_address_source.prefixes;
         let plugin_socket =
             (!f.vpn.plugin_socket.as_os_str().is_empty()).then(|| f.vpn.plugin_socket.clone());
-        Ok(MnConfig {
-            node,
-            deregister_on_shutdown: f.deregister_on_shutdown,
-            shutdown_timeout: Duration::from_millis(r.shutdown_timeout_ms),
-            tunnel_backend: f.tunnel_backend,
-            udp_tunnel: f.udp_tunnel,
-            tunnel_device: f.tunnel_device,
-            routing_table: f.routing_table,
-            rule_priority: f.rule_priority,
-            control_socket: f.control_socket,
-            plugin_socket,
-        })
+        errs.finish(
+            &src.file,
+            MnConfig {
+                node,
+                deregister_on_shutdown: f.deregister_on_shutdown,
+                shutdown_timeout: Duration::from_millis(r.shutdown_timeout_ms),
+                tunnel_backend: f.tunnel_backend,
+                udp_tunnel: f.udp_tunnel,
+                tunnel_device: f.tunnel_device,
+                routing_table: f.routing_table,
+                rule_priority: f.rule_priority,
+                control_socket: f.control_socket,
+                plugin_socket,
+            },
+        )
     }
 }
 
@@ -592,10 +629,11 @@ fn detect_config(
     src: &Source,
     d: &DetectFile,
     connections: &[String],
-) -> Result<DetectConfig, ConfigError> {
+    errs: &mut Findings,
+) -> DetectConfig {
     let initial = Duration::from_millis(d.timeout_ms);
     if initial < MIN_RETRANSMIT_INTERVAL {
-        return Err(src.error_at_key(
+        errs.push(src.error_at_key(
             "detect.timeout_ms",
             0,
             "must be at least 1000 (RFC 5944 §3.6.3: at most one request a second)",
@@ -603,16 +641,16 @@ fn detect_config(
     }
     let cap = Duration::from_millis(d.backoff_cap_ms);
     if cap < initial {
-        return Err(src.error_at_key("detect.backoff_cap_ms", 0, "must not be below timeout_ms"));
+        errs.push(src.error_at_key("detect.backoff_cap_ms", 0, "must not be below timeout_ms"));
     }
     if d.t_monitor_s != 0 && d.monitor_grace_s >= d.t_monitor_s {
-        return Err(src.error_at_key(
+        errs.push(src.error_at_key(
             "detect.monitor_grace_s",
             0,
             "must be below t_monitor_s (RFC 5265 §3.2.4: re-register every T_MONITOR - N)",
         ));
     }
-    Ok(DetectConfig {
+    DetectConfig {
         retransmit: Retransmit {
             initial_timeout: initial,
             max_timeout: cap,
@@ -625,7 +663,7 @@ fn detect_config(
             .vpn_connection
             .clone()
             .or_else(|| connections.first().cloned()),
-    })
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! What mip4d answers on its control socket (served by
 //! [`crate::daemons::control`], which also streams its events): the
-//! node's status and binding.
+//! node's status, binding and statistics, and the operator's requests
+//! (probe now, pin a mode, release it), which go to the node like any
+//! other input; the loop then carries out what they caused.
 
 use std::time::Instant;
 
@@ -11,7 +13,7 @@ use crate::ctl::{Request, Response};
 use crate::daemons::accept::accept_counters;
 
 impl Daemon {
-    pub(super) fn answer(&self, req: Request) -> Response {
+    pub(super) fn answer(&mut self, req: Request) -> Response {
         let now = Instant::now();
         match req {
             Request::Status | Request::Counters => {
@@ -19,6 +21,7 @@ impl Daemon {
                 let dp = self.installer.data_plane().status();
                 if let Some(o) = v.as_object_mut() {
                     o.insert("daemon".into(), json!("mip4d"));
+                    o.insert("pinned".into(), json!(self.node.pinned()));
                     o.insert("tunnel_backend".into(), json!(dp.backend));
                     o.insert(
                         "tunnel_device".into(),
@@ -79,6 +82,31 @@ impl Daemon {
                 });
                 Response::ok(json!(b.into_iter().collect::<Vec<_>>()))
             }
+            Request::Stats => {
+                let mut v = serde_json::to_value(self.node.operator_stats()).unwrap_or(json!({}));
+                v["daemon"] = json!("mip4d");
+                v["state"] = json!(self.node.state());
+                v["mode"] = json!(self.node.mode());
+                Response::ok(v)
+            }
+            Request::Probe => match self.node.probe_now(now) {
+                Ok((ifname, address)) => Response::ok(json!({
+                    "probing": {"ifname": ifname, "address": address},
+                })),
+                Err(e) => Response::error(e.to_string()),
+            },
+            Request::Force { mode } => match self.node.force(now, mode) {
+                Ok(()) => Response::ok(json!({
+                    "pinned": mode, "state": self.node.state(), "mode": self.node.mode(),
+                })),
+                Err(e) => Response::error(e.to_string()),
+            },
+            Request::Release => match self.node.release(now) {
+                Ok(was) => Response::ok(json!({
+                    "released": was, "state": self.node.state(), "mode": self.node.mode(),
+                })),
+                Err(e) => Response::error(e.to_string()),
+            },
             Request::Events => Response::error("events is a subscription"),
             Request::Visitors => Response::error("mip4d has no visitor list (ask mip4-fa)"),
         }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use tracing::warn;
 
 use super::{Access, LocalAddress, Node, NodeEvent, Reason, State};
-use crate::mn::mode::Trust;
+use crate::mn::mode::{Mode, Trust};
 
 impl Node {
     /// Decides the attachment after a change. `new` is an address that
@@ -126,7 +126,10 @@ impl Node {
                 }
                 false
             }
-            None if self.current_vpn().is_some() => self.evaluate_mc(now, why),
+            // Pinned to mode 'c', the VPN's TIA is never registered.
+            None if self.current_vpn().is_some() && self.pin != Some(Mode::C) => {
+                self.evaluate_mc(now, why)
+            }
             None => {
                 let untrusted = self
                     .usable_addresses()

@@ -18,6 +18,11 @@ use crate::mn::registration::{self, Client};
 impl Node {
     /// Whether `addr` is on a trusted network, as far as the node knows.
     pub(super) fn trust_of(&self, addr: Ipv4Addr) -> Trust {
+        // Pinned to mode 'mc', no address serves mode 'c' (`operator`);
+        // no pin ever makes one trusted.
+        if self.pin == Some(crate::mn::mode::Mode::Mc) {
+            return Trust::Untrusted;
+        }
         match &self.detector {
             Some(d) => match d.verdict(addr) {
                 Some(Verdict::Trusted) => Trust::Trusted,
@@ -41,6 +46,10 @@ impl Node {
     /// once the newer is decided (RFC 5265 §3.2.1: each interface on its
     /// own).
     pub(super) fn maybe_probe(&mut self, now: Instant, why: &str) {
+        // Pinned to mode 'mc': nothing leaves in the clear (`operator`).
+        if self.pin == Some(crate::mn::mode::Mode::Mc) {
+            return;
+        }
         // Best first (`multihome`): the configured preference, then the
         // newest; networks never probed or cached untrusted are decided
         // there without a probe.
@@ -54,6 +63,21 @@ impl Node {
             return;
         }
         let (ifname, address) = target;
+        self.start_probe(now, ifname, address, why);
+    }
+
+    /// Probes `address` on `ifname` now (a newer probe cancels a running
+    /// one).
+    pub(super) fn start_probe(
+        &mut self,
+        now: Instant,
+        ifname: String,
+        address: Ipv4Addr,
+        why: &str,
+    ) {
+        let Some(d) = self.detector.as_ref() else {
+            return;
+        };
         let retransmit = d.config().retransmit.clone();
         let rng = Box::new(StdRng::from_rng(&mut self.rng).expect("StdRng seeds from StdRng"));
         let mut probe = match self.client.sibling(address, retransmit, rng) {

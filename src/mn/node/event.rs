@@ -251,6 +251,12 @@ pub enum NodeEvent {
     TrafficReleased {
         reason: String,
     },
+    /// The operator pinned the access mode (`mip4ctl force`), or
+    /// released the pin (`mode` null).
+    ModePinned {
+        mode: Option<Mode>,
+        reason: String,
+    },
     /// mip4d asked charon to initiate or terminate the VPN.
     VpnRequested {
         #[serde(flatten)]

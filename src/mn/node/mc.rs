@@ -7,6 +7,7 @@ use std::time::Instant;
 use tracing::info;
 
 use super::{Access, Action, McAttachment, Node, NodeEvent, Reason, State, VpnRequest};
+use crate::mn::mode::Mode;
 use crate::mn::vpn::{VpnInput, VpnView};
 
 impl Node {
@@ -323,7 +324,10 @@ impl Node {
     /// TIA is registered only after the verdict (`Detecting`); a trusted
     /// verdict closes it again (`inside`), as it was never used.
     pub(super) fn vpn_with_probe(&mut self, now: Instant) {
-        if !matches!(self.access, Access::C { .. }) || self.vpn_asked_with_probe.is_some() {
+        if !matches!(self.access, Access::C { .. })
+            || self.vpn_asked_with_probe.is_some()
+            || self.pin == Some(Mode::C)
+        {
             return;
         }
         let Some(connection) = self
@@ -348,7 +352,7 @@ impl Node {
     /// 5266 §3.4.2 step 1; on IPv6-only access at once, `ipv6`), unless
     /// it was asked for with the probe.
     pub(super) fn after_untrusted(&mut self, now: Instant, why: &str) {
-        if self.vpn_asked_with_probe.take().is_some() {
+        if self.vpn_asked_with_probe.take().is_some() || self.pin == Some(Mode::C) {
             return;
         }
         if self.current_vpn().is_some()

@@ -67,6 +67,7 @@ mod ipv6;
 mod mc;
 mod multihome;
 mod nat;
+mod operator;
 mod reason;
 mod state;
 mod status;
@@ -78,6 +79,7 @@ pub use config::{mac_string, Multihoming, NetworkMatch, NodeConfig};
 pub use event::NodeEvent;
 pub use multihome::CachedVerdictStatus;
 pub use nat::SILENT_INTERVALS;
+pub use operator::{Denials, Handover, Handovers, OperatorStats, Refused, HANDOVER_WINDOW};
 use reason::Reason;
 pub use state::State;
 use state::{Access, McAttachment, TunnelState};
@@ -186,6 +188,10 @@ pub struct Node {
     /// The agent that last denied or never answered (link, address): not
     /// used again until heard anew.
     refused_agent: Option<(String, Ipv4Addr)>,
+    /// The operator's pin (`mip4ctl force`, `operator`).
+    pin: Option<Mode>,
+    /// Denials and handovers, from the node's events (`mip4ctl stats`).
+    record: operator::Record,
 }
 
 impl Node {
@@ -230,6 +236,8 @@ impl Node {
             udp_received: 0,
             discovery: Discovery::default(),
             refused_agent: None,
+            pin: None,
+            record: operator::Record::default(),
             cfg,
         }
     }
@@ -617,7 +625,10 @@ impl Node {
     /// Whether requests may leave from `src`: a physical address we have,
     /// or the TIA the VPN offers now (mode 'mc').
     fn source_usable(&self, src: Ipv4Addr) -> bool {
-        self.is_usable(src) || self.current_vpn().and_then(|v| v.tia) == Some(src)
+        // Pinned to mode 'c', a TIA is no care-of address: its binding
+        // is not renewed.
+        self.is_usable(src)
+            || (self.pin != Some(Mode::C) && self.current_vpn().and_then(|v| v.tia) == Some(src))
     }
 
     fn set_state(&mut self, now: Instant, to: State, reason: &str) {
@@ -652,6 +663,7 @@ impl Node {
     }
 
     fn event(&mut self, now: Instant, e: NodeEvent) {
+        self.record.observe(now, &e);
         self.out.events.push_back((now, e));
     }
 }

@@ -212,7 +212,7 @@ impl Node {
         std::mem::take(&mut self.multi.decided_unprobed)
     }
 
-    fn unprobed_cause(&self, a: &LocalAddress, now: Instant) -> Option<Cause> {
+    pub(super) fn unprobed_cause(&self, a: &LocalAddress, now: Instant) -> Option<Cause> {
         let mh = &self.cfg.multihoming;
         if mh.never_probe.iter().any(|m| self.matches(m, a)) {
             return Some(Cause::NeverProbe);
