@@ -23,6 +23,14 @@ impl Run<'_> {
         let mip4 = a.words.iter().find_map(|w| w.strip_prefix("mip4="));
         let mut cfg = self.charon_config(mip4)?;
         cfg.extra_settings.push_str(&charon_settings(&a.words[2..]));
+        // `plugin:NAME`: one more plugin to load (e.g. eap-mschapv2), checked
+        // at start like the base ones.
+        cfg.extra_plugins.extend(
+            a.words[2..]
+                .iter()
+                .filter_map(|w| w.strip_prefix("plugin:"))
+                .map(String::from),
+        );
         let starts = self
             .events
             .iter()
