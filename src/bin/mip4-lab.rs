@@ -226,14 +226,7 @@ fn main() -> ExitCode {
                 rounds,
                 run: opts(None),
                 out,
-                command: format!(
-                    "mip4-lab bench-baseline --moves {moves} --rounds {rounds}{}",
-                    if cfg!(debug_assertions) {
-                        " (debug build)"
-                    } else {
-                        " (release build)"
-                    }
-                ),
+                command: format!("mip4-lab bench-baseline --moves {moves} --rounds {rounds}"),
             },
             json,
         ),

@@ -410,7 +410,12 @@ pub fn markdown(r: &Report, command: &str) -> String {
     let m = &r.stats[0];
     let mut t = String::new();
     t.push_str("## The baselines RFC 4093 argues against (issue 14 §3)\n\n");
-    t.push_str(&format!("Command: `{command}`\n\n"));
+    let build = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    t.push_str(&format!("Command: `{command}` ({build} build)\n\n"));
     t.push_str(&format!(
         "The Figure 1 lab (`lab/figure1.toml`), 20 ms access RTT from the lab's delay line \
          (IKE round trip measured after each move: median {:.1} ms), kernel {}, ESP by {} on \
