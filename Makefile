@@ -63,11 +63,13 @@ demo: deps
 	$(CARGO) run --release --bin mip4-lab -- tour
 
 # criterion (codec), then the plugin's cost on MOBIKE in the lab
-# (src/lab/bench.rs: medians with and without mip4, side by side).
+# (src/lab/bench.rs: medians with and without mip4, side by side), then
+# RFC 4093's baselines (src/lab/bench_baseline.rs, issue 14 §3).
 bench: deps
 	$(CARGO) bench
 	$(CARGO) build --release --lib --bins
 	$(CARGO) run --release --bin mip4-lab -- bench
+	$(CARGO) run --release --bin mip4-lab -- bench-baseline --moves 30 --rounds 6 --out build/bench/40-baselines.md
 
 # strongswan-mip4-plugin and mip4-mobike .debs in build/deb/, then the
 # package test on them (tests/packaging_deb.rs, ignored by `make check`).

@@ -40,6 +40,7 @@ runtime_packages=(
 	charon-systemd          # charon-systemd, the daemon Debian ships by default
 	strongswan-swanctl      # swanctl: loading configs, listing SAs in tests
 	libcharon-extra-plugins # kernel-libipsec (where the kernel has no ESP)
+	libcharon-extauth-plugins # eap-mschapv2: the reestablish-eap baseline
 	libstrongswan-standard-plugins # openssl, gcm: the lab's AES-GCM proposals
 	libstrongswan-extra-plugins    # curve25519
 	iproute2 nftables iptables tcpdump

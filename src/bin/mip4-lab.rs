@@ -83,6 +83,23 @@ enum Cmd {
         #[arg(long, value_name = "FILE")]
         markdown: Option<PathBuf>,
     },
+    /// RFC 4093's baselines against mip4 with MOBIKE (issue 14 §3):
+    /// re-establishing the VPN and re-registering on every move, with PSK
+    /// and EAP-MSCHAPv2; bytes per data packet, mode mc and RFC 5265.
+    BenchBaseline {
+        /// Moves measured per variant.
+        #[arg(long, default_value_t = 20)]
+        moves: usize,
+        /// A fresh lab per variant each round; the order changes per round.
+        #[arg(long, default_value_t = 4)]
+        rounds: usize,
+        /// Write the docs/PERFORMANCE.md section here.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn print_timeline_event(e: &Event) {
@@ -209,6 +226,22 @@ fn main() -> ExitCode {
                 moves,
                 rounds,
                 plugin: plugin.unwrap_or_else(mip4::lab::bench::default_plugin),
+            },
+            json,
+        ),
+        Cmd::BenchBaseline {
+            moves,
+            rounds,
+            out,
+            json,
+        } => mip4::lab::bench_baseline::cli(
+            mip4::lab::bench_baseline::BaselineOptions {
+                lab_dir: cli.lab_dir.clone(),
+                moves,
+                rounds,
+                run: opts(None),
+                out,
+                command: format!("mip4-lab bench-baseline --moves {moves} --rounds {rounds}"),
             },
             json,
         ),

@@ -51,6 +51,13 @@ pub const BASE_PLUGINS: &[(&str, &str)] = &[
     ("vici", "strongswan-swanctl"),
 ];
 
+/// Plugins a scenario adds (`lab::charon HOST plugin:NAME`), with their
+/// Debian package, for the error that names a missing one.
+pub const EXTRA_PLUGINS: &[(&str, &str)] = &[
+    ("eap-mschapv2", "libcharon-extauth-plugins"),
+    ("eap-identity", "libcharon-extra-plugins"),
+];
+
 /// The plugins of [`BASE_PLUGINS`] this kernel needs: kernel-libipsec
 /// only where the kernel has no ESP of its own.
 pub fn plugins() -> Vec<(&'static str, &'static str)> {
@@ -198,9 +205,15 @@ impl Charon {
         let missing: Vec<String> = wanted
             .iter()
             .filter(|p| !self.loaded.iter().any(|l| l == *p))
-            .map(|p| match BASE_PLUGINS.iter().find(|(name, _)| name == p) {
-                Some((_, package)) => format!("{p} (Debian package {package})"),
-                None => p.to_string(),
+            .map(|p| {
+                match BASE_PLUGINS
+                    .iter()
+                    .chain(EXTRA_PLUGINS)
+                    .find(|(name, _)| name == p)
+                {
+                    Some((_, package)) => format!("{p} (Debian package {package})"),
+                    None => p.to_string(),
+                }
             })
             .collect();
         if missing.is_empty() {

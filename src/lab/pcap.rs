@@ -138,6 +138,17 @@ pub fn sizes(pcap: &Path, src: Ipv4Addr, dst: Ipv4Addr, proto: u8) -> Result<Vec
         .collect())
 }
 
+/// Every IPv4 datagram of the capture `pcap`, whole (outer header first).
+pub fn datagrams(pcap: &Path) -> Result<Vec<Vec<u8>>> {
+    let data = read(pcap)?;
+    let (linktype, frames) = frames(&data)?;
+    Ok(frames
+        .iter()
+        .filter_map(|f| network_layer(linktype, f))
+        .map(<[u8]>::to_vec)
+        .collect())
+}
+
 fn read(pcap: &Path) -> Result<Vec<u8>> {
     std::fs::read(pcap).map_err(|source| Error::Io {
         path: pcap.display().to_string(),

@@ -29,6 +29,14 @@ impl Run<'_> {
         if let Ok(text) = std::fs::read_to_string(&own) {
             cfg.extra_settings.push_str(&text);
         }
+        // `plugin:NAME`: one more plugin to load (e.g. eap-mschapv2), checked
+        // at start like the base ones.
+        cfg.extra_plugins.extend(
+            a.words[2..]
+                .iter()
+                .filter_map(|w| w.strip_prefix("plugin:"))
+                .map(String::from),
+        );
         let starts = self
             .events
             .iter()
