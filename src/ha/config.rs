@@ -14,7 +14,7 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 
 use crate::auth::FIRST_USABLE_SPI;
-use crate::config::{ConfigError, SecretKey, Source};
+use crate::config::{ConfigError, Findings, SecretKey, Source};
 
 /// How the home addresses are served on the home network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -160,7 +160,7 @@ fn default_mode() -> HomeNetworkMode {
 /// RFC 5454 §2.1: each node's IPv6 home network prefix is a global
 /// unicast prefix written as a network (no host bits), and no two nodes'
 /// prefixes overlap: an IPv6 packet for the prefix must name one binding.
-fn check_ipv6_prefixes(src: &Source, nodes: &[MobileNodeFile]) -> Result<(), ConfigError> {
+fn check_ipv6_prefixes(src: &Source, nodes: &[MobileNodeFile], errs: &mut Findings) {
     let prefixes: Vec<Ipv6Net> = nodes.iter().filter_map(|m| m.ipv6_prefix).collect();
     for (i, p) in prefixes.iter().enumerate() {
         let a = p.network();
@@ -169,24 +169,24 @@ fn check_ipv6_prefixes(src: &Source, nodes: &[MobileNodeFile]) -> Result<(), Con
             || a.is_multicast()
             || (a.segments()[0] & 0xffc0) == 0xfe80);
         if !unicast || p.trunc() != *p || p.prefix_len() == 0 {
-            return Err(src.error_at_key(
+            errs.push(src.error_at_key(
                 "mobile_node.ipv6_prefix",
                 i,
                 format!("{p} is not a unicast network prefix (write it without host bits)"),
             ));
+            continue;
         }
         if let Some(other) = prefixes[..i]
             .iter()
             .find(|o| o.contains(&p.network()) || p.contains(&o.network()))
         {
-            return Err(src.error_at_key(
+            errs.push(src.error_at_key(
                 "mobile_node.ipv6_prefix",
                 i,
                 format!("{p} overlaps {other}, given to another mobile node (RFC 5454 §2.1)"),
             ));
         }
     }
-    Ok(())
 }
 
 /// A home network the HA serves.
@@ -338,7 +338,7 @@ impl HaConfig {
                 })
             }
         };
-        check_ipv6_prefixes(src, &f.mobile_node)?;
+        check_ipv6_prefixes(src, &f.mobile_node, &mut errs);
         let mut spis = HashSet::new();
         let mut nais = HashSet::new();
         let mut hoas = HashSet::new();
