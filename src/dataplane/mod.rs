@@ -17,6 +17,7 @@ pub mod ipip;
 pub mod ipv4;
 pub mod kernel;
 pub mod process;
+pub mod recv;
 pub mod udp;
 pub mod userspace;
 

@@ -22,6 +22,7 @@ use super::binding::{BindingTable, Encapsulation, Role, TunnelBinding};
 use super::ingress::{CounterSnapshot, Counters};
 use super::ipv4::PROTO_IPIP;
 use super::process::{self, UdpInput};
+use super::recv::Batch;
 use super::TunnelError;
 use crate::netlink::Netlink;
 use crate::sys::async_fd;
@@ -416,22 +417,20 @@ async fn raw_to_device(
 }
 
 async fn udp_to_device(sink: UdpSink, udp: Arc<UdpSocket>, control: Option<ControlSink>) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut batch = Batch::new(MAX_DATAGRAM);
     loop {
-        let (n, from) = match udp.recv_from(&mut buf).await {
-            Ok((n, SocketAddr::V4(from))) => (n, from),
-            Ok(_) => continue,
-            Err(e) => {
-                // ICMP errors surface here as ECONNREFUSED and the like.
-                tracing::debug!(error = %e, "UDP receive error");
-                continue;
-            }
-        };
-        let Some(msg) = sink.input(from, &buf[..n]).await else {
+        if let Err(e) = batch.recv(&udp).await {
+            // ICMP errors surface here as ECONNREFUSED and the like.
+            tracing::debug!(error = %e, "UDP receive error");
             continue;
-        };
-        if let Some(c) = &control {
-            c(from, msg);
+        }
+        for (from, data) in batch.datagrams() {
+            let Some(msg) = sink.input(from, data).await else {
+                continue;
+            };
+            if let Some(c) = &control {
+                c(from, msg);
+            }
         }
     }
 }

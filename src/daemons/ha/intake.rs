@@ -8,7 +8,7 @@
 //! nothing waits behind it in the queue, and a full queue never blocks
 //! the reader (the datagram is counted and said within the limit).
 
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::SocketAddrV4;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use tracing::debug;
 
 use crate::daemons::udp::Received;
+use crate::dataplane::recv::Batch;
 use crate::dataplane::userspace::ControlSink;
 use crate::ha::{Counters, HaConfig, Screen, Screened};
 
@@ -93,11 +94,12 @@ pub fn widen_receive_buffer(sock: &UdpSocket) {
 /// Reads `sock` (when no data plane does) into `intake` until aborted.
 pub fn spawn_reader(sock: Arc<UdpSocket>, intake: Arc<Intake>) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut buf = vec![0u8; 65_536];
+        let mut batch = Batch::new(65_536);
         loop {
-            match sock.recv_from(&mut buf).await {
-                Ok((n, SocketAddr::V4(from))) => intake.offer(from, &buf[..n]),
-                Ok(_) => {}
+            match batch.recv(&sock).await {
+                Ok(()) => batch
+                    .datagrams()
+                    .for_each(|(from, d)| intake.offer(from, d)),
                 // ICMP errors about earlier sends surface here.
                 Err(e) => debug!(error = %e, "Mobile IP socket receive error"),
             }
