@@ -45,11 +45,13 @@ fn lab_fa_to_colocated_back_in_mode_c_within_the_advertisement_lifetime() {
     // RFC 5944 §2.4.2: the agent counts only while its last
     // advertisement's lifetime runs, and that advertisement left before
     // the agent was killed: mode 'c' no later than one lifetime after the
-    // kill (mip4d's own stamps against the lab's; the slack is the
-    // daemons' scheduling, not the protocol's).
+    // kill (mip4d's own stamps against the lab's). The slack is the
+    // daemons' scheduling on a loaded 2-core machine, not the protocol's:
+    // without the rule the node would wait for its registration's
+    // lifetime (minutes) or a failed renewal, far beyond it.
     let gone = figure(&s, "fa_gone_to_mode_c_ms");
     assert!(
-        gone <= ADVERTISEMENT_LIFETIME_MS + 250.0,
+        gone <= ADVERTISEMENT_LIFETIME_MS + 1000.0,
         "mode c {gone} ms after the agent died"
     );
     assert!(event(&s, "agent_lost").t <= event(&s, "mode_c").t);

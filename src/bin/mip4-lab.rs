@@ -100,6 +100,21 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// mip4-ha answering a legitimate node under a flood of forged
+    /// registration requests (issue 13 item 9): writes the markdown
+    /// section for docs/PERFORMANCE.md.
+    Flood {
+        /// Floods per reader of UDP 434 (the userspace plane, mip4-ha's own).
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Forged requests per flood.
+        #[arg(long, default_value_t = 100_000)]
+        forged: usize,
+        /// Where the section goes (e.g. build/bench/50-flood.md); stdout
+        /// when not given.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 fn print_timeline_event(e: &Event) {
@@ -245,6 +260,7 @@ fn main() -> ExitCode {
             },
             json,
         ),
+        Cmd::Flood { runs, forged, out } => flood(&bin_dir, runs, forged, out.as_deref()),
         Cmd::List => match Scenario::list(&cli.lab_dir) {
             Ok(all) => {
                 for s in all {
@@ -443,6 +459,47 @@ fn run_vm(
         }
         Err(e) => {
             eprintln!("mip4-lab: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn flood(
+    bin_dir: &std::path::Path,
+    runs: usize,
+    forged: usize,
+    out: Option<&std::path::Path>,
+) -> ExitCode {
+    let mut opts = mip4::lab::flood::FloodOptions::new(&bin_dir.join("mip4-ha"));
+    opts.forged = forged;
+    let mut command = format!("mip4-lab flood --runs {runs} --forged {forged}");
+    if let Some(o) = out {
+        command += &format!(" --out {}", o.display());
+    }
+    let md = match mip4::lab::flood::bench(&opts, runs, &command) {
+        Ok(md) => md,
+        Err(e) => {
+            eprintln!("mip4-lab flood: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let written = match out {
+        Some(path) => path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(path, &md)),
+        None => {
+            print!("{md}");
+            Ok(())
+        }
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!(
+                "mip4-lab flood: cannot write {}: {e}",
+                out.unwrap_or(std::path::Path::new("-")).display()
+            );
             ExitCode::FAILURE
         }
     }

@@ -18,6 +18,7 @@ pub mod ipv4;
 pub mod ipv6;
 pub mod kernel;
 pub mod process;
+pub mod recv;
 pub mod udp;
 pub mod userspace;
 

@@ -15,7 +15,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::binding::{BindingTable, Encapsulation, Role, TunnelBinding};
@@ -23,19 +23,23 @@ use super::ingress::{CounterSnapshot, Counters};
 use super::ipv4::PROTO_IPIP;
 use super::ipv6::PROTO_IPV6;
 use super::process::{self, UdpInput};
+use super::recv::Batch;
 use super::TunnelError;
 use crate::netlink::Netlink;
 use crate::sys::async_fd;
 use crate::sys::tun::TunDevice;
 
-/// A control message (registration, keepalive) that arrived on the shared
-/// Mobile IP UDP socket, for the caller.
-pub type ControlMessage = (SocketAddrV4, Vec<u8>);
+/// Where a control message (registration, keepalive) that arrived on the
+/// shared Mobile IP UDP socket goes: the caller's, called on the reading
+/// task with the sender and the datagram. It must not block: the home
+/// agent screens the datagram there and queues only what may need an
+/// answer (`crate::daemons::ha::intake`), so a flood is settled at the
+/// socket instead of in a queue.
+pub type ControlSink = Arc<dyn Fn(SocketAddrV4, &[u8]) + Send + Sync>;
 
 const MAX_DATAGRAM: usize = 65_535;
 
 /// How to build a userspace data plane.
-#[derive(Debug)]
 pub struct UserspaceConfig {
     /// TUN interface name (e.g. `mip4tun0`).
     pub ifname: String,
@@ -51,7 +55,19 @@ pub struct UserspaceConfig {
     /// care-of address, [`UserspacePlane::set_udp`], and its reader hands
     /// tunnel data to [`UserspacePlane::udp_sink`].)
     pub udp: Option<Arc<UdpSocket>>,
-    pub control: Option<mpsc::Sender<ControlMessage>>,
+    pub control: Option<ControlSink>,
+}
+
+impl std::fmt::Debug for UserspaceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserspaceConfig")
+            .field("ifname", &self.ifname)
+            .field("role", &self.role)
+            .field("mtu", &self.mtu)
+            .field("udp", &self.udp)
+            .field("control", &self.control.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl UserspaceConfig {
@@ -428,28 +444,20 @@ async fn raw_to_device(
     }
 }
 
-async fn udp_to_device(
-    sink: UdpSink,
-    udp: Arc<UdpSocket>,
-    control: Option<mpsc::Sender<ControlMessage>>,
-) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+async fn udp_to_device(sink: UdpSink, udp: Arc<UdpSocket>, control: Option<ControlSink>) {
+    let mut batch = Batch::new(MAX_DATAGRAM);
     loop {
-        let (n, from) = match udp.recv_from(&mut buf).await {
-            Ok((n, SocketAddr::V4(from))) => (n, from),
-            Ok(_) => continue,
-            Err(e) => {
-                // ICMP errors surface here as ECONNREFUSED and the like.
-                tracing::debug!(error = %e, "UDP receive error");
-                continue;
-            }
-        };
-        let Some(msg) = sink.input(from, &buf[..n]).await else {
+        if let Err(e) = batch.recv(&udp).await {
+            // ICMP errors surface here as ECONNREFUSED and the like.
+            tracing::debug!(error = %e, "UDP receive error");
             continue;
-        };
-        if let Some(c) = &control {
-            if c.try_send((from, msg.to_vec())).is_err() {
-                tracing::warn!(%from, "control queue full or closed; message dropped");
+        }
+        for (from, data) in batch.datagrams() {
+            let Some(msg) = sink.input(from, data).await else {
+                continue;
+            };
+            if let Some(c) = &control {
+                c(from, msg);
             }
         }
     }

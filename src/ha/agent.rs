@@ -145,14 +145,14 @@ impl Node {
 }
 
 /// Stage 1's result: the header and the extensions as found.
-struct ParsedRequest<'a> {
+pub(super) struct ParsedRequest<'a> {
     hdr: Hdr,
     exts: Vec<RawExt<'a>>,
 }
 
 impl<'a> ParsedRequest<'a> {
     /// The first MN-HA authentication extension.
-    fn mn_ha_auth(&self) -> Option<&RawExt<'a>> {
+    pub(super) fn mn_ha_auth(&self) -> Option<&RawExt<'a>> {
         self.exts.iter().find(|e| e.type_ == ext_type::MN_HA_AUTH)
     }
 
@@ -163,9 +163,26 @@ impl<'a> ParsedRequest<'a> {
     }
 }
 
+/// The rate limiter's verdict for unauthenticated input from `src`:
+/// `Some(refused since the last allowed)` or, counted, `None`.
+pub(super) fn within_limit(
+    limiter: &mut SourceLimiter,
+    counters: &mut Counters,
+    now: Instant,
+    src: SocketAddrV4,
+) -> Option<u64> {
+    match limiter.allow(now, *src.ip()) {
+        Verdict::Allowed { suppressed } => Some(suppressed),
+        Verdict::Refused => {
+            counters.rate_limited += 1;
+            None
+        }
+    }
+}
+
 /// Stage 1 (RFC 5944 §3.3, §1.9): the fixed header, then the extensions'
 /// types and lengths.
-fn parse(data: &[u8]) -> Result<ParsedRequest<'_>, Malformed> {
+pub(super) fn parse(data: &[u8]) -> Result<ParsedRequest<'_>, Malformed> {
     let p = RequestPacket::new_checked(data).map_err(|_| Malformed::ShortHeader)?;
     let hdr = Hdr::of(&p);
     let exts = walk(data, REQUEST_HEADER_LEN).ok_or(Malformed::ExtensionOverrun)?;
@@ -242,12 +259,7 @@ impl HomeAgent {
     ) -> Result<(), crate::auth::AuthError> {
         let mut nodes = Vec::with_capacity(self.cfg.mobile_nodes.len());
         for m in &self.cfg.mobile_nodes {
-            let sa = SecurityAssociation::new(
-                m.spi,
-                crate::auth::Algorithm::HmacMd5,
-                m.key.expose(),
-                m.replay,
-            )?;
+            let sa = m.security_association()?;
             // The replay settings as configured now (a reload may change
             // the method or the tolerance), with the state kept when the
             // method stays (RFC 5944 §5.7).
@@ -424,16 +436,8 @@ impl HomeAgent {
         Disposition::Dropped(DropReason::Malformed)
     }
 
-    /// The rate limiter's verdict for unauthenticated input from `src`:
-    /// `Some(refused since the last allowed)` or, counted, `None`.
     fn within_limit(&mut self, now: Instant, src: SocketAddrV4) -> Option<u64> {
-        match self.limiter.allow(now, *src.ip()) {
-            Verdict::Allowed { suppressed } => Some(suppressed),
-            Verdict::Refused => {
-                self.counters.rate_limited += 1;
-                None
-            }
-        }
+        within_limit(&mut self.limiter, &mut self.counters, now, src)
     }
 
     /// One request through the stages of the module doc, in order.

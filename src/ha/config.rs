@@ -229,6 +229,20 @@ pub struct MobileNodeConfig {
     pub ipv6_prefix: Option<Ipv6Net>,
 }
 
+impl MobileNodeConfig {
+    /// The node's MN-HA security association (RFC 5944 §3.5.1: HMAC-MD5).
+    pub fn security_association(
+        &self,
+    ) -> Result<crate::auth::SecurityAssociation, crate::auth::AuthError> {
+        crate::auth::SecurityAssociation::new(
+            self.spi,
+            crate::auth::Algorithm::HmacMd5,
+            self.key.expose(),
+            self.replay,
+        )
+    }
+}
+
 /// The HA's whole configuration, checked.
 #[derive(Debug, Clone)]
 pub struct HaConfig {

@@ -58,11 +58,56 @@ pub struct Counters {
     /// IPv6 Prefix Requests refused (codes 8 and 9; the IPv4 binding kept).
     #[serde(default)]
     pub ipv6_prefixes_refused: u64,
+    /// Registrations that passed the screen at the socket but found the
+    /// agent's queue full (issue 13 item 9).
+    #[serde(default)]
+    pub queue_full: u64,
 }
 
 impl Counters {
     pub fn deny(&mut self, code: u8) {
         *self.denied.entry(code).or_default() += 1;
+    }
+
+    /// Adds `other`'s counts (what the screen at the socket dropped, to
+    /// what the agent did).
+    pub fn add(&mut self, other: &Counters) {
+        let Counters {
+            requests,
+            accepted,
+            deregistered,
+            expired,
+            denied,
+            dropped_malformed,
+            unauthenticated,
+            replayed,
+            tunnel_data_dropped,
+            dropped_untrusted_source,
+            tnc_replies,
+            home_address_not_owned,
+            unknown_spi,
+            rate_limited,
+            install_failed,
+            queue_full,
+        } = other;
+        self.requests += requests;
+        self.accepted += accepted;
+        self.deregistered += deregistered;
+        self.expired += expired;
+        for (code, n) in denied {
+            *self.denied.entry(*code).or_default() += n;
+        }
+        self.dropped_malformed += dropped_malformed;
+        self.unauthenticated += unauthenticated;
+        self.replayed += replayed;
+        self.tunnel_data_dropped += tunnel_data_dropped;
+        self.dropped_untrusted_source += dropped_untrusted_source;
+        self.tnc_replies += tnc_replies;
+        self.home_address_not_owned += home_address_not_owned;
+        self.unknown_spi += unknown_spi;
+        self.rate_limited += rate_limited;
+        self.install_failed += install_failed;
+        self.queue_full += queue_full;
     }
 
     pub fn denied(&self, code: u8) -> u64 {

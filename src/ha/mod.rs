@@ -8,6 +8,7 @@ pub mod config;
 pub mod counters;
 pub mod persist;
 pub mod reason;
+pub mod screen;
 
 pub use agent::{Disposition, DownReason, DropReason, HomeAgent, Output};
 pub use binding::{Binding, BindingInfo, Ipv6Binding, Ipv6TunnelTo, TunnelMode};
@@ -15,3 +16,4 @@ pub use config::HaConfig;
 pub use counters::Counters;
 pub use persist::{Restored, SavedCache};
 pub use reason::{Denial, Malformed, PrefixDenial};
+pub use screen::{Screen, Screened};

@@ -19,6 +19,8 @@
 //!   the runner behind `mip4-lab run`.
 //! - [`forger`]: an on-path host answering the MN's probe with forged TNC.
 //! - [`bench`]: the plugin's cost on MOBIKE (`mip4-lab bench`).
+//! - [`flood`]: mip4-ha under a flood of forged registration requests
+//!   (`mip4-lab flood`, issue 13 item 9).
 //! - [`leaks`]: a host's kernel state and sockets, normalised, to compare
 //!   before and after a fault (`lab::snapshot`, `lab::same-as`).
 //! - [`cleartext`]: reads a capture for the home address outside ESP
@@ -29,6 +31,7 @@ pub mod bench_baseline;
 pub mod charon;
 pub mod cleartext;
 pub mod daemon;
+pub mod flood;
 pub mod forger;
 pub mod leaks;
 pub mod narrate;

@@ -188,7 +188,12 @@ pub async fn start_plane(
         cfg.mtu = 1500 - 32;
     }
     cfg.udp = udp;
-    cfg.control = control;
+    // The plane hands control messages to a sink: here, the test's channel.
+    cfg.control = control.map(|tx| -> mip4::dataplane::userspace::ControlSink {
+        Arc::new(move |from, data| {
+            let _ = tx.try_send((from, data.to_vec()));
+        })
+    });
     let mut dp = DataPlane::start(nl.clone(), BackendChoice::Userspace, cfg)
         .await
         .expect("start data plane");

@@ -19,9 +19,12 @@ impl Daemon {
             | Request::Release => Response::error(format!("{}: served by mip4d only", req.name())),
             Request::Visitors => Response::error("mip4-ha has no visitor list (ask mip4-fa)"),
             Request::Counters => {
-                // The core's counters, plus the data plane's datagram
-                // counters (RFC 3024 ingress drops among them).
-                let mut v = serde_json::to_value(ha.counters()).unwrap_or_default();
+                // The core's counters and the screen's at the socket, plus
+                // the data plane's datagram counters (RFC 3024 ingress
+                // drops among them).
+                let mut c = ha.counters().clone();
+                c.add(&self.intake.counters());
+                let mut v = serde_json::to_value(c).unwrap_or_default();
                 if let Some(c) = self.dp.counters() {
                     v["dataplane"] = c;
                 }

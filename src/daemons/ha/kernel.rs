@@ -12,10 +12,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::dataplane::userspace::ControlMessage;
+use crate::dataplane::userspace::ControlSink;
 use crate::dataplane::{
     Backend, BackendChoice, DataPlane, DataPlaneStatus, Encapsulation, Role, Tunnel, TunnelBinding,
     TunnelDevice, UserspaceConfig, UserspacePlane,
@@ -85,16 +84,16 @@ fn choice(b: TunnelBackend) -> BackendChoice {
 
 impl Installer {
     /// Starts the configured backend. `udp` is the Mobile IP socket and
-    /// the channel for the registrations read from it: given (RFC 3519
-    /// enabled), the userspace plane owns reads on the socket, keeps tunnel
-    /// data and hands everything else to the channel. Returns whether it
+    /// where the registrations read from it go: given (RFC 3519 enabled),
+    /// the userspace plane owns reads on the socket, keeps tunnel data and
+    /// hands everything else to the sink. Returns whether it
     /// took the socket (the kernel backend cannot carry UDP tunnelling).
     ///
     /// `previous` is what an earlier instance recorded: the value of
     /// `ip_forward` it found stays the one restored at shutdown.
     pub async fn start(
         cfg: &HaConfig,
-        udp: Option<(Arc<UdpSocket>, mpsc::Sender<ControlMessage>)>,
+        udp: Option<(Arc<UdpSocket>, ControlSink)>,
         previous: &KernelRecord,
     ) -> Result<(Self, bool), String> {
         let nl = Arc::new(Netlink::new().map_err(|e| format!("netlink: {e}"))?);

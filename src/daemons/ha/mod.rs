@@ -1,5 +1,6 @@
 //! mip4-ha's I/O around the sans-IO [`crate::ha::HomeAgent`], which makes
-//! every decision: [`run`] is its loop, [`kernel`] its tunnels, routes and
+//! every decision: [`run`] is its loop, `intake` the screen between UDP
+//! 434 and the loop, [`kernel`] its tunnels, routes and
 //! proxy ARP, `ingress` the kernel backend's RFC 3024 check, `control` its
 //! control-socket answers, [`config`] its file, `state` its record under
 //! /run for the next instance (restarts).
@@ -7,6 +8,7 @@
 pub mod config;
 mod control;
 mod ingress;
+mod intake;
 pub mod kernel;
 mod run;
 mod state;

@@ -15,7 +15,7 @@
 //! The loop owns all state; the control socket's tasks ask it through a
 //! channel, so no lock is ever held across a kernel request.
 
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -26,19 +26,22 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use super::config;
+use super::intake::{self, Intake};
 use super::kernel::{Installer, KernelRecord};
 use super::state;
 use crate::ctl::Request;
 use crate::daemons::control::{Query, Server};
-use crate::daemons::udp;
+use crate::daemons::udp::Received;
 use crate::daemons::wake::{sleep_until, Hangup, StopSignals};
-use crate::ha::{HaConfig, HomeAgent, Output};
+use crate::ha::{HaConfig, HomeAgent, Output, Screen};
 use crate::replay::NtpTimestamp;
 
 /// The daemon's state, owned by the main loop.
 pub(super) struct Daemon {
     pub(super) ha: HomeAgent,
     pub(super) dp: Installer,
+    /// The screen at the socket (its counters join the agent's).
+    pub(super) intake: Arc<Intake>,
     sock: Arc<UdpSocket>,
     pub(super) started: Instant,
     /// The configuration as loaded (the core's copy may have UDP
@@ -58,15 +61,18 @@ pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot bind UDP {}: {e}", cfg.listen))?,
     );
+    intake::widen_receive_buffer(&sock);
     // Registrations, from the data plane (which owns reads on the socket
-    // when it carries RFC 3519 tunnel data) or from our own reader.
-    let (reg_tx, mut reg_rx) = mpsc::channel::<(SocketAddrV4, Vec<u8>)>(1024);
-    let udp = cfg.udp_tunnelling.then(|| (sock.clone(), reg_tx.clone()));
+    // when it carries RFC 3519 tunnel data) or from our own reader, each
+    // through the screen first: what no key signed is settled there.
+    let (reg_tx, mut reg_rx) = mpsc::channel::<Received>(1024);
+    let screen =
+        Screen::new(&cfg, Instant::now()).map_err(|e| format!("bad security association: {e}"))?;
+    let intake = Intake::new(screen, reg_tx);
+    let udp = cfg.udp_tunnelling.then(|| (sock.clone(), intake.sink()));
     let (dp, took_socket) = Installer::start(&cfg, udp, &previous).await?;
     if !took_socket {
-        udp::spawn_reader("Mobile IP socket", sock.clone(), reg_tx, |src, data| {
-            (src, data)
-        });
+        intake::spawn_reader(sock.clone(), intake.clone());
     }
     let udp_unavailable = cfg.udp_tunnelling && !took_socket;
     if udp_unavailable {
@@ -94,6 +100,7 @@ pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
     let mut d = Daemon {
         ha,
         dp,
+        intake,
         sock,
         started: Instant::now(),
         udp_unavailable,
@@ -149,7 +156,9 @@ pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
                 });
                 match loaded {
                     Ok(c) => {
-                        match d.ha.reload(config::core_config(c, d.udp_unavailable, d.dp.carries_ipv6())) {
+                        let reloaded = d.ha.reload(config::core_config(c, d.udp_unavailable, d.dp.carries_ipv6()))
+                            .and_then(|()| d.intake.reload(d.ha.config()));
+                        match reloaded {
                             Ok(()) => info!("configuration reloaded"),
                             Err(e) => warn!("reload refused, keeping the old configuration: {e}"),
                         }

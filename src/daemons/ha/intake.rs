@@ -1,0 +1,108 @@
+//! How a datagram read from UDP 434 reaches mip4-ha's loop (issue 13 item
+//! 9): on the task that read it, through the [`Screen`], and only then
+//! into the loop's queue. The userspace data plane (when it owns the
+//! socket, RFC 3519) calls [`Intake::offer`] as its control sink; else our
+//! own reader ([`spawn_reader`]) does.
+//!
+//! A flood of forged requests is thus settled at the socket's pace:
+//! nothing waits behind it in the queue, and a full queue never blocks
+//! the reader (the datagram is counted and said within the limit).
+
+use std::net::SocketAddrV4;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::debug;
+
+use crate::daemons::udp::Received;
+use crate::dataplane::recv::Batch;
+use crate::dataplane::userspace::ControlSink;
+use crate::ha::{Counters, HaConfig, Screen, Screened};
+
+/// The screen and the loop's queue, shared by the reading task and the
+/// loop (which reloads the screen and reads its counters).
+pub struct Intake {
+    screen: Mutex<Screen>,
+    queue: mpsc::Sender<Received>,
+}
+
+impl Intake {
+    pub fn new(screen: Screen, queue: mpsc::Sender<Received>) -> Arc<Self> {
+        Arc::new(Intake {
+            screen: Mutex::new(screen),
+            queue,
+        })
+    }
+
+    fn screen(&self) -> MutexGuard<'_, Screen> {
+        self.screen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Screens one datagram from `src`; queues it when it passes.
+    pub fn offer(&self, src: SocketAddrV4, data: &[u8]) {
+        let now = Instant::now();
+        let mut screen = self.screen();
+        if screen.screen(now, src, data) == Screened::Pass
+            && self.queue.try_send((src, data.to_vec())).is_err()
+        {
+            screen.queue_full(now, src);
+        }
+    }
+
+    /// `offer` as the userspace plane's control sink.
+    pub fn sink(self: &Arc<Self>) -> ControlSink {
+        let me = self.clone();
+        Arc::new(move |src, data| me.offer(src, data))
+    }
+
+    /// The new configuration's keys and trusted networks (SIGHUP, after
+    /// the agent took it).
+    pub fn reload(&self, cfg: &HaConfig) -> Result<(), crate::auth::AuthError> {
+        self.screen().reload(cfg)
+    }
+
+    /// What the screen dropped.
+    pub fn counters(&self) -> Counters {
+        self.screen().counters().clone()
+    }
+}
+
+/// The receive buffer UDP 434 asks for. The kernel's default (about 200
+/// KiB, a few hundred small datagrams) overflows whenever the process is
+/// off the CPU for a few milliseconds under a flood, and a legitimate
+/// request dropped there costs its node a retransmission, a second
+/// (RFC 5944 §3.6.3). This holds some thousands of forged requests, which
+/// the screen reads in a few milliseconds once the process runs again.
+const RECEIVE_BUFFER: usize = 4 << 20;
+
+/// Sets UDP 434's receive buffer to [`RECEIVE_BUFFER`]: beyond
+/// `net.core.rmem_max` with CAP_NET_ADMIN (`SO_RCVBUFFORCE`), else as far
+/// as that limit allows.
+pub fn widen_receive_buffer(sock: &UdpSocket) {
+    use nix::sys::socket::{getsockopt, setsockopt, sockopt};
+    if setsockopt(sock, sockopt::RcvBufForce, &RECEIVE_BUFFER).is_err() {
+        let _ = setsockopt(sock, sockopt::RcvBuf, &RECEIVE_BUFFER);
+    }
+    if let Ok(n) = getsockopt(sock, sockopt::RcvBuf) {
+        debug!(bytes = n, "Mobile IP socket receive buffer");
+    }
+}
+
+/// Reads `sock` (when no data plane does) into `intake` until aborted.
+pub fn spawn_reader(sock: Arc<UdpSocket>, intake: Arc<Intake>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut batch = Batch::new(65_536);
+        loop {
+            match batch.recv(&sock).await {
+                Ok(()) => batch
+                    .datagrams()
+                    .for_each(|(from, d)| intake.offer(from, d)),
+                // ICMP errors about earlier sends surface here.
+                Err(e) => debug!(error = %e, "Mobile IP socket receive error"),
+            }
+        }
+    })
+}

@@ -1,0 +1,96 @@
+//! Reading a UDP socket a batch at a time: one recvmmsg(2) takes up to
+//! [`BATCH`] datagrams. Under a flood the per-call cost (the system call,
+//! the wake-up, the runtime's readiness bookkeeping) is paid once per
+//! batch instead of once per datagram, so the socket is emptied faster
+//! and the requests queued behind the flood wait less (issue 13 item 9).
+
+use std::io::{self, IoSliceMut};
+use std::net::SocketAddrV4;
+use std::os::fd::AsRawFd;
+
+use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders, SockaddrIn};
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+
+/// Datagrams read by one call at most.
+pub const BATCH: usize = 32;
+
+/// Buffers for a batch and what the last [`Batch::recv`] read into them.
+pub struct Batch {
+    bufs: Vec<Vec<u8>>,
+    got: Vec<(SocketAddrV4, usize)>,
+}
+
+impl Batch {
+    /// [`BATCH`] buffers of `size` bytes (a longer datagram is truncated,
+    /// as with recvfrom(2)).
+    pub fn new(size: usize) -> Self {
+        Batch {
+            bufs: (0..BATCH).map(|_| vec![0u8; size]).collect(),
+            got: Vec::with_capacity(BATCH),
+        }
+    }
+
+    /// Waits until `sock` is readable, then reads what is there, up to
+    /// [`BATCH`] datagrams, without waiting for more. An error is the
+    /// first datagram's (ICMP errors about earlier sends surface here).
+    pub async fn recv(&mut self, sock: &UdpSocket) -> io::Result<()> {
+        let Batch { bufs, got } = self;
+        got.clear();
+        sock.async_io(Interest::READABLE, || {
+            // Not kept across calls: it holds raw pointers (not Send).
+            let mut headers = MultiHeaders::<SockaddrIn>::preallocate(BATCH, None);
+            let mut iovs: Vec<[IoSliceMut<'_>; 1]> =
+                bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
+            let read = recvmmsg(
+                sock.as_raw_fd(),
+                &mut headers,
+                iovs.iter_mut(),
+                MsgFlags::MSG_DONTWAIT,
+                None,
+            )
+            .map_err(io::Error::from)?;
+            for r in read {
+                if let Some(a) = r.address {
+                    got.push((SocketAddrV4::new(a.ip(), a.port()), r.bytes));
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// The datagrams of the last [`recv`](Self::recv): sender and bytes.
+    pub fn datagrams(&self) -> impl Iterator<Item = (SocketAddrV4, &[u8])> {
+        self.got
+            .iter()
+            .zip(&self.bufs)
+            .map(|(&(from, n), b)| (from, &b[..n.min(b.len())]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_batch_holds_every_waiting_datagram_with_its_sender() {
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let to = sock.local_addr().unwrap();
+        let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        for i in 0..40u8 {
+            peer.send_to(&[i; 3], to).await.unwrap();
+        }
+        let mut batch = Batch::new(2048);
+        let mut seen = Vec::new();
+        while seen.len() < 40 {
+            batch.recv(&sock).await.unwrap();
+            for (from, data) in batch.datagrams() {
+                assert_eq!(std::net::SocketAddr::V4(from), peer.local_addr().unwrap());
+                seen.push(data.to_vec());
+            }
+        }
+        let want: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 3]).collect();
+        assert_eq!(seen, want);
+    }
+}
