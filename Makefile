@@ -71,7 +71,7 @@ bench: deps
 # strongswan-mip4-plugin and mip4-mobike .debs in build/deb/, then the
 # package tests on them (ignored by `make check`): tests/packaging_deb.rs,
 # and tests/packaging_clean.rs, the clean-system test (apt into the kernel
-# tier's pristine root booted with systemd: packaging/README.md).
+# tier's pristine root booted with systemd: packaging/README.md; 5-9 min).
 deb:
 	./scripts/install-deps.sh --deb
 	./packaging/build-deb.sh build/deb
