@@ -72,11 +72,14 @@ bench: deps
 	$(CARGO) run --release --bin mip4-lab -- bench-baseline --moves 30 --rounds 6 --out build/bench/40-baselines.md
 
 # strongswan-mip4-plugin and mip4-mobike .debs in build/deb/, then the
-# package test on them (tests/packaging_deb.rs, ignored by `make check`).
+# package tests on them (ignored by `make check`): tests/packaging_deb.rs,
+# and tests/packaging_clean.rs, the clean-system test (apt into the kernel
+# tier's pristine root booted with systemd: packaging/README.md; 5-9 min).
 deb:
 	./scripts/install-deps.sh --deb
 	./packaging/build-deb.sh build/deb
 	MIP4_DEB_DIR=build/deb $(CARGO) test --test packaging_deb -- --ignored
+	MIP4_DEB_DIR=build/deb $(CARGO) test --test packaging_clean -- --ignored --nocapture
 
 # The release build into DESTDIR (default /), without a package; same
 # layout as the .debs (packaging/install.sh). Keeps existing files in /etc.

@@ -19,20 +19,8 @@ use mip4::lab::charon::{Charon, CharonConfig};
 use mip4::lab::netns::{unique_prefix, Netns};
 use mip4::lab::{preflight, WorkDir};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn sh(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+mod packaging_support;
+use packaging_support::{repo, sh};
 
 /// The directory holding the .debs: MIP4_DEB_DIR, else freshly built.
 fn deb_dir() -> PathBuf {
@@ -127,16 +115,16 @@ fn deb_packages_install_next_to_debian_strongswan() {
 
     // The pin: exactly the upstream release of the installed charon.
     let installed =
-        sh(Command::new("dpkg-query").args(["-W", "-f=${Version}", "strongswan-charon"]));
+        sh(Command::new("dpkg-query").args(["-W", "-f=${Version}", "strongswan-libcharon"]));
     let upstream = installed.split('-').next().unwrap().to_string();
     let depends = field(&plugin_deb, "Depends");
-    let lower = format!("strongswan-charon (>= {upstream})");
+    let lower = format!("strongswan-libcharon (>= {upstream})");
     assert!(depends.contains(&lower), "{depends}");
     let upper = depends
         .split(", ")
-        .find_map(|d| d.strip_prefix("strongswan-charon (<< "))
+        .find_map(|d| d.strip_prefix("strongswan-libcharon (<< "))
         .and_then(|v| v.strip_suffix(')'))
-        .unwrap_or_else(|| panic!("no upper bound on strongswan-charon: {depends}"));
+        .unwrap_or_else(|| panic!("no upper bound on strongswan-libcharon: {depends}"));
     assert!(dpkg_lt(&installed, upper), "{installed} outside {depends}");
     let mut next: Vec<u32> = upstream.split('.').map(|n| n.parse().unwrap()).collect();
     *next.last_mut().unwrap() += 1;

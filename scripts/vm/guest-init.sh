@@ -2,7 +2,18 @@
 # PID 1 of the kernel tier's guest (src/lab/vm.rs boots it): mounts what
 # the host shares over 9p, runs the host's script, powers off. The host
 # reads the results from the run share and the serial console.
+#
+# In a root made by `image.sh packages` (/etc/mip4-vm/systemd), PID 1 is
+# systemd, and systemd runs this again (`--systemd`, mip4-vm.service) once
+# the system is up: the script then runs under systemd.
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+if [ "$$" = 1 ] && [ -e /etc/mip4-vm/systemd ]; then
+	echo "mip4-vm: kernel $(uname -r) up, starting systemd"
+	exec /lib/systemd/systemd
+fi
+if [ "${1:-}" = --systemd ]; then
+	echo "mip4-vm: systemd up"
+else
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
@@ -10,8 +21,9 @@ mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmp /tmp
 mount -t tmpfs run /run
-mkdir -p /run/netns
 echo "mip4-vm: kernel $(uname -r) up"
+fi
+mkdir -p /run/netns
 # The run share is written here and read by the host as it grows: no
 # cache. The others only change on the host before the boot: cached.
 nine='trans=virtio,version=9p2000.L,msize=512000'

@@ -7,6 +7,9 @@
 #                                   bookworm) and CACHE/kernel/NAME_VERSION
 #                                   (the package linux-image-amd64 depends
 #                                   on, pinned by version, with its vmlinux)
+#   image.sh packages CACHE RUN DEBS  the packages' clean system: systemd
+#                                   as init, Debian's charon-systemd, what
+#                                   the .debs in DEBS depend on (not them)
 #   image.sh root CACHE RUN [GW]    a fresh copy of the pristine root in
 #                                   RUN/root, with the project's own
 #                                   install-deps.sh --runtime run inside
@@ -155,9 +158,11 @@ INIT
 	rm -rf "$dir"
 }
 
-# A fresh copy of the pristine root with install-deps --runtime run in it.
+# A fresh copy of the pristine root, with `$@` run in it by chroot (apt
+# from the mirror of the host's sources; services kept from starting).
 fresh_root() {
-	local cache="$1" root="$2" gw="$3" log="$2.install-deps.log"
+	local cache="$1" root="$2" log="$3"
+	shift 3
 	rm -rf "$root"
 	cp -a "$cache/root" "$root"
 	cp /etc/resolv.conf "$root/etc/resolv.conf"
@@ -180,16 +185,61 @@ SRC
 	mount --bind "$cache/apt-lists" "$root/var/lib/apt/lists"
 	mount -t proc proc "$root/proc"
 	local rc=0
-	local args=(--runtime)
-	[[ -n "$gw" ]] && args+=(--gateway "$gw")
-	chroot "$root" /opt/mip4/scripts/install-deps.sh "${args[@]}" >"$log" 2>&1 || rc=$?
+	chroot "$root" "$@" >"$log" 2>&1 || rc=$?
 	umount "$root/proc" "$root/var/lib/apt/lists" "$root/var/cache/apt/archives"
 	if ((rc != 0)); then
 		tail -n 5 "$log" >&2
-		die "install-deps.sh ${args[*]} failed inside the guest root (log: $log)"
+		die "$* failed inside the guest root (log: $log)"
 	fi
 	rm -f "$root/usr/sbin/policy-rc.d"
 	install -m 0755 scripts/vm/guest-init.sh "$root/usr/local/sbin/mip4-vm-init"
+}
+
+# The lab's root: install-deps.sh --runtime [--gateway GW].
+lab_root() {
+	local cache="$1" root="$2" gw="$3"
+	local args=(--runtime)
+	[[ -n "$gw" ]] && args+=(--gateway "$gw")
+	fresh_root "$cache" "$root" "$root.install-deps.log" /opt/mip4/scripts/install-deps.sh "${args[@]}"
+}
+
+# The packages' clean system (tests/packaging_clean.rs): systemd as init,
+# Debian's strongSwan (charon-systemd, with swanctl), what the .debs in
+# DEBS depend on (apt-get satisfy: the guest, offline, then installs the
+# .debs themselves with apt), kmod (the kernel loads modules with it) and
+# the test's own tools (ip, ping). The guest's init starts systemd, which
+# runs the host's script as a service.
+packages_root() {
+	local cache="$1" root="$2" debs="$3" deps="" d
+	for d in "$debs"/*.deb; do
+		deps="${deps:+$deps, }$(dpkg-deb -f "$d" Depends)"
+	done
+	[[ -n "$deps" ]] || die "no .debs in $debs: run make deb"
+	fresh_root "$cache" "$root" "$root.apt.log" sh -ec "
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -q
+		apt-get install -y -q --no-install-recommends systemd-sysv charon-systemd kmod iproute2 iputils-ping
+		apt-get satisfy -y -q --no-install-recommends '$deps'"
+	mkdir -p "$root/etc/mip4-vm"
+	touch "$root/etc/mip4-vm/systemd"
+	cat >"$root/etc/systemd/system/mip4-vm.service" <<'UNIT'
+[Unit]
+Description=mip4 kernel tier: the host's script
+After=multi-user.target
+
+[Service]
+Type=simple
+ExecStart=/usr/local/sbin/mip4-vm-init --systemd
+StandardOutput=journal+console
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+	mkdir -p "$root/etc/systemd/system/multi-user.target.wants"
+	# No udev in the guest: a getty on the console would wait 90 s for
+	# its device unit, and the host reads the console anyway.
+	ln -sf /dev/null "$root/etc/systemd/system/serial-getty@ttyS0.service"
+	ln -sf ../mip4-vm.service "$root/etc/systemd/system/multi-user.target.wants/mip4-vm.service"
 }
 
 cmd="${1:-}"
@@ -213,17 +263,31 @@ root)
 	mirror >/dev/null
 	kdir="$(cache_kernel "$cache")"
 	cache_root "$cache"
-	fresh_root "$cache" "$run/root" ""
+	lab_root "$cache" "$run/root" ""
 	install_modules "$kdir" "$run/root"
 	make_initramfs "$run/root" "$run/initramfs.gz"
 	if [[ "$gw" == libreswan ]]; then
-		fresh_root "$cache" "$run/root-libreswan" libreswan
+		lab_root "$cache" "$run/root-libreswan" libreswan
 	fi
 	ln -sf "$kdir/vmlinux" "$run/vmlinux"
 	echo "$run"
 	;;
+packages)
+	cache="${2:?usage: image.sh packages CACHE RUN DEBS}"
+	run="${3:?usage: image.sh packages CACHE RUN DEBS}"
+	debs="$(realpath "${4:?usage: image.sh packages CACHE RUN DEBS}")"
+	mkdir -p "$cache/kernel" "$run"
+	mirror >/dev/null
+	kdir="$(cache_kernel "$cache")"
+	cache_root "$cache"
+	packages_root "$cache" "$run/root" "$debs"
+	install_modules "$kdir" "$run/root"
+	make_initramfs "$run/root" "$run/initramfs.gz"
+	ln -sf "$kdir/vmlinux" "$run/vmlinux"
+	echo "$run"
+	;;
 *)
-	echo "usage: image.sh cache CACHE | root CACHE RUN [libreswan]" >&2
+	echo "usage: image.sh cache CACHE | root CACHE RUN [libreswan] | packages CACHE RUN DEBS" >&2
 	exit 2
 	;;
 esac

@@ -309,20 +309,38 @@ extern "C" {
 #[cfg(mip4_shim)]
 static HEADERS: &str = concat!("mip4-strongswan-headers=", env!("MIP4_STRONGSWAN_VERSION"));
 
-/// The strongSwan version of the running daemon: every charon binary
-/// (charon, charon-systemd, charon-nm, charon-cmd) logs "...(strongSwan
-/// VERSION, ..." at start, so the literal is in its executable; libcharon
-/// has no version call of its own.
+/// The strongSwan version of the running daemon, from its executable
+/// (libcharon has no version call of its own): charon and charon-cmd log
+/// "...(strongSwan VERSION, ..." with the version in the literal;
+/// charon-systemd (Debian's default) formats "strongSwan %s" with VERSION,
+/// which then is a string of its own, the executable's only bare
+/// `X.Y.Z` one. Two different bare versions: unknown.
 #[cfg_attr(not(mip4_shim), allow(dead_code))]
 fn running_strongswan_version(exe: &[u8]) -> Option<String> {
     const KEY: &[u8] = b"(strongSwan ";
-    let at = exe.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
-    let v: String = exe[at..]
-        .iter()
-        .take_while(|b| b.is_ascii_digit() || **b == b'.')
-        .map(|&b| char::from(b))
-        .collect();
-    (!v.is_empty()).then_some(v)
+    if let Some(at) = exe.windows(KEY.len()).position(|w| w == KEY) {
+        let v: String = exe[at + KEY.len()..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit() || **b == b'.')
+            .map(|&b| char::from(b))
+            .collect();
+        return (!v.is_empty()).then_some(v);
+    }
+    let is_version = |s: &[u8]| {
+        let parts: Vec<&[u8]> = s.split(|&b| b == b'.').collect();
+        parts.len() == 3
+            && parts
+                .iter()
+                .all(|p| (1..=3).contains(&p.len()) && p.iter().all(u8::is_ascii_digit))
+    };
+    let mut found: Option<&[u8]> = None;
+    for s in exe.split(|&b| b == 0).filter(|s| is_version(s)) {
+        match found {
+            Some(f) if f != s => return None,
+            _ => found = Some(s),
+        }
+    }
+    found.map(|s| String::from_utf8_lossy(s).into_owned())
 }
 
 /// Whether the plugin may load into this daemon: its strongSwan must be
@@ -427,6 +445,13 @@ mod tests {
         let err = version_check("5.9.7", Ok(charon)).unwrap_err();
         assert!(err.contains("5.9.7") && err.contains("5.9.8"), "{err}");
         assert!(version_check("5.9.8", Ok(b"no version here".to_vec())).is_err());
+        // charon-systemd: "strongSwan %s" and VERSION apart.
+        let systemd = b"\0STATUS=Starting charon-systemd, strongSwan %s, %s\x005.9.8\0".to_vec();
+        assert_eq!(version_check("5.9.8", Ok(systemd.clone())), Ok(()));
+        let err = version_check("5.9.7", Ok(systemd)).unwrap_err();
+        assert!(err.contains("this charon is strongSwan 5.9.8"), "{err}");
+        let two = b"\x005.9.8\0\x005.9.9\0".to_vec();
+        assert!(version_check("5.9.8", Ok(two)).is_err());
         assert!(version_check("5.9.8", Err(std::io::ErrorKind::NotFound.into())).is_err());
     }
 

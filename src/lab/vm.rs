@@ -80,6 +80,19 @@ pub struct VmOptions {
     pub boot_timeout: Duration,
     /// Per scenario, inside the guest.
     pub scenario_timeout: Duration,
+    /// A job in place of the lab's scenarios (the packages' clean-system
+    /// test, tests/packaging_clean.rs); `scenarios` then names its result.
+    pub job: Option<Job>,
+}
+
+/// A guest job other than the lab's scenarios: its own image and script.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// `image.sh` command and the arguments after `CACHE RUN`.
+    pub image: Vec<String>,
+    /// The guest's script; like the scenarios' it leaves
+    /// `/mnt/run/NAME.jsonl` and `NAME.rc` for `NAME` in `scenarios`.
+    pub script: String,
 }
 
 impl VmOptions {
@@ -103,6 +116,7 @@ impl VmOptions {
                     .unwrap_or(90),
             ),
             scenario_timeout: Duration::from_secs(600),
+            job: None,
         }
     }
 }
@@ -128,7 +142,7 @@ impl Outcome {
 /// [`run`] reports through `on_line` as a `vm` line.
 pub fn run(opts: &VmOptions, on_line: &mut dyn FnMut(&serde_json::Value)) -> Result<Vec<Outcome>> {
     preflight()?;
-    for name in &opts.scenarios {
+    for name in opts.scenarios.iter().filter(|_| opts.job.is_none()) {
         if !opts.lab_dir.join("scenarios").join(name).is_dir() {
             return Err(Error::Other(format!(
                 "no scenario `{name}` in {} (see `mip4-lab list`)",
@@ -137,7 +151,7 @@ pub fn run(opts: &VmOptions, on_line: &mut dyn FnMut(&serde_json::Value)) -> Res
         }
     }
     let lab = opts.bin_dir.join("mip4-lab");
-    if !lab.is_file() {
+    if opts.job.is_none() && !lab.is_file() {
         return Err(Error::Other(format!(
             "{} not found: build it first (cargo build --bins --lib)",
             lab.display()
@@ -254,7 +268,11 @@ impl Drop for RootGuard {
 fn image(opts: &VmOptions, run_dir: &Path) -> Result<()> {
     let script = opts.project.join("scripts/vm/image.sh");
     let mut cmd = Command::new(&script);
-    cmd.arg("root").arg(&opts.cache).arg(run_dir);
+    let (verb, rest) = match &opts.job {
+        Some(job) => (job.image[0].as_str(), &job.image[1..]),
+        None => ("root", &[][..]),
+    };
+    cmd.arg(verb).arg(&opts.cache).arg(run_dir).args(rest);
     if opts.gateway == Gateway::Libreswan {
         cmd.arg("libreswan");
     }
@@ -302,6 +320,9 @@ fn write_share(opts: &VmOptions, share: &Path) -> Result<()> {
         mounts.push_str(&format!("lsw {LIBRESWAN_MOUNT} rw\n"));
     }
     write(&share.join("mounts"), &mounts)?;
+    if let Some(job) = &opts.job {
+        return write(&share.join("script.sh"), &job.script);
+    }
     let mut lab = format!(
         "{} --lab-dir {}",
         opts.bin_dir.join("mip4-lab").display(),
