@@ -9,7 +9,7 @@ pub mod counters;
 pub mod persist;
 pub mod reason;
 
-pub use agent::{Disposition, DownReason, DropReason, HomeAgent, Output};
+pub use agent::{Changes, Disposition, DownReason, DropReason, HomeAgent, Output};
 pub use binding::{Binding, BindingInfo, TunnelMode};
 pub use config::HaConfig;
 pub use counters::Counters;

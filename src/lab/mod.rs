@@ -25,6 +25,7 @@
 //!   (`lab::clear-text`).
 
 pub mod bench;
+pub mod bench_ha;
 pub mod charon;
 pub mod cleartext;
 pub mod daemon;

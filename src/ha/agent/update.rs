@@ -60,6 +60,7 @@ impl HomeAgent {
             nai: ctx.nai.clone(),
             spi: self.nodes[idx].conf.spi,
         };
+        self.changes.bindings.push(home);
         let moved = self
             .bindings
             .insert(binding.clone())
@@ -127,7 +128,7 @@ impl HomeAgent {
         self.counters.install_failed += 1;
         error!(home_address = %home, "binding not installed, dropped: {e}");
         if let Some(b) = self.bindings.remove(home) {
-            self.changed = true;
+            self.changes.bindings.push(home);
             self.out.push_back(Output::BindingDown {
                 binding: b,
                 reason: DownReason::InstallFailed,
@@ -194,6 +195,7 @@ impl HomeAgent {
         };
         let removed = home.and_then(|h| {
             self.awaiting_install.remove(&h);
+            self.changes.bindings.push(h);
             self.bindings.remove(h)
         });
         let had = removed.is_some();
