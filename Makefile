@@ -62,14 +62,13 @@ demo: deps
 	$(CARGO) build --release --lib --bins
 	$(CARGO) run --release --bin mip4-lab -- tour
 
-# criterion (codec), then the plugin's cost on MOBIKE in the lab
-# (src/lab/bench.rs: medians with and without mip4, side by side), then
-# RFC 4093's baselines (src/lab/bench_baseline.rs, issue 14 §3).
+# docs/PERFORMANCE.md, every figure of issue 14 (scripts/bench.sh: one
+# producer per section, e.g. criterion's codec, the plugin's cost on
+# MOBIKE, the home agent at scale). `make bench BENCH="40-ha-scale"` runs
+# only the named sections and keeps the others.
+BENCH ?=
 bench: deps
-	$(CARGO) bench
-	$(CARGO) build --release --lib --bins
-	$(CARGO) run --release --bin mip4-lab -- bench
-	$(CARGO) run --release --bin mip4-lab -- bench-baseline --moves 30 --rounds 6 --out build/bench/40-baselines.md
+	CARGO="$(CARGO)" ./scripts/bench.sh $(BENCH)
 
 # strongswan-mip4-plugin and mip4-mobike .debs in build/deb/, then the
 # package tests on them (ignored by `make check`): tests/packaging_deb.rs,

@@ -115,6 +115,31 @@ enum Cmd {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// mip4-ha at scale: authenticated registrations for N mobile nodes
+    /// against a UDP echo server with the same socket setup (issue 14 §4).
+    BenchHa {
+        /// Mobile nodes configured and registered.
+        #[arg(long, default_value_t = 100_000)]
+        mobile_nodes: usize,
+        /// Bindings of the first phase (the flatness reference).
+        #[arg(long, default_value_t = 1_000)]
+        small: usize,
+        /// Runs per phase.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Registrations per run.
+        #[arg(long, default_value_t = 2_000)]
+        batch: usize,
+        /// Requests outstanding at once.
+        #[arg(long, default_value_t = 32)]
+        window: usize,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Print the docs/PERFORMANCE.md section.
+        #[arg(long, conflicts_with = "json")]
+        markdown: bool,
+    },
 }
 
 fn print_timeline_event(e: &Event) {
@@ -261,6 +286,26 @@ fn main() -> ExitCode {
             json,
         ),
         Cmd::Flood { runs, forged, out } => flood(&bin_dir, runs, forged, out.as_deref()),
+        Cmd::BenchHa {
+            mobile_nodes,
+            small,
+            runs,
+            batch,
+            window,
+            json,
+            markdown,
+        } => mip4::lab::bench_ha::cli(
+            mip4::lab::bench_ha::HaBenchOptions {
+                mobile_nodes,
+                small,
+                runs,
+                batch,
+                window,
+                ha: bin_dir.join("mip4-ha"),
+            },
+            json,
+            markdown,
+        ),
         Cmd::List => match Scenario::list(&cli.lab_dir) {
             Ok(all) => {
                 for s in all {

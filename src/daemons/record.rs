@@ -23,6 +23,30 @@ const MAX_LEN: u64 = 16 << 20;
 /// Replaces the record at `path` with `value`, atomically.
 pub fn write<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
     let text = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
+    replace(path, &text)
+}
+
+/// [`write`] without the indentation, for records that may be large.
+pub fn write_compact<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
+    let text = serde_json::to_vec(value).map_err(io::Error::other)?;
+    replace(path, &text)
+}
+
+/// Opens `path` for appending, made 0600 if it is new; `truncate` starts
+/// it empty.
+pub fn open_append(path: &Path, truncate: bool) -> io::Result<fs::File> {
+    let f = fs::OpenOptions::new()
+        .append(!truncate)
+        .write(true)
+        .create(true)
+        .truncate(truncate)
+        .mode(0o600)
+        .open(path)?;
+    f.set_permissions(fs::Permissions::from_mode(0o600))?;
+    Ok(f)
+}
+
+fn replace(path: &Path, text: &[u8]) -> io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".new");
     let tmp = PathBuf::from(tmp);
@@ -35,7 +59,7 @@ pub fn write<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
     // A file left by someone else with wider permissions keeps them on
     // open: set them again.
     f.set_permissions(fs::Permissions::from_mode(0o600))?;
-    f.write_all(&text)?;
+    f.write_all(text)?;
     drop(f);
     fs::rename(&tmp, path)
 }
@@ -53,6 +77,25 @@ pub enum RecordError {
 
 /// The record at `path`: `Ok(None)` when there is none (a first start).
 pub fn read<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, RecordError> {
+    read_up_to(path, MAX_LEN)
+}
+
+/// [`read`], for a record that may be up to `max_len` bytes.
+pub fn read_up_to<T: DeserializeOwned>(
+    path: &Path,
+    max_len: u64,
+) -> Result<Option<T>, RecordError> {
+    let Some(text) = read_bytes(path, max_len)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&text)
+        .map(Some)
+        .map_err(|e| RecordError::Invalid(path.display().to_string(), e.to_string()))
+}
+
+/// The bytes of the file at `path`, if it may be believed as a record
+/// (see the module's comment); `Ok(None)` when there is none.
+pub fn read_bytes(path: &Path, max_len: u64) -> Result<Option<Vec<u8>>, RecordError> {
     let name = || path.display().to_string();
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,
@@ -71,13 +114,15 @@ pub fn read<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, RecordError> 
             "group or others may read or write it (must be 0600)",
         ));
     }
-    if meta.len() > MAX_LEN {
-        return Err(RecordError::Untrusted(name(), "larger than 16 MiB"));
+    if meta.len() > max_len {
+        return Err(RecordError::Untrusted(
+            name(),
+            "larger than any record of this daemon",
+        ));
     }
-    let text = fs::read(path).map_err(|e| RecordError::Io(name(), e))?;
-    serde_json::from_slice(&text)
+    fs::read(path)
         .map(Some)
-        .map_err(|e| RecordError::Invalid(name(), e.to_string()))
+        .map_err(|e| RecordError::Io(name(), e))
 }
 
 /// A record that is not taken up: one error line naming why, and the file

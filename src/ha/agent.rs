@@ -226,9 +226,30 @@ pub struct HomeAgent {
     awaiting_install: HashMap<Ipv4Addr, PendingReply>,
     /// Log lines and replies that unauthenticated input may cause.
     limiter: SourceLimiter,
-    /// Something [`export`](Self::export) saves changed since the last
-    /// [`take_changed`](Self::take_changed).
-    changed: bool,
+    /// What [`export`](Self::export) saves that changed since the last
+    /// [`take_changes`](Self::take_changes).
+    changes: Changes,
+}
+
+/// What changed of the saved state since the daemon last saved it
+/// ([`HomeAgent::take_changes`]): the daemon appends just these to its
+/// record, so that saving costs the same with a million bindings as with
+/// one (issue 14 §4).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Anything may have changed (a restore, a reload, the shutdown):
+    /// save everything.
+    pub all: bool,
+    /// Nodes, by SPI, whose replay state or pool address moved.
+    pub nodes: Vec<u32>,
+    /// Home addresses whose binding was made, renewed or removed.
+    pub bindings: Vec<Ipv4Addr>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        !self.all && self.nodes.is_empty() && self.bindings.is_empty()
+    }
 }
 
 impl HomeAgent {
@@ -247,7 +268,7 @@ impl HomeAgent {
             cfg,
             awaiting_install: HashMap::new(),
             limiter: SourceLimiter::new(Limits::default(), Instant::now()),
-            changed: false,
+            changes: Changes::default(),
         };
         ha.build_nodes(HashMap::new())?;
         Ok(ha)
@@ -312,7 +333,7 @@ impl HomeAgent {
                     })
             })
         };
-        self.changed = true;
+        self.changes.all = true;
         let nodes = &self.nodes;
         for b in self.bindings.retain(|b| still(b, nodes)) {
             self.awaiting_install.remove(&b.home_address);
@@ -337,8 +358,15 @@ impl HomeAgent {
         self.bindings.get(home)
     }
 
+    pub fn binding_count(&self) -> usize {
+        self.bindings.len()
+    }
+
+    /// Every binding, by home address.
     pub fn bindings(&self, now: Instant) -> Vec<BindingInfo> {
-        self.bindings.iter().map(|b| b.info(now)).collect()
+        let mut v: Vec<BindingInfo> = self.bindings.iter().map(|b| b.info(now)).collect();
+        v.sort_by_key(|b| b.home_address);
+        v
     }
 
     /// The next thing the daemon must do, if any.
@@ -354,7 +382,7 @@ impl HomeAgent {
     /// Expires bindings whose lifetime ran out (RFC 5944 §3.8.1).
     pub fn handle_timeout(&mut self, now: Instant) {
         for b in self.bindings.expire(now) {
-            self.changed = true;
+            self.changes.bindings.push(b.home_address);
             self.awaiting_install.remove(&b.home_address);
             info!(home_address = %b.home_address, care_of = %b.care_of_address, "binding expired: lifetime {} s ran out", b.lifetime);
             self.counters.expired += 1;
@@ -368,7 +396,7 @@ impl HomeAgent {
     /// Removes every binding (clean shutdown): the daemon tears down what
     /// it installed.
     pub fn shutdown(&mut self) {
-        self.changed = true;
+        self.changes.all = true;
         self.awaiting_install.clear();
         for b in self.bindings.retain(|_| false) {
             self.out.push_back(Output::BindingDown {
@@ -540,7 +568,7 @@ impl HomeAgent {
                 .check(req.hdr.identification, wall, &mut *self.rng);
         // Replay state moved on (and a binding may follow): saved before
         // any reply leaves.
-        self.changed = true;
+        self.changes.nodes.push(self.nodes[who.node].conf.spi);
         let ctx = ReplyCtx {
             src,
             hdr: req.hdr,

@@ -1,7 +1,8 @@
 //! The binding cache (RFC 5944 §3.8.1): home address -> care-of address,
 //! lifetime and what the data plane needs to reach the mobile node.
 
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use ipnet::Ipv6Net;
@@ -134,67 +135,267 @@ pub struct BindingInfo {
     pub ipv6: Option<Ipv6Binding>,
 }
 
-/// Bindings by home address. One care-of address per home address: the
-/// HA declines simultaneous bindings (RFC 5944 §3.8.3.1, code 1).
-#[derive(Debug, Default, Clone)]
+/// Bindings by home address, and their expiry order.
+///
+/// Sized for a million bindings (issue 14 §4): the bindings sit in one
+/// slab (`Vec`), found by home address through a hash index of slab
+/// positions; expiry is a min-heap of (deadline, home address). Insert,
+/// lookup and removal are O(1) (the heap push O(log n)); the next expiry
+/// is the heap's top, and each expired binding costs O(log n). A renewal
+/// leaves its old heap entry behind: an entry whose deadline is not the
+/// binding's any more is stale, dropped when it reaches the top, and the
+/// heap is rebuilt when stale entries outnumber the bindings, so it never
+/// holds more than twice as many entries as there are bindings.
+///
+/// One care-of address per home address: the HA declines simultaneous
+/// bindings (RFC 5944 §3.8.3.1, code 1).
+#[derive(Debug, Clone)]
 pub struct BindingCache {
-    by_home: BTreeMap<Ipv4Addr, Binding>,
+    slab: Vec<Binding>,
+    by_home: HashMap<Ipv4Addr, u32>,
+    expiry: BinaryHeap<Reverse<(u64, Ipv4Addr)>>,
+    /// The origin of the heap's deadlines (nanoseconds, biased so that an
+    /// instant before it still orders correctly).
+    epoch: Instant,
 }
 
+impl Default for BindingCache {
+    fn default() -> Self {
+        BindingCache {
+            slab: Vec::new(),
+            by_home: HashMap::new(),
+            expiry: BinaryHeap::new(),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+/// Deadlines before the epoch map below this, those after it above.
+const BIAS: u64 = 1 << 63;
+
 impl BindingCache {
+    fn deadline(&self, t: Instant) -> u64 {
+        let ns = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX >> 1);
+        match t.checked_duration_since(self.epoch) {
+            Some(d) => BIAS.saturating_add(ns(d)),
+            None => BIAS.saturating_sub(ns(self.epoch - t)),
+        }
+    }
+
     pub fn get(&self, home: Ipv4Addr) -> Option<&Binding> {
-        self.by_home.get(&home)
+        self.by_home.get(&home).map(|&i| &self.slab[i as usize])
     }
 
     /// Inserts or replaces; returns the previous binding.
     pub fn insert(&mut self, b: Binding) -> Option<Binding> {
-        self.by_home.insert(b.home_address, b)
+        let key = (self.deadline(b.expires), b.home_address);
+        let old = match self.by_home.get(&b.home_address) {
+            Some(&i) => Some(std::mem::replace(&mut self.slab[i as usize], b)),
+            None => {
+                let i = u32::try_from(self.slab.len()).expect("fewer than 2^32 bindings");
+                self.by_home.insert(b.home_address, i);
+                self.slab.push(b);
+                None
+            }
+        };
+        if old.as_ref().map(|o| self.deadline(o.expires)) != Some(key.0) {
+            self.expiry.push(Reverse(key));
+        }
+        self.tidy();
+        old
     }
 
     pub fn remove(&mut self, home: Ipv4Addr) -> Option<Binding> {
-        self.by_home.remove(&home)
+        let i = self.by_home.remove(&home)? as usize;
+        let b = self.slab.swap_remove(i);
+        if let Some(moved) = self.slab.get(i) {
+            self.by_home.insert(moved.home_address, i as u32);
+        }
+        self.tidy();
+        Some(b)
     }
 
+    /// Unordered.
     pub fn iter(&self) -> impl Iterator<Item = &Binding> {
-        self.by_home.values()
+        self.slab.iter()
     }
 
     pub fn len(&self) -> usize {
-        self.by_home.len()
+        self.slab.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_home.is_empty()
+        self.slab.is_empty()
+    }
+
+    /// Whether heap entry `e` is a binding's current deadline.
+    fn live(&self, &(deadline, home): &(u64, Ipv4Addr)) -> bool {
+        self.get(home)
+            .is_some_and(|b| self.deadline(b.expires) == deadline)
+    }
+
+    /// Drops stale entries from the top (so that the top is a binding's
+    /// deadline) and rebuilds the heap when it is mostly stale.
+    fn tidy(&mut self) {
+        while let Some(Reverse(top)) = self.expiry.peek() {
+            if self.live(top) {
+                break;
+            }
+            self.expiry.pop();
+        }
+        if self.expiry.len() > 2 * self.slab.len() + 64 {
+            let heap = self
+                .slab
+                .iter()
+                .map(|b| Reverse((self.deadline(b.expires), b.home_address)))
+                .collect();
+            self.expiry = heap;
+        }
     }
 
     /// The earliest expiry.
     pub fn next_expiry(&self) -> Option<Instant> {
-        self.by_home.values().map(|b| b.expires).min()
+        let Reverse((_, home)) = self.expiry.peek()?;
+        self.get(*home).map(|b| b.expires)
     }
 
-    /// Removes and returns every binding whose lifetime has run out.
+    /// Removes and returns every binding whose lifetime has run out, the
+    /// earliest first.
     pub fn expire(&mut self, now: Instant) -> Vec<Binding> {
-        let gone: Vec<Ipv4Addr> = self
-            .by_home
-            .values()
-            .filter(|b| b.expires <= now)
-            .map(|b| b.home_address)
-            .collect();
-        gone.into_iter()
-            .filter_map(|h| self.by_home.remove(&h))
-            .collect()
+        let mut gone = Vec::new();
+        while let Some(Reverse(top)) = self.expiry.peek().copied() {
+            if !self.live(&top) {
+                self.expiry.pop();
+                continue;
+            }
+            match self.get(top.1) {
+                Some(b) if b.expires <= now => {
+                    self.expiry.pop();
+                    gone.extend(self.remove(top.1));
+                }
+                _ => break,
+            }
+        }
+        gone
     }
 
     /// Keeps only the bindings `keep` approves; returns the others.
     pub fn retain(&mut self, mut keep: impl FnMut(&Binding) -> bool) -> Vec<Binding> {
         let gone: Vec<Ipv4Addr> = self
-            .by_home
-            .values()
+            .slab
+            .iter()
             .filter(|b| !keep(b))
             .map(|b| b.home_address)
             .collect();
-        gone.into_iter()
-            .filter_map(|h| self.by_home.remove(&h))
-            .collect()
+        gone.into_iter().filter_map(|h| self.remove(h)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn binding(home: u32, expires: Instant) -> Binding {
+        Binding {
+            home_address: Ipv4Addr::from(home),
+            care_of_address: Ipv4Addr::new(192, 0, 2, 1),
+            source: SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 434),
+            lifetime: 600,
+            expires,
+            identification: 1,
+            flags: Flags(0),
+            reverse_tunnel: false,
+            tunnel: TunnelMode::Ipip,
+            nai: None,
+            spi: 256,
+        }
+    }
+
+    fn homes(v: &[Binding]) -> Vec<u32> {
+        v.iter().map(|b| u32::from(b.home_address)).collect()
+    }
+
+    #[test]
+    fn expiry_removes_exactly_the_bindings_whose_lifetime_ran_out() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut c = BindingCache::default();
+        for (home, secs) in [(1, 30), (2, 10), (3, 20), (4, 40)] {
+            c.insert(binding(home, t0 + s(secs)));
+        }
+        assert_eq!(c.next_expiry(), Some(t0 + s(10)));
+        assert!(c.expire(t0 + s(9)).is_empty());
+        assert_eq!(homes(&c.expire(t0 + s(25))), [2, 3]);
+        assert_eq!(c.len(), 2);
+        assert!(c.get(Ipv4Addr::from(2)).is_none() && c.get(Ipv4Addr::from(1)).is_some());
+        assert_eq!(c.next_expiry(), Some(t0 + s(30)));
+        assert_eq!(homes(&c.expire(t0 + s(40))), [1, 4]);
+        assert!(c.is_empty() && c.next_expiry().is_none());
+    }
+
+    #[test]
+    fn a_renewal_moves_the_expiry_and_a_removal_cancels_it() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut c = BindingCache::default();
+        c.insert(binding(1, t0 + s(10)));
+        c.insert(binding(2, t0 + s(20)));
+        c.insert(binding(3, t0 + s(30)));
+        // Renewed: 1 now outlives 2; 2 deregistered.
+        let old = c.insert(binding(1, t0 + s(50)));
+        assert_eq!(old.map(|b| b.expires), Some(t0 + s(10)));
+        assert_eq!(
+            c.remove(Ipv4Addr::from(2)).map(|b| b.expires),
+            Some(t0 + s(20))
+        );
+        assert_eq!(c.next_expiry(), Some(t0 + s(30)));
+        assert_eq!(homes(&c.expire(t0 + s(35))), [3]);
+        assert_eq!(
+            c.get(Ipv4Addr::from(1)).map(|b| b.expires),
+            Some(t0 + s(50))
+        );
+        // A renewal to an earlier deadline is honoured too.
+        c.insert(binding(1, t0 + s(40)));
+        assert_eq!(c.next_expiry(), Some(t0 + s(40)));
+        assert_eq!(homes(&c.expire(t0 + s(40))), [1]);
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn renewals_do_not_grow_the_expiry_heap_without_bound() {
+        let t0 = Instant::now();
+        let mut c = BindingCache::default();
+        for home in 0..100 {
+            c.insert(binding(home, t0 + Duration::from_secs(600)));
+        }
+        for round in 1..=50u64 {
+            for home in 0..100 {
+                c.insert(binding(home, t0 + Duration::from_secs(600 + round)));
+            }
+        }
+        assert!(c.expiry.len() <= 2 * c.len() + 64, "{}", c.expiry.len());
+        assert_eq!(c.next_expiry(), Some(t0 + Duration::from_secs(650)));
+        assert_eq!(c.expire(t0 + Duration::from_secs(650)).len(), 100);
+    }
+
+    #[test]
+    fn lookups_survive_removals_that_move_the_slab() {
+        let t0 = Instant::now();
+        let mut c = BindingCache::default();
+        for home in 0..10 {
+            c.insert(binding(home, t0 + Duration::from_secs(u64::from(home) + 1)));
+        }
+        let gone = c.retain(|b| u32::from(b.home_address) % 3 != 0);
+        assert_eq!(gone.len(), 4);
+        for home in 0..10u32 {
+            let b = c.get(Ipv4Addr::from(home));
+            assert_eq!(b.is_some(), home % 3 != 0, "{home}");
+            assert!(b.map_or(true, |b| u32::from(b.home_address) == home));
+        }
+        assert_eq!(
+            homes(&c.expire(t0 + Duration::from_secs(10))),
+            [1, 2, 4, 5, 7, 8]
+        );
     }
 }

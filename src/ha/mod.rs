@@ -10,7 +10,7 @@ pub mod persist;
 pub mod reason;
 pub mod screen;
 
-pub use agent::{Disposition, DownReason, DropReason, HomeAgent, Output};
+pub use agent::{Changes, Disposition, DownReason, DropReason, HomeAgent, Output};
 pub use binding::{Binding, BindingInfo, Ipv6Binding, Ipv6TunnelTo, TunnelMode};
 pub use config::HaConfig;
 pub use counters::Counters;

@@ -70,6 +70,7 @@ pub struct Stats {
     pub mn_min_ms: f64,
     pub mn_max_ms: f64,
     pub gw_median_ms: f64,
+    pub gw_max_ms: f64,
 }
 
 /// The result: both variants and the ratios with/without.
@@ -118,6 +119,7 @@ fn stats(moves: &[Move], plugin: bool) -> Stats {
         mn_min_ms: mn.iter().copied().fold(f64::INFINITY, f64::min),
         mn_max_ms: mn.iter().copied().fold(f64::NEG_INFINITY, f64::max),
         gw_median_ms: median(&gw),
+        gw_max_ms: gw.iter().copied().fold(f64::NEG_INFINITY, f64::max),
     }
 }
 

@@ -28,6 +28,7 @@
 
 pub mod bench;
 pub mod bench_baseline;
+pub mod bench_ha;
 pub mod charon;
 pub mod cleartext;
 pub mod daemon;

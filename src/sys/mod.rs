@@ -6,8 +6,10 @@
 //! - [`packet`]: AF_PACKET sockets with their `sockaddr_ll`.
 //! - [`socket`]: socket options no crate names (IP_XFRM_POLICY, ...).
 //! - [`async_fd`]: registering an owned fd with tokio's reactor.
+//! - [`malloc`]: handing free heap back to the kernel (malloc_trim).
 
 pub mod async_fd;
+pub mod malloc;
 pub mod packet;
 pub mod socket;
 pub mod tun;

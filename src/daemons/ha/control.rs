@@ -52,7 +52,7 @@ impl Daemon {
                         "counters": self.dp.counters(),
                     },
                     "mobile_nodes": c.mobile_nodes.len(),
-                    "bindings": ha.bindings(now).len(),
+                    "bindings": ha.binding_count(),
                     "uptime": now.duration_since(self.started).as_secs(),
                 }))
             }

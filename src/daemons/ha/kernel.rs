@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tokio::net::UdpSocket;
-use tracing::{info, warn};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
 
 use crate::dataplane::userspace::ControlSink;
 use crate::dataplane::{
@@ -72,6 +73,10 @@ pub struct Installer {
     /// Kernel backend: datagrams its RFC 3024 ingress rule dropped, as
     /// last read ([`Installer::refresh_counters`]).
     ingress_dropped: Option<u64>,
+    /// Counts the changes to what [`Installer::record`] reports, so that
+    /// the daemon builds the record only when it changed (not on every
+    /// renewal of a million bindings).
+    generation: u64,
 }
 
 fn choice(b: TunnelBackend) -> BackendChoice {
@@ -177,6 +182,7 @@ impl Installer {
                 udp_plane,
                 local: cfg.home_agent,
                 installed: HashMap::new(),
+                generation: 0,
                 forward_was,
                 ingress_dropped,
             },
@@ -228,6 +234,28 @@ impl Installer {
             Ok(n) => self.ingress_dropped = Some(n),
             Err(e) => warn!("cannot read the RFC 3024 ingress counter: {e}"),
         }
+    }
+
+    /// Changes whenever [`record`](Self::record) would.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// What `i` adds to the record: its proxy ARP entry's home link and
+    /// its kernel tunnel link.
+    fn recorded(&self, i: &Installed) -> (Option<String>, Option<String>) {
+        let link = (self.dp.backend() == Backend::Kernel
+            && i.encapsulation == Encapsulation::IpInIp)
+            .then(|| i.device.ifname.clone());
+        (i.proxy_arp.as_ref().map(|(n, _)| n.clone()), link)
+    }
+
+    /// What `home`'s binding adds to the record (nothing when none).
+    fn recorded_of(&self, home: Ipv4Addr) -> (Option<String>, Option<String>) {
+        self.installed
+            .get(&home)
+            .map(|i| self.recorded(i))
+            .unwrap_or_default()
     }
 
     /// What is installed now, for the daemon's record.
@@ -378,10 +406,16 @@ impl Installer {
             .installed
             .get(&home)
             .and_then(|i| i.ipv6.map(|o| (o, i.device.ifindex)));
+        // A renewal that changes nothing is no news for the log.
+        let same = self
+            .installed
+            .get(&home)
+            .is_some_and(|o| o.remote == remote && o.device.ifindex == device.ifindex);
         // From here the binding has kernel state: remembered now, so that
         // `down` removes it even when a later step fails (the core then
         // denies the registration and drops the binding).
         let old_proxy_arp = self.installed.get(&home).and_then(|o| o.proxy_arp.clone());
+        let before = self.recorded_of(home);
         self.installed.insert(
             home,
             Installed {
@@ -395,6 +429,9 @@ impl Installer {
             },
         );
         self.ipv6_up(home, old_ipv6, b.ipv6, device.ifindex).await?;
+        if self.recorded_of(home) != before {
+            self.generation += 1;
+        }
         let mut proxy_arp = None;
         if let Some(net) = cfg.home_network_of(home) {
             if let (HomeNetworkMode::ProxyArp, Some(ifname)) = (net.mode, &net.interface) {
@@ -421,13 +458,20 @@ impl Installer {
                 }
             }
         }
-        info!(
-            home_address = %home, care_of = %b.care_of_address, %remote,
-            device = %device.ifname, ?encapsulation, proxy_arp = proxy_arp.is_some(),
-            "binding installed: tunnel and route"
-        );
+        if same {
+            debug!(home_address = %home, "binding renewed: tunnel and route in place");
+        } else {
+            info!(
+                home_address = %home, care_of = %b.care_of_address, %remote,
+                device = %device.ifname, ?encapsulation, proxy_arp = proxy_arp.is_some(),
+                "binding installed: tunnel and route"
+            );
+        }
         if let Some(i) = self.installed.get_mut(&home) {
-            i.proxy_arp = proxy_arp;
+            if i.proxy_arp != proxy_arp {
+                i.proxy_arp = proxy_arp;
+                self.generation += 1;
+            }
         }
         Ok(())
     }
@@ -485,6 +529,9 @@ impl Installer {
         };
         if let Some(u) = &self.udp_plane {
             u.remove(home);
+        }
+        if self.recorded(&i) != (None, None) {
+            self.generation += 1;
         }
         let mut errors = Vec::new();
         if let Some((ifname, ifindex)) = &i.proxy_arp {

@@ -33,7 +33,7 @@ use crate::ctl::Request;
 use crate::daemons::control::{Query, Server};
 use crate::daemons::udp::Received;
 use crate::daemons::wake::{sleep_until, Hangup, StopSignals};
-use crate::ha::{HaConfig, HomeAgent, Output, Screen};
+use crate::ha::{Changes, HaConfig, HomeAgent, Output, Screen};
 use crate::replay::NtpTimestamp;
 
 /// The daemon's state, owned by the main loop.
@@ -47,15 +47,22 @@ pub(super) struct Daemon {
     /// The configuration as loaded (the core's copy may have UDP
     /// tunnelling turned off when the backend cannot carry it).
     udp_unavailable: bool,
-    /// What the record says of the kernel, as last written.
-    saved_kernel: KernelRecord,
+    /// The record: snapshot and journal.
+    record: state::Record,
+    /// The data plane's [`Installer::generation`] as last recorded.
+    saved_kernel: Option<u64>,
     /// The data plane carries RFC 3519 (it took the UDP socket at start).
     udp_carried: bool,
 }
 
 /// Runs mip4-ha until SIGTERM or SIGINT; `path` is re-read on SIGHUP.
 pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
-    let (saved, previous) = state::load(&cfg.state_file, cfg.home_agent);
+    let (saved, previous, generation) = state::load(
+        &cfg.state_file,
+        cfg.home_agent,
+        state::max_len(cfg.mobile_nodes.len()),
+    );
+    let record = state::Record::new(&cfg.state_file, cfg.home_agent, generation);
     let sock = Arc::new(
         UdpSocket::bind(SocketAddr::V4(cfg.listen))
             .await
@@ -97,6 +104,9 @@ pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
         Box::new(rand::rngs::StdRng::from_entropy()),
     )
     .map_err(|e| format!("bad security association: {e}"))?;
+    // Parsing a configuration of many nodes peaks far above what the
+    // nodes keep: give that back.
+    crate::sys::malloc::trim();
     let mut d = Daemon {
         ha,
         dp,
@@ -104,7 +114,8 @@ pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
         sock,
         started: Instant::now(),
         udp_unavailable,
-        saved_kernel: previous.clone(),
+        record,
+        saved_kernel: None,
         udp_carried: took_socket,
     };
     // Nothing is answered before the earlier instance's bindings are back
@@ -125,7 +136,10 @@ pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
     d.apply().await;
     let cfg_now = d.ha.config().clone();
     d.dp.sweep(&cfg_now, &previous).await;
-    d.save(true);
+    d.save(Changes {
+        all: true,
+        ..Changes::default()
+    });
 
     let mut hup = Hangup::new()?;
     let mut stop = StopSignals::new()?;
@@ -178,11 +192,11 @@ pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
     // restores them; the kernel part says that nothing is installed.
     let kept = d.ha.export(Instant::now(), SystemTime::now());
     d.ha.shutdown();
-    d.ha.take_changed();
+    d.ha.take_changes();
     d.apply().await;
     d.dp.shutdown().await;
-    let c = d.ha.config();
-    state::save(&c.state_file, c.home_agent, kept, d.dp.record());
+    let kernel = d.dp.record();
+    d.record.snapshot(kept, kernel);
     control.abort();
     let _ = std::fs::remove_file(&ctl_path);
     Ok(())
@@ -218,8 +232,8 @@ impl Daemon {
                 }
             }
         }
-        let changed = self.ha.take_changed();
-        self.save(changed);
+        let changes = self.ha.take_changes();
+        self.save(changes);
         for (dst, payload) in replies {
             if let Err(e) = self.sock.send_to(&payload, SocketAddr::V4(dst)).await {
                 warn!(%dst, "cannot send reply: {e}");
@@ -227,16 +241,35 @@ impl Daemon {
         }
     }
 
-    /// Saves the record when the core's state (`changed`) or what is in
-    /// the kernel changed since the last save.
-    fn save(&mut self, changed: bool) {
-        let kernel = self.dp.record();
-        if !changed && kernel == self.saved_kernel {
+    /// Records what changed in the core's state (`changes`) and in the
+    /// kernel since the last save: the changed bindings and nodes
+    /// appended to the journal, or everything in a snapshot.
+    fn save(&mut self, changes: Changes) {
+        let kernel_changed = self.saved_kernel != Some(self.dp.generation());
+        if changes.is_empty() && !kernel_changed {
             return;
         }
-        let c = self.ha.config();
-        let cache = self.ha.export(Instant::now(), SystemTime::now());
-        state::save(&c.state_file, c.home_agent, cache, kernel.clone());
-        self.saved_kernel = kernel;
+        self.saved_kernel = Some(self.dp.generation());
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        if changes.all || self.record.wants_snapshot() {
+            let cache = self.ha.export(now, wall);
+            self.record.snapshot(cache, self.dp.record());
+            return;
+        }
+        let mut entries: Vec<state::Entry> = changes
+            .nodes
+            .iter()
+            .filter_map(|&spi| self.ha.saved_node(spi).map(state::Entry::Node))
+            .collect();
+        entries.extend(changes.bindings.iter().map(
+            |&h| match self.ha.saved_binding(h, now, wall) {
+                Some(b) => state::Entry::Binding(b),
+                None => state::Entry::Unbound(h),
+            },
+        ));
+        if kernel_changed {
+            entries.push(state::Entry::Kernel(self.dp.record()));
+        }
+        self.record.append(&entries);
     }
 }

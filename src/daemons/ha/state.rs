@@ -4,15 +4,30 @@
 //! kernel changed, and before the reply that follows such a change
 //! leaves. The next instance restores the bindings still within their
 //! lifetime and removes what no restored binding owns (issue 13).
+//!
+//! Two files: a snapshot (`state_file`) and a journal beside it
+//! (`state_file.journal`, one JSON entry per line). A change appends only
+//! what changed (a binding, a node, the kernel part) to the journal, so a
+//! registration costs the same with a million bindings as with one (issue
+//! 14 §4); once the journal holds more entries than twice the snapshot
+//! (and at least [`MIN_JOURNAL`]), the next save writes a new snapshot and
+//! starts the journal again, so the snapshots' cost stays O(1) per change,
+//! amortised. The journal's first line names the snapshot generation it
+//! continues: a journal left beside a newer snapshot (a crash between the
+//! two writes) is older than it and ignored.
 
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
 use std::net::Ipv4Addr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use super::kernel::KernelRecord;
 use crate::daemons::record;
+use crate::ha::persist::{SavedBinding, SavedNode};
 use crate::ha::SavedCache;
 
 const DAEMON: &str = "mip4-ha";
@@ -29,50 +44,375 @@ struct HaRecord {
     home_agent: Ipv4Addr,
     cache: SavedCache,
     kernel: KernelRecord,
+    /// The generation of this snapshot: the journal that continues it
+    /// names it (0 in records written before the journal existed).
+    #[serde(default)]
+    generation: u64,
+}
+
+/// One line of the journal: what changed, as it is now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Entry {
+    /// The first line: the snapshot generation this journal continues.
+    Continues(u64),
+    /// A binding made or renewed.
+    Binding(SavedBinding),
+    /// The binding of this home address is gone.
+    Unbound(Ipv4Addr),
+    /// A node's replay state and pool address.
+    Node(SavedNode),
+    /// What is installed in the kernel.
+    Kernel(KernelRecord),
+}
+
+/// A journal shorter than this is never compacted.
+const MIN_JOURNAL: usize = 1024;
+
+/// The largest record believed: about a kilobyte per configured node,
+/// snapshot or journal (a binding and its node's replay state are a few
+/// hundred bytes of JSON each).
+pub fn max_len(mobile_nodes: usize) -> u64 {
+    (16 << 20) + 1024 * mobile_nodes as u64
+}
+
+fn journal_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".journal");
+    PathBuf::from(p)
 }
 
 /// What an earlier instance left: its bindings and replay state, and what
-/// it held in the kernel. Empty on a first start, and when the record is
-/// corrupt or foreign (logged, and the file set aside for the operator):
-/// never a reason not to start.
-pub fn load(path: &Path, home_agent: Ipv4Addr) -> (Option<SavedCache>, KernelRecord) {
-    let refuse = |why: String| {
-        record::refused(path, &format!("{why} (an empty binding cache)"));
-        (None, KernelRecord::default())
+/// it held in the kernel (the snapshot with its journal applied), and the
+/// generation of that snapshot. Empty on a first start, and when the
+/// record is corrupt or foreign (logged, and the files set aside for the
+/// operator): never a reason not to start.
+pub fn load(
+    path: &Path,
+    home_agent: Ipv4Addr,
+    max_len: u64,
+) -> (Option<SavedCache>, KernelRecord, u64) {
+    let refuse = |p: &Path, why: String| {
+        record::refused(p, &format!("{why} (an empty binding cache)"));
+        (None, KernelRecord::default(), 0)
     };
-    let r: HaRecord = match record::read(path) {
+    let r: HaRecord = match record::read_up_to(path, max_len) {
         Ok(Some(r)) => r,
-        Ok(None) => return (None, KernelRecord::default()),
-        Err(e) => return refuse(e.to_string()),
+        Ok(None) => return (None, KernelRecord::default(), 0),
+        Err(e) => return refuse(path, e.to_string()),
     };
     let where_ = path.display();
     if r.daemon != DAEMON || r.version != VERSION {
-        return refuse(format!(
-            "{where_}: a record of {} version {}, not of {DAEMON} version {VERSION}",
-            r.daemon, r.version
-        ));
+        return refuse(
+            path,
+            format!(
+                "{where_}: a record of {} version {}, not of {DAEMON} version {VERSION}",
+                r.daemon, r.version
+            ),
+        );
     }
     if r.home_agent != home_agent {
-        return refuse(format!(
-            "{where_}: the record of home agent {}, this is {home_agent}",
-            r.home_agent
-        ));
+        return refuse(
+            path,
+            format!(
+                "{where_}: the record of home agent {}, this is {home_agent}",
+                r.home_agent
+            ),
+        );
     }
-    info!(state_file = %where_, bindings = r.cache.bindings.len(), "state of the previous instance read");
-    (Some(r.cache), r.kernel)
+    let (mut cache, mut kernel, generation) = (r.cache, r.kernel, r.generation);
+    let jpath = journal_path(path);
+    match read_journal(&jpath, max_len, generation) {
+        Ok(entries) => {
+            let n = entries.len();
+            apply(&mut cache, &mut kernel, entries);
+            if n > 0 {
+                info!(journal = %jpath.display(), entries = n, "journal of the previous instance applied");
+            }
+        }
+        Err(why) => return refuse(&jpath, why),
+    }
+    info!(state_file = %where_, bindings = cache.bindings.len(), "state of the previous instance read");
+    (Some(cache), kernel, generation)
 }
 
-/// Replaces the record; a failure is logged and the daemon serves on (its
-/// next change tries again).
-pub fn save(path: &Path, home_agent: Ipv4Addr, cache: SavedCache, kernel: KernelRecord) {
+/// The journal's entries after its first line, if it continues snapshot
+/// `generation` (else none: it is older than the snapshot). A last line
+/// cut short (the process killed while writing it) is left out: its reply
+/// had not left.
+fn read_journal(path: &Path, max_len: u64, generation: u64) -> Result<Vec<Entry>, String> {
+    let text = match record::read_bytes(path, max_len) {
+        Ok(Some(t)) => t,
+        Ok(None) => return Ok(Vec::new()),
+        Err(e) => return Err(e.to_string()),
+    };
+    let complete = text.ends_with(b"\n");
+    let lines: Vec<&[u8]> = text
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut entries = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        match serde_json::from_slice::<Entry>(line) {
+            Ok(e) => entries.push(e),
+            Err(_) if i + 1 == lines.len() && !complete => break,
+            Err(e) => return Err(format!("{}: line {}: {e}", path.display(), i + 1)),
+        }
+    }
+    match entries.first() {
+        Some(Entry::Continues(g)) if *g == generation => Ok(entries.split_off(1)),
+        Some(Entry::Continues(_)) | None => Ok(Vec::new()),
+        Some(_) => Err(format!(
+            "{}: line 1: not the snapshot generation it continues",
+            path.display()
+        )),
+    }
+}
+
+/// The snapshot with the journal's entries applied, in order.
+fn apply(cache: &mut SavedCache, kernel: &mut KernelRecord, entries: Vec<Entry>) {
+    if entries.is_empty() {
+        return;
+    }
+    let mut bindings: BTreeMap<Ipv4Addr, SavedBinding> = std::mem::take(&mut cache.bindings)
+        .into_iter()
+        .map(|b| (b.home_address, b))
+        .collect();
+    let mut nodes: BTreeMap<u32, SavedNode> = std::mem::take(&mut cache.nodes)
+        .into_iter()
+        .map(|n| (n.spi, n))
+        .collect();
+    for e in entries {
+        match e {
+            Entry::Binding(b) => {
+                bindings.insert(b.home_address, b);
+            }
+            Entry::Unbound(h) => {
+                bindings.remove(&h);
+            }
+            Entry::Node(n) => {
+                nodes.insert(n.spi, n);
+            }
+            Entry::Kernel(k) => *kernel = k,
+            Entry::Continues(_) => {}
+        }
+    }
+    cache.bindings = bindings.into_values().collect();
+    cache.nodes = nodes.into_values().collect();
+}
+
+/// The record being written: the snapshot's generation and size, and the
+/// journal open for appending.
+pub struct Record {
+    path: PathBuf,
+    home_agent: Ipv4Addr,
+    generation: u64,
+    /// Bindings and nodes in the snapshot.
+    snapshot_len: usize,
+    journal: Option<File>,
+    /// Entries appended since the snapshot.
+    entries: usize,
+}
+
+impl Record {
+    /// Continues after snapshot `generation` (from [`load`]); the first
+    /// save writes a snapshot.
+    pub fn new(path: &Path, home_agent: Ipv4Addr, generation: u64) -> Record {
+        Record {
+            path: path.to_path_buf(),
+            home_agent,
+            generation,
+            snapshot_len: 0,
+            journal: None,
+            entries: 0,
+        }
+    }
+
+    /// The next save must be a snapshot: there is no journal to append to
+    /// (none yet, or it failed), or it outgrew its snapshot.
+    pub fn wants_snapshot(&self) -> bool {
+        self.journal.is_none() || self.entries >= MIN_JOURNAL.max(2 * self.snapshot_len)
+    }
+
+    /// Replaces the record with everything, and starts a new journal.
+    pub fn snapshot(&mut self, cache: SavedCache, kernel: KernelRecord) {
+        self.journal = None;
+        self.generation += 1;
+        self.snapshot_len = cache.bindings.len() + cache.nodes.len();
+        if !save(&self.path, self.home_agent, cache, kernel, self.generation) {
+            return;
+        }
+        let jpath = journal_path(&self.path);
+        let started = record::open_append(&jpath, true).and_then(|mut f| {
+            f.write_all(&line(&Entry::Continues(self.generation)))?;
+            Ok(f)
+        });
+        match started {
+            Ok(f) => {
+                self.journal = Some(f);
+                self.entries = 0;
+            }
+            Err(e) => {
+                warn!(journal = %jpath.display(), "cannot start the journal: {e}");
+            }
+        }
+    }
+
+    /// Appends `entries` to the journal (in one write); on failure, the
+    /// next save is a snapshot.
+    pub fn append(&mut self, entries: &[Entry]) {
+        let Some(f) = &mut self.journal else { return };
+        let mut buf = Vec::with_capacity(entries.len() * 256);
+        for e in entries {
+            buf.extend(line(e));
+        }
+        if let Err(e) = f.write_all(&buf) {
+            warn!(state_file = %self.path.display(), "cannot append to the journal: {e}");
+            self.journal = None;
+            return;
+        }
+        self.entries += entries.len();
+    }
+}
+
+fn line(e: &Entry) -> Vec<u8> {
+    let mut v = serde_json::to_vec(e).unwrap_or_default();
+    v.push(b'\n');
+    v
+}
+
+/// Replaces the snapshot; a failure is logged and the daemon serves on
+/// (its next change tries again).
+fn save(
+    path: &Path,
+    home_agent: Ipv4Addr,
+    cache: SavedCache,
+    kernel: KernelRecord,
+    generation: u64,
+) -> bool {
     let r = HaRecord {
         daemon: DAEMON.to_string(),
         version: VERSION,
         home_agent,
         cache,
         kernel,
+        generation,
     };
-    if let Err(e) = record::write(path, &r) {
-        warn!(state_file = %path.display(), "cannot save the binding cache: {e}");
+    match record::write_compact(path, &r) {
+        Ok(()) => true,
+        Err(e) => {
+            warn!(state_file = %path.display(), "cannot save the binding cache: {e}");
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ha::TunnelMode;
+    use crate::replay::{HaReplayState, ReplayMethod};
+    use std::net::SocketAddrV4;
+
+    const HA: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+
+    fn binding(home: u8, identification: u64) -> SavedBinding {
+        SavedBinding {
+            home_address: Ipv4Addr::new(10, 1, 0, home),
+            care_of_address: Ipv4Addr::new(198, 51, 100, 7),
+            source: SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 7), 434),
+            lifetime: 600,
+            expires_unix_ms: 4_000_000_000_000,
+            identification,
+            flags: 0,
+            reverse_tunnel: false,
+            tunnel: TunnelMode::Ipip,
+            nai: None,
+            spi: 256 + u32::from(home),
+        }
+    }
+
+    fn node(spi: u32, last: u64) -> SavedNode {
+        SavedNode {
+            spi,
+            replay: HaReplayState {
+                method: ReplayMethod::Timestamp,
+                last_accepted: Some(last),
+                issued_nonce: None,
+            },
+            assigned: None,
+        }
+    }
+
+    fn cache(bindings: Vec<SavedBinding>, nodes: Vec<SavedNode>) -> SavedCache {
+        SavedCache { bindings, nodes }
+    }
+
+    #[test]
+    fn the_journal_continues_the_snapshot_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ha.state");
+        let mut r = Record::new(&path, HA, 0);
+        assert!(r.wants_snapshot(), "the first save is a snapshot");
+        r.snapshot(
+            cache(vec![binding(1, 1), binding(2, 1)], vec![node(257, 1)]),
+            KernelRecord::default(),
+        );
+        assert!(!r.wants_snapshot());
+        let kernel = KernelRecord {
+            ip_forward_was: Some(false),
+            ..KernelRecord::default()
+        };
+        r.append(&[
+            Entry::Node(node(257, 5)),
+            Entry::Binding(binding(1, 5)),
+            Entry::Unbound(Ipv4Addr::new(10, 1, 0, 2)),
+            Entry::Binding(binding(3, 1)),
+        ]);
+        r.append(&[Entry::Kernel(kernel.clone())]);
+        let (c, k, generation) = load(&path, HA, max_len(10));
+        let c = c.expect("a record");
+        assert_eq!(generation, 1);
+        assert_eq!(c.bindings, [binding(1, 5), binding(3, 1)]);
+        assert_eq!(c.nodes, [node(257, 5)]);
+        assert_eq!(k, kernel);
+    }
+
+    #[test]
+    fn a_journal_older_than_the_snapshot_is_ignored_and_a_torn_line_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ha.state");
+        let mut r = Record::new(&path, HA, 0);
+        r.snapshot(cache(vec![binding(1, 1)], vec![]), KernelRecord::default());
+        r.append(&[Entry::Binding(binding(1, 2))]);
+        // Killed while appending: the last line is cut short.
+        let jpath = journal_path(&path);
+        let mut f = record::open_append(&jpath, false).unwrap();
+        f.write_all(b"{\"binding\":{\"home_addr").unwrap();
+        let (c, _, _) = load(&path, HA, max_len(10));
+        assert_eq!(c.unwrap().bindings, [binding(1, 2)]);
+
+        // A snapshot of generation 2 written, the journal not yet reset.
+        let old_journal = std::fs::read(&jpath).unwrap();
+        r.snapshot(cache(vec![binding(1, 3)], vec![]), KernelRecord::default());
+        std::fs::write(&jpath, old_journal).unwrap();
+        let (c, _, generation) = load(&path, HA, max_len(10));
+        assert_eq!(generation, 2);
+        assert_eq!(c.unwrap().bindings, [binding(1, 3)]);
+    }
+
+    #[test]
+    fn the_journal_is_compacted_once_it_outgrows_its_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ha.state");
+        let mut r = Record::new(&path, HA, 0);
+        r.snapshot(cache(vec![binding(1, 1)], vec![]), KernelRecord::default());
+        for i in 0..MIN_JOURNAL as u64 {
+            assert!(!r.wants_snapshot(), "{i}");
+            r.append(&[Entry::Binding(binding(1, i + 2))]);
+        }
+        assert!(r.wants_snapshot());
+        let (c, _, _) = load(&path, HA, max_len(10));
+        assert_eq!(c.unwrap().bindings, [binding(1, MIN_JOURNAL as u64 + 1)]);
     }
 }

@@ -11,7 +11,40 @@ impl HomeAgent {
     /// queued (an accepted reply promises a binding the next instance
     /// must still know).
     pub fn take_changed(&mut self) -> bool {
-        std::mem::take(&mut self.changed)
+        !self.take_changes().is_empty()
+    }
+
+    /// What changed since the last call, each node and home address once
+    /// (see [`take_changed`](Self::take_changed)).
+    pub fn take_changes(&mut self) -> Changes {
+        let mut c = std::mem::take(&mut self.changes);
+        c.nodes.sort_unstable();
+        c.nodes.dedup();
+        c.bindings.sort_unstable();
+        c.bindings.dedup();
+        c
+    }
+
+    /// One node's saved state (by SPI), if it is configured.
+    pub fn saved_node(&self, spi: u32) -> Option<SavedNode> {
+        let n = &self.nodes[*self.by_spi.get(&spi)?];
+        Some(SavedNode {
+            spi,
+            replay: n.replay.state(),
+            assigned: n.assigned,
+        })
+    }
+
+    /// One binding as saved, if there is one for `home`.
+    pub fn saved_binding(
+        &self,
+        home: Ipv4Addr,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Option<SavedBinding> {
+        self.bindings
+            .get(home)
+            .map(|b| SavedBinding::of(b, now, wall))
     }
 
     /// The binding cache, the nodes' replay state and pool addresses, as
@@ -77,7 +110,7 @@ impl HomeAgent {
             self.bindings.insert(b);
             r.bindings.push(home);
         }
-        self.changed = true;
+        self.changes.all = true;
         r
     }
 

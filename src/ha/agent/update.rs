@@ -63,6 +63,7 @@ impl HomeAgent {
             spi: self.nodes[idx].conf.spi,
             ipv6,
         };
+        self.changes.bindings.push(home);
         let moved = self
             .bindings
             .insert(binding.clone())
@@ -130,7 +131,7 @@ impl HomeAgent {
         self.counters.install_failed += 1;
         error!(home_address = %home, "binding not installed, dropped: {e}");
         if let Some(b) = self.bindings.remove(home) {
-            self.changed = true;
+            self.changes.bindings.push(home);
             self.out.push_back(Output::BindingDown {
                 binding: b,
                 reason: DownReason::InstallFailed,
@@ -197,6 +198,7 @@ impl HomeAgent {
         };
         let removed = home.and_then(|h| {
             self.awaiting_install.remove(&h);
+            self.changes.bindings.push(h);
             self.bindings.remove(h)
         });
         let had = removed.is_some();

@@ -1,0 +1,69 @@
+//! `mip4-lab bench-ha` (issue 14 §4) on a small scale: the real mip4-ha
+//! accepts every signed registration of the load generator, the cache
+//! holds one binding per node, and the report's figures are the ones its
+//! runs measured (never their values: timings are not asserted).
+
+use mip4::lab::bench::median;
+use mip4::lab::bench_ha::{self, HaBenchOptions};
+
+#[test]
+fn bench_ha_reports_consistent_figures_for_every_node_registered() {
+    let opts = HaBenchOptions {
+        mobile_nodes: 300,
+        small: 100,
+        runs: 3,
+        batch: 150,
+        window: 8,
+        ha: env!("CARGO_BIN_EXE_mip4-ha").into(),
+    };
+    let r = bench_ha::run(&opts, &mut |_| {}).expect("bench-ha runs");
+    assert_eq!(r.bindings, 300, "one binding per mobile node");
+    assert_eq!((r.lost, r.refused), (0, 0), "every request accepted");
+    assert_eq!(r.small_bindings, 100);
+    assert_eq!(r.runs.len(), 6);
+    let at = |n: usize| {
+        r.runs
+            .iter()
+            .filter(|x| x.bindings == n)
+            .collect::<Vec<_>>()
+    };
+    let (small, full) = (at(100), at(300));
+    assert_eq!((small.len(), full.len()), (3, 3));
+    for run in &r.runs {
+        assert!(
+            run.registrations_per_s > 0.0 && run.echo_pps > 0.0,
+            "{run:?}"
+        );
+        let q = run.registrations_per_s / run.echo_pps;
+        assert!(
+            (run.ratio - q).abs() < 0.001,
+            "a run's ratio is its own: {run:?}"
+        );
+    }
+    let med = |v: &[&bench_ha::Run], f: fn(&bench_ha::Run) -> f64| {
+        median(&v.iter().map(|x| f(x)).collect::<Vec<_>>())
+    };
+    assert_eq!(r.registrations_per_s, med(&full, |x| x.registrations_per_s));
+    assert_eq!(r.echo_pps, med(&full, |x| x.echo_pps));
+    assert!((r.ratio - med(&full, |x| x.ratio)).abs() < 0.001);
+    assert!(r.ratio_worst <= r.ratio);
+    assert!((r.flat_ratio - r.small_ratio / r.ratio).abs() < 0.01);
+    assert!(r.rss_kib_full >= r.rss_kib_small && r.rss_kib_small > 0);
+    assert!(r.bytes_per_binding.is_finite());
+
+    let json = serde_json::to_value(&r).unwrap();
+    for k in [
+        "registrations_per_s",
+        "echo_pps",
+        "ratio",
+        "bytes_per_binding",
+        "bindings",
+    ] {
+        assert!(json[k].is_number(), "--json has {k}: {json}");
+    }
+    let md = bench_ha::markdown_section(&opts, &r);
+    assert!(
+        md.starts_with("## The home agent at scale") && md.contains("| 300 | 3 |"),
+        "{md}"
+    );
+}
