@@ -308,6 +308,7 @@ mod tests {
             reverse_tunnel: false,
             tunnel: TunnelMode::Ipip,
             nai: None,
+            ipv6: None,
             spi: 256,
         }
     }

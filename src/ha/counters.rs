@@ -88,6 +88,8 @@ impl Counters {
             unknown_spi,
             rate_limited,
             install_failed,
+            ipv6_prefixes_accepted,
+            ipv6_prefixes_refused,
             queue_full,
         } = other;
         self.requests += requests;
@@ -107,6 +109,8 @@ impl Counters {
         self.unknown_spi += unknown_spi;
         self.rate_limited += rate_limited;
         self.install_failed += install_failed;
+        self.ipv6_prefixes_accepted += ipv6_prefixes_accepted;
+        self.ipv6_prefixes_refused += ipv6_prefixes_refused;
         self.queue_full += queue_full;
     }
 

@@ -282,6 +282,7 @@ fn cache_bytes(n: usize) -> Result<f64> {
             reverse_tunnel: false,
             tunnel: TunnelMode::Ipip,
             nai: None,
+            ipv6: None,
             spi: spi(i),
         });
     }

@@ -27,7 +27,7 @@ use tracing::{error, info, warn};
 
 use super::config;
 use super::intake::{self, Intake};
-use super::kernel::{Installer, KernelRecord};
+use super::kernel::Installer;
 use super::state;
 use crate::ctl::Request;
 use crate::daemons::control::{Query, Server};
