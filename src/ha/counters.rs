@@ -89,6 +89,8 @@ impl Counters {
             rate_limited,
             install_failed,
             queue_full,
+            ipv6_prefixes_accepted,
+            ipv6_prefixes_refused,
         } = other;
         self.requests += requests;
         self.accepted += accepted;
@@ -108,6 +110,8 @@ impl Counters {
         self.rate_limited += rate_limited;
         self.install_failed += install_failed;
         self.queue_full += queue_full;
+        self.ipv6_prefixes_accepted += ipv6_prefixes_accepted;
+        self.ipv6_prefixes_refused += ipv6_prefixes_refused;
     }
 
     pub fn denied(&self, code: u8) -> u64 {
