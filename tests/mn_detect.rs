@@ -1046,3 +1046,54 @@ fn a_trusted_verdict_closes_the_vpn_asked_for_with_the_probe() {
         connection: "vpn".into()
     })));
 }
+
+/// RFC 5266 §3 (the lab's `flap`): leaving mode 'c' with no IKE_SA, the
+/// VPN is asked for while traffic is held. charon's IKE_SA_INIT to a
+/// gateway it has no IKE_SA with yet (so not excluded from the home
+/// source) is an unbound datagram, routed once: with the home source in
+/// place it would take the mode-'c' tunnel, left for the next
+/// registration, and leave IP in IP from the home address in the clear
+/// on the new, unknown network. The source goes before the hold and the
+/// request, and comes back (the gateway excluded) once mode 'mc' is
+/// decided.
+#[test]
+fn leaving_mode_c_withdraws_the_home_source_for_the_hold() {
+    let mut s = Sim::new();
+    s.inside_in_c();
+    assert!(matches!(s.sources().last(), Some(Some(_))), "mode 'c'");
+    let from = s.all.len();
+    s.node.address_removed(s.now, "eth0", IN_1);
+    s.node.address_added(s.now, "eth0", EXT_B, 24);
+    s.one_probe();
+    s.actions();
+    assert!(s.node.traffic_held());
+    let after = &s.all[from..];
+    let at = |f: &dyn Fn(&Action) -> bool| after.iter().position(f);
+    let withdrawn = at(&|a| *a == Action::HomeAddressSource { source: None })
+        .unwrap_or_else(|| panic!("home source kept while held: {after:?}"));
+    let held = at(&|a| matches!(a, Action::HoldTraffic { .. })).expect("held");
+    let asked = at(&|a| matches!(a, Action::Vpn(VpnRequest::Initiate { .. }))).expect("asked");
+    assert!(withdrawn < held && held < asked, "{after:?}");
+    assert!(
+        !after[withdrawn..]
+            .iter()
+            .any(|a| matches!(a, Action::HomeAddressSource { source: Some(_) })),
+        "{after:?}"
+    );
+
+    // Untrusted verdict, the TIA registered: mode 'mc' decided, the
+    // source back with the gateway excluded.
+    s.run_for(Duration::from_secs(5));
+    s.probes();
+    s.node
+        .vpn_input(s.now, VpnInput::TiaAssigned(vpn_sa(EXT_B, Some(TIA))));
+    let reqs = s.requests();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    s.deliver(&reqs[0].1, Answer::Tnc);
+    assert!(!s.node.traffic_held());
+    let back = s.sources().last().cloned().flatten().expect("source back");
+    assert!(
+        back.exclude.contains(&"192.0.2.100/32".parse().unwrap()),
+        "{back:?}"
+    );
+}

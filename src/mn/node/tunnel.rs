@@ -50,9 +50,52 @@ impl Node {
     /// (mode 'c') nor the TIA of a live VPN binding (mode 'mc', inside
     /// ESP). Without `[detect]`, mode 'mc' only.
     pub(super) fn settle(&mut self, now: Instant) {
-        self.update_home_source();
         self.update_nat_watch(now);
-        let decided = match self.kernel.tunnel {
+        let hold = !self.path_decided() && !self.stopping;
+        if hold == self.kernel.held {
+            self.update_home_source();
+            return;
+        }
+        self.kernel.held = hold;
+        // Holding withdraws the home source first and releasing puts it
+        // back last (`update_home_source`).
+        if hold {
+            self.update_home_source();
+        }
+        let home = self.client.home_address();
+        if hold {
+            self.stats.traffic_holds += 1;
+            let reason = match self.state {
+                State::Detecting { address } => Reason::HeldDetecting { address, home },
+                _ => Reason::HeldUndecided { home },
+            }
+            .to_string();
+            info!(%home, reason = %reason, "traffic held");
+            self.out.actions.push_back(Action::HoldTraffic { home });
+            self.event(now, NodeEvent::TrafficHeld { reason });
+        } else {
+            self.stats.traffic_releases += 1;
+            let reason = match (self.kernel.tunnel, self.mode()) {
+                (Some(t), Some(m)) => {
+                    format!(
+                        "mode {m} decided: traffic from {home} flows through the tunnel from {}",
+                        t.care_of
+                    )
+                }
+                _ => "no tunnel any more: nothing to hold".to_string(),
+            };
+            info!(%home, reason = %reason, "traffic released");
+            self.out.actions.push_back(Action::ReleaseTraffic { home });
+            self.event(now, NodeEvent::TrafficReleased { reason });
+            self.update_home_source();
+        }
+    }
+
+    /// Whether the home address's traffic has a decided path: no tunnel,
+    /// or one whose care-of address is a trusted physical address (mode
+    /// 'c') or the TIA of a live VPN binding (mode 'mc', inside ESP).
+    fn path_decided(&self) -> bool {
+        match self.kernel.tunnel {
             None => true,
             // Without detection, configured trust decides mode 'c'; but a
             // mode 'mc' tunnel loses its path with the VPN all the same
@@ -84,37 +127,6 @@ impl Node {
                         Access::F(_) | Access::None => false,
                     }
             }
-        };
-        let hold = !decided && !self.stopping;
-        if hold == self.kernel.held {
-            return;
-        }
-        self.kernel.held = hold;
-        let home = self.client.home_address();
-        if hold {
-            self.stats.traffic_holds += 1;
-            let reason = match self.state {
-                State::Detecting { address } => Reason::HeldDetecting { address, home },
-                _ => Reason::HeldUndecided { home },
-            }
-            .to_string();
-            info!(%home, reason = %reason, "traffic held");
-            self.out.actions.push_back(Action::HoldTraffic { home });
-            self.event(now, NodeEvent::TrafficHeld { reason });
-        } else {
-            self.stats.traffic_releases += 1;
-            let reason = match (self.kernel.tunnel, self.mode()) {
-                (Some(t), Some(m)) => {
-                    format!(
-                        "mode {m} decided: traffic from {home} flows through the tunnel from {}",
-                        t.care_of
-                    )
-                }
-                _ => "no tunnel any more: nothing to hold".to_string(),
-            };
-            info!(%home, reason = %reason, "traffic released");
-            self.out.actions.push_back(Action::ReleaseTraffic { home });
-            self.event(now, NodeEvent::TrafficReleased { reason });
         }
     }
 
@@ -233,11 +245,22 @@ impl Node {
     /// node itself opens leaves from the home address, so it survives
     /// the next move ([`HomeSource`]). Asked again whenever the
     /// exclusions change (the VPN gateway, the on-link prefixes); at
-    /// home, without a tunnel, nothing is asked. Held traffic stays held:
-    /// the home address's own rule decides where its datagrams go.
+    /// home, without a tunnel, nothing is asked.
+    ///
+    /// Held traffic: a connect() looks its route up again from the home
+    /// address, whose own rule holds it; an unbound datagram (UDP without
+    /// connect) is routed once, straight into the tunnel device. Under
+    /// the VPN guard (a tunnel from the TIA, mode 'mc') its outer datagram
+    /// cannot leave outside ESP, so the source stays and new connections
+    /// are held too. A tunnel from a physical care-of address (mode 'c'
+    /// left, or not yet decided) has no such guard: the source goes for
+    /// the hold, or charon's IKE_SA_INIT to a gateway it has no IKE_SA
+    /// with yet (so not excluded) would leave IP in IP from the home
+    /// address in the clear (RFC 5266 §3; the lab's `flap`).
     pub(super) fn update_home_source(&mut self) {
+        let guarded = !self.kernel.held || self.kernel.vpn_guard.is_some();
         let want = match self.kernel.tunnel {
-            Some(t) if !self.cfg.home_source.is_empty() => Some(HomeSource {
+            Some(t) if !self.cfg.home_source.is_empty() && guarded => Some(HomeSource {
                 home: self.client.home_address(),
                 prefixes: self.cfg.home_source.clone(),
                 exclude: self.home_source_exclusions(t.home_agent),
