@@ -91,8 +91,6 @@ impl Counters {
             ipv6_prefixes_accepted,
             ipv6_prefixes_refused,
             queue_full,
-            ipv6_prefixes_accepted,
-            ipv6_prefixes_refused,
         } = other;
         self.requests += requests;
         self.accepted += accepted;
@@ -114,8 +112,6 @@ impl Counters {
         self.ipv6_prefixes_accepted += ipv6_prefixes_accepted;
         self.ipv6_prefixes_refused += ipv6_prefixes_refused;
         self.queue_full += queue_full;
-        self.ipv6_prefixes_accepted += ipv6_prefixes_accepted;
-        self.ipv6_prefixes_refused += ipv6_prefixes_refused;
     }
 
     pub fn denied(&self, code: u8) -> u64 {
