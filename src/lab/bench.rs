@@ -367,6 +367,34 @@ pub fn run(opts: &BenchOptions, progress: &mut dyn FnMut(&str)) -> Result<Report
     })
 }
 
+/// How a bench verb ends: its markdown section written to `out` (for
+/// docs/PERFORMANCE.md, scripts/bench.sh), then the section or, with
+/// `json`, the report as one JSON object on stdout.
+pub fn emit<R: Serialize>(
+    verb: &str,
+    report: &R,
+    text: &str,
+    out: Option<&Path>,
+    json: bool,
+) -> std::process::ExitCode {
+    if let Some(out) = out {
+        let written = out
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(out, text));
+        if let Err(e) = written {
+            eprintln!("mip4-lab {verb}: {}: {e}", out.display());
+            return std::process::ExitCode::FAILURE;
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string(report).unwrap_or_default());
+    } else {
+        print!("{text}");
+    }
+    std::process::ExitCode::SUCCESS
+}
+
 /// `libmip4.so` next to the running binary (cargo puts the cdylib and
 /// the binaries in one target directory), else the installed plugin.
 pub fn default_plugin() -> PathBuf {

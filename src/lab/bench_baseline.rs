@@ -504,22 +504,7 @@ pub fn cli(opts: BaselineOptions, json: bool) -> std::process::ExitCode {
         }
     };
     let text = markdown(&r, &opts.command);
-    if let Some(out) = &opts.out {
-        let written = out
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| std::fs::write(out, &text));
-        if let Err(e) = written {
-            eprintln!("mip4-lab bench-baseline: {}: {e}", out.display());
-            return std::process::ExitCode::FAILURE;
-        }
-    }
-    if json {
-        println!("{}", serde_json::to_string(&r).unwrap_or_default());
-    } else {
-        print!("{text}");
-    }
-    std::process::ExitCode::SUCCESS
+    super::bench::emit("bench-baseline", &r, &text, opts.out.as_deref(), json)
 }
 
 fn round2(x: f64) -> f64 {

@@ -263,21 +263,7 @@ pub fn cli(
     };
     let command = format!("mip4-lab bench --handover {runs}");
     let text = markdown(&r, &command);
-    if let Some(path) = markdown_to {
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        if let Err(e) = std::fs::write(&path, &text) {
-            eprintln!("mip4-lab bench: {}: {e}", path.display());
-            return std::process::ExitCode::FAILURE;
-        }
-    }
-    if json {
-        println!("{}", serde_json::to_string(&r).unwrap_or_default());
-    } else {
-        print!("{text}");
-    }
-    std::process::ExitCode::SUCCESS
+    super::emit("bench", &r, &text, markdown_to.as_deref(), json)
 }
 
 #[cfg(test)]
