@@ -72,6 +72,7 @@ build_packages=(
 	busybox-static          # the kernel tier's initramfs
 	xz-utils                # the kernel tier: vmlinux out of vmlinuz
 	systemd                 # systemd-analyze: tests/packaging_install.rs checks the units
+	jq                      # scripts/bench.sh (make bench) reads criterion's and mip4-lab's JSON
 )
 packages=("${runtime_packages[@]}")
 [[ $runtime == yes ]] || packages+=("${build_packages[@]}")
