@@ -131,6 +131,37 @@ fn ipv6_only_access_is_untrusted_without_a_probe_and_asks_for_the_vpn() {
     assert_eq!(s.node.state(), State::Detached);
 }
 
+/// The kernel tier's ipv6-access-detect: with kernel-netlink, charon
+/// reports the TIA before its CHILD_SA is up. The IKE_SA asked for is on
+/// its way: no second initiate (it would make a second IKE_SA), and the
+/// TIA is registered once the CHILD_SA is up.
+#[test]
+fn a_tia_before_its_child_sa_asks_for_no_second_vpn() {
+    let mut s = Sim::start(node_config(detecting()));
+    s.node.ipv6_address_added(s.now, "eth-a", EXT_A6);
+    s.node.ipv6_default_route(s.now, true);
+    s.events();
+    assert_eq!(s.vpn_requests(), 1);
+
+    // kernel-netlink puts the TIA on the access interface itself.
+    s.node.address_added(s.now, "eth-a", TIA, 32);
+    let mut early = sa_over_ipv6();
+    early.child_up = Some(false);
+    s.vpn(VpnInput::TiaAssigned(early));
+    let ev = s.events();
+    assert_eq!(s.vpn_requests(), 1, "{ev:#?}");
+    assert!(s.transmits().is_empty(), "nothing before the CHILD_SA");
+
+    s.vpn(VpnInput::ChildUp {
+        ike_sa: 1,
+        child: "net".into(),
+    });
+    let (t, req) = s.one_transmit();
+    assert_eq!((t.src, req.care_of_address), (Some(TIA), TIA));
+    s.events();
+    assert_eq!(s.vpn_requests(), 1);
+}
+
 #[test]
 fn without_detection_ipv6_only_access_waits_for_the_vpn_it_did_not_start() {
     let mut s = Sim::start(node_config(TrustPolicy::Prefixes(vec!["10.20.0.0/16"

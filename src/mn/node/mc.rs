@@ -368,11 +368,19 @@ impl Node {
             .as_ref()
             .and_then(|d| d.config().vpn_connection.clone());
         if let Some(connection) = connection {
-            self.request_vpn(
-                now,
-                VpnRequest::Initiate { connection },
-                &format!("{why}; {}", Reason::VpnNeeded),
-            );
+            // Its TIA reported before its CHILD_SA is up (kernel-netlink's
+            // order): the VPN is on its way, and a second initiate would
+            // make a second IKE_SA.
+            let coming = self.vpn.sas().iter().any(|s| {
+                s.connection == connection && s.tia.is_some() && s.child_up == Some(false)
+            });
+            if !coming {
+                self.request_vpn(
+                    now,
+                    VpnRequest::Initiate { connection },
+                    &format!("{why}; {}", Reason::VpnNeeded),
+                );
+            }
         }
     }
 
