@@ -23,9 +23,9 @@ clippy: deps
 test: deps
 	$(CARGO) test --all-targets
 
-# The host tests (5 min), then the kernel tier (make check-vm: 16 min on
-# 2 cores with its cache filled, ~2 min more to fill it: 10.8 min of guest
-# time for the 13 strongSwan scenarios, 3.7 for libreswan's 3, 2026-11-29).
+# The host tests (5-6 min), then the kernel tier (make check-vm: ~19 min on
+# 2 cores with its cache filled, ~2 min more to fill it: 11.6 min of guest
+# time for the 16 strongSwan scenarios, ~4 for libreswan's 3, 2026-11-29).
 check: deps fmt-check clippy test check-vm
 
 # The kernel tier (lab/README.md): the scenarios again in a QEMU guest with
