@@ -98,13 +98,19 @@ pub fn encapsulate(
         ttl: outer.ttl,
         payload_len: inner.len(),
     };
+    prepend(&repr, inner, out);
+    Ok(())
+}
+
+/// `out` (cleared first) = the outer IPv4 header `repr`, then `inner`:
+/// shared by IP in IP and IPv6 in IPv4 (`ipv6`).
+pub(super) fn prepend(repr: &Ipv4Repr, inner: &[u8], out: &mut Vec<u8>) {
     let mut hdr = [0u8; MIN_HEADER_LEN];
     repr.emit(&mut hdr);
     out.clear();
     out.reserve(MIN_HEADER_LEN + inner.len());
     out.extend_from_slice(&hdr);
     out.extend_from_slice(inner);
-    Ok(())
 }
 
 /// A decapsulated datagram: the outer addresses (for the ingress check)

@@ -91,8 +91,7 @@ pub fn encapsulate(
     if inner.len() + MIN_HEADER_LEN > usize::from(u16::MAX) {
         return Err(EncapError::TooBig);
     }
-    let mut hdr = [0u8; MIN_HEADER_LEN];
-    Ipv4Repr {
+    let repr = Ipv4Repr {
         src: outer.src,
         dst: outer.dst,
         protocol: PROTO_IPV6,
@@ -101,11 +100,8 @@ pub fn encapsulate(
         dont_frag: false,
         ttl: outer.ttl,
         payload_len: inner.len(),
-    }
-    .emit(&mut hdr);
-    out.clear();
-    out.extend_from_slice(&hdr);
-    out.extend_from_slice(inner);
+    };
+    super::ipip::prepend(&repr, inner, out);
     Ok(())
 }
 
