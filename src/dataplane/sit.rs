@@ -3,8 +3,9 @@
 //! prefix, beside the binding's `ipip` link ([`super::kernel`]).
 //!
 //! Why a second link: Linux's `ipip` links carry IPv4 (and MPLS) only, in
-//! every mode (`ipip`, `mplsip`, `any`); IPv6 in IPv4 is the `sit`
-//! module's. A `sit` link in mode `any` would carry both, but the binding's
+//! every mode (`ipip`, `mplsip`, `any`; Debian 12's 6.1 in the kernel
+//! tier: `ip link add type ipip mode ip6ip` is refused, `mode any` is
+//! ipip + mplsip); IPv6 in IPv4 is the `sit` module's. A `sit` link in mode `any` would carry both, but the binding's
 //! IPv4 link stays what it is (mip4-fa and mip4d share it, the RFC 3024
 //! rule matches it), and with the tunnel to the home address the two links
 //! do not even share endpoints. The kernel sorts the two by protocol
@@ -189,6 +190,9 @@ pub async fn down(nl: &Netlink, name: &str) -> Result<(), TunnelError> {
 /// address>` into the IPv4 tunnel, which is how RFC 5454's tunnel to the
 /// home address reaches the home agent. Addresses and routes that exist
 /// already are kept (EEXIST): a second call changes only the endpoints.
+/// `routes` go into the main table: the caller picks them as it does for
+/// the userspace plane (a `::/0` there would also take IKE over an IPv6
+/// access network, RFC 5266 mode 'mc' over IPv6, into the tunnel).
 pub async fn ipv6_tunnel_up(
     nl: &Netlink,
     home: Ipv4Addr,
