@@ -36,10 +36,12 @@ check: deps fmt-check clippy test check-vm
 # untrusted-move MTU and DF over ESP, enter-full-tunnel the probe's bypass
 # of a 0.0.0.0/0 policy; the mode 'mc' ones no clear text on ext-a/ext-b.
 # Issue 10's: NAT traversal (RFC 3519), the VPN asked for with the probe,
-# more than one interface. Issue 11 §1's: mode 'f' through mip4-fa.
+# more than one interface. Issue 11 §1's: mode 'f' through mip4-fa. Issue
+# 11 §2's: DSMIPv4 on mip4-ha's kernel sit links (dual-stack-kernel, 18-42 s
+# of guest time, no charon).
 VM_SCENARIOS ?= trusted-move untrusted-move leave-enterprise forged-tnc enter-full-tunnel ipv6-access ipv6-access-detect \
 	trusted-nat nat-flush private-tia leave-enterprise-cold multihomed verdict-cache \
-	fa-trusted fa-untrusted fa-to-colocated
+	fa-trusted fa-untrusted fa-to-colocated dual-stack-kernel
 # Against libreswan's pluto (untrusted-move with the MN forcing ESP in UDP:
 # pluto 4.10 cannot switch to it on a MOBIKE move, docs/interop.md).
 VM_LIBRESWAN_SCENARIOS ?= untrusted-move tia-change leave-enterprise

@@ -3,7 +3,8 @@
 //!
 //! Two backends behind one [`Tunnel`] trait, chosen by [`DataPlane::start`]:
 //! - kernel: an `ipip` link per binding (RFC 2003), where the kernel has
-//!   the module ([`kernel`]);
+//!   the module ([`kernel`]), and a `sit` link beside it for a binding's
+//!   IPv6 (DSMIPv4, RFC 5454: [`sit`]);
 //! - userspace: one TUN device and one raw `IPPROTO_IPIP` socket for all
 //!   bindings, plus RFC 3519 UDP encapsulation on the Mobile IP port, with
 //!   the RFC 3024 reverse-tunnel ingress check ([`userspace`]).
@@ -19,6 +20,7 @@ pub mod ipv6;
 pub mod kernel;
 pub mod process;
 pub mod recv;
+pub mod sit;
 pub mod udp;
 pub mod userspace;
 

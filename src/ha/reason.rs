@@ -157,7 +157,8 @@ pub enum PrefixDenial {
     OverlapsAnotherBinding,
     /// A prefix length of 0 or above 128.
     BadPrefixLength,
-    /// The daemon's data plane carries no IPv6 (kernel ipip backend).
+    /// The daemon's data plane carries no IPv6 (the kernel backend on a
+    /// kernel without `sit` links or the ip6 nftables rule).
     NoIpv6DataPlane,
 }
 
@@ -191,7 +192,7 @@ impl fmt::Display for PrefixDenial {
                 "IPv6 prefix length outside 1-128 (RFC 5454 §2.1, code 8)"
             }
             PrefixDenial::NoIpv6DataPlane => {
-                "this home agent's tunnel backend carries no IPv6 (kernel ipip; RFC 5454 §2.2, code 8)"
+                "this home agent's tunnel backend carries no IPv6 (kernel without sit links; RFC 5454 §2.2, code 8)"
             }
         })
     }

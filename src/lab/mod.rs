@@ -32,6 +32,7 @@ pub mod bench_ha;
 pub mod charon;
 pub mod cleartext;
 pub mod daemon;
+pub mod dsmip;
 pub mod flood;
 pub mod forger;
 pub mod leaks;

@@ -19,6 +19,9 @@ pub struct Kernel {
     pub esp: bool,
     /// The netem qdisc: link delays without the userspace delay line.
     pub netem: bool,
+    /// `sit` links: IPv6 in IPv4 in the kernel (DSMIPv4 on the kernel
+    /// tunnel backend, RFC 5454).
+    pub sit: bool,
 }
 
 impl Kernel {
@@ -30,6 +33,7 @@ impl Kernel {
         *KERNEL.get_or_init(|| Kernel {
             esp: has_module("esp4"),
             netem: has_module("sch_netem"),
+            sit: has_module("sit"),
         })
     }
 }

@@ -217,9 +217,10 @@ pub fn run(
     super::preflight()?;
     check_programs(scenario, opts)?;
     if let Some(why) = &scenario.kernel_only {
-        if !super::platform::Kernel::detect().esp {
+        let k = super::platform::Kernel::detect();
+        if !k.esp || !k.sit {
             return Err(Error::Other(format!(
-                "{} runs only where the kernel has ESP (the kernel tier: mip4-lab run {} --vm): {why}",
+                "{} runs only where the kernel has ESP and sit (the kernel tier: mip4-lab run {} --vm): {why}",
                 scenario.name, scenario.name
             )));
         }
@@ -531,6 +532,8 @@ impl Run<'_> {
             "wait-reply" => self.wait_reply(&a)?,
             "rtt" => self.rtt(&a)?,
             "ipip-send" => self.ipip_send(&a)?,
+            "dsmip-register" => self.dsmip_register(&a)?,
+            "sit-up" => self.sit_up(&a)?,
             "pmtu" => self.pmtu(&a)?,
             "figure" => self.figure(&a)?,
             "delta" => self.delta(&a)?,
@@ -690,6 +693,13 @@ impl<'a> Args<'a> {
             .get(i)
             .copied()
             .ok_or_else(|| Error::Other(format!("`lab::{}`: argument {i} missing", self.command)))
+    }
+
+    /// Word `i` as an IPv4 address.
+    fn ipv4(&self, i: usize) -> Result<std::net::Ipv4Addr> {
+        let w = self.arg(i)?;
+        w.parse()
+            .map_err(|_| Error::Other(format!("`{w}` is not an IPv4 address")))
     }
 
     /// Word `i` as a number of seconds, `default` if absent.

@@ -119,19 +119,33 @@ impl Netlink {
             .map_err(Error::request(format!("delete link {index}")))
     }
 
-    /// Whether the kernel can create `ipip` links (RFC 2003 in the kernel).
-    /// Tries to create a throw-away one and removes it again; a kernel
-    /// without the module answers EOPNOTSUPP ("Unknown device type").
-    /// The probe has a remote address (RFC 5737 documentation space, never
-    /// up): one without endpoints is the kernel's own fallback `tunl0`, and
-    /// a kernel with ipip answers EEXIST to it, as it does to a probe of
-    /// another daemon in the same namespace; both mean ipip is there.
+    /// Whether the kernel can create `ipip` links (RFC 2003 in the kernel):
+    /// [`Self::kernel_can_create`].
     pub async fn kernel_has_ipip(&self) -> bool {
+        self.kernel_can_create("mip4p", |name, remote| {
+            LinkIpIp::new(name).remote(remote).build()
+        })
+        .await
+    }
+
+    /// Whether the kernel can create the tunnel links `build(name,
+    /// remote)` makes. Tries to create a throw-away one (named `prefix`
+    /// and our pid) and removes it again; a kernel without the module
+    /// answers EOPNOTSUPP ("Unknown device type"). The probe has a remote
+    /// address (RFC 5737 documentation space, never up): one without
+    /// endpoints is the kernel's own fallback device (`tunl0`, `sit0`), and
+    /// a kernel with the module answers EEXIST to it, as it does to a
+    /// probe of another daemon in the same namespace; both mean the module
+    /// is there.
+    pub async fn kernel_can_create(
+        &self,
+        prefix: &str,
+        build: impl FnOnce(&str, std::net::Ipv4Addr) -> netlink_packet_route::link::LinkMessage,
+    ) -> bool {
         let id = std::process::id();
-        let name = format!("mip4p{}", id % 100_000);
+        let name = format!("{prefix}{}", id % 100_000);
         let remote = std::net::Ipv4Addr::new(192, 0, 2, (id % 254 + 1) as u8);
-        let msg = LinkIpIp::new(&name).remote(remote).build();
-        match self.handle.link().add(msg).execute().await {
+        match self.handle.link().add(build(&name, remote)).execute().await {
             Ok(()) => {}
             Err(rtnetlink::Error::NetlinkError(m))
                 if m.code.map(|c| -c.get()) == Some(libc::EEXIST) =>

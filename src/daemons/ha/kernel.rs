@@ -1,7 +1,9 @@
 //! What a binding installs in the kernel, for the `mip4-ha` daemon: the
 //! tunnel to the care-of address (IP in IP, or RFC 3519 UDP), the host
 //! route that sends the home address into it, and on a real home link the
-//! proxy ARP entry and gratuitous ARP (RFC 5944 §4.6). The core
+//! proxy ARP entry and gratuitous ARP (RFC 5944 §4.6), and for a binding
+//! with an IPv6 prefix (RFC 5454) the route of the prefix (on the kernel
+//! backend into a `sit` link of its own, [`crate::dataplane::sit`]). The core
 //! ([`crate::ha::HomeAgent`]) decides; this carries [`crate::ha::Output`]s out and
 //! remembers exactly what it installed, so that a binding's end and the
 //! daemon's shutdown remove that and nothing else.
@@ -14,10 +16,11 @@ use serde::{Deserialize, Serialize};
 use tokio::net::UdpSocket;
 use tracing::{debug, info, warn};
 
+use crate::dataplane::ipip::DEFAULT_TTL;
 use crate::dataplane::userspace::ControlSink;
 use crate::dataplane::{
-    Backend, BackendChoice, DataPlane, DataPlaneStatus, Encapsulation, Role, Tunnel, TunnelBinding,
-    TunnelDevice, UserspaceConfig, UserspacePlane,
+    sit, Backend, BackendChoice, DataPlane, DataPlaneStatus, Encapsulation, Role, Tunnel,
+    TunnelBinding, TunnelDevice, UserspaceConfig, UserspacePlane,
 };
 use crate::ha::binding::{Binding, Ipv6Binding, TunnelMode};
 use crate::ha::config::{HaConfig, HomeNetworkMode, TunnelBackend};
@@ -38,8 +41,20 @@ pub struct Installed {
     pub proxy_arp: Option<(String, u32)>,
     #[serde(skip)]
     route: RouteSpec,
-    /// RFC 5454: the IPv6 prefix routed into the userspace plane's device.
+    /// RFC 5454: the IPv6 prefix, routed into the userspace plane's
+    /// device or, on the kernel backend, into `ipv6_device`.
     pub ipv6: Option<Ipv6Binding>,
+    /// Kernel backend: the binding's `sit` link (IPv6 in IPv4, RFC 5454).
+    pub ipv6_device: Option<TunnelDevice>,
+}
+
+impl Installed {
+    /// The device the binding's IPv6 prefix is routed into.
+    fn ipv6_route_dev(&self) -> u32 {
+        self.ipv6_device
+            .as_ref()
+            .map_or(self.device.ifindex, |d| d.ifindex)
+    }
 }
 
 /// What the daemon holds in the kernel beyond its process, as its record
@@ -53,7 +68,7 @@ pub struct KernelRecord {
     pub ip_forward_was: Option<bool>,
     /// Proxy ARP entries: (home link, home address).
     pub proxy_arp: Vec<(String, Ipv4Addr)>,
-    /// The kernel backend's tunnel links.
+    /// The kernel backend's tunnel links (`ipip`, and `sit` for IPv6).
     pub links: Vec<String>,
 }
 
@@ -72,6 +87,9 @@ pub struct Installer {
     /// Kernel backend: datagrams its RFC 3024 ingress rule dropped, as
     /// last read ([`Installer::refresh_counters`]).
     ingress_dropped: Option<u64>,
+    /// Kernel backend carrying IPv6 (it has `sit` and the RFC 5454 rule
+    /// is installed): IPv6 its rule dropped, as last read.
+    ipv6_spoofed: Option<u64>,
     /// Counts the changes to what [`Installer::record`] reports, so that
     /// the daemon builds the record only when it changed (not on every
     /// renewal of a million bindings).
@@ -161,6 +179,11 @@ impl Installer {
             );
             ingress_dropped = Some(0);
         }
+        let ipv6_spoofed = if dp.backend() == Backend::Kernel {
+            kernel_ipv6(&nl).await
+        } else {
+            None
+        };
         let userspace = match &dp {
             DataPlane::Userspace(u) => Some(u),
             DataPlane::Kernel(_) => udp_plane.as_ref(),
@@ -184,6 +207,7 @@ impl Installer {
                 generation: 0,
                 forward_was,
                 ingress_dropped,
+                ipv6_spoofed,
             },
             took_udp,
         ))
@@ -206,8 +230,8 @@ impl Installer {
     /// The data plane's datagram counters for `mip4ctl counters` and
     /// `status`: those of the plane that sees datagrams (the userspace
     /// backend, or the UDP plane beside kernel ipip links), plus what the
-    /// kernel backend's ingress rule dropped, under the userspace
-    /// counter's name.
+    /// kernel backend's ingress rules dropped, under the userspace
+    /// counters' names (`inner_address_mismatch`, `ipv6_source_spoofed`).
     pub fn counters(&self) -> Option<serde_json::Value> {
         let seen = self
             .dp
@@ -215,10 +239,15 @@ impl Installer {
             .counters
             .or_else(|| self.udp_plane.as_ref().map(|u| u.counters()));
         let mut v = seen.and_then(|c| serde_json::to_value(c).ok());
-        if let Some(n) = self.ingress_dropped {
-            let v = v.get_or_insert_with(|| serde_json::json!({}));
-            let userspace = v["inner_address_mismatch"].as_u64().unwrap_or(0);
-            v["inner_address_mismatch"] = (userspace + n).into();
+        for (name, n) in [
+            ("inner_address_mismatch", self.ingress_dropped),
+            ("ipv6_source_spoofed", self.ipv6_spoofed),
+        ] {
+            if let Some(n) = n {
+                let v = v.get_or_insert_with(|| serde_json::json!({}));
+                let userspace = v[name].as_u64().unwrap_or(0);
+                v[name] = (userspace + n).into();
+            }
         }
         v
     }
@@ -230,8 +259,13 @@ impl Installer {
             return;
         }
         match super::ingress::dropped().await {
-            Ok(n) => self.ingress_dropped = Some(n),
-            Err(e) => warn!("cannot read the RFC 3024 ingress counter: {e}"),
+            Ok((v4, v6)) => {
+                self.ingress_dropped = Some(v4);
+                if self.ipv6_spoofed.is_some() {
+                    self.ipv6_spoofed = v6.or(self.ipv6_spoofed);
+                }
+            }
+            Err(e) => warn!("cannot read the ingress counters: {e}"),
         }
     }
 
@@ -241,16 +275,19 @@ impl Installer {
     }
 
     /// What `i` adds to the record: its proxy ARP entry's home link and
-    /// its kernel tunnel link.
-    fn recorded(&self, i: &Installed) -> (Option<String>, Option<String>) {
-        let link = (self.dp.backend() == Backend::Kernel
+    /// its kernel tunnel links.
+    fn recorded(&self, i: &Installed) -> (Option<String>, Vec<String>) {
+        let mut links: Vec<String> = (self.dp.backend() == Backend::Kernel
             && i.encapsulation == Encapsulation::IpInIp)
-            .then(|| i.device.ifname.clone());
-        (i.proxy_arp.as_ref().map(|(n, _)| n.clone()), link)
+            .then(|| i.device.ifname.clone())
+            .into_iter()
+            .collect();
+        links.extend(i.ipv6_device.as_ref().map(|d| d.ifname.clone()));
+        (i.proxy_arp.as_ref().map(|(n, _)| n.clone()), links)
     }
 
     /// What `home`'s binding adds to the record (nothing when none).
-    fn recorded_of(&self, home: Ipv4Addr) -> (Option<String>, Option<String>) {
+    fn recorded_of(&self, home: Ipv4Addr) -> (Option<String>, Vec<String>) {
         self.installed
             .get(&home)
             .map(|i| self.recorded(i))
@@ -269,16 +306,12 @@ impl Installer {
             })
             .collect();
         proxy_arp.sort();
-        let mut links: Vec<String> = match self.dp.backend() {
-            // The RFC 3519 plane's TUN device is no link of the backend's.
-            Backend::Kernel => self
-                .installed
-                .values()
-                .filter(|i| i.encapsulation == Encapsulation::IpInIp)
-                .map(|i| i.device.ifname.clone())
-                .collect(),
-            Backend::Userspace => Vec::new(),
-        };
+        // The RFC 3519 plane's TUN device is no link of the backend's.
+        let mut links: Vec<String> = self
+            .installed
+            .values()
+            .flat_map(|i| self.recorded(i).1)
+            .collect();
         links.sort();
         KernelRecord {
             ip_forward_was: self.forward_was,
@@ -291,8 +324,10 @@ impl Installer {
     /// and no binding installed now owns (call after the restored bindings
     /// are installed): the proxy ARP entries and tunnel links of its
     /// record, and kernel tunnel links of this HA's own naming
-    /// ([`crate::dataplane::kernel::link_name`]) for the home addresses it
-    /// serves. Nothing else is touched.
+    /// ([`crate::dataplane::kernel::link_name`], and the `sit` links of
+    /// [`crate::dataplane::sit::link_name`]) for the home addresses it
+    /// serves. Its nftables tables were replaced whole at start. Nothing
+    /// else is touched.
     pub async fn sweep(&mut self, cfg: &HaConfig, previous: &KernelRecord) {
         for (ifname, home) in &previous.proxy_arp {
             let ours = self.installed.get(home).and_then(|i| i.proxy_arp.as_ref());
@@ -315,12 +350,7 @@ impl Installer {
             if previous.links.iter().any(|l| l == name) {
                 return true;
             }
-            let home = name
-                .strip_prefix("mip4-")
-                .filter(|h| h.len() == 8)
-                .and_then(|h| u32::from_str_radix(h, 16).ok())
-                .map(Ipv4Addr::from);
-            home.is_some_and(|h| {
+            sit::home_of_link(name).is_some_and(|h| {
                 cfg.home_network_of(h).is_some()
                     && (cfg.mobile_nodes.iter().any(|m| m.home_address == Some(h))
                         || cfg.address_pool.is_some_and(|p| p.contains(h)))
@@ -330,7 +360,13 @@ impl Installer {
             Ok(l) => l,
             Err(e) => return warn!("cannot list links to remove an earlier instance's: {e}"),
         };
-        let mine: Vec<u32> = self.installed.values().map(|i| i.device.ifindex).collect();
+        let mine: Vec<u32> = self
+            .installed
+            .values()
+            .flat_map(|i| {
+                std::iter::once(i.device.ifindex).chain(i.ipv6_device.as_ref().map(|d| d.ifindex))
+            })
+            .collect();
         for (ifindex, name) in links {
             if !served(&name) || mine.contains(&ifindex) {
                 continue;
@@ -404,7 +440,11 @@ impl Installer {
         let old_ipv6 = self
             .installed
             .get(&home)
-            .and_then(|i| i.ipv6.map(|o| (o, i.device.ifindex)));
+            .and_then(|i| i.ipv6.map(|o| (o, i.ipv6_route_dev())));
+        let old_sit = self
+            .installed
+            .get(&home)
+            .and_then(|i| i.ipv6_device.clone());
         // A renewal that changes nothing is no news for the log.
         let same = self
             .installed
@@ -425,9 +465,16 @@ impl Installer {
                 proxy_arp: old_proxy_arp,
                 route: route.clone(),
                 ipv6: b.ipv6,
+                ipv6_device: old_sit.clone(),
             },
         );
-        self.ipv6_up(home, old_ipv6, b.ipv6, device.ifindex).await?;
+        let sit = self
+            .ipv6_up(b, encapsulation, old_ipv6, old_sit, device.ifindex)
+            .await;
+        if let Some(i) = self.installed.get_mut(&home) {
+            i.ipv6_device = sit.as_ref().ok().cloned().flatten();
+        }
+        sit?;
         if self.recorded_of(home) != before {
             self.generation += 1;
         }
@@ -476,43 +523,83 @@ impl Installer {
     }
 
     /// Whether IPv6 (RFC 5454) can be carried: the userspace plane reads
-    /// and writes IPv6 in its device and protocol 41; kernel ipip links
-    /// carry IPv4 only.
+    /// and writes IPv6 in its device and protocol 41; the kernel backend
+    /// puts a `sit` link beside each binding's `ipip` link, where the
+    /// kernel has `sit` and the RFC 5454 ingress rule could be installed
+    /// (without them the core refuses prefixes, code 8).
     pub fn carries_ipv6(&self) -> bool {
-        matches!(self.dp, DataPlane::Userspace(_))
+        match self.dp {
+            DataPlane::Userspace(_) => true,
+            DataPlane::Kernel(_) => self.ipv6_spoofed.is_some(),
+        }
     }
 
-    /// RFC 5454: the binding's IPv6 prefix routed into the device and
-    /// known to the plane, or (none) the one it had taken away (§3.8).
+    /// RFC 5454: the binding's IPv6 prefix routed into the plane that
+    /// carries it, or (none) the one it had taken away (§3.8). RFC 3519
+    /// bindings and the userspace backend: the userspace plane's device
+    /// (`ifindex`), the plane told the prefix. Kernel ipip bindings: a
+    /// `sit` link of their own, to the care-of or the home address as the
+    /// node asked (§2.2, [`sit::endpoints`]). Returns that link (none when
+    /// there is none now; `old_sit` is removed when it is not it).
     async fn ipv6_up(
         &self,
-        home: Ipv4Addr,
+        b: &Binding,
+        encapsulation: Encapsulation,
         old: Option<(Ipv6Binding, u32)>,
-        v6: Option<Ipv6Binding>,
+        old_sit: Option<TunnelDevice>,
         ifindex: u32,
-    ) -> Result<(), String> {
+    ) -> Result<Option<TunnelDevice>, String> {
+        let home = b.home_address;
+        let v6 = b.ipv6;
+        let userspace = match (&self.dp, encapsulation) {
+            (DataPlane::Userspace(u), _) => Some(u),
+            (DataPlane::Kernel(_), Encapsulation::Udp) => self.udp_plane.as_ref(),
+            (DataPlane::Kernel(_), Encapsulation::IpInIp) => None,
+        };
+        let sit = match (userspace, v6) {
+            (None, Some(v6)) => {
+                let (local, remote) = sit::endpoints(
+                    Role::HomeAgent,
+                    v6.tunnel_to,
+                    home,
+                    b.care_of_address,
+                    self.local,
+                );
+                let dev = sit::up(&self.nl, &sit::link_name(home), local, remote, DEFAULT_TTL)
+                    .await
+                    .map_err(|e| format!("IPv6 tunnel for {home}: {e}"))?;
+                Some(dev)
+            }
+            _ => None,
+        };
+        let route_dev = sit.as_ref().map_or(ifindex, |d| d.ifindex);
         if let Some((o, dev)) = old {
-            if v6.map(|n| n.prefix) != Some(o.prefix) || dev != ifindex {
+            if v6.map(|n| n.prefix) != Some(o.prefix) || dev != route_dev {
                 let _ = self.nl.del_route6(o.prefix, dev).await;
             }
         }
-        let DataPlane::Userspace(u) = &self.dp else {
-            // The core refuses prefixes on this backend (`ipv6_carried`).
-            return match v6 {
-                Some(_) => Err(format!(
-                    "IPv6 prefix for {home}: kernel ipip carries no IPv6"
-                )),
-                None => Ok(()),
-            };
-        };
-        u.set_ipv6(home, v6);
+        if let Some(o) = old_sit.filter(|o| sit.as_ref() != Some(o)) {
+            if let Err(e) = sit::down(&self.nl, &o.ifname).await {
+                warn!(home_address = %home, "cannot remove IPv6 tunnel {}: {e}", o.ifname);
+            }
+        }
+        match userspace {
+            Some(u) => u.set_ipv6(home, v6),
+            // The kernel backend's userspace UDP plane keeps no IPv6 of a
+            // binding that left it.
+            None => {
+                if let Some(u) = &self.udp_plane {
+                    u.set_ipv6(home, None);
+                }
+            }
+        }
         if let Some(v6) = v6 {
             self.nl
-                .replace_route6(v6.prefix, ifindex)
+                .replace_route6(v6.prefix, route_dev)
                 .await
                 .map_err(|e| format!("route for {}: {e}", v6.prefix))?;
         }
-        Ok(())
+        Ok(sit)
     }
 
     /// Removes what `up` installed for `home`; every step is attempted
@@ -529,7 +616,7 @@ impl Installer {
         if let Some(u) = &self.udp_plane {
             u.remove(home);
         }
-        if self.recorded(&i) != (None, None) {
+        if self.recorded(&i) != (None, Vec::new()) {
             self.generation += 1;
         }
         let mut errors = Vec::new();
@@ -539,10 +626,17 @@ impl Installer {
             }
         }
         if let Some(v6) = i.ipv6 {
-            if let Err(e) = self.nl.del_route6(v6.prefix, i.device.ifindex).await {
+            if let Err(e) = self.nl.del_route6(v6.prefix, i.ipv6_route_dev()).await {
                 if e.errno() != Some(libc::ESRCH) {
                     errors.push(format!("route {}: {e}", v6.prefix));
                 }
+            }
+        }
+        // By name: also the link of an `up` that failed after making it.
+        if self.ipv6_spoofed.is_some() {
+            let name = sit::link_name(home);
+            if let Err(e) = sit::down(&self.nl, &name).await {
+                errors.push(format!("IPv6 tunnel {name}: {e}"));
             }
         }
         if let Err(e) = self.nl.del_route(&i.route).await {
@@ -578,8 +672,13 @@ impl Installer {
         // Its TUN device goes with it.
         self.udp_plane = None;
         if self.ingress_dropped.take().is_some() {
-            if let Err(e) = super::ingress::remove().await {
+            if let Err(e) = super::ingress::remove("ip").await {
                 warn!("cannot remove the RFC 3024 ingress rule: {e}");
+            }
+        }
+        if self.ipv6_spoofed.take().is_some() {
+            if let Err(e) = super::ingress::remove("ip6").await {
+                warn!("cannot remove the RFC 5454 ingress rule: {e}");
             }
         }
         if let Some(was) = self.forward_was.take() {
@@ -605,6 +704,31 @@ impl Installer {
                 _ => None,
             })
             .ok_or_else(|| "the home link has no Ethernet address".to_string())
+    }
+}
+
+/// The kernel backend's IPv6 (RFC 5454): where the kernel has `sit`, the
+/// RFC 5454 ingress rule is installed and its counter starts (`Some(0)`);
+/// without either, IPv6 is not carried (the core refuses prefixes, code
+/// 8), and a table an earlier instance left goes.
+async fn kernel_ipv6(nl: &Netlink) -> Option<u64> {
+    if !sit::kernel_has_sit(nl).await {
+        info!("this kernel cannot create sit links: no IPv6 in the kernel tunnel backend (IPv6 prefixes refused, RFC 5454 code 8)");
+        let _ = super::ingress::remove("ip6").await;
+        return None;
+    }
+    match super::ingress::install6().await {
+        Ok(()) => {
+            info!(
+                table = super::ingress::TABLE,
+                "RFC 5454 ingress check: nftables rule on the sit links"
+            );
+            Some(0)
+        }
+        Err(e) => {
+            warn!("cannot install the RFC 5454 ingress check: no IPv6 in the kernel tunnel backend (IPv6 prefixes refused, code 8): {e}");
+            None
+        }
     }
 }
 

@@ -791,7 +791,8 @@ impl Installer {
     /// [`GUARD_PROBE_PRIORITY`] and [`GUARD_PRIORITY`]), the default route of its table
     /// (a blackhole while traffic was held), the home-address-source rule
     /// (its table is looked up by nothing once the rule is gone) and the
-    /// kernel backend's link of its home address. The userspace TUN device, and with it its
+    /// kernel backend's links of its home address (`ipip`, and `sit` for
+    /// IPv6). The userspace TUN device, and with it its
     /// address and routes, went with the process. Nothing else is touched.
     pub async fn sweep(&self, home: Ipv4Addr) {
         let mut left = Vec::new();
@@ -828,16 +829,22 @@ impl Installer {
             Err(e) => warn!(error = %e, "cannot remove routes left by an earlier instance"),
         }
         // (A home address the HA assigns, RFC 2794, is not known yet.)
-        let link = crate::dataplane::kernel::link_name(home);
-        let index = match home.is_unspecified() {
-            true => None,
-            false => self.nl.link_index(&link).await.ok(),
-        };
-        if let Some(ifindex) = index {
-            match self.nl.delete_link(ifindex).await {
-                Ok(()) => left.push(format!("link {link}")),
-                Err(e) => {
-                    warn!(error = %e, "cannot remove link {link} left by an earlier instance")
+        // The kernel backend's ipip link, and its sit link for IPv6 (RFC
+        // 5454, `dataplane::sit::ipv6_tunnel_up`).
+        for link in [
+            crate::dataplane::kernel::link_name(home),
+            crate::dataplane::sit::link_name(home),
+        ] {
+            let index = match home.is_unspecified() {
+                true => None,
+                false => self.nl.link_index(&link).await.ok(),
+            };
+            if let Some(ifindex) = index {
+                match self.nl.delete_link(ifindex).await {
+                    Ok(()) => left.push(format!("link {link}")),
+                    Err(e) => {
+                        warn!(error = %e, "cannot remove link {link} left by an earlier instance")
+                    }
                 }
             }
         }
@@ -865,7 +872,15 @@ impl Installer {
         if let Err(e) = self.guard(None).await {
             warn!(error = %e, "removing the VPN guard failed");
         }
+        let home = self.installed.as_ref().map(|i| i.home);
         self.remove_installed().await;
+        if let (Some(home), DataPlane::Kernel(_)) = (home, &self.dp) {
+            // The kernel backend's IPv6 tunnel, if one was made
+            // (`dataplane::sit::ipv6_tunnel_up`): none is no error.
+            if let Err(e) = crate::dataplane::sit::ipv6_tunnel_down(&self.nl, home).await {
+                warn!(error = %e, "removing the IPv6 tunnel failed");
+            }
+        }
         if let Err(e) = self.dp.shutdown().await {
             warn!(error = %e, "removing tunnels failed");
         }

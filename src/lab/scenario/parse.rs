@@ -25,8 +25,9 @@ pub struct Scenario {
     /// `known-defect.txt`: a defect this scenario finds and that is not
     /// fixed yet (the scenario fails until it is; the tour skips it).
     pub known_defect: Option<String>,
-    /// `kernel-only.txt`: why the scenario needs kernel ESP (charon's
-    /// kernel-netlink), so runs only in the kernel tier; elsewhere a run
+    /// `kernel-only.txt`: why the scenario needs what only the kernel
+    /// tier's kernel has (ESP for charon's kernel-netlink, `sit` links),
+    /// so runs only there; elsewhere a run
     /// is refused with that reason and the tour skips it.
     pub kernel_only: Option<String>,
     pub pre: Vec<Line>,

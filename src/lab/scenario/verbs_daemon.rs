@@ -207,6 +207,94 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// lab::dsmip-register HOST HA HOA COA SPI SECRET MODE LIFETIME VAR:
+    /// one signed registration from HOST's care-of address COA with an
+    /// IPv6 Prefix Request (RFC 5454 §2.1), to the home address or, with
+    /// MODE `care-of`, to the care-of address (§2.3); SECRET names the
+    /// `lab::secret` holding the MN-HA key. The reply must accept it and
+    /// grant the prefix with the code of MODE (§2.2: 0 or 1); the prefix's
+    /// network goes into ${VAR} (e.g. `2001:db8:100:5::`).
+    pub(super) fn dsmip_register(&mut self, a: &Args) -> Result<()> {
+        let host = a.arg(1)?;
+        let addr = |i: usize| a.ipv4(i);
+        let num = |i: usize| -> Result<u32> {
+            let w = a.arg(i)?;
+            w.parse()
+                .map_err(|_| Error::Other(format!("`{w}` is not a number")))
+        };
+        let secret = a.arg(6)?;
+        let key_hex = self
+            .secrets
+            .get(secret)
+            .ok_or_else(|| Error::Other(format!("no lab::secret `{secret}`")))?;
+        let key = (0..key_hex.len() / 2)
+            .map(|i| u8::from_str_radix(&key_hex[2 * i..2 * i + 2], 16))
+            .collect::<std::result::Result<Vec<u8>, _>>()
+            .map_err(|_| Error::Other(format!("secret `{secret}` is not hex")))?;
+        let tunnel_to = tunnel_to(a.arg(7)?)?;
+        let ask = crate::lab::dsmip::Ask {
+            home_agent: addr(2)?,
+            home: addr(3)?,
+            care_of: addr(4)?,
+            spi: num(5)?,
+            key,
+            lifetime: u16::try_from(num(8)?)
+                .map_err(|_| Error::Other("lifetime above 65535".into()))?,
+            tunnel_to,
+        };
+        let var = a.arg(9)?;
+        let ans = crate::lab::dsmip::register(self.lab.host(host)?, &ask)?;
+        let want = match tunnel_to {
+            crate::dataplane::binding::Ipv6TunnelTo::HomeAddress => 0,
+            crate::dataplane::binding::Ipv6TunnelTo::CareOf => 1,
+        };
+        let detail = serde_json::json!({
+            "code": ans.code,
+            "prefix_reply_code": ans.prefix_reply.map(|p| p.0),
+            "prefix": ans.prefix_reply.map(|p| p.1.to_string()),
+            "lifetime": ask.lifetime,
+        });
+        let granted = match ans.prefix_reply {
+            Some((code, p)) if ans.code <= 1 && code == want => p,
+            _ if ask.lifetime == 0 && ans.code <= 1 => {
+                self.emit("dsmip_deregistered", host, detail);
+                return Ok(());
+            }
+            _ => {
+                return Err(Error::Other(format!(
+                    "registration with an IPv6 Prefix Request not granted as asked (prefix code {want}): {detail}"
+                )))
+            }
+        };
+        self.vars
+            .insert(var.to_string(), granted.network().to_string());
+        self.emit("dsmip_registered", host, detail);
+        Ok(())
+    }
+
+    /// lab::sit-up HOST HOA COA HA MODE ADDRESS/LEN: the mobile node's
+    /// IPv6 tunnel as mip4d's kernel backend makes it
+    /// (`dataplane::sit::ipv6_tunnel_up`): its `sit` link to the home
+    /// agent from the home address or (MODE `care-of`) the care-of
+    /// address, ADDRESS on it, the IPv6 default route into it.
+    pub(super) fn sit_up(&mut self, a: &Args) -> Result<()> {
+        let host = a.arg(1)?;
+        let addr = |i: usize| a.ipv4(i);
+        let (home, care_of, ha) = (addr(2)?, addr(3)?, addr(4)?);
+        let to = tunnel_to(a.arg(5)?)?;
+        let address: ipnet::Ipv6Net = a
+            .arg(6)?
+            .parse()
+            .map_err(|_| Error::Other(format!("`{}` is not an IPv6 address/len", a.words[6])))?;
+        let link = crate::lab::dsmip::sit_up(self.lab.host(host)?, home, care_of, ha, to, address)?;
+        self.emit(
+            "sit_up",
+            host,
+            serde_json::json!({"link": link, "address": address.to_string(), "tunnel_to": to}),
+        );
+        Ok(())
+    }
+
     /// lab::status-figure SOCKET FIELD.PATH FIGURE: a number from a
     /// daemon's `mip4ctl status --json` (e.g. a counter).
     pub(super) fn status_figure(&mut self, a: &Args) -> Result<()> {
@@ -237,6 +325,18 @@ impl Run<'_> {
             .ok_or_else(|| Error::Other(format!("status of {socket}: no number at `{field}`")))?;
         self.figures.insert(fig.to_string(), n);
         Ok(())
+    }
+}
+
+/// RFC 5454 §2.2's choice as a scenario writes it.
+fn tunnel_to(w: &str) -> Result<crate::dataplane::binding::Ipv6TunnelTo> {
+    use crate::dataplane::binding::Ipv6TunnelTo;
+    match w {
+        "home-address" => Ok(Ipv6TunnelTo::HomeAddress),
+        "care-of" => Ok(Ipv6TunnelTo::CareOf),
+        _ => Err(Error::Other(format!(
+            "`{w}`: expected home-address or care-of"
+        ))),
     }
 }
 

@@ -56,11 +56,7 @@ impl Run<'_> {
     /// reverse-tunnelled datagram with a forged inner source.
     pub(super) fn ipip_send(&mut self, a: &Args) -> Result<()> {
         let host = a.arg(1)?;
-        let addr = |i: usize| -> Result<std::net::Ipv4Addr> {
-            let w = a.arg(i)?;
-            w.parse()
-                .map_err(|_| Error::Other(format!("`{w}` is not an IPv4 address")))
-        };
+        let addr = |i: usize| a.ipv4(i);
         let (osrc, odst, isrc, idst) = (addr(2)?, addr(3)?, addr(4)?, addr(5)?);
         let count: u16 = a
             .arg(6)?

@@ -1,0 +1,281 @@
+//! IPv6 in IPv4 in the kernel for DSMIPv4 (RFC 5454): one `sit` link
+//! (mode ip6ip: IPv4 protocol 41, RFC 4213 §3) per binding with an IPv6
+//! prefix, beside the binding's `ipip` link ([`super::kernel`]).
+//!
+//! Why a second link: Linux's `ipip` links carry IPv4 (and MPLS) only, in
+//! every mode (`ipip`, `mplsip`, `any`; Debian 12's 6.1 in the kernel
+//! tier: `ip link add type ipip mode ip6ip` is refused, `mode any` is
+//! ipip + mplsip); IPv6 in IPv4 is the `sit` module's. A `sit` link in mode `any` would carry both, but the binding's
+//! IPv4 link stays what it is (mip4-fa and mip4d share it, the RFC 3024
+//! rule matches it), and with the tunnel to the home address the two links
+//! do not even share endpoints. The kernel sorts the two by protocol
+//! number (4 or 41), so links with the same endpoints do not collide.
+//!
+//! Where the link points is RFC 5454 §2.2's choice ([`endpoints`]): to the
+//! care-of address (Prefix Reply code 1, the Tunneling Mode extension of
+//! §2.3) the `sit` link runs between the home agent and the care-of
+//! address; to the home address (code 0) it runs between the home agent
+//! and the IPv4 home address, whose own route leads into the binding's
+//! `ipip` link: IPv6 in IPv4 in IPv4, the kernel stacking the two.
+//!
+//! The link's fixed remote address is its outer-source check; the inner
+//! IPv6 source (RFC 5454 §3.3.2, §4) is mip4-ha's nftables rule
+//! (`daemons::ha::ingress`). Link-local addresses stay on their link:
+//! each binding has a link of its own here, and the kernel never forwards
+//! a link-local source or destination off it (RFC 4291 §2.5.6).
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::Ipv6Net;
+use netlink_packet_route::link::LinkAttribute;
+use netlink_packet_route::IpProtocol;
+use rtnetlink::LinkSit;
+
+use super::binding::{Ipv6TunnelTo, Role};
+use super::{TunnelDevice, TunnelError};
+use crate::netlink::Netlink;
+
+/// What every `sit` link of [`link_name`] starts with (mip4-ha's RFC 5454
+/// ingress rule matches it; the sweeps after SIGKILL look for it).
+pub const LINK_PREFIX: &str = "mip6-";
+
+/// [`LINK_PREFIX`] and the IPv4 home address in hex, as the binding's
+/// `ipip` link has it: 13 characters (interface names are at most 15).
+pub fn link_name(home: Ipv4Addr) -> String {
+    format!("{LINK_PREFIX}{:08x}", u32::from(home))
+}
+
+/// The home address a link of this naming (`mip4-` or `mip6-` and eight
+/// hex digits) belongs to; any other name is none.
+pub fn home_of_link(name: &str) -> Option<Ipv4Addr> {
+    let hex = name
+        .strip_prefix(super::kernel::LINK_PREFIX)
+        .or_else(|| name.strip_prefix(LINK_PREFIX))?;
+    if hex.len() != 8 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u32::from_str_radix(hex, 16).ok().map(Ipv4Addr::from)
+}
+
+/// The (local, remote) IPv4 addresses of the `sit` link of a binding
+/// (RFC 5454 §2.2): to the care-of address, the home agent <-> care-of
+/// address; to the home address, the home agent <-> IPv4 home address
+/// (carried on inside the binding's IPv4 tunnel).
+pub fn endpoints(
+    role: Role,
+    to: Ipv6TunnelTo,
+    home: Ipv4Addr,
+    care_of: Ipv4Addr,
+    home_agent: Ipv4Addr,
+) -> (Ipv4Addr, Ipv4Addr) {
+    let node_end = match to {
+        Ipv6TunnelTo::CareOf => care_of,
+        Ipv6TunnelTo::HomeAddress => home,
+    };
+    match role {
+        Role::HomeAgent => (home_agent, node_end),
+        Role::MobileNode => (node_end, home_agent),
+    }
+}
+
+/// Whether the kernel can create `sit` links (a throw-away one, as for
+/// `ipip`: [`Netlink::kernel_can_create`]).
+pub async fn kernel_has_sit(nl: &Netlink) -> bool {
+    nl.kernel_can_create("mip6p", |name, remote| {
+        LinkSit::new(name)
+            .remote(remote)
+            .protocol(IpProtocol::Ipv6)
+            .build()
+    })
+    .await
+}
+
+/// Creates the `sit` link `name` from `local` to `remote` (mode ip6ip), up,
+/// or points the one that exists (ours from before, or an earlier
+/// instance's left after SIGKILL) at these endpoints. Returns its device.
+pub async fn up(
+    nl: &Netlink,
+    name: &str,
+    local: Ipv4Addr,
+    remote: Ipv4Addr,
+    ttl: u8,
+) -> Result<TunnelDevice, TunnelError> {
+    if let Ok(ifindex) = nl.link_index(name).await {
+        move_link(nl, name, ifindex, local, remote, ttl).await?;
+        nl.set_link_up(ifindex, true).await?;
+        return Ok(TunnelDevice {
+            ifindex,
+            ifname: name.to_string(),
+        });
+    }
+    let msg = ip6ip(name, local, remote, ttl).pmtudisc(true).up().build();
+    nl.handle()
+        .link()
+        .add(msg)
+        .execute()
+        .await
+        .map_err(crate::netlink::Error::request(format!(
+            "create sit link {name} {local} -> {remote}"
+        )))?;
+    let ifindex = nl.link_index(name).await?;
+    Ok(TunnelDevice {
+        ifindex,
+        ifname: name.to_string(),
+    })
+}
+
+/// `ip link ... name NAME type sit mode ip6ip local L remote R ttl T`.
+fn ip6ip(
+    name: &str,
+    local: Ipv4Addr,
+    remote: Ipv4Addr,
+    ttl: u8,
+) -> rtnetlink::LinkMessageBuilder<LinkSit> {
+    LinkSit::new(name)
+        .local(local)
+        .remote(remote)
+        .ttl(ttl)
+        .protocol(IpProtocol::Ipv6)
+}
+
+/// New endpoints for the link (the care-of address moved). Named by its
+/// index only: with IFLA_IFNAME too, Debian 12's 6.1 refuses to change an
+/// up link (EBUSY), as for the `ipip` links.
+async fn move_link(
+    nl: &Netlink,
+    name: &str,
+    ifindex: u32,
+    local: Ipv4Addr,
+    remote: Ipv4Addr,
+    ttl: u8,
+) -> Result<(), TunnelError> {
+    let mut msg = ip6ip(name, local, remote, ttl).index(ifindex).build();
+    msg.attributes
+        .retain(|a| !matches!(a, LinkAttribute::IfName(_)));
+    nl.handle()
+        .link()
+        .change(msg)
+        .execute()
+        .await
+        .map_err(crate::netlink::Error::request(format!(
+            "move sit link {name} to {local} -> {remote}"
+        )))?;
+    Ok(())
+}
+
+/// Removes the link `name`; one that is not there is no error. Its routes
+/// and addresses go with it.
+pub async fn down(nl: &Netlink, name: &str) -> Result<(), TunnelError> {
+    let Ok(ifindex) = nl.link_index(name).await else {
+        return Ok(());
+    };
+    match nl.delete_link(ifindex).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.errno() == Some(libc::ENODEV) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The mobile node's side of IPv6 in IPv4 on the kernel backend: the
+/// `sit` link [`link_name`]`(home)` from `local` to `remote` (the home
+/// agent; `local` is the care-of or the home address, [`endpoints`] with
+/// [`Role::MobileNode`]), the node's addresses from its prefix on it, and
+/// `routes` (`::/0`, or the prefixes to reach) into it.
+///
+/// For mip4d's kernel backend, to be called on its node's decision that
+/// the home agent granted a prefix (RFC 5454 §2.2), and again after each
+/// move (it moves the link: with the tunnel to the care-of address its
+/// local end is the new care-of address). What leaves the link with the
+/// home address as its outer source follows the node's rule `from <home
+/// address>` into the IPv4 tunnel, which is how RFC 5454's tunnel to the
+/// home address reaches the home agent. Addresses and routes that exist
+/// already are kept (EEXIST): a second call changes only the endpoints.
+/// `routes` go into the main table: the caller picks them as it does for
+/// the userspace plane (a `::/0` there would also take IKE over an IPv6
+/// access network, RFC 5266 mode 'mc' over IPv6, into the tunnel).
+pub async fn ipv6_tunnel_up(
+    nl: &Netlink,
+    home: Ipv4Addr,
+    local: Ipv4Addr,
+    remote: Ipv4Addr,
+    addresses: &[Ipv6Net],
+    routes: &[Ipv6Net],
+) -> Result<TunnelDevice, TunnelError> {
+    let dev = up(
+        nl,
+        &link_name(home),
+        local,
+        remote,
+        super::ipip::DEFAULT_TTL,
+    )
+    .await?;
+    for a in addresses {
+        let added = nl
+            .handle()
+            .address()
+            .add(dev.ifindex, IpAddr::V6(a.addr()), a.prefix_len())
+            .execute()
+            .await
+            .map_err(crate::netlink::Error::request(format!(
+                "add address {a} on {}",
+                dev.ifname
+            )));
+        match added {
+            Ok(()) => {}
+            Err(e) if e.errno() == Some(libc::EEXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for r in routes {
+        nl.replace_route6(*r, dev.ifindex).await?;
+    }
+    Ok(dev)
+}
+
+/// Takes away what [`ipv6_tunnel_up`] installed for `home`: the link, and
+/// with it its addresses and routes.
+pub async fn ipv6_tunnel_down(nl: &Netlink, home: Ipv4Addr) -> Result<(), TunnelError> {
+    down(nl, &link_name(home)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HA: Ipv4Addr = Ipv4Addr::new(10, 1, 1, 2);
+    const HOME: Ipv4Addr = Ipv4Addr::new(10, 1, 100, 5);
+    const COA: Ipv4Addr = Ipv4Addr::new(10, 1, 10, 7);
+
+    #[test]
+    fn links_are_named_after_the_home_address_like_the_ipip_link() {
+        assert_eq!(link_name(HOME), "mip6-0a016405");
+        assert_eq!(
+            super::super::kernel::link_name(HOME),
+            "mip4-0a016405",
+            "the same home address part as the binding's ipip link"
+        );
+        assert!(link_name(Ipv4Addr::BROADCAST).len() <= 15);
+        assert_eq!(home_of_link("mip6-0a016405"), Some(HOME));
+        assert_eq!(home_of_link("mip4-0a016405"), Some(HOME));
+        for other in [
+            "mip6-0a01640",
+            "mip6-0a0164055",
+            "mip6-0a01640g",
+            "sit0",
+            "mip4ha0",
+        ] {
+            assert_eq!(home_of_link(other), None, "{other}");
+        }
+    }
+
+    /// RFC 5454 §2.2: code 1 (care-of address) and code 0 (home address)
+    /// decide the outer addresses, mirrored between the two ends.
+    #[test]
+    fn the_outer_addresses_follow_the_tunneling_mode() {
+        let e = |role, to| endpoints(role, to, HOME, COA, HA);
+        assert_eq!(e(Role::HomeAgent, Ipv6TunnelTo::CareOf), (HA, COA));
+        assert_eq!(e(Role::HomeAgent, Ipv6TunnelTo::HomeAddress), (HA, HOME));
+        assert_eq!(e(Role::MobileNode, Ipv6TunnelTo::CareOf), (COA, HA));
+        assert_eq!(e(Role::MobileNode, Ipv6TunnelTo::HomeAddress), (HOME, HA));
+    }
+}
