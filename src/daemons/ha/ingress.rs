@@ -22,101 +22,34 @@
 //! reads), runs at `raw` priority before conntrack, and its counter is
 //! ours, read back into `mip4ctl counters` / `status`.
 //!
-//! `nft` (the nftables package) is run for the three operations; the table
+//! `nft` ([`crate::daemons::nft`]) is run for the three operations; the table
 //! is replaced atomically at start (what a killed instance left goes with
 //! it) and deleted at a clean stop.
 
-use std::process::Stdio;
+use crate::daemons::nft;
 
-use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
+/// mip4-ha's own nftables table (family ip) and its named counter:
+/// reverse-tunnelled datagrams dropped.
+pub const CHECK: nft::Table = nft::Table {
+    name: "mip4-ha",
+    counter: COUNTER,
+};
+const COUNTER: &str = "rfc3024_ingress_dropped";
 
-/// mip4-ha's own nftables table (family ip).
-pub const TABLE: &str = "mip4-ha";
-/// Its named counter: reverse-tunnelled datagrams dropped.
-pub const COUNTER: &str = "rfc3024_ingress_dropped";
-
-/// The ruleset, loaded as one transaction: `table` + `delete table` first,
-/// so that a table an earlier (killed) instance left is replaced whole and
-/// a missing one is no error.
+/// The ruleset ([`nft::Table::ruleset`]).
 pub fn ruleset() -> String {
     let links = format!("{}*", crate::dataplane::kernel::LINK_PREFIX);
-    format!(
-        "table ip {TABLE}\n\
-         delete table ip {TABLE}\n\
-         table ip {TABLE} {{\n\
-         \tcounter {COUNTER} {{\n\
-         \t}}\n\
-         \tchain prerouting {{\n\
-         \t\ttype filter hook prerouting priority raw; policy accept;\n\
-         \t\tiifname \"{links}\" fib saddr . iif oif missing counter name \"{COUNTER}\" drop\n\
-         \t}}\n\
-         }}\n"
-    )
-}
-
-/// Runs `nft` with `args`, `stdin` as its input; its stdout, or an error
-/// naming the command and what nft said.
-async fn nft(args: &[&str], stdin: Option<&str>) -> Result<String, String> {
-    let mut cmd = Command::new("nft");
-    cmd.args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let what = format!("nft {}", args.join(" "));
-    let mut child = cmd.spawn().map_err(|e| {
-        format!(
-            "{what}: {e} (the kernel tunnel backend needs nftables for the RFC 3024 ingress check)"
-        )
-    })?;
-    if let (Some(text), Some(mut w)) = (stdin, child.stdin.take()) {
-        w.write_all(text.as_bytes())
-            .await
-            .map_err(|e| format!("{what}: {e}"))?;
-    }
-    let out = child
-        .wait_with_output()
-        .await
-        .map_err(|e| format!("{what}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{what}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    CHECK.ruleset(&format!(
+        "\tchain prerouting {{\n\
+             \t\ttype filter hook prerouting priority raw; policy accept;\n\
+             \t\tiifname \"{links}\" fib saddr . iif oif missing counter name \"{COUNTER}\" drop\n\
+             \t}}\n"
+    ))
 }
 
 /// Installs (or replaces) the table.
 pub async fn install() -> Result<(), String> {
-    nft(&["-f", "-"], Some(&ruleset())).await.map(|_| ())
-}
-
-/// Removes the table (a clean stop).
-pub async fn remove() -> Result<(), String> {
-    nft(&["delete", "table", "ip", TABLE], None)
-        .await
-        .map(|_| ())
-}
-
-/// Datagrams the rule dropped so far.
-pub async fn dropped() -> Result<u64, String> {
-    let text = nft(&["-j", "list", "counter", "ip", TABLE, COUNTER], None).await?;
-    packets(&text).ok_or_else(|| format!("nft: no packet count for counter {COUNTER} in: {text}"))
-}
-
-/// The `packets` of the counter in `nft -j list counter` output.
-fn packets(json: &str) -> Option<u64> {
-    let v: serde_json::Value = serde_json::from_str(json).ok()?;
-    v["nftables"]
-        .as_array()?
-        .iter()
-        .find_map(|o| o["counter"]["packets"].as_u64())
+    nft::load(&ruleset()).await
 }
 
 #[cfg(test)]
@@ -124,10 +57,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_counter_is_read_from_nfts_json() {
-        let j = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"counter": {"family": "ip", "name": "rfc3024_ingress_dropped", "table": "mip4-ha", "handle": 2, "packets": 3, "bytes": 252}}]}"#;
-        assert_eq!(packets(j), Some(3));
-        assert_eq!(packets(r#"{"nftables": []}"#), None);
-        assert_eq!(packets("not json"), None);
+    fn the_rule_drops_what_a_link_carries_from_another_source_than_its_home_address() {
+        assert_eq!(
+            ruleset(),
+            "table ip mip4-ha\ndelete table ip mip4-ha\ntable ip mip4-ha {\n\
+             \tcounter rfc3024_ingress_dropped {\n\t}\n\
+             \tchain prerouting {\n\
+             \t\ttype filter hook prerouting priority raw; policy accept;\n\
+             \t\tiifname \"mip4-*\" fib saddr . iif oif missing counter name \"rfc3024_ingress_dropped\" drop\n\
+             \t}\n}\n"
+        );
     }
 }

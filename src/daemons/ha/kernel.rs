@@ -16,8 +16,8 @@ use tracing::{debug, info, warn};
 
 use crate::dataplane::userspace::ControlSink;
 use crate::dataplane::{
-    Backend, BackendChoice, DataPlane, DataPlaneStatus, Encapsulation, Role, Tunnel, TunnelBinding,
-    TunnelDevice, UserspaceConfig, UserspacePlane,
+    Backend, DataPlane, DataPlaneStatus, Encapsulation, Role, Tunnel, TunnelBinding, TunnelDevice,
+    UserspaceConfig, UserspacePlane,
 };
 use crate::ha::binding::{Binding, Ipv6Binding, TunnelMode};
 use crate::ha::config::{HaConfig, HomeNetworkMode, TunnelBackend};
@@ -78,14 +78,6 @@ pub struct Installer {
     generation: u64,
 }
 
-fn choice(b: TunnelBackend) -> BackendChoice {
-    match b {
-        TunnelBackend::Auto => BackendChoice::Auto,
-        TunnelBackend::Kernel => BackendChoice::Kernel,
-        TunnelBackend::Userspace => BackendChoice::Userspace,
-    }
-}
-
 impl Installer {
     /// Starts the configured backend. `udp` is the Mobile IP socket and
     /// where the registrations read from it go: given (RFC 3519 enabled),
@@ -113,7 +105,7 @@ impl Installer {
             ucfg
         };
         let wants_udp = udp.is_some();
-        let dp = DataPlane::start(nl.clone(), choice(cfg.tunnel_backend), ucfg())
+        let dp = DataPlane::start(nl.clone(), cfg.tunnel_backend.into(), ucfg())
             .await
             .map_err(|e| format!("cannot start the tunnel data plane: {e}"))?;
         // `auto` took kernel ipip: RFC 3519 bindings get a userspace plane
@@ -156,7 +148,7 @@ impl Installer {
                 )
             })?;
             info!(
-                table = super::ingress::TABLE,
+                table = super::ingress::CHECK.name,
                 "RFC 3024 ingress check: nftables rule on the tunnel links"
             );
             ingress_dropped = Some(0);
@@ -229,7 +221,7 @@ impl Installer {
         if self.ingress_dropped.is_none() {
             return;
         }
-        match super::ingress::dropped().await {
+        match super::ingress::CHECK.dropped().await {
             Ok(n) => self.ingress_dropped = Some(n),
             Err(e) => warn!("cannot read the RFC 3024 ingress counter: {e}"),
         }
@@ -578,7 +570,7 @@ impl Installer {
         // Its TUN device goes with it.
         self.udp_plane = None;
         if self.ingress_dropped.take().is_some() {
-            if let Err(e) = super::ingress::remove().await {
+            if let Err(e) = super::ingress::CHECK.remove().await {
                 warn!("cannot remove the RFC 3024 ingress rule: {e}");
             }
         }
