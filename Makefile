@@ -36,7 +36,9 @@ check: deps fmt-check clippy test check-vm
 # untrusted-move MTU and DF over ESP, enter-full-tunnel the probe's bypass
 # of a 0.0.0.0/0 policy; the mode 'mc' ones no clear text on ext-a/ext-b.
 # Issue 10's: NAT traversal (RFC 3519), the VPN asked for with the probe,
-# more than one interface. Issue 11 §1's: mode 'f' through mip4-fa. Issue
+# more than one interface. Issue 11 §1's: mode 'f' through mip4-fa, on its
+# kernel backend (fa-trusted fails on a fall back to the userspace plane;
+# fa-to-colocated: its successor removes the killed one's ipip link). Issue
 # 11 §2's: DSMIPv4 on mip4-ha's kernel sit links (dual-stack-kernel, 18-42 s
 # of guest time, no charon).
 VM_SCENARIOS ?= trusted-move untrusted-move leave-enterprise forged-tnc enter-full-tunnel ipv6-access ipv6-access-detect \

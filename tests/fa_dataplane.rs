@@ -541,3 +541,65 @@ fn a_killed_fa_starts_again_cleanly_and_restores_its_sysctls() {
     assert!(lab.fa.0.wait().unwrap().success());
     assert_eq!(fa_kernel(&lab.fa_ns), found);
 }
+
+/// mip4-fa's kernel backend checks what its ipip links decapsulate in
+/// nftables (RFC 5944 §4.2.2: only to a visitor, and only to one of the
+/// link's home agent). The host has no ipip module, so this loads the
+/// rule as mip4-fa loads it into a namespace where a veth named like the
+/// FA's link to home agent 10.77.0.1 stands in for that link (the rule
+/// judges by link name and inner destination), and pings across it: the
+/// counter mip4ctl shows says each drop happened.
+#[test]
+fn the_kernel_backends_check_delivers_only_to_a_visitor_of_the_links_home_agent() {
+    use mip4::daemons::fa::ha_links::{link_name, LINK_PREFIX};
+    use mip4::daemons::fa::ingress;
+    require_root();
+    let fa = Netns::new("fachk-fa");
+    let ha = Netns::new("fachk-ha");
+    let link = link_name(HA);
+    fa.ip(&format!(
+        "link add {link} type veth peer name vha netns {}",
+        ha.name
+    ));
+    fa.ip(&format!("addr add {COA}/24 dev {link}"));
+    fa.ip(&format!("link set {link} up"));
+    ha.ip(&format!("addr add {HA}/24 dev vha"));
+    ha.ip("link set vha up");
+    // Once, without the rule: the path works.
+    let reaches = || {
+        Command::new("ip")
+            .args([
+                "netns", "exec", &ha.name, "ping", "-n", "-c", "1", "-W", "2",
+            ])
+            .arg(COA.to_string())
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(reaches(), "no path from the HA's namespace to {COA}");
+    let dropped = || fa.run(async { ingress::CHECK.dropped().await.unwrap() });
+    fa.run(async { ingress::install(LINK_PREFIX).await })
+        .unwrap();
+    assert_eq!(dropped(), 0);
+    assert!(!reaches(), "no visitor yet: dropped");
+    assert_eq!(dropped(), 1);
+    let l = link.clone();
+    fa.run(async move { ingress::admit(&l, COA).await })
+        .unwrap();
+    assert!(reaches(), "a visitor of the link's HA: delivered");
+    assert_eq!(dropped(), 1);
+    let l = link.clone();
+    fa.run(async move { ingress::revoke(&l, COA).await })
+        .unwrap();
+    assert!(!reaches(), "the visitor gone: dropped again");
+    assert_eq!(dropped(), 2);
+    // A visitor of another home agent: not from this link.
+    let other = link_name(Ipv4Addr::new(10, 77, 0, 9));
+    fa.run(async move { ingress::admit(&other, COA).await })
+        .unwrap();
+    assert!(!reaches(), "a visitor of another HA: dropped");
+    assert_eq!(dropped(), 3);
+    fa.run(async { ingress::CHECK.remove().await }).unwrap();
+    assert!(reaches(), "the table removed at a clean stop");
+}

@@ -8,7 +8,8 @@
 //! What they share: [`control`], the control-socket server, and
 //! [`accept`], its answer to a failing accept, [`udp`], the
 //! UDP reader loop, [`wake`], the timer and signals of the loop, and
-//! [`icmp`], reading raw ICMP sockets, [`record`], the record each keeps of itself under /run for its next
+//! [`icmp`], reading raw ICMP sockets, [`nft`], the kernel backends'
+//! nftables ingress checks, [`record`], the record each keeps of itself under /run for its next
 //! instance (what it installed, sysctls it changed, mip4-ha's bindings).
 
 pub mod accept;
@@ -17,6 +18,7 @@ pub mod fa;
 pub mod ha;
 pub mod icmp;
 pub mod mn;
+pub mod nft;
 pub mod record;
 pub mod udp;
 pub mod wake;

@@ -37,7 +37,13 @@ pub const LINK_PREFIX: &str = "mip4-";
 /// [`LINK_PREFIX`] and the home address in hex: unique per binding, 13
 /// characters (interface names are at most 15).
 pub fn link_name(home: Ipv4Addr) -> String {
-    format!("{LINK_PREFIX}{:08x}", u32::from(home))
+    named(LINK_PREFIX, home)
+}
+
+/// `prefix` and `addr` in hex (8 characters): with a prefix of at most 7
+/// characters, a valid interface name.
+pub fn named(prefix: &str, addr: Ipv4Addr) -> String {
+    format!("{prefix}{:08x}", u32::from(addr))
 }
 
 impl KernelTunnels {
@@ -60,30 +66,14 @@ impl KernelTunnels {
             self.update_endpoint(b.home, b.local, b.remote).await?;
             return Ok(self.tunnels[&b.home].device.clone());
         }
-        let name = link_name(b.home);
-        let msg = LinkIpIp::new(&name)
-            .local(b.local)
-            .remote(*b.remote.ip())
-            .ttl(self.ttl)
-            .pmtudisc(true)
-            .up()
-            .build();
-        let created = self.nl.handle().link().add(msg).execute().await.map_err(
-            crate::netlink::Error::request(format!("create ipip link {name}")),
-        );
-        // EEXIST: the link an earlier instance of this daemon made for
-        // this home address (killed before it could remove it): taken
-        // over and pointed at this binding's endpoints.
-        let adopt = match created {
-            Ok(()) => false,
-            Err(e) if e.errno() == Some(libc::EEXIST) => true,
-            Err(e) => return Err(e.into()),
-        };
-        let ifindex = self.nl.link_index(&name).await?;
-        let device = TunnelDevice {
-            ifindex,
-            ifname: name,
-        };
+        let device = add_link(
+            &self.nl,
+            &link_name(b.home),
+            b.local,
+            *b.remote.ip(),
+            self.ttl,
+        )
+        .await?;
         self.tunnels.insert(
             b.home,
             KernelTunnel {
@@ -91,13 +81,6 @@ impl KernelTunnels {
                 device: device.clone(),
             },
         );
-        if adopt {
-            if let Err(e) = self.update_endpoint(b.home, b.local, b.remote).await {
-                self.tunnels.remove(&b.home);
-                return Err(e);
-            }
-            self.nl.set_link_up(ifindex, true).await?;
-        }
         Ok(device)
     }
 
@@ -111,28 +94,7 @@ impl KernelTunnels {
             .tunnels
             .get_mut(&home)
             .ok_or(TunnelError::NoBinding(home))?;
-        let mut msg = LinkIpIp::new(&t.device.ifname)
-            .local(local)
-            .remote(*remote.ip())
-            .ttl(self.ttl)
-            .index(t.device.ifindex)
-            .build();
-        // The link is named by its index. With IFLA_IFNAME in the message
-        // too, kernels before 6.2 (Debian 12's 6.1 among them) refuse to
-        // change an up link with EBUSY even when the name is the same
-        // (dev_change_name checks IFF_UP first); found by the kernel tier.
-        msg.attributes
-            .retain(|a| !matches!(a, LinkAttribute::IfName(_)));
-        self.nl
-            .handle()
-            .link()
-            .change(msg)
-            .execute()
-            .await
-            .map_err(crate::netlink::Error::request(format!(
-                "move ipip link {} to {local} -> {remote}",
-                t.device.ifname
-            )))?;
+        move_link(&self.nl, &t.device, local, *remote.ip(), self.ttl).await?;
         t.binding.local = local;
         t.binding.remote = remote;
         Ok(())
@@ -150,4 +112,79 @@ impl KernelTunnels {
     pub fn bindings(&self) -> Vec<TunnelBinding> {
         self.tunnels.values().map(|t| t.binding).collect()
     }
+}
+
+/// Creates the ipip link `name` (`local` -> `remote`, up, path MTU
+/// discovery on) and returns it. EEXIST: the link an earlier instance of
+/// the daemon made under that name (killed before it could remove it) is
+/// taken over and pointed at these endpoints.
+pub async fn add_link(
+    nl: &Netlink,
+    name: &str,
+    local: Ipv4Addr,
+    remote: Ipv4Addr,
+    ttl: u8,
+) -> Result<TunnelDevice, TunnelError> {
+    let msg = LinkIpIp::new(name)
+        .local(local)
+        .remote(remote)
+        .ttl(ttl)
+        .pmtudisc(true)
+        .up()
+        .build();
+    let created =
+        nl.handle()
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(crate::netlink::Error::request(format!(
+                "create ipip link {name}"
+            )));
+    let adopt = match created {
+        Ok(()) => false,
+        Err(e) if e.errno() == Some(libc::EEXIST) => true,
+        Err(e) => return Err(e.into()),
+    };
+    let device = TunnelDevice {
+        ifindex: nl.link_index(name).await?,
+        ifname: name.to_string(),
+    };
+    if adopt {
+        move_link(nl, &device, local, remote, ttl).await?;
+        nl.set_link_up(device.ifindex, true).await?;
+    }
+    Ok(device)
+}
+
+/// Points the ipip link `dev` at new endpoints.
+pub async fn move_link(
+    nl: &Netlink,
+    dev: &TunnelDevice,
+    local: Ipv4Addr,
+    remote: Ipv4Addr,
+    ttl: u8,
+) -> Result<(), TunnelError> {
+    let mut msg = LinkIpIp::new(&dev.ifname)
+        .local(local)
+        .remote(remote)
+        .ttl(ttl)
+        .index(dev.ifindex)
+        .build();
+    // The link is named by its index. With IFLA_IFNAME in the message
+    // too, kernels before 6.2 (Debian 12's 6.1 among them) refuse to
+    // change an up link with EBUSY even when the name is the same
+    // (dev_change_name checks IFF_UP first); found by the kernel tier.
+    msg.attributes
+        .retain(|a| !matches!(a, LinkAttribute::IfName(_)));
+    nl.handle()
+        .link()
+        .change(msg)
+        .execute()
+        .await
+        .map_err(crate::netlink::Error::request(format!(
+            "move ipip link {} to {local} -> {remote}",
+            dev.ifname
+        )))?;
+    Ok(())
 }

@@ -129,6 +129,28 @@ pub struct DataPlaneStatus {
     pub counters: Option<CounterSnapshot>,
 }
 
+/// The backend `choice` gives on this kernel: `auto` probes the kernel for
+/// ipip once (creating and deleting a throw-away link) and takes it where
+/// it is; `kernel` where it is not is an error.
+pub async fn choose(nl: &Netlink, choice: BackendChoice) -> Result<Backend, TunnelError> {
+    let backend = match choice {
+        BackendChoice::Userspace => Backend::Userspace,
+        BackendChoice::Kernel => {
+            if !nl.kernel_has_ipip().await {
+                return Err(TunnelError::Unsupported(
+                    "tunnel backend 'kernel' configured but this kernel cannot create ipip links"
+                        .into(),
+                ));
+            }
+            Backend::Kernel
+        }
+        BackendChoice::Auto if nl.kernel_has_ipip().await => Backend::Kernel,
+        BackendChoice::Auto => Backend::Userspace,
+    };
+    tracing::info!(%backend, ?choice, "tunnel backend chosen");
+    Ok(backend)
+}
+
 /// The data plane of one daemon, with the backend chosen at start.
 #[derive(Debug)]
 pub enum DataPlane {
@@ -147,20 +169,7 @@ impl DataPlane {
         choice: BackendChoice,
         cfg: UserspaceConfig,
     ) -> Result<Self, TunnelError> {
-        let backend = match choice {
-            BackendChoice::Userspace => Backend::Userspace,
-            BackendChoice::Kernel => {
-                if !nl.kernel_has_ipip().await {
-                    return Err(TunnelError::Unsupported(
-                        "tunnel backend 'kernel' configured but this kernel cannot create ipip links".into(),
-                    ));
-                }
-                Backend::Kernel
-            }
-            BackendChoice::Auto if nl.kernel_has_ipip().await => Backend::Kernel,
-            BackendChoice::Auto => Backend::Userspace,
-        };
-        tracing::info!(%backend, ?choice, "tunnel backend chosen");
+        let backend = choose(&nl, choice).await?;
         Ok(match backend {
             Backend::Kernel => DataPlane::Kernel(KernelTunnels::new(nl, cfg.ttl)),
             Backend::Userspace => DataPlane::Userspace(UserspacePlane::start(&nl, cfg).await?),

@@ -39,6 +39,16 @@ pub enum TunnelBackend {
     Userspace,
 }
 
+impl From<TunnelBackend> for crate::dataplane::BackendChoice {
+    fn from(b: TunnelBackend) -> Self {
+        match b {
+            TunnelBackend::Auto => Self::Auto,
+            TunnelBackend::Kernel => Self::Kernel,
+            TunnelBackend::Userspace => Self::Userspace,
+        }
+    }
+}
+
 /// RFC 3024 reverse tunnelling policy for a mobile node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -86,6 +86,25 @@ impl Netlink {
         }
     }
 
+    /// Packets received and sent by interface `index` (its 64-bit
+    /// statistics, `ip -s link`): on a tunnel link, datagrams
+    /// decapsulated and encapsulated.
+    pub async fn link_packets(&self, index: u32) -> Result<(u64, u64)> {
+        let mut s = self.handle.link().get().match_index(index).execute();
+        match s.try_next().await {
+            Ok(Some(m)) => Ok(m
+                .attributes
+                .iter()
+                .find_map(|a| match a {
+                    LinkAttribute::Stats64(st) => Some((st.rx_packets, st.tx_packets)),
+                    _ => None,
+                })
+                .unwrap_or_default()),
+            Ok(None) => Err(Error::NoSuchLink(index.to_string())),
+            Err(e) => Err(Error::request(format!("get link {index}"))(e)),
+        }
+    }
+
     /// `ip link set dev INDEX up|down`.
     pub async fn set_link_up(&self, index: u32, up: bool) -> Result<()> {
         let b = LinkUnspec::new_with_index(index);

@@ -8,28 +8,29 @@
 //!   tunnel to it, and never draws other traffic for a home address off
 //!   its path through the home agent (on a host that also routes towards
 //!   the home network, a host route in the main table would);
-//! - the tunnel end: datagrams the HA tunnels to the care-of address are
-//!   decapsulated (only from that HA, only for that home address) and
-//!   routed on to the visitor;
+//! - the tunnel end ([`super::tunnels`]: the userspace plane's device, or
+//!   a kernel ipip link per home agent): datagrams the HA tunnels to the
+//!   care-of address are decapsulated (only from that HA, only for that
+//!   home address) and routed on to the visitor;
 //! - with 'T', the reverse tunnel (RFC 3024 §5): a rule `from HoA iif
-//!   LINK lookup T`, table T routing everything into the tunnel device,
-//!   where the data plane encapsulates it to the visitor's HA.
+//!   LINK lookup T'`, table T' routing everything into the tunnel device
+//!   (the userspace plane's, where it is encapsulated to the visitor's HA;
+//!   or the kernel link to that HA, with a table of its own).
 //!
 //! The core ([`crate::fa::ForeignAgent`]) decides; this remembers exactly what
 //! it installed so that a visitor's end and shutdown remove that only.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::dataplane::{
-    Backend, BackendChoice, DataPlane, DataPlaneStatus, Encapsulation, Role, Tunnel, TunnelBinding,
-    UserspaceConfig,
-};
-use crate::fa::config::{FaConfig, TunnelBackend};
+use super::ha_links::is_fa_link;
+use super::tunnels::Tunnels;
+use crate::dataplane::{Backend, DataPlaneStatus};
+use crate::fa::config::FaConfig;
 use crate::fa::visitor::{mac_string, Visitor};
 use crate::netlink::{sysctl, Netlink, RouteSpec, RuleSpec};
 
@@ -45,6 +46,9 @@ pub struct Installed {
     pub mac: String,
     pub home_agent: Ipv4Addr,
     pub reverse_tunnel: bool,
+    /// The tunnel device: the userspace plane's, or the kernel link to
+    /// the home agent.
+    pub tunnel: String,
     #[serde(skip)]
     ifindex: u32,
     #[serde(skip)]
@@ -56,8 +60,9 @@ pub struct Installed {
 /// What mip4-fa holds in the kernel beyond its process, kept in its
 /// record under /run (`fa.state` beside the control socket) for the next
 /// instance (issue 13): after SIGKILL the next start removes the
-/// visitors' routes and neighbour entries, and the sysctls go back to
-/// the values the first instance found at the clean stop.
+/// visitors' routes and neighbour entries, the kernel backend's links,
+/// rules and nftables table, and the sysctls go back to the values the
+/// first instance found at the clean stop.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KernelRecord {
@@ -70,6 +75,13 @@ pub struct KernelRecord {
     pub rp_filter_was: Vec<(String, u8)>,
     /// Visitors installed: (served link, home address).
     pub visitors: Vec<(String, Ipv4Addr)>,
+    /// Kernel backend: the reverse-tunnel tables of its links (the links
+    /// themselves are found by name, `mip4fa-*`).
+    #[serde(default)]
+    pub tables: Vec<u32>,
+    /// Kernel backend: its nftables table was installed.
+    #[serde(default)]
+    pub ingress: bool,
 }
 
 const DAEMON: &str = "mip4-fa";
@@ -77,64 +89,47 @@ const DAEMON: &str = "mip4-fa";
 /// The FA's data plane and what it installed per visitor.
 pub struct Installer {
     nl: Arc<Netlink>,
-    dp: DataPlane,
+    tunnels: Tunnels,
     care_of: Ipv4Addr,
+    /// The visitors' host routes (and, userspace, the reverse tunnel's
+    /// route).
     table: u32,
-    tunnel_ifindex: u32,
     /// Served interfaces: name -> index.
     links: Vec<(String, u32)>,
     installed: HashMap<Ipv4Addr, Installed>,
     forward_was: Option<bool>,
     rp_filter_was: Vec<(String, u8)>,
-    table_route: Option<RouteSpec>,
-    /// `iif <tunnel device> lookup <table>`: decapsulated datagrams find
-    /// the visitors' host routes.
-    delivery_rule: Option<RuleSpec>,
 }
 
 impl Installer {
-    /// Starts the tunnel data plane (this end is "mobile node"-like: it
-    /// tunnels *from* home addresses and accepts *to* them) and the
-    /// reverse-tunnel table.
+    /// Starts the configured tunnel backend ([`super::tunnels`]) and the
+    /// visitors' table.
     ///
     /// `previous` is what an earlier instance recorded: what it left
-    /// (visitors, its rules and table) is removed first, and the values
-    /// of the sysctls it found stay the ones restored at shutdown.
+    /// (visitors, its rules, tables, links and nftables table) is removed
+    /// first, and the values of the sysctls it found stay the ones
+    /// restored at shutdown.
     pub async fn start(
         cfg: &FaConfig,
         links: Vec<(String, u32)>,
         previous: &KernelRecord,
     ) -> Result<Self, String> {
         let nl = Arc::new(Netlink::new().map_err(|e| format!("netlink: {e}"))?);
-        sweep(&nl, cfg.reverse_tunnel_table, &links, previous).await;
-        let choice = match cfg.tunnel_backend {
-            TunnelBackend::Auto => BackendChoice::Auto,
-            TunnelBackend::Kernel => BackendChoice::Kernel,
-            TunnelBackend::Userspace => BackendChoice::Userspace,
-        };
-        if choice == BackendChoice::Kernel {
-            return Err(
-                "tunnel_backend \"kernel\" is not implemented for mip4-fa yet; use \"userspace\" or \"auto\"".into(),
-            );
-        }
-        // The FA decapsulates for many visitors on one device and needs
-        // the per-visitor ingress check: the userspace plane does both.
-        let ucfg = UserspaceConfig::new(&cfg.tunnel_interface, Role::MobileNode);
-        let dp = DataPlane::start(nl.clone(), BackendChoice::Userspace, ucfg)
+        sweep(&nl, cfg.reverse_tunnel_table, previous).await;
+        let backend = crate::dataplane::choose(&nl, cfg.tunnel_backend.into())
             .await
             .map_err(|e| format!("cannot start the tunnel data plane: {e}"))?;
-        let DataPlane::Userspace(u) = &dp else {
-            return Err("unexpected data plane backend".into());
-        };
-        let tunnel_ifindex = u.ifindex();
-        let tunnel_ifname = u.ifname().to_string();
-        // Decapsulated datagrams enter through the tunnel device with a
-        // correspondent's source; visitors' datagrams enter the link with
-        // a home address the routing table sends elsewhere: neither must
-        // be judged by reverse-path filtering.
-        if let Err(e) = sysctl::disable_rp_filter(u.ifname()) {
-            warn!("cannot disable rp_filter on {}: {e}", u.ifname());
-        }
+        let tunnels = Tunnels::start(
+            &nl,
+            backend,
+            &cfg.tunnel_interface,
+            cfg.care_of_address,
+            cfg.reverse_tunnel_table,
+        )
+        .await?;
+        // Visitors' datagrams enter the link with a home address the
+        // routing table sends elsewhere: reverse-path filtering must not
+        // judge them.
         let mut rp_filter_was = Vec::new();
         for (name, _) in &links {
             let was = previous
@@ -167,45 +162,36 @@ impl Installer {
             Err(e) => return Err(format!("cannot read net.ipv4.ip_forward: {e}")),
         };
         let forward_was = previous.ip_forward_was.or(forward_was);
-        let mut me = Installer {
+        Ok(Installer {
             nl,
-            dp,
+            tunnels,
             care_of: cfg.care_of_address,
             table: cfg.reverse_tunnel_table,
-            tunnel_ifindex,
             links,
             installed: HashMap::new(),
             forward_was,
             rp_filter_was,
-            table_route: None,
-            delivery_rule: None,
-        };
-        let route = RouteSpec::to_dev(Ipv4Addr::UNSPECIFIED, 0, tunnel_ifindex).in_table(me.table);
-        me.nl
-            .replace_route(&route)
-            .await
-            .map_err(|e| format!("reverse tunnel table {}: {e}", me.table))?;
-        me.table_route = Some(route);
-        let rule = RuleSpec {
-            iif: Some(tunnel_ifname),
-            table: me.table,
-            priority: RULE_PRIORITY,
-            ..Default::default()
-        };
-        me.nl
-            .add_rule(&rule)
-            .await
-            .map_err(|e| format!("delivery rule of table {}: {e}", me.table))?;
-        me.delivery_rule = Some(rule);
-        Ok(me)
+        })
     }
 
     pub fn backend(&self) -> Backend {
-        self.dp.backend()
+        self.tunnels.backend()
     }
 
+    /// Backend, tunnels and datagram counters (kernel backend: as last
+    /// read by [`refresh_counters`](Self::refresh_counters)).
     pub fn status(&self) -> DataPlaneStatus {
-        self.dp.status()
+        DataPlaneStatus {
+            backend: self.tunnels.backend(),
+            bindings: self.tunnels.bindings(),
+            counters: Some(self.tunnels.counters()),
+        }
+    }
+
+    /// Kernel backend: reads the links' packet counts and the
+    /// decapsulation check's drops again.
+    pub async fn refresh_counters(&mut self) {
+        self.tunnels.refresh_counters(&self.nl).await;
     }
 
     /// What is installed now, for the daemon's record.
@@ -221,6 +207,8 @@ impl Installer {
             ip_forward_was: self.forward_was,
             rp_filter_was: self.rp_filter_was.clone(),
             visitors,
+            tables: self.tunnels.tables(),
+            ingress: self.tunnels.backend() == Backend::Kernel,
         }
     }
 
@@ -239,35 +227,49 @@ impl Installer {
             .cloned()
             .ok_or_else(|| format!("no served interface {}", v.interface))?;
         if let Some(old) = self.installed.get(&home) {
-            if old.ifindex != ifindex || old.reverse_tunnel != v.reverse_tunnel {
+            if old.ifindex != ifindex
+                || old.reverse_tunnel != v.reverse_tunnel
+                || old.home_agent != v.home_agent
+            {
                 self.down(home).await?;
             }
         }
-        self.dp
-            .create(TunnelBinding {
-                home,
-                local: self.care_of,
-                remote: SocketAddrV4::new(v.home_agent, 0),
-                encapsulation: Encapsulation::IpInIp,
-            })
-            .await
-            .map_err(|e| format!("tunnel for {home}: {e}"))?;
+        let end = self
+            .tunnels
+            .join(&self.nl, self.table, self.care_of, v.home_agent, home)
+            .await?;
+        // From here the visitor has kernel state: remembered now, so that
+        // `down` removes it even when a later step fails.
+        let had_rule = self.installed.get(&home).and_then(|i| i.rule.clone());
+        let route = RouteSpec::to_dev(home, 32, ifindex).in_table(self.table);
+        self.installed.insert(
+            home,
+            Installed {
+                home_address: home,
+                interface: ifname.clone(),
+                mac: mac_string(&v.mac),
+                home_agent: v.home_agent,
+                reverse_tunnel: v.reverse_tunnel,
+                tunnel: end.device.ifname.clone(),
+                ifindex,
+                route: route.clone(),
+                rule: had_rule.clone(),
+            },
+        );
         self.nl
             .add_static_neighbour(ifindex, home, v.mac)
             .await
             .map_err(|e| format!("neighbour entry for {home}: {e}"))?;
-        let route = RouteSpec::to_dev(home, 32, ifindex).in_table(self.table);
         self.nl
             .replace_route(&route)
             .await
             .map_err(|e| format!("route for {home}: {e}"))?;
-        let had_rule = self.installed.get(&home).and_then(|i| i.rule.clone());
         let rule = if v.reverse_tunnel {
             let r = RuleSpec {
                 from: Some((home, 32)),
                 to: None,
                 iif: Some(ifname.clone()),
-                table: self.table,
+                table: end.table,
                 priority: RULE_PRIORITY,
                 ..Default::default()
             };
@@ -281,22 +283,13 @@ impl Installer {
         } else {
             None
         };
+        if let Some(i) = self.installed.get_mut(&home) {
+            i.rule = rule;
+        }
         info!(
             home_address = %home, interface = %ifname, mac = %mac_string(&v.mac), home_agent = %v.home_agent,
-            reverse_tunnel = v.reverse_tunnel, "visitor installed: route, neighbour entry and tunnel"
-        );
-        self.installed.insert(
-            home,
-            Installed {
-                home_address: home,
-                interface: ifname,
-                mac: mac_string(&v.mac),
-                home_agent: v.home_agent,
-                reverse_tunnel: v.reverse_tunnel,
-                ifindex,
-                route,
-                rule,
-            },
+            reverse_tunnel = v.reverse_tunnel, tunnel = %end.device.ifname,
+            "visitor installed: route, neighbour entry and tunnel"
         );
         Ok(())
     }
@@ -322,9 +315,7 @@ impl Installer {
                 errors.push(format!("neighbour: {e}"));
             }
         }
-        if let Err(e) = self.dp.remove(home).await {
-            errors.push(format!("tunnel: {e}"));
-        }
+        self.tunnels.leave(&self.nl, i.home_agent, home).await;
         info!(home_address = %home, interface = %i.interface, "visitor uninstalled");
         if errors.is_empty() {
             Ok(())
@@ -342,20 +333,7 @@ impl Installer {
                 warn!("{e}");
             }
         }
-        if let Some(r) = self.delivery_rule.take() {
-            if let Err(e) = self.nl.del_rule(&r).await {
-                warn!("delivery rule: {e}");
-            }
-        }
-        if let Some(r) = self.table_route.take() {
-            if let Err(e) = self.nl.del_route(&r).await {
-                warn!("reverse tunnel table route: {e}");
-            }
-        }
-        let _ = self.tunnel_ifindex;
-        if let Err(e) = self.dp.shutdown().await {
-            warn!("tunnel data plane shutdown: {e}");
-        }
+        self.tunnels.shutdown(&self.nl).await;
         if let Some(was) = self.forward_was.take() {
             if let Err(e) = sysctl::set_ip_forward(was) {
                 warn!("cannot restore net.ipv4.ip_forward: {e}");
@@ -371,10 +349,39 @@ impl Installer {
 
 /// Removes what an earlier instance of mip4-fa left when it was killed
 /// before its cleanup (issue 13): its reverse-tunnel rules (its priority,
-/// its table) and the table's route, and per visitor of its record the
-/// host route and neighbour entry on the served link. Nothing else.
-async fn sweep(nl: &Netlink, table: u32, links: &[(String, u32)], previous: &KernelRecord) {
+/// its tables) and the tables' routes, per visitor of its record the
+/// host route and neighbour entry on its link (served by this instance
+/// or not), the kernel
+/// backend's links (named `mip4fa-*`: one mip4-fa per namespace, it owns
+/// the Mobile IP port) and its nftables table. Nothing else.
+async fn sweep(nl: &Netlink, table: u32, previous: &KernelRecord) {
     let mut removed = 0;
+    match nl.links().await {
+        Ok(all) => {
+            for (index, name) in all.iter().filter(|(_, n)| is_fa_link(n)) {
+                match nl.delete_link(*index).await {
+                    Ok(()) => {
+                        info!(link = %name, "ipip link left by an earlier instance removed");
+                        removed += 1;
+                    }
+                    Err(e) => warn!("cannot remove {name} left by an earlier instance: {e}"),
+                }
+            }
+        }
+        Err(e) => warn!("cannot list links: {e}"),
+    }
+    for &t in &previous.tables {
+        match nl.del_rules_at(RULE_PRIORITY, t).await {
+            Ok(n) => removed += n,
+            Err(e) => warn!("cannot remove rules left by an earlier instance: {e}"),
+        }
+    }
+    if previous.ingress {
+        match super::ingress::CHECK.remove().await {
+            Ok(()) => removed += 1,
+            Err(e) => warn!("cannot remove the nftables table left by an earlier instance: {e}"),
+        }
+    }
     match nl.del_rules_at(RULE_PRIORITY, table).await {
         Ok(n) => removed += n,
         Err(e) => warn!("cannot remove rules left by an earlier instance: {e}"),
@@ -384,7 +391,8 @@ async fn sweep(nl: &Netlink, table: u32, links: &[(String, u32)], previous: &Ker
         Err(e) => warn!("cannot remove routes left by an earlier instance: {e}"),
     }
     for (name, home) in &previous.visitors {
-        let Some(&(_, ifindex)) = links.iter().find(|(n, _)| n == name) else {
+        // By name: the link may be one this instance does not serve.
+        let Ok(ifindex) = nl.link_index(name).await else {
             continue;
         };
         if nl
@@ -401,7 +409,7 @@ async fn sweep(nl: &Netlink, table: u32, links: &[(String, u32)], previous: &Ker
     if removed > 0 {
         info!(
             removed,
-            "left by an earlier instance of mip4-fa: rules, routes and neighbour entries removed"
+            "left by an earlier instance of mip4-fa: rules, routes, neighbour entries and links removed"
         );
     }
 }

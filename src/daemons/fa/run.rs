@@ -2,7 +2,7 @@
 //! sockets ([`super::sockets`]) and UDP 434 towards home agents read goes
 //! to the core; its outputs go out in order (advertisements, relayed
 //! requests and replies, and per visitor the routes, neighbour entries and
-//! tunnels of [`super::kernel`]); the control socket ([`super::control`]);
+//! tunnels of [`super::kernel`] and its tunnel backend); the control socket ([`super::control`]);
 //! a SIGTERM shutdown removes everything it installed; SIGHUP is logged
 //! and ignored (no reload). What it installed is recorded under /run
 //! (`fa.state`), so that a start after SIGKILL removes it first.
@@ -153,6 +153,9 @@ pub async fn run(cfg: FaConfig) -> Result<(), String> {
                 d.apply().await;
             }
             Some((req, reply)) = ctl_rx.recv() => {
+                if matches!(req, crate::ctl::Request::Counters | crate::ctl::Request::Status) {
+                    d.dp.refresh_counters().await;
+                }
                 let _ = reply.send(d.answer(req));
             }
             () = hup.recv() => hangup_ignored("mip4-fa"),

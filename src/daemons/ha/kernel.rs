@@ -19,8 +19,8 @@ use tracing::{debug, info, warn};
 use crate::dataplane::ipip::DEFAULT_TTL;
 use crate::dataplane::userspace::ControlSink;
 use crate::dataplane::{
-    sit, Backend, BackendChoice, DataPlane, DataPlaneStatus, Encapsulation, Role, Tunnel,
-    TunnelBinding, TunnelDevice, UserspaceConfig, UserspacePlane,
+    sit, Backend, DataPlane, DataPlaneStatus, Encapsulation, Role, Tunnel, TunnelBinding,
+    TunnelDevice, UserspaceConfig, UserspacePlane,
 };
 use crate::ha::binding::{Binding, Ipv6Binding, TunnelMode};
 use crate::ha::config::{HaConfig, HomeNetworkMode, TunnelBackend};
@@ -96,14 +96,6 @@ pub struct Installer {
     generation: u64,
 }
 
-fn choice(b: TunnelBackend) -> BackendChoice {
-    match b {
-        TunnelBackend::Auto => BackendChoice::Auto,
-        TunnelBackend::Kernel => BackendChoice::Kernel,
-        TunnelBackend::Userspace => BackendChoice::Userspace,
-    }
-}
-
 impl Installer {
     /// Starts the configured backend. `udp` is the Mobile IP socket and
     /// where the registrations read from it go: given (RFC 3519 enabled),
@@ -131,7 +123,7 @@ impl Installer {
             ucfg
         };
         let wants_udp = udp.is_some();
-        let dp = DataPlane::start(nl.clone(), choice(cfg.tunnel_backend), ucfg())
+        let dp = DataPlane::start(nl.clone(), cfg.tunnel_backend.into(), ucfg())
             .await
             .map_err(|e| format!("cannot start the tunnel data plane: {e}"))?;
         // `auto` took kernel ipip: RFC 3519 bindings get a userspace plane
@@ -174,7 +166,7 @@ impl Installer {
                 )
             })?;
             info!(
-                table = super::ingress::TABLE,
+                table = super::ingress::CHECK.name,
                 "RFC 3024 ingress check: nftables rule on the tunnel links"
             );
             ingress_dropped = Some(0);
@@ -258,14 +250,15 @@ impl Installer {
         if self.ingress_dropped.is_none() {
             return;
         }
-        match super::ingress::dropped().await {
-            Ok((v4, v6)) => {
-                self.ingress_dropped = Some(v4);
-                if self.ipv6_spoofed.is_some() {
-                    self.ipv6_spoofed = v6.or(self.ipv6_spoofed);
-                }
+        match super::ingress::CHECK.dropped().await {
+            Ok(n) => self.ingress_dropped = Some(n),
+            Err(e) => warn!("cannot read the RFC 3024 ingress counter: {e}"),
+        }
+        if self.ipv6_spoofed.is_some() {
+            match super::ingress::CHECK6.dropped().await {
+                Ok(n) => self.ipv6_spoofed = Some(n),
+                Err(e) => warn!("cannot read the RFC 5454 ingress counter: {e}"),
             }
-            Err(e) => warn!("cannot read the ingress counters: {e}"),
         }
     }
 
@@ -672,12 +665,12 @@ impl Installer {
         // Its TUN device goes with it.
         self.udp_plane = None;
         if self.ingress_dropped.take().is_some() {
-            if let Err(e) = super::ingress::remove("ip").await {
+            if let Err(e) = super::ingress::CHECK.remove().await {
                 warn!("cannot remove the RFC 3024 ingress rule: {e}");
             }
         }
         if self.ipv6_spoofed.take().is_some() {
-            if let Err(e) = super::ingress::remove("ip6").await {
+            if let Err(e) = super::ingress::CHECK6.remove().await {
                 warn!("cannot remove the RFC 5454 ingress rule: {e}");
             }
         }
@@ -714,13 +707,13 @@ impl Installer {
 async fn kernel_ipv6(nl: &Netlink) -> Option<u64> {
     if !sit::kernel_has_sit(nl).await {
         info!("this kernel cannot create sit links: no IPv6 in the kernel tunnel backend (IPv6 prefixes refused, RFC 5454 code 8)");
-        let _ = super::ingress::remove("ip6").await;
+        let _ = super::ingress::CHECK6.remove().await;
         return None;
     }
     match super::ingress::install6().await {
         Ok(()) => {
             info!(
-                table = super::ingress::TABLE,
+                table = super::ingress::CHECK6.name,
                 "RFC 5454 ingress check: nftables rule on the sit links"
             );
             Some(0)
