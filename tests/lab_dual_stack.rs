@@ -4,7 +4,8 @@
 //! flows between the correspondent and that address across c -> mc -> c
 //! (ping6 and one TCP-over-IPv6 connection); a spoofed inner IPv6 source
 //! from the MN side is dropped and counted by mip4-ha; the captures show
-//! IPv6 inside IPv4 both ways, and none of it outside ESP outside. Needs
+//! IPv6 inside IPv4 both ways, and none of it outside ESP outside; a
+//! mip4d killed and started again sweeps what it left. Needs
 //! root, strongSwan 5.9.8 (kernel-libipsec), the plugin and tshark.
 
 mod lab_support;
@@ -43,6 +44,11 @@ fn lab_dual_stack_carries_ipv6_to_the_prefix_across_c_mc_c_and_counts_spoofed_so
         .find(|c| c.command.ends_with("ha.sock counters"))
         .expect("the HA's counters were checked");
     assert!(counters.ok, "{counters:?}");
+    // SIGKILL: the next instance swept the old prefix rule, put the
+    // address back, and the same connection went on.
+    same_stream(&s, "stream6_c2", "stream6_again");
+    check_held(&s, "ip -6 rule show");
+    check_held(&s, "events mn/mip4d-2 ipv6_home_up");
     // tshark saw IPv6 in IPv4 both ways, with each care-of address, and
     // none of it outside ESP on external A.
     check_held(&s, "ipv6-in-ipv4 ha-link");
