@@ -191,6 +191,29 @@ impl DataPlane {
         }
     }
 
+    /// RFC 5454 at the mobile node: the IPv6 prefix of the binding of
+    /// `home`, and where its IPv6 goes (§2.2), or none any more. Returns
+    /// the device the node's IPv6 home address goes on and its IPv6 is
+    /// routed into (`None` when `v6` is `None`). The userspace plane
+    /// carries it in its TUN device and raw protocol 41 socket; kernel
+    /// tunnels do not carry IPv6 here yet.
+    pub async fn set_ipv6(
+        &mut self,
+        home: Ipv4Addr,
+        v6: Option<binding::Ipv6Binding>,
+    ) -> Result<Option<TunnelDevice>, TunnelError> {
+        match self {
+            // The kernel backend's IPv6 (issue 11 §2) goes here.
+            DataPlane::Kernel(_) => match v6 {
+                Some(_) => Err(TunnelError::Unsupported(format!(
+                    "IPv6 for {home}: the kernel tunnel backend carries no IPv6"
+                ))),
+                None => Ok(None),
+            },
+            DataPlane::Userspace(u) => Ok(u.carry_ipv6(home, v6)),
+        }
+    }
+
     /// Removes every tunnel (kernel links outlive the process otherwise).
     pub async fn shutdown(&mut self) -> Result<(), TunnelError> {
         let homes: Vec<Ipv4Addr> = self.status().bindings.iter().map(|b| b.home).collect();

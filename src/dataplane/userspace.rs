@@ -275,6 +275,20 @@ impl UserspacePlane {
             .set_ipv6(home, v6);
     }
 
+    /// [`Self::set_ipv6`], and the device the prefix's IPv6 is routed
+    /// into when it has one (the mobile node's end).
+    pub fn carry_ipv6(
+        &self,
+        home: Ipv4Addr,
+        v6: Option<super::binding::Ipv6Binding>,
+    ) -> Option<super::TunnelDevice> {
+        self.set_ipv6(home, v6);
+        v6.map(|_| super::TunnelDevice {
+            ifindex: self.ifindex,
+            ifname: self.ifname.clone(),
+        })
+    }
+
     pub fn remove(&self, home: Ipv4Addr) -> Option<TunnelBinding> {
         self.bindings
             .write()

@@ -40,7 +40,43 @@ pub fn count(pcap: &Path, addr: &str) -> Result<Seen> {
 
 /// [`count`] by tshark's dissectors.
 pub fn count_tshark(pcap: &Path, ip: std::net::Ipv4Addr) -> Result<Seen> {
-    let frames = |filter: Option<String>| -> Result<u64> {
+    Ok(Seen {
+        total: tshark_frames(pcap, None)?,
+        with_addr: tshark_frames(pcap, Some(format!("ip.addr == {ip}")))?,
+    })
+}
+
+/// IPv6 to and from `addr` inside IPv4 protocol 41 (RFC 5454; RFC 3519
+/// next header 41 is UDP to port 434), with `outer` in the IPv4 header
+/// when given, as tshark dissects the frames of `pcap`
+/// (`lab::ipv6-in-ipv4`): `to=N from=M`.
+pub fn ipv6_in_ipv4(pcap: &Path, addr: &str, outer: Option<&str>) -> Result<String> {
+    let ip: std::net::Ipv6Addr = addr
+        .parse()
+        .map_err(|_| Error::Other(format!("`{addr}` is not an IPv6 address")))?;
+    let outer = match outer {
+        Some(o) => {
+            let o: std::net::Ipv4Addr = o
+                .parse()
+                .map_err(|_| Error::Other(format!("`{o}` is not an IPv4 address")))?;
+            format!(" && ip.addr == {o}")
+        }
+        None => String::new(),
+    };
+    let count = |dir: &str| {
+        tshark_frames(
+            pcap,
+            Some(format!(
+                "(ip.proto == 41 || udp.port == 434) && ipv6.{dir} == {ip}{outer}"
+            )),
+        )
+    };
+    Ok(format!("to={} from={}", count("dst")?, count("src")?))
+}
+
+/// The frames of `pcap` tshark shows through `filter` (all without one).
+fn tshark_frames(pcap: &Path, filter: Option<String>) -> Result<u64> {
+    {
         let mut cmd = Command::new("tshark");
         cmd.args(["-n", "-r"])
             .arg(pcap)
@@ -64,9 +100,5 @@ pub fn count_tshark(pcap: &Path, ip: std::net::Ipv4Addr) -> Result<Seen> {
         }
         let text = String::from_utf8_lossy(&out.stdout);
         Ok(text.lines().filter(|l| !l.trim().is_empty()).count() as u64)
-    };
-    Ok(Seen {
-        total: frames(None)?,
-        with_addr: frames(Some(format!("ip.addr == {ip}")))?,
-    })
+    }
 }

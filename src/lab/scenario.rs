@@ -534,6 +534,7 @@ impl Run<'_> {
             "ipip-send" => self.ipip_send(&a)?,
             "dsmip-register" => self.dsmip_register(&a)?,
             "sit-up" => self.sit_up(&a)?,
+            "ipv6-send" => self.ipv6_send(&a)?,
             "pmtu" => self.pmtu(&a)?,
             "figure" => self.figure(&a)?,
             "delta" => self.delta(&a)?,
@@ -624,6 +625,7 @@ impl Run<'_> {
             }
             "same-as" => self.same_as(a.arg(1)?, a.arg(2)?),
             "clear-text" => self.clear_text(a.arg(1)?, a.arg(2)?),
+            "ipv6-in-ipv4" => self.ipv6_in_ipv4(&a),
             "largest" => self.largest(&a),
             other => Err(Error::Other(format!("unknown lab query `{other}`"))),
         }

@@ -10,7 +10,7 @@
 //! connection carried data before and after the move.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
@@ -45,7 +45,7 @@ fn pattern(i: u64) -> u8 {
 #[derive(Debug, Clone, Default)]
 pub struct StreamState {
     /// The client's end, `addr:port` (the connection's identity).
-    pub client: Option<SocketAddrV4>,
+    pub client: Option<SocketAddr>,
     /// The peer the server accepted (must be the same client).
     pub server_peer: Option<SocketAddr>,
     /// Connections the server accepted: 1 for an intact stream.
@@ -119,7 +119,7 @@ impl TcpProbe {
     /// Listens on `server` inside namespace `server_ns`, connects to it
     /// from namespace `client_ns` and starts the pattern. Returns once the
     /// connection is up.
-    pub fn start(server_ns: &str, server: SocketAddrV4, client_ns: &str) -> Result<TcpProbe> {
+    pub fn start(server_ns: &str, server: SocketAddr, client_ns: &str) -> Result<TcpProbe> {
         let state = Arc::new(Mutex::new(StreamState::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
@@ -162,11 +162,12 @@ impl TcpProbe {
             let ns = client_ns.to_string();
             std::thread::spawn(move || {
                 let r = netns::enter(&ns).and_then(|()| {
-                    TcpStream::connect_timeout(&SocketAddr::V4(server), Duration::from_secs(5))
-                        .map_err(|source| Error::Io {
+                    TcpStream::connect_timeout(&server, Duration::from_secs(5)).map_err(|source| {
+                        Error::Io {
                             path: format!("tcp connect {server} from {ns}"),
                             source,
-                        })
+                        }
+                    })
                 });
                 let _ = conn_tx.send(r);
             })
@@ -183,7 +184,7 @@ impl TcpProbe {
         conn.set_nodelay(true).map_err(io)?;
         conn.set_read_timeout(Some(POLL)).map_err(io)?;
         conn.set_write_timeout(Some(POLL)).map_err(io)?;
-        if let Ok(SocketAddr::V4(local)) = conn.local_addr() {
+        if let Ok(local) = conn.local_addr() {
             lock(&state).client = Some(local);
         }
         let writer = conn.try_clone().map_err(io)?;

@@ -26,7 +26,7 @@ pub mod registration;
 pub mod vpn;
 
 pub use mode::{Mode, Trust, TrustPolicy};
-pub use node::{Action, HomeSource, Node, NodeConfig, NodeEvent, State};
+pub use node::{Action, HomeSource, Ipv6Home, Node, NodeConfig, NodeEvent, State};
 pub use registration::{
     Agent, Binding, Client, ClientEvent, Config, ConfigError, Purpose, Retransmit, Stats, Transmit,
 };

@@ -11,6 +11,7 @@
 pub mod addr;
 pub mod bypass;
 pub mod gateway;
+pub mod ipv6;
 pub mod link;
 pub mod neigh;
 pub mod route;

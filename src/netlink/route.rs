@@ -4,7 +4,7 @@
 //! `from HoA lookup T` and a default route into the tunnel in table T), the
 //! HA to route home addresses into their tunnels.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv4Addr;
 
 use ipnet::Ipv6Net;
 use netlink_packet_route::route::{
@@ -82,13 +82,6 @@ impl RouteSpec {
     }
 }
 
-fn route6_message(dst: Ipv6Net, dev: u32) -> RouteMessage {
-    RouteMessageBuilder::<Ipv6Addr>::new()
-        .destination_prefix(dst.network(), dst.prefix_len())
-        .output_interface(dev)
-        .build()
-}
-
 /// A route without a device: `KIND DST/LEN table T`.
 fn typed_message(dst: Ipv4Addr, prefix_len: u8, table: u32, kind: RouteType) -> RouteMessage {
     let mut msg = RouteMessageBuilder::<Ipv4Addr>::new()
@@ -129,13 +122,29 @@ impl Netlink {
 
     /// `ip route replace`.
     pub async fn replace_route(&self, r: &RouteSpec) -> Result<()> {
+        self.replace_message(r.message(), format!("replace route {r:?}"))
+            .await
+    }
+
+    /// `ip route replace` (either family), the failure named `op`.
+    pub(super) async fn replace_message(&self, msg: RouteMessage, op: String) -> Result<()> {
         self.handle
             .route()
-            .add(r.message())
+            .add(msg)
             .replace()
             .execute()
             .await
-            .map_err(Error::request(format!("replace route {r:?}")))
+            .map_err(Error::request(op))
+    }
+
+    /// `ip route del` (either family), the failure named `op`.
+    pub(super) async fn del_message(&self, msg: RouteMessage, op: String) -> Result<()> {
+        self.handle
+            .route()
+            .del(msg)
+            .execute()
+            .await
+            .map_err(Error::request(op))
     }
 
     /// `ip route replace blackhole DST/LEN table T`: traffic routed here
@@ -187,33 +196,20 @@ impl Netlink {
     /// `ip -6 route replace DST/LEN dev IF` in the main table (mip4-ha:
     /// a DSMIPv4 prefix into the tunnel device, RFC 5454).
     pub async fn replace_route6(&self, dst: Ipv6Net, dev: u32) -> Result<()> {
-        self.handle
-            .route()
-            .add(route6_message(dst, dev))
-            .replace()
-            .execute()
+        self.replace_route6_in(&super::ipv6::Route6::to_dev(dst, dev))
             .await
-            .map_err(Error::request(format!("replace route {dst} dev {dev}")))
     }
 
     /// `ip -6 route del DST/LEN dev IF`.
     pub async fn del_route6(&self, dst: Ipv6Net, dev: u32) -> Result<()> {
-        self.handle
-            .route()
-            .del(route6_message(dst, dev))
-            .execute()
+        self.del_route6_in(&super::ipv6::Route6::to_dev(dst, dev))
             .await
-            .map_err(Error::request(format!("delete route {dst} dev {dev}")))
     }
 
     /// `ip route del`.
     pub async fn del_route(&self, r: &RouteSpec) -> Result<()> {
-        self.handle
-            .route()
-            .del(r.message())
-            .execute()
+        self.del_message(r.message(), format!("delete route {r:?}"))
             .await
-            .map_err(Error::request(format!("delete route {r:?}")))
     }
 
     fn rule_message(&self, r: &RuleSpec) -> RuleMessage {

@@ -141,6 +141,10 @@ pub struct FakeHa {
     /// RFC 3519: answer a UDP Tunnel Request with a UDP Tunnel Reply,
     /// "will do" with this keepalive interval (`Some`) or declined.
     pub udp_keepalive: Option<u16>,
+    /// RFC 5454: answer an IPv6 Prefix Request with an IPv6 Prefix Reply
+    /// of this code and prefix (`None`: skip it, as a home agent without
+    /// DSMIPv4 does, §3.5).
+    pub ipv6_reply: Option<(u8, ipnet::Ipv6Net)>,
     rng: StdRng,
 }
 
@@ -158,6 +162,7 @@ impl FakeHa {
             assign: HOA,
             address: HA,
             udp_keepalive: None,
+            ipv6_reply: None,
             rng: StdRng::seed_from_u64(0xa9e),
         }
     }
@@ -219,6 +224,23 @@ impl FakeHa {
                 force: false,
                 keepalive_interval,
             }));
+        }
+        let prefix_asked = req.extensions.iter().any(|e| {
+            matches!(
+                e,
+                Extension::Dsmipv4(mip4::wire::extension::Dsmipv4Ext::Ipv6PrefixRequest { .. })
+            )
+        });
+        if let (true, true, Some((code, prefix))) =
+            (prefix_asked, code.is_accepted(), self.ipv6_reply)
+        {
+            extensions.push(Extension::Dsmipv4(
+                mip4::wire::extension::Dsmipv4Ext::Ipv6PrefixReply {
+                    code,
+                    prefix_length: prefix.prefix_len(),
+                    prefix: prefix.network(),
+                },
+            ));
         }
         let reply = ReplyRepr {
             code,

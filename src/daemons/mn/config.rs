@@ -8,18 +8,20 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use std::net::Ipv6Addr;
+
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 
 use crate::auth::{Algorithm, SecurityAssociation, FIRST_USABLE_SPI};
 use crate::config::{first, ConfigError, Findings, SecretKey, Source};
 use crate::dataplane::BackendChoice;
 use crate::mn::detect::{DetectConfig, VpnWhenInside};
-use crate::mn::node::{Multihoming, NetworkMatch, NodeConfig};
+use crate::mn::node::{Dsmipv4, Multihoming, NetworkMatch, NodeConfig};
 use crate::mn::registration::{self, Retransmit, MIN_RETRANSMIT_INTERVAL};
 use crate::mn::TrustPolicy;
 use crate::replay::ReplayMethod;
-use crate::wire::extension::UdpTunnelRequest;
+use crate::wire::extension::{Dsmipv4Ext, UdpTunnelRequest};
 use crate::wire::Extension;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -104,6 +106,89 @@ struct File {
     home_address_source: HomeSourceFile,
     #[serde(default)]
     multihoming: MultihomingFile,
+    dsmipv4: Option<Dsmipv4File>,
+}
+
+/// `[dsmipv4]`: ask the home agent for an IPv6 home prefix (RFC 5454)
+/// in every registration, and use it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Dsmipv4File {
+    /// §2.1: `::/0` (all zeros) asks the home agent to assign the prefix;
+    /// a prefix names the one the node wants.
+    #[serde(default = "default_dsmipv4_prefix")]
+    prefix: Ipv6Net,
+    /// The host part of the IPv6 home address in the granted prefix.
+    #[serde(default = "default_interface_id")]
+    interface_id: Ipv6Addr,
+    /// §2.3: where the home agent tunnels the prefix's IPv6.
+    #[serde(default)]
+    tunnel_to: TunnelTo,
+    /// IPv6 destinations routed through the home agent.
+    #[serde(default = "default_dsmipv4_routes")]
+    routes: Vec<Ipv6Net>,
+}
+
+/// `dsmipv4.tunnel_to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum TunnelTo {
+    /// The Tunneling Mode extension (§2.3): IPv6 in IPv4 straight to the
+    /// care-of address (code 1; RFC 3519 next header 41 behind a NAT).
+    #[default]
+    CareOf,
+    /// No Tunneling Mode extension: IPv6 in IPv4 to the IPv4 home
+    /// address, inside the binding's tunnel (code 0).
+    HomeAddress,
+}
+
+fn default_dsmipv4_prefix() -> Ipv6Net {
+    Ipv6Net::default()
+}
+fn default_interface_id() -> Ipv6Addr {
+    Ipv6Addr::from(1u128)
+}
+fn default_dsmipv4_routes() -> Vec<Ipv6Net> {
+    vec![Ipv6Net::default()]
+}
+
+/// `[dsmipv4]` checked: its extensions for every request, and the node's
+/// part.
+fn dsmipv4_config(src: &Source, d: &Dsmipv4File, errs: &mut Findings) -> (Vec<Extension>, Dsmipv4) {
+    let prefix = d.prefix.trunc();
+    if prefix != d.prefix {
+        errs.push(src.error_at_key(
+            "dsmipv4.prefix",
+            0,
+            format!("{} has host bits set (the prefix is {prefix})", d.prefix),
+        ));
+    }
+    if d.interface_id.is_unspecified() {
+        errs.push(src.error_at_key(
+            "dsmipv4.interface_id",
+            0,
+            "must not be :: (the subnet-router anycast address, RFC 4291 §2.6.1)",
+        ));
+    }
+    if d.routes.is_empty() {
+        errs.push(src.error_at_key(
+            "dsmipv4.routes",
+            0,
+            "must name at least one destination (\"::/0\" for everything)",
+        ));
+    }
+    let mut exts = vec![Extension::Dsmipv4(Dsmipv4Ext::Ipv6PrefixRequest {
+        prefix_length: prefix.prefix_len(),
+        prefix: prefix.network(),
+    })];
+    if d.tunnel_to == TunnelTo::CareOf {
+        exts.push(Extension::Dsmipv4(Dsmipv4Ext::TunnelingMode));
+    }
+    let node = Dsmipv4 {
+        interface_id: d.interface_id,
+        routes: d.routes.iter().map(|r| r.trunc()).collect(),
+    };
+    (exts, node)
 }
 
 /// `[home_address_source]`: what the node opens itself leaves from the
@@ -567,6 +652,10 @@ impl MnConfig {
             }
         };
         let multihoming = multihoming_config(src, &f.multihoming, f.detect.is_some(), &mut errs);
+        let dsmipv4 = f
+            .dsmipv4
+            .as_ref()
+            .map(|d| dsmipv4_config(src, d, &mut errs));
         let (Some(sa), Some(trust), true) = (sa, node_trust, errs.is_empty()) else {
             return Err(errs.into_errors(&src.file));
         };
@@ -584,6 +673,10 @@ impl MnConfig {
                     registration_through_fa: false,
                     encapsulation: crate::dataplane::ipv4::PROTO_IPIP,
                 }));
+        }
+        if let Some((exts, _)) = &dsmipv4 {
+            // RFC 5454 §2: inside the part the MN-HA authenticator covers.
+            reg.extensions.extend(exts.iter().cloned());
         }
         reg.retransmit = Retransmit {
             initial_timeout: initial,
@@ -605,6 +698,7 @@ impl MnConfig {
         node.vpn_connections = f.vpn.connections.clone();
         node.esp_overhead = f.vpn.esp_overhead;
         node.home_source = f.home_address_source.prefixes;
+        node.dsmipv4 = dsmipv4.map(|(_, d)| d);
         let plugin_socket =
             (!f.vpn.plugin_socket.as_os_str().is_empty()).then(|| f.vpn.plugin_socket.clone());
         errs.finish(
@@ -759,6 +853,60 @@ backoff_cap_ms = 4000
         ))
         .unwrap_err();
         assert!(e.starts_with("mip4d.conf:3: key `home_network`"), "{e}");
+    }
+
+    /// RFC 5454: `[dsmipv4]` puts the IPv6 Prefix Request (and, to the
+    /// care-of address, the Tunneling Mode extension) in every request;
+    /// without it nothing is asked. Bad values name their key.
+    #[test]
+    fn dsmipv4_section_asks_for_a_prefix() {
+        let dsmip = |c: &MnConfig| -> Vec<Dsmipv4Ext> {
+            c.node
+                .registration
+                .extensions
+                .iter()
+                .filter_map(|e| match e {
+                    Extension::Dsmipv4(d) => Some(*d),
+                    _ => None,
+                })
+                .collect()
+        };
+        let none = load(GOOD).unwrap();
+        assert!(dsmip(&none).is_empty() && none.node.dsmipv4.is_none());
+        let c = load(&format!("{GOOD}\n[dsmipv4]\n")).unwrap();
+        assert_eq!(
+            dsmip(&c),
+            vec![
+                Dsmipv4Ext::Ipv6PrefixRequest {
+                    prefix_length: 0,
+                    prefix: Ipv6Addr::UNSPECIFIED
+                },
+                Dsmipv4Ext::TunnelingMode
+            ]
+        );
+        let node = c.node.dsmipv4.unwrap();
+        assert_eq!(node.routes, vec![Ipv6Net::default()]);
+        assert_eq!(
+            node.address_in("2001:db8:10::/64".parse().unwrap()),
+            "2001:db8:10::1".parse::<Ipv6Addr>().unwrap()
+        );
+        let c = load(&format!(
+            "{GOOD}\n[dsmipv4]\nprefix = \"2001:db8:10::/64\"\ntunnel_to = \"home-address\"\nroutes = [\"2001:db8:1::/48\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            dsmip(&c),
+            vec![Dsmipv4Ext::Ipv6PrefixRequest {
+                prefix_length: 64,
+                prefix: "2001:db8:10::".parse().unwrap()
+            }]
+        );
+        let e = load(&format!("{GOOD}\n[dsmipv4]\ninterface_id = \"::\"\n")).unwrap_err();
+        assert!(e.contains("key `dsmipv4.interface_id`"), "{e}");
+        let e = load(&format!("{GOOD}\n[dsmipv4]\nprefix = \"2001:db8::1/64\"\n")).unwrap_err();
+        assert!(e.contains("key `dsmipv4.prefix`"), "{e}");
+        let e = load(&format!("{GOOD}\n[dsmipv4]\ntunnel_to = \"fa\"\n")).unwrap_err();
+        assert!(e.contains("tunnel_to"), "{e}");
     }
 
     /// RFC 3519 §3.1: the request asks for UDP tunnelling unless told not

@@ -20,6 +20,7 @@ use ipnet::Ipv4Net;
 use tokio::net::UdpSocket;
 use tracing::{info, warn};
 
+use super::home6::Home6;
 use crate::dataplane::udp::MIP_PORT;
 use crate::dataplane::userspace::{Keepalive, UdpSink};
 use crate::dataplane::{
@@ -27,7 +28,7 @@ use crate::dataplane::{
     UserspacePlane,
 };
 use crate::mn::node::{AgentRoute, VpnGuard};
-use crate::mn::{Action, HomeSource};
+use crate::mn::{Action, HomeSource, Ipv6Home};
 use crate::netlink::{bypass, sysctl, Netlink, RouteSpec, RuleSpec};
 
 /// The VPN guard's rules ([`Action::GuardVpn`]) come right after
@@ -123,6 +124,8 @@ pub struct Installer {
     guard: (Option<VpnGuard>, Vec<RuleSpec>),
     /// The home address as the source of the node's own connections.
     source: Option<SourceInstalled>,
+    /// DSMIPv4 (RFC 5454): the IPv6 home address and its routes.
+    home6: Home6,
 }
 
 /// The home-source table's routes and rule as installed.
@@ -160,6 +163,7 @@ impl Installer {
             direct: None,
             source: None,
             guard: (None, Vec::new()),
+            home6: Home6::new(table, priority),
         }
     }
 
@@ -261,7 +265,51 @@ impl Installer {
             Action::ForeignAgentRoute { home, route } => {
                 self.agent_route(*home, route.as_ref()).await
             }
+            Action::Ipv6Home { home, ipv6 } => self.ipv6_home(*home, ipv6.as_ref()).await,
         }
+    }
+
+    /// DSMIPv4 ([`Action::Ipv6Home`]): the plane that carries the tunnel
+    /// of `home` learns the prefix, and the IPv6 home address and its
+    /// routes go on the device it names.
+    async fn ipv6_home(&mut self, home: Ipv4Addr, v6: Option<&Ipv6Home>) -> Result<(), String> {
+        let old = self.home6.want.take();
+        self.home6.want = v6.map(|v| (home, v.clone()));
+        if v6.is_none() {
+            if let Some((h, _)) = old {
+                // Neither plane carries it any more.
+                if let Some(u) = self.udp_plane.as_ref() {
+                    u.set_ipv6(h, None);
+                }
+                if let Err(e) = self.dp.set_ipv6(h, None).await {
+                    warn!(error = %e, "IPv6 prefix left in the data plane");
+                }
+            }
+        }
+        self.ipv6_sync().await
+    }
+
+    /// Puts [`Home6::want`] on the plane that carries the tunnel now (the
+    /// RFC 3519 plane when UDP is granted) and its device; called again
+    /// after each tunnel change.
+    async fn ipv6_sync(&mut self) -> Result<(), String> {
+        let device = match self.home6.want.clone() {
+            None => None,
+            Some((home, v6)) => {
+                let carried = match (self.udp, self.userspace()) {
+                    (Some(_), Some(u)) => Ok(u.carry_ipv6(home, Some(v6.binding))),
+                    _ => self.dp.set_ipv6(home, Some(v6.binding)).await,
+                };
+                match carried {
+                    Ok(d) => d,
+                    Err(e) => {
+                        self.home6.apply(&self.nl, None).await?;
+                        return Err(format!("IPv6 home address: {e}"));
+                    }
+                }
+            }
+        };
+        self.home6.apply(&self.nl, device).await
     }
 
     async fn tunnel_up(
@@ -311,7 +359,13 @@ impl Installer {
             "ip-in-ip"
         };
         info!(%home, %care_of, %home_agent, device = %device.ifname, backend = %self.dp.backend(), encapsulation, "tunnel installed");
-        result.and(self.apply_mtu().await)
+        let result = result.and(self.apply_mtu().await);
+        if self.home6.want.is_some() {
+            // Another plane or device (RFC 3519 granted or withdrawn)
+            // carries the IPv6 from now on.
+            return result.and(self.ipv6_sync().await);
+        }
+        result
     }
 
     /// IP in IP through the configured backend; an RFC 3519 tunnel of
@@ -563,10 +617,15 @@ impl Installer {
                 .map_err(|e| format!("release {home}: {e}"))?;
         }
         info!(%home, hold, table = route.table, "home address traffic");
-        Ok(())
+        self.home6.hold(&self.nl, hold).await
     }
 
     async fn tunnel_down(&mut self, home: Ipv4Addr) -> Result<(), String> {
+        if self.home6.want.as_ref().is_some_and(|(h, _)| *h == home) {
+            // The node removes IPv6 first; a tunnel never leaves it behind.
+            self.home6.want = None;
+            self.home6.apply(&self.nl, None).await?;
+        }
         if self.installed.as_ref().is_some_and(|i| i.home == home) {
             self.remove_installed().await;
         }
@@ -862,6 +921,15 @@ impl Installer {
         }
     }
 
+    /// [`Self::sweep`]'s IPv6 part (DSMIPv4): the prefix's rule and the
+    /// routes to `destinations` an earlier instance left.
+    pub async fn sweep_ipv6(&self, destinations: &[ipnet::Ipv6Net]) {
+        let left = super::home6::sweep(&self.nl, self.table, self.priority, destinations).await;
+        if !left.is_empty() {
+            info!(removed = %left.join(", "), "left by an earlier instance of mip4d: removed");
+        }
+    }
+
     /// Removes everything (exit): routes, address, tunnels.
     pub async fn remove_all(&mut self) {
         if let Err(e) = self.home_source(None).await {
@@ -869,6 +937,8 @@ impl Installer {
         }
         self.direct(None).await;
         self.asked = None;
+        self.home6.want = None;
+        self.home6.remove(&self.nl).await;
         if let Err(e) = self.guard(None).await {
             warn!(error = %e, "removing the VPN guard failed");
         }

@@ -1,5 +1,6 @@
 //! mip4d's I/O around the sans-IO [`crate::mn::Node`], which makes every
-//! decision: [`run`] is its loop, [`kernel`] its tunnel, routes and rules,
+//! decision: [`run`] is its loop, [`kernel`] its tunnel, routes and rules
+//! ([`home6`] the IPv6 home address of DSMIPv4),
 //! `control` its control-socket answers, [`config`] its file; beside
 //! them the sockets it moves datagrams through ([`sockets`] for
 //! registrations, [`probe`] for trusted-network detection, [`agents`] for
@@ -11,6 +12,7 @@ pub mod config;
 mod control;
 pub mod events;
 mod guard;
+pub mod home6;
 pub mod kernel;
 pub mod plugin;
 pub mod probe;

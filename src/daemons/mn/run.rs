@@ -408,6 +408,9 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
         cfg.rule_priority,
     );
     installer.sweep(cfg.node.registration.home_address).await;
+    if let Some(d) = &cfg.node.dsmipv4 {
+        installer.sweep_ipv6(&d.routes).await;
+    }
     let mut node_cfg = cfg.node.clone();
     node_cfg.with_charon = cfg.plugin_socket.is_some();
     let node = Node::new(node_cfg, clock.instant(), SystemTime::now())

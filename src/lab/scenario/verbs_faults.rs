@@ -107,14 +107,26 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// The file of capture NAME.
+    fn pcap(&self, name: &str) -> Result<&std::path::PathBuf> {
+        self.pcaps
+            .get(name)
+            .ok_or_else(|| Error::Other(format!("no `lab::capture {name}` yet")))
+    }
+
     /// Query lab::clear-text NAME ADDR: `home=N total=M`, frames of
     /// capture NAME with ADDR in an IPv4 header (outside ESP) and all.
     pub(super) fn clear_text(&self, name: &str, addr: &str) -> Result<String> {
-        let pcap = self
-            .pcaps
-            .get(name)
-            .ok_or_else(|| Error::Other(format!("no `lab::capture {name}` yet")))?;
+        let pcap = self.pcap(name)?;
         Ok(crate::lab::cleartext::count(pcap, addr)?.describe())
+    }
+
+    /// Query lab::ipv6-in-ipv4 NAME ADDR6 [OUTER]: `to=N from=M`, frames
+    /// of capture NAME with IPv6 to / from ADDR6 inside IPv4 (with OUTER
+    /// in the IPv4 header), as tshark dissects them.
+    pub(super) fn ipv6_in_ipv4(&self, a: &Args) -> Result<String> {
+        let pcap = self.pcap(a.arg(1)?)?;
+        crate::lab::cleartext::ipv6_in_ipv4(pcap, a.arg(2)?, a.words.get(3).map(|w| &w[..]))
     }
 
     /// Query lab::largest NAME SRC DST PROTO [MAX]: `largest=N count=M
@@ -130,10 +142,7 @@ impl Run<'_> {
             ),
             None => None,
         };
-        let pcap = self
-            .pcaps
-            .get(name)
-            .ok_or_else(|| Error::Other(format!("no `lab::capture {name}` yet")))?;
+        let pcap = self.pcap(name)?;
         let addr = |w: &str| {
             w.parse()
                 .map_err(|_| Error::Other(format!("`{w}` is not an IPv4 address")))

@@ -55,19 +55,40 @@ impl Run<'_> {
     /// datagram INNER_SRC -> INNER_DST port 9 (`src/lab/spoof.rs`): a
     /// reverse-tunnelled datagram with a forged inner source.
     pub(super) fn ipip_send(&mut self, a: &Args) -> Result<()> {
+        self.spoof_send(a, "ipip_sent", crate::lab::spoof::udp_in_ipip)
+    }
+
+    /// lab::ipv6-send HOST OUTER_SRC OUTER_DST INNER_SRC INNER_DST COUNT:
+    /// `ipip-send` with an IPv6 datagram inside IPv4 protocol 41 (RFC
+    /// 5454): an inner IPv6 source outside the tunnel's prefix.
+    pub(super) fn ipv6_send(&mut self, a: &Args) -> Result<()> {
+        self.spoof_send(a, "ipv6_sent", crate::lab::spoof::udp6_in_ipv4)
+    }
+
+    /// COUNT datagrams that `build` makes of the addresses in `a`, sent
+    /// from a raw socket in HOST; event `event`.
+    fn spoof_send<A>(&mut self, a: &Args, event: &str, build: SpoofBuilder<A>) -> Result<()>
+    where
+        A: std::str::FromStr + serde::Serialize + Copy,
+    {
         let host = a.arg(1)?;
-        let addr = |i: usize| a.ipv4(i);
-        let (osrc, odst, isrc, idst) = (addr(2)?, addr(3)?, addr(4)?, addr(5)?);
+        fn addr<T: std::str::FromStr>(a: &Args, i: usize) -> Result<T> {
+            let w = a.arg(i)?;
+            w.parse()
+                .map_err(|_| Error::Other(format!("`{w}` is not an address of that family")))
+        }
+        let (osrc, odst) = (addr(a, 2)?, addr(a, 3)?);
+        let (isrc, idst): (A, A) = (addr(a, 4)?, addr(a, 5)?);
         let count: u16 = a
             .arg(6)?
             .parse()
             .map_err(|_| Error::Other(format!("`{}`: expected a count", a.words[6])))?;
         let datagrams = (1..=count)
-            .map(|i| crate::lab::spoof::udp_in_ipip(osrc, odst, isrc, idst, i, b"rfc3024-spoofed"))
+            .map(|i| build(osrc, odst, isrc, idst, i, b"spoofed-inner-source"))
             .collect::<Result<Vec<_>>>()?;
         crate::lab::spoof::send_raw(self.lab.host(host)?, datagrams)?;
         self.emit(
-            "ipip_sent",
+            event,
             host,
             serde_json::json!({"outer_src": osrc, "outer_dst": odst, "inner_src": isrc, "inner_dst": idst, "count": count}),
         );
@@ -145,9 +166,10 @@ impl Run<'_> {
     /// checked echo stream from CLIENT_HOST to a server on ADDR.
     pub(super) fn tcp_stream(&mut self, a: &Args) -> Result<()> {
         let (name, client, server, addr) = (a.arg(1)?, a.arg(2)?, a.arg(3)?, a.arg(4)?);
-        let addr: std::net::SocketAddrV4 = addr
+        // IPv4 `ADDR:PORT` or IPv6 `[ADDR]:PORT` (DSMIPv4's `dual-stack`).
+        let addr: std::net::SocketAddr = addr
             .parse()
-            .map_err(|_| Error::Other(format!("`{addr}`: expected ADDR:PORT")))?;
+            .map_err(|_| Error::Other(format!("`{addr}`: expected ADDR:PORT or [ADDR]:PORT")))?;
         let probe = TcpProbe::start(
             self.lab.host(server)?.name(),
             addr,
@@ -181,7 +203,7 @@ impl Run<'_> {
         let r = wait::until(a.secs(4, 20)?, &what, || {
             let st = probe.state();
             if st.error.is_some() {
-                return Some(Err(st));
+                return Some(Err(st.describe()));
             }
             // A byte written after t0: the first write's end.
             let n = st.sent_by(t0);
@@ -189,12 +211,7 @@ impl Run<'_> {
         });
         let (t, st) = match r? {
             (Ok(v), _) => v,
-            (Err(st), _) => {
-                return Err(Error::Other(format!(
-                    "stream `{name}` broke: {}",
-                    st.describe()
-                )))
-            }
+            (Err(why), _) => return Err(Error::Other(format!("stream `{name}` broke: {why}"))),
         };
         self.emit_at(
             event,
@@ -325,6 +342,11 @@ fn lost_around(replies: &[(f64, f64, u64)], t0: f64) -> Option<u64> {
     let replied: std::collections::BTreeSet<u64> = replies.iter().map(|r| r.2).collect();
     Some((before + 1..after).filter(|n| !replied.contains(n)).count() as u64)
 }
+
+/// Builds one spoofed datagram: outer source and destination, inner
+/// source and destination, identification, payload.
+type SpoofBuilder<A> =
+    fn(std::net::Ipv4Addr, std::net::Ipv4Addr, A, A, u16, &[u8]) -> Result<Vec<u8>>;
 
 #[cfg(test)]
 mod tests {

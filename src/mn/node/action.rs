@@ -1,8 +1,8 @@
 //! What the node asks of the daemon: kernel changes and VPN requests.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::Serialize;
 
 /// What the daemon must do to the kernel, or ask of charon. The daemon
@@ -82,6 +82,32 @@ pub enum Action {
         home: Ipv4Addr,
         route: Option<AgentRoute>,
     },
+    /// DSMIPv4 (RFC 5454): `Some`: the IPv6 home address from the
+    /// granted prefix on the device the tunnel of `home` routes into, the
+    /// prefix made known to the data plane (where its IPv6 goes: to the
+    /// care-of or the home address, §2.2), and IPv6 from the prefix and
+    /// to the configured destinations routed into that device. Queued
+    /// after the [`Action::TunnelUp`] it rides on; [`Action::HoldTraffic`]
+    /// holds its IPv6 too. `None`: all of it removed (before a
+    /// [`Action::TunnelDown`]). Sent only when it changes; a device
+    /// changed by a later `TunnelUp` (RFC 3519 granted or withdrawn)
+    /// carries it over without another action.
+    Ipv6Home {
+        home: Ipv4Addr,
+        ipv6: Option<Ipv6Home>,
+    },
+}
+
+/// The IPv6 side of a binding as the node configures it (RFC 5454).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ipv6Home {
+    /// The prefix and where the home agent tunnels its IPv6 (§2.2).
+    pub binding: crate::dataplane::binding::Ipv6Binding,
+    /// The node's IPv6 home address in it (the prefix with the configured
+    /// interface identifier), put on the device as a /128.
+    pub address: Ipv6Addr,
+    /// Destinations reached through the home agent (default `::/0`).
+    pub routes: Vec<Ipv6Net>,
 }
 
 /// Where mode 'f' routes the home address's traffic.

@@ -163,6 +163,7 @@ impl Node {
                         self.udp_tunnel(binding.udp_keepalive);
                         self.tunnel_up(now, binding.care_of_address);
                     }
+                    self.ipv6_from(now, &binding);
                     self.set_state(
                         now,
                         State::Registered {

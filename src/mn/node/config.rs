@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use std::fmt;
 
-use ipnet::Ipv4Net;
+use std::net::Ipv6Addr;
+
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::mn::mode::TrustPolicy;
 use crate::mn::registration;
@@ -54,6 +56,29 @@ pub struct NodeConfig {
     /// them, and register through one advertising on a network the node
     /// found trusted. Off: modes 'c' and 'mc' only.
     pub foreign_agent: bool,
+    /// DSMIPv4 (RFC 5454): how the node configures a granted IPv6 prefix;
+    /// `None`: no prefix asked for (the request's extensions are the
+    /// registration template's, see [`registration::Config::extensions`]).
+    pub dsmipv4: Option<Dsmipv4>,
+}
+
+/// How a granted IPv6 home prefix is used (docs/mip4d.md, "Dual stack").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dsmipv4 {
+    /// The host part of the IPv6 home address: the granted prefix's
+    /// network bits, this value's other bits.
+    pub interface_id: Ipv6Addr,
+    /// Destinations routed into the tunnel (default `::/0`).
+    pub routes: Vec<Ipv6Net>,
+}
+
+impl Dsmipv4 {
+    /// The IPv6 home address in `prefix`.
+    pub fn address_in(&self, prefix: Ipv6Net) -> Ipv6Addr {
+        let net = u128::from(prefix.network());
+        let host = u128::from(self.interface_id) & !u128::from(prefix.netmask());
+        Ipv6Addr::from(net | host)
+    }
 }
 
 /// A network as the operator names it: by interface, by the prefix the
@@ -157,6 +182,7 @@ impl NodeConfig {
             // mip4d's configuration turns it on unless told otherwise
             // (`foreign_agent`); a node built here asks for it.
             foreign_agent: false,
+            dsmipv4: None,
         }
     }
 }

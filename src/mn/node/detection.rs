@@ -293,6 +293,7 @@ impl Node {
         );
         self.udp_tunnel(binding.udp_keepalive);
         self.tunnel_up(now, addr);
+        self.ipv6_from(now, &binding);
         let reason = format!(
             "{why}: {}",
             Reason::ProbeKept {

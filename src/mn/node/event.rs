@@ -97,6 +97,17 @@ pub enum NodeEvent {
     TunnelDown {
         reason: String,
     },
+    /// DSMIPv4 (RFC 5454): the IPv6 home address from the granted prefix
+    /// is on the tunnel's device, IPv6 routed into the tunnel.
+    Ipv6HomeUp {
+        address: std::net::Ipv6Addr,
+        prefix: ipnet::Ipv6Net,
+        tunnel_to: crate::dataplane::binding::Ipv6TunnelTo,
+    },
+    /// The IPv6 home address and its routes were removed.
+    Ipv6HomeDown {
+        reason: String,
+    },
     /// The plugin in charon connected (mip4d side of the bridge).
     PluginConnected {
         agent: String,

@@ -35,6 +35,8 @@
 //! - `stray`: the i-HA's binding from a probe accepted without TNC,
 //!   replaced or deregistered at once, and deregistered on shutdown;
 //! - `tunnel`: the tunnel, its MTU, the home agent rule, holding traffic;
+//! - `dsmip`: DSMIPv4 (RFC 5454), the IPv6 home address from the granted
+//!   prefix and its routes into the tunnel;
 //! - `nat`: RFC 3519 §4.10, registering again when the NAT lost its mapping;
 //! - `reason`: why, typed, each decision with the RFC rule it follows;
 //! - `action`, `event`, `status`, `config`: the types the daemon sees.
@@ -61,6 +63,7 @@ mod attach;
 mod binding;
 mod config;
 mod detection;
+mod dsmip;
 mod event;
 mod foreign;
 mod ipv6;
@@ -74,8 +77,8 @@ mod status;
 mod stray;
 mod tunnel;
 
-pub use action::{Action, AgentRoute, HomeSource, VpnGuard, VpnRequest};
-pub use config::{mac_string, Multihoming, NetworkMatch, NodeConfig};
+pub use action::{Action, AgentRoute, HomeSource, Ipv6Home, VpnGuard, VpnRequest};
+pub use config::{mac_string, Dsmipv4, Multihoming, NetworkMatch, NodeConfig};
 pub use event::NodeEvent;
 pub use multihome::CachedVerdictStatus;
 pub use nat::SILENT_INTERVALS;
@@ -140,6 +143,8 @@ struct Kernel {
     udp: Option<u16>,
     /// Mode 'f': the home address routed to the foreign agent.
     agent_route: Option<AgentRoute>,
+    /// DSMIPv4: the IPv6 home address and its routes.
+    ipv6_home: Option<Ipv6Home>,
 }
 
 /// The mobile node core. See the module documentation.

@@ -66,6 +66,9 @@ pub struct Status {
     pub detection: Option<DetectionStatus>,
     /// Agent discovery (mode 'f'; null when `foreign_agent` is off).
     pub foreign_agents: Option<AgentsStatus>,
+    /// DSMIPv4 (RFC 5454): the IPv6 home address, its prefix and routes
+    /// (null: none granted, or none asked for).
+    pub ipv6_home: Option<super::Ipv6Home>,
 }
 
 /// The agent-discovery part of `mip4ctl status`.
@@ -137,6 +140,7 @@ impl Node {
                 route: self.kernel.agent_route.clone(),
                 counters: self.discovery.stats().clone(),
             }),
+            ipv6_home: self.kernel.ipv6_home.clone(),
         }
     }
 }

@@ -146,6 +146,10 @@ impl Node {
     }
 
     pub(super) fn tunnel_down(&mut self, now: Instant, reason: &str) {
+        if self.kernel.tunnel.is_some() {
+            // IPv6 rides on the tunnel: gone before it.
+            self.ipv6_home(now, None, reason);
+        }
         if self.kernel.tunnel.take().is_some() {
             // Its routes name the tunnel device: gone before the device.
             self.update_home_source();

@@ -38,13 +38,26 @@ impl Client {
         // own: RFC 3519 between the agent and the home agent is the
         // agent's to ask for (§3.1's R flag serves agents that relay it),
         // so the node's UDP Tunnel Request is for co-located care-of
-        // addresses only.
+        // addresses only. So is DSMIPv4's Tunneling Mode extension (RFC
+        // 5454 §2.3: IPv6 tunnelled to the care-of address): a foreign
+        // agent's care-of address is the agent's, which does not take
+        // IPv6 in IPv4 for its visitors; the prefix is asked for without
+        // it (to the home address, §2.2 code 0).
         let via_agent = self.config.foreign_agent.is_some();
         extensions.extend(
             self.config
                 .extensions
                 .iter()
-                .filter(|e| !(via_agent && matches!(e, Extension::UdpTunnelRequest(_))))
+                .filter(|e| {
+                    !(via_agent
+                        && matches!(
+                            e,
+                            Extension::UdpTunnelRequest(_)
+                                | Extension::Dsmipv4(
+                                    crate::wire::extension::Dsmipv4Ext::TunnelingMode
+                                )
+                        ))
+                })
                 .cloned(),
         );
         let request = RequestRepr {
