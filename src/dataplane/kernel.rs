@@ -12,7 +12,7 @@ use std::sync::Arc;
 use netlink_packet_route::link::LinkAttribute;
 use rtnetlink::LinkIpIp;
 
-use super::binding::{Encapsulation, TunnelBinding};
+use super::binding::{Encapsulation, Ipv6Binding, Role, TunnelBinding};
 use super::{TunnelDevice, TunnelError};
 use crate::netlink::Netlink;
 
@@ -106,7 +106,42 @@ impl KernelTunnels {
             .remove(&home)
             .ok_or(TunnelError::NoBinding(home))?;
         self.nl.delete_link(t.device.ifindex).await?;
-        Ok(())
+        // A mobile node's IPv6 link ([`Self::set_ipv6`]) goes with its
+        // binding; none there is no error.
+        super::sit::down(&self.nl, &super::sit::link_name(home)).await
+    }
+
+    /// The mobile node's IPv6 in IPv4 for `home` on this backend (RFC 5454
+    /// §2.2): a `sit` link beside the binding's ipip link, from the end the
+    /// tunnelling mode names to the home agent, moved with the binding by
+    /// calling this again after each move; `None` takes it away. Returns
+    /// the device the node's IPv6 home address and routes go on. mip4-ha
+    /// keeps its own `sit` links (`daemons::ha::kernel`).
+    pub async fn set_ipv6(
+        &mut self,
+        home: Ipv4Addr,
+        v6: Option<Ipv6Binding>,
+    ) -> Result<Option<TunnelDevice>, TunnelError> {
+        let name = super::sit::link_name(home);
+        let Some(v6) = v6 else {
+            super::sit::down(&self.nl, &name).await?;
+            return Ok(None);
+        };
+        let b = self
+            .tunnels
+            .get(&home)
+            .ok_or(TunnelError::NoBinding(home))?
+            .binding;
+        let (local, remote) = super::sit::endpoints(
+            Role::MobileNode,
+            v6.tunnel_to,
+            home,
+            b.local,
+            *b.remote.ip(),
+        );
+        super::sit::up(&self.nl, &name, local, remote, self.ttl)
+            .await
+            .map(Some)
     }
 
     pub fn bindings(&self) -> Vec<TunnelBinding> {

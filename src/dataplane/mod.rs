@@ -203,13 +203,7 @@ impl DataPlane {
         v6: Option<binding::Ipv6Binding>,
     ) -> Result<Option<TunnelDevice>, TunnelError> {
         match self {
-            // The kernel backend's IPv6 (issue 11 §2) goes here.
-            DataPlane::Kernel(_) => match v6 {
-                Some(_) => Err(TunnelError::Unsupported(format!(
-                    "IPv6 for {home}: the kernel tunnel backend carries no IPv6"
-                ))),
-                None => Ok(None),
-            },
+            DataPlane::Kernel(k) => k.set_ipv6(home, v6).await,
             DataPlane::Userspace(u) => Ok(u.carry_ipv6(home, v6)),
         }
     }
