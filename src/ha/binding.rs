@@ -61,7 +61,8 @@ pub struct Binding {
     /// ingress check applies (RFC 3024 §4.2).
     pub reverse_tunnel: bool,
     pub tunnel: TunnelMode,
-    pub nai: Option<Vec<u8>>,
+    /// Boxed, not a `Vec`: 8 bytes less in each of a million bindings.
+    pub nai: Option<Box<[u8]>>,
     pub spi: u32,
     /// The IPv6 home network prefix registered with it (RFC 5454), if any.
     pub ipv6: Option<Ipv6Binding>,

@@ -269,13 +269,16 @@ impl Daemon {
 
     /// Records what changed in the core's state (`changes`) and in the
     /// kernel since the last save: the changed bindings and nodes
-    /// appended to the journal, or everything in a snapshot.
+    /// appended to the journal, or everything in a snapshot. A journal
+    /// that outgrew its snapshot is compacted by a thread of its own
+    /// (`state::Record::compact`).
     fn save(&mut self, changes: Changes) {
         let kernel_changed = self.saved_kernel != Some(self.dp.generation());
         if changes.is_empty() && !kernel_changed {
             return;
         }
         self.saved_kernel = Some(self.dp.generation());
+        self.record.take_up();
         let (now, wall) = (Instant::now(), SystemTime::now());
         if changes.all || self.record.wants_snapshot() {
             let cache = self.ha.export(now, wall);
@@ -297,5 +300,9 @@ impl Daemon {
             entries.push(state::Entry::Kernel(self.dp.record()));
         }
         self.record.append(&entries);
+        if self.record.wants_compaction() {
+            let cache = self.ha.export(now, wall);
+            self.record.compact(cache, self.dp.record());
+        }
     }
 }

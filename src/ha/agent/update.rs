@@ -59,7 +59,7 @@ impl HomeAgent {
             flags: hdr.flags,
             reverse_tunnel: hdr.flags.contains(Flags::T),
             tunnel,
-            nai: ctx.nai.clone(),
+            nai: ctx.nai.clone().map(Vec::into_boxed_slice),
             spi: self.nodes[idx].conf.spi,
             ipv6,
         };
