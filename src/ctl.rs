@@ -14,6 +14,7 @@
 //! protocol stays one small enum.
 
 use std::io::{self, BufRead, BufReader, Write};
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -31,14 +32,29 @@ pub const MN_SOCKET: &str = "/run/mip4/mip4d.sock";
 /// a local client cannot make the daemon buffer without bound.
 pub const MAX_LINE: usize = 64 * 1024;
 
+/// Bindings per page when the request names no limit.
+pub const BINDINGS_PAGE: usize = 1000;
+/// The largest page a daemon answers: building and sending it must not
+/// hold the daemon's loop for long.
+pub const BINDINGS_PAGE_MAX: usize = 10_000;
+
 /// A request from mip4ctl.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
     /// Daemon status: addresses, modes, data-plane backend.
     Status,
-    /// The HA's binding cache.
-    Bindings,
+    /// The HA's binding cache, a page at a time (a million bindings are
+    /// no one answer): the bindings whose home address is above `after`,
+    /// in address order, at most `limit` ([`BINDINGS_PAGE`] when not
+    /// given, never more than [`BINDINGS_PAGE_MAX`]). A page shorter than
+    /// asked for is the last. `{"cmd":"bindings"}` is the first page.
+    Bindings {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<Ipv4Addr>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
     /// Counters: accepted, denied per code, dropped.
     Counters,
     /// Subscribe: the daemon answers with one JSON event object per line
@@ -58,11 +74,24 @@ pub enum Request {
 }
 
 impl Request {
+    /// The first page of the binding cache.
+    pub const BINDINGS: Request = Request::Bindings {
+        after: None,
+        limit: None,
+    };
+
+    /// The page size a `bindings` request asks for, within the bounds.
+    pub fn page_len(limit: Option<u32>) -> usize {
+        limit
+            .map_or(BINDINGS_PAGE, |l| l as usize)
+            .clamp(1, BINDINGS_PAGE_MAX)
+    }
+
     /// The command's name, as on the wire and on mip4ctl's command line.
     pub fn name(&self) -> &'static str {
         match self {
             Request::Status => "status",
-            Request::Bindings => "bindings",
+            Request::Bindings { .. } => "bindings",
             Request::Counters => "counters",
             Request::Events => "events",
             Request::Visitors => "visitors",
@@ -138,9 +167,23 @@ mod tests {
     #[test]
     fn request_wire_form_is_stable() {
         assert_eq!(
-            serde_json::to_string(&Request::Bindings).unwrap(),
+            serde_json::to_string(&Request::BINDINGS).unwrap(),
             r#"{"cmd":"bindings"}"#
         );
+        assert_eq!(
+            parse_request(r#"{"cmd":"bindings"}"#).unwrap(),
+            Request::BINDINGS
+        );
+        let page = Request::Bindings {
+            after: Some(Ipv4Addr::new(10, 0, 0, 9)),
+            limit: Some(500),
+        };
+        let text = serde_json::to_string(&page).unwrap();
+        assert_eq!(text, r#"{"cmd":"bindings","after":"10.0.0.9","limit":500}"#);
+        assert_eq!(parse_request(&text).unwrap(), page);
+        assert_eq!(Request::page_len(None), BINDINGS_PAGE);
+        assert_eq!(Request::page_len(Some(0)), 1);
+        assert_eq!(Request::page_len(Some(1 << 30)), BINDINGS_PAGE_MAX);
         assert_eq!(
             parse_request(r#"{"cmd":"counters"}"#).unwrap(),
             Request::Counters

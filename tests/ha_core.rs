@@ -284,9 +284,9 @@ fn reregistration_refreshes_and_a_move_changes_the_tunnel() {
         &Req::new(HOA1, COA_TRUSTED, ts(1)).signed(&mn1()),
     );
     drain(&mut ha);
-    // Same care-of address: lifetime refreshed, and the daemon asked to
-    // make sure the same tunnel and route are still there (it re-installs
-    // what went missing before the reply leaves).
+    // Same care-of address: lifetime refreshed, and the daemon asked
+    // again (it compares the binding with what it installed and, nothing
+    // having changed, asks nothing of the kernel) before the reply leaves.
     let t1 = t0 + Duration::from_secs(60);
     send(
         &mut ha,
@@ -602,8 +602,8 @@ fn install_failure_is_130_and_drops_the_binding_and_a_renewal_reinstalls() {
         verified(&reply.unwrap().1, &mn1()).0.code,
         ReplyCode::ACCEPTED
     );
-    // A renewal asks the daemon again (it restores what went missing);
-    // when that fails, the renewal is denied and the binding dropped.
+    // A renewal asks the daemon again; when that fails, the renewal is
+    // denied and the binding dropped.
     send(
         &mut ha,
         now,

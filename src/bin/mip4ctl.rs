@@ -115,7 +115,7 @@ fn main() -> ExitCode {
 fn run(args: Args) -> u8 {
     let (req, default) = match args.cmd {
         Cmd::Status => (Request::Status, ctl::MN_SOCKET),
-        Cmd::Bindings => (Request::Bindings, ctl::HA_SOCKET),
+        Cmd::Bindings => (Request::BINDINGS, ctl::HA_SOCKET),
         Cmd::Counters => (Request::Counters, ctl::HA_SOCKET),
         Cmd::Events => (Request::Events, ctl::MN_SOCKET),
         Cmd::Visitors => (Request::Visitors, ctl::FA_SOCKET),
@@ -135,32 +135,20 @@ fn run(args: Args) -> u8 {
     if req == Request::Events {
         return stream_events(&path, args.json);
     }
-    let resp = match ctl::call(&path, req, Duration::from_secs(5)) {
-        Ok(r) => r,
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-            eprintln!("mip4ctl: {}: {e}", path.display());
-            return exit::BAD_ANSWER;
-        }
-        Err(e) => {
-            eprintln!("mip4ctl: {}: {e}", path.display());
-            return exit::UNREACHABLE;
-        }
+    let answer = match req {
+        Request::Bindings { .. } => all_bindings(&path),
+        _ => ask(&path, req),
     };
-    if !resp.ok {
-        eprintln!(
-            "mip4ctl: {}: {}",
-            req.name(),
-            resp.error.as_deref().unwrap_or("daemon refused")
-        );
-        return exit::REFUSED;
-    }
-    let data = resp.data.unwrap_or(serde_json::Value::Null);
+    let data = match answer {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
     if args.json {
         println!("{data}");
         return exit::OK;
     }
     let shown = match req {
-        Request::Bindings => serde_json::from_value::<Vec<BindingInfo>>(data)
+        Request::Bindings { .. } => serde_json::from_value::<Vec<BindingInfo>>(data)
             .map(|b| print_bindings(&b))
             .map_err(|e| e.to_string()),
         Request::Visitors => serde_json::from_value::<Vec<VisitorInfo>>(data)
@@ -210,6 +198,62 @@ fn run(args: Args) -> u8 {
         Err(e) => {
             eprintln!("mip4ctl: unexpected answer: {e}");
             exit::BAD_ANSWER
+        }
+    }
+}
+
+/// The daemon's `data` for `req`, or the exit code (its reason said on
+/// stderr).
+fn ask(path: &std::path::Path, req: Request) -> Result<serde_json::Value, u8> {
+    let resp = match ctl::call(path, req, Duration::from_secs(5)) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            eprintln!("mip4ctl: {}: {e}", path.display());
+            return Err(exit::BAD_ANSWER);
+        }
+        Err(e) => {
+            eprintln!("mip4ctl: {}: {e}", path.display());
+            return Err(exit::UNREACHABLE);
+        }
+    };
+    if !resp.ok {
+        eprintln!(
+            "mip4ctl: {}: {}",
+            req.name(),
+            resp.error.as_deref().unwrap_or("daemon refused")
+        );
+        return Err(exit::REFUSED);
+    }
+    Ok(resp.data.unwrap_or(serde_json::Value::Null))
+}
+
+/// The whole binding cache, asked a page at a time (each answer is quick
+/// for the daemon, however many bindings it holds), as one JSON array.
+fn all_bindings(path: &std::path::Path) -> Result<serde_json::Value, u8> {
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let limit = ctl::BINDINGS_PAGE_MAX;
+        let req = Request::Bindings {
+            after,
+            limit: Some(limit as u32),
+        };
+        let serde_json::Value::Array(page) = ask(path, req)? else {
+            eprintln!("mip4ctl: bindings: unexpected answer: not a list");
+            return Err(exit::BAD_ANSWER);
+        };
+        let last = page
+            .last()
+            .map(|b| b["home_address"].as_str().map(str::parse));
+        let full = page.len() >= limit;
+        all.extend(page);
+        match last {
+            Some(Some(Ok(a))) if full => after = Some(a),
+            Some(Some(Err(_)) | None) => {
+                eprintln!("mip4ctl: bindings: unexpected answer: no home address");
+                return Err(exit::BAD_ANSWER);
+            }
+            _ => return Ok(serde_json::Value::Array(all)),
         }
     }
 }

@@ -188,14 +188,17 @@ mod tests {
         let p = path.clone();
         let (a, b) = tokio::task::spawn_blocking(move || {
             let a = ctl::call(&p, Request::Status, Duration::from_secs(5)).unwrap();
-            let b = ctl::call(&p, Request::Bindings, Duration::from_secs(5)).unwrap();
+            let b = ctl::call(&p, Request::BINDINGS, Duration::from_secs(5)).unwrap();
             (a, b)
         })
         .await
         .unwrap();
         assert!(a.ok);
         assert_eq!(a.data.unwrap()["up"], true);
-        assert_eq!(b.error.as_deref(), Some("not served here: Bindings"));
+        assert_eq!(
+            b.error.as_deref(),
+            Some("not served here: Bindings { after: None, limit: None }")
+        );
         task.abort();
     }
 

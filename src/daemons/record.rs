@@ -47,21 +47,31 @@ pub fn open_append(path: &Path, truncate: bool) -> io::Result<fs::File> {
 }
 
 fn replace(path: &Path, text: &[u8]) -> io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".new");
-    let tmp = PathBuf::from(tmp);
+    let tmp = beside(path, ".new");
+    write_new(&tmp, text)?;
+    fs::rename(&tmp, path)
+}
+
+/// `path` with `suffix` appended to its name.
+pub fn beside(path: &Path, suffix: &str) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
+/// Writes `text` to `path` (created or emptied, 0600), to be renamed over
+/// a record once complete.
+pub fn write_new(path: &Path, text: &[u8]) -> io::Result<()> {
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(&tmp)?;
+        .open(path)?;
     // A file left by someone else with wider permissions keeps them on
     // open: set them again.
     f.set_permissions(fs::Permissions::from_mode(0o600))?;
-    f.write_all(text)?;
-    drop(f);
-    fs::rename(&tmp, path)
+    f.write_all(text)
 }
 
 /// Why a record was not taken up.

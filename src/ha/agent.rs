@@ -74,8 +74,9 @@ pub enum Output {
     /// Set up (or change, or restore) the tunnel to the MN and the route
     /// or proxy ARP entry for its home address, then report the outcome
     /// with [`HomeAgent::install_result`]: the registration's reply waits
-    /// for it. Idempotent for the daemon; a renewal asks again, so that
-    /// whatever went missing is installed again.
+    /// for it. Idempotent for the daemon; a renewal asks again, and the
+    /// daemon compares it with what it installed (a renewal that changes
+    /// nothing asks nothing of the kernel, RFC 5944 §3.8).
     BindingUp(Binding),
     /// Tear down the tunnel and route of a binding that ended.
     BindingDown {
@@ -210,6 +211,9 @@ struct PendingReply {
     code: ReplyCode,
     lifetime: u16,
     exts: Vec<Extension>,
+    /// A new binding, or one whose tunnel moved (else a renewal: logged
+    /// at debug, since a million bindings renew thousands a second).
+    moved: bool,
 }
 
 /// The home agent.
@@ -364,9 +368,22 @@ impl HomeAgent {
 
     /// Every binding, by home address.
     pub fn bindings(&self, now: Instant) -> Vec<BindingInfo> {
-        let mut v: Vec<BindingInfo> = self.bindings.iter().map(|b| b.info(now)).collect();
-        v.sort_by_key(|b| b.home_address);
-        v
+        self.bindings_page(now, None, usize::MAX)
+    }
+
+    /// The first `limit` bindings whose home address is above `after`, by
+    /// home address ([`BindingCache::page`]).
+    pub fn bindings_page(
+        &self,
+        now: Instant,
+        after: Option<Ipv4Addr>,
+        limit: usize,
+    ) -> Vec<BindingInfo> {
+        self.bindings
+            .page(after, limit)
+            .into_iter()
+            .map(|b| b.info(now))
+            .collect()
     }
 
     /// The next thing the daemon must do, if any.

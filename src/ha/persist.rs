@@ -92,7 +92,7 @@ impl SavedBinding {
             flags: b.flags.0,
             reverse_tunnel: b.reverse_tunnel,
             tunnel: b.tunnel,
-            nai: b.nai.clone(),
+            nai: b.nai.as_deref().map(<[u8]>::to_vec),
             spi: b.spi,
             ipv6: b.ipv6,
         }
@@ -117,7 +117,7 @@ impl SavedBinding {
             flags: Flags(self.flags),
             reverse_tunnel: self.reverse_tunnel,
             tunnel: self.tunnel,
-            nai: self.nai.clone(),
+            nai: self.nai.clone().map(Vec::into_boxed_slice),
             spi: self.spi,
             ipv6: self.ipv6,
         })
@@ -139,7 +139,7 @@ mod tests {
             flags: Flags::T,
             reverse_tunnel: true,
             tunnel: TunnelMode::Ipip,
-            nai: Some(b"mn1@example.com".to_vec()),
+            nai: Some(b"mn1@example.com"[..].into()),
             spi: 256,
             ipv6: None,
         }

@@ -116,7 +116,7 @@ pub fn matches(e: &Value, conds: &[(String, String)]) -> bool {
 /// The HA's binding for `home_address` (`mip4ctl bindings --json`), or
 /// None if there is none; an error if the HA does not answer.
 pub fn binding(socket: &Path, home_address: &str) -> Result<Option<Value>> {
-    let resp = ctl::call(socket, Request::Bindings, Duration::from_secs(2)).map_err(|source| {
+    let resp = ctl::call(socket, Request::BINDINGS, Duration::from_secs(2)).map_err(|source| {
         Error::Io {
             path: socket.display().to_string(),
             source,

@@ -346,7 +346,7 @@ pub fn run_once(opts: &FloodOptions) -> Result<FloodRun> {
     let ha_cpu = cpu_time(s.proc.pid())?.saturating_sub(cpu_before);
     let socket_drops = udp_rcvbuf_errors(&s.ns)?;
     let counters = ctl(s.dir.path(), crate::ctl::Request::Counters)?;
-    let bindings = ctl(s.dir.path(), crate::ctl::Request::Bindings)?;
+    let bindings = ctl(s.dir.path(), crate::ctl::Request::BINDINGS)?;
     let elapsed = started.elapsed();
     let log_path = s.dir.path().join("mip4-ha.log");
     let log = std::fs::read_to_string(&log_path).map_err(|source| Error::Io {

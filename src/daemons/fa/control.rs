@@ -16,7 +16,7 @@ impl Daemon {
             | Request::Probe
             | Request::Force { .. }
             | Request::Release => Response::error(format!("{}: served by mip4d only", req.name())),
-            Request::Bindings => {
+            Request::Bindings { .. } => {
                 Response::error("mip4-fa has visitors, not bindings (ask `visitors`)")
             }
             Request::Counters => {

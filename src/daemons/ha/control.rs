@@ -1,17 +1,26 @@
 //! What mip4-ha answers on its control socket (served by
-//! [`crate::daemons::control`]): its binding cache, counters and status.
+//! [`crate::daemons::control`]): its binding cache (a page at a time),
+//! counters and status (a summary: counts, and the first bindings' kernel
+//! state).
 
 use std::time::Instant;
 
 use super::run::Daemon;
 use crate::ctl::{Request, Response};
 
+/// The tunnels and installed bindings `status` lists, the lowest home
+/// addresses first; the counts say how many there are (`bindings` pages
+/// through them all). A status at a million bindings stays a summary.
+const STATUS_LIST: usize = 100;
+
 impl Daemon {
     pub(super) fn answer(&self, req: Request) -> Response {
         let now = Instant::now();
         let ha = &self.ha;
         match req {
-            Request::Bindings => Response::ok(ha.bindings(now)),
+            Request::Bindings { after, limit } => {
+                Response::ok(ha.bindings_page(now, after, Request::page_len(limit)))
+            }
             Request::Events
             | Request::Stats
             | Request::Probe
@@ -32,7 +41,8 @@ impl Daemon {
             }
             Request::Status => {
                 let c = ha.config();
-                let dp = self.dp.status();
+                let (tunnel_count, tunnels) = self.dp.tunnels(STATUS_LIST);
+                let (installed_count, installed) = self.dp.installed(STATUS_LIST);
                 Response::ok(serde_json::json!({
                     "daemon": "mip4-ha",
                     "accept": crate::daemons::accept::accept_counters(),
@@ -46,9 +56,11 @@ impl Daemon {
                     "udp_tunnelling": c.udp_tunnelling,
                     "dataplane": {
                         "configured": format!("{:?}", c.tunnel_backend).to_lowercase(),
-                        "backend": dp.backend,
-                        "tunnels": dp.bindings,
-                        "installed": self.dp.installed(),
+                        "backend": self.dp.backend(),
+                        "tunnels": tunnels,
+                        "tunnel_count": tunnel_count,
+                        "installed": installed,
+                        "installed_count": installed_count,
                         "counters": self.dp.counters(),
                     },
                     "mobile_nodes": c.mobile_nodes.len(),

@@ -22,7 +22,7 @@ use crate::dataplane::{
     sit, Backend, DataPlane, DataPlaneStatus, Encapsulation, Role, Tunnel, TunnelBinding,
     TunnelDevice, UserspaceConfig, UserspacePlane,
 };
-use crate::ha::binding::{Binding, Ipv6Binding, TunnelMode};
+use crate::ha::binding::{lowest, Binding, Ipv6Binding, TunnelMode};
 use crate::ha::config::{HaConfig, HomeNetworkMode, TunnelBackend};
 use crate::netlink::{sysctl, Netlink, RouteSpec};
 use crate::sys::packet::{Framing, PacketSocket, BROADCAST, ETH_P_ARP};
@@ -54,6 +54,56 @@ impl Installed {
         self.ipv6_device
             .as_ref()
             .map_or(self.device.ifindex, |d| d.ifindex)
+    }
+}
+
+/// What a binding asks of the data plane: compared with what it has
+/// ([`Installed::serves`]) before any kernel request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Wanted {
+    encapsulation: Encapsulation,
+    remote: SocketAddrV4,
+    ipv6: Option<Ipv6Binding>,
+    /// The home link of its proxy ARP entry (RFC 5944 §4.6), if any.
+    proxy_arp: Option<String>,
+}
+
+impl Wanted {
+    fn of(cfg: &HaConfig, b: &Binding) -> Wanted {
+        let (encapsulation, remote) = match b.tunnel {
+            TunnelMode::Ipip => (
+                Encapsulation::IpInIp,
+                SocketAddrV4::new(b.care_of_address, 0),
+            ),
+            // RFC 3519 §3.3: tunnel to where the request came from (the
+            // NAT's mapping), not to the private care-of address.
+            TunnelMode::Udp => (Encapsulation::Udp, b.source),
+        };
+        let proxy_arp =
+            cfg.home_network_of(b.home_address)
+                .and_then(|net| match (net.mode, &net.interface) {
+                    (HomeNetworkMode::ProxyArp, Some(ifname)) => Some(ifname.clone()),
+                    _ => None,
+                });
+        Wanted {
+            encapsulation,
+            remote,
+            ipv6: b.ipv6,
+            proxy_arp,
+        }
+    }
+}
+
+impl Installed {
+    /// Whether what is installed is what `want` asks for: the same
+    /// tunnel (encapsulation and far end), IPv6 prefix and proxy ARP
+    /// link. Then the tunnel, routes and entry are in place and a renewal
+    /// needs no kernel request.
+    fn serves(&self, want: &Wanted) -> bool {
+        self.encapsulation == want.encapsulation
+            && self.remote == want.remote
+            && self.ipv6 == want.ipv6
+            && self.proxy_arp.as_ref().map(|(n, _)| n) == want.proxy_arp.as_ref()
     }
 }
 
@@ -225,11 +275,10 @@ impl Installer {
     /// kernel backend's ingress rules dropped, under the userspace
     /// counters' names (`inner_address_mismatch`, `ipv6_source_spoofed`).
     pub fn counters(&self) -> Option<serde_json::Value> {
-        let seen = self
-            .dp
-            .status()
-            .counters
-            .or_else(|| self.udp_plane.as_ref().map(|u| u.counters()));
+        let seen = match &self.dp {
+            DataPlane::Userspace(u) => Some(u.counters()),
+            DataPlane::Kernel(_) => self.udp_plane.as_ref().map(|u| u.counters()),
+        };
         let mut v = seen.and_then(|c| serde_json::to_value(c).ok());
         for (name, n) in [
             ("inner_address_mismatch", self.ingress_dropped),
@@ -371,24 +420,37 @@ impl Installer {
         }
     }
 
-    pub fn installed(&self) -> Vec<Installed> {
-        let mut v: Vec<Installed> = self.installed.values().cloned().collect();
-        v.sort_by_key(|i| i.home_address);
-        v
+    /// How many bindings are installed, and the first `limit` of them by
+    /// home address (`status` at a million bindings stays small).
+    pub fn installed(&self, limit: usize) -> (usize, Vec<Installed>) {
+        let all: Vec<&Installed> = self.installed.values().collect();
+        let first = lowest(all, limit, |i| i.home_address);
+        (self.installed.len(), first.into_iter().cloned().collect())
     }
 
-    /// Sets up (or moves) the tunnel, route and proxy ARP of `b`.
+    /// How many tunnels the data plane holds, and the first `limit` of
+    /// them by home address.
+    pub fn tunnels(&self, limit: usize) -> (usize, Vec<crate::dataplane::TunnelBinding>) {
+        let all = self.status().bindings;
+        (all.len(), lowest(all, limit, |t| t.home))
+    }
+
+    /// Sets up (or moves) the tunnel, route and proxy ARP of `b`. A
+    /// renewal that wants what is installed already asks nothing of the
+    /// kernel (RFC 5944 §3.8: a re-registration only refreshes the
+    /// lifetime): [`Installed::serves`].
     pub async fn up(&mut self, cfg: &HaConfig, b: &Binding) -> Result<(), String> {
         let home = b.home_address;
-        let (encapsulation, remote) = match b.tunnel {
-            TunnelMode::Ipip => (
-                Encapsulation::IpInIp,
-                SocketAddrV4::new(b.care_of_address, 0),
-            ),
-            // RFC 3519 §3.3: tunnel to where the request came from (the
-            // NAT's mapping), not to the private care-of address.
-            TunnelMode::Udp => (Encapsulation::Udp, b.source),
-        };
+        let want = Wanted::of(cfg, b);
+        if self.installed.get(&home).is_some_and(|i| i.serves(&want)) {
+            debug!(home_address = %home, "binding renewed: tunnel and route in place");
+            return Ok(());
+        }
+        let Wanted {
+            encapsulation,
+            remote,
+            ..
+        } = want;
         let tb = TunnelBinding {
             home,
             local: self.local,
@@ -498,7 +560,7 @@ impl Installer {
             }
         }
         if same {
-            debug!(home_address = %home, "binding renewed: tunnel and route in place");
+            debug!(home_address = %home, "binding renewed: tunnel and route set again");
         } else {
             info!(
                 home_address = %home, care_of = %b.care_of_address, %remote,
@@ -775,6 +837,104 @@ fn send_arp_broadcast(ifindex: u32, arp: &[u8; 28]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ha::binding::Ipv6TunnelTo;
+    use std::time::Instant;
+
+    const HOME: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 11);
+    const COA: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
+
+    fn config(home_link: &str) -> HaConfig {
+        let text = format!(
+            "home_agent = \"10.1.0.1\"\n[[home_network]]\nprefix = \"10.1.0.0/24\"\n{home_link}\n\
+             [[mobile_node]]\nhome_address = \"{HOME}\"\nspi = 256\nkey = \"{}\"\n",
+            "00".repeat(16)
+        );
+        HaConfig::from_source(&crate::config::Source::from_str("mip4-ha.conf", &text)).unwrap()
+    }
+
+    fn binding(coa: Ipv4Addr) -> Binding {
+        Binding {
+            home_address: HOME,
+            care_of_address: coa,
+            source: SocketAddrV4::new(coa, 434),
+            lifetime: 600,
+            expires: Instant::now(),
+            identification: 1,
+            flags: crate::wire::Flags(0),
+            reverse_tunnel: false,
+            tunnel: TunnelMode::Ipip,
+            nai: None,
+            ipv6: None,
+            spi: 256,
+        }
+    }
+
+    /// What `up` records once it installed `want` (the device and route
+    /// are the kernel's answer; they do not enter the comparison).
+    fn installed(want: &Wanted) -> Installed {
+        Installed {
+            home_address: HOME,
+            device: TunnelDevice {
+                ifindex: 7,
+                ifname: "mip4ha0".into(),
+            },
+            encapsulation: want.encapsulation,
+            remote: want.remote,
+            proxy_arp: want.proxy_arp.clone().map(|n| (n, 3)),
+            route: RouteSpec::to_dev(HOME, 32, 7),
+            ipv6: want.ipv6,
+        }
+    }
+
+    #[test]
+    fn a_renewal_that_changes_nothing_asks_nothing_of_the_kernel() {
+        let cfg = config("");
+        let first = binding(COA);
+        let have = installed(&Wanted::of(&cfg, &first));
+        // Same care-of address, later identification and expiry: served.
+        let renewal = Binding {
+            identification: 2,
+            expires: first.expires + std::time::Duration::from_secs(600),
+            lifetime: 300,
+            ..first.clone()
+        };
+        assert!(have.serves(&Wanted::of(&cfg, &renewal)));
+        // Everything that moves the tunnel or a route is not.
+        let moved = binding(Ipv4Addr::new(203, 0, 113, 9));
+        assert!(!have.serves(&Wanted::of(&cfg, &moved)));
+        let udp = Binding {
+            tunnel: TunnelMode::Udp,
+            ..first.clone()
+        };
+        assert!(!have.serves(&Wanted::of(&cfg, &udp)));
+        let v6 = Binding {
+            ipv6: Some(Ipv6Binding {
+                prefix: "2001:db8:1::/64".parse().unwrap(),
+                tunnel_to: Ipv6TunnelTo::HomeAddress,
+            }),
+            ..first.clone()
+        };
+        assert!(!have.serves(&Wanted::of(&cfg, &v6)));
+        // The home link became a proxy ARP one (a reload): the entry is due.
+        let cfg_arp = config("mode = \"proxy-arp\"\ninterface = \"eth1\"");
+        assert!(!have.serves(&Wanted::of(&cfg_arp, &first)));
+        let have_arp = installed(&Wanted::of(&cfg_arp, &first));
+        assert!(have_arp.serves(&Wanted::of(&cfg_arp, &renewal)));
+        assert!(!have_arp.serves(&Wanted::of(&cfg, &renewal)));
+    }
+
+    #[test]
+    fn behind_a_nat_a_new_mapping_moves_the_udp_tunnel() {
+        let cfg = config("");
+        let nat = |port| Binding {
+            tunnel: TunnelMode::Udp,
+            source: SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 50), port),
+            ..binding(Ipv4Addr::new(10, 9, 0, 2))
+        };
+        let have = installed(&Wanted::of(&cfg, &nat(4500)));
+        assert!(have.serves(&Wanted::of(&cfg, &nat(4500))));
+        assert!(!have.serves(&Wanted::of(&cfg, &nat(4501))));
+    }
 
     #[test]
     fn gratuitous_arp_names_the_home_address_twice_and_our_mac() {

@@ -33,6 +33,7 @@ use crate::ctl::Request;
 use crate::daemons::control::{Query, Server};
 use crate::daemons::udp::Received;
 use crate::daemons::wake::{sleep_until, Hangup, StopSignals};
+use crate::dataplane::recv::BATCH;
 use crate::ha::{Changes, HaConfig, HomeAgent, Output, Screen};
 use crate::replay::NtpTimestamp;
 
@@ -53,6 +54,8 @@ pub(super) struct Daemon {
     saved_kernel: Option<u64>,
     /// The data plane carries RFC 3519 (it took the UDP socket at start).
     udp_carried: bool,
+    /// Replies carried out, waiting for the record ([`Daemon::finish`]).
+    replies: Vec<(std::net::SocketAddrV4, Vec<u8>)>,
 }
 
 /// Runs mip4-ha until SIGTERM or SIGINT; `path` is re-read on SIGHUP.
@@ -117,6 +120,7 @@ pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
         record,
         saved_kernel: None,
         udp_carried: took_socket,
+        replies: Vec::new(),
     };
     // Nothing is answered before the earlier instance's bindings are back
     // in the kernel: requests and control queries wait in their channels.
@@ -146,10 +150,22 @@ pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
     loop {
         tokio::select! {
             r = reg_rx.recv() => {
-                let Some((src, data)) = r else { break };
-                let wall = NtpTimestamp::from_system_time(SystemTime::now());
-                d.ha.handle_datagram(Instant::now(), wall, src, &data);
-                d.apply().await;
+                let Some(first) = r else { break };
+                // What is queued behind it too, up to a receive batch:
+                // each through the core and the data plane in turn, then
+                // one save for all and their replies (`finish`).
+                let mut next = Some(first);
+                let mut taken = 0;
+                while let Some((src, data)) = next.take() {
+                    let wall = NtpTimestamp::from_system_time(SystemTime::now());
+                    d.ha.handle_datagram(Instant::now(), wall, src, &data);
+                    d.carry_out().await;
+                    taken += 1;
+                    if taken < BATCH {
+                        next = reg_rx.try_recv().ok();
+                    }
+                }
+                d.finish().await;
             }
             () = sleep_until(d.ha.poll_timeout()) => {
                 d.ha.handle_timeout(Instant::now());
@@ -203,18 +219,20 @@ pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
 }
 
 impl Daemon {
+    /// [`carry_out`](Self::carry_out), then [`finish`](Self::finish).
+    async fn apply(&mut self) {
+        self.carry_out().await;
+        self.finish().await;
+    }
+
     /// Carries out the core's outputs in order: a binding's tunnel and
     /// route are in place before its reply leaves (the core holds the reply
     /// until `install_result`), and gone before a deregistration is
-    /// answered.
-    ///
-    /// Replies leave last, after the record is saved: an accepted reply
-    /// promises a binding that the next instance must know.
-    async fn apply(&mut self) {
-        let mut replies = Vec::new();
+    /// answered. Replies wait in `replies` for [`finish`](Self::finish).
+    async fn carry_out(&mut self) {
         while let Some(o) = self.ha.poll_output() {
             match o {
-                Output::Transmit { dst, payload } => replies.push((dst, payload)),
+                Output::Transmit { dst, payload } => self.replies.push((dst, payload)),
                 Output::BindingUp(b) => {
                     // The core answers the registration once it hears how
                     // this went: accepted, or 130 and the binding dropped.
@@ -232,9 +250,17 @@ impl Daemon {
                 }
             }
         }
+    }
+
+    /// Saves what changed, then sends the replies waiting: an accepted
+    /// reply promises a binding that the next instance must know, so it
+    /// leaves only once the record holds it. A batch of requests costs
+    /// one journal write; what a crash loses is what no reply promised yet
+    /// (a node whose request was lost so retransmits, RFC 5944 §3.6.3).
+    async fn finish(&mut self) {
         let changes = self.ha.take_changes();
         self.save(changes);
-        for (dst, payload) in replies {
+        for (dst, payload) in std::mem::take(&mut self.replies) {
             if let Err(e) = self.sock.send_to(&payload, SocketAddr::V4(dst)).await {
                 warn!(%dst, "cannot send reply: {e}");
             }
@@ -243,13 +269,16 @@ impl Daemon {
 
     /// Records what changed in the core's state (`changes`) and in the
     /// kernel since the last save: the changed bindings and nodes
-    /// appended to the journal, or everything in a snapshot.
+    /// appended to the journal, or everything in a snapshot. A journal
+    /// that outgrew its snapshot is compacted by a thread of its own
+    /// (`state::Record::compact`).
     fn save(&mut self, changes: Changes) {
         let kernel_changed = self.saved_kernel != Some(self.dp.generation());
         if changes.is_empty() && !kernel_changed {
             return;
         }
         self.saved_kernel = Some(self.dp.generation());
+        self.record.take_up();
         let (now, wall) = (Instant::now(), SystemTime::now());
         if changes.all || self.record.wants_snapshot() {
             let cache = self.ha.export(now, wall);
@@ -271,5 +300,9 @@ impl Daemon {
             entries.push(state::Entry::Kernel(self.dp.record()));
         }
         self.record.append(&entries);
+        if self.record.wants_compaction() {
+            let cache = self.ha.export(now, wall);
+            self.record.compact(cache, self.dp.record());
+        }
     }
 }

@@ -15,6 +15,15 @@
 //! amortised. The journal's first line names the snapshot generation it
 //! continues: a journal left beside a newer snapshot (a crash between the
 //! two writes) is older than it and ignored.
+//!
+//! A compaction's snapshot is written by a thread of its own (at a
+//! million bindings it is hundreds of megabytes of JSON, seconds the loop
+//! must not stand still): meanwhile the loop appends to the old journal,
+//! which with the old snapshot stays complete, and keeps the lines since
+//! the export for the new one. Once the thread is done, the new journal
+//! is written beside (`.journal.next`), the snapshot renamed into place,
+//! then the journal: a crash between the two renames leaves the new
+//! snapshot with `.journal.next`, which [`load`] then takes.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -122,7 +131,14 @@ pub fn load(
     }
     let (mut cache, mut kernel, generation) = (r.cache, r.kernel, r.generation);
     let jpath = journal_path(path);
-    match read_journal(&jpath, max_len, generation) {
+    let jnext = record::beside(&jpath, ".next");
+    let journal = read_journal(&jpath, max_len, generation)
+        .and_then(|j| match j {
+            Some(entries) => Ok(Some(entries)),
+            None => read_journal(&jnext, max_len, generation),
+        })
+        .map(Option::unwrap_or_default);
+    match journal {
         Ok(entries) => {
             let n = entries.len();
             apply(&mut cache, &mut kernel, entries);
@@ -137,13 +153,13 @@ pub fn load(
 }
 
 /// The journal's entries after its first line, if it continues snapshot
-/// `generation` (else none: it is older than the snapshot). A last line
-/// cut short (the process killed while writing it) is left out: its reply
-/// had not left.
-fn read_journal(path: &Path, max_len: u64, generation: u64) -> Result<Vec<Entry>, String> {
+/// `generation` (else `None`: it is another snapshot's, or there is no
+/// journal). A last line cut short (the process killed while writing it)
+/// is left out: its reply had not left.
+fn read_journal(path: &Path, max_len: u64, generation: u64) -> Result<Option<Vec<Entry>>, String> {
     let text = match record::read_bytes(path, max_len) {
         Ok(Some(t)) => t,
-        Ok(None) => return Ok(Vec::new()),
+        Ok(None) => return Ok(None),
         Err(e) => return Err(e.to_string()),
     };
     let complete = text.ends_with(b"\n");
@@ -160,8 +176,8 @@ fn read_journal(path: &Path, max_len: u64, generation: u64) -> Result<Vec<Entry>
         }
     }
     match entries.first() {
-        Some(Entry::Continues(g)) if *g == generation => Ok(entries.split_off(1)),
-        Some(Entry::Continues(_)) | None => Ok(Vec::new()),
+        Some(Entry::Continues(g)) if *g == generation => Ok(Some(entries.split_off(1))),
+        Some(Entry::Continues(_)) | None => Ok(None),
         Some(_) => Err(format!(
             "{}: line 1: not the snapshot generation it continues",
             path.display()
@@ -212,6 +228,19 @@ pub struct Record {
     journal: Option<File>,
     /// Entries appended since the snapshot.
     entries: usize,
+    /// A compaction's snapshot being written.
+    writing: Option<Writing>,
+}
+
+/// A snapshot a thread of its own writes (to `.next` beside the record),
+/// and the journal that will continue it.
+struct Writing {
+    generation: u64,
+    len: usize,
+    thread: std::thread::JoinHandle<std::io::Result<()>>,
+    /// Its first line and the entries appended since the export.
+    journal: Vec<u8>,
+    entries: usize,
 }
 
 impl Record {
@@ -225,21 +254,112 @@ impl Record {
             snapshot_len: 0,
             journal: None,
             entries: 0,
+            writing: None,
         }
     }
 
-    /// The next save must be a snapshot: there is no journal to append to
-    /// (none yet, or it failed), or it outgrew its snapshot.
+    /// The next save must be a snapshot, written at once: there is no
+    /// journal to append to (none yet, or it failed).
     pub fn wants_snapshot(&self) -> bool {
-        self.journal.is_none() || self.entries >= MIN_JOURNAL.max(2 * self.snapshot_len)
+        self.journal.is_none()
+    }
+
+    /// The journal outgrew its snapshot and no compaction is under way:
+    /// time for [`compact`](Self::compact).
+    pub fn wants_compaction(&self) -> bool {
+        self.writing.is_none() && self.entries >= MIN_JOURNAL.max(2 * self.snapshot_len)
+    }
+
+    /// Starts writing a new snapshot of `cache` and `kernel` (exported
+    /// after the last [`append`](Self::append)) on a thread of its own;
+    /// the journal takes over once it is written.
+    pub fn compact(&mut self, cache: SavedCache, kernel: KernelRecord) {
+        if self.writing.is_some() || self.journal.is_none() {
+            return;
+        }
+        let generation = self.generation + 1;
+        let len = cache.bindings.len() + cache.nodes.len();
+        let r = self.record_of(cache, kernel, generation);
+        let next = record::beside(&self.path, ".next");
+        let thread = std::thread::Builder::new()
+            .name("mip4-ha-record".into())
+            .spawn(move || {
+                let text = serde_json::to_vec(&r).map_err(std::io::Error::other)?;
+                record::write_new(&next, &text)
+            });
+        match thread {
+            Ok(thread) => {
+                self.writing = Some(Writing {
+                    generation,
+                    len,
+                    thread,
+                    journal: line(&Entry::Continues(generation)),
+                    entries: 0,
+                })
+            }
+            Err(e) => warn!("cannot start writing the snapshot: {e}"),
+        }
+    }
+
+    fn record_of(&self, cache: SavedCache, kernel: KernelRecord, generation: u64) -> HaRecord {
+        HaRecord {
+            daemon: DAEMON.to_string(),
+            version: VERSION,
+            home_agent: self.home_agent,
+            cache,
+            kernel,
+            generation,
+        }
+    }
+
+    /// Takes up the compaction's snapshot once its thread is done (or, with
+    /// `wait`, waits for it).
+    fn settle(&mut self, wait: bool) {
+        if !wait
+            && !self
+                .writing
+                .as_ref()
+                .is_some_and(|w| w.thread.is_finished())
+        {
+            return;
+        }
+        let Some(w) = self.writing.take() else { return };
+        let written = w
+            .thread
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the thread writing it panicked")));
+        let jpath = journal_path(&self.path);
+        let jnext = record::beside(&jpath, ".next");
+        let taken = written
+            .and_then(|()| record::write_new(&jnext, &w.journal))
+            .and_then(|()| std::fs::rename(record::beside(&self.path, ".next"), &self.path))
+            .and_then(|()| std::fs::rename(&jnext, &jpath))
+            .and_then(|()| record::open_append(&jpath, false));
+        match taken {
+            Ok(f) => {
+                self.journal = Some(f);
+                self.generation = w.generation;
+                self.snapshot_len = w.len;
+                self.entries = w.entries;
+            }
+            Err(e) => {
+                // The old snapshot and journal stand, or the new snapshot
+                // and `.journal.next` do: the next save writes everything.
+                warn!(state_file = %self.path.display(), "cannot take up the new snapshot: {e}");
+                self.journal = None;
+            }
+        }
     }
 
     /// Replaces the record with everything, and starts a new journal.
     pub fn snapshot(&mut self, cache: SavedCache, kernel: KernelRecord) {
+        // Superseded: a compaction under way is taken up (the generations
+        // stay in order), then this snapshot replaces it.
+        self.settle(true);
         self.journal = None;
         self.generation += 1;
         self.snapshot_len = cache.bindings.len() + cache.nodes.len();
-        if !save(&self.path, self.home_agent, cache, kernel, self.generation) {
+        if !save(&self.path, &self.record_of(cache, kernel, self.generation)) {
             return;
         }
         let jpath = journal_path(&self.path);
@@ -272,6 +392,16 @@ impl Record {
             return;
         }
         self.entries += entries.len();
+        if let Some(w) = &mut self.writing {
+            w.journal.extend_from_slice(&buf);
+            w.entries += entries.len();
+        }
+    }
+
+    /// Takes up the compaction's snapshot if its thread is done (the
+    /// daemon asks before each save).
+    pub fn take_up(&mut self) {
+        self.settle(false);
     }
 }
 
@@ -283,22 +413,8 @@ fn line(e: &Entry) -> Vec<u8> {
 
 /// Replaces the snapshot; a failure is logged and the daemon serves on
 /// (its next change tries again).
-fn save(
-    path: &Path,
-    home_agent: Ipv4Addr,
-    cache: SavedCache,
-    kernel: KernelRecord,
-    generation: u64,
-) -> bool {
-    let r = HaRecord {
-        daemon: DAEMON.to_string(),
-        version: VERSION,
-        home_agent,
-        cache,
-        kernel,
-        generation,
-    };
-    match record::write_compact(path, &r) {
+fn save(path: &Path, r: &HaRecord) -> bool {
+    match record::write_compact(path, r) {
         Ok(()) => true,
         Err(e) => {
             warn!(state_file = %path.display(), "cannot save the binding cache: {e}");
@@ -408,12 +524,56 @@ mod tests {
         let path = dir.path().join("ha.state");
         let mut r = Record::new(&path, HA, 0);
         r.snapshot(cache(vec![binding(1, 1)], vec![]), KernelRecord::default());
-        for i in 0..MIN_JOURNAL as u64 {
-            assert!(!r.wants_snapshot(), "{i}");
-            r.append(&[Entry::Binding(binding(1, i + 2))]);
+        let last = MIN_JOURNAL as u64 + 1;
+        for i in 2..=last {
+            assert!(!r.wants_compaction(), "{i}");
+            r.append(&[Entry::Binding(binding(1, i))]);
         }
-        assert!(r.wants_snapshot());
-        let (c, _, _) = load(&path, HA, max_len(10));
-        assert_eq!(c.unwrap().bindings, [binding(1, MIN_JOURNAL as u64 + 1)]);
+        assert!(r.wants_compaction() && !r.wants_snapshot());
+        // Compacted in the background; the loop appends on meanwhile.
+        r.compact(
+            cache(vec![binding(1, last)], vec![]),
+            KernelRecord::default(),
+        );
+        assert!(!r.wants_compaction(), "one compaction at a time");
+        r.append(&[Entry::Binding(binding(2, 1))]);
+        // Before the new snapshot is taken up, the old one and its journal
+        // hold everything; after, the new one and its journal do.
+        let (c, _, generation) = load(&path, HA, max_len(10));
+        assert_eq!(generation, 1);
+        assert_eq!(c.unwrap().bindings, [binding(1, last), binding(2, 1)]);
+        r.settle(true);
+        r.append(&[Entry::Binding(binding(3, 1))]);
+        let (c, _, generation) = load(&path, HA, max_len(10));
+        assert_eq!(generation, 2);
+        assert_eq!(
+            c.unwrap().bindings,
+            [binding(1, last), binding(2, 1), binding(3, 1)]
+        );
+        assert_eq!(
+            r.entries, 2,
+            "the new journal holds what followed the export"
+        );
+    }
+
+    #[test]
+    fn a_crash_between_the_compactions_renames_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ha.state");
+        let mut r = Record::new(&path, HA, 0);
+        r.snapshot(cache(vec![binding(1, 1)], vec![]), KernelRecord::default());
+        r.append(&[Entry::Binding(binding(1, 2))]);
+        r.compact(cache(vec![binding(1, 2)], vec![]), KernelRecord::default());
+        r.append(&[Entry::Binding(binding(2, 1))]);
+        // The new snapshot and its journal written, only the snapshot
+        // renamed into place (then the process died).
+        let w = r.writing.take().unwrap();
+        w.thread.join().unwrap().unwrap();
+        let jnext = record::beside(&journal_path(&path), ".next");
+        record::write_new(&jnext, &w.journal).unwrap();
+        std::fs::rename(record::beside(&path, ".next"), &path).unwrap();
+        let (c, _, generation) = load(&path, HA, max_len(10));
+        assert_eq!(generation, 2);
+        assert_eq!(c.unwrap().bindings, [binding(1, 2), binding(2, 1)]);
     }
 }

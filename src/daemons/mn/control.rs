@@ -70,7 +70,7 @@ impl Daemon {
                 }
                 Response::ok(v)
             }
-            Request::Bindings => {
+            Request::Bindings { .. } => {
                 let b = self.node.client().binding().map(|b| {
                     json!({
                         "home_address": b.home_address,

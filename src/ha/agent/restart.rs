@@ -124,7 +124,7 @@ impl HomeAgent {
         if !node.owns(b.home_address) {
             return Err("the home address is no longer its node's");
         }
-        if b.nai.is_some() && b.nai != node.conf.nai {
+        if b.nai.is_some() && b.nai.as_deref() != node.conf.nai.as_deref() {
             return Err("its node's NAI changed");
         }
         if b.ipv6

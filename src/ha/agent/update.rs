@@ -59,7 +59,7 @@ impl HomeAgent {
             flags: hdr.flags,
             reverse_tunnel: hdr.flags.contains(Flags::T),
             tunnel,
-            nai: ctx.nai.clone(),
+            nai: ctx.nai.clone().map(Vec::into_boxed_slice),
             spi: self.nodes[idx].conf.spi,
             ipv6,
         };
@@ -73,9 +73,8 @@ impl HomeAgent {
             reverse_tunnel = binding.reverse_tunnel, tunnel = ?tunnel, tnc = ctx.tnc, moved,
             "registration valid: installing before the reply"
         );
-        // A renewal too: the daemon re-installs whatever of the tunnel and
-        // route went missing, and the reply says "accepted" only once all
-        // of it is there.
+        // A renewal too: the daemon checks it against what it installed,
+        // and the reply says "accepted" only once all of it is there.
         let ctx = ReplyCtx {
             hdr: Hdr {
                 home_address: home,
@@ -90,6 +89,7 @@ impl HomeAgent {
                 code,
                 lifetime,
                 exts: reply_exts,
+                moved,
             },
         );
         self.out.push_back(Output::BindingUp(binding));
@@ -112,10 +112,17 @@ impl HomeAgent {
         match result {
             Ok(()) => {
                 self.counters.accepted += 1;
-                info!(
-                    home_address = %home, care_of = %p.ctx.hdr.care_of_address, src = %p.ctx.src,
-                    lifetime = p.lifetime, tnc = p.ctx.tnc, "registration accepted: {}", p.code
-                );
+                if p.moved {
+                    info!(
+                        home_address = %home, care_of = %p.ctx.hdr.care_of_address, src = %p.ctx.src,
+                        lifetime = p.lifetime, tnc = p.ctx.tnc, "registration accepted: {}", p.code
+                    );
+                } else {
+                    debug!(
+                        home_address = %home, care_of = %p.ctx.hdr.care_of_address, src = %p.ctx.src,
+                        lifetime = p.lifetime, tnc = p.ctx.tnc, "renewal accepted: {}", p.code
+                    );
+                }
                 self.reply(&p.ctx, p.code, p.lifetime, p.exts);
             }
             Err(e) => {
