@@ -883,6 +883,7 @@ mod tests {
             proxy_arp: want.proxy_arp.clone().map(|n| (n, 3)),
             route: RouteSpec::to_dev(HOME, 32, 7),
             ipv6: want.ipv6,
+            ipv6_device: None,
         }
     }
 
