@@ -115,24 +115,6 @@ static mip4_action_status_t terminate(char *name)
 }
 
 /**
- * mip4d saw a usable address before charon's kernel interface reported
- * it (kernel-netlink waits ROAM_DELAY, 100 ms, to coalesce events): queue
- * the roam job it would queue then, so MOBIKE (RFC 4555) starts now. Its
- * own delayed event still follows and finds the path current.
- */
-static mip4_action_status_t roam(char *name)
-{
-	uint32_t id;
-
-	if (!find_ike_sas(name, &id, 1, NULL))
-	{
-		return MIP4_ACT_NOT_FOUND;
-	}
-	lib->processor->queue_job(lib->processor, (job_t*)roam_job_create(TRUE));
-	return MIP4_ACT_OK;
-}
-
-/**
  * Whether charon's kernel interface names a source address towards the
  * peer of the connection's first IKE_SA (or there is none: roam() then
  * reports it). kernel-netlink answers from its own cache of addresses,
@@ -172,6 +154,74 @@ static bool path_known(char *name)
 	}
 	other->destroy(other);
 	return known;
+}
+
+/**
+ * Whether charon already moves the connection's first IKE_SA: an
+ * IKE_MOBIKE task active or queued, from kernel-netlink's own roam job
+ * (due 100 ms after the old address went: a move that took longer, the
+ * kernel tier's under emulation, finds it due). A second roam job would
+ * queue a second path check, and ike_mobike drops the answer to the first
+ * when a newer check is queued: one round trip more, nothing gained.
+ */
+static bool mobike_pending(char *name)
+{
+	task_queue_t queues[] = { TASK_QUEUE_ACTIVE, TASK_QUEUE_QUEUED };
+	enumerator_t *enumerator, *tasks;
+	ike_sa_t *ike_sa;
+	task_t *task;
+	bool found = FALSE;
+	int i;
+
+	enumerator = charon->controller->create_ike_sa_enumerator(
+													charon->controller, TRUE);
+	while (enumerator->enumerate(enumerator, &ike_sa))
+	{
+		if (!streq(ike_sa->get_name(ike_sa), name))
+		{
+			continue;
+		}
+		for (i = 0; i < countof(queues) && !found; i++)
+		{
+			tasks = ike_sa->create_task_enumerator(ike_sa, queues[i]);
+			while (tasks->enumerate(tasks, &task))
+			{
+				if (task->get_type(task) == TASK_IKE_MOBIKE)
+				{
+					found = TRUE;
+					break;
+				}
+			}
+			tasks->destroy(tasks);
+		}
+		break;
+	}
+	enumerator->destroy(enumerator);
+	return found;
+}
+
+/**
+ * mip4d saw a usable address before charon's kernel interface reported
+ * it (kernel-netlink waits ROAM_DELAY, 100 ms, to coalesce events): queue
+ * the roam job it would queue then, so MOBIKE (RFC 4555) starts now. Its
+ * own delayed event still follows and finds the path current.
+ */
+static mip4_action_status_t roam(char *name)
+{
+	uint32_t id;
+
+	if (!find_ike_sas(name, &id, 1, NULL))
+	{
+		return MIP4_ACT_NOT_FOUND;
+	}
+	if (mobike_pending(name))
+	{
+		DBG2(DBG_CFG, "mip4: charon already moves '%s' (MOBIKE task "
+			 "pending), no second roam", name);
+		return MIP4_ACT_OK;
+	}
+	lib->processor->queue_job(lib->processor, (job_t*)roam_job_create(TRUE));
+	return MIP4_ACT_OK;
 }
 
 static job_requeue_t run_action(mip4_request_t *action);
