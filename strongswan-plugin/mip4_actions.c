@@ -21,7 +21,16 @@ struct mip4_request_t {
 	uint32_t kind;
 	/** connection name */
 	char name[MIP4_NAME_LEN];
+	/** a roam's looks at charon's address cache so far */
+	int looks;
 };
+
+/**
+ * A roam looks again every ROAM_LOOK_MS, at most ROAM_LOOKS times: by then
+ * (kernel-netlink's ROAM_DELAY, 100 ms) charon's own roam job is due.
+ */
+#define ROAM_LOOK_MS 2
+#define ROAM_LOOKS 50
 
 /**
  * Initiate the connection's first CHILD_SA (and so its IKE_SA); does not
@@ -106,6 +115,92 @@ static mip4_action_status_t terminate(char *name)
 }
 
 /**
+ * Whether charon's kernel interface names a source address towards the
+ * peer of the connection's first IKE_SA (or there is none: roam() then
+ * reports it). kernel-netlink answers from its own cache of addresses,
+ * which its netlink socket fills in its own time: mip4d's rtnetlink may
+ * report the new address first, and a roam job run before charon knows
+ * it finds no path and defers the update to kernel-netlink's own job.
+ */
+static bool path_known(char *name)
+{
+	enumerator_t *enumerator;
+	ike_sa_t *ike_sa;
+	host_t *other = NULL, *src;
+	bool known;
+
+	enumerator = charon->controller->create_ike_sa_enumerator(
+													charon->controller, TRUE);
+	while (enumerator->enumerate(enumerator, &ike_sa))
+	{
+		if (streq(ike_sa->get_name(ike_sa), name))
+		{
+			other = ike_sa->get_other_host(ike_sa)->clone(
+												ike_sa->get_other_host(ike_sa));
+			break;
+		}
+	}
+	enumerator->destroy(enumerator);
+	if (!other)
+	{
+		return TRUE;
+	}
+	src = charon->kernel->get_source_addr(charon->kernel, other, NULL);
+	known = src != NULL;
+	if (src)
+	{
+		DBG2(DBG_CFG, "mip4: roam of '%s' from %H to %H", name, src, other);
+		src->destroy(src);
+	}
+	other->destroy(other);
+	return known;
+}
+
+/**
+ * Whether charon already moves the connection's first IKE_SA: an
+ * IKE_MOBIKE task active or queued, from kernel-netlink's own roam job
+ * (due 100 ms after the old address went: a move that took longer, the
+ * kernel tier's under emulation, finds it due). A second roam job would
+ * queue a second path check, and ike_mobike drops the answer to the first
+ * when a newer check is queued: one round trip more, nothing gained.
+ */
+static bool mobike_pending(char *name)
+{
+	task_queue_t queues[] = { TASK_QUEUE_ACTIVE, TASK_QUEUE_QUEUED };
+	enumerator_t *enumerator, *tasks;
+	ike_sa_t *ike_sa;
+	task_t *task;
+	bool found = FALSE;
+	int i;
+
+	enumerator = charon->controller->create_ike_sa_enumerator(
+													charon->controller, TRUE);
+	while (enumerator->enumerate(enumerator, &ike_sa))
+	{
+		if (!streq(ike_sa->get_name(ike_sa), name))
+		{
+			continue;
+		}
+		for (i = 0; i < countof(queues) && !found; i++)
+		{
+			tasks = ike_sa->create_task_enumerator(ike_sa, queues[i]);
+			while (tasks->enumerate(tasks, &task))
+			{
+				if (task->get_type(task) == TASK_IKE_MOBIKE)
+				{
+					found = TRUE;
+					break;
+				}
+			}
+			tasks->destroy(tasks);
+		}
+		break;
+	}
+	enumerator->destroy(enumerator);
+	return found;
+}
+
+/**
  * mip4d saw a usable address before charon's kernel interface reported
  * it (kernel-netlink waits ROAM_DELAY, 100 ms, to coalesce events): queue
  * the roam job it would queue then, so MOBIKE (RFC 4555) starts now. Its
@@ -119,8 +214,43 @@ static mip4_action_status_t roam(char *name)
 	{
 		return MIP4_ACT_NOT_FOUND;
 	}
+	if (mobike_pending(name))
+	{
+		DBG2(DBG_CFG, "mip4: charon already moves '%s' (MOBIKE task "
+			 "pending), no second roam", name);
+		return MIP4_ACT_OK;
+	}
 	lib->processor->queue_job(lib->processor, (job_t*)roam_job_create(TRUE));
 	return MIP4_ACT_OK;
+}
+
+static job_requeue_t run_action(mip4_request_t *action);
+
+/**
+ * A roam whose path charon does not know yet looks again in ROAM_LOOK_MS
+ * (a copy of the request, scheduled; it reports when it ran). FALSE: run
+ * it now.
+ */
+static bool roam_later(mip4_request_t *action)
+{
+	mip4_request_t *again;
+
+	if (action->looks >= ROAM_LOOKS || path_known(action->name))
+	{
+		return FALSE;
+	}
+	if (action->looks == 0)
+	{
+		DBG2(DBG_CFG, "mip4: roam of '%s' waits for charon to know the new "
+			 "path", action->name);
+	}
+	again = malloc(sizeof(*again));
+	memcpy(again, action, sizeof(*again));
+	again->looks++;
+	lib->scheduler->schedule_job_ms(lib->scheduler,
+			(job_t*)callback_job_create((callback_job_cb_t)run_action, again,
+										free, NULL), ROAM_LOOK_MS);
+	return TRUE;
 }
 
 /**
@@ -142,6 +272,10 @@ static job_requeue_t run_action(mip4_request_t *action)
 			status = terminate(action->name);
 			break;
 		case MIP4_ACT_ROAM:
+			if (roam_later(action))
+			{
+				return JOB_REQUEUE_NONE;
+			}
 			status = roam(action->name);
 			break;
 		case MIP4_ACT_QUERY_PATH:
@@ -154,6 +288,11 @@ static job_requeue_t run_action(mip4_request_t *action)
 	}
 	DBG2(DBG_CFG, "mip4: action %u on '%s': status %d", action->kind,
 		 action->name, status);
+	if (action->looks)
+	{
+		DBG2(DBG_CFG, "mip4: charon knew the path after %d ms",
+			 action->looks * ROAM_LOOK_MS);
+	}
 	mip4_action_done(action->id, status,
 					 action->kind == MIP4_ACT_QUERY_PATH ? &path : NULL);
 	return JOB_REQUEUE_NONE;

@@ -346,7 +346,10 @@ charon {{
     filelog {{
         lab {{
             path = {log}
+            # Milliseconds after the seconds, for the handover's
+            # timelines: time_add_ms on 5.9.8, time_precision later.
             time_format = %H:%M:%S
+            time_add_ms = yes
             time_precision = ms
             append = no
             flush_line = yes
