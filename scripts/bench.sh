@@ -83,7 +83,13 @@ produce() {
 # The codec (benches/codec.rs): criterion's per-sample times, so the table
 # has the median and the worst like every other.
 codec() {
-	$CARGO bench --bench codec -- --noplot >&2
+	# A producer's failure must fail its section: a function called as
+	# `if "$@"` runs with set -e off, so each step says so itself.
+	$CARGO bench --bench codec -- --noplot >&2 || return 1
+	[ -n "$(find target/criterion -path '*/new/sample.json' 2>/dev/null)" ] || {
+		echo "codec: criterion wrote no samples under target/criterion" >&2
+		return 1
+	}
 	echo "## Registration codec (criterion)"
 	echo
 	echo 'Command: `cargo bench --bench codec`. Time per operation over criterion'"'"'s samples.'
@@ -136,6 +142,8 @@ produce 30-handover           via_file 30-handover "$LAB" bench --handover 20 --
 produce 35-baselines          via_file 35-baselines "$LAB" bench-baseline --moves 30 --rounds 6 --out
 produce 40-ha-scale           "$LAB" bench-ha --markdown --mobile-nodes "${BENCH_HA_NODES:-1000000}"
 produce 50-flood              "$LAB" flood --runs 20 --forged 100000
+produce 60-footprint          via_file 60-footprint "$LAB" bench --dataplane 20 --markdown
+produce 65-dataplane-vm       via_file 65-dataplane-vm "$LAB" bench --dataplane 1 --vm --markdown
 
 {
 	cat <<'EOF'

@@ -78,8 +78,17 @@ enum Cmd {
         /// (vpn-move) and mip4 (untrusted-move) side by side.
         #[arg(long, value_name = "N")]
         handover: Option<usize>,
-        /// With --handover: also write the markdown section here
-        /// (build/bench/NN-handover.md for docs/PERFORMANCE.md).
+        /// Instead: issue 14 §5, mip4d's memory and the tunnel's
+        /// throughput against the bare link, N runs of the `dataplane`
+        /// scenario.
+        #[arg(long, value_name = "N")]
+        dataplane: Option<usize>,
+        /// With --dataplane: one run in the kernel tier's guest (kernel
+        /// ipip against no tunnel).
+        #[arg(long, requires = "dataplane")]
+        vm: bool,
+        /// With --handover or --dataplane: also write the markdown section
+        /// here (build/bench/NN-name.md for docs/PERFORMANCE.md).
         #[arg(long, value_name = "FILE")]
         markdown: Option<PathBuf>,
     },
@@ -254,6 +263,21 @@ fn main() -> ExitCode {
             json,
             ..
         } => mip4::lab::bench::handover::cli(cli.lab_dir, runs, opts(None), markdown, json),
+        Cmd::Bench {
+            dataplane: Some(runs),
+            vm,
+            markdown,
+            json,
+            ..
+        } => mip4::lab::bench::dataplane::cli(
+            cli.lab_dir,
+            &bin_dir,
+            runs,
+            vm,
+            opts(None),
+            markdown,
+            json,
+        ),
         Cmd::Bench {
             moves,
             rounds,

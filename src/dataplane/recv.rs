@@ -15,6 +15,19 @@ use tokio::net::UdpSocket;
 /// Datagrams read by one call at most.
 pub const BATCH: usize = 32;
 
+/// Sets `sock`'s receive buffer to `bytes`: beyond `net.core.rmem_max`
+/// with CAP_NET_ADMIN (`SO_RCVBUFFORCE`), else as far as that limit
+/// allows. Returns what the kernel granted (it doubles the request for its
+/// bookkeeping). Kernel memory, used only while datagrams wait: a daemon's
+/// RSS does not grow with it.
+pub fn widen_receive_buffer(sock: &impl std::os::fd::AsFd, bytes: usize) -> Option<usize> {
+    use nix::sys::socket::{getsockopt, setsockopt, sockopt};
+    if setsockopt(sock, sockopt::RcvBufForce, &bytes).is_err() {
+        let _ = setsockopt(sock, sockopt::RcvBuf, &bytes);
+    }
+    getsockopt(sock, sockopt::RcvBuf).ok()
+}
+
 /// Buffers for a batch and what the last [`Batch::recv`] read into them.
 pub struct Batch {
     bufs: Vec<Vec<u8>>,

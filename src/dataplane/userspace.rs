@@ -39,6 +39,15 @@ pub type ControlSink = Arc<dyn Fn(SocketAddrV4, &[u8]) + Send + Sync>;
 
 const MAX_DATAGRAM: usize = 65_535;
 
+/// The raw sockets' receive buffer. The kernel's default (about 200 KiB,
+/// some 140 full-size datagrams) overflowed under one bulk TCP stream
+/// whenever the reading task was off the CPU for a moment: each datagram
+/// dropped there is a TCP loss (and an ICMP protocol unreachable from the
+/// kernel, which has no ipip handler of its own). 4 MiB holds a few
+/// milliseconds of a gigabit link; the lab's `dataplane` scenario
+/// measured the tunnel's throughput with and without it (docs/PERFORMANCE.md).
+const RAW_RECEIVE_BUFFER: usize = 4 << 20;
+
 /// How to build a userspace data plane.
 pub struct UserspaceConfig {
     /// TUN interface name (e.g. `mip4tun0`).
@@ -419,6 +428,7 @@ fn raw_socket(protocol: u8) -> Result<Arc<AsyncFd<Socket>>, TunnelError> {
     )
     .and_then(|raw| {
         raw.set_header_included_v4(true)?;
+        super::recv::widen_receive_buffer(&raw, RAW_RECEIVE_BUFFER);
         raw.set_nonblocking(true)?;
         raw.set_cloexec(true)?;
         Ok(raw)

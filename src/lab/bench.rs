@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+pub mod dataplane;
 pub mod handover;
 
 use super::charon::{Charon, CharonConfig};

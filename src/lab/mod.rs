@@ -29,6 +29,7 @@
 pub mod bench;
 pub mod bench_baseline;
 pub mod bench_ha;
+pub mod bulk;
 pub mod charon;
 pub mod cleartext;
 pub mod daemon;

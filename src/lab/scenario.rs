@@ -14,6 +14,7 @@ mod verbs_daemon;
 mod verbs_faults;
 mod verbs_ipsec;
 mod verbs_lab;
+mod verbs_measure;
 mod verbs_traffic;
 
 use std::collections::BTreeMap;
@@ -206,7 +207,8 @@ struct Run<'a> {
     platform: Platform,
 }
 
-/// Runs `scenario` on a fresh Figure 1 lab built from `lab_dir`, calling
+/// Runs `scenario` on a fresh Figure 1 lab built from `lab_dir` (or on
+/// the scenario's own `topology.toml`), calling
 /// `sink` for every event as it happens; always tears down what it made.
 pub fn run(
     lab_dir: &Path,
@@ -227,7 +229,11 @@ pub fn run(
     }
     let work = WorkDir::new(&scenario.name)?;
     let start = now();
-    let lab = Lab::build_file(&lab_dir.join("figure1.toml"))?;
+    let topology = scenario
+        .topology
+        .clone()
+        .unwrap_or_else(|| lab_dir.join("figure1.toml"));
+    let lab = Lab::build_file(&topology)?;
     let mut r = Run {
         captures: Vec::new(),
         pingers: BTreeMap::new(),
@@ -521,6 +527,8 @@ impl Run<'_> {
             "terminate" => self.terminate(&a)?,
             "ike-soak" => self.soak_ike(&a)?,
             "rss" => self.rss(&a)?,
+            "memory" => self.memory(&a)?,
+            "throughput" => self.throughput(&a)?,
             "vpn-up" => self.vpn_up(&a)?,
             "wait-sa" => self.wait_sa(&a)?,
             "wait-log" => self.wait_log(&a)?,

@@ -30,6 +30,10 @@ pub struct Scenario {
     /// so runs only there; elsewhere a run
     /// is refused with that reason and the tour skips it.
     pub kernel_only: Option<String>,
+    /// `topology.toml`: the scenario's own topology instead of the lab's
+    /// Figure 1 (e.g. access links without the delay line, for a
+    /// throughput figure that the delay line would cap).
+    pub topology: Option<PathBuf>,
     pub pre: Vec<Line>,
     pub evaltest: Vec<Line>,
     pub post: Vec<Line>,
@@ -124,6 +128,7 @@ impl Scenario {
             description,
             known_defect,
             kernel_only,
+            topology: Some(dir.join("topology.toml")).filter(|t| t.is_file()),
             pre: parse_dat(&dir.join("pre.dat"), false)?,
             evaltest: parse_dat(&dir.join("evaltest.dat"), true)?,
             post: parse_dat(&dir.join("post.dat"), false)?,

@@ -271,15 +271,9 @@ fn ike_sa_states(raw: &str, ike: &str) -> Vec<(u32, String)> {
 
 /// VmRSS of process `pid` in KiB.
 fn rss_kib(pid: i32) -> Result<f64> {
-    let path = format!("/proc/{pid}/status");
-    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
-        path: path.clone(),
-        source,
-    })?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| Error::Other(format!("{path}: no VmRSS")))
+    let text = super::verbs_measure::read_proc(pid, "status")?;
+    super::verbs_measure::proc_kib(&text, "VmRSS")
+        .ok_or_else(|| Error::Other(format!("/proc/{pid}/status: no VmRSS")))
 }
 
 #[cfg(test)]
