@@ -19,6 +19,7 @@ pub mod ipv6;
 pub mod kernel;
 pub mod process;
 pub mod recv;
+pub mod source;
 pub mod udp;
 pub mod userspace;
 
