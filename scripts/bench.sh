@@ -136,6 +136,7 @@ produce 30-handover           via_file 30-handover "$LAB" bench --handover 20 --
 produce 35-baselines          via_file 35-baselines "$LAB" bench-baseline --moves 30 --rounds 6 --out
 produce 40-ha-scale           "$LAB" bench-ha --markdown --mobile-nodes "${BENCH_HA_NODES:-100000}"
 produce 50-flood              "$LAB" flood --runs 20 --forged 100000
+produce 55-flood-replayed     "$LAB" flood --runs 20 --forged 100000 --replayed
 
 {
 	cat <<'EOF'

@@ -450,7 +450,7 @@ fn ms(d: Duration) -> f64 {
 /// own) and returns the markdown section for docs/PERFORMANCE.md.
 pub fn bench(opts: &FloodOptions, runs: usize, command: &str) -> Result<String> {
     let mut md = format!(
-        "## Flood of forged registration requests (issue 13 item 9)\n\n\
+        "## Flood of forged {}registration requests (issue 13 item 9)\n\n\
          Command: `{command}`\n\n\
          A real mip4-ha in a network namespace; {} forged requests per run from {} sources \
          (half on its trusted network, half outside; a wrong key under a known SPI, an unknown \
@@ -460,6 +460,7 @@ pub fn bench(opts: &FloodOptions, runs: usize, command: &str) -> Result<String> 
          median and worst over {runs} runs.\n\n\
          | UDP 434 read by | runs | ratio median | ratio worst | unloaded median ms | flooded median ms | slowest flooded ms | flood sent in ms | dropped at the socket, median | mip4-ha CPU µs per datagram read, median | log lines max |{}\n\
          |---|---|---|---|---|---|---|---|---|---|---|{}\n",
+        if opts.replayed { "and replayed " } else { "" },
         opts.forged,
         2 * u32::from(opts.sources),
         if opts.replayed {
