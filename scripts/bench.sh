@@ -142,6 +142,7 @@ produce 30-handover           via_file 30-handover "$LAB" bench --handover 20 --
 produce 35-baselines          via_file 35-baselines "$LAB" bench-baseline --moves 30 --rounds 6 --out
 produce 40-ha-scale           "$LAB" bench-ha --markdown --mobile-nodes "${BENCH_HA_NODES:-1000000}"
 produce 50-flood              "$LAB" flood --runs 20 --forged 100000
+produce 55-flood-replayed     "$LAB" flood --runs 20 --forged 100000 --replayed
 produce 60-footprint          via_file 60-footprint "$LAB" bench --dataplane 20 --markdown
 produce 65-dataplane-vm       via_file 65-dataplane-vm "$LAB" bench --dataplane 1 --vm --markdown
 

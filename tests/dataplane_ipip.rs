@@ -249,3 +249,99 @@ fn auto_backend_follows_the_kernels_ipip_support() {
         "the ipip probe link was left behind"
     );
 }
+
+/// The mobile node's plane sends only from addresses the node has: its
+/// care-of address removed while traffic flows (the link and its route
+/// stay, through another address, so the kernel would send it), nothing
+/// more leaves from it; each datagram is dropped and counted
+/// `stale_source`. The plane learns the removal from rtnetlink, as mip4d
+/// feeds it.
+#[test]
+fn nothing_leaves_from_a_care_of_address_that_went() {
+    use mip4::dataplane::source::SharedSources;
+    use mip4::netlink::{NetEvent, Watcher};
+    require_root();
+    let p = Pair::new("stale");
+    p.ha.ip(&format!("addr add {CN}/32 dev lo"));
+    p.mn.ip(&format!("addr add {HOA}/32 dev lo"));
+    // Another address keeps vmn's on-link route when the care-of address
+    // goes.
+    p.mn.exec(&[
+        "sh",
+        "-c",
+        "echo 1 > /proc/sys/net/ipv4/conf/vmn/promote_secondaries",
+    ]);
+    p.mn.ip("addr add 10.77.0.30/24 dev vmn");
+    let (_ha_nl, ha) =
+        p.ha.run(start_plane(Role::HomeAgent, ha_binding(), None, None));
+    let outer = SharedSources::default();
+    let mut cfg = UserspaceConfig::new("mip4t0", Role::MobileNode);
+    cfg.sources = Some(outer.clone());
+    let (mn_nl, mn) = p.mn.run(start_plane_with(
+        Role::MobileNode,
+        mn_binding(),
+        None,
+        None,
+        cfg,
+    ));
+    // mip4d's feed: the addresses there are, then every event.
+    let vmn =
+        p.mn.run(async move { mn_nl.link_index("vmn").await.unwrap() });
+    let feed = outer.clone();
+    let watcher = p.mn.spawn(async move {
+        let mut w = Watcher::new().expect("netlink watcher");
+        feed.write().unwrap().added(vmn, COA.into());
+        while let Some(ev) = w.next().await {
+            match ev {
+                NetEvent::AddressRemoved {
+                    ifindex,
+                    addr: std::net::IpAddr::V4(a),
+                    ..
+                } => feed.write().unwrap().removed(ifindex, a),
+                NetEvent::AddressAdded {
+                    ifindex,
+                    addr: std::net::IpAddr::V4(a),
+                    ..
+                } => feed.write().unwrap().added(ifindex, a),
+                _ => {}
+            }
+        }
+    });
+    assert!(p.mn.run(ping(HOA, CN, WAIT)), "no echo reply before");
+    assert_eq!(counters(&mn).stale_source, 0);
+
+    p.mn.ip("addr del 10.77.0.2/24 dev vmn");
+    let stale = || outer.read().unwrap().check(COA.into());
+    assert!(
+        wait_for(WAIT, || stale()
+            == mip4::dataplane::source::SourceVerdict::Stale),
+        "the removal never reached the plane"
+    );
+    let before = counters(&ha);
+    p.mn.run(async {
+        let u = std::net::UdpSocket::bind(SocketAddrV4::new(HOA, 7000)).unwrap();
+        for _ in 0..10 {
+            u.send_to(b"after", SocketAddrV4::new(CN, 7001)).unwrap();
+        }
+    });
+    assert!(
+        wait_for(WAIT, || counters(&mn).stale_source == 10),
+        "not dropped at the MN: {:?}",
+        counters(&mn)
+    );
+    // The proof that none left: a datagram from the old care-of address
+    // would have been decapsulated (the HA's binding still names it) or
+    // refused by the HA's ingress check, counted either way; a ping from
+    // the remaining address, outside the tunnel, arrives after them.
+    assert!(p
+        .mn
+        .run(ping(Ipv4Addr::new(10, 77, 0, 30), HA_ADDR.into(), WAIT)));
+    let after = counters(&ha);
+    assert_eq!(
+        (after.decapsulated, after.unknown_tunnel_source),
+        (before.decapsulated, before.unknown_tunnel_source),
+        "an outer datagram left from the care-of address that went"
+    );
+    watcher.abort();
+    drop((ha, mn));
+}

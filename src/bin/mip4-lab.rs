@@ -119,6 +119,10 @@ enum Cmd {
         /// Forged requests per flood.
         #[arg(long, default_value_t = 100_000)]
         forged: usize,
+        /// A fifth of the flood: copies of the node's last accepted
+        /// request (correctly signed, replayed; RFC 5944 §5.7).
+        #[arg(long)]
+        replayed: bool,
         /// Where the section goes (e.g. build/bench/50-flood.md); stdout
         /// when not given.
         #[arg(long, value_name = "FILE")]
@@ -309,7 +313,12 @@ fn main() -> ExitCode {
             },
             json,
         ),
-        Cmd::Flood { runs, forged, out } => flood(&bin_dir, runs, forged, out.as_deref()),
+        Cmd::Flood {
+            runs,
+            forged,
+            replayed,
+            out,
+        } => flood(&bin_dir, runs, forged, replayed, out.as_deref()),
         Cmd::BenchHa {
             mobile_nodes,
             small,
@@ -537,11 +546,16 @@ fn flood(
     bin_dir: &std::path::Path,
     runs: usize,
     forged: usize,
+    replayed: bool,
     out: Option<&std::path::Path>,
 ) -> ExitCode {
     let mut opts = mip4::lab::flood::FloodOptions::new(&bin_dir.join("mip4-ha"));
     opts.forged = forged;
+    opts.replayed = replayed;
     let mut command = format!("mip4-lab flood --runs {runs} --forged {forged}");
+    if replayed {
+        command += " --replayed";
+    }
     if let Some(o) = out {
         command += &format!(" --out {}", o.display());
     }

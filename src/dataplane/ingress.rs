@@ -76,6 +76,13 @@ pub struct Counters {
     pub ipv6_source_spoofed: AtomicU64,
     /// IPv6 out of a tunnel with a link-local source or destination.
     pub ipv6_link_local: AtomicU64,
+    /// The MN's outer datagrams not sent because their source was no
+    /// address of the node any more (a care-of address that went while
+    /// they were in flight): [`super::source`].
+    pub stale_source: AtomicU64,
+    /// The MN's outer datagrams from a TIA not sent because the VPN guard
+    /// was not in force (they would have left outside ESP).
+    pub outside_esp: AtomicU64,
 }
 
 /// A point-in-time copy of [`Counters`] for status and tests.
@@ -92,6 +99,8 @@ pub struct CounterSnapshot {
     pub keepalives: u64,
     pub ipv6_source_spoofed: u64,
     pub ipv6_link_local: u64,
+    pub stale_source: u64,
+    pub outside_esp: u64,
 }
 
 impl Counters {
@@ -118,6 +127,8 @@ impl Counters {
             keepalives: g(&self.keepalives),
             ipv6_source_spoofed: g(&self.ipv6_source_spoofed),
             ipv6_link_local: g(&self.ipv6_link_local),
+            stale_source: g(&self.stale_source),
+            outside_esp: g(&self.outside_esp),
         }
     }
 }

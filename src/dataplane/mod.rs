@@ -21,6 +21,7 @@ pub mod kernel;
 pub mod process;
 pub mod recv;
 pub mod sit;
+pub mod source;
 pub mod udp;
 pub mod userspace;
 

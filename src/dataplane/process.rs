@@ -23,6 +23,10 @@ use super::udp::{self, UdpDecapError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transmit {
     pub encapsulation: Encapsulation,
+    /// The outer source: the binding's local end (at the MN, the care-of
+    /// address), checked once more just before the send
+    /// ([`super::source`]).
+    pub from: Ipv4Addr,
     /// For IP-in-IP `out` is a whole IP datagram (sent with IP_HDRINCL) and
     /// the port is 0; for RFC 3519 `out` is the UDP payload.
     pub to: SocketAddrV4,
@@ -153,6 +157,7 @@ fn sent(
             Counters::bump(&counters.encapsulated);
             Some(Transmit {
                 encapsulation: b.encapsulation,
+                from: b.local,
                 to: b.remote,
             })
         }

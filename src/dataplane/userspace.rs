@@ -24,6 +24,7 @@ use super::ipv4::PROTO_IPIP;
 use super::ipv6::PROTO_IPV6;
 use super::process::{self, UdpInput};
 use super::recv::Batch;
+use super::source::{SharedSources, SourceVerdict};
 use super::TunnelError;
 use crate::netlink::Netlink;
 use crate::sys::async_fd;
@@ -65,6 +66,10 @@ pub struct UserspaceConfig {
     /// tunnel data to [`UserspacePlane::udp_sink`].)
     pub udp: Option<Arc<UdpSocket>>,
     pub control: Option<ControlSink>,
+    /// The mobile node's: send only from addresses the node has now, a
+    /// TIA only under the VPN guard ([`super::source`]). Its owner (mip4d's
+    /// installer) feeds it the node's address events.
+    pub sources: Option<SharedSources>,
 }
 
 impl std::fmt::Debug for UserspaceConfig {
@@ -75,6 +80,7 @@ impl std::fmt::Debug for UserspaceConfig {
             .field("mtu", &self.mtu)
             .field("udp", &self.udp)
             .field("control", &self.control.is_some())
+            .field("sources", &self.sources.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -88,6 +94,7 @@ impl UserspaceConfig {
             mtu: 1500 - 20,
             udp: None,
             control: None,
+            sources: None,
         }
     }
 }
@@ -104,6 +111,27 @@ fn udp_socket(slot: &UdpSlot) -> Option<Arc<UdpSocket>> {
         .unwrap_or_else(|p| p.into_inner())
         .as_ref()
         .and_then(Weak::upgrade)
+}
+
+/// The outer sources the mobile node's plane may send from, when it
+/// checks them ([`UserspaceConfig::sources`]).
+type Sources = Option<SharedSources>;
+
+/// Whether an outer datagram from `from` may leave now; counted and
+/// dropped when not. Asked inside the send itself, so that an address
+/// removed while its datagram waited for the socket is seen.
+fn may_leave(sources: &Sources, from: Ipv4Addr, counters: &Counters) -> bool {
+    let Some(s) = sources else {
+        return true;
+    };
+    let verdict = s.read().unwrap_or_else(|p| p.into_inner()).check(from);
+    match verdict {
+        SourceVerdict::Send => return true,
+        SourceVerdict::Stale => Counters::bump(&counters.stale_source),
+        SourceVerdict::OutsideEsp => Counters::bump(&counters.outside_esp),
+    }
+    tracing::debug!(%from, ?verdict, "outer datagram dropped: its source may not send");
+    false
 }
 
 /// RFC 3519 §4.9: the mobile node's keepalive for the UDP binding of
@@ -179,6 +207,7 @@ impl UserspacePlane {
         let counters = Arc::new(Counters::default());
 
         let udp: UdpSlot = Arc::new(RwLock::new(cfg.udp.as_ref().map(Arc::downgrade)));
+        let sources: Sources = cfg.sources.clone();
         let (keepalive, keepalive_rx) = watch::channel(None);
         let sink = UdpSink {
             role: cfg.role,
@@ -191,8 +220,11 @@ impl UserspacePlane {
                 cfg.role,
                 cfg.ttl,
                 tun.clone(),
-                raw.clone(),
-                udp.clone(),
+                Egress {
+                    raw: raw.clone(),
+                    udp: udp.clone(),
+                    sources: sources.clone(),
+                },
                 bindings.clone(),
                 counters.clone(),
             )),
@@ -200,6 +232,7 @@ impl UserspacePlane {
                 keepalive_rx,
                 udp.clone(),
                 bindings.clone(),
+                sources.clone(),
                 counters.clone(),
             )),
             tokio::spawn(raw_to_device(
@@ -335,15 +368,22 @@ impl Drop for UserspacePlane {
     }
 }
 
+/// Where encapsulated datagrams leave, and what may leave.
+struct Egress {
+    raw: Arc<AsyncFd<Socket>>,
+    udp: UdpSlot,
+    sources: Sources,
+}
+
 async fn device_to_network(
     role: Role,
     ttl: u8,
     tun: Arc<AsyncFd<TunDevice>>,
-    raw: Arc<AsyncFd<Socket>>,
-    udp: UdpSlot,
+    egress: Egress,
     bindings: Arc<RwLock<BindingTable>>,
     counters: Arc<Counters>,
 ) {
+    let Egress { raw, udp, sources } = egress;
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut out = Vec::with_capacity(MAX_DATAGRAM);
     let mut ident: u16 = rand::random();
@@ -365,13 +405,24 @@ async fn device_to_network(
             Encapsulation::Udp => udp_socket(&udp),
             Encapsulation::IpInIp => None,
         };
+        let leave = || may_leave(&sources, tx.from, &counters);
         let sent = match (tx.encapsulation, &udp) {
             (Encapsulation::IpInIp, _) => {
                 let to = SockAddr::from(SocketAddrV4::new(*tx.to.ip(), 0));
-                raw.async_io(Interest::WRITABLE, |s| s.send_to(&out, &to))
-                    .await
+                raw.async_io(Interest::WRITABLE, |s| match leave() {
+                    true => s.send_to(&out, &to).map(drop),
+                    false => Ok(()),
+                })
+                .await
             }
-            (Encapsulation::Udp, Some(u)) => u.send_to(&out, SocketAddr::V4(tx.to)).await,
+            (Encapsulation::Udp, Some(u)) => {
+                let to = SocketAddr::V4(tx.to);
+                u.async_io(Interest::WRITABLE, || match leave() {
+                    true => u.try_send_to(&out, to).map(drop),
+                    false => Ok(()),
+                })
+                .await
+            }
             (Encapsulation::Udp, None) => Err(io::ErrorKind::Unsupported.into()),
         };
         if let Err(e) = sent {
@@ -494,6 +545,7 @@ async fn keepalives(
     mut config: watch::Receiver<Option<Keepalive>>,
     udp: UdpSlot,
     bindings: Arc<RwLock<BindingTable>>,
+    sources: Sources,
     counters: Arc<Counters>,
 ) {
     let ident: u16 = rand::random();
@@ -530,8 +582,18 @@ async fn keepalives(
         }
         seq = seq.wrapping_add(1);
         super::udp::keepalive(b.home, *b.remote.ip(), ident, seq, &mut msg);
-        match sock.send_to(&msg, SocketAddr::V4(b.remote)).await {
-            Ok(_) => Counters::bump(&counters.keepalives),
+        let to = SocketAddr::V4(b.remote);
+        let sent = sock
+            .async_io(Interest::WRITABLE, || {
+                match may_leave(&sources, b.local, &counters) {
+                    true => sock.try_send_to(&msg, to).map(Some),
+                    false => Ok(None),
+                }
+            })
+            .await;
+        match sent {
+            Ok(None) => {}
+            Ok(Some(_)) => Counters::bump(&counters.keepalives),
             Err(e) => {
                 Counters::bump(&counters.send_errors);
                 tracing::debug!(error = %e, to = %b.remote, "keepalive not sent");

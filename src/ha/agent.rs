@@ -48,6 +48,7 @@ use std::time::{Duration, Instant, SystemTime};
 use rand::RngCore;
 use tracing::{debug, error, info, warn};
 
+use super::accepted::ReplayBoard;
 use super::binding::{Binding, BindingCache, BindingInfo, TunnelMode};
 use super::config::{HaConfig, MobileNodeConfig, ReverseTunnelPolicy};
 use super::counters::Counters;
@@ -152,6 +153,11 @@ pub(super) struct ParsedRequest<'a> {
 }
 
 impl<'a> ParsedRequest<'a> {
+    /// The request's Identification (RFC 5944 §5.7).
+    pub(super) fn identification(&self) -> u64 {
+        self.hdr.identification
+    }
+
     /// The first MN-HA authentication extension.
     pub(super) fn mn_ha_auth(&self) -> Option<&RawExt<'a>> {
         self.exts.iter().find(|e| e.type_ == ext_type::MN_HA_AUTH)
@@ -233,6 +239,9 @@ pub struct HomeAgent {
     /// What [`export`](Self::export) saves that changed since the last
     /// [`take_changes`](Self::take_changes).
     changes: Changes,
+    /// The replay state's accepted Identifications, shared with the
+    /// screen at the socket ([`super::accepted`]).
+    board: ReplayBoard,
 }
 
 /// What changed of the saved state since the daemon last saved it
@@ -273,6 +282,7 @@ impl HomeAgent {
             awaiting_install: HashMap::new(),
             limiter: SourceLimiter::new(Limits::default(), Instant::now()),
             changes: Changes::default(),
+            board: ReplayBoard::default(),
         };
         ha.build_nodes(HashMap::new())?;
         Ok(ha)
@@ -300,13 +310,28 @@ impl HomeAgent {
                 assigned,
             });
         }
+        self.board = ReplayBoard::new(nodes.iter().map(|n| n.conf.spi));
         self.by_spi = nodes
             .iter()
             .enumerate()
             .map(|(i, n)| (n.conf.spi, i))
             .collect();
         self.nodes = nodes;
+        (0..self.nodes.len()).for_each(|i| self.publish_replay(i));
         Ok(())
+    }
+
+    /// What the replay checks accepted, per node, for the screen at the
+    /// socket ([`super::Screen::reload`]); a new board after each reload.
+    pub fn replay_board(&self) -> ReplayBoard {
+        self.board.clone()
+    }
+
+    /// Tells the screen what node `i`'s replay state accepted last.
+    pub(super) fn publish_replay(&self, i: usize) {
+        if let Some(slot) = self.board.slot(i, self.nodes[i].conf.spi) {
+            slot.publish(self.nodes[i].replay.state().last_accepted);
+        }
     }
 
     /// Takes a new configuration (SIGHUP). Replay state and pool addresses
@@ -584,8 +609,9 @@ impl HomeAgent {
                 .replay
                 .check(req.hdr.identification, wall, &mut *self.rng);
         // Replay state moved on (and a binding may follow): saved before
-        // any reply leaves.
+        // any reply leaves, and told to the screen.
         self.changes.nodes.push(self.nodes[who.node].conf.spi);
+        self.publish_replay(who.node);
         let ctx = ReplyCtx {
             src,
             hdr: req.hdr,

@@ -2,6 +2,7 @@
 //! replies, binding actions (tunnels, routes) and timers out. The
 //! `mip4-ha` daemon is a thin loop around [`HomeAgent`].
 
+pub mod accepted;
 pub mod agent;
 pub mod binding;
 pub mod config;

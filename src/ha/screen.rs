@@ -12,10 +12,17 @@
 //! - an SPI that names no security association (RFC 5944 §3.5.1:
 //!   nothing could sign a reply);
 //! - a missing or wrong MN-HA authenticator (RFC 5944 §3.8.2.1), beyond
-//!   the rate of 131 replies and log lines the [`SourceLimiter`] allows.
+//!   the rate of 131 replies and log lines the [`SourceLimiter`] allows;
+//! - a correctly signed request the agent's replay check would certainly
+//!   deny (RFC 5944 §5.7.1, timestamps only): an Identification not newer
+//!   than the last accepted, beyond one a second per node (the rule, and
+//!   why it never drops what the agent would take nor starves a node that
+//!   needs the agent's 133: [`super::accepted`]). Counted `replayed`, like
+//!   the agent's own.
 //!
-//! What passes: requests whose MN-HA authenticator verifies (the agent
-//! checks the rest: NAI, home address, replay, validity), the few
+//! What passes: requests whose MN-HA authenticator verifies and that are
+//! not certainly replayed (the agent checks the rest: NAI, home address,
+//! replay, validity), the few
 //! unauthenticated ones the limiter lets the agent answer with 131, and
 //! RFC 3519 tunnel data (the agent knows the bindings). The agent
 //! repeats stages 0 to 2 on what passes; each datagram is counted once,
@@ -34,12 +41,14 @@ use std::time::Instant;
 use ipnet::Ipv4Net;
 use tracing::{debug, warn};
 
+use super::accepted::{Fresh, ReplayBoard};
 use super::agent::{parse, within_limit};
 use super::config::HaConfig;
 use super::counters::Counters;
 use super::reason::Malformed;
 use crate::auth::{AuthExtAt, SecurityAssociation};
 use crate::ratelimit::{Limits, SourceLimiter, Verdict};
+use crate::replay::{NtpTimestamp, ReplayMethod};
 use crate::wire::msg_type;
 
 /// What to do with a datagram.
@@ -56,7 +65,12 @@ pub enum Screened {
 #[derive(Debug)]
 pub struct Screen {
     trusted: Vec<Ipv4Net>,
-    sas: HashMap<u32, SecurityAssociation>,
+    /// By SPI: the key, and the node's index in the configuration when
+    /// it uses timestamps (none: nonces, never screened for replay).
+    sas: HashMap<u32, (SecurityAssociation, Option<usize>)>,
+    /// What the agent's replay check accepted, by that index
+    /// ([`Self::replay_board`]; empty until the agent gives it).
+    board: ReplayBoard,
     limiter: SourceLimiter,
     counters: Counters,
 }
@@ -66,6 +80,7 @@ impl Screen {
         let mut s = Screen {
             trusted: Vec::new(),
             sas: HashMap::new(),
+            board: ReplayBoard::default(),
             limiter: SourceLimiter::new(Limits::default(), now),
             counters: Counters::default(),
         };
@@ -77,12 +92,20 @@ impl Screen {
     /// (SIGHUP); the counters and the limiter stay.
     pub fn reload(&mut self, cfg: &HaConfig) -> Result<(), crate::auth::AuthError> {
         let mut sas = HashMap::with_capacity(cfg.mobile_nodes.len());
-        for m in &cfg.mobile_nodes {
-            sas.insert(m.spi, m.security_association()?);
+        for (i, m) in cfg.mobile_nodes.iter().enumerate() {
+            let slot = (m.replay == ReplayMethod::Timestamp).then_some(i);
+            sas.insert(m.spi, (m.security_association()?, slot));
         }
         self.sas = sas;
         self.trusted.clone_from(&cfg.trusted_networks);
         Ok(())
+    }
+
+    /// The agent's replay board ([`super::HomeAgent::replay_board`]),
+    /// after it was made or reloaded with the configuration this screen
+    /// has (each slot names its SPI: a mismatch only screens less).
+    pub fn replay_board(&mut self, board: ReplayBoard) {
+        self.board = board;
     }
 
     /// What was dropped here, under the agent's counter names.
@@ -90,10 +113,17 @@ impl Screen {
         &self.counters
     }
 
-    /// Looks at one datagram from `src`.
-    pub fn screen(&mut self, now: Instant, src: SocketAddrV4, data: &[u8]) -> Screened {
+    /// Looks at one datagram from `src`; `wall` is the time of day (the
+    /// agent's clock: one not newer request a second passes).
+    pub fn screen(
+        &mut self,
+        now: Instant,
+        wall: NtpTimestamp,
+        src: SocketAddrV4,
+        data: &[u8],
+    ) -> Screened {
         match data.first() {
-            Some(&msg_type::REGISTRATION_REQUEST) => self.request(now, src, data),
+            Some(&msg_type::REGISTRATION_REQUEST) => self.request(now, wall, src, data),
             Some(&msg_type::TUNNEL_DATA) => Screened::Pass,
             _ => {
                 self.counters.dropped_malformed += 1;
@@ -112,7 +142,13 @@ impl Screen {
         }
     }
 
-    fn request(&mut self, now: Instant, src: SocketAddrV4, data: &[u8]) -> Screened {
+    fn request(
+        &mut self,
+        now: Instant,
+        wall: NtpTimestamp,
+        src: SocketAddrV4,
+        data: &[u8],
+    ) -> Screened {
         if !self.trusted.is_empty() && !self.trusted.iter().any(|n| n.contains(src.ip())) {
             self.counters.dropped_untrusted_source += 1;
             if let Some(suppressed) = self.within_limit(now, src) {
@@ -131,7 +167,7 @@ impl Screen {
             self.counters.requests += 1;
             return self.malformed(now, src, Malformed::AuthExtensionShort);
         };
-        let Some(sa) = self.sas.get(&at.spi) else {
+        let Some(&(ref sa, slot)) = self.sas.get(&at.spi) else {
             self.counters.requests += 1;
             self.counters.unknown_spi += 1;
             if let Some(suppressed) = self.within_limit(now, src) {
@@ -139,10 +175,22 @@ impl Screen {
             }
             return Screened::Dropped;
         };
-        if at.verify(sa).is_ok() {
+        if at.verify(sa).is_err() {
+            return self.unauthenticated(now, src);
+        }
+        let id = req.identification();
+        let fresh = slot
+            .and_then(|i| self.board.slot(i, at.spi))
+            .map_or(Fresh::Pass, |s| s.check(id, wall));
+        if fresh != Fresh::Replayed {
             return Screened::Pass;
         }
-        self.unauthenticated(now, src)
+        self.counters.requests += 1;
+        self.counters.replayed += 1;
+        if let Some(suppressed) = self.within_limit(now, src) {
+            warn!(%src, spi = at.spi, identification = id, suppressed, "dropped replayed registration request: its identification is not newer than the last accepted, and one such a second already reached the agent (RFC 5944 §5.7.1)");
+        }
+        Screened::Dropped
     }
 
     /// No MN-HA authenticator, or a wrong one: the agent answers 131
@@ -184,6 +232,11 @@ mod tests {
     /// A node with SPI 257 (`KEY`) and `trusted` networks; or, `other`,
     /// SPI 258 (`OTHER`) and none.
     fn config(other: bool) -> HaConfig {
+        config_with(other, "")
+    }
+
+    /// [`config`] with `extra` lines in the node's section.
+    fn config_with(other: bool, extra: &str) -> HaConfig {
         let (spi, key, trusted) = if other {
             (258, "09090909090909090909090909090909", "")
         } else {
@@ -204,6 +257,7 @@ prefix = "10.1.0.0/24"
 home_address = "10.1.0.11"
 spi = {spi}
 key = "{key}"
+{extra}
 "#
         );
         HaConfig::from_source(&crate::config::Source::from_str("mip4-ha.conf", &text)).unwrap()
@@ -214,13 +268,18 @@ key = "{key}"
     }
 
     fn request(spi: u32, key: &[u8]) -> Vec<u8> {
+        request_id(spi, key, 1)
+    }
+
+    /// A request with Identification `identification`.
+    fn request_id(spi: u32, key: &[u8], identification: u64) -> Vec<u8> {
         let mut b = RequestRepr {
             flags: Flags::T,
             lifetime: 120,
             home_address: Ipv4Addr::new(10, 1, 0, 11),
             home_agent: Ipv4Addr::new(10, 1, 0, 1),
             care_of_address: Ipv4Addr::new(10, 10, 1, 5),
-            identification: 1,
+            identification,
             extensions: vec![],
         }
         .to_bytes();
@@ -233,6 +292,9 @@ key = "{key}"
         SocketAddrV4::new(a, 434)
     }
 
+    /// The agent's time of day in these tests.
+    const WALL: NtpTimestamp = NtpTimestamp::new(3_900_000_000, 0);
+
     const INSIDE: Ipv4Addr = Ipv4Addr::new(10, 10, 1, 5);
     /// On no trusted network.
     const OUTSIDE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -242,10 +304,10 @@ key = "{key}"
         let now = Instant::now();
         let mut s = Screen::new(&cfg(), now).unwrap();
         for _ in 0..1000 {
-            s.screen(now, src(INSIDE), &request(257, b"wrong key"));
+            s.screen(now, WALL, src(INSIDE), &request(257, b"wrong key"));
         }
         assert_eq!(
-            s.screen(now, src(INSIDE), &request(257, &KEY)),
+            s.screen(now, WALL, src(INSIDE), &request(257, &KEY)),
             Screened::Pass
         );
     }
@@ -264,7 +326,7 @@ key = "{key}"
             (src(INSIDE), vec![9; 40], |c| c.dropped_malformed),
         ];
         for (from, data, counter) in cases {
-            assert_eq!(s.screen(now, from, &data), Screened::Dropped);
+            assert_eq!(s.screen(now, WALL, from, &data), Screened::Dropped);
             assert_eq!(counter(s.counters()), 1, "{:?}", s.counters());
             s.counters = Counters::default();
         }
@@ -276,7 +338,7 @@ key = "{key}"
         let mut s = Screen::new(&cfg(), now).unwrap();
         let forged = request(257, b"wrong key");
         let passed = (0..100)
-            .filter(|_| s.screen(now, src(INSIDE), &forged) == Screened::Pass)
+            .filter(|_| s.screen(now, WALL, src(INSIDE), &forged) == Screened::Pass)
             .count();
         // The per-source burst of the default limits.
         assert_eq!(passed, Limits::default().per_source_burst as usize);
@@ -290,13 +352,118 @@ key = "{key}"
         let mut s = Screen::new(&cfg(), now).unwrap();
         s.reload(&config(true)).unwrap();
         assert_eq!(
-            s.screen(now, src(OUTSIDE), &request(258, &OTHER)),
+            s.screen(now, WALL, src(OUTSIDE), &request(258, &OTHER)),
             Screened::Pass
         );
         assert_eq!(
-            s.screen(now, src(INSIDE), &request(257, &KEY)),
+            s.screen(now, WALL, src(INSIDE), &request(257, &KEY)),
             Screened::Dropped
         );
         assert_eq!(s.counters().unknown_spi, 1);
+    }
+
+    /// The agent and the screen as mip4-ha joins them: one board.
+    fn joined(now: Instant) -> (crate::ha::HomeAgent, Screen) {
+        use rand::SeedableRng;
+        let mut s = Screen::new(&cfg(), now).unwrap();
+        let ha = crate::ha::HomeAgent::new(cfg(), Box::new(rand::rngs::StdRng::seed_from_u64(1)))
+            .unwrap();
+        s.replay_board(ha.replay_board());
+        (ha, s)
+    }
+
+    /// A timestamp Identification `secs` seconds from the agent's clock.
+    fn stamp(secs: i64, frac: u32) -> u64 {
+        NtpTimestamp::new(WALL.offset_by(secs).seconds(), frac).0
+    }
+
+    #[test]
+    fn a_replayed_signed_request_is_dropped_here_and_counted() {
+        let now = Instant::now();
+        let (mut ha, mut s) = joined(now);
+        let req = request_id(257, &KEY, stamp(0, 1 << 20));
+        assert_eq!(s.screen(now, WALL, src(INSIDE), &req), Screened::Pass);
+        ha.handle_datagram(now, WALL, src(INSIDE), &req);
+        let c = ha.counters();
+        assert_eq!((c.requests, c.replayed), (1, 0), "the first one is fresh");
+        // The same bytes again: the first copy gets the agent's 133 (RFC
+        // 5944 §5.7.1), every other copy that second ends here, and so in
+        // each later second.
+        for later in [1, 3600] {
+            let wall = WALL.offset_by(later);
+            assert_eq!(s.screen(now, wall, src(INSIDE), &req), Screened::Pass);
+            for _ in 0..100 {
+                assert_eq!(s.screen(now, wall, src(INSIDE), &req), Screened::Dropped);
+            }
+        }
+        let c = s.counters();
+        assert_eq!((c.requests, c.replayed), (200, 200), "{c:?}");
+        assert_eq!(c.unauthenticated, 0);
+    }
+
+    #[test]
+    fn a_fresh_request_and_a_retransmission_pass() {
+        let now = Instant::now();
+        let (mut ha, mut s) = joined(now);
+        let first = request_id(257, &KEY, stamp(0, 1 << 20));
+        ha.handle_datagram(now, WALL, src(INSIDE), &first);
+        // RFC 5944 §3.6.3: a node retransmits a timestamp request (its
+        // reply lost) with a new Identification, a moment later.
+        let again = request_id(257, &KEY, stamp(1, 1 << 20));
+        let wall = WALL.offset_by(1);
+        assert_eq!(s.screen(now, wall, src(INSIDE), &again), Screened::Pass);
+        ha.handle_datagram(now, wall, src(INSIDE), &again);
+        assert_eq!(ha.counters().replayed, 0, "{:?}", ha.counters());
+        // Within the same second: newer by its fraction, passes too.
+        let quick = request_id(257, &KEY, stamp(1, 1 << 21));
+        assert_eq!(s.screen(now, wall, src(INSIDE), &quick), Screened::Pass);
+        assert_eq!(s.counters().replayed, 0);
+    }
+
+    #[test]
+    fn an_older_identification_passes_when_only_the_agents_133_can_help() {
+        let now = Instant::now();
+        let (mut ha, mut s) = joined(now);
+        let first = request_id(257, &KEY, stamp(0, 1 << 20));
+        ha.handle_datagram(now, WALL, src(INSIDE), &first);
+        // An older Identification: certainly denied with 133, but that
+        // 133 is what a node whose clock went back (or that restarted
+        // without the offset it had learned) needs to resynchronise
+        // (RFC 5944 §5.7.1): one a second reaches the agent.
+        let off = request_id(257, &KEY, stamp(-3600, 0));
+        assert_eq!(s.screen(now, WALL, src(INSIDE), &off), Screened::Pass);
+        ha.handle_datagram(now, WALL, src(INSIDE), &off);
+        assert_eq!(ha.counters().replayed, 1, "the agent's 133");
+        // The rest of that second's older ones (a replay flood) end here.
+        let older = request_id(257, &KEY, stamp(-2, 0));
+        assert_eq!(s.screen(now, WALL, src(INSIDE), &older), Screened::Dropped);
+        assert_eq!(s.screen(now, WALL, src(INSIDE), &off), Screened::Dropped);
+        let next_second = WALL.offset_by(1);
+        assert_eq!(
+            s.screen(now, next_second, src(INSIDE), &off),
+            Screened::Pass
+        );
+        // A wrong key is the limiter's business, not a replay.
+        let forged = request_id(257, b"wrong key", stamp(0, 1 << 20));
+        assert_eq!(s.screen(now, WALL, src(INSIDE), &forged), Screened::Pass);
+        assert_eq!(s.counters().replayed, 2);
+    }
+
+    #[test]
+    fn nonce_requests_are_never_screened_for_replay() {
+        // RFC 5944 §3.6.3: a nonce request is retransmitted unchanged, and
+        // only the agent's 133 hands the node the next nonce.
+        let cfg = config_with(false, r#"replay = "nonce""#);
+        let now = Instant::now();
+        let mut s = Screen::new(&cfg, now).unwrap();
+        // Even with something published under the SPI.
+        let board = ReplayBoard::new([257]);
+        board.slot(0, 257).unwrap().publish(Some(7));
+        s.replay_board(board);
+        let req = request_id(257, &KEY, 7);
+        for _ in 0..3 {
+            assert_eq!(s.screen(now, WALL, src(INSIDE), &req), Screened::Pass);
+        }
+        assert_eq!(s.counters().replayed, 0);
     }
 }

@@ -50,6 +50,9 @@ pub struct FloodOptions {
     /// RFC 3519 on: the userspace data plane reads UDP 434 (it carries
     /// tunnel data); off: mip4-ha's own reader does.
     pub udp_tunnelling: bool,
+    /// A fifth of the flood is a copy of the node's last accepted request
+    /// (correctly signed, replayed: RFC 5944 §5.7).
+    pub replayed: bool,
 }
 
 impl FloodOptions {
@@ -60,6 +63,7 @@ impl FloodOptions {
             sources: 16,
             unloaded: 20,
             udp_tunnelling: true,
+            replayed: false,
         }
     }
 }
@@ -140,8 +144,12 @@ fn now_id() -> u64 {
 }
 
 /// What the flood sends, `i`-th of a source: each kind an attacker
-/// without a key can make, in turn.
-fn forged(i: usize, id: u64) -> Vec<u8> {
+/// without a key can make, in turn, and with `replay` a copy of a request
+/// the node signed.
+fn forged(i: usize, id: u64, replay: Option<&[u8]>) -> Vec<u8> {
+    if let Some(r) = replay.filter(|_| i % 5 == 4) {
+        return r.to_vec();
+    }
     match i % 4 {
         // The node's SPI under a wrong key.
         0 => request(id, &sa(SPI, WRONG_KEY)),
@@ -202,11 +210,12 @@ fn ctl(dir: &Path, req: crate::ctl::Request) -> Result<serde_json::Value> {
 /// One registration of the legitimate node, timed from the first send to
 /// the authenticated acceptance. Like a mobile node it sends again (a new
 /// Identification) when no reply came within a second (RFC 5944 §3.6.3).
+/// Also the request that was accepted (what an attacker replays).
 fn timed_registration(
     sock: &UdpSocket,
     next_id: &mut dyn FnMut() -> u64,
     sa: &SecurityAssociation,
-) -> Result<(Duration, u32)> {
+) -> Result<(Duration, u32, Vec<u8>)> {
     let io = |source| Error::Io {
         path: "the mobile node's socket".into(),
         source,
@@ -216,8 +225,8 @@ fn timed_registration(
     let t = Instant::now();
     for sends in 1..=10 {
         let id = next_id();
-        sock.send_to(&request(id, sa), SocketAddrV4::new(HA, 434))
-            .map_err(io)?;
+        let req = request(id, sa);
+        sock.send_to(&req, SocketAddrV4::new(HA, 434)).map_err(io)?;
         let mut buf = [0u8; 2048];
         // Replies to an earlier send of ours may still arrive: skip them.
         while let Ok((n, _)) = sock.recv_from(&mut buf) {
@@ -229,7 +238,7 @@ fn timed_registration(
                 if rep.code != ReplyCode::ACCEPTED {
                     return Err(Error::Other(format!("registration denied: {}", rep.code)));
                 }
-                return Ok((t.elapsed(), sends));
+                return Ok((t.elapsed(), sends, req));
             }
         }
     }
@@ -287,11 +296,14 @@ pub fn run_once(opts: &FloodOptions) -> Result<FloodRun> {
     };
     let mut sends = 0;
     let mut unloaded = Vec::new();
+    let mut accepted = Vec::new();
     for _ in 0..opts.unloaded {
-        let (took, n) = timed_registration(&mn, &mut next_id, &key)?;
+        let (took, n, req) = timed_registration(&mn, &mut next_id, &key)?;
         unloaded.push(took);
         sends += n;
+        accepted = req;
     }
+    let replay = opts.replayed.then_some(accepted.as_slice());
 
     let mut senders = Vec::new();
     for k in 1..=opts.sources {
@@ -302,7 +314,7 @@ pub fn run_once(opts: &FloodOptions) -> Result<FloodRun> {
     let cpu_before = cpu_time(s.proc.pid())?;
     let base = now_id();
     let datagrams: Vec<Vec<u8>> = (0..opts.forged)
-        .map(|i| forged(i / senders.len(), base + i as u64))
+        .map(|i| forged(i / senders.len(), base + i as u64, replay))
         .collect();
     let done = Arc::new(AtomicBool::new(false));
     let flood = {
@@ -323,7 +335,7 @@ pub fn run_once(opts: &FloodOptions) -> Result<FloodRun> {
     let mut result = Ok(());
     while !done.load(Ordering::SeqCst) || loaded.len() < 10 {
         match timed_registration(&mn, &mut next_id, &key) {
-            Ok((took, n)) => {
+            Ok((took, n, _)) => {
                 loaded.push(took);
                 sends += n;
             }
@@ -340,7 +352,7 @@ pub fn run_once(opts: &FloodOptions) -> Result<FloodRun> {
         .map_err(|_| Error::Other("flood thread panicked".into()))?;
     result?;
     // Still served after the flood.
-    let (_, n) = timed_registration(&mn, &mut next_id, &key)?;
+    let (_, n, _) = timed_registration(&mn, &mut next_id, &key)?;
     sends += n;
 
     let ha_cpu = cpu_time(s.proc.pid())?.saturating_sub(cpu_before);
@@ -419,6 +431,15 @@ pub struct RunFigures {
     pub log_lines: usize,
     pub socket_drops: u64,
     pub cpu_us_per_datagram: f64,
+    /// Replayed requests dropped at the screen, and those that reached
+    /// the agent's queue (denied there with 133).
+    pub replays_screened: u64,
+    pub replays_queued: u64,
+}
+
+/// A counter of `mip4ctl counters`' answer (0 when absent).
+fn counter(v: &serde_json::Value, name: &str) -> u64 {
+    v[name].as_u64().unwrap_or(0)
 }
 
 fn ms(d: Duration) -> f64 {
@@ -429,19 +450,32 @@ fn ms(d: Duration) -> f64 {
 /// own) and returns the markdown section for docs/PERFORMANCE.md.
 pub fn bench(opts: &FloodOptions, runs: usize, command: &str) -> Result<String> {
     let mut md = format!(
-        "## Flood of forged registration requests (issue 13 item 9)\n\n\
+        "## Flood of forged {}registration requests (issue 13 item 9)\n\n\
          Command: `{command}`\n\n\
          A real mip4-ha in a network namespace; {} forged requests per run from {} sources \
          (half on its trusted network, half outside; a wrong key under a known SPI, an unknown \
-         SPI, no authenticator, garbage), sent as fast as one thread can, while a legitimate \
+         SPI, no authenticator, garbage{}), sent as fast as one thread can, while a legitimate \
          node registers every few milliseconds. Ratio: the node's median registration time \
          under the flood over its median unloaded ({} registrations), measured within one run; \
          median and worst over {runs} runs.\n\n\
-         | UDP 434 read by | runs | ratio median | ratio worst | unloaded median ms | flooded median ms | slowest flooded ms | flood sent in ms | dropped at the socket, median | mip4-ha CPU µs per datagram read, median | log lines max |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|\n",
+         | UDP 434 read by | runs | ratio median | ratio worst | unloaded median ms | flooded median ms | slowest flooded ms | flood sent in ms | dropped at the socket, median | mip4-ha CPU µs per datagram read, median | log lines max |{}\n\
+         |---|---|---|---|---|---|---|---|---|---|---|{}\n",
+        if opts.replayed { "and replayed " } else { "" },
         opts.forged,
         2 * u32::from(opts.sources),
-        opts.unloaded
+        if opts.replayed {
+            "; with --replayed a fifth are copies of the node's last accepted request, \
+             correctly signed"
+        } else {
+            ""
+        },
+        opts.unloaded,
+        if opts.replayed {
+            " replays dropped at the screen, median | replays queued for the agent, max |"
+        } else {
+            ""
+        },
+        if opts.replayed { "---|---|" } else { "" },
     );
     for udp in [true, false] {
         let o = FloodOptions {
@@ -460,6 +494,9 @@ pub fn bench(opts: &FloodOptions, runs: usize, command: &str) -> Result<String> 
                 log_lines: r.log.lines().count(),
                 socket_drops: r.socket_drops,
                 cpu_us_per_datagram: r.cpu_per_datagram(o.forged).as_secs_f64() * 1e6,
+                replays_screened: counter(&r.counters["screened"], "replayed"),
+                replays_queued: counter(&r.counters, "replayed")
+                    .saturating_sub(counter(&r.counters["screened"], "replayed")),
             };
             eprintln!("flood run {i} (udp_tunnelling = {udp}): {f:?}");
             rows.push(f);
@@ -470,8 +507,16 @@ pub fn bench(opts: &FloodOptions, runs: usize, command: &str) -> Result<String> 
             (v[v.len() / 2], v[v.len() - 1])
         };
         let (ratio, worst) = col(|f| f.ratio);
+        let replays = match opts.replayed {
+            true => format!(
+                " {:.0} | {:.0} |",
+                col(|f| f.replays_screened as f64).0,
+                col(|f| f.replays_queued as f64).1
+            ),
+            false => String::new(),
+        };
         md += &format!(
-            "| {} | {runs} | {ratio:.2} | {worst:.2} | {:.2} | {:.2} | {:.1} | {:.0} | {:.0} | {:.1} | {} |\n",
+            "| {} | {runs} | {ratio:.2} | {worst:.2} | {:.2} | {:.2} | {:.1} | {:.0} | {:.0} | {:.1} | {} |{replays}\n",
             if udp {
                 "userspace data plane (RFC 3519 on)"
             } else {

@@ -182,8 +182,26 @@ pub async fn start_plane(
     udp: Option<Arc<tokio::net::UdpSocket>>,
     control: Option<tokio::sync::mpsc::Sender<(SocketAddrV4, Vec<u8>)>>,
 ) -> (Arc<Netlink>, DataPlane) {
+    start_plane_with(
+        role,
+        binding,
+        udp,
+        control,
+        UserspaceConfig::new("mip4t0", role),
+    )
+    .await
+}
+
+/// [`start_plane`] from a configuration of the caller's (e.g. with the
+/// mobile node's outer-source check).
+pub async fn start_plane_with(
+    role: Role,
+    binding: TunnelBinding,
+    udp: Option<Arc<tokio::net::UdpSocket>>,
+    control: Option<tokio::sync::mpsc::Sender<(SocketAddrV4, Vec<u8>)>>,
+    mut cfg: UserspaceConfig,
+) -> (Arc<Netlink>, DataPlane) {
     let nl = Arc::new(Netlink::new().expect("netlink"));
-    let mut cfg = UserspaceConfig::new("mip4t0", role);
     if udp.is_some() {
         cfg.mtu = 1500 - 32;
     }

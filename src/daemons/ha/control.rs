@@ -31,9 +31,12 @@ impl Daemon {
                 // The core's counters and the screen's at the socket, plus
                 // the data plane's datagram counters (RFC 3024 ingress
                 // drops among them).
+                let screened = self.intake.counters();
                 let mut c = ha.counters().clone();
-                c.add(&self.intake.counters());
+                c.add(&screened);
                 let mut v = serde_json::to_value(c).unwrap_or_default();
+                // Of those, what never reached the agent's queue.
+                v["screened"] = serde_json::to_value(screened).unwrap_or_default();
                 if let Some(c) = self.dp.counters() {
                     v["dataplane"] = c;
                 }

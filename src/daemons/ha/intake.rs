@@ -10,7 +10,7 @@
 
 use std::net::SocketAddrV4;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -20,7 +20,9 @@ use tracing::debug;
 use crate::daemons::udp::Received;
 use crate::dataplane::recv::Batch;
 use crate::dataplane::userspace::ControlSink;
+use crate::ha::accepted::ReplayBoard;
 use crate::ha::{Counters, HaConfig, Screen, Screened};
+use crate::replay::NtpTimestamp;
 
 /// The screen and the loop's queue, shared by the reading task and the
 /// loop (which reloads the screen and reads its counters).
@@ -44,8 +46,9 @@ impl Intake {
     /// Screens one datagram from `src`; queues it when it passes.
     pub fn offer(&self, src: SocketAddrV4, data: &[u8]) {
         let now = Instant::now();
+        let wall = NtpTimestamp::from_system_time(SystemTime::now());
         let mut screen = self.screen();
-        if screen.screen(now, src, data) == Screened::Pass
+        if screen.screen(now, wall, src, data) == Screened::Pass
             && self.queue.try_send((src, data.to_vec())).is_err()
         {
             screen.queue_full(now, src);
@@ -58,10 +61,18 @@ impl Intake {
         Arc::new(move |src, data| me.offer(src, data))
     }
 
-    /// The new configuration's keys and trusted networks (SIGHUP, after
-    /// the agent took it).
-    pub fn reload(&self, cfg: &HaConfig) -> Result<(), crate::auth::AuthError> {
-        self.screen().reload(cfg)
+    /// The new configuration's keys and trusted networks, and the agent's
+    /// replay board made with it (SIGHUP, after the agent took it).
+    pub fn reload(&self, cfg: &HaConfig, board: ReplayBoard) -> Result<(), crate::auth::AuthError> {
+        let mut screen = self.screen();
+        screen.reload(cfg)?;
+        screen.replay_board(board);
+        Ok(())
+    }
+
+    /// What the agent's replay check accepts ([`Screen::replay_board`]).
+    pub fn replay_board(&self, board: ReplayBoard) {
+        self.screen().replay_board(board);
     }
 
     /// What the screen dropped.

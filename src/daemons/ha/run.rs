@@ -107,6 +107,8 @@ pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
         Box::new(rand::rngs::StdRng::from_entropy()),
     )
     .map_err(|e| format!("bad security association: {e}"))?;
+    // What the agent's replay check accepts, read by the screen.
+    intake.replay_board(ha.replay_board());
     // Parsing a configuration of many nodes peaks far above what the
     // nodes keep: give that back.
     crate::sys::malloc::trim();
@@ -187,7 +189,7 @@ pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
                 match loaded {
                     Ok(c) => {
                         let reloaded = d.ha.reload(config::core_config(c, d.udp_unavailable, d.dp.carries_ipv6()))
-                            .and_then(|()| d.intake.reload(d.ha.config()));
+                            .and_then(|()| d.intake.reload(d.ha.config(), d.ha.replay_board()));
                         match reloaded {
                             Ok(()) => info!("configuration reloaded"),
                             Err(e) => warn!("reload refused, keeping the old configuration: {e}"),

@@ -87,6 +87,7 @@ impl Daemon {
                 v["daemon"] = json!("mip4d");
                 v["state"] = json!(self.node.state());
                 v["mode"] = json!(self.node.mode());
+                v["outer_source_drops"] = self.installer.outer_drops();
                 Response::ok(v)
             }
             Request::Probe => match self.node.probe_now(now) {

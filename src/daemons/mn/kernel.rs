@@ -21,6 +21,7 @@ use tokio::net::UdpSocket;
 use tracing::{info, warn};
 
 use super::home6::Home6;
+use crate::dataplane::source::SharedSources;
 use crate::dataplane::udp::MIP_PORT;
 use crate::dataplane::userspace::{Keepalive, UdpSink};
 use crate::dataplane::{
@@ -126,6 +127,10 @@ pub struct Installer {
     source: Option<SourceInstalled>,
     /// DSMIPv4 (RFC 5454): the IPv6 home address and its routes.
     home6: Home6,
+    /// The node's addresses and its guarded TIA, against which the
+    /// userspace planes check every outer datagram's source
+    /// ([`crate::dataplane::source`]).
+    outer: SharedSources,
 }
 
 /// The home-source table's routes and rule as installed.
@@ -141,9 +146,12 @@ const EEXIST: i32 = libc::EEXIST;
 const LOOPBACK: &str = "lo";
 
 impl Installer {
+    /// `outer` is what `dp`'s userspace plane, if it is one, checks
+    /// against ([`UserspaceConfig::sources`]); the RFC 3519 plane shares it.
     pub fn new(
         nl: Arc<Netlink>,
         dp: DataPlane,
+        outer: SharedSources,
         udp_device: &str,
         table: u32,
         priority: u32,
@@ -164,7 +172,25 @@ impl Installer {
             source: None,
             guard: (None, Vec::new()),
             home6: Home6::new(table, priority),
+            outer,
         }
+    }
+
+    /// An address event of the node's own interfaces (not the tunnel
+    /// device's): the userspace planes send only from addresses there are.
+    pub fn outer_address(&self, ifindex: u32, a: Ipv4Addr, added: bool) {
+        let mut o = self.outer.write().unwrap_or_else(|p| p.into_inner());
+        match added {
+            true => o.added(ifindex, a),
+            false => o.removed(ifindex, a),
+        }
+    }
+
+    fn outer_guard(&self, tia: Option<Ipv4Addr>) {
+        self.outer
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .vpn_guard(tia);
     }
 
     pub fn data_plane(&self) -> &DataPlane {
@@ -204,6 +230,23 @@ impl Installer {
         })
     }
 
+    /// Outer datagrams the userspace planes did not send because their
+    /// source was gone (`stale_source`) or a TIA outside the VPN guard
+    /// (`outside_esp`): both planes together, for `mip4ctl stats`.
+    pub fn outer_drops(&self) -> serde_json::Value {
+        let main = match &self.dp {
+            DataPlane::Userspace(u) => Some(u),
+            DataPlane::Kernel(_) => None,
+        };
+        let planes = [main, self.udp_plane.as_ref()];
+        let (mut stale, mut esp) = (0, 0);
+        for c in planes.into_iter().flatten().map(UserspacePlane::counters) {
+            stale += c.stale_source;
+            esp += c.outside_esp;
+        }
+        serde_json::json!({"stale_source": stale, "outside_esp": esp})
+    }
+
     /// The registration socket of the care-of address the next
     /// [`Action::TunnelUp`] names (the daemon's, [`super::sockets`]).
     pub fn set_udp_socket(&mut self, sock: Option<&Arc<UdpSocket>>) {
@@ -217,6 +260,7 @@ impl Installer {
         if keepalive.is_some() && self.userspace().is_none() {
             let mut cfg = UserspaceConfig::new(&self.udp_device, Role::MobileNode);
             cfg.mtu = DEFAULT_TUNNEL_MTU - UDP_EXTRA_OVERHEAD;
+            cfg.sources = Some(self.outer.clone());
             let u = UserspacePlane::start(&self.nl, cfg)
                 .await
                 .map_err(|e| format!("userspace tunnel plane for RFC 3519: {e}"))?;
@@ -822,6 +866,9 @@ impl Installer {
         if guard == self.guard.0 {
             return Ok(());
         }
+        // The planes stop sending from the old TIA before its rules go,
+        // and start from the new one once they are in.
+        self.outer_guard(None);
         for rule in std::mem::take(&mut self.guard.1) {
             if let Err(e) = self.nl.del_rule(&rule).await {
                 warn!(error = %e, "removing a VPN guard rule failed");
@@ -839,6 +886,7 @@ impl Installer {
             }
             self.guard.1.push(rule);
         }
+        self.outer_guard(Some(g.tia));
         info!(tia = %g.tia, home_agent = %g.home_agent, priority = GUARD_PRIORITY, "mode mc: what must stay inside ESP is unreachable without the VPN's routes");
         Ok(())
     }

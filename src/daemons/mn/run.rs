@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
 use crate::bridge::proto::{self, DaemonMsg, PluginMsg};
+use crate::dataplane::source::SharedSources;
 use crate::dataplane::{DataPlane, Role, UserspaceConfig};
 use crate::mn::guard::Guard;
 use crate::mn::node::{Action, NodeEvent, VpnRequest};
@@ -155,6 +156,23 @@ impl Daemon {
     }
 
     fn net_event(&mut self, now: Instant, ev: NetEvent) {
+        // The planes' outer sources first: a care-of address that went
+        // sends nothing more, whatever the node makes of it.
+        match &ev {
+            NetEvent::AddressAdded {
+                ifindex,
+                ifname,
+                addr: IpAddr::V4(a),
+                ..
+            } if !is_own(&self.cfg, ifname) => self.installer.outer_address(*ifindex, *a, true),
+            NetEvent::AddressRemoved {
+                ifindex,
+                ifname,
+                addr: IpAddr::V4(a),
+                ..
+            } if !is_own(&self.cfg, ifname) => self.installer.outer_address(*ifindex, *a, false),
+            _ => {}
+        }
         match ev {
             NetEvent::AddressAdded {
                 ifname,
@@ -364,7 +382,10 @@ impl Daemon {
                 }
             }
             match a.addr {
-                IpAddr::V4(v4) => self.node.address_added(now, &name, v4, a.prefix_len),
+                IpAddr::V4(v4) => {
+                    self.installer.outer_address(a.ifindex, v4, true);
+                    self.node.address_added(now, &name, v4, a.prefix_len)
+                }
                 IpAddr::V6(v6) => self.node.ipv6_address_added(now, &name, v6),
             }
         }
@@ -393,16 +414,18 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
     let mut watcher = Watcher::new().map_err(|e| format!("netlink watcher: {e}"))?;
     let mut neighbours =
         NeighbourWatcher::new().map_err(|e| format!("netlink neighbour watcher: {e}"))?;
-    let dp = DataPlane::start(
-        nl.clone(),
-        cfg.tunnel_backend,
-        UserspaceConfig::new(&cfg.tunnel_device, Role::MobileNode),
-    )
-    .await
-    .map_err(|e| format!("tunnel data plane: {e}"))?;
+    // What the userspace plane may send from: fed the addresses below
+    // (the initial dump, then every event) before the node hears of them.
+    let outer = SharedSources::default();
+    let mut dp_cfg = UserspaceConfig::new(&cfg.tunnel_device, Role::MobileNode);
+    dp_cfg.sources = Some(outer.clone());
+    let dp = DataPlane::start(nl.clone(), cfg.tunnel_backend, dp_cfg)
+        .await
+        .map_err(|e| format!("tunnel data plane: {e}"))?;
     let installer = Installer::new(
         nl.clone(),
         dp,
+        outer,
         &cfg.tunnel_device,
         cfg.routing_table,
         cfg.rule_priority,

@@ -86,6 +86,7 @@ impl HomeAgent {
                 continue;
             };
             if self.nodes[i].replay.restore(&s.replay) {
+                self.publish_replay(i);
                 r.replay_states += 1;
             }
             let pool = self.cfg.address_pool;
