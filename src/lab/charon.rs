@@ -347,7 +347,9 @@ charon {{
         lab {{
             path = {log}
             time_format = %H:%M:%S
-            time_precision = ms
+            # Milliseconds after the seconds: charon 5.9.8 reads
+            # `time_add_ms` (it ignores `time_precision`).
+            time_add_ms = yes
             append = no
             flush_line = yes
             default = 1
