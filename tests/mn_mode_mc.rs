@@ -77,6 +77,15 @@ impl Sim {
         self.events();
     }
 
+    /// On external network A, charon has put the TIA on the MN but not
+    /// yet the CHILD_SA that carries it (handle_vips comes first).
+    fn tia_before_its_child_sa(&mut self) {
+        self.node.address_added(self.now, "eth0", EXT_A, 24);
+        let mut early = sa(1, EXT_A, GW, Some(TIA));
+        early.child_up = Some(false);
+        self.vpn(VpnInput::TiaAssigned(early));
+    }
+
     fn requests_sent(&self) -> u64 {
         self.node.client().stats().requests_sent
     }
@@ -539,10 +548,7 @@ fn a_hold_keeps_the_home_source_so_new_connections_are_held_too() {
 #[test]
 fn the_tia_is_registered_when_its_child_sa_is_up_not_before() {
     let mut s = Sim::new();
-    s.node.address_added(s.now, "eth0", EXT_A, 24);
-    let mut early = sa(1, EXT_A, GW, Some(TIA));
-    early.child_up = Some(false);
-    s.vpn(VpnInput::TiaAssigned(early));
+    s.tia_before_its_child_sa();
     assert!(s.transmits().is_empty(), "nothing before the CHILD_SA");
     assert_eq!(s.node.state(), State::Untrusted { address: EXT_A });
 
@@ -561,6 +567,70 @@ fn the_tia_is_registered_when_its_child_sa_is_up_not_before() {
     s.answer(&t, ReplyCode::ACCEPTED);
     s.vpn(VpnInput::Rekeyed { from: 1, to: 2 });
     assert_eq!(s.node.state(), State::Registered { care_of: TIA });
+}
+
+/// Issue 14 §2 and RFC 5266 §3.1.3: the step that handles child_updown
+/// asks for the VPN guard and sends the first request, with no timer or
+/// later input between; the daemon carries out a step's actions before
+/// its datagrams, so the request never leaves from the TIA without the
+/// rules that keep it inside ESP.
+#[test]
+fn the_child_sa_up_step_asks_for_the_guard_and_sends_the_request() {
+    let mut cfg = node_config();
+    cfg.with_charon = true;
+    let mut s = Sim::start(cfg);
+    s.tia_before_its_child_sa();
+    let guard = |a: &Action| matches!(a, Action::GuardVpn { guard: Some(g) } if g.tia == TIA && g.home_agent == HA);
+    assert!(
+        !s.actions().iter().any(guard),
+        "no guard before the CHILD_SA"
+    );
+    assert!(s.transmits().is_empty());
+
+    s.vpn(VpnInput::ChildUp {
+        ike_sa: 1,
+        child: "net".into(),
+    });
+    assert!(s.actions().iter().any(guard), "the guard in the same step");
+    let (t, _) = s.one_transmit();
+    assert_eq!(t.src, Some(TIA));
+}
+
+/// Issue 14 §2: charon's ike_updown repeats the IKE_SA that handle_vips
+/// reported a moment before (same interface, same TIA): the MTUs measured
+/// then stand, and the daemon asks the kernel nothing while the
+/// child_updown that the first registration waits for queues behind.
+/// Another interface, TIA or IKE_SA is measured again.
+#[test]
+fn an_ike_sa_reported_again_keeps_the_mtus_measured_for_it() {
+    let mut s = Sim::new();
+    s.tia_before_its_child_sa();
+    let view = s.node.vpn_view();
+    // As the plugin reports ike_updown: the daemon has not measured yet.
+    let up = VpnSa {
+        mtu: PathMtu::default(),
+        ..sa(1, EXT_A, GW, Some(TIA))
+    };
+    assert_eq!(view.known_path_mtu(&up), Some(LIBIPSEC));
+    let elsewhere = VpnSa {
+        local_ifname: Some("eth1".into()),
+        ..up.clone()
+    };
+    let other_tia = VpnSa {
+        tia: Some(TIA2),
+        ..up.clone()
+    };
+    let other_sa = VpnSa {
+        ike_sa: 2,
+        ..up.clone()
+    };
+    let unnamed = VpnSa {
+        local_ifname: None,
+        ..up.clone()
+    };
+    for sa in [elsewhere, other_tia, other_sa, unnamed] {
+        assert_eq!(view.known_path_mtu(&sa), None, "{sa:?}");
+    }
 }
 
 /// Issue 14 §1: the IKE_SA's address went and another came with a
@@ -606,10 +676,7 @@ fn no_roam_is_asked_outside_mode_mc() {
     let mut cfg = node_config();
     cfg.with_charon = true;
     let mut s = Sim::start(cfg);
-    s.node.address_added(s.now, "eth0", EXT_A, 24);
-    let mut early = sa(1, EXT_A, GW, Some(TIA));
-    early.child_up = Some(false);
-    s.vpn(VpnInput::TiaAssigned(early));
+    s.tia_before_its_child_sa();
     s.node.address_removed(s.now, "eth0", EXT_A);
     s.node.address_added(s.now, "eth1", EXT_B, 24);
     s.node.default_route_added(s.now);

@@ -349,8 +349,9 @@ charon {{
             # Milliseconds after the seconds, for the handover's
             # timelines: time_add_ms on 5.9.8, time_precision later.
             time_format = %H:%M:%S
+            # Milliseconds after the seconds: charon 5.9.8 reads
+            # `time_add_ms` (it ignores `time_precision`).
             time_add_ms = yes
-            time_precision = ms
             append = no
             flush_line = yes
             default = 1

@@ -245,6 +245,21 @@ impl VpnView {
         self.sas.sort_by_key(|s| s.ike_sa);
     }
 
+    /// The MTUs already measured for `sa`'s IKE_SA on the same interface
+    /// with the same TIA, or `None` when the daemon must ask the kernel.
+    /// charon's `ike_updown` repeats what `handle_vips` said a moment
+    /// before; asking again costs netlink round trips that the
+    /// `child_updown` queued behind them waits out, and the first
+    /// registration waits for that event (issue 14 §2).
+    pub fn known_path_mtu(&self, sa: &VpnSa) -> Option<PathMtu> {
+        let known = self.sas.iter().find(|s| s.ike_sa == sa.ike_sa)?;
+        (sa.local_ifname.is_some()
+            && known.local_ifname == sa.local_ifname
+            && known.tia == sa.tia
+            && known.mtu.physical.is_some())
+        .then_some(known.mtu)
+    }
+
     /// Whether `addr` is a TIA of some IKE_SA (never a physical
     /// attachment).
     pub fn is_tia(&self, addr: Ipv4Addr) -> bool {

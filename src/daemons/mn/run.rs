@@ -249,7 +249,10 @@ impl Daemon {
     async fn add_mtus(&self, input: &mut VpnInput) {
         match input {
             VpnInput::TiaAssigned(sa) | VpnInput::Up(sa) => {
-                sa.mtu = self.path_mtu(sa.local_ifname.as_deref(), sa.tia).await;
+                sa.mtu = match self.node.vpn_view().known_path_mtu(sa) {
+                    Some(known) => known,
+                    None => self.path_mtu(sa.local_ifname.as_deref(), sa.tia).await,
+                };
             }
             VpnInput::Snapshot(sas) => {
                 for sa in sas.iter_mut() {

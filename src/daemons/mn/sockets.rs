@@ -86,6 +86,9 @@ impl Sockets {
         };
         match sock.send_to(&t.payload, SocketAddr::V4(t.dst)).await {
             Ok(_) => {
+                // With the reader's line below, the daemon's share of a
+                // registration's round trip (issue 14 §2) is in its log.
+                debug!(src = ?t.src, dst = %t.dst, identification = t.identification, "registration datagram sent");
                 self.parked.remove(&t.src);
             }
             Err(e) => {
@@ -150,6 +153,7 @@ async fn read(sock: Arc<UdpSocket>, tx: mpsc::Sender<Received>, sink: SharedSink
             None => Some(msg),
         };
         if let Some(m) = control {
+            debug!(%from, len = m.len(), "registration datagram received");
             if tx.send((from, m.to_vec())).await.is_err() {
                 return;
             }
