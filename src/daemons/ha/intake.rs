@@ -93,11 +93,7 @@ const RECEIVE_BUFFER: usize = 4 << 20;
 /// `net.core.rmem_max` with CAP_NET_ADMIN (`SO_RCVBUFFORCE`), else as far
 /// as that limit allows.
 pub fn widen_receive_buffer(sock: &UdpSocket) {
-    use nix::sys::socket::{getsockopt, setsockopt, sockopt};
-    if setsockopt(sock, sockopt::RcvBufForce, &RECEIVE_BUFFER).is_err() {
-        let _ = setsockopt(sock, sockopt::RcvBuf, &RECEIVE_BUFFER);
-    }
-    if let Ok(n) = getsockopt(sock, sockopt::RcvBuf) {
+    if let Some(n) = crate::dataplane::recv::widen_receive_buffer(sock, RECEIVE_BUFFER) {
         debug!(bytes = n, "Mobile IP socket receive buffer");
     }
 }
