@@ -1,5 +1,7 @@
-//! The kernel data plane: one `ipip` link per binding (RFC 2003 done by
-//! the kernel's ipip module), created and moved through rtnetlink. Used
+//! The kernel data plane: `ipip` links (RFC 2003 done by the kernel's
+//! ipip module), created and moved through rtnetlink: on a mobile node
+//! one for its binding, on a home agent one per care-of address, shared
+//! by the bindings that tunnel to it ([`super::shared`]). Used
 //! where the module exists; it carries IP-in-IP only (RFC 3519 UDP
 //! tunnelling needs the userspace plane). The link's fixed remote address
 //! is its outer-source check; the inner-source half of RFC 3024's ingress
@@ -13,6 +15,7 @@ use netlink_packet_route::link::LinkAttribute;
 use rtnetlink::LinkIpIp;
 
 use super::binding::{Encapsulation, Ipv6Binding, Role, TunnelBinding};
+use super::shared::SharedLinks;
 use super::{TunnelDevice, TunnelError};
 use crate::netlink::Netlink;
 
@@ -28,16 +31,22 @@ pub struct KernelTunnels {
     nl: Arc<Netlink>,
     ttl: u8,
     tunnels: HashMap<Ipv4Addr, KernelTunnel>,
+    /// A home agent's links, one per care-of address (the kernel refuses
+    /// two with the same endpoints: RFC 5944 §3's foreign agent gives all
+    /// its visitors its own care-of address). None on a mobile node: one
+    /// link, named by its home address, moved with it.
+    shared: Option<SharedLinks<TunnelDevice>>,
 }
 
 /// What every link of [`link_name`] starts with (mip4-ha's RFC 3024
 /// ingress rule matches it).
 pub const LINK_PREFIX: &str = "mip4-";
 
-/// [`LINK_PREFIX`] and the home address in hex: unique per binding, 13
-/// characters (interface names are at most 15).
-pub fn link_name(home: Ipv4Addr) -> String {
-    named(LINK_PREFIX, home)
+/// [`LINK_PREFIX`] and an address in hex, 13 characters (interface names
+/// are at most 15): a mobile node's link is named by its home address, a
+/// home agent's by the care-of address it tunnels to.
+pub fn link_name(addr: Ipv4Addr) -> String {
+    named(LINK_PREFIX, addr)
 }
 
 /// `prefix` and `addr` in hex (8 characters): with a prefix of at most 7
@@ -47,11 +56,13 @@ pub fn named(prefix: &str, addr: Ipv4Addr) -> String {
 }
 
 impl KernelTunnels {
-    pub fn new(nl: Arc<Netlink>, ttl: u8) -> Self {
+    /// `role`: a home agent's links are shared per care-of address.
+    pub fn new(nl: Arc<Netlink>, ttl: u8, role: Role) -> Self {
         KernelTunnels {
             nl,
             ttl,
             tunnels: HashMap::new(),
+            shared: (role == Role::HomeAgent).then(SharedLinks::default),
         }
     }
 
@@ -61,6 +72,9 @@ impl KernelTunnels {
                 "the kernel backend carries IP-in-IP only; use the userspace backend for RFC 3519"
                     .into(),
             ));
+        }
+        if self.shared.is_some() {
+            return self.join(b).await;
         }
         if self.tunnels.contains_key(&b.home) {
             self.update_endpoint(b.home, b.local, b.remote).await?;
@@ -90,6 +104,15 @@ impl KernelTunnels {
         local: Ipv4Addr,
         remote: SocketAddrV4,
     ) -> Result<(), TunnelError> {
+        if self.shared.is_some() {
+            let mut b = self
+                .tunnels
+                .get(&home)
+                .ok_or(TunnelError::NoBinding(home))?
+                .binding;
+            (b.local, b.remote) = (local, remote);
+            return self.join(b).await.map(|_| ());
+        }
         let t = self
             .tunnels
             .get_mut(&home)
@@ -105,10 +128,20 @@ impl KernelTunnels {
             .tunnels
             .remove(&home)
             .ok_or(TunnelError::NoBinding(home))?;
-        self.nl.delete_link(t.device.ifindex).await?;
-        // A mobile node's IPv6 link ([`Self::set_ipv6`]) goes with its
-        // binding; none there is no error.
-        super::sit::down(&self.nl, &super::sit::link_name(home)).await
+        match &mut self.shared {
+            Some(links) => {
+                if let Some(gone) = links.leave(home) {
+                    self.nl.delete_link(gone.ifindex).await?;
+                }
+                Ok(())
+            }
+            None => {
+                self.nl.delete_link(t.device.ifindex).await?;
+                // A mobile node's IPv6 link ([`Self::set_ipv6`]) goes with
+                // its binding; none there is no error.
+                super::sit::down(&self.nl, &super::sit::link_name(home)).await
+            }
+        }
     }
 
     /// The mobile node's IPv6 in IPv4 for `home` on this backend (RFC 5454
@@ -142,6 +175,32 @@ impl KernelTunnels {
         super::sit::up(&self.nl, &name, local, remote, self.ttl)
             .await
             .map(Some)
+    }
+
+    /// A home agent's binding `b` routed through the link to its care-of
+    /// address: the one in use, or a new one; the link it used before
+    /// goes when `b` was its last user.
+    async fn join(&mut self, b: TunnelBinding) -> Result<TunnelDevice, TunnelError> {
+        let Some(links) = &mut self.shared else {
+            return Err(TunnelError::NoBinding(b.home));
+        };
+        let remote = *b.remote.ip();
+        let device = match links.link(remote) {
+            Some(d) => d.clone(),
+            None => add_link(&self.nl, &link_name(remote), b.local, remote, self.ttl).await?,
+        };
+        let gone = links.join(remote, b.home, device.clone());
+        self.tunnels.insert(
+            b.home,
+            KernelTunnel {
+                binding: b,
+                device: device.clone(),
+            },
+        );
+        if let Some(gone) = gone {
+            self.nl.delete_link(gone.ifindex).await?;
+        }
+        Ok(device)
     }
 
     pub fn bindings(&self) -> Vec<TunnelBinding> {

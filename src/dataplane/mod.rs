@@ -20,6 +20,7 @@ pub mod ipv6;
 pub mod kernel;
 pub mod process;
 pub mod recv;
+pub mod shared;
 pub mod sit;
 pub mod source;
 pub mod udp;
@@ -172,7 +173,7 @@ impl DataPlane {
     ) -> Result<Self, TunnelError> {
         let backend = choose(&nl, choice).await?;
         Ok(match backend {
-            Backend::Kernel => DataPlane::Kernel(KernelTunnels::new(nl, cfg.ttl)),
+            Backend::Kernel => DataPlane::Kernel(KernelTunnels::new(nl, cfg.ttl, cfg.role)),
             Backend::Userspace => DataPlane::Userspace(UserspacePlane::start(&nl, cfg).await?),
         })
     }

@@ -1,6 +1,10 @@
-//! IPv6 in IPv4 in the kernel for DSMIPv4 (RFC 5454): one `sit` link
-//! (mode ip6ip: IPv4 protocol 41, RFC 4213 §3) per binding with an IPv6
-//! prefix, beside the binding's `ipip` link ([`super::kernel`]).
+//! IPv6 in IPv4 in the kernel for DSMIPv4 (RFC 5454): `sit` links (mode
+//! ip6ip: IPv4 protocol 41, RFC 4213 §3) beside the `ipip` links
+//! ([`super::kernel`]): a mobile node's one, and on a home agent one per
+//! remote address, shared by the bindings with an IPv6 prefix tunnelling
+//! there ([`super::shared`]: the kernel refuses two links with the same
+//! endpoints, and all nodes behind a foreign agent have its care-of
+//! address).
 //!
 //! Why a second link: Linux's `ipip` links carry IPv4 (and MPLS) only, in
 //! every mode (`ipip`, `mplsip`, `any`; Debian 12's 6.1 in the kernel
@@ -20,9 +24,10 @@
 //!
 //! The link's fixed remote address is its outer-source check; the inner
 //! IPv6 source (RFC 5454 §3.3.2, §4) is mip4-ha's nftables rule
-//! (`daemons::ha::ingress`). Link-local addresses stay on their link:
-//! each binding has a link of its own here, and the kernel never forwards
-//! a link-local source or destination off it (RFC 4291 §2.5.6).
+//! (`daemons::ha::ingress`). Link-local addresses stay on their link
+//! (between the home agent and one care-of or home address): the kernel
+//! never forwards a link-local source or destination off it (RFC 4291
+//! §2.5.6).
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -39,15 +44,18 @@ use crate::netlink::Netlink;
 /// ingress rule matches it; the sweeps after SIGKILL look for it).
 pub const LINK_PREFIX: &str = "mip6-";
 
-/// [`LINK_PREFIX`] and the IPv4 home address in hex, as the binding's
-/// `ipip` link has it: 13 characters (interface names are at most 15).
-pub fn link_name(home: Ipv4Addr) -> String {
-    format!("{LINK_PREFIX}{:08x}", u32::from(home))
+/// [`LINK_PREFIX`] and an IPv4 address in hex, as the `ipip` links have
+/// it: 13 characters (interface names are at most 15). A mobile node's
+/// link is named by its home address, a home agent's by its remote
+/// address (care-of or IPv4 home address), shared by the bindings that
+/// tunnel there.
+pub fn link_name(addr: Ipv4Addr) -> String {
+    super::kernel::named(LINK_PREFIX, addr)
 }
 
-/// The home address a link of this naming (`mip4-` or `mip6-` and eight
-/// hex digits) belongs to; any other name is none.
-pub fn home_of_link(name: &str) -> Option<Ipv4Addr> {
+/// The address a link of this naming (`mip4-` or `mip6-` and eight hex
+/// digits) is named by; any other name is none.
+pub fn remote_of_link(name: &str) -> Option<Ipv4Addr> {
     let hex = name
         .strip_prefix(super::kernel::LINK_PREFIX)
         .or_else(|| name.strip_prefix(LINK_PREFIX))?;
@@ -247,7 +255,7 @@ mod tests {
     const COA: Ipv4Addr = Ipv4Addr::new(10, 1, 10, 7);
 
     #[test]
-    fn links_are_named_after_the_home_address_like_the_ipip_link() {
+    fn links_are_named_after_their_address_like_the_ipip_links() {
         assert_eq!(link_name(HOME), "mip6-0a016405");
         assert_eq!(
             super::super::kernel::link_name(HOME),
@@ -255,8 +263,12 @@ mod tests {
             "the same home address part as the binding's ipip link"
         );
         assert!(link_name(Ipv4Addr::BROADCAST).len() <= 15);
-        assert_eq!(home_of_link("mip6-0a016405"), Some(HOME));
-        assert_eq!(home_of_link("mip4-0a016405"), Some(HOME));
+        assert_eq!(remote_of_link("mip6-0a016405"), Some(HOME));
+        assert_eq!(remote_of_link("mip4-0a016405"), Some(HOME));
+        // A home agent's link shared per care-of address.
+        assert_eq!(link_name(COA), "mip6-0a010a07");
+        assert_eq!(remote_of_link(&link_name(COA)), Some(COA));
+        assert_eq!(remote_of_link("mip4fa-0a010102"), None, "mip4-fa's");
         for other in [
             "mip6-0a01640",
             "mip6-0a0164055",
@@ -264,7 +276,7 @@ mod tests {
             "sit0",
             "mip4ha0",
         ] {
-            assert_eq!(home_of_link(other), None, "{other}");
+            assert_eq!(remote_of_link(other), None, "{other}");
         }
     }
 

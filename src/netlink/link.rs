@@ -66,6 +66,29 @@ impl Netlink {
         Ok(v)
     }
 
+    /// The local address of IP tunnel link `index` (`ipip`, `sit`): none
+    /// for another kind of link or a tunnel without a fixed local end.
+    pub async fn tunnel_local(&self, index: u32) -> Result<Option<std::net::Ipv4Addr>> {
+        use netlink_packet_route::link::{InfoData, InfoIpTunnel, LinkInfo};
+        let mut s = self.handle.link().get().match_index(index).execute();
+        let m = match s.try_next().await {
+            Ok(Some(m)) => m,
+            Ok(None) => return Err(Error::NoSuchLink(index.to_string())),
+            Err(e) => return Err(Error::request(format!("get link {index}"))(e)),
+        };
+        let local = m.attributes.iter().find_map(|a| match a {
+            LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
+                LinkInfo::Data(InfoData::IpTunnel(d)) => d.iter().find_map(|t| match t {
+                    InfoIpTunnel::Local(std::net::IpAddr::V4(a)) => Some(*a),
+                    _ => None,
+                }),
+                _ => None,
+            }),
+            _ => None,
+        });
+        Ok(local)
+    }
+
     /// The name of interface `index`.
     pub async fn link_name(&self, index: u32) -> Result<String> {
         let mut s = self.handle.link().get().match_index(index).execute();

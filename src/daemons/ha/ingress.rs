@@ -6,10 +6,17 @@
 //! discarded, else anyone who can reach the HA could inject datagrams with
 //! intranet sources. The userspace plane checks that itself
 //! (`dataplane::ingress`); a kernel ipip link checks only the outer source
-//! (its fixed remote). Each binding's link is `mip4-<home address>` and
-//! its only route is the home address's /32, so "the inner source is this
-//! link's home address" is exactly strict reverse-path filtering on the
-//! link (RFC 3704 §2.2): `fib saddr . iif oif missing`.
+//! (its fixed remote). The link is `mip4-<care-of address>`, shared by
+//! the bindings registered with that care-of address (the nodes behind one
+//! foreign agent, RFC 5944 §3; the kernel allows one link per endpoint
+//! pair), and its only routes are their home addresses' /32s. So "the
+//! inner source is a home address registered via this care-of address" is
+//! exactly strict reverse-path filtering on the link (RFC 3704 §2.2):
+//! `fib saddr . iif oif missing` accepts those home addresses and no
+//! other, still exact with several routes into one link: a node behind
+//! another care-of address has its route into another link, and a node
+//! sharing the link is as registered through that care-of address as
+//! RFC 3024 §4.3 asks (the FA checks its own visitors, §4.2).
 //!
 //! Why nftables and not the link's `rp_filter` sysctl: the kernel applies
 //! the larger of `conf/all` and `conf/<link>`, so a host with
@@ -22,10 +29,11 @@
 //! reads), runs at `raw` priority before conntrack, and its counter is
 //! ours, read back into `mip4ctl counters` / `status`.
 //!
-//! RFC 5454 §3.3.2, §4 (DSMIPv4): the same for IPv6 out of a binding's
-//! `sit` link (`mip6-<home address>`, [`crate::dataplane::sit`]): its
-//! only IPv6 route is the binding's prefix, so "the inner IPv6 source lies
-//! in the prefix registered for this tunnel" is again strict reverse-path
+//! RFC 5454 §3.3.2, §4 (DSMIPv4): the same for IPv6 out of a `sit` link
+//! (`mip6-<remote address>`, [`crate::dataplane::sit`], shared like the
+//! ipip link by the bindings tunnelling to one care-of address): its only
+//! IPv6 routes are those bindings' prefixes, so "the inner IPv6 source lies
+//! in a prefix registered for this tunnel" is again strict reverse-path
 //! filtering on the link, in a table of the ip6 family (`ip6 mip4-ha`)
 //! whose counter has the userspace plane's name, `ipv6_source_spoofed`.
 //! Link-local sources pass it (the link's own fe80::/64) and stay on the

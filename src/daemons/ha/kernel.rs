@@ -3,7 +3,10 @@
 //! route that sends the home address into it, and on a real home link the
 //! proxy ARP entry and gratuitous ARP (RFC 5944 §4.6), and for a binding
 //! with an IPv6 prefix (RFC 5454) the route of the prefix (on the kernel
-//! backend into a `sit` link of its own, [`crate::dataplane::sit`]). The core
+//! backend into a `sit` link, [`crate::dataplane::sit`]). On the kernel
+//! backend a link is shared by the bindings tunnelling to the same address
+//! ([`crate::dataplane::shared`]): the `ipip` link per care-of address, the
+//! `sit` link per care-of (or IPv4 home) address. The core
 //! ([`crate::ha::HomeAgent`]) decides; this carries [`crate::ha::Output`]s out and
 //! remembers exactly what it installed, so that a binding's end and the
 //! daemon's shutdown remove that and nothing else.
@@ -17,6 +20,7 @@ use tokio::net::UdpSocket;
 use tracing::{debug, info, warn};
 
 use crate::dataplane::ipip::DEFAULT_TTL;
+use crate::dataplane::shared::SharedLinks;
 use crate::dataplane::userspace::ControlSink;
 use crate::dataplane::{
     sit, Backend, DataPlane, DataPlaneStatus, Encapsulation, Role, Tunnel, TunnelBinding,
@@ -44,7 +48,8 @@ pub struct Installed {
     /// RFC 5454: the IPv6 prefix, routed into the userspace plane's
     /// device or, on the kernel backend, into `ipv6_device`.
     pub ipv6: Option<Ipv6Binding>,
-    /// Kernel backend: the binding's `sit` link (IPv6 in IPv4, RFC 5454).
+    /// Kernel backend: the binding's `sit` link (IPv6 in IPv4, RFC 5454),
+    /// shared with the bindings that tunnel to the same address.
     pub ipv6_device: Option<TunnelDevice>,
 }
 
@@ -132,6 +137,9 @@ pub struct Installer {
     udp_plane: Option<UserspacePlane>,
     local: Ipv4Addr,
     installed: HashMap<Ipv4Addr, Installed>,
+    /// Kernel backend: the `sit` links, one per remote address (the
+    /// care-of address, or the IPv4 home address, RFC 5454 §2.2).
+    sit_links: SharedLinks<TunnelDevice>,
     /// net.ipv4.ip_forward before we turned it on, restored at shutdown.
     forward_was: Option<bool>,
     /// Kernel backend: datagrams its RFC 3024 ingress rule dropped, as
@@ -246,6 +254,7 @@ impl Installer {
                 udp_plane,
                 local: cfg.home_agent,
                 installed: HashMap::new(),
+                sit_links: SharedLinks::default(),
                 generation: 0,
                 forward_was,
                 ingress_dropped,
@@ -355,6 +364,8 @@ impl Installer {
             .flat_map(|i| self.recorded(i).1)
             .collect();
         links.sort();
+        // Shared by the bindings with one care-of address.
+        links.dedup();
         KernelRecord {
             ip_forward_was: self.forward_was,
             proxy_arp,
@@ -367,9 +378,10 @@ impl Installer {
     /// are installed): the proxy ARP entries and tunnel links of its
     /// record, and kernel tunnel links of this HA's own naming
     /// ([`crate::dataplane::kernel::link_name`], and the `sit` links of
-    /// [`crate::dataplane::sit::link_name`]) for the home addresses it
-    /// serves. Its nftables tables were replaced whole at start. Nothing
-    /// else is touched.
+    /// [`crate::dataplane::sit::link_name`]) whose local end is this home
+    /// agent (a link made just before a SIGKILL may be in no record). Its
+    /// nftables tables were replaced whole at start. Nothing else is
+    /// touched.
     pub async fn sweep(&mut self, cfg: &HaConfig, previous: &KernelRecord) {
         for (ifname, home) in &previous.proxy_arp {
             let ours = self.installed.get(home).and_then(|i| i.proxy_arp.as_ref());
@@ -388,16 +400,6 @@ impl Installer {
                 Err(e) => warn!("cannot remove a proxy ARP entry left by an earlier instance: {e}"),
             }
         }
-        let served = |name: &str| -> bool {
-            if previous.links.iter().any(|l| l == name) {
-                return true;
-            }
-            sit::home_of_link(name).is_some_and(|h| {
-                cfg.home_network_of(h).is_some()
-                    && (cfg.mobile_nodes.iter().any(|m| m.home_address == Some(h))
-                        || cfg.address_pool.is_some_and(|p| p.contains(h)))
-            })
-        };
         let links = match self.nl.links().await {
             Ok(l) => l,
             Err(e) => return warn!("cannot list links to remove an earlier instance's: {e}"),
@@ -410,8 +412,19 @@ impl Installer {
             })
             .collect();
         for (ifindex, name) in links {
-            if !served(&name) || mine.contains(&ifindex) {
+            if mine.contains(&ifindex) || sit::remote_of_link(&name).is_none() {
                 continue;
+            }
+            let recorded = previous.links.contains(&name);
+            if !recorded {
+                match self.nl.tunnel_local(ifindex).await {
+                    Ok(Some(local)) if local == cfg.home_agent => {}
+                    Ok(_) => continue,
+                    Err(e) => {
+                        warn!("cannot read link {name}'s endpoints: {e}");
+                        continue;
+                    }
+                }
             }
             match self.nl.delete_link(ifindex).await {
                 Ok(()) => info!(link = %name, "left by an earlier instance: tunnel link removed"),
@@ -524,7 +537,7 @@ impl Installer {
             },
         );
         let sit = self
-            .ipv6_up(b, encapsulation, old_ipv6, old_sit, device.ifindex)
+            .ipv6_up(b, encapsulation, old_ipv6, device.ifindex)
             .await;
         if let Some(i) = self.installed.get_mut(&home) {
             i.ipv6_device = sit.as_ref().ok().cloned().flatten();
@@ -592,16 +605,16 @@ impl Installer {
     /// RFC 5454: the binding's IPv6 prefix routed into the plane that
     /// carries it, or (none) the one it had taken away (§3.8). RFC 3519
     /// bindings and the userspace backend: the userspace plane's device
-    /// (`ifindex`), the plane told the prefix. Kernel ipip bindings: a
-    /// `sit` link of their own, to the care-of or the home address as the
-    /// node asked (§2.2, [`sit::endpoints`]). Returns that link (none when
-    /// there is none now; `old_sit` is removed when it is not it).
+    /// (`ifindex`), the plane told the prefix. Kernel ipip bindings: the
+    /// `sit` link to the care-of or the home address as the node asked
+    /// (§2.2, [`sit::endpoints`]), shared with the bindings tunnelling to
+    /// that address. Returns that link (none when there is none now; the
+    /// one the binding used before goes when it was its last user).
     async fn ipv6_up(
-        &self,
+        &mut self,
         b: &Binding,
         encapsulation: Encapsulation,
         old: Option<(Ipv6Binding, u32)>,
-        old_sit: Option<TunnelDevice>,
         ifindex: u32,
     ) -> Result<Option<TunnelDevice>, String> {
         let home = b.home_address;
@@ -620,20 +633,34 @@ impl Installer {
                     b.care_of_address,
                     self.local,
                 );
-                let dev = sit::up(&self.nl, &sit::link_name(home), local, remote, DEFAULT_TTL)
+                let dev = match self.sit_links.link(remote) {
+                    Some(d) => d.clone(),
+                    None => sit::up(
+                        &self.nl,
+                        &sit::link_name(remote),
+                        local,
+                        remote,
+                        DEFAULT_TTL,
+                    )
                     .await
-                    .map_err(|e| format!("IPv6 tunnel for {home}: {e}"))?;
-                Some(dev)
+                    .map_err(|e| format!("IPv6 tunnel for {home}: {e}"))?,
+                };
+                Some((remote, dev))
             }
             _ => None,
         };
+        let gone = match &sit {
+            Some((remote, dev)) => self.sit_links.join(*remote, home, dev.clone()),
+            None => self.sit_links.leave(home),
+        };
+        let sit = sit.map(|(_, d)| d);
         let route_dev = sit.as_ref().map_or(ifindex, |d| d.ifindex);
         if let Some((o, dev)) = old {
             if v6.map(|n| n.prefix) != Some(o.prefix) || dev != route_dev {
                 let _ = self.nl.del_route6(o.prefix, dev).await;
             }
         }
-        if let Some(o) = old_sit.filter(|o| sit.as_ref() != Some(o)) {
+        if let Some(o) = gone {
             if let Err(e) = sit::down(&self.nl, &o.ifname).await {
                 warn!(home_address = %home, "cannot remove IPv6 tunnel {}: {e}", o.ifname);
             }
@@ -687,11 +714,10 @@ impl Installer {
                 }
             }
         }
-        // By name: also the link of an `up` that failed after making it.
-        if self.ipv6_spoofed.is_some() {
-            let name = sit::link_name(home);
-            if let Err(e) = sit::down(&self.nl, &name).await {
-                errors.push(format!("IPv6 tunnel {name}: {e}"));
+        // The binding's `sit` link goes with its last user.
+        if let Some(o) = self.sit_links.leave(home) {
+            if let Err(e) = sit::down(&self.nl, &o.ifname).await {
+                errors.push(format!("IPv6 tunnel {}: {e}", o.ifname));
             }
         }
         if let Err(e) = self.nl.del_route(&i.route).await {
