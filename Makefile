@@ -40,10 +40,12 @@ check: deps fmt-check clippy test check-vm
 # kernel backend (fa-trusted fails on a fall back to the userspace plane;
 # fa-to-colocated: its successor removes the killed one's ipip link). Issue
 # 11 §2's: DSMIPv4 on mip4-ha's kernel sit links (dual-stack-kernel, 18-42 s
-# of guest time, no charon).
+# of guest time, no charon); dual-stack with mip4d's kernel backend too (its
+# IPv6 home address on its own sit link, across c -> mc -> c and a SIGKILL;
+# ~80 s of guest time).
 VM_SCENARIOS ?= trusted-move untrusted-move leave-enterprise forged-tnc enter-full-tunnel ipv6-access ipv6-access-detect \
 	trusted-nat nat-flush private-tia leave-enterprise-cold multihomed verdict-cache \
-	fa-trusted fa-untrusted fa-to-colocated dual-stack-kernel
+	fa-trusted fa-untrusted fa-to-colocated dual-stack-kernel dual-stack
 # Against libreswan's pluto (untrusted-move with the MN forcing ESP in UDP:
 # pluto 4.10 cannot switch to it on a MOBIKE move, docs/interop.md).
 VM_LIBRESWAN_SCENARIOS ?= untrusted-move tia-change leave-enterprise

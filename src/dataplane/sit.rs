@@ -86,6 +86,19 @@ pub fn endpoints(
     }
 }
 
+/// The MTU of a `sit` link beside (or inside) a binding's IPv4 tunnel of
+/// `tunnel_mtu`: to the care-of address it has the same outer path and
+/// header; to the home address it runs inside that tunnel, one more IPv4
+/// header (20 bytes). Never below IPv6's minimum link MTU of 1280 (RFC
+/// 8200 §5), under which the kernel takes IPv6 off the link.
+pub fn mtu_beside(tunnel_mtu: u32, to: Ipv6TunnelTo) -> u32 {
+    let mtu = match to {
+        Ipv6TunnelTo::CareOf => tunnel_mtu,
+        Ipv6TunnelTo::HomeAddress => tunnel_mtu.saturating_sub(20),
+    };
+    mtu.max(1280)
+}
+
 /// Whether the kernel can create `sit` links (a throw-away one, as for
 /// `ipip`: [`Netlink::kernel_can_create`]).
 pub async fn kernel_has_sit(nl: &Netlink) -> bool {
@@ -289,5 +302,14 @@ mod tests {
         assert_eq!(e(Role::HomeAgent, Ipv6TunnelTo::HomeAddress), (HA, HOME));
         assert_eq!(e(Role::MobileNode, Ipv6TunnelTo::CareOf), (COA, HA));
         assert_eq!(e(Role::MobileNode, Ipv6TunnelTo::HomeAddress), (HOME, HA));
+    }
+
+    /// Mode 'mc': the binding's ipip link sized for ESP (1395); the
+    /// IPv6 beside it fits the same path, inside it 20 bytes less.
+    #[test]
+    fn the_link_is_sized_like_the_ipv4_tunnel_it_runs_with() {
+        assert_eq!(mtu_beside(1395, Ipv6TunnelTo::CareOf), 1395);
+        assert_eq!(mtu_beside(1395, Ipv6TunnelTo::HomeAddress), 1375);
+        assert_eq!(mtu_beside(1290, Ipv6TunnelTo::HomeAddress), 1280);
     }
 }

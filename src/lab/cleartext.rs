@@ -48,21 +48,36 @@ pub fn count_tshark(pcap: &Path, ip: std::net::Ipv4Addr) -> Result<Seen> {
 
 /// IPv6 to and from `addr` inside IPv4 protocol 41 (RFC 5454; RFC 3519
 /// next header 41 is UDP to port 434), with `outer` in the IPv4 header
-/// when given, as tshark dissects the frames of `pcap`
-/// (`lab::ipv6-in-ipv4`): `to=N from=M`.
+/// when given, in the frames of `pcap` (`lab::ipv6-in-ipv4`): `to=N
+/// from=M`, as tshark dissects them, or where it is not installed (the
+/// kernel tier's guest) as [`super::pcap::ipv6_in_ipv4`] reads them.
 pub fn ipv6_in_ipv4(pcap: &Path, addr: &str, outer: Option<&str>) -> Result<String> {
     let ip: std::net::Ipv6Addr = addr
         .parse()
         .map_err(|_| Error::Other(format!("`{addr}` is not an IPv6 address")))?;
-    let outer = match outer {
-        Some(o) => {
-            let o: std::net::Ipv4Addr = o
-                .parse()
-                .map_err(|_| Error::Other(format!("`{o}` is not an IPv4 address")))?;
-            format!(" && ip.addr == {o}")
-        }
-        None => String::new(),
+    let outer = outer
+        .map(|o| {
+            o.parse::<std::net::Ipv4Addr>()
+                .map_err(|_| Error::Other(format!("`{o}` is not an IPv4 address")))
+        })
+        .transpose()?;
+    let (to, from) = if super::scenario::have("tshark") {
+        ipv6_in_ipv4_tshark(pcap, ip, outer)?
+    } else {
+        super::pcap::ipv6_in_ipv4(pcap, ip, outer)?
     };
+    Ok(format!("to={to} from={from}"))
+}
+
+/// [`ipv6_in_ipv4`] by tshark's dissectors: `(to, from)`.
+pub fn ipv6_in_ipv4_tshark(
+    pcap: &Path,
+    ip: std::net::Ipv6Addr,
+    outer: Option<std::net::Ipv4Addr>,
+) -> Result<(u64, u64)> {
+    let outer = outer
+        .map(|o| format!(" && ip.addr == {o}"))
+        .unwrap_or_default();
     let count = |dir: &str| {
         tshark_frames(
             pcap,
@@ -71,7 +86,7 @@ pub fn ipv6_in_ipv4(pcap: &Path, addr: &str, outer: Option<&str>) -> Result<Stri
             )),
         )
     };
-    Ok(format!("to={} from={}", count("dst")?, count("src")?))
+    Ok((count("dst")?, count("src")?))
 }
 
 /// The frames of `pcap` tshark shows through `filter` (all without one).

@@ -4,9 +4,11 @@
 //! `ip.addr` would: the frame's own, the inner one of IP in IP (RFC 2003),
 //! of RFC 3519 tunnel data (UDP 434, message type 4), of GRE (RFC 2784)
 //! and the datagram an ICMP error quotes (RFC 792). ESP and ESP in UDP
-//! stay opaque, as they are on the wire.
+//! stay opaque, as they are on the wire. It also finds IPv6 inside IPv4
+//! (protocol 41, RFC 4213 §3; RFC 3519 next header 41) for
+//! `lab::ipv6-in-ipv4` ([`ipv6_in_ipv4`]).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use super::cleartext::Seen;
@@ -178,9 +180,66 @@ pub fn count(pcap: &Path, addr: Ipv4Addr) -> Result<Seen> {
     })
 }
 
+/// IPv6 datagrams to and from `addr` inside IPv4 in the capture `pcap`:
+/// `(to, from)`, frames counted as tshark's `(ip.proto == 41 || udp.port
+/// == 434) && ipv6.dst|src == addr [&& ip.addr == outer]` counts them:
+/// `outer` (when given) in any IPv4 header of the frame, the IPv6 carried
+/// as protocol 41 at any level of IP in IP (RFC 5454 to the home address
+/// nests it in the binding's tunnel) or as RFC 3519 tunnel data with next
+/// header 41.
+pub fn ipv6_in_ipv4(pcap: &Path, addr: Ipv6Addr, outer: Option<Ipv4Addr>) -> Result<(u64, u64)> {
+    let data = read(pcap)?;
+    let (linktype, frames) = frames(&data)?;
+    let (mut to, mut from) = (0, 0);
+    let mut seen = Vec::new();
+    for ip in frames.iter().filter_map(|f| network_layer(linktype, f)) {
+        seen.clear();
+        let Some(v6) = ipv6_inside(ip, &mut seen, 0) else {
+            continue;
+        };
+        if outer.is_some_and(|o| !seen.contains(&o)) {
+            continue;
+        }
+        to += u64::from(v6[24..40] == addr.octets());
+        from += u64::from(v6[8..24] == addr.octets());
+    }
+    Ok((to, from))
+}
+
+/// The IPv6 header (at least its 40 bytes) IPv4 datagram `ip` carries as
+/// protocol 41 or RFC 3519 tunnel data, through IP in IP; every IPv4
+/// header's addresses on the way into `seen`.
+fn ipv6_inside<'a>(ip: &'a [u8], seen: &mut Vec<Ipv4Addr>, depth: u8) -> Option<&'a [u8]> {
+    if depth > 4 || ip.len() < 20 || ip[0] >> 4 != 4 {
+        return None;
+    }
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    seen.push(Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]));
+    seen.push(Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]));
+    let first_fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff == 0;
+    let payload = ip.get(ihl..).filter(|_| first_fragment && ihl >= 20)?;
+    let v6 = match ip[9] {
+        4 => return ipv6_inside(payload, seen, depth + 1),
+        41 => payload,
+        // RFC 3519 tunnel data (type 4) with next header 41.
+        17 if payload.len() >= 12 => {
+            let sport = u16::from_be_bytes([payload[0], payload[1]]);
+            let dport = u16::from_be_bytes([payload[2], payload[3]]);
+            if (sport == 434 || dport == 434) && payload[8] == 4 && payload[9] == 41 {
+                &payload[12..]
+            } else {
+                return None;
+            }
+        }
+        _ => return None,
+    };
+    (v6.len() >= 40 && v6[0] >> 4 == 6).then_some(v6)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dataplane::ipip::OuterHeader;
     use crate::lab::spoof::udp_in_ipip;
 
     const HOA: Ipv4Addr = Ipv4Addr::new(10, 1, 100, 5);
@@ -278,6 +337,91 @@ mod tests {
         let theirs = crate::lab::cleartext::count_tshark(&p, HOA)
             .expect("tshark (scripts/install-deps.sh installs it)");
         assert_eq!(ours, theirs);
+    }
+
+    const HOA6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x10, 0, 0, 0, 0, 1);
+    const CN6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, 2);
+
+    /// IPv6 in IPv4 both ways between the HA and the care-of address
+    /// (RFC 5454 §2.3), IPv6 to the home address nested in the binding's
+    /// IP in IP (§2.2 code 0), one with another inner address, one to
+    /// another outer address, one as RFC 3519 tunnel data, plain IPv6 and
+    /// ESP: as ethernet frames.
+    fn dual_stack_frames() -> Vec<Vec<u8>> {
+        use crate::lab::spoof::udp6_in_ipv4;
+        let to_mn = udp6_in_ipv4(HA, COA, CN6, HOA6, 1, b"x").unwrap();
+        let from_mn = udp6_in_ipv4(COA, HA, HOA6, CN6, 2, b"y").unwrap();
+        let nested = {
+            let inner = udp6_in_ipv4(HA, HOA, CN6, HOA6, 3, b"").unwrap();
+            let outer = OuterHeader {
+                src: HA,
+                dst: COA,
+                ttl: 64,
+            };
+            let mut out = Vec::new();
+            crate::dataplane::ipip::encapsulate(&inner, &outer, 3, &mut out).unwrap();
+            out
+        };
+        let other = udp6_in_ipv4(HA, COA, CN6, CN6, 4, b"").unwrap();
+        let elsewhere = udp6_in_ipv4(HA, CN, CN6, HOA6, 5, b"").unwrap();
+        let rfc3519 = {
+            // Tunnel data (type 4), next header 41 (RFC 3519 §3.3.1).
+            let mut payload = vec![4, 41, 0, 0];
+            payload.extend_from_slice(&from_mn[20..]);
+            crate::fa::link::udp_datagram(
+                std::net::SocketAddrV4::new(COA, 434),
+                std::net::SocketAddrV4::new(HA, 434),
+                &payload,
+                6,
+            )
+        };
+        let mut esp = to_mn.clone();
+        esp[9] = 50;
+        let mut frames: Vec<Vec<u8>> = [to_mn, from_mn, nested, other, elsewhere, rfc3519, esp]
+            .iter()
+            .map(|i| ethernet(i))
+            .collect();
+        // The plain IPv6 datagram (ethertype 0x86dd) on the intranet link.
+        let mut plain = vec![0u8; 12];
+        plain.extend_from_slice(&[0x86, 0xdd]);
+        plain.extend_from_slice(&udp6_in_ipv4(HA, COA, CN6, HOA6, 7, b"").unwrap()[20..]);
+        frames.push(plain);
+        frames
+    }
+
+    fn v6_counts(frames: &[Vec<u8>], outer: Option<Ipv4Addr>) -> (u64, u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.pcap");
+        std::fs::write(&p, pcap(frames, LINKTYPE_ETHERNET)).unwrap();
+        ipv6_in_ipv4(&p, HOA6, outer).unwrap()
+    }
+
+    #[test]
+    fn ipv6_in_ipv4_is_found_both_ways_with_its_outer_address() {
+        let frames = dual_stack_frames();
+        // To the home address: direct, nested, and the one to the
+        // correspondent's IPv4 address; from it: direct and RFC 3519.
+        assert_eq!(v6_counts(&frames, None), (3, 2));
+        assert_eq!(v6_counts(&frames, Some(COA)), (2, 2));
+        // The nested one's inner header has the IPv4 home address.
+        assert_eq!(v6_counts(&frames, Some(HOA)), (1, 0));
+        assert_eq!(
+            v6_counts(&frames, Some(Ipv4Addr::new(192, 0, 2, 9))),
+            (0, 0)
+        );
+    }
+
+    #[test]
+    fn tshark_finds_the_same_ipv6_in_ipv4() {
+        let frames = dual_stack_frames();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.pcap");
+        std::fs::write(&p, pcap(&frames, LINKTYPE_ETHERNET)).unwrap();
+        for outer in [None, Some(COA), Some(HOA), Some(CN)] {
+            let theirs = crate::lab::cleartext::ipv6_in_ipv4_tshark(&p, HOA6, outer)
+                .expect("tshark (scripts/install-deps.sh installs it)");
+            assert_eq!(ipv6_in_ipv4(&p, HOA6, outer).unwrap(), theirs, "{outer:?}");
+        }
     }
 
     #[test]

@@ -24,6 +24,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv6Net;
 use tracing::{info, warn};
 
+use crate::dataplane::binding::Ipv6TunnelTo;
 use crate::dataplane::TunnelDevice;
 use crate::mn::Ipv6Home;
 use crate::netlink::ipv6::Route6;
@@ -66,6 +67,14 @@ impl Home6 {
     /// Whether anything is installed.
     pub fn is_installed(&self) -> bool {
         self.installed.is_some()
+    }
+
+    /// The device the IPv6 home address is on, and where its IPv6 is
+    /// tunnelled.
+    pub fn device(&self) -> Option<(&TunnelDevice, Ipv6TunnelTo)> {
+        self.installed
+            .as_ref()
+            .map(|i| (&i.device, i.v6.binding.tunnel_to))
     }
 
     fn routes(&self, v6: &Ipv6Home, device: &TunnelDevice) -> Vec<Route6> {

@@ -353,7 +353,8 @@ impl Installer {
                 }
             }
         };
-        self.home6.apply(&self.nl, device).await
+        self.home6.apply(&self.nl, device).await?;
+        self.apply_mtu6().await
     }
 
     async fn tunnel_up(
@@ -485,18 +486,45 @@ impl Installer {
     /// IP in IP's default, less RFC 3519's extra 12 bytes when the tunnel
     /// is UDP, so that its datagrams leave unfragmented.
     async fn apply_mtu(&self) -> Result<(), String> {
-        let Some(inst) = self.installed.as_ref() else {
+        let (Some(inst), Some(mtu)) = (self.installed.as_ref(), self.tunnel_mtu_now()) else {
             return Ok(());
-        };
-        let mtu = match (self.node_mtu, self.udp) {
-            (Some(m), None) => m,
-            (None, None) => return Ok(()),
-            (m, Some(_)) => m.unwrap_or(DEFAULT_TUNNEL_MTU) - UDP_EXTRA_OVERHEAD,
         };
         self.nl
             .set_link_mtu(inst.device.ifindex, mtu)
             .await
-            .map_err(|e| format!("mtu {mtu} on {}: {e}", inst.device.ifname))
+            .map_err(|e| format!("mtu {mtu} on {}: {e}", inst.device.ifname))?;
+        self.apply_mtu6().await
+    }
+
+    /// The IPv4 tunnel's MTU the node asked for (mode 'mc': sized for
+    /// ESP; an RFC 3519 tunnel's UDP header less), `None` for the data
+    /// plane's own.
+    fn tunnel_mtu_now(&self) -> Option<u32> {
+        match (self.node_mtu, self.udp) {
+            (Some(m), None) => Some(m),
+            (None, None) => None,
+            (m, Some(_)) => Some(m.unwrap_or(DEFAULT_TUNNEL_MTU) - UDP_EXTRA_OVERHEAD),
+        }
+    }
+
+    /// The kernel backend's `sit` link carrying the IPv6 home address
+    /// sized like the IPv4 tunnel it runs beside or inside
+    /// (`dataplane::sit::mtu_beside`): left at the sit default of 1480 in
+    /// mode 'mc', IPv6 over ESP lost its first full-size segments after
+    /// each move until the kernel learnt the path MTU. The userspace
+    /// plane's TUN carries both families and is sized above.
+    async fn apply_mtu6(&self) -> Result<(), String> {
+        let (Some(mtu), Some((dev, to))) = (self.tunnel_mtu_now(), self.home6.device()) else {
+            return Ok(());
+        };
+        if !dev.ifname.starts_with(crate::dataplane::sit::LINK_PREFIX) {
+            return Ok(());
+        }
+        let mtu = crate::dataplane::sit::mtu_beside(mtu, to);
+        self.nl
+            .set_link_mtu(dev.ifindex, mtu)
+            .await
+            .map_err(|e| format!("mtu {mtu} on {}: {e}", dev.ifname))
     }
 
     async fn install(&self, inst: &mut Installed, reverse_tunnel: bool) -> Result<(), String> {
