@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
-use netlink_packet_route::link::LinkAttribute;
+use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use rtnetlink::LinkIpIp;
 
 use super::binding::{Encapsulation, Ipv6Binding, Role, TunnelBinding};
@@ -259,16 +259,31 @@ pub async fn move_link(
     remote: Ipv4Addr,
     ttl: u8,
 ) -> Result<(), TunnelError> {
-    let mut msg = LinkIpIp::new(&dev.ifname)
+    let msg = LinkIpIp::new(&dev.ifname)
         .local(local)
         .remote(remote)
         .ttl(ttl)
         .index(dev.ifindex)
         .build();
-    // The link is named by its index. With IFLA_IFNAME in the message
-    // too, kernels before 6.2 (Debian 12's 6.1 among them) refuse to
-    // change an up link with EBUSY even when the name is the same
-    // (dev_change_name checks IFF_UP first); found by the kernel tier.
+    change_by_index(
+        nl,
+        msg,
+        format!("move ipip link {} to {local} -> {remote}", dev.ifname),
+    )
+    .await
+}
+
+/// Sends a tunnel link's new settings (`msg`, built with its index), the
+/// link named by its index only: with IFLA_IFNAME in the message too,
+/// kernels before 6.2 (Debian 12's 6.1 among them) refuse to change an up
+/// link with EBUSY even when the name is the same (dev_change_name checks
+/// IFF_UP first); found by the kernel tier. `what` names the change in
+/// an error.
+pub(super) async fn change_by_index(
+    nl: &Netlink,
+    mut msg: LinkMessage,
+    what: String,
+) -> Result<(), TunnelError> {
     msg.attributes
         .retain(|a| !matches!(a, LinkAttribute::IfName(_)));
     nl.handle()
@@ -276,9 +291,6 @@ pub async fn move_link(
         .change(msg)
         .execute()
         .await
-        .map_err(crate::netlink::Error::request(format!(
-            "move ipip link {} to {local} -> {remote}",
-            dev.ifname
-        )))?;
+        .map_err(crate::netlink::Error::request(what))?;
     Ok(())
 }

@@ -32,7 +32,6 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::Ipv6Net;
-use netlink_packet_route::link::LinkAttribute;
 use netlink_packet_route::IpProtocol;
 use rtnetlink::LinkSit;
 
@@ -159,9 +158,8 @@ fn ip6ip(
         .protocol(IpProtocol::Ipv6)
 }
 
-/// New endpoints for the link (the care-of address moved). Named by its
-/// index only: with IFLA_IFNAME too, Debian 12's 6.1 refuses to change an
-/// up link (EBUSY), as for the `ipip` links.
+/// New endpoints for the link (the care-of address moved), named by its
+/// index as the `ipip` links are ([`super::kernel::change_by_index`]).
 async fn move_link(
     nl: &Netlink,
     name: &str,
@@ -170,18 +168,13 @@ async fn move_link(
     remote: Ipv4Addr,
     ttl: u8,
 ) -> Result<(), TunnelError> {
-    let mut msg = ip6ip(name, local, remote, ttl).index(ifindex).build();
-    msg.attributes
-        .retain(|a| !matches!(a, LinkAttribute::IfName(_)));
-    nl.handle()
-        .link()
-        .change(msg)
-        .execute()
-        .await
-        .map_err(crate::netlink::Error::request(format!(
-            "move sit link {name} to {local} -> {remote}"
-        )))?;
-    Ok(())
+    let msg = ip6ip(name, local, remote, ttl).index(ifindex).build();
+    super::kernel::change_by_index(
+        nl,
+        msg,
+        format!("move sit link {name} to {local} -> {remote}"),
+    )
+    .await
 }
 
 /// Removes the link `name`; one that is not there is no error. Its routes
