@@ -29,9 +29,8 @@
 //! never forwards a link-local source or destination off it (RFC 4291
 //! §2.5.6).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 
-use ipnet::Ipv6Net;
 use netlink_packet_route::IpProtocol;
 use rtnetlink::LinkSit;
 
@@ -190,63 +189,7 @@ pub async fn down(nl: &Netlink, name: &str) -> Result<(), TunnelError> {
     }
 }
 
-/// The mobile node's side of IPv6 in IPv4 on the kernel backend: the
-/// `sit` link [`link_name`]`(home)` from `local` to `remote` (the home
-/// agent; `local` is the care-of or the home address, [`endpoints`] with
-/// [`Role::MobileNode`]), the node's addresses from its prefix on it, and
-/// `routes` (`::/0`, or the prefixes to reach) into it.
-///
-/// For mip4d's kernel backend, to be called on its node's decision that
-/// the home agent granted a prefix (RFC 5454 §2.2), and again after each
-/// move (it moves the link: with the tunnel to the care-of address its
-/// local end is the new care-of address). What leaves the link with the
-/// home address as its outer source follows the node's rule `from <home
-/// address>` into the IPv4 tunnel, which is how RFC 5454's tunnel to the
-/// home address reaches the home agent. Addresses and routes that exist
-/// already are kept (EEXIST): a second call changes only the endpoints.
-/// `routes` go into the main table: the caller picks them as it does for
-/// the userspace plane (a `::/0` there would also take IKE over an IPv6
-/// access network, RFC 5266 mode 'mc' over IPv6, into the tunnel).
-pub async fn ipv6_tunnel_up(
-    nl: &Netlink,
-    home: Ipv4Addr,
-    local: Ipv4Addr,
-    remote: Ipv4Addr,
-    addresses: &[Ipv6Net],
-    routes: &[Ipv6Net],
-) -> Result<TunnelDevice, TunnelError> {
-    let dev = up(
-        nl,
-        &link_name(home),
-        local,
-        remote,
-        super::ipip::DEFAULT_TTL,
-    )
-    .await?;
-    for a in addresses {
-        let added = nl
-            .handle()
-            .address()
-            .add(dev.ifindex, IpAddr::V6(a.addr()), a.prefix_len())
-            .execute()
-            .await
-            .map_err(crate::netlink::Error::request(format!(
-                "add address {a} on {}",
-                dev.ifname
-            )));
-        match added {
-            Ok(()) => {}
-            Err(e) if e.errno() == Some(libc::EEXIST) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    for r in routes {
-        nl.replace_route6(*r, dev.ifindex).await?;
-    }
-    Ok(dev)
-}
-
-/// Takes away what [`ipv6_tunnel_up`] installed for `home`: the link, and
+/// Takes away the mobile node's `sit` link of `home` ([`link_name`]), and
 /// with it its addresses and routes.
 pub async fn ipv6_tunnel_down(nl: &Netlink, home: Ipv4Addr) -> Result<(), TunnelError> {
     down(nl, &link_name(home)).await

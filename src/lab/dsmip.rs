@@ -1,11 +1,11 @@
 //! A DSMIPv4 mobile node's kernel side, for the kernel tier's
 //! `dual-stack-kernel` scenario (RFC 5454 on mip4-ha's kernel backend):
 //! one signed registration request with an IPv6 Prefix Request
-//! (`lab::dsmip-register`), and the node's `sit` link through
-//! [`crate::dataplane::sit::ipv6_tunnel_up`], the function mip4d's kernel
-//! backend uses (`lab::sit-up`).
+//! (`lab::dsmip-register`), and the node's `sit` link made by
+//! [`crate::dataplane::sit::up`], the function mip4d's kernel backend
+//! uses (`lab::sit-up`).
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, SystemTime};
 
 use ipnet::Ipv6Net;
@@ -14,6 +14,8 @@ use super::netns::{self, Netns};
 use super::{Error, Result};
 use crate::auth::{self, SecurityAssociation};
 use crate::dataplane::binding::{Ipv6TunnelTo, Role};
+use crate::dataplane::{sit, TunnelDevice, TunnelError};
+use crate::netlink::Netlink;
 use crate::replay::NtpTimestamp;
 use crate::wire::extension::Dsmipv4Ext;
 use crate::wire::{Extension, Flags, ReplyRepr, RequestRepr, MIP_PORT};
@@ -123,7 +125,7 @@ pub fn register(ns: &Netns, ask: &Ask) -> Result<Answer> {
     .map_err(|_| Error::Other("registration thread panicked".into()))?
 }
 
-/// The node's `sit` link in `ns`: [`crate::dataplane::sit::ipv6_tunnel_up`]
+/// The node's `sit` link in `ns` ([`sit_link`])
 /// with the outer addresses of `tunnel_to`, `address` on it and the IPv6
 /// default route into it. Returns the link's name.
 pub fn sit_up(
@@ -152,7 +154,7 @@ pub fn sit_up(
                 home_agent,
             );
             let default: Ipv6Net = "::/0".parse().expect("a prefix");
-            crate::dataplane::sit::ipv6_tunnel_up(&nl, home, local, remote, &[address], &[default])
+            sit_link(&nl, home, local, remote, &[address], &[default])
                 .await
                 .map(|d| d.ifname)
                 .map_err(|e| Error::Other(format!("IPv6 tunnel {local} -> {remote}: {e}")))
@@ -160,6 +162,50 @@ pub fn sit_up(
     })
     .join()
     .map_err(|_| Error::Other("sit thread panicked".into()))?
+}
+
+/// The node's `sit` link from `local` to `remote` (the home agent), up,
+/// with `addresses` on it and `routes` into it (main table); what exists
+/// already is kept (EEXIST). mip4d does the same through its kernel
+/// backend (`KernelTunnels::set_ipv6`) and `daemons::mn::home6`; the lab
+/// drives it here without a mip4d.
+async fn sit_link(
+    nl: &Netlink,
+    home: Ipv4Addr,
+    local: Ipv4Addr,
+    remote: Ipv4Addr,
+    addresses: &[Ipv6Net],
+    routes: &[Ipv6Net],
+) -> std::result::Result<TunnelDevice, TunnelError> {
+    let dev = sit::up(
+        nl,
+        &sit::link_name(home),
+        local,
+        remote,
+        crate::dataplane::ipip::DEFAULT_TTL,
+    )
+    .await?;
+    for a in addresses {
+        let added = nl
+            .handle()
+            .address()
+            .add(dev.ifindex, IpAddr::V6(a.addr()), a.prefix_len())
+            .execute()
+            .await
+            .map_err(crate::netlink::Error::request(format!(
+                "add address {a} on {}",
+                dev.ifname
+            )));
+        match added {
+            Ok(()) => {}
+            Err(e) if e.errno() == Some(libc::EEXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for r in routes {
+        nl.replace_route6(*r, dev.ifindex).await?;
+    }
+    Ok(dev)
 }
 
 #[cfg(test)]

@@ -965,7 +965,7 @@ impl Installer {
         }
         // (A home address the HA assigns, RFC 2794, is not known yet.)
         // The kernel backend's ipip link, and its sit link for IPv6 (RFC
-        // 5454, `dataplane::sit::ipv6_tunnel_up`).
+        // 5454, `KernelTunnels::set_ipv6`).
         for link in [
             crate::dataplane::kernel::link_name(home),
             crate::dataplane::sit::link_name(home),
@@ -1022,7 +1022,7 @@ impl Installer {
         self.remove_installed().await;
         if let (Some(home), DataPlane::Kernel(_)) = (home, &self.dp) {
             // The kernel backend's IPv6 tunnel, if one was made
-            // (`dataplane::sit::ipv6_tunnel_up`): none is no error.
+            // (`KernelTunnels::set_ipv6`): none is no error.
             if let Err(e) = crate::dataplane::sit::ipv6_tunnel_down(&self.nl, home).await {
                 warn!(error = %e, "removing the IPv6 tunnel failed");
             }

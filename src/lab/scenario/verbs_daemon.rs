@@ -274,7 +274,7 @@ impl Run<'_> {
 
     /// lab::sit-up HOST HOA COA HA MODE ADDRESS/LEN: the mobile node's
     /// IPv6 tunnel as mip4d's kernel backend makes it
-    /// (`dataplane::sit::ipv6_tunnel_up`): its `sit` link to the home
+    /// (`lab::dsmip::sit_up`): its `sit` link to the home
     /// agent from the home address or (MODE `care-of`) the care-of
     /// address, ADDRESS on it, the IPv6 default route into it.
     pub(super) fn sit_up(&mut self, a: &Args) -> Result<()> {
