@@ -1,5 +1,6 @@
-//! The userspace delay line: frames cross it (ARP, ICMP, TCP with GSO) and
-//! none arrives before its time. Needs root.
+//! The userspace delay line: frames cross it (ARP, ICMP, TCP with GSO),
+//! no IP frame arrives before its time, and the access link's own frames
+//! (ARP, IPv6 Neighbor Discovery) are not held. Needs root.
 
 use std::time::Duration;
 
@@ -17,8 +18,8 @@ fn rtt_ms(out: &str) -> f64 {
     nums.split('/').next().unwrap().parse().unwrap()
 }
 
-/// Hosts x (10.9.0.1) and y (10.9.0.2) with their link's ends `a` and
-/// `b` in namespace w, for a wire to join.
+/// Hosts x (10.9.0.1, fd00:9::1) and y (10.9.0.2, fd00:9::2) with their
+/// link's ends `a` and `b` in namespace w, for a wire to join.
 fn two_hosts() -> (Netns, Netns, Netns) {
     preflight().expect("lab preflight");
     let prefix = unique_prefix();
@@ -29,7 +30,39 @@ fn two_hosts() -> (Netns, Netns, Netns) {
     veth(&y, "eth0", &w, "b").unwrap();
     x.add_addr("eth0", "10.9.0.1/24").unwrap();
     y.add_addr("eth0", "10.9.0.2/24").unwrap();
+    x.add_addr("eth0", "fd00:9::1/64").unwrap();
+    y.add_addr("eth0", "fd00:9::2/64").unwrap();
     (x, y, w)
+}
+
+/// An ICMP counter of the host (`Icmp` row of /proc/net/snmp for IPv4,
+/// `Icmp6<name>` of /proc/net/snmp6 for IPv6), read inside its namespace.
+fn icmp_counter(ns: &Netns, v6: bool, name: &str) -> u64 {
+    if v6 {
+        let text = ns.exec("cat", &["/proc/net/snmp6"]).unwrap();
+        let key = format!("Icmp6{name}");
+        text.lines()
+            .find_map(|l| {
+                let mut w = l.split_whitespace();
+                (w.next() == Some(key.as_str())).then(|| w.next()?.parse().ok())?
+            })
+            .unwrap_or_else(|| panic!("no {key} in /proc/net/snmp6"))
+    } else {
+        let text = ns.exec("cat", &["/proc/net/snmp"]).unwrap();
+        let mut rows = text.lines().filter(|l| l.starts_with("Icmp:"));
+        let (names, values) = (rows.next().unwrap(), rows.next().unwrap());
+        let i = names.split_whitespace().position(|n| n == name).unwrap();
+        values.split_whitespace().nth(i).unwrap().parse().unwrap()
+    }
+}
+
+/// Whether x has resolved `dst` on its link (a link-layer address, not
+/// still INCOMPLETE).
+fn resolved(x: &Netns, dst: &str) -> bool {
+    let out = x
+        .ip(&["neigh", "show", dst, "dev", "eth0"])
+        .unwrap_or_default();
+    out.contains("lladdr") && !out.contains("INCOMPLETE") && !out.contains("FAILED")
 }
 
 #[test]
@@ -101,4 +134,62 @@ fn lab_wire_loses_the_share_of_frames_it_is_set_to() {
     let out = ping("50");
     assert!(out.contains(" 0% packet loss"), "{out}");
     assert_eq!(wire.dropped(), dropped);
+}
+
+/// The delay stands for the path beyond the access router: ARP and IPv6
+/// Neighbor Discovery cross at once, IP waits. Shown by order, not by a
+/// clock: x sends an echo, which the wire holds a whole second; then x
+/// forgets y's link-layer address and asks again. The answer comes back
+/// while the echo is still on the wire (y has not seen it), and the echo
+/// arrives after. A relay that held ARP or ND behind the echo would
+/// deliver the echo first.
+#[test]
+fn lab_wire_passes_arp_and_nd_at_once_and_holds_ip() {
+    let (x, y, w) = two_hosts();
+    let hold = Duration::from_secs(1);
+    let _wire = Wire::start(&w, "a", "b", hold).unwrap();
+    for (v6, dst) in [(false, "10.9.0.2"), (true, "fd00:9::2")] {
+        let family = if v6 { "-6" } else { "-4" };
+        let ping = |count: &str| {
+            x.command("ping")
+                .args(["-n", "-q", "-c", count, "-W", "5", dst])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        // Neighbours resolved both ways, then the echo that waits.
+        assert!(ping("1").wait().unwrap().success(), "{dst}: no reply");
+        let arrived = icmp_counter(&y, v6, "InEchos");
+        let sent = icmp_counter(&x, v6, "OutEchos");
+        let mut held = ping("1");
+        wait::until(Duration::from_secs(5), "the echo sent", || {
+            (icmp_counter(&x, v6, "OutEchos") > sent).then_some(())
+        })
+        .unwrap();
+        x.ip(&[family, "neigh", "flush", "dev", "eth0"]).unwrap();
+        assert!(!resolved(&x, dst), "{dst} still resolved after the flush");
+        // Resolving again: ARP (or a Neighbor Solicitation) and its answer.
+        let mut probe = ping("1");
+        wait::until(
+            Duration::from_secs(5),
+            &format!("{dst} resolved again"),
+            || resolved(&x, dst).then_some(()),
+        )
+        .unwrap();
+        assert_eq!(
+            icmp_counter(&y, v6, "InEchos"),
+            arrived,
+            "{dst}: the echo sent before the resolution arrived first"
+        );
+        // The held echo does arrive, and both are answered.
+        wait::until(Duration::from_secs(5), "the held echo at y", || {
+            (icmp_counter(&y, v6, "InEchos") > arrived).then_some(())
+        })
+        .unwrap();
+        assert!(
+            held.wait().unwrap().success(),
+            "{dst}: held echo unanswered"
+        );
+        assert!(probe.wait().unwrap().success(), "{dst}: probe unanswered");
+    }
 }

@@ -529,6 +529,7 @@ impl Run<'_> {
             "rss" => self.rss(&a)?,
             "memory" => self.memory(&a)?,
             "throughput" => self.throughput(&a)?,
+            "initiate" => self.initiate(&a)?,
             "vpn-up" => self.vpn_up(&a)?,
             "wait-sa" => self.wait_sa(&a)?,
             "wait-log" => self.wait_log(&a)?,

@@ -199,13 +199,11 @@ impl Lab {
                 // The kernel's own delay: netem on both ends, each
                 // delaying what it sends.
                 veth(lab.host(&a.host)?, &a.dev, lab.host(&b.host)?, &b.dev)?;
-                let delay = format!("{}ms", l.delay_ms);
                 for end in [&a, &b] {
-                    lab.host(&end.host)?.exec(
+                    batch(
                         "tc",
-                        &[
-                            "qdisc", "add", "dev", &end.dev, "root", "netem", "delay", &delay,
-                        ],
+                        lab.host(&end.host)?,
+                        &link_delay(&end.dev, l.delay_ms),
                     )?;
                 }
             } else {
@@ -393,16 +391,52 @@ fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// netem's delay for what `dev` sends, as `tc -batch` lines: only IP
+/// that is not Neighbor Discovery waits (RFC 4861 §4's types 133-137,
+/// right after the IPv6 header); ARP and ND pass at once, as the
+/// userspace delay line lets them (`wire::held`): the delay stands for
+/// the path beyond the access router, not for the access link itself.
+/// A prio qdisc with two bands: band 1:1 is netem, band 1:2 (where the
+/// priomap sends everything unclassified) a plain FIFO.
+fn link_delay(dev: &str, delay_ms: u64) -> Vec<String> {
+    let mut lines = vec![
+        format!(
+            "qdisc add dev {dev} root handle 1: prio bands 2 priomap{}",
+            " 1".repeat(16)
+        ),
+        format!("qdisc add dev {dev} parent 1:1 handle 10: netem delay {delay_ms}ms"),
+    ];
+    for t in 133..=137 {
+        lines.push(format!(
+            "filter add dev {dev} parent 1: prio 1 protocol ipv6 u32 \
+             match u8 58 0xff at 6 match u8 {t} 0xff at 40 flowid 1:2"
+        ));
+    }
+    // One protocol per filter priority (the kernel's rule).
+    for (prio, protocol) in [(2, "ipv6"), (3, "ip")] {
+        lines.push(format!(
+            "filter add dev {dev} parent 1: prio {prio} protocol {protocol} u32 \
+             match u32 0 0 flowid 1:1"
+        ));
+    }
+    lines
+}
+
 /// `ip -n NS -batch -` with `lines`: one process for several changes.
 fn ip_batch(ns: &Netns, lines: &[String]) -> Result<()> {
+    batch("ip", ns, lines)
+}
+
+/// `TOOL -n NS -batch -` (ip or tc) with `lines`.
+fn batch(tool: &str, ns: &Netns, lines: &[String]) -> Result<()> {
     use std::io::Write;
     use std::process::{Command, Stdio};
-    let cmd = format!("ip -n {} -batch - <<< {lines:?}", ns.name());
+    let cmd = format!("{tool} -n {} -batch - <<< {lines:?}", ns.name());
     let spawn = |source| Error::Spawn {
         cmd: cmd.clone(),
         source,
     };
-    let mut child = Command::new("ip")
+    let mut child = Command::new(tool)
         .args(["-n", ns.name(), "-batch", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())

@@ -346,7 +346,7 @@ fn write_share(opts: &VmOptions, share: &Path) -> Result<()> {
          # TCG is several times slower than the host: the lab's waits allow for it.\n\
          export MIP4_LAB_TIMEOUT_SCALE=4 MIP4_LAB_KEEP=1 TMPDIR=/tmp/lab\n\
          # Modules first: their load time stays out of the measured figures.\n\
-         modprobe -a -q esp4 xfrm_user xfrm4_tunnel ipip sch_netem veth tun overlay gcm ghash-generic nf_tables\n\
+         modprobe -a -q esp4 xfrm_user xfrm4_tunnel ipip sch_netem sch_prio cls_u32 veth tun overlay gcm ghash-generic nf_tables\n\
          echo \"mip4-vm: modules $(cut -d' ' -f1 /proc/modules | tr '\\n' ' ')\"\n",
     );
     if opts.gateway == Gateway::Libreswan {

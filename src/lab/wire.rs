@@ -9,9 +9,20 @@
 //! through intact (without it a TCP segment bigger than the MTU could not
 //! be re-sent and offloaded checksums would arrive unfilled).
 //!
+//! The delay models the path beyond the access router, not the access
+//! link itself: IP is held, while what only crosses the link (ARP, IPv6
+//! Neighbor Discovery, any other non-IP frame) is relayed at once, as it
+//! would be on a real access network ([`held`]; the kernel tier's netem
+//! gets the same split from a prio qdisc, `topology::link_delay`).
+//!
+//! The relay's threads run under SCHED_FIFO: netem holds frames on the
+//! kernel's timers whatever the load, and a relay thread kept off the CPU
+//! by other processes would hold a frame longer than its delay.
+//!
 //! It can also lose frames (`set_loss`): a seeded pseudo-random share of
-//! the frames in each direction is dropped, counted, instead of relayed
-//! (the `lossy` scenario; netem's `loss` is what it stands in for).
+//! the held (IP) frames in each direction is dropped, counted, instead of
+//! relayed (the `lossy` scenario; netem's `loss` is what it stands in
+//! for).
 
 use std::collections::VecDeque;
 use std::io;
@@ -31,6 +42,39 @@ use crate::sys::packet::{Framing, PacketSocket, ETH_P_ALL};
 const VNET_HDR_LEN: usize = 10;
 /// Room for a 64 KiB GSO frame plus its Ethernet and vnet headers.
 const FRAME_MAX: usize = 65536 + 14 + VNET_HDR_LEN;
+/// The relay threads' SCHED_FIFO priority: above every ordinary process,
+/// low among real-time ones.
+const RT_PRIORITY: i32 = 10;
+/// Ethernet's header: the ethertype at 12, the payload at 14.
+const ETH_HLEN: usize = 14;
+const ETHERTYPE_IPV4: u16 = 0x0800;
+const ETHERTYPE_IPV6: u16 = 0x86dd;
+/// ICMPv6 in IPv6's Next Header.
+const NEXT_HEADER_ICMPV6: u8 = 58;
+/// Neighbor Discovery's ICMPv6 types (RFC 4861 §4): Router Solicitation
+/// and Advertisement, Neighbor Solicitation and Advertisement, Redirect.
+const ND_TYPES: std::ops::RangeInclusive<u8> = 133..=137;
+
+/// Whether an Ethernet frame is held for the delay: IPv4, and IPv6 other
+/// than Neighbor Discovery. ARP and ND are the access link's own and do
+/// not cross the path the delay stands for (ND never carries extension
+/// headers, RFC 4861 §§4.1-4.5, so ICMPv6's type is right after the
+/// 40-byte header).
+pub fn held(frame: &[u8]) -> bool {
+    let Some(ethertype) = frame.get(12..ETH_HLEN) else {
+        return false;
+    };
+    match u16::from_be_bytes([ethertype[0], ethertype[1]]) {
+        ETHERTYPE_IPV4 => true,
+        ETHERTYPE_IPV6 => {
+            let ip = &frame[ETH_HLEN..];
+            let nd = ip.get(6) == Some(&NEXT_HEADER_ICMPV6)
+                && ip.get(40).is_some_and(|t| ND_TYPES.contains(t));
+            !nd
+        }
+        _ => false,
+    }
+}
 
 /// A running delay line; stops when dropped.
 pub struct Wire {
@@ -86,12 +130,16 @@ impl Wire {
         let mut threads = Vec::new();
         for (from, to) in [(a.clone(), b.clone()), (b, a)] {
             let line = Arc::new(Line::default());
-            let (s, l, lo) = (stop.clone(), line.clone(), loss.clone());
+            let (s, l, lo, t) = (stop.clone(), line.clone(), loss.clone(), to.clone());
             threads.push(std::thread::spawn(move || {
-                receive(&from, &l, &s, delay, &lo)
+                realtime();
+                receive(&from, &t, &l, &s, delay, &lo)
             }));
             let s = stop.clone();
-            threads.push(std::thread::spawn(move || transmit(&to, &line, &s)));
+            threads.push(std::thread::spawn(move || {
+                realtime();
+                transmit(&to, &line, &s)
+            }));
         }
         Ok(Wire {
             stop,
@@ -136,13 +184,32 @@ struct Line {
     ready: Condvar,
 }
 
-fn receive(sock: &PacketSocket, line: &Line, stop: &AtomicBool, delay: Duration, loss: &Loss) {
+/// SCHED_FIFO for the calling relay thread. Without the privilege the
+/// relay still works, only as late as the scheduler lets it.
+fn realtime() {
+    let _ = crate::sys::sched::set_fifo(RT_PRIORITY);
+}
+
+fn receive(
+    sock: &PacketSocket,
+    to: &PacketSocket,
+    line: &Line,
+    stop: &AtomicBool,
+    delay: Duration,
+    loss: &Loss,
+) {
     let mut buf = vec![0u8; FRAME_MAX];
     while !stop.load(Ordering::Relaxed) {
         let n = match sock.recv(&mut buf) {
-            Ok(n) if n > 0 => n,
+            Ok(n) if n > VNET_HDR_LEN => n,
             _ => continue, // SO_RCVTIMEO expired (stop check) or a transient error
         };
+        if !held(&buf[VNET_HDR_LEN..n]) {
+            // The access link's own: across at once (it may overtake IP
+            // still held, as ARP would on a real access network).
+            let _ = to.send(&buf[..n]);
+            continue;
+        }
         if loss.lose() {
             continue;
         }
@@ -224,6 +291,43 @@ mod tests {
 
     fn decisions(loss: &Loss, n: usize) -> Vec<bool> {
         (0..n).map(|_| loss.lose()).collect()
+    }
+
+    /// An Ethernet frame of `ethertype` carrying `payload`.
+    fn frame(ethertype: u16, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        f.extend_from_slice(&ethertype.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// An IPv6 header with `next_header`, then `first` as the payload's
+    /// first byte.
+    fn ipv6(next_header: u8, first: u8) -> Vec<u8> {
+        let mut p = vec![0u8; 48];
+        p[0] = 0x60;
+        p[6] = next_header;
+        p[40] = first;
+        p
+    }
+
+    #[test]
+    fn ip_is_held_and_the_links_own_frames_are_not() {
+        assert!(held(&frame(ETHERTYPE_IPV4, &[0x45; 28])));
+        // ARP, and any other non-IP frame.
+        assert!(!held(&frame(0x0806, &[0; 28])));
+        assert!(!held(&frame(0x88cc, &[0; 28])));
+        // IPv6: every Neighbor Discovery type passes, echo and UDP wait.
+        for t in 133..=137 {
+            assert!(!held(&frame(ETHERTYPE_IPV6, &ipv6(58, t))), "type {t}");
+        }
+        assert!(held(&frame(ETHERTYPE_IPV6, &ipv6(58, 128))));
+        assert!(held(&frame(ETHERTYPE_IPV6, &ipv6(58, 138))));
+        assert!(held(&frame(ETHERTYPE_IPV6, &ipv6(17, 135))));
+        // Too short for an ethertype: passed; IPv6 too short for
+        // ICMPv6's type: held as IP.
+        assert!(!held(&[0u8; 10]));
+        assert!(held(&frame(ETHERTYPE_IPV6, &[0x60; 10])));
     }
 
     #[test]

@@ -7,9 +7,11 @@
 //! - [`socket`]: socket options no crate names (IP_XFRM_POLICY, ...).
 //! - [`async_fd`]: registering an owned fd with tokio's reactor.
 //! - [`malloc`]: handing free heap back to the kernel (malloc_trim).
+//! - [`sched`]: real-time scheduling for a thread (SCHED_FIFO).
 
 pub mod async_fd;
 pub mod malloc;
 pub mod packet;
+pub mod sched;
 pub mod socket;
 pub mod tun;

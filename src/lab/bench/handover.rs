@@ -9,7 +9,8 @@
 //!   address change -> first ping reply to the home address
 //!   (`move_to_ping_ms`), and VPN up -> registered
 //!   (`vpn_to_registered_ms`, issue 14 §2) against the round trip to the
-//!   home agent (`ha_rtt_ms`).
+//!   home agent through the VPN (`ha_rtt_ms`, the MN's ping to it right
+//!   after that registration, on the same path, in the same run).
 //!
 //! Times are also given in IKE round trips (`ike_rtt_ms`, the MN's ping
 //! to the gateway through network B's NAT; `rtt_access_b_ms` for the

@@ -162,6 +162,18 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// lab::initiate HOST CHILD: initiate, as the VPN's user would, and
+    /// return when charon reports the CHILD_SA up (`swanctl --initiate`),
+    /// without looking at the SAs: the lab's own `swanctl --list-sas`
+    /// would share the CPU with the steps that follow, which a scenario
+    /// may be timing (issue 14 §2); `lab::wait-sa` looks later.
+    pub(super) fn initiate(&mut self, a: &Args) -> Result<()> {
+        let (host, child) = (a.arg(1)?, a.arg(2)?);
+        self.charon(host)?.initiate(child)?;
+        self.emit("vpn_initiated", host, serde_json::json!({"child": child}));
+        Ok(())
+    }
+
     /// lab::vpn-up HOST IKE CHILD VAR: initiate, wait for the TIA.
     pub(super) fn vpn_up(&mut self, a: &Args) -> Result<()> {
         let (host, ike, child, var) = (a.arg(1)?, a.arg(2)?, a.arg(3)?, a.arg(4)?);
