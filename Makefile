@@ -86,12 +86,13 @@ deb:
 	MIP4_DEB_DIR=build/deb $(CARGO) test --test packaging_deb -- --ignored
 	MIP4_DEB_DIR=build/deb $(CARGO) test --test packaging_clean -- --ignored --nocapture
 
-# The release build into DESTDIR (default /), without a package; same
-# layout as the .debs (packaging/install.sh). Keeps existing files in /etc.
+# The build the .debs ship (cargo profile `dist`) into DESTDIR (default /),
+# without a package; same layout as the .debs (packaging/install.sh). Keeps
+# existing files in /etc.
 DESTDIR ?=
 install:
-	$(CARGO) build --release --lib --bins
-	DESTDIR=$(DESTDIR) ./packaging/install.sh
+	$(CARGO) build --profile dist --lib --bins
+	DESTDIR=$(DESTDIR) BUILD_DIR=target/dist ./packaging/install.sh
 
 # Rewrites man/ from the binaries' clap definitions and the config
 # examples (tests/man_pages.rs fails while a page is out of date).

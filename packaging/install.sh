@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs a release build of mip4-mobike where Debian's strongSwan and
+# Installs a build of mip4-mobike where Debian's strongSwan and
 # systemd look for its pieces. `make install` runs it (DESTDIR default /);
 # packaging/debian/rules runs it with DESTDIR=debian/tmp, so the .debs and a
 # package-less install have the same layout:
@@ -17,13 +17,14 @@
 # Files under /etc are the operator's: an existing one is never overwritten
 # (as dpkg does with conffiles).
 #
-# Environment: DESTDIR, BUILD_DIR (default target/release), PREFIX (/usr),
+# Environment: DESTDIR, BUILD_DIR (default target/dist: cargo's `dist`
+# profile, what `make install` and the .debs build), PREFIX (/usr),
 # SYSCONFDIR (/etc), UNITDIR (/lib/systemd/system).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 destdir="${DESTDIR:-}"
-build="${BUILD_DIR:-target/release}"
+build="${BUILD_DIR:-target/dist}"
 prefix="${PREFIX:-/usr}"
 sysconfdir="${SYSCONFDIR:-/etc}"
 unitdir="${UNITDIR:-/lib/systemd/system}"
@@ -34,7 +35,7 @@ die() {
 	exit 1
 }
 
-[[ -x "$build/mip4ctl" ]] || die "$build/mip4ctl not found (cargo build --release --lib --bins)"
+[[ -x "$build/mip4ctl" ]] || die "$build/mip4ctl not found (cargo build --profile dist --lib --bins)"
 
 # The plugin (install-plugin.sh refuses a library built without the shim).
 # `cargo build` puts the cdylib in target/<profile>; `cargo test` leaves it

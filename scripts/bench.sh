@@ -129,6 +129,14 @@ via_file() {
 	shift
 	"$@" "$f" >&2 && cat "$f" && rm -f "$f"
 }
+# mip4d's footprint is that of the binary the packages ship: cargo's
+# `dist` profile (Cargo.toml; packaging/debian/rules, make install).
+footprint() {
+	# What the dataplane scenario runs from its --bin-dir.
+	$CARGO build --profile dist --bin mip4d --bin mip4-ha --bin mip4ctl >&2 || return 1
+	via_file 60-footprint "$LAB" --bin-dir target/dist bench --dataplane 20 --markdown
+}
+
 if [ -n "$ASSEMBLE" ]; then
 	SELECTED=none
 else
@@ -143,7 +151,7 @@ produce 35-baselines          via_file 35-baselines "$LAB" bench-baseline --move
 produce 40-ha-scale           "$LAB" bench-ha --markdown --mobile-nodes "${BENCH_HA_NODES:-1000000}"
 produce 50-flood              "$LAB" flood --runs 20 --forged 100000
 produce 55-flood-replayed     "$LAB" flood --runs 20 --forged 100000 --replayed
-produce 60-footprint          via_file 60-footprint "$LAB" bench --dataplane 20 --markdown
+produce 60-footprint          footprint
 produce 65-dataplane-vm       via_file 65-dataplane-vm "$LAB" bench --dataplane 1 --vm --markdown
 
 {

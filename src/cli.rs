@@ -8,21 +8,42 @@ use std::future::Future;
 use std::path::Path;
 use std::process::ExitCode;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::ConfigError;
 
-/// Logs to stderr, filtered by RUST_LOG or else `default_filter`.
+/// A log filter: a level (`debug`), or directives `TARGET=LEVEL` after an
+/// optional default level, separated by commas
+/// (`info,mip4::dataplane=debug`). tracing-subscriber's `Targets`, not
+/// its `EnvFilter`: no span or field filters, and so no regex engine in
+/// the daemons (issue 14 §5: its code was 300 KB of mip4d's binary, and
+/// every page of it counts in the daemon's resident memory).
+pub fn log_filter(s: &str) -> Result<Targets, String> {
+    s.parse::<Targets>()
+        .map_err(|e| format!("log filter `{s}`: {e}"))
+}
+
+/// Logs to stderr, filtered by RUST_LOG (when set and valid) or else
+/// `default_filter` (see [`log_filter`]; `info` when it is invalid).
 pub fn init_logging(default_filter: &str, json: bool) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let sub = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let from_env = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .and_then(|v| {
+            log_filter(&v)
+                .map_err(|e| eprintln!("RUST_LOG: {e}: ignored"))
+                .ok()
+        });
+    let filter = from_env
+        .or_else(|| log_filter(default_filter).ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
+    let sub = tracing_subscriber::fmt().with_writer(std::io::stderr);
     if json {
-        sub.json().init();
+        sub.json().finish().with(filter).init();
     } else {
-        sub.init();
+        sub.finish().with(filter).init();
     }
 }
 
@@ -96,6 +117,27 @@ pub fn block_on<E: Display>(daemon: &str, run: impl Future<Output = Result<(), E
         Err(e) => {
             eprintln!("{daemon}: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_filter_takes_levels_and_targets_and_names_a_bad_one() {
+        for good in [
+            "info",
+            "debug",
+            "info,mip4::dataplane=debug",
+            "warn,mip4=trace",
+        ] {
+            assert!(log_filter(good).is_ok(), "{good}");
+        }
+        for bad in ["mip4=loud", "a=b=c"] {
+            let e = log_filter(bad).unwrap_err();
+            assert!(e.contains(bad), "{e}");
         }
     }
 }

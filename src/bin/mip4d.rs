@@ -26,15 +26,25 @@ pub(crate) struct Args {
     /// key's value), and exit: 0 if it has none, 1 if it has any.
     #[arg(long = "check-config", visible_alias = "check")]
     check_config: bool,
-    /// Log filter (tracing EnvFilter syntax); RUST_LOG overrides it.
-    #[arg(long, default_value = "info")]
+    /// Log filter: a level, or TARGET=LEVEL directives after an optional
+    /// level, separated by commas (info,mip4::dataplane=debug); RUST_LOG
+    /// overrides it.
+    #[arg(long, default_value = "info", value_parser = log_filter)]
     log: String,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
 }
 
+/// `--log`, checked: a bad filter is bad usage (exit 2).
+fn log_filter(s: &str) -> Result<String, String> {
+    mip4::cli::log_filter(s).map(|_| s.to_string())
+}
+
 fn main() -> ExitCode {
+    // The 64 KiB receive buffers in mappings of their own, so that only
+    // the pages datagrams fill are resident (issue 14 §5).
+    mip4::sys::malloc::mmap_from(64 * 1024);
     let args = Args::parse();
     mip4::cli::init_logging(&args.log, args.log_json);
     if args.check_config {

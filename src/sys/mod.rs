@@ -6,7 +6,8 @@
 //! - [`packet`]: AF_PACKET sockets with their `sockaddr_ll`.
 //! - [`socket`]: socket options no crate names (IP_XFRM_POLICY, ...).
 //! - [`async_fd`]: registering an owned fd with tokio's reactor.
-//! - [`malloc`]: handing free heap back to the kernel (malloc_trim).
+//! - [`malloc`]: handing free heap back to the kernel (malloc_trim), and
+//!   large buffers their own mappings (mallopt).
 //! - [`sched`]: real-time scheduling for a thread (SCHED_FIFO).
 
 pub mod async_fd;

@@ -34,6 +34,10 @@ pub struct Report {
     pub tier: String,
     /// What the daemons ran as tunnel backend (read back from them).
     pub tunnels: String,
+    /// The cargo profile whose binaries ran (the name of their
+    /// directory: `dist` is what the packages ship) and mip4d's size.
+    pub profile: String,
+    pub mip4d_bytes: Option<u64>,
     pub runs: usize,
     /// Per memory figure (`idle_rss_kib` ...): median and worst (largest).
     pub memory: Vec<(String, Spread)>,
@@ -46,13 +50,18 @@ pub struct Report {
 }
 
 /// The memory figures reported, in this order, with their labels.
-const MEMORY: [(&str, &str); 7] = [
+const MEMORY: [(&str, &str); 9] = [
     ("idle_rss_kib", "idle: VmRSS"),
-    ("idle_private_dirty_kib", "idle: Private_Dirty"),
+    (
+        "idle_private_dirty_kib",
+        "idle: Private_Dirty (written by itself: heap, stack, relocated data)",
+    ),
     (
         "idle_file_kib",
         "idle: RssFile (the binary's and libraries' clean pages)",
     ),
+    ("idle_binary_kib", "idle: the binary's clean pages"),
+    ("idle_libraries_kib", "idle: shared libraries' clean pages"),
     ("moved_rss_kib", "after a move: VmRSS"),
     ("moved_hwm_kib", "peak up to the end of the move: VmHWM"),
     ("moved_private_dirty_kib", "after a move: Private_Dirty"),
@@ -103,6 +112,8 @@ pub fn report(
     Report {
         tier: tier.to_string(),
         tunnels,
+        profile: String::new(),
+        mip4d_bytes: None,
         runs: runs.len(),
         memory,
         tunnel_mbit_s: lowest(&col(&|p| p.tunnel_mbit_s)),
@@ -226,7 +237,7 @@ pub fn markdown(r: &Report, command: &str) -> String {
     let _ = writeln!(
         m,
         "The `dataplane` scenario (lab/scenarios/dataplane: the intranet part of \
-         Figure 1, access links without the delay line), {} run{}{} ({}; tunnel \
+         Figure 1, access links without the delay line), {} run{}{} ({}; {}tunnel \
          backends {}). Bulk TCP from the home agent's host to the MN, pairs of \
          250 ms transfers alternating ABBA: to the home address through the \
          IP-in-IP tunnel (and the reverse tunnel back) and to the care-of \
@@ -241,7 +252,12 @@ pub fn markdown(r: &Report, command: &str) -> String {
         if vm {
             "one boot of the guest, Debian's kernel under TCG: absolute rates are the emulator's, the ratio is the figure"
         } else {
-            "a fresh lab and mip4d per run, release build"
+            "a fresh lab and mip4d per run"
+        },
+        match (r.profile.as_str(), r.mip4d_bytes) {
+            ("", _) => String::new(),
+            (p, Some(b)) => format!("binaries of cargo profile `{p}`, mip4d {b} bytes; "),
+            (p, None) => format!("binaries of cargo profile `{p}`; "),
         },
         r.tunnels,
     );
@@ -278,6 +294,24 @@ pub fn markdown(r: &Report, command: &str) -> String {
             "\nGoal: idle RSS ≤ 4 MiB (4096 KiB): VmRSS median {:.0} KiB, worst {:.0}: {verdict}.",
             idle.median, idle.worst
         );
+        let median = |k: &str| {
+            r.memory
+                .iter()
+                .find(|(n, s)| n == k && s.n > 0)
+                .map(|(_, s)| s.median)
+        };
+        if let (Some(b), Some(l), Some(d)) = (
+            median("idle_binary_kib"),
+            median("idle_libraries_kib"),
+            median("idle_private_dirty_kib"),
+        ) {
+            let _ = writeln!(
+                m,
+                "Idle, medians: the binary's pages {b:.0} KiB, shared libraries' {l:.0} KiB \
+                 (libc, ld.so, libgcc_s: the same page-cache pages as every process \
+                 that maps them), written by mip4d itself {d:.0} KiB."
+            );
+        }
     }
     m
 }
@@ -293,6 +327,11 @@ pub fn cli(
     json: bool,
 ) -> std::process::ExitCode {
     let mut progress = |l: &str| eprintln!("{l}");
+    // The binaries' directory names their cargo profile (target/PROFILE).
+    let profile = bin_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let (r, command) = if vm {
         eprintln!("mip4-lab bench: dataplane, one run in the kernel tier");
         (
@@ -303,11 +342,19 @@ pub fn cli(
         eprintln!("mip4-lab bench: dataplane, {runs} runs");
         (
             measure(&lab_dir, runs, &opts, &mut progress),
-            format!("mip4-lab bench --dataplane {runs}"),
+            format!("mip4-lab --bin-dir target/{profile} bench --dataplane {runs}"),
         )
     };
     let r = match r {
-        Ok(r) if !r.pairs.is_empty() => r,
+        // The guest runs its own copies: only the host's are named.
+        Ok(r) if !r.pairs.is_empty() && vm => r,
+        Ok(r) if !r.pairs.is_empty() => Report {
+            profile,
+            mip4d_bytes: std::fs::metadata(bin_dir.join("mip4d"))
+                .map(|m| m.len())
+                .ok(),
+            ..r
+        },
         Ok(_) => {
             eprintln!("mip4-lab bench: no run of dataplane passed");
             return std::process::ExitCode::FAILURE;

@@ -24,6 +24,38 @@ pub(crate) fn proc_kib(text: &str, key: &str) -> Option<f64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// The clean pages (KiB) of `exe`'s own mappings and of every other
+/// file's (the shared libraries), from /proc/PID/smaps: what the kernel
+/// mapped from the page cache, as against what the process wrote
+/// (Private_Dirty, which also takes the pages of the binary that
+/// relocations wrote).
+pub(crate) fn clean_file_kib(smaps: &str, exe: &str) -> (f64, f64) {
+    let (mut binary, mut libraries) = (0.0, 0.0);
+    let mut path: Option<&str> = None;
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        // A mapping's header: ADDR-ADDR PERMS OFFSET DEV INODE [PATH].
+        if words
+            .next()
+            .is_some_and(|w| w.contains('-') && !w.ends_with(':'))
+        {
+            path = words.nth(4).filter(|p| p.starts_with('/'));
+            continue;
+        }
+        let Some(p) = path else { continue };
+        for key in ["Shared_Clean", "Private_Clean"] {
+            if let Some(v) = proc_kib(line, key) {
+                *(if p == exe {
+                    &mut binary
+                } else {
+                    &mut libraries
+                }) += v;
+            }
+        }
+    }
+    (binary, libraries)
+}
+
 pub(crate) fn read_proc(pid: i32, file: &str) -> Result<String> {
     let path = format!("/proc/{pid}/{file}");
     std::fs::read_to_string(&path).map_err(|source| Error::Io { path, source })
@@ -33,8 +65,9 @@ impl Run<'_> {
     /// lab::memory HOST/NAME PREFIX: the daemon's resident memory now,
     /// as figures PREFIX_rss_kib, _anon_kib, _file_kib (the binary's and
     /// libraries' pages: clean, shared with the page cache), _hwm_kib
-    /// (the peak so far) and _private_dirty_kib (smaps_rollup: what this
-    /// process alone has written).
+    /// (the peak so far), _private_dirty_kib (smaps_rollup: what this
+    /// process alone has written), and the file pages split into
+    /// _binary_kib (the daemon's executable) and _libraries_kib.
     pub(super) fn memory(&mut self, a: &Args) -> Result<()> {
         let (key, prefix) = (a.arg(1)?, a.arg(2)?);
         let pid = self
@@ -58,6 +91,14 @@ impl Run<'_> {
         for (text, k, name) in keys {
             let v =
                 proc_kib(text, k).ok_or_else(|| Error::Other(format!("/proc/{pid}: no {k}")))?;
+            self.figures.insert(format!("{prefix}_{name}_kib"), v);
+            got.insert(name.to_string(), v.into());
+        }
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let (binary, libraries) = clean_file_kib(&read_proc(pid, "smaps")?, &exe);
+        for (name, v) in [("binary", binary), ("libraries", libraries)] {
             self.figures.insert(format!("{prefix}_{name}_kib"), v);
             got.insert(name.to_string(), v.into());
         }
@@ -149,5 +190,29 @@ mod tests {
             proc_kib("Private_Dirty:      1044 kB\n", "Private_Dirty"),
             Some(1044.0)
         );
+    }
+
+    #[test]
+    fn clean_file_pages_split_into_the_binary_and_the_libraries() {
+        let smaps = "\
+55d0-55e0 r-xp 00218000 fe:00 9415222    /usr/sbin/mip4d
+Rss:                4152 kB
+Shared_Clean:        100 kB
+Private_Clean:      4052 kB
+Private_Dirty:         0 kB
+55f0-5600 rw-p 006c5000 fe:00 9415222    /usr/sbin/mip4d
+Rss:                 392 kB
+Private_Clean:         0 kB
+Private_Dirty:       392 kB
+7f00-7f10 r-xp 00028000 fe:00 325843     /usr/lib/x86_64-linux-gnu/libc.so.6
+Rss:                1000 kB
+Shared_Clean:       1000 kB
+Private_Clean:         0 kB
+7f20-7f30 rw-p 00000000 00:00 0          [heap]
+Rss:                 652 kB
+Private_Clean:         4 kB
+Private_Dirty:       648 kB
+";
+        assert_eq!(clean_file_kib(smaps, "/usr/sbin/mip4d"), (4152.0, 1000.0));
     }
 }
