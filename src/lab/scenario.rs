@@ -530,6 +530,7 @@ impl Run<'_> {
             "memory" => self.memory(&a)?,
             "throughput" => self.throughput(&a)?,
             "vpn-up" => self.vpn_up(&a)?,
+            "initiate" => self.initiate(&a)?,
             "wait-sa" => self.wait_sa(&a)?,
             "wait-log" => self.wait_log(&a)?,
             "spawn" => self.spawn(&a)?,
