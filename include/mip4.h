@@ -67,6 +67,13 @@ typedef enum mip4_event_kind_t {
 	MIP4_EV_CHILD_UPDOWN = 8,
 	/** kernel_listener_t.roam: local addresses (flag=1) or routes (0) changed */
 	MIP4_EV_ROAM = 9,
+	/** listener_t.ike_state_change to IKE_CONNECTING: an IKE_SA of ours
+	 *  sends its IKE_SA_INIT (whoever initiated it: the user, NetworkManager,
+	 *  start_action or mip4d); flag unused */
+	MIP4_EV_IKE_CONNECTING = 10,
+	/** listener_t.ike_state_change to IKE_DESTROYING: the IKE_SA goes,
+	 *  also one that never came up (which fires no ike_updown); flag unused */
+	MIP4_EV_IKE_DESTROYING = 11,
 } mip4_event_kind_t;
 
 /** One hook invocation, copied; valid only during the mip4_event call. */

@@ -34,6 +34,13 @@ struct mip4_request_t {
 #define ROAM_LOOKS 50
 
 /**
+ * An initiate looks again as often, at most INITIATE_LOOKS times (1 s):
+ * kernel-netlink hears of a new address within milliseconds, even on a
+ * loaded machine, so this only bounds the wait if it never does.
+ */
+#define INITIATE_LOOKS 500
+
+/**
  * Initiate the connection's first CHILD_SA (and so its IKE_SA); does not
  * wait for the result, ike_updown/child_updown events report it.
  */
@@ -61,6 +68,58 @@ static mip4_action_status_t initiate(char *name)
 		return MIP4_ACT_FAILED;
 	}
 	return MIP4_ACT_OK;
+}
+
+/**
+ * Whether host is an IPv6 link-local address (fe80::/10).
+ */
+static bool link_local(host_t *host)
+{
+	chunk_t addr = host->get_address(host);
+
+	return host->get_family(host) == AF_INET6 && addr.len == 16 &&
+		   addr.ptr[0] == 0xfe && (addr.ptr[1] & 0xc0) == 0x80;
+}
+
+/**
+ * Whether charon's kernel interface names a source address from which the
+ * connection's IKE_SA_INIT can reach its (first) peer. mip4d asks once it
+ * sees a global address and a default route on rtnetlink; kernel-netlink
+ * hears of them on its own socket, in its own time, and meanwhile names
+ * the link's IPv6 link-local address (up since the link came up) for a
+ * global peer. charon then sends every IKE_SA_INIT from it, fails
+ * ("error writing to socket: Invalid argument") and gives up, and its roam
+ * job keeps that path, which it deems valid (lab: ipv6-access-detect).
+ */
+static bool source_known(char *name)
+{
+	peer_cfg_t *peer_cfg;
+	ike_cfg_t *ike_cfg;
+	host_t *other, *src;
+	bool known;
+
+	peer_cfg = charon->backends->get_peer_cfg_by_name(charon->backends, name);
+	if (!peer_cfg)
+	{	/* initiate() reports it */
+		return TRUE;
+	}
+	ike_cfg = peer_cfg->get_ike_cfg(peer_cfg);
+	other = ike_cfg->resolve_other(ike_cfg, AF_UNSPEC);
+	peer_cfg->destroy(peer_cfg);
+	if (!other || other->is_anyaddr(other))
+	{	/* charon resolves it itself, or cannot */
+		DESTROY_IF(other);
+		return TRUE;
+	}
+	src = charon->kernel->get_source_addr(charon->kernel, other, NULL);
+	known = src && (!link_local(src) || link_local(other));
+	if (src)
+	{
+		DBG2(DBG_CFG, "mip4: initiate of '%s' from %H to %H", name, src, other);
+		src->destroy(src);
+	}
+	other->destroy(other);
+	return known;
 }
 
 /**
@@ -264,22 +323,22 @@ static mip4_action_status_t roam(char *name)
 static job_requeue_t run_action(mip4_request_t *action);
 
 /**
- * A roam whose path charon does not know yet looks again in ROAM_LOOK_MS
- * (a copy of the request, scheduled; it reports when it ran). FALSE: run
- * it now.
+ * A roam or initiate whose path charon does not know yet (ready FALSE)
+ * looks again in ROAM_LOOK_MS, at most looks times (a copy of the request,
+ * scheduled; it reports when it ran). FALSE: run it now.
  */
-static bool roam_later(mip4_request_t *action)
+static bool later(mip4_request_t *action, bool ready, int looks)
 {
 	mip4_request_t *again;
 
-	if (action->looks >= ROAM_LOOKS || path_known(action->name))
+	if (ready || action->looks >= looks)
 	{
 		return FALSE;
 	}
 	if (action->looks == 0)
 	{
-		DBG2(DBG_CFG, "mip4: roam of '%s' waits for charon to know the new "
-			 "path", action->name);
+		DBG2(DBG_CFG, "mip4: action %u on '%s' waits for charon to know the "
+			 "path", action->kind, action->name);
 	}
 	again = malloc(sizeof(*again));
 	memcpy(again, action, sizeof(*again));
@@ -303,13 +362,17 @@ static job_requeue_t run_action(mip4_request_t *action)
 	switch (action->kind)
 	{
 		case MIP4_ACT_INITIATE:
+			if (later(action, source_known(action->name), INITIATE_LOOKS))
+			{
+				return JOB_REQUEUE_NONE;
+			}
 			status = initiate(action->name);
 			break;
 		case MIP4_ACT_TERMINATE:
 			status = terminate(action->name);
 			break;
 		case MIP4_ACT_ROAM:
-			if (roam_later(action))
+			if (later(action, path_known(action->name), ROAM_LOOKS))
 			{
 				return JOB_REQUEUE_NONE;
 			}

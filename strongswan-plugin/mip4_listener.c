@@ -86,6 +86,29 @@ METHOD(listener_t, ike_updown, bool,
 	return TRUE;
 }
 
+METHOD(listener_t, ike_state_change, bool,
+	private_mip4_listener_t *this, ike_sa_t *ike_sa, ike_sa_state_t state)
+{
+	mip4_event_t ev;
+
+	/* charon calls this before the IKE_SA takes the new state. Only two
+	 * states say what ike_updown does not: an IKE_SA on its way up (so
+	 * mip4d asks for no second one) and one going that never came up */
+	switch (state)
+	{
+		case IKE_CONNECTING:
+			init_event(&ev, MIP4_EV_IKE_CONNECTING, FALSE, ike_sa, TRUE);
+			break;
+		case IKE_DESTROYING:
+			init_event(&ev, MIP4_EV_IKE_DESTROYING, FALSE, ike_sa, TRUE);
+			break;
+		default:
+			return TRUE;
+	}
+	mip4_event(&ev);
+	return TRUE;
+}
+
 /**
  * Event about an IKE_SA replaced by another (rekey, reestablish).
  */
@@ -171,6 +194,7 @@ mip4_listener_t *mip4_listener_create()
 				.handle_vips = _handle_vips,
 				.assign_vips = _assign_vips,
 				.ike_update = _ike_update,
+				.ike_state_change = _ike_state_change,
 				.ike_updown = _ike_updown,
 				.ike_rekey = _ike_rekey,
 				.ike_reestablish_pre = _ike_reestablish_pre,

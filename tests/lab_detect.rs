@@ -169,6 +169,28 @@ fn lab_leave_enterprise_holds_traffic_then_registers_the_tia_through_the_vpn() {
 #[test]
 fn lab_ha_reachable_outside_without_tnc_keeps_mode_mc() {
     let s = run_passing("ha-reachable-outside");
+    // The user's own initiate raced the outside verdict on ext-b: its
+    // IKE_SA was connecting when the verdict came and up only after it;
+    // mip4d waited for it and asked charon for nothing (evaltest: one
+    // IKE_SA_INIT, one IKE_SA, one CHILD_SA).
+    let verdict = event(&s, "first_verdict").t;
+    assert!(event(&s, "user_ike_sa_connecting").t < verdict);
+    assert!(event(&s, "vpn_tia").t > verdict);
+    let awaited = &event(&s, "vpn_awaited").detail;
+    assert!(
+        awaited["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("of the VPN is connecting")),
+        "{awaited}"
+    );
+    for c in [
+        "events mn/mip4d vpn_requested action=initiate",
+        "grep -c \"initiating IKE_SA",
+        "swanctl --list-sas --raw | grep -o",
+        "grep -c \"due to existing duplicate",
+    ] {
+        lab_support::check_held(&s, c);
+    }
     let tia = s.vars["TIA"].clone();
 
     // MOBIKE moved the IKE_SA to external A with the same TIA.

@@ -21,6 +21,13 @@ fn lab_operator_pins_mc_on_a_trusted_network_and_releases_it() {
             .contains("pinned to mode mc"),
         "{ask}"
     );
+    // The user's own initiate reached charon while mip4d's IKE_SA was
+    // still connecting, and the VPN came up only after it; evaltest saw
+    // one IKE_SA with one CHILD_SA: charon reused the connecting IKE_SA.
+    let heard = event(&s, "user_initiate_heard").t;
+    assert!(event(&s, "mip4d_ike_sa_connecting").t < heard);
+    assert!(event(&s, "vpn_tia").t > heard);
+    lab_support::check_held(&s, "swanctl --list-sas --raw | grep -o");
     let mc = &event(&s, "registered_mc").detail;
     assert!(
         mc["care_of"].as_str().unwrap().starts_with("10.200.0."),

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use mip4::auth::{sign_reply, SecurityAssociation};
 use mip4::mn::detect::{Cause, DetectConfig, Verdict, VpnWhenInside};
-use mip4::mn::node::{NodeConfig, NodeEvent, VpnRequest};
+use mip4::mn::node::{NodeConfig, NodeEvent, VpnRequest, VPN_COMING_WAIT};
 use mip4::mn::registration::Retransmit;
 use mip4::mn::{Action, Mode, PathMtu, State, TrustPolicy, VpnInput, VpnSa};
 use mip4::wire::{Extension, ReplyCode, ReplyRepr, RequestRepr, MIP_PORT};
@@ -1096,4 +1096,133 @@ fn leaving_mode_c_withdraws_the_home_source_for_the_hold() {
         back.exclude.contains(&"192.0.2.100/32".parse().unwrap()),
         "{back:?}"
     );
+}
+
+/// The initiates the node asked of charon among `actions`.
+fn initiates(actions: &[Action]) -> usize {
+    actions
+        .iter()
+        .filter(|a| matches!(a, Action::Vpn(VpnRequest::Initiate { .. })))
+        .count()
+}
+
+fn decisions(events: &[NodeEvent], which: &str) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            NodeEvent::Decision { decision, reason } if *decision == which => Some(reason.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+impl Sim {
+    /// On EXT_A, an IKE_SA of the VPN connecting (the user's own
+    /// initiate, reported by the plugin's ike_state_change) when the
+    /// probe's silence makes the network untrusted.
+    fn untrusted_with_ike_sa_connecting(&mut self) {
+        self.node.address_added(self.now, "eth0", EXT_A, 24);
+        self.one_probe();
+        self.vpn(VpnInput::Connecting(vpn_sa(EXT_A, None)));
+        self.run_for(Duration::from_secs(5));
+        self.probes();
+        assert_eq!(
+            self.verdicts(),
+            vec![(EXT_A, Verdict::Untrusted, Cause::NoReply { attempts: 3 })]
+        );
+    }
+}
+
+/// The laptop's own connection: the user (or NetworkManager, or
+/// `start_action`) initiated the VPN at the moment the MN found itself
+/// outside. The IKE_SA still connecting is the VPN on its way: the node
+/// waits for it, asks charon for no second one (a second IKE_SA, or a
+/// duplicate CHILD_SA on the reused one), and registers its TIA.
+#[test]
+fn an_ike_sa_connecting_at_the_outside_verdict_is_awaited_not_asked_for_again() {
+    let mut s = Sim::new();
+    s.untrusted_with_ike_sa_connecting();
+    assert_eq!(initiates(&s.actions()), 0);
+    s.events();
+    let waits = decisions(&s.events, "await_vpn");
+    assert_eq!(waits.len(), 1, "{waits:?}");
+    assert!(
+        waits[0].contains("IKE_SA 1 of the VPN is connecting"),
+        "{waits:?}"
+    );
+
+    // It comes up: TIA, CHILD_SA, IKE_SA up (charon's order).
+    let mut early = vpn_sa(EXT_A, Some(TIA));
+    early.child_up = Some(false);
+    s.vpn(VpnInput::TiaAssigned(early));
+    s.vpn(VpnInput::ChildUp {
+        ike_sa: 1,
+        child: "net".into(),
+    });
+    s.vpn(VpnInput::Up(vpn_sa(EXT_A, Some(TIA))));
+    let reqs = s.requests();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    assert_eq!(reqs[0].0, Some(TIA));
+    s.deliver(&reqs[0].1, Answer::Tnc);
+    assert_eq!(s.node.state(), State::Registered { care_of: TIA });
+    s.run_for(VPN_COMING_WAIT * 2);
+    assert_eq!(initiates(&s.actions()), 0, "never a second VPN");
+}
+
+/// The IKE_SA waited for never comes up (charon reports only
+/// IKE_DESTROYING for it): the node asks charon as before.
+#[test]
+fn an_awaited_ike_sa_that_fails_is_asked_for_as_before() {
+    let mut s = Sim::new();
+    s.untrusted_with_ike_sa_connecting();
+    assert_eq!(initiates(&s.actions()), 0);
+    s.vpn(VpnInput::Down { ike_sa: 1 });
+    assert_eq!(initiates(&s.actions()), 1);
+    let asked = s
+        .events()
+        .into_iter()
+        .find_map(|e| match e {
+            NodeEvent::VpnRequested { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .expect("asked");
+    assert!(asked.contains("never came up"), "{asked}");
+}
+
+/// The wait is bounded: an IKE_SA still connecting after
+/// `VPN_COMING_WAIT` (a report that never came) no longer holds the node
+/// back, and it asks once.
+#[test]
+fn an_ike_sa_connecting_past_the_bound_is_asked_for_once() {
+    let mut s = Sim::new();
+    s.untrusted_with_ike_sa_connecting();
+    s.run_for(VPN_COMING_WAIT - Duration::from_secs(1));
+    assert_eq!(initiates(&s.actions()), 0);
+    s.run_for(Duration::from_secs(2));
+    assert_eq!(initiates(&s.actions()), 1);
+    s.run_for(VPN_COMING_WAIT * 2);
+    assert_eq!(initiates(&s.actions()), 0);
+}
+
+/// The reverse: mip4d's own initiate is in flight when something makes
+/// it look again (here the plugin's reconnection snapshot, which asks
+/// again for a request it may have lost). Its IKE_SA, connecting, is the
+/// VPN on its way: no second initiate.
+#[test]
+fn mip4ds_own_ike_sa_connecting_is_not_asked_for_twice() {
+    let mut s = Sim::new();
+    s.node.address_added(s.now, "eth0", EXT_A, 24);
+    s.one_probe();
+    s.run_for(Duration::from_secs(5));
+    assert_eq!(initiates(&s.actions()), 1);
+    s.vpn(VpnInput::Connecting(vpn_sa(EXT_A, None)));
+    let mut connecting = vpn_sa(EXT_A, None);
+    connecting.connecting = true;
+    s.vpn(VpnInput::Snapshot(vec![connecting]));
+    assert_eq!(initiates(&s.actions()), 0);
+    s.vpn(VpnInput::TiaAssigned(vpn_sa(EXT_A, Some(TIA))));
+    s.vpn(VpnInput::Up(vpn_sa(EXT_A, Some(TIA))));
+    assert_eq!(s.requests().len(), 1);
+    s.run_for(VPN_COMING_WAIT * 2);
+    assert_eq!(initiates(&s.actions()), 0);
 }

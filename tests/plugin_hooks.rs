@@ -17,7 +17,7 @@ mod plugin_support;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use mip4::bridge::proto::{Action, ActionStatus, Event, IkeSa, PluginMsg};
+use mip4::bridge::proto::{Action, ActionStatus, Event, IkeSa, IkeState, PluginMsg};
 use mip4::lab::charon::Charon;
 use mip4::lab::{preflight, WorkDir};
 use plugin_support::{charon_config, hosts_dir, mn_and_gateway, FakeMip4d};
@@ -107,10 +107,20 @@ fn plugin_hooks_fire_with_correct_data() {
     assert_eq!(ike.remote.unwrap().port.to_string(), sa.remote_port);
     assert_eq!(ike.local_ifname.as_deref(), Some("eth0"));
     let unique_id = ike.unique_id;
-    let (up, _) = mn_d.wait(0, "ike_updown(up)", T, |m| match event(m)? {
+    let (up, up_at) = mn_d.wait(0, "ike_updown(up)", T, |m| match event(m)? {
         Event::IkeUpdown { ike, up: true } if ike.unique_id == unique_id => Some(ike.clone()),
         _ => None,
     });
+    // ike_state_change: the IKE_SA was reported while connecting, before
+    // it was up (so mip4d asks for no second one meanwhile).
+    let (_, connecting_at) = mn_d.wait(0, "IKE_SA connecting", T, |m| match event(m)? {
+        Event::IkeState {
+            ike,
+            state: IkeState::Connecting,
+        } if ike.unique_id == unique_id => Some(()),
+        _ => None,
+    });
+    assert!(connecting_at < up_at);
     // Both ends have mobike = yes: supports_extension(EXT_MOBIKE), read
     // through the vtable (tests/mip4d_mode_mc.rs has the mobike = no case).
     assert_eq!(up.mobike, Some(true));
@@ -274,6 +284,13 @@ fn plugin_hooks_fire_with_correct_data() {
     assert_eq!(st, ActionStatus::Ok, "terminate result");
     mn_d.wait(mark, "handle_vips(release)", T, |m| match event(m)? {
         Event::HandleVips { handle: false, .. } => Some(()),
+        _ => None,
+    });
+    mn_d.wait(mark, "IKE_SA destroying", T, |m| match event(m)? {
+        Event::IkeState {
+            state: IkeState::Destroying,
+            ..
+        } => Some(()),
         _ => None,
     });
     mn_d.wait(mark, "child_updown(down)", T, |m| match event(m)? {

@@ -760,6 +760,7 @@ fn describe(event: &Event) -> String {
             format!("child_updown {} {} {}", ike(i), child, up)
         }
         Event::Roam { address } => format!("roam address={address}"),
+        Event::IkeState { ike: i, state } => format!("ike_state_change {} {state:?}", ike(i)),
     }
 }
 

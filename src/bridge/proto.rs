@@ -20,9 +20,13 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// Protocol version this end speaks. 2 added [`Action::Roam`] and
-/// [`IkeSa::child_sas`]; a version-1 peer is still served (it never sees
-/// a roam request, and a missing `child_sas` means "not said").
-pub const VERSION: u32 = 2;
+/// [`IkeSa::child_sas`]; 3 added [`Event::IkeState`] and
+/// [`IkeSaState::connecting`]. Older peers are still served: a version-1
+/// plugin is never asked to roam, a missing `child_sas` means "not said",
+/// and a plugin older than 3 reports no IKE_SA before it is up. (An older
+/// mip4d refuses a newer plugin's Hello, so no event it cannot read ever
+/// reaches it: upgrade both together.)
+pub const VERSION: u32 = 3;
 /// Oldest protocol version still accepted from the other end.
 pub const MIN_VERSION: u32 = 1;
 
@@ -135,6 +139,24 @@ pub enum Event {
     Roam {
         address: bool,
     },
+    /// charon's ike_state_change, for the states `ike_updown` does not
+    /// tell (version 3).
+    IkeState {
+        ike: IkeSa,
+        state: IkeState,
+    },
+}
+
+/// IKE_SA states the plugin reports (charon's `ike_sa_state_t`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IkeState {
+    /// IKE_SA_INIT is on its way, whoever initiated (the user, a network
+    /// manager, `start_action`, mip4d): the connection's IKE_SA exists.
+    Connecting,
+    /// The IKE_SA goes; for one that never came up, the only word of it
+    /// (charon fires no `ike_updown(down)` for an IKE_SA still connecting).
+    Destroying,
 }
 
 impl Event {
@@ -148,7 +170,8 @@ impl Event {
             | Event::IkeRekey { ike, .. }
             | Event::IkeReestablishPre { ike, .. }
             | Event::IkeReestablishPost { ike, .. }
-            | Event::ChildUpdown { ike, .. } => Some(ike),
+            | Event::ChildUpdown { ike, .. }
+            | Event::IkeState { ike, .. } => Some(ike),
             Event::Roam { .. } => None,
         }
     }
@@ -174,6 +197,10 @@ pub struct IkeSaState {
     /// Whether the IKE_SA negotiated MOBIKE, as its latest event said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mobike: Option<bool>,
+    /// Still connecting: IKE_SA_INIT or IKE_AUTH under way, not up yet
+    /// (version 3).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub connecting: bool,
 }
 
 /// charon's own interface filter as it loaded it (`charon.interfaces_use`,

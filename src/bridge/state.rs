@@ -2,9 +2,11 @@
 //! a full snapshot when mip4d (re)connects: per IKE_SA its connection name,
 //! endpoints (the VPN gateway is the remote one), local interface and TIA.
 //!
-//! Only an event that says an IKE_SA is alive (its TIA installed or
-//! assigned, IKE_SA or CHILD_SA up, the new IKE_SA of a rekey or a
-//! reestablishment) creates an entry. Everything else about an IKE_SA the
+//! Only an event that says an IKE_SA is alive (connecting, its TIA
+//! installed or assigned, IKE_SA or CHILD_SA up, the new IKE_SA of a rekey
+//! or a reestablishment) creates an entry; `ike_updown(down)` and charon's
+//! IKE_DESTROYING remove it (the latter is all an IKE_SA that never came
+//! up gets). Everything else about an IKE_SA the
 //! state does not know changes nothing: charon's `ike_sa_t.destroy()`
 //! fires `handle_vips(FALSE)` after `ike_updown(FALSE)`, and a rekeyed
 //! IKE_SA is destroyed after `ike_rekey` moved its state on, so a release
@@ -19,7 +21,7 @@
 
 use std::collections::BTreeMap;
 
-use super::proto::{Event, IkeSa, IkeSaState, PluginMsg, HEADER_LEN, MAX_FRAME};
+use super::proto::{Event, IkeSa, IkeSaState, IkeState, PluginMsg, HEADER_LEN, MAX_FRAME};
 
 /// Most IKE_SAs kept. A mobile node has one or two VPNs; a gateway
 /// running the plugin has more, but mip4d only acts on the MN's.
@@ -107,7 +109,22 @@ impl State {
                 }
             }
             Event::IkeUpdown { ike, up: true } => {
-                self.entry(ike).up = true;
+                let sa = self.entry(ike);
+                sa.up = true;
+                sa.connecting = false;
+            }
+            Event::IkeState {
+                ike,
+                state: IkeState::Connecting,
+            } => {
+                let sa = self.entry(ike);
+                sa.connecting = !sa.up;
+            }
+            Event::IkeState {
+                ike,
+                state: IkeState::Destroying,
+            } => {
+                self.ike_sas.remove(&ike.unique_id);
             }
             Event::IkeUpdown { ike, up: false } => {
                 self.ike_sas.remove(&ike.unique_id);
@@ -398,6 +415,35 @@ mod tests {
         lifetime(&mut s, 1);
         assert!(s.is_empty(), "{:?}", s.snapshot());
         assert_eq!(s.evicted(), 0);
+    }
+
+    #[test]
+    fn a_connecting_ike_sa_is_in_the_snapshot_until_it_is_up_or_destroyed() {
+        let connecting = |id| Event::IkeState {
+            ike: ike(id, 10),
+            state: IkeState::Connecting,
+        };
+        let mut s = State::new();
+        s.apply(&connecting(1));
+        assert!(s.get(1).is_some_and(|sa| sa.connecting && !sa.up));
+        s.apply(&Event::IkeUpdown {
+            ike: ike(1, 10),
+            up: true,
+        });
+        assert!(s.get(1).is_some_and(|sa| !sa.connecting && sa.up));
+        // One that never comes up: charon fires no ike_updown for it, only
+        // IKE_DESTROYING, then handle_vips(FALSE) from destroy().
+        s.apply(&connecting(2));
+        s.apply(&Event::IkeState {
+            ike: ike(2, 10),
+            state: IkeState::Destroying,
+        });
+        s.apply(&Event::HandleVips {
+            ike: ike(2, 10),
+            handle: false,
+        });
+        assert_eq!(s.snapshot().len(), 1);
+        assert!(s.get(2).is_none());
     }
 
     #[test]

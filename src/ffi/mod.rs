@@ -11,7 +11,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use crate::bridge::proto::{Action, ActionStatus, CharonInterfaces, Endpoint, Event, IkeSa};
+use crate::bridge::proto::{
+    Action, ActionStatus, CharonInterfaces, Endpoint, Event, IkeSa, IkeState,
+};
 use crate::bridge::{Bridge, Charon, Handle, Input, Settings};
 
 /// bindgen's rendering of include/mip4.h.
@@ -163,6 +165,14 @@ fn event(ev: &mip4_event_t) -> Option<Event> {
             up: flag,
         },
         abi::MIP4_EV_ROAM => Event::Roam { address: flag },
+        abi::MIP4_EV_IKE_CONNECTING => Event::IkeState {
+            ike,
+            state: IkeState::Connecting,
+        },
+        abi::MIP4_EV_IKE_DESTROYING => Event::IkeState {
+            ike,
+            state: IkeState::Destroying,
+        },
         _ => return None,
     })
 }

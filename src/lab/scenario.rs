@@ -530,6 +530,7 @@ impl Run<'_> {
             "memory" => self.memory(&a)?,
             "throughput" => self.throughput(&a)?,
             "initiate" => self.initiate(&a)?,
+            "user-initiate" => self.user_initiate(&a)?,
             "vpn-up" => self.vpn_up(&a)?,
             "wait-sa" => self.wait_sa(&a)?,
             "wait-log" => self.wait_log(&a)?,

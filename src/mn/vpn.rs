@@ -96,6 +96,11 @@ pub struct VpnSa {
     /// (handle_vips comes first), so the TIA is not usable yet; `None`
     /// when the plugin does not say (an older plugin: usable at once).
     pub child_up: Option<bool>,
+    /// charon's IKE_CONNECTING: IKE_SA_INIT or IKE_AUTH under way, not up
+    /// yet. Whoever initiated it (the user, a network manager,
+    /// `start_action`, mip4d), the connection's VPN is on its way: asking
+    /// charon again would make a second IKE_SA or CHILD_SA.
+    pub connecting: bool,
     pub mtu: PathMtu,
 }
 
@@ -109,6 +114,7 @@ impl VpnSa {
             gateway: None,
             tia: None,
             child_up: None,
+            connecting: false,
             mtu: PathMtu::default(),
         }
     }
@@ -129,11 +135,14 @@ pub enum VpnInput {
         gateway: Option<IpAddr>,
         mtu: PathMtu,
     },
+    /// ike_state_change(IKE_CONNECTING): an IKE_SA on its way up.
+    Connecting(VpnSa),
     /// ike_updown(up).
     Up(VpnSa),
     /// child_updown(up): the IKE_SA has a CHILD_SA installed.
     ChildUp { ike_sa: u32, child: String },
-    /// ike_updown(down): the IKE_SA (and its TIA) is gone.
+    /// ike_updown(down), or IKE_DESTROYING (all that an IKE_SA that never
+    /// came up reports): the IKE_SA (and its TIA) is gone.
     Down { ike_sa: u32 },
     /// ike_rekey: the IKE_SA continues as `to`, TIA and peer inherited.
     Rekeyed { from: u32, to: u32 },
@@ -215,8 +224,13 @@ impl VpnView {
                     s.mtu.tia_device = mtu.tia_device.or(s.mtu.tia_device);
                 }
             }
+            VpnInput::Connecting(sa) => {
+                let s = self.upsert(sa);
+                s.connecting = true;
+            }
             VpnInput::Up(sa) => {
-                self.upsert(sa);
+                let s = self.upsert(sa);
+                s.connecting = false;
             }
             VpnInput::ChildUp { ike_sa, .. } => {
                 if let Some(s) = self.get_mut(*ike_sa) {
@@ -258,6 +272,16 @@ impl VpnView {
             && known.tia == sa.tia
             && known.mtu.physical.is_some())
         .then_some(known.mtu)
+    }
+
+    /// An IKE_SA of `connection` that charon is bringing up: IKE_SA_INIT
+    /// or IKE_AUTH under way, or its TIA installed before the CHILD_SA
+    /// that carries it (kernel-netlink's order).
+    pub fn coming(&self, connection: &str) -> Option<&VpnSa> {
+        self.sas.iter().find(|s| {
+            s.connection == connection
+                && (s.connecting || (s.tia.is_some() && s.child_up == Some(false)))
+        })
     }
 
     /// Whether `addr` is a TIA of some IKE_SA (never a physical

@@ -18,7 +18,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
-use crate::bridge::proto::{self, DaemonMsg, Endpoint, Event, IkeSa, IkeSaState, PluginMsg};
+use crate::bridge::proto::{
+    self, DaemonMsg, Endpoint, Event, IkeSa, IkeSaState, IkeState, PluginMsg,
+};
 use crate::daemons::accept::{accept, Backoff};
 use crate::mn::vpn::{PathMtu, VpnInput, VpnSa};
 
@@ -166,6 +168,7 @@ pub fn sa_from_state(s: &IkeSaState) -> VpnSa {
     sa.tia = s.tia.iter().copied().find_map(v4);
     // A snapshot without CHILD_SAs says nothing (a stub, an old plugin).
     sa.child_up = (!s.children.is_empty()).then_some(true);
+    sa.connecting = s.connecting;
     sa
 }
 
@@ -224,6 +227,16 @@ pub fn to_input(msg: &PluginMsg) -> Option<VpnInput> {
                 })
             }
             Event::Roam { .. } => Some(VpnInput::Roam),
+            Event::IkeState {
+                ike,
+                state: IkeState::Connecting,
+            } => Some(VpnInput::Connecting(sa_from_ike(ike))),
+            Event::IkeState {
+                ike,
+                state: IkeState::Destroying,
+            } => Some(VpnInput::Down {
+                ike_sa: ike.unique_id,
+            }),
             Event::ChildUpdown {
                 ike,
                 child,
@@ -393,6 +406,29 @@ mod tests {
                 child: "net".into()
             })
         );
+    }
+
+    #[test]
+    fn ike_state_changes_tell_an_ike_sa_connecting_and_one_that_never_came_up() {
+        let event = |state| PluginMsg::Event {
+            seq: 1,
+            event: Event::IkeState { ike: ike(), state },
+        };
+        let Some(VpnInput::Connecting(sa)) = to_input(&event(IkeState::Connecting)) else {
+            panic!("{:?}", to_input(&event(IkeState::Connecting)));
+        };
+        assert_eq!((sa.connection.as_str(), sa.ike_sa), ("vpn", 3));
+        assert_eq!(
+            to_input(&event(IkeState::Destroying)),
+            Some(VpnInput::Down { ike_sa: 3 })
+        );
+        let state = IkeSaState {
+            name: "vpn".into(),
+            unique_id: 4,
+            connecting: true,
+            ..IkeSaState::default()
+        };
+        assert!(sa_from_state(&state).connecting);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::{now, Args, Run};
-use crate::lab::charon::{Charon, IkeSa};
+use crate::lab::charon::{Charon, IkeSa, SWANCTL};
 use crate::lab::{wait, Error, Result};
 
 impl Run<'_> {
@@ -171,6 +171,32 @@ impl Run<'_> {
         let (host, child) = (a.arg(1)?, a.arg(2)?);
         self.charon(host)?.initiate(child)?;
         self.emit("vpn_initiated", host, serde_json::json!({"child": child}));
+        Ok(())
+    }
+
+    /// lab::user-initiate HOST CHILD: the user's own `swanctl --initiate
+    /// --child CHILD` (as NetworkManager's or a shell's), not waited for:
+    /// it races whatever mip4d does meanwhile. Event `user_initiate`,
+    /// stamped when it started; its output in HOST-initiate-CHILD.log.
+    pub(super) fn user_initiate(&mut self, a: &Args) -> Result<()> {
+        let (host, child) = (a.arg(1)?, a.arg(2)?);
+        let uri = self.charon(host)?.uri();
+        let timeout = (20.0 * wait::scale()).ceil().to_string();
+        let ns = self.lab.host(host)?;
+        let mut cmd = ns.command(SWANCTL);
+        cmd.args(["--initiate", "--child", child, "--timeout", &timeout])
+            .args(["--uri", &uri]);
+        let name = format!("initiate-{child}");
+        let log = self.work.path().join(format!("{host}-{name}.log"));
+        let started = now();
+        let p = ns.spawn(&name, cmd, &log)?;
+        self.procs.insert(format!("{host}/{name}"), p);
+        self.emit_at(
+            "user_initiate",
+            host,
+            serde_json::json!({"child": child}),
+            started,
+        );
         Ok(())
     }
 

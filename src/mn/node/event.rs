@@ -137,6 +137,14 @@ pub enum NodeEvent {
         to: Option<IpAddr>,
         gateway: Option<IpAddr>,
     },
+    /// ike_state_change(IKE_CONNECTING): an IKE_SA of the VPN is on its
+    /// way up, whoever initiated it.
+    VpnConnecting {
+        connection: String,
+        ike_sa: u32,
+        local: Option<IpAddr>,
+        gateway: Option<IpAddr>,
+    },
     VpnUp {
         connection: String,
         ike_sa: u32,

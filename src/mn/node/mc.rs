@@ -2,13 +2,32 @@
 //! the TIA as co-located care-of address, and the requests to charon.
 
 use std::net::IpAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::info;
 
 use super::{Access, Action, McAttachment, Node, NodeEvent, Reason, State, VpnRequest};
 use crate::mn::mode::Mode;
 use crate::mn::vpn::{VpnInput, VpnView};
+
+/// Longest wait for an IKE_SA of the VPN that is connecting (someone
+/// else's, or mip4d's own) before mip4d asks charon as if there were
+/// none. charon ends every such IKE_SA itself, up or destroyed, within
+/// its retransmission window (about 11 s in the lab, 165 s with
+/// charon's defaults), and the plugin reports either; this bound only
+/// keeps a report that never comes (a plugin without IKE_SA states, a
+/// charon that hangs) from stranding the node without a VPN. An IKE_SA
+/// that needs longer than this is retransmitting on a bad path: asking
+/// charon again reuses it (charon's default `reuse_ikesa`).
+pub const VPN_COMING_WAIT: Duration = Duration::from_secs(30);
+
+/// An IKE_SA of the VPN on its way that the node waits for instead of
+/// asking charon ([`Node::after_untrusted`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct AwaitedVpn {
+    pub ike_sa: u32,
+    pub until: Instant,
+}
 
 impl Node {
     /// What charon told through the plugin (mode 'mc', RFC 5266
@@ -81,6 +100,21 @@ impl Node {
                         show(gateway.or(sa.gateway))
                     ),
                     true,
+                )
+            }
+            VpnInput::Connecting(sa) => {
+                if !accepted(&sa.connection) {
+                    return;
+                }
+                (
+                    NodeEvent::VpnConnecting {
+                        connection: sa.connection.clone(),
+                        ike_sa: sa.ike_sa,
+                        local: sa.local,
+                        gateway: sa.gateway,
+                    },
+                    format!("VPN '{}' IKE_SA {} connecting", sa.connection, sa.ike_sa),
+                    false,
                 )
             }
             VpnInput::Up(sa) => {
@@ -209,6 +243,7 @@ impl Node {
             // again now that charon listens.
             self.after_untrusted(now, &why);
         }
+        self.awaited_vpn_changed(now, &why);
         let in_mc = self.access.is_live_mc() && self.state.has_care_of();
         if !registered && in_mc && !matches!(input, VpnInput::Roam) {
             let tia = self.access.care_of();
@@ -350,8 +385,10 @@ impl Node {
 
     /// Outside: with no VPN to carry mode 'mc', ask charon for one (RFC
     /// 5266 §3.4.2 step 1; on IPv6-only access at once, `ipv6`), unless
-    /// it was asked for with the probe.
+    /// it was asked for with the probe, or an IKE_SA of the connection is
+    /// on its way: then wait for it, up to [`VPN_COMING_WAIT`].
     pub(super) fn after_untrusted(&mut self, now: Instant, why: &str) {
+        let awaited = self.vpn_awaited.take();
         if self.vpn_asked_with_probe.take().is_some() || self.pin == Some(Mode::C) {
             return;
         }
@@ -363,24 +400,65 @@ impl Node {
         {
             return;
         }
-        let connection = self
+        let Some(connection) = self
             .detector
             .as_ref()
-            .and_then(|d| d.config().vpn_connection.clone());
-        if let Some(connection) = connection {
-            // Its TIA reported before its CHILD_SA is up (kernel-netlink's
-            // order): the VPN is on its way, and a second initiate would
-            // make a second IKE_SA.
-            let coming = self.vpn.sas().iter().any(|s| {
-                s.connection == connection && s.tia.is_some() && s.child_up == Some(false)
-            });
-            if !coming {
-                self.request_vpn(
-                    now,
-                    VpnRequest::Initiate { connection },
-                    &format!("{why}; {}", Reason::VpnNeeded),
-                );
+            .and_then(|d| d.config().vpn_connection.clone())
+        else {
+            return;
+        };
+        let secs = VPN_COMING_WAIT.as_secs();
+        let reason = match (self.vpn.coming(&connection).map(|s| s.ike_sa), awaited) {
+            // Still within the wait (for this IKE_SA or one that replaced
+            // it): a second initiate would make a second IKE_SA (with
+            // `charon.reuse_ikesa = no`) or a duplicate CHILD_SA.
+            (Some(_), Some(a)) if now < a.until => {
+                self.vpn_awaited = Some(a);
+                return;
             }
+            (Some(ike_sa), None) => {
+                self.vpn_awaited = Some(AwaitedVpn {
+                    ike_sa,
+                    until: now + VPN_COMING_WAIT,
+                });
+                let reason = format!("{why}; {}", Reason::VpnComing { ike_sa, secs });
+                info!(reason = %reason, "decision: await the VPN");
+                self.event(
+                    now,
+                    NodeEvent::Decision {
+                        decision: "await_vpn",
+                        reason,
+                    },
+                );
+                return;
+            }
+            (Some(ike_sa), Some(_)) => {
+                format!("{why}; {}", Reason::VpnComingTooLong { ike_sa, secs })
+            }
+            (None, _) => format!("{why}; {}", Reason::VpnNeeded),
+        };
+        self.request_vpn(now, VpnRequest::Initiate { connection }, &reason);
+    }
+
+    /// After a VPN input: the IKE_SA awaited came up (nothing to do: the
+    /// TIA registers as usual) or went without coming up (ask charon as
+    /// if there had been none).
+    fn awaited_vpn_changed(&mut self, now: Instant, why: &str) {
+        let Some(a) = self.vpn_awaited else { return };
+        match self.vpn.sas().iter().find(|s| s.ike_sa == a.ike_sa) {
+            Some(s) if s.connecting => {}
+            Some(_) => self.vpn_awaited = None,
+            None => self.after_untrusted(now, &format!("{why}: it never came up")),
+        }
+    }
+
+    /// The wait for an IKE_SA on its way ([`VPN_COMING_WAIT`]) is over.
+    pub(super) fn awaited_vpn_timeout(&mut self, now: Instant) {
+        if self.vpn_awaited.is_some_and(|a| now >= a.until) {
+            self.after_untrusted(now, "waiting for the VPN");
+            // Never a deadline in the past: after_untrusted either asked
+            // or has nothing to ask for.
+            self.vpn_awaited = self.vpn_awaited.filter(|a| now < a.until);
         }
     }
 
@@ -412,6 +490,9 @@ impl Node {
             .sas()
             .iter()
             .filter(|s| accepted.is_empty() || accepted.contains(&s.connection))
+            // An IKE_SA still connecting is charon's to retransmit; its
+            // roam job would restart it from whatever source.
+            .filter(|s| !s.connecting)
             .filter_map(|s| match s.local {
                 Some(IpAddr::V4(l)) if !self.is_usable(l) => Some((s.connection.clone(), s.local?)),
                 _ => None,

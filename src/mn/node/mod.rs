@@ -80,6 +80,7 @@ mod tunnel;
 pub use action::{Action, AgentRoute, HomeSource, Ipv6Home, VpnGuard, VpnRequest};
 pub use config::{mac_string, Dsmipv4, Multihoming, NetworkMatch, NodeConfig};
 pub use event::NodeEvent;
+pub use mc::VPN_COMING_WAIT;
 pub use multihome::CachedVerdictStatus;
 pub use nat::SILENT_INTERVALS;
 pub use operator::{Denials, Handover, Handovers, OperatorStats, Refused, HANDOVER_WINDOW};
@@ -176,6 +177,9 @@ pub struct Node {
     /// mode 'c' (RFC 5266 §3.4.2 step 1, `mc::vpn_with_probe`); its
     /// verdict does not ask again.
     vpn_asked_with_probe: Option<String>,
+    /// An IKE_SA of the VPN on its way, waited for instead of asking
+    /// charon for another (`mc::after_untrusted`).
+    vpn_awaited: Option<mc::AwaitedVpn>,
     /// Trusted-network detection, with `TrustPolicy::Tnc`.
     detector: Option<Detector>,
     /// Randomness for the probes' clients.
@@ -233,6 +237,7 @@ impl Node {
             vpn: VpnView::default(),
             plugin_lost: false,
             vpn_asked_with_probe: None,
+            vpn_awaited: None,
             detector,
             rng: StdRng::from_entropy(),
             monitor: None,
@@ -506,6 +511,7 @@ impl Node {
         if self.gateway_wait_timeout().is_some_and(|t| now >= t) {
             self.evaluate(now, None, "no gateway MAC address in time: probing");
         }
+        self.awaited_vpn_timeout(now);
         self.monitor_timeout(now);
         self.discovery_timeout(now);
         self.stray_handle_timeout(now);
@@ -592,6 +598,7 @@ impl Node {
             self.gateway_wait_timeout(),
             self.nat_watch_timeout(),
             self.discovery.poll_timeout(),
+            self.vpn_awaited.map(|a| a.until),
         ]
         .into_iter()
         .flatten()

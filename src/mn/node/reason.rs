@@ -82,6 +82,11 @@ pub(super) enum Reason {
     /// Leaving mode 'c' with no IKE_SA: the VPN is asked for with the
     /// probe, so that IKE runs while the verdict is awaited.
     VpnWithProbe,
+    /// Outside without a VPN, but an IKE_SA of the connection is on its
+    /// way (whoever initiated it): mip4d waits for it up to `secs`.
+    VpnComing { ike_sa: u32, secs: u64 },
+    /// The IKE_SA awaited did not come up within `secs`.
+    VpnComingTooLong { ike_sa: u32, secs: u64 },
     /// An IKE_SA lost its local address and `new` is usable: charon is
     /// asked to roam now, not after kernel-netlink's delay.
     RoamNow {
@@ -179,6 +184,14 @@ impl fmt::Display for Reason {
                 "{address} is IPv6-only access: the trusted-network probe is a Mobile IPv4 registration (RFC 5266 §3.4) and cannot run over it, so it is untrusted; mode mc waits for a TIA from the VPN, whose IKE_SA runs over IPv6 (RFC 5266 §3.1.3, RFC 4555)"
             ),
             Reason::VpnNeeded => f.write_str("no VPN is up: mode mc needs one (RFC 5266 §3.4.2 step 1)"),
+            Reason::VpnComing { ike_sa, secs } => write!(
+                f,
+                "IKE_SA {ike_sa} of the VPN is connecting (the user's, a network manager's or mip4d's own): a second initiate would make a second IKE_SA or CHILD_SA; waiting up to {secs} s for it to come up or fail (RFC 5266 §3.4.2 step 1)"
+            ),
+            Reason::VpnComingTooLong { ike_sa, secs } => write!(
+                f,
+                "IKE_SA {ike_sa} of the VPN still connecting after {secs} s: asking charon as if there were none (RFC 5266 §3.4.2 step 1)"
+            ),
             Reason::VpnWithProbe => f.write_str("no IKE_SA while leaving mode c: the VPN is asked for with the probe, so that IKE runs while the verdict is awaited; the TIA waits for an untrusted verdict (RFC 5266 §3.4.2 step 1)"),
             Reason::RoamNow { old, new, ifname } => write!(
                 f,
