@@ -1,6 +1,6 @@
 //! Rate limits for what unauthenticated input makes an agent do: a log
-//! line, or an unsigned reply to an address anyone can spoof. Sans-IO: the
-//! caller passes `now`.
+//! line, an unsigned reply to an address anyone can spoof, or an ICMP
+//! error from a data plane. Sans-IO: the caller passes `now`.
 //!
 //! Two token buckets must both have a token: one per source address, so a
 //! single noisy sender is held to a trickle, and one shared, so that a
@@ -9,7 +9,7 @@
 //! (idle senders) are forgotten; if none has, a new source is refused.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 /// A token bucket: `burst` tokens, one more every `every`.
@@ -51,7 +51,7 @@ impl Default for Limits {
 #[derive(Debug, Clone)]
 pub struct SourceLimiter {
     limits: Limits,
-    sources: HashMap<Ipv4Addr, Bucket>,
+    sources: HashMap<IpAddr, Bucket>,
     total: Bucket,
     /// Events refused since the last one allowed (for the next log line).
     suppressed: u64,
@@ -99,7 +99,8 @@ impl SourceLimiter {
 
     /// Takes a token from `src`'s bucket and the shared one, if both have
     /// one.
-    pub fn allow(&mut self, now: Instant, src: Ipv4Addr) -> Verdict {
+    pub fn allow(&mut self, now: Instant, src: impl Into<IpAddr>) -> Verdict {
+        let src = src.into();
         let l = self.limits;
         self.total.refill(now, l.total_burst, l.total_rate);
         if !self.sources.contains_key(&src) && self.sources.len() >= l.max_sources {
@@ -144,6 +145,7 @@ impl SourceLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     fn limits() -> Limits {
         Limits {

@@ -145,6 +145,12 @@ fn ip_forward(ns: &Netns) -> String {
         .to_string()
 }
 
+fn ipv6_forwarding(ns: &Netns) -> String {
+    ns.exec(&["cat", "/proc/sys/net/ipv6/conf/all/forwarding"])
+        .trim()
+        .to_string()
+}
+
 struct Lab {
     // Field order is drop order: the daemon goes before its namespace.
     daemon: Daemon,
@@ -233,8 +239,8 @@ ipv6_prefix = "{MN_PREFIX}"
     // It holds a key: private, as mip4-ha, mip4-fa and mip4d require.
     std::fs::set_permissions(&conf, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     assert_eq!(
-        ip_forward(&pair.ha),
-        "0",
+        (ip_forward(&pair.ha), ipv6_forwarding(&pair.ha)),
+        ("0".to_string(), "0".to_string()),
         "a new namespace does not forward"
     );
     let child = Command::new("ip")
@@ -386,6 +392,8 @@ fn sigterm_removes_routes_tunnel_device_and_restores_forwarding() {
     let links = ha.ip("-o link show");
     assert!(!links.contains("mip4ha0"), "TUN device left: {links}");
     assert_eq!(ip_forward(ha), "0", "ip_forward not restored");
+    // The node's ipv6_prefix had it turn IPv6 forwarding on (RFC 5454).
+    assert_eq!(ipv6_forwarding(ha), "0", "IPv6 forwarding not restored");
     assert!(!lab.ctl.exists(), "control socket removed on shutdown");
 }
 
@@ -486,6 +494,24 @@ async fn tcp6_echo_server(addr: &str) -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// One IPv6 echo from `src` to `dst` as large as the sender's kernel
+/// allows towards `dst` now (at most the devices' 1480: the HA's device
+/// may be smaller, RFC 3519's), never fragmented by the sender; whether
+/// it is answered does not matter here.
+fn too_big_ping(ns: &Netns, src: &str, dst: &str) {
+    let mtu = ns
+        .ip(&format!("-6 route get {dst} from {src}"))
+        .split_whitespace()
+        .skip_while(|w| *w != "mtu")
+        .nth(1)
+        .and_then(|m| m.parse::<usize>().ok())
+        .unwrap_or(1480)
+        .min(1480);
+    let size = mtu - 48;
+    let ping = format!("ping -6 -n -c 1 -W 1 -s {size} -M do -I {src} {dst} >/dev/null 2>&1; true");
+    ns.exec(&["sh", "-c", &ping]);
+}
+
 /// The IPv6 Prefix Reply among a reply's extensions: (code, prefix).
 fn prefix_reply(rep: &ReplyRepr) -> Option<(u8, String)> {
     rep.extensions.iter().find_map(|e| match e {
@@ -509,7 +535,8 @@ fn prefix_reply(rep: &ReplyRepr) -> Option<(u8, String)> {
 fn dsmipv4_prefix_carries_ipv6_both_ways_and_spoofed_sources_are_counted() {
     let lab = lab("hads", HomeMode::Virtual);
     let (ha, mn, cn) = (&lab.pair.ha, &lab.pair.mn, &lab.cn);
-    ha.exec(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+    // A prefix is configured: mip4-ha forwards IPv6 itself, as IPv4.
+    assert_eq!(ipv6_forwarding(ha), "1", "mip4-ha left IPv6 forwarding off");
     ha.ip("-6 addr add 2001:db8:88::1/64 dev vcnh nodad");
     cn.ip(&format!("-6 addr add {CN_V6}/64 dev vcn nodad"));
     cn.ip("-6 route add default via 2001:db8:88::1");
@@ -554,6 +581,27 @@ fn dsmipv4_prefix_carries_ipv6_both_ways_and_spoofed_sources_are_counted() {
             mn.run(tcp6_round_trip(MN_V6, CN_V6)),
             "TCP over IPv6 did not cross the tunnel to the {to:?}"
         );
+        if to == Ipv6TunnelTo::HomeAddress {
+            // IPv6 in IPv4 inside the IPv4 tunnel: the path's 1500 less
+            // 40 bytes. A datagram the devices take but the tunnel does
+            // not, from either side, is answered with a Packet Too Big
+            // carrying 1460, from the tunnel's entry point (RFC 4213
+            // §3.2), and the source's kernel learns it.
+            for (ns, src, dst) in [(cn, CN_V6, MN_V6), (mn, MN_V6, CN_V6)] {
+                assert!(
+                    wait_for(WAIT, || {
+                        too_big_ping(ns, src, dst);
+                        ns.ip(&format!("-6 route get {dst} from {src}"))
+                            .contains("mtu 1460")
+                    }),
+                    "{src} never learnt the tunnel MTU: {}",
+                    ns.ip(&format!("-6 route get {dst} from {src}"))
+                );
+            }
+            let c = ctl_json(&lab.ctl, "counters")["dataplane"].clone();
+            assert!(c["too_big_sent"].as_u64() >= Some(1), "{c}");
+            assert!(mn_plane.counters().too_big_sent >= 1);
+        }
     }
 
     // Protocol 41 from the registered care-of address with a source

@@ -83,6 +83,12 @@ pub struct Counters {
     /// The MN's outer datagrams from a TIA not sent because the VPN guard
     /// was not in force (they would have left outside ESP).
     pub outside_esp: AtomicU64,
+    /// Datagrams too big for their tunnel answered to their source: ICMP
+    /// "fragmentation needed" (RFC 2003 §5.1), ICMPv6 Packet Too Big (RFC
+    /// 4213 §3.2, RFC 4443 §3.2).
+    pub too_big_sent: AtomicU64,
+    /// Such answers the rate limit held back (RFC 4443 §2.4 (f)).
+    pub too_big_limited: AtomicU64,
 }
 
 /// A point-in-time copy of [`Counters`] for status and tests.
@@ -101,6 +107,8 @@ pub struct CounterSnapshot {
     pub ipv6_link_local: u64,
     pub stale_source: u64,
     pub outside_esp: u64,
+    pub too_big_sent: u64,
+    pub too_big_limited: u64,
 }
 
 impl Counters {
@@ -129,6 +137,8 @@ impl Counters {
             ipv6_link_local: g(&self.ipv6_link_local),
             stale_source: g(&self.stale_source),
             outside_esp: g(&self.outside_esp),
+            too_big_sent: g(&self.too_big_sent),
+            too_big_limited: g(&self.too_big_limited),
         }
     }
 }

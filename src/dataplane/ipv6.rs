@@ -18,9 +18,15 @@ use super::ipv4::{HeaderError, Ipv4Repr, MIN_HEADER_LEN};
 pub const PROTO_IPV6: u8 = 41;
 /// Length of the fixed IPv6 header (RFC 8200 §3).
 pub const HEADER_LEN: usize = 40;
+/// IPv6's minimum link MTU (RFC 8200 §5): every link, a tunnel too,
+/// carries this much without the sender hearing of it.
+pub const MIN_MTU: usize = 1280;
+/// ICMPv6's next header value (RFC 4443 §1).
+const PROTO_ICMPV6: u8 = 58;
 
 mod field {
     pub const PAYLOAD_LEN: std::ops::Range<usize> = 4..6;
+    pub const NEXT_HEADER: usize = 6;
     pub const SRC: std::ops::Range<usize> = 8..24;
     pub const DST: std::ops::Range<usize> = 24..40;
 }
@@ -66,6 +72,40 @@ impl<'a> Ipv6Packet<'a> {
     pub fn packet(&self) -> &'a [u8] {
         self.buf
     }
+    /// An ICMPv6 error message (RFC 4443 §2.1: types 0-127), when the
+    /// ICMPv6 header follows the fixed header directly.
+    fn is_icmpv6_error(&self) -> bool {
+        self.buf[field::NEXT_HEADER] == PROTO_ICMPV6
+            && self.buf.get(HEADER_LEN).is_some_and(|t| *t < 128)
+    }
+}
+
+/// RFC 4213 §3.2 (dynamic tunnel MTU): an IPv6 datagram too big for the
+/// tunnel (the IPv4 path MTU to its far end less the encapsulation, never
+/// below [`MIN_MTU`]) is dropped and its source gets an ICMPv6 Packet Too
+/// Big (RFC 4443 §3.2: type 2, code 0, the tunnel MTU, then as much of
+/// the datagram as keeps the message within the minimum MTU). Returns
+/// the ICMPv6 message with a zero checksum (the kernel fills it in on a
+/// raw ICMPv6 socket, RFC 3542 §3.1, knowing the source it picks), or
+/// `None` when the datagram fits, is no IPv6, or is one RFC 4443 §2.4
+/// (e) forbids answering: an ICMPv6 error, or from an address that names
+/// no single node (unspecified, multicast).
+pub fn packet_too_big(inner: &[u8], tunnel_mtu: usize) -> Option<Vec<u8>> {
+    let p = Ipv6Packet::new_checked(inner).ok()?;
+    let mtu = tunnel_mtu.max(MIN_MTU);
+    let src = p.src_addr();
+    if p.packet().len() <= mtu || src.is_unspecified() || src.is_multicast() {
+        return None;
+    }
+    if p.is_icmpv6_error() {
+        return None;
+    }
+    const ICMP_HEADER: usize = 8;
+    let quoted = &p.packet()[..MIN_MTU - HEADER_LEN - ICMP_HEADER];
+    let mut icmp = vec![2, 0, 0, 0];
+    icmp.extend_from_slice(&u32::try_from(mtu).unwrap_or(u32::MAX).to_be_bytes());
+    icmp.extend_from_slice(quoted);
+    Some(icmp)
 }
 
 /// fe80::/10: never forwarded off the link it was sent on (RFC 4291
@@ -78,8 +118,10 @@ pub fn is_link_local(a: Ipv6Addr) -> bool {
 
 /// Puts an IPv4 header with protocol 41 in front of `inner` (an IPv6
 /// datagram) into `out` (cleared first). RFC 4213 §3.5: the outer TOS is
-/// the inner Traffic Class; the outer datagram may be fragmented (§3.2:
-/// the IPv4 path MTU is not the IPv6 one).
+/// the inner Traffic Class. §3.2 (dynamic tunnel MTU): DF only on what is
+/// larger than IPv6's minimum MTU; a datagram that size or smaller must
+/// get through, fragmented on the IPv4 path if need be, while a larger
+/// one that does not fit the path is answered with [`packet_too_big`].
 pub fn encapsulate(
     inner: &[u8],
     outer: &OuterHeader,
@@ -97,7 +139,7 @@ pub fn encapsulate(
         protocol: PROTO_IPV6,
         tos: p.traffic_class(),
         ident,
-        dont_frag: false,
+        dont_frag: inner.len() > MIN_MTU,
         ttl: outer.ttl,
         payload_len: inner.len(),
     };
@@ -153,6 +195,58 @@ pub(crate) mod tests {
         assert!(encapsulate(&v4, &outer, 5, &mut out).is_err());
     }
 
+    /// RFC 4213 §3.2: DF above the minimum MTU only.
+    #[test]
+    fn df_is_set_only_above_the_minimum_mtu() {
+        let outer = OuterHeader {
+            src: Ipv4Addr::new(192, 0, 2, 1),
+            dst: Ipv4Addr::new(198, 51, 100, 9),
+            ttl: 64,
+        };
+        let mut out = Vec::new();
+        for (payload, df) in [
+            (MIN_MTU - HEADER_LEN, false),
+            (MIN_MTU - HEADER_LEN + 1, true),
+        ] {
+            let d = ipv6_datagram("2001:db8:10::1", "2001:db8:99::9", &vec![0; payload]);
+            encapsulate(&d, &outer, 5, &mut out).unwrap();
+            assert_eq!(Ipv4Packet::new_checked(&out[..]).unwrap().dont_frag(), df);
+        }
+    }
+
+    /// RFC 4443 §3.2: type 2 code 0, the MTU, and the invoking datagram
+    /// cut so that the message with its IPv6 header fits in 1280 bytes.
+    #[test]
+    fn too_big_ipv6_is_answered_with_packet_too_big() {
+        let d = ipv6_datagram("2001:db8:99::9", "2001:db8:10::1", &[7; 1440]);
+        let icmp = packet_too_big(&d, 1460).expect("1480 bytes do not fit 1460");
+        assert_eq!(&icmp[..4], &[2, 0, 0, 0]);
+        assert_eq!(u32::from_be_bytes(icmp[4..8].try_into().unwrap()), 1460);
+        assert_eq!(icmp.len() + HEADER_LEN, MIN_MTU);
+        assert_eq!(&icmp[8..], &d[..icmp.len() - 8]);
+        assert!(packet_too_big(&d, 1480).is_none(), "it fits");
+        // Below the minimum MTU the tunnel still carries 1280 bytes.
+        let icmp = packet_too_big(&d, 1000).unwrap();
+        assert_eq!(u32::from_be_bytes(icmp[4..8].try_into().unwrap()), 1280);
+        let small = ipv6_datagram("2001:db8:99::9", "2001:db8:10::1", &[7; 1240]);
+        assert!(packet_too_big(&small, 1000).is_none());
+    }
+
+    /// RFC 4443 §2.4 (e): never about an ICMPv6 error, nor to a source
+    /// that names no single node.
+    #[test]
+    fn no_packet_too_big_about_errors_or_to_unspecified_or_multicast() {
+        for src in ["::", "ff02::1"] {
+            let d = ipv6_datagram(src, "2001:db8:10::1", &[0; 1440]);
+            assert!(packet_too_big(&d, 1400).is_none(), "{src}");
+        }
+        let mut err = ipv6_datagram("2001:db8:99::9", "2001:db8:10::1", &[1; 1440]);
+        err[6] = 58; // ICMPv6, type 1: destination unreachable
+        assert!(packet_too_big(&err, 1400).is_none());
+        err[40] = 128; // echo request: informational, answered
+        assert!(packet_too_big(&err, 1400).is_some());
+    }
+
     #[test]
     fn link_local_is_fe80_slash_10() {
         assert!(is_link_local("fe80::1".parse().unwrap()));
@@ -168,6 +262,7 @@ pub(crate) mod tests {
                 prop_assert!(p.packet().len() >= HEADER_LEN);
                 let _ = (p.src_addr(), p.dst_addr(), p.traffic_class());
             }
+            let _ = packet_too_big(&bytes, 40);
         }
     }
 }

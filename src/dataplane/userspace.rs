@@ -7,9 +7,9 @@
 //! [`super::process`]; these tasks only move buffers.
 
 use std::io::{self, Read};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::sync::{Arc, RwLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::io::unix::AsyncFd;
@@ -27,6 +27,7 @@ use super::recv::Batch;
 use super::source::{SharedSources, SourceVerdict};
 use super::TunnelError;
 use crate::netlink::Netlink;
+use crate::ratelimit::{Limits, SourceLimiter, Verdict};
 use crate::sys::async_fd;
 use crate::sys::tun::TunDevice;
 
@@ -384,6 +385,7 @@ async fn device_to_network(
     counters: Arc<Counters>,
 ) {
     let Egress { raw, udp, sources } = egress;
+    let mut too_big = TooBig::new();
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut out = Vec::with_capacity(MAX_DATAGRAM);
     let mut ident: u16 = rand::random();
@@ -428,43 +430,104 @@ async fn device_to_network(
         if let Err(e) = sent {
             Counters::bump(&counters.send_errors);
             tracing::debug!(error = %e, to = %tx.to, "sending a tunnelled datagram failed");
-            if e.raw_os_error() == Some(libc::EMSGSIZE) && tx.encapsulation == Encapsulation::IpInIp
-            {
-                too_big(&buf[..n], *tx.to.ip());
+            if e.raw_os_error() == Some(libc::EMSGSIZE) {
+                // What the plane put in front of the datagram: `out` is
+                // the whole IP datagram for IP in IP, the UDP payload for
+                // RFC 3519 (then the IPv4 and UDP headers come on top).
+                let headers = match tx.encapsulation {
+                    Encapsulation::IpInIp => 0,
+                    Encapsulation::Udp => super::ipv4::MIN_HEADER_LEN + UDP_HEADER_LEN,
+                };
+                let overhead = out.len().saturating_sub(n) + headers;
+                too_big.answer(&buf[..n], *tx.to.ip(), overhead, &counters);
             }
         }
     }
 }
 
-/// RFC 2003 §5.1: `inner`, DF set, did not fit the path to the tunnel's
-/// far end `to` (the kernel knows its MTU, e.g. from an ESP gateway's
-/// "fragmentation needed"): its source is told the tunnel MTU, or it
-/// would retransmit the same size for ever (a PMTU black hole).
-fn too_big(inner: &[u8], to: Ipv4Addr) {
-    let mtu = || -> io::Result<u16> {
-        // The kernel's path MTU to `to`, read through a connected socket.
-        let s = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
-        s.connect((to, 9))?;
-        let pmtu = nix::sys::socket::getsockopt(&s, nix::sys::socket::sockopt::IpMtu)?;
-        Ok(u16::try_from(pmtu).unwrap_or(u16::MAX))
-    };
-    let Ok(pmtu) = mtu() else { return };
-    let tunnel_mtu = pmtu.saturating_sub(super::ipv4::MIN_HEADER_LEN as u16);
-    let Some(icmp) = super::ipip::fragmentation_needed(inner, tunnel_mtu) else {
-        return;
-    };
-    let Ok(p) = super::ipv4::Ipv4Packet::new_checked(inner) else {
-        return;
-    };
-    let src = SockAddr::from(SocketAddrV4::new(p.src_addr(), 0));
-    let sent = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))
-        .and_then(|s| s.send_to(&icmp, &src));
-    match sent {
-        Ok(_) => {
-            tracing::debug!(to = %p.src_addr(), tunnel_mtu, "fragmentation needed sent (RFC 2003 §5.1)")
+const UDP_HEADER_LEN: usize = 8;
+
+/// How often the plane tells a source its datagram was too big for the
+/// tunnel. RFC 4443 §2.4 (f): ICMPv6 errors MUST be rate-limited (and RFC
+/// 1812 §4.3.2.8 asks the same of ICMP). Generous, since each answer lost
+/// costs the source a full-size retransmission and every mobile node it
+/// talks to needs one of its own; bounded, since the source may be
+/// spoofed. The total is Linux's own (`icmp_msgs_per_sec`,
+/// `icmp_msgs_burst`).
+const TOO_BIG_LIMITS: Limits = Limits {
+    per_source_burst: 10,
+    per_source_rate: 10.0,
+    total_burst: 50,
+    total_rate: 1000.0,
+    max_sources: 4096,
+};
+
+/// The answers to datagrams that did not fit the path to the tunnel's far
+/// end (the kernel knows its MTU, e.g. from an ESP gateway's
+/// "fragmentation needed", and refused the send with EMSGSIZE): without
+/// one the source would retransmit the same size for ever (a PMTU black
+/// hole). IPv4 with DF gets "fragmentation needed" (RFC 2003 §5.1), IPv6
+/// a Packet Too Big (RFC 4213 §3.2), both carrying the tunnel MTU: the
+/// path MTU less what the plane puts in front of the datagram.
+struct TooBig {
+    limiter: SourceLimiter,
+}
+
+impl TooBig {
+    fn new() -> Self {
+        TooBig {
+            limiter: SourceLimiter::new(TOO_BIG_LIMITS, Instant::now()),
         }
-        Err(e) => tracing::debug!(error = %e, "fragmentation needed not sent"),
     }
+
+    fn answer(&mut self, inner: &[u8], to: Ipv4Addr, overhead: usize, counters: &Counters) {
+        let Ok(pmtu) = path_mtu(to) else { return };
+        let tunnel_mtu = pmtu.saturating_sub(overhead);
+        let Some((icmp, src)) = too_big_message(inner, tunnel_mtu) else {
+            return;
+        };
+        if self.limiter.allow(Instant::now(), src) == Verdict::Refused {
+            Counters::bump(&counters.too_big_limited);
+            return;
+        }
+        let sent = match src {
+            IpAddr::V4(a) => Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))
+                .and_then(|s| s.send_to(&icmp, &SocketAddrV4::new(a, 0).into())),
+            // The kernel computes an ICMPv6 raw socket's checksum (RFC
+            // 3542 §3.1) over the source address it picks.
+            IpAddr::V6(a) => Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))
+                .and_then(|s| s.send_to(&icmp, &SocketAddrV6::new(a, 0, 0, 0).into())),
+        };
+        match sent {
+            Ok(_) => {
+                Counters::bump(&counters.too_big_sent);
+                tracing::debug!(to = %src, tunnel_mtu, "datagram too big for the tunnel: told its source");
+            }
+            Err(e) => tracing::debug!(error = %e, to = %src, "too-big answer not sent"),
+        }
+    }
+}
+
+/// The ICMP or ICMPv6 answer to `inner` for a tunnel of `tunnel_mtu`, and
+/// where it goes (the datagram's source); `None` when it gets none.
+fn too_big_message(inner: &[u8], tunnel_mtu: usize) -> Option<(Vec<u8>, IpAddr)> {
+    if inner.first().is_some_and(|v| v >> 4 == 6) {
+        let src = super::ipv6::Ipv6Packet::new_checked(inner).ok()?.src_addr();
+        let icmp = super::ipv6::packet_too_big(inner, tunnel_mtu)?;
+        return Some((icmp, src.into()));
+    }
+    let src = super::ipv4::Ipv4Packet::new_checked(inner).ok()?.src_addr();
+    let mtu = u16::try_from(tunnel_mtu).unwrap_or(u16::MAX);
+    let icmp = super::ipip::fragmentation_needed(inner, mtu)?;
+    Some((icmp, src.into()))
+}
+
+/// The kernel's path MTU to `to`, read through a connected socket.
+fn path_mtu(to: Ipv4Addr) -> io::Result<usize> {
+    let s = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+    s.connect((to, 9))?;
+    let pmtu = nix::sys::socket::getsockopt(&s, nix::sys::socket::sockopt::IpMtu)?;
+    Ok(usize::try_from(pmtu).unwrap_or(0))
 }
 
 /// A raw IPv4 socket for one IP protocol, registered with the runtime. We

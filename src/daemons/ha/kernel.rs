@@ -121,10 +121,41 @@ impl Installed {
 pub struct KernelRecord {
     /// net.ipv4.ip_forward before the first instance turned it on.
     pub ip_forward_was: Option<bool>,
+    /// net.ipv6.conf.all.forwarding likewise (DSMIPv4 prefixes
+    /// configured). Absent from records of versions without it.
+    #[serde(default)]
+    pub ipv6_forwarding_was: Option<bool>,
     /// Proxy ARP entries: (home link, home address).
     pub proxy_arp: Vec<(String, Ipv4Addr)>,
     /// The kernel backend's tunnel links (`ipip`, and `sit` for IPv6).
     pub links: Vec<String>,
+}
+
+/// RFC 5454: with IPv6 prefixes configured the HA forwards IPv6 between
+/// its links and the tunnels as it does IPv4, so it turns
+/// net.ipv6.conf.all.forwarding on like net.ipv4.ip_forward (without it
+/// IPv6 to the mobile nodes would go nowhere, silently) and restores it
+/// at shutdown. Returns the value found when it changed it. It cannot be
+/// turned on (IPv6 disabled on the host): no start, naming the sysctl.
+fn ipv6_forwarding(cfg: &HaConfig) -> Result<Option<bool>, String> {
+    if !cfg.mobile_nodes.iter().any(|m| m.ipv6_prefix.is_some()) {
+        return Ok(None);
+    }
+    let cannot = |e| {
+        format!("mobile_node.ipv6_prefix is configured but net.ipv6.conf.all.forwarding cannot be turned on: {e}")
+    };
+    if sysctl::ipv6_forwarding().map_err(cannot)? {
+        return Ok(None);
+    }
+    // Forwarding on makes accept_ra = 1 mean "ignore Router
+    // Advertisements": say so where it does.
+    let ra = sysctl::accept_ra_unless_forwarding();
+    sysctl::set_ipv6_forwarding(true).map_err(cannot)?;
+    info!("net.ipv6.conf.all.forwarding set to 1 for the IPv6 prefixes (restored at shutdown)");
+    if !ra.is_empty() {
+        warn!(interfaces = %ra.join(","), "these interfaces stop accepting Router Advertisements while IPv6 forwarding is on (accept_ra = 1); set accept_ra = 2 on them to keep autoconfiguration");
+    }
+    Ok(Some(false))
 }
 
 /// The daemon's data plane and what it installed per binding.
@@ -142,6 +173,8 @@ pub struct Installer {
     sit_links: SharedLinks<TunnelDevice>,
     /// net.ipv4.ip_forward before we turned it on, restored at shutdown.
     forward_was: Option<bool>,
+    /// net.ipv6.conf.all.forwarding likewise.
+    forward6_was: Option<bool>,
     /// Kernel backend: datagrams its RFC 3024 ingress rule dropped, as
     /// last read ([`Installer::refresh_counters`]).
     ingress_dropped: Option<u64>,
@@ -213,6 +246,8 @@ impl Installer {
         // An instance killed before its shutdown left it on: the value it
         // found is the one to restore.
         let forward_was = previous.ip_forward_was.or(forward_was);
+        let found6 = ipv6_forwarding(cfg)?;
+        let forward6_was = previous.ipv6_forwarding_was.or(found6);
         let mut ingress_dropped = None;
         if dp.backend() == Backend::Kernel {
             // The userspace plane checks inner sources itself; kernel ipip
@@ -257,6 +292,7 @@ impl Installer {
                 sit_links: SharedLinks::default(),
                 generation: 0,
                 forward_was,
+                forward6_was,
                 ingress_dropped,
                 ipv6_spoofed,
             },
@@ -368,6 +404,7 @@ impl Installer {
         links.dedup();
         KernelRecord {
             ip_forward_was: self.forward_was,
+            ipv6_forwarding_was: self.forward6_was,
             proxy_arp,
             links,
         }
@@ -765,6 +802,11 @@ impl Installer {
         if let Some(was) = self.forward_was.take() {
             if let Err(e) = sysctl::set_ip_forward(was) {
                 warn!("cannot restore net.ipv4.ip_forward: {e}");
+            }
+        }
+        if let Some(was) = self.forward6_was.take() {
+            if let Err(e) = sysctl::set_ipv6_forwarding(was) {
+                warn!("cannot restore net.ipv6.conf.all.forwarding: {e}");
             }
         }
     }

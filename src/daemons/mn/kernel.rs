@@ -512,14 +512,32 @@ impl Installer {
     /// (`dataplane::sit::mtu_beside`): left at the sit default of 1480 in
     /// mode 'mc', IPv6 over ESP lost its first full-size segments after
     /// each move until the kernel learnt the path MTU. The userspace
-    /// plane's TUN carries both families and is sized above.
+    /// plane's TUN carries both families at the IPv4 tunnel's link MTU;
+    /// IPv6 to the home address (RFC 5454 §2.2 code 0) goes inside that
+    /// tunnel in an IPv4 header of its own, 20 bytes more, so the TUN's
+    /// IPv6 MTU (`net.ipv6.conf.DEV.mtu`, which the kernel puts back to
+    /// the link MTU on each change of it: set after it) is that much less.
     async fn apply_mtu6(&self) -> Result<(), String> {
-        let (Some(mtu), Some((dev, to))) = (self.tunnel_mtu_now(), self.home6.device()) else {
+        let Some((dev, to)) = self.home6.device() else {
             return Ok(());
         };
         if !dev.ifname.starts_with(crate::dataplane::sit::LINK_PREFIX) {
+            // Not fatal: the plane answers what does not fit with a
+            // Packet Too Big (dataplane::userspace).
+            let set = sysctl::link_mtu(&dev.ifname)
+                .map(|m| crate::dataplane::sit::mtu_beside(m, to))
+                .and_then(|m| sysctl::set_ipv6_mtu(&dev.ifname, m).map(|()| m));
+            match set {
+                Ok(mtu) => info!(device = %dev.ifname, mtu, ?to, "IPv6 mtu of the tunnel device"),
+                Err(e) => {
+                    warn!(device = %dev.ifname, error = %e, "cannot set the IPv6 mtu of the tunnel device")
+                }
+            }
             return Ok(());
         }
+        let Some(mtu) = self.tunnel_mtu_now() else {
+            return Ok(());
+        };
         let mtu = crate::dataplane::sit::mtu_beside(mtu, to);
         self.nl
             .set_link_mtu(dev.ifindex, mtu)
