@@ -83,6 +83,9 @@ pub struct VmOptions {
     /// A job in place of the lab's scenarios (the packages' clean-system
     /// test, tests/packaging_clean.rs); `scenarios` then names its result.
     pub job: Option<Job>,
+    /// The guest's mip4-lab arguments in place of `run NAME --json` (a
+    /// bench run inside the guest: `scenarios` names it, one name).
+    pub guest_args: Option<String>,
 }
 
 /// A guest job other than the lab's scenarios: its own image and script.
@@ -117,6 +120,7 @@ impl VmOptions {
             ),
             scenario_timeout: Duration::from_secs(600),
             job: None,
+            guest_args: None,
         }
     }
 }
@@ -142,7 +146,8 @@ impl Outcome {
 /// [`run`] reports through `on_line` as a `vm` line.
 pub fn run(opts: &VmOptions, on_line: &mut dyn FnMut(&serde_json::Value)) -> Result<Vec<Outcome>> {
     preflight()?;
-    for name in opts.scenarios.iter().filter(|_| opts.job.is_none()) {
+    let scenarios = opts.job.is_none() && opts.guest_args.is_none();
+    for name in opts.scenarios.iter().filter(|_| scenarios) {
         if !opts.lab_dir.join("scenarios").join(name).is_dir() {
             return Err(Error::Other(format!(
                 "no scenario `{name}` in {} (see `mip4-lab list`)",
@@ -355,10 +360,14 @@ fn write_share(opts: &VmOptions, share: &Path) -> Result<()> {
         ));
     }
     for name in &opts.scenarios {
+        let args = match &opts.guest_args {
+            Some(args) => args.clone(),
+            None => format!("run {name} --json{run_args}"),
+        };
         script.push_str(&format!(
             "mkdir -p $TMPDIR\n\
              echo \"mip4-vm: {name} start\" >/dev/console\n\
-             {lab} run {name} --json{run_args} >/mnt/run/{name}.jsonl.part 2>/mnt/run/{name}.stderr\n\
+             {lab} {args} >/mnt/run/{name}.jsonl.part 2>/mnt/run/{name}.stderr\n\
              rc=$?\n\
              mv /mnt/run/{name}.jsonl.part /mnt/run/{name}.jsonl\n\
              mkdir -p /mnt/run/logs/{name}\n\
