@@ -175,7 +175,8 @@ pub fn run(opts: &VmOptions, on_line: &mut dyn FnMut(&serde_json::Value)) -> Res
     let outcomes = qemu.follow(opts, &share, &console, on_line);
     let took = started.elapsed().as_secs_f64();
     on_line(
-        &serde_json::json!({"type": "vm", "event": "powered_off", "boot_to_off_s": (took * 10.0).round() / 10.0, "console": console}),
+        &serde_json::json!({"type": "vm", "event": "powered_off", "boot_to_off_s": (took * 10.0).round() / 10.0, "console": console,
+            "vcpu_ran_s": (qemu.vcpu.0 * 10.0).round() / 10.0, "vcpu_waited_s": (qemu.vcpu.1 * 10.0).round() / 10.0}),
     );
     if let Some(dir) = &opts.capture {
         copy_captures(opts, &share, dir)?;
@@ -384,6 +385,24 @@ fn write_share(opts: &VmOptions, share: &Path) -> Result<()> {
 /// A running QEMU; killed when dropped.
 struct Guest {
     child: Child,
+    /// Its busiest thread (the vCPU under TCG), last read: seconds on a
+    /// host CPU and seconds runnable but waiting for one (schedstat). The
+    /// second is time the guest stood still while its clock ran on.
+    vcpu: (f64, f64),
+}
+
+/// `/proc/PID/task/*/schedstat` of the thread with the most CPU time:
+/// (seconds run, seconds waited on a run queue).
+fn busiest_thread(pid: u32) -> Option<(f64, f64)> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+        .filter_map(|t| {
+            let text = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+            let mut w = text.split_whitespace().map(|n| n.parse::<f64>().ok());
+            Some((w.next()?? / 1e9, w.next()?? / 1e9))
+        })
+        .max_by(|a, b| a.0.total_cmp(&b.0))
 }
 
 impl Drop for Guest {
@@ -440,7 +459,10 @@ impl Guest {
                 cmd: qemu(),
                 source,
             })?;
-        Ok(Guest { child })
+        Ok(Guest {
+            child,
+            vcpu: (0.0, 0.0),
+        })
     }
 
     /// Follows the guest until it powers off: prints each scenario's lines
@@ -542,6 +564,9 @@ impl Guest {
                     None => "the guest did not power off after the last scenario".to_string(),
                 };
                 return Err(killed(format!("the guest hung: {what}")));
+            }
+            if let Some(v) = busiest_thread(self.child.id()) {
+                self.vcpu = v;
             }
             std::thread::sleep(Duration::from_millis(100));
         }

@@ -91,9 +91,22 @@ pub struct Report {
     pub ike_rtt_ms: Spread,
     /// Whether the heartbeat and route watch ran real-time.
     pub realtime: bool,
+    /// Of the moves' time, the share the guest stood still (heartbeat).
+    pub stalled_share: f64,
+    /// The host's view (`--vm`): QEMU's vCPU thread over the whole boot.
+    pub host: Option<HostView>,
     /// Why the run stopped early, if it did (the moves before it count).
     pub error: Option<String>,
     pub samples: Vec<Sample>,
+}
+
+/// The host's view of the guest's vCPU thread over the boot (schedstat).
+#[derive(Debug, Clone, Copy, Serialize, Default, PartialEq)]
+pub struct HostView {
+    pub boot_to_off_s: f64,
+    pub vcpu_ran_s: f64,
+    /// Runnable but waiting for a host CPU: the guest stood still.
+    pub vcpu_waited_s: f64,
 }
 
 /// The figure names of round `round`'s move to `net` (`b` or `a`).
@@ -204,8 +217,15 @@ fn variant(samples: &[Sample], mip4: bool) -> Variant {
 }
 
 /// The figures of a run (pure: tested without a lab).
-pub fn report(tier: &str, summary: &Summary, rounds: usize, realtime: bool) -> Report {
+pub fn report(
+    tier: &str,
+    summary: &Summary,
+    rounds: usize,
+    realtime: bool,
+    host: Option<HostView>,
+) -> Report {
     let samples = samples(&summary.figures, rounds);
+    let total = |f: &dyn Fn(&Sample) -> f64| samples.iter().map(f).sum::<f64>();
     let ms = |mip4: bool| -> Vec<f64> {
         let s = samples.iter().filter(|s| s.mip4 == mip4);
         s.map(|s| s.ms).collect()
@@ -225,6 +245,8 @@ pub fn report(tier: &str, summary: &Summary, rounds: usize, realtime: bool) -> R
         ratio_unstalled: round2(median(&unstalled(true)) / median(&unstalled(false))),
         ike_rtt_ms: Spread::of(&rtts),
         realtime,
+        stalled_share: round2(total(&|s| s.stall_ms) / total(&|s| s.ms)),
+        host,
         error: summary.error.clone(),
         samples,
     }
@@ -269,15 +291,26 @@ pub fn run_vm(
     bin_dir: &Path,
     rounds: usize,
     progress: &mut dyn FnMut(&str),
-) -> Result<Summary> {
+) -> Result<(Summary, HostView)> {
     let project = Path::new(env!("CARGO_MANIFEST_DIR"));
     let name = "handover-rounds".to_string();
     let mut opts = crate::lab::vm::VmOptions::new(project, lab_dir, bin_dir, vec![name]);
     opts.guest_args = Some(format!("bench --handover {rounds} --one-lab --json"));
     // Minutes per round under TCG: the guest's whole run is one "scenario".
     opts.scenario_timeout = std::time::Duration::from_secs(600 + 180 * rounds as u64);
+    let mut host = HostView::default();
     let outcomes = crate::lab::vm::run(&opts, &mut |v| match v["type"].as_str() {
-        Some("vm") => progress(&format!("vm: {v}")),
+        Some("vm") => {
+            if v["event"] == "powered_off" {
+                let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+                host = HostView {
+                    boot_to_off_s: f("boot_to_off_s"),
+                    vcpu_ran_s: f("vcpu_ran_s"),
+                    vcpu_waited_s: f("vcpu_waited_s"),
+                };
+            }
+            progress(&format!("vm: {v}"));
+        }
         Some("event") if v["event"] == "timed_move" => progress(&describe(&v["detail"])),
         Some("event") if v["event"] == "charon_started" && v["host"] == "mn" => {
             progress(&format!("mn charon, mip4 = {}", v["detail"]["mip4"]));
@@ -288,14 +321,16 @@ pub fn run_vm(
         .into_iter()
         .next()
         .ok_or_else(|| Error::Other("the guest ran nothing".into()))?;
-    o.summary
+    let summary = o
+        .summary
         .and_then(|s| serde_json::from_value(s).ok())
         .ok_or_else(|| {
             Error::Other(format!(
                 "the guest printed no summary (exit {}; its logs are kept)",
                 o.status
             ))
-        })
+        })?;
+    Ok((summary, host))
 }
 
 fn describe(d: &serde_json::Value) -> String {
@@ -344,7 +379,21 @@ pub fn markdown(r: &Report, command: &str) -> String {
          shared host). A real-time heartbeat thread in the guest wakes every 2 ms and \
          records each wake-up more than 3 ms late; the stalled time inside each \
          interval is reported. Nothing is discarded: the first rows are as measured, \
-         the last ones less the stalls.{}\n",
+         the last ones less the stalls. Inside the moves the guest stood still {:.0}% \
+         of the time.{}{}\n",
+        r.stalled_share * 100.0,
+        match r.host {
+            Some(h) => format!(
+                " The host's own count agrees: over the boot ({:.0} s) QEMU's vCPU \
+                 thread ran {:.0} s on a host CPU and waited {:.0} s ({:.0}%) runnable \
+                 for one (its schedstat), while the guest's clock ran on.",
+                h.boot_to_off_s,
+                h.vcpu_ran_s,
+                h.vcpu_waited_s,
+                100.0 * h.vcpu_waited_s / h.boot_to_off_s
+            ),
+            None => String::new(),
+        },
         if r.realtime {
             ""
         } else {
@@ -424,6 +473,7 @@ pub fn cli(
     let summary = if vm {
         eprintln!("mip4-lab bench: handover, {rounds} rounds on one lab in the kernel tier");
         run_vm(&lab_dir, bin_dir, rounds, &mut |l| eprintln!("{l}"))
+            .map(|(s, host)| (s, Some(host)))
     } else if json {
         // The guest's side: the lines the host reads, as `run --json`.
         let s = run_one_lab(&lab_dir, rounds, &opts, &mut |e| {
@@ -450,8 +500,9 @@ pub fn cli(
                 eprintln!("{}", describe(&e.detail));
             }
         })
+        .map(|s| (s, None))
     };
-    let summary = match summary {
+    let (summary, host) = match summary {
         Ok(s) => s,
         Err(e) => {
             eprintln!("mip4-lab bench: {e}");
@@ -463,6 +514,7 @@ pub fn cli(
         &summary,
         rounds,
         realtime_of(&summary.events),
+        host,
     );
     if r.samples.is_empty() {
         eprintln!(
@@ -529,7 +581,12 @@ mod tests {
             error: None,
             events: vec![],
         };
-        let r = report("vm", &summary, 2, true);
+        let host = HostView {
+            boot_to_off_s: 100.0,
+            vcpu_ran_s: 30.0,
+            vcpu_waited_s: 60.0,
+        };
+        let r = report("vm", &summary, 2, true, Some(host));
         assert_eq!(r.samples.len(), 4);
         assert_eq!((r.stock.ms.median, r.stock.ms.worst), (700.0, 1200.0));
         assert_eq!(r.stock.unstalled_ms.median, 200.0);
@@ -544,5 +601,7 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("mip4 1 of 2 moves, stock 0 of 2"), "{md}");
+        assert!(md.contains("stood still 67% of the time"), "{md}");
+        assert!(md.contains("waited 60 s (60%)"), "{md}");
     }
 }
