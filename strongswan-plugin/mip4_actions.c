@@ -4,6 +4,7 @@
 
 #include "mip4_actions.h"
 #include "mip4_copy.h"
+#include "mip4_update.h"
 
 #include <daemon.h>
 #include <processing/jobs/callback_job.h>
@@ -201,10 +202,42 @@ static bool mobike_pending(char *name)
 }
 
 /**
+ * The direct update (mip4_update.c) on IKE_SA id, if safe: TRUE if it
+ * moves the IKE_SA now. Checks the IKE_SA out and in again (destroying it
+ * if initiating says so), as charon's own jobs do.
+ */
+static bool update_directly(uint32_t id)
+{
+	ike_sa_t *ike_sa;
+	status_t status;
+	bool queued;
+
+	ike_sa = charon->ike_sa_manager->checkout_by_id(charon->ike_sa_manager, id);
+	if (!ike_sa)
+	{
+		return FALSE;
+	}
+	queued = mip4_update_queue(ike_sa, &status);
+	if (status == DESTROY_ME)
+	{
+		charon->ike_sa_manager->checkin_and_destroy(charon->ike_sa_manager,
+													ike_sa);
+	}
+	else
+	{
+		charon->ike_sa_manager->checkin(charon->ike_sa_manager, ike_sa);
+	}
+	return queued;
+}
+
+/**
  * mip4d saw a usable address before charon's kernel interface reported
- * it (kernel-netlink waits ROAM_DELAY, 100 ms, to coalesce events): queue
- * the roam job it would queue then, so MOBIKE (RFC 4555) starts now. Its
- * own delayed event still follows and finds the path current.
+ * it (kernel-netlink waits ROAM_DELAY, 100 ms, to coalesce events). When
+ * the IKE_SA's own address is gone, MOBIKE's update (RFC 4555 §3.5) goes
+ * out at once without charon's path check (mip4_update.c); otherwise
+ * queue the roam job kernel-netlink would queue, so charon's MOBIKE
+ * starts now. kernel-netlink's own delayed event still follows and finds
+ * the path current.
  */
 static mip4_action_status_t roam(char *name)
 {
@@ -213,6 +246,10 @@ static mip4_action_status_t roam(char *name)
 	if (!find_ike_sas(name, &id, 1, NULL))
 	{
 		return MIP4_ACT_NOT_FOUND;
+	}
+	if (update_directly(id))
+	{
+		return MIP4_ACT_OK;
 	}
 	if (mobike_pending(name))
 	{

@@ -80,5 +80,12 @@ fn lab_untrusted_moves_keep_the_ike_sa_and_the_binding() {
     }
     assert_eq!(figure(&s, "requests_sent_in_moves"), 0.0);
     check_held(&s, "binding ");
+    // One UPDATE_SA_ADDRESSES per move, each the plugin's direct update
+    // (the old address was gone), no path check on the MN (issue 14 §1).
+    check_held(
+        &s,
+        "grep -c 'generating INFORMATIONAL request.*N(UPD_SA_ADDR)'",
+    );
+    check_held(&s, "grep -c 'mip4: direct MOBIKE update'");
     moves_flowed(&s);
 }

@@ -1,6 +1,7 @@
 //! Issue 14 §1 on the Figure 1 lab: mip4d asks charon, through the
-//! plugin, to roam as soon as it sees a usable address (`untrusted-move`),
-//! and charon's own roaming still moves the VPN when mip4d is down
+//! plugin, to roam as soon as it sees a usable address (`untrusted-move`;
+//! with the old address gone, the plugin's direct MOBIKE update), and
+//! charon's own roaming still moves the VPN when mip4d is down
 //! (`vpn-move-plugin-alone`). Timing figures are `mip4-lab bench`'s, not
 //! asserted here. Needs root, strongSwan 5.9.8 and the built plugin.
 
@@ -16,6 +17,14 @@ fn untrusted_move_asks_charon_to_roam_through_the_plugin() {
     check_held(&s, "cat ");
     let heard = &event(&s, "mobike_heard").detail;
     assert_eq!(heard["to"], "192.168.1.100");
+    // The old address was gone: the plugin sent one UPDATE_SA_ADDRESSES
+    // with NAT detection and COOKIE2 at once, without charon's path check
+    // (evaltest: no "checking path" in the MN's log).
+    check_held(&s, "grep -c 'mip4: direct MOBIKE update");
+    check_held(
+        &s,
+        "grep -c 'generating INFORMATIONAL request.*N(UPD_SA_ADDR) N(NATD_S_IP)",
+    );
 }
 
 #[test]

@@ -1,0 +1,362 @@
+/*
+ * Copyright (C) the mip4-mobike authors. GPL-2.0-or-later.
+ */
+
+#include "mip4_update.h"
+
+#include <daemon.h>
+#include <encoding/payloads/notify_payload.h>
+#include <sa/ikev2/tasks/ike_natd.h>
+
+/**
+ * COOKIE2's length (RFC 4555 allows 8 to 64 octets).
+ */
+#define COOKIE2_SIZE 16
+
+/**
+ * The task type the update claims. A MOBIKE task of our own would be
+ * TASK_IKE_MOBIKE, but libcharon casts those to its private ike_mobike
+ * struct (ike_mobike.c, task_manager_v2.c). In 5.9.8 TASK_IKE_REDIRECT
+ * is only ever compared, never cast (task_manager_v2.c activate_task(),
+ * ike_redirect.c), and is activated right after IKE_MOBIKE and
+ * IKE_DELETE: before a queued CHILD_SA delete, create or rekey, as RFC
+ * 4555 §3.5 wants the update to go as soon as the window allows.
+ */
+#define MIP4_UPDATE_TYPE TASK_IKE_REDIRECT
+
+typedef struct private_mip4_update_t private_mip4_update_t;
+
+/**
+ * The update task (initiator only).
+ */
+struct private_mip4_update_t {
+
+	/** task_t interface */
+	task_t task;
+
+	/** IKE_SA moved */
+	ike_sa_t *ike_sa;
+
+	/** source of the update (the kernel's towards the peer, our port) */
+	host_t *me;
+
+	/** COOKIE2 sent, the answer must echo it */
+	chunk_t cookie2;
+
+	/** NAT detection in this exchange (charon's exported task) */
+	ike_natd_t *natd;
+
+	/** message ID of the update in flight */
+	uint32_t mid;
+
+	/** the update has been sent */
+	bool sent;
+};
+
+METHOD(task_t, get_type, task_type_t,
+	private_mip4_update_t *this)
+{
+	return MIP4_UPDATE_TYPE;
+}
+
+/*
+ * Described in header
+ */
+bool mip4_update_is(task_t *task)
+{
+	/* only our tasks carry our get_type */
+	return task->get_type == (void*)_get_type;
+}
+
+/**
+ * Our task in queue of ike_sa, if any.
+ */
+static private_mip4_update_t *find_update(ike_sa_t *ike_sa, task_queue_t queue)
+{
+	enumerator_t *enumerator;
+	task_t *task, *found = NULL;
+
+	enumerator = ike_sa->create_task_enumerator(ike_sa, queue);
+	while (enumerator->enumerate(enumerator, &task))
+	{
+		if (mip4_update_is(task))
+		{
+			found = task;
+			break;
+		}
+	}
+	enumerator->destroy(enumerator);
+	return (private_mip4_update_t*)found;
+}
+
+/**
+ * Whether a task of type (or any task) is in queue of ike_sa.
+ */
+static bool has_task(ike_sa_t *ike_sa, task_queue_t queue, task_type_t type,
+					 bool any)
+{
+	enumerator_t *enumerator;
+	task_t *task;
+	bool found = FALSE;
+
+	enumerator = ike_sa->create_task_enumerator(ike_sa, queue);
+	while (enumerator->enumerate(enumerator, &task))
+	{
+		if (any || task->get_type(task) == type)
+		{
+			found = TRUE;
+			break;
+		}
+	}
+	enumerator->destroy(enumerator);
+	return found;
+}
+
+/**
+ * The kernel's source towards the peer with the IKE_SA's local port (4500
+ * after NAT-T's float), or NULL; only while the IKE_SA's own local
+ * address is gone from this host: break before make, so the direct
+ * update cannot take the IKE_SA off a path that still works (charon's
+ * path check then decides, RFC 4555 §3.5 leaves the choice to the
+ * initiator's policy).
+ */
+static host_t *new_source(ike_sa_t *ike_sa)
+{
+	host_t *me, *src;
+
+	me = ike_sa->get_my_host(ike_sa);
+	if (charon->kernel->get_interface(charon->kernel, me, NULL))
+	{
+		return NULL;
+	}
+	src = charon->kernel->get_source_addr(charon->kernel,
+										  ike_sa->get_other_host(ike_sa), NULL);
+	if (src)
+	{
+		src->set_port(src, me->get_port(me));
+	}
+	return src;
+}
+
+METHOD(task_t, build_i, status_t,
+	private_mip4_update_t *this, message_t *message)
+{
+	rng_t *rng;
+
+	DESTROY_IF(this->me);
+	this->me = NULL;
+	if (this->ike_sa->get_state(this->ike_sa) == IKE_ESTABLISHED &&
+		this->ike_sa->supports_extension(this->ike_sa, EXT_MOBIKE) &&
+		message->get_exchange_type(message) == INFORMATIONAL)
+	{
+		this->me = new_source(this->ike_sa);
+	}
+	if (!this->me)
+	{	/* the SA changed while queued (a reauth, an older move answered):
+		 * nothing to send, charon's own roaming follows */
+		message->set_exchange_type(message, EXCHANGE_TYPE_UNDEFINED);
+		return SUCCESS;
+	}
+	/* RFC 4555 §3.5: the update leaves from the new address; NAT-D below
+	 * hashes the message's addresses */
+	message->set_source(message, this->me->clone(this->me));
+	message->add_notify(message, FALSE, UPDATE_SA_ADDRESSES, chunk_empty);
+
+	/* RFC 4555 §3.5: COOKIE2 makes the answer prove it answers this
+	 * request (return routability of the answer) */
+	chunk_free(&this->cookie2);
+	rng = lib->crypto->create_rng(lib->crypto, RNG_STRONG);
+	if (!rng || !rng->allocate_bytes(rng, COOKIE2_SIZE, &this->cookie2))
+	{
+		DESTROY_IF(rng);
+		return FAILED;
+	}
+	rng->destroy(rng);
+	message->add_notify(message, FALSE, COOKIE2, this->cookie2);
+
+	/* RFC 4555 §3.5: NAT_DETECTION_*_IP for the new addresses */
+	if (this->natd)
+	{
+		this->natd->task.destroy(&this->natd->task);
+	}
+	this->natd = ike_natd_create(this->ike_sa, TRUE);
+	this->natd->task.build(&this->natd->task, message);
+
+	this->mid = message->get_message_id(message);
+	DBG1(DBG_IKE, "mip4: direct MOBIKE update %#H - %#H, no path check "
+		 "(the old address is gone)", this->me,
+		 this->ike_sa->get_other_host(this->ike_sa));
+	return NEED_MORE;
+}
+
+METHOD(task_t, post_build, status_t,
+	private_mip4_update_t *this, message_t *message)
+{
+	/* RFC 4555 §3.5: the initiator updates the IKE_SA and its IPsec SAs
+	 * with the new addresses (no return routability check required by our
+	 * policy), then sends the update; its retransmissions leave from the
+	 * IKE_SA's addresses. Kernel ESP moves the outbound SAs in place now;
+	 * kernel-libipsec cannot (update_sa: NOT_SUPPORTED) and charon queues
+	 * a CHILD_SA rekey, which the task manager starts after this exchange
+	 * (a nested initiate is deferred while an exchange is in flight). */
+	this->ike_sa->set_condition(this->ike_sa, COND_STALE, FALSE);
+	this->ike_sa->update_hosts(this->ike_sa, this->me, NULL,
+							   UPDATE_HOSTS_FORCE_ALL);
+	this->sent = TRUE;
+	return NEED_MORE;
+}
+
+METHOD(task_t, process_i, status_t,
+	private_mip4_update_t *this, message_t *message)
+{
+	notify_payload_t *notify;
+	chunk_t echoed = chunk_empty;
+	bool nat;
+
+	/* RFC 4555 §3.5: the responder copies COOKIE2 into its answer */
+	notify = message->get_notify(message, COOKIE2);
+	if (notify)
+	{
+		echoed = notify->get_notification_data(notify);
+	}
+	if (!chunk_equals_const(this->cookie2, echoed))
+	{
+		DBG1(DBG_IKE, "mip4: COOKIE2 mismatch, closing IKE_SA");
+		return FAILED;
+	}
+	if (find_update(this->ike_sa, TASK_QUEUE_QUEUED))
+	{	/* RFC 4555 §3.5: the address changed again while waiting, the
+		 * queued update follows; no MOBIKE processing of this answer */
+		return SUCCESS;
+	}
+	if (message->get_notify(message, UNACCEPTABLE_ADDRESSES))
+	{	/* RFC 4555 §3.5: the initiator MAY retry, keep using the addresses
+		 * or disconnect; the old ones are gone, charon's roaming retries */
+		DBG1(DBG_IKE, "mip4: peer finds %H unacceptable", this->me);
+		return SUCCESS;
+	}
+	/* RFC 4555 §3.5: enable or disable NAT traversal from the answer's
+	 * NAT-D, and move the IPsec SAs into or out of UDP encapsulation */
+	nat = this->ike_sa->has_condition(this->ike_sa, COND_NAT_ANY);
+	this->natd->task.process(&this->natd->task, message);
+	if (nat != this->ike_sa->has_condition(this->ike_sa, COND_NAT_ANY))
+	{
+		this->ike_sa->update_hosts(this->ike_sa, NULL, NULL,
+								   UPDATE_HOSTS_FORCE_CHILDREN);
+	}
+	return SUCCESS;
+}
+
+METHOD(task_t, migrate, void,
+	private_mip4_update_t *this, ike_sa_t *ike_sa)
+{
+	/* a new IKE_SA (rekey, reauth) or a reset: build anew if still due */
+	this->ike_sa = ike_sa;
+	chunk_free(&this->cookie2);
+	if (this->natd)
+	{
+		this->natd->task.destroy(&this->natd->task);
+		this->natd = NULL;
+	}
+	this->sent = FALSE;
+}
+
+METHOD(task_t, destroy, void,
+	private_mip4_update_t *this)
+{
+	chunk_free(&this->cookie2);
+	DESTROY_IF(this->me);
+	if (this->natd)
+	{
+		this->natd->task.destroy(&this->natd->task);
+	}
+	free(this);
+}
+
+/**
+ * A new update task on ike_sa.
+ */
+static task_t *update_create(ike_sa_t *ike_sa)
+{
+	private_mip4_update_t *this;
+
+	INIT(this,
+		.task = {
+			.get_type = _get_type,
+			.build = _build_i,
+			.post_build = _post_build,
+			.process = _process_i,
+			.migrate = _migrate,
+			.destroy = _destroy,
+		},
+		.ike_sa = ike_sa,
+	);
+	return &this->task;
+}
+
+/**
+ * RFC 4555 §3.5: a new address change while an update of ours waits for
+ * its answer: move the IKE_SA and its IPsec SAs now (the request in
+ * flight is retransmitted from the new address at once), and queue a new
+ * update; the answer to the old one is not processed.
+ */
+static status_t restart(ike_sa_t *ike_sa, private_mip4_update_t *active,
+						host_t *src)
+{
+	if (!active->sent)
+	{
+		return SUCCESS;
+	}
+	DBG1(DBG_IKE, "mip4: moved again during the MOBIKE update, now to %#H",
+		 src);
+	ike_sa->update_hosts(ike_sa, src, NULL, UPDATE_HOSTS_FORCE_ALL);
+	if (!find_update(ike_sa, TASK_QUEUE_QUEUED))
+	{
+		ike_sa->queue_task(ike_sa, update_create(ike_sa));
+	}
+	return ike_sa->retransmit(ike_sa, active->mid);
+}
+
+/*
+ * Described in header
+ */
+bool mip4_update_queue(ike_sa_t *ike_sa, status_t *status)
+{
+	private_mip4_update_t *active;
+	host_t *src;
+
+	*status = SUCCESS;
+	/* MOBIKE negotiated (RFC 4555 §3.1), and only the original initiator
+	 * moves the SAs (RFC 4555 §3.5) */
+	if (ike_sa->get_version(ike_sa) != IKEV2 ||
+		ike_sa->get_state(ike_sa) != IKE_ESTABLISHED ||
+		!ike_sa->supports_extension(ike_sa, EXT_MOBIKE) ||
+		!ike_sa->has_condition(ike_sa, COND_ORIGINAL_INITIATOR) ||
+		has_task(ike_sa, TASK_QUEUE_ACTIVE, TASK_IKE_MOBIKE, FALSE) ||
+		has_task(ike_sa, TASK_QUEUE_QUEUED, TASK_IKE_MOBIKE, FALSE))
+	{
+		return FALSE;
+	}
+	src = new_source(ike_sa);
+	if (!src)
+	{
+		return FALSE;
+	}
+	active = find_update(ike_sa, TASK_QUEUE_ACTIVE);
+	if (active)
+	{
+		*status = restart(ike_sa, active, src);
+	}
+	else if (has_task(ike_sa, TASK_QUEUE_ACTIVE, TASK_IKE_MOBIKE, TRUE))
+	{	/* another exchange in flight: charon's roaming moves it */
+		src->destroy(src);
+		return FALSE;
+	}
+	else if (!find_update(ike_sa, TASK_QUEUE_QUEUED))
+	{
+		ike_sa->queue_task(ike_sa, update_create(ike_sa));
+		*status = ike_sa->initiate(ike_sa, NULL, NULL);
+	}
+	src->destroy(src);
+	return TRUE;
+}

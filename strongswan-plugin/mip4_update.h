@@ -1,0 +1,36 @@
+/*
+ * Copyright (C) the mip4-mobike authors. GPL-2.0-or-later.
+ */
+
+/**
+ * The original initiator's MOBIKE address update (RFC 4555 §3.5) sent as
+ * the first exchange after a move, without the path check charon's own
+ * ike_mobike task sends before it. Used only when the IKE_SA's local
+ * address is gone (break before make), so no working path can be lost;
+ * the return routability of the answer stays (COOKIE2).
+ *
+ * @defgroup mip4_update mip4_update
+ * @{ @ingroup mip4
+ */
+
+#ifndef MIP4_UPDATE_H_
+#define MIP4_UPDATE_H_
+
+#include <sa/ike_sa.h>
+#include <sa/task.h>
+
+/**
+ * Move the IKE_SA to the kernel's source towards its peer now, if that is
+ * safe (see mip4_update.c). TRUE if queued (or an update in flight was
+ * restarted on the new address), status then says what initiating it
+ * returned (DESTROY_ME: check the IKE_SA in and destroy it); FALSE to
+ * leave the move to charon's own roaming. Call with ike_sa checked out.
+ */
+bool mip4_update_queue(ike_sa_t *ike_sa, status_t *status);
+
+/**
+ * Whether task is one of ours (an update queued or in flight).
+ */
+bool mip4_update_is(task_t *task);
+
+#endif /** MIP4_UPDATE_H_ @}*/
