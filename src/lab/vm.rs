@@ -565,7 +565,9 @@ impl Guest {
                 };
                 return Err(killed(format!("the guest hung: {what}")));
             }
-            if let Some(v) = busiest_thread(self.child.id()) {
+            // CPU time only grows: less than before means the vCPU
+            // thread is gone (QEMU exiting), keep its last reading.
+            if let Some(v) = busiest_thread(self.child.id()).filter(|v| v.0 >= self.vcpu.0) {
                 self.vcpu = v;
             }
             std::thread::sleep(Duration::from_millis(100));

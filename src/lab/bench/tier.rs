@@ -29,7 +29,7 @@ use serde::Serialize;
 
 use super::handover::Spread;
 use super::{median, round2, round_order};
-use crate::lab::scenario::{run, Line, RunOptions, Scenario, Summary};
+use crate::lab::scenario::{run, Event, Line, RunOptions, Scenario, Summary};
 use crate::lab::{Error, Result};
 
 /// The two networks of a round's moves, in order (B is behind NAT).
@@ -145,7 +145,7 @@ pub fn script(rounds: usize) -> Vec<Line> {
                 let name = figure_name(mip4, round, short);
                 text.push_str(&format!(
                     "lab::timed-move {net} {host} {src} {dst} {name} 30\n\
-                     lab::rtt mn 203.0.113.10 {name}_ike_rtt_ms 5\n"
+                     lab::rtt mn 203.0.113.10 {name}_ike_rtt_ms 5 min\n"
                 ));
             }
             if mip4 {
@@ -253,7 +253,7 @@ pub fn report(
 }
 
 /// Whether every `timed_move` event says its threads ran real-time.
-fn realtime_of(events: &[crate::lab::scenario::Event]) -> bool {
+fn realtime_of(events: &[Event]) -> bool {
     events
         .iter()
         .filter(|e| e.event == "timed_move")
@@ -266,7 +266,7 @@ pub fn run_one_lab(
     lab_dir: &Path,
     rounds: usize,
     opts: &RunOptions,
-    sink: &mut dyn FnMut(&crate::lab::scenario::Event),
+    sink: &mut dyn FnMut(&Event),
 ) -> Result<Summary> {
     let base = Scenario::load(&lab_dir.join("scenarios").join("untrusted-moves"))?;
     let sc = Scenario {
@@ -285,7 +285,10 @@ pub fn run_one_lab(
 
 /// The kernel tier: the same, in one boot of the guest; the guest's
 /// `mip4-lab bench --handover N --one-lab --json` prints the run's
-/// events and summary as a scenario would.
+/// events and summary as a scenario would. A guest that fails before its
+/// first move (the emulated kernel's boot can fail on a loaded host) is
+/// booted once more; one that stops later gives the moves it timed, from
+/// the events it printed.
 pub fn run_vm(
     lab_dir: &Path,
     bin_dir: &Path,
@@ -298,39 +301,91 @@ pub fn run_vm(
     opts.guest_args = Some(format!("bench --handover {rounds} --one-lab --json"));
     // Minutes per round under TCG: the guest's whole run is one "scenario".
     opts.scenario_timeout = std::time::Duration::from_secs(600 + 180 * rounds as u64);
-    let mut host = HostView::default();
-    let outcomes = crate::lab::vm::run(&opts, &mut |v| match v["type"].as_str() {
-        Some("vm") => {
-            if v["event"] == "powered_off" {
-                let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-                host = HostView {
-                    boot_to_off_s: f("boot_to_off_s"),
-                    vcpu_ran_s: f("vcpu_ran_s"),
-                    vcpu_waited_s: f("vcpu_waited_s"),
-                };
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut host = HostView::default();
+        let mut events = Vec::new();
+        let outcomes = crate::lab::vm::run(&opts, &mut |v| match v["type"].as_str() {
+            Some("vm") => {
+                if v["event"] == "powered_off" {
+                    let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+                    host = HostView {
+                        boot_to_off_s: f("boot_to_off_s"),
+                        vcpu_ran_s: f("vcpu_ran_s"),
+                        vcpu_waited_s: f("vcpu_waited_s"),
+                    };
+                }
+                progress(&format!("vm: {v}"));
             }
-            progress(&format!("vm: {v}"));
+            Some("event") => {
+                if v["event"] == "timed_move" {
+                    progress(&describe(&v["detail"]));
+                } else if v["event"] == "charon_started" && v["host"] == "mn" {
+                    progress(&format!("mn charon, mip4 = {}", v["detail"]["mip4"]));
+                }
+                if let Ok(e) = serde_json::from_value::<Event>(v.clone()) {
+                    events.push(e);
+                }
+            }
+            _ => {}
+        });
+        let summary = match outcomes {
+            Ok(o) => o
+                .into_iter()
+                .next()
+                .and_then(|o| o.summary)
+                .and_then(|s| serde_json::from_value::<Summary>(s).ok()),
+            Err(e) => {
+                progress(&format!("the guest failed: {e}"));
+                None
+            }
+        };
+        if let Some(s) = summary {
+            return Ok((s, host));
         }
-        Some("event") if v["event"] == "timed_move" => progress(&describe(&v["detail"])),
-        Some("event") if v["event"] == "charon_started" && v["host"] == "mn" => {
-            progress(&format!("mn charon, mip4 = {}", v["detail"]["mip4"]));
+        if events.iter().any(|e| e.event == "timed_move") {
+            return Ok((from_events(events), host));
         }
-        _ => {}
-    })?;
-    let o = outcomes
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::Other("the guest ran nothing".into()))?;
-    let summary = o
-        .summary
-        .and_then(|s| serde_json::from_value(s).ok())
-        .ok_or_else(|| {
-            Error::Other(format!(
-                "the guest printed no summary (exit {}; its logs are kept)",
-                o.status
-            ))
-        })?;
-    Ok((summary, host))
+        if attempt == 2 {
+            return Err(Error::Other(
+                "the guest timed no move in two boots (its logs are kept)".into(),
+            ));
+        }
+        progress("no move timed: booting the guest once more");
+    }
+}
+
+/// A run that stopped before its summary, from the events it printed:
+/// the figures of the moves it timed (`timed_move`, `rtt`).
+pub fn from_events(events: Vec<Event>) -> Summary {
+    let mut figures = std::collections::BTreeMap::new();
+    for e in &events {
+        let d = &e.detail;
+        match (e.event.as_str(), d["name"].as_str(), d["figure"].as_str()) {
+            ("timed_move", Some(n), _) => {
+                figures.insert(n.to_string(), d["ms"].as_f64().unwrap_or(f64::NAN));
+                figures.insert(
+                    format!("{n}_stall_ms"),
+                    d["stall_ms"].as_f64().unwrap_or(f64::NAN),
+                );
+            }
+            ("rtt", _, Some(f)) => {
+                figures.insert(f.to_string(), d["avg_ms"].as_f64().unwrap_or(f64::NAN));
+            }
+            _ => {}
+        }
+    }
+    Summary {
+        scenario: "handover-rounds".into(),
+        verdict: "FAIL".into(),
+        platform: Default::default(),
+        figures,
+        vars: Default::default(),
+        checks: Vec::new(),
+        error: Some("the guest stopped before its summary".into()),
+        events,
+    }
 }
 
 fn describe(d: &serde_json::Value) -> String {
@@ -370,7 +425,7 @@ pub fn markdown(r: &Report, command: &str) -> String {
          the address change itself (the MN's new default route, as its rtnetlink \
          reported it to a real-time thread) to the first reply to an echo sent after \
          it (echoes 10 ms apart); the IKE RTT is the MN's ping to the gateway right \
-         after each move. IKE RTT median {rtt:.1} ms, worst {:.1} ms.\n",
+         after each move (the least of 5 echoes, so that a stall inside one is not counted). IKE RTT median {rtt:.1} ms, worst {:.1} ms.\n",
         r.rounds, r.ike_rtt_ms.worst
     );
     let _ = writeln!(
@@ -384,9 +439,10 @@ pub fn markdown(r: &Report, command: &str) -> String {
         r.stalled_share * 100.0,
         match r.host {
             Some(h) => format!(
-                " The host's own count agrees: over the boot ({:.0} s) QEMU's vCPU \
-                 thread ran {:.0} s on a host CPU and waited {:.0} s ({:.0}%) runnable \
-                 for one (its schedstat), while the guest's clock ran on.",
+                " The host's own count, over the whole boot ({:.0} s, idle time \
+                 included): QEMU's vCPU thread ran {:.0} s on a host CPU and waited \
+                 {:.0} s ({:.0}%) runnable for one (its schedstat), while the guest's \
+                 clock ran on.",
                 h.boot_to_off_s,
                 h.vcpu_ran_s,
                 h.vcpu_waited_s,
@@ -555,6 +611,38 @@ mod tests {
         assert!(lines
             .iter()
             .any(|l| l.host == "mn" && l.command.starts_with("swanctl --terminate")));
+    }
+
+    #[test]
+    fn a_stopped_run_counts_the_moves_its_events_tell() {
+        let ev = |event: &str, detail: serde_json::Value| Event {
+            t: 0.0,
+            ms: 0.0,
+            event: event.into(),
+            host: "mn".into(),
+            detail,
+        };
+        let s = from_events(vec![
+            ev(
+                "timed_move",
+                serde_json::json!({"name": "stock_r0_b", "ms": 250.0, "stall_ms": 10.0}),
+            ),
+            ev(
+                "rtt",
+                serde_json::json!({"figure": "stock_r0_b_ike_rtt_ms", "avg_ms": 21.0}),
+            ),
+            ev(
+                "timed_move",
+                serde_json::json!({"name": "stock_r0_a", "ms": 300.0, "stall_ms": 0.0}),
+            ),
+        ]);
+        let got = samples(&s.figures, 1);
+        assert_eq!(got.len(), 1, "a move without its IKE RTT is left out");
+        assert_eq!(
+            (got[0].ms, got[0].stall_ms, got[0].ike_rtt_ms),
+            (250.0, 10.0, 21.0)
+        );
+        assert!(s.error.is_some());
     }
 
     #[test]
