@@ -84,9 +84,17 @@ enum Cmd {
         #[arg(long, value_name = "N")]
         dataplane: Option<usize>,
         /// With --dataplane: one run in the kernel tier's guest (kernel
-        /// ipip against no tunnel).
-        #[arg(long, requires = "dataplane")]
+        /// ipip against no tunnel). With --handover: all N rounds on one
+        /// lab in one boot of the guest, in IKE round trips (--one-lab
+        /// there).
+        #[arg(long)]
         vm: bool,
+        /// With --handover: all N rounds on one lab (fresh MN charon per
+        /// variant), each move timed from the MN's new default route; with
+        /// --json, the run's lines as `run --json` prints them (what the
+        /// guest of --vm prints for the host).
+        #[arg(long, requires = "handover", conflicts_with = "vm")]
+        one_lab: bool,
         /// With --handover or --dataplane: also write the markdown section
         /// here (build/bench/NN-name.md for docs/PERFORMANCE.md).
         #[arg(long, value_name = "FILE")]
@@ -265,8 +273,26 @@ fn main() -> ExitCode {
             handover: Some(runs),
             markdown,
             json,
+            vm,
+            one_lab,
+            ..
+        } if vm || one_lab => {
+            mip4::lab::bench::tier::cli(cli.lab_dir, &bin_dir, runs, vm, opts(None), markdown, json)
+        }
+        Cmd::Bench {
+            handover: Some(runs),
+            markdown,
+            json,
             ..
         } => mip4::lab::bench::handover::cli(cli.lab_dir, runs, opts(None), markdown, json),
+        Cmd::Bench {
+            vm: true,
+            dataplane: None,
+            ..
+        } => {
+            eprintln!("mip4-lab bench: --vm goes with --handover N or --dataplane N");
+            ExitCode::FAILURE
+        }
         Cmd::Bench {
             dataplane: Some(runs),
             vm,

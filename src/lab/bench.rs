@@ -32,6 +32,7 @@ use serde::Serialize;
 
 pub mod dataplane;
 pub mod handover;
+pub mod tier;
 
 use super::charon::{Charon, CharonConfig};
 use super::topology::Lab;

@@ -45,6 +45,7 @@ pub mod pluto;
 pub mod scenario;
 pub mod spoof;
 pub mod stream;
+pub mod timing;
 pub mod topology;
 pub mod vm;
 pub mod wait;

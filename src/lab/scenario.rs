@@ -177,6 +177,9 @@ fn now() -> f64 {
 struct Run<'a> {
     captures: Vec<Process>,
     pingers: BTreeMap<String, Pinger>,
+    /// `lab::timed-move`'s stall detector and the MN's route watch.
+    heartbeat: Option<super::timing::Heartbeat>,
+    route_watch: Option<super::timing::RouteWatch>,
     streams: BTreeMap<String, TcpProbe>,
     forgers: BTreeMap<String, super::forger::Forger>,
     subscriptions: BTreeMap<String, Events>,
@@ -237,6 +240,8 @@ pub fn run(
     let mut r = Run {
         captures: Vec::new(),
         pingers: BTreeMap::new(),
+        heartbeat: None,
+        route_watch: None,
         streams: BTreeMap::new(),
         forgers: BTreeMap::new(),
         subscriptions: BTreeMap::new(),
@@ -540,6 +545,7 @@ impl Run<'_> {
             "forged" => self.forged(&a)?,
             "pinger" => self.pinger(&a)?,
             "wait-reply" => self.wait_reply(&a)?,
+            "timed-move" => self.timed_move(&a)?,
             "rtt" => self.rtt(&a)?,
             "ipip-send" => self.ipip_send(&a)?,
             "dsmip-register" => self.dsmip_register(&a)?,

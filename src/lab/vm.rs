@@ -83,6 +83,9 @@ pub struct VmOptions {
     /// A job in place of the lab's scenarios (the packages' clean-system
     /// test, tests/packaging_clean.rs); `scenarios` then names its result.
     pub job: Option<Job>,
+    /// The guest's mip4-lab arguments in place of `run NAME --json` (a
+    /// bench run inside the guest: `scenarios` names it, one name).
+    pub guest_args: Option<String>,
 }
 
 /// A guest job other than the lab's scenarios: its own image and script.
@@ -117,6 +120,7 @@ impl VmOptions {
             ),
             scenario_timeout: Duration::from_secs(600),
             job: None,
+            guest_args: None,
         }
     }
 }
@@ -142,7 +146,8 @@ impl Outcome {
 /// [`run`] reports through `on_line` as a `vm` line.
 pub fn run(opts: &VmOptions, on_line: &mut dyn FnMut(&serde_json::Value)) -> Result<Vec<Outcome>> {
     preflight()?;
-    for name in opts.scenarios.iter().filter(|_| opts.job.is_none()) {
+    let scenarios = opts.job.is_none() && opts.guest_args.is_none();
+    for name in opts.scenarios.iter().filter(|_| scenarios) {
         if !opts.lab_dir.join("scenarios").join(name).is_dir() {
             return Err(Error::Other(format!(
                 "no scenario `{name}` in {} (see `mip4-lab list`)",
@@ -170,7 +175,8 @@ pub fn run(opts: &VmOptions, on_line: &mut dyn FnMut(&serde_json::Value)) -> Res
     let outcomes = qemu.follow(opts, &share, &console, on_line);
     let took = started.elapsed().as_secs_f64();
     on_line(
-        &serde_json::json!({"type": "vm", "event": "powered_off", "boot_to_off_s": (took * 10.0).round() / 10.0, "console": console}),
+        &serde_json::json!({"type": "vm", "event": "powered_off", "boot_to_off_s": (took * 10.0).round() / 10.0, "console": console,
+            "vcpu_ran_s": (qemu.vcpu.0 * 10.0).round() / 10.0, "vcpu_waited_s": (qemu.vcpu.1 * 10.0).round() / 10.0}),
     );
     if let Some(dir) = &opts.capture {
         copy_captures(opts, &share, dir)?;
@@ -355,10 +361,14 @@ fn write_share(opts: &VmOptions, share: &Path) -> Result<()> {
         ));
     }
     for name in &opts.scenarios {
+        let args = match &opts.guest_args {
+            Some(args) => args.clone(),
+            None => format!("run {name} --json{run_args}"),
+        };
         script.push_str(&format!(
             "mkdir -p $TMPDIR\n\
              echo \"mip4-vm: {name} start\" >/dev/console\n\
-             {lab} run {name} --json{run_args} >/mnt/run/{name}.jsonl.part 2>/mnt/run/{name}.stderr\n\
+             {lab} {args} >/mnt/run/{name}.jsonl.part 2>/mnt/run/{name}.stderr\n\
              rc=$?\n\
              mv /mnt/run/{name}.jsonl.part /mnt/run/{name}.jsonl\n\
              mkdir -p /mnt/run/logs/{name}\n\
@@ -375,6 +385,24 @@ fn write_share(opts: &VmOptions, share: &Path) -> Result<()> {
 /// A running QEMU; killed when dropped.
 struct Guest {
     child: Child,
+    /// Its busiest thread (the vCPU under TCG), last read: seconds on a
+    /// host CPU and seconds runnable but waiting for one (schedstat). The
+    /// second is time the guest stood still while its clock ran on.
+    vcpu: (f64, f64),
+}
+
+/// `/proc/PID/task/*/schedstat` of the thread with the most CPU time:
+/// (seconds run, seconds waited on a run queue).
+fn busiest_thread(pid: u32) -> Option<(f64, f64)> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+        .filter_map(|t| {
+            let text = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+            let mut w = text.split_whitespace().map(|n| n.parse::<f64>().ok());
+            Some((w.next()?? / 1e9, w.next()?? / 1e9))
+        })
+        .max_by(|a, b| a.0.total_cmp(&b.0))
 }
 
 impl Drop for Guest {
@@ -431,7 +459,10 @@ impl Guest {
                 cmd: qemu(),
                 source,
             })?;
-        Ok(Guest { child })
+        Ok(Guest {
+            child,
+            vcpu: (0.0, 0.0),
+        })
     }
 
     /// Follows the guest until it powers off: prints each scenario's lines
@@ -533,6 +564,11 @@ impl Guest {
                     None => "the guest did not power off after the last scenario".to_string(),
                 };
                 return Err(killed(format!("the guest hung: {what}")));
+            }
+            // CPU time only grows: less than before means the vCPU
+            // thread is gone (QEMU exiting), keep its last reading.
+            if let Some(v) = busiest_thread(self.child.id()).filter(|v| v.0 >= self.vcpu.0) {
+                self.vcpu = v;
             }
             std::thread::sleep(Duration::from_millis(100));
         }

@@ -1,0 +1,695 @@
+//! `mip4-lab bench --handover N --vm`: issue 14 §1's kernel-tier figure,
+//! mip4 against stock strongSwan's MOBIKE in one run, in IKE round trips.
+//!
+//! A scenario run per round (what `--handover N` does on the host lab)
+//! takes minutes under the tier's emulation, so here one lab serves all
+//! rounds (`--one-lab`; `--vm` runs that in one boot of the guest). Each
+//! round runs both variants, ordered ABBA, each with a fresh MN charon and
+//! VPN on external network A, then two timed moves, A -> B (behind NAT)
+//! and back:
+//! - stock: the MN's charon alone, the MN pinging the correspondent from
+//!   its TIA (as `vpn-move`);
+//! - mip4: mip4d (registered through the VPN) and the MN's charon with the
+//!   plugin, the correspondent pinging the home address (as
+//!   `untrusted-move`).
+//!
+//! Each move is `lab::timed-move` (src/lab/timing.rs): from the MN's new
+//! default route, as its own rtnetlink reported it, to the first reply to
+//! an echo sent after it (10 ms apart), on the guest's clock; then the IKE
+//! round trip on the new network (the MN's ping to the gateway). The guest
+//! stands still at times (TCG on a shared machine): a real-time heartbeat
+//! thread records each stall, and every move reports the stall inside its
+//! interval. Nothing is discarded: the figures are given as measured and,
+//! beside them, less the stalls.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::handover::Spread;
+use super::{median, round2, round_order};
+use crate::lab::scenario::{run, Event, Line, RunOptions, Scenario, Summary};
+use crate::lab::{Error, Result};
+
+/// The two networks of a round's moves, in order (B is behind NAT).
+const MOVES: [(&str, &str); 2] = [("ext-b", "b"), ("ext-a", "a")];
+/// What the issue allows on the kernel tier: 1 IKE RTT + this.
+const GOAL_EXTRA_MS: f64 = 20.0;
+
+/// One timed move.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Sample {
+    pub mip4: bool,
+    pub round: usize,
+    /// The network moved to.
+    pub to: String,
+    /// Address change -> first reply, ms.
+    pub ms: f64,
+    /// How long the guest stood still within that interval.
+    pub stall_ms: f64,
+    /// The IKE round trip measured right after, on the new network.
+    pub ike_rtt_ms: f64,
+}
+
+impl Sample {
+    pub fn rtts(&self) -> f64 {
+        self.ms / self.ike_rtt_ms
+    }
+    pub fn unstalled_ms(&self) -> f64 {
+        self.ms - self.stall_ms
+    }
+}
+
+/// One variant's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct Variant {
+    pub ms: Spread,
+    pub rtts: Spread,
+    /// Less the stalls inside each interval.
+    pub unstalled_ms: Spread,
+    pub unstalled_rtts: Spread,
+    /// Moves with any stall inside.
+    pub stalled: usize,
+    /// Moves within 1 IKE RTT (that round's) + 20 ms.
+    pub within_goal: usize,
+}
+
+/// The result of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// "vm" (the kernel tier's guest) or "host".
+    pub tier: String,
+    /// What ran: kernel, IPsec backends, tunnel backends.
+    pub platform: serde_json::Value,
+    pub rounds: usize,
+    pub stock: Variant,
+    pub mip4: Variant,
+    /// mip4 / stock, of the medians in ms (as measured; less the stalls).
+    pub ratio: f64,
+    pub ratio_unstalled: f64,
+    pub ike_rtt_ms: Spread,
+    /// Whether the heartbeat and route watch ran real-time.
+    pub realtime: bool,
+    /// Of the moves' time, the share the guest stood still (heartbeat).
+    pub stalled_share: f64,
+    /// The host's view (`--vm`): QEMU's vCPU thread over the whole boot.
+    pub host: Option<HostView>,
+    /// Why the run stopped early, if it did (the moves before it count).
+    pub error: Option<String>,
+    pub samples: Vec<Sample>,
+}
+
+/// The host's view of the guest's vCPU thread over the boot (schedstat).
+#[derive(Debug, Clone, Copy, Serialize, Default, PartialEq)]
+pub struct HostView {
+    pub boot_to_off_s: f64,
+    pub vcpu_ran_s: f64,
+    /// Runnable but waiting for a host CPU: the guest stood still.
+    pub vcpu_waited_s: f64,
+}
+
+/// The figure names of round `round`'s move to `net` (`b` or `a`).
+fn figure_name(mip4: bool, round: usize, net: &str) -> String {
+    format!("{}_r{round}_{net}", if mip4 { "mip4" } else { "stock" })
+}
+
+/// The lines one lab runs for `rounds` rounds (a scenario's `pre.dat`,
+/// written here: a loop over variants that scenario files do not have).
+pub fn script(rounds: usize) -> Vec<Line> {
+    let mut text = String::from(
+        "lab::secret KEY 16\n\
+         lab::render iha mip4-ha.conf HA_CONF\n\
+         lab::render mn mip4d-mc.conf MN_CONF\n\
+         lab::spawn iha mip4-ha ${MIP4_HA} --config ${HA_CONF}\n\
+         lab::charon vpngw\n\
+         lab::attach ext-a\n",
+    );
+    for round in 0..rounds {
+        for mip4 in round_order(round) {
+            let (host, src, dst) = if mip4 {
+                text.push_str(&format!(
+                    "lab::spawn mn mip4d ${{MIP4D}} --config ${{MN_CONF}}\n\
+                     lab::subscribe mn/mip4d ${{WORK_DIR}}/mn/mip4d.sock\n\
+                     lab::charon mn mip4=${{WORK_DIR}}/mn/plugin.sock\n\
+                     lab::wait-event mn/mip4d plugin_connected plugin_connected_{round} 20\n\
+                     lab::vpn-up mn vpn net TIA\n\
+                     lab::wait-event mn/mip4d registration_accepted care_of=${{TIA}} registered_{round} 20\n"
+                ));
+                ("cn", "10.1.2.2", "10.1.100.5")
+            } else {
+                text.push_str("lab::charon mn\nlab::vpn-up mn vpn net TIA\n");
+                ("mn", "${TIA}", "10.1.2.2")
+            };
+            for (net, short) in MOVES {
+                let name = figure_name(mip4, round, short);
+                text.push_str(&format!(
+                    "lab::timed-move {net} {host} {src} {dst} {name} 30\n\
+                     lab::rtt mn 203.0.113.10 {name}_ike_rtt_ms 5 min\n"
+                ));
+            }
+            if mip4 {
+                text.push_str("lab::stop mn/mip4d\n");
+            }
+            // The gateway's IKE_SA goes too, before the next charon.
+            text.push_str("mn::swanctl --terminate --ike vpn --timeout 5\n");
+        }
+    }
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let (host, command) = l.split_once("::").unwrap_or(("lab", l));
+            Line {
+                file: "bench --handover --one-lab".into(),
+                line: i + 1,
+                host: host.into(),
+                command: command.into(),
+                expect: None,
+            }
+        })
+        .collect()
+}
+
+/// The samples in a run's figures (those of moves that finished).
+pub fn samples(figures: &std::collections::BTreeMap<String, f64>, rounds: usize) -> Vec<Sample> {
+    let mut out = Vec::new();
+    for round in 0..rounds {
+        for mip4 in round_order(round) {
+            for (net, short) in MOVES {
+                let name = figure_name(mip4, round, short);
+                let get = |suffix: &str| figures.get(&format!("{name}{suffix}")).copied();
+                if let (Some(ms), Some(stall_ms), Some(ike_rtt_ms)) =
+                    (get(""), get("_stall_ms"), get("_ike_rtt_ms"))
+                {
+                    out.push(Sample {
+                        mip4,
+                        round,
+                        to: net.into(),
+                        ms,
+                        stall_ms,
+                        ike_rtt_ms,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+fn variant(samples: &[Sample], mip4: bool) -> Variant {
+    let of = |f: &dyn Fn(&Sample) -> f64| -> Vec<f64> {
+        samples.iter().filter(|s| s.mip4 == mip4).map(f).collect()
+    };
+    Variant {
+        ms: Spread::of(&of(&|s| s.ms)),
+        rtts: Spread::of(&of(&Sample::rtts)),
+        unstalled_ms: Spread::of(&of(&Sample::unstalled_ms)),
+        unstalled_rtts: Spread::of(&of(&|s| s.unstalled_ms() / s.ike_rtt_ms)),
+        stalled: samples
+            .iter()
+            .filter(|s| s.mip4 == mip4 && s.stall_ms > 0.0)
+            .count(),
+        within_goal: samples
+            .iter()
+            .filter(|s| s.mip4 == mip4 && s.ms <= s.ike_rtt_ms + GOAL_EXTRA_MS)
+            .count(),
+    }
+}
+
+/// The figures of a run (pure: tested without a lab).
+pub fn report(
+    tier: &str,
+    summary: &Summary,
+    rounds: usize,
+    realtime: bool,
+    host: Option<HostView>,
+) -> Report {
+    let samples = samples(&summary.figures, rounds);
+    let total = |f: &dyn Fn(&Sample) -> f64| samples.iter().map(f).sum::<f64>();
+    let ms = |mip4: bool| -> Vec<f64> {
+        let s = samples.iter().filter(|s| s.mip4 == mip4);
+        s.map(|s| s.ms).collect()
+    };
+    let unstalled = |mip4: bool| -> Vec<f64> {
+        let s = samples.iter().filter(|s| s.mip4 == mip4);
+        s.map(Sample::unstalled_ms).collect()
+    };
+    let rtts: Vec<f64> = samples.iter().map(|s| s.ike_rtt_ms).collect();
+    Report {
+        tier: tier.into(),
+        platform: serde_json::to_value(&summary.platform).unwrap_or_default(),
+        rounds,
+        stock: variant(&samples, false),
+        mip4: variant(&samples, true),
+        ratio: round2(median(&ms(true)) / median(&ms(false))),
+        ratio_unstalled: round2(median(&unstalled(true)) / median(&unstalled(false))),
+        ike_rtt_ms: Spread::of(&rtts),
+        realtime,
+        stalled_share: round2(total(&|s| s.stall_ms) / total(&|s| s.ms)),
+        host,
+        error: summary.error.clone(),
+        samples,
+    }
+}
+
+/// Whether every `timed_move` event says its threads ran real-time.
+fn realtime_of(events: &[Event]) -> bool {
+    events
+        .iter()
+        .filter(|e| e.event == "timed_move")
+        .all(|e| e.detail["realtime"] == true)
+}
+
+/// The lab's run of all rounds, as a scenario named `handover-rounds`
+/// (its host files are the lab's, as `untrusted-moves` uses them).
+pub fn run_one_lab(
+    lab_dir: &Path,
+    rounds: usize,
+    opts: &RunOptions,
+    sink: &mut dyn FnMut(&Event),
+) -> Result<Summary> {
+    let base = Scenario::load(&lab_dir.join("scenarios").join("untrusted-moves"))?;
+    let sc = Scenario {
+        name: "handover-rounds".into(),
+        description: "mip4-lab bench --handover N --one-lab".into(),
+        known_defect: None,
+        kernel_only: None,
+        topology: None,
+        pre: script(rounds),
+        evaltest: Vec::new(),
+        post: Vec::new(),
+        ..base
+    };
+    run(lab_dir, &sc, opts, sink)
+}
+
+/// The kernel tier: the same, in one boot of the guest; the guest's
+/// `mip4-lab bench --handover N --one-lab --json` prints the run's
+/// events and summary as a scenario would. A guest that fails before its
+/// first move (the emulated kernel's boot can fail on a loaded host) is
+/// booted once more; one that stops later gives the moves it timed, from
+/// the events it printed.
+pub fn run_vm(
+    lab_dir: &Path,
+    bin_dir: &Path,
+    rounds: usize,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(Summary, HostView)> {
+    let project = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let name = "handover-rounds".to_string();
+    let mut opts = crate::lab::vm::VmOptions::new(project, lab_dir, bin_dir, vec![name]);
+    opts.guest_args = Some(format!("bench --handover {rounds} --one-lab --json"));
+    // Minutes per round under TCG: the guest's whole run is one "scenario".
+    opts.scenario_timeout = std::time::Duration::from_secs(600 + 180 * rounds as u64);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut host = HostView::default();
+        let mut events = Vec::new();
+        let outcomes = crate::lab::vm::run(&opts, &mut |v| match v["type"].as_str() {
+            Some("vm") => {
+                if v["event"] == "powered_off" {
+                    let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+                    host = HostView {
+                        boot_to_off_s: f("boot_to_off_s"),
+                        vcpu_ran_s: f("vcpu_ran_s"),
+                        vcpu_waited_s: f("vcpu_waited_s"),
+                    };
+                }
+                progress(&format!("vm: {v}"));
+            }
+            Some("event") => {
+                if v["event"] == "timed_move" {
+                    progress(&describe(&v["detail"]));
+                } else if v["event"] == "charon_started" && v["host"] == "mn" {
+                    progress(&format!("mn charon, mip4 = {}", v["detail"]["mip4"]));
+                }
+                if let Ok(e) = serde_json::from_value::<Event>(v.clone()) {
+                    events.push(e);
+                }
+            }
+            _ => {}
+        });
+        let summary = match outcomes {
+            Ok(o) => o
+                .into_iter()
+                .next()
+                .and_then(|o| o.summary)
+                .and_then(|s| serde_json::from_value::<Summary>(s).ok()),
+            Err(e) => {
+                progress(&format!("the guest failed: {e}"));
+                None
+            }
+        };
+        if let Some(s) = summary {
+            return Ok((s, host));
+        }
+        if events.iter().any(|e| e.event == "timed_move") {
+            return Ok((from_events(events), host));
+        }
+        if attempt == 2 {
+            return Err(Error::Other(
+                "the guest timed no move in two boots (its logs are kept)".into(),
+            ));
+        }
+        progress("no move timed: booting the guest once more");
+    }
+}
+
+/// A run that stopped before its summary, from the events it printed:
+/// the figures of the moves it timed (`timed_move`, `rtt`).
+pub fn from_events(events: Vec<Event>) -> Summary {
+    let mut figures = std::collections::BTreeMap::new();
+    for e in &events {
+        let d = &e.detail;
+        match (e.event.as_str(), d["name"].as_str(), d["figure"].as_str()) {
+            ("timed_move", Some(n), _) => {
+                figures.insert(n.to_string(), d["ms"].as_f64().unwrap_or(f64::NAN));
+                figures.insert(
+                    format!("{n}_stall_ms"),
+                    d["stall_ms"].as_f64().unwrap_or(f64::NAN),
+                );
+            }
+            ("rtt", _, Some(f)) => {
+                figures.insert(f.to_string(), d["avg_ms"].as_f64().unwrap_or(f64::NAN));
+            }
+            _ => {}
+        }
+    }
+    Summary {
+        scenario: "handover-rounds".into(),
+        verdict: "FAIL".into(),
+        platform: Default::default(),
+        figures,
+        vars: Default::default(),
+        checks: Vec::new(),
+        error: Some("the guest stopped before its summary".into()),
+        events,
+    }
+}
+
+fn describe(d: &serde_json::Value) -> String {
+    format!(
+        "  {:<16} {:>8} ms (stalled {} ms; route {} ms after the command)",
+        d["name"].as_str().unwrap_or_default(),
+        d["ms"],
+        d["stall_ms"],
+        d["command_to_route_ms"]
+    )
+}
+
+/// The section for docs/PERFORMANCE.md.
+pub fn markdown(r: &Report, command: &str) -> String {
+    let rtt = r.ike_rtt_ms.median;
+    let goal = rtt + GOAL_EXTRA_MS;
+    let mut m = String::new();
+    let where_ = if r.tier == "vm" {
+        "The kernel tier (Debian's kernel in a QEMU guest under TCG, one boot): \
+         charon's kernel-netlink, kernel ESP and kernel ipip, netem on the access \
+         links (20 ms RTT)"
+    } else {
+        "The host lab's stand-ins (kernel-libipsec, the delay line, 20 ms access RTT)"
+    };
+    let _ = writeln!(
+        m,
+        "## Kernel tier handover: address change -> first ping through, in IKE RTTs (issue 14 §1)\n"
+    );
+    let _ = writeln!(m, "Command: `{command}`\n");
+    let _ = writeln!(
+        m,
+        "{where_}. One lab for all {} rounds; each round runs stock MOBIKE (the MN's \
+         charon alone, the MN pinging the correspondent from its TIA) and mip4 (mip4d \
+         registered through the VPN, the plugin, the correspondent pinging the home \
+         address), ABBA, each with a fresh MN charon and VPN, and times two moves, \
+         A -> B (behind NAT) and back. Each move is timed on the guest's clock from \
+         the address change itself (the MN's new default route, as its rtnetlink \
+         reported it to a real-time thread) to the first reply to an echo sent after \
+         it (echoes 10 ms apart); the IKE RTT is the MN's ping to the gateway right \
+         after each move (the least of 5 echoes, so that a stall inside one is not counted). IKE RTT median {rtt:.1} ms, worst {:.1} ms.\n",
+        r.rounds, r.ike_rtt_ms.worst
+    );
+    let _ = writeln!(
+        m,
+        "Stalls: the guest stands still at times (the emulator not scheduled on the \
+         shared host). A real-time heartbeat thread in the guest wakes every 2 ms and \
+         records each wake-up more than 3 ms late; the stalled time inside each \
+         interval is reported. Nothing is discarded: the first rows are as measured, \
+         the last ones less the stalls. Inside the moves the guest stood still {:.0}% \
+         of the time.{}{}\n",
+        r.stalled_share * 100.0,
+        match r.host {
+            Some(h) => format!(
+                " The host's own count, over the whole boot ({:.0} s, idle time \
+                 included): QEMU's vCPU thread ran {:.0} s on a host CPU and waited \
+                 {:.0} s ({:.0}%) runnable for one (its schedstat), while the guest's \
+                 clock ran on.",
+                h.boot_to_off_s,
+                h.vcpu_ran_s,
+                h.vcpu_waited_s,
+                100.0 * h.vcpu_waited_s / h.boot_to_off_s
+            ),
+            None => String::new(),
+        },
+        if r.realtime {
+            ""
+        } else {
+            " (The threads did not get real-time priority in this run.)"
+        }
+    );
+    let _ = writeln!(m, "| figure | moves | median | worst |");
+    let _ = writeln!(m, "| --- | --- | --- | --- |");
+    let row = |m: &mut String, name: &str, s: &Spread, unit: &str| {
+        let _ = writeln!(
+            m,
+            "| {name} | {} | {:.2} {unit} | {:.2} {unit} |",
+            s.n, s.median, s.worst
+        );
+    };
+    for (label, v) in [("stock MOBIKE", &r.stock), ("mip4", &r.mip4)] {
+        row(&mut m, &format!("{label}, in IKE RTTs"), &v.rtts, "RTTs");
+        row(&mut m, label, &v.ms, "ms");
+    }
+    for (label, v) in [("stock MOBIKE", &r.stock), ("mip4", &r.mip4)] {
+        row(
+            &mut m,
+            &format!("{label}, less stalls, in IKE RTTs"),
+            &v.unstalled_rtts,
+            "RTTs",
+        );
+        row(
+            &mut m,
+            &format!("{label}, less stalls"),
+            &v.unstalled_ms,
+            "ms",
+        );
+    }
+    let _ = writeln!(
+        m,
+        "\nRatio mip4 / stock (medians, this run): **{:.2}** as measured, {:.2} less \
+         stalls. Goal 1 IKE RTT + 20 ms (each move against its round's RTT): mip4 {} of \
+         {} moves, stock {} of {}; median {:.1} ms against {goal:.1} ms: {}. Moves with \
+         a stall inside: stock {}, mip4 {}.",
+        r.ratio,
+        r.ratio_unstalled,
+        r.mip4.within_goal,
+        r.mip4.ms.n,
+        r.stock.within_goal,
+        r.stock.ms.n,
+        r.mip4.ms.median,
+        if r.mip4.ms.median <= goal {
+            "met"
+        } else {
+            "not met"
+        },
+        r.stock.stalled,
+        r.mip4.stalled,
+    );
+    if let Some(e) = &r.error {
+        let _ = writeln!(m, "\nThe run stopped early ({e}); the moves before count.");
+    }
+    m
+}
+
+/// `mip4-lab bench --handover N --one-lab|--vm [--markdown FILE] [--json]`.
+/// In the guest (`--one-lab --json` without `--vm`) it prints the run as a
+/// scenario's JSON lines, which the host side reads.
+pub fn cli(
+    lab_dir: PathBuf,
+    bin_dir: &Path,
+    rounds: usize,
+    vm: bool,
+    opts: RunOptions,
+    markdown_to: Option<PathBuf>,
+    json: bool,
+) -> std::process::ExitCode {
+    if rounds == 0 {
+        eprintln!("mip4-lab bench: --handover needs at least one round");
+        return std::process::ExitCode::FAILURE;
+    }
+    let summary = if vm {
+        eprintln!("mip4-lab bench: handover, {rounds} rounds on one lab in the kernel tier");
+        run_vm(&lab_dir, bin_dir, rounds, &mut |l| eprintln!("{l}"))
+            .map(|(s, host)| (s, Some(host)))
+    } else if json {
+        // The guest's side: the lines the host reads, as `run --json`.
+        let s = run_one_lab(&lab_dir, rounds, &opts, &mut |e| {
+            let mut v = serde_json::to_value(e).unwrap_or_default();
+            v["type"] = "event".into();
+            println!("{v}");
+        });
+        return match s {
+            Ok(s) => {
+                let mut v = serde_json::to_value(&s).unwrap_or_default();
+                v["type"] = "summary".into();
+                println!("{v}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("mip4-lab bench: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    } else {
+        eprintln!("mip4-lab bench: handover, {rounds} rounds on one lab");
+        run_one_lab(&lab_dir, rounds, &opts, &mut |e| {
+            if e.event == "timed_move" {
+                eprintln!("{}", describe(&e.detail));
+            }
+        })
+        .map(|s| (s, None))
+    };
+    let (summary, host) = match summary {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mip4-lab bench: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let r = report(
+        if vm { "vm" } else { "host" },
+        &summary,
+        rounds,
+        realtime_of(&summary.events),
+        host,
+    );
+    if r.samples.is_empty() {
+        eprintln!(
+            "mip4-lab bench: no move was timed: {}",
+            r.error.as_deref().unwrap_or("?")
+        );
+        return std::process::ExitCode::FAILURE;
+    }
+    let command = format!(
+        "mip4-lab bench --handover {rounds} {}",
+        if vm { "--vm" } else { "--one-lab" }
+    );
+    let text = markdown(&r, &command);
+    super::emit("bench", &r, &text, markdown_to.as_deref(), json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_script_alternates_variants_abba_with_two_timed_moves_each() {
+        let lines = script(2);
+        let charons: Vec<&str> = lines
+            .iter()
+            .filter(|l| l.command.starts_with("charon mn"))
+            .map(|l| l.command.as_str())
+            .collect();
+        assert_eq!(charons.len(), 4);
+        assert!(!charons[0].contains("mip4="), "round 0 starts stock");
+        assert!(charons[1].contains("mip4=") && charons[2].contains("mip4="));
+        assert!(!charons[3].contains("mip4="));
+        let moves = lines
+            .iter()
+            .filter(|l| l.command.starts_with("timed-move"))
+            .count();
+        assert_eq!(moves, 8);
+        assert!(lines
+            .iter()
+            .any(|l| l.host == "mn" && l.command.starts_with("swanctl --terminate")));
+    }
+
+    #[test]
+    fn a_stopped_run_counts_the_moves_its_events_tell() {
+        let ev = |event: &str, detail: serde_json::Value| Event {
+            t: 0.0,
+            ms: 0.0,
+            event: event.into(),
+            host: "mn".into(),
+            detail,
+        };
+        let s = from_events(vec![
+            ev(
+                "timed_move",
+                serde_json::json!({"name": "stock_r0_b", "ms": 250.0, "stall_ms": 10.0}),
+            ),
+            ev(
+                "rtt",
+                serde_json::json!({"figure": "stock_r0_b_ike_rtt_ms", "avg_ms": 21.0}),
+            ),
+            ev(
+                "timed_move",
+                serde_json::json!({"name": "stock_r0_a", "ms": 300.0, "stall_ms": 0.0}),
+            ),
+        ]);
+        let got = samples(&s.figures, 1);
+        assert_eq!(got.len(), 1, "a move without its IKE RTT is left out");
+        assert_eq!(
+            (got[0].ms, got[0].stall_ms, got[0].ike_rtt_ms),
+            (250.0, 10.0, 21.0)
+        );
+        assert!(s.error.is_some());
+    }
+
+    #[test]
+    fn report_reads_the_figures_and_takes_stalls_out_beside_them() {
+        let mut f = std::collections::BTreeMap::new();
+        let mut put = |name: &str, ms: f64, stall: f64, rtt: f64| {
+            f.insert(name.to_string(), ms);
+            f.insert(format!("{name}_stall_ms"), stall);
+            f.insert(format!("{name}_ike_rtt_ms"), rtt);
+        };
+        put("stock_r0_b", 200.0, 0.0, 20.0);
+        put("stock_r0_a", 1200.0, 1000.0, 20.0);
+        put("mip4_r0_b", 35.0, 0.0, 20.0);
+        put("mip4_r0_a", 60.0, 0.0, 20.0);
+        // A move whose IKE RTT was not measured (the run stopped) is left out.
+        f.insert("mip4_r1_b".into(), 1.0);
+        let summary = Summary {
+            scenario: "handover-rounds".into(),
+            verdict: "PASS".into(),
+            platform: Default::default(),
+            figures: f,
+            vars: Default::default(),
+            checks: vec![],
+            error: None,
+            events: vec![],
+        };
+        let host = HostView {
+            boot_to_off_s: 100.0,
+            vcpu_ran_s: 30.0,
+            vcpu_waited_s: 60.0,
+        };
+        let r = report("vm", &summary, 2, true, Some(host));
+        assert_eq!(r.samples.len(), 4);
+        assert_eq!((r.stock.ms.median, r.stock.ms.worst), (700.0, 1200.0));
+        assert_eq!(r.stock.unstalled_ms.median, 200.0);
+        assert_eq!(r.stock.stalled, 1);
+        assert_eq!((r.mip4.rtts.median, r.mip4.rtts.worst), (2.38, 3.0));
+        assert_eq!((r.mip4.within_goal, r.stock.within_goal), (1, 0));
+        assert_eq!(r.ratio, round2(47.5 / 700.0));
+        assert_eq!(r.ratio_unstalled, round2(47.5 / 200.0));
+        let md = markdown(&r, "mip4-lab bench --handover 2 --vm");
+        assert!(
+            md.contains("| mip4, in IKE RTTs | 2 | 2.38 RTTs | 3.00 RTTs |"),
+            "{md}"
+        );
+        assert!(md.contains("mip4 1 of 2 moves, stock 0 of 2"), "{md}");
+        assert!(md.contains("stood still 67% of the time"), "{md}");
+        assert!(md.contains("waited 60 s (60%)"), "{md}");
+    }
+}
