@@ -1,6 +1,7 @@
-//! The userspace delay line: frames cross it (ARP, ICMP, TCP with GSO),
-//! no IP frame arrives before its time, and the access link's own frames
-//! (ARP, IPv6 Neighbor Discovery) are not held. Needs root.
+//! The lab's links: the userspace delay line (frames cross it: ARP, ICMP,
+//! TCP with GSO; no IP frame arrives before its time, and the access
+//! link's own frames, ARP and IPv6 Neighbor Discovery, are not held) and
+//! the MN's access links brought up and down in a move. Needs root.
 
 use std::time::Duration;
 
@@ -192,4 +193,54 @@ fn lab_wire_passes_arp_and_nd_at_once_and_holds_ip() {
         );
         assert!(probe.wait().unwrap().success(), "{dst}: probe unanswered");
     }
+}
+
+/// A move's make and break (`lab::access`): the link comes up
+/// operational before the address and default route go on (a datagram
+/// sent at once must not meet the device's `noop` qdisc), and the break
+/// takes the network's address only, then the link.
+#[test]
+fn lab_access_link_is_operational_with_address_and_route_then_down() {
+    use mip4::lab::access::{change, Step};
+    use mip4::lab::topology::AccessSpec;
+    preflight().expect("lab preflight");
+    let prefix = unique_prefix();
+    let mn = Netns::new(&prefix, "mn").unwrap();
+    let gw = Netns::new(&prefix, "gw").unwrap();
+    veth(&mn, "eth-a", &gw, "eth0").unwrap();
+    gw.add_addr("eth0", "192.0.2.1/24").unwrap();
+    mn.link_up("eth-a", false).unwrap();
+    // An address of the MN's that is not the network's: it stays.
+    mn.add_addr("eth-a", "10.200.0.1/32").unwrap();
+    let net = AccessSpec {
+        name: "ext-a".into(),
+        host: "mn".into(),
+        dev: "eth-a".into(),
+        addr: "192.0.2.100/24".into(),
+        gateway: "192.0.2.1".into(),
+        trusted: false,
+    };
+
+    change(mn.name(), &[(&net, Step::Up { metric: None })]).unwrap();
+    let link = mn.ip(&["link", "show", "dev", "eth-a"]).unwrap();
+    // Operational (RFC 2863 operstate, what IFF_RUNNING says; `ip`
+    // prints the state, not that flag).
+    assert!(
+        link.contains("LOWER_UP") && link.contains("state UP"),
+        "{link}"
+    );
+    assert!(mn
+        .addrs("eth-a")
+        .unwrap()
+        .contains(&"192.0.2.100".to_string()));
+    let route = mn.ip(&["route", "show", "default"]).unwrap();
+    assert!(route.contains("via 192.0.2.1 dev eth-a"), "{route}");
+    assert!(mn.ping_once("192.0.2.100", "192.0.2.1", 2000));
+
+    change(mn.name(), &[(&net, Step::Down)]).unwrap();
+    let addrs = mn.addrs("eth-a").unwrap();
+    assert!(!addrs.contains(&"192.0.2.100".to_string()), "{addrs:?}");
+    assert!(addrs.contains(&"10.200.0.1".to_string()), "{addrs:?}");
+    let link = mn.ip(&["link", "show", "dev", "eth-a"]).unwrap();
+    assert!(link.contains("state DOWN"), "{link}");
 }

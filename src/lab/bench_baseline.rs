@@ -457,6 +457,19 @@ pub fn markdown(r: &Report, command: &str) -> String {
         verdict(r.ratio_psk, 2.0),
         verdict(r.ratio_eap, 3.0)
     ));
+    t.push_str(
+        "Round trips after the address change, all of them charon 5.9.8's: mip4 + MOBIKE \
+         needs the MOBIKE path check (an empty INFORMATIONAL; none with the plugin's direct \
+         update), UPDATE_SA_ADDRESSES (RFC 4555 §3.5), a CHILD_SA rekey (kernel-libipsec \
+         cannot update an SA in place, so both ends rekey after each update) and half a \
+         round trip more for the DELETE of the old SA, before which the rekey's responder \
+         does not send on the new one. Re-establishing needs IKE_SA_INIT and IKE_AUTH (with \
+         EAP-MSCHAPv2, IKE_AUTH takes more exchanges); the gateway's pool hands the same TIA \
+         back, so the home agent's binding still holds and data flows before the \
+         re-registration is answered. Where each move's time goes and why the loaded \
+         machine's medians are far above the best: lab/README.md, \"Where a move's time \
+         goes\".\n\n",
+    );
     let b = &r.bytes;
     t.push_str("### Bytes per data packet\n\n");
     t.push_str(&format!(

@@ -26,6 +26,7 @@
 //! - [`cleartext`]: reads a capture for the home address outside ESP
 //!   (`lab::clear-text`).
 
+pub mod access;
 pub mod bench;
 pub mod bench_baseline;
 pub mod bench_ha;

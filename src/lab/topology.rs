@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::access;
 use super::netns::{unique_prefix, veth, Netns};
 use super::wire::Wire;
 use super::{Error, Result};
@@ -265,14 +266,14 @@ impl Lab {
     /// Moves the MN to access network `name`, break before make: the old
     /// link loses the network's address and goes down, then the new one comes up with
     /// its address and default route (what a DHCP client would set).
-    /// Each half is one `ip -batch`: under the kernel tier's emulation
-    /// every process start costs ~0.1 s, and [`Lab::left_at`] says when
-    /// the old path was gone.
+    /// Both halves go through rtnetlink from this process
+    /// ([`super::access`]): no process start inside the measured move.
+    /// [`Lab::left_at`] says when the old path was gone.
     pub fn attach(&mut self, name: &str) -> Result<()> {
         let access = self.spec.access(name)?.clone();
         self.detach(&access.host)?;
         self.left_at = Some(unix_now());
-        self.bring_up(&access, "replace", "")?;
+        self.bring_up(&access, None)?;
         self.attached
             .insert(access.host.clone(), access.name.clone());
         Ok(())
@@ -290,17 +291,7 @@ impl Lab {
             return Ok(());
         };
         let access = self.spec.access(&current)?.clone();
-        let ns = self.host(host)?;
-        // Only the network's own address goes (what a DHCP client
-        // releases): with kernel-netlink, charon installs the VPN's
-        // virtual IP on the access interface too, and it must stay.
-        ip_batch(
-            ns,
-            &[
-                format!("addr del {} dev {}", access.addr, access.dev),
-                format!("link set {} down", access.dev),
-            ],
-        )
+        self.take_down(&access)
     }
 
     /// Brings access network `name` up beside the ones its host is on
@@ -311,38 +302,24 @@ impl Lab {
         let access = self.spec.access(name)?.clone();
         let place = self.spec.access.iter().position(|a| a.name == name);
         let metric = 100 + place.unwrap_or_default();
-        self.bring_up(&access, "append", &format!(" metric {metric}"))?;
+        self.bring_up(&access, u32::try_from(metric).ok())?;
         self.also.push(name.to_string());
         Ok(())
     }
 
-    /// The access link up with its address and a default route (`ip
-    /// route replace|append ... EXTRA`), in one `ip -batch`.
-    fn bring_up(&self, access: &AccessSpec, how: &str, extra: &str) -> Result<()> {
-        ip_batch(
-            self.host(&access.host)?,
-            &[
-                format!("link set {} up", access.dev),
-                super::netns::addr_add_args(&access.addr, &access.dev).join(" "),
-                format!(
-                    "route {how} default via {} dev {}{extra}",
-                    access.gateway, access.dev
-                ),
-            ],
-        )
+    /// The access link up with its address and a default route
+    /// (replacing the default route, or beside the others with `metric`).
+    fn bring_up(&self, access: &AccessSpec, metric: Option<u32>) -> Result<()> {
+        let ns = self.host(&access.host)?;
+        access::change(ns.name(), &[(access, access::Step::Up { metric })])
     }
 
     /// Only the network's own address goes (what a DHCP client
     /// releases): with kernel-netlink, charon installs the VPN's virtual
     /// IP on the access interface too, and it must stay. Then the link.
     fn take_down(&self, access: &AccessSpec) -> Result<()> {
-        ip_batch(
-            self.host(&access.host)?,
-            &[
-                format!("addr del {} dev {}", access.addr, access.dev),
-                format!("link set {} down", access.dev),
-            ],
-        )
+        let ns = self.host(&access.host)?;
+        access::change(ns.name(), &[(access, access::Step::Down)])
     }
 
     /// Takes access network `name` down, whether it came up by
@@ -420,11 +397,6 @@ fn link_delay(dev: &str, delay_ms: u64) -> Vec<String> {
         ));
     }
     lines
-}
-
-/// `ip -n NS -batch -` with `lines`: one process for several changes.
-fn ip_batch(ns: &Netns, lines: &[String]) -> Result<()> {
-    batch("ip", ns, lines)
 }
 
 /// `TOOL -n NS -batch -` (ip or tc) with `lines`.
