@@ -56,6 +56,12 @@ pub struct HaBenchOptions {
     pub window: usize,
     /// mip4-ha.
     pub ha: PathBuf,
+    /// TRIAL: sockets on UDP 434 (SO_REUSEPORT), mip4-ha's and the echo
+    /// server's alike, each read on a thread of its own.
+    pub reuseport: usize,
+    /// Generator sockets (threads) of the measured runs, each its own
+    /// source port: what SO_REUSEPORT spreads by.
+    pub senders: usize,
 }
 
 /// One run: the echo server and mip4-ha, back to back.
@@ -98,11 +104,61 @@ pub struct HaBenchReport {
     pub rss_kib_full: u64,
     /// Registrations of the fill per second.
     pub fill_per_s: f64,
-    /// Requests without a reply (dropped somewhere), all phases.
+    /// Requests to mip4-ha never answered, all phases.
     pub lost: u64,
-    /// Replies that were not an acceptance (or echo).
+    /// Replies that were not an acceptance.
     pub refused: u64,
+    /// Every request to mip4-ha, by what became of it.
+    pub requests: Tally,
+    /// The echo server's.
+    pub echo_requests: Tally,
+    /// The longest mip4-ha left every outstanding request unanswered.
+    pub longest_silence_ms: u64,
+    /// mip4-ha's journal compactions and the longest its loop stood
+    /// still exporting the cache for one (from its log).
+    pub compactions: u64,
+    pub longest_export_ms: u64,
+    /// Where requests could have gone, as counted there (see [`Drops`]).
+    pub drops: Drops,
     pub runs: Vec<Run>,
+}
+
+/// Where a request to mip4-ha can end without a reply, each as counted
+/// where it happens, over the whole bench.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Drops {
+    /// mip4-ha's counters of requests it dropped without a reply: the
+    /// kernel's drops at UDP 434 (`socket_dropped`), its queue
+    /// (`queue_full`), the screen's reasons.
+    pub ha: std::collections::BTreeMap<String, u64>,
+    /// The namespace's `Udp:` RcvbufErrors, InErrors and SndbufErrors
+    /// (/proc/net/snmp): every socket of the bench, the generator's and
+    /// the echo server's too.
+    pub kernel: std::collections::BTreeMap<String, u64>,
+    /// Lost requests (to mip4-ha and to the echo server) that no counter
+    /// explains.
+    pub unexplained: u64,
+}
+
+/// mip4-ha's counters of requests that get no reply.
+const HA_DROPS: [&str; 7] = [
+    "socket_dropped",
+    "queue_full",
+    "replayed",
+    "unauthenticated",
+    "unknown_spi",
+    "dropped_malformed",
+    "dropped_untrusted_source",
+];
+
+/// The namespace's UDP counters of datagrams the kernel dropped.
+const KERNEL_DROPS: [&str; 3] = ["RcvbufErrors", "InErrors", "SndbufErrors"];
+
+fn kernel_drops(ns: &Netns) -> Result<Vec<u64>> {
+    KERNEL_DROPS
+        .iter()
+        .map(|k| super::flood::udp_snmp(ns, k))
+        .collect()
 }
 
 /// The mobile nodes' fixed parameters.
@@ -186,63 +242,192 @@ impl Clock {
     }
 }
 
-/// Replies and losses of one drive.
-#[derive(Debug, Default, Clone, Copy)]
-struct Tally {
-    ok: u64,
-    refused: u64,
-    lost: u64,
+/// What a reply answers: its home address and the low 32 bits of its
+/// Identification. RFC 5944 §5.7.1: a reply copies the request's low
+/// 32 bits whether the timestamp was in tolerance or not (§3.4: offsets
+/// 4 and 12 of a reply; §3.3: 4 and 16 of a request, which the echo
+/// server sends back unchanged).
+type Key = (u32, u32);
+
+fn key_at(b: &[u8], id: usize) -> Option<Key> {
+    let word = |at: usize| Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?));
+    Some((word(4)?, word(id + 4)?))
 }
 
-/// Sends `count` datagrams made by `make(j)` to `dst`, at most `window`
-/// unanswered; a reply for which `good` is false is counted refused. A
-/// silence of `LOSS_WAIT` writes every outstanding one off as lost.
-fn drive(
-    sock: &UdpSocket,
+fn request_key(b: &[u8]) -> Option<Key> {
+    key_at(b, 16)
+}
+
+fn reply_key(b: &[u8]) -> Option<Key> {
+    key_at(b, 12)
+}
+
+/// What became of the requests of one drive (or of all).
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct Tally {
+    pub sent: u64,
+    /// Answered while the drive waited: an acceptance (or an echo).
+    pub ok: u64,
+    /// Answered in time, but not with an acceptance.
+    pub refused: u64,
+    /// Written off after [`LOSS_WAIT`] of silence, then answered after
+    /// all (in this drive or a later one on the same socket).
+    pub late: u64,
+    /// Never answered (counted at the end, after a last wait).
+    pub lost: u64,
+    /// Replies that answer nothing sent (never expected).
+    pub stray: u64,
+}
+
+impl Tally {
+    fn add(&mut self, t: Tally) {
+        self.sent += t.sent;
+        self.ok += t.ok;
+        self.refused += t.refused;
+        self.late += t.late;
+        self.lost += t.lost;
+        self.stray += t.stray;
+    }
+}
+
+/// A silence this long with requests outstanding writes them off, so
+/// that the drive goes on; their replies, if they come, count late.
+const LOSS_WAIT: Duration = Duration::from_secs(2);
+
+/// One socket of the generator and the peer it drives.
+struct Peer {
+    sock: UdpSocket,
     dst: SocketAddr,
-    count: usize,
-    window: usize,
-    make: &mut dyn FnMut(usize) -> Vec<u8>,
-    good: &dyn Fn(&[u8]) -> bool,
-) -> Result<(Duration, Tally)> {
-    const LOSS_WAIT: Duration = Duration::from_secs(2);
-    let io = |source| Error::Io {
-        path: format!("bench socket to {dst}"),
-        source,
-    };
-    sock.set_read_timeout(Some(LOSS_WAIT)).map_err(io)?;
-    let mut t = Tally::default();
-    let (mut sent, mut outstanding) = (0usize, 0usize);
-    let mut buf = [0u8; 2048];
-    let start = Instant::now();
-    while sent < count || outstanding > 0 {
-        while sent < count && outstanding < window {
-            sock.send_to(&make(sent), dst).map_err(io)?;
-            sent += 1;
-            outstanding += 1;
+    /// The key of what this peer answers ([`request_key`] for the echo).
+    key: fn(&[u8]) -> Option<Key>,
+    /// Whether a reply is what was asked for.
+    good: fn(&[u8]) -> bool,
+    /// Written off by a drive, not answered yet.
+    overdue: std::collections::HashSet<Key>,
+    /// The longest the peer kept every outstanding request unanswered.
+    longest_silence: Duration,
+}
+
+impl Peer {
+    fn new(
+        dst: SocketAddr,
+        key: fn(&[u8]) -> Option<Key>,
+        good: fn(&[u8]) -> bool,
+    ) -> Result<Peer> {
+        let sock = UdpSocket::bind("127.0.0.1:0").map_err(|source| Error::Io {
+            path: "bench socket".into(),
+            source,
+        })?;
+        Ok(Peer {
+            sock,
+            dst,
+            key,
+            good,
+            overdue: Default::default(),
+            longest_silence: Duration::ZERO,
+        })
+    }
+
+    fn io(&self, source: std::io::Error) -> Error {
+        Error::Io {
+            path: format!("bench socket to {}", self.dst),
+            source,
         }
-        match sock.recv(&mut buf) {
-            Ok(n) => {
-                outstanding -= 1;
-                if good(&buf[..n]) {
+    }
+
+    /// Sends `count` datagrams made by `make(j)`, at most `window`
+    /// unanswered; each reply is matched to its request.
+    fn drive(
+        &mut self,
+        count: usize,
+        window: usize,
+        make: &mut dyn FnMut(usize) -> Vec<u8>,
+    ) -> Result<(Duration, Tally)> {
+        self.sock
+            .set_read_timeout(Some(LOSS_WAIT))
+            .map_err(|e| self.io(e))?;
+        let mut t = Tally::default();
+        let mut pending = std::collections::HashSet::with_capacity(window);
+        let mut buf = [0u8; 2048];
+        let start = Instant::now();
+        while t.sent < count as u64 || !pending.is_empty() {
+            while t.sent < count as u64 && pending.len() < window {
+                let d = make(t.sent as usize);
+                let key = request_key(&d)
+                    .ok_or_else(|| Error::Other("a request too short to send".into()))?;
+                self.sock.send_to(&d, self.dst).map_err(|e| self.io(e))?;
+                pending.insert(key);
+                t.sent += 1;
+            }
+            let waiting = Instant::now();
+            let got = self.sock.recv(&mut buf);
+            self.longest_silence = self.longest_silence.max(waiting.elapsed());
+            match got {
+                Ok(n) => self.answer(&buf[..n], &mut pending, &mut t),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    self.overdue.extend(pending.drain());
+                }
+                Err(e) => return Err(self.io(e)),
+            }
+        }
+        Ok((start.elapsed(), t))
+    }
+
+    fn answer(
+        &mut self,
+        reply: &[u8],
+        pending: &mut std::collections::HashSet<Key>,
+        t: &mut Tally,
+    ) {
+        match (self.key)(reply) {
+            Some(k) if pending.remove(&k) => {
+                if (self.good)(reply) {
                     t.ok += 1;
                 } else {
                     t.refused += 1;
                 }
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                t.lost += outstanding as u64;
-                outstanding = 0;
-            }
-            Err(e) => return Err(io(e)),
+            Some(k) if self.overdue.remove(&k) => t.late += 1,
+            _ => t.stray += 1,
         }
     }
-    Ok((start.elapsed(), t))
+
+    /// Waits up to `wait` for the overdue replies; what stays unanswered
+    /// is lost.
+    fn settle(&mut self, wait: Duration) -> Result<Tally> {
+        let mut t = Tally::default();
+        let mut buf = [0u8; 2048];
+        let end = Instant::now() + wait;
+        let mut none = std::collections::HashSet::new();
+        while !self.overdue.is_empty() {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            self.sock
+                .set_read_timeout(Some(left))
+                .map_err(|e| self.io(e))?;
+            match self.sock.recv(&mut buf) {
+                Ok(n) => self.answer(&buf[..n], &mut none, &mut t),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break
+                }
+                Err(e) => return Err(self.io(e)),
+            }
+        }
+        t.lost = self.overdue.len() as u64;
+        Ok(t)
+    }
 }
 
 fn accepted(reply: &[u8]) -> bool {
@@ -255,12 +440,28 @@ fn per_s(n: u64, d: Duration) -> f64 {
 
 /// The daemon's resident set, KiB.
 fn rss_kib(pid: i32) -> Result<u64> {
+    proc_status(pid, "VmRSS:")
+}
+
+/// A number of /proc/`pid`/status (`field` with its colon).
+fn proc_status(pid: i32, field: &str) -> Result<u64> {
     let path = format!("/proc/{pid}/status");
     let s = std::fs::read_to_string(&path).map_err(|source| Error::Io { path, source })?;
     s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| Error::Other(format!("/proc/{pid}/status: no VmRSS")))
+        .ok_or_else(|| Error::Other(format!("/proc/{pid}/status: no {field}")))
+}
+
+/// The daemon's resident set once no journal compaction is under way
+/// (its thread gone): what the bindings hold, not a snapshot in flight.
+fn settled_rss_kib(pid: i32, threads: u64) -> Result<u64> {
+    wait::until(
+        Duration::from_secs(120),
+        "mip4-ha's journal compaction done",
+        || (proc_status(pid, "Threads:").ok()? <= threads).then_some(()),
+    )?;
+    rss_kib(pid)
 }
 
 /// The binding cache's cost per binding with `n` bindings, from this
@@ -292,6 +493,20 @@ fn cache_bytes(n: usize) -> Result<f64> {
     Ok(per.round())
 }
 
+/// Echoes what `sock` receives: mip4-ha's reader ([`udp::spawn_reader`])
+/// and a loop that sends each datagram back.
+///
+/// [`udp::spawn_reader`]: crate::daemons::udp::spawn_reader
+async fn echo_on(sock: std::sync::Arc<tokio::net::UdpSocket>) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+    let reader =
+        crate::daemons::udp::spawn_reader("echo", sock.clone(), tx, |src, data| (src, data));
+    while let Some((src, data)) = rx.recv().await {
+        let _ = sock.send_to(&data, SocketAddr::V4(src)).await;
+    }
+    reader.abort();
+}
+
 /// The echo server, in the namespace, on a thread of its own.
 struct Echo {
     addr: SocketAddr,
@@ -300,7 +515,7 @@ struct Echo {
 }
 
 impl Echo {
-    fn start(ns: &Netns) -> Result<Echo> {
+    fn start(ns: &Netns, reuseport: usize) -> Result<Echo> {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let name = ns.name().to_string();
@@ -313,26 +528,34 @@ impl Echo {
                     .build()
                     .map_err(|e| e.to_string())?;
                 rt.block_on(async move {
-                    let sock = std::sync::Arc::new(
-                        tokio::net::UdpSocket::bind("127.0.0.1:0")
-                            .await
-                            .map_err(|e| e.to_string())?,
-                    );
-                    let _ = started.send(sock.local_addr().map_err(|e| e.to_string()));
-                    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
-                    let reader =
-                        crate::daemons::udp::spawn_reader("echo", sock.clone(), tx, |src, data| {
-                            (src, data)
+                    let first = crate::daemons::udp::bind_reuseport(SocketAddrV4::new(
+                        Ipv4Addr::LOCALHOST,
+                        0,
+                    ))
+                    .and_then(tokio::net::UdpSocket::from_std)
+                    .map_err(|e| e.to_string())?;
+                    let addr = first.local_addr().map_err(|e| e.to_string())?;
+                    let _ = started.send(Ok(addr));
+                    for _ in 1..reuseport {
+                        let SocketAddr::V4(a) = addr else { break };
+                        let s =
+                            crate::daemons::udp::bind_reuseport(a).map_err(|e| e.to_string())?;
+                        std::thread::spawn(move || {
+                            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                                .enable_io()
+                                .build()
+                            else {
+                                return;
+                            };
+                            rt.block_on(async move {
+                                if let Ok(s) = tokio::net::UdpSocket::from_std(s) {
+                                    echo_on(std::sync::Arc::new(s)).await;
+                                }
+                            });
                         });
-                    let echo = async {
-                        while let Some((src, data)) = rx.recv().await {
-                            let _ = sock.send_to(&data, SocketAddr::V4(src)).await;
-                        }
-                    };
-                    tokio::select! {
-                        () = echo => {}
-                        _ = stopped => {}
                     }
+                    let reader = tokio::spawn(echo_on(std::sync::Arc::new(first)));
+                    let _ = stopped.await;
                     reader.abort();
                     Ok(())
                 })
@@ -394,6 +617,7 @@ pub fn run(opts: &HaBenchOptions, progress: &mut dyn FnMut(&str)) -> Result<HaBe
     let ns = Netns::new(&unique_prefix(), "ha")?;
     let mut cmd = ns.command(&opts.ha.display().to_string());
     cmd.arg("--config").arg(&conf);
+    cmd.env("MIP4_HA_REUSEPORT", opts.reuseport.to_string());
     let mut ha: Process = ns.spawn("mip4-ha", cmd, &dir.join("mip4-ha.log"))?;
     let sock_path = dir.join("ha.sock");
     progress(&format!("mip4-ha with {n} mobile nodes: starting"));
@@ -414,7 +638,8 @@ pub fn run(opts: &HaBenchOptions, progress: &mut dyn FnMut(&str)) -> Result<HaBe
         let tail: Vec<&str> = text.lines().rev().take(5).collect();
         Error::Other(format!("{e}; its log ends: {}", tail.join(" / ")))
     })?;
-    let echo = Echo::start(&ns)?;
+    let echo = Echo::start(&ns, opts.reuseport)?;
+    let kernel_before = kernel_drops(&ns)?;
 
     // The load generator lives in the namespace too: a thread of its own.
     let opts2 = opts.clone();
@@ -436,8 +661,40 @@ pub fn run(opts: &HaBenchOptions, progress: &mut dyn FnMut(&str)) -> Result<HaBe
         .map_err(|_| Error::Other("the load generator panicked".into()))??;
     let status = daemon::status(&sock_path)?;
     let bindings = status["bindings"].as_u64().unwrap_or(0) as usize;
+    let mut drops = Drops::default();
+    for (k, (after, before)) in KERNEL_DROPS
+        .iter()
+        .zip(kernel_drops(&ns)?.into_iter().zip(kernel_before))
+    {
+        drops
+            .kernel
+            .insert(k.to_string(), after.saturating_sub(before));
+    }
+    let counters = crate::ctl::call(
+        &sock_path,
+        crate::ctl::Request::Counters,
+        Duration::from_secs(30),
+    )
+    .ok()
+    .and_then(|r| r.data)
+    .ok_or_else(|| Error::Other("mip4-ha did not give its counters".into()))?;
+    for k in HA_DROPS {
+        drops
+            .ha
+            .insert(k.to_string(), counters[k].as_u64().unwrap_or(0));
+    }
+    // A drop at the socket of mip4-ha is in both lists: once is enough.
+    let counted = drops.ha.values().sum::<u64>()
+        + drops
+            .kernel
+            .values()
+            .sum::<u64>()
+            .saturating_sub(drops.ha["socket_dropped"]);
+    drops.unexplained = (g.tally.lost + g.echo_tally.lost).saturating_sub(counted);
     ha.stop(Duration::from_secs(30));
     drop(echo);
+    let (compactions, longest_export_ms) =
+        exports(&std::fs::read_to_string(&log).unwrap_or_default());
 
     let at = |size: usize| -> Vec<&Run> { g.runs.iter().filter(|r| r.bindings == size).collect() };
     let (small, full) = (at(opts.small), at(n));
@@ -471,8 +728,27 @@ pub fn run(opts: &HaBenchOptions, progress: &mut dyn FnMut(&str)) -> Result<HaBe
         fill_per_s: g.fill_per_s,
         lost: g.tally.lost,
         refused: g.tally.refused,
+        requests: g.tally,
+        echo_requests: g.echo_tally,
+        longest_silence_ms: g.longest_silence.as_millis() as u64,
+        compactions,
+        longest_export_ms,
+        drops,
         runs: g.runs,
     })
+}
+
+/// The journal compactions in mip4-ha's log, and the longest export.
+fn exports(log: &str) -> (u64, u64) {
+    log.lines()
+        .filter(|l| l.contains("journal compaction"))
+        .map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("export_ms="))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .fold((0, 0), |(n, m), ms| (n + 1, m.max(ms)))
 }
 
 fn round3(x: f64) -> f64 {
@@ -485,67 +761,52 @@ struct Gen {
     rss_small: u64,
     rss_full: u64,
     fill_per_s: f64,
+    /// mip4-ha's requests, all phases.
     tally: Tally,
+    /// The echo server's.
+    echo_tally: Tally,
+    /// The longest mip4-ha kept every outstanding request unanswered.
+    longest_silence: Duration,
 }
 
+/// How long the end of the run waits for replies written off.
+const LAST_WAIT: Duration = Duration::from_secs(10);
+
 fn generate(opts: &HaBenchOptions, ha_pid: i32, echo: SocketAddr) -> Result<Gen> {
-    let io = |source| Error::Io {
-        path: "bench socket".into(),
-        source,
-    };
     // One socket per peer: a late reply never counts for the other.
-    let sock = UdpSocket::bind("127.0.0.1:0").map_err(io)?;
-    let echo_sock = UdpSocket::bind("127.0.0.1:0").map_err(io)?;
     let ha = SocketAddr::V4(SocketAddrV4::new(HA_ADDR, crate::wire::MIP_PORT));
+    // Before any request: no journal compaction's thread yet.
+    let threads = proc_status(ha_pid, "Threads:")?;
+    let senders = opts.senders.max(1);
+    let peers = |dst, key, good| -> Result<Vec<Peer>> {
+        (0..senders).map(|_| Peer::new(dst, key, good)).collect()
+    };
+    let mut to_ha = peers(ha, reply_key, accepted)?;
+    let mut to_echo = peers(echo, request_key, |b| !b.is_empty())?;
     let mut clock = Clock(0);
     let mut rng = rand::rngs::StdRng::seed_from_u64(14);
-    let mut total = Tally::default();
-    let mut add = |t: Tally| {
-        total.ok += t.ok;
-        total.refused += t.refused;
-        total.lost += t.lost;
-    };
+    let (mut total, mut echo_total) = (Tally::default(), Tally::default());
     let (n, small, w) = (opts.mobile_nodes, opts.small, opts.window);
 
     // Registers nodes `from..to` once each.
-    let register = |from: usize, to: usize, clock: &mut Clock| {
-        drive(
-            &sock,
-            ha,
-            to - from,
-            w,
-            &mut |j| request(from + j, clock.next()),
-            &accepted,
-        )
+    let register = |peer: &mut Peer, from: usize, to: usize, clock: &mut Clock| {
+        peer.drive(to - from, w, &mut |j| request(from + j, clock.next()))
     };
-    let (_, t) = register(0, small, &mut clock)?;
-    add(t);
+    let (_, t) = register(&mut to_ha[0], 0, small, &mut clock)?;
+    total.add(t);
     let mut runs = Vec::new();
-    let measure = |size: usize,
-                   clock: &mut Clock,
-                   rng: &mut rand::rngs::StdRng,
-                   runs: &mut Vec<Run>|
+    let mut measure = |size: usize,
+                       clock: &mut Clock,
+                       rng: &mut rand::rngs::StdRng,
+                       runs: &mut Vec<Run>,
+                       to_ha: &mut [Peer]|
      -> Result<Tally> {
         let mut all = Tally::default();
         for _ in 0..opts.runs {
             // The same nodes' requests for both, signed alike.
             let picks: Vec<usize> = (0..opts.batch).map(|_| rng.gen_range(0..size)).collect();
-            let (e, te) = drive(
-                &echo_sock,
-                echo,
-                opts.batch,
-                w,
-                &mut |j| request(picks[j], clock.next()),
-                &|b| !b.is_empty(),
-            )?;
-            let (r, tr) = drive(
-                &sock,
-                ha,
-                opts.batch,
-                w,
-                &mut |j| request(picks[j], clock.next()),
-                &accepted,
-            )?;
+            let (e, te) = drive_all(&mut to_echo, &picks, w, clock)?;
+            let (r, tr) = drive_all(to_ha, &picks, w, clock)?;
             let (echo_pps, reg) = (per_s(te.ok, e), per_s(tr.ok, r));
             runs.push(Run {
                 bindings: size,
@@ -553,38 +814,92 @@ fn generate(opts: &HaBenchOptions, ha_pid: i32, echo: SocketAddr) -> Result<Gen>
                 registrations_per_s: reg,
                 ratio: round3(reg / echo_pps),
             });
-            for t in [te, tr] {
-                all.ok += t.ok;
-                all.refused += t.refused;
-                all.lost += t.lost;
-            }
+            echo_total.add(te);
+            all.add(tr);
         }
         Ok(all)
     };
-    add(measure(small, &mut clock, &mut rng, &mut runs)?);
-    let rss_small = rss_kib(ha_pid)?;
-    let (fill, t) = register(small, n, &mut clock)?;
-    add(t);
+    total.add(measure(small, &mut clock, &mut rng, &mut runs, &mut to_ha)?);
+    let rss_small = settled_rss_kib(ha_pid, threads)?;
+    let (fill, t) = register(&mut to_ha[0], small, n, &mut clock)?;
+    total.add(t);
     let fill_per_s = if n > small {
         per_s(t.ok, fill)
     } else {
         f64::NAN
     };
-    let rss_full = rss_kib(ha_pid)?;
-    add(measure(n, &mut clock, &mut rng, &mut runs)?);
+    let rss_full = settled_rss_kib(ha_pid, threads)?;
+    total.add(measure(n, &mut clock, &mut rng, &mut runs, &mut to_ha)?);
+    let mut longest_silence = Duration::ZERO;
+    for p in &mut to_ha {
+        total.add(p.settle(LAST_WAIT)?);
+        longest_silence = longest_silence.max(p.longest_silence);
+    }
+    for p in &mut to_echo {
+        echo_total.add(p.settle(LAST_WAIT)?);
+    }
     Ok(Gen {
         runs,
         rss_small,
         rss_full,
         fill_per_s,
         tally: total,
+        echo_tally: echo_total,
+        longest_silence,
     })
+}
+
+/// The requests of `picks`' nodes through `peers`, in parallel: each
+/// peer's thread takes the nodes `i` with `i % peers == k` (a node's
+/// timestamps stay in order) and its share of `window`.
+fn drive_all(
+    peers: &mut [Peer],
+    picks: &[usize],
+    window: usize,
+    clock: &mut Clock,
+) -> Result<(Duration, Tally)> {
+    if let [peer] = peers {
+        return peer.drive(picks.len(), window, &mut |j| {
+            request(picks[j], clock.next())
+        });
+    }
+    let k = peers.len();
+    let w = (window / k).max(1);
+    let results: Vec<Result<(Duration, Tally)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = peers
+            .iter_mut()
+            .enumerate()
+            .map(|(i, peer)| {
+                let mine: Vec<usize> = picks.iter().copied().filter(|p| p % k == i).collect();
+                scope.spawn(move || {
+                    let mut clock = Clock(0);
+                    peer.drive(mine.len(), w, &mut |j| request(mine[j], clock.next()))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Other("a sender panicked".into())))
+            })
+            .collect()
+    });
+    let mut longest = Duration::ZERO;
+    let mut all = Tally::default();
+    for r in results {
+        let (d, t) = r?;
+        longest = longest.max(d);
+        all.add(t);
+    }
+    Ok((longest, all))
 }
 
 /// `mip4-lab bench-ha`: prints the report (JSON, markdown or text).
 pub fn cli(opts: HaBenchOptions, json: bool, markdown: bool) -> std::process::ExitCode {
     match run(&opts, &mut |line| eprintln!("mip4-lab bench-ha: {line}")) {
         Ok(r) => {
+            eprintln!("mip4-lab bench-ha: {}", accounting(&r));
             if json {
                 println!("{}", serde_json::to_string(&r).unwrap_or_default());
             } else if markdown {
@@ -595,9 +910,10 @@ pub fn cli(opts: HaBenchOptions, json: bool, markdown: bool) -> std::process::Ex
                     r.bindings, r.registrations_per_s, r.registrations_per_s_worst, r.echo_pps, r.ratio, r.ratio_worst
                 );
                 println!(
-                    "  at {} bindings: {} registrations/s, ratio {}; flat ratio {}; {} bytes per binding; lost {}, refused {}",
-                    r.small_bindings, r.small_registrations_per_s, r.small_ratio, r.flat_ratio, r.bytes_per_binding, r.lost, r.refused
+                    "  at {} bindings: {} registrations/s, ratio {}; flat ratio {}; {} bytes per binding",
+                    r.small_bindings, r.small_registrations_per_s, r.small_ratio, r.flat_ratio, r.bytes_per_binding
                 );
+                println!("  {}", accounting(&r));
             }
             std::process::ExitCode::SUCCESS
         }
@@ -642,7 +958,10 @@ pub fn markdown_section(o: &HaBenchOptions, r: &HaBenchReport) -> String {
          | binding cache alone, bytes per binding from RSS (at {}) | {} | <= 128 |\n\
          | mip4-ha, bytes per binding from RSS ({} -> {} KiB: cache, data plane, routes' records) | {} | |\n\
          | fill: first registrations/s | {} | |\n\
-         | requests lost / refused | {} / {} | 0 / 0 |\n",
+         | requests to mip4-ha: sent / accepted / refused / late (after {} s of silence) / lost | {} | lost 0 |\n\
+         | lost ones counted: by mip4-ha {} / by the kernel {} / unexplained | {} / {} / {} | |\n\
+         | longest mip4-ha left every outstanding request unanswered | {} ms | |\n\
+         | mip4-ha's journal compactions; the longest export of the cache (the loop stands still) | {}; {} ms | |\n",
         o.mobile_nodes,
         o.small,
         o.runs,
@@ -661,7 +980,108 @@ pub fn markdown_section(o: &HaBenchOptions, r: &HaBenchReport) -> String {
         r.rss_kib_full,
         r.bytes_per_binding,
         r.fill_per_s,
-        r.lost,
-        r.refused,
+        LOSS_WAIT.as_secs(),
+        requests_line(&r.requests),
+        names(&r.drops.ha),
+        names(&r.drops.kernel),
+        r.drops.ha.values().sum::<u64>(),
+        r.drops.kernel.values().sum::<u64>(),
+        r.drops.unexplained,
+        r.longest_silence_ms,
+        r.compactions,
+        r.longest_export_ms,
     )
+}
+
+fn requests_line(t: &Tally) -> String {
+    format!(
+        "{} / {} / {} / {} / {}",
+        t.sent, t.ok, t.refused, t.late, t.lost
+    )
+}
+
+/// `(name n, ...)`: the counters a sum is made of.
+fn names(m: &std::collections::BTreeMap<String, u64>) -> String {
+    format!(
+        "({})",
+        m.iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// What became of every request, in one line.
+fn accounting(r: &HaBenchReport) -> String {
+    format!(
+        "requests to mip4-ha sent/accepted/refused/late/lost {}; to the echo server {}; \
+         stray replies {}; lost ones counted by mip4-ha {}, by the kernel {}, unexplained {}; \
+         longest silence {} ms; {} compactions, longest export {} ms",
+        requests_line(&r.requests),
+        requests_line(&r.echo_requests),
+        r.requests.stray + r.echo_requests.stray,
+        names(&r.drops.ha),
+        names(&r.drops.kernel),
+        r.drops.unexplained,
+        r.longest_silence_ms,
+        r.compactions,
+        r.longest_export_ms
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_longest_export_is_read_from_the_log() {
+        let log = "2026-11-30T01:00:00.1Z  INFO mip4::daemons::ha::run: journal compaction: binding cache exported, its snapshot written by a thread of its own bindings=1024 export_ms=12\n\
+                   2026-11-30T01:00:01.1Z  INFO mip4::daemons::ha::run: registration accepted\n\
+                   2026-11-30T01:00:02.1Z  INFO mip4::daemons::ha::run: journal compaction: binding cache exported, its snapshot written by a thread of its own bindings=4096 export_ms=345\n";
+        assert_eq!(exports(log), (2, 345));
+        assert_eq!(exports(""), (0, 0));
+    }
+
+    /// The bench's accounting: a reply matches its own request; one that
+    /// comes after the write-off counts late, not for whatever was sent
+    /// next; what never comes is lost; a reply to nothing sent is stray.
+    #[test]
+    fn replies_are_matched_to_their_requests_late_ones_included() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut p =
+            Peer::new(server.local_addr().unwrap(), request_key, |b| !b.is_empty()).unwrap();
+        // Nobody answers: after LOSS_WAIT the three are written off.
+        let (_, t) = p.drive(3, 3, &mut |j| request(j, 1000 + j as u64)).unwrap();
+        assert_eq!((t.sent, t.ok, t.late, t.lost), (3, 0, 0, 0), "{t:?}");
+        assert_eq!(p.overdue.len(), 3);
+        let mut buf = [0u8; 2048];
+        let mut got = Vec::new();
+        let mut from = None;
+        for _ in 0..3 {
+            let (n, f) = server.recv_from(&mut buf).unwrap();
+            got.push(buf[..n].to_vec());
+            from = Some(f);
+        }
+        let from = from.unwrap();
+        // The first and the last answered late, and a reply to nothing.
+        for d in [&got[2], &request(7, 5), &got[0]] {
+            server.send_to(d, from).unwrap();
+        }
+        // A new request answered at once counts, the late ones do not.
+        let (_, t) = p
+            .drive(1, 1, &mut |_| {
+                let d = request(4, 2000);
+                server.send_to(&d, from).unwrap();
+                d
+            })
+            .unwrap();
+        // (Its reply queues behind the other three: loopback keeps order.)
+        assert_eq!((t.sent, t.ok, t.late, t.stray), (1, 1, 2, 1), "{t:?}");
+        let rest = p.settle(Duration::from_millis(500)).unwrap();
+        assert_eq!(
+            (rest.late, rest.lost),
+            (0, 1),
+            "the second never answered: {rest:?}"
+        );
+    }
 }

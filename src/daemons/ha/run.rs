@@ -66,11 +66,20 @@ pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
         state::max_len(cfg.mobile_nodes.len()),
     );
     let record = state::Record::new(&cfg.state_file, cfg.home_agent, generation);
-    let sock = Arc::new(
+    // TRIAL (SO_REUSEPORT): MIP4_HA_REUSEPORT = sockets on UDP 434.
+    let reuse: usize = std::env::var("MIP4_HA_REUSEPORT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let sock = Arc::new(if reuse > 1 {
+        crate::daemons::udp::bind_reuseport(cfg.listen)
+            .and_then(UdpSocket::from_std)
+            .map_err(|e| format!("cannot bind UDP {}: {e}", cfg.listen))?
+    } else {
         UdpSocket::bind(SocketAddr::V4(cfg.listen))
             .await
-            .map_err(|e| format!("cannot bind UDP {}: {e}", cfg.listen))?,
-    );
+            .map_err(|e| format!("cannot bind UDP {}: {e}", cfg.listen))?
+    });
     intake::widen_receive_buffer(&sock);
     // Registrations, from the data plane (which owns reads on the socket
     // when it carries RFC 3519 tunnel data) or from our own reader, each
@@ -83,6 +92,10 @@ pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
     let (dp, took_socket) = Installer::start(&cfg, udp, &previous).await?;
     if !took_socket {
         intake::spawn_reader(sock.clone(), intake.clone());
+        for _ in 1..reuse {
+            intake::spawn_thread_reader(cfg.listen, intake.clone())
+                .map_err(|e| format!("cannot bind UDP {}: {e}", cfg.listen))?;
+        }
     }
     let udp_unavailable = cfg.udp_tunnelling && !took_socket;
     if udp_unavailable {
@@ -221,6 +234,12 @@ pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
 }
 
 impl Daemon {
+    /// What the kernel dropped at UDP 434 ([`crate::ha::Counters::socket_dropped`]).
+    pub(super) fn socket_dropped(&self) -> u64 {
+        use std::os::fd::AsFd;
+        crate::sys::socket::drops(self.sock.as_fd()).map_or(0, u64::from)
+    }
+
     /// [`carry_out`](Self::carry_out), then [`finish`](Self::finish).
     async fn apply(&mut self) {
         self.carry_out().await;
@@ -303,8 +322,17 @@ impl Daemon {
         }
         self.record.append(&entries);
         if self.record.wants_compaction() {
+            // The loop stands still for the export (O(n): at a million
+            // bindings, around a second on a loaded machine); said, so
+            // that a node's slow reply has its cause in the log.
             let cache = self.ha.export(now, wall);
+            let bindings = cache.bindings.len();
             self.record.compact(cache, self.dp.record());
+            info!(
+                bindings,
+                export_ms = now.elapsed().as_millis() as u64,
+                "journal compaction: binding cache exported, its snapshot written by a thread of its own"
+            );
         }
     }
 }
