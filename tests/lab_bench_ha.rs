@@ -15,8 +15,6 @@ fn bench_ha_reports_consistent_figures_for_every_node_registered() {
         batch: 150,
         window: 8,
         ha: env!("CARGO_BIN_EXE_mip4-ha").into(),
-        reuseport: 1,
-        senders: 1,
     };
     let r = bench_ha::run(&opts, &mut |_| {}).expect("bench-ha runs");
     assert_eq!(r.bindings, 300, "one binding per mobile node");

@@ -146,13 +146,6 @@ enum Cmd {
         /// Requests outstanding at once.
         #[arg(long, default_value_t = 32)]
         window: usize,
-        /// TRIAL: sockets on UDP 434 (SO_REUSEPORT), mip4-ha's and the
-        /// echo server's alike, each read on a thread of its own.
-        #[arg(long, default_value_t = 1)]
-        reuseport: usize,
-        /// Generator sockets (threads) of the measured runs.
-        #[arg(long, default_value_t = 1)]
-        senders: usize,
         /// Print the report as one JSON object.
         #[arg(long)]
         json: bool,
@@ -332,8 +325,6 @@ fn main() -> ExitCode {
             runs,
             batch,
             window,
-            reuseport,
-            senders,
             json,
             markdown,
         } => mip4::lab::bench_ha::cli(
@@ -344,8 +335,6 @@ fn main() -> ExitCode {
                 batch,
                 window,
                 ha: bin_dir.join("mip4-ha"),
-                reuseport,
-                senders,
             },
             json,
             markdown,

@@ -39,17 +39,6 @@ pub fn spawn_reader<T: Send + 'static>(
     })
 }
 
-/// Binds `addr` with SO_REUSEPORT: the kernel spreads the datagrams of
-/// the sockets so bound by a hash of each sender's address and port.
-pub fn bind_reuseport(addr: std::net::SocketAddrV4) -> std::io::Result<std::net::UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
-    s.set_reuse_port(true)?;
-    s.set_nonblocking(true)?;
-    s.bind(&std::net::SocketAddr::V4(addr).into())?;
-    Ok(s.into())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

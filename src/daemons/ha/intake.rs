@@ -98,33 +98,6 @@ pub fn widen_receive_buffer(sock: &UdpSocket) {
     }
 }
 
-/// TRIAL (SO_REUSEPORT, issue 14 §4): another socket on `addr`, read and
-/// screened on a thread of its own.
-pub fn spawn_thread_reader(
-    addr: std::net::SocketAddrV4,
-    intake: Arc<Intake>,
-) -> std::io::Result<()> {
-    let std_sock = crate::daemons::udp::bind_reuseport(addr)?;
-    std::thread::Builder::new()
-        .name("mip4-ha-reader".into())
-        .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_io()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                let Ok(sock) = UdpSocket::from_std(std_sock) else {
-                    return;
-                };
-                widen_receive_buffer(&sock);
-                let _ = spawn_reader(Arc::new(sock), intake).await;
-            });
-        })?;
-    Ok(())
-}
-
 /// Reads `sock` (when no data plane does) into `intake` until aborted.
 pub fn spawn_reader(sock: Arc<UdpSocket>, intake: Arc<Intake>) -> JoinHandle<()> {
     tokio::spawn(async move {

@@ -66,20 +66,11 @@ pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
         state::max_len(cfg.mobile_nodes.len()),
     );
     let record = state::Record::new(&cfg.state_file, cfg.home_agent, generation);
-    // TRIAL (SO_REUSEPORT): MIP4_HA_REUSEPORT = sockets on UDP 434.
-    let reuse: usize = std::env::var("MIP4_HA_REUSEPORT")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
-    let sock = Arc::new(if reuse > 1 {
-        crate::daemons::udp::bind_reuseport(cfg.listen)
-            .and_then(UdpSocket::from_std)
-            .map_err(|e| format!("cannot bind UDP {}: {e}", cfg.listen))?
-    } else {
+    let sock = Arc::new(
         UdpSocket::bind(SocketAddr::V4(cfg.listen))
             .await
-            .map_err(|e| format!("cannot bind UDP {}: {e}", cfg.listen))?
-    });
+            .map_err(|e| format!("cannot bind UDP {}: {e}", cfg.listen))?,
+    );
     intake::widen_receive_buffer(&sock);
     // Registrations, from the data plane (which owns reads on the socket
     // when it carries RFC 3519 tunnel data) or from our own reader, each
@@ -92,10 +83,6 @@ pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
     let (dp, took_socket) = Installer::start(&cfg, udp, &previous).await?;
     if !took_socket {
         intake::spawn_reader(sock.clone(), intake.clone());
-        for _ in 1..reuse {
-            intake::spawn_thread_reader(cfg.listen, intake.clone())
-                .map_err(|e| format!("cannot bind UDP {}: {e}", cfg.listen))?;
-        }
     }
     let udp_unavailable = cfg.udp_tunnelling && !took_socket;
     if udp_unavailable {
