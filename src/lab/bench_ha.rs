@@ -870,7 +870,7 @@ pub fn markdown_section(o: &HaBenchOptions, r: &HaBenchReport) -> String {
          | requests to mip4-ha: sent / accepted / refused / late (after {} s of silence) / lost | {} | lost 0 |\n\
          | lost ones counted: by mip4-ha {} / by the kernel {} / unexplained | {} / {} / {} | |\n\
          | longest mip4-ha left every outstanding request unanswered | {} ms | |\n\
-         | mip4-ha's journal compactions; the longest export of the cache (the loop stands still) | {}; {} ms | |\\n{}",
+         | mip4-ha's journal compactions; the longest export of the cache (the loop stands still) | {}; {} ms | |\n\n{}",
         o.mobile_nodes,
         o.small,
         o.runs,
@@ -914,8 +914,8 @@ answered is lost, and set against where it could have been dropped: mip4-ha's co
 namespace's UDP counters. The 32 requests lost in the earlier 1,000,000 run were exactly one \
 window written off by the old accounting after a silence over 2 s, their late replies taken for \
 the next requests'. Stopping mip4-ha for 2 s at 200,000 bindings (under gdb) now reads 32 late, \
-0 lost. What makes such a silence is the loop standing still: the journal compaction's export of \
-the cache (its longest is above, from mip4-ha's log).\n\
+0 lost. Such a silence is mip4-ha's loop standing still: off the CPU on a loaded machine, or \
+exporting the cache for a journal compaction (timed in its log; the longest is above).\n\
 - **mip4-ha's RSS per binding** beyond the cache is the data plane's per-binding records (the \
 installer's tunnel, route and device name; the userspace plane's tables) and freed memory the \
 allocator kept: at 200,000 bindings, a `malloc_trim` after the fill gave back 44 of 170 MB (about \
