@@ -436,6 +436,15 @@ fn flood_is_settled_at_the_socket(udp_tunnelling: bool, replayed: bool) {
         "{counted} counted of {forged} forged, {} dropped at the socket: {c}",
         r.socket_drops
     );
+    // What the kernel dropped at UDP 434 (forged or the node's own)
+    // mip4-ha counts itself, among the namespace's drops (its sockets'
+    // all).
+    assert!(
+        counted + n("socket_dropped") <= forged + r.sends as u64
+            && n("socket_dropped") <= r.socket_drops,
+        "{counted} counted of {forged} forged, {} dropped in the namespace: {c}",
+        r.socket_drops
+    );
     // Replies to unauthenticated requests (131) stay within the limit.
     let secs = r.elapsed.as_secs() + 1;
     let limit = 50 + 10 * secs;

@@ -19,6 +19,19 @@ fn bench_ha_reports_consistent_figures_for_every_node_registered() {
     let r = bench_ha::run(&opts, &mut |_| {}).expect("bench-ha runs");
     assert_eq!(r.bindings, 300, "one binding per mobile node");
     assert_eq!((r.lost, r.refused), (0, 0), "every request accepted");
+    // Every request is accounted for, once: 100 and 200 registrations,
+    // then 3 runs of 150 at each size.
+    let t = &r.requests;
+    assert_eq!(t.sent, 100 + 200 + 6 * 150, "{t:?}");
+    assert_eq!(t.sent, t.ok + t.refused + t.late + t.lost, "{t:?}");
+    assert_eq!(r.echo_requests.sent, 6 * 150, "{:?}", r.echo_requests);
+    assert_eq!(
+        t.stray + r.echo_requests.stray,
+        0,
+        "every reply answers a request"
+    );
+    assert_eq!(r.drops.unexplained, 0, "{:?}", r.drops);
+    assert_eq!(r.drops.ha["socket_dropped"], 0, "{:?}", r.drops);
     assert_eq!(r.small_bindings, 100);
     assert_eq!(r.runs.len(), 6);
     let at = |n: usize| {

@@ -414,6 +414,8 @@ fn print_counters(c: &Counters) {
         ("tunnel data dropped", c.tunnel_data_dropped),
         ("dropped (untrusted)", c.dropped_untrusted_source),
         ("replies with TNC", c.tnc_replies),
+        ("dropped (queue full)", c.queue_full),
+        ("dropped (socket)", c.socket_dropped),
     ];
     for (k, v) in rows {
         println!("{k:<22} {v}");

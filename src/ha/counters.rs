@@ -62,6 +62,13 @@ pub struct Counters {
     /// agent's queue full (issue 13 item 9).
     #[serde(default)]
     pub queue_full: u64,
+    /// Datagrams the kernel dropped at UDP 434 before mip4-ha read them
+    /// (its receive buffer full): the socket's own drop count, read by
+    /// the daemon when asked (SO_MEMINFO; `/proc/net/udp`'s `drops`).
+    /// Each lost request costs its node a retransmission (RFC 5944
+    /// §3.6.3); this says that it happened here, not on the way.
+    #[serde(default)]
+    pub socket_dropped: u64,
 }
 
 impl Counters {
@@ -91,6 +98,7 @@ impl Counters {
             ipv6_prefixes_accepted,
             ipv6_prefixes_refused,
             queue_full,
+            socket_dropped,
         } = other;
         self.requests += requests;
         self.accepted += accepted;
@@ -112,6 +120,7 @@ impl Counters {
         self.ipv6_prefixes_accepted += ipv6_prefixes_accepted;
         self.ipv6_prefixes_refused += ipv6_prefixes_refused;
         self.queue_full += queue_full;
+        self.socket_dropped += socket_dropped;
     }
 
     pub fn denied(&self, code: u8) -> u64 {

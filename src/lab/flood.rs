@@ -406,6 +406,11 @@ fn cpu_time(pid: i32) -> Result<Duration> {
 
 /// The namespace's `Udp: ... RcvbufErrors` (/proc/net/snmp).
 fn udp_rcvbuf_errors(ns: &Netns) -> Result<u64> {
+    udp_snmp(ns, "RcvbufErrors")
+}
+
+/// The namespace's UDP counter `name` (/proc/net/snmp's `Udp:` lines).
+pub(super) fn udp_snmp(ns: &Netns, name: &str) -> Result<u64> {
     let snmp = ns.exec("cat", &["/proc/net/snmp"])?;
     let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
     let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
@@ -414,9 +419,9 @@ fn udp_rcvbuf_errors(ns: &Netns) -> Result<u64> {
     names
         .split_whitespace()
         .zip(values.split_whitespace())
-        .find(|(n, _)| *n == "RcvbufErrors")
+        .find(|(n, _)| *n == name)
         .and_then(|(_, v)| v.parse().ok())
-        .ok_or_else(|| Error::Other("no Udp RcvbufErrors in /proc/net/snmp".into()))
+        .ok_or_else(|| Error::Other(format!("no Udp {name} in /proc/net/snmp")))
 }
 
 /// One row of the bench's table.

@@ -34,6 +34,7 @@ impl Daemon {
                 let screened = self.intake.counters();
                 let mut c = ha.counters().clone();
                 c.add(&screened);
+                c.socket_dropped = self.socket_dropped();
                 let mut v = serde_json::to_value(c).unwrap_or_default();
                 // Of those, what never reached the agent's queue.
                 v["screened"] = serde_json::to_value(screened).unwrap_or_default();
@@ -68,6 +69,7 @@ impl Daemon {
                     },
                     "mobile_nodes": c.mobile_nodes.len(),
                     "bindings": ha.binding_count(),
+                    "socket_dropped": self.socket_dropped(),
                     "uptime": now.duration_since(self.started).as_secs(),
                 }))
             }

@@ -221,6 +221,12 @@ pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
 }
 
 impl Daemon {
+    /// What the kernel dropped at UDP 434 ([`crate::ha::Counters::socket_dropped`]).
+    pub(super) fn socket_dropped(&self) -> u64 {
+        use std::os::fd::AsFd;
+        crate::sys::socket::drops(self.sock.as_fd()).map_or(0, u64::from)
+    }
+
     /// [`carry_out`](Self::carry_out), then [`finish`](Self::finish).
     async fn apply(&mut self) {
         self.carry_out().await;
@@ -303,8 +309,17 @@ impl Daemon {
         }
         self.record.append(&entries);
         if self.record.wants_compaction() {
+            // The loop stands still for the export (O(n): at a million
+            // bindings, around a second on a loaded machine); said, so
+            // that a node's slow reply has its cause in the log.
             let cache = self.ha.export(now, wall);
+            let bindings = cache.bindings.len();
             self.record.compact(cache, self.dp.record());
+            info!(
+                bindings,
+                export_ms = now.elapsed().as_millis() as u64,
+                "journal compaction: binding cache exported, its snapshot written by a thread of its own"
+            );
         }
     }
 }

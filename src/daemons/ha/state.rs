@@ -284,8 +284,15 @@ impl Record {
         let thread = std::thread::Builder::new()
             .name("mip4-ha-record".into())
             .spawn(move || {
-                let text = serde_json::to_vec(&r).map_err(std::io::Error::other)?;
-                record::write_new(&next, &text)
+                let written = serde_json::to_vec(&r)
+                    .map_err(std::io::Error::other)
+                    .and_then(|text| record::write_new(&next, &text));
+                // The export and its JSON (hundreds of megabytes at a
+                // million bindings) go back to the kernel: freed, they
+                // would stay in the allocator's arenas, resident.
+                drop(r);
+                crate::sys::malloc::trim();
+                written
             });
         match thread {
             Ok(thread) => {
