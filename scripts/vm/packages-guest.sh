@@ -184,9 +184,13 @@ timing daemons_start
 # ARP; the MN's tunnel, rules; traffic both ways through the tunnel.
 until_ok 90 sh -c 'mip4ctl --socket /run/mip4/ha.sock --json bindings | grep -q 10.1.0.10'
 check registration_accepted "$?" "HA: $(mip4ctl --socket /run/mip4/ha.sock bindings 2>&1) | MN: $(mip4ctl status 2>&1 | head -n 12)"
+# mip4-ha's kernel link is named after the care-of address (10.2.0.2: one
+# link per care-of address, shared by its bindings); mip4d's after the
+# home address (10.1.0.10).
+ha_link="mip4-0a020002"
 link="mip4-0a01000a"
-until_ok 30 ip link show "$link"
-check ha_tunnel_installed "$?" "$(ip -d link show "$link" 2>&1 | tr -s ' ') route: $(ip route get 10.1.0.10 2>&1)"
+until_ok 30 ip link show "$ha_link"
+check ha_tunnel_installed "$?" "$(ip -d link show "$ha_link" 2>&1 | tr -s ' ') route: $(ip route get 10.1.0.10 2>&1)"
 until_ok 30 sh -c 'ip neigh show proxy dev home0 | grep -q 10.1.0.10'
 check ha_proxy_arp "$?" "$(ip neigh show proxy dev home0 2>&1)"
 until_ok 30 sh -c "ip -n peer neigh show 10.1.0.10 | grep -q $home_mac"
