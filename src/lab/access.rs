@@ -141,14 +141,13 @@ fn default_route(gateway: &str, index: u32, metric: Option<u32>) -> Result<Route
     Ok(msg)
 }
 
-/// `ADDR/LEN` of an access network.
+/// `ADDR/LEN` of an access network (the host's address with the
+/// network's prefix length: ipnet keeps the address as written).
 fn cidr(s: &str) -> Result<(IpAddr, u8)> {
-    let bad = || Error::Other(format!("access address `{s}` is not ADDR/LEN"));
-    let (addr, len) = s.split_once('/').ok_or_else(bad)?;
-    Ok((
-        addr.parse().map_err(|_| bad())?,
-        len.parse().map_err(|_| bad())?,
-    ))
+    let net: ipnet::IpNet = s
+        .parse()
+        .map_err(|_| Error::Other(format!("access address `{s}` is not ADDR/LEN")))?;
+    Ok((net.addr(), net.prefix_len()))
 }
 
 fn other(e: crate::netlink::Error) -> Error {

@@ -347,10 +347,9 @@ charon {{
         lab {{
             path = {log}
             # Milliseconds after the seconds, for the handover's
-            # timelines: time_add_ms on 5.9.8, time_precision later.
+            # timelines: charon 5.9.8 reads `time_add_ms` (it ignores
+            # `time_precision`, the option of later releases).
             time_format = %H:%M:%S
-            # Milliseconds after the seconds: charon 5.9.8 reads
-            # `time_add_ms` (it ignores `time_precision`).
             time_add_ms = yes
             append = no
             flush_line = yes
