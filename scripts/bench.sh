@@ -53,7 +53,7 @@ SELECTED="$*"
 FAILED=""
 
 measured_on() {
-	echo "_Measured $(date -u +%Y-%m-%d) on $(nproc) cores ($(uname -m), Linux $(uname -r)), shared with other builds._"
+	echo "_Measured $(date -u +%Y-%m-%d) on $(nproc) cores ($(uname -m), Linux $(uname -r)), shared with other builds (load average $(cut -d' ' -f1-3 /proc/loadavg) when it ended)._"
 }
 
 # produce NN-name COMMAND...: runs COMMAND (when selected) into the section

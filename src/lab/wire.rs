@@ -280,6 +280,15 @@ fn open_packet_socket(dev: &str) -> io::Result<PacketSocket> {
     let sock = PacketSocket::bind(ifindex, ETH_P_ALL, Framing::Frame)?;
     sock.set_vnet_hdr()?;
     sock.set_ignore_outgoing()?;
+    // The relay's end of the MN's access link loses its carrier while the
+    // MN is away (one veth pair), and gets it back when the MN comes: the
+    // kernel's linkwatch work then swaps its `noop` qdisc for the real
+    // one, later under load. Through the qdisc, an ARP reply relayed in
+    // that window was dropped and the MN's first datagram on the new
+    // network waited the 1 s of ARP's retransmission; an access router's
+    // port does not go dark when a client leaves. Past the qdisc, a frame
+    // needs only the carrier, which veth sets at once.
+    sock.set_qdisc_bypass()?;
     // A bounded wait, so the receiver sees the stop flag.
     sock.set_read_timeout(Some(Duration::from_millis(100)))?;
     Ok(sock)

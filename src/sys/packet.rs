@@ -26,6 +26,7 @@ pub const BROADCAST: Mac = [0xff; 6];
 
 // linux/if_packet.h socket options (SOL_PACKET).
 const PACKET_VNET_HDR: libc::c_int = 15;
+const PACKET_QDISC_BYPASS: libc::c_int = 20;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 
 /// What the socket reads and writes.
@@ -116,6 +117,13 @@ impl PacketSocket {
     /// frames and partial checksums pass through intact.
     pub fn set_vnet_hdr(&self) -> io::Result<()> {
         setsockopt(self.as_fd(), libc::SOL_PACKET, PACKET_VNET_HDR, &1i32)
+    }
+
+    /// PACKET_QDISC_BYPASS: frames sent go to the driver, past the
+    /// device's qdisc (and past the `noop` qdisc a device has between
+    /// its carrier coming on and the kernel's linkwatch work).
+    pub fn set_qdisc_bypass(&self) -> io::Result<()> {
+        setsockopt(self.as_fd(), libc::SOL_PACKET, PACKET_QDISC_BYPASS, &1i32)
     }
 
     /// PACKET_IGNORE_OUTGOING: no copies of the frames this host sends.

@@ -196,7 +196,10 @@ pub fn markdown(r: &Report, command: &str) -> String {
         m,
         "Stand-in lab (kernel-libipsec), 20 ms access RTT; each round runs stock \
          MOBIKE (`vpn-move`) and mip4 (`untrusted-move`) on a fresh lab, ABBA. \
-         IKE RTT median {rtt:.1} ms.\n"
+         Each move is timed from the lab's address change to the first reply to \
+         an echo sent after it, echoes 2 ms apart (stock: the MN pings the \
+         correspondent from its TIA; mip4: the correspondent pings the home \
+         address). IKE RTT median {rtt:.1} ms.\n"
     );
     let _ = writeln!(m, "| figure | runs | median | worst |");
     let _ = writeln!(m, "| --- | --- | --- | --- |");

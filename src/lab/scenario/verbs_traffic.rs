@@ -10,20 +10,32 @@ use crate::lab::timing::{stalled_ms, Heartbeat, RouteWatch, Stall};
 use crate::lab::{wait, Error, Result};
 
 impl Run<'_> {
-    /// lab::pinger NAME HOST SRC DST: continuous ping, 20 ms apart.
+    /// lab::pinger NAME HOST SRC DST [MS]: continuous ping, MS ms apart
+    /// (20). A move timed by the first reply is late by up to MS (the
+    /// wait for the next echo after the path works): a lab that times a
+    /// move gives a small MS, so the figure is the path's, not ping's.
     pub(super) fn pinger(&mut self, a: &Args) -> Result<()> {
         let (name, host, src, dst) = (a.arg(1)?, a.arg(2)?, a.arg(3)?, a.arg(4)?);
+        let ms: u32 = match a.words.get(5) {
+            None => 20,
+            Some(w) => w
+                .parse()
+                .ok()
+                .filter(|ms| *ms > 0)
+                .ok_or_else(|| Error::Other(format!("`{w}` is not a ping interval in ms")))?,
+        };
+        let interval = format!("{:.3}", f64::from(ms) / 1e3);
         let ns = self.lab.host(host)?;
         let out = self.work.path().join(format!("ping-{name}.txt"));
         let mut cmd = ns.command("ping");
-        cmd.args(["-D", "-n", "-i", "0.02", "-W", "1", "-I", src, dst]);
+        cmd.args(["-D", "-n", "-i", &interval, "-W", "1", "-I", src, dst]);
         let p = ns.spawn(&format!("ping-{name}"), cmd, &out)?;
         self.pingers
             .insert(name.to_string(), Pinger { out, _process: p });
         self.emit(
             "pinger_started",
             host,
-            serde_json::json!({"name": name, "src": src, "dst": dst}),
+            serde_json::json!({"name": name, "src": src, "dst": dst, "interval_ms": ms}),
         );
         Ok(())
     }
