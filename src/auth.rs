@@ -23,7 +23,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use hmac::{Hmac, Mac};
+use hmac::digest::core_api::CoreWrapper;
+use hmac::digest::KeyInit;
+use hmac::{HmacCore, Mac};
 use md5::{Digest, Md5};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
@@ -130,6 +132,12 @@ pub struct SecurityAssociation {
     algorithm: Algorithm,
     key: Vec<u8>,
     replay: ReplayMethod,
+    /// HMAC-MD5's keyed state (the MD5 states after the key's inner and
+    /// outer pad blocks, RFC 2104 §2), computed once: each message then
+    /// costs the MD5 blocks of its own bytes only, half of a keyed-anew
+    /// HMAC for a registration (issue 14 §4). As secret as the key, and
+    /// overwritten when dropped like it.
+    keyed: Option<HmacCore<Md5>>,
 }
 
 impl SecurityAssociation {
@@ -147,11 +155,13 @@ impl SecurityAssociation {
         if key.is_empty() {
             return Err(AuthError::EmptyKey(spi));
         }
+        let keyed = (algorithm == Algorithm::HmacMd5).then(|| hmac_keyed(key));
         Ok(SecurityAssociation {
             spi,
             algorithm,
             key: key.to_vec(),
             replay,
+            keyed,
         })
     }
 
@@ -175,14 +185,15 @@ impl SecurityAssociation {
     /// The authenticator over `covered` (§3.5.1: the message up to and
     /// including the extension's SPI).
     pub fn compute(&self, covered: &[u8]) -> [u8; AUTHENTICATOR_LEN] {
-        match self.algorithm {
-            Algorithm::HmacMd5 => {
-                let mut mac = <Hmac<Md5> as Mac>::new_from_slice(&self.key)
-                    .expect("HMAC accepts keys of any length");
+        match (self.algorithm, &self.keyed) {
+            (Algorithm::HmacMd5, keyed) => {
+                // (Always keyed when made; the key stays the truth.)
+                let core = keyed.clone().unwrap_or_else(|| hmac_keyed(&self.key));
+                let mut mac = CoreWrapper::from_core(core);
                 mac.update(covered);
                 mac.finalize().into_bytes().into()
             }
-            Algorithm::KeyedMd5PrefixSuffix => {
+            (Algorithm::KeyedMd5PrefixSuffix, _) => {
                 let mut h = Md5::new();
                 h.update(&self.key);
                 h.update(covered);
@@ -202,6 +213,11 @@ impl SecurityAssociation {
     }
 }
 
+/// HMAC-MD5's state after the pad blocks of `key` (RFC 2104 §2).
+fn hmac_keyed(key: &[u8]) -> HmacCore<Md5> {
+    HmacCore::<Md5>::new_from_slice(key).expect("HMAC accepts keys of any length")
+}
+
 impl fmt::Debug for SecurityAssociation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SecurityAssociation")
@@ -216,6 +232,13 @@ impl fmt::Debug for SecurityAssociation {
 impl Drop for SecurityAssociation {
     fn drop(&mut self) {
         self.key.zeroize();
+        if let Some(keyed) = &mut self.keyed {
+            // The crate offers no zeroize: the state of an empty key (no
+            // secret) is written over the key's, and kept observable so
+            // that the store is not elided as dead.
+            *keyed = hmac_keyed(&[]);
+            std::hint::black_box(keyed);
+        }
     }
 }
 

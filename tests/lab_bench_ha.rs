@@ -47,6 +47,13 @@ fn bench_ha_reports_consistent_figures_for_every_node_registered() {
             run.registrations_per_s > 0.0 && run.echo_pps > 0.0,
             "{run:?}"
         );
+        // CPU time on either side, from the kernel's account of it.
+        assert!(
+            run.echo_cpu_us > 0.0 && run.registration_cpu_us > 0.0,
+            "{run:?}"
+        );
+        let c = run.echo_cpu_us / run.registration_cpu_us;
+        assert!((run.cpu_ratio - c).abs() < 0.01, "{run:?}");
         let q = run.registrations_per_s / run.echo_pps;
         assert!(
             (run.ratio - q).abs() < 0.001,

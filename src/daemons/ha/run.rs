@@ -33,7 +33,7 @@ use crate::ctl::Request;
 use crate::daemons::control::{Query, Server};
 use crate::daemons::udp::Received;
 use crate::daemons::wake::{sleep_until, Hangup, StopSignals};
-use crate::dataplane::recv::BATCH;
+use crate::dataplane::recv::{send_batch, BATCH};
 use crate::ha::{Changes, HaConfig, HomeAgent, Output, Screen};
 use crate::replay::NtpTimestamp;
 
@@ -268,11 +268,15 @@ impl Daemon {
     async fn finish(&mut self) {
         let changes = self.ha.take_changes();
         self.save(changes);
-        for (dst, payload) in std::mem::take(&mut self.replies) {
-            if let Err(e) = self.sock.send_to(&payload, SocketAddr::V4(dst)).await {
-                warn!(%dst, "cannot send reply: {e}");
-            }
-        }
+        // One sendmmsg(2) for the batch's replies.
+        let replies = std::mem::take(&mut self.replies);
+        send_batch(&self.sock, &replies, &mut |dst, e| {
+            warn!(%dst, "cannot send reply: {e}");
+        })
+        .await;
+        // The buffer is kept for the next batch.
+        self.replies = replies;
+        self.replies.clear();
     }
 
     /// Records what changed in the core's state (`changes`) and in the

@@ -391,7 +391,7 @@ impl Record {
         let Some(f) = &mut self.journal else { return };
         let mut buf = Vec::with_capacity(entries.len() * 256);
         for e in entries {
-            buf.extend(line(e));
+            write_line(&mut buf, e);
         }
         if let Err(e) = f.write_all(&buf) {
             warn!(state_file = %self.path.display(), "cannot append to the journal: {e}");
@@ -413,9 +413,19 @@ impl Record {
 }
 
 fn line(e: &Entry) -> Vec<u8> {
-    let mut v = serde_json::to_vec(e).unwrap_or_default();
-    v.push(b'\n');
+    let mut v = Vec::new();
+    write_line(&mut v, e);
     v
+}
+
+/// `e` as one journal line, at the end of `buf` (serialised in place: no
+/// buffer of its own per entry).
+fn write_line(buf: &mut Vec<u8>, e: &Entry) {
+    let start = buf.len();
+    if serde_json::to_writer(&mut *buf, e).is_err() {
+        buf.truncate(start);
+    }
+    buf.push(b'\n');
 }
 
 /// Replaces the snapshot; a failure is logged and the daemon serves on
