@@ -88,10 +88,13 @@ deb:
 
 # The build the .debs ship (cargo profile `dist`) into DESTDIR (default /),
 # without a package; same layout as the .debs (packaging/install.sh). Keeps
-# existing files in /etc.
+# existing files in /etc. Installs only what building needs
+# (install-deps.sh --build), and builds only what is installed (not
+# mip4-lab). Proven on a pristine Debian 12 root: scripts/fresh-check.sh install.
 DESTDIR ?=
 install:
-	$(CARGO) build --profile dist --lib --bins
+	./scripts/install-deps.sh --build
+	$(CARGO) build --profile dist --lib --bin mip4d --bin mip4-ha --bin mip4-fa --bin mip4ctl
 	DESTDIR=$(DESTDIR) BUILD_DIR=target/dist ./packaging/install.sh
 
 # Rewrites man/ from the binaries' clap definitions and the config

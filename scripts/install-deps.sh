@@ -9,6 +9,9 @@
 #              toolchain, scapy or strongSwan source: the kernel tier runs
 #              this inside its fresh guest root (scripts/vm/image.sh), which
 #              makes the tier the fresh-machine test of this list.
+#   --build    only what `make install` needs to build and install the
+#              daemons and the plugin (the Rust toolchain is checked, not
+#              installed): no lab, test oracles or kernel tier.
 #   --gateway libreswan
 #              with --runtime: the VPN gateway's root for `--gateway
 #              libreswan` (libreswan conflicts with strongSwan's packages).
@@ -17,17 +20,19 @@ cd "$(dirname "$0")/.."
 
 deb=no
 runtime=no
+build=no
 gateway=strongswan
 while (($#)); do
 	case "$1" in
 	--deb) deb=yes ;;
 	--runtime) runtime=yes ;;
+	--build) build=yes ;;
 	--gateway)
 		gateway="${2:-}"
 		shift
 		;;
 	*)
-		echo "install-deps: unknown option $1 (known: --deb, --runtime, --gateway libreswan)" >&2
+		echo "install-deps: unknown option $1 (known: --deb, --runtime, --build, --gateway libreswan)" >&2
 		exit 2
 		;;
 	esac
@@ -74,8 +79,21 @@ build_packages=(
 	systemd                 # systemd-analyze: tests/packaging_install.rs checks the units
 	jq                      # scripts/bench.sh (make bench) reads criterion's and mip4-lab's JSON
 )
-packages=("${runtime_packages[@]}")
-[[ $runtime == yes ]] || packages+=("${build_packages[@]}")
+# `make install` alone (--build): the shim's headers and bindgen, nm for
+# install-plugin.sh. Charon itself is the operator's to install
+# (packaging/README.md); its library's version pins the headers (build.rs).
+install_packages=(
+	libstrongswan           # the installed release the shim is built for
+	libclang-dev clang      # bindgen for the plugin's C ABI
+	dpkg-dev                # apt-get source / dpkg-source: strongSwan headers
+	binutils                # nm: install-plugin.sh checks the plugin's constructor
+)
+if [[ $build == yes ]]; then
+	packages=("${install_packages[@]}")
+else
+	packages=("${runtime_packages[@]}")
+	[[ $runtime == yes ]] || packages+=("${build_packages[@]}")
+fi
 if [[ $deb == yes ]]; then
 	packages+=(
 		debhelper       # dh: packaging/debian/rules (make deb)
@@ -107,8 +125,12 @@ if [[ $runtime == yes ]]; then
 	exit 0
 fi
 
-# Rust toolchain components used by `make check`.
 command -v cargo >/dev/null || { echo "install-deps: cargo not found (a rustup toolchain is required)" >&2; exit 1; }
+if [[ $build == yes ]]; then
+	exec ./scripts/fetch-strongswan-source.sh
+fi
+
+# Rust toolchain components used by `make check`.
 if command -v rustup >/dev/null; then
 	installed="$(rustup component list --installed 2>/dev/null || true)"
 	for c in rustfmt clippy; do

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use dataplane_support::*;
 use mip4::dataplane::udp::MIP_PORT;
-use mip4::dataplane::{Encapsulation, Role, TunnelBinding};
+use mip4::dataplane::{DataPlane, Encapsulation, Role, TunnelBinding};
 
 const WAIT: Duration = Duration::from_secs(10);
 const MN_PORT: u16 = 43_434;
@@ -148,5 +148,135 @@ fn ping_and_tcp_cross_the_udp_tunnel_and_foreign_sources_are_dropped() {
         Some(std::io::ErrorKind::WouldBlock),
         "the forger received tunnel data"
     );
+    drop((ha, mn));
+}
+
+/// The address of `dst`'s route as the kernel of `ns` reports it, with
+/// its learnt path MTU when it has one (`ip route get`).
+fn route_to(ns: &Netns, family: &str, dst: &str, src: &str) -> String {
+    ns.ip(&format!("{family} route get {dst} from {src}"))
+}
+
+/// A UDP socket in `ns` bound to `addr`, for datagrams the test sends or
+/// waits for (a read timeout: the wait is for the datagram itself).
+fn udp_in(ns: &Netns, addr: std::net::SocketAddr) -> std::net::UdpSocket {
+    let s = ns.run(async move { std::net::UdpSocket::bind(addr).unwrap() });
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s
+}
+
+/// RFC 3519 tunnel data over a path narrower than the tunnel devices
+/// (the veth pair at 1400, the devices at 1468): the outer DF follows the
+/// datagram inside, as over IP in IP. IPv4 without DF: the outer datagram
+/// is fragmented on the way and delivered. IPv4 with DF (RFC 2003 §3.1,
+/// §5.1) and full-size IPv6 (RFC 4213 §3.2): the send is refused, the
+/// source gets "fragmentation needed" or a Packet Too Big with the
+/// tunnel MTU (1400 - 32) and learns it; the datagram is not delivered.
+/// A smaller IPv6 datagram is. Before, the kernel's default for UDP
+/// fragmented every oversized outer datagram, so IPv6 never learnt.
+#[test]
+fn on_a_narrower_path_df_follows_the_inner_datagram_and_too_big_is_answered() {
+    use mip4::dataplane::binding::{Ipv6Binding, Ipv6TunnelTo};
+    use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
+    require_root();
+    let p = Pair::new("udpdf");
+    p.ha.ip(&format!("addr add {CN}/32 dev lo"));
+    p.mn.ip(&format!("addr add {HOA}/32 dev lo"));
+    let ha_sock = SocketAddrV4::new(HA_ADDR.into(), MIP_PORT);
+    let mn_sock = SocketAddrV4::new(COA.into(), MN_PORT);
+    let (_ha_nl, ha) = p.ha.run(async move {
+        let udp = Arc::new(tokio::net::UdpSocket::bind(ha_sock).await.unwrap());
+        let b = TunnelBinding {
+            home: HOA,
+            local: HA_ADDR.into(),
+            remote: mn_sock,
+            encapsulation: Encapsulation::Udp,
+        };
+        start_plane(Role::HomeAgent, b, Some(udp), None).await
+    });
+    let (_mn_nl, mn) = p.mn.run(async move {
+        let udp = Arc::new(tokio::net::UdpSocket::bind(mn_sock).await.unwrap());
+        let b = TunnelBinding {
+            home: HOA,
+            local: COA.into(),
+            remote: ha_sock,
+            encapsulation: Encapsulation::Udp,
+        };
+        start_plane(Role::MobileNode, b, Some(udp), None).await
+    });
+    // RFC 5454's IPv6 in the same tunnel (Tunneling Mode: to the care-of
+    // address, right behind the Tunnel Data header).
+    let v6 = Ipv6Binding {
+        prefix: "2001:db8:5::/64".parse().unwrap(),
+        tunnel_to: Ipv6TunnelTo::CareOf,
+    };
+    for dp in [&ha, &mn] {
+        let DataPlane::Userspace(u) = dp else {
+            panic!("the test's planes are userspace ones");
+        };
+        u.set_ipv6(HOA, Some(v6));
+    }
+    let (mn_v6, cn_v6): (Ipv6Addr, Ipv6Addr) = (
+        "2001:db8:5::2".parse().unwrap(),
+        "2001:db8:88::1".parse().unwrap(),
+    );
+    p.mn.ip(&format!("-6 addr add {mn_v6}/128 dev lo nodad"));
+    p.mn.ip(&format!("-6 route add {cn_v6}/128 dev mip4t0"));
+    p.ha.ip(&format!("-6 addr add {cn_v6}/128 dev lo nodad"));
+    p.ha.ip("link set vha mtu 1400");
+    p.mn.ip("link set vmn mtu 1400");
+    let too_big = || counters(&mn).too_big_sent;
+    let mut buf = vec![0u8; 4096];
+
+    // IPv4 without DF, 2000 bytes: the MN's kernel fragments it to the
+    // device's 1468 (fragments never carry DF), and each 1468-byte
+    // fragment crosses the 1400 path fragmented outside.
+    let v4 = |port| SocketAddr::V4(SocketAddrV4::new(CN, port));
+    let rx = udp_in(&p.ha, v4(7100));
+    let tx = udp_in(&p.mn, SocketAddr::V4(SocketAddrV4::new(HOA, 0)));
+    tx.send_to(&[0x41; 2000], v4(7100)).unwrap();
+    assert_eq!(rx.recv(&mut buf).ok(), Some(2000), "IPv4 without DF lost");
+    assert_eq!(too_big(), 0);
+
+    // IPv4 that fits the device: Linux sets DF on it (IP_PMTUDISC_WANT).
+    let rx = udp_in(&p.ha, v4(7101));
+    tx.send_to(&[0x42; 1440], v4(7101)).unwrap();
+    assert!(
+        wait_for(WAIT, || too_big() == 1),
+        "no fragmentation needed for IPv4 with DF: {:?}",
+        counters(&mn)
+    );
+    let to_cn = || route_to(&p.mn, "-4", &CN.to_string(), &HOA.to_string());
+    assert!(
+        wait_for(WAIT, || to_cn().contains("mtu 1368")),
+        "the source never learnt the tunnel MTU: {}",
+        to_cn()
+    );
+    rx.set_nonblocking(true).unwrap();
+    assert!(rx.recv(&mut buf).is_err(), "IPv4 with DF was fragmented");
+
+    // Full-size IPv6 (1468 bytes): a Packet Too Big with 1368, learnt;
+    // not delivered. Then 1048 bytes, which fit: delivered.
+    let v6 = |a, port| SocketAddr::V6(SocketAddrV6::new(a, port, 0, 0));
+    let rx = udp_in(&p.ha, v6(cn_v6, 7102));
+    let tx = udp_in(&p.mn, v6(mn_v6, 0));
+    tx.send_to(&[0x66; 1420], v6(cn_v6, 7102)).unwrap();
+    assert!(
+        wait_for(WAIT, || too_big() == 2),
+        "no Packet Too Big: {:?}",
+        counters(&mn)
+    );
+    let to_cn6 = || route_to(&p.mn, "-6", &cn_v6.to_string(), &mn_v6.to_string());
+    assert!(
+        wait_for(WAIT, || to_cn6().contains("mtu 1368")),
+        "the IPv6 source never learnt the tunnel MTU: {}",
+        to_cn6()
+    );
+    rx.set_nonblocking(true).unwrap();
+    assert!(rx.recv(&mut buf).is_err(), "full-size IPv6 was fragmented");
+    rx.set_nonblocking(false).unwrap();
+    tx.send_to(&[0x67; 1000], v6(cn_v6, 7102)).unwrap();
+    assert_eq!(rx.recv(&mut buf).ok(), Some(1000), "smaller IPv6 lost");
+    assert_eq!(counters(&ha).too_big_sent, 0);
     drop((ha, mn));
 }

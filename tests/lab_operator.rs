@@ -28,6 +28,10 @@ fn lab_operator_pins_mc_on_a_trusted_network_and_releases_it() {
     assert!(event(&s, "mip4d_ike_sa_connecting").t < heard);
     assert!(event(&s, "vpn_tia").t > heard);
     lab_support::check_held(&s, "swanctl --list-sas --raw | grep -o");
+    // mip4d asked charon once, for the pin: the operator's probe in mode
+    // 'c' asked for no VPN and closed none; one IKE_SA_INIT in the run.
+    lab_support::check_held(&s, "events mn/mip4d vpn_requested");
+    lab_support::check_held(&s, "grep -c \"initiating IKE_SA vpn");
     let mc = &event(&s, "registered_mc").detail;
     assert!(
         mc["care_of"].as_str().unwrap().starts_with("10.200.0."),

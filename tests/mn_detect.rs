@@ -1047,6 +1047,38 @@ fn a_trusted_verdict_closes_the_vpn_asked_for_with_the_probe() {
     })));
 }
 
+/// `mip4ctl probe` in mode 'c' probes the address the node is registered
+/// with: it leaves nothing (traffic flows meanwhile), so no VPN is asked
+/// for with the probe and the trusted verdict has none to close, even
+/// with `vpn_when_inside = terminate`. A `force mc` after it asks charon
+/// once (the lab's `operator-tools`: the probe's initiate and its
+/// verdict's terminate came just before the pin's own initiate).
+#[test]
+fn an_operators_probe_in_mode_c_asks_for_no_vpn_and_force_mc_then_asks_once() {
+    let mut d = detect_config();
+    d.vpn_when_inside = VpnWhenInside::Terminate;
+    let mut cfg = node_config(d);
+    cfg.with_charon = true;
+    let mut s = Sim::from_config(cfg);
+    s.inside_in_c();
+    s.node.probe_now(s.now).unwrap();
+    let p = s.one_probe();
+    assert_eq!(p.src, IN_1);
+    s.deliver(&p.req, Answer::Tnc);
+    assert_eq!(s.node.state(), State::Registered { care_of: IN_1 });
+    let a = s.actions();
+    assert!(!a.iter().any(|a| matches!(a, Action::Vpn(_))), "{a:?}");
+
+    s.node.force(s.now, Mode::Mc).unwrap();
+    let a = s.actions();
+    assert_eq!(initiates(&a), 1, "{a:?}");
+    assert!(
+        !a.iter()
+            .any(|a| matches!(a, Action::Vpn(VpnRequest::Terminate { .. }))),
+        "{a:?}"
+    );
+}
+
 /// RFC 5266 §3 (the lab's `flap`): leaving mode 'c' with no IKE_SA, the
 /// VPN is asked for while traffic is held. charon's IKE_SA_INIT to a
 /// gateway it has no IKE_SA with yet (so not excluded from the home

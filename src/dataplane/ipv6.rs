@@ -116,6 +116,15 @@ pub fn is_link_local(a: Ipv6Addr) -> bool {
     a.segments()[0] & 0xffc0 == 0xfe80
 }
 
+/// RFC 4213 §3.2: whether the IPv4 header around an IPv6 datagram of
+/// `len` bytes has DF set: only above IPv6's minimum MTU. One that size
+/// or smaller must get through, fragmented on the IPv4 path if need be;
+/// a larger one that does not fit the path is answered with
+/// [`packet_too_big`].
+pub fn outer_dont_frag(len: usize) -> bool {
+    len > MIN_MTU
+}
+
 /// Puts an IPv4 header with protocol 41 in front of `inner` (an IPv6
 /// datagram) into `out` (cleared first). RFC 4213 §3.5: the outer TOS is
 /// the inner Traffic Class. §3.2 (dynamic tunnel MTU): DF only on what is
@@ -139,7 +148,7 @@ pub fn encapsulate(
         protocol: PROTO_IPV6,
         tos: p.traffic_class(),
         ident,
-        dont_frag: inner.len() > MIN_MTU,
+        dont_frag: outer_dont_frag(inner.len()),
         ttl: outer.ttl,
         payload_len: inner.len(),
     };

@@ -63,6 +63,21 @@ pub fn encapsulate_ipv6(inner: &[u8], out: &mut Vec<u8>) -> Result<(), HeaderErr
     Ok(())
 }
 
+/// Whether the outer IPv4 header of the Tunnel Data message `msg` (as
+/// [`encapsulate`] wrote it) has DF set. RFC 3519 carries the datagram as
+/// IP in IP does, behind a UDP header, so IP in IP's rules hold: IPv4
+/// inside, DF copied from its header (RFC 2003 §3.1, so that §5.1's
+/// "fragmentation needed" reaches the source); IPv6 inside, RFC 4213
+/// §3.2 ([`super::ipv6::outer_dont_frag`]). Anything else (a keepalive
+/// is built by [`keepalive`] without DF): clear.
+pub fn outer_dont_frag(msg: &[u8]) -> bool {
+    match decapsulate(msg) {
+        Ok(Inner::Ipv4(p)) => p.dont_frag(),
+        Ok(Inner::Ipv6(p)) => super::ipv6::outer_dont_frag(p.packet().len()),
+        Err(_) => false,
+    }
+}
+
 /// What a Tunnel Data message carries.
 #[derive(Debug, Clone, Copy)]
 pub enum Inner<'a> {
@@ -132,6 +147,28 @@ mod tests {
     use super::*;
     use crate::dataplane::ipip::tests::inner_datagram;
     use proptest::prelude::*;
+
+    /// DF of the outer header follows the inner datagram: copied from
+    /// IPv4, set for IPv6 above 1280 bytes only.
+    #[test]
+    fn outer_df_is_copied_from_ipv4_and_set_for_ipv6_above_1280() {
+        let (a, b) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+        let mut msg = Vec::new();
+        for df in [true, false] {
+            encapsulate(&inner_datagram(a, b, 0, df, &[0; 1400]), &mut msg).unwrap();
+            assert_eq!(outer_dont_frag(&msg), df);
+        }
+        for (len, df) in [(1280, false), (1281, true), (1468, true), (100, false)] {
+            let mut d = vec![0x60, 0, 0, 0];
+            d.extend_from_slice(&u16::try_from(len - 40).unwrap().to_be_bytes());
+            d.extend_from_slice(&[59, 64]);
+            d.resize(len, 0);
+            encapsulate_ipv6(&d, &mut msg).unwrap();
+            assert_eq!(outer_dont_frag(&msg), df, "{len} bytes of IPv6");
+        }
+        keepalive(a, b, 1, 1, &mut msg);
+        assert!(!outer_dont_frag(&msg));
+    }
 
     #[test]
     fn header_is_type_4_next_header_4() {

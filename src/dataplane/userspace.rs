@@ -8,6 +8,7 @@
 
 use std::io::{self, Read};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::AsFd;
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -386,6 +387,7 @@ async fn device_to_network(
 ) {
     let Egress { raw, udp, sources } = egress;
     let mut too_big = TooBig::new();
+    let mut udp_df = UdpDf::default();
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut out = Vec::with_capacity(MAX_DATAGRAM);
     let mut ident: u16 = rand::random();
@@ -418,6 +420,7 @@ async fn device_to_network(
                 .await
             }
             (Encapsulation::Udp, Some(u)) => {
+                udp_df.follow(u, super::udp::outer_dont_frag(&out));
                 let to = SocketAddr::V4(tx.to);
                 u.async_io(Interest::WRITABLE, || match leave() {
                     true => u.try_send_to(&out, to).map(drop),
@@ -446,6 +449,47 @@ async fn device_to_network(
 }
 
 const UDP_HEADER_LEN: usize = 8;
+
+/// DF on RFC 3519 tunnel data ([`super::udp::outer_dont_frag`]). The
+/// kernel writes the outer header of a UDP socket's datagrams, so DF is
+/// the socket's IP_MTU_DISCOVER: DO (DF set; one that does not fit the
+/// path MTU is refused with EMSGSIZE and its source told, [`TooBig`]) or
+/// DONT (DF clear; fragmented to fit). Linux's default for UDP, WANT,
+/// would fragment an oversized one whatever the inner header asks. Set
+/// only when the class changes from the last datagram's on this socket
+/// (a Weak: a new socket in the slot starts again).
+#[derive(Default)]
+struct UdpDf {
+    last: Option<(Weak<UdpSocket>, bool)>,
+}
+
+impl UdpDf {
+    fn follow(&mut self, socket: &Arc<UdpSocket>, df: bool) {
+        if let Some((s, was)) = &self.last {
+            if *was == df && s.as_ptr() == Arc::as_ptr(socket) {
+                return;
+            }
+        }
+        let mode = if df {
+            libc::IP_PMTUDISC_DO
+        } else {
+            libc::IP_PMTUDISC_DONT
+        };
+        let set = crate::sys::socket::setsockopt(
+            socket.as_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            &mode,
+        );
+        match set {
+            Ok(()) => self.last = Some((Arc::downgrade(socket), df)),
+            Err(e) => {
+                self.last = None;
+                tracing::debug!(error = %e, df, "IP_MTU_DISCOVER on the UDP tunnel socket");
+            }
+        }
+    }
+}
 
 /// How often the plane tells a source its datagram was too big for the
 /// tunnel. RFC 4443 §2.4 (f): ICMPv6 errors MUST be rate-limited (and RFC

@@ -32,27 +32,15 @@ pub enum Step {
 
 /// Runs `steps` in order, in namespace `ns` (a name under /run/netns).
 pub fn change(ns: &str, steps: &[(&AccessSpec, Step)]) -> Result<()> {
-    let ns = ns.to_string();
     let steps: Vec<(AccessSpec, Step)> = steps.iter().map(|(a, s)| ((*a).clone(), *s)).collect();
-    // setns affects the calling thread only: a short-lived thread enters
-    // the namespace, opens its netlink socket there and does the work.
-    std::thread::spawn(move || -> Result<()> {
-        super::netns::enter(&ns)?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .enable_time()
-            .build()
-            .map_err(|e| Error::Other(format!("runtime: {e}")))?;
-        rt.block_on(async {
-            let nl = Netlink::new().map_err(other)?;
-            for (a, step) in &steps {
-                apply(&nl, a, *step).await?;
-            }
-            Ok(())
-        })
+    // The netlink socket must be opened inside the namespace.
+    super::netns::block_on_in(ns, "access link", move || async move {
+        let nl = Netlink::new().map_err(other)?;
+        for (a, step) in &steps {
+            apply(&nl, a, *step).await?;
+        }
+        Ok(())
     })
-    .join()
-    .map_err(|_| Error::Other("access link thread panicked".into()))?
 }
 
 async fn apply(nl: &Netlink, a: &AccessSpec, step: Step) -> Result<()> {

@@ -516,11 +516,7 @@ impl Echo {
         let thread = std::thread::spawn(move || {
             let started = addr_tx.clone();
             let r = (move || -> std::result::Result<(), String> {
-                super::netns::enter(&name).map_err(|e| e.to_string())?;
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| e.to_string())?;
+                let rt = super::netns::runtime_in(&name).map_err(|e| e.to_string())?;
                 rt.block_on(async move {
                     let sock = std::sync::Arc::new(
                         tokio::net::UdpSocket::bind("127.0.0.1:0")

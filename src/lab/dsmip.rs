@@ -89,10 +89,8 @@ pub fn answer(reply: &[u8]) -> Result<Answer> {
 /// Sends the request from `ns` (from the care-of address) and waits for
 /// the reply, resending up to three times (RFC 5944 §3.6.3).
 pub fn register(ns: &Netns, ask: &Ask) -> Result<Answer> {
-    let name = ns.name().to_string();
     let ask = ask.clone();
-    std::thread::spawn(move || -> Result<Answer> {
-        netns::enter(&name)?;
+    netns::run_in(ns.name(), "registration", move || {
         let io = |source| Error::Io {
             path: format!("registration {} -> {}", ask.care_of, ask.home_agent),
             source,
@@ -121,8 +119,6 @@ pub fn register(ns: &Netns, ask: &Ask) -> Result<Answer> {
             ask.home_agent, ask.care_of
         )))
     })
-    .join()
-    .map_err(|_| Error::Other("registration thread panicked".into()))?
 }
 
 /// The node's `sit` link in `ns` ([`sit_link`])
@@ -136,32 +132,22 @@ pub fn sit_up(
     tunnel_to: Ipv6TunnelTo,
     address: Ipv6Net,
 ) -> Result<String> {
-    let name = ns.name().to_string();
-    std::thread::spawn(move || -> Result<String> {
-        netns::enter(&name)?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::Other(format!("runtime: {e}")))?;
-        rt.block_on(async {
-            let nl = crate::netlink::Netlink::new()
-                .map_err(|e| Error::Other(format!("netlink: {e}")))?;
-            let (local, remote) = crate::dataplane::sit::endpoints(
-                Role::MobileNode,
-                tunnel_to,
-                home,
-                care_of,
-                home_agent,
-            );
-            let default: Ipv6Net = "::/0".parse().expect("a prefix");
-            sit_link(&nl, home, local, remote, &[address], &[default])
-                .await
-                .map(|d| d.ifname)
-                .map_err(|e| Error::Other(format!("IPv6 tunnel {local} -> {remote}: {e}")))
-        })
+    netns::block_on_in(ns.name(), "sit", move || async move {
+        let nl =
+            crate::netlink::Netlink::new().map_err(|e| Error::Other(format!("netlink: {e}")))?;
+        let (local, remote) = crate::dataplane::sit::endpoints(
+            Role::MobileNode,
+            tunnel_to,
+            home,
+            care_of,
+            home_agent,
+        );
+        let default: Ipv6Net = "::/0".parse().expect("a prefix");
+        sit_link(&nl, home, local, remote, &[address], &[default])
+            .await
+            .map(|d| d.ifname)
+            .map_err(|e| Error::Other(format!("IPv6 tunnel {local} -> {remote}: {e}")))
     })
-    .join()
-    .map_err(|_| Error::Other("sit thread panicked".into()))?
 }
 
 /// The node's `sit` link from `local` to `remote` (the home agent), up,

@@ -189,15 +189,12 @@ key = "{KEY}"
 /// namespace it was made in).
 fn socket_in(ns: &Netns, bind: SocketAddrV4) -> Result<UdpSocket> {
     let name = ns.name().to_string();
-    std::thread::spawn(move || -> Result<UdpSocket> {
-        netns::enter(&name)?;
+    netns::run_in(ns.name(), "socket", move || {
         UdpSocket::bind(bind).map_err(|source| Error::Io {
             path: format!("UDP {bind} in {name}"),
             source,
         })
     })
-    .join()
-    .map_err(|_| Error::Other("socket thread panicked".into()))?
 }
 
 fn ctl(dir: &Path, req: crate::ctl::Request) -> Result<serde_json::Value> {

@@ -277,6 +277,50 @@ pub fn enter(name: &str) -> Result<()> {
     })
 }
 
+/// Runs `f` to its end on a new thread that first enters the namespace
+/// called `name` ([`enter`]: setns(2) moves one thread only, so the caller
+/// stays where it is); `what` names the thread in the error if it panics.
+pub fn run_in<T, F>(name: &str, what: &str, f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    let name = name.to_string();
+    std::thread::spawn(move || -> Result<T> {
+        enter(&name)?;
+        f()
+    })
+    .join()
+    .map_err(|_| Error::Other(format!("{what} thread panicked")))?
+}
+
+/// [`run_in`] for async work: the future `f` makes runs on a
+/// current-thread tokio runtime inside `name`, so the netlink and other
+/// sockets it opens live there.
+pub fn block_on_in<T, F, Fut>(name: &str, what: &str, f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    run_in(name, what, move || runtime()?.block_on(f()))
+}
+
+/// Moves the calling thread into `name` and builds the current-thread
+/// tokio runtime it will run on there: for a long-lived thread that
+/// reports its own start (a watcher, a server).
+pub fn runtime_in(name: &str) -> Result<tokio::runtime::Runtime> {
+    enter(name)?;
+    runtime()
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Other(format!("runtime: {e}")))
+}
+
 /// A veth pair: `a_dev` in `a`, `b_dev` in `b`, both up.
 pub fn veth(a: &Netns, a_dev: &str, b: &Netns, b_dev: &str) -> Result<()> {
     a.ip(&[

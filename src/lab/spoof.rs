@@ -101,9 +101,7 @@ pub fn udp6_in_ipv4(
 /// (IPPROTO_RAW: the header is ours, source included).
 pub fn send_raw(ns: &Netns, datagrams: Vec<Vec<u8>>) -> Result<()> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let name = ns.name().to_string();
-    std::thread::spawn(move || -> Result<()> {
-        netns::enter(&name)?;
+    netns::run_in(ns.name(), "the raw sender", move || {
         let s = Socket::new(
             Domain::IPV4,
             Type::RAW,
@@ -117,8 +115,6 @@ pub fn send_raw(ns: &Netns, datagrams: Vec<Vec<u8>>) -> Result<()> {
         }
         Ok(())
     })
-    .join()
-    .map_err(|_| Error::Other("the raw sender thread panicked".into()))?
 }
 
 #[cfg(test)]

@@ -157,16 +157,10 @@ impl RouteWatch {
         let (a, st) = (added.clone(), stop.clone());
         let name = ns.name().to_string();
         let thread = std::thread::spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
+            let rt = match super::netns::runtime_in(&name) {
                 Ok(rt) => rt,
                 Err(e) => return drop(tx.send(Err(e.to_string()))),
             };
-            if let Err(e) = super::netns::enter(&name) {
-                return drop(tx.send(Err(e.to_string())));
-            }
             let rt_prio = realtime(70);
             rt.block_on(async move {
                 let mut w = match Watcher::new() {

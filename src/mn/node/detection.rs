@@ -123,7 +123,7 @@ impl Node {
             },
         );
         self.drain_probe(now);
-        self.vpn_with_probe(now);
+        self.vpn_with_probe(now, address);
     }
 
     /// Ends a running probe before its verdict.

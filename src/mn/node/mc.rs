@@ -1,7 +1,7 @@
 //! Mode 'mc' (RFC 5266 §3.1.3): what charon reports through the plugin,
 //! the TIA as co-located care-of address, and the requests to charon.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use tracing::info;
@@ -208,7 +208,7 @@ impl Node {
         // and rtnetlink reports it before handle_vips reaches us: the node
         // took it for an attachment and may be probing it (found in the
         // kernel tier). It is none: its probe and verdict go.
-        let tias: Vec<(String, std::net::Ipv4Addr)> = self
+        let tias: Vec<(String, Ipv4Addr)> = self
             .links
             .addresses
             .iter()
@@ -357,9 +357,14 @@ impl Node {
     /// an untrusted verdict, so that the handover takes about the longer
     /// of the probe and IKE, not their sum. Traffic stays held and the
     /// TIA is registered only after the verdict (`Detecting`); a trusted
-    /// verdict closes it again (`inside`), as it was never used.
-    pub(super) fn vpn_with_probe(&mut self, now: Instant) {
+    /// verdict closes it again (`inside`), as it was never used. A probe
+    /// of the address the node is registered with in mode 'c' (`mip4ctl
+    /// probe`) leaves nothing: traffic flows meanwhile, and the verdict
+    /// is nearly always trusted again, so asking would make an IKE_SA
+    /// only to close it (and a `force mc` right after would ask again).
+    pub(super) fn vpn_with_probe(&mut self, now: Instant, probed: Ipv4Addr) {
         if !matches!(self.access, Access::C { .. })
+            || self.state == (State::Registered { care_of: probed })
             || self.vpn_asked_with_probe.is_some()
             || self.pin == Some(Mode::C)
         {
