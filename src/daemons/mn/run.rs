@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
@@ -439,7 +439,7 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
     }
     let mut node_cfg = cfg.node.clone();
     node_cfg.with_charon = cfg.plugin_socket.is_some();
-    let node = Node::new(node_cfg, clock.instant(), SystemTime::now())
+    let node = Node::new(node_cfg, clock.instant(), clock.wall())
         .map_err(|e| format!("registration settings: {e}"))?;
     let (rx_tx, mut replies) = mpsc::channel(256);
     let (adv_tx, mut adverts) = mpsc::channel(64);
