@@ -192,18 +192,37 @@ METHOD(task_t, build_i, status_t,
 METHOD(task_t, post_build, status_t,
 	private_mip4_update_t *this, message_t *message)
 {
-	/* RFC 4555 §3.5: the initiator updates the IKE_SA and its IPsec SAs
-	 * with the new addresses (no return routability check required by our
-	 * policy), then sends the update; its retransmissions leave from the
-	 * IKE_SA's addresses. Kernel ESP moves the outbound SAs in place now;
-	 * kernel-libipsec cannot (update_sa: NOT_SUPPORTED) and charon queues
-	 * a CHILD_SA rekey, which the task manager starts after this exchange
-	 * (a nested initiate is deferred while an exchange is in flight). */
+	/* RFC 4555 §3.5: the initiator moves the IKE_SA to the new addresses
+	 * (no return routability check required by our policy) and sends the
+	 * update; its retransmissions leave from there. The IPsec SAs move
+	 * once, with the answer (process_i): moving them here as well, before
+	 * the update leaves, reinstalls every SA, policy and the virtual IP
+	 * twice when the answer's NAT-D changes UDP encapsulation (a move into
+	 * or out of a NAT), and delays the update by the first reinstall (the
+	 * kernel tier: 70 ms to 1.1 s). The gateway's traffic cannot reach the
+	 * new address before the answer anyway: it moves its SAs when it
+	 * answers. */
 	this->ike_sa->set_condition(this->ike_sa, COND_STALE, FALSE);
-	this->ike_sa->update_hosts(this->ike_sa, this->me, NULL,
-							   UPDATE_HOSTS_FORCE_ALL);
+	charon->bus->ike_update(charon->bus, this->ike_sa, this->me,
+							this->ike_sa->get_other_host(this->ike_sa));
+	DBG1(DBG_IKE, "mip4: local endpoint changed from %#H to %#H, the IPsec "
+		 "SAs follow with the answer", this->ike_sa->get_my_host(this->ike_sa),
+		 this->me);
+	this->ike_sa->set_my_host(this->ike_sa, this->me->clone(this->me));
 	this->sent = TRUE;
 	return NEED_MORE;
+}
+
+/**
+ * Moves the IPsec SAs to the IKE_SA's addresses, with UDP encapsulation
+ * as NAT detection decided (RFC 4555 §3.5). kernel-libipsec cannot update
+ * SAs in place (update_sa: NOT_SUPPORTED): charon queues a CHILD_SA rekey,
+ * which the task manager starts after this exchange.
+ */
+static void move_children(private_mip4_update_t *this)
+{
+	this->ike_sa->update_hosts(this->ike_sa, NULL, NULL,
+							   UPDATE_HOSTS_FORCE_CHILDREN);
 }
 
 METHOD(task_t, process_i, status_t,
@@ -211,7 +230,6 @@ METHOD(task_t, process_i, status_t,
 {
 	notify_payload_t *notify;
 	chunk_t echoed = chunk_empty;
-	bool nat;
 
 	/* RFC 4555 §3.5: the responder copies COOKIE2 into its answer */
 	notify = message->get_notify(message, COOKIE2);
@@ -231,19 +249,16 @@ METHOD(task_t, process_i, status_t,
 	}
 	if (message->get_notify(message, UNACCEPTABLE_ADDRESSES))
 	{	/* RFC 4555 §3.5: the initiator MAY retry, keep using the addresses
-		 * or disconnect; the old ones are gone, charon's roaming retries */
+		 * or disconnect; the old ones are gone, charon's roaming retries
+		 * (the IPsec SAs follow the IKE_SA, as they would have) */
 		DBG1(DBG_IKE, "mip4: peer finds %H unacceptable", this->me);
+		move_children(this);
 		return SUCCESS;
 	}
 	/* RFC 4555 §3.5: enable or disable NAT traversal from the answer's
-	 * NAT-D, and move the IPsec SAs into or out of UDP encapsulation */
-	nat = this->ike_sa->has_condition(this->ike_sa, COND_NAT_ANY);
+	 * NAT-D, then move the IPsec SAs, into or out of UDP encapsulation */
 	this->natd->task.process(&this->natd->task, message);
-	if (nat != this->ike_sa->has_condition(this->ike_sa, COND_NAT_ANY))
-	{
-		this->ike_sa->update_hosts(this->ike_sa, NULL, NULL,
-								   UPDATE_HOSTS_FORCE_CHILDREN);
-	}
+	move_children(this);
 	return SUCCESS;
 }
 

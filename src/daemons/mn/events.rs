@@ -54,6 +54,15 @@ impl Clock {
         self.instant
     }
 
+    /// The wall clock at [`Clock::instant`]: the pair the node maps its
+    /// instants to time of day with (RFC 5944 §5.7.1 timestamps). A wall
+    /// reading taken later, after start-up's netlink and data-plane work,
+    /// would put every timestamp ahead by that work's time: seconds on a
+    /// stalled machine, out of the home agent's 7 s window.
+    pub fn wall(&self) -> SystemTime {
+        UNIX_EPOCH + std::time::Duration::from_nanos(self.wall_ns)
+    }
+
     /// `at` on the monotonic and wall clocks.
     pub fn stamp(&self, at: Instant) -> (u64, u64) {
         let (mono, wall) = match at.checked_duration_since(self.instant) {
@@ -133,6 +142,19 @@ mod tests {
         let (m_now, _) = c.stamp(Instant::now());
         let direct = monotonic_ns();
         assert!(direct >= m_now && direct - m_now < 1_000_000_000);
+    }
+
+    #[test]
+    fn the_wall_clock_is_read_at_the_instant() {
+        // The node maps instants to time of day from this pair: a wall
+        // time read later would run every timestamp ahead (the kernel
+        // tier's 133 after a restart, RFC 5944 §5.7.1).
+        let c = Clock::now();
+        let (_, w) = c.stamp(c.instant());
+        let wall = c.wall().duration_since(UNIX_EPOCH).unwrap();
+        assert_eq!(wall.as_nanos() as u64, w);
+        let after = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        assert!(wall <= after && after - wall < Duration::from_secs(1));
     }
 
     #[test]

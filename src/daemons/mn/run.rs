@@ -7,8 +7,9 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
+use futures::FutureExt;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
@@ -39,6 +40,10 @@ fn is_own(cfg: &MnConfig, ifname: &str) -> bool {
         // The kernel backend's ipip links (crate::dataplane::kernel).
         || ifname.starts_with("mip4-")
 }
+
+/// At most this many rtnetlink events reach the node before the daemon
+/// carries out what they asked (a flood cannot hold the actions back).
+const NET_BATCH: usize = 64;
 
 /// The daemon's state, owned by the main loop.
 pub(super) struct Daemon {
@@ -71,7 +76,17 @@ impl Daemon {
     /// gone before a deregistration from home leaves), then datagrams,
     /// then the events.
     async fn flush(&mut self) {
-        while let Some(a) = self.node.poll_action() {
+        let actions: Vec<Action> = std::iter::from_fn(|| self.node.poll_action()).collect();
+        // A roam request first: charon's kernel-netlink queues its own
+        // roam job 100 ms after the move's first address event, and the
+        // kernel changes below (the home address's source routes) take
+        // tens of ms of netlink round trips on a slow machine. A roam only
+        // moves an existing IKE_SA towards its gateway, a route that none
+        // of those changes touches.
+        let (roams, actions): (Vec<Action>, Vec<Action>) = actions
+            .into_iter()
+            .partition(|a| matches!(a, Action::Vpn(VpnRequest::Roam { .. })));
+        for a in roams.into_iter().chain(actions) {
             if let Action::Vpn(r) = &a {
                 self.vpn_request(r).await;
                 continue;
@@ -153,6 +168,29 @@ impl Daemon {
             }
             Err(e) => warn!(error = %e, "encoding a VPN request failed"),
         }
+    }
+
+    /// A route appeared: requests held for want of one go out now.
+    async fn routes_added(&mut self) {
+        for p in self.probes.route_added().await {
+            self.bus.publish(
+                Instant::now(),
+                NodeEvent::RequestSentOnRoute {
+                    src: p.transmit.src,
+                    dst: p.transmit.dst,
+                },
+            );
+        }
+        for t in self.sockets.route_added().await {
+            self.bus.publish(
+                Instant::now(),
+                NodeEvent::RequestSentOnRoute {
+                    src: t.src,
+                    dst: t.dst,
+                },
+            );
+        }
+        self.refresh_gateways().await;
     }
 
     fn net_event(&mut self, now: Instant, ev: NetEvent) {
@@ -439,7 +477,7 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
     }
     let mut node_cfg = cfg.node.clone();
     node_cfg.with_charon = cfg.plugin_socket.is_some();
-    let node = Node::new(node_cfg, clock.instant(), SystemTime::now())
+    let node = Node::new(node_cfg, clock.instant(), clock.wall())
         .map_err(|e| format!("registration settings: {e}"))?;
     let (rx_tx, mut replies) = mpsc::channel(256);
     let (adv_tx, mut adverts) = mpsc::channel(64);
@@ -499,28 +537,42 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
             .flatten()
             .min();
         tokio::select! {
-            ev = watcher.next() => match ev {
-                Some(NetEvent::RouteAdded { table, prefix_len, .. }) => {
-                    if table == crate::netlink::route::TABLE_MAIN && prefix_len == 0 {
-                        d.node.default_route_added(Instant::now());
-                        d.flush().await;
+            ev = watcher.next() => {
+                let Some(first) = ev else {
+                    break Err("the netlink event socket closed".to_string());
+                };
+                // The node hears of the events already queued (a bounded
+                // batch) before any is carried out: a move's address and
+                // its default route arrive back to back, and the roam
+                // request the route allows then goes first (`flush`), not
+                // after the kernel changes the address asked for.
+                let (mut next, mut taken, mut routes, mut closed) = (Some(first), 0, false, false);
+                while let Some(ev) = next.take() {
+                    taken += 1;
+                    match ev {
+                        NetEvent::RouteAdded { table, prefix_len, .. } => {
+                            routes = true;
+                            if table == crate::netlink::route::TABLE_MAIN && prefix_len == 0 {
+                                d.node.default_route_added(Instant::now());
+                            }
+                        }
+                        ev => d.net_event(Instant::now(), ev),
                     }
-                    for p in d.probes.route_added().await {
-                        d.bus.publish(
-                            Instant::now(),
-                            NodeEvent::RequestSentOnRoute { src: p.transmit.src, dst: p.transmit.dst },
-                        );
+                    if taken < NET_BATCH {
+                        match watcher.next().now_or_never() {
+                            Some(Some(ev)) => next = Some(ev),
+                            Some(None) => closed = true,
+                            None => {}
+                        }
                     }
-                    for t in d.sockets.route_added().await {
-                        d.bus.publish(
-                            Instant::now(),
-                            NodeEvent::RequestSentOnRoute { src: t.src, dst: t.dst },
-                        );
-                    }
-                    d.refresh_gateways().await;
                 }
-                Some(ev) => d.net_event(Instant::now(), ev),
-                None => break Err("the netlink event socket closed".to_string()),
+                if routes {
+                    d.flush().await;
+                    d.routes_added().await;
+                }
+                if closed {
+                    break Err("the netlink event socket closed".to_string());
+                }
             },
             Some((ifindex, addr, mac)) = neighbours.next() => d.neighbour(ifindex, addr, mac),
             Some((from, payload)) = replies.recv() => {
