@@ -262,6 +262,49 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_guests_report_reads_back_and_its_section_gives_both_ratios() {
+        let sample = |scenario: &str, index: u32, ms: f64, stall: f64| super::super::Sample {
+            scenario: scenario.into(),
+            round: 0,
+            index,
+            move_to_ping_ms: ms,
+            ike_rtt_ms: 20.0,
+            move_to_vpn_ms: None,
+            move_to_registered_ms: None,
+            stall_ms: Some(stall),
+        };
+        let samples = vec![
+            sample("untrusted-moves", 1, 100.0, 0.0),
+            sample("untrusted-moves", 2, 300.0, 100.0),
+            sample("reestablish-psk", 1, 400.0, 0.0),
+            sample("reestablish-psk", 2, 500.0, 100.0),
+            sample("reestablish-eap", 1, 500.0, 0.0),
+            sample("reestablish-eap", 2, 700.0, 0.0),
+        ];
+        let stats: Vec<_> = VARIANTS
+            .iter()
+            .map(|v| super::super::stats(v, &samples))
+            .collect();
+        assert_eq!(stats[0].median_unstalled_ms, Some(150.0));
+        assert_eq!(stats[0].stalled, 1);
+        let mut guest = serde_json::json!({
+            "stats": stats, "ratio_psk": 2.25, "ratio_eap": 3.0,
+            "ratio_psk_unstalled": 2.83, "ratio_eap_unstalled": 4.0,
+            "bytes": null, "kernel": "6.1.0", "ipsec": "kernel-netlink",
+            "notes": ["round 0: 2 of 2 moves timed; untrusted-moves failed"],
+            "host": null, "samples": samples,
+        });
+        guest["type"] = "summary".into();
+        let r: Report = serde_json::from_value(guest).unwrap();
+        let md = markdown(&r, "mip4-lab bench-baseline --moves 2 --rounds 1 --vm");
+        assert!(md.contains("| mip4 + MOBIKE (mode mc) | `untrusted-moves` | 2 | 200.0 | 300.0 | 10.0 | 150.0 | 200.0 | 1 |"), "{md}");
+        assert!(md.contains("2.25×: met (2.83× less stalls)"), "{md}");
+        assert!(md.contains("3.00×: met (4.00× less stalls)"), "{md}");
+        assert!(md.contains("- round 0: 2 of 2 moves timed"), "{md}");
+        assert!(md.contains("Not measured in this run"), "{md}");
+    }
+
+    #[test]
     fn timed_scenarios_alternate_networks_and_baselines_wait_for_their_registration() {
         let lab = Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/scenarios");
         let dir = crate::lab::WorkDir::new("baseline-timed-test").unwrap();
