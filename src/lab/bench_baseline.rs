@@ -283,11 +283,7 @@ fn run_one(
         .filter(|c| !c.ok)
         .map(|c| format!("{}::{}", c.host, c.command))
         .collect();
-    // The lab's own folder, as the scenario files write it.
-    let failed = match summary.vars.get("WORK_DIR") {
-        Some(w) if !w.is_empty() => failed.iter().map(|f| f.replace(w, "${WORK_DIR}")).collect(),
-        _ => failed,
-    };
+    let failed: Vec<String> = failed.iter().map(|f| work_dir_named(f, name)).collect();
     let why = format!(
         "{name} failed: {} {}",
         summary.error.clone().unwrap_or_default(),
@@ -298,6 +294,22 @@ fn run_one(
     } else {
         Err(Error::Other(why))
     }
+}
+
+/// `text` with the run's own folder (`.../PREFIX-NAME`, a path that
+/// differs every run) written as the scenario files write it.
+fn work_dir_named(text: &str, name: &str) -> String {
+    let tail = format!("-{name}/");
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(&tail) {
+        let start = rest[..at].rfind([' ', '\'', '"']).map_or(0, |i| i + 1);
+        out.push_str(&rest[..start]);
+        out.push_str("${WORK_DIR}/");
+        rest = &rest[at + tail.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Runs the comparison and the capture; `progress` gets a line per run.
@@ -704,6 +716,17 @@ mod tests {
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/scenarios/untrusted-moves");
         let s = with_moves(&Scenario::load(&dir).unwrap(), 7).unwrap();
         assert!(s.pre.iter().any(|l| l.command == "set MOVES 7"));
+    }
+
+    #[test]
+    fn a_failed_checks_work_folder_is_named_as_the_scenario_names_it() {
+        assert_eq!(
+            work_dir_named(
+                "mn::grep -c 'x y' /tmp/lab/m4l118x1-untrusted-moves/mn/charon.log; mn::cat /tmp/lab/m4l118x1-untrusted-moves/mn/a",
+                "untrusted-moves"
+            ),
+            "mn::grep -c 'x y' ${WORK_DIR}/mn/charon.log; mn::cat ${WORK_DIR}/mn/a"
+        );
     }
 
     #[test]
