@@ -116,6 +116,16 @@ enum Cmd {
         /// Print the report as one JSON object.
         #[arg(long)]
         json: bool,
+        /// In the kernel tier (one boot of the guest): the guest runs
+        /// `--timed`, the moves timed on its clock.
+        #[arg(long)]
+        vm: bool,
+        /// Each move by `lab::timed-move` (the new default route on the
+        /// MN's rtnetlink -> first reply, the guest's stalls beside it); a
+        /// failed check is reported, not fatal. With --json, progress and
+        /// the report as JSON lines (what the guest of --vm prints).
+        #[arg(long, conflicts_with = "vm")]
+        timed: bool,
     },
     /// mip4-ha answering a legitimate node under a flood of forged
     /// registration requests (issue 13 item 9): writes the markdown
@@ -328,17 +338,29 @@ fn main() -> ExitCode {
             rounds,
             out,
             json,
-        } => mip4::lab::bench_baseline::cli(
-            mip4::lab::bench_baseline::BaselineOptions {
+            vm,
+            timed,
+        } => {
+            let o = mip4::lab::bench_baseline::BaselineOptions {
                 lab_dir: cli.lab_dir.clone(),
                 moves,
                 rounds,
                 run: opts(None),
                 out,
-                command: format!("mip4-lab bench-baseline --moves {moves} --rounds {rounds}"),
-            },
-            json,
-        ),
+                command: format!(
+                    "mip4-lab bench-baseline --moves {moves} --rounds {rounds}{}",
+                    if vm { " --vm" } else { "" }
+                ),
+                timed,
+            };
+            if vm {
+                mip4::lab::bench_baseline::tier::cli(o, &bin_dir, json)
+            } else if timed && json {
+                mip4::lab::bench_baseline::tier::guest(&o)
+            } else {
+                mip4::lab::bench_baseline::cli(o, json)
+            }
+        }
         Cmd::Flood {
             runs,
             forged,

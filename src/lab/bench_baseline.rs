@@ -31,13 +31,15 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::bench::median;
 use super::pcap;
 use super::scenario::{self, RunOptions, Scenario, Summary};
 use super::{Error, Result, WorkDir};
 use crate::dataplane::ipv4::{Ipv4Packet, Ipv4Repr, MIN_HEADER_LEN, PROTO_UDP};
+
+pub mod tier;
 
 /// One compared variant: its scenario and what it is.
 #[derive(Debug, Clone, Copy)]
@@ -77,10 +79,14 @@ pub struct BaselineOptions {
     pub out: Option<PathBuf>,
     /// The command line, for the section's text.
     pub command: String,
+    /// The kernel tier's side (`--timed`): each move by `lab::timed-move`
+    /// on the guest's clock ([`tier`]); a run whose checks fail still
+    /// gives the moves it timed, its failures named in the report.
+    pub timed: bool,
 }
 
 /// One measured move.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sample {
     pub scenario: String,
     pub round: usize,
@@ -92,10 +98,13 @@ pub struct Sample {
     /// Baselines only: address change -> VPN up again / registered.
     pub move_to_vpn_ms: Option<f64>,
     pub move_to_registered_ms: Option<f64>,
+    /// `--timed`: how long the guest stood still inside the move.
+    #[serde(default)]
+    pub stall_ms: Option<f64>,
 }
 
 /// Median and worst of one variant.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Stats {
     pub scenario: String,
     pub label: String,
@@ -106,10 +115,18 @@ pub struct Stats {
     pub median_ike_rtt_ms: f64,
     pub median_vpn_ms: Option<f64>,
     pub median_registered_ms: Option<f64>,
+    /// `--timed`: the moves less the guest's stalls inside each.
+    #[serde(default)]
+    pub median_unstalled_ms: Option<f64>,
+    #[serde(default)]
+    pub worst_unstalled_ms: Option<f64>,
+    /// `--timed`: moves with a stall inside.
+    #[serde(default)]
+    pub stalled: usize,
 }
 
 /// Bytes of one data packet (IPv4 datagram lengths, outer header included).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Bytes {
     /// The correspondent's echo request to the home address, as sent.
     pub inner: usize,
@@ -123,15 +140,28 @@ pub struct Bytes {
 }
 
 /// The result of one invocation.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub stats: Vec<Stats>,
     /// Median of each baseline / median of mip4 + MOBIKE.
     pub ratio_psk: f64,
     pub ratio_eap: f64,
-    pub bytes: Bytes,
+    /// `--timed`: the same, of the medians less the stalls.
+    #[serde(default)]
+    pub ratio_psk_unstalled: Option<f64>,
+    #[serde(default)]
+    pub ratio_eap_unstalled: Option<f64>,
+    /// None where the capture run failed (`--timed`; see `notes`).
+    pub bytes: Option<Bytes>,
     pub kernel: String,
     pub ipsec: String,
+    /// `--timed`: runs that failed or whose checks did not hold (their
+    /// timed moves still count).
+    #[serde(default)]
+    pub notes: Vec<String>,
+    /// `--vm`: QEMU's vCPU thread over the boot, as the host saw it.
+    #[serde(default, skip_deserializing)]
+    pub host: Option<super::bench::tier::HostView>,
     pub samples: Vec<Sample>,
 }
 
@@ -180,6 +210,10 @@ fn samples_of(s: &Summary, round: usize) -> Vec<Sample> {
     per_move(s, "move_to_ping_ms_")
         .into_iter()
         .map(|(index, ms)| Sample {
+            stall_ms: s
+                .figures
+                .get(&format!("move_to_ping_ms_{index}_stall_ms"))
+                .copied(),
             scenario: s.scenario.clone(),
             round,
             index,
@@ -201,6 +235,11 @@ fn stats(v: &Variant, samples: &[Sample]) -> Stats {
         let x: Vec<f64> = mine.iter().filter_map(|s| f(s)).collect();
         (!x.is_empty()).then(|| median(&x))
     };
+    let unstalled: Vec<f64> = mine
+        .iter()
+        .filter_map(|s| Some(s.move_to_ping_ms - s.stall_ms?))
+        .collect();
+    let some = !unstalled.is_empty();
     Stats {
         scenario: v.scenario.into(),
         label: v.label.into(),
@@ -211,27 +250,66 @@ fn stats(v: &Variant, samples: &[Sample]) -> Stats {
         median_ike_rtt_ms: median(&mine.iter().map(|s| s.ike_rtt_ms).collect::<Vec<_>>()),
         median_vpn_ms: opt(|s| s.move_to_vpn_ms),
         median_registered_ms: opt(|s| s.move_to_registered_ms),
+        median_unstalled_ms: some.then(|| median(&unstalled)),
+        worst_unstalled_ms: some.then(|| unstalled.iter().copied().fold(f64::NAN, f64::max)),
+        stalled: mine.iter().filter(|s| s.stall_ms > Some(0.0)).count(),
     }
 }
 
-fn run_one(opts: &BaselineOptions, name: &str, moves: usize, run: &RunOptions) -> Result<Summary> {
+/// One scenario run with `moves` moves (timed in the guest's way with
+/// `timed`, from a file written into that folder). A run whose checks
+/// fail is an error, except under `--timed`: there it comes back with its
+/// failures (the kernel tier's loaded guest can fail a check the host
+/// lab holds, and the moves it timed still count).
+fn run_one(
+    opts: &BaselineOptions,
+    name: &str,
+    moves: usize,
+    run: &RunOptions,
+    timed: Option<&std::path::Path>,
+) -> Result<(Summary, Option<String>)> {
     let s = Scenario::load(&opts.lab_dir.join("scenarios").join(name))?;
-    let s = with_moves(&s, moves)?;
-    let summary = scenario::run(&opts.lab_dir, &s, run, &mut |_| {})?;
-    if !summary.passed() {
-        let failed: Vec<String> = summary
-            .checks
-            .iter()
-            .filter(|c| !c.ok)
-            .map(|c| format!("{}::{}", c.host, c.command))
-            .collect();
-        return Err(Error::Other(format!(
-            "{name} failed: {} {}",
-            summary.error.clone().unwrap_or_default(),
-            failed.join("; ")
-        )));
+    let mut s = with_moves(&s, moves)?;
+    if let Some(dir) = timed {
+        s = tier::timed(&s, dir)?;
     }
-    Ok(summary)
+    let summary = scenario::run(&opts.lab_dir, &s, run, &mut |_| {})?;
+    if summary.passed() {
+        return Ok((summary, None));
+    }
+    let failed: Vec<String> = summary
+        .checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| format!("{}::{}", c.host, c.command))
+        .collect();
+    let failed: Vec<String> = failed.iter().map(|f| work_dir_named(f, name)).collect();
+    let why = format!(
+        "{name} failed: {} {}",
+        summary.error.clone().unwrap_or_default(),
+        failed.join("; ")
+    );
+    if opts.timed {
+        Ok((summary, Some(why)))
+    } else {
+        Err(Error::Other(why))
+    }
+}
+
+/// `text` with the run's own folder (`.../PREFIX-NAME`, a path that
+/// differs every run) written as the scenario files write it.
+fn work_dir_named(text: &str, name: &str) -> String {
+    let tail = format!("-{name}/");
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(&tail) {
+        let start = rest[..at].rfind([' ', '\'', '"']).map_or(0, |i| i + 1);
+        out.push_str(&rest[..start]);
+        out.push_str("${WORK_DIR}/");
+        rest = &rest[at + tail.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Runs the comparison and the capture; `progress` gets a line per run.
@@ -241,24 +319,47 @@ pub fn run(opts: &BaselineOptions, progress: &mut dyn FnMut(&str)) -> Result<Rep
             "--moves must be at least --rounds, both above 0".into(),
         ));
     }
+    let timed_dir = opts
+        .timed
+        .then(|| WorkDir::new("baseline-timed"))
+        .transpose()?;
+    let timed = timed_dir.as_ref().map(WorkDir::path);
     let mut samples = Vec::new();
+    let mut notes = Vec::new();
     let mut platform = None;
     for round in 0..opts.rounds {
         let n = opts.moves / opts.rounds + usize::from(round < opts.moves % opts.rounds);
         for i in order(round) {
             let v = &VARIANTS[i];
-            let s = run_one(opts, v.scenario, n, &opts.run)?;
+            let (s, failed) = match run_one(opts, v.scenario, n, &opts.run, timed) {
+                Ok(r) => r,
+                Err(e) if opts.timed => {
+                    progress(&format!("round {round} {}: {e}", v.scenario));
+                    notes.push(format!("round {round}: {e}"));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let got = samples_of(&s, round);
-            if got.len() != n {
+            if got.len() != n && failed.is_none() {
                 return Err(Error::Other(format!(
                     "{}: {} moves measured of {n}",
                     v.scenario,
                     got.len()
                 )));
             }
+            if let Some(f) = failed {
+                notes.push(format!(
+                    "round {round}: {} of {n} moves timed; {f}",
+                    got.len()
+                ));
+            }
             let list: Vec<String> = got
                 .iter()
-                .map(|m| format!("{:.0}", m.move_to_ping_ms))
+                .map(|m| match m.stall_ms {
+                    Some(st) if st > 0.0 => format!("{:.0}(stall {st:.0})", m.move_to_ping_ms),
+                    _ => format!("{:.0}", m.move_to_ping_ms),
+                })
                 .collect();
             progress(&format!(
                 "round {round} {:<16} move -> ping ms: {}",
@@ -270,16 +371,33 @@ pub fn run(opts: &BaselineOptions, progress: &mut dyn FnMut(&str)) -> Result<Rep
         }
     }
     progress("captures: untrusted-moves, one move");
-    let bytes = bytes_per_packet(opts)?;
+    let bytes = match bytes_per_packet(opts) {
+        Ok(b) => Some(b),
+        Err(e) if opts.timed => {
+            progress(&format!("captures: {e}"));
+            notes.push(format!("bytes per data packet: {e}"));
+            None
+        }
+        Err(e) => return Err(e),
+    };
     let stats: Vec<Stats> = VARIANTS.iter().map(|v| stats(v, &samples)).collect();
     let platform = platform.unwrap_or_default();
+    let unstalled = |i: usize| {
+        Some(round2(
+            stats[i].median_unstalled_ms? / stats[0].median_unstalled_ms?,
+        ))
+    };
     Ok(Report {
         ratio_psk: round2(stats[1].median_ms / stats[0].median_ms),
         ratio_eap: round2(stats[2].median_ms / stats[0].median_ms),
+        ratio_psk_unstalled: unstalled(1),
+        ratio_eap_unstalled: unstalled(2),
         stats,
         bytes,
         kernel: platform.kernel,
         ipsec: platform.ipsec.get("mn").cloned().unwrap_or_default(),
+        notes,
+        host: None,
         samples,
     })
 }
@@ -379,8 +497,9 @@ fn bytes_per_packet(opts: &BaselineOptions) -> Result<Bytes> {
     let work = WorkDir::new("baseline-capture")?;
     let mut run = opts.run.clone();
     run.capture = Some(work.path().to_path_buf());
-    // One move: A -> B, where the MN stays behind the NAT to the end.
-    run_one(opts, VARIANTS[0].scenario, 1, &run)?;
+    // One move: A -> B, where the MN stays behind the NAT to the end
+    // (by `lab::move`: the capture needs no timing).
+    run_one(opts, VARIANTS[0].scenario, 1, &run, None)?;
     let echoes = pcap::sizes(&work.path().join("cn-eth0.pcap"), CN, HOME_ADDRESS, 1)?;
     let (inner, _) = mode(echoes.iter().map(|s| usize::from(*s)))
         .ok_or_else(|| Error::Other("no echo to the home address on cn's link".into()))?;
@@ -470,7 +589,19 @@ pub fn markdown(r: &Report, command: &str) -> String {
          machine's medians are far above the best: lab/README.md, \"Where a move's time \
          goes\".\n\n",
     );
-    let b = &r.bytes;
+    if let Some(b) = &r.bytes {
+        t.push_str(&bytes_markdown(
+            b,
+            "captured on external network B (`natb:eth-b`)",
+        ));
+    }
+    t
+}
+
+/// The bytes-per-packet subsection; `where_` says where mode mc's
+/// datagram was captured.
+pub fn bytes_markdown(b: &Bytes, where_: &str) -> String {
+    let mut t = String::new();
     t.push_str("### Bytes per data packet\n\n");
     t.push_str(&format!(
         "The correspondent's echo request to the home address ({} bytes as an IPv4 datagram) \
@@ -482,7 +613,7 @@ pub fn markdown(r: &Report, command: &str) -> String {
     );
     t.push_str("| --- | --- | --- | --- | --- |\n");
     t.push_str(&format!(
-        "| RFC 5266 mode mc | IP, UDP 4500, ESP (AES-GCM-128), IP (i-HA -> TIA) | {} | {} | captured on external network B (`natb:eth-b`), {} such datagrams from the gateway |\n",
+        "| RFC 5266 mode mc | IP, UDP 4500, ESP (AES-GCM-128), IP (i-HA -> TIA) | {} | {} | {where_}, {} such datagrams from the gateway |\n",
         b.mc,
         b.mc - b.inner,
         b.mc_count
@@ -585,6 +716,17 @@ mod tests {
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/scenarios/untrusted-moves");
         let s = with_moves(&Scenario::load(&dir).unwrap(), 7).unwrap();
         assert!(s.pre.iter().any(|l| l.command == "set MOVES 7"));
+    }
+
+    #[test]
+    fn a_failed_checks_work_folder_is_named_as_the_scenario_names_it() {
+        assert_eq!(
+            work_dir_named(
+                "mn::grep -c 'x y' /tmp/lab/m4l118x1-untrusted-moves/mn/charon.log; mn::cat /tmp/lab/m4l118x1-untrusted-moves/mn/a",
+                "untrusted-moves"
+            ),
+            "mn::grep -c 'x y' ${WORK_DIR}/mn/charon.log; mn::cat ${WORK_DIR}/mn/a"
+        );
     }
 
     #[test]
