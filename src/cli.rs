@@ -112,7 +112,9 @@ pub fn block_on<E: Display>(daemon: &str, run: impl Future<Output = Result<(), E
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run) {
+    // On the heap: block_on keeps the future it polls on the stack, and
+    // a daemon's loop is a large state machine (issue 14 §5).
+    match rt.block_on(Box::pin(run)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{daemon}: {e}");
