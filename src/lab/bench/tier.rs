@@ -109,6 +109,22 @@ pub struct HostView {
     pub vcpu_waited_s: f64,
 }
 
+impl HostView {
+    /// What the host saw of the guest, from the tier's `powered_off`
+    /// line (the other `vm` lines carry nothing of it).
+    pub fn from_vm_line(v: &serde_json::Value) -> Option<Self> {
+        if v["event"] != "powered_off" {
+            return None;
+        }
+        let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+        Some(Self {
+            boot_to_off_s: f("boot_to_off_s"),
+            vcpu_ran_s: f("vcpu_ran_s"),
+            vcpu_waited_s: f("vcpu_waited_s"),
+        })
+    }
+}
+
 /// The figure names of round `round`'s move to `net` (`b` or `a`).
 fn figure_name(mip4: bool, round: usize, net: &str) -> String {
     format!("{}_r{round}_{net}", if mip4 { "mip4" } else { "stock" })
@@ -308,13 +324,8 @@ pub fn run_vm(
         let mut events = Vec::new();
         let outcomes = crate::lab::vm::run(&opts, &mut |v| match v["type"].as_str() {
             Some("vm") => {
-                if v["event"] == "powered_off" {
-                    let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-                    host = HostView {
-                        boot_to_off_s: f("boot_to_off_s"),
-                        vcpu_ran_s: f("vcpu_ran_s"),
-                        vcpu_waited_s: f("vcpu_waited_s"),
-                    };
+                if let Some(h) = HostView::from_vm_line(v) {
+                    host = h;
                 }
                 progress(&format!("vm: {v}"));
             }

@@ -115,13 +115,8 @@ pub fn run_vm(
     let mut host = HostView::default();
     let outcomes = crate::lab::vm::run(&vm, &mut |v| match v["type"].as_str() {
         Some("vm") => {
-            if v["event"] == "powered_off" {
-                let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
-                host = HostView {
-                    boot_to_off_s: f("boot_to_off_s"),
-                    vcpu_ran_s: f("vcpu_ran_s"),
-                    vcpu_waited_s: f("vcpu_waited_s"),
-                };
+            if let Some(h) = HostView::from_vm_line(v) {
+                host = h;
             }
             progress(&format!("vm: {v}"));
         }
