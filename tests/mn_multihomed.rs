@@ -307,6 +307,49 @@ fn the_cache_spares_a_known_untrusted_network_its_probe_until_it_expires() {
     assert_eq!(s.probes().len(), 1, "expired: probed again");
 }
 
+/// Back on a known untrusted prefix whose gateway's MAC is slow to come
+/// (its ARP request or reply lost under load): no probe in the clear while
+/// it is unknown; the gateways are resolved again after each wait.
+#[test]
+fn a_known_untrusted_prefix_is_not_probed_while_its_gateway_is_unknown() {
+    let mut s = Sim::multihomed(&[], &[]);
+    visit_untrusted(&mut s);
+    s.node.take_resolve_gateways();
+    s.node.link_up(s.now, "eth2");
+    s.node.address_added(s.now, "eth2", EXT, 24);
+    s.run_for(Duration::from_millis(2500));
+    assert!(s.probes().is_empty(), "no probe before the MAC is known");
+    assert!(s.node.take_resolve_gateways(), "the gateway resolved again");
+    // The MAC comes late: the cached network, untrusted without a probe.
+    s.node.gateway_learned(s.now, "eth2", Some(GW_MAC));
+    assert!(s.probes().is_empty());
+    assert_eq!(
+        s.last_verdict(),
+        Some((EXT, Verdict::Untrusted, Cause::Cached))
+    );
+
+    // It never comes: untrusted without a probe all the same (the VPN).
+    let mut s = Sim::multihomed(&[], &[]);
+    visit_untrusted(&mut s);
+    s.node.link_up(s.now, "eth2");
+    s.node.address_added(s.now, "eth2", EXT, 24);
+    s.run_for(Duration::from_secs(10));
+    assert!(s.probes().is_empty(), "no probe in the clear");
+    assert_eq!(
+        s.last_verdict(),
+        Some((EXT, Verdict::Untrusted, Cause::CachedPrefix))
+    );
+    assert_eq!(s.node.state(), State::Untrusted { address: EXT });
+    // Another gateway behind the same prefix is another network: probed.
+    let mut s = Sim::multihomed(&[], &[]);
+    visit_untrusted(&mut s);
+    s.node.link_up(s.now, "eth2");
+    s.node.address_added(s.now, "eth2", EXT, 24);
+    s.run_for(Duration::from_millis(1500));
+    s.node.gateway_learned(s.now, "eth2", Some(OTHER_MAC));
+    assert_eq!(s.probes().len(), 1, "another gateway: probed");
+}
+
 #[test]
 fn a_cached_trusted_verdict_never_skips_the_authenticated_registration() {
     let mut s = Sim::multihomed(&[], &[]);

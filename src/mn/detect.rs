@@ -122,6 +122,10 @@ pub enum Cause {
     /// The verdict cache holds an untrusted verdict for this network
     /// (gateway MAC and prefix) that has not expired: not probed again.
     Cached,
+    /// The verdict cache holds an untrusted verdict for this prefix and
+    /// the gateway's MAC stayed unknown: untrusted without a probe rather
+    /// than a probe in the clear on what may be that network (RFC 5266 §5).
+    CachedPrefix,
 }
 
 impl Cause {
@@ -144,6 +148,7 @@ impl std::fmt::Display for Cause {
             Cause::MonitorExpired => f.write_str("no successful re-registration within T_MONITOR (RFC 5265 §3.2.4)"),
             Cause::NeverProbe => f.write_str("a network configured never to be probed: untrusted without a probe, which would reveal the home agent, the NAI and the home address in the clear (RFC 5266 §5)"),
             Cause::Cached => f.write_str("the verdict cache holds an untrusted verdict for this gateway and prefix: not probed in the clear again (RFC 5266 §5)"),
+            Cause::CachedPrefix => f.write_str("the verdict cache holds an untrusted verdict for this prefix and the gateway's MAC address stayed unknown: not probed in the clear (RFC 5266 §5)"),
         }
     }
 }
@@ -347,7 +352,7 @@ impl Detector {
     /// reply with TNC says so (RFC 5265 §4.1).
     pub fn decide_untrusted(&mut self, ifname: &str, address: Ipv4Addr, cause: Cause) {
         match cause {
-            Cause::Cached => self.stats.cached_untrusted += 1,
+            Cause::Cached | Cause::CachedPrefix => self.stats.cached_untrusted += 1,
             _ => self.stats.never_probed += 1,
         }
         self.stats.untrusted += 1;

@@ -597,6 +597,9 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
                         d.node.udp_tunnel_received(n);
                     }
                     d.node.handle_timeout(now);
+                    if d.node.take_resolve_gateways() {
+                        d.refresh_gateways().await;
+                    }
                 }
             }
             s = stop.recv(), if shutdown_deadline.is_none() => {

@@ -509,7 +509,8 @@ impl Node {
             }
         }
         if self.gateway_wait_timeout().is_some_and(|t| now >= t) {
-            self.evaluate(now, None, "no gateway MAC address in time: probing");
+            self.evaluate(now, None, "no gateway MAC address in time");
+            self.gateway_wait_expired();
         }
         self.awaited_vpn_timeout(now);
         self.monitor_timeout(now);

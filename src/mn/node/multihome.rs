@@ -36,6 +36,22 @@ use crate::mn::mode::Trust;
 /// At most this many networks are remembered; the oldest verdict goes.
 const CACHE_SIZE: usize = 256;
 
+/// How many `gateway_wait`s an attachment whose prefix has a cached
+/// untrusted verdict waits for its gateway's MAC (resolving it again
+/// after each) before it is taken as untrusted without a probe.
+const GATEWAY_TRIES: u32 = 5;
+
+/// What an attachment without a known gateway MAC does next.
+enum GatewayWait {
+    /// Probe: no gateway-keyed rule could spare it, or the wait ran out.
+    No,
+    /// Wait for the MAC until then.
+    Until(Instant),
+    /// Untrusted without a probe: its prefix has a cached untrusted
+    /// verdict and the MAC stayed unknown.
+    GiveUp,
+}
+
 /// One network's verdict as the cache keeps it.
 #[derive(Debug, Clone)]
 struct CachedVerdict {
@@ -67,6 +83,10 @@ pub(super) struct Multi {
     /// An untrusted verdict was reached without a probe since the last
     /// evaluation: the VPN may be needed (RFC 5266 §3.4.2 step 1).
     decided_unprobed: bool,
+    /// A wait for a gateway's MAC ran out and goes on: the daemon
+    /// resolves the gateways again (the datagram or its ARP reply may
+    /// have been lost).
+    resolve_again: bool,
 }
 
 /// The prefix of an attachment (the network part only).
@@ -187,12 +207,14 @@ impl Node {
             if serving.is_some_and(|r| self.rank(&a) > r) {
                 continue;
             }
-            if self.waits_for_gateway(&a, now) {
-                let until = a.appeared + self.cfg.multihoming.gateway_wait;
-                self.multi.waiting = Some((a.ifname.clone(), a.addr, until));
-                return None;
+            match self.waits_for_gateway(&a, now) {
+                GatewayWait::No => return Some((a.ifname, a.addr)),
+                GatewayWait::Until(until) => {
+                    self.multi.waiting = Some((a.ifname.clone(), a.addr, until));
+                    return None;
+                }
+                GatewayWait::GiveUp => self.decide_unprobed(now, &a, Cause::CachedPrefix),
             }
-            return Some((a.ifname, a.addr));
         }
         None
     }
@@ -204,6 +226,19 @@ impl Node {
 
     pub(super) fn gateway_wait_timeout(&self) -> Option<Instant> {
         self.multi.waiting.as_ref().map(|(.., t)| *t)
+    }
+
+    /// The wait for a gateway's MAC ran out and was not settled: notes
+    /// that the gateways are to be resolved again.
+    pub(super) fn gateway_wait_expired(&mut self) {
+        self.multi.resolve_again |= self.multi.waiting.is_some();
+    }
+
+    /// Whether the daemon should resolve the default gateways again
+    /// (another datagram to each unresolved one, a fresh look at the
+    /// neighbour table), since the last call.
+    pub fn take_resolve_gateways(&mut self) -> bool {
+        std::mem::take(&mut self.multi.resolve_again)
     }
 
     /// Whether an untrusted verdict came without a probe since the last
@@ -231,24 +266,47 @@ impl Node {
             .then_some(Cause::Cached)
     }
 
-    /// Whether a gateway-keyed rule could spare `a` its probe once its
-    /// gateway's MAC is known, and the wait for it has not run out.
-    fn waits_for_gateway(&self, a: &LocalAddress, now: Instant) -> bool {
+    /// Whether `a` waits for its gateway's MAC: while a gateway-keyed
+    /// rule could spare it its probe once the MAC is known.
+    ///
+    /// A prefix with a cached untrusted verdict is never probed before
+    /// its gateway is known: that probe, if the network is the cached
+    /// one, reveals the home agent, the NAI and the home address in the
+    /// clear, which the cache exists to spare (RFC 5266 §5). It waits,
+    /// the gateway resolved again after each `gateway_wait`, and when
+    /// the MAC stays unknown it is untrusted without a probe (the VPN
+    /// serves; nothing could pass an unresolved gateway anyway).
+    fn waits_for_gateway(&self, a: &LocalAddress, now: Instant) -> GatewayWait {
         let mh = &self.cfg.multihoming;
-        if self.gateway_of(&a.ifname).is_some() || now >= a.appeared + mh.gateway_wait {
-            return false;
+        if self.gateway_of(&a.ifname).is_some() {
+            return GatewayWait::No;
+        }
+        let prefix = network_of(a);
+        let cached = self
+            .multi
+            .cache
+            .iter()
+            .any(|c| c.prefix == prefix && c.verdict == Verdict::Untrusted && now < c.until);
+        if cached {
+            let wait = mh.gateway_wait;
+            let elapsed = now.saturating_duration_since(a.appeared);
+            let tries = elapsed.as_nanos() / wait.as_nanos().max(1) + 1;
+            return match u32::try_from(tries) {
+                Ok(k) if k <= GATEWAY_TRIES && !wait.is_zero() => {
+                    GatewayWait::Until(a.appeared + wait * k)
+                }
+                _ => GatewayWait::GiveUp,
+            };
         }
         let by_mac = mh
             .never_probe
             .iter()
             .any(|m| matches!(m, NetworkMatch::Gateway(_)));
-        let prefix = network_of(a);
-        by_mac
-            || self
-                .multi
-                .cache
-                .iter()
-                .any(|c| c.prefix == prefix && c.verdict == Verdict::Untrusted && now < c.until)
+        if by_mac && now < a.appeared + mh.gateway_wait {
+            GatewayWait::Until(a.appeared + mh.gateway_wait)
+        } else {
+            GatewayWait::No
+        }
     }
 
     fn decide_unprobed(&mut self, now: Instant, a: &LocalAddress, cause: Cause) {
