@@ -108,9 +108,15 @@ impl Daemon {
     /// it allows then leaves before the rest of them ([`next_action`]).
     async fn flush(&mut self) {
         loop {
-            self.take_net_events(None);
-            self.pending
-                .extend(std::iter::from_fn(|| self.node.poll_action()));
+            self.take_pending();
+            if self.pending.is_empty() {
+                break;
+            }
+            // The runtime has one thread: the event socket's reader runs
+            // only when this task waits, so it gets its turn before each
+            // action (and with it the route a move's address came with).
+            tokio::task::yield_now().await;
+            self.take_pending();
             let Some(a) = next_action(&mut self.pending) else {
                 break;
             };
@@ -130,6 +136,13 @@ impl Daemon {
         while let Some((at, e)) = self.node.poll_event() {
             self.bus.publish(at, e);
         }
+    }
+
+    /// The node's actions after it heard of the events queued meanwhile.
+    fn take_pending(&mut self) {
+        self.take_net_events(None);
+        self.pending
+            .extend(std::iter::from_fn(|| self.node.poll_action()));
     }
 
     /// Feeds the node `first` (if any) and the rtnetlink events already
