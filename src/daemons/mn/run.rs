@@ -4,7 +4,7 @@
 //! ignored: no reload). Every decision is the node's; this module only
 //! moves things.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -69,45 +69,58 @@ pub(super) struct Daemon {
     pub(super) guard: Guard,
     /// Each interface's default gateway: ifindex -> (gateway, ifname).
     gateways: HashMap<u32, (std::net::Ipv4Addr, String)>,
+    /// The rtnetlink events (addresses, routes, links).
+    net: Watcher,
+    /// A route appeared since [`Daemon::routes_added`] last ran.
+    routes_seen: bool,
+    /// The event socket closed (the daemon stops).
+    net_closed: bool,
+    /// The node's actions taken but not carried out yet.
+    pending: VecDeque<Action>,
+}
+
+/// The next of the node's actions to carry out: a roam request before
+/// the kernel changes queued ahead of it. charon's kernel-netlink queues
+/// its own roam job 100 ms after a move's first address event, and the
+/// kernel changes (the home address's source routes) take tens of ms of
+/// netlink round trips each on a slow machine. A roam only moves an
+/// existing IKE_SA towards its gateway, a route none of them touches;
+/// everything else keeps the node's order.
+fn next_action(pending: &mut VecDeque<Action>) -> Option<Action> {
+    match pending
+        .iter()
+        .position(|a| matches!(a, Action::Vpn(VpnRequest::Roam { .. })))
+    {
+        Some(i) => pending.remove(i),
+        None => pending.pop_front(),
+    }
 }
 
 impl Daemon {
     /// Carries out what the node asked: actions first (the tunnel must be
     /// gone before a deregistration from home leaves), then datagrams,
     /// then the events.
+    ///
+    /// Before each action the node hears of the rtnetlink events queued
+    /// meanwhile: a move's default route, which the roam decision waits
+    /// for, arrives while the kernel changes its address asked for (the
+    /// home address's source routes) are being made, and the roam request
+    /// it allows then leaves before the rest of them ([`next_action`]).
     async fn flush(&mut self) {
-        let actions: Vec<Action> = std::iter::from_fn(|| self.node.poll_action()).collect();
-        // A roam request first: charon's kernel-netlink queues its own
-        // roam job 100 ms after the move's first address event, and the
-        // kernel changes below (the home address's source routes) take
-        // tens of ms of netlink round trips on a slow machine. A roam only
-        // moves an existing IKE_SA towards its gateway, a route that none
-        // of those changes touches.
-        let (roams, actions): (Vec<Action>, Vec<Action>) = actions
-            .into_iter()
-            .partition(|a| matches!(a, Action::Vpn(VpnRequest::Roam { .. })));
-        for a in roams.into_iter().chain(actions) {
-            if let Action::Vpn(r) = &a {
-                self.vpn_request(r).await;
-                continue;
+        loop {
+            self.take_pending();
+            if self.pending.is_empty() {
+                break;
             }
-            if let Action::TunnelUp { care_of, .. } = &a {
-                // RFC 3519: tunnel data shares the registration's socket
-                // (and so the NAT's mapping).
-                match self.sockets.socket(Some(*care_of)) {
-                    Ok(s) => self.installer.set_udp_socket(Some(&s)),
-                    Err(e) => {
-                        warn!(%care_of, error = %e, "no registration socket for the tunnel");
-                        self.installer.set_udp_socket(None);
-                    }
-                }
-            }
-            if let Err(e) = self.installer.apply(&a).await {
-                error!(action = ?a, error = %e, "kernel change failed");
-            }
-            if let Action::UdpTunnel { .. } = &a {
-                self.sockets.set_sink(self.installer.udp_sink());
-            }
+            // The runtime has one thread: the event socket's reader runs
+            // only when this task waits, so it gets its turn before each
+            // action (and with it the route a move's address came with).
+            tokio::task::yield_now().await;
+            self.take_pending();
+            let Some(a) = next_action(&mut self.pending) else {
+                break;
+            };
+            self.carry_out(a).await;
         }
         // Probes first: on a move the probe and the MOBIKE update race
         // (RFC 5266 §3.4), and nothing here waits for charon.
@@ -122,6 +135,70 @@ impl Daemon {
         }
         while let Some((at, e)) = self.node.poll_event() {
             self.bus.publish(at, e);
+        }
+    }
+
+    /// The node's actions after it heard of the events queued meanwhile.
+    fn take_pending(&mut self) {
+        self.take_net_events(None);
+        self.pending
+            .extend(std::iter::from_fn(|| self.node.poll_action()));
+    }
+
+    /// Feeds the node `first` (if any) and the rtnetlink events already
+    /// queued, a bounded batch (a flood cannot hold the actions back),
+    /// without waiting for more.
+    fn take_net_events(&mut self, first: Option<NetEvent>) {
+        let mut next = first;
+        for _ in 0..NET_BATCH {
+            let ev = match next.take() {
+                Some(ev) => ev,
+                None if self.net_closed => return,
+                None => match self.net.next().now_or_never() {
+                    Some(Some(ev)) => ev,
+                    Some(None) => {
+                        self.net_closed = true;
+                        return;
+                    }
+                    None => return,
+                },
+            };
+            match ev {
+                NetEvent::RouteAdded {
+                    table, prefix_len, ..
+                } => {
+                    self.routes_seen = true;
+                    if table == crate::netlink::route::TABLE_MAIN && prefix_len == 0 {
+                        self.node.default_route_added(Instant::now());
+                    }
+                }
+                ev => self.net_event(Instant::now(), ev),
+            }
+        }
+    }
+
+    /// Carries out one of the node's actions.
+    async fn carry_out(&mut self, a: Action) {
+        if let Action::Vpn(r) = &a {
+            self.vpn_request(r).await;
+            return;
+        }
+        if let Action::TunnelUp { care_of, .. } = &a {
+            // RFC 3519: tunnel data shares the registration's socket
+            // (and so the NAT's mapping).
+            match self.sockets.socket(Some(*care_of)) {
+                Ok(s) => self.installer.set_udp_socket(Some(&s)),
+                Err(e) => {
+                    warn!(%care_of, error = %e, "no registration socket for the tunnel");
+                    self.installer.set_udp_socket(None);
+                }
+            }
+        }
+        if let Err(e) = self.installer.apply(&a).await {
+            error!(action = ?a, error = %e, "kernel change failed");
+        }
+        if let Action::UdpTunnel { .. } = &a {
+            self.sockets.set_sink(self.installer.udp_sink());
         }
     }
 
@@ -452,7 +529,7 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
     let clock = Clock::now();
     let bus = EventBus::new(clock);
     let nl = Arc::new(Netlink::new().map_err(|e| format!("netlink: {e}"))?);
-    let mut watcher = Watcher::new().map_err(|e| format!("netlink watcher: {e}"))?;
+    let net = Watcher::new().map_err(|e| format!("netlink watcher: {e}"))?;
     let mut neighbours =
         NeighbourWatcher::new().map_err(|e| format!("netlink neighbour watcher: {e}"))?;
     // What the userspace plane may send from: fed the addresses below
@@ -508,6 +585,10 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
         plugin_version: 0,
         guard: Guard::new(),
         gateways: HashMap::new(),
+        net,
+        routes_seen: false,
+        net_closed: false,
+        pending: VecDeque::new(),
         installer,
         probes: ProbeSockets::new(nl.clone(), rx_tx.clone()),
         agents: AgentSockets::new(adv_tx),
@@ -537,42 +618,11 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
             .flatten()
             .min();
         tokio::select! {
-            ev = watcher.next() => {
-                let Some(first) = ev else {
-                    break Err("the netlink event socket closed".to_string());
-                };
-                // The node hears of the events already queued (a bounded
-                // batch) before any is carried out: a move's address and
-                // its default route arrive back to back, and the roam
-                // request the route allows then goes first (`flush`), not
-                // after the kernel changes the address asked for.
-                let (mut next, mut taken, mut routes, mut closed) = (Some(first), 0, false, false);
-                while let Some(ev) = next.take() {
-                    taken += 1;
-                    match ev {
-                        NetEvent::RouteAdded { table, prefix_len, .. } => {
-                            routes = true;
-                            if table == crate::netlink::route::TABLE_MAIN && prefix_len == 0 {
-                                d.node.default_route_added(Instant::now());
-                            }
-                        }
-                        ev => d.net_event(Instant::now(), ev),
-                    }
-                    if taken < NET_BATCH {
-                        match watcher.next().now_or_never() {
-                            Some(Some(ev)) => next = Some(ev),
-                            Some(None) => closed = true,
-                            None => {}
-                        }
-                    }
-                }
-                if routes {
-                    d.flush().await;
-                    d.routes_added().await;
-                }
-                if closed {
-                    break Err("the netlink event socket closed".to_string());
-                }
+            ev = d.net.next() => match ev {
+                // The queued events reach the node before any is carried
+                // out (`take_net_events`, and `flush` between actions).
+                Some(ev) => d.take_net_events(Some(ev)),
+                None => d.net_closed = true,
             },
             Some((ifindex, addr, mac)) = neighbours.next() => d.neighbour(ifindex, addr, mac),
             Some((from, payload)) = replies.recv() => {
@@ -610,6 +660,13 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
             }
         }
         d.flush().await;
+        if std::mem::take(&mut d.routes_seen) {
+            d.routes_added().await;
+            d.flush().await;
+        }
+        if d.net_closed {
+            break Err("the netlink event socket closed".to_string());
+        }
         if d.node.is_stopped() {
             break Ok(());
         }
@@ -625,4 +682,30 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
     }
     info!("mip4d stopped");
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roam(c: &str) -> Action {
+        Action::Vpn(VpnRequest::Roam {
+            connection: c.into(),
+        })
+    }
+
+    /// A move's kernel changes were queued by its address event; the roam
+    /// request its default route allowed, queued after them, leaves first,
+    /// and the kernel changes then follow in the node's order.
+    #[test]
+    fn a_roam_request_leaves_before_the_kernel_changes_queued_ahead_of_it() {
+        let source = Action::HomeAddressSource { source: None };
+        let initiate = Action::Vpn(VpnRequest::Initiate {
+            connection: "home".into(),
+        });
+        let mut pending: VecDeque<Action> =
+            [source.clone(), initiate.clone(), roam("a"), roam("b")].into();
+        let order: Vec<Action> = std::iter::from_fn(|| next_action(&mut pending)).collect();
+        assert_eq!(order, [roam("a"), roam("b"), source, initiate]);
+    }
 }
