@@ -423,7 +423,7 @@ impl SecretKey {
         if s.is_empty() {
             return Err("empty key".into());
         }
-        if s.len() % 2 != 0 {
+        if !s.len().is_multiple_of(2) {
             return Err("hex key has an odd number of digits".into());
         }
         let mut out = Zeroizing::new(Vec::with_capacity(s.len() / 2));

@@ -335,9 +335,9 @@ impl HaReplay {
                 let in_window = NtpTimestamp(identification).distance(now) <= self.tolerance;
                 // §5.7.1: newer than every accepted one, across the 2036
                 // era boundary too.
-                let newer = self.last_accepted.map_or(true, |last| {
-                    NtpTimestamp(identification).is_after(NtpTimestamp(last))
-                });
+                let newer = self
+                    .last_accepted
+                    .is_none_or(|last| NtpTimestamp(identification).is_after(NtpTimestamp(last)));
                 if in_window && newer {
                     self.last_accepted = Some(identification);
                     // §5.7.1: an accepted Identification is copied whole.

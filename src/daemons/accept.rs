@@ -89,7 +89,7 @@ pub async fn accept(listener: &UnixListener, what: &str, backoff: &mut Backoff) 
                 // (ECONNABORTED) is no shortage.
                 if is_shortage(&e)
                     && !backoff.logged
-                    && !backoff.last_log.is_some_and(|t| now - t < LOG_EVERY)
+                    && backoff.last_log.is_none_or(|t| now - t >= LOG_EVERY)
                 {
                     warn!(socket = what, error = %e, "cannot accept a connection: waiting, up to 1 s between tries, until descriptors are free");
                     backoff.logged = true;

@@ -235,7 +235,7 @@ impl BindingCache {
         let v: Vec<&Binding> = self
             .slab
             .iter()
-            .filter(|b| after.map_or(true, |a| b.home_address > a))
+            .filter(|b| after.is_none_or(|a| b.home_address > a))
             .collect();
         lowest(v, limit, |b| b.home_address)
     }
@@ -441,7 +441,7 @@ mod tests {
         for home in 0..10u32 {
             let b = c.get(Ipv4Addr::from(home));
             assert_eq!(b.is_some(), home % 3 != 0, "{home}");
-            assert!(b.map_or(true, |b| u32::from(b.home_address) == home));
+            assert!(b.is_none_or(|b| u32::from(b.home_address) == home));
         }
         assert_eq!(
             homes(&c.expire(t0 + Duration::from_secs(10))),

@@ -127,7 +127,7 @@ fn stats(moves: &[Move], plugin: bool) -> Stats {
 
 /// Variant order of round `r`: ABBA ABBA ... (false = without the plugin).
 pub fn round_order(r: usize) -> [bool; 2] {
-    if r % 2 == 0 {
+    if r.is_multiple_of(2) {
         [false, true]
     } else {
         [true, false]

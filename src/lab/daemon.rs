@@ -76,7 +76,7 @@ impl Events {
     ) -> Option<Value> {
         let mut hits = self.all().into_iter().filter(|e| {
             e["event"] == name
-                && wall(e).is_some_and(|t| t >= after && last_before.map_or(true, |b| t <= b))
+                && wall(e).is_some_and(|t| t >= after && last_before.is_none_or(|b| t <= b))
                 && matches(e, conds)
         });
         match last_before {

@@ -334,7 +334,7 @@ impl Detector {
     /// link down): its verdict no longer holds (RFC 5265 §3.2.3), and a
     /// probe of it stops. Returns whether a probe was cancelled.
     pub fn forget(&mut self, ifname: &str, address: Option<Ipv4Addr>) -> bool {
-        let hit = |i: &str, a: Ipv4Addr| i == ifname && address.map_or(true, |x| x == a);
+        let hit = |i: &str, a: Ipv4Addr| i == ifname && address.is_none_or(|x| x == a);
         self.verdicts.retain(|v| !hit(&v.ifname, v.address));
         if self
             .probe

@@ -613,7 +613,7 @@ impl MnConfig {
         }
         if f.routing_table
             .checked_add(1)
-            .map_or(true, |t| (253..=255).contains(&t))
+            .is_none_or(|t| (253..=255).contains(&t))
         {
             errs.push(src.error_at_key(
                 "routing_table",

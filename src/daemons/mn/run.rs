@@ -336,7 +336,7 @@ impl Daemon {
                 }
             }
             PluginInput::Msg { conn, msg } => {
-                if !self.plugin.as_ref().is_some_and(|(c, _)| *c == conn) {
+                if self.plugin.as_ref().is_none_or(|(c, _)| *c != conn) {
                     return;
                 }
                 self.plugin_msgs += 1;

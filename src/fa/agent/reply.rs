@@ -175,7 +175,7 @@ impl ForeignAgent {
         let keys: Vec<VisitorKey> = self
             .pending
             .iter()
-            .filter(|(_, v)| v.home_agent == ha && id.map_or(true, |id| id == v.identification))
+            .filter(|(_, v)| v.home_agent == ha && id.is_none_or(|id| id == v.identification))
             .map(|(k, _)| *k)
             .collect();
         if keys.is_empty() {

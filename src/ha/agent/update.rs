@@ -67,7 +67,7 @@ impl HomeAgent {
         let moved = self
             .bindings
             .insert(binding.clone())
-            .map_or(true, |old| old.dataplane_differs(&binding));
+            .is_none_or(|old| old.dataplane_differs(&binding));
         debug!(
             home_address = %home, care_of = %coa, src = %ctx.src, lifetime, requested = hdr.lifetime,
             reverse_tunnel = binding.reverse_tunnel, tunnel = ?tunnel, tnc = ctx.tnc, moved,

@@ -202,7 +202,7 @@ impl Node {
         if self
             .access
             .care_of()
-            .is_some_and(|c| addr.map_or(true, |a| a == c) && self.access.is_c())
+            .is_some_and(|c| addr.is_none_or(|a| a == c) && self.access.is_c())
         {
             self.monitor = None;
         }

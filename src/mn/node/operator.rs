@@ -208,7 +208,7 @@ impl Node {
         let c = self.access.care_of().filter(|_| self.access.is_c());
         let target = self
             .usable_addresses()
-            .filter(|a| c.map_or(true, |c| a.addr == c))
+            .filter(|a| c.is_none_or(|c| a.addr == c))
             .max_by_key(|a| a.seq)
             .cloned()
             .ok_or_else(|| Refused("no usable IPv4 address to probe".into()))?;
