@@ -227,6 +227,25 @@ fn on_a_narrower_path_df_follows_the_inner_datagram_and_too_big_is_answered() {
     p.mn.ip("link set vmn mtu 1400");
     let too_big = || counters(&mn).too_big_sent;
     let mut buf = vec![0u8; 4096];
+    // The datagram just sent was answered (the MN's `too_big_sent` reached
+    // `n`), its source learnt the tunnel's MTU, and nothing arrived.
+    let answered_not_delivered = |n, family, to: &str, from: &str, rx: &std::net::UdpSocket| {
+        assert!(
+            wait_for(WAIT, || too_big() == n),
+            "{family}: not answered as too big: {:?}",
+            counters(&mn)
+        );
+        let route = || route_to(&p.mn, family, to, from);
+        assert!(
+            wait_for(WAIT, || route().contains("mtu 1368")),
+            "{family}: the source never learnt the tunnel MTU: {}",
+            route()
+        );
+        rx.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 4096];
+        assert!(rx.recv(&mut buf).is_err(), "{family}: sent on fragmented");
+        rx.set_nonblocking(false).unwrap();
+    };
 
     // IPv4 without DF, 2000 bytes: the MN's kernel fragments it to the
     // device's 1468 (fragments never carry DF), and each 1468-byte
@@ -241,19 +260,7 @@ fn on_a_narrower_path_df_follows_the_inner_datagram_and_too_big_is_answered() {
     // IPv4 that fits the device: Linux sets DF on it (IP_PMTUDISC_WANT).
     let rx = udp_in(&p.ha, v4(7101));
     tx.send_to(&[0x42; 1440], v4(7101)).unwrap();
-    assert!(
-        wait_for(WAIT, || too_big() == 1),
-        "no fragmentation needed for IPv4 with DF: {:?}",
-        counters(&mn)
-    );
-    let to_cn = || route_to(&p.mn, "-4", &CN.to_string(), &HOA.to_string());
-    assert!(
-        wait_for(WAIT, || to_cn().contains("mtu 1368")),
-        "the source never learnt the tunnel MTU: {}",
-        to_cn()
-    );
-    rx.set_nonblocking(true).unwrap();
-    assert!(rx.recv(&mut buf).is_err(), "IPv4 with DF was fragmented");
+    answered_not_delivered(1, "-4", &CN.to_string(), &HOA.to_string(), &rx);
 
     // Full-size IPv6 (1468 bytes): a Packet Too Big with 1368, learnt;
     // not delivered. Then 1048 bytes, which fit: delivered.
@@ -261,20 +268,7 @@ fn on_a_narrower_path_df_follows_the_inner_datagram_and_too_big_is_answered() {
     let rx = udp_in(&p.ha, v6(cn_v6, 7102));
     let tx = udp_in(&p.mn, v6(mn_v6, 0));
     tx.send_to(&[0x66; 1420], v6(cn_v6, 7102)).unwrap();
-    assert!(
-        wait_for(WAIT, || too_big() == 2),
-        "no Packet Too Big: {:?}",
-        counters(&mn)
-    );
-    let to_cn6 = || route_to(&p.mn, "-6", &cn_v6.to_string(), &mn_v6.to_string());
-    assert!(
-        wait_for(WAIT, || to_cn6().contains("mtu 1368")),
-        "the IPv6 source never learnt the tunnel MTU: {}",
-        to_cn6()
-    );
-    rx.set_nonblocking(true).unwrap();
-    assert!(rx.recv(&mut buf).is_err(), "full-size IPv6 was fragmented");
-    rx.set_nonblocking(false).unwrap();
+    answered_not_delivered(2, "-6", &cn_v6.to_string(), &mn_v6.to_string(), &rx);
     tx.send_to(&[0x67; 1000], v6(cn_v6, 7102)).unwrap();
     assert_eq!(rx.recv(&mut buf).ok(), Some(1000), "smaller IPv6 lost");
     assert_eq!(counters(&ha).too_big_sent, 0);
