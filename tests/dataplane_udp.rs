@@ -11,9 +11,34 @@ use std::time::Duration;
 use dataplane_support::*;
 use mip4::dataplane::udp::MIP_PORT;
 use mip4::dataplane::{DataPlane, Encapsulation, Role, TunnelBinding};
+use mip4::netlink::Netlink;
 
 const WAIT: Duration = Duration::from_secs(10);
 const MN_PORT: u16 = 43_434;
+
+type Control = tokio::sync::mpsc::Sender<(SocketAddrV4, Vec<u8>)>;
+
+/// One end's plane over RFC 3519 UDP: its socket bound to `local`, the
+/// tunnel to `remote`; the socket is returned too (the registrations'
+/// and the tunnel's, shared).
+fn udp_plane(
+    ns: &Netns,
+    role: Role,
+    local: SocketAddrV4,
+    remote: SocketAddrV4,
+    control: Option<Control>,
+) -> (Arc<tokio::net::UdpSocket>, (Arc<Netlink>, DataPlane)) {
+    ns.run(async move {
+        let udp = Arc::new(tokio::net::UdpSocket::bind(local).await.unwrap());
+        let b = TunnelBinding {
+            home: HOA,
+            local: *local.ip(),
+            remote,
+            encapsulation: Encapsulation::Udp,
+        };
+        (udp.clone(), start_plane(role, b, Some(udp), control).await)
+    })
+}
 
 #[test]
 fn ping_and_tcp_cross_the_udp_tunnel_and_foreign_sources_are_dropped() {
@@ -25,29 +50,8 @@ fn ping_and_tcp_cross_the_udp_tunnel_and_foreign_sources_are_dropped() {
     let mn_sock = SocketAddrV4::new(COA.into(), MN_PORT);
 
     let (ha_ctl_tx, mut ha_ctl) = tokio::sync::mpsc::channel(8);
-    let (_ha_nl, ha) = p.ha.run(async move {
-        let udp = Arc::new(tokio::net::UdpSocket::bind(ha_sock).await.unwrap());
-        let b = TunnelBinding {
-            home: HOA,
-            local: HA_ADDR.into(),
-            remote: mn_sock,
-            encapsulation: Encapsulation::Udp,
-        };
-        start_plane(Role::HomeAgent, b, Some(udp), Some(ha_ctl_tx)).await
-    });
-    let (mn_udp, (_mn_nl, mn)) = p.mn.run(async move {
-        let udp = Arc::new(tokio::net::UdpSocket::bind(mn_sock).await.unwrap());
-        let b = TunnelBinding {
-            home: HOA,
-            local: COA.into(),
-            remote: ha_sock,
-            encapsulation: Encapsulation::Udp,
-        };
-        (
-            udp.clone(),
-            start_plane(Role::MobileNode, b, Some(udp), None).await,
-        )
-    });
+    let (_, (_ha_nl, ha)) = udp_plane(&p.ha, Role::HomeAgent, ha_sock, mn_sock, Some(ha_ctl_tx));
+    let (mn_udp, (_mn_nl, mn)) = udp_plane(&p.mn, Role::MobileNode, mn_sock, ha_sock, None);
 
     assert!(
         p.mn.run(ping(HOA, CN, WAIT)),
@@ -184,26 +188,8 @@ fn on_a_narrower_path_df_follows_the_inner_datagram_and_too_big_is_answered() {
     p.mn.ip(&format!("addr add {HOA}/32 dev lo"));
     let ha_sock = SocketAddrV4::new(HA_ADDR.into(), MIP_PORT);
     let mn_sock = SocketAddrV4::new(COA.into(), MN_PORT);
-    let (_ha_nl, ha) = p.ha.run(async move {
-        let udp = Arc::new(tokio::net::UdpSocket::bind(ha_sock).await.unwrap());
-        let b = TunnelBinding {
-            home: HOA,
-            local: HA_ADDR.into(),
-            remote: mn_sock,
-            encapsulation: Encapsulation::Udp,
-        };
-        start_plane(Role::HomeAgent, b, Some(udp), None).await
-    });
-    let (_mn_nl, mn) = p.mn.run(async move {
-        let udp = Arc::new(tokio::net::UdpSocket::bind(mn_sock).await.unwrap());
-        let b = TunnelBinding {
-            home: HOA,
-            local: COA.into(),
-            remote: ha_sock,
-            encapsulation: Encapsulation::Udp,
-        };
-        start_plane(Role::MobileNode, b, Some(udp), None).await
-    });
+    let (_, (_ha_nl, ha)) = udp_plane(&p.ha, Role::HomeAgent, ha_sock, mn_sock, None);
+    let (_, (_mn_nl, mn)) = udp_plane(&p.mn, Role::MobileNode, mn_sock, ha_sock, None);
     // RFC 5454's IPv6 in the same tunnel (Tunneling Mode: to the care-of
     // address, right behind the Tunnel Data header).
     let v6 = Ipv6Binding {
