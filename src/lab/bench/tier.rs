@@ -109,6 +109,23 @@ pub struct HostView {
     pub vcpu_waited_s: f64,
 }
 
+/// The guest's last line for the host (`vm::run` reads it as the
+/// outcome's summary), or the error on stderr.
+pub fn guest_summary<T: Serialize>(r: Result<T>, prog: &str) -> std::process::ExitCode {
+    match r {
+        Ok(r) => {
+            let mut v = serde_json::to_value(&r).unwrap_or_default();
+            v["type"] = "summary".into();
+            println!("{v}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{prog}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 impl HostView {
     /// What the host saw of the guest, from the tier's `powered_off`
     /// line (the other `vm` lines carry nothing of it).
@@ -548,18 +565,7 @@ pub fn cli(
             v["type"] = "event".into();
             println!("{v}");
         });
-        return match s {
-            Ok(s) => {
-                let mut v = serde_json::to_value(&s).unwrap_or_default();
-                v["type"] = "summary".into();
-                println!("{v}");
-                std::process::ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("mip4-lab bench: {e}");
-                std::process::ExitCode::FAILURE
-            }
-        };
+        return guest_summary(s, "mip4-lab bench");
     } else {
         eprintln!("mip4-lab bench: handover, {rounds} rounds on one lab");
         run_one_lab(&lab_dir, rounds, &opts, &mut |e| {

@@ -81,18 +81,7 @@ pub fn guest(opts: &BaselineOptions) -> std::process::ExitCode {
     let r = super::run(opts, &mut |line| {
         println!("{}", serde_json::json!({"type": "progress", "line": line}));
     });
-    match r {
-        Ok(r) => {
-            let mut v = serde_json::to_value(&r).unwrap_or_default();
-            v["type"] = "summary".into();
-            println!("{v}");
-            std::process::ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("mip4-lab bench-baseline: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    crate::lab::bench::tier::guest_summary(r, "mip4-lab bench-baseline")
 }
 
 /// Boots the guest once and runs the guest's side in it.
