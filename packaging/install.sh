@@ -74,7 +74,7 @@ for d in mip4d mip4-ha mip4-fa; do
 		fi
 	fi
 done
-((${#daemons[@]})) || die "no daemon (mip4d, mip4-ha) in $build"
+((${#daemons[@]})) || die "no daemon (mip4d, mip4-ha, mip4-fa) in $build"
 
 install -m 0644 packaging/README.md "$destdir$docdir/README.md"
 echo "install: plugin, mip4ctl and ${daemons[*]} into ${destdir:-/}"

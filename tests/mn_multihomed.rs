@@ -220,7 +220,13 @@ fn a_network_never_probed_by_gateway_mac_waits_for_the_mac_then_sends_nothing() 
         "the probe waits for the gateway's MAC"
     );
     assert_eq!(s.node.state(), State::Detecting { address: EXT });
-    s.advance(Duration::from_millis(30));
+    excluded_gateway_learnt_after(&mut s, Duration::from_millis(30));
+}
+
+/// EXT's gateway's MAC, the excluded one, is learnt `after` this long:
+/// untrusted without a probe, and never probed later.
+fn excluded_gateway_learnt_after(s: &mut Sim, after: Duration) {
+    s.run_for(after);
     s.node.gateway_learned(s.now, "eth2", Some(GW_MAC));
     assert!(s.probes().is_empty());
     assert_eq!(
@@ -228,26 +234,54 @@ fn a_network_never_probed_by_gateway_mac_waits_for_the_mac_then_sends_nothing() 
         Some((EXT, Verdict::Untrusted, Cause::NeverProbe))
     );
     s.run_for(Duration::from_secs(30));
-    assert!(s.probes().is_empty());
+    assert!(s.probes().is_empty(), "never, not even later");
 }
 
 #[test]
-fn another_gateway_is_probed_at_once_and_no_mac_in_time_is_probed_at_the_deadline() {
+fn another_gateway_is_probed_at_once() {
     let mut s = Sim::multihomed(&[], &["02:00:5e:00:53:01"]);
     s.node.address_added(s.now, "eth2", EXT, 24);
     s.node.gateway_learned(s.now, "eth2", Some(OTHER_MAC));
     assert_eq!(s.probes().len(), 1, "another gateway: probed");
+}
 
+/// With a `never_probe` MAC configured, a network whose gateway's MAC
+/// stays unknown may be that network: never probed in the clear until
+/// the MAC says it is not (RFC 5266 §5).
+#[test]
+fn with_a_never_probe_mac_no_network_is_probed_while_its_gateway_is_unknown() {
     let mut s = Sim::multihomed(&[], &["02:00:5e:00:53:01"]);
+    s.node.take_resolve_gateways();
     s.node.address_added(s.now, "eth0", IN_1, 24);
-    s.run_for(Duration::from_millis(999));
+    s.run_for(Duration::from_millis(2500));
+    assert!(s.probes().is_empty(), "no probe past one gateway_wait");
+    assert!(s.node.take_resolve_gateways(), "the gateway resolved again");
+    s.run_for(Duration::from_secs(10));
+    assert!(s.probes().is_empty(), "nor after the last wait");
+    assert_eq!(
+        s.last_verdict(),
+        Some((IN_1, Verdict::Untrusted, Cause::NeverProbeUnresolved))
+    );
+    assert_eq!(s.node.state(), State::Untrusted { address: IN_1 });
+    assert_eq!(s.vpn_requests(), 1, "the VPN serves meanwhile");
+    assert!(
+        s.node.probe_now(s.now).is_err(),
+        "nor when the operator asks"
+    );
     assert!(s.probes().is_empty());
-    s.run_for(Duration::from_millis(1));
+    // The MAC comes at last and is another gateway: not the excluded
+    // network, so probed, and trusted.
+    s.node.gateway_learned(s.now, "eth0", Some(OTHER_MAC));
     let mut p = s.probes();
-    assert_eq!(p.len(), 1, "probed once the wait (1 s) ran out");
+    assert_eq!(p.len(), 1, "known not to be excluded: probed");
     let (_, _, req) = p.pop().unwrap();
     s.accept(&req, true);
     assert_eq!(s.node.state(), State::Registered { care_of: IN_1 });
+
+    // The MAC that comes at last is the excluded one: still no probe.
+    let mut s = Sim::multihomed(&[], &["02:00:5e:00:53:01"]);
+    s.node.address_added(s.now, "eth2", EXT, 24);
+    excluded_gateway_learnt_after(&mut s, Duration::from_secs(10));
 }
 
 /// The MN on EXT behind GW_MAC: its probe goes unanswered (untrusted),

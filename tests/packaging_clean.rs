@@ -2,10 +2,12 @@
 //! installed with apt into a fresh copy of the kernel tier's pristine
 //! Debian 12 root, booted in QEMU with systemd as init, next to Debian's
 //! charon-systemd. In the guest (scripts/vm/packages-guest.sh):
-//! charon-systemd loads the plugin; mip4-ha and mip4d start under their
-//! shipped units and do what they are for under the units' restrictions (a
-//! registration: tunnels, rules, proxy and gratuitous ARP, the RFC 3024
-//! nft table, the probe's XFRM bypass, traffic through the tunnel); an
+//! charon-systemd loads the plugin; every shipped unit passes `systemd-
+//! analyze verify`; mip4-ha and mip4d start under their shipped units and
+//! do what they are for under the units' restrictions (a registration:
+//! tunnels, rules, proxy and gratuitous ARP, the RFC 3024 nft table, the
+//! probe's XFRM bypass, traffic through the tunnel); mip4-fa starts under
+//! its unit, installs its nft table and advertises on its served link; an
 //! upgrade keeps the operator's edited configs; remove stops everything
 //! and purge leaves the file lists as before the install; the plugin
 //! built for another strongSwan release is refused by apt, and forced in
@@ -30,11 +32,15 @@ const CHECKS: &[&str] = &[
     "charon_systemd_running",
     "apt_install",
     "units_installed_disabled",
+    "units_verify",
     "charon_systemd_loads_plugin",
     "plugin_logs_to_journal",
     "ha_started_under_unit",
     "ha_nft_ingress_table",
     "mip4d_started_under_unit",
+    "fa_started_under_unit",
+    "fa_nft_ingress_table",
+    "fa_advertises",
     "registration_accepted",
     "ha_tunnel_installed",
     "ha_proxy_arp",

@@ -20,7 +20,7 @@ use mip4::lab::netns::{unique_prefix, Netns};
 use mip4::lab::{preflight, WorkDir};
 
 mod packaging_support;
-use packaging_support::{repo, sh};
+use packaging_support::{repo, sh, DAEMONS};
 
 /// The directory holding the .debs: MIP4_DEB_DIR, else freshly built.
 fn deb_dir() -> PathBuf {
@@ -140,17 +140,13 @@ fn deb_packages_install_next_to_debian_strongswan() {
 
     // --- mip4-mobike: daemons, CLI, units, root-only configs.
     let list = contents(&main_deb);
-    let mut daemons = vec!["mip4-ha"];
-    if repo().join("src/bin/mip4d.rs").exists() {
-        daemons.push("mip4d");
-    }
     assert_entry(&list, "/usr/bin/mip4ctl", "-rwxr-xr-x");
     assert_entry(&list, "/etc/mip4/", "drwx------");
     let conffiles = sh(Command::new("dpkg-deb")
         .arg("-I")
         .arg(&main_deb)
         .arg("conffiles"));
-    for d in &daemons {
+    for d in DAEMONS {
         assert_entry(&list, &format!("/usr/sbin/{d}"), "-rwxr-xr-x");
         assert_entry(&list, &format!("/etc/mip4/{d}.conf"), "-rw-------");
         assert_entry(
@@ -181,7 +177,12 @@ fn deb_packages_install_next_to_debian_strongswan() {
         .arg("-I")
         .arg(&main_deb)
         .arg("postinst"));
-    assert!(postinst.contains("deb-systemd-helper update-state 'mip4-ha.service'"));
+    for d in DAEMONS {
+        assert!(
+            postinst.contains(&format!("deb-systemd-helper update-state '{d}.service'")),
+            "{d}: {postinst}"
+        );
+    }
     assert!(!postinst.contains("deb-systemd-invoke start"), "{postinst}");
 
     // --- Both install next to this machine's strongSwan (simulated).

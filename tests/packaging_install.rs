@@ -11,10 +11,9 @@ use std::process::Command;
 
 #[path = "common/cdylib.rs"]
 mod cdylib;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+#[allow(dead_code)] // sh(): the .deb tests'
+mod packaging_support;
+use packaging_support::{repo, DAEMONS};
 
 /// target/debug, where cargo put the binaries.
 fn build_dir() -> PathBuf {
@@ -39,15 +38,6 @@ fn staged_build() -> tempfile::TempDir {
     std::fs::copy(cdylib::built_cdylib(), stage.path().join("libmip4.so"))
         .expect("libmip4.so built for this test run");
     stage
-}
-
-/// The daemons this tree builds (mip4d arrives with the MN branch).
-fn daemons() -> Vec<&'static str> {
-    let mut d = vec!["mip4-ha"];
-    if option_env!("CARGO_BIN_EXE_mip4d").is_some() {
-        d.push("mip4d");
-    }
-    d
 }
 
 fn install(destdir: &Path, build: &Path) -> std::process::Output {
@@ -106,7 +96,7 @@ fn install_lays_out_files_for_strongswan_and_systemd() {
 
     assert_eq!(mode(&d.join("usr/bin/mip4ctl")), 0o755);
     assert_eq!(mode(&d.join("etc/mip4")), 0o700, "/etc/mip4 holds keys");
-    for daemon in daemons() {
+    for &daemon in DAEMONS {
         assert_eq!(mode(&d.join("usr/sbin").join(daemon)), 0o755, "{daemon}");
         // The config holds MN-HA keys: root only; it is the example.
         let cfg = d.join(format!("etc/mip4/{daemon}.conf"));
@@ -139,7 +129,7 @@ fn install_lays_out_files_for_strongswan_and_systemd() {
     for page in ["mip4ctl", "mip4ctl-stats", "mip4ctl-force", "mip4ctl-probe"] {
         man(page, "1");
     }
-    for daemon in daemons() {
+    for &daemon in DAEMONS {
         man(daemon, "8");
         man(&format!("{daemon}.conf"), "5");
     }
@@ -212,6 +202,7 @@ fn install_keeps_the_operators_configuration() {
         d.join("etc/strongswan.d/charon/mip4.conf"),
         d.join("etc/strongswan.d/mip4-interfaces.conf"),
         d.join("etc/mip4/mip4-ha.conf"),
+        d.join("etc/mip4/mip4-fa.conf"),
     ];
     for f in &edited {
         std::fs::write(f, "# the operator's\n").unwrap();

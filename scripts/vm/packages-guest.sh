@@ -74,8 +74,11 @@ timing boot_to_ready
 out=$(apt_get install "$debs"/strongswan-mip4-plugin_*.deb "$debs"/mip4-mobike_*.deb 2>&1)
 rc=$?
 check apt_install "$rc" "$(echo "$out" | grep -E '^(Setting up|E:|Unpacking)' | tr '\n' ';') $(dpkg-query -W -f='${Package} ${Version} ${Status}; ' strongswan-mip4-plugin mip4-mobike 2>&1)"
-en="$(systemctl is-enabled mip4d mip4-ha 2>&1 | tr '\n' ' ')"
-check units_installed_disabled "$([ "$en" = "disabled disabled " ]; echo $?)" "mip4d mip4-ha: $en"
+en="$(systemctl is-enabled mip4d mip4-ha mip4-fa 2>&1 | tr '\n' ' ')"
+check units_installed_disabled "$([ "$en" = "disabled disabled disabled " ]; echo $?)" "mip4d mip4-ha mip4-fa: $en"
+# systemd reads every key of every shipped unit, and each command exists.
+out=$(systemd-analyze verify mip4d.service mip4-ha.service mip4-fa.service 2>&1)
+check units_verify "$?" "${out:-systemd-analyze verify: nothing to say}"
 timing install
 
 # --- charon-systemd loads the plugin.
@@ -178,6 +181,39 @@ check ha_nft_ingress_table "$?" "$(nft list table ip mip4-ha 2>&1 | tr -s ' \t' 
 systemctl start mip4d
 until_ok 30 mip4ctl status
 check mip4d_started_under_unit "$?" "$(systemctl is-active mip4d) $(mip4ctl status 2>&1 | head -n 12)"
+# mip4-fa under its unit, in a namespace of its own (mip4-ha has UDP 434
+# in the root one) with an uplink and a served link: again only
+# NetworkNamespacePath= added.
+link fa fa1 10.3.0.1 10.3.0.2
+ip -n fa link add eth1 type veth peer name visit0
+ip -n fa addr add 10.50.0.1/24 dev eth1
+ip -n fa link set eth1 up
+ip -n fa link set visit0 up
+cat >/etc/mip4/mip4-fa.conf <<EOF
+# The operator's edit (the test's foreign agent).
+care_of_address = "10.3.0.2"
+allowed_home_agents = ["10.1.0.1/32"]
+tunnel_backend = "kernel"
+[advertisement]
+interval = 1
+[[interface]]
+name = "eth1"
+address = "10.50.0.1/24"
+EOF
+mkdir -p /run/systemd/system/mip4-fa.service.d
+printf '[Service]\nNetworkNamespacePath=/run/netns/fa\n' >/run/systemd/system/mip4-fa.service.d/netns.conf
+systemctl daemon-reload
+systemctl start mip4-fa
+until_ok 30 mip4ctl --socket /run/mip4/fa.sock status
+check fa_started_under_unit "$?" "$(systemctl is-active mip4-fa) $(mip4ctl --socket /run/mip4/fa.sock status 2>&1 | head -n 8)"
+# Its kernel backend's RFC 3024 ingress table (nft, its child) and its
+# Agent Advertisements (raw ICMP on the served link, RFC 5944 §2.3).
+until_ok 30 ip netns exec fa nft list table ip mip4-fa
+check fa_nft_ingress_table "$?" "$(ip netns exec fa nft list table ip mip4-fa 2>&1 | tr -s ' \t' ' ')"
+# (The counter counts those built; a failed send is logged.)
+until_ok 30 sh -c 'mip4ctl --socket /run/mip4/fa.sock --json counters | grep -Eq "\"advertisements\": ?[1-9]"' &&
+	! journalctl -b -u mip4-fa --no-pager | grep -q 'cannot send agent advertisement'
+check fa_advertises "$?" "$(mip4ctl --socket /run/mip4/fa.sock --json counters 2>&1 | head -c 600) $(journalctl -b -u mip4-fa --no-pager | grep -m2 'cannot send')"
 timing daemons_start
 
 # The registration: the HA's binding, its tunnel, proxy ARP, gratuitous
@@ -201,15 +237,15 @@ check mn_tunnel_and_rules "$?" "$mn_state"
 out=$(ip netns exec peer ping -c 3 -W 5 10.1.0.10 2>&1)
 check home_link_reaches_mn_through_tunnel "$?" "$(echo "$out" | tail -n 2)"
 # What the units' sandboxes refused shows as EPERM/EACCES in the logs.
-denied=$(journalctl -b -u mip4-ha -u mip4d --no-pager | grep -Ei 'not permitted|permission denied|EPERM|EACCES|not sent|failed' | head -n 5)
-check no_sandbox_denials "$([ -z "$denied" ]; echo $?)" "${denied:-none in mip4d's and mip4-ha's journal}"
+denied=$(journalctl -b -u mip4-ha -u mip4d -u mip4-fa --no-pager | grep -Ei 'not permitted|permission denied|EPERM|EACCES|not sent|failed' | head -n 5)
+check no_sandbox_denials "$([ -z "$denied" ]; echo $?)" "${denied:-none in the journal of mip4d, mip4-ha and mip4-fa}"
 journalctl -b -u mip4d --no-pager | grep -qi 'probe'
 check mn_probe_ran "$?" "$(journalctl -b -u mip4d --no-pager | grep -i -m3 'probe\|trusted')"
 # Root-only control sockets (they hold no keys, but steer the daemons).
-modes="$(stat -c '%n %a %U' /run/mip4 /run/mip4/mip4d.sock /run/mip4/ha.sock 2>&1 | tr '\n' ';')"
+modes="$(stat -c '%n %a %U' /run/mip4 /run/mip4/mip4d.sock /run/mip4/ha.sock /run/mip4/fa.sock 2>&1 | tr '\n' ';')"
 nobody=$(setpriv --reuid=65534 --regid=65534 --clear-groups mip4ctl status 2>&1)
 rc=$?
-[ "$rc" != 0 ] && echo "$modes" | grep -q '/run/mip4 700 root' && echo "$modes" | grep -q 'mip4d.sock 600 root'
+[ "$rc" != 0 ] && echo "$modes" | grep -q '/run/mip4 700 root' && echo "$modes" | grep -q 'mip4d.sock 600 root' && echo "$modes" | grep -q 'fa.sock 600 root'
 check control_socket_root_only "$?" "$modes nobody: rc $rc $nobody"
 timing registration
 
@@ -219,7 +255,7 @@ timing registration
 # package's new one lands beside it as .dpkg-dist).
 cp /etc/mip4/mip4-ha.conf /tmp/ha.conf.edited
 cp /etc/mip4/mip4d.conf /tmp/mip4d.conf.edited
-pids_before="$(systemctl show -p MainPID --value mip4-ha mip4d | tr '\n' ' ')"
+pids_before="$(systemctl show -p MainPID --value mip4-ha mip4d mip4-fa | tr '\n' ' ')"
 out=$(apt_get install "$upgrade"/strongswan-mip4-plugin_*.deb "$upgrade"/mip4-mobike_*.deb 2>&1)
 rc=$?
 vers="$(dpkg-query -W -f='${Package} ${Version}; ' strongswan-mip4-plugin mip4-mobike)"
@@ -228,33 +264,35 @@ cmp -s /etc/mip4/mip4-ha.conf /tmp/ha.conf.edited && cmp -s /etc/mip4/mip4d.conf
 check upgrade_keeps_edited_configs "$?" "apt rc $rc; $vers; /etc/mip4: $(ls /etc/mip4 | tr '\n' ' ')"
 # The running daemons were restarted on the new binaries, and the MN is
 # registered again.
-pids_after="$(systemctl show -p MainPID --value mip4-ha mip4d | tr '\n' ' ')"
-active="$(systemctl is-active mip4-ha mip4d | tr '\n' ' ')"
+pids_after="$(systemctl show -p MainPID --value mip4-ha mip4d mip4-fa | tr '\n' ' ')"
+active="$(systemctl is-active mip4-ha mip4d mip4-fa | tr '\n' ' ')"
 until_ok 60 sh -c 'mip4ctl --socket /run/mip4/ha.sock --json bindings | grep -q 10.1.0.10'
 rc=$?
-[ "$rc" = 0 ] && [ "$active" = "active active " ] && [ "$pids_before" != "$pids_after" ]
+[ "$rc" = 0 ] && [ "$active" = "active active active " ] && [ "$pids_before" != "$pids_after" ]
 check upgrade_restarts_running_daemons "$?" "$active; main PIDs $pids_before-> $pids_after; binding again: rc $rc"
 timing upgrade
 
 # --- Remove: nothing keeps running, the kernel state goes; conffiles stay.
 out=$(apt_get remove mip4-mobike strongswan-mip4-plugin 2>&1)
 rc=$?
-left="$(ps -eo comm | grep -Ex 'mip4d|mip4-ha|mip4-fa' | tr '\n' ' ')$(ip -br link | grep -o '^mip4[^ ]*' | tr '\n' ' ')$(ip -n mn -br link | grep -o '^mip4[^ ]*')$(nft list tables 2>/dev/null | grep mip4)$(ip neigh show proxy | grep 10.1.0.10)$(ip -n mn rule | grep '^200:')"
+left="$(ps -eo comm | grep -Ex 'mip4d|mip4-ha|mip4-fa' | tr '\n' ' ')$(ip -br link | grep -o '^mip4[^ ]*' | tr '\n' ' ')$(ip -n mn -br link | grep -o '^mip4[^ ]*')$(ip -n fa -br link | grep -o '^mip4[^ ]*')$(nft list tables 2>/dev/null | grep mip4)$(ip netns exec fa nft list tables 2>/dev/null | grep mip4)$(ip neigh show proxy | grep 10.1.0.10)$(ip -n mn rule | grep '^200:')"
 [ "$rc" = 0 ] && [ -z "$left" ] && [ -e /etc/mip4/mip4d.conf ]
-check apt_remove_stops_and_cleans "$?" "apt rc $rc; left: ${left:-nothing}; $(systemctl is-active mip4-ha mip4d | tr '\n' ' ') $(dpkg-query -W -f='${Package} ${Status}; ' mip4-mobike strongswan-mip4-plugin)"
+check apt_remove_stops_and_cleans "$?" "apt rc $rc; left: ${left:-nothing}; $(systemctl is-active mip4-ha mip4d mip4-fa | tr '\n' ' ') $(dpkg-query -W -f='${Package} ${Status}; ' mip4-mobike strongswan-mip4-plugin)"
 # The daemons' journal, for the run's logs (packages.stderr).
-journalctl -b -u mip4-ha -u mip4d --no-pager | tail -n 80 >&2
+journalctl -b -u mip4-ha -u mip4d -u mip4-fa --no-pager | tail -n 100 >&2
 systemctl restart strongswan
 until_ok 60 swanctl --stats
 swanctl --stats | grep -A3 'loaded plugins' | grep -qw mip4
 check charon_without_plugin_after_remove "$([ $? != 0 ]; echo $?)" "$(swanctl --stats | grep -A3 'loaded plugins' | tr '\n' ' ')"
 # The test's own pieces go before the comparison.
-rm -rf /run/systemd/system/mip4d.service.d
+rm -rf /run/systemd/system/mip4d.service.d /run/systemd/system/mip4-fa.service.d
 systemctl daemon-reload
 ip netns del mn
 ip netns del peer
+ip netns del fa
 ip link del home0 2>/dev/null
 ip link del fa0 2>/dev/null
+ip link del fa1 2>/dev/null
 timing remove
 
 # --- Purge: the file lists before install and after purge are the same.

@@ -126,6 +126,11 @@ pub enum Cause {
     /// the gateway's MAC stayed unknown: untrusted without a probe rather
     /// than a probe in the clear on what may be that network (RFC 5266 §5).
     CachedPrefix,
+    /// A network is configured never to be probed by its gateway's MAC
+    /// (`[multihoming] never_probe`) and this one's gateway MAC stayed
+    /// unknown: it may be that network, so untrusted without a probe
+    /// until the MAC is learnt (RFC 5266 §5).
+    NeverProbeUnresolved,
 }
 
 impl Cause {
@@ -149,6 +154,7 @@ impl std::fmt::Display for Cause {
             Cause::NeverProbe => f.write_str("a network configured never to be probed: untrusted without a probe, which would reveal the home agent, the NAI and the home address in the clear (RFC 5266 §5)"),
             Cause::Cached => f.write_str("the verdict cache holds an untrusted verdict for this gateway and prefix: not probed in the clear again (RFC 5266 §5)"),
             Cause::CachedPrefix => f.write_str("the verdict cache holds an untrusted verdict for this prefix and the gateway's MAC address stayed unknown: not probed in the clear (RFC 5266 §5)"),
+            Cause::NeverProbeUnresolved => f.write_str("a network is configured never to be probed by its gateway's MAC address and this gateway's stayed unknown: not probed in the clear until it is known (RFC 5266 §5)"),
         }
     }
 }

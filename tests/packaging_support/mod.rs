@@ -3,6 +3,11 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+/// The daemons `mip4-mobike` ships, each with its unit, its root-only
+/// config (the example) and its man pages.
+#[allow(dead_code)] // not every package test reads it
+pub const DAEMONS: &[&str] = &["mip4-ha", "mip4d", "mip4-fa"];
+
 /// The checkout.
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -36,9 +36,10 @@ use crate::mn::mode::Trust;
 /// At most this many networks are remembered; the oldest verdict goes.
 const CACHE_SIZE: usize = 256;
 
-/// How many `gateway_wait`s an attachment whose prefix has a cached
-/// untrusted verdict waits for its gateway's MAC (resolving it again
-/// after each) before it is taken as untrusted without a probe.
+/// How many `gateway_wait`s an attachment that a MAC-keyed rule could
+/// spare its probe (a cached untrusted verdict for its prefix, a
+/// `never_probe` MAC) waits for its gateway's MAC, resolving it again
+/// after each, before it is taken as untrusted without a probe.
 const GATEWAY_TRIES: u32 = 5;
 
 /// What an attachment without a known gateway MAC does next.
@@ -47,9 +48,9 @@ enum GatewayWait {
     No,
     /// Wait for the MAC until then.
     Until(Instant),
-    /// Untrusted without a probe: its prefix has a cached untrusted
-    /// verdict and the MAC stayed unknown.
-    GiveUp,
+    /// Untrusted without a probe, for this cause: a MAC-keyed rule could
+    /// spare it and the MAC stayed unknown.
+    GiveUp(Cause),
 }
 
 /// One network's verdict as the cache keeps it.
@@ -87,6 +88,9 @@ pub(super) struct Multi {
     /// resolves the gateways again (the datagram or its ARP reply may
     /// have been lost).
     resolve_again: bool,
+    /// Attachments taken as untrusted because their gateway's MAC stayed
+    /// unknown: probed (or spared) by the rules once it is learnt.
+    unresolved: Vec<(String, Ipv4Addr)>,
 }
 
 /// The prefix of an attachment (the network part only).
@@ -109,6 +113,7 @@ impl Node {
             return;
         };
         self.multi.gateways.push((ifname.to_string(), mac));
+        self.reconsider_unresolved(ifname);
         let gateway = mac_string(&mac);
         info!(ifname, %gateway, "gateway learned");
         self.event(
@@ -130,6 +135,15 @@ impl Node {
         if !in_use {
             self.multi.gateways.retain(|(i, _)| i != ifname);
         }
+        let links = &self.links;
+        self.multi.unresolved.retain(|(i, addr)| {
+            i != ifname
+                || links
+                    .addresses
+                    .iter()
+                    .any(|a| a.ifname == *i && a.addr == *addr)
+                    && !links.down.contains(i)
+        });
         if self
             .multi
             .waiting
@@ -213,7 +227,10 @@ impl Node {
                     self.multi.waiting = Some((a.ifname.clone(), a.addr, until));
                     return None;
                 }
-                GatewayWait::GiveUp => self.decide_unprobed(now, &a, Cause::CachedPrefix),
+                GatewayWait::GiveUp(cause) => {
+                    self.multi.unresolved.push((a.ifname.clone(), a.addr));
+                    self.decide_unprobed(now, &a, cause);
+                }
             }
         }
         None
@@ -269,18 +286,36 @@ impl Node {
     /// Whether `a` waits for its gateway's MAC: while a gateway-keyed
     /// rule could spare it its probe once the MAC is known.
     ///
-    /// A prefix with a cached untrusted verdict is never probed before
-    /// its gateway is known: that probe, if the network is the cached
-    /// one, reveals the home agent, the NAI and the home address in the
-    /// clear, which the cache exists to spare (RFC 5266 §5). It waits,
-    /// the gateway resolved again after each `gateway_wait`, and when
-    /// the MAC stays unknown it is untrusted without a probe (the VPN
-    /// serves; nothing could pass an unresolved gateway anyway).
+    /// Such an attachment is never probed before its gateway is known:
+    /// the probe, if the network is the cached untrusted one or a
+    /// `never_probe` one, reveals the home agent, the NAI and the home
+    /// address in the clear, which the rule exists to spare (RFC 5266
+    /// §5). It waits, the gateway resolved again after each
+    /// `gateway_wait`, and when the MAC stays unknown it is untrusted
+    /// without a probe (the VPN serves; nothing could pass an unresolved
+    /// gateway anyway) until the MAC is learnt
+    /// ([`Self::reconsider_unresolved`]).
     fn waits_for_gateway(&self, a: &LocalAddress, now: Instant) -> GatewayWait {
-        let mh = &self.cfg.multihoming;
         if self.gateway_of(&a.ifname).is_some() {
             return GatewayWait::No;
         }
+        let Some(cause) = self.spared_by_gateway(a, now) else {
+            return GatewayWait::No;
+        };
+        let wait = self.cfg.multihoming.gateway_wait;
+        let elapsed = now.saturating_duration_since(a.appeared);
+        let tries = elapsed.as_nanos() / wait.as_nanos().max(1) + 1;
+        match u32::try_from(tries) {
+            Ok(k) if k <= GATEWAY_TRIES && !wait.is_zero() => {
+                GatewayWait::Until(a.appeared + wait * k)
+            }
+            _ => GatewayWait::GiveUp(cause),
+        }
+    }
+
+    /// The cause `a` would be untrusted for, without a probe, if its
+    /// gateway's MAC stays unknown: a MAC-keyed rule that could match it.
+    fn spared_by_gateway(&self, a: &LocalAddress, now: Instant) -> Option<Cause> {
         let prefix = network_of(a);
         let cached = self
             .multi
@@ -288,24 +323,43 @@ impl Node {
             .iter()
             .any(|c| c.prefix == prefix && c.verdict == Verdict::Untrusted && now < c.until);
         if cached {
-            let wait = mh.gateway_wait;
-            let elapsed = now.saturating_duration_since(a.appeared);
-            let tries = elapsed.as_nanos() / wait.as_nanos().max(1) + 1;
-            return match u32::try_from(tries) {
-                Ok(k) if k <= GATEWAY_TRIES && !wait.is_zero() => {
-                    GatewayWait::Until(a.appeared + wait * k)
-                }
-                _ => GatewayWait::GiveUp,
-            };
-        }
-        let by_mac = mh
-            .never_probe
-            .iter()
-            .any(|m| matches!(m, NetworkMatch::Gateway(_)));
-        if by_mac && now < a.appeared + mh.gateway_wait {
-            GatewayWait::Until(a.appeared + mh.gateway_wait)
+            Some(Cause::CachedPrefix)
+        } else if self.may_be_never_probe(a) {
+            Some(Cause::NeverProbeUnresolved)
         } else {
-            GatewayWait::No
+            None
+        }
+    }
+
+    /// Whether `a` may be a network never probed, for all the node knows:
+    /// `never_probe` names networks by their gateway's MAC and `a`'s is
+    /// unknown.
+    pub(super) fn may_be_never_probe(&self, a: &LocalAddress) -> bool {
+        self.gateway_of(&a.ifname).is_none()
+            && self
+                .cfg
+                .multihoming
+                .never_probe
+                .iter()
+                .any(|m| matches!(m, NetworkMatch::Gateway(_)))
+    }
+
+    /// The gateway on `ifname` was learnt: its attachments taken as
+    /// untrusted for want of it are decided again by the rules (spared
+    /// if the network is a cached or `never_probe` one, else probed).
+    fn reconsider_unresolved(&mut self, ifname: &str) {
+        let mut learnt = Vec::new();
+        self.multi.unresolved.retain(|(i, addr)| {
+            let on = i == ifname;
+            if on {
+                learnt.push(*addr);
+            }
+            !on
+        });
+        if let Some(d) = self.detector.as_mut() {
+            for addr in learnt {
+                d.reprobe(addr);
+            }
         }
     }
 

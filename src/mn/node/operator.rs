@@ -222,6 +222,12 @@ impl Node {
             // A cached untrusted verdict: the operator asks again.
             self.forget_cached(target.addr);
         }
+        if self.may_be_never_probe(&target) {
+            return Err(Refused(format!(
+                "{} on {}: its gateway's MAC address is unknown and [multihoming] never_probe names networks by MAC: it may be one (RFC 5266 §5)",
+                target.addr, target.ifname
+            )));
+        }
         let why = "the operator asked for a probe (mip4ctl probe)";
         self.start_probe(now, target.ifname.clone(), target.addr, why);
         Ok((target.ifname, target.addr))
