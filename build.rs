@@ -46,7 +46,6 @@ fn main() {
     // Debian 12): a PIE's table of them was 280 KB of mip4d's file, read
     // by the dynamic loader at every start, in 2 KB (issue 14 §5).
     println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
-    text_order();
 
     generate_abi(&out);
 
@@ -70,38 +69,6 @@ fn main() {
     }
     println!("cargo:rustc-env=MIP4_STRONGSWAN_VERSION={headers}");
     build_shim(&src, &out);
-}
-
-/// mip4d's code in the order it runs (issue 14 §5). The kernel maps up to
-/// 64 KiB of a file around each page fault, so the functions mip4d runs
-/// (start-up, idle, a move), spread over the whole of .text, made nearly
-/// every page of it resident. `packaging/mip4d.text-order` lists them
-/// (scripts/text-order.sh writes it from a run of the `dataplane`
-/// scenario under callgrind) and the linker (lld) puts them first,
-/// together. The names are those of the `dist` profile's build: in
-/// another profile, or after a change of the dependencies, some are
-/// missing, which lld skips silently; the layout then only helps less.
-/// `MIP4_TEXT_MAP=1` makes the linker write mip4d's map (OUT_DIR/mip4d.map,
-/// the sections' names and places) for that script.
-fn text_order() {
-    let order = Path::new("packaging/mip4d.text-order");
-    println!("cargo:rerun-if-changed={}", order.display());
-    println!("cargo:rerun-if-env-changed=MIP4_TEXT_MAP");
-    if order.exists() {
-        let order = fs::canonicalize(order).expect("packaging/mip4d.text-order");
-        println!(
-            "cargo:rustc-link-arg-bin=mip4d=-Wl,--symbol-ordering-file={}",
-            order.display()
-        );
-        println!("cargo:rustc-link-arg-bin=mip4d=-Wl,--no-warn-symbol-ordering");
-    }
-    if env::var_os("MIP4_TEXT_MAP").is_some_and(|v| v == "1") {
-        let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
-        println!(
-            "cargo:rustc-link-arg-bin=mip4d=-Wl,-Map={}",
-            out.join("mip4d.map").display()
-        );
-    }
 }
 
 /// Ends the build with an error that says what to do.

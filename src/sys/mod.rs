@@ -9,10 +9,13 @@
 //! - [`malloc`]: handing free heap back to the kernel (malloc_trim), and
 //!   large buffers their own mappings (mallopt).
 //! - [`sched`]: real-time scheduling for a thread (SCHED_FIFO).
+//! - [`resident`]: unmapping the clean code pages start-up ran
+//!   (MADV_DONTNEED on unwritten private file mappings).
 
 pub mod async_fd;
 pub mod malloc;
 pub mod packet;
+pub mod resident;
 pub mod sched;
 pub mod socket;
 pub mod tun;

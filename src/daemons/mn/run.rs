@@ -524,6 +524,21 @@ pub(super) async fn link_mtu(nl: &Netlink, index: u32) -> Option<u32> {
     })
 }
 
+/// Started: what start-up alone used leaves the resident set (issue 14
+/// §5). The binary's and libraries' code pages are unmapped, to fault
+/// back in from the page cache as the loop runs them (crate::sys::resident
+/// says why that loses nothing): what stays resident is the code idle and
+/// a move run, however the linker laid it out. Then the heap's free pages
+/// go back to the kernel.
+fn release_start_up_memory() {
+    match crate::sys::resident::release_clean_file_pages() {
+        Ok(kib) => debug!(kib, "start-up's code pages unmapped"),
+        Err(e) => debug!(error = %e, "start-up's code pages kept"),
+    }
+    // After the release, which reads /proc/self/smaps into the heap.
+    crate::sys::malloc::trim();
+}
+
 /// Runs mip4d until SIGTERM or SIGINT.
 pub async fn run(cfg: MnConfig) -> Result<(), String> {
     let clock = Clock::now();
@@ -610,6 +625,7 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
     }
     d.refresh_gateways().await;
     d.flush().await;
+    release_start_up_memory();
 
     let mut shutdown_deadline: Option<Instant> = None;
     let result = loop {
