@@ -63,6 +63,9 @@ fn lab_untrusted_move_keeps_tia_binding_and_stream_without_a_registration() {
     let change = event(&s, "address_change").t;
     assert!(event(&s, "stream_resumed").t > change);
     assert!(event(&s, "ping_resumed").t > change);
+    // The figures count from network B's address, which the lab's move
+    // gives the kernel after it began.
+    assert!(event(&s, "address_up").t >= change);
 
     // The figures exist, the ratios are the times in IKE round trips.
     for f in [

@@ -13,7 +13,7 @@ use netlink_packet_route::link::LinkFlags;
 use netlink_packet_route::route::{RouteAttribute, RouteMessage};
 use rtnetlink::RouteMessageBuilder;
 
-use super::topology::AccessSpec;
+use super::topology::{unix_now, AccessSpec};
 use super::{Error, Result};
 use crate::netlink::Netlink;
 
@@ -31,19 +31,25 @@ pub enum Step {
 }
 
 /// Runs `steps` in order, in namespace `ns` (a name under /run/netns).
-pub fn change(ns: &str, steps: &[(&AccessSpec, Step)]) -> Result<()> {
+/// Returns when the last [`Step::Up`] gave the kernel its address (unix
+/// seconds, read just before the request: the kernel's RTM_NEWADDR, the
+/// first a routing daemon, charon or mip4d can see of the new network,
+/// comes after it, so a time measured from here is never short).
+pub fn change(ns: &str, steps: &[(&AccessSpec, Step)]) -> Result<Option<f64>> {
     let steps: Vec<(AccessSpec, Step)> = steps.iter().map(|(a, s)| ((*a).clone(), *s)).collect();
     // The netlink socket must be opened inside the namespace.
     super::netns::block_on_in(ns, "access link", move || async move {
         let nl = Netlink::new().map_err(other)?;
+        let mut address_at = None;
         for (a, step) in &steps {
-            apply(&nl, a, *step).await?;
+            address_at = apply(&nl, a, *step).await?.or(address_at);
         }
-        Ok(())
+        Ok(address_at)
     })
 }
 
-async fn apply(nl: &Netlink, a: &AccessSpec, step: Step) -> Result<()> {
+/// One step; for [`Step::Up`], when its address was requested.
+async fn apply(nl: &Netlink, a: &AccessSpec, step: Step) -> Result<Option<f64>> {
     let index = nl.link_index(&a.dev).await.map_err(other)?;
     let (addr, len) = cidr(&a.addr)?;
     match step {
@@ -53,13 +59,15 @@ async fn apply(nl: &Netlink, a: &AccessSpec, step: Step) -> Result<()> {
                 IpAddr::V6(v6) => nl.del_address6(index, v6, len).await,
             }
             .map_err(other)?;
-            nl.set_link_up(index, false).await.map_err(other)
+            nl.set_link_up(index, false).await.map_err(other)?;
+            Ok(None)
         }
         Step::Up { metric } => {
             nl.set_link_up(index, true).await.map_err(other)?;
             operational(nl, index, &a.dev).await?;
             // IPv6 without duplicate address detection: the lab's
             // addresses are unique by plan (netns::addr_add_args).
+            let address_at = unix_now();
             match addr {
                 IpAddr::V4(v4) => nl.add_address(index, v4, len).await,
                 IpAddr::V6(v6) => nl.add_address6(index, v6, len).await,
@@ -72,7 +80,8 @@ async fn apply(nl: &Netlink, a: &AccessSpec, step: Step) -> Result<()> {
             let req = if metric.is_some() { req } else { req.replace() };
             req.execute()
                 .await
-                .map_err(|e| Error::Other(format!("default route via {}: {e}", a.gateway)))
+                .map_err(|e| Error::Other(format!("default route via {}: {e}", a.gateway)))?;
+            Ok(Some(address_at))
         }
     }
 }

@@ -166,6 +166,9 @@ pub struct Lab {
     /// When the last [`Lab::attach`] had left the old network (unix
     /// seconds): the moment the old path was gone.
     left_at: Option<f64>,
+    /// When the last [`Lab::attach`] gave the new network's address to
+    /// the kernel (unix seconds, [`super::access::change`]).
+    address_at: Option<f64>,
 }
 
 impl Lab {
@@ -183,6 +186,7 @@ impl Lab {
             attached: BTreeMap::new(),
             also: Vec::new(),
             left_at: None,
+            address_at: None,
         };
         for h in &spec.hosts {
             let ns = Netns::new(&prefix, &h.name)?;
@@ -273,7 +277,7 @@ impl Lab {
         let access = self.spec.access(name)?.clone();
         self.detach(&access.host)?;
         self.left_at = Some(unix_now());
-        self.bring_up(&access, None)?;
+        self.address_at = self.bring_up(&access, None)?;
         self.attached
             .insert(access.host.clone(), access.name.clone());
         Ok(())
@@ -283,6 +287,13 @@ impl Lab {
     /// on a first attachment), unix seconds.
     pub fn left_at(&self) -> Option<f64> {
         self.left_at
+    }
+
+    /// When the last [`Lab::attach`] gave the kernel the new network's
+    /// address (unix seconds): the address change itself, before which
+    /// neither charon nor mip4d can do anything about the move.
+    pub fn address_at(&self) -> Option<f64> {
+        self.address_at
     }
 
     /// Detaches `host` from its current access network, if any.
@@ -309,7 +320,7 @@ impl Lab {
 
     /// The access link up with its address and a default route
     /// (replacing the default route, or beside the others with `metric`).
-    fn bring_up(&self, access: &AccessSpec, metric: Option<u32>) -> Result<()> {
+    fn bring_up(&self, access: &AccessSpec, metric: Option<u32>) -> Result<Option<f64>> {
         let ns = self.host(&access.host)?;
         access::change(ns.name(), &[(access, access::Step::Up { metric })])
     }
@@ -319,7 +330,7 @@ impl Lab {
     /// IP on the access interface too, and it must stay. Then the link.
     fn take_down(&self, access: &AccessSpec) -> Result<()> {
         let ns = self.host(&access.host)?;
-        access::change(ns.name(), &[(access, access::Step::Down)])
+        access::change(ns.name(), &[(access, access::Step::Down)]).map(drop)
     }
 
     /// Takes access network `name` down, whether it came up by
@@ -362,7 +373,7 @@ impl Lab {
     }
 }
 
-fn unix_now() -> f64 {
+pub(super) fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())

@@ -87,13 +87,14 @@ pub(super) struct Daemon {
 /// existing IKE_SA towards its gateway, a route none of them touches;
 /// everything else keeps the node's order.
 fn next_action(pending: &mut VecDeque<Action>) -> Option<Action> {
-    match pending
-        .iter()
-        .position(|a| matches!(a, Action::Vpn(VpnRequest::Roam { .. })))
-    {
+    match pending.iter().position(is_roam) {
         Some(i) => pending.remove(i),
         None => pending.pop_front(),
     }
+}
+
+fn is_roam(a: &Action) -> bool {
+    matches!(a, Action::Vpn(VpnRequest::Roam { .. }))
 }
 
 impl Daemon {
@@ -115,8 +116,13 @@ impl Daemon {
             // The runtime has one thread: the event socket's reader runs
             // only when this task waits, so it gets its turn before each
             // action (and with it the route a move's address came with).
-            tokio::task::yield_now().await;
-            self.take_pending();
+            // A roam already decided waits for nothing more and goes
+            // first: it leaves before the other tasks' turn (the event
+            // subscribers' writes).
+            if !self.pending.iter().any(is_roam) {
+                tokio::task::yield_now().await;
+                self.take_pending();
+            }
             let Some(a) = next_action(&mut self.pending) else {
                 break;
             };

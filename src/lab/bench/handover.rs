@@ -196,8 +196,10 @@ pub fn markdown(r: &Report, command: &str) -> String {
         m,
         "Stand-in lab (kernel-libipsec), 20 ms access RTT; each round runs stock \
          MOBIKE (`vpn-move`) and mip4 (`untrusted-move`) on a fresh lab, ABBA. \
-         Each move is timed from the lab's address change to the first reply to \
-         an echo sent after it, echoes 2 ms apart (stock: the MN pings the \
+         Each move is timed from the address change itself (network B's address \
+         given to the MN's kernel, after the lab has released network A and brought \
+         B's link up) to the first reply to an echo sent after it, echoes 2 ms apart \
+         (stock: the MN pings the \
          correspondent from its TIA; mip4: the correspondent pings the home \
          address). IKE RTT median {rtt:.1} ms.\n"
     );
