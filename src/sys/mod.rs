@@ -9,8 +9,11 @@
 //! - [`malloc`]: handing free heap back to the kernel (malloc_trim), and
 //!   large buffers their own mappings (mallopt).
 //! - [`sched`]: real-time scheduling for a thread (SCHED_FIFO).
+//! - [`hugepage`]: an allocator that gives large tables transparent huge
+//!   pages (madvise MADV_HUGEPAGE).
 
 pub mod async_fd;
+pub mod hugepage;
 pub mod malloc;
 pub mod packet;
 pub mod sched;
