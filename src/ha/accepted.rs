@@ -93,24 +93,41 @@ impl Slot {
 
 /// The slots of the agent's nodes, by their index there.
 #[derive(Debug, Clone, Default)]
-pub struct ReplayBoard(Arc<[Slot]>);
+pub struct ReplayBoard {
+    /// Names the agent's configuration this board was made with: unique
+    /// in the process, 0 for none (the default board, before the agent
+    /// gave one). The screen's word that a request verified holds for
+    /// the agent only under the same board ([`super::screen::Verified`]).
+    id: u64,
+    slots: Arc<[Slot]>,
+}
+
+/// The next board's id.
+static NEXT_BOARD: AtomicU64 = AtomicU64::new(1);
 
 impl ReplayBoard {
     /// One slot per SPI of `spis`, in the agent's order.
     pub fn new(spis: impl IntoIterator<Item = u32>) -> Self {
-        ReplayBoard(
-            spis.into_iter()
+        ReplayBoard {
+            id: NEXT_BOARD.fetch_add(1, Ordering::Relaxed),
+            slots: spis
+                .into_iter()
                 .map(|spi| Slot {
                     spi,
                     ..Slot::default()
                 })
                 .collect(),
-        )
+        }
     }
 
     /// The slot at `index`, if it is `spi`'s.
     pub fn slot(&self, index: usize, spi: u32) -> Option<&Slot> {
-        self.0.get(index).filter(|s| s.spi == spi)
+        self.slots.get(index).filter(|s| s.spi == spi)
+    }
+
+    /// Which configuration of the agent's this board is (0: none).
+    pub fn id(&self) -> u64 {
+        self.id
     }
 }
 

@@ -14,6 +14,8 @@
 //!    and a home address it owns (§3.5.1), for a registration and a
 //!    deregistration alike. Failure: 131. An unknown SPI is dropped and
 //!    counted: nothing could sign a reply, and the source may be spoofed.
+//!    The MAC is computed once per message: here, or by the screen at the
+//!    socket under the same configuration ([`super::screen::Verified`]).
 //!    Nothing in the request is believed before this.
 //! 3. [`HomeAgent::check_replay`] (§5.7): Identification checked per the
 //!    SA's method; failure 133 with the HA's Identification so the MN can
@@ -54,6 +56,7 @@ use super::config::{HaConfig, MobileNodeConfig, ReverseTunnelPolicy};
 use super::counters::Counters;
 use super::persist::{Restored, SavedBinding, SavedCache, SavedNode};
 use super::reason::{Denial, Malformed};
+use super::screen::Verified;
 use crate::auth::{append_auth, AuthExtAt, SecurityAssociation};
 use crate::ratelimit::{Limits, SourceLimiter, Verdict};
 use crate::replay::{HaReplay, NtpTimestamp, ReplayVerdict};
@@ -457,6 +460,22 @@ impl HomeAgent {
         src: SocketAddrV4,
         data: &[u8],
     ) -> Disposition {
+        self.handle_screened(now, wall, src, data, None)
+    }
+
+    /// [`handle_datagram`](Self::handle_datagram) for a datagram the
+    /// [`Screen`](super::Screen) passed, with its word that the request's
+    /// authenticator verified ([`Screened::verified`]).
+    ///
+    /// [`Screened::verified`]: super::Screened::verified
+    pub fn handle_screened(
+        &mut self,
+        now: Instant,
+        wall: NtpTimestamp,
+        src: SocketAddrV4,
+        data: &[u8],
+        verified: Option<Verified>,
+    ) -> Disposition {
         match data.first() {
             Some(&msg_type::REGISTRATION_REQUEST) if !self.source_allowed(src) => {
                 self.counters.dropped_untrusted_source += 1;
@@ -465,7 +484,9 @@ impl HomeAgent {
                 }
                 Disposition::Dropped(DropReason::UntrustedSource)
             }
-            Some(&msg_type::REGISTRATION_REQUEST) => self.handle_request(now, wall, src, data),
+            Some(&msg_type::REGISTRATION_REQUEST) => {
+                self.handle_request(now, wall, src, data, verified)
+            }
             Some(&msg_type::TUNNEL_DATA) => self.handle_tunnel_data(src, data),
             _ => {
                 self.counters.dropped_malformed += 1;
@@ -517,13 +538,14 @@ impl HomeAgent {
         wall: NtpTimestamp,
         src: SocketAddrV4,
         data: &[u8],
+        verified: Option<Verified>,
     ) -> Disposition {
         let req = match parse(data) {
             Ok(r) => r,
             Err(why) => return self.malformed(now, src, why),
         };
         self.counters.requests += 1;
-        let who = match self.authenticate(data, &req) {
+        let who = match self.authenticate(data, &req, verified) {
             Ok(who) => who,
             Err(Unauthenticated::Malformed(why)) => return self.malformed(now, src, why),
             Err(Unauthenticated::UnknownSpi(spi)) => return self.unknown_spi(now, src, spi),
@@ -552,25 +574,33 @@ impl HomeAgent {
     /// one of the node the request speaks for (§3.5.1: a mobile node's SA
     /// is indexed by SPI and its home address; RFC 2794 §2: or its NAI).
     /// A node must not register, nor deregister, another's home address
-    /// with its own key.
+    /// with its own key. The MAC is computed here unless the screen
+    /// verified it under this configuration's key (`verified`).
     fn authenticate<'a>(
         &self,
         data: &[u8],
         req: &ParsedRequest<'a>,
+        verified: Option<Verified>,
     ) -> Result<Authenticated, Unauthenticated> {
         let Some(auth_ext) = req.mn_ha_auth() else {
             return Err(Unauthenticated::Denied(None, Denial::NoMnHaAuth));
         };
         let at = AuthExtAt::parse(data, auth_ext.offset)
             .map_err(|_| Unauthenticated::Malformed(Malformed::AuthExtensionShort))?;
-        let &idx = self
-            .by_spi
-            .get(&at.spi)
-            .ok_or(Unauthenticated::UnknownSpi(at.spi))?;
+        let idx = match self.screened(verified, at.spi) {
+            Some(idx) => idx,
+            None => {
+                let &idx = self
+                    .by_spi
+                    .get(&at.spi)
+                    .ok_or(Unauthenticated::UnknownSpi(at.spi))?;
+                if at.verify(&self.nodes[idx].sa).is_err() {
+                    return Err(Unauthenticated::Denied(Some(idx), Denial::BadAuthenticator));
+                }
+                idx
+            }
+        };
         let node = &self.nodes[idx];
-        if at.verify(&node.sa).is_err() {
-            return Err(Unauthenticated::Denied(Some(idx), Denial::BadAuthenticator));
-        }
         // Authenticated: the header and every extension before the MN-HA
         // extension are the node's own words from here on.
         let nai = req
@@ -592,6 +622,17 @@ impl HomeAgent {
             return denied(Denial::HomeAddressNotOwned);
         }
         Ok(Authenticated { node: idx, nai })
+    }
+
+    /// The node whose key the screen verified a request under, when its
+    /// word holds here: given under the configuration the agent has (the
+    /// board it names is the agent's own), for the SPI the request names.
+    fn screened(&self, verified: Option<Verified>, spi: u32) -> Option<usize> {
+        let v = verified.filter(|v| v.board == self.board.id() && v.spi == spi)?;
+        self.nodes
+            .get(v.node)
+            .is_some_and(|n| n.conf.spi == spi)
+            .then_some(v.node)
     }
 
     /// Stage 3 (RFC 5944 §5.7): the Identification, per the SA's method.

@@ -17,4 +17,4 @@ pub use config::HaConfig;
 pub use counters::Counters;
 pub use persist::{Restored, SavedCache};
 pub use reason::{Denial, Malformed, PrefixDenial};
-pub use screen::{Screen, Screened};
+pub use screen::{Screen, Screened, Verified};

@@ -25,8 +25,12 @@
 //! replay, validity), the few
 //! unauthenticated ones the limiter lets the agent answer with 131, and
 //! RFC 3519 tunnel data (the agent knows the bindings). The agent
-//! repeats stages 0 to 2 on what passes; each datagram is counted once,
-//! here when dropped here, by the agent otherwise.
+//! repeats stages 0 to 2 on what passes, except the authenticator of a
+//! request that passes [`Screened::Verified`]: one verified check per
+//! message, the screen's (constant-time, like the agent's), and the
+//! agent believes it only under the configuration it was made with
+//! ([`Verified`]). Each datagram is counted once, here when dropped
+//! here, by the agent otherwise.
 //!
 //! One [`SourceLimiter`] bounds the log lines of everything dropped here
 //! and of what is passed for a 131: the agent's own limiter sees no more
@@ -56,8 +60,41 @@ use crate::wire::msg_type;
 pub enum Screened {
     /// Queue it for the agent.
     Pass,
+    /// Queue it for the agent, with the screen's word that its MN-HA
+    /// authenticator verified.
+    Verified(Verified),
     /// Dropped here, and counted.
     Dropped,
+}
+
+impl Screened {
+    /// Whether the agent is to have it.
+    pub fn passes(self) -> bool {
+        self != Screened::Dropped
+    }
+
+    /// What to hand the agent with it ([`super::HomeAgent::handle_screened`]).
+    pub fn verified(self) -> Option<Verified> {
+        match self {
+            Screened::Verified(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// A request's MN-HA authenticator verified here (RFC 5944 §3.8.2.1)
+/// under the key of node `node` (its index in the configuration, SPI
+/// `spi`) of the configuration whose replay board is `board`. The agent
+/// then skips its own computation of the same MAC (issue 14 §4: at a
+/// million nodes, the SPI lookup and the MAC are a fifth of a
+/// registration), but only under that same board: a request screened
+/// with another configuration's keys (queued across a reload) is checked
+/// again. Made only here, never from the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    pub(super) board: u64,
+    pub(super) node: usize,
+    pub(super) spi: u32,
 }
 
 /// The screen's state: what it needs of the configuration, its limiter
@@ -65,11 +102,13 @@ pub enum Screened {
 #[derive(Debug)]
 pub struct Screen {
     trusted: Vec<Ipv4Net>,
-    /// By SPI: the key, and the node's index in the configuration when
-    /// it uses timestamps (none: nonces, never screened for replay).
-    sas: HashMap<u32, (SecurityAssociation, Option<usize>)>,
+    /// By SPI: the key, the node's index in the configuration, and
+    /// whether it uses timestamps (else nonces, never screened for
+    /// replay).
+    sas: HashMap<u32, (SecurityAssociation, usize, bool)>,
     /// What the agent's replay check accepted, by that index
-    /// ([`Self::replay_board`]; empty until the agent gives it).
+    /// ([`Self::replay_board`]; empty until the agent gives it, and
+    /// again from a reload until it gives the new one).
     board: ReplayBoard,
     limiter: SourceLimiter,
     counters: Counters,
@@ -89,21 +128,24 @@ impl Screen {
     }
 
     /// Takes the trusted networks and security associations of `cfg`
-    /// (SIGHUP); the counters and the limiter stay.
+    /// (SIGHUP); the counters and the limiter stay. The board goes (it
+    /// was the old configuration's) until the agent gives the new one.
     pub fn reload(&mut self, cfg: &HaConfig) -> Result<(), crate::auth::AuthError> {
         let mut sas = HashMap::with_capacity(cfg.mobile_nodes.len());
         for (i, m) in cfg.mobile_nodes.iter().enumerate() {
-            let slot = (m.replay == ReplayMethod::Timestamp).then_some(i);
-            sas.insert(m.spi, (m.security_association()?, slot));
+            let timestamps = m.replay == ReplayMethod::Timestamp;
+            sas.insert(m.spi, (m.security_association()?, i, timestamps));
         }
         self.sas = sas;
+        self.board = ReplayBoard::default();
         self.trusted.clone_from(&cfg.trusted_networks);
         Ok(())
     }
 
     /// The agent's replay board ([`super::HomeAgent::replay_board`]),
     /// after it was made or reloaded with the configuration this screen
-    /// has (each slot names its SPI: a mismatch only screens less).
+    /// has: the screen's word that a request verified names it, and the
+    /// agent takes that word for its own configuration's keys.
     pub fn replay_board(&mut self, board: ReplayBoard) {
         self.board = board;
     }
@@ -167,7 +209,7 @@ impl Screen {
             self.counters.requests += 1;
             return self.malformed(now, src, Malformed::AuthExtensionShort);
         };
-        let Some(&(ref sa, slot)) = self.sas.get(&at.spi) else {
+        let Some(&(ref sa, node, timestamps)) = self.sas.get(&at.spi) else {
             self.counters.requests += 1;
             self.counters.unknown_spi += 1;
             if let Some(suppressed) = self.within_limit(now, src) {
@@ -179,11 +221,19 @@ impl Screen {
             return self.unauthenticated(now, src);
         }
         let id = req.identification();
-        let fresh = slot
-            .and_then(|i| self.board.slot(i, at.spi))
+        let fresh = timestamps
+            .then(|| self.board.slot(node, at.spi))
+            .flatten()
             .map_or(Fresh::Pass, |s| s.check(id, wall));
         if fresh != Fresh::Replayed {
-            return Screened::Pass;
+            return match self.board.id() {
+                0 => Screened::Pass,
+                board => Screened::Verified(Verified {
+                    board,
+                    node,
+                    spi: at.spi,
+                }),
+            };
         }
         self.counters.requests += 1;
         self.counters.replayed += 1;
@@ -382,7 +432,7 @@ key = "{key}"
         let now = Instant::now();
         let (mut ha, mut s) = joined(now);
         let req = request_id(257, &KEY, stamp(0, 1 << 20));
-        assert_eq!(s.screen(now, WALL, src(INSIDE), &req), Screened::Pass);
+        assert!(s.screen(now, WALL, src(INSIDE), &req).verified().is_some());
         ha.handle_datagram(now, WALL, src(INSIDE), &req);
         let c = ha.counters();
         assert_eq!((c.requests, c.replayed), (1, 0), "the first one is fresh");
@@ -391,7 +441,7 @@ key = "{key}"
         // each later second.
         for later in [1, 3600] {
             let wall = WALL.offset_by(later);
-            assert_eq!(s.screen(now, wall, src(INSIDE), &req), Screened::Pass);
+            assert!(s.screen(now, wall, src(INSIDE), &req).verified().is_some());
             for _ in 0..100 {
                 assert_eq!(s.screen(now, wall, src(INSIDE), &req), Screened::Dropped);
             }
@@ -411,12 +461,18 @@ key = "{key}"
         // reply lost) with a new Identification, a moment later.
         let again = request_id(257, &KEY, stamp(1, 1 << 20));
         let wall = WALL.offset_by(1);
-        assert_eq!(s.screen(now, wall, src(INSIDE), &again), Screened::Pass);
+        assert!(s
+            .screen(now, wall, src(INSIDE), &again)
+            .verified()
+            .is_some());
         ha.handle_datagram(now, wall, src(INSIDE), &again);
         assert_eq!(ha.counters().replayed, 0, "{:?}", ha.counters());
         // Within the same second: newer by its fraction, passes too.
         let quick = request_id(257, &KEY, stamp(1, 1 << 21));
-        assert_eq!(s.screen(now, wall, src(INSIDE), &quick), Screened::Pass);
+        assert!(s
+            .screen(now, wall, src(INSIDE), &quick)
+            .verified()
+            .is_some());
         assert_eq!(s.counters().replayed, 0);
     }
 
@@ -431,7 +487,7 @@ key = "{key}"
         // without the offset it had learned) needs to resynchronise
         // (RFC 5944 §5.7.1): one a second reaches the agent.
         let off = request_id(257, &KEY, stamp(-3600, 0));
-        assert_eq!(s.screen(now, WALL, src(INSIDE), &off), Screened::Pass);
+        assert!(s.screen(now, WALL, src(INSIDE), &off).verified().is_some());
         ha.handle_datagram(now, WALL, src(INSIDE), &off);
         assert_eq!(ha.counters().replayed, 1, "the agent's 133");
         // The rest of that second's older ones (a replay flood) end here.
@@ -439,14 +495,43 @@ key = "{key}"
         assert_eq!(s.screen(now, WALL, src(INSIDE), &older), Screened::Dropped);
         assert_eq!(s.screen(now, WALL, src(INSIDE), &off), Screened::Dropped);
         let next_second = WALL.offset_by(1);
-        assert_eq!(
-            s.screen(now, next_second, src(INSIDE), &off),
-            Screened::Pass
-        );
+        assert!(s
+            .screen(now, next_second, src(INSIDE), &off)
+            .verified()
+            .is_some());
         // A wrong key is the limiter's business, not a replay.
         let forged = request_id(257, b"wrong key", stamp(0, 1 << 20));
         assert_eq!(s.screen(now, WALL, src(INSIDE), &forged), Screened::Pass);
         assert_eq!(s.counters().replayed, 2);
+    }
+
+    /// The agent takes the screen's word for a MAC only under the
+    /// configuration it has: a word from another (a request queued across
+    /// a reload, screened with the old keys) buys a wrong key nothing.
+    #[test]
+    fn the_agent_believes_the_screens_check_only_under_its_own_configuration() {
+        use crate::ha::Disposition;
+        use crate::wire::ReplyCode;
+        let now = Instant::now();
+        let (mut ha, mut s) = joined(now);
+        let signed = request_id(257, &KEY, stamp(0, 1 << 20));
+        let word = s.screen(now, WALL, src(INSIDE), &signed).verified();
+        assert!(word.is_some());
+        let got = ha.handle_screened(now, WALL, src(INSIDE), &signed, word);
+        assert_eq!(got, Disposition::AwaitingInstall(ReplyCode::ACCEPTED));
+        // After a reload the old word is not the agent's: a forged request
+        // carrying it is checked, and denied 131.
+        ha.reload(cfg()).unwrap();
+        let forged = request_id(257, b"wrong key", stamp(1, 0));
+        let got = ha.handle_screened(now, WALL, src(INSIDE), &forged, word);
+        assert_eq!(got, Disposition::Replied(ReplyCode::HA_MN_FAILED_AUTH));
+        // The screen reloaded gives no word until it has the new board.
+        s.reload(&cfg()).unwrap();
+        assert_eq!(s.screen(now, WALL, src(INSIDE), &signed), Screened::Pass);
+        s.replay_board(ha.replay_board());
+        let fresh = request_id(257, &KEY, stamp(2, 0));
+        let word = s.screen(now, WALL, src(INSIDE), &fresh).verified();
+        assert!(word.is_some_and(|w| w.board == ha.replay_board().id()));
     }
 
     #[test]
@@ -462,7 +547,7 @@ key = "{key}"
         s.replay_board(board);
         let req = request_id(257, &KEY, 7);
         for _ in 0..3 {
-            assert_eq!(s.screen(now, WALL, src(INSIDE), &req), Screened::Pass);
+            assert!(s.screen(now, WALL, src(INSIDE), &req).verified().is_some());
         }
         assert_eq!(s.counters().replayed, 0);
     }

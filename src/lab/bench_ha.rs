@@ -668,7 +668,7 @@ pub fn run(opts: &HaBenchOptions, progress: &mut dyn FnMut(&str)) -> Result<HaBe
     let g = gen
         .join()
         .map_err(|_| Error::Other("the load generator panicked".into()))??;
-    let status = daemon::status(&sock_path)?;
+    let status = ask(&sock_path, crate::ctl::Request::Status, "status")?;
     let bindings = status["bindings"].as_u64().unwrap_or(0) as usize;
     let mut drops = Drops::default();
     for (k, (after, before)) in KERNEL_DROPS
@@ -679,14 +679,7 @@ pub fn run(opts: &HaBenchOptions, progress: &mut dyn FnMut(&str)) -> Result<HaBe
             .kernel
             .insert(k.to_string(), after.saturating_sub(before));
     }
-    let counters = crate::ctl::call(
-        &sock_path,
-        crate::ctl::Request::Counters,
-        Duration::from_secs(30),
-    )
-    .ok()
-    .and_then(|r| r.data)
-    .ok_or_else(|| Error::Other("mip4-ha did not give its counters".into()))?;
+    let counters = ask(&sock_path, crate::ctl::Request::Counters, "counters")?;
     for k in HA_DROPS {
         drops
             .ha
@@ -751,6 +744,16 @@ pub fn run(opts: &HaBenchOptions, progress: &mut dyn FnMut(&str)) -> Result<HaBe
         drops,
         runs: g.runs,
     })
+}
+
+/// mip4-ha's answer to `req` on its control socket `sock`, given 30 s:
+/// at a million bindings on a loaded machine it is slow (its status
+/// lists every tunnel, longer than `daemon::status` waits).
+fn ask(sock: &Path, req: crate::ctl::Request, what: &str) -> Result<serde_json::Value> {
+    crate::ctl::call(sock, req, Duration::from_secs(30))
+        .ok()
+        .and_then(|r| r.data)
+        .ok_or_else(|| Error::Other(format!("mip4-ha did not give its {what}")))
 }
 
 /// The journal compactions in mip4-ha's log, and the longest export.
@@ -1039,7 +1042,24 @@ the loop's 10.3 -> 9.7 us (schedstat). The echo server was then given mip4-ha's 
 and sent one a call; its CPU per datagram went 5.7 -> 5.4 us, so the yardstick is now the same I/O. \
 What is left in a profile of mip4-ha's loop (`perf record -g`): the kernel 60% (UDP on loopback both \
 ways; the switch to the woken generator inside sendmmsg), MD5 7% (the screen's check, the agent's \
-repeat of it, the reply's signature), the journal's JSON about 5%, clock reads 1%.\n";
+repeat of it, the reply's signature), the journal's JSON about 5%, clock reads 1%.\n\
+- **Flat to a million** (wave 8). At 1,000,000 bindings a registration touches tables of \
+hundreds of megabytes at random (the screen's keys, the agent's nodes, the binding cache, the \
+installer's records: 1.5 GB), and with 4 KiB pages nearly every lookup missed the TLB as well as \
+the cache, in a VM a walk of two page tables. mip4-ha's allocator now marks every allocation of \
+2 MiB or more `madvise(MADV_HUGEPAGE)` (src/sys/hugepage.rs; Debian's THP default is `madvise`): \
+1.34 of its 1.55 GB sit in huge pages (AnonHugePages). Back to back at load 12-18 on the shared \
+2 cores, `bench-ha --mobile-nodes 1000000`: main 1.271 flat, ratio 0.545; with huge pages 1.014 \
+and 1.165, ratio 0.692 and 0.603 (two runs). The price is at the fault: with `defrag` = `madvise` \
+the kernel compacts memory for a huge page synchronously, and the journal compaction's export \
+(the loop stands still) took 2.4 to 5.5 s instead of 0.45: transient buffers (the export, its \
+JSON, a control query's listing) are made in small pages (`small_pages`). Second, the screen's \
+word: a request whose MAC the screen verified reaches the agent with a `Verified` (its node, \
+under the configuration the screen and agent share; a word from another configuration, queued \
+across a reload, is checked again), and the agent no longer looks the SPI up nor computes the MAC \
+a second time (one MAC per message, constant-time, at the screen): flat 0.956, ratio 0.742 in the \
+run after it (one run at load 15; the loop's CPU per registration is too noisy at that load to \
+split the two changes). Prefetching across a recvmmsg batch was not tried.\n";
 
 fn requests_line(t: &Tally) -> String {
     format!(

@@ -11,8 +11,11 @@
 //! - [`sched`]: real-time scheduling for a thread (SCHED_FIFO).
 //! - [`resident`]: unmapping the clean code pages start-up ran
 //!   (MADV_DONTNEED on unwritten private file mappings).
+//! - [`hugepage`]: an allocator that gives large tables transparent huge
+//!   pages (madvise MADV_HUGEPAGE).
 
 pub mod async_fd;
+pub mod hugepage;
 pub mod malloc;
 pub mod packet;
 pub mod resident;

@@ -17,22 +17,25 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::debug;
 
-use crate::daemons::udp::Received;
 use crate::dataplane::recv::Batch;
 use crate::dataplane::userspace::ControlSink;
 use crate::ha::accepted::ReplayBoard;
-use crate::ha::{Counters, HaConfig, Screen, Screened};
+use crate::ha::{Counters, HaConfig, Screen, Verified};
 use crate::replay::NtpTimestamp;
+
+/// What the loop's queue holds: a datagram that passed the screen, from
+/// whom, and the screen's word if its authenticator verified.
+pub type Passed = (SocketAddrV4, Vec<u8>, Option<Verified>);
 
 /// The screen and the loop's queue, shared by the reading task and the
 /// loop (which reloads the screen and reads its counters).
 pub struct Intake {
     screen: Mutex<Screen>,
-    queue: mpsc::Sender<Received>,
+    queue: mpsc::Sender<Passed>,
 }
 
 impl Intake {
-    pub fn new(screen: Screen, queue: mpsc::Sender<Received>) -> Arc<Self> {
+    pub fn new(screen: Screen, queue: mpsc::Sender<Passed>) -> Arc<Self> {
         Arc::new(Intake {
             screen: Mutex::new(screen),
             queue,
@@ -48,8 +51,12 @@ impl Intake {
         let now = Instant::now();
         let wall = NtpTimestamp::from_system_time(SystemTime::now());
         let mut screen = self.screen();
-        if screen.screen(now, wall, src, data) == Screened::Pass
-            && self.queue.try_send((src, data.to_vec())).is_err()
+        let s = screen.screen(now, wall, src, data);
+        if s.passes()
+            && self
+                .queue
+                .try_send((src, data.to_vec(), s.verified()))
+                .is_err()
         {
             screen.queue_full(now, src);
         }

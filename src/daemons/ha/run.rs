@@ -27,15 +27,15 @@ use tracing::{error, info, warn};
 
 use super::config;
 use super::intake::{self, Intake};
-use super::kernel::Installer;
+use super::kernel::{Installer, KernelRecord};
 use super::state;
 use crate::ctl::Request;
 use crate::daemons::control::{Query, Server};
-use crate::daemons::udp::Received;
 use crate::daemons::wake::{sleep_until, Hangup, StopSignals};
 use crate::dataplane::recv::{send_batch, BATCH};
-use crate::ha::{Changes, HaConfig, HomeAgent, Output, Screen};
+use crate::ha::{Changes, HaConfig, HomeAgent, Output, SavedCache, Screen};
 use crate::replay::NtpTimestamp;
+use crate::sys::hugepage::small_pages;
 
 /// The daemon's state, owned by the main loop.
 pub(super) struct Daemon {
@@ -75,7 +75,7 @@ pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
     // Registrations, from the data plane (which owns reads on the socket
     // when it carries RFC 3519 tunnel data) or from our own reader, each
     // through the screen first: what no key signed is settled there.
-    let (reg_tx, mut reg_rx) = mpsc::channel::<Received>(1024);
+    let (reg_tx, mut reg_rx) = mpsc::channel::<intake::Passed>(1024);
     let screen =
         Screen::new(&cfg, Instant::now()).map_err(|e| format!("bad security association: {e}"))?;
     let intake = Intake::new(screen, reg_tx);
@@ -158,9 +158,9 @@ pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
                 // one save for all and their replies (`finish`).
                 let mut next = Some(first);
                 let mut taken = 0;
-                while let Some((src, data)) = next.take() {
+                while let Some((src, data, verified)) = next.take() {
                     let wall = NtpTimestamp::from_system_time(SystemTime::now());
-                    d.ha.handle_datagram(Instant::now(), wall, src, &data);
+                    d.ha.handle_screened(Instant::now(), wall, src, &data, verified);
                     d.carry_out().await;
                     taken += 1;
                     if taken < BATCH {
@@ -177,7 +177,8 @@ pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
                 if matches!(req, Request::Counters | Request::Status) {
                     d.dp.refresh_counters().await;
                 }
-                let _ = reply.send(d.answer(req));
+                // (A listing of a million bindings is a transient.)
+                let _ = reply.send(small_pages(|| d.answer(req)));
             }
             () = hup.recv() => {
                 let loaded = config::load(&path).map_err(|e| e.to_string()).and_then(|c| {
@@ -279,6 +280,12 @@ impl Daemon {
         self.replies.clear();
     }
 
+    /// The binding cache and the kernel's state, for a snapshot: large
+    /// and soon dropped, so in small pages ([`small_pages`]).
+    fn export(&self, now: Instant, wall: SystemTime) -> (SavedCache, KernelRecord) {
+        small_pages(|| (self.ha.export(now, wall), self.dp.record()))
+    }
+
     /// Records what changed in the core's state (`changes`) and in the
     /// kernel since the last save: the changed bindings and nodes
     /// appended to the journal, or everything in a snapshot. A journal
@@ -293,8 +300,8 @@ impl Daemon {
         self.record.take_up();
         let (now, wall) = (Instant::now(), SystemTime::now());
         if changes.all || self.record.wants_snapshot() {
-            let cache = self.ha.export(now, wall);
-            self.record.snapshot(cache, self.dp.record());
+            let (cache, kernel) = self.export(now, wall);
+            self.record.snapshot(cache, kernel);
             return;
         }
         let mut entries: Vec<state::Entry> = changes
@@ -316,9 +323,9 @@ impl Daemon {
             // The loop stands still for the export (O(n): at a million
             // bindings, around a second on a loaded machine); said, so
             // that a node's slow reply has its cause in the log.
-            let cache = self.ha.export(now, wall);
+            let (cache, kernel) = self.export(now, wall);
             let bindings = cache.bindings.len();
-            self.record.compact(cache, self.dp.record());
+            self.record.compact(cache, kernel);
             info!(
                 bindings,
                 export_ms = now.elapsed().as_millis() as u64,

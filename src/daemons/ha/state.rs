@@ -284,7 +284,8 @@ impl Record {
         let thread = std::thread::Builder::new()
             .name("mip4-ha-record".into())
             .spawn(move || {
-                let written = serde_json::to_vec(&r)
+                // Transient, and hundreds of megabytes: small pages.
+                let written = crate::sys::hugepage::small_pages(|| serde_json::to_vec(&r))
                     .map_err(std::io::Error::other)
                     .and_then(|text| record::write_new(&next, &text));
                 // The export and its JSON (hundreds of megabytes at a
