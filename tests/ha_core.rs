@@ -1181,6 +1181,30 @@ fn reload_keeps_bindings_of_unchanged_nodes_and_drops_removed_ones() {
     );
 }
 
+#[test]
+fn a_reload_that_fails_leaves_the_nodes_served_as_before() {
+    let mut ha = ha();
+    let first = Req::new(HOA1, COA_TRUSTED, ts(1)).signed(&mn1());
+    assert_eq!(
+        code_of(&mut ha, COA_TRUSTED, &first, Some(&mn1())),
+        ReplyCode::ACCEPTED
+    );
+    // SPIs 0-255 are reserved (RFC 5944 §3.5.1): no association is built.
+    let mut cfg = config("");
+    cfg.mobile_nodes[0].spi = 5;
+    assert!(ha.reload(cfg).is_err());
+    // The node is still known, its replay state kept.
+    assert_eq!(
+        code_of(&mut ha, COA_TRUSTED, &first, Some(&mn1())),
+        ReplyCode::HA_IDENTIFICATION_MISMATCH
+    );
+    let next = Req::new(HOA1, COA_TRUSTED, ts(2)).signed(&mn1());
+    assert_eq!(
+        code_of(&mut ha, COA_TRUSTED, &next, Some(&mn1())),
+        ReplyCode::ACCEPTED
+    );
+}
+
 proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..200), first in 0u8..6) {

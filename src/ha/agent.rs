@@ -347,8 +347,10 @@ impl HomeAgent {
             .iter()
             .map(|n| (n.conf.spi, n.conf.clone()))
             .collect();
-        for n in self.nodes.drain(..) {
-            previous.insert(n.conf.spi, (n.replay, n.assigned));
+        // Copied, not drained: a configuration that fails to build leaves
+        // the nodes (and the index into them) as they were.
+        for n in &self.nodes {
+            previous.insert(n.conf.spi, (n.replay.clone(), n.assigned));
         }
         let old_cfg = std::mem::replace(&mut self.cfg, cfg);
         if let Err(e) = self.build_nodes(previous) {
