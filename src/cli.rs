@@ -39,7 +39,11 @@ pub fn init_logging(default_filter: &str, json: bool) {
     let filter = from_env
         .or_else(|| log_filter(default_filter).ok())
         .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
-    let sub = tracing_subscriber::fmt().with_writer(std::io::stderr);
+    // fmt's own ceiling is INFO unless told: the filter alone decides
+    // (`--log debug` logged nothing below INFO).
+    let sub = tracing_subscriber::fmt()
+        .with_max_level(LevelFilter::TRACE)
+        .with_writer(std::io::stderr);
     if json {
         sub.json().finish().with(filter).init();
     } else {

@@ -27,11 +27,20 @@ struct mip4_request_t {
 };
 
 /**
- * A roam looks again every ROAM_LOOK_MS, at most ROAM_LOOKS times: by then
- * (kernel-netlink's ROAM_DELAY, 100 ms) charon's own roam job is due.
+ * A roam looks again every ROAM_LOOK_MS for its first ROAM_FAST_LOOKS
+ * looks (100 ms: mip4d asked on the new default route, which charon's
+ * cache of addresses may trail by a few ms), then every ROAM_SLOW_LOOK_MS,
+ * at most ROAM_LOOKS times in all (2 s): mip4d also asks when the IKE_SA's
+ * address goes, before the next network has an address (break before
+ * make), and the update then leaves within ROAM_SLOW_LOOK_MS of charon
+ * knowing the new path, ahead of kernel-netlink's own roam job (due
+ * ROAM_DELAY, 100 ms, after the address). A move slower than that is
+ * asked for again on its route.
  */
 #define ROAM_LOOK_MS 2
-#define ROAM_LOOKS 50
+#define ROAM_FAST_LOOKS 50
+#define ROAM_SLOW_LOOK_MS 10
+#define ROAM_LOOKS 240
 
 /**
  * An initiate looks again as often, at most INITIATE_LOOKS times (1 s):
@@ -217,8 +226,9 @@ static bool path_known(char *name)
 }
 
 /**
- * Whether charon already moves the connection's first IKE_SA: an
- * IKE_MOBIKE task active or queued, from kernel-netlink's own roam job
+ * Whether charon already moves the connection's first IKE_SA: our direct
+ * update (asked for twice: when the address went and on the new route),
+ * or an IKE_MOBIKE task active or queued, from kernel-netlink's own roam job
  * (due 100 ms after the old address went: a move that took longer, the
  * kernel tier's under emulation, finds it due). A second roam job would
  * queue a second path check, and ike_mobike drops the answer to the first
@@ -246,7 +256,8 @@ static bool mobike_pending(char *name)
 			tasks = ike_sa->create_task_enumerator(ike_sa, queues[i]);
 			while (tasks->enumerate(tasks, &task))
 			{
-				if (task->get_type(task) == TASK_IKE_MOBIKE)
+				if (task->get_type(task) == TASK_IKE_MOBIKE ||
+					mip4_update_is(task))
 				{
 					found = TRUE;
 					break;
@@ -324,10 +335,11 @@ static job_requeue_t run_action(mip4_request_t *action);
 
 /**
  * A roam or initiate whose path charon does not know yet (ready FALSE)
- * looks again in ROAM_LOOK_MS, at most looks times (a copy of the request,
- * scheduled; it reports when it ran). FALSE: run it now.
+ * looks again in ROAM_LOOK_MS (ROAM_SLOW_LOOK_MS after fast looks), at
+ * most looks times (a copy of the request, scheduled; it reports when it
+ * ran). FALSE: run it now.
  */
-static bool later(mip4_request_t *action, bool ready, int looks)
+static bool later(mip4_request_t *action, bool ready, int looks, int fast)
 {
 	mip4_request_t *again;
 
@@ -345,8 +357,23 @@ static bool later(mip4_request_t *action, bool ready, int looks)
 	again->looks++;
 	lib->scheduler->schedule_job_ms(lib->scheduler,
 			(job_t*)callback_job_create((callback_job_cb_t)run_action, again,
-										free, NULL), ROAM_LOOK_MS);
+										free, NULL),
+			action->looks < fast ? ROAM_LOOK_MS : ROAM_SLOW_LOOK_MS);
 	return TRUE;
+}
+
+/**
+ * How long a request has looked for its path, in ms.
+ */
+static int looked_ms(mip4_request_t *action)
+{
+	int fast = min(action->looks, ROAM_FAST_LOOKS);
+
+	if (action->kind != MIP4_ACT_ROAM)
+	{
+		return action->looks * ROAM_LOOK_MS;
+	}
+	return fast * ROAM_LOOK_MS + (action->looks - fast) * ROAM_SLOW_LOOK_MS;
 }
 
 /**
@@ -362,7 +389,8 @@ static job_requeue_t run_action(mip4_request_t *action)
 	switch (action->kind)
 	{
 		case MIP4_ACT_INITIATE:
-			if (later(action, source_known(action->name), INITIATE_LOOKS))
+			if (later(action, source_known(action->name), INITIATE_LOOKS,
+					  INITIATE_LOOKS))
 			{
 				return JOB_REQUEUE_NONE;
 			}
@@ -372,7 +400,8 @@ static job_requeue_t run_action(mip4_request_t *action)
 			status = terminate(action->name);
 			break;
 		case MIP4_ACT_ROAM:
-			if (later(action, path_known(action->name), ROAM_LOOKS))
+			if (later(action, path_known(action->name), ROAM_LOOKS,
+					  ROAM_FAST_LOOKS))
 			{
 				return JOB_REQUEUE_NONE;
 			}
@@ -391,7 +420,7 @@ static job_requeue_t run_action(mip4_request_t *action)
 	if (action->looks)
 	{
 		DBG2(DBG_CFG, "mip4: charon knew the path after %d ms",
-			 action->looks * ROAM_LOOK_MS);
+			 looked_ms(action));
 	}
 	mip4_action_done(action->id, status,
 					 action->kind == MIP4_ACT_QUERY_PATH ? &path : NULL);

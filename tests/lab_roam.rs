@@ -27,6 +27,9 @@ fn untrusted_move_asks_charon_to_roam_through_the_plugin() {
         &s,
         "grep -c 'generating INFORMATIONAL request.*N(UPD_SA_ADDR) N(NATD_S_IP)",
     );
+    // That update was answered with its COOKIE2 and the gateway moved the
+    // IKE_SA (libreswan's pluto too, on the kernel tier).
+    check_held(&s, "if [ -f ");
 }
 
 #[test]

@@ -668,6 +668,33 @@ fn a_default_route_after_the_ike_path_went_asks_charon_to_roam_now() {
     );
 }
 
+/// Issue 14 §1 on a slow machine: the IKE_SA's own address went (break
+/// before make), so charon is asked to roam at once, before the next
+/// network's address and route (the plugin waits in charon for the path);
+/// another address's removal asks nothing.
+#[test]
+fn the_ike_sa_address_going_asks_charon_to_roam_at_once() {
+    let mut cfg = node_config();
+    cfg.with_charon = true;
+    let mut s = Sim::start(cfg);
+    s.outside_registered();
+    let roam = |a: &Action| matches!(a, Action::Vpn(VpnRequest::Roam { connection }) if connection == "vpn");
+
+    s.node.address_added(s.now, "eth1", EXT_B, 24);
+    s.actions();
+    s.node.address_removed(s.now, "eth1", EXT_B);
+    assert!(!s.actions().iter().any(roam), "not the IKE_SA's address");
+
+    s.node.address_removed(s.now, "eth0", EXT_A);
+    let actions = s.actions();
+    assert_eq!(actions.iter().filter(|a| roam(a)).count(), 1, "{actions:?}");
+    assert_eq!(
+        s.requests_sent(),
+        1,
+        "MOBIKE keeps the TIA: no registration"
+    );
+}
+
 /// Outside mode 'mc' (here: the IKE_SA's CHILD_SA not up yet, nothing
 /// registered through it) the node leaves roaming to charon: its roam
 /// job would restart every IKE_SA, one still connecting too.

@@ -169,6 +169,7 @@ impl Daemon {
                     None => return,
                 },
             };
+            debug!(event = ?ev, "rtnetlink");
             match ev {
                 NetEvent::RouteAdded {
                     table, prefix_len, ..
@@ -185,6 +186,7 @@ impl Daemon {
 
     /// Carries out one of the node's actions.
     async fn carry_out(&mut self, a: Action) {
+        debug!(action = ?a, "carrying out");
         if let Action::Vpn(r) = &a {
             self.vpn_request(r).await;
             return;
@@ -255,6 +257,7 @@ impl Daemon {
 
     /// A route appeared: requests held for want of one go out now.
     async fn routes_added(&mut self) {
+        debug!("a route appeared: held requests, gateways");
         for p in self.probes.route_added().await {
             self.bus.publish(
                 Instant::now(),

@@ -514,6 +514,37 @@ impl Node {
         }
     }
 
+    /// The IKE_SA's own address `gone` was removed (break before make):
+    /// ask charon to roam at once, before the next network's address and
+    /// route arrive. The plugin waits inside charon until charon's kernel
+    /// interface knows a new source towards the gateway, and its direct
+    /// update (RFC 4555 §3.5) leaves then, without this daemon's reading
+    /// of the next network's events in between. kernel-netlink's own roam
+    /// job is due 100 ms after the first event it hears after its last
+    /// one; a slow machine (the kernel tier's emulated guest) read the new
+    /// address and route here 26-120 ms after charon did, and its job then
+    /// came first. [`Node::default_route_added`] still asks again when the
+    /// route comes (the plugin's wait is bounded).
+    pub(super) fn roam_when_ready(&mut self, now: Instant, gone: Ipv4Addr) {
+        if self.stopping || !self.cfg.with_charon || self.plugin_lost || !self.access.is_live_mc() {
+            return;
+        }
+        let accepted = &self.cfg.vpn_connections;
+        let mut lost: Vec<String> = self
+            .vpn
+            .sas()
+            .iter()
+            .filter(|s| accepted.is_empty() || accepted.contains(&s.connection))
+            .filter(|s| !s.connecting && s.local == Some(IpAddr::V4(gone)))
+            .map(|s| s.connection.clone())
+            .collect();
+        lost.dedup();
+        for connection in lost {
+            let reason = Reason::RoamWhenReady { old: gone };
+            self.request_vpn(now, VpnRequest::Roam { connection }, &reason.to_string());
+        }
+    }
+
     pub(super) fn request_vpn(&mut self, now: Instant, request: VpnRequest, reason: &str) {
         info!(?request, reason, "vpn request");
         self.out.actions.push_back(Action::Vpn(request.clone()));

@@ -365,6 +365,8 @@ impl Node {
             },
         );
         info!(ifname, %addr, "address removed");
+        // Before the attachment is forgotten: mode 'mc' still holds.
+        self.roam_when_ready(now, addr);
         let why = format!("address {addr} removed from {ifname}");
         if !self.links.addresses.iter().any(|a| a.ifname == ifname) {
             self.discovery.detached(ifname);

@@ -94,6 +94,9 @@ pub(super) enum Reason {
         new: Ipv4Addr,
         ifname: String,
     },
+    /// An IKE_SA's local address went: charon is asked to roam as soon
+    /// as it knows a new path.
+    RoamWhenReady { old: Ipv4Addr },
     /// Nothing leaves in the clear while detecting (RFC 5266 §3.4).
     HeldDetecting { address: Ipv4Addr, home: Ipv4Addr },
     /// No decided path (RFC 5265 §3.2.2).
@@ -196,6 +199,10 @@ impl fmt::Display for Reason {
             Reason::RoamNow { old, new, ifname } => write!(
                 f,
                 "the IKE_SA's address {old} is gone and {new} on {ifname} has a default route: charon roams now, MOBIKE moves the IKE_SA (RFC 4555 §3.5)"
+            ),
+            Reason::RoamWhenReady { old } => write!(
+                f,
+                "the IKE_SA's address {old} is gone: charon roams as soon as it knows a new path, MOBIKE moves the IKE_SA (RFC 4555 §3.5)"
             ),
             Reason::HeldDetecting { address, home } => write!(
                 f,
