@@ -63,7 +63,7 @@ const MEMORY: [(&str, &str); 9] = [
     ("idle_binary_kib", "idle: the binary's clean pages"),
     ("idle_libraries_kib", "idle: shared libraries' clean pages"),
     ("moved_rss_kib", "after a move: VmRSS"),
-    ("moved_hwm_kib", "peak up to the end of the move: VmHWM"),
+    ("moved_hwm_kib", "peak since start: VmHWM"),
     ("moved_private_dirty_kib", "after a move: Private_Dirty"),
     ("bulk_rss_kib", "after 40 bulk transfers: VmRSS"),
 ];
@@ -309,7 +309,9 @@ pub fn markdown(r: &Report, command: &str) -> String {
                 m,
                 "Idle, medians: the binary's pages {b:.0} KiB, shared libraries' {l:.0} KiB \
                  (libc, ld.so, libgcc_s: the same page-cache pages as every process \
-                 that maps them), written by mip4d itself {d:.0} KiB."
+                 that maps them), written by mip4d itself {d:.0} KiB. Clean file pages \
+                 are those run since mip4d released start-up's before its loop \
+                 (src/sys/resident.rs); VmHWM keeps start-up's peak."
             );
         }
     }
