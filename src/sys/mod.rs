@@ -10,7 +10,8 @@
 //!   large buffers their own mappings (mallopt).
 //! - [`sched`]: real-time scheduling for a thread (SCHED_FIFO).
 //! - [`resident`]: unmapping the clean code pages start-up ran
-//!   (MADV_DONTNEED on unwritten private file mappings).
+//!   (MADV_DONTNEED on unwritten private file mappings), and the
+//!   /proc/PID/smaps reader the lab's memory figures use as well.
 //! - [`hugepage`]: an allocator that gives large tables transparent huge
 //!   pages (madvise MADV_HUGEPAGE).
 

@@ -37,68 +37,92 @@ pub struct Mapping {
     pub rss_kib: u64,
 }
 
+/// One mapping of a /proc/PID/smaps text: its header line
+/// (`ADDR-ADDR PERMS OFFSET DEV INODE [PATH]`) and its `Key: N kB` lines.
+pub struct SmapsEntry<'a> {
+    pub addresses: Range<usize>,
+    pub perms: &'a str,
+    /// A file's path (`/`...); None for the heap, stack, vdso, anonymous.
+    pub path: Option<&'a str>,
+    pub vm_flags: &'a str,
+    kib: Vec<(&'a str, u64)>,
+}
+
+impl SmapsEntry<'_> {
+    /// The value of a `Key: N kB` line, None when missing or unparsable.
+    pub fn kib(&self, key: &str) -> Option<u64> {
+        self.kib.iter().find(|(k, _)| *k == key).map(|&(_, v)| v)
+    }
+}
+
+/// The mappings of `smaps`, in order. A header whose addresses do not
+/// parse starts no entry: its lines are skipped.
+pub fn smaps_entries(smaps: &str) -> Vec<SmapsEntry<'_>> {
+    let mut out: Vec<SmapsEntry> = Vec::new();
+    let mut in_entry = false;
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let Some(first) = words.next() else { continue };
+        if let Some((from, to)) = first.split_once('-').filter(|_| !first.ends_with(':')) {
+            let (Ok(from), Ok(to)) = (
+                usize::from_str_radix(from, 16),
+                usize::from_str_radix(to, 16),
+            ) else {
+                in_entry = false;
+                continue;
+            };
+            let perms = words.next().unwrap_or("");
+            out.push(SmapsEntry {
+                addresses: from..to,
+                perms,
+                path: words.nth(3).filter(|p| p.starts_with('/')),
+                vm_flags: "",
+                kib: Vec::new(),
+            });
+            in_entry = true;
+            continue;
+        }
+        let Some(e) = out.last_mut().filter(|_| in_entry) else {
+            continue;
+        };
+        match first.strip_suffix(':') {
+            Some("VmFlags") => e.vm_flags = line["VmFlags:".len()..].trim(),
+            Some(key) => {
+                if let Some(v) = words.next().and_then(|v| v.parse().ok()) {
+                    e.kib.push((key, v));
+                }
+            }
+            None => {}
+        }
+    }
+    out
+}
+
 /// The mappings of `smaps` (the text of /proc/PID/smaps) whose pages can
 /// all be unmapped without losing anything: private, not writable,
 /// backed by a file (a path), with `Anonymous: 0`, neither locked nor
 /// I/O memory (VmFlags `lo`, `io`, `pf`).
 pub fn clean_file_mappings(smaps: &str) -> Vec<Mapping> {
-    struct Open {
-        addresses: Range<usize>,
-        /// Private, not writable, a file's.
-        eligible: bool,
-        /// `Anonymous: 0` read: a missing or unparsable line is not 0.
-        no_anonymous: bool,
-        rss_kib: u64,
-    }
-    let mut out = Vec::new();
-    let mut open: Option<Open> = None;
-    let mut close = |m: Option<Open>| {
-        if let Some(m) = m.filter(|m| m.eligible && m.no_anonymous && m.rss_kib > 0) {
-            out.push(Mapping {
-                addresses: m.addresses,
-                rss_kib: m.rss_kib,
-            });
-        }
-    };
-    for line in smaps.lines() {
-        let mut words = line.split_whitespace();
-        let Some(first) = words.next() else { continue };
-        // A mapping's header: ADDR-ADDR PERMS OFFSET DEV INODE [PATH].
-        if let Some((from, to)) = first.split_once('-').filter(|_| !first.ends_with(':')) {
-            close(open.take());
-            let (Ok(from), Ok(to)) = (
-                usize::from_str_radix(from, 16),
-                usize::from_str_radix(to, 16),
-            ) else {
-                continue;
-            };
-            let perms = words.next().unwrap_or("");
-            let path = words.nth(3).unwrap_or("");
-            let perms = perms.as_bytes();
-            open = Some(Open {
-                addresses: from..to,
-                eligible: perms.len() == 4
-                    && perms[1] == b'-'
-                    && perms[3] == b'p'
-                    && path.starts_with('/'),
-                no_anonymous: false,
-                rss_kib: 0,
-            });
-            continue;
-        }
-        let Some(m) = open.as_mut() else { continue };
-        let kib = || words.clone().next().and_then(|v| v.parse::<u64>().ok());
-        match first {
-            "Rss:" => m.rss_kib = kib().unwrap_or(0),
-            "Anonymous:" => m.no_anonymous = kib() == Some(0),
-            "VmFlags:" => {
-                m.eligible &= !words.clone().any(|f| matches!(f, "lo" | "io" | "pf"));
-            }
-            _ => {}
-        }
-    }
-    close(open.take());
-    out
+    smaps_entries(smaps)
+        .into_iter()
+        .filter(|e| {
+            let perms = e.perms.as_bytes();
+            perms.len() == 4
+                && perms[1] == b'-'
+                && perms[3] == b'p'
+                && e.path.is_some()
+                && e.kib("Anonymous") == Some(0)
+                && !e
+                    .vm_flags
+                    .split_whitespace()
+                    .any(|f| matches!(f, "lo" | "io" | "pf"))
+        })
+        .map(|e| Mapping {
+            rss_kib: e.kib("Rss").unwrap_or(0),
+            addresses: e.addresses,
+        })
+        .filter(|m| m.rss_kib > 0)
+        .collect()
 }
 
 /// Unmaps the calling process's clean file pages (see the module's

@@ -31,27 +31,17 @@ pub(crate) fn proc_kib(text: &str, key: &str) -> Option<f64> {
 /// relocations wrote).
 pub(crate) fn clean_file_kib(smaps: &str, exe: &str) -> (f64, f64) {
     let (mut binary, mut libraries) = (0.0, 0.0);
-    let mut path: Option<&str> = None;
-    for line in smaps.lines() {
-        let mut words = line.split_whitespace();
-        // A mapping's header: ADDR-ADDR PERMS OFFSET DEV INODE [PATH].
-        if words
-            .next()
-            .is_some_and(|w| w.contains('-') && !w.ends_with(':'))
-        {
-            path = words.nth(4).filter(|p| p.starts_with('/'));
-            continue;
-        }
-        let Some(p) = path else { continue };
-        for key in ["Shared_Clean", "Private_Clean"] {
-            if let Some(v) = proc_kib(line, key) {
-                *(if p == exe {
-                    &mut binary
-                } else {
-                    &mut libraries
-                }) += v;
-            }
-        }
+    for e in crate::sys::resident::smaps_entries(smaps) {
+        let Some(path) = e.path else { continue };
+        let clean = ["Shared_Clean", "Private_Clean"]
+            .iter()
+            .filter_map(|k| e.kib(k))
+            .sum::<u64>() as f64;
+        *(if path == exe {
+            &mut binary
+        } else {
+            &mut libraries
+        }) += clean;
     }
     (binary, libraries)
 }
