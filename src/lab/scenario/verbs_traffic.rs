@@ -16,7 +16,7 @@ impl Run<'_> {
     /// move gives a small MS, so the figure is the path's, not ping's.
     /// Under 10 ms the lab sends the echoes itself ([`EchoSender`]): ping
     /// sends every 10 ms at best while its echoes go unanswered, which is
-    /// the outage a move is timed across.
+    /// the outage a move is timed across (on the host: see `lab_sends`).
     pub(super) fn pinger(&mut self, a: &Args) -> Result<()> {
         let (name, host, src, dst) = (a.arg(1)?, a.arg(2)?, a.arg(3)?, a.arg(4)?);
         let ms: u32 = match a.words.get(5) {
@@ -29,7 +29,8 @@ impl Run<'_> {
         };
         let ns = self.lab.host(host)?;
         let out = self.work.path().join(format!("ping-{name}.txt"));
-        let source: Box<dyn Send> = if ms < PING_FLOOR_MS {
+        let lab_sends = lab_sends(ms, wait::scale());
+        let source: Box<dyn Send> = if lab_sends {
             let addr = |w: &str| -> Result<std::net::Ipv4Addr> {
                 w.parse()
                     .map_err(|_| Error::Other(format!("`{w}` is not an IPv4 address")))
@@ -53,7 +54,7 @@ impl Run<'_> {
             "pinger_started",
             host,
             serde_json::json!({"name": name, "src": src, "dst": dst, "interval_ms": ms,
-                "sender": if ms < PING_FLOOR_MS { "lab" } else { "ping" }}),
+                "sender": if lab_sends { "lab" } else { "ping" }}),
         );
         Ok(())
     }
@@ -399,6 +400,15 @@ impl Run<'_> {
 /// faster, whatever `-i` says (ping_common.c, main_loop).
 const PING_FLOOR_MS: u32 = 10;
 
+/// Whether the lab sends a pinger's echoes itself: under ping's floor,
+/// on the host. The kernel tier's guest (its clock scaled, one emulated
+/// CPU) keeps ping, as many echoes as before: five times as many would
+/// cost it a share of its CPU, and its handover is timed by
+/// `lab::timed-move`, 10 ms apart.
+fn lab_sends(ms: u32, clock_scale: f64) -> bool {
+    ms < PING_FLOOR_MS && clock_scale <= 1.0
+}
+
 /// A background pinger whose replies are read from its output file
 /// (`ping -D`'s lines, or the lab's own in the same form).
 pub(super) struct Pinger {
@@ -501,6 +511,14 @@ mod tests {
         assert_eq!(lost_around(&r, 100.01), Some(28));
         // No reply after the event: no figure rather than a wrong one.
         assert_eq!(lost_around(&r, 101.0), None);
+    }
+
+    #[test]
+    fn the_lab_sends_echoes_under_ping_s_floor_on_the_host_only() {
+        assert!(lab_sends(2, 1.0));
+        assert!(!lab_sends(10, 1.0));
+        assert!(!lab_sends(20, 1.0));
+        assert!(!lab_sends(2, 4.0));
     }
 
     #[test]
