@@ -5,13 +5,21 @@
 #include "mip4_update.h"
 
 #include <daemon.h>
+#include <collections/array.h>
 #include <encoding/payloads/notify_payload.h>
+#include <processing/jobs/rekey_child_sa_job.h>
 #include <sa/ikev2/tasks/ike_natd.h>
 
 /**
  * COOKIE2's length (RFC 4555 allows 8 to 64 octets).
  */
 #define COOKIE2_SIZE 16
+
+/**
+ * How long our CHILD_SA rekeys after the update wait for the gateway's
+ * (see defer_child_rekeys()).
+ */
+#define REKEY_DEFER_MS 5
 
 /**
  * The task type the update claims. A MOBIKE task of our own would be
@@ -51,6 +59,9 @@ struct private_mip4_update_t {
 
 	/** the update has been sent */
 	bool sent;
+
+	/** unique IDs (uint32_t) of the CHILD_SAs installed as it left */
+	array_t *children;
 };
 
 METHOD(task_t, get_type, task_type_t,
@@ -189,6 +200,48 @@ METHOD(task_t, build_i, status_t,
 	return NEED_MORE;
 }
 
+/**
+ * The CHILD_SAs of the IKE_SA as the update leaves: any rekey of them
+ * that follows was caused by this update (or is the gateway's).
+ */
+static void record_children(private_mip4_update_t *this)
+{
+	enumerator_t *enumerator;
+	child_sa_t *child_sa;
+
+	array_destroy(this->children);
+	this->children = array_create(sizeof(uint32_t), 0);
+	enumerator = this->ike_sa->create_child_sa_enumerator(this->ike_sa);
+	while (enumerator->enumerate(enumerator, &child_sa))
+	{
+		if (child_sa->get_state(child_sa) == CHILD_INSTALLED)
+		{
+			uint32_t id = child_sa->get_unique_id(child_sa);
+
+			array_insert(this->children, ARRAY_TAIL, &id);
+		}
+	}
+	enumerator->destroy(enumerator);
+}
+
+/**
+ * Whether child_sa was one of the recorded CHILD_SAs.
+ */
+static bool was_recorded(private_mip4_update_t *this, child_sa_t *child_sa)
+{
+	uint32_t id, i;
+
+	for (i = 0; i < array_count(this->children); i++)
+	{
+		if (array_get(this->children, i, &id) &&
+			id == child_sa->get_unique_id(child_sa))
+		{
+			return TRUE;
+		}
+	}
+	return FALSE;
+}
+
 METHOD(task_t, post_build, status_t,
 	private_mip4_update_t *this, message_t *message)
 {
@@ -209,6 +262,7 @@ METHOD(task_t, post_build, status_t,
 		 "SAs follow with the answer", this->ike_sa->get_my_host(this->ike_sa),
 		 this->me);
 	this->ike_sa->set_my_host(this->ike_sa, this->me->clone(this->me));
+	record_children(this);
 	this->sent = TRUE;
 	return NEED_MORE;
 }
@@ -223,6 +277,82 @@ static void move_children(private_mip4_update_t *this)
 {
 	this->ike_sa->update_hosts(this->ike_sa, NULL, NULL,
 							   UPDATE_HOSTS_FORCE_CHILDREN);
+}
+
+/**
+ * kernel-libipsec cannot update SAs (update_sa: NOT_SUPPORTED), so
+ * update_hosts() queued a rekey of each CHILD_SA, which the task manager
+ * would start as soon as this exchange ends. A gateway on kernel-libipsec
+ * too queued its own rekey when it processed the update and sent it
+ * before its answer. Only when we process the answer first (two jobs,
+ * either order) are our CHILD_SAs still CHILD_INSTALLED here: our rekey
+ * would then leave before we process the gateway's, the two collide
+ * (RFC 7296 §2.8.1), and when ours survives the gateway, its responder,
+ * sends on the new SA only once our DELETE arrives: one more RTT. Then
+ * our rekeys start REKEY_DEFER_MS later, through charon's own rekey job:
+ * by then the gateway's, if any, is processed and ours finds the CHILD_SA
+ * rekeyed or gone (child_rekey.c build_i()). Only when the queued rekeys
+ * are exactly those CHILD_SAs' (one each); otherwise charon's queue stays
+ * as it is. With kernel ESP the SAs moved in place and nothing was queued.
+ */
+static void defer_child_rekeys(private_mip4_update_t *this)
+{
+	enumerator_t *enumerator;
+	task_t *task;
+	child_sa_t *child_sa;
+	array_t *stale;
+	u_int queued = 0;
+
+	enumerator = this->ike_sa->create_task_enumerator(this->ike_sa,
+													  TASK_QUEUE_QUEUED);
+	while (enumerator->enumerate(enumerator, &task))
+	{
+		if (task->get_type(task) == TASK_CHILD_REKEY)
+		{
+			queued++;
+		}
+	}
+	enumerator->destroy(enumerator);
+
+	stale = array_create(0, 0);
+	enumerator = this->ike_sa->create_child_sa_enumerator(this->ike_sa);
+	while (enumerator->enumerate(enumerator, &child_sa))
+	{
+		if (child_sa->get_state(child_sa) == CHILD_INSTALLED &&
+			was_recorded(this, child_sa))
+		{
+			array_insert(stale, ARRAY_TAIL, child_sa);
+		}
+	}
+	enumerator->destroy(enumerator);
+
+	if (queued && queued == array_count(stale))
+	{
+		enumerator = this->ike_sa->create_task_enumerator(this->ike_sa,
+														  TASK_QUEUE_QUEUED);
+		while (enumerator->enumerate(enumerator, &task))
+		{
+			if (task->get_type(task) == TASK_CHILD_REKEY)
+			{	/* a queued task is the caller's once removed */
+				this->ike_sa->remove_task(this->ike_sa, enumerator);
+				task->destroy(task);
+			}
+		}
+		enumerator->destroy(enumerator);
+		while (array_remove(stale, ARRAY_HEAD, &child_sa))
+		{	/* the job finds the CHILD_SA by its inbound SPI and our
+			 * address (child_sa_manager, updated by update_hosts()) */
+			lib->scheduler->schedule_job_ms(lib->scheduler,
+				(job_t*)rekey_child_sa_job_create(
+							child_sa->get_protocol(child_sa),
+							child_sa->get_spi(child_sa, TRUE),
+							this->ike_sa->get_my_host(this->ike_sa)),
+				REKEY_DEFER_MS);
+		}
+		DBG1(DBG_IKE, "mip4: %u CHILD_SA rekey(s) after the update deferred "
+			 "%d ms for the gateway's", queued, REKEY_DEFER_MS);
+	}
+	array_destroy(stale);
 }
 
 METHOD(task_t, process_i, status_t,
@@ -259,6 +389,7 @@ METHOD(task_t, process_i, status_t,
 	 * NAT-D, then move the IPsec SAs, into or out of UDP encapsulation */
 	this->natd->task.process(&this->natd->task, message);
 	move_children(this);
+	defer_child_rekeys(this);
 	return SUCCESS;
 }
 
@@ -279,6 +410,7 @@ METHOD(task_t, migrate, void,
 METHOD(task_t, destroy, void,
 	private_mip4_update_t *this)
 {
+	array_destroy(this->children);
 	chunk_free(&this->cookie2);
 	DESTROY_IF(this->me);
 	if (this->natd)

@@ -25,6 +25,8 @@
 //!   before and after a fault (`lab::snapshot`, `lab::same-as`).
 //! - [`cleartext`]: reads a capture for the home address outside ESP
 //!   (`lab::clear-text`).
+//! - [`echo`]: the lab's own echo sender, for pingers under ping's 10 ms
+//!   floor (`lab::pinger ... MS`, the timed moves).
 
 pub mod access;
 pub mod bench;
@@ -35,6 +37,7 @@ pub mod charon;
 pub mod cleartext;
 pub mod daemon;
 pub mod dsmip;
+pub mod echo;
 pub mod flood;
 pub mod forger;
 pub mod leaks;

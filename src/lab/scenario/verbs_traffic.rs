@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::{Args, Run};
-use crate::lab::netns::Process;
+use crate::lab::echo::EchoSender;
 use crate::lab::stream::TcpProbe;
 use crate::lab::timing::{stalled_ms, Heartbeat, RouteWatch, Stall};
 use crate::lab::{wait, Error, Result};
@@ -14,6 +14,9 @@ impl Run<'_> {
     /// (20). A move timed by the first reply is late by up to MS (the
     /// wait for the next echo after the path works): a lab that times a
     /// move gives a small MS, so the figure is the path's, not ping's.
+    /// Under 10 ms the lab sends the echoes itself ([`EchoSender`]): ping
+    /// sends every 10 ms at best while its echoes go unanswered, which is
+    /// the outage a move is timed across (on the host: see `lab_sends`).
     pub(super) fn pinger(&mut self, a: &Args) -> Result<()> {
         let (name, host, src, dst) = (a.arg(1)?, a.arg(2)?, a.arg(3)?, a.arg(4)?);
         let ms: u32 = match a.words.get(5) {
@@ -24,18 +27,34 @@ impl Run<'_> {
                 .filter(|ms| *ms > 0)
                 .ok_or_else(|| Error::Other(format!("`{w}` is not a ping interval in ms")))?,
         };
-        let interval = format!("{:.3}", f64::from(ms) / 1e3);
         let ns = self.lab.host(host)?;
         let out = self.work.path().join(format!("ping-{name}.txt"));
-        let mut cmd = ns.command("ping");
-        cmd.args(["-D", "-n", "-i", &interval, "-W", "1", "-I", src, dst]);
-        let p = ns.spawn(&format!("ping-{name}"), cmd, &out)?;
-        self.pingers
-            .insert(name.to_string(), Pinger { out, _process: p });
+        let lab_sends = lab_sends(ms, wait::scale());
+        let source: Box<dyn Send> = if lab_sends {
+            let addr = |w: &str| -> Result<std::net::Ipv4Addr> {
+                w.parse()
+                    .map_err(|_| Error::Other(format!("`{w}` is not an IPv4 address")))
+            };
+            let every = std::time::Duration::from_millis(u64::from(ms));
+            Box::new(EchoSender::start(ns, addr(src)?, addr(dst)?, every, &out)?)
+        } else {
+            let interval = format!("{:.3}", f64::from(ms) / 1e3);
+            let mut cmd = ns.command("ping");
+            cmd.args(["-D", "-n", "-i", &interval, "-W", "1", "-I", src, dst]);
+            Box::new(ns.spawn(&format!("ping-{name}"), cmd, &out)?)
+        };
+        self.pingers.insert(
+            name.to_string(),
+            Pinger {
+                out,
+                _source: source,
+            },
+        );
         self.emit(
             "pinger_started",
             host,
-            serde_json::json!({"name": name, "src": src, "dst": dst, "interval_ms": ms}),
+            serde_json::json!({"name": name, "src": src, "dst": dst, "interval_ms": ms,
+                "sender": if lab_sends { "lab" } else { "ping" }}),
         );
         Ok(())
     }
@@ -313,7 +332,7 @@ impl Run<'_> {
             "-f", "50", "ping", "-D", "-n", "-i", "0.01", "-W", "1", "-I", src, dst,
         ]);
         let pinger = Pinger {
-            _process: ns.spawn(&format!("ping-{name}"), cmd, &out)?,
+            _source: Box::new(ns.spawn(&format!("ping-{name}"), cmd, &out)?),
             out,
         };
         let before = super::now();
@@ -377,10 +396,26 @@ impl Run<'_> {
     }
 }
 
-/// A background `ping -D` whose replies are read from its output file.
+/// iputils ping's MININTERVAL: with echoes unanswered it sends no
+/// faster, whatever `-i` says (ping_common.c, main_loop).
+const PING_FLOOR_MS: u32 = 10;
+
+/// Whether the lab sends a pinger's echoes itself: under ping's floor,
+/// on the host. The kernel tier's guest (its clock scaled, one emulated
+/// CPU) keeps ping, as many echoes as before: five times as many would
+/// cost it a share of its CPU, and its handover is timed by
+/// `lab::timed-move`, 10 ms apart.
+fn lab_sends(ms: u32, clock_scale: f64) -> bool {
+    ms < PING_FLOOR_MS && clock_scale <= 1.0
+}
+
+/// A background pinger whose replies are read from its output file
+/// (`ping -D`'s lines, or the lab's own in the same form).
 pub(super) struct Pinger {
     out: PathBuf,
-    _process: Process,
+    /// What sends the echoes (a `ping` process or an [`EchoSender`]),
+    /// stopped when dropped.
+    _source: Box<dyn Send>,
 }
 
 impl Pinger {
@@ -476,5 +511,24 @@ mod tests {
         assert_eq!(lost_around(&r, 100.01), Some(28));
         // No reply after the event: no figure rather than a wrong one.
         assert_eq!(lost_around(&r, 101.0), None);
+    }
+
+    #[test]
+    fn the_lab_sends_echoes_under_ping_s_floor_on_the_host_only() {
+        assert!(lab_sends(2, 1.0));
+        assert!(!lab_sends(10, 1.0));
+        assert!(!lab_sends(20, 1.0));
+        assert!(!lab_sends(2, 4.0));
+    }
+
+    #[test]
+    fn the_lab_s_own_echo_replies_read_as_ping_s() {
+        let to = "10.1.100.5".parse().unwrap();
+        let line = crate::lab::echo::reply_line(100.0215, 64, to, 70_000, 62, 21.25);
+        assert_eq!(
+            line,
+            "[100.021500] 64 bytes from 10.1.100.5: icmp_seq=70000 ttl=62 time=21.250 ms\n"
+        );
+        assert_eq!(parse_ping(&line), vec![(100.0215, 21.25, 70_000)]);
     }
 }
