@@ -203,7 +203,16 @@ impl BindingCache {
         let more = n.saturating_sub(self.len());
         self.slab.reserve(more);
         self.by_home.reserve(more);
-        self.expiry.reserve(more);
+        // The heap holds up to twice as many entries (stale renewals'),
+        // and is rebuilt in place: it never grows past this either.
+        let heap = Self::heap_limit(n) + 1;
+        self.expiry.reserve(heap.saturating_sub(self.expiry.len()));
+    }
+
+    /// The most entries the expiry heap keeps for `n` bindings before it
+    /// is rebuilt from them.
+    fn heap_limit(n: usize) -> usize {
+        2 * n + 64
     }
 
     /// How many bindings the cache holds without growing a table.
@@ -285,13 +294,17 @@ impl BindingCache {
             }
             self.expiry.pop();
         }
-        if self.expiry.len() > 2 * self.slab.len() + 64 {
-            let heap = self
-                .slab
-                .iter()
-                .map(|b| Reverse((self.deadline(b.expires), b.home_address)))
-                .collect();
-            self.expiry = heap;
+        if self.expiry.len() > Self::heap_limit(self.slab.len()) {
+            // In place: a new heap would be a fresh allocation, its page
+            // faults taken by this registration.
+            let mut v = std::mem::take(&mut self.expiry).into_vec();
+            v.clear();
+            v.extend(
+                self.slab
+                    .iter()
+                    .map(|b| Reverse((self.deadline(b.expires), b.home_address))),
+            );
+            self.expiry = BinaryHeap::from(v);
         }
     }
 
@@ -435,10 +448,15 @@ mod tests {
         for home in 0..n as u32 {
             c.insert(binding(home, t0 + Duration::from_secs(600)));
         }
-        for home in 0..n as u32 / 2 {
-            c.insert(binding(home, t0 + Duration::from_secs(600)));
+        // Renewals, each a new deadline: the heap fills with stale
+        // entries and is rebuilt, in the room it has.
+        for round in 1..=5 {
+            for home in 0..n as u32 {
+                c.insert(binding(home, t0 + Duration::from_secs(600 + round)));
+            }
         }
         assert_eq!(c.len(), n);
+        assert_eq!(c.next_expiry(), Some(t0 + Duration::from_secs(605)));
         assert_eq!((c.capacity(), c.expiry.capacity()), (room, heap));
         // Sized again for as many: nothing moves.
         c.reserve(n);
