@@ -54,6 +54,12 @@ fn bench_ha_reports_consistent_figures_for_every_node_registered() {
         );
         let c = run.echo_cpu_us / run.registration_cpu_us;
         assert!((run.cpu_ratio - c).abs() < 0.01, "{run:?}");
+        // A run's silence is one of the bench's.
+        assert!(
+            run.longest_silence_ms <= r.longest_silence_ms,
+            "{run:?} {}",
+            r.longest_silence_ms
+        );
         let q = run.registrations_per_s / run.echo_pps;
         assert!(
             (run.ratio - q).abs() < 0.001,
@@ -81,9 +87,15 @@ fn bench_ha_reports_consistent_figures_for_every_node_registered() {
     ] {
         assert!(json[k].is_number(), "--json has {k}: {json}");
     }
+    assert!(r.fill_longest_silence_ms <= r.longest_silence_ms);
     let md = bench_ha::markdown_section(&opts, &r);
     assert!(
         md.starts_with("## The home agent at scale") && md.contains("| 300 | 3 |"),
         "{md}"
     );
+    // Each size's row ends with its runs' longest silence, median and
+    // worst: a stall in one run shows there.
+    let worst = full.iter().map(|x| x.longest_silence_ms).max().unwrap();
+    let row = md.lines().find(|l| l.starts_with("| 300 | 3 |")).unwrap();
+    assert!(row.ends_with(&format!(" | {worst} |")), "{row}");
 }

@@ -87,6 +87,14 @@ pub struct BindingTable {
 }
 
 impl BindingTable {
+    /// Room for `n` tunnels in all, now: a home agent's table doubling at
+    /// a million bindings stood its loop still (issue 14 §4).
+    pub fn reserve(&mut self, n: usize) {
+        let more = n.saturating_sub(self.by_home.len());
+        self.by_home.reserve(more);
+        self.by_endpoint.reserve(more);
+    }
+
     /// Adds or replaces the binding of `b.home`; returns the previous one.
     pub fn insert(&mut self, b: TunnelBinding) -> Option<TunnelBinding> {
         let old = self.unindex(b.home);

@@ -203,6 +203,11 @@ impl KernelTunnels {
         Ok(device)
     }
 
+    /// Room for `n` tunnels in all, now.
+    pub fn reserve(&mut self, n: usize) {
+        self.tunnels.reserve(n.saturating_sub(self.tunnels.len()));
+    }
+
     pub fn bindings(&self) -> Vec<TunnelBinding> {
         self.tunnels.values().map(|t| t.binding).collect()
     }

@@ -210,6 +210,15 @@ impl DataPlane {
         }
     }
 
+    /// Room for `n` tunnels in all, taken now rather than by the request
+    /// that outgrows a table (a home agent sizes it for every node).
+    pub fn reserve(&mut self, n: usize) {
+        match self {
+            DataPlane::Kernel(k) => k.reserve(n),
+            DataPlane::Userspace(u) => u.reserve(n),
+        }
+    }
+
     /// Removes every tunnel (kernel links outlive the process otherwise).
     pub async fn shutdown(&mut self) -> Result<(), TunnelError> {
         let homes: Vec<Ipv4Addr> = self.status().bindings.iter().map(|b| b.home).collect();

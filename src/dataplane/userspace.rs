@@ -348,6 +348,14 @@ impl UserspacePlane {
             .copied()
     }
 
+    /// [`BindingTable::reserve`].
+    pub fn reserve(&self, n: usize) {
+        self.bindings
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .reserve(n);
+    }
+
     pub fn bindings(&self) -> Vec<TunnelBinding> {
         self.bindings
             .read()

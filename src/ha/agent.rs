@@ -288,6 +288,8 @@ impl HomeAgent {
             board: ReplayBoard::default(),
         };
         ha.build_nodes(HashMap::new())?;
+        // One binding per node at most: room for all of them now.
+        ha.bindings.reserve(ha.nodes.len());
         Ok(ha)
     }
 
@@ -357,6 +359,7 @@ impl HomeAgent {
             self.cfg = old_cfg;
             return Err(e);
         }
+        self.bindings.reserve(self.nodes.len());
         let still = |b: &Binding, nodes: &[Node]| {
             nodes.iter().any(|n| {
                 n.conf.spi == b.spi

@@ -194,6 +194,32 @@ impl BindingCache {
         }
     }
 
+    /// Makes room for `n` bindings in all, now. Filling a hash table
+    /// beyond its room doubles it: at a million bindings that rehash and
+    /// the new table's page faults held the registration that caused it
+    /// (and every one queued behind it) for over a second. The daemon
+    /// sizes the cache for every configured node at start and on reload.
+    pub fn reserve(&mut self, n: usize) {
+        let more = n.saturating_sub(self.len());
+        self.slab.reserve(more);
+        self.by_home.reserve(more);
+        // The heap holds up to twice as many entries (stale renewals'),
+        // and is rebuilt in place: it never grows past this either.
+        let heap = Self::heap_limit(n) + 1;
+        self.expiry.reserve(heap.saturating_sub(self.expiry.len()));
+    }
+
+    /// The most entries the expiry heap keeps for `n` bindings before it
+    /// is rebuilt from them.
+    fn heap_limit(n: usize) -> usize {
+        2 * n + 64
+    }
+
+    /// How many bindings the cache holds without growing a table.
+    pub fn capacity(&self) -> usize {
+        self.slab.capacity().min(self.by_home.capacity())
+    }
+
     pub fn get(&self, home: Ipv4Addr) -> Option<&Binding> {
         self.by_home.get(&home).map(|&i| &self.slab[i as usize])
     }
@@ -268,13 +294,17 @@ impl BindingCache {
             }
             self.expiry.pop();
         }
-        if self.expiry.len() > 2 * self.slab.len() + 64 {
-            let heap = self
-                .slab
-                .iter()
-                .map(|b| Reverse((self.deadline(b.expires), b.home_address)))
-                .collect();
-            self.expiry = heap;
+        if self.expiry.len() > Self::heap_limit(self.slab.len()) {
+            // In place: a new heap would be a fresh allocation, its page
+            // faults taken by this registration.
+            let mut v = std::mem::take(&mut self.expiry).into_vec();
+            v.clear();
+            v.extend(
+                self.slab
+                    .iter()
+                    .map(|b| Reverse((self.deadline(b.expires), b.home_address))),
+            );
+            self.expiry = BinaryHeap::from(v);
         }
     }
 
@@ -403,6 +433,34 @@ mod tests {
         assert!(c.expiry.len() <= 2 * c.len() + 64, "{}", c.expiry.len());
         assert_eq!(c.next_expiry(), Some(t0 + Duration::from_secs(650)));
         assert_eq!(c.expire(t0 + Duration::from_secs(650)).len(), 100);
+    }
+
+    /// A cache sized for `n` fills to `n` without growing a table (no
+    /// rehash in the middle of a registration), renewals included.
+    #[test]
+    fn a_cache_sized_for_n_bindings_fills_without_growing() {
+        let t0 = Instant::now();
+        let n = 5000;
+        let mut c = BindingCache::default();
+        c.reserve(n);
+        let (room, heap) = (c.capacity(), c.expiry.capacity());
+        assert!(room >= n && heap >= n, "{room} {heap}");
+        for home in 0..n as u32 {
+            c.insert(binding(home, t0 + Duration::from_secs(600)));
+        }
+        // Renewals, each a new deadline: the heap fills with stale
+        // entries and is rebuilt, in the room it has.
+        for round in 1..=5 {
+            for home in 0..n as u32 {
+                c.insert(binding(home, t0 + Duration::from_secs(600 + round)));
+            }
+        }
+        assert_eq!(c.len(), n);
+        assert_eq!(c.next_expiry(), Some(t0 + Duration::from_secs(605)));
+        assert_eq!((c.capacity(), c.expiry.capacity()), (room, heap));
+        // Sized again for as many: nothing moves.
+        c.reserve(n);
+        assert_eq!(c.capacity(), room);
     }
 
     #[test]

@@ -76,6 +76,10 @@ pub struct Run {
     /// echo_cpu_us / registration_cpu_us: the ratio in CPU time, which a
     /// loaded machine disturbs far less than the one in wall-clock time.
     pub cpu_ratio: f64,
+    /// The longest mip4-ha left every outstanding request of this run
+    /// unanswered, milliseconds: a run's rate hides a stall that a
+    /// faster rest of the run makes up for; this shows it.
+    pub longest_silence_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -107,7 +111,8 @@ pub struct HaBenchReport {
     /// small_ratio / ratio.
     pub flat_ratio: f64,
     /// mip4-ha's (RSS after the fill - RSS before it) / bindings added:
-    /// the binding cache and the data plane's per-binding records.
+    /// what the bindings hold beyond the tables mip4-ha sizes for every
+    /// node at start (in both figures).
     pub bytes_per_binding: f64,
     /// The binding cache alone ([`BindingCache`] with N bindings, in this
     /// process): RSS growth / N.
@@ -126,6 +131,8 @@ pub struct HaBenchReport {
     pub echo_requests: Tally,
     /// The longest mip4-ha left every outstanding request unanswered.
     pub longest_silence_ms: u64,
+    /// The same during the fill (first registrations of every node).
+    pub fill_longest_silence_ms: u64,
     /// mip4-ha's journal compactions and the longest its loop stood
     /// still exporting the cache for one (from its log).
     pub compactions: u64,
@@ -326,6 +333,8 @@ struct Peer {
     overdue: std::collections::HashSet<Key>,
     /// The longest the peer kept every outstanding request unanswered.
     longest_silence: Duration,
+    /// The same, in the last drive.
+    drive_silence: Duration,
 }
 
 impl Peer {
@@ -345,6 +354,7 @@ impl Peer {
             good,
             overdue: Default::default(),
             longest_silence: Duration::ZERO,
+            drive_silence: Duration::ZERO,
         })
     }
 
@@ -370,6 +380,7 @@ impl Peer {
         let mut pending = std::collections::HashSet::with_capacity(window);
         let mut buf = [0u8; 2048];
         let start = Instant::now();
+        self.drive_silence = Duration::ZERO;
         while t.sent < count as u64 || !pending.is_empty() {
             while t.sent < count as u64 && pending.len() < window {
                 let d = make(t.sent as usize);
@@ -381,7 +392,8 @@ impl Peer {
             }
             let waiting = Instant::now();
             let got = self.sock.recv(&mut buf);
-            self.longest_silence = self.longest_silence.max(waiting.elapsed());
+            self.drive_silence = self.drive_silence.max(waiting.elapsed());
+            self.longest_silence = self.longest_silence.max(self.drive_silence);
             match got {
                 Ok(n) => self.answer(&buf[..n], &mut pending, &mut t),
                 Err(e) if silence(&e) => self.overdue.extend(pending.drain()),
@@ -739,6 +751,7 @@ pub fn run(opts: &HaBenchOptions, progress: &mut dyn FnMut(&str)) -> Result<HaBe
         requests: g.tally,
         echo_requests: g.echo_tally,
         longest_silence_ms: g.longest_silence.as_millis() as u64,
+        fill_longest_silence_ms: g.fill_silence.as_millis() as u64,
         compactions,
         longest_export_ms,
         drops,
@@ -785,6 +798,8 @@ struct Gen {
     echo_tally: Tally,
     /// The longest mip4-ha kept every outstanding request unanswered.
     longest_silence: Duration,
+    /// The same, during the fill.
+    fill_silence: Duration,
 }
 
 /// How long the end of the run waits for replies written off.
@@ -862,6 +877,7 @@ fn generate(
                 echo_cpu_us: round3(echo_cpu_us),
                 registration_cpu_us: round3(registration_cpu_us),
                 cpu_ratio: round3(echo_cpu_us / registration_cpu_us),
+                longest_silence_ms: to_ha.drive_silence.as_millis() as u64,
             });
             echo_total.add(te);
             all.add(tr);
@@ -871,6 +887,7 @@ fn generate(
     total.add(measure(small, &mut clock, &mut rng, &mut runs, &mut to_ha)?);
     let rss_small = settled_rss_kib(ha_pid, threads)?;
     let (fill, t) = register(&mut to_ha, small, n, &mut clock)?;
+    let fill_silence = to_ha.drive_silence;
     total.add(t);
     let fill_per_s = if n > small {
         per_s(t.ok, fill)
@@ -889,6 +906,7 @@ fn generate(
         tally: total,
         echo_tally: echo_total,
         longest_silence: to_ha.longest_silence,
+        fill_silence,
     })
 }
 
@@ -934,11 +952,14 @@ pub fn markdown_section(o: &HaBenchOptions, r: &HaBenchReport) -> String {
         let (rm, rw) = f(|x| x.registrations_per_s);
         let (em, ew) = f(|x| x.echo_pps);
         let (qm, qw) = f(|x| x.ratio);
+        let silences: Vec<f64> = rs.iter().map(|x| x.longest_silence_ms as f64).collect();
+        let sw = silences.iter().copied().fold(0.0, f64::max);
         format!(
-            "| {size} | {} | {rm} | {rw} | {em} | {ew} | {} | {} |\n",
+            "| {size} | {} | {rm} | {rw} | {em} | {ew} | {} | {} | {} | {sw} |\n",
             rs.len(),
             round3(qm),
-            round3(qw)
+            round3(qw),
+            median(&silences)
         )
     };
     format!(
@@ -946,20 +967,22 @@ pub fn markdown_section(o: &HaBenchOptions, r: &HaBenchReport) -> String {
          Command: `mip4-lab bench-ha --mobile-nodes {} --small {} --runs {} --batch {} --window {}` \
          (src/lab/bench_ha.rs). mip4-ha in a namespace, every request signed (HMAC-MD5) with a \
          fresh timestamp; the baseline is a UDP echo server with mip4-ha's socket setup, run \
-         back to back with it in each run. Worst = the slowest run.\n\n\
-         | bindings | runs | registrations/s median | worst | echo datagrams/s median | worst | ratio median | worst |\n\
-         | --- | --- | --- | --- | --- | --- | --- | --- |\n{}{}\n\
+         back to back with it in each run. Worst = the slowest run. Longest silence = the longest \
+         mip4-ha left every outstanding request of a run unanswered (ms; a stall shows here even \
+         when the rest of its run makes up the rate).\n\n\
+         | bindings | runs | registrations/s median | worst | echo datagrams/s median | worst | ratio median | worst | longest silence ms median | worst |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n{}{}\n\
          | figure | value | goal |\n| --- | --- | --- |\n\
          | ratio to echo at {} bindings (median of per-run ratios) | {} | >= 0.5 |\n\
          | the same in CPU time: echo's CPU per datagram over mip4-ha's loop's per registration (median; {} / {} us) | {} | |\n\
          | the same in CPU time at {} bindings ({} / {} us) | {} | |\n\
          | cost of a registration at {} over at {} bindings (echo-normalised) | {} | <= 1.2 |\n\
          | binding cache alone, bytes per binding from RSS (at {}) | {} | <= 128 |\n\
-         | mip4-ha, bytes per binding from RSS ({} -> {} KiB: cache, data plane, routes' records) | {} | |\n\
+         | mip4-ha, bytes per binding from RSS ({} -> {} KiB: what its tables, sized for every node at start, do not hold) | {} | |\n\
          | fill: first registrations/s | {} | |\n\
          | requests to mip4-ha: sent / accepted / refused / late (after {} s of silence) / lost | {} | lost 0 |\n\
          | lost ones counted: by mip4-ha {} / by the kernel {} / unexplained | {} / {} / {} | |\n\
-         | longest mip4-ha left every outstanding request unanswered | {} ms | |\n\
+         | longest mip4-ha left every outstanding request unanswered: all phases; the fill | {} ms; {} ms | |\n\
          | mip4-ha's journal compactions; the longest export of the cache (the loop stands still) | {}; {} ms | |\n\n{}",
         o.mobile_nodes,
         o.small,
@@ -994,6 +1017,7 @@ pub fn markdown_section(o: &HaBenchOptions, r: &HaBenchReport) -> String {
         r.drops.kernel.values().sum::<u64>(),
         r.drops.unexplained,
         r.longest_silence_ms,
+        r.fill_longest_silence_ms,
         r.compactions,
         r.longest_export_ms,
         NOTES,
@@ -1059,7 +1083,20 @@ under the configuration the screen and agent share; a word from another configur
 across a reload, is checked again), and the agent no longer looks the SPI up nor computes the MAC \
 a second time (one MAC per message, constant-time, at the screen): flat 0.956, ratio 0.742 in the \
 run after it (one run at load 15; the loop's CPU per registration is too noisy at that load to \
-split the two changes). Prefetching across a recvmmsg batch was not tried.\n";
+split the two changes). Prefetching across a recvmmsg batch was not tried.\n\
+- **The stalls at a million** (wave 9). One run of 20 at 1,000,000 had stood still (ratio 0.04). \
+Sampling mip4-ha's threads' kernel stacks and /proc/vmstat every 10 ms through a run (load 5) \
+found two causes, neither a huge page's compaction (compact_stall stayed 0): (1) during the fill, \
+~1.5 s of the loop in `folio_zero_user` under `do_huge_pmd_anonymous_page` (thp_fault_alloc \
+~160/s): crossing 917,504 bindings, the hash tables keyed by home address (the installer's records, \
+the data plane's tunnels and endpoints, the cache's index) doubled in one registration, rehashing \
+and faulting in ~500 MB; (2) in the first run after the fill, ~0.47 s of the loop in ext4: taking up \
+the compaction's snapshot, the rename over the old one wrote the new file out (auto_da_alloc) and \
+freed the old one's hundreds of megabytes with a synchronous discard. Now those tables are sized \
+for every configured node at start and faulted in there (`hugepage::populated`), and the record \
+thread syncs its snapshot and the replaced files are closed off the loop. In the next run (load 13) \
+no run at 1,000,000 stood still over 16 ms (the per-run silence above). What remains is the \
+compaction's export, O(n) in the loop: 152 ms quiet, 1.26 s at load 13 (CPU, preempted).\n";
 
 fn requests_line(t: &Tally) -> String {
     format!(

@@ -381,6 +381,14 @@ impl Installer {
             .unwrap_or_default()
     }
 
+    /// Room for `n` bindings' kernel state, now: the daemon sizes it for
+    /// every configured node ([`crate::ha::binding::BindingCache::reserve`]).
+    pub fn reserve(&mut self, n: usize) {
+        self.installed
+            .reserve(n.saturating_sub(self.installed.len()));
+        self.dp.reserve(n);
+    }
+
     /// What is installed now, for the daemon's record.
     pub fn record(&self) -> KernelRecord {
         let mut proxy_arp: Vec<(String, Ipv4Addr)> = self

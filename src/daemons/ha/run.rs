@@ -35,7 +35,7 @@ use crate::daemons::wake::{sleep_until, Hangup, StopSignals};
 use crate::dataplane::recv::{send_batch, BATCH};
 use crate::ha::{Changes, HaConfig, HomeAgent, Output, SavedCache, Screen};
 use crate::replay::NtpTimestamp;
-use crate::sys::hugepage::small_pages;
+use crate::sys::hugepage::{populated, small_pages};
 
 /// The daemon's state, owned by the main loop.
 pub(super) struct Daemon {
@@ -80,7 +80,7 @@ pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
         Screen::new(&cfg, Instant::now()).map_err(|e| format!("bad security association: {e}"))?;
     let intake = Intake::new(screen, reg_tx);
     let udp = cfg.udp_tunnelling.then(|| (sock.clone(), intake.sink()));
-    let (dp, took_socket) = Installer::start(&cfg, udp, &previous).await?;
+    let (mut dp, took_socket) = Installer::start(&cfg, udp, &previous).await?;
     if !took_socket {
         intake::spawn_reader(sock.clone(), intake.clone());
     }
@@ -102,10 +102,18 @@ pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
         listen = %cfg.listen, home_agent = %cfg.home_agent, mobile_nodes = cfg.mobile_nodes.len(),
         backend = %dp.backend(), control = %ctl_path.display(), "mip4-ha started"
     );
-    let ha = HomeAgent::new(
-        config::core_config(cfg, udp_unavailable, dp.carries_ipv6()),
-        Box::new(rand::rngs::StdRng::from_entropy()),
-    )
+    // The tables that grow with the bindings are sized for every
+    // configured node and faulted in here, before anything is answered:
+    // grown on the way, a doubling at a million bindings held a
+    // registration, and all queued behind it, for over a second.
+    let nodes = cfg.mobile_nodes.len();
+    populated(|| dp.reserve(nodes));
+    let ha = populated(|| {
+        HomeAgent::new(
+            config::core_config(cfg, udp_unavailable, dp.carries_ipv6()),
+            Box::new(rand::rngs::StdRng::from_entropy()),
+        )
+    })
     .map_err(|e| format!("bad security association: {e}"))?;
     // What the agent's replay check accepts, read by the screen.
     intake.replay_board(ha.replay_board());
@@ -189,8 +197,12 @@ pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
                 });
                 match loaded {
                     Ok(c) => {
-                        let reloaded = d.ha.reload(config::core_config(c, d.udp_unavailable, d.dp.carries_ipv6()))
+                        let core = config::core_config(c, d.udp_unavailable, d.dp.carries_ipv6());
+                        // (Tables sized for the new nodes, as at start.)
+                        let reloaded = populated(|| d.ha.reload(core))
                             .and_then(|()| d.intake.reload(d.ha.config(), d.ha.replay_board()));
+                        let nodes = d.ha.config().mobile_nodes.len();
+                        populated(|| d.dp.reserve(nodes));
                         match reloaded {
                             Ok(()) => info!("configuration reloaded"),
                             Err(e) => warn!("reload refused, keeping the old configuration: {e}"),

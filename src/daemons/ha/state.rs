@@ -285,9 +285,13 @@ impl Record {
             .name("mip4-ha-record".into())
             .spawn(move || {
                 // Transient, and hundreds of megabytes: small pages.
+                // Written out here, not in the loop: ext4 writes a file
+                // renamed over another out at the rename (auto_da_alloc),
+                // and the loop renames it into place.
                 let written = crate::sys::hugepage::small_pages(|| serde_json::to_vec(&r))
                     .map_err(std::io::Error::other)
-                    .and_then(|text| record::write_new(&next, &text));
+                    .and_then(|text| record::write_new(&next, &text))
+                    .and_then(|()| File::open(&next)?.sync_data());
                 // The export and its JSON (hundreds of megabytes at a
                 // million bindings) go back to the kernel: freed, they
                 // would stay in the allocator's arenas, resident.
@@ -338,6 +342,12 @@ impl Record {
             .unwrap_or_else(|_| Err(std::io::Error::other("the thread writing it panicked")));
         let jpath = journal_path(&self.path);
         let jnext = record::beside(&jpath, ".next");
+        // The snapshot and journal the renames replace are released by a
+        // thread of their own: the last reference to a file of hundreds of
+        // megabytes frees it then and there (on a disk mounted with
+        // `discard`, a synchronous discard): half a second of the loop
+        // at a million bindings.
+        let replaced = Replaced(File::open(&self.path).ok(), self.journal.take());
         let taken = written
             .and_then(|()| record::write_new(&jnext, &w.journal))
             .and_then(|()| std::fs::rename(record::beside(&self.path, ".next"), &self.path))
@@ -357,6 +367,7 @@ impl Record {
                 self.journal = None;
             }
         }
+        replaced.release();
     }
 
     /// Replaces the record with everything, and starts a new journal.
@@ -410,6 +421,21 @@ impl Record {
     /// daemon asks before each save).
     pub fn take_up(&mut self) {
         self.settle(false);
+    }
+}
+
+/// A snapshot and a journal replaced by a compaction's, still open.
+struct Replaced(Option<File>, Option<File>);
+
+impl Replaced {
+    /// Closes them on a thread of its own (here, if none can start).
+    fn release(self) {
+        if self.0.is_none() && self.1.is_none() {
+            return;
+        }
+        let _ = std::thread::Builder::new()
+            .name("mip4-ha-release".into())
+            .spawn(move || drop(self));
     }
 }
 
