@@ -6,6 +6,8 @@
 #include "mip4_copy.h"
 #include "mip4_update.h"
 
+#include <pthread.h>
+
 #include <daemon.h>
 #include <processing/jobs/callback_job.h>
 #include <processing/jobs/roam_job.h>
@@ -24,7 +26,86 @@ struct mip4_request_t {
 	char name[MIP4_NAME_LEN];
 	/** a roam's looks at charon's address cache so far */
 	int looks;
+	/** place in mip4d's order of requests (ask_order()) */
+	uint64_t seq;
 };
+
+/**
+ * How many connections' last terminate order_lock remembers.
+ */
+#define ORDER_NAMES 16
+
+/**
+ * Requests run on charon's thread pool, where a later one may run first,
+ * and an initiate waits for its path (later()): a terminate asked
+ * meanwhile found no IKE_SA, and the initiate then brought up a VPN mip4d
+ * no longer wanted, with nobody to close it (lab: flap on a loaded host,
+ * the VPN asked with a probe whose trusted verdict came first). So each
+ * request takes its place in mip4d's order when queued; an initiate runs
+ * only if no terminate of its connection was asked after it, and runs
+ * under order_lock, so a terminate asked later is queued only once the
+ * initiate's IKE_SA exists, and finds it.
+ */
+static pthread_mutex_t order_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/**
+ * Under order_lock: the last place given, and the place of the last
+ * terminate of each connection (the oldest forgotten past ORDER_NAMES;
+ * an initiate older than a forgotten one runs, as before).
+ */
+static uint64_t order_seq;
+static struct {
+	char name[MIP4_NAME_LEN];
+	uint64_t seq;
+} terminated[ORDER_NAMES];
+
+/**
+ * Under order_lock: the place of the last terminate asked of name, 0 if
+ * none.
+ */
+static uint64_t terminated_at(const char *name)
+{
+	int i;
+
+	for (i = 0; i < ORDER_NAMES; i++)
+	{
+		if (terminated[i].seq && streq(terminated[i].name, name))
+		{
+			return terminated[i].seq;
+		}
+	}
+	return 0;
+}
+
+/**
+ * Gives action its place in mip4d's order (the bridge thread queues in
+ * that order); a terminate's place is remembered for its connection.
+ */
+static void ask_order(mip4_request_t *action)
+{
+	int i, slot = 0;
+
+	pthread_mutex_lock(&order_lock);
+	action->seq = ++order_seq;
+	if (action->kind == MIP4_ACT_TERMINATE)
+	{
+		for (i = 0; i < ORDER_NAMES; i++)
+		{
+			if (streq(terminated[i].name, action->name))
+			{
+				slot = i;
+				break;
+			}
+			if (terminated[i].seq < terminated[slot].seq)
+			{
+				slot = i;
+			}
+		}
+		memcpy(terminated[slot].name, action->name, MIP4_NAME_LEN);
+		terminated[slot].seq = action->seq;
+	}
+	pthread_mutex_unlock(&order_lock);
+}
 
 /**
  * A roam looks again every ROAM_LOOK_MS for its first ROAM_FAST_LOOKS
@@ -334,6 +415,28 @@ static mip4_action_status_t roam(char *name)
 static job_requeue_t run_action(mip4_request_t *action);
 
 /**
+ * Initiate, unless mip4d asked to terminate the connection since: its
+ * IKE_SA is then no longer wanted (reported as failed, and logged why).
+ */
+static mip4_action_status_t initiate_in_order(mip4_request_t *action)
+{
+	mip4_action_status_t status = MIP4_ACT_FAILED;
+
+	pthread_mutex_lock(&order_lock);
+	if (terminated_at(action->name) > action->seq)
+	{
+		DBG1(DBG_CFG, "mip4: initiate of '%s' dropped: mip4d asked to "
+			 "terminate it since", action->name);
+	}
+	else
+	{
+		status = initiate(action->name);
+	}
+	pthread_mutex_unlock(&order_lock);
+	return status;
+}
+
+/**
  * A roam or initiate whose path charon does not know yet (ready FALSE)
  * looks again in ROAM_LOOK_MS (ROAM_SLOW_LOOK_MS after fast looks), at
  * most looks times (a copy of the request, scheduled; it reports when it
@@ -394,7 +497,7 @@ static job_requeue_t run_action(mip4_request_t *action)
 			{
 				return JOB_REQUEUE_NONE;
 			}
-			status = initiate(action->name);
+			status = initiate_in_order(action);
 			break;
 		case MIP4_ACT_TERMINATE:
 			status = terminate(action->name);
@@ -443,6 +546,7 @@ int mip4_actions_request(uint64_t id, uint32_t kind, const char *name)
 		.kind = kind,
 	);
 	mip4_copy_name(action->name, sizeof(action->name), name);
+	ask_order(action);
 	lib->processor->queue_job(lib->processor,
 			(job_t*)callback_job_create((callback_job_cb_t)run_action, action,
 										free, NULL));

@@ -14,17 +14,33 @@ mod plugin_support;
 
 use std::time::Duration;
 
-use mip4::bridge::proto::{Action, Event, IkeState, PluginMsg};
+use mip4::bridge::proto::{Action, ActionStatus, Event, IkeState, PluginMsg};
 use mip4::lab::charon::Charon;
+use mip4::lab::netns::Netns;
 use mip4::lab::{preflight, wait, WorkDir};
 use plugin_support::{charon_config, hosts_dir, mn_and_gateway, FakeMip4d};
 
 const T: Duration = Duration::from_secs(20);
 
-#[test]
-fn plugin_initiate_waits_for_charon_to_know_a_source_that_reaches_the_peer() {
+/// The MN's charon and its fake mip4d, and the gateway's, with mip4d's
+/// initiate (request 1) waiting because charon names only the MN's
+/// link-local address; the global address is `GLOBAL`, not added yet.
+/// Fields drop in order: the charons first, their namespaces last.
+struct Deferred {
+    mn_c: Charon,
+    _gw_c: Charon,
+    mn_d: FakeMip4d,
+    _gw_d: FakeMip4d,
+    mn: Netns,
+    _gw: Netns,
+    _tmp: WorkDir,
+}
+
+const GLOBAL: &str = "2001:db8:cafe::100/64";
+
+fn deferred_initiate(name: &str) -> Deferred {
     preflight().expect("lab preflight");
-    let tmp = WorkDir::new("plugin-initiate").unwrap();
+    let tmp = WorkDir::new(name).unwrap();
     let (mn, gw) = mn_and_gateway();
     gw.add_addr("eth0", "2001:db8:cafe::10/64").unwrap();
     // The MN reaches the gateway's prefix on the link, from its link-local
@@ -80,8 +96,23 @@ fn plugin_initiate_waits_for_charon_to_know_a_source_that_reaches_the_peer() {
     );
     mn_c.wait_log(0, "waits for charon to know the path", T)
         .expect("the plugin waits while charon names only fe80::/10");
+    Deferred {
+        mn_c,
+        _gw_c: gw_c,
+        mn_d,
+        _gw_d: gw_d,
+        mn,
+        _gw: gw,
+        _tmp: tmp,
+    }
+}
+
+#[test]
+fn plugin_initiate_waits_for_charon_to_know_a_source_that_reaches_the_peer() {
+    let d = deferred_initiate("plugin-initiate");
+    let (mn, mn_d, mn_c) = (&d.mn, &d.mn_d, &d.mn_c);
     let mark = mn_d.msgs().len();
-    mn.add_addr("eth0", "2001:db8:cafe::100/64").unwrap();
+    mn.add_addr("eth0", GLOBAL).unwrap();
 
     // The IKE_SA comes up from the global address, reported connecting
     // first (ike_state_change).
@@ -112,4 +143,35 @@ fn plugin_initiate_waits_for_charon_to_know_a_source_that_reaches_the_peer() {
         !log.contains("error writing to socket"),
         "charon sent from an address that cannot reach the peer:\n{log}"
     );
+}
+
+/// mip4d asks for the VPN with a probe and, the verdict being trusted,
+/// to terminate it while the initiate still waits for its path: the
+/// terminate finds no IKE_SA, and the initiate must not bring one up
+/// afterwards (nothing would close it: the lab's `flap` kept the VPN's
+/// routes on a loaded host).
+#[test]
+fn plugin_terminate_asked_after_a_waiting_initiate_cancels_it() {
+    let d = deferred_initiate("plugin-initiate-cancel");
+    d.mn_d.request(
+        2,
+        Action::Terminate {
+            connection: "vpn".into(),
+        },
+    );
+    let result = |id: u64| {
+        move |m: &PluginMsg| match m {
+            PluginMsg::ActionResult { id: i, status, .. } if *i == id => Some(*status),
+            _ => None,
+        }
+    };
+    let (terminate, _) = d.mn_d.wait(0, "the terminate's result", T, result(2));
+    assert_eq!(terminate, ActionStatus::NotFound);
+    d.mn.add_addr("eth0", GLOBAL).unwrap();
+    let (initiate, _) = d.mn_d.wait(0, "the initiate's result", T, result(1));
+    assert_eq!(initiate, ActionStatus::Failed);
+    // The initiate ran (it reports after charon checked its IKE_SA in).
+    let sas = d.mn_c.list_sas().unwrap();
+    assert!(sas.is_empty(), "an IKE_SA came up: {sas:?}");
+    assert!(d.mn_c.log_text().contains("initiate of 'vpn' dropped"));
 }

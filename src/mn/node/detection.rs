@@ -316,12 +316,17 @@ impl Node {
         // used goes whatever `vpn_when_inside` says: it exists only
         // because the verdict was not known; it may still be coming up.
         let asked = self.vpn_asked_with_probe.take();
+        let reason = if terminate {
+            Reason::TerminateVpnInside
+        } else {
+            Reason::TerminateVpnOfProbe
+        };
         if terminate || asked.is_some() {
             if let Some(connection) = self.current_vpn().map(|v| v.connection.clone()).or(asked) {
                 self.request_vpn(
                     now,
                     VpnRequest::Terminate { connection },
-                    &Reason::TerminateVpnInside.to_string(),
+                    &reason.to_string(),
                 );
             }
         }

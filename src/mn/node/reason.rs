@@ -43,6 +43,9 @@ pub(super) enum Reason {
     ProbeKept { addr: Ipv4Addr, ifname: String },
     /// RFC 5266 §3.4.1 step 2: the MN MAY tear the VPN down inside.
     TerminateVpnInside,
+    /// Inside: the VPN asked for with the probe ([`Reason::VpnWithProbe`])
+    /// was never used.
+    TerminateVpnOfProbe,
     /// Mode 'mc': a MOBIKE move keeps the TIA, so the home agent never
     /// learns of it (RFC 5266 §3).
     MobikeKeepsTia { tia: Option<Ipv4Addr> },
@@ -137,6 +140,9 @@ impl fmt::Display for Reason {
             ),
             Reason::TerminateVpnInside => f.write_str(
                 "inside the enterprise; vpn_when_inside = terminate (RFC 5266 §3.4.1 step 2: MAY tear down)",
+            ),
+            Reason::TerminateVpnOfProbe => f.write_str(
+                "inside the enterprise: the VPN asked for with the probe was never used, whatever vpn_when_inside says (RFC 5266 §3.4.1 step 2: MAY tear down)",
             ),
             Reason::MobikeKeepsTia { tia } => write!(
                 f,
