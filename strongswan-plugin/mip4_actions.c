@@ -213,10 +213,12 @@ static bool source_known(char *name)
 }
 
 /**
- * Collect the unique ids of the IKE_SAs named name; if path is given, copy
- * the first one's endpoints into it.
+ * Collect the unique ids of the IKE_SAs named name; if gone is given, set
+ * gone[i] when the i-th one's own address has left this host; if path is
+ * given, copy the first one's endpoints into it.
  */
-static int find_ike_sas(char *name, uint32_t *ids, int max, mip4_event_t *path)
+static int find_ike_sas(char *name, uint32_t *ids, bool *gone, int max,
+						mip4_event_t *path)
 {
 	enumerator_t *enumerator;
 	ike_sa_t *ike_sa;
@@ -236,6 +238,11 @@ static int find_ike_sas(char *name, uint32_t *ids, int max, mip4_event_t *path)
 		}
 		if (count < max)
 		{
+			if (gone)
+			{
+				gone[count] = !charon->kernel->get_interface(charon->kernel,
+										ike_sa->get_my_host(ike_sa), NULL);
+			}
 			ids[count++] = ike_sa->get_unique_id(ike_sa);
 		}
 	}
@@ -244,22 +251,34 @@ static int find_ike_sas(char *name, uint32_t *ids, int max, mip4_event_t *path)
 }
 
 /**
- * Terminate every IKE_SA of the connection (asynchronously).
+ * Terminate every IKE_SA of the connection (asynchronously). An IKE_SA
+ * whose own address has left this host is deleted with force: its DELETE
+ * goes out once and the SA, with its policies and the VPN's routes, goes
+ * at once. Without force charon would send the DELETE from an address
+ * that is gone and keep the SA, and the routes into ESP, until its
+ * retransmissions give up (about 165 s with charon's defaults; the lab's
+ * `flap` saw it). The gateway's side ends with its dead peer detection.
  */
 static mip4_action_status_t terminate(char *name)
 {
 	uint32_t ids[16];
+	bool force[16];
 	int i, count;
 
-	count = find_ike_sas(name, ids, countof(ids), NULL);
+	count = find_ike_sas(name, ids, force, countof(ids), NULL);
 	if (count == 0)
 	{
 		return MIP4_ACT_NOT_FOUND;
 	}
 	for (i = 0; i < count; i++)
 	{
-		charon->controller->terminate_ike(charon->controller, ids[i], FALSE,
-										  NULL, NULL, 0);
+		if (force[i])
+		{
+			DBG1(DBG_CFG, "mip4: terminating IKE_SA '%s'[%u] with force: its "
+				 "address has left this host", name, ids[i]);
+		}
+		charon->controller->terminate_ike(charon->controller, ids[i],
+										  force[i], NULL, NULL, 0);
 	}
 	return MIP4_ACT_OK;
 }
@@ -394,7 +413,7 @@ static mip4_action_status_t roam(char *name)
 {
 	uint32_t id;
 
-	if (!find_ike_sas(name, &id, 1, NULL))
+	if (!find_ike_sas(name, &id, NULL, 1, NULL))
 	{
 		return MIP4_ACT_NOT_FOUND;
 	}
@@ -511,7 +530,7 @@ static job_requeue_t run_action(mip4_request_t *action)
 			status = roam(action->name);
 			break;
 		case MIP4_ACT_QUERY_PATH:
-			status = find_ike_sas(action->name, &id, 1, &path) ?
+			status = find_ike_sas(action->name, &id, NULL, 1, &path) ?
 						MIP4_ACT_OK : MIP4_ACT_NOT_FOUND;
 			break;
 		default:

@@ -8,6 +8,8 @@
 //! kept that path. Here the race is made certain: the MN has only its
 //! link-local address and a route to the gateway when mip4d asks; the
 //! global address comes once the plugin waits.
+//! Then the plugin's terminates: one asked after a waiting initiate cancels
+//! it, and one of an IKE_SA whose address has gone deletes it at once.
 //! Needs root and strongSwan 5.9.8; fails naming the missing piece.
 
 mod plugin_support;
@@ -107,10 +109,10 @@ fn deferred_initiate(name: &str) -> Deferred {
     }
 }
 
-#[test]
-fn plugin_initiate_waits_for_charon_to_know_a_source_that_reaches_the_peer() {
-    let d = deferred_initiate("plugin-initiate");
-    let (mn, mn_d, mn_c) = (&d.mn, &d.mn_d, &d.mn_c);
+/// Gives the MN its global address and waits for the deferred initiate's
+/// IKE_SA to come up; returns its local address.
+fn global_and_up(d: &Deferred) -> std::net::IpAddr {
+    let (mn, mn_d) = (&d.mn, &d.mn_d);
     let mark = mn_d.msgs().len();
     mn.add_addr("eth0", GLOBAL).unwrap();
 
@@ -134,6 +136,14 @@ fn plugin_initiate_waits_for_charon_to_know_a_source_that_reaches_the_peer() {
         } if ike.unique_id == connecting => ike.local.map(|l| l.addr),
         _ => None,
     });
+    local
+}
+
+#[test]
+fn plugin_initiate_waits_for_charon_to_know_a_source_that_reaches_the_peer() {
+    let d = deferred_initiate("plugin-initiate");
+    let local = global_and_up(&d);
+    let mn_c = &d.mn_c;
     assert_eq!(
         local,
         "2001:db8:cafe::100".parse::<std::net::IpAddr>().unwrap()
@@ -174,4 +184,37 @@ fn plugin_terminate_asked_after_a_waiting_initiate_cancels_it() {
     let sas = d.mn_c.list_sas().unwrap();
     assert!(sas.is_empty(), "an IKE_SA came up: {sas:?}");
     assert!(d.mn_c.log_text().contains("initiate of 'vpn' dropped"));
+}
+
+/// mip4d asks to close the VPN after the IKE_SA's own address has left
+/// the MN (the lab's `flap`: a move out of the VPN's network, then a
+/// trusted verdict). Its DELETE cannot leave from that address: the
+/// IKE_SA, and with it the VPN's policies and routes, must go at once
+/// rather than after charon's retransmissions of a DELETE give up.
+#[test]
+fn plugin_terminate_of_an_ike_sa_whose_address_left_deletes_it_at_once() {
+    let d = deferred_initiate("plugin-terminate-gone");
+    global_and_up(&d);
+    let from = d.mn_c.log_text().len();
+    d.mn.del_addr("eth0", GLOBAL).unwrap();
+    d.mn_c
+        .wait_log(from, "disappeared from eth0", T)
+        .expect("charon sees the address go");
+    d.mn_d.request(
+        2,
+        Action::Terminate {
+            connection: "vpn".into(),
+        },
+    );
+    wait::until(T, "the IKE_SA gone", || {
+        d.mn_c.list_sas().ok()?.is_empty().then_some(())
+    })
+    .unwrap();
+    let log = d.mn_c.log_text();
+    let after = &log[from..];
+    assert!(after.contains("with force"), "{after}");
+    assert!(
+        !after.contains("retransmit"),
+        "charon retransmitted before the IKE_SA went:\n{after}"
+    );
 }
