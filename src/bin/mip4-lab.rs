@@ -95,6 +95,18 @@ enum Cmd {
         /// guest of --vm prints for the host).
         #[arg(long, requires = "handover", conflicts_with = "vm")]
         one_lab: bool,
+        /// With --handover and --vm (or --one-lab on netem): N rounds at
+        /// each of these access-link delays (ms each way, taking turns),
+        /// and each variant's time fitted as a line in the IKE RTT: round
+        /// trips (slope) and fixed cost (intercept). The headline figures
+        /// are the first delay's.
+        #[arg(
+            long,
+            requires = "handover",
+            value_delimiter = ',',
+            value_name = "MS,..."
+        )]
+        delays: Vec<u64>,
         /// With --handover or --dataplane: also write the markdown section
         /// here (build/bench/NN-name.md for docs/PERFORMANCE.md).
         #[arg(long, value_name = "FILE")]
@@ -285,9 +297,27 @@ fn main() -> ExitCode {
             json,
             vm,
             one_lab,
+            delays,
             ..
-        } if vm || one_lab => {
-            mip4::lab::bench::tier::cli(cli.lab_dir, &bin_dir, runs, vm, opts(None), markdown, json)
+        } if vm || one_lab => mip4::lab::bench::tier::cli(
+            cli.lab_dir,
+            &bin_dir,
+            mip4::lab::bench::tier::Rounds {
+                per_delay: runs,
+                delays,
+            },
+            vm,
+            opts(None),
+            markdown,
+            json,
+        ),
+        Cmd::Bench {
+            handover: Some(_),
+            delays,
+            ..
+        } if !delays.is_empty() => {
+            eprintln!("mip4-lab bench: --delays goes with --handover N --vm (or --one-lab)");
+            ExitCode::FAILURE
         }
         Cmd::Bench {
             handover: Some(runs),

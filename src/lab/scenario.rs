@@ -575,6 +575,7 @@ impl Run<'_> {
             "same-as" => self.expect_same(a.arg(1)?, a.arg(2)?, a.secs(3, 10)?)?,
             "capture" => self.capture(a.arg(1)?, a.arg(2)?, a.arg(3)?)?,
             "loss" => self.loss(a.arg(1)?, a.arg(2)?)?,
+            "delay" => self.delay(&a)?,
             "seed" => self.seed(a.arg(1)?)?,
             "random" => self.random(a.arg(1)?, a.arg(2)?, a.arg(3)?)?,
             "pick" => self.pick(a.arg(1)?, a.words.get(2..).unwrap_or_default())?,

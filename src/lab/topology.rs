@@ -252,6 +252,34 @@ impl Lab {
         Lab::build(spec, &dir)
     }
 
+    /// Sets every delayed link's delay (each way) to `delay_ms`: netem's
+    /// `change` on both ends, in place, so that one lab serves a bench's
+    /// rounds at several access RTTs. Only where netem carries the delay
+    /// (the kernel tier): a delay line's delay is fixed when it starts.
+    pub fn set_delay(&mut self, delay_ms: u64) -> Result<()> {
+        if !self.wires.is_empty() {
+            return Err(Error::Other(
+                "lab::delay needs netem (the kernel tier): this lab's delay lines keep the delay they started with".into(),
+            ));
+        }
+        for l in self.spec.links.iter_mut().filter(|l| l.delay_ms > 0) {
+            for e in [&l.a, &l.b] {
+                let end = End::parse(e).expect("checked at load");
+                let ns = self.hosts.get(&end.host).expect("built from the spec");
+                batch(
+                    "tc",
+                    ns,
+                    &[format!(
+                        "qdisc change dev {} parent 1:1 handle 10: netem delay {delay_ms}ms",
+                        end.dev
+                    )],
+                )?;
+            }
+            l.delay_ms = delay_ms;
+        }
+        Ok(())
+    }
+
     pub fn host(&self, name: &str) -> Result<&Netns> {
         self.hosts
             .get(name)

@@ -29,7 +29,7 @@ use serde::Serialize;
 
 use super::handover::Spread;
 use super::{median, round2, round_order};
-use crate::lab::scenario::{run, Event, Line, RunOptions, Scenario, Summary};
+use crate::lab::scenario::{run, Event, Line as ScriptLine, RunOptions, Scenario, Summary};
 use crate::lab::{Error, Result};
 
 /// The two networks of a round's moves, in order (B is behind NAT).
@@ -50,6 +50,8 @@ pub struct Sample {
     pub stall_ms: f64,
     /// The IKE round trip measured right after, on the new network.
     pub ike_rtt_ms: f64,
+    /// The access links' delay (each way) in its round, with `--delays`.
+    pub delay_ms: Option<u64>,
 }
 
 impl Sample {
@@ -95,9 +97,95 @@ pub struct Report {
     pub stalled_share: f64,
     /// The host's view (`--vm`): QEMU's vCPU thread over the whole boot.
     pub host: Option<HostView>,
+    /// With `--delays`: each variant's time against the IKE RTT.
+    pub fit: Option<Fit>,
     /// Why the run stopped early, if it did (the moves before it count).
     pub error: Option<String>,
     pub samples: Vec<Sample>,
+}
+
+/// A variant's move time as a line in the IKE RTT, fitted (least squares)
+/// through its median per access delay: the slope is the round trips on
+/// the critical path, the intercept what a move costs beside them (under
+/// emulation: compute; ROAM_DELAY for stock).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Line {
+    pub rtts: f64,
+    pub fixed_ms: f64,
+    /// The same through the medians less the stalls.
+    pub unstalled_rtts: f64,
+    pub unstalled_fixed_ms: f64,
+    pub points: Vec<Point>,
+}
+
+/// A variant's moves at one access delay.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Point {
+    /// Each way, as `lab::delay` set it.
+    pub delay_ms: u64,
+    /// Medians.
+    pub ike_rtt_ms: f64,
+    pub ms: f64,
+    pub unstalled_ms: f64,
+    pub moves: usize,
+}
+
+/// Both variants' lines, from the same rounds.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Fit {
+    pub stock: Line,
+    pub mip4: Line,
+}
+
+/// Least squares through (x, y); None with fewer than two distinct x.
+fn least_squares(p: &[(f64, f64)]) -> Option<(f64, f64)> {
+    let n = p.len() as f64;
+    let (mx, my) = (
+        p.iter().map(|q| q.0).sum::<f64>() / n,
+        p.iter().map(|q| q.1).sum::<f64>() / n,
+    );
+    let sxx: f64 = p.iter().map(|q| (q.0 - mx).powi(2)).sum();
+    let sxy: f64 = p.iter().map(|q| (q.0 - mx) * (q.1 - my)).sum();
+    (sxx > 1e-9).then(|| (sxy / sxx, my - sxy / sxx * mx))
+}
+
+fn line(samples: &[Sample], mip4: bool, delays: &[u64]) -> Option<Line> {
+    let points: Vec<Point> = delays
+        .iter()
+        .filter_map(|&d| {
+            let at: Vec<&Sample> = samples
+                .iter()
+                .filter(|s| s.mip4 == mip4 && s.delay_ms == Some(d))
+                .collect();
+            let med = |f: fn(&Sample) -> f64| {
+                round2(median(&at.iter().map(|s| f(s)).collect::<Vec<_>>()))
+            };
+            (!at.is_empty()).then(|| Point {
+                delay_ms: d,
+                ike_rtt_ms: med(|s| s.ike_rtt_ms),
+                ms: med(|s| s.ms),
+                unstalled_ms: med(Sample::unstalled_ms),
+                moves: at.len(),
+            })
+        })
+        .collect();
+    let fit = |f: fn(&Point) -> f64| {
+        least_squares(
+            &points
+                .iter()
+                .map(|p| (p.ike_rtt_ms, f(p)))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let (slope, intercept) = fit(|p| p.ms)?;
+    let (u_slope, u_intercept) = fit(|p| p.unstalled_ms)?;
+    Some(Line {
+        rtts: round2(slope),
+        fixed_ms: round2(intercept),
+        unstalled_rtts: round2(u_slope),
+        unstalled_fixed_ms: round2(u_intercept),
+        points,
+    })
 }
 
 /// The host's view of the guest's vCPU thread over the boot (schedstat).
@@ -149,7 +237,7 @@ fn figure_name(mip4: bool, round: usize, net: &str) -> String {
 
 /// The lines one lab runs for `rounds` rounds (a scenario's `pre.dat`,
 /// written here: a loop over variants that scenario files do not have).
-pub fn script(rounds: usize) -> Vec<Line> {
+pub fn script(rounds: usize, delays: &[u64]) -> Vec<ScriptLine> {
     let mut text = String::from(
         "lab::secret KEY 16\n\
          lab::render iha mip4-ha.conf HA_CONF\n\
@@ -159,6 +247,9 @@ pub fn script(rounds: usize) -> Vec<Line> {
          lab::attach ext-a\n",
     );
     for round in 0..rounds {
+        if let Some(d) = delay_of(round, delays) {
+            text.push_str(&format!("lab::delay {d}\n"));
+        }
         for mip4 in round_order(round) {
             let (host, src, dst) = if mip4 {
                 text.push_str(&format!(
@@ -192,7 +283,7 @@ pub fn script(rounds: usize) -> Vec<Line> {
         .enumerate()
         .map(|(i, l)| {
             let (host, command) = l.split_once("::").unwrap_or(("lab", l));
-            Line {
+            ScriptLine {
                 file: "bench --handover --one-lab".into(),
                 line: i + 1,
                 host: host.into(),
@@ -203,8 +294,18 @@ pub fn script(rounds: usize) -> Vec<Line> {
         .collect()
 }
 
+/// The access delay of round `round` with `--delays`: they take turns,
+/// so that the host's load changes no delay's figures more than another's.
+pub fn delay_of(round: usize, delays: &[u64]) -> Option<u64> {
+    (!delays.is_empty()).then(|| delays[round % delays.len()])
+}
+
 /// The samples in a run's figures (those of moves that finished).
-pub fn samples(figures: &std::collections::BTreeMap<String, f64>, rounds: usize) -> Vec<Sample> {
+pub fn samples(
+    figures: &std::collections::BTreeMap<String, f64>,
+    rounds: usize,
+    delays: &[u64],
+) -> Vec<Sample> {
     let mut out = Vec::new();
     for round in 0..rounds {
         for mip4 in round_order(round) {
@@ -221,6 +322,7 @@ pub fn samples(figures: &std::collections::BTreeMap<String, f64>, rounds: usize)
                         ms,
                         stall_ms,
                         ike_rtt_ms,
+                        delay_ms: delay_of(round, delays),
                     });
                 }
             }
@@ -250,14 +352,26 @@ fn variant(samples: &[Sample], mip4: bool) -> Variant {
 }
 
 /// The figures of a run (pure: tested without a lab).
+/// With `delays`, `rounds` counts the rounds at all of them; the headline
+/// figures are those at the first delay, the fit takes every one.
 pub fn report(
     tier: &str,
     summary: &Summary,
     rounds: usize,
+    delays: &[u64],
     realtime: bool,
     host: Option<HostView>,
 ) -> Report {
-    let samples = samples(&summary.figures, rounds);
+    let all = samples(&summary.figures, rounds, delays);
+    let fit = match (line(&all, false, delays), line(&all, true, delays)) {
+        (Some(stock), Some(mip4)) => Some(Fit { stock, mip4 }),
+        _ => None,
+    };
+    let samples: Vec<Sample> = all
+        .iter()
+        .filter(|s| s.delay_ms == delays.first().copied())
+        .cloned()
+        .collect();
     let total = |f: &dyn Fn(&Sample) -> f64| samples.iter().map(f).sum::<f64>();
     let ms = |mip4: bool| -> Vec<f64> {
         let s = samples.iter().filter(|s| s.mip4 == mip4);
@@ -280,8 +394,9 @@ pub fn report(
         realtime,
         stalled_share: round2(total(&|s| s.stall_ms) / total(&|s| s.ms)),
         host,
+        fit,
         error: summary.error.clone(),
-        samples,
+        samples: all,
     }
 }
 
@@ -298,6 +413,7 @@ fn realtime_of(events: &[Event]) -> bool {
 pub fn run_one_lab(
     lab_dir: &Path,
     rounds: usize,
+    delays: &[u64],
     opts: &RunOptions,
     sink: &mut dyn FnMut(&Event),
 ) -> Result<Summary> {
@@ -308,7 +424,7 @@ pub fn run_one_lab(
         known_defect: None,
         kernel_only: None,
         topology: None,
-        pre: script(rounds),
+        pre: script(rounds, delays),
         evaltest: Vec::new(),
         post: Vec::new(),
         ..base
@@ -326,12 +442,17 @@ pub fn run_vm(
     lab_dir: &Path,
     bin_dir: &Path,
     rounds: usize,
+    delays: &[u64],
     progress: &mut dyn FnMut(&str),
 ) -> Result<(Summary, HostView)> {
     let project = Path::new(env!("CARGO_MANIFEST_DIR"));
     let name = "handover-rounds".to_string();
     let mut opts = crate::lab::vm::VmOptions::new(project, lab_dir, bin_dir, vec![name]);
-    opts.guest_args = Some(format!("bench --handover {rounds} --one-lab --json"));
+    opts.guest_args = Some(format!(
+        "bench --handover {} --one-lab --json{}",
+        rounds / delays.len().max(1),
+        delays_arg(delays)
+    ));
     // Minutes per round under TCG: the guest's whole run is one "scenario".
     opts.scenario_timeout = std::time::Duration::from_secs(600 + 180 * rounds as u64);
     let mut attempt = 0;
@@ -414,6 +535,15 @@ pub fn from_events(events: Vec<Event>) -> Summary {
         error: Some("the guest stopped before its summary".into()),
         events,
     }
+}
+
+/// ` --delays A,B,C` (the guest's and the section's command), or nothing.
+fn delays_arg(delays: &[u64]) -> String {
+    if delays.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = delays.iter().map(u64::to_string).collect();
+    format!(" --delays {}", list.join(","))
 }
 
 fn describe(d: &serde_json::Value) -> String {
@@ -532,10 +662,74 @@ pub fn markdown(r: &Report, command: &str) -> String {
         r.stock.stalled,
         r.mip4.stalled,
     );
+    if let Some(f) = &r.fit {
+        fit_markdown(&mut m, f);
+    }
     if let Some(e) = &r.error {
         let _ = writeln!(m, "\nThe run stopped early ({e}); the moves before count.");
     }
     m
+}
+
+/// The round trips and the fixed cost, with `--delays`.
+fn fit_markdown(m: &mut String, f: &Fit) {
+    let _ = writeln!(
+        m,
+        "\nRound trips and fixed cost: the same rounds ran at each access delay \
+         below in turn (`lab::delay`: netem changed in place). Each variant's median \
+         per delay, and the least-squares line through them, ms = a x IKE RTT + b: \
+         a is the round trips on the move's critical path (what the protocol needs), \
+         b what a move costs beside them (here: the guest's compute under TCG, and \
+         for stock kernel-netlink's 100 ms ROAM_DELAY). The headline figures above \
+         are the first delay's.\n"
+    );
+    let _ = writeln!(
+        m,
+        "| access delay, each way | stock: IKE RTT; median (less stalls); moves | mip4: IKE RTT; median (less stalls); moves |"
+    );
+    let _ = writeln!(m, "| --- | --- | --- |");
+    let cell = |l: &Line, d: u64| match l.points.iter().find(|p| p.delay_ms == d) {
+        Some(p) => format!(
+            "{:.1} ms; {:.1} ms ({:.1} ms); {}",
+            p.ike_rtt_ms, p.ms, p.unstalled_ms, p.moves
+        ),
+        None => "none".into(),
+    };
+    let mut seen = Vec::new();
+    for d in f
+        .stock
+        .points
+        .iter()
+        .chain(&f.mip4.points)
+        .map(|p| p.delay_ms)
+    {
+        if !seen.contains(&d) {
+            seen.push(d);
+            let _ = writeln!(
+                m,
+                "| {d} ms | {} | {} |",
+                cell(&f.stock, d),
+                cell(&f.mip4, d)
+            );
+        }
+    }
+    let _ = writeln!(
+        m,
+        "| fitted: round trips a (less stalls) | {:.2} RTTs ({:.2}) | **{:.2} RTTs** ({:.2}) |",
+        f.stock.rtts, f.stock.unstalled_rtts, f.mip4.rtts, f.mip4.unstalled_rtts
+    );
+    let _ = writeln!(
+        m,
+        "| fitted: fixed cost b (less stalls) | {:.1} ms ({:.1}) | **{:.1} ms** ({:.1}) |",
+        f.stock.fixed_ms, f.stock.unstalled_fixed_ms, f.mip4.fixed_ms, f.mip4.unstalled_fixed_ms
+    );
+}
+
+/// `--handover N [--delays A,B,...]`: N rounds at each delay (each way,
+/// ms), or N rounds at the topology's own delays.
+pub struct Rounds {
+    pub per_delay: usize,
+    pub delays: Vec<u64>,
 }
 
 /// `mip4-lab bench --handover N --one-lab|--vm [--markdown FILE] [--json]`.
@@ -544,23 +738,27 @@ pub fn markdown(r: &Report, command: &str) -> String {
 pub fn cli(
     lab_dir: PathBuf,
     bin_dir: &Path,
-    rounds: usize,
+    rounds: Rounds,
     vm: bool,
     opts: RunOptions,
     markdown_to: Option<PathBuf>,
     json: bool,
 ) -> std::process::ExitCode {
-    if rounds == 0 {
+    let Rounds { per_delay, delays } = rounds;
+    let delays = delays.as_slice();
+    if per_delay == 0 {
         eprintln!("mip4-lab bench: --handover needs at least one round");
         return std::process::ExitCode::FAILURE;
     }
+    // N rounds at each delay, the delays taking turns.
+    let rounds = per_delay * delays.len().max(1);
     let summary = if vm {
         eprintln!("mip4-lab bench: handover, {rounds} rounds on one lab in the kernel tier");
-        run_vm(&lab_dir, bin_dir, rounds, &mut |l| eprintln!("{l}"))
+        run_vm(&lab_dir, bin_dir, rounds, delays, &mut |l| eprintln!("{l}"))
             .map(|(s, host)| (s, Some(host)))
     } else if json {
         // The guest's side: the lines the host reads, as `run --json`.
-        let s = run_one_lab(&lab_dir, rounds, &opts, &mut |e| {
+        let s = run_one_lab(&lab_dir, rounds, delays, &opts, &mut |e| {
             let mut v = serde_json::to_value(e).unwrap_or_default();
             v["type"] = "event".into();
             println!("{v}");
@@ -568,7 +766,7 @@ pub fn cli(
         return guest_summary(s, "mip4-lab bench");
     } else {
         eprintln!("mip4-lab bench: handover, {rounds} rounds on one lab");
-        run_one_lab(&lab_dir, rounds, &opts, &mut |e| {
+        run_one_lab(&lab_dir, rounds, delays, &opts, &mut |e| {
             if e.event == "timed_move" {
                 eprintln!("{}", describe(&e.detail));
             }
@@ -586,6 +784,7 @@ pub fn cli(
         if vm { "vm" } else { "host" },
         &summary,
         rounds,
+        delays,
         realtime_of(&summary.events),
         host,
     );
@@ -597,8 +796,9 @@ pub fn cli(
         return std::process::ExitCode::FAILURE;
     }
     let command = format!(
-        "mip4-lab bench --handover {rounds} {}",
-        if vm { "--vm" } else { "--one-lab" }
+        "mip4-lab bench --handover {per_delay} {}{}",
+        if vm { "--vm" } else { "--one-lab" },
+        delays_arg(delays)
     );
     let text = markdown(&r, &command);
     super::emit("bench", &r, &text, markdown_to.as_deref(), json)
@@ -608,9 +808,23 @@ pub fn cli(
 mod tests {
     use super::*;
 
+    /// A passing run's summary with these figures.
+    fn passed(figures: std::collections::BTreeMap<String, f64>) -> Summary {
+        Summary {
+            scenario: "handover-rounds".into(),
+            verdict: "PASS".into(),
+            platform: Default::default(),
+            figures,
+            vars: Default::default(),
+            checks: vec![],
+            error: None,
+            events: vec![],
+        }
+    }
+
     #[test]
     fn the_script_alternates_variants_abba_with_two_timed_moves_each() {
-        let lines = script(2);
+        let lines = script(2, &[]);
         let charons: Vec<&str> = lines
             .iter()
             .filter(|l| l.command.starts_with("charon mn"))
@@ -653,7 +867,7 @@ mod tests {
                 serde_json::json!({"name": "stock_r0_a", "ms": 300.0, "stall_ms": 0.0}),
             ),
         ]);
-        let got = samples(&s.figures, 1);
+        let got = samples(&s.figures, 1, &[]);
         assert_eq!(got.len(), 1, "a move without its IKE RTT is left out");
         assert_eq!(
             (got[0].ms, got[0].stall_ms, got[0].ike_rtt_ms),
@@ -676,22 +890,13 @@ mod tests {
         put("mip4_r0_a", 60.0, 0.0, 20.0);
         // A move whose IKE RTT was not measured (the run stopped) is left out.
         f.insert("mip4_r1_b".into(), 1.0);
-        let summary = Summary {
-            scenario: "handover-rounds".into(),
-            verdict: "PASS".into(),
-            platform: Default::default(),
-            figures: f,
-            vars: Default::default(),
-            checks: vec![],
-            error: None,
-            events: vec![],
-        };
+        let summary = passed(f);
         let host = HostView {
             boot_to_off_s: 100.0,
             vcpu_ran_s: 30.0,
             vcpu_waited_s: 60.0,
         };
-        let r = report("vm", &summary, 2, true, Some(host));
+        let r = report("vm", &summary, 2, &[], true, Some(host));
         assert_eq!(r.samples.len(), 4);
         assert_eq!((r.stock.ms.median, r.stock.ms.worst), (700.0, 1200.0));
         assert_eq!(r.stock.unstalled_ms.median, 200.0);
@@ -708,5 +913,77 @@ mod tests {
         assert!(md.contains("mip4 1 of 2 moves, stock 0 of 2"), "{md}");
         assert!(md.contains("stood still 67% of the time"), "{md}");
         assert!(md.contains("waited 60 s (60%)"), "{md}");
+    }
+
+    #[test]
+    fn delays_take_turns_and_each_round_sets_its_own() {
+        let lines = script(4, &[10, 40]);
+        let set: Vec<&str> = lines
+            .iter()
+            .filter(|l| l.command.starts_with("delay "))
+            .map(|l| l.command.as_str())
+            .collect();
+        assert_eq!(set, ["delay 10", "delay 40", "delay 10", "delay 40"]);
+        assert!(!script(1, &[])
+            .iter()
+            .any(|l| l.command.starts_with("delay")));
+    }
+
+    #[test]
+    fn the_fit_separates_round_trips_from_fixed_cost() {
+        // Rounds 0, 2 at 10 ms each way (RTT 20), rounds 1, 3 at 40 (RTT 80):
+        // stock 3 RTTs + 150 ms, mip4 1 RTT + 60 ms.
+        let mut f = std::collections::BTreeMap::new();
+        for round in 0..4 {
+            let rtt = if round % 2 == 0 { 20.0 } else { 80.0 };
+            for (mip4, a, b) in [(false, 3.0, 150.0), (true, 1.0, 60.0)] {
+                for net in ["a", "b"] {
+                    let name = figure_name(mip4, round, net);
+                    f.insert(name.clone(), a * rtt + b);
+                    f.insert(format!("{name}_stall_ms"), 0.0);
+                    f.insert(format!("{name}_ike_rtt_ms"), rtt);
+                }
+            }
+        }
+        let summary = passed(f);
+        let r = report("vm", &summary, 4, &[10, 40], true, None);
+        let fit = r.fit.clone().expect("two delays give a line");
+        assert_eq!((fit.stock.rtts, fit.stock.fixed_ms), (3.0, 150.0));
+        assert_eq!((fit.mip4.rtts, fit.mip4.fixed_ms), (1.0, 60.0));
+        assert_eq!(
+            fit.mip4.points[1],
+            Point {
+                delay_ms: 40,
+                ike_rtt_ms: 80.0,
+                ms: 140.0,
+                unstalled_ms: 140.0,
+                moves: 4
+            }
+        );
+        // The headline is the first delay's moves alone.
+        assert_eq!((r.mip4.ms.n, r.mip4.ms.median), (4, 80.0));
+        assert_eq!(r.samples.len(), 16);
+        let md = markdown(&r, "mip4-lab bench --handover 2 --vm --delays 10,40");
+        assert!(
+            md.contains(
+                "| 40 ms | 80.0 ms; 390.0 ms (390.0 ms); 4 | 80.0 ms; 140.0 ms (140.0 ms); 4 |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| fitted: round trips a (less stalls) | 3.00 RTTs (3.00) | **1.00 RTTs** (1.00) |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| fitted: fixed cost b (less stalls) | 150.0 ms (150.0) | **60.0 ms** (60.0) |"
+            ),
+            "{md}"
+        );
+        // One delay gives no line.
+        let one = report("vm", &summary, 4, &[], true, None);
+        assert!(one.fit.is_none());
     }
 }

@@ -81,6 +81,18 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// lab::delay MS: every delayed link (the access links) now holds IP
+    /// MS each way (netem only: the kernel tier); event `delay_set`.
+    pub(super) fn delay(&mut self, a: &Args) -> Result<()> {
+        let arg = a.arg(1)?;
+        let ms: u64 = arg
+            .parse()
+            .map_err(|_| Error::Other(format!("`{arg}` is not a delay in ms")))?;
+        self.lab.set_delay(ms)?;
+        self.emit("delay_set", "lab", serde_json::json!({"delay_ms": ms}));
+        Ok(())
+    }
+
     /// lab::mac VAR HOST DEV: the MAC address of HOST's DEV into ${VAR}
     /// (a gateway's, for a configuration that names it).
     pub(super) fn mac(&mut self, a: &Args) -> Result<()> {
