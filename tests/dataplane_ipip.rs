@@ -250,32 +250,36 @@ fn auto_backend_follows_the_kernels_ipip_support() {
     );
 }
 
-/// The mobile node's plane sends only from addresses the node has: its
-/// care-of address removed while traffic flows (the link and its route
-/// stay, through another address, so the kernel would send it), nothing
-/// more leaves from it; each datagram is dropped and counted
-/// `stale_source`. The plane learns the removal from rtnetlink, as mip4d
-/// feeds it.
-#[test]
-fn nothing_leaves_from_a_care_of_address_that_went() {
-    use mip4::dataplane::source::SharedSources;
-    use mip4::netlink::{NetEvent, Watcher};
+/// A mobile node whose plane checks its outer sources
+/// ([`UserspaceConfig::sources`]), fed the care-of address on `vmn`, and a
+/// second address there that keeps vmn's on-link route to the HA when
+/// the care-of address goes (so the kernel would route a datagram from
+/// it); the HA's plane with its binding.
+struct CheckedNode {
+    p: Pair,
+    ha: DataPlane,
+    mn: DataPlane,
+    outer: mip4::dataplane::source::SharedSources,
+}
+
+const OTHER_ADDR: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 30);
+
+fn checked_node(tag: &str, ttl: u8) -> CheckedNode {
     require_root();
-    let p = Pair::new("stale");
+    let p = Pair::new(tag);
     p.ha.ip(&format!("addr add {CN}/32 dev lo"));
     p.mn.ip(&format!("addr add {HOA}/32 dev lo"));
-    // Another address keeps vmn's on-link route when the care-of address
-    // goes.
     p.mn.exec(&[
         "sh",
         "-c",
         "echo 1 > /proc/sys/net/ipv4/conf/vmn/promote_secondaries",
     ]);
-    p.mn.ip("addr add 10.77.0.30/24 dev vmn");
+    p.mn.ip(&format!("addr add {OTHER_ADDR}/24 dev vmn"));
     let (_ha_nl, ha) =
         p.ha.run(start_plane(Role::HomeAgent, ha_binding(), None, None));
-    let outer = SharedSources::default();
+    let outer = mip4::dataplane::source::SharedSources::default();
     let mut cfg = UserspaceConfig::new("mip4t0", Role::MobileNode);
+    cfg.ttl = ttl;
     cfg.sources = Some(outer.clone());
     let (mn_nl, mn) = p.mn.run(start_plane_with(
         Role::MobileNode,
@@ -284,13 +288,74 @@ fn nothing_leaves_from_a_care_of_address_that_went() {
         None,
         cfg,
     ));
-    // mip4d's feed: the addresses there are, then every event.
     let vmn =
         p.mn.run(async move { mn_nl.link_index("vmn").await.unwrap() });
-    let feed = outer.clone();
-    let watcher = p.mn.spawn(async move {
+    outer.write().unwrap().added(vmn, COA.into());
+    CheckedNode { p, ha, mn, outer }
+}
+
+impl CheckedNode {
+    /// Ten datagrams from the home address after the care-of address
+    /// went: each is refused at the MN (counted `stale_source`) and none
+    /// reaches the HA. A datagram from the old care-of address would
+    /// have been decapsulated there (the HA's binding still names it) or
+    /// refused by its ingress check, counted either way; a ping from the
+    /// remaining address, outside the tunnel, arrives after them.
+    fn none_leave(&self, send: impl Fn()) {
+        let before = counters(&self.ha);
+        for _ in 0..10 {
+            send();
+        }
+        assert!(
+            wait_for(WAIT, || counters(&self.mn).stale_source == 10),
+            "not refused at the MN: {:?}",
+            counters(&self.mn)
+        );
+        assert_eq!(counters(&self.mn).send_errors, 0);
+        assert!(self.p.mn.run(ping(OTHER_ADDR, HA_ADDR.into(), WAIT)));
+        let after = counters(&self.ha);
+        assert_eq!(
+            (after.decapsulated, after.unknown_tunnel_source),
+            (before.decapsulated, before.unknown_tunnel_source),
+            "an outer datagram left from the care-of address that went"
+        );
+    }
+}
+
+/// A UDP datagram from the home address to the CN with the inner `tos`
+/// and DF, sent inside the MN's namespace.
+fn send_from_home(p: &Pair, tos: u8, df: bool, payload: &'static [u8]) {
+    use socket2::SockRef;
+    use std::os::fd::AsFd;
+    p.mn.run(async move {
+        let u = std::net::UdpSocket::bind(SocketAddrV4::new(HOA, 0)).unwrap();
+        SockRef::from(&u).set_tos(u32::from(tos)).unwrap();
+        let mode = if df {
+            libc::IP_PMTUDISC_DO
+        } else {
+            libc::IP_PMTUDISC_DONT
+        };
+        mip4::sys::socket::setsockopt(u.as_fd(), libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, &mode)
+            .unwrap();
+        u.send_to(payload, SocketAddrV4::new(CN, 7001)).unwrap();
+    })
+}
+
+/// The mobile node's plane sends only from addresses the node has: its
+/// care-of address removed while traffic flows (the link and its route
+/// stay, through another address, so the kernel would send it), nothing
+/// more leaves from it; each datagram is dropped and counted
+/// `stale_source`. The plane learns the removal from rtnetlink, as mip4d
+/// feeds it.
+#[test]
+fn nothing_leaves_from_a_care_of_address_that_went() {
+    use mip4::dataplane::source::SourceVerdict;
+    use mip4::netlink::{NetEvent, Watcher};
+    let n = checked_node("stale", ipip::DEFAULT_TTL);
+    // mip4d's feed: every event after the addresses there are.
+    let feed = n.outer.clone();
+    let watcher = n.p.mn.spawn(async move {
         let mut w = Watcher::new().expect("netlink watcher");
-        feed.write().unwrap().added(vmn, COA.into());
         while let Some(ev) = w.next().await {
             match ev {
                 NetEvent::AddressRemoved {
@@ -307,41 +372,77 @@ fn nothing_leaves_from_a_care_of_address_that_went() {
             }
         }
     });
-    assert!(p.mn.run(ping(HOA, CN, WAIT)), "no echo reply before");
-    assert_eq!(counters(&mn).stale_source, 0);
+    assert!(n.p.mn.run(ping(HOA, CN, WAIT)), "no echo reply before");
+    assert_eq!(counters(&n.mn).stale_source, 0);
 
-    p.mn.ip("addr del 10.77.0.2/24 dev vmn");
-    let stale = || outer.read().unwrap().check(COA.into());
+    n.p.mn.ip("addr del 10.77.0.2/24 dev vmn");
+    let stale = || n.outer.read().unwrap().check(COA.into());
     assert!(
-        wait_for(WAIT, || stale()
-            == mip4::dataplane::source::SourceVerdict::Stale),
+        wait_for(WAIT, || stale() == SourceVerdict::Stale),
         "the removal never reached the plane"
     );
-    let before = counters(&ha);
-    p.mn.run(async {
-        let u = std::net::UdpSocket::bind(SocketAddrV4::new(HOA, 7000)).unwrap();
-        for _ in 0..10 {
-            u.send_to(b"after", SocketAddrV4::new(CN, 7001)).unwrap();
-        }
-    });
-    assert!(
-        wait_for(WAIT, || counters(&mn).stale_source == 10),
-        "not dropped at the MN: {:?}",
-        counters(&mn)
-    );
-    // The proof that none left: a datagram from the old care-of address
-    // would have been decapsulated (the HA's binding still names it) or
-    // refused by the HA's ingress check, counted either way; a ping from
-    // the remaining address, outside the tunnel, arrives after them.
-    assert!(p
-        .mn
-        .run(ping(Ipv4Addr::new(10, 77, 0, 30), HA_ADDR.into(), WAIT)));
-    let after = counters(&ha);
-    assert_eq!(
-        (after.decapsulated, after.unknown_tunnel_source),
-        (before.decapsulated, before.unknown_tunnel_source),
-        "an outer datagram left from the care-of address that went"
-    );
+    n.none_leave(|| send_from_home(&n.p, 0, false, b"after"));
     watcher.abort();
-    drop((ha, mn));
+}
+
+/// The kernel has the last word on the outer source (RFC 5266 §3.1.3:
+/// nothing of the home address leaves in the clear from an address the
+/// node no longer has). mip4d's view of the addresses lags the kernel
+/// under load: here it never hears that the care-of address went, so
+/// only the kernel can refuse. While the address is there, the outer
+/// header carries the plane's TTL and the inner TOS and DF (RFC 2003
+/// §3.1); once it has gone, each datagram is refused, counted
+/// `stale_source`, and none reaches the HA.
+#[test]
+fn the_kernel_refuses_a_care_of_address_the_plane_still_believes_in() {
+    use mip4::dataplane::ipv4::Ipv4Packet;
+    use mip4::dataplane::source::SourceVerdict;
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::io::Read;
+    let n = checked_node("refuse", 33);
+    // A copy of each IP-in-IP datagram that reaches the HA.
+    let tap = n.p.ha.run(async {
+        let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(4))).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s
+    });
+    // The next datagram at the tap that carries `payload` (skipping the
+    // rest), as its outer header's (src, ttl, tos, DF) and the inner TOS.
+    let mut buf = vec![0u8; 65_535];
+    let mut arrived = |payload: &[u8]| loop {
+        let n = (&tap)
+            .read(&mut buf)
+            .expect("no tunnelled datagram at the HA");
+        let o = Ipv4Packet::new_checked(&buf[..n]).unwrap();
+        let Ok(i) = Ipv4Packet::new_checked(o.payload()) else {
+            continue;
+        };
+        if i.payload().get(8..) == Some(payload) {
+            assert_eq!((o.protocol(), o.dst_addr()), (4, HA_ADDR.into()));
+            return (o.src_addr(), o.ttl(), o.tos(), o.dont_frag(), i.tos());
+        }
+    };
+    send_from_home(&n.p, 0xb8, true, b"with DF");
+    assert_eq!(
+        arrived(b"with DF"),
+        (COA.into(), 33, 0xb8, true, 0xb8),
+        "outer (source, TTL, TOS, DF), inner TOS"
+    );
+    send_from_home(&n.p, 0x20, false, b"without DF");
+    assert_eq!(arrived(b"without DF"), (COA.into(), 33, 0x20, false, 0x20));
+
+    n.p.mn.ip("addr del 10.77.0.2/24 dev vmn");
+    assert_eq!(
+        n.outer.read().unwrap().check(COA.into()),
+        SourceVerdict::Send,
+        "the plane's own view was told nothing"
+    );
+    n.none_leave(|| send_from_home(&n.p, 0, false, b"after"));
+    tap.set_nonblocking(true).unwrap();
+    while let Ok(len) = (&tap).read(&mut buf) {
+        assert!(
+            !buf[..len].ends_with(b"after"),
+            "the HA got a datagram from the care-of address that went"
+        );
+    }
 }

@@ -78,7 +78,8 @@ pub struct Counters {
     pub ipv6_link_local: AtomicU64,
     /// The MN's outer datagrams not sent because their source was no
     /// address of the node any more (a care-of address that went while
-    /// they were in flight): [`super::source`].
+    /// they were in flight): [`super::source`], or the kernel's refusal
+    /// when mip4d's view of the addresses lagged ([`super::raw_egress`]).
     pub stale_source: AtomicU64,
     /// The MN's outer datagrams from a TIA not sent because the VPN guard
     /// was not in force (they would have left outside ESP).

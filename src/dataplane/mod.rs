@@ -19,6 +19,7 @@ pub mod ipv4;
 pub mod ipv6;
 pub mod kernel;
 pub mod process;
+pub mod raw_egress;
 pub mod recv;
 pub mod shared;
 pub mod sit;

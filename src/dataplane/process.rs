@@ -27,8 +27,9 @@ pub struct Transmit {
     /// address), checked once more just before the send
     /// ([`super::source`]).
     pub from: Ipv4Addr,
-    /// For IP-in-IP `out` is a whole IP datagram (sent with IP_HDRINCL) and
-    /// the port is 0; for RFC 3519 `out` is the UDP payload.
+    /// For IP-in-IP `out` is a whole IP datagram (whose outer header the
+    /// kernel writes again, [`super::raw_egress`]) and the port is 0; for
+    /// RFC 3519 `out` is the UDP payload.
     pub to: SocketAddrV4,
 }
 

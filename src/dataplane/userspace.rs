@@ -1,8 +1,10 @@
 //! The userspace data plane, for kernels without the ipip module: one TUN
-//! device and one raw `IPPROTO_IPIP` socket (plus, for RFC 3519, the UDP
-//! socket on the Mobile IP port) carry every binding. The kernel routes
-//! datagrams for tunnelled addresses into the TUN device; we encapsulate
-//! them and send them out of the raw socket, and write what the raw socket
+//! device and one raw `IPPROTO_IPIP` socket (and one for IPv6 in IPv4,
+//! plus, for RFC 3519, the UDP socket on the Mobile IP port) carry every
+//! binding. The kernel routes datagrams for tunnelled addresses into the
+//! TUN device; we encapsulate them and send them out of the raw socket
+//! ([`super::raw_egress`]: the kernel writes the outer header and refuses
+//! a source the node no longer has), and write what the raw socket
 //! decapsulates back into the device. All decisions are in
 //! [`super::process`]; these tasks only move buffers.
 
@@ -12,7 +14,7 @@ use std::os::fd::AsFd;
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
@@ -24,6 +26,7 @@ use super::ingress::{CounterSnapshot, Counters};
 use super::ipv4::PROTO_IPIP;
 use super::ipv6::PROTO_IPV6;
 use super::process::{self, UdpInput};
+use super::raw_egress::RawEgress;
 use super::recv::Batch;
 use super::source::{SharedSources, SourceVerdict};
 use super::TunnelError;
@@ -223,7 +226,7 @@ impl UserspacePlane {
                 cfg.ttl,
                 tun.clone(),
                 Egress {
-                    raw: raw.clone(),
+                    raw: RawEgress::new(raw.clone(), raw6.clone()),
                     udp: udp.clone(),
                     sources: sources.clone(),
                 },
@@ -380,7 +383,7 @@ impl Drop for UserspacePlane {
 
 /// Where encapsulated datagrams leave, and what may leave.
 struct Egress {
-    raw: Arc<AsyncFd<Socket>>,
+    raw: RawEgress,
     udp: UdpSlot,
     sources: Sources,
 }
@@ -393,7 +396,11 @@ async fn device_to_network(
     bindings: Arc<RwLock<BindingTable>>,
     counters: Arc<Counters>,
 ) {
-    let Egress { raw, udp, sources } = egress;
+    let Egress {
+        mut raw,
+        udp,
+        sources,
+    } = egress;
     let mut too_big = TooBig::new();
     let mut udp_df = UdpDf::default();
     let mut buf = vec![0u8; MAX_DATAGRAM];
@@ -419,14 +426,7 @@ async fn device_to_network(
         };
         let leave = || may_leave(&sources, tx.from, &counters);
         let sent = match (tx.encapsulation, &udp) {
-            (Encapsulation::IpInIp, _) => {
-                let to = SockAddr::from(SocketAddrV4::new(*tx.to.ip(), 0));
-                raw.async_io(Interest::WRITABLE, |s| match leave() {
-                    true => s.send_to(&out, &to).map(drop),
-                    false => Ok(()),
-                })
-                .await
-            }
+            (Encapsulation::IpInIp, _) => raw.send(&out, leave).await,
             (Encapsulation::Udp, Some(u)) => {
                 udp_df.follow(u, super::udp::outer_dont_frag(&out));
                 let to = SocketAddr::V4(tx.to);
@@ -439,12 +439,20 @@ async fn device_to_network(
             (Encapsulation::Udp, None) => Err(io::ErrorKind::Unsupported.into()),
         };
         if let Err(e) = sent {
+            if super::raw_egress::source_gone(&e, tx.from) {
+                // The kernel removed the care-of address before mip4d's
+                // view of it caught up: refused by the kernel itself.
+                Counters::bump(&counters.stale_source);
+                tracing::debug!(from = %tx.from, error = %e, "outer datagram refused: its source has gone");
+                continue;
+            }
             Counters::bump(&counters.send_errors);
             tracing::debug!(error = %e, to = %tx.to, "sending a tunnelled datagram failed");
             if e.raw_os_error() == Some(libc::EMSGSIZE) {
                 // What the plane put in front of the datagram: `out` is
-                // the whole IP datagram for IP in IP, the UDP payload for
-                // RFC 3519 (then the IPv4 and UDP headers come on top).
+                // the whole IP datagram for IP in IP (the header the
+                // kernel writes in its place), the UDP payload for RFC
+                // 3519 (then the IPv4 and UDP headers come on top).
                 let headers = match tx.encapsulation {
                     Encapsulation::IpInIp => 0,
                     Encapsulation::Udp => super::ipv4::MIN_HEADER_LEN + UDP_HEADER_LEN,
@@ -478,18 +486,7 @@ impl UdpDf {
                 return;
             }
         }
-        let mode = if df {
-            libc::IP_PMTUDISC_DO
-        } else {
-            libc::IP_PMTUDISC_DONT
-        };
-        let set = crate::sys::socket::setsockopt(
-            socket.as_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_MTU_DISCOVER,
-            &mode,
-        );
-        match set {
+        match super::raw_egress::set_dont_fragment(socket.as_fd(), df) {
             Ok(()) => self.last = Some((Arc::downgrade(socket), df)),
             Err(e) => {
                 self.last = None;
@@ -582,9 +579,10 @@ fn path_mtu(to: Ipv4Addr) -> io::Result<usize> {
     Ok(usize::try_from(pmtu).unwrap_or(0))
 }
 
-/// A raw IPv4 socket for one IP protocol, registered with the runtime. We
-/// write the outer header ourselves (RFC 2003 §3.1: TOS and DF copied per
-/// datagram), so the kernel must not add one.
+/// A raw IPv4 socket for one IP protocol, registered with the runtime.
+/// Without IP_HDRINCL: the kernel writes the outer header, and refuses a
+/// source that is no address of the node ([`super::raw_egress`]). What
+/// it receives still starts with the IP header (raw(7)).
 fn raw_socket(protocol: u8) -> Result<Arc<AsyncFd<Socket>>, TunnelError> {
     let what = format!("raw IP protocol {protocol} socket");
     let raw = Socket::new(
@@ -593,7 +591,6 @@ fn raw_socket(protocol: u8) -> Result<Arc<AsyncFd<Socket>>, TunnelError> {
         Some(Protocol::from(i32::from(protocol))),
     )
     .and_then(|raw| {
-        raw.set_header_included_v4(true)?;
         super::recv::widen_receive_buffer(&raw, RAW_RECEIVE_BUFFER);
         raw.set_nonblocking(true)?;
         raw.set_cloexec(true)?;
