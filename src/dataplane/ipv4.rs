@@ -14,6 +14,8 @@ pub const PROTO_IPIP: u8 = 4;
 pub const PROTO_UDP: u8 = 17;
 /// TCP (RFC 9293).
 pub const PROTO_TCP: u8 = 6;
+/// ICMP (RFC 792).
+pub const PROTO_ICMP: u8 = 1;
 /// Length of an IPv4 header without options.
 pub const MIN_HEADER_LEN: usize = 20;
 

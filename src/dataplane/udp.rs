@@ -17,7 +17,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::ipv4::{checksum, HeaderError, Ipv4Packet, Ipv4Repr, MIN_HEADER_LEN};
+use super::ipv4::{checksum, HeaderError, Ipv4Packet, Ipv4Repr, MIN_HEADER_LEN, PROTO_ICMP};
 use super::ipv6::{Ipv6Packet, PROTO_IPV6};
 
 /// UDP port of Mobile IP (RFC 5944 §3.1), shared by registrations and
@@ -109,7 +109,6 @@ pub fn decapsulate(msg: &[u8]) -> Result<Inner<'_>, UdpDecapError> {
 
 /// ICMP Echo Request (RFC 792), the keepalive's inner datagram.
 const ICMP_ECHO_REQUEST: u8 = 8;
-const PROTO_ICMP: u8 = 1;
 
 /// RFC 3519 §4.9: the mobile node's keepalive, an ICMP Echo Request from
 /// its home address to the home agent carried as tunnel data, so that it

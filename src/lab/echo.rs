@@ -32,6 +32,7 @@ use nix::sys::time::TimeVal;
 use super::netns::Netns;
 use super::topology::unix_now;
 use super::{Error, Result};
+use crate::dataplane::ipv4::{Ipv4Packet, PROTO_ICMP};
 
 /// ICMP echo request and reply types (RFC 792).
 const ECHO_REQUEST: u8 = 8;
@@ -55,28 +56,16 @@ pub fn echo_request(id: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
 /// first): from `from`, identifier `id`, checksum right. Its sequence
 /// number, TTL and ICMP length.
 pub fn parse_reply(datagram: &[u8], from: Ipv4Addr, id: u16) -> Option<(u16, u8, usize)> {
-    let ihl = usize::from(datagram.first()? & 0x0f) * 4;
-    let icmp = datagram.get(ihl..)?;
-    let src = Ipv4Addr::new(
-        *datagram.get(12)?,
-        *datagram.get(13)?,
-        *datagram.get(14)?,
-        *datagram.get(15)?,
-    );
-    let ours = src == from
-        && datagram[9] == 1
+    let ip = Ipv4Packet::new_checked(datagram).ok()?;
+    let icmp = ip.payload();
+    let ours = ip.src_addr() == from
+        && ip.protocol() == PROTO_ICMP
         && icmp.len() >= 8
         && icmp[0] == ECHO_REPLY
         && icmp[1] == 0
         && u16::from_be_bytes([icmp[4], icmp[5]]) == id
         && crate::wire::icmp::checksum(icmp) == 0;
-    ours.then(|| {
-        (
-            u16::from_be_bytes([icmp[6], icmp[7]]),
-            datagram[8],
-            icmp.len(),
-        )
-    })
+    ours.then(|| (u16::from_be_bytes([icmp[6], icmp[7]]), ip.ttl(), icmp.len()))
 }
 
 /// The reply's line, as `ping -D -n` prints it.
@@ -215,6 +204,10 @@ mod tests {
         ip.extend_from_slice(&from.octets());
         ip.extend_from_slice(&[10, 1, 2, 2]);
         ip.extend_from_slice(&icmp);
+        let total = u16::try_from(ip.len()).unwrap();
+        ip[2..4].copy_from_slice(&total.to_be_bytes());
+        let sum = crate::dataplane::ipv4::checksum(&ip[..20]);
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
         ip
     }
 
