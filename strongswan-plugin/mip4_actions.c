@@ -26,6 +26,8 @@ struct mip4_request_t {
 	char name[MIP4_NAME_LEN];
 	/** a roam's looks at charon's address cache so far */
 	int looks;
+	/** when the first look found no path (time_monotonic()) */
+	timeval_t waiting;
 	/** place in mip4d's order of requests (ask_order()) */
 	uint64_t seq;
 };
@@ -108,20 +110,32 @@ static void ask_order(mip4_request_t *action)
 }
 
 /**
- * A roam looks again every ROAM_LOOK_MS for its first ROAM_FAST_LOOKS
- * looks (100 ms: mip4d asked on the new default route, which charon's
- * cache of addresses may trail by a few ms), then every ROAM_SLOW_LOOK_MS,
- * at most ROAM_LOOKS times in all (2 s): mip4d also asks when the IKE_SA's
- * address goes, before the next network has an address (break before
- * make), and the update then leaves within ROAM_SLOW_LOOK_MS of charon
- * knowing the new path, ahead of kernel-netlink's own roam job (due
- * ROAM_DELAY, 100 ms, after the address). A move slower than that is
- * asked for again on its route.
+ * After its quick looks (below), a roam looks again every ROAM_LOOK_MS for
+ * ROAM_FAST_LOOKS looks (100 ms: mip4d asked on the new default route,
+ * which charon's cache of addresses may trail by a few ms), then every
+ * ROAM_SLOW_LOOK_MS, ROAM_LOOKS looks in all (2 s): mip4d also asks when
+ * the IKE_SA's address goes, before the next network has an address
+ * (break before make), and the update then leaves within
+ * ROAM_SLOW_LOOK_MS of charon knowing the new path, ahead of
+ * kernel-netlink's own roam job (due ROAM_DELAY, 100 ms, after the
+ * address). A move slower than that is asked for again on its route.
  */
 #define ROAM_LOOK_MS 2
 #define ROAM_FAST_LOOKS 50
 #define ROAM_SLOW_LOOK_MS 10
 #define ROAM_LOOKS 240
+
+/**
+ * Every request's first ROAM_QUICK_LOOKS looks come every
+ * ROAM_QUICK_LOOK_US (2 ms in all): mip4d and kernel-netlink read the
+ * same rtnetlink messages, each on a thread of its own, so charon
+ * usually knows the new address well under a millisecond after mip4d
+ * asked; a look every 2 ms held the update back by up to 2 ms in the
+ * moves where mip4d was first (issue 14 §1). It costs at most
+ * ROAM_QUICK_LOOKS route lookups more per request.
+ */
+#define ROAM_QUICK_LOOK_US 250
+#define ROAM_QUICK_LOOKS 8
 
 /**
  * An initiate looks again as often, at most INITIATE_LOOKS times (1 s):
@@ -457,15 +471,18 @@ static mip4_action_status_t initiate_in_order(mip4_request_t *action)
 
 /**
  * A roam or initiate whose path charon does not know yet (ready FALSE)
- * looks again in ROAM_LOOK_MS (ROAM_SLOW_LOOK_MS after fast looks), at
- * most looks times (a copy of the request, scheduled; it reports when it
+ * looks again: ROAM_QUICK_LOOKS quick looks, then every ROAM_LOOK_MS for
+ * fast looks, then every ROAM_SLOW_LOOK_MS, at most ROAM_QUICK_LOOKS +
+ * looks times (a copy of the request, scheduled; it reports when it
  * ran). FALSE: run it now.
  */
 static bool later(mip4_request_t *action, bool ready, int looks, int fast)
 {
 	mip4_request_t *again;
+	timeval_t at;
+	u_int us;
 
-	if (ready || action->looks >= looks)
+	if (ready || action->looks >= ROAM_QUICK_LOOKS + looks)
 	{
 		return FALSE;
 	}
@@ -473,29 +490,43 @@ static bool later(mip4_request_t *action, bool ready, int looks, int fast)
 	{
 		DBG2(DBG_CFG, "mip4: action %u on '%s' waits for charon to know the "
 			 "path", action->kind, action->name);
+		time_monotonic(&action->waiting);
 	}
 	again = malloc(sizeof(*again));
 	memcpy(again, action, sizeof(*again));
 	again->looks++;
-	lib->scheduler->schedule_job_ms(lib->scheduler,
+	if (action->looks < ROAM_QUICK_LOOKS)
+	{
+		us = ROAM_QUICK_LOOK_US;
+	}
+	else if (action->looks < ROAM_QUICK_LOOKS + fast)
+	{
+		us = ROAM_LOOK_MS * 1000;
+	}
+	else
+	{
+		us = ROAM_SLOW_LOOK_MS * 1000;
+	}
+	time_monotonic(&at);
+	at.tv_usec += us;
+	at.tv_sec += at.tv_usec / 1000000;
+	at.tv_usec %= 1000000;
+	lib->scheduler->schedule_job_tv(lib->scheduler,
 			(job_t*)callback_job_create((callback_job_cb_t)run_action, again,
-										free, NULL),
-			action->looks < fast ? ROAM_LOOK_MS : ROAM_SLOW_LOOK_MS);
+										free, NULL), at);
 	return TRUE;
 }
 
 /**
- * How long a request has looked for its path, in ms.
+ * How long a request has looked for its path, in µs.
  */
-static int looked_ms(mip4_request_t *action)
+static long looked_us(mip4_request_t *action)
 {
-	int fast = min(action->looks, ROAM_FAST_LOOKS);
+	timeval_t now, d;
 
-	if (action->kind != MIP4_ACT_ROAM)
-	{
-		return action->looks * ROAM_LOOK_MS;
-	}
-	return fast * ROAM_LOOK_MS + (action->looks - fast) * ROAM_SLOW_LOOK_MS;
+	time_monotonic(&now);
+	timersub(&now, &action->waiting, &d);
+	return d.tv_sec * 1000000L + d.tv_usec;
 }
 
 /**
@@ -541,8 +572,8 @@ static job_requeue_t run_action(mip4_request_t *action)
 		 action->name, status);
 	if (action->looks)
 	{
-		DBG2(DBG_CFG, "mip4: charon knew the path after %d ms",
-			 looked_ms(action));
+		DBG2(DBG_CFG, "mip4: charon knew the path after %ld us (%d looks)",
+			 looked_us(action), action->looks);
 	}
 	mip4_action_done(action->id, status,
 					 action->kind == MIP4_ACT_QUERY_PATH ? &path : NULL);
