@@ -248,7 +248,7 @@ static int find_ike_sas(char *name, uint32_t *ids, bool *gone, int max,
 		}
 		if (path && count == 0)
 		{
-			mip4_copy_ike_sa(path, ike_sa, TRUE);
+			mip4_copy_ike_sa(path, ike_sa, TRUE, TRUE);
 		}
 		if (count < max)
 		{

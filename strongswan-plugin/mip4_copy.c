@@ -52,7 +52,8 @@ void mip4_copy_ifname(char dst[MIP4_IFNAME_LEN], host_t *host)
 	}
 }
 
-void mip4_copy_ike_sa(mip4_event_t *ev, ike_sa_t *ike_sa, bool local_vips)
+void mip4_copy_ike_sa(mip4_event_t *ev, ike_sa_t *ike_sa, bool local_vips,
+					  bool ifname)
 {
 	enumerator_t *enumerator;
 	child_sa_t *child_sa;
@@ -62,7 +63,10 @@ void mip4_copy_ike_sa(mip4_event_t *ev, ike_sa_t *ike_sa, bool local_vips)
 	ev->unique_id = ike_sa->get_unique_id(ike_sa);
 	mip4_copy_host(&ev->local, ike_sa->get_my_host(ike_sa));
 	mip4_copy_host(&ev->remote, ike_sa->get_other_host(ike_sa));
-	mip4_copy_ifname(ev->local_ifname, ike_sa->get_my_host(ike_sa));
+	if (ifname)
+	{
+		mip4_copy_ifname(ev->local_ifname, ike_sa->get_my_host(ike_sa));
+	}
 	ev->mobike = ike_sa->supports_extension(ike_sa, EXT_MOBIKE);
 
 	ev->vip_count = 0;

@@ -33,9 +33,11 @@ void mip4_copy_name(char *dst, size_t len, const char *src);
 void mip4_copy_ifname(char dst[MIP4_IFNAME_LEN], host_t *host);
 
 /**
- * Copy name, unique id, endpoints, local interface and virtual IPs of an
- * IKE_SA (local virtual IPs if local, else the peer's).
+ * Copy name, unique id, endpoints, local interface (if ifname: a lookup
+ * in charon's kernel interface) and virtual IPs of an IKE_SA (local
+ * virtual IPs if local, else the peer's).
  */
-void mip4_copy_ike_sa(mip4_event_t *ev, ike_sa_t *ike_sa, bool local_vips);
+void mip4_copy_ike_sa(mip4_event_t *ev, ike_sa_t *ike_sa, bool local_vips,
+					  bool ifname);
 
 #endif /** MIP4_COPY_H_ @}*/

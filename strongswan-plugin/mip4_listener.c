@@ -6,6 +6,9 @@
 #include "mip4_copy.h"
 
 #include <daemon.h>
+#include <collections/linked_list.h>
+#include <processing/jobs/callback_job.h>
+#include <threading/mutex.h>
 
 typedef struct private_mip4_listener_t private_mip4_listener_t;
 
@@ -13,8 +16,9 @@ typedef struct private_mip4_listener_t private_mip4_listener_t;
  * Private data.
  *
  * Every hook copies what mip4d needs into a mip4_event_t on the stack and
- * hands it to the Rust bridge, which queues it and returns at once: a hook
- * never waits for mip4d. Every hook returns TRUE to stay registered.
+ * hands it to the Rust bridge, which queues it and returns at once (ike_update
+ * from a job, after the move's exchange has left): a hook never waits for
+ * mip4d. Every hook returns TRUE to stay registered.
  */
 struct private_mip4_listener_t {
 
@@ -22,6 +26,27 @@ struct private_mip4_listener_t {
 	 * Public interface.
 	 */
 	mip4_listener_t public;
+
+	/**
+	 * ike_update events not yet handed to the bridge (held_update_t),
+	 * in hook order (see ike_update()).
+	 */
+	linked_list_t *held;
+
+	/**
+	 * Last held event's seq.
+	 */
+	uint64_t seq;
+
+	/**
+	 * Guards held and seq.
+	 */
+	mutex_t *mutex;
+
+	/**
+	 * Taken by one release job at a time (see release_update()).
+	 */
+	mutex_t *release_lock;
 };
 
 /**
@@ -35,7 +60,7 @@ static void init_event(mip4_event_t *ev, mip4_event_kind_t kind, bool flag,
 	ev->flag = flag;
 	if (ike_sa)
 	{
-		mip4_copy_ike_sa(ev, ike_sa, local_vips);
+		mip4_copy_ike_sa(ev, ike_sa, local_vips, TRUE);
 	}
 }
 
@@ -61,18 +86,125 @@ METHOD(listener_t, assign_vips, bool,
 	return TRUE;
 }
 
+/**
+ * An ike_update event held until its IKE_SA is checked in again.
+ */
+typedef struct {
+	/** order of the hook calls */
+	uint64_t seq;
+	/** the new local endpoint, whose interface the release looks up */
+	host_t *local;
+	mip4_event_t ev;
+} held_update_t;
+
+static void held_update_destroy(held_update_t *held)
+{
+	held->local->destroy(held->local);
+	free(held);
+}
+
+/**
+ * The job releasing held events.
+ */
+typedef struct {
+	private_mip4_listener_t *listener;
+	/** the moved IKE_SA */
+	ike_sa_id_t *id;
+	/** its event's seq */
+	uint64_t seq;
+} release_t;
+
+static void release_destroy(release_t *release)
+{
+	release->id->destroy(release->id);
+	free(release);
+}
+
+/**
+ * Job body: waits until the thread that moved the IKE_SA has checked it
+ * in (a checkout waits for that; NULL if the IKE_SA went meanwhile: the
+ * event still goes, the bridge and mip4d ignore a move of an IKE_SA they
+ * no longer know), then hands the bridge the held events in hook order,
+ * up to this one: two moves of one IKE_SA in quick succession wait for
+ * the same IKE_SA, and whichever job wakes first must not report the
+ * later move before the earlier one.
+ */
+static job_requeue_t release_update(release_t *release)
+{
+	private_mip4_listener_t *this = release->listener;
+	held_update_t *held;
+	linked_list_t *due;
+	ike_sa_t *ike_sa;
+
+	ike_sa = charon->ike_sa_manager->checkout(charon->ike_sa_manager,
+											  release->id);
+	if (ike_sa)
+	{
+		charon->ike_sa_manager->checkin(charon->ike_sa_manager, ike_sa);
+	}
+	/* released one job at a time, so that the events keep their order;
+	 * the interface lookups outside the list's lock, which the hook
+	 * takes */
+	this->release_lock->lock(this->release_lock);
+	due = linked_list_create();
+	this->mutex->lock(this->mutex);
+	while (this->held->get_first(this->held, (void**)&held) == SUCCESS &&
+		   held->seq <= release->seq)
+	{
+		this->held->remove_first(this->held, (void**)&held);
+		due->insert_last(due, held);
+	}
+	this->mutex->unlock(this->mutex);
+	while (due->remove_first(due, (void**)&held) == SUCCESS)
+	{
+		mip4_copy_ifname(held->ev.local_ifname, held->local);
+		mip4_event(&held->ev);
+		held_update_destroy(held);
+	}
+	due->destroy(due);
+	this->release_lock->unlock(this->release_lock);
+	return JOB_REQUEUE_NONE;
+}
+
 METHOD(listener_t, ike_update, bool,
 	private_mip4_listener_t *this, ike_sa_t *ike_sa, host_t *local,
 	host_t *remote)
 {
-	mip4_event_t ev;
+	held_update_t *held;
+	release_t *release;
 
-	/* the IKE_SA still has its old endpoints set here */
-	init_event(&ev, MIP4_EV_IKE_UPDATE, TRUE, ike_sa, TRUE);
-	mip4_copy_host(&ev.new_local, local);
-	mip4_copy_host(&ev.new_remote, remote);
-	mip4_copy_ifname(ev.local_ifname, local);
-	mip4_event(&ev);
+	/* The thread reporting a move sends the exchange that carries it
+	 * only after this hook (our direct update's post_build, charon's
+	 * MOBIKE after its path check, a responder before its answer).
+	 * Handing the event to the bridge here woke the bridge thread, and
+	 * through it mip4d, before charon's sender, and on one CPU they ran
+	 * first (the kernel tier: 13-91 ms from building the update to
+	 * sending it, against 1-8 ms without the plugin). So the event,
+	 * copied now while the IKE_SA still has its old endpoints, goes to
+	 * the bridge from a job that first waits for the IKE_SA's check-in,
+	 * by when the exchange is with charon's sender. */
+	INIT(held,
+		.local = local->clone(local),
+		.ev = {
+			.kind = MIP4_EV_IKE_UPDATE,
+			.flag = TRUE,
+		},
+	);
+	/* no interface lookups here: the job does the one the event needs */
+	mip4_copy_ike_sa(&held->ev, ike_sa, TRUE, FALSE);
+	mip4_copy_host(&held->ev.new_local, local);
+	mip4_copy_host(&held->ev.new_remote, remote);
+	INIT(release,
+		.listener = this,
+		.id = ike_sa->get_id(ike_sa)->clone(ike_sa->get_id(ike_sa)),
+	);
+	this->mutex->lock(this->mutex);
+	held->seq = release->seq = ++this->seq;
+	this->held->insert_last(this->held, held);
+	this->mutex->unlock(this->mutex);
+	lib->processor->queue_job(lib->processor,
+			(job_t*)callback_job_create((callback_job_cb_t)release_update,
+						release, (callback_job_cleanup_t)release_destroy, NULL));
 	return TRUE;
 }
 
@@ -178,6 +310,10 @@ METHOD(kernel_listener_t, roam, bool,
 METHOD(mip4_listener_t, destroy, void,
 	private_mip4_listener_t *this)
 {
+	/* charon destroyed the queued release jobs before unloading us */
+	this->held->destroy_function(this->held, (void*)held_update_destroy);
+	this->mutex->destroy(this->mutex);
+	this->release_lock->destroy(this->release_lock);
 	free(this);
 }
 
@@ -206,6 +342,9 @@ mip4_listener_t *mip4_listener_create()
 			},
 			.destroy = _destroy,
 		},
+		.held = linked_list_create(),
+		.mutex = mutex_create(MUTEX_TYPE_DEFAULT),
+		.release_lock = mutex_create(MUTEX_TYPE_DEFAULT),
 	);
 	return &this->public;
 }

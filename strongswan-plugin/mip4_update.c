@@ -254,7 +254,11 @@ METHOD(task_t, post_build, status_t,
 	 * or out of a NAT), and delays the update by the first reinstall (the
 	 * kernel tier: 70 ms to 1.1 s). The gateway's traffic cannot reach the
 	 * new address before the answer anyway: it moves its SAs when it
-	 * answers. */
+	 * answers. The move is reported on charon's bus here, before the
+	 * IKE_SA takes the new address, as charon's own update_hosts() does
+	 * for its listeners; our own listener hands it to mip4d only once the
+	 * IKE_SA is checked in, after the update is with the sender
+	 * (mip4_listener.c ike_update()). */
 	this->ike_sa->set_condition(this->ike_sa, COND_STALE, FALSE);
 	charon->bus->ike_update(charon->bus, this->ike_sa, this->me,
 							this->ike_sa->get_other_host(this->ike_sa));

@@ -41,6 +41,26 @@ fn swanctl_unique_id(charon: &Charon, name: &str) -> u32 {
         .unwrap()
 }
 
+/// The line of charon's log (filelog: time, `THREAD[GROUP]`, text) where
+/// the thread that generated the first UPDATE_SA_ADDRESSES request handed
+/// it to the sender.
+fn update_sent_line(log: &str) -> Option<usize> {
+    let thread = |l: &str| {
+        l.split_whitespace()
+            .nth(1)?
+            .split('[')
+            .next()
+            .map(str::to_string)
+    };
+    let lines: Vec<&str> = log.lines().collect();
+    let at = lines.iter().position(|l| {
+        l.contains("generating INFORMATIONAL request") && l.contains("N(UPD_SA_ADDR)")
+    })?;
+    let by = thread(lines[at])?;
+    (at..lines.len())
+        .find(|&i| lines[i].contains("sending packet") && thread(lines[i]).as_ref() == Some(&by))
+}
+
 fn event(m: &PluginMsg) -> Option<&Event> {
     match m {
         PluginMsg::Event { event, .. } => Some(event),
@@ -171,6 +191,20 @@ fn plugin_hooks_fire_with_correct_data() {
     assert_eq!(new_local.unwrap().addr, ip("203.0.113.101"));
     assert_eq!(new_remote.unwrap().addr, ip("203.0.113.10"));
     assert_eq!(old.vips, vec![tia], "TIA kept across MOBIKE");
+    // The update left before the bridge (and through it mip4d) heard of
+    // the move: the listener hands ike_update on only once the IKE_SA is
+    // checked in again. On one CPU the woken bridge ran first and held
+    // the update back (issue 14 §1, the kernel tier).
+    let log = mn_c.log_text();
+    let sent = update_sent_line(&log).expect("UPDATE_SA_ADDRESSES sent in charon's log");
+    let heard = log
+        .lines()
+        .position(|l| l.contains("mip4: hook ike_update"))
+        .expect("the bridge's ike_update line in charon's log");
+    assert!(
+        sent < heard,
+        "update sent at line {sent}, bridge heard at {heard}"
+    );
     let (moved, _) = mn_c
         .wait_sa("vpn", T, "MOBIKE done", |sa| {
             sa.local_host == "203.0.113.101"

@@ -10,6 +10,7 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::OwnedWriteHalf;
@@ -259,6 +260,55 @@ pub async fn send(writer: &mut OwnedWriteHalf, msg: &DaemonMsg) -> Result<(), St
     writer.write_all(&frame).await.map_err(|e| e.to_string())
 }
 
+/// How long the plugin works on one roam request at most: its job looks
+/// for charon's new path for 2 s (`ROAM_LOOKS` in
+/// strongswan-plugin/mip4_actions.c) and then answers; the rest is margin
+/// for the answer's way back.
+pub const ROAM_ANSWER_WITHIN: Duration = Duration::from_millis(2500);
+
+/// Roam requests sent to the plugin and not answered yet, by connection.
+///
+/// mip4d asks charon to roam when the IKE_SA's address goes, and again
+/// when a default route comes. While the first request is unanswered, the
+/// plugin's job is still looking for the path, which the route gives, and
+/// moves the IKE_SA then: a second request would only add a bridge round
+/// trip and a charon job while the update is in flight (on one CPU, the
+/// kernel tier's, on the move's critical path). So it is not sent. An
+/// answer, a lost plugin or [`ROAM_ANSWER_WITHIN`] ends the wait.
+#[derive(Debug, Default)]
+pub struct RoamsPending {
+    /// (request id, connection, sent at)
+    sent: Vec<(u64, String, Instant)>,
+}
+
+impl RoamsPending {
+    /// The request still working for `connection`, if any.
+    pub fn pending(&mut self, now: Instant, connection: &str) -> Option<u64> {
+        self.sent
+            .retain(|(_, _, at)| now.saturating_duration_since(*at) < ROAM_ANSWER_WITHIN);
+        self.sent
+            .iter()
+            .find(|(_, c, _)| c == connection)
+            .map(|(id, _, _)| *id)
+    }
+
+    /// Request `id` to roam `connection` was sent.
+    pub fn sent(&mut self, now: Instant, id: u64, connection: &str) {
+        self.sent.retain(|(_, c, _)| c != connection);
+        self.sent.push((id, connection.to_string(), now));
+    }
+
+    /// The plugin answered request `id` (of any kind).
+    pub fn answered(&mut self, id: u64) {
+        self.sent.retain(|(i, _, _)| *i != id);
+    }
+
+    /// The plugin's connection ended: its answers never come.
+    pub fn clear(&mut self) {
+        self.sent.clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,5 +496,27 @@ mod tests {
         ] {
             assert_eq!(to_input(&PluginMsg::Event { seq: 1, event }), None);
         }
+    }
+
+    #[test]
+    fn a_roam_waits_for_the_answer_to_the_one_before() {
+        let t0 = Instant::now();
+        let mut p = RoamsPending::default();
+        assert_eq!(p.pending(t0, "vpn"), None);
+        p.sent(t0, 1, "vpn");
+        assert_eq!(p.pending(t0, "vpn"), Some(1));
+        assert_eq!(p.pending(t0, "other"), None, "per connection");
+        p.answered(2);
+        assert_eq!(p.pending(t0, "vpn"), Some(1), "another request's answer");
+        p.answered(1);
+        assert_eq!(p.pending(t0, "vpn"), None);
+
+        p.sent(t0, 3, "vpn");
+        let late = t0 + ROAM_ANSWER_WITHIN;
+        assert_eq!(p.pending(late, "vpn"), None, "no answer within the bound");
+
+        p.sent(late, 4, "vpn");
+        p.clear();
+        assert_eq!(p.pending(late, "vpn"), None, "plugin gone");
     }
 }

@@ -63,6 +63,8 @@ pub(super) struct Daemon {
     pub(super) plugin_msgs: u64,
     /// Ids of requests to charon (initiate/terminate the VPN).
     plugin_requests: u64,
+    /// Roam requests the plugin has not answered yet.
+    roams: plugin::RoamsPending,
     /// Protocol version of the connected plugin (its Hello).
     plugin_version: u32,
     /// Deployment warnings in force (status, events, log).
@@ -229,6 +231,13 @@ impl Daemon {
                     );
                     return;
                 }
+                if let Some(id) = self.roams.pending(Instant::now(), connection) {
+                    info!(
+                        id,
+                        connection, "roam not asked again: charon still works on the request"
+                    );
+                    return;
+                }
                 proto::Action::Roam {
                     connection: connection.clone(),
                 }
@@ -249,6 +258,10 @@ impl Daemon {
                     warn!(error = %e, "sending a VPN request to the plugin failed");
                 } else {
                     info!(id = self.plugin_requests, request = ?r, "VPN request sent to charon");
+                    if let VpnRequest::Roam { connection } = r {
+                        self.roams
+                            .sent(Instant::now(), self.plugin_requests, connection);
+                    }
                 }
             }
             Err(e) => warn!(error = %e, "encoding a VPN request failed"),
@@ -335,12 +348,15 @@ impl Daemon {
     async fn plugin_input(&mut self, now: Instant, input: PluginInput) {
         match input {
             PluginInput::Connected { conn, writer } => {
-                // A newer connection supersedes (a restarted charon).
+                // A newer connection supersedes (a restarted charon);
+                // the old one's answers never come.
                 self.plugin = Some((conn, writer));
+                self.roams.clear();
             }
             PluginInput::Gone { conn, reason } => {
                 if self.plugin.as_ref().is_some_and(|(c, _)| *c == conn) {
                     self.plugin = None;
+                    self.roams.clear();
                     self.node.plugin_disconnected(now, &reason);
                 }
             }
@@ -357,6 +373,7 @@ impl Daemon {
                 }
                 if let PluginMsg::ActionResult { id, status, .. } = &msg {
                     info!(id, ?status, "charon answered a request");
+                    self.roams.answered(*id);
                     return;
                 }
                 let Some(mut input) = plugin::to_input(&msg) else {
@@ -606,6 +623,7 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
         plugin: None,
         plugin_msgs: 0,
         plugin_requests: 0,
+        roams: plugin::RoamsPending::default(),
         plugin_version: 0,
         guard: Guard::new(),
         gateways: HashMap::new(),

@@ -524,7 +524,9 @@ impl Node {
     /// one; a slow machine (the kernel tier's emulated guest) read the new
     /// address and route here 26-120 ms after charon did, and its job then
     /// came first. [`Node::default_route_added`] still asks again when the
-    /// route comes (the plugin's wait is bounded).
+    /// route comes (the plugin's wait is bounded); the daemon sends that
+    /// only once the plugin has answered this one
+    /// (`daemons::mn::plugin::RoamsPending`).
     pub(super) fn roam_when_ready(&mut self, now: Instant, gone: Ipv4Addr) {
         if self.stopping || !self.cfg.with_charon || self.plugin_lost || !self.access.is_live_mc() {
             return;
