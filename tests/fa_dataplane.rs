@@ -578,7 +578,7 @@ fn the_kernel_backends_check_delivers_only_to_a_visitor_of_the_links_home_agent(
             .success()
     };
     assert!(reaches(), "no path from the HA's namespace to {COA}");
-    let dropped = || fa.run(async { ingress::CHECK.dropped().await.unwrap() });
+    let dropped = || fa.run(async { ingress::CHECK.dropped().unwrap() });
     fa.run(async { ingress::install(LINK_PREFIX).await })
         .unwrap();
     assert_eq!(dropped(), 0);

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mip4::auth::{append_auth, AuthExtAt, AuthKind, SecurityAssociation};
+use mip4::daemons::nft::Table;
 use mip4::replay::{NtpTimestamp, ReplayMethod};
 use mip4::wire::{Extension, Flags, ReplyCode, ReplyRepr, RequestRepr};
 
@@ -64,14 +65,18 @@ impl Netns {
     /// the namespace, binds, and hands the socket back (a socket stays in
     /// the namespace it was created in).
     fn udp_socket(&self, bind: SocketAddrV4) -> UdpSocket {
+        self.within(move || UdpSocket::bind(bind).expect("bind in netns"))
+    }
+    /// `f` run by a helper thread inside this namespace.
+    fn within<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
         let path = PathBuf::from("/var/run/netns").join(&self.0);
         std::thread::spawn(move || {
-            let f = std::fs::File::open(&path).expect("open netns");
+            let ns = std::fs::File::open(&path).expect("open netns");
             // SAFETY: setns on a valid namespace fd only changes this
             // helper thread's network namespace.
-            let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+            let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
             assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-            UdpSocket::bind(bind).expect("bind in netns")
+            f()
         })
         .join()
         .unwrap()
@@ -771,4 +776,50 @@ fn out_of_descriptors_the_control_socket_backs_off_and_serves_again() {
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert_eq!(log.matches(shortage).count(), 1, "logged once: {log}");
     assert!(log.contains("accepting connections again"), "{log}");
+}
+
+/// The ingress checks' drop counters (`inner_address_mismatch`,
+/// `ipv6_source_spoofed` in `mip4ctl counters`) are read over nftables'
+/// netlink, not by running nft in the control answer's path: the value
+/// read is the kernel's own, in both families, and a missing table is an
+/// error (the daemon then keeps the last value), not a zero.
+#[test]
+fn the_ingress_counters_are_read_over_netlink() {
+    require_root();
+    let ns = Netns::new("w-nftc");
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.nft");
+    std::fs::write(
+        &rules,
+        "table ip mip4-ha {\n\tcounter rfc3024_ingress_dropped {\n\t\tpackets 7 bytes 700\n\t}\n}\n\
+         table ip6 mip4-ha {\n\tcounter ipv6_source_spoofed {\n\t\tpackets 4294967301 bytes 9\n\t}\n}\n",
+    )
+    .unwrap();
+    ns.exec(&["nft", "-f", rules.to_str().unwrap()]);
+    // mip4-ha's two tables (src/daemons/ha/ingress.rs).
+    const CHECK: Table = Table {
+        family: "ip",
+        name: "mip4-ha",
+        counter: "rfc3024_ingress_dropped",
+    };
+    const CHECK6: Table = Table {
+        family: "ip6",
+        ..CHECK
+    };
+    let (v4, v6) = ns.within(|| {
+        (
+            CHECK.dropped(),
+            Table {
+                counter: "ipv6_source_spoofed",
+                ..CHECK6
+            }
+            .dropped(),
+        )
+    });
+    assert_eq!(v4, Ok(7));
+    assert_eq!(v6, Ok(4_294_967_301));
+    ns.exec(&["nft", "delete", "table", "ip", "mip4-ha"]);
+    let gone = ns.within(|| CHECK.dropped());
+    let e = gone.expect_err("a missing table is an error");
+    assert!(e.contains("rfc3024_ingress_dropped"), "{e}");
 }

@@ -414,6 +414,92 @@ fn silence_is_untrusted_after_the_configured_retransmissions() {
     );
 }
 
+/// The lab's probe settings (lab/hosts/mn/mip4d-detect.conf): 1 s, one
+/// retransmission 1 s later, untrusted after 2 s of silence.
+fn lab_detect_config() -> DetectConfig {
+    let mut d = detect_config();
+    d.retransmit = Retransmit {
+        initial_timeout: Duration::from_secs(1),
+        max_timeout: Duration::from_secs(1),
+        max_attempts: 2,
+    };
+    d
+}
+
+/// On the lab's settings, a probe from `addr` that the daemon holds for
+/// want of a route (it said so: `transmit_parked`), and when it began.
+fn parked_probe(addr: Ipv4Addr) -> (Sim, std::time::Instant, Probe) {
+    let mut s = Sim::with(lab_detect_config());
+    let t0 = s.now;
+    s.node.address_added(s.now, "eth0", addr, 24);
+    let p = s.one_probe();
+    s.node.transmit_parked(p.req.identification);
+    (s, t0, p)
+}
+
+/// A probe the daemon held for want of a route (a DHCP-style attach adds
+/// the address before the default route; under the kernel tier's load the
+/// route came over a second later) is timed from when it left: nothing
+/// replaces it while it waits, and the i-HA's reply 0.8 s after it left
+/// is the verdict. Before, the timer ran from the hand-over: the
+/// retransmission replaced the held request, and the verdict (untrusted)
+/// came 0.5 s after the only request had left, before the i-HA's reply.
+#[test]
+fn a_probe_held_for_its_route_is_timed_from_when_it_left() {
+    let (mut s, t0, p) = parked_probe(IN_1);
+    s.run_for(Duration::from_millis(1500));
+    assert!(
+        s.probes().is_empty(),
+        "no retransmission replaces the request still waiting for its route"
+    );
+    assert!(s.verdicts().is_empty());
+    s.node.transmit_left(s.now, p.req.identification);
+    s.run_for(Duration::from_millis(800));
+    assert!(
+        s.verdicts().is_empty(),
+        "the wait runs from {:?}",
+        s.now - t0
+    );
+    s.deliver(&p.req, Answer::Tnc);
+    assert_eq!(
+        s.verdicts(),
+        vec![(IN_1, Verdict::Trusted, Cause::TncReply)]
+    );
+    assert_eq!(s.node.state(), State::Registered { care_of: IN_1 });
+    // Unanswered, it is retransmitted 1 s after it left, and the verdict
+    // comes 1 s after that: the configured schedule, from the wire.
+    let (mut s, t0, p) = parked_probe(IN_1);
+    s.run_for(Duration::from_millis(1500));
+    s.node.transmit_left(s.now, p.req.identification);
+    let mut sent = Vec::new();
+    while s.verdicts().is_empty() {
+        s.fire_next_timer();
+        sent.extend(s.probes().into_iter().map(|_| s.now - t0));
+    }
+    assert_eq!(sent, vec![Duration::from_millis(2500)]);
+    assert_eq!(s.now - t0, Duration::from_millis(3500));
+    assert_eq!(
+        s.verdicts(),
+        vec![(IN_1, Verdict::Untrusted, Cause::NoReply { attempts: 2 })]
+    );
+}
+
+/// A probe whose route never comes is silence all the same: untrusted
+/// when the whole schedule (1 s + 1 s) has passed, with no datagram sent.
+#[test]
+fn a_probe_whose_route_never_comes_is_untrusted_after_the_schedule() {
+    let (mut s, t0, _) = parked_probe(EXT_A);
+    while s.verdicts().is_empty() {
+        s.fire_next_timer();
+        assert!(s.probes().is_empty(), "nothing replaces the held request");
+    }
+    assert_eq!(s.now - t0, Duration::from_secs(2));
+    assert_eq!(
+        s.verdicts(),
+        vec![(EXT_A, Verdict::Untrusted, Cause::NoReply { attempts: 0 })]
+    );
+}
+
 #[test]
 fn a_newer_move_cancels_the_older_probe() {
     let mut s = Sim::new();

@@ -158,6 +158,18 @@ INIT
 	rm -rf "$dir"
 }
 
+# Two runs may make their images at once (make check-vm boots two guests
+# side by side): the cache's fill and the apt step, whose package lists
+# and downloads are the cache's and locked by apt itself (a second apt
+# fails at once), take turns on CACHE/lock. The copies are each run's own.
+lock_cache() {
+	exec 9>"$1/lock"
+	flock 9
+}
+unlock_cache() {
+	flock -u 9
+}
+
 # A fresh copy of the pristine root, with `$@` run in it by chroot (apt
 # from the mirror of the host's sources; services kept from starting).
 fresh_root() {
@@ -181,12 +193,14 @@ SRC
 	cp scripts/install-deps.sh "$root/opt/mip4/scripts/"
 	# Downloaded .debs and package lists are the archive's own bytes:
 	# shared between runs, so a run does not download them again.
+	lock_cache "$cache"
 	mount --bind "$cache/apt-archives" "$root/var/cache/apt/archives"
 	mount --bind "$cache/apt-lists" "$root/var/lib/apt/lists"
 	mount -t proc proc "$root/proc"
 	local rc=0
 	chroot "$root" "$@" >"$log" 2>&1 || rc=$?
 	umount "$root/proc" "$root/var/lib/apt/lists" "$root/var/cache/apt/archives"
+	unlock_cache
 	if ((rc != 0)); then
 		tail -n 5 "$log" >&2
 		die "$* failed inside the guest root (log: $log)"
@@ -251,6 +265,7 @@ cache)
 	cache="${2:?usage: image.sh cache CACHE}"
 	mkdir -p "$cache/kernel"
 	mirror >/dev/null
+	lock_cache "$cache"
 	cache_kernel "$cache" >/dev/null
 	cache_root "$cache"
 	;;
@@ -261,8 +276,10 @@ root)
 	mkdir -p "$cache/kernel" "$run"
 	# The cheap checks first: a fault is named before minutes of work.
 	mirror >/dev/null
+	lock_cache "$cache"
 	kdir="$(cache_kernel "$cache")"
 	cache_root "$cache"
+	unlock_cache
 	lab_root "$cache" "$run/root" ""
 	install_modules "$kdir" "$run/root"
 	make_initramfs "$run/root" "$run/initramfs.gz"
@@ -278,8 +295,10 @@ packages)
 	debs="$(realpath "${4:?usage: image.sh packages CACHE RUN DEBS}")"
 	mkdir -p "$cache/kernel" "$run"
 	mirror >/dev/null
+	lock_cache "$cache"
 	kdir="$(cache_kernel "$cache")"
 	cache_root "$cache"
+	unlock_cache
 	packages_root "$cache" "$run/root" "$debs"
 	install_modules "$kdir" "$run/root"
 	make_initramfs "$run/root" "$run/initramfs.gz"

@@ -19,6 +19,7 @@ pub mod ha;
 pub mod icmp;
 pub mod mn;
 pub mod nft;
+pub mod nft_counter;
 pub mod record;
 pub mod udp;
 pub mod wake;

@@ -1,8 +1,8 @@
 //! Running `nft` (the nftables package) for the kernel tunnel backends'
 //! ingress checks, mip4-ha's ([`super::ha`]) and mip4-fa's
 //! ([`super::fa`]): each daemon loads a table of its own as one
-//! transaction, reads its named counter, and deletes the table at a clean
-//! stop.
+//! transaction and deletes the table at a clean stop. The table's named
+//! counter is read over netlink ([`super::nft_counter`]).
 
 use std::process::Stdio;
 
@@ -84,52 +84,14 @@ impl Table {
             .map(|_| ())
     }
 
-    /// Datagrams the rule dropped so far.
-    pub async fn dropped(&self) -> Result<u64, String> {
-        let text = nft(
-            &[
-                "-j",
-                "list",
-                "counter",
-                self.family,
-                self.name,
-                self.counter,
-            ],
-            None,
-        )
-        .await?;
-        packets(&text).ok_or_else(|| {
-            format!(
-                "nft: no packet count for counter {} in: {text}",
-                self.counter
-            )
-        })
+    /// Datagrams the rule dropped so far, read over netlink
+    /// ([`super::nft_counter`]): a control answer never waits on `nft`.
+    pub fn dropped(&self) -> Result<u64, String> {
+        super::nft_counter::packets(self.family, self.name, self.counter)
     }
 }
 
 /// Loads `ruleset` (`nft -f -`), one transaction.
 pub async fn load(ruleset: &str) -> Result<(), String> {
     nft(&["-f", "-"], Some(ruleset)).await.map(|_| ())
-}
-
-/// The `packets` of the counter in `nft -j list counter` output.
-fn packets(json: &str) -> Option<u64> {
-    let v: serde_json::Value = serde_json::from_str(json).ok()?;
-    v["nftables"]
-        .as_array()?
-        .iter()
-        .find_map(|o| o["counter"]["packets"].as_u64())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_counter_is_read_from_nfts_json() {
-        let j = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"counter": {"family": "ip", "name": "rfc3024_ingress_dropped", "table": "mip4-ha", "handle": 2, "packets": 3, "bytes": 252}}]}"#;
-        assert_eq!(packets(j), Some(3));
-        assert_eq!(packets(r#"{"nftables": []}"#), None);
-        assert_eq!(packets("not json"), None);
-    }
 }

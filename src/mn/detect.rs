@@ -424,6 +424,21 @@ impl Detector {
         self.probe.as_ref().and_then(|p| p.client.poll_timeout())
     }
 
+    /// The daemon holds the probe datagram with `identification` for
+    /// want of a route ([`Client::transmit_parked`]).
+    pub fn transmit_parked(&mut self, identification: u64) {
+        if let Some(p) = self.probe.as_mut() {
+            p.client.transmit_parked(identification);
+        }
+    }
+
+    /// The held probe datagram left at `now` ([`Client::transmit_left`]).
+    pub fn transmit_left(&mut self, now: Instant, identification: u64) {
+        if let Some(p) = self.probe.as_mut() {
+            p.client.transmit_left(now, identification);
+        }
+    }
+
     pub fn poll_transmit(&mut self) -> Option<ProbeTransmit> {
         self.transmits.pop_front()
     }

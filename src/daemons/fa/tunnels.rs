@@ -283,7 +283,7 @@ impl Tunnels {
         }
         counters.decapsulated = rx;
         counters.encapsulated = tx;
-        match ingress::CHECK.dropped().await {
+        match ingress::CHECK.dropped() {
             Ok(n) => counters.inner_address_mismatch = n,
             Err(e) => warn!("cannot read the decapsulation check's counter: {e}"),
         }

@@ -39,7 +39,8 @@
 //! Link-local sources pass it (the link's own fe80::/64) and stay on the
 //! link: the kernel never forwards them (RFC 4291 §2.5.6).
 //!
-//! `nft` ([`crate::daemons::nft`]) is run for the three operations; each
+//! `nft` ([`crate::daemons::nft`]) loads and removes the tables, the
+//! counters are read over netlink ([`crate::daemons::nft_counter`]); each
 //! table is replaced atomically at start (what a killed instance left goes
 //! with it) and deleted at a clean stop.
 

@@ -344,12 +344,12 @@ impl Installer {
         if self.ingress_dropped.is_none() {
             return;
         }
-        match super::ingress::CHECK.dropped().await {
+        match super::ingress::CHECK.dropped() {
             Ok(n) => self.ingress_dropped = Some(n),
             Err(e) => warn!("cannot read the RFC 3024 ingress counter: {e}"),
         }
         if self.ipv6_spoofed.is_some() {
-            match super::ingress::CHECK6.dropped().await {
+            match super::ingress::CHECK6.dropped() {
                 Ok(n) => self.ipv6_spoofed = Some(n),
                 Err(e) => warn!("cannot read the RFC 5454 ingress counter: {e}"),
             }

@@ -104,11 +104,13 @@ impl ProbeSockets {
 
     /// Sends a probe. `fallback_ifname` is the physical interface charon
     /// reports for this address (the plugin's path query), used when the
-    /// node's own interface name no longer binds (renamed, gone).
-    pub async fn send(&mut self, p: &ProbeTransmit, fallback_ifname: Option<&str>) {
+    /// node's own interface name no longer binds (renamed, gone). Returns
+    /// true when it is parked until a route appears (the node is told:
+    /// its timer waits for the datagram to leave).
+    pub async fn send(&mut self, p: &ProbeTransmit, fallback_ifname: Option<&str>) -> bool {
         let Some(src) = p.transmit.src else {
             self.send_errors += 1;
-            return;
+            return false;
         };
         let dst = *p.transmit.dst.ip();
         let routed = match self.nl.link_index(&p.ifname).await {
@@ -119,7 +121,7 @@ impl ProbeSockets {
         if !routed {
             debug!(ifname = %p.ifname, %src, %dst, "probe: no route by its interface yet, parked until one appears");
             self.parked.insert(src, p.clone());
-            return;
+            return true;
         }
         let sock = match self.socket(&p.ifname, src) {
             Ok(s) => s,
@@ -129,13 +131,13 @@ impl ProbeSockets {
                     Err(e2) => {
                         self.send_errors += 1;
                         warn!(ifname = %p.ifname, fallback = f, %src, error = %e, error2 = %e2, "cannot open a probe socket");
-                        return;
+                        return false;
                     }
                 },
                 None => {
                     self.send_errors += 1;
                     warn!(ifname = %p.ifname, %src, error = %e, "cannot open a probe socket");
-                    return;
+                    return false;
                 }
             },
         };
@@ -146,6 +148,7 @@ impl ProbeSockets {
             Ok(_) => {
                 self.sent += 1;
                 self.parked.remove(&src);
+                false
             }
             Err(e) => {
                 self.send_errors += 1;
@@ -155,8 +158,10 @@ impl ProbeSockets {
                 ) {
                     debug!(%src, "probe: no route yet, parked until one appears");
                     self.parked.insert(src, p.clone());
+                    true
                 } else {
                     warn!(%src, dst = %p.transmit.dst, error = %e, "sending a probe failed");
+                    false
                 }
             }
         }
@@ -168,7 +173,7 @@ impl ProbeSockets {
         let mut sent = Vec::new();
         for p in parked {
             let before = self.sent;
-            self.send(&p, None).await;
+            let _ = self.send(&p, None).await;
             if self.sent > before {
                 self.sent_on_route += 1;
                 sent.push(p);

@@ -133,10 +133,14 @@ impl Daemon {
         // Probes first: on a move the probe and the MOBIKE update race
         // (RFC 5266 §3.4), and nothing here waits for charon.
         while let Some(p) = self.node.poll_probe_transmit() {
-            self.probes.send(&p, p.fallback_ifname.as_deref()).await;
+            if self.probes.send(&p, p.fallback_ifname.as_deref()).await {
+                self.node.transmit_parked(p.transmit.identification);
+            }
         }
         while let Some(t) = self.node.poll_transmit() {
-            self.sockets.send(&t).await;
+            if self.sockets.send(&t).await {
+                self.node.transmit_parked(t.identification);
+            }
         }
         while let Some(ifname) = self.node.poll_solicitation() {
             self.agents.solicit(&ifname);
@@ -272,6 +276,8 @@ impl Daemon {
     async fn routes_added(&mut self) {
         debug!("a route appeared: held requests, gateways");
         for p in self.probes.route_added().await {
+            self.node
+                .transmit_left(Instant::now(), p.transmit.identification);
             self.bus.publish(
                 Instant::now(),
                 NodeEvent::RequestSentOnRoute {
@@ -281,6 +287,7 @@ impl Daemon {
             );
         }
         for t in self.sockets.route_added().await {
+            self.node.transmit_left(Instant::now(), t.identification);
             self.bus.publish(
                 Instant::now(),
                 NodeEvent::RequestSentOnRoute {

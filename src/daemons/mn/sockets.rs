@@ -75,13 +75,15 @@ impl Sockets {
         Ok(sock)
     }
 
-    pub async fn send(&mut self, t: &Transmit) {
+    /// Sends a request; true when it is parked until a route appears
+    /// (the node is told: its timer waits for the request to leave).
+    pub async fn send(&mut self, t: &Transmit) -> bool {
         let sock = match self.socket(t.src) {
             Ok(s) => s,
             Err(e) => {
                 self.send_errors += 1;
                 warn!(src = ?t.src, error = %e, "cannot open a registration socket");
-                return;
+                return false;
             }
         };
         match sock.send_to(&t.payload, SocketAddr::V4(t.dst)).await {
@@ -90,14 +92,17 @@ impl Sockets {
                 // registration's round trip (issue 14 §2) is in its log.
                 debug!(src = ?t.src, dst = %t.dst, identification = t.identification, "registration datagram sent");
                 self.parked.remove(&t.src);
+                false
             }
             Err(e) => {
                 self.send_errors += 1;
                 if no_route(&e) {
                     debug!(src = ?t.src, dst = %t.dst, "no route yet: request parked until one appears");
                     self.parked.insert(t.src, t.clone());
+                    true
                 } else {
                     warn!(src = ?t.src, dst = %t.dst, error = %e, "sending a registration request failed");
+                    false
                 }
             }
         }
@@ -110,7 +115,7 @@ impl Sockets {
         let mut sent = Vec::new();
         for t in parked {
             let errors = self.send_errors;
-            self.send(&t).await;
+            let _ = self.send(&t).await;
             if self.send_errors == errors {
                 self.sent_on_route += 1;
                 debug!(src = ?t.src, dst = %t.dst, "parked request sent: a route appeared");

@@ -493,6 +493,26 @@ impl Node {
         self.out.probes.pop_front()
     }
 
+    /// The daemon could not send the transmit (probe or registration
+    /// request) with `identification` yet, for want of a route, and holds
+    /// it: its retransmission timer waits for it
+    /// ([`Client::transmit_parked`]).
+    pub fn transmit_parked(&mut self, identification: u64) {
+        if let Some(d) = self.detector.as_mut() {
+            d.transmit_parked(identification);
+        }
+        self.client.transmit_parked(identification);
+    }
+
+    /// The held transmit with `identification` left at `now`: the wait
+    /// for its reply starts now ([`Client::transmit_left`]).
+    pub fn transmit_left(&mut self, now: Instant, identification: u64) {
+        if let Some(d) = self.detector.as_mut() {
+            d.transmit_left(now, identification);
+        }
+        self.client.transmit_left(now, identification);
+    }
+
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.retry_at.is_some_and(|t| now >= t) {
             self.retry_at = None;

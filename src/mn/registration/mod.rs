@@ -84,6 +84,9 @@ struct Pending {
     /// A corrected request (after 133, 136, 69, 75/138) waiting for
     /// §3.6.3's one-second floor: not on the wire yet, signed when sent.
     held: bool,
+    /// Handed to the daemon but held there for want of a route
+    /// ([`Client::transmit_parked`]): not on the wire, no attempt yet.
+    parked: bool,
     resyncs: u32,
     ha_switched: bool,
     lifetime_adjusted: bool,
@@ -415,6 +418,8 @@ impl Client {
             if now >= p.deadline {
                 if p.held {
                     self.send_held(now);
+                } else if p.parked {
+                    self.wait_parked(now);
                 } else if p.attempts >= self.config.retransmit.max_attempts {
                     self.give_up(now);
                 } else {

@@ -91,6 +91,7 @@ impl Client {
             timeout: initial,
             deadline: now,
             held: false,
+            parked: false,
             resyncs: 0,
             ha_switched: false,
             lifetime_adjusted: false,
@@ -212,6 +213,67 @@ impl Client {
         p.held = false;
         self.sign_new_identification(now, &mut p);
         self.send(now, p, false);
+    }
+
+    /// The daemon could not put the transmit with `identification` on
+    /// the wire (no route yet: a DHCP-style attach adds the address before
+    /// the default route) and holds it until a route appears. It is no
+    /// attempt: §3.6.3's retransmission answers silence after a request
+    /// left, and a retransmission now would only replace the held request
+    /// with a new Identification while nothing is out to be answered (the
+    /// kernel tier lost a probe's whole wait that way: its route came a
+    /// second after the address, the retransmission replaced the first
+    /// request, and the reply to it came after the verdict).
+    pub fn transmit_parked(&mut self, identification: u64) {
+        let Some(p) = self.pending.as_mut() else {
+            return;
+        };
+        if p.request.identification == identification && !p.held && !p.parked {
+            p.parked = true;
+            p.attempts = p.attempts.saturating_sub(1);
+        }
+    }
+
+    /// The held transmit with `identification` left at `now`: the wait
+    /// for its reply starts here (§3.6.3 times a retransmission from the
+    /// request's transmission).
+    pub fn transmit_left(&mut self, now: Instant, identification: u64) {
+        let Some(p) = self.pending.as_mut() else {
+            return;
+        };
+        if p.request.identification == identification && p.parked {
+            p.parked = false;
+            p.attempts += 1;
+            p.last_sent = now;
+            if p.attempts == 1 {
+                p.first_sent = now;
+            }
+            p.deadline = now + p.timeout;
+        }
+    }
+
+    /// A parked request's timer: it waits on for its route, at most the
+    /// time the whole retransmission schedule would have taken since it
+    /// was handed over (no route to the home agent all that while is
+    /// silence, as before), then gives up.
+    pub(super) fn wait_parked(&mut self, now: Instant) {
+        let Some(p) = self.pending.as_ref() else {
+            return;
+        };
+        let r = &self.config.retransmit;
+        let cap = self.backoff_cap(p.request.lifetime);
+        let mut t = r.initial_timeout;
+        let mut schedule = Duration::ZERO;
+        for _ in 0..r.max_attempts {
+            schedule += t;
+            t = (t * 2).min(cap);
+        }
+        let limit = p.first_sent + schedule;
+        if now >= limit {
+            self.give_up(now);
+        } else if let Some(p) = self.pending.as_mut() {
+            p.deadline = (now + p.timeout).min(limit);
+        }
     }
 
     pub(super) fn give_up(&mut self, now: Instant) {
