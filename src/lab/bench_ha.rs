@@ -1131,11 +1131,13 @@ thp_fault_fallback and compact_stall stayed 0). mip4-ha's allocator now gives ev
 2 MiB or more a mapping of its own, aligned to 2 MiB (grown with mremap, unmapped when freed): \
 at start 1278 of 1454 MiB in huge pages instead of 954 (smaps_rollup; the rest is the heap's \
 small objects, a node's key and the like); the row above gives it at the full size. Back to back \
-with the old allocator, alternating, at load 6-10 on the shared 2 cores: the old one's flatness \
-1.529, 1.044, 0.865, 1.115 and its loop's CPU per registration at 1,000,000 9.7, 10.0, 9.6, \
-11.1 us; the new one's 1.059, 1.075, 1.017, 1.091, 1.184, 0.952 and 8.7, 9.4, 9.3, 9.1, 9.5, 9.3 us. What is \
-left of the growth from 1,000 bindings (7-25% of the loop's CPU per registration in those runs) \
-is, as far as can be told without hardware counters, cache misses: some 15 lines at random per \
+with the old allocator, alternating, at load 2-10 on the shared 2 cores (10 runs of the new one, \
+8 of the old): the loop's CPU per registration at 1,000,000, median 9.2 against 9.65 us; the ratio \
+to echo there, median 0.649 against 0.60; but the flatness, a quotient of two noisy medians, \
+median 1.08 (0.95 to 1.29) against 1.09 (0.87 to 1.53): on this machine its spread is wider than \
+the change. What is left of the growth from 1,000 bindings (the loop's CPU per registration up \
+by 2 to 42% in those runs of the new one, median 17%) is, as far as can be told without hardware \
+counters, cache misses: some 15 lines at random per \
 registration (the screen's key, the node, the cache's index and slot, the installer's record). \
 Touching them for a whole recvmmsg batch first, so that their misses overlap, was not tried.\n";
 
