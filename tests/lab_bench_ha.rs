@@ -88,7 +88,15 @@ fn bench_ha_reports_consistent_figures_for_every_node_registered() {
         assert!(json[k].is_number(), "--json has {k}: {json}");
     }
     assert!(r.fill_longest_silence_ms <= r.longest_silence_ms);
+    // What of mip4-ha's memory sits in huge pages is part of its RSS.
+    assert!(r.huge_kib_full <= r.rss_kib_full, "{r:?}");
     let md = bench_ha::markdown_section(&opts, &r);
+    let huge = format!(
+        "| mip4-ha's memory in huge pages at 300 bindings (AnonHugePages of its RSS) | {} of {} MiB |",
+        r.huge_kib_full / 1024,
+        r.rss_kib_full / 1024
+    );
+    assert!(md.contains(&huge), "{md}");
     assert!(
         md.starts_with("## The home agent at scale") && md.contains("| 300 | 3 |"),
         "{md}"
