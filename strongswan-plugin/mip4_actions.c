@@ -30,7 +30,29 @@ struct mip4_request_t {
 	timeval_t waiting;
 	/** place in mip4d's order of requests (ask_order()) */
 	uint64_t seq;
+	/** a roam listed in roams_waiting (claim()) */
+	bool listed;
 };
+
+/**
+ * How many roams roams_waiting lists; one more only looks.
+ */
+#define ROAMS_WAITING 8
+
+/**
+ * Roams waiting for charon's path (later()), each run once by whichever
+ * claims it first: its next look, or charon's own roam event
+ * (mip4_actions_roam_event()). kernel-netlink raises that event
+ * ROAM_DELAY (100 ms) after the first address or route change it hears,
+ * and its roam job moves the IKE_SA with a path check if the path is
+ * known by then: a look due a few ms later lost the move to it, even
+ * when mip4d had asked long before (the kernel tier under load).
+ */
+static pthread_mutex_t waiting_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	bool used;
+	mip4_request_t roam;
+} roams_waiting[ROAMS_WAITING];
 
 /**
  * How many connections' last terminate order_lock remembers.
@@ -118,7 +140,8 @@ static void ask_order(mip4_request_t *action)
  * (break before make), and the update then leaves within
  * ROAM_SLOW_LOOK_MS of charon knowing the new path, ahead of
  * kernel-netlink's own roam job (due ROAM_DELAY, 100 ms, after the
- * address). A move slower than that is asked for again on its route.
+ * address; at that event the roam runs at once, roams_waiting). A move
+ * slower than that is asked for again on its route.
  */
 #define ROAM_LOOK_MS 2
 #define ROAM_FAST_LOOKS 50
@@ -421,9 +444,10 @@ static bool update_directly(uint32_t id)
  * out at once without charon's path check (mip4_update.c); otherwise
  * queue the roam job kernel-netlink would queue, so charon's MOBIKE
  * starts now. kernel-netlink's own delayed event still follows and finds
- * the path current.
+ * the path current. queued: charon's roam job is queued already (its
+ * roam event), a second one would only add a path check.
  */
-static mip4_action_status_t roam(char *name)
+static mip4_action_status_t roam(char *name, bool queued)
 {
 	uint32_t id;
 
@@ -431,7 +455,7 @@ static mip4_action_status_t roam(char *name)
 	{
 		return MIP4_ACT_NOT_FOUND;
 	}
-	if (update_directly(id))
+	if (update_directly(id) || queued)
 	{
 		return MIP4_ACT_OK;
 	}
@@ -470,6 +494,50 @@ static mip4_action_status_t initiate_in_order(mip4_request_t *action)
 }
 
 /**
+ * Lists a roam that waits for its path in roams_waiting (action->listed),
+ * if there is room.
+ */
+static void list_roam(mip4_request_t *action)
+{
+	int i;
+
+	pthread_mutex_lock(&waiting_lock);
+	for (i = 0; i < ROAMS_WAITING; i++)
+	{
+		if (!roams_waiting[i].used)
+		{
+			action->listed = TRUE;
+			roams_waiting[i].used = TRUE;
+			roams_waiting[i].roam = *action;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&waiting_lock);
+}
+
+/**
+ * Whether action, a listed roam, still waits (nobody ran it yet); take:
+ * it is run now, by the caller alone. An unlisted one always waits.
+ */
+static bool claim(mip4_request_t *action, bool take)
+{
+	bool waits = !action->listed;
+	int i;
+
+	pthread_mutex_lock(&waiting_lock);
+	for (i = 0; i < ROAMS_WAITING && !waits; i++)
+	{
+		if (roams_waiting[i].used && roams_waiting[i].roam.id == action->id)
+		{
+			waits = TRUE;
+			roams_waiting[i].used = !take;
+		}
+	}
+	pthread_mutex_unlock(&waiting_lock);
+	return waits;
+}
+
+/**
  * A roam or initiate whose path charon does not know yet (ready FALSE)
  * looks again: ROAM_QUICK_LOOKS quick looks, then every ROAM_LOOK_MS for
  * fast looks, then every ROAM_SLOW_LOOK_MS, at most ROAM_QUICK_LOOKS +
@@ -491,6 +559,10 @@ static bool later(mip4_request_t *action, bool ready, int looks, int fast)
 		DBG2(DBG_CFG, "mip4: action %u on '%s' waits for charon to know the "
 			 "path", action->kind, action->name);
 		time_monotonic(&action->waiting);
+		if (action->kind == MIP4_ACT_ROAM)
+		{
+			list_roam(action);
+		}
 	}
 	again = malloc(sizeof(*again));
 	memcpy(again, action, sizeof(*again));
@@ -530,6 +602,22 @@ static long looked_us(mip4_request_t *action)
 }
 
 /**
+ * Reports an action's outcome to the bridge.
+ */
+static void report(mip4_request_t *action, mip4_action_status_t status,
+				   mip4_event_t *path)
+{
+	DBG2(DBG_CFG, "mip4: action %u on '%s': status %d", action->kind,
+		 action->name, status);
+	if (action->looks)
+	{
+		DBG2(DBG_CFG, "mip4: charon knew the path after %ld us (%d looks)",
+			 looked_us(action), action->looks);
+	}
+	mip4_action_done(action->id, status, path);
+}
+
+/**
  * Job body: run one action and report its outcome to the bridge.
  */
 static job_requeue_t run_action(mip4_request_t *action)
@@ -553,12 +641,15 @@ static job_requeue_t run_action(mip4_request_t *action)
 			status = terminate(action->name);
 			break;
 		case MIP4_ACT_ROAM:
-			if (later(action, path_known(action->name), ROAM_LOOKS,
-					  ROAM_FAST_LOOKS))
+			/* charon's roam event may have run it since the last look */
+			if (!claim(action, FALSE) ||
+				later(action, path_known(action->name), ROAM_LOOKS,
+					  ROAM_FAST_LOOKS) ||
+				!claim(action, TRUE))
 			{
 				return JOB_REQUEUE_NONE;
 			}
-			status = roam(action->name);
+			status = roam(action->name, FALSE);
 			break;
 		case MIP4_ACT_QUERY_PATH:
 			status = find_ike_sas(action->name, &id, NULL, 1, &path) ?
@@ -568,16 +659,38 @@ static job_requeue_t run_action(mip4_request_t *action)
 			status = MIP4_ACT_UNSUPPORTED;
 			break;
 	}
-	DBG2(DBG_CFG, "mip4: action %u on '%s': status %d", action->kind,
-		 action->name, status);
-	if (action->looks)
-	{
-		DBG2(DBG_CFG, "mip4: charon knew the path after %ld us (%d looks)",
-			 looked_us(action), action->looks);
-	}
-	mip4_action_done(action->id, status,
-					 action->kind == MIP4_ACT_QUERY_PATH ? &path : NULL);
+	report(action, status,
+		   action->kind == MIP4_ACT_QUERY_PATH ? &path : NULL);
 	return JOB_REQUEUE_NONE;
+}
+
+/*
+ * Described in header
+ */
+void mip4_actions_roam_event(void)
+{
+	mip4_request_t roams[ROAMS_WAITING];
+	int i, n = 0;
+
+	pthread_mutex_lock(&waiting_lock);
+	for (i = 0; i < ROAMS_WAITING; i++)
+	{
+		if (roams_waiting[i].used)
+		{
+			roams[n++] = roams_waiting[i].roam;
+		}
+	}
+	pthread_mutex_unlock(&waiting_lock);
+	for (i = 0; i < n; i++)
+	{
+		if (path_known(roams[i].name) && claim(&roams[i], TRUE))
+		{
+			DBG2(DBG_CFG, "mip4: roam of '%s' run at charon's roam event, "
+				 "%ld us after its first look", roams[i].name,
+				 looked_us(&roams[i]));
+			report(&roams[i], roam(roams[i].name, TRUE), NULL);
+		}
+	}
 }
 
 /*

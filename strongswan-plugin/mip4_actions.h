@@ -21,4 +21,11 @@
  */
 int mip4_actions_request(uint64_t id, uint32_t kind, const char *name);
 
+/**
+ * charon's kernel interface raised its own (delayed) roam event: a roam
+ * still waiting for its path runs now if charon knows the path, before
+ * the roam job charon has just queued moves the IKE_SA with a path check.
+ */
+void mip4_actions_roam_event(void);
+
 #endif /** MIP4_ACTIONS_H_ @}*/

@@ -3,6 +3,7 @@
  */
 
 #include "mip4_listener.h"
+#include "mip4_actions.h"
 #include "mip4_copy.h"
 
 #include <daemon.h>
@@ -301,6 +302,9 @@ METHOD(kernel_listener_t, roam, bool,
 {
 	mip4_event_t ev;
 
+	/* kernel_handler, listening since charon started, has just queued
+	 * charon's roam job: a roam mip4d asked for goes first if it can */
+	mip4_actions_roam_event();
 	/* the MN's addresses (address) or routes changed; MOBIKE follows */
 	init_event(&ev, MIP4_EV_ROAM, address, NULL, FALSE);
 	mip4_event(&ev);
