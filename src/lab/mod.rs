@@ -123,6 +123,38 @@ pub fn preflight() -> Result<()> {
     }
 }
 
+/// A new directory `parent/<unique prefix><suffix>`, made by this call:
+/// the prefix holds the process ID, which the kernel hands out again, so a
+/// run's kept logs (a failed run's, or any with MIP4_LAB_KEEP=1) may
+/// already hold a name; a later run must never write into them or read
+/// their verdicts as its own.
+pub fn fresh_dir(parent: &std::path::Path, suffix: &str) -> Result<std::path::PathBuf> {
+    let io = |path: &std::path::Path, source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+    let names = std::iter::repeat_with(|| format!("{}{suffix}", netns::unique_prefix()));
+    first_new_dir(parent, names).map_err(|(path, e)| io(&path, e))
+}
+
+/// The first of `names` that `create_dir` makes anew under `parent`.
+fn first_new_dir(
+    parent: &std::path::Path,
+    names: impl IntoIterator<Item = String>,
+) -> std::result::Result<std::path::PathBuf, (std::path::PathBuf, std::io::Error)> {
+    let mut last = parent.to_path_buf();
+    for name in names {
+        let path = parent.join(name);
+        match std::fs::create_dir(&path) {
+            Ok(()) => return Ok(path),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = path,
+            Err(e) => return Err((path, e)),
+        }
+    }
+    Err((last, std::io::ErrorKind::AlreadyExists.into()))
+}
+
 /// A scratch directory for one lab run (configs, logs, captures): removed
 /// when dropped, but kept (and its path printed) when a test panics, so
 /// the charon logs of a failed run can be read.
@@ -135,11 +167,7 @@ pub struct WorkDir {
 impl WorkDir {
     /// A fresh directory under the system's temporary directory.
     pub fn new(tag: &str) -> Result<WorkDir> {
-        let path = std::env::temp_dir().join(format!("{}-{tag}", netns::unique_prefix()));
-        std::fs::create_dir_all(&path).map_err(|source| Error::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let path = fresh_dir(&std::env::temp_dir(), &format!("-{tag}"))?;
         Ok(WorkDir { path, keep: false })
     }
 
@@ -176,5 +204,30 @@ impl Drop for WorkDir {
             return;
         }
         let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A name whose directory a kept run left behind is passed over: its
+    /// logs stay as they were and the new run gets a directory of its own.
+    #[test]
+    fn a_kept_run_directory_is_never_reused() {
+        let parent = fresh_dir(&std::env::temp_dir(), "-fresh-dir-test").unwrap();
+        std::fs::create_dir(parent.join("m4l7x0")).unwrap();
+        std::fs::write(parent.join("m4l7x0/verdict"), "PASS").unwrap();
+        let names = ["m4l7x0", "m4l7x1"].map(String::from);
+        let got = first_new_dir(&parent, names).unwrap();
+        assert_eq!(got, parent.join("m4l7x1"));
+        assert_eq!(std::fs::read_dir(&got).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_to_string(parent.join("m4l7x0/verdict")).unwrap(),
+            "PASS"
+        );
+        let (_, e) = first_new_dir(&parent, ["m4l7x0".to_string()]).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+        std::fs::remove_dir_all(&parent).unwrap();
     }
 }

@@ -162,7 +162,7 @@ pub fn run(opts: &VmOptions, on_line: &mut dyn FnMut(&serde_json::Value)) -> Res
             lab.display()
         )));
     }
-    let run_dir = opts.cache.join("runs").join(super::netns::unique_prefix());
+    let run_dir = super::fresh_dir(&opts.cache.join("runs"), "")?;
     let share = run_dir.join("share");
     mkdir(&share.join("logs"))?;
     let _root = RootGuard(run_dir.clone());
