@@ -61,6 +61,9 @@ struct private_mip4_update_t {
 	/** the update has been sent */
 	bool sent;
 
+	/** sent even from the IKE_SA's own address (see restart()) */
+	bool confirm;
+
 	/** unique IDs (uint32_t) of the CHILD_SAs installed as it left */
 	array_t *children;
 };
@@ -162,6 +165,11 @@ METHOD(task_t, build_i, status_t,
 		message->get_exchange_type(message) == INFORMATIONAL)
 	{
 		this->me = new_source(this->ike_sa);
+		if (!this->me && this->confirm)
+		{
+			this->me = this->ike_sa->get_my_host(this->ike_sa);
+			this->me = this->me->clone(this->me);
+		}
 	}
 	if (!this->me)
 	{	/* the SA changed while queued (a reauth, an older move answered):
@@ -264,12 +272,15 @@ METHOD(task_t, post_build, status_t,
 	 * IKE_SA is checked in, after the update is with the sender
 	 * (mip4_listener.c ike_update()). */
 	this->ike_sa->set_condition(this->ike_sa, COND_STALE, FALSE);
-	charon->bus->ike_update(charon->bus, this->ike_sa, this->me,
-							this->ike_sa->get_other_host(this->ike_sa));
-	DBG1(DBG_IKE, "mip4: local endpoint changed from %#H to %#H, the IPsec "
-		 "SAs follow with the answer", this->ike_sa->get_my_host(this->ike_sa),
-		 this->me);
-	this->ike_sa->set_my_host(this->ike_sa, this->me->clone(this->me));
+	if (!this->me->equals(this->me, this->ike_sa->get_my_host(this->ike_sa)))
+	{	/* a confirming update (restart()) moved it already */
+		charon->bus->ike_update(charon->bus, this->ike_sa, this->me,
+								this->ike_sa->get_other_host(this->ike_sa));
+		DBG1(DBG_IKE, "mip4: local endpoint changed from %#H to %#H, the "
+			 "IPsec SAs follow with the answer",
+			 this->ike_sa->get_my_host(this->ike_sa), this->me);
+		this->ike_sa->set_my_host(this->ike_sa, this->me->clone(this->me));
+	}
 	record_children(this);
 	this->sent = TRUE;
 	return NEED_MORE;
@@ -480,11 +491,18 @@ static task_t *update_create(ike_sa_t *ike_sa)
  * RFC 4555 §3.5: a new address change while an update of ours waits for
  * its answer: move the IKE_SA and its IPsec SAs now (the request in
  * flight is retransmitted from the new address at once), and queue a new
- * update; the answer to the old one is not processed.
+ * update; the answer to the old one is not processed. The queued update
+ * is sent even though the IKE_SA already has the new address: a gateway
+ * that processed the first copy answers the retransmission from its cache
+ * (RFC 7296 §2.1) without moving its IKE_SA, and would keep sending (its
+ * rekeys, with kernel-libipsec its new CHILD_SAs' ESP) to the address we
+ * left.
  */
 static status_t restart(ike_sa_t *ike_sa, private_mip4_update_t *active,
 						host_t *src)
 {
+	private_mip4_update_t *queued;
+
 	if (!active->sent)
 	{
 		return SUCCESS;
@@ -492,10 +510,13 @@ static status_t restart(ike_sa_t *ike_sa, private_mip4_update_t *active,
 	DBG1(DBG_IKE, "mip4: moved again during the MOBIKE update, now to %#H",
 		 src);
 	ike_sa->update_hosts(ike_sa, src, NULL, UPDATE_HOSTS_FORCE_ALL);
-	if (!find_update(ike_sa, TASK_QUEUE_QUEUED))
+	queued = find_update(ike_sa, TASK_QUEUE_QUEUED);
+	if (!queued)
 	{
-		ike_sa->queue_task(ike_sa, update_create(ike_sa));
+		queued = (private_mip4_update_t*)update_create(ike_sa);
+		ike_sa->queue_task(ike_sa, &queued->task);
 	}
+	queued->confirm = TRUE;
 	return ike_sa->retransmit(ike_sa, active->mid);
 }
 
