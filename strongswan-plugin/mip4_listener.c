@@ -5,6 +5,7 @@
 #include "mip4_listener.h"
 #include "mip4_actions.h"
 #include "mip4_copy.h"
+#include "mip4_rekey.h"
 
 #include <daemon.h>
 #include <collections/linked_list.h>
@@ -295,6 +296,15 @@ METHOD(listener_t, child_updown, bool,
 	return TRUE;
 }
 
+METHOD(listener_t, child_state_change, bool,
+	private_mip4_listener_t *this, ike_sa_t *ike_sa, child_sa_t *child_sa,
+	child_sa_state_t state)
+{
+	/* a rekey we answered completes (mip4_rekey.c) */
+	mip4_rekey_child_state(ike_sa, child_sa, state);
+	return TRUE;
+}
+
 /* kernel_listener_t is not the first member, so this hook takes the
  * interface pointer itself (it needs no private data) */
 METHOD(kernel_listener_t, roam, bool,
@@ -340,6 +350,7 @@ mip4_listener_t *mip4_listener_create()
 				.ike_reestablish_pre = _ike_reestablish_pre,
 				.ike_reestablish_post = _ike_reestablish_post,
 				.child_updown = _child_updown,
+				.child_state_change = _child_state_change,
 			},
 			.kernel = {
 				.roam = _roam,

@@ -4,6 +4,7 @@
 
 #include "mip4_plugin.h"
 #include "mip4_listener.h"
+#include "mip4_rekey.h"
 #include "mip4_actions.h"
 #include "mip4.h"
 
@@ -104,6 +105,7 @@ static bool plugin_cb(private_mip4_plugin_t *this,
 			DBG1(DBG_CFG, "mip4: creating bridge thread failed");
 			return FALSE;
 		}
+		mip4_rekey_init();
 		this->listener = mip4_listener_create();
 		charon->bus->add_listener(charon->bus, &this->listener->listener);
 		charon->kernel->add_listener(charon->kernel, &this->listener->kernel);
@@ -118,6 +120,7 @@ static bool plugin_cb(private_mip4_plugin_t *this,
 										 &this->listener->listener);
 			this->listener->destroy(this->listener);
 			this->listener = NULL;
+			mip4_rekey_deinit();
 		}
 		if (this->bridge)
 		{

@@ -3,6 +3,7 @@
  */
 
 #include "mip4_update.h"
+#include "mip4_rekey.h"
 
 #include <daemon.h>
 #include <collections/array.h>
@@ -59,6 +60,9 @@ struct private_mip4_update_t {
 
 	/** the update has been sent */
 	bool sent;
+
+	/** sent even from the IKE_SA's own address (see restart()) */
+	bool confirm;
 
 	/** unique IDs (uint32_t) of the CHILD_SAs installed as it left */
 	array_t *children;
@@ -161,6 +165,11 @@ METHOD(task_t, build_i, status_t,
 		message->get_exchange_type(message) == INFORMATIONAL)
 	{
 		this->me = new_source(this->ike_sa);
+		if (!this->me && this->confirm)
+		{
+			this->me = this->ike_sa->get_my_host(this->ike_sa);
+			this->me = this->me->clone(this->me);
+		}
 	}
 	if (!this->me)
 	{	/* the SA changed while queued (a reauth, an older move answered):
@@ -208,14 +217,17 @@ static void record_children(private_mip4_update_t *this)
 {
 	enumerator_t *enumerator;
 	child_sa_t *child_sa;
+	child_sa_state_t state;
 
 	array_destroy(this->children);
 	this->children = array_create(sizeof(uint32_t), 0);
 	enumerator = this->ike_sa->create_child_sa_enumerator(this->ike_sa);
 	while (enumerator->enumerate(enumerator, &child_sa))
 	{
-		if (child_sa->get_state(child_sa) == CHILD_INSTALLED)
-		{
+		state = child_sa->get_state(child_sa);
+		if (state == CHILD_INSTALLED || state == CHILD_REKEYED ||
+			state == CHILD_REKEYING)
+		{	/* those update_hosts() moves: one rekey each */
 			uint32_t id = child_sa->get_unique_id(child_sa);
 
 			array_insert(this->children, ARRAY_TAIL, &id);
@@ -260,12 +272,15 @@ METHOD(task_t, post_build, status_t,
 	 * IKE_SA is checked in, after the update is with the sender
 	 * (mip4_listener.c ike_update()). */
 	this->ike_sa->set_condition(this->ike_sa, COND_STALE, FALSE);
-	charon->bus->ike_update(charon->bus, this->ike_sa, this->me,
-							this->ike_sa->get_other_host(this->ike_sa));
-	DBG1(DBG_IKE, "mip4: local endpoint changed from %#H to %#H, the IPsec "
-		 "SAs follow with the answer", this->ike_sa->get_my_host(this->ike_sa),
-		 this->me);
-	this->ike_sa->set_my_host(this->ike_sa, this->me->clone(this->me));
+	if (!this->me->equals(this->me, this->ike_sa->get_my_host(this->ike_sa)))
+	{	/* a confirming update (restart()) moved it already */
+		charon->bus->ike_update(charon->bus, this->ike_sa, this->me,
+								this->ike_sa->get_other_host(this->ike_sa));
+		DBG1(DBG_IKE, "mip4: local endpoint changed from %#H to %#H, the "
+			 "IPsec SAs follow with the answer",
+			 this->ike_sa->get_my_host(this->ike_sa), this->me);
+		this->ike_sa->set_my_host(this->ike_sa, this->me->clone(this->me));
+	}
 	record_children(this);
 	this->sent = TRUE;
 	return NEED_MORE;
@@ -295,17 +310,24 @@ static void move_children(private_mip4_update_t *this)
  * sends on the new SA only once our DELETE arrives: one more RTT. Then
  * our rekeys start REKEY_DEFER_MS later, through charon's own rekey job:
  * by then the gateway's, if any, is processed and ours finds the CHILD_SA
- * rekeyed or gone (child_rekey.c build_i()). Only when the queued rekeys
- * are exactly those CHILD_SAs' (one each); otherwise charon's queue stays
- * as it is. With kernel ESP the SAs moved in place and nothing was queued.
+ * rekeyed or gone (child_rekey.c build_i()). A CHILD_SA we made as the
+ * responder of the gateway's rekey, whose outbound SA is not installed
+ * yet, is not rekeyed now: the gateway may not have our answer yet (see
+ * mip4_rekey.c); it is rekeyed once that rekey completes. Only when the
+ * queued rekeys are exactly one for each CHILD_SA the update moved
+ * (installed, rekeyed or being rekeyed: charon's own tasks find the
+ * latter two in the wrong state and do nothing); otherwise charon's queue
+ * stays as it is. With kernel ESP the SAs moved in place and nothing was
+ * queued.
  */
 static void defer_child_rekeys(private_mip4_update_t *this)
 {
 	enumerator_t *enumerator;
 	task_t *task;
 	child_sa_t *child_sa;
-	array_t *stale;
-	u_int queued = 0;
+	child_sa_state_t state;
+	array_t *stale, *pending;
+	u_int queued = 0, moved = 0;
 
 	enumerator = this->ike_sa->create_task_enumerator(this->ike_sa,
 													  TASK_QUEUE_QUEUED);
@@ -319,18 +341,33 @@ static void defer_child_rekeys(private_mip4_update_t *this)
 	enumerator->destroy(enumerator);
 
 	stale = array_create(0, 0);
+	pending = array_create(0, 0);
 	enumerator = this->ike_sa->create_child_sa_enumerator(this->ike_sa);
 	while (enumerator->enumerate(enumerator, &child_sa))
 	{
-		if (child_sa->get_state(child_sa) == CHILD_INSTALLED &&
-			was_recorded(this, child_sa))
+		state = child_sa->get_state(child_sa);
+		if (!was_recorded(this, child_sa))
+		{
+			continue;
+		}
+		if (state == CHILD_INSTALLED &&
+			!(child_sa->get_outbound_state(child_sa) & CHILD_OUTBOUND_SA))
+		{
+			array_insert(pending, ARRAY_TAIL, child_sa);
+		}
+		else if (state == CHILD_INSTALLED)
 		{
 			array_insert(stale, ARRAY_TAIL, child_sa);
 		}
+		else if (state != CHILD_REKEYED && state != CHILD_REKEYING)
+		{
+			continue;
+		}
+		moved++;
 	}
 	enumerator->destroy(enumerator);
 
-	if (queued && queued == array_count(stale))
+	if (queued && queued == moved)
 	{
 		enumerator = this->ike_sa->create_task_enumerator(this->ike_sa,
 														  TASK_QUEUE_QUEUED);
@@ -353,10 +390,15 @@ static void defer_child_rekeys(private_mip4_update_t *this)
 							this->ike_sa->get_my_host(this->ike_sa)),
 				REKEY_DEFER_MS);
 		}
+		while (array_remove(pending, ARRAY_HEAD, &child_sa))
+		{
+			mip4_rekey_when_complete(child_sa);
+		}
 		DBG1(DBG_IKE, "mip4: %u CHILD_SA rekey(s) after the update deferred "
 			 "%d ms for the gateway's", queued, REKEY_DEFER_MS);
 	}
 	array_destroy(stale);
+	array_destroy(pending);
 }
 
 METHOD(task_t, process_i, status_t,
@@ -449,11 +491,18 @@ static task_t *update_create(ike_sa_t *ike_sa)
  * RFC 4555 §3.5: a new address change while an update of ours waits for
  * its answer: move the IKE_SA and its IPsec SAs now (the request in
  * flight is retransmitted from the new address at once), and queue a new
- * update; the answer to the old one is not processed.
+ * update; the answer to the old one is not processed. The queued update
+ * is sent even though the IKE_SA already has the new address: a gateway
+ * that processed the first copy answers the retransmission from its cache
+ * (RFC 7296 §2.1) without moving its IKE_SA, and would keep sending (its
+ * rekeys, with kernel-libipsec its new CHILD_SAs' ESP) to the address we
+ * left.
  */
 static status_t restart(ike_sa_t *ike_sa, private_mip4_update_t *active,
 						host_t *src)
 {
+	private_mip4_update_t *queued;
+
 	if (!active->sent)
 	{
 		return SUCCESS;
@@ -461,10 +510,13 @@ static status_t restart(ike_sa_t *ike_sa, private_mip4_update_t *active,
 	DBG1(DBG_IKE, "mip4: moved again during the MOBIKE update, now to %#H",
 		 src);
 	ike_sa->update_hosts(ike_sa, src, NULL, UPDATE_HOSTS_FORCE_ALL);
-	if (!find_update(ike_sa, TASK_QUEUE_QUEUED))
+	queued = find_update(ike_sa, TASK_QUEUE_QUEUED);
+	if (!queued)
 	{
-		ike_sa->queue_task(ike_sa, update_create(ike_sa));
+		queued = (private_mip4_update_t*)update_create(ike_sa);
+		ike_sa->queue_task(ike_sa, &queued->task);
 	}
+	queued->confirm = TRUE;
 	return ike_sa->retransmit(ike_sa, active->mid);
 }
 

@@ -10,6 +10,7 @@
 mod lab_support;
 
 use lab_support::{event, figure, home_stream_kept, run_passing, same_stream};
+use mip4::lab::scenario::Summary;
 
 const HOA: &str = "10.1.100.5";
 const EXT_A: &str = "192.0.2.100";
@@ -286,6 +287,18 @@ fn lab_forged_tnc_is_dropped_and_counted_and_the_mn_stays_in_mode_mc() {
     }
 }
 
+/// Outside, the registration named `name` was for the TIA (the VPN's
+/// virtual IP, 10.200.0.x): it went through the VPN.
+fn tia_registered(s: &Summary, name: &str) {
+    let reg = &event(s, name).detail;
+    assert!(
+        reg["care_of"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("10.200.0.")),
+        "outside, the TIA is registered: {reg}"
+    );
+}
+
 #[test]
 fn lab_bounce_ends_inside_in_mode_c_with_the_same_stream() {
     let s = run_passing("bounce");
@@ -297,13 +310,7 @@ fn lab_bounce_ends_inside_in_mode_c_with_the_same_stream() {
     assert_eq!(v["verdict"], "untrusted", "{v}");
     assert_eq!(v["cause"], "no_reply", "{v}");
     assert_eq!(event(&s, "leg2_mode_mc").detail["to"], "mc");
-    let reg = &event(&s, "leg2_registered").detail;
-    assert!(
-        reg["care_of"]
-            .as_str()
-            .is_some_and(|c| c.starts_with("10.200.0.")),
-        "outside, the TIA is registered: {reg}"
-    );
+    tia_registered(&s, "leg2_registered");
     assert_eq!(event(&s, "leg3_mode_c").detail["to"], "c");
     lab_support::check_held(&s, "events mn/mip4d trust_verdict");
 
@@ -324,6 +331,38 @@ fn lab_bounce_ends_inside_in_mode_c_with_the_same_stream() {
     ] {
         figure(&s, f);
     }
+}
+
+/// `bounce`'s failure in a loaded `make check`, made deterministic: leg 2
+/// leaves while the gateway's CHILD_SA rekey from leg 1 waits for the
+/// MN's lost answer. The MN rekeys that CHILD_SA only once the gateway
+/// completes its rekey (strongswan-plugin/mip4_rekey.c), so the gateway's
+/// traffic reaches mip4d again: the TIA is registered through the VPN on
+/// external B, and the MN ends inside.
+#[test]
+fn lab_bounce_rekey_lost_registers_through_the_vpn_after_the_gateways_rekey() {
+    registered_outside_then_inside("bounce-rekey-lost");
+}
+
+/// `bounce`'s other failure, made deterministic: leg 2 leaves while leg
+/// 1's MOBIKE update waits for its lost answer. The gateway answers the
+/// retransmission from its cache without moving; the update the plugin
+/// queues still leaves (strongswan-plugin/mip4_update.c restart()), so
+/// the gateway sends to external B and the TIA is registered there.
+#[test]
+fn lab_bounce_update_lost_registers_through_the_vpn_after_the_second_move() {
+    registered_outside_then_inside("bounce-update-lost");
+}
+
+/// A `bounce` race scenario: on external B the TIA was registered through
+/// the VPN, and the MN ended inside, bound to trusted-1.
+fn registered_outside_then_inside(name: &str) {
+    let s = run_passing(name);
+
+    tia_registered(&s, "leg2_registered");
+    assert_eq!(event(&s, "leg3_mode_c").detail["to"], "c");
+    let b = &event(&s, "ha_binding_final").detail;
+    assert_eq!(b["care_of_address"], TRUSTED_1, "{b}");
 }
 
 /// Issue 10 §3 (RFC 5266 §3.4.2 step 1): leaving with no IKE_SA
