@@ -147,7 +147,7 @@ fi
 produce 10-codec              codec
 produce 20-plugin-cost        plugin_cost
 produce 30-handover           via_file 30-handover "$LAB" bench --handover 20 --markdown
-produce 32-handover-vm        via_file 32-handover-vm "$LAB" bench --handover 10 --vm --markdown
+produce 32-handover-vm        via_file 32-handover-vm "$LAB" bench --handover 10 --vm --delays 10,25,40 --markdown
 produce 35-baselines          via_file 35-baselines "$LAB" bench-baseline --moves 30 --rounds 6 --out
 produce 36-baselines-vm       via_file 36-baselines-vm "$LAB" bench-baseline --moves 20 --rounds 2 --vm --out
 produce 40-ha-scale           "$LAB" bench-ha --markdown --mobile-nodes "${BENCH_HA_NODES:-1000000}"
