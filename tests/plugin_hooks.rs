@@ -362,3 +362,89 @@ fn plugin_hooks_fire_with_correct_data() {
         .unwrap();
     assert_eq!(mn_d.connections(), 1, "one mip4d connection throughout");
 }
+
+/// A roam mip4d asks for while charon knows no path to the gateway waits,
+/// and runs at kernel-netlink's roam event (the plugin's kernel roam
+/// hook), whichever of that and its next timed look comes first. With the
+/// timed looks off (`roam_looks = no`: what looks that all come late on a
+/// loaded host amount to) only the event can run it: its result reaches
+/// mip4d with that event, before the hook reports the event itself.
+/// Without the hook it would come at the last look, 2 s on, after charon's
+/// own roam job had moved the IKE_SA with a path check.
+#[test]
+fn plugin_roam_request_runs_at_charons_roam_event() {
+    preflight().expect("lab preflight");
+    let tmp = WorkDir::new("plugin-roam-event").unwrap();
+    let (mn, gw) = mn_and_gateway();
+
+    let mn_d = FakeMip4d::listen(&tmp.path().join("mn-mip4.sock"));
+    let gw_d = FakeMip4d::listen(&tmp.path().join("gw-mip4.sock"));
+    let gw_c = Charon::start(
+        &gw,
+        &tmp.path().join("vpngw"),
+        &charon_config(tmp.path(), &gw_d.path, ""),
+    )
+    .unwrap();
+    let mut mn_cfg = charon_config(tmp.path(), &mn_d.path, "vpn");
+    mn_cfg.extra_settings = mn_cfg.extra_settings.replace(
+        "loglevel = 2\n",
+        "loglevel = 2\n            roam_looks = no\n",
+    );
+    let mn_c = Charon::start(&mn, &tmp.path().join("mn"), &mn_cfg).unwrap();
+    gw_c.load_all(&hosts_dir().join("vpngw/swanctl.conf"))
+        .unwrap();
+    mn_c.load_all(&hosts_dir().join("mn/swanctl.conf")).unwrap();
+    mn_d.wait(0, "hello", T, |m| {
+        matches!(m, PluginMsg::Hello { .. }).then_some(())
+    });
+    mn_c.initiate("net").unwrap();
+    mn_c.wait_sa("vpn", T, "VPN up with a TIA", |sa| {
+        !sa.local_vips.is_empty()
+    })
+    .unwrap();
+
+    // Break: the IKE_SA's address goes, and with it every path to the
+    // gateway; kernel-netlink's roam event for that passes.
+    let mark = mn_d.msgs().len();
+    mn.del_addr("eth0", "203.0.113.100/24").unwrap();
+    mn_d.wait(mark, "roam event of the address gone", T, |m| {
+        matches!(event(m)?, Event::Roam { .. }).then_some(())
+    });
+    // mip4d asks now: charon has no path, the roam waits.
+    mn_d.request(
+        10,
+        Action::Roam {
+            connection: "vpn".into(),
+        },
+    );
+    mip4::lab::wait::until(T, "the roam waiting for its path", || {
+        mn_c.log_text()
+            .contains("mip4: action 4 on 'vpn' waits for charon to know the path")
+            .then_some(())
+    })
+    .unwrap();
+
+    // Make: the new address; kernel-netlink's roam event follows.
+    let mark = mn_d.msgs().len();
+    mn.add_addr("eth0", "203.0.113.101/24").unwrap();
+    let (status, done_at) = mn_d.wait(mark, "the roam's result", T, |m| match m {
+        PluginMsg::ActionResult { id: 10, status, .. } => Some(*status),
+        _ => None,
+    });
+    assert_eq!(status, ActionStatus::Ok, "roam result");
+    let (_, event_at) = mn_d.wait(mark, "roam event of the new address", T, |m| {
+        matches!(event(m)?, Event::Roam { .. }).then_some(())
+    });
+    assert!(
+        done_at < event_at,
+        "the roam ran at charon's roam event (result at message {done_at}), \
+         not after it (event at {event_at})"
+    );
+    assert!(mn_c
+        .log_text()
+        .contains("mip4: roam of 'vpn' run at charon's roam event"));
+    mn_c.wait_sa("vpn", T, "MOBIKE done", |sa| {
+        sa.local_host == "203.0.113.101"
+    })
+    .unwrap();
+}
