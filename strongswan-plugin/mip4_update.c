@@ -520,6 +520,42 @@ static status_t restart(ike_sa_t *ike_sa, private_mip4_update_t *active,
 	return ike_sa->retransmit(ike_sa, active->mid);
 }
 
+/**
+ * A move while another exchange of ours waits for its answer (our
+ * CHILD_SA rekey, a DELETE): charon queues MOBIKE behind it and
+ * retransmits the request from the address that is gone until it gives
+ * up and deletes the IKE_SA (~165 s with charon's defaults; the lab's
+ * move-rekey-lost). RFC 7296 §2.11 has the peer answer a request at the
+ * address it came from, from its cache if it had it already (§2.1), so
+ * the IKE_SA takes the new address now and the request leaves from
+ * there at once. The update follows the exchange (RFC 4555 §3.5), sent
+ * from the IKE_SA's own address, which is the new one now; charon's own
+ * MOBIKE, if queued already, goes instead. The IPsec SAs move with the
+ * update's answer, as in post_build().
+ */
+static status_t resend_from(ike_sa_t *ike_sa, host_t *src)
+{
+	private_mip4_update_t *queued;
+	uint32_t mid = ike_sa->get_message_id(ike_sa, TRUE);
+
+	DBG1(DBG_IKE, "mip4: moved while request %u waits for its answer, "
+		 "retransmitting it from %#H", mid, src);
+	charon->bus->ike_update(charon->bus, ike_sa, src,
+							ike_sa->get_other_host(ike_sa));
+	ike_sa->set_my_host(ike_sa, src->clone(src));
+	if (!has_task(ike_sa, TASK_QUEUE_QUEUED, TASK_IKE_MOBIKE, FALSE))
+	{
+		queued = find_update(ike_sa, TASK_QUEUE_QUEUED);
+		if (!queued)
+		{
+			queued = (private_mip4_update_t*)update_create(ike_sa);
+			ike_sa->queue_task(ike_sa, &queued->task);
+		}
+		queued->confirm = TRUE;
+	}
+	return ike_sa->retransmit(ike_sa, mid);
+}
+
 /*
  * Described in header
  */
@@ -530,13 +566,13 @@ bool mip4_update_queue(ike_sa_t *ike_sa, status_t *status)
 
 	*status = SUCCESS;
 	/* MOBIKE negotiated (RFC 4555 §3.1), and only the original initiator
-	 * moves the SAs (RFC 4555 §3.5) */
+	 * moves the SAs (RFC 4555 §3.5); charon's own MOBIKE exchange in
+	 * flight finds its new path itself (ike_mobike transmit()) */
 	if (ike_sa->get_version(ike_sa) != IKEV2 ||
 		ike_sa->get_state(ike_sa) != IKE_ESTABLISHED ||
 		!ike_sa->supports_extension(ike_sa, EXT_MOBIKE) ||
 		!ike_sa->has_condition(ike_sa, COND_ORIGINAL_INITIATOR) ||
-		has_task(ike_sa, TASK_QUEUE_ACTIVE, TASK_IKE_MOBIKE, FALSE) ||
-		has_task(ike_sa, TASK_QUEUE_QUEUED, TASK_IKE_MOBIKE, FALSE))
+		has_task(ike_sa, TASK_QUEUE_ACTIVE, TASK_IKE_MOBIKE, FALSE))
 	{
 		return FALSE;
 	}
@@ -551,7 +587,11 @@ bool mip4_update_queue(ike_sa_t *ike_sa, status_t *status)
 		*status = restart(ike_sa, active, src);
 	}
 	else if (has_task(ike_sa, TASK_QUEUE_ACTIVE, TASK_IKE_MOBIKE, TRUE))
-	{	/* another exchange in flight: charon's roaming moves it */
+	{	/* another exchange in flight, whoever moves the IKE_SA next */
+		*status = resend_from(ike_sa, src);
+	}
+	else if (has_task(ike_sa, TASK_QUEUE_QUEUED, TASK_IKE_MOBIKE, FALSE))
+	{	/* charon's own MOBIKE is due next */
 		src->destroy(src);
 		return FALSE;
 	}
