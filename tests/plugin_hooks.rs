@@ -18,7 +18,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use mip4::bridge::proto::{Action, ActionStatus, Event, IkeSa, IkeState, PluginMsg};
-use mip4::lab::charon::Charon;
+use mip4::lab::charon::{Charon, CharonConfig};
+use mip4::lab::netns::Netns;
 use mip4::lab::{preflight, WorkDir};
 use plugin_support::{charon_config, hosts_dir, mn_and_gateway, FakeMip4d};
 
@@ -68,10 +69,24 @@ fn event(m: &PluginMsg) -> Option<&Event> {
     }
 }
 
-#[test]
-fn plugin_hooks_fire_with_correct_data() {
+/// Both charons with the plugin and a fake mip4d each, configs loaded
+/// (fields drop in this order: charons first, the namespaces and the work
+/// folder last).
+struct Pair {
+    mn_c: Charon,
+    gw_c: Charon,
+    mn_d: FakeMip4d,
+    gw_d: FakeMip4d,
+    mn: Netns,
+    _gw: Netns,
+    _tmp: WorkDir,
+}
+
+/// The MN's plugin acts on "vpn" only; `mn_cfg` adjusts its charon's
+/// config.
+fn mn_and_gateway_charons(name: &str, mn_cfg: impl FnOnce(&mut CharonConfig)) -> Pair {
     preflight().expect("lab preflight");
-    let tmp = WorkDir::new("plugin-hooks").unwrap();
+    let tmp = WorkDir::new(name).unwrap();
     let (mn, gw) = mn_and_gateway();
 
     let mn_d = FakeMip4d::listen(&tmp.path().join("mn-mip4.sock"));
@@ -82,15 +97,31 @@ fn plugin_hooks_fire_with_correct_data() {
         &charon_config(tmp.path(), &gw_d.path, ""),
     )
     .unwrap();
-    // The MN's plugin acts on "vpn" only; charon ignores two devices.
-    let mut mn_cfg = charon_config(tmp.path(), &mn_d.path, "vpn");
-    mn_cfg
-        .extra_settings
-        .push_str("    interfaces_ignore = mip4mn0, mip4-0a010505\n");
-    let mn_c = Charon::start(&mn, &tmp.path().join("mn"), &mn_cfg).unwrap();
+    let mut cfg = charon_config(tmp.path(), &mn_d.path, "vpn");
+    mn_cfg(&mut cfg);
+    let mn_c = Charon::start(&mn, &tmp.path().join("mn"), &cfg).unwrap();
     gw_c.load_all(&hosts_dir().join("vpngw/swanctl.conf"))
         .unwrap();
     mn_c.load_all(&hosts_dir().join("mn/swanctl.conf")).unwrap();
+    Pair {
+        mn_c,
+        gw_c,
+        mn_d,
+        gw_d,
+        mn,
+        _gw: gw,
+        _tmp: tmp,
+    }
+}
+
+#[test]
+fn plugin_hooks_fire_with_correct_data() {
+    // Charon ignores two devices.
+    let pair = mn_and_gateway_charons("plugin-hooks", |cfg| {
+        cfg.extra_settings
+            .push_str("    interfaces_ignore = mip4mn0, mip4-0a010505\n")
+    });
+    let (mn_c, gw_c, mn_d, gw_d, mn) = (&pair.mn_c, &pair.gw_c, &pair.mn_d, &pair.gw_d, &pair.mn);
     mn_d.wait(0, "snapshot", T, |m| {
         matches!(m, PluginMsg::Snapshot { .. }).then_some(())
     });
@@ -120,7 +151,7 @@ fn plugin_hooks_fire_with_correct_data() {
     });
     // ABI proof: all of this was read through charon's vtables by the shim.
     assert_eq!(ike.name, sa.name);
-    assert_eq!(ike.unique_id, swanctl_unique_id(&mn_c, "vpn"));
+    assert_eq!(ike.unique_id, swanctl_unique_id(mn_c, "vpn"));
     assert_eq!(ike.vips, vec![tia], "TIA via create_virtual_ip_enumerator");
     assert_eq!(ike.local.unwrap().addr, ip(&sa.local_host));
     assert_eq!(ike.remote.unwrap().addr, ip(&sa.remote_host));
@@ -163,7 +194,7 @@ fn plugin_hooks_fire_with_correct_data() {
     });
     assert_eq!(gw_ike.vips, vec![tia]);
     assert_eq!(gw_ike.name, gw_sa.name);
-    assert_eq!(gw_ike.unique_id, swanctl_unique_id(&gw_c, "vpn"));
+    assert_eq!(gw_ike.unique_id, swanctl_unique_id(gw_c, "vpn"));
     assert_eq!(gw_ike.remote.unwrap().addr, ip("203.0.113.100"));
 
     // --- MOBIKE move: roam and ike_update old -> new local address. Their
@@ -260,7 +291,7 @@ fn plugin_hooks_fire_with_correct_data() {
     assert_ne!(new_id, unique_id);
     mn_c.wait_sa("vpn", T, "rekeyed SA", |_| true).unwrap();
     let end = std::time::Instant::now() + T;
-    while swanctl_unique_id(&mn_c, "vpn") != new_id {
+    while swanctl_unique_id(mn_c, "vpn") != new_id {
         assert!(
             std::time::Instant::now() < end,
             "swanctl never shows IKE_SA {new_id}"
@@ -373,27 +404,13 @@ fn plugin_hooks_fire_with_correct_data() {
 /// own roam job had moved the IKE_SA with a path check.
 #[test]
 fn plugin_roam_request_runs_at_charons_roam_event() {
-    preflight().expect("lab preflight");
-    let tmp = WorkDir::new("plugin-roam-event").unwrap();
-    let (mn, gw) = mn_and_gateway();
-
-    let mn_d = FakeMip4d::listen(&tmp.path().join("mn-mip4.sock"));
-    let gw_d = FakeMip4d::listen(&tmp.path().join("gw-mip4.sock"));
-    let gw_c = Charon::start(
-        &gw,
-        &tmp.path().join("vpngw"),
-        &charon_config(tmp.path(), &gw_d.path, ""),
-    )
-    .unwrap();
-    let mut mn_cfg = charon_config(tmp.path(), &mn_d.path, "vpn");
-    mn_cfg.extra_settings = mn_cfg.extra_settings.replace(
-        "loglevel = 2\n",
-        "loglevel = 2\n            roam_looks = no\n",
-    );
-    let mn_c = Charon::start(&mn, &tmp.path().join("mn"), &mn_cfg).unwrap();
-    gw_c.load_all(&hosts_dir().join("vpngw/swanctl.conf"))
-        .unwrap();
-    mn_c.load_all(&hosts_dir().join("mn/swanctl.conf")).unwrap();
+    let pair = mn_and_gateway_charons("plugin-roam-event", |cfg| {
+        cfg.extra_settings = cfg.extra_settings.replace(
+            "loglevel = 2\n",
+            "loglevel = 2\n            roam_looks = no\n",
+        )
+    });
+    let (mn_c, mn_d, mn) = (&pair.mn_c, &pair.mn_d, &pair.mn);
     mn_d.wait(0, "hello", T, |m| {
         matches!(m, PluginMsg::Hello { .. }).then_some(())
     });
