@@ -9,6 +9,7 @@
 #include <collections/array.h>
 #include <encoding/payloads/notify_payload.h>
 #include <processing/jobs/rekey_child_sa_job.h>
+#include <sa/ikev2/tasks/ike_mobike.h>
 #include <sa/ikev2/tasks/ike_natd.h>
 
 /**
@@ -125,6 +126,36 @@ static bool has_task(ike_sa_t *ike_sa, task_queue_t queue, task_type_t type,
 	}
 	enumerator->destroy(enumerator);
 	return found;
+}
+
+/**
+ * Whether charon's own MOBIKE exchange in flight checks paths: it finds
+ * the new one itself (ike_mobike.c transmit()). One that does not (the
+ * address list update charon sends at kernel-netlink's roam event after
+ * a move, RFC 4555 §3.6) would turn to probing at its next
+ * retransmission, and charon's own update would then move the IPsec SAs,
+ * rekeying with kernel-libipsec even a CHILD_SA the gateway has not
+ * completed (mip4_rekey.c; bounce-rekey-lost when its second move came
+ * after that event): it is resent from the new address instead
+ * (resend_from()), and our update follows.
+ */
+static bool mobike_probing(ike_sa_t *ike_sa)
+{
+	enumerator_t *enumerator;
+	task_t *task;
+	bool probing = FALSE;
+
+	enumerator = ike_sa->create_task_enumerator(ike_sa, TASK_QUEUE_ACTIVE);
+	while (enumerator->enumerate(enumerator, &task))
+	{
+		if (task->get_type(task) == TASK_IKE_MOBIKE)
+		{	/* charon's own: ours claims another type */
+			probing = ((ike_mobike_t*)task)->is_probing((ike_mobike_t*)task);
+			break;
+		}
+	}
+	enumerator->destroy(enumerator);
+	return probing;
 }
 
 /**
@@ -566,13 +597,12 @@ bool mip4_update_queue(ike_sa_t *ike_sa, status_t *status)
 
 	*status = SUCCESS;
 	/* MOBIKE negotiated (RFC 4555 §3.1), and only the original initiator
-	 * moves the SAs (RFC 4555 §3.5); charon's own MOBIKE exchange in
-	 * flight finds its new path itself (ike_mobike transmit()) */
+	 * moves the SAs (RFC 4555 §3.5) */
 	if (ike_sa->get_version(ike_sa) != IKEV2 ||
 		ike_sa->get_state(ike_sa) != IKE_ESTABLISHED ||
 		!ike_sa->supports_extension(ike_sa, EXT_MOBIKE) ||
 		!ike_sa->has_condition(ike_sa, COND_ORIGINAL_INITIATOR) ||
-		has_task(ike_sa, TASK_QUEUE_ACTIVE, TASK_IKE_MOBIKE, FALSE))
+		mobike_probing(ike_sa))
 	{
 		return FALSE;
 	}
@@ -582,18 +612,19 @@ bool mip4_update_queue(ike_sa_t *ike_sa, status_t *status)
 		return FALSE;
 	}
 	active = find_update(ike_sa, TASK_QUEUE_ACTIVE);
-	if (active)
-	{
-		*status = restart(ike_sa, active, src);
-	}
-	else if (has_task(ike_sa, TASK_QUEUE_ACTIVE, TASK_IKE_MOBIKE, TRUE))
-	{	/* another exchange in flight, whoever moves the IKE_SA next */
+	if (!active && has_task(ike_sa, TASK_QUEUE_ACTIVE, TASK_IKE_MOBIKE, TRUE))
+	{	/* another exchange in flight (charon's MOBIKE too, if it does not
+		 * probe), whoever moves the IKE_SA next */
 		*status = resend_from(ike_sa, src);
 	}
 	else if (has_task(ike_sa, TASK_QUEUE_QUEUED, TASK_IKE_MOBIKE, FALSE))
 	{	/* charon's own MOBIKE is due next */
 		src->destroy(src);
 		return FALSE;
+	}
+	else if (active)
+	{
+		*status = restart(ike_sa, active, src);
 	}
 	else if (!find_update(ike_sa, TASK_QUEUE_QUEUED))
 	{
