@@ -161,6 +161,25 @@ static void ask_order(mip4_request_t *action)
 #define ROAM_QUICK_LOOKS 8
 
 /**
+ * How long a roam's looks last in all (about 2 s).
+ */
+#define ROAM_WINDOW_MS (ROAM_FAST_LOOKS * ROAM_LOOK_MS + \
+						(ROAM_LOOKS - ROAM_FAST_LOOKS) * ROAM_SLOW_LOOK_MS)
+
+/**
+ * charon.plugins.mip4.roam_looks = no: a roam charon has no path for
+ * takes no timed look after its first; charon's roam event runs it, or
+ * one last look when ROAM_WINDOW_MS is over. That is what looks that all
+ * come late on a loaded host amount to: tests/plugin_hooks.rs uses it to
+ * force the roam event's path.
+ */
+static bool timed_looks(void)
+{
+	return lib->settings->get_bool(lib->settings,
+							"%s.plugins.mip4.roam_looks", TRUE, lib->ns);
+}
+
+/**
  * An initiate looks again as often, at most INITIATE_LOOKS times (1 s):
  * kernel-netlink hears of a new address within milliseconds, even on a
  * loaded machine, so this only bounds the wait if it never does.
@@ -567,7 +586,12 @@ static bool later(mip4_request_t *action, bool ready, int looks, int fast)
 	again = malloc(sizeof(*again));
 	memcpy(again, action, sizeof(*again));
 	again->looks++;
-	if (action->looks < ROAM_QUICK_LOOKS)
+	if (action->kind == MIP4_ACT_ROAM && !timed_looks())
+	{
+		again->looks = ROAM_QUICK_LOOKS + looks;
+		us = ROAM_WINDOW_MS * 1000;
+	}
+	else if (action->looks < ROAM_QUICK_LOOKS)
 	{
 		us = ROAM_QUICK_LOOK_US;
 	}

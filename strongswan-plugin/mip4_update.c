@@ -9,6 +9,7 @@
 #include <collections/array.h>
 #include <encoding/payloads/notify_payload.h>
 #include <processing/jobs/rekey_child_sa_job.h>
+#include <sa/ikev2/tasks/ike_mobike.h>
 #include <sa/ikev2/tasks/ike_natd.h>
 
 /**
@@ -125,6 +126,36 @@ static bool has_task(ike_sa_t *ike_sa, task_queue_t queue, task_type_t type,
 	}
 	enumerator->destroy(enumerator);
 	return found;
+}
+
+/**
+ * Whether charon's own MOBIKE exchange in flight checks paths: it finds
+ * the new one itself (ike_mobike.c transmit()). One that does not (the
+ * address list update charon sends at kernel-netlink's roam event after
+ * a move, RFC 4555 §3.6) would turn to probing at its next
+ * retransmission, and charon's own update would then move the IPsec SAs,
+ * rekeying with kernel-libipsec even a CHILD_SA the gateway has not
+ * completed (mip4_rekey.c; bounce-rekey-lost when its second move came
+ * after that event): it is resent from the new address instead
+ * (resend_from()), and our update follows.
+ */
+static bool mobike_probing(ike_sa_t *ike_sa)
+{
+	enumerator_t *enumerator;
+	task_t *task;
+	bool probing = FALSE;
+
+	enumerator = ike_sa->create_task_enumerator(ike_sa, TASK_QUEUE_ACTIVE);
+	while (enumerator->enumerate(enumerator, &task))
+	{
+		if (task->get_type(task) == TASK_IKE_MOBIKE)
+		{	/* charon's own: ours claims another type */
+			probing = ((ike_mobike_t*)task)->is_probing((ike_mobike_t*)task);
+			break;
+		}
+	}
+	enumerator->destroy(enumerator);
+	return probing;
 }
 
 /**
@@ -520,6 +551,42 @@ static status_t restart(ike_sa_t *ike_sa, private_mip4_update_t *active,
 	return ike_sa->retransmit(ike_sa, active->mid);
 }
 
+/**
+ * A move while another exchange of ours waits for its answer (our
+ * CHILD_SA rekey, a DELETE): charon queues MOBIKE behind it and
+ * retransmits the request from the address that is gone until it gives
+ * up and deletes the IKE_SA (~165 s with charon's defaults; the lab's
+ * move-rekey-lost). RFC 7296 §2.11 has the peer answer a request at the
+ * address it came from, from its cache if it had it already (§2.1), so
+ * the IKE_SA takes the new address now and the request leaves from
+ * there at once. The update follows the exchange (RFC 4555 §3.5), sent
+ * from the IKE_SA's own address, which is the new one now; charon's own
+ * MOBIKE, if queued already, goes instead. The IPsec SAs move with the
+ * update's answer, as in post_build().
+ */
+static status_t resend_from(ike_sa_t *ike_sa, host_t *src)
+{
+	private_mip4_update_t *queued;
+	uint32_t mid = ike_sa->get_message_id(ike_sa, TRUE);
+
+	DBG1(DBG_IKE, "mip4: moved while request %u waits for its answer, "
+		 "retransmitting it from %#H", mid, src);
+	charon->bus->ike_update(charon->bus, ike_sa, src,
+							ike_sa->get_other_host(ike_sa));
+	ike_sa->set_my_host(ike_sa, src->clone(src));
+	if (!has_task(ike_sa, TASK_QUEUE_QUEUED, TASK_IKE_MOBIKE, FALSE))
+	{
+		queued = find_update(ike_sa, TASK_QUEUE_QUEUED);
+		if (!queued)
+		{
+			queued = (private_mip4_update_t*)update_create(ike_sa);
+			ike_sa->queue_task(ike_sa, &queued->task);
+		}
+		queued->confirm = TRUE;
+	}
+	return ike_sa->retransmit(ike_sa, mid);
+}
+
 /*
  * Described in header
  */
@@ -535,8 +602,7 @@ bool mip4_update_queue(ike_sa_t *ike_sa, status_t *status)
 		ike_sa->get_state(ike_sa) != IKE_ESTABLISHED ||
 		!ike_sa->supports_extension(ike_sa, EXT_MOBIKE) ||
 		!ike_sa->has_condition(ike_sa, COND_ORIGINAL_INITIATOR) ||
-		has_task(ike_sa, TASK_QUEUE_ACTIVE, TASK_IKE_MOBIKE, FALSE) ||
-		has_task(ike_sa, TASK_QUEUE_QUEUED, TASK_IKE_MOBIKE, FALSE))
+		mobike_probing(ike_sa))
 	{
 		return FALSE;
 	}
@@ -546,14 +612,19 @@ bool mip4_update_queue(ike_sa_t *ike_sa, status_t *status)
 		return FALSE;
 	}
 	active = find_update(ike_sa, TASK_QUEUE_ACTIVE);
-	if (active)
-	{
-		*status = restart(ike_sa, active, src);
+	if (!active && has_task(ike_sa, TASK_QUEUE_ACTIVE, TASK_IKE_MOBIKE, TRUE))
+	{	/* another exchange in flight (charon's MOBIKE too, if it does not
+		 * probe), whoever moves the IKE_SA next */
+		*status = resend_from(ike_sa, src);
 	}
-	else if (has_task(ike_sa, TASK_QUEUE_ACTIVE, TASK_IKE_MOBIKE, TRUE))
-	{	/* another exchange in flight: charon's roaming moves it */
+	else if (has_task(ike_sa, TASK_QUEUE_QUEUED, TASK_IKE_MOBIKE, FALSE))
+	{	/* charon's own MOBIKE is due next */
 		src->destroy(src);
 		return FALSE;
+	}
+	else if (active)
+	{
+		*status = restart(ike_sa, active, src);
 	}
 	else if (!find_update(ike_sa, TASK_QUEUE_QUEUED))
 	{

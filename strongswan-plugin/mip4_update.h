@@ -22,7 +22,8 @@
 /**
  * Move the IKE_SA to the kernel's source towards its peer now, if that is
  * safe (see mip4_update.c). TRUE if queued (or an update in flight was
- * restarted on the new address), status then says what initiating it
+ * restarted on the new address, or another request in flight resent
+ * from it), status then says what initiating or retransmitting it
  * returned (DESTROY_ME: check the IKE_SA in and destroy it); FALSE to
  * leave the move to charon's own roaming. Call with ike_sa checked out.
  */

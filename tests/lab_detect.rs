@@ -344,6 +344,15 @@ fn lab_bounce_rekey_lost_registers_through_the_vpn_after_the_gateways_rekey() {
     registered_outside_then_inside("bounce-rekey-lost");
 }
 
+/// `bounce-rekey-lost` with leg 2 after charon's own address list update
+/// left into the drop (a loaded host, 2 of 3 runs): the plugin resends
+/// that request from external B and its own update moves the IKE_SA, so
+/// the half-made CHILD_SA still waits for the gateway's rekey to complete.
+#[test]
+fn lab_bounce_rekey_lost_late_registers_through_the_vpn_after_the_gateways_rekey() {
+    registered_outside_then_inside("bounce-rekey-lost-late");
+}
+
 /// `bounce`'s other failure, made deterministic: leg 2 leaves while leg
 /// 1's MOBIKE update waits for its lost answer. The gateway answers the
 /// retransmission from its cache without moving; the update the plugin
@@ -352,6 +361,35 @@ fn lab_bounce_rekey_lost_registers_through_the_vpn_after_the_gateways_rekey() {
 #[test]
 fn lab_bounce_update_lost_registers_through_the_vpn_after_the_second_move() {
     registered_outside_then_inside("bounce-update-lost");
+}
+
+/// A move while the MN's own CHILD_SA rekey waits for its lost answer:
+/// the request leaves again from the new address at once
+/// (strongswan-plugin/mip4_update.c resend_from()), its answer completes
+/// the rekey and the MOBIKE update follows. Before, charon retransmitted
+/// it from the address that was gone until it gave up and deleted the
+/// IKE_SA: the VPN came back only as a new IKE_SA.
+#[test]
+fn lab_move_rekey_lost_keeps_the_vpn_the_binding_and_the_streams() {
+    let s = run_passing("move-rekey-lost");
+
+    // The same IKE_SA moved behind network B's NAT with the same TIA, and
+    // mip4d heard of it; the binding stayed the TIA's (evaltest.dat:
+    // nothing registered anew, one IKE_SA_INIT).
+    let tia = s.vars["TIA"].clone();
+    assert_eq!(
+        event(&s, "mobike_updated").detail["local-vips"][0],
+        tia.as_str()
+    );
+    assert_eq!(event(&s, "mobike_heard").detail["to"], "192.168.1.100");
+    assert_eq!(event(&s, "verdict_b").detail["verdict"], "untrusted");
+    // Data through the VPN again after the move, on the same connections.
+    assert!(event(&s, "ping_resumed").t > event(&s, "address_change").t);
+    same_stream(&s, "stream_flowing", "stream_resumed");
+    home_stream_kept(&s, "out_flowing", "out_resumed");
+    for f in ["move_to_mobike_ms", "move_to_ping_ms", "move_to_tcp_ms"] {
+        figure(&s, f);
+    }
 }
 
 /// A `bounce` race scenario: on external B the TIA was registered through

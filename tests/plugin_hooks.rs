@@ -18,7 +18,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use mip4::bridge::proto::{Action, ActionStatus, Event, IkeSa, IkeState, PluginMsg};
-use mip4::lab::charon::Charon;
+use mip4::lab::charon::{Charon, CharonConfig};
+use mip4::lab::netns::Netns;
 use mip4::lab::{preflight, WorkDir};
 use plugin_support::{charon_config, hosts_dir, mn_and_gateway, FakeMip4d};
 
@@ -68,10 +69,24 @@ fn event(m: &PluginMsg) -> Option<&Event> {
     }
 }
 
-#[test]
-fn plugin_hooks_fire_with_correct_data() {
+/// Both charons with the plugin and a fake mip4d each, configs loaded
+/// (fields drop in this order: charons first, the namespaces and the work
+/// folder last).
+struct Pair {
+    mn_c: Charon,
+    gw_c: Charon,
+    mn_d: FakeMip4d,
+    gw_d: FakeMip4d,
+    mn: Netns,
+    _gw: Netns,
+    _tmp: WorkDir,
+}
+
+/// The MN's plugin acts on "vpn" only; `mn_cfg` adjusts its charon's
+/// config.
+fn mn_and_gateway_charons(name: &str, mn_cfg: impl FnOnce(&mut CharonConfig)) -> Pair {
     preflight().expect("lab preflight");
-    let tmp = WorkDir::new("plugin-hooks").unwrap();
+    let tmp = WorkDir::new(name).unwrap();
     let (mn, gw) = mn_and_gateway();
 
     let mn_d = FakeMip4d::listen(&tmp.path().join("mn-mip4.sock"));
@@ -82,15 +97,31 @@ fn plugin_hooks_fire_with_correct_data() {
         &charon_config(tmp.path(), &gw_d.path, ""),
     )
     .unwrap();
-    // The MN's plugin acts on "vpn" only; charon ignores two devices.
-    let mut mn_cfg = charon_config(tmp.path(), &mn_d.path, "vpn");
-    mn_cfg
-        .extra_settings
-        .push_str("    interfaces_ignore = mip4mn0, mip4-0a010505\n");
-    let mn_c = Charon::start(&mn, &tmp.path().join("mn"), &mn_cfg).unwrap();
+    let mut cfg = charon_config(tmp.path(), &mn_d.path, "vpn");
+    mn_cfg(&mut cfg);
+    let mn_c = Charon::start(&mn, &tmp.path().join("mn"), &cfg).unwrap();
     gw_c.load_all(&hosts_dir().join("vpngw/swanctl.conf"))
         .unwrap();
     mn_c.load_all(&hosts_dir().join("mn/swanctl.conf")).unwrap();
+    Pair {
+        mn_c,
+        gw_c,
+        mn_d,
+        gw_d,
+        mn,
+        _gw: gw,
+        _tmp: tmp,
+    }
+}
+
+#[test]
+fn plugin_hooks_fire_with_correct_data() {
+    // Charon ignores two devices.
+    let pair = mn_and_gateway_charons("plugin-hooks", |cfg| {
+        cfg.extra_settings
+            .push_str("    interfaces_ignore = mip4mn0, mip4-0a010505\n")
+    });
+    let (mn_c, gw_c, mn_d, gw_d, mn) = (&pair.mn_c, &pair.gw_c, &pair.mn_d, &pair.gw_d, &pair.mn);
     mn_d.wait(0, "snapshot", T, |m| {
         matches!(m, PluginMsg::Snapshot { .. }).then_some(())
     });
@@ -120,7 +151,7 @@ fn plugin_hooks_fire_with_correct_data() {
     });
     // ABI proof: all of this was read through charon's vtables by the shim.
     assert_eq!(ike.name, sa.name);
-    assert_eq!(ike.unique_id, swanctl_unique_id(&mn_c, "vpn"));
+    assert_eq!(ike.unique_id, swanctl_unique_id(mn_c, "vpn"));
     assert_eq!(ike.vips, vec![tia], "TIA via create_virtual_ip_enumerator");
     assert_eq!(ike.local.unwrap().addr, ip(&sa.local_host));
     assert_eq!(ike.remote.unwrap().addr, ip(&sa.remote_host));
@@ -163,7 +194,7 @@ fn plugin_hooks_fire_with_correct_data() {
     });
     assert_eq!(gw_ike.vips, vec![tia]);
     assert_eq!(gw_ike.name, gw_sa.name);
-    assert_eq!(gw_ike.unique_id, swanctl_unique_id(&gw_c, "vpn"));
+    assert_eq!(gw_ike.unique_id, swanctl_unique_id(gw_c, "vpn"));
     assert_eq!(gw_ike.remote.unwrap().addr, ip("203.0.113.100"));
 
     // --- MOBIKE move: roam and ike_update old -> new local address. Their
@@ -260,7 +291,7 @@ fn plugin_hooks_fire_with_correct_data() {
     assert_ne!(new_id, unique_id);
     mn_c.wait_sa("vpn", T, "rekeyed SA", |_| true).unwrap();
     let end = std::time::Instant::now() + T;
-    while swanctl_unique_id(&mn_c, "vpn") != new_id {
+    while swanctl_unique_id(mn_c, "vpn") != new_id {
         assert!(
             std::time::Instant::now() < end,
             "swanctl never shows IKE_SA {new_id}"
@@ -361,4 +392,76 @@ fn plugin_hooks_fire_with_correct_data() {
     mn_c.wait_sa("vpn", T, "VPN up again", |sa| !sa.local_vips.is_empty())
         .unwrap();
     assert_eq!(mn_d.connections(), 1, "one mip4d connection throughout");
+}
+
+/// A roam mip4d asks for while charon knows no path to the gateway waits,
+/// and runs at kernel-netlink's roam event (the plugin's kernel roam
+/// hook), whichever of that and its next timed look comes first. With the
+/// timed looks off (`roam_looks = no`: what looks that all come late on a
+/// loaded host amount to) only the event can run it: its result reaches
+/// mip4d with that event, before the hook reports the event itself.
+/// Without the hook it would come at the last look, 2 s on, after charon's
+/// own roam job had moved the IKE_SA with a path check.
+#[test]
+fn plugin_roam_request_runs_at_charons_roam_event() {
+    let pair = mn_and_gateway_charons("plugin-roam-event", |cfg| {
+        cfg.extra_settings = cfg.extra_settings.replace(
+            "loglevel = 2\n",
+            "loglevel = 2\n            roam_looks = no\n",
+        )
+    });
+    let (mn_c, mn_d, mn) = (&pair.mn_c, &pair.mn_d, &pair.mn);
+    mn_d.wait(0, "hello", T, |m| {
+        matches!(m, PluginMsg::Hello { .. }).then_some(())
+    });
+    mn_c.initiate("net").unwrap();
+    mn_c.wait_sa("vpn", T, "VPN up with a TIA", |sa| {
+        !sa.local_vips.is_empty()
+    })
+    .unwrap();
+
+    // Break: the IKE_SA's address goes, and with it every path to the
+    // gateway; kernel-netlink's roam event for that passes.
+    let mark = mn_d.msgs().len();
+    mn.del_addr("eth0", "203.0.113.100/24").unwrap();
+    mn_d.wait(mark, "roam event of the address gone", T, |m| {
+        matches!(event(m)?, Event::Roam { .. }).then_some(())
+    });
+    // mip4d asks now: charon has no path, the roam waits.
+    mn_d.request(
+        10,
+        Action::Roam {
+            connection: "vpn".into(),
+        },
+    );
+    mip4::lab::wait::until(T, "the roam waiting for its path", || {
+        mn_c.log_text()
+            .contains("mip4: action 4 on 'vpn' waits for charon to know the path")
+            .then_some(())
+    })
+    .unwrap();
+
+    // Make: the new address; kernel-netlink's roam event follows.
+    let mark = mn_d.msgs().len();
+    mn.add_addr("eth0", "203.0.113.101/24").unwrap();
+    let (status, done_at) = mn_d.wait(mark, "the roam's result", T, |m| match m {
+        PluginMsg::ActionResult { id: 10, status, .. } => Some(*status),
+        _ => None,
+    });
+    assert_eq!(status, ActionStatus::Ok, "roam result");
+    let (_, event_at) = mn_d.wait(mark, "roam event of the new address", T, |m| {
+        matches!(event(m)?, Event::Roam { .. }).then_some(())
+    });
+    assert!(
+        done_at < event_at,
+        "the roam ran at charon's roam event (result at message {done_at}), \
+         not after it (event at {event_at})"
+    );
+    assert!(mn_c
+        .log_text()
+        .contains("mip4: roam of 'vpn' run at charon's roam event"));
+    mn_c.wait_sa("vpn", T, "MOBIKE done", |sa| {
+        sa.local_host == "203.0.113.101"
+    })
+    .unwrap();
 }
