@@ -3,6 +3,7 @@
 //! refused or dropped and counted while a second node is still served.
 //! Needs root (network namespaces).
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -653,6 +654,110 @@ fn a_killed_ha_restarts_with_its_bindings_and_a_clean_stop_leaves_nothing() {
     );
     assert!(signal_and_wait(&mut third, nix::sys::signal::Signal::SIGTERM).success());
     assert_eq!(kernel_state(&ns), (String::new(), 0, forward_before));
+}
+
+/// Issue 14 §4: a journal compaction no longer stands mip4-ha's loop
+/// still for an export of the cache: the loop rotates the journal and a
+/// thread builds the next snapshot from the files. Killed (SIGKILL) at
+/// points of a compaction, mip4-ha comes back each time with every
+/// binding it accepted, each at the Identification of the last request
+/// it accepted.
+#[test]
+fn a_ha_killed_during_a_journal_compaction_comes_back_with_every_accepted_binding() {
+    require_root();
+    let ns = Netns::with_ha_and_coa("mip4hacompact");
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = dir.path().join("ha.sock");
+    let rotated = dir.path().join("ha.state.journal.next");
+    let log_path = dir.path().join("mip4-ha.log");
+    // Nodes enough that the binding cache is more than a couple of lines:
+    // a compaction comes after 512 registrations (the journal's minimum).
+    let nodes: Vec<(Ipv4Addr, SecurityAssociation)> = (0..200u32)
+        .map(|i| (Ipv4Addr::new(10, 1, 0, 20 + i as u8), sa(300 + i, K1)))
+        .collect();
+    let extra: String = nodes
+        .iter()
+        .map(|(home, sa)| {
+            format!(
+                "\n[[mobile_node]]\nhome_address = \"{home}\"\nspi = {}\nkey = \"{K1}\"\n",
+                sa.spi()
+            )
+        })
+        .collect();
+    let start = || {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
+        start_ha(&ns, dir.path(), Stdio::from(log), &extra)
+    };
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let sock = mn_socket(&ns);
+    let mut accepted = BTreeMap::new();
+    let register = |i: usize, accepted: &mut BTreeMap<String, u64>| {
+        let (home, sa) = &nodes[i % nodes.len()];
+        let id = now_id();
+        let reply = verify(&exchange(&sock, &request(*home, id, vec![], sa)), sa);
+        assert_eq!(reply.code, ReplyCode::ACCEPTED, "{home}");
+        accepted.insert(home.to_string(), id);
+    };
+    let held = |accepted: &BTreeMap<String, u64>| {
+        let b = ctl_json(&ctl, "bindings");
+        let got: BTreeMap<String, u64> = b
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                (
+                    b["home_address"].as_str().unwrap().to_string(),
+                    b["identification"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            &got, accepted,
+            "every accepted binding, at its last Identification"
+        );
+    };
+
+    let compactions = |l: &str| l.matches("journal compaction: snapshot written").count();
+    let mut next = 0;
+    let mut ha = start();
+    // Killed at three points of a compaction: at once after the reply
+    // whose save rotated the journal; a few registrations after it (into
+    // the rotated journal, the snapshot written or not); once the
+    // snapshot was taken up and the new journal written to.
+    for after in [None, Some(3), Some(50)] {
+        let written = compactions(&log());
+        let until = next + 5000;
+        while !rotated.exists() {
+            register(next, &mut accepted);
+            next += 1;
+            assert!(next < until, "no journal compaction in 5000 registrations");
+        }
+        if after == Some(50) {
+            wait_for("the compaction's snapshot", || {
+                compactions(&log()) > written
+            });
+        }
+        for _ in 0..after.unwrap_or(0) {
+            register(next, &mut accepted);
+            next += 1;
+        }
+        if after == Some(50) {
+            assert!(!rotated.exists(), "taken up: the rotated journal renamed");
+        }
+        signal_and_wait(&mut ha, nix::sys::signal::Signal::SIGKILL);
+        ha = start();
+        held(&accepted);
+    }
+    let l = log();
+    assert!(
+        l.contains("journal rotated") && l.contains("its snapshot and journal renamed into place"),
+        "{l}"
+    );
+    assert!(signal_and_wait(&mut ha, nix::sys::signal::Signal::SIGTERM).success());
 }
 
 /// Issue 13: SIGHUP reloads mip4-ha (it used to be the only daemon that
