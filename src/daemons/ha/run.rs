@@ -300,7 +300,8 @@ impl Daemon {
 
     /// Records what changed in the core's state (`changes`) and in the
     /// kernel since the last save: the changed bindings and nodes
-    /// appended to the journal, or everything in a snapshot. A journal
+    /// appended to the journal (a reload's too), or everything in a
+    /// snapshot (at start, and after the journal failed). A journal
     /// that outgrew its snapshot is rotated, and compacted by a thread of
     /// its own (`state::Record::compact`).
     fn save(&mut self, changes: Changes) {
