@@ -30,8 +30,9 @@
 //! than it: ignored) and `.journal.next`; the new snapshot and its
 //! journal. [`load`] takes each.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fs::File;
+use std::hash::Hash;
 use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -183,7 +184,7 @@ fn read_journal(
     };
     let mut r = BufReader::with_capacity(1 << 20, file);
     let mut buf = Vec::new();
-    let mut n = 0;
+    let (mut n, mut continues) = (0, false);
     loop {
         buf.clear();
         let got = r
@@ -204,7 +205,7 @@ fn read_journal(
             Err(e) => return Err(format!("{}: line {n}: {e}", path.display())),
         };
         match (n, e) {
-            (1, Entry::Continues(g)) if g == generation => {}
+            (1, Entry::Continues(g)) if g == generation => continues = true,
             (1, Entry::Continues(_)) => return Ok(None),
             (1, _) => {
                 return Err(format!(
@@ -215,7 +216,7 @@ fn read_journal(
             (_, e) => m.apply(e),
         }
     }
-    Ok((n > 0).then_some(()))
+    Ok(continues.then_some(()))
 }
 
 /// A snapshot with journal entries applied, in order.
@@ -223,7 +224,7 @@ struct Merge {
     cache: SavedCache,
     kernel: KernelRecord,
     /// The cache by key, made at the first entry.
-    maps: Option<(BTreeMap<Ipv4Addr, SavedBinding>, BTreeMap<u32, SavedNode>)>,
+    keyed: Option<(Keyed<Ipv4Addr, SavedBinding>, Keyed<u32, SavedNode>)>,
     applied: usize,
 }
 
@@ -232,47 +233,85 @@ impl Merge {
         Merge {
             cache,
             kernel,
-            maps: None,
+            keyed: None,
             applied: 0,
         }
     }
 
     fn apply(&mut self, e: Entry) {
         let cache = &mut self.cache;
-        let (bindings, nodes) = self.maps.get_or_insert_with(|| {
+        let (bindings, nodes) = self.keyed.get_or_insert_with(|| {
             (
-                std::mem::take(&mut cache.bindings)
-                    .into_iter()
-                    .map(|b| (b.home_address, b))
-                    .collect(),
-                std::mem::take(&mut cache.nodes)
-                    .into_iter()
-                    .map(|n| (n.spi, n))
-                    .collect(),
+                Keyed::new(std::mem::take(&mut cache.bindings), |b| b.home_address),
+                Keyed::new(std::mem::take(&mut cache.nodes), |n| n.spi),
             )
         });
         self.applied += 1;
         match e {
-            Entry::Binding(b) => {
-                bindings.insert(b.home_address, b);
-            }
-            Entry::Unbound(h) => {
-                bindings.remove(&h);
-            }
-            Entry::Node(n) => {
-                nodes.insert(n.spi, n);
-            }
+            Entry::Binding(b) => bindings.put(b.home_address, b),
+            Entry::Unbound(h) => bindings.remove(h),
+            Entry::Node(n) => nodes.put(n.spi, n),
             Entry::Kernel(k) => self.kernel = k,
             Entry::Continues(_) => {}
         }
     }
 
     fn finish(mut self) -> (SavedCache, KernelRecord) {
-        if let Some((bindings, nodes)) = self.maps {
-            self.cache.bindings = bindings.into_values().collect();
-            self.cache.nodes = nodes.into_values().collect();
+        if let Some((bindings, nodes)) = self.keyed {
+            self.cache.bindings = bindings.finish(|b| b.home_address);
+            self.cache.nodes = nodes.finish(|n| n.spi);
         }
         (self.cache, self.kernel)
+    }
+}
+
+/// Records by key, changed in place: one vector and its index, not a map
+/// of a node per record. At a million bindings the freed nodes of a map
+/// stayed in the allocator's arenas, resident, while the snapshot's JSON
+/// was made; a vector that large goes back to the kernel when freed.
+struct Keyed<K, V> {
+    items: Vec<Option<V>>,
+    at: HashMap<K, usize>,
+}
+
+impl<K: Hash + Eq + Ord + Copy, V> Keyed<K, V> {
+    fn new(items: Vec<V>, key: impl Fn(&V) -> K) -> Self {
+        let mut items: Vec<Option<V>> = items.into_iter().map(Some).collect();
+        let mut at = HashMap::with_capacity(items.len());
+        for i in 0..items.len() {
+            let Some(k) = items[i].as_ref().map(&key) else {
+                continue;
+            };
+            // A key twice: the later one holds.
+            if let Some(before) = at.insert(k, i) {
+                items[before] = None;
+            }
+        }
+        Keyed { items, at }
+    }
+
+    fn put(&mut self, k: K, v: V) {
+        match self.at.get(&k) {
+            Some(&i) => self.items[i] = Some(v),
+            None => {
+                self.at.insert(k, self.items.len());
+                self.items.push(Some(v));
+            }
+        }
+    }
+
+    fn remove(&mut self, k: K) {
+        if let Some(i) = self.at.remove(&k) {
+            self.items[i] = None;
+        }
+    }
+
+    /// What is left, by key.
+    fn finish(self, key: impl Fn(&V) -> K) -> Vec<V> {
+        drop(self.at);
+        let mut v: Vec<V> = self.items.into_iter().flatten().collect();
+        v.sort_unstable_by_key(key);
+        v
     }
 }
 
@@ -428,8 +467,11 @@ impl Record {
             });
         match thread {
             Ok(thread) => {
-                // The old journal stays as it is, for the thread.
-                self.journal = Some(rotated);
+                // The old journal stays as it is, for the thread; its file
+                // is closed off the loop: started by truncating the one
+                // before, it is written out at its close (ext4's
+                // auto_da_alloc), 200 ms of the loop at a million bindings.
+                Replaced(None, self.journal.replace(rotated)).release();
                 self.entries = 0;
                 self.writing = Some(Writing { generation, thread });
             }
@@ -503,7 +545,7 @@ impl Record {
         // Superseded: a compaction under way is taken up (the generations
         // stay in order), then this snapshot replaces it.
         self.settle(true);
-        self.journal = None;
+        Replaced(None, self.journal.take()).release();
         self.generation += 1;
         self.snapshot_len = cache.bindings.len() + cache.nodes.len();
         let r = HaRecord::new(self.home_agent, cache, kernel, self.generation);
@@ -552,7 +594,7 @@ impl Record {
     }
 }
 
-/// A snapshot and a journal replaced by a compaction's, still open.
+/// A snapshot and a journal replaced, still open.
 struct Replaced(Option<File>, Option<File>);
 
 impl Replaced {
@@ -781,6 +823,39 @@ mod tests {
         let (c, _, newest) = load(&path, HA, max_len(10));
         assert_eq!(newest, 2);
         assert_eq!(c.unwrap().bindings, all);
+    }
+
+    #[test]
+    fn entries_apply_in_order_by_key() {
+        let mut m = Merge::new(
+            cache(vec![binding(3, 1), binding(1, 1), binding(3, 2)], vec![]),
+            KernelRecord::default(),
+        );
+        for e in [
+            Entry::Unbound(Ipv4Addr::new(10, 1, 0, 1)),
+            Entry::Binding(binding(2, 1)),
+            Entry::Binding(binding(1, 3)),
+            Entry::Unbound(Ipv4Addr::new(10, 1, 0, 2)),
+            Entry::Unbound(Ipv4Addr::new(10, 1, 0, 9)),
+        ] {
+            m.apply(e);
+        }
+        let (c, _) = m.finish();
+        assert_eq!(c.bindings, [binding(1, 3), binding(3, 2)]);
+    }
+
+    #[test]
+    fn a_rotation_cut_short_in_its_first_line_is_no_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ha.state");
+        let mut r = Record::new(&path, HA, 0);
+        r.snapshot(cache(vec![binding(1, 1)], vec![]), KernelRecord::default());
+        r.append(&[Entry::Binding(binding(1, 2))]);
+        let jnext = record::beside(&journal_path(&path), ".next");
+        record::write_new(&jnext, b"{\"continu").unwrap();
+        let (c, _, newest) = load(&path, HA, max_len(10));
+        assert_eq!(newest, 1);
+        assert_eq!(c.unwrap().bindings, [binding(1, 2)]);
     }
 
     #[test]
