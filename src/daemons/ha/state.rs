@@ -10,9 +10,8 @@
 //! what changed (a binding, a node, the kernel part) to the journal, so a
 //! registration costs the same with a million bindings as with one (issue
 //! 14 §4); once the journal holds more entries than twice the snapshot
-//! (and at least [`MIN_JOURNAL`]), the next save writes a new snapshot and
-//! starts the journal again, so the snapshots' cost stays O(1) per change,
-//! amortised. The journal's first line names the snapshot generation it
+//! (and at least [`MIN_JOURNAL`]), it is compacted into a new snapshot
+//! (below), so the snapshots' cost stays O(1) per change, amortised. The journal's first line names the snapshot generation it
 //! continues: a journal left beside a newer snapshot (a crash between the
 //! two writes) is older than it and ignored.
 //!
