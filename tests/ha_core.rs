@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use mip4::auth::{append_auth, AuthExtAt, AuthKind, SecurityAssociation};
 use mip4::config::Source;
 use mip4::ha::{
-    Binding, Disposition, DownReason, DropReason, HaConfig, HomeAgent, Ipv6Binding, Ipv6TunnelTo,
-    Output, TunnelMode,
+    Binding, Changes, Disposition, DownReason, DropReason, HaConfig, HomeAgent, Ipv6Binding,
+    Ipv6TunnelTo, Output, TunnelMode,
 };
 use mip4::replay::{NtpTimestamp, ReplayMethod};
 use mip4::wire::extension::{Dsmipv4Ext, UdpTunnelReply, UdpTunnelRequest};
@@ -1164,6 +1164,7 @@ fn reload_keeps_bindings_of_unchanged_nodes_and_drops_removed_ones() {
         &Req::new(Ipv4Addr::new(10, 1, 0, 11), COA_TRUSTED, ts(1)).signed(&mn2),
     );
     drain(&mut ha);
+    ha.take_changes();
     // New config without MN2 (its key changes to something else).
     let mut cfg = config("");
     cfg.mobile_nodes.retain(|m| m.spi != 257);
@@ -1173,6 +1174,27 @@ fn reload_keeps_bindings_of_unchanged_nodes_and_drops_removed_ones() {
         matches!(&actions[..], [Output::BindingDown { reason: DownReason::Unconfigured, binding }] if binding.spi == 257)
     );
     assert!(ha.binding(HOA1).is_some());
+    // The daemon's record hears of the removed binding alone, not of
+    // everything (issue 14 §4: no O(n) snapshot at a reload).
+    assert_eq!(
+        ha.take_changes(),
+        Changes {
+            all: false,
+            nodes: vec![],
+            bindings: vec![Ipv4Addr::new(10, 1, 0, 11)],
+        }
+    );
+    // MN2 back: a node new to the configuration, saved with its fresh
+    // replay state.
+    ha.reload(config("")).unwrap();
+    assert_eq!(
+        ha.take_changes(),
+        Changes {
+            all: false,
+            nodes: vec![257],
+            bindings: vec![],
+        }
+    );
     // Replay state survived: the old request is still a replay.
     let b = Req::new(HOA1, COA_TRUSTED, ts(1)).signed(&mn1());
     assert_eq!(

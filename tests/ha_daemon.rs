@@ -3,6 +3,7 @@
 //! refused or dropped and counted while a second node is still served.
 //! Needs root (network namespaces).
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -655,6 +656,110 @@ fn a_killed_ha_restarts_with_its_bindings_and_a_clean_stop_leaves_nothing() {
     assert_eq!(kernel_state(&ns), (String::new(), 0, forward_before));
 }
 
+/// Issue 14 §4: a journal compaction no longer stands mip4-ha's loop
+/// still for an export of the cache: the loop rotates the journal and a
+/// thread builds the next snapshot from the files. Killed (SIGKILL) at
+/// points of a compaction, mip4-ha comes back each time with every
+/// binding it accepted, each at the Identification of the last request
+/// it accepted.
+#[test]
+fn a_ha_killed_during_a_journal_compaction_comes_back_with_every_accepted_binding() {
+    require_root();
+    let ns = Netns::with_ha_and_coa("mip4hacompact");
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = dir.path().join("ha.sock");
+    let rotated = dir.path().join("ha.state.journal.next");
+    let log_path = dir.path().join("mip4-ha.log");
+    // Nodes enough that the binding cache is more than a couple of lines:
+    // a compaction comes after 512 registrations (the journal's minimum).
+    let nodes: Vec<(Ipv4Addr, SecurityAssociation)> = (0..200u32)
+        .map(|i| (Ipv4Addr::new(10, 1, 0, 20 + i as u8), sa(300 + i, K1)))
+        .collect();
+    let extra: String = nodes
+        .iter()
+        .map(|(home, sa)| {
+            format!(
+                "\n[[mobile_node]]\nhome_address = \"{home}\"\nspi = {}\nkey = \"{K1}\"\n",
+                sa.spi()
+            )
+        })
+        .collect();
+    let start = || {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
+        start_ha(&ns, dir.path(), Stdio::from(log), &extra)
+    };
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let sock = mn_socket(&ns);
+    let mut accepted = BTreeMap::new();
+    let register = |i: usize, accepted: &mut BTreeMap<String, u64>| {
+        let (home, sa) = &nodes[i % nodes.len()];
+        let id = now_id();
+        let reply = verify(&exchange(&sock, &request(*home, id, vec![], sa)), sa);
+        assert_eq!(reply.code, ReplyCode::ACCEPTED, "{home}");
+        accepted.insert(home.to_string(), id);
+    };
+    let held = |accepted: &BTreeMap<String, u64>| {
+        let b = ctl_json(&ctl, "bindings");
+        let got: BTreeMap<String, u64> = b
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                (
+                    b["home_address"].as_str().unwrap().to_string(),
+                    b["identification"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            &got, accepted,
+            "every accepted binding, at its last Identification"
+        );
+    };
+
+    let compactions = |l: &str| l.matches("journal compaction: snapshot written").count();
+    let mut next = 0;
+    let mut ha = start();
+    // Killed at three points of a compaction: at once after the reply
+    // whose save rotated the journal; a few registrations after it (into
+    // the rotated journal, the snapshot written or not); once the
+    // snapshot was taken up and the new journal written to.
+    for after in [None, Some(3), Some(50)] {
+        let written = compactions(&log());
+        let until = next + 5000;
+        while !rotated.exists() {
+            register(next, &mut accepted);
+            next += 1;
+            assert!(next < until, "no journal compaction in 5000 registrations");
+        }
+        if after == Some(50) {
+            wait_for("the compaction's snapshot", || {
+                compactions(&log()) > written
+            });
+        }
+        for _ in 0..after.unwrap_or(0) {
+            register(next, &mut accepted);
+            next += 1;
+        }
+        if after == Some(50) {
+            assert!(!rotated.exists(), "taken up: the rotated journal renamed");
+        }
+        signal_and_wait(&mut ha, nix::sys::signal::Signal::SIGKILL);
+        ha = start();
+        held(&accepted);
+    }
+    let l = log();
+    assert!(
+        l.contains("journal rotated") && l.contains("its snapshot and journal renamed into place"),
+        "{l}"
+    );
+    assert!(signal_and_wait(&mut ha, nix::sys::signal::Signal::SIGTERM).success());
+}
+
 /// Issue 13: SIGHUP reloads mip4-ha (it used to be the only daemon that
 /// survived it); the daemon keeps serving with its bindings.
 #[test]
@@ -687,10 +792,47 @@ fn sighup_reloads_the_ha_and_keeps_its_bindings() {
     });
     assert!(d.0.try_wait().unwrap().is_none(), "still running");
     assert_eq!(ctl_json(&ctl, "bindings").as_array().unwrap().len(), 1);
-    // Issue 13 item 10: a change a reload cannot apply is refused, with
-    // the key, never ignored silently.
+    // A reload that removes a node saves what it changed (the journal),
+    // not everything: killed after it, mip4-ha comes back with the
+    // binding it kept and without the one it removed.
     let conf = dir.path().join("mip4-ha.conf");
     let text = std::fs::read_to_string(&conf).unwrap();
+    let mn1 = sa(256, K1);
+    let hoa1 = Ipv4Addr::new(10, 1, 0, 10);
+    let good = request(hoa1, now_id(), vec![nai1()], &mn1);
+    assert_eq!(
+        verify(&exchange(&sock, &good), &mn1).code,
+        ReplyCode::ACCEPTED
+    );
+    let without_mn1 = text.replace(
+        &format!(
+            "[[mobile_node]]\nnai = \"mn1@example.com\"\nhome_address = \"10.1.0.10\"\nspi = 256\nkey = \"{K1}\"\n"
+        ),
+        "",
+    );
+    assert_ne!(without_mn1, text);
+    std::fs::write(&conf, &without_mn1).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(d.0.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    wait_for("the second reload", || {
+        std::fs::read_to_string(&log_path)
+            .is_ok_and(|l| l.matches("configuration reloaded").count() == 2)
+    });
+    signal_and_wait(&mut d, nix::sys::signal::Signal::SIGKILL);
+    std::fs::write(&conf, &text).unwrap();
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log_path)
+        .unwrap();
+    let mut d = start_ha(&ns, dir.path(), Stdio::from(log), "");
+    let b = ctl_json(&ctl, "bindings");
+    assert_eq!(b.as_array().unwrap().len(), 1, "{b}");
+    assert_eq!(b[0]["home_address"], "10.1.0.11");
+    // Issue 13 item 10: a change a reload cannot apply is refused, with
+    // the key, never ignored silently.
     std::fs::write(&conf, text.replace("0.0.0.0:434", "0.0.0.0:4434")).unwrap();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(d.0.id() as i32),

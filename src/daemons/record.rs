@@ -10,7 +10,7 @@
 //! routes, sysctls), so it is believed no more than the configuration.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -106,6 +106,18 @@ pub fn read_up_to<T: DeserializeOwned>(
 /// The bytes of the file at `path`, if it may be believed as a record
 /// (see the module's comment); `Ok(None)` when there is none.
 pub fn read_bytes(path: &Path, max_len: u64) -> Result<Option<Vec<u8>>, RecordError> {
+    let Some(mut f) = open_trusted(path, max_len)? else {
+        return Ok(None);
+    };
+    let mut text = Vec::with_capacity(f.metadata().map_or(0, |m| m.len() as usize));
+    f.read_to_end(&mut text)
+        .map(|_| Some(text))
+        .map_err(|e| RecordError::Io(path.display().to_string(), e))
+}
+
+/// The file at `path` opened for reading, if it may be believed as a
+/// record (see the module's comment); `Ok(None)` when there is none.
+pub fn open_trusted(path: &Path, max_len: u64) -> Result<Option<fs::File>, RecordError> {
     let name = || path.display().to_string();
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,
@@ -130,7 +142,7 @@ pub fn read_bytes(path: &Path, max_len: u64) -> Result<Option<Vec<u8>>, RecordEr
             "larger than any record of this daemon",
         ));
     }
-    fs::read(path)
+    fs::File::open(path)
         .map(Some)
         .map_err(|e| RecordError::Io(name(), e))
 }

@@ -59,7 +59,7 @@ use super::reason::{Denial, Malformed};
 use super::screen::Verified;
 use crate::auth::{append_auth, AuthExtAt, SecurityAssociation};
 use crate::ratelimit::{Limits, SourceLimiter, Verdict};
-use crate::replay::{HaReplay, NtpTimestamp, ReplayVerdict};
+use crate::replay::{HaReplay, HaReplayState, NtpTimestamp, ReplayVerdict};
 use crate::request::{walk, Header as Hdr, RawExt};
 use crate::wire::extension::{ext_type, is_skippable, UdpTunnelReply};
 use crate::wire::registration::REQUEST_HEADER_LEN;
@@ -253,8 +253,8 @@ pub struct HomeAgent {
 /// one (issue 14 §4).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Changes {
-    /// Anything may have changed (a restore, a reload, the shutdown):
-    /// save everything.
+    /// Anything may have changed (a restore, the shutdown): save
+    /// everything.
     pub all: bool,
     /// Nodes, by SPI, whose replay state or pool address moved.
     pub nodes: Vec<u32>,
@@ -349,6 +349,11 @@ impl HomeAgent {
             .iter()
             .map(|n| (n.conf.spi, n.conf.clone()))
             .collect();
+        let old_saved: HashMap<u32, (HaReplayState, Option<Ipv4Addr>)> = self
+            .nodes
+            .iter()
+            .map(|n| (n.conf.spi, (n.replay.state(), n.assigned)))
+            .collect();
         // Copied, not drained: a configuration that fails to build leaves
         // the nodes (and the index into them) as they were.
         for n in &self.nodes {
@@ -370,9 +375,20 @@ impl HomeAgent {
                     })
             })
         };
-        self.changes.all = true;
+        // What the daemon's record must hear of, no more (a snapshot of
+        // everything would stand its loop still, O(n) at a million
+        // nodes): the nodes new or whose replay state or pool address
+        // changed, and the bindings removed. (A node that left keeps its
+        // line in the record: a restart takes up only configured nodes.)
+        for n in &self.nodes {
+            let now = (n.replay.state(), n.assigned);
+            if old_saved.get(&n.conf.spi) != Some(&now) {
+                self.changes.nodes.push(n.conf.spi);
+            }
+        }
         let nodes = &self.nodes;
         for b in self.bindings.retain(|b| still(b, nodes)) {
+            self.changes.bindings.push(b.home_address);
             self.awaiting_install.remove(&b.home_address);
             info!(home_address = %b.home_address, "binding removed: mobile node no longer configured");
             self.out.push_back(Output::BindingDown {

@@ -136,10 +136,13 @@ pub struct HaBenchReport {
     pub longest_silence_ms: u64,
     /// The same during the fill (first registrations of every node).
     pub fill_longest_silence_ms: u64,
-    /// mip4-ha's journal compactions and the longest its loop stood
-    /// still exporting the cache for one (from its log).
+    /// mip4-ha's journal compactions, the longest its loop stood still
+    /// for one (rotating the journal, or taking up the snapshot), and the
+    /// longest its thread took to build and write a snapshot (from its
+    /// log).
     pub compactions: u64,
-    pub longest_export_ms: u64,
+    pub longest_compaction_pause_us: u64,
+    pub longest_compaction_build_ms: u64,
     /// Where requests could have gone, as counted there (see [`Drops`]).
     pub drops: Drops,
     pub runs: Vec<Run>,
@@ -724,8 +727,7 @@ pub fn run(opts: &HaBenchOptions, progress: &mut dyn FnMut(&str)) -> Result<HaBe
     drops.unexplained = (g.tally.lost + g.echo_tally.lost).saturating_sub(counted);
     ha.stop(Duration::from_secs(30));
     drop(echo);
-    let (compactions, longest_export_ms) =
-        exports(&std::fs::read_to_string(&log).unwrap_or_default());
+    let c = compactions(&std::fs::read_to_string(&log).unwrap_or_default());
 
     let at = |size: usize| -> Vec<&Run> { g.runs.iter().filter(|r| r.bindings == size).collect() };
     let (small, full) = (at(opts.small), at(n));
@@ -770,8 +772,9 @@ pub fn run(opts: &HaBenchOptions, progress: &mut dyn FnMut(&str)) -> Result<HaBe
         echo_requests: g.echo_tally,
         longest_silence_ms: g.longest_silence.as_millis() as u64,
         fill_longest_silence_ms: g.fill_silence.as_millis() as u64,
-        compactions,
-        longest_export_ms,
+        compactions: c.count,
+        longest_compaction_pause_us: c.longest_pause_us,
+        longest_compaction_build_ms: c.longest_build_ms,
         drops,
         runs: g.runs,
     })
@@ -787,17 +790,29 @@ fn ask(sock: &Path, req: crate::ctl::Request, what: &str) -> Result<serde_json::
         .ok_or_else(|| Error::Other(format!("mip4-ha did not give its {what}")))
 }
 
-/// The journal compactions in mip4-ha's log, and the longest export.
-fn exports(log: &str) -> (u64, u64) {
-    log.lines()
-        .filter(|l| l.contains("journal compaction"))
-        .map(|l| {
-            l.split_whitespace()
-                .find_map(|w| w.strip_prefix("export_ms="))
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        })
-        .fold((0, 0), |(n, m), ms| (n + 1, m.max(ms)))
+/// mip4-ha's journal compactions, as its log tells them.
+#[derive(Debug, Default, PartialEq)]
+struct Compactions {
+    count: u64,
+    /// The longest the loop stood still for one.
+    longest_pause_us: u64,
+    /// The longest a snapshot's thread took.
+    longest_build_ms: u64,
+}
+
+fn compactions(log: &str) -> Compactions {
+    let field = |l: &str, key: &str| {
+        l.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let mut c = Compactions::default();
+    for l in log.lines().filter(|l| l.contains("journal compaction")) {
+        c.count += u64::from(l.contains("journal rotated"));
+        c.longest_pause_us = c.longest_pause_us.max(field(l, "pause_us=").unwrap_or(0));
+        c.longest_build_ms = c.longest_build_ms.max(field(l, "build_ms=").unwrap_or(0));
+    }
+    c
 }
 
 fn round3(x: f64) -> f64 {
@@ -1005,7 +1020,7 @@ pub fn markdown_section(o: &HaBenchOptions, r: &HaBenchReport) -> String {
          | requests to mip4-ha: sent / accepted / refused / late (after {} s of silence) / lost | {} | lost 0 |\n\
          | lost ones counted: by mip4-ha {} / by the kernel {} / unexplained | {} / {} / {} | |\n\
          | longest mip4-ha left every outstanding request unanswered: all phases; the fill | {} ms; {} ms | |\n\
-         | mip4-ha's journal compactions; the longest export of the cache (the loop stands still) | {}; {} ms | |\n\n{}",
+         | mip4-ha's journal compactions; the longest its loop stood still for one; the longest its thread built a snapshot | {}; {} us; {} ms | |\n\n{}",
         o.mobile_nodes,
         o.small,
         o.runs,
@@ -1044,7 +1059,8 @@ pub fn markdown_section(o: &HaBenchOptions, r: &HaBenchReport) -> String {
         r.longest_silence_ms,
         r.fill_longest_silence_ms,
         r.compactions,
-        r.longest_export_ms,
+        r.longest_compaction_pause_us,
+        r.longest_compaction_build_ms,
         NOTES,
     )
 }
@@ -1061,7 +1077,9 @@ namespace's UDP counters. The 32 requests lost in the earlier 1,000,000 run were
 window written off by the old accounting after a silence over 2 s, their late replies taken for \
 the next requests'. Stopping mip4-ha for 2 s at 200,000 bindings (under gdb) now reads 32 late, \
 0 lost. Such a silence is mip4-ha's loop standing still: off the CPU on a loaded machine, or \
-exporting the cache for a journal compaction (timed in its log; the longest is above).\n\
+(until wave 11) exporting the cache for a journal compaction; the loop now only rotates the \
+journal and a thread builds the snapshot from the files (both timed in its log; the longest \
+are above).\n\
 - **mip4-ha's RSS per binding** beyond the cache is the data plane's per-binding records (the \
 installer's tunnel, route and device name; the userspace plane's tables) and freed memory the \
 allocator kept: at 200,000 bindings, a `malloc_trim` after the fill gave back 44 of 170 MB (about \
@@ -1164,7 +1182,8 @@ fn accounting(r: &HaBenchReport) -> String {
     format!(
         "requests to mip4-ha sent/accepted/refused/late/lost {}; to the echo server {}; \
          stray replies {}; lost ones counted by mip4-ha {}, by the kernel {}, unexplained {}; \
-         longest silence {} ms; {} compactions, longest export {} ms",
+         longest silence {} ms; {} compactions, the loop's longest pause for one {} us, \
+         the longest snapshot build {} ms",
         requests_line(&r.requests),
         requests_line(&r.echo_requests),
         r.requests.stray + r.echo_requests.stray,
@@ -1173,7 +1192,8 @@ fn accounting(r: &HaBenchReport) -> String {
         r.drops.unexplained,
         r.longest_silence_ms,
         r.compactions,
-        r.longest_export_ms
+        r.longest_compaction_pause_us,
+        r.longest_compaction_build_ms
     )
 }
 
@@ -1182,12 +1202,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_longest_export_is_read_from_the_log() {
-        let log = "2026-11-30T01:00:00.1Z  INFO mip4::daemons::ha::run: journal compaction: binding cache exported, its snapshot written by a thread of its own bindings=1024 export_ms=12\n\
-                   2026-11-30T01:00:01.1Z  INFO mip4::daemons::ha::run: registration accepted\n\
-                   2026-11-30T01:00:02.1Z  INFO mip4::daemons::ha::run: journal compaction: binding cache exported, its snapshot written by a thread of its own bindings=4096 export_ms=345\n";
-        assert_eq!(exports(log), (2, 345));
-        assert_eq!(exports(""), (0, 0));
+    fn the_compactions_are_read_from_the_log() {
+        let log = "2026-11-30T01:00:00.1Z  INFO mip4::daemons::ha::run: journal compaction: journal rotated, the snapshot built from the last one and its journal by a thread of its own pause_us=120\n\
+                   2026-11-30T01:00:01.1Z  INFO mip4::daemons::ha::state: journal compaction: snapshot written entries=2048 build_ms=900\n\
+                   2026-11-30T01:00:01.2Z  INFO mip4::daemons::ha::run: journal compaction: its snapshot and journal renamed into place pause_us=345\n\
+                   2026-11-30T01:00:01.3Z  INFO mip4::daemons::ha::run: registration accepted pause_us=9999\n\
+                   2026-11-30T01:00:02.1Z  INFO mip4::daemons::ha::run: journal compaction: journal rotated, the snapshot built from the last one and its journal by a thread of its own pause_us=80\n";
+        assert_eq!(
+            compactions(log),
+            Compactions {
+                count: 2,
+                longest_pause_us: 345,
+                longest_build_ms: 900
+            }
+        );
+        assert_eq!(compactions(""), Compactions::default());
     }
 
     /// The bench's accounting: a reply matches its own request; one that

@@ -300,16 +300,23 @@ impl Daemon {
 
     /// Records what changed in the core's state (`changes`) and in the
     /// kernel since the last save: the changed bindings and nodes
-    /// appended to the journal, or everything in a snapshot. A journal
-    /// that outgrew its snapshot is compacted by a thread of its own
-    /// (`state::Record::compact`).
+    /// appended to the journal (a reload's too), or everything in a
+    /// snapshot (at start, and after the journal failed). A journal
+    /// that outgrew its snapshot is rotated, and compacted by a thread of
+    /// its own (`state::Record::compact`).
     fn save(&mut self, changes: Changes) {
         let kernel_changed = self.saved_kernel != Some(self.dp.generation());
         if changes.is_empty() && !kernel_changed {
             return;
         }
         self.saved_kernel = Some(self.dp.generation());
-        self.record.take_up();
+        let started = Instant::now();
+        if self.record.take_up() {
+            info!(
+                pause_us = started.elapsed().as_micros() as u64,
+                "journal compaction: its snapshot and journal renamed into place"
+            );
+        }
         let (now, wall) = (Instant::now(), SystemTime::now());
         if changes.all || self.record.wants_snapshot() {
             let (cache, kernel) = self.export(now, wall);
@@ -332,16 +339,14 @@ impl Daemon {
         }
         self.record.append(&entries);
         if self.record.wants_compaction() {
-            // The loop stands still for the export (O(n): at a million
-            // bindings, around a second on a loaded machine); said, so
-            // that a node's slow reply has its cause in the log.
-            let (cache, kernel) = self.export(now, wall);
-            let bindings = cache.bindings.len();
-            self.record.compact(cache, kernel);
+            // The loop only rotates the journal: the snapshot is built
+            // from the files by a thread of its own. Timed, so that a
+            // node's slow reply has its cause in the log.
+            let started = Instant::now();
+            self.record.compact();
             info!(
-                bindings,
-                export_ms = now.elapsed().as_millis() as u64,
-                "journal compaction: binding cache exported, its snapshot written by a thread of its own"
+                pause_us = started.elapsed().as_micros() as u64,
+                "journal compaction: journal rotated, the snapshot built from the last one and its journal by a thread of its own"
             );
         }
     }

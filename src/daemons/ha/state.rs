@@ -10,24 +10,29 @@
 //! what changed (a binding, a node, the kernel part) to the journal, so a
 //! registration costs the same with a million bindings as with one (issue
 //! 14 §4); once the journal holds more entries than twice the snapshot
-//! (and at least [`MIN_JOURNAL`]), the next save writes a new snapshot and
-//! starts the journal again, so the snapshots' cost stays O(1) per change,
-//! amortised. The journal's first line names the snapshot generation it
+//! (and at least [`MIN_JOURNAL`]), it is compacted into a new snapshot
+//! (below), so the snapshots' cost stays O(1) per change, amortised. The journal's first line names the snapshot generation it
 //! continues: a journal left beside a newer snapshot (a crash between the
 //! two writes) is older than it and ignored.
 //!
-//! A compaction's snapshot is written by a thread of its own (at a
-//! million bindings it is hundreds of megabytes of JSON, seconds the loop
-//! must not stand still): meanwhile the loop appends to the old journal,
-//! which with the old snapshot stays complete, and keeps the lines since
-//! the export for the new one. Once the thread is done, the new journal
-//! is written beside (`.journal.next`), the snapshot renamed into place,
-//! then the journal: a crash between the two renames leaves the new
-//! snapshot with `.journal.next`, which [`load`] then takes.
+//! A compaction never stands the loop still for the cache (issue 14 §4:
+//! at a million bindings an export was 150 ms quiet, a second loaded).
+//! The loop only rotates the journal: it starts `.journal.next`, whose
+//! first line names the next generation, and appends there from then on.
+//! A thread of its own builds the new snapshot from what is on disk, the
+//! old snapshot with the old journal applied (no longer written to), and
+//! writes it to `.next` beside the record. Once it is done, the loop
+//! renames the snapshot into place, then `.journal.next` over the
+//! journal (its open file goes on being appended to). A kill at any
+//! point leaves one of: the old snapshot, its journal and `.journal.next`
+//! (the three applied in order); the new snapshot, the old journal (older
+//! than it: ignored) and `.journal.next`; the new snapshot and its
+//! journal. [`load`] takes each.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fs::File;
-use std::io::Write;
+use std::hash::Hash;
+use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -92,129 +97,268 @@ fn journal_path(path: &Path) -> PathBuf {
 }
 
 /// What an earlier instance left: its bindings and replay state, and what
-/// it held in the kernel (the snapshot with its journal applied), and the
-/// generation of that snapshot. Empty on a first start, and when the
-/// record is corrupt or foreign (logged, and the files set aside for the
-/// operator): never a reason not to start.
+/// it held in the kernel (the snapshot with its journals applied), and the
+/// newest generation in the record (the snapshot's, or that of the
+/// journal a compaction started after it). Empty on a first start, and
+/// when the record is corrupt or foreign (logged, and the files set aside
+/// for the operator): never a reason not to start.
 pub fn load(
     path: &Path,
     home_agent: Ipv4Addr,
     max_len: u64,
 ) -> (Option<SavedCache>, KernelRecord, u64) {
-    let refuse = |p: &Path, why: String| {
+    let refuse = |p: &Path, why: String, generation: u64| {
         record::refused(p, &format!("{why} (an empty binding cache)"));
-        (None, KernelRecord::default(), 0)
+        (None, KernelRecord::default(), generation)
     };
     let r: HaRecord = match record::read_up_to(path, max_len) {
         Ok(Some(r)) => r,
         Ok(None) => return (None, KernelRecord::default(), 0),
-        Err(e) => return refuse(path, e.to_string()),
+        Err(e) => return refuse(path, e.to_string(), 0),
     };
-    let where_ = path.display();
-    if r.daemon != DAEMON || r.version != VERSION {
-        return refuse(
-            path,
-            format!(
-                "{where_}: a record of {} version {}, not of {DAEMON} version {VERSION}",
-                r.daemon, r.version
-            ),
-        );
+    if let Err(why) = ours(&r, path, home_agent) {
+        return refuse(path, why, 0);
     }
-    if r.home_agent != home_agent {
-        return refuse(
-            path,
-            format!(
-                "{where_}: the record of home agent {}, this is {home_agent}",
-                r.home_agent
-            ),
-        );
-    }
-    let (mut cache, mut kernel, generation) = (r.cache, r.kernel, r.generation);
+    let generation = r.generation;
+    let mut m = Merge::new(r.cache, r.kernel);
     let jpath = journal_path(path);
     let jnext = record::beside(&jpath, ".next");
-    let journal = read_journal(&jpath, max_len, generation)
-        .and_then(|j| match j {
-            Some(entries) => Ok(Some(entries)),
-            None => read_journal(&jnext, max_len, generation),
-        })
-        .map(Option::unwrap_or_default);
-    match journal {
-        Ok(entries) => {
-            let n = entries.len();
-            apply(&mut cache, &mut kernel, entries);
-            if n > 0 {
-                info!(journal = %jpath.display(), entries = n, "journal of the previous instance applied");
-            }
-        }
-        Err(why) => return refuse(&jpath, why),
+    // Its journal, then the one a compaction started after it; or, the
+    // compaction's snapshot renamed into place but not yet its journal,
+    // the latter alone. (A refusal's generation stays above every file
+    // left, so that none is taken for a newer snapshot's.)
+    let newest = match read_journal(&jpath, max_len, generation, &mut m) {
+        Ok(Some(())) => match read_journal(&jnext, max_len, generation + 1, &mut m) {
+            Ok(next) => generation + u64::from(next.is_some()),
+            Err(why) => return refuse(&jnext, why, generation + 2),
+        },
+        Ok(None) => match read_journal(&jnext, max_len, generation, &mut m) {
+            Ok(_) => generation,
+            Err(why) => return refuse(&jnext, why, generation + 2),
+        },
+        Err(why) => return refuse(&jpath, why, generation + 2),
+    };
+    if m.applied > 0 {
+        info!(journal = %jpath.display(), entries = m.applied, "journal of the previous instance applied");
     }
-    info!(state_file = %where_, bindings = cache.bindings.len(), "state of the previous instance read");
-    (Some(cache), kernel, generation)
+    let (cache, kernel) = m.finish();
+    info!(state_file = %path.display(), bindings = cache.bindings.len(), "state of the previous instance read");
+    (Some(cache), kernel, newest)
 }
 
-/// The journal's entries after its first line, if it continues snapshot
-/// `generation` (else `None`: it is another snapshot's, or there is no
-/// journal). A last line cut short (the process killed while writing it)
-/// is left out: its reply had not left.
-fn read_journal(path: &Path, max_len: u64, generation: u64) -> Result<Option<Vec<Entry>>, String> {
-    let text = match record::read_bytes(path, max_len) {
-        Ok(Some(t)) => t,
+/// Why the snapshot `r` read from `path` is not this home agent's.
+fn ours(r: &HaRecord, path: &Path, home_agent: Ipv4Addr) -> Result<(), String> {
+    let where_ = path.display();
+    if r.daemon != DAEMON || r.version != VERSION {
+        return Err(format!(
+            "{where_}: a record of {} version {}, not of {DAEMON} version {VERSION}",
+            r.daemon, r.version
+        ));
+    }
+    if r.home_agent != home_agent {
+        return Err(format!(
+            "{where_}: the record of home agent {}, this is {home_agent}",
+            r.home_agent
+        ));
+    }
+    Ok(())
+}
+
+/// Applies the journal at `path` to `m`, if it continues snapshot
+/// `generation` (else `None` and nothing applied: it is another
+/// snapshot's, or there is no journal). Read a line at a time: at a
+/// million bindings a journal is hundreds of megabytes. A last line cut
+/// short (the process killed while writing it) is left out: its reply had
+/// not left.
+fn read_journal(
+    path: &Path,
+    max_len: u64,
+    generation: u64,
+    m: &mut Merge,
+) -> Result<Option<()>, String> {
+    let file = match record::open_trusted(path, max_len) {
+        Ok(Some(f)) => f,
         Ok(None) => return Ok(None),
         Err(e) => return Err(e.to_string()),
     };
-    let complete = text.ends_with(b"\n");
-    let lines: Vec<&[u8]> = text
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .collect();
-    let mut entries = Vec::with_capacity(lines.len());
-    for (i, line) in lines.iter().enumerate() {
-        match serde_json::from_slice::<Entry>(line) {
-            Ok(e) => entries.push(e),
-            Err(_) if i + 1 == lines.len() && !complete => break,
-            Err(e) => return Err(format!("{}: line {}: {e}", path.display(), i + 1)),
+    let mut r = BufReader::with_capacity(1 << 20, file);
+    let mut buf = Vec::new();
+    let (mut n, mut continues) = (0, false);
+    loop {
+        buf.clear();
+        let got = r
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if got == 0 {
+            break;
+        }
+        let complete = buf.ends_with(b"\n");
+        let text = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        if text.is_empty() {
+            continue;
+        }
+        n += 1;
+        let e = match serde_json::from_slice::<Entry>(text) {
+            Ok(e) => e,
+            Err(_) if !complete => break,
+            Err(e) => return Err(format!("{}: line {n}: {e}", path.display())),
+        };
+        match (n, e) {
+            (1, Entry::Continues(g)) if g == generation => continues = true,
+            (1, Entry::Continues(_)) => return Ok(None),
+            (1, _) => {
+                return Err(format!(
+                    "{}: line 1: not the snapshot generation it continues",
+                    path.display()
+                ))
+            }
+            (_, e) => m.apply(e),
         }
     }
-    match entries.first() {
-        Some(Entry::Continues(g)) if *g == generation => Ok(Some(entries.split_off(1))),
-        Some(Entry::Continues(_)) | None => Ok(None),
-        Some(_) => Err(format!(
-            "{}: line 1: not the snapshot generation it continues",
-            path.display()
-        )),
-    }
+    Ok(continues.then_some(()))
 }
 
-/// The snapshot with the journal's entries applied, in order.
-fn apply(cache: &mut SavedCache, kernel: &mut KernelRecord, entries: Vec<Entry>) {
-    if entries.is_empty() {
-        return;
+/// A snapshot with journal entries applied, in order.
+struct Merge {
+    cache: SavedCache,
+    kernel: KernelRecord,
+    /// The cache by key, made at the first entry.
+    keyed: Option<(Keyed<Ipv4Addr, SavedBinding>, Keyed<u32, SavedNode>)>,
+    applied: usize,
+}
+
+impl Merge {
+    fn new(cache: SavedCache, kernel: KernelRecord) -> Merge {
+        Merge {
+            cache,
+            kernel,
+            keyed: None,
+            applied: 0,
+        }
     }
-    let mut bindings: BTreeMap<Ipv4Addr, SavedBinding> = std::mem::take(&mut cache.bindings)
-        .into_iter()
-        .map(|b| (b.home_address, b))
-        .collect();
-    let mut nodes: BTreeMap<u32, SavedNode> = std::mem::take(&mut cache.nodes)
-        .into_iter()
-        .map(|n| (n.spi, n))
-        .collect();
-    for e in entries {
+
+    fn apply(&mut self, e: Entry) {
+        let cache = &mut self.cache;
+        let (bindings, nodes) = self.keyed.get_or_insert_with(|| {
+            (
+                Keyed::new(std::mem::take(&mut cache.bindings), |b| b.home_address),
+                Keyed::new(std::mem::take(&mut cache.nodes), |n| n.spi),
+            )
+        });
+        self.applied += 1;
         match e {
-            Entry::Binding(b) => {
-                bindings.insert(b.home_address, b);
-            }
-            Entry::Unbound(h) => {
-                bindings.remove(&h);
-            }
-            Entry::Node(n) => {
-                nodes.insert(n.spi, n);
-            }
-            Entry::Kernel(k) => *kernel = k,
+            Entry::Binding(b) => bindings.put(b.home_address, b),
+            Entry::Unbound(h) => bindings.remove(h),
+            Entry::Node(n) => nodes.put(n.spi, n),
+            Entry::Kernel(k) => self.kernel = k,
             Entry::Continues(_) => {}
         }
     }
-    cache.bindings = bindings.into_values().collect();
-    cache.nodes = nodes.into_values().collect();
+
+    fn finish(mut self) -> (SavedCache, KernelRecord) {
+        if let Some((bindings, nodes)) = self.keyed {
+            self.cache.bindings = bindings.finish(|b| b.home_address);
+            self.cache.nodes = nodes.finish(|n| n.spi);
+        }
+        (self.cache, self.kernel)
+    }
+}
+
+/// Records by key, changed in place: one vector and its index, not a map
+/// of a node per record. At a million bindings the freed nodes of a map
+/// stayed in the allocator's arenas, resident, while the snapshot's JSON
+/// was made; a vector that large goes back to the kernel when freed.
+struct Keyed<K, V> {
+    items: Vec<Option<V>>,
+    at: HashMap<K, usize>,
+}
+
+impl<K: Hash + Eq + Ord + Copy, V> Keyed<K, V> {
+    fn new(items: Vec<V>, key: impl Fn(&V) -> K) -> Self {
+        let mut items: Vec<Option<V>> = items.into_iter().map(Some).collect();
+        let mut at = HashMap::with_capacity(items.len());
+        for i in 0..items.len() {
+            let Some(k) = items[i].as_ref().map(&key) else {
+                continue;
+            };
+            // A key twice: the later one holds.
+            if let Some(before) = at.insert(k, i) {
+                items[before] = None;
+            }
+        }
+        Keyed { items, at }
+    }
+
+    fn put(&mut self, k: K, v: V) {
+        match self.at.get(&k) {
+            Some(&i) => self.items[i] = Some(v),
+            None => {
+                self.at.insert(k, self.items.len());
+                self.items.push(Some(v));
+            }
+        }
+    }
+
+    fn remove(&mut self, k: K) {
+        if let Some(i) = self.at.remove(&k) {
+            self.items[i] = None;
+        }
+    }
+
+    /// What is left, by key.
+    fn finish(self, key: impl Fn(&V) -> K) -> Vec<V> {
+        drop(self.at);
+        let mut v: Vec<V> = self.items.into_iter().flatten().collect();
+        v.sort_unstable_by_key(key);
+        v
+    }
+}
+
+/// A compaction's snapshot: snapshot `generation` at `path` with its
+/// journal applied, as the next generation. Read back from the files,
+/// not exported from the loop's cache: the journal is no longer written
+/// to, and the two hold everything it promised.
+fn compacted(path: &Path, home_agent: Ipv4Addr, generation: u64) -> Result<HaRecord, String> {
+    // Our own files, read back: no limit on their size.
+    let r: HaRecord = record::read_up_to(path, u64::MAX)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{}: no snapshot", path.display()))?;
+    ours(&r, path, home_agent)?;
+    if r.generation != generation {
+        return Err(format!(
+            "{}: generation {}, not {generation}",
+            path.display(),
+            r.generation
+        ));
+    }
+    let mut m = Merge::new(r.cache, r.kernel);
+    let jpath = journal_path(path);
+    read_journal(&jpath, u64::MAX, generation, &mut m)?.ok_or_else(|| {
+        format!(
+            "{}: does not continue generation {generation}",
+            jpath.display()
+        )
+    })?;
+    let (cache, kernel) = m.finish();
+    Ok(HaRecord::new(home_agent, cache, kernel, generation + 1))
+}
+
+impl HaRecord {
+    fn new(
+        home_agent: Ipv4Addr,
+        cache: SavedCache,
+        kernel: KernelRecord,
+        generation: u64,
+    ) -> HaRecord {
+        HaRecord {
+            daemon: DAEMON.to_string(),
+            version: VERSION,
+            home_agent,
+            cache,
+            kernel,
+            generation,
+        }
+    }
 }
 
 /// The record being written: the snapshot's generation and size, and the
@@ -226,25 +370,21 @@ pub struct Record {
     /// Bindings and nodes in the snapshot.
     snapshot_len: usize,
     journal: Option<File>,
-    /// Entries appended since the snapshot.
+    /// Entries appended since the snapshot (or the rotation).
     entries: usize,
     /// A compaction's snapshot being written.
     writing: Option<Writing>,
 }
 
-/// A snapshot a thread of its own writes (to `.next` beside the record),
-/// and the journal that will continue it.
+/// A snapshot a thread of its own builds and writes (to `.next` beside
+/// the record): its generation, and its thread, which gives its size.
 struct Writing {
     generation: u64,
-    len: usize,
-    thread: std::thread::JoinHandle<std::io::Result<()>>,
-    /// Its first line and the entries appended since the export.
-    journal: Vec<u8>,
-    entries: usize,
+    thread: std::thread::JoinHandle<Result<usize, String>>,
 }
 
 impl Record {
-    /// Continues after snapshot `generation` (from [`load`]); the first
+    /// Continues after generation `generation` (from [`load`]); the first
     /// save writes a snapshot.
     pub fn new(path: &Path, home_agent: Ipv4Addr, generation: u64) -> Record {
         Record {
@@ -270,76 +410,96 @@ impl Record {
         self.writing.is_none() && self.entries >= MIN_JOURNAL.max(2 * self.snapshot_len)
     }
 
-    /// Starts writing a new snapshot of `cache` and `kernel` (exported
-    /// after the last [`append`](Self::append)) on a thread of its own;
-    /// the journal takes over once it is written.
-    pub fn compact(&mut self, cache: SavedCache, kernel: KernelRecord) {
+    /// Rotates the journal (`.journal.next` from now on) and starts a
+    /// thread that builds the next snapshot from the files: O(1) here,
+    /// whatever the size of the cache.
+    pub fn compact(&mut self) {
         if self.writing.is_some() || self.journal.is_none() {
             return;
         }
-        let generation = self.generation + 1;
-        let len = cache.bindings.len() + cache.nodes.len();
-        let r = self.record_of(cache, kernel, generation);
+        let (from, generation) = (self.generation, self.generation + 1);
+        let jnext = record::beside(&journal_path(&self.path), ".next");
+        let rotated = record::open_append(&jnext, true).and_then(|mut f| {
+            f.write_all(&line(&Entry::Continues(generation)))?;
+            Ok(f)
+        });
+        let rotated = match rotated {
+            Ok(f) => f,
+            Err(e) => {
+                warn!(journal = %jnext.display(), "cannot rotate the journal, the next save writes everything: {e}");
+                self.journal = None;
+                return;
+            }
+        };
+        let (path, home_agent) = (self.path.clone(), self.home_agent);
         let next = record::beside(&self.path, ".next");
         let thread = std::thread::Builder::new()
             .name("mip4-ha-record".into())
             .spawn(move || {
+                let started = std::time::Instant::now();
                 // Transient, and hundreds of megabytes: small pages.
                 // Written out here, not in the loop: ext4 writes a file
                 // renamed over another out at the rename (auto_da_alloc),
                 // and the loop renames it into place.
-                let written = crate::sys::hugepage::small_pages(|| serde_json::to_vec(&r))
-                    .map_err(std::io::Error::other)
-                    .and_then(|text| record::write_new(&next, &text))
-                    .and_then(|()| File::open(&next)?.sync_data());
-                // The export and its JSON (hundreds of megabytes at a
-                // million bindings) go back to the kernel: freed, they
-                // would stay in the allocator's arenas, resident.
-                drop(r);
+                let written = crate::sys::hugepage::small_pages(|| {
+                    let r = compacted(&path, home_agent, from)?;
+                    let len = r.cache.bindings.len() + r.cache.nodes.len();
+                    let text = serde_json::to_vec(&r).map_err(|e| e.to_string())?;
+                    drop(r);
+                    record::write_new(&next, &text)
+                        .and_then(|()| File::open(&next)?.sync_data())
+                        .map_err(|e| format!("{}: {e}", next.display()))?;
+                    Ok(len)
+                });
+                // Its buffers (hundreds of megabytes at a million
+                // bindings) go back to the kernel: freed, they would stay
+                // in the allocator's arenas, resident.
                 crate::sys::malloc::trim();
+                if let Ok(len) = written {
+                    info!(
+                        entries = len,
+                        build_ms = started.elapsed().as_millis() as u64,
+                        "journal compaction: snapshot written"
+                    );
+                }
                 written
             });
         match thread {
             Ok(thread) => {
-                self.writing = Some(Writing {
-                    generation,
-                    len,
-                    thread,
-                    journal: line(&Entry::Continues(generation)),
-                    entries: 0,
-                })
+                // The old journal stays as it is, for the thread; its file
+                // is closed off the loop: started by truncating the one
+                // before, it is written out at its close (ext4's
+                // auto_da_alloc), 200 ms of the loop at a million bindings.
+                Replaced(None, self.journal.replace(rotated)).release();
+                self.entries = 0;
+                self.writing = Some(Writing { generation, thread });
             }
-            Err(e) => warn!("cannot start writing the snapshot: {e}"),
-        }
-    }
-
-    fn record_of(&self, cache: SavedCache, kernel: KernelRecord, generation: u64) -> HaRecord {
-        HaRecord {
-            daemon: DAEMON.to_string(),
-            version: VERSION,
-            home_agent: self.home_agent,
-            cache,
-            kernel,
-            generation,
+            Err(e) => {
+                // `.journal.next` holds its first line only, and a later
+                // rotation or snapshot replaces it.
+                warn!("cannot start writing the snapshot: {e}");
+            }
         }
     }
 
     /// Takes up the compaction's snapshot once its thread is done (or, with
     /// `wait`, waits for it).
-    fn settle(&mut self, wait: bool) {
+    fn settle(&mut self, wait: bool) -> bool {
         if !wait
             && !self
                 .writing
                 .as_ref()
                 .is_some_and(|w| w.thread.is_finished())
         {
-            return;
+            return false;
         }
-        let Some(w) = self.writing.take() else { return };
+        let Some(w) = self.writing.take() else {
+            return false;
+        };
         let written = w
             .thread
             .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("the thread writing it panicked")));
+            .unwrap_or_else(|_| Err("the thread writing it panicked".into()));
         let jpath = journal_path(&self.path);
         let jnext = record::beside(&jpath, ".next");
         // The snapshot and journal the renames replace are released by a
@@ -347,27 +507,36 @@ impl Record {
         // megabytes frees it then and there (on a disk mounted with
         // `discard`, a synchronous discard): half a second of the loop
         // at a million bindings.
-        let replaced = Replaced(File::open(&self.path).ok(), self.journal.take());
-        let taken = written
-            .and_then(|()| record::write_new(&jnext, &w.journal))
-            .and_then(|()| std::fs::rename(record::beside(&self.path, ".next"), &self.path))
-            .and_then(|()| std::fs::rename(&jnext, &jpath))
-            .and_then(|()| record::open_append(&jpath, false));
+        let replaced = Replaced(File::open(&self.path).ok(), File::open(&jpath).ok());
+        // The open journal is `.journal.next`'s file, renamed, not closed.
+        // The old journal is removed first: renamed over it, the file the
+        // loop is appending to would be written out at the rename
+        // (auto_da_alloc), in the loop. (Killed between the two, the new
+        // snapshot and `.journal.next` stand.)
+        let taken = written.and_then(|len| {
+            std::fs::rename(record::beside(&self.path, ".next"), &self.path)
+                .and_then(|()| match std::fs::remove_file(&jpath) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                    _ => std::fs::rename(&jnext, &jpath),
+                })
+                .map(|()| len)
+                .map_err(|e| e.to_string())
+        });
+        // Even on failure: a later snapshot's generation is above the
+        // rotated journal's.
+        self.generation = w.generation;
         match taken {
-            Ok(f) => {
-                self.journal = Some(f);
-                self.generation = w.generation;
-                self.snapshot_len = w.len;
-                self.entries = w.entries;
-            }
+            Ok(len) => self.snapshot_len = len,
             Err(e) => {
-                // The old snapshot and journal stand, or the new snapshot
-                // and `.journal.next` do: the next save writes everything.
+                // The old snapshot and both journals stand, or the new
+                // snapshot and `.journal.next` do: the next save writes
+                // everything.
                 warn!(state_file = %self.path.display(), "cannot take up the new snapshot: {e}");
                 self.journal = None;
             }
         }
         replaced.release();
+        true
     }
 
     /// Replaces the record with everything, and starts a new journal.
@@ -375,10 +544,11 @@ impl Record {
         // Superseded: a compaction under way is taken up (the generations
         // stay in order), then this snapshot replaces it.
         self.settle(true);
-        self.journal = None;
+        Replaced(None, self.journal.take()).release();
         self.generation += 1;
         self.snapshot_len = cache.bindings.len() + cache.nodes.len();
-        if !save(&self.path, &self.record_of(cache, kernel, self.generation)) {
+        let r = HaRecord::new(self.home_agent, cache, kernel, self.generation);
+        if !save(&self.path, &r) {
             return;
         }
         let jpath = journal_path(&self.path);
@@ -390,6 +560,9 @@ impl Record {
             Ok(f) => {
                 self.journal = Some(f);
                 self.entries = 0;
+                // A rotated journal left by a compaction that failed is
+                // older than this snapshot.
+                let _ = std::fs::remove_file(record::beside(&jpath, ".next"));
             }
             Err(e) => {
                 warn!(journal = %jpath.display(), "cannot start the journal: {e}");
@@ -411,20 +584,16 @@ impl Record {
             return;
         }
         self.entries += entries.len();
-        if let Some(w) = &mut self.writing {
-            w.journal.extend_from_slice(&buf);
-            w.entries += entries.len();
-        }
     }
 
     /// Takes up the compaction's snapshot if its thread is done (the
-    /// daemon asks before each save).
-    pub fn take_up(&mut self) {
-        self.settle(false);
+    /// daemon asks before each save); whether there was one.
+    pub fn take_up(&mut self) -> bool {
+        self.settle(false)
     }
 }
 
-/// A snapshot and a journal replaced by a compaction's, still open.
+/// A snapshot and a journal replaced, still open.
 struct Replaced(Option<File>, Option<File>);
 
 impl Replaced {
@@ -567,57 +736,147 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ha.state");
         let mut r = Record::new(&path, HA, 0);
-        r.snapshot(cache(vec![binding(1, 1)], vec![]), KernelRecord::default());
+        r.snapshot(
+            cache(vec![binding(1, 1), binding(2, 1)], vec![node(257, 1)]),
+            KernelRecord::default(),
+        );
         let last = MIN_JOURNAL as u64 + 1;
         for i in 2..=last {
             assert!(!r.wants_compaction(), "{i}");
             r.append(&[Entry::Binding(binding(1, i))]);
         }
+        r.append(&[Entry::Unbound(Ipv4Addr::new(10, 1, 0, 2))]);
         assert!(r.wants_compaction() && !r.wants_snapshot());
-        // Compacted in the background; the loop appends on meanwhile.
-        r.compact(
-            cache(vec![binding(1, last)], vec![]),
-            KernelRecord::default(),
-        );
+        // The loop rotates the journal and appends on meanwhile; the
+        // snapshot is built from the files in the background.
+        r.compact();
         assert!(!r.wants_compaction(), "one compaction at a time");
-        r.append(&[Entry::Binding(binding(2, 1))]);
-        // Before the new snapshot is taken up, the old one and its journal
-        // hold everything; after, the new one and its journal do.
-        let (c, _, generation) = load(&path, HA, max_len(10));
-        assert_eq!(generation, 1);
-        assert_eq!(c.unwrap().bindings, [binding(1, last), binding(2, 1)]);
+        r.append(&[Entry::Binding(binding(3, 1)), Entry::Node(node(257, 9))]);
+        // Before the new snapshot is taken up, the old one and both
+        // journals hold everything; after, the new one and its journal do.
+        let (c, _, newest) = load(&path, HA, max_len(10));
+        assert_eq!(newest, 2, "the rotated journal's generation");
+        let c = c.unwrap();
+        assert_eq!(c.bindings, [binding(1, last), binding(3, 1)]);
+        assert_eq!(c.nodes, [node(257, 9)]);
         r.settle(true);
-        r.append(&[Entry::Binding(binding(3, 1))]);
-        let (c, _, generation) = load(&path, HA, max_len(10));
-        assert_eq!(generation, 2);
+        assert_eq!(r.generation, 2);
+        let snapshot: HaRecord = record::read_up_to(&path, max_len(10)).unwrap().unwrap();
+        assert_eq!(snapshot.generation, 2);
         assert_eq!(
-            c.unwrap().bindings,
-            [binding(1, last), binding(2, 1), binding(3, 1)]
+            snapshot.cache.bindings,
+            [binding(1, last)],
+            "the old snapshot with the old journal applied"
         );
+        assert_eq!(snapshot.cache.nodes, [node(257, 1)]);
+        assert_eq!(r.snapshot_len, 2);
         assert_eq!(
             r.entries, 2,
-            "the new journal holds what followed the export"
+            "the new journal holds what followed the rotation"
         );
+        r.append(&[Entry::Binding(binding(4, 1))]);
+        let (c, _, newest) = load(&path, HA, max_len(10));
+        assert_eq!(newest, 2);
+        assert_eq!(
+            c.unwrap().bindings,
+            [binding(1, last), binding(3, 1), binding(4, 1)]
+        );
+        assert!(!record::beside(&journal_path(&path), ".next").exists());
     }
 
     #[test]
-    fn a_crash_between_the_compactions_renames_loses_nothing() {
+    fn a_kill_at_any_point_of_a_compaction_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ha.state");
+        let jpath = journal_path(&path);
+        let jnext = record::beside(&jpath, ".next");
+        let next = record::beside(&path, ".next");
+        let mut r = Record::new(&path, HA, 0);
+        r.snapshot(cache(vec![binding(1, 1)], vec![]), KernelRecord::default());
+        r.append(&[Entry::Binding(binding(1, 2))]);
+        r.compact();
+        r.append(&[Entry::Binding(binding(2, 1))]);
+        let all = [binding(1, 2), binding(2, 1)];
+        // Each point a kill may leave; `load` gives everything promised.
+        let w = r.writing.take().unwrap();
+        w.thread.join().unwrap().unwrap();
+        let written = std::fs::read(&next).unwrap();
+        // The snapshot half written.
+        record::write_new(&next, &written[..written.len() / 2]).unwrap();
+        assert_eq!(load(&path, HA, max_len(10)).0.unwrap().bindings, all);
+        // Written, not yet renamed.
+        record::write_new(&next, &written).unwrap();
+        assert_eq!(load(&path, HA, max_len(10)).0.unwrap().bindings, all);
+        // Only the snapshot renamed into place.
+        std::fs::rename(&next, &path).unwrap();
+        let (c, _, newest) = load(&path, HA, max_len(10));
+        assert_eq!(newest, 2);
+        assert_eq!(c.unwrap().bindings, all);
+        // The old journal removed.
+        std::fs::remove_file(&jpath).unwrap();
+        let (c, _, newest) = load(&path, HA, max_len(10));
+        assert_eq!(newest, 2);
+        assert_eq!(c.unwrap().bindings, all);
+        // Both renamed.
+        std::fs::rename(&jnext, &jpath).unwrap();
+        let (c, _, newest) = load(&path, HA, max_len(10));
+        assert_eq!(newest, 2);
+        assert_eq!(c.unwrap().bindings, all);
+    }
+
+    #[test]
+    fn entries_apply_in_order_by_key() {
+        let mut m = Merge::new(
+            cache(vec![binding(3, 1), binding(1, 1), binding(3, 2)], vec![]),
+            KernelRecord::default(),
+        );
+        for e in [
+            Entry::Unbound(Ipv4Addr::new(10, 1, 0, 1)),
+            Entry::Binding(binding(2, 1)),
+            Entry::Binding(binding(1, 3)),
+            Entry::Unbound(Ipv4Addr::new(10, 1, 0, 2)),
+            Entry::Unbound(Ipv4Addr::new(10, 1, 0, 9)),
+        ] {
+            m.apply(e);
+        }
+        let (c, _) = m.finish();
+        assert_eq!(c.bindings, [binding(1, 3), binding(3, 2)]);
+    }
+
+    #[test]
+    fn a_rotation_cut_short_in_its_first_line_is_no_journal() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ha.state");
         let mut r = Record::new(&path, HA, 0);
         r.snapshot(cache(vec![binding(1, 1)], vec![]), KernelRecord::default());
         r.append(&[Entry::Binding(binding(1, 2))]);
-        r.compact(cache(vec![binding(1, 2)], vec![]), KernelRecord::default());
-        r.append(&[Entry::Binding(binding(2, 1))]);
-        // The new snapshot and its journal written, only the snapshot
-        // renamed into place (then the process died).
-        let w = r.writing.take().unwrap();
-        w.thread.join().unwrap().unwrap();
         let jnext = record::beside(&journal_path(&path), ".next");
-        record::write_new(&jnext, &w.journal).unwrap();
-        std::fs::rename(record::beside(&path, ".next"), &path).unwrap();
-        let (c, _, generation) = load(&path, HA, max_len(10));
-        assert_eq!(generation, 2);
-        assert_eq!(c.unwrap().bindings, [binding(1, 2), binding(2, 1)]);
+        record::write_new(&jnext, b"{\"continu").unwrap();
+        let (c, _, newest) = load(&path, HA, max_len(10));
+        assert_eq!(newest, 1);
+        assert_eq!(c.unwrap().bindings, [binding(1, 2)]);
+    }
+
+    #[test]
+    fn a_snapshot_after_a_failed_compaction_supersedes_its_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ha.state");
+        let mut r = Record::new(&path, HA, 0);
+        r.snapshot(cache(vec![binding(1, 1)], vec![]), KernelRecord::default());
+        // The journal the thread reads is gone: the compaction fails.
+        std::fs::remove_file(journal_path(&path)).unwrap();
+        r.compact();
+        r.append(&[Entry::Binding(binding(2, 1))]);
+        r.settle(true);
+        assert!(r.wants_snapshot(), "the next save writes everything");
+        r.snapshot(
+            cache(vec![binding(1, 1), binding(2, 1)], vec![]),
+            KernelRecord::default(),
+        );
+        assert_eq!(r.generation, 3, "above the rotated journal's");
+        assert!(!record::beside(&journal_path(&path), ".next").exists());
+        let (c, _, newest) = load(&path, HA, max_len(10));
+        assert_eq!(newest, 3);
+        assert_eq!(c.unwrap().bindings, [binding(1, 1), binding(2, 1)]);
     }
 }
