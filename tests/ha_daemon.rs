@@ -823,3 +823,40 @@ fn the_ingress_counters_are_read_over_netlink() {
     let e = gone.expect_err("a missing table is an error");
     assert!(e.contains("rfc3024_ingress_dropped"), "{e}");
 }
+
+/// A moved IPv6 prefix's grace on its old `sit` link (RFC 5454 rule,
+/// src/daemons/ha/ingress.rs): the element goes into the ip6 table's
+/// `grace` set over netlink, with its timeout, as `nft` itself lists it;
+/// the kernel expires it.
+#[test]
+fn a_moved_prefixs_grace_is_an_element_of_the_kernels_set() {
+    require_root();
+    let ns = Netns::new("w-nftg");
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.nft");
+    std::fs::write(&rules, mip4::daemons::ha::ingress::ruleset6()).unwrap();
+    ns.exec(&["nft", "-f", rules.to_str().unwrap()]);
+    let added = ns.within(|| {
+        mip4::daemons::ha::ingress::grace("mip6-0ac80001", "2001:db8:10::/64".parse().unwrap())
+    });
+    assert_eq!(added, Ok(()));
+    let list = || ns.output(&["nft", "list", "set", "ip6", "mip4-ha", "grace"]);
+    let l = list();
+    assert!(
+        l.contains("\"mip6-0ac80001\" . 2001:db8:10::/64 timeout 3s expires"),
+        "{l}"
+    );
+    // A set that is not there is an error, not a silent success.
+    let missing = ns.within(|| {
+        mip4::daemons::nft_setelem::add_ifname_prefix(
+            "mip4-ha",
+            "nothing",
+            "mip6-0ac80001",
+            "2001:db8:10::/64".parse().unwrap(),
+            Duration::from_secs(3),
+        )
+    });
+    assert!(missing.is_err(), "{missing:?}");
+    std::thread::sleep(Duration::from_millis(3300));
+    assert!(!list().contains("mip6-0ac80001"), "expired: {}", list());
+}

@@ -12,11 +12,9 @@
 //! (`ifname . ipv6_addr`, each field in 16 bytes) with its closing key
 //! for the range, and the timeout in milliseconds, big-endian.
 
-use std::os::fd::AsFd;
 use std::time::Duration;
 
 use ipnet::Ipv6Net;
-use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
 // linux/netfilter/nfnetlink.h
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
@@ -55,7 +53,7 @@ pub fn add_ifname_prefix(
         return Err(format!("{what}: interface name too long"));
     }
     let request = request(table, set, ifname, prefix, timeout);
-    let reply = round_trip(&request).map_err(|e| format!("{what}: {e}"))?;
+    let reply = super::nft_counter::round_trip(&request).map_err(|e| format!("{what}: {e}"))?;
     parse_ack(&reply).map_err(|e| format!("{what}: {e}"))
 }
 
@@ -149,25 +147,6 @@ fn request(table: &str, set: &str, ifname: &str, prefix: Ipv6Net, timeout: Durat
         &[],
     ));
     out
-}
-
-/// Sends `request` and returns the kernel's one reply datagram.
-fn round_trip(request: &[u8]) -> Result<Vec<u8>, String> {
-    let mut sock = Socket::new(NETLINK_NETFILTER).map_err(|e| format!("netlink socket: {e}"))?;
-    sock.bind_auto().map_err(|e| format!("netlink bind: {e}"))?;
-    // A guard only: the answer is queued during `send`.
-    let tv = libc::timeval {
-        tv_sec: 1,
-        tv_usec: 0,
-    };
-    crate::sys::socket::setsockopt(sock.as_fd(), libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)
-        .map_err(|e| format!("netlink SO_RCVTIMEO: {e}"))?;
-    sock.send_to(request, &SocketAddr::new(0, 0), 0)
-        .map_err(|e| format!("netlink send: {e}"))?;
-    let (reply, _) = sock
-        .recv_from_full()
-        .map_err(|e| format!("netlink receive: {e}"))?;
-    Ok(reply)
 }
 
 /// The acknowledgement (NLMSG_ERROR with error 0), or the error the
