@@ -824,12 +824,12 @@ fn the_ingress_counters_are_read_over_netlink() {
     assert!(e.contains("rfc3024_ingress_dropped"), "{e}");
 }
 
-/// A moved IPv6 prefix's grace on its old `sit` link (RFC 5454 rule,
-/// src/daemons/ha/ingress.rs): the element goes into the ip6 table's
-/// `grace` set over netlink, with its timeout, as `nft` itself lists it;
-/// the kernel expires it.
+/// A moved binding's grace on its old link (the RFC 5454 and RFC 3024
+/// rules, src/daemons/ha/ingress.rs): the element goes into the `grace`
+/// set of its family's table over netlink, with its timeout, as `nft`
+/// itself lists it; the kernel expires it.
 #[test]
-fn a_moved_prefixs_grace_is_an_element_of_the_kernels_set() {
+fn a_moved_bindings_grace_is_an_element_of_the_kernels_set() {
     require_root();
     let ns = Netns::new("w-nftg");
     let dir = tempfile::tempdir().unwrap();
@@ -848,7 +848,7 @@ fn a_moved_prefixs_grace_is_an_element_of_the_kernels_set() {
     );
     // A set that is not there is an error, not a silent success.
     let missing = ns.within(|| {
-        mip4::daemons::nft_setelem::add_ifname_prefix(
+        mip4::daemons::nft_setelem::add_ifname_net(
             "mip4-ha",
             "nothing",
             "mip6-0ac80001",
@@ -857,6 +857,19 @@ fn a_moved_prefixs_grace_is_an_element_of_the_kernels_set() {
         )
     });
     assert!(missing.is_err(), "{missing:?}");
+    // The ip table's set likewise, for a home address left on an ipip
+    // link.
+    std::fs::write(&rules, mip4::daemons::ha::ingress::ruleset()).unwrap();
+    ns.exec(&["nft", "-f", rules.to_str().unwrap()]);
+    let added = ns.within(|| {
+        mip4::daemons::ha::ingress::grace("mip4-0ac80001", "10.1.100.5/32".parse().unwrap())
+    });
+    assert_eq!(added, Ok(()));
+    let l4 = ns.output(&["nft", "list", "set", "ip", "mip4-ha", "grace"]);
+    assert!(
+        l4.contains("\"mip4-0ac80001\" . 10.1.100.5 timeout 3s expires"),
+        "{l4}"
+    );
     std::thread::sleep(Duration::from_millis(3300));
     assert!(!list().contains("mip6-0ac80001"), "expired: {}", list());
 }

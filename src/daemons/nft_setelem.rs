@@ -1,6 +1,6 @@
 //! Adding an element with a timeout to an nftables set over netlink
 //! (NFT_MSG_NEWSETELEM in a batch), for mip4-ha's grace of a moved
-//! IPv6 prefix on its old `sit` link ([`super::ha::ingress`]).
+//! binding on its old `ipip` or `sit` link ([`super::ha::ingress`]).
 //!
 //! Why not `nft add element`: it runs in the registration's path, before
 //! the prefix's route moves, and spawning `nft` took 0.8 s under QEMU's
@@ -9,12 +9,13 @@
 //! answers in the sender's `sendmsg`, as [`super::nft_counter`]'s GETOBJ.
 //! The attributes are numbered as in linux/netfilter/nf_tables.h and laid
 //! out as `nft --debug=netlink` shows nft's own: a concatenated key
-//! (`ifname . ipv6_addr`, each field in 16 bytes) with its closing key
+//! (`ifname . ipv6_addr`, each field in 16 bytes; `ifname . ipv4_addr`,
+//! 16 and 4) with its closing key
 //! for the range, and the timeout in milliseconds, big-endian.
 
 use std::time::Duration;
 
-use ipnet::Ipv6Net;
+use ipnet::IpNet;
 
 // linux/netfilter/nfnetlink.h
 const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
@@ -33,26 +34,28 @@ const NFTA_SET_ELEM_TIMEOUT: u16 = 4;
 const NFTA_SET_ELEM_KEY_END: u16 = 10;
 const NFTA_DATA_VALUE: u16 = 1;
 const NLA_F_NESTED: u16 = 0x8000;
+const NFPROTO_IPV4: u8 = 2;
 const NFPROTO_IPV6: u8 = 10;
 const NLMSG_ERROR: u16 = 2;
 /// An interface name's bytes in a key (IFNAMSIZ).
 const IFNAMSIZ: usize = 16;
 
-/// Adds (`ifname`, `prefix`) to the set `set` of the ip6 table `table`
-/// (type `ifname . ipv6_addr`, flags interval and timeout), expiring
-/// after `timeout`.
-pub fn add_ifname_prefix(
+/// Adds (`ifname`, `net`) to the set `set` of the table `table` of
+/// `net`'s family (`ip` or `ip6`; type `ifname . ipv4_addr` or `ifname .
+/// ipv6_addr`, flags interval and timeout), expiring after `timeout`.
+pub fn add_ifname_net(
     table: &str,
     set: &str,
     ifname: &str,
-    prefix: Ipv6Net,
+    net: IpNet,
     timeout: Duration,
 ) -> Result<(), String> {
-    let what = format!("element \"{ifname}\" . {prefix} of set {set} of table ip6 {table}");
+    let family = if net.addr().is_ipv4() { "ip" } else { "ip6" };
+    let what = format!("element \"{ifname}\" . {net} of set {set} of table {family} {table}");
     if ifname.len() >= IFNAMSIZ {
         return Err(format!("{what}: interface name too long"));
     }
-    let request = request(table, set, ifname, prefix, timeout);
+    let request = request(table, set, ifname, net, timeout);
     let reply = super::nft_counter::round_trip(&request).map_err(|e| format!("{what}: {e}"))?;
     parse_ack(&reply).map_err(|e| format!("{what}: {e}"))
 }
@@ -92,16 +95,19 @@ fn message(kind: u16, flags: u16, seq: u32, family: u8, res_id: u16, attrs: &[u8
     out
 }
 
-/// The key of (`ifname`, `addr`): each field in 16 bytes.
-fn key(ifname: &str, addr: std::net::Ipv6Addr) -> Vec<u8> {
+/// The key of (`ifname`, `addr`): the name in 16 bytes, the address.
+fn key(ifname: &str, addr: std::net::IpAddr) -> Vec<u8> {
     let mut k = ifname.as_bytes().to_vec();
     k.resize(IFNAMSIZ, 0);
-    k.extend(addr.octets());
+    match addr {
+        std::net::IpAddr::V4(a) => k.extend(a.octets()),
+        std::net::IpAddr::V6(a) => k.extend(a.octets()),
+    }
     k
 }
 
 /// The batch: begin, NEWSETELEM (create, acknowledged), end.
-fn request(table: &str, set: &str, ifname: &str, prefix: Ipv6Net, timeout: Duration) -> Vec<u8> {
+fn request(table: &str, set: &str, ifname: &str, net: IpNet, timeout: Duration) -> Vec<u8> {
     let data = |k: Vec<u8>| nla(NFTA_DATA_VALUE, &k);
     let mut elem = nla(
         NFTA_SET_ELEM_TIMEOUT,
@@ -109,11 +115,11 @@ fn request(table: &str, set: &str, ifname: &str, prefix: Ipv6Net, timeout: Durat
     );
     elem.extend(nla(
         NFTA_SET_ELEM_KEY | NLA_F_NESTED,
-        &data(key(ifname, prefix.network())),
+        &data(key(ifname, net.network())),
     ));
     elem.extend(nla(
         NFTA_SET_ELEM_KEY_END | NLA_F_NESTED,
-        &data(key(ifname, prefix.broadcast())),
+        &data(key(ifname, net.broadcast())),
     ));
     let mut attrs = nla(NFTA_SET_ELEM_LIST_TABLE, &c_str(table));
     attrs.extend(nla(NFTA_SET_ELEM_LIST_SET, &c_str(set)));
@@ -134,7 +140,11 @@ fn request(table: &str, set: &str, ifname: &str, prefix: Ipv6Net, timeout: Durat
         (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM,
         request | libc::NLM_F_CREATE as u16 | libc::NLM_F_ACK as u16,
         2,
-        NFPROTO_IPV6,
+        if net.addr().is_ipv4() {
+            NFPROTO_IPV4
+        } else {
+            NFPROTO_IPV6
+        },
         0,
         &attrs,
     ));
@@ -178,7 +188,7 @@ mod tests {
     /// address, the timeout in ms.
     #[test]
     fn the_element_is_the_name_and_the_prefixs_range_with_the_timeout() {
-        let p: Ipv6Net = "2001:db8:10::/64".parse().unwrap();
+        let p: IpNet = "2001:db8:10::/64".parse().unwrap();
         let b = request("t", "grace", "mip6-0ac80001", p, Duration::from_secs(3));
         // Batch begin (20 bytes), then NEWSETELEM.
         assert_eq!(u16::from_ne_bytes([b[4], b[5]]), 0x10);

@@ -535,18 +535,51 @@ impl Installer {
                 if let Some(u) = u {
                     u.remove(home);
                 }
+                // A link left a moment ago: taken back.
+                let name = crate::dataplane::kernel::link_name(*remote.ip());
+                if let Some(h) = self.lingering.remove(&name) {
+                    h.abort();
+                }
                 self.dp
                     .create(tb)
                     .await
                     .map_err(|e| format!("tunnel for {home}: {e}"))?
             }
         };
+        // The link the binding left (a move, its last user): what the
+        // node sent through it before the reply still passes there for
+        // the grace (`ingress`), added before the route moves.
+        let mut grace = false;
+        for left in self.dp.take_left() {
+            let moved = self.ingress_dropped.is_some()
+                && self
+                    .installed
+                    .get(&home)
+                    .is_some_and(|i| i.device.ifindex == left.ifindex);
+            let net = ipnet::IpNet::from(ipnet::Ipv4Net::from(home));
+            match moved.then(|| super::ingress::grace(&left.ifname, net)) {
+                Some(Ok(())) => {
+                    grace = true;
+                    linger(&self.nl, &mut self.lingering, left);
+                }
+                other => {
+                    if let Some(Err(e)) = other {
+                        warn!(home_address = %home, "no grace on {}: {e}", left.ifname);
+                    }
+                    if let Err(e) = sit::down(&self.nl, &left.ifname).await {
+                        warn!(home_address = %home, "cannot remove tunnel {}: {e}", left.ifname);
+                    }
+                }
+            }
+        }
         // Virtual home network and home link alike: datagrams for the
         // home address are routed into the tunnel; on a home link the
         // proxy ARP entry below draws them to this host first.
         let route = RouteSpec::to_dev(home, 32, device.ifindex);
         if let Some(old) = self.installed.get(&home) {
-            if old.route != route {
+            // With the grace the route is replaced below instead (never
+            // without one); the old link takes its own along.
+            if old.route != route && !grace {
                 let _ = self.nl.del_route(&old.route).await;
             }
         }
@@ -723,7 +756,7 @@ impl Installer {
             // The same prefix on another link (not taken away: then
             // nothing of it passes any more).
             if link.ifindex == dev && dev != route_dev && v6.map(|n| n.prefix) == Some(o.prefix) {
-                match super::ingress::grace(&link.ifname, o.prefix) {
+                match super::ingress::grace(&link.ifname, o.prefix.into()) {
                     Ok(()) => grace = true,
                     Err(e) => {
                         warn!(home_address = %home, "no grace for the IPv6 left on {}: {e}", link.ifname)
