@@ -965,3 +965,53 @@ fn the_ingress_counters_are_read_over_netlink() {
     let e = gone.expect_err("a missing table is an error");
     assert!(e.contains("rfc3024_ingress_dropped"), "{e}");
 }
+
+/// A moved binding's grace on its old link (the RFC 5454 and RFC 3024
+/// rules, src/daemons/ha/ingress.rs): the element goes into the `grace`
+/// set of its family's table over netlink, with its timeout, as `nft`
+/// itself lists it; the kernel expires it.
+#[test]
+fn a_moved_bindings_grace_is_an_element_of_the_kernels_set() {
+    require_root();
+    let ns = Netns::new("w-nftg");
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.nft");
+    std::fs::write(&rules, mip4::daemons::ha::ingress::ruleset6()).unwrap();
+    ns.exec(&["nft", "-f", rules.to_str().unwrap()]);
+    let added = ns.within(|| {
+        mip4::daemons::ha::ingress::grace("mip6-0ac80001", "2001:db8:10::/64".parse().unwrap())
+    });
+    assert_eq!(added, Ok(()));
+    let list = || ns.output(&["nft", "list", "set", "ip6", "mip4-ha", "grace"]);
+    let l = list();
+    assert!(
+        l.contains("\"mip6-0ac80001\" . 2001:db8:10::/64 timeout 3s expires"),
+        "{l}"
+    );
+    // A set that is not there is an error, not a silent success.
+    let missing = ns.within(|| {
+        mip4::daemons::nft_setelem::add_ifname_net(
+            "mip4-ha",
+            "nothing",
+            "mip6-0ac80001",
+            "2001:db8:10::/64".parse().unwrap(),
+            Duration::from_secs(3),
+        )
+    });
+    assert!(missing.is_err(), "{missing:?}");
+    // The ip table's set likewise, for a home address left on an ipip
+    // link.
+    std::fs::write(&rules, mip4::daemons::ha::ingress::ruleset()).unwrap();
+    ns.exec(&["nft", "-f", rules.to_str().unwrap()]);
+    let added = ns.within(|| {
+        mip4::daemons::ha::ingress::grace("mip4-0ac80001", "10.1.100.5/32".parse().unwrap())
+    });
+    assert_eq!(added, Ok(()));
+    let l4 = ns.output(&["nft", "list", "set", "ip", "mip4-ha", "grace"]);
+    assert!(
+        l4.contains("\"mip4-0ac80001\" . 10.1.100.5 timeout 3s expires"),
+        "{l4}"
+    );
+    std::thread::sleep(Duration::from_millis(3300));
+    assert!(!list().contains("mip6-0ac80001"), "expired: {}", list());
+}

@@ -20,6 +20,7 @@ pub mod icmp;
 pub mod mn;
 pub mod nft;
 pub mod nft_counter;
+pub mod nft_setelem;
 pub mod record;
 pub mod udp;
 pub mod wake;

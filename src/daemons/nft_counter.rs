@@ -82,8 +82,9 @@ fn request(family: NetfilterProtoFamily, table: &str, counter: &str) -> Vec<u8> 
     buf
 }
 
-/// Sends `request` and returns the kernel's one reply datagram.
-fn round_trip(request: &[u8]) -> Result<Vec<u8>, String> {
+/// Sends `request` and returns the kernel's one reply datagram (also
+/// [`super::nft_setelem`]'s batch and its acknowledgement).
+pub(super) fn round_trip(request: &[u8]) -> Result<Vec<u8>, String> {
     let mut sock = Socket::new(NETLINK_NETFILTER).map_err(|e| format!("netlink socket: {e}"))?;
     sock.bind_auto().map_err(|e| format!("netlink bind: {e}"))?;
     // A guard only: the answer is queued during `send` (above).

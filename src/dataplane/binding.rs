@@ -1,13 +1,28 @@
 //! The tunnel endpoints of each binding, indexed both ways: by home
 //! address (to encapsulate) and by outer source (to demultiplex many
 //! bindings arriving on one raw or UDP socket at the HA).
+//!
+//! A binding that moves leaves datagrams on its old path: what the node
+//! sent through its previous care-of address before it had the new
+//! registration's reply, still on its way when the home agent moved the
+//! binding (from mode 'mc' to a trusted network the registration goes
+//! straight to the home agent, the last data through the VPN gateway
+//! behind it). Dropped, that is user data lost at each such handover; so
+//! the old endpoint still passes the binding's datagrams for
+//! [`MOVE_GRACE`] ([`BindingTable::left_at`]), as it did a moment before.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 pub use crate::ha::binding::{Ipv6Binding, Ipv6TunnelTo};
+
+/// How long a moved binding's previous tunnel endpoint still passes its
+/// datagrams: longer than the old path can lag behind the new one (a VPN
+/// gateway's detour and ESP, under load).
+pub const MOVE_GRACE: Duration = Duration::from_secs(3);
 
 /// How datagrams of one binding are carried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -84,6 +99,10 @@ pub struct BindingTable {
     /// its IPv6 goes. Set apart from the tunnel ([`Self::set_ipv6`]): a
     /// tunnel's move keeps it.
     ipv6: HashMap<Ipv4Addr, Ipv6Binding>,
+    /// Bindings that moved off an endpoint, until when that endpoint still
+    /// passes their datagrams ([`MOVE_GRACE`]); few (the moves of the last
+    /// seconds), pruned at each insert.
+    left: Vec<(Endpoint, Ipv4Addr, Instant)>,
 }
 
 impl BindingTable {
@@ -97,7 +116,20 @@ impl BindingTable {
 
     /// Adds or replaces the binding of `b.home`; returns the previous one.
     pub fn insert(&mut self, b: TunnelBinding) -> Option<TunnelBinding> {
+        self.insert_at(b, Instant::now())
+    }
+
+    /// [`Self::insert`] at `now`: a binding moved to another endpoint
+    /// leaves its old one passing its datagrams until `now` +
+    /// [`MOVE_GRACE`].
+    pub fn insert_at(&mut self, b: TunnelBinding, now: Instant) -> Option<TunnelBinding> {
+        let ep = b.endpoint();
+        self.left
+            .retain(|(e, h, until)| *until > now && !(*h == b.home && *e == ep));
         let old = self.unindex(b.home);
+        if let Some(o) = old.filter(|o| o.endpoint() != ep) {
+            self.left.push((o.endpoint(), b.home, now + MOVE_GRACE));
+        }
         self.by_endpoint
             .entry(b.endpoint())
             .or_default()
@@ -109,6 +141,8 @@ impl BindingTable {
     /// Removes the binding of `home`, its IPv6 prefix with it.
     pub fn remove(&mut self, home: Ipv4Addr) -> Option<TunnelBinding> {
         self.ipv6.remove(&home);
+        // Gone, not moved: no grace.
+        self.left.retain(|(_, h, _)| *h != home);
         self.unindex(home)
     }
 
@@ -154,6 +188,16 @@ impl BindingTable {
         self.by_endpoint.get(ep).map_or(&[], Vec::as_slice)
     }
 
+    /// Home addresses whose binding moved off `ep` less than
+    /// [`MOVE_GRACE`] before `now` (and is still bound elsewhere).
+    pub fn left_at(&self, ep: &Endpoint, now: Instant) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        let ep = *ep;
+        self.left
+            .iter()
+            .filter(move |(e, _, until)| *e == ep && *until > now)
+            .map(|(_, h, _)| *h)
+    }
+
     pub fn len(&self) -> usize {
         self.by_home.len()
     }
@@ -192,5 +236,30 @@ mod tests {
         t.remove([10, 9, 0, 2].into());
         assert!(t.homes_at(&old_ep).is_empty());
         assert_eq!(t.len(), 1);
+    }
+
+    /// A move leaves the old endpoint passing the binding for the grace,
+    /// and no longer; a removal ends it at once.
+    #[test]
+    fn a_moved_binding_passes_at_its_old_endpoint_for_the_grace_only() {
+        let mut t = BindingTable::default();
+        let t0 = Instant::now();
+        let home = Ipv4Addr::new(10, 9, 0, 1);
+        let old_ep = Endpoint::ipip([198, 51, 100, 1].into());
+        t.insert_at(b([10, 9, 0, 1], [198, 51, 100, 1]), t0);
+        assert_eq!(t.left_at(&old_ep, t0).count(), 0, "no move yet");
+        t.insert_at(b([10, 9, 0, 1], [198, 51, 100, 2]), t0);
+        assert!(t.homes_at(&old_ep).is_empty());
+        assert_eq!(t.left_at(&old_ep, t0).collect::<Vec<_>>(), vec![home]);
+        let later = t0 + MOVE_GRACE;
+        assert_eq!(t.left_at(&old_ep, later).count(), 0, "the grace is over");
+        // Back on the old endpoint: bound there again, not left.
+        t.insert_at(b([10, 9, 0, 1], [198, 51, 100, 1]), t0);
+        assert_eq!(t.homes_at(&old_ep), &[home]);
+        assert_eq!(t.left_at(&old_ep, t0).count(), 0);
+        let new_ep = Endpoint::ipip([198, 51, 100, 2].into());
+        assert_eq!(t.left_at(&new_ep, t0).collect::<Vec<_>>(), vec![home]);
+        t.remove(home);
+        assert_eq!(t.left_at(&new_ep, t0).count(), 0, "deregistered: no grace");
     }
 }

@@ -40,18 +40,26 @@ pub fn check(
     inner_dst: Ipv4Addr,
 ) -> Result<Ipv4Addr, IngressDrop> {
     let homes = bindings.homes_at(from);
-    if homes.is_empty() {
-        return Err(IngressDrop::UnknownTunnelSource);
-    }
     let inner = match role {
         Role::HomeAgent => inner_src,
         Role::MobileNode => inner_dst,
     };
-    homes
-        .iter()
-        .copied()
-        .find(|h| *h == inner)
-        .ok_or(IngressDrop::InnerAddressMismatch)
+    if let Some(h) = homes.iter().copied().find(|h| *h == inner) {
+        return Ok(h);
+    }
+    // A binding that moved off `from` a moment ago: what it sent that
+    // way before the reply is still arriving (`binding::MOVE_GRACE`).
+    if bindings
+        .left_at(from, std::time::Instant::now())
+        .any(|h| h == inner)
+    {
+        return Ok(inner);
+    }
+    if homes.is_empty() {
+        Err(IngressDrop::UnknownTunnelSource)
+    } else {
+        Err(IngressDrop::InnerAddressMismatch)
+    }
 }
 
 /// Datagram counters of one data plane; shared by its I/O tasks.

@@ -36,6 +36,10 @@ pub struct KernelTunnels {
     /// its visitors its own care-of address). None on a mobile node: one
     /// link, named by its home address, moved with it.
     shared: Option<SharedLinks<TunnelDevice>>,
+    /// A home agent's links that a moved binding left as their last
+    /// user, not yet removed: the caller's ([`Self::take_left`]), which
+    /// keeps them for the moved binding's late datagrams a while.
+    left: Vec<TunnelDevice>,
 }
 
 /// What every link of [`link_name`] starts with (mip4-ha's RFC 3024
@@ -63,6 +67,7 @@ impl KernelTunnels {
             ttl,
             tunnels: HashMap::new(),
             shared: (role == Role::HomeAgent).then(SharedLinks::default),
+            left: Vec::new(),
         }
     }
 
@@ -197,10 +202,17 @@ impl KernelTunnels {
                 device: device.clone(),
             },
         );
-        if let Some(gone) = gone {
-            self.nl.delete_link(gone.ifindex).await?;
-        }
+        // A move: the old link goes, but not at once (`take_left`).
+        self.left.extend(gone);
         Ok(device)
+    }
+
+    /// The links moved bindings left since the last call (a home agent's;
+    /// a link whose last binding was removed went with it already): the
+    /// caller removes them, at once or after a grace
+    /// (`daemons::ha::ingress::GRACE`).
+    pub fn take_left(&mut self) -> Vec<TunnelDevice> {
+        std::mem::take(&mut self.left)
     }
 
     /// Room for `n` tunnels in all, now.

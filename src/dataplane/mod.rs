@@ -211,6 +211,15 @@ impl DataPlane {
         }
     }
 
+    /// The kernel links moved bindings left, for the caller to remove
+    /// ([`KernelTunnels::take_left`]); none in the userspace plane.
+    pub fn take_left(&mut self) -> Vec<TunnelDevice> {
+        match self {
+            DataPlane::Kernel(k) => k.take_left(),
+            DataPlane::Userspace(_) => Vec::new(),
+        }
+    }
+
     /// Room for `n` tunnels in all, taken now rather than by the request
     /// that outgrows a table (a home agent sizes it for every node).
     pub fn reserve(&mut self, n: usize) {

@@ -307,8 +307,14 @@ fn accept_ipv6<'a>(
 ) -> Option<&'a [u8]> {
     let homes = bindings.homes_at(from);
     if homes.is_empty() {
-        Counters::bump(&counters.unknown_tunnel_source);
-        return None;
+        // A binding that moved off `from` a moment ago
+        // (`binding::MOVE_GRACE`); looked up only here, off the common path.
+        let left: Vec<Ipv4Addr> = bindings.left_at(from, std::time::Instant::now()).collect();
+        if left.is_empty() {
+            Counters::bump(&counters.unknown_tunnel_source);
+            return None;
+        }
+        return check_ipv6(role, bindings, &left, p, counters);
     }
     check_ipv6(role, bindings, homes, p, counters)
 }
@@ -593,6 +599,49 @@ mod tests {
         let s = c.snapshot();
         assert_eq!((s.encapsulated, s.decapsulated), (2, 3));
         assert_eq!((s.ipv6_source_spoofed, s.ipv6_link_local), (0, 0));
+    }
+
+    /// A move: what MN 1 sent through its previous care-of address before
+    /// it had the reply still passes there (`binding::MOVE_GRACE`), IPv4
+    /// and IPv6 alike, for its own addresses only; its deregistration
+    /// ends that.
+    #[test]
+    fn a_moved_binding_still_passes_what_comes_through_its_old_care_of_address() {
+        use crate::dataplane::ipv6::tests::ipv6_datagram;
+        let mut t = ha_table_v6();
+        t.insert(TunnelBinding {
+            home: HOA1,
+            local: HA,
+            remote: SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 3), 0),
+            encapsulation: Encapsulation::IpInIp,
+        });
+        let c = Counters::default();
+        let old = OuterHeader {
+            src: COA1,
+            dst: HA,
+            ttl: 64,
+        };
+        let mut outer = Vec::new();
+        let late4 = inner_datagram(HOA1, CN, 0, false, b"late");
+        ipip::encapsulate(&late4, &old, 1, &mut outer).unwrap();
+        assert_eq!(from_raw(Role::HomeAgent, &t, &outer, &c), Some(&late4[..]));
+        let late6 = ipv6_datagram("2001:db8:1::5", "2001:db8:99::1", b"late");
+        ipv6::encapsulate(&late6, &old, 2, &mut outer).unwrap();
+        assert_eq!(from_raw(Role::HomeAgent, &t, &outer, &c), Some(&late6[..]));
+        // Not MN 2's, nor any address outside MN 1's.
+        let other4 = inner_datagram(HOA2, CN, 0, false, b"x");
+        ipip::encapsulate(&other4, &old, 3, &mut outer).unwrap();
+        assert_eq!(from_raw(Role::HomeAgent, &t, &outer, &c), None);
+        let other6 = ipv6_datagram("2001:db8:2::5", "2001:db8:99::1", b"x");
+        ipv6::encapsulate(&other6, &old, 4, &mut outer).unwrap();
+        assert_eq!(from_raw(Role::HomeAgent, &t, &outer, &c), None);
+        // Deregistered: nothing from the old address any more.
+        t.remove(HOA1);
+        ipip::encapsulate(&late4, &old, 5, &mut outer).unwrap();
+        assert_eq!(from_raw(Role::HomeAgent, &t, &outer, &c), None);
+        let s = c.snapshot();
+        assert_eq!((s.decapsulated, s.unknown_tunnel_source), (2, 2));
+        assert_eq!((s.inner_address_mismatch, s.ipv6_source_spoofed), (0, 1));
     }
 
     /// RFC 5454 §3.3.2, §4: an inner IPv6 source outside the prefix of the

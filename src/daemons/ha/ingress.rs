@@ -39,6 +39,20 @@
 //! Link-local sources pass it (the link's own fe80::/64) and stay on the
 //! link: the kernel never forwards them (RFC 4291 §2.5.6).
 //!
+//! A binding that moves leaves datagrams behind on its old path: what
+//! the node sent through its previous care-of address before it had the
+//! new registration's reply, still on its way when the home agent moved
+//! the prefix's route (a move from mode 'mc' to a trusted network: the
+//! registration goes straight to the home agent, the last data through
+//! the VPN gateway behind it). Rejected by the rule above, that is user
+//! data lost at every such handover (the kernel tier's `dual-stack` lost
+//! 16 datagrams when the VPN path lagged 800 ms). So each table has a
+//! set `grace` of (old link, home address or prefix) pairs that mip4-ha
+//! adds with a timeout when a binding leaves a link ([`grace`]): for
+//! that long the old link's datagrams from that address alone pass,
+//! as they did a moment before (the link's fixed remote is still the
+//! outer-source check), and the kernel expires the pair.
+//!
 //! `nft` ([`crate::daemons::nft`]) loads and removes the tables, the
 //! counters are read over netlink ([`crate::daemons::nft_counter`]); each
 //! table is replaced atomically at start (what a killed instance left goes
@@ -64,12 +78,21 @@ pub const CHECK6: nft::Table = nft::Table {
 
 const TABLE: &str = "mip4-ha";
 
+/// The set of the ip6 table: (old `sit` link, prefix) pairs a moved
+/// binding's datagrams still pass on, each with its timeout.
+const GRACE_SET: &str = "grace";
+
 /// The rule of either table: drop what enters a link named `links*` with
-/// a source the link's routes do not lead back into.
-fn ruleset_of(check: &nft::Table, links: &str) -> String {
+/// a source the link's routes do not lead back into; before it, the
+/// table's grace set (`addr`: `ipv4_addr` or `ipv6_addr`) and the rule
+/// that lets its pairs pass (looked up for those links only).
+fn ruleset_of(check: &nft::Table, links: &str, addr: &str) -> String {
+    let saddr = if check.family == "ip6" { "ip6" } else { "ip" };
     check.ruleset(&format!(
-        "\tchain prerouting {{\n\
+        "\tset {GRACE_SET} {{\n\t\ttype ifname . {addr}\n\t\tflags interval, timeout\n\t}}\n\
+         \tchain prerouting {{\n\
              \t\ttype filter hook prerouting priority raw; policy accept;\n\
+             \t\tiifname \"{links}*\" iifname . {saddr} saddr @{GRACE_SET} accept\n\
              \t\tiifname \"{links}*\" fib saddr . iif oif missing counter name \"{}\" drop\n\
              \t}}\n",
         check.counter
@@ -78,12 +101,23 @@ fn ruleset_of(check: &nft::Table, links: &str) -> String {
 
 /// The RFC 3024 table (IPv4 out of the `ipip` links).
 pub fn ruleset() -> String {
-    ruleset_of(&CHECK, crate::dataplane::kernel::LINK_PREFIX)
+    ruleset_of(&CHECK, crate::dataplane::kernel::LINK_PREFIX, "ipv4_addr")
 }
 
 /// The RFC 5454 table (IPv6 out of the `sit` links).
 pub fn ruleset6() -> String {
-    ruleset_of(&CHECK6, crate::dataplane::sit::LINK_PREFIX)
+    ruleset_of(&CHECK6, crate::dataplane::sit::LINK_PREFIX, "ipv6_addr")
+}
+
+/// How long a moved binding's old link still passes its home address's
+/// or prefix's datagrams, and stays: the userspace plane's grace.
+pub const GRACE: std::time::Duration = crate::dataplane::binding::MOVE_GRACE;
+
+/// Adds (`link`, `net`: a home address as a /32 or an IPv6 prefix) to
+/// the grace set of its family's table for [`GRACE`] (one netlink round
+/// trip: [`crate::daemons::nft_setelem`]).
+pub fn grace(link: &str, net: ipnet::IpNet) -> Result<(), String> {
+    crate::daemons::nft_setelem::add_ifname_net(TABLE, GRACE_SET, link, net, GRACE)
 }
 
 /// Installs (or replaces) the RFC 3024 table.
@@ -106,8 +140,10 @@ mod tests {
             ruleset(),
             "table ip mip4-ha\ndelete table ip mip4-ha\ntable ip mip4-ha {\n\
              \tcounter rfc3024_ingress_dropped {\n\t}\n\
+             \tset grace {\n\t\ttype ifname . ipv4_addr\n\t\tflags interval, timeout\n\t}\n\
              \tchain prerouting {\n\
              \t\ttype filter hook prerouting priority raw; policy accept;\n\
+             \t\tiifname \"mip4-*\" iifname . ip saddr @grace accept\n\
              \t\tiifname \"mip4-*\" fib saddr . iif oif missing counter name \"rfc3024_ingress_dropped\" drop\n\
              \t}\n}\n"
         );
@@ -121,8 +157,10 @@ mod tests {
             ruleset6(),
             "table ip6 mip4-ha\ndelete table ip6 mip4-ha\ntable ip6 mip4-ha {\n\
              \tcounter ipv6_source_spoofed {\n\t}\n\
+             \tset grace {\n\t\ttype ifname . ipv6_addr\n\t\tflags interval, timeout\n\t}\n\
              \tchain prerouting {\n\
              \t\ttype filter hook prerouting priority raw; policy accept;\n\
+             \t\tiifname \"mip6-*\" iifname . ip6 saddr @grace accept\n\
              \t\tiifname \"mip6-*\" fib saddr . iif oif missing counter name \"ipv6_source_spoofed\" drop\n\
              \t}\n}\n"
         );

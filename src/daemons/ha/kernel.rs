@@ -181,6 +181,10 @@ pub struct Installer {
     /// Kernel backend carrying IPv6 (it has `sit` and the RFC 5454 rule
     /// is installed): IPv6 its rule dropped, as last read.
     ipv6_spoofed: Option<u64>,
+    /// Kernel backend: `sit` links a moved binding left, by name, each
+    /// removed by its task when [`super::ingress::GRACE`] is over (or
+    /// taken back by a binding that tunnels there again).
+    lingering: HashMap<String, tokio::task::JoinHandle<()>>,
     /// Counts the changes to what [`Installer::record`] reports, so that
     /// the daemon builds the record only when it changed (not on every
     /// renewal of a million bindings).
@@ -295,6 +299,7 @@ impl Installer {
                 forward6_was,
                 ingress_dropped,
                 ipv6_spoofed,
+                lingering: HashMap::new(),
             },
             took_udp,
         ))
@@ -530,18 +535,51 @@ impl Installer {
                 if let Some(u) = u {
                     u.remove(home);
                 }
+                // A link left a moment ago: taken back.
+                let name = crate::dataplane::kernel::link_name(*remote.ip());
+                if let Some(h) = self.lingering.remove(&name) {
+                    h.abort();
+                }
                 self.dp
                     .create(tb)
                     .await
                     .map_err(|e| format!("tunnel for {home}: {e}"))?
             }
         };
+        // The link the binding left (a move, its last user): what the
+        // node sent through it before the reply still passes there for
+        // the grace (`ingress`), added before the route moves.
+        let mut grace = false;
+        for left in self.dp.take_left() {
+            let moved = self.ingress_dropped.is_some()
+                && self
+                    .installed
+                    .get(&home)
+                    .is_some_and(|i| i.device.ifindex == left.ifindex);
+            let net = ipnet::IpNet::from(ipnet::Ipv4Net::from(home));
+            match moved.then(|| super::ingress::grace(&left.ifname, net)) {
+                Some(Ok(())) => {
+                    grace = true;
+                    linger(&self.nl, &mut self.lingering, left);
+                }
+                other => {
+                    if let Some(Err(e)) = other {
+                        warn!(home_address = %home, "no grace on {}: {e}", left.ifname);
+                    }
+                    if let Err(e) = sit::down(&self.nl, &left.ifname).await {
+                        warn!(home_address = %home, "cannot remove tunnel {}: {e}", left.ifname);
+                    }
+                }
+            }
+        }
         // Virtual home network and home link alike: datagrams for the
         // home address are routed into the tunnel; on a home link the
         // proxy ARP entry below draws them to this host first.
         let route = RouteSpec::to_dev(home, 32, device.ifindex);
         if let Some(old) = self.installed.get(&home) {
-            if old.route != route {
+            // With the grace the route is replaced below instead (never
+            // without one); the old link takes its own along.
+            if old.route != route && !grace {
                 let _ = self.nl.del_route(&old.route).await;
             }
         }
@@ -680,15 +718,21 @@ impl Installer {
                 );
                 let dev = match self.sit_links.link(remote) {
                     Some(d) => d.clone(),
-                    None => sit::up(
-                        &self.nl,
-                        &sit::link_name(remote),
-                        local,
-                        remote,
-                        DEFAULT_TTL,
-                    )
-                    .await
-                    .map_err(|e| format!("IPv6 tunnel for {home}: {e}"))?,
+                    None => {
+                        // A link left a moment ago: taken back.
+                        if let Some(h) = self.lingering.remove(&sit::link_name(remote)) {
+                            h.abort();
+                        }
+                        sit::up(
+                            &self.nl,
+                            &sit::link_name(remote),
+                            local,
+                            remote,
+                            DEFAULT_TTL,
+                        )
+                        .await
+                        .map_err(|e| format!("IPv6 tunnel for {home}: {e}"))?
+                    }
                 };
                 Some((remote, dev))
             }
@@ -700,13 +744,37 @@ impl Installer {
         };
         let sit = sit.map(|(_, d)| d);
         let route_dev = sit.as_ref().map_or(ifindex, |d| d.ifindex);
+        // The prefix leaves the old `sit` link (a move): what the node
+        // sent that way before it had the reply still passes there for
+        // the grace (`ingress`), added before the route moves.
+        let old_link = self
+            .installed
+            .get(&home)
+            .and_then(|i| i.ipv6_device.clone());
+        let mut grace = false;
+        if let (Some((o, dev)), Some(link), Some(_)) = (old, &old_link, self.ipv6_spoofed) {
+            // The same prefix on another link (not taken away: then
+            // nothing of it passes any more).
+            if link.ifindex == dev && dev != route_dev && v6.map(|n| n.prefix) == Some(o.prefix) {
+                match super::ingress::grace(&link.ifname, o.prefix.into()) {
+                    Ok(()) => grace = true,
+                    Err(e) => {
+                        warn!(home_address = %home, "no grace for the IPv6 left on {}: {e}", link.ifname)
+                    }
+                }
+            }
+        }
         if let Some((o, dev)) = old {
-            if v6.map(|n| n.prefix) != Some(o.prefix) || dev != route_dev {
+            // With the grace the route is replaced below instead (the
+            // prefix never without one); the link takes its own along.
+            if (v6.map(|n| n.prefix) != Some(o.prefix) || dev != route_dev) && !grace {
                 let _ = self.nl.del_route6(o.prefix, dev).await;
             }
         }
         if let Some(o) = gone {
-            if let Err(e) = sit::down(&self.nl, &o.ifname).await {
+            if grace {
+                linger(&self.nl, &mut self.lingering, o);
+            } else if let Err(e) = sit::down(&self.nl, &o.ifname).await {
                 warn!(home_address = %home, "cannot remove IPv6 tunnel {}: {e}", o.ifname);
             }
         }
@@ -792,6 +860,12 @@ impl Installer {
                 warn!("{e}");
             }
         }
+        for (name, task) in self.lingering.drain() {
+            task.abort();
+            if let Err(e) = sit::down(&self.nl, &name).await {
+                warn!("cannot remove IPv6 tunnel {name}: {e}");
+            }
+        }
         if let Err(e) = self.dp.shutdown().await {
             warn!("tunnel data plane shutdown: {e}");
         }
@@ -860,6 +934,28 @@ async fn kernel_ipv6(nl: &Netlink) -> Option<u64> {
             warn!("cannot install the RFC 5454 ingress check: no IPv6 in the kernel tunnel backend (IPv6 prefixes refused, code 8): {e}");
             None
         }
+    }
+}
+
+/// Removes the `sit` link `o` once [`super::ingress::GRACE`] is over,
+/// unless a binding takes it back first (its task in `lingering` is
+/// aborted then).
+fn linger(
+    nl: &Arc<Netlink>,
+    lingering: &mut HashMap<String, tokio::task::JoinHandle<()>>,
+    o: TunnelDevice,
+) {
+    let nl = nl.clone();
+    let name = o.ifname.clone();
+    let task = tokio::spawn(async move {
+        tokio::time::sleep(super::ingress::GRACE).await;
+        if let Err(e) = sit::down(&nl, &name).await {
+            warn!("cannot remove IPv6 tunnel {name}: {e}");
+        }
+    });
+    lingering.retain(|_, t| !t.is_finished());
+    if let Some(h) = lingering.insert(o.ifname, task) {
+        h.abort();
     }
 }
 

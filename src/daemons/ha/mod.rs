@@ -7,7 +7,7 @@
 
 pub mod config;
 mod control;
-mod ingress;
+pub mod ingress;
 mod intake;
 pub mod kernel;
 mod run;
