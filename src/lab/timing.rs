@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::cpu::Threads;
 use super::netns::Netns;
 use super::{Error, Result};
 use crate::netlink::watch::{NetEvent, Watcher};
@@ -145,7 +146,7 @@ pub struct RouteWatch {
     added: Arc<Mutex<Vec<Added>>>,
     /// Processes whose CPU time is read at each new default route
     /// ([`RouteWatch::read_cpu_of`]).
-    cpu_of: Arc<Mutex<Vec<(String, i32)>>>,
+    cpu_of: Arc<Mutex<Vec<(String, Threads)>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     pub realtime: bool,
@@ -155,7 +156,7 @@ impl RouteWatch {
     /// Watches `ns`; returns once the thread listens.
     pub fn start(ns: &Netns) -> Result<RouteWatch> {
         let added: Arc<Mutex<Vec<Added>>> = Arc::default();
-        let cpu_of: Arc<Mutex<Vec<(String, i32)>>> = Arc::default();
+        let cpu_of: Arc<Mutex<Vec<(String, Threads)>>> = Arc::default();
         let pids = cpu_of.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = std::sync::mpsc::channel::<std::result::Result<bool, String>>();
@@ -228,8 +229,8 @@ impl RouteWatch {
     }
 
     /// From now on, each new default route also reads these processes'
-    /// CPU time (label, pid), in the watch's real-time thread.
-    pub fn read_cpu_of(&self, pids: Vec<(String, i32)>) {
+    /// CPU time (label, threads), in the watch's real-time thread.
+    pub fn read_cpu_of(&self, pids: Vec<(String, Threads)>) {
         *self.cpu_of.lock().unwrap_or_else(|e| e.into_inner()) = pids;
     }
 }
@@ -245,9 +246,9 @@ pub struct Added {
 }
 
 /// Each process's CPU time now (those gone are left out).
-pub fn read_cpu(pids: &[(String, i32)]) -> Vec<(String, super::cpu::Reading)> {
-    pids.iter()
-        .filter_map(|(label, pid)| Some((label.clone(), super::cpu::read(*pid)?)))
+pub fn read_cpu(of: &[(String, Threads)]) -> Vec<(String, super::cpu::Reading)> {
+    of.iter()
+        .filter_map(|(label, t)| Some((label.clone(), t.read()?)))
         .collect()
 }
 

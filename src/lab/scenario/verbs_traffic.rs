@@ -340,7 +340,7 @@ impl Run<'_> {
         wait::until(secs, "a reply before the move", || {
             pinger.replies().into_iter().find(|&(t, _)| t >= before)
         })?;
-        let pids = self.cpu_pids();
+        let pids = self.cpu_threads();
         if let Some(w) = self.route_watch.as_ref() {
             w.read_cpu_of(pids.clone());
         }
@@ -392,8 +392,9 @@ impl Run<'_> {
     }
 
     /// The processes whose share of a move `lab::timed-move` reports:
-    /// each host's charon (`charon_HOST`) and mip4d (`mip4d`), by pid.
-    fn cpu_pids(&self) -> Vec<(String, i32)> {
+    /// each host's charon (`charon_HOST`) and mip4d (`mip4d`), their
+    /// threads listed now.
+    fn cpu_threads(&self) -> Vec<(String, cpu::Threads)> {
         let charons = self
             .charons
             .iter()
@@ -403,7 +404,10 @@ impl Run<'_> {
             .iter()
             .filter(|(key, _)| key.ends_with("/mip4d"))
             .map(|(_, p)| ("mip4d".to_string(), p.pid()));
-        charons.chain(daemons).collect()
+        charons
+            .chain(daemons)
+            .filter_map(|(label, pid)| Some((label, cpu::threads(pid)?)))
+            .collect()
     }
 
     /// Figures `NAME{suffix}_cpu_LABEL_ms` of what each process spent from
