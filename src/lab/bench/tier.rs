@@ -1143,18 +1143,7 @@ mod tests {
     fn the_fit_separates_round_trips_from_fixed_cost() {
         // Rounds 0, 2 at 10 ms each way (RTT 20), rounds 1, 3 at 40 (RTT 80):
         // stock 3 RTTs + 150 ms, mip4 1 RTT + 60 ms.
-        let mut f = std::collections::BTreeMap::new();
-        for round in 0..4 {
-            let rtt = if round % 2 == 0 { 20.0 } else { 80.0 };
-            for (mip4, a, b) in [(false, 3.0, 150.0), (true, 1.0, 60.0)] {
-                for net in ["a", "b"] {
-                    let name = figure_name(mip4, round, net);
-                    f.insert(name.clone(), a * rtt + b);
-                    f.insert(format!("{name}_stall_ms"), 0.0);
-                    f.insert(format!("{name}_ike_rtt_ms"), rtt);
-                }
-            }
-        }
+        let f = on_two_lines(4);
         let summary = passed(f);
         let r = report("vm", &summary, 4, &[10, 40], true, None, None);
         let fit = r.fit.clone().expect("two delays give a line");
@@ -1197,17 +1186,32 @@ mod tests {
         assert!(one.fit.is_none());
     }
 
-    #[test]
-    fn cpu_per_move_and_the_emulations_factor_are_reported() {
+    /// Figures of `rounds` rounds, even ones at 20 ms IKE RTT, odd ones at
+    /// 80, each move on its variant's line: stock 3 RTTs + 150 ms, mip4
+    /// 1 RTT + 60 ms.
+    fn on_two_lines(rounds: usize) -> std::collections::BTreeMap<String, f64> {
         let mut f = std::collections::BTreeMap::new();
-        for round in 0..2 {
-            let rtt = if round == 0 { 20.0 } else { 80.0 };
+        for round in 0..rounds {
+            let rtt = if round % 2 == 0 { 20.0 } else { 80.0 };
             for (mip4, a, b) in [(false, 3.0, 150.0), (true, 1.0, 60.0)] {
                 for net in ["a", "b"] {
                     let name = figure_name(mip4, round, net);
                     f.insert(name.clone(), a * rtt + b);
                     f.insert(format!("{name}_stall_ms"), 0.0);
                     f.insert(format!("{name}_ike_rtt_ms"), rtt);
+                }
+            }
+        }
+        f
+    }
+
+    #[test]
+    fn cpu_per_move_and_the_emulations_factor_are_reported() {
+        let mut f = on_two_lines(2);
+        for round in 0..2 {
+            for mip4 in [false, true] {
+                for net in ["a", "b"] {
+                    let name = figure_name(mip4, round, net);
                     f.insert(format!("{name}_cpu_charon_mn_ms"), 30.0 + round as f64);
                     f.insert(format!("{name}_settled_cpu_charon_mn_ms"), 40.0);
                     if mip4 {
