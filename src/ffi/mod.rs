@@ -241,9 +241,21 @@ pub extern "C" fn mip4_bridge_run() {
     guard((), || {
         let bridge = slot().as_mut().and_then(|s| s.bridge.take());
         if let Some(bridge) = bridge {
+            name_this_thread(c"mip4-bridge");
             bridge.run();
         }
     })
+}
+
+/// Names the calling thread (charon's thread that runs the bridge), so
+/// that its CPU time reads apart from charon's own in
+/// /proc/PID/task/TID/comm (`lab::cpu`, the kernel tier's per-move cost).
+fn name_this_thread(name: &std::ffi::CStr) {
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16
+    // bytes (longer ones are cut) from a pointer valid for the call.
+    unsafe {
+        libc::prctl(libc::PR_SET_NAME, name.as_ptr());
+    }
 }
 
 /// See include/mip4.h.

@@ -237,6 +237,12 @@ impl Charon {
         format!("unix://{}", self.vici.display())
     }
 
+    /// charon's pid (`unshare` and `sh` exec it, so the spawned pid is
+    /// charon's own).
+    pub fn pid(&self) -> i32 {
+        self.process.pid()
+    }
+
     /// The charon process (to stop or restart it in a scenario).
     pub fn process_mut(&mut self) -> &mut Process {
         &mut self.process

@@ -35,6 +35,7 @@ pub mod bench_ha;
 pub mod bulk;
 pub mod charon;
 pub mod cleartext;
+pub mod cpu;
 pub mod daemon;
 pub mod dsmip;
 pub mod echo;
@@ -54,6 +55,7 @@ pub mod topology;
 pub mod vm;
 pub mod wait;
 pub mod wire;
+pub mod xfrm_cost;
 
 /// Errors of the lab: each names the command or file that failed.
 #[derive(Debug, thiserror::Error)]

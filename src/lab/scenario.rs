@@ -547,6 +547,7 @@ impl Run<'_> {
             "wait-reply" => self.wait_reply(&a)?,
             "timed-move" => self.timed_move(&a)?,
             "rtt" => self.rtt(&a)?,
+            "xfrm-cost" => self.xfrm_cost(&a)?,
             "ipip-send" => self.ipip_send(&a)?,
             "dsmip-register" => self.dsmip_register(&a)?,
             "sit-up" => self.sit_up(&a)?,

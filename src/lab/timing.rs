@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::cpu::Threads;
 use super::netns::Netns;
 use super::{Error, Result};
 use crate::netlink::watch::{NetEvent, Watcher};
@@ -142,7 +143,10 @@ impl Drop for Heartbeat {
 /// Default routes of the main table added in one namespace, stamped when
 /// a real-time thread there received the kernel's notification.
 pub struct RouteWatch {
-    added: Arc<Mutex<Vec<f64>>>,
+    added: Arc<Mutex<Vec<Added>>>,
+    /// Processes whose CPU time is read at each new default route
+    /// ([`RouteWatch::read_cpu_of`]).
+    cpu_of: Arc<Mutex<Vec<(String, Threads)>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     pub realtime: bool,
@@ -151,7 +155,9 @@ pub struct RouteWatch {
 impl RouteWatch {
     /// Watches `ns`; returns once the thread listens.
     pub fn start(ns: &Netns) -> Result<RouteWatch> {
-        let added: Arc<Mutex<Vec<f64>>> = Arc::default();
+        let added: Arc<Mutex<Vec<Added>>> = Arc::default();
+        let cpu_of: Arc<Mutex<Vec<(String, Threads)>>> = Arc::default();
+        let pids = cpu_of.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = std::sync::mpsc::channel::<std::result::Result<bool, String>>();
         let (a, st) = (added.clone(), stop.clone());
@@ -175,7 +181,17 @@ impl RouteWatch {
                             table: 254,
                             prefix_len: 0,
                             ..
-                        })) => a.lock().unwrap_or_else(|e| e.into_inner()).push(unix_now()),
+                        })) => {
+                            let t = unix_now();
+                            let of = pids.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                            let cpu = read_cpu(&of);
+                            let read_ms = (unix_now() - t) * 1e3;
+                            a.lock().unwrap_or_else(|e| e.into_inner()).push(Added {
+                                t,
+                                cpu,
+                                read_ms,
+                            });
+                        }
                         Ok(None) => return,
                         _ => {}
                     }
@@ -189,6 +205,7 @@ impl RouteWatch {
         };
         Ok(RouteWatch {
             added,
+            cpu_of,
             stop,
             thread: Some(thread),
             realtime,
@@ -197,13 +214,42 @@ impl RouteWatch {
 
     /// The first default route added at or after `since` (unix seconds).
     pub fn first_since(&self, since: f64) -> Option<f64> {
+        self.added_since(since).map(|a| a.t)
+    }
+
+    /// The first new default route at or after `since`, with the CPU
+    /// times read then.
+    pub fn added_since(&self, since: f64) -> Option<Added> {
         self.added
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .copied()
-            .find(|&t| t >= since)
+            .find(|a| a.t >= since)
+            .cloned()
     }
+
+    /// From now on, each new default route also reads these processes'
+    /// CPU time (label, threads), in the watch's real-time thread.
+    pub fn read_cpu_of(&self, pids: Vec<(String, Threads)>) {
+        *self.cpu_of.lock().unwrap_or_else(|e| e.into_inner()) = pids;
+    }
+}
+
+/// A new default route: when (unix seconds), the CPU times of the
+/// processes named by [`RouteWatch::read_cpu_of`] at that moment, and how
+/// long reading them took (ms: the watch's own cost, inside the move).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Added {
+    pub t: f64,
+    pub cpu: Vec<(String, super::cpu::Reading)>,
+    pub read_ms: f64,
+}
+
+/// Each process's CPU time now (those gone are left out).
+pub fn read_cpu(of: &[(String, Threads)]) -> Vec<(String, super::cpu::Reading)> {
+    of.iter()
+        .filter_map(|(label, t)| Some((label.clone(), t.read()?)))
+        .collect()
 }
 
 impl Drop for RouteWatch {

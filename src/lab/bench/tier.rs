@@ -25,11 +25,14 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use super::handover::Spread;
 use super::{median, round2, round_order};
 use crate::lab::scenario::{run, Event, Line as ScriptLine, RunOptions, Scenario, Summary};
+use crate::lab::xfrm_cost::Cost;
 use crate::lab::{Error, Result};
 
 /// The two networks of a round's moves, in order (B is behind NAT).
@@ -52,6 +55,16 @@ pub struct Sample {
     pub ike_rtt_ms: f64,
     /// The access links' delay (each way) in its round, with `--delays`.
     pub delay_ms: Option<u64>,
+    /// CPU time each process spent inside the timed interval, from the
+    /// new default route to the reply (`lab::timed-move`), ms: `mip4d`,
+    /// `plugin` (the plugin's own threads in charon: the bridge and its
+    /// reader; its short jobs on charon's threads count as charon's),
+    /// `charon_mn` and `charon_vpngw` (less the plugin's threads).
+    pub cpu_ms: BTreeMap<String, f64>,
+    /// The same over the whole move: from before the lab's command (the
+    /// old address going) to half a second after the reply (work left
+    /// until the data flowed included).
+    pub settled_cpu_ms: BTreeMap<String, f64>,
 }
 
 impl Sample {
@@ -75,7 +88,34 @@ pub struct Variant {
     pub stalled: usize,
     /// Moves within 1 IKE RTT (that round's) + 20 ms.
     pub within_goal: usize,
+    /// Medians over every move (all delays) of [`Sample::cpu_ms`] ...
+    pub cpu_ms: BTreeMap<String, f64>,
+    /// ... and of [`Sample::settled_cpu_ms`].
+    pub settled_cpu_ms: BTreeMap<String, f64>,
 }
+
+/// The emulation's factor for charon's kind of kernel work at a move
+/// (src/lab/xfrm_cost.rs: XFRM policy add/delete cycles, the same code
+/// on the host and in the guest), and the fixed costs read through it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Emulation {
+    pub host: Cost,
+    /// The guest's cycle, CPU and wall µs (its clock).
+    pub guest_cycle_cpu_us: f64,
+    pub guest_cycle_wall_us: f64,
+    /// Guest CPU time / host CPU time per cycle.
+    pub factor: f64,
+    /// With `--delays`: each variant's fitted fixed cost / factor, ms.
+    pub stock_native_fixed_ms: Option<f64>,
+    pub mip4_native_fixed_ms: Option<f64>,
+}
+
+/// The guest's XFRM figures' prefix (`lab::xfrm-cost ... xfrm_guest`).
+const XFRM_GUEST: &str = "xfrm_guest";
+/// Cycles per run and runs (the least run counts), in the guest and on
+/// the host alike.
+pub const XFRM_CYCLES: usize = 200;
+pub const XFRM_RUNS: usize = 9;
 
 /// The result of one run.
 #[derive(Debug, Clone, Serialize)]
@@ -99,6 +139,8 @@ pub struct Report {
     pub host: Option<HostView>,
     /// With `--delays`: each variant's time against the IKE RTT.
     pub fit: Option<Fit>,
+    /// With the host's XFRM cycles and the guest's (`--vm`).
+    pub emulation: Option<Emulation>,
     /// Why the run stopped early, if it did (the moves before it count).
     pub error: Option<String>,
     pub samples: Vec<Sample>,
@@ -246,6 +288,11 @@ pub fn script(rounds: usize, delays: &[u64]) -> Vec<ScriptLine> {
          lab::charon vpngw\n\
          lab::attach ext-a\n",
     );
+    // Before any move, with only the gateway's charon up: the guest's
+    // side of the emulation's factor.
+    text.push_str(&format!(
+        "lab::xfrm-cost {XFRM_CYCLES} {XFRM_RUNS} {XFRM_GUEST}\n"
+    ));
     for round in 0..rounds {
         if let Some(d) = delay_of(round, delays) {
             text.push_str(&format!("lab::delay {d}\n"));
@@ -315,6 +362,17 @@ pub fn samples(
                 if let (Some(ms), Some(stall_ms), Some(ike_rtt_ms)) =
                     (get(""), get("_stall_ms"), get("_ike_rtt_ms"))
                 {
+                    let cpu = |window: &str| -> BTreeMap<String, f64> {
+                        let prefix = format!("{name}{window}_cpu_");
+                        figures
+                            .range(prefix.clone()..)
+                            .take_while(|(k, _)| k.starts_with(&prefix))
+                            .filter_map(|(k, v)| {
+                                let label = k.strip_prefix(&prefix)?.strip_suffix("_ms")?;
+                                Some((label.to_string(), *v))
+                            })
+                            .collect()
+                    };
                     out.push(Sample {
                         mip4,
                         round,
@@ -323,6 +381,8 @@ pub fn samples(
                         stall_ms,
                         ike_rtt_ms,
                         delay_ms: delay_of(round, delays),
+                        cpu_ms: cpu(""),
+                        settled_cpu_ms: cpu("_settled"),
                     });
                 }
             }
@@ -331,7 +391,8 @@ pub fn samples(
     out
 }
 
-fn variant(samples: &[Sample], mip4: bool) -> Variant {
+/// `samples` are the headline's (the first delay's), `all` every move's.
+fn variant(samples: &[Sample], all: &[Sample], mip4: bool) -> Variant {
     let of = |f: &dyn Fn(&Sample) -> f64| -> Vec<f64> {
         samples.iter().filter(|s| s.mip4 == mip4).map(f).collect()
     };
@@ -348,7 +409,50 @@ fn variant(samples: &[Sample], mip4: bool) -> Variant {
             .iter()
             .filter(|s| s.mip4 == mip4 && s.ms <= s.ike_rtt_ms + GOAL_EXTRA_MS)
             .count(),
+        cpu_ms: cpu_medians(all, mip4, |s| &s.cpu_ms),
+        settled_cpu_ms: cpu_medians(all, mip4, |s| &s.settled_cpu_ms),
     }
+}
+
+/// Each process's median over a variant's moves that measured it.
+fn cpu_medians(
+    samples: &[Sample],
+    mip4: bool,
+    window: fn(&Sample) -> &BTreeMap<String, f64>,
+) -> BTreeMap<String, f64> {
+    let mut by: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for s in samples.iter().filter(|s| s.mip4 == mip4) {
+        for (label, v) in window(s) {
+            by.entry(label.clone()).or_default().push(*v);
+        }
+    }
+    by.into_iter()
+        .map(|(label, v)| (label, round2(median(&v))))
+        .collect()
+}
+
+/// The emulation's factor from the guest's figures and the host's run.
+fn emulation(
+    figures: &BTreeMap<String, f64>,
+    host: Option<Cost>,
+    fit: Option<&Fit>,
+) -> Option<Emulation> {
+    let host = host?;
+    let guest = |k: &str| figures.get(&format!("{XFRM_GUEST}_{k}")).copied();
+    let (cpu, wall) = (guest("cycle_cpu_us")?, guest("cycle_wall_us")?);
+    if host.cycle_cpu_us <= 0.0 {
+        return None;
+    }
+    let factor = round2(cpu / host.cycle_cpu_us);
+    let native = |l: &Line| round2(l.fixed_ms / factor);
+    Some(Emulation {
+        host,
+        guest_cycle_cpu_us: cpu,
+        guest_cycle_wall_us: wall,
+        factor,
+        stock_native_fixed_ms: fit.map(|f| native(&f.stock)),
+        mip4_native_fixed_ms: fit.map(|f| native(&f.mip4)),
+    })
 }
 
 /// The figures of a run (pure: tested without a lab).
@@ -361,6 +465,7 @@ pub fn report(
     delays: &[u64],
     realtime: bool,
     host: Option<HostView>,
+    host_xfrm: Option<Cost>,
 ) -> Report {
     let all = samples(&summary.figures, rounds, delays);
     let fit = match (line(&all, false, delays), line(&all, true, delays)) {
@@ -386,14 +491,15 @@ pub fn report(
         tier: tier.into(),
         platform: serde_json::to_value(&summary.platform).unwrap_or_default(),
         rounds,
-        stock: variant(&samples, false),
-        mip4: variant(&samples, true),
+        stock: variant(&samples, &all, false),
+        mip4: variant(&samples, &all, true),
         ratio: round2(median(&ms(true)) / median(&ms(false))),
         ratio_unstalled: round2(median(&unstalled(true)) / median(&unstalled(false))),
         ike_rtt_ms: Spread::of(&rtts),
         realtime,
         stalled_share: round2(total(&|s| s.stall_ms) / total(&|s| s.ms)),
         host,
+        emulation: emulation(&summary.figures, host_xfrm, fit.as_ref()),
         fit,
         error: summary.error.clone(),
         samples: all,
@@ -518,6 +624,20 @@ pub fn from_events(events: Vec<Event>) -> Summary {
                     format!("{n}_stall_ms"),
                     d["stall_ms"].as_f64().unwrap_or(f64::NAN),
                 );
+                for (key, window) in [("cpu_ms", ""), ("settled_cpu_ms", "_settled")] {
+                    for (label, v) in d[key].as_object().into_iter().flatten() {
+                        if let Some(v) = v.as_f64() {
+                            figures.insert(format!("{n}{window}_cpu_{label}_ms"), v);
+                        }
+                    }
+                }
+            }
+            ("xfrm_cost", _, _) => {
+                for k in ["cycle_cpu_us", "cycle_wall_us"] {
+                    if let Some(v) = d[k].as_f64() {
+                        figures.insert(format!("{XFRM_GUEST}_{k}"), v);
+                    }
+                }
             }
             ("rtt", _, Some(f)) => {
                 figures.insert(f.to_string(), d["avg_ms"].as_f64().unwrap_or(f64::NAN));
@@ -662,13 +782,87 @@ pub fn markdown(r: &Report, command: &str) -> String {
         r.stock.stalled,
         r.mip4.stalled,
     );
+    cpu_markdown(&mut m, r);
     if let Some(f) = &r.fit {
         fit_markdown(&mut m, f);
+    }
+    if let Some(e) = &r.emulation {
+        emulation_markdown(&mut m, e);
     }
     if let Some(e) = &r.error {
         let _ = writeln!(m, "\nThe run stopped early ({e}); the moves before count.");
     }
     m
+}
+
+/// Each process's CPU time per move (medians), and ours among it.
+fn cpu_markdown(m: &mut String, r: &Report) {
+    if r.mip4.cpu_ms.is_empty() && r.stock.cpu_ms.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        m,
+        "\nCPU time per move (medians over every move, each process's threads' \
+         schedstat in the guest): inside the timed interval (the new default \
+         route to the reply), and over the whole move (from before the lab's \
+         command, the old address going, to half a second after the reply). \
+         The plugin's share is its own threads (the bridge and its reader); its \
+         short jobs on charon's threads (the roam request's looks) count as charon's. \
+         The guest has one CPU: what mip4d and the plugin spend inside the \
+         timed interval, charon waits for. A host stall inside a move is \
+         charged to whichever process the guest was running, so these \
+         figures are only as quiet as the host.\n"
+    );
+    let _ = writeln!(
+        m,
+        "| process | stock: timed interval (whole move) | mip4: timed interval (whole move) |"
+    );
+    let _ = writeln!(m, "| --- | --- | --- |");
+    let labels: std::collections::BTreeSet<&String> =
+        r.stock.cpu_ms.keys().chain(r.mip4.cpu_ms.keys()).collect();
+    let cell = |v: &Variant, l: &str| match (v.cpu_ms.get(l), v.settled_cpu_ms.get(l)) {
+        (Some(a), Some(b)) => format!("{a:.2} ms ({b:.2} ms)"),
+        (Some(a), None) => format!("{a:.2} ms"),
+        _ => "none".into(),
+    };
+    for l in labels {
+        let _ = writeln!(m, "| {l} | {} | {} |", cell(&r.stock, l), cell(&r.mip4, l));
+    }
+    let ours = |w: &BTreeMap<String, f64>| {
+        ["mip4d", "plugin"]
+            .iter()
+            .filter_map(|k| w.get(*k))
+            .sum::<f64>()
+    };
+    let _ = writeln!(
+        m,
+        "| **ours (mip4d + plugin)** | | **{:.2} ms** ({:.2} ms) |",
+        ours(&r.mip4.cpu_ms),
+        ours(&r.mip4.settled_cpu_ms)
+    );
+}
+
+/// The emulation's factor and the fixed costs read natively.
+fn emulation_markdown(m: &mut String, e: &Emulation) {
+    let _ = writeln!(
+        m,
+        "\nThe emulation's factor for charon's kind of work (src/lab/xfrm_cost.rs): \
+         {} XFRM policy add/delete cycles (one ESP tunnel template each, as charon \
+         installs), the least of {} runs, the thread's CPU time: {:.1} µs a cycle in the \
+         guest, {:.1} µs on the host: **factor {:.1}**.{}",
+        e.host.cycles,
+        e.host.runs,
+        e.guest_cycle_cpu_us,
+        e.host.cycle_cpu_us,
+        e.factor,
+        match (e.stock_native_fixed_ms, e.mip4_native_fixed_ms) {
+            (Some(s), Some(p)) => format!(
+                " The fitted fixed costs divided by it, an estimate of the same \
+                 work on the host's CPU: stock {s:.1} ms, **mip4 {p:.1} ms**."
+            ),
+            _ => String::new(),
+        }
+    );
 }
 
 /// The round trips and the fixed cost, with `--delays`.
@@ -780,6 +974,17 @@ pub fn cli(
             return std::process::ExitCode::FAILURE;
         }
     };
+    // The host's side of the emulation's factor, once the guest is off.
+    let host_xfrm = match vm {
+        true => match crate::lab::xfrm_cost::measure(XFRM_CYCLES, XFRM_RUNS) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("mip4-lab bench: the host's XFRM cycles: {e}");
+                None
+            }
+        },
+        false => None,
+    };
     let r = report(
         if vm { "vm" } else { "host" },
         &summary,
@@ -787,6 +992,7 @@ pub fn cli(
         delays,
         realtime_of(&summary.events),
         host,
+        host_xfrm,
     );
     if r.samples.is_empty() {
         eprintln!(
@@ -844,15 +1050,19 @@ mod tests {
             .any(|l| l.host == "mn" && l.command.starts_with("swanctl --terminate")));
     }
 
-    #[test]
-    fn a_stopped_run_counts_the_moves_its_events_tell() {
-        let ev = |event: &str, detail: serde_json::Value| Event {
+    /// An event of the MN's at time 0.
+    fn ev(event: &str, detail: serde_json::Value) -> Event {
+        Event {
             t: 0.0,
             ms: 0.0,
             event: event.into(),
             host: "mn".into(),
             detail,
-        };
+        }
+    }
+
+    #[test]
+    fn a_stopped_run_counts_the_moves_its_events_tell() {
         let s = from_events(vec![
             ev(
                 "timed_move",
@@ -896,7 +1106,7 @@ mod tests {
             vcpu_ran_s: 30.0,
             vcpu_waited_s: 60.0,
         };
-        let r = report("vm", &summary, 2, &[], true, Some(host));
+        let r = report("vm", &summary, 2, &[], true, Some(host), None);
         assert_eq!(r.samples.len(), 4);
         assert_eq!((r.stock.ms.median, r.stock.ms.worst), (700.0, 1200.0));
         assert_eq!(r.stock.unstalled_ms.median, 200.0);
@@ -933,20 +1143,9 @@ mod tests {
     fn the_fit_separates_round_trips_from_fixed_cost() {
         // Rounds 0, 2 at 10 ms each way (RTT 20), rounds 1, 3 at 40 (RTT 80):
         // stock 3 RTTs + 150 ms, mip4 1 RTT + 60 ms.
-        let mut f = std::collections::BTreeMap::new();
-        for round in 0..4 {
-            let rtt = if round % 2 == 0 { 20.0 } else { 80.0 };
-            for (mip4, a, b) in [(false, 3.0, 150.0), (true, 1.0, 60.0)] {
-                for net in ["a", "b"] {
-                    let name = figure_name(mip4, round, net);
-                    f.insert(name.clone(), a * rtt + b);
-                    f.insert(format!("{name}_stall_ms"), 0.0);
-                    f.insert(format!("{name}_ike_rtt_ms"), rtt);
-                }
-            }
-        }
+        let f = on_two_lines(4);
         let summary = passed(f);
-        let r = report("vm", &summary, 4, &[10, 40], true, None);
+        let r = report("vm", &summary, 4, &[10, 40], true, None, None);
         let fit = r.fit.clone().expect("two delays give a line");
         assert_eq!((fit.stock.rtts, fit.stock.fixed_ms), (3.0, 150.0));
         assert_eq!((fit.mip4.rtts, fit.mip4.fixed_ms), (1.0, 60.0));
@@ -983,7 +1182,93 @@ mod tests {
             "{md}"
         );
         // One delay gives no line.
-        let one = report("vm", &summary, 4, &[], true, None);
+        let one = report("vm", &summary, 4, &[], true, None, None);
         assert!(one.fit.is_none());
+    }
+
+    /// Figures of `rounds` rounds, even ones at 20 ms IKE RTT, odd ones at
+    /// 80, each move on its variant's line: stock 3 RTTs + 150 ms, mip4
+    /// 1 RTT + 60 ms.
+    fn on_two_lines(rounds: usize) -> std::collections::BTreeMap<String, f64> {
+        let mut f = std::collections::BTreeMap::new();
+        for round in 0..rounds {
+            let rtt = if round % 2 == 0 { 20.0 } else { 80.0 };
+            for (mip4, a, b) in [(false, 3.0, 150.0), (true, 1.0, 60.0)] {
+                for net in ["a", "b"] {
+                    let name = figure_name(mip4, round, net);
+                    f.insert(name.clone(), a * rtt + b);
+                    f.insert(format!("{name}_stall_ms"), 0.0);
+                    f.insert(format!("{name}_ike_rtt_ms"), rtt);
+                }
+            }
+        }
+        f
+    }
+
+    #[test]
+    fn cpu_per_move_and_the_emulations_factor_are_reported() {
+        let mut f = on_two_lines(2);
+        for round in 0..2 {
+            for mip4 in [false, true] {
+                for net in ["a", "b"] {
+                    let name = figure_name(mip4, round, net);
+                    f.insert(format!("{name}_cpu_charon_mn_ms"), 30.0 + round as f64);
+                    f.insert(format!("{name}_settled_cpu_charon_mn_ms"), 40.0);
+                    if mip4 {
+                        f.insert(format!("{name}_cpu_mip4d_ms"), 4.0);
+                        f.insert(format!("{name}_cpu_plugin_ms"), 1.0);
+                        f.insert(format!("{name}_settled_cpu_mip4d_ms"), 6.0);
+                    }
+                }
+            }
+        }
+        f.insert(format!("{XFRM_GUEST}_cycle_cpu_us"), 300.0);
+        f.insert(format!("{XFRM_GUEST}_cycle_wall_us"), 320.0);
+        let summary = passed(f);
+        let host = Cost {
+            cycles: 200,
+            runs: 5,
+            cycle_cpu_us: 10.0,
+            cycle_wall_us: 11.0,
+        };
+        let r = report("vm", &summary, 2, &[10, 40], true, None, Some(host));
+        assert_eq!(r.mip4.cpu_ms["mip4d"], 4.0);
+        assert_eq!(r.mip4.cpu_ms["charon_mn"], 30.5);
+        assert_eq!(r.mip4.settled_cpu_ms["mip4d"], 6.0);
+        assert!(!r.stock.cpu_ms.contains_key("mip4d"));
+        let e = r.emulation.clone().expect("both sides measured");
+        assert_eq!(e.factor, 30.0);
+        assert_eq!(e.mip4_native_fixed_ms, Some(2.0));
+        assert_eq!(e.stock_native_fixed_ms, Some(5.0));
+        let md = markdown(&r, "mip4-lab bench --handover 1 --vm --delays 10,40");
+        assert!(md.contains("| mip4d | none | 4.00 ms (6.00 ms) |"), "{md}");
+        assert!(
+            md.contains("| **ours (mip4d + plugin)** | | **5.00 ms** (6.00 ms) |"),
+            "{md}"
+        );
+        assert!(md.contains("**factor 30.0**"), "{md}");
+        assert!(md.contains("**mip4 2.0 ms**"), "{md}");
+        // Without the host's side there is no factor.
+        assert!(report("vm", &summary, 2, &[10, 40], true, None, None)
+            .emulation
+            .is_none());
+    }
+
+    #[test]
+    fn a_stopped_runs_events_keep_the_cpu_and_xfrm_figures() {
+        let s = from_events(vec![
+            ev(
+                "xfrm_cost",
+                serde_json::json!({"cycles": 200, "runs": 5, "cycle_cpu_us": 250.0, "cycle_wall_us": 260.0}),
+            ),
+            ev(
+                "timed_move",
+                serde_json::json!({"name": "mip4_r0_b", "ms": 90.0, "stall_ms": 0.0,
+                    "cpu_ms": {"mip4d": 3.5}, "settled_cpu_ms": {"mip4d": 5.0}}),
+            ),
+        ]);
+        assert_eq!(s.figures["mip4_r0_b_cpu_mip4d_ms"], 3.5);
+        assert_eq!(s.figures["mip4_r0_b_settled_cpu_mip4d_ms"], 5.0);
+        assert_eq!(s.figures[&format!("{XFRM_GUEST}_cycle_cpu_us")], 250.0);
     }
 }

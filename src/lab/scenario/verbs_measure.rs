@@ -166,6 +166,34 @@ impl Run<'_> {
     }
 }
 
+impl Run<'_> {
+    /// lab::xfrm-cost CYCLES RUNS PREFIX: XFRM policy add/delete cycles
+    /// in a namespace of their own (src/lab/xfrm_cost.rs), the figures
+    /// PREFIX_cycle_cpu_us and PREFIX_cycle_wall_us (medians of RUNS);
+    /// the kernel tier's bench compares them with the host's.
+    pub(super) fn xfrm_cost(&mut self, a: &Args) -> Result<()> {
+        let num = |i: usize| -> Result<usize> {
+            a.arg(i)?
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| Error::Other(format!("`{}` is not a count", a.words[i])))
+        };
+        let (cycles, runs, prefix) = (num(1)?, num(2)?, a.arg(3)?);
+        let c = crate::lab::xfrm_cost::measure(cycles, runs).map_err(Error::Other)?;
+        self.figures
+            .insert(format!("{prefix}_cycle_cpu_us"), c.cycle_cpu_us);
+        self.figures
+            .insert(format!("{prefix}_cycle_wall_us"), c.cycle_wall_us);
+        self.emit(
+            "xfrm_cost",
+            "lab",
+            serde_json::to_value(c).unwrap_or_default(),
+        );
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 
 use super::{Args, Run};
+use crate::lab::cpu;
 use crate::lab::echo::EchoSender;
 use crate::lab::stream::TcpProbe;
-use crate::lab::timing::{stalled_ms, Heartbeat, RouteWatch, Stall};
+use crate::lab::timing::{read_cpu, stalled_ms, Heartbeat, RouteWatch, Stall};
 use crate::lab::{wait, Error, Result};
 
 impl Run<'_> {
@@ -339,14 +340,20 @@ impl Run<'_> {
         wait::until(secs, "a reply before the move", || {
             pinger.replies().into_iter().find(|&(t, _)| t >= before)
         })?;
+        let pids = self.cpu_threads();
+        if let Some(w) = self.route_watch.as_ref() {
+            w.read_cpu_of(pids.clone());
+        }
+        let cpu_before = read_cpu(&pids);
         self.attach(&Args::new(&format!("move {net}"), a.file))?;
         let command_t = self.event_time("address_change")?;
         let watch = self.route_watch.as_ref();
-        let (t0, _) = wait::until(
+        let (route, _) = wait::until(
             std::time::Duration::from_secs(5),
             "the new default route on the MN's rtnetlink",
-            || watch?.first_since(command_t),
+            || watch?.added_since(command_t),
         )?;
+        let t0 = route.t;
         let what = format!("a reply on `{name}` to an echo sent after the move");
         let ((t1, rtt), _) = wait::until(secs, &what, || {
             pinger
@@ -354,6 +361,11 @@ impl Run<'_> {
                 .into_iter()
                 .find(|&(t, rtt)| t - rtt / 1e3 >= t0)
         })?;
+        let cpu_at_reply = read_cpu(&pids);
+        std::thread::sleep(SETTLE);
+        let cpu_settled = read_cpu(&pids);
+        let cpu = self.cpu_figures(name, &route.cpu, &cpu_at_reply, "");
+        let settled = self.cpu_figures(name, &cpu_before, &cpu_settled, "_settled");
         let stalls: Vec<Stall> = self
             .heartbeat
             .as_ref()
@@ -371,10 +383,66 @@ impl Run<'_> {
             serde_json::json!({"name": name, "to": net, "ms": ms, "stall_ms": stall_ms,
                 "command_to_route_ms": ((t0 - command_t) * 1e4).round() / 10.0,
                 "reply_rtt_ms": rtt, "realtime": realtime,
-                "stalls": stalls.iter().filter(|s| s.to > t0 && s.from < t1).count()}),
+                "stalls": stalls.iter().filter(|s| s.to > t0 && s.from < t1).count(),
+                "cpu_ms": cpu, "settled_cpu_ms": settled,
+                "cpu_read_ms": (route.read_ms * 100.0).round() / 100.0}),
             t1,
         );
         Ok(())
+    }
+
+    /// The processes whose share of a move `lab::timed-move` reports:
+    /// each host's charon (`charon_HOST`) and mip4d (`mip4d`), their
+    /// threads listed now.
+    fn cpu_threads(&self) -> Vec<(String, cpu::Threads)> {
+        let charons = self
+            .charons
+            .iter()
+            .map(|(host, c)| (format!("charon_{host}"), c.pid()));
+        let daemons = self
+            .procs
+            .iter()
+            .filter(|(key, _)| key.ends_with("/mip4d"))
+            .map(|(_, p)| ("mip4d".to_string(), p.pid()));
+        charons
+            .chain(daemons)
+            .filter_map(|(label, pid)| Some((label, cpu::threads(pid)?)))
+            .collect()
+    }
+
+    /// Figures `NAME{suffix}_cpu_LABEL_ms` of what each process spent from
+    /// `before` to `after`, charon's less its plugin threads, which are
+    /// `NAME{suffix}_cpu_plugin_ms` (summed over the charons); the same
+    /// as a JSON object for the event.
+    fn cpu_figures(
+        &mut self,
+        name: &str,
+        before: &[(String, cpu::Reading)],
+        after: &[(String, cpu::Reading)],
+        suffix: &str,
+    ) -> serde_json::Value {
+        let mut out = serde_json::Map::new();
+        let mut plugin = None;
+        for (label, b) in before {
+            let Some((_, a)) = after.iter().find(|(l, _)| l == label) else {
+                continue;
+            };
+            let (total, in_plugin) = a.since(b);
+            let own = ((total - in_plugin) * 100.0).round() / 100.0;
+            if label.starts_with("charon_") {
+                *plugin.get_or_insert(0.0) += in_plugin;
+            }
+            out.insert(label.clone(), own.into());
+            self.figures
+                .insert(format!("{name}{suffix}_cpu_{label}_ms"), own);
+        }
+        if let Some(p) = plugin {
+            let p = (p * 100.0_f64).round() / 100.0;
+            out.insert("plugin".into(), p.into());
+            self.figures
+                .insert(format!("{name}{suffix}_cpu_plugin_ms"), p);
+        }
+        out.into()
     }
 
     /// lab::ping-lost NAME AROUND FIGURE: echoes of pinger NAME
@@ -395,6 +463,11 @@ impl Run<'_> {
         Ok(())
     }
 }
+
+/// How long after a timed move's reply its settled CPU figures are read:
+/// what mip4d leaves until after the data flows (the table-435 rewrite,
+/// the path MTU's lookups) is done by then in the kernel tier's guest.
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// iputils ping's MININTERVAL: with echoes unanswered it sends no
 /// faster, whatever `-i` says (ping_common.c, main_loop).
