@@ -95,11 +95,15 @@ mod tests {
     #[test]
     fn a_busy_thread_of_this_process_is_counted_and_named_threads_apart() {
         let pid = std::process::id() as i32;
+        let (named_tx, named_rx) = std::sync::mpsc::channel::<()>();
         let (listed_tx, listed_rx) = std::sync::mpsc::channel();
         let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
         let busy = std::thread::Builder::new()
             .name(format!("{PLUGIN_THREAD_PREFIX}test"))
             .spawn(move || {
+                // The new thread names itself (its comm) once it runs: a
+                // listing before that would take it for another's.
+                named_tx.send(()).expect("main waits");
                 listed_rx.recv().expect("listed");
                 let start = std::time::Instant::now();
                 let mut x = 0u64;
@@ -112,6 +116,7 @@ mod tests {
                 x
             })
             .expect("thread");
+        named_rx.recv().expect("busy thread started");
         let t = threads(pid).expect("this process");
         let before = t.read().expect("this process");
         listed_tx.send(()).expect("thread waits");
