@@ -203,11 +203,14 @@ pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
                             .and_then(|()| d.intake.reload(d.ha.config(), d.ha.replay_board()));
                         let nodes = d.ha.config().mobile_nodes.len();
                         populated(|| d.dp.reserve(nodes));
+                        // Said once what the reload changed is carried out
+                        // and in the record: a kill after the line loses none
+                        // of it.
+                        d.apply().await;
                         match reloaded {
                             Ok(()) => info!("configuration reloaded"),
                             Err(e) => warn!("reload refused, keeping the old configuration: {e}"),
                         }
-                        d.apply().await;
                     }
                     Err(e) => warn!("reload refused, keeping the old configuration: {e}"),
                 }
