@@ -8,7 +8,8 @@
 //! - [`async_fd`]: registering an owned fd with tokio's reactor.
 //! - [`malloc`]: handing free heap back to the kernel (malloc_trim), and
 //!   large buffers their own mappings (mallopt).
-//! - [`sched`]: real-time scheduling for a thread (SCHED_FIFO).
+//! - [`sched`]: real-time scheduling for a thread (SCHED_FIFO), and a
+//!   background thread's lower share (nice 10).
 //! - [`resident`]: unmapping the clean code pages start-up ran
 //!   (MADV_DONTNEED on unwritten private file mappings), and the
 //!   /proc/PID/smaps reader the lab's memory figures use as well.

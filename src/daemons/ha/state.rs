@@ -437,6 +437,11 @@ impl Record {
             .name("mip4-ha-record".into())
             .spawn(move || {
                 let started = std::time::Instant::now();
+                // Seconds of a core at a million bindings, beside a loop
+                // that answers registrations: it yields to the loop.
+                if let Err(e) = crate::sys::sched::set_background() {
+                    warn!("journal compaction at normal priority: {e}");
+                }
                 // Transient, and hundreds of megabytes: small pages.
                 // Written out here, not in the loop: ext4 writes a file
                 // renamed over another out at the rename (auto_da_alloc),
