@@ -1344,3 +1344,35 @@ fn mip4ds_own_ike_sa_connecting_is_not_asked_for_twice() {
     s.run_for(VPN_COMING_WAIT * 2);
     assert_eq!(initiates(&s.actions()), 0);
 }
+
+/// A restart in mode 'c' while charon's TIA sits on the same interface
+/// (kernel-netlink moves it there with MOBIKE): rtnetlink shows the TIA
+/// before the plugin names it, and its probe leaves first. The i-HA
+/// accepts that probe as a registration (from a trusted network, with
+/// TNC) and binds the home address to the TIA. Cancelling the probe is
+/// not enough: the node registers its own care-of address again at once
+/// (RFC 5944 §3.6.1.2: the newer registration replaces the binding),
+/// else the i-HA tunnels home traffic to the TIA until the next renewal.
+#[test]
+fn a_tia_probed_before_the_plugin_names_it_is_replaced_by_the_nodes_own_binding() {
+    let mut s = Sim::new();
+    s.inside_in_c();
+    s.node.address_added(s.now, "eth0", TIA, 32);
+    let p = s.one_probe();
+    assert_eq!(p.src, TIA);
+    s.node
+        .vpn_input(s.now, VpnInput::TiaAssigned(vpn_sa(IN_1, Some(TIA))));
+    let ev = s.events();
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, NodeEvent::ProbeCancelled { address, .. } if *address == TIA)),
+        "{ev:#?}"
+    );
+    let reqs = s.requests();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    assert_eq!(reqs[0].0, Some(IN_1));
+    assert_eq!(reqs[0].1.care_of_address, IN_1);
+    s.deliver(&reqs[0].1, Answer::Tnc);
+    assert_eq!(s.node.state(), State::Registered { care_of: IN_1 });
+    assert_eq!(s.node.mode(), Some(Mode::C));
+}

@@ -217,7 +217,15 @@ impl Node {
             .collect();
         for (ifname, tia) in tias {
             let why = format!("{why}: {tia} on {ifname} is the VPN's TIA, not an attachment");
+            let probed = self
+                .detector
+                .as_ref()
+                .and_then(|d| d.probing())
+                .is_some_and(|(i, a)| i == ifname && a == tia);
             self.forget_attachment(now, &ifname, Some(tia), &why);
+            if probed {
+                self.after_tia_probe(now, tia, &why);
+            }
         }
         if let (VpnInput::Rekeyed { from, to }, Access::Mc(m)) = (&input, &mut self.access) {
             if m.ike_sa == *from {
@@ -557,5 +565,26 @@ impl Node {
                 reason: reason.to_string(),
             },
         );
+    }
+}
+
+impl Node {
+    /// The probe of `tia` may have left already, and an i-HA that took it
+    /// from a trusted network binds the home address to the TIA now: the
+    /// node's own care-of address, when it is another, is registered
+    /// again at once (RFC 5944 §3.6.1.2: the newer registration replaces
+    /// the binding), unless a registration is under way already.
+    fn after_tia_probe(&mut self, now: Instant, tia: Ipv4Addr, why: &str) {
+        let State::Registered { care_of: mine } = self.state else {
+            return;
+        };
+        if mine == tia || self.client.is_pending() || !self.source_usable(mine) {
+            return;
+        }
+        let access = self.access.clone();
+        let reason = format!(
+            "{why}; its probe may have moved the i-HA's binding to {tia}: registering {mine} again"
+        );
+        self.register(now, access, &reason);
     }
 }
