@@ -23,8 +23,8 @@ clippy: deps
 test: deps
 	$(CARGO) test --all-targets
 
-# The host tests (6 min run, 673 tests, once built), then the kernel tier
-# (make check-vm: two guests side by side, 7.3 min on 2 cores with its
+# The host tests (5.5-6.5 min run, 692 tests, once built), then the kernel tier
+# (make check-vm: two guests side by side, 7.2-7.3 min on 2 cores with its
 # cache filled and nothing else running, 11.5 min at a load average of 5
 # from other work; ~1-2 min more to fill the cache. One guest for
 # everything took ~19 min, 2026-11-29; two lanes measured 2026-11-30).
