@@ -210,6 +210,71 @@ mod tests {
         assert_eq!(u16::from_ne_bytes([m[len + 4], m[len + 5]]), 0x11, "end");
     }
 
+    /// Hex with spaces and line breaks for reading, to bytes.
+    fn unhex(s: &str) -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// The batch byte for byte, as the first (hand-framed) encoder wrote
+    /// it and nf_tables accepted it (ha_daemon's grace test): the
+    /// reference for any re-framing. Native-endian netlink headers, so
+    /// little-endian hosts only.
+    const GRACE_V6: &str = "
+        14000000 1000 0100 01000000 00000000  00 00 000a
+        90000000 0c0a 0504 02000000 00000000  0a 00 0000
+        0c00 0100 6d6970342d686100
+        0a00 0200 6772616365 00 0000
+        6400 0380 6000 0180
+        0c00 0400 0000000000000bb8
+        2800 0180 2400 0100 6d6970362d3061633830303031 000000 20010db8001000000000000000000000
+        2800 0a80 2400 0100 6d6970362d3061633830303031 000000 20010db800100000ffffffffffffffff
+        14000000 1100 0100 03000000 00000000  00 00 000a";
+    // In order: BATCH_BEGIN (20 bytes, NLM_F_REQUEST, seq 1; nfgenmsg
+    // AF_UNSPEC, res_id NFNL_SUBSYS_NFTABLES big-endian); NEWSETELEM (144
+    // bytes, type 10 << 8 | 12, REQUEST|ACK|CREATE, seq 2; NFPROTO_IPV6);
+    // LIST_TABLE "mip4-ha", LIST_SET "grace"; LIST_ELEMENTS > LIST_ELEM
+    // (nested); ELEM_TIMEOUT 3000 ms big-endian; ELEM_KEY > DATA_VALUE
+    // (name in 16 bytes, first address); ELEM_KEY_END > DATA_VALUE (name,
+    // last address); BATCH_END (seq 3).
+
+    /// The IPv4 batch: NFPROTO_IPV4, a /32's key and closing key alike.
+    const GRACE_V4: &str = "
+        14000000 1000 0100 01000000 00000000  00 00 000a
+        78000000 0c0a 0504 02000000 00000000  02 00 0000
+        0c00 0100 6d6970342d686100
+        0a00 0200 6772616365 00 0000
+        4c00 0380 4800 0180
+        0c00 0400 0000000000000bb8
+        1c00 0180 1800 0100 6d6970342d3061633830303031 000000 0a020005
+        1c00 0a80 1800 0100 6d6970342d3061633830303031 000000 0a020005
+        14000000 1100 0100 03000000 00000000  00 00 000a";
+
+    #[cfg(target_endian = "little")]
+    #[test]
+    fn the_batch_is_the_reference_vector() {
+        let three = Duration::from_secs(3);
+        let v6 = request(
+            "mip4-ha",
+            "grace",
+            "mip6-0ac80001",
+            "2001:db8:10::/64".parse().unwrap(),
+            three,
+        );
+        assert_eq!(v6, unhex(GRACE_V6));
+        let v4 = request(
+            "mip4-ha",
+            "grace",
+            "mip4-0ac80001",
+            "10.2.0.5/32".parse().unwrap(),
+            three,
+        );
+        assert_eq!(v4, unhex(GRACE_V4));
+    }
+
     #[test]
     fn an_error_is_the_kernels_errno() {
         let mut r = vec![0u8; 36];
