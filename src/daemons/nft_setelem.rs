@@ -7,36 +7,29 @@
 //! emulation on a loaded host (the node's probe gave up waiting for the
 //! reply). One batch is a single netlink round trip that nf_tables
 //! answers in the sender's `sendmsg`, as [`super::nft_counter`]'s GETOBJ.
-//! The attributes are numbered as in linux/netfilter/nf_tables.h and laid
-//! out as `nft --debug=netlink` shows nft's own: a concatenated key
-//! (`ifname . ipv6_addr`, each field in 16 bytes; `ifname . ipv4_addr`,
-//! 16 and 4) with its closing key
-//! for the range, and the timeout in milliseconds, big-endian.
+//! The framing is netlink-packet-netfilter's typed nftables messages
+//! (as [`super::nft_counter`]'s), laid out as `nft --debug=netlink`
+//! shows nft's own: a concatenated key (`ifname . ipv6_addr`, each field
+//! in 16 bytes; `ifname . ipv4_addr`, 16 and 4) with its closing key for
+//! the range, and the timeout in milliseconds.
 
 use std::time::Duration;
 
 use ipnet::IpNet;
+use netlink_packet_core::{
+    DefaultNla, NetlinkHeader, NetlinkMessage, NetlinkPayload, Nla, NLM_F_ACK, NLM_F_CREATE,
+    NLM_F_REQUEST,
+};
+use netlink_packet_netfilter::nftables::{
+    DataAttribute, ListAttribute, NfTablesMessage, SetElementAttribute, SetElementList,
+    SetElementMessage,
+};
+use netlink_packet_netfilter::none::ControlMessage;
+use netlink_packet_netfilter::{
+    NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
+    NetfilterSubsystem,
+};
 
-// linux/netfilter/nfnetlink.h
-const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
-const NFNL_MSG_BATCH_END: u16 = 0x11;
-const NFNL_SUBSYS_NFTABLES: u16 = 10;
-// enum nf_tables_msg_types
-const NFT_MSG_NEWSETELEM: u16 = 12;
-// enum nft_set_elem_list_attributes
-const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
-const NFTA_SET_ELEM_LIST_SET: u16 = 2;
-const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
-// enum nft_list_attributes, nft_set_elem_attributes, nft_data_attributes
-const NFTA_LIST_ELEM: u16 = 1;
-const NFTA_SET_ELEM_KEY: u16 = 1;
-const NFTA_SET_ELEM_TIMEOUT: u16 = 4;
-const NFTA_SET_ELEM_KEY_END: u16 = 10;
-const NFTA_DATA_VALUE: u16 = 1;
-const NLA_F_NESTED: u16 = 0x8000;
-const NFPROTO_IPV4: u8 = 2;
-const NFPROTO_IPV6: u8 = 10;
-const NLMSG_ERROR: u16 = 2;
 /// An interface name's bytes in a key (IFNAMSIZ).
 const IFNAMSIZ: usize = 16;
 
@@ -60,41 +53,6 @@ pub fn add_ifname_net(
     parse_ack(&reply).map_err(|e| format!("{what}: {e}"))
 }
 
-/// One attribute: length, type, value, padded to 4 bytes.
-fn nla(kind: u16, value: &[u8]) -> Vec<u8> {
-    let len = 4 + value.len();
-    let mut out = Vec::with_capacity(len.next_multiple_of(4));
-    out.extend((len as u16).to_ne_bytes());
-    out.extend(kind.to_ne_bytes());
-    out.extend(value);
-    out.resize(len.next_multiple_of(4), 0);
-    out
-}
-
-/// A NUL-terminated string attribute value.
-fn c_str(s: &str) -> Vec<u8> {
-    let mut v = s.as_bytes().to_vec();
-    v.push(0);
-    v
-}
-
-/// One netlink message: header, nfgenmsg (family, version 0, `res_id`
-/// big-endian), attributes.
-fn message(kind: u16, flags: u16, seq: u32, family: u8, res_id: u16, attrs: &[u8]) -> Vec<u8> {
-    let len = 16 + 4 + attrs.len();
-    let mut out = Vec::with_capacity(len);
-    out.extend((len as u32).to_ne_bytes());
-    out.extend(kind.to_ne_bytes());
-    out.extend(flags.to_ne_bytes());
-    out.extend(seq.to_ne_bytes());
-    out.extend(0u32.to_ne_bytes());
-    out.push(family);
-    out.push(0);
-    out.extend(res_id.to_be_bytes());
-    out.extend(attrs);
-    out
-}
-
 /// The key of (`ifname`, `addr`): the name in 16 bytes, the address.
 fn key(ifname: &str, addr: std::net::IpAddr) -> Vec<u8> {
     let mut k = ifname.as_bytes().to_vec();
@@ -106,75 +64,88 @@ fn key(ifname: &str, addr: std::net::IpAddr) -> Vec<u8> {
     k
 }
 
-/// The batch: begin, NEWSETELEM (create, acknowledged), end.
-fn request(table: &str, set: &str, ifname: &str, net: IpNet, timeout: Duration) -> Vec<u8> {
-    let data = |k: Vec<u8>| nla(NFTA_DATA_VALUE, &k);
-    let mut elem = nla(
-        NFTA_SET_ELEM_TIMEOUT,
-        &(timeout.as_millis() as u64).to_be_bytes(),
-    );
-    elem.extend(nla(
-        NFTA_SET_ELEM_KEY | NLA_F_NESTED,
-        &data(key(ifname, net.network())),
-    ));
-    elem.extend(nla(
-        NFTA_SET_ELEM_KEY_END | NLA_F_NESTED,
-        &data(key(ifname, net.broadcast())),
-    ));
-    let mut attrs = nla(NFTA_SET_ELEM_LIST_TABLE, &c_str(table));
-    attrs.extend(nla(NFTA_SET_ELEM_LIST_SET, &c_str(set)));
-    attrs.extend(nla(
-        NFTA_SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED,
-        &nla(NFTA_LIST_ELEM | NLA_F_NESTED, &elem),
-    ));
-    let request = libc::NLM_F_REQUEST as u16;
-    let mut out = message(
-        NFNL_MSG_BATCH_BEGIN,
-        request,
-        1,
-        0,
-        NFNL_SUBSYS_NFTABLES,
-        &[],
-    );
-    out.extend(message(
-        (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM,
-        request | libc::NLM_F_CREATE as u16 | libc::NLM_F_ACK as u16,
-        2,
-        if net.addr().is_ipv4() {
-            NFPROTO_IPV4
-        } else {
-            NFPROTO_IPV6
-        },
-        0,
-        &attrs,
-    ));
-    out.extend(message(
-        NFNL_MSG_BATCH_END,
-        request,
-        3,
-        0,
-        NFNL_SUBSYS_NFTABLES,
-        &[],
-    ));
+/// The element (`ifname`, `net`): its timeout, its key (the range's
+/// first address) and closing key (the last).
+fn element(ifname: &str, net: IpNet, timeout: Duration) -> Vec<SetElementAttribute> {
+    let last = DataAttribute::Value(key(ifname, net.broadcast()));
+    // 0.4 types the closing key as raw attributes: the same DATA_VALUE.
+    let mut value = vec![0; last.value_len()];
+    last.emit_value(&mut value);
+    vec![
+        SetElementAttribute::Timeout(timeout.as_millis() as u64),
+        SetElementAttribute::Key(DataAttribute::Value(key(ifname, net.network()))),
+        SetElementAttribute::KeyEnd(vec![DefaultNla::new(last.kind(), value)]),
+    ]
+}
+
+/// `messages` (flags, family, message) framed as one nfnetlink batch:
+/// BATCH_BEGIN and BATCH_END around them for the nftables subsystem,
+/// sequence numbers from 1 in order.
+fn batch(messages: Vec<(u16, NetfilterProtoFamily, NfTablesMessage)>) -> Vec<u8> {
+    let nftables = u8::from(NetfilterSubsystem::NfTables).into();
+    let control = |m: ControlMessage| {
+        (
+            NLM_F_REQUEST,
+            NetfilterHeader::new(NetfilterProtoFamily::Unspec, 0, nftables),
+            NetfilterMessageInner::from(m),
+        )
+    };
+    let mut all = vec![control(ControlMessage::BatchBegin)];
+    all.extend(messages.into_iter().map(|(flags, family, m)| {
+        (
+            flags,
+            NetfilterHeader::new(family, 0, 0),
+            NetfilterMessageInner::from(m),
+        )
+    }));
+    all.push(control(ControlMessage::BatchEnd));
+    let mut out = Vec::new();
+    for (seq, (flags, header, inner)) in (1..).zip(all) {
+        let mut h = NetlinkHeader::default();
+        h.flags = flags;
+        h.sequence_number = seq;
+        let mut msg = NetlinkMessage::new(
+            h,
+            NetlinkPayload::from(NetfilterMessage::new(header, inner)),
+        );
+        msg.finalize();
+        let at = out.len();
+        out.resize(at + msg.buffer_len(), 0);
+        msg.serialize(&mut out[at..]);
+    }
     out
+}
+
+/// The batch: NEWSETELEM (create, acknowledged) of the one element.
+fn request(table: &str, set: &str, ifname: &str, net: IpNet, timeout: Duration) -> Vec<u8> {
+    let family = if net.addr().is_ipv4() {
+        NetfilterProtoFamily::IPv4
+    } else {
+        NetfilterProtoFamily::IPv6
+    };
+    let add = NfTablesMessage::NewSetElement(SetElementMessage {
+        attributes: vec![
+            SetElementList::Table(table.into()),
+            SetElementList::Set(set.into()),
+            SetElementList::Elements(vec![ListAttribute::Element(element(ifname, net, timeout))]),
+        ],
+    });
+    batch(vec![(
+        NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK,
+        family,
+        add,
+    )])
 }
 
 /// The acknowledgement (NLMSG_ERROR with error 0), or the error the
 /// kernel answered.
 fn parse_ack(reply: &[u8]) -> Result<(), String> {
-    if reply.len() < 20 {
-        return Err("short reply".into());
-    }
-    let kind = u16::from_ne_bytes([reply[4], reply[5]]);
-    if kind != NLMSG_ERROR {
-        return Err(format!("unexpected reply of type {kind}"));
-    }
-    match i32::from_ne_bytes([reply[16], reply[17], reply[18], reply[19]]) {
-        0 => Ok(()),
-        e => Err(format!(
-            "the kernel answered {}",
-            std::io::Error::from_raw_os_error(-e)
-        )),
+    let msg = NetlinkMessage::<NetfilterMessage>::deserialize(reply)
+        .map_err(|e| format!("undecodable reply: {e}"))?;
+    match msg.payload {
+        NetlinkPayload::Error(e) if e.code.is_none() => Ok(()),
+        NetlinkPayload::Error(e) => Err(format!("the kernel answered {e}")),
+        other => Err(format!("unexpected reply {other:?}")),
     }
 }
 
@@ -275,12 +246,34 @@ mod tests {
         assert_eq!(v4, unhex(GRACE_V4));
     }
 
+    /// An acknowledgement is success; a refusal is the kernel's errno;
+    /// anything else an error.
     #[test]
     fn an_error_is_the_kernels_errno() {
-        let mut r = vec![0u8; 36];
-        r[4..6].copy_from_slice(&NLMSG_ERROR.to_ne_bytes());
-        assert_eq!(parse_ack(&r), Ok(()));
-        r[16..20].copy_from_slice(&(-libc::ENOENT).to_ne_bytes());
-        assert!(parse_ack(&r).unwrap_err().contains("No such file"));
+        let reply = |code: i32| {
+            let mut e = netlink_packet_core::ErrorMessage::default();
+            e.code = std::num::NonZeroI32::new(code);
+            e.header = vec![0; 16];
+            let mut m = NetlinkMessage::new(
+                NetlinkHeader::default(),
+                NetlinkPayload::<NetfilterMessage>::Error(e),
+            );
+            m.finalize();
+            let mut b = vec![0; m.buffer_len()];
+            m.serialize(&mut b);
+            b
+        };
+        assert_eq!(parse_ack(&reply(0)), Ok(()));
+        let e = parse_ack(&reply(-libc::ENOENT)).unwrap_err();
+        assert!(e.contains("os error 2"), "{e}");
+        assert!(parse_ack(&[0; 8]).is_err(), "short");
+        let not_ack = request(
+            "t",
+            "s",
+            "l",
+            "10.0.0.1/32".parse().unwrap(),
+            Duration::ZERO,
+        );
+        assert!(parse_ack(&not_ack).is_err(), "a request is no answer");
     }
 }
