@@ -12,13 +12,23 @@
 //! shows nft's own: a concatenated key (`ifname . ipv6_addr`, each field
 //! in 16 bytes; `ifname . ipv4_addr`, 16 and 4) with its closing key for
 //! the range, and the timeout in milliseconds.
+//!
+//! A binding that leaves the same link again within the grace needs the
+//! grace from that move on, as the userspace plane's table and the
+//! link's own lingering restart theirs. A NEWSETELEM without NLM_F_EXCL
+//! of an element already there succeeds and keeps its expiry (the
+//! nftables wiki's "Element timeouts": recreate the element to reset
+//! it; recent kernels update the timeout when it differs, but 6.18 kept
+//! the expiry of one added again with the same timeout). So the element
+//! is created exclusively and, if it exists, replaced: deleted and
+//! created again in one transaction, applied atomically.
 
 use std::time::Duration;
 
 use ipnet::IpNet;
 use netlink_packet_core::{
     DefaultNla, NetlinkHeader, NetlinkMessage, NetlinkPayload, Nla, NLM_F_ACK, NLM_F_CREATE,
-    NLM_F_REQUEST,
+    NLM_F_EXCL, NLM_F_REQUEST,
 };
 use netlink_packet_netfilter::nftables::{
     DataAttribute, ListAttribute, NfTablesMessage, SetElementAttribute, SetElementList,
@@ -35,7 +45,8 @@ const IFNAMSIZ: usize = 16;
 
 /// Adds (`ifname`, `net`) to the set `set` of the table `table` of
 /// `net`'s family (`ip` or `ip6`; type `ifname . ipv4_addr` or `ifname .
-/// ipv6_addr`, flags interval and timeout), expiring after `timeout`.
+/// ipv6_addr`, flags interval and timeout), expiring after `timeout`
+/// from now: an element already there is replaced, its expiry renewed.
 pub fn add_ifname_net(
     table: &str,
     set: &str,
@@ -48,9 +59,61 @@ pub fn add_ifname_net(
     if ifname.len() >= IFNAMSIZ {
         return Err(format!("{what}: interface name too long"));
     }
-    let request = request(table, set, ifname, net, timeout);
-    let reply = super::nft_counter::round_trip(&request).map_err(|e| format!("{what}: {e}"))?;
-    parse_ack(&reply).map_err(|e| format!("{what}: {e}"))
+    let ask = |op| {
+        let request = request(op, table, set, ifname, net, timeout);
+        let reply = super::nft_counter::round_trip(&request)?;
+        parse_ack(&reply)
+    };
+    let done = |r: Result<(), Refused>| r.map_err(|e| format!("{what}: {e}"));
+    for _ in 0..3 {
+        match ask(Op::Create) {
+            Err(Refused::Errno(libc::EEXIST)) => {}
+            other => return done(other),
+        }
+        match ask(Op::Replace) {
+            // Expired since: create it again.
+            Err(Refused::Errno(libc::ENOENT)) => {}
+            other => return done(other),
+        }
+    }
+    Err(format!("{what}: came and went three times"))
+}
+
+/// Why a batch failed: the kernel's answer, or no answer.
+#[derive(Debug, PartialEq)]
+enum Refused {
+    /// The kernel refused with this errno.
+    Errno(i32),
+    /// No socket, no reply, or one that is no acknowledgement.
+    Other(String),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Errno(e) => write!(
+                f,
+                "the kernel answered {}",
+                std::io::Error::from_raw_os_error(*e)
+            ),
+            Refused::Other(e) => f.write_str(e),
+        }
+    }
+}
+
+impl From<String> for Refused {
+    fn from(e: String) -> Self {
+        Refused::Other(e)
+    }
+}
+
+/// What a batch does with the element.
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    /// NEWSETELEM with NLM_F_EXCL: EEXIST if it is there.
+    Create,
+    /// DELSETELEM, then that NEWSETELEM: ENOENT if it is not there.
+    Replace,
 }
 
 /// The key of (`ifname`, `addr`): the name in 16 bytes, the address.
@@ -64,18 +127,28 @@ fn key(ifname: &str, addr: std::net::IpAddr) -> Vec<u8> {
     k
 }
 
-/// The element (`ifname`, `net`): its timeout, its key (the range's
-/// first address) and closing key (the last).
-fn element(ifname: &str, net: IpNet, timeout: Duration) -> Vec<SetElementAttribute> {
+/// The element (`ifname`, `net`): its key (the range's first address)
+/// and closing key (the last).
+fn range(ifname: &str, net: IpNet) -> [SetElementAttribute; 2] {
     let last = DataAttribute::Value(key(ifname, net.broadcast()));
     // 0.4 types the closing key as raw attributes: the same DATA_VALUE.
     let mut value = vec![0; last.value_len()];
     last.emit_value(&mut value);
-    vec![
-        SetElementAttribute::Timeout(timeout.as_millis() as u64),
+    [
         SetElementAttribute::Key(DataAttribute::Value(key(ifname, net.network()))),
         SetElementAttribute::KeyEnd(vec![DefaultNla::new(last.kind(), value)]),
     ]
+}
+
+/// A set element message's attributes: the table, the set, `element`.
+fn one_element(table: &str, set: &str, element: Vec<SetElementAttribute>) -> SetElementMessage {
+    SetElementMessage {
+        attributes: vec![
+            SetElementList::Table(table.into()),
+            SetElementList::Set(set.into()),
+            SetElementList::Elements(vec![ListAttribute::Element(element)]),
+        ],
+    }
 }
 
 /// `messages` (flags, family, message) framed as one nfnetlink batch:
@@ -116,36 +189,47 @@ fn batch(messages: Vec<(u16, NetfilterProtoFamily, NfTablesMessage)>) -> Vec<u8>
     out
 }
 
-/// The batch: NEWSETELEM (create, acknowledged) of the one element.
-fn request(table: &str, set: &str, ifname: &str, net: IpNet, timeout: Duration) -> Vec<u8> {
+/// The batch of `op`: NEWSETELEM (create exclusively, acknowledged) of
+/// the element with its timeout, after its DELSETELEM for a replace.
+fn request(op: Op, table: &str, set: &str, ifname: &str, net: IpNet, timeout: Duration) -> Vec<u8> {
     let family = if net.addr().is_ipv4() {
         NetfilterProtoFamily::IPv4
     } else {
         NetfilterProtoFamily::IPv6
     };
-    let add = NfTablesMessage::NewSetElement(SetElementMessage {
-        attributes: vec![
-            SetElementList::Table(table.into()),
-            SetElementList::Set(set.into()),
-            SetElementList::Elements(vec![ListAttribute::Element(element(ifname, net, timeout))]),
-        ],
-    });
-    batch(vec![(
-        NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK,
-        family,
-        add,
-    )])
+    let mut add = vec![SetElementAttribute::Timeout(timeout.as_millis() as u64)];
+    add.extend(range(ifname, net));
+    let add = NfTablesMessage::NewSetElement(one_element(table, set, add));
+    let create = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK;
+    batch(match op {
+        Op::Create => vec![(create, family, add)],
+        // Unacknowledged: a refusal is answered all the same, and the
+        // one reply read is then that refusal.
+        Op::Replace => {
+            let del = one_element(table, set, range(ifname, net).into());
+            vec![
+                (
+                    NLM_F_REQUEST,
+                    family,
+                    NfTablesMessage::DeleteSetElement(del),
+                ),
+                (create, family, add),
+            ]
+        }
+    })
 }
 
 /// The acknowledgement (NLMSG_ERROR with error 0), or the error the
 /// kernel answered.
-fn parse_ack(reply: &[u8]) -> Result<(), String> {
+fn parse_ack(reply: &[u8]) -> Result<(), Refused> {
     let msg = NetlinkMessage::<NetfilterMessage>::deserialize(reply)
         .map_err(|e| format!("undecodable reply: {e}"))?;
     match msg.payload {
-        NetlinkPayload::Error(e) if e.code.is_none() => Ok(()),
-        NetlinkPayload::Error(e) => Err(format!("the kernel answered {e}")),
-        other => Err(format!("unexpected reply {other:?}")),
+        NetlinkPayload::Error(e) => match e.raw_code() {
+            0 => Ok(()),
+            code => Err(Refused::Errno(-code)),
+        },
+        other => Err(format!("unexpected reply {other:?}").into()),
     }
 }
 
@@ -160,7 +244,14 @@ mod tests {
     #[test]
     fn the_element_is_the_name_and_the_prefixs_range_with_the_timeout() {
         let p: IpNet = "2001:db8:10::/64".parse().unwrap();
-        let b = request("t", "grace", "mip6-0ac80001", p, Duration::from_secs(3));
+        let b = request(
+            Op::Create,
+            "t",
+            "grace",
+            "mip6-0ac80001",
+            p,
+            Duration::from_secs(3),
+        );
         // Batch begin (20 bytes), then NEWSETELEM.
         assert_eq!(u16::from_ne_bytes([b[4], b[5]]), 0x10);
         assert_eq!(&b[18..20], &[0, 10], "res_id NFNL_SUBSYS_NFTABLES");
@@ -224,26 +315,86 @@ mod tests {
         1c00 0a80 1800 0100 6d6970342d3061633830303031 000000 0a020005
         14000000 1100 0100 03000000 00000000  00 00 000a";
 
+    /// The library's batch is the first encoder's, byte for byte, but
+    /// for NLM_F_EXCL in NEWSETELEM's flags (an element already there is
+    /// then refused with EEXIST and replaced, not silently kept).
     #[cfg(target_endian = "little")]
     #[test]
     fn the_batch_is_the_reference_vector() {
+        let excl = |vector: &str| {
+            let mut b = unhex(vector);
+            // NEWSETELEM's nlmsg_flags: the second message's bytes 6-7.
+            let flags = u16::from_le_bytes([b[26], b[27]]);
+            assert_eq!(flags, 0x0405, "REQUEST|ACK|CREATE");
+            b[26..28].copy_from_slice(&(flags | 0x0200).to_le_bytes());
+            b
+        };
+        let create = |ifname, net: &str| {
+            let net = net.parse().unwrap();
+            let three = Duration::from_secs(3);
+            request(Op::Create, "mip4-ha", "grace", ifname, net, three)
+        };
+        let v6 = create("mip6-0ac80001", "2001:db8:10::/64");
+        assert_eq!(v6, excl(GRACE_V6));
+        let v4 = create("mip4-0ac80001", "10.2.0.5/32");
+        assert_eq!(v4, excl(GRACE_V4));
+    }
+
+    /// The replace batch, read back with the library: the element's
+    /// DELSETELEM (its range, no timeout, not acknowledged), then the
+    /// same NEWSETELEM as a create, between BATCH_BEGIN and BATCH_END.
+    #[test]
+    fn a_replace_deletes_then_creates_in_one_batch() {
+        let net: IpNet = "2001:db8:10::/64".parse().unwrap();
         let three = Duration::from_secs(3);
-        let v6 = request(
-            "mip4-ha",
-            "grace",
-            "mip6-0ac80001",
-            "2001:db8:10::/64".parse().unwrap(),
-            three,
+        let b = request(Op::Replace, "mip4-ha", "grace", "mip6-1", net, three);
+        let mut messages = Vec::new();
+        let mut rest = &b[..];
+        while !rest.is_empty() {
+            let m = NetlinkMessage::<NetfilterMessage>::deserialize(rest).unwrap();
+            rest = &rest[m.header.length as usize..];
+            messages.push(m);
+        }
+        let inner = |m: &NetlinkMessage<NetfilterMessage>| match &m.payload {
+            NetlinkPayload::InnerMessage(n) => n.inner.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(messages.len(), 4);
+        assert_eq!(
+            inner(&messages[0]),
+            NetfilterMessageInner::None(ControlMessage::BatchBegin)
         );
-        assert_eq!(v6, unhex(GRACE_V6));
-        let v4 = request(
-            "mip4-ha",
-            "grace",
-            "mip4-0ac80001",
-            "10.2.0.5/32".parse().unwrap(),
-            three,
+        assert_eq!(
+            inner(&messages[3]),
+            NetfilterMessageInner::None(ControlMessage::BatchEnd)
         );
-        assert_eq!(v4, unhex(GRACE_V4));
+        let [key, key_end] = range("mip6-1", net);
+        let elements = |element| SetElementList::Elements(vec![ListAttribute::Element(element)]);
+        assert_eq!(messages[1].header.flags, NLM_F_REQUEST);
+        let NetfilterMessageInner::NfTables(NfTablesMessage::DeleteSetElement(del)) =
+            inner(&messages[1])
+        else {
+            panic!("{:?}", messages[1]);
+        };
+        assert_eq!(
+            del.attributes[2],
+            elements(vec![key.clone(), key_end.clone()])
+        );
+        assert_eq!(
+            messages[2].header.flags,
+            NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK
+        );
+        let NetfilterMessageInner::NfTables(NfTablesMessage::NewSetElement(add)) =
+            inner(&messages[2])
+        else {
+            panic!("{:?}", messages[2]);
+        };
+        assert_eq!(
+            add.attributes[2],
+            elements(vec![SetElementAttribute::Timeout(3000), key, key_end])
+        );
+        let seqs: Vec<u32> = messages.iter().map(|m| m.header.sequence_number).collect();
+        assert_eq!(seqs, [1, 2, 3, 4]);
     }
 
     /// An acknowledgement is success; a refusal is the kernel's errno;
@@ -265,15 +416,15 @@ mod tests {
         };
         assert_eq!(parse_ack(&reply(0)), Ok(()));
         let e = parse_ack(&reply(-libc::ENOENT)).unwrap_err();
-        assert!(e.contains("os error 2"), "{e}");
-        assert!(parse_ack(&[0; 8]).is_err(), "short");
-        let not_ack = request(
-            "t",
-            "s",
-            "l",
-            "10.0.0.1/32".parse().unwrap(),
-            Duration::ZERO,
+        assert_eq!(e, Refused::Errno(libc::ENOENT));
+        assert!(e.to_string().contains("os error 2"), "{e}");
+        assert!(matches!(parse_ack(&[0; 8]), Err(Refused::Other(_))));
+        let net = "10.0.0.1/32".parse().unwrap();
+        let not_ack = request(Op::Create, "t", "s", "l", net, Duration::ZERO);
+        let e = parse_ack(&not_ack).unwrap_err();
+        assert!(
+            matches!(e, Refused::Other(_)),
+            "a request is no answer: {e}"
         );
-        assert!(parse_ack(&not_ack).is_err(), "a request is no answer");
     }
 }
