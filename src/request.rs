@@ -52,18 +52,34 @@ pub struct RawExt<'a> {
 /// following authentication extension. `None`: the last one runs past the
 /// datagram.
 pub fn walk(msg: &[u8], start: usize) -> Option<Vec<RawExt<'_>>> {
-    let mut out = Vec::new();
+    extensions(msg, start).collect()
+}
+
+/// [`walk`], one extension at a time and without a vector (a first look
+/// that only wants one of them): `None` where an extension runs past the
+/// datagram, and nothing after it.
+pub fn extensions(msg: &[u8], start: usize) -> impl Iterator<Item = Option<RawExt<'_>>> {
     let mut at = start;
-    while at < msg.len() {
+    std::iter::from_fn(move || {
+        if at >= msg.len() {
+            return None;
+        }
         let type_ = msg[at];
-        let len = usize::from(*msg.get(at + 1)?);
-        let data = msg.get(at + 2..at + 2 + len)?;
-        out.push(RawExt {
-            offset: at,
-            type_,
-            data,
-        });
-        at += 2 + len;
-    }
-    Some(out)
+        let len = msg.get(at + 1).map(|&l| usize::from(l));
+        match len.and_then(|len| msg.get(at + 2..at + 2 + len)) {
+            Some(data) => {
+                let e = RawExt {
+                    offset: at,
+                    type_,
+                    data,
+                };
+                at += 2 + data.len();
+                Some(Some(e))
+            }
+            None => {
+                at = msg.len();
+                Some(None)
+            }
+        }
+    })
 }

@@ -256,6 +256,31 @@ fn registration_accepted_binding_installed_and_reply_signed() {
     assert_eq!(ha.counters().accepted, 1);
 }
 
+/// The daemon's first look at a batch (`prefetch`) names the home
+/// address a request is about and changes nothing: no output, no
+/// counter, and the request is then handled as it would be without it.
+#[test]
+fn the_first_look_at_a_batch_names_the_home_address_and_changes_nothing() {
+    let mut ha = ha();
+    let now = Instant::now();
+    let r = Req::new(HOA1, COA_TRUSTED, ts(1)).signed(&mn1());
+    assert_eq!(ha.prefetch(&r, None), Some(HOA1));
+    assert_eq!(ha.prefetch(&r[..10], None), None, "too short for a header");
+    assert_eq!(ha.prefetch(&[4; 40], None), None, "not a request");
+    assert!(ha.poll_output().is_none());
+    assert_eq!(ha.counters(), &mip4::ha::Counters::default());
+    assert_eq!(
+        send(&mut ha, now, from(COA_TRUSTED), &r),
+        Disposition::AwaitingInstall(ReplyCode::ACCEPTED)
+    );
+    // With the binding there, the look finds it, and still changes nothing.
+    let _ = drain(&mut ha);
+    let before = ha.counters().clone();
+    assert_eq!(ha.prefetch(&r, None), Some(HOA1));
+    assert!(ha.poll_output().is_none());
+    assert_eq!(ha.counters(), &before);
+}
+
 #[test]
 fn lifetime_is_capped_by_policy() {
     let mut ha = ha();

@@ -125,6 +125,13 @@ impl ReplayBoard {
         self.slots.get(index).filter(|s| s.spi == spi)
     }
 
+    /// Starts loading the slot at `index` ([`crate::sys::prefetch`]).
+    pub fn prefetch(&self, index: usize) {
+        if let Some(s) = self.slots.get(index) {
+            crate::sys::prefetch::lines(s);
+        }
+    }
+
     /// Which configuration of the agent's this board is (0: none).
     pub fn id(&self) -> u64 {
         self.id

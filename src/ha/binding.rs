@@ -224,6 +224,18 @@ impl BindingCache {
         self.by_home.get(&home).map(|&i| &self.slab[i as usize])
     }
 
+    /// Starts loading `home`'s binding, for a request about to be handled
+    /// ([`crate::sys::prefetch`]).
+    pub fn prefetch(&self, home: Ipv4Addr) {
+        if let Some(b) = self
+            .by_home
+            .get(&home)
+            .and_then(|&i| self.slab.get(i as usize))
+        {
+            crate::sys::prefetch::lines(b);
+        }
+    }
+
     /// Inserts or replaces; returns the previous binding.
     pub fn insert(&mut self, b: Binding) -> Option<Binding> {
         let key = (self.deadline(b.expires), b.home_address);

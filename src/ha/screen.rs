@@ -53,7 +53,9 @@ use super::reason::Malformed;
 use crate::auth::{AuthExtAt, SecurityAssociation};
 use crate::ratelimit::{Limits, SourceLimiter, Verdict};
 use crate::replay::{NtpTimestamp, ReplayMethod};
+use crate::wire::extension::ext_type;
 use crate::wire::msg_type;
+use crate::wire::registration::REQUEST_HEADER_LEN;
 
 /// What to do with a datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,6 +177,21 @@ impl Screen {
         }
     }
 
+    /// Starts loading what [`screen`](Self::screen) reads of `data`'s
+    /// node, its key and its replay slot, without waiting for them: the
+    /// reader asks this for every datagram of a receive batch first, so
+    /// that at a million nodes their cache misses overlap (issue 14 §4).
+    /// Believes nothing: a datagram that names no node costs a lookup.
+    pub fn prefetch(&self, data: &[u8]) {
+        let Some(spi) = mn_ha_spi(data) else {
+            return;
+        };
+        if let Some(entry @ &(_, node, _)) = self.sas.get(&spi) {
+            crate::sys::prefetch::lines(entry);
+            self.board.prefetch(node);
+        }
+    }
+
     /// The agent's loop could not take a datagram that passed (its queue
     /// is full): counted, and said within the limit.
     pub fn queue_full(&mut self, now: Instant, src: SocketAddrV4) {
@@ -266,6 +283,18 @@ impl Screen {
     fn within_limit(&mut self, now: Instant, src: SocketAddrV4) -> Option<u64> {
         within_limit(&mut self.limiter, &mut self.counters, now, src)
     }
+}
+
+/// The SPI of a request's first MN-HA authentication extension, found
+/// without parsing the rest ([`Screen::prefetch`]).
+fn mn_ha_spi(data: &[u8]) -> Option<u32> {
+    if data.first() != Some(&msg_type::REGISTRATION_REQUEST) {
+        return None;
+    }
+    let ext = crate::request::extensions(data, REQUEST_HEADER_LEN)
+        .map_while(|e| e)
+        .find(|e| e.type_ == ext_type::MN_HA_AUTH)?;
+    AuthExtAt::parse(data, ext.offset).ok().map(|at| at.spi)
 }
 
 #[cfg(test)]
@@ -360,6 +389,42 @@ key = "{key}"
             s.screen(now, WALL, src(INSIDE), &request(257, &KEY)),
             Screened::Pass
         );
+    }
+
+    /// The first look at a batch finds the SPI of the MN-HA extension
+    /// behind others, nothing in what is not a request or runs past its
+    /// end, and counts nothing: the datagram is screened as without it.
+    #[test]
+    fn the_first_look_finds_the_spi_and_counts_nothing() {
+        let signed = request(257, &KEY);
+        assert_eq!(mn_ha_spi(&signed), Some(257));
+        let mut with_nai = RequestRepr {
+            flags: Flags::T,
+            lifetime: 120,
+            home_address: Ipv4Addr::new(10, 1, 0, 11),
+            home_agent: Ipv4Addr::new(10, 1, 0, 1),
+            care_of_address: Ipv4Addr::new(10, 10, 1, 5),
+            identification: 1,
+            extensions: vec![crate::wire::Extension::Nai(b"mn@example.com".to_vec())],
+        }
+        .to_bytes();
+        append_auth(
+            &mut with_nai,
+            AuthKind::MnHa,
+            &SecurityAssociation::hmac_md5(258, &KEY).unwrap(),
+        );
+        assert_eq!(mn_ha_spi(&with_nai), Some(258));
+        assert_eq!(mn_ha_spi(&signed[..signed.len() - 1]), None, "past the end");
+        assert_eq!(mn_ha_spi(&signed[..REQUEST_HEADER_LEN]), None, "none");
+        assert_eq!(mn_ha_spi(&[9; 40]), None, "not a request");
+
+        let now = Instant::now();
+        let mut s = Screen::new(&cfg(), now).unwrap();
+        for d in [&signed[..], &with_nai, &signed[..30], &[1; 10]] {
+            s.prefetch(d);
+        }
+        assert_eq!(s.counters(), &Counters::default());
+        assert_eq!(s.screen(now, WALL, src(INSIDE), &signed), Screened::Pass);
     }
 
     #[test]

@@ -15,11 +15,14 @@
 //!   /proc/PID/smaps reader the lab's memory figures use as well.
 //! - [`hugepage`]: an allocator that gives large tables transparent huge
 //!   pages (madvise MADV_HUGEPAGE).
+//! - [`prefetch`]: asking the CPU to start loading an object's cache
+//!   lines before they are read (PREFETCHT0).
 
 pub mod async_fd;
 pub mod hugepage;
 pub mod malloc;
 pub mod packet;
+pub mod prefetch;
 pub mod resident;
 pub mod sched;
 pub mod socket;

@@ -498,6 +498,14 @@ impl Installer {
         (all.len(), lowest(all, limit, |t| t.home))
     }
 
+    /// Starts loading what [`up`](Self::up) reads first of `home`'s
+    /// binding (the daemon asks for a batch at once, issue 14 §4).
+    pub fn prefetch(&self, home: Ipv4Addr) {
+        if let Some(i) = self.installed.get(&home) {
+            crate::sys::prefetch::lines(i);
+        }
+    }
+
     /// Sets up (or moves) the tunnel, route and proxy ARP of `b`. A
     /// renewal that wants what is installed already asks nothing of the
     /// kernel (RFC 5944 §3.8: a re-registration only refreshes the

@@ -157,23 +157,31 @@ pub async fn run(path: PathBuf, cfg: HaConfig) -> Result<(), String> {
 
     let mut hup = Hangup::new()?;
     let mut stop = StopSignals::new()?;
+    let mut batch: Vec<intake::Passed> = Vec::with_capacity(BATCH);
     loop {
         tokio::select! {
             r = reg_rx.recv() => {
                 let Some(first) = r else { break };
-                // What is queued behind it too, up to a receive batch:
-                // each through the core and the data plane in turn, then
-                // one save for all and their replies (`finish`).
-                let mut next = Some(first);
-                let mut taken = 0;
-                while let Some((src, data, verified)) = next.take() {
+                // What is queued behind it too, up to a receive batch.
+                batch.push(first);
+                while batch.len() < BATCH {
+                    let Ok(next) = reg_rx.try_recv() else { break };
+                    batch.push(next);
+                }
+                // First what each will read at random (at a million
+                // bindings, some fifteen cache misses a registration)
+                // asked for all at once, so that the misses overlap;
+                // then each through the core and the data plane in turn,
+                // and one save for all and their replies (`finish`).
+                for (_, data, verified) in &batch {
+                    if let Some(home) = d.ha.prefetch(data, *verified) {
+                        d.dp.prefetch(home);
+                    }
+                }
+                for (src, data, verified) in batch.drain(..) {
                     let wall = NtpTimestamp::from_system_time(SystemTime::now());
                     d.ha.handle_screened(Instant::now(), wall, src, &data, verified);
                     d.carry_out().await;
-                    taken += 1;
-                    if taken < BATCH {
-                        next = reg_rx.try_recv().ok();
-                    }
                 }
                 d.finish().await;
             }
