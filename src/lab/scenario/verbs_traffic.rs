@@ -366,6 +366,8 @@ impl Run<'_> {
         let cpu_settled = read_cpu(&pids);
         let cpu = self.cpu_figures(name, &route.cpu, &cpu_at_reply, "");
         let settled = self.cpu_figures(name, &cpu_before, &cpu_settled, "_settled");
+        let faults = self.fault_figures(name, &route.cpu, &cpu_at_reply, "");
+        let settled_faults = self.fault_figures(name, &cpu_before, &cpu_settled, "_settled");
         let stalls: Vec<Stall> = self
             .heartbeat
             .as_ref()
@@ -385,6 +387,7 @@ impl Run<'_> {
                 "reply_rtt_ms": rtt, "realtime": realtime,
                 "stalls": stalls.iter().filter(|s| s.to > t0 && s.from < t1).count(),
                 "cpu_ms": cpu, "settled_cpu_ms": settled,
+                "faults": faults, "settled_faults": settled_faults,
                 "cpu_read_ms": (route.read_ms * 100.0).round() / 100.0}),
             t1,
         );
@@ -441,6 +444,36 @@ impl Run<'_> {
             out.insert("plugin".into(), p.into());
             self.figures
                 .insert(format!("{name}{suffix}_cpu_plugin_ms"), p);
+        }
+        out.into()
+    }
+
+    /// Figures `NAME{suffix}_minflt_LABEL` and `NAME{suffix}_majflt_LABEL`:
+    /// each process's page faults from `before` to `after` (all its
+    /// threads, charon's plugin included), and `NAME{suffix}_runs_LABEL`,
+    /// how many times its threads were put on the CPU; the same as a JSON
+    /// object for the event, `{LABEL: {"minflt": N, "majflt": N, "runs": N}}`.
+    fn fault_figures(
+        &mut self,
+        name: &str,
+        before: &[(String, cpu::Reading)],
+        after: &[(String, cpu::Reading)],
+        suffix: &str,
+    ) -> serde_json::Value {
+        let mut out = serde_json::Map::new();
+        for (label, b) in before {
+            let Some((_, a)) = after.iter().find(|(l, _)| l == label) else {
+                continue;
+            };
+            let (minflt, majflt, runs) = a.faults_since(b);
+            out.insert(
+                label.clone(),
+                serde_json::json!({"minflt": minflt, "majflt": majflt, "runs": runs}),
+            );
+            for (kind, n) in [("minflt", minflt), ("majflt", majflt), ("runs", runs)] {
+                self.figures
+                    .insert(format!("{name}{suffix}_{kind}_{label}"), n as f64);
+            }
         }
         out.into()
     }
