@@ -364,10 +364,9 @@ impl Run<'_> {
         let cpu_at_reply = read_cpu(&pids);
         std::thread::sleep(SETTLE);
         let cpu_settled = read_cpu(&pids);
-        let cpu = self.cpu_figures(name, &route.cpu, &cpu_at_reply, "");
-        let settled = self.cpu_figures(name, &cpu_before, &cpu_settled, "_settled");
-        let faults = self.fault_figures(name, &route.cpu, &cpu_at_reply, "");
-        let settled_faults = self.fault_figures(name, &cpu_before, &cpu_settled, "_settled");
+        let (cpu, faults) = self.cpu_figures(name, &route.cpu, &cpu_at_reply, "");
+        let (settled, settled_faults) =
+            self.cpu_figures(name, &cpu_before, &cpu_settled, "_settled");
         let stalls: Vec<Stall> = self
             .heartbeat
             .as_ref()
@@ -415,16 +414,21 @@ impl Run<'_> {
 
     /// Figures `NAME{suffix}_cpu_LABEL_ms` of what each process spent from
     /// `before` to `after`, charon's less its plugin threads, which are
-    /// `NAME{suffix}_cpu_plugin_ms` (summed over the charons); the same
-    /// as a JSON object for the event.
+    /// `NAME{suffix}_cpu_plugin_ms` (summed over the charons); beside
+    /// them `NAME{suffix}_minflt_LABEL` and `NAME{suffix}_majflt_LABEL`,
+    /// each process's page faults (all its threads, charon's plugin
+    /// included), and `NAME{suffix}_runs_LABEL`, how many times its threads
+    /// were put on the CPU. The same as two JSON objects for the event:
+    /// `{LABEL: ms}` and `{LABEL: {"minflt": N, "majflt": N, "runs": N}}`.
     fn cpu_figures(
         &mut self,
         name: &str,
         before: &[(String, cpu::Reading)],
         after: &[(String, cpu::Reading)],
         suffix: &str,
-    ) -> serde_json::Value {
+    ) -> (serde_json::Value, serde_json::Value) {
         let mut out = serde_json::Map::new();
+        let mut faults = serde_json::Map::new();
         let mut plugin = None;
         for (label, b) in before {
             let Some((_, a)) = after.iter().find(|(l, _)| l == label) else {
@@ -438,35 +442,8 @@ impl Run<'_> {
             out.insert(label.clone(), own.into());
             self.figures
                 .insert(format!("{name}{suffix}_cpu_{label}_ms"), own);
-        }
-        if let Some(p) = plugin {
-            let p = (p * 100.0_f64).round() / 100.0;
-            out.insert("plugin".into(), p.into());
-            self.figures
-                .insert(format!("{name}{suffix}_cpu_plugin_ms"), p);
-        }
-        out.into()
-    }
-
-    /// Figures `NAME{suffix}_minflt_LABEL` and `NAME{suffix}_majflt_LABEL`:
-    /// each process's page faults from `before` to `after` (all its
-    /// threads, charon's plugin included), and `NAME{suffix}_runs_LABEL`,
-    /// how many times its threads were put on the CPU; the same as a JSON
-    /// object for the event, `{LABEL: {"minflt": N, "majflt": N, "runs": N}}`.
-    fn fault_figures(
-        &mut self,
-        name: &str,
-        before: &[(String, cpu::Reading)],
-        after: &[(String, cpu::Reading)],
-        suffix: &str,
-    ) -> serde_json::Value {
-        let mut out = serde_json::Map::new();
-        for (label, b) in before {
-            let Some((_, a)) = after.iter().find(|(l, _)| l == label) else {
-                continue;
-            };
             let (minflt, majflt, runs) = a.faults_since(b);
-            out.insert(
+            faults.insert(
                 label.clone(),
                 serde_json::json!({"minflt": minflt, "majflt": majflt, "runs": runs}),
             );
@@ -475,7 +452,13 @@ impl Run<'_> {
                     .insert(format!("{name}{suffix}_{kind}_{label}"), n as f64);
             }
         }
-        out.into()
+        if let Some(p) = plugin {
+            let p = (p * 100.0_f64).round() / 100.0;
+            out.insert("plugin".into(), p.into());
+            self.figures
+                .insert(format!("{name}{suffix}_cpu_plugin_ms"), p);
+        }
+        (out.into(), faults.into())
     }
 
     /// lab::ping-lost NAME AROUND FIGURE: echoes of pinger NAME
