@@ -134,19 +134,22 @@ static void ask_order(mip4_request_t *action)
 /**
  * After its quick looks (below), a roam looks again every ROAM_LOOK_MS for
  * ROAM_FAST_LOOKS looks (100 ms: mip4d asked on the new default route,
- * which charon's cache of addresses may trail by a few ms), then every
- * ROAM_SLOW_LOOK_MS, ROAM_LOOKS looks in all (2 s): mip4d also asks when
- * the IKE_SA's address goes, before the next network has an address
- * (break before make), and the update then leaves within
- * ROAM_SLOW_LOOK_MS of charon knowing the new path, ahead of
- * kernel-netlink's own roam job (due ROAM_DELAY, 100 ms, after the
- * address; at that event the roam runs at once, roams_waiting). A move
- * slower than that is asked for again on its route.
+ * which charon's cache of addresses may trail by a few ms). One that still
+ * finds no path then waits without looking, listed in roams_waiting: mip4d
+ * asked when the IKE_SA's address went, before the next network has an
+ * address (break before make), and asks again when a default route comes
+ * (that request looks as above, and its roam answers this one,
+ * report_others()); charon's roam event runs it (kernel-netlink's
+ * ROAM_DELAY, 100 ms, after the address: roams_waiting), and one last
+ * look ends the wait ROAM_WINDOW_MS after the first. Each look is a route
+ * lookup in the kernel (kernel-netlink's get_source_addr) and a walk of
+ * the IKE_SAs: a look every 10 ms across a gap of a second between
+ * networks cost charon tens of ms of the kernel tier's one emulated CPU
+ * per move (issue 14 §1).
  */
 #define ROAM_LOOK_MS 2
 #define ROAM_FAST_LOOKS 50
-#define ROAM_SLOW_LOOK_MS 10
-#define ROAM_LOOKS 240
+#define ROAM_WINDOW_MS 2000
 
 /**
  * Every request's first ROAM_QUICK_LOOKS looks come every
@@ -161,15 +164,9 @@ static void ask_order(mip4_request_t *action)
 #define ROAM_QUICK_LOOKS 8
 
 /**
- * How long a roam's looks last in all (about 2 s).
- */
-#define ROAM_WINDOW_MS (ROAM_FAST_LOOKS * ROAM_LOOK_MS + \
-						(ROAM_LOOKS - ROAM_FAST_LOOKS) * ROAM_SLOW_LOOK_MS)
-
-/**
  * charon.plugins.mip4.roam_looks = no: a roam charon has no path for
- * takes no timed look after its first; charon's roam event runs it, or
- * one last look when ROAM_WINDOW_MS is over. That is what looks that all
+ * takes no timed look after its first; charon's roam event (or mip4d's
+ * next request) runs it, or one last look when ROAM_WINDOW_MS is over. That is what looks that all
  * come late on a loaded host amount to: tests/plugin_hooks.rs uses it to
  * force the roam event's path.
  */
@@ -557,11 +554,23 @@ static bool claim(mip4_request_t *action, bool take)
 }
 
 /**
+ * How long a request has looked for its path, in µs.
+ */
+static long looked_us(mip4_request_t *action)
+{
+	timeval_t now, d;
+
+	time_monotonic(&now);
+	timersub(&now, &action->waiting, &d);
+	return d.tv_sec * 1000000L + d.tv_usec;
+}
+
+/**
  * A roam or initiate whose path charon does not know yet (ready FALSE)
  * looks again: ROAM_QUICK_LOOKS quick looks, then every ROAM_LOOK_MS for
- * fast looks, then every ROAM_SLOW_LOOK_MS, at most ROAM_QUICK_LOOKS +
- * looks times (a copy of the request, scheduled; it reports when it
- * ran). FALSE: run it now.
+ * fast looks, at most ROAM_QUICK_LOOKS + looks times (a copy of the
+ * request, scheduled; it reports when it ran). A roam past its fast looks
+ * waits for its last look at the end of ROAM_WINDOW_MS. FALSE: run it now.
  */
 static bool later(mip4_request_t *action, bool ready, int looks, int fast)
 {
@@ -586,22 +595,23 @@ static bool later(mip4_request_t *action, bool ready, int looks, int fast)
 	again = malloc(sizeof(*again));
 	memcpy(again, action, sizeof(*again));
 	again->looks++;
-	if (action->kind == MIP4_ACT_ROAM && !timed_looks())
+	if (action->kind == MIP4_ACT_ROAM &&
+		(!timed_looks() || action->looks >= ROAM_QUICK_LOOKS + fast))
 	{
+		long left = ROAM_WINDOW_MS * 1000L - looked_us(action);
+
+		DBG2(DBG_CFG, "mip4: roam of '%s' waits for charon's roam event or "
+			 "mip4d's next request", action->name);
 		again->looks = ROAM_QUICK_LOOKS + looks;
-		us = ROAM_WINDOW_MS * 1000;
+		us = left > 0 ? left : 0;
 	}
 	else if (action->looks < ROAM_QUICK_LOOKS)
 	{
 		us = ROAM_QUICK_LOOK_US;
 	}
-	else if (action->looks < ROAM_QUICK_LOOKS + fast)
-	{
-		us = ROAM_LOOK_MS * 1000;
-	}
 	else
 	{
-		us = ROAM_SLOW_LOOK_MS * 1000;
+		us = ROAM_LOOK_MS * 1000;
 	}
 	time_monotonic(&at);
 	at.tv_usec += us;
@@ -611,18 +621,6 @@ static bool later(mip4_request_t *action, bool ready, int looks, int fast)
 			(job_t*)callback_job_create((callback_job_cb_t)run_action, again,
 										free, NULL), at);
 	return TRUE;
-}
-
-/**
- * How long a request has looked for its path, in µs.
- */
-static long looked_us(mip4_request_t *action)
-{
-	timeval_t now, d;
-
-	time_monotonic(&now);
-	timersub(&now, &action->waiting, &d);
-	return d.tv_sec * 1000000L + d.tv_usec;
 }
 
 /**
@@ -639,6 +637,33 @@ static void report(mip4_request_t *action, mip4_action_status_t status,
 			 looked_us(action), action->looks);
 	}
 	mip4_action_done(action->id, status, path);
+}
+
+/**
+ * Other roams of action's connection still listed (earlier requests
+ * waiting for their path): action's roam moved the IKE_SA for them too,
+ * so they end with its status (their pending last looks find them gone).
+ */
+static void report_others(mip4_request_t *action, mip4_action_status_t status)
+{
+	mip4_request_t others[ROAMS_WAITING];
+	int i, n = 0;
+
+	pthread_mutex_lock(&waiting_lock);
+	for (i = 0; i < ROAMS_WAITING; i++)
+	{
+		if (roams_waiting[i].used && roams_waiting[i].roam.id != action->id &&
+			streq(roams_waiting[i].roam.name, action->name))
+		{
+			others[n++] = roams_waiting[i].roam;
+			roams_waiting[i].used = FALSE;
+		}
+	}
+	pthread_mutex_unlock(&waiting_lock);
+	for (i = 0; i < n; i++)
+	{
+		report(&others[i], status, NULL);
+	}
 }
 
 /**
@@ -667,13 +692,14 @@ static job_requeue_t run_action(mip4_request_t *action)
 		case MIP4_ACT_ROAM:
 			/* charon's roam event may have run it since the last look */
 			if (!claim(action, FALSE) ||
-				later(action, path_known(action->name), ROAM_LOOKS,
+				later(action, path_known(action->name), ROAM_FAST_LOOKS + 1,
 					  ROAM_FAST_LOOKS) ||
 				!claim(action, TRUE))
 			{
 				return JOB_REQUEUE_NONE;
 			}
 			status = roam(action->name, FALSE);
+			report_others(action, status);
 			break;
 		case MIP4_ACT_QUERY_PATH:
 			status = find_ike_sas(action->name, &id, NULL, 1, &path) ?
@@ -694,6 +720,7 @@ static job_requeue_t run_action(mip4_request_t *action)
 void mip4_actions_roam_event(void)
 {
 	mip4_request_t roams[ROAMS_WAITING];
+	mip4_action_status_t status;
 	int i, n = 0;
 
 	pthread_mutex_lock(&waiting_lock);
@@ -712,7 +739,9 @@ void mip4_actions_roam_event(void)
 			DBG2(DBG_CFG, "mip4: roam of '%s' run at charon's roam event, "
 				 "%ld us after its first look", roams[i].name,
 				 looked_us(&roams[i]));
-			report(&roams[i], roam(roams[i].name, TRUE), NULL);
+			status = roam(roams[i].name, TRUE);
+			report(&roams[i], status, NULL);
+			report_others(&roams[i], status);
 		}
 	}
 }

@@ -21,12 +21,14 @@ use serde::{Deserialize, Serialize};
 
 /// Protocol version this end speaks. 2 added [`Action::Roam`] and
 /// [`IkeSa::child_sas`]; 3 added [`Event::IkeState`] and
-/// [`IkeSaState::connecting`]. Older peers are still served: a version-1
+/// [`IkeSaState::connecting`]; from 4 a roam request that finds no path
+/// stops looking for it after 100 ms and waits for mip4d to ask again
+/// ([`PARKED_ROAM_VERSION`]). Older peers are still served: a version-1
 /// plugin is never asked to roam, a missing `child_sas` means "not said",
 /// and a plugin older than 3 reports no IKE_SA before it is up. (An older
 /// mip4d refuses a newer plugin's Hello, so no event it cannot read ever
 /// reaches it: upgrade both together.)
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 /// Oldest protocol version still accepted from the other end.
 pub const MIN_VERSION: u32 = 1;
 
@@ -37,6 +39,11 @@ pub fn compatible(version: u32) -> bool {
 
 /// The first version with [`Action::Roam`].
 pub const ROAM_VERSION: u32 = 2;
+/// The first version whose plugin, when charon knows no path for a roam,
+/// looks for one only briefly and then waits (for charon's roam event, or
+/// mip4d's next roam request for the connection, which mip4d sends when a
+/// default route comes): strongswan-plugin/mip4_actions.c, `later()`.
+pub const PARKED_ROAM_VERSION: u32 = 4;
 /// Size of the length prefix.
 pub const HEADER_LEN: usize = 4;
 /// Largest frame body either end accepts. A snapshot of a few dozen

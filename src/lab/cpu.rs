@@ -11,6 +11,12 @@
 //! per thread, as little as the reading itself costs inside a move. A
 //! thread started after the listing is not counted; charon's pool and
 //! mip4d's runtime keep theirs.
+//!
+//! Beside it, the process's page faults (`/proc/PID/stat`'s minflt and
+//! majflt, all its threads' alike, those gone included): under TCG a
+//! fault is dear (an emulated trap, the kernel's page walk, QEMU's soft
+//! TLB refilled), so a move that faults its code or heap back in costs
+//! far more in the guest than on the host.
 
 use std::path::PathBuf;
 
@@ -26,6 +32,14 @@ pub struct Reading {
     pub total_ns: u64,
     /// Those named [`PLUGIN_THREAD_PREFIX`]…
     pub plugin_ns: u64,
+    /// The process's minor page faults so far (all threads)...
+    pub minflt: u64,
+    /// ... and major ones (read from disk).
+    pub majflt: u64,
+    /// How many times its listed threads were put on a CPU (schedstat's
+    /// third field): each a context switch, dear under TCG (QEMU's soft
+    /// TLB flushed with the page tables).
+    pub runs: u64,
 }
 
 impl Reading {
@@ -38,6 +52,16 @@ impl Reading {
             ms(self.plugin_ns, earlier.plugin_ns),
         )
     }
+
+    /// The page faults from `earlier` to this one, (minor, major), and
+    /// the times its threads were put on a CPU.
+    pub fn faults_since(&self, earlier: &Reading) -> (u64, u64, u64) {
+        (
+            self.minflt.saturating_sub(earlier.minflt),
+            self.majflt.saturating_sub(earlier.majflt),
+            self.runs.saturating_sub(earlier.runs),
+        )
+    }
 }
 
 /// A process's threads as listed once: each one's schedstat file and
@@ -45,6 +69,8 @@ impl Reading {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Threads {
     stats: Vec<(PathBuf, bool)>,
+    /// The process's /proc/PID/stat (its page faults).
+    process_stat: PathBuf,
 }
 
 impl Threads {
@@ -53,17 +79,24 @@ impl Threads {
         let mut r = Reading::default();
         let mut any = false;
         for (path, plugin) in &self.stats {
-            let Some(ns) = std::fs::read_to_string(path)
+            let Some((ns, runs)) = std::fs::read_to_string(path)
                 .ok()
-                .and_then(|s| first_field(&s))
+                .and_then(|s| Some((first_field(&s)?, third_field(&s)?)))
             else {
                 continue;
             };
             any = true;
             r.total_ns += ns;
+            r.runs += runs;
             if *plugin {
                 r.plugin_ns += ns;
             }
+        }
+        if let Some((minflt, majflt)) = std::fs::read_to_string(&self.process_stat)
+            .ok()
+            .and_then(|s| faults(&s))
+        {
+            (r.minflt, r.majflt) = (minflt, majflt);
         }
         any.then_some(r)
     }
@@ -72,7 +105,10 @@ impl Threads {
 /// Process `pid`'s threads now; None if it is gone.
 pub fn threads(pid: i32) -> Option<Threads> {
     let dir = PathBuf::from(format!("/proc/{pid}/task"));
-    let mut t = Threads::default();
+    let mut t = Threads {
+        process_stat: PathBuf::from(format!("/proc/{pid}/stat")),
+        ..Threads::default()
+    };
     for task in std::fs::read_dir(dir).ok()?.flatten() {
         let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
         t.stats.push((
@@ -83,14 +119,40 @@ pub fn threads(pid: i32) -> Option<Threads> {
     Some(t)
 }
 
+/// /proc/PID/stat: "PID (COMM) STATE PPID ... MINFLT CMINFLT MAJFLT ...",
+/// minflt and majflt the 10th and 12th fields (proc(5)); COMM may hold
+/// spaces and parentheses, so the fields are counted after its last `)`.
+fn faults(stat: &str) -> Option<(u64, u64)> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    // After COMM: STATE (3) PPID PGRP SESSION TTY_NR TPGID FLAGS MINFLT (10)
+    // CMINFLT MAJFLT (12).
+    let mut f = rest.split_whitespace().skip(7);
+    let minflt = f.next()?.parse().ok()?;
+    let majflt = f.nth(1)?.parse().ok()?;
+    Some((minflt, majflt))
+}
+
 /// schedstat: "RUN_NS WAIT_NS TIMESLICES".
 fn first_field(s: &str) -> Option<u64> {
     s.split_whitespace().next()?.parse().ok()
 }
 
+/// schedstat's TIMESLICES: how many times the thread ran.
+fn third_field(s: &str) -> Option<u64> {
+    s.split_whitespace().nth(2)?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn faults_are_read_after_the_command_name() {
+        let stat = "42 (a) b (c) S 1 42 42 0 -1 4194560 1234 0 7 0 5 6 0 0 20 0";
+        assert_eq!(faults(stat), Some((1234, 7)));
+        assert_eq!(faults("42 (x) S 1"), None);
+        assert_eq!(faults("no name"), None);
+    }
 
     #[test]
     fn a_busy_thread_of_this_process_is_counted_and_named_threads_apart() {
@@ -131,6 +193,12 @@ mod tests {
         assert!(total_ms >= plugin_ms, "{total_ms} {plugin_ms}");
         assert_eq!(first_field("123 456 7\n"), Some(123));
         assert_eq!(first_field(""), None);
+        assert_eq!(third_field("123 456 7\n"), Some(7));
+        let (minflt, _, runs) = after.faults_since(&before);
+        assert!(runs > 0, "the busy thread ran");
+        let total = t.read().expect("this process");
+        assert!(total.minflt > 0, "{total:?}");
+        assert!(minflt <= total.minflt);
         assert!(threads(i32::MAX).is_none());
     }
 }

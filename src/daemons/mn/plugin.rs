@@ -260,8 +260,9 @@ pub async fn send(writer: &mut OwnedWriteHalf, msg: &DaemonMsg) -> Result<(), St
     writer.write_all(&frame).await.map_err(|e| e.to_string())
 }
 
-/// How long the plugin works on one roam request at most: its job looks
-/// for charon's new path for 2 s (`ROAM_LOOKS` in
+/// How long the plugin works on one roam request at most: it looks for
+/// charon's new path, then waits for charon's roam event or mip4d's next
+/// request, for 2 s in all (`ROAM_WINDOW_MS` in
 /// strongswan-plugin/mip4_actions.c) and then answers; the rest is margin
 /// for the answer's way back.
 pub const ROAM_ANSWER_WITHIN: Duration = Duration::from_millis(2500);
@@ -269,12 +270,16 @@ pub const ROAM_ANSWER_WITHIN: Duration = Duration::from_millis(2500);
 /// Roam requests sent to the plugin and not answered yet, by connection.
 ///
 /// mip4d asks charon to roam when the IKE_SA's address goes, and again
-/// when a default route comes. While the first request is unanswered, the
-/// plugin's job is still looking for the path, which the route gives, and
-/// moves the IKE_SA then: a second request would only add a bridge round
-/// trip and a charon job while the update is in flight (on one CPU, the
-/// kernel tier's, on the move's critical path). So it is not sent. An
-/// answer, a lost plugin or [`ROAM_ANSWER_WITHIN`] ends the wait.
+/// when a default route comes. A plugin older than
+/// [`proto::PARKED_ROAM_VERSION`] keeps looking for the first request's
+/// path every 10 ms, finds it once the route is there and moves the
+/// IKE_SA then: a second request would only add a bridge round trip and a
+/// charon job while the update is in flight (on one CPU, the kernel
+/// tier's, on the move's critical path), so it is not sent to such a
+/// plugin. A newer plugin stops looking after 100 ms (each look a route
+/// lookup in the kernel on charon's threads) and waits for the second
+/// request, which runs the roam and answers both. An answer, a lost
+/// plugin or [`ROAM_ANSWER_WITHIN`] ends the wait.
 #[derive(Debug, Default)]
 pub struct RoamsPending {
     /// (request id, connection, sent at)
@@ -290,6 +295,14 @@ impl RoamsPending {
             .iter()
             .find(|(_, c, _)| c == connection)
             .map(|(id, _, _)| *id)
+    }
+
+    /// The unanswered request that keeps a new roam of `connection` from
+    /// being sent to a plugin speaking `version`: none from
+    /// [`proto::PARKED_ROAM_VERSION`] on, whose plugin waits for it.
+    pub fn holding_back(&mut self, now: Instant, connection: &str, version: u32) -> Option<u64> {
+        let id = self.pending(now, connection)?;
+        (version < proto::PARKED_ROAM_VERSION).then_some(id)
     }
 
     /// Request `id` to roam `connection` was sent.
@@ -518,5 +531,20 @@ mod tests {
         p.sent(late, 4, "vpn");
         p.clear();
         assert_eq!(p.pending(late, "vpn"), None, "plugin gone");
+    }
+
+    #[test]
+    fn a_plugin_that_waits_for_the_next_roam_request_gets_it() {
+        let t0 = Instant::now();
+        let mut p = RoamsPending::default();
+        p.sent(t0, 1, "vpn");
+        let old = proto::PARKED_ROAM_VERSION - 1;
+        assert_eq!(p.holding_back(t0, "vpn", old), Some(1), "still looking");
+        assert_eq!(p.holding_back(t0, "vpn", proto::PARKED_ROAM_VERSION), None);
+        assert_eq!(p.holding_back(t0, "other", old), None, "per connection");
+        // The route's request answers the one before it as well.
+        p.sent(t0, 2, "vpn");
+        p.answered(2);
+        assert_eq!(p.holding_back(t0, "vpn", old), None);
     }
 }

@@ -235,7 +235,11 @@ impl Daemon {
                     );
                     return;
                 }
-                if let Some(id) = self.roams.pending(Instant::now(), connection) {
+                let now = Instant::now();
+                if let Some(id) = self
+                    .roams
+                    .holding_back(now, connection, self.plugin_version)
+                {
                     info!(
                         id,
                         connection, "roam not asked again: charon still works on the request"

@@ -364,8 +364,9 @@ impl Run<'_> {
         let cpu_at_reply = read_cpu(&pids);
         std::thread::sleep(SETTLE);
         let cpu_settled = read_cpu(&pids);
-        let cpu = self.cpu_figures(name, &route.cpu, &cpu_at_reply, "");
-        let settled = self.cpu_figures(name, &cpu_before, &cpu_settled, "_settled");
+        let (cpu, faults) = self.cpu_figures(name, &route.cpu, &cpu_at_reply, "");
+        let (settled, settled_faults) =
+            self.cpu_figures(name, &cpu_before, &cpu_settled, "_settled");
         let stalls: Vec<Stall> = self
             .heartbeat
             .as_ref()
@@ -385,6 +386,7 @@ impl Run<'_> {
                 "reply_rtt_ms": rtt, "realtime": realtime,
                 "stalls": stalls.iter().filter(|s| s.to > t0 && s.from < t1).count(),
                 "cpu_ms": cpu, "settled_cpu_ms": settled,
+                "faults": faults, "settled_faults": settled_faults,
                 "cpu_read_ms": (route.read_ms * 100.0).round() / 100.0}),
             t1,
         );
@@ -412,16 +414,21 @@ impl Run<'_> {
 
     /// Figures `NAME{suffix}_cpu_LABEL_ms` of what each process spent from
     /// `before` to `after`, charon's less its plugin threads, which are
-    /// `NAME{suffix}_cpu_plugin_ms` (summed over the charons); the same
-    /// as a JSON object for the event.
+    /// `NAME{suffix}_cpu_plugin_ms` (summed over the charons); beside
+    /// them `NAME{suffix}_minflt_LABEL` and `NAME{suffix}_majflt_LABEL`,
+    /// each process's page faults (all its threads, charon's plugin
+    /// included), and `NAME{suffix}_runs_LABEL`, how many times its threads
+    /// were put on the CPU. The same as two JSON objects for the event:
+    /// `{LABEL: ms}` and `{LABEL: {"minflt": N, "majflt": N, "runs": N}}`.
     fn cpu_figures(
         &mut self,
         name: &str,
         before: &[(String, cpu::Reading)],
         after: &[(String, cpu::Reading)],
         suffix: &str,
-    ) -> serde_json::Value {
+    ) -> (serde_json::Value, serde_json::Value) {
         let mut out = serde_json::Map::new();
+        let mut faults = serde_json::Map::new();
         let mut plugin = None;
         for (label, b) in before {
             let Some((_, a)) = after.iter().find(|(l, _)| l == label) else {
@@ -435,6 +442,15 @@ impl Run<'_> {
             out.insert(label.clone(), own.into());
             self.figures
                 .insert(format!("{name}{suffix}_cpu_{label}_ms"), own);
+            let (minflt, majflt, runs) = a.faults_since(b);
+            faults.insert(
+                label.clone(),
+                serde_json::json!({"minflt": minflt, "majflt": majflt, "runs": runs}),
+            );
+            for (kind, n) in [("minflt", minflt), ("majflt", majflt), ("runs", runs)] {
+                self.figures
+                    .insert(format!("{name}{suffix}_{kind}_{label}"), n as f64);
+            }
         }
         if let Some(p) = plugin {
             let p = (p * 100.0_f64).round() / 100.0;
@@ -442,7 +458,7 @@ impl Run<'_> {
             self.figures
                 .insert(format!("{name}{suffix}_cpu_plugin_ms"), p);
         }
-        out.into()
+        (out.into(), faults.into())
     }
 
     /// lab::ping-lost NAME AROUND FIGURE: echoes of pinger NAME

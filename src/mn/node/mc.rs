@@ -531,10 +531,11 @@ impl Node {
     /// job is due 100 ms after the first event it hears after its last
     /// one; a slow machine (the kernel tier's emulated guest) read the new
     /// address and route here 26-120 ms after charon did, and its job then
-    /// came first. [`Node::default_route_added`] still asks again when the
-    /// route comes (the plugin's wait is bounded); the daemon sends that
-    /// only once the plugin has answered this one
-    /// (`daemons::mn::plugin::RoamsPending`).
+    /// came first. [`Node::default_route_added`] asks again when the route
+    /// comes: the plugin stops looking for this request's path after
+    /// 100 ms and the second request runs the roam (an older plugin, which
+    /// keeps looking, is sent it only once it answered this one:
+    /// `daemons::mn::plugin::RoamsPending`).
     pub(super) fn roam_when_ready(&mut self, now: Instant, gone: Ipv4Addr) {
         if self.stopping || !self.cfg.with_charon || self.plugin_lost || !self.access.is_live_mc() {
             return;
