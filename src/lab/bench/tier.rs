@@ -1139,23 +1139,24 @@ mod tests {
         }
     }
 
+    /// The script's commands that start with `prefix`.
+    fn commands<'a>(lines: &'a [ScriptLine], prefix: &str) -> Vec<&'a str> {
+        lines
+            .iter()
+            .filter(|l| l.command.starts_with(prefix))
+            .map(|l| l.command.as_str())
+            .collect()
+    }
+
     #[test]
     fn the_script_alternates_variants_abba_with_two_timed_moves_each() {
         let lines = script(2, &[]);
-        let charons: Vec<&str> = lines
-            .iter()
-            .filter(|l| l.command.starts_with("charon mn"))
-            .map(|l| l.command.as_str())
-            .collect();
+        let charons = commands(&lines, "charon mn");
         assert_eq!(charons.len(), 4);
         assert!(!charons[0].contains("mip4="), "round 0 starts stock");
         assert!(charons[1].contains("mip4=") && charons[2].contains("mip4="));
         assert!(!charons[3].contains("mip4="));
-        let moves = lines
-            .iter()
-            .filter(|l| l.command.starts_with("timed-move"))
-            .count();
-        assert_eq!(moves, 8);
+        assert_eq!(commands(&lines, "timed-move").len(), 8);
         assert!(lines
             .iter()
             .any(|l| l.host == "mn" && l.command.starts_with("swanctl --terminate")));
@@ -1164,11 +1165,7 @@ mod tests {
     #[test]
     fn mip4_is_timed_by_the_mns_echoes_and_the_correspondents_beside() {
         let lines = script(1, &[]);
-        let moves: Vec<&str> = lines
-            .iter()
-            .filter(|l| l.command.starts_with("timed-move"))
-            .map(|l| l.command.as_str())
-            .collect();
+        let moves = commands(&lines, "timed-move");
         // Round 0 is stock then mip4 (ABBA).
         assert_eq!(
             moves[0],
@@ -1259,11 +1256,7 @@ mod tests {
     #[test]
     fn delays_take_turns_and_each_round_sets_its_own() {
         let lines = script(4, &[10, 40]);
-        let set: Vec<&str> = lines
-            .iter()
-            .filter(|l| l.command.starts_with("delay "))
-            .map(|l| l.command.as_str())
-            .collect();
+        let set = commands(&lines, "delay ");
         assert_eq!(set, ["delay 10", "delay 40", "delay 10", "delay 40"]);
         assert!(!script(1, &[])
             .iter()
