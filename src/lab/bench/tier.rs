@@ -395,21 +395,29 @@ pub fn samples(
                 let Some(ike_rtt_ms) = get("_ike_rtt_ms") else {
                     continue;
                 };
+                // One sample per echo direction timed (the CPU figures
+                // are the move's, on its main sample).
+                let sample = |from_cn, (ms, stall_ms), cpu_ms, settled_cpu_ms| Sample {
+                    mip4,
+                    from_cn,
+                    round,
+                    to: net.into(),
+                    ms,
+                    stall_ms,
+                    ike_rtt_ms,
+                    delay_ms: delay_of(round, delays),
+                    cpu_ms,
+                    settled_cpu_ms,
+                };
                 if let (Some(ms), Some(stall_ms)) =
                     (get(FROM_CN), get(&format!("{FROM_CN}_stall_ms")))
                 {
-                    out.push(Sample {
-                        mip4,
-                        from_cn: true,
-                        round,
-                        to: net.into(),
-                        ms,
-                        stall_ms,
-                        ike_rtt_ms,
-                        delay_ms: delay_of(round, delays),
-                        cpu_ms: BTreeMap::new(),
-                        settled_cpu_ms: BTreeMap::new(),
-                    });
+                    out.push(sample(
+                        true,
+                        (ms, stall_ms),
+                        BTreeMap::new(),
+                        BTreeMap::new(),
+                    ));
                 }
                 if let (Some(ms), Some(stall_ms)) = (get(""), get("_stall_ms")) {
                     let cpu = |window: &str| -> BTreeMap<String, f64> {
@@ -423,18 +431,7 @@ pub fn samples(
                             })
                             .collect()
                     };
-                    out.push(Sample {
-                        mip4,
-                        from_cn: false,
-                        round,
-                        to: net.into(),
-                        ms,
-                        stall_ms,
-                        ike_rtt_ms,
-                        delay_ms: delay_of(round, delays),
-                        cpu_ms: cpu(""),
-                        settled_cpu_ms: cpu("_settled"),
-                    });
+                    out.push(sample(false, (ms, stall_ms), cpu(""), cpu("_settled")));
                 }
             }
         }
