@@ -7,6 +7,8 @@
 
 #include <daemon.h>
 #include <collections/array.h>
+#include <collections/linked_list.h>
+#include <processing/jobs/callback_job.h>
 #include <encoding/payloads/notify_payload.h>
 #include <processing/jobs/rekey_child_sa_job.h>
 #include <sa/ikev2/tasks/ike_mobike.h>
@@ -285,19 +287,181 @@ static bool was_recorded(private_mip4_update_t *this, child_sa_t *child_sa)
 	return FALSE;
 }
 
+/**
+ * Set once the kernel's IPsec backend refused to update an SA in place
+ * (update_sa: NOT_SUPPORTED): the IPsec SAs then move with the answer
+ * only, by charon's rekeys (see defer_child_rekeys()).
+ */
+static bool no_update_in_place;
+
+/**
+ * Whether addr is IPv4 in a range that is not routed on the Internet
+ * (RFC 1918, RFC 6598's shared space).
+ */
+static bool private_v4(host_t *addr)
+{
+	chunk_t a = addr->get_address(addr);
+
+	return addr->get_family(addr) == AF_INET && a.len == 4 &&
+		   (a.ptr[0] == 10 ||
+			(a.ptr[0] == 172 && (a.ptr[1] & 0xf0) == 16) ||
+			(a.ptr[0] == 192 && a.ptr[1] == 168) ||
+			(a.ptr[0] == 100 && (a.ptr[1] & 0xc0) == 64));
+}
+
+/**
+ * UDP encapsulation for the IPsec SAs moved before the answer: what the
+ * answer's NAT-D will most likely find (RFC 4555 §3.5: the initiator
+ * enables NAT Traversal as it moves the SAs when it "suspects or knows
+ * that a NAT is likely to be present"). A private IPv4 source towards a
+ * peer that is not private cannot reach it but through a NAT; a public
+ * one is not behind one. A gateway behind a NAT, or encapsulation forced
+ * by configuration, stays as it is, and so does anything else (IPv6,
+ * both ends private). A wrong guess costs a second reinstall, with the
+ * answer, whose NAT-D corrects it (process_i()); until then the MN's
+ * ESP is dropped, as it was before the early move.
+ */
+static bool nat_expected(ike_sa_t *ike_sa, host_t *me, host_t *other)
+{
+	if (ike_sa->has_condition(ike_sa, COND_NAT_FAKE) ||
+		ike_sa->has_condition(ike_sa, COND_NAT_THERE))
+	{
+		return TRUE;
+	}
+	if (me->get_family(me) == AF_INET && other->get_family(other) == AF_INET &&
+		!private_v4(other))
+	{
+		return private_v4(me);
+	}
+	return ike_sa->has_condition(ike_sa, COND_NAT_HERE);
+}
+
+/**
+ * RFC 4555 §3.5: the initiator updates the IPsec SAs with the new
+ * addresses as it sends UPDATE_SA_ADDRESSES (our policy needs no return
+ * routability check first), so that what the MN sends leaves on the new
+ * path at once: the gateway's kernel takes ESP by its destination and
+ * SPI, whatever its source, and the MN's inbound SAs then take the
+ * gateway's traffic at the new address as soon as the gateway moved its
+ * own. Linux drops ESP whose UDP encapsulation differs from its SA's
+ * (xfrm_input(): XfrmInStateMismatch), so the SAs take the encapsulation
+ * the answer will most likely bring (nat_expected()); when the guess
+ * holds, the answer's move finds nothing left to do. Installed CHILD_SAs
+ * only: one being rekeyed or half installed waits for the answer, as
+ * before. Not with kernel-libipsec (it cannot update an SA in place).
+ */
+static void move_children_early(private_mip4_update_t *this)
+{
+	ike_sa_t *ike_sa = this->ike_sa;
+	host_t *me = ike_sa->get_my_host(ike_sa);
+	host_t *other = ike_sa->get_other_host(ike_sa);
+	enumerator_t *enumerator;
+	child_sa_t *child_sa;
+	linked_list_t *vips;
+	host_t *vip;
+	bool encap;
+	u_int moved = 0;
+
+	if (no_update_in_place ||
+		(charon->kernel->get_features(charon->kernel) &
+		 KERNEL_REQUIRE_UDP_ENCAPSULATION))
+	{	/* kernel-libipsec's own feature: it cannot update SAs either */
+		return;
+	}
+	encap = nat_expected(ike_sa, me, other);
+	vips = linked_list_create();
+	enumerator = ike_sa->create_virtual_ip_enumerator(ike_sa, TRUE);
+	while (enumerator->enumerate(enumerator, &vip))
+	{
+		vips->insert_last(vips, vip);
+	}
+	enumerator->destroy(enumerator);
+
+	enumerator = ike_sa->create_child_sa_enumerator(ike_sa);
+	while (enumerator->enumerate(enumerator, &child_sa))
+	{
+		if (child_sa->get_state(child_sa) != CHILD_INSTALLED ||
+			!(child_sa->get_outbound_state(child_sa) & CHILD_OUTBOUND_SA))
+		{
+			continue;
+		}
+		/* found by SPI and address (kernel events), as update_hosts() */
+		charon->child_sa_manager->remove(charon->child_sa_manager, child_sa);
+		charon->child_sa_manager->add(charon->child_sa_manager, child_sa,
+									  ike_sa);
+		if (child_sa->update(child_sa, me, other, vips, encap) ==
+			NOT_SUPPORTED)
+		{	/* nothing moved: the answer's rekeys do it */
+			no_update_in_place = TRUE;
+			break;
+		}
+		moved++;
+	}
+	enumerator->destroy(enumerator);
+	vips->destroy(vips);
+	if (moved)
+	{
+		DBG1(DBG_IKE, "mip4: %u CHILD_SA(s) moved to %H with the update%s, "
+			 "before its answer", moved, me, encap ? " (UDP encapsulated)" : "");
+	}
+}
+
+/**
+ * The early move's job: the update it follows, by IKE_SA and message ID.
+ */
+typedef struct {
+	ike_sa_id_t *id;
+	uint32_t mid;
+} early_move_t;
+
+static void early_move_destroy(early_move_t *early)
+{
+	early->id->destroy(early->id);
+	free(early);
+}
+
+/**
+ * Job body: the checkout waits until the thread that built the update
+ * has checked the IKE_SA in, by when the update is with charon's sender,
+ * so the move (dozens of kernel calls) never delays it. Nothing if the
+ * answer came first, or the IKE_SA moved again meanwhile (a queued
+ * update follows; restart() moved the SAs).
+ */
+static job_requeue_t early_move(early_move_t *early)
+{
+	private_mip4_update_t *active;
+	ike_sa_t *ike_sa;
+
+	ike_sa = charon->ike_sa_manager->checkout(charon->ike_sa_manager,
+											  early->id);
+	if (!ike_sa)
+	{
+		return JOB_REQUEUE_NONE;
+	}
+	active = find_update(ike_sa, TASK_QUEUE_ACTIVE);
+	if (active && active->sent && active->mid == early->mid &&
+		!find_update(ike_sa, TASK_QUEUE_QUEUED))
+	{
+		move_children_early(active);
+	}
+	charon->ike_sa_manager->checkin(charon->ike_sa_manager, ike_sa);
+	return JOB_REQUEUE_NONE;
+}
+
 METHOD(task_t, post_build, status_t,
 	private_mip4_update_t *this, message_t *message)
 {
+	early_move_t *early;
+
 	/* RFC 4555 §3.5: the initiator moves the IKE_SA to the new addresses
 	 * (no return routability check required by our policy) and sends the
 	 * update; its retransmissions leave from there. The IPsec SAs move
-	 * once, with the answer (process_i): moving them here as well, before
-	 * the update leaves, reinstalls every SA, policy and the virtual IP
-	 * twice when the answer's NAT-D changes UDP encapsulation (a move into
-	 * or out of a NAT), and delays the update by the first reinstall (the
-	 * kernel tier: 70 ms to 1.1 s). The gateway's traffic cannot reach the
-	 * new address before the answer anyway: it moves its SAs when it
-	 * answers. The move is reported on charon's bus here, before the
+	 * right after the update has left (move_children_early(), a job): not
+	 * here, where the move (every SA, policy and the virtual IP) would
+	 * delay the update (the kernel tier: 70 ms to 1.1 s); and once more
+	 * with the answer (process_i) only if its NAT-D found another UDP
+	 * encapsulation than the one expected. The move is reported on
+	 * charon's bus here, before the
 	 * IKE_SA takes the new address, as charon's own update_hosts() does
 	 * for its listeners; our own listener hands it to mip4d only once the
 	 * IKE_SA is checked in, after the update is with the sender
@@ -308,12 +472,20 @@ METHOD(task_t, post_build, status_t,
 		charon->bus->ike_update(charon->bus, this->ike_sa, this->me,
 								this->ike_sa->get_other_host(this->ike_sa));
 		DBG1(DBG_IKE, "mip4: local endpoint changed from %#H to %#H, the "
-			 "IPsec SAs follow with the answer",
+			 "IPsec SAs follow once the update has left",
 			 this->ike_sa->get_my_host(this->ike_sa), this->me);
 		this->ike_sa->set_my_host(this->ike_sa, this->me->clone(this->me));
 	}
 	record_children(this);
 	this->sent = TRUE;
+	INIT(early,
+		.id = this->ike_sa->get_id(this->ike_sa),
+		.mid = this->mid,
+	);
+	early->id = early->id->clone(early->id);
+	lib->processor->queue_job(lib->processor,
+			(job_t*)callback_job_create((callback_job_cb_t)early_move, early,
+						(callback_job_cleanup_t)early_move_destroy, NULL));
 	return NEED_MORE;
 }
 
@@ -561,8 +733,8 @@ static status_t restart(ike_sa_t *ike_sa, private_mip4_update_t *active,
  * the IKE_SA takes the new address now and the request leaves from
  * there at once. The update follows the exchange (RFC 4555 §3.5), sent
  * from the IKE_SA's own address, which is the new one now; charon's own
- * MOBIKE, if queued already, goes instead. The IPsec SAs move with the
- * update's answer, as in post_build().
+ * MOBIKE, if queued already, goes instead. The IPsec SAs move once that
+ * update has left, as in post_build().
  */
 static status_t resend_from(ike_sa_t *ike_sa, host_t *src)
 {

@@ -10,8 +10,14 @@
 //! - stock: the MN's charon alone, the MN pinging the correspondent from
 //!   its TIA (as `vpn-move`);
 //! - mip4: mip4d (registered through the VPN) and the MN's charon with the
-//!   plugin, the correspondent pinging the home address (as
-//!   `untrusted-move`).
+//!   plugin, the MN pinging the correspondent from its home address: the
+//!   same direction as stock's, the main figure; beside it, in the same
+//!   moves, the correspondent pinging the home address (as
+//!   `untrusted-move`). Traffic the correspondent starts needs 1.5 IKE
+//!   RTTs at least (the gateway learns the new address half a round trip
+//!   after the update leaves, then its packet goes down and the reply up);
+//!   traffic the MN starts needs 1 if the MN sends on the new path once
+//!   its update has left.
 //!
 //! Each move is `lab::timed-move` (src/lab/timing.rs): from the MN's new
 //! default route, as its own rtnetlink reported it, to the first reply to
@@ -40,10 +46,13 @@ const MOVES: [(&str, &str); 2] = [("ext-b", "b"), ("ext-a", "a")];
 /// What the issue allows on the kernel tier: 1 IKE RTT + this.
 const GOAL_EXTRA_MS: f64 = 20.0;
 
-/// One timed move.
+/// One timed move, timed by one direction's echoes.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Sample {
     pub mip4: bool,
+    /// Timed by the correspondent's echoes to the home address (mip4's
+    /// second figure of the same move), not by the MN's.
+    pub from_cn: bool,
     pub round: usize,
     /// The network moved to.
     pub to: String,
@@ -60,6 +69,7 @@ pub struct Sample {
     /// `plugin` (the plugin's own threads in charon: the bridge and its
     /// reader; its short jobs on charon's threads count as charon's),
     /// `charon_mn` and `charon_vpngw` (less the plugin's threads).
+    /// The move's, so on its main sample only (empty with `from_cn`).
     pub cpu_ms: BTreeMap<String, f64>,
     /// The same over the whole move: from before the lab's command (the
     /// old address going) to half a second after the reply (work left
@@ -126,10 +136,17 @@ pub struct Report {
     pub platform: serde_json::Value,
     pub rounds: usize,
     pub stock: Variant,
+    /// Timed by the MN's echoes, as stock's.
     pub mip4: Variant,
+    /// The same moves timed by the correspondent's echoes to the home
+    /// address.
+    pub mip4_from_cn: Variant,
     /// mip4 / stock, of the medians in ms (as measured; less the stalls).
     pub ratio: f64,
     pub ratio_unstalled: f64,
+    /// mip4_from_cn / stock, the same way.
+    pub ratio_from_cn: f64,
+    pub ratio_from_cn_unstalled: f64,
     pub ike_rtt_ms: Spread,
     /// Whether the heartbeat and route watch ran real-time.
     pub realtime: bool,
@@ -177,6 +194,9 @@ pub struct Point {
 pub struct Fit {
     pub stock: Line,
     pub mip4: Line,
+    /// mip4's moves timed by the correspondent's echoes (none in a run
+    /// without them).
+    pub mip4_from_cn: Option<Line>,
 }
 
 /// Least squares through (x, y); None with fewer than two distinct x.
@@ -191,13 +211,13 @@ fn least_squares(p: &[(f64, f64)]) -> Option<(f64, f64)> {
     (sxx > 1e-9).then(|| (sxy / sxx, my - sxy / sxx * mx))
 }
 
-fn line(samples: &[Sample], mip4: bool, delays: &[u64]) -> Option<Line> {
+fn line(samples: &[Sample], mip4: bool, from_cn: bool, delays: &[u64]) -> Option<Line> {
     let points: Vec<Point> = delays
         .iter()
         .filter_map(|&d| {
             let at: Vec<&Sample> = samples
                 .iter()
-                .filter(|s| s.mip4 == mip4 && s.delay_ms == Some(d))
+                .filter(|s| s.mip4 == mip4 && s.from_cn == from_cn && s.delay_ms == Some(d))
                 .collect();
             let med = |f: fn(&Sample) -> f64| {
                 round2(median(&at.iter().map(|s| f(s)).collect::<Vec<_>>()))
@@ -272,6 +292,13 @@ impl HostView {
     }
 }
 
+/// The correspondent and the MN's home address (lab/figure1.toml).
+const CN: &str = "10.1.2.2";
+const HOA: &str = "10.1.100.5";
+/// The suffix of a mip4 move's figures timed by the correspondent's
+/// echoes (`lab::timed-move`'s second ping).
+const FROM_CN: &str = "_cn";
+
 /// The figure names of round `round`'s move to `net` (`b` or `a`).
 fn figure_name(mip4: bool, round: usize, net: &str) -> String {
     format!("{}_r{round}_{net}", if mip4 { "mip4" } else { "stock" })
@@ -298,7 +325,7 @@ pub fn script(rounds: usize, delays: &[u64]) -> Vec<ScriptLine> {
             text.push_str(&format!("lab::delay {d}\n"));
         }
         for mip4 in round_order(round) {
-            let (host, src, dst) = if mip4 {
+            let (host, src, dst, beside) = if mip4 {
                 text.push_str(&format!(
                     "lab::spawn mn mip4d ${{MIP4D}} --config ${{MN_CONF}}\n\
                      lab::subscribe mn/mip4d ${{WORK_DIR}}/mn/mip4d.sock\n\
@@ -307,15 +334,21 @@ pub fn script(rounds: usize, delays: &[u64]) -> Vec<ScriptLine> {
                      lab::vpn-up mn vpn net TIA\n\
                      lab::wait-event mn/mip4d registration_accepted care_of=${{TIA}} registered_{round} 20\n"
                 ));
-                ("cn", "10.1.2.2", "10.1.100.5")
+                // The MN's echoes from its home address (main), and the
+                // correspondent's to it, over the same moves.
+                ("mn", HOA, CN, true)
             } else {
                 text.push_str("lab::charon mn\nlab::vpn-up mn vpn net TIA\n");
-                ("mn", "${TIA}", "10.1.2.2")
+                ("mn", "${TIA}", CN, false)
             };
             for (net, short) in MOVES {
                 let name = figure_name(mip4, round, short);
+                let also = match beside {
+                    true => format!(" cn {CN} {HOA} {name}{FROM_CN}"),
+                    false => String::new(),
+                };
                 text.push_str(&format!(
-                    "lab::timed-move {net} {host} {src} {dst} {name} 30\n\
+                    "lab::timed-move {net} {host} {src} {dst} {name} 30{also}\n\
                      lab::rtt mn 203.0.113.10 {name}_ike_rtt_ms 5 min\n"
                 ));
             }
@@ -359,9 +392,34 @@ pub fn samples(
             for (net, short) in MOVES {
                 let name = figure_name(mip4, round, short);
                 let get = |suffix: &str| figures.get(&format!("{name}{suffix}")).copied();
-                if let (Some(ms), Some(stall_ms), Some(ike_rtt_ms)) =
-                    (get(""), get("_stall_ms"), get("_ike_rtt_ms"))
+                let Some(ike_rtt_ms) = get("_ike_rtt_ms") else {
+                    continue;
+                };
+                // One sample per echo direction timed (the CPU figures
+                // are the move's, on its main sample).
+                let sample = |from_cn, (ms, stall_ms), cpu_ms, settled_cpu_ms| Sample {
+                    mip4,
+                    from_cn,
+                    round,
+                    to: net.into(),
+                    ms,
+                    stall_ms,
+                    ike_rtt_ms,
+                    delay_ms: delay_of(round, delays),
+                    cpu_ms,
+                    settled_cpu_ms,
+                };
+                if let (Some(ms), Some(stall_ms)) =
+                    (get(FROM_CN), get(&format!("{FROM_CN}_stall_ms")))
                 {
+                    out.push(sample(
+                        true,
+                        (ms, stall_ms),
+                        BTreeMap::new(),
+                        BTreeMap::new(),
+                    ));
+                }
+                if let (Some(ms), Some(stall_ms)) = (get(""), get("_stall_ms")) {
                     let cpu = |window: &str| -> BTreeMap<String, f64> {
                         let prefix = format!("{name}{window}_cpu_");
                         figures
@@ -373,17 +431,7 @@ pub fn samples(
                             })
                             .collect()
                     };
-                    out.push(Sample {
-                        mip4,
-                        round,
-                        to: net.into(),
-                        ms,
-                        stall_ms,
-                        ike_rtt_ms,
-                        delay_ms: delay_of(round, delays),
-                        cpu_ms: cpu(""),
-                        settled_cpu_ms: cpu("_settled"),
-                    });
+                    out.push(sample(false, (ms, stall_ms), cpu(""), cpu("_settled")));
                 }
             }
         }
@@ -392,10 +440,12 @@ pub fn samples(
 }
 
 /// `samples` are the headline's (the first delay's), `all` every move's.
-fn variant(samples: &[Sample], all: &[Sample], mip4: bool) -> Variant {
-    let of = |f: &dyn Fn(&Sample) -> f64| -> Vec<f64> {
-        samples.iter().filter(|s| s.mip4 == mip4).map(f).collect()
-    };
+/// A variant's samples timed by the correspondent's echoes (`from_cn`)
+/// or by the MN's; the CPU figures are the moves' either way.
+fn variant(samples: &[Sample], all: &[Sample], mip4: bool, from_cn: bool) -> Variant {
+    let of_it = |s: &&Sample| s.mip4 == mip4 && s.from_cn == from_cn;
+    let of =
+        |f: &dyn Fn(&Sample) -> f64| -> Vec<f64> { samples.iter().filter(of_it).map(f).collect() };
     Variant {
         ms: Spread::of(&of(&|s| s.ms)),
         rtts: Spread::of(&of(&Sample::rtts)),
@@ -403,11 +453,13 @@ fn variant(samples: &[Sample], all: &[Sample], mip4: bool) -> Variant {
         unstalled_rtts: Spread::of(&of(&|s| s.unstalled_ms() / s.ike_rtt_ms)),
         stalled: samples
             .iter()
-            .filter(|s| s.mip4 == mip4 && s.stall_ms > 0.0)
+            .filter(of_it)
+            .filter(|s| s.stall_ms > 0.0)
             .count(),
         within_goal: samples
             .iter()
-            .filter(|s| s.mip4 == mip4 && s.ms <= s.ike_rtt_ms + GOAL_EXTRA_MS)
+            .filter(of_it)
+            .filter(|s| s.ms <= s.ike_rtt_ms + GOAL_EXTRA_MS)
             .count(),
         cpu_ms: cpu_medians(all, mip4, |s| &s.cpu_ms),
         settled_cpu_ms: cpu_medians(all, mip4, |s| &s.settled_cpu_ms),
@@ -421,7 +473,7 @@ fn cpu_medians(
     window: fn(&Sample) -> &BTreeMap<String, f64>,
 ) -> BTreeMap<String, f64> {
     let mut by: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for s in samples.iter().filter(|s| s.mip4 == mip4) {
+    for s in samples.iter().filter(|s| s.mip4 == mip4 && !s.from_cn) {
         for (label, v) in window(s) {
             by.entry(label.clone()).or_default().push(*v);
         }
@@ -468,8 +520,15 @@ pub fn report(
     host_xfrm: Option<Cost>,
 ) -> Report {
     let all = samples(&summary.figures, rounds, delays);
-    let fit = match (line(&all, false, delays), line(&all, true, delays)) {
-        (Some(stock), Some(mip4)) => Some(Fit { stock, mip4 }),
+    let fit = match (
+        line(&all, false, false, delays),
+        line(&all, true, false, delays),
+    ) {
+        (Some(stock), Some(mip4)) => Some(Fit {
+            stock,
+            mip4,
+            mip4_from_cn: line(&all, true, true, delays),
+        }),
         _ => None,
     };
     let samples: Vec<Sample> = all
@@ -477,24 +536,30 @@ pub fn report(
         .filter(|s| s.delay_ms == delays.first().copied())
         .cloned()
         .collect();
-    let total = |f: &dyn Fn(&Sample) -> f64| samples.iter().map(f).sum::<f64>();
-    let ms = |mip4: bool| -> Vec<f64> {
-        let s = samples.iter().filter(|s| s.mip4 == mip4);
-        s.map(|s| s.ms).collect()
+    let total =
+        |f: &dyn Fn(&Sample) -> f64| samples.iter().filter(|s| !s.from_cn).map(f).sum::<f64>();
+    let of = |mip4: bool, from_cn: bool, f: fn(&Sample) -> f64| -> f64 {
+        let s = samples
+            .iter()
+            .filter(|s| s.mip4 == mip4 && s.from_cn == from_cn);
+        median(&s.map(f).collect::<Vec<_>>())
     };
-    let unstalled = |mip4: bool| -> Vec<f64> {
-        let s = samples.iter().filter(|s| s.mip4 == mip4);
-        s.map(Sample::unstalled_ms).collect()
-    };
-    let rtts: Vec<f64> = samples.iter().map(|s| s.ike_rtt_ms).collect();
+    let ratio =
+        |from_cn: bool, f: fn(&Sample) -> f64| round2(of(true, from_cn, f) / of(false, false, f));
+    // One IKE RTT per move (its main sample's).
+    let moves = || samples.iter().filter(|s| !s.from_cn);
+    let rtts: Vec<f64> = moves().map(|s| s.ike_rtt_ms).collect();
     Report {
         tier: tier.into(),
         platform: serde_json::to_value(&summary.platform).unwrap_or_default(),
         rounds,
-        stock: variant(&samples, &all, false),
-        mip4: variant(&samples, &all, true),
-        ratio: round2(median(&ms(true)) / median(&ms(false))),
-        ratio_unstalled: round2(median(&unstalled(true)) / median(&unstalled(false))),
+        stock: variant(&samples, &all, false, false),
+        mip4: variant(&samples, &all, true, false),
+        mip4_from_cn: variant(&samples, &all, true, true),
+        ratio: ratio(false, |s| s.ms),
+        ratio_unstalled: ratio(false, Sample::unstalled_ms),
+        ratio_from_cn: ratio(true, |s| s.ms),
+        ratio_from_cn_unstalled: ratio(true, Sample::unstalled_ms),
         ike_rtt_ms: Spread::of(&rtts),
         realtime,
         stalled_share: round2(total(&|s| s.stall_ms) / total(&|s| s.ms)),
@@ -619,11 +684,13 @@ pub fn from_events(events: Vec<Event>) -> Summary {
         let d = &e.detail;
         match (e.event.as_str(), d["name"].as_str(), d["figure"].as_str()) {
             ("timed_move", Some(n), _) => {
-                figures.insert(n.to_string(), d["ms"].as_f64().unwrap_or(f64::NAN));
-                figures.insert(
-                    format!("{n}_stall_ms"),
-                    d["stall_ms"].as_f64().unwrap_or(f64::NAN),
-                );
+                for t in std::iter::once(d).chain(d.get("beside").filter(|b| b.is_object())) {
+                    if let Some(n) = t["name"].as_str() {
+                        let f = |k: &str| t[k].as_f64().unwrap_or(f64::NAN);
+                        figures.insert(n.to_string(), f("ms"));
+                        figures.insert(format!("{n}_stall_ms"), f("stall_ms"));
+                    }
+                }
                 for (key, window) in [("cpu_ms", ""), ("settled_cpu_ms", "_settled")] {
                     for (label, v) in d[key].as_object().into_iter().flatten() {
                         if let Some(v) = v.as_f64() {
@@ -667,8 +734,16 @@ fn delays_arg(delays: &[u64]) -> String {
 }
 
 fn describe(d: &serde_json::Value) -> String {
+    let beside = match d.get("beside").filter(|b| b.is_object()) {
+        Some(b) => format!(
+            "; {} {} ms",
+            b["name"].as_str().unwrap_or_default(),
+            b["ms"]
+        ),
+        None => String::new(),
+    };
     format!(
-        "  {:<16} {:>8} ms (stalled {} ms; route {} ms after the command)",
+        "  {:<16} {:>8} ms (stalled {} ms; route {} ms after the command{beside})",
         d["name"].as_str().unwrap_or_default(),
         d["ms"],
         d["stall_ms"],
@@ -697,12 +772,16 @@ pub fn markdown(r: &Report, command: &str) -> String {
         m,
         "{where_}. One lab for all {} rounds; each round runs stock MOBIKE (the MN's \
          charon alone, the MN pinging the correspondent from its TIA) and mip4 (mip4d \
-         registered through the VPN, the plugin, the correspondent pinging the home \
-         address), ABBA, each with a fresh MN charon and VPN, and times two moves, \
+         registered through the VPN, the plugin, the MN pinging the correspondent from \
+         its home address, and beside it the correspondent pinging the home address), \
+         ABBA, each with a fresh MN charon and VPN, and times two moves, \
          A -> B (behind NAT) and back. Each move is timed on the guest's clock from \
          the address change itself (the MN's new default route, as its rtnetlink \
          reported it to a real-time thread) to the first reply to an echo sent after \
-         it (echoes 10 ms apart); the IKE RTT is the MN's ping to the gateway right \
+         it (echoes 10 ms apart): mip4's main figure by the MN's echoes, as stock's \
+         (traffic the MN starts: 1 IKE RTT at least), its second by the \
+         correspondent's in the same moves (1.5 IKE RTTs at least: the gateway \
+         learns the new address half a round trip after the update leaves); the IKE RTT is the MN's ping to the gateway right \
          after each move (the least of 5 echoes, so that a stall inside one is not counted). IKE RTT median {rtt:.1} ms, worst {:.1} ms.\n",
         r.rounds, r.ike_rtt_ms.worst
     );
@@ -743,11 +822,16 @@ pub fn markdown(r: &Report, command: &str) -> String {
             s.n, s.median, s.worst
         );
     };
-    for (label, v) in [("stock MOBIKE", &r.stock), ("mip4", &r.mip4)] {
+    let variants = [
+        ("stock MOBIKE", &r.stock),
+        ("mip4", &r.mip4),
+        (MIP4_FROM_CN, &r.mip4_from_cn),
+    ];
+    for (label, v) in variants {
         row(&mut m, &format!("{label}, in IKE RTTs"), &v.rtts, "RTTs");
         row(&mut m, label, &v.ms, "ms");
     }
-    for (label, v) in [("stock MOBIKE", &r.stock), ("mip4", &r.mip4)] {
+    for (label, v) in variants {
         row(
             &mut m,
             &format!("{label}, less stalls, in IKE RTTs"),
@@ -761,12 +845,17 @@ pub fn markdown(r: &Report, command: &str) -> String {
             "ms",
         );
     }
+    let met = |v: &Variant| match v.ms.median <= goal {
+        true => "met",
+        false => "not met",
+    };
     let _ = writeln!(
         m,
         "\nRatio mip4 / stock (medians, this run): **{:.2}** as measured, {:.2} less \
          stalls. Goal 1 IKE RTT + 20 ms (each move against its round's RTT): mip4 {} of \
          {} moves, stock {} of {}; median {:.1} ms against {goal:.1} ms: {}. Moves with \
-         a stall inside: stock {}, mip4 {}.",
+         a stall inside: stock {}, mip4 {}. {MIP4_FROM_CN}: ratio {:.2} ({:.2} less \
+         stalls), {} of {} moves within the goal, median {:.1} ms: {}.",
         r.ratio,
         r.ratio_unstalled,
         r.mip4.within_goal,
@@ -774,13 +863,15 @@ pub fn markdown(r: &Report, command: &str) -> String {
         r.stock.within_goal,
         r.stock.ms.n,
         r.mip4.ms.median,
-        if r.mip4.ms.median <= goal {
-            "met"
-        } else {
-            "not met"
-        },
+        met(&r.mip4),
         r.stock.stalled,
         r.mip4.stalled,
+        r.ratio_from_cn,
+        r.ratio_from_cn_unstalled,
+        r.mip4_from_cn.within_goal,
+        r.mip4_from_cn.ms.n,
+        r.mip4_from_cn.ms.median,
+        met(&r.mip4_from_cn),
     );
     cpu_markdown(&mut m, r);
     if let Some(f) = &r.fit {
@@ -794,6 +885,9 @@ pub fn markdown(r: &Report, command: &str) -> String {
     }
     m
 }
+
+/// The label of mip4's moves timed by the correspondent's echoes.
+const MIP4_FROM_CN: &str = "mip4, correspondent -> home address";
 
 /// Each process's CPU time per move (medians), and ours among it.
 fn cpu_markdown(m: &mut String, r: &Report) {
@@ -877,11 +971,20 @@ fn fit_markdown(m: &mut String, f: &Fit) {
          for stock kernel-netlink's 100 ms ROAM_DELAY). The headline figures above \
          are the first delay's.\n"
     );
+    // mip4's figure timed by the MN's echoes, then by the correspondent's.
+    let lines: Vec<&Line> = [Some(&f.stock), Some(&f.mip4), f.mip4_from_cn.as_ref()]
+        .into_iter()
+        .flatten()
+        .collect();
     let _ = writeln!(
         m,
-        "| access delay, each way | stock: IKE RTT; median (less stalls); moves | mip4: IKE RTT; median (less stalls); moves |"
+        "| access delay, each way | stock: IKE RTT; median (less stalls); moves | mip4: IKE RTT; median (less stalls); moves |{}",
+        match f.mip4_from_cn {
+            Some(_) => format!(" {MIP4_FROM_CN}: the same |"),
+            None => String::new(),
+        }
     );
-    let _ = writeln!(m, "| --- | --- | --- |");
+    let _ = writeln!(m, "|{}", " --- |".repeat(lines.len() + 1));
     let cell = |l: &Line, d: u64| match l.points.iter().find(|p| p.delay_ms == d) {
         Some(p) => format!(
             "{:.1} ms; {:.1} ms ({:.1} ms); {}",
@@ -890,33 +993,38 @@ fn fit_markdown(m: &mut String, f: &Fit) {
         None => "none".into(),
     };
     let mut seen = Vec::new();
-    for d in f
-        .stock
-        .points
-        .iter()
-        .chain(&f.mip4.points)
-        .map(|p| p.delay_ms)
-    {
+    for d in lines.iter().flat_map(|l| &l.points).map(|p| p.delay_ms) {
         if !seen.contains(&d) {
             seen.push(d);
-            let _ = writeln!(
-                m,
-                "| {d} ms | {} | {} |",
-                cell(&f.stock, d),
-                cell(&f.mip4, d)
-            );
+            let cells: Vec<String> = lines.iter().map(|l| cell(l, d)).collect();
+            let _ = writeln!(m, "| {d} ms | {} |", cells.join(" | "));
         }
     }
-    let _ = writeln!(
-        m,
-        "| fitted: round trips a (less stalls) | {:.2} RTTs ({:.2}) | **{:.2} RTTs** ({:.2}) |",
-        f.stock.rtts, f.stock.unstalled_rtts, f.mip4.rtts, f.mip4.unstalled_rtts
-    );
-    let _ = writeln!(
-        m,
-        "| fitted: fixed cost b (less stalls) | {:.1} ms ({:.1}) | **{:.1} ms** ({:.1}) |",
-        f.stock.fixed_ms, f.stock.unstalled_fixed_ms, f.mip4.fixed_ms, f.mip4.unstalled_fixed_ms
-    );
+    // Each line's figure (less stalls): stock's plain, mip4's in bold.
+    let fitted = |what: &str, f: &dyn Fn(&Line) -> (String, String)| {
+        let cells: Vec<String> = lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| match (i, f(l)) {
+                (0, (v, u)) => format!("{v} ({u})"),
+                (_, (v, u)) => format!("**{v}** ({u})"),
+            })
+            .collect();
+        format!("| fitted: {what} (less stalls) | {} |", cells.join(" | "))
+    };
+    let rtts = fitted("round trips a", &|l| {
+        (
+            format!("{:.2} RTTs", l.rtts),
+            format!("{:.2}", l.unstalled_rtts),
+        )
+    });
+    let fixed = fitted("fixed cost b", &|l| {
+        (
+            format!("{:.1} ms", l.fixed_ms),
+            format!("{:.1}", l.unstalled_fixed_ms),
+        )
+    });
+    let _ = writeln!(m, "{rtts}\n{fixed}");
 }
 
 /// `--handover N [--delays A,B,...]`: N rounds at each delay (each way,
@@ -1028,26 +1136,43 @@ mod tests {
         }
     }
 
+    /// The script's commands that start with `prefix`.
+    fn commands<'a>(lines: &'a [ScriptLine], prefix: &str) -> Vec<&'a str> {
+        lines
+            .iter()
+            .filter(|l| l.command.starts_with(prefix))
+            .map(|l| l.command.as_str())
+            .collect()
+    }
+
     #[test]
     fn the_script_alternates_variants_abba_with_two_timed_moves_each() {
         let lines = script(2, &[]);
-        let charons: Vec<&str> = lines
-            .iter()
-            .filter(|l| l.command.starts_with("charon mn"))
-            .map(|l| l.command.as_str())
-            .collect();
+        let charons = commands(&lines, "charon mn");
         assert_eq!(charons.len(), 4);
         assert!(!charons[0].contains("mip4="), "round 0 starts stock");
         assert!(charons[1].contains("mip4=") && charons[2].contains("mip4="));
         assert!(!charons[3].contains("mip4="));
-        let moves = lines
-            .iter()
-            .filter(|l| l.command.starts_with("timed-move"))
-            .count();
-        assert_eq!(moves, 8);
+        assert_eq!(commands(&lines, "timed-move").len(), 8);
         assert!(lines
             .iter()
             .any(|l| l.host == "mn" && l.command.starts_with("swanctl --terminate")));
+    }
+
+    #[test]
+    fn mip4_is_timed_by_the_mns_echoes_and_the_correspondents_beside() {
+        let lines = script(1, &[]);
+        let moves = commands(&lines, "timed-move");
+        // Round 0 is stock then mip4 (ABBA).
+        assert_eq!(
+            moves[0],
+            "timed-move ext-b mn ${TIA} 10.1.2.2 stock_r0_b 30"
+        );
+        assert_eq!(
+            moves[2],
+            "timed-move ext-b mn 10.1.100.5 10.1.2.2 mip4_r0_b 30 \
+             cn 10.1.2.2 10.1.100.5 mip4_r0_b_cn"
+        );
     }
 
     /// An event of the MN's at time 0.
@@ -1128,11 +1253,7 @@ mod tests {
     #[test]
     fn delays_take_turns_and_each_round_sets_its_own() {
         let lines = script(4, &[10, 40]);
-        let set: Vec<&str> = lines
-            .iter()
-            .filter(|l| l.command.starts_with("delay "))
-            .map(|l| l.command.as_str())
-            .collect();
+        let set = commands(&lines, "delay ");
         assert_eq!(set, ["delay 10", "delay 40", "delay 10", "delay 40"]);
         assert!(!script(1, &[])
             .iter()
@@ -1149,6 +1270,11 @@ mod tests {
         let fit = r.fit.clone().expect("two delays give a line");
         assert_eq!((fit.stock.rtts, fit.stock.fixed_ms), (3.0, 150.0));
         assert_eq!((fit.mip4.rtts, fit.mip4.fixed_ms), (1.0, 60.0));
+        let cn = fit
+            .mip4_from_cn
+            .clone()
+            .expect("the correspondent's echoes");
+        assert_eq!((cn.rtts, cn.fixed_ms), (1.5, 60.0));
         assert_eq!(
             fit.mip4.points[1],
             Point {
@@ -1161,24 +1287,36 @@ mod tests {
         );
         // The headline is the first delay's moves alone.
         assert_eq!((r.mip4.ms.n, r.mip4.ms.median), (4, 80.0));
-        assert_eq!(r.samples.len(), 16);
+        assert_eq!((r.mip4_from_cn.ms.n, r.mip4_from_cn.ms.median), (4, 90.0));
+        assert_eq!(r.ratio, round2(80.0 / 210.0));
+        assert_eq!(r.ratio_from_cn, round2(90.0 / 210.0));
+        // One IKE RTT per move, not per echo direction.
+        assert_eq!(r.ike_rtt_ms.n, 8);
+        assert_eq!(r.samples.len(), 24);
         let md = markdown(&r, "mip4-lab bench --handover 2 --vm --delays 10,40");
         assert!(
             md.contains(
-                "| 40 ms | 80.0 ms; 390.0 ms (390.0 ms); 4 | 80.0 ms; 140.0 ms (140.0 ms); 4 |"
+                "| 40 ms | 80.0 ms; 390.0 ms (390.0 ms); 4 | 80.0 ms; 140.0 ms (140.0 ms); 4 \
+                 | 80.0 ms; 180.0 ms (180.0 ms); 4 |"
             ),
             "{md}"
         );
         assert!(
             md.contains(
-                "| fitted: round trips a (less stalls) | 3.00 RTTs (3.00) | **1.00 RTTs** (1.00) |"
+                "| fitted: round trips a (less stalls) | 3.00 RTTs (3.00) | **1.00 RTTs** (1.00) \
+                 | **1.50 RTTs** (1.50) |"
             ),
             "{md}"
         );
         assert!(
             md.contains(
-                "| fitted: fixed cost b (less stalls) | 150.0 ms (150.0) | **60.0 ms** (60.0) |"
+                "| fitted: fixed cost b (less stalls) | 150.0 ms (150.0) | **60.0 ms** (60.0) \
+                 | **60.0 ms** (60.0) |"
             ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| mip4, correspondent -> home address, in IKE RTTs | 4 | 4.50 RTTs |"),
             "{md}"
         );
         // One delay gives no line.
@@ -1188,7 +1326,8 @@ mod tests {
 
     /// Figures of `rounds` rounds, even ones at 20 ms IKE RTT, odd ones at
     /// 80, each move on its variant's line: stock 3 RTTs + 150 ms, mip4
-    /// 1 RTT + 60 ms.
+    /// 1 RTT + 60 ms, and timed by the correspondent's echoes 1.5 RTTs +
+    /// 60 ms.
     fn on_two_lines(rounds: usize) -> std::collections::BTreeMap<String, f64> {
         let mut f = std::collections::BTreeMap::new();
         for round in 0..rounds {
@@ -1199,6 +1338,10 @@ mod tests {
                     f.insert(name.clone(), a * rtt + b);
                     f.insert(format!("{name}_stall_ms"), 0.0);
                     f.insert(format!("{name}_ike_rtt_ms"), rtt);
+                    if mip4 {
+                        f.insert(format!("{name}{FROM_CN}"), 1.5 * rtt + 60.0);
+                        f.insert(format!("{name}{FROM_CN}_stall_ms"), 0.0);
+                    }
                 }
             }
         }
@@ -1264,9 +1407,12 @@ mod tests {
             ev(
                 "timed_move",
                 serde_json::json!({"name": "mip4_r0_b", "ms": 90.0, "stall_ms": 0.0,
-                    "cpu_ms": {"mip4d": 3.5}, "settled_cpu_ms": {"mip4d": 5.0}}),
+                    "cpu_ms": {"mip4d": 3.5}, "settled_cpu_ms": {"mip4d": 5.0},
+                    "beside": {"name": "mip4_r0_b_cn", "ms": 110.0, "stall_ms": 2.0}}),
             ),
         ]);
+        assert_eq!(s.figures["mip4_r0_b_cn"], 110.0);
+        assert_eq!(s.figures["mip4_r0_b_cn_stall_ms"], 2.0);
         assert_eq!(s.figures["mip4_r0_b_cpu_mip4d_ms"], 3.5);
         assert_eq!(s.figures["mip4_r0_b_settled_cpu_mip4d_ms"], 5.0);
         assert_eq!(s.figures[&format!("{XFRM_GUEST}_cycle_cpu_us")], 250.0);

@@ -308,17 +308,26 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// lab::timed-move NET HOST SRC DST NAME [SECS]: a move timed for
-    /// the kernel tier (`mip4-lab bench --handover N --vm`). A real-time
-    /// ping from HOST (SRC -> DST, 10 ms apart) first shows the path
-    /// working; then the move to NET (event `address_change`). The figure
-    /// NAME is from the address change itself, the MN's new default route
-    /// as its rtnetlink told a real-time thread in its namespace, to the
-    /// first reply to an echo sent after it; NAME_stall_ms is how much of
-    /// that the guest stood still (src/lab/timing.rs); event `timed_move`.
+    /// lab::timed-move NET HOST SRC DST NAME [SECS [HOST2 SRC2 DST2 NAME2]]:
+    /// a move timed for the kernel tier (`mip4-lab bench --handover N
+    /// --vm`). A real-time ping from HOST (SRC -> DST, 10 ms apart) first
+    /// shows the path working; then the move to NET (event
+    /// `address_change`). The figure NAME is from the address change
+    /// itself, the MN's new default route as its rtnetlink told a
+    /// real-time thread in its namespace, to the first reply to an echo
+    /// sent after it; NAME_stall_ms is how much of that the guest stood
+    /// still (src/lab/timing.rs); event `timed_move`. With the second
+    /// ping (HOST2: SRC2 -> DST2, e.g. the other end's echoes over the
+    /// same path), figure NAME2 (and NAME2_stall_ms) times the same move
+    /// by its first reply, from the same route: both directions of one
+    /// move, not two moves.
     pub(super) fn timed_move(&mut self, a: &Args) -> Result<()> {
         let (net, host, src, dst, name) = (a.arg(1)?, a.arg(2)?, a.arg(3)?, a.arg(4)?, a.arg(5)?);
         let secs = a.secs(6, 20)?;
+        let beside = match a.words.get(7) {
+            None => None,
+            Some(_) => Some((a.arg(7)?, a.arg(8)?, a.arg(9)?, a.arg(10)?)),
+        };
         let mn = self.lab.spec.access(net)?.host.clone();
         if self.heartbeat.is_none() {
             self.heartbeat = Some(Heartbeat::start());
@@ -326,20 +335,17 @@ impl Run<'_> {
         if self.route_watch.is_none() {
             self.route_watch = Some(RouteWatch::start(self.lab.host(&mn)?)?);
         }
-        let ns = self.lab.host(host)?;
-        let out = self.work.path().join(format!("ping-{name}.txt"));
-        let mut cmd = ns.command("chrt");
-        cmd.args([
-            "-f", "50", "ping", "-D", "-n", "-i", "0.01", "-W", "1", "-I", src, dst,
-        ]);
-        let pinger = Pinger {
-            _source: Box::new(ns.spawn(&format!("ping-{name}"), cmd, &out)?),
-            out,
+        let pinger = self.timed_pinger(host, src, dst, name)?;
+        let other = match beside {
+            Some((h, s, d, n)) => Some((n, self.timed_pinger(h, s, d, n)?)),
+            None => None,
         };
         let before = super::now();
-        wait::until(secs, "a reply before the move", || {
-            pinger.replies().into_iter().find(|&(t, _)| t >= before)
-        })?;
+        for p in std::iter::once(&pinger).chain(other.as_ref().map(|(_, p)| p)) {
+            wait::until(secs, "a reply before the move", || {
+                p.replies().into_iter().find(|&(t, _)| t >= before)
+            })?;
+        }
         let pids = self.cpu_threads();
         if let Some(w) = self.route_watch.as_ref() {
             w.read_cpu_of(pids.clone());
@@ -354,14 +360,21 @@ impl Run<'_> {
             || watch?.added_since(command_t),
         )?;
         let t0 = route.t;
-        let what = format!("a reply on `{name}` to an echo sent after the move");
-        let ((t1, rtt), _) = wait::until(secs, &what, || {
-            pinger
-                .replies()
-                .into_iter()
-                .find(|&(t, rtt)| t - rtt / 1e3 >= t0)
-        })?;
+        let first_reply = |p: &Pinger, name: &str| {
+            let what = format!("a reply on `{name}` to an echo sent after the move");
+            wait::until(secs, &what, || {
+                p.replies()
+                    .into_iter()
+                    .find(|&(t, rtt)| t - rtt / 1e3 >= t0)
+            })
+            .map(|(r, _)| r)
+        };
+        let (t1, rtt) = first_reply(&pinger, name)?;
         let cpu_at_reply = read_cpu(&pids);
+        let beside_reply = match &other {
+            Some((n, p)) => Some((*n, first_reply(p, n)?)),
+            None => None,
+        };
         std::thread::sleep(SETTLE);
         let cpu_settled = read_cpu(&pids);
         let (cpu, faults) = self.cpu_figures(name, &route.cpu, &cpu_at_reply, "");
@@ -372,10 +385,18 @@ impl Run<'_> {
             .as_ref()
             .map(Heartbeat::stalls)
             .unwrap_or_default();
-        let stall_ms = stalled_ms(&stalls, t0, t1);
-        let ms = ((t1 - t0) * 1e4).round() / 10.0;
-        self.figures.insert(name.to_string(), ms);
-        self.figures.insert(format!("{name}_stall_ms"), stall_ms);
+        let mut timed = |name: &str, t1: f64| {
+            let stall_ms = stalled_ms(&stalls, t0, t1);
+            let ms = ((t1 - t0) * 1e4).round() / 10.0;
+            self.figures.insert(name.to_string(), ms);
+            self.figures.insert(format!("{name}_stall_ms"), stall_ms);
+            (ms, stall_ms)
+        };
+        let (ms, stall_ms) = timed(name, t1);
+        let beside = beside_reply.map(|(n, (t, rtt))| {
+            let (ms, stall_ms) = timed(n, t);
+            serde_json::json!({"name": n, "ms": ms, "stall_ms": stall_ms, "reply_rtt_ms": rtt})
+        });
         let realtime = self.heartbeat.as_ref().is_some_and(|h| h.realtime)
             && self.route_watch.as_ref().is_some_and(|w| w.realtime);
         self.emit_at(
@@ -387,10 +408,25 @@ impl Run<'_> {
                 "stalls": stalls.iter().filter(|s| s.to > t0 && s.from < t1).count(),
                 "cpu_ms": cpu, "settled_cpu_ms": settled,
                 "faults": faults, "settled_faults": settled_faults,
-                "cpu_read_ms": (route.read_ms * 100.0).round() / 100.0}),
+                "cpu_read_ms": (route.read_ms * 100.0).round() / 100.0,
+                "beside": beside}),
             t1,
         );
         Ok(())
+    }
+
+    /// A timed move's ping: real-time, 10 ms apart (see `timed_move`).
+    fn timed_pinger(&self, host: &str, src: &str, dst: &str, name: &str) -> Result<Pinger> {
+        let ns = self.lab.host(host)?;
+        let out = self.work.path().join(format!("ping-{name}.txt"));
+        let mut cmd = ns.command("chrt");
+        cmd.args([
+            "-f", "50", "ping", "-D", "-n", "-i", "0.01", "-W", "1", "-I", src, dst,
+        ]);
+        Ok(Pinger {
+            _source: Box::new(ns.spawn(&format!("ping-{name}"), cmd, &out)?),
+            out,
+        })
     }
 
     /// The processes whose share of a move `lab::timed-move` reports:
