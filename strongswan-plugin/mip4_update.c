@@ -710,6 +710,13 @@ static status_t restart(ike_sa_t *ike_sa, private_mip4_update_t *active,
 	{
 		return SUCCESS;
 	}
+	if (src->equals(src, ike_sa->get_my_host(ike_sa)))
+	{	/* the IKE_SA is where the update in flight left from: a second
+		 * request for the same move (mip4d's on the new default route),
+		 * let in when kernel-netlink's address cache, which new_source()
+		 * asks first, did not list the new address yet */
+		return SUCCESS;
+	}
 	DBG1(DBG_IKE, "mip4: moved again during the MOBIKE update, now to %#H",
 		 src);
 	ike_sa->update_hosts(ike_sa, src, NULL, UPDATE_HOSTS_FORCE_ALL);
