@@ -166,9 +166,9 @@ static void ask_order(mip4_request_t *action)
 /**
  * charon.plugins.mip4.roam_looks = no: a roam charon has no path for
  * takes no timed look after its first; charon's roam event (or mip4d's
- * next request) runs it, or one last look when ROAM_WINDOW_MS is over. That is what looks that all
- * come late on a loaded host amount to: tests/plugin_hooks.rs uses it to
- * force the roam event's path.
+ * next request) runs it, or one last look when ROAM_WINDOW_MS is over.
+ * That is what looks that all come late on a loaded host amount to:
+ * tests/plugin_hooks.rs uses it to force the roam event's path.
  */
 static bool timed_looks(void)
 {
