@@ -59,7 +59,7 @@ check: deps fmt-check clippy test check-vm
 # of them (one guest: `mip4-lab run $(VM_SCENARIOS) --vm`).
 VM_LANE_1 ?= trusted-move untrusted-move leave-enterprise forged-tnc enter-full-tunnel ipv6-access ipv6-access-detect \
 	multihomed fa-trusted dual-stack-kernel dual-stack private-tia verdict-cache
-VM_LANE_2 ?= trusted-nat nat-flush leave-enterprise-cold fa-untrusted fa-to-colocated
+VM_LANE_2 ?= trusted-nat nat-flush leave-enterprise-cold fa-untrusted fa-to-colocated early-moves
 VM_SCENARIOS = $(VM_LANE_1) $(VM_LANE_2)
 # Against libreswan's pluto (untrusted-move with the MN forcing ESP in UDP:
 # pluto 4.10 cannot switch to it on a MOBIKE move, docs/interop.md).
