@@ -51,7 +51,9 @@ check: deps fmt-check clippy test check-vm
 # Two lanes run side by side (make -j2): each guest is one emulated CPU,
 # one host thread, so on 2 cores two guests take about half the wall time
 # of one guest running everything. Lane 1 is strongSwan scenarios only;
-# lane 2 the others, then libreswan's boot and vm_faults, split so that
+# lane 2 the others and early-moves (issue 14: the early SA move between
+# two NATs and with a wrong guess of UDP encapsulation, ~70-85 s of guest
+# time), then libreswan's boot and vm_faults, split so that
 # both lanes take about as long (guest times: lab/README.md, kernel
 # tier). Each lane prints its output when a command ends (--output-sync),
 # so two guests' lines never interleave; a failed scenario's lines and
