@@ -2,12 +2,13 @@
 //! plugin, to roam as soon as it sees a usable address (`untrusted-move`;
 //! with the old address gone, the plugin's direct MOBIKE update), and
 //! charon's own roaming still moves the VPN when mip4d is down
-//! (`vpn-move-plugin-alone`). Timing figures are `mip4-lab bench`'s, not
-//! asserted here. Needs root, strongSwan 5.9.8 and the built plugin.
+//! (`vpn-move-plugin-alone`); moves between two NATs and to a private
+//! range without NAT keep the IKE_SA (`early-moves`). Timing figures are
+//! `mip4-lab bench`'s, not asserted here. Needs root, strongSwan 5.9.8 and the built plugin.
 
 mod lab_support;
 
-use lab_support::{check_held, event, run_passing};
+use lab_support::{check_held, event, figure, mobike_kept_all, run_passing};
 
 #[test]
 fn untrusted_move_asks_charon_to_roam_through_the_plugin() {
@@ -41,4 +42,27 @@ fn charon_roams_alone_with_the_plugin_loaded_and_no_mip4d() {
     assert_eq!(moved["local-host"], "192.168.1.100");
     let change = event(&s, "address_change");
     assert!(event(&s, "data_resumed").t > change.t);
+}
+
+#[test]
+fn early_moves_between_two_nats_and_to_an_unnated_private_range() {
+    let s = run_passing("early-moves");
+    // Four moves, each one MOBIKE update of the VPN's first IKE_SA, to the
+    // MN's address on the new network, the data flowing again both ways.
+    let to = [
+        "192.168.1.100",
+        "192.168.2.100",
+        "192.168.1.100",
+        "172.16.3.100",
+    ];
+    for ((n, moved), addr) in (1..).zip(mobike_kept_all(&s, 4)).zip(to) {
+        assert_eq!(moved["to"], addr, "move {n}: {moved}");
+        assert!(figure(&s, &format!("mn_echo_{n}")) > 0.0);
+        assert!(figure(&s, &format!("cn_echo_{n}")) > 0.0);
+    }
+    // The gateway saw each NAT's address, then ext-p's own.
+    check_held(&s, "grep -o 'remote endpoint changed");
+    // The early moves' guesses and the answers' corrections (kernel ESP:
+    // the kernel tier; the development machines' kernel-libipsec says so).
+    check_held(&s, "sh ");
 }

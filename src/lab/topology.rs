@@ -493,8 +493,17 @@ mod tests {
             .unwrap();
         assert_eq!(
             inet_a.addr.as_deref(),
-            Some("192.0.2.1/24,2001:db8:a::1/64")
+            Some("192.0.2.1/24,2001:db8:a::1/64,172.16.3.1/24")
         );
+        // ext-p is ext-a's link too, with a private range routed without
+        // NAT; ext-c a second NATed network, its router natc.
+        let p = spec.access("ext-p").unwrap();
+        assert_eq!(
+            (p.dev.as_str(), p.gateway.as_str()),
+            ("eth-a", "172.16.3.1")
+        );
+        assert_eq!(spec.access("ext-c").unwrap().host, "mn");
+        assert!(spec.hosts.iter().any(|h| h.name == "natc"));
         assert_eq!(
             spec.link_delay("mn", "eth-a"),
             Some(Duration::from_millis(10))

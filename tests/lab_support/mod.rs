@@ -55,6 +55,28 @@ pub fn last<'a>(s: &'a Summary, name: &str) -> &'a Event {
         .unwrap_or_else(|| panic!("no `{name}` event in the run"))
 }
 
+/// Mode 'mc' across `moves` MOBIKE moves (`mobike_heard_1`..): each
+/// moved the VPN's first IKE_SA (`vpn_up_0`), none sent a registration
+/// request, the HA's binding stayed, one UPDATE_SA_ADDRESSES per move.
+/// mip4d's `vpn_moved` event of each move, in order.
+pub fn mobike_kept_all(s: &Summary, moves: u32) -> Vec<&serde_json::Value> {
+    let first = &event(s, "vpn_up_0").detail["ike_sa"];
+    let moved: Vec<_> = (1..=moves)
+        .map(|n| {
+            let m = &event(s, &format!("mobike_heard_{n}")).detail;
+            assert_eq!(&m["ike_sa"], first, "move {n}: {m}");
+            m
+        })
+        .collect();
+    assert_eq!(figure(s, "requests_sent_in_moves"), 0.0);
+    check_held(s, "binding ");
+    check_held(
+        s,
+        "grep -c 'generating INFORMATIONAL request.*N(UPD_SA_ADDR)'",
+    );
+    moved
+}
+
 pub fn figure(s: &Summary, name: &str) -> f64 {
     *s.figures
         .get(name)
