@@ -54,6 +54,28 @@ impl Netlink {
         }
     }
 
+    /// The index and MTU of interface `name`, from one request.
+    pub async fn link_index_mtu(&self, name: &str) -> Result<(u32, Option<u32>)> {
+        let mut s = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
+        match s.try_next().await {
+            Ok(Some(m)) => Ok((
+                m.header.index,
+                m.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::Mtu(mtu) => Some(*mtu),
+                    _ => None,
+                }),
+            )),
+            Ok(None) => Err(Error::NoSuchLink(name.to_string())),
+            Err(e) if is_no_device(&e) => Err(Error::NoSuchLink(name.to_string())),
+            Err(e) => Err(Error::request(format!("get link {name}"))(e)),
+        }
+    }
+
     /// Every interface: (index, name) (`ip link show`).
     pub async fn links(&self) -> Result<Vec<(u32, String)>> {
         let mut s = self.handle.link().get().execute();

@@ -61,8 +61,9 @@ pub(super) struct Daemon {
     /// requests to charon (the probe bypass and the VPN actions).
     pub(super) plugin: Option<(u64, tokio::net::unix::OwnedWriteHalf)>,
     pub(super) plugin_msgs: u64,
-    /// Ids of requests to charon (initiate/terminate the VPN).
-    plugin_requests: u64,
+    /// Ids of requests to charon (initiate/terminate the VPN, roam), and
+    /// how many were sent.
+    pub(super) plugin_requests: u64,
     /// Roam requests the plugin has not answered yet.
     roams: plugin::RoamsPending,
     /// Protocol version of the connected plugin (its Hello).
@@ -88,15 +89,36 @@ pub(super) struct Daemon {
 /// netlink round trips each on a slow machine. A roam only moves an
 /// existing IKE_SA towards its gateway, a route none of them touches;
 /// everything else keeps the node's order.
+///
+/// What a later queued action makes moot is dropped, not carried out:
+/// the same roam request queued twice (a move's old address going, then
+/// its default route, both read in one batch) goes to charon once, and a
+/// home-address-source change followed at once by another (the old
+/// access network's exclusion going, the new one's coming) is made only
+/// as the later one asks: each costs netlink round trips while charon's
+/// move waits for the CPU.
 fn next_action(pending: &mut VecDeque<Action>) -> Option<Action> {
-    match pending.iter().position(is_roam) {
-        Some(i) => pending.remove(i),
-        None => pending.pop_front(),
+    if let Some(i) = pending.iter().position(is_roam) {
+        let roam = pending.remove(i)?;
+        pending.retain(|a| *a != roam);
+        return Some(roam);
+    }
+    loop {
+        let a = pending.pop_front()?;
+        if !(is_home_source(&a) && pending.front().is_some_and(is_home_source)) {
+            return Some(a);
+        }
     }
 }
 
 fn is_roam(a: &Action) -> bool {
     matches!(a, Action::Vpn(VpnRequest::Roam { .. }))
+}
+
+/// [`crate::daemons::mn::kernel::Installer`] makes the table of the home
+/// address as source what the newest of these asks, whatever it held.
+fn is_home_source(a: &Action) -> bool {
+    matches!(a, Action::HomeAddressSource { .. })
 }
 
 impl Daemon {
@@ -431,22 +453,17 @@ impl Daemon {
     }
 
     async fn path_mtu(&self, ifname: Option<&str>, tia: Option<std::net::Ipv4Addr>) -> PathMtu {
-        let physical = match ifname {
-            Some(n) => match self.nl.link_index(n).await {
-                Ok(i) => link_mtu(&self.nl, i).await,
-                Err(_) => None,
-            },
+        // One request gives the physical link's index and MTU.
+        let link = match ifname {
+            Some(n) => self.nl.link_index_mtu(n).await.ok(),
             None => None,
         };
+        let physical = link.and_then(|(_, mtu)| mtu);
         let mut tia_device = None;
         if let Some(tia) = tia {
             if let Ok(addrs) = self.nl.list_addresses(None).await {
                 if let Some(a) = addrs.iter().find(|a| a.addr == tia) {
-                    let same = match ifname {
-                        Some(n) => self.nl.link_index(n).await.ok() == Some(a.ifindex),
-                        None => false,
-                    };
-                    if !same {
+                    if link.map(|(index, _)| index) != Some(a.ifindex) {
                         tia_device = link_mtu(&self.nl, a.ifindex).await;
                     }
                 }
@@ -761,5 +778,41 @@ mod tests {
             [source.clone(), initiate.clone(), roam("a"), roam("b")].into();
         let order: Vec<Action> = std::iter::from_fn(|| next_action(&mut pending)).collect();
         assert_eq!(order, [roam("a"), roam("b"), source, initiate]);
+    }
+
+    /// One batch of a move's events (the old address gone, the new one
+    /// and its default route) queued the same roam twice and two
+    /// source-table changes in a row: charon hears the roam once, the
+    /// table is changed once, as the later asks; what comes between or
+    /// after keeps its place.
+    #[test]
+    fn a_move_batch_sends_one_roam_and_makes_only_the_last_source_change() {
+        use crate::mn::node::HomeSource;
+        let source = |exclude: &str| Action::HomeAddressSource {
+            source: Some(HomeSource {
+                home: "10.1.100.5".parse().unwrap(),
+                prefixes: vec!["0.0.0.0/0".parse().unwrap()],
+                exclude: vec![exclude.parse().unwrap()],
+            }),
+        };
+        let (old, new, last) = (
+            source("10.1.1.2/32"),
+            source("192.168.1.0/24"),
+            source("192.0.2.0/24"),
+        );
+        let down = Action::TunnelDown {
+            home: "10.1.100.5".parse().unwrap(),
+        };
+        let mut pending: VecDeque<Action> = [
+            roam("vpn"),
+            old,
+            new.clone(),
+            roam("vpn"),
+            down.clone(),
+            last.clone(),
+        ]
+        .into();
+        let order: Vec<Action> = std::iter::from_fn(|| next_action(&mut pending)).collect();
+        assert_eq!(order, [roam("vpn"), new, down, last]);
     }
 }
