@@ -18,6 +18,7 @@ pub mod neigh;
 pub mod route;
 pub mod sysctl;
 pub mod watch;
+mod watch_filter;
 
 use std::io;
 

@@ -599,8 +599,6 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
     let bus = EventBus::new(clock);
     let nl = Arc::new(Netlink::new().map_err(|e| format!("netlink: {e}"))?);
     let net = Watcher::new().map_err(|e| format!("netlink watcher: {e}"))?;
-    let mut neighbours =
-        NeighbourWatcher::new().map_err(|e| format!("netlink neighbour watcher: {e}"))?;
     // What the userspace plane may send from: fed the addresses below
     // (the initial dump, then every event) before the node hears of them.
     let outer = SharedSources::default();
@@ -625,6 +623,17 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
     node_cfg.with_charon = cfg.plugin_socket.is_some();
     let node = Node::new(node_cfg, clock.instant(), clock.wall())
         .map_err(|e| format!("registration settings: {e}"))?;
+    // Gateways' MACs serve trusted-network detection only (its verdict
+    // cache, `never_probe`): without it, no neighbour event is read, and
+    // a move's (the old network's entries going, the new gateway's
+    // coming) costs no system call. Up before the first look at the
+    // neighbour table (refresh_gateways), so none falls between.
+    let mut neighbours = match node.detector() {
+        Some(_) => {
+            Some(NeighbourWatcher::new().map_err(|e| format!("netlink neighbour watcher: {e}"))?)
+        }
+        None => None,
+    };
     let (rx_tx, mut replies) = mpsc::channel(256);
     let (adv_tx, mut adverts) = mpsc::channel(64);
     let (q_tx, mut queries) = mpsc::channel(16);
@@ -695,7 +704,12 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
                 Some(ev) => d.take_net_events(Some(ev)),
                 None => d.net_closed = true,
             },
-            Some((ifindex, addr, mac)) = neighbours.next() => d.neighbour(ifindex, addr, mac),
+            Some((ifindex, addr, mac)) = async {
+                match neighbours.as_mut() {
+                    Some(n) => n.next().await,
+                    None => std::future::pending().await,
+                }
+            } => d.neighbour(ifindex, addr, mac),
             Some((from, payload)) = replies.recv() => {
                 d.node.handle_datagram(Instant::now(), from, &payload);
             }
