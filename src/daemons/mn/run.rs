@@ -147,6 +147,9 @@ impl Daemon {
                 tokio::task::yield_now().await;
                 self.take_pending();
             }
+            if self.source_changes_wait() {
+                break;
+            }
             let Some(a) = next_action(&mut self.pending) else {
                 break;
             };
@@ -170,6 +173,27 @@ impl Daemon {
         while let Some((at, e)) = self.node.poll_event() {
             self.bus.publish(at, e);
         }
+    }
+
+    /// Whether what is left to carry out, changes of the home address's
+    /// source table only, waits for charon's answer to a roam request
+    /// (or [`plugin::ROAM_ANSWER_WITHIN`]). A move's address events ask
+    /// for them (the new access network's exclusion in, the old one's
+    /// out), and on a slow machine they took the CPU between the new
+    /// address and the default route's roam request, whose update charon
+    /// then built later: the roam goes first, the exclusions while the
+    /// update is in flight. Nothing else waits behind them.
+    fn source_changes_wait(&mut self) -> bool {
+        !self.pending.is_empty()
+            && self.pending.iter().all(is_home_source)
+            && self.roams.any_pending(Instant::now())
+    }
+
+    /// When held source-table changes are carried out without an answer.
+    fn held_until(&self) -> Option<Instant> {
+        (!self.pending.is_empty())
+            .then(|| self.roams.deadline())
+            .flatten()
     }
 
     /// The node's actions after it heard of the events queued meanwhile.
@@ -693,7 +717,7 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
 
     let mut shutdown_deadline: Option<Instant> = None;
     let result = loop {
-        let wake = [d.node.poll_timeout(), shutdown_deadline]
+        let wake = [d.node.poll_timeout(), shutdown_deadline, d.held_until()]
             .into_iter()
             .flatten()
             .min();
