@@ -125,16 +125,30 @@ async fn stream_events(
     mut rx: broadcast::Receiver<String>,
     mut wr: tokio::net::unix::OwnedWriteHalf,
 ) -> io::Result<()> {
+    let lagged = |n: u64| format!(r#"{{"event":"lagged","missed":{n}}}"#);
+    let mut out = Vec::new();
     loop {
         let line = match rx.recv().await {
             Ok(l) => l,
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                format!(r#"{{"event":"lagged","missed":{n}}}"#)
-            }
+            Err(broadcast::error::RecvError::Lagged(n)) => lagged(n),
             Err(broadcast::error::RecvError::Closed) => return Ok(()),
         };
-        wr.write_all(line.as_bytes()).await?;
-        wr.write_all(b"\n").await?;
+        // The lines queued meanwhile go in the same write: a move
+        // publishes several at once, and each write is a system call
+        // while the move waits for the CPU.
+        out.clear();
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
+        loop {
+            let line = match rx.try_recv() {
+                Ok(l) => l,
+                Err(broadcast::error::TryRecvError::Lagged(n)) => lagged(n),
+                Err(_) => break,
+            };
+            out.extend_from_slice(line.as_bytes());
+            out.push(b'\n');
+        }
+        wr.write_all(&out).await?;
     }
 }
 

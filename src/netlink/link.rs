@@ -40,6 +40,20 @@ pub(crate) fn link_name(m: &LinkMessage) -> Option<String> {
 impl Netlink {
     /// The index of interface `name`.
     pub async fn link_index(&self, name: &str) -> Result<u32> {
+        Ok(self.link_by_name(name).await?.header.index)
+    }
+
+    /// The index and MTU of interface `name`, from one request.
+    pub async fn link_index_mtu(&self, name: &str) -> Result<(u32, Option<u32>)> {
+        let m = self.link_by_name(name).await?;
+        let mtu = m.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Mtu(mtu) => Some(*mtu),
+            _ => None,
+        });
+        Ok((m.header.index, mtu))
+    }
+
+    async fn link_by_name(&self, name: &str) -> Result<LinkMessage> {
         let mut s = self
             .handle
             .link()
@@ -47,7 +61,7 @@ impl Netlink {
             .match_name(name.to_string())
             .execute();
         match s.try_next().await {
-            Ok(Some(m)) => Ok(m.header.index),
+            Ok(Some(m)) => Ok(m),
             Ok(None) => Err(Error::NoSuchLink(name.to_string())),
             Err(e) if is_no_device(&e) => Err(Error::NoSuchLink(name.to_string())),
             Err(e) => Err(Error::request(format!("get link {name}"))(e)),

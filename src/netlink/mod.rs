@@ -10,6 +10,7 @@
 
 pub mod addr;
 pub mod bypass;
+pub mod count;
 pub mod gateway;
 pub mod ipv6;
 pub mod link;
@@ -17,6 +18,7 @@ pub mod neigh;
 pub mod route;
 pub mod sysctl;
 pub mod watch;
+mod watch_filter;
 
 use std::io;
 
@@ -73,7 +75,7 @@ pub struct Netlink {
 
 impl Netlink {
     pub fn new() -> Result<Self> {
-        let (conn, handle, _) = rtnetlink::new_connection()?;
+        let (conn, handle, _) = rtnetlink::new_connection_with_socket::<count::CountingSocket>()?;
         let conn = tokio::spawn(conn);
         Ok(Netlink { handle, conn })
     }

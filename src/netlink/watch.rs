@@ -13,6 +13,7 @@ use futures::StreamExt;
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteType};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
+use rtnetlink::sys::AsyncSocket;
 use rtnetlink::MulticastGroup;
 use tokio::task::JoinHandle;
 
@@ -190,13 +191,14 @@ pub struct Watcher {
 
 impl Watcher {
     pub fn new() -> Result<Self> {
-        let (conn, _handle, messages) = rtnetlink::new_multicast_connection(&[
+        let (mut conn, _handle, messages) = rtnetlink::new_multicast_connection(&[
             MulticastGroup::Link,
             MulticastGroup::Ipv4Ifaddr,
             MulticastGroup::Ipv6Ifaddr,
             MulticastGroup::Ipv4Route,
             MulticastGroup::Ipv6Route,
         ])?;
+        super::watch_filter::attach(conn.socket_mut().socket_ref())?;
         Ok(Watcher {
             messages,
             mapper: EventMapper::default(),

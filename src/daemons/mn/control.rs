@@ -65,7 +65,13 @@ impl Daemon {
                             "socket": self.cfg.plugin_socket,
                             "connected": self.plugin.is_some(),
                             "messages": self.plugin_msgs,
+                            "requests_sent": self.plugin_requests,
                         }),
+                    );
+                    // Kernel round trips a move pays for (src/netlink/count.rs).
+                    o.insert(
+                        "netlink".into(),
+                        json!({ "requests": crate::netlink::count::requests_sent() }),
                     );
                 }
                 Response::ok(v)

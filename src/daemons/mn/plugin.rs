@@ -305,6 +305,21 @@ impl RoamsPending {
         (version < proto::PARKED_ROAM_VERSION).then_some(id)
     }
 
+    /// Whether a roam request of any connection still works in charon.
+    pub fn any_pending(&mut self, now: Instant) -> bool {
+        self.sent
+            .retain(|(_, _, at)| now.saturating_duration_since(*at) < ROAM_ANSWER_WITHIN);
+        !self.sent.is_empty()
+    }
+
+    /// When the last unanswered request stops counting as pending.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.sent
+            .iter()
+            .map(|(_, _, at)| *at + ROAM_ANSWER_WITHIN)
+            .max()
+    }
+
     /// Request `id` to roam `connection` was sent.
     pub fn sent(&mut self, now: Instant, id: u64, connection: &str) {
         self.sent.retain(|(_, c, _)| c != connection);
@@ -529,8 +544,13 @@ mod tests {
         assert_eq!(p.pending(late, "vpn"), None, "no answer within the bound");
 
         p.sent(late, 4, "vpn");
+        assert!(p.any_pending(late));
+        assert_eq!(p.deadline(), Some(late + ROAM_ANSWER_WITHIN));
+        assert!(!p.any_pending(late + ROAM_ANSWER_WITHIN), "bounded");
+        p.sent(late, 4, "vpn");
         p.clear();
         assert_eq!(p.pending(late, "vpn"), None, "plugin gone");
+        assert!(!p.any_pending(late) && p.deadline().is_none());
     }
 
     #[test]

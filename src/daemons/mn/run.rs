@@ -61,8 +61,9 @@ pub(super) struct Daemon {
     /// requests to charon (the probe bypass and the VPN actions).
     pub(super) plugin: Option<(u64, tokio::net::unix::OwnedWriteHalf)>,
     pub(super) plugin_msgs: u64,
-    /// Ids of requests to charon (initiate/terminate the VPN).
-    plugin_requests: u64,
+    /// Ids of requests to charon (initiate/terminate the VPN, roam), and
+    /// how many were sent.
+    pub(super) plugin_requests: u64,
     /// Roam requests the plugin has not answered yet.
     roams: plugin::RoamsPending,
     /// Protocol version of the connected plugin (its Hello).
@@ -88,15 +89,36 @@ pub(super) struct Daemon {
 /// netlink round trips each on a slow machine. A roam only moves an
 /// existing IKE_SA towards its gateway, a route none of them touches;
 /// everything else keeps the node's order.
+///
+/// What a later queued action makes moot is dropped, not carried out:
+/// the same roam request queued twice (a move's old address going, then
+/// its default route, both read in one batch) goes to charon once, and a
+/// home-address-source change followed at once by another (the old
+/// access network's exclusion going, the new one's coming) is made only
+/// as the later one asks: each costs netlink round trips while charon's
+/// move waits for the CPU.
 fn next_action(pending: &mut VecDeque<Action>) -> Option<Action> {
-    match pending.iter().position(is_roam) {
-        Some(i) => pending.remove(i),
-        None => pending.pop_front(),
+    if let Some(i) = pending.iter().position(is_roam) {
+        let roam = pending.remove(i)?;
+        pending.retain(|a| *a != roam);
+        return Some(roam);
+    }
+    loop {
+        let a = pending.pop_front()?;
+        if !(is_home_source(&a) && pending.front().is_some_and(is_home_source)) {
+            return Some(a);
+        }
     }
 }
 
 fn is_roam(a: &Action) -> bool {
     matches!(a, Action::Vpn(VpnRequest::Roam { .. }))
+}
+
+/// [`crate::daemons::mn::kernel::Installer`] makes the table of the home
+/// address as source what the newest of these asks, whatever it held.
+fn is_home_source(a: &Action) -> bool {
+    matches!(a, Action::HomeAddressSource { .. })
 }
 
 impl Daemon {
@@ -125,6 +147,9 @@ impl Daemon {
                 tokio::task::yield_now().await;
                 self.take_pending();
             }
+            if self.source_changes_wait() {
+                break;
+            }
             let Some(a) = next_action(&mut self.pending) else {
                 break;
             };
@@ -148,6 +173,27 @@ impl Daemon {
         while let Some((at, e)) = self.node.poll_event() {
             self.bus.publish(at, e);
         }
+    }
+
+    /// Whether what is left to carry out, changes of the home address's
+    /// source table only, waits for charon's answer to a roam request
+    /// (or [`plugin::ROAM_ANSWER_WITHIN`]). A move's address events ask
+    /// for them (the new access network's exclusion in, the old one's
+    /// out), and on a slow machine they took the CPU between the new
+    /// address and the default route's roam request, whose update charon
+    /// then built later: the roam goes first, the exclusions while the
+    /// update is in flight. Nothing else waits behind them.
+    fn source_changes_wait(&mut self) -> bool {
+        !self.pending.is_empty()
+            && self.pending.iter().all(is_home_source)
+            && self.roams.any_pending(Instant::now())
+    }
+
+    /// When held source-table changes are carried out without an answer.
+    fn held_until(&self) -> Option<Instant> {
+        (!self.pending.is_empty())
+            .then(|| self.roams.deadline())
+            .flatten()
     }
 
     /// The node's actions after it heard of the events queued meanwhile.
@@ -431,22 +477,17 @@ impl Daemon {
     }
 
     async fn path_mtu(&self, ifname: Option<&str>, tia: Option<std::net::Ipv4Addr>) -> PathMtu {
-        let physical = match ifname {
-            Some(n) => match self.nl.link_index(n).await {
-                Ok(i) => link_mtu(&self.nl, i).await,
-                Err(_) => None,
-            },
+        // One request gives the physical link's index and MTU.
+        let link = match ifname {
+            Some(n) => self.nl.link_index_mtu(n).await.ok(),
             None => None,
         };
+        let physical = link.and_then(|(_, mtu)| mtu);
         let mut tia_device = None;
         if let Some(tia) = tia {
             if let Ok(addrs) = self.nl.list_addresses(None).await {
                 if let Some(a) = addrs.iter().find(|a| a.addr == tia) {
-                    let same = match ifname {
-                        Some(n) => self.nl.link_index(n).await.ok() == Some(a.ifindex),
-                        None => false,
-                    };
-                    if !same {
+                    if link.map(|(index, _)| index) != Some(a.ifindex) {
                         tia_device = link_mtu(&self.nl, a.ifindex).await;
                     }
                 }
@@ -582,8 +623,6 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
     let bus = EventBus::new(clock);
     let nl = Arc::new(Netlink::new().map_err(|e| format!("netlink: {e}"))?);
     let net = Watcher::new().map_err(|e| format!("netlink watcher: {e}"))?;
-    let mut neighbours =
-        NeighbourWatcher::new().map_err(|e| format!("netlink neighbour watcher: {e}"))?;
     // What the userspace plane may send from: fed the addresses below
     // (the initial dump, then every event) before the node hears of them.
     let outer = SharedSources::default();
@@ -608,6 +647,17 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
     node_cfg.with_charon = cfg.plugin_socket.is_some();
     let node = Node::new(node_cfg, clock.instant(), clock.wall())
         .map_err(|e| format!("registration settings: {e}"))?;
+    // Gateways' MACs serve trusted-network detection only (its verdict
+    // cache, `never_probe`): without it, no neighbour event is read, and
+    // a move's (the old network's entries going, the new gateway's
+    // coming) costs no system call. Up before the first look at the
+    // neighbour table (refresh_gateways), so none falls between.
+    let mut neighbours = match node.detector() {
+        Some(_) => {
+            Some(NeighbourWatcher::new().map_err(|e| format!("netlink neighbour watcher: {e}"))?)
+        }
+        None => None,
+    };
     let (rx_tx, mut replies) = mpsc::channel(256);
     let (adv_tx, mut adverts) = mpsc::channel(64);
     let (q_tx, mut queries) = mpsc::channel(16);
@@ -667,7 +717,7 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
 
     let mut shutdown_deadline: Option<Instant> = None;
     let result = loop {
-        let wake = [d.node.poll_timeout(), shutdown_deadline]
+        let wake = [d.node.poll_timeout(), shutdown_deadline, d.held_until()]
             .into_iter()
             .flatten()
             .min();
@@ -678,7 +728,12 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
                 Some(ev) => d.take_net_events(Some(ev)),
                 None => d.net_closed = true,
             },
-            Some((ifindex, addr, mac)) = neighbours.next() => d.neighbour(ifindex, addr, mac),
+            Some((ifindex, addr, mac)) = async {
+                match neighbours.as_mut() {
+                    Some(n) => n.next().await,
+                    None => std::future::pending().await,
+                }
+            } => d.neighbour(ifindex, addr, mac),
             Some((from, payload)) = replies.recv() => {
                 d.node.handle_datagram(Instant::now(), from, &payload);
             }
@@ -761,5 +816,41 @@ mod tests {
             [source.clone(), initiate.clone(), roam("a"), roam("b")].into();
         let order: Vec<Action> = std::iter::from_fn(|| next_action(&mut pending)).collect();
         assert_eq!(order, [roam("a"), roam("b"), source, initiate]);
+    }
+
+    /// One batch of a move's events (the old address gone, the new one
+    /// and its default route) queued the same roam twice and two
+    /// source-table changes in a row: charon hears the roam once, the
+    /// table is changed once, as the later asks; what comes between or
+    /// after keeps its place.
+    #[test]
+    fn a_move_batch_sends_one_roam_and_makes_only_the_last_source_change() {
+        use crate::mn::node::HomeSource;
+        let source = |exclude: &str| Action::HomeAddressSource {
+            source: Some(HomeSource {
+                home: "10.1.100.5".parse().unwrap(),
+                prefixes: vec!["0.0.0.0/0".parse().unwrap()],
+                exclude: vec![exclude.parse().unwrap()],
+            }),
+        };
+        let (old, new, last) = (
+            source("10.1.1.2/32"),
+            source("192.168.1.0/24"),
+            source("192.0.2.0/24"),
+        );
+        let down = Action::TunnelDown {
+            home: "10.1.100.5".parse().unwrap(),
+        };
+        let mut pending: VecDeque<Action> = [
+            roam("vpn"),
+            old,
+            new.clone(),
+            roam("vpn"),
+            down.clone(),
+            last.clone(),
+        ]
+        .into();
+        let order: Vec<Action> = std::iter::from_fn(|| next_action(&mut pending)).collect();
+        assert_eq!(order, [roam("vpn"), new, down, last]);
     }
 }
