@@ -68,8 +68,11 @@ enum Cmd {
         /// Fresh charon and VPN per round; variants alternate ABBA.
         #[arg(long, default_value_t = 4)]
         rounds: usize,
-        /// The plugin (default: libmip4.so next to this binary).
-        #[arg(long)]
+        /// The plugin (default: libmip4.so next to this binary). Not with
+        /// --handover or --dataplane: their labs load the one beside the
+        /// binaries (in the guest too), and a plugin given but not loaded
+        /// would mislabel a comparison.
+        #[arg(long, conflicts_with_all = ["handover", "dataplane"])]
         plugin: Option<PathBuf>,
         /// Print the report as one JSON object.
         #[arg(long)]
