@@ -452,6 +452,11 @@ impl Run<'_> {
         let ipip = crate::dataplane::kernel::link_name(LAB_HOME_ADDRESS);
         cfg.extra_settings
             .push_str(&format!("    interfaces_ignore = mip4mn0, {ipip}\n"));
+        // The TIA on the loopback device, as packaging/strongswan.d ships
+        // it: a move then leaves it there (kernel-netlink; kernel-libipsec
+        // puts it on its own TUN device whatever this says).
+        cfg.extra_settings
+            .push_str("    install_virtual_ip_on = lo\n");
         cfg.extra_settings.push_str(&format!(
             "    plugins {{\n        mip4 {{\n            socket = {socket}\n            \
              loglevel = 2\n        }}\n    }}\n"
