@@ -21,11 +21,12 @@ fn bench_ha_reports_consistent_figures_for_every_node_registered() {
     assert_eq!((r.lost, r.refused), (0, 0), "every request accepted");
     assert_eq!(r.small_ha_bindings, 100, "the small side holds its own");
     // Every request is accounted for, once: 100 registrations on each
-    // side, the fill's 200, then 3 pairs of runs of 150.
+    // side, the fill's 200, then a pair of runs of 150 not counted and 3
+    // that are.
     let t = &r.requests;
-    assert_eq!(t.sent, 2 * 100 + 200 + 6 * 150, "{t:?}");
+    assert_eq!(t.sent, 2 * 100 + 200 + 8 * 150, "{t:?}");
     assert_eq!(t.sent, t.ok + t.refused + t.late + t.lost, "{t:?}");
-    assert_eq!(r.echo_requests.sent, 6 * 150, "{:?}", r.echo_requests);
+    assert_eq!(r.echo_requests.sent, 8 * 150, "{:?}", r.echo_requests);
     assert_eq!(
         t.stray + r.echo_requests.stray,
         0,
@@ -34,7 +35,7 @@ fn bench_ha_reports_consistent_figures_for_every_node_registered() {
     assert_eq!(r.drops.unexplained, 0, "{:?}", r.drops);
     assert_eq!(r.drops.ha["socket_dropped"], 0, "{:?}", r.drops);
     assert_eq!(r.small_bindings, 100);
-    // 1,200 registrations journal 2,400 entries: the journal outgrows its
+    // The full side's 900 registrations journal 1,800 entries: the journal outgrows its
     // snapshot (300 nodes) at least once, and the report reads the
     // compactions from mip4-ha's log (the loop's pause, not timed here).
     assert!(r.compactions >= 1, "{}", r.compactions);
@@ -89,6 +90,12 @@ fn bench_ha_reports_consistent_figures_for_every_node_registered() {
     assert!(r.flat_ratio_lowest <= q1 && q1 <= q3 && q3 <= r.flat_ratio_highest);
     let c: Vec<f64> = r.pairs.iter().map(|p| p.flat_cpu_ratio).collect();
     assert!((r.flat_cpu_ratio - median(&c)).abs() < 0.001, "{r:?}");
+    let [c1, c3] = r.flat_cpu_ratio_quartiles;
+    assert!(c1 <= r.flat_cpu_ratio && r.flat_cpu_ratio <= c3, "{r:?}");
+    // 3 pairs: the first half is the first pair, the second the rest.
+    let second = median(&c[1..]);
+    assert_eq!(r.flat_cpu_ratio_halves[0], c[0], "{r:?}");
+    assert!((r.flat_cpu_ratio_halves[1] - second).abs() < 0.001, "{r:?}");
     assert!((r.flat_ratio_unpaired - r.small_ratio / r.ratio).abs() < 0.01);
     assert!(r.rss_kib_full >= r.rss_kib_small && r.rss_kib_small > 0);
     assert!(r.bytes_per_binding.is_finite());
