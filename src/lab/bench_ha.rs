@@ -1438,7 +1438,13 @@ invocation's minute while at 1,000 it stayed near 7.3 (the cause not found: a ne
 traffic evicting the big tables, or what the fill left behind); the report now gives the medians \
 of the pairs' first and second halves, there 1.571 and 1.378, in the other invocations within 0.08 \
 of each other. The first run at N after the fill \
-costs 10 to 25 us in every invocation (the rest 8 to 10): a first pair is now run and not counted.\n";
+costs 10 to 25 us in every invocation (the rest 8 to 10): a first pair is now run and not counted. \
+With it, two more: 1.214 at load 2.4 to 2.9 (pairs' quartiles 1.156 to 1.275, halves 1.244 and \
+1.16: the whole invocation's million cost more, not a moment of it) and 1.092 at load 0.7 to 1.9 \
+(quartiles 1.069 to 1.125; there the wall-clock figure 1.047, its quartiles 1.039 to 1.085). So \
+the paired CPU-time figure is steady within an invocation but still moves between them, 1.06 to \
+1.21 (and the one 1.49): the cost at a million itself changes from one invocation to the next \
+(where its tables land in memory, likely), which no pairing inside one invocation removes.\n";
 
 fn requests_line(t: &Tally) -> String {
     format!(
