@@ -19,12 +19,14 @@ fn bench_ha_reports_consistent_figures_for_every_node_registered() {
     let r = bench_ha::run(&opts, &mut |_| {}).expect("bench-ha runs");
     assert_eq!(r.bindings, 300, "one binding per mobile node");
     assert_eq!((r.lost, r.refused), (0, 0), "every request accepted");
-    // Every request is accounted for, once: 100 and 200 registrations,
-    // then 3 runs of 150 at each size.
+    assert_eq!(r.small_ha_bindings, 100, "the small side holds its own");
+    // Every request is accounted for, once: 100 registrations on each
+    // side, the fill's 200, then a pair of runs of 150 not counted and 3
+    // that are.
     let t = &r.requests;
-    assert_eq!(t.sent, 100 + 200 + 6 * 150, "{t:?}");
+    assert_eq!(t.sent, 2 * 100 + 200 + 8 * 150, "{t:?}");
     assert_eq!(t.sent, t.ok + t.refused + t.late + t.lost, "{t:?}");
-    assert_eq!(r.echo_requests.sent, 6 * 150, "{:?}", r.echo_requests);
+    assert_eq!(r.echo_requests.sent, 8 * 150, "{:?}", r.echo_requests);
     assert_eq!(
         t.stray + r.echo_requests.stray,
         0,
@@ -33,19 +35,19 @@ fn bench_ha_reports_consistent_figures_for_every_node_registered() {
     assert_eq!(r.drops.unexplained, 0, "{:?}", r.drops);
     assert_eq!(r.drops.ha["socket_dropped"], 0, "{:?}", r.drops);
     assert_eq!(r.small_bindings, 100);
-    // 1,200 registrations journal 2,400 entries: the journal outgrows its
+    // The full side's 900 registrations journal 1,800 entries: the journal outgrows its
     // snapshot (300 nodes) at least once, and the report reads the
     // compactions from mip4-ha's log (the loop's pause, not timed here).
     assert!(r.compactions >= 1, "{}", r.compactions);
     assert_eq!(r.runs.len(), 6);
-    let at = |n: usize| {
-        r.runs
-            .iter()
-            .filter(|x| x.bindings == n)
-            .collect::<Vec<_>>()
-    };
-    let (small, full) = (at(100), at(300));
+    let at = |side: bench_ha::Side| r.runs.iter().filter(|x| x.ha == side).collect::<Vec<_>>();
+    let (small, full) = (at(bench_ha::Side::Small), at(bench_ha::Side::Full));
     assert_eq!((small.len(), full.len()), (3, 3));
+    assert!(small.iter().all(|x| x.bindings == 100) && full.iter().all(|x| x.bindings == 300));
+    // The runs come in pairs, one on either side, the first alternating.
+    let order: Vec<bench_ha::Side> = r.runs.iter().map(|x| x.ha).collect();
+    use bench_ha::Side::{Full, Small};
+    assert_eq!(order, [Small, Full, Full, Small, Small, Full]);
     for run in &r.runs {
         assert!(
             run.registrations_per_s > 0.0 && run.echo_pps > 0.0,
@@ -77,7 +79,24 @@ fn bench_ha_reports_consistent_figures_for_every_node_registered() {
     assert_eq!(r.echo_pps, med(&full, |x| x.echo_pps));
     assert!((r.ratio - med(&full, |x| x.ratio)).abs() < 0.001);
     assert!(r.ratio_worst <= r.ratio);
-    assert!((r.flat_ratio - r.small_ratio / r.ratio).abs() < 0.01);
+    // The flatness is the median of the pairs' quotients, each of its
+    // own two runs; the unpaired quotient of the medians is kept beside.
+    assert_eq!(r.pairs, bench_ha::pairs(&r.runs));
+    assert_eq!(r.pairs.len(), 3);
+    let q: Vec<f64> = r.pairs.iter().map(|p| p.flat_ratio).collect();
+    assert!((r.flat_ratio - median(&q)).abs() < 0.001, "{r:?}");
+    assert!(r.flat_ratio_lowest <= r.flat_ratio && r.flat_ratio <= r.flat_ratio_highest);
+    let [q1, q3] = r.flat_ratio_quartiles;
+    assert!(r.flat_ratio_lowest <= q1 && q1 <= q3 && q3 <= r.flat_ratio_highest);
+    let c: Vec<f64> = r.pairs.iter().map(|p| p.flat_cpu_ratio).collect();
+    assert!((r.flat_cpu_ratio - median(&c)).abs() < 0.001, "{r:?}");
+    let [c1, c3] = r.flat_cpu_ratio_quartiles;
+    assert!(c1 <= r.flat_cpu_ratio && r.flat_cpu_ratio <= c3, "{r:?}");
+    // 3 pairs: the first half is the first pair, the second the rest.
+    let second = median(&c[1..]);
+    assert_eq!(r.flat_cpu_ratio_halves[0], c[0], "{r:?}");
+    assert!((r.flat_cpu_ratio_halves[1] - second).abs() < 0.001, "{r:?}");
+    assert!((r.flat_ratio_unpaired - r.small_ratio / r.ratio).abs() < 0.01);
     assert!(r.rss_kib_full >= r.rss_kib_small && r.rss_kib_small > 0);
     assert!(r.bytes_per_binding.is_finite());
 
@@ -88,6 +107,8 @@ fn bench_ha_reports_consistent_figures_for_every_node_registered() {
         "ratio",
         "bytes_per_binding",
         "bindings",
+        "flat_ratio",
+        "flat_cpu_ratio",
     ] {
         assert!(json[k].is_number(), "--json has {k}: {json}");
     }
