@@ -5,7 +5,7 @@
 //! moves things.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -39,6 +39,19 @@ fn is_own(cfg: &MnConfig, ifname: &str) -> bool {
         || ifname == cfg.tunnel_device
         // The kernel backend's ipip links (crate::dataplane::kernel).
         || ifname.starts_with("mip4-")
+}
+
+/// Whether an address there may be the outer source of the userspace
+/// planes' datagrams: any interface's but our tunnels', and on loopback
+/// any but the home address (mode 'f' keeps it there, and it is never an
+/// outer source): charon puts the TIA on loopback with
+/// `charon.install_virtual_ip_on = lo` (packaging/strongswan.d), and the
+/// RFC 3519 tunnel leaves from it.
+fn is_outer_source(cfg: &MnConfig, ifname: &str, a: Ipv4Addr) -> bool {
+    if ifname == "lo" {
+        return a != cfg.node.registration.home_address;
+    }
+    !is_own(cfg, ifname)
 }
 
 /// At most this many rtnetlink events reach the node before the daemon
@@ -358,13 +371,17 @@ impl Daemon {
                 ifname,
                 addr: IpAddr::V4(a),
                 ..
-            } if !is_own(&self.cfg, ifname) => self.installer.outer_address(*ifindex, *a, true),
+            } if is_outer_source(&self.cfg, ifname, *a) => {
+                self.installer.outer_address(*ifindex, *a, true)
+            }
             NetEvent::AddressRemoved {
                 ifindex,
                 ifname,
                 addr: IpAddr::V4(a),
                 ..
-            } if !is_own(&self.cfg, ifname) => self.installer.outer_address(*ifindex, *a, false),
+            } if is_outer_source(&self.cfg, ifname, *a) => {
+                self.installer.outer_address(*ifindex, *a, false)
+            }
             _ => {}
         }
         match ev {
@@ -569,6 +586,11 @@ impl Daemon {
                     n
                 }
             };
+            if let IpAddr::V4(v4) = a.addr {
+                if is_outer_source(&self.cfg, &name, v4) {
+                    self.installer.outer_address(a.ifindex, v4, true);
+                }
+            }
             if is_own(&self.cfg, &name) {
                 continue;
             }
@@ -578,10 +600,7 @@ impl Daemon {
                 }
             }
             match a.addr {
-                IpAddr::V4(v4) => {
-                    self.installer.outer_address(a.ifindex, v4, true);
-                    self.node.address_added(now, &name, v4, a.prefix_len)
-                }
+                IpAddr::V4(v4) => self.node.address_added(now, &name, v4, a.prefix_len),
                 IpAddr::V6(v6) => self.node.ipv6_address_added(now, &name, v6),
             }
         }
@@ -796,6 +815,25 @@ pub async fn run(cfg: MnConfig) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The TIA on loopback (`charon.install_virtual_ip_on = lo`) is an
+    /// outer source of the RFC 3519 tunnel; the home address there (mode
+    /// 'f') and the tunnel devices' addresses never are.
+    #[test]
+    fn loopback_addresses_but_the_home_address_are_outer_sources() {
+        let cfg = MnConfig::from_source(&crate::config::Source::from_str(
+            "mip4d.conf",
+            "home_address = \"10.1.100.5\"\nhome_agent = \"10.1.1.2\"\nspi = 4096\n\
+             key = \"00112233445566778899aabbccddeeff\"\n",
+        ))
+        .unwrap();
+        let tia = Ipv4Addr::new(10, 200, 0, 1);
+        assert!(is_outer_source(&cfg, "lo", tia));
+        assert!(is_outer_source(&cfg, "eth0", tia));
+        assert!(!is_outer_source(&cfg, "lo", Ipv4Addr::new(10, 1, 100, 5)));
+        assert!(!is_outer_source(&cfg, &cfg.tunnel_device, tia));
+        assert!(!is_outer_source(&cfg, "mip4-0a016405", tia));
+    }
 
     fn roam(c: &str) -> Action {
         Action::Vpn(VpnRequest::Roam {
