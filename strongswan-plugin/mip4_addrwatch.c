@@ -37,12 +37,31 @@ static const int groups[] = {
 };
 
 /**
+ * Whether rtm, of payload length len, names a gateway (RTA_GATEWAY);
+ * attributes are walked with the kernel's length checks (RTA_OK).
+ */
+static bool via_gateway(struct rtmsg *rtm, int len)
+{
+	struct rtattr *rta;
+
+	for (rta = RTM_RTA(rtm); RTA_OK(rta, len); rta = RTA_NEXT(rta, len))
+	{
+		if (rta->rta_type == RTA_GATEWAY)
+		{
+			return TRUE;
+		}
+	}
+	return FALSE;
+}
+
+/**
  * Whether hdr brings what a roam's path needs: a global address that is
  * usable (not tentative: kernel-netlink ignores those until DAD is done,
- * RFC 4862 §5.4) or a route through a gateway or to a global prefix
- * (scope universe: the default route of a DHCP lease, RFC 2132 §3.5).
- * A link coming up brings IPv6 link-local ones first, which charon never
- * uses towards a global peer: no round of looks for those. A message too
+ * RFC 4862 §5.4), or a unicast route that is a default route or goes
+ * through a gateway (a DHCP lease's router, RFC 2132 §3.5). A link coming
+ * up brings its IPv6 link-local address and route first (IPv6 routes are
+ * all of scope universe), and an address its prefix route: no round of
+ * looks for those, the address's own message starts one. A message too
  * short for its header is not.
  */
 static bool usable(struct nlmsghdr *hdr)
@@ -67,7 +86,8 @@ static bool usable(struct nlmsghdr *hdr)
 			}
 			rtm = NLMSG_DATA(hdr);
 			return rtm->rtm_type == RTN_UNICAST &&
-				   rtm->rtm_scope == RT_SCOPE_UNIVERSE;
+				   (rtm->rtm_dst_len == 0 ||
+					via_gateway(rtm, RTM_PAYLOAD(hdr)));
 		default:
 			return FALSE;
 	}

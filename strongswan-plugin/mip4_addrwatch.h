@@ -15,8 +15,8 @@
  * next request comes later than that (the kernel tier: mip4d read a move's
  * address 26-120 ms after charon). So while a roam waits, the plugin reads
  * rtnetlink's address and route groups itself, at the moment
- * kernel-netlink does, and a new address or route starts the roam's looks
- * again. Joined only while a roam waits: no wakeup otherwise.
+ * kernel-netlink does, and a new global address, or a default route or
+ * one through a gateway, starts the roam's looks again. Joined only while a roam waits: no wakeup otherwise.
  *
  * @defgroup mip4_addrwatch mip4_addrwatch
  * @{ @ingroup mip4
