@@ -3,6 +3,7 @@
  */
 
 #include "mip4_actions.h"
+#include "mip4_addrwatch.h"
 #include "mip4_copy.h"
 #include "mip4_update.h"
 
@@ -26,6 +27,9 @@ struct mip4_request_t {
 	char name[MIP4_NAME_LEN];
 	/** a roam's looks at charon's address cache so far */
 	int looks;
+	/** looks when its current round of quick and fast looks began (a
+	 * waiting roam looks again at a new address: address_seen()) */
+	int cycle;
 	/** when the first look found no path (time_monotonic()) */
 	timeval_t waiting;
 	/** place in mip4d's order of requests (ask_order()) */
@@ -41,7 +45,8 @@ struct mip4_request_t {
 
 /**
  * Roams waiting for charon's path (later()), each run once by whichever
- * claims it first: its next look, or charon's own roam event
+ * claims it first: its next look, a round of looks at a new address
+ * (mip4_actions_address_seen()), or charon's own roam event
  * (mip4_actions_roam_event()). kernel-netlink raises that event
  * ROAM_DELAY (100 ms) after the first address or route change it hears,
  * and its roam job moves the IKE_SA with a path check if the path is
@@ -53,6 +58,13 @@ static struct {
 	bool used;
 	mip4_request_t roam;
 } roams_waiting[ROAMS_WAITING];
+
+/**
+ * Under waiting_lock: until when the waiting roams look again after a new
+ * address or route (address_seen()): the events of one new network (its
+ * address, its routes) start one round of looks, not one each.
+ */
+static timeval_t relooking_until;
 
 /**
  * How many connections' last terminate order_lock remembers.
@@ -139,9 +151,12 @@ static void ask_order(mip4_request_t *action)
  * asked when the IKE_SA's address went, before the next network has an
  * address (break before make), and asks again when a default route comes
  * (that request looks as above, and its roam answers this one,
- * report_others()); charon's roam event runs it (kernel-netlink's
- * ROAM_DELAY, 100 ms, after the address: roams_waiting), and one last
- * look ends the wait ROAM_WINDOW_MS after the first. Each look is a route
+ * report_others()); the plugin's own sight of a new address or route on
+ * rtnetlink starts another round of looks (mip4_addrwatch.h: a DHCP
+ * lease comes hundreds of ms after the link, and mip4d may read it late);
+ * charon's roam event runs it (kernel-netlink's ROAM_DELAY, 100 ms, after
+ * the address: roams_waiting), and one last look ends the wait
+ * ROAM_WINDOW_MS after the first. Each look is a route
  * lookup in the kernel (kernel-netlink's get_source_addr) and a walk of
  * the IKE_SAs: a look every 10 ms across a gap of a second between
  * networks cost charon tens of ms of the kernel tier's one emulated CPU
@@ -162,6 +177,12 @@ static void ask_order(mip4_request_t *action)
  */
 #define ROAM_QUICK_LOOK_US 250
 #define ROAM_QUICK_LOOKS 8
+
+/**
+ * How long one round of looks takes (its quick looks, then its fast ones):
+ * a waiting roam's first, or one at a new address (address_seen()).
+ */
+#define ROAM_ROUND_MS (ROAM_LOOK_MS * ROAM_FAST_LOOKS + 2)
 
 /**
  * charon.plugins.mip4.roam_looks = no: a roam charon has no path for
@@ -510,6 +531,24 @@ static mip4_action_status_t initiate_in_order(mip4_request_t *action)
 }
 
 /**
+ * Under waiting_lock: the plugin watches rtnetlink for a new address
+ * while a roam is listed (mip4_addrwatch.h), unless timed looks are off
+ * (roam_looks = no: charon's roam event or mip4d's next request alone run
+ * a waiting roam).
+ */
+static void watch_while_waiting(void)
+{
+	bool any = FALSE;
+	int i;
+
+	for (i = 0; i < ROAMS_WAITING && !any; i++)
+	{
+		any = roams_waiting[i].used;
+	}
+	mip4_addrwatch_want(any && timed_looks());
+}
+
+/**
  * Lists a roam that waits for its path in roams_waiting (action->listed),
  * if there is room.
  */
@@ -528,6 +567,10 @@ static void list_roam(mip4_request_t *action)
 			break;
 		}
 	}
+	/* its own round of looks has begun: it sees what comes meanwhile */
+	time_monotonic(&relooking_until);
+	timeval_add_ms(&relooking_until, ROAM_ROUND_MS);
+	watch_while_waiting();
 	pthread_mutex_unlock(&waiting_lock);
 }
 
@@ -549,6 +592,7 @@ static bool claim(mip4_request_t *action, bool take)
 			roams_waiting[i].used = !take;
 		}
 	}
+	watch_while_waiting();
 	pthread_mutex_unlock(&waiting_lock);
 	return waits;
 }
@@ -578,7 +622,9 @@ static bool later(mip4_request_t *action, bool ready, int looks, int fast)
 	timeval_t at;
 	u_int us;
 
-	if (ready || action->looks >= ROAM_QUICK_LOOKS + looks)
+	int n = action->looks - action->cycle;
+
+	if (ready || n >= ROAM_QUICK_LOOKS + looks)
 	{
 		return FALSE;
 	}
@@ -596,16 +642,16 @@ static bool later(mip4_request_t *action, bool ready, int looks, int fast)
 	memcpy(again, action, sizeof(*again));
 	again->looks++;
 	if (action->kind == MIP4_ACT_ROAM &&
-		(!timed_looks() || action->looks >= ROAM_QUICK_LOOKS + fast))
+		(!timed_looks() || n >= ROAM_QUICK_LOOKS + fast))
 	{
 		long left = ROAM_WINDOW_MS * 1000L - looked_us(action);
 
-		DBG2(DBG_CFG, "mip4: roam of '%s' waits for charon's roam event or "
-			 "mip4d's next request", action->name);
-		again->looks = ROAM_QUICK_LOOKS + looks;
+		DBG2(DBG_CFG, "mip4: roam of '%s' waits for charon's roam event, "
+			 "mip4d's next request or a new address", action->name);
+		again->looks = action->cycle + ROAM_QUICK_LOOKS + looks;
 		us = left > 0 ? left : 0;
 	}
-	else if (action->looks < ROAM_QUICK_LOOKS)
+	else if (n < ROAM_QUICK_LOOKS)
 	{
 		us = ROAM_QUICK_LOOK_US;
 	}
@@ -659,6 +705,7 @@ static void report_others(mip4_request_t *action, mip4_action_status_t status)
 			roams_waiting[i].used = FALSE;
 		}
 	}
+	watch_while_waiting();
 	pthread_mutex_unlock(&waiting_lock);
 	for (i = 0; i < n; i++)
 	{
@@ -744,6 +791,45 @@ void mip4_actions_roam_event(void)
 			report_others(&roams[i], status);
 		}
 	}
+}
+
+/*
+ * Described in header
+ */
+void mip4_actions_address_seen(void)
+{
+	mip4_request_t *again;
+	timeval_t now;
+	int i;
+
+	time_monotonic(&now);
+	pthread_mutex_lock(&waiting_lock);
+	if (timercmp(&now, &relooking_until, <))
+	{	/* a round of looks runs: it sees this change too */
+		pthread_mutex_unlock(&waiting_lock);
+		return;
+	}
+	relooking_until = now;
+	timeval_add_ms(&relooking_until, ROAM_ROUND_MS);
+	for (i = 0; i < ROAMS_WAITING; i++)
+	{
+		if (!roams_waiting[i].used)
+		{
+			continue;
+		}
+		/* a copy that looks again as a request does (later()), still
+		 * listed, whichever copy claims the roam first runs it */
+		again = malloc(sizeof(*again));
+		memcpy(again, &roams_waiting[i].roam, sizeof(*again));
+		again->looks = again->cycle = 1;
+		DBG2(DBG_CFG, "mip4: roam of '%s' looks again: a new address or "
+			 "route, %ld us after its first look", again->name,
+			 looked_us(again));
+		lib->processor->queue_job(lib->processor,
+				(job_t*)callback_job_create((callback_job_cb_t)run_action,
+											again, free, NULL));
+	}
+	pthread_mutex_unlock(&waiting_lock);
 }
 
 /*

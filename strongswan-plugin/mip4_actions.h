@@ -28,4 +28,13 @@ int mip4_actions_request(uint64_t id, uint32_t kind, const char *name);
  */
 void mip4_actions_roam_event(void);
 
+/**
+ * rtnetlink reported a new address or route while a roam waits for its
+ * path (mip4_addrwatch.h): each waiting roam starts its looks again, at
+ * the moment charon's kernel interface learns of the change, well before
+ * its roam event (ROAM_DELAY later), whose roam job would move the IKE_SA
+ * with a path check first.
+ */
+void mip4_actions_address_seen(void);
+
 #endif /** MIP4_ACTIONS_H_ @}*/

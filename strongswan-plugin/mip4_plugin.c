@@ -6,6 +6,7 @@
 #include "mip4_listener.h"
 #include "mip4_rekey.h"
 #include "mip4_actions.h"
+#include "mip4_addrwatch.h"
 #include "mip4.h"
 
 #include <daemon.h>
@@ -106,6 +107,7 @@ static bool plugin_cb(private_mip4_plugin_t *this,
 			return FALSE;
 		}
 		mip4_rekey_init();
+		mip4_addrwatch_init(mip4_actions_address_seen);
 		this->listener = mip4_listener_create();
 		charon->bus->add_listener(charon->bus, &this->listener->listener);
 		charon->kernel->add_listener(charon->kernel, &this->listener->kernel);
@@ -120,6 +122,7 @@ static bool plugin_cb(private_mip4_plugin_t *this,
 										 &this->listener->listener);
 			this->listener->destroy(this->listener);
 			this->listener = NULL;
+			mip4_addrwatch_deinit();
 			mip4_rekey_deinit();
 		}
 		if (this->bridge)

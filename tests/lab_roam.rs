@@ -3,7 +3,9 @@
 //! with the old address gone, the plugin's direct MOBIKE update), and
 //! charon's own roaming still moves the VPN when mip4d is down
 //! (`vpn-move-plugin-alone`); moves between two NATs and to a private
-//! range without NAT keep the IKE_SA (`early-moves`). Timing figures are
+//! range without NAT keep the IKE_SA (`early-moves`); a move whose new
+//! address comes late, as DHCP gives it, is still the plugin's direct
+//! update (`late-address`). Timing figures are
 //! `mip4-lab bench`'s, not asserted here. Needs root, strongSwan 5.9.8 and the built plugin.
 
 mod lab_support;
@@ -65,4 +67,36 @@ fn early_moves_between_two_nats_and_to_an_unnated_private_range() {
     // The early moves' guesses and the answers' corrections (kernel ESP:
     // the kernel tier; the development machines' kernel-libipsec says so).
     check_held(&s, "sh ");
+}
+
+#[test]
+fn a_late_address_is_still_moved_by_the_plugins_direct_update() {
+    let s = run_passing("late-address");
+    // Two moves of the VPN's first IKE_SA, to B's address and back to A's,
+    // the correspondent's echoes answered again after each.
+    let to = ["192.168.1.100", "192.0.2.100"];
+    for ((n, moved), addr) in (1..).zip(mobike_kept_all(&s, 2)).zip(to) {
+        assert_eq!(moved["to"], addr, "move {n}: {moved}");
+        assert!(figure(&s, &format!("move_to_ping_ms_{n}")) > 0.0);
+    }
+    // Each move's address came as late as asked, after its link.
+    let late: Vec<_> = s
+        .events
+        .iter()
+        .filter(|e| e.event == "address_change")
+        .map(|e| {
+            let d = &e.detail;
+            let asked = d["late_ms"].as_f64().unwrap_or_default();
+            assert!(
+                d["address_up_ms"].as_f64().unwrap_or_default() >= asked,
+                "{d}"
+            );
+            asked
+        })
+        .collect();
+    assert_eq!(late, [300.0, 1500.0]);
+    // Both updates the plugin's, no path check, no roam job of charon's.
+    check_held(&s, "sh ");
+    check_held(&s, "grep -c 'mip4: direct MOBIKE update'");
+    check_held(&s, "cat ");
 }

@@ -221,7 +221,17 @@ fn lab_access_link_is_operational_with_address_and_route_then_down() {
         trusted: false,
     };
 
-    change(mn.name(), &[(&net, Step::Up { metric: None })]).unwrap();
+    change(
+        mn.name(),
+        &[(
+            &net,
+            Step::Up {
+                metric: None,
+                late: std::time::Duration::ZERO,
+            },
+        )],
+    )
+    .unwrap();
     let link = mn.ip(&["link", "show", "dev", "eth-a"]).unwrap();
     // Operational (RFC 2863 operstate, what IFF_RUNNING says; `ip`
     // prints the state, not that flag).

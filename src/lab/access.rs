@@ -26,8 +26,10 @@ pub enum Step {
     Down,
     /// The link comes up with the address and a default route via the
     /// network's gateway: replacing the default route, or beside the
-    /// others with a metric of its own.
-    Up { metric: Option<u32> },
+    /// others with a metric of its own. The address and route come
+    /// `late` after the link is operational: a DHCP client's lease takes
+    /// its exchange (hundreds of ms to seconds on a real network).
+    Up { metric: Option<u32>, late: Duration },
 }
 
 /// Runs `steps` in order, in namespace `ns` (a name under /run/netns).
@@ -62,9 +64,12 @@ async fn apply(nl: &Netlink, a: &AccessSpec, step: Step) -> Result<Option<f64>> 
             nl.set_link_up(index, false).await.map_err(other)?;
             Ok(None)
         }
-        Step::Up { metric } => {
+        Step::Up { metric, late } => {
             nl.set_link_up(index, true).await.map_err(other)?;
             operational(nl, index, &a.dev).await?;
+            if !late.is_zero() {
+                tokio::time::sleep(late).await;
+            }
             // IPv6 without duplicate address detection: the lab's
             // addresses are unique by plan (netns::addr_add_args).
             let address_at = unix_now();

@@ -302,10 +302,16 @@ impl Lab {
     /// ([`super::access`]): no process start inside the measured move.
     /// [`Lab::left_at`] says when the old path was gone.
     pub fn attach(&mut self, name: &str) -> Result<()> {
+        self.attach_late(name, Duration::ZERO)
+    }
+
+    /// [`Lab::attach`], the new network's address and default route
+    /// coming `late` after its link is up (a DHCP lease's exchange).
+    pub fn attach_late(&mut self, name: &str, late: Duration) -> Result<()> {
         let access = self.spec.access(name)?.clone();
         self.detach(&access.host)?;
         self.left_at = Some(unix_now());
-        self.address_at = self.bring_up(&access, None)?;
+        self.address_at = self.bring_up(&access, None, late)?;
         self.attached
             .insert(access.host.clone(), access.name.clone());
         Ok(())
@@ -341,16 +347,21 @@ impl Lab {
         let access = self.spec.access(name)?.clone();
         let place = self.spec.access.iter().position(|a| a.name == name);
         let metric = 100 + place.unwrap_or_default();
-        self.bring_up(&access, u32::try_from(metric).ok())?;
+        self.bring_up(&access, u32::try_from(metric).ok(), Duration::ZERO)?;
         self.also.push(name.to_string());
         Ok(())
     }
 
     /// The access link up with its address and a default route
     /// (replacing the default route, or beside the others with `metric`).
-    fn bring_up(&self, access: &AccessSpec, metric: Option<u32>) -> Result<Option<f64>> {
+    fn bring_up(
+        &self,
+        access: &AccessSpec,
+        metric: Option<u32>,
+        late: Duration,
+    ) -> Result<Option<f64>> {
         let ns = self.host(&access.host)?;
-        access::change(ns.name(), &[(access, access::Step::Up { metric })])
+        access::change(ns.name(), &[(access, access::Step::Up { metric, late })])
     }
 
     /// Only the network's own address goes (what a DHCP client

@@ -10,7 +10,8 @@
 # knl log at level 2): 0 when the guess held, more when the answer's
 # NAT-D moved the SAs again; `charon` for charon's own MOBIKE roam (its
 # path check came first: a move slower than kernel-netlink's 100 ms
-# ROAM_DELAY, on the loaded kernel tier). "kernel-libipsec" where charon
+# ROAM_DELAY, on the loaded kernel tier; a second roam job of charon's
+# before its update left, at the next roam event, is the same move). "kernel-libipsec" where charon
 # runs it: no update in place, no early move.
 L=$1
 if grep -q 'loaded plugins:.* kernel-libipsec' "$L"; then
@@ -19,7 +20,8 @@ if grep -q 'loaded plugins:.* kernel-libipsec' "$L"; then
 fi
 awk 'function flush() { if (kind == "direct") printf " %s/%d", guess, n; else if (kind) printf " %s", kind }
 	/mip4: direct MOBIKE update/ { flush(); kind = "direct"; guess = "none"; n = 0; a = 0 }
-	/requesting address change using MOBIKE/ { flush(); kind = "charon"; a = 0 }
+	/requesting address change using MOBIKE/ { if (kind == "charon" && !sent) next; flush(); kind = "charon"; a = 0; sent = 0 }
+	/generating INFORMATIONAL request.*N\(UPD_SA_ADDR\)/ { sent = 1 }
 	kind == "direct" && /with the update.*, before its answer/ { guess = /UDP encapsulated/ ? "udp" : "esp" }
 	kind == "direct" && /parsed INFORMATIONAL response .*N\(COOKIE2\)/ { a = 1 }
 	a && /updating SAD entry/ { n++ }

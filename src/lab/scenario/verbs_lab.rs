@@ -6,14 +6,24 @@ use crate::lab::{Error, Result};
 
 impl Run<'_> {
     /// lab::attach NET: first attachment of the MN.
-    /// lab::move NET: the measured move (event `address_change`).
+    /// lab::move NET [LATE_MS]: the measured move (event
+    /// `address_change`); with LATE_MS, the new network's address and
+    /// default route come that long after its link is up, as a DHCP
+    /// lease would (event `address_up` then).
     pub(super) fn attach(&mut self, a: &Args) -> Result<()> {
         let net = self.next_net(a.arg(1)?)?;
         let net = net.as_str();
+        let late_ms: u64 = match a.words.get(2) {
+            Some(w) if a.words[0] == "move" => w
+                .parse()
+                .map_err(|_| Error::Other(format!("`{w}` is not a delay in ms")))?,
+            _ => 0,
+        };
         let host = self.lab.spec.access(net)?.host.clone();
         let from = self.lab.attached(&host).map(str::to_string);
         let before = now();
-        self.lab.attach(net)?;
+        self.lab
+            .attach_late(net, std::time::Duration::from_millis(late_ms))?;
         // The change counts from its first command; the data
         // checks after it (`path_time`) from the moment the old
         // path was gone, the end of the detach: under the kernel
@@ -37,7 +47,7 @@ impl Run<'_> {
             &host,
             serde_json::json!({"from": from, "to": net, "took_ms": took_ms,
                 "path_gone_ms": ms_from_start(gone), "path_gone_t": gone,
-                "address_up_ms": ms_from_start(address_at)}),
+                "address_up_ms": ms_from_start(address_at), "late_ms": late_ms}),
             before,
         );
         if name == "address_change" {
