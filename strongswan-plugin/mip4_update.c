@@ -891,6 +891,23 @@ static status_t resend_from(ike_sa_t *ike_sa, host_t *src)
 /*
  * Described in header
  */
+void mip4_update_leaving(ike_sa_t *ike_sa)
+{
+	if (ike_sa->get_version(ike_sa) != IKEV2 ||
+		!ike_sa->has_condition(ike_sa, COND_ORIGINAL_INITIATOR) ||
+		find_update(ike_sa, TASK_QUEUE_ACTIVE))
+	{	/* an update of ours in flight (restart()): the conditions are not
+		 * yet its answer's, they belong to the address before */
+		return;
+	}
+	nat_seen_remember(ike_sa->get_my_host(ike_sa),
+					  ike_sa->get_other_host(ike_sa),
+					  ike_sa->has_condition(ike_sa, COND_NAT_HERE));
+}
+
+/*
+ * Described in header
+ */
 bool mip4_update_queue(ike_sa_t *ike_sa, status_t *status)
 {
 	private_mip4_update_t *active;
@@ -928,7 +945,9 @@ bool mip4_update_queue(ike_sa_t *ike_sa, status_t *status)
 		*status = restart(ike_sa, active, src);
 	}
 	else if (!find_update(ike_sa, TASK_QUEUE_QUEUED))
-	{
+	{	/* nothing in flight: the conditions are the last NAT-D's for the
+		 * address we leave (post_build()'s ike_update finds our task) */
+		mip4_update_leaving(ike_sa);
 		ike_sa->queue_task(ike_sa, update_create(ike_sa));
 		*status = ike_sa->initiate(ike_sa, NULL, NULL);
 	}
