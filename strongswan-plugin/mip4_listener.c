@@ -6,6 +6,7 @@
 #include "mip4_actions.h"
 #include "mip4_copy.h"
 #include "mip4_rekey.h"
+#include "mip4_update.h"
 
 #include <daemon.h>
 #include <collections/linked_list.h>
@@ -174,6 +175,10 @@ METHOD(listener_t, ike_update, bool,
 {
 	held_update_t *held;
 	release_t *release;
+
+	/* what the last NAT-D found for the address left (charon's own
+	 * MOBIKE moves too), for the early move's guess on a return */
+	mip4_update_leaving(ike_sa);
 
 	/* The thread reporting a move sends the exchange that carries it
 	 * only after this hook (our direct update's post_build, charon's

@@ -5,6 +5,8 @@
 #include "mip4_update.h"
 #include "mip4_rekey.h"
 
+#include <pthread.h>
+
 #include <daemon.h>
 #include <collections/array.h>
 #include <collections/linked_list.h>
@@ -310,23 +312,130 @@ static bool private_v4(host_t *addr)
 }
 
 /**
+ * How many local and peer address pairs' NAT-D answers are remembered.
+ */
+#define NAT_SEEN_MAX 32
+
+/**
+ * What an answer's NAT-D found (RFC 7296 §2.23) for one pair of
+ * addresses (no ports: a NAT maps those anew).
+ */
+typedef struct {
+	/** address family, 0 for a free slot */
+	int family;
+	/** local address */
+	uint8_t me[16];
+	/** peer address */
+	uint8_t other[16];
+	/** the local address was behind a NAT */
+	bool nat_here;
+} nat_seen_t;
+
+/**
+ * The answers remembered, the oldest overwritten first; the tasks of
+ * different IKE_SAs run on charon's threads at the same time.
+ */
+static nat_seen_t nat_seen[NAT_SEEN_MAX];
+static u_int nat_seen_next;
+static pthread_mutex_t nat_seen_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/**
+ * The slot of the pair me, other, or NULL (with nat_seen_lock held).
+ */
+static nat_seen_t *nat_seen_find(host_t *me, host_t *other)
+{
+	chunk_t a = me->get_address(me), b = other->get_address(other);
+	u_int i;
+
+	if (me->get_family(me) != other->get_family(other) ||
+		a.len > sizeof(nat_seen[0].me) || a.len != b.len)
+	{
+		return NULL;
+	}
+	for (i = 0; i < NAT_SEEN_MAX; i++)
+	{
+		if (nat_seen[i].family == me->get_family(me) &&
+			memeq(nat_seen[i].me, a.ptr, a.len) &&
+			memeq(nat_seen[i].other, b.ptr, b.len))
+		{
+			return &nat_seen[i];
+		}
+	}
+	return NULL;
+}
+
+/**
+ * Remembers what the answer's NAT-D found for me towards other, for the
+ * next move to me (nat_expected()).
+ */
+static void nat_seen_remember(host_t *me, host_t *other, bool nat_here)
+{
+	chunk_t a = me->get_address(me), b = other->get_address(other);
+	nat_seen_t *seen;
+
+	if (me->get_family(me) != other->get_family(other) ||
+		a.len > sizeof(nat_seen[0].me) || a.len != b.len)
+	{
+		return;
+	}
+	pthread_mutex_lock(&nat_seen_lock);
+	seen = nat_seen_find(me, other);
+	if (!seen)
+	{
+		seen = &nat_seen[nat_seen_next];
+		nat_seen_next = (nat_seen_next + 1) % NAT_SEEN_MAX;
+		seen->family = me->get_family(me);
+		memcpy(seen->me, a.ptr, a.len);
+		memcpy(seen->other, b.ptr, b.len);
+	}
+	seen->nat_here = nat_here;
+	pthread_mutex_unlock(&nat_seen_lock);
+}
+
+/**
+ * Whether an earlier answer found me behind a NAT towards other; FALSE
+ * if none is remembered.
+ */
+static bool nat_seen_known(host_t *me, host_t *other, bool *nat_here)
+{
+	nat_seen_t *seen;
+
+	pthread_mutex_lock(&nat_seen_lock);
+	seen = nat_seen_find(me, other);
+	if (seen)
+	{
+		*nat_here = seen->nat_here;
+	}
+	pthread_mutex_unlock(&nat_seen_lock);
+	return seen != NULL;
+}
+
+/**
  * UDP encapsulation for the IPsec SAs moved before the answer: what the
  * answer's NAT-D will most likely find (RFC 4555 §3.5: the initiator
  * enables NAT Traversal as it moves the SAs when it "suspects or knows
- * that a NAT is likely to be present"). A private IPv4 source towards a
- * peer that is not private cannot reach it but through a NAT; a public
- * one is not behind one. A gateway behind a NAT, or encapsulation forced
- * by configuration, stays as it is, and so does anything else (IPv6,
- * both ends private). A wrong guess costs a second reinstall, with the
+ * that a NAT is likely to be present"). What an earlier answer found for
+ * the same local and peer address is known (a return to a network seen
+ * before); otherwise a private IPv4 source towards a peer that is not
+ * private cannot reach it but through a NAT, and a public one is not
+ * behind one. A gateway behind a NAT, or encapsulation forced by
+ * configuration, stays as it is, and so does anything else (IPv6, both
+ * ends private). A wrong guess costs a second reinstall, with the
  * answer, whose NAT-D corrects it (process_i()); until then the MN's
  * ESP is dropped, as it was before the early move.
  */
 static bool nat_expected(ike_sa_t *ike_sa, host_t *me, host_t *other)
 {
+	bool nat_here;
+
 	if (ike_sa->has_condition(ike_sa, COND_NAT_FAKE) ||
 		ike_sa->has_condition(ike_sa, COND_NAT_THERE))
 	{
 		return TRUE;
+	}
+	if (nat_seen_known(me, other, &nat_here))
+	{
+		return nat_here;
 	}
 	if (me->get_family(me) == AF_INET && other->get_family(other) == AF_INET &&
 		!private_v4(other))
@@ -648,6 +757,8 @@ METHOD(task_t, process_i, status_t,
 	/* RFC 4555 §3.5: enable or disable NAT traversal from the answer's
 	 * NAT-D, then move the IPsec SAs, into or out of UDP encapsulation */
 	this->natd->task.process(&this->natd->task, message);
+	nat_seen_remember(this->me, this->ike_sa->get_other_host(this->ike_sa),
+					  this->ike_sa->has_condition(this->ike_sa, COND_NAT_HERE));
 	move_children(this);
 	defer_child_rekeys(this);
 	return SUCCESS;
@@ -780,6 +891,23 @@ static status_t resend_from(ike_sa_t *ike_sa, host_t *src)
 /*
  * Described in header
  */
+void mip4_update_leaving(ike_sa_t *ike_sa)
+{
+	if (ike_sa->get_version(ike_sa) != IKEV2 ||
+		!ike_sa->has_condition(ike_sa, COND_ORIGINAL_INITIATOR) ||
+		find_update(ike_sa, TASK_QUEUE_ACTIVE))
+	{	/* an update of ours in flight (restart()): the conditions are not
+		 * yet its answer's, they belong to the address before */
+		return;
+	}
+	nat_seen_remember(ike_sa->get_my_host(ike_sa),
+					  ike_sa->get_other_host(ike_sa),
+					  ike_sa->has_condition(ike_sa, COND_NAT_HERE));
+}
+
+/*
+ * Described in header
+ */
 bool mip4_update_queue(ike_sa_t *ike_sa, status_t *status)
 {
 	private_mip4_update_t *active;
@@ -817,7 +945,9 @@ bool mip4_update_queue(ike_sa_t *ike_sa, status_t *status)
 		*status = restart(ike_sa, active, src);
 	}
 	else if (!find_update(ike_sa, TASK_QUEUE_QUEUED))
-	{
+	{	/* nothing in flight: the conditions are the last NAT-D's for the
+		 * address we leave (post_build()'s ike_update finds our task) */
+		mip4_update_leaving(ike_sa);
 		ike_sa->queue_task(ike_sa, update_create(ike_sa));
 		*status = ike_sa->initiate(ike_sa, NULL, NULL);
 	}

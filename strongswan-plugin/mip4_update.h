@@ -34,4 +34,12 @@ bool mip4_update_queue(ike_sa_t *ike_sa, status_t *status);
  */
 bool mip4_update_is(task_t *task);
 
+/**
+ * The IKE_SA leaves its local address (a bus ike_update): remembers what
+ * the last NAT-D found for that address, so that a later move back to it
+ * guesses the UDP encapsulation of the early move from that (charon's own
+ * MOBIKE updates too, not only ours). Call with ike_sa checked out.
+ */
+void mip4_update_leaving(ike_sa_t *ike_sa);
+
 #endif /** MIP4_UPDATE_H_ @}*/

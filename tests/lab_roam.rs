@@ -49,20 +49,24 @@ fn charon_roams_alone_with_the_plugin_loaded_and_no_mip4d() {
 #[test]
 fn early_moves_between_two_nats_and_to_an_unnated_private_range() {
     let s = run_passing("early-moves");
-    // Four moves, each one MOBIKE update of the VPN's first IKE_SA, to the
-    // MN's address on the new network, the data flowing again both ways.
+    // Six moves, each one MOBIKE update of the VPN's first IKE_SA, to the
+    // MN's address on the new network, the data flowing again both ways;
+    // the last two return to networks seen before.
     let to = [
         "192.168.1.100",
         "192.168.2.100",
         "192.168.1.100",
         "172.16.3.100",
+        "192.168.1.100",
+        "172.16.3.100",
     ];
-    for ((n, moved), addr) in (1..).zip(mobike_kept_all(&s, 4)).zip(to) {
+    for ((n, moved), addr) in (1..).zip(mobike_kept_all(&s, 6)).zip(to) {
         assert_eq!(moved["to"], addr, "move {n}: {moved}");
         assert!(figure(&s, &format!("mn_echo_{n}")) > 0.0);
         assert!(figure(&s, &format!("cn_echo_{n}")) > 0.0);
     }
-    // The gateway saw each NAT's address, then ext-p's own.
+    // The gateway saw each NAT's address, then ext-p's own, B's and
+    // ext-p's again.
     check_held(&s, "grep -o 'remote endpoint changed");
     // The early moves' guesses and the answers' corrections (kernel ESP:
     // the kernel tier; the development machines' kernel-libipsec says so).

@@ -8,20 +8,26 @@
 # esp: plain ESP, none: no early move), N the SAD entries kernel-netlink
 # updated once its answer was parsed, before the next update (charon's
 # knl log at level 2): 0 when the guess held, more when the answer's
-# NAT-D moved the SAs again; `charon` for charon's own MOBIKE roam (its
-# path check came first: a move slower than kernel-netlink's 100 ms
-# ROAM_DELAY, on the loaded kernel tier; a second roam job of charon's
-# before its update left, at the next roam event, is the same move). "kernel-libipsec" where charon
-# runs it: no update in place, no early move.
+# NAT-D moved the SAs again; `charon` for charon's own MOBIKE update (its
+# roam job and path check came first: a move slower than kernel-netlink's
+# 100 ms ROAM_DELAY, on the loaded kernel tier). A word per
+# UPDATE_SA_ADDRESSES sent, not per roam: charon's roam job can run twice
+# in one slow move (the old address going, the new one coming) and send
+# one update. "kernel-libipsec" where charon runs it: no update in
+# place, no early move.
 L=$1
 if grep -q 'loaded plugins:.* kernel-libipsec' "$L"; then
 	echo kernel-libipsec
 	exit 0
 fi
 awk 'function flush() { if (kind == "direct") printf " %s/%d", guess, n; else if (kind) printf " %s", kind }
-	/mip4: direct MOBIKE update/ { flush(); kind = "direct"; guess = "none"; n = 0; a = 0 }
-	/requesting address change using MOBIKE/ { if (kind == "charon" && !sent) next; flush(); kind = "charon"; a = 0; sent = 0 }
-	/generating INFORMATIONAL request.*N\(UPD_SA_ADDR\)/ { sent = 1 }
+	/mip4: direct MOBIKE update/ { direct = 1 }
+	/requesting address change using MOBIKE/ { a = 0 }
+	/generating INFORMATIONAL request .*N\(UPD_SA_ADDR\)/ {
+		flush(); a = 0
+		if (direct) { kind = "direct"; guess = "none"; n = 0 } else kind = "charon"
+		direct = 0
+	}
 	kind == "direct" && /with the update.*, before its answer/ { guess = /UDP encapsulated/ ? "udp" : "esp" }
 	kind == "direct" && /parsed INFORMATIONAL response .*N\(COOKIE2\)/ { a = 1 }
 	a && /updating SAD entry/ { n++ }
