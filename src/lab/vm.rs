@@ -367,7 +367,10 @@ fn write_share(opts: &VmOptions, share: &Path) -> Result<()> {
          export MIP4_LAB_TIMEOUT_SCALE=4 MIP4_LAB_KEEP=1 TMPDIR=/tmp/lab\n\
          # Modules first: their load time stays out of the measured figures.\n\
          modprobe -a -q esp4 xfrm_user xfrm4_tunnel ipip sch_netem sch_prio cls_u32 veth tun overlay gcm ghash-generic nf_tables\n\
-         echo \"mip4-vm: modules $(cut -d' ' -f1 /proc/modules | tr '\\n' ' ')\"\n",
+         echo \"mip4-vm: modules $(cut -d' ' -f1 /proc/modules | tr '\\n' ' ')\"\n\
+         # The guest's clock and CPUs: a TSC found unstable (more than one\n\
+         # vCPU under TCG) makes every clock read an emulated device's.\n\
+         echo \"mip4-vm: cpus $(nproc) clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)\" >/dev/console\n",
     );
     if opts.gateway == Gateway::Libreswan {
         script.push_str(&format!(
@@ -416,6 +419,22 @@ fn accel_args(smp: u32) -> Vec<String> {
             n.to_string(),
         ],
         _ => ["-accel", "tcg", "-smp", "1"].map(String::from).to_vec(),
+    }
+}
+
+/// The guest kernel's command line. With more than one vCPU, `tsc=reliable`:
+/// TCG's default CPU (qemu64) says AMD and has no constant-TSC flag, so
+/// Linux takes the TSCs of more than one CPU for unsynchronised and falls
+/// back to the HPET, an emulated device: every clock read (charon's,
+/// ping's, the heartbeat's every 2 ms) is then an MMIO exit that takes
+/// QEMU's global lock, which serialises the vCPUs. TCG's TSC comes from the
+/// host's monotonic clock, the same for every vCPU, and the laptops and
+/// gateways the tier models have a reliable TSC.
+fn kernel_args(smp: u32) -> String {
+    let base = "console=ttyS0 quiet loglevel=3 panic=-1";
+    match smp {
+        n if n > 1 => format!("{base} tsc=reliable"),
+        _ => base.to_string(),
     }
 }
 
@@ -489,7 +508,8 @@ impl Guest {
             .arg(run_dir.join("vmlinux"))
             .arg("-initrd")
             .arg(run_dir.join("initramfs.gz"))
-            .args(["-append", "console=ttyS0 quiet loglevel=3 panic=-1"])
+            .arg("-append")
+            .arg(kernel_args(opts.smp))
             .arg("-virtfs")
             .arg(virtfs(&run_dir.join("root"), "root", false))
             .arg("-virtfs")
@@ -739,6 +759,12 @@ mod tests {
         assert!(pins(&o));
         o.pin = false;
         assert!(!pins(&o), "MIP4_VM_PIN=0");
+    }
+
+    #[test]
+    fn more_vcpus_keep_the_tsc_as_the_clock() {
+        assert!(!kernel_args(1).contains("tsc="));
+        assert!(kernel_args(2).ends_with(" tsc=reliable"));
     }
 
     #[test]
