@@ -30,13 +30,22 @@ pub fn enabled() -> bool {
     std::env::var(PIN_VAR).is_ok_and(|v| v == "1") && cpus() > 1
 }
 
-/// The CPUs this process may run on.
+/// The machine's CPUs online: not the calling thread's affinity, which
+/// the pinning itself narrows to one.
 fn cpus() -> usize {
-    sched_getaffinity(Pid::from_raw(0)).map_or(1, |set| {
-        (0..CpuSet::count())
-            .filter(|&i| set.is_set(i).unwrap_or(false))
-            .count()
-    })
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
+    count_cpus(&online)
+}
+
+/// The CPUs in a kernel CPU list ("0", "0-1", "0,2-3").
+fn count_cpus(list: &str) -> usize {
+    list.trim()
+        .split(',')
+        .filter_map(|r| match r.split_once('-') {
+            Some((a, b)) => Some(b.parse::<usize>().ok()? + 1 - a.parse::<usize>().ok()?),
+            None => r.parse::<usize>().ok().map(|_| 1),
+        })
+        .sum()
 }
 
 /// The CPU of lab host `host`'s machine.
@@ -103,6 +112,33 @@ mod tests {
             assert_eq!(cpu_of(host), REST_CPU, "{host}");
         }
         assert_ne!(MN_CPU, REST_CPU);
+    }
+
+    #[test]
+    fn cpu_lists_are_counted() {
+        assert_eq!(count_cpus("0\n"), 1);
+        assert_eq!(count_cpus("0-1\n"), 2);
+        assert_eq!(count_cpus("0,2-3"), 3);
+        assert_eq!(count_cpus(""), 0);
+    }
+
+    #[test]
+    fn pinning_a_thread_leaves_the_machines_cpus_as_they_are() {
+        // Once the lab's thread is pinned to one CPU, the count that
+        // decides whether to pin must still see them all.
+        let before = cpus();
+        let after = std::thread::spawn(|| {
+            let own = sched_getaffinity(Pid::from_raw(0)).expect("own affinity");
+            let first = (0..CpuSet::count()).find(|&i| own.is_set(i).unwrap_or(false));
+            let mut one = CpuSet::new();
+            one.set(first.expect("a CPU")).expect("in range");
+            sched_setaffinity(Pid::from_raw(0), &one).expect("narrowed");
+            cpus()
+        })
+        .join()
+        .expect("thread");
+        assert_eq!(after, before);
+        assert!(before >= 1);
     }
 
     #[test]
