@@ -211,6 +211,7 @@ fn deb_packages_install_next_to_debian_strongswan() {
                 .display()
         ),
         plugin_overlay: Some(root.path().join("usr/lib/ipsec/plugins")),
+        ..CharonConfig::default()
     };
     let charon = Charon::start(&ns, &work.path().join("mn"), &cfg).unwrap();
     let t = Duration::from_secs(10);

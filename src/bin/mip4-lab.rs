@@ -110,6 +110,17 @@ enum Cmd {
             value_name = "MS,..."
         )]
         delays: Vec<u64>,
+        /// With --handover and --vm (or --one-lab): the charons' file log,
+        /// `lab` (ike, cfg and knl at level 2, each line flushed: what the
+        /// scenarios read) or `default` (strongSwan's default levels, as a
+        /// deployment logs; the bench reads no charon log).
+        #[arg(
+            long,
+            requires = "handover",
+            value_name = "lab|default",
+            default_value = "lab"
+        )]
+        charon_log: mip4::lab::charon::CharonLog,
         /// With --handover or --dataplane: also write the markdown section
         /// here (build/bench/NN-name.md for docs/PERFORMANCE.md).
         #[arg(long, value_name = "FILE")]
@@ -301,6 +312,7 @@ fn main() -> ExitCode {
             vm,
             one_lab,
             delays,
+            charon_log,
             ..
         } if vm || one_lab => mip4::lab::bench::tier::cli(
             cli.lab_dir,
@@ -310,7 +322,13 @@ fn main() -> ExitCode {
                 delays,
             },
             vm,
-            opts(None),
+            RunOptions {
+                charon: mip4::lab::charon::CharonConfig {
+                    log: charon_log,
+                    ..opts(None).charon
+                },
+                ..opts(None)
+            },
             markdown,
             json,
         ),

@@ -216,6 +216,7 @@ fn mn_charon_config(plugin: bool, overlay: &Path, socket: &Path) -> CharonConfig
             String::new()
         },
         plugin_overlay: Some(overlay.to_path_buf()),
+        ..CharonConfig::default()
     }
 }
 

@@ -96,6 +96,57 @@ pub struct CharonConfig {
     /// `libstrongswan-mip4.so`: charon loads it from the standard plugin
     /// directory while the host's directory stays untouched.
     pub plugin_overlay: Option<PathBuf>,
+    /// The file log's levels.
+    pub log: CharonLog,
+}
+
+/// What a lab charon writes to its file log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CharonLog {
+    /// `ike`, `cfg` and `knl` at 2, every line flushed as written: the
+    /// lines the scenarios' checks and the handover timelines read.
+    #[default]
+    Lab,
+    /// strongSwan's default levels (1) and buffered writes, as a
+    /// deployment logs: under TCG each flushed line at level 2 is charon
+    /// CPU on a move's path (the handover bench, which reads no charon
+    /// log).
+    Default,
+}
+
+impl std::str::FromStr for CharonLog {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "lab" => Ok(CharonLog::Lab),
+            "default" => Ok(CharonLog::Default),
+            _ => Err(format!("unknown charon log `{s}` (lab or default)")),
+        }
+    }
+}
+
+impl CharonLog {
+    /// The word `FromStr` reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            CharonLog::Lab => "lab",
+            CharonLog::Default => "default",
+        }
+    }
+
+    /// The filelog's lines after `append`.
+    fn settings(self) -> &'static str {
+        match self {
+            CharonLog::Lab => {
+                "flush_line = yes
+            default = 1
+            ike = 2
+            cfg = 2
+            knl = 2"
+            }
+            CharonLog::Default => "default = 1",
+        }
+    }
 }
 
 /// Where Debian's charon looks for `libstrongswan-<name>.so`.
@@ -128,7 +179,7 @@ impl Charon {
         let _ = std::fs::remove_file(&log);
         let mut plugins: Vec<&str> = self::plugins().iter().map(|(p, _)| *p).collect();
         plugins.extend(cfg.extra_plugins.iter().map(String::as_str));
-        let text = strongswan_conf(&plugins.join(" "), &vici, &log, &cfg.extra_settings);
+        let text = strongswan_conf(&plugins.join(" "), &vici, &log, cfg);
         std::fs::write(&conf, text).map_err(|source| Error::Io {
             path: conf.display().to_string(),
             source,
@@ -337,7 +388,7 @@ fn retransmit_window(tries: i32) -> f64 {
     (1.4f64.powi(tries + 1) - 1.0) / 0.4
 }
 
-fn strongswan_conf(load: &str, vici: &Path, log: &Path, extra: &str) -> String {
+fn strongswan_conf(load: &str, vici: &Path, log: &Path, cfg: &CharonConfig) -> String {
     let tries = retransmit_tries(wait::scale());
     format!(
         r#"# Written by mip4-lab for one lab host.
@@ -358,11 +409,7 @@ charon {{
             time_format = %H:%M:%S
             time_add_ms = yes
             append = no
-            flush_line = yes
-            default = 1
-            ike = 2
-            cfg = 2
-            knl = 2
+            {levels}
         }}
     }}
     syslog {{
@@ -385,6 +432,8 @@ charon {{
 "#,
         vici = vici.display(),
         log = log.display(),
+        levels = cfg.log.settings(),
+        extra = cfg.extra_settings,
     )
 }
 
@@ -552,6 +601,36 @@ mod tests {
         assert_eq!(t, 8);
         assert!(retransmit_window(t) >= 4.0 * retransmit_window(4));
         assert!(retransmit_window(t - 1) < 4.0 * retransmit_window(4));
+    }
+
+    #[test]
+    fn the_bench_can_log_as_a_deployment_does() {
+        let conf = |log| {
+            let cfg = CharonConfig {
+                log,
+                extra_settings: "    # extra\n".into(),
+                ..CharonConfig::default()
+            };
+            strongswan_conf("nonce", Path::new("/v"), Path::new("/l"), &cfg)
+        };
+        let lab = conf(CharonLog::Lab);
+        for line in [
+            "flush_line = yes",
+            "ike = 2",
+            "cfg = 2",
+            "knl = 2",
+            "# extra",
+        ] {
+            assert!(lab.contains(line), "{line}: {lab}");
+        }
+        let default = conf(CharonLog::Default);
+        assert!(default.contains("default = 1") && default.contains("# extra"));
+        for line in ["flush_line", "ike = 2", "cfg = 2", "knl = 2"] {
+            assert!(!default.contains(line), "{line}: {default}");
+        }
+        assert_eq!("default".parse(), Ok(CharonLog::Default));
+        assert_eq!(CharonLog::Lab.name().parse(), Ok(CharonLog::Lab));
+        assert!("verbose".parse::<CharonLog>().is_err());
     }
 
     #[test]

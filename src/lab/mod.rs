@@ -42,6 +42,7 @@ pub mod echo;
 pub mod flood;
 pub mod forger;
 pub mod leaks;
+pub mod machines;
 pub mod narrate;
 pub mod netns;
 pub mod pcap;

@@ -220,7 +220,9 @@ impl Netns {
             .stdout(file)
             .stderr(err)
             .process_group(0);
-        let child = cmd.spawn().map_err(|source| Error::Spawn {
+        // On the tier's two-vCPU guest, on the CPU of this host's machine.
+        let child = super::machines::on_machine_of(&self.host, || cmd.spawn());
+        let child = child.map_err(|source| Error::Spawn {
             cmd: line.clone(),
             source,
         })?;

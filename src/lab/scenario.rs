@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 pub use parse::{Line, Scenario};
 
-use super::charon::{Charon, CharonConfig};
+use super::charon::{Charon, CharonConfig, CharonLog};
 use super::daemon::{self, Events};
 use super::leaks::Snapshot;
 use super::netns::Process;
@@ -230,6 +230,9 @@ pub fn run(
             )));
         }
     }
+    // On the tier's guest as two machines, the lab itself (its commands,
+    // the network's changes) runs beside the gateway, not on the MN's CPU.
+    super::machines::pin_this_thread(super::machines::REST_CPU);
     let work = WorkDir::new(&scenario.name)?;
     let start = now();
     let topology = scenario
@@ -457,9 +460,14 @@ impl Run<'_> {
         // puts it on its own TUN device whatever this says).
         cfg.extra_settings
             .push_str("    install_virtual_ip_on = lo\n");
+        // The plugin's own level with the lab's log; its default (1) with
+        // charon's defaults.
+        let level = match cfg.log {
+            CharonLog::Lab => "            loglevel = 2\n",
+            CharonLog::Default => "",
+        };
         cfg.extra_settings.push_str(&format!(
-            "    plugins {{\n        mip4 {{\n            socket = {socket}\n            \
-             loglevel = 2\n        }}\n    }}\n"
+            "    plugins {{\n        mip4 {{\n            socket = {socket}\n{level}        }}\n    }}\n"
         ));
         cfg.plugin_overlay = Some(dir);
         Ok(cfg)

@@ -72,11 +72,14 @@ pub fn stalled_ms(stalls: &[Stall], t0: f64, t1: f64) -> f64 {
 }
 
 /// The stall detector (see the module's text). Stops when dropped.
+/// On the tier's guest as two machines (src/lab/machines.rs) one thread
+/// watches each machine's CPU, and a stall is time when either stood
+/// still (their stalls merged: either can hold a move up).
 pub struct Heartbeat {
     stalls: Arc<Mutex<Vec<Stall>>>,
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-    /// Whether the thread got real-time priority.
+    threads: Vec<JoinHandle<()>>,
+    /// Whether the threads got real-time priority.
     pub realtime: bool,
 }
 
@@ -91,50 +94,82 @@ impl Heartbeat {
         let stalls: Arc<Mutex<Vec<Stall>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = std::sync::mpsc::channel();
-        let (s, st) = (stalls.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            let _ = tx.send(realtime(60));
-            let mut deadline = Instant::now();
-            while !st.load(Ordering::Relaxed) {
-                deadline += Self::PERIOD;
-                let now = Instant::now();
-                if let Some(d) = deadline.checked_duration_since(now) {
-                    std::thread::sleep(d);
-                }
-                let woke = Instant::now();
-                let late = woke.saturating_duration_since(deadline);
-                if late > Self::LATE {
-                    let to = unix_now();
-                    let from = to - late.as_secs_f64();
-                    s.lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(Stall { from, to });
-                    // Start again from now: one stall, one entry.
-                    deadline = woke;
-                }
-            }
-        });
+        let cpus = super::machines::watched_cpus();
+        let threads = cpus
+            .iter()
+            .map(|&cpu| {
+                let (s, st, tx) = (stalls.clone(), stop.clone(), tx.clone());
+                std::thread::spawn(move || {
+                    if let Some(cpu) = cpu {
+                        super::machines::pin_this_thread(cpu);
+                    }
+                    let _ = tx.send(realtime(60));
+                    beat(&s, &st);
+                })
+            })
+            .collect();
+        let realtime = (0..cpus.len()).all(|_| rx.recv().unwrap_or(false));
         Heartbeat {
             stalls,
             stop,
-            thread: Some(thread),
-            realtime: rx.recv().unwrap_or(false),
+            threads,
+            realtime,
         }
     }
 
-    /// The stalls so far.
+    /// The stalls so far, those of different CPUs merged where they
+    /// overlap, in order.
     pub fn stalls(&self) -> Vec<Stall> {
-        self.stalls
+        let all = self
+            .stalls
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .clone();
+        merged(all)
     }
+}
+
+/// One heartbeat thread's loop, until `stop`.
+fn beat(stalls: &Mutex<Vec<Stall>>, stop: &AtomicBool) {
+    let mut deadline = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        deadline += Heartbeat::PERIOD;
+        let now = Instant::now();
+        if let Some(d) = deadline.checked_duration_since(now) {
+            std::thread::sleep(d);
+        }
+        let woke = Instant::now();
+        let late = woke.saturating_duration_since(deadline);
+        if late > Heartbeat::LATE {
+            let to = unix_now();
+            let from = to - late.as_secs_f64();
+            stalls
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Stall { from, to });
+            // Start again from now: one stall, one entry.
+            deadline = woke;
+        }
+    }
+}
+
+/// `stalls` in order, overlapping ones joined.
+fn merged(mut stalls: Vec<Stall>) -> Vec<Stall> {
+    stalls.sort_by(|a, b| a.from.total_cmp(&b.from));
+    let mut out: Vec<Stall> = Vec::with_capacity(stalls.len());
+    for s in stalls {
+        match out.last_mut() {
+            Some(last) if s.from <= last.to => last.to = last.to.max(s.to),
+            _ => out.push(s),
+        }
+    }
+    out
 }
 
 impl Drop for Heartbeat {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }
@@ -161,12 +196,14 @@ impl RouteWatch {
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = std::sync::mpsc::channel::<std::result::Result<bool, String>>();
         let (a, st) = (added.clone(), stop.clone());
-        let name = ns.name().to_string();
+        let (name, host) = (ns.name().to_string(), ns.host().to_string());
         let thread = std::thread::spawn(move || {
             let rt = match super::netns::runtime_in(&name) {
                 Ok(rt) => rt,
                 Err(e) => return drop(tx.send(Err(e.to_string()))),
             };
+            // The MN's own timing: on the MN's machine.
+            super::machines::pin_this_thread(super::machines::cpu_of(&host));
             let rt_prio = realtime(70);
             rt.block_on(async move {
                 let mut w = match Watcher::new() {
@@ -277,5 +314,20 @@ mod tests {
         ];
         assert_eq!(stalled_ms(&s, 0.5, 3.0), 1000.0);
         assert_eq!(stalled_ms(&s, 3.0, 8.0), 0.0);
+    }
+
+    #[test]
+    fn two_machines_stalls_overlapping_count_once() {
+        let s = merged(vec![
+            Stall { from: 2.0, to: 3.0 },
+            Stall { from: 0.0, to: 1.0 },
+            Stall { from: 0.5, to: 1.5 },
+            Stall { from: 3.0, to: 4.0 },
+        ]);
+        assert_eq!(
+            s,
+            [Stall { from: 0.0, to: 1.5 }, Stall { from: 2.0, to: 4.0 }]
+        );
+        assert_eq!(stalled_ms(&s, 0.0, 10.0), 3500.0);
     }
 }

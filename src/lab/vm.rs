@@ -86,6 +86,13 @@ pub struct VmOptions {
     /// The guest's mip4-lab arguments in place of `run NAME --json` (a
     /// bench run inside the guest: `scenarios` names it, one name).
     pub guest_args: Option<String>,
+    /// vCPUs: 1 unless `MIP4_VM_SMP=N` says more (a bench may set its
+    /// own default; the variable still wins).
+    pub smp: u32,
+    /// With more than one vCPU, the guest's lab pins the MN's processes
+    /// to one and the rest to another (src/lab/machines.rs), unless
+    /// `MIP4_VM_PIN=0`.
+    pub pin: bool,
 }
 
 /// A guest job other than the lab's scenarios: its own image and script.
@@ -121,8 +128,15 @@ impl VmOptions {
             scenario_timeout: Duration::from_secs(600),
             job: None,
             guest_args: None,
+            smp: smp_from_env().unwrap_or(1),
+            pin: std::env::var("MIP4_VM_PIN").map_or(true, |v| v != "0"),
         }
     }
+}
+
+/// `MIP4_VM_SMP=N`, if set to a number.
+pub fn smp_from_env() -> Option<u32> {
+    std::env::var("MIP4_VM_SMP").ok()?.parse().ok()
 }
 
 /// What one scenario did in the guest.
@@ -175,7 +189,7 @@ pub fn run(opts: &VmOptions, on_line: &mut dyn FnMut(&serde_json::Value)) -> Res
     let outcomes = qemu.follow(opts, &share, &console, on_line);
     let took = started.elapsed().as_secs_f64();
     on_line(
-        &serde_json::json!({"type": "vm", "event": "powered_off", "boot_to_off_s": (took * 10.0).round() / 10.0, "console": console,
+        &serde_json::json!({"type": "vm", "event": "powered_off", "boot_to_off_s": (took * 10.0).round() / 10.0, "console": console, "vcpus": opts.smp.max(1), "pinned": opts.smp > 1 && opts.pin,
             "vcpu_ran_s": (qemu.vcpu.0 * 10.0).round() / 10.0, "vcpu_waited_s": (qemu.vcpu.1 * 10.0).round() / 10.0}),
     );
     if let Some(dir) = &opts.capture {
@@ -353,11 +367,21 @@ fn write_share(opts: &VmOptions, share: &Path) -> Result<()> {
          export MIP4_LAB_TIMEOUT_SCALE=4 MIP4_LAB_KEEP=1 TMPDIR=/tmp/lab\n\
          # Modules first: their load time stays out of the measured figures.\n\
          modprobe -a -q esp4 xfrm_user xfrm4_tunnel ipip sch_netem sch_prio cls_u32 veth tun overlay gcm ghash-generic nf_tables\n\
-         echo \"mip4-vm: modules $(cut -d' ' -f1 /proc/modules | tr '\\n' ' ')\"\n",
+         echo \"mip4-vm: modules $(cut -d' ' -f1 /proc/modules | tr '\\n' ' ')\"\n\
+         # The guest's clock and CPUs: a TSC found unstable (more than one\n\
+         # vCPU under TCG) makes every clock read an emulated device's.\n\
+         echo \"mip4-vm: cpus $(nproc) clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)\" >/dev/console\n",
     );
     if opts.gateway == Gateway::Libreswan {
         script.push_str(&format!(
             "export MIP4_LAB_LIBRESWAN_ROOT={LIBRESWAN_MOUNT}\n"
+        ));
+    }
+    if opts.smp > 1 && opts.pin {
+        script.push_str(&format!(
+            "# Two machines: the MN on one vCPU, the rest on another.\n\
+             export {}=1\n",
+            super::machines::PIN_VAR
         ));
     }
     for name in &opts.scenarios {
@@ -382,13 +406,13 @@ fn write_share(opts: &VmOptions, share: &Path) -> Result<()> {
     write(&share.join("script.sh"), &script)
 }
 
-/// QEMU's accelerator and CPUs: one vCPU under TCG, or with
-/// `MIP4_VM_SMP=N` (N > 1) N vCPUs under multi-threaded TCG, one host
-/// thread each. Measured on 2 shared cores (lab/README.md, kernel tier):
-/// two vCPUs did not make a loaded run faster, so one stays the default.
-fn accel_args(smp: Option<&str>) -> Vec<String> {
-    match smp.and_then(|n| n.parse::<u32>().ok()) {
-        Some(n) if n > 1 => vec![
+/// QEMU's accelerator and CPUs: one vCPU under TCG, or N > 1 vCPUs
+/// under multi-threaded TCG, one host thread each. Measured on 2 shared
+/// cores (lab/README.md, kernel tier): two vCPUs did not make a loaded
+/// scenario run faster, so one stays the scenarios' default.
+fn accel_args(smp: u32) -> Vec<String> {
+    match smp {
+        n if n > 1 => vec![
             "-accel".into(),
             "tcg,thread=multi".into(),
             "-smp".into(),
@@ -398,27 +422,54 @@ fn accel_args(smp: Option<&str>) -> Vec<String> {
     }
 }
 
+/// The guest kernel's command line. With more than one vCPU, `tsc=reliable`:
+/// TCG's default CPU (qemu64) says AMD and has no constant-TSC flag, so
+/// Linux takes the TSCs of more than one CPU for unsynchronised and falls
+/// back to the HPET, an emulated device: every clock read (charon's,
+/// ping's, the heartbeat's every 2 ms) is then an MMIO exit that takes
+/// QEMU's global lock, which serialises the vCPUs. TCG's TSC comes from the
+/// host's monotonic clock, the same for every vCPU, and the laptops and
+/// gateways the tier models have a reliable TSC.
+fn kernel_args(smp: u32) -> String {
+    let base = "console=ttyS0 quiet loglevel=3 panic=-1";
+    match smp {
+        n if n > 1 => format!("{base} tsc=reliable"),
+        _ => base.to_string(),
+    }
+}
+
 /// A running QEMU; killed when dropped.
 struct Guest {
     child: Child,
-    /// Its busiest thread (the vCPU under TCG), last read: seconds on a
-    /// host CPU and seconds runnable but waiting for one (schedstat). The
-    /// second is time the guest stood still while its clock ran on.
+    /// Its vCPU threads (under TCG), last read: seconds on a host CPU
+    /// and seconds runnable but waiting for one (schedstat), summed. The
+    /// second is time a vCPU stood still while the guest's clock ran on.
     vcpu: (f64, f64),
 }
 
-/// `/proc/PID/task/*/schedstat` of the thread with the most CPU time:
-/// (seconds run, seconds waited on a run queue).
-fn busiest_thread(pid: u32) -> Option<(f64, f64)> {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
+/// `/proc/PID/task/*/schedstat` of QEMU's vCPU threads (named
+/// "CPU N/TCG", or "ALL CPUs/TCG" with one thread for all), summed:
+/// (seconds run, seconds waited on a run queue); without named threads,
+/// the one with the most CPU time.
+fn vcpu_threads(pid: u32) -> Option<(f64, f64)> {
+    let threads: Vec<(bool, (f64, f64))> = std::fs::read_dir(format!("/proc/{pid}/task"))
         .ok()?
         .flatten()
         .filter_map(|t| {
             let text = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
             let mut w = text.split_whitespace().map(|n| n.parse::<f64>().ok());
-            Some((w.next()?? / 1e9, w.next()?? / 1e9))
+            Some((comm.contains("/TCG"), (w.next()?? / 1e9, w.next()?? / 1e9)))
         })
-        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .collect();
+    let vcpus: Vec<(f64, f64)> = threads.iter().filter(|t| t.0).map(|t| t.1).collect();
+    match vcpus.is_empty() {
+        false => Some(vcpus.iter().fold((0.0, 0.0), |a, v| (a.0 + v.0, a.1 + v.1))),
+        true => threads
+            .into_iter()
+            .map(|t| t.1)
+            .max_by(|a, b| a.0.total_cmp(&b.0)),
+    }
 }
 
 impl Drop for Guest {
@@ -448,14 +499,17 @@ impl Guest {
         let mut cmd = Command::new(qemu());
         // TCG: KVM on these machines cannot boot Debian's kernel.
         cmd.args(["-m", "1024"])
-            .args(accel_args(std::env::var("MIP4_VM_SMP").ok().as_deref()))
+            .args(accel_args(opts.smp))
+            // Named threads ("CPU 0/TCG"): the host's view sums the vCPUs'.
+            .args(["-name", "mip4-vm,debug-threads=on"])
             .args(["-nographic", "-no-reboot", "-nic", "none"])
             .args(["-bios", QBOOT])
             .arg("-kernel")
             .arg(run_dir.join("vmlinux"))
             .arg("-initrd")
             .arg(run_dir.join("initramfs.gz"))
-            .args(["-append", "console=ttyS0 quiet loglevel=3 panic=-1"])
+            .arg("-append")
+            .arg(kernel_args(opts.smp))
             .arg("-virtfs")
             .arg(virtfs(&run_dir.join("root"), "root", false))
             .arg("-virtfs")
@@ -584,7 +638,7 @@ impl Guest {
             }
             // CPU time only grows: less than before means the vCPU
             // thread is gone (QEMU exiting), keep its last reading.
-            if let Some(v) = busiest_thread(self.child.id()).filter(|v| v.0 >= self.vcpu.0) {
+            if let Some(v) = vcpu_threads(self.child.id()).filter(|v| v.0 >= self.vcpu.0) {
                 self.vcpu = v;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -686,13 +740,38 @@ mod tests {
     }
 
     #[test]
-    fn one_vcpu_unless_more_are_asked_for() {
-        assert_eq!(accel_args(None), ["-accel", "tcg", "-smp", "1"]);
-        assert_eq!(accel_args(Some("x")), ["-accel", "tcg", "-smp", "1"]);
-        assert_eq!(
-            accel_args(Some("2")),
-            ["-accel", "tcg,thread=multi", "-smp", "2"]
+    fn two_vcpus_make_the_guests_lab_two_machines() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = VmOptions::new(
+            Path::new("/p"),
+            Path::new("/p/lab"),
+            Path::new("/p/target/debug"),
+            vec!["untrusted-move".into()],
         );
+        let pins = |o: &VmOptions| {
+            write_share(o, dir.path()).unwrap();
+            let script = std::fs::read_to_string(dir.path().join("script.sh")).unwrap();
+            script.contains(&format!("export {}=1", super::super::machines::PIN_VAR))
+        };
+        (o.smp, o.pin) = (1, true);
+        assert!(!pins(&o), "one vCPU: nothing to pin");
+        o.smp = 2;
+        assert!(pins(&o));
+        o.pin = false;
+        assert!(!pins(&o), "MIP4_VM_PIN=0");
+    }
+
+    #[test]
+    fn more_vcpus_keep_the_tsc_as_the_clock() {
+        assert!(!kernel_args(1).contains("tsc="));
+        assert!(kernel_args(2).ends_with(" tsc=reliable"));
+    }
+
+    #[test]
+    fn one_vcpu_unless_more_are_asked_for() {
+        assert_eq!(accel_args(1), ["-accel", "tcg", "-smp", "1"]);
+        assert_eq!(accel_args(0), ["-accel", "tcg", "-smp", "1"]);
+        assert_eq!(accel_args(2), ["-accel", "tcg,thread=multi", "-smp", "2"]);
     }
 
     #[test]

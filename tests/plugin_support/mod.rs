@@ -84,6 +84,7 @@ pub fn charon_config(work: &Path, socket: &Path, connections: &str) -> CharonCon
             socket.display()
         ),
         plugin_overlay: Some(overlay_dir(work)),
+        ..CharonConfig::default()
     }
 }
 

@@ -38,12 +38,17 @@ use serde::Serialize;
 
 use super::handover::Spread;
 use super::{median, round2, round_order};
+use crate::lab::charon::CharonLog;
 use crate::lab::scenario::{run, Event, Line as ScriptLine, RunOptions, Scenario, Summary};
 use crate::lab::xfrm_cost::Cost;
 use crate::lab::{Error, Result};
 
 /// The two networks of a round's moves, in order (B is behind NAT).
 const MOVES: [(&str, &str); 2] = [("ext-b", "b"), ("ext-a", "a")];
+/// The guest's vCPUs unless `MIP4_VM_SMP` says: two, run as two machines
+/// (src/lab/machines.rs), as a laptop and its gateway are; measured
+/// against one in lab/README.md (the kernel tier).
+const VCPUS: u32 = 2;
 /// What the issue allows on the kernel tier: 1 IKE RTT + this.
 const GOAL_EXTRA_MS: f64 = 20.0;
 
@@ -165,6 +170,8 @@ pub struct Report {
     /// charon (and mip4d), not counted above (script()), ms.
     pub cold_stock_ms: Option<f64>,
     pub cold_mip4_ms: Option<f64>,
+    /// The charons' file log (`--charon-log`: "lab" or "default").
+    pub charon_log: String,
     pub samples: Vec<Sample>,
 }
 
@@ -262,6 +269,10 @@ pub struct HostView {
     pub vcpu_ran_s: f64,
     /// Runnable but waiting for a host CPU: the guest stood still.
     pub vcpu_waited_s: f64,
+    /// The guest's vCPUs (the two figures above are their threads' sum).
+    pub vcpus: u32,
+    /// Whether the guest's lab ran as two machines (src/lab/machines.rs).
+    pub pinned: bool,
 }
 
 /// The guest's last line for the host (`vm::run` reads it as the
@@ -293,7 +304,56 @@ impl HostView {
             boot_to_off_s: f("boot_to_off_s"),
             vcpu_ran_s: f("vcpu_ran_s"),
             vcpu_waited_s: f("vcpu_waited_s"),
+            vcpus: v["vcpus"].as_u64().map_or(1, |n| n as u32),
+            pinned: v["pinned"] == true,
         })
+    }
+
+    /// The sections' sentence on the guest's CPUs and what ran where.
+    pub fn machines(&self) -> String {
+        match (self.vcpus, self.pinned) {
+            (0 | 1, _) => "The guest has one vCPU: every lab host takes turns on it, so \
+                 the gateway's handling of the MN's update queues behind the MN's own \
+                 move work."
+                .into(),
+            (n, true) => format!(
+                "The guest has {n} vCPUs (multi-threaded TCG, one host thread each) and \
+                 runs as two machines, as a laptop and its gateway do: the lab pins \
+                 (sched_setaffinity) the MN's processes (its charon, mip4d, its echoes) \
+                 and the MN's route watch to vCPU {}, and the rest (the gateway's \
+                 charon, the HA, the correspondent and its echoes, the NATs' and the \
+                 lab's own work) to vCPU {}, so the gateway's work on an update does \
+                 not wait for the MN's. The stalls count the time either vCPU stood \
+                 still (one heartbeat thread on each).",
+                crate::lab::machines::MN_CPU,
+                crate::lab::machines::REST_CPU
+            ),
+            (n, false) => format!(
+                "The guest has {n} vCPUs (multi-threaded TCG), nothing pinned: the \
+                 guest's scheduler places the lab hosts' processes."
+            ),
+        }
+    }
+
+    /// The sections' sentence on it.
+    pub fn sentence(&self) -> String {
+        let n = self.vcpus.max(1);
+        let threads = match n {
+            1 => "QEMU's vCPU thread ran".to_string(),
+            n => format!("QEMU's {n} vCPU threads ran together"),
+        };
+        let share = 100.0 * self.vcpu_waited_s / (self.boot_to_off_s * f64::from(n));
+        let share = match n {
+            1 => format!("{share:.0}%"),
+            n => format!("{share:.0}% of {n} x the boot"),
+        };
+        format!(
+            " The host's own count, over the whole boot ({:.0} s, idle time \
+             included): {threads} {:.0} s on a host CPU and waited {:.0} s \
+             ({share}) runnable for one (schedstat), while the guest's clock \
+             ran on.",
+            self.boot_to_off_s, self.vcpu_ran_s, self.vcpu_waited_s,
+        )
     }
 }
 
@@ -605,6 +665,7 @@ pub fn report(
         error: summary.error.clone(),
         cold_stock_ms: cold_median(&summary.figures, false, rounds, delays),
         cold_mip4_ms: cold_median(&summary.figures, true, rounds, delays),
+        charon_log: CharonLog::default().name().into(),
         samples: all,
     }
 }
@@ -652,16 +713,21 @@ pub fn run_vm(
     bin_dir: &Path,
     rounds: usize,
     delays: &[u64],
+    log: CharonLog,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(Summary, HostView)> {
     let project = Path::new(env!("CARGO_MANIFEST_DIR"));
     let name = "handover-rounds".to_string();
     let mut opts = crate::lab::vm::VmOptions::new(project, lab_dir, bin_dir, vec![name]);
     opts.guest_args = Some(format!(
-        "bench --handover {} --one-lab --json{}",
+        "bench --handover {} --one-lab --json{} --charon-log {}",
         rounds / delays.len().max(1),
-        delays_arg(delays)
+        delays_arg(delays),
+        log.name()
     ));
+    // Two machines by default (`MIP4_VM_SMP` still says otherwise): the
+    // MN on one vCPU, the gateway and the rest on the other.
+    opts.smp = crate::lab::vm::smp_from_env().unwrap_or(VCPUS);
     // Minutes per round under TCG: the guest's whole run is one "scenario".
     opts.scenario_timeout = std::time::Duration::from_secs(600 + 180 * rounds as u64);
     let mut attempt = 0;
@@ -823,6 +889,21 @@ pub fn markdown(r: &Report, command: &str) -> String {
          after each move (the least of 5 echoes, so that a stall inside one is not counted). IKE RTT median {rtt:.1} ms, worst {:.1} ms.\n",
         r.rounds, r.ike_rtt_ms.worst
     );
+    let machines = r
+        .host
+        .map_or(String::new(), |h| format!("{} ", h.machines()));
+    let log = match r.charon_log.as_str() {
+        "default" => {
+            "The charons log at strongSwan's default levels, buffered, as a \
+             deployment does (`--charon-log default`): the bench reads no charon log, \
+             and under TCG each flushed level-2 line is charon CPU on a move's path."
+        }
+        _ => {
+            "The charons log as the lab's scenarios do (`--charon-log lab`: ike, cfg \
+             and knl at level 2, each line flushed)."
+        }
+    };
+    let _ = writeln!(m, "{machines}{log}\n");
     let _ = writeln!(
         m,
         "Stalls: the guest stands still at times (the emulator not scheduled on the \
@@ -832,19 +913,7 @@ pub fn markdown(r: &Report, command: &str) -> String {
          the last ones less the stalls. Inside the moves the guest stood still {:.0}% \
          of the time.{}{}\n",
         r.stalled_share * 100.0,
-        match r.host {
-            Some(h) => format!(
-                " The host's own count, over the whole boot ({:.0} s, idle time \
-                 included): QEMU's vCPU thread ran {:.0} s on a host CPU and waited \
-                 {:.0} s ({:.0}%) runnable for one (its schedstat), while the guest's \
-                 clock ran on.",
-                h.boot_to_off_s,
-                h.vcpu_ran_s,
-                h.vcpu_waited_s,
-                100.0 * h.vcpu_waited_s / h.boot_to_off_s
-            ),
-            None => String::new(),
-        },
+        r.host.map_or(String::new(), |h| h.sentence()),
         if r.realtime {
             ""
         } else {
@@ -950,8 +1019,8 @@ fn cpu_markdown(m: &mut String, r: &Report) {
          command, the old address going, to half a second after the reply). \
          The plugin's share is its own threads (the bridge and its reader); its \
          short jobs on charon's threads (the roam request's looks) count as charon's. \
-         The guest has one CPU: what mip4d and the plugin spend inside the \
-         timed interval, charon waits for. A host stall inside a move is \
+         On one vCPU, what mip4d and the plugin spend inside the timed \
+         interval, charon waits for. A host stall inside a move is \
          charged to whichever process the guest was running, so these \
          figures are only as quiet as the host.\n"
     );
@@ -1104,8 +1173,15 @@ pub fn cli(
     let rounds = per_delay * delays.len().max(1);
     let summary = if vm {
         eprintln!("mip4-lab bench: handover, {rounds} rounds on one lab in the kernel tier");
-        run_vm(&lab_dir, bin_dir, rounds, delays, &mut |l| eprintln!("{l}"))
-            .map(|(s, host)| (s, Some(host)))
+        run_vm(
+            &lab_dir,
+            bin_dir,
+            rounds,
+            delays,
+            opts.charon.log,
+            &mut |l| eprintln!("{l}"),
+        )
+        .map(|(s, host)| (s, Some(host)))
     } else if json {
         // The guest's side: the lines the host reads, as `run --json`.
         let s = run_one_lab(&lab_dir, rounds, delays, &opts, &mut |e| {
@@ -1141,7 +1217,7 @@ pub fn cli(
         },
         false => None,
     };
-    let r = report(
+    let mut r = report(
         if vm { "vm" } else { "host" },
         &summary,
         rounds,
@@ -1150,6 +1226,7 @@ pub fn cli(
         host,
         host_xfrm,
     );
+    r.charon_log = opts.charon.log.name().into();
     if r.samples.is_empty() {
         eprintln!(
             "mip4-lab bench: no move was timed: {}",
@@ -1158,9 +1235,13 @@ pub fn cli(
         return std::process::ExitCode::FAILURE;
     }
     let command = format!(
-        "mip4-lab bench --handover {per_delay} {}{}",
+        "mip4-lab bench --handover {per_delay} {}{}{}",
         if vm { "--vm" } else { "--one-lab" },
-        delays_arg(delays)
+        delays_arg(delays),
+        match opts.charon.log {
+            CharonLog::Lab => String::new(),
+            l => format!(" --charon-log {}", l.name()),
+        }
     );
     let text = markdown(&r, &command);
     super::emit("bench", &r, &text, markdown_to.as_deref(), json)
@@ -1308,6 +1389,8 @@ mod tests {
             boot_to_off_s: 100.0,
             vcpu_ran_s: 30.0,
             vcpu_waited_s: 60.0,
+            vcpus: 1,
+            pinned: false,
         };
         let r = report("vm", &summary, 2, &[], true, Some(host), None);
         assert_eq!(r.samples.len(), 4);
@@ -1326,6 +1409,18 @@ mod tests {
         assert!(md.contains("mip4 1 of 2 moves, stock 0 of 2"), "{md}");
         assert!(md.contains("stood still 67% of the time"), "{md}");
         assert!(md.contains("waited 60 s (60%)"), "{md}");
+        assert!(md.contains("The guest has one vCPU"), "{md}");
+        // Two vCPUs as two machines: the threads' sum, and what ran where.
+        let two = HostView {
+            vcpus: 2,
+            pinned: true,
+            ..host
+        };
+        let r = report("vm", &summary, 2, &[], true, Some(two), None);
+        let md = markdown(&r, "mip4-lab bench --handover 2 --vm");
+        assert!(md.contains("waited 60 s (30% of 2 x the boot)"), "{md}");
+        assert!(md.contains("runs as two machines"), "{md}");
+        assert!(md.contains("to vCPU 1, and the rest"), "{md}");
     }
 
     #[test]

@@ -146,17 +146,7 @@ pub fn markdown(r: &Report, command: &str) -> String {
          real laptop and gateway.\n",
         r.kernel, r.ipsec, m.median_ike_rtt_ms
     );
-    let host = r.host.map_or(String::new(), |h| {
-        format!(
-            " The host's own count, over the whole boot ({:.0} s, idle time included): \
-             QEMU's vCPU thread ran {:.0} s on a host CPU and waited {:.0} s ({:.0}%) \
-             runnable for one (its schedstat), while the guest's clock ran on.",
-            h.boot_to_off_s,
-            h.vcpu_ran_s,
-            h.vcpu_waited_s,
-            100.0 * h.vcpu_waited_s / h.boot_to_off_s
-        )
-    });
+    let host = r.host.map_or(String::new(), |h| h.sentence());
     let _ = writeln!(
         t,
         "Stalls: a real-time heartbeat thread in the guest wakes every 2 ms and records \

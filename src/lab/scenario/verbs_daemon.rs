@@ -38,11 +38,12 @@ impl Run<'_> {
         cmd.args(["-c", &format!("exec {rest}")]);
         let log = self.work.path().join(format!("{host}-{name}.log"));
         let p = ns.spawn(name, cmd, &log)?;
+        let cpus = crate::lab::machines::cpus_allowed(p.pid());
         self.procs.insert(format!("{host}/{name}"), p);
         self.emit(
             "spawned",
             host,
-            serde_json::json!({"name": name, "cmd": rest}),
+            serde_json::json!({"name": name, "cmd": rest, "cpus": cpus}),
         );
         Ok(())
     }

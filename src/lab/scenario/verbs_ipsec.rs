@@ -49,6 +49,7 @@ impl Run<'_> {
         // A charon still running on HOST goes first.
         drop(self.charons.remove(&host));
         let c = Charon::start(self.lab.host(&host)?, &dir, &cfg)?;
+        let cpus = crate::lab::machines::cpus_allowed(c.pid());
         let conf = self.host_file(&host, "swanctl.conf");
         c.load_all(&conf)?;
         self.platform
@@ -58,7 +59,7 @@ impl Run<'_> {
         self.emit(
             "charon_started",
             &host,
-            serde_json::json!({"swanctl": conf, "mip4": mip4, "dir": dir}),
+            serde_json::json!({"swanctl": conf, "mip4": mip4, "dir": dir, "cpus": cpus}),
         );
         Ok(())
     }
