@@ -113,12 +113,14 @@ enum Cmd {
         /// With --handover and --vm (or --one-lab): the charons' file log,
         /// `lab` (ike, cfg and knl at level 2, each line flushed: what the
         /// scenarios read) or `default` (strongSwan's default levels, as a
-        /// deployment logs; the bench reads no charon log).
+        /// deployment logs; the bench reads no charon log). The default:
+        /// in quiet alternating tier boots the lab's levels cost the MN's
+        /// charon 13 ms and the gateway's 4.5 ms of CPU per move.
         #[arg(
             long,
             requires = "handover",
             value_name = "lab|default",
-            default_value = "lab"
+            default_value = "default"
         )]
         charon_log: mip4::lab::charon::CharonLog,
         /// With --handover or --dataplane: also write the markdown section

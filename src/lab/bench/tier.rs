@@ -1239,7 +1239,7 @@ pub fn cli(
         if vm { "--vm" } else { "--one-lab" },
         delays_arg(delays),
         match opts.charon.log {
-            CharonLog::Lab => String::new(),
+            CharonLog::Default => String::new(),
             l => format!(" --charon-log {}", l.name()),
         }
     );
