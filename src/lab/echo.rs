@@ -88,13 +88,18 @@ pub struct EchoSender {
 
 impl EchoSender {
     /// Echoes from `src` (bound, as `ping -I SRC`) to `dst` in `ns`, one
-    /// every `interval`, replies appended to `out`.
+    /// every `interval`, replies appended to `out`. Both threads run on
+    /// the machine of `ns`'s host (the kernel tier's guest as two
+    /// machines: src/lab/machines.rs), as a ping process there would;
+    /// with `realtime`, at SCHED_FIFO 50 (`chrt -f 50 ping`), so that
+    /// the work being timed never delays an echo.
     pub fn start(
         ns: &Netns,
         src: Ipv4Addr,
         dst: Ipv4Addr,
         interval: Duration,
         out: &Path,
+        realtime: bool,
     ) -> Result<EchoSender> {
         let io = move |e: nix::Error| Error::Other(format!("echo socket {src} -> {dst}: {e}"));
         // The socket belongs to the namespace it was made in, whichever
@@ -123,7 +128,15 @@ impl EchoSender {
         let id: u16 = rand::random();
         let (fd2, stop2, sent2) = (fd.clone(), stop.clone(), sent.clone());
         let stop3 = stop.clone();
+        let cpu = super::machines::cpu_of(ns.host());
+        let place = move || {
+            super::machines::pin_this_thread(cpu);
+            if realtime {
+                super::timing::realtime(50);
+            }
+        };
         let sender = std::thread::spawn(move || {
+            place();
             let to = SockaddrIn::from(SocketAddrV4::new(dst, 0));
             let mut next = Instant::now();
             while !stop2.load(Ordering::Relaxed) {
@@ -144,6 +157,7 @@ impl EchoSender {
             }
         });
         let receiver = std::thread::spawn(move || {
+            place();
             let mut file = file;
             let mut buf = [0u8; 2048];
             let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);

@@ -37,7 +37,7 @@ fn unix_now() -> f64 {
 
 /// Gives the calling thread SCHED_FIFO priority `prio` (util-linux's
 /// `chrt` on its thread id): false where that is not allowed.
-fn realtime(prio: u8) -> bool {
+pub(super) fn realtime(prio: u8) -> bool {
     let Ok(link) = std::fs::read_link("/proc/thread-self") else {
         return false;
     };

@@ -22,7 +22,8 @@
 //!
 //! Each move is `lab::timed-move` (src/lab/timing.rs): from the MN's new
 //! default route, as its own rtnetlink reported it, to the first reply to
-//! an echo sent after it (10 ms apart), on the guest's clock; then the IKE
+//! an echo sent after it (2 ms apart, sent by the lab on the MN's
+//! machine), on the guest's clock; then the IKE
 //! round trip on the new network (the MN's ping to the gateway). The guest
 //! stands still at times (TCG on a shared machine): a real-time heartbeat
 //! thread records each stall, and every move reports the stall inside its
@@ -172,6 +173,9 @@ pub struct Report {
     pub cold_mip4_ms: Option<f64>,
     /// The charons' file log (`--charon-log`: "lab" or "default").
     pub charon_log: String,
+    /// How far apart the timed moves' echoes went, ms (the
+    /// `timed_move` events': a move is late by up to that).
+    pub echo_ms: Option<u64>,
     pub samples: Vec<Sample>,
 }
 
@@ -666,8 +670,20 @@ pub fn report(
         cold_stock_ms: cold_median(&summary.figures, false, rounds, delays),
         cold_mip4_ms: cold_median(&summary.figures, true, rounds, delays),
         charon_log: CharonLog::default().name().into(),
+        echo_ms: echo_ms_of(&summary.events),
         samples: all,
     }
+}
+
+/// The timed moves' echo interval, ms, if all `timed_move` events say
+/// the same.
+fn echo_ms_of(events: &[Event]) -> Option<u64> {
+    let mut all = events
+        .iter()
+        .filter(|e| e.event == "timed_move")
+        .map(|e| e.detail["echo_ms"].as_u64());
+    let first = all.next()??;
+    all.all(|ms| ms == Some(first)).then_some(first)
 }
 
 /// Whether every `timed_move` event says its threads ran real-time.
@@ -882,12 +898,14 @@ pub fn markdown(r: &Report, command: &str) -> String {
          moves (below), times two moves, A -> B (behind NAT) and back. Each move is timed on the guest's clock from \
          the address change itself (the MN's new default route, as its rtnetlink \
          reported it to a real-time thread) to the first reply to an echo sent after \
-         it (echoes 10 ms apart): mip4's main figure by the MN's echoes, as stock's \
+         it (echoes {echo} apart): mip4's main figure by the MN's echoes, as stock's \
          (traffic the MN starts: 1 IKE RTT at least), its second by the \
          correspondent's in the same moves (1.5 IKE RTTs at least: the gateway \
          learns the new address half a round trip after the update leaves); the IKE RTT is the MN's ping to the gateway right \
          after each move (the least of 5 echoes, so that a stall inside one is not counted). IKE RTT median {rtt:.1} ms, worst {:.1} ms.\n",
-        r.rounds, r.ike_rtt_ms.worst
+        r.rounds,
+        r.ike_rtt_ms.worst,
+        echo = r.echo_ms.map_or("10 ms, ping".into(), |ms| format!("{ms} ms")),
     );
     let machines = r
         .host
