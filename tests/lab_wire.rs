@@ -196,9 +196,10 @@ fn lab_wire_passes_arp_and_nd_at_once_and_holds_ip() {
 }
 
 /// A move's make and break (`lab::access`): the link comes up
-/// operational before the address and default route go on (a datagram
-/// sent at once must not meet the device's `noop` qdisc), and the break
-/// takes the network's address only, then the link.
+/// operational at both ends before the address and default route go on
+/// (a datagram sent at once, or the router's ARP reply to it, must not
+/// meet a device's `noop` qdisc), and the break takes the network's
+/// address only, then the link.
 #[test]
 fn lab_access_link_is_operational_with_address_and_route_then_down() {
     use mip4::lab::access::{change, Step};
@@ -221,6 +222,7 @@ fn lab_access_link_is_operational_with_address_and_route_then_down() {
         trusted: false,
     };
 
+    let peer = Some((gw.name().to_string(), "eth0".to_string()));
     change(
         mn.name(),
         &[(
@@ -229,16 +231,19 @@ fn lab_access_link_is_operational_with_address_and_route_then_down() {
                 metric: None,
                 late: std::time::Duration::ZERO,
             },
+            peer,
         )],
     )
     .unwrap();
-    let link = mn.ip(&["link", "show", "dev", "eth-a"]).unwrap();
     // Operational (RFC 2863 operstate, what IFF_RUNNING says; `ip`
-    // prints the state, not that flag).
-    assert!(
-        link.contains("LOWER_UP") && link.contains("state UP"),
-        "{link}"
-    );
+    // prints the state, not that flag), the router's end too.
+    for (ns, dev) in [(&mn, "eth-a"), (&gw, "eth0")] {
+        let link = ns.ip(&["link", "show", "dev", dev]).unwrap();
+        assert!(
+            link.contains("LOWER_UP") && link.contains("state UP"),
+            "{link}"
+        );
+    }
     assert!(mn
         .addrs("eth-a")
         .unwrap()
@@ -247,7 +252,7 @@ fn lab_access_link_is_operational_with_address_and_route_then_down() {
     assert!(route.contains("via 192.0.2.1 dev eth-a"), "{route}");
     assert!(mn.ping_once("192.0.2.100", "192.0.2.1", 2000));
 
-    change(mn.name(), &[(&net, Step::Down)]).unwrap();
+    change(mn.name(), &[(&net, Step::Down, None)]).unwrap();
     let addrs = mn.addrs("eth-a").unwrap();
     assert!(!addrs.contains(&"192.0.2.100".to_string()), "{addrs:?}");
     assert!(addrs.contains(&"10.200.0.1".to_string()), "{addrs:?}");

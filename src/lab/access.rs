@@ -32,26 +32,37 @@ pub enum Step {
     Up { metric: Option<u32>, late: Duration },
 }
 
+/// The network's end of an access link: its namespace and device.
+pub type Peer = (String, String);
+
 /// Runs `steps` in order, in namespace `ns` (a name under /run/netns).
 /// Returns when the last [`Step::Up`] gave the kernel its address (unix
 /// seconds, read just before the request: the kernel's RTM_NEWADDR, the
 /// first a routing daemon, charon or mip4d can see of the new network,
 /// comes after it, so a time measured from here is never short).
-pub fn change(ns: &str, steps: &[(&AccessSpec, Step)]) -> Result<Option<f64>> {
-    let steps: Vec<(AccessSpec, Step)> = steps.iter().map(|(a, s)| ((*a).clone(), *s)).collect();
+pub fn change(ns: &str, steps: &[(&AccessSpec, Step, Option<Peer>)]) -> Result<Option<f64>> {
+    let steps: Vec<(AccessSpec, Step, Option<Peer>)> = steps
+        .iter()
+        .map(|(a, s, p)| ((*a).clone(), *s, p.clone()))
+        .collect();
     // The netlink socket must be opened inside the namespace.
     super::netns::block_on_in(ns, "access link", move || async move {
         let nl = Netlink::new().map_err(other)?;
         let mut address_at = None;
-        for (a, step) in &steps {
-            address_at = apply(&nl, a, *step).await?.or(address_at);
+        for (a, step, peer) in &steps {
+            address_at = apply(&nl, a, *step, peer.as_ref()).await?.or(address_at);
         }
         Ok(address_at)
     })
 }
 
 /// One step; for [`Step::Up`], when its address was requested.
-async fn apply(nl: &Netlink, a: &AccessSpec, step: Step) -> Result<Option<f64>> {
+async fn apply(
+    nl: &Netlink,
+    a: &AccessSpec,
+    step: Step,
+    peer: Option<&Peer>,
+) -> Result<Option<f64>> {
     let index = nl.link_index(&a.dev).await.map_err(other)?;
     let (addr, len) = cidr(&a.addr)?;
     match step {
@@ -67,6 +78,9 @@ async fn apply(nl: &Netlink, a: &AccessSpec, step: Step) -> Result<Option<f64>> 
         Step::Up { metric, late } => {
             nl.set_link_up(index, true).await.map_err(other)?;
             operational(nl, index, &a.dev).await?;
+            if let Some(peer) = peer {
+                peer_operational(peer)?;
+            }
             if !late.is_zero() {
                 tokio::time::sleep(late).await;
             }
@@ -117,6 +131,23 @@ async fn operational(nl: &Netlink, index: u32, dev: &str) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+}
+
+/// Waits until the network's end of the link is operational too. A veth
+/// peer loses its carrier while the MN's end is down and gets it back
+/// with it; its own linkwatch work then swaps its `noop` qdisc, which
+/// drops the router's ARP reply to the MN's first datagram until it
+/// has: the MN's update then waited ARP's 1 s retransmission (the lab's
+/// `early-moves`, into network C, in 4 of 7 runs). A real access
+/// router's interface stays up while laptops come and go. Blocking: its
+/// own thread in the peer's namespace, before the MN's address exists.
+fn peer_operational(peer: &Peer) -> Result<()> {
+    let (ns, dev) = peer.clone();
+    super::netns::block_on_in(&peer.0, "access link's peer", move || async move {
+        let nl = Netlink::new().map_err(other)?;
+        let index = nl.link_index(&dev).await.map_err(other)?;
+        operational(&nl, index, &format!("{ns}:{dev}")).await
+    })
 }
 
 /// How long a link may take to become operational (the kernel's linkwatch

@@ -361,7 +361,28 @@ impl Lab {
         late: Duration,
     ) -> Result<Option<f64>> {
         let ns = self.host(&access.host)?;
-        access::change(ns.name(), &[(access, access::Step::Up { metric, late })])
+        let step = access::Step::Up { metric, late };
+        access::change(ns.name(), &[(access, step, self.peer(access)?)])
+    }
+
+    /// The network's end of `access`'s link (its namespace and device).
+    fn peer(&self, access: &AccessSpec) -> Result<Option<access::Peer>> {
+        let ours = |e: &End| e.host == access.host && e.dev == access.dev;
+        for l in &self.spec.links {
+            let (Some(a), Some(b)) = (End::parse(&l.a), End::parse(&l.b)) else {
+                continue;
+            };
+            let other = match (ours(&a), ours(&b)) {
+                (true, _) => b,
+                (_, true) => a,
+                _ => continue,
+            };
+            return Ok(Some((
+                self.host(&other.host)?.name().to_string(),
+                other.dev,
+            )));
+        }
+        Ok(None)
     }
 
     /// Only the network's own address goes (what a DHCP client
@@ -369,7 +390,7 @@ impl Lab {
     /// IP on the access interface too, and it must stay. Then the link.
     fn take_down(&self, access: &AccessSpec) -> Result<()> {
         let ns = self.host(&access.host)?;
-        access::change(ns.name(), &[(access, access::Step::Down)]).map(drop)
+        access::change(ns.name(), &[(access, access::Step::Down, None)]).map(drop)
     }
 
     /// Takes access network `name` down, whether it came up by
