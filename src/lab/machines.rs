@@ -32,7 +32,7 @@ pub fn enabled() -> bool {
 
 /// The machine's CPUs online: not the calling thread's affinity, which
 /// the pinning itself narrows to one.
-fn cpus() -> usize {
+pub fn cpus() -> usize {
     let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap_or_default();
     count_cpus(&online)
 }

@@ -343,7 +343,7 @@ impl Run<'_> {
         if self.route_watch.is_none() {
             self.route_watch = Some(RouteWatch::start(self.lab.host(&mn)?)?);
         }
-        let echo_ms = timed_echo_ms(wait::scale(), crate::lab::machines::enabled());
+        let echo_ms = timed_echo_ms(wait::scale(), crate::lab::machines::cpus() > 1);
         let pinger = self.timed_pinger(host, src, dst, name, echo_ms)?;
         let other = match beside {
             Some((h, s, d, n)) => Some((n, self.timed_pinger(h, s, d, n, echo_ms)?)),
@@ -572,12 +572,12 @@ fn lab_sends(ms: u32, clock_scale: f64) -> bool {
 /// first reply after its outage, so it is late by up to the interval
 /// (half of it on average, for stock and mip4 alike): 2 ms, sent by the
 /// lab (ping cannot go under its floor through an outage), on the host
-/// and on the tier's guest as two machines, where the sender runs on
-/// its host's machine. A one-vCPU guest (`make check-vm`'s scenarios)
-/// keeps ping 10 ms apart: five times as many echoes would take a share
-/// of the one CPU every lab host shares.
-fn timed_echo_ms(clock_scale: f64, two_machines: bool) -> u32 {
-    if clock_scale <= 1.0 || two_machines {
+/// and on a tier guest with more than one vCPU (pinned as two machines,
+/// the sender runs on its host's: src/lab/machines.rs). A one-vCPU
+/// guest keeps ping 10 ms apart: five times as many echoes would take a
+/// share of the one CPU every lab host shares.
+fn timed_echo_ms(clock_scale: f64, more_cpus: bool) -> u32 {
+    if clock_scale <= 1.0 || more_cpus {
         2
     } else {
         PING_FLOOR_MS
@@ -698,7 +698,7 @@ mod tests {
 
     #[test]
     fn a_timed_move_s_echoes_go_2_ms_apart_but_on_a_one_cpu_guest() {
-        // The host lab; the tier's guest as two machines.
+        // The host lab; a tier guest with two vCPUs.
         assert_eq!(timed_echo_ms(1.0, false), 2);
         assert_eq!(timed_echo_ms(4.0, true), 2);
         // The tier's one-vCPU guest keeps ping's 10 ms.
