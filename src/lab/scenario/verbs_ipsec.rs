@@ -205,10 +205,20 @@ impl Run<'_> {
     pub(super) fn vpn_up(&mut self, a: &Args) -> Result<()> {
         let (host, ike, child, var) = (a.arg(1)?, a.arg(2)?, a.arg(3)?, a.arg(4)?);
         let c = self.charon(host)?;
-        c.initiate(child)?;
-        let (sa, _) = c.wait_sa(ike, Duration::from_secs(15), "VPN with a TIA", |sa| {
-            !sa.local_vips.is_empty()
-        })?;
+        // With trusted-network detection mip4d brings the VPN up itself
+        // on an untrusted verdict (RFC 5266 §3.4). When its request came
+        // first (the kernel tier's lab, on the other vCPU, still starting
+        // its captures), charon refuses the lab's as a duplicate CHILD_SA
+        // and swanctl fails, the VPN up all the same: the failure counts
+        // only if no IKE_SA with this CHILD_SA and a TIA follows.
+        let initiated = c.initiate(child);
+        let up = c.wait_sa(ike, Duration::from_secs(15), "VPN with a TIA", |sa| {
+            !sa.local_vips.is_empty() && sa.children.iter().any(|c| c.name == child)
+        });
+        let (sa, _) = match (initiated, up) {
+            (_, Ok(up)) => up,
+            (Err(e), Err(_)) | (Ok(_), Err(e)) => return Err(e),
+        };
         let tia = sa.local_vips[0].clone();
         self.vars.insert(var.to_string(), tia.clone());
         self.emit("vpn_up", host, sa_json(&sa));
