@@ -169,9 +169,9 @@ static bool mobike_probing(ike_sa_t *ike_sa)
  * update cannot take the IKE_SA off a path that still works (charon's
  * path check then decides, RFC 4555 §3.5 leaves the choice to the
  * initiator's policy). found: that source as the caller looked it up
- * towards this peer a moment ago (the roam's look, mip4_actions.c), used
- * while charon still has it among this host's addresses; NULL: look it
- * up here (a route lookup in the kernel).
+ * towards this peer a moment ago (the roam's look, mip4_actions.c; the
+ * kernel's answer, which charon's cache of addresses may not list yet);
+ * NULL: look it up here (a route lookup in the kernel).
  */
 static host_t *new_source(ike_sa_t *ike_sa, host_t *found)
 {
@@ -182,7 +182,7 @@ static host_t *new_source(ike_sa_t *ike_sa, host_t *found)
 	{
 		return NULL;
 	}
-	if (found && charon->kernel->get_interface(charon->kernel, found, NULL))
+	if (found)
 	{
 		src = found->clone(found);
 	}
