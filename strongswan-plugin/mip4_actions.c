@@ -358,20 +358,41 @@ static mip4_action_status_t terminate(char *name)
 }
 
 /**
+ * A roam's path as its look found it: the kernel's source towards the
+ * peer of the connection's first IKE_SA, and that peer (both owned).
+ */
+typedef struct {
+	host_t *src;
+	host_t *other;
+} roam_path_t;
+
+static void path_forget(roam_path_t *path)
+{
+	DESTROY_IF(path->src);
+	DESTROY_IF(path->other);
+	path->src = path->other = NULL;
+}
+
+/**
  * Whether charon's kernel interface names a source address towards the
  * peer of the connection's first IKE_SA (or there is none: roam() then
  * reports it). kernel-netlink answers from its own cache of addresses,
  * which its netlink socket fills in its own time: mip4d's rtnetlink may
  * report the new address first, and a roam job run before charon knows
  * it finds no path and defers the update to kernel-netlink's own job.
+ * found keeps what the look found: the update takes its source from it
+ * (mip4_update_queue()), as each look is a route lookup in the kernel
+ * (kernel-netlink's get_source_addr, 1-5 ms of the kernel tier's
+ * emulated CPU) and three of them stood between mip4d's request and the
+ * update leaving (issue 14 §1).
  */
-static bool path_known(char *name)
+static bool path_known(char *name, roam_path_t *found)
 {
 	enumerator_t *enumerator;
 	ike_sa_t *ike_sa;
 	host_t *other = NULL, *src;
-	bool known;
 
+	path_forget(found);
 	enumerator = charon->controller->create_ike_sa_enumerator(
 													charon->controller, TRUE);
 	while (enumerator->enumerate(enumerator, &ike_sa))
@@ -389,14 +410,15 @@ static bool path_known(char *name)
 		return TRUE;
 	}
 	src = charon->kernel->get_source_addr(charon->kernel, other, NULL);
-	known = src != NULL;
-	if (src)
+	if (!src)
 	{
-		DBG2(DBG_CFG, "mip4: roam of '%s' from %H to %H", name, src, other);
-		src->destroy(src);
+		other->destroy(other);
+		return FALSE;
 	}
-	other->destroy(other);
-	return known;
+	DBG2(DBG_CFG, "mip4: roam of '%s' from %H to %H", name, src, other);
+	found->src = src;
+	found->other = other;
+	return TRUE;
 }
 
 /**
@@ -448,11 +470,14 @@ static bool mobike_pending(char *name)
 /**
  * The direct update (mip4_update.c) on IKE_SA id, if safe: TRUE if it
  * moves the IKE_SA now. Checks the IKE_SA out and in again (destroying it
- * if initiating says so), as charon's own jobs do.
+ * if initiating says so), as charon's own jobs do. found: the roam's
+ * look, whose source the update takes if it was found towards this
+ * IKE_SA's peer.
  */
-static bool update_directly(uint32_t id)
+static bool update_directly(uint32_t id, roam_path_t *found)
 {
 	ike_sa_t *ike_sa;
+	host_t *src = NULL;
 	status_t status;
 	bool queued;
 
@@ -461,7 +486,12 @@ static bool update_directly(uint32_t id)
 	{
 		return FALSE;
 	}
-	queued = mip4_update_queue(ike_sa, &status);
+	if (found->src &&
+		found->other->ip_equals(found->other, ike_sa->get_other_host(ike_sa)))
+	{
+		src = found->src;
+	}
+	queued = mip4_update_queue(ike_sa, src, &status);
 	if (status == DESTROY_ME)
 	{
 		charon->ike_sa_manager->checkin_and_destroy(charon->ike_sa_manager,
@@ -482,9 +512,10 @@ static bool update_directly(uint32_t id)
  * queue the roam job kernel-netlink would queue, so charon's MOBIKE
  * starts now. kernel-netlink's own delayed event still follows and finds
  * the path current. queued: charon's roam job is queued already (its
- * roam event), a second one would only add a path check.
+ * roam event), a second one would only add a path check. found: what
+ * the roam's look found (path_known()).
  */
-static mip4_action_status_t roam(char *name, bool queued)
+static mip4_action_status_t roam(char *name, bool queued, roam_path_t *found)
 {
 	uint32_t id;
 
@@ -492,7 +523,7 @@ static mip4_action_status_t roam(char *name, bool queued)
 	{
 		return MIP4_ACT_NOT_FOUND;
 	}
-	if (update_directly(id) || queued)
+	if (update_directly(id, found) || queued)
 	{
 		return MIP4_ACT_OK;
 	}
@@ -720,6 +751,7 @@ static job_requeue_t run_action(mip4_request_t *action)
 {
 	mip4_action_status_t status;
 	mip4_event_t path;
+	roam_path_t found = {};
 	uint32_t id;
 
 	memset(&path, 0, sizeof(path));
@@ -739,13 +771,15 @@ static job_requeue_t run_action(mip4_request_t *action)
 		case MIP4_ACT_ROAM:
 			/* charon's roam event may have run it since the last look */
 			if (!claim(action, FALSE) ||
-				later(action, path_known(action->name), ROAM_FAST_LOOKS + 1,
-					  ROAM_FAST_LOOKS) ||
+				later(action, path_known(action->name, &found),
+					  ROAM_FAST_LOOKS + 1, ROAM_FAST_LOOKS) ||
 				!claim(action, TRUE))
 			{
+				path_forget(&found);
 				return JOB_REQUEUE_NONE;
 			}
-			status = roam(action->name, FALSE);
+			status = roam(action->name, FALSE, &found);
+			path_forget(&found);
 			report_others(action, status);
 			break;
 		case MIP4_ACT_QUERY_PATH:
@@ -768,6 +802,7 @@ void mip4_actions_roam_event(void)
 {
 	mip4_request_t roams[ROAMS_WAITING];
 	mip4_action_status_t status;
+	roam_path_t found = {};
 	int i, n = 0;
 
 	pthread_mutex_lock(&waiting_lock);
@@ -781,15 +816,16 @@ void mip4_actions_roam_event(void)
 	pthread_mutex_unlock(&waiting_lock);
 	for (i = 0; i < n; i++)
 	{
-		if (path_known(roams[i].name) && claim(&roams[i], TRUE))
+		if (path_known(roams[i].name, &found) && claim(&roams[i], TRUE))
 		{
 			DBG2(DBG_CFG, "mip4: roam of '%s' run at charon's roam event, "
 				 "%ld us after its first look", roams[i].name,
 				 looked_us(&roams[i]));
-			status = roam(roams[i].name, TRUE);
+			status = roam(roams[i].name, TRUE, &found);
 			report(&roams[i], status, NULL);
 			report_others(&roams[i], status);
 		}
+		path_forget(&found);
 	}
 }
 

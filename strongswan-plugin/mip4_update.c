@@ -168,9 +168,12 @@ static bool mobike_probing(ike_sa_t *ike_sa)
  * address is gone from this host: break before make, so the direct
  * update cannot take the IKE_SA off a path that still works (charon's
  * path check then decides, RFC 4555 §3.5 leaves the choice to the
- * initiator's policy).
+ * initiator's policy). found: that source as the caller looked it up
+ * towards this peer a moment ago (the roam's look, mip4_actions.c; the
+ * kernel's answer, which charon's cache of addresses may not list yet);
+ * NULL: look it up here (a route lookup in the kernel).
  */
-static host_t *new_source(ike_sa_t *ike_sa)
+static host_t *new_source(ike_sa_t *ike_sa, host_t *found)
 {
 	host_t *me, *src;
 
@@ -179,14 +182,31 @@ static host_t *new_source(ike_sa_t *ike_sa)
 	{
 		return NULL;
 	}
-	src = charon->kernel->get_source_addr(charon->kernel,
-										  ike_sa->get_other_host(ike_sa), NULL);
+	if (found)
+	{
+		src = found->clone(found);
+	}
+	else
+	{
+		src = charon->kernel->get_source_addr(charon->kernel,
+										ike_sa->get_other_host(ike_sa), NULL);
+	}
 	if (src)
 	{
 		src->set_port(src, me->get_port(me));
 	}
 	return src;
 }
+
+/**
+ * The source mip4_update_queue() found, for the build_i() of the update
+ * it starts: task_manager_v2 builds the request on the same thread,
+ * inside ike_sa->initiate(), when no other exchange is in flight. One
+ * route lookup per roam then, not two more; an update built later
+ * (queued behind another exchange, or moved to a new IKE_SA) looks
+ * again, as the route may have changed meanwhile.
+ */
+static __thread host_t *source_found;
 
 METHOD(task_t, build_i, status_t,
 	private_mip4_update_t *this, message_t *message)
@@ -199,7 +219,7 @@ METHOD(task_t, build_i, status_t,
 		this->ike_sa->supports_extension(this->ike_sa, EXT_MOBIKE) &&
 		message->get_exchange_type(message) == INFORMATIONAL)
 	{
-		this->me = new_source(this->ike_sa);
+		this->me = new_source(this->ike_sa, source_found);
 		if (!this->me && this->confirm)
 		{
 			this->me = this->ike_sa->get_my_host(this->ike_sa);
@@ -908,7 +928,7 @@ void mip4_update_leaving(ike_sa_t *ike_sa)
 /*
  * Described in header
  */
-bool mip4_update_queue(ike_sa_t *ike_sa, status_t *status)
+bool mip4_update_queue(ike_sa_t *ike_sa, host_t *found, status_t *status)
 {
 	private_mip4_update_t *active;
 	host_t *src;
@@ -924,7 +944,7 @@ bool mip4_update_queue(ike_sa_t *ike_sa, status_t *status)
 	{
 		return FALSE;
 	}
-	src = new_source(ike_sa);
+	src = new_source(ike_sa, found);
 	if (!src)
 	{
 		return FALSE;
@@ -949,7 +969,9 @@ bool mip4_update_queue(ike_sa_t *ike_sa, status_t *status)
 		 * address we leave (post_build()'s ike_update finds our task) */
 		mip4_update_leaving(ike_sa);
 		ike_sa->queue_task(ike_sa, update_create(ike_sa));
+		source_found = src;
 		*status = ike_sa->initiate(ike_sa, NULL, NULL);
+		source_found = NULL;
 	}
 	src->destroy(src);
 	return TRUE;

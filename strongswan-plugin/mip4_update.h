@@ -25,9 +25,11 @@
  * restarted on the new address, or another request in flight resent
  * from it), status then says what initiating or retransmitting it
  * returned (DESTROY_ME: check the IKE_SA in and destroy it); FALSE to
- * leave the move to charon's own roaming. Call with ike_sa checked out.
+ * leave the move to charon's own roaming. found: the kernel's source
+ * towards the IKE_SA's peer as the caller just looked it up, or NULL to
+ * look it up here. Call with ike_sa checked out.
  */
-bool mip4_update_queue(ike_sa_t *ike_sa, status_t *status);
+bool mip4_update_queue(ike_sa_t *ike_sa, host_t *found, status_t *status);
 
 /**
  * Whether task is one of ours (an update queued or in flight).
