@@ -35,13 +35,13 @@ pub fn qemu() -> String {
 pub const QBOOT: &str = "/usr/share/qemu/qboot.rom";
 
 /// The guest's CPU model (QEMU's `-cpu`) unless `MIP4_VM_CPU` names
-/// another. `max` under TCG: AES-NI, PCLMULQDQ, SSE4 and AVX2 as the
-/// laptops and gateways modelled have (the kernel's ESP then runs on
-/// aesni_intel, OpenSSL in charon on AES-NI), with TCG's AMD identity, so
-/// no Meltdown page table isolation, which costs a TLB flush at every
-/// kernel entry under TCG (an Intel model's XFRM cycle took 2.3 times
-/// qemu64's). Measured per model in lab/README.md (the kernel tier).
-pub const DEFAULT_CPU: &str = "max";
+/// another. qemu64 has no AES-NI or PCLMULQDQ, which the laptops and
+/// gateways modelled have; `max` has them (the kernel's ESP then runs on
+/// aesni_intel) but cost the emulation more host CPU in a same-load pair
+/// of boots, and an Intel model turns on Meltdown's page table isolation
+/// (a TLB flush at every kernel entry under TCG). Measured per model in
+/// lab/README.md (the kernel tier).
+pub const DEFAULT_CPU: &str = "qemu64";
 
 /// `MIP4_VM_CPU`, or [`DEFAULT_CPU`] when unset or empty.
 pub fn cpu_model(var: Option<String>) -> String {
