@@ -34,6 +34,21 @@ pub fn qemu() -> String {
 /// qboot: boots the PVH vmlinux in a fraction of SeaBIOS's time.
 pub const QBOOT: &str = "/usr/share/qemu/qboot.rom";
 
+/// The guest's CPU model (QEMU's `-cpu`) unless `MIP4_VM_CPU` names
+/// another. qemu64 has no AES-NI or PCLMULQDQ, which the laptops and
+/// gateways modelled have; `max` has them (the kernel's ESP then runs on
+/// aesni_intel) but cost the emulation more host CPU in a same-load pair
+/// of boots, and an Intel model turns on Meltdown's page table isolation
+/// (a TLB flush at every kernel entry under TCG). Measured per model in
+/// lab/README.md (the kernel tier).
+pub const DEFAULT_CPU: &str = "qemu64";
+
+/// `MIP4_VM_CPU`, or [`DEFAULT_CPU`] when unset or empty.
+pub fn cpu_model(var: Option<String>) -> String {
+    var.filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_CPU.to_string())
+}
+
 /// The VPN gateway's IKE daemon in the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Gateway {
@@ -93,6 +108,8 @@ pub struct VmOptions {
     /// to one and the rest to another (src/lab/machines.rs), unless
     /// `MIP4_VM_PIN=0`.
     pub pin: bool,
+    /// QEMU's CPU model for the guest ([`cpu_model`]).
+    pub cpu: String,
 }
 
 /// A guest job other than the lab's scenarios: its own image and script.
@@ -130,6 +147,7 @@ impl VmOptions {
             guest_args: None,
             smp: smp_from_env().unwrap_or(1),
             pin: std::env::var("MIP4_VM_PIN").map_or(true, |v| v != "0"),
+            cpu: cpu_model(std::env::var("MIP4_VM_CPU").ok()),
         }
     }
 }
@@ -160,6 +178,7 @@ impl Outcome {
 /// [`run`] reports through `on_line` as a `vm` line.
 pub fn run(opts: &VmOptions, on_line: &mut dyn FnMut(&serde_json::Value)) -> Result<Vec<Outcome>> {
     preflight()?;
+    check_cpu(&opts.cpu)?;
     let scenarios = opts.job.is_none() && opts.guest_args.is_none();
     for name in opts.scenarios.iter().filter(|_| scenarios) {
         if !opts.lab_dir.join("scenarios").join(name).is_dir() {
@@ -189,7 +208,7 @@ pub fn run(opts: &VmOptions, on_line: &mut dyn FnMut(&serde_json::Value)) -> Res
     let outcomes = qemu.follow(opts, &share, &console, on_line);
     let took = started.elapsed().as_secs_f64();
     on_line(
-        &serde_json::json!({"type": "vm", "event": "powered_off", "boot_to_off_s": (took * 10.0).round() / 10.0, "console": console, "vcpus": opts.smp.max(1), "pinned": opts.smp > 1 && opts.pin,
+        &serde_json::json!({"type": "vm", "event": "powered_off", "boot_to_off_s": (took * 10.0).round() / 10.0, "console": console, "cpu": opts.cpu, "vcpus": opts.smp.max(1), "pinned": opts.smp > 1 && opts.pin,
             "vcpu_ran_s": (qemu.vcpu.0 * 10.0).round() / 10.0, "vcpu_waited_s": (qemu.vcpu.1 * 10.0).round() / 10.0}),
     );
     if let Some(dir) = &opts.capture {
@@ -255,6 +274,34 @@ pub fn preflight() -> Result<()> {
             missing.join("; ")
         )))
     }
+}
+
+/// A CPU model QEMU does not know fails before the image step, named.
+fn check_cpu(model: &str) -> Result<()> {
+    let help = Command::new(qemu())
+        .args(["-cpu", "help"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| Error::Spawn {
+            cmd: format!("{} -cpu help", qemu()),
+            source,
+        })?;
+    match cpu_known(&String::from_utf8_lossy(&help.stdout), model) {
+        true => Ok(()),
+        false => Err(Error::Other(format!(
+            "QEMU has no CPU model `{model}` (MIP4_VM_CPU): `{} -cpu help` lists them",
+            qemu()
+        ))),
+    }
+}
+
+/// Whether `-cpu help`'s list has the model (its name before any
+/// `,+feature`).
+fn cpu_known(help: &str, model: &str) -> bool {
+    let name = model.split(',').next().unwrap_or_default();
+    help.lines()
+        .filter_map(|l| l.strip_prefix("x86 ")?.split_whitespace().next())
+        .any(|n| n == name)
 }
 
 fn mkdir(p: &Path) -> Result<()> {
@@ -367,10 +414,19 @@ fn write_share(opts: &VmOptions, share: &Path) -> Result<()> {
          export MIP4_LAB_TIMEOUT_SCALE=4 MIP4_LAB_KEEP=1 TMPDIR=/tmp/lab\n\
          # Modules first: their load time stays out of the measured figures.\n\
          modprobe -a -q esp4 xfrm_user xfrm4_tunnel ipip sch_netem sch_prio cls_u32 veth tun overlay gcm ghash-generic nf_tables\n\
+         # AES-NI's and PCLMULQDQ's drivers, which a distribution's udev loads\n\
+         # from the CPU's modalias (the guest runs no udev): without them the\n\
+         # kernel's ESP stays on the generic AES even on a CPU that has it.\n\
+         # On a CPU without those instructions they do not load.\n\
+         modprobe -a -q aesni_intel ghash-clmulni-intel 2>/dev/null\n\
          echo \"mip4-vm: modules $(cut -d' ' -f1 /proc/modules | tr '\\n' ' ')\"\n\
          # The guest's clock and CPUs: a TSC found unstable (more than one\n\
          # vCPU under TCG) makes every clock read an emulated device's.\n\
-         echo \"mip4-vm: cpus $(nproc) clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)\" >/dev/console\n",
+         echo \"mip4-vm: cpus $(nproc) clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)\" >/dev/console\n\
+         # The CPU model's features that change the guest's code paths\n\
+         # (crypto, string copies, page tables, the TSC), and Meltdown's page\n\
+         # table isolation (under TCG a TLB flush at every kernel entry).\n\
+         echo \"mip4-vm: cpu $(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\\n' | grep -x -E 'aes|pclmulqdq|sse4_2|avx|avx2|erms|smap|la57|constant_tsc|nonstop_tsc' | tr '\\n' ' ')meltdown: $(cat /sys/devices/system/cpu/vulnerabilities/meltdown)\" >/dev/console\n",
     );
     if opts.gateway == Gateway::Libreswan {
         script.push_str(&format!(
@@ -403,6 +459,10 @@ fn write_share(opts: &VmOptions, share: &Path) -> Result<()> {
              echo \"mip4-vm: {name} exit $rc\" >/dev/console\n"
         ));
     }
+    // What the scenarios' ESP SAs ran on (AES-NI or the generic code).
+    script.push_str(
+        "echo \"mip4-vm: crypto $(awk -v OFS== '/^name/ {n = $3} /^driver/ && n ~ /aes|gcm|ghash/ {print n, $3}' /proc/crypto | sort -u | tr '\\n' ' ')\" >/dev/console\n",
+    );
     write(&share.join("script.sh"), &script)
 }
 
@@ -500,6 +560,7 @@ impl Guest {
         // TCG: KVM on these machines cannot boot Debian's kernel.
         cmd.args(["-m", "1024"])
             .args(accel_args(opts.smp))
+            .args(["-cpu", &opts.cpu])
             // Named threads ("CPU 0/TCG"): the host's view sums the vCPUs'.
             .args(["-name", "mip4-vm,debug-threads=on"])
             .args(["-nographic", "-no-reboot", "-nic", "none"])
@@ -556,7 +617,7 @@ impl Guest {
             if booted.is_none() && text.contains("mip4-vm: kernel") {
                 booted = Some(start.elapsed());
                 on_line(&serde_json::json!({"type": "vm", "event": "booted",
-                    "boot_s": (start.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+                    "boot_s": (start.elapsed().as_secs_f64() * 10.0).round() / 10.0, "cpu": opts.cpu,
                     "kernel": text.split("mip4-vm: kernel ").nth(1).and_then(|t| t.split_whitespace().next())}));
                 since = Instant::now();
             }
@@ -772,6 +833,42 @@ mod tests {
         assert_eq!(accel_args(1), ["-accel", "tcg", "-smp", "1"]);
         assert_eq!(accel_args(0), ["-accel", "tcg", "-smp", "1"]);
         assert_eq!(accel_args(2), ["-accel", "tcg,thread=multi", "-smp", "2"]);
+    }
+
+    #[test]
+    fn the_cpu_model_is_the_default_unless_named() {
+        assert_eq!(cpu_model(None), DEFAULT_CPU);
+        assert_eq!(cpu_model(Some(" ".into())), DEFAULT_CPU);
+        assert_eq!(cpu_model(Some("Haswell-noTSX".into())), "Haswell-noTSX");
+    }
+
+    #[test]
+    fn a_cpu_model_is_known_by_its_name_in_qemus_list() {
+        let help = "Available CPUs:\nx86 Haswell-noTSX         (alias of Haswell-v2)\n\
+                    x86 max                   Enables all features\n\n\
+                    Recognized CPUID flags:\n  3dnow aes\n";
+        assert!(cpu_known(help, "max"));
+        assert!(cpu_known(help, "Haswell-noTSX,+invtsc"));
+        assert!(!cpu_known(help, "Haswell"));
+        assert!(!cpu_known(help, "aes"));
+    }
+
+    #[test]
+    fn the_guest_says_its_cpu_and_the_crypto_its_esp_ran_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = VmOptions::new(
+            Path::new("/p"),
+            Path::new("/p/lab"),
+            Path::new("/p/target/debug"),
+            vec!["untrusted-move".into()],
+        );
+        write_share(&o, dir.path()).unwrap();
+        let script = std::fs::read_to_string(dir.path().join("script.sh")).unwrap();
+        assert!(script.contains("modprobe -a -q aesni_intel ghash-clmulni-intel"));
+        assert!(script.contains("echo \"mip4-vm: cpu $(grep -m1 '^flags' /proc/cpuinfo"));
+        // After the scenarios, whose SAs instantiated the ESP transforms.
+        let crypto = script.find("mip4-vm: crypto").unwrap();
+        assert!(crypto > script.find("mip4-vm: untrusted-move exit").unwrap());
     }
 
     #[test]

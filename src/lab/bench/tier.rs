@@ -267,7 +267,7 @@ fn line(samples: &[Sample], mip4: bool, from_cn: bool, delays: &[u64]) -> Option
 }
 
 /// The host's view of the guest's vCPU thread over the boot (schedstat).
-#[derive(Debug, Clone, Copy, Serialize, Default, PartialEq)]
+#[derive(Debug, Clone, Serialize, Default, PartialEq)]
 pub struct HostView {
     pub boot_to_off_s: f64,
     pub vcpu_ran_s: f64,
@@ -277,6 +277,8 @@ pub struct HostView {
     pub vcpus: u32,
     /// Whether the guest's lab ran as two machines (src/lab/machines.rs).
     pub pinned: bool,
+    /// QEMU's CPU model for the guest (`-cpu`, src/lab/vm.rs).
+    pub cpu: String,
 }
 
 /// The guest's last line for the host (`vm::run` reads it as the
@@ -310,6 +312,7 @@ impl HostView {
             vcpu_waited_s: f("vcpu_waited_s"),
             vcpus: v["vcpus"].as_u64().map_or(1, |n| n as u32),
             pinned: v["pinned"] == true,
+            cpu: v["cpu"].as_str().unwrap_or_default().to_string(),
         })
     }
 
@@ -351,11 +354,15 @@ impl HostView {
             1 => format!("{share:.0}%"),
             n => format!("{share:.0}% of {n} x the boot"),
         };
+        let cpu = match self.cpu.as_str() {
+            "" => String::new(),
+            m => format!(" QEMU's CPU model for the guest: `{m}`."),
+        };
         format!(
             " The host's own count, over the whole boot ({:.0} s, idle time \
              included): {threads} {:.0} s on a host CPU and waited {:.0} s \
              ({share}) runnable for one (schedstat), while the guest's clock \
-             ran on.",
+             ran on.{cpu}",
             self.boot_to_off_s, self.vcpu_ran_s, self.vcpu_waited_s,
         )
     }
@@ -909,6 +916,7 @@ pub fn markdown(r: &Report, command: &str) -> String {
     );
     let machines = r
         .host
+        .as_ref()
         .map_or(String::new(), |h| format!("{} ", h.machines()));
     let log = match r.charon_log.as_str() {
         "default" => {
@@ -931,7 +939,7 @@ pub fn markdown(r: &Report, command: &str) -> String {
          the last ones less the stalls. Inside the moves the guest stood still {:.0}% \
          of the time.{}{}\n",
         r.stalled_share * 100.0,
-        r.host.map_or(String::new(), |h| h.sentence()),
+        r.host.as_ref().map_or(String::new(), |h| h.sentence()),
         if r.realtime {
             ""
         } else {
@@ -1409,8 +1417,9 @@ mod tests {
             vcpu_waited_s: 60.0,
             vcpus: 1,
             pinned: false,
+            cpu: "max".into(),
         };
-        let r = report("vm", &summary, 2, &[], true, Some(host), None);
+        let r = report("vm", &summary, 2, &[], true, Some(host.clone()), None);
         assert_eq!(r.samples.len(), 4);
         assert_eq!((r.stock.ms.median, r.stock.ms.worst), (700.0, 1200.0));
         assert_eq!(r.stock.unstalled_ms.median, 200.0);
@@ -1428,6 +1437,10 @@ mod tests {
         assert!(md.contains("stood still 67% of the time"), "{md}");
         assert!(md.contains("waited 60 s (60%)"), "{md}");
         assert!(md.contains("The guest has one vCPU"), "{md}");
+        assert!(
+            md.contains("QEMU's CPU model for the guest: `max`."),
+            "{md}"
+        );
         // Two vCPUs as two machines: the threads' sum, and what ran where.
         let two = HostView {
             vcpus: 2,

@@ -146,7 +146,7 @@ pub fn markdown(r: &Report, command: &str) -> String {
          real laptop and gateway.\n",
         r.kernel, r.ipsec, m.median_ike_rtt_ms
     );
-    let host = r.host.map_or(String::new(), |h| h.sentence());
+    let host = r.host.as_ref().map_or(String::new(), |h| h.sentence());
     let _ = writeln!(
         t,
         "Stalls: a real-time heartbeat thread in the guest wakes every 2 ms and records \
