@@ -104,12 +104,17 @@ pub struct VmOptions {
     /// vCPUs: 1 unless `MIP4_VM_SMP=N` says more (a bench may set its
     /// own default; the variable still wins).
     pub smp: u32,
-    /// With more than one vCPU, the guest's lab pins the MN's processes
-    /// to one and the rest to another (src/lab/machines.rs), unless
-    /// `MIP4_VM_PIN=0`.
+    /// With more than one vCPU and `MIP4_VM_PIN=1`, the guest's lab pins
+    /// the MN's processes to one and the rest to another
+    /// (src/lab/machines.rs). Not by default: in three quiet pairs of
+    /// handover bench boots (lab/README.md, the kernel tier) the two
+    /// vCPUs shared were as fast or faster at every delay.
     pub pin: bool,
     /// QEMU's CPU model for the guest ([`cpu_model`]).
     pub cpu: String,
+    /// The guest kernel's address-space randomisation ([`kernel_args`]):
+    /// on unless `MIP4_VM_ASLR=0`.
+    pub aslr: bool,
 }
 
 /// A guest job other than the lab's scenarios: its own image and script.
@@ -146,8 +151,9 @@ impl VmOptions {
             job: None,
             guest_args: None,
             smp: smp_from_env().unwrap_or(1),
-            pin: std::env::var("MIP4_VM_PIN").map_or(true, |v| v != "0"),
+            pin: std::env::var("MIP4_VM_PIN").is_ok_and(|v| v == "1"),
             cpu: cpu_model(std::env::var("MIP4_VM_CPU").ok()),
+            aslr: std::env::var("MIP4_VM_ASLR").map_or(true, |v| v != "0"),
         }
     }
 }
@@ -208,7 +214,7 @@ pub fn run(opts: &VmOptions, on_line: &mut dyn FnMut(&serde_json::Value)) -> Res
     let outcomes = qemu.follow(opts, &share, &console, on_line);
     let took = started.elapsed().as_secs_f64();
     on_line(
-        &serde_json::json!({"type": "vm", "event": "powered_off", "boot_to_off_s": (took * 10.0).round() / 10.0, "console": console, "cpu": opts.cpu, "vcpus": opts.smp.max(1), "pinned": opts.smp > 1 && opts.pin,
+        &serde_json::json!({"type": "vm", "event": "powered_off", "boot_to_off_s": (took * 10.0).round() / 10.0, "console": console, "cpu": opts.cpu, "aslr": opts.aslr, "vcpus": opts.smp.max(1), "pinned": opts.smp > 1 && opts.pin,
             "vcpu_ran_s": (qemu.vcpu.0 * 10.0).round() / 10.0, "vcpu_waited_s": (qemu.vcpu.1 * 10.0).round() / 10.0}),
     );
     if let Some(dir) = &opts.capture {
@@ -490,12 +496,25 @@ fn accel_args(smp: u32) -> Vec<String> {
 /// QEMU's global lock, which serialises the vCPUs. TCG's TSC comes from the
 /// host's monotonic clock, the same for every vCPU, and the laptops and
 /// gateways the tier models have a reliable TSC.
-fn kernel_args(smp: u32) -> String {
-    let base = "console=ttyS0 quiet loglevel=3 panic=-1";
-    match smp {
-        n if n > 1 => format!("{base} tsc=reliable"),
-        _ => base.to_string(),
+///
+/// Without `aslr` (`MIP4_VM_ASLR=0`), `norandmaps`: QEMU 7.2's TCG keys
+/// a translated block by its guest virtual address, so under
+/// randomisation every new process (each `ip`, `swanctl`, each round's
+/// fresh charon) translates its libraries again; a handover bench boot
+/// generated 1.2-1.3 GB of code and flushed the whole 1 GiB cache once
+/// mid-run (162 MB and no flush without). In one quiet pair of bench
+/// boots it made stock's moves faster and mip4's no faster
+/// (lab/README.md, the kernel tier), so the guest keeps randomisation,
+/// as a deployed machine does, unless asked.
+fn kernel_args(smp: u32, aslr: bool) -> String {
+    let mut args = "console=ttyS0 quiet loglevel=3 panic=-1".to_string();
+    if smp > 1 {
+        args.push_str(" tsc=reliable");
     }
+    if !aslr {
+        args.push_str(" norandmaps");
+    }
+    args
 }
 
 /// A running QEMU; killed when dropped.
@@ -570,7 +589,7 @@ impl Guest {
             .arg("-initrd")
             .arg(run_dir.join("initramfs.gz"))
             .arg("-append")
-            .arg(kernel_args(opts.smp))
+            .arg(kernel_args(opts.smp, opts.aslr))
             .arg("-virtfs")
             .arg(virtfs(&run_dir.join("root"), "root", false))
             .arg("-virtfs")
@@ -819,13 +838,20 @@ mod tests {
         o.smp = 2;
         assert!(pins(&o));
         o.pin = false;
-        assert!(!pins(&o), "MIP4_VM_PIN=0");
+        assert!(!pins(&o), "not pinned unless MIP4_VM_PIN=1");
     }
 
     #[test]
     fn more_vcpus_keep_the_tsc_as_the_clock() {
-        assert!(!kernel_args(1).contains("tsc="));
-        assert!(kernel_args(2).ends_with(" tsc=reliable"));
+        assert!(!kernel_args(1, true).contains("tsc="));
+        assert!(kernel_args(2, true).ends_with(" tsc=reliable"));
+    }
+
+    #[test]
+    fn the_guest_runs_without_randomised_maps_only_when_asked() {
+        assert!(kernel_args(1, false).ends_with(" norandmaps"));
+        assert!(kernel_args(2, false).contains(" tsc=reliable"));
+        assert!(!kernel_args(1, true).contains("norandmaps"));
     }
 
     #[test]

@@ -336,8 +336,13 @@ impl HostView {
                 crate::lab::machines::REST_CPU
             ),
             (n, false) => format!(
-                "The guest has {n} vCPUs (multi-threaded TCG), nothing pinned: the \
-                 guest's scheduler places the lab hosts' processes."
+                "The guest has {n} vCPUs (multi-threaded TCG, one host thread each), \
+                 nothing pinned: the guest's scheduler places the lab hosts' processes, \
+                 so the MN's work spreads over both vCPUs as a laptop's over its cores, \
+                 and the gateway's takes a vCPU the MN's work may want when both work at \
+                 once, which a laptop and its gateway never share (`MIP4_VM_PIN=1` pins \
+                 them as two one-core machines instead; in quiet pairs of boots the \
+                 shared vCPUs were as fast or faster, lab/README.md)."
             ),
         }
     }
