@@ -28,36 +28,9 @@ impl Run<'_> {
                 .filter(|ms| *ms > 0)
                 .ok_or_else(|| Error::Other(format!("`{w}` is not a ping interval in ms")))?,
         };
-        let ns = self.lab.host(host)?;
-        let out = self.work.path().join(format!("ping-{name}.txt"));
         let lab_sends = lab_sends(ms, wait::scale());
-        let source: Box<dyn Send> = if lab_sends {
-            let addr = |w: &str| -> Result<std::net::Ipv4Addr> {
-                w.parse()
-                    .map_err(|_| Error::Other(format!("`{w}` is not an IPv4 address")))
-            };
-            let every = std::time::Duration::from_millis(u64::from(ms));
-            Box::new(EchoSender::start(
-                ns,
-                addr(src)?,
-                addr(dst)?,
-                every,
-                &out,
-                false,
-            )?)
-        } else {
-            let interval = format!("{:.3}", f64::from(ms) / 1e3);
-            let mut cmd = ns.command("ping");
-            cmd.args(["-D", "-n", "-i", &interval, "-W", "1", "-I", src, dst]);
-            Box::new(ns.spawn(&format!("ping-{name}"), cmd, &out)?)
-        };
-        self.pingers.insert(
-            name.to_string(),
-            Pinger {
-                out,
-                _source: source,
-            },
-        );
+        let pinger = self.echoes(host, src, dst, name, ms, lab_sends, false)?;
+        self.pingers.insert(name.to_string(), pinger);
         self.emit(
             "pinger_started",
             host,
@@ -343,10 +316,14 @@ impl Run<'_> {
         if self.route_watch.is_none() {
             self.route_watch = Some(RouteWatch::start(self.lab.host(&mn)?)?);
         }
+        // Real-time echoes, the lab's own under ping's floor.
         let echo_ms = timed_echo_ms(wait::scale(), crate::lab::machines::cpus() > 1);
-        let pinger = self.timed_pinger(host, src, dst, name, echo_ms)?;
+        let lab_sends_timed = echo_ms < PING_FLOOR_MS;
+        let pinger = self.echoes(host, src, dst, name, echo_ms, lab_sends_timed, true)?;
         let other = match beside {
-            Some((h, s, d, n)) => Some((n, self.timed_pinger(h, s, d, n, echo_ms)?)),
+            Some((h, s, d, n)) => {
+                Some((n, self.echoes(h, s, d, n, echo_ms, lab_sends_timed, true)?))
+            }
             None => None,
         };
         let before = super::now();
@@ -424,37 +401,40 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// A timed move's echoes, real-time, `ms` apart ([`timed_echo_ms`]):
-    /// the lab's own sender under ping's floor (see `timed_move`).
-    fn timed_pinger(
+    /// Echoes from HOST (SRC -> DST) `ms` apart, replies to
+    /// `ping-NAME.txt`: sent by the lab ([`EchoSender`]) or by iputils
+    /// ping; with `realtime`, at SCHED_FIFO 50 either way.
+    #[allow(clippy::too_many_arguments)]
+    fn echoes(
         &self,
         host: &str,
         src: &str,
         dst: &str,
         name: &str,
         ms: u32,
+        lab_sends: bool,
+        realtime: bool,
     ) -> Result<Pinger> {
         let ns = self.lab.host(host)?;
         let out = self.work.path().join(format!("ping-{name}.txt"));
-        let source: Box<dyn Send> = if ms < PING_FLOOR_MS {
+        let source: Box<dyn Send> = if lab_sends {
             let addr = |w: &str| -> Result<std::net::Ipv4Addr> {
                 w.parse()
                     .map_err(|_| Error::Other(format!("`{w}` is not an IPv4 address")))
             };
             let every = std::time::Duration::from_millis(u64::from(ms));
-            Box::new(EchoSender::start(
-                ns,
-                addr(src)?,
-                addr(dst)?,
-                every,
-                &out,
-                true,
-            )?)
+            let (src, dst) = (addr(src)?, addr(dst)?);
+            Box::new(EchoSender::start(ns, src, dst, every, &out, realtime)?)
         } else {
-            let mut cmd = ns.command("chrt");
-            cmd.args([
-                "-f", "50", "ping", "-D", "-n", "-i", "0.01", "-W", "1", "-I", src, dst,
-            ]);
+            let interval = format!("{:.3}", f64::from(ms) / 1e3);
+            let ping = [
+                "ping", "-D", "-n", "-i", &interval, "-W", "1", "-I", src, dst,
+            ];
+            let mut cmd = ns.command(if realtime { "chrt" } else { "ping" });
+            match realtime {
+                true => cmd.args(["-f", "50"]).args(ping),
+                false => cmd.args(&ping[1..]),
+            };
             Box::new(ns.spawn(&format!("ping-{name}"), cmd, &out)?)
         };
         Ok(Pinger {
