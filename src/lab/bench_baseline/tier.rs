@@ -199,8 +199,11 @@ pub fn markdown(r: &Report, command: &str) -> String {
     );
     if !r.notes.is_empty() {
         t.push_str("Runs that did not hold all their checks (their timed moves count):\n\n");
+        // A check's command names the scenario's files by the project's
+        // path on this machine: the report says it from the project.
+        let project = concat!(env!("CARGO_MANIFEST_DIR"), "/");
         for n in &r.notes {
-            let _ = writeln!(t, "- {n}");
+            let _ = writeln!(t, "- {}", n.replace(project, ""));
         }
         t.push('\n');
     }
@@ -265,7 +268,7 @@ mod tests {
             "stats": stats, "ratio_psk": 2.25, "ratio_eap": 3.0,
             "ratio_psk_unstalled": 2.83, "ratio_eap_unstalled": 4.0,
             "bytes": null, "kernel": "6.1.0", "ipsec": "kernel-netlink",
-            "notes": ["round 0: 2 of 2 moves timed; untrusted-moves failed"],
+            "notes": [format!("round 0: 2 of 2 moves timed; untrusted-moves failed:  mn::sh {}/lab/scenarios/untrusted-moves/early-moves.sh", env!("CARGO_MANIFEST_DIR"))],
             "host": null, "samples": samples,
         });
         guest["type"] = "summary".into();
@@ -275,6 +278,12 @@ mod tests {
         assert!(md.contains("2.25×: met (2.83× less stalls)"), "{md}");
         assert!(md.contains("3.00×: met (4.00× less stalls)"), "{md}");
         assert!(md.contains("- round 0: 2 of 2 moves timed"), "{md}");
+        // The failed check's command from the project, not this machine.
+        assert!(
+            md.contains("mn::sh lab/scenarios/untrusted-moves/early-moves.sh"),
+            "{md}"
+        );
+        assert!(!md.contains(env!("CARGO_MANIFEST_DIR")), "{md}");
         assert!(md.contains("Not measured in this run"), "{md}");
     }
 
