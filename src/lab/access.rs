@@ -48,10 +48,6 @@ pub type Peer = (String, String);
 /// first a routing daemon, charon or mip4d can see of the new network,
 /// comes after it, so a time measured from here is never short).
 pub fn change(ns: &str, steps: &[(&AccessSpec, Step, Option<Peer>)]) -> Result<Option<f64>> {
-    let steps: Vec<(AccessSpec, Step, Option<Peer>)> = steps
-        .iter()
-        .map(|(a, s, p)| ((*a).clone(), *s, p.clone()))
-        .collect();
     // Each link's network end is watched from before the MN's end comes
     // up, so that the watch's own start (a thread entering the peer's
     // namespace, its runtime and netlink socket: tens of ms in the kernel
@@ -59,15 +55,15 @@ pub fn change(ns: &str, steps: &[(&AccessSpec, Step, Option<Peer>)]) -> Result<O
     // where kernel-netlink's roam job (100 ms after the link) would meet
     // the address.
     let steps: Vec<_> = steps
-        .into_iter()
+        .iter()
         .map(|(a, step, peer)| {
-            let watch = match (step, peer) {
+            let watch = match (step, peer.clone()) {
                 (Step::Up { .. }, Some(peer)) if watch_peers() => {
                     Some(std::thread::spawn(move || peer_operational(&peer)))
                 }
                 _ => None,
             };
-            (a, step, watch)
+            ((*a).clone(), *step, watch)
         })
         .collect();
     // The netlink socket must be opened inside the namespace.
